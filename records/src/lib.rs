@@ -5,9 +5,22 @@
 //! decodes or recompresses record bodies on the hot path. Everything here is bounds-checked against
 //! the buffer it is given; a batch never makes us allocate more than its own declared length, and
 //! that length is checked against the caller's limit first.
+//!
+//! Clients build batches with [`BatchBuilder`] (records in Kafka's varint format, compression,
+//! producer id/epoch/sequence, CRC32C) and read them with [`decode_batch`], which decompresses
+//! within a caller-given bound ([`compression`]) and never trusts a count or length it reads.
 
+mod builder;
+pub mod compression;
+mod decode;
 mod header;
+pub mod varint;
 
+pub use builder::{
+    batch_size_upper_bound, record_size_upper_bound, BatchBuf, BatchBuilder, BuildError, Header,
+};
+pub use compression::CompressionError;
+pub use decode::{decode_all, decode_batch, decode_batch_unverified_crc, DecodeError, Record, RecordIter};
 pub use header::{
     BatchError, BatchHeader, BatchIter, Compression, TimestampType, BATCH_HEADER_LEN,
     BATCH_OVERHEAD_LEN, CRC_COVERED_FROM, LENGTH_FIELD_END, MAGIC_V2, NO_PRODUCER_ID,

@@ -1,0 +1,389 @@
+//! Encoding magic-v2 record batches.
+//!
+//! A record inside a v2 batch (Kafka's `DefaultRecord`), all varints zig-zag:
+//!
+//! ```text
+//! length            varint   bytes after this field
+//! attributes        int8     unused, 0
+//! timestampDelta    varlong  timestamp - batch baseTimestamp
+//! offsetDelta       varint   index within the batch
+//! keyLength         varint   -1 = null
+//! key               bytes
+//! valueLength       varint   -1 = null
+//! value             bytes
+//! headerCount       varint
+//! headers           headerKeyLength varint, headerKey (UTF-8), headerValueLength varint (-1 = null), headerValue
+//! ```
+//!
+//! [`BatchBuilder`] writes records uncompressed into a caller-provided buffer right after a
+//! 61-byte header placeholder; [`BatchBuilder::finish`] compresses the records section (if asked),
+//! fills in the header and the CRC32C, and hands the buffer back, so a producer's buffer pool can
+//! recycle it. Producer id, epoch and base sequence can be set at any time before `finish`, which
+//! is when an idempotent producer knows them (at drain time).
+
+use bytes::{BufMut, Bytes, BytesMut};
+use thiserror::Error;
+
+use crate::compression::{compress_with_level, CompressionError};
+use crate::header::{BatchHeader, Compression, BATCH_HEADER_LEN, LENGTH_FIELD_END, MAGIC_V2};
+use crate::varint::{put_varint, put_varlong, varint_size, varlong_size};
+use crate::{NO_PRODUCER_ID, NO_SEQUENCE};
+
+/// A record header: a UTF-8 key (kept as bytes) and a nullable value.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Header {
+    pub key: Bytes,
+    pub value: Option<Bytes>,
+}
+
+impl Header {
+    pub fn new(key: impl Into<Bytes>, value: Option<Bytes>) -> Self {
+        Self { key: key.into(), value }
+    }
+}
+
+/// A buffer a batch can be built in: `BytesMut` or `Vec<u8>`.
+pub trait BatchBuf: BufMut + AsRef<[u8]> + AsMut<[u8]> {
+    fn truncate_to(&mut self, len: usize);
+}
+
+impl BatchBuf for Vec<u8> {
+    fn truncate_to(&mut self, len: usize) {
+        self.truncate(len);
+    }
+}
+
+impl BatchBuf for BytesMut {
+    fn truncate_to(&mut self, len: usize) {
+        self.truncate(len);
+    }
+}
+
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+pub enum BuildError {
+    #[error("a batch needs at least one record")]
+    Empty,
+    #[error("{what} of {len} bytes does not fit a record")]
+    FieldTooLarge { what: &'static str, len: usize },
+    #[error("batch of {size} bytes exceeds the int32 batch length")]
+    BatchTooLarge { size: usize },
+    #[error("too many records in one batch")]
+    TooManyRecords,
+    #[error(transparent)]
+    Compression(#[from] CompressionError),
+}
+
+/// Upper bound on a varint-prefixed optional byte field's size.
+fn nullable_len(len: Option<usize>) -> usize {
+    match len {
+        None => 1,
+        Some(n) => varint_size(i32::try_from(n).unwrap_or(i32::MAX)) + n,
+    }
+}
+
+fn headers_size(headers: &[Header]) -> usize {
+    let count = i32::try_from(headers.len()).unwrap_or(i32::MAX);
+    let mut size = varint_size(count);
+    for h in headers {
+        size += nullable_len(Some(h.key.len())) + nullable_len(h.value.as_ref().map(|v| v.len()));
+    }
+    size
+}
+
+/// Exact size of a record's body (what its length varint counts).
+fn record_body_size(
+    timestamp_delta: i64,
+    offset_delta: i32,
+    key: Option<usize>,
+    value: Option<usize>,
+    headers: &[Header],
+) -> usize {
+    1 + varlong_size(timestamp_delta)
+        + varint_size(offset_delta)
+        + nullable_len(key)
+        + nullable_len(value)
+        + headers_size(headers)
+}
+
+/// An upper bound on one record's encoded size (length prefix included), whatever its timestamp
+/// delta and offset delta (Kafka's `DefaultRecord.sizeInBytes` upper bound).
+pub fn record_size_upper_bound(key: Option<usize>, value: Option<usize>, headers: &[Header]) -> usize {
+    let body = 1 + 10 + 5 + nullable_len(key) + nullable_len(value) + headers_size(headers);
+    5 + body
+}
+
+/// An upper bound on a batch holding just this record (Kafka's `estimateSizeInBytesUpperBound`):
+/// what a producer must allocate for a record, and compares with `max.request.size`.
+pub fn batch_size_upper_bound(key: Option<usize>, value: Option<usize>, headers: &[Header]) -> usize {
+    BATCH_HEADER_LEN + record_size_upper_bound(key, value, headers)
+}
+
+/// Builds one v2 batch in a caller-provided buffer. See the module docs.
+#[derive(Debug)]
+pub struct BatchBuilder<B: BatchBuf = BytesMut> {
+    buf: B,
+    /// Where this batch starts in `buf` (a buffer may already hold other batches).
+    start: usize,
+    compression: Compression,
+    compression_level: Option<i32>,
+    write_limit: usize,
+    producer_id: i64,
+    producer_epoch: i16,
+    base_sequence: i32,
+    transactional: bool,
+    base_timestamp: i64,
+    max_timestamp: i64,
+    record_count: i32,
+}
+
+impl<B: BatchBuf> BatchBuilder<B> {
+    /// Starts a batch at the end of `buf`. `write_limit` is the size (`batch.size`) at which
+    /// [`has_room_for`](Self::has_room_for) starts saying no; the first record always fits.
+    pub fn new(mut buf: B, compression: Compression, write_limit: usize) -> Self {
+        let start = buf.as_ref().len();
+        buf.put_bytes(0, BATCH_HEADER_LEN);
+        Self {
+            buf,
+            start,
+            compression,
+            compression_level: None,
+            write_limit,
+            producer_id: NO_PRODUCER_ID,
+            producer_epoch: -1,
+            base_sequence: NO_SEQUENCE,
+            transactional: false,
+            base_timestamp: 0,
+            max_timestamp: -1,
+            record_count: 0,
+        }
+    }
+
+    /// gzip (0-9) / zstd (1-22) level; `None` is Kafka's default.
+    pub fn set_compression_level(&mut self, level: Option<i32>) {
+        self.compression_level = level;
+    }
+
+    /// Producer id, epoch and the first record's sequence number (idempotence).
+    pub fn set_producer_state(&mut self, producer_id: i64, producer_epoch: i16, base_sequence: i32) {
+        self.producer_id = producer_id;
+        self.producer_epoch = producer_epoch;
+        self.base_sequence = base_sequence;
+    }
+
+    pub fn set_transactional(&mut self, transactional: bool) {
+        self.transactional = transactional;
+    }
+
+    pub fn compression(&self) -> Compression {
+        self.compression
+    }
+
+    pub fn record_count(&self) -> u32 {
+        self.record_count as u32
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.record_count == 0
+    }
+
+    pub fn write_limit(&self) -> usize {
+        self.write_limit
+    }
+
+    /// Bytes of uncompressed records written so far.
+    pub fn uncompressed_records_size(&self) -> usize {
+        self.buf.as_ref().len() - self.start - BATCH_HEADER_LEN
+    }
+
+    /// Estimated size of the finished batch: header + records, assuming compression does not grow
+    /// them (Kafka's estimate since it dropped the compression-ratio estimator). A compressed batch
+    /// is therefore at most about its estimate, so closing at `batch.size` keeps it below.
+    pub fn estimated_size(&self) -> usize {
+        BATCH_HEADER_LEN + self.uncompressed_records_size()
+    }
+
+    /// Whether the estimate reached the write limit.
+    pub fn is_full(&self) -> bool {
+        self.estimated_size() >= self.write_limit
+    }
+
+    /// Whether a record with these fields fits under the write limit (always true when empty).
+    pub fn has_room_for(&self, key: Option<&[u8]>, value: Option<&[u8]>, headers: &[Header]) -> bool {
+        if self.record_count == 0 {
+            return true;
+        }
+        let size = record_size_upper_bound(key.map(<[u8]>::len), value.map(<[u8]>::len), headers);
+        self.estimated_size() + size <= self.write_limit
+    }
+
+    /// Appends one record; returns its offset delta.
+    pub fn append(
+        &mut self,
+        timestamp: i64,
+        key: Option<&[u8]>,
+        value: Option<&[u8]>,
+        headers: &[Header],
+    ) -> Result<i32, BuildError> {
+        check_len("key", key.map(<[u8]>::len))?;
+        check_len("value", value.map(<[u8]>::len))?;
+        if i32::try_from(headers.len()).is_err() {
+            return Err(BuildError::FieldTooLarge { what: "header count", len: headers.len() });
+        }
+        for h in headers {
+            check_len("header key", Some(h.key.len()))?;
+            check_len("header value", h.value.as_ref().map(Bytes::len))?;
+        }
+        let offset_delta = self.record_count;
+        if offset_delta == i32::MAX {
+            return Err(BuildError::TooManyRecords);
+        }
+        if self.record_count == 0 {
+            self.base_timestamp = timestamp;
+            self.max_timestamp = timestamp;
+        }
+        let timestamp_delta = timestamp.wrapping_sub(self.base_timestamp);
+        let body = record_body_size(
+            timestamp_delta,
+            offset_delta,
+            key.map(<[u8]>::len),
+            value.map(<[u8]>::len),
+            headers,
+        );
+        let body_i32 =
+            i32::try_from(body).map_err(|_| BuildError::FieldTooLarge { what: "record", len: body })?;
+        let out = &mut self.buf;
+        put_varint(out, body_i32);
+        out.put_u8(0); // attributes
+        put_varlong(out, timestamp_delta);
+        put_varint(out, offset_delta);
+        put_nullable(out, key);
+        put_nullable(out, value);
+        put_varint(out, headers.len() as i32);
+        for h in headers {
+            put_nullable(out, Some(&h.key));
+            put_nullable(out, h.value.as_deref());
+        }
+        self.max_timestamp = self.max_timestamp.max(timestamp);
+        self.record_count += 1;
+        Ok(offset_delta)
+    }
+
+    /// Compresses the records, writes header and CRC, and returns the buffer; the batch occupies
+    /// `buf[start..]` where `start` was the buffer's length when the builder was created.
+    pub fn finish(mut self) -> Result<B, BuildError> {
+        if self.record_count == 0 {
+            return Err(BuildError::Empty);
+        }
+        let records_at = self.start + BATCH_HEADER_LEN;
+        if self.compression != Compression::None {
+            let mut compressed = Vec::with_capacity(self.uncompressed_records_size() / 2 + 64);
+            compress_with_level(
+                self.compression,
+                self.compression_level,
+                &self.buf.as_ref()[records_at..],
+                &mut compressed,
+            )?;
+            self.buf.truncate_to(records_at);
+            self.buf.put_slice(&compressed);
+        }
+        let size = self.buf.as_ref().len() - self.start;
+        let batch_length = i32::try_from(size - LENGTH_FIELD_END)
+            .map_err(|_| BuildError::BatchTooLarge { size })?;
+        let mut attributes = self.compression.id();
+        if self.transactional {
+            attributes |= 0x10;
+        }
+        let header = BatchHeader {
+            base_offset: 0,
+            batch_length,
+            partition_leader_epoch: -1,
+            magic: MAGIC_V2,
+            crc: 0,
+            attributes,
+            last_offset_delta: self.record_count - 1,
+            base_timestamp: self.base_timestamp,
+            max_timestamp: self.max_timestamp,
+            producer_id: self.producer_id,
+            producer_epoch: self.producer_epoch,
+            base_sequence: self.base_sequence,
+            record_count: self.record_count,
+        };
+        let batch = &mut self.buf.as_mut()[self.start..];
+        header.write_to(batch);
+        BatchHeader::update_crc(batch);
+        Ok(self.buf)
+    }
+
+    /// Gives up on the batch and returns the buffer, truncated to where the batch started.
+    pub fn abandon(mut self) -> B {
+        self.buf.truncate_to(self.start);
+        self.buf
+    }
+}
+
+fn check_len(what: &'static str, len: Option<usize>) -> Result<(), BuildError> {
+    match len {
+        Some(len) if i32::try_from(len).is_err() => Err(BuildError::FieldTooLarge { what, len }),
+        _ => Ok(()),
+    }
+}
+
+fn put_nullable<B: BufMut>(out: &mut B, field: Option<&[u8]>) {
+    match field {
+        None => put_varint(out, -1),
+        Some(b) => {
+            put_varint(out, b.len() as i32);
+            out.put_slice(b);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn known_uncompressed_record_bytes() {
+        let mut b = BatchBuilder::new(Vec::new(), Compression::None, 1 << 20);
+        b.append(1000, Some(b"k"), Some(b"vv"), &[Header::new(&b"h"[..], None)]).unwrap();
+        b.append(1005, None, Some(b""), &[]).unwrap();
+        let buf = b.finish().unwrap();
+        let h = BatchHeader::validate(&buf, usize::MAX).unwrap();
+        assert_eq!((h.record_count, h.last_offset_delta, h.base_timestamp, h.max_timestamp), (2, 1, 1000, 1005));
+        assert_eq!(h.producer_id, -1);
+        assert_eq!(h.base_sequence, -1);
+        assert_eq!(h.partition_leader_epoch, -1);
+        let expected: &[u8] = &[
+            // record 0: len 12, attrs, tsΔ 0, offΔ 0, key len 1 "k", value len 2 "vv", 1 header: "h", null
+            24, 0, 0, 0, 2, b'k', 4, b'v', b'v', 2, 2, b'h', 1,
+            // record 1: len 6, attrs, tsΔ 5, offΔ 1, key null, value len 0, 0 headers
+            12, 0, 10, 2, 1, 0, 0,
+        ];
+        assert_eq!(&buf[BATCH_HEADER_LEN..], expected);
+    }
+
+    #[test]
+    fn writes_after_existing_bytes_and_respects_limit() {
+        let mut buf = BytesMut::new();
+        buf.put_slice(b"prefix");
+        let mut b = BatchBuilder::new(buf, Compression::None, 200);
+        assert!(b.has_room_for(None, Some(&[0; 1000]), &[]), "first record always fits");
+        let mut n = 0;
+        while b.has_room_for(None, Some(&[1; 20]), &[]) {
+            b.append(n, None, Some(&[1; 20]), &[]).unwrap();
+            n += 1;
+        }
+        assert!(b.estimated_size() <= 200);
+        let buf = b.finish().unwrap();
+        assert_eq!(&buf[..6], b"prefix");
+        let h = BatchHeader::validate(&buf[6..], usize::MAX).unwrap();
+        assert_eq!(h.record_count as i64, n);
+        assert!(h.size() <= 200);
+    }
+
+    #[test]
+    fn empty_batch_is_refused() {
+        let b = BatchBuilder::new(Vec::new(), Compression::Lz4, 100);
+        assert_eq!(b.finish(), Err(BuildError::Empty));
+    }
+}

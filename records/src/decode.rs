@@ -1,0 +1,222 @@
+//! Bounded decoding of the records inside one v2 batch.
+//!
+//! Nothing here trusts a count or a length from the input: `record_count` is only compared with
+//! what was actually parsed (never used to pre-allocate — `kafka-protocol` 0.18.0 does, which is an
+//! allocation bomb), every varint length is checked against the bytes remaining in its record
+//! before anything is sliced, and decompression is capped by the caller's `max_uncompressed_bytes`.
+//! Records are zero-copy slices of the batch (uncompressed) or of the one decompressed buffer.
+
+use bytes::Bytes;
+use thiserror::Error;
+
+use crate::builder::Header;
+use crate::compression::{decompress, CompressionError};
+use crate::header::{BatchError, BatchHeader, Compression, TimestampType, BATCH_HEADER_LEN};
+use crate::varint::{get_varint, get_varlong, VarintError};
+
+/// One decoded record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Record {
+    /// `baseOffset + offsetDelta`.
+    pub offset: i64,
+    /// `baseTimestamp + timestampDelta`, or the batch's max timestamp under LogAppendTime.
+    pub timestamp: i64,
+    pub key: Option<Bytes>,
+    pub value: Option<Bytes>,
+    pub headers: Vec<Header>,
+}
+
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+pub enum DecodeError {
+    #[error(transparent)]
+    Batch(#[from] BatchError),
+    #[error(transparent)]
+    Compression(#[from] CompressionError),
+    #[error("record {index}: {field} truncated")]
+    Truncated { index: u32, field: &'static str },
+    #[error("record {index}: {field} varint is too long")]
+    BadVarint { index: u32, field: &'static str },
+    #[error("record {index}: invalid {field} length {length}")]
+    BadLength { index: u32, field: &'static str, length: i32 },
+    #[error("record {index}: {unread} bytes left unread inside the record")]
+    RecordLengthMismatch { index: u32, unread: usize },
+    #[error("batch declares {declared} records but holds {found}")]
+    RecordCountMismatch { declared: i32, found: u32 },
+    #[error("{bytes} bytes after the last record")]
+    TrailingBytes { bytes: usize },
+    #[error("record {index}: offset overflows")]
+    Overflow { index: u32 },
+}
+
+/// Iterates a batch's records; yields `Err` once on malformed input, then stops.
+#[derive(Debug, Clone)]
+pub struct RecordIter {
+    header: BatchHeader,
+    /// The (decompressed) records section.
+    body: Bytes,
+    pos: usize,
+    index: u32,
+    done: bool,
+}
+
+/// Validates `batch` (size, magic, CRC32C, count) and returns an iterator over its records.
+/// `batch` must be exactly one batch. Decompression is capped at `max_uncompressed_bytes`.
+pub fn decode_batch(batch: Bytes, max_uncompressed_bytes: usize) -> Result<RecordIter, DecodeError> {
+    BatchHeader::validate(&batch, usize::MAX)?;
+    decode_batch_unverified_crc(batch, max_uncompressed_bytes)
+}
+
+/// Like [`decode_batch`] for a batch whose CRC the caller already checked (or wants to skip):
+/// still checks sizes, magic and codec, and decodes with every bound in place.
+pub fn decode_batch_unverified_crc(
+    batch: Bytes,
+    max_uncompressed_bytes: usize,
+) -> Result<RecordIter, DecodeError> {
+    let header = BatchHeader::parse(&batch)?;
+    if header.size() != batch.len() {
+        return Err(BatchError::Truncated { have: batch.len(), need: header.size() }.into());
+    }
+    let compression = header.compression()?;
+    let records = batch.slice(BATCH_HEADER_LEN..);
+    let body = match compression {
+        Compression::None => {
+            if records.len() > max_uncompressed_bytes {
+                return Err(CompressionError::TooLarge { codec: "none", limit: max_uncompressed_bytes }
+                    .into());
+            }
+            records
+        }
+        codec => Bytes::from(decompress(codec, &records, max_uncompressed_bytes)?),
+    };
+    Ok(RecordIter { header, body, pos: 0, index: 0, done: false })
+}
+
+/// Decodes every record of a batch (see [`decode_batch`]).
+pub fn decode_all(batch: Bytes, max_uncompressed_bytes: usize) -> Result<Vec<Record>, DecodeError> {
+    decode_batch(batch, max_uncompressed_bytes)?.collect()
+}
+
+impl RecordIter {
+    pub fn header(&self) -> &BatchHeader {
+        &self.header
+    }
+
+    /// The records section after decompression.
+    pub fn uncompressed_records(&self) -> &Bytes {
+        &self.body
+    }
+
+    fn next_record(&mut self) -> Result<Option<Record>, DecodeError> {
+        let declared = self.header.record_count;
+        if self.index as i64 >= declared as i64 {
+            if self.pos != self.body.len() {
+                return Err(DecodeError::TrailingBytes { bytes: self.body.len() - self.pos });
+            }
+            return Ok(None);
+        }
+        let index = self.index;
+        if self.pos == self.body.len() {
+            return Err(DecodeError::RecordCountMismatch { declared, found: index });
+        }
+        let mut pos = self.pos;
+        let body: &[u8] = &self.body;
+        let length = varint(body, &mut pos, index, "record length")?;
+        let length = usize::try_from(length)
+            .ok()
+            .filter(|&l| l <= body.len() - pos)
+            .ok_or(DecodeError::BadLength { index, field: "record", length })?;
+        let end = pos + length;
+        let rec = &body[..end];
+        let mut p = pos;
+        if p >= end {
+            return Err(DecodeError::Truncated { index, field: "attributes" });
+        }
+        p += 1; // attributes, unused
+        let ts_delta = get_varlong(rec, &mut p).map_err(|e| varint_err(e, index, "timestamp delta"))?;
+        let offset_delta = varint(rec, &mut p, index, "offset delta")?;
+        let key = self.nullable(rec, &mut p, index, "key")?;
+        let value = self.nullable(rec, &mut p, index, "value")?;
+        let header_count = varint(rec, &mut p, index, "header count")?;
+        // Each header takes at least two bytes; a count beyond that is a lie, caught before looping.
+        if header_count < 0 || header_count as usize > (end - p) / 2 {
+            return Err(DecodeError::BadLength { index, field: "header count", length: header_count });
+        }
+        let mut headers = Vec::with_capacity(header_count as usize);
+        for _ in 0..header_count {
+            let key = self
+                .nullable(rec, &mut p, index, "header key")?
+                .ok_or(DecodeError::BadLength { index, field: "header key", length: -1 })?;
+            let value = self.nullable(rec, &mut p, index, "header value")?;
+            headers.push(Header { key, value });
+        }
+        if p != end {
+            return Err(DecodeError::RecordLengthMismatch { index, unread: end - p });
+        }
+        let offset = self
+            .header
+            .base_offset
+            .checked_add(offset_delta as i64)
+            .ok_or(DecodeError::Overflow { index })?;
+        let timestamp = match self.header.timestamp_type() {
+            TimestampType::LogAppendTime => self.header.max_timestamp,
+            // Java long arithmetic: the builder's delta wrapped, so this wraps back exactly.
+            TimestampType::CreateTime => self.header.base_timestamp.wrapping_add(ts_delta),
+        };
+        self.pos = end;
+        self.index += 1;
+        Ok(Some(Record { offset, timestamp, key, value, headers }))
+    }
+
+    /// Reads a varint length and that many bytes (`-1` = null), within `rec`.
+    fn nullable(
+        &self,
+        rec: &[u8],
+        p: &mut usize,
+        index: u32,
+        field: &'static str,
+    ) -> Result<Option<Bytes>, DecodeError> {
+        let len = varint(rec, p, index, field)?;
+        if len == -1 {
+            return Ok(None);
+        }
+        let n = usize::try_from(len)
+            .ok()
+            .filter(|&n| n <= rec.len() - *p)
+            .ok_or(DecodeError::BadLength { index, field, length: len })?;
+        let slice = self.body.slice(*p..*p + n);
+        *p += n;
+        Ok(Some(slice))
+    }
+}
+
+fn varint(b: &[u8], p: &mut usize, index: u32, field: &'static str) -> Result<i32, DecodeError> {
+    get_varint(b, p).map_err(|e| varint_err(e, index, field))
+}
+
+fn varint_err(e: VarintError, index: u32, field: &'static str) -> DecodeError {
+    match e {
+        VarintError::Truncated => DecodeError::Truncated { index, field },
+        VarintError::TooLong => DecodeError::BadVarint { index, field },
+    }
+}
+
+impl Iterator for RecordIter {
+    type Item = Result<Record, DecodeError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.done {
+            return None;
+        }
+        match self.next_record() {
+            Ok(Some(r)) => Some(Ok(r)),
+            Ok(None) => {
+                self.done = true;
+                None
+            }
+            Err(e) => {
+                self.done = true;
+                Some(Err(e))
+            }
+        }
+    }
+}
