@@ -1,0 +1,129 @@
+//! Per-log settings, by Kafka's own names and with Kafka's defaults.
+
+use thiserror::Error;
+
+/// Settings of one partition log. Field names are Kafka's topic-level config names with dots
+/// replaced; units are last in the name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogConfig {
+    /// `segment.bytes` / `log.segment.bytes`: roll when the active segment would exceed this.
+    pub segment_bytes: u32,
+    /// `segment.ms` / `log.roll.ms`: roll a non-empty active segment older than this.
+    pub segment_ms: i64,
+    /// `index.interval.bytes`: bytes of log between two offset-index entries.
+    pub index_interval_bytes: u32,
+    /// `segment.index.bytes` / `log.index.size.max.bytes`: roll when the offset index is this big.
+    pub segment_index_bytes: u32,
+    /// `retention.bytes` / `log.retention.bytes`: -1 = unlimited.
+    pub retention_bytes: i64,
+    /// `retention.ms` / `log.retention.ms`: -1 = unlimited.
+    pub retention_ms: i64,
+    /// `flush.messages` / `log.flush.interval.messages`: fsync after this many messages.
+    pub flush_messages: i64,
+    /// `flush.ms` / `log.flush.interval.ms`: fsync when the last flush is older than this.
+    pub flush_ms: i64,
+    /// `max.message.bytes` / `message.max.bytes`: the largest record batch accepted.
+    pub max_message_bytes: u32,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            segment_bytes: 1024 * 1024 * 1024,
+            segment_ms: 7 * 24 * 60 * 60 * 1000,
+            index_interval_bytes: 4096,
+            segment_index_bytes: 10 * 1024 * 1024,
+            retention_bytes: -1,
+            retention_ms: 7 * 24 * 60 * 60 * 1000,
+            flush_messages: i64::MAX,
+            flush_ms: i64::MAX,
+            max_message_bytes: 1024 * 1024 + 12,
+        }
+    }
+}
+
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum ConfigError {
+    #[error("unknown log config key `{key}`")]
+    UnknownKey { key: String },
+    #[error("config `{key}`: `{value}` is not valid: {why}")]
+    BadValue { key: String, value: String, why: &'static str },
+}
+
+/// The smallest segment: one index entry's worth of data plus a batch header.
+const SEGMENT_BYTES_MIN: i64 = 14;
+
+impl LogConfig {
+    /// Sets one value by its Kafka name (topic-level or broker-level spelling).
+    /// Returns `Ok(false)` if the key is not a log setting (so a broker config can pass others on).
+    pub fn set(&mut self, key: &str, value: &str) -> Result<bool, ConfigError> {
+        let bad = |why| ConfigError::BadValue { key: key.to_string(), value: value.to_string(), why };
+        let int = || value.trim().parse::<i64>().map_err(|_| bad("not an integer"));
+        let in_range = |v: i64, lo: i64, hi: i64| {
+            if v < lo || v > hi {
+                Err(bad("out of range"))
+            } else {
+                Ok(v)
+            }
+        };
+        match key {
+            "segment.bytes" | "log.segment.bytes" => {
+                self.segment_bytes = in_range(int()?, SEGMENT_BYTES_MIN, i32::MAX as i64)? as u32
+            }
+            "segment.ms" | "log.roll.ms" => self.segment_ms = in_range(int()?, 1, i64::MAX)?,
+            "log.roll.hours" => self.segment_ms = in_range(int()?, 1, i64::MAX / 3_600_000)? * 3_600_000,
+            "index.interval.bytes" | "log.index.interval.bytes" => {
+                self.index_interval_bytes = in_range(int()?, 0, i32::MAX as i64)? as u32
+            }
+            "segment.index.bytes" | "log.index.size.max.bytes" => {
+                self.segment_index_bytes = in_range(int()?, 8, i32::MAX as i64)? as u32
+            }
+            "retention.bytes" | "log.retention.bytes" => self.retention_bytes = in_range(int()?, -1, i64::MAX)?,
+            "retention.ms" | "log.retention.ms" => self.retention_ms = in_range(int()?, -1, i64::MAX)?,
+            "log.retention.minutes" => {
+                self.retention_ms = in_range(int()?, -1, i64::MAX / 60_000)?.saturating_mul(60_000).max(-1)
+            }
+            "log.retention.hours" => {
+                self.retention_ms = in_range(int()?, -1, i64::MAX / 3_600_000)?.saturating_mul(3_600_000).max(-1)
+            }
+            "flush.messages" | "log.flush.interval.messages" => self.flush_messages = in_range(int()?, 1, i64::MAX)?,
+            "flush.ms" | "log.flush.interval.ms" => self.flush_ms = in_range(int()?, 0, i64::MAX)?,
+            "max.message.bytes" | "message.max.bytes" => {
+                self.max_message_bytes = in_range(int()?, 0, i32::MAX as i64)? as u32
+            }
+            _ => return Ok(false),
+        }
+        Ok(true)
+    }
+
+    /// Like [`LogConfig::set`] but an unknown key is an error.
+    pub fn set_strict(&mut self, key: &str, value: &str) -> Result<(), ConfigError> {
+        if self.set(key, value)? {
+            Ok(())
+        } else {
+            Err(ConfigError::UnknownKey { key: key.to_string() })
+        }
+    }
+
+    /// Offset-index entries a segment may hold before it must roll.
+    pub fn index_entries_max(&self) -> usize {
+        (self.segment_index_bytes as usize / super::index::OFFSET_ENTRY_BYTES).max(1)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kafka_names_and_errors() {
+        let mut c = LogConfig::default();
+        c.set_strict("log.segment.bytes", "1048576").unwrap();
+        c.set_strict("flush.messages", "1").unwrap();
+        c.set_strict("log.retention.hours", "1").unwrap();
+        assert_eq!((c.segment_bytes, c.flush_messages, c.retention_ms), (1 << 20, 1, 3_600_000));
+        assert!(matches!(c.set_strict("segment.bytes", "x"), Err(ConfigError::BadValue { .. })));
+        assert!(matches!(c.set_strict("segment.bytes", "99999999999"), Err(ConfigError::BadValue { .. })));
+        assert!(matches!(c.set_strict("nope", "1"), Err(ConfigError::UnknownKey { .. })));
+    }
+}

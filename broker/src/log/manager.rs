@@ -1,0 +1,259 @@
+//! The logs of one data directory, laid out as Kafka lays out a `log.dirs` entry:
+//!
+//! ```text
+//! <data-dir>/
+//!   .kafka_cleanshutdown               present only after a clean shutdown
+//!   recovery-point-offset-checkpoint   topic partition offset: below it, data is durable
+//!   log-start-offset-checkpoint        topic partition offset: first offset still readable
+//!   <topic>-<partition>/               one partition log (see `partition_log`)
+//! ```
+//!
+//! On start the marker decides whether logs are trusted or recovered; it is deleted at once so a
+//! crash after start is never mistaken for a clean stop.
+
+use std::collections::BTreeMap;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use disk_model::{OpenMode, Storage};
+
+use super::config::LogConfig;
+use super::epoch::write_atomically;
+use super::partition_log::{Log, LogError, OpenOptions, RecoveryReport};
+
+pub const CLEAN_SHUTDOWN_FILE: &str = ".kafka_cleanshutdown";
+pub const RECOVERY_POINT_FILE: &str = "recovery-point-offset-checkpoint";
+pub const LOG_START_FILE: &str = "log-start-offset-checkpoint";
+/// Partitions a checkpoint file may list (bounds what a corrupt count makes us believe).
+const CHECKPOINT_ENTRIES_MAX: usize = 1_000_000;
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct TopicPartition {
+    pub topic: String,
+    pub partition: i32,
+}
+
+impl TopicPartition {
+    pub fn new(topic: impl Into<String>, partition: i32) -> Self {
+        Self { topic: topic.into(), partition }
+    }
+
+    pub fn dir_name(&self) -> String {
+        format!("{}-{}", self.topic, self.partition)
+    }
+
+    /// `events-3` → (events, 3). Topic names may contain '-', so split at the last one.
+    pub fn parse_dir_name(name: &str) -> Option<Self> {
+        let (topic, partition) = name.rsplit_once('-')?;
+        let partition: i32 = partition.parse().ok().filter(|p: &i32| *p >= 0)?;
+        (!topic.is_empty()).then(|| Self::new(topic, partition))
+    }
+}
+
+impl std::fmt::Display for TopicPartition {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}-{}", self.topic, self.partition)
+    }
+}
+
+/// Kafka's offset checkpoint format: `0`, count, then `topic partition offset` lines.
+pub fn encode_offsets(offsets: &BTreeMap<TopicPartition, i64>) -> String {
+    let mut s = format!("0\n{}\n", offsets.len());
+    for (tp, off) in offsets {
+        s.push_str(&format!("{} {} {}\n", tp.topic, tp.partition, off));
+    }
+    s
+}
+
+pub fn decode_offsets(text: &str) -> Result<BTreeMap<TopicPartition, i64>, String> {
+    let mut lines = text.lines();
+    if lines.next().map(str::trim) != Some("0") {
+        return Err("unknown checkpoint version".into());
+    }
+    let count: usize = lines.next().and_then(|l| l.trim().parse().ok()).ok_or("bad count line")?;
+    if count > CHECKPOINT_ENTRIES_MAX {
+        return Err(format!("{count} entries exceeds {CHECKPOINT_ENTRIES_MAX}"));
+    }
+    let mut out = BTreeMap::new();
+    for _ in 0..count {
+        let line = lines.next().ok_or("fewer entries than the count")?;
+        let parts: Vec<&str> = line.split_whitespace().collect();
+        let [topic, partition, offset] = parts[..] else {
+            return Err(format!("bad line {line:?}"));
+        };
+        let partition = partition.parse().map_err(|_| format!("bad partition in {line:?}"))?;
+        let offset = offset.parse().map_err(|_| format!("bad offset in {line:?}"))?;
+        out.insert(TopicPartition::new(topic, partition), offset);
+    }
+    Ok(out)
+}
+
+async fn load_offsets(storage: &dyn Storage, path: &Path) -> io::Result<BTreeMap<TopicPartition, i64>> {
+    if !storage.exists(path).await? {
+        return Ok(BTreeMap::new());
+    }
+    let file = storage.open(path, OpenMode::Existing).await?;
+    let len = usize::try_from(file.len()).unwrap_or(usize::MAX).min(CHECKPOINT_ENTRIES_MAX * 64);
+    let bytes = file.read_at(0, len).await?;
+    match std::str::from_utf8(&bytes).map_err(|e| e.to_string()).and_then(decode_offsets) {
+        Ok(map) => Ok(map),
+        Err(why) => {
+            // Losing a checkpoint costs a longer recovery, never data: recovery then starts at 0.
+            tracing::warn!(?path, %why, "ignoring malformed offset checkpoint");
+            Ok(BTreeMap::new())
+        }
+    }
+}
+
+/// All partition logs of one data directory.
+#[derive(Debug)]
+pub struct LogManager {
+    storage: Arc<dyn Storage>,
+    root: PathBuf,
+    default_config: LogConfig,
+    logs: BTreeMap<TopicPartition, Log>,
+    /// Whether the previous process stopped cleanly (decided once, at open).
+    was_clean: bool,
+    recovery_points: BTreeMap<TopicPartition, i64>,
+    log_starts: BTreeMap<TopicPartition, i64>,
+}
+
+impl LogManager {
+    /// Opens every partition directory under `root` (a path inside `storage`; "" for its root).
+    /// `config_for` gives each topic's log config (topic overrides over the broker defaults).
+    pub async fn open(
+        storage: Arc<dyn Storage>,
+        root: &Path,
+        default_config: LogConfig,
+        config_for: &dyn Fn(&str) -> LogConfig,
+        now_ms: i64,
+    ) -> Result<(Self, BTreeMap<TopicPartition, RecoveryReport>), LogError> {
+        storage.create_dir_all(root).await?;
+        let marker = root.join(CLEAN_SHUTDOWN_FILE);
+        let was_clean = storage.exists(&marker).await?;
+        let recovery_points = load_offsets(storage.as_ref(), &root.join(RECOVERY_POINT_FILE)).await?;
+        let log_starts = load_offsets(storage.as_ref(), &root.join(LOG_START_FILE)).await?;
+        let mut logs = BTreeMap::new();
+        let mut reports = BTreeMap::new();
+        for entry in storage.list_dir(root).await? {
+            let Some(tp) = entry.is_dir.then(|| TopicPartition::parse_dir_name(&entry.name)).flatten() else {
+                continue;
+            };
+            let options = OpenOptions {
+                clean_shutdown: was_clean,
+                recovery_point: recovery_points.get(&tp).copied().unwrap_or(0),
+                log_start_offset: log_starts.get(&tp).copied().unwrap_or(0),
+            };
+            let (log, report) = Log::open(storage.clone(), &root.join(&entry.name), config_for(&tp.topic), options, now_ms).await?;
+            if !report.damage.is_empty() {
+                tracing::warn!(partition = %tp, ?report, "recovered damaged log");
+            }
+            reports.insert(tp.clone(), report);
+            logs.insert(tp, log);
+        }
+        if was_clean {
+            storage.remove_file(&marker).await?;
+            storage.sync_dir(root).await?;
+        }
+        let manager = Self {
+            storage,
+            root: root.to_path_buf(),
+            default_config,
+            logs,
+            was_clean,
+            recovery_points,
+            log_starts,
+        };
+        Ok((manager, reports))
+    }
+
+    pub fn was_clean(&self) -> bool {
+        self.was_clean
+    }
+
+    pub fn default_config(&self) -> &LogConfig {
+        &self.default_config
+    }
+
+    pub fn get(&self, tp: &TopicPartition) -> Option<&Log> {
+        self.logs.get(tp)
+    }
+
+    pub fn get_mut(&mut self, tp: &TopicPartition) -> Option<&mut Log> {
+        self.logs.get_mut(tp)
+    }
+
+    pub fn partitions(&self) -> impl Iterator<Item = &TopicPartition> {
+        self.logs.keys()
+    }
+
+    pub fn logs_mut(&mut self) -> impl Iterator<Item = (&TopicPartition, &mut Log)> {
+        self.logs.iter_mut()
+    }
+
+    /// Creates the log of a new partition (or returns the existing one).
+    pub async fn create(&mut self, tp: TopicPartition, config: LogConfig, now_ms: i64) -> Result<&mut Log, LogError> {
+        if !self.logs.contains_key(&tp) {
+            let dir = self.root.join(tp.dir_name());
+            let (log, _) = Log::open(self.storage.clone(), &dir, config, OpenOptions::default(), now_ms).await?;
+            self.storage.sync_dir(&self.root).await?;
+            self.logs.insert(tp.clone(), log);
+        }
+        Ok(self.logs.get_mut(&tp).expect("just inserted"))
+    }
+
+    /// Deletes a partition's log and its directory.
+    pub async fn delete(&mut self, tp: &TopicPartition) -> Result<bool, LogError> {
+        let Some(log) = self.logs.remove(tp) else {
+            return Ok(false);
+        };
+        let dir = log.dir().to_path_buf();
+        drop(log);
+        self.storage.remove_dir_all(&dir).await?;
+        self.storage.sync_dir(&self.root).await?;
+        self.recovery_points.remove(tp);
+        self.log_starts.remove(tp);
+        Ok(true)
+    }
+
+    /// Writes the recovery-point and log-start checkpoints (Kafka does this periodically).
+    pub async fn checkpoint(&mut self) -> Result<(), LogError> {
+        for (tp, log) in &self.logs {
+            self.recovery_points.insert(tp.clone(), log.recovery_point());
+            self.log_starts.insert(tp.clone(), log.log_start_offset());
+        }
+        write_atomically(self.storage.as_ref(), &self.root, RECOVERY_POINT_FILE, encode_offsets(&self.recovery_points).as_bytes()).await?;
+        write_atomically(self.storage.as_ref(), &self.root, LOG_START_FILE, encode_offsets(&self.log_starts).as_bytes()).await?;
+        Ok(())
+    }
+
+    /// Clean shutdown: flush every log, checkpoint, then write the marker.
+    pub async fn shutdown(mut self, now_ms: i64) -> Result<(), LogError> {
+        for log in self.logs.values_mut() {
+            log.flush(now_ms).await?;
+        }
+        self.checkpoint().await?;
+        let marker = self.storage.open(&self.root.join(CLEAN_SHUTDOWN_FILE), OpenMode::OpenOrCreate).await?;
+        marker.sync().await?;
+        self.storage.sync_dir(&self.root).await?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dir_names_and_checkpoints() {
+        assert_eq!(TopicPartition::parse_dir_name("my-topic-12"), Some(TopicPartition::new("my-topic", 12)));
+        assert_eq!(TopicPartition::parse_dir_name("topic"), None);
+        assert_eq!(TopicPartition::parse_dir_name("-3"), None);
+        let mut m = BTreeMap::new();
+        m.insert(TopicPartition::new("a", 0), 10);
+        m.insert(TopicPartition::new("b-x", 3), 7);
+        assert_eq!(decode_offsets(&encode_offsets(&m)).unwrap(), m);
+        assert!(decode_offsets("0\n5\na 0 1\n").is_err());
+    }
+}

@@ -1,0 +1,23 @@
+//! The partition log, in Kafka's own on-disk format.
+//!
+//! request → handler → partition → **log** → storage. Files are reached only through
+//! `disk_model::Storage`, so the same code runs on real files and on the simulated disk.
+//!
+//! - [`config`]: per-log settings by Kafka's names.
+//! - [`index`]: offset and time index math and encodings (pure).
+//! - [`segment`]: one `.log` + `.index` + `.timeindex` triple.
+//! - [`partition_log`]: segments of one partition: append, read, roll, retention, truncation,
+//!   flush policy, recovery.
+//! - [`epoch`]: the leader-epoch cache and its checkpoint.
+//! - [`manager`]: the data directory: partition dirs, clean-shutdown marker, checkpoints.
+
+pub mod config;
+pub mod epoch;
+pub mod index;
+pub mod manager;
+pub mod partition_log;
+pub mod segment;
+
+pub use config::LogConfig;
+pub use manager::{LogManager, TopicPartition};
+pub use partition_log::{AppendInfo, Log, LogError, OpenOptions, ReadInfo, RecoveryReport};

@@ -1,0 +1,652 @@
+//! The log of one partition: an ordered set of segments, the last one active.
+//!
+//! Data flow of an append: validate every batch (size, magic, CRC32C) → assign offsets in place
+//! (base offset and leader epoch are outside the CRC) → roll if the active segment is full or old
+//! → one append to the segment file → index entries → leader-epoch cache → flush policy.
+//!
+//! Durability is Kafka's: nothing is fsynced unless `flush.messages` / `flush.ms` say so, or a
+//! segment rolls (the rolled segment is flushed, as Kafka schedules it), or the broker shuts down.
+//! `recovery_point` is the offset below which everything is known durable; an unclean open
+//! re-validates every segment from the one holding it.
+//!
+//! After an IO error while changing the log (append, roll, truncate, flush) its in-memory state
+//! may disagree with the files, so the log goes offline (every later call fails) until it is
+//! reopened — which runs recovery — as Kafka marks a log directory offline.
+
+use std::collections::BTreeMap;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use disk_model::{FileRef, FileRegion, Storage};
+use records::{BatchError, BatchHeader, BatchIter};
+use thiserror::Error;
+
+use super::config::LogConfig;
+use super::epoch::EpochCache;
+use super::segment::{parse_segment_file_name, Damage, Segment};
+
+/// The smallest cap on a batch during recovery: a lowered `max.message.bytes` must not make
+/// recovery throw away batches that were legal when written.
+const RECOVERY_BATCH_BYTES_MIN: usize = 16 * 1024 * 1024;
+
+#[derive(Debug, Error)]
+pub enum LogError {
+    #[error("storage error: {0}")]
+    Io(#[from] io::Error),
+    #[error("invalid record batch at byte {position} of the request: {source}")]
+    InvalidBatch { position: usize, source: BatchError },
+    #[error("record batch of {size} bytes exceeds max.message.bytes {limit}")]
+    RecordTooLarge { size: usize, limit: usize },
+    #[error("the request holds no record batch")]
+    EmptyAppend,
+    #[error("follower batch at offset {base_offset} does not follow the log end {log_end_offset}")]
+    NonContiguousAppend { base_offset: i64, log_end_offset: i64 },
+    #[error("offset {offset} is out of range [{log_start_offset}, {log_end_offset}]")]
+    OffsetOutOfRange { offset: i64, log_start_offset: i64, log_end_offset: i64 },
+    #[error("corrupt data in {file} at byte {position}: {why}")]
+    Corrupt { file: String, position: u64, why: String },
+    #[error("log {dir} is offline after a storage error: {why}")]
+    Offline { dir: String, why: String },
+}
+
+/// Result of a successful append.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AppendInfo {
+    pub base_offset: i64,
+    pub last_offset: i64,
+    pub max_timestamp: i64,
+    pub record_count: i64,
+    pub log_start_offset: i64,
+}
+
+/// Result of a read: a zero-copy region (maybe none) and the log's bounds at the time.
+#[derive(Debug, Clone)]
+pub struct ReadInfo {
+    pub region: Option<FileRegion>,
+    pub log_start_offset: i64,
+    pub log_end_offset: i64,
+}
+
+/// What opening the log found and did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RecoveryReport {
+    pub segments: usize,
+    pub segments_recovered: usize,
+    /// Segments whose index files failed the sanity check and were rebuilt.
+    pub indexes_rebuilt: usize,
+    /// Damage found (torn tails, CRC mismatches) and cut, by segment base offset.
+    pub damage: Vec<(i64, Damage)>,
+    /// Segments deleted because they followed damage.
+    pub segments_dropped: usize,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct OpenOptions {
+    /// The previous process shut down cleanly (marker present): trust files, skip validation.
+    pub clean_shutdown: bool,
+    /// Offset below which the data is known durable (from the recovery-point checkpoint).
+    pub recovery_point: i64,
+    /// From the log-start-offset checkpoint (raised by retention or DeleteRecords).
+    pub log_start_offset: i64,
+}
+
+impl Default for OpenOptions {
+    fn default() -> Self {
+        Self { clean_shutdown: false, recovery_point: 0, log_start_offset: 0 }
+    }
+}
+
+#[derive(Debug)]
+pub struct Log {
+    storage: Arc<dyn Storage>,
+    dir: PathBuf,
+    config: LogConfig,
+    segments: BTreeMap<i64, Segment>,
+    log_start_offset: i64,
+    recovery_point: i64,
+    epochs: EpochCache,
+    unflushed_messages: i64,
+    last_flush_ms: i64,
+    offline: Option<String>,
+}
+
+impl Log {
+    /// Opens (or creates) the log in `dir`, recovering it if the last stop was unclean.
+    pub async fn open(
+        storage: Arc<dyn Storage>,
+        dir: &Path,
+        config: LogConfig,
+        options: OpenOptions,
+        now_ms: i64,
+    ) -> Result<(Self, RecoveryReport), LogError> {
+        storage.create_dir_all(dir).await?;
+        let mut report = RecoveryReport::default();
+        let mut bases = Vec::new();
+        for entry in storage.list_dir(dir).await? {
+            if entry.is_dir {
+                continue;
+            }
+            if entry.name.ends_with(".tmp") || entry.name.ends_with(".deleted") {
+                storage.remove_file(&dir.join(&entry.name)).await?;
+            } else if let Some(base) = parse_segment_file_name(&entry.name, "log") {
+                bases.push(base);
+            }
+        }
+        // Index files without their log are leftovers of an interrupted delete or roll.
+        for entry in storage.list_dir(dir).await? {
+            for ext in ["index", "timeindex"] {
+                if let Some(base) = parse_segment_file_name(&entry.name, ext) {
+                    if !bases.contains(&base) {
+                        storage.remove_file(&dir.join(&entry.name)).await?;
+                    }
+                }
+            }
+        }
+        bases.sort_unstable();
+        let batch_bytes_max = (config.max_message_bytes as usize).max(RECOVERY_BATCH_BYTES_MIN);
+        // Unclean: validate from the segment that holds the recovery point onwards.
+        let first_unflushed = bases.iter().rev().find(|b| **b <= options.recovery_point).copied().unwrap_or(i64::MIN);
+        let mut segments: BTreeMap<i64, Segment> = BTreeMap::new();
+        let mut damaged = false;
+        for base in bases {
+            if damaged {
+                // Everything after damage is unreachable by offset: drop it, as Kafka does.
+                let (seg, _) = Segment::open(storage.as_ref(), dir, base, now_ms).await?;
+                seg.delete(storage.as_ref()).await?;
+                report.segments_dropped += 1;
+                continue;
+            }
+            let (mut seg, index_bad) = Segment::open(storage.as_ref(), dir, base, now_ms).await?;
+            let must_validate = !options.clean_shutdown && base >= first_unflushed;
+            if must_validate || index_bad {
+                if must_validate {
+                    report.segments_recovered += 1;
+                } else {
+                    report.indexes_rebuilt += 1;
+                }
+                if let Some(d) = seg.recover(config.index_interval_bytes, batch_bytes_max, now_ms).await? {
+                    report.damage.push((base, d));
+                    damaged = true;
+                }
+            }
+            // A segment whose offsets run into the next one's base is damaged at that point.
+            if let Some((_, prev)) = segments.iter().next_back() {
+                if prev.next_offset() > base {
+                    return Err(LogError::Corrupt {
+                        file: format!("{dir:?}/{base:020}.log"),
+                        position: 0,
+                        why: format!("segment starts at {base} but the previous one ends at {}", prev.next_offset()),
+                    });
+                }
+            }
+            segments.insert(base, seg);
+        }
+        if segments.is_empty() {
+            let base = options.log_start_offset.max(0);
+            segments.insert(base, Segment::create(storage.as_ref(), dir, base, now_ms).await?);
+        }
+        report.segments = segments.len();
+        let first_base = *segments.keys().next().expect("at least one segment");
+        let mut log = Self {
+            storage,
+            dir: dir.to_path_buf(),
+            config,
+            segments,
+            log_start_offset: options.log_start_offset.max(first_base),
+            recovery_point: 0,
+            epochs: EpochCache::default(),
+            unflushed_messages: 0,
+            last_flush_ms: now_ms,
+            offline: None,
+        };
+        log.log_start_offset = log.log_start_offset.min(log.log_end_offset());
+        log.epochs = EpochCache::load(log.storage.as_ref(), dir).await?;
+        let leo = log.log_end_offset();
+        let mut epochs_changed = log.epochs.truncate_from_end(leo);
+        epochs_changed |= log.epochs.truncate_from_start(log.log_start_offset);
+        if epochs_changed {
+            log.epochs.store(log.storage.as_ref(), dir).await?;
+        }
+        if options.clean_shutdown {
+            log.recovery_point = leo;
+        } else {
+            // What recovery validated may still sit only in the page cache: make it durable so the
+            // recovery point can honestly move to the end.
+            log.flush(now_ms).await?;
+        }
+        Ok((log, report))
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn config(&self) -> &LogConfig {
+        &self.config
+    }
+
+    pub fn log_start_offset(&self) -> i64 {
+        self.log_start_offset
+    }
+
+    pub fn log_end_offset(&self) -> i64 {
+        self.active().next_offset()
+    }
+
+    pub fn recovery_point(&self) -> i64 {
+        self.recovery_point
+    }
+
+    pub fn epochs(&self) -> &EpochCache {
+        &self.epochs
+    }
+
+    pub fn segment_count(&self) -> usize {
+        self.segments.len()
+    }
+
+    pub fn segment_bases(&self) -> Vec<i64> {
+        self.segments.keys().copied().collect()
+    }
+
+    pub fn size_bytes(&self) -> u64 {
+        self.segments.values().map(Segment::size).sum()
+    }
+
+    pub fn is_offline(&self) -> bool {
+        self.offline.is_some()
+    }
+
+    fn active(&self) -> &Segment {
+        self.segments.values().next_back().expect("a log always has an active segment")
+    }
+
+    fn active_mut(&mut self) -> &mut Segment {
+        self.segments.values_mut().next_back().expect("a log always has an active segment")
+    }
+
+    fn check_online(&self) -> Result<(), LogError> {
+        match &self.offline {
+            Some(why) => Err(LogError::Offline { dir: format!("{:?}", self.dir), why: why.clone() }),
+            None => Ok(()),
+        }
+    }
+
+    /// Runs a state-changing step; an IO error takes the log offline.
+    fn offline_on_io<T>(&mut self, r: Result<T, LogError>) -> Result<T, LogError> {
+        if let Err(LogError::Io(e)) = &r {
+            tracing::error!(dir = ?self.dir, error = %e, "log going offline after a storage error");
+            self.offline = Some(e.to_string());
+        }
+        r
+    }
+
+    /// Validates every batch in `records`, returning their positions and headers.
+    fn validate(&self, records: &[u8]) -> Result<Vec<(usize, BatchHeader)>, LogError> {
+        let limit = self.config.max_message_bytes as usize;
+        let mut iter = BatchIter::new(records);
+        let mut out = Vec::new();
+        for (pos, header) in iter.by_ref() {
+            if header.size() > limit {
+                return Err(LogError::RecordTooLarge { size: header.size(), limit });
+            }
+            BatchHeader::validate(&records[pos..pos + header.size()], limit)
+                .map_err(|source| LogError::InvalidBatch { position: pos, source })?;
+            out.push((pos, header));
+        }
+        if let Some(e) = iter.stopped() {
+            return Err(LogError::InvalidBatch { position: iter.position(), source: e.clone() });
+        }
+        if out.is_empty() {
+            return Err(LogError::EmptyAppend);
+        }
+        Ok(out)
+    }
+
+    /// Appends a leader's batches: assigns offsets from the log end and stamps `leader_epoch`.
+    /// `records` is rewritten in place (base offsets and epochs); the CRC stays valid.
+    pub async fn append_as_leader(&mut self, records: &mut [u8], leader_epoch: i32, now_ms: i64) -> Result<AppendInfo, LogError> {
+        self.check_online()?;
+        let mut headers = self.validate(records)?;
+        let mut next = self.log_end_offset();
+        for (pos, header) in headers.iter_mut() {
+            let batch = &mut records[*pos..*pos + header.size()];
+            BatchHeader::set_base_offset(batch, next);
+            BatchHeader::set_partition_leader_epoch(batch, leader_epoch);
+            header.base_offset = next;
+            header.partition_leader_epoch = leader_epoch;
+            next = header.last_offset() + 1;
+        }
+        let r = self.append_validated(records, &headers, now_ms).await;
+        self.offline_on_io(r)
+    }
+
+    /// Appends a follower's batches as fetched from the leader: offsets are already assigned and
+    /// must continue the log exactly.
+    pub async fn append_as_follower(&mut self, records: &[u8], now_ms: i64) -> Result<AppendInfo, LogError> {
+        self.check_online()?;
+        let headers = self.validate(records)?;
+        let mut expected = self.log_end_offset();
+        for (_, h) in &headers {
+            if h.base_offset != expected {
+                return Err(LogError::NonContiguousAppend { base_offset: h.base_offset, log_end_offset: expected });
+            }
+            expected = h.last_offset() + 1;
+        }
+        let r = self.append_validated(records, &headers, now_ms).await;
+        self.offline_on_io(r)
+    }
+
+    async fn append_validated(&mut self, records: &[u8], headers: &[(usize, BatchHeader)], now_ms: i64) -> Result<AppendInfo, LogError> {
+        let first = headers[0].1;
+        let last = headers[headers.len() - 1].1;
+        self.maybe_roll(records.len(), last.last_offset(), now_ms).await?;
+        let interval = self.config.index_interval_bytes;
+        self.active_mut().append(records, headers, interval).await?;
+        let mut epochs_changed = false;
+        for (_, h) in headers {
+            epochs_changed |= self.epochs.assign(h.partition_leader_epoch, h.base_offset);
+        }
+        if epochs_changed {
+            self.epochs.store(self.storage.as_ref(), &self.dir).await?;
+        }
+        let record_count: i64 = headers.iter().map(|(_, h)| h.record_count as i64).sum();
+        self.unflushed_messages = self.unflushed_messages.saturating_add(record_count);
+        if self.unflushed_messages >= self.config.flush_messages || self.flush_due(now_ms) {
+            self.flush(now_ms).await?;
+        }
+        Ok(AppendInfo {
+            base_offset: first.base_offset,
+            last_offset: last.last_offset(),
+            max_timestamp: headers.iter().map(|(_, h)| h.max_timestamp).max().unwrap_or(-1),
+            record_count,
+            log_start_offset: self.log_start_offset,
+        })
+    }
+
+    /// Rolls a new active segment if the incoming `bytes` ending at `last_offset` do not fit.
+    async fn maybe_roll(&mut self, bytes: usize, last_offset: i64, now_ms: i64) -> Result<(), LogError> {
+        let active = self.active();
+        if active.is_empty() {
+            return Ok(());
+        }
+        let full = active.size() + bytes as u64 > self.config.segment_bytes as u64;
+        let old = now_ms - active.rolling_base_ms() >= self.config.segment_ms;
+        let index_full = active.index_entries() >= self.config.index_entries_max();
+        let offsets_overflow = last_offset - active.base_offset > i32::MAX as i64;
+        if full || old || index_full || offsets_overflow {
+            self.roll(now_ms).await?;
+        }
+        Ok(())
+    }
+
+    /// Starts a new active segment at the log end and flushes the one it replaces.
+    pub async fn roll(&mut self, now_ms: i64) -> Result<(), LogError> {
+        self.check_online()?;
+        let r = self.roll_inner(now_ms).await;
+        self.offline_on_io(r)
+    }
+
+    async fn roll_inner(&mut self, now_ms: i64) -> Result<(), LogError> {
+        let base = self.log_end_offset();
+        if self.active().base_offset == base {
+            return Ok(()); // the active segment is empty: nothing to roll
+        }
+        let seg = Segment::create(self.storage.as_ref(), &self.dir, base, now_ms).await?;
+        self.segments.insert(base, seg);
+        self.storage.sync_dir(&self.dir).await?;
+        tracing::debug!(dir = ?self.dir, base, "rolled segment");
+        // Kafka schedules a flush of the rolled segment; doing it here keeps the recovery point
+        // at a segment boundary at least.
+        for (b, seg) in self.segments.range(..base) {
+            if *b >= self.recovery_point || seg.next_offset() > self.recovery_point {
+                seg.sync().await?;
+            }
+        }
+        self.recovery_point = self.recovery_point.max(base);
+        Ok(())
+    }
+
+    pub fn flush_due(&self, now_ms: i64) -> bool {
+        self.config.flush_ms != i64::MAX && now_ms - self.last_flush_ms >= self.config.flush_ms
+    }
+
+    /// Files holding data above the recovery point, and the offset that becomes durable once they
+    /// are synced: lets a caller fsync without holding the log's lock (then `mark_flushed`).
+    pub fn unflushed_files(&self) -> (Vec<FileRef>, i64) {
+        let files = self
+            .segments
+            .values()
+            .filter(|s| s.next_offset() > self.recovery_point || s.base_offset >= self.recovery_point)
+            .flat_map(|s| s.files())
+            .collect();
+        (files, self.log_end_offset())
+    }
+
+    /// Records that everything below `offset` is durable.
+    pub fn mark_flushed(&mut self, offset: i64, now_ms: i64) {
+        self.recovery_point = self.recovery_point.max(offset.min(self.log_end_offset()));
+        self.unflushed_messages = 0;
+        self.last_flush_ms = now_ms;
+    }
+
+    /// fsyncs everything up to the log end and advances the recovery point.
+    pub async fn flush(&mut self, now_ms: i64) -> Result<(), LogError> {
+        self.check_online()?;
+        let (files, upto) = self.unflushed_files();
+        let r: Result<(), LogError> = async {
+            for f in files {
+                f.sync().await?;
+            }
+            self.storage.sync_dir(&self.dir).await?;
+            Ok(())
+        }
+        .await;
+        self.offline_on_io(r)?;
+        self.mark_flushed(upto, now_ms);
+        Ok(())
+    }
+
+    fn out_of_range(&self, offset: i64) -> LogError {
+        LogError::OffsetOutOfRange {
+            offset,
+            log_start_offset: self.log_start_offset,
+            log_end_offset: self.log_end_offset(),
+        }
+    }
+
+    /// Reads from `offset`: a zero-copy region of whole batches from one segment, ending before
+    /// `upper_offset` (the high watermark for consumers, the log end for followers) and at most
+    /// `max_bytes` long (but the first batch whole with `min_one`).
+    pub async fn read(&self, offset: i64, upper_offset: i64, max_bytes: usize, min_one: bool) -> Result<ReadInfo, LogError> {
+        self.check_online()?;
+        let leo = self.log_end_offset();
+        if offset < self.log_start_offset || offset > leo {
+            return Err(self.out_of_range(offset));
+        }
+        let upper = upper_offset.min(leo);
+        let mut region = None;
+        if offset < upper {
+            // The segment holding `offset`, or the next one if offsets were skipped (compaction).
+            let start_base = self.segments.range(..=offset).next_back().map(|(b, _)| *b).unwrap_or(offset);
+            for (_, seg) in self.segments.range(start_base..) {
+                if let Some(r) = seg.read(offset.max(seg.base_offset), upper, max_bytes, min_one).await? {
+                    region = Some(r);
+                    break;
+                }
+                if seg.next_offset() >= upper {
+                    break;
+                }
+            }
+        }
+        Ok(ReadInfo { region, log_start_offset: self.log_start_offset, log_end_offset: leo })
+    }
+
+    /// Like [`Log::read`] but returns the batches' bytes after validating each one's CRC — for
+    /// checkers, tools and replication paths that must never pass corrupt data on as valid.
+    pub async fn read_checked(&self, offset: i64, upper_offset: i64, max_bytes: usize) -> Result<Vec<Bytes>, LogError> {
+        let info = self.read(offset, upper_offset, max_bytes, true).await?;
+        let Some(region) = info.region else {
+            return Ok(Vec::new());
+        };
+        let bytes = region.read().await?;
+        let mut out = Vec::new();
+        let mut iter = BatchIter::new(&bytes);
+        for (pos, h) in iter.by_ref() {
+            let batch = bytes.slice(pos..pos + h.size());
+            BatchHeader::validate(&batch, usize::MAX).map_err(|e| LogError::Corrupt {
+                file: format!("{:?}", region.file),
+                position: region.pos + pos as u64,
+                why: e.to_string(),
+            })?;
+            out.push(batch);
+        }
+        if out.is_empty() {
+            if let Some(e) = iter.stopped() {
+                return Err(LogError::Corrupt { file: format!("{:?}", region.file), position: region.pos, why: e.to_string() });
+            }
+        }
+        Ok(out)
+    }
+
+    /// ListOffsets by timestamp: the batch holding the first record with timestamp ≥ `timestamp`
+    /// (its position in the log, its header and bytes), or `None` if every record is older.
+    /// The caller decodes the batch to pick the exact record.
+    pub async fn find_batch_by_timestamp(&self, timestamp: i64) -> Result<Option<(BatchHeader, Bytes)>, LogError> {
+        self.check_online()?;
+        for seg in self.segments.values() {
+            if let Some((pos, h)) = seg.find_batch_by_timestamp(timestamp).await? {
+                if h.last_offset() < self.log_start_offset {
+                    continue;
+                }
+                let bytes = seg.log_file().read_at(pos, h.size()).await?;
+                BatchHeader::validate(&bytes, usize::MAX).map_err(|e| LogError::Corrupt {
+                    file: format!("{:?}", seg.log_file()),
+                    position: pos,
+                    why: e.to_string(),
+                })?;
+                return Ok(Some((h, bytes)));
+            }
+        }
+        Ok(None)
+    }
+
+    /// The largest timestamp in the log and the offset carrying it (ListOffsets MAX_TIMESTAMP).
+    pub fn max_timestamp(&self) -> Option<i64> {
+        self.segments.values().map(Segment::max_timestamp).max().filter(|t| *t >= 0)
+    }
+
+    /// Removes every batch holding an offset ≥ `offset` (replica truncation; whole batches).
+    pub async fn truncate_to(&mut self, offset: i64) -> Result<(), LogError> {
+        self.check_online()?;
+        let r = self.truncate_inner(offset).await;
+        self.offline_on_io(r)
+    }
+
+    async fn truncate_inner(&mut self, offset: i64) -> Result<(), LogError> {
+        if offset >= self.log_end_offset() {
+            return Ok(());
+        }
+        if offset <= self.log_start_offset {
+            return self.truncate_fully_inner(offset.max(0), None).await;
+        }
+        let doomed: Vec<i64> = self.segments.range(offset + 1..).map(|(b, _)| *b).collect();
+        let holder = self.segments.range(..=offset).next_back().map(|(b, _)| *b);
+        for base in doomed {
+            // Keep at least one segment: the holder exists since offset > log start ≥ first base.
+            if Some(base) == holder {
+                continue;
+            }
+            if let Some(seg) = self.segments.remove(&base) {
+                seg.delete(self.storage.as_ref()).await?;
+            }
+        }
+        if let Some(seg) = self.segments.values_mut().next_back() {
+            seg.truncate_to(offset).await?;
+        }
+        // If whole batches before `offset` were cut and the active segment is now empty at a base
+        // above its data, it is still consistent: the log end is the segment's base.
+        let leo = self.log_end_offset();
+        self.recovery_point = self.recovery_point.min(leo);
+        if self.epochs.truncate_from_end(leo) {
+            self.epochs.store(self.storage.as_ref(), &self.dir).await?;
+        }
+        Ok(())
+    }
+
+    /// Deletes every segment and starts empty at `offset` (a follower far behind the leader's
+    /// log start, or a truncation below the log start).
+    pub async fn truncate_fully_and_start_at(&mut self, offset: i64, now_ms: i64) -> Result<(), LogError> {
+        self.check_online()?;
+        let r = self.truncate_fully_inner(offset, Some(now_ms)).await;
+        self.offline_on_io(r)
+    }
+
+    async fn truncate_fully_inner(&mut self, offset: i64, now_ms: Option<i64>) -> Result<(), LogError> {
+        let now_ms = now_ms.unwrap_or_else(|| self.active().rolling_base_ms());
+        let old = std::mem::take(&mut self.segments);
+        for (_, seg) in old {
+            seg.delete(self.storage.as_ref()).await?;
+        }
+        let seg = Segment::create(self.storage.as_ref(), &self.dir, offset, now_ms).await?;
+        self.segments.insert(offset, seg);
+        self.storage.sync_dir(&self.dir).await?;
+        self.log_start_offset = offset;
+        self.recovery_point = offset;
+        self.epochs = EpochCache::default();
+        self.epochs.store(self.storage.as_ref(), &self.dir).await?;
+        Ok(())
+    }
+
+    /// Deletes whole segments beyond `retention.bytes` or older than `retention.ms` (by their
+    /// largest timestamp). The active segment is rolled first if it has expired entirely.
+    /// Returns the number of segments deleted.
+    pub async fn apply_retention(&mut self, now_ms: i64) -> Result<usize, LogError> {
+        self.check_online()?;
+        let r = self.retention_inner(now_ms).await;
+        self.offline_on_io(r)
+    }
+
+    async fn retention_inner(&mut self, now_ms: i64) -> Result<usize, LogError> {
+        let expired = |seg: &Segment, cfg: &LogConfig| {
+            cfg.retention_ms >= 0 && !seg.is_empty() && now_ms - seg.max_timestamp() > cfg.retention_ms
+        };
+        if expired(self.active(), &self.config) {
+            self.roll_inner(now_ms).await?;
+        }
+        let mut deleted = 0;
+        let mut total = self.size_bytes() as i64;
+        loop {
+            if self.segments.len() <= 1 {
+                break;
+            }
+            let (base, seg) = self.segments.iter().next().expect("non-empty");
+            let by_size = self.config.retention_bytes >= 0 && total - seg.size() as i64 >= self.config.retention_bytes;
+            if !(by_size || expired(seg, &self.config)) {
+                break;
+            }
+            let base = *base;
+            let seg = self.segments.remove(&base).expect("present");
+            total -= seg.size() as i64;
+            seg.delete(self.storage.as_ref()).await?;
+            deleted += 1;
+        }
+        if deleted > 0 {
+            let new_start = *self.segments.keys().next().expect("non-empty");
+            self.log_start_offset = self.log_start_offset.max(new_start);
+            if self.epochs.truncate_from_start(self.log_start_offset) {
+                self.epochs.store(self.storage.as_ref(), &self.dir).await?;
+            }
+            tracing::debug!(dir = ?self.dir, deleted, log_start = self.log_start_offset, "retention");
+        }
+        Ok(deleted)
+    }
+
+    /// Flushes everything; the caller then writes the clean-shutdown marker.
+    pub async fn close(mut self, now_ms: i64) -> Result<i64, LogError> {
+        self.flush(now_ms).await?;
+        Ok(self.recovery_point)
+    }
+}
