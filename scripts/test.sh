@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Loglab's one test command: installs what the tests need (idempotently), then runs every test in
+# both worlds. CI (.ci/run) calls exactly this. Usage: scripts/test.sh
+set -uo pipefail
+cd "$(dirname "$0")/.."
+export CARGO_TERM_COLOR=never
+# A RUSTFLAGS in the environment would silently override the simulated build's --cfg madsim.
+unset RUSTFLAGS
+mkdir -p target
+failures=0
+
+step() { printf '\n=== %s\n' "$*"; }
+
+# Runs a cargo test command, keeps its full output in target/<name>.log, prints the summary lines.
+cargo_tests() {
+  local name=$1; shift
+  step "$name: cargo $*"
+  cargo "$@" >"target/$name.log" 2>&1
+  local rc=$?
+  grep -E '^(test result|     Running)|panicked|FAILED|^error' "target/$name.log" | grep -v '^test result: ok. 0 passed' || true
+  if [ $rc -ne 0 ]; then
+    echo "--- $name failed (exit $rc); tail of target/$name.log:"; tail -n 60 "target/$name.log"
+    failures=$((failures + 1))
+  fi
+}
+
+cargo_tests test-real test --workspace --no-fail-fast
+cargo_tests test-sim sim-test --workspace --no-fail-fast
+
+# --- real-client tests are added below this line (they install kcat / Python clients idempotently)
+
+step "summary"
+passed=$(cat target/test-real.log target/test-sim.log | awk '/^test result:/ { for (i = 1; i <= NF; i++) if ($(i+1) ~ /^passed/) p += $i } END { print p + 0 }')
+failed=$(cat target/test-real.log target/test-sim.log | awk '/^test result:/ { for (i = 1; i <= NF; i++) if ($(i+1) ~ /^failed/) f += $i } END { print f + 0 }')
+echo "cargo tests: ${passed} passed, ${failed} failed"
+[ "$failures" -eq 0 ] || { echo "FAILED: $failures test step(s)"; exit 1; }
