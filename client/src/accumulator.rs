@@ -1,0 +1,681 @@
+//! The producer's record accumulator, after Kafka's `RecordAccumulator`: per-partition queues of
+//! batches that fill up to `batch.size`, become ready when full, when `linger.ms` has passed, when
+//! the buffer pool has waiters, or while flushing/closing, and are drained per broker node for a
+//! Produce request of at most `max.request.size`.
+//!
+//! This is pure logic: time is passed in (`now_ms`), memory comes from a [`BufferPool`] without
+//! waiting ([`RecordAccumulator::try_append`] reports [`TryAppend::NeedsBuffer`] and the caller
+//! allocates, possibly waiting, then calls [`RecordAccumulator::append_with_buffer`]; the async
+//! [`append`] does both).
+//!
+//! The seam to the network: the sender calls [`RecordAccumulator::ready`] to learn which partitions
+//! have sendable batches, groups them by leader node, calls [`RecordAccumulator::drain`] per node,
+//! sends each [`ProducerBatch`]'s [`bytes`](ProducerBatch::bytes), and on the response calls
+//! [`RecordAccumulator::complete`] (buffers go back to the pool, the per-record `T`s come back to
+//! be resolved) or [`RecordAccumulator::reenqueue`] to retry. `T` is whatever the producer attaches
+//! to a record — a oneshot sender for its future, or a test id.
+//!
+//! Idempotence: when enabled, batches are drained only once a producer id is known, and each gets
+//! the producer id/epoch and the partition's next sequence number at drain time (in drain order,
+//! which is append order per partition); sequences wrap at `i32::MAX` as Kafka's do.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::BytesMut;
+use records::{
+    batch_size_upper_bound, BatchBuilder, BuildError, Compression, Header, NO_PRODUCER_ID, NO_SEQUENCE,
+};
+use thiserror::Error;
+
+use crate::buffer_pool::{BufferPool, PoolError};
+use crate::config::ProducerConfig;
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct TopicPartition {
+    pub topic: String,
+    pub partition: i32,
+}
+
+impl TopicPartition {
+    pub fn new(topic: impl Into<String>, partition: i32) -> Self {
+        Self { topic: topic.into(), partition }
+    }
+}
+
+/// The accumulator's share of the producer config.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccumulatorConfig {
+    pub batch_size: usize,
+    pub linger_ms: u64,
+    pub compression: Compression,
+    pub compression_level: Option<i32>,
+    pub max_request_size: usize,
+    pub buffer_memory: usize,
+    pub retry_backoff_ms: u64,
+    pub delivery_timeout_ms: u64,
+    pub idempotence: bool,
+}
+
+impl From<&ProducerConfig> for AccumulatorConfig {
+    fn from(c: &ProducerConfig) -> Self {
+        Self {
+            batch_size: c.batch_size,
+            linger_ms: c.linger_ms,
+            compression: c.compression_type,
+            compression_level: c.compression_level,
+            max_request_size: c.max_request_size,
+            buffer_memory: c.buffer_memory,
+            retry_backoff_ms: c.retry_backoff_ms,
+            delivery_timeout_ms: c.delivery_timeout_ms,
+            idempotence: c.enable_idempotence,
+        }
+    }
+}
+
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+pub enum AppendError {
+    #[error("record of {size} bytes (as a batch) exceeds max.request.size {limit}")]
+    RecordTooLarge { size: usize, limit: usize },
+    #[error("record of {size} bytes (as a batch) exceeds buffer.memory {limit}")]
+    RecordLargerThanMemory { size: usize, limit: usize },
+    #[error("the producer is closed")]
+    Closed,
+    #[error(transparent)]
+    Build(#[from] BuildError),
+    #[error(transparent)]
+    Pool(#[from] PoolError),
+}
+
+/// Where an appended record went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Appended {
+    pub batch_id: u64,
+    /// Its index in the batch: offset = the batch's assigned base offset + this.
+    pub offset_delta: i32,
+    /// The batch reached `batch.size` (a sender may want to wake up).
+    pub batch_is_full: bool,
+    pub new_batch_created: bool,
+    /// Growth of the batch's estimated size (for the sticky partitioner).
+    pub appended_bytes: usize,
+}
+
+/// Result of [`RecordAccumulator::try_append`].
+#[derive(Debug)]
+pub enum TryAppend<T> {
+    Appended(Appended),
+    /// No open batch has room: allocate `size` bytes from the pool and call
+    /// [`RecordAccumulator::append_with_buffer`] with the record and its `thunk` again.
+    NeedsBuffer { size: usize, thunk: T },
+}
+
+/// One record to append.
+#[derive(Debug, Clone, Copy)]
+pub struct RecordRef<'a> {
+    pub timestamp: i64,
+    pub key: Option<&'a [u8]>,
+    pub value: Option<&'a [u8]>,
+    pub headers: &'a [Header],
+}
+
+#[derive(Debug)]
+enum BatchState {
+    Open(BatchBuilder<BytesMut>),
+    Closed(BytesMut),
+    /// Only while finishing (the builder is consumed).
+    Finishing,
+}
+
+/// A batch on its way to one partition. Drained batches are closed: their bytes are final,
+/// including producer id/epoch/sequence and CRC; the broker assigns the base offset.
+#[derive(Debug)]
+pub struct ProducerBatch<T> {
+    pub tp: TopicPartition,
+    pub id: u64,
+    pub created_ms: u64,
+    /// Send attempts so far (0 until the first [`reenqueue`](RecordAccumulator::reenqueue)).
+    pub attempts: u32,
+    pub last_attempt_ms: u64,
+    /// One per record, in offset order.
+    pub thunks: Vec<T>,
+    state: BatchState,
+    alloc_size: usize,
+    record_count: u32,
+    producer_id: i64,
+    producer_epoch: i16,
+    base_sequence: i32,
+}
+
+impl<T> ProducerBatch<T> {
+    /// The finished batch bytes (empty while still open, which a drained batch never is).
+    pub fn bytes(&self) -> &[u8] {
+        match &self.state {
+            BatchState::Closed(b) => b,
+            _ => &[],
+        }
+    }
+
+    pub fn record_count(&self) -> u32 {
+        self.record_count
+    }
+
+    pub fn base_sequence(&self) -> i32 {
+        self.base_sequence
+    }
+
+    pub fn producer_id(&self) -> i64 {
+        self.producer_id
+    }
+
+    pub fn producer_epoch(&self) -> i16 {
+        self.producer_epoch
+    }
+
+    pub fn is_closed(&self) -> bool {
+        matches!(self.state, BatchState::Closed(_))
+    }
+
+    /// Size on the wire (closed) or estimated (open).
+    pub fn estimated_size(&self) -> usize {
+        match &self.state {
+            BatchState::Open(b) => b.estimated_size(),
+            BatchState::Closed(b) => b.len(),
+            BatchState::Finishing => 0,
+        }
+    }
+
+    fn is_full(&self) -> bool {
+        match &self.state {
+            BatchState::Open(b) => b.is_full(),
+            _ => true,
+        }
+    }
+
+    fn has_sequence(&self) -> bool {
+        self.base_sequence != NO_SEQUENCE
+    }
+
+    /// Closes an open batch with the given producer state. On error the batch stays unusable
+    /// (its state is `Finishing`) and the caller fails it.
+    fn close(&mut self, producer_id: i64, producer_epoch: i16, base_sequence: i32) -> Result<(), BuildError> {
+        if let BatchState::Open(mut builder) = std::mem::replace(&mut self.state, BatchState::Finishing) {
+            builder.set_producer_state(producer_id, producer_epoch, base_sequence);
+            let buf = builder.finish()?;
+            self.producer_id = producer_id;
+            self.producer_epoch = producer_epoch;
+            self.base_sequence = base_sequence;
+            self.state = BatchState::Closed(buf);
+        }
+        Ok(())
+    }
+
+    fn take_buffer(&mut self) -> Option<BytesMut> {
+        match std::mem::replace(&mut self.state, BatchState::Finishing) {
+            BatchState::Open(b) => Some(b.abandon()),
+            BatchState::Closed(b) => Some(b),
+            BatchState::Finishing => None,
+        }
+    }
+}
+
+/// Which partitions have sendable batches now, and when to look again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReadyCheck {
+    pub ready: Vec<TopicPartition>,
+    /// Milliseconds until the next batch becomes sendable by lingering or backing off
+    /// (`u64::MAX` when nothing is waiting).
+    pub next_ready_check_delay_ms: u64,
+}
+
+/// A batch that could not be sent (expired, failed to build, aborted): its records' thunks and why.
+#[derive(Debug)]
+pub struct FailedBatch<T> {
+    pub tp: TopicPartition,
+    pub id: u64,
+    pub thunks: Vec<T>,
+    pub reason: FailReason,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FailReason {
+    DeliveryTimeout,
+    Build(BuildError),
+    Aborted,
+}
+
+/// Kafka's `DefaultRecordBatch.incrementSequence`: wraps to 0 after `i32::MAX`.
+pub fn increment_sequence(sequence: i32, increment: u32) -> i32 {
+    ((sequence as i64 + increment as i64) % (i32::MAX as i64 + 1)) as i32
+}
+
+#[derive(Debug)]
+pub struct RecordAccumulator<T> {
+    config: AccumulatorConfig,
+    pool: Arc<BufferPool>,
+    queues: BTreeMap<TopicPartition, VecDeque<ProducerBatch<T>>>,
+    next_batch_id: u64,
+    /// Drained, not yet completed.
+    in_flight: BTreeSet<u64>,
+    /// Partitions with a batch in flight when ordering needs one at a time.
+    muted: BTreeSet<TopicPartition>,
+    drain_index: BTreeMap<i32, usize>,
+    producer_id: i64,
+    producer_epoch: i16,
+    next_sequence: BTreeMap<TopicPartition, i32>,
+    flushes_in_progress: u32,
+    closed: bool,
+    failed: Vec<FailedBatch<T>>,
+}
+
+impl<T> RecordAccumulator<T> {
+    pub fn new(config: AccumulatorConfig, pool: Arc<BufferPool>) -> Self {
+        Self {
+            config,
+            pool,
+            queues: BTreeMap::new(),
+            next_batch_id: 0,
+            in_flight: BTreeSet::new(),
+            muted: BTreeSet::new(),
+            drain_index: BTreeMap::new(),
+            producer_id: NO_PRODUCER_ID,
+            producer_epoch: -1,
+            next_sequence: BTreeMap::new(),
+            flushes_in_progress: 0,
+            closed: false,
+            failed: Vec::new(),
+        }
+    }
+
+    pub fn config(&self) -> &AccumulatorConfig {
+        &self.config
+    }
+
+    pub fn pool(&self) -> &Arc<BufferPool> {
+        &self.pool
+    }
+
+    /// Validates a record's size like Kafka's `ensureValidRecordSize`; returns the buffer size a
+    /// new batch for it needs.
+    pub fn buffer_size_for(&self, record: &RecordRef<'_>) -> Result<usize, AppendError> {
+        let size = batch_size_upper_bound(record.key.map(<[u8]>::len), record.value.map(<[u8]>::len), record.headers);
+        if size > self.config.max_request_size {
+            return Err(AppendError::RecordTooLarge { size, limit: self.config.max_request_size });
+        }
+        if size > self.config.buffer_memory {
+            return Err(AppendError::RecordLargerThanMemory { size, limit: self.config.buffer_memory });
+        }
+        Ok(size.max(self.config.batch_size))
+    }
+
+    fn append_to_last(
+        &mut self,
+        tp: &TopicPartition,
+        record: &RecordRef<'_>,
+        thunk: T,
+    ) -> Result<Result<Appended, T>, AppendError> {
+        let Some(last) = self.queues.get_mut(tp).and_then(|q| q.back_mut()) else {
+            return Ok(Err(thunk));
+        };
+        let BatchState::Open(builder) = &mut last.state else {
+            return Ok(Err(thunk));
+        };
+        if !builder.has_room_for(record.key, record.value, record.headers) {
+            return Ok(Err(thunk));
+        }
+        let before = builder.estimated_size();
+        let offset_delta = builder.append(record.timestamp, record.key, record.value, record.headers)?;
+        let appended_bytes = builder.estimated_size() - before;
+        let batch_is_full = builder.is_full();
+        last.record_count += 1;
+        last.thunks.push(thunk);
+        Ok(Ok(Appended { batch_id: last.id, offset_delta, batch_is_full, new_batch_created: false, appended_bytes }))
+    }
+
+    /// Appends to the partition's open batch if it has room; otherwise asks for a buffer.
+    pub fn try_append(
+        &mut self,
+        tp: &TopicPartition,
+        record: RecordRef<'_>,
+        thunk: T,
+    ) -> Result<TryAppend<T>, AppendError> {
+        if self.closed {
+            return Err(AppendError::Closed);
+        }
+        let size = self.buffer_size_for(&record)?;
+        match self.append_to_last(tp, &record, thunk)? {
+            Ok(a) => Ok(TryAppend::Appended(a)),
+            Err(thunk) => Ok(TryAppend::NeedsBuffer { size, thunk }),
+        }
+    }
+
+    /// Appends with a freshly allocated buffer of `alloc_size` bytes (from
+    /// [`TryAppend::NeedsBuffer`]). If an open batch gained room meanwhile, the record goes there
+    /// and the buffer returns to the pool.
+    pub fn append_with_buffer(
+        &mut self,
+        tp: &TopicPartition,
+        record: RecordRef<'_>,
+        thunk: T,
+        buffer: BytesMut,
+        alloc_size: usize,
+        now_ms: u64,
+    ) -> Result<Appended, AppendError> {
+        if self.closed {
+            self.pool.deallocate(buffer, alloc_size);
+            return Err(AppendError::Closed);
+        }
+        let thunk = match self.append_to_last(tp, &record, thunk) {
+            Ok(Ok(a)) => {
+                self.pool.deallocate(buffer, alloc_size);
+                return Ok(a);
+            }
+            Ok(Err(thunk)) => thunk,
+            Err(e) => {
+                self.pool.deallocate(buffer, alloc_size);
+                return Err(e);
+            }
+        };
+        let mut builder = BatchBuilder::new(buffer, self.config.compression, self.config.batch_size);
+        builder.set_compression_level(self.config.compression_level);
+        let offset_delta = match builder.append(record.timestamp, record.key, record.value, record.headers) {
+            Ok(d) => d,
+            Err(e) => {
+                self.pool.deallocate(builder.abandon(), alloc_size);
+                return Err(e.into());
+            }
+        };
+        let appended_bytes = builder.estimated_size();
+        let batch_is_full = builder.is_full();
+        let id = self.next_batch_id;
+        self.next_batch_id += 1;
+        self.queues.entry(tp.clone()).or_default().push_back(ProducerBatch {
+            tp: tp.clone(),
+            id,
+            created_ms: now_ms,
+            attempts: 0,
+            last_attempt_ms: now_ms,
+            thunks: vec![thunk],
+            state: BatchState::Open(builder),
+            alloc_size,
+            record_count: 1,
+            producer_id: NO_PRODUCER_ID,
+            producer_epoch: -1,
+            base_sequence: NO_SEQUENCE,
+        });
+        Ok(Appended { batch_id: id, offset_delta, batch_is_full, new_batch_created: true, appended_bytes })
+    }
+
+    /// Sets the producer id and epoch (after InitProducerId). A new id or epoch restarts every
+    /// partition's sequence at 0.
+    pub fn set_producer_id_and_epoch(&mut self, producer_id: i64, producer_epoch: i16) {
+        if (producer_id, producer_epoch) != (self.producer_id, self.producer_epoch) {
+            self.next_sequence.clear();
+        }
+        self.producer_id = producer_id;
+        self.producer_epoch = producer_epoch;
+    }
+
+    /// The sequence the partition's next drained batch gets.
+    pub fn next_sequence(&self, tp: &TopicPartition) -> i32 {
+        self.next_sequence.get(tp).copied().unwrap_or(0)
+    }
+
+    fn waiting_for_producer_id(&self) -> bool {
+        self.config.idempotence && self.producer_id == NO_PRODUCER_ID
+    }
+
+    /// Partitions whose first batch is sendable now; see the module docs.
+    pub fn ready(&self, now_ms: u64) -> ReadyCheck {
+        let mut ready = Vec::new();
+        let mut next = u64::MAX;
+        if self.waiting_for_producer_id() {
+            return ReadyCheck { ready, next_ready_check_delay_ms: next };
+        }
+        let exhausted = self.pool.queued() > 0;
+        for (tp, q) in &self.queues {
+            let Some(first) = q.front() else { continue };
+            if self.muted.contains(tp) {
+                continue;
+            }
+            let backing_off =
+                first.attempts > 0 && first.last_attempt_ms + self.config.retry_backoff_ms > now_ms;
+            let since = if first.attempts > 0 { first.last_attempt_ms } else { first.created_ms };
+            let waited = now_ms.saturating_sub(since);
+            let time_to_wait = if backing_off { self.config.retry_backoff_ms } else { self.config.linger_ms };
+            let full = q.len() > 1 || first.is_full();
+            let expired = waited >= time_to_wait;
+            let sendable = full || expired || exhausted || self.closed || self.flushes_in_progress > 0;
+            if sendable && !backing_off {
+                ready.push(tp.clone());
+            } else {
+                next = next.min(time_to_wait.saturating_sub(waited));
+            }
+        }
+        ReadyCheck { ready, next_ready_check_delay_ms: next }
+    }
+
+    /// Drains at most one batch per partition among `partitions` (those led by `node`), closing
+    /// them, until adding the next would exceed `max_request_size` (the first always goes). Starts
+    /// where the last drain for this node stopped, so no partition starves. Batches are in flight
+    /// until [`complete`](Self::complete) or [`reenqueue`](Self::reenqueue).
+    pub fn drain(
+        &mut self,
+        node: i32,
+        partitions: &[TopicPartition],
+        max_request_size: usize,
+        now_ms: u64,
+    ) -> Vec<ProducerBatch<T>> {
+        let mut out: Vec<ProducerBatch<T>> = Vec::new();
+        if partitions.is_empty() || self.waiting_for_producer_id() {
+            return out;
+        }
+        let mut size = 0usize;
+        let start = self.drain_index.get(&node).copied().unwrap_or(0) % partitions.len();
+        let mut index = start;
+        loop {
+            let tp = &partitions[index];
+            if !self.muted.contains(tp) {
+                if let Some(q) = self.queues.get_mut(tp) {
+                    if let Some(first) = q.front() {
+                        let backing_off =
+                            first.attempts > 0 && first.last_attempt_ms + self.config.retry_backoff_ms > now_ms;
+                        if !backing_off {
+                            if !out.is_empty() && size + first.estimated_size() > max_request_size {
+                                break;
+                            }
+                            if let Some(batch) = q.pop_front() {
+                                if let Some(batch) = self.close_for_send(batch) {
+                                    size += batch.estimated_size();
+                                    self.in_flight.insert(batch.id);
+                                    out.push(batch);
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            index = (index + 1) % partitions.len();
+            if index == start {
+                break;
+            }
+        }
+        // The next drain for this node starts where this one stopped.
+        self.drain_index.insert(node, index);
+        out
+    }
+
+    /// Closes a batch leaving the queue: assigns producer state and sequence (idempotence).
+    fn close_for_send(&mut self, mut batch: ProducerBatch<T>) -> Option<ProducerBatch<T>> {
+        if batch.is_closed() {
+            return Some(batch);
+        }
+        let (pid, epoch, seq) = if self.config.idempotence {
+            (self.producer_id, self.producer_epoch, self.next_sequence(&batch.tp))
+        } else {
+            (NO_PRODUCER_ID, -1, NO_SEQUENCE)
+        };
+        match batch.close(pid, epoch, seq) {
+            Ok(()) => {
+                if self.config.idempotence {
+                    self.next_sequence.insert(batch.tp.clone(), increment_sequence(seq, batch.record_count));
+                }
+                Some(batch)
+            }
+            Err(e) => {
+                let thunks = std::mem::take(&mut batch.thunks);
+                let (tp, id) = (batch.tp.clone(), batch.id);
+                self.release(batch);
+                self.failed.push(FailedBatch { tp, id, thunks, reason: FailReason::Build(e) });
+                None
+            }
+        }
+    }
+
+    fn release(&mut self, mut batch: ProducerBatch<T>) {
+        self.in_flight.remove(&batch.id);
+        if let Some(buf) = batch.take_buffer() {
+            self.pool.deallocate(buf, batch.alloc_size);
+        }
+    }
+
+    /// A drained batch is done (acknowledged or failed for good): its buffer returns to the pool
+    /// and its records' thunks come back.
+    pub fn complete(&mut self, mut batch: ProducerBatch<T>) -> Vec<T> {
+        let thunks = std::mem::take(&mut batch.thunks);
+        self.release(batch);
+        thunks
+    }
+
+    /// Puts a drained batch back for a retry, ahead of newer batches; with sequence numbers, in
+    /// sequence order among the other retried batches.
+    pub fn reenqueue(&mut self, mut batch: ProducerBatch<T>, now_ms: u64) {
+        self.in_flight.remove(&batch.id);
+        batch.attempts += 1;
+        batch.last_attempt_ms = now_ms;
+        let q = self.queues.entry(batch.tp.clone()).or_default();
+        let at = if batch.has_sequence() {
+            q.iter()
+                .position(|b| !b.has_sequence() || b.base_sequence > batch.base_sequence)
+                .unwrap_or(q.len())
+        } else {
+            0
+        };
+        q.insert(at, batch);
+    }
+
+    /// With `max.in.flight.requests.per.connection=1` (ordering without idempotence) the sender
+    /// mutes a partition while it has a batch in flight.
+    pub fn mute(&mut self, tp: &TopicPartition) {
+        self.muted.insert(tp.clone());
+    }
+
+    pub fn unmute(&mut self, tp: &TopicPartition) {
+        self.muted.remove(tp);
+    }
+
+    /// Removes queued (not in-flight) batches older than `delivery.timeout.ms`, oldest first per
+    /// partition, returning their thunks; their buffers go back to the pool.
+    pub fn expire(&mut self, now_ms: u64) -> Vec<FailedBatch<T>> {
+        let timeout = self.config.delivery_timeout_ms;
+        let mut expired = Vec::new();
+        let mut gone = Vec::new();
+        for q in self.queues.values_mut() {
+            while q.front().is_some_and(|b| now_ms.saturating_sub(b.created_ms) >= timeout) {
+                if let Some(b) = q.pop_front() {
+                    gone.push(b);
+                }
+            }
+        }
+        for mut b in gone {
+            let thunks = std::mem::take(&mut b.thunks);
+            expired.push(FailedBatch { tp: b.tp.clone(), id: b.id, thunks, reason: FailReason::DeliveryTimeout });
+            self.release(b);
+        }
+        expired
+    }
+
+    /// Batches that failed to close (a codec error), to be failed by the producer.
+    pub fn take_failed(&mut self) -> Vec<FailedBatch<T>> {
+        std::mem::take(&mut self.failed)
+    }
+
+    /// Drops every queued batch (forced close), returning their thunks.
+    pub fn abort_all(&mut self) -> Vec<FailedBatch<T>> {
+        let queues = std::mem::take(&mut self.queues);
+        let mut out = Vec::new();
+        for (_, q) in queues {
+            for mut b in q {
+                let thunks = std::mem::take(&mut b.thunks);
+                out.push(FailedBatch { tp: b.tp.clone(), id: b.id, thunks, reason: FailReason::Aborted });
+                self.release(b);
+            }
+        }
+        out
+    }
+
+    /// `flush()`: every batch is ready until [`end_flush`](Self::end_flush).
+    pub fn begin_flush(&mut self) {
+        self.flushes_in_progress += 1;
+    }
+
+    pub fn end_flush(&mut self) {
+        self.flushes_in_progress = self.flushes_in_progress.saturating_sub(1);
+    }
+
+    pub fn flush_in_progress(&self) -> bool {
+        self.flushes_in_progress > 0
+    }
+
+    /// Refuses new records; every queued batch becomes ready.
+    pub fn close(&mut self) {
+        self.closed = true;
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.closed
+    }
+
+    /// Batches queued, not yet drained.
+    pub fn has_undrained(&self) -> bool {
+        self.queues.values().any(|q| !q.is_empty())
+    }
+
+    /// Batches drained and not completed.
+    pub fn in_flight_count(&self) -> usize {
+        self.in_flight.len()
+    }
+
+    /// Anything not yet completed (what `flush()` waits for).
+    pub fn has_incomplete(&self) -> bool {
+        self.has_undrained() || !self.in_flight.is_empty()
+    }
+
+    /// Queued batches for a partition.
+    pub fn queued_batches(&self, tp: &TopicPartition) -> usize {
+        self.queues.get(tp).map_or(0, VecDeque::len)
+    }
+}
+
+/// Appends a record, waiting up to `max_block` for buffer memory (`max.block.ms`): the lock is not
+/// held while waiting.
+pub async fn append<T>(
+    acc: &Mutex<RecordAccumulator<T>>,
+    tp: &TopicPartition,
+    record: RecordRef<'_>,
+    thunk: T,
+    max_block: Duration,
+    now_ms: impl Fn() -> u64,
+) -> Result<Appended, AppendError> {
+    let lock = || acc.lock().unwrap_or_else(|e| e.into_inner());
+    let (size, thunk, pool) = {
+        let mut a = lock();
+        match a.try_append(tp, record, thunk)? {
+            TryAppend::Appended(done) => return Ok(done),
+            TryAppend::NeedsBuffer { size, thunk } => (size, thunk, a.pool.clone()),
+        }
+    };
+    let buffer = pool.allocate(size, max_block).await?;
+    let mut a = lock();
+    a.append_with_buffer(tp, record, thunk, buffer, size, now_ms())
+}

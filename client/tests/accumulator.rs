@@ -1,0 +1,393 @@
+//! The record accumulator against a simple model, plus unit tests of readiness, drain, sequences,
+//! retries, expiry and the memory budget.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use client::{
+    AccumulatorConfig, AppendError, BufferPool, FailReason, ProducerBatch, ProducerConfig,
+    RecordAccumulator, RecordRef, TopicPartition, TryAppend,
+};
+use proptest::prelude::*;
+use records::{decode_all, BatchHeader, Compression};
+
+fn cfg(batch_size: usize, linger_ms: u64, buffer_memory: usize, compression: Compression, idempotence: bool) -> AccumulatorConfig {
+    AccumulatorConfig {
+        batch_size,
+        linger_ms,
+        compression,
+        compression_level: None,
+        max_request_size: 1 << 20,
+        buffer_memory,
+        retry_backoff_ms: 100,
+        delivery_timeout_ms: 120_000,
+        idempotence,
+    }
+}
+
+fn acc(c: AccumulatorConfig) -> RecordAccumulator<u64> {
+    let pool = Arc::new(BufferPool::new(c.buffer_memory, c.batch_size));
+    RecordAccumulator::new(c, pool)
+}
+
+fn value_for(id: u64, len: usize) -> Vec<u8> {
+    let mut v = id.to_be_bytes().to_vec();
+    v.resize(len.max(8), (id % 251) as u8);
+    v
+}
+
+/// Appends without waiting: allocates from the pool synchronously. `false` if memory is exhausted.
+fn append_now(a: &mut RecordAccumulator<u64>, tp: &TopicPartition, id: u64, len: usize, now: u64) -> bool {
+    let value = value_for(id, len);
+    let rec = RecordRef { timestamp: now as i64, key: None, value: Some(&value), headers: &[] };
+    match a.try_append(tp, rec, id).unwrap() {
+        TryAppend::Appended(_) => true,
+        TryAppend::NeedsBuffer { size, thunk } => match a.pool().try_allocate(size).unwrap() {
+            Some(buf) => {
+                a.append_with_buffer(tp, rec, thunk, buf, size, now).unwrap();
+                true
+            }
+            None => false,
+        },
+    }
+}
+
+/// Decodes a drained batch and checks its records are the thunks' ids, in order.
+fn check_batch(b: &ProducerBatch<u64>) {
+    let h = BatchHeader::validate(b.bytes(), usize::MAX).unwrap();
+    assert_eq!(h.record_count as u32, b.record_count());
+    assert_eq!(h.base_sequence, b.base_sequence());
+    let recs = decode_all(Bytes::copy_from_slice(b.bytes()), 64 << 20).unwrap();
+    let ids: Vec<u64> = recs
+        .iter()
+        .map(|r| u64::from_be_bytes(r.value.as_ref().unwrap()[..8].try_into().unwrap()))
+        .collect();
+    assert_eq!(ids, b.thunks);
+}
+
+fn tp(p: i32) -> TopicPartition {
+    TopicPartition::new("t", p)
+}
+
+#[test]
+fn linger_decides_readiness_and_the_next_check() {
+    let mut a = acc(cfg(1000, 10, 100_000, Compression::None, false));
+    assert!(append_now(&mut a, &tp(0), 1, 10, 100));
+    let r = a.ready(105);
+    assert!(r.ready.is_empty());
+    assert_eq!(r.next_ready_check_delay_ms, 5);
+    assert_eq!(a.ready(110).ready, vec![tp(0)]);
+    // Flushing makes everything ready at once.
+    a.begin_flush();
+    assert_eq!(a.ready(101).ready, vec![tp(0)]);
+    a.end_flush();
+    assert!(a.ready(101).ready.is_empty());
+}
+
+#[test]
+fn a_full_batch_is_ready_before_linger() {
+    let mut a = acc(cfg(300, 1000, 100_000, Compression::None, false));
+    let mut id = 0;
+    while a.queued_batches(&tp(0)) < 2 {
+        assert!(append_now(&mut a, &tp(0), id, 50, 0));
+        id += 1;
+    }
+    assert_eq!(a.ready(0).ready, vec![tp(0)]);
+    let drained = a.drain(0, &[tp(0)], 1 << 20, 0);
+    assert_eq!(drained.len(), 1, "one batch per partition per drain");
+    assert!(drained[0].bytes().len() <= 300);
+    check_batch(&drained[0]);
+}
+
+#[test]
+fn drain_respects_max_request_size_and_rotates() {
+    let mut a = acc(cfg(1000, 0, 100_000, Compression::None, false));
+    let parts: Vec<_> = (0..4).map(tp).collect();
+    for (i, p) in parts.iter().enumerate() {
+        for j in 0..5 {
+            assert!(append_now(&mut a, p, (i * 10 + j) as u64, 100, 0));
+        }
+    }
+    let one = a.drain(7, &parts, 700, 0)[0].bytes().len();
+    assert!(one > 500);
+    // The first drain took partition 0 only (two would exceed 700); the next starts at 1.
+    let second = a.drain(7, &parts, 700, 0);
+    assert_eq!(second.len(), 1);
+    assert_eq!(second[0].tp, tp(1));
+    let rest = a.drain(7, &parts, 1 << 20, 0);
+    assert_eq!(rest.iter().map(|b| b.tp.partition).collect::<Vec<_>>(), vec![2, 3]);
+    assert_eq!(a.in_flight_count(), 4);
+}
+
+#[test]
+fn idempotence_assigns_sequences_at_drain_and_waits_for_a_producer_id() {
+    let mut a = acc(cfg(200, 0, 100_000, Compression::Lz4, true));
+    for id in 0..20 {
+        assert!(append_now(&mut a, &tp(0), id, 40, 0));
+    }
+    assert!(a.ready(0).ready.is_empty(), "no producer id yet");
+    assert!(a.drain(0, &[tp(0)], 1 << 20, 0).is_empty());
+    a.set_producer_id_and_epoch(1234, 2);
+    let mut seq = 0;
+    let mut batches = Vec::new();
+    while a.has_undrained() {
+        for b in a.drain(0, &[tp(0)], 1 << 20, 0) {
+            assert_eq!((b.producer_id(), b.producer_epoch(), b.base_sequence()), (1234, 2, seq));
+            let h = BatchHeader::validate(b.bytes(), usize::MAX).unwrap();
+            assert_eq!(h.compression().unwrap(), Compression::Lz4);
+            check_batch(&b);
+            seq += b.record_count() as i32;
+            batches.push(b);
+        }
+    }
+    assert_eq!(seq, 20);
+    assert_eq!(a.next_sequence(&tp(0)), 20);
+    // Retried batches go back in sequence order, ahead of new ones.
+    assert!(append_now(&mut a, &tp(0), 99, 40, 0));
+    let second = batches.remove(1);
+    let first = batches.remove(0);
+    a.reenqueue(second, 10);
+    a.reenqueue(first, 10);
+    assert!(a.drain(0, &[tp(0)], 1 << 20, 50).is_empty(), "backing off");
+    assert!(a.ready(50).ready.is_empty());
+    assert_eq!(a.ready(110).ready, vec![tp(0)]);
+    let again: Vec<i32> = (0..3).flat_map(|_| a.drain(0, &[tp(0)], 1 << 20, 110)).map(|b| b.base_sequence()).collect();
+    assert_eq!(again[0], 0);
+    assert!(again[1] > 0 && again[2] == 20, "{again:?}");
+    // A new epoch restarts sequences.
+    a.set_producer_id_and_epoch(1234, 3);
+    assert_eq!(a.next_sequence(&tp(0)), 0);
+}
+
+#[test]
+fn sequences_wrap_like_kafka() {
+    assert_eq!(client::increment_sequence(i32::MAX, 1), 0);
+    assert_eq!(client::increment_sequence(i32::MAX - 1, 5), 3);
+    assert_eq!(client::increment_sequence(5, 5), 10);
+}
+
+#[test]
+fn expired_batches_fail_and_return_memory() {
+    let c = AccumulatorConfig { delivery_timeout_ms: 1000, ..cfg(1000, 0, 10_000, Compression::None, false) };
+    let mut a = acc(c);
+    assert!(append_now(&mut a, &tp(0), 1, 10, 0));
+    assert!(append_now(&mut a, &tp(1), 2, 10, 500));
+    assert!(a.expire(999).is_empty());
+    let e = a.expire(1000);
+    assert_eq!(e.len(), 1);
+    assert_eq!((e[0].tp.clone(), e[0].thunks.clone(), e[0].reason.clone()), (tp(0), vec![1], FailReason::DeliveryTimeout));
+    let aborted = a.abort_all();
+    assert_eq!(aborted[0].thunks, vec![2]);
+    assert_eq!(a.pool().available_memory(), 10_000);
+}
+
+#[test]
+fn oversized_records_are_refused() {
+    let c = AccumulatorConfig { max_request_size: 1000, ..cfg(100, 0, 10_000, Compression::None, false) };
+    let mut a = acc(c);
+    let big = vec![0u8; 2000];
+    let rec = RecordRef { timestamp: 0, key: None, value: Some(&big), headers: &[] };
+    assert!(matches!(a.try_append(&tp(0), rec, 1), Err(AppendError::RecordTooLarge { .. })));
+    // A record larger than batch.size but within limits gets a batch of its own.
+    let mid = vec![0u8; 500];
+    let rec = RecordRef { timestamp: 0, key: None, value: Some(&mid), headers: &[] };
+    match a.try_append(&tp(0), rec, 2).unwrap() {
+        TryAppend::NeedsBuffer { size, .. } => assert!(size > 500),
+        other => panic!("{other:?}"),
+    }
+    a.close();
+    assert!(matches!(a.try_append(&tp(0), rec, 3), Err(AppendError::Closed)));
+}
+
+#[test]
+fn config_feeds_the_accumulator() {
+    let c = ProducerConfig::from_pairs([("batch.size", "1000"), ("linger.ms", "7"), ("compression.type", "zstd")]).unwrap();
+    let ac = AccumulatorConfig::from(&c);
+    assert_eq!((ac.batch_size, ac.linger_ms, ac.compression, ac.idempotence), (1000, 7, Compression::Zstd, true));
+}
+
+#[tokio::test]
+async fn append_waits_for_memory_released_by_completion() {
+    let c = cfg(100, 0, 200, Compression::None, false);
+    let pool = Arc::new(BufferPool::new(200, 100));
+    let a = Arc::new(Mutex::new(RecordAccumulator::<u64>::new(c, pool.clone())));
+    // A record whose upper bound fits one batch.size buffer.
+    let v = vec![1u8; 10];
+    let rec = RecordRef { timestamp: 0, key: None, value: Some(&v), headers: &[] };
+    for (i, p) in [0, 1].into_iter().enumerate() {
+        client::append(&a, &tp(p), rec, i as u64, Duration::from_millis(10), || 0).await.unwrap();
+    }
+    assert_eq!(pool.available_memory(), 0);
+    let err = client::append(&a, &tp(2), rec, 9, Duration::from_millis(10), || 0).await.unwrap_err();
+    assert!(matches!(err, AppendError::Pool(client::PoolError::Timeout { .. })));
+    let a2 = a.clone();
+    let waiter = tokio::spawn(async move {
+        let v = vec![1u8; 10];
+        let rec = RecordRef { timestamp: 0, key: None, value: Some(&v), headers: &[] };
+        client::append(&a2, &tp(2), rec, 3, Duration::from_secs(5), || 0).await
+    });
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    {
+        let mut g = a.lock().unwrap();
+        // The pool has a waiter: every batch is ready ("exhausted").
+        assert_eq!(g.ready(0).ready.len(), 2);
+        let drained = g.drain(0, &[tp(0)], 1 << 20, 0);
+        for b in drained {
+            g.complete(b);
+        }
+    }
+    let appended = waiter.await.unwrap().unwrap();
+    assert!(appended.new_batch_created);
+}
+
+#[derive(Debug, Clone)]
+enum Op {
+    Append { partition: i32, len: usize },
+    Tick(u64),
+    Drain { node: i32, max_request_size: usize },
+    Complete(proptest::sample::Index),
+    Retry(proptest::sample::Index),
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        8 => (0i32..4, 0usize..300).prop_map(|(partition, len)| Op::Append { partition, len }),
+        2 => (0u64..30).prop_map(Op::Tick),
+        3 => (0i32..2, prop_oneof![Just(1 << 20), 100usize..3000]).prop_map(|(node, max_request_size)| Op::Drain { node, max_request_size }),
+        3 => any::<proptest::sample::Index>().prop_map(Op::Complete),
+        1 => any::<proptest::sample::Index>().prop_map(Op::Retry),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 96, ..ProptestConfig::default() })]
+
+    /// Every appended record comes out in exactly one completed batch; per partition, batches in
+    /// sequence (or first-drain) order concatenate to the append order; sequences are contiguous
+    /// from 0; the pool never hands out more than buffer.memory and gets it all back.
+    #[test]
+    fn accumulator_matches_model(
+        ops in proptest::collection::vec(op(), 1..150),
+        batch_size in 100usize..2000,
+        linger_ms in 0u64..20,
+        buffer_memory in 2_000usize..20_000,
+        compression in proptest::sample::select(vec![Compression::None, Compression::Gzip, Compression::Snappy, Compression::Lz4, Compression::Zstd]),
+        idempotence in any::<bool>(),
+    ) {
+        let c = AccumulatorConfig { max_request_size: 1 << 20, ..cfg(batch_size, linger_ms, buffer_memory, compression, idempotence) };
+        let mut a = acc(c);
+        if idempotence {
+            a.set_producer_id_and_epoch(77, 0);
+        }
+        let partitions_of = |node: i32| -> Vec<TopicPartition> { (0..4).filter(|p| p % 2 == node).map(tp).collect() };
+        let mut now = 0u64;
+        let mut next_id = 0u64;
+        let mut appended: BTreeMap<i32, Vec<u64>> = BTreeMap::new();
+        let mut in_flight: Vec<ProducerBatch<u64>> = Vec::new();
+        // (partition, first-drain order, base sequence, ids) for each completed batch
+        let mut completed: Vec<(i32, u64, i32, Vec<u64>)> = Vec::new();
+        let mut first_drain: BTreeMap<u64, u64> = BTreeMap::new();
+        let mut drain_counter = 0u64;
+
+        let mut handle_drained = |batches: Vec<ProducerBatch<u64>>, in_flight: &mut Vec<ProducerBatch<u64>>| {
+            for b in batches {
+                check_batch(&b);
+                first_drain.entry(b.id).or_insert_with(|| { drain_counter += 1; drain_counter });
+                in_flight.push(b);
+            }
+        };
+
+        for op in ops {
+            match op {
+                Op::Append { partition, len } => {
+                    if append_now(&mut a, &tp(partition), next_id, len, now) {
+                        appended.entry(partition).or_default().push(next_id);
+                    }
+                    next_id += 1;
+                }
+                Op::Tick(ms) => now += ms,
+                Op::Drain { node, max_request_size } => {
+                    let ready = a.ready(now);
+                    if ready.ready.iter().any(|t| t.partition % 2 == node) {
+                        let batches = a.drain(node, &partitions_of(node), max_request_size, now);
+                        prop_assert!(!batches.is_empty());
+                        handle_drained(batches, &mut in_flight);
+                    }
+                }
+                Op::Complete(i) => {
+                    if !in_flight.is_empty() {
+                        let b = in_flight.remove(i.index(in_flight.len()));
+                        let entry = (b.tp.partition, b.id, b.base_sequence(), b.thunks.clone());
+                        prop_assert_eq!(a.complete(b), entry.3.clone());
+                        completed.push(entry);
+                    }
+                }
+                Op::Retry(i) => {
+                    if !in_flight.is_empty() {
+                        let b = in_flight.remove(i.index(in_flight.len()));
+                        a.reenqueue(b, now);
+                    }
+                }
+            }
+            let pool = a.pool();
+            prop_assert!(pool.available_memory() <= buffer_memory);
+            prop_assert!(pool.pooled_buffers() * batch_size <= buffer_memory);
+        }
+        // Flush: drain and complete everything that is left.
+        a.begin_flush();
+        for b in std::mem::take(&mut in_flight) {
+            let entry = (b.tp.partition, b.id, b.base_sequence(), b.thunks.clone());
+            a.complete(b);
+            completed.push(entry);
+        }
+        let mut rounds = 0;
+        while a.has_incomplete() {
+            now += 200; // past any retry backoff
+            for node in 0..2 {
+                let batches = a.drain(node, &partitions_of(node), 1 << 20, now);
+                handle_drained(batches, &mut in_flight);
+            }
+            for b in std::mem::take(&mut in_flight) {
+                let entry = (b.tp.partition, b.id, b.base_sequence(), b.thunks.clone());
+                a.complete(b);
+                completed.push(entry);
+            }
+            rounds += 1;
+            prop_assert!(rounds < 1000, "flush does not converge");
+        }
+        a.end_flush();
+        prop_assert_eq!(a.pool().available_memory(), buffer_memory);
+
+        let mut ids: Vec<u64> = completed.iter().flat_map(|c| c.3.iter().copied()).collect();
+        ids.sort_unstable();
+        let mut want: Vec<u64> = appended.values().flatten().copied().collect();
+        want.sort_unstable();
+        prop_assert_eq!(ids, want, "each record in exactly one batch");
+
+        for (partition, order) in &appended {
+            let mut batches: Vec<_> = completed.iter().filter(|c| c.0 == *partition).collect();
+            if idempotence {
+                batches.sort_by_key(|c| c.2);
+                let mut seq = 0i32;
+                for b in &batches {
+                    prop_assert_eq!(b.2, seq, "contiguous sequences");
+                    seq += b.3.len() as i32;
+                }
+            } else {
+                prop_assert!(batches.iter().all(|b| b.2 == -1));
+            }
+            // First-drain order equals sequence order and append order.
+            let mut by_drain = batches.clone();
+            by_drain.sort_by_key(|c| first_drain[&c.1]);
+            let concat: Vec<u64> = by_drain.iter().flat_map(|c| c.3.iter().copied()).collect();
+            prop_assert_eq!(&concat, order);
+            if idempotence {
+                // Sequence order (what the broker enforces) equals append order.
+                let concat: Vec<u64> = batches.iter().flat_map(|c| c.3.iter().copied()).collect();
+                prop_assert_eq!(&concat, order);
+            }
+        }
+    }
+}
