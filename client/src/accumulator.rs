@@ -25,7 +25,8 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use records::{
-    batch_size_upper_bound, BatchBuilder, BuildError, Compression, Header, NO_PRODUCER_ID, NO_SEQUENCE,
+    batch_size_upper_bound, BatchBuilder, BuildError, Compression, Header, NO_PRODUCER_ID,
+    NO_SEQUENCE,
 };
 use thiserror::Error;
 
@@ -40,7 +41,10 @@ pub struct TopicPartition {
 
 impl TopicPartition {
     pub fn new(topic: impl Into<String>, partition: i32) -> Self {
-        Self { topic: topic.into(), partition }
+        Self {
+            topic: topic.into(),
+            partition,
+        }
     }
 }
 
@@ -107,7 +111,10 @@ pub enum TryAppend<T> {
     Appended(Appended),
     /// No open batch has room: allocate `size` bytes from the pool and call
     /// [`RecordAccumulator::append_with_buffer`] with the record and its `thunk` again.
-    NeedsBuffer { size: usize, thunk: T },
+    NeedsBuffer {
+        size: usize,
+        thunk: T,
+    },
 }
 
 /// One record to append.
@@ -198,8 +205,15 @@ impl<T> ProducerBatch<T> {
 
     /// Closes an open batch with the given producer state. On error the batch stays unusable
     /// (its state is `Finishing`) and the caller fails it.
-    fn close(&mut self, producer_id: i64, producer_epoch: i16, base_sequence: i32) -> Result<(), BuildError> {
-        if let BatchState::Open(mut builder) = std::mem::replace(&mut self.state, BatchState::Finishing) {
+    fn close(
+        &mut self,
+        producer_id: i64,
+        producer_epoch: i16,
+        base_sequence: i32,
+    ) -> Result<(), BuildError> {
+        if let BatchState::Open(mut builder) =
+            std::mem::replace(&mut self.state, BatchState::Finishing)
+        {
             builder.set_producer_state(producer_id, producer_epoch, base_sequence);
             let buf = builder.finish()?;
             self.producer_id = producer_id;
@@ -298,12 +312,22 @@ impl<T> RecordAccumulator<T> {
     /// Validates a record's size like Kafka's `ensureValidRecordSize`; returns the buffer size a
     /// new batch for it needs.
     pub fn buffer_size_for(&self, record: &RecordRef<'_>) -> Result<usize, AppendError> {
-        let size = batch_size_upper_bound(record.key.map(<[u8]>::len), record.value.map(<[u8]>::len), record.headers);
+        let size = batch_size_upper_bound(
+            record.key.map(<[u8]>::len),
+            record.value.map(<[u8]>::len),
+            record.headers,
+        );
         if size > self.config.max_request_size {
-            return Err(AppendError::RecordTooLarge { size, limit: self.config.max_request_size });
+            return Err(AppendError::RecordTooLarge {
+                size,
+                limit: self.config.max_request_size,
+            });
         }
         if size > self.config.buffer_memory {
-            return Err(AppendError::RecordLargerThanMemory { size, limit: self.config.buffer_memory });
+            return Err(AppendError::RecordLargerThanMemory {
+                size,
+                limit: self.config.buffer_memory,
+            });
         }
         Ok(size.max(self.config.batch_size))
     }
@@ -324,12 +348,19 @@ impl<T> RecordAccumulator<T> {
             return Ok(Err(thunk));
         }
         let before = builder.estimated_size();
-        let offset_delta = builder.append(record.timestamp, record.key, record.value, record.headers)?;
+        let offset_delta =
+            builder.append(record.timestamp, record.key, record.value, record.headers)?;
         let appended_bytes = builder.estimated_size() - before;
         let batch_is_full = builder.is_full();
         last.record_count += 1;
         last.thunks.push(thunk);
-        Ok(Ok(Appended { batch_id: last.id, offset_delta, batch_is_full, new_batch_created: false, appended_bytes }))
+        Ok(Ok(Appended {
+            batch_id: last.id,
+            offset_delta,
+            batch_is_full,
+            new_batch_created: false,
+            appended_bytes,
+        }))
     }
 
     /// Appends to the partition's open batch if it has room; otherwise asks for a buffer.
@@ -376,34 +407,45 @@ impl<T> RecordAccumulator<T> {
                 return Err(e);
             }
         };
-        let mut builder = BatchBuilder::new(buffer, self.config.compression, self.config.batch_size);
+        let mut builder =
+            BatchBuilder::new(buffer, self.config.compression, self.config.batch_size);
         builder.set_compression_level(self.config.compression_level);
-        let offset_delta = match builder.append(record.timestamp, record.key, record.value, record.headers) {
-            Ok(d) => d,
-            Err(e) => {
-                self.pool.deallocate(builder.abandon(), alloc_size);
-                return Err(e.into());
-            }
-        };
+        let offset_delta =
+            match builder.append(record.timestamp, record.key, record.value, record.headers) {
+                Ok(d) => d,
+                Err(e) => {
+                    self.pool.deallocate(builder.abandon(), alloc_size);
+                    return Err(e.into());
+                }
+            };
         let appended_bytes = builder.estimated_size();
         let batch_is_full = builder.is_full();
         let id = self.next_batch_id;
         self.next_batch_id += 1;
-        self.queues.entry(tp.clone()).or_default().push_back(ProducerBatch {
-            tp: tp.clone(),
-            id,
-            created_ms: now_ms,
-            attempts: 0,
-            last_attempt_ms: now_ms,
-            thunks: vec![thunk],
-            state: BatchState::Open(builder),
-            alloc_size,
-            record_count: 1,
-            producer_id: NO_PRODUCER_ID,
-            producer_epoch: -1,
-            base_sequence: NO_SEQUENCE,
-        });
-        Ok(Appended { batch_id: id, offset_delta, batch_is_full, new_batch_created: true, appended_bytes })
+        self.queues
+            .entry(tp.clone())
+            .or_default()
+            .push_back(ProducerBatch {
+                tp: tp.clone(),
+                id,
+                created_ms: now_ms,
+                attempts: 0,
+                last_attempt_ms: now_ms,
+                thunks: vec![thunk],
+                state: BatchState::Open(builder),
+                alloc_size,
+                record_count: 1,
+                producer_id: NO_PRODUCER_ID,
+                producer_epoch: -1,
+                base_sequence: NO_SEQUENCE,
+            });
+        Ok(Appended {
+            batch_id: id,
+            offset_delta,
+            batch_is_full,
+            new_batch_created: true,
+            appended_bytes,
+        })
     }
 
     /// Sets the producer id and epoch (after InitProducerId). A new id or epoch restarts every
@@ -430,7 +472,10 @@ impl<T> RecordAccumulator<T> {
         let mut ready = Vec::new();
         let mut next = u64::MAX;
         if self.waiting_for_producer_id() {
-            return ReadyCheck { ready, next_ready_check_delay_ms: next };
+            return ReadyCheck {
+                ready,
+                next_ready_check_delay_ms: next,
+            };
         }
         let exhausted = self.pool.queued() > 0;
         for (tp, q) in &self.queues {
@@ -440,19 +485,31 @@ impl<T> RecordAccumulator<T> {
             }
             let backing_off =
                 first.attempts > 0 && first.last_attempt_ms + self.config.retry_backoff_ms > now_ms;
-            let since = if first.attempts > 0 { first.last_attempt_ms } else { first.created_ms };
+            let since = if first.attempts > 0 {
+                first.last_attempt_ms
+            } else {
+                first.created_ms
+            };
             let waited = now_ms.saturating_sub(since);
-            let time_to_wait = if backing_off { self.config.retry_backoff_ms } else { self.config.linger_ms };
+            let time_to_wait = if backing_off {
+                self.config.retry_backoff_ms
+            } else {
+                self.config.linger_ms
+            };
             let full = q.len() > 1 || first.is_full();
             let expired = waited >= time_to_wait;
-            let sendable = full || expired || exhausted || self.closed || self.flushes_in_progress > 0;
+            let sendable =
+                full || expired || exhausted || self.closed || self.flushes_in_progress > 0;
             if sendable && !backing_off {
                 ready.push(tp.clone());
             } else {
                 next = next.min(time_to_wait.saturating_sub(waited));
             }
         }
-        ReadyCheck { ready, next_ready_check_delay_ms: next }
+        ReadyCheck {
+            ready,
+            next_ready_check_delay_ms: next,
+        }
     }
 
     /// Drains at most one batch per partition among `partitions` (those led by `node`), closing
@@ -478,8 +535,8 @@ impl<T> RecordAccumulator<T> {
             if !self.muted.contains(tp) {
                 if let Some(q) = self.queues.get_mut(tp) {
                     if let Some(first) = q.front() {
-                        let backing_off =
-                            first.attempts > 0 && first.last_attempt_ms + self.config.retry_backoff_ms > now_ms;
+                        let backing_off = first.attempts > 0
+                            && first.last_attempt_ms + self.config.retry_backoff_ms > now_ms;
                         if !backing_off {
                             if !out.is_empty() && size + first.estimated_size() > max_request_size {
                                 break;
@@ -511,14 +568,21 @@ impl<T> RecordAccumulator<T> {
             return Some(batch);
         }
         let (pid, epoch, seq) = if self.config.idempotence {
-            (self.producer_id, self.producer_epoch, self.next_sequence(&batch.tp))
+            (
+                self.producer_id,
+                self.producer_epoch,
+                self.next_sequence(&batch.tp),
+            )
         } else {
             (NO_PRODUCER_ID, -1, NO_SEQUENCE)
         };
         match batch.close(pid, epoch, seq) {
             Ok(()) => {
                 if self.config.idempotence {
-                    self.next_sequence.insert(batch.tp.clone(), increment_sequence(seq, batch.record_count));
+                    self.next_sequence.insert(
+                        batch.tp.clone(),
+                        increment_sequence(seq, batch.record_count),
+                    );
                 }
                 Some(batch)
             }
@@ -526,7 +590,12 @@ impl<T> RecordAccumulator<T> {
                 let thunks = std::mem::take(&mut batch.thunks);
                 let (tp, id) = (batch.tp.clone(), batch.id);
                 self.release(batch);
-                self.failed.push(FailedBatch { tp, id, thunks, reason: FailReason::Build(e) });
+                self.failed.push(FailedBatch {
+                    tp,
+                    id,
+                    thunks,
+                    reason: FailReason::Build(e),
+                });
                 None
             }
         }
@@ -581,7 +650,10 @@ impl<T> RecordAccumulator<T> {
         let mut expired = Vec::new();
         let mut gone = Vec::new();
         for q in self.queues.values_mut() {
-            while q.front().is_some_and(|b| now_ms.saturating_sub(b.created_ms) >= timeout) {
+            while q
+                .front()
+                .is_some_and(|b| now_ms.saturating_sub(b.created_ms) >= timeout)
+            {
                 if let Some(b) = q.pop_front() {
                     gone.push(b);
                 }
@@ -589,7 +661,12 @@ impl<T> RecordAccumulator<T> {
         }
         for mut b in gone {
             let thunks = std::mem::take(&mut b.thunks);
-            expired.push(FailedBatch { tp: b.tp.clone(), id: b.id, thunks, reason: FailReason::DeliveryTimeout });
+            expired.push(FailedBatch {
+                tp: b.tp.clone(),
+                id: b.id,
+                thunks,
+                reason: FailReason::DeliveryTimeout,
+            });
             self.release(b);
         }
         expired
@@ -607,7 +684,12 @@ impl<T> RecordAccumulator<T> {
         for (_, q) in queues {
             for mut b in q {
                 let thunks = std::mem::take(&mut b.thunks);
-                out.push(FailedBatch { tp: b.tp.clone(), id: b.id, thunks, reason: FailReason::Aborted });
+                out.push(FailedBatch {
+                    tp: b.tp.clone(),
+                    id: b.id,
+                    thunks,
+                    reason: FailReason::Aborted,
+                });
                 self.release(b);
             }
         }

@@ -120,7 +120,10 @@ impl BufferPool {
             return Err(PoolError::Closed);
         }
         if size > self.total {
-            return Err(PoolError::LargerThanMemory { size, total: self.total });
+            return Err(PoolError::LargerThanMemory {
+                size,
+                total: self.total,
+            });
         }
         Ok(())
     }
@@ -137,9 +140,7 @@ impl BufferPool {
         }
         // Release pooled buffers into the unpooled budget until the request fits.
         while st.non_pooled_available < size {
-            if st.free.pop_back().is_none() {
-                return None;
-            }
+            st.free.pop_back()?;
             st.non_pooled_available += self.poolable;
         }
         st.non_pooled_available -= size;
@@ -172,7 +173,11 @@ impl BufferPool {
             st.waiters.push_back(t);
             t
         };
-        let guard = WaiterGuard { pool: self, ticket, done: false };
+        let guard = WaiterGuard {
+            pool: self,
+            ticket,
+            done: false,
+        };
         loop {
             let notified = self.notify.notified();
             tokio::pin!(notified);
@@ -192,7 +197,10 @@ impl BufferPool {
             }
             let now = tokio::time::Instant::now();
             if now >= deadline {
-                return Err(PoolError::Timeout { size, max_block_ms: max_block.as_millis() as u64 });
+                return Err(PoolError::Timeout {
+                    size,
+                    max_block_ms: max_block.as_millis() as u64,
+                });
             }
             let _ = tokio::time::timeout(deadline - now, notified).await;
         }
@@ -242,7 +250,8 @@ impl WaiterGuard<'_> {
         let more = {
             let mut st = self.pool.lock();
             st.waiters.retain(|&t| t != self.ticket);
-            !st.waiters.is_empty() && st.non_pooled_available + st.free.len() * self.pool.poolable > 0
+            !st.waiters.is_empty()
+                && st.non_pooled_available + st.free.len() * self.pool.poolable > 0
         };
         if more {
             self.pool.notify.notify_waiters();
@@ -280,7 +289,9 @@ mod tests {
     #[test]
     fn free_list_is_released_for_large_requests() {
         let pool = BufferPool::new(300, 100);
-        let bufs: Vec<_> = (0..3).map(|_| pool.try_allocate(100).unwrap().unwrap()).collect();
+        let bufs: Vec<_> = (0..3)
+            .map(|_| pool.try_allocate(100).unwrap().unwrap())
+            .collect();
         assert!(pool.try_allocate(1).unwrap().is_none());
         for b in bufs {
             pool.deallocate(b, 100);
@@ -291,7 +302,13 @@ mod tests {
         assert_eq!(pool.available_memory(), 50);
         pool.deallocate(big, 250);
         assert_eq!(pool.available_memory(), 300);
-        assert_eq!(pool.try_allocate(301), Err(PoolError::LargerThanMemory { size: 301, total: 300 }));
+        assert_eq!(
+            pool.try_allocate(301),
+            Err(PoolError::LargerThanMemory {
+                size: 301,
+                total: 300
+            })
+        );
     }
 
     #[tokio::test]
@@ -305,7 +322,11 @@ mod tests {
         ));
         assert_eq!(pool.queued(), 0, "timed-out waiter left the queue");
         let p2 = pool.clone();
-        let waiter = tokio::spawn(async move { p2.allocate(150, Duration::from_secs(5)).await.map(|b| b.capacity()) });
+        let waiter = tokio::spawn(async move {
+            p2.allocate(150, Duration::from_secs(5))
+                .await
+                .map(|b| b.capacity())
+        });
         tokio::time::sleep(Duration::from_millis(5)).await;
         assert_eq!(pool.queued(), 1);
         // Queued first: a newcomer may not jump the queue.

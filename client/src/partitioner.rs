@@ -46,10 +46,10 @@ pub fn to_positive(n: i32) -> i32 {
     n & 0x7fff_ffff
 }
 
-/// The partition Kafka's default partitioner picks for a non-null key.
-pub fn partition_for_key(key: &[u8], num_partitions: u32) -> u32 {
-    assert!(num_partitions > 0, "a topic has at least one partition");
-    (to_positive(murmur2(key)) as u32) % num_partitions
+/// The partition Kafka's default partitioner picks for a non-null key (`None` for a topic that
+/// metadata says has no partitions).
+pub fn partition_for_key(key: &[u8], num_partitions: u32) -> Option<u32> {
+    (num_partitions > 0).then(|| (to_positive(murmur2(key)) as u32) % num_partitions)
 }
 
 #[derive(Debug, Clone)]
@@ -71,24 +71,43 @@ impl<R: RngCore> Partitioner<R> {
     /// `sticky_batch_size` is `batch.size`; `rng` is a seeded generator (e.g. ChaCha8 from the
     /// run's seed with a per-subsystem salt).
     pub fn new(rng: R, sticky_batch_size: usize, ignore_keys: bool) -> Self {
-        Self { rng, sticky_batch_size: sticky_batch_size.max(1), ignore_keys, sticky: BTreeMap::new() }
+        Self {
+            rng,
+            sticky_batch_size: sticky_batch_size.max(1),
+            ignore_keys,
+            sticky: BTreeMap::new(),
+        }
     }
 
     /// Chooses a partition in `0..num_partitions`. `available` lists partitions that currently have
-    /// a leader (empty = treat all as available).
-    pub fn partition(&mut self, topic: &str, key: Option<&[u8]>, num_partitions: u32, available: &[u32]) -> u32 {
-        assert!(num_partitions > 0, "a topic has at least one partition");
+    /// a leader (empty = treat all as available). `None` when `num_partitions` is 0.
+    pub fn partition(
+        &mut self,
+        topic: &str,
+        key: Option<&[u8]>,
+        num_partitions: u32,
+        available: &[u32],
+    ) -> Option<u32> {
+        if num_partitions == 0 {
+            return None;
+        }
         if let (Some(key), false) = (key, self.ignore_keys) {
             return partition_for_key(key, num_partitions);
         }
         if let Some(s) = self.sticky.get(topic) {
             if s.partition < num_partitions && s.produced_bytes < self.sticky_batch_size {
-                return s.partition;
+                return Some(s.partition);
             }
         }
         let partition = self.next_partition(num_partitions, available);
-        self.sticky.insert(topic.to_string(), Sticky { partition, produced_bytes: 0 });
-        partition
+        self.sticky.insert(
+            topic.to_string(),
+            Sticky {
+                partition,
+                produced_bytes: 0,
+            },
+        );
+        Some(partition)
     }
 
     /// Tells the sticky partitioner that `bytes` were appended to `topic`/`partition`; after
@@ -108,7 +127,11 @@ impl<R: RngCore> Partitioner<R> {
 
     fn next_partition(&mut self, num_partitions: u32, available: &[u32]) -> u32 {
         let r = self.rng.next_u32();
-        let usable: Vec<u32> = available.iter().copied().filter(|&p| p < num_partitions).collect();
+        let usable: Vec<u32> = available
+            .iter()
+            .copied()
+            .filter(|&p| p < num_partitions)
+            .collect();
         if usable.is_empty() {
             r % num_partitions
         } else {
@@ -131,7 +154,10 @@ mod tests {
             (b"foobar", -790_332_482),
             (b"a-little-bit-long-string", -985_981_536),
             (b"a-little-bit-longer-string", -1_486_304_829),
-            (b"lkjh234lh9fiuh90y23oiuhsafujhadof229phr9h19h89h8", -58_897_971),
+            (
+                b"lkjh234lh9fiuh90y23oiuhsafujhadof229phr9h19h89h8",
+                -58_897_971,
+            ),
             (b"abc", 479_470_107),
         ];
         for (key, want) in cases {
@@ -142,11 +168,12 @@ mod tests {
     #[test]
     fn keyed_records_hash_to_positive_partitions() {
         // toPositive(-973932308) = 1173551340; % 6 = 0
-        assert_eq!(partition_for_key(b"21", 6), (1_173_551_340u32) % 6);
+        assert_eq!(partition_for_key(b"21", 6), Some(1_173_551_340u32 % 6));
+        assert_eq!(partition_for_key(b"21", 0), None);
         let mut p = Partitioner::new(ChaCha8Rng::seed_from_u64(1), 16384, false);
         for n in 1..20 {
             let got = p.partition("t", Some(b"foobar"), n, &[]);
-            assert_eq!(got, (to_positive(-790_332_482) as u32) % n);
+            assert_eq!(got, Some((to_positive(-790_332_482) as u32) % n));
         }
     }
 
@@ -156,7 +183,7 @@ mod tests {
             let mut p = Partitioner::new(ChaCha8Rng::seed_from_u64(seed), 1000, false);
             let mut seen = Vec::new();
             for _ in 0..50 {
-                let part = p.partition("t", None, 12, &[]);
+                let part = p.partition("t", None, 12, &[]).unwrap();
                 p.on_append("t", part, 100);
                 seen.push(part);
             }
@@ -168,14 +195,17 @@ mod tests {
         for chunk in a.chunks(10) {
             assert!(chunk.iter().all(|&x| x == chunk[0]), "{a:?}");
         }
-        assert!(a.iter().any(|&x| x != a[0]), "switches partitions over time");
+        assert!(
+            a.iter().any(|&x| x != a[0]),
+            "switches partitions over time"
+        );
     }
 
     #[test]
     fn sticky_prefers_available_partitions_and_ignore_keys() {
         let mut p = Partitioner::new(ChaCha8Rng::seed_from_u64(3), 10, true);
         for _ in 0..100 {
-            let part = p.partition("t", Some(b"k"), 8, &[2, 5]);
+            let part = p.partition("t", Some(b"k"), 8, &[2, 5]).unwrap();
             assert!(part == 2 || part == 5);
             p.on_append("t", part, 10);
         }

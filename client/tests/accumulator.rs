@@ -13,7 +13,13 @@ use client::{
 use proptest::prelude::*;
 use records::{decode_all, BatchHeader, Compression};
 
-fn cfg(batch_size: usize, linger_ms: u64, buffer_memory: usize, compression: Compression, idempotence: bool) -> AccumulatorConfig {
+fn cfg(
+    batch_size: usize,
+    linger_ms: u64,
+    buffer_memory: usize,
+    compression: Compression,
+    idempotence: bool,
+) -> AccumulatorConfig {
     AccumulatorConfig {
         batch_size,
         linger_ms,
@@ -39,14 +45,26 @@ fn value_for(id: u64, len: usize) -> Vec<u8> {
 }
 
 /// Appends without waiting: allocates from the pool synchronously. `false` if memory is exhausted.
-fn append_now(a: &mut RecordAccumulator<u64>, tp: &TopicPartition, id: u64, len: usize, now: u64) -> bool {
+fn append_now(
+    a: &mut RecordAccumulator<u64>,
+    tp: &TopicPartition,
+    id: u64,
+    len: usize,
+    now: u64,
+) -> bool {
     let value = value_for(id, len);
-    let rec = RecordRef { timestamp: now as i64, key: None, value: Some(&value), headers: &[] };
+    let rec = RecordRef {
+        timestamp: now as i64,
+        key: None,
+        value: Some(&value),
+        headers: &[],
+    };
     match a.try_append(tp, rec, id).unwrap() {
         TryAppend::Appended(_) => true,
         TryAppend::NeedsBuffer { size, thunk } => match a.pool().try_allocate(size).unwrap() {
             Some(buf) => {
-                a.append_with_buffer(tp, rec, thunk, buf, size, now).unwrap();
+                a.append_with_buffer(tp, rec, thunk, buf, size, now)
+                    .unwrap();
                 true
             }
             None => false,
@@ -117,7 +135,10 @@ fn drain_respects_max_request_size_and_rotates() {
     assert_eq!(second.len(), 1);
     assert_eq!(second[0].tp, tp(1));
     let rest = a.drain(7, &parts, 1 << 20, 0);
-    assert_eq!(rest.iter().map(|b| b.tp.partition).collect::<Vec<_>>(), vec![2, 3]);
+    assert_eq!(
+        rest.iter().map(|b| b.tp.partition).collect::<Vec<_>>(),
+        vec![2, 3]
+    );
     assert_eq!(a.in_flight_count(), 4);
 }
 
@@ -134,7 +155,10 @@ fn idempotence_assigns_sequences_at_drain_and_waits_for_a_producer_id() {
     let mut batches = Vec::new();
     while a.has_undrained() {
         for b in a.drain(0, &[tp(0)], 1 << 20, 0) {
-            assert_eq!((b.producer_id(), b.producer_epoch(), b.base_sequence()), (1234, 2, seq));
+            assert_eq!(
+                (b.producer_id(), b.producer_epoch(), b.base_sequence()),
+                (1234, 2, seq)
+            );
             let h = BatchHeader::validate(b.bytes(), usize::MAX).unwrap();
             assert_eq!(h.compression().unwrap(), Compression::Lz4);
             check_batch(&b);
@@ -153,7 +177,10 @@ fn idempotence_assigns_sequences_at_drain_and_waits_for_a_producer_id() {
     assert!(a.drain(0, &[tp(0)], 1 << 20, 50).is_empty(), "backing off");
     assert!(a.ready(50).ready.is_empty());
     assert_eq!(a.ready(110).ready, vec![tp(0)]);
-    let again: Vec<i32> = (0..3).flat_map(|_| a.drain(0, &[tp(0)], 1 << 20, 110)).map(|b| b.base_sequence()).collect();
+    let again: Vec<i32> = (0..3)
+        .flat_map(|_| a.drain(0, &[tp(0)], 1 << 20, 110))
+        .map(|b| b.base_sequence())
+        .collect();
     assert_eq!(again[0], 0);
     assert!(again[1] > 0 && again[2] == 20, "{again:?}");
     // A new epoch restarts sequences.
@@ -170,14 +197,20 @@ fn sequences_wrap_like_kafka() {
 
 #[test]
 fn expired_batches_fail_and_return_memory() {
-    let c = AccumulatorConfig { delivery_timeout_ms: 1000, ..cfg(1000, 0, 10_000, Compression::None, false) };
+    let c = AccumulatorConfig {
+        delivery_timeout_ms: 1000,
+        ..cfg(1000, 0, 10_000, Compression::None, false)
+    };
     let mut a = acc(c);
     assert!(append_now(&mut a, &tp(0), 1, 10, 0));
     assert!(append_now(&mut a, &tp(1), 2, 10, 500));
     assert!(a.expire(999).is_empty());
     let e = a.expire(1000);
     assert_eq!(e.len(), 1);
-    assert_eq!((e[0].tp.clone(), e[0].thunks.clone(), e[0].reason.clone()), (tp(0), vec![1], FailReason::DeliveryTimeout));
+    assert_eq!(
+        (e[0].tp.clone(), e[0].thunks.clone(), e[0].reason.clone()),
+        (tp(0), vec![1], FailReason::DeliveryTimeout)
+    );
     let aborted = a.abort_all();
     assert_eq!(aborted[0].thunks, vec![2]);
     assert_eq!(a.pool().available_memory(), 10_000);
@@ -185,27 +218,54 @@ fn expired_batches_fail_and_return_memory() {
 
 #[test]
 fn oversized_records_are_refused() {
-    let c = AccumulatorConfig { max_request_size: 1000, ..cfg(100, 0, 10_000, Compression::None, false) };
+    let c = AccumulatorConfig {
+        max_request_size: 1000,
+        ..cfg(100, 0, 10_000, Compression::None, false)
+    };
     let mut a = acc(c);
     let big = vec![0u8; 2000];
-    let rec = RecordRef { timestamp: 0, key: None, value: Some(&big), headers: &[] };
-    assert!(matches!(a.try_append(&tp(0), rec, 1), Err(AppendError::RecordTooLarge { .. })));
+    let rec = RecordRef {
+        timestamp: 0,
+        key: None,
+        value: Some(&big),
+        headers: &[],
+    };
+    assert!(matches!(
+        a.try_append(&tp(0), rec, 1),
+        Err(AppendError::RecordTooLarge { .. })
+    ));
     // A record larger than batch.size but within limits gets a batch of its own.
     let mid = vec![0u8; 500];
-    let rec = RecordRef { timestamp: 0, key: None, value: Some(&mid), headers: &[] };
+    let rec = RecordRef {
+        timestamp: 0,
+        key: None,
+        value: Some(&mid),
+        headers: &[],
+    };
     match a.try_append(&tp(0), rec, 2).unwrap() {
         TryAppend::NeedsBuffer { size, .. } => assert!(size > 500),
         other => panic!("{other:?}"),
     }
     a.close();
-    assert!(matches!(a.try_append(&tp(0), rec, 3), Err(AppendError::Closed)));
+    assert!(matches!(
+        a.try_append(&tp(0), rec, 3),
+        Err(AppendError::Closed)
+    ));
 }
 
 #[test]
 fn config_feeds_the_accumulator() {
-    let c = ProducerConfig::from_pairs([("batch.size", "1000"), ("linger.ms", "7"), ("compression.type", "zstd")]).unwrap();
+    let c = ProducerConfig::from_pairs([
+        ("batch.size", "1000"),
+        ("linger.ms", "7"),
+        ("compression.type", "zstd"),
+    ])
+    .unwrap();
     let ac = AccumulatorConfig::from(&c);
-    assert_eq!((ac.batch_size, ac.linger_ms, ac.compression, ac.idempotence), (1000, 7, Compression::Zstd, true));
+    assert_eq!(
+        (ac.batch_size, ac.linger_ms, ac.compression, ac.idempotence),
+        (1000, 7, Compression::Zstd, true)
+    );
 }
 
 #[tokio::test]
@@ -215,17 +275,34 @@ async fn append_waits_for_memory_released_by_completion() {
     let a = Arc::new(Mutex::new(RecordAccumulator::<u64>::new(c, pool.clone())));
     // A record whose upper bound fits one batch.size buffer.
     let v = vec![1u8; 10];
-    let rec = RecordRef { timestamp: 0, key: None, value: Some(&v), headers: &[] };
+    let rec = RecordRef {
+        timestamp: 0,
+        key: None,
+        value: Some(&v),
+        headers: &[],
+    };
     for (i, p) in [0, 1].into_iter().enumerate() {
-        client::append(&a, &tp(p), rec, i as u64, Duration::from_millis(10), || 0).await.unwrap();
+        client::append(&a, &tp(p), rec, i as u64, Duration::from_millis(10), || 0)
+            .await
+            .unwrap();
     }
     assert_eq!(pool.available_memory(), 0);
-    let err = client::append(&a, &tp(2), rec, 9, Duration::from_millis(10), || 0).await.unwrap_err();
-    assert!(matches!(err, AppendError::Pool(client::PoolError::Timeout { .. })));
+    let err = client::append(&a, &tp(2), rec, 9, Duration::from_millis(10), || 0)
+        .await
+        .unwrap_err();
+    assert!(matches!(
+        err,
+        AppendError::Pool(client::PoolError::Timeout { .. })
+    ));
     let a2 = a.clone();
     let waiter = tokio::spawn(async move {
         let v = vec![1u8; 10];
-        let rec = RecordRef { timestamp: 0, key: None, value: Some(&v), headers: &[] };
+        let rec = RecordRef {
+            timestamp: 0,
+            key: None,
+            value: Some(&v),
+            headers: &[],
+        };
         client::append(&a2, &tp(2), rec, 3, Duration::from_secs(5), || 0).await
     });
     tokio::time::sleep(Duration::from_millis(5)).await;

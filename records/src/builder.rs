@@ -38,7 +38,10 @@ pub struct Header {
 
 impl Header {
     pub fn new(key: impl Into<Bytes>, value: Option<Bytes>) -> Self {
-        Self { key: key.into(), value }
+        Self {
+            key: key.into(),
+            value,
+        }
     }
 }
 
@@ -107,14 +110,22 @@ fn record_body_size(
 
 /// An upper bound on one record's encoded size (length prefix included), whatever its timestamp
 /// delta and offset delta (Kafka's `DefaultRecord.sizeInBytes` upper bound).
-pub fn record_size_upper_bound(key: Option<usize>, value: Option<usize>, headers: &[Header]) -> usize {
+pub fn record_size_upper_bound(
+    key: Option<usize>,
+    value: Option<usize>,
+    headers: &[Header],
+) -> usize {
     let body = 1 + 10 + 5 + nullable_len(key) + nullable_len(value) + headers_size(headers);
     5 + body
 }
 
 /// An upper bound on a batch holding just this record (Kafka's `estimateSizeInBytesUpperBound`):
 /// what a producer must allocate for a record, and compares with `max.request.size`.
-pub fn batch_size_upper_bound(key: Option<usize>, value: Option<usize>, headers: &[Header]) -> usize {
+pub fn batch_size_upper_bound(
+    key: Option<usize>,
+    value: Option<usize>,
+    headers: &[Header],
+) -> usize {
     BATCH_HEADER_LEN + record_size_upper_bound(key, value, headers)
 }
 
@@ -164,7 +175,12 @@ impl<B: BatchBuf> BatchBuilder<B> {
     }
 
     /// Producer id, epoch and the first record's sequence number (idempotence).
-    pub fn set_producer_state(&mut self, producer_id: i64, producer_epoch: i16, base_sequence: i32) {
+    pub fn set_producer_state(
+        &mut self,
+        producer_id: i64,
+        producer_epoch: i16,
+        base_sequence: i32,
+    ) {
         self.producer_id = producer_id;
         self.producer_epoch = producer_epoch;
         self.base_sequence = base_sequence;
@@ -208,7 +224,12 @@ impl<B: BatchBuf> BatchBuilder<B> {
     }
 
     /// Whether a record with these fields fits under the write limit (always true when empty).
-    pub fn has_room_for(&self, key: Option<&[u8]>, value: Option<&[u8]>, headers: &[Header]) -> bool {
+    pub fn has_room_for(
+        &self,
+        key: Option<&[u8]>,
+        value: Option<&[u8]>,
+        headers: &[Header],
+    ) -> bool {
         if self.record_count == 0 {
             return true;
         }
@@ -227,7 +248,10 @@ impl<B: BatchBuf> BatchBuilder<B> {
         check_len("key", key.map(<[u8]>::len))?;
         check_len("value", value.map(<[u8]>::len))?;
         if i32::try_from(headers.len()).is_err() {
-            return Err(BuildError::FieldTooLarge { what: "header count", len: headers.len() });
+            return Err(BuildError::FieldTooLarge {
+                what: "header count",
+                len: headers.len(),
+            });
         }
         for h in headers {
             check_len("header key", Some(h.key.len()))?;
@@ -249,8 +273,10 @@ impl<B: BatchBuf> BatchBuilder<B> {
             value.map(<[u8]>::len),
             headers,
         );
-        let body_i32 =
-            i32::try_from(body).map_err(|_| BuildError::FieldTooLarge { what: "record", len: body })?;
+        let body_i32 = i32::try_from(body).map_err(|_| BuildError::FieldTooLarge {
+            what: "record",
+            len: body,
+        })?;
         let out = &mut self.buf;
         put_varint(out, body_i32);
         out.put_u8(0); // attributes
@@ -345,11 +371,25 @@ mod tests {
     #[test]
     fn known_uncompressed_record_bytes() {
         let mut b = BatchBuilder::new(Vec::new(), Compression::None, 1 << 20);
-        b.append(1000, Some(b"k"), Some(b"vv"), &[Header::new(&b"h"[..], None)]).unwrap();
+        b.append(
+            1000,
+            Some(b"k"),
+            Some(b"vv"),
+            &[Header::new(&b"h"[..], None)],
+        )
+        .unwrap();
         b.append(1005, None, Some(b""), &[]).unwrap();
         let buf = b.finish().unwrap();
         let h = BatchHeader::validate(&buf, usize::MAX).unwrap();
-        assert_eq!((h.record_count, h.last_offset_delta, h.base_timestamp, h.max_timestamp), (2, 1, 1000, 1005));
+        assert_eq!(
+            (
+                h.record_count,
+                h.last_offset_delta,
+                h.base_timestamp,
+                h.max_timestamp
+            ),
+            (2, 1, 1000, 1005)
+        );
         assert_eq!(h.producer_id, -1);
         assert_eq!(h.base_sequence, -1);
         assert_eq!(h.partition_leader_epoch, -1);
@@ -367,7 +407,10 @@ mod tests {
         let mut buf = BytesMut::new();
         buf.put_slice(b"prefix");
         let mut b = BatchBuilder::new(buf, Compression::None, 200);
-        assert!(b.has_room_for(None, Some(&[0; 1000]), &[]), "first record always fits");
+        assert!(
+            b.has_room_for(None, Some(&[0; 1000]), &[]),
+            "first record always fits"
+        );
         let mut n = 0;
         while b.has_room_for(None, Some(&[1; 20]), &[]) {
             b.append(n, None, Some(&[1; 20]), &[]).unwrap();

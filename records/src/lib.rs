@@ -20,9 +20,10 @@ pub use builder::{
     batch_size_upper_bound, record_size_upper_bound, BatchBuf, BatchBuilder, BuildError, Header,
 };
 pub use compression::CompressionError;
-pub use decode::{decode_all, decode_batch, decode_batch_unverified_crc, DecodeError, Record, RecordIter};
+pub use decode::{
+    decode_all, decode_batch, decode_batch_unverified_crc, DecodeError, Record, RecordIter,
+};
 pub use header::{
     BatchError, BatchHeader, BatchIter, Compression, TimestampType, BATCH_HEADER_LEN,
-    BATCH_OVERHEAD_LEN, CRC_COVERED_FROM, LENGTH_FIELD_END, MAGIC_V2, NO_PRODUCER_ID,
-    NO_SEQUENCE,
+    BATCH_OVERHEAD_LEN, CRC_COVERED_FROM, LENGTH_FIELD_END, MAGIC_V2, NO_PRODUCER_ID, NO_SEQUENCE,
 };
