@@ -319,3 +319,23 @@ fn manager_marker_checkpoints_and_epochs() {
         assert!(tmp.path().join("leader-epoch-checkpoint").exists() || tmp.path().join("orders-v2-3/leader-epoch-checkpoint").exists());
     });
 }
+
+#[test]
+fn recovery_relearns_leader_epochs_from_batches() {
+    let tmp = tempfile::tempdir().unwrap();
+    support::block_on(1, async {
+        let (mut log, _) = Log::open(storage(&tmp), Path::new("ep-0"), LogConfig::default(), OpenOptions::default(), 0).await.unwrap();
+        for epoch in [1, 1, 4, 7] {
+            let mut b = support::batch(2, 10, 0, 1);
+            log.append_as_leader(&mut b, epoch, 0).await.unwrap();
+        }
+        drop(log);
+    });
+    // The checkpoint is lost (say, its rename never reached the disk): the data still knows.
+    std::fs::remove_file(tmp.path().join("ep-0/leader-epoch-checkpoint")).unwrap();
+    support::block_on(1, async {
+        let (log, _) = Log::open(storage(&tmp), Path::new("ep-0"), LogConfig::default(), OpenOptions::default(), 0).await.unwrap();
+        let entries: Vec<_> = log.epochs().entries().iter().map(|e| (e.epoch, e.start_offset)).collect();
+        assert_eq!(entries, vec![(1, 0), (4, 4), (7, 6)]);
+    });
+}

@@ -150,6 +150,8 @@ impl Log {
         let first_unflushed = bases.iter().rev().find(|b| **b <= options.recovery_point).copied().unwrap_or(i64::MIN);
         let mut segments: BTreeMap<i64, Segment> = BTreeMap::new();
         let mut damaged = false;
+        let mut epochs = EpochCache::load(storage.as_ref(), dir).await?;
+        let mut epochs_changed = false;
         for base in bases {
             if damaged {
                 // Everything after damage is unreachable by offset: drop it, as Kafka does.
@@ -166,7 +168,11 @@ impl Log {
                 } else {
                     report.indexes_rebuilt += 1;
                 }
-                if let Some(d) = seg.recover(config.index_interval_bytes, batch_bytes_max, now_ms).await? {
+                let (damage, epoch_starts) = seg.recover(config.index_interval_bytes, batch_bytes_max, now_ms).await?;
+                for (epoch, start) in epoch_starts {
+                    epochs_changed |= epochs.assign(epoch, start);
+                }
+                if let Some(d) = damage {
                     report.damage.push((base, d));
                     damaged = true;
                 }
@@ -196,15 +202,14 @@ impl Log {
             segments,
             log_start_offset: options.log_start_offset.max(first_base),
             recovery_point: 0,
-            epochs: EpochCache::default(),
+            epochs,
             unflushed_messages: 0,
             last_flush_ms: now_ms,
             offline: None,
         };
         log.log_start_offset = log.log_start_offset.min(log.log_end_offset());
-        log.epochs = EpochCache::load(log.storage.as_ref(), dir).await?;
         let leo = log.log_end_offset();
-        let mut epochs_changed = log.epochs.truncate_from_end(leo);
+        epochs_changed |= log.epochs.truncate_from_end(leo);
         epochs_changed |= log.epochs.truncate_from_start(log.log_start_offset);
         if epochs_changed {
             log.epochs.store(log.storage.as_ref(), dir).await?;

@@ -213,8 +213,14 @@ impl Segment {
     /// Validates every batch by CRC from the start, rebuilds both indexes, and truncates the log
     /// at the first batch that is torn, corrupt or out of order. `batch_bytes_max` caps what a
     /// length field may claim (a corrupt length must not make us read a gigabyte).
-    /// Returns what was cut, if anything.
-    pub async fn recover(&mut self, index_interval_bytes: u32, batch_bytes_max: usize, now_ms: i64) -> io::Result<Option<Damage>> {
+    /// Returns what was cut, if anything, and where each leader epoch seen starts (in order), so
+    /// the epoch cache can be re-learned from the data as Kafka does.
+    pub async fn recover(
+        &mut self,
+        index_interval_bytes: u32,
+        batch_bytes_max: usize,
+        now_ms: i64,
+    ) -> io::Result<(Option<Damage>, Vec<(i32, i64)>)> {
         self.index = OffsetIndex::default();
         self.time_index = TimeIndex::default();
         self.next_offset = self.base_offset;
@@ -225,6 +231,7 @@ impl Segment {
         let mut scanner = Scanner::new(self.log.clone(), end);
         let mut pos = 0u64;
         let mut damage = None;
+        let mut epoch_starts: Vec<(i32, i64)> = Vec::new();
         while pos < end {
             let header = match scanner.header(pos).await? {
                 Ok(h) => h,
@@ -252,6 +259,9 @@ impl Segment {
                 break;
             }
             self.index_batch(pos as u32, &header, index_interval_bytes);
+            if epoch_starts.last().is_none_or(|(e, _)| *e != header.partition_leader_epoch) {
+                epoch_starts.push((header.partition_leader_epoch, header.base_offset));
+            }
             self.next_offset = header.last_offset() + 1;
             pos += header.size() as u64;
         }
@@ -261,7 +271,7 @@ impl Segment {
         }
         self.rewrite_index_files().await?;
         self.rolling_base_ms = self.first_batch_timestamp().await?.unwrap_or(now_ms);
-        Ok(damage)
+        Ok((damage, epoch_starts))
     }
 
     async fn rewrite_index_files(&mut self) -> io::Result<()> {
