@@ -1,0 +1,316 @@
+//! Page-cache bookkeeping: which pages are cached, which are dirty and since when, LRU order.
+//!
+//! The bytes live in the files' `logical` contents (see `file.rs`); this module only tracks page
+//! state, so it is small and its invariants are checkable. Policy (when to write back, whom to
+//! throttle) lives in `state.rs`, which calls these primitives.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::Serialize;
+
+use super::device::PAGE_SIZE;
+
+/// Linux's knobs, same names and units (`/proc/sys/vm/*`, `/sys/block/*/queue/read_ahead_kb`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PageCacheConfig {
+    /// Memory available to the page cache.
+    pub capacity_bytes: u64,
+    /// The flusher starts writing back when dirty pages exceed this share of capacity.
+    pub dirty_background_ratio: u32,
+    /// Writers are throttled while dirty + under-writeback pages exceed this share of capacity.
+    pub dirty_ratio: u32,
+    /// Dirty data older than this is written back by the periodic flusher.
+    pub dirty_expire_centisecs: u32,
+    /// Period of the flusher's wake-ups.
+    pub dirty_writeback_centisecs: u32,
+    /// The first readahead window on a read miss.
+    pub read_ahead_kb: u32,
+    /// Sequential readers' window doubles up to this.
+    pub read_ahead_max_kb: u32,
+    /// The most the flusher writes in one go (Linux: MAX_WRITEBACK_PAGES, 4 MiB).
+    pub writeback_chunk_kb: u32,
+}
+
+impl Default for PageCacheConfig {
+    fn default() -> Self {
+        PageCacheConfig {
+            capacity_bytes: 1 << 30,
+            dirty_background_ratio: 10,
+            dirty_ratio: 20,
+            dirty_expire_centisecs: 3000,
+            dirty_writeback_centisecs: 500,
+            read_ahead_kb: 128,
+            read_ahead_max_kb: 1024,
+            writeback_chunk_kb: 4096,
+        }
+    }
+}
+
+impl PageCacheConfig {
+    pub fn validate(&self) -> Result<(), String> {
+        if self.capacity_bytes < 64 * PAGE_SIZE {
+            return Err(format!("page cache of {} bytes is below 64 pages", self.capacity_bytes));
+        }
+        if !(self.dirty_background_ratio >= 1
+            && self.dirty_background_ratio < self.dirty_ratio
+            && self.dirty_ratio <= 100)
+        {
+            return Err(format!(
+                "need 1 <= dirty_background_ratio ({}) < dirty_ratio ({}) <= 100",
+                self.dirty_background_ratio, self.dirty_ratio
+            ));
+        }
+        if self.dirty_writeback_centisecs == 0 {
+            return Err("dirty_writeback_centisecs must be positive (periodic writeback off is not modeled)".into());
+        }
+        if self.read_ahead_kb < 4 || self.read_ahead_max_kb < self.read_ahead_kb || self.read_ahead_max_kb > 1 << 20 {
+            return Err("need 4 <= read_ahead_kb <= read_ahead_max_kb <= 1 GiB".into());
+        }
+        if self.writeback_chunk_kb < 4 || self.writeback_chunk_kb > 1 << 20 {
+            return Err("writeback_chunk_kb must be in 4..=1 GiB".into());
+        }
+        Ok(())
+    }
+
+    pub fn capacity_pages(&self) -> u64 {
+        self.capacity_bytes / PAGE_SIZE
+    }
+    pub fn background_limit_pages(&self) -> u64 {
+        self.capacity_pages() * u64::from(self.dirty_background_ratio) / 100
+    }
+    pub fn dirty_limit_pages(&self) -> u64 {
+        self.capacity_pages() * u64::from(self.dirty_ratio) / 100
+    }
+    pub fn expire_ns(&self) -> u64 {
+        u64::from(self.dirty_expire_centisecs) * 10_000_000
+    }
+    pub fn writeback_interval_ns(&self) -> u64 {
+        u64::from(self.dirty_writeback_centisecs) * 10_000_000
+    }
+    pub fn read_ahead_pages(&self) -> u64 {
+        (u64::from(self.read_ahead_kb) * 1024).div_ceil(PAGE_SIZE)
+    }
+    pub fn read_ahead_max_pages(&self) -> u64 {
+        (u64::from(self.read_ahead_max_kb) * 1024).div_ceil(PAGE_SIZE)
+    }
+    pub fn writeback_chunk_pages(&self) -> u64 {
+        (u64::from(self.writeback_chunk_kb) * 1024).div_ceil(PAGE_SIZE)
+    }
+}
+
+/// (inode, page index).
+pub type PageKey = (u64, u64);
+
+#[derive(Debug, Clone, Copy)]
+struct PageMeta {
+    /// `Some` while dirty: when it became dirty (re-dirtying keeps the first time, like Linux).
+    dirty_since_ns: Option<u64>,
+    /// Position in the clean LRU (meaningful only while clean).
+    lru_stamp: u64,
+    /// The page's content is in memory from this time on (a read or readahead still in flight
+    /// makes a "hit" wait for it).
+    ready_ns: u64,
+}
+
+#[derive(Debug)]
+pub struct PageCache {
+    capacity_pages: u64,
+    pages: BTreeMap<PageKey, PageMeta>,
+    /// Clean pages, least recently used first. Dirty pages cannot be evicted and are not here.
+    clean_lru: BTreeMap<u64, PageKey>,
+    dirty: BTreeSet<PageKey>,
+    dirty_by_age: BTreeSet<(u64, PageKey)>,
+    next_stamp: u64,
+}
+
+impl PageCache {
+    pub fn new(config: &PageCacheConfig) -> Self {
+        PageCache {
+            capacity_pages: config.capacity_pages(),
+            pages: BTreeMap::new(),
+            clean_lru: BTreeMap::new(),
+            dirty: BTreeSet::new(),
+            dirty_by_age: BTreeSet::new(),
+            next_stamp: 0,
+        }
+    }
+
+    pub fn cached_pages(&self) -> u64 {
+        self.pages.len() as u64
+    }
+    pub fn dirty_pages(&self) -> u64 {
+        self.dirty.len() as u64
+    }
+    pub fn contains(&self, key: PageKey) -> bool {
+        self.pages.contains_key(&key)
+    }
+    pub fn is_dirty(&self, key: PageKey) -> bool {
+        self.dirty.contains(&key)
+    }
+    pub fn ready_ns(&self, key: PageKey) -> Option<u64> {
+        self.pages.get(&key).map(|m| m.ready_ns)
+    }
+
+    fn stamp(&mut self) -> u64 {
+        self.next_stamp += 1;
+        self.next_stamp
+    }
+
+    /// Marks a cached page as just used.
+    pub fn touch(&mut self, key: PageKey) {
+        let stamp = self.stamp();
+        let Some(meta) = self.pages.get_mut(&key) else { return };
+        if meta.dirty_since_ns.is_none() {
+            let removed = self.clean_lru.remove(&meta.lru_stamp);
+            assert_eq!(removed, Some(key));
+            meta.lru_stamp = stamp;
+            self.clean_lru.insert(stamp, key);
+        }
+    }
+
+    /// Adds a clean page (filled from the device); returns the pages evicted to make room.
+    pub fn insert_clean(&mut self, key: PageKey, ready_ns: u64) -> Vec<PageKey> {
+        assert!(!self.pages.contains_key(&key), "page {key:?} already cached");
+        let stamp = self.stamp();
+        self.pages.insert(key, PageMeta { dirty_since_ns: None, lru_stamp: stamp, ready_ns });
+        self.clean_lru.insert(stamp, key);
+        self.evict_to_capacity(Some(key))
+    }
+
+    /// Dirties a page (caching it if absent); returns the pages evicted to make room.
+    pub fn mark_dirty(&mut self, key: PageKey, now_ns: u64) -> Vec<PageKey> {
+        let mut added = false;
+        match self.pages.get_mut(&key) {
+            Some(meta) => {
+                if meta.dirty_since_ns.is_none() {
+                    let removed = self.clean_lru.remove(&meta.lru_stamp);
+                    assert_eq!(removed, Some(key));
+                    meta.dirty_since_ns = Some(now_ns);
+                    meta.ready_ns = meta.ready_ns.min(now_ns);
+                    self.dirty.insert(key);
+                    self.dirty_by_age.insert((now_ns, key));
+                }
+            }
+            None => {
+                self.pages.insert(key, PageMeta { dirty_since_ns: Some(now_ns), lru_stamp: 0, ready_ns: now_ns });
+                self.dirty.insert(key);
+                self.dirty_by_age.insert((now_ns, key));
+                added = true;
+            }
+        }
+        if added {
+            self.evict_to_capacity(None)
+        } else {
+            Vec::new()
+        }
+    }
+
+    /// A dirty page became clean (written back, or its writeback error was swallowed).
+    pub fn mark_clean(&mut self, key: PageKey) {
+        let stamp = self.stamp();
+        let meta = self.pages.get_mut(&key).expect("mark_clean of an uncached page");
+        let since = meta.dirty_since_ns.take().expect("mark_clean of a clean page");
+        meta.lru_stamp = stamp;
+        self.clean_lru.insert(stamp, key);
+        assert!(self.dirty.remove(&key));
+        assert!(self.dirty_by_age.remove(&(since, key)));
+    }
+
+    /// Drops a page whatever its state (truncate, delete, power loss). True if it was dirty.
+    pub fn remove(&mut self, key: PageKey) -> bool {
+        let Some(meta) = self.pages.remove(&key) else { return false };
+        match meta.dirty_since_ns {
+            Some(since) => {
+                assert!(self.dirty.remove(&key));
+                assert!(self.dirty_by_age.remove(&(since, key)));
+                true
+            }
+            None => {
+                assert_eq!(self.clean_lru.remove(&meta.lru_stamp), Some(key));
+                false
+            }
+        }
+    }
+
+    /// The cached pages of `inode` from page `first` on, in page order.
+    pub fn pages_of(&self, inode: u64, first: u64) -> Vec<u64> {
+        self.pages.range((inode, first)..=(inode, u64::MAX)).map(|(&(_, p), _)| p).collect()
+    }
+
+    /// The dirty pages of `inode`, in page order.
+    pub fn dirty_pages_of(&self, inode: u64) -> Vec<u64> {
+        self.dirty.range((inode, 0)..=(inode, u64::MAX)).map(|&(_, p)| p).collect()
+    }
+
+    /// The oldest dirty page and when it was dirtied.
+    pub fn oldest_dirty(&self) -> Option<(u64, PageKey)> {
+        self.dirty_by_age.first().copied()
+    }
+
+    /// Evicts the least recently used clean page, if any.
+    pub fn evict_one(&mut self) -> Option<PageKey> {
+        let (_, key) = self.clean_lru.pop_first()?;
+        let meta = self.pages.remove(&key).expect("LRU page is cached");
+        assert!(meta.dirty_since_ns.is_none());
+        Some(key)
+    }
+
+    /// Evicts every clean page (`echo 1 > /proc/sys/vm/drop_caches`).
+    pub fn drop_clean(&mut self) -> Vec<PageKey> {
+        let mut out = Vec::with_capacity(self.clean_lru.len());
+        while let Some(key) = self.evict_one() {
+            out.push(key);
+        }
+        out
+    }
+
+    /// Evicts clean LRU pages until within capacity (never `keep`). With only dirty pages left
+    /// the cache overflows for a moment, as Linux reclaim would stall; throttling bounds dirty
+    /// pages to `dirty_ratio`, so this happens only when one write exceeds the whole cache.
+    fn evict_to_capacity(&mut self, keep: Option<PageKey>) -> Vec<PageKey> {
+        let mut out = Vec::new();
+        while self.pages.len() as u64 > self.capacity_pages {
+            let Some((_, &key)) = self.clean_lru.first_key_value() else { break };
+            if Some(key) == keep {
+                // Only the page being inserted is clean: keep it, the cache overflows for now.
+                break;
+            }
+            let evicted = self.evict_one();
+            assert_eq!(evicted, Some(key));
+            out.push(key);
+        }
+        out
+    }
+
+    pub fn check(&self) {
+        assert_eq!(self.dirty.len(), self.dirty_by_age.len());
+        assert_eq!(self.pages.len(), self.dirty.len() + self.clean_lru.len());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn small() -> PageCache {
+        PageCache::new(&PageCacheConfig { capacity_bytes: 64 * PAGE_SIZE, ..Default::default() })
+    }
+
+    #[test]
+    fn lru_evicts_oldest_clean_only() {
+        let mut c = small();
+        for p in 0..64 {
+            assert!(c.insert_clean((1, p), 0).is_empty());
+        }
+        c.mark_dirty((1, 0), 5);
+        c.touch((1, 1));
+        let evicted = c.mark_dirty((2, 0), 6);
+        assert_eq!(evicted, vec![(1, 2)], "page 0 is dirty, page 1 was touched");
+        c.check();
+        assert_eq!(c.oldest_dirty(), Some((5, (1, 0))));
+        c.mark_clean((1, 0));
+        assert_eq!(c.dirty_pages(), 1);
+        assert_eq!(c.dirty_pages_of(2), vec![0]);
+        c.check();
+    }
+}

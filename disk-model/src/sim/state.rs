@@ -1,0 +1,1127 @@
+//! The pure, synchronous core of the simulated disk: namespace, file contents, page cache policy,
+//! flusher, device, faults, crashes. Every operation takes the current time explicitly and
+//! returns when it completes; the async wrapper (`mod.rs`) sleeps until then.
+//!
+//! Time only moves forward (asserted). Work the kernel would do in the background (the flusher)
+//! is computed lazily: each operation first catches up on every flusher action due up to "now",
+//! issuing those IOs at the times the flusher would have issued them.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use super::device::{Device, IoDir, PAGE_SIZE, SECTOR_SIZE};
+use super::events::{CrashKind, DiskEvent, DiskStats, IoCause, OpKind};
+use super::faults::{FaultKind, Faults, TEAR_RNG_SALT};
+use super::file::{pages_for, torn_page, Content, Page};
+use super::page_cache::{PageCache, PageCacheConfig, PageKey};
+use super::SimDiskConfig;
+use crate::storage::{check_relative, DirEntry, OpenMode};
+
+/// The root directory's inode. Inode 0 is the journal (in IO events only).
+pub const ROOT_INODE: u64 = 1;
+const JOURNAL_INODE: u64 = 0;
+/// Device address space per file: files are laid out contiguously, one region per inode, so an
+/// append-only file is sequential on the device and switching files is a seek.
+const FILE_ADDR_BITS: u32 = 40;
+/// The largest file (1 TiB): appends beyond fail with EFBIG.
+pub const FILE_BYTES_MAX: u64 = 1 << FILE_ADDR_BITS;
+/// The journal is a ring of this many pages at device address 0.
+const JOURNAL_PAGES: u64 = 32 * 1024;
+/// Undrained events kept; beyond, events are counted as dropped (limits on everything).
+pub const EVENTS_MAX: usize = 1 << 20;
+/// Bound on flusher/throttle iterations in one call: more means a bug, not a big workload.
+const LOOP_ITERATIONS_MAX: u64 = 1 << 26;
+
+#[derive(Debug, Clone, Copy, Default)]
+struct Readahead {
+    /// The page after the previous read: a miss here is sequential.
+    next_page: u64,
+    window_pages: u64,
+    /// End (exclusive) of the last readahead window.
+    end_page: u64,
+    /// Reading this page (a hit) starts the next window asynchronously.
+    marker_page: Option<u64>,
+}
+
+#[derive(Debug)]
+struct FileNode {
+    logical: Content,
+    durable: Content,
+    ra: Readahead,
+}
+
+#[derive(Debug, Default)]
+struct DirNode {
+    entries: BTreeMap<String, u64>,
+    durable_entries: BTreeMap<String, u64>,
+}
+
+#[derive(Debug)]
+enum Node {
+    File(FileNode),
+    Dir(DirNode),
+}
+
+#[derive(Debug)]
+struct Inode {
+    node: Node,
+    open_handles: u64,
+}
+
+/// A write to the device that has been issued but may not have completed: its effect on durable
+/// contents is applied at issue, and undone (in part: torn) by a power loss before `done_ns`.
+#[derive(Debug)]
+struct InFlight {
+    inode: u64,
+    first_page: u64,
+    old_pages: Vec<Option<Arc<Page>>>,
+    new_pages: Vec<Option<Arc<Page>>>,
+    old_len: u64,
+    new_len: u64,
+    transfer_start_ns: u64,
+    done_ns: u64,
+}
+
+pub type OpResult<T> = (u64, io::Result<T>);
+
+fn os_error(code: i32) -> io::Error {
+    io::Error::from_raw_os_error(code)
+}
+
+fn addr(inode: u64, page: u64) -> u64 {
+    assert!(page < FILE_BYTES_MAX / PAGE_SIZE);
+    (inode << FILE_ADDR_BITS) + page * PAGE_SIZE
+}
+
+/// Splits sorted page numbers into runs of adjacent pages, each at most `max` long.
+fn runs(pages: &[u64], max: u64) -> Vec<(u64, u64)> {
+    let mut out: Vec<(u64, u64)> = Vec::new();
+    for &p in pages {
+        match out.last_mut() {
+            Some((first, n)) if *first + *n == p && *n < max => *n += 1,
+            _ => out.push((p, 1)),
+        }
+    }
+    out
+}
+
+fn names(path: &Path) -> io::Result<Vec<String>> {
+    check_relative(path)?
+        .components()
+        .map(|c| {
+            c.as_os_str().to_str().map(str::to_owned).ok_or_else(|| {
+                io::Error::new(io::ErrorKind::InvalidInput, format!("path {path:?} is not UTF-8"))
+            })
+        })
+        .collect()
+}
+
+#[derive(Debug)]
+pub struct Core {
+    cache_config: PageCacheConfig,
+    device: Device,
+    cache: PageCache,
+    faults: Faults,
+    tear_rng: ChaCha8Rng,
+    inodes: BTreeMap<u64, Inode>,
+    next_inode: u64,
+    /// In issue order.
+    inflight: Vec<InFlight>,
+    /// The flusher issues its next chunk no earlier than this (it waits for its previous chunk).
+    flusher_free_ns: u64,
+    journal_page: u64,
+    /// The process incarnation: handles from an older one are stale.
+    pub epoch: u64,
+    events: Vec<DiskEvent>,
+    stats: DiskStats,
+    now_ns: u64,
+    /// An unreachable inode was kept alive by an open handle: collect it when handles drop.
+    gc_pending: bool,
+}
+
+impl Core {
+    pub fn new(config: &SimDiskConfig) -> Self {
+        assert!(config.page_cache.validate().is_ok(), "{:?}", config.page_cache.validate());
+        let mut inodes = BTreeMap::new();
+        inodes.insert(ROOT_INODE, Inode { node: Node::Dir(DirNode::default()), open_handles: 0 });
+        Core {
+            cache_config: config.page_cache.clone(),
+            device: Device::new(config.device.clone()),
+            cache: PageCache::new(&config.page_cache),
+            faults: Faults::new(config.seed),
+            tear_rng: ChaCha8Rng::seed_from_u64(config.seed ^ TEAR_RNG_SALT),
+            inodes,
+            next_inode: ROOT_INODE + 1,
+            inflight: Vec::new(),
+            flusher_free_ns: 0,
+            journal_page: 0,
+            epoch: 0,
+            events: Vec::new(),
+            stats: DiskStats::default(),
+            now_ns: 0,
+            gc_pending: false,
+        }
+    }
+
+    // ---------------------------------------------------------------- bookkeeping
+
+    fn event(&mut self, event: DiskEvent) {
+        if self.events.len() < EVENTS_MAX {
+            self.events.push(event);
+        } else {
+            self.stats.events_dropped += 1;
+        }
+    }
+
+    pub fn drain_events(&mut self) -> Vec<DiskEvent> {
+        std::mem::take(&mut self.events)
+    }
+
+    fn op_event<T>(&mut self, op: OpKind, path: &Path, pos: u64, len: u64, at_ns: u64, result: &OpResult<T>) {
+        let error = result.1.as_ref().err().map(|e| format!("{e}"));
+        self.event(DiskEvent::Op { op, path: path.display().to_string(), pos, len, at_ns, done_ns: result.0, error });
+    }
+
+    pub fn stats(&self) -> DiskStats {
+        let mut s = self.stats.clone();
+        let writeback = self.writeback_pages_after(self.now_ns);
+        s.cached_bytes = self.cache.cached_pages() * PAGE_SIZE;
+        s.writeback_bytes = writeback * PAGE_SIZE;
+        s.dirty_bytes = (self.cache.dirty_pages() + writeback) * PAGE_SIZE;
+        s
+    }
+
+    pub fn device(&mut self) -> &mut Device {
+        &mut self.device
+    }
+
+    pub fn faults(&mut self) -> &mut Faults {
+        &mut self.faults
+    }
+
+    fn file(&self, inode: u64) -> &FileNode {
+        match self.inodes.get(&inode).map(|i| &i.node) {
+            Some(Node::File(f)) => f,
+            other => panic!("inode {inode} is not a file: {other:?}"),
+        }
+    }
+
+    fn file_mut(&mut self, inode: u64) -> &mut FileNode {
+        match self.inodes.get_mut(&inode).map(|i| &mut i.node) {
+            Some(Node::File(f)) => f,
+            other => panic!("inode {inode} is not a file: {other:?}"),
+        }
+    }
+
+    fn dir(&self, inode: u64) -> Option<&DirNode> {
+        match self.inodes.get(&inode).map(|i| &i.node) {
+            Some(Node::Dir(d)) => Some(d),
+            _ => None,
+        }
+    }
+
+    fn dir_mut(&mut self, inode: u64) -> &mut DirNode {
+        match self.inodes.get_mut(&inode).map(|i| &mut i.node) {
+            Some(Node::Dir(d)) => d,
+            other => panic!("inode {inode} is not a directory: {other:?}"),
+        }
+    }
+
+    fn is_dir(&self, inode: u64) -> bool {
+        self.dir(inode).is_some()
+    }
+
+    pub fn file_len(&self, inode: u64) -> u64 {
+        match self.inodes.get(&inode).map(|i| &i.node) {
+            Some(Node::File(f)) => f.logical.len(),
+            _ => 0,
+        }
+    }
+
+    /// Moves time to `now_ns`: the flusher catches up, completed IOs retire.
+    fn advance(&mut self, now_ns: u64) {
+        assert!(now_ns >= self.now_ns, "time went backwards: {now_ns} < {}", self.now_ns);
+        self.now_ns = now_ns;
+        self.run_flusher(now_ns);
+        // Anything still due is after now, so the flusher is idle until at least now.
+        self.flusher_free_ns = self.flusher_free_ns.max(now_ns);
+        self.inflight.retain(|r| r.done_ns > now_ns);
+    }
+
+    fn writeback_pages_after(&self, t_ns: u64) -> u64 {
+        self.inflight.iter().filter(|r| r.done_ns > t_ns).map(|r| r.old_pages.len() as u64).sum()
+    }
+
+    /// Clean pages left the cache: what reads see falls back to the device's contents (which
+    /// differ from the cached bytes only after fsyncgate — that is how fsyncgate loses data).
+    fn evicted(&mut self, keys: Vec<PageKey>, at_ns: u64) {
+        let mut run: Option<(u64, u64, u64)> = None;
+        for (inode, page) in keys {
+            let file = self.file_mut(inode);
+            let durable = file.durable.page(page);
+            if page < pages_for(file.logical.len()) {
+                file.logical.set_page(page, durable);
+                file.logical.zero_tail();
+            }
+            self.stats.evicted_pages += 1;
+            run = match run {
+                Some((i, first, n)) if i == inode && first + n == page => Some((i, first, n + 1)),
+                Some((i, first, n)) => {
+                    self.event(DiskEvent::Evict { inode: i, first_page: first, pages: n, at_ns });
+                    Some((inode, page, 1))
+                }
+                None => Some((inode, page, 1)),
+            };
+        }
+        if let Some((inode, first_page, pages)) = run {
+            self.event(DiskEvent::Evict { inode, first_page, pages, at_ns });
+        }
+    }
+
+    // ---------------------------------------------------------------- device IO
+
+    /// Reads pages `from..to` of `inode` that are not cached into the cache; returns when the
+    /// last read completes (or `at_ns` if nothing to read) and the number of pages read.
+    fn fill(&mut self, inode: u64, from: u64, to: u64, at_ns: u64, cause: impl Fn(u64) -> IoCause) -> (u64, u64) {
+        let missing: Vec<u64> = (from..to).filter(|&p| !self.cache.contains((inode, p))).collect();
+        let mut done_ns = at_ns;
+        for (first, n) in runs(&missing, self.cache_config.writeback_chunk_pages()) {
+            let timing = self.device.submit(at_ns, IoDir::Read, addr(inode, first), n * PAGE_SIZE);
+            self.stats.device_reads += 1;
+            self.stats.device_read_bytes += n * PAGE_SIZE;
+            self.event(DiskEvent::Io {
+                dir: IoDir::Read,
+                cause: cause(first),
+                inode,
+                first_page: first,
+                pages: n,
+                sequential: timing.sequential,
+                submit_ns: timing.submit_ns,
+                start_ns: timing.start_ns,
+                done_ns: timing.done_ns,
+            });
+            for page in first..first + n {
+                let file = self.file_mut(inode);
+                // What comes off the device is the durable page (corruption included).
+                let durable = file.durable.page(page);
+                file.logical.set_page(page, durable);
+                file.logical.zero_tail();
+                let evicted = self.cache.insert_clean((inode, page), timing.done_ns);
+                self.evicted(evicted, at_ns);
+            }
+            done_ns = done_ns.max(timing.done_ns);
+        }
+        (done_ns, missing.len() as u64)
+    }
+
+    /// Writes dirty `pages` (sorted) of `inode` to the device at `at_ns`; they become clean now
+    /// and durable when their IO completes. Returns the last completion.
+    fn write_pages(&mut self, inode: u64, pages: &[u64], at_ns: u64, cause: IoCause) -> u64 {
+        let mut done_ns = at_ns;
+        for (first, n) in runs(pages, self.cache_config.writeback_chunk_pages()) {
+            let timing = self.device.submit(at_ns, IoDir::Write, addr(inode, first), n * PAGE_SIZE);
+            let file = self.file_mut(inode);
+            let old_len = file.durable.len();
+            let new_len = old_len.max(file.logical.len().min((first + n) * PAGE_SIZE));
+            assert!(new_len > first * PAGE_SIZE, "writeback of pages past the end of the file");
+            file.durable.set_len(new_len);
+            let mut old_pages = Vec::with_capacity(n as usize);
+            let mut new_pages = Vec::with_capacity(n as usize);
+            for page in first..first + n {
+                let new = file.logical.page(page);
+                old_pages.push(file.durable.page(page));
+                file.durable.set_page(page, new.clone());
+                new_pages.push(new);
+            }
+            for page in first..first + n {
+                self.cache.mark_clean((inode, page));
+            }
+            self.inflight.push(InFlight {
+                inode,
+                first_page: first,
+                old_pages,
+                new_pages,
+                old_len,
+                new_len,
+                transfer_start_ns: timing.transfer_start_ns,
+                done_ns: timing.done_ns,
+            });
+            self.stats.device_writes += 1;
+            self.stats.device_write_bytes += n * PAGE_SIZE;
+            self.stats.written_back_bytes += n * PAGE_SIZE;
+            self.event(DiskEvent::Io {
+                dir: IoDir::Write,
+                cause,
+                inode,
+                first_page: first,
+                pages: n,
+                sequential: timing.sequential,
+                submit_ns: timing.submit_ns,
+                start_ns: timing.start_ns,
+                done_ns: timing.done_ns,
+            });
+            done_ns = done_ns.max(timing.done_ns);
+        }
+        done_ns
+    }
+
+    /// One metadata journal commit (4 KiB, sequential in the journal ring).
+    fn journal_commit(&mut self, at_ns: u64) -> u64 {
+        let page = self.journal_page;
+        self.journal_page = (self.journal_page + 1) % JOURNAL_PAGES;
+        let timing = self.device.submit(at_ns, IoDir::Write, addr(JOURNAL_INODE, page), PAGE_SIZE);
+        self.stats.device_writes += 1;
+        self.stats.device_write_bytes += PAGE_SIZE;
+        self.event(DiskEvent::Io {
+            dir: IoDir::Write,
+            cause: IoCause::Journal,
+            inode: JOURNAL_INODE,
+            first_page: page,
+            pages: 1,
+            sequential: timing.sequential,
+            submit_ns: timing.submit_ns,
+            start_ns: timing.start_ns,
+            done_ns: timing.done_ns,
+        });
+        timing.done_ns
+    }
+
+    fn inflight_done_of(&self, inode: u64) -> Option<u64> {
+        self.inflight.iter().filter(|r| r.inode == inode).map(|r| r.done_ns).max()
+    }
+
+    // ---------------------------------------------------------------- flusher and throttling
+
+    /// Runs the flusher (one chunk at a time, like the kernel's writeback worker) up to `until_ns`.
+    fn run_flusher(&mut self, until_ns: u64) {
+        let background_limit = self.cache_config.background_limit_pages();
+        let expire_ns = self.cache_config.expire_ns();
+        let interval_ns = self.cache_config.writeback_interval_ns();
+        for iteration in 0.. {
+            assert!(iteration < LOOP_ITERATIONS_MAX, "flusher does not converge");
+            let Some((since_ns, (inode, _))) = self.cache.oldest_dirty() else { break };
+            let (at_ns, cause) = if self.cache.dirty_pages() > background_limit {
+                (self.flusher_free_ns, IoCause::BackgroundWriteback)
+            } else {
+                // The first periodic wake-up at which the oldest page has expired.
+                let wake_ns = (since_ns + expire_ns).div_ceil(interval_ns) * interval_ns;
+                (self.flusher_free_ns.max(wake_ns), IoCause::PeriodicWriteback)
+            };
+            if at_ns > until_ns {
+                break;
+            }
+            // Like Linux, write back the whole inode of the oldest dirty page, page order, one chunk.
+            let mut pages = self.cache.dirty_pages_of(inode);
+            pages.truncate(self.cache_config.writeback_chunk_pages() as usize);
+            let done_ns = self.write_pages(inode, &pages, at_ns, cause);
+            self.flusher_free_ns = self.flusher_free_ns.max(done_ns);
+        }
+    }
+
+    /// When a writer at `now_ns` may return: once dirty + writeback pages are within
+    /// `dirty_ratio` (balance_dirty_pages, without its proportional ramp).
+    fn throttle(&mut self, now_ns: u64) -> u64 {
+        let limit = self.cache_config.dirty_limit_pages();
+        let mut t_ns = now_ns;
+        for iteration in 0.. {
+            assert!(iteration < LOOP_ITERATIONS_MAX, "throttle does not converge");
+            self.run_flusher(t_ns);
+            if self.cache.dirty_pages() + self.writeback_pages_after(t_ns) <= limit {
+                break;
+            }
+            match self.inflight.iter().map(|r| r.done_ns).filter(|&d| d > t_ns).min() {
+                Some(next_ns) => t_ns = next_ns,
+                None => {
+                    // Over the limit with nothing in flight: the flusher cannot be idle here
+                    // (dirty > dirty_ratio > dirty_background_ratio), so this is a model bug.
+                    panic!("dirty pages over the limit and no writeback in flight");
+                }
+            }
+        }
+        t_ns
+    }
+
+    // ---------------------------------------------------------------- namespace
+
+    fn lookup(&self, names: &[String]) -> io::Result<u64> {
+        let mut inode = ROOT_INODE;
+        for name in names {
+            let Some(dir) = self.dir(inode) else {
+                return Err(io::Error::new(io::ErrorKind::NotADirectory, format!("{name:?}: parent is a file")));
+            };
+            inode = *dir
+                .entries
+                .get(name)
+                .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, format!("{name:?} not found")))?;
+        }
+        Ok(inode)
+    }
+
+    fn lookup_parent<'n>(&self, names: &'n [String]) -> io::Result<(u64, &'n str)> {
+        let Some((name, parent)) = names.split_last() else {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "the root has no parent"));
+        };
+        let parent = self.lookup(parent)?;
+        if !self.is_dir(parent) {
+            return Err(io::Error::new(io::ErrorKind::NotADirectory, "parent is a file"));
+        }
+        Ok((parent, name))
+    }
+
+    fn new_inode(&mut self, node: Node) -> u64 {
+        let inode = self.next_inode;
+        self.next_inode += 1;
+        self.inodes.insert(inode, Inode { node, open_handles: 0 });
+        inode
+    }
+
+    /// Frees inodes reachable neither through live nor durable directory entries and not open.
+    fn gc(&mut self, at_ns: u64) {
+        let mut reachable = BTreeSet::new();
+        let mut stack = vec![ROOT_INODE];
+        while let Some(inode) = stack.pop() {
+            if !reachable.insert(inode) {
+                continue;
+            }
+            if let Some(dir) = self.dir(inode) {
+                stack.extend(dir.entries.values().copied());
+                stack.extend(dir.durable_entries.values().copied());
+            }
+        }
+        let mut dead = Vec::new();
+        self.gc_pending = false;
+        for (&inode, node) in &self.inodes {
+            if reachable.contains(&inode) {
+                continue;
+            }
+            if node.open_handles > 0 {
+                self.gc_pending = true;
+            } else {
+                dead.push(inode);
+            }
+        }
+        for inode in dead {
+            for page in self.cache.pages_of(inode, 0) {
+                self.cache.remove((inode, page));
+            }
+            self.inflight.retain(|r| r.inode != inode);
+            if let Some(Inode { node: Node::File(f), .. }) = self.inodes.remove(&inode) {
+                self.stats.used_bytes -= f.logical.len();
+            }
+            self.event(DiskEvent::Freed { inode, at_ns });
+        }
+    }
+
+    /// A handle of `inode` from incarnation `epoch` was dropped.
+    pub fn close(&mut self, inode: u64, epoch: u64) {
+        if epoch != self.epoch {
+            return; // its count was reset by the crash
+        }
+        if let Some(node) = self.inodes.get_mut(&inode) {
+            assert!(node.open_handles > 0);
+            node.open_handles -= 1;
+            if node.open_handles == 0 && self.gc_pending {
+                let now_ns = self.now_ns;
+                self.gc(now_ns);
+            }
+        }
+    }
+
+    pub fn open(&mut self, now_ns: u64, path: &Path, mode: OpenMode) -> OpResult<u64> {
+        self.advance(now_ns);
+        let result = self.open_inner(path, mode);
+        let result = (now_ns, result);
+        self.op_event(OpKind::Open, path, 0, 0, now_ns, &result);
+        result
+    }
+
+    fn open_inner(&mut self, path: &Path, mode: OpenMode) -> io::Result<u64> {
+        let names = names(path)?;
+        let (parent, name) = self.lookup_parent(&names)?;
+        let existing = self.dir(parent).and_then(|d| d.entries.get(name).copied());
+        let inode = match existing {
+            Some(_) if mode == OpenMode::CreateNew => {
+                return Err(io::Error::new(io::ErrorKind::AlreadyExists, format!("{path:?} exists")))
+            }
+            Some(inode) if self.is_dir(inode) => {
+                return Err(io::Error::new(io::ErrorKind::IsADirectory, format!("{path:?} is a directory")))
+            }
+            Some(inode) => inode,
+            None if mode == OpenMode::Existing => {
+                return Err(io::Error::new(io::ErrorKind::NotFound, format!("{path:?} not found")))
+            }
+            None => {
+                let inode = self.new_inode(Node::File(FileNode {
+                    logical: Content::default(),
+                    durable: Content::default(),
+                    ra: Readahead::default(),
+                }));
+                self.dir_mut(parent).entries.insert(name.to_owned(), inode);
+                inode
+            }
+        };
+        self.inodes.get_mut(&inode).expect("looked up").open_handles += 1;
+        Ok(inode)
+    }
+
+    pub fn create_dir_all(&mut self, now_ns: u64, path: &Path) -> OpResult<()> {
+        self.advance(now_ns);
+        let result = (now_ns, self.create_dir_all_inner(path));
+        self.op_event(OpKind::CreateDirAll, path, 0, 0, now_ns, &result);
+        result
+    }
+
+    fn create_dir_all_inner(&mut self, path: &Path) -> io::Result<()> {
+        let mut inode = ROOT_INODE;
+        for name in names(path)? {
+            let Some(dir) = self.dir(inode) else {
+                return Err(io::Error::new(io::ErrorKind::NotADirectory, format!("{path:?}: a component is a file")));
+            };
+            inode = match dir.entries.get(&name) {
+                Some(&child) => child,
+                None => {
+                    let child = self.new_inode(Node::Dir(DirNode::default()));
+                    self.dir_mut(inode).entries.insert(name, child);
+                    child
+                }
+            };
+        }
+        if !self.is_dir(inode) {
+            return Err(io::Error::new(io::ErrorKind::AlreadyExists, format!("{path:?} is a file")));
+        }
+        Ok(())
+    }
+
+    pub fn list_dir(&mut self, now_ns: u64, path: &Path) -> OpResult<Vec<DirEntry>> {
+        self.advance(now_ns);
+        let result = names(path).and_then(|n| self.lookup(&n)).and_then(|inode| match self.dir(inode) {
+            Some(dir) => Ok(dir
+                .entries
+                .iter()
+                .map(|(name, &child)| DirEntry { name: name.clone(), is_dir: self.is_dir(child) })
+                .collect()),
+            None => Err(io::Error::new(io::ErrorKind::NotADirectory, format!("{path:?} is a file"))),
+        });
+        let result = (now_ns, result);
+        self.op_event(OpKind::ListDir, path, 0, 0, now_ns, &result);
+        result
+    }
+
+    pub fn exists(&mut self, now_ns: u64, path: &Path) -> OpResult<bool> {
+        self.advance(now_ns);
+        let result = match names(path) {
+            Err(e) => Err(e),
+            Ok(n) => match self.lookup(&n) {
+                Ok(_) => Ok(true),
+                Err(e) if matches!(e.kind(), io::ErrorKind::NotFound | io::ErrorKind::NotADirectory) => Ok(false),
+                Err(e) => Err(e),
+            },
+        };
+        let result = (now_ns, result);
+        self.op_event(OpKind::Exists, path, 0, 0, now_ns, &result);
+        result
+    }
+
+    pub fn rename(&mut self, now_ns: u64, from: &Path, to: &Path) -> OpResult<()> {
+        self.advance(now_ns);
+        let result = (now_ns, self.rename_inner(from, to));
+        let label = PathBuf::from(format!("{} -> {}", from.display(), to.display()));
+        self.op_event(OpKind::Rename, &label, 0, 0, now_ns, &result);
+        self.gc(now_ns);
+        result
+    }
+
+    fn rename_inner(&mut self, from: &Path, to: &Path) -> io::Result<()> {
+        let from_names = names(from)?;
+        let to_names = names(to)?;
+        let (from_parent, from_name) = self.lookup_parent(&from_names)?;
+        let source = *self
+            .dir(from_parent)
+            .and_then(|d| d.entries.get(from_name))
+            .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, format!("{from:?} not found")))?;
+        let (to_parent, to_name) = self.lookup_parent(&to_names)?;
+        let source_is_dir = self.is_dir(source);
+        if source_is_dir && to_names.len() > from_names.len() && to_names.starts_with(&from_names) {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, format!("rename {from:?} into itself")));
+        }
+        if let Some(&target) = self.dir(to_parent).and_then(|d| d.entries.get(to_name)) {
+            if target == source {
+                return Ok(());
+            }
+            match (source_is_dir, self.dir(target)) {
+                (false, Some(_)) => {
+                    return Err(io::Error::new(io::ErrorKind::IsADirectory, format!("{to:?} is a directory")))
+                }
+                (true, None) => {
+                    return Err(io::Error::new(io::ErrorKind::NotADirectory, format!("{to:?} is a file")))
+                }
+                (true, Some(d)) if !d.entries.is_empty() => {
+                    return Err(io::Error::new(io::ErrorKind::DirectoryNotEmpty, format!("{to:?} not empty")))
+                }
+                _ => {}
+            }
+        }
+        self.dir_mut(from_parent).entries.remove(from_name);
+        self.dir_mut(to_parent).entries.insert(to_name.to_owned(), source);
+        Ok(())
+    }
+
+    pub fn remove(&mut self, now_ns: u64, path: &Path, dir: bool) -> OpResult<()> {
+        self.advance(now_ns);
+        let result = (now_ns, self.remove_inner(path, dir));
+        let op = if dir { OpKind::RemoveDirAll } else { OpKind::RemoveFile };
+        self.op_event(op, path, 0, 0, now_ns, &result);
+        self.gc(now_ns);
+        result
+    }
+
+    fn remove_inner(&mut self, path: &Path, dir: bool) -> io::Result<()> {
+        let names = names(path)?;
+        let (parent, name) = self.lookup_parent(&names)?;
+        let inode = *self
+            .dir(parent)
+            .and_then(|d| d.entries.get(name))
+            .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, format!("{path:?} not found")))?;
+        match (dir, self.is_dir(inode)) {
+            (false, true) => Err(io::Error::new(io::ErrorKind::IsADirectory, format!("{path:?} is a directory"))),
+            (true, false) => Err(io::Error::new(io::ErrorKind::NotADirectory, format!("{path:?} is a file"))),
+            _ => {
+                self.dir_mut(parent).entries.remove(name);
+                Ok(())
+            }
+        }
+    }
+
+    pub fn sync_dir(&mut self, now_ns: u64, path: &Path) -> OpResult<()> {
+        self.advance(now_ns);
+        let result = self.sync_dir_inner(now_ns, path);
+        self.op_event(OpKind::SyncDir, path, 0, 0, now_ns, &result);
+        self.gc(now_ns);
+        result
+    }
+
+    fn sync_dir_inner(&mut self, now_ns: u64, path: &Path) -> OpResult<()> {
+        let inode = match names(path).and_then(|n| self.lookup(&n)) {
+            Ok(inode) => inode,
+            Err(e) => return (now_ns, Err(e)),
+        };
+        if !self.is_dir(inode) {
+            return (now_ns, Err(io::Error::new(io::ErrorKind::NotADirectory, format!("{path:?} is a file"))));
+        }
+        if self.faults.check(FaultKind::SyncError, path).is_some() {
+            self.stats.faults_fired += 1;
+            self.event(DiskEvent::fault(FaultKind::SyncError, &path.display().to_string(), now_ns, "sync_dir"));
+            return (now_ns, Err(os_error(libc::EIO)));
+        }
+        let dir = self.dir_mut(inode);
+        dir.durable_entries = dir.entries.clone();
+        let done_ns = self.journal_commit(now_ns);
+        (done_ns, Ok(()))
+    }
+
+    // ---------------------------------------------------------------- file IO
+
+    pub fn append(&mut self, now_ns: u64, inode: u64, path: &Path, data: &[u8]) -> OpResult<u64> {
+        self.advance(now_ns);
+        let result = self.append_inner(now_ns, inode, path, data);
+        let pos = result.1.as_ref().copied().unwrap_or_else(|_| self.file_len(inode));
+        self.op_event(OpKind::Append, path, pos, data.len() as u64, now_ns, &result);
+        result
+    }
+
+    fn append_inner(&mut self, now_ns: u64, inode: u64, path: &Path, data: &[u8]) -> OpResult<u64> {
+        let pos = self.file(inode).logical.len();
+        if data.is_empty() {
+            return (now_ns, Ok(pos));
+        }
+        let len = data.len() as u64;
+        let path_label = path.display().to_string();
+        if pos + len > FILE_BYTES_MAX {
+            return (now_ns, Err(os_error(libc::EFBIG)));
+        }
+        if self.faults.check(FaultKind::WriteError, path).is_some() {
+            self.stats.faults_fired += 1;
+            self.event(DiskEvent::fault(FaultKind::WriteError, &path_label, now_ns, format!("append {len} at {pos}")));
+            return (now_ns, Err(os_error(libc::EIO)));
+        }
+        if self.faults.check(FaultKind::NoSpace, path).is_some() {
+            self.stats.faults_fired += 1;
+            self.event(DiskEvent::fault(FaultKind::NoSpace, &path_label, now_ns, format!("append {len} at {pos}")));
+            return (now_ns, Err(os_error(libc::ENOSPC)));
+        }
+        if let Some(limit) = self.faults.space_limit_bytes {
+            if self.stats.used_bytes + len > limit {
+                self.stats.faults_fired += 1;
+                self.event(DiskEvent::Fault {
+                    kind: "SpaceLimit".into(),
+                    path: path_label,
+                    at_ns: now_ns,
+                    detail: format!("used {} + {len} > {limit}", self.stats.used_bytes),
+                });
+                return (now_ns, Err(os_error(libc::ENOSPC)));
+            }
+        }
+
+        let mut done_ns = now_ns;
+        let first_page = pos / PAGE_SIZE;
+        let last_page = (pos + len - 1) / PAGE_SIZE;
+        if !pos.is_multiple_of(PAGE_SIZE) && !self.cache.contains((inode, first_page)) {
+            // Writing into the middle of a page that is not cached reads it first.
+            let (read_done_ns, _) = self.fill(inode, first_page, first_page + 1, now_ns, |_| IoCause::PartialPageRead);
+            done_ns = read_done_ns;
+        }
+        // Dirty first (dirty pages are never evicted), then write the bytes.
+        for page in first_page..=last_page {
+            let evicted = self.cache.mark_dirty((inode, page), now_ns);
+            self.evicted(evicted, now_ns);
+        }
+        self.file_mut(inode).logical.write(pos, data);
+        self.stats.used_bytes += len;
+
+        // Kick the flusher if this write crossed the background threshold, then throttle.
+        self.run_flusher(now_ns);
+        let released_ns = self.throttle(now_ns);
+        if released_ns > now_ns {
+            self.stats.throttled_writes += 1;
+            self.stats.throttle_ns += released_ns - now_ns;
+            self.event(DiskEvent::Throttle { inode, at_ns: now_ns, until_ns: released_ns });
+        }
+        (done_ns.max(released_ns), Ok(pos))
+    }
+
+    pub fn read(&mut self, now_ns: u64, inode: u64, path: &Path, pos: u64, len: u64) -> OpResult<Vec<u8>> {
+        self.advance(now_ns);
+        let result = self.read_inner(now_ns, inode, path, pos, len);
+        self.op_event(OpKind::Read, path, pos, len, now_ns, &result);
+        result
+    }
+
+    fn read_inner(&mut self, now_ns: u64, inode: u64, path: &Path, pos: u64, len: u64) -> OpResult<Vec<u8>> {
+        let file_len = self.file(inode).logical.len();
+        let end = file_len.min(pos.saturating_add(len));
+        if pos >= end {
+            return (now_ns, Ok(Vec::new()));
+        }
+        let first = pos / PAGE_SIZE;
+        let last = (end - 1) / PAGE_SIZE;
+        let file_pages = pages_for(file_len);
+        let mut done_ns = now_ns;
+        let mut ra = self.file(inode).ra;
+        let mut requested_misses = 0;
+
+        let first_miss = (first..=last).find(|&p| !self.cache.contains((inode, p)));
+        if let Some(miss) = first_miss {
+            if self.faults.check(FaultKind::ReadError, path).is_some() {
+                self.stats.faults_fired += 1;
+                self.event(DiskEvent::fault(FaultKind::ReadError, &path.display().to_string(), now_ns, format!("page {miss}")));
+                // The device tried and failed.
+                let timing = self.device.submit(now_ns, IoDir::Read, addr(inode, miss), PAGE_SIZE);
+                return (timing.done_ns, Err(os_error(libc::EIO)));
+            }
+            requested_misses = (first..=last).filter(|&p| !self.cache.contains((inode, p))).count() as u64;
+            let sequential = miss == ra.next_page && ra.window_pages > 0;
+            let window = if sequential {
+                (ra.window_pages * 2).min(self.cache_config.read_ahead_max_pages())
+            } else {
+                self.cache_config.read_ahead_pages()
+            };
+            let ra_end = file_pages.min((last + 1).max(miss + window));
+            let (fill_done_ns, filled) =
+                self.fill(inode, miss, ra_end, now_ns, |p| if p <= last { IoCause::ReadMiss } else { IoCause::Readahead });
+            done_ns = done_ns.max(fill_done_ns);
+            self.stats.cache_miss_pages += requested_misses;
+            self.stats.cache_miss_bytes += requested_misses * PAGE_SIZE;
+            self.stats.readahead_pages += filled - requested_misses;
+            ra.window_pages = window;
+            ra.end_page = ra_end;
+            ra.marker_page = (last + 1 < ra_end).then_some(last + 1);
+        } else if ra.marker_page.is_some_and(|m| (first..=last).contains(&m)) {
+            // A hit on the readahead marker: fetch the next window in the background.
+            let window = (ra.window_pages * 2).min(self.cache_config.read_ahead_max_pages());
+            let start = ra.end_page.max(last + 1);
+            let end = file_pages.min(start + window);
+            if start < end {
+                let (_, filled) = self.fill(inode, start, end, now_ns, |_| IoCause::Readahead);
+                self.stats.readahead_pages += filled;
+                ra.window_pages = window;
+                ra.end_page = end;
+                ra.marker_page = Some(start);
+            } else {
+                ra.marker_page = None;
+            }
+        }
+        for page in first..=last {
+            // A page still being read (ours or an earlier readahead) is waited for.
+            if let Some(ready_ns) = self.cache.ready_ns((inode, page)) {
+                done_ns = done_ns.max(ready_ns);
+                self.cache.touch((inode, page));
+            }
+        }
+        let hits = last + 1 - first - requested_misses;
+        self.stats.cache_hit_pages += hits;
+        self.stats.cache_hit_bytes += hits * PAGE_SIZE;
+        ra.next_page = last + 1;
+        let file = self.file_mut(inode);
+        file.ra = ra;
+        let data = file.logical.read(pos, end);
+        (done_ns, Ok(data))
+    }
+
+    pub fn sync(&mut self, now_ns: u64, inode: u64, path: &Path) -> OpResult<()> {
+        self.advance(now_ns);
+        let result = self.sync_inner(now_ns, inode, path);
+        self.op_event(OpKind::Sync, path, 0, 0, now_ns, &result);
+        result
+    }
+
+    fn sync_inner(&mut self, now_ns: u64, inode: u64, path: &Path) -> OpResult<()> {
+        self.stats.fsyncs += 1;
+        let dirty = self.cache.dirty_pages_of(inode);
+        if self.faults.check(FaultKind::SyncError, path).is_some() {
+            // fsyncgate: the error is reported once and the pages are marked clean anyway; the
+            // device never got them, so they are gone once evicted or at power loss.
+            self.stats.faults_fired += 1;
+            self.stats.fsyncgate_dropped_pages += dirty.len() as u64;
+            self.event(DiskEvent::fault(FaultKind::SyncError, &path.display().to_string(), now_ns, "fsync"));
+            self.event(DiskEvent::FsyncgateDropped { inode, pages: dirty.len() as u64, at_ns: now_ns });
+            for &page in &dirty {
+                self.cache.mark_clean((inode, page));
+            }
+            return (now_ns, Err(os_error(libc::EIO)));
+        }
+        let mut done_ns = now_ns;
+        let mut metadata = !dirty.is_empty();
+        if !dirty.is_empty() {
+            done_ns = self.write_pages(inode, &dirty, now_ns, IoCause::Fsync);
+        }
+        // Writeback the flusher already started must finish too.
+        if let Some(inflight_ns) = self.inflight_done_of(inode) {
+            done_ns = done_ns.max(inflight_ns);
+        }
+        let file = self.file_mut(inode);
+        let (old_len, new_len) = (file.durable.len(), file.logical.len());
+        assert!(old_len <= new_len, "durable length {old_len} beyond logical {new_len}");
+        if old_len != new_len {
+            // Only after fsyncgate: the length becomes durable, the lost pages read as zeros.
+            file.durable.set_len(new_len);
+            metadata = true;
+        }
+        if metadata {
+            // Ordered mode: the journal commits the new size after the data is on the device.
+            done_ns = self.journal_commit(done_ns);
+            if old_len != new_len {
+                self.inflight.push(InFlight {
+                    inode,
+                    first_page: 0,
+                    old_pages: Vec::new(),
+                    new_pages: Vec::new(),
+                    old_len,
+                    new_len,
+                    transfer_start_ns: done_ns,
+                    done_ns,
+                });
+            }
+        }
+        (done_ns, Ok(()))
+    }
+
+    pub fn truncate(&mut self, now_ns: u64, inode: u64, path: &Path, len: u64) -> OpResult<()> {
+        self.advance(now_ns);
+        let result = self.truncate_inner(now_ns, inode, path, len);
+        self.op_event(OpKind::Truncate, path, len, 0, now_ns, &result);
+        result
+    }
+
+    fn truncate_inner(&mut self, now_ns: u64, inode: u64, path: &Path, len: u64) -> OpResult<()> {
+        let old_len = self.file(inode).logical.len();
+        if len > old_len {
+            let msg = format!("truncate {path:?} to {len} beyond its length {old_len}");
+            return (now_ns, Err(io::Error::new(io::ErrorKind::InvalidInput, msg)));
+        }
+        // Like truncate_inode_pages: wait for the file's writeback in flight; it has landed then.
+        let done_ns = self.inflight_done_of(inode).unwrap_or(now_ns).max(now_ns);
+        self.inflight.retain(|r| r.inode != inode);
+        let file = self.file_mut(inode);
+        file.logical.set_len(len);
+        let durable_len = file.durable.len().min(len);
+        file.durable.set_len(durable_len);
+        file.ra = Readahead::default();
+        for page in self.cache.pages_of(inode, pages_for(len)) {
+            self.cache.remove((inode, page));
+        }
+        self.stats.used_bytes -= old_len - len;
+        (done_ns, Ok(()))
+    }
+
+    // ---------------------------------------------------------------- faults and crashes
+
+    pub fn set_slow_factor(&mut self, now_ns: u64, factor: u32) {
+        self.advance(now_ns);
+        self.device.set_slow_factor(factor);
+        self.event(DiskEvent::SlowFactor { factor, at_ns: now_ns });
+    }
+
+    /// Evicts every clean page.
+    pub fn drop_caches(&mut self, now_ns: u64) {
+        self.advance(now_ns);
+        let evicted = self.cache.drop_clean();
+        let pages = evicted.len() as u64;
+        self.evicted(evicted, now_ns);
+        self.event(DiskEvent::DropCaches { at_ns: now_ns, pages });
+    }
+
+    /// Flips the durable bytes in `pos..pos + len` of `path` (clipped to the durable length).
+    pub fn corrupt(&mut self, now_ns: u64, path: &Path, pos: u64, len: u64) -> io::Result<u64> {
+        self.advance(now_ns);
+        let inode = names(path).and_then(|n| self.lookup(&n))?;
+        if self.is_dir(inode) {
+            return Err(io::Error::new(io::ErrorKind::IsADirectory, format!("{path:?} is a directory")));
+        }
+        let file = self.file_mut(inode);
+        let end = file.durable.len().min(pos.saturating_add(len));
+        if pos >= end {
+            return Ok(0);
+        }
+        file.durable.flip(pos, end, 0xFF);
+        self.stats.faults_fired += 1;
+        self.event(DiskEvent::Fault {
+            kind: "Corruption".into(),
+            path: path.display().to_string(),
+            at_ns: now_ns,
+            detail: format!("durable bytes {pos}..{end} flipped"),
+        });
+        Ok(end - pos)
+    }
+
+    /// Corrupts one random durable sector of a random file under `prefix` (the seeded rng).
+    pub fn corrupt_random_sector(&mut self, now_ns: u64, prefix: &Path) -> Option<(PathBuf, u64)> {
+        let mut candidates = Vec::new();
+        self.collect_files(ROOT_INODE, PathBuf::new(), &mut candidates);
+        candidates.retain(|(path, inode)| path.starts_with(prefix) && self.file(*inode).durable.len() > 0);
+        if candidates.is_empty() {
+            return None;
+        }
+        let (path, inode) = candidates.swap_remove(self.faults.rng().gen_range(0..candidates.len()));
+        let sectors = self.file(inode).durable.len().div_ceil(SECTOR_SIZE);
+        let pos = self.faults.rng().gen_range(0..sectors) * SECTOR_SIZE;
+        self.corrupt(now_ns, &path, pos, SECTOR_SIZE).ok()?;
+        Some((path, pos))
+    }
+
+    fn collect_files(&self, inode: u64, path: PathBuf, out: &mut Vec<(PathBuf, u64)>) {
+        let Some(dir) = self.dir(inode) else {
+            out.push((path, inode));
+            return;
+        };
+        for (name, &child) in &dir.entries {
+            self.collect_files(child, path.join(name), out);
+        }
+    }
+
+    /// The process dies; the kernel (page cache, flusher, device) lives on.
+    pub fn crash_process(&mut self, now_ns: u64) {
+        self.advance(now_ns);
+        self.epoch += 1;
+        for node in self.inodes.values_mut() {
+            node.open_handles = 0;
+        }
+        self.stats.process_crashes += 1;
+        self.event(DiskEvent::Crash {
+            kind: CrashKind::Process,
+            at_ns: now_ns,
+            lost_dirty_pages: 0,
+            reverted_ios: 0,
+            torn_pages: 0,
+        });
+        self.gc(now_ns);
+    }
+
+    /// The machine loses power: memory is gone, the device keeps what completed; an IO in flight
+    /// keeps the pages it had transferred and (with torn writes) a sector prefix of the next.
+    pub fn power_loss(&mut self, now_ns: u64) {
+        self.advance(now_ns);
+        let mut torn_pages = 0;
+        let reverted_ios = self.inflight.len() as u64;
+        let inflight = std::mem::take(&mut self.inflight);
+        for io in inflight.into_iter().rev() {
+            assert!(io.done_ns > now_ns);
+            let n = io.old_pages.len() as u64;
+            let landed = if now_ns <= io.transfer_start_ns || n == 0 {
+                0
+            } else {
+                let num = u128::from(now_ns - io.transfer_start_ns) * u128::from(n);
+                u64::try_from(num / u128::from(io.done_ns - io.transfer_start_ns)).expect("fits")
+            };
+            assert!(landed <= n);
+            let mut landed_end = (io.first_page + landed) * PAGE_SIZE;
+            let tear = self.faults.torn_writes && landed < n && now_ns > io.transfer_start_ns;
+            let torn_sectors = if tear { self.tear_rng.gen_range(0..PAGE_SIZE / SECTOR_SIZE) } else { 0 };
+            let file = self.file_mut(io.inode);
+            for k in landed..n {
+                let page = io.first_page + k;
+                let old = &io.old_pages[k as usize];
+                let restored = if k == landed && torn_sectors > 0 {
+                    landed_end += torn_sectors * SECTOR_SIZE;
+                    torn_page(old.as_ref(), io.new_pages[k as usize].as_ref(), torn_sectors)
+                } else {
+                    old.clone()
+                };
+                if page < pages_for(file.durable.len()) {
+                    file.durable.set_page(page, restored);
+                }
+            }
+            let len = if n == 0 { io.old_len } else { io.old_len.max(io.new_len.min(landed_end)) };
+            file.durable.set_len(len);
+            file.durable.zero_tail();
+            if torn_sectors > 0 {
+                torn_pages += 1;
+            }
+        }
+        let lost_dirty_pages = self.cache.dirty_pages();
+        self.cache = PageCache::new(&self.cache_config);
+        let mut used_bytes = 0;
+        for node in self.inodes.values_mut() {
+            node.open_handles = 0;
+            match &mut node.node {
+                Node::File(f) => {
+                    f.logical = f.durable.clone();
+                    f.ra = Readahead::default();
+                    used_bytes += f.logical.len();
+                }
+                Node::Dir(d) => d.entries = d.durable_entries.clone(),
+            }
+        }
+        self.stats.used_bytes = used_bytes;
+        self.device.reset(now_ns);
+        self.flusher_free_ns = now_ns;
+        self.epoch += 1;
+        self.stats.power_losses += 1;
+        self.stats.power_loss_lost_pages += lost_dirty_pages;
+        self.stats.torn_pages += torn_pages;
+        self.event(DiskEvent::Crash { kind: CrashKind::PowerLoss, at_ns: now_ns, lost_dirty_pages, reverted_ios, torn_pages });
+        self.gc(now_ns);
+    }
+
+    /// Asserts the cross-structure invariants (tests call this after every step).
+    pub fn check(&self) {
+        self.cache.check();
+        let mut used = 0;
+        for (&inode, node) in &self.inodes {
+            if let Node::File(f) = &node.node {
+                f.logical.check();
+                f.durable.check();
+                assert!(f.durable.len() <= f.logical.len(), "inode {inode}: durable longer than logical");
+                used += f.logical.len();
+                for page in self.cache.pages_of(inode, 0) {
+                    assert!(page < pages_for(f.logical.len()), "inode {inode}: cached page {page} past end");
+                }
+            }
+        }
+        assert_eq!(used, self.stats.used_bytes);
+    }
+}
