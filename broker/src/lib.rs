@@ -1,4 +1,24 @@
 //! The Loglab broker. Data flows request → handler → partition → log → storage; this crate never
 //! knows which world it runs in: storage, transport, time and randomness come from outside.
+//!
+//! - [`server`] accepts connections from a `net_model::Listener`; [`connection`] serves one
+//!   (framing, one request in flight); [`broker`] holds the state and dispatches to [`api`].
+//! - [`protocol`]: error codes, supported versions, headers and framing.
+//! - [`topics`]: the persisted topic registry; [`producer_state`]: idempotent-producer checks.
+//! - [`config`]: `server.properties` by Kafka's names; [`metrics`]: Kafka-named counters.
 
+mod api;
+pub mod broker;
+pub mod config;
+pub mod connection;
+pub mod guard;
 pub mod log;
+pub mod metrics;
+pub mod metrics_http;
+pub mod producer_state;
+pub mod protocol;
+pub mod server;
+pub mod topics;
+
+pub use broker::{Broker, BrokerError, Outcome};
+pub use config::BrokerConfig;

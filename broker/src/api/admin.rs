@@ -1,0 +1,161 @@
+//! CreateTopics v2-7, DeleteTopics v1-6, InitProducerId v0-4.
+
+use std::collections::BTreeMap;
+
+use kafka_protocol::messages::create_topics_request::CreateTopicsRequest;
+use kafka_protocol::messages::create_topics_response::{CreatableTopicResult, CreateTopicsResponse};
+use kafka_protocol::messages::delete_topics_request::DeleteTopicsRequest;
+use kafka_protocol::messages::delete_topics_response::{DeletableTopicResult, DeleteTopicsResponse};
+use kafka_protocol::messages::init_producer_id_request::InitProducerIdRequest;
+use kafka_protocol::messages::init_producer_id_response::InitProducerIdResponse;
+use kafka_protocol::messages::{ApiKey, ProducerId, TopicName};
+
+use crate::broker::{Broker, Outcome};
+use crate::log::TopicPartition;
+use crate::protocol::{self, decode_body, error_code, Request, RequestError};
+
+use super::sb;
+
+impl Broker {
+    pub(crate) async fn create_topics(&self, req: &Request) -> Result<Outcome, RequestError> {
+        let r: CreateTopicsRequest = decode_body(req)?;
+        let v = req.api_version;
+        let mut resp = CreateTopicsResponse::default();
+        let mut state = self.lock().await;
+        for t in &r.topics {
+            let name = t.name.0.as_str().to_string();
+            let mut res = CreatableTopicResult::default();
+            res.name = t.name.clone();
+            let partitions = if t.num_partitions == -1 { self.config.num_partitions } else { t.num_partitions };
+            let rf = if t.replication_factor == -1 { self.config.default_replication_factor } else { t.replication_factor };
+            let mut configs = BTreeMap::new();
+            for c in &t.configs {
+                if let Some(val) = &c.value {
+                    configs.insert(c.name.as_str().to_string(), val.as_str().to_string());
+                }
+            }
+            let outcome = if rf != 1 {
+                Err((error_code::INVALID_REPLICATION_FACTOR, format!("replication factor {rf} is larger than the 1 available broker")))
+            } else if !t.assignments.is_empty() {
+                Err((error_code::INVALID_REQUEST, "manual replica assignment is not supported".to_string()))
+            } else if r.validate_only {
+                match crate::topics::validate_topic_name(&name) {
+                    Err(e) => Err((error_code::INVALID_TOPIC_EXCEPTION, e)),
+                    Ok(()) if state.registry.topics.contains_key(&name) => Err((error_code::TOPIC_ALREADY_EXISTS, format!("topic {name} already exists"))),
+                    Ok(()) => Ok(None),
+                }
+            } else {
+                self.create_topic(&mut state, &name, partitions, configs).await.map(Some)
+            };
+            match outcome {
+                Ok(meta) => {
+                    res.num_partitions = partitions;
+                    res.replication_factor = 1;
+                    if let Some(m) = meta {
+                        res.topic_id = uuid::Uuid::from_bytes(m.uuid());
+                    }
+                    res.configs = Some(Vec::new());
+                }
+                Err((code, msg)) => {
+                    res.error_code = code;
+                    res.error_message = Some(sb(&msg));
+                    res.num_partitions = -1;
+                    res.replication_factor = -1;
+                }
+            }
+            resp.topics.push(res);
+        }
+        drop(state);
+        let frame = protocol::encode_response(ApiKey::CreateTopics, v, req.correlation_id, &resp)
+            .map_err(|why| RequestError::BadBody { api: "CreateTopics", version: v, why })?;
+        Ok(Outcome::frame(frame))
+    }
+
+    pub(crate) async fn delete_topics(&self, req: &Request) -> Result<Outcome, RequestError> {
+        let r: DeleteTopicsRequest = decode_body(req)?;
+        let v = req.api_version;
+        let mut resp = DeleteTopicsResponse::default();
+        let mut state = self.lock().await;
+        let mut targets: Vec<(Option<String>, uuid::Uuid)> = r.topic_names.iter().map(|n| (Some(n.0.as_str().to_string()), uuid::Uuid::nil())).collect();
+        for t in &r.topics {
+            targets.push((t.name.as_ref().map(|n| n.0.as_str().to_string()), t.topic_id));
+        }
+        for (name, id) in targets {
+            let name = name.or_else(|| {
+                let idb = id.into_bytes();
+                state.registry.topics.iter().find(|(_, m)| m.uuid() == idb).map(|(n, _)| n.clone())
+            });
+            let mut res = DeletableTopicResult::default();
+            res.name = name.as_deref().map(|n| TopicName(sb(n)));
+            res.topic_id = id;
+            match name.as_ref().and_then(|n| state.registry.topics.get(n).cloned().map(|m| (n.clone(), m))) {
+                None => res.error_code = if name.is_none() { error_code::UNKNOWN_TOPIC_ID } else { error_code::UNKNOWN_TOPIC_OR_PARTITION },
+                Some((n, meta)) => {
+                    res.topic_id = uuid::Uuid::from_bytes(meta.uuid());
+                    state.registry.topics.remove(&n);
+                    let mut failed = None;
+                    if let Err(e) = state.registry.store(self.storage.as_ref(), &self.root).await {
+                        failed = Some(e.to_string());
+                    }
+                    for p in 0..meta.partitions {
+                        let tp = TopicPartition::new(n.clone(), p);
+                        state.producers.forget_partition(&tp);
+                        if let Some(logs) = state.logs.as_mut() {
+                            if let Err(e) = logs.delete(&tp).await {
+                                failed = Some(e.to_string());
+                            }
+                        }
+                    }
+                    if let Some(msg) = failed {
+                        res.error_code = error_code::KAFKA_STORAGE_ERROR;
+                        res.error_message = Some(sb(&msg));
+                    } else {
+                        tracing::info!(topic = %n, "deleted topic");
+                    }
+                }
+            }
+            resp.responses.push(res);
+        }
+        drop(state);
+        let frame = protocol::encode_response(ApiKey::DeleteTopics, v, req.correlation_id, &resp)
+            .map_err(|why| RequestError::BadBody { api: "DeleteTopics", version: v, why })?;
+        Ok(Outcome::frame(frame))
+    }
+
+    pub(crate) async fn init_producer_id(&self, req: &Request) -> Result<Outcome, RequestError> {
+        let r: InitProducerIdRequest = decode_body(req)?;
+        let v = req.api_version;
+        let mut resp = InitProducerIdResponse::default();
+        if r.transactional_id.is_some() {
+            // No transaction coordinator yet.
+            resp.error_code = error_code::TRANSACTIONAL_ID_AUTHORIZATION_FAILED;
+            resp.producer_id = ProducerId(-1);
+            resp.producer_epoch = -1;
+        } else if r.producer_id.0 >= 0 && r.producer_epoch >= 0 {
+            // KIP-360: an idempotent producer bumping its epoch keeps its id.
+            if r.producer_epoch == i16::MAX - 1 {
+                let mut state = self.lock().await;
+                resp.producer_id = ProducerId(state.registry.next_producer_id);
+                state.registry.next_producer_id += 1;
+                let _ = state.registry.store(self.storage.as_ref(), &self.root).await;
+                resp.producer_epoch = 0;
+            } else {
+                resp.producer_id = r.producer_id;
+                resp.producer_epoch = r.producer_epoch + 1;
+            }
+        } else {
+            let mut state = self.lock().await;
+            let id = state.registry.next_producer_id;
+            state.registry.next_producer_id += 1;
+            if let Err(e) = state.registry.store(self.storage.as_ref(), &self.root).await {
+                tracing::warn!(error = %e, "could not persist the producer id counter");
+                resp.error_code = error_code::KAFKA_STORAGE_ERROR;
+            }
+            resp.producer_id = ProducerId(id);
+            resp.producer_epoch = 0;
+        }
+        let frame = protocol::encode_response(ApiKey::InitProducerId, v, req.correlation_id, &resp)
+            .map_err(|why| RequestError::BadBody { api: "InitProducerId", version: v, why })?;
+        Ok(Outcome::frame(frame))
+    }
+}

@@ -1,0 +1,198 @@
+//! Fetch v4-16 with long poll. The record data of each partition is a `FileRegion` straight from
+//! the log, so the response is encoded by hand as chunks: bytes for the framing, file regions for
+//! the records (sent with `sendfile(2)` by the real transport — never copied through user space).
+
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use disk_model::FileRegion;
+use kafka_protocol::messages::fetch_request::FetchRequest;
+use kafka_protocol::messages::ApiKey;
+use net_model::Chunk;
+
+use crate::broker::{Broker, Outcome};
+use crate::log::{LogError, TopicPartition};
+use crate::metrics::Metrics;
+use crate::protocol::{self, decode_body, error_code, Request, RequestError, Wire};
+
+/// Longest long poll we honour (a client asking for more gets this).
+const MAX_WAIT_CAP_MS: i32 = 30_000;
+
+struct PartOut {
+    index: i32,
+    error: i16,
+    high_watermark: i64,
+    log_start_offset: i64,
+    region: Option<FileRegion>,
+}
+
+struct TopicOut {
+    name: String,
+    id: [u8; 16],
+    parts: Vec<PartOut>,
+}
+
+impl Broker {
+    /// One pass over the requested partitions under the state lock.
+    async fn fetch_once(&self, r: &FetchRequest, version: i16) -> (Vec<TopicOut>, u64, bool) {
+        let state = self.lock().await;
+        let mut out = Vec::with_capacity(r.topics.len());
+        let mut total: u64 = 0;
+        let mut any_error = false;
+        let max_bytes = if r.max_bytes <= 0 { i32::MAX as u64 } else { r.max_bytes as u64 };
+        for t in &r.topics {
+            let (name, meta) = if version >= 13 {
+                let id = t.topic_id.into_bytes();
+                match state.registry.topics.iter().find(|(_, m)| m.uuid() == id) {
+                    Some((n, m)) => (n.clone(), Some(m.clone())),
+                    None => (String::new(), None),
+                }
+            } else {
+                let n = t.topic.0.as_str().to_string();
+                let m = state.registry.topics.get(&n).cloned();
+                (n, m)
+            };
+            let unknown = if version >= 13 { error_code::UNKNOWN_TOPIC_ID } else { error_code::UNKNOWN_TOPIC_OR_PARTITION };
+            let mut parts = Vec::with_capacity(t.partitions.len());
+            for p in &t.partitions {
+                let mut po = PartOut { index: p.partition, error: error_code::NONE, high_watermark: -1, log_start_offset: -1, region: None };
+                let log = meta
+                    .as_ref()
+                    .filter(|m| p.partition >= 0 && p.partition < m.partitions)
+                    .and_then(|_| state.logs.as_ref())
+                    .and_then(|l| l.get(&TopicPartition::new(name.clone(), p.partition)));
+                let Some(log) = log else {
+                    po.error = if state.logs.is_none() { error_code::KAFKA_STORAGE_ERROR } else { unknown };
+                    any_error = true;
+                    parts.push(po);
+                    continue;
+                };
+                let leo = log.log_end_offset();
+                po.high_watermark = leo;
+                po.log_start_offset = log.log_start_offset();
+                let remaining = max_bytes.saturating_sub(total);
+                let part_max = (p.partition_max_bytes.max(0) as u64).min(remaining) as usize;
+                // KIP-74: the first partition with data returns at least one whole batch.
+                let min_one = total == 0;
+                if part_max == 0 && !min_one {
+                    parts.push(po);
+                    continue;
+                }
+                match log.read(p.fetch_offset, leo, part_max, min_one).await {
+                    Ok(info) => {
+                        if let Some(region) = info.region {
+                            total += region.len;
+                            po.region = Some(region);
+                        }
+                    }
+                    Err(LogError::OffsetOutOfRange { .. }) => {
+                        po.error = error_code::OFFSET_OUT_OF_RANGE;
+                        any_error = true;
+                    }
+                    Err(e) => {
+                        tracing::warn!(topic = %name, partition = p.partition, error = %e, "fetch read failed");
+                        po.error = error_code::KAFKA_STORAGE_ERROR;
+                        any_error = true;
+                    }
+                }
+                parts.push(po);
+            }
+            out.push(TopicOut { name, id: meta.as_ref().map(|m| m.uuid()).unwrap_or_else(|| t.topic_id.into_bytes()), parts });
+        }
+        (out, total, any_error)
+    }
+
+    pub(crate) async fn fetch(&self, req: &Request) -> Result<Outcome, RequestError> {
+        let r: FetchRequest = decode_body(req)?;
+        let v = req.api_version;
+        let wait = Duration::from_millis(r.max_wait_ms.clamp(0, MAX_WAIT_CAP_MS) as u64);
+        let deadline = tokio::time::Instant::now() + wait;
+        let min_bytes = r.min_bytes.max(0) as u64;
+        let topics = loop {
+            let notified = self.appended.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            let (topics, total, any_error) = self.fetch_once(&r, v).await;
+            let shut_down = self.lock().await.logs.is_none();
+            if total >= min_bytes.max(1) || any_error || shut_down || tokio::time::Instant::now() >= deadline {
+                break topics;
+            }
+            tokio::select! {
+                biased;
+                _ = &mut notified => {}
+                _ = tokio::time::sleep_until(deadline) => {}
+            }
+        };
+        let chunks = encode_fetch_response(v, req.correlation_id, &topics);
+        let record_bytes: u64 = topics.iter().flat_map(|t| &t.parts).filter_map(|p| p.region.as_ref()).map(|r| r.len).sum();
+        Metrics::add(&self.metrics.bytes_out, record_bytes);
+        let failed = topics.iter().flat_map(|t| &t.parts).filter(|p| p.error != error_code::NONE).count();
+        Metrics::add(&self.metrics.failed_fetch, failed as u64);
+        Ok(Outcome::Respond(chunks))
+    }
+}
+
+/// Encodes a Fetch response frame: byte chunks around the file regions; the length prefix counts
+/// the regions' lengths.
+fn encode_fetch_response(v: i16, correlation_id: i32, topics: &[TopicOut]) -> Vec<Chunk> {
+    let flexible = v >= 12;
+    let mut chunks: Vec<Chunk> = Vec::new();
+    let mut buf = protocol::response_header(ApiKey::Fetch, v, correlation_id);
+    let mut total_len: u64 = 0;
+    {
+        let mut w = Wire { buf: &mut buf, flexible };
+        w.i32(0); // throttle_time_ms
+        if v >= 7 {
+            w.i16(error_code::NONE);
+            w.i32(0); // session_id: no fetch session (clients then keep sending full fetches)
+        }
+        w.array_len(topics.len());
+    }
+    for t in topics {
+        {
+            let mut w = Wire { buf: &mut buf, flexible };
+            if v >= 13 {
+                w.buf.extend_from_slice(&t.id);
+            } else {
+                w.string(&t.name);
+            }
+            w.array_len(t.parts.len());
+        }
+        for p in &t.parts {
+            let mut w = Wire { buf: &mut buf, flexible };
+            w.i32(p.index);
+            w.i16(p.error);
+            w.i64(p.high_watermark);
+            w.i64(p.high_watermark); // last_stable_offset: no transactions
+            w.i64(p.log_start_offset);
+            w.array_len(0); // aborted_transactions
+            if v >= 11 {
+                w.i32(-1); // preferred_read_replica
+            }
+            match &p.region {
+                Some(region) => {
+                    w.bytes_len(Some(region.len));
+                    let head = std::mem::replace(&mut buf, BytesMut::new());
+                    total_len += head.len() as u64 + region.len;
+                    chunks.push(Chunk::Bytes(head.freeze()));
+                    chunks.push(Chunk::File(region.clone()));
+                }
+                None => w.bytes_len(Some(0)),
+            }
+            let mut w = Wire { buf: &mut buf, flexible };
+            w.no_tags(); // partition
+        }
+        Wire { buf: &mut buf, flexible }.no_tags(); // topic
+    }
+    Wire { buf: &mut buf, flexible }.no_tags(); // response
+    total_len += buf.len() as u64;
+    chunks.push(Chunk::Bytes(buf.freeze()));
+    // Patch the frame length (first 4 bytes of the first chunk) now that every region is counted.
+    let frame_len = (total_len - 4) as i32;
+    if let Some(Chunk::Bytes(first)) = chunks.first_mut() {
+        let mut b = BytesMut::from(&first[..]);
+        b[0..4].copy_from_slice(&frame_len.to_be_bytes());
+        *first = Bytes::from(b);
+    }
+    chunks
+}

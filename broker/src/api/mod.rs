@@ -1,0 +1,13 @@
+//! Request handlers, one file per API family (each an `impl Broker` block).
+
+mod admin;
+mod fetch;
+mod list_offsets;
+mod metadata;
+mod produce;
+
+use kafka_protocol::protocol::StrBytes;
+
+pub(crate) fn sb(s: &str) -> StrBytes {
+    StrBytes::from_string(s.to_string())
+}

@@ -1,0 +1,199 @@
+//! Produce: validate and append record batches as they came (offsets assigned in place),
+//! idempotent-producer checks, acks 0/1/-1 (one broker: -1 is satisfied by the leader's append).
+
+use bytes::{BufMut, Bytes, BytesMut};
+use kafka_protocol::messages::produce_request::ProduceRequest;
+use kafka_protocol::messages::produce_response::{PartitionProduceResponse, ProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::ApiKey;
+use records::{BatchError, BatchHeader, BatchIter};
+
+use crate::broker::{now_ms, Broker, Outcome};
+use crate::log::{LogError, TopicPartition};
+use crate::metrics::Metrics;
+use crate::producer_state::Verdict;
+use crate::protocol::{self, decode_body, error_code, Request, RequestError};
+use crate::topics::validate_topic_name;
+
+fn log_error_code(e: &LogError) -> i16 {
+    match e {
+        LogError::RecordTooLarge { .. } => error_code::MESSAGE_TOO_LARGE,
+        LogError::InvalidBatch { source: BatchError::TooLarge { .. }, .. } => error_code::MESSAGE_TOO_LARGE,
+        LogError::InvalidBatch { source: BatchError::UnsupportedMagic { .. }, .. } => error_code::UNSUPPORTED_FOR_MESSAGE_FORMAT,
+        LogError::InvalidBatch { source: BatchError::BadRecordCount { .. }, .. } => error_code::INVALID_RECORD,
+        LogError::InvalidBatch { .. } | LogError::EmptyAppend => error_code::CORRUPT_MESSAGE,
+        LogError::Io(_) | LogError::Offline { .. } | LogError::Corrupt { .. } => error_code::KAFKA_STORAGE_ERROR,
+        LogError::NonContiguousAppend { .. } | LogError::OffsetOutOfRange { .. } => error_code::UNKNOWN_SERVER_ERROR,
+    }
+}
+
+struct PartResult {
+    index: i32,
+    error: i16,
+    base_offset: i64,
+    log_start_offset: i64,
+    message: Option<String>,
+}
+
+impl PartResult {
+    fn err(index: i32, error: i16, message: impl Into<String>) -> Self {
+        Self { index, error, base_offset: -1, log_start_offset: -1, message: Some(message.into()) }
+    }
+}
+
+impl Broker {
+    pub(crate) async fn produce(&self, req: &Request) -> Result<Outcome, RequestError> {
+        let r: ProduceRequest = decode_body(req)?;
+        let acks = r.acks;
+        let mut results: Vec<(String, Vec<PartResult>)> = Vec::new();
+        let mut appended_any = false;
+        {
+            let mut state = self.lock().await;
+            for topic in r.topic_data {
+                let name = topic.name.0.as_str().to_string();
+                let parts = topic.partition_data;
+                let fail_all = |code: i16, msg: String| -> Vec<PartResult> {
+                    parts.iter().map(|p| PartResult::err(p.index, code, msg.clone())).collect()
+                };
+                if !(acks == 0 || acks == 1 || acks == -1) {
+                    results.push((name, fail_all(error_code::INVALID_REQUIRED_ACKS, format!("acks={acks}"))));
+                    continue;
+                }
+                if let Err(why) = validate_topic_name(&name) {
+                    results.push((name, fail_all(error_code::INVALID_TOPIC_EXCEPTION, why)));
+                    continue;
+                }
+                let partitions = match state.registry.topics.get(&name) {
+                    Some(m) => m.partitions,
+                    None if self.config.auto_create_topics => {
+                        match self.create_topic(&mut state, &name, self.config.num_partitions, Default::default()).await {
+                            Ok(m) => m.partitions,
+                            Err((code, msg)) => {
+                                results.push((name, fail_all(code, msg)));
+                                continue;
+                            }
+                        }
+                    }
+                    None => {
+                        results.push((name.clone(), fail_all(error_code::UNKNOWN_TOPIC_OR_PARTITION, format!("unknown topic {name}"))));
+                        continue;
+                    }
+                };
+                let mut out = Vec::new();
+                for p in parts {
+                    if p.index < 0 || p.index >= partitions {
+                        out.push(PartResult::err(p.index, error_code::UNKNOWN_TOPIC_OR_PARTITION, "no such partition"));
+                        continue;
+                    }
+                    let Some(records) = p.records else {
+                        out.push(PartResult::err(p.index, error_code::CORRUPT_MESSAGE, "null record set"));
+                        continue;
+                    };
+                    let tp = TopicPartition::new(name.clone(), p.index);
+                    let res = self.append_partition(&mut state, &tp, records).await;
+                    if res.error == error_code::NONE {
+                        appended_any = true;
+                    } else {
+                        Metrics::add(&self.metrics.failed_produce, 1);
+                        tracing::debug!(partition = %tp, error = res.error, msg = ?res.message, "produce refused");
+                    }
+                    out.push(res);
+                }
+                results.push((name, out));
+            }
+        }
+        if appended_any {
+            self.appended.notify_waiters();
+        }
+        if acks == 0 {
+            return Ok(Outcome::NoResponse);
+        }
+        let mut resp = ProduceResponse::default();
+        for (name, parts) in results {
+            let mut t = TopicProduceResponse::default();
+            t.name = kafka_protocol::messages::TopicName(super::sb(&name));
+            for p in parts {
+                let mut pr = PartitionProduceResponse::default();
+                pr.index = p.index;
+                pr.error_code = p.error;
+                pr.base_offset = p.base_offset;
+                pr.log_append_time_ms = -1;
+                pr.log_start_offset = p.log_start_offset;
+                if p.error != error_code::NONE {
+                    pr.error_message = p.message.as_deref().map(super::sb);
+                }
+                t.partition_responses.push(pr);
+            }
+            resp.responses.push(t);
+        }
+        let frame = protocol::encode_response(ApiKey::Produce, req.api_version, req.correlation_id, &resp)
+            .map_err(|why| RequestError::BadBody { api: "Produce", version: req.api_version, why })?;
+        Ok(Outcome::frame(frame))
+    }
+
+    async fn append_partition(&self, state: &mut crate::broker::State, tp: &TopicPartition, records: Bytes) -> PartResult {
+        let index = tp.partition;
+        // Headers only (cheap, bounded): for the producer-sequence check. The log validates fully.
+        let headers: Vec<BatchHeader> = BatchIter::new(&records).map(|(_, h)| h).collect();
+        match state.producers.check(tp, &headers) {
+            Verdict::Append => {}
+            Verdict::Duplicate { base_offset } => {
+                let lso = state.logs.as_ref().and_then(|l| l.get(tp)).map_or(-1, |l| l.log_start_offset());
+                return PartResult { index, error: error_code::NONE, base_offset, log_start_offset: lso, message: None };
+            }
+            Verdict::Reject(code) => return PartResult::err(index, code, "producer sequence check failed"),
+        }
+        let Some(log) = state.logs.as_mut().and_then(|l| l.get_mut(tp)) else {
+            return PartResult::err(index, error_code::UNKNOWN_TOPIC_OR_PARTITION, "no log");
+        };
+        let mut buf = BytesMut::with_capacity(records.len());
+        buf.put_slice(&records);
+        match log.append_as_leader(&mut buf, 0, now_ms()).await {
+            Ok(info) => {
+                Metrics::add(&self.metrics.bytes_in, records.len() as u64);
+                Metrics::add(&self.metrics.messages_in, info.record_count.max(0) as u64);
+                let assigned: Vec<BatchHeader> = BatchIter::new(&buf).map(|(_, h)| h).collect();
+                state.producers.record(tp, &assigned);
+                PartResult { index, error: error_code::NONE, base_offset: info.base_offset, log_start_offset: info.log_start_offset, message: None }
+            }
+            Err(e) => PartResult::err(index, log_error_code(&e), e.to_string()),
+        }
+    }
+
+    /// Produce v0-2 (pre-v2 message sets, not stored): advertised for librdkafka's sake, answered
+    /// with UNSUPPORTED_VERSION per partition, hand-encoded since kafka-protocol starts at v3.
+    pub(crate) fn produce_legacy(&self, req: &Request) -> Outcome {
+        // v0-2 requests are v3 without the transactional id: prepend a null one and decode as v3.
+        let mut body = BytesMut::with_capacity(req.body.len() + 2);
+        body.put_i16(-1);
+        body.put_slice(&req.body);
+        let fake = Request { api_key: req.api_key, api_version: 3, correlation_id: req.correlation_id, header: None, body: body.freeze() };
+        let r: ProduceRequest = match decode_body(&fake) {
+            Ok(r) => r,
+            Err(e) => return Outcome::Close(format!("malformed Produce v{}: {e}", req.api_version)),
+        };
+        if r.acks == 0 {
+            return Outcome::NoResponse;
+        }
+        let mut buf = protocol::response_header(ApiKey::Produce, 0, req.correlation_id);
+        let mut w = protocol::Wire { buf: &mut buf, flexible: false };
+        w.array_len(r.topic_data.len());
+        for t in &r.topic_data {
+            w.string(t.name.0.as_str());
+            w.array_len(t.partition_data.len());
+            for p in &t.partition_data {
+                w.i32(p.index);
+                w.i16(error_code::UNSUPPORTED_VERSION);
+                w.i64(-1);
+                if req.api_version >= 2 {
+                    w.i64(-1);
+                }
+            }
+        }
+        if req.api_version >= 1 {
+            w.i32(0);
+        }
+        let len = (buf.len() - 4) as i32;
+        buf[0..4].copy_from_slice(&len.to_be_bytes());
+        Outcome::frame(buf.freeze())
+    }
+}

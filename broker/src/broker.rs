@@ -1,0 +1,322 @@
+//! The broker's shared state and request dispatch.
+//!
+//! One `Broker` per process (or per simulated host): the topic registry, the partition logs
+//! (`LogManager`), idempotent-producer state, and a `Notify` that wakes long-polling fetches when
+//! data is appended. Connections call [`Broker::handle`] with one request frame at a time.
+
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+
+use bytes::Bytes;
+use disk_model::Storage;
+use kafka_protocol::messages::api_versions_response::{ApiVersion, ApiVersionsResponse};
+use kafka_protocol::messages::ApiKey;
+use net_model::Chunk;
+use thiserror::Error;
+use tokio::sync::{Mutex, MutexGuard, Notify};
+
+use crate::config::BrokerConfig;
+use crate::log::{LogError, LogManager, TopicPartition};
+use crate::metrics::Metrics;
+use crate::producer_state::ProducerStates;
+use crate::protocol::{self, error_code, parse_request, Request, RequestError};
+use crate::topics::{validate_topic_name, Registry, TopicMeta};
+
+#[derive(Debug, Error)]
+pub enum BrokerError {
+    #[error("storage: {0}")]
+    Io(#[from] io::Error),
+    #[error("log: {0}")]
+    Log(#[from] LogError),
+}
+
+/// What a connection does after a request.
+#[derive(Debug)]
+pub enum Outcome {
+    /// Send this frame (length prefix included).
+    Respond(Vec<Chunk>),
+    /// Send nothing (Produce with acks=0).
+    NoResponse,
+    /// Close the connection; the reason goes to the log.
+    Close(String),
+}
+
+impl Outcome {
+    pub fn frame(b: Bytes) -> Self {
+        Outcome::Respond(vec![Chunk::Bytes(b)])
+    }
+}
+
+/// Mutable broker state, behind one async lock (appends and reads are short: the lock is never
+/// held across a network write or a long-poll wait).
+#[derive(Debug)]
+pub struct State {
+    /// `None` once shut down.
+    pub logs: Option<LogManager>,
+    pub registry: Registry,
+    pub producers: ProducerStates,
+}
+
+#[derive(Debug)]
+pub struct Broker {
+    pub config: BrokerConfig,
+    pub(crate) storage: Arc<dyn Storage>,
+    pub(crate) root: PathBuf,
+    advertised: RwLock<(String, i32)>,
+    pub(crate) state: Mutex<State>,
+    /// Woken after every append (long-polling fetches wait on it).
+    pub(crate) appended: Notify,
+    pub metrics: Metrics,
+}
+
+/// Wall-clock milliseconds (virtual under the simulator).
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+impl Broker {
+    /// Opens the data directory `root` inside `storage`: loads the topic registry and recovers
+    /// every partition log.
+    pub async fn open(config: BrokerConfig, storage: Arc<dyn Storage>, root: &Path) -> Result<Self, BrokerError> {
+        let mut registry = Registry::load(storage.as_ref(), root).await?;
+        let defaults = config.log.clone();
+        let topics = registry.topics.clone();
+        let config_for = move |topic: &str| topics.get(topic).map(|m| m.log_config(&defaults)).unwrap_or_else(|| defaults.clone());
+        let now = now_ms();
+        let (mut logs, reports) = LogManager::open(storage.clone(), root, config.log.clone(), &config_for, now).await?;
+        let recovered = reports.values().filter(|r| r.segments_recovered > 0).count();
+        tracing::info!(partitions = reports.len(), recovered, clean = logs.was_clean(), "logs opened");
+        // Reconcile: partition dirs without a registry entry (a crash between the two writes)
+        // become topics; registry partitions without a log get an empty one.
+        let mut changed = false;
+        let found: Vec<TopicPartition> = logs.partitions().cloned().collect();
+        for tp in &found {
+            let meta = registry.topics.get(&tp.topic).cloned();
+            match meta {
+                Some(m) if m.partitions > tp.partition => {}
+                Some(mut m) => {
+                    m.partitions = tp.partition + 1;
+                    registry.topics.insert(tp.topic.clone(), m);
+                    changed = true;
+                }
+                None => {
+                    let id = registry.new_topic_id(&tp.topic, now);
+                    registry.topics.insert(tp.topic.clone(), TopicMeta { partitions: tp.partition + 1, id, configs: Default::default() });
+                    changed = true;
+                }
+            }
+        }
+        for (name, meta) in registry.topics.clone() {
+            for p in 0..meta.partitions {
+                let tp = TopicPartition::new(name.clone(), p);
+                if logs.get(&tp).is_none() {
+                    logs.create(tp, meta.log_config(&config.log), now).await?;
+                }
+            }
+        }
+        if registry.next_producer_id < 1000 {
+            registry.next_producer_id = 1000;
+            changed = true;
+        }
+        if changed {
+            registry.store(storage.as_ref(), root).await?;
+        }
+        Ok(Self {
+            advertised: RwLock::new(("127.0.0.1".into(), 9092)),
+            config,
+            storage,
+            root: root.to_path_buf(),
+            state: Mutex::new(State { logs: Some(logs), registry, producers: ProducerStates::default() }),
+            appended: Notify::new(),
+            metrics: Metrics::default(),
+        })
+    }
+
+    /// The address Metadata advertises for this broker.
+    pub fn set_advertised(&self, host: &str, port: i32) {
+        let (h, p) = self.config.advertised.clone().unwrap_or((host.to_string(), port));
+        if let Ok(mut a) = self.advertised.write() {
+            *a = (h, p);
+        }
+    }
+
+    pub fn advertised(&self) -> (String, i32) {
+        self.advertised.read().map(|a| a.clone()).unwrap_or_else(|_| ("127.0.0.1".into(), 9092))
+    }
+
+    pub(crate) async fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().await
+    }
+
+    /// Handles one request frame (without its length prefix).
+    pub async fn handle(&self, frame: Bytes) -> Outcome {
+        let req = match parse_request(frame) {
+            Ok(r) => r,
+            Err(e) => return Outcome::Close(e.to_string()),
+        };
+        let started = tokio::time::Instant::now();
+        let key = req.api_key;
+        let outcome = self.dispatch(&req).await;
+        let outcome = match outcome {
+            Ok(o) => o,
+            Err(e) => Outcome::Close(e.to_string()),
+        };
+        let micros = started.elapsed().as_micros() as u64;
+        self.metrics.record_request(key, micros, matches!(outcome, Outcome::Close(_)));
+        outcome
+    }
+
+    async fn dispatch(&self, req: &Request) -> Result<Outcome, RequestError> {
+        let (lo, hi) = protocol::supported_range(req.api_key).ok_or(RequestError::UnknownApi(req.api_key as i16))?;
+        let v = req.api_version;
+        if req.api_key == ApiKey::ApiVersions {
+            return Ok(self.api_versions(req));
+        }
+        if req.api_key == ApiKey::Produce && (0..3).contains(&v) {
+            return Ok(self.produce_legacy(req));
+        }
+        if v < lo || v > hi {
+            return Err(RequestError::UnsupportedVersion { api: protocol::api_name(req.api_key), version: v });
+        }
+        match req.api_key {
+            ApiKey::Metadata => self.metadata(req).await,
+            ApiKey::Produce => self.produce(req).await,
+            ApiKey::Fetch => self.fetch(req).await,
+            ApiKey::ListOffsets => self.list_offsets(req).await,
+            ApiKey::CreateTopics => self.create_topics(req).await,
+            ApiKey::DeleteTopics => self.delete_topics(req).await,
+            ApiKey::InitProducerId => self.init_producer_id(req).await,
+            _ => Err(RequestError::UnknownApi(req.api_key as i16)),
+        }
+    }
+
+    /// ApiVersions, with KIP-511's fallback: a version we do not know is answered in v0 with
+    /// UNSUPPORTED_VERSION and our ranges, so the client can retry with one we do.
+    fn api_versions(&self, req: &Request) -> Outcome {
+        let (mut version, mut error) = (req.api_version, error_code::NONE);
+        if !(0..=3).contains(&version) || req.header.is_none() {
+            version = 0;
+            error = error_code::UNSUPPORTED_VERSION;
+        }
+        let mut resp = ApiVersionsResponse::default();
+        resp.error_code = error;
+        resp.api_keys = protocol::SUPPORTED
+            .iter()
+            .map(|(k, lo, hi)| {
+                let mut a = ApiVersion::default();
+                a.api_key = *k as i16;
+                a.min_version = *lo;
+                a.max_version = *hi;
+                a
+            })
+            .collect();
+        // Default-valued tagged fields stay unset: kafka-protocol then emits none, which
+        // librdkafka < 2.2 requires.
+        match protocol::encode_response(ApiKey::ApiVersions, version, req.correlation_id, &resp) {
+            Ok(b) => Outcome::frame(b),
+            Err(e) => Outcome::Close(format!("encoding ApiVersions: {e}")),
+        }
+    }
+
+    /// Creates a topic (registry first, then logs). Caller holds the state lock.
+    pub(crate) async fn create_topic(
+        &self,
+        state: &mut State,
+        name: &str,
+        partitions: i32,
+        configs: std::collections::BTreeMap<String, String>,
+    ) -> Result<TopicMeta, (i16, String)> {
+        validate_topic_name(name).map_err(|e| (error_code::INVALID_TOPIC_EXCEPTION, e))?;
+        if state.registry.topics.contains_key(name) {
+            return Err((error_code::TOPIC_ALREADY_EXISTS, format!("topic {name} already exists")));
+        }
+        // Kafka forbids topics that collide once '.' and '_' are treated alike (metric names).
+        let norm = |s: &str| s.replace('.', "_");
+        if let Some(other) = state.registry.topics.keys().find(|t| norm(t) == norm(name)) {
+            return Err((error_code::INVALID_TOPIC_EXCEPTION, format!("topic {name} collides with existing topic {other}")));
+        }
+        if partitions < 1 || partitions > 100_000 {
+            return Err((error_code::INVALID_PARTITIONS, format!("{partitions} partitions is not valid")));
+        }
+        let mut cfg = self.config.log.clone();
+        for (k, v) in &configs {
+            match cfg.set(k, v) {
+                Ok(true) => {}
+                Ok(false) => return Err((error_code::INVALID_CONFIG, format!("unknown topic config {k}"))),
+                Err(e) => return Err((error_code::INVALID_CONFIG, e.to_string())),
+            }
+        }
+        let now = now_ms();
+        let id = state.registry.new_topic_id(name, now);
+        let meta = TopicMeta { partitions, id, configs };
+        state.registry.topics.insert(name.to_string(), meta.clone());
+        let storage_err = |e: String| (error_code::KAFKA_STORAGE_ERROR, e);
+        state.registry.store(self.storage.as_ref(), &self.root).await.map_err(|e| storage_err(e.to_string()))?;
+        let logs = state.logs.as_mut().ok_or_else(|| storage_err("broker is shutting down".into()))?;
+        for p in 0..partitions {
+            logs.create(TopicPartition::new(name, p), cfg.clone(), now).await.map_err(|e| storage_err(e.to_string()))?;
+        }
+        tracing::info!(topic = name, partitions, "created topic");
+        Ok(meta)
+    }
+
+    /// Periodic work: retention, `flush.ms`, checkpoints. Returns errors only for logging.
+    pub async fn run_retention(&self) -> Result<usize, LogError> {
+        let now = now_ms();
+        let mut state = self.lock().await;
+        let Some(logs) = state.logs.as_mut() else { return Ok(0) };
+        let mut deleted = 0;
+        for (_, log) in logs.logs_mut() {
+            if !log.is_offline() {
+                deleted += log.apply_retention(now).await?;
+            }
+        }
+        Ok(deleted)
+    }
+
+    pub async fn run_flush(&self) -> Result<(), LogError> {
+        let now = now_ms();
+        let mut state = self.lock().await;
+        let Some(logs) = state.logs.as_mut() else { return Ok(()) };
+        for (_, log) in logs.logs_mut() {
+            if !log.is_offline() && log.flush_due(now) {
+                log.flush(now).await?;
+            }
+        }
+        Ok(())
+    }
+
+    pub async fn run_checkpoint(&self) -> Result<(), LogError> {
+        let mut state = self.lock().await;
+        let Some(logs) = state.logs.as_mut() else { return Ok(()) };
+        logs.checkpoint().await
+    }
+
+    /// Clean shutdown: flush every log, checkpoint, write the clean-shutdown marker.
+    pub async fn shutdown(&self) -> Result<(), BrokerError> {
+        let mut state = self.lock().await;
+        if let Some(logs) = state.logs.take() {
+            logs.shutdown(now_ms()).await?;
+            tracing::info!("logs flushed, clean-shutdown marker written");
+        }
+        self.appended.notify_waiters();
+        Ok(())
+    }
+
+    /// Partition count and total log bytes (metrics).
+    pub async fn log_stats(&self) -> (usize, u64) {
+        let state = self.lock().await;
+        match state.logs.as_ref() {
+            Some(logs) => {
+                let parts: Vec<_> = logs.partitions().cloned().collect();
+                let bytes = parts.iter().filter_map(|tp| logs.get(tp)).map(|l| l.size_bytes()).sum();
+                (parts.len(), bytes)
+            }
+            None => (0, 0),
+        }
+    }
+}

@@ -1,0 +1,207 @@
+//! Broker settings by Kafka's own names (`server.properties` format), with Kafka's defaults.
+
+use std::collections::BTreeMap;
+
+use thiserror::Error;
+
+use crate::log::config::ConfigError as LogConfigError;
+use crate::log::LogConfig;
+
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum ConfigError {
+    #[error("unknown config key `{key}`")]
+    UnknownKey { key: String },
+    #[error("config `{key}`: `{value}` is not valid: {why}")]
+    BadValue { key: String, value: String, why: String },
+    #[error("line {line}: expected key=value, got `{text}`")]
+    BadLine { line: usize, text: String },
+    #[error("--override expects key=value, got `{0}`")]
+    BadOverride(String),
+}
+
+impl From<LogConfigError> for ConfigError {
+    fn from(e: LogConfigError) -> Self {
+        match e {
+            LogConfigError::UnknownKey { key } => ConfigError::UnknownKey { key },
+            LogConfigError::BadValue { key, value, why } => ConfigError::BadValue { key, value, why: why.to_string() },
+        }
+    }
+}
+
+/// Everything `broker serve` can be told.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BrokerConfig {
+    /// `node.id` (also accepted: `broker.id`).
+    pub node_id: i32,
+    /// `advertised.listeners` as (host, port); `None` = the bound address.
+    pub advertised: Option<(String, i32)>,
+    /// `num.partitions`: partitions of an auto-created topic.
+    pub num_partitions: i32,
+    /// `auto.create.topics.enable`.
+    pub auto_create_topics: bool,
+    /// `default.replication.factor` (accepted; a single broker can only honour 1).
+    pub default_replication_factor: i16,
+    /// `socket.request.max.bytes`: frames above this are refused before allocating.
+    pub socket_request_max_bytes: i32,
+    /// Broker-wide log defaults (`log.*`, `message.max.bytes`).
+    pub log: LogConfig,
+    /// `log.retention.check.interval.ms`.
+    pub retention_check_interval_ms: i64,
+    /// `log.flush.scheduler.interval.ms`: how often `flush.ms` is checked.
+    pub flush_scheduler_interval_ms: i64,
+    /// `log.flush.offset.checkpoint.interval.ms`.
+    pub checkpoint_interval_ms: i64,
+    /// `loglab.fetch.zero.copy`: send fetched data with sendfile (true) or read + write (false).
+    pub fetch_zero_copy: bool,
+    /// `cluster.id` reported in Metadata.
+    pub cluster_id: String,
+}
+
+impl Default for BrokerConfig {
+    fn default() -> Self {
+        Self {
+            node_id: 0,
+            advertised: None,
+            num_partitions: 1,
+            auto_create_topics: true,
+            default_replication_factor: 1,
+            socket_request_max_bytes: 104_857_600,
+            log: LogConfig::default(),
+            retention_check_interval_ms: 300_000,
+            flush_scheduler_interval_ms: 1000,
+            checkpoint_interval_ms: 60_000,
+            fetch_zero_copy: true,
+            cluster_id: "loglab-cluster-0000000".to_string(),
+        }
+    }
+}
+
+fn parse_bool(key: &str, value: &str) -> Result<bool, ConfigError> {
+    match value.trim() {
+        "true" => Ok(true),
+        "false" => Ok(false),
+        _ => Err(ConfigError::BadValue { key: key.into(), value: value.into(), why: "expected true or false".into() }),
+    }
+}
+
+fn parse_int<T: std::str::FromStr>(key: &str, value: &str, lo: i64) -> Result<T, ConfigError> {
+    let bad = |why: &str| ConfigError::BadValue { key: key.into(), value: value.into(), why: why.into() };
+    let v: i64 = value.trim().parse().map_err(|_| bad("not an integer"))?;
+    if v < lo {
+        return Err(bad("out of range"));
+    }
+    value.trim().parse::<T>().map_err(|_| bad("out of range"))
+}
+
+/// `PLAINTEXT://host:port[,...]` → the first listener's (host, port).
+fn parse_listener(key: &str, value: &str) -> Result<(String, i32), ConfigError> {
+    let bad = |why: &str| ConfigError::BadValue { key: key.into(), value: value.into(), why: why.into() };
+    let first = value.split(',').next().unwrap_or("").trim();
+    let addr = first.split_once("://").map(|(_, a)| a).unwrap_or(first);
+    let (host, port) = addr.rsplit_once(':').ok_or_else(|| bad("expected [PLAINTEXT://]host:port"))?;
+    let port: i32 = port.parse().ok().filter(|p| (1..=65535).contains(p)).ok_or_else(|| bad("bad port"))?;
+    Ok((host.trim_matches(|c| c == '[' || c == ']').to_string(), port))
+}
+
+impl BrokerConfig {
+    /// Sets one key; unknown keys are errors naming the key.
+    pub fn set(&mut self, key: &str, value: &str) -> Result<(), ConfigError> {
+        let value = value.trim();
+        match key {
+            "node.id" | "broker.id" => self.node_id = parse_int(key, value, 0)?,
+            "advertised.listeners" => self.advertised = Some(parse_listener(key, value)?),
+            "num.partitions" => self.num_partitions = parse_int(key, value, 1)?,
+            "auto.create.topics.enable" => self.auto_create_topics = parse_bool(key, value)?,
+            "default.replication.factor" => self.default_replication_factor = parse_int(key, value, 1)?,
+            "socket.request.max.bytes" => self.socket_request_max_bytes = parse_int(key, value, 1)?,
+            "log.retention.check.interval.ms" => self.retention_check_interval_ms = parse_int(key, value, 1)?,
+            "log.flush.scheduler.interval.ms" => self.flush_scheduler_interval_ms = parse_int(key, value, 1)?,
+            "log.flush.offset.checkpoint.interval.ms" => self.checkpoint_interval_ms = parse_int(key, value, 1)?,
+            "loglab.fetch.zero.copy" => self.fetch_zero_copy = parse_bool(key, value)?,
+            "cluster.id" => self.cluster_id = value.to_string(),
+            // Accepted for compatibility with stock server.properties files; meaningless here.
+            "log.dirs" | "log.dir" | "listeners" | "process.roles" | "controller.quorum.voters"
+            | "num.network.threads" | "num.io.threads" | "socket.send.buffer.bytes"
+            | "socket.receive.buffer.bytes" | "offsets.topic.replication.factor"
+            | "transaction.state.log.replication.factor" | "transaction.state.log.min.isr"
+            | "num.recovery.threads.per.data.dir" | "group.initial.rebalance.delay.ms" => {}
+            _ => {
+                if !self.log.set(key, value)? {
+                    return Err(ConfigError::UnknownKey { key: key.to_string() });
+                }
+                // Topic-level spellings are not broker keys (Kafka rejects e.g. `segment.bytes` here).
+                if !(key.starts_with("log.") || key == "message.max.bytes") {
+                    return Err(ConfigError::UnknownKey { key: key.to_string() });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Applies a `server.properties` text: `key=value` lines, `#`/`!` comments, blank lines.
+    pub fn apply_properties(&mut self, text: &str) -> Result<(), ConfigError> {
+        for (key, value) in parse_properties(text)? {
+            self.set(&key, &value)?;
+        }
+        Ok(())
+    }
+
+    /// Applies one `--override key=value`.
+    pub fn apply_override(&mut self, kv: &str) -> Result<(), ConfigError> {
+        let (k, v) = kv.split_once('=').ok_or_else(|| ConfigError::BadOverride(kv.to_string()))?;
+        self.set(k.trim(), v)
+    }
+
+    /// Every effective setting by name (printed at start).
+    pub fn effective(&self) -> BTreeMap<&'static str, String> {
+        let mut m = BTreeMap::new();
+        m.insert("node.id", self.node_id.to_string());
+        m.insert("num.partitions", self.num_partitions.to_string());
+        m.insert("auto.create.topics.enable", self.auto_create_topics.to_string());
+        m.insert("socket.request.max.bytes", self.socket_request_max_bytes.to_string());
+        m.insert("message.max.bytes", self.log.max_message_bytes.to_string());
+        m.insert("log.segment.bytes", self.log.segment_bytes.to_string());
+        m.insert("log.retention.ms", self.log.retention_ms.to_string());
+        m.insert("log.retention.bytes", self.log.retention_bytes.to_string());
+        m.insert("loglab.fetch.zero.copy", self.fetch_zero_copy.to_string());
+        m
+    }
+}
+
+/// Parses Java-properties-like text into (key, value) pairs in order.
+pub fn parse_properties(text: &str) -> Result<Vec<(String, String)>, ConfigError> {
+    let mut out = Vec::new();
+    for (i, raw) in text.lines().enumerate() {
+        let line = raw.trim();
+        if line.is_empty() || line.starts_with('#') || line.starts_with('!') {
+            continue;
+        }
+        let Some(idx) = line.find(['=', ':']) else {
+            return Err(ConfigError::BadLine { line: i + 1, text: raw.to_string() });
+        };
+        let (k, v) = (line[..idx].trim(), line[idx + 1..].trim());
+        if k.is_empty() {
+            return Err(ConfigError::BadLine { line: i + 1, text: raw.to_string() });
+        }
+        out.push((k.to_string(), v.to_string()));
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn properties_and_unknown_keys() {
+        let mut c = BrokerConfig::default();
+        c.apply_properties("# comment\nnum.partitions=3\n\nlog.segment.bytes = 1048576\nauto.create.topics.enable=false\n").unwrap();
+        assert_eq!((c.num_partitions, c.log.segment_bytes, c.auto_create_topics), (3, 1 << 20, false));
+        c.apply_override("message.max.bytes=2000").unwrap();
+        assert_eq!(c.log.max_message_bytes, 2000);
+        assert_eq!(c.apply_override("no.such.key=1"), Err(ConfigError::UnknownKey { key: "no.such.key".into() }));
+        assert!(matches!(c.apply_override("num.partitions=x"), Err(ConfigError::BadValue { .. })));
+        c.apply_override("advertised.listeners=PLAINTEXT://localhost:9093").unwrap();
+        assert_eq!(c.advertised, Some(("localhost".into(), 9093)));
+    }
+}

@@ -1,0 +1,94 @@
+//! One client connection: read a frame, handle it, write the response, in order — Kafka's
+//! one-request-in-flight-per-connection semantics. Frames above `socket.request.max.bytes` are
+//! refused from their 4-byte length alone, before any allocation.
+
+use std::io;
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use net_model::{Chunk, Connection};
+use tokio::io::AsyncReadExt;
+use tokio::sync::watch;
+
+use crate::broker::{Broker, Outcome};
+use crate::metrics::Metrics;
+
+/// Why a connection ended.
+#[derive(Debug)]
+pub enum End {
+    /// The peer closed cleanly between requests.
+    PeerClosed,
+    /// The broker is shutting down.
+    Shutdown,
+    /// Bad input; the reason is logged.
+    BadInput(String),
+    Io(io::Error),
+}
+
+/// Reads one frame: `Ok(None)` on a clean EOF before the length prefix.
+pub async fn read_frame(reader: &mut net_model::Reader, max_bytes: i32) -> Result<Option<Bytes>, End> {
+    let mut len_buf = [0u8; 4];
+    let mut got = 0;
+    while got < 4 {
+        match reader.read(&mut len_buf[got..]).await {
+            Ok(0) if got == 0 => return Ok(None),
+            Ok(0) => return Err(End::BadInput("connection closed inside a frame length".into())),
+            Ok(n) => got += n,
+            Err(e) => return Err(End::Io(e)),
+        }
+    }
+    let len = i32::from_be_bytes(len_buf);
+    if len < 0 {
+        return Err(End::BadInput(format!("negative frame length {len}")));
+    }
+    if len > max_bytes {
+        return Err(End::BadInput(format!("frame of {len} bytes exceeds socket.request.max.bytes {max_bytes}")));
+    }
+    let mut frame = BytesMut::zeroed(len as usize);
+    reader.read_exact(&mut frame).await.map_err(|e| match e.kind() {
+        io::ErrorKind::UnexpectedEof => End::BadInput(format!("connection closed inside a {len}-byte frame")),
+        _ => End::Io(e),
+    })?;
+    Ok(Some(frame.freeze()))
+}
+
+/// Serves one connection until the peer leaves, bad input, or shutdown.
+pub async fn serve(broker: Arc<Broker>, mut conn: Connection, mut shutdown: watch::Receiver<bool>) -> End {
+    let max = broker.config.socket_request_max_bytes;
+    let peer = conn.peer.clone();
+    let end = loop {
+        if *shutdown.borrow() {
+            break End::Shutdown;
+        }
+        let frame = tokio::select! {
+            biased;
+            _ = shutdown.changed() => break End::Shutdown,
+            f = read_frame(&mut conn.reader, max) => f,
+        };
+        let frame = match frame {
+            Ok(Some(f)) => f,
+            Ok(None) => break End::PeerClosed,
+            Err(e) => break e,
+        };
+        match broker.handle(frame).await {
+            Outcome::Respond(chunks) => {
+                if let Err(e) = conn.writer.write_chunks(&chunks).await {
+                    break End::Io(e);
+                }
+            }
+            Outcome::NoResponse => {}
+            Outcome::Close(why) => break End::BadInput(why),
+        }
+    };
+    match &end {
+        End::BadInput(why) => {
+            Metrics::add(&broker.metrics.connections_closed_bad_input, 1);
+            tracing::warn!(%peer, reason = %why, "closing connection: bad input");
+        }
+        End::Io(e) => tracing::debug!(%peer, error = %e, "connection error"),
+        _ => {}
+    }
+    let _ = conn.writer.shutdown().await;
+    let _: &[Chunk] = &[];
+    end
+}

@@ -1,0 +1,197 @@
+//! `broker serve`: the standalone broker on real IO (tokio, real files, real TCP + sendfile).
+//!
+//! ```text
+//! broker serve --listen 127.0.0.1:9092 --data-dir ./data [--config server.properties]
+//!              [--override key=value]... [--metrics-listen 127.0.0.1:9404] [--no-zero-copy]
+//! ```
+
+#[cfg(not(madsim))]
+fn main() -> std::process::ExitCode {
+    real::main()
+}
+
+/// The simulated world runs the broker through the `sim` harness, never this binary.
+#[cfg(madsim)]
+fn main() {}
+
+#[cfg(not(madsim))]
+mod real {
+    use std::path::PathBuf;
+    use std::process::ExitCode;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use broker::{Broker, BrokerConfig};
+    use clap::{Parser, Subcommand};
+    use disk_model::{OsStorage, Storage};
+    use net_model::tcp::TcpNetwork;
+    use net_model::Network;
+    use tokio::sync::watch;
+
+    #[derive(Parser, Debug)]
+    #[command(name = "broker", about = "Loglab: a Kafka-compatible broker")]
+    struct Cli {
+        #[command(subcommand)]
+        cmd: Cmd,
+    }
+
+    #[derive(Subcommand, Debug)]
+    enum Cmd {
+        /// Run a standalone broker.
+        Serve {
+            /// host:port to listen on (127.0.0.1 unless told otherwise).
+            #[arg(long, default_value = "127.0.0.1:9092")]
+            listen: String,
+            /// Directory holding the logs and the topic registry.
+            #[arg(long, default_value = "./data")]
+            data_dir: PathBuf,
+            /// A server.properties file (Kafka's key=value format).
+            #[arg(long)]
+            config: Option<PathBuf>,
+            /// key=value, applied after --config; may be repeated.
+            #[arg(long = "override", value_name = "KEY=VALUE")]
+            overrides: Vec<String>,
+            /// Serve Prometheus metrics on this host:port.
+            #[arg(long)]
+            metrics_listen: Option<String>,
+            /// Send fetched data with read + write instead of sendfile (= loglab.fetch.zero.copy=false).
+            #[arg(long)]
+            no_zero_copy: bool,
+        },
+    }
+
+    pub fn main() -> ExitCode {
+        let cli = Cli::parse();
+        tracing_subscriber::fmt()
+            .with_writer(std::io::stderr)
+            .with_max_level(if std::env::var("LOGLAB_DEBUG").is_ok() { tracing::Level::DEBUG } else { tracing::Level::INFO })
+            .init();
+        let Cmd::Serve { listen, data_dir, config, overrides, metrics_listen, no_zero_copy } = cli.cmd;
+        let mut cfg = BrokerConfig::default();
+        if let Some(path) = &config {
+            let text = match std::fs::read_to_string(path) {
+                Ok(t) => t,
+                Err(e) => {
+                    eprintln!("error: reading {}: {e}", path.display());
+                    return ExitCode::from(2);
+                }
+            };
+            if let Err(e) = cfg.apply_properties(&text) {
+                eprintln!("error: {}: {e}", path.display());
+                return ExitCode::from(2);
+            }
+        }
+        for o in &overrides {
+            if let Err(e) = cfg.apply_override(o) {
+                eprintln!("error: --override {o}: {e}");
+                return ExitCode::from(2);
+            }
+        }
+        if no_zero_copy {
+            cfg.fetch_zero_copy = false;
+        }
+        let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+            Ok(rt) => rt,
+            Err(e) => {
+                eprintln!("error: starting the runtime: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        match rt.block_on(serve(cfg, listen, data_dir, metrics_listen)) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::FAILURE
+            }
+        }
+    }
+
+    async fn serve(cfg: BrokerConfig, listen: String, data_dir: PathBuf, metrics_listen: Option<String>) -> Result<(), String> {
+        for (k, v) in cfg.effective() {
+            tracing::info!("config {k}={v}");
+        }
+        let storage: Arc<dyn Storage> = Arc::new(OsStorage::new(&data_dir).map_err(|e| format!("data dir {}: {e}", data_dir.display()))?);
+        let net = TcpNetwork::new(cfg.fetch_zero_copy);
+        let broker = Arc::new(Broker::open(cfg.clone(), storage, std::path::Path::new("")).await.map_err(|e| e.to_string())?);
+        let listener = net.bind(&listen).await.map_err(|e| format!("listen on {listen}: {e}"))?;
+        let bound = listener.local_addr().map_err(|e| e.to_string())?;
+        let (host, port) = bound.rsplit_once(':').map(|(h, p)| (h.to_string(), p.parse().unwrap_or(9092))).unwrap_or((bound.clone(), 9092));
+        let host = if host == "0.0.0.0" || host == "[::]" { "127.0.0.1".to_string() } else { host };
+        broker.set_advertised(host.trim_matches(|c| c == '[' || c == ']'), port);
+        let (tx, rx) = watch::channel(false);
+        let mut tasks = Vec::new();
+        if let Some(addr) = metrics_listen {
+            let ml = net.bind(&addr).await.map_err(|e| format!("metrics listen on {addr}: {e}"))?;
+            let maddr = ml.local_addr().map_err(|e| e.to_string())?;
+            println!("loglab metrics on http://{maddr}/metrics");
+            tasks.push(tokio::spawn(broker::metrics_http::run(broker.clone(), ml, rx.clone())));
+        }
+        tasks.push(tokio::spawn(periodic(broker.clone(), rx.clone())));
+        let server = tokio::spawn(broker::server::run(broker.clone(), listener, rx.clone()));
+        println!("loglab broker listening on {bound} (node.id {}, data dir {})", cfg.node_id, data_dir.display());
+        use std::io::Write;
+        let _ = std::io::stdout().flush();
+
+        wait_for_signal().await;
+        tracing::info!("shutting down");
+        let _ = tx.send(true);
+        let _ = tokio::time::timeout(Duration::from_secs(10), server).await;
+        for t in tasks {
+            let _ = tokio::time::timeout(Duration::from_secs(2), t).await;
+        }
+        broker.shutdown().await.map_err(|e| format!("clean shutdown failed: {e}"))?;
+        println!("loglab broker stopped cleanly");
+        Ok(())
+    }
+
+    async fn wait_for_signal() {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = match signal(SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot listen for SIGTERM");
+                let _ = tokio::signal::ctrl_c().await;
+                return;
+            }
+        };
+        tokio::select! {
+            biased;
+            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+    }
+
+    /// Retention, `flush.ms` and checkpoints, each on its own interval.
+    async fn periodic(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
+        let c = &broker.config;
+        let tick = Duration::from_millis(c.flush_scheduler_interval_ms.clamp(10, 60_000) as u64);
+        let (mut since_retention, mut since_checkpoint) = (0i64, 0i64);
+        loop {
+            tokio::select! {
+                biased;
+                _ = shutdown.changed() => return,
+                _ = tokio::time::sleep(tick) => {}
+            }
+            let ms = tick.as_millis() as i64;
+            since_retention += ms;
+            since_checkpoint += ms;
+            if let Err(e) = broker.run_flush().await {
+                tracing::error!(error = %e, "flush failed");
+            }
+            if since_retention >= c.retention_check_interval_ms {
+                since_retention = 0;
+                match broker.run_retention().await {
+                    Ok(n) if n > 0 => tracing::info!(segments = n, "retention deleted segments"),
+                    Ok(_) => {}
+                    Err(e) => tracing::error!(error = %e, "retention failed"),
+                }
+            }
+            if since_checkpoint >= c.checkpoint_interval_ms {
+                since_checkpoint = 0;
+                if let Err(e) = broker.run_checkpoint().await {
+                    tracing::error!(error = %e, "checkpoint failed");
+                }
+            }
+        }
+    }
+}

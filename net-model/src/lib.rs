@@ -1,0 +1,88 @@
+//! The network seen by the broker.
+//!
+//! - The transport interface: [`Network`] (bind, connect), [`Listener`] (accept) and a connection
+//!   split into a reader (any `tokio::io::AsyncRead`, which is real tokio's trait in both worlds)
+//!   and a [`ChunkWriter`] that writes a response given as [`Chunk`]s — bytes, or file regions sent
+//!   without a user-space copy (`sendfile(2)` for real, a page-cache read in the model).
+//! - [`tcp`] (real world only): tokio TCP with `TCP_NODELAY`, one write per frame, `sendfile(2)`.
+//! - The simulated transport (NIC, link, partitions) implements the same traits in a later step.
+//!
+//! Every trait is object-safe so the broker holds `Arc<dyn Network>` and never knows the world.
+
+use std::fmt;
+use std::io;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use disk_model::FileRegion;
+
+#[cfg(not(madsim))]
+pub mod tcp;
+
+/// One piece of an outgoing message.
+#[derive(Clone, Debug)]
+pub enum Chunk {
+    Bytes(Bytes),
+    /// A byte range of a file, sent zero-copy where the transport can.
+    File(FileRegion),
+}
+
+impl Chunk {
+    pub fn len(&self) -> u64 {
+        match self {
+            Chunk::Bytes(b) => b.len() as u64,
+            Chunk::File(r) => r.len,
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Total length of a list of chunks.
+pub fn chunks_len(chunks: &[Chunk]) -> u64 {
+    chunks.iter().map(Chunk::len).sum()
+}
+
+/// The read half of a connection.
+pub type Reader = Box<dyn tokio::io::AsyncRead + Send + Unpin>;
+
+/// The write half of a connection: whole messages, as chunks.
+#[async_trait]
+pub trait ChunkWriter: Send {
+    /// Writes every chunk in order; returns when all are handed to the transport.
+    async fn write_chunks(&mut self, chunks: &[Chunk]) -> io::Result<()>;
+    /// Closes the write direction (FIN); later writes fail.
+    async fn shutdown(&mut self) -> io::Result<()>;
+}
+
+/// An accepted or connected stream, split.
+pub struct Connection {
+    pub reader: Reader,
+    pub writer: Box<dyn ChunkWriter>,
+    /// The peer's address, for log lines.
+    pub peer: String,
+    /// The local address.
+    pub local: String,
+}
+
+impl fmt::Debug for Connection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Connection").field("peer", &self.peer).field("local", &self.local).finish()
+    }
+}
+
+#[async_trait]
+pub trait Listener: Send + Sync {
+    async fn accept(&self) -> io::Result<Connection>;
+    /// The bound address (`host:port`), with the real port when bound to port 0.
+    fn local_addr(&self) -> io::Result<String>;
+}
+
+#[async_trait]
+pub trait Network: Send + Sync + fmt::Debug {
+    /// Listens on `addr` (`host:port`).
+    async fn bind(&self, addr: &str) -> io::Result<Box<dyn Listener>>;
+    async fn connect(&self, addr: &str) -> io::Result<Connection>;
+}
