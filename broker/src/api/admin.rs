@@ -54,7 +54,6 @@ impl Broker {
                     if let Some(m) = meta {
                         res.topic_id = uuid::Uuid::from_bytes(m.uuid());
                     }
-                    res.configs = Some(Vec::new());
                 }
                 Err((code, msg)) => {
                     res.error_code = code;
@@ -126,7 +125,7 @@ impl Broker {
         let r: InitProducerIdRequest = decode_body(req)?;
         let v = req.api_version;
         let mut resp = InitProducerIdResponse::default();
-        if r.transactional_id.is_some() {
+        if r.transactional_id.as_ref().is_some_and(|t| !t.0.is_empty()) {
             // No transaction coordinator yet.
             resp.error_code = error_code::TRANSACTIONAL_ID_AUTHORIZATION_FAILED;
             resp.producer_id = ProducerId(-1);

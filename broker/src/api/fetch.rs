@@ -164,7 +164,9 @@ fn encode_fetch_response(v: i16, correlation_id: i32, topics: &[TopicOut]) -> Ve
             w.i16(p.error);
             w.i64(p.high_watermark);
             w.i64(p.high_watermark); // last_stable_offset: no transactions
-            w.i64(p.log_start_offset);
+            if v >= 5 {
+                w.i64(p.log_start_offset);
+            }
             w.array_len(0); // aborted_transactions
             if v >= 11 {
                 w.i32(-1); // preferred_read_replica

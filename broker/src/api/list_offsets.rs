@@ -52,7 +52,9 @@ impl Broker {
                 pr.partition_index = p.partition_index;
                 pr.timestamp = -1;
                 pr.offset = -1;
-                pr.leader_epoch = 0;
+                if v >= 4 {
+                    pr.leader_epoch = 0;
+                }
                 let log = state.logs.as_ref().and_then(|l| l.get(&TopicPartition::new(name, p.partition_index)));
                 match log {
                     None => pr.error_code = error_code::UNKNOWN_TOPIC_OR_PARTITION,

@@ -1,0 +1,466 @@
+//! The broker on loopback, real TCP: raw bytes for bad input, kafka-protocol-encoded requests for
+//! produce / fetch / list-offsets round trips. Real mode only.
+#![cfg(not(madsim))]
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use broker::{Broker, BrokerConfig};
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use disk_model::{OsStorage, Storage};
+use kafka_protocol::messages::*;
+use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+use net_model::tcp::TcpNetwork;
+use net_model::Network;
+use records::{BatchBuilder, BatchHeader, Compression};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+
+const TIMEOUT: Duration = Duration::from_secs(20);
+
+struct Server {
+    addr: String,
+    broker: Arc<Broker>,
+    stop: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+    _dir: tempfile::TempDir,
+}
+
+async fn start(config: BrokerConfig) -> Server {
+    start_in(config, tempfile::tempdir().unwrap()).await
+}
+
+async fn start_in(config: BrokerConfig, dir: tempfile::TempDir) -> Server {
+    let storage: Arc<dyn Storage> = Arc::new(OsStorage::new(dir.path()).unwrap());
+    let zero_copy = config.fetch_zero_copy;
+    let broker = Arc::new(Broker::open(config, storage, Path::new("")).await.unwrap());
+    let listener = TcpNetwork::new(zero_copy).bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let port: i32 = addr.rsplit_once(':').unwrap().1.parse().unwrap();
+    broker.set_advertised("127.0.0.1", port);
+    let (stop, rx) = watch::channel(false);
+    let task = tokio::spawn(broker::server::run(broker.clone(), listener, rx));
+    Server { addr, broker, stop, task, _dir: dir }
+}
+
+impl Server {
+    async fn stop(self) -> tempfile::TempDir {
+        let _ = self.stop.send(true);
+        let _ = self.task.await;
+        self.broker.shutdown().await.unwrap();
+        self._dir
+    }
+}
+
+struct Client {
+    s: TcpStream,
+    corr: i32,
+}
+
+impl Client {
+    async fn connect(addr: &str) -> Self {
+        Self { s: TcpStream::connect(addr).await.unwrap(), corr: 0 }
+    }
+
+    async fn send_raw(&mut self, bytes: &[u8]) {
+        self.s.write_all(bytes).await.unwrap();
+    }
+
+    /// Sends a request frame; returns its correlation id.
+    async fn send<T: Encodable>(&mut self, key: ApiKey, v: i16, body: &T) -> i32 {
+        self.corr += 1;
+        let mut h = RequestHeader::default();
+        h.request_api_key = key as i16;
+        h.request_api_version = v;
+        h.correlation_id = self.corr;
+        h.client_id = Some(StrBytes::from_static_str("wire-test"));
+        let mut buf = BytesMut::new();
+        buf.put_i32(0);
+        h.encode(&mut buf, key.request_header_version(v)).unwrap();
+        body.encode(&mut buf, v).unwrap();
+        let len = (buf.len() - 4) as i32;
+        buf[0..4].copy_from_slice(&len.to_be_bytes());
+        self.send_raw(&buf).await;
+        self.corr
+    }
+
+    /// Reads one response frame, `None` if the broker closed the connection.
+    async fn recv_frame(&mut self) -> Option<Bytes> {
+        let mut len = [0u8; 4];
+        match tokio::time::timeout(TIMEOUT, self.s.read_exact(&mut len)).await.expect("response in time") {
+            Ok(_) => {}
+            Err(_) => return None,
+        }
+        let mut buf = vec![0u8; i32::from_be_bytes(len) as usize];
+        self.s.read_exact(&mut buf).await.ok()?;
+        Some(Bytes::from(buf))
+    }
+
+    async fn recv<T: Decodable>(&mut self, key: ApiKey, v: i16, corr: i32) -> T {
+        let mut frame = self.recv_frame().await.expect("a response, not a closed connection");
+        let hv = if key == ApiKey::ApiVersions { 0 } else { key.response_header_version(v) };
+        let h = ResponseHeader::decode(&mut frame, hv).unwrap();
+        assert_eq!(h.correlation_id, corr);
+        let r = T::decode(&mut frame, v).unwrap();
+        assert!(!frame.has_remaining(), "{} bytes left after the {key:?} v{v} response", frame.remaining());
+        r
+    }
+
+    async fn call<Q: Encodable, R: Decodable>(&mut self, key: ApiKey, v: i16, body: &Q) -> R {
+        let corr = self.send(key, v, body).await;
+        self.recv(key, v, corr).await
+    }
+
+    /// True if the broker closed the connection (EOF) within the timeout.
+    async fn closed(&mut self) -> bool {
+        let mut b = [0u8; 1];
+        matches!(tokio::time::timeout(TIMEOUT, self.s.read(&mut b)).await.expect("close in time"), Ok(0) | Err(_))
+    }
+}
+
+fn batch(n: usize, ts: i64, codec: Compression, producer: Option<(i64, i16, i32)>) -> Bytes {
+    let mut b = BatchBuilder::new(BytesMut::new(), codec, 1 << 20);
+    if let Some((pid, epoch, seq)) = producer {
+        b.set_producer_state(pid, epoch, seq);
+    }
+    for i in 0..n {
+        let v = format!("value-{ts}-{i}");
+        b.append(ts + i as i64, Some(format!("k{i}").as_bytes()), Some(v.as_bytes()), &[]).unwrap();
+    }
+    b.finish().unwrap().freeze()
+}
+
+fn tn(s: &str) -> TopicName {
+    TopicName(StrBytes::from_string(s.to_string()))
+}
+
+fn produce_req(topic: &str, partition: i32, records: Bytes, acks: i16) -> ProduceRequest {
+    let mut p = produce_request::PartitionProduceData::default();
+    p.index = partition;
+    p.records = Some(records);
+    let mut t = produce_request::TopicProduceData::default();
+    t.name = tn(topic);
+    t.partition_data = vec![p];
+    let mut r = ProduceRequest::default();
+    r.acks = acks;
+    r.timeout_ms = 5000;
+    r.topic_data = vec![t];
+    r
+}
+
+async fn produce(c: &mut Client, v: i16, topic: &str, records: Bytes) -> (i16, i64) {
+    let r: ProduceResponse = c.call(ApiKey::Produce, v, &produce_req(topic, 0, records, -1)).await;
+    let p = &r.responses[0].partition_responses[0];
+    (p.error_code, p.base_offset)
+}
+
+fn fetch_req(v: i16, topic: &str, id: uuid::Uuid, offset: i64, max_wait: i32) -> FetchRequest {
+    let mut p = fetch_request::FetchPartition::default();
+    p.partition = 0;
+    p.fetch_offset = offset;
+    p.partition_max_bytes = 1 << 20;
+    let mut t = fetch_request::FetchTopic::default();
+    if v >= 13 {
+        t.topic_id = id;
+    } else {
+        t.topic = tn(topic);
+    }
+    t.partitions = vec![p];
+    let mut r = FetchRequest::default();
+    r.replica_id = BrokerId(-1);
+    r.max_wait_ms = max_wait;
+    r.min_bytes = 1;
+    r.max_bytes = 50 << 20;
+    r.session_epoch = -1;
+    r.topics = vec![t];
+    r
+}
+
+/// Every record (offset, value) in a fetched partition.
+fn records_of(p: &fetch_response::PartitionData) -> Vec<(i64, Bytes)> {
+    let data = p.records.clone().unwrap_or_default();
+    let mut out = Vec::new();
+    let mut pos = 0;
+    while let Some(size) = BatchHeader::peek_size(&data[pos..]) {
+        if pos + size > data.len() {
+            break;
+        }
+        for r in records::decode_all(data.slice(pos..pos + size), 1 << 24).unwrap() {
+            out.push((r.offset, r.value.unwrap()));
+        }
+        pos += size;
+    }
+    out
+}
+
+async fn metadata(c: &mut Client, v: i16, topic: &str) -> MetadataResponse {
+    let mut t = metadata_request::MetadataRequestTopic::default();
+    t.name = Some(tn(topic));
+    let mut r = MetadataRequest::default();
+    r.topics = Some(vec![t]);
+    r.allow_auto_topic_creation = true;
+    c.call(ApiKey::Metadata, v, &r).await
+}
+
+#[tokio::test]
+async fn produce_fetch_list_offsets_round_trip() {
+    let srv = start(BrokerConfig::default()).await;
+    let mut c = Client::connect(&srv.addr).await;
+    let av: ApiVersionsResponse = c.call(ApiKey::ApiVersions, 3, &ApiVersionsRequest::default()).await;
+    assert_eq!(av.error_code, 0);
+    assert!(av.api_keys.iter().any(|k| k.api_key == 0 && k.min_version == 0));
+    let md = metadata(&mut c, 12, "rt").await;
+    assert_eq!(md.topics[0].error_code, 0);
+    assert_eq!(md.brokers[0].port.to_string(), srv.addr.rsplit_once(':').unwrap().1);
+    let id = md.topics[0].topic_id;
+    let codecs = [Compression::None, Compression::Gzip, Compression::Snappy, Compression::Lz4, Compression::Zstd];
+    let mut expected = Vec::new();
+    for (i, codec) in codecs.iter().enumerate() {
+        let ts = 1_000_000 + 1000 * i as i64;
+        let b = batch(10, ts, *codec, None);
+        let (err, base) = produce(&mut c, [3, 7, 9, 10, 8][i], "rt", b).await;
+        assert_eq!((err, base), (0, 10 * i as i64));
+        for j in 0..10 {
+            expected.push((10 * i as i64 + j, Bytes::from(format!("value-{ts}-{j}"))));
+        }
+    }
+    for v in [4, 7, 11, 12, 13, 16] {
+        let r: FetchResponse = c.call(ApiKey::Fetch, v, &fetch_req(v, "rt", id, 0, 100)).await;
+        let p = &r.responses[0].partitions[0];
+        assert_eq!((p.error_code, p.high_watermark), (0, 50), "fetch v{v}");
+        assert_eq!(records_of(p), expected, "fetch v{v}");
+        let r: FetchResponse = c.call(ApiKey::Fetch, v, &fetch_req(v, "rt", id, 25, 100)).await;
+        let got = records_of(&r.responses[0].partitions[0]);
+        assert_eq!(got.first().map(|r| r.0), Some(20), "whole batches from the one holding 25");
+        let r: FetchResponse = c.call(ApiKey::Fetch, v, &fetch_req(v, "rt", id, 51, 100)).await;
+        assert_eq!(r.responses[0].partitions[0].error_code, 1, "OFFSET_OUT_OF_RANGE");
+    }
+    for v in 1..=7 {
+        let mut lo = ListOffsetsRequest::default();
+        lo.replica_id = BrokerId(-1);
+        let mut t = list_offsets_request::ListOffsetsTopic::default();
+        t.name = tn("rt");
+        for ts in [-2i64, -1, 1_002_005, 1_003_000, 9_999_999] {
+            let mut p = list_offsets_request::ListOffsetsPartition::default();
+            p.partition_index = 0;
+            p.timestamp = ts;
+            t.partitions.push(p);
+        }
+        lo.topics = vec![t];
+        let r: ListOffsetsResponse = c.call(ApiKey::ListOffsets, v, &lo).await;
+        let offs: Vec<i64> = r.topics[0].partitions.iter().map(|p| p.offset).collect();
+        assert_eq!(offs, vec![0, 50, 25, 30, -1], "list offsets v{v}");
+    }
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn long_poll_waits_and_wakes() {
+    let srv = start(BrokerConfig::default()).await;
+    let mut c = Client::connect(&srv.addr).await;
+    let id = metadata(&mut c, 12, "lp").await.topics[0].topic_id;
+    let t0 = std::time::Instant::now();
+    let r: FetchResponse = c.call(ApiKey::Fetch, 11, &fetch_req(11, "lp", id, 0, 300)).await;
+    assert!(t0.elapsed() >= Duration::from_millis(250), "waited max_wait_ms");
+    assert!(records_of(&r.responses[0].partitions[0]).is_empty());
+    let t0 = std::time::Instant::now();
+    let corr = c.send(ApiKey::Fetch, 11, &fetch_req(11, "lp", id, 0, 10_000)).await;
+    let mut p = Client::connect(&srv.addr).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(produce(&mut p, 7, "lp", batch(3, 5, Compression::None, None)).await, (0, 0));
+    let r: FetchResponse = c.recv(ApiKey::Fetch, 11, corr).await;
+    assert_eq!(records_of(&r.responses[0].partitions[0]).len(), 3);
+    assert!(t0.elapsed() < Duration::from_secs(5), "woken by the append");
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn idempotent_producer_sequences() {
+    let srv = start(BrokerConfig::default()).await;
+    let mut c = Client::connect(&srv.addr).await;
+    let ip: InitProducerIdResponse = c.call(ApiKey::InitProducerId, 4, &InitProducerIdRequest::default()).await;
+    assert_eq!(ip.error_code, 0);
+    let (pid, epoch) = (ip.producer_id.0, ip.producer_epoch);
+    let b0 = batch(5, 1, Compression::None, Some((pid, epoch, 0)));
+    assert_eq!(produce(&mut c, 7, "idem", b0.clone()).await, (0, 0));
+    assert_eq!(produce(&mut c, 7, "idem", batch(5, 2, Compression::None, Some((pid, epoch, 5)))).await, (0, 5));
+    assert_eq!(produce(&mut c, 7, "idem", b0).await, (0, 0), "an exact retry gets its original offset");
+    assert_eq!(produce(&mut c, 7, "idem", batch(1, 3, Compression::None, Some((pid, epoch, 42)))).await.0, 45);
+    assert_eq!(produce(&mut c, 7, "idem", batch(1, 3, Compression::None, Some((pid, epoch, 10)))).await, (0, 10));
+    srv.stop().await;
+}
+
+/// A produce frame with a request header and the given body (raw).
+fn raw_frame(key: i16, v: i16, corr: i32, body: &[u8]) -> Vec<u8> {
+    let mut f = Vec::new();
+    let len = 2 + 2 + 4 + 2 + body.len();
+    f.extend_from_slice(&(len as i32).to_be_bytes());
+    f.extend_from_slice(&key.to_be_bytes());
+    f.extend_from_slice(&v.to_be_bytes());
+    f.extend_from_slice(&corr.to_be_bytes());
+    f.extend_from_slice(&(-1i16).to_be_bytes()); // null client id
+    f.extend_from_slice(body);
+    f
+}
+
+#[tokio::test]
+async fn bad_input() {
+    let mut cfg = BrokerConfig::default();
+    cfg.socket_request_max_bytes = 1 << 20;
+    cfg.log.max_message_bytes = 2000;
+    let srv = start(cfg).await;
+
+    // Oversize frame: refused from its length alone (nothing else is sent).
+    let mut c = Client::connect(&srv.addr).await;
+    c.send_raw(&((1 << 20) + 1i32).to_be_bytes()).await;
+    assert!(c.closed().await, "oversize frame closes the connection");
+    let mut c = Client::connect(&srv.addr).await;
+    c.send_raw(&i32::MAX.to_be_bytes()).await;
+    assert!(c.closed().await);
+    let mut c = Client::connect(&srv.addr).await;
+    c.send_raw(&(-5i32).to_be_bytes()).await;
+    assert!(c.closed().await, "negative length");
+
+    // Garbage, unknown API, unknown header.
+    let mut c = Client::connect(&srv.addr).await;
+    c.send_raw(&[0, 0, 0, 3, 0xde, 0xad, 0xbe]).await;
+    assert!(c.closed().await, "frame too short for a header");
+    let mut c = Client::connect(&srv.addr).await;
+    c.send_raw(&raw_frame(999, 0, 1, b"")).await;
+    assert!(c.closed().await, "unknown API key");
+    let mut c = Client::connect(&srv.addr).await;
+    c.send_raw(&raw_frame(3, 9, 1, &[0xff; 40])).await;
+    assert!(c.closed().await, "garbage body");
+    // Allocation bomb: Metadata v1 claiming 2^31-1 topics.
+    let mut c = Client::connect(&srv.addr).await;
+    c.send_raw(&raw_frame(3, 1, 1, &[0x7f, 0xff, 0xff, 0xff])).await;
+    assert!(c.closed().await, "array count beyond the frame");
+    // Garbage in many shapes, for every API: never a panic, the broker keeps serving.
+    let mut seed: u64 = 0x1234_5678;
+    for key in [0i16, 1, 2, 3, 18, 19, 20, 22] {
+        for v in 0..18i16 {
+            for _ in 0..4 {
+                let mut body = Vec::new();
+                for _ in 0..(seed % 64) {
+                    seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                    body.push((seed >> 33) as u8);
+                }
+                let mut c = Client::connect(&srv.addr).await;
+                c.send_raw(&raw_frame(key, v, 7, &body)).await;
+                let _ = c.recv_frame().await;
+            }
+        }
+    }
+
+    // Unsupported versions.
+    let mut c = Client::connect(&srv.addr).await;
+    let corr = c.send(ApiKey::ApiVersions, 3, &ApiVersionsRequest::default()).await;
+    let _: ApiVersionsResponse = c.recv(ApiKey::ApiVersions, 3, corr).await;
+    c.send_raw(&raw_frame(18, 77, 5, b"")).await;
+    let mut f = c.recv_frame().await.expect("KIP-511: a v0 answer");
+    assert_eq!(f.get_i32(), 5);
+    let r = ApiVersionsResponse::decode(&mut f, 0).unwrap();
+    assert_eq!(r.error_code, 35);
+    assert!(r.api_keys.iter().any(|k| k.api_key == 18 && k.max_version == 3));
+    // Produce v2 (pre-v2 message sets): UNSUPPORTED_VERSION per partition.
+    let mut body = Vec::new();
+    body.extend_from_slice(&1i16.to_be_bytes()); // acks
+    body.extend_from_slice(&1000i32.to_be_bytes());
+    body.extend_from_slice(&1i32.to_be_bytes());
+    body.extend_from_slice(&1i16.to_be_bytes());
+    body.extend_from_slice(b"t");
+    body.extend_from_slice(&1i32.to_be_bytes());
+    body.extend_from_slice(&0i32.to_be_bytes());
+    body.extend_from_slice(&0i32.to_be_bytes()); // empty message set
+    c.send_raw(&raw_frame(0, 2, 6, &body)).await;
+    let mut f = c.recv_frame().await.unwrap();
+    assert_eq!(f.get_i32(), 6);
+    assert_eq!((f.get_i32(), f.get_i16()), (1, 1));
+    f.advance(1);
+    assert_eq!((f.get_i32(), f.get_i32(), f.get_i16()), (1, 0, 35));
+    // A version of a known API we do not serve: closed.
+    let mut c = Client::connect(&srv.addr).await;
+    c.send(ApiKey::Metadata, 13, &MetadataRequest::default()).await;
+    assert!(c.closed().await);
+
+    // Record-level errors.
+    let mut c = Client::connect(&srv.addr).await;
+    let mut bad = BytesMut::from(&batch(3, 1, Compression::None, None)[..]);
+    let last = bad.len() - 1;
+    bad[last] ^= 0xff;
+    assert_eq!(produce(&mut c, 7, "errs", bad.freeze()).await.0, 2, "CRC mismatch → CORRUPT_MESSAGE");
+    let big = {
+        let mut b = BatchBuilder::new(BytesMut::new(), Compression::None, 1 << 20);
+        b.append(1, None, Some(&[7u8; 3000]), &[]).unwrap();
+        b.finish().unwrap().freeze()
+    };
+    assert_eq!(produce(&mut c, 7, "errs", big).await.0, 10, "MESSAGE_TOO_LARGE");
+    assert_eq!(produce(&mut c, 7, "bad name!", batch(1, 1, Compression::None, None)).await.0, 17);
+    assert_eq!(produce(&mut c, 7, "errs", Bytes::from_static(&[1, 2, 3])).await.0, 2, "truncated batch");
+    let md = metadata(&mut c, 9, "bad/name").await;
+    assert_eq!(md.topics[0].error_code, 17);
+    assert_eq!(produce(&mut c, 7, "errs", batch(2, 1, Compression::None, None)).await, (0, 0), "still serving");
+    srv.stop().await;
+
+    let mut cfg = BrokerConfig::default();
+    cfg.auto_create_topics = false;
+    let srv = start(cfg).await;
+    let mut c = Client::connect(&srv.addr).await;
+    assert_eq!(produce(&mut c, 7, "nope", batch(1, 1, Compression::None, None)).await.0, 3);
+    assert_eq!(metadata(&mut c, 12, "nope").await.topics[0].error_code, 3);
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn topics_persist_across_restart_and_copy_path() {
+    let srv = start(BrokerConfig::default()).await;
+    let mut c = Client::connect(&srv.addr).await;
+    let mut ct = CreateTopicsRequest::default();
+    let mut t = create_topics_request::CreatableTopic::default();
+    t.name = tn("three");
+    t.num_partitions = 3;
+    t.replication_factor = 1;
+    let mut cfg = create_topics_request::CreatableTopicConfig::default();
+    cfg.name = StrBytes::from_static_str("segment.bytes");
+    cfg.value = Some(StrBytes::from_static_str("1000"));
+    t.configs = vec![cfg];
+    ct.topics = vec![t];
+    ct.timeout_ms = 1000;
+    let r: CreateTopicsResponse = c.call(ApiKey::CreateTopics, 7, &ct).await;
+    assert_eq!(r.topics[0].error_code, 0);
+    let r: CreateTopicsResponse = c.call(ApiKey::CreateTopics, 2, &ct).await;
+    assert_eq!(r.topics[0].error_code, 36, "TOPIC_ALREADY_EXISTS");
+    for i in 0..20 {
+        assert_eq!(produce(&mut c, 7, "three", batch(5, i, Compression::Lz4, None)).await, (0, 5 * i));
+    }
+    let dir = srv.stop().await;
+    let mut cfg = BrokerConfig::default();
+    cfg.fetch_zero_copy = false;
+    let srv = start_in(cfg, dir).await;
+    let mut c = Client::connect(&srv.addr).await;
+    let md = metadata(&mut c, 1, "three").await;
+    assert_eq!(md.topics[0].partitions.len(), 3);
+    let mut next = 0;
+    let mut seen = 0;
+    while next < 100 {
+        let r: FetchResponse = c.call(ApiKey::Fetch, 11, &fetch_req(11, "three", uuid::Uuid::nil(), next, 100)).await;
+        let recs = records_of(&r.responses[0].partitions[0]);
+        assert!(!recs.is_empty());
+        for (o, _) in &recs {
+            assert_eq!(*o, seen);
+            seen += 1;
+        }
+        next = recs.last().unwrap().0 + 1;
+    }
+    let mut dt = DeleteTopicsRequest::default();
+    dt.topic_names = vec![tn("three")];
+    let r: DeleteTopicsResponse = c.call(ApiKey::DeleteTopics, 5, &dt).await;
+    assert_eq!(r.responses[0].error_code, 0);
+    let mut cfg2 = MetadataRequest::default();
+    cfg2.topics = None;
+    let md: MetadataResponse = c.call(ApiKey::Metadata, 12, &cfg2).await;
+    assert!(md.topics.is_empty());
+    srv.stop().await;
+}
