@@ -190,6 +190,7 @@ impl Broker {
             ApiKey::CreateTopics => self.create_topics(req).await,
             ApiKey::DeleteTopics => self.delete_topics(req).await,
             ApiKey::InitProducerId => self.init_producer_id(req).await,
+            ApiKey::FindCoordinator => self.find_coordinator(req).await,
             _ => Err(RequestError::UnknownApi(req.api_key as i16)),
         }
     }

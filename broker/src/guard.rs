@@ -27,6 +27,8 @@ enum F {
     Arr(Vec<F>, bool),
     /// Array of int32.
     ArrI32,
+    /// Array of strings (no per-element tags).
+    ArrStr,
 }
 
 struct Walker<'a> {
@@ -149,6 +151,12 @@ impl Walker<'_> {
                     let n = self.array_len(false)?;
                     self.take(n.checked_mul(4).ok_or("array too long")?)?;
                 }
+                F::ArrStr => {
+                    let n = self.array_len(false)?;
+                    for _ in 0..n {
+                        self.walk(&[F::Str])?;
+                    }
+                }
                 F::Arr(inner, nullable) => {
                     let n = self.array_len(*nullable)?;
                     for _ in 0..n {
@@ -228,11 +236,12 @@ fn schema(api: ApiKey, v: i16) -> Option<(Vec<F>, bool)> {
         ),
         ApiKey::DeleteTopics => (
             s(vec![
-                Some(if v >= 6 { Arr(vec![NStr, Uuid], false) } else { Arr(vec![Str], false) }),
+                Some(if v >= 6 { Arr(vec![NStr, Uuid], false) } else { ArrStr }),
                 Some(I32),
             ]),
             v >= 4,
         ),
+        ApiKey::FindCoordinator => (s(vec![when(v <= 3, Str), when(v >= 1, I8), when(v >= 4, ArrStr)]), v >= 3),
         ApiKey::InitProducerId => (s(vec![Some(NStr), Some(I32), when(v >= 3, I64), when(v >= 3, I16)]), v >= 2),
         _ => return None,
     };
@@ -245,18 +254,7 @@ pub fn check(api: ApiKey, version: i16, body: &[u8]) -> Result<(), String> {
         return Ok(());
     };
     let mut w = Walker { buf: body, pos: 0, flexible };
-    // Arrays of plain strings / int32 have no per-element tags; fix up: strings in arrays are
-    // modelled as one-field structs, which in flexible versions would expect tags. Only
-    // DeleteTopics v4-5 `topic_names` is such an array among the flexible schemas.
-    if api == ApiKey::DeleteTopics && (4..6).contains(&version) {
-        let n = w.array_len(false)?;
-        for _ in 0..n {
-            w.walk(&[F::Str])?;
-        }
-        w.walk(&[F::I32])?;
-    } else {
-        w.walk(&fields)?;
-    }
+    w.walk(&fields)?;
     w.tags()?;
     Ok(())
 }

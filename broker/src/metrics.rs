@@ -31,7 +31,7 @@ pub struct Metrics {
     pub failed_fetch: AtomicU64,
     pub connections_accepted: AtomicU64,
     pub connections_closed_bad_input: AtomicU64,
-    apis: [ApiStats; 8],
+    apis: [ApiStats; 9],
 }
 
 fn slot(key: ApiKey) -> Option<usize> {

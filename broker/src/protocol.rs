@@ -22,6 +22,7 @@ pub mod error_code {
     pub const INVALID_PARTITIONS: i16 = 37;
     pub const INVALID_REPLICATION_FACTOR: i16 = 38;
     pub const INVALID_REQUEST: i16 = 42;
+    pub const COORDINATOR_NOT_AVAILABLE: i16 = 15;
     pub const UNSUPPORTED_FOR_MESSAGE_FORMAT: i16 = 43;
     pub const INVALID_CONFIG: i16 = 40;
     pub const OUT_OF_ORDER_SEQUENCE_NUMBER: i16 = 45;
@@ -45,6 +46,9 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::CreateTopics, 2, 7),
     (ApiKey::DeleteTopics, 1, 6),
     (ApiKey::InitProducerId, 0, 4),
+    // Single broker: it is every group's coordinator. Advertising v0 also makes librdkafka
+    // < 2.11.1 enable its LZ4 feature.
+    (ApiKey::FindCoordinator, 0, 4),
 ];
 
 pub fn supported_range(key: ApiKey) -> Option<(i16, i16)> {
@@ -62,6 +66,7 @@ pub fn api_name(key: ApiKey) -> &'static str {
         ApiKey::CreateTopics => "CreateTopics",
         ApiKey::DeleteTopics => "DeleteTopics",
         ApiKey::InitProducerId => "InitProducerId",
+        ApiKey::FindCoordinator => "FindCoordinator",
         _ => "Other",
     }
 }

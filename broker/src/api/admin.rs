@@ -8,7 +8,9 @@ use kafka_protocol::messages::delete_topics_request::DeleteTopicsRequest;
 use kafka_protocol::messages::delete_topics_response::{DeletableTopicResult, DeleteTopicsResponse};
 use kafka_protocol::messages::init_producer_id_request::InitProducerIdRequest;
 use kafka_protocol::messages::init_producer_id_response::InitProducerIdResponse;
-use kafka_protocol::messages::{ApiKey, ProducerId, TopicName};
+use kafka_protocol::messages::find_coordinator_request::FindCoordinatorRequest;
+use kafka_protocol::messages::find_coordinator_response::{Coordinator, FindCoordinatorResponse};
+use kafka_protocol::messages::{ApiKey, BrokerId, ProducerId, TopicName};
 
 use crate::broker::{Broker, Outcome};
 use crate::log::TopicPartition;
@@ -155,6 +157,48 @@ impl Broker {
         }
         let frame = protocol::encode_response(ApiKey::InitProducerId, v, req.correlation_id, &resp)
             .map_err(|why| RequestError::BadBody { api: "InitProducerId", version: v, why })?;
+        Ok(Outcome::frame(frame))
+    }
+}
+
+impl Broker {
+    /// FindCoordinator v0-4: one broker coordinates every group. Transaction coordinators do not
+    /// exist yet.
+    pub(crate) async fn find_coordinator(&self, req: &Request) -> Result<Outcome, RequestError> {
+        let r: FindCoordinatorRequest = decode_body(req)?;
+        let v = req.api_version;
+        let (host, port) = self.advertised();
+        let node = BrokerId(self.config.node_id);
+        let error = if r.key_type == 0 { error_code::NONE } else { error_code::COORDINATOR_NOT_AVAILABLE };
+        let mut resp = FindCoordinatorResponse::default();
+        if v >= 4 {
+            for key in &r.coordinator_keys {
+                let mut c = Coordinator::default();
+                c.key = key.clone();
+                c.error_code = error;
+                if error == error_code::NONE {
+                    c.node_id = node;
+                    c.host = sb(&host);
+                    c.port = port;
+                } else {
+                    c.node_id = BrokerId(-1);
+                    c.port = -1;
+                }
+                resp.coordinators.push(c);
+            }
+        } else {
+            resp.error_code = error;
+            if error == error_code::NONE {
+                resp.node_id = node;
+                resp.host = sb(&host);
+                resp.port = port;
+            } else {
+                resp.node_id = BrokerId(-1);
+                resp.port = -1;
+            }
+        }
+        let frame = protocol::encode_response(ApiKey::FindCoordinator, v, req.correlation_id, &resp)
+            .map_err(|why| RequestError::BadBody { api: "FindCoordinator", version: v, why })?;
         Ok(Outcome::frame(frame))
     }
 }
