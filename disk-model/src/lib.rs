@@ -15,7 +15,7 @@ pub mod storage;
 
 pub use os::OsStorage;
 pub use sim::{
-    DeviceProfile, DiskEvent, DiskStats, FaultId, FaultKind, FaultRule, PageCacheConfig, SimDisk, SimDiskConfig,
-    SimFile,
+    DeviceProfile, DiskEvent, DiskStats, FaultId, FaultKind, FaultRule, PageCacheConfig, SimDisk,
+    SimDiskConfig, SimFile,
 };
 pub use storage::{DirEntry, FileRef, FileRegion, OpenMode, Storage, StorageFile};

@@ -83,7 +83,10 @@ impl DeviceProfile {
 
     pub fn validate(&self) -> Result<(), String> {
         if self.channels == 0 || self.channels > 1024 {
-            return Err(format!("device {}: channels {} not in 1..=1024", self.name, self.channels));
+            return Err(format!(
+                "device {}: channels {} not in 1..=1024",
+                self.name, self.channels
+            ));
         }
         if self.read_bytes_per_sec == 0 || self.write_bytes_per_sec == 0 {
             return Err(format!("device {}: bandwidth must be positive", self.name));
@@ -129,7 +132,13 @@ impl Device {
     pub fn new(profile: DeviceProfile) -> Self {
         assert!(profile.validate().is_ok(), "{:?}", profile.validate());
         let channels = profile.channels as usize;
-        Device { profile, channel_free_ns: vec![0; channels], bus_free_ns: 0, last_end_addr: None, slow_factor: 1 }
+        Device {
+            profile,
+            channel_free_ns: vec![0; channels],
+            bus_free_ns: 0,
+            last_end_addr: None,
+            slow_factor: 1,
+        }
     }
 
     pub fn profile(&self) -> &DeviceProfile {
@@ -142,13 +151,21 @@ impl Device {
 
     /// Multiplies the service time (access and transfer) of every IO submitted from now on.
     pub fn set_slow_factor(&mut self, factor: u32) {
-        assert!((1..=1_000_000).contains(&factor), "slow factor {factor} out of 1..=1e6");
+        assert!(
+            (1..=1_000_000).contains(&factor),
+            "slow factor {factor} out of 1..=1e6"
+        );
         self.slow_factor = factor;
     }
 
     /// The time the device has no IO queued or in service.
     pub fn idle_at_ns(&self) -> u64 {
-        self.channel_free_ns.iter().copied().max().unwrap_or(0).max(self.bus_free_ns)
+        self.channel_free_ns
+            .iter()
+            .copied()
+            .max()
+            .unwrap_or(0)
+            .max(self.bus_free_ns)
     }
 
     /// Forgets every queued IO (power loss: the device restarts empty at `now_ns`).
@@ -163,7 +180,10 @@ impl Device {
     /// Queues an IO of `len` bytes at device address `addr`, submitted at `now_ns`.
     pub fn submit(&mut self, now_ns: u64, dir: IoDir, addr: u64, len: u64) -> IoTiming {
         assert!(len > 0, "empty IO");
-        assert!(len <= 1 << 32, "IO of {len} bytes: callers split IO into chunks");
+        assert!(
+            len <= 1 << 32,
+            "IO of {len} bytes: callers split IO into chunks"
+        );
         let sequential = self.last_end_addr == Some(addr);
         self.last_end_addr = Some(addr + len);
 
@@ -176,14 +196,18 @@ impl Device {
             .min_by_key(|&(i, free)| (free, i))
             .expect("at least one channel");
         let slow = u64::from(self.slow_factor);
-        let access_ns =
-            if sequential { self.profile.sequential_access_ns } else { self.profile.random_access_ns };
+        let access_ns = if sequential {
+            self.profile.sequential_access_ns
+        } else {
+            self.profile.random_access_ns
+        };
         let bytes_per_sec = match dir {
             IoDir::Read => self.profile.read_bytes_per_sec,
             IoDir::Write => self.profile.write_bytes_per_sec,
         };
-        let transfer_ns = u64::try_from((u128::from(len) * NS_PER_SEC).div_ceil(u128::from(bytes_per_sec)))
-            .expect("transfer time fits u64");
+        let transfer_ns =
+            u64::try_from((u128::from(len) * NS_PER_SEC).div_ceil(u128::from(bytes_per_sec)))
+                .expect("transfer time fits u64");
 
         let start_ns = now_ns.max(free_ns);
         let transfer_start_ns = (start_ns + access_ns * slow).max(self.bus_free_ns);
@@ -191,7 +215,13 @@ impl Device {
         self.bus_free_ns = done_ns;
         self.channel_free_ns[channel] = done_ns;
         assert!(now_ns <= start_ns && start_ns <= transfer_start_ns && transfer_start_ns < done_ns);
-        IoTiming { submit_ns: now_ns, start_ns, transfer_start_ns, done_ns, sequential }
+        IoTiming {
+            submit_ns: now_ns,
+            start_ns,
+            transfer_start_ns,
+            done_ns,
+            sequential,
+        }
     }
 }
 
@@ -209,8 +239,14 @@ mod tests {
         let seq_ns = seq.done_ns - seq.submit_ns;
         let rnd = d.submit(seq.done_ns, IoDir::Read, 1 << 30, PAGE_SIZE);
         let rnd_ns = rnd.done_ns - rnd.submit_ns;
-        assert!(seq_ns < 50_000, "sequential 4 KiB at 180 MB/s is ~23 µs, got {seq_ns}");
-        assert!(rnd_ns > 12_000_000, "random pays seek + rotation, got {rnd_ns}");
+        assert!(
+            seq_ns < 50_000,
+            "sequential 4 KiB at 180 MB/s is ~23 µs, got {seq_ns}"
+        );
+        assert!(
+            rnd_ns > 12_000_000,
+            "random pays seek + rotation, got {rnd_ns}"
+        );
     }
 
     #[test]
@@ -229,7 +265,11 @@ mod tests {
         assert_eq!(a.start_ns, 0);
         assert_eq!(b.start_ns, 0, "second channel starts at once");
         assert!(b.done_ns >= a.done_ns);
-        assert!(a.done_ns < 25_000, "4 KiB NVMe read ~21 µs, got {}", a.done_ns);
+        assert!(
+            a.done_ns < 25_000,
+            "4 KiB NVMe read ~21 µs, got {}",
+            a.done_ns
+        );
     }
 
     #[test]

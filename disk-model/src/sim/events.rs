@@ -71,24 +71,62 @@ pub enum DiskEvent {
         done_ns: u64,
     },
     /// Clean pages dropped from the cache (a run of adjacent pages of one file).
-    Evict { inode: u64, first_page: u64, pages: u64, at_ns: u64 },
+    Evict {
+        inode: u64,
+        first_page: u64,
+        pages: u64,
+        at_ns: u64,
+    },
     /// A writer held until dirty pages fell below `dirty_ratio`.
-    Throttle { inode: u64, at_ns: u64, until_ns: u64 },
+    Throttle {
+        inode: u64,
+        at_ns: u64,
+        until_ns: u64,
+    },
     /// A fault fired (or was injected, for corruption).
-    Fault { kind: String, path: String, at_ns: u64, detail: String },
+    Fault {
+        kind: String,
+        path: String,
+        at_ns: u64,
+        detail: String,
+    },
     /// An fsync failure dropped these dirty pages on the floor (fsyncgate).
-    FsyncgateDropped { inode: u64, pages: u64, at_ns: u64 },
-    Crash { kind: CrashKind, at_ns: u64, lost_dirty_pages: u64, reverted_ios: u64, torn_pages: u64 },
+    FsyncgateDropped {
+        inode: u64,
+        pages: u64,
+        at_ns: u64,
+    },
+    Crash {
+        kind: CrashKind,
+        at_ns: u64,
+        lost_dirty_pages: u64,
+        reverted_ios: u64,
+        torn_pages: u64,
+    },
     /// A file's storage was freed: unlinked, not in any durable directory, no open handle.
-    Freed { inode: u64, at_ns: u64 },
+    Freed {
+        inode: u64,
+        at_ns: u64,
+    },
     /// `drop_caches`.
-    DropCaches { at_ns: u64, pages: u64 },
-    SlowFactor { factor: u32, at_ns: u64 },
+    DropCaches {
+        at_ns: u64,
+        pages: u64,
+    },
+    SlowFactor {
+        factor: u32,
+        at_ns: u64,
+    },
 }
 
 impl DiskEvent {
     pub fn fault(kind: FaultKind, path: &str, at_ns: u64, detail: impl Into<String>) -> Self {
-        DiskEvent::Fault { kind: format!("{kind:?}"), path: path.to_string(), at_ns, detail: detail.into() }
+        DiskEvent::Fault {
+            kind: format!("{kind:?}"),
+            path: path.to_string(),
+            at_ns,
+            detail: detail.into(),
+        }
     }
 }
 

@@ -43,7 +43,12 @@ pub struct FaultRule {
 impl FaultRule {
     /// Every matching operation on the whole disk fails.
     pub fn always(kind: FaultKind) -> Self {
-        FaultRule { kind, path_prefix: None, probability: 1.0, fires_max: None }
+        FaultRule {
+            kind,
+            path_prefix: None,
+            probability: 1.0,
+            fires_max: None,
+        }
     }
     pub fn under(mut self, prefix: impl Into<PathBuf>) -> Self {
         self.path_prefix = Some(prefix.into());
@@ -60,7 +65,10 @@ impl FaultRule {
 
     pub fn validate(&self) -> Result<(), String> {
         if !(0.0..=1.0).contains(&self.probability) {
-            return Err(format!("fault probability {} not in 0..=1", self.probability));
+            return Err(format!(
+                "fault probability {} not in 0..=1",
+                self.probability
+            ));
         }
         Ok(())
     }
@@ -96,7 +104,10 @@ impl Faults {
 
     pub fn inject(&mut self, rule: FaultRule) -> FaultId {
         assert!(rule.validate().is_ok(), "{:?}", rule.validate());
-        assert!(self.rules.len() < FAULT_RULES_MAX, "more than {FAULT_RULES_MAX} fault rules");
+        assert!(
+            self.rules.len() < FAULT_RULES_MAX,
+            "more than {FAULT_RULES_MAX} fault rules"
+        );
         let id = FaultId(self.next_id);
         self.next_id += 1;
         self.rules.insert(id, (rule, 0));
@@ -125,7 +136,8 @@ impl Faults {
             if rule.fires_max.is_some_and(|max| *fired >= max) {
                 continue;
             }
-            let fires = rule.probability >= 1.0 || (rule.probability > 0.0 && self.rng.gen_bool(rule.probability));
+            let fires = rule.probability >= 1.0
+                || (rule.probability > 0.0 && self.rng.gen_bool(rule.probability));
             if fires {
                 *fired += 1;
                 return Some(id);

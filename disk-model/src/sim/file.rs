@@ -40,7 +40,11 @@ impl Content {
 
     /// Replaces page `index` (which must lie inside `len`).
     pub fn set_page(&mut self, index: u64, page: Option<Arc<Page>>) {
-        assert!(index < pages_for(self.len), "page {index} past length {}", self.len);
+        assert!(
+            index < pages_for(self.len),
+            "page {index} past length {}",
+            self.len
+        );
         self.pages[index as usize] = page;
     }
 
@@ -129,14 +133,21 @@ impl Content {
         let keep = (self.len % PAGE_SIZE) as usize;
         if keep != 0 {
             if let Some(Some(page)) = self.pages.last() {
-                assert!(page[keep..].iter().all(|&b| b == 0), "bytes past the end of a file");
+                assert!(
+                    page[keep..].iter().all(|&b| b == 0),
+                    "bytes past the end of a file"
+                );
             }
         }
     }
 }
 
 /// A page made of the first `sectors` sectors of `new` and the rest of `old` (a torn write).
-pub fn torn_page(old: Option<&Arc<Page>>, new: Option<&Arc<Page>>, sectors: u64) -> Option<Arc<Page>> {
+pub fn torn_page(
+    old: Option<&Arc<Page>>,
+    new: Option<&Arc<Page>>,
+    sectors: u64,
+) -> Option<Arc<Page>> {
     let cut = (sectors * super::device::SECTOR_SIZE) as usize;
     assert!(cut <= PAGE);
     let mut page = [0u8; PAGE];

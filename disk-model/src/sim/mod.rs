@@ -76,12 +76,12 @@
 //! times; at most `FAULT_RULES_MAX` rules at once. Files are at most 1 TiB; at most
 //! `EVENTS_MAX` undrained events are kept (the rest are counted in `DiskStats::events_dropped`).
 
-mod state;
 pub mod device;
 pub mod events;
 pub mod faults;
 pub mod file;
 pub mod page_cache;
+mod state;
 
 use std::fmt;
 use std::io;
@@ -92,12 +92,12 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use serde::Serialize;
 
-use self::state::Core;
-pub use self::state::{EVENTS_MAX, FILE_BYTES_MAX};
 pub use self::device::{Device, DeviceProfile, IoDir, IoTiming, PAGE_SIZE, SECTOR_SIZE};
 pub use self::events::{CrashKind, DiskEvent, DiskStats, IoCause, OpKind};
 pub use self::faults::{FaultId, FaultKind, FaultRule, FAULT_RULES_MAX};
 pub use self::page_cache::PageCacheConfig;
+use self::state::Core;
+pub use self::state::{EVENTS_MAX, FILE_BYTES_MAX};
 use crate::clock::Clock;
 use crate::storage::{DirEntry, FileRef, OpenMode, Storage, StorageFile};
 
@@ -112,7 +112,11 @@ pub struct SimDiskConfig {
 impl SimDiskConfig {
     /// `device` with Linux's default page-cache knobs and a 1 GiB cache.
     pub fn new(device: DeviceProfile, seed: u64) -> Self {
-        SimDiskConfig { device, page_cache: PageCacheConfig::default(), seed }
+        SimDiskConfig {
+            device,
+            page_cache: PageCacheConfig::default(),
+            seed,
+        }
     }
 }
 
@@ -141,7 +145,10 @@ fn stale() -> io::Error {
 impl SimDisk {
     /// Panics if the configuration is invalid (a scenario bug, reported before anything runs).
     pub fn new(config: SimDiskConfig, clock: Clock) -> Self {
-        SimDisk { core: Arc::new(Mutex::new(Core::new(&config))), clock }
+        SimDisk {
+            core: Arc::new(Mutex::new(Core::new(&config))),
+            clock,
+        }
     }
 
     fn lock(&self) -> MutexGuard<'_, Core> {
@@ -234,7 +241,10 @@ impl SimDisk {
     }
 
     /// Runs `f` on the core at the current time, then sleeps until the completion it returns.
-    async fn run<T>(&self, f: impl FnOnce(&mut Core, u64) -> (u64, io::Result<T>)) -> io::Result<T> {
+    async fn run<T>(
+        &self,
+        f: impl FnOnce(&mut Core, u64) -> (u64, io::Result<T>),
+    ) -> io::Result<T> {
         let (done_ns, result) = {
             let mut core = self.lock();
             let now = self.clock.now_ns();
@@ -319,7 +329,10 @@ impl Drop for SimFile {
 }
 
 impl SimFile {
-    async fn run<T>(&self, f: impl FnOnce(&mut Core, u64) -> (u64, io::Result<T>)) -> io::Result<T> {
+    async fn run<T>(
+        &self,
+        f: impl FnOnce(&mut Core, u64) -> (u64, io::Result<T>),
+    ) -> io::Result<T> {
         let (done_ns, result) = {
             let mut core = lock(&self.core);
             if core.epoch != self.epoch {
@@ -344,19 +357,24 @@ impl StorageFile for SimFile {
     }
 
     async fn append(&self, data: &[u8]) -> io::Result<u64> {
-        self.run(|core, now| core.append(now, self.inode, &self.path, data)).await
+        self.run(|core, now| core.append(now, self.inode, &self.path, data))
+            .await
     }
 
     async fn read_at(&self, pos: u64, len: usize) -> io::Result<Bytes> {
-        let data = self.run(|core, now| core.read(now, self.inode, &self.path, pos, len as u64)).await?;
+        let data = self
+            .run(|core, now| core.read(now, self.inode, &self.path, pos, len as u64))
+            .await?;
         Ok(Bytes::from(data))
     }
 
     async fn sync(&self) -> io::Result<()> {
-        self.run(|core, now| core.sync(now, self.inode, &self.path)).await
+        self.run(|core, now| core.sync(now, self.inode, &self.path))
+            .await
     }
 
     async fn truncate(&self, len: u64) -> io::Result<()> {
-        self.run(|core, now| core.truncate(now, self.inode, &self.path, len)).await
+        self.run(|core, now| core.truncate(now, self.inode, &self.path, len))
+            .await
     }
 }

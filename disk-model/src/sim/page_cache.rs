@@ -49,7 +49,10 @@ impl Default for PageCacheConfig {
 impl PageCacheConfig {
     pub fn validate(&self) -> Result<(), String> {
         if self.capacity_bytes < 64 * PAGE_SIZE {
-            return Err(format!("page cache of {} bytes is below 64 pages", self.capacity_bytes));
+            return Err(format!(
+                "page cache of {} bytes is below 64 pages",
+                self.capacity_bytes
+            ));
         }
         if !(self.dirty_background_ratio >= 1
             && self.dirty_background_ratio < self.dirty_ratio
@@ -63,7 +66,10 @@ impl PageCacheConfig {
         if self.dirty_writeback_centisecs == 0 {
             return Err("dirty_writeback_centisecs must be positive (periodic writeback off is not modeled)".into());
         }
-        if self.read_ahead_kb < 4 || self.read_ahead_max_kb < self.read_ahead_kb || self.read_ahead_max_kb > 1 << 20 {
+        if self.read_ahead_kb < 4
+            || self.read_ahead_max_kb < self.read_ahead_kb
+            || self.read_ahead_max_kb > 1 << 20
+        {
             return Err("need 4 <= read_ahead_kb <= read_ahead_max_kb <= 1 GiB".into());
         }
         if self.writeback_chunk_kb < 4 || self.writeback_chunk_kb > 1 << 20 {
@@ -159,7 +165,9 @@ impl PageCache {
     /// Marks a cached page as just used.
     pub fn touch(&mut self, key: PageKey) {
         let stamp = self.stamp();
-        let Some(meta) = self.pages.get_mut(&key) else { return };
+        let Some(meta) = self.pages.get_mut(&key) else {
+            return;
+        };
         if meta.dirty_since_ns.is_none() {
             let removed = self.clean_lru.remove(&meta.lru_stamp);
             assert_eq!(removed, Some(key));
@@ -170,9 +178,19 @@ impl PageCache {
 
     /// Adds a clean page (filled from the device); returns the pages evicted to make room.
     pub fn insert_clean(&mut self, key: PageKey, ready_ns: u64) -> Vec<PageKey> {
-        assert!(!self.pages.contains_key(&key), "page {key:?} already cached");
+        assert!(
+            !self.pages.contains_key(&key),
+            "page {key:?} already cached"
+        );
         let stamp = self.stamp();
-        self.pages.insert(key, PageMeta { dirty_since_ns: None, lru_stamp: stamp, ready_ns });
+        self.pages.insert(
+            key,
+            PageMeta {
+                dirty_since_ns: None,
+                lru_stamp: stamp,
+                ready_ns,
+            },
+        );
         self.clean_lru.insert(stamp, key);
         self.evict_to_capacity(Some(key))
     }
@@ -192,7 +210,14 @@ impl PageCache {
                 }
             }
             None => {
-                self.pages.insert(key, PageMeta { dirty_since_ns: Some(now_ns), lru_stamp: 0, ready_ns: now_ns });
+                self.pages.insert(
+                    key,
+                    PageMeta {
+                        dirty_since_ns: Some(now_ns),
+                        lru_stamp: 0,
+                        ready_ns: now_ns,
+                    },
+                );
                 self.dirty.insert(key);
                 self.dirty_by_age.insert((now_ns, key));
                 added = true;
@@ -208,8 +233,14 @@ impl PageCache {
     /// A dirty page became clean (written back, or its writeback error was swallowed).
     pub fn mark_clean(&mut self, key: PageKey) {
         let stamp = self.stamp();
-        let meta = self.pages.get_mut(&key).expect("mark_clean of an uncached page");
-        let since = meta.dirty_since_ns.take().expect("mark_clean of a clean page");
+        let meta = self
+            .pages
+            .get_mut(&key)
+            .expect("mark_clean of an uncached page");
+        let since = meta
+            .dirty_since_ns
+            .take()
+            .expect("mark_clean of a clean page");
         meta.lru_stamp = stamp;
         self.clean_lru.insert(stamp, key);
         assert!(self.dirty.remove(&key));
@@ -218,7 +249,9 @@ impl PageCache {
 
     /// Drops a page whatever its state (truncate, delete, power loss). True if it was dirty.
     pub fn remove(&mut self, key: PageKey) -> bool {
-        let Some(meta) = self.pages.remove(&key) else { return false };
+        let Some(meta) = self.pages.remove(&key) else {
+            return false;
+        };
         match meta.dirty_since_ns {
             Some(since) => {
                 assert!(self.dirty.remove(&key));
@@ -234,12 +267,18 @@ impl PageCache {
 
     /// The cached pages of `inode` from page `first` on, in page order.
     pub fn pages_of(&self, inode: u64, first: u64) -> Vec<u64> {
-        self.pages.range((inode, first)..=(inode, u64::MAX)).map(|(&(_, p), _)| p).collect()
+        self.pages
+            .range((inode, first)..=(inode, u64::MAX))
+            .map(|(&(_, p), _)| p)
+            .collect()
     }
 
     /// The dirty pages of `inode`, in page order.
     pub fn dirty_pages_of(&self, inode: u64) -> Vec<u64> {
-        self.dirty.range((inode, 0)..=(inode, u64::MAX)).map(|&(_, p)| p).collect()
+        self.dirty
+            .range((inode, 0)..=(inode, u64::MAX))
+            .map(|&(_, p)| p)
+            .collect()
     }
 
     /// The oldest dirty page and when it was dirtied.
@@ -270,7 +309,9 @@ impl PageCache {
     fn evict_to_capacity(&mut self, keep: Option<PageKey>) -> Vec<PageKey> {
         let mut out = Vec::new();
         while self.pages.len() as u64 > self.capacity_pages {
-            let Some((_, &key)) = self.clean_lru.first_key_value() else { break };
+            let Some((_, &key)) = self.clean_lru.first_key_value() else {
+                break;
+            };
             if Some(key) == keep {
                 // Only the page being inserted is clean: keep it, the cache overflows for now.
                 break;
@@ -293,7 +334,10 @@ mod tests {
     use super::*;
 
     fn small() -> PageCache {
-        PageCache::new(&PageCacheConfig { capacity_bytes: 64 * PAGE_SIZE, ..Default::default() })
+        PageCache::new(&PageCacheConfig {
+            capacity_bytes: 64 * PAGE_SIZE,
+            ..Default::default()
+        })
     }
 
     #[test]

@@ -115,7 +115,10 @@ fn names(path: &Path) -> io::Result<Vec<String>> {
         .components()
         .map(|c| {
             c.as_os_str().to_str().map(str::to_owned).ok_or_else(|| {
-                io::Error::new(io::ErrorKind::InvalidInput, format!("path {path:?} is not UTF-8"))
+                io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!("path {path:?} is not UTF-8"),
+                )
             })
         })
         .collect()
@@ -146,9 +149,19 @@ pub struct Core {
 
 impl Core {
     pub fn new(config: &SimDiskConfig) -> Self {
-        assert!(config.page_cache.validate().is_ok(), "{:?}", config.page_cache.validate());
+        assert!(
+            config.page_cache.validate().is_ok(),
+            "{:?}",
+            config.page_cache.validate()
+        );
         let mut inodes = BTreeMap::new();
-        inodes.insert(ROOT_INODE, Inode { node: Node::Dir(DirNode::default()), open_handles: 0 });
+        inodes.insert(
+            ROOT_INODE,
+            Inode {
+                node: Node::Dir(DirNode::default()),
+                open_handles: 0,
+            },
+        );
         Core {
             cache_config: config.page_cache.clone(),
             device: Device::new(config.device.clone()),
@@ -182,9 +195,25 @@ impl Core {
         std::mem::take(&mut self.events)
     }
 
-    fn op_event<T>(&mut self, op: OpKind, path: &Path, pos: u64, len: u64, at_ns: u64, result: &OpResult<T>) {
+    fn op_event<T>(
+        &mut self,
+        op: OpKind,
+        path: &Path,
+        pos: u64,
+        len: u64,
+        at_ns: u64,
+        result: &OpResult<T>,
+    ) {
         let error = result.1.as_ref().err().map(|e| format!("{e}"));
-        self.event(DiskEvent::Op { op, path: path.display().to_string(), pos, len, at_ns, done_ns: result.0, error });
+        self.event(DiskEvent::Op {
+            op,
+            path: path.display().to_string(),
+            pos,
+            len,
+            at_ns,
+            done_ns: result.0,
+            error,
+        });
     }
 
     pub fn stats(&self) -> DiskStats {
@@ -245,7 +274,11 @@ impl Core {
 
     /// Moves time to `now_ns`: the flusher catches up, completed IOs retire.
     fn advance(&mut self, now_ns: u64) {
-        assert!(now_ns >= self.now_ns, "time went backwards: {now_ns} < {}", self.now_ns);
+        assert!(
+            now_ns >= self.now_ns,
+            "time went backwards: {now_ns} < {}",
+            self.now_ns
+        );
         self.now_ns = now_ns;
         self.run_flusher(now_ns);
         // Anything still due is after now, so the flusher is idle until at least now.
@@ -254,7 +287,11 @@ impl Core {
     }
 
     fn writeback_pages_after(&self, t_ns: u64) -> u64 {
-        self.inflight.iter().filter(|r| r.done_ns > t_ns).map(|r| r.old_pages.len() as u64).sum()
+        self.inflight
+            .iter()
+            .filter(|r| r.done_ns > t_ns)
+            .map(|r| r.old_pages.len() as u64)
+            .sum()
     }
 
     /// Clean pages left the cache: what reads see falls back to the device's contents (which
@@ -272,14 +309,24 @@ impl Core {
             run = match run {
                 Some((i, first, n)) if i == inode && first + n == page => Some((i, first, n + 1)),
                 Some((i, first, n)) => {
-                    self.event(DiskEvent::Evict { inode: i, first_page: first, pages: n, at_ns });
+                    self.event(DiskEvent::Evict {
+                        inode: i,
+                        first_page: first,
+                        pages: n,
+                        at_ns,
+                    });
                     Some((inode, page, 1))
                 }
                 None => Some((inode, page, 1)),
             };
         }
         if let Some((inode, first_page, pages)) = run {
-            self.event(DiskEvent::Evict { inode, first_page, pages, at_ns });
+            self.event(DiskEvent::Evict {
+                inode,
+                first_page,
+                pages,
+                at_ns,
+            });
         }
     }
 
@@ -287,11 +334,22 @@ impl Core {
 
     /// Reads pages `from..to` of `inode` that are not cached into the cache; returns when the
     /// last read completes (or `at_ns` if nothing to read) and the number of pages read.
-    fn fill(&mut self, inode: u64, from: u64, to: u64, at_ns: u64, cause: impl Fn(u64) -> IoCause) -> (u64, u64) {
-        let missing: Vec<u64> = (from..to).filter(|&p| !self.cache.contains((inode, p))).collect();
+    fn fill(
+        &mut self,
+        inode: u64,
+        from: u64,
+        to: u64,
+        at_ns: u64,
+        cause: impl Fn(u64) -> IoCause,
+    ) -> (u64, u64) {
+        let missing: Vec<u64> = (from..to)
+            .filter(|&p| !self.cache.contains((inode, p)))
+            .collect();
         let mut done_ns = at_ns;
         for (first, n) in runs(&missing, self.cache_config.writeback_chunk_pages()) {
-            let timing = self.device.submit(at_ns, IoDir::Read, addr(inode, first), n * PAGE_SIZE);
+            let timing = self
+                .device
+                .submit(at_ns, IoDir::Read, addr(inode, first), n * PAGE_SIZE);
             self.stats.device_reads += 1;
             self.stats.device_read_bytes += n * PAGE_SIZE;
             self.event(DiskEvent::Io {
@@ -324,11 +382,16 @@ impl Core {
     fn write_pages(&mut self, inode: u64, pages: &[u64], at_ns: u64, cause: IoCause) -> u64 {
         let mut done_ns = at_ns;
         for (first, n) in runs(pages, self.cache_config.writeback_chunk_pages()) {
-            let timing = self.device.submit(at_ns, IoDir::Write, addr(inode, first), n * PAGE_SIZE);
+            let timing = self
+                .device
+                .submit(at_ns, IoDir::Write, addr(inode, first), n * PAGE_SIZE);
             let file = self.file_mut(inode);
             let old_len = file.durable.len();
             let new_len = old_len.max(file.logical.len().min((first + n) * PAGE_SIZE));
-            assert!(new_len > first * PAGE_SIZE, "writeback of pages past the end of the file");
+            assert!(
+                new_len > first * PAGE_SIZE,
+                "writeback of pages past the end of the file"
+            );
             file.durable.set_len(new_len);
             let mut old_pages = Vec::with_capacity(n as usize);
             let mut new_pages = Vec::with_capacity(n as usize);
@@ -374,7 +437,9 @@ impl Core {
     fn journal_commit(&mut self, at_ns: u64) -> u64 {
         let page = self.journal_page;
         self.journal_page = (self.journal_page + 1) % JOURNAL_PAGES;
-        let timing = self.device.submit(at_ns, IoDir::Write, addr(JOURNAL_INODE, page), PAGE_SIZE);
+        let timing = self
+            .device
+            .submit(at_ns, IoDir::Write, addr(JOURNAL_INODE, page), PAGE_SIZE);
         self.stats.device_writes += 1;
         self.stats.device_write_bytes += PAGE_SIZE;
         self.event(DiskEvent::Io {
@@ -392,7 +457,11 @@ impl Core {
     }
 
     fn inflight_done_of(&self, inode: u64) -> Option<u64> {
-        self.inflight.iter().filter(|r| r.inode == inode).map(|r| r.done_ns).max()
+        self.inflight
+            .iter()
+            .filter(|r| r.inode == inode)
+            .map(|r| r.done_ns)
+            .max()
     }
 
     // ---------------------------------------------------------------- flusher and throttling
@@ -404,13 +473,18 @@ impl Core {
         let interval_ns = self.cache_config.writeback_interval_ns();
         for iteration in 0.. {
             assert!(iteration < LOOP_ITERATIONS_MAX, "flusher does not converge");
-            let Some((since_ns, (inode, _))) = self.cache.oldest_dirty() else { break };
+            let Some((since_ns, (inode, _))) = self.cache.oldest_dirty() else {
+                break;
+            };
             let (at_ns, cause) = if self.cache.dirty_pages() > background_limit {
                 (self.flusher_free_ns, IoCause::BackgroundWriteback)
             } else {
                 // The first periodic wake-up at which the oldest page has expired.
                 let wake_ns = (since_ns + expire_ns).div_ceil(interval_ns) * interval_ns;
-                (self.flusher_free_ns.max(wake_ns), IoCause::PeriodicWriteback)
+                (
+                    self.flusher_free_ns.max(wake_ns),
+                    IoCause::PeriodicWriteback,
+                )
             };
             if at_ns > until_ns {
                 break;
@@ -429,19 +503,27 @@ impl Core {
         let limit = self.cache_config.dirty_limit_pages();
         let mut t_ns = now_ns;
         for iteration in 0.. {
-            assert!(iteration < LOOP_ITERATIONS_MAX, "throttle does not converge");
+            assert!(
+                iteration < LOOP_ITERATIONS_MAX,
+                "throttle does not converge"
+            );
             self.run_flusher(t_ns);
             if self.cache.dirty_pages() + self.writeback_pages_after(t_ns) <= limit {
                 break;
             }
-            match self.inflight.iter().map(|r| r.done_ns).filter(|&d| d > t_ns).min() {
-                Some(next_ns) => t_ns = next_ns,
-                None => {
-                    // Over the limit with nothing in flight: the flusher cannot be idle here
-                    // (dirty > dirty_ratio > dirty_background_ratio), so this is a model bug.
-                    panic!("dirty pages over the limit and no writeback in flight");
-                }
-            }
+            // Wait for the next writeback to complete, or for the flusher to be free again (its
+            // chunk may have been cut short by a truncate); dirty > dirty_ratio >
+            // dirty_background_ratio, so the flusher is busy or issued a chunk just now.
+            let next_ns = self
+                .inflight
+                .iter()
+                .map(|r| r.done_ns)
+                .chain(std::iter::once(self.flusher_free_ns))
+                .filter(|&d| d > t_ns)
+                .min();
+            t_ns = next_ns.expect(
+                "dirty pages over the limit, yet no writeback in flight and the flusher idle",
+            );
         }
         t_ns
     }
@@ -452,23 +534,31 @@ impl Core {
         let mut inode = ROOT_INODE;
         for name in names {
             let Some(dir) = self.dir(inode) else {
-                return Err(io::Error::new(io::ErrorKind::NotADirectory, format!("{name:?}: parent is a file")));
+                return Err(io::Error::new(
+                    io::ErrorKind::NotADirectory,
+                    format!("{name:?}: parent is a file"),
+                ));
             };
-            inode = *dir
-                .entries
-                .get(name)
-                .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, format!("{name:?} not found")))?;
+            inode = *dir.entries.get(name).ok_or_else(|| {
+                io::Error::new(io::ErrorKind::NotFound, format!("{name:?} not found"))
+            })?;
         }
         Ok(inode)
     }
 
     fn lookup_parent<'n>(&self, names: &'n [String]) -> io::Result<(u64, &'n str)> {
         let Some((name, parent)) = names.split_last() else {
-            return Err(io::Error::new(io::ErrorKind::InvalidInput, "the root has no parent"));
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "the root has no parent",
+            ));
         };
         let parent = self.lookup(parent)?;
         if !self.is_dir(parent) {
-            return Err(io::Error::new(io::ErrorKind::NotADirectory, "parent is a file"));
+            return Err(io::Error::new(
+                io::ErrorKind::NotADirectory,
+                "parent is a file",
+            ));
         }
         Ok((parent, name))
     }
@@ -476,7 +566,13 @@ impl Core {
     fn new_inode(&mut self, node: Node) -> u64 {
         let inode = self.next_inode;
         self.next_inode += 1;
-        self.inodes.insert(inode, Inode { node, open_handles: 0 });
+        self.inodes.insert(
+            inode,
+            Inode {
+                node,
+                open_handles: 0,
+            },
+        );
         inode
     }
 
@@ -510,7 +606,11 @@ impl Core {
                 self.cache.remove((inode, page));
             }
             self.inflight.retain(|r| r.inode != inode);
-            if let Some(Inode { node: Node::File(f), .. }) = self.inodes.remove(&inode) {
+            if let Some(Inode {
+                node: Node::File(f),
+                ..
+            }) = self.inodes.remove(&inode)
+            {
                 self.stats.used_bytes -= f.logical.len();
             }
             self.event(DiskEvent::Freed { inode, at_ns });
@@ -546,14 +646,23 @@ impl Core {
         let existing = self.dir(parent).and_then(|d| d.entries.get(name).copied());
         let inode = match existing {
             Some(_) if mode == OpenMode::CreateNew => {
-                return Err(io::Error::new(io::ErrorKind::AlreadyExists, format!("{path:?} exists")))
+                return Err(io::Error::new(
+                    io::ErrorKind::AlreadyExists,
+                    format!("{path:?} exists"),
+                ))
             }
             Some(inode) if self.is_dir(inode) => {
-                return Err(io::Error::new(io::ErrorKind::IsADirectory, format!("{path:?} is a directory")))
+                return Err(io::Error::new(
+                    io::ErrorKind::IsADirectory,
+                    format!("{path:?} is a directory"),
+                ))
             }
             Some(inode) => inode,
             None if mode == OpenMode::Existing => {
-                return Err(io::Error::new(io::ErrorKind::NotFound, format!("{path:?} not found")))
+                return Err(io::Error::new(
+                    io::ErrorKind::NotFound,
+                    format!("{path:?} not found"),
+                ))
             }
             None => {
                 let inode = self.new_inode(Node::File(FileNode {
@@ -580,7 +689,10 @@ impl Core {
         let mut inode = ROOT_INODE;
         for name in names(path)? {
             let Some(dir) = self.dir(inode) else {
-                return Err(io::Error::new(io::ErrorKind::NotADirectory, format!("{path:?}: a component is a file")));
+                return Err(io::Error::new(
+                    io::ErrorKind::NotADirectory,
+                    format!("{path:?}: a component is a file"),
+                ));
             };
             inode = match dir.entries.get(&name) {
                 Some(&child) => child,
@@ -592,21 +704,33 @@ impl Core {
             };
         }
         if !self.is_dir(inode) {
-            return Err(io::Error::new(io::ErrorKind::AlreadyExists, format!("{path:?} is a file")));
+            return Err(io::Error::new(
+                io::ErrorKind::AlreadyExists,
+                format!("{path:?} is a file"),
+            ));
         }
         Ok(())
     }
 
     pub fn list_dir(&mut self, now_ns: u64, path: &Path) -> OpResult<Vec<DirEntry>> {
         self.advance(now_ns);
-        let result = names(path).and_then(|n| self.lookup(&n)).and_then(|inode| match self.dir(inode) {
-            Some(dir) => Ok(dir
-                .entries
-                .iter()
-                .map(|(name, &child)| DirEntry { name: name.clone(), is_dir: self.is_dir(child) })
-                .collect()),
-            None => Err(io::Error::new(io::ErrorKind::NotADirectory, format!("{path:?} is a file"))),
-        });
+        let result =
+            names(path)
+                .and_then(|n| self.lookup(&n))
+                .and_then(|inode| match self.dir(inode) {
+                    Some(dir) => Ok(dir
+                        .entries
+                        .iter()
+                        .map(|(name, &child)| DirEntry {
+                            name: name.clone(),
+                            is_dir: self.is_dir(child),
+                        })
+                        .collect()),
+                    None => Err(io::Error::new(
+                        io::ErrorKind::NotADirectory,
+                        format!("{path:?} is a file"),
+                    )),
+                });
         let result = (now_ns, result);
         self.op_event(OpKind::ListDir, path, 0, 0, now_ns, &result);
         result
@@ -618,7 +742,14 @@ impl Core {
             Err(e) => Err(e),
             Ok(n) => match self.lookup(&n) {
                 Ok(_) => Ok(true),
-                Err(e) if matches!(e.kind(), io::ErrorKind::NotFound | io::ErrorKind::NotADirectory) => Ok(false),
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::NotFound | io::ErrorKind::NotADirectory
+                    ) =>
+                {
+                    Ok(false)
+                }
                 Err(e) => Err(e),
             },
         };
@@ -643,11 +774,16 @@ impl Core {
         let source = *self
             .dir(from_parent)
             .and_then(|d| d.entries.get(from_name))
-            .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, format!("{from:?} not found")))?;
+            .ok_or_else(|| {
+                io::Error::new(io::ErrorKind::NotFound, format!("{from:?} not found"))
+            })?;
         let (to_parent, to_name) = self.lookup_parent(&to_names)?;
         let source_is_dir = self.is_dir(source);
         if source_is_dir && to_names.len() > from_names.len() && to_names.starts_with(&from_names) {
-            return Err(io::Error::new(io::ErrorKind::InvalidInput, format!("rename {from:?} into itself")));
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("rename {from:?} into itself"),
+            ));
         }
         if let Some(&target) = self.dir(to_parent).and_then(|d| d.entries.get(to_name)) {
             if target == source {
@@ -655,26 +791,41 @@ impl Core {
             }
             match (source_is_dir, self.dir(target)) {
                 (false, Some(_)) => {
-                    return Err(io::Error::new(io::ErrorKind::IsADirectory, format!("{to:?} is a directory")))
+                    return Err(io::Error::new(
+                        io::ErrorKind::IsADirectory,
+                        format!("{to:?} is a directory"),
+                    ))
                 }
                 (true, None) => {
-                    return Err(io::Error::new(io::ErrorKind::NotADirectory, format!("{to:?} is a file")))
+                    return Err(io::Error::new(
+                        io::ErrorKind::NotADirectory,
+                        format!("{to:?} is a file"),
+                    ))
                 }
                 (true, Some(d)) if !d.entries.is_empty() => {
-                    return Err(io::Error::new(io::ErrorKind::DirectoryNotEmpty, format!("{to:?} not empty")))
+                    return Err(io::Error::new(
+                        io::ErrorKind::DirectoryNotEmpty,
+                        format!("{to:?} not empty"),
+                    ))
                 }
                 _ => {}
             }
         }
         self.dir_mut(from_parent).entries.remove(from_name);
-        self.dir_mut(to_parent).entries.insert(to_name.to_owned(), source);
+        self.dir_mut(to_parent)
+            .entries
+            .insert(to_name.to_owned(), source);
         Ok(())
     }
 
     pub fn remove(&mut self, now_ns: u64, path: &Path, dir: bool) -> OpResult<()> {
         self.advance(now_ns);
         let result = (now_ns, self.remove_inner(path, dir));
-        let op = if dir { OpKind::RemoveDirAll } else { OpKind::RemoveFile };
+        let op = if dir {
+            OpKind::RemoveDirAll
+        } else {
+            OpKind::RemoveFile
+        };
         self.op_event(op, path, 0, 0, now_ns, &result);
         self.gc(now_ns);
         result
@@ -686,10 +837,18 @@ impl Core {
         let inode = *self
             .dir(parent)
             .and_then(|d| d.entries.get(name))
-            .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, format!("{path:?} not found")))?;
+            .ok_or_else(|| {
+                io::Error::new(io::ErrorKind::NotFound, format!("{path:?} not found"))
+            })?;
         match (dir, self.is_dir(inode)) {
-            (false, true) => Err(io::Error::new(io::ErrorKind::IsADirectory, format!("{path:?} is a directory"))),
-            (true, false) => Err(io::Error::new(io::ErrorKind::NotADirectory, format!("{path:?} is a file"))),
+            (false, true) => Err(io::Error::new(
+                io::ErrorKind::IsADirectory,
+                format!("{path:?} is a directory"),
+            )),
+            (true, false) => Err(io::Error::new(
+                io::ErrorKind::NotADirectory,
+                format!("{path:?} is a file"),
+            )),
             _ => {
                 self.dir_mut(parent).entries.remove(name);
                 Ok(())
@@ -711,11 +870,22 @@ impl Core {
             Err(e) => return (now_ns, Err(e)),
         };
         if !self.is_dir(inode) {
-            return (now_ns, Err(io::Error::new(io::ErrorKind::NotADirectory, format!("{path:?} is a file"))));
+            return (
+                now_ns,
+                Err(io::Error::new(
+                    io::ErrorKind::NotADirectory,
+                    format!("{path:?} is a file"),
+                )),
+            );
         }
         if self.faults.check(FaultKind::SyncError, path).is_some() {
             self.stats.faults_fired += 1;
-            self.event(DiskEvent::fault(FaultKind::SyncError, &path.display().to_string(), now_ns, "sync_dir"));
+            self.event(DiskEvent::fault(
+                FaultKind::SyncError,
+                &path.display().to_string(),
+                now_ns,
+                "sync_dir",
+            ));
             return (now_ns, Err(os_error(libc::EIO)));
         }
         let dir = self.dir_mut(inode);
@@ -729,8 +899,19 @@ impl Core {
     pub fn append(&mut self, now_ns: u64, inode: u64, path: &Path, data: &[u8]) -> OpResult<u64> {
         self.advance(now_ns);
         let result = self.append_inner(now_ns, inode, path, data);
-        let pos = result.1.as_ref().copied().unwrap_or_else(|_| self.file_len(inode));
-        self.op_event(OpKind::Append, path, pos, data.len() as u64, now_ns, &result);
+        let pos = result
+            .1
+            .as_ref()
+            .copied()
+            .unwrap_or_else(|_| self.file_len(inode));
+        self.op_event(
+            OpKind::Append,
+            path,
+            pos,
+            data.len() as u64,
+            now_ns,
+            &result,
+        );
         result
     }
 
@@ -746,12 +927,22 @@ impl Core {
         }
         if self.faults.check(FaultKind::WriteError, path).is_some() {
             self.stats.faults_fired += 1;
-            self.event(DiskEvent::fault(FaultKind::WriteError, &path_label, now_ns, format!("append {len} at {pos}")));
+            self.event(DiskEvent::fault(
+                FaultKind::WriteError,
+                &path_label,
+                now_ns,
+                format!("append {len} at {pos}"),
+            ));
             return (now_ns, Err(os_error(libc::EIO)));
         }
         if self.faults.check(FaultKind::NoSpace, path).is_some() {
             self.stats.faults_fired += 1;
-            self.event(DiskEvent::fault(FaultKind::NoSpace, &path_label, now_ns, format!("append {len} at {pos}")));
+            self.event(DiskEvent::fault(
+                FaultKind::NoSpace,
+                &path_label,
+                now_ns,
+                format!("append {len} at {pos}"),
+            ));
             return (now_ns, Err(os_error(libc::ENOSPC)));
         }
         if let Some(limit) = self.faults.space_limit_bytes {
@@ -772,7 +963,9 @@ impl Core {
         let last_page = (pos + len - 1) / PAGE_SIZE;
         if !pos.is_multiple_of(PAGE_SIZE) && !self.cache.contains((inode, first_page)) {
             // Writing into the middle of a page that is not cached reads it first.
-            let (read_done_ns, _) = self.fill(inode, first_page, first_page + 1, now_ns, |_| IoCause::PartialPageRead);
+            let (read_done_ns, _) = self.fill(inode, first_page, first_page + 1, now_ns, |_| {
+                IoCause::PartialPageRead
+            });
             done_ns = read_done_ns;
         }
         // Dirty first (dirty pages are never evicted), then write the bytes.
@@ -789,19 +982,37 @@ impl Core {
         if released_ns > now_ns {
             self.stats.throttled_writes += 1;
             self.stats.throttle_ns += released_ns - now_ns;
-            self.event(DiskEvent::Throttle { inode, at_ns: now_ns, until_ns: released_ns });
+            self.event(DiskEvent::Throttle {
+                inode,
+                at_ns: now_ns,
+                until_ns: released_ns,
+            });
         }
         (done_ns.max(released_ns), Ok(pos))
     }
 
-    pub fn read(&mut self, now_ns: u64, inode: u64, path: &Path, pos: u64, len: u64) -> OpResult<Vec<u8>> {
+    pub fn read(
+        &mut self,
+        now_ns: u64,
+        inode: u64,
+        path: &Path,
+        pos: u64,
+        len: u64,
+    ) -> OpResult<Vec<u8>> {
         self.advance(now_ns);
         let result = self.read_inner(now_ns, inode, path, pos, len);
         self.op_event(OpKind::Read, path, pos, len, now_ns, &result);
         result
     }
 
-    fn read_inner(&mut self, now_ns: u64, inode: u64, path: &Path, pos: u64, len: u64) -> OpResult<Vec<u8>> {
+    fn read_inner(
+        &mut self,
+        now_ns: u64,
+        inode: u64,
+        path: &Path,
+        pos: u64,
+        len: u64,
+    ) -> OpResult<Vec<u8>> {
         let file_len = self.file(inode).logical.len();
         let end = file_len.min(pos.saturating_add(len));
         if pos >= end {
@@ -818,12 +1029,21 @@ impl Core {
         if let Some(miss) = first_miss {
             if self.faults.check(FaultKind::ReadError, path).is_some() {
                 self.stats.faults_fired += 1;
-                self.event(DiskEvent::fault(FaultKind::ReadError, &path.display().to_string(), now_ns, format!("page {miss}")));
+                self.event(DiskEvent::fault(
+                    FaultKind::ReadError,
+                    &path.display().to_string(),
+                    now_ns,
+                    format!("page {miss}"),
+                ));
                 // The device tried and failed.
-                let timing = self.device.submit(now_ns, IoDir::Read, addr(inode, miss), PAGE_SIZE);
+                let timing = self
+                    .device
+                    .submit(now_ns, IoDir::Read, addr(inode, miss), PAGE_SIZE);
                 return (timing.done_ns, Err(os_error(libc::EIO)));
             }
-            requested_misses = (first..=last).filter(|&p| !self.cache.contains((inode, p))).count() as u64;
+            requested_misses = (first..=last)
+                .filter(|&p| !self.cache.contains((inode, p)))
+                .count() as u64;
             let sequential = miss == ra.next_page && ra.window_pages > 0;
             let window = if sequential {
                 (ra.window_pages * 2).min(self.cache_config.read_ahead_max_pages())
@@ -831,8 +1051,13 @@ impl Core {
                 self.cache_config.read_ahead_pages()
             };
             let ra_end = file_pages.min((last + 1).max(miss + window));
-            let (fill_done_ns, filled) =
-                self.fill(inode, miss, ra_end, now_ns, |p| if p <= last { IoCause::ReadMiss } else { IoCause::Readahead });
+            let (fill_done_ns, filled) = self.fill(inode, miss, ra_end, now_ns, |p| {
+                if p <= last {
+                    IoCause::ReadMiss
+                } else {
+                    IoCause::Readahead
+                }
+            });
             done_ns = done_ns.max(fill_done_ns);
             self.stats.cache_miss_pages += requested_misses;
             self.stats.cache_miss_bytes += requested_misses * PAGE_SIZE;
@@ -887,8 +1112,17 @@ impl Core {
             // device never got them, so they are gone once evicted or at power loss.
             self.stats.faults_fired += 1;
             self.stats.fsyncgate_dropped_pages += dirty.len() as u64;
-            self.event(DiskEvent::fault(FaultKind::SyncError, &path.display().to_string(), now_ns, "fsync"));
-            self.event(DiskEvent::FsyncgateDropped { inode, pages: dirty.len() as u64, at_ns: now_ns });
+            self.event(DiskEvent::fault(
+                FaultKind::SyncError,
+                &path.display().to_string(),
+                now_ns,
+                "fsync",
+            ));
+            self.event(DiskEvent::FsyncgateDropped {
+                inode,
+                pages: dirty.len() as u64,
+                at_ns: now_ns,
+            });
             for &page in &dirty {
                 self.cache.mark_clean((inode, page));
             }
@@ -905,7 +1139,10 @@ impl Core {
         }
         let file = self.file_mut(inode);
         let (old_len, new_len) = (file.durable.len(), file.logical.len());
-        assert!(old_len <= new_len, "durable length {old_len} beyond logical {new_len}");
+        assert!(
+            old_len <= new_len,
+            "durable length {old_len} beyond logical {new_len}"
+        );
         if old_len != new_len {
             // Only after fsyncgate: the length becomes durable, the lost pages read as zeros.
             file.durable.set_len(new_len);
@@ -941,7 +1178,10 @@ impl Core {
         let old_len = self.file(inode).logical.len();
         if len > old_len {
             let msg = format!("truncate {path:?} to {len} beyond its length {old_len}");
-            return (now_ns, Err(io::Error::new(io::ErrorKind::InvalidInput, msg)));
+            return (
+                now_ns,
+                Err(io::Error::new(io::ErrorKind::InvalidInput, msg)),
+            );
         }
         // Like truncate_inode_pages: wait for the file's writeback in flight; it has landed then.
         let done_ns = self.inflight_done_of(inode).unwrap_or(now_ns).max(now_ns);
@@ -963,7 +1203,10 @@ impl Core {
     pub fn set_slow_factor(&mut self, now_ns: u64, factor: u32) {
         self.advance(now_ns);
         self.device.set_slow_factor(factor);
-        self.event(DiskEvent::SlowFactor { factor, at_ns: now_ns });
+        self.event(DiskEvent::SlowFactor {
+            factor,
+            at_ns: now_ns,
+        });
     }
 
     /// Evicts every clean page.
@@ -972,7 +1215,10 @@ impl Core {
         let evicted = self.cache.drop_clean();
         let pages = evicted.len() as u64;
         self.evicted(evicted, now_ns);
-        self.event(DiskEvent::DropCaches { at_ns: now_ns, pages });
+        self.event(DiskEvent::DropCaches {
+            at_ns: now_ns,
+            pages,
+        });
     }
 
     /// Flips the durable bytes in `pos..pos + len` of `path` (clipped to the durable length).
@@ -980,7 +1226,10 @@ impl Core {
         self.advance(now_ns);
         let inode = names(path).and_then(|n| self.lookup(&n))?;
         if self.is_dir(inode) {
-            return Err(io::Error::new(io::ErrorKind::IsADirectory, format!("{path:?} is a directory")));
+            return Err(io::Error::new(
+                io::ErrorKind::IsADirectory,
+                format!("{path:?} is a directory"),
+            ));
         }
         let file = self.file_mut(inode);
         let end = file.durable.len().min(pos.saturating_add(len));
@@ -1002,11 +1251,14 @@ impl Core {
     pub fn corrupt_random_sector(&mut self, now_ns: u64, prefix: &Path) -> Option<(PathBuf, u64)> {
         let mut candidates = Vec::new();
         self.collect_files(ROOT_INODE, PathBuf::new(), &mut candidates);
-        candidates.retain(|(path, inode)| path.starts_with(prefix) && self.file(*inode).durable.len() > 0);
+        candidates.retain(|(path, inode)| {
+            path.starts_with(prefix) && !self.file(*inode).durable.is_empty()
+        });
         if candidates.is_empty() {
             return None;
         }
-        let (path, inode) = candidates.swap_remove(self.faults.rng().gen_range(0..candidates.len()));
+        let (path, inode) =
+            candidates.swap_remove(self.faults.rng().gen_range(0..candidates.len()));
         let sectors = self.file(inode).durable.len().div_ceil(SECTOR_SIZE);
         let pos = self.faults.rng().gen_range(0..sectors) * SECTOR_SIZE;
         self.corrupt(now_ns, &path, pos, SECTOR_SIZE).ok()?;
@@ -1060,14 +1312,22 @@ impl Core {
             assert!(landed <= n);
             let mut landed_end = (io.first_page + landed) * PAGE_SIZE;
             let tear = self.faults.torn_writes && landed < n && now_ns > io.transfer_start_ns;
-            let torn_sectors = if tear { self.tear_rng.gen_range(0..PAGE_SIZE / SECTOR_SIZE) } else { 0 };
+            let torn_sectors = if tear {
+                self.tear_rng.gen_range(0..PAGE_SIZE / SECTOR_SIZE)
+            } else {
+                0
+            };
             let file = self.file_mut(io.inode);
             for k in landed..n {
                 let page = io.first_page + k;
                 let old = &io.old_pages[k as usize];
                 let restored = if k == landed && torn_sectors > 0 {
                     landed_end += torn_sectors * SECTOR_SIZE;
-                    torn_page(old.as_ref(), io.new_pages[k as usize].as_ref(), torn_sectors)
+                    torn_page(
+                        old.as_ref(),
+                        io.new_pages[k as usize].as_ref(),
+                        torn_sectors,
+                    )
                 } else {
                     old.clone()
                 };
@@ -1075,7 +1335,11 @@ impl Core {
                     file.durable.set_page(page, restored);
                 }
             }
-            let len = if n == 0 { io.old_len } else { io.old_len.max(io.new_len.min(landed_end)) };
+            let len = if n == 0 {
+                io.old_len
+            } else {
+                io.old_len.max(io.new_len.min(landed_end))
+            };
             file.durable.set_len(len);
             file.durable.zero_tail();
             if torn_sectors > 0 {
@@ -1103,7 +1367,13 @@ impl Core {
         self.stats.power_losses += 1;
         self.stats.power_loss_lost_pages += lost_dirty_pages;
         self.stats.torn_pages += torn_pages;
-        self.event(DiskEvent::Crash { kind: CrashKind::PowerLoss, at_ns: now_ns, lost_dirty_pages, reverted_ios, torn_pages });
+        self.event(DiskEvent::Crash {
+            kind: CrashKind::PowerLoss,
+            at_ns: now_ns,
+            lost_dirty_pages,
+            reverted_ios,
+            torn_pages,
+        });
         self.gc(now_ns);
     }
 
@@ -1115,10 +1385,16 @@ impl Core {
             if let Node::File(f) = &node.node {
                 f.logical.check();
                 f.durable.check();
-                assert!(f.durable.len() <= f.logical.len(), "inode {inode}: durable longer than logical");
+                assert!(
+                    f.durable.len() <= f.logical.len(),
+                    "inode {inode}: durable longer than logical"
+                );
                 used += f.logical.len();
                 for page in self.cache.pages_of(inode, 0) {
-                    assert!(page < pages_for(f.logical.len()), "inode {inode}: cached page {page} past end");
+                    assert!(
+                        page < pages_for(f.logical.len()),
+                        "inode {inode}: cached page {page} past end"
+                    );
                 }
             }
         }
