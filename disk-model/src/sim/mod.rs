@@ -54,7 +54,8 @@
 //! allocation and fragmentation (each file is contiguous on the device, files far apart: any
 //! switch between files is a full random access; seek time does not scale with distance), the
 //! device's volatile write cache (IO is durable at completion; flushes cost nothing), per-device
-//! IO scheduling (FIFO per channel), the active/inactive LRU split, memory pressure from
+//! IO scheduling (FIFO per channel: a read issued while a throttled writer has the flusher's chunks
+//! queued waits behind them, where Linux would let reads jump ahead), the active/inactive LRU split, memory pressure from
 //! anything but this disk, multiple disks sharing one page cache, per-cgroup dirty limits, and
 //! the CPU cost of copies (hits are free here; the CPU model charges them).
 //!
