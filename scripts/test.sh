@@ -29,6 +29,28 @@ cargo_tests test-sim sim-test --workspace --no-fail-fast
 
 # --- real-client tests are added below this line (they install kcat / Python clients idempotently)
 
+# Real clients against `broker serve` (release build): kcat from Debian, confluent-kafka and
+# kafka-python from PyPI in .venv. Installs only what is missing.
+real_clients() {
+  if ! command -v kcat >/dev/null 2>&1; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq kcat || return 1
+  fi
+  if ! .venv/bin/python -c 'import confluent_kafka, kafka, pytest' >/dev/null 2>&1; then
+    python3 -m venv .venv && .venv/bin/pip install -q confluent-kafka kafka-python pytest || return 1
+  fi
+  cargo build --release -p broker || return 1
+  LOGLAB_BROKER="$PWD/target/release/broker" timeout 900 .venv/bin/python -m pytest -q -p no:cacheprovider \
+    -W ignore::DeprecationWarning tests/clients
+}
+step "real clients: kcat, confluent-kafka, kafka-python (tests/clients)"
+real_clients >target/real-clients.log 2>&1
+rc=$?
+grep -E '^(FAILED|ERROR)|[0-9]+ (passed|failed)' target/real-clients.log || true
+if [ $rc -ne 0 ]; then
+  echo "--- real clients failed (exit $rc); tail of target/real-clients.log:"; tail -n 60 target/real-clients.log
+  failures=$((failures + 1))
+fi
+
 step "summary"
 passed=$(cat target/test-real.log target/test-sim.log | awk '/^test result:/ { for (i = 1; i <= NF; i++) if ($(i+1) ~ /^passed/) p += $i } END { print p + 0 }')
 failed=$(cat target/test-real.log target/test-sim.log | awk '/^test result:/ { for (i = 1; i <= NF; i++) if ($(i+1) ~ /^failed/) f += $i } END { print f + 0 }')
