@@ -1,24 +1,39 @@
-//! Loglab's Kafka client. For now the producer core, as pure logic plus a runtime-agnostic wait:
+//! Loglab's Kafka client, runtime-agnostic: tokio (madsim-tokio) tasks, sync and time only, bytes
+//! through the `net_model` transport handed in, randomness from a seed handed in.
 //!
-//! - [`ProducerConfig`]: Kafka's producer config names, defaults and cross-checks.
-//! - [`Partitioner`]: murmur2 for keyed records, sticky (KIP-794) for null keys, seeded rng.
-//! - [`BufferPool`]: `buffer.memory` with recycled `batch.size` buffers; waits use tokio
-//!   (madsim-tokio) time, so they work on real IO and in the simulator.
-//! - [`RecordAccumulator`]: per-partition batches (`records::BatchBuilder`), linger/size readiness,
-//!   per-node drain bounded by `max.request.size`, idempotent sequence numbers at drain time.
-//!
-//! The network half (metadata, sender loop, Produce requests) plugs in at
-//! [`RecordAccumulator::ready`] / [`RecordAccumulator::drain`] / [`RecordAccumulator::complete`].
+//! - [`conn`]: one broker connection — framing, request headers, correlation ids, pipelining up
+//!   to `max.in.flight.requests.per.connection`, ApiVersions negotiation, bounded response frames.
+//! - [`cluster`]: connections per broker and the metadata cache, shared by the clients below.
+//! - [`producer`]: [`Producer`] over the producer core: [`ProducerConfig`] (Kafka names/defaults),
+//!   [`Partitioner`] (murmur2 / sticky), [`BufferPool`] (`buffer.memory`), [`RecordAccumulator`]
+//!   (linger/size readiness, per-node drain, idempotent sequences) and a sender task.
+//! - [`consumer`]: [`Consumer`] with `assign`, `seek*`, `poll` and pipelined fetches.
+//! - [`admin`]: [`Admin`] — create/delete/list topics.
 
 pub mod accumulator;
+pub mod admin;
 pub mod buffer_pool;
+pub mod cluster;
 pub mod config;
+pub mod conn;
+pub mod consumer;
+pub mod errors;
 pub mod partitioner;
+pub mod perf;
+pub mod producer;
 
 pub use accumulator::{
     append, increment_sequence, AccumulatorConfig, AppendError, Appended, FailReason, FailedBatch,
     ProducerBatch, ReadyCheck, RecordAccumulator, RecordRef, TopicPartition, TryAppend,
 };
+pub use admin::{Admin, AdminConfig, AdminError, NewTopic};
 pub use buffer_pool::{BufferPool, PoolError};
+pub use cluster::{Cluster, Metadata, PartitionMetadata, TopicMetadata};
 pub use config::{Acks, ConfigError, ProducerConfig};
+pub use conn::{Conn, ConnConfig, ConnError};
+pub use consumer::{
+    AutoOffsetReset, Consumer, ConsumerConfig, ConsumerError, ConsumerRecord,
+};
 pub use partitioner::{murmur2, partition_for_key, to_positive, Partitioner};
+pub use producer::{DeliveryFuture, ProduceError, Producer, ProducerRecord, RecordMetadata};
+pub use records::Header;

@@ -1,0 +1,230 @@
+//! What every client shares: the transport, connections per broker address (negotiated, reused,
+//! replaced when broken), and the cluster metadata (brokers, topics, partition leaders).
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
+use kafka_protocol::messages::{MetadataRequest, TopicName};
+use kafka_protocol::protocol::StrBytes;
+use net_model::Network;
+
+use crate::conn::{Conn, ConnConfig, ConnError};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartitionMetadata {
+    pub partition: i32,
+    pub error_code: i16,
+    /// -1 when there is no leader.
+    pub leader: i32,
+    pub leader_epoch: i32,
+    pub replicas: Vec<i32>,
+    pub isr: Vec<i32>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopicMetadata {
+    pub name: String,
+    pub error_code: i16,
+    pub is_internal: bool,
+    /// Sorted by partition id.
+    pub partitions: Vec<PartitionMetadata>,
+}
+
+impl TopicMetadata {
+    pub fn leader(&self, partition: i32) -> Option<i32> {
+        self.partitions
+            .iter()
+            .find(|p| p.partition == partition)
+            .map(|p| p.leader)
+            .filter(|&l| l >= 0)
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Metadata {
+    /// Node id → `host:port`.
+    pub brokers: BTreeMap<i32, String>,
+    pub controller_id: i32,
+    pub cluster_id: Option<String>,
+    pub topics: BTreeMap<String, TopicMetadata>,
+}
+
+impl Metadata {
+    pub fn topic(&self, name: &str) -> Option<&TopicMetadata> {
+        self.topics.get(name)
+    }
+
+    pub fn leader_addr(&self, topic: &str, partition: i32) -> Option<(i32, &str)> {
+        let leader = self.topics.get(topic)?.leader(partition)?;
+        self.brokers.get(&leader).map(|a| (leader, a.as_str()))
+    }
+}
+
+/// Connections and metadata shared by a producer, a consumer or an admin client.
+pub struct Cluster {
+    net: Arc<dyn Network>,
+    cfg: ConnConfig,
+    bootstrap: Vec<String>,
+    conns: tokio::sync::Mutex<BTreeMap<String, Arc<Conn>>>,
+    meta: Mutex<Metadata>,
+}
+
+impl std::fmt::Debug for Cluster {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cluster")
+            .field("bootstrap", &self.bootstrap)
+            .finish()
+    }
+}
+
+impl Cluster {
+    pub fn new(net: Arc<dyn Network>, bootstrap: Vec<String>, cfg: ConnConfig) -> Self {
+        Self {
+            net,
+            cfg,
+            bootstrap,
+            conns: tokio::sync::Mutex::new(BTreeMap::new()),
+            meta: Mutex::new(Metadata::default()),
+        }
+    }
+
+    pub fn config(&self) -> &ConnConfig {
+        &self.cfg
+    }
+
+    /// A snapshot of the cached metadata.
+    pub fn metadata(&self) -> Metadata {
+        self.meta.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Reads the cache under its lock.
+    pub fn with_metadata<T>(&self, f: impl FnOnce(&Metadata) -> T) -> T {
+        f(&self.meta.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// An open connection to `addr`, reusing one when it is still open.
+    pub async fn conn(&self, addr: &str) -> Result<Arc<Conn>, ConnError> {
+        let mut conns = self.conns.lock().await;
+        if let Some(c) = conns.get(addr) {
+            if c.is_open() {
+                return Ok(Arc::clone(c));
+            }
+        }
+        let c = Conn::connect(self.net.as_ref(), addr, self.cfg.clone()).await?;
+        conns.insert(addr.to_string(), Arc::clone(&c));
+        Ok(c)
+    }
+
+    /// A connection to broker `node` (its address from metadata).
+    pub async fn node_conn(&self, node: i32) -> Result<Arc<Conn>, ConnError> {
+        let addr = self.with_metadata(|m| m.brokers.get(&node).cloned());
+        let addr = addr.ok_or_else(|| ConnError::Connect {
+            addr: format!("node {node}"),
+            reason: "unknown broker id".into(),
+        })?;
+        self.conn(&addr).await
+    }
+
+    /// A connection to any broker: known brokers first, then the bootstrap list.
+    pub async fn any_conn(&self) -> Result<Arc<Conn>, ConnError> {
+        let mut addrs: Vec<String> = self.with_metadata(|m| m.brokers.values().cloned().collect());
+        for b in &self.bootstrap {
+            if !addrs.contains(b) {
+                addrs.push(b.clone());
+            }
+        }
+        let mut last = ConnError::Connect {
+            addr: String::new(),
+            reason: "bootstrap.servers is empty".into(),
+        };
+        for a in addrs {
+            match self.conn(&a).await {
+                Ok(c) => return Ok(c),
+                Err(e) => last = e,
+            }
+        }
+        Err(last)
+    }
+
+    /// Fetches metadata for `topics` (`None` = all topics) and merges it into the cache.
+    pub async fn refresh_metadata(
+        &self,
+        topics: Option<&[String]>,
+        allow_auto_create: bool,
+    ) -> Result<Metadata, ConnError> {
+        let conn = self.any_conn().await?;
+        let req = MetadataRequest::default()
+            .with_topics(topics.map(|ts| {
+                ts.iter()
+                    .map(|t| {
+                        MetadataRequestTopic::default().with_name(Some(TopicName(
+                            StrBytes::from_string(t.clone()),
+                        )))
+                    })
+                    .collect()
+            }))
+            .with_allow_auto_topic_creation(allow_auto_create);
+        let resp = conn.request(&req).await?;
+        let mut fresh = Metadata {
+            controller_id: resp.controller_id.0,
+            cluster_id: resp.cluster_id.map(|s| s.to_string()),
+            ..Metadata::default()
+        };
+        for b in &resp.brokers {
+            fresh
+                .brokers
+                .insert(b.node_id.0, format!("{}:{}", b.host.as_str(), b.port));
+        }
+        for t in &resp.topics {
+            let Some(name) = &t.name else { continue };
+            let mut partitions: Vec<PartitionMetadata> = t
+                .partitions
+                .iter()
+                .map(|p| PartitionMetadata {
+                    partition: p.partition_index,
+                    error_code: p.error_code,
+                    leader: p.leader_id.0,
+                    leader_epoch: p.leader_epoch,
+                    replicas: p.replica_nodes.iter().map(|b| b.0).collect(),
+                    isr: p.isr_nodes.iter().map(|b| b.0).collect(),
+                })
+                .collect();
+            partitions.sort_by_key(|p| p.partition);
+            fresh.topics.insert(
+                name.to_string(),
+                TopicMetadata {
+                    name: name.to_string(),
+                    error_code: t.error_code,
+                    is_internal: t.is_internal,
+                    partitions,
+                },
+            );
+        }
+        let mut m = self.meta.lock().unwrap_or_else(|e| e.into_inner());
+        if !fresh.brokers.is_empty() {
+            m.brokers = fresh.brokers.clone();
+        }
+        m.controller_id = fresh.controller_id;
+        m.cluster_id = fresh.cluster_id.clone();
+        if topics.is_none() {
+            m.topics.clear();
+        }
+        for (name, t) in &fresh.topics {
+            if t.error_code == 0 {
+                m.topics.insert(name.clone(), t.clone());
+            } else {
+                m.topics.remove(name);
+            }
+        }
+        Ok(fresh)
+    }
+
+    /// Closes every connection.
+    pub async fn close(&self) {
+        let conns = std::mem::take(&mut *self.conns.lock().await);
+        for (_, c) in conns {
+            c.close().await;
+        }
+    }
+}

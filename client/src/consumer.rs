@@ -1,0 +1,1004 @@
+//! The consumer without groups (manual assignment), after Kafka's `KafkaConsumer` + `Fetcher`:
+//!
+//! - [`Consumer::assign`] sets the partitions; a partition without a position is reset by
+//!   `auto.offset.reset` (earliest / latest / none) through ListOffsets.
+//! - [`Consumer::seek`] sets a position; `seek_to_beginning` / `seek_to_end` /
+//!   `seek_to_timestamp` are lazy (resolved by ListOffsets at the next `poll` or `position`).
+//! - [`Consumer::poll`] returns buffered records first (at most `max.poll.records`), and before
+//!   returning sends the next Fetch to every leader that has none in flight, so a fetch is on the
+//!   wire while the application processes the previous one. A partition with buffered records is
+//!   not fetched again until they are drained (Kafka's rule).
+//! - Fetch requests carry `fetch.min.bytes`, `fetch.max.wait.ms`, `fetch.max.bytes` and
+//!   `max.partition.fetch.bytes`; the response frame is bounded before allocation. Records are
+//!   decoded by `records::decode_batch` (CRC32C checked with `check.crcs`, decompression bounded);
+//!   a partial batch at the end of a partition's data is dropped; records below the fetch offset
+//!   (inside a compressed batch) are skipped; control batches are skipped.
+//! - OFFSET_OUT_OF_RANGE resets per `auto.offset.reset` (`none` surfaces
+//!   [`ConsumerError::OffsetOutOfRange`]); leader errors refresh metadata.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
+use kafka_protocol::messages::{BrokerId, FetchRequest, ListOffsetsRequest, TopicName};
+use kafka_protocol::protocol::StrBytes;
+use net_model::Network;
+use records::{decode_batch, decode_batch_unverified_crc, BatchHeader, Header, LENGTH_FIELD_END};
+use thiserror::Error;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use crate::accumulator::TopicPartition;
+use crate::cluster::Cluster;
+use crate::conn::{Conn, ConnConfig, ConnError};
+use crate::errors;
+
+/// Bound on one batch's decompressed records.
+const MAX_UNCOMPRESSED_BATCH: usize = 128 * 1024 * 1024;
+/// Slack over `fetch.max.bytes` for a Fetch response frame (headers, and KIP-74's first batch
+/// that may exceed the limits).
+const FETCH_RESPONSE_SLACK: usize = 16 * 1024 * 1024;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AutoOffsetReset {
+    Earliest,
+    Latest,
+    None,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsumerConfig {
+    pub bootstrap_servers: Vec<String>,
+    pub client_id: String,
+    pub fetch_min_bytes: i32,
+    pub fetch_max_bytes: i32,
+    pub fetch_max_wait_ms: i32,
+    pub max_partition_fetch_bytes: i32,
+    pub check_crcs: bool,
+    pub auto_offset_reset: AutoOffsetReset,
+    pub max_poll_records: usize,
+    pub request_timeout_ms: u64,
+    pub retry_backoff_ms: u64,
+    pub default_api_timeout_ms: u64,
+    /// 0 = read_uncommitted, 1 = read_committed.
+    pub isolation_level: i8,
+}
+
+impl Default for ConsumerConfig {
+    fn default() -> Self {
+        Self {
+            bootstrap_servers: Vec::new(),
+            client_id: String::new(),
+            fetch_min_bytes: 1,
+            fetch_max_bytes: 52_428_800,
+            fetch_max_wait_ms: 500,
+            max_partition_fetch_bytes: 1_048_576,
+            check_crcs: true,
+            auto_offset_reset: AutoOffsetReset::Latest,
+            max_poll_records: 500,
+            request_timeout_ms: 30_000,
+            retry_backoff_ms: 100,
+            default_api_timeout_ms: 60_000,
+            isolation_level: 0,
+        }
+    }
+}
+
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+pub enum ConsumerError {
+    #[error("unknown consumer config `{key}`")]
+    UnknownConfig { key: String },
+    #[error("invalid value `{value}` for `{key}`: {reason}")]
+    InvalidConfig {
+        key: String,
+        value: String,
+        reason: String,
+    },
+    #[error("{topic}-{partition} is not assigned to this consumer")]
+    NotAssigned { topic: String, partition: i32 },
+    #[error("{topic}-{partition}: offset {offset} is out of range and auto.offset.reset=none")]
+    OffsetOutOfRange {
+        topic: String,
+        partition: i32,
+        offset: i64,
+    },
+    #[error("{topic}-{partition} has no position and auto.offset.reset=none")]
+    NoOffset { topic: String, partition: i32 },
+    #[error("{topic}-{partition}: {name} (error code {code})")]
+    Broker {
+        topic: String,
+        partition: i32,
+        code: i16,
+        name: &'static str,
+    },
+    #[error("{topic}-{partition} at offset {offset}: corrupt record batch: {reason}")]
+    Corrupt {
+        topic: String,
+        partition: i32,
+        offset: i64,
+        reason: String,
+    },
+    #[error("no leader known for {topic}-{partition} within default.api.timeout.ms")]
+    NoLeader { topic: String, partition: i32 },
+    #[error(transparent)]
+    Conn(#[from] ConnError),
+}
+
+fn invalid(key: &str, value: &str, reason: impl Into<String>) -> ConsumerError {
+    ConsumerError::InvalidConfig {
+        key: key.into(),
+        value: value.into(),
+        reason: reason.into(),
+    }
+}
+
+fn num<T: std::str::FromStr>(key: &str, value: &str) -> Result<T, ConsumerError>
+where
+    T::Err: std::fmt::Display,
+{
+    value.parse().map_err(|e: T::Err| invalid(key, value, e.to_string()))
+}
+
+impl ConsumerConfig {
+    /// Parses `key=value` pairs (Kafka's consumer config names) over the defaults.
+    pub fn from_pairs<I, K, V>(pairs: I) -> Result<Self, ConsumerError>
+    where
+        I: IntoIterator<Item = (K, V)>,
+        K: AsRef<str>,
+        V: AsRef<str>,
+    {
+        let mut c = Self::default();
+        for (k, v) in pairs {
+            c.set(k.as_ref().trim(), v.as_ref().trim())?;
+        }
+        Ok(c)
+    }
+
+    /// Java-properties-like text: `key=value` lines, `#`/`!` comments.
+    pub fn from_properties(text: &str) -> Result<Self, ConsumerError> {
+        let mut pairs = Vec::new();
+        for line in text.lines().map(str::trim) {
+            if line.is_empty() || line.starts_with('#') || line.starts_with('!') {
+                continue;
+            }
+            let (k, v) = line
+                .split_once('=')
+                .ok_or_else(|| invalid(line, "", "not key=value"))?;
+            pairs.push((k.to_string(), v.to_string()));
+        }
+        Self::from_pairs(pairs)
+    }
+
+    pub fn set(&mut self, key: &str, value: &str) -> Result<(), ConsumerError> {
+        match key {
+            "bootstrap.servers" => {
+                self.bootstrap_servers = value
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(String::from)
+                    .collect()
+            }
+            "client.id" => self.client_id = value.to_string(),
+            "fetch.min.bytes" => self.fetch_min_bytes = num(key, value)?,
+            "fetch.max.bytes" => self.fetch_max_bytes = num(key, value)?,
+            "fetch.max.wait.ms" => self.fetch_max_wait_ms = num(key, value)?,
+            "max.partition.fetch.bytes" => self.max_partition_fetch_bytes = num(key, value)?,
+            "check.crcs" => {
+                self.check_crcs = match value {
+                    "true" => true,
+                    "false" => false,
+                    _ => return Err(invalid(key, value, "expected true or false")),
+                }
+            }
+            "auto.offset.reset" => {
+                self.auto_offset_reset = match value {
+                    "earliest" => AutoOffsetReset::Earliest,
+                    "latest" => AutoOffsetReset::Latest,
+                    "none" => AutoOffsetReset::None,
+                    _ => return Err(invalid(key, value, "expected earliest, latest or none")),
+                }
+            }
+            "max.poll.records" => {
+                self.max_poll_records = num(key, value)?;
+                if self.max_poll_records == 0 {
+                    return Err(invalid(key, value, "must be at least 1"));
+                }
+            }
+            "request.timeout.ms" => self.request_timeout_ms = num(key, value)?,
+            "retry.backoff.ms" => self.retry_backoff_ms = num(key, value)?,
+            "default.api.timeout.ms" => self.default_api_timeout_ms = num(key, value)?,
+            "isolation.level" => {
+                self.isolation_level = match value {
+                    "read_uncommitted" => 0,
+                    "read_committed" => 1,
+                    _ => {
+                        return Err(invalid(
+                            key,
+                            value,
+                            "expected read_uncommitted or read_committed",
+                        ))
+                    }
+                }
+            }
+            _ => return Err(ConsumerError::UnknownConfig { key: key.into() }),
+        }
+        for (k, v) in [
+            ("fetch.min.bytes", self.fetch_min_bytes),
+            ("fetch.max.bytes", self.fetch_max_bytes),
+            ("fetch.max.wait.ms", self.fetch_max_wait_ms),
+            ("max.partition.fetch.bytes", self.max_partition_fetch_bytes),
+        ] {
+            if k == key && v < 0 {
+                return Err(invalid(key, value, "must not be negative"));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A record as returned by [`Consumer::poll`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsumerRecord {
+    pub topic: Arc<str>,
+    pub partition: i32,
+    pub offset: i64,
+    pub timestamp: i64,
+    pub key: Option<Bytes>,
+    pub value: Option<Bytes>,
+    pub headers: Vec<Header>,
+}
+
+/// Where a lazily resolved position should go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum OffsetSpec {
+    Earliest,
+    Latest,
+    Timestamp(i64),
+}
+
+impl OffsetSpec {
+    fn wire(self) -> i64 {
+        match self {
+            OffsetSpec::Earliest => -2,
+            OffsetSpec::Latest => -1,
+            OffsetSpec::Timestamp(t) => t,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+struct PartState {
+    position: Option<i64>,
+    /// A pending seek-to (resolved by ListOffsets before fetching).
+    reset: Option<OffsetSpec>,
+    high_watermark: Option<i64>,
+}
+
+/// Decoded records of one partition from one fetch, not yet returned to the application.
+#[derive(Debug)]
+struct Completed {
+    tp: TopicPartition,
+    records: VecDeque<ConsumerRecord>,
+    /// Position after the last complete batch.
+    next_offset: i64,
+}
+
+/// One partition's share of a fetch response, decoded in the fetch task.
+#[derive(Debug)]
+struct PartResult {
+    tp: TopicPartition,
+    fetch_offset: i64,
+    error_code: i16,
+    high_watermark: i64,
+    records: Vec<ConsumerRecord>,
+    next_offset: i64,
+    corrupt: Option<String>,
+}
+
+type FetchOutcome = Result<Vec<PartResult>, ConnError>;
+
+/// A consumer with manual assignment. `&mut self` methods, like Kafka's single-threaded consumer.
+pub struct Consumer {
+    cfg: ConsumerConfig,
+    cluster: Arc<Cluster>,
+    assignment: BTreeMap<TopicPartition, PartState>,
+    buffered: VecDeque<Completed>,
+    inflight: BTreeSet<i32>,
+    node_backoff: BTreeMap<i32, Instant>,
+    tx: mpsc::UnboundedSender<(i32, FetchOutcome)>,
+    rx: mpsc::UnboundedReceiver<(i32, FetchOutcome)>,
+    need_metadata: bool,
+    pending_error: Option<ConsumerError>,
+}
+
+impl std::fmt::Debug for Consumer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Consumer")
+            .field("assignment", &self.assignment.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+impl Consumer {
+    pub fn new(cfg: ConsumerConfig, net: Arc<dyn Network>) -> Self {
+        let max_response = (cfg.fetch_max_bytes.max(cfg.max_partition_fetch_bytes) as usize)
+            .saturating_add(FETCH_RESPONSE_SLACK);
+        let conn_cfg = ConnConfig {
+            client_id: if cfg.client_id.is_empty() {
+                "loglab-consumer".into()
+            } else {
+                cfg.client_id.clone()
+            },
+            // A long poll waits fetch.max.wait.ms on the broker on top of the request timeout.
+            request_timeout: Duration::from_millis(
+                cfg.request_timeout_ms + cfg.fetch_max_wait_ms as u64,
+            ),
+            max_in_flight: 5,
+            max_response_bytes: max_response,
+            connect_timeout: Duration::from_millis(cfg.request_timeout_ms.min(10_000)),
+        };
+        let cluster = Arc::new(Cluster::new(net, cfg.bootstrap_servers.clone(), conn_cfg));
+        let (tx, rx) = mpsc::unbounded_channel();
+        Self {
+            cfg,
+            cluster,
+            assignment: BTreeMap::new(),
+            buffered: VecDeque::new(),
+            inflight: BTreeSet::new(),
+            node_backoff: BTreeMap::new(),
+            tx,
+            rx,
+            need_metadata: true,
+            pending_error: None,
+        }
+    }
+
+    pub fn config(&self) -> &ConsumerConfig {
+        &self.cfg
+    }
+
+    pub fn cluster(&self) -> &Arc<Cluster> {
+        &self.cluster
+    }
+
+    /// Replaces the assignment. Partitions kept keep their positions; new ones start without one
+    /// (`auto.offset.reset` applies unless seeked).
+    pub fn assign(&mut self, partitions: impl IntoIterator<Item = TopicPartition>) {
+        let mut next = BTreeMap::new();
+        for tp in partitions {
+            let st = self.assignment.remove(&tp).unwrap_or_default();
+            next.insert(tp, st);
+        }
+        self.assignment = next;
+        let assigned = &self.assignment;
+        self.buffered.retain(|c| assigned.contains_key(&c.tp));
+        self.need_metadata = true;
+    }
+
+    pub fn assignment(&self) -> Vec<TopicPartition> {
+        self.assignment.keys().cloned().collect()
+    }
+
+    fn state(&mut self, tp: &TopicPartition) -> Result<&mut PartState, ConsumerError> {
+        self.assignment
+            .get_mut(tp)
+            .ok_or_else(|| ConsumerError::NotAssigned {
+                topic: tp.topic.clone(),
+                partition: tp.partition,
+            })
+    }
+
+    fn drop_buffered(&mut self, tp: &TopicPartition) {
+        self.buffered.retain(|c| &c.tp != tp);
+    }
+
+    /// The next fetch of `tp` starts at `offset`.
+    pub fn seek(&mut self, tp: &TopicPartition, offset: i64) -> Result<(), ConsumerError> {
+        let st = self.state(tp)?;
+        st.position = Some(offset);
+        st.reset = None;
+        self.drop_buffered(tp);
+        Ok(())
+    }
+
+    fn seek_spec(&mut self, tps: &[TopicPartition], spec: OffsetSpec) -> Result<(), ConsumerError> {
+        for tp in tps {
+            let st = self.state(tp)?;
+            st.position = None;
+            st.reset = Some(spec);
+        }
+        for tp in tps {
+            self.drop_buffered(tp);
+        }
+        Ok(())
+    }
+
+    /// Seeks to the log start offset (lazily, at the next `poll`/`position`).
+    pub fn seek_to_beginning(&mut self, tps: &[TopicPartition]) -> Result<(), ConsumerError> {
+        self.seek_spec(tps, OffsetSpec::Earliest)
+    }
+
+    /// Seeks to the log end (the high watermark), lazily.
+    pub fn seek_to_end(&mut self, tps: &[TopicPartition]) -> Result<(), ConsumerError> {
+        self.seek_spec(tps, OffsetSpec::Latest)
+    }
+
+    /// Seeks to the first offset whose timestamp is at least `timestamp` (the end when there is
+    /// none), lazily.
+    pub fn seek_to_timestamp(
+        &mut self,
+        tps: &[TopicPartition],
+        timestamp: i64,
+    ) -> Result<(), ConsumerError> {
+        self.seek_spec(tps, OffsetSpec::Timestamp(timestamp))
+    }
+
+    /// The offset of the next record `poll` returns for `tp` (resolving a pending seek or reset).
+    pub async fn position(&mut self, tp: &TopicPartition) -> Result<i64, ConsumerError> {
+        self.state(tp)?;
+        self.update_positions().await?;
+        let st = self.state(tp)?;
+        st.position.ok_or_else(|| ConsumerError::NoOffset {
+            topic: tp.topic.clone(),
+            partition: tp.partition,
+        })
+    }
+
+    /// Log start offsets.
+    pub async fn beginning_offsets(
+        &mut self,
+        tps: &[TopicPartition],
+    ) -> Result<BTreeMap<TopicPartition, i64>, ConsumerError> {
+        let r = self.list_offsets(tps.iter().map(|tp| (tp.clone(), -2)).collect()).await?;
+        Ok(r.into_iter().map(|(tp, (o, _))| (tp, o)).collect())
+    }
+
+    /// High watermarks (read_uncommitted) / last stable offsets (read_committed).
+    pub async fn end_offsets(
+        &mut self,
+        tps: &[TopicPartition],
+    ) -> Result<BTreeMap<TopicPartition, i64>, ConsumerError> {
+        let r = self.list_offsets(tps.iter().map(|tp| (tp.clone(), -1)).collect()).await?;
+        Ok(r.into_iter().map(|(tp, (o, _))| (tp, o)).collect())
+    }
+
+    /// Per partition, the earliest offset whose timestamp is at least the given one, with that
+    /// record's timestamp; `None` when no such record exists.
+    pub async fn offsets_for_times(
+        &mut self,
+        query: &[(TopicPartition, i64)],
+    ) -> Result<BTreeMap<TopicPartition, Option<(i64, i64)>>, ConsumerError> {
+        let r = self.list_offsets(query.to_vec()).await?;
+        Ok(r
+            .into_iter()
+            .map(|(tp, (o, ts))| (tp, (o >= 0).then_some((o, ts))))
+            .collect())
+    }
+
+    async fn ensure_metadata(&mut self) -> Result<(), ConsumerError> {
+        let topics: BTreeSet<String> = self.assignment.keys().map(|tp| tp.topic.clone()).collect();
+        let missing = self.cluster.with_metadata(|m| {
+            self.assignment
+                .keys()
+                .any(|tp| m.leader_addr(&tp.topic, tp.partition).is_none())
+        });
+        if !self.need_metadata && !missing {
+            return Ok(());
+        }
+        if topics.is_empty() {
+            self.need_metadata = false;
+            return Ok(());
+        }
+        let topics: Vec<String> = topics.into_iter().collect();
+        self.cluster.refresh_metadata(Some(&topics), false).await?;
+        self.need_metadata = false;
+        Ok(())
+    }
+
+    /// ListOffsets for each (partition, timestamp spec), grouped by leader.
+    async fn list_offsets(
+        &mut self,
+        query: Vec<(TopicPartition, i64)>,
+    ) -> Result<BTreeMap<TopicPartition, (i64, i64)>, ConsumerError> {
+        let deadline = Instant::now() + Duration::from_millis(self.cfg.default_api_timeout_ms);
+        let mut out = BTreeMap::new();
+        let mut todo = query;
+        while !todo.is_empty() {
+            let mut by_node: BTreeMap<i32, Vec<(TopicPartition, i64)>> = BTreeMap::new();
+            let mut no_leader = Vec::new();
+            self.cluster.with_metadata(|m| {
+                for (tp, ts) in &todo {
+                    match m.leader_addr(&tp.topic, tp.partition) {
+                        Some((node, _)) => by_node.entry(node).or_default().push((tp.clone(), *ts)),
+                        None => no_leader.push((tp.clone(), *ts)),
+                    }
+                }
+            });
+            let mut retry = no_leader;
+            for (node, parts) in by_node {
+                let mut topics: BTreeMap<&str, Vec<ListOffsetsPartition>> = BTreeMap::new();
+                for (tp, ts) in &parts {
+                    topics.entry(&tp.topic).or_default().push(
+                        ListOffsetsPartition::default()
+                            .with_partition_index(tp.partition)
+                            .with_current_leader_epoch(-1)
+                            .with_timestamp(*ts),
+                    );
+                }
+                let req = ListOffsetsRequest::default()
+                    .with_replica_id(BrokerId(-1))
+                    .with_isolation_level(self.cfg.isolation_level)
+                    .with_topics(
+                        topics
+                            .into_iter()
+                            .map(|(t, ps)| {
+                                ListOffsetsTopic::default()
+                                    .with_name(TopicName(StrBytes::from_string(t.to_string())))
+                                    .with_partitions(ps)
+                            })
+                            .collect(),
+                    );
+                let resp = match self.cluster.node_conn(node).await {
+                    Ok(c) => c.request(&req).await,
+                    Err(e) => Err(e),
+                };
+                let resp = match resp {
+                    Ok(r) => r,
+                    Err(e) if e.is_retriable() && Instant::now() < deadline => {
+                        retry.extend(parts);
+                        continue;
+                    }
+                    Err(e) => return Err(e.into()),
+                };
+                for t in resp.topics {
+                    for p in t.partitions {
+                        let tp = TopicPartition::new(t.name.to_string(), p.partition_index);
+                        let Some((_, ts)) = parts.iter().find(|(q, _)| *q == tp) else {
+                            continue;
+                        };
+                        if p.error_code == errors::NONE {
+                            out.insert(tp, (p.offset, p.timestamp));
+                        } else if errors::is_retriable(p.error_code) && Instant::now() < deadline {
+                            retry.push((tp, *ts));
+                        } else {
+                            return Err(ConsumerError::Broker {
+                                topic: tp.topic,
+                                partition: tp.partition,
+                                code: p.error_code,
+                                name: errors::error_name(p.error_code),
+                            });
+                        }
+                    }
+                }
+            }
+            if retry.is_empty() {
+                break;
+            }
+            if Instant::now() >= deadline {
+                let (tp, _) = &retry[0];
+                return Err(ConsumerError::NoLeader {
+                    topic: tp.topic.clone(),
+                    partition: tp.partition,
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(self.cfg.retry_backoff_ms.max(1))).await;
+            self.need_metadata = true;
+            self.ensure_metadata().await.ok();
+            todo = retry;
+        }
+        Ok(out)
+    }
+
+    /// Resolves pending seeks and resets (`auto.offset.reset`) by ListOffsets.
+    async fn update_positions(&mut self) -> Result<(), ConsumerError> {
+        let mut query = Vec::new();
+        for (tp, st) in &self.assignment {
+            if st.position.is_some() {
+                continue;
+            }
+            let spec = match (st.reset, self.cfg.auto_offset_reset) {
+                (Some(s), _) => s,
+                (None, AutoOffsetReset::Earliest) => OffsetSpec::Earliest,
+                (None, AutoOffsetReset::Latest) => OffsetSpec::Latest,
+                (None, AutoOffsetReset::None) => {
+                    return Err(ConsumerError::NoOffset {
+                        topic: tp.topic.clone(),
+                        partition: tp.partition,
+                    })
+                }
+            };
+            query.push((tp.clone(), spec));
+        }
+        if query.is_empty() {
+            return Ok(());
+        }
+        self.ensure_metadata().await?;
+        let wire: Vec<(TopicPartition, i64)> =
+            query.iter().map(|(tp, s)| (tp.clone(), s.wire())).collect();
+        let found = self.list_offsets(wire).await?;
+        let mut need_end = Vec::new();
+        for (tp, spec) in query {
+            let Some(&(offset, _)) = found.get(&tp) else { continue };
+            if offset < 0 {
+                // No record at or after the timestamp: the end of the log.
+                need_end.push((tp, -1));
+                continue;
+            }
+            if let Some(st) = self.assignment.get_mut(&tp) {
+                if st.position.is_none() && (st.reset.is_none() || st.reset == Some(spec)) {
+                    st.position = Some(offset);
+                    st.reset = None;
+                }
+            }
+        }
+        if !need_end.is_empty() {
+            let ends = self.list_offsets(need_end).await?;
+            for (tp, (offset, _)) in ends {
+                if let Some(st) = self.assignment.get_mut(&tp) {
+                    st.position = Some(offset.max(0));
+                    st.reset = None;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Returns records fetched for the assigned partitions, waiting up to `timeout` when none are
+    /// buffered. An empty vector means the timeout passed.
+    pub async fn poll(&mut self, timeout: Duration) -> Result<Vec<ConsumerRecord>, ConsumerError> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(e) = self.pending_error.take() {
+                return Err(e);
+            }
+            if let Err(e) = self.ensure_metadata().await {
+                tracing::debug!(error = %e, "metadata refresh failed");
+            }
+            self.update_positions().await?;
+            let records = self.drain_buffered();
+            // Pipelining: the next fetch goes out before the application sees these records.
+            self.send_fetches().await;
+            if !records.is_empty() {
+                return Ok(records);
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return Ok(Vec::new());
+            }
+            let wait = if self.inflight.is_empty() {
+                // Nothing to wait for (no leaders, backoff): look again soon.
+                Duration::from_millis(self.cfg.retry_backoff_ms.max(1)).min(deadline - now)
+            } else {
+                deadline - now
+            };
+            match tokio::time::timeout(wait, self.rx.recv()).await {
+                Ok(Some((node, outcome))) => self.handle_fetch(node, outcome),
+                Ok(None) | Err(_) => {}
+            }
+            // Take every other completed fetch without waiting.
+            while let Ok((node, outcome)) = self.rx.try_recv() {
+                self.handle_fetch(node, outcome);
+            }
+        }
+    }
+
+    fn drain_buffered(&mut self) -> Vec<ConsumerRecord> {
+        let mut out = Vec::new();
+        let max = self.cfg.max_poll_records;
+        while out.len() < max {
+            let Some(front) = self.buffered.front_mut() else { break };
+            let tp = front.tp.clone();
+            let valid = self
+                .assignment
+                .get(&tp)
+                .is_some_and(|st| st.position.is_some());
+            if !valid {
+                self.buffered.pop_front();
+                continue;
+            }
+            let take = (max - out.len()).min(front.records.len());
+            let mut last = None;
+            for r in front.records.drain(..take) {
+                last = Some(r.offset);
+                out.push(r);
+            }
+            let exhausted = front.records.is_empty();
+            let next = front.next_offset;
+            if let Some(st) = self.assignment.get_mut(&tp) {
+                if exhausted {
+                    st.position = Some(next);
+                } else if let Some(l) = last {
+                    st.position = Some(l + 1);
+                }
+            }
+            if exhausted {
+                self.buffered.pop_front();
+            }
+        }
+        out
+    }
+
+    fn handle_fetch(&mut self, node: i32, outcome: FetchOutcome) {
+        self.inflight.remove(&node);
+        let parts = match outcome {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::debug!(node, error = %e, "fetch failed");
+                self.need_metadata = true;
+                self.node_backoff.insert(
+                    node,
+                    Instant::now() + Duration::from_millis(self.cfg.retry_backoff_ms),
+                );
+                return;
+            }
+        };
+        for p in parts {
+            let Some(st) = self.assignment.get_mut(&p.tp) else { continue };
+            if st.position != Some(p.fetch_offset) {
+                continue; // seeked meanwhile
+            }
+            if p.high_watermark >= 0 {
+                st.high_watermark = Some(p.high_watermark);
+            }
+            match p.error_code {
+                errors::NONE => {
+                    if let Some(reason) = p.corrupt.clone() {
+                        if p.records.is_empty() {
+                            self.pending_error = Some(ConsumerError::Corrupt {
+                                topic: p.tp.topic.clone(),
+                                partition: p.tp.partition,
+                                offset: p.next_offset,
+                                reason,
+                            });
+                            continue;
+                        }
+                    }
+                    if p.records.is_empty() {
+                        if p.next_offset > p.fetch_offset {
+                            st.position = Some(p.next_offset); // only control batches
+                        }
+                        continue;
+                    }
+                    self.buffered.push_back(Completed {
+                        tp: p.tp,
+                        records: p.records.into(),
+                        next_offset: p.next_offset,
+                    });
+                }
+                errors::OFFSET_OUT_OF_RANGE => match self.cfg.auto_offset_reset {
+                    AutoOffsetReset::None => {
+                        self.pending_error = Some(ConsumerError::OffsetOutOfRange {
+                            topic: p.tp.topic.clone(),
+                            partition: p.tp.partition,
+                            offset: p.fetch_offset,
+                        });
+                    }
+                    AutoOffsetReset::Earliest => {
+                        st.position = None;
+                        st.reset = Some(OffsetSpec::Earliest);
+                    }
+                    AutoOffsetReset::Latest => {
+                        st.position = None;
+                        st.reset = Some(OffsetSpec::Latest);
+                    }
+                },
+                code if errors::needs_metadata_refresh(code) || errors::is_retriable(code) => {
+                    self.need_metadata = true;
+                }
+                code => {
+                    self.pending_error = Some(ConsumerError::Broker {
+                        topic: p.tp.topic.clone(),
+                        partition: p.tp.partition,
+                        code,
+                        name: errors::error_name(code),
+                    });
+                }
+            }
+        }
+    }
+
+    async fn send_fetches(&mut self) {
+        let now = Instant::now();
+        let buffered: BTreeSet<&TopicPartition> = self.buffered.iter().map(|c| &c.tp).collect();
+        let mut by_node: BTreeMap<i32, Vec<(TopicPartition, i64)>> = BTreeMap::new();
+        self.cluster.with_metadata(|m| {
+            for (tp, st) in &self.assignment {
+                let Some(pos) = st.position else { continue };
+                if buffered.contains(tp) {
+                    continue;
+                }
+                let Some((node, _)) = m.leader_addr(&tp.topic, tp.partition) else {
+                    continue;
+                };
+                if self.inflight.contains(&node)
+                    || self.node_backoff.get(&node).is_some_and(|&t| t > now)
+                {
+                    continue;
+                }
+                by_node.entry(node).or_default().push((tp.clone(), pos));
+            }
+        });
+        for (node, parts) in by_node {
+            let conn = match self.cluster.node_conn(node).await {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::debug!(node, error = %e, "cannot connect for fetch");
+                    self.need_metadata = true;
+                    self.node_backoff.insert(
+                        node,
+                        now + Duration::from_millis(self.cfg.retry_backoff_ms),
+                    );
+                    continue;
+                }
+            };
+            let mut topics: BTreeMap<&str, Vec<FetchPartition>> = BTreeMap::new();
+            for (tp, pos) in &parts {
+                topics.entry(&tp.topic).or_default().push(
+                    FetchPartition::default()
+                        .with_partition(tp.partition)
+                        .with_fetch_offset(*pos)
+                        .with_partition_max_bytes(self.cfg.max_partition_fetch_bytes),
+                );
+            }
+            let req = FetchRequest::default()
+                .with_replica_id(BrokerId(-1))
+                .with_max_wait_ms(self.cfg.fetch_max_wait_ms)
+                .with_min_bytes(self.cfg.fetch_min_bytes)
+                .with_max_bytes(self.cfg.fetch_max_bytes)
+                .with_isolation_level(self.cfg.isolation_level)
+                .with_session_id(0)
+                .with_session_epoch(-1)
+                .with_topics(
+                    topics
+                        .into_iter()
+                        .map(|(t, ps)| {
+                            FetchTopic::default()
+                                .with_topic(TopicName(StrBytes::from_string(t.to_string())))
+                                .with_partitions(ps)
+                        })
+                        .collect(),
+                );
+            self.inflight.insert(node);
+            let tx = self.tx.clone();
+            let check_crcs = self.cfg.check_crcs;
+            tokio::spawn(async move {
+                let outcome = fetch(conn, req, parts, check_crcs).await;
+                let _ = tx.send((node, outcome));
+            });
+        }
+    }
+
+    /// Closes the connections.
+    pub async fn close(&mut self) {
+        self.assignment.clear();
+        self.buffered.clear();
+        self.cluster.close().await;
+    }
+}
+
+async fn fetch(
+    conn: Arc<Conn>,
+    req: FetchRequest,
+    parts: Vec<(TopicPartition, i64)>,
+    check_crcs: bool,
+) -> FetchOutcome {
+    let resp = conn.request(&req).await?;
+    if resp.error_code != errors::NONE {
+        // A whole-request error (e.g. a fetch session error): every partition gets it.
+        return Ok(parts
+            .into_iter()
+            .map(|(tp, fetch_offset)| PartResult {
+                tp,
+                fetch_offset,
+                error_code: resp.error_code,
+                high_watermark: -1,
+                records: Vec::new(),
+                next_offset: fetch_offset,
+                corrupt: None,
+            })
+            .collect());
+    }
+    let mut out = Vec::new();
+    for t in resp.responses {
+        let topic: Arc<str> = Arc::from(t.topic.as_str());
+        for p in t.partitions {
+            let tp = TopicPartition::new(topic.to_string(), p.partition_index);
+            let Some(&(_, fetch_offset)) = parts.iter().find(|(q, _)| *q == tp) else {
+                continue;
+            };
+            let (records, next_offset, corrupt) = if p.error_code == errors::NONE {
+                decode_records(
+                    &topic,
+                    p.partition_index,
+                    p.records.unwrap_or_default(),
+                    fetch_offset,
+                    check_crcs,
+                )
+            } else {
+                (Vec::new(), fetch_offset, None)
+            };
+            out.push(PartResult {
+                tp,
+                fetch_offset,
+                error_code: p.error_code,
+                high_watermark: p.high_watermark,
+                records,
+                next_offset,
+                corrupt,
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// Decodes one partition's record data: whole batches only (a partial trailing batch is dropped),
+/// records from `fetch_offset` on, control batches skipped. Returns the records, the offset after
+/// the last whole batch read, and the reason decoding stopped early, if it did.
+pub fn decode_records(
+    topic: &Arc<str>,
+    partition: i32,
+    data: Bytes,
+    fetch_offset: i64,
+    check_crcs: bool,
+) -> (Vec<ConsumerRecord>, i64, Option<String>) {
+    let mut out = Vec::new();
+    let mut next = fetch_offset;
+    let mut pos = 0usize;
+    while data.len() - pos >= LENGTH_FIELD_END {
+        let Some(size) = BatchHeader::peek_size(&data[pos..]) else {
+            return (out, next, Some("negative batch length".into()));
+        };
+        if size > data.len() - pos {
+            break; // partial trailing batch
+        }
+        let batch = data.slice(pos..pos + size);
+        pos += size;
+        let header = match BatchHeader::parse(&batch) {
+            Ok(h) => h,
+            Err(e) => return (out, next, Some(e.to_string())),
+        };
+        if header.last_offset() < next {
+            continue;
+        }
+        if header.is_control() {
+            next = header.last_offset() + 1;
+            continue;
+        }
+        let iter = if check_crcs {
+            decode_batch(batch, MAX_UNCOMPRESSED_BATCH)
+        } else {
+            decode_batch_unverified_crc(batch, MAX_UNCOMPRESSED_BATCH)
+        };
+        let iter = match iter {
+            Ok(i) => i,
+            Err(e) => return (out, next, Some(e.to_string())),
+        };
+        for r in iter {
+            let r = match r {
+                Ok(r) => r,
+                Err(e) => {
+                    let next = out.last().map_or(next, |l| (l.offset + 1).max(next));
+                    return (out, next, Some(e.to_string()));
+                }
+            };
+            if r.offset < next {
+                continue;
+            }
+            out.push(ConsumerRecord {
+                topic: Arc::clone(topic),
+                partition,
+                offset: r.offset,
+                timestamp: r.timestamp,
+                key: r.key,
+                value: r.value,
+                headers: r.headers,
+            });
+        }
+        next = header.last_offset() + 1;
+    }
+    (out, next, None)
+}

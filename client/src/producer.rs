@@ -1,0 +1,752 @@
+//! The producer: a [`Producer`] handle appends records to the [`RecordAccumulator`] and a sender
+//! task turns ready batches into Produce requests per leader, after Kafka's `KafkaProducer` and
+//! `Sender`:
+//!
+//! - `send` waits (up to `max.block.ms`) for the topic's metadata and for buffer memory, picks the
+//!   partition (explicit, murmur2 of the key, or sticky), appends, and returns a future of the
+//!   record's partition and offset.
+//! - The sender loop: InitProducerId first when idempotent; `ready` → group by leader → `drain` per
+//!   node while that node has fewer than `max.in.flight.requests.per.connection` requests in flight;
+//!   each Produce runs in its own task; responses `complete` batches (callbacks in offset order)
+//!   or `reenqueue` them on retriable errors (`retries`, `retry.backoff.ms`, bounded by
+//!   `delivery.timeout.ms`); leader errors trigger a metadata refresh. `acks=0` completes on write
+//!   with offset -1, as Kafka does.
+//! - `flush` makes every batch ready and waits for all to complete; `close` drains and stops.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use bytes::Bytes;
+use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use kafka_protocol::messages::{InitProducerIdRequest, ProduceRequest, ProducerId, TopicName};
+use kafka_protocol::protocol::StrBytes;
+use net_model::Network;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use records::Header;
+use thiserror::Error;
+use tokio::sync::{oneshot, Notify};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use crate::accumulator::{
+    append, AccumulatorConfig, AppendError, FailReason, FailedBatch, ProducerBatch,
+    RecordAccumulator, RecordRef, TopicPartition,
+};
+use crate::buffer_pool::BufferPool;
+use crate::cluster::Cluster;
+use crate::config::{Acks, ProducerConfig};
+use crate::conn::{ConnConfig, ConnError, DEFAULT_MAX_RESPONSE_BYTES};
+use crate::errors;
+use crate::partitioner::Partitioner;
+
+/// Salt mixed into the seed for the producer's partitioner stream.
+const PARTITIONER_SALT: u64 = 0x7072_6f64_7563_6572; // "producer"
+
+/// A record to send.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ProducerRecord {
+    pub topic: String,
+    /// `None`: chosen by the partitioner (murmur2 of the key, or sticky for null keys).
+    pub partition: Option<i32>,
+    pub key: Option<Bytes>,
+    pub value: Option<Bytes>,
+    pub headers: Vec<Header>,
+    /// `None`: now (CreateTime).
+    pub timestamp: Option<i64>,
+}
+
+impl ProducerRecord {
+    pub fn new(topic: impl Into<String>, value: impl Into<Bytes>) -> Self {
+        Self {
+            topic: topic.into(),
+            value: Some(value.into()),
+            ..Self::default()
+        }
+    }
+
+    pub fn with_key(mut self, key: impl Into<Bytes>) -> Self {
+        self.key = Some(key.into());
+        self
+    }
+
+    pub fn with_partition(mut self, partition: i32) -> Self {
+        self.partition = Some(partition);
+        self
+    }
+
+    pub fn with_headers(mut self, headers: Vec<Header>) -> Self {
+        self.headers = headers;
+        self
+    }
+
+    pub fn with_timestamp(mut self, timestamp: i64) -> Self {
+        self.timestamp = Some(timestamp);
+        self
+    }
+}
+
+/// Where an acknowledged record landed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecordMetadata {
+    pub partition: i32,
+    /// -1 with `acks=0`.
+    pub offset: i64,
+    /// The record's CreateTime, or the broker's LogAppendTime.
+    pub timestamp: i64,
+}
+
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+pub enum ProduceError {
+    #[error(transparent)]
+    Append(#[from] AppendError),
+    #[error("{topic}-{partition}: {name} (error code {code})")]
+    Broker {
+        topic: String,
+        partition: i32,
+        code: i16,
+        name: &'static str,
+    },
+    #[error("topic `{topic}` not present in metadata after max.block.ms ({max_block_ms} ms)")]
+    MetadataTimeout { topic: String, max_block_ms: u64 },
+    #[error("partition {partition} of topic `{topic}` with {partitions} partitions does not exist")]
+    UnknownPartition {
+        topic: String,
+        partition: i32,
+        partitions: usize,
+    },
+    #[error("{topic}-{partition}: expired after delivery.timeout.ms ({delivery_timeout_ms} ms)")]
+    DeliveryTimeout {
+        topic: String,
+        partition: i32,
+        delivery_timeout_ms: u64,
+    },
+    #[error(transparent)]
+    Conn(#[from] ConnError),
+    #[error("batch for {topic}-{partition} failed to build: {reason}")]
+    Build {
+        topic: String,
+        partition: i32,
+        reason: String,
+    },
+    #[error("the producer is closed")]
+    Closed,
+}
+
+type Callback = Box<dyn FnOnce(Result<RecordMetadata, ProduceError>) + Send>;
+
+/// What the accumulator holds per record.
+pub struct Thunk {
+    cb: Callback,
+    timestamp: i64,
+}
+
+impl std::fmt::Debug for Thunk {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Thunk")
+            .field("timestamp", &self.timestamp)
+            .finish()
+    }
+}
+
+/// Resolves to the record's [`RecordMetadata`] once acknowledged (or its error).
+#[derive(Debug)]
+pub struct DeliveryFuture {
+    rx: oneshot::Receiver<Result<RecordMetadata, ProduceError>>,
+}
+
+impl std::future::Future for DeliveryFuture {
+    type Output = Result<RecordMetadata, ProduceError>;
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        std::pin::Pin::new(&mut self.rx)
+            .poll(cx)
+            .map(|r| r.unwrap_or(Err(ProduceError::Closed)))
+    }
+}
+
+struct Shared {
+    cfg: ProducerConfig,
+    cluster: Arc<Cluster>,
+    acc: Mutex<RecordAccumulator<Thunk>>,
+    partitioner: Mutex<Partitioner<ChaCha8Rng>>,
+    /// Wakes the sender (notify_one keeps a permit: no lost wake-ups).
+    wake: Notify,
+    /// Signalled after every completion (flush waits on it).
+    progress: Notify,
+    start: Instant,
+    /// Produce requests in flight per node.
+    inflight: Mutex<BTreeMap<i32, usize>>,
+    topics: Mutex<BTreeSet<String>>,
+    need_metadata: AtomicBool,
+    closing: AtomicBool,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Wall-clock milliseconds since the epoch (virtual under madsim).
+pub fn wall_clock_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+impl Shared {
+    fn now_ms(&self) -> u64 {
+        self.start.elapsed().as_millis() as u64
+    }
+
+    fn finish(&self, thunks: Vec<Thunk>, result: Result<(i32, i64, i64), ProduceError>) {
+        for (i, t) in thunks.into_iter().enumerate() {
+            let r = match &result {
+                Ok((partition, base_offset, log_append_time)) => Ok(RecordMetadata {
+                    partition: *partition,
+                    offset: if *base_offset >= 0 {
+                        base_offset + i as i64
+                    } else {
+                        -1
+                    },
+                    timestamp: if *log_append_time >= 0 {
+                        *log_append_time
+                    } else {
+                        t.timestamp
+                    },
+                }),
+                Err(e) => Err(e.clone()),
+            };
+            (t.cb)(r);
+        }
+    }
+
+    fn fail_batches(&self, failed: Vec<FailedBatch<Thunk>>) {
+        for f in failed {
+            let err = match f.reason {
+                FailReason::DeliveryTimeout => ProduceError::DeliveryTimeout {
+                    topic: f.tp.topic.clone(),
+                    partition: f.tp.partition,
+                    delivery_timeout_ms: self.cfg.delivery_timeout_ms,
+                },
+                FailReason::Build(e) => ProduceError::Build {
+                    topic: f.tp.topic.clone(),
+                    partition: f.tp.partition,
+                    reason: e.to_string(),
+                },
+                FailReason::Aborted => ProduceError::Closed,
+            };
+            self.finish(f.thunks, Err(err));
+        }
+    }
+}
+
+/// A Kafka producer. Cheap to share behind an `Arc`; `send` takes `&self`.
+pub struct Producer {
+    shared: Arc<Shared>,
+    sender: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl std::fmt::Debug for Producer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Producer").finish()
+    }
+}
+
+impl Producer {
+    /// Starts a producer over `net`. `seed` drives the sticky partitioner (pass the run's seed; any
+    /// value on real IO).
+    pub fn new(cfg: ProducerConfig, net: Arc<dyn Network>, seed: u64) -> Self {
+        let conn_cfg = ConnConfig {
+            client_id: if cfg.client_id.is_empty() {
+                "loglab-producer".into()
+            } else {
+                cfg.client_id.clone()
+            },
+            request_timeout: Duration::from_millis(cfg.request_timeout_ms),
+            max_in_flight: cfg.max_in_flight_requests_per_connection as usize,
+            max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
+            connect_timeout: Duration::from_millis(cfg.request_timeout_ms.min(10_000)),
+        };
+        let cluster = Arc::new(Cluster::new(net, cfg.bootstrap_servers.clone(), conn_cfg));
+        Self::with_cluster(cfg, cluster, seed)
+    }
+
+    /// Starts a producer sharing an existing [`Cluster`].
+    pub fn with_cluster(cfg: ProducerConfig, cluster: Arc<Cluster>, seed: u64) -> Self {
+        let pool = Arc::new(BufferPool::new(cfg.buffer_memory, cfg.batch_size));
+        let acc = RecordAccumulator::new(AccumulatorConfig::from(&cfg), pool);
+        let partitioner = Partitioner::new(
+            ChaCha8Rng::seed_from_u64(seed ^ PARTITIONER_SALT),
+            cfg.batch_size,
+            cfg.partitioner_ignore_keys,
+        );
+        let shared = Arc::new(Shared {
+            cfg,
+            cluster,
+            acc: Mutex::new(acc),
+            partitioner: Mutex::new(partitioner),
+            wake: Notify::new(),
+            progress: Notify::new(),
+            start: Instant::now(),
+            inflight: Mutex::new(BTreeMap::new()),
+            topics: Mutex::new(BTreeSet::new()),
+            need_metadata: AtomicBool::new(false),
+            closing: AtomicBool::new(false),
+        });
+        let handle = tokio::spawn(run_sender(Arc::clone(&shared)));
+        Self {
+            shared,
+            sender: Mutex::new(Some(handle)),
+        }
+    }
+
+    pub fn config(&self) -> &ProducerConfig {
+        &self.shared.cfg
+    }
+
+    pub fn cluster(&self) -> &Arc<Cluster> {
+        &self.shared.cluster
+    }
+
+    /// Sends a record; the returned future resolves when it is acknowledged. The call itself waits
+    /// (up to `max.block.ms`) for metadata and buffer memory.
+    pub async fn send(&self, record: ProducerRecord) -> Result<DeliveryFuture, ProduceError> {
+        let (tx, rx) = oneshot::channel();
+        self.send_with_callback(
+            record,
+            Box::new(move |r| {
+                let _ = tx.send(r);
+            }),
+        )
+        .await?;
+        Ok(DeliveryFuture { rx })
+    }
+
+    /// Like [`send`](Self::send), with a callback run by the producer when the record completes.
+    /// Returns the partition the record was appended to.
+    pub async fn send_with_callback(
+        &self,
+        record: ProducerRecord,
+        callback: Box<dyn FnOnce(Result<RecordMetadata, ProduceError>) + Send>,
+    ) -> Result<i32, ProduceError> {
+        let sh = &self.shared;
+        if sh.closing.load(Ordering::SeqCst) {
+            return Err(ProduceError::Closed);
+        }
+        let max_block = Duration::from_millis(sh.cfg.max_block_ms);
+        let deadline = Instant::now() + max_block;
+        let (count, available) = self.wait_on_metadata(&record.topic, deadline).await?;
+        let partition = match record.partition {
+            Some(p) => {
+                if p < 0 || p as usize >= count {
+                    return Err(ProduceError::UnknownPartition {
+                        topic: record.topic.clone(),
+                        partition: p,
+                        partitions: count,
+                    });
+                }
+                p
+            }
+            None => lock(&sh.partitioner)
+                .partition(
+                    &record.topic,
+                    record.key.as_deref(),
+                    count as u32,
+                    &available,
+                )
+                .map(|p| p as i32)
+                .ok_or_else(|| ProduceError::UnknownPartition {
+                    topic: record.topic.clone(),
+                    partition: -1,
+                    partitions: 0,
+                })?,
+        };
+        let timestamp = record.timestamp.unwrap_or_else(wall_clock_ms);
+        let tp = TopicPartition::new(record.topic.clone(), partition);
+        let rec = RecordRef {
+            timestamp,
+            key: record.key.as_deref(),
+            value: record.value.as_deref(),
+            headers: &record.headers,
+        };
+        let thunk = Thunk {
+            cb: callback,
+            timestamp,
+        };
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        let appended = append(&sh.acc, &tp, rec, thunk, remaining, || sh.now_ms()).await?;
+        if record.partition.is_none() {
+            lock(&sh.partitioner).on_append(
+                &record.topic,
+                partition as u32,
+                appended.appended_bytes,
+            );
+        }
+        if appended.batch_is_full || appended.new_batch_created {
+            sh.wake.notify_one();
+        }
+        Ok(partition)
+    }
+
+    /// Partition count and partitions with a leader, refreshing metadata until the topic shows up.
+    async fn wait_on_metadata(
+        &self,
+        topic: &str,
+        deadline: Instant,
+    ) -> Result<(usize, Vec<u32>), ProduceError> {
+        let sh = &self.shared;
+        let known = |m: &crate::cluster::Metadata| {
+            m.topic(topic).filter(|t| !t.partitions.is_empty()).map(|t| {
+                let available = t
+                    .partitions
+                    .iter()
+                    .filter(|p| p.leader >= 0)
+                    .map(|p| p.partition as u32)
+                    .collect();
+                (t.partitions.len(), available)
+            })
+        };
+        if let Some(r) = sh.cluster.with_metadata(known) {
+            return Ok(r);
+        }
+        lock(&sh.topics).insert(topic.to_string());
+        loop {
+            let topics = [topic.to_string()];
+            let left = deadline.saturating_duration_since(Instant::now());
+            let _ = tokio::time::timeout(left, sh.cluster.refresh_metadata(Some(&topics), true))
+                .await;
+            if let Some(r) = sh.cluster.with_metadata(known) {
+                return Ok(r);
+            }
+            if Instant::now() >= deadline {
+                return Err(ProduceError::MetadataTimeout {
+                    topic: topic.to_string(),
+                    max_block_ms: sh.cfg.max_block_ms,
+                });
+            }
+            let backoff = Duration::from_millis(sh.cfg.retry_backoff_ms.max(1));
+            tokio::time::sleep(backoff.min(deadline.saturating_duration_since(Instant::now())))
+                .await;
+        }
+    }
+
+    /// Sends everything buffered now and waits until every record sent before (and during) the
+    /// call has completed.
+    pub async fn flush(&self) {
+        let sh = &self.shared;
+        lock(&sh.acc).begin_flush();
+        sh.wake.notify_one();
+        loop {
+            let notified = sh.progress.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if !lock(&sh.acc).has_incomplete() {
+                break;
+            }
+            notified.await;
+        }
+        lock(&sh.acc).end_flush();
+    }
+
+    /// Refuses new records, sends what is buffered, waits for the sender to finish, closes the
+    /// connections.
+    pub async fn close(&self) {
+        self.shutdown(None).await
+    }
+
+    /// Like [`close`](Self::close), but after `timeout` the records still buffered fail with
+    /// [`ProduceError::Closed`].
+    pub async fn close_timeout(&self, timeout: Duration) {
+        self.shutdown(Some(timeout)).await
+    }
+
+    async fn shutdown(&self, timeout: Option<Duration>) {
+        let sh = &self.shared;
+        sh.closing.store(true, Ordering::SeqCst);
+        lock(&sh.acc).close();
+        sh.wake.notify_one();
+        let handle = lock(&self.sender).take();
+        if let Some(mut handle) = handle {
+            let done = match timeout {
+                None => {
+                    let _ = (&mut handle).await;
+                    true
+                }
+                Some(t) => tokio::time::timeout(t, &mut handle).await.is_ok(),
+            };
+            if !done {
+                handle.abort();
+                let aborted = lock(&sh.acc).abort_all();
+                sh.fail_batches(aborted);
+            }
+        }
+        sh.cluster.close().await;
+    }
+}
+
+impl Drop for Producer {
+    fn drop(&mut self) {
+        self.shared.closing.store(true, Ordering::SeqCst);
+        lock(&self.shared.acc).close();
+        self.shared.wake.notify_one();
+    }
+}
+
+async fn init_producer_id(sh: &Shared) -> Result<(i64, i16), ProduceError> {
+    let conn = sh.cluster.any_conn().await?;
+    let req = InitProducerIdRequest::default()
+        .with_transactional_id(None)
+        .with_transaction_timeout_ms(60_000)
+        .with_producer_id(ProducerId(-1))
+        .with_producer_epoch(-1);
+    let resp = conn.request(&req).await?;
+    if resp.error_code != errors::NONE {
+        return Err(ProduceError::Broker {
+            topic: String::new(),
+            partition: -1,
+            code: resp.error_code,
+            name: errors::error_name(resp.error_code),
+        });
+    }
+    Ok((resp.producer_id.0, resp.producer_epoch))
+}
+
+async fn run_sender(sh: Arc<Shared>) {
+    let backoff = Duration::from_millis(sh.cfg.retry_backoff_ms.max(1));
+    let max_in_flight = sh.cfg.max_in_flight_requests_per_connection.max(1) as usize;
+    let mut has_pid = !sh.cfg.enable_idempotence;
+    loop {
+        let closing = sh.closing.load(Ordering::SeqCst);
+        if !has_pid {
+            if !lock(&sh.acc).has_incomplete() && closing {
+                break;
+            }
+            match init_producer_id(&sh).await {
+                Ok((id, epoch)) => {
+                    lock(&sh.acc).set_producer_id_and_epoch(id, epoch);
+                    has_pid = true;
+                }
+                Err(e) => {
+                    tracing::debug!(error = %e, "InitProducerId failed; retrying");
+                    let now = sh.now_ms();
+                    let expired = lock(&sh.acc).expire(now);
+                    sh.fail_batches(expired);
+                    sh.progress.notify_waiters();
+                    tokio::time::sleep(backoff).await;
+                    continue;
+                }
+            }
+        }
+        if sh.need_metadata.swap(false, Ordering::SeqCst) {
+            let topics: Vec<String> = lock(&sh.topics).iter().cloned().collect();
+            if let Err(e) = sh.cluster.refresh_metadata(Some(&topics), false).await {
+                tracing::debug!(error = %e, "metadata refresh failed");
+            }
+        }
+        let now = sh.now_ms();
+        let check = lock(&sh.acc).ready(now);
+        let mut by_node: BTreeMap<i32, Vec<TopicPartition>> = BTreeMap::new();
+        let mut unsendable = false;
+        sh.cluster.with_metadata(|m| {
+            for tp in check.ready {
+                match m.topic(&tp.topic).and_then(|t| t.leader(tp.partition)) {
+                    Some(leader) if m.brokers.contains_key(&leader) => {
+                        by_node.entry(leader).or_default().push(tp)
+                    }
+                    _ => {
+                        unsendable = true;
+                        lock(&sh.topics).insert(tp.topic.clone());
+                    }
+                }
+            }
+        });
+        if unsendable {
+            sh.need_metadata.store(true, Ordering::SeqCst);
+        }
+        let mut blocked = false;
+        for (node, tps) in by_node {
+            loop {
+                {
+                    let inflight = lock(&sh.inflight);
+                    if inflight.get(&node).copied().unwrap_or(0) >= max_in_flight {
+                        blocked = true;
+                        break;
+                    }
+                }
+                let batches = {
+                    let mut acc = lock(&sh.acc);
+                    let b = acc.drain(node, &tps, sh.cfg.max_request_size, now);
+                    if max_in_flight == 1 {
+                        for batch in &b {
+                            acc.mute(&batch.tp);
+                        }
+                    }
+                    b
+                };
+                if batches.is_empty() {
+                    break;
+                }
+                *lock(&sh.inflight).entry(node).or_insert(0) += 1;
+                tokio::spawn(send_produce(Arc::clone(&sh), node, batches));
+            }
+        }
+        let (expired, failed) = {
+            let mut acc = lock(&sh.acc);
+            (acc.expire(now), acc.take_failed())
+        };
+        if !expired.is_empty() || !failed.is_empty() {
+            sh.fail_batches(expired);
+            sh.fail_batches(failed);
+            sh.progress.notify_waiters();
+        }
+        let idle = lock(&sh.inflight).values().all(|&n| n == 0);
+        if closing && idle && !lock(&sh.acc).has_incomplete() {
+            break;
+        }
+        let mut wait_ms = check.next_ready_check_delay_ms.min(1_000);
+        if unsendable {
+            wait_ms = wait_ms.min(backoff.as_millis() as u64);
+        }
+        let _ = blocked;
+        tokio::select! {
+            biased;
+            _ = sh.wake.notified() => {}
+            _ = tokio::time::sleep(Duration::from_millis(wait_ms)) => {}
+        }
+    }
+    sh.progress.notify_waiters();
+}
+
+/// Sends one Produce request with `batches` to `node` and settles every batch.
+async fn send_produce(sh: Arc<Shared>, node: i32, batches: Vec<ProducerBatch<Thunk>>) {
+    let mut topics: BTreeMap<&str, Vec<PartitionProduceData>> = BTreeMap::new();
+    for b in &batches {
+        topics.entry(b.tp.topic.as_str()).or_default().push(
+            PartitionProduceData::default()
+                .with_index(b.tp.partition)
+                .with_records(Some(Bytes::copy_from_slice(b.bytes()))),
+        );
+    }
+    let req = ProduceRequest::default()
+        .with_transactional_id(None)
+        .with_acks(sh.cfg.acks.wire())
+        .with_timeout_ms(sh.cfg.request_timeout_ms.min(i32::MAX as u64) as i32)
+        .with_topic_data(
+            topics
+                .into_iter()
+                .map(|(t, parts)| {
+                    TopicProduceData::default()
+                        .with_name(TopicName(StrBytes::from_string(t.to_string())))
+                        .with_partition_data(parts)
+                })
+                .collect(),
+        );
+    let keys: Vec<(String, i32)> = batches
+        .iter()
+        .map(|b| (b.tp.topic.clone(), b.tp.partition))
+        .collect();
+    // (error code, base offset, log append time) per partition, or a transport error.
+    let outcome: Result<BTreeMap<(String, i32), (i16, i64, i64)>, ConnError> = async {
+        let conn = sh.cluster.node_conn(node).await?;
+        if sh.cfg.acks == Acks::None {
+            conn.send_only(&req).await?;
+            return Ok(keys.into_iter().map(|k| (k, (0, -1, -1))).collect());
+        }
+        let resp = conn.request(&req).await?;
+        let mut m = BTreeMap::new();
+        for t in resp.responses {
+            for p in t.partition_responses {
+                m.insert(
+                    (t.name.to_string(), p.index),
+                    (p.error_code, p.base_offset, p.log_append_time_ms),
+                );
+            }
+        }
+        Ok(m)
+    }
+    .await;
+    let now = sh.now_ms();
+    let mut done: Vec<(Vec<Thunk>, Result<(i32, i64, i64), ProduceError>)> = Vec::new();
+    {
+        let mut acc = lock(&sh.acc);
+        for mut batch in batches {
+            let tp = batch.tp.clone();
+            let result: Result<(i64, i64), ProduceError> = match &outcome {
+                Err(e) => Err(ProduceError::Conn(e.clone())),
+                Ok(m) => match m.get(&(tp.topic.clone(), tp.partition)) {
+                    None => Err(ProduceError::Broker {
+                        topic: tp.topic.clone(),
+                        partition: tp.partition,
+                        code: -1,
+                        name: "MISSING_FROM_RESPONSE",
+                    }),
+                    Some(&(code, base, lat))
+                        if code == errors::NONE || code == errors::DUPLICATE_SEQUENCE_NUMBER =>
+                    {
+                        Ok((base, lat))
+                    }
+                    Some(&(code, _, _)) => Err(ProduceError::Broker {
+                        topic: tp.topic.clone(),
+                        partition: tp.partition,
+                        code,
+                        name: errors::error_name(code),
+                    }),
+                },
+            };
+            if sh.cfg.max_in_flight_requests_per_connection <= 1 {
+                acc.unmute(&tp);
+            }
+            match result {
+                Ok((base, lat)) => {
+                    let thunks = acc.complete(batch);
+                    done.push((thunks, Ok((tp.partition, base, lat))));
+                }
+                Err(e) => {
+                    let retriable = match &e {
+                        ProduceError::Conn(c) => c.is_retriable(),
+                        ProduceError::Broker { code, .. } => errors::is_retriable(*code),
+                        _ => false,
+                    };
+                    if matches!(&e, ProduceError::Conn(_))
+                        || matches!(&e, ProduceError::Broker { code, .. } if errors::needs_metadata_refresh(*code))
+                    {
+                        sh.need_metadata.store(true, Ordering::SeqCst);
+                    }
+                    let within_deadline =
+                        now.saturating_sub(batch.created_ms) < sh.cfg.delivery_timeout_ms;
+                    if retriable && batch.attempts < sh.cfg.retries && within_deadline {
+                        tracing::debug!(error = %e, attempt = batch.attempts + 1, "retrying batch");
+                        acc.reenqueue(batch, now);
+                    } else {
+                        let e = if retriable && !within_deadline {
+                            ProduceError::DeliveryTimeout {
+                                topic: tp.topic.clone(),
+                                partition: tp.partition,
+                                delivery_timeout_ms: sh.cfg.delivery_timeout_ms,
+                            }
+                        } else {
+                            e
+                        };
+                        batch.attempts += 1;
+                        let thunks = acc.complete(batch);
+                        done.push((thunks, Err(e)));
+                    }
+                }
+            }
+        }
+    }
+    if let Some(n) = lock(&sh.inflight).get_mut(&node) {
+        *n = n.saturating_sub(1);
+    }
+    for (thunks, r) in done {
+        sh.finish(thunks, r);
+    }
+    sh.wake.notify_one();
+    sh.progress.notify_waiters();
+}
