@@ -1,0 +1,295 @@
+//! `cargo simulate`: run a scenario, check determinism, sweep seeds.
+//!
+//! ```text
+//! cargo simulate SCENARIO [--seed N] [--out DIR] [--trace]
+//! cargo simulate check-determinism SCENARIO [--seed N]
+//! cargo simulate sweep SCENARIO --seeds A..B [--jobs J] [--out DIR]
+//! ```
+//! Exit codes: see [`crate::exit`].
+
+use std::collections::BTreeMap;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use clap::Parser;
+use serde_json::{json, Value};
+
+use crate::exit;
+use crate::run::{self, RunOptions};
+use crate::scenario::Scenario;
+use crate::trace::first_divergence;
+
+#[derive(Debug, Parser)]
+#[command(name = "cargo simulate", about = "Run a Loglab scenario under the deterministic simulator")]
+struct RunArgs {
+    /// Scenario file (JSON).
+    scenario: String,
+    /// Run seed (default: the scenario's `seed`).
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Output directory (default: out/<scenario name>).
+    #[arg(long)]
+    out: Option<String>,
+    /// Also write the trace's lines to OUT/trace.txt (the exact input of trace_hash).
+    #[arg(long)]
+    trace: bool,
+    /// One line only (used by sweep).
+    #[arg(long)]
+    quiet: bool,
+}
+
+#[derive(Debug, Parser)]
+#[command(name = "cargo simulate check-determinism")]
+struct CheckArgs {
+    scenario: String,
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Where the two runs write (default: out/determinism/<scenario name>).
+    #[arg(long)]
+    out: Option<String>,
+}
+
+#[derive(Debug, Parser)]
+#[command(name = "cargo simulate sweep")]
+struct SweepArgs {
+    scenario: String,
+    /// Seed range, `A..B` (B exclusive) or `A..=B`.
+    #[arg(long)]
+    seeds: String,
+    #[arg(long, default_value_t = 2)]
+    jobs: usize,
+    /// Default: out/sweep/<scenario name>.
+    #[arg(long)]
+    out: Option<String>,
+}
+
+fn load(path: &str) -> Result<Scenario, i32> {
+    Scenario::load(Path::new(path)).map_err(|e| {
+        eprintln!("error: {path}: {e}");
+        exit::USAGE
+    })
+}
+
+fn parse_args<T: Parser>(args: &[String]) -> Result<T, i32> {
+    T::try_parse_from(args).map_err(|e| {
+        let _ = e.print();
+        if e.use_stderr() {
+            exit::USAGE
+        } else {
+            exit::PASS
+        }
+    })
+}
+
+/// Entry point; returns the process exit code.
+pub fn main_with_args(argv: Vec<String>) -> i32 {
+    let r = match argv.get(1).map(String::as_str) {
+        Some("check-determinism") => check_determinism(&argv[1..]),
+        Some("sweep") => sweep(&argv[1..]),
+        Some("run") => run_cmd(&argv[1..]),
+        _ => run_cmd(&argv),
+    };
+    r.unwrap_or_else(|code| code)
+}
+
+fn install_panic_hook(replay: String, seed: u64) {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        default(info);
+        eprintln!("simulator crashed (seed {seed}); replay: {replay}");
+    }));
+}
+
+fn run_cmd(args: &[String]) -> Result<i32, i32> {
+    let a: RunArgs = parse_args(args)?;
+    let sc = load(&a.scenario)?;
+    let seed = a.seed.unwrap_or(sc.seed);
+    let out = a.out.clone().unwrap_or_else(|| format!("out/{}", sc.name));
+    let opts = RunOptions { keep_trace: a.trace, scenario_path: a.scenario.clone(), out_dir: out.clone() };
+    let replay = run::replay_command(&opts, seed);
+    install_panic_hook(replay.clone(), seed);
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run::run(&sc, seed, &opts)));
+    let Ok(output) = result else {
+        return Ok(exit::CRASH);
+    };
+    let dir = PathBuf::from(&out);
+    if let Err(e) = reports::write_run(&dir, &output.summary, &output.charts, &output.markers, output.x_max) {
+        eprintln!("error: {e}");
+        return Ok(exit::CRASH);
+    }
+    if let Some(lines) = &output.trace_lines {
+        let mut text = lines.join("\n");
+        text.push('\n');
+        if let Err(e) = std::fs::write(dir.join("trace.txt"), text) {
+            eprintln!("error: writing trace.txt: {e}");
+        }
+    }
+    let s = &output.summary;
+    let failing: Vec<String> = s["checks"]
+        .as_object()
+        .map(|m| m.iter().filter(|(_, c)| c["outcome"] != c["expected"]).map(|(k, c)| format!("{k} {} (expected {})", c["outcome"].as_str().unwrap_or(""), c["expected"].as_str().unwrap_or(""))).collect())
+        .unwrap_or_default();
+    let speed = &s["speed"];
+    println!(
+        "{}: {} seed {} trace {} | {} checks as expected{} | {:.1} simulated s in {:.2} wall s ({:.1}x)",
+        output.verdict.to_uppercase(),
+        sc.name,
+        seed,
+        s["trace_hash"].as_str().unwrap_or(""),
+        s["checks"].as_object().map(|m| m.len() - failing.len()).unwrap_or(0),
+        if failing.is_empty() { String::new() } else { format!("; FAILED: {}", failing.join(", ")) },
+        speed["simulated_s"].as_f64().unwrap_or(0.0),
+        speed["wall_s"].as_f64().unwrap_or(0.0),
+        speed["simulated_s_per_wall_s"].as_f64().unwrap_or(0.0),
+    );
+    if !a.quiet {
+        println!("replay: {replay}");
+        println!("report: {}/index.html", out);
+    }
+    Ok(output.exit_code)
+}
+
+fn check_determinism(args: &[String]) -> Result<i32, i32> {
+    let a: CheckArgs = parse_args(args)?;
+    let sc = load(&a.scenario)?;
+    let seed = a.seed.unwrap_or(sc.seed);
+    let base = a.out.clone().unwrap_or_else(|| format!("out/determinism/{}", sc.name));
+    let exe = std::env::current_exe().map_err(|e| {
+        eprintln!("error: {e}");
+        exit::CRASH
+    })?;
+    // Two separate processes: nothing in memory is shared between the runs.
+    let mut hashes = Vec::new();
+    for run_name in ["a", "b"] {
+        let out = format!("{base}/{run_name}");
+        let status = Command::new(&exe)
+            .args([a.scenario.as_str(), "--seed", &seed.to_string(), "--out", &out, "--trace", "--quiet"])
+            .stdout(Stdio::null())
+            .status()
+            .map_err(|e| {
+                eprintln!("error: cannot run {exe:?}: {e}");
+                exit::CRASH
+            })?;
+        if status.code() == Some(exit::CRASH) || status.code().is_none() {
+            eprintln!("run {run_name} crashed");
+            return Ok(exit::CRASH);
+        }
+        let summary = read_json(&Path::new(&out).join("summary.json")).ok_or(exit::CRASH)?;
+        hashes.push(summary["trace_hash"].as_str().unwrap_or("").to_string());
+    }
+    if hashes[0] == hashes[1] {
+        println!("DETERMINISTIC: {} seed {seed}: both runs hashed {} (separate processes)", sc.name, hashes[0]);
+        return Ok(exit::PASS);
+    }
+    let lines = |r: &str| std::fs::read_to_string(format!("{base}/{r}/trace.txt")).unwrap_or_default().lines().map(str::to_string).collect::<Vec<_>>();
+    let (la, lb) = (lines("a"), lines("b"));
+    println!("NONDETERMINISTIC: {} seed {seed}: {} vs {}", sc.name, hashes[0], hashes[1]);
+    if let Some((i, x, y)) = first_divergence(&la, &lb) {
+        println!("first diverging trace event #{i}:\n  run a: {}\n  run b: {}", x.unwrap_or("(end of trace)"), y.unwrap_or("(end of trace)"));
+        println!("traces: {base}/a/trace.txt {base}/b/trace.txt");
+    }
+    Ok(exit::NONDETERMINISM)
+}
+
+fn read_json(p: &Path) -> Option<Value> {
+    serde_json::from_str(&std::fs::read_to_string(p).ok()?).ok()
+}
+
+fn parse_seeds(s: &str) -> Option<Vec<u64>> {
+    if let Some((a, b)) = s.split_once("..=") {
+        let (a, b): (u64, u64) = (a.trim().parse().ok()?, b.trim().parse().ok()?);
+        return (a <= b).then(|| (a..=b).collect());
+    }
+    if let Some((a, b)) = s.split_once("..") {
+        let (a, b): (u64, u64) = (a.trim().parse().ok()?, b.trim().parse().ok()?);
+        return (a < b).then(|| (a..b).collect());
+    }
+    s.trim().parse().ok().map(|x| vec![x])
+}
+
+fn sweep(args: &[String]) -> Result<i32, i32> {
+    let a: SweepArgs = parse_args(args)?;
+    let sc = load(&a.scenario)?;
+    let Some(seeds) = parse_seeds(&a.seeds) else {
+        eprintln!("error: --seeds: expected A..B or A..=B");
+        return Err(exit::USAGE);
+    };
+    if seeds.len() > 100_000 {
+        eprintln!("error: --seeds: at most 100000 seeds");
+        return Err(exit::USAGE);
+    }
+    let jobs = a.jobs.clamp(1, 64);
+    let base = a.out.clone().unwrap_or_else(|| format!("out/sweep/{}", sc.name));
+    let exe = std::env::current_exe().map_err(|_| exit::CRASH)?;
+    let mut pending = seeds.clone().into_iter();
+    let mut running: Vec<(u64, std::process::Child)> = Vec::new();
+    let mut results: BTreeMap<u64, (i32, Value)> = BTreeMap::new();
+    let total = seeds.len();
+    let started = std::time::Instant::now();
+    loop {
+        while running.len() < jobs {
+            let Some(seed) = pending.next() else { break };
+            let out = format!("{base}/seed-{seed}");
+            let child = Command::new(&exe)
+                .args([a.scenario.as_str(), "--seed", &seed.to_string(), "--out", &out, "--quiet"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .map_err(|e| {
+                    eprintln!("error: cannot run {exe:?}: {e}");
+                    exit::CRASH
+                })?;
+            running.push((seed, child));
+        }
+        if running.is_empty() {
+            break;
+        }
+        let mut i = 0;
+        while i < running.len() {
+            if let Ok(Some(status)) = running[i].1.try_wait() {
+                let (seed, _) = running.remove(i);
+                let code = status.code().unwrap_or(exit::CRASH);
+                let summary = read_json(&Path::new(&format!("{base}/seed-{seed}")).join("summary.json")).unwrap_or(Value::Null);
+                results.insert(seed, (code, summary));
+                let failed = results.values().filter(|(c, _)| *c != exit::PASS).count();
+                let done = results.len();
+                let width = 30;
+                let filled = done * width / total.max(1);
+                eprint!("\r[{}{}] {done}/{total} seeds, {failed} failed, {:.0}s", "#".repeat(filled), " ".repeat(width - filled), started.elapsed().as_secs_f64());
+                let _ = std::io::stderr().flush();
+            } else {
+                i += 1;
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    eprintln!();
+    println!("{:>8}  {:<8}  {:>4}  {:<16}", "seed", "verdict", "exit", "trace_hash");
+    let mut failed = Vec::new();
+    let mut rows = Vec::new();
+    for (seed, (code, s)) in &results {
+        let verdict = match *code {
+            exit::PASS => "pass",
+            exit::CRASH => "crash",
+            _ => "fail",
+        };
+        let hash = s["trace_hash"].as_str().unwrap_or("-");
+        println!("{seed:>8}  {verdict:<8}  {code:>4}  {hash:<16}");
+        if *code != exit::PASS {
+            failed.push(*seed);
+        }
+        rows.push(json!({"seed": seed, "verdict": verdict, "exit_code": code, "trace_hash": s["trace_hash"].clone(),
+            "replay": format!("cargo simulate {} --seed {seed} --out {base}/seed-{seed}", a.scenario)}));
+    }
+    for seed in &failed {
+        println!("FAILED seed {seed}: cargo simulate {} --seed {seed} --out {base}/seed-{seed}", a.scenario);
+    }
+    println!("{} seeds, {} passed, {} failed", total, total - failed.len(), failed.len());
+    let doc = json!({"scenario": sc.name, "scenario_file": a.scenario, "seeds": total, "failed": failed, "runs": rows});
+    if let Err(e) = std::fs::create_dir_all(&base).and_then(|_| std::fs::write(Path::new(&base).join("sweep.json"), serde_json::to_string_pretty(&doc).unwrap_or_default())) {
+        eprintln!("error: writing {base}/sweep.json: {e}");
+        return Ok(exit::CRASH);
+    }
+    Ok(if failed.is_empty() { exit::PASS } else { exit::CHECK_VIOLATED })
+}

@@ -1,0 +1,80 @@
+//! What a run recorded, as plain data: every send and its outcome, every poll, every consumer
+//! reset, and the final read of each partition. Checkers are pure functions of this.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+/// A partition, as `topic-partition` (Kafka's directory name).
+pub type Tp = String;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub enum SendOutcome {
+    /// acks=1/all: the broker answered with this offset.
+    Acked { offset: i64, at_ns: u64 },
+    /// acks=0: handed to the broker with no answer expected (never a promise).
+    Unconfirmed { at_ns: u64 },
+    /// Gave up (retries exhausted, delivery timeout): the write may or may not be in the log.
+    Failed { at_ns: u64, error: String },
+    /// Still in flight when the run ended.
+    Pending,
+}
+
+/// One record a producer sent. `value` is unique across the run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Send {
+    pub producer: u32,
+    pub tp: Tp,
+    pub value: u64,
+    pub created_ns: u64,
+    pub outcome: SendOutcome,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub enum PollKind {
+    /// Records returned, in the order the consumer saw them: (offset, value).
+    Records(Vec<(i64, u64)>),
+    /// The consumer's position was reset (`auto.offset.reset` after OffsetOutOfRange, or an
+    /// explicit seek): monotonicity restarts here.
+    Reset { from: i64, to: i64, reason: String },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Poll {
+    pub consumer: u32,
+    pub tp: Tp,
+    pub at_ns: u64,
+    pub kind: PollKind,
+}
+
+/// The end state read by the oracle after the run healed: each partition's records in offset
+/// order, with its log end offset.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct FinalLog {
+    pub log_start_offset: i64,
+    pub log_end_offset: i64,
+    pub records: Vec<(i64, u64)>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct History {
+    pub sends: Vec<Send>,
+    pub polls: Vec<Poll>,
+    /// `None` for a partition the oracle could not read (a liveness failure).
+    pub final_logs: BTreeMap<Tp, Option<FinalLog>>,
+    /// Each consumer's position per partition at the end.
+    pub final_positions: BTreeMap<(u32, Tp), i64>,
+    /// When the last fault healed (ns); progress must resume after it.
+    pub last_heal_ns: Option<u64>,
+    /// Why the run could not make progress, if it knows (e.g. the broker failed to start).
+    pub stuck: Vec<String>,
+}
+
+impl History {
+    pub fn acked(&self) -> impl Iterator<Item = (&Send, i64, u64)> {
+        self.sends.iter().filter_map(|s| match s.outcome {
+            SendOutcome::Acked { offset, at_ns } => Some((s, offset, at_ns)),
+            _ => None,
+        })
+    }
+}

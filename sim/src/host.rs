@@ -1,0 +1,338 @@
+//! A broker host in storage-level runs: the broker's log layer (`LogManager`, unmodified) on a
+//! simulated disk, running as one madsim node, reached through [`crate::api::BrokerApi`] over
+//! in-memory channels. Killing the node drops every task of the broker process mid-operation;
+//! the disk decides what survives (`crash_process` keeps the page cache, `power_loss` does not);
+//! restarting it re-runs the broker's start: open the data directory, recover, serve.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use broker::log::{LogConfig, LogError, LogManager, TopicPartition};
+use bytes::Bytes;
+use disk_model::sim::SimDisk;
+use disk_model::Storage;
+use madsim::task::NodeId;
+use tokio::sync::{mpsc, oneshot, Notify, RwLock};
+
+use crate::api::{ApiError, BrokerApi, FetchResponse, ProduceResponse};
+use crate::scenario::{BrokerSpec, TopicSpec};
+use crate::trace::Tracer;
+
+/// The data directory inside the disk (Kafka's `log.dirs`).
+pub const DATA_DIR: &str = "kafka-logs";
+
+type Reply<T> = oneshot::Sender<Result<T, ApiError>>;
+
+enum Request {
+    Produce { tp: TopicPartition, batch: Bytes, reply: Option<Reply<ProduceResponse>> },
+    Fetch { tp: TopicPartition, offset: i64, max_bytes: usize, max_wait: Duration, reply: Reply<FetchResponse> },
+    ListOffsets { tp: TopicPartition, reply: Reply<(i64, i64)> },
+}
+
+/// What outlives a broker process: its disk, its configuration, its address.
+pub struct Host {
+    pub id: u32,
+    pub disk: SimDisk,
+    broker: BrokerSpec,
+    topics: Vec<TopicSpec>,
+    tracer: Tracer,
+    endpoint: Mutex<Option<mpsc::Sender<Request>>>,
+    data: Notify,
+    incarnation: AtomicU64,
+    up: AtomicBool,
+    node: Mutex<Option<NodeId>>,
+    /// Start failures (the broker could not open its logs): a liveness problem.
+    pub failures: Mutex<Vec<String>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Host {
+    pub fn new(id: u32, disk: SimDisk, broker: BrokerSpec, topics: Vec<TopicSpec>, tracer: Tracer) -> Arc<Self> {
+        Arc::new(Host {
+            id,
+            disk,
+            broker,
+            topics,
+            tracer,
+            endpoint: Mutex::new(None),
+            data: Notify::new(),
+            incarnation: AtomicU64::new(0),
+            up: AtomicBool::new(false),
+            node: Mutex::new(None),
+            failures: Mutex::new(Vec::new()),
+        })
+    }
+
+    pub fn name(&self) -> String {
+        format!("broker-{}", self.id)
+    }
+
+    /// Creates the host's node and starts the broker process on it.
+    pub fn start(self: &Arc<Self>) {
+        let me = self.clone();
+        let node = madsim::runtime::Handle::current()
+            .create_node()
+            .name(self.name())
+            .init(move || {
+                let me = me.clone();
+                async move { me.serve().await }
+            })
+            .build();
+        *lock(&self.node) = Some(node.id());
+        self.up.store(true, Ordering::SeqCst);
+    }
+
+    fn node_id(&self) -> NodeId {
+        lock(&self.node).expect("host started")
+    }
+
+    pub fn is_up(&self) -> bool {
+        self.up.load(Ordering::SeqCst)
+    }
+
+    /// Process crash: every task of the broker dies; the kernel (page cache) survives.
+    pub fn kill(&self) {
+        lock(&self.endpoint).take();
+        if self.up.swap(false, Ordering::SeqCst) {
+            madsim::runtime::Handle::current().kill(self.node_id());
+        }
+        self.disk.crash_process();
+    }
+
+    /// Power cut: the process dies and the page cache's dirty pages are lost.
+    pub fn power_loss(&self) {
+        lock(&self.endpoint).take();
+        if self.up.swap(false, Ordering::SeqCst) {
+            madsim::runtime::Handle::current().kill(self.node_id());
+        }
+        self.disk.power_loss();
+    }
+
+    /// Starts the broker again (a running one is killed first, as `kill -9` + start).
+    pub fn restart(&self) {
+        if self.is_up() {
+            self.kill();
+        }
+        self.up.store(true, Ordering::SeqCst);
+        madsim::runtime::Handle::current().restart(self.node_id());
+    }
+
+    pub fn pause(&self) {
+        madsim::runtime::Handle::current().pause(self.node_id());
+    }
+
+    pub fn resume(&self) {
+        madsim::runtime::Handle::current().resume(self.node_id());
+    }
+
+    fn topic_config(&self, topic: &str) -> LogConfig {
+        self.topics.iter().find(|t| t.name == topic).map(|t| t.log.clone()).unwrap_or_else(|| self.broker.log.clone())
+    }
+
+    /// The broker process: open (and recover) the data directory, create missing partitions,
+    /// then serve requests until killed.
+    async fn serve(self: Arc<Self>) {
+        let inc = self.incarnation.fetch_add(1, Ordering::SeqCst) + 1;
+        let name = self.name();
+        self.tracer.event("broker-start", &format!("{name} incarnation={inc}"));
+        let storage: Arc<dyn Storage> = Arc::new(self.disk.clone());
+        let topics = self.topics.clone();
+        let default = self.broker.log.clone();
+        let config_for = move |topic: &str| topics.iter().find(|t| t.name == topic).map(|t| t.log.clone()).unwrap_or_else(|| default.clone());
+        let opened = LogManager::open(storage, Path::new(DATA_DIR), self.broker.log.clone(), &config_for, self.tracer.now_ms()).await;
+        let mut mgr = match opened {
+            Ok((mgr, reports)) => {
+                for (tp, r) in &reports {
+                    let leo = mgr.get(tp).map(|l| l.log_end_offset()).unwrap_or(-1);
+                    self.tracer.event(
+                        "recovered",
+                        &format!("{name} {tp} clean={} segments={} recovered={} indexes_rebuilt={} damage={} dropped={} log_end={leo}", mgr.was_clean(), r.segments, r.segments_recovered, r.indexes_rebuilt, r.damage.len(), r.segments_dropped),
+                    );
+                }
+                mgr
+            }
+            Err(e) => return self.failed(&format!("{name} could not open its logs: {e}")),
+        };
+        for t in &self.topics {
+            for p in 0..t.partitions {
+                let tp = TopicPartition::new(t.name.clone(), p);
+                if mgr.get(&tp).is_none() {
+                    if let Err(e) = mgr.create(tp.clone(), self.topic_config(&t.name), self.tracer.now_ms()).await {
+                        return self.failed(&format!("{name} could not create {tp}: {e}"));
+                    }
+                    self.tracer.event("partition-created", &format!("{name} {tp}"));
+                }
+            }
+        }
+        let mgr = Arc::new(RwLock::new(mgr));
+        self.spawn_background(&mgr);
+        let (tx, mut rx) = mpsc::channel::<Request>(4096);
+        *lock(&self.endpoint) = Some(tx);
+        self.tracer.event("broker-ready", &name);
+        while let Some(req) = rx.recv().await {
+            let (me, mgr) = (self.clone(), mgr.clone());
+            tokio::spawn(async move { me.handle(&mgr, req).await });
+        }
+    }
+
+    fn failed(&self, why: &str) {
+        self.tracer.event("broker-start-failed", why);
+        lock(&self.failures).push(why.to_string());
+    }
+
+    /// Kafka's periodic jobs: recovery-point checkpoints, and the `flush.ms` scheduler.
+    fn spawn_background(self: &Arc<Self>, mgr: &Arc<RwLock<LogManager>>) {
+        let every = Duration::from_millis(self.broker.checkpoint_interval_ms);
+        let (me, m) = (self.clone(), mgr.clone());
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(every).await;
+                let r = m.write().await.checkpoint().await;
+                me.tracer.event("checkpoint", &format!("{} {}", me.name(), r.map(|_| "ok".to_string()).unwrap_or_else(|e| e.to_string())));
+            }
+        });
+        if self.broker.flush_scheduler_interval_ms < i64::MAX as u64 {
+            let every = Duration::from_millis(self.broker.flush_scheduler_interval_ms);
+            let (me, m) = (self.clone(), mgr.clone());
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(every).await;
+                    let now = me.tracer.now_ms();
+                    let mut g = m.write().await;
+                    for (tp, log) in g.logs_mut() {
+                        if log.flush_due(now) && !log.is_offline() {
+                            let r = log.flush(now).await;
+                            me.tracer.event("flush", &format!("{} {tp} {}", me.name(), r.map(|_| "ok".to_string()).unwrap_or_else(|e| e.to_string())));
+                        }
+                    }
+                }
+            });
+        }
+    }
+
+    async fn handle(&self, mgr: &RwLock<LogManager>, req: Request) {
+        match req {
+            Request::Produce { tp, batch, reply } => {
+                let mut buf = batch.to_vec();
+                let r = {
+                    let mut g = mgr.write().await;
+                    match g.get_mut(&tp) {
+                        None => Err(ApiError::UnknownTopicOrPartition),
+                        Some(log) => match log.append_as_leader(&mut buf, 0, self.tracer.now_ms()).await {
+                            Ok(info) => Ok(ProduceResponse { base_offset: info.base_offset, log_end_offset: log.log_end_offset() }),
+                            Err(e) => Err(log_error(e)),
+                        },
+                    }
+                };
+                if let Err(e) = &r {
+                    self.tracer.event("append-failed", &format!("{} {tp} {e}", self.name()));
+                }
+                self.data.notify_waiters();
+                if let Some(reply) = reply {
+                    let _ = reply.send(r);
+                }
+            }
+            Request::Fetch { tp, offset, max_bytes, max_wait, reply } => {
+                let deadline = tokio::time::Instant::now() + max_wait;
+                let r = loop {
+                    let notified = self.data.notified();
+                    tokio::pin!(notified);
+                    notified.as_mut().enable();
+                    let g = mgr.read().await;
+                    let Some(log) = g.get(&tp) else { break Err(ApiError::UnknownTopicOrPartition) };
+                    let (start, end) = (log.log_start_offset(), log.log_end_offset());
+                    if offset < start || offset > end {
+                        break Err(ApiError::OffsetOutOfRange { log_start_offset: start, log_end_offset: end });
+                    }
+                    if offset < end {
+                        break log
+                            .read_checked(offset, end, max_bytes)
+                            .await
+                            .map(|batches| FetchResponse { batches, log_start_offset: start, log_end_offset: end })
+                            .map_err(log_error);
+                    }
+                    drop(g);
+                    if tokio::time::Instant::now() >= deadline {
+                        break Ok(FetchResponse { batches: Vec::new(), log_start_offset: start, log_end_offset: end });
+                    }
+                    tokio::select! {
+                        biased;
+                        _ = &mut notified => {}
+                        _ = disk_model::clock::sleep_until_precise(deadline) => {}
+                    }
+                };
+                let _ = reply.send(r);
+            }
+            Request::ListOffsets { tp, reply } => {
+                let g = mgr.read().await;
+                let r = g.get(&tp).map(|l| (l.log_start_offset(), l.log_end_offset())).ok_or(ApiError::UnknownTopicOrPartition);
+                let _ = reply.send(r);
+            }
+        }
+    }
+
+    /// A path inside the data directory (for scoping disk faults).
+    pub fn data_path(sub: Option<&str>) -> PathBuf {
+        match sub {
+            Some(s) => Path::new(DATA_DIR).join(s),
+            None => PathBuf::from(DATA_DIR),
+        }
+    }
+}
+
+fn log_error(e: LogError) -> ApiError {
+    match e {
+        LogError::OffsetOutOfRange { log_start_offset, log_end_offset, .. } => ApiError::OffsetOutOfRange { log_start_offset, log_end_offset },
+        other => ApiError::Broker(other.to_string()),
+    }
+}
+
+/// The in-process client side of the seam: requests go to the host's current process.
+pub struct InProcess {
+    pub hosts: Vec<Arc<Host>>,
+}
+
+impl InProcess {
+    /// Single broker: every partition lives on broker 0 (replication arrives with the cluster).
+    fn host_for(&self, _tp: &TopicPartition) -> &Arc<Host> {
+        &self.hosts[0]
+    }
+
+    async fn call<T>(&self, tp: &TopicPartition, timeout: Duration, make: impl FnOnce(Reply<T>) -> Request) -> Result<T, ApiError> {
+        let tx = lock(&self.host_for(tp).endpoint).clone().ok_or(ApiError::Unavailable)?;
+        let (rtx, rrx) = oneshot::channel();
+        tx.send(make(rtx)).await.map_err(|_| ApiError::Unavailable)?;
+        drop(tx);
+        tokio::select! {
+            biased;
+            r = rrx => r.map_err(|_| ApiError::Disconnected)?,
+            _ = tokio::time::sleep(timeout) => Err(ApiError::Timeout),
+        }
+    }
+}
+
+#[async_trait]
+impl BrokerApi for InProcess {
+    async fn produce(&self, tp: &TopicPartition, batch: Bytes, wait: bool, timeout: Duration) -> Result<Option<ProduceResponse>, ApiError> {
+        if !wait {
+            let tx = lock(&self.host_for(tp).endpoint).clone().ok_or(ApiError::Unavailable)?;
+            tx.send(Request::Produce { tp: tp.clone(), batch, reply: None }).await.map_err(|_| ApiError::Unavailable)?;
+            return Ok(None);
+        }
+        self.call(tp, timeout, |reply| Request::Produce { tp: tp.clone(), batch, reply: Some(reply) }).await.map(Some)
+    }
+
+    async fn fetch(&self, tp: &TopicPartition, offset: i64, max_bytes: usize, max_wait: Duration, timeout: Duration) -> Result<FetchResponse, ApiError> {
+        self.call(tp, timeout, |reply| Request::Fetch { tp: tp.clone(), offset, max_bytes, max_wait, reply }).await
+    }
+
+    async fn list_offsets(&self, tp: &TopicPartition, timeout: Duration) -> Result<(i64, i64), ApiError> {
+        self.call(tp, timeout, |reply| Request::ListOffsets { tp: tp.clone(), reply }).await
+    }
+}

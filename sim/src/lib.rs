@@ -1,0 +1,52 @@
+//! Loglab's simulator harness.
+//!
+//! **Storage-level runs** (today): the broker's log layer (`broker::log::LogManager`, unmodified)
+//! on modeled hardware (`disk_model::sim::SimDisk`: device + Linux-like page cache + faults), in
+//! madsim's virtual time. Workloads are tasks calling the broker in-process through
+//! [`api::BrokerApi`]; the network and CPU models arrive with net-model, and then a networked
+//! broker and the Kafka client implement the same seam without touching scenario parsing, the
+//! trace, the checkers or the reports.
+//!
+//! Layout:
+//! - pure, runtime-free (built and tested in both worlds): [`scenario`] (files → settings, every
+//!   default), [`trace`] (FNV-1a 64 over canonical event lines), [`history`] + [`checkers`]
+//!   (Jepsen-style checks as pure functions), [`metrics`] (time series from a history).
+//! - simulated only (`--cfg madsim`): [`api`] (the seam), [`host`] (a broker host: log manager on
+//!   a simulated disk, one madsim node), [`workload`] (producers and consumers), [`run`] (one run:
+//!   faults timeline, settle, final oracle, summary), [`cli`] (`cargo simulate`).
+
+pub mod checkers;
+pub mod history;
+pub mod metrics;
+pub mod scenario;
+pub mod trace;
+
+#[cfg(madsim)]
+pub mod api;
+#[cfg(madsim)]
+pub mod cli;
+#[cfg(madsim)]
+pub mod host;
+#[cfg(madsim)]
+pub mod run;
+#[cfg(madsim)]
+pub mod workload;
+
+/// Process exit codes of `cargo simulate` (scripts and sweeps rely on them).
+pub mod exit {
+    /// The verdict is pass: every check had its expected outcome.
+    pub const PASS: i32 = 0;
+    /// A safety check did not have its expected outcome (e.g. an acknowledged write was lost).
+    pub const CHECK_VIOLATED: i32 = 1;
+    /// Progress did not resume after the faults healed (liveness check).
+    pub const LIVENESS: i32 = 2;
+    /// The simulator itself crashed (a panic); the panic hook printed the seed and replay command.
+    pub const CRASH: i32 = 3;
+    /// check-determinism: two runs of one seed differed.
+    pub const NONDETERMINISM: i32 = 4;
+    /// Bad command line or scenario file.
+    pub const USAGE: i32 = 64;
+}
+
+/// What the storage-level mode is, written into every summary.
+pub const MODE: &str = "storage-level run: the broker's log layer (LogManager, unmodified) on modeled hardware (disk + page cache); workloads call it in-process. The network and CPU models arrive with net-model.";

@@ -1,0 +1,425 @@
+//! One run: build the host(s) from the scenario, start the workload, apply the fault timeline,
+//! heal and settle, read the final state (the oracle), run the checkers, and assemble the
+//! summary, charts and verdict. Everything inside the runtime is deterministic in the seed.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use broker::log::TopicPartition;
+use disk_model::clock::Clock;
+use disk_model::sim::{DiskEvent, FaultKind, FaultRule, SimDisk, SimDiskConfig};
+use serde_json::{json, Map, Value};
+
+use crate::api::BrokerApi;
+use crate::checkers::{self, CheckKind, Outcome};
+use crate::history::{FinalLog, History};
+use crate::host::{Host, InProcess};
+use crate::metrics::{self, DiskSample};
+use crate::scenario::{DiskErrorKind, FaultAction, Scenario};
+use crate::trace::{hex, Tracer};
+use crate::workload::{decode_value, Consumer, Control, Producer};
+use crate::{exit, MODE};
+
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// Keep the trace's lines (for `--trace` and check-determinism).
+    pub keep_trace: bool,
+    /// How to replay: the scenario path as the user gave it, and the output dir.
+    pub scenario_path: String,
+    pub out_dir: String,
+}
+
+/// What the simulated part of a run hands back.
+pub struct RawRun {
+    pub history: History,
+    pub samples: Vec<DiskSample>,
+    pub io: Vec<(u64, u64)>,
+    pub tracer: Tracer,
+    pub end_ns: u64,
+    pub final_disk: Value,
+}
+
+pub struct RunOutput {
+    pub summary: Value,
+    pub charts: Vec<reports::Chart>,
+    pub markers: Vec<reports::Marker>,
+    pub x_max: f64,
+    pub exit_code: i32,
+    pub verdict: String,
+    pub trace_hash: u64,
+    pub trace_lines: Option<Vec<String>>,
+}
+
+pub fn replay_command(opts: &RunOptions, seed: u64) -> String {
+    format!("cargo simulate {} --seed {seed} --out {}", opts.scenario_path, opts.out_dir)
+}
+
+struct Sampler {
+    disk: SimDisk,
+    tracer: Tracer,
+    samples: Vec<DiskSample>,
+    io: Vec<(u64, u64)>,
+}
+
+impl Sampler {
+    fn sample(&mut self) {
+        let now = self.tracer.now_ns();
+        let st = self.disk.stats();
+        self.samples.push(DiskSample {
+            t_ns: now,
+            dirty_bytes: st.dirty_bytes,
+            cached_bytes: st.cached_bytes,
+            writeback_bytes: st.writeback_bytes,
+            hit_pages: st.cache_hit_pages,
+            miss_pages: st.cache_miss_pages,
+        });
+        for ev in self.disk.drain_events() {
+            if let DiskEvent::Io { start_ns, done_ns, .. } = &ev {
+                self.io.push((*start_ns, *done_ns));
+            }
+            let line = serde_json::to_string(&ev).unwrap_or_else(|e| format!("unserializable: {e}"));
+            self.tracer.event_at(now, "disk", &line);
+        }
+    }
+}
+
+fn apply(host: &Host, action: &FaultAction, rules: &mut BTreeMap<usize, disk_model::sim::FaultId>, i: usize, tracer: &Tracer, label: &str) {
+    tracer.event("fault", label);
+    match action {
+        FaultAction::Kill => host.kill(),
+        FaultAction::Restart => host.restart(),
+        FaultAction::PowerLoss => host.power_loss(),
+        FaultAction::Pause => host.pause(),
+        FaultAction::SlowDisk { factor } => host.disk.set_slow_factor(*factor),
+        FaultAction::DiskError { kind, probability, times, path } => {
+            let kind = match kind {
+                DiskErrorKind::Read => FaultKind::ReadError,
+                DiskErrorKind::Write => FaultKind::WriteError,
+                DiskErrorKind::Sync => FaultKind::SyncError,
+                DiskErrorKind::NoSpace => FaultKind::NoSpace,
+            };
+            let mut rule = FaultRule::always(kind).with_probability(*probability).under(Host::data_path(path.as_deref()));
+            if let Some(t) = times {
+                rule = rule.times(*t);
+            }
+            rules.insert(i, host.disk.inject_fault(rule));
+        }
+        FaultAction::DropCaches => host.disk.drop_caches(),
+        FaultAction::CorruptSector { path } => {
+            let hit = host.disk.corrupt_random_sector(Host::data_path(path.as_deref()));
+            tracer.event("corrupted", &format!("{hit:?}"));
+        }
+    }
+}
+
+fn undo(host: &Host, action: &FaultAction, rules: &mut BTreeMap<usize, disk_model::sim::FaultId>, i: usize, tracer: &Tracer, label: &str) {
+    tracer.event("fault-end", label);
+    match action {
+        FaultAction::Pause => host.resume(),
+        FaultAction::SlowDisk { .. } => host.disk.set_slow_factor(1),
+        FaultAction::DiskError { .. } => {
+            if let Some(id) = rules.remove(&i) {
+                host.disk.clear_fault(id);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// The simulated part: must run inside a madsim runtime.
+pub async fn simulate(sc: &Scenario, seed: u64, keep_trace: bool) -> RawRun {
+    let tracer = Tracer::new(keep_trace);
+    tracer.event("run-start", &format!("scenario={} seed={seed}", sc.name));
+    let mut cfg = SimDiskConfig::new(sc.host.device.clone(), seed);
+    cfg.page_cache = sc.host.page_cache.clone();
+    let disk = SimDisk::new(cfg, Clock::Runtime { epoch: tracer.epoch() });
+    disk.set_torn_writes(sc.host.torn_writes);
+    disk.set_space_limit_bytes(sc.host.disk_bytes);
+    let host = Host::new(0, disk.clone(), sc.broker.clone(), sc.topics.clone(), tracer.clone());
+    host.start();
+    let api: Arc<dyn BrokerApi> = Arc::new(InProcess { hosts: vec![host.clone()] });
+    let history = Arc::new(Mutex::new(History::default()));
+    let control = Arc::new(Control::default());
+    let duration_ns = sc.duration_s * 1_000_000_000;
+    let partitions_of = |topic: &str| -> Vec<TopicPartition> {
+        sc.topics.iter().filter(|t| t.name == topic).flat_map(|t| (0..t.partitions).map(|p| TopicPartition::new(t.name.clone(), p))).collect()
+    };
+
+    // Workload on a client node (it survives broker faults).
+    let client = madsim::runtime::Handle::current().create_node().name("client").build();
+    let mut index = 0u32;
+    for spec in &sc.producers {
+        for _ in 0..spec.count {
+            control.producers_running.fetch_add(1, Ordering::SeqCst);
+            let p = Producer {
+                index,
+                spec: spec.clone(),
+                partitions: partitions_of(&spec.topic),
+                api: api.clone(),
+                history: history.clone(),
+                tracer: tracer.clone(),
+                control: control.clone(),
+                stop_at_ns: duration_ns,
+                seed,
+            };
+            client.spawn(p.run());
+            index += 1;
+        }
+    }
+    let mut cindex = 0u32;
+    for spec in &sc.consumers {
+        let parts = partitions_of(&spec.topic);
+        for k in 0..spec.count {
+            // Static assignment: partitions dealt round-robin among this entry's consumers.
+            let mine: Vec<_> = parts.iter().enumerate().filter(|(i, _)| *i as u32 % spec.count == k).map(|(_, tp)| tp.clone()).collect();
+            if mine.is_empty() {
+                continue;
+            }
+            let c = Consumer { index: cindex, spec: spec.clone(), partitions: mine, api: api.clone(), history: history.clone(), tracer: tracer.clone(), control: control.clone() };
+            client.spawn(c.run());
+            cindex += 1;
+        }
+    }
+
+    // Sampler: disk gauges + the disk's event log into the trace.
+    let sampler = Arc::new(Mutex::new(Sampler { disk: disk.clone(), tracer: tracer.clone(), samples: Vec::new(), io: Vec::new() }));
+    {
+        let sampler = sampler.clone();
+        let every = sc.sample_ms * 1_000_000;
+        let tracer = tracer.clone();
+        tokio::spawn(async move {
+            let mut t = 0;
+            loop {
+                t += every;
+                tracer.sleep_until_ns(t).await;
+                sampler.lock().unwrap_or_else(|p| p.into_inner()).sample();
+            }
+        });
+    }
+
+    // Fault timeline: (time, start or end, fault index), in time order, file order on ties.
+    let mut timeline: Vec<(u64, bool, usize)> = Vec::new();
+    for (i, f) in sc.faults.iter().enumerate() {
+        timeline.push((f.at_ns, true, i));
+        if let Some(d) = f.for_ns {
+            if f.at_ns + d < duration_ns {
+                timeline.push((f.at_ns + d, false, i));
+            }
+        }
+    }
+    timeline.sort_by_key(|&(t, start, i)| (t, !start, i));
+    let mut rules = BTreeMap::new();
+    let mut active: BTreeMap<usize, ()> = BTreeMap::new();
+    for (t, start, i) in timeline {
+        tracer.sleep_until_ns(t).await;
+        let f = &sc.faults[i];
+        if start {
+            apply(&host, &f.action, &mut rules, i, &tracer, &f.label);
+            active.insert(i, ());
+        } else {
+            undo(&host, &f.action, &mut rules, i, &tracer, &f.label);
+            active.remove(&i);
+        }
+    }
+    tracer.sleep_until_ns(duration_ns).await;
+
+    // Heal: end every fault still active, bring the broker back.
+    for (&i, _) in active.iter().rev() {
+        let f = &sc.faults[i];
+        undo(&host, &f.action, &mut rules, i, &tracer, &f.label);
+    }
+    disk.clear_faults();
+    disk.set_slow_factor(1);
+    if !host.is_up() {
+        tracer.event("heal", "restart broker-0");
+        host.restart();
+    }
+    let heal_ns = tracer.now_ns();
+    tracer.event("heal", "all faults ended; producers stopped sending new records");
+
+    // Settle: producers finish their in-flight sends, consumers catch up with the log end.
+    let settle_deadline = duration_ns + sc.settle_timeout_s * 1_000_000_000;
+    let timeout = Duration::from_secs(5);
+    let all_tps: Vec<TopicPartition> = sc.topics.iter().flat_map(|t| (0..t.partitions).map(|p| TopicPartition::new(t.name.clone(), p))).collect();
+    let mut settled = false;
+    while tracer.now_ns() < settle_deadline {
+        tracer.sleep_until_ns(tracer.now_ns() + 50_000_000).await;
+        if control.producers_running.load(Ordering::SeqCst) > 0 {
+            continue;
+        }
+        let positions = control.positions.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let mut caught_up = true;
+        for ((_, tp), pos) in &positions {
+            match api.list_offsets(tp, timeout).await {
+                Ok((_, end)) if *pos >= end => {}
+                _ => caught_up = false,
+            }
+        }
+        if caught_up {
+            settled = true;
+            break;
+        }
+    }
+    control.stop_consumers.store(true, Ordering::SeqCst);
+    tracer.event("settled", &format!("{settled}"));
+
+    // The oracle: read every partition back in full.
+    let mut finals = BTreeMap::new();
+    for tp in &all_tps {
+        finals.insert(tp.to_string(), read_all(api.as_ref(), tp, &tracer, settle_deadline + 10_000_000_000).await);
+    }
+    sampler.lock().unwrap_or_else(|p| p.into_inner()).sample();
+    let end_ns = tracer.now_ns();
+    let final_disk = serde_json::to_value(disk.stats()).unwrap_or(Value::Null);
+
+    let mut h = history.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    h.final_logs = finals;
+    h.last_heal_ns = Some(heal_ns);
+    h.stuck.extend(host.failures.lock().unwrap_or_else(|p| p.into_inner()).iter().cloned());
+    if !settled {
+        h.stuck.push(format!("the run did not settle within settle_timeout_s={}", sc.settle_timeout_s));
+    }
+    let s = std::mem::replace(&mut *sampler.lock().unwrap_or_else(|p| p.into_inner()), Sampler { disk: disk.clone(), tracer: tracer.clone(), samples: Vec::new(), io: Vec::new() });
+    RawRun { history: h, samples: s.samples, io: s.io, tracer, end_ns, final_disk }
+}
+
+async fn read_all(api: &dyn BrokerApi, tp: &TopicPartition, tracer: &Tracer, give_up_ns: u64) -> Option<FinalLog> {
+    let timeout = Duration::from_secs(5);
+    let backoff = 100_000_000;
+    let (start, end) = loop {
+        match api.list_offsets(tp, timeout).await {
+            Ok(r) => break r,
+            Err(e) => {
+                if tracer.now_ns() > give_up_ns {
+                    tracer.event("final-read-failed", &format!("{tp} {e}"));
+                    return None;
+                }
+                tracer.sleep_until_ns(tracer.now_ns() + backoff).await;
+            }
+        }
+    };
+    let mut records = Vec::new();
+    let mut pos = start;
+    while pos < end {
+        match api.fetch(tp, pos, 1 << 20, Duration::ZERO, timeout).await {
+            Ok(resp) => {
+                let before = pos;
+                for b in resp.batches {
+                    let Ok(iter) = records::decode_batch(b, 256 << 20) else {
+                        tracer.event("final-read-failed", &format!("{tp}@{pos} undecodable batch"));
+                        return None;
+                    };
+                    for r in iter.flatten() {
+                        if r.offset >= pos && r.offset < end {
+                            records.push((r.offset, r.value.as_deref().and_then(decode_value).unwrap_or(u64::MAX)));
+                        }
+                    }
+                }
+                if let Some(last) = records.last() {
+                    pos = pos.max(last.0 + 1);
+                }
+                if pos == before {
+                    tracer.event("final-read-failed", &format!("{tp}@{pos} no progress"));
+                    return None;
+                }
+            }
+            Err(e) => {
+                tracer.event("final-read-failed", &format!("{tp}@{pos} {e}"));
+                return None;
+            }
+        }
+    }
+    tracer.event("final-log", &format!("{tp} start={start} end={end} records={}", records.len()));
+    Some(FinalLog { log_start_offset: start, log_end_offset: end, records })
+}
+
+/// Checks, verdict, figures and summary, from a finished simulation.
+pub fn conclude(sc: &Scenario, seed: u64, raw: RawRun, opts: &RunOptions, wall_s: f64) -> RunOutput {
+    let h = &raw.history;
+    let mut checks = Map::new();
+    let mut safety_failed = false;
+    let mut liveness_failed = false;
+    for name in &sc.checks {
+        let Some(r) = checkers::run(name, h) else { continue };
+        let expected = sc.expect.get(name).copied().unwrap_or(Outcome::Held);
+        raw.tracer.event_at(raw.end_ns, "check", &format!("{name} {} expected={}", r.outcome.as_str(), expected.as_str()));
+        if r.outcome != expected {
+            match checkers::kind_of(name) {
+                CheckKind::Safety => safety_failed = true,
+                CheckKind::Liveness => liveness_failed = true,
+            }
+        }
+        checks.insert(name.clone(), json!({"outcome": r.outcome.as_str(), "expected": expected.as_str(), "detail": r.detail}));
+    }
+    let (hash, events, lines) = raw.tracer.finish();
+    let exit_code = if safety_failed {
+        exit::CHECK_VIOLATED
+    } else if liveness_failed {
+        exit::LIVENESS
+    } else {
+        exit::PASS
+    };
+    let verdict = if exit_code == exit::PASS { "pass" } else { "fail" };
+    let duration_ns = sc.duration_s * 1_000_000_000;
+    let n_producers: u32 = sc.producers.iter().map(|p| p.count).sum();
+    let record_bytes = if sc.producers.is_empty() {
+        0.0
+    } else {
+        sc.producers.iter().map(|p| p.record_bytes as f64 * f64::from(p.count)).sum::<f64>() / f64::from(n_producers.max(1))
+    };
+    let fig = metrics::figures(h, &raw.samples, raw.io.clone(), duration_ns, raw.end_ns, record_bytes);
+    let sim_s = raw.end_ns as f64 / 1e9;
+    let markers: Vec<reports::Marker> = sc.faults.iter().map(|f| reports::Marker { at_s: f.at_ns as f64 / 1e9, label: f.label.clone() }).collect();
+    let replay = replay_command(opts, seed);
+    let final_logs: Map<String, Value> = h
+        .final_logs
+        .iter()
+        .map(|(tp, l)| (tp.clone(), l.as_ref().map(|l| json!({"log_start_offset": l.log_start_offset, "log_end_offset": l.log_end_offset, "records": l.records.len()})).unwrap_or(Value::Null)))
+        .collect();
+    let summary = json!({
+        "scenario": sc.name,
+        "scenario_file": opts.scenario_path,
+        "description": sc.description,
+        "mode": MODE,
+        "seed": seed,
+        "trace_hash": hex(hash),
+        "trace_events": events,
+        "verdict": verdict,
+        "exit_code": exit_code,
+        "replay": replay,
+        "checks": checks,
+        "throughput": fig.summary_throughput,
+        "produce_latency_ms": fig.summary_latency,
+        "page_cache": fig.summary_page_cache,
+        "disk": raw.final_disk,
+        "history": {
+            "sends": h.sends.len(),
+            "polls": h.polls.len(),
+            "final_logs": final_logs,
+            "last_heal_s": h.last_heal_ns.map(|n| n as f64 / 1e9),
+            "stuck": h.stuck,
+        },
+        "speed": {
+            "simulated_s": sim_s,
+            "wall_s": wall_s,
+            "simulated_s_per_wall_s": if wall_s > 0.0 { sim_s / wall_s } else { 0.0 },
+            "records_per_wall_s": if wall_s > 0.0 { h.sends.len() as f64 / wall_s } else { 0.0 },
+            "note": "wall-clock figures vary by machine and are not part of the trace",
+        },
+        "settings": sc.effective(),
+        "plots": fig.charts.iter().map(|c| c.file.clone()).collect::<Vec<_>>(),
+    });
+    RunOutput { summary, charts: fig.charts, markers, x_max: sim_s, exit_code, verdict: verdict.to_string(), trace_hash: hash, trace_lines: lines }
+}
+
+/// A whole run in a fresh runtime seeded with `seed`.
+pub fn run(sc: &Scenario, seed: u64, opts: &RunOptions) -> RunOutput {
+    let started = std::time::Instant::now();
+    let rt = madsim::runtime::Runtime::with_seed_and_config(seed, madsim::Config::default());
+    let raw = rt.block_on(simulate(sc, seed, opts.keep_trace));
+    drop(rt);
+    let wall_s = started.elapsed().as_secs_f64();
+    conclude(sc, seed, raw, opts, wall_s)
+}

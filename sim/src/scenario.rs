@@ -1,0 +1,881 @@
+//! Scenario files: JSON with Kafka's own config names. Parsed by hand so that every unknown key
+//! and every bad value is an error naming its path (`workload.producers[0].acks: expected one of
+//! 0, 1, all`), and so that every default is known and written into `summary.json`.
+//!
+//! Scenario files are external input: nothing here panics on them.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use broker::log::LogConfig;
+use disk_model::sim::{DeviceProfile, PageCacheConfig};
+use records::Compression;
+use serde_json::{json, Map, Value};
+use thiserror::Error;
+
+use crate::checkers::{Outcome, CHECKS};
+
+#[derive(Debug, Error)]
+pub enum ScenarioError {
+    #[error("cannot read scenario {path}: {source}")]
+    Read { path: String, source: std::io::Error },
+    #[error("scenario is not valid JSON: {0}")]
+    Json(#[from] serde_json::Error),
+    #[error("{path}: {msg}")]
+    Invalid { path: String, msg: String },
+}
+
+fn invalid(path: &str, msg: impl Into<String>) -> ScenarioError {
+    ScenarioError::Invalid { path: if path.is_empty() { "(top level)".into() } else { path.to_string() }, msg: msg.into() }
+}
+
+type R<T> = Result<T, ScenarioError>;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Acks {
+    Zero,
+    One,
+    All,
+}
+
+impl Acks {
+    pub fn name(self) -> &'static str {
+        match self {
+            Acks::Zero => "0",
+            Acks::One => "1",
+            Acks::All => "all",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OffsetReset {
+    Earliest,
+    Latest,
+}
+
+#[derive(Debug, Clone)]
+pub struct HostSpec {
+    pub device: DeviceProfile,
+    pub page_cache: PageCacheConfig,
+    pub torn_writes: bool,
+    /// Total file bytes before ENOSPC; `None` = unlimited.
+    pub disk_bytes: Option<u64>,
+}
+
+#[derive(Debug, Clone)]
+pub struct BrokerSpec {
+    pub log: LogConfig,
+    pub checkpoint_interval_ms: u64,
+    pub flush_scheduler_interval_ms: u64,
+}
+
+#[derive(Debug, Clone)]
+pub struct TopicSpec {
+    pub name: String,
+    pub partitions: i32,
+    pub replication_factor: i32,
+    /// Topic-level overrides (Kafka's topic config names) over the broker's log config.
+    pub overrides: BTreeMap<String, String>,
+    pub log: LogConfig,
+}
+
+#[derive(Debug, Clone)]
+pub struct ProducerSpec {
+    pub count: u32,
+    pub topic: String,
+    /// Records per second, per producer.
+    pub rate_per_s: u64,
+    pub record_bytes: usize,
+    pub acks: Acks,
+    pub linger_ms: u64,
+    pub batch_size: usize,
+    pub compression: Compression,
+    pub retries: u32,
+    pub retry_backoff_ms: u64,
+    pub request_timeout_ms: u64,
+    pub delivery_timeout_ms: u64,
+    pub max_in_flight: u32,
+}
+
+#[derive(Debug, Clone)]
+pub struct ConsumerSpec {
+    pub count: u32,
+    pub topic: String,
+    pub group_id: Option<String>,
+    pub max_partition_fetch_bytes: usize,
+    pub fetch_max_wait_ms: u64,
+    pub auto_offset_reset: OffsetReset,
+    pub retry_backoff_ms: u64,
+    pub request_timeout_ms: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DiskErrorKind {
+    Read,
+    Write,
+    Sync,
+    NoSpace,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum FaultAction {
+    /// Process crash: the page cache survives. The broker stays down until `restart`.
+    Kill,
+    Restart,
+    /// Power cut: dirty pages are lost. The broker stays down until `restart`.
+    PowerLoss,
+    /// The process stalls (a long GC pause) for `for`.
+    Pause,
+    SlowDisk { factor: u32 },
+    DiskError { kind: DiskErrorKind, probability: f64, times: Option<u64>, path: Option<String> },
+    DropCaches,
+    CorruptSector { path: Option<String> },
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct FaultSpec {
+    pub at_ns: u64,
+    pub broker: u32,
+    pub action: FaultAction,
+    /// Undone after this long (pause, slow_disk, disk_error); `None` = until the run heals.
+    pub for_ns: Option<u64>,
+    /// The fault as written (for the trace and the plots).
+    pub label: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct Scenario {
+    pub name: String,
+    pub description: String,
+    pub seed: u64,
+    pub duration_s: u64,
+    /// After `duration_s` producers stop and faults heal; the run ends when everything settled
+    /// or after this long (then liveness fails).
+    pub settle_timeout_s: u64,
+    /// Period of the metrics sampler (disk gauges, page-cache counters).
+    pub sample_ms: u64,
+    pub brokers: u32,
+    pub host: HostSpec,
+    pub broker: BrokerSpec,
+    pub topics: Vec<TopicSpec>,
+    pub producers: Vec<ProducerSpec>,
+    pub consumers: Vec<ConsumerSpec>,
+    pub faults: Vec<FaultSpec>,
+    pub checks: Vec<String>,
+    /// Expected outcome per check (default: held).
+    pub expect: BTreeMap<String, Outcome>,
+}
+
+// ------------------------------------------------------------------------------------------ walker
+
+struct Obj<'a> {
+    path: String,
+    map: &'a Map<String, Value>,
+}
+
+fn join(path: &str, key: &str) -> String {
+    let plain = key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    match (path.is_empty(), plain) {
+        (true, true) => key.to_string(),
+        (true, false) => format!("[\"{key}\"]"),
+        (false, true) => format!("{path}.{key}"),
+        (false, false) => format!("{path}[\"{key}\"]"),
+    }
+}
+
+fn obj<'a>(v: &'a Value, path: &str, allowed: &[&str]) -> R<Obj<'a>> {
+    let map = v.as_object().ok_or_else(|| invalid(path, "expected an object"))?;
+    for k in map.keys() {
+        if !allowed.contains(&k.as_str()) {
+            return Err(invalid(&join(path, k), format!("unknown key (expected one of: {})", allowed.join(", "))));
+        }
+    }
+    Ok(Obj { path: path.to_string(), map })
+}
+
+impl<'a> Obj<'a> {
+    fn p(&self, key: &str) -> String {
+        join(&self.path, key)
+    }
+    fn get(&self, key: &str) -> Option<&'a Value> {
+        self.map.get(key)
+    }
+    fn req(&self, key: &str) -> R<&'a Value> {
+        self.get(key).ok_or_else(|| invalid(&self.p(key), "required"))
+    }
+    fn string(&self, key: &str, default: Option<&str>) -> R<String> {
+        match self.get(key) {
+            None => default.map(str::to_string).ok_or_else(|| invalid(&self.p(key), "required")),
+            Some(Value::String(s)) => Ok(s.clone()),
+            Some(_) => Err(invalid(&self.p(key), "expected a string")),
+        }
+    }
+    fn uint(&self, key: &str, default: u64, lo: u64, hi: u64) -> R<u64> {
+        match self.get(key) {
+            None => Ok(default),
+            Some(v) => uint_value(v, &self.p(key), lo, hi),
+        }
+    }
+    fn boolean(&self, key: &str, default: bool) -> R<bool> {
+        match self.get(key) {
+            None => Ok(default),
+            Some(Value::Bool(b)) => Ok(*b),
+            Some(_) => Err(invalid(&self.p(key), "expected true or false")),
+        }
+    }
+}
+
+fn uint_value(v: &Value, path: &str, lo: u64, hi: u64) -> R<u64> {
+    let n = match v {
+        Value::Number(n) => n.as_u64().ok_or_else(|| invalid(path, "expected a non-negative integer"))?,
+        Value::String(s) => s.trim().parse::<u64>().map_err(|_| invalid(path, "expected a non-negative integer"))?,
+        _ => return Err(invalid(path, "expected a non-negative integer")),
+    };
+    if n < lo || n > hi {
+        return Err(invalid(path, format!("{n} is out of range {lo}..={hi}")));
+    }
+    Ok(n)
+}
+
+/// A number split off its unit suffix: "1.5s" → (1.5 as milli-units…). Kept integral: parses
+/// "<int>[.<frac>]<unit>" into an integer count of the smallest unit to avoid float rounding.
+fn split_unit(s: &str) -> (&str, &str) {
+    let s = s.trim();
+    let idx = s.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(s.len());
+    (s[..idx].trim(), s[idx..].trim())
+}
+
+/// Parses a decimal "12", "1.25" into value × scale (scale a power of ten ≥ the fraction digits).
+fn decimal_scaled(num: &str, scale: u64) -> Option<u64> {
+    let (int, frac) = num.split_once('.').unwrap_or((num, ""));
+    if int.is_empty() && frac.is_empty() {
+        return None;
+    }
+    let int: u64 = if int.is_empty() { 0 } else { int.parse().ok()? };
+    let mut v = int.checked_mul(scale)?;
+    let mut place = scale;
+    for c in frac.chars() {
+        let d = c.to_digit(10)? as u64;
+        place /= 10;
+        if place == 0 {
+            return if d == 0 { Some(v) } else { None };
+        }
+        v = v.checked_add(d * place)?;
+    }
+    Some(v)
+}
+
+/// "10s", "500ms", "2m", "1.5s", or a number of seconds → nanoseconds.
+pub fn parse_duration_ns(v: &Value, path: &str) -> R<u64> {
+    let bad = || invalid(path, "expected a duration like \"10s\", \"250ms\", \"2m\" or a number of seconds");
+    match v {
+        Value::Number(n) => {
+            let s = n.to_string();
+            decimal_scaled(&s, 1_000_000_000).ok_or_else(bad)
+        }
+        Value::String(s) => {
+            let (num, unit) = split_unit(s);
+            let scale = match unit {
+                "ns" => 1,
+                "us" | "µs" => 1_000,
+                "ms" => 1_000_000,
+                "s" | "" => 1_000_000_000,
+                "m" | "min" => 60_000_000_000,
+                _ => return Err(bad()),
+            };
+            decimal_scaled(num, scale).ok_or_else(bad)
+        }
+        _ => Err(bad()),
+    }
+}
+
+/// "1GiB", "512MiB", "100MB", "4096" → bytes.
+pub fn parse_bytes(v: &Value, path: &str) -> R<u64> {
+    let bad = || invalid(path, "expected a size like \"1GiB\", \"512MiB\", \"100MB\" or a number of bytes");
+    match v {
+        Value::Number(n) => n.as_u64().ok_or_else(bad),
+        Value::String(s) => {
+            let (num, unit) = split_unit(s);
+            let scale: u64 = match unit {
+                "" | "B" => 1,
+                "KB" | "kB" => 1_000,
+                "MB" => 1_000_000,
+                "GB" => 1_000_000_000,
+                "TB" => 1_000_000_000_000,
+                "KiB" => 1 << 10,
+                "MiB" => 1 << 20,
+                "GiB" => 1 << 30,
+                "TiB" => 1 << 40,
+                _ => return Err(bad()),
+            };
+            // Allow "1.5GiB": scale the decimal by 1000 first.
+            let milli = decimal_scaled(num, 1000).ok_or_else(bad)?;
+            milli.checked_mul(scale).map(|b| b / 1000).ok_or_else(bad)
+        }
+        _ => Err(bad()),
+    }
+}
+
+/// "5000/s" or a number → records per second.
+fn parse_rate(v: &Value, path: &str) -> R<u64> {
+    let bad = || invalid(path, "expected a rate like \"5000/s\" or a number of records per second");
+    let n = match v {
+        Value::Number(n) => n.as_u64().ok_or_else(bad)?,
+        Value::String(s) => s.trim().strip_suffix("/s").unwrap_or(s.trim()).trim().parse::<u64>().map_err(|_| bad())?,
+        _ => return Err(bad()),
+    };
+    if n == 0 || n > 10_000_000 {
+        return Err(invalid(path, format!("{n} records/s is out of range 1..=10000000")));
+    }
+    Ok(n)
+}
+
+/// A config value (number, string or bool) as the string Kafka's config parser would see.
+fn config_string(v: &Value, path: &str) -> R<String> {
+    match v {
+        Value::String(s) => Ok(s.clone()),
+        Value::Number(n) => Ok(n.to_string()),
+        Value::Bool(b) => Ok(b.to_string()),
+        _ => Err(invalid(path, "expected a string, number or boolean")),
+    }
+}
+
+// ------------------------------------------------------------------------------------------ parse
+
+
+impl Scenario {
+    pub fn load(path: &Path) -> R<Self> {
+        let text = std::fs::read_to_string(path).map_err(|source| ScenarioError::Read { path: path.display().to_string(), source })?;
+        Self::parse(&text)
+    }
+
+    pub fn parse(text: &str) -> R<Self> {
+        let v: Value = serde_json::from_str(text)?;
+        let top = obj(
+            &v,
+            "",
+            &["name", "description", "seed", "duration_s", "settle_timeout_s", "sample_ms", "cluster", "topics", "workload", "faults", "checks", "expect"],
+        )?;
+        let name = top.string("name", None)?;
+        if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+            return Err(invalid("name", "expected letters, digits, '-' or '_'"));
+        }
+        let description = top.string("description", Some(""))?;
+        let seed = top.uint("seed", 1, 0, u64::MAX)?;
+        let duration_s = top.uint("duration_s", 10, 1, 86_400)?;
+        let settle_timeout_s = top.uint("settle_timeout_s", 30, 1, 3_600)?;
+        let sample_ms = top.uint("sample_ms", 100, 1, 60_000)?;
+
+        // cluster
+        let cluster_v = top.req("cluster")?;
+        let cluster = obj(cluster_v, "cluster", &["brokers", "host", "config"])?;
+        let brokers = cluster.uint("brokers", 1, 1, 1).map_err(|_| {
+            invalid("cluster.brokers", "only 1 broker until net-model and replication land (storage-level runs)")
+        })? as u32;
+        let host = parse_host(cluster.get("host"), "cluster.host")?;
+        let mut broker = BrokerSpec { log: LogConfig::default(), checkpoint_interval_ms: 60_000, flush_scheduler_interval_ms: i64::MAX as u64 };
+        if let Some(cfg) = cluster.get("config") {
+            let m = cfg.as_object().ok_or_else(|| invalid("cluster.config", "expected an object"))?;
+            for (k, v) in m {
+                let p = join("cluster.config", k);
+                let s = config_string(v, &p)?;
+                match k.as_str() {
+                    "log.flush.offset.checkpoint.interval.ms" => {
+                        broker.checkpoint_interval_ms = uint_value(&Value::String(s), &p, 1, i64::MAX as u64)?
+                    }
+                    "log.flush.scheduler.interval.ms" => {
+                        broker.flush_scheduler_interval_ms = uint_value(&Value::String(s), &p, 1, i64::MAX as u64)?
+                    }
+                    _ => match broker.log.set(k, &s) {
+                        Ok(true) => {}
+                        Ok(false) => return Err(invalid(&p, "unknown broker config (log.* settings, flush.*, segment.*, retention.*, message.max.bytes and the two log.flush intervals are modeled)")),
+                        Err(e) => return Err(invalid(&p, e.to_string())),
+                    },
+                }
+            }
+        }
+
+        // topics
+        let topics_v = top.req("topics")?.as_array().ok_or_else(|| invalid("topics", "expected a list"))?;
+        if topics_v.is_empty() {
+            return Err(invalid("topics", "at least one topic"));
+        }
+        let mut topics: Vec<TopicSpec> = Vec::new();
+        for (i, t) in topics_v.iter().enumerate() {
+            let p = format!("topics[{i}]");
+            let o = obj(t, &p, &["name", "partitions", "replication.factor", "config"])?;
+            let name = o.string("name", None)?;
+            if name.is_empty() || name.len() > 249 || !name.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c)) {
+                return Err(invalid(&o.p("name"), "a Kafka topic name: 1-249 of [a-zA-Z0-9._-]"));
+            }
+            if topics.iter().any(|x| x.name == name) {
+                return Err(invalid(&o.p("name"), format!("topic {name} listed twice")));
+            }
+            let partitions = o.uint("partitions", 1, 1, 1024)? as i32;
+            let replication_factor = o.uint("replication.factor", 1, 1, 1).map_err(|_| {
+                invalid(&o.p("replication.factor"), "only 1 until replication lands (storage-level runs)")
+            })? as i32;
+            let mut log = broker.log.clone();
+            let mut overrides = BTreeMap::new();
+            if let Some(cfg) = o.get("config") {
+                let m = cfg.as_object().ok_or_else(|| invalid(&o.p("config"), "expected an object"))?;
+                for (k, v) in m {
+                    let kp = join(&o.p("config"), k);
+                    let s = config_string(v, &kp)?;
+                    if k.starts_with("log.") || k == "message.max.bytes" {
+                        return Err(invalid(&kp, "a broker-level name: topics take topic-level names (e.g. segment.bytes, flush.messages)"));
+                    }
+                    log.set_strict(k, &s).map_err(|e| invalid(&kp, e.to_string()))?;
+                    overrides.insert(k.clone(), s);
+                }
+            }
+            topics.push(TopicSpec { name, partitions, replication_factor, overrides, log });
+        }
+        let topic_of = |name: &str, path: &str| -> R<()> {
+            if topics.iter().any(|t| t.name == name) {
+                Ok(())
+            } else {
+                Err(invalid(path, format!("no topic named {name} in topics")))
+            }
+        };
+
+        // workload
+        let w = obj(top.req("workload")?, "workload", &["producers", "consumers"])?;
+        let mut producers = Vec::new();
+        if let Some(list) = w.get("producers") {
+            let list = list.as_array().ok_or_else(|| invalid("workload.producers", "expected a list"))?;
+            for (i, pv) in list.iter().enumerate() {
+                let p = format!("workload.producers[{i}]");
+                let o = obj(
+                    pv,
+                    &p,
+                    &["count", "topic", "rate", "record.bytes", "acks", "linger.ms", "batch.size", "compression.type", "retries", "retry.backoff.ms", "request.timeout.ms", "delivery.timeout.ms", "max.in.flight.requests.per.connection", "enable.idempotence"],
+                )?;
+                let topic = o.string("topic", None)?;
+                topic_of(&topic, &o.p("topic"))?;
+                let acks = match o.get("acks") {
+                    None => Acks::All,
+                    Some(v) => match v {
+                        Value::Number(n) if n.as_i64() == Some(0) => Acks::Zero,
+                        Value::Number(n) if n.as_i64() == Some(1) => Acks::One,
+                        Value::Number(n) if n.as_i64() == Some(-1) => Acks::All,
+                        Value::String(s) if s == "0" => Acks::Zero,
+                        Value::String(s) if s == "1" => Acks::One,
+                        Value::String(s) if s == "all" || s == "-1" => Acks::All,
+                        _ => return Err(invalid(&o.p("acks"), "expected one of 0, 1, all")),
+                    },
+                };
+                let compression = match o.get("compression.type") {
+                    None => Compression::None,
+                    Some(Value::String(s)) => Compression::from_name(s)
+                        .ok_or_else(|| invalid(&o.p("compression.type"), "expected one of none, gzip, snappy, lz4, zstd"))?,
+                    Some(_) => return Err(invalid(&o.p("compression.type"), "expected one of none, gzip, snappy, lz4, zstd")),
+                };
+                if o.boolean("enable.idempotence", false)? {
+                    return Err(invalid(&o.p("enable.idempotence"), "the idempotent producer needs the broker's request layer (storage-level runs): set false"));
+                }
+                let record_bytes = o.uint("record.bytes", 100, 8, 1 << 20)? as usize;
+                producers.push(ProducerSpec {
+                    count: o.uint("count", 1, 1, 1000)? as u32,
+                    topic,
+                    rate_per_s: parse_rate(o.req("rate")?, &o.p("rate"))?,
+                    record_bytes,
+                    acks,
+                    linger_ms: o.uint("linger.ms", 5, 0, 3_600_000)?,
+                    batch_size: o.uint("batch.size", 16384, 0, 64 << 20)? as usize,
+                    compression,
+                    retries: o.uint("retries", i32::MAX as u64, 0, i32::MAX as u64)? as u32,
+                    retry_backoff_ms: o.uint("retry.backoff.ms", 100, 0, 3_600_000)?,
+                    request_timeout_ms: o.uint("request.timeout.ms", 30_000, 1, 3_600_000)?,
+                    delivery_timeout_ms: o.uint("delivery.timeout.ms", 120_000, 1, 3_600_000)?,
+                    max_in_flight: o.uint("max.in.flight.requests.per.connection", 5, 1, 100)? as u32,
+                });
+            }
+        }
+        let mut consumers = Vec::new();
+        if let Some(list) = w.get("consumers") {
+            let list = list.as_array().ok_or_else(|| invalid("workload.consumers", "expected a list"))?;
+            for (i, cv) in list.iter().enumerate() {
+                let p = format!("workload.consumers[{i}]");
+                let o = obj(cv, &p, &["count", "topic", "group.id", "max.partition.fetch.bytes", "fetch.max.wait.ms", "auto.offset.reset", "retry.backoff.ms", "request.timeout.ms"])?;
+                let topic = o.string("topic", None)?;
+                topic_of(&topic, &o.p("topic"))?;
+                let auto_offset_reset = match o.string("auto.offset.reset", Some("earliest"))?.as_str() {
+                    "earliest" => OffsetReset::Earliest,
+                    "latest" => OffsetReset::Latest,
+                    _ => return Err(invalid(&o.p("auto.offset.reset"), "expected one of earliest, latest")),
+                };
+                let group_id = match o.get("group.id") {
+                    None => None,
+                    Some(_) => Some(o.string("group.id", None)?),
+                };
+                consumers.push(ConsumerSpec {
+                    count: o.uint("count", 1, 1, 1000)? as u32,
+                    topic,
+                    group_id,
+                    max_partition_fetch_bytes: o.uint("max.partition.fetch.bytes", 1 << 20, 1, 1 << 30)? as usize,
+                    fetch_max_wait_ms: o.uint("fetch.max.wait.ms", 500, 0, 3_600_000)?,
+                    auto_offset_reset,
+                    retry_backoff_ms: o.uint("retry.backoff.ms", 100, 0, 3_600_000)?,
+                    request_timeout_ms: o.uint("request.timeout.ms", 30_000, 1, 3_600_000)?,
+                });
+            }
+        }
+
+        // faults
+        let mut faults = Vec::new();
+        if let Some(list) = top.get("faults") {
+            let list = list.as_array().ok_or_else(|| invalid("faults", "expected a list"))?;
+            for (i, fv) in list.iter().enumerate() {
+                faults.push(parse_fault(fv, &format!("faults[{i}]"), brokers, duration_s)?);
+            }
+        }
+        // Stable: same time keeps file order.
+        faults.sort_by_key(|f| f.at_ns);
+
+        // checks
+        let checks: Vec<String> = match top.get("checks") {
+            None => CHECKS.iter().map(|s| s.to_string()).collect(),
+            Some(Value::Array(a)) => {
+                let mut out = Vec::new();
+                for (i, c) in a.iter().enumerate() {
+                    let p = format!("checks[{i}]");
+                    let s = c.as_str().ok_or_else(|| invalid(&p, "expected a check name"))?;
+                    if !CHECKS.contains(&s) {
+                        return Err(invalid(&p, format!("unknown check {s} (expected one of: {})", CHECKS.join(", "))));
+                    }
+                    if !out.iter().any(|x| x == s) {
+                        out.push(s.to_string());
+                    }
+                }
+                out
+            }
+            Some(_) => return Err(invalid("checks", "expected a list of check names")),
+        };
+        let mut expect: BTreeMap<String, Outcome> = checks.iter().map(|c| (c.clone(), Outcome::Held)).collect();
+        if let Some(e) = top.get("expect") {
+            let m = e.as_object().ok_or_else(|| invalid("expect", "expected an object of check → \"held\" | \"violated\""))?;
+            for (k, v) in m {
+                let p = join("expect", k);
+                if !checks.contains(k) {
+                    return Err(invalid(&p, "not one of this scenario's checks"));
+                }
+                let o = match v.as_str() {
+                    Some("held") => Outcome::Held,
+                    Some("violated") => Outcome::Violated,
+                    _ => return Err(invalid(&p, "expected one of held, violated")),
+                };
+                expect.insert(k.clone(), o);
+            }
+        }
+
+        Ok(Scenario {
+            name,
+            description,
+            seed,
+            duration_s,
+            settle_timeout_s,
+            sample_ms,
+            brokers,
+            host,
+            broker,
+            topics,
+            producers,
+            consumers,
+            faults,
+            checks,
+            expect,
+        })
+    }
+
+    /// Every setting in force, defaults included, by Kafka's (and Linux's) names.
+    pub fn effective(&self) -> Value {
+        let h = &self.host;
+        let pc = &h.page_cache;
+        json!({
+            "name": self.name,
+            "description": self.description,
+            "seed": self.seed,
+            "duration_s": self.duration_s,
+            "settle_timeout_s": self.settle_timeout_s,
+            "sample_ms": self.sample_ms,
+            "cluster": {
+                "brokers": self.brokers,
+                "host": {
+                    "disk": h.device.name,
+                    "disk_profile": serde_json::to_value(&h.device).unwrap_or(Value::Null),
+                    "page_cache": pc.capacity_bytes,
+                    "dirty_ratio": pc.dirty_ratio,
+                    "dirty_background_ratio": pc.dirty_background_ratio,
+                    "dirty_expire_centisecs": pc.dirty_expire_centisecs,
+                    "dirty_writeback_centisecs": pc.dirty_writeback_centisecs,
+                    "read_ahead_kb": pc.read_ahead_kb,
+                    "read_ahead_max_kb": pc.read_ahead_max_kb,
+                    "writeback_chunk_kb": pc.writeback_chunk_kb,
+                    "torn_writes": h.torn_writes,
+                    "disk_bytes": h.disk_bytes,
+                },
+                "config": broker_config_json(&self.broker),
+            },
+            "topics": self.topics.iter().map(|t| json!({
+                "name": t.name,
+                "partitions": t.partitions,
+                "replication.factor": t.replication_factor,
+                "config": topic_config_json(&t.log),
+                "overrides": t.overrides,
+            })).collect::<Vec<_>>(),
+            "workload": {
+                "producers": self.producers.iter().map(|p| json!({
+                    "count": p.count,
+                    "topic": p.topic,
+                    "rate": format!("{}/s", p.rate_per_s),
+                    "record.bytes": p.record_bytes,
+                    "acks": p.acks.name(),
+                    "linger.ms": p.linger_ms,
+                    "batch.size": p.batch_size,
+                    "compression.type": p.compression.name(),
+                    "retries": p.retries,
+                    "retry.backoff.ms": p.retry_backoff_ms,
+                    "request.timeout.ms": p.request_timeout_ms,
+                    "delivery.timeout.ms": p.delivery_timeout_ms,
+                    "max.in.flight.requests.per.connection": p.max_in_flight,
+                    "enable.idempotence": false,
+                })).collect::<Vec<_>>(),
+                "consumers": self.consumers.iter().map(|c| json!({
+                    "count": c.count,
+                    "topic": c.topic,
+                    "group.id": c.group_id,
+                    "assignment": "static: partitions dealt round-robin to the consumers of this entry (no group protocol yet)",
+                    "max.partition.fetch.bytes": c.max_partition_fetch_bytes,
+                    "fetch.max.wait.ms": c.fetch_max_wait_ms,
+                    "auto.offset.reset": match c.auto_offset_reset { OffsetReset::Earliest => "earliest", OffsetReset::Latest => "latest" },
+                    "retry.backoff.ms": c.retry_backoff_ms,
+                    "request.timeout.ms": c.request_timeout_ms,
+                    "check.crcs": true,
+                })).collect::<Vec<_>>(),
+            },
+            "faults": self.faults.iter().map(|f| json!({
+                "at_s": f.at_ns as f64 / 1e9,
+                "fault": f.label,
+                "for_s": f.for_ns.map(|n| n as f64 / 1e9),
+            })).collect::<Vec<_>>(),
+            "checks": self.checks,
+            "expect": self.expect.iter().map(|(k, v)| (k.clone(), Value::String(v.as_str().into()))).collect::<Map<_, _>>(),
+        })
+    }
+}
+
+fn broker_config_json(b: &BrokerSpec) -> Value {
+    let l = &b.log;
+    json!({
+        "log.segment.bytes": l.segment_bytes,
+        "log.roll.ms": l.segment_ms,
+        "log.index.interval.bytes": l.index_interval_bytes,
+        "log.index.size.max.bytes": l.segment_index_bytes,
+        "log.retention.bytes": l.retention_bytes,
+        "log.retention.ms": l.retention_ms,
+        "log.flush.interval.messages": l.flush_messages,
+        "log.flush.interval.ms": l.flush_ms,
+        "message.max.bytes": l.max_message_bytes,
+        "log.flush.offset.checkpoint.interval.ms": b.checkpoint_interval_ms,
+        "log.flush.scheduler.interval.ms": b.flush_scheduler_interval_ms,
+    })
+}
+
+fn topic_config_json(l: &LogConfig) -> Value {
+    json!({
+        "segment.bytes": l.segment_bytes,
+        "segment.ms": l.segment_ms,
+        "index.interval.bytes": l.index_interval_bytes,
+        "segment.index.bytes": l.segment_index_bytes,
+        "retention.bytes": l.retention_bytes,
+        "retention.ms": l.retention_ms,
+        "flush.messages": l.flush_messages,
+        "flush.ms": l.flush_ms,
+        "max.message.bytes": l.max_message_bytes,
+    })
+}
+
+fn parse_host(v: Option<&Value>, path: &str) -> R<HostSpec> {
+    let empty = Value::Object(Map::new());
+    let v = v.unwrap_or(&empty);
+    let o = obj(
+        v,
+        path,
+        &["disk", "page_cache", "dirty_ratio", "dirty_background_ratio", "dirty_expire_centisecs", "dirty_writeback_centisecs", "read_ahead_kb", "read_ahead_max_kb", "writeback_chunk_kb", "torn_writes", "disk_bytes", "cores", "nic"],
+    )?;
+    for k in ["cores", "nic"] {
+        if o.get(k).is_some() {
+            return Err(invalid(&o.p(k), "not modeled yet: the CPU and network models arrive with net-model (storage-level runs)"));
+        }
+    }
+    let disk = o.string("disk", Some("nvme"))?;
+    let device = DeviceProfile::by_name(&disk).ok_or_else(|| invalid(&o.p("disk"), "expected one of hdd-7200, sata-ssd, nvme"))?;
+    let d = PageCacheConfig::default();
+    let page_cache = PageCacheConfig {
+        capacity_bytes: match o.get("page_cache") {
+            None => d.capacity_bytes,
+            Some(v) => parse_bytes(v, &o.p("page_cache"))?,
+        },
+        dirty_ratio: o.uint("dirty_ratio", d.dirty_ratio.into(), 1, 100)? as u32,
+        dirty_background_ratio: o.uint("dirty_background_ratio", d.dirty_background_ratio.into(), 1, 100)? as u32,
+        dirty_expire_centisecs: o.uint("dirty_expire_centisecs", d.dirty_expire_centisecs.into(), 0, u32::MAX.into())? as u32,
+        dirty_writeback_centisecs: o.uint("dirty_writeback_centisecs", d.dirty_writeback_centisecs.into(), 1, u32::MAX.into())? as u32,
+        read_ahead_kb: o.uint("read_ahead_kb", d.read_ahead_kb.into(), 4, 1 << 20)? as u32,
+        read_ahead_max_kb: o.uint("read_ahead_max_kb", d.read_ahead_max_kb.into(), 4, 1 << 20)? as u32,
+        writeback_chunk_kb: o.uint("writeback_chunk_kb", d.writeback_chunk_kb.into(), 4, 1 << 20)? as u32,
+    };
+    page_cache.validate().map_err(|e| invalid(path, e))?;
+    let disk_bytes = match o.get("disk_bytes") {
+        None => None,
+        Some(v) => Some(parse_bytes(v, &o.p("disk_bytes"))?),
+    };
+    Ok(HostSpec { device, page_cache, torn_writes: o.boolean("torn_writes", false)?, disk_bytes })
+}
+
+fn parse_broker_ref(v: &Value, path: &str, brokers: u32) -> R<u32> {
+    let s = v.as_str().ok_or_else(|| invalid(path, "expected a broker like \"broker-0\""))?;
+    let n: u32 = s
+        .strip_prefix("broker-")
+        .and_then(|n| n.parse().ok())
+        .ok_or_else(|| invalid(path, "expected a broker like \"broker-0\""))?;
+    if n >= brokers {
+        return Err(invalid(path, format!("no {s}: the cluster has {brokers} broker(s)")));
+    }
+    Ok(n)
+}
+
+fn parse_fault(v: &Value, path: &str, brokers: u32, duration_s: u64) -> R<FaultSpec> {
+    const ACTIONS: &[&str] = &["kill", "restart", "power_loss", "pause", "slow_disk", "disk_error", "drop_caches", "corrupt_sector"];
+    let m = v.as_object().ok_or_else(|| invalid(path, "expected an object"))?;
+    let actions: Vec<&str> = ACTIONS.iter().copied().filter(|a| m.contains_key(*a)).collect();
+    let [action] = actions[..] else {
+        return Err(invalid(path, format!("expected exactly one of: {}", ACTIONS.join(", "))));
+    };
+    let allowed: &[&str] = match action {
+        "pause" => &["at", "pause", "for"],
+        "slow_disk" => &["at", "slow_disk", "factor", "for"],
+        "disk_error" => &["at", "disk_error", "kind", "probability", "times", "path", "for"],
+        "corrupt_sector" => &["at", "corrupt_sector", "path"],
+        _ => &["at", action],
+    };
+    let o = obj(v, path, allowed)?;
+    let at_ns = parse_duration_ns(o.req("at")?, &o.p("at"))?;
+    if at_ns >= duration_s * 1_000_000_000 {
+        return Err(invalid(&o.p("at"), format!("must be before the end of the run ({duration_s}s)")));
+    }
+    let broker = parse_broker_ref(o.req(action)?, &o.p(action), brokers)?;
+    let for_ns = match o.get("for") {
+        None => None,
+        Some(v) => Some(parse_duration_ns(v, &o.p("for"))?),
+    };
+    let action_v = match action {
+        "kill" => FaultAction::Kill,
+        "restart" => FaultAction::Restart,
+        "power_loss" => FaultAction::PowerLoss,
+        "pause" => {
+            if for_ns.is_none() {
+                return Err(invalid(&o.p("for"), "required for pause"));
+            }
+            FaultAction::Pause
+        }
+        "slow_disk" => FaultAction::SlowDisk { factor: o.uint("factor", 10, 1, 1_000_000)? as u32 },
+        "disk_error" => {
+            let kind = match o.string("kind", None)?.as_str() {
+                "read" => DiskErrorKind::Read,
+                "write" => DiskErrorKind::Write,
+                "sync" => DiskErrorKind::Sync,
+                "no_space" => DiskErrorKind::NoSpace,
+                _ => return Err(invalid(&o.p("kind"), "expected one of read, write, sync, no_space")),
+            };
+            let probability = match o.get("probability") {
+                None => 1.0,
+                Some(v) => v.as_f64().filter(|p| (0.0..=1.0).contains(p)).ok_or_else(|| invalid(&o.p("probability"), "expected a number in 0..=1"))?,
+            };
+            let times = match o.get("times") {
+                None => None,
+                Some(v) => Some(uint_value(v, &o.p("times"), 1, u64::MAX)?),
+            };
+            let path = match o.get("path") {
+                None => None,
+                Some(_) => Some(o.string("path", None)?),
+            };
+            FaultAction::DiskError { kind, probability, times, path }
+        }
+        "drop_caches" => FaultAction::DropCaches,
+        "corrupt_sector" => FaultAction::CorruptSector { path: match o.get("path") { None => None, Some(_) => Some(o.string("path", None)?) } },
+        _ => unreachable!("action list is closed"),
+    };
+    let mut label = format!("{action} broker-{broker}");
+    match &action_v {
+        FaultAction::SlowDisk { factor } => label.push_str(&format!(" x{factor}")),
+        FaultAction::DiskError { kind, probability, .. } => label.push_str(&format!(" {kind:?} p={probability}")),
+        _ => {}
+    }
+    if let Some(f) = for_ns {
+        label.push_str(&format!(" for {}ms", f / 1_000_000));
+    }
+    Ok(FaultSpec { at_ns, broker, action: action_v, for_ns, label })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MIN: &str = r#"{"name": "t", "cluster": {}, "topics": [{"name": "events"}],
+        "workload": {"producers": [{"topic": "events", "rate": "100/s"}]}}"#;
+
+    fn err(text: &str) -> String {
+        Scenario::parse(text).err().map(|e| e.to_string()).unwrap_or_default()
+    }
+
+    #[test]
+    fn minimal_scenario_gets_every_default() {
+        let s = Scenario::parse(MIN).unwrap();
+        assert_eq!(s.producers[0].acks, Acks::All);
+        assert_eq!(s.producers[0].linger_ms, 5);
+        assert_eq!(s.broker.log, LogConfig::default());
+        assert_eq!(s.checks.len(), CHECKS.len());
+        let e = s.effective();
+        assert_eq!(e["workload"]["producers"][0]["batch.size"], 16384);
+        assert_eq!(e["cluster"]["config"]["log.flush.interval.messages"], i64::MAX);
+        assert_eq!(e["cluster"]["host"]["disk"], "nvme");
+    }
+
+    #[test]
+    fn errors_name_the_path() {
+        let bad_acks = MIN.replace(r#""rate": "100/s""#, r#""rate": "100/s", "acks": 2"#);
+        assert_eq!(err(&bad_acks), "workload.producers[0].acks: expected one of 0, 1, all");
+        let unknown = MIN.replace(r#""rate": "100/s""#, r#""rate": "100/s", "lingr.ms": 2"#);
+        assert!(err(&unknown).starts_with("workload.producers[0][\"lingr.ms\"]: unknown key"), "{}", err(&unknown));
+        let top = MIN.replace(r#""name": "t","#, r#""name": "t", "durration_s": 3,"#);
+        assert!(err(&top).starts_with("durration_s: unknown key"));
+        let cfg = MIN.replace(r#""cluster": {}"#, r#""cluster": {"config": {"flush.messages": "x"}}"#);
+        assert!(err(&cfg).starts_with("cluster.config[\"flush.messages\"]:"), "{}", err(&cfg));
+        let cache = MIN.replace(r#""cluster": {}"#, r#""cluster": {"host": {"page_cache": "lots"}}"#);
+        assert!(err(&cache).starts_with("cluster.host.page_cache: expected a size"));
+        let fault = MIN.replace(r#""cluster""#, r#""faults": [{"at": "1s", "kill": "broker-3"}], "cluster""#);
+        assert!(err(&fault).starts_with("faults[0].kill: no broker-3"), "{}", err(&fault));
+        let topic = MIN.replace(r#""topic": "events""#, r#""topic": "nope""#);
+        assert!(err(&topic).starts_with("workload.producers[0].topic: no topic named nope"));
+        let exp = MIN.replace(r#""name": "t","#, r#""name": "t", "expect": {"lost-write": "maybe"},"#);
+        assert_eq!(err(&exp), "expect[\"lost-write\"]: expected one of held, violated");
+        assert!(err("{").contains("not valid JSON"));
+    }
+
+    #[test]
+    fn units() {
+        let d = |s: &str| parse_duration_ns(&Value::String(s.into()), "x").ok();
+        assert_eq!(d("1.5s"), Some(1_500_000_000));
+        assert_eq!(d("250ms"), Some(250_000_000));
+        assert_eq!(d("2m"), Some(120_000_000_000));
+        assert_eq!(d("soon"), None);
+        assert_eq!(parse_duration_ns(&json!(3), "x").ok(), Some(3_000_000_000));
+        let b = |s: &str| parse_bytes(&Value::String(s.into()), "x").ok();
+        assert_eq!(b("1GiB"), Some(1 << 30));
+        assert_eq!(b("1.5KiB"), Some(1536));
+        assert_eq!(b("100MB"), Some(100_000_000));
+        assert_eq!(b("1 XB"), None);
+    }
+}
