@@ -279,13 +279,33 @@ impl Broker {
         Ok(deleted)
     }
 
+    /// `flush.ms`: fsyncs logs whose last flush is too old. The fsyncs run without the state
+    /// lock (files collected under it, recovery points advanced after), so requests keep flowing.
     pub async fn run_flush(&self) -> Result<(), LogError> {
         let now = now_ms();
+        let mut work = Vec::new();
+        {
+            let mut state = self.lock().await;
+            let Some(logs) = state.logs.as_mut() else { return Ok(()) };
+            for (tp, log) in logs.logs_mut() {
+                if !log.is_offline() && log.flush_due(now) {
+                    let (files, upto) = log.unflushed_files();
+                    work.push((tp.clone(), files, upto, log.dir().to_path_buf()));
+                }
+            }
+        }
+        for (_, files, _, dir) in &work {
+            for f in files {
+                f.sync().await?;
+            }
+            self.storage.sync_dir(dir).await?;
+        }
         let mut state = self.lock().await;
-        let Some(logs) = state.logs.as_mut() else { return Ok(()) };
-        for (_, log) in logs.logs_mut() {
-            if !log.is_offline() && log.flush_due(now) {
-                log.flush(now).await?;
+        if let Some(logs) = state.logs.as_mut() {
+            for (tp, _, upto, _) in work {
+                if let Some(log) = logs.get_mut(&tp) {
+                    log.mark_flushed(upto, now);
+                }
             }
         }
         Ok(())

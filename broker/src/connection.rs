@@ -6,7 +6,7 @@ use std::io;
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
-use net_model::{Chunk, Connection};
+use net_model::Connection;
 use tokio::io::AsyncReadExt;
 use tokio::sync::watch;
 
@@ -89,6 +89,5 @@ pub async fn serve(broker: Arc<Broker>, mut conn: Connection, mut shutdown: watc
         _ => {}
     }
     let _ = conn.writer.shutdown().await;
-    let _: &[Chunk] = &[];
     end
 }

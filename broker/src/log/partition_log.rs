@@ -121,7 +121,12 @@ impl Log {
         options: OpenOptions,
         now_ms: i64,
     ) -> Result<(Self, RecoveryReport), LogError> {
-        storage.create_dir_all(dir).await?;
+        // Directory entries are durable only once their parent is synced (a power loss otherwise
+        // takes a new partition directory, or a deleted segment comes back).
+        if !storage.exists(dir).await? {
+            storage.create_dir_all(dir).await?;
+            storage.sync_dir(dir.parent().unwrap_or(Path::new(""))).await?;
+        }
         let mut report = RecoveryReport::default();
         let mut bases = Vec::new();
         for entry in storage.list_dir(dir).await? {
@@ -192,6 +197,9 @@ impl Log {
         if segments.is_empty() {
             let base = options.log_start_offset.max(0);
             segments.insert(base, Segment::create(storage.as_ref(), dir, base, now_ms).await?);
+            storage.sync_dir(dir).await?;
+        } else if report.segments_dropped > 0 {
+            storage.sync_dir(dir).await?;
         }
         report.segments = segments.len();
         let first_base = *segments.keys().next().expect("at least one segment");
@@ -568,6 +576,7 @@ impl Log {
                 seg.delete(self.storage.as_ref()).await?;
             }
         }
+        self.storage.sync_dir(&self.dir).await?;
         if let Some(seg) = self.segments.values_mut().next_back() {
             seg.truncate_to(offset).await?;
         }
@@ -639,6 +648,7 @@ impl Log {
             deleted += 1;
         }
         if deleted > 0 {
+            self.storage.sync_dir(&self.dir).await?;
             let new_start = *self.segments.keys().next().expect("non-empty");
             self.log_start_offset = self.log_start_offset.max(new_start);
             if self.epochs.truncate_from_start(self.log_start_offset) {

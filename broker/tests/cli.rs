@@ -1,0 +1,75 @@
+//! `broker serve` as a process: config errors name the key; it prints where it listens and stops
+//! cleanly on SIGTERM (clean-shutdown marker written). Real mode only.
+#![cfg(not(madsim))]
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_broker");
+
+#[test]
+fn unknown_config_key_is_an_error_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(BIN)
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path().join("data"))
+        .args(["--override", "no.such.key=1"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no.such.key"));
+
+    let props = dir.path().join("server.properties");
+    std::fs::write(&props, "# comment\nnum.partitions=2\nbogus.setting=3\n").unwrap();
+    let out = Command::new(BIN)
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path().join("data"))
+        .arg("--config")
+        .arg(&props)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("bogus.setting"));
+}
+
+#[test]
+fn serve_prints_address_and_stops_cleanly_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let props = dir.path().join("server.properties");
+    std::fs::write(&props, "# a Kafka-style file\nnum.partitions=3\nlog.segment.bytes=1048576\n\nauto.create.topics.enable=true\n").unwrap();
+    let data = dir.path().join("data");
+    let mut child = Command::new(BIN)
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(&data)
+        .arg("--config")
+        .arg(&props)
+        .args(["--override", "message.max.bytes=2000000", "--override", "loglab.fetch.zero.copy=false"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let started = Instant::now();
+    let addr = loop {
+        assert!(started.elapsed() < Duration::from_secs(30), "no listening line");
+        let line = lines.next().expect("broker output").unwrap();
+        if let Some(rest) = line.split("listening on ").nth(1) {
+            break rest.split_whitespace().next().unwrap().to_string();
+        }
+    };
+    assert!(addr.starts_with("127.0.0.1:"));
+    std::net::TcpStream::connect(&addr).expect("accepts connections");
+    let st = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert!(st.success());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "broker did not stop on SIGTERM");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success());
+    assert!(data.join(".kafka_cleanshutdown").exists());
+}
