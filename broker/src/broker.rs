@@ -240,7 +240,7 @@ impl Broker {
         if let Some(other) = state.registry.topics.keys().find(|t| norm(t) == norm(name)) {
             return Err((error_code::INVALID_TOPIC_EXCEPTION, format!("topic {name} collides with existing topic {other}")));
         }
-        if partitions < 1 || partitions > 100_000 {
+        if !(1..=100_000).contains(&partitions) {
             return Err((error_code::INVALID_PARTITIONS, format!("{partitions} partitions is not valid")));
         }
         let mut cfg = self.config.log.clone();

@@ -85,10 +85,7 @@ impl Walker<'_> {
 
     fn array_len(&mut self, nullable: bool) -> Result<usize, String> {
         let n = if self.flexible {
-            match self.uvarint()?.checked_sub(1) {
-                Some(n) => Some(n as usize),
-                None => None,
-            }
+            self.uvarint()?.checked_sub(1).map(|n| n as usize)
         } else {
             let n = self.i32()?;
             if n < -1 {

@@ -83,10 +83,8 @@ impl ProducerStates {
                 return Verdict::Reject(error_code::INVALID_RECORD);
             }
             match expected {
-                Some((epoch, seq)) if h.producer_epoch == epoch => {
-                    if h.base_sequence != seq {
-                        return Verdict::Reject(error_code::OUT_OF_ORDER_SEQUENCE_NUMBER);
-                    }
+                Some((epoch, seq)) if h.producer_epoch == epoch && h.base_sequence != seq => {
+                    return Verdict::Reject(error_code::OUT_OF_ORDER_SEQUENCE_NUMBER);
                 }
                 Some((epoch, _)) if h.producer_epoch > epoch && h.base_sequence != 0 => {
                     return Verdict::Reject(error_code::OUT_OF_ORDER_SEQUENCE_NUMBER);

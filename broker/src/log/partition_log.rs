@@ -52,6 +52,15 @@ pub enum LogError {
 }
 
 /// Result of a successful append.
+/// A header that does not parse while scanning a segment is corruption, not an IO failure.
+fn corrupt_or_io(e: io::Error, seg: &Segment) -> LogError {
+    if e.kind() == io::ErrorKind::InvalidData {
+        LogError::Corrupt { file: format!("{:?}", seg.log_file()), position: 0, why: e.to_string() }
+    } else {
+        LogError::Io(e)
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AppendInfo {
     pub base_offset: i64,
@@ -485,7 +494,8 @@ impl Log {
             // The segment holding `offset`, or the next one if offsets were skipped (compaction).
             let start_base = self.segments.range(..=offset).next_back().map(|(b, _)| *b).unwrap_or(offset);
             for (_, seg) in self.segments.range(start_base..) {
-                if let Some(r) = seg.read(offset.max(seg.base_offset), upper, max_bytes, min_one).await? {
+                let read = seg.read(offset.max(seg.base_offset), upper, max_bytes, min_one).await;
+                if let Some(r) = read.map_err(|e| corrupt_or_io(e, seg))? {
                     region = Some(r);
                     break;
                 }
@@ -530,7 +540,8 @@ impl Log {
     pub async fn find_batch_by_timestamp(&self, timestamp: i64) -> Result<Option<(BatchHeader, Bytes)>, LogError> {
         self.check_online()?;
         for seg in self.segments.values() {
-            if let Some((pos, h)) = seg.find_batch_by_timestamp(timestamp).await? {
+            let found = seg.find_batch_by_timestamp(timestamp).await.map_err(|e| corrupt_or_io(e, seg))?;
+            if let Some((pos, h)) = found {
                 if h.last_offset() < self.log_start_offset {
                     continue;
                 }
