@@ -8,6 +8,8 @@ use std::path::Path;
 use std::sync::Arc;
 
 use broker::log::{Log, LogConfig, OpenOptions};
+use disk_model::clock::Clock;
+use disk_model::sim::{DeviceProfile, PageCacheConfig, SimDisk, SimDiskConfig};
 use disk_model::{OsStorage, Storage};
 use proptest::prelude::*;
 use records::BatchHeader;
@@ -21,6 +23,8 @@ enum Op {
     Truncate { at: usize },
     ReopenClean,
     CrashAndRecover,
+    /// Only on the disk model: every dirty page is lost, a write in flight may tear.
+    PowerLossAndRecover,
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -33,6 +37,7 @@ fn op() -> impl Strategy<Value = Op> {
         1 => any::<usize>().prop_map(|at| Op::Truncate { at }),
         1 => Just(Op::ReopenClean),
         1 => Just(Op::CrashAndRecover),
+        1 => Just(Op::PowerLossAndRecover),
     ]
 }
 
@@ -76,7 +81,8 @@ async fn check(log: &Log, model: &Model) {
     }
 }
 
-async fn run_ops(storage: Arc<dyn Storage>, dir: &Path, config: LogConfig, ops: Vec<Op>) {
+/// `disk`: the simulated disk behind `storage`, if it is one (crashes then go through it).
+async fn run_ops(storage: Arc<dyn Storage>, disk: Option<SimDisk>, dir: &Path, config: LogConfig, ops: Vec<Op>) {
     let mut now_ms = 1_000_000i64;
     let mut model = Model::default();
     let (mut log, _) = Log::open(storage.clone(), dir, config.clone(), OpenOptions::default(), now_ms).await.unwrap();
@@ -166,9 +172,37 @@ async fn run_ops(storage: Arc<dyn Storage>, dir: &Path, config: LogConfig, ops: 
                 // every appended byte, so nothing may be lost.
                 let recovery_point = log.recovery_point();
                 drop(log);
+                if let Some(disk) = &disk {
+                    disk.crash_process(); // handles of the dead process go stale
+                }
                 let options = OpenOptions { clean_shutdown: false, recovery_point, log_start_offset: model.log_start };
                 let (l, report) = Log::open(storage.clone(), dir, config.clone(), options, now_ms).await.unwrap();
                 assert!(report.damage.is_empty(), "a process crash leaves no damage: {report:?}");
+                log = l;
+            }
+            Op::PowerLossAndRecover => {
+                let Some(disk) = &disk else { continue };
+                // What was fsynced (below the recovery point) must survive; the rest may not.
+                let durable = log.recovery_point();
+                drop(log);
+                disk.power_loss();
+                let options = OpenOptions { clean_shutdown: false, recovery_point: durable, log_start_offset: model.log_start };
+                let (l, _) = Log::open(storage.clone(), dir, config.clone(), options, now_ms).await.unwrap();
+                let leo = l.log_end_offset();
+                assert!(leo >= durable, "fsynced data lost: log end {leo} < recovery point {durable}");
+                assert!(leo <= model.next_offset);
+                assert!(
+                    leo == model.next_offset || leo <= model.log_start || model.batches.iter().any(|(b, _)| *b == leo),
+                    "recovery stopped inside a batch at {leo}"
+                );
+                // The survivors must be exactly the model's prefix (checked below).
+                model.batches.retain(|(b, _)| *b < leo);
+                model.next_offset = leo;
+                if leo <= model.log_start {
+                    model.log_start = l.log_start_offset();
+                    model.next_offset = l.log_end_offset();
+                    model.batches.clear();
+                }
                 log = l;
             }
         }
@@ -187,7 +221,11 @@ fn small_config(segment_bytes: u32, index_interval_bytes: u32, retention_bytes: 
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+    // PROPTEST_CASES raises the count for deep runs; the default keeps the test command quick.
+    #![proptest_config(ProptestConfig {
+        cases: std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(48),
+        ..ProptestConfig::default()
+    })]
 
     #[test]
     fn os_backend_matches_model(
@@ -199,6 +237,28 @@ proptest! {
         let tmp = tempfile::tempdir().unwrap();
         let storage: Arc<dyn Storage> = Arc::new(OsStorage::new(tmp.path()).unwrap());
         let config = small_config(segment_bytes, index_interval_bytes, retention_bytes);
-        support::block_on(1, run_ops(storage, Path::new("t-0"), config, ops));
+        support::block_on(1, run_ops(storage, None, Path::new("t-0"), config, ops));
+    }
+
+    /// The same against the disk model: a small page cache so writeback, eviction and throttling
+    /// happen, torn writes on, and power losses. Runs in both worlds (manual clock).
+    #[test]
+    fn disk_model_matches_model(
+        ops in proptest::collection::vec(op(), 1..40),
+        segment_bytes in 2_000u32..40_000,
+        index_interval_bytes in 0u32..3_000,
+        retention_bytes in prop_oneof![Just(-1i64), 5_000i64..60_000],
+        flush_messages in prop_oneof![Just(i64::MAX), 1i64..20],
+        hdd in any::<bool>(),
+        seed in any::<u64>(),
+    ) {
+        let device = if hdd { DeviceProfile::hdd_7200() } else { DeviceProfile::nvme() };
+        let page_cache = PageCacheConfig { capacity_bytes: 64 * 4096, ..PageCacheConfig::default() };
+        let disk = SimDisk::new(SimDiskConfig { device, page_cache, seed }, Clock::manual());
+        disk.set_torn_writes(true);
+        let storage: Arc<dyn Storage> = Arc::new(disk.clone());
+        let config = LogConfig { flush_messages, ..small_config(segment_bytes, index_interval_bytes, retention_bytes) };
+        support::block_on(seed, run_ops(storage, Some(disk.clone()), Path::new("t-0"), config, ops));
+        disk.check_invariants();
     }
 }
