@@ -391,6 +391,11 @@ impl Producer {
         if appended.batch_is_full || appended.new_batch_created {
             sh.wake.notify_one();
         }
+        if appended.batch_is_full {
+            // Cooperative: on a single-threaded runtime (and in the simulator) a tight send loop
+            // would otherwise keep the sender task from running until memory runs out.
+            tokio::task::yield_now().await;
+        }
         Ok(partition)
     }
 
@@ -710,7 +715,13 @@ async fn send_produce(sh: Arc<Shared>, node: i32, batches: Vec<ProducerBatch<Thu
                 Err(e) => {
                     let retriable = match &e {
                         ProduceError::Conn(c) => c.is_retriable(),
-                        ProduceError::Broker { code, .. } => errors::is_retriable(*code),
+                        // With idempotence, a batch behind a failed one sees its sequence out of
+                        // order; it succeeds once the earlier batch is retried first.
+                        ProduceError::Broker { code, .. } => {
+                            errors::is_retriable(*code)
+                                || (sh.cfg.enable_idempotence
+                                    && *code == errors::OUT_OF_ORDER_SEQUENCE_NUMBER)
+                        }
                         _ => false,
                     };
                     if matches!(&e, ProduceError::Conn(_))

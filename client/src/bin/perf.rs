@@ -27,7 +27,10 @@ mod real {
 
     pub fn main() -> ExitCode {
         let cli = Cli::parse();
-        let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        let rt = match tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build() {
             Ok(rt) => rt,
             Err(e) => {
                 eprintln!("perf: cannot start the runtime: {e}");
