@@ -18,6 +18,7 @@ pub mod metrics_http;
 pub mod producer_state;
 pub mod protocol;
 pub mod server;
+pub mod tasks;
 pub mod topics;
 
 pub use broker::{Broker, BrokerError, Outcome};

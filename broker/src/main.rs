@@ -126,7 +126,7 @@ mod real {
             println!("loglab metrics on http://{maddr}/metrics");
             tasks.push(tokio::spawn(broker::metrics_http::run(broker.clone(), ml, rx.clone())));
         }
-        tasks.push(tokio::spawn(periodic(broker.clone(), rx.clone())));
+        tasks.push(tokio::spawn(broker::tasks::run(broker.clone(), rx.clone())));
         let server = tokio::spawn(broker::server::run(broker.clone(), listener, rx.clone()));
         println!("loglab broker listening on {bound} (node.id {}, data dir {})", cfg.node_id, data_dir.display());
         use std::io::Write;
@@ -158,40 +158,6 @@ mod real {
             biased;
             _ = term.recv() => {}
             _ = tokio::signal::ctrl_c() => {}
-        }
-    }
-
-    /// Retention, `flush.ms` and checkpoints, each on its own interval.
-    async fn periodic(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
-        let c = &broker.config;
-        let tick = Duration::from_millis(c.flush_scheduler_interval_ms.clamp(10, 60_000) as u64);
-        let (mut since_retention, mut since_checkpoint) = (0i64, 0i64);
-        loop {
-            tokio::select! {
-                biased;
-                _ = shutdown.changed() => return,
-                _ = tokio::time::sleep(tick) => {}
-            }
-            let ms = tick.as_millis() as i64;
-            since_retention += ms;
-            since_checkpoint += ms;
-            if let Err(e) = broker.run_flush().await {
-                tracing::error!(error = %e, "flush failed");
-            }
-            if since_retention >= c.retention_check_interval_ms {
-                since_retention = 0;
-                match broker.run_retention().await {
-                    Ok(n) if n > 0 => tracing::info!(segments = n, "retention deleted segments"),
-                    Ok(_) => {}
-                    Err(e) => tracing::error!(error = %e, "retention failed"),
-                }
-            }
-            if since_checkpoint >= c.checkpoint_interval_ms {
-                since_checkpoint = 0;
-                if let Err(e) = broker.run_checkpoint().await {
-                    tracing::error!(error = %e, "checkpoint failed");
-                }
-            }
         }
     }
 }

@@ -41,6 +41,7 @@ async fn start_in(config: BrokerConfig, dir: tempfile::TempDir) -> Server {
     let port: i32 = addr.rsplit_once(':').unwrap().1.parse().unwrap();
     broker.set_advertised("127.0.0.1", port);
     let (stop, rx) = watch::channel(false);
+    tokio::spawn(broker::tasks::run(broker.clone(), rx.clone()));
     let task = tokio::spawn(broker::server::run(broker.clone(), listener, rx));
     Server { addr, broker, stop, task, _dir: dir }
 }
@@ -462,5 +463,40 @@ async fn topics_persist_across_restart_and_copy_path() {
     cfg2.topics = None;
     let md: MetadataResponse = c.call(ApiKey::Metadata, 12, &cfg2).await;
     assert!(md.topics.is_empty());
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn retention_runs_periodically_and_acks0_errors_close() {
+    let mut cfg = BrokerConfig::default();
+    cfg.log.segment_bytes = 2000;
+    cfg.log.retention_bytes = 4000;
+    cfg.retention_check_interval_ms = 50;
+    cfg.flush_scheduler_interval_ms = 10;
+    let srv = start(cfg).await;
+    let mut c = Client::connect(&srv.addr).await;
+    for i in 0..40 {
+        assert_eq!(produce(&mut c, 7, "ret", batch(5, i, Compression::None, None)).await.0, 0);
+    }
+    let deadline = std::time::Instant::now() + TIMEOUT;
+    loop {
+        let mut lo = ListOffsetsRequest::default();
+        lo.replica_id = BrokerId(-1);
+        let mut t = list_offsets_request::ListOffsetsTopic::default();
+        t.name = tn("ret");
+        let mut p = list_offsets_request::ListOffsetsPartition::default();
+        p.timestamp = -2;
+        t.partitions = vec![p];
+        lo.topics = vec![t];
+        let r: ListOffsetsResponse = c.call(ApiKey::ListOffsets, 5, &lo).await;
+        if r.topics[0].partitions[0].offset > 0 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "retention never deleted a segment");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // acks=0 to a topic that cannot exist: no response, the connection is closed.
+    c.send(ApiKey::Produce, 7, &produce_req("bad name", 0, batch(1, 1, Compression::None, None), 0)).await;
+    assert!(c.closed().await);
     srv.stop().await;
 }

@@ -105,6 +105,11 @@ impl Broker {
             self.appended.notify_waiters();
         }
         if acks == 0 {
+            // Kafka closes the connection when an acks=0 produce fails: the producer's only
+            // signal to refresh metadata and stop sending into the void.
+            if let Some((t, p)) = results.iter().flat_map(|(t, ps)| ps.iter().map(move |p| (t, p))).find(|(_, p)| p.error != error_code::NONE) {
+                return Ok(Outcome::Close(format!("acks=0 produce to {t}-{} failed with error {}", p.index, p.error)));
+            }
             return Ok(Outcome::NoResponse);
         }
         let mut resp = ProduceResponse::default();

@@ -1,0 +1,45 @@
+//! Periodic broker work, as Kafka's log manager schedules it: `flush.ms` checks every
+//! `log.flush.scheduler.interval.ms`, retention every `log.retention.check.interval.ms`,
+//! recovery-point checkpoints every `log.flush.offset.checkpoint.interval.ms`. Runs in either world
+//! (tokio time: real or virtual).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+use crate::broker::Broker;
+
+/// Runs until `shutdown` turns true.
+pub async fn run(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
+    let c = &broker.config;
+    let tick = Duration::from_millis(c.flush_scheduler_interval_ms.clamp(10, 60_000) as u64);
+    let (mut since_retention, mut since_checkpoint) = (0i64, 0i64);
+    loop {
+        tokio::select! {
+            biased;
+            _ = shutdown.changed() => return,
+            _ = tokio::time::sleep(tick) => {}
+        }
+        let ms = tick.as_millis() as i64;
+        since_retention += ms;
+        since_checkpoint += ms;
+        if let Err(e) = broker.run_flush().await {
+            tracing::error!(error = %e, "flush failed");
+        }
+        if since_retention >= c.retention_check_interval_ms {
+            since_retention = 0;
+            match broker.run_retention().await {
+                Ok(n) if n > 0 => tracing::info!(segments = n, "retention deleted segments"),
+                Ok(_) => {}
+                Err(e) => tracing::error!(error = %e, "retention failed"),
+            }
+        }
+        if since_checkpoint >= c.checkpoint_interval_ms {
+            since_checkpoint = 0;
+            if let Err(e) = broker.run_checkpoint().await {
+                tracing::error!(error = %e, "checkpoint failed");
+            }
+        }
+    }
+}
