@@ -137,6 +137,15 @@ pub async fn simulate(sc: &Scenario, seed: u64, keep_trace: bool) -> RawRun {
     let disk = SimDisk::new(cfg, Clock::Runtime { epoch: tracer.epoch() });
     disk.set_torn_writes(sc.host.torn_writes);
     disk.set_space_limit_bytes(sc.host.disk_bytes);
+    // The operator provisions `log.dirs` before the broker first starts (mkdir + a durable
+    // parent entry). The broker's own `create_dir_all` of a missing data dir does not fsync the
+    // parent directory, so without this a power loss would take the whole data dir with it.
+    {
+        use disk_model::Storage;
+        let dir = std::path::Path::new(crate::host::DATA_DIR);
+        let r = async { disk.create_dir_all(dir).await?; disk.sync_dir(std::path::Path::new("")).await }.await;
+        tracer.event("provisioned", &format!("{} {}", crate::host::DATA_DIR, r.map(|_| "ok".to_string()).unwrap_or_else(|e| e.to_string())));
+    }
     let host = Host::new(0, disk.clone(), sc.broker.clone(), sc.topics.clone(), tracer.clone());
     host.start();
     let api: Arc<dyn BrokerApi> = Arc::new(InProcess { hosts: vec![host.clone()] });
@@ -212,20 +221,34 @@ pub async fn simulate(sc: &Scenario, seed: u64, keep_trace: bool) -> RawRun {
     timeline.sort_by_key(|&(t, start, i)| (t, !start, i));
     let mut rules = BTreeMap::new();
     let mut active: BTreeMap<usize, ()> = BTreeMap::new();
+    // When the last fault ended (a restart, or a fault's `for` elapsing): progress must follow.
+    let mut last_heal_ns = 0u64;
     for (t, start, i) in timeline {
         tracer.sleep_until_ns(t).await;
         let f = &sc.faults[i];
         if start {
             apply(&host, &f.action, &mut rules, i, &tracer, &f.label);
-            active.insert(i, ());
+            if f.action == FaultAction::Restart {
+                last_heal_ns = t;
+            } else if !matches!(f.action, FaultAction::DropCaches | FaultAction::CorruptSector { .. }) {
+                active.insert(i, ());
+            }
         } else {
             undo(&host, &f.action, &mut rules, i, &tracer, &f.label);
             active.remove(&i);
+            last_heal_ns = t;
         }
     }
     tracer.sleep_until_ns(duration_ns).await;
 
     // Heal: end every fault still active, bring the broker back.
+    // Kill / power loss stay "active" until a restart; a restart ends them.
+    if host.is_up() {
+        active.retain(|&i, _| !matches!(sc.faults[i].action, FaultAction::Kill | FaultAction::PowerLoss));
+    }
+    if !active.is_empty() || !host.is_up() {
+        last_heal_ns = duration_ns;
+    }
     for (&i, _) in active.iter().rev() {
         let f = &sc.faults[i];
         undo(&host, &f.action, &mut rules, i, &tracer, &f.label);
@@ -236,8 +259,8 @@ pub async fn simulate(sc: &Scenario, seed: u64, keep_trace: bool) -> RawRun {
         tracer.event("heal", "restart broker-0");
         host.restart();
     }
-    let heal_ns = tracer.now_ns();
-    tracer.event("heal", "all faults ended; producers stopped sending new records");
+    let heal_ns = last_heal_ns;
+    tracer.event("heal", &format!("all faults ended (last at {heal_ns} ns); producers stopped sending new records"));
 
     // Settle: producers finish their in-flight sends, consumers catch up with the log end.
     let settle_deadline = duration_ns + sc.settle_timeout_s * 1_000_000_000;
