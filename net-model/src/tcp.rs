@@ -99,6 +99,33 @@ impl TcpWriter {
         Ok(())
     }
 
+    /// Writes the coalescing buffer with `send(MSG_MORE)`: more data of this frame follows.
+    async fn flush_buf_more(&mut self) -> io::Result<()> {
+        let stream: &TcpStream = self.half.as_ref();
+        let fd = stream.as_raw_fd();
+        let mut done = 0;
+        while done < self.buf.len() {
+            stream.writable().await?;
+            let rest = &self.buf[done..];
+            let r = stream.try_io(Interest::WRITABLE, || {
+                // SAFETY: `rest` is a valid slice for the duration of the call; `fd` is open.
+                let n = unsafe { libc::send(fd, rest.as_ptr().cast(), rest.len(), libc::MSG_MORE | libc::MSG_NOSIGNAL) };
+                if n < 0 {
+                    Err(io::Error::last_os_error())
+                } else {
+                    Ok(n as usize)
+                }
+            });
+            match r {
+                Ok(n) => done += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock || e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        self.buf.clear();
+        Ok(())
+    }
+
     async fn send_region(&mut self, region: &FileRegion) -> io::Result<()> {
         let file_fd = match region.file.raw_fd() {
             Some(fd) if self.zero_copy => fd,
@@ -157,7 +184,9 @@ impl ChunkWriter for TcpWriter {
                         self.buf.extend_from_slice(&bytes);
                         continue;
                     }
-                    self.flush_buf().await?;
+                    // The bytes before the region leave with MSG_MORE, so the kernel packs them
+                    // with the region's first bytes instead of sending a short segment.
+                    self.flush_buf_more().await?;
                     self.send_region(region).await?;
                 }
             }
