@@ -14,7 +14,7 @@
 //! - `flush` makes every batch ready and waits for all to complete; `close` drains and stops.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -185,6 +185,8 @@ struct Shared {
     topics: Mutex<BTreeSet<String>>,
     need_metadata: AtomicBool,
     closing: AtomicBool,
+    /// Batches taken out of the accumulator whose callbacks have not run yet (flush waits).
+    finishing: AtomicUsize,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -298,6 +300,7 @@ impl Producer {
             topics: Mutex::new(BTreeSet::new()),
             need_metadata: AtomicBool::new(false),
             closing: AtomicBool::new(false),
+            finishing: AtomicUsize::new(0),
         });
         let handle = tokio::spawn(run_sender(Arc::clone(&shared)));
         Self {
@@ -451,7 +454,8 @@ impl Producer {
             let notified = sh.progress.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            if !lock(&sh.acc).has_incomplete() {
+            let busy = lock(&sh.acc).has_incomplete() || sh.finishing.load(Ordering::SeqCst) > 0;
+            if !busy {
                 break;
             }
             notified.await;
@@ -540,8 +544,13 @@ async fn run_sender(sh: Arc<Shared>) {
                 Err(e) => {
                     tracing::debug!(error = %e, "InitProducerId failed; retrying");
                     let now = sh.now_ms();
-                    let expired = lock(&sh.acc).expire(now);
+                    let expired = {
+                        let mut acc = lock(&sh.acc);
+                        sh.finishing.fetch_add(1, Ordering::SeqCst);
+                        acc.expire(now)
+                    };
                     sh.fail_batches(expired);
+                    sh.finishing.fetch_sub(1, Ordering::SeqCst);
                     sh.progress.notify_waiters();
                     tokio::time::sleep(backoff).await;
                     continue;
@@ -603,11 +612,14 @@ async fn run_sender(sh: Arc<Shared>) {
         }
         let (expired, failed) = {
             let mut acc = lock(&sh.acc);
+            sh.finishing.fetch_add(1, Ordering::SeqCst);
             (acc.expire(now), acc.take_failed())
         };
-        if !expired.is_empty() || !failed.is_empty() {
-            sh.fail_batches(expired);
-            sh.fail_batches(failed);
+        let any = !expired.is_empty() || !failed.is_empty();
+        sh.fail_batches(expired);
+        sh.fail_batches(failed);
+        sh.finishing.fetch_sub(1, Ordering::SeqCst);
+        if any {
             sh.progress.notify_waiters();
         }
         let idle = lock(&sh.inflight).values().all(|&n| n == 0);
@@ -680,6 +692,8 @@ async fn send_produce(sh: Arc<Shared>, node: i32, batches: Vec<ProducerBatch<Thu
     let mut done: Vec<(Vec<Thunk>, Result<(i32, i64, i64), ProduceError>)> = Vec::new();
     {
         let mut acc = lock(&sh.acc);
+        // Counted before the batches leave the accumulator, so flush never sees a gap.
+        sh.finishing.fetch_add(1, Ordering::SeqCst);
         for mut batch in batches {
             let tp = batch.tp.clone();
             let result: Result<(i64, i64), ProduceError> = match &outcome {
@@ -752,11 +766,12 @@ async fn send_produce(sh: Arc<Shared>, node: i32, batches: Vec<ProducerBatch<Thu
             }
         }
     }
-    if let Some(n) = lock(&sh.inflight).get_mut(&node) {
-        *n = n.saturating_sub(1);
-    }
     for (thunks, r) in done {
         sh.finish(thunks, r);
+    }
+    sh.finishing.fetch_sub(1, Ordering::SeqCst);
+    if let Some(n) = lock(&sh.inflight).get_mut(&node) {
+        *n = n.saturating_sub(1);
     }
     sh.wake.notify_one();
     sh.progress.notify_waiters();
