@@ -44,11 +44,18 @@ pub async fn read_frame(reader: &mut net_model::Reader, max_bytes: i32) -> Resul
     if len > max_bytes {
         return Err(End::BadInput(format!("frame of {len} bytes exceeds socket.request.max.bytes {max_bytes}")));
     }
-    let mut frame = BytesMut::zeroed(len as usize);
-    reader.read_exact(&mut frame).await.map_err(|e| match e.kind() {
-        io::ErrorKind::UnexpectedEof => End::BadInput(format!("connection closed inside a {len}-byte frame")),
-        _ => End::Io(e),
-    })?;
+    // Grow the buffer as bytes arrive (1 MiB steps), so a peer announcing a large frame and then
+    // trickling costs memory only for what it really sent.
+    let len = len as usize;
+    let mut frame = BytesMut::with_capacity(len.min(64 * 1024));
+    while frame.len() < len {
+        let start = frame.len();
+        frame.resize(start + (len - start).min(1 << 20), 0);
+        reader.read_exact(&mut frame[start..]).await.map_err(|e| match e.kind() {
+            io::ErrorKind::UnexpectedEof => End::BadInput(format!("connection closed inside a {len}-byte frame")),
+            _ => End::Io(e),
+        })?;
+    }
     Ok(Some(frame.freeze()))
 }
 
