@@ -78,6 +78,39 @@ pub fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
+/// Bytes of each partition's tail scanned at start to rebuild idempotent-producer state.
+const PRODUCER_SCAN_BYTES: usize = 8 << 20;
+
+/// Rebuilds idempotent-producer state from the tail of each log (the active segment, bounded), so
+/// a producer retrying across a broker restart still gets its duplicates recognised. Kafka keeps
+/// snapshots; the bounded scan covers the recent batches that retries can concern.
+async fn rebuild_producer_states(logs: &LogManager) -> ProducerStates {
+    let mut states = ProducerStates::default();
+    let tps: Vec<TopicPartition> = logs.partitions().cloned().collect();
+    for tp in tps {
+        let Some(log) = logs.get(&tp) else { continue };
+        let start = log.segment_bases().last().copied().unwrap_or(0).max(log.log_start_offset());
+        let (mut offset, end, mut scanned) = (start, log.log_end_offset(), 0usize);
+        while offset < end && scanned < PRODUCER_SCAN_BYTES {
+            let batches = match log.read_checked(offset, end, 1 << 20).await {
+                Ok(b) if !b.is_empty() => b,
+                Ok(_) => break,
+                Err(e) => {
+                    tracing::warn!(partition = %tp, error = %e, "producer state scan stopped");
+                    break;
+                }
+            };
+            for b in &batches {
+                let Ok(h) = records::BatchHeader::parse(b) else { break };
+                scanned += b.len();
+                offset = h.last_offset() + 1;
+                states.record(&tp, &[h]);
+            }
+        }
+    }
+    states
+}
+
 impl Broker {
     /// Opens the data directory `root` inside `storage`: loads the topic registry and recovers
     /// every partition log.
@@ -118,6 +151,7 @@ impl Broker {
                 }
             }
         }
+        let producers = rebuild_producer_states(&logs).await;
         if registry.next_producer_id < 1000 {
             registry.next_producer_id = 1000;
             changed = true;
@@ -130,7 +164,7 @@ impl Broker {
             config,
             storage,
             root: root.to_path_buf(),
-            state: Mutex::new(State { logs: Some(logs), registry, producers: ProducerStates::default() }),
+            state: Mutex::new(State { logs: Some(logs), registry, producers }),
             appended: Notify::new(),
             metrics: Metrics::default(),
         })

@@ -281,7 +281,9 @@ async fn long_poll_waits_and_wakes() {
 async fn idempotent_producer_sequences() {
     let srv = start(BrokerConfig::default()).await;
     let mut c = Client::connect(&srv.addr).await;
-    let ip: InitProducerIdResponse = c.call(ApiKey::InitProducerId, 4, &InitProducerIdRequest::default()).await;
+    let mut req = InitProducerIdRequest::default();
+    req.transactional_id = None;
+    let ip: InitProducerIdResponse = c.call(ApiKey::InitProducerId, 4, &req).await;
     assert_eq!(ip.error_code, 0);
     let (pid, epoch) = (ip.producer_id.0, ip.producer_epoch);
     let b0 = batch(5, 1, Compression::None, Some((pid, epoch, 0)));
@@ -290,6 +292,15 @@ async fn idempotent_producer_sequences() {
     assert_eq!(produce(&mut c, 7, "idem", b0).await, (0, 0), "an exact retry gets its original offset");
     assert_eq!(produce(&mut c, 7, "idem", batch(1, 3, Compression::None, Some((pid, epoch, 42)))).await.0, 45);
     assert_eq!(produce(&mut c, 7, "idem", batch(1, 3, Compression::None, Some((pid, epoch, 10)))).await, (0, 10));
+    // After a restart the state is rebuilt from the log: retries are still recognised.
+    let dir = srv.stop().await;
+    let srv = start_in(BrokerConfig::default(), dir).await;
+    let mut c = Client::connect(&srv.addr).await;
+    assert_eq!(produce(&mut c, 7, "idem", batch(1, 3, Compression::None, Some((pid, epoch, 10)))).await, (0, 10));
+    assert_eq!(produce(&mut c, 7, "idem", batch(1, 3, Compression::None, Some((pid, epoch, 13)))).await.0, 45);
+    assert_eq!(produce(&mut c, 7, "idem", batch(1, 3, Compression::None, Some((pid, epoch, 11)))).await, (0, 11));
+    let ip: InitProducerIdResponse = c.call(ApiKey::InitProducerId, 4, &InitProducerIdRequest::default()).await;
+    assert!(ip.producer_id.0 > pid, "producer ids are not reused after a restart");
     srv.stop().await;
 }
 

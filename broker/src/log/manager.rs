@@ -129,7 +129,11 @@ impl LogManager {
         config_for: &dyn Fn(&str) -> LogConfig,
         now_ms: i64,
     ) -> Result<(Self, BTreeMap<TopicPartition, RecoveryReport>), LogError> {
-        storage.create_dir_all(root).await?;
+        if !storage.exists(root).await? {
+            // Durable only once the parent knows it: a power loss must not take the data dir.
+            storage.create_dir_all(root).await?;
+            storage.sync_dir(root.parent().unwrap_or(Path::new(""))).await?;
+        }
         let marker = root.join(CLEAN_SHUTDOWN_FILE);
         let was_clean = storage.exists(&marker).await?;
         let recovery_points = load_offsets(storage.as_ref(), &root.join(RECOVERY_POINT_FILE)).await?;
