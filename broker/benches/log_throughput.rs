@@ -63,6 +63,13 @@ fn batch() -> Vec<u8> {
     b
 }
 
+/// Writes back every dirty page on the machine so the next phase does not pay for this one's.
+fn settle() {
+    // SAFETY: sync(2) takes no arguments and cannot fail.
+    unsafe { libc::sync() };
+    std::thread::sleep(std::time::Duration::from_millis(500));
+}
+
 fn mb_per_s(bytes: u64, secs: f64) -> f64 {
     bytes as f64 / secs / 1e6
 }
@@ -116,7 +123,9 @@ fn main() {
 
     // 1. raw sequential write, same chunk size, then the log append, then raw again (the
     //    order evens out page-cache warm-up and writeback pressure between the two).
+    settle();
     let raw_w1 = raw_write(&tmp.path().join("raw-1"), &template, total);
+    settle();
     let (log_w, log_bytes) = rt.block_on(async {
         let (mut log, _) = Log::open(storage.clone(), Path::new("bench-0"), LogConfig::default(), OpenOptions::default(), 0).await.expect("open");
         let mut buf = template.clone();
@@ -130,7 +139,9 @@ fn main() {
         log.flush(0).await.expect("flush");
         (mb_per_s(written, t.elapsed().as_secs_f64()), written)
     });
+    settle();
     let raw_w2 = raw_write(&tmp.path().join("raw-2"), &template, total);
+    settle();
     let raw_w = (raw_w1 + raw_w2) / 2.0;
 
     // 2. sequential reads (the data was just written, so this is mostly the page cache — the
@@ -154,6 +165,7 @@ fn main() {
         }
         mb_per_s(n, t.elapsed().as_secs_f64())
     });
+    settle();
     let dd = dd_write(&tmp.path().join("dd"), mib);
 
     println!("raw sequential write (16 KiB writes + fdatasync): {raw_w:.0} MB/s  (runs: {raw_w1:.0}, {raw_w2:.0})");
