@@ -577,6 +577,24 @@ impl Conn {
         decode_response::<R>(key, version, frame, &self.peer)
     }
 
+    /// Writes `req` now (so requests started in order go on the wire in order) and returns a
+    /// handle to wait for its response.
+    pub async fn start<R: Request>(self: &Arc<Self>, req: &R) -> Result<PendingResponse<R>, ConnError> {
+        let key = api_key::<R>()?;
+        let version = self.version(key)?;
+        let rx = self
+            .send_frame(key, version, req, true)
+            .await?
+            .ok_or_else(|| self.closed_error("no response channel"))?;
+        Ok(PendingResponse {
+            conn: Arc::clone(self),
+            key,
+            version,
+            rx,
+            _req: std::marker::PhantomData,
+        })
+    }
+
     /// Sends a request that gets no response (Produce with `acks=0`); returns once written.
     pub async fn send_only<R: Request>(&self, req: &R) -> Result<(), ConnError> {
         let key = api_key::<R>()?;
@@ -591,6 +609,22 @@ impl Conn {
         self.shared.shutdown.notify_one();
         let mut w = self.write.lock().await;
         let _ = w.writer.shutdown().await;
+    }
+}
+
+/// A request on the wire, waiting for its response (from [`Conn::start`]).
+pub struct PendingResponse<R: Request> {
+    conn: Arc<Conn>,
+    key: ApiKey,
+    version: i16,
+    rx: oneshot::Receiver<Result<Bytes, ConnError>>,
+    _req: std::marker::PhantomData<fn() -> R>,
+}
+
+impl<R: Request> PendingResponse<R> {
+    pub async fn wait(self) -> Result<R::Response, ConnError> {
+        let frame = self.conn.await_frame(self.key, self.rx).await?;
+        decode_response::<R>(self.key, self.version, frame, &self.conn.peer)
     }
 }
 

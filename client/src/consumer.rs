@@ -675,9 +675,8 @@ impl Consumer {
             } else {
                 deadline - now
             };
-            match tokio::time::timeout(wait, self.rx.recv()).await {
-                Ok(Some((node, outcome))) => self.handle_fetch(node, outcome),
-                Ok(None) | Err(_) => {}
+            if let Ok(Some((node, outcome))) = tokio::time::timeout(wait, self.rx.recv()).await {
+                self.handle_fetch(node, outcome);
             }
             // Take every other completed fetch without waiting.
             while let Ok((node, outcome)) = self.rx.try_recv() {

@@ -38,7 +38,7 @@ use crate::accumulator::{
 use crate::buffer_pool::BufferPool;
 use crate::cluster::Cluster;
 use crate::config::{Acks, ProducerConfig};
-use crate::conn::{ConnConfig, ConnError, DEFAULT_MAX_RESPONSE_BYTES};
+use crate::conn::{ConnConfig, ConnError, PendingResponse, DEFAULT_MAX_RESPONSE_BYTES};
 use crate::errors;
 use crate::partitioner::Partitioner;
 
@@ -206,7 +206,7 @@ impl Shared {
         self.start.elapsed().as_millis() as u64
     }
 
-    fn finish(&self, thunks: Vec<Thunk>, result: Result<(i32, i64, i64), ProduceError>) {
+    fn finish(&self, thunks: Vec<Thunk>, result: Settled) {
         for (i, t) in thunks.into_iter().enumerate() {
             let r = match &result {
                 Ok((partition, base_offset, log_append_time)) => Ok(RecordMetadata {
@@ -607,7 +607,11 @@ async fn run_sender(sh: Arc<Shared>) {
                     break;
                 }
                 *lock(&sh.inflight).entry(node).or_insert(0) += 1;
-                tokio::spawn(send_produce(Arc::clone(&sh), node, batches));
+                // Written here, in drain order (idempotent sequences must reach the broker in
+                // order); the response is awaited in its own task.
+                let (req, keys) = build_produce(&sh, &batches);
+                let (keys, started) = start_produce(&sh, node, req, keys).await;
+                tokio::spawn(finish_produce(Arc::clone(&sh), node, batches, keys, started));
             }
         }
         let (expired, failed) = {
@@ -640,10 +644,24 @@ async fn run_sender(sh: Arc<Shared>) {
     sh.progress.notify_waiters();
 }
 
-/// Sends one Produce request with `batches` to `node` and settles every batch.
-async fn send_produce(sh: Arc<Shared>, node: i32, batches: Vec<ProducerBatch<Thunk>>) {
+/// (topic, partition) → (error code, base offset, log append time).
+type PartitionAcks = BTreeMap<(String, i32), (i16, i64, i64)>;
+/// A batch's outcome: (partition, base offset, log append time) or its error.
+type Settled = Result<(i32, i64, i64), ProduceError>;
+
+/// A Produce request on its way: its response handle, or already settled (acks=0, errors).
+enum Started {
+    Pending(PendingResponse<ProduceRequest>),
+    Done(Result<PartitionAcks, ConnError>),
+}
+
+/// The Produce request for `batches`, and their (topic, partition)s.
+fn build_produce(
+    sh: &Shared,
+    batches: &[ProducerBatch<Thunk>],
+) -> (ProduceRequest, Vec<(String, i32)>) {
     let mut topics: BTreeMap<&str, Vec<PartitionProduceData>> = BTreeMap::new();
-    for b in &batches {
+    for b in batches {
         topics.entry(b.tp.topic.as_str()).or_default().push(
             PartitionProduceData::default()
                 .with_index(b.tp.partition)
@@ -668,28 +686,58 @@ async fn send_produce(sh: Arc<Shared>, node: i32, batches: Vec<ProducerBatch<Thu
         .iter()
         .map(|b| (b.tp.topic.clone(), b.tp.partition))
         .collect();
-    // (error code, base offset, log append time) per partition, or a transport error.
-    let outcome: Result<BTreeMap<(String, i32), (i16, i64, i64)>, ConnError> = async {
-        let conn = sh.cluster.node_conn(node).await?;
-        if sh.cfg.acks == Acks::None {
-            conn.send_only(&req).await?;
-            return Ok(keys.into_iter().map(|k| (k, (0, -1, -1))).collect());
-        }
-        let resp = conn.request(&req).await?;
-        let mut m = BTreeMap::new();
-        for t in resp.responses {
-            for p in t.partition_responses {
-                m.insert(
-                    (t.name.to_string(), p.index),
-                    (p.error_code, p.base_offset, p.log_append_time_ms),
-                );
-            }
-        }
-        Ok(m)
+    (req, keys)
+}
+
+/// Writes one Produce request to `node`.
+async fn start_produce(
+    sh: &Shared,
+    node: i32,
+    req: ProduceRequest,
+    keys: Vec<(String, i32)>,
+) -> (Vec<(String, i32)>, Started) {
+    let conn = match sh.cluster.node_conn(node).await {
+        Ok(c) => c,
+        Err(e) => return (keys, Started::Done(Err(e))),
+    };
+    if sh.cfg.acks == Acks::None {
+        let r = conn
+            .send_only(&req)
+            .await
+            .map(|()| keys.iter().map(|k| (k.clone(), (0, -1, -1))).collect());
+        return (keys, Started::Done(r));
     }
-    .await;
+    match conn.start(&req).await {
+        Ok(p) => (keys, Started::Pending(p)),
+        Err(e) => (keys, Started::Done(Err(e))),
+    }
+}
+
+/// Waits for a Produce response and settles every batch.
+async fn finish_produce(
+    sh: Arc<Shared>,
+    node: i32,
+    batches: Vec<ProducerBatch<Thunk>>,
+    _keys: Vec<(String, i32)>,
+    started: Started,
+) {
+    let outcome: Result<PartitionAcks, ConnError> = match started {
+        Started::Done(r) => r,
+        Started::Pending(p) => p.wait().await.map(|resp| {
+            let mut m = BTreeMap::new();
+            for t in resp.responses {
+                for p in t.partition_responses {
+                    m.insert(
+                        (t.name.to_string(), p.index),
+                        (p.error_code, p.base_offset, p.log_append_time_ms),
+                    );
+                }
+            }
+            m
+        }),
+    };
     let now = sh.now_ms();
-    let mut done: Vec<(Vec<Thunk>, Result<(i32, i64, i64), ProduceError>)> = Vec::new();
+    let mut done: Vec<(Vec<Thunk>, Settled)> = Vec::new();
     {
         let mut acc = lock(&sh.acc);
         // Counted before the batches leave the accumulator, so flush never sees a gap.
