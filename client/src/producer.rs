@@ -14,7 +14,7 @@
 //! - `flush` makes every batch ready and waits for all to complete; `close` drains and stops.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -187,6 +187,8 @@ struct Shared {
     closing: AtomicBool,
     /// Batches taken out of the accumulator whose callbacks have not run yet (flush waits).
     finishing: AtomicUsize,
+    /// Kafka's `record-retry-total`: records in batches sent again after a retriable error.
+    record_retries: AtomicU64,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -301,6 +303,7 @@ impl Producer {
             need_metadata: AtomicBool::new(false),
             closing: AtomicBool::new(false),
             finishing: AtomicUsize::new(0),
+            record_retries: AtomicU64::new(0),
         });
         let handle = tokio::spawn(run_sender(Arc::clone(&shared)));
         Self {
@@ -311,6 +314,11 @@ impl Producer {
 
     pub fn config(&self) -> &ProducerConfig {
         &self.shared.cfg
+    }
+
+    /// Kafka's `record-retry-total`: records re-sent after retriable errors so far.
+    pub fn record_retry_total(&self) -> u64 {
+        self.shared.record_retries.load(Ordering::Relaxed)
     }
 
     pub fn cluster(&self) -> &Arc<Cluster> {
@@ -795,6 +803,7 @@ async fn finish_produce(
                         now.saturating_sub(batch.created_ms) < sh.cfg.delivery_timeout_ms;
                     if retriable && batch.attempts < sh.cfg.retries && within_deadline {
                         tracing::debug!(error = %e, attempt = batch.attempts + 1, "retrying batch");
+                        sh.record_retries.fetch_add(u64::from(batch.record_count()), Ordering::Relaxed);
                         acc.reenqueue(batch, now);
                     } else {
                         let e = if retriable && !within_deadline {
