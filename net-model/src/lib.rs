@@ -16,8 +16,13 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use disk_model::FileRegion;
 
+pub mod cpu;
+pub mod sim;
 #[cfg(not(madsim))]
 pub mod tcp;
+
+pub use cpu::{CostHook, CpuProfile, RealCpu, SimCpu, Work};
+pub use sim::{SimNet, SimNetwork};
 
 /// One piece of an outgoing message.
 #[derive(Clone, Debug)]

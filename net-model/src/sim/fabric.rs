@@ -1,0 +1,828 @@
+//! The synchronous core of the simulated network: every decision takes the current time in
+//! nanoseconds explicitly and returns the times the async layer must sleep until. Wakers and
+//! `Notify`s are stored here so state changes wake exactly the tasks concerned.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::io::{self, ErrorKind};
+use std::sync::Arc;
+use std::task::Waker;
+
+use bytes::{Bytes, BytesMut};
+use rand_chacha::rand_core::{RngCore, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use tokio::sync::Notify;
+
+use super::config::{serialization_ns, LinkConfig, NicConfig, SimNetConfig};
+use super::events::{ConnectOutcome, NetEvent, NicStats, ResetCause, EVENTS_MAX};
+
+/// Salt of the network's random stream (jitter and loss draws).
+const RNG_SALT: u64 = 0x6e65_742d_6d6f_6465; // "net-mode"
+/// Ephemeral ports (Linux `ip_local_port_range`).
+const EPHEMERAL_PORT_FIRST: u16 = 32768;
+const EPHEMERAL_PORT_LAST: u16 = 60999;
+
+/// The wake-ups of one stream direction.
+#[derive(Debug, Default)]
+pub(crate) struct StreamWake {
+    /// The stream's pump (the sender-side TCP machinery).
+    pub pump: Notify,
+    /// The writer waiting for send-buffer space.
+    pub writer: Notify,
+}
+
+struct Segment {
+    data: Bytes,
+    ready_ns: u64,
+}
+
+pub(crate) struct Stream {
+    conn: u64,
+    reverse: u64,
+    from: String,
+    to: String,
+    pub wake: Arc<StreamWake>,
+    reader_waker: Option<Waker>,
+    /// Written, not yet on the wire (bounded by `send_buffer_bytes`).
+    unsent: VecDeque<Bytes>,
+    unsent_bytes: u64,
+    /// The writer shut down or was dropped: FIN after `unsent` drains.
+    fin_pending: bool,
+    fin_ready_ns: Option<u64>,
+    /// On the wire or received and unread, in stream order (ready times non-decreasing).
+    in_flight: VecDeque<Segment>,
+    /// Bytes of the receive window in use as the sender knows it.
+    window_used: u64,
+    /// Window openings (time the ACK reaches the sender, bytes), applied while the reverse path is open.
+    window_returns: VecDeque<(u64, u64)>,
+    last_ready_ns: u64,
+    reset: Option<ErrorKind>,
+    reader_alive: bool,
+    writer_alive: bool,
+    /// The reader was dropped with received bytes unread.
+    closed_unread: bool,
+    /// Since when data has been waiting for a blocked path.
+    stalled_since_ns: Option<u64>,
+}
+
+impl Stream {
+    fn wake_all(&mut self) {
+        if let Some(w) = self.reader_waker.take() {
+            w.wake();
+        }
+        self.wake.writer.notify_one();
+        self.wake.pump.notify_one();
+    }
+}
+
+struct Host {
+    nic: NicConfig,
+    up: bool,
+    egress_free_ns: u64,
+    ingress_free_ns: u64,
+    next_port: u16,
+    stats: NicStats,
+}
+
+pub(crate) struct PendingConn {
+    pub conn: u64,
+    pub peer: String,
+    pub local: String,
+}
+
+pub(crate) struct ListenerState {
+    id: u64,
+    queue: VecDeque<PendingConn>,
+    pub notify: Arc<Notify>,
+}
+
+/// What a stream's pump does next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum PumpAction {
+    Exit,
+    /// Sleep until the segment just sent has left the NIC.
+    SleepUntil(u64),
+    /// Wait for a notification, or until the time given.
+    Wait(Option<u64>),
+}
+
+pub(crate) enum ReadOutcome {
+    Data,
+    Eof,
+    Err(ErrorKind),
+    Pending(Option<u64>),
+}
+
+/// The first step of a connect.
+pub(crate) enum ConnectStep {
+    UnknownHost,
+    LocalDown,
+    /// An RST comes back at this time.
+    Refused(u64),
+    /// The SYN (or its answer) cannot get through now.
+    Blocked,
+    /// The SYN reaches the target at `arrive_ns`; its answer takes `back_ns` more.
+    Syn { arrive_ns: u64, back_ns: u64 },
+}
+
+pub(crate) struct Fabric {
+    pub cfg: SimNetConfig,
+    hosts: BTreeMap<String, Host>,
+    /// Explicit links, keyed by the (smaller, larger) host name.
+    links: BTreeMap<(String, String), LinkConfig>,
+    /// Directions that drop everything: (from, to).
+    blocked: BTreeSet<(String, String)>,
+    listeners: BTreeMap<(String, u16), ListenerState>,
+    streams: BTreeMap<u64, Stream>,
+    next_conn: u64,
+    next_listener: u64,
+    rng: ChaCha8Rng,
+    events: Vec<NetEvent>,
+    pub events_dropped: u64,
+}
+
+fn err(kind: ErrorKind, msg: impl Into<String>) -> io::Error {
+    io::Error::new(kind, msg.into())
+}
+
+impl Fabric {
+    pub fn new(cfg: SimNetConfig) -> Self {
+        let rng = ChaCha8Rng::seed_from_u64(cfg.seed ^ RNG_SALT);
+        Fabric {
+            cfg,
+            hosts: BTreeMap::new(),
+            links: BTreeMap::new(),
+            blocked: BTreeSet::new(),
+            listeners: BTreeMap::new(),
+            streams: BTreeMap::new(),
+            next_conn: 1,
+            next_listener: 1,
+            rng,
+            events: Vec::new(),
+            events_dropped: 0,
+        }
+    }
+
+    fn event(&mut self, e: NetEvent) {
+        if self.events.len() < EVENTS_MAX {
+            self.events.push(e);
+        } else {
+            self.events_dropped += 1;
+        }
+    }
+
+    pub fn drain_events(&mut self) -> Vec<NetEvent> {
+        std::mem::take(&mut self.events)
+    }
+
+    // ---- hosts, links, faults ----
+
+    pub fn add_host(&mut self, name: &str, nic: Option<NicConfig>) -> io::Result<()> {
+        if let Some(h) = self.hosts.get_mut(name) {
+            if let Some(nic) = nic {
+                h.nic = nic;
+            }
+            return Ok(());
+        }
+        if self.hosts.len() >= super::config::HOSTS_MAX {
+            return Err(err(ErrorKind::Other, format!("more than {} hosts", super::config::HOSTS_MAX)));
+        }
+        if name.is_empty() || name.contains(':') || is_local_name(name) {
+            return Err(err(ErrorKind::InvalidInput, format!("bad host name {name:?}")));
+        }
+        self.hosts.insert(
+            name.to_string(),
+            Host {
+                nic: nic.unwrap_or(self.cfg.nic),
+                up: true,
+                egress_free_ns: 0,
+                ingress_free_ns: 0,
+                next_port: EPHEMERAL_PORT_FIRST,
+                stats: NicStats::default(),
+            },
+        );
+        Ok(())
+    }
+
+
+    pub fn host_up(&self, name: &str) -> bool {
+        self.hosts.get(name).is_some_and(|h| h.up)
+    }
+
+    pub fn set_nic(&mut self, now: u64, host: &str, nic: NicConfig) {
+        if let Some(h) = self.hosts.get_mut(host) {
+            h.nic = nic;
+            self.event(NetEvent::SetNic { host: host.to_string(), at_ns: now, nic });
+        }
+    }
+
+    pub fn set_link(&mut self, now: u64, a: &str, b: &str, link: LinkConfig) {
+        self.links.insert(link_key(a, b), link);
+        self.event(NetEvent::SetLink { a: a.to_string(), b: b.to_string(), at_ns: now, link });
+    }
+
+    pub fn link(&self, a: &str, b: &str) -> LinkConfig {
+        self.links.get(&link_key(a, b)).copied().unwrap_or(self.cfg.link)
+    }
+
+    pub fn stats(&self, host: &str) -> Option<NicStats> {
+        self.hosts.get(host).map(|h| h.stats.clone())
+    }
+
+    pub fn all_stats(&self) -> BTreeMap<String, NicStats> {
+        self.hosts.iter().map(|(n, h)| (n.clone(), h.stats.clone())).collect()
+    }
+
+    /// True if segments can go from `from` to `to` now.
+    pub fn path_open(&self, from: &str, to: &str) -> bool {
+        from == to || !self.blocked.contains(&(from.to_string(), to.to_string()))
+    }
+
+    pub fn partition_one_way(&mut self, now: u64, from: &str, to: &str) {
+        if from != to && self.blocked.insert((from.to_string(), to.to_string())) {
+            self.event(NetEvent::Partition { from: from.to_string(), to: to.to_string(), at_ns: now });
+        }
+    }
+
+    /// Heals the direction `from` → `to`.
+    pub fn heal_one_way(&mut self, now: u64, from: &str, to: &str) {
+        if self.blocked.remove(&(from.to_string(), to.to_string())) {
+            self.event(NetEvent::Heal { from: from.to_string(), to: to.to_string(), at_ns: now });
+            self.wake_pumps();
+        }
+    }
+
+    pub fn heal_all(&mut self, now: u64) {
+        let all: Vec<_> = std::mem::take(&mut self.blocked).into_iter().collect();
+        for (from, to) in all {
+            self.event(NetEvent::Heal { from, to, at_ns: now });
+        }
+        self.wake_pumps();
+    }
+
+    fn wake_pumps(&mut self) {
+        for s in self.streams.values() {
+            s.wake.pump.notify_one();
+        }
+    }
+
+    pub fn crash(&mut self, now: u64, host: &str) {
+        let Some(h) = self.hosts.get_mut(host) else { return };
+        h.up = false;
+        self.event(NetEvent::Crash { host: host.to_string(), at_ns: now });
+        let keys: Vec<_> = self.listeners.keys().filter(|(h, _)| h == host).cloned().collect();
+        for key in keys {
+            self.close_listener_key(now, &key, None);
+        }
+        let conns: BTreeSet<u64> =
+            self.streams.values().filter(|s| s.from == host || s.to == host).map(|s| s.conn).collect();
+        for conn in conns {
+            self.reset_conn(now, conn, ErrorKind::ConnectionReset, ResetCause::Crash);
+        }
+    }
+
+    pub fn restart(&mut self, now: u64, host: &str) {
+        if let Some(h) = self.hosts.get_mut(host) {
+            if !h.up {
+                h.up = true;
+                self.event(NetEvent::Restart { host: host.to_string(), at_ns: now });
+            }
+        }
+    }
+
+    // ---- listeners ----
+
+    pub fn bind(&mut self, now: u64, host: &str, port: u16) -> io::Result<(u16, u64, Arc<Notify>)> {
+        let h = self.hosts.get_mut(host).ok_or_else(|| err(ErrorKind::AddrNotAvailable, host))?;
+        if !h.up {
+            return Err(err(ErrorKind::Other, format!("host {host} is down")));
+        }
+        let port = if port == 0 {
+            let mut found = None;
+            for _ in 0..=(EPHEMERAL_PORT_LAST - EPHEMERAL_PORT_FIRST) {
+                let p = h.next_port;
+                h.next_port = if p >= EPHEMERAL_PORT_LAST { EPHEMERAL_PORT_FIRST } else { p + 1 };
+                if !self.listeners.contains_key(&(host.to_string(), p)) {
+                    found = Some(p);
+                    break;
+                }
+            }
+            found.ok_or_else(|| err(ErrorKind::AddrInUse, "no free ephemeral port"))?
+        } else {
+            port
+        };
+        let key = (host.to_string(), port);
+        if self.listeners.contains_key(&key) {
+            return Err(err(ErrorKind::AddrInUse, format!("{host}:{port} is in use")));
+        }
+        let id = self.next_listener;
+        self.next_listener += 1;
+        let notify = Arc::new(Notify::new());
+        self.listeners.insert(key, ListenerState { id, queue: VecDeque::new(), notify: notify.clone() });
+        self.event(NetEvent::Bind { host: host.to_string(), port, at_ns: now });
+        Ok((port, id, notify))
+    }
+
+    /// Takes the next pending connection of listener `id` (`Ok(None)`: none yet).
+    pub fn accept(&mut self, now: u64, host: &str, port: u16, id: u64) -> io::Result<Option<PendingConn>> {
+        let key = (host.to_string(), port);
+        match self.listeners.get_mut(&key) {
+            Some(l) if l.id == id => {
+                let p = l.queue.pop_front();
+                if p.is_some() {
+                    if let Some(h) = self.hosts.get_mut(host) {
+                        h.stats.accepts += 1;
+                    }
+                }
+                let _ = now;
+                Ok(p)
+            }
+            _ => Err(err(ErrorKind::ConnectionAborted, format!("listener {host}:{port} is closed"))),
+        }
+    }
+
+    pub fn close_listener(&mut self, now: u64, host: &str, port: u16, id: u64) {
+        self.close_listener_key(now, &(host.to_string(), port), Some(id));
+    }
+
+    fn close_listener_key(&mut self, now: u64, key: &(String, u16), id: Option<u64>) {
+        let Some(l) = self.listeners.get(key) else { return };
+        if id.is_some_and(|id| id != l.id) {
+            return;
+        }
+        let l = self.listeners.remove(key).expect("present");
+        l.notify.notify_waiters();
+        l.notify.notify_one();
+        for p in l.queue {
+            self.reset_conn(now, p.conn, ErrorKind::ConnectionReset, ResetCause::ListenerClosed);
+            // Nobody will ever hold the server's handles.
+            self.drop_reader(now, 2 * p.conn);
+            self.drop_writer(now, 2 * p.conn + 1);
+        }
+    }
+
+    // ---- connect ----
+
+    pub fn connect_step(&mut self, now: u64, local: &str, target: &str, port: u16) -> ConnectStep {
+        if !self.hosts.contains_key(target) {
+            return ConnectStep::UnknownHost;
+        }
+        if !self.host_up(local) {
+            return ConnectStep::LocalDown;
+        }
+        if !self.path_open(local, target) || !self.path_open(target, local) {
+            return ConnectStep::Blocked;
+        }
+        let (fwd, back) = self.handshake_latencies(local, target);
+        let listening = self.host_up(target) && self.listeners.contains_key(&(target.to_string(), port));
+        if !listening {
+            return ConnectStep::Refused(now + fwd + back);
+        }
+        ConnectStep::Syn { arrive_ns: now + fwd, back_ns: back }
+    }
+
+    fn handshake_latencies(&self, a: &str, b: &str) -> (u64, u64) {
+        if a == b {
+            let l = self.cfg.tcp.loopback_latency_ns;
+            (l, l)
+        } else {
+            let l = self.link(a, b).latency_ns;
+            (l, l)
+        }
+    }
+
+    /// The SYN arrives: queue a connection on the listener. `Err(step)` if it no longer can.
+    pub fn syn_arrives(
+        &mut self,
+        now: u64,
+        local: &str,
+        local_port: u16,
+        target: &str,
+        port: u16,
+    ) -> Result<(u64, Arc<StreamWake>, Arc<StreamWake>), ConnectStep> {
+        if !self.host_up(local) {
+            return Err(ConnectStep::LocalDown);
+        }
+        if !self.path_open(local, target) {
+            return Err(ConnectStep::Blocked);
+        }
+        let (_, back) = self.handshake_latencies(local, target);
+        let backlog_max = self.cfg.tcp.accept_backlog_max as usize;
+        let key = (target.to_string(), port);
+        match (self.host_up(target), self.listeners.get(&key)) {
+            (true, Some(l)) if l.queue.len() < backlog_max => {}
+            (true, Some(_)) => return Err(ConnectStep::Blocked), // SYN dropped: backlog full
+            _ => return Err(ConnectStep::Refused(now + back)),
+        }
+        let conn = self.next_conn;
+        self.next_conn += 1;
+        let c2s = self.new_stream(conn, 2 * conn + 1, local, target);
+        let s2c = self.new_stream(conn, 2 * conn, target, local);
+        let wake_c2s = c2s.wake.clone();
+        let wake_s2c = s2c.wake.clone();
+        self.streams.insert(2 * conn, c2s);
+        self.streams.insert(2 * conn + 1, s2c);
+        let l = self.listeners.get_mut(&key).expect("checked");
+        l.queue.push_back(PendingConn { conn, peer: format!("{local}:{local_port}"), local: format!("{target}:{port}") });
+        l.notify.notify_one();
+        Ok((conn, wake_c2s, wake_s2c))
+    }
+
+    fn new_stream(&self, conn: u64, reverse: u64, from: &str, to: &str) -> Stream {
+        Stream {
+            conn,
+            reverse,
+            from: from.to_string(),
+            to: to.to_string(),
+            wake: Arc::new(StreamWake::default()),
+            reader_waker: None,
+            unsent: VecDeque::new(),
+            unsent_bytes: 0,
+            fin_pending: false,
+            fin_ready_ns: None,
+            in_flight: VecDeque::new(),
+            window_used: 0,
+            window_returns: VecDeque::new(),
+            last_ready_ns: 0,
+            reset: None,
+            // A connection in the accept queue stands for the server's handles.
+            reader_alive: true,
+            writer_alive: true,
+            closed_unread: false,
+            stalled_since_ns: None,
+        }
+    }
+
+    pub fn ephemeral_port(&mut self, host: &str) -> u16 {
+        let Some(h) = self.hosts.get_mut(host) else { return 0 };
+        let p = h.next_port;
+        h.next_port = if p >= EPHEMERAL_PORT_LAST { EPHEMERAL_PORT_FIRST } else { p + 1 };
+        p
+    }
+
+    pub fn record_connect(&mut self, conn: u64, from: &str, to: &str, port: u16, at_ns: u64, done_ns: u64, outcome: ConnectOutcome) {
+        if let Some(h) = self.hosts.get_mut(from) {
+            match outcome {
+                ConnectOutcome::Established => h.stats.connects += 1,
+                ConnectOutcome::Refused => h.stats.connects_refused += 1,
+                ConnectOutcome::TimedOut => h.stats.connects_timed_out += 1,
+                ConnectOutcome::UnknownHost => {}
+            }
+        }
+        self.event(NetEvent::Connect { conn, from: from.to_string(), to: to.to_string(), port, at_ns, done_ns, outcome });
+    }
+
+    pub fn stream_wake(&self, id: u64) -> Option<Arc<StreamWake>> {
+        self.streams.get(&id).map(|s| s.wake.clone())
+    }
+
+    /// The error a connect in progress sees when the connection was reset before it returned.
+    pub fn stream_reset(&self, id: u64) -> Option<ErrorKind> {
+        self.streams.get(&id).and_then(|s| s.reset)
+    }
+
+    // ---- resets and handle drops ----
+
+    pub fn reset_conn(&mut self, now: u64, conn: u64, kind: ErrorKind, cause: ResetCause) {
+        let mut any = false;
+        let mut hosts = Vec::new();
+        for id in [2 * conn, 2 * conn + 1] {
+            if let Some(s) = self.streams.get_mut(&id) {
+                if s.reset.is_none() {
+                    any = true;
+                    s.reset = Some(kind);
+                    s.unsent.clear();
+                    s.unsent_bytes = 0;
+                    s.in_flight.clear();
+                    s.window_returns.clear();
+                    s.wake_all();
+                    hosts.push(s.from.clone());
+                }
+            }
+        }
+        if any {
+            for h in hosts {
+                if let Some(h) = self.hosts.get_mut(&h) {
+                    h.stats.resets += 1;
+                }
+            }
+            self.event(NetEvent::Reset { conn, at_ns: now, cause });
+        }
+    }
+
+    /// Whether the process at the receiving end of stream `id` has closed its socket.
+    fn receiver_closed(&self, id: u64) -> bool {
+        let Some(s) = self.streams.get(&id) else { return true };
+        !s.reader_alive && self.streams.get(&s.reverse).is_none_or(|r| !r.writer_alive)
+    }
+
+    fn maybe_remove(&mut self, id: u64) {
+        if let Some(s) = self.streams.get(&id) {
+            if !s.reader_alive && !s.writer_alive {
+                let s = self.streams.remove(&id).expect("present");
+                s.wake.pump.notify_one();
+            }
+        }
+    }
+
+    pub fn drop_reader(&mut self, now: u64, id: u64) {
+        let Some(s) = self.streams.get_mut(&id) else { return };
+        s.reader_alive = false;
+        s.reader_waker = None;
+        let unread: u64 = s.in_flight.iter().filter(|seg| seg.ready_ns <= now).map(|seg| seg.data.len() as u64).sum();
+        let discarded: u64 = s.in_flight.iter().map(|seg| seg.data.len() as u64).sum();
+        s.in_flight.clear();
+        s.closed_unread = unread > 0;
+        if discarded > 0 {
+            s.window_returns.push_back((now, discarded));
+            s.wake.pump.notify_one();
+        }
+        let conn = s.conn;
+        let reverse = s.reverse;
+        if self.receiver_closed(id) && unread > 0 {
+            // close(2) with unread data sends an RST.
+            self.reset_conn(now, conn, ErrorKind::ConnectionReset, ResetCause::ClosedWithData);
+        }
+        self.maybe_remove(id);
+        self.maybe_remove(reverse);
+    }
+
+    pub fn drop_writer(&mut self, now: u64, id: u64) {
+        let Some(s) = self.streams.get_mut(&id) else { return };
+        s.writer_alive = false;
+        s.fin_pending = true;
+        s.wake.pump.notify_one();
+        let reverse = s.reverse;
+        let conn = s.conn;
+        // Closing the socket with unread incoming data resets the connection.
+        if self.receiver_closed(reverse) {
+            let unread = self.streams.get(&reverse).is_some_and(|r| r.reset.is_none() && r.closed_unread);
+            if unread {
+                self.reset_conn(now, conn, ErrorKind::ConnectionReset, ResetCause::ClosedWithData);
+            }
+        }
+        self.maybe_remove(id);
+        self.maybe_remove(reverse);
+    }
+
+    pub fn shutdown_writer(&mut self, id: u64) -> io::Result<()> {
+        let Some(s) = self.streams.get_mut(&id) else { return Err(err(ErrorKind::NotConnected, "closed")) };
+        if let Some(kind) = s.reset {
+            return Err(err(kind, "connection reset"));
+        }
+        s.fin_pending = true;
+        s.wake.pump.notify_one();
+        Ok(())
+    }
+
+    // ---- data path ----
+
+    /// Puts as much of `data` into the send buffer as fits; returns the bytes taken.
+    pub fn write(&mut self, id: u64, data: &mut Bytes) -> io::Result<usize> {
+        let Some(s) = self.streams.get_mut(&id) else { return Err(err(ErrorKind::NotConnected, "closed")) };
+        if let Some(kind) = s.reset {
+            return Err(err(kind, reset_msg(kind)));
+        }
+        if s.fin_pending {
+            return Err(err(ErrorKind::BrokenPipe, "write after shutdown"));
+        }
+        let space = self.cfg.tcp.send_buffer_bytes.saturating_sub(s.unsent_bytes);
+        let take = (space.min(data.len() as u64)) as usize;
+        if take > 0 {
+            let chunk = data.split_to(take);
+            s.unsent_bytes += take as u64;
+            s.unsent.push_back(chunk);
+            s.wake.pump.notify_one();
+        }
+        Ok(take)
+    }
+
+    /// Reads ready bytes into `buf`; registers `waker` when nothing is ready.
+    pub fn read(&mut self, now: u64, id: u64, buf: &mut tokio::io::ReadBuf<'_>, waker: &Waker) -> ReadOutcome {
+        let back_latency = {
+            let Some(s) = self.streams.get(&id) else { return ReadOutcome::Err(ErrorKind::NotConnected) };
+            if s.from == s.to { self.cfg.tcp.loopback_latency_ns } else { self.link(&s.from, &s.to).latency_ns }
+        };
+        let s = self.streams.get_mut(&id).expect("checked");
+        if let Some(kind) = s.reset {
+            return ReadOutcome::Err(kind);
+        }
+        if buf.remaining() == 0 {
+            return ReadOutcome::Data;
+        }
+        let mut n = 0u64;
+        while buf.remaining() > 0 {
+            let Some(seg) = s.in_flight.front_mut() else { break };
+            if seg.ready_ns > now {
+                break;
+            }
+            let take = buf.remaining().min(seg.data.len());
+            buf.put_slice(&seg.data[..take]);
+            let _ = seg.data.split_to(take);
+            n += take as u64;
+            if seg.data.is_empty() {
+                s.in_flight.pop_front();
+            }
+        }
+        if n > 0 {
+            s.window_returns.push_back((now + back_latency, n));
+            s.wake.pump.notify_one();
+            return ReadOutcome::Data;
+        }
+        s.reader_waker = Some(waker.clone());
+        match (s.in_flight.front(), s.fin_ready_ns) {
+            (Some(seg), _) => ReadOutcome::Pending(Some(seg.ready_ns)),
+            (None, Some(f)) if f <= now => ReadOutcome::Eof,
+            (None, Some(f)) => ReadOutcome::Pending(Some(f)),
+            (None, None) => ReadOutcome::Pending(None),
+        }
+    }
+
+    /// One step of stream `id`'s sender: put the next segment on the wire, or say what to wait for.
+    pub fn pump_step(&mut self, now: u64, id: u64) -> PumpAction {
+        let user_timeout_ns = self.cfg.tcp.user_timeout_ns;
+        let receive_buffer_bytes = self.cfg.tcp.receive_buffer_bytes;
+        let segment_bytes_max = self.cfg.tcp.segment_bytes_max;
+        let Some(s) = self.streams.get(&id) else { return PumpAction::Exit };
+        if s.reset.is_some() || s.fin_ready_ns.is_some() {
+            return PumpAction::Exit;
+        }
+        let (from, to, conn) = (s.from.clone(), s.to.clone(), s.conn);
+        let fwd_open = self.path_open(&from, &to);
+        let back_open = self.path_open(&to, &from);
+        let receiver_closed = self.receiver_closed(id);
+        let s = self.streams.get_mut(&id).expect("checked");
+        if back_open {
+            while let Some(&(at, n)) = s.window_returns.front() {
+                if at > now {
+                    break;
+                }
+                s.window_returns.pop_front();
+                s.window_used = s.window_used.saturating_sub(n);
+            }
+        }
+        let stall = |s: &mut Stream| -> Option<u64> {
+            let since = *s.stalled_since_ns.get_or_insert(now);
+            let deadline = since.saturating_add(user_timeout_ns);
+            (deadline > now).then_some(deadline)
+        };
+        if s.unsent_bytes == 0 {
+            if !s.fin_pending {
+                s.stalled_since_ns = None;
+                return PumpAction::Wait(None);
+            }
+            if !fwd_open {
+                return match stall(s) {
+                    Some(deadline) => PumpAction::Wait(Some(deadline)),
+                    None => {
+                        self.reset_conn(now, conn, ErrorKind::TimedOut, ResetCause::UserTimeout);
+                        PumpAction::Exit
+                    }
+                };
+            }
+            let latency = self.one_way_latency(&from, &to);
+            let s = self.streams.get_mut(&id).expect("checked");
+            let ready = s.last_ready_ns.max(now + latency);
+            s.fin_ready_ns = Some(ready);
+            if let Some(w) = s.reader_waker.take() {
+                w.wake();
+            }
+            self.event(NetEvent::Fin { stream: id, at_ns: now, ready_ns: ready });
+            return PumpAction::Exit;
+        }
+        if receiver_closed {
+            // Data for a closed socket: the peer answers with an RST.
+            self.reset_conn(now, conn, ErrorKind::ConnectionReset, ResetCause::ClosedWithData);
+            return PumpAction::Exit;
+        }
+        let window_avail = receive_buffer_bytes.saturating_sub(s.window_used);
+        if !fwd_open || (window_avail == 0 && !back_open) {
+            return match stall(s) {
+                Some(deadline) => PumpAction::Wait(Some(deadline)),
+                None => {
+                    self.reset_conn(now, conn, ErrorKind::TimedOut, ResetCause::UserTimeout);
+                    PumpAction::Exit
+                }
+            };
+        }
+        s.stalled_since_ns = None;
+        if window_avail == 0 {
+            return PumpAction::Wait(s.window_returns.front().map(|&(at, _)| at));
+        }
+        let n = s.unsent_bytes.min(window_avail).min(segment_bytes_max);
+        let data = take_bytes(&mut s.unsent, n);
+        s.unsent_bytes -= n;
+        s.wake.writer.notify_one();
+        let reader_alive = s.reader_alive;
+        let (depart_ns, nic_done_ns, arrive_ns, retransmits) = self.transmit(now, &from, &to, n);
+        let s = self.streams.get_mut(&id).expect("checked");
+        let ready_ns = arrive_ns.max(s.last_ready_ns);
+        s.last_ready_ns = ready_ns;
+        if reader_alive {
+            s.window_used += n;
+            s.in_flight.push_back(Segment { data, ready_ns });
+            if let Some(w) = s.reader_waker.take() {
+                w.wake();
+            }
+        }
+        self.event(NetEvent::Segment { stream: id, bytes: n, depart_ns, ready_ns, retransmits });
+        PumpAction::SleepUntil(nic_done_ns)
+    }
+
+    fn one_way_latency(&self, from: &str, to: &str) -> u64 {
+        if from == to {
+            self.cfg.tcp.loopback_latency_ns
+        } else {
+            self.link(from, to).latency_ns
+        }
+    }
+
+    /// Puts `n` payload bytes from `from` to `to` on the wire at `now`: returns (first bit leaves,
+    /// last bit leaves the sender's NIC, readable at the receiver, retransmissions).
+    fn transmit(&mut self, now: u64, from: &str, to: &str, n: u64) -> (u64, u64, u64, u32) {
+        let tcp = self.cfg.tcp;
+        let wire = tcp.wire_bytes(n);
+        if from == to {
+            let ser = serialization_ns(wire, tcp.loopback_bps);
+            if let Some(h) = self.hosts.get_mut(from) {
+                h.stats.bytes_sent += n;
+                h.stats.bytes_received += n;
+            }
+            return (now, now + ser, now + ser + tcp.loopback_latency_ns, 0);
+        }
+        let link = self.link(from, to);
+        let mut latency = link.latency_ns;
+        if link.jitter_ns_max > 0 {
+            latency += self.rng.next_u64() % (link.jitter_ns_max + 1);
+        }
+        let mut retransmits = 0u32;
+        if link.loss_ppm > 0 {
+            while retransmits < tcp.retransmits_max && (self.rng.next_u64() % 1_000_000) < u64::from(link.loss_ppm) {
+                latency = latency.saturating_add(tcp.retransmit_delay_ns << retransmits);
+                retransmits += 1;
+            }
+        }
+        let sender = self.hosts.get_mut(from).expect("stream endpoints are hosts");
+        let start = now.max(sender.egress_free_ns);
+        let ser_out = serialization_ns(wire, sender.nic.egress_bps);
+        let done = start + ser_out;
+        sender.egress_free_ns = done;
+        sender.stats.egress_busy_ns += ser_out;
+        sender.stats.bytes_sent += n;
+        sender.stats.wire_bytes_sent += wire;
+        sender.stats.segments_sent += 1;
+        sender.stats.retransmits += u64::from(retransmits);
+        let receiver = self.hosts.get_mut(to).expect("stream endpoints are hosts");
+        // Cut-through: the receiver's NIC takes bits as they arrive, but no faster than its rate,
+        // and after the segments queued before this one.
+        let ser_in = serialization_ns(wire, receiver.nic.ingress_bps);
+        let in_start = (start + latency).max(receiver.ingress_free_ns);
+        let in_done = (in_start + ser_in).max(done + latency);
+        receiver.ingress_free_ns = in_done;
+        receiver.stats.ingress_busy_ns += ser_in;
+        receiver.stats.bytes_received += n;
+        receiver.stats.wire_bytes_received += wire;
+        (start, done, in_done, retransmits)
+    }
+}
+
+fn take_bytes(q: &mut VecDeque<Bytes>, n: u64) -> Bytes {
+    let n = n as usize;
+    if let Some(front) = q.front_mut() {
+        if front.len() >= n {
+            let out = front.split_to(n);
+            if front.is_empty() {
+                q.pop_front();
+            }
+            return out;
+        }
+    }
+    let mut out = BytesMut::with_capacity(n);
+    while out.len() < n {
+        let front = q.front_mut().expect("n <= unsent bytes");
+        let take = (n - out.len()).min(front.len());
+        out.extend_from_slice(&front.split_to(take));
+        if front.is_empty() {
+            q.pop_front();
+        }
+    }
+    out.freeze()
+}
+
+fn link_key(a: &str, b: &str) -> (String, String) {
+    if a <= b {
+        (a.to_string(), b.to_string())
+    } else {
+        (b.to_string(), a.to_string())
+    }
+}
+
+pub(crate) fn is_local_name(host: &str) -> bool {
+    matches!(host, "localhost" | "127.0.0.1" | "0.0.0.0" | "::" | "[::]" | "::1" | "[::1]" | "")
+}
+
+pub(crate) fn reset_msg(kind: ErrorKind) -> &'static str {
+    match kind {
+        ErrorKind::TimedOut => "connection timed out (TCP user timeout)",
+        _ => "connection reset by peer",
+    }
+}
