@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# Wire benchmark on loopback, one run each, side by side:
+#   perf produce / perf consume against `broker serve`;
+#   consume with sendfile (zero copy) vs the copy path: throughput and broker CPU s per GB;
+#   iperf3 over loopback as the physical reference.
+# Usage: scripts/bench-wire.sh     (env: RECORDS=2000000 SIZE=1000 PORT=19092)
+# Figures go in notes, never in tests.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+RECORDS=${RECORDS:-2000000}
+SIZE=${SIZE:-1000}
+PORT=${PORT:-19092}
+TOPIC=bench
+cargo build -q --release -p broker -p client
+command -v iperf3 >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iperf3 >/dev/null; }
+tick=$(getconf CLK_TCK)
+data=$(mktemp -d)
+trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$data"' EXIT
+
+broker_pid=
+start_broker() { # $@: extra flags
+  target/release/broker serve --listen 127.0.0.1:$PORT --data-dir "$data" "$@" >"$data.log" 2>&1 &
+  broker_pid=$!
+  for _ in $(seq 100); do grep -q listening "$data.log" && return; sleep 0.1; done
+  echo "broker did not start"; cat "$data.log"; exit 1
+}
+stop_broker() { kill -TERM $broker_pid; wait $broker_pid || true; }
+cpu_s() { awk -v t="$tick" '{ printf "%.3f", ($14 + $15) / t }' /proc/$broker_pid/stat; }
+
+echo "== produce: $RECORDS records of $SIZE B (acks=1, linger.ms=5, batch.size=262144, no compression)"
+start_broker
+target/release/perf produce --topic $TOPIC --num-records "$RECORDS" --record-size "$SIZE" --throughput -1 \
+  --bootstrap-server 127.0.0.1:$PORT --producer-props acks=1 linger.ms=5 batch.size=262144 | tail -1
+stop_broker
+
+consume() { # $1: label, rest: broker flags
+  local label=$1; shift
+  start_broker "$@"
+  local c0; c0=$(cpu_s)
+  local out; out=$(target/release/perf consume --topic $TOPIC --messages "$RECORDS" --bootstrap-server 127.0.0.1:$PORT \
+    --hide-header --consumer-props check.crcs=false fetch.max.bytes=52428800 | tail -1)
+  local c1; c1=$(cpu_s)
+  stop_broker
+  local gb; gb=$(awk -v n="$RECORDS" -v s="$SIZE" 'BEGIN { printf "%.3f", n * s / 1e9 }')
+  echo "$label: $out"
+  awk -v a="$c0" -v b="$c1" -v g="$gb" -v l="$label" 'BEGIN { printf "%s: broker CPU %.2f s for %.2f GB of values = %.3f CPU s/GB\n", l, b - a, g, (b - a) / g }'
+}
+echo "== consume from the page cache"
+consume "sendfile" 
+consume "copy    " --no-zero-copy
+consume "sendfile" 
+
+echo "== loopback reference (iperf3, 5 s, one stream)"
+iperf3 -s -p 15201 -1 >/dev/null 2>&1 &
+sleep 0.5
+iperf3 -c 127.0.0.1 -p 15201 -t 5 -J | python3 -c 'import json,sys; d=json.load(sys.stdin); print("iperf3 loopback: %.0f MB/s" % (d["end"]["sum_received"]["bits_per_second"] / 8e6))'
