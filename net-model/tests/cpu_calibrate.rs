@@ -51,8 +51,26 @@ fn calibrate() {
     let crc = rate(n, 50, || {
         std::hint::black_box(crc32c::crc32c(std::hint::black_box(&data)));
     });
-    println!("memcpy {memcpy:.0} MB/s, crc32c {crc:.0} MB/s ({n} bytes)");
-    for codec in [Compression::Lz4, Compression::Snappy, Compression::Zstd, Compression::Gzip] {
+    println!("memcpy {memcpy:.0} MB/s, crc32c {crc:.0} MB/s ({n} bytes, cache-resident)");
+    let big: Vec<u8> = data.iter().cycle().take(256 << 20).copied().collect();
+    let mut big_dst = vec![0u8; big.len()];
+    let memcpy_big = rate(big.len(), 5, || {
+        big_dst.copy_from_slice(std::hint::black_box(&big));
+        std::hint::black_box(&big_dst);
+    });
+    let crc_big = rate(big.len(), 5, || {
+        std::hint::black_box(crc32c::crc32c(std::hint::black_box(&big)));
+    });
+    println!(
+        "memcpy {memcpy_big:.0} MB/s, crc32c {crc_big:.0} MB/s ({} bytes, from memory)",
+        big.len()
+    );
+    for codec in [
+        Compression::Lz4,
+        Compression::Snappy,
+        Compression::Zstd,
+        Compression::Gzip,
+    ] {
         let mut c = Vec::new();
         compress(codec, &data, &mut c).unwrap();
         let ratio = n as f64 / c.len() as f64;

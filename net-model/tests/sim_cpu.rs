@@ -21,7 +21,11 @@ fn near(got: Duration, want_us: u64) -> bool {
 #[test]
 fn n_cores_run_n_jobs_in_parallel_and_the_next_waits() {
     run(1, async {
-        let profile = CpuProfile { cores: 2, request: Cost::new(100_000, 0), ..CpuProfile::default() };
+        let profile = CpuProfile {
+            cores: 2,
+            request: Cost::new(100_000, 0),
+            ..CpuProfile::default()
+        };
         let cpu: Arc<dyn CostHook> = Arc::new(SimCpu::new(profile));
         let t0 = Instant::now();
         let mut jobs = Vec::new();
@@ -38,14 +42,20 @@ fn n_cores_run_n_jobs_in_parallel_and_the_next_waits() {
         }
         done.sort();
         assert!(near(done[0], 100) && near(done[1], 100), "{done:?}");
-        assert!(near(done[2], 200), "the third job waits for a core: {done:?}");
+        assert!(
+            near(done[2], 200),
+            "the third job waits for a core: {done:?}"
+        );
     });
 }
 
 #[test]
 fn per_byte_costs_scale_and_stats_add_up() {
     run(2, async {
-        let sim = SimCpu::new(CpuProfile::with_cores(1));
+        let mut profile = CpuProfile::with_cores(1);
+        profile.memcpy = Cost::new(0, 100);
+        profile.lz4.compress = Cost::new(200, 2_000);
+        let sim = SimCpu::new(profile);
         let t0 = Instant::now();
         sim.spend(Work::Memcpy, 1_000_000).await; // 10 GB/s: 100 µs
         assert!(near(t0.elapsed(), 100), "{:?}", t0.elapsed());
@@ -70,7 +80,11 @@ fn per_byte_costs_scale_and_stats_add_up() {
 #[test]
 fn stall_freezes_every_core() {
     run(3, async {
-        let sim = SimCpu::new(CpuProfile { cores: 2, request: Cost::new(10_000, 0), ..CpuProfile::default() });
+        let sim = SimCpu::new(CpuProfile {
+            cores: 2,
+            request: Cost::new(10_000, 0),
+            ..CpuProfile::default()
+        });
         let t0 = Instant::now();
         sim.stall(5_000_000);
         sim.spend(Work::Request, 0).await;

@@ -31,22 +31,71 @@ pub enum ResetCause {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub enum NetEvent {
-    Bind { host: String, port: u16, at_ns: u64 },
+    Bind {
+        host: String,
+        port: u16,
+        at_ns: u64,
+    },
     /// A connect from `from` to `to:port`: made at `at_ns`, returned at `done_ns`. Connection `conn`
     /// carries streams `2 * conn` (client to server) and `2 * conn + 1` (server to client).
-    Connect { conn: u64, from: String, to: String, port: u16, at_ns: u64, done_ns: u64, outcome: ConnectOutcome },
+    Connect {
+        conn: u64,
+        from: String,
+        to: String,
+        port: u16,
+        at_ns: u64,
+        done_ns: u64,
+        outcome: ConnectOutcome,
+    },
     /// `bytes` of stream data leave the sender's NIC at `depart_ns` (first bit) and are readable
     /// at the receiver from `ready_ns`, after `retransmits` losses.
-    Segment { stream: u64, bytes: u64, depart_ns: u64, ready_ns: u64, retransmits: u32 },
+    Segment {
+        stream: u64,
+        bytes: u64,
+        depart_ns: u64,
+        ready_ns: u64,
+        retransmits: u32,
+    },
     /// The writer's FIN: EOF readable from `ready_ns`.
-    Fin { stream: u64, at_ns: u64, ready_ns: u64 },
-    Reset { conn: u64, at_ns: u64, cause: ResetCause },
-    Partition { from: String, to: String, at_ns: u64 },
-    Heal { from: String, to: String, at_ns: u64 },
-    Crash { host: String, at_ns: u64 },
-    Restart { host: String, at_ns: u64 },
-    SetNic { host: String, at_ns: u64, nic: NicConfig },
-    SetLink { a: String, b: String, at_ns: u64, link: LinkConfig },
+    Fin {
+        stream: u64,
+        at_ns: u64,
+        ready_ns: u64,
+    },
+    Reset {
+        conn: u64,
+        at_ns: u64,
+        cause: ResetCause,
+    },
+    Partition {
+        from: String,
+        to: String,
+        at_ns: u64,
+    },
+    Heal {
+        from: String,
+        to: String,
+        at_ns: u64,
+    },
+    Crash {
+        host: String,
+        at_ns: u64,
+    },
+    Restart {
+        host: String,
+        at_ns: u64,
+    },
+    SetNic {
+        host: String,
+        at_ns: u64,
+        nic: NicConfig,
+    },
+    SetLink {
+        a: String,
+        b: String,
+        at_ns: u64,
+        link: LinkConfig,
+    },
 }
 
 /// Counters of one host. Utilization = busy time / elapsed time.

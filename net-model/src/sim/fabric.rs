@@ -121,7 +121,10 @@ pub(crate) enum ConnectStep {
     /// The SYN (or its answer) cannot get through now.
     Blocked,
     /// The SYN reaches the target at `arrive_ns`; its answer takes `back_ns` more.
-    Syn { arrive_ns: u64, back_ns: u64 },
+    Syn {
+        arrive_ns: u64,
+        back_ns: u64,
+    },
 }
 
 pub(crate) struct Fabric {
@@ -184,10 +187,16 @@ impl Fabric {
             return Ok(());
         }
         if self.hosts.len() >= super::config::HOSTS_MAX {
-            return Err(err(ErrorKind::Other, format!("more than {} hosts", super::config::HOSTS_MAX)));
+            return Err(err(
+                ErrorKind::Other,
+                format!("more than {} hosts", super::config::HOSTS_MAX),
+            ));
         }
         if name.is_empty() || name.contains(':') || is_local_name(name) {
-            return Err(err(ErrorKind::InvalidInput, format!("bad host name {name:?}")));
+            return Err(err(
+                ErrorKind::InvalidInput,
+                format!("bad host name {name:?}"),
+            ));
         }
         self.hosts.insert(
             name.to_string(),
@@ -203,7 +212,6 @@ impl Fabric {
         Ok(())
     }
 
-
     pub fn host_up(&self, name: &str) -> bool {
         self.hosts.get(name).is_some_and(|h| h.up)
     }
@@ -211,17 +219,29 @@ impl Fabric {
     pub fn set_nic(&mut self, now: u64, host: &str, nic: NicConfig) {
         if let Some(h) = self.hosts.get_mut(host) {
             h.nic = nic;
-            self.event(NetEvent::SetNic { host: host.to_string(), at_ns: now, nic });
+            self.event(NetEvent::SetNic {
+                host: host.to_string(),
+                at_ns: now,
+                nic,
+            });
         }
     }
 
     pub fn set_link(&mut self, now: u64, a: &str, b: &str, link: LinkConfig) {
         self.links.insert(link_key(a, b), link);
-        self.event(NetEvent::SetLink { a: a.to_string(), b: b.to_string(), at_ns: now, link });
+        self.event(NetEvent::SetLink {
+            a: a.to_string(),
+            b: b.to_string(),
+            at_ns: now,
+            link,
+        });
     }
 
     pub fn link(&self, a: &str, b: &str) -> LinkConfig {
-        self.links.get(&link_key(a, b)).copied().unwrap_or(self.cfg.link)
+        self.links
+            .get(&link_key(a, b))
+            .copied()
+            .unwrap_or(self.cfg.link)
     }
 
     pub fn stats(&self, host: &str) -> Option<NicStats> {
@@ -229,7 +249,10 @@ impl Fabric {
     }
 
     pub fn all_stats(&self) -> BTreeMap<String, NicStats> {
-        self.hosts.iter().map(|(n, h)| (n.clone(), h.stats.clone())).collect()
+        self.hosts
+            .iter()
+            .map(|(n, h)| (n.clone(), h.stats.clone()))
+            .collect()
     }
 
     /// True if segments can go from `from` to `to` now.
@@ -239,14 +262,22 @@ impl Fabric {
 
     pub fn partition_one_way(&mut self, now: u64, from: &str, to: &str) {
         if from != to && self.blocked.insert((from.to_string(), to.to_string())) {
-            self.event(NetEvent::Partition { from: from.to_string(), to: to.to_string(), at_ns: now });
+            self.event(NetEvent::Partition {
+                from: from.to_string(),
+                to: to.to_string(),
+                at_ns: now,
+            });
         }
     }
 
     /// Heals the direction `from` → `to`.
     pub fn heal_one_way(&mut self, now: u64, from: &str, to: &str) {
         if self.blocked.remove(&(from.to_string(), to.to_string())) {
-            self.event(NetEvent::Heal { from: from.to_string(), to: to.to_string(), at_ns: now });
+            self.event(NetEvent::Heal {
+                from: from.to_string(),
+                to: to.to_string(),
+                at_ns: now,
+            });
             self.wake_pumps();
         }
     }
@@ -254,7 +285,11 @@ impl Fabric {
     pub fn heal_all(&mut self, now: u64) {
         let all: Vec<_> = std::mem::take(&mut self.blocked).into_iter().collect();
         for (from, to) in all {
-            self.event(NetEvent::Heal { from, to, at_ns: now });
+            self.event(NetEvent::Heal {
+                from,
+                to,
+                at_ns: now,
+            });
         }
         self.wake_pumps();
     }
@@ -266,15 +301,29 @@ impl Fabric {
     }
 
     pub fn crash(&mut self, now: u64, host: &str) {
-        let Some(h) = self.hosts.get_mut(host) else { return };
+        let Some(h) = self.hosts.get_mut(host) else {
+            return;
+        };
         h.up = false;
-        self.event(NetEvent::Crash { host: host.to_string(), at_ns: now });
-        let keys: Vec<_> = self.listeners.keys().filter(|(h, _)| h == host).cloned().collect();
+        self.event(NetEvent::Crash {
+            host: host.to_string(),
+            at_ns: now,
+        });
+        let keys: Vec<_> = self
+            .listeners
+            .keys()
+            .filter(|(h, _)| h == host)
+            .cloned()
+            .collect();
         for key in keys {
             self.close_listener_key(now, &key, None);
         }
-        let conns: BTreeSet<u64> =
-            self.streams.values().filter(|s| s.from == host || s.to == host).map(|s| s.conn).collect();
+        let conns: BTreeSet<u64> = self
+            .streams
+            .values()
+            .filter(|s| s.from == host || s.to == host)
+            .map(|s| s.conn)
+            .collect();
         for conn in conns {
             self.reset_conn(now, conn, ErrorKind::ConnectionReset, ResetCause::Crash);
         }
@@ -284,7 +333,10 @@ impl Fabric {
         if let Some(h) = self.hosts.get_mut(host) {
             if !h.up {
                 h.up = true;
-                self.event(NetEvent::Restart { host: host.to_string(), at_ns: now });
+                self.event(NetEvent::Restart {
+                    host: host.to_string(),
+                    at_ns: now,
+                });
             }
         }
     }
@@ -292,7 +344,10 @@ impl Fabric {
     // ---- listeners ----
 
     pub fn bind(&mut self, now: u64, host: &str, port: u16) -> io::Result<(u16, u64, Arc<Notify>)> {
-        let h = self.hosts.get_mut(host).ok_or_else(|| err(ErrorKind::AddrNotAvailable, host))?;
+        let h = self
+            .hosts
+            .get_mut(host)
+            .ok_or_else(|| err(ErrorKind::AddrNotAvailable, host))?;
         if !h.up {
             return Err(err(ErrorKind::Other, format!("host {host} is down")));
         }
@@ -300,7 +355,11 @@ impl Fabric {
             let mut found = None;
             for _ in 0..=(EPHEMERAL_PORT_LAST - EPHEMERAL_PORT_FIRST) {
                 let p = h.next_port;
-                h.next_port = if p >= EPHEMERAL_PORT_LAST { EPHEMERAL_PORT_FIRST } else { p + 1 };
+                h.next_port = if p >= EPHEMERAL_PORT_LAST {
+                    EPHEMERAL_PORT_FIRST
+                } else {
+                    p + 1
+                };
                 if !self.listeners.contains_key(&(host.to_string(), p)) {
                     found = Some(p);
                     break;
@@ -312,18 +371,38 @@ impl Fabric {
         };
         let key = (host.to_string(), port);
         if self.listeners.contains_key(&key) {
-            return Err(err(ErrorKind::AddrInUse, format!("{host}:{port} is in use")));
+            return Err(err(
+                ErrorKind::AddrInUse,
+                format!("{host}:{port} is in use"),
+            ));
         }
         let id = self.next_listener;
         self.next_listener += 1;
         let notify = Arc::new(Notify::new());
-        self.listeners.insert(key, ListenerState { id, queue: VecDeque::new(), notify: notify.clone() });
-        self.event(NetEvent::Bind { host: host.to_string(), port, at_ns: now });
+        self.listeners.insert(
+            key,
+            ListenerState {
+                id,
+                queue: VecDeque::new(),
+                notify: notify.clone(),
+            },
+        );
+        self.event(NetEvent::Bind {
+            host: host.to_string(),
+            port,
+            at_ns: now,
+        });
         Ok((port, id, notify))
     }
 
     /// Takes the next pending connection of listener `id` (`Ok(None)`: none yet).
-    pub fn accept(&mut self, now: u64, host: &str, port: u16, id: u64) -> io::Result<Option<PendingConn>> {
+    pub fn accept(
+        &mut self,
+        now: u64,
+        host: &str,
+        port: u16,
+        id: u64,
+    ) -> io::Result<Option<PendingConn>> {
         let key = (host.to_string(), port);
         match self.listeners.get_mut(&key) {
             Some(l) if l.id == id => {
@@ -336,7 +415,10 @@ impl Fabric {
                 let _ = now;
                 Ok(p)
             }
-            _ => Err(err(ErrorKind::ConnectionAborted, format!("listener {host}:{port} is closed"))),
+            _ => Err(err(
+                ErrorKind::ConnectionAborted,
+                format!("listener {host}:{port} is closed"),
+            )),
         }
     }
 
@@ -345,7 +427,9 @@ impl Fabric {
     }
 
     fn close_listener_key(&mut self, now: u64, key: &(String, u16), id: Option<u64>) {
-        let Some(l) = self.listeners.get(key) else { return };
+        let Some(l) = self.listeners.get(key) else {
+            return;
+        };
         if id.is_some_and(|id| id != l.id) {
             return;
         }
@@ -353,7 +437,12 @@ impl Fabric {
         l.notify.notify_waiters();
         l.notify.notify_one();
         for p in l.queue {
-            self.reset_conn(now, p.conn, ErrorKind::ConnectionReset, ResetCause::ListenerClosed);
+            self.reset_conn(
+                now,
+                p.conn,
+                ErrorKind::ConnectionReset,
+                ResetCause::ListenerClosed,
+            );
             // Nobody will ever hold the server's handles.
             self.drop_reader(now, 2 * p.conn);
             self.drop_writer(now, 2 * p.conn + 1);
@@ -373,11 +462,15 @@ impl Fabric {
             return ConnectStep::Blocked;
         }
         let (fwd, back) = self.handshake_latencies(local, target);
-        let listening = self.host_up(target) && self.listeners.contains_key(&(target.to_string(), port));
+        let listening =
+            self.host_up(target) && self.listeners.contains_key(&(target.to_string(), port));
         if !listening {
             return ConnectStep::Refused(now + fwd + back);
         }
-        ConnectStep::Syn { arrive_ns: now + fwd, back_ns: back }
+        ConnectStep::Syn {
+            arrive_ns: now + fwd,
+            back_ns: back,
+        }
     }
 
     fn handshake_latencies(&self, a: &str, b: &str) -> (u64, u64) {
@@ -422,7 +515,11 @@ impl Fabric {
         self.streams.insert(2 * conn, c2s);
         self.streams.insert(2 * conn + 1, s2c);
         let l = self.listeners.get_mut(&key).expect("checked");
-        l.queue.push_back(PendingConn { conn, peer: format!("{local}:{local_port}"), local: format!("{target}:{port}") });
+        l.queue.push_back(PendingConn {
+            conn,
+            peer: format!("{local}:{local_port}"),
+            local: format!("{target}:{port}"),
+        });
         l.notify.notify_one();
         Ok((conn, wake_c2s, wake_s2c))
     }
@@ -453,22 +550,31 @@ impl Fabric {
     }
 
     pub fn ephemeral_port(&mut self, host: &str) -> u16 {
-        let Some(h) = self.hosts.get_mut(host) else { return 0 };
+        let Some(h) = self.hosts.get_mut(host) else {
+            return 0;
+        };
         let p = h.next_port;
-        h.next_port = if p >= EPHEMERAL_PORT_LAST { EPHEMERAL_PORT_FIRST } else { p + 1 };
+        h.next_port = if p >= EPHEMERAL_PORT_LAST {
+            EPHEMERAL_PORT_FIRST
+        } else {
+            p + 1
+        };
         p
     }
 
-    pub fn record_connect(&mut self, conn: u64, from: &str, to: &str, port: u16, at_ns: u64, done_ns: u64, outcome: ConnectOutcome) {
-        if let Some(h) = self.hosts.get_mut(from) {
-            match outcome {
-                ConnectOutcome::Established => h.stats.connects += 1,
-                ConnectOutcome::Refused => h.stats.connects_refused += 1,
-                ConnectOutcome::TimedOut => h.stats.connects_timed_out += 1,
-                ConnectOutcome::UnknownHost => {}
+    /// Records a finished connect (a [`NetEvent::Connect`]) and counts it for its host.
+    pub fn record_connect(&mut self, event: NetEvent) {
+        if let NetEvent::Connect { from, outcome, .. } = &event {
+            if let Some(h) = self.hosts.get_mut(from) {
+                match outcome {
+                    ConnectOutcome::Established => h.stats.connects += 1,
+                    ConnectOutcome::Refused => h.stats.connects_refused += 1,
+                    ConnectOutcome::TimedOut => h.stats.connects_timed_out += 1,
+                    ConnectOutcome::UnknownHost => {}
+                }
             }
         }
-        self.event(NetEvent::Connect { conn, from: from.to_string(), to: to.to_string(), port, at_ns, done_ns, outcome });
+        self.event(event);
     }
 
     pub fn stream_wake(&self, id: u64) -> Option<Arc<StreamWake>> {
@@ -505,13 +611,19 @@ impl Fabric {
                     h.stats.resets += 1;
                 }
             }
-            self.event(NetEvent::Reset { conn, at_ns: now, cause });
+            self.event(NetEvent::Reset {
+                conn,
+                at_ns: now,
+                cause,
+            });
         }
     }
 
     /// Whether the process at the receiving end of stream `id` has closed its socket.
     fn receiver_closed(&self, id: u64) -> bool {
-        let Some(s) = self.streams.get(&id) else { return true };
+        let Some(s) = self.streams.get(&id) else {
+            return true;
+        };
         !s.reader_alive && self.streams.get(&s.reverse).is_none_or(|r| !r.writer_alive)
     }
 
@@ -525,10 +637,17 @@ impl Fabric {
     }
 
     pub fn drop_reader(&mut self, now: u64, id: u64) {
-        let Some(s) = self.streams.get_mut(&id) else { return };
+        let Some(s) = self.streams.get_mut(&id) else {
+            return;
+        };
         s.reader_alive = false;
         s.reader_waker = None;
-        let unread: u64 = s.in_flight.iter().filter(|seg| seg.ready_ns <= now).map(|seg| seg.data.len() as u64).sum();
+        let unread: u64 = s
+            .in_flight
+            .iter()
+            .filter(|seg| seg.ready_ns <= now)
+            .map(|seg| seg.data.len() as u64)
+            .sum();
         let discarded: u64 = s.in_flight.iter().map(|seg| seg.data.len() as u64).sum();
         s.in_flight.clear();
         s.closed_unread = unread > 0;
@@ -540,14 +659,21 @@ impl Fabric {
         let reverse = s.reverse;
         if self.receiver_closed(id) && unread > 0 {
             // close(2) with unread data sends an RST.
-            self.reset_conn(now, conn, ErrorKind::ConnectionReset, ResetCause::ClosedWithData);
+            self.reset_conn(
+                now,
+                conn,
+                ErrorKind::ConnectionReset,
+                ResetCause::ClosedWithData,
+            );
         }
         self.maybe_remove(id);
         self.maybe_remove(reverse);
     }
 
     pub fn drop_writer(&mut self, now: u64, id: u64) {
-        let Some(s) = self.streams.get_mut(&id) else { return };
+        let Some(s) = self.streams.get_mut(&id) else {
+            return;
+        };
         s.writer_alive = false;
         s.fin_pending = true;
         s.wake.pump.notify_one();
@@ -555,9 +681,17 @@ impl Fabric {
         let conn = s.conn;
         // Closing the socket with unread incoming data resets the connection.
         if self.receiver_closed(reverse) {
-            let unread = self.streams.get(&reverse).is_some_and(|r| r.reset.is_none() && r.closed_unread);
+            let unread = self
+                .streams
+                .get(&reverse)
+                .is_some_and(|r| r.reset.is_none() && r.closed_unread);
             if unread {
-                self.reset_conn(now, conn, ErrorKind::ConnectionReset, ResetCause::ClosedWithData);
+                self.reset_conn(
+                    now,
+                    conn,
+                    ErrorKind::ConnectionReset,
+                    ResetCause::ClosedWithData,
+                );
             }
         }
         self.maybe_remove(id);
@@ -565,7 +699,9 @@ impl Fabric {
     }
 
     pub fn shutdown_writer(&mut self, id: u64) -> io::Result<()> {
-        let Some(s) = self.streams.get_mut(&id) else { return Err(err(ErrorKind::NotConnected, "closed")) };
+        let Some(s) = self.streams.get_mut(&id) else {
+            return Err(err(ErrorKind::NotConnected, "closed"));
+        };
         if let Some(kind) = s.reset {
             return Err(err(kind, "connection reset"));
         }
@@ -578,14 +714,20 @@ impl Fabric {
 
     /// Puts as much of `data` into the send buffer as fits; returns the bytes taken.
     pub fn write(&mut self, id: u64, data: &mut Bytes) -> io::Result<usize> {
-        let Some(s) = self.streams.get_mut(&id) else { return Err(err(ErrorKind::NotConnected, "closed")) };
+        let Some(s) = self.streams.get_mut(&id) else {
+            return Err(err(ErrorKind::NotConnected, "closed"));
+        };
         if let Some(kind) = s.reset {
             return Err(err(kind, reset_msg(kind)));
         }
         if s.fin_pending {
             return Err(err(ErrorKind::BrokenPipe, "write after shutdown"));
         }
-        let space = self.cfg.tcp.send_buffer_bytes.saturating_sub(s.unsent_bytes);
+        let space = self
+            .cfg
+            .tcp
+            .send_buffer_bytes
+            .saturating_sub(s.unsent_bytes);
         let take = (space.min(data.len() as u64)) as usize;
         if take > 0 {
             let chunk = data.split_to(take);
@@ -597,10 +739,22 @@ impl Fabric {
     }
 
     /// Reads ready bytes into `buf`; registers `waker` when nothing is ready.
-    pub fn read(&mut self, now: u64, id: u64, buf: &mut tokio::io::ReadBuf<'_>, waker: &Waker) -> ReadOutcome {
+    pub fn read(
+        &mut self,
+        now: u64,
+        id: u64,
+        buf: &mut tokio::io::ReadBuf<'_>,
+        waker: &Waker,
+    ) -> ReadOutcome {
         let back_latency = {
-            let Some(s) = self.streams.get(&id) else { return ReadOutcome::Err(ErrorKind::NotConnected) };
-            if s.from == s.to { self.cfg.tcp.loopback_latency_ns } else { self.link(&s.from, &s.to).latency_ns }
+            let Some(s) = self.streams.get(&id) else {
+                return ReadOutcome::Err(ErrorKind::NotConnected);
+            };
+            if s.from == s.to {
+                self.cfg.tcp.loopback_latency_ns
+            } else {
+                self.link(&s.from, &s.to).latency_ns
+            }
         };
         let s = self.streams.get_mut(&id).expect("checked");
         if let Some(kind) = s.reset {
@@ -611,7 +765,9 @@ impl Fabric {
         }
         let mut n = 0u64;
         while buf.remaining() > 0 {
-            let Some(seg) = s.in_flight.front_mut() else { break };
+            let Some(seg) = s.in_flight.front_mut() else {
+                break;
+            };
             if seg.ready_ns > now {
                 break;
             }
@@ -642,7 +798,9 @@ impl Fabric {
         let user_timeout_ns = self.cfg.tcp.user_timeout_ns;
         let receive_buffer_bytes = self.cfg.tcp.receive_buffer_bytes;
         let segment_bytes_max = self.cfg.tcp.segment_bytes_max;
-        let Some(s) = self.streams.get(&id) else { return PumpAction::Exit };
+        let Some(s) = self.streams.get(&id) else {
+            return PumpAction::Exit;
+        };
         if s.reset.is_some() || s.fin_ready_ns.is_some() {
             return PumpAction::Exit;
         }
@@ -686,12 +844,21 @@ impl Fabric {
             if let Some(w) = s.reader_waker.take() {
                 w.wake();
             }
-            self.event(NetEvent::Fin { stream: id, at_ns: now, ready_ns: ready });
+            self.event(NetEvent::Fin {
+                stream: id,
+                at_ns: now,
+                ready_ns: ready,
+            });
             return PumpAction::Exit;
         }
         if receiver_closed {
             // Data for a closed socket: the peer answers with an RST.
-            self.reset_conn(now, conn, ErrorKind::ConnectionReset, ResetCause::ClosedWithData);
+            self.reset_conn(
+                now,
+                conn,
+                ErrorKind::ConnectionReset,
+                ResetCause::ClosedWithData,
+            );
             return PumpAction::Exit;
         }
         let window_avail = receive_buffer_bytes.saturating_sub(s.window_used);
@@ -724,7 +891,13 @@ impl Fabric {
                 w.wake();
             }
         }
-        self.event(NetEvent::Segment { stream: id, bytes: n, depart_ns, ready_ns, retransmits });
+        self.event(NetEvent::Segment {
+            stream: id,
+            bytes: n,
+            depart_ns,
+            ready_ns,
+            retransmits,
+        });
         PumpAction::SleepUntil(nic_done_ns)
     }
 
@@ -756,12 +929,17 @@ impl Fabric {
         }
         let mut retransmits = 0u32;
         if link.loss_ppm > 0 {
-            while retransmits < tcp.retransmits_max && (self.rng.next_u64() % 1_000_000) < u64::from(link.loss_ppm) {
+            while retransmits < tcp.retransmits_max
+                && (self.rng.next_u64() % 1_000_000) < u64::from(link.loss_ppm)
+            {
                 latency = latency.saturating_add(tcp.retransmit_delay_ns << retransmits);
                 retransmits += 1;
             }
         }
-        let sender = self.hosts.get_mut(from).expect("stream endpoints are hosts");
+        let sender = self
+            .hosts
+            .get_mut(from)
+            .expect("stream endpoints are hosts");
         let start = now.max(sender.egress_free_ns);
         let ser_out = serialization_ns(wire, sender.nic.egress_bps);
         let done = start + ser_out;
@@ -817,7 +995,10 @@ fn link_key(a: &str, b: &str) -> (String, String) {
 }
 
 pub(crate) fn is_local_name(host: &str) -> bool {
-    matches!(host, "localhost" | "127.0.0.1" | "0.0.0.0" | "::" | "[::]" | "::1" | "[::1]" | "")
+    matches!(
+        host,
+        "localhost" | "127.0.0.1" | "0.0.0.0" | "::" | "[::]" | "::1" | "[::1]" | ""
+    )
 }
 
 pub(crate) fn reset_msg(kind: ErrorKind) -> &'static str {

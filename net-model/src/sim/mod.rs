@@ -88,15 +88,21 @@
 //!
 //! Each stream direction has a pump task (spawned by `connect` on the client's side, by `accept`
 //! on the server's), so under madsim it belongs to the node that owns the sending end. It exits
-//! when the stream is reset, its FIN is sent, or both its handles are dropped.
+//! when the stream is reset, its FIN is sent, or both its handles are dropped. A harness that
+//! kills a host's tasks (a process kill) must also call [`SimNet::crash`]: the network does not
+//! notice dead tasks, only dropped handles (which close gracefully, with a FIN).
+//!
+//! Times in the event log carry madsim's own scheduling noise (it advances the clock 50-100 ns
+//! per task poll and 50 ns per timer firing): deterministic for a given madsim seed, and small
+//! against any modeled latency.
 
 pub mod config;
 pub mod events;
 mod fabric;
 
 use std::fmt;
-use std::io;
 use std::future::Future;
+use std::io;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll};
@@ -109,11 +115,14 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 
 pub use self::config::{
-    ConfigError, LinkConfig, NicConfig, SimNetConfig, TcpConfig, BUFFER_BYTES_MAX, BUFFER_BYTES_MIN, HOSTS_MAX,
-    JITTER_NS_MAX, LATENCY_NS_MAX, LOSS_PPM_MAX, NIC_BPS_MAX, NIC_BPS_MIN, RETRANSMITS_MAX, SEGMENT_BYTES_MAX,
+    ConfigError, LinkConfig, NicConfig, SimNetConfig, TcpConfig, BUFFER_BYTES_MAX,
+    BUFFER_BYTES_MIN, HOSTS_MAX, JITTER_NS_MAX, LATENCY_NS_MAX, LOSS_PPM_MAX, NIC_BPS_MAX,
+    NIC_BPS_MIN, RETRANSMITS_MAX, SEGMENT_BYTES_MAX,
 };
 pub use self::events::{ConnectOutcome, NetEvent, NicStats, ResetCause, EVENTS_MAX};
-use self::fabric::{is_local_name, reset_msg, ConnectStep, Fabric, PumpAction, ReadOutcome, StreamWake};
+use self::fabric::{
+    is_local_name, reset_msg, ConnectStep, Fabric, PumpAction, ReadOutcome, StreamWake,
+};
 use crate::{Chunk, ChunkWriter, Connection, Listener, Network};
 
 struct Shared {
@@ -161,7 +170,12 @@ impl SimNet {
 
     pub fn try_new(config: SimNetConfig) -> Result<Self, ConfigError> {
         config.validate()?;
-        Ok(SimNet { shared: Arc::new(Shared { fabric: Mutex::new(Fabric::new(config)), epoch: Instant::now() }) })
+        Ok(SimNet {
+            shared: Arc::new(Shared {
+                fabric: Mutex::new(Fabric::new(config)),
+                epoch: Instant::now(),
+            }),
+        })
     }
 
     /// Nanoseconds since the fabric was made (the time base of events).
@@ -192,7 +206,10 @@ impl SimNet {
         if let Err(e) = self.shared.lock().add_host(name, nic) {
             panic!("{e}");
         }
-        SimNetwork { shared: self.shared.clone(), host: name.to_string() }
+        SimNetwork {
+            shared: self.shared.clone(),
+            host: name.to_string(),
+        }
     }
 
     /// Changes a host's NIC (degradation and repair), for segments sent from now on.
@@ -329,11 +346,26 @@ impl SimNetwork {
     }
 
     /// The handles of one end: writes go to stream `out`, reads come from stream `inp`.
-    fn conn_handles(&self, out: u64, inp: u64, out_wake: Arc<StreamWake>, peer: String, local: String) -> Connection {
+    fn conn_handles(
+        &self,
+        out: u64,
+        inp: u64,
+        out_wake: Arc<StreamWake>,
+        peer: String,
+        local: String,
+    ) -> Connection {
         spawn_pump(self.shared.clone(), out, out_wake.clone());
         Connection {
-            reader: Box::new(SimReader { shared: self.shared.clone(), id: inp, sleep: None }),
-            writer: Box::new(SimWriter { shared: self.shared.clone(), id: out, wake: out_wake }),
+            reader: Box::new(SimReader {
+                shared: self.shared.clone(),
+                id: inp,
+                sleep: None,
+            }),
+            writer: Box::new(SimWriter {
+                shared: self.shared.clone(),
+                id: out,
+                wake: out_wake,
+            }),
             peer,
             local,
         }
@@ -341,12 +373,18 @@ impl SimNetwork {
 }
 
 fn parse_addr(addr: &str) -> io::Result<(&str, u16)> {
-    let (host, port) = addr
-        .rsplit_once(':')
-        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, format!("address {addr:?} is not host:port")))?;
-    let port: u16 = port
-        .parse()
-        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, format!("bad port in address {addr:?}")))?;
+    let (host, port) = addr.rsplit_once(':').ok_or_else(|| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("address {addr:?} is not host:port"),
+        )
+    })?;
+    let port: u16 = port.parse().map_err(|_| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("bad port in address {addr:?}"),
+        )
+    })?;
     Ok((host.trim_start_matches('[').trim_end_matches(']'), port))
 }
 
@@ -383,7 +421,12 @@ impl Network for SimNetwork {
         }
         let now = self.shared.now_ns();
         let (port, id, notify) = self.shared.lock().bind(now, &self.host, port)?;
-        Ok(Box::new(SimListener { net: self.clone(), port, id, notify }))
+        Ok(Box::new(SimListener {
+            net: self.clone(),
+            port,
+            id,
+            notify,
+        }))
     }
 
     async fn connect(&self, addr: &str) -> io::Result<Connection> {
@@ -397,11 +440,22 @@ impl Network for SimNetwork {
         let deadline = t0.saturating_add(timeout_ns);
         let record = |conn: u64, outcome: ConnectOutcome| {
             let done = self.shared.now_ns();
-            self.shared.lock().record_connect(conn, &self.host, &target, port, t0, done, outcome);
+            self.shared.lock().record_connect(NetEvent::Connect {
+                conn,
+                from: self.host.clone(),
+                to: target.clone(),
+                port,
+                at_ns: t0,
+                done_ns: done,
+                outcome,
+            });
         };
         loop {
             let now = self.shared.now_ns();
-            let step = self.shared.lock().connect_step(now, &self.host, &target, port);
+            let step = self
+                .shared
+                .lock()
+                .connect_step(now, &self.host, &target, port);
             let step = match step {
                 ConnectStep::Syn { arrive_ns, back_ns } => {
                     self.shared.sleep_until_ns(arrive_ns).await;
@@ -409,7 +463,10 @@ impl Network for SimNetwork {
                     let (local_port, arrived) = {
                         let mut f = self.shared.lock();
                         let local_port = f.ephemeral_port(&self.host);
-                        (local_port, f.syn_arrives(now, &self.host, local_port, &target, port))
+                        (
+                            local_port,
+                            f.syn_arrives(now, &self.host, local_port, &target, port),
+                        )
                     };
                     match arrived {
                         Ok((conn, c2s_wake, _)) => {
@@ -436,15 +493,24 @@ impl Network for SimNetwork {
             match step {
                 ConnectStep::UnknownHost => {
                     record(0, ConnectOutcome::UnknownHost);
-                    return Err(io::Error::new(io::ErrorKind::HostUnreachable, format!("unknown host {target}")));
+                    return Err(io::Error::new(
+                        io::ErrorKind::HostUnreachable,
+                        format!("unknown host {target}"),
+                    ));
                 }
                 ConnectStep::LocalDown => {
-                    return Err(io::Error::new(io::ErrorKind::NotConnected, format!("host {} is down", self.host)));
+                    return Err(io::Error::new(
+                        io::ErrorKind::NotConnected,
+                        format!("host {} is down", self.host),
+                    ));
                 }
                 ConnectStep::Refused(at) => {
                     self.shared.sleep_until_ns(at).await;
                     record(0, ConnectOutcome::Refused);
-                    return Err(io::Error::new(io::ErrorKind::ConnectionRefused, format!("connection refused by {target}:{port}")));
+                    return Err(io::Error::new(
+                        io::ErrorKind::ConnectionRefused,
+                        format!("connection refused by {target}:{port}"),
+                    ));
                 }
                 ConnectStep::Blocked => {
                     let now = self.shared.now_ns();
@@ -452,7 +518,10 @@ impl Network for SimNetwork {
                     if next >= deadline {
                         self.shared.sleep_until_ns(deadline).await;
                         record(0, ConnectOutcome::TimedOut);
-                        return Err(io::Error::new(io::ErrorKind::TimedOut, format!("connect to {target}:{port} timed out")));
+                        return Err(io::Error::new(
+                            io::ErrorKind::TimedOut,
+                            format!("connect to {target}:{port} timed out"),
+                        ));
                     }
                     self.shared.sleep_until_ns(next).await;
                     rto_ns = rto_ns.saturating_mul(2);
@@ -475,7 +544,11 @@ impl Listener for SimListener {
     async fn accept(&self) -> io::Result<Connection> {
         loop {
             let now = self.net.shared.now_ns();
-            let pending = self.net.shared.lock().accept(now, &self.net.host, self.port, self.id)?;
+            let pending = self
+                .net
+                .shared
+                .lock()
+                .accept(now, &self.net.host, self.port, self.id)?;
             if let Some(p) = pending {
                 let conn = p.conn;
                 let wake = {
@@ -483,7 +556,9 @@ impl Listener for SimListener {
                     f.stream_wake(2 * conn + 1)
                 };
                 let Some(wake) = wake else { continue };
-                return Ok(self.net.conn_handles(2 * conn + 1, 2 * conn, wake, p.peer, p.local));
+                return Ok(self
+                    .net
+                    .conn_handles(2 * conn + 1, 2 * conn, wake, p.peer, p.local));
             }
             self.notify.notified().await;
         }
@@ -497,7 +572,10 @@ impl Listener for SimListener {
 impl Drop for SimListener {
     fn drop(&mut self) {
         let now = self.net.shared.now_ns();
-        self.net.shared.lock().close_listener(now, &self.net.host, self.port, self.id);
+        self.net
+            .shared
+            .lock()
+            .close_listener(now, &self.net.host, self.port, self.id);
     }
 }
 
@@ -510,7 +588,11 @@ struct SimReader {
 }
 
 impl AsyncRead for SimReader {
-    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         loop {
             let now = this.shared.now_ns();
