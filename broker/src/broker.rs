@@ -12,7 +12,7 @@ use bytes::Bytes;
 use disk_model::Storage;
 use kafka_protocol::messages::api_versions_response::{ApiVersion, ApiVersionsResponse};
 use kafka_protocol::messages::ApiKey;
-use net_model::Chunk;
+use net_model::{Chunk, CostHook, RealCpu, Work};
 use thiserror::Error;
 use tokio::sync::{Mutex, MutexGuard, Notify};
 
@@ -68,6 +68,8 @@ pub struct Broker {
     /// Woken after every append (long-polling fetches wait on it).
     pub(crate) appended: Notify,
     pub metrics: Metrics,
+    /// The CPU seam: a no-op on real hardware, the host's core pool in the simulator.
+    cost: RwLock<Arc<dyn CostHook>>,
 }
 
 /// Wall-clock milliseconds (virtual under the simulator).
@@ -167,6 +169,7 @@ impl Broker {
             state: Mutex::new(State { logs: Some(logs), registry, producers }),
             appended: Notify::new(),
             metrics: Metrics::default(),
+            cost: RwLock::new(Arc::new(RealCpu)),
         })
     }
 
@@ -186,8 +189,27 @@ impl Broker {
         self.state.lock().await
     }
 
+    /// Installs the CPU cost hook (the simulator's core pool); the default charges nothing.
+    pub fn set_cost_hook(&self, hook: Arc<dyn CostHook>) {
+        *self.cost.write().unwrap_or_else(|p| p.into_inner()) = hook;
+    }
+
+    /// Charges `bytes` of `work` to this host's CPU (sleeps in simulated time, free for real).
+    pub(crate) async fn spend(&self, work: Work, bytes: u64) {
+        let hook = self.cost.read().unwrap_or_else(|p| p.into_inner()).clone();
+        hook.spend(work, bytes).await;
+    }
+
     /// Handles one request frame (without its length prefix).
     pub async fn handle(&self, frame: Bytes) -> Outcome {
+        // Every request pays a fixed overhead (what batching amortizes); a produce request's
+        // records are copied once into the append buffer and CRC-checked once.
+        let frame_len = frame.len() as u64;
+        self.spend(Work::Request, frame_len).await;
+        if frame.len() >= 2 && i16::from_be_bytes([frame[0], frame[1]]) == 0 {
+            self.spend(Work::Memcpy, frame_len).await;
+            self.spend(Work::Crc32c, frame_len).await;
+        }
         let req = match parse_request(frame) {
             Ok(r) => r,
             Err(e) => return Outcome::Close(e.to_string()),

@@ -511,3 +511,46 @@ async fn retention_runs_periodically_and_acks0_errors_close() {
     assert!(c.closed().await);
     srv.stop().await;
 }
+
+/// The CPU seam: every request charges its overhead, a produce charges one copy and one CRC pass
+/// over its bytes, and only the copy path charges record data on fetch (two copies per byte).
+#[tokio::test]
+async fn cost_hook_charges_requests_copies_and_crc() {
+    use net_model::{CostHook, Work};
+    #[derive(Debug, Default)]
+    struct Counting(std::sync::Mutex<std::collections::BTreeMap<String, (u64, u64)>>);
+    #[async_trait::async_trait]
+    impl CostHook for Counting {
+        async fn spend(&self, work: Work, bytes: u64) {
+            let mut m = self.0.lock().unwrap();
+            let e = m.entry(format!("{work:?}")).or_default();
+            e.0 += 1;
+            e.1 += bytes;
+        }
+    }
+    for zero_copy in [true, false] {
+        let mut cfg = BrokerConfig::default();
+        cfg.fetch_zero_copy = zero_copy;
+        let srv = start(cfg).await;
+        let hook = Arc::new(Counting::default());
+        srv.broker.set_cost_hook(hook.clone());
+        let mut c = Client::connect(&srv.addr).await;
+        let records = batch(50, 0, Compression::None, None);
+        let record_len = records.len() as u64;
+        assert_eq!(produce(&mut c, 7, "cost", records).await.0, 0);
+        let produced = hook.0.lock().unwrap().clone();
+        assert!(produced["Crc32c"].1 >= record_len, "CRC charged over the records: {produced:?}");
+        assert!(produced["Memcpy"].1 >= record_len);
+        let r: FetchResponse = c.call(ApiKey::Fetch, 11, &fetch_req(11, "cost", uuid::Uuid::nil(), 0, 100)).await;
+        assert_eq!(records_of(&r.responses[0].partitions[0]).len(), 50);
+        let after = hook.0.lock().unwrap().clone();
+        assert!(after["Request"].0 > produced["Request"].0, "the fetch paid a request overhead");
+        let fetch_copy = after["Memcpy"].1 - produced["Memcpy"].1;
+        if zero_copy {
+            assert_eq!(fetch_copy, 0, "sendfile copies nothing through user space");
+        } else {
+            assert_eq!(fetch_copy, 2 * record_len, "the copy path reads and writes every byte");
+        }
+        srv.stop().await;
+    }
+}

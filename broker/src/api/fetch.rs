@@ -126,6 +126,11 @@ impl Broker {
         let chunks = encode_fetch_response(v, req.correlation_id, &topics);
         let record_bytes: u64 = topics.iter().flat_map(|t| &t.parts).filter_map(|p| p.region.as_ref()).map(|r| r.len).sum();
         Metrics::add(&self.metrics.bytes_out, record_bytes);
+        if !self.config.fetch_zero_copy {
+            // The copy path reads record data into user space and writes it to the socket: two
+            // copies per byte that sendfile(2) does not make.
+            self.spend(net_model::Work::Memcpy, 2 * record_bytes).await;
+        }
         let failed = topics.iter().flat_map(|t| &t.parts).filter(|p| p.error != error_code::NONE).count();
         Metrics::add(&self.metrics.failed_fetch, failed as u64);
         Ok(Outcome::Respond(chunks))
