@@ -117,7 +117,13 @@ impl Segment {
         index_file.truncate(0).await?;
         let time_file = storage.open(&time_path, OpenMode::OpenOrCreate).await?;
         time_file.truncate(0).await?;
-        Ok(Self {
+        Ok(Self::empty(dir, base_offset, [log, index_file, time_file], now_ms))
+    }
+
+    /// A segment over `files` (log, index, time index) with nothing indexed yet.
+    fn empty(dir: &Path, base_offset: i64, files: [FileRef; 3], now_ms: i64) -> Self {
+        let [log, index_file, time_file] = files;
+        Self {
             base_offset,
             dir: dir.to_path_buf(),
             log,
@@ -130,31 +136,18 @@ impl Segment {
             max_timestamp: -1,
             offset_of_max_timestamp: base_offset,
             rolling_base_ms: now_ms,
-        })
+        }
     }
 
-    /// Opens an existing segment trusting its index files if they pass a sanity check.
-    /// Returns `Ok(None)`-like state through `needs_recovery` when they do not; the caller then
-    /// calls [`Segment::recover`].
+    /// Opens an existing segment, trusting its index files if they pass a sanity check. The
+    /// returned flag says they did not (garbage, or an entry not pointing at its batch): the caller
+    /// must then call [`Segment::recover`] to rebuild them from the log.
     pub async fn open(storage: &dyn Storage, dir: &Path, base_offset: i64, now_ms: i64) -> io::Result<(Self, bool)> {
         let [log_path, index_path, time_path] = Self::paths(dir, base_offset);
         let log = storage.open(&log_path, OpenMode::Existing).await?;
         let index_file = storage.open(&index_path, OpenMode::OpenOrCreate).await?;
         let time_file = storage.open(&time_path, OpenMode::OpenOrCreate).await?;
-        let mut seg = Self {
-            base_offset,
-            dir: dir.to_path_buf(),
-            log,
-            index_file,
-            time_file,
-            index: OffsetIndex::default(),
-            time_index: TimeIndex::default(),
-            next_offset: base_offset,
-            bytes_since_index_entry: 0,
-            max_timestamp: -1,
-            offset_of_max_timestamp: base_offset,
-            rolling_base_ms: now_ms,
-        };
+        let mut seg = Self::empty(dir, base_offset, [log, index_file, time_file], now_ms);
         let index_bytes = seg.index_file.read_at(0, seg.index_file.len() as usize).await?;
         let time_bytes = seg.time_file.read_at(0, seg.time_file.len() as usize).await?;
         let (Some(index), Some(time_index)) =
