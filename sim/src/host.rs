@@ -1,6 +1,13 @@
-//! A broker host in storage-level runs: the broker's log layer (`LogManager`, unmodified) on a
-//! simulated disk, running as one madsim node, reached through [`crate::api::BrokerApi`] over
-//! in-memory channels. Killing the node drops every task of the broker process mid-operation;
+//! A broker host: a simulated disk and one madsim node running the broker process.
+//!
+//! - Storage-level runs: the broker's log layer (`LogManager`, unmodified), reached through
+//!   [`crate::api::BrokerApi`] over in-memory channels ([`InProcess`]).
+//! - Network runs: the whole broker as `broker serve` runs it — `Broker::open` (recovery),
+//!   `broker::tasks::run` and `broker::server::run` on a listener of the simulated network
+//!   (`net_model::SimNet`); clients reach it with Kafka requests ([`crate::netclient`]).
+//!
+//! Killing the node drops every task of the broker process mid-operation; in network runs the
+//! host's connections are reset first (`SimNet::crash`, as the kernel does when a process dies);
 //! the disk decides what survives (`crash_process` keeps the page cache, `power_loss` does not);
 //! restarting it re-runs the broker's start: open the data directory, recover, serve.
 
@@ -32,10 +39,23 @@ enum Request {
     ListOffsets { tp: TopicPartition, reply: Reply<(i64, i64)> },
 }
 
+/// The port brokers listen on in network runs.
+pub const BROKER_PORT: u16 = 9092;
+
+/// A networked host's side of the simulated network and the broker's configuration.
+pub struct NetSide {
+    pub net: net_model::SimNet,
+    /// This host's view of the fabric (binds happen on it).
+    pub view: Arc<dyn net_model::Network>,
+    pub config: broker::BrokerConfig,
+}
+
 /// What outlives a broker process: its disk, its configuration, its address.
 pub struct Host {
     pub id: u32,
     pub disk: SimDisk,
+    /// `Some` in network runs.
+    pub network: Option<NetSide>,
     broker: BrokerSpec,
     topics: Vec<TopicSpec>,
     tracer: Tracer,
@@ -54,9 +74,15 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 impl Host {
     pub fn new(id: u32, disk: SimDisk, broker: BrokerSpec, topics: Vec<TopicSpec>, tracer: Tracer) -> Arc<Self> {
+        Self::with_network(id, disk, broker, topics, tracer, None)
+    }
+
+    /// A host whose broker serves Kafka requests on the simulated network.
+    pub fn with_network(id: u32, disk: SimDisk, broker: BrokerSpec, topics: Vec<TopicSpec>, tracer: Tracer, network: Option<NetSide>) -> Arc<Self> {
         Arc::new(Host {
             id,
             disk,
+            network,
             broker,
             topics,
             tracer,
@@ -81,7 +107,13 @@ impl Host {
             .name(self.name())
             .init(move || {
                 let me = me.clone();
-                async move { me.serve().await }
+                async move {
+                    if me.network.is_some() {
+                        me.serve_network().await
+                    } else {
+                        me.serve().await
+                    }
+                }
             })
             .build();
         *lock(&self.node) = Some(node.id());
@@ -96,21 +128,27 @@ impl Host {
         self.up.load(Ordering::SeqCst)
     }
 
-    /// Process crash: every task of the broker dies; the kernel (page cache) survives.
-    pub fn kill(&self) {
+    /// The process's tasks die. In network runs its connections are reset first (the kernel
+    /// closes a dead process's sockets with RST), so no handle dropped by the kill sends a FIN.
+    fn kill_process(&self) {
         lock(&self.endpoint).take();
         if self.up.swap(false, Ordering::SeqCst) {
+            if let Some(n) = &self.network {
+                n.net.crash(&self.name());
+            }
             madsim::runtime::Handle::current().kill(self.node_id());
         }
+    }
+
+    /// Process crash: every task of the broker dies; the kernel (page cache) survives.
+    pub fn kill(&self) {
+        self.kill_process();
         self.disk.crash_process();
     }
 
     /// Power cut: the process dies and the page cache's dirty pages are lost.
     pub fn power_loss(&self) {
-        lock(&self.endpoint).take();
-        if self.up.swap(false, Ordering::SeqCst) {
-            madsim::runtime::Handle::current().kill(self.node_id());
-        }
+        self.kill_process();
         self.disk.power_loss();
     }
 
@@ -119,8 +157,42 @@ impl Host {
         if self.is_up() {
             self.kill();
         }
+        if let Some(n) = &self.network {
+            n.net.restart(&self.name());
+        }
         self.up.store(true, Ordering::SeqCst);
         madsim::runtime::Handle::current().restart(self.node_id());
+    }
+
+    /// The broker's address on the simulated network.
+    pub fn addr(&self) -> String {
+        format!("{}:{BROKER_PORT}", self.name())
+    }
+
+    /// The broker process of network runs, as `broker serve` wires it: open the data directory
+    /// (recovery, registry, producer state), listen, run the periodic tasks, serve until killed.
+    async fn serve_network(self: Arc<Self>) {
+        let Some(n) = &self.network else { return };
+        let inc = self.incarnation.fetch_add(1, Ordering::SeqCst) + 1;
+        let name = self.name();
+        self.tracer.event("broker-start", &format!("{name} incarnation={inc}"));
+        let storage: Arc<dyn Storage> = Arc::new(self.disk.clone());
+        let b = match broker::Broker::open(n.config.clone(), storage, Path::new(DATA_DIR)).await {
+            Ok(b) => Arc::new(b),
+            Err(e) => return self.failed(&format!("{name} could not open its logs: {e}")),
+        };
+        let (partitions, bytes) = b.log_stats().await;
+        self.tracer.event("broker-opened", &format!("{name} partitions={partitions} bytes={bytes}"));
+        let listener = match n.view.bind(&self.addr()).await {
+            Ok(l) => l,
+            Err(e) => return self.failed(&format!("{name} could not listen on {}: {e}", self.addr())),
+        };
+        b.set_advertised(&name, i32::from(BROKER_PORT));
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        tokio::spawn(broker::tasks::run(b.clone(), stop_rx.clone()));
+        self.tracer.event("broker-ready", &format!("{name} listening on {}", self.addr()));
+        broker::server::run(b, listener, stop_rx).await;
+        drop(stop_tx);
     }
 
     pub fn pause(&self) {

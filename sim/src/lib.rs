@@ -28,6 +28,8 @@ pub mod cli;
 #[cfg(madsim)]
 pub mod host;
 #[cfg(madsim)]
+pub mod netclient;
+#[cfg(madsim)]
 pub mod run;
 #[cfg(madsim)]
 pub mod workload;
@@ -48,5 +50,10 @@ pub mod exit {
     pub const USAGE: i32 = 64;
 }
 
-/// What the storage-level mode is, written into every summary.
-pub const MODE: &str = "storage-level run: the broker's log layer (LogManager, unmodified) on modeled hardware (disk + page cache); workloads call it in-process. The network and CPU models arrive with net-model.";
+/// What each mode is, written into every summary next to `mode`.
+pub fn mode_description(mode: scenario::Mode) -> &'static str {
+    match mode {
+        scenario::Mode::Storage => "storage-level run: the broker's log layer (LogManager, unmodified) on modeled hardware (disk + page cache); workloads call it in-process.",
+        scenario::Mode::Network => "network run: the unmodified broker (Broker::open + tasks::run + server::run, as `broker serve` wires them) on modeled hardware (disk + page cache) behind the simulated network (net_model::SimNet: NICs, links, TCP-like streams); workloads send Kafka Produce/Fetch/ListOffsets requests through client::conn::Conn. No CPU model yet.",
+    }
+}

@@ -15,12 +15,13 @@ use serde_json::{json, Map, Value};
 use crate::api::BrokerApi;
 use crate::checkers::{self, CheckKind, Outcome};
 use crate::history::{FinalLog, History};
-use crate::host::{Host, InProcess};
+use crate::host::{Host, InProcess, NetSide};
+use crate::netclient::NetClient;
 use crate::metrics::{self, DiskSample};
-use crate::scenario::{DiskErrorKind, FaultAction, Scenario};
+use crate::scenario::{Acks, DiskErrorKind, FaultAction, Mode, Scenario};
 use crate::trace::{hex, Tracer};
 use crate::workload::{decode_value, Consumer, Control, Producer};
-use crate::{exit, MODE};
+use crate::{exit, mode_description};
 
 #[derive(Debug, Clone, Default)]
 pub struct RunOptions {
@@ -39,6 +40,8 @@ pub struct RawRun {
     pub tracer: Tracer,
     pub end_ns: u64,
     pub final_disk: Value,
+    /// Network runs: per-host NIC counters at the end (`Null` in storage runs).
+    pub final_network: Value,
 }
 
 pub struct RunOutput {
@@ -58,6 +61,7 @@ pub fn replay_command(opts: &RunOptions, seed: u64) -> String {
 
 struct Sampler {
     disk: SimDisk,
+    net: Option<net_model::SimNet>,
     tracer: Tracer,
     samples: Vec<DiskSample>,
     io: Vec<(u64, u64)>,
@@ -81,6 +85,12 @@ impl Sampler {
             }
             let line = serde_json::to_string(&ev).unwrap_or_else(|e| format!("unserializable: {e}"));
             self.tracer.event_at(now, "disk", &line);
+        }
+        if let Some(net) = &self.net {
+            for ev in net.drain_events() {
+                let line = serde_json::to_string(&ev).unwrap_or_else(|e| format!("unserializable: {e}"));
+                self.tracer.event_at(now, "net", &line);
+            }
         }
     }
 }
@@ -132,6 +142,13 @@ fn undo(host: &Host, action: &FaultAction, rules: &mut BTreeMap<usize, disk_mode
 pub async fn simulate(sc: &Scenario, seed: u64, keep_trace: bool) -> RawRun {
     let tracer = Tracer::new(keep_trace);
     tracer.event("run-start", &format!("scenario={} seed={seed}", sc.name));
+    // Network runs: one fabric (its time 0 is the tracer's), the broker's host and
+    // the client host on it.
+    let net = (sc.mode == Mode::Network).then(|| {
+        let nic = net_model::sim::NicConfig::symmetric(sc.host.nic_bps);
+        let link = net_model::sim::LinkConfig { latency_ns: sc.host.link_latency_ns, ..Default::default() };
+        net_model::SimNet::new(net_model::sim::SimNetConfig { seed, nic, link, ..Default::default() })
+    });
     let mut cfg = SimDiskConfig::new(sc.host.device.clone(), seed);
     cfg.page_cache = sc.host.page_cache.clone();
     let disk = SimDisk::new(cfg, Clock::Runtime { epoch: tracer.epoch() });
@@ -146,9 +163,41 @@ pub async fn simulate(sc: &Scenario, seed: u64, keep_trace: bool) -> RawRun {
         let r = async { disk.create_dir_all(dir).await?; disk.sync_dir(std::path::Path::new("")).await }.await;
         tracer.event("provisioned", &format!("{} {}", crate::host::DATA_DIR, r.map(|_| "ok".to_string()).unwrap_or_else(|e| e.to_string())));
     }
-    let host = Host::new(0, disk.clone(), sc.broker.clone(), sc.topics.clone(), tracer.clone());
+    let side = net.as_ref().map(|n| NetSide {
+        net: n.clone(),
+        view: n.add_host("broker-0", net_model::sim::NicConfig::symmetric(sc.host.nic_bps)),
+        config: crate::scenario::broker_config(&sc.broker),
+    });
+    let client_net = net.as_ref().map(|n| n.add_host("client", net_model::sim::NicConfig::symmetric(sc.host.nic_bps)));
+    let host = Host::with_network(0, disk.clone(), sc.broker.clone(), sc.topics.clone(), tracer.clone(), side);
     host.start();
-    let api: Arc<dyn BrokerApi> = Arc::new(InProcess { hosts: vec![host.clone()] });
+    let in_process: Arc<dyn BrokerApi> = Arc::new(InProcess { hosts: vec![host.clone()] });
+    // Storage runs share the in-process seam; network runs give each client its own connection.
+    let api_for = |who: String, acks: i16, max_in_flight: usize| -> Arc<dyn BrokerApi> {
+        match &client_net {
+            Some(cn) => Arc::new(NetClient::new(cn.clone(), host.addr(), who, tracer.clone(), acks, max_in_flight)),
+            None => in_process.clone(),
+        }
+    };
+    let api = api_for("oracle".into(), -1, 1);
+    if client_net.is_some() {
+        // Like an operator's `kafka-topics --create` before the workload starts.
+        let admin = NetClient::new(client_net.clone().unwrap_or_else(|| unreachable!()), host.addr(), "admin".into(), tracer.clone(), -1, 1);
+        let give_up = 10_000_000_000;
+        loop {
+            match admin.create_topics(&sc.topics, Duration::from_secs(5)).await {
+                Ok(()) => break,
+                Err(e) if tracer.now_ns() < give_up => {
+                    tracer.event("create-topics-retry", e.code());
+                    tracer.sleep_until_ns(tracer.now_ns() + 10_000_000).await;
+                }
+                Err(e) => {
+                    tracer.event("create-topics-failed", &e.to_string());
+                    break;
+                }
+            }
+        }
+    }
     let history = Arc::new(Mutex::new(History::default()));
     let control = Arc::new(Control::default());
     let duration_ns = sc.duration_s * 1_000_000_000;
@@ -166,7 +215,7 @@ pub async fn simulate(sc: &Scenario, seed: u64, keep_trace: bool) -> RawRun {
                 index,
                 spec: spec.clone(),
                 partitions: partitions_of(&spec.topic),
-                api: api.clone(),
+                api: api_for(format!("p{index}"), if spec.acks == Acks::One { 1 } else { -1 }, spec.max_in_flight as usize),
                 history: history.clone(),
                 tracer: tracer.clone(),
                 control: control.clone(),
@@ -186,14 +235,14 @@ pub async fn simulate(sc: &Scenario, seed: u64, keep_trace: bool) -> RawRun {
             if mine.is_empty() {
                 continue;
             }
-            let c = Consumer { index: cindex, spec: spec.clone(), partitions: mine, api: api.clone(), history: history.clone(), tracer: tracer.clone(), control: control.clone() };
+            let c = Consumer { index: cindex, spec: spec.clone(), partitions: mine, api: api_for(format!("c{cindex}"), -1, 1), history: history.clone(), tracer: tracer.clone(), control: control.clone() };
             client.spawn(c.run());
             cindex += 1;
         }
     }
 
     // Sampler: disk gauges + the disk's event log into the trace.
-    let sampler = Arc::new(Mutex::new(Sampler { disk: disk.clone(), tracer: tracer.clone(), samples: Vec::new(), io: Vec::new() }));
+    let sampler = Arc::new(Mutex::new(Sampler { disk: disk.clone(), net: net.clone(), tracer: tracer.clone(), samples: Vec::new(), io: Vec::new() }));
     {
         let sampler = sampler.clone();
         let every = sc.sample_ms * 1_000_000;
@@ -296,6 +345,7 @@ pub async fn simulate(sc: &Scenario, seed: u64, keep_trace: bool) -> RawRun {
     sampler.lock().unwrap_or_else(|p| p.into_inner()).sample();
     let end_ns = tracer.now_ns();
     let final_disk = serde_json::to_value(disk.stats()).unwrap_or(Value::Null);
+    let final_network = net.as_ref().map(|n| serde_json::to_value(n.all_stats()).unwrap_or(Value::Null)).unwrap_or(Value::Null);
 
     let mut h = history.lock().unwrap_or_else(|p| p.into_inner()).clone();
     h.final_logs = finals;
@@ -304,8 +354,8 @@ pub async fn simulate(sc: &Scenario, seed: u64, keep_trace: bool) -> RawRun {
     if !settled {
         h.stuck.push(format!("the run did not settle within settle_timeout_s={}", sc.settle_timeout_s));
     }
-    let s = std::mem::replace(&mut *sampler.lock().unwrap_or_else(|p| p.into_inner()), Sampler { disk: disk.clone(), tracer: tracer.clone(), samples: Vec::new(), io: Vec::new() });
-    RawRun { history: h, samples: s.samples, io: s.io, tracer, end_ns, final_disk }
+    let s = std::mem::replace(&mut *sampler.lock().unwrap_or_else(|p| p.into_inner()), Sampler { disk: disk.clone(), net: None, tracer: tracer.clone(), samples: Vec::new(), io: Vec::new() });
+    RawRun { history: h, samples: s.samples, io: s.io, tracer, end_ns, final_disk, final_network }
 }
 
 async fn read_all(api: &dyn BrokerApi, tp: &TopicPartition, tracer: &Tracer, give_up_ns: u64) -> Option<FinalLog> {
@@ -405,7 +455,8 @@ pub fn conclude(sc: &Scenario, seed: u64, raw: RawRun, opts: &RunOptions, wall_s
         "scenario": sc.name,
         "scenario_file": opts.scenario_path,
         "description": sc.description,
-        "mode": MODE,
+        "mode": sc.mode.name(),
+        "mode_description": mode_description(sc.mode),
         "seed": seed,
         "trace_hash": hex(hash),
         "trace_events": events,
@@ -417,6 +468,7 @@ pub fn conclude(sc: &Scenario, seed: u64, raw: RawRun, opts: &RunOptions, wall_s
         "produce_latency_ms": fig.summary_latency,
         "page_cache": fig.summary_page_cache,
         "disk": raw.final_disk,
+        "network": raw.final_network,
         "history": {
             "sends": h.sends.len(),
             "polls": h.polls.len(),

@@ -54,6 +54,26 @@ pub enum OffsetReset {
     Latest,
 }
 
+/// How the broker is reached: in-process calls to its log layer, or its unmodified request path
+/// over the simulated network (`cluster.mode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Storage-level runs: workloads call the broker's `LogManager` in-process.
+    Storage,
+    /// Networked runs: `Broker::open` + `server::run` on a madsim node, workloads send Kafka
+    /// requests through `client::conn::Conn` over `net_model::SimNet`.
+    Network,
+}
+
+impl Mode {
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::Storage => "storage",
+            Mode::Network => "network",
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct HostSpec {
     pub device: DeviceProfile,
@@ -61,6 +81,10 @@ pub struct HostSpec {
     pub torn_writes: bool,
     /// Total file bytes before ENOSPC; `None` = unlimited.
     pub disk_bytes: Option<u64>,
+    /// NIC bandwidth each way, bits per second (network mode only; default 10 Gb/s).
+    pub nic_bps: u64,
+    /// One-way latency between any two hosts (network mode only; default 50 µs, same rack).
+    pub link_latency_ns: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -68,6 +92,9 @@ pub struct BrokerSpec {
     pub log: LogConfig,
     pub checkpoint_interval_ms: u64,
     pub flush_scheduler_interval_ms: u64,
+    /// `cluster.config` as written (key, value as text), in file order. Network mode builds the
+    /// broker's own `BrokerConfig` from it (so every key `broker serve` accepts is accepted).
+    pub raw: Vec<(String, String)>,
 }
 
 #[derive(Debug, Clone)]
@@ -156,6 +183,7 @@ pub struct Scenario {
     /// Period of the metrics sampler (disk gauges, page-cache counters).
     pub sample_ms: u64,
     pub brokers: u32,
+    pub mode: Mode,
     pub host: HostSpec,
     pub broker: BrokerSpec,
     pub topics: Vec<TopicSpec>,
@@ -369,17 +397,38 @@ impl Scenario {
 
         // cluster
         let cluster_v = top.req("cluster")?;
-        let cluster = obj(cluster_v, "cluster", &["brokers", "host", "config"])?;
+        let cluster = obj(cluster_v, "cluster", &["brokers", "mode", "host", "config"])?;
         let brokers = cluster.uint("brokers", 1, 1, 1).map_err(|_| {
-            invalid("cluster.brokers", "only 1 broker until net-model and replication land (storage-level runs)")
+            invalid("cluster.brokers", "only 1 broker until replication lands")
         })? as u32;
-        let host = parse_host(cluster.get("host"), "cluster.host")?;
-        let mut broker = BrokerSpec { log: LogConfig::default(), checkpoint_interval_ms: 60_000, flush_scheduler_interval_ms: i64::MAX as u64 };
+        let mode = match cluster.get("mode") {
+            None => Mode::Storage,
+            Some(Value::String(s)) if s == "storage" => Mode::Storage,
+            Some(Value::String(s)) if s == "network" => Mode::Network,
+            Some(_) => return Err(invalid("cluster.mode", "expected one of storage, network")),
+        };
+        let host = parse_host(cluster.get("host"), "cluster.host", mode)?;
+        let mut broker = BrokerSpec { log: LogConfig::default(), checkpoint_interval_ms: 60_000, flush_scheduler_interval_ms: i64::MAX as u64, raw: Vec::new() };
+        if mode == Mode::Network {
+            // The broker's own periodic tasks run (`broker::tasks`): Kafka's defaults.
+            let d = broker::BrokerConfig::default();
+            broker.checkpoint_interval_ms = d.checkpoint_interval_ms as u64;
+            broker.flush_scheduler_interval_ms = d.flush_scheduler_interval_ms as u64;
+        }
         if let Some(cfg) = cluster.get("config") {
             let m = cfg.as_object().ok_or_else(|| invalid("cluster.config", "expected an object"))?;
+            let mut probe = broker::BrokerConfig::default();
             for (k, v) in m {
                 let p = join("cluster.config", k);
                 let s = config_string(v, &p)?;
+                broker.raw.push((k.clone(), s.clone()));
+                if mode == Mode::Network {
+                    // The broker's parser decides, as `broker serve --override` would.
+                    probe.set(k, &s).map_err(|e| invalid(&p, e.to_string()))?;
+                    if !(k.starts_with("log.") || k == "message.max.bytes") {
+                        continue;
+                    }
+                }
                 match k.as_str() {
                     "log.flush.offset.checkpoint.interval.ms" => {
                         broker.checkpoint_interval_ms = uint_value(&Value::String(s), &p, 1, i64::MAX as u64)?
@@ -578,6 +627,7 @@ impl Scenario {
             settle_timeout_s,
             sample_ms,
             brokers,
+            mode,
             host,
             broker,
             topics,
@@ -602,6 +652,7 @@ impl Scenario {
             "sample_ms": self.sample_ms,
             "cluster": {
                 "brokers": self.brokers,
+                "mode": self.mode.name(),
                 "host": {
                     "disk": h.device.name,
                     "disk_profile": serde_json::to_value(&h.device).unwrap_or(Value::Null),
@@ -615,8 +666,10 @@ impl Scenario {
                     "writeback_chunk_kb": pc.writeback_chunk_kb,
                     "torn_writes": h.torn_writes,
                     "disk_bytes": h.disk_bytes,
+                    "nic_bps": if self.mode == Mode::Network { json!(h.nic_bps) } else { Value::Null },
+                    "link_latency_ns": if self.mode == Mode::Network { json!(h.link_latency_ns) } else { Value::Null },
                 },
-                "config": broker_config_json(&self.broker),
+                "config": if self.mode == Mode::Network { network_broker_config_json(&self.broker) } else { broker_config_json(&self.broker) },
             },
             "topics": self.topics.iter().map(|t| json!({
                 "name": t.name,
@@ -683,6 +736,31 @@ fn broker_config_json(b: &BrokerSpec) -> Value {
     })
 }
 
+/// Network mode: the broker's `BrokerConfig` built from `cluster.config`, every setting by name.
+pub fn broker_config(b: &BrokerSpec) -> broker::BrokerConfig {
+    let mut c = broker::BrokerConfig::default();
+    for (k, v) in &b.raw {
+        // Validated at parse time; a failure here cannot happen for a parsed scenario.
+        let _ = c.set(k, v);
+    }
+    c
+}
+
+fn network_broker_config_json(b: &BrokerSpec) -> Value {
+    let c = broker_config(b);
+    let mut m = match broker_config_json(b) {
+        Value::Object(m) => m,
+        _ => Map::new(),
+    };
+    for (k, v) in c.effective() {
+        m.insert(k.to_string(), Value::String(v));
+    }
+    m.insert("log.retention.check.interval.ms".into(), json!(c.retention_check_interval_ms));
+    m.insert("log.flush.scheduler.interval.ms".into(), json!(c.flush_scheduler_interval_ms));
+    m.insert("log.flush.offset.checkpoint.interval.ms".into(), json!(c.checkpoint_interval_ms));
+    Value::Object(m)
+}
+
 fn topic_config_json(l: &LogConfig) -> Value {
     json!({
         "segment.bytes": l.segment_bytes,
@@ -697,19 +775,64 @@ fn topic_config_json(l: &LogConfig) -> Value {
     })
 }
 
-fn parse_host(v: Option<&Value>, path: &str) -> R<HostSpec> {
+/// "10Gbps", "1Gbps", "100Mbps", "1.5Gbps" or a number of bits per second.
+fn parse_bps(v: &Value, path: &str) -> R<u64> {
+    let bad = || invalid(path, "expected a bandwidth like \"10Gbps\", \"1Gbps\", \"100Mbps\" or a number of bits per second");
+    let bps = match v {
+        Value::Number(n) => n.as_u64().ok_or_else(bad)?,
+        Value::String(s) => {
+            let (num, unit) = split_unit(s);
+            let scale: u64 = match unit {
+                "bps" | "" => 1,
+                "Kbps" | "kbps" => 1_000,
+                "Mbps" => 1_000_000,
+                "Gbps" => 1_000_000_000,
+                _ => return Err(bad()),
+            };
+            let milli = decimal_scaled(num, 1000).ok_or_else(bad)?;
+            milli.checked_mul(scale).map(|b| b / 1000).ok_or_else(bad)?
+        }
+        _ => return Err(bad()),
+    };
+    let (lo, hi) = (net_model::sim::NIC_BPS_MIN, net_model::sim::NIC_BPS_MAX);
+    if bps < lo || bps > hi {
+        return Err(invalid(path, format!("{bps} bits/s is out of range {lo}..={hi}")));
+    }
+    Ok(bps)
+}
+
+fn parse_host(v: Option<&Value>, path: &str, mode: Mode) -> R<HostSpec> {
     let empty = Value::Object(Map::new());
     let v = v.unwrap_or(&empty);
     let o = obj(
         v,
         path,
-        &["disk", "page_cache", "dirty_ratio", "dirty_background_ratio", "dirty_expire_centisecs", "dirty_writeback_centisecs", "read_ahead_kb", "read_ahead_max_kb", "writeback_chunk_kb", "torn_writes", "disk_bytes", "cores", "nic"],
+        &["disk", "page_cache", "dirty_ratio", "dirty_background_ratio", "dirty_expire_centisecs", "dirty_writeback_centisecs", "read_ahead_kb", "read_ahead_max_kb", "writeback_chunk_kb", "torn_writes", "disk_bytes", "cores", "nic", "link_latency"],
     )?;
-    for k in ["cores", "nic"] {
-        if o.get(k).is_some() {
-            return Err(invalid(&o.p(k), "not modeled yet: the CPU and network models arrive with net-model (storage-level runs)"));
+    if o.get("cores").is_some() {
+        return Err(invalid(&o.p("cores"), "not modeled yet: the CPU model is not wired into the simulator"));
+    }
+    if mode == Mode::Storage {
+        for k in ["nic", "link_latency"] {
+            if o.get(k).is_some() {
+                return Err(invalid(&o.p(k), "only with cluster.mode = \"network\" (storage-level runs have no network)"));
+            }
         }
     }
+    let nic_bps = match o.get("nic") {
+        None => net_model::sim::NicConfig::default().egress_bps,
+        Some(v) => parse_bps(v, &o.p("nic"))?,
+    };
+    let link_latency_ns = match o.get("link_latency") {
+        None => net_model::sim::LinkConfig::default().latency_ns,
+        Some(v) => {
+            let ns = parse_duration_ns(v, &o.p("link_latency"))?;
+            if ns > net_model::sim::LATENCY_NS_MAX {
+                return Err(invalid(&o.p("link_latency"), format!("at most {} ns", net_model::sim::LATENCY_NS_MAX)));
+            }
+            ns
+        }
+    };
     let disk = o.string("disk", Some("nvme"))?;
     let device = DeviceProfile::by_name(&disk).ok_or_else(|| invalid(&o.p("disk"), "expected one of hdd-7200, sata-ssd, nvme"))?;
     let d = PageCacheConfig::default();
@@ -731,7 +854,7 @@ fn parse_host(v: Option<&Value>, path: &str) -> R<HostSpec> {
         None => None,
         Some(v) => Some(parse_bytes(v, &o.p("disk_bytes"))?),
     };
-    Ok(HostSpec { device, page_cache, torn_writes: o.boolean("torn_writes", false)?, disk_bytes })
+    Ok(HostSpec { device, page_cache, torn_writes: o.boolean("torn_writes", false)?, disk_bytes, nic_bps, link_latency_ns })
 }
 
 fn parse_broker_ref(v: &Value, path: &str, brokers: u32) -> R<u32> {
@@ -862,6 +985,26 @@ mod tests {
         let exp = MIN.replace(r#""name": "t","#, r#""name": "t", "expect": {"lost-write": "maybe"},"#);
         assert_eq!(err(&exp), "expect[\"lost-write\"]: expected one of held, violated");
         assert!(err("{").contains("not valid JSON"));
+    }
+
+    #[test]
+    fn mode_is_storage_by_default_network_on_request_and_unknown_values_name_the_path() {
+        assert_eq!(Scenario::parse(MIN).unwrap().mode, Mode::Storage);
+        let net = MIN.replace(r#""cluster": {}"#, r#""cluster": {"mode": "network", "host": {"nic": "1Gbps", "link_latency": "200us"}, "config": {"num.partitions": 3, "log.segment.bytes": 1048576}}"#);
+        let s = Scenario::parse(&net).unwrap();
+        assert_eq!(s.mode, Mode::Network);
+        assert_eq!((s.host.nic_bps, s.host.link_latency_ns), (1_000_000_000, 200_000));
+        assert_eq!(s.broker.log.segment_bytes, 1 << 20);
+        assert_eq!(broker_config(&s.broker).num_partitions, 3);
+        assert_eq!(s.effective()["cluster"]["mode"], "network");
+        let bad = MIN.replace(r#""cluster": {}"#, r#""cluster": {"mode": "tcp"}"#);
+        assert_eq!(err(&bad), "cluster.mode: expected one of storage, network");
+        let nic = MIN.replace(r#""cluster": {}"#, r#""cluster": {"host": {"nic": "1Gbps"}}"#);
+        assert!(err(&nic).starts_with("cluster.host.nic: only with cluster.mode"), "{}", err(&nic));
+        let key = MIN.replace(r#""cluster": {}"#, r#""cluster": {"mode": "network", "config": {"segment.bytes": 1048576}}"#);
+        assert!(err(&key).starts_with("cluster.config[\"segment.bytes\"]: unknown config key"), "{}", err(&key));
+        let storage_key = MIN.replace(r#""cluster": {}"#, r#""cluster": {"config": {"num.partitions": 3}}"#);
+        assert!(err(&storage_key).starts_with("cluster.config[\"num.partitions\"]: unknown broker config"), "{}", err(&storage_key));
     }
 
     #[test]

@@ -1,0 +1,121 @@
+//! Network runs: the unmodified broker request path (`Broker::open` + `server::run`) on a madsim
+//! node behind `net_model::SimNet`, workloads sending Kafka requests through `client::conn::Conn`
+//! (`cargo sim-test -p sim`).
+#![cfg(madsim)]
+
+use std::path::Path;
+
+use sim::run::{run, simulate, RunOptions, RunOutput};
+use sim::scenario::{Mode, Scenario};
+
+fn text(name: &str) -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios").join(format!("{name}.json"));
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{name}: {e}"))
+}
+
+fn scenario(name: &str) -> Scenario {
+    Scenario::parse(&text(name)).unwrap_or_else(|e| panic!("{name}: {e}"))
+}
+
+fn opts(name: &str, keep_trace: bool) -> RunOptions {
+    RunOptions { keep_trace, scenario_path: format!("scenarios/{name}.json"), out_dir: format!("out/{name}") }
+}
+
+fn go(sc: &Scenario, seed: u64, keep_trace: bool) -> RunOutput {
+    run(sc, seed, &opts(&sc.name, keep_trace))
+}
+
+fn checks(out: &RunOutput) -> String {
+    serde_json::to_string_pretty(&out.summary["checks"]).unwrap_or_default()
+}
+
+#[test]
+fn quickstart_network_meets_its_expectations_over_the_wire() {
+    let sc = scenario("quickstart-network");
+    assert_eq!(sc.mode, Mode::Network);
+    let out = go(&sc, sc.seed, true);
+    assert_eq!(out.exit_code, 0, "{}", checks(&out));
+    assert_eq!(out.summary["mode"], "network");
+    assert_eq!(out.summary["settings"]["cluster"]["mode"], "network");
+    let h = &out.summary["history"];
+    assert!(h["sends"].as_u64().unwrap_or(0) > 10_000, "{h}");
+    assert!(h["polls"].as_u64().unwrap_or(0) > 500, "{h}");
+    // Bytes really crossed the modeled NICs.
+    let net = &out.summary["network"];
+    assert!(net["broker-0"]["bytes_received"].as_u64().unwrap_or(0) > 1_000_000, "{net}");
+    assert!(net["client"]["bytes_received"].as_u64().unwrap_or(0) > 1_000_000, "{net}");
+    assert!(net["broker-0"]["resets"].as_u64().unwrap_or(0) >= 1, "the kill resets the broker's connections: {net}");
+
+    let lines = out.trace_lines.as_deref().unwrap_or_default();
+    let has = |needle: &str| lines.iter().any(|l| l.contains(needle));
+    // Requests served, as the client saw them (sent time and outcome, at the response's time).
+    assert!(has(" rpc admin CreateTopics - sent="), "CreateTopics over the wire");
+    assert!(has(" rpc p0 Produce events-0 sent=") && has("ok acks=-1 base="), "Produce acks=all served");
+    assert!(has(" rpc c0 Fetch events-0 sent="), "Fetch served");
+    assert!(has(" rpc c0 ListOffsets events-0 sent="), "ListOffsets served");
+    // The kill: connections reset mid-request, connects refused while down, then a recovery.
+    assert!(has(" net {\"Crash\":{\"host\":\"broker-0\""), "the network saw the crash");
+    assert!(has("error=disconnected"), "a request in flight at the kill fails as a reset connection");
+    assert!(has("\"outcome\":\"Refused\""), "connects are refused while the broker is down");
+    assert!(has(" broker-start broker-0 incarnation=2"), "restarted");
+    assert!(has(" broker-opened broker-0 partitions=1"), "the restarted broker recovered its partition");
+    // rpc lines carry virtual time: the response comes after the request was sent.
+    for l in lines.iter().filter(|l| l.contains(" rpc ")).take(200) {
+        let at: u64 = l.split(' ').next().and_then(|t| t.parse().ok()).unwrap_or(0);
+        let sent: u64 = l.split(" sent=").nth(1).and_then(|s| s.split(' ').next()).and_then(|t| t.parse().ok()).unwrap_or(u64::MAX);
+        assert!(sent <= at, "{l}");
+    }
+}
+
+#[test]
+fn network_same_seed_same_hash_different_seed_different_hash() {
+    let sc = scenario("quickstart-network");
+    let a = go(&sc, 7, false).trace_hash;
+    let b = go(&sc, 7, false).trace_hash;
+    let c = go(&sc, 8, false).trace_hash;
+    assert_eq!(a, b, "same seed twice must give the same trace hash");
+    assert_ne!(a, c, "different seeds must give different trace hashes");
+}
+
+/// acks=1 and acks=0 on the wire. With acks=1, Kafka's default flush policy (never fsync) and
+/// a power loss instead of the kill, the story of `power-loss-acks1-noflush` plays out over the
+/// network too: acknowledged records are gone after recovery and their offsets are handed out
+/// again. acks=0 sends get no response and are never acknowledged.
+#[test]
+fn network_acks_one_and_zero_and_power_loss() {
+    let base = text("quickstart-network");
+    let one = base
+        .replace(r#""acks": "all""#, r#""acks": 1"#)
+        .replace(r#""kill": "broker-0""#, r#""power_loss": "broker-0""#)
+        .replace(r#""checks": ["#, r#""expect": {"lost-write": "violated", "inconsistent-offsets": "violated"}, "checks": ["#);
+    let sc = Scenario::parse(&one).unwrap();
+    let out = go(&sc, 3, true);
+    assert_eq!(out.exit_code, 0, "{}", checks(&out));
+    let lines = out.trace_lines.as_deref().unwrap_or_default();
+    assert!(lines.iter().any(|l| l.contains("ok acks=1 base=")), "Produce with acks=1 on the wire");
+    assert!(lines.iter().any(|l| l.contains(" fault power_loss broker-0")));
+
+    let zero = base.replace(r#""acks": "all""#, r#""acks": 0"#);
+    let mut sc = Scenario::parse(&zero).unwrap();
+    sc.checks.retain(|c| c == "liveness" || c == "duplicate");
+    sc.expect.retain(|c, _| sc.checks.contains(c));
+    let out = go(&sc, 3, true);
+    assert_eq!(out.exit_code, 0, "{}", checks(&out));
+    let lines = out.trace_lines.as_deref().unwrap_or_default();
+    assert!(lines.iter().any(|l| l.contains(" Produce events-0 ") && l.contains("written acks=0")), "Produce with acks=0 on the wire");
+    assert!(!lines.iter().any(|l| l.contains("ok acks=")), "acks=0 gets no response");
+    let t = &out.summary["throughput"];
+    assert!(t["unconfirmed_acks0"].as_u64().unwrap_or(0) > 1000, "{t}");
+    assert!(out.summary["history"]["final_logs"]["events-0"]["records"].as_u64().unwrap_or(0) > 1000);
+}
+
+/// Inside madsim's own test runtime, so `MADSIM_TEST_CHECK_DETERMINISM=1` re-runs it and
+/// compares every random draw of the scheduler.
+#[madsim::test]
+async fn quickstart_network_under_madsim_test_runtime() {
+    let sc = scenario("quickstart-network");
+    let raw = simulate(&sc, 3, false).await;
+    assert!(raw.history.sends.len() > 1000);
+    assert!(raw.history.final_logs.values().all(Option::is_some));
+    assert!(raw.history.stuck.is_empty(), "{:?}", raw.history.stuck);
+}
