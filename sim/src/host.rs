@@ -48,6 +48,8 @@ pub struct NetSide {
     /// This host's view of the fabric (binds happen on it).
     pub view: Arc<dyn net_model::Network>,
     pub config: broker::BrokerConfig,
+    /// The host's CPU model (`cluster.host.cores`); the broker charges its work to it.
+    pub cpu: Option<net_model::SimCpu>,
 }
 
 /// What outlives a broker process: its disk, its configuration, its address.
@@ -181,6 +183,9 @@ impl Host {
             Ok(b) => Arc::new(b),
             Err(e) => return self.failed(&format!("{name} could not open its logs: {e}")),
         };
+        if let Some(cpu) = &n.cpu {
+            b.set_cost_hook(Arc::new(cpu.clone()));
+        }
         let (partitions, bytes) = b.log_stats().await;
         self.tracer.event("broker-opened", &format!("{name} partitions={partitions} bytes={bytes}"));
         let listener = match n.view.bind(&self.addr()).await {

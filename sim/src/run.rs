@@ -42,6 +42,8 @@ pub struct RawRun {
     pub final_disk: Value,
     /// Network runs: per-host NIC counters at the end (`Null` in storage runs).
     pub final_network: Value,
+    /// Network runs with `cluster.host.cores`: the broker CPU's counters (`Null` otherwise).
+    pub final_cpu: Value,
 }
 
 pub struct RunOutput {
@@ -167,7 +169,9 @@ pub async fn simulate(sc: &Scenario, seed: u64, keep_trace: bool) -> RawRun {
         net: n.clone(),
         view: n.add_host("broker-0", net_model::sim::NicConfig::symmetric(sc.host.nic_bps)),
         config: crate::scenario::broker_config(&sc.broker),
+        cpu: sc.host.cores.map(|c| net_model::SimCpu::new(net_model::CpuProfile::with_cores(c))),
     });
+    let cpu = side.as_ref().and_then(|s| s.cpu.clone());
     let client_net = net.as_ref().map(|n| n.add_host("client", net_model::sim::NicConfig::symmetric(sc.host.nic_bps)));
     let host = Host::with_network(0, disk.clone(), sc.broker.clone(), sc.topics.clone(), tracer.clone(), side);
     host.start();
@@ -346,6 +350,22 @@ pub async fn simulate(sc: &Scenario, seed: u64, keep_trace: bool) -> RawRun {
     let end_ns = tracer.now_ns();
     let final_disk = serde_json::to_value(disk.stats()).unwrap_or(Value::Null);
     let final_network = net.as_ref().map(|n| serde_json::to_value(n.all_stats()).unwrap_or(Value::Null)).unwrap_or(Value::Null);
+    let final_cpu = cpu
+        .as_ref()
+        .map(|c| {
+            let st = c.stats();
+            json!({
+                "broker-0": {
+                    "utilization": st.utilization(end_ns),
+                    "per_work": st.per_work.iter().map(|(w, s)| (format!("{w:?}"), serde_json::to_value(s).unwrap_or(Value::Null))).collect::<Map<String, Value>>(),
+                    "cores": st.cores,
+                    "busy_ns": st.busy_ns,
+                    "queued_ns": st.queued_ns,
+                    "stalled_ns": st.stalled_ns,
+                }
+            })
+        })
+        .unwrap_or(Value::Null);
 
     let mut h = history.lock().unwrap_or_else(|p| p.into_inner()).clone();
     h.final_logs = finals;
@@ -355,7 +375,7 @@ pub async fn simulate(sc: &Scenario, seed: u64, keep_trace: bool) -> RawRun {
         h.stuck.push(format!("the run did not settle within settle_timeout_s={}", sc.settle_timeout_s));
     }
     let s = std::mem::replace(&mut *sampler.lock().unwrap_or_else(|p| p.into_inner()), Sampler { disk: disk.clone(), net: None, tracer: tracer.clone(), samples: Vec::new(), io: Vec::new() });
-    RawRun { history: h, samples: s.samples, io: s.io, tracer, end_ns, final_disk, final_network }
+    RawRun { history: h, samples: s.samples, io: s.io, tracer, end_ns, final_disk, final_network, final_cpu }
 }
 
 async fn read_all(api: &dyn BrokerApi, tp: &TopicPartition, tracer: &Tracer, give_up_ns: u64) -> Option<FinalLog> {
@@ -469,6 +489,7 @@ pub fn conclude(sc: &Scenario, seed: u64, raw: RawRun, opts: &RunOptions, wall_s
         "page_cache": fig.summary_page_cache,
         "disk": raw.final_disk,
         "network": raw.final_network,
+        "cpu": raw.final_cpu,
         "history": {
             "sends": h.sends.len(),
             "polls": h.polls.len(),

@@ -85,6 +85,10 @@ pub struct HostSpec {
     pub nic_bps: u64,
     /// One-way latency between any two hosts (network mode only; default 50 µs, same rack).
     pub link_latency_ns: u64,
+    /// Cores of the broker's CPU model (network mode only): the broker charges its work through
+    /// its cost hook to a `net_model::SimCpu` with the default profile and this many cores.
+    /// `None` = no CPU model (work costs no simulated time).
+    pub cores: Option<u32>,
 }
 
 #[derive(Debug, Clone)]
@@ -668,6 +672,8 @@ impl Scenario {
                     "disk_bytes": h.disk_bytes,
                     "nic_bps": if self.mode == Mode::Network { json!(h.nic_bps) } else { Value::Null },
                     "link_latency_ns": if self.mode == Mode::Network { json!(h.link_latency_ns) } else { Value::Null },
+                    "cores": h.cores,
+                    "cpu_profile": h.cores.map(|c| serde_json::to_value(net_model::CpuProfile::with_cores(c)).unwrap_or(Value::Null)),
                 },
                 "config": if self.mode == Mode::Network { network_broker_config_json(&self.broker) } else { broker_config_json(&self.broker) },
             },
@@ -809,11 +815,8 @@ fn parse_host(v: Option<&Value>, path: &str, mode: Mode) -> R<HostSpec> {
         path,
         &["disk", "page_cache", "dirty_ratio", "dirty_background_ratio", "dirty_expire_centisecs", "dirty_writeback_centisecs", "read_ahead_kb", "read_ahead_max_kb", "writeback_chunk_kb", "torn_writes", "disk_bytes", "cores", "nic", "link_latency"],
     )?;
-    if o.get("cores").is_some() {
-        return Err(invalid(&o.p("cores"), "not modeled yet: the CPU model is not wired into the simulator"));
-    }
     if mode == Mode::Storage {
-        for k in ["nic", "link_latency"] {
+        for k in ["nic", "link_latency", "cores"] {
             if o.get(k).is_some() {
                 return Err(invalid(&o.p(k), "only with cluster.mode = \"network\" (storage-level runs have no network)"));
             }
@@ -822,6 +825,10 @@ fn parse_host(v: Option<&Value>, path: &str, mode: Mode) -> R<HostSpec> {
     let nic_bps = match o.get("nic") {
         None => net_model::sim::NicConfig::default().egress_bps,
         Some(v) => parse_bps(v, &o.p("nic"))?,
+    };
+    let cores = match o.get("cores") {
+        None => None,
+        Some(v) => Some(uint_value(v, &o.p("cores"), 1, u64::from(net_model::cpu::CORES_MAX))? as u32),
     };
     let link_latency_ns = match o.get("link_latency") {
         None => net_model::sim::LinkConfig::default().latency_ns,
@@ -854,7 +861,7 @@ fn parse_host(v: Option<&Value>, path: &str, mode: Mode) -> R<HostSpec> {
         None => None,
         Some(v) => Some(parse_bytes(v, &o.p("disk_bytes"))?),
     };
-    Ok(HostSpec { device, page_cache, torn_writes: o.boolean("torn_writes", false)?, disk_bytes, nic_bps, link_latency_ns })
+    Ok(HostSpec { device, page_cache, torn_writes: o.boolean("torn_writes", false)?, disk_bytes, nic_bps, link_latency_ns, cores })
 }
 
 fn parse_broker_ref(v: &Value, path: &str, brokers: u32) -> R<u32> {
@@ -990,10 +997,10 @@ mod tests {
     #[test]
     fn mode_is_storage_by_default_network_on_request_and_unknown_values_name_the_path() {
         assert_eq!(Scenario::parse(MIN).unwrap().mode, Mode::Storage);
-        let net = MIN.replace(r#""cluster": {}"#, r#""cluster": {"mode": "network", "host": {"nic": "1Gbps", "link_latency": "200us"}, "config": {"num.partitions": 3, "log.segment.bytes": 1048576}}"#);
+        let net = MIN.replace(r#""cluster": {}"#, r#""cluster": {"mode": "network", "host": {"nic": "1Gbps", "link_latency": "200us", "cores": 4}, "config": {"num.partitions": 3, "log.segment.bytes": 1048576}}"#);
         let s = Scenario::parse(&net).unwrap();
         assert_eq!(s.mode, Mode::Network);
-        assert_eq!((s.host.nic_bps, s.host.link_latency_ns), (1_000_000_000, 200_000));
+        assert_eq!((s.host.nic_bps, s.host.link_latency_ns, s.host.cores), (1_000_000_000, 200_000, Some(4)));
         assert_eq!(s.broker.log.segment_bytes, 1 << 20);
         assert_eq!(broker_config(&s.broker).num_partitions, 3);
         assert_eq!(s.effective()["cluster"]["mode"], "network");

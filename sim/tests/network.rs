@@ -46,6 +46,11 @@ fn quickstart_network_meets_its_expectations_over_the_wire() {
     assert!(net["client"]["bytes_received"].as_u64().unwrap_or(0) > 1_000_000, "{net}");
     assert!(net["broker-0"]["resets"].as_u64().unwrap_or(0) >= 1, "the kill resets the broker's connections: {net}");
 
+    // The broker charged its work to the modeled cores (its cost hook).
+    let cpu = &out.summary["cpu"]["broker-0"];
+    assert!(cpu["per_work"]["Request"]["ops"].as_u64().unwrap_or(0) > 1000, "{cpu}");
+    assert!(cpu["busy_ns"].as_u64().unwrap_or(0) > 0, "{cpu}");
+
     let lines = out.trace_lines.as_deref().unwrap_or_default();
     let has = |needle: &str| lines.iter().any(|l| l.contains(needle));
     // Requests served, as the client saw them (sent time and outcome, at the response's time).
