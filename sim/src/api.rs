@@ -1,6 +1,7 @@
-//! The seam between workloads and the broker. Today [`crate::host`] implements it in-process
-//! (requests travel over channels to the broker's node: storage-level runs); with net-model a
-//! networked broker and the Kafka client implement it, and nothing above this line changes.
+//! The seam between workloads and the broker, implemented twice: in-process by
+//! [`crate::host::InProcess`] (requests travel over channels to the broker's log layer:
+//! storage-level runs) and over the simulated network by [`crate::netclient::NetClient`] (Kafka
+//! requests to the unmodified broker: network runs). Nothing above this line knows which.
 
 use std::time::Duration;
 

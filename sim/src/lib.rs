@@ -1,18 +1,23 @@
 //! Loglab's simulator harness.
 //!
-//! **Storage-level runs** (today): the broker's log layer (`broker::log::LogManager`, unmodified)
-//! on modeled hardware (`disk_model::sim::SimDisk`: device + Linux-like page cache + faults), in
-//! madsim's virtual time. Workloads are tasks calling the broker in-process through
-//! [`api::BrokerApi`]; the network and CPU models arrive with net-model, and then a networked
-//! broker and the Kafka client implement the same seam without touching scenario parsing, the
-//! trace, the checkers or the reports.
+//! Two modes (`cluster.mode`):
+//! - **network runs**: the unmodified broker (`Broker::open` + `broker::tasks::run` +
+//!   `broker::server::run`) on a madsim node, on modeled hardware (`SimDisk`, optionally a
+//!   `SimCpu`), behind the simulated network (`net_model::SimNet`); workloads reach it with Kafka
+//!   requests through `client::conn::Conn` ([`netclient`]).
+//! - **storage-level runs**: the broker's log layer (`broker::log::LogManager`, unmodified) on
+//!   the same disk model, called in-process through [`api::BrokerApi`] over channels.
+//!
+//! Both implement the same seam ([`api::BrokerApi`]), so scenario parsing, workloads, the trace,
+//! the checkers and the reports are shared.
 //!
 //! Layout:
 //! - pure, runtime-free (built and tested in both worlds): [`scenario`] (files → settings, every
 //!   default), [`trace`] (FNV-1a 64 over canonical event lines), [`history`] + [`checkers`]
 //!   (Jepsen-style checks as pure functions), [`metrics`] (time series from a history).
-//! - simulated only (`--cfg madsim`): [`api`] (the seam), [`host`] (a broker host: log manager on
-//!   a simulated disk, one madsim node), [`workload`] (producers and consumers), [`run`] (one run:
+//! - simulated only (`--cfg madsim`): [`api`] (the seam), [`host`] (a broker host: a simulated
+//!   disk and one madsim node running the log manager or the whole broker), [`netclient`] (the
+//!   seam over Kafka requests), [`workload`] (producers and consumers), [`run`] (one run:
 //!   faults timeline, settle, final oracle, summary), [`cli`] (`cargo simulate`).
 
 pub mod checkers;

@@ -526,7 +526,7 @@ impl Scenario {
                     Some(_) => return Err(invalid(&o.p("compression.type"), "expected one of none, gzip, snappy, lz4, zstd")),
                 };
                 if o.boolean("enable.idempotence", false)? {
-                    return Err(invalid(&o.p("enable.idempotence"), "the idempotent producer needs the broker's request layer (storage-level runs): set false"));
+                    return Err(invalid(&o.p("enable.idempotence"), "the simulated producers do not send producer ids yet: set false"));
                 }
                 let record_bytes = o.uint("record.bytes", 100, 8, 1 << 20)? as usize;
                 producers.push(ProducerSpec {

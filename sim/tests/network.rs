@@ -31,7 +31,7 @@ fn checks(out: &RunOutput) -> String {
 
 #[test]
 fn quickstart_network_meets_its_expectations_over_the_wire() {
-    let sc = scenario("quickstart-network");
+    let sc = scenario("quickstart");
     assert_eq!(sc.mode, Mode::Network);
     let out = go(&sc, sc.seed, true);
     assert_eq!(out.exit_code, 0, "{}", checks(&out));
@@ -74,7 +74,7 @@ fn quickstart_network_meets_its_expectations_over_the_wire() {
 
 #[test]
 fn network_same_seed_same_hash_different_seed_different_hash() {
-    let sc = scenario("quickstart-network");
+    let sc = scenario("quickstart");
     let a = go(&sc, 7, false).trace_hash;
     let b = go(&sc, 7, false).trace_hash;
     let c = go(&sc, 8, false).trace_hash;
@@ -88,7 +88,7 @@ fn network_same_seed_same_hash_different_seed_different_hash() {
 /// again. acks=0 sends get no response and are never acknowledged.
 #[test]
 fn network_acks_one_and_zero_and_power_loss() {
-    let base = text("quickstart-network");
+    let base = text("quickstart");
     let one = base
         .replace(r#""acks": "all""#, r#""acks": 1"#)
         .replace(r#""kill": "broker-0""#, r#""power_loss": "broker-0""#)
@@ -118,7 +118,7 @@ fn network_acks_one_and_zero_and_power_loss() {
 /// compares every random draw of the scheduler.
 #[madsim::test]
 async fn quickstart_network_under_madsim_test_runtime() {
-    let sc = scenario("quickstart-network");
+    let sc = scenario("quickstart");
     let raw = simulate(&sc, 3, false).await;
     assert!(raw.history.sends.len() > 1000);
     assert!(raw.history.final_logs.values().all(Option::is_some));
