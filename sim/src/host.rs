@@ -39,6 +39,9 @@ enum Request {
     ListOffsets { tp: TopicPartition, reply: Reply<(i64, i64)> },
 }
 
+/// The host the workloads (and the run's supervisor) connect from in network runs.
+pub const CLIENT_HOST: &str = "client";
+
 /// The port brokers listen on in network runs.
 pub const BROKER_PORT: u16 = 9092;
 
@@ -164,6 +167,20 @@ impl Host {
         }
         self.up.store(true, Ordering::SeqCst);
         madsim::runtime::Handle::current().restart(self.node_id());
+    }
+
+    /// Network runs: cuts this host off from every other host of the fabric, both ways.
+    pub fn partition(&self) {
+        if let Some(n) = &self.network {
+            n.net.partition(&self.name(), CLIENT_HOST);
+        }
+    }
+
+    /// Network runs: heals this host's partitions.
+    pub fn heal_partition(&self) {
+        if let Some(n) = &self.network {
+            n.net.heal_between(&self.name(), CLIENT_HOST);
+        }
     }
 
     /// The broker's address on the simulated network.

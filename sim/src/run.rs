@@ -119,6 +119,7 @@ fn apply(host: &Host, action: &FaultAction, rules: &mut BTreeMap<usize, disk_mod
             rules.insert(i, host.disk.inject_fault(rule));
         }
         FaultAction::DropCaches => host.disk.drop_caches(),
+        FaultAction::Partition => host.partition(),
         FaultAction::CorruptSector { path } => {
             let hit = host.disk.corrupt_random_sector(Host::data_path(path.as_deref()));
             tracer.event("corrupted", &format!("{hit:?}"));
@@ -130,6 +131,7 @@ fn undo(host: &Host, action: &FaultAction, rules: &mut BTreeMap<usize, disk_mode
     tracer.event("fault-end", label);
     match action {
         FaultAction::Pause => host.resume(),
+        FaultAction::Partition => host.heal_partition(),
         FaultAction::SlowDisk { .. } => host.disk.set_slow_factor(1),
         FaultAction::DiskError { .. } => {
             if let Some(id) = rules.remove(&i) {
@@ -172,7 +174,7 @@ pub async fn simulate(sc: &Scenario, seed: u64, keep_trace: bool) -> RawRun {
         cpu: sc.host.cores.map(|c| net_model::SimCpu::new(net_model::CpuProfile::with_cores(c))),
     });
     let cpu = side.as_ref().and_then(|s| s.cpu.clone());
-    let client_net = net.as_ref().map(|n| n.add_host("client", net_model::sim::NicConfig::symmetric(sc.host.nic_bps)));
+    let client_net = net.as_ref().map(|n| n.add_host(crate::host::CLIENT_HOST, net_model::sim::NicConfig::symmetric(sc.host.nic_bps)));
     let host = Host::with_network(0, disk.clone(), sc.broker.clone(), sc.topics.clone(), tracer.clone(), side);
     host.start();
     let in_process: Arc<dyn BrokerApi> = Arc::new(InProcess { hosts: vec![host.clone()] });

@@ -162,6 +162,10 @@ pub enum FaultAction {
     DiskError { kind: DiskErrorKind, probability: f64, times: Option<u64>, path: Option<String> },
     DropCaches,
     CorruptSector { path: Option<String> },
+    /// Network runs: the broker's host is cut off from every other host, both ways, for `for`
+    /// (or until the run heals). Open streams stall (bytes wait in send buffers), new connects
+    /// time out; nothing is dropped.
+    Partition,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -581,7 +585,7 @@ impl Scenario {
         if let Some(list) = top.get("faults") {
             let list = list.as_array().ok_or_else(|| invalid("faults", "expected a list"))?;
             for (i, fv) in list.iter().enumerate() {
-                faults.push(parse_fault(fv, &format!("faults[{i}]"), brokers, duration_s)?);
+                faults.push(parse_fault(fv, &format!("faults[{i}]"), brokers, duration_s, mode)?);
             }
         }
         // Stable: same time keeps file order.
@@ -876,8 +880,8 @@ fn parse_broker_ref(v: &Value, path: &str, brokers: u32) -> R<u32> {
     Ok(n)
 }
 
-fn parse_fault(v: &Value, path: &str, brokers: u32, duration_s: u64) -> R<FaultSpec> {
-    const ACTIONS: &[&str] = &["kill", "restart", "power_loss", "pause", "slow_disk", "disk_error", "drop_caches", "corrupt_sector"];
+fn parse_fault(v: &Value, path: &str, brokers: u32, duration_s: u64, mode: Mode) -> R<FaultSpec> {
+    const ACTIONS: &[&str] = &["kill", "restart", "power_loss", "pause", "slow_disk", "disk_error", "drop_caches", "corrupt_sector", "partition"];
     let m = v.as_object().ok_or_else(|| invalid(path, "expected an object"))?;
     let actions: Vec<&str> = ACTIONS.iter().copied().filter(|a| m.contains_key(*a)).collect();
     let [action] = actions[..] else {
@@ -888,6 +892,7 @@ fn parse_fault(v: &Value, path: &str, brokers: u32, duration_s: u64) -> R<FaultS
         "slow_disk" => &["at", "slow_disk", "factor", "for"],
         "disk_error" => &["at", "disk_error", "kind", "probability", "times", "path", "for"],
         "corrupt_sector" => &["at", "corrupt_sector", "path"],
+        "partition" => &["at", "partition", "for"],
         _ => &["at", action],
     };
     let o = obj(v, path, allowed)?;
@@ -934,6 +939,12 @@ fn parse_fault(v: &Value, path: &str, brokers: u32, duration_s: u64) -> R<FaultS
             FaultAction::DiskError { kind, probability, times, path }
         }
         "drop_caches" => FaultAction::DropCaches,
+        "partition" => {
+            if mode != Mode::Network {
+                return Err(invalid(&o.p("partition"), "only with cluster.mode = \"network\" (storage-level runs have no network)"));
+            }
+            FaultAction::Partition
+        }
         "corrupt_sector" => FaultAction::CorruptSector { path: match o.get("path") { None => None, Some(_) => Some(o.string("path", None)?) } },
         _ => unreachable!("action list is closed"),
     };
@@ -1010,6 +1021,11 @@ mod tests {
         assert!(err(&nic).starts_with("cluster.host.nic: only with cluster.mode"), "{}", err(&nic));
         let key = MIN.replace(r#""cluster": {}"#, r#""cluster": {"mode": "network", "config": {"segment.bytes": 1048576}}"#);
         assert!(err(&key).starts_with("cluster.config[\"segment.bytes\"]: unknown config key"), "{}", err(&key));
+        let part = MIN.replace(r#""cluster""#, r#""faults": [{"at": "1s", "partition": "broker-0", "for": "1s"}], "cluster""#);
+        assert!(err(&part).starts_with("faults[0].partition: only with cluster.mode"), "{}", err(&part));
+        let part = part.replace(r#""cluster": {}"#, r#""cluster": {"mode": "network"}"#);
+        let s = Scenario::parse(&part).unwrap();
+        assert_eq!((s.faults[0].action.clone(), s.faults[0].label.as_str()), (FaultAction::Partition, "partition broker-0 for 1000ms"));
         let storage_key = MIN.replace(r#""cluster": {}"#, r#""cluster": {"config": {"num.partitions": 3}}"#);
         assert!(err(&storage_key).starts_with("cluster.config[\"num.partitions\"]: unknown broker config"), "{}", err(&storage_key));
     }

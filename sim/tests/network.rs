@@ -114,6 +114,28 @@ fn network_acks_one_and_zero_and_power_loss() {
     assert!(out.summary["history"]["final_logs"]["events-0"]["records"].as_u64().unwrap_or(0) > 1000);
 }
 
+/// A partition stalls open streams instead of dropping them: requests complete after the heal.
+/// With a request timeout shorter than the partition, the producer's non-idempotent retries
+/// duplicate records (the stalled originals still reach the broker), as the shipped story expects.
+#[test]
+fn partition_stalls_then_heals_and_short_timeouts_duplicate() {
+    let stall = text("quickstart").replace(r#"{"at": "3s", "kill": "broker-0"},"#, r#"{"at": "1s", "partition": "broker-0", "for": "1s"}, {"at": "3s", "kill": "broker-0"},"#);
+    let sc = Scenario::parse(&stall).unwrap();
+    let out = go(&sc, 2, true);
+    assert_eq!(out.exit_code, 0, "{}", checks(&out));
+    let p99 = out.summary["produce_latency_ms"]["p99"].as_f64().unwrap_or(0.0);
+    assert!(p99 > 500.0, "requests waited out the partition: p99 {p99} ms");
+    let lines = out.trace_lines.as_deref().unwrap_or_default();
+    assert!(lines.iter().any(|l| l.contains(" net {\"Partition\":{\"from\":\"broker-0\",\"to\":\"client\"")));
+    assert!(lines.iter().any(|l| l.contains(" fault-end partition broker-0 for 1000ms")));
+
+    let sc = scenario("network-partition-retries");
+    let out = go(&sc, sc.seed, false);
+    assert_eq!(out.exit_code, 0, "{}", checks(&out));
+    assert_eq!(out.summary["checks"]["duplicate"]["outcome"], "violated");
+    assert_eq!(out.summary["checks"]["lost-write"]["outcome"], "held");
+}
+
 /// Inside madsim's own test runtime, so `MADSIM_TEST_CHECK_DETERMINISM=1` re-runs it and
 /// compares every random draw of the scheduler.
 #[madsim::test]
