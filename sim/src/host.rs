@@ -69,6 +69,8 @@ pub struct Host {
     incarnation: AtomicU64,
     up: AtomicBool,
     node: Mutex<Option<NodeId>>,
+    /// Network runs: the running broker process (for its metrics), `None` while down.
+    process: Mutex<Option<Arc<broker::Broker>>>,
     /// Start failures (the broker could not open its logs): a liveness problem.
     pub failures: Mutex<Vec<String>>,
 }
@@ -96,6 +98,7 @@ impl Host {
             incarnation: AtomicU64::new(0),
             up: AtomicBool::new(false),
             node: Mutex::new(None),
+            process: Mutex::new(None),
             failures: Mutex::new(Vec::new()),
         })
     }
@@ -137,6 +140,7 @@ impl Host {
     /// closes a dead process's sockets with RST), so no handle dropped by the kill sends a FIN.
     fn kill_process(&self) {
         lock(&self.endpoint).take();
+        lock(&self.process).take();
         if self.up.swap(false, Ordering::SeqCst) {
             if let Some(n) = &self.network {
                 n.net.crash(&self.name());
@@ -183,6 +187,35 @@ impl Host {
         }
     }
 
+    /// Network runs: the running broker's request counters as it reports them (its Prometheus
+    /// text, `kafka_network_RequestMetrics_RequestsPerSec` / `ErrorsPerSec` by API), as
+    /// `incarnation API=requests/errors ...` for the APIs that served any; `None` while down or
+    /// in storage runs. The broker's own view of requests served, read without instrumenting it.
+    pub fn served(&self) -> Option<String> {
+        let b = lock(&self.process).clone()?;
+        let text = b.metrics.render(0, 0);
+        let mut by_api: std::collections::BTreeMap<String, (u64, u64)> = std::collections::BTreeMap::new();
+        for line in text.lines() {
+            let (errors, rest) = if let Some(r) = line.strip_prefix("kafka_network_RequestMetrics_RequestsPerSec{request=\"") {
+                (false, r)
+            } else if let Some(r) = line.strip_prefix("kafka_network_RequestMetrics_ErrorsPerSec{request=\"") {
+                (true, r)
+            } else {
+                continue;
+            };
+            let Some((api, n)) = rest.split_once("\"} ") else { continue };
+            let n: u64 = n.trim().parse().unwrap_or(0);
+            let e = by_api.entry(api.to_string()).or_default();
+            if errors {
+                e.1 = n;
+            } else {
+                e.0 = n;
+            }
+        }
+        let parts: Vec<String> = by_api.iter().filter(|(_, (r, _))| *r > 0).map(|(api, (r, e))| format!("{api}={r}/{e}")).collect();
+        Some(format!("incarnation={} {}", self.incarnation.load(Ordering::SeqCst), parts.join(" ")))
+    }
+
     /// The broker's address on the simulated network.
     pub fn addr(&self) -> String {
         format!("{}:{BROKER_PORT}", self.name())
@@ -203,6 +236,7 @@ impl Host {
         if let Some(cpu) = &n.cpu {
             b.set_cost_hook(Arc::new(cpu.clone()));
         }
+        *lock(&self.process) = Some(b.clone());
         let (partitions, bytes) = b.log_stats().await;
         self.tracer.event("broker-opened", &format!("{name} partitions={partitions} bytes={bytes}"));
         let listener = match n.view.bind(&self.addr()).await {

@@ -7,7 +7,8 @@
 //!
 //! Every request leaves one `rpc` trace line when its outcome is known: who, which API and
 //! partition, when it was sent (virtual ns) and what came back — the client's view of "request
-//! served" (the broker itself is not instrumented).
+//! served". The broker's own counters are traced as `broker-served` lines by the run's sampler
+//! (from `Broker::metrics`; the broker is not instrumented for the simulator).
 
 use std::sync::Arc;
 use std::time::Duration;

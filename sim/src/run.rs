@@ -64,6 +64,8 @@ pub fn replay_command(opts: &RunOptions, seed: u64) -> String {
 struct Sampler {
     disk: SimDisk,
     net: Option<net_model::SimNet>,
+    /// Network runs: the host whose broker's request counters are traced, and the last line.
+    served: Option<(Arc<Host>, String)>,
     tracer: Tracer,
     samples: Vec<DiskSample>,
     io: Vec<(u64, u64)>,
@@ -87,6 +89,14 @@ impl Sampler {
             }
             let line = serde_json::to_string(&ev).unwrap_or_else(|e| format!("unserializable: {e}"));
             self.tracer.event_at(now, "disk", &line);
+        }
+        if let Some((host, last)) = &mut self.served {
+            if let Some(line) = host.served() {
+                if line != *last {
+                    self.tracer.event_at(now, "broker-served", &format!("{} {line}", host.name()));
+                    *last = line;
+                }
+            }
         }
         if let Some(net) = &self.net {
             for ev in net.drain_events() {
@@ -248,7 +258,8 @@ pub async fn simulate(sc: &Scenario, seed: u64, keep_trace: bool) -> RawRun {
     }
 
     // Sampler: disk gauges + the disk's event log into the trace.
-    let sampler = Arc::new(Mutex::new(Sampler { disk: disk.clone(), net: net.clone(), tracer: tracer.clone(), samples: Vec::new(), io: Vec::new() }));
+    let served = net.as_ref().map(|_| (host.clone(), String::new()));
+    let sampler = Arc::new(Mutex::new(Sampler { disk: disk.clone(), net: net.clone(), served, tracer: tracer.clone(), samples: Vec::new(), io: Vec::new() }));
     {
         let sampler = sampler.clone();
         let every = sc.sample_ms * 1_000_000;
@@ -376,7 +387,7 @@ pub async fn simulate(sc: &Scenario, seed: u64, keep_trace: bool) -> RawRun {
     if !settled {
         h.stuck.push(format!("the run did not settle within settle_timeout_s={}", sc.settle_timeout_s));
     }
-    let s = std::mem::replace(&mut *sampler.lock().unwrap_or_else(|p| p.into_inner()), Sampler { disk: disk.clone(), net: None, tracer: tracer.clone(), samples: Vec::new(), io: Vec::new() });
+    let s = std::mem::replace(&mut *sampler.lock().unwrap_or_else(|p| p.into_inner()), Sampler { disk: disk.clone(), net: None, served: None, tracer: tracer.clone(), samples: Vec::new(), io: Vec::new() });
     RawRun { history: h, samples: s.samples, io: s.io, tracer, end_ns, final_disk, final_network, final_cpu }
 }
 

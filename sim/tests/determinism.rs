@@ -38,8 +38,10 @@ fn same_seed_same_hash_different_seed_different_hash() {
 ///   and after deleting segments (power-loss durability of directory entries): new disk events.
 /// - quickstart became a network run (`cluster.mode = "network"`: the unmodified broker behind
 ///   the simulated network, Kafka requests from the client's connection layer, 8 modeled cores);
-///   the storage-level quickstart moved to quickstart-storage.json, pinned below.
-const QUICKSTART_SEED1_HASH: &str = "139c05b2bdddcb80";
+///   the storage-level quickstart moved to quickstart-storage.json, pinned below (139c05b2bdddcb80).
+/// - network runs trace the broker's own request counters (`broker-served` lines from its
+///   metrics, sampled every `sample_ms`).
+const QUICKSTART_SEED1_HASH: &str = "6972213761ea8e30";
 
 /// Pinned baseline: quickstart-storage seed 1 (the storage-level run that was quickstart until
 /// the network runs; its hash differs from the old quickstart pin only by the scenario's name).

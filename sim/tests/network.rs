@@ -58,6 +58,9 @@ fn quickstart_network_meets_its_expectations_over_the_wire() {
     assert!(has(" rpc p0 Produce events-0 sent=") && has("ok acks=-1 base="), "Produce acks=all served");
     assert!(has(" rpc c0 Fetch events-0 sent="), "Fetch served");
     assert!(has(" rpc c0 ListOffsets events-0 sent="), "ListOffsets served");
+    // The broker's own count of requests served (its metrics), per incarnation.
+    assert!(has(" broker-served broker-0 incarnation=1 ApiVersions="), "broker-side counters traced");
+    assert!(lines.iter().any(|l| l.contains(" broker-served broker-0 incarnation=2 ") && l.contains(" Produce=")), "the restarted broker serves Produce");
     // The kill: connections reset mid-request, connects refused while down, then a recovery.
     assert!(has(" net {\"Crash\":{\"host\":\"broker-0\""), "the network saw the crash");
     assert!(has("error=disconnected"), "a request in flight at the kill fails as a reset connection");
