@@ -44,6 +44,11 @@ pub struct RawRun {
     pub final_network: Value,
     /// Network runs with `cluster.host.cores`: the broker CPU's counters (`Null` otherwise).
     pub final_cpu: Value,
+    /// Network runs: per sample, (time, host → (egress busy ns, ingress busy ns)).
+    pub nic_samples: Vec<(u64, BTreeMap<String, (u64, u64)>)>,
+    /// Network runs with a CPU model: per sample, (time, busy ns summed over cores), and cores.
+    pub cpu_samples: Vec<(u64, u64)>,
+    pub cores: u32,
 }
 
 pub struct RunOutput {
@@ -66,6 +71,9 @@ struct Sampler {
     net: Option<net_model::SimNet>,
     /// Network runs: the host whose broker's request counters are traced, and the last line.
     served: Option<(Arc<Host>, String)>,
+    cpu: Option<net_model::SimCpu>,
+    nic_samples: Vec<(u64, BTreeMap<String, (u64, u64)>)>,
+    cpu_samples: Vec<(u64, u64)>,
     tracer: Tracer,
     samples: Vec<DiskSample>,
     io: Vec<(u64, u64)>,
@@ -97,6 +105,13 @@ impl Sampler {
                     *last = line;
                 }
             }
+        }
+        if let Some(net) = &self.net {
+            let busy = net.all_stats().into_iter().map(|(h, st)| (h, (st.egress_busy_ns, st.ingress_busy_ns))).collect();
+            self.nic_samples.push((now, busy));
+        }
+        if let Some(cpu) = &self.cpu {
+            self.cpu_samples.push((now, cpu.stats().busy_ns));
         }
         if let Some(net) = &self.net {
             for ev in net.drain_events() {
@@ -259,7 +274,7 @@ pub async fn simulate(sc: &Scenario, seed: u64, keep_trace: bool) -> RawRun {
 
     // Sampler: disk gauges + the disk's event log into the trace.
     let served = net.as_ref().map(|_| (host.clone(), String::new()));
-    let sampler = Arc::new(Mutex::new(Sampler { disk: disk.clone(), net: net.clone(), served, tracer: tracer.clone(), samples: Vec::new(), io: Vec::new() }));
+    let sampler = Arc::new(Mutex::new(Sampler { disk: disk.clone(), net: net.clone(), served, cpu: cpu.clone(), nic_samples: Vec::new(), cpu_samples: Vec::new(), tracer: tracer.clone(), samples: Vec::new(), io: Vec::new() }));
     {
         let sampler = sampler.clone();
         let every = sc.sample_ms * 1_000_000;
@@ -387,8 +402,8 @@ pub async fn simulate(sc: &Scenario, seed: u64, keep_trace: bool) -> RawRun {
     if !settled {
         h.stuck.push(format!("the run did not settle within settle_timeout_s={}", sc.settle_timeout_s));
     }
-    let s = std::mem::replace(&mut *sampler.lock().unwrap_or_else(|p| p.into_inner()), Sampler { disk: disk.clone(), net: None, served: None, tracer: tracer.clone(), samples: Vec::new(), io: Vec::new() });
-    RawRun { history: h, samples: s.samples, io: s.io, tracer, end_ns, final_disk, final_network, final_cpu }
+    let s = std::mem::replace(&mut *sampler.lock().unwrap_or_else(|p| p.into_inner()), Sampler { disk: disk.clone(), net: None, served: None, cpu: None, nic_samples: Vec::new(), cpu_samples: Vec::new(), tracer: tracer.clone(), samples: Vec::new(), io: Vec::new() });
+    RawRun { history: h, samples: s.samples, io: s.io, tracer, end_ns, final_disk, final_network, final_cpu, nic_samples: s.nic_samples, cpu_samples: s.cpu_samples, cores: sc.host.cores.unwrap_or(0) }
 }
 
 async fn read_all(api: &dyn BrokerApi, tp: &TopicPartition, tracer: &Tracer, give_up_ns: u64) -> Option<FinalLog> {
@@ -475,7 +490,8 @@ pub fn conclude(sc: &Scenario, seed: u64, raw: RawRun, opts: &RunOptions, wall_s
     } else {
         sc.producers.iter().map(|p| p.record_bytes as f64 * f64::from(p.count)).sum::<f64>() / f64::from(n_producers.max(1))
     };
-    let fig = metrics::figures(h, &raw.samples, raw.io.clone(), duration_ns, raw.end_ns, record_bytes);
+    let mut fig = metrics::figures(h, &raw.samples, raw.io.clone(), duration_ns, raw.end_ns, record_bytes);
+    fig.charts.extend(network_charts(&raw));
     let sim_s = raw.end_ns as f64 / 1e9;
     let markers: Vec<reports::Marker> = sc.faults.iter().map(|f| reports::Marker { at_s: f.at_ns as f64 / 1e9, label: f.label.clone() }).collect();
     let replay = replay_command(opts, seed);
@@ -521,6 +537,48 @@ pub fn conclude(sc: &Scenario, seed: u64, raw: RawRun, opts: &RunOptions, wall_s
         "plots": fig.charts.iter().map(|c| c.file.clone()).collect::<Vec<_>>(),
     });
     RunOutput { summary, charts: fig.charts, markers, x_max: sim_s, exit_code, verdict: verdict.to_string(), trace_hash: hash, trace_lines: lines }
+}
+
+/// Network runs: NIC utilization per host and direction, and the broker's CPU utilization, per
+/// sample interval (busy time of the interval / its length).
+fn network_charts(raw: &RawRun) -> Vec<reports::Chart> {
+    let mut charts = Vec::new();
+    if raw.nic_samples.len() > 1 {
+        let mut lines: BTreeMap<String, Vec<(f64, f64)>> = BTreeMap::new();
+        for w in raw.nic_samples.windows(2) {
+            let ((t0, a), (t1, b)) = (&w[0], &w[1]);
+            let dt = t1.saturating_sub(*t0).max(1) as f64;
+            for (host, (eg, ing)) in b {
+                let (eg0, ing0) = a.get(host).copied().unwrap_or((0, 0));
+                let x = *t1 as f64 / 1e9;
+                lines.entry(format!("{host} egress")).or_default().push((x, eg.saturating_sub(eg0) as f64 / dt));
+                lines.entry(format!("{host} ingress")).or_default().push((x, ing.saturating_sub(ing0) as f64 / dt));
+            }
+        }
+        charts.push(reports::Chart {
+            file: "nic_utilization.svg".into(),
+            title: "NIC utilization (share of time serializing), per host and direction".into(),
+            y_label: "utilization".into(),
+            lines: lines.into_iter().map(|(name, points)| reports::Line { name, points }).collect(),
+        });
+    }
+    if raw.cpu_samples.len() > 1 && raw.cores > 0 {
+        let points = raw
+            .cpu_samples
+            .windows(2)
+            .map(|w| {
+                let ((t0, a), (t1, b)) = (w[0], w[1]);
+                (t1 as f64 / 1e9, b.saturating_sub(a) as f64 / (t1.saturating_sub(t0).max(1) as f64 * f64::from(raw.cores)))
+            })
+            .collect();
+        charts.push(reports::Chart {
+            file: "cpu_utilization.svg".into(),
+            title: format!("Broker CPU utilization ({} modeled cores)", raw.cores),
+            y_label: "utilization".into(),
+            lines: vec![reports::Line { name: "broker-0".into(), points }],
+        });
+    }
+    charts
 }
 
 /// A whole run in a fresh runtime seeded with `seed`.

@@ -46,6 +46,8 @@ fn quickstart_network_meets_its_expectations_over_the_wire() {
     assert!(net["client"]["bytes_received"].as_u64().unwrap_or(0) > 1_000_000, "{net}");
     assert!(net["broker-0"]["resets"].as_u64().unwrap_or(0) >= 1, "the kill resets the broker's connections: {net}");
 
+    let plots = out.summary["plots"].to_string();
+    assert!(plots.contains("nic_utilization.svg") && plots.contains("cpu_utilization.svg"), "{plots}");
     // The broker charged its work to the modeled cores (its cost hook).
     let cpu = &out.summary["cpu"]["broker-0"];
     assert!(cpu["per_work"]["Request"]["ops"].as_u64().unwrap_or(0) > 1000, "{cpu}");
