@@ -345,7 +345,7 @@ impl Broker {
             let Some(logs) = state.logs.as_mut() else { return Ok(()) };
             for (tp, log) in logs.logs_mut() {
                 if !log.is_offline() && log.flush_due(now) {
-                    let (files, upto) = log.unflushed_files();
+                    let (files, upto) = log.prepare_flush().await?;
                     work.push((tp.clone(), files, upto, log.dir().to_path_buf()));
                 }
             }

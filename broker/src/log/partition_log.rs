@@ -422,8 +422,9 @@ impl Log {
         tracing::debug!(dir = ?self.dir, base, "rolled segment");
         // Kafka schedules a flush of the rolled segment; doing it here keeps the recovery point
         // at a segment boundary at least.
-        for (b, seg) in self.segments.range(..base) {
-            if *b >= self.recovery_point || seg.next_offset() > self.recovery_point {
+        let recovery_point = self.recovery_point;
+        for (b, seg) in self.segments.range_mut(..base) {
+            if *b >= recovery_point || seg.next_offset() > recovery_point {
                 seg.sync().await?;
             }
         }
@@ -435,9 +436,23 @@ impl Log {
         self.config.flush_ms != i64::MAX && now_ms - self.last_flush_ms >= self.config.flush_ms
     }
 
-    /// Files holding data above the recovery point, and the offset that becomes durable once they
-    /// are synced: lets a caller fsync without holding the log's lock (then `mark_flushed`).
-    pub fn unflushed_files(&self) -> (Vec<FileRef>, i64) {
+    /// Writes buffered index entries, then returns the files holding data above the recovery
+    /// point and the offset that becomes durable once they are synced: lets a caller fsync without
+    /// holding the log's lock (then `mark_flushed`).
+    pub async fn prepare_flush(&mut self) -> Result<(Vec<FileRef>, i64), LogError> {
+        self.check_online()?;
+        let r: Result<(), LogError> = async {
+            for seg in self.segments.values_mut() {
+                seg.write_pending_index().await?;
+            }
+            Ok(())
+        }
+        .await;
+        self.offline_on_io(r)?;
+        Ok(self.unflushed_files())
+    }
+
+    fn unflushed_files(&self) -> (Vec<FileRef>, i64) {
         let files = self
             .segments
             .values()
@@ -456,8 +471,7 @@ impl Log {
 
     /// fsyncs everything up to the log end and advances the recovery point.
     pub async fn flush(&mut self, now_ms: i64) -> Result<(), LogError> {
-        self.check_online()?;
-        let (files, upto) = self.unflushed_files();
+        let (files, upto) = self.prepare_flush().await?;
         let r: Result<(), LogError> = async {
             for f in files {
                 f.sync().await?;
