@@ -53,6 +53,8 @@ pub struct NetSide {
     pub config: broker::BrokerConfig,
     /// The host's CPU model (`cluster.host.cores`); the broker charges its work to it.
     pub cpu: Option<net_model::SimCpu>,
+    /// The NIC's bandwidth when not degraded (`cluster.host.nic`).
+    pub nominal_bps: u64,
 }
 
 /// What outlives a broker process: its disk, its configuration, its address.
@@ -214,6 +216,13 @@ impl Host {
         }
         let parts: Vec<String> = by_api.iter().filter(|(_, (r, _))| *r > 0).map(|(api, (r, e))| format!("{api}={r}/{e}")).collect();
         Some(format!("incarnation={} {}", self.incarnation.load(Ordering::SeqCst), parts.join(" ")))
+    }
+
+    /// Network runs: sets this host's NIC to `bps` each way (`None` = back to `nominal_bps`).
+    pub fn set_nic(&self, bps: Option<u64>) {
+        if let Some(n) = &self.network {
+            n.net.set_nic(&self.name(), net_model::sim::NicConfig::symmetric(bps.unwrap_or(n.nominal_bps)));
+        }
     }
 
     /// The broker's address on the simulated network.

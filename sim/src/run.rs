@@ -145,6 +145,7 @@ fn apply(host: &Host, action: &FaultAction, rules: &mut BTreeMap<usize, disk_mod
         }
         FaultAction::DropCaches => host.disk.drop_caches(),
         FaultAction::Partition => host.partition(),
+        FaultAction::SlowNic { bps } => host.set_nic(Some(*bps)),
         FaultAction::CorruptSector { path } => {
             let hit = host.disk.corrupt_random_sector(Host::data_path(path.as_deref()));
             tracer.event("corrupted", &format!("{hit:?}"));
@@ -157,6 +158,7 @@ fn undo(host: &Host, action: &FaultAction, rules: &mut BTreeMap<usize, disk_mode
     match action {
         FaultAction::Pause => host.resume(),
         FaultAction::Partition => host.heal_partition(),
+        FaultAction::SlowNic { .. } => host.set_nic(None),
         FaultAction::SlowDisk { .. } => host.disk.set_slow_factor(1),
         FaultAction::DiskError { .. } => {
             if let Some(id) = rules.remove(&i) {
@@ -197,6 +199,7 @@ pub async fn simulate(sc: &Scenario, seed: u64, keep_trace: bool) -> RawRun {
         view: n.add_host("broker-0", net_model::sim::NicConfig::symmetric(sc.host.nic_bps)),
         config: crate::scenario::broker_config(&sc.broker),
         cpu: sc.host.cores.map(|c| net_model::SimCpu::new(net_model::CpuProfile::with_cores(c))),
+        nominal_bps: sc.host.nic_bps,
     });
     let cpu = side.as_ref().and_then(|s| s.cpu.clone());
     let client_net = net.as_ref().map(|n| n.add_host(crate::host::CLIENT_HOST, net_model::sim::NicConfig::symmetric(sc.host.nic_bps)));

@@ -166,6 +166,9 @@ pub enum FaultAction {
     /// (or until the run heals). Open streams stall (bytes wait in send buffers), new connects
     /// time out; nothing is dropped.
     Partition,
+    /// Network runs: the broker host's NIC drops to `bps` each way for `for` (a degraded link,
+    /// a duplex mismatch), then back to `cluster.host.nic`.
+    SlowNic { bps: u64 },
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -881,7 +884,7 @@ fn parse_broker_ref(v: &Value, path: &str, brokers: u32) -> R<u32> {
 }
 
 fn parse_fault(v: &Value, path: &str, brokers: u32, duration_s: u64, mode: Mode) -> R<FaultSpec> {
-    const ACTIONS: &[&str] = &["kill", "restart", "power_loss", "pause", "slow_disk", "disk_error", "drop_caches", "corrupt_sector", "partition"];
+    const ACTIONS: &[&str] = &["kill", "restart", "power_loss", "pause", "slow_disk", "disk_error", "drop_caches", "corrupt_sector", "partition", "slow_nic"];
     let m = v.as_object().ok_or_else(|| invalid(path, "expected an object"))?;
     let actions: Vec<&str> = ACTIONS.iter().copied().filter(|a| m.contains_key(*a)).collect();
     let [action] = actions[..] else {
@@ -893,6 +896,7 @@ fn parse_fault(v: &Value, path: &str, brokers: u32, duration_s: u64, mode: Mode)
         "disk_error" => &["at", "disk_error", "kind", "probability", "times", "path", "for"],
         "corrupt_sector" => &["at", "corrupt_sector", "path"],
         "partition" => &["at", "partition", "for"],
+        "slow_nic" => &["at", "slow_nic", "bps", "for"],
         _ => &["at", action],
     };
     let o = obj(v, path, allowed)?;
@@ -945,12 +949,19 @@ fn parse_fault(v: &Value, path: &str, brokers: u32, duration_s: u64, mode: Mode)
             }
             FaultAction::Partition
         }
+        "slow_nic" => {
+            if mode != Mode::Network {
+                return Err(invalid(&o.p("slow_nic"), "only with cluster.mode = \"network\" (storage-level runs have no network)"));
+            }
+            FaultAction::SlowNic { bps: parse_bps(o.req("bps")?, &o.p("bps"))? }
+        }
         "corrupt_sector" => FaultAction::CorruptSector { path: match o.get("path") { None => None, Some(_) => Some(o.string("path", None)?) } },
         _ => unreachable!("action list is closed"),
     };
     let mut label = format!("{action} broker-{broker}");
     match &action_v {
         FaultAction::SlowDisk { factor } => label.push_str(&format!(" x{factor}")),
+        FaultAction::SlowNic { bps } => label.push_str(&format!(" {bps}bps")),
         FaultAction::DiskError { kind, probability, .. } => label.push_str(&format!(" {kind:?} p={probability}")),
         _ => {}
     }
@@ -1026,6 +1037,9 @@ mod tests {
         let part = part.replace(r#""cluster": {}"#, r#""cluster": {"mode": "network"}"#);
         let s = Scenario::parse(&part).unwrap();
         assert_eq!((s.faults[0].action.clone(), s.faults[0].label.as_str()), (FaultAction::Partition, "partition broker-0 for 1000ms"));
+        let nic = part.replace(r#""partition": "broker-0""#, r#""slow_nic": "broker-0", "bps": "10Mbps""#);
+        let s = Scenario::parse(&nic).unwrap();
+        assert_eq!((s.faults[0].action.clone(), s.faults[0].label.as_str()), (FaultAction::SlowNic { bps: 10_000_000 }, "slow_nic broker-0 10000000bps for 1000ms"));
         let storage_key = MIN.replace(r#""cluster": {}"#, r#""cluster": {"config": {"num.partitions": 3}}"#);
         assert!(err(&storage_key).starts_with("cluster.config[\"num.partitions\"]: unknown broker config"), "{}", err(&storage_key));
     }

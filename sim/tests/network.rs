@@ -141,6 +141,22 @@ fn partition_stalls_then_heals_and_short_timeouts_duplicate() {
     assert_eq!(out.summary["checks"]["lost-write"]["outcome"], "held");
 }
 
+/// A degraded NIC (2 Mb/s for 1 s, about the workload's own rate) queues requests behind it:
+/// produce latency rises by orders of magnitude, nothing is lost, and the NIC returns to 10 Gb/s.
+#[test]
+fn slow_nic_raises_latency_and_recovers() {
+    let slow = text("quickstart").replace(r#"{"at": "3s", "kill": "broker-0"},"#, r#"{"at": "1s", "slow_nic": "broker-0", "bps": "2Mbps", "for": "1s"}, {"at": "3s", "kill": "broker-0"},"#);
+    let sc = Scenario::parse(&slow).unwrap();
+    let out = go(&sc, 2, true);
+    assert_eq!(out.exit_code, 0, "{}", checks(&out));
+    let p99 = out.summary["produce_latency_ms"]["p99"].as_f64().unwrap_or(0.0);
+    let p50 = out.summary["produce_latency_ms"]["p50"].as_f64().unwrap_or(0.0);
+    assert!(p99 > 50.0 && p50 < 10.0, "p50 {p50} ms, p99 {p99} ms");
+    let lines = out.trace_lines.as_deref().unwrap_or_default();
+    assert!(lines.iter().any(|l| l.contains(r#" net {"SetNic":{"host":"broker-0""#) && l.contains(r#""egress_bps":2000000"#)));
+    assert!(lines.iter().any(|l| l.contains(r#" net {"SetNic":{"host":"broker-0""#) && l.contains(r#""egress_bps":10000000000"#)));
+}
+
 /// Inside madsim's own test runtime, so `MADSIM_TEST_CHECK_DETERMINISM=1` re-runs it and
 /// compares every random draw of the scheduler.
 #[madsim::test]
