@@ -214,9 +214,10 @@ pub async fn simulate(sc: &Scenario, seed: u64, keep_trace: bool) -> RawRun {
         }
     };
     let api = api_for("oracle".into(), -1, 1);
-    if client_net.is_some() {
+    let mut setup_failures = Vec::new();
+    if let Some(cn) = &client_net {
         // Like an operator's `kafka-topics --create` before the workload starts.
-        let admin = NetClient::new(client_net.clone().unwrap_or_else(|| unreachable!()), host.addr(), "admin".into(), tracer.clone(), -1, 1);
+        let admin = NetClient::new(cn.clone(), host.addr(), "admin".into(), tracer.clone(), -1, 1);
         let give_up = 10_000_000_000;
         loop {
             match admin.create_topics(&sc.topics, Duration::from_secs(5)).await {
@@ -227,6 +228,7 @@ pub async fn simulate(sc: &Scenario, seed: u64, keep_trace: bool) -> RawRun {
                 }
                 Err(e) => {
                     tracer.event("create-topics-failed", &e.to_string());
+                    setup_failures.push(format!("the scenario's topics could not be created: {e}"));
                     break;
                 }
             }
@@ -401,6 +403,7 @@ pub async fn simulate(sc: &Scenario, seed: u64, keep_trace: bool) -> RawRun {
     let mut h = history.lock().unwrap_or_else(|p| p.into_inner()).clone();
     h.final_logs = finals;
     h.last_heal_ns = Some(heal_ns);
+    h.stuck.extend(setup_failures);
     h.stuck.extend(host.failures.lock().unwrap_or_else(|p| p.into_inner()).iter().cloned());
     if !settled {
         h.stuck.push(format!("the run did not settle within settle_timeout_s={}", sc.settle_timeout_s));
