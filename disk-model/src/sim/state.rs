@@ -878,14 +878,7 @@ impl Core {
                 )),
             );
         }
-        if self.faults.check(FaultKind::SyncError, path).is_some() {
-            self.stats.faults_fired += 1;
-            self.event(DiskEvent::fault(
-                FaultKind::SyncError,
-                &path.display().to_string(),
-                now_ns,
-                "sync_dir",
-            ));
+        if self.fault_fires(FaultKind::SyncError, path, now_ns, || "sync_dir".into()) {
             return (now_ns, Err(os_error(libc::EIO)));
         }
         let dir = self.dir_mut(inode);
@@ -915,34 +908,30 @@ impl Core {
         result
     }
 
+    /// Whether an injected fault of `kind` fires for `path` now. A firing fault is counted and
+    /// traced; `detail` is only built when it fires (appends are the hot path).
+    fn fault_fires(&mut self, kind: FaultKind, path: &Path, now_ns: u64, detail: impl FnOnce() -> String) -> bool {
+        if self.faults.check(kind, path).is_none() {
+            return false;
+        }
+        self.stats.faults_fired += 1;
+        self.event(DiskEvent::fault(kind, &path.display().to_string(), now_ns, detail()));
+        true
+    }
+
     fn append_inner(&mut self, now_ns: u64, inode: u64, path: &Path, data: &[u8]) -> OpResult<u64> {
         let pos = self.file(inode).logical.len();
         if data.is_empty() {
             return (now_ns, Ok(pos));
         }
         let len = data.len() as u64;
-        let path_label = path.display().to_string();
         if pos + len > FILE_BYTES_MAX {
             return (now_ns, Err(os_error(libc::EFBIG)));
         }
-        if self.faults.check(FaultKind::WriteError, path).is_some() {
-            self.stats.faults_fired += 1;
-            self.event(DiskEvent::fault(
-                FaultKind::WriteError,
-                &path_label,
-                now_ns,
-                format!("append {len} at {pos}"),
-            ));
+        if self.fault_fires(FaultKind::WriteError, path, now_ns, || format!("append {len} at {pos}")) {
             return (now_ns, Err(os_error(libc::EIO)));
         }
-        if self.faults.check(FaultKind::NoSpace, path).is_some() {
-            self.stats.faults_fired += 1;
-            self.event(DiskEvent::fault(
-                FaultKind::NoSpace,
-                &path_label,
-                now_ns,
-                format!("append {len} at {pos}"),
-            ));
+        if self.fault_fires(FaultKind::NoSpace, path, now_ns, || format!("append {len} at {pos}")) {
             return (now_ns, Err(os_error(libc::ENOSPC)));
         }
         if let Some(limit) = self.faults.space_limit_bytes {
@@ -950,7 +939,7 @@ impl Core {
                 self.stats.faults_fired += 1;
                 self.event(DiskEvent::Fault {
                     kind: "SpaceLimit".into(),
-                    path: path_label,
+                    path: path.display().to_string(),
                     at_ns: now_ns,
                     detail: format!("used {} + {len} > {limit}", self.stats.used_bytes),
                 });
@@ -1027,14 +1016,7 @@ impl Core {
 
         let first_miss = (first..=last).find(|&p| !self.cache.contains((inode, p)));
         if let Some(miss) = first_miss {
-            if self.faults.check(FaultKind::ReadError, path).is_some() {
-                self.stats.faults_fired += 1;
-                self.event(DiskEvent::fault(
-                    FaultKind::ReadError,
-                    &path.display().to_string(),
-                    now_ns,
-                    format!("page {miss}"),
-                ));
+            if self.fault_fires(FaultKind::ReadError, path, now_ns, || format!("page {miss}")) {
                 // The device tried and failed.
                 let timing = self
                     .device
@@ -1107,17 +1089,10 @@ impl Core {
     fn sync_inner(&mut self, now_ns: u64, inode: u64, path: &Path) -> OpResult<()> {
         self.stats.fsyncs += 1;
         let dirty = self.cache.dirty_pages_of(inode);
-        if self.faults.check(FaultKind::SyncError, path).is_some() {
+        if self.fault_fires(FaultKind::SyncError, path, now_ns, || "fsync".into()) {
             // fsyncgate: the error is reported once and the pages are marked clean anyway; the
             // device never got them, so they are gone once evicted or at power loss.
-            self.stats.faults_fired += 1;
             self.stats.fsyncgate_dropped_pages += dirty.len() as u64;
-            self.event(DiskEvent::fault(
-                FaultKind::SyncError,
-                &path.display().to_string(),
-                now_ns,
-                "fsync",
-            ));
             self.event(DiskEvent::FsyncgateDropped {
                 inode,
                 pages: dirty.len() as u64,
