@@ -55,6 +55,12 @@ pub struct BrokerConfig {
     pub fetch_zero_copy: bool,
     /// `cluster.id` reported in Metadata.
     pub cluster_id: String,
+    /// `log.cleaner.enable`: run the log cleaner for `cleanup.policy=compact` topics.
+    pub cleaner_enable: bool,
+    /// `log.cleaner.backoff.ms`: pause between cleaner passes.
+    pub cleaner_backoff_ms: i64,
+    /// `log.cleaner.dedupe.buffer.size`: memory bound of the cleaner's key → offset map.
+    pub cleaner_dedupe_buffer_size: i64,
 }
 
 impl Default for BrokerConfig {
@@ -72,6 +78,9 @@ impl Default for BrokerConfig {
             checkpoint_interval_ms: 60_000,
             fetch_zero_copy: true,
             cluster_id: "loglab-cluster-0000000".to_string(),
+            cleaner_enable: true,
+            cleaner_backoff_ms: 15_000,
+            cleaner_dedupe_buffer_size: 128 * 1024 * 1024,
         }
     }
 }
@@ -119,6 +128,12 @@ impl BrokerConfig {
             "log.flush.offset.checkpoint.interval.ms" => self.checkpoint_interval_ms = parse_int(key, value, 1)?,
             "loglab.fetch.zero.copy" => self.fetch_zero_copy = parse_bool(key, value)?,
             "cluster.id" => self.cluster_id = value.to_string(),
+            "log.cleaner.enable" => self.cleaner_enable = parse_bool(key, value)?,
+            "log.cleaner.backoff.ms" => self.cleaner_backoff_ms = parse_int(key, value, 1)?,
+            "log.cleaner.dedupe.buffer.size" => self.cleaner_dedupe_buffer_size = parse_int(key, value, 1024)?,
+            // Cleaner tuning Kafka has that one in-process cleaner does not need.
+            "log.cleaner.threads" | "log.cleaner.io.buffer.size" | "log.cleaner.io.buffer.load.factor"
+            | "log.cleaner.io.max.bytes.per.second" => {}
             // Accepted for compatibility with stock server.properties files; meaningless here.
             "log.dirs" | "log.dir" | "listeners" | "process.roles" | "controller.quorum.voters"
             | "num.network.threads" | "num.io.threads" | "socket.send.buffer.bytes"

@@ -2,9 +2,57 @@
 
 use thiserror::Error;
 
+/// `cleanup.policy`: what happens to old segments. Kafka accepts a list; order does not matter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CleanupPolicy {
+    /// Segments past `retention.ms` / `retention.bytes` are deleted (the default).
+    Delete,
+    /// Segments are compacted: only the latest record per key is kept (see `log::cleaner`).
+    Compact,
+    /// Both: compacted, and also deleted by retention.
+    CompactDelete,
+}
+
+impl CleanupPolicy {
+    pub fn compact(self) -> bool {
+        matches!(self, CleanupPolicy::Compact | CleanupPolicy::CompactDelete)
+    }
+
+    pub fn delete(self) -> bool {
+        matches!(self, CleanupPolicy::Delete | CleanupPolicy::CompactDelete)
+    }
+
+    /// Kafka's spelling, as `DescribeConfigs` would show it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CleanupPolicy::Delete => "delete",
+            CleanupPolicy::Compact => "compact",
+            CleanupPolicy::CompactDelete => "compact,delete",
+        }
+    }
+
+    /// Parses `delete`, `compact`, `compact,delete` / `delete,compact` (spaces and case ignored).
+    pub fn parse(s: &str) -> Option<CleanupPolicy> {
+        let (mut compact, mut delete) = (false, false);
+        for part in s.split(',') {
+            match part.trim().to_ascii_lowercase().as_str() {
+                "compact" => compact = true,
+                "delete" => delete = true,
+                _ => return None,
+            }
+        }
+        match (compact, delete) {
+            (true, true) => Some(CleanupPolicy::CompactDelete),
+            (true, false) => Some(CleanupPolicy::Compact),
+            (false, true) => Some(CleanupPolicy::Delete),
+            (false, false) => None,
+        }
+    }
+}
+
 /// Settings of one partition log. Field names are Kafka's topic-level config names with dots
 /// replaced; units are last in the name.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct LogConfig {
     /// `segment.bytes` / `log.segment.bytes`: roll when the active segment would exceed this.
     pub segment_bytes: u32,
@@ -24,7 +72,25 @@ pub struct LogConfig {
     pub flush_ms: i64,
     /// `max.message.bytes` / `message.max.bytes`: the largest record batch accepted.
     pub max_message_bytes: u32,
+    /// `cleanup.policy` / `log.cleanup.policy`.
+    pub cleanup_policy: CleanupPolicy,
+    /// `delete.retention.ms` / `log.cleaner.delete.retention.ms`: how long a tombstone survives
+    /// after the segment holding it was first cleaned.
+    pub delete_retention_ms: i64,
+    /// `min.cleanable.dirty.ratio` / `log.cleaner.min.cleanable.ratio`: clean a log when
+    /// dirty bytes / cleanable bytes reaches this. Always finite, in [0, 1].
+    pub min_cleanable_dirty_ratio: f64,
+    /// `min.compaction.lag.ms` / `log.cleaner.min.compaction.lag.ms`: a record stays uncompacted
+    /// at least this long (segments with newer records are not cleaned).
+    pub min_compaction_lag_ms: i64,
+    /// `max.compaction.lag.ms` / `log.cleaner.max.compaction.lag.ms`: a dirty record older than
+    /// this makes the log cleanable whatever its dirty ratio.
+    pub max_compaction_lag_ms: i64,
 }
+
+// `min_cleanable_dirty_ratio` is an f64, but `set` only ever stores finite values, so equality
+// is reflexive and `Eq` holds (broker configs containing a `LogConfig` compare with `Eq`).
+impl Eq for LogConfig {}
 
 impl Default for LogConfig {
     fn default() -> Self {
@@ -38,6 +104,11 @@ impl Default for LogConfig {
             flush_messages: i64::MAX,
             flush_ms: i64::MAX,
             max_message_bytes: 1024 * 1024 + 12,
+            cleanup_policy: CleanupPolicy::Delete,
+            delete_retention_ms: 24 * 60 * 60 * 1000,
+            min_cleanable_dirty_ratio: 0.5,
+            min_compaction_lag_ms: 0,
+            max_compaction_lag_ms: i64::MAX,
         }
     }
 }
@@ -91,6 +162,25 @@ impl LogConfig {
             "max.message.bytes" | "message.max.bytes" => {
                 self.max_message_bytes = in_range(int()?, 0, i32::MAX as i64)? as u32
             }
+            "cleanup.policy" | "log.cleanup.policy" => {
+                self.cleanup_policy = CleanupPolicy::parse(value).ok_or_else(|| bad("expected delete, compact or compact,delete"))?
+            }
+            "delete.retention.ms" | "log.cleaner.delete.retention.ms" => {
+                self.delete_retention_ms = in_range(int()?, 0, i64::MAX)?
+            }
+            "min.cleanable.dirty.ratio" | "log.cleaner.min.cleanable.ratio" => {
+                let r = value.trim().parse::<f64>().map_err(|_| bad("not a number"))?;
+                if !(0.0..=1.0).contains(&r) {
+                    return Err(bad("out of range [0, 1]"));
+                }
+                self.min_cleanable_dirty_ratio = r
+            }
+            "min.compaction.lag.ms" | "log.cleaner.min.compaction.lag.ms" => {
+                self.min_compaction_lag_ms = in_range(int()?, 0, i64::MAX)?
+            }
+            "max.compaction.lag.ms" | "log.cleaner.max.compaction.lag.ms" => {
+                self.max_compaction_lag_ms = in_range(int()?, 1, i64::MAX)?
+            }
             _ => return Ok(false),
         }
         Ok(true)
@@ -125,5 +215,26 @@ mod tests {
         assert!(matches!(c.set_strict("segment.bytes", "x"), Err(ConfigError::BadValue { .. })));
         assert!(matches!(c.set_strict("segment.bytes", "99999999999"), Err(ConfigError::BadValue { .. })));
         assert!(matches!(c.set_strict("nope", "1"), Err(ConfigError::UnknownKey { .. })));
+    }
+
+    #[test]
+    fn compaction_keys() {
+        let mut c = LogConfig::default();
+        assert_eq!(c.cleanup_policy, CleanupPolicy::Delete);
+        c.set_strict("cleanup.policy", "compact").unwrap();
+        assert!(c.cleanup_policy.compact() && !c.cleanup_policy.delete());
+        c.set_strict("log.cleanup.policy", "delete, compact").unwrap();
+        assert_eq!(c.cleanup_policy, CleanupPolicy::CompactDelete);
+        assert!(matches!(c.set_strict("cleanup.policy", "compact,nope"), Err(ConfigError::BadValue { .. })));
+        assert!(matches!(c.set_strict("cleanup.policy", ""), Err(ConfigError::BadValue { .. })));
+        c.set_strict("delete.retention.ms", "1000").unwrap();
+        c.set_strict("log.cleaner.min.cleanable.ratio", "0.25").unwrap();
+        c.set_strict("min.compaction.lag.ms", "5").unwrap();
+        c.set_strict("max.compaction.lag.ms", "50").unwrap();
+        assert_eq!((c.delete_retention_ms, c.min_cleanable_dirty_ratio), (1000, 0.25));
+        assert_eq!((c.min_compaction_lag_ms, c.max_compaction_lag_ms), (5, 50));
+        for bad in ["NaN", "1.5", "-0.1", "inf", "x"] {
+            assert!(matches!(c.set_strict("min.cleanable.dirty.ratio", bad), Err(ConfigError::BadValue { .. })), "{bad}");
+        }
     }
 }

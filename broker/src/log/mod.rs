@@ -18,6 +18,6 @@ pub mod manager;
 pub mod partition_log;
 pub mod segment;
 
-pub use config::LogConfig;
+pub use config::{CleanupPolicy, LogConfig};
 pub use manager::{LogManager, TopicPartition};
 pub use partition_log::{AppendInfo, Log, LogError, OpenOptions, ReadInfo, RecoveryReport};
