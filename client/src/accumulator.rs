@@ -149,6 +149,8 @@ pub struct ProducerBatch<T> {
     state: BatchState,
     alloc_size: usize,
     record_count: u32,
+    /// Records' size before compression, known once closed (the CPU model charges it).
+    uncompressed_bytes: usize,
     producer_id: i64,
     producer_epoch: i16,
     base_sequence: i32,
@@ -183,6 +185,11 @@ impl<T> ProducerBatch<T> {
         matches!(self.state, BatchState::Closed(_))
     }
 
+    /// The records' size before compression (0 while open).
+    pub fn uncompressed_bytes(&self) -> usize {
+        self.uncompressed_bytes
+    }
+
     /// Size on the wire (closed) or estimated (open).
     pub fn estimated_size(&self) -> usize {
         match &self.state {
@@ -215,6 +222,7 @@ impl<T> ProducerBatch<T> {
             std::mem::replace(&mut self.state, BatchState::Finishing)
         {
             builder.set_producer_state(producer_id, producer_epoch, base_sequence);
+            self.uncompressed_bytes = builder.uncompressed_records_size();
             let buf = builder.finish()?;
             self.producer_id = producer_id;
             self.producer_epoch = producer_epoch;
@@ -435,6 +443,7 @@ impl<T> RecordAccumulator<T> {
                 state: BatchState::Open(builder),
                 alloc_size,
                 record_count: 1,
+                uncompressed_bytes: 0,
                 producer_id: NO_PRODUCER_ID,
                 producer_epoch: -1,
                 base_sequence: NO_SEQUENCE,

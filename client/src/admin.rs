@@ -101,6 +101,7 @@ impl Admin {
             max_in_flight: 5,
             max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
             connect_timeout: Duration::from_millis(cfg.request_timeout_ms.min(10_000)),
+            ..ConnConfig::default()
         };
         let cluster = Arc::new(Cluster::new(net, cfg.bootstrap_servers.clone(), conn_cfg));
         Self { cfg, cluster }

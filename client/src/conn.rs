@@ -24,7 +24,7 @@ use kafka_protocol::messages::{
     ApiKey, ApiVersionsRequest, ApiVersionsResponse, RequestHeader, ResponseHeader,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, Request, StrBytes};
-use net_model::{Chunk, ChunkWriter, Reader};
+use net_model::{Chunk, ChunkWriter, CostHook, RealCpu, Reader, Work};
 use thiserror::Error;
 use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{oneshot, Notify, OwnedSemaphorePermit, Semaphore};
@@ -44,6 +44,19 @@ pub const CLIENT_VERSIONS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::InitProducerId, 0, 4),
 ];
 
+/// The CPU model's codec of the first batch in `data`, if it is compressed (`None` for
+/// uncompressed data, an empty buffer or a header too short to tell).
+pub fn first_batch_codec(data: &[u8]) -> Option<net_model::Codec> {
+    let header = records::BatchHeader::parse(data).ok()?;
+    match header.compression().ok()? {
+        records::Compression::None => None,
+        records::Compression::Gzip => Some(net_model::Codec::Gzip),
+        records::Compression::Snappy => Some(net_model::Codec::Snappy),
+        records::Compression::Lz4 => Some(net_model::Codec::Lz4),
+        records::Compression::Zstd => Some(net_model::Codec::Zstd),
+    }
+}
+
 /// Kafka's default `socket.request.max.bytes`, used as the default response bound.
 pub const DEFAULT_MAX_RESPONSE_BYTES: usize = 100 * 1024 * 1024;
 
@@ -58,6 +71,9 @@ pub struct ConnConfig {
     pub max_response_bytes: usize,
     /// Bound on connecting plus ApiVersions.
     pub connect_timeout: Duration,
+    /// The CPU seam: charged once per request sent (a no-op on real hardware, the client
+    /// host's core pool in the simulator).
+    pub cost: Arc<dyn CostHook>,
 }
 
 impl Default for ConnConfig {
@@ -68,6 +84,7 @@ impl Default for ConnConfig {
             max_in_flight: 5,
             max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
             connect_timeout: Duration::from_millis(10_000),
+            cost: Arc::new(RealCpu),
         }
     }
 }
@@ -361,6 +378,11 @@ impl Conn {
     }
 
     /// False once the connection failed or was closed.
+    /// The CPU seam this connection charges (see [`ConnConfig::cost`]).
+    pub fn cost_hook(&self) -> &Arc<dyn CostHook> {
+        &self.cfg.cost
+    }
+
     pub fn is_open(&self) -> bool {
         self.shared.lock().closed.is_none()
     }
@@ -496,6 +518,8 @@ impl Conn {
                 version,
                 reason,
             })?;
+        // Per-request client CPU (encode, syscalls): what batching amortizes on this side too.
+        self.cfg.cost.spend(Work::Request, frame.len() as u64).await;
         let rx = {
             let mut p = self.shared.lock();
             if let Some(reason) = &p.closed {

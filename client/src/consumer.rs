@@ -325,6 +325,16 @@ impl std::fmt::Debug for Consumer {
 
 impl Consumer {
     pub fn new(cfg: ConsumerConfig, net: Arc<dyn Network>) -> Self {
+        Self::with_cost_hook(cfg, net, Arc::new(net_model::RealCpu))
+    }
+
+    /// Like [`new`](Self::new), charging the client's CPU work (per request, CRC32C and
+    /// decompression per byte) to `cost`: the client host's core pool in the simulator.
+    pub fn with_cost_hook(
+        cfg: ConsumerConfig,
+        net: Arc<dyn Network>,
+        cost: Arc<dyn net_model::CostHook>,
+    ) -> Self {
         let max_response = (cfg.fetch_max_bytes.max(cfg.max_partition_fetch_bytes) as usize)
             .saturating_add(FETCH_RESPONSE_SLACK);
         let conn_cfg = ConnConfig {
@@ -340,6 +350,8 @@ impl Consumer {
             max_in_flight: 5,
             max_response_bytes: max_response,
             connect_timeout: Duration::from_millis(cfg.request_timeout_ms.min(10_000)),
+            cost,
+            ..ConnConfig::default()
         };
         let cluster = Arc::new(Cluster::new(net, cfg.bootstrap_servers.clone(), conn_cfg));
         let (tx, rx) = mpsc::unbounded_channel();
@@ -910,13 +922,19 @@ async fn fetch(
                 continue;
             };
             let (records, next_offset, corrupt) = if p.error_code == errors::NONE {
-                decode_records(
-                    &topic,
-                    p.partition_index,
-                    p.records.unwrap_or_default(),
-                    fetch_offset,
-                    check_crcs,
-                )
+                let data = p.records.unwrap_or_default();
+                let (data_bytes, codec) = (data.len() as u64, crate::conn::first_batch_codec(&data));
+                let decoded = decode_records(&topic, p.partition_index, data, fetch_offset, check_crcs);
+                // Client CPU: CRC32C over what arrived, decompression over what came out.
+                let cost = conn.cost_hook();
+                if check_crcs {
+                    cost.spend(net_model::Work::Crc32c, data_bytes).await;
+                }
+                if let Some(codec) = codec {
+                    let out: usize = decoded.0.iter().map(|r| r.value.as_ref().map_or(0, |v| v.len()) + r.key.as_ref().map_or(0, |k| k.len())).sum();
+                    cost.spend(net_model::Work::Decompress(codec), out as u64).await;
+                }
+                decoded
             } else {
                 (Vec::new(), fetch_offset, None)
             };

@@ -266,6 +266,17 @@ impl Producer {
     /// Starts a producer over `net`. `seed` drives the sticky partitioner (pass the run's seed; any
     /// value on real IO).
     pub fn new(cfg: ProducerConfig, net: Arc<dyn Network>, seed: u64) -> Self {
+        Self::with_cost_hook(cfg, net, seed, Arc::new(net_model::RealCpu))
+    }
+
+    /// Like [`new`](Self::new), charging the client's CPU work (per request, compression and
+    /// CRC32C per byte) to `cost`: the client host's core pool in the simulator.
+    pub fn with_cost_hook(
+        cfg: ProducerConfig,
+        net: Arc<dyn Network>,
+        seed: u64,
+        cost: Arc<dyn net_model::CostHook>,
+    ) -> Self {
         let conn_cfg = ConnConfig {
             client_id: if cfg.client_id.is_empty() {
                 "loglab-producer".into()
@@ -276,6 +287,8 @@ impl Producer {
             max_in_flight: cfg.max_in_flight_requests_per_connection as usize,
             max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
             connect_timeout: Duration::from_millis(cfg.request_timeout_ms.min(10_000)),
+            cost,
+            ..ConnConfig::default()
         };
         let cluster = Arc::new(Cluster::new(net, cfg.bootstrap_servers.clone(), conn_cfg));
         Self::with_cluster(cfg, cluster, seed)
@@ -615,6 +628,18 @@ async fn run_sender(sh: Arc<Shared>) {
                     break;
                 }
                 *lock(&sh.inflight).entry(node).or_insert(0) += 1;
+                // Client CPU per batch: compression of the records, CRC32C of the batch.
+                let cost = sh.cluster.config().cost.clone();
+                let work: Vec<_> = batches
+                    .iter()
+                    .map(|b| (crate::conn::first_batch_codec(b.bytes()), b.uncompressed_bytes() as u64, b.bytes().len() as u64))
+                    .collect();
+                for (codec, uncompressed, len) in work {
+                    if let Some(codec) = codec {
+                        cost.spend(net_model::Work::Compress(codec), uncompressed).await;
+                    }
+                    cost.spend(net_model::Work::Crc32c, len).await;
+                }
                 // Written here, in drain order (idempotent sequences must reach the broker in
                 // order); the response is awaited in its own task.
                 let (req, keys) = build_produce(&sh, &batches);

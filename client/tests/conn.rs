@@ -98,6 +98,7 @@ fn cfg() -> ConnConfig {
         max_in_flight: 3,
         max_response_bytes: 1 << 20,
         connect_timeout: Duration::from_millis(2_000),
+        ..ConnConfig::default()
     }
 }
 

@@ -21,7 +21,7 @@ pub mod sim;
 #[cfg(not(madsim))]
 pub mod tcp;
 
-pub use cpu::{CostHook, CpuProfile, RealCpu, SimCpu, Work};
+pub use cpu::{Codec, CostHook, CpuProfile, RealCpu, SimCpu, Work};
 pub use sim::{SimNet, SimNetwork};
 
 /// One piece of an outgoing message.

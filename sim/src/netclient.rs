@@ -103,6 +103,7 @@ impl NetClient {
             max_in_flight: self.max_in_flight,
             max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
             connect_timeout: timeout.min(Duration::from_secs(10)),
+            ..ConnConfig::default()
         };
         let t0 = self.tracer.now_ns();
         match Conn::connect(self.net.as_ref(), &self.addr, cfg).await {
