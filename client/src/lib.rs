@@ -18,6 +18,7 @@ pub mod config;
 pub mod conn;
 pub mod consumer;
 pub mod errors;
+pub mod group;
 pub mod partitioner;
 pub mod perf;
 pub mod producer;

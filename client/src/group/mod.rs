@@ -1,0 +1,9 @@
+//! Consumer groups, member side (Kafka's classic group protocol): the embedded consumer protocol
+//! ([`protocol`]), the assignors the leader runs ([`assignor`]), the member state machine
+//! ([`membership`]) and the async glue that talks to the coordinator ([`coordinator`]).
+
+pub mod assignor;
+pub mod protocol;
+
+pub use assignor::{assign, GroupAssignment, MemberSubscription, Strategy};
+pub use protocol::{Assignment, ProtocolError, Subscription};
