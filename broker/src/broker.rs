@@ -70,6 +70,8 @@ pub struct Broker {
     pub metrics: Metrics,
     /// The CPU seam: a no-op on real hardware, the host's core pool in the simulator.
     cost: RwLock<Arc<dyn CostHook>>,
+    /// The group coordinator (consumer groups, committed offsets in `__consumer_offsets`).
+    pub groups: crate::group::Coordinator,
 }
 
 /// Wall-clock milliseconds (virtual under the simulator).
@@ -154,6 +156,9 @@ impl Broker {
             }
         }
         let producers = rebuild_producer_states(&logs).await;
+        let groups = crate::group::Coordinator::new(config.group.clone(), config.offsets_topic_num_partitions);
+        let offsets_partitions = registry.topics.get(crate::group::OFFSETS_TOPIC).map(|m| m.partitions);
+        groups.load_at_open(&logs, offsets_partitions).await;
         if registry.next_producer_id < 1000 {
             registry.next_producer_id = 1000;
             changed = true;
@@ -170,6 +175,7 @@ impl Broker {
             appended: Notify::new(),
             metrics: Metrics::default(),
             cost: RwLock::new(Arc::new(RealCpu)),
+            groups,
         })
     }
 
@@ -247,6 +253,14 @@ impl Broker {
             ApiKey::DeleteTopics => self.delete_topics(req).await,
             ApiKey::InitProducerId => self.init_producer_id(req).await,
             ApiKey::FindCoordinator => self.find_coordinator(req).await,
+            ApiKey::JoinGroup => self.join_group(req).await,
+            ApiKey::SyncGroup => self.sync_group(req).await,
+            ApiKey::Heartbeat => self.heartbeat(req).await,
+            ApiKey::LeaveGroup => self.leave_group(req).await,
+            ApiKey::OffsetCommit => self.offset_commit(req).await,
+            ApiKey::OffsetFetch => self.offset_fetch(req).await,
+            ApiKey::ListGroups => self.list_groups(req).await,
+            ApiKey::DescribeGroups => self.describe_groups(req).await,
             _ => Err(RequestError::UnknownApi(req.api_key as i16)),
         }
     }
@@ -375,6 +389,7 @@ impl Broker {
 
     /// Clean shutdown: flush every log, checkpoint, write the clean-shutdown marker.
     pub async fn shutdown(&self) -> Result<(), BrokerError> {
+        self.groups.shutdown().await;
         let mut state = self.lock().await;
         if let Some(logs) = state.logs.take() {
             logs.shutdown(now_ms()).await?;

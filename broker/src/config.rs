@@ -55,6 +55,10 @@ pub struct BrokerConfig {
     pub fetch_zero_copy: bool,
     /// `cluster.id` reported in Metadata.
     pub cluster_id: String,
+    /// `group.*` and `offset.metadata.max.bytes`: the group coordinator's bounds.
+    pub group: crate::group::GroupConfig,
+    /// `offsets.topic.num.partitions` (used when `__consumer_offsets` is created).
+    pub offsets_topic_num_partitions: i32,
     /// `log.cleaner.enable`: run the log cleaner for `cleanup.policy=compact` topics.
     pub cleaner_enable: bool,
     /// `log.cleaner.backoff.ms`: pause between cleaner passes.
@@ -78,6 +82,8 @@ impl Default for BrokerConfig {
             checkpoint_interval_ms: 60_000,
             fetch_zero_copy: true,
             cluster_id: "loglab-cluster-0000000".to_string(),
+            group: crate::group::GroupConfig::default(),
+            offsets_topic_num_partitions: 50,
             cleaner_enable: true,
             cleaner_backoff_ms: 15_000,
             cleaner_dedupe_buffer_size: 128 * 1024 * 1024,
@@ -128,6 +134,15 @@ impl BrokerConfig {
             "log.flush.offset.checkpoint.interval.ms" => self.checkpoint_interval_ms = parse_int(key, value, 1)?,
             "loglab.fetch.zero.copy" => self.fetch_zero_copy = parse_bool(key, value)?,
             "cluster.id" => self.cluster_id = value.to_string(),
+            "group.min.session.timeout.ms" => self.group.session_timeout_ms_min = parse_int(key, value, 1)?,
+            "group.max.session.timeout.ms" => self.group.session_timeout_ms_max = parse_int(key, value, 1)?,
+            "group.max.size" => self.group.members_max = parse_int(key, value, 1)?,
+            "group.initial.rebalance.delay.ms" => self.group.initial_rebalance_delay_ms = parse_int(key, value, 0)?,
+            "offset.metadata.max.bytes" => self.group.offset_metadata_bytes_max = parse_int(key, value, 0)?,
+            "offsets.topic.num.partitions" => self.offsets_topic_num_partitions = parse_int(key, value, 1)?,
+            "offsets.topic.replication.factor" => {
+                let _: i16 = parse_int(key, value, 1)?;
+            }
             "log.cleaner.enable" => self.cleaner_enable = parse_bool(key, value)?,
             "log.cleaner.backoff.ms" => self.cleaner_backoff_ms = parse_int(key, value, 1)?,
             "log.cleaner.dedupe.buffer.size" => self.cleaner_dedupe_buffer_size = parse_int(key, value, 1024)?,
@@ -137,9 +152,9 @@ impl BrokerConfig {
             // Accepted for compatibility with stock server.properties files; meaningless here.
             "log.dirs" | "log.dir" | "listeners" | "process.roles" | "controller.quorum.voters"
             | "num.network.threads" | "num.io.threads" | "socket.send.buffer.bytes"
-            | "socket.receive.buffer.bytes" | "offsets.topic.replication.factor"
+            | "socket.receive.buffer.bytes"
             | "transaction.state.log.replication.factor" | "transaction.state.log.min.isr"
-            | "num.recovery.threads.per.data.dir" | "group.initial.rebalance.delay.ms" => {}
+            | "num.recovery.threads.per.data.dir" => {}
             _ => {
                 if !self.log.set(key, value)? {
                     return Err(ConfigError::UnknownKey { key: key.to_string() });

@@ -240,6 +240,52 @@ fn schema(api: ApiKey, v: i16) -> Option<(Vec<F>, bool)> {
         ),
         ApiKey::FindCoordinator => (s(vec![when(v <= 3, Str), when(v >= 1, I8), when(v >= 4, ArrStr)]), v >= 3),
         ApiKey::InitProducerId => (s(vec![Some(NStr), Some(I32), when(v >= 3, I64), when(v >= 3, I16)]), v >= 2),
+        // The classic group APIs (OffsetCommit v0-1 are parsed by hand with their own bounds).
+        ApiKey::JoinGroup => (
+            s(vec![
+                Some(Str),
+                Some(I32),
+                when(v >= 1, I32),
+                Some(Str),
+                when(v >= 5, NStr),
+                Some(Str),
+                Some(Arr(vec![Str, NBytes], false)),
+                when(v >= 8, NStr),
+            ]),
+            v >= 6,
+        ),
+        ApiKey::SyncGroup => (
+            s(vec![
+                Some(Str),
+                Some(I32),
+                Some(Str),
+                when(v >= 3, NStr),
+                when(v >= 5, NStr),
+                when(v >= 5, NStr),
+                Some(Arr(vec![Str, NBytes], false)),
+            ]),
+            v >= 4,
+        ),
+        ApiKey::Heartbeat => (s(vec![Some(Str), Some(I32), Some(Str), when(v >= 3, NStr)]), v >= 4),
+        ApiKey::LeaveGroup => (
+            s(vec![Some(Str), when(v <= 2, Str), when(v >= 3, Arr(s(vec![Some(Str), Some(NStr), when(v >= 5, NStr)]), false))]),
+            v >= 4,
+        ),
+        ApiKey::OffsetCommit if v >= 2 => (
+            s(vec![
+                Some(Str),
+                Some(I32),
+                Some(Str),
+                when(v >= 7, NStr),
+                when((2..=4).contains(&v), I64),
+                Some(Arr(vec![Str, Arr(s(vec![Some(I32), Some(I64), when(v >= 6, I32), Some(NStr)]), false)], false)),
+            ]),
+            v >= 8,
+        ),
+        ApiKey::OffsetFetch if v <= 7 => (s(vec![Some(Str), Some(Arr(vec![Str, ArrI32], v >= 2)), when(v >= 7, Bool)]), v >= 6),
+        ApiKey::OffsetFetch => (s(vec![Some(Arr(vec![Str, Arr(vec![Str, ArrI32], true)], false)), Some(Bool)]), true),
+        ApiKey::ListGroups => (s(vec![when(v >= 4, ArrStr)]), v >= 3),
+        ApiKey::DescribeGroups => (s(vec![Some(ArrStr), when(v >= 3, Bool)]), v >= 5),
         _ => return None,
     };
     Some(out)

@@ -31,7 +31,8 @@ pub struct Metrics {
     pub failed_fetch: AtomicU64,
     pub connections_accepted: AtomicU64,
     pub connections_closed_bad_input: AtomicU64,
-    apis: [ApiStats; 9],
+    /// One slot per entry of `protocol::SUPPORTED`.
+    apis: [ApiStats; SUPPORTED.len()],
 }
 
 fn slot(key: ApiKey) -> Option<usize> {

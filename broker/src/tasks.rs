@@ -12,6 +12,8 @@ use crate::broker::Broker;
 
 /// Runs until `shutdown` turns true.
 pub async fn run(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
+    // The group coordinator spawns its timer task at the first use of a group.
+    broker.groups.attach(Arc::downgrade(&broker), shutdown.clone());
     let c = &broker.config;
     let tick = Duration::from_millis(c.flush_scheduler_interval_ms.clamp(10, 60_000) as u64);
     let (mut since_retention, mut since_checkpoint) = (0i64, 0i64);

@@ -36,7 +36,10 @@ impl Broker {
                     configs.insert(c.name.as_str().to_string(), val.as_str().to_string());
                 }
             }
-            let outcome = if rf != 1 {
+            let outcome = if name == crate::group::OFFSETS_TOPIC {
+                // Internal: created by the group coordinator with its own settings.
+                Err((error_code::INVALID_REQUEST, format!("creation of internal topic {name} is prohibited")))
+            } else if rf != 1 {
                 Err((error_code::INVALID_REPLICATION_FACTOR, format!("replication factor {rf} is larger than the 1 available broker")))
             } else if !t.assignments.is_empty() {
                 Err((error_code::INVALID_REQUEST, "manual replica assignment is not supported".to_string()))
@@ -169,10 +172,18 @@ impl Broker {
         let v = req.api_version;
         let (host, port) = self.advertised();
         let node = BrokerId(self.config.node_id);
-        let error = if r.key_type == 0 { error_code::NONE } else { error_code::COORDINATOR_NOT_AVAILABLE };
+        // A group's coordinator is the leader of its `__consumer_offsets` partition: this broker
+        // while it owns that partition. Transaction coordinators do not exist yet.
+        let mut errors = Vec::new();
+        let keys: Vec<&str> = if v >= 4 { r.coordinator_keys.iter().map(|k| k.as_str()).collect() } else { vec![r.key.as_str()] };
+        for key in keys {
+            let owned = r.key_type == 0 && self.groups.partition_of(key).await.is_ok();
+            errors.push(if owned { error_code::NONE } else { error_code::COORDINATOR_NOT_AVAILABLE });
+        }
+        let error = errors.first().copied().unwrap_or(error_code::NONE);
         let mut resp = FindCoordinatorResponse::default();
         if v >= 4 {
-            for key in &r.coordinator_keys {
+            for (key, error) in r.coordinator_keys.iter().zip(errors) {
                 let mut c = Coordinator::default();
                 c.key = key.clone();
                 c.error_code = error;

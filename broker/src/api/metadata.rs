@@ -19,6 +19,7 @@ impl Broker {
         let mut t = MetadataResponseTopic::default();
         t.name = Some(TopicName(sb(name)));
         t.topic_id = uuid::Uuid::from_bytes(meta.uuid());
+        t.is_internal = name == crate::group::OFFSETS_TOPIC;
         t.partitions = (0..meta.partitions)
             .map(|p| {
                 let mut mp = MetadataResponsePartition::default();
@@ -88,7 +89,7 @@ impl Broker {
                     }
                     if let Some(meta) = state.registry.topics.get(&name) {
                         resp.topics.push(self.describe_topic(&name, meta));
-                    } else if allow_auto && self.config.auto_create_topics {
+                    } else if allow_auto && self.config.auto_create_topics && name != crate::group::OFFSETS_TOPIC {
                         match self.create_topic(&mut state, &name, self.config.num_partitions, Default::default()).await {
                             Ok(meta) => resp.topics.push(self.describe_topic(&name, &meta)),
                             Err((code, _)) => resp.topics.push(Self::topic_error(Some(&name), code)),

@@ -2,6 +2,7 @@
 
 mod admin;
 mod fetch;
+mod group;
 mod list_offsets;
 mod metadata;
 mod produce;

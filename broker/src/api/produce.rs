@@ -62,6 +62,11 @@ impl Broker {
                     results.push((name, fail_all(error_code::INVALID_TOPIC_EXCEPTION, why)));
                     continue;
                 }
+                if name == crate::group::OFFSETS_TOPIC {
+                    // Only the group coordinator writes the offsets topic (Kafka: internal topic).
+                    results.push((name, fail_all(error_code::INVALID_TOPIC_EXCEPTION, "cannot append to internal topic __consumer_offsets".into())));
+                    continue;
+                }
                 let partitions = match state.registry.topics.get(&name) {
                     Some(m) => m.partitions,
                     None if self.config.auto_create_topics => {

@@ -1,0 +1,631 @@
+//! The group coordinator service: owns a set of `__consumer_offsets` partitions and the groups
+//! that hash to them, runs the pure state machines of `state.rs`, persists their records and
+//! completes delayed JoinGroup/SyncGroup responses through oneshot channels.
+//!
+//! Locking: the coordinator's own mutex, then (for appends and loads) the broker's state lock;
+//! never the other way round. Neither is held while a JoinGroup/SyncGroup waits for its rebalance.
+//!
+//! Timers: one task sleeps until the earliest group deadline (virtual time under the simulator).
+//! It is spawned at the first use of a group, not at start, so a broker that never sees a group
+//! runs exactly the tasks it ran before groups existed (the simulator's pinned traces rely on it).
+
+use std::collections::BTreeMap;
+use std::sync::{Mutex as StdMutex, Weak};
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use records::{BatchBuilder, Compression};
+use tokio::sync::{oneshot, watch, Mutex, Notify};
+
+use super::offsets_topic::{self, partition_for, Loaded, OFFSETS_TOPIC};
+use super::state::{codes, CommittedOffset, Effect, Group, GroupConfig, GroupState, JoinOutcome, JoinRequest, Leaver, ReqId, SyncOutcome};
+use crate::broker::{now_ms, Broker};
+use crate::log::{Log, TopicPartition};
+use crate::protocol::error_code as ec;
+
+/// Bytes of an offsets partition read per step while loading (the broker lock is released between
+/// steps) and the cap on one batch's decompressed records.
+const LOAD_STEP_BYTES: usize = 1 << 20;
+const LOAD_BATCH_BYTES_MAX: usize = 64 << 20;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ownership {
+    Loading,
+    Loaded,
+}
+
+#[derive(Debug)]
+enum Waiter {
+    Join(oneshot::Sender<JoinOutcome>),
+    Sync(oneshot::Sender<SyncOutcome>),
+}
+
+#[derive(Debug)]
+struct Inner {
+    /// Partition count of `__consumer_offsets` (the existing topic's, else the config's).
+    num_partitions: i32,
+    partitions: BTreeMap<i32, Ownership>,
+    groups: BTreeMap<String, Group>,
+    waiters: BTreeMap<ReqId, Waiter>,
+    next_req: ReqId,
+    next_member: u64,
+    timers_started: bool,
+}
+
+/// One offset to commit.
+#[derive(Debug, Clone)]
+pub struct OffsetToCommit {
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+    pub leader_epoch: i32,
+    pub metadata: Option<String>,
+}
+
+/// A group as DescribeGroups shows it.
+#[derive(Debug, Clone)]
+pub struct Description {
+    pub state: &'static str,
+    pub protocol_type: String,
+    pub protocol: String,
+    /// (member id, instance id, client id, client host, metadata, assignment)
+    pub members: Vec<(String, Option<String>, String, String, Bytes, Bytes)>,
+}
+
+#[derive(Debug)]
+pub struct Coordinator {
+    pub config: GroupConfig,
+    inner: Mutex<Inner>,
+    wake: Notify,
+    /// Set by `tasks::run` so the timer task can be spawned at first use.
+    runtime: StdMutex<Option<(Weak<Broker>, watch::Receiver<bool>)>>,
+}
+
+impl Coordinator {
+    pub fn new(config: GroupConfig, num_partitions: i32) -> Self {
+        Self {
+            config,
+            inner: Mutex::new(Inner {
+                num_partitions: num_partitions.max(1),
+                partitions: BTreeMap::new(),
+                groups: BTreeMap::new(),
+                waiters: BTreeMap::new(),
+                next_req: 1,
+                next_member: 0,
+                timers_started: false,
+            }),
+            wake: Notify::new(),
+            runtime: StdMutex::new(None),
+        }
+    }
+
+    /// Called by `tasks::run`: what the timer task needs when it is spawned.
+    pub fn attach(&self, broker: Weak<Broker>, shutdown: watch::Receiver<bool>) {
+        *self.runtime.lock().unwrap_or_else(|p| p.into_inner()) = Some((broker, shutdown));
+    }
+
+    pub async fn num_partitions(&self) -> i32 {
+        self.inner.lock().await.num_partitions
+    }
+
+    /// The offsets partition coordinating `group`, if this coordinator serves it now.
+    pub async fn partition_of(&self, group: &str) -> Result<i32, i16> {
+        let inner = self.inner.lock().await;
+        inner.owned(group)
+    }
+
+    /// Startup: every partition of an existing `__consumer_offsets` is replayed; without the topic
+    /// every partition is owned and empty (the topic is created at the first write).
+    pub(crate) async fn load_at_open(&self, logs: &crate::log::LogManager, topic_partitions: Option<i32>) {
+        let mut inner = self.inner.lock().await;
+        if let Some(n) = topic_partitions {
+            inner.num_partitions = n.max(1);
+        }
+        let now = now_ms();
+        for p in 0..inner.num_partitions {
+            let mut loaded = Loaded::default();
+            if let Some(log) = logs.get(&TopicPartition::new(OFFSETS_TOPIC, p)) {
+                read_partition(log, 0, None, &mut loaded).await;
+            }
+            install(&mut inner, p, loaded, now, &self.config);
+        }
+        let groups = inner.groups.len();
+        tracing::info!(partitions = inner.num_partitions, groups, "group coordinator loaded");
+    }
+
+    /// Takes over offsets partition `p` (leadership moved here): replays its log from the start,
+    /// then serves its groups. Requests meanwhile get COORDINATOR_LOAD_IN_PROGRESS.
+    pub async fn load_partition(&self, broker: &Broker, p: i32) {
+        {
+            let mut inner = self.inner.lock().await;
+            if inner.partitions.contains_key(&p) {
+                return;
+            }
+            inner.partitions.insert(p, Ownership::Loading);
+        }
+        let tp = TopicPartition::new(OFFSETS_TOPIC, p);
+        let mut loaded = Loaded::default();
+        let mut offset = 0;
+        loop {
+            // The broker lock is taken per step so produce and fetch keep flowing during a load.
+            let state = broker.lock().await;
+            let Some(log) = state.logs.as_ref().and_then(|l| l.get(&tp)) else { break };
+            let next = read_partition(log, offset, Some(LOAD_STEP_BYTES), &mut loaded).await;
+            drop(state);
+            match next {
+                Some(n) => offset = n,
+                None => break,
+            }
+        }
+        let mut inner = self.inner.lock().await;
+        if inner.partitions.get(&p) == Some(&Ownership::Loading) {
+            install(&mut inner, p, loaded, now_ms(), &self.config);
+        }
+    }
+
+    /// Gives up offsets partition `p`: its groups are dropped from memory and their waiting
+    /// requests answered NOT_COORDINATOR (members then find the new coordinator).
+    pub async fn unload_partition(&self, p: i32) {
+        let mut inner = self.inner.lock().await;
+        inner.partitions.remove(&p);
+        let n = inner.num_partitions;
+        let ids: Vec<String> = inner.groups.keys().filter(|g| partition_for(g, n) == p).cloned().collect();
+        let now = now_ms();
+        for id in ids {
+            if let Some(mut g) = inner.groups.remove(&id) {
+                let fx = g.unload(codes::NOT_COORDINATOR, now);
+                reply_all(&mut inner, fx, false);
+            }
+        }
+    }
+
+    /// Broker shutdown: every waiting request is answered.
+    pub async fn shutdown(&self) {
+        let mut inner = self.inner.lock().await;
+        let now = now_ms();
+        let ids: Vec<String> = inner.groups.keys().cloned().collect();
+        for id in ids {
+            if let Some(g) = inner.groups.get_mut(&id) {
+                let waiting = !g.waiters().is_empty();
+                if waiting {
+                    let fx = g.unload(codes::COORDINATOR_NOT_AVAILABLE, now);
+                    reply_all(&mut inner, fx, false);
+                }
+            }
+        }
+        let left: Vec<ReqId> = inner.waiters.keys().copied().collect();
+        for id in left {
+            match inner.waiters.remove(&id) {
+                Some(Waiter::Join(tx)) => {
+                    let _ = tx.send(JoinOutcome::error(codes::COORDINATOR_NOT_AVAILABLE, ""));
+                }
+                Some(Waiter::Sync(tx)) => {
+                    let _ = tx.send(SyncOutcome::error(codes::COORDINATOR_NOT_AVAILABLE));
+                }
+                None => {}
+            }
+        }
+    }
+
+    fn validate_group_id(&self, group: &str) -> Result<(), i16> {
+        if group.is_empty() || group.len() > self.config.group_id_bytes_max {
+            return Err(codes::INVALID_GROUP_ID);
+        }
+        Ok(())
+    }
+
+    /// Spawns the timer task once (see the module docs).
+    fn ensure_timers(&self, inner: &mut Inner) {
+        if inner.timers_started {
+            return;
+        }
+        let rt = self.runtime.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        if let Some((broker, shutdown)) = rt {
+            inner.timers_started = true;
+            tokio::spawn(run_timers(broker, shutdown));
+        }
+    }
+
+    pub async fn join(&self, broker: &Broker, group: &str, r: JoinRequest) -> JoinOutcome {
+        if let Err(code) = self.validate_group_id(group) {
+            return JoinOutcome::error(code, &r.member_id);
+        }
+        let rx = {
+            let mut inner = self.inner.lock().await;
+            let p = match inner.owned(group) {
+                Ok(p) => p,
+                Err(code) => return JoinOutcome::error(code, &r.member_id),
+            };
+            self.ensure_timers(&mut inner);
+            let now = now_ms();
+            let req = inner.next_req;
+            inner.next_req += 1;
+            let (tx, rx) = oneshot::channel();
+            inner.waiters.insert(req, Waiter::Join(tx));
+            // Member ids must be unique across restarts: client id, the time, a counter.
+            inner.next_member += 1;
+            let new_id = format!("{}-{:x}-{}", truncate(&r.client_id, 200), now, inner.next_member);
+            let cfg = &self.config;
+            let g = inner.groups.entry(group.to_string()).or_insert_with(|| Group::new(group, now));
+            let fx = g.join(req, r, &new_id, now, cfg);
+            self.run_effects(broker, &mut inner, p, fx).await;
+            forget_if_unused(&mut inner, group);
+            rx
+        };
+        self.wake.notify_one();
+        rx.await.unwrap_or_else(|_| JoinOutcome::error(codes::COORDINATOR_NOT_AVAILABLE, ""))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub async fn sync(
+        &self,
+        broker: &Broker,
+        group: &str,
+        generation: i32,
+        member_id: &str,
+        instance_id: Option<&str>,
+        protocol_type: Option<&str>,
+        protocol: Option<&str>,
+        assignments: Vec<(String, Bytes)>,
+    ) -> SyncOutcome {
+        if let Err(code) = self.validate_group_id(group) {
+            return SyncOutcome::error(code);
+        }
+        let rx = {
+            let mut inner = self.inner.lock().await;
+            let p = match inner.owned(group) {
+                Ok(p) => p,
+                Err(code) => return SyncOutcome::error(code),
+            };
+            if !inner.groups.contains_key(group) {
+                return SyncOutcome::error(codes::UNKNOWN_MEMBER_ID);
+            }
+            let now = now_ms();
+            let req = inner.next_req;
+            inner.next_req += 1;
+            let (tx, rx) = oneshot::channel();
+            let g = inner.groups.get_mut(group).expect("checked above");
+            let fx = g.sync(req, generation, member_id, instance_id, protocol_type, protocol, assignments, now, &self.config);
+            inner.waiters.insert(req, Waiter::Sync(tx));
+            self.run_effects(broker, &mut inner, p, fx).await;
+            rx
+        };
+        self.wake.notify_one();
+        rx.await.unwrap_or_else(|_| SyncOutcome::error(codes::COORDINATOR_NOT_AVAILABLE))
+    }
+
+    pub async fn heartbeat(&self, group: &str, generation: i32, member_id: &str, instance_id: Option<&str>) -> i16 {
+        if let Err(code) = self.validate_group_id(group) {
+            return code;
+        }
+        let mut inner = self.inner.lock().await;
+        if let Err(code) = inner.owned(group) {
+            return code;
+        }
+        let code = match inner.groups.get_mut(group) {
+            Some(g) => g.heartbeat(generation, member_id, instance_id, now_ms()),
+            None => codes::UNKNOWN_MEMBER_ID,
+        };
+        drop(inner);
+        self.wake.notify_one();
+        code
+    }
+
+    /// LeaveGroup: per-member codes, or a group-level error.
+    pub async fn leave(&self, broker: &Broker, group: &str, leavers: &[Leaver]) -> Result<Vec<i16>, i16> {
+        self.validate_group_id(group)?;
+        let mut inner = self.inner.lock().await;
+        let p = inner.owned(group)?;
+        let Some(g) = inner.groups.get_mut(group) else {
+            return Ok(vec![codes::UNKNOWN_MEMBER_ID; leavers.len()]);
+        };
+        let (codes_out, fx) = g.leave(leavers, now_ms());
+        self.run_effects(broker, &mut inner, p, fx).await;
+        drop(inner);
+        self.wake.notify_one();
+        Ok(codes_out)
+    }
+
+    /// OffsetCommit: per-offset codes (in input order), or a group-level error for all.
+    pub async fn commit(
+        &self,
+        broker: &Broker,
+        group: &str,
+        generation: i32,
+        member_id: &str,
+        instance_id: Option<&str>,
+        offsets: &[OffsetToCommit],
+    ) -> Result<Vec<i16>, i16> {
+        self.validate_group_id(group)?;
+        let mut inner = self.inner.lock().await;
+        let p = inner.owned(group)?;
+        let now = now_ms();
+        if !inner.groups.contains_key(group) {
+            if generation >= 0 || !member_id.is_empty() {
+                // Kafka: a generation-aware commit for a group this coordinator does not know.
+                return Err(if generation >= 0 { codes::ILLEGAL_GENERATION } else { codes::UNKNOWN_MEMBER_ID });
+            }
+            inner.groups.insert(group.to_string(), Group::new(group, now));
+        }
+        let g = inner.groups.get_mut(group).expect("inserted above");
+        if let Err(code) = g.validate_commit(generation, member_id, instance_id, now) {
+            forget_if_unused(&mut inner, group);
+            return Err(code);
+        }
+        let mut out = Vec::with_capacity(offsets.len());
+        let mut records = Vec::new();
+        let mut accepted = Vec::new();
+        for o in offsets {
+            let md = o.metadata.clone().unwrap_or_default();
+            if md.len() > self.config.offset_metadata_bytes_max {
+                out.push(codes::OFFSET_METADATA_TOO_LARGE);
+                continue;
+            }
+            if o.partition < 0 || crate::topics::validate_topic_name(&o.topic).is_err() {
+                out.push(ec::UNKNOWN_TOPIC_OR_PARTITION);
+                continue;
+            }
+            let c = CommittedOffset { offset: o.offset, leader_epoch: o.leader_epoch, metadata: md, commit_timestamp_ms: now };
+            records.push((offsets_topic::offset_key(group, &o.topic, o.partition), Some(offsets_topic::offset_value(&c))));
+            accepted.push((out.len(), o.topic.clone(), o.partition, c));
+            out.push(ec::NONE);
+        }
+        if !records.is_empty() {
+            if let Err(e) = append(broker, inner.num_partitions, p, records).await {
+                tracing::warn!(group, error = %e, "offset commit not stored");
+                for (i, ..) in &accepted {
+                    out[*i] = codes::COORDINATOR_NOT_AVAILABLE;
+                }
+                forget_if_unused(&mut inner, group);
+                return Ok(out);
+            }
+            if let Some(g) = inner.groups.get_mut(group) {
+                for (_, t, part, c) in accepted {
+                    g.apply_offset(&t, part, Some(c));
+                }
+            }
+        }
+        forget_if_unused(&mut inner, group);
+        Ok(out)
+    }
+
+    /// OffsetFetch for one group: `None` topics = every committed offset.
+    pub async fn fetch_offsets(&self, group: &str, topics: Option<&[(String, Vec<i32>)]>) -> Result<Vec<(String, Vec<(i32, Option<CommittedOffset>)>)>, i16> {
+        let inner = self.inner.lock().await;
+        inner.owned(group)?;
+        let g = inner.groups.get(group);
+        let mut out = Vec::new();
+        match topics {
+            Some(ts) => {
+                for (t, parts) in ts {
+                    let ps = parts.iter().map(|p| (*p, g.and_then(|g| g.offsets.get(&(t.clone(), *p)).cloned()))).collect();
+                    out.push((t.clone(), ps));
+                }
+            }
+            None => {
+                if let Some(g) = g {
+                    let mut by_topic: BTreeMap<&String, Vec<(i32, Option<CommittedOffset>)>> = BTreeMap::new();
+                    for ((t, p), c) in &g.offsets {
+                        by_topic.entry(t).or_default().push((*p, Some(c.clone())));
+                    }
+                    out = by_topic.into_iter().map(|(t, v)| (t.clone(), v)).collect();
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// ListGroups: (group id, protocol type, state) of every live group.
+    pub async fn list(&self) -> Vec<(String, String, &'static str)> {
+        let inner = self.inner.lock().await;
+        inner
+            .groups
+            .values()
+            .filter(|g| g.state() != GroupState::Dead)
+            .map(|g| (g.id.clone(), g.protocol_type().unwrap_or("").to_string(), g.state().name()))
+            .collect()
+    }
+
+    /// DescribeGroups for one group (unknown groups are Dead, as in Kafka).
+    pub async fn describe(&self, group: &str) -> Result<Description, i16> {
+        let inner = self.inner.lock().await;
+        inner.owned(group)?;
+        let Some(g) = inner.groups.get(group) else {
+            return Ok(Description { state: "Dead", protocol_type: String::new(), protocol: String::new(), members: vec![] });
+        };
+        let stable = g.state() == GroupState::Stable;
+        let protocol = g.protocol().unwrap_or("").to_string();
+        let members = g
+            .members()
+            .map(|m| {
+                let meta = if stable { m.protocols.iter().find(|(n, _)| *n == protocol).map(|(_, b)| b.clone()).unwrap_or_default() } else { Bytes::new() };
+                let asg = if stable { m.assignment.clone() } else { Bytes::new() };
+                (m.member_id.clone(), m.instance_id.clone(), m.client_id.clone(), m.client_host.clone(), meta, asg)
+            })
+            .collect();
+        Ok(Description { state: g.state().name(), protocol_type: g.protocol_type().unwrap_or("").to_string(), protocol, members })
+    }
+
+    /// Runs effects in order: persists, then completes waiters; a response after a failed
+    /// persist becomes COORDINATOR_NOT_AVAILABLE (the member retries, as with Kafka's store errors).
+    async fn run_effects(&self, broker: &Broker, inner: &mut Inner, p: i32, fx: Vec<Effect>) {
+        let mut failed = false;
+        for e in fx {
+            match e {
+                Effect::Persist(snap) => {
+                    let rec = vec![(offsets_topic::group_key(&snap.group_id), Some(offsets_topic::group_value(&snap)))];
+                    if let Err(e) = append(broker, inner.num_partitions, p, rec).await {
+                        tracing::warn!(group = %snap.group_id, error = %e, "group metadata not stored");
+                        failed = true;
+                    }
+                }
+                other => reply_all(inner, vec![other], failed),
+            }
+        }
+    }
+
+    /// Timer work: expires sessions and phases of every group whose deadline passed.
+    async fn tick(&self, broker: &Broker) {
+        let mut inner = self.inner.lock().await;
+        let now = now_ms();
+        let due: Vec<String> = inner.groups.iter().filter(|(_, g)| g.next_deadline_ms().is_some_and(|d| d <= now)).map(|(id, _)| id.clone()).collect();
+        for id in due {
+            let n = inner.num_partitions;
+            let Some(g) = inner.groups.get_mut(&id) else { continue };
+            let fx = g.tick(now);
+            self.run_effects(broker, &mut inner, partition_for(&id, n), fx).await;
+        }
+    }
+
+    async fn next_deadline(&self) -> Option<i64> {
+        let inner = self.inner.lock().await;
+        inner.groups.values().filter_map(|g| g.next_deadline_ms()).min()
+    }
+}
+
+fn truncate(s: &str, max: usize) -> &str {
+    let mut end = s.len().min(max);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+impl Inner {
+    fn owned(&self, group: &str) -> Result<i32, i16> {
+        let p = partition_for(group, self.num_partitions);
+        match self.partitions.get(&p) {
+            Some(Ownership::Loaded) => Ok(p),
+            Some(Ownership::Loading) => Err(codes::COORDINATOR_LOAD_IN_PROGRESS),
+            None => Err(codes::NOT_COORDINATOR),
+        }
+    }
+}
+
+fn forget_if_unused(inner: &mut Inner, group: &str) {
+    if inner.groups.get(group).is_some_and(|g| g.is_forgettable()) {
+        inner.groups.remove(group);
+    }
+}
+
+/// Completes waiters; with `failed`, successful outcomes become COORDINATOR_NOT_AVAILABLE.
+fn reply_all(inner: &mut Inner, fx: Vec<Effect>, failed: bool) {
+    for e in fx {
+        match e {
+            Effect::Join(id, mut out) => {
+                if failed && out.error == ec::NONE {
+                    out = JoinOutcome::error(codes::COORDINATOR_NOT_AVAILABLE, &out.member_id);
+                }
+                if let Some(Waiter::Join(tx)) = inner.waiters.remove(&id) {
+                    let _ = tx.send(out);
+                }
+            }
+            Effect::Sync(id, mut out) => {
+                if failed && out.error == ec::NONE {
+                    out = SyncOutcome::error(codes::COORDINATOR_NOT_AVAILABLE);
+                }
+                if let Some(Waiter::Sync(tx)) = inner.waiters.remove(&id) {
+                    let _ = tx.send(out);
+                }
+            }
+            Effect::Persist(_) => {}
+        }
+    }
+}
+
+/// Installs a replayed partition: its groups are rebuilt, the partition is served.
+fn install(inner: &mut Inner, p: i32, loaded: Loaded, now: i64, cfg: &GroupConfig) {
+    for (id, lg) in loaded.groups {
+        let mut g = match &lg.metadata {
+            Some(snap) => Group::from_snapshot(snap, now),
+            None => Group::new(&id, now),
+        };
+        g.set_initial_delay(cfg.initial_rebalance_delay_ms);
+        g.offsets = lg.offsets;
+        inner.groups.insert(id, g);
+    }
+    inner.partitions.insert(p, Ownership::Loaded);
+}
+
+/// Replays `log` from `offset` into `loaded`. With a byte `budget`, stops after about that many
+/// bytes and returns where to continue; `None` once the end is reached.
+async fn read_partition(log: &Log, mut offset: i64, budget: Option<usize>, loaded: &mut Loaded) -> Option<i64> {
+    offset = offset.max(log.log_start_offset());
+    let end = log.log_end_offset();
+    let mut read = 0usize;
+    while offset < end {
+        if budget.is_some_and(|b| read >= b) {
+            return Some(offset);
+        }
+        let batches = match log.read_checked(offset, end, LOAD_STEP_BYTES).await {
+            Ok(b) if !b.is_empty() => b,
+            Ok(_) => break,
+            Err(e) => {
+                tracing::error!(offset, error = %e, "reading __consumer_offsets stopped");
+                break;
+            }
+        };
+        for b in batches {
+            read += b.len();
+            let Ok(h) = records::BatchHeader::parse(&b) else { break };
+            offset = h.last_offset() + 1;
+            if h.is_control() {
+                continue;
+            }
+            match records::decode_all(b, LOAD_BATCH_BYTES_MAX) {
+                Ok(recs) => {
+                    for r in recs {
+                        let Some(k) = r.key.as_deref() else { continue };
+                        if let Err(e) = loaded.apply(k, r.value.as_deref()) {
+                            tracing::warn!(offset = r.offset, error = %e, "skipping a bad __consumer_offsets record");
+                        }
+                    }
+                }
+                Err(e) => tracing::warn!(offset, error = %e, "skipping a bad __consumer_offsets batch"),
+            }
+        }
+    }
+    None
+}
+
+/// Appends records to offsets partition `p` (creating the compacted topic at first use).
+async fn append(broker: &Broker, num_partitions: i32, p: i32, records: Vec<(Bytes, Option<Bytes>)>) -> Result<(), String> {
+    let now = now_ms();
+    let mut b = BatchBuilder::new(BytesMut::new(), Compression::None, usize::MAX);
+    for (k, v) in &records {
+        b.append(now, Some(k), v.as_deref(), &[]).map_err(|e| e.to_string())?;
+    }
+    let mut buf = b.finish().map_err(|e| e.to_string())?;
+    let mut state = broker.lock().await;
+    if !state.registry.topics.contains_key(OFFSETS_TOPIC) {
+        let configs = BTreeMap::from([("cleanup.policy".to_string(), "compact".to_string())]);
+        broker.create_topic(&mut state, OFFSETS_TOPIC, num_partitions, configs).await.map_err(|(code, msg)| format!("creating {OFFSETS_TOPIC}: {msg} ({code})"))?;
+    }
+    let tp = TopicPartition::new(OFFSETS_TOPIC, p);
+    let log = state.logs.as_mut().and_then(|l| l.get_mut(&tp)).ok_or_else(|| format!("no log for {tp}"))?;
+    log.append_as_leader(&mut buf, 0, now).await.map_err(|e| e.to_string())?;
+    drop(state);
+    broker.appended.notify_waiters();
+    Ok(())
+}
+
+/// The timer task: sleeps until the earliest group deadline (or a wake-up), then ticks.
+async fn run_timers(broker: Weak<Broker>, mut shutdown: watch::Receiver<bool>) {
+    let Some(b) = broker.upgrade() else { return };
+    loop {
+        let wait = match b.groups.next_deadline().await {
+            Some(d) => Duration::from_millis((d - now_ms()).clamp(0, 3_600_000) as u64),
+            None => Duration::from_secs(3600),
+        };
+        tokio::select! {
+            biased;
+            _ = shutdown.changed() => {
+                b.groups.shutdown().await;
+                return;
+            }
+            _ = b.groups.wake.notified() => continue,
+            _ = tokio::time::sleep(wait) => {}
+        }
+        b.groups.tick(&b).await;
+    }
+}

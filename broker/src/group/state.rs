@@ -1,0 +1,1044 @@
+//! The classic consumer-group state machine (Kafka's `GroupMetadata` plus the rules of its
+//! `GroupCoordinator`), as pure synchronous logic: requests and timer expiry go in with `now_ms`,
+//! [`Effect`]s come out (responses to complete, group metadata to persist). Nothing here does IO
+//! or waits; the async coordinator (`coordinator.rs`) owns the waiting, the timers and the log.
+//!
+//! States and the transitions Kafka allows:
+//! `Empty → PreparingRebalance → CompletingRebalance → Stable`, `CompletingRebalance|Stable →
+//! PreparingRebalance`, `PreparingRebalance → Empty` (nobody rejoined), anything → `Dead`
+//! (unloaded). [`Group::transition`] asserts that, so every test that drives a group checks it.
+
+use std::collections::BTreeMap;
+
+use bytes::Bytes;
+
+use crate::protocol::error_code as ec;
+
+/// Identifies a delayed request (a JoinGroup or SyncGroup whose response waits for the rebalance).
+pub type ReqId = u64;
+
+/// Error codes of the group APIs (Kafka's numbers).
+pub mod codes {
+    pub const OFFSET_METADATA_TOO_LARGE: i16 = 12;
+    pub const COORDINATOR_LOAD_IN_PROGRESS: i16 = 14;
+    pub const COORDINATOR_NOT_AVAILABLE: i16 = 15;
+    pub const NOT_COORDINATOR: i16 = 16;
+    pub const ILLEGAL_GENERATION: i16 = 22;
+    pub const INCONSISTENT_GROUP_PROTOCOL: i16 = 23;
+    pub const INVALID_GROUP_ID: i16 = 24;
+    pub const UNKNOWN_MEMBER_ID: i16 = 25;
+    pub const INVALID_SESSION_TIMEOUT: i16 = 26;
+    pub const REBALANCE_IN_PROGRESS: i16 = 27;
+    pub const GROUP_ID_NOT_FOUND: i16 = 69;
+    pub const MEMBER_ID_REQUIRED: i16 = 79;
+    pub const GROUP_MAX_SIZE_REACHED: i16 = 81;
+    pub const FENCED_INSTANCE_ID: i16 = 82;
+}
+use codes::*;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum GroupState {
+    Empty,
+    PreparingRebalance,
+    CompletingRebalance,
+    Stable,
+    Dead,
+}
+
+impl GroupState {
+    /// Kafka's state names (DescribeGroups, ListGroups).
+    pub fn name(self) -> &'static str {
+        match self {
+            GroupState::Empty => "Empty",
+            GroupState::PreparingRebalance => "PreparingRebalance",
+            GroupState::CompletingRebalance => "CompletingRebalance",
+            GroupState::Stable => "Stable",
+            GroupState::Dead => "Dead",
+        }
+    }
+
+    /// Kafka's `validPreviousStates`, read the other way round.
+    pub fn can_move_to(self, next: GroupState) -> bool {
+        use GroupState::*;
+        match next {
+            PreparingRebalance => matches!(self, Empty | CompletingRebalance | Stable),
+            CompletingRebalance => self == PreparingRebalance,
+            Stable => self == CompletingRebalance,
+            Empty => self == PreparingRebalance,
+            Dead => self != Dead,
+        }
+    }
+}
+
+/// Broker settings that bound groups (Kafka's names in comments).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupConfig {
+    /// `group.min.session.timeout.ms`.
+    pub session_timeout_ms_min: i32,
+    /// `group.max.session.timeout.ms`.
+    pub session_timeout_ms_max: i32,
+    /// `group.max.size`: members (and pending member ids) per group.
+    pub members_max: usize,
+    /// `group.initial.rebalance.delay.ms`: how long the first rebalance of an empty group waits for
+    /// more members.
+    pub initial_rebalance_delay_ms: i32,
+    /// `offset.metadata.max.bytes`: the metadata string of one committed offset.
+    pub offset_metadata_bytes_max: usize,
+    /// Cap on one member's protocol metadata and on one assignment (not a Kafka key: a bound on
+    /// what a client can make the coordinator keep and persist).
+    pub member_bytes_max: usize,
+    /// Protocols one JoinGroup may offer.
+    pub protocols_max: usize,
+    /// Group id length.
+    pub group_id_bytes_max: usize,
+}
+
+impl Default for GroupConfig {
+    fn default() -> Self {
+        Self {
+            session_timeout_ms_min: 6000,
+            session_timeout_ms_max: 1_800_000,
+            members_max: i32::MAX as usize,
+            initial_rebalance_delay_ms: 3000,
+            offset_metadata_bytes_max: 4096,
+            member_bytes_max: 1 << 20,
+            protocols_max: 64,
+            group_id_bytes_max: 1024,
+        }
+    }
+}
+
+/// One member as the coordinator knows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Member {
+    pub member_id: String,
+    pub instance_id: Option<String>,
+    pub client_id: String,
+    pub client_host: String,
+    pub session_timeout_ms: i32,
+    pub rebalance_timeout_ms: i32,
+    pub protocol_type: String,
+    /// (protocol name, metadata) in the member's order of preference.
+    pub protocols: Vec<(String, Bytes)>,
+    pub assignment: Bytes,
+    join_waiter: Option<ReqId>,
+    sync_waiter: Option<ReqId>,
+    /// Sent SyncGroup in the current generation (the sync timeout removes those that did not).
+    synced: bool,
+    heartbeat_deadline_ms: i64,
+    /// Order of joining: the leader is the earliest member when a new one must be chosen.
+    join_seq: u64,
+}
+
+impl Member {
+    fn metadata_for(&self, protocol: &str) -> Bytes {
+        self.protocols.iter().find(|(n, _)| n == protocol).map(|(_, m)| m.clone()).unwrap_or_default()
+    }
+}
+
+/// A committed offset.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommittedOffset {
+    pub offset: i64,
+    pub leader_epoch: i32,
+    pub metadata: String,
+    pub commit_timestamp_ms: i64,
+}
+
+/// A JoinGroup request, decoded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JoinRequest {
+    pub member_id: String,
+    pub instance_id: Option<String>,
+    pub client_id: String,
+    pub client_host: String,
+    pub session_timeout_ms: i32,
+    pub rebalance_timeout_ms: i32,
+    pub protocol_type: String,
+    pub protocols: Vec<(String, Bytes)>,
+    /// JoinGroup v4+ (KIP-394): a member without an id first gets one with MEMBER_ID_REQUIRED.
+    pub require_known_member_id: bool,
+}
+
+/// A member as listed to the leader in its JoinGroup response.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JoinedMember {
+    pub member_id: String,
+    pub instance_id: Option<String>,
+    pub metadata: Bytes,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JoinOutcome {
+    pub error: i16,
+    pub generation: i32,
+    pub protocol_type: Option<String>,
+    pub protocol: Option<String>,
+    pub leader: String,
+    pub member_id: String,
+    /// Non-empty for the leader only.
+    pub members: Vec<JoinedMember>,
+}
+
+impl JoinOutcome {
+    pub fn error(error: i16, member_id: &str) -> Self {
+        Self { error, generation: -1, protocol_type: None, protocol: None, leader: String::new(), member_id: member_id.to_string(), members: vec![] }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SyncOutcome {
+    pub error: i16,
+    pub protocol_type: Option<String>,
+    pub protocol: Option<String>,
+    pub assignment: Bytes,
+}
+
+impl SyncOutcome {
+    pub fn error(error: i16) -> Self {
+        Self { error, protocol_type: None, protocol: None, assignment: Bytes::new() }
+    }
+}
+
+/// The group's metadata as persisted in `__consumer_offsets` (group metadata value v3).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupSnapshot {
+    pub group_id: String,
+    pub protocol_type: String,
+    pub generation: i32,
+    pub protocol: Option<String>,
+    pub leader: Option<String>,
+    pub state_timestamp_ms: i64,
+    pub members: Vec<MemberSnapshot>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberSnapshot {
+    pub member_id: String,
+    pub instance_id: Option<String>,
+    pub client_id: String,
+    pub client_host: String,
+    pub rebalance_timeout_ms: i32,
+    pub session_timeout_ms: i32,
+    pub subscription: Bytes,
+    pub assignment: Bytes,
+}
+
+/// What the coordinator must do after an input, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Effect {
+    /// Complete a waiting JoinGroup.
+    Join(ReqId, JoinOutcome),
+    /// Complete a waiting SyncGroup.
+    Sync(ReqId, SyncOutcome),
+    /// Append this group metadata record; responses after it in the list go out only once it is
+    /// written (Kafka acknowledges SyncGroup after the assignment is stored).
+    Persist(GroupSnapshot),
+}
+
+/// A member named in a LeaveGroup request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Leaver {
+    pub member_id: String,
+    pub instance_id: Option<String>,
+}
+
+/// One consumer group.
+#[derive(Debug, Clone)]
+pub struct Group {
+    pub id: String,
+    state: GroupState,
+    generation: i32,
+    protocol_type: Option<String>,
+    protocol: Option<String>,
+    leader: Option<String>,
+    members: BTreeMap<String, Member>,
+    /// group.instance.id → member id of static members.
+    static_members: BTreeMap<String, String>,
+    /// KIP-394: member ids handed out with MEMBER_ID_REQUIRED, with the deadline to join by.
+    pending: BTreeMap<String, i64>,
+    join_deadline_ms: Option<i64>,
+    /// The first rebalance of an empty group waits its whole delay for more members.
+    initial_join: bool,
+    sync_deadline_ms: Option<i64>,
+    pub offsets: BTreeMap<(String, i32), CommittedOffset>,
+    state_timestamp_ms: i64,
+    next_join_seq: u64,
+    /// `group.initial.rebalance.delay.ms` (refreshed from the config at every join).
+    initial_delay_ms: i32,
+}
+
+fn same_protocols(a: &[(String, Bytes)], b: &[(String, Bytes)]) -> bool {
+    a == b
+}
+
+impl Group {
+    pub fn new(id: &str, now_ms: i64) -> Self {
+        Self {
+            id: id.to_string(),
+            state: GroupState::Empty,
+            generation: 0,
+            protocol_type: None,
+            protocol: None,
+            leader: None,
+            members: BTreeMap::new(),
+            static_members: BTreeMap::new(),
+            pending: BTreeMap::new(),
+            join_deadline_ms: None,
+            initial_join: false,
+            sync_deadline_ms: None,
+            offsets: BTreeMap::new(),
+            state_timestamp_ms: now_ms,
+            next_join_seq: 0,
+            initial_delay_ms: GroupConfig::default().initial_rebalance_delay_ms,
+        }
+    }
+
+    /// Rebuilds a group from its persisted metadata (at load): Stable with the stored members and
+    /// assignments, or Empty. Member sessions restart at `now_ms`, as in Kafka.
+    pub fn from_snapshot(s: &GroupSnapshot, now_ms: i64) -> Self {
+        let mut g = Group::new(&s.group_id, now_ms);
+        g.generation = s.generation;
+        g.protocol_type = (!s.protocol_type.is_empty()).then(|| s.protocol_type.clone());
+        g.state_timestamp_ms = s.state_timestamp_ms;
+        if s.members.is_empty() {
+            return g;
+        }
+        g.protocol = s.protocol.clone();
+        g.leader = s.leader.clone();
+        for m in &s.members {
+            let seq = g.next_join_seq;
+            g.next_join_seq += 1;
+            if let Some(i) = &m.instance_id {
+                g.static_members.insert(i.clone(), m.member_id.clone());
+            }
+            g.members.insert(
+                m.member_id.clone(),
+                Member {
+                    member_id: m.member_id.clone(),
+                    instance_id: m.instance_id.clone(),
+                    client_id: m.client_id.clone(),
+                    client_host: m.client_host.clone(),
+                    session_timeout_ms: m.session_timeout_ms,
+                    rebalance_timeout_ms: m.rebalance_timeout_ms,
+                    protocol_type: s.protocol_type.clone(),
+                    protocols: vec![(s.protocol.clone().unwrap_or_default(), m.subscription.clone())],
+                    assignment: m.assignment.clone(),
+                    join_waiter: None,
+                    sync_waiter: None,
+                    synced: true,
+                    heartbeat_deadline_ms: now_ms + m.session_timeout_ms as i64,
+                    join_seq: seq,
+                },
+            );
+        }
+        if g.leader.as_ref().is_none_or(|l| !g.members.contains_key(l)) {
+            g.leader = g.members.values().min_by_key(|m| m.join_seq).map(|m| m.member_id.clone());
+        }
+        g.state = GroupState::Stable;
+        g
+    }
+
+    pub fn state(&self) -> GroupState {
+        self.state
+    }
+    pub fn generation(&self) -> i32 {
+        self.generation
+    }
+    pub fn protocol_type(&self) -> Option<&str> {
+        self.protocol_type.as_deref()
+    }
+    pub fn protocol(&self) -> Option<&str> {
+        self.protocol.as_deref()
+    }
+    pub fn leader(&self) -> Option<&str> {
+        self.leader.as_deref()
+    }
+    pub fn members(&self) -> impl Iterator<Item = &Member> {
+        self.members.values()
+    }
+    pub fn member_count(&self) -> usize {
+        self.members.len()
+    }
+    pub fn pending_count(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// True when the group holds nothing worth keeping in memory (never used, or emptied and
+    /// without offsets): the coordinator may forget it.
+    pub fn is_forgettable(&self) -> bool {
+        self.state == GroupState::Empty && self.members.is_empty() && self.pending.is_empty() && self.offsets.is_empty() && self.generation == 0
+    }
+
+    /// Every waiting request (join or sync), for failing them all at unload/shutdown.
+    pub fn waiters(&self) -> Vec<ReqId> {
+        self.members.values().flat_map(|m| m.join_waiter.into_iter().chain(m.sync_waiter)).collect()
+    }
+
+    /// The persisted form of the group's current metadata.
+    pub fn snapshot(&self) -> GroupSnapshot {
+        let protocol = self.protocol.clone();
+        GroupSnapshot {
+            group_id: self.id.clone(),
+            protocol_type: self.protocol_type.clone().unwrap_or_default(),
+            generation: self.generation,
+            protocol: protocol.clone(),
+            leader: self.leader.clone(),
+            state_timestamp_ms: self.state_timestamp_ms,
+            members: self
+                .sorted_members()
+                .into_iter()
+                .map(|m| MemberSnapshot {
+                    member_id: m.member_id.clone(),
+                    instance_id: m.instance_id.clone(),
+                    client_id: m.client_id.clone(),
+                    client_host: m.client_host.clone(),
+                    rebalance_timeout_ms: m.rebalance_timeout_ms,
+                    session_timeout_ms: m.session_timeout_ms,
+                    subscription: protocol.as_deref().map(|p| m.metadata_for(p)).unwrap_or_default(),
+                    assignment: m.assignment.clone(),
+                })
+                .collect(),
+        }
+    }
+
+    fn sorted_members(&self) -> Vec<&Member> {
+        let mut v: Vec<&Member> = self.members.values().collect();
+        v.sort_by_key(|m| m.join_seq);
+        v
+    }
+
+    /// The earliest deadline this group waits for (session expiry, join or sync phase end,
+    /// pending member ids).
+    pub fn next_deadline_ms(&self) -> Option<i64> {
+        let hb = self.members.values().filter(|m| !self.kept_alive(m)).map(|m| m.heartbeat_deadline_ms);
+        let phase = match self.state {
+            GroupState::PreparingRebalance => self.join_deadline_ms,
+            GroupState::CompletingRebalance => self.sync_deadline_ms,
+            _ => None,
+        };
+        hb.chain(phase).chain(self.pending.values().copied()).min()
+    }
+
+    /// Members waiting in a join or sync are alive (their session restarts when the phase ends).
+    fn kept_alive(&self, m: &Member) -> bool {
+        m.join_waiter.is_some() || m.sync_waiter.is_some()
+    }
+
+    fn transition(&mut self, to: GroupState, now_ms: i64) {
+        assert!(self.state.can_move_to(to), "group {}: {:?} -> {:?} is not a Kafka transition", self.id, self.state, to);
+        self.state = to;
+        self.state_timestamp_ms = now_ms;
+    }
+
+    fn max_rebalance_timeout_ms(&self) -> i64 {
+        self.members.values().map(|m| m.rebalance_timeout_ms as i64).max().unwrap_or(0)
+    }
+
+    /// Is `instance` known under another member id (a zombie of a restarted static member)?
+    fn fenced(&self, instance: Option<&str>, member_id: &str) -> bool {
+        instance.and_then(|i| self.static_members.get(i)).is_some_and(|id| id != member_id)
+    }
+
+    /// Could a member offering `protocols` of `protocol_type` join, given the other members?
+    fn supports(&self, protocol_type: &str, protocols: &[(String, Bytes)], except: &str) -> bool {
+        let others: Vec<&Member> = self.members.values().filter(|m| m.member_id != except).collect();
+        if others.is_empty() {
+            return true;
+        }
+        if self.protocol_type.as_deref().is_some_and(|t| t != protocol_type) {
+            return false;
+        }
+        protocols.iter().any(|(name, _)| others.iter().all(|m| m.protocols.iter().any(|(n, _)| n == name)))
+    }
+
+    /// Kafka's protocol selection: among the protocols every member supports, each member votes
+    /// for its most preferred; most votes wins (ties: the earliest member's preference order).
+    fn select_protocol(&self) -> Option<String> {
+        let members = self.sorted_members();
+        let first = members.first()?;
+        let candidates: Vec<&String> =
+            first.protocols.iter().map(|(n, _)| n).filter(|n| members.iter().all(|m| m.protocols.iter().any(|(x, _)| x == *n))).collect();
+        let mut best: Option<(&String, usize)> = None;
+        for c in &candidates {
+            let votes = members.iter().filter(|m| m.protocols.iter().map(|(n, _)| n).find(|n| candidates.contains(n)) == Some(*c)).count();
+            if best.is_none_or(|(_, b)| votes > b) {
+                best = Some((c, votes));
+            }
+        }
+        best.map(|(n, _)| n.clone()).or_else(|| first.protocols.first().map(|(n, _)| n.clone()))
+    }
+
+    // ---- inputs -------------------------------------------------------------------------------
+
+    /// JoinGroup. `new_member_id` is the id this member gets if it has none yet (the coordinator
+    /// makes unique ids; this logic has no randomness).
+    pub fn join(&mut self, req_id: ReqId, r: JoinRequest, new_member_id: &str, now_ms: i64, cfg: &GroupConfig) -> Vec<Effect> {
+        let mut fx = Vec::new();
+        self.initial_delay_ms = cfg.initial_rebalance_delay_ms;
+        let err = |code: i16, id: &str| vec![Effect::Join(req_id, JoinOutcome::error(code, id))];
+        if self.state == GroupState::Dead {
+            return err(COORDINATOR_NOT_AVAILABLE, &r.member_id);
+        }
+        if r.session_timeout_ms < cfg.session_timeout_ms_min || r.session_timeout_ms > cfg.session_timeout_ms_max {
+            return err(INVALID_SESSION_TIMEOUT, &r.member_id);
+        }
+        if r.protocol_type.is_empty() || r.protocols.is_empty() || r.protocols.len() > cfg.protocols_max {
+            return err(INCONSISTENT_GROUP_PROTOCOL, &r.member_id);
+        }
+        if r.protocols.iter().any(|(_, m)| m.len() > cfg.member_bytes_max) {
+            return err(ec::INVALID_REQUEST, &r.member_id);
+        }
+        if !self.supports(&r.protocol_type, &r.protocols, &r.member_id) {
+            return err(INCONSISTENT_GROUP_PROTOCOL, &r.member_id);
+        }
+        if r.member_id.is_empty() {
+            self.join_unknown(req_id, r, new_member_id, now_ms, cfg, &mut fx);
+        } else {
+            self.join_known(req_id, r, now_ms, cfg, &mut fx);
+        }
+        fx
+    }
+
+    fn join_unknown(&mut self, req_id: ReqId, r: JoinRequest, new_id: &str, now_ms: i64, cfg: &GroupConfig, fx: &mut Vec<Effect>) {
+        if let Some(instance) = r.instance_id.clone() {
+            if let Some(old_id) = self.static_members.get(&instance).cloned() {
+                if self.members.contains_key(&old_id) {
+                    self.replace_static_member(req_id, &old_id, new_id, r, now_ms, fx);
+                    return;
+                }
+                self.static_members.remove(&instance);
+            }
+        } else if r.require_known_member_id {
+            if self.members.len() + self.pending.len() >= cfg.members_max {
+                fx.push(Effect::Join(req_id, JoinOutcome::error(GROUP_MAX_SIZE_REACHED, "")));
+                return;
+            }
+            // The member must come back with this id within its session timeout.
+            self.pending.insert(new_id.to_string(), now_ms + r.session_timeout_ms as i64);
+            fx.push(Effect::Join(req_id, JoinOutcome::error(MEMBER_ID_REQUIRED, new_id)));
+            return;
+        }
+        if self.members.len() + self.pending.len() >= cfg.members_max {
+            fx.push(Effect::Join(req_id, JoinOutcome::error(GROUP_MAX_SIZE_REACHED, "")));
+            return;
+        }
+        self.add_member_and_rebalance(req_id, new_id, r, now_ms, cfg, fx);
+    }
+
+    fn join_known(&mut self, req_id: ReqId, r: JoinRequest, now_ms: i64, cfg: &GroupConfig, fx: &mut Vec<Effect>) {
+        let id = r.member_id.clone();
+        if self.pending.contains_key(&id) {
+            self.pending.remove(&id);
+            if self.members.len() >= cfg.members_max {
+                fx.push(Effect::Join(req_id, JoinOutcome::error(GROUP_MAX_SIZE_REACHED, &id)));
+                return;
+            }
+            self.add_member_and_rebalance(req_id, &id, r, now_ms, cfg, fx);
+            return;
+        }
+        if self.fenced(r.instance_id.as_deref(), &id) {
+            fx.push(Effect::Join(req_id, JoinOutcome::error(FENCED_INSTANCE_ID, &id)));
+            return;
+        }
+        if !self.members.contains_key(&id) || matches!(self.state, GroupState::Empty | GroupState::Dead) {
+            fx.push(Effect::Join(req_id, JoinOutcome::error(UNKNOWN_MEMBER_ID, &id)));
+            return;
+        }
+        let (changed, is_leader) = {
+            let m = &self.members[&id];
+            (!same_protocols(&m.protocols, &r.protocols), self.leader.as_deref() == Some(id.as_str()))
+        };
+        match self.state {
+            GroupState::PreparingRebalance => {
+                self.update_member(&id, r, now_ms, fx);
+                self.set_join_waiter(&id, req_id, fx);
+                self.maybe_complete_join(now_ms, fx);
+            }
+            GroupState::CompletingRebalance | GroupState::Stable if !changed && !(self.state == GroupState::Stable && is_leader) => {
+                // Nothing changed: answer with the current generation (the leader again gets the
+                // member list while assignments are still being collected).
+                self.touch(&id, now_ms);
+                let with_members = self.state == GroupState::CompletingRebalance && is_leader;
+                fx.push(Effect::Join(req_id, self.join_outcome(&id, with_members)));
+            }
+            _ => {
+                self.update_member(&id, r, now_ms, fx);
+                self.prepare_rebalance(now_ms, fx);
+                self.set_join_waiter(&id, req_id, fx);
+                self.maybe_complete_join(now_ms, fx);
+            }
+        }
+    }
+
+    /// A static member restarted (new member id, same instance id): the new id replaces the old
+    /// one; the old member's waiting requests are fenced. Unchanged metadata in a Stable group means
+    /// no rebalance (KIP-345).
+    fn replace_static_member(&mut self, req_id: ReqId, old_id: &str, new_id: &str, r: JoinRequest, now_ms: i64, fx: &mut Vec<Effect>) {
+        let Some(mut m) = self.members.remove(old_id) else { return };
+        if let Some(w) = m.join_waiter.take() {
+            fx.push(Effect::Join(w, JoinOutcome::error(FENCED_INSTANCE_ID, old_id)));
+        }
+        if let Some(w) = m.sync_waiter.take() {
+            fx.push(Effect::Sync(w, SyncOutcome::error(FENCED_INSTANCE_ID)));
+        }
+        let changed = !same_protocols(&m.protocols, &r.protocols);
+        m.member_id = new_id.to_string();
+        self.members.insert(new_id.to_string(), m);
+        if let Some(i) = &r.instance_id {
+            self.static_members.insert(i.clone(), new_id.to_string());
+        }
+        if self.leader.as_deref() == Some(old_id) {
+            self.leader = Some(new_id.to_string());
+        }
+        match self.state {
+            GroupState::Stable if !changed => {
+                self.touch(new_id, now_ms);
+                if let Some(m) = self.members.get_mut(new_id) {
+                    m.session_timeout_ms = r.session_timeout_ms;
+                    m.rebalance_timeout_ms = r.rebalance_timeout_ms;
+                    m.client_id = r.client_id;
+                    m.client_host = r.client_host;
+                }
+                fx.push(Effect::Persist(self.snapshot()));
+                let is_leader = self.leader.as_deref() == Some(new_id);
+                fx.push(Effect::Join(req_id, self.join_outcome(new_id, is_leader)));
+            }
+            GroupState::PreparingRebalance => {
+                self.update_member(new_id, r, now_ms, fx);
+                self.set_join_waiter(new_id, req_id, fx);
+                self.maybe_complete_join(now_ms, fx);
+            }
+            _ => {
+                self.update_member(new_id, r, now_ms, fx);
+                self.prepare_rebalance(now_ms, fx);
+                self.set_join_waiter(new_id, req_id, fx);
+                self.maybe_complete_join(now_ms, fx);
+            }
+        }
+    }
+
+    fn add_member_and_rebalance(&mut self, req_id: ReqId, id: &str, r: JoinRequest, now_ms: i64, cfg: &GroupConfig, fx: &mut Vec<Effect>) {
+        let _ = cfg;
+        if self.members.is_empty() {
+            self.protocol_type = Some(r.protocol_type.clone());
+        }
+        if let Some(i) = &r.instance_id {
+            self.static_members.insert(i.clone(), id.to_string());
+        }
+        let seq = self.next_join_seq;
+        self.next_join_seq += 1;
+        self.members.insert(
+            id.to_string(),
+            Member {
+                member_id: id.to_string(),
+                instance_id: r.instance_id,
+                client_id: r.client_id,
+                client_host: r.client_host,
+                session_timeout_ms: r.session_timeout_ms,
+                rebalance_timeout_ms: r.rebalance_timeout_ms,
+                protocol_type: r.protocol_type,
+                protocols: r.protocols,
+                assignment: Bytes::new(),
+                join_waiter: Some(req_id),
+                sync_waiter: None,
+                synced: false,
+                heartbeat_deadline_ms: now_ms + r.session_timeout_ms as i64,
+                join_seq: seq,
+            },
+        );
+        if self.state != GroupState::PreparingRebalance {
+            self.prepare_rebalance(now_ms, fx);
+        }
+        self.maybe_complete_join(now_ms, fx);
+    }
+
+    fn update_member(&mut self, id: &str, r: JoinRequest, now_ms: i64, _fx: &mut [Effect]) {
+        if let Some(m) = self.members.get_mut(id) {
+            m.protocols = r.protocols;
+            m.session_timeout_ms = r.session_timeout_ms;
+            m.rebalance_timeout_ms = r.rebalance_timeout_ms;
+            m.client_id = r.client_id;
+            m.client_host = r.client_host;
+            m.heartbeat_deadline_ms = now_ms + m.session_timeout_ms as i64;
+        }
+    }
+
+    /// A second JoinGroup for the same member (a retry on another connection) supersedes the
+    /// first, which is answered so it does not hang.
+    fn set_join_waiter(&mut self, id: &str, req_id: ReqId, fx: &mut Vec<Effect>) {
+        if let Some(m) = self.members.get_mut(id) {
+            if let Some(old) = m.join_waiter.replace(req_id) {
+                fx.push(Effect::Join(old, JoinOutcome::error(REBALANCE_IN_PROGRESS, id)));
+            }
+        }
+    }
+
+    fn touch(&mut self, id: &str, now_ms: i64) {
+        if let Some(m) = self.members.get_mut(id) {
+            m.heartbeat_deadline_ms = now_ms + m.session_timeout_ms as i64;
+        }
+    }
+
+    fn join_outcome(&self, id: &str, with_members: bool) -> JoinOutcome {
+        let protocol = self.protocol.clone();
+        let members = if with_members {
+            self.sorted_members()
+                .into_iter()
+                .map(|m| JoinedMember {
+                    member_id: m.member_id.clone(),
+                    instance_id: m.instance_id.clone(),
+                    metadata: protocol.as_deref().map(|p| m.metadata_for(p)).unwrap_or_default(),
+                })
+                .collect()
+        } else {
+            vec![]
+        };
+        JoinOutcome {
+            error: ec::NONE,
+            generation: self.generation,
+            protocol_type: self.protocol_type.clone(),
+            protocol,
+            leader: self.leader.clone().unwrap_or_default(),
+            member_id: id.to_string(),
+            members,
+        }
+    }
+
+    fn prepare_rebalance(&mut self, now_ms: i64, fx: &mut Vec<Effect>) {
+        if self.state == GroupState::CompletingRebalance {
+            // Assignments of the generation that never completed are void.
+            for m in self.members.values_mut() {
+                m.assignment = Bytes::new();
+                if let Some(w) = m.sync_waiter.take() {
+                    fx.push(Effect::Sync(w, SyncOutcome::error(REBALANCE_IN_PROGRESS)));
+                }
+            }
+        }
+        let from_empty = self.state == GroupState::Empty;
+        let rebalance_ms = self.max_rebalance_timeout_ms();
+        self.transition(GroupState::PreparingRebalance, now_ms);
+        self.initial_join = from_empty;
+        self.sync_deadline_ms = None;
+        // Kafka's InitialDelayedJoin waits for more members, bounded by the rebalance timeout.
+        let delay = if from_empty { (self.initial_delay_ms as i64).min(rebalance_ms) } else { rebalance_ms };
+        self.join_deadline_ms = Some(now_ms + delay.max(0));
+    }
+
+    fn all_joined(&self) -> bool {
+        self.pending.is_empty() && self.members.values().all(|m| m.join_waiter.is_some())
+    }
+
+    fn maybe_complete_join(&mut self, now_ms: i64, fx: &mut Vec<Effect>) {
+        if self.state != GroupState::PreparingRebalance {
+            return;
+        }
+        let deadline_passed = self.join_deadline_ms.is_some_and(|d| now_ms >= d);
+        if deadline_passed || (!self.initial_join && self.all_joined()) {
+            self.complete_join(now_ms, fx);
+        }
+    }
+
+    /// The join phase ends: members that did not rejoin are dropped, the next generation starts.
+    fn complete_join(&mut self, now_ms: i64, fx: &mut Vec<Effect>) {
+        let gone: Vec<String> = self.members.values().filter(|m| m.join_waiter.is_none()).map(|m| m.member_id.clone()).collect();
+        for id in gone {
+            self.remove_member_raw(&id, fx);
+        }
+        self.join_deadline_ms = None;
+        self.initial_join = false;
+        self.generation += 1;
+        if self.members.is_empty() {
+            self.protocol = None;
+            self.leader = None;
+            self.transition(GroupState::Empty, now_ms);
+            fx.push(Effect::Persist(self.snapshot()));
+            return;
+        }
+        self.protocol = self.select_protocol();
+        if self.leader.as_ref().is_none_or(|l| !self.members.contains_key(l)) {
+            self.leader = self.sorted_members().first().map(|m| m.member_id.clone());
+        }
+        self.transition(GroupState::CompletingRebalance, now_ms);
+        self.sync_deadline_ms = Some(now_ms + self.max_rebalance_timeout_ms());
+        let leader = self.leader.clone().unwrap_or_default();
+        let ids: Vec<String> = self.sorted_members().iter().map(|m| m.member_id.clone()).collect();
+        for id in ids {
+            let outcome = self.join_outcome(&id, id == leader);
+            if let Some(m) = self.members.get_mut(&id) {
+                m.synced = false;
+                m.assignment = Bytes::new();
+                m.heartbeat_deadline_ms = now_ms + m.session_timeout_ms as i64;
+                if let Some(w) = m.join_waiter.take() {
+                    fx.push(Effect::Join(w, outcome));
+                }
+            }
+        }
+    }
+
+    /// Removes a member, answering its waiting requests; no state change.
+    fn remove_member_raw(&mut self, id: &str, fx: &mut Vec<Effect>) {
+        if let Some(m) = self.members.remove(id) {
+            if let Some(w) = m.join_waiter {
+                fx.push(Effect::Join(w, JoinOutcome::error(UNKNOWN_MEMBER_ID, id)));
+            }
+            if let Some(w) = m.sync_waiter {
+                fx.push(Effect::Sync(w, SyncOutcome::error(UNKNOWN_MEMBER_ID)));
+            }
+            if let Some(i) = &m.instance_id {
+                if self.static_members.get(i).is_some_and(|x| x == id) {
+                    self.static_members.remove(i);
+                }
+            }
+        }
+        if self.leader.as_deref() == Some(id) {
+            self.leader = None;
+        }
+    }
+
+    /// A member left or expired: rebalance the rest.
+    fn remove_member(&mut self, id: &str, now_ms: i64, fx: &mut Vec<Effect>) {
+        self.remove_member_raw(id, fx);
+        match self.state {
+            GroupState::Stable | GroupState::CompletingRebalance => self.prepare_rebalance(now_ms, fx),
+            GroupState::PreparingRebalance => self.maybe_complete_join(now_ms, fx),
+            GroupState::Empty | GroupState::Dead => {}
+        }
+    }
+
+    /// SyncGroup. `protocol_type`/`protocol` are v5's consistency checks (None below v5).
+    #[allow(clippy::too_many_arguments)]
+    pub fn sync(
+        &mut self,
+        req_id: ReqId,
+        generation: i32,
+        member_id: &str,
+        instance_id: Option<&str>,
+        protocol_type: Option<&str>,
+        protocol: Option<&str>,
+        assignments: Vec<(String, Bytes)>,
+        now_ms: i64,
+        cfg: &GroupConfig,
+    ) -> Vec<Effect> {
+        let mut fx = Vec::new();
+        let err = |code: i16| vec![Effect::Sync(req_id, SyncOutcome::error(code))];
+        if self.state == GroupState::Dead {
+            return err(COORDINATOR_NOT_AVAILABLE);
+        }
+        if self.fenced(instance_id, member_id) {
+            return err(FENCED_INSTANCE_ID);
+        }
+        if !self.members.contains_key(member_id) {
+            return err(UNKNOWN_MEMBER_ID);
+        }
+        if generation != self.generation {
+            return err(ILLEGAL_GENERATION);
+        }
+        if protocol_type.is_some_and(|t| Some(t) != self.protocol_type.as_deref()) || protocol.is_some_and(|p| Some(p) != self.protocol.as_deref()) {
+            return err(INCONSISTENT_GROUP_PROTOCOL);
+        }
+        match self.state {
+            GroupState::Empty => return err(UNKNOWN_MEMBER_ID),
+            GroupState::PreparingRebalance => return err(REBALANCE_IN_PROGRESS),
+            GroupState::Stable => {
+                self.touch(member_id, now_ms);
+                let m = &self.members[member_id];
+                fx.push(Effect::Sync(
+                    req_id,
+                    SyncOutcome { error: ec::NONE, protocol_type: self.protocol_type.clone(), protocol: self.protocol.clone(), assignment: m.assignment.clone() },
+                ));
+            }
+            GroupState::CompletingRebalance => {
+                let is_leader = self.leader.as_deref() == Some(member_id);
+                if is_leader && assignments.iter().any(|(_, a)| a.len() > cfg.member_bytes_max) {
+                    return err(ec::INVALID_REQUEST);
+                }
+                self.touch(member_id, now_ms);
+                if let Some(m) = self.members.get_mut(member_id) {
+                    m.synced = true;
+                    if let Some(old) = m.sync_waiter.replace(req_id) {
+                        fx.push(Effect::Sync(old, SyncOutcome::error(REBALANCE_IN_PROGRESS)));
+                    }
+                }
+                if is_leader {
+                    let mut given: BTreeMap<String, Bytes> = assignments.into_iter().collect();
+                    for m in self.members.values_mut() {
+                        m.assignment = given.remove(&m.member_id).unwrap_or_default();
+                    }
+                    fx.push(Effect::Persist(self.snapshot()));
+                    self.transition(GroupState::Stable, now_ms);
+                    self.sync_deadline_ms = None;
+                    let (pt, p) = (self.protocol_type.clone(), self.protocol.clone());
+                    for m in self.members.values_mut() {
+                        m.heartbeat_deadline_ms = now_ms + m.session_timeout_ms as i64;
+                        if let Some(w) = m.sync_waiter.take() {
+                            fx.push(Effect::Sync(w, SyncOutcome { error: ec::NONE, protocol_type: pt.clone(), protocol: p.clone(), assignment: m.assignment.clone() }));
+                        }
+                    }
+                }
+            }
+            GroupState::Dead => unreachable!("handled above"),
+        }
+        fx
+    }
+
+    /// Heartbeat: the error code to answer.
+    pub fn heartbeat(&mut self, generation: i32, member_id: &str, instance_id: Option<&str>, now_ms: i64) -> i16 {
+        if self.state == GroupState::Dead {
+            return COORDINATOR_NOT_AVAILABLE;
+        }
+        if self.fenced(instance_id, member_id) {
+            return FENCED_INSTANCE_ID;
+        }
+        if !self.members.contains_key(member_id) {
+            return UNKNOWN_MEMBER_ID;
+        }
+        if generation != self.generation {
+            return ILLEGAL_GENERATION;
+        }
+        match self.state {
+            GroupState::Empty => UNKNOWN_MEMBER_ID,
+            GroupState::PreparingRebalance => {
+                self.touch(member_id, now_ms);
+                REBALANCE_IN_PROGRESS
+            }
+            _ => {
+                self.touch(member_id, now_ms);
+                ec::NONE
+            }
+        }
+    }
+
+    /// LeaveGroup for each named member: per-member error codes, and effects.
+    pub fn leave(&mut self, leavers: &[Leaver], now_ms: i64) -> (Vec<i16>, Vec<Effect>) {
+        let mut fx = Vec::new();
+        let mut codes = Vec::with_capacity(leavers.len());
+        for l in leavers {
+            if self.state == GroupState::Dead {
+                codes.push(COORDINATOR_NOT_AVAILABLE);
+                continue;
+            }
+            // v3+: a static member may leave by instance id alone.
+            let id = match (&l.instance_id, l.member_id.is_empty()) {
+                (Some(i), true) => match self.static_members.get(i) {
+                    Some(id) => id.clone(),
+                    None => {
+                        codes.push(UNKNOWN_MEMBER_ID);
+                        continue;
+                    }
+                },
+                _ => l.member_id.clone(),
+            };
+            if self.fenced(l.instance_id.as_deref(), &id) {
+                codes.push(FENCED_INSTANCE_ID);
+                continue;
+            }
+            if self.pending.remove(&id).is_some() {
+                codes.push(ec::NONE);
+                self.maybe_complete_join(now_ms, &mut fx);
+                continue;
+            }
+            if !self.members.contains_key(&id) {
+                codes.push(UNKNOWN_MEMBER_ID);
+                continue;
+            }
+            self.remove_member(&id, now_ms, &mut fx);
+            codes.push(ec::NONE);
+        }
+        (codes, fx)
+    }
+
+    /// OffsetCommit's membership check: `Ok` when the commit may be stored. A simple (non-group)
+    /// commit (generation < 0, no member id) is accepted only while the group has no members.
+    pub fn validate_commit(&mut self, generation: i32, member_id: &str, instance_id: Option<&str>, now_ms: i64) -> Result<(), i16> {
+        if self.state == GroupState::Dead {
+            return Err(COORDINATOR_NOT_AVAILABLE);
+        }
+        if generation < 0 && self.state == GroupState::Empty {
+            return Ok(());
+        }
+        if self.fenced(instance_id, member_id) {
+            return Err(FENCED_INSTANCE_ID);
+        }
+        if !self.members.contains_key(member_id) {
+            return Err(UNKNOWN_MEMBER_ID);
+        }
+        if generation != self.generation {
+            return Err(ILLEGAL_GENERATION);
+        }
+        if self.state == GroupState::CompletingRebalance {
+            return Err(REBALANCE_IN_PROGRESS);
+        }
+        // Stable, or PreparingRebalance with the current generation (a member committing before
+        // it rejoins): accepted, and it counts as a heartbeat.
+        self.touch(member_id, now_ms);
+        Ok(())
+    }
+
+    /// Stores a committed (or, with `None`, deleted) offset.
+    pub fn apply_offset(&mut self, topic: &str, partition: i32, offset: Option<CommittedOffset>) {
+        match offset {
+            Some(o) => {
+                self.offsets.insert((topic.to_string(), partition), o);
+            }
+            None => {
+                self.offsets.remove(&(topic.to_string(), partition));
+            }
+        }
+    }
+
+    /// Timer expiry: pending member ids, member sessions, the join and sync phases.
+    pub fn tick(&mut self, now_ms: i64) -> Vec<Effect> {
+        let mut fx = Vec::new();
+        if self.state == GroupState::Dead {
+            return fx;
+        }
+        let expired_pending: Vec<String> = self.pending.iter().filter(|(_, d)| **d <= now_ms).map(|(id, _)| id.clone()).collect();
+        for id in expired_pending {
+            self.pending.remove(&id);
+        }
+        let expired: Vec<String> =
+            self.members.values().filter(|m| !self.kept_alive(m) && m.heartbeat_deadline_ms <= now_ms).map(|m| m.member_id.clone()).collect();
+        for id in expired {
+            self.remove_member(&id, now_ms, &mut fx);
+        }
+        match self.state {
+            GroupState::PreparingRebalance => self.maybe_complete_join(now_ms, &mut fx),
+            GroupState::CompletingRebalance if self.sync_deadline_ms.is_some_and(|d| now_ms >= d) => {
+                // Members that never sent SyncGroup in time are dropped (Kafka's pending-sync
+                // timeout); the rest rebalance.
+                let lagging: Vec<String> = self.members.values().filter(|m| !m.synced).map(|m| m.member_id.clone()).collect();
+                for id in lagging {
+                    self.remove_member_raw(&id, &mut fx);
+                }
+                self.prepare_rebalance(now_ms, &mut fx);
+                self.maybe_complete_join(now_ms, &mut fx);
+            }
+            _ => {}
+        }
+        fx
+    }
+
+    /// The partition moved away (or the broker stops): every waiting request is answered with
+    /// `code` and the group is Dead in this coordinator.
+    pub fn unload(&mut self, code: i16, now_ms: i64) -> Vec<Effect> {
+        let mut fx = Vec::new();
+        for m in self.members.values_mut() {
+            if let Some(w) = m.join_waiter.take() {
+                fx.push(Effect::Join(w, JoinOutcome::error(code, &m.member_id)));
+            }
+            if let Some(w) = m.sync_waiter.take() {
+                fx.push(Effect::Sync(w, SyncOutcome::error(code)));
+            }
+        }
+        if self.state != GroupState::Dead {
+            self.transition(GroupState::Dead, now_ms);
+        }
+        fx
+    }
+
+    /// The configured initial delay is per coordinator, kept on the group for the pure logic.
+    pub fn set_initial_delay(&mut self, ms: i32) {
+        self.initial_delay_ms = ms;
+    }
+}
