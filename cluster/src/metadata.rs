@@ -1,1 +1,867 @@
+//! The controller's replicated state machine (KRaft, KIP-631) and its decisions, without IO.
+//!
+//! The metadata log is a sequence of [`Record`]s; [`MetadataImage::apply`] folds them into an
+//! image of brokers, topics and partitions. Every controller applies the same committed records
+//! in the same order and so holds the same image: `apply` is deterministic, iterates only ordered
+//! collections, and rejects a stale or invalid record *without changing the image* (so a rejected
+//! record is rejected everywhere alike).
+//!
+//! The active [`Controller`] turns requests and the passage of time into records to propose:
+//! broker registration and heartbeats (a broker whose session, `broker.session.timeout.ms`,
+//! expires is fenced), leader election when a leader is fenced, AlterPartition from leaders, topic
+//! creation and deletion. Decisions read the image that already includes every record proposed so
+//! far (committed or not, as KRaft does), so the caller must apply a decision's records to that
+//! image before making the next decision.
+//!
+//! Invariants (asserted by `apply`, property-tested):
+//! - a partition's leader is -1 (offline) or a member of its ISR; ISR ⊆ replicas, never empty,
+//!   no duplicates;
+//! - `partition_epoch` grows by exactly one per change; `leader_epoch` strictly grows whenever the
+//!   leader changes and never goes back;
+//! - a fenced broker leaves every ISR unless it is the last member (KIP-841), so an ISR holds
+//!   fenced brokers only as a sole last member;
+//! - with `unclean.leader.election.enable` off, a new leader comes from the ISR; with it on, an
+//!   offline partition may take a live replica outside the ISR, and the ISR becomes just it;
+//! - broker epochs grow per registration; a request carrying an older one is stale.
+//!
+//! Limits: brokers (`brokers_max`), topics (`topics_max`), partitions per topic
+//! (`partitions_per_topic_max`), replication factor (`replication_factor_max`), topic name length
+//! (249, Kafka's).
 
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+
+pub type BrokerId = i32;
+/// No leader: the partition is offline.
+pub const NO_LEADER: BrokerId = -1;
+/// Kafka's limit on topic name length.
+pub const TOPIC_NAME_LEN_MAX: usize = 249;
+
+/// A topic's id (Kafka's 16-byte Uuid); the caller draws it from its seeded rng.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct TopicId(pub [u8; 16]);
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Endpoint {
+    pub host: String,
+    pub port: u16,
+}
+
+/// One replica assignment with its initial state.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartitionRecord {
+    pub replicas: Vec<BrokerId>,
+    pub isr: Vec<BrokerId>,
+    pub leader: BrokerId,
+}
+
+/// The records of the metadata log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Record {
+    /// A broker (re)starts: `incarnation` is its process's id, `broker_epoch` the controller's
+    /// counter (greater than any earlier registration). A registered broker starts fenced.
+    RegisterBroker {
+        broker_id: BrokerId,
+        incarnation: u64,
+        broker_epoch: i64,
+        endpoint: Endpoint,
+    },
+    FenceBroker {
+        broker_id: BrokerId,
+        broker_epoch: i64,
+    },
+    UnfenceBroker {
+        broker_id: BrokerId,
+        broker_epoch: i64,
+    },
+    CreateTopic {
+        name: String,
+        topic_id: TopicId,
+        partitions: Vec<PartitionRecord>,
+    },
+    /// A partition's new leader/ISR. `partition_epoch` must be the current one plus one.
+    PartitionChange {
+        topic_id: TopicId,
+        partition: u32,
+        leader: BrokerId,
+        leader_epoch: i32,
+        isr: Vec<BrokerId>,
+        partition_epoch: i32,
+    },
+    DeleteTopic {
+        topic_id: TopicId,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BrokerRegistration {
+    pub broker_id: BrokerId,
+    pub incarnation: u64,
+    pub broker_epoch: i64,
+    pub endpoint: Endpoint,
+    pub fenced: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartitionState {
+    pub replicas: Vec<BrokerId>,
+    pub isr: Vec<BrokerId>,
+    pub leader: BrokerId,
+    pub leader_epoch: i32,
+    pub partition_epoch: i32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TopicImage {
+    pub name: String,
+    pub id: TopicId,
+    pub partitions: Vec<PartitionState>,
+}
+
+/// Why `apply` refused a record. The image is unchanged.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ApplyError {
+    #[error("stale record: {0}")]
+    Stale(String),
+    #[error("invalid record: {0}")]
+    Invalid(String),
+    #[error("limit exceeded: {0}")]
+    Limit(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Limits {
+    pub brokers_max: usize,
+    pub topics_max: usize,
+    pub partitions_per_topic_max: usize,
+    pub replication_factor_max: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            brokers_max: 1_000,
+            topics_max: 10_000,
+            partitions_per_topic_max: 10_000,
+            replication_factor_max: 16,
+        }
+    }
+}
+
+/// The state the metadata log describes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MetadataImage {
+    pub limits: Limits,
+    pub brokers: BTreeMap<BrokerId, BrokerRegistration>,
+    pub topics: BTreeMap<TopicId, TopicImage>,
+    pub topic_ids: BTreeMap<String, TopicId>,
+    /// The largest broker epoch handed out so far.
+    pub last_broker_epoch: i64,
+    /// Records applied (accepted) so far.
+    pub applied: u64,
+}
+
+impl Default for MetadataImage {
+    fn default() -> Self {
+        Self::new(Limits::default())
+    }
+}
+
+impl MetadataImage {
+    pub fn new(limits: Limits) -> Self {
+        Self {
+            limits,
+            brokers: BTreeMap::new(),
+            topics: BTreeMap::new(),
+            topic_ids: BTreeMap::new(),
+            last_broker_epoch: 0,
+            applied: 0,
+        }
+    }
+
+    pub fn partition(&self, topic_id: TopicId, partition: u32) -> Option<&PartitionState> {
+        self.topics
+            .get(&topic_id)?
+            .partitions
+            .get(partition as usize)
+    }
+
+    pub fn is_live(&self, broker: BrokerId) -> bool {
+        self.brokers.get(&broker).is_some_and(|b| !b.fenced)
+    }
+
+    /// Unfenced brokers in id order.
+    pub fn live_brokers(&self) -> Vec<BrokerId> {
+        self.brokers
+            .values()
+            .filter(|b| !b.fenced)
+            .map(|b| b.broker_id)
+            .collect()
+    }
+
+    /// Applies one record, or rejects it leaving the image unchanged.
+    pub fn apply(&mut self, record: &Record) -> Result<(), ApplyError> {
+        match record {
+            Record::RegisterBroker {
+                broker_id,
+                incarnation,
+                broker_epoch,
+                endpoint,
+            } => {
+                if *broker_id < 0 {
+                    return Err(ApplyError::Invalid(format!("broker id {broker_id}")));
+                }
+                if *broker_epoch <= self.last_broker_epoch {
+                    return Err(ApplyError::Stale(format!(
+                        "broker epoch {broker_epoch} ≤ {}",
+                        self.last_broker_epoch
+                    )));
+                }
+                if !self.brokers.contains_key(broker_id)
+                    && self.brokers.len() >= self.limits.brokers_max
+                {
+                    return Err(ApplyError::Limit(format!("{} brokers", self.brokers.len())));
+                }
+                self.last_broker_epoch = *broker_epoch;
+                self.brokers.insert(
+                    *broker_id,
+                    BrokerRegistration {
+                        broker_id: *broker_id,
+                        incarnation: *incarnation,
+                        broker_epoch: *broker_epoch,
+                        endpoint: endpoint.clone(),
+                        fenced: true,
+                    },
+                );
+            }
+            Record::FenceBroker {
+                broker_id,
+                broker_epoch,
+            }
+            | Record::UnfenceBroker {
+                broker_id,
+                broker_epoch,
+            } => {
+                let fence = matches!(record, Record::FenceBroker { .. });
+                let b = self
+                    .brokers
+                    .get_mut(broker_id)
+                    .ok_or_else(|| ApplyError::Invalid(format!("unknown broker {broker_id}")))?;
+                if b.broker_epoch != *broker_epoch {
+                    return Err(ApplyError::Stale(format!(
+                        "broker {broker_id} epoch {broker_epoch}, current {}",
+                        b.broker_epoch
+                    )));
+                }
+                b.fenced = fence;
+            }
+            Record::CreateTopic {
+                name,
+                topic_id,
+                partitions,
+            } => {
+                validate_topic_name(name).map_err(ApplyError::Invalid)?;
+                if self.topic_ids.contains_key(name) || self.topics.contains_key(topic_id) {
+                    return Err(ApplyError::Invalid(format!(
+                        "topic {name} or its id exists"
+                    )));
+                }
+                if self.topics.len() >= self.limits.topics_max {
+                    return Err(ApplyError::Limit(format!("{} topics", self.topics.len())));
+                }
+                if partitions.is_empty() || partitions.len() > self.limits.partitions_per_topic_max
+                {
+                    return Err(ApplyError::Invalid(format!(
+                        "{} partitions",
+                        partitions.len()
+                    )));
+                }
+                let mut states = Vec::with_capacity(partitions.len());
+                for p in partitions {
+                    if p.replicas.is_empty()
+                        || p.replicas.len() > self.limits.replication_factor_max
+                    {
+                        return Err(ApplyError::Invalid(format!(
+                            "replication factor {}",
+                            p.replicas.len()
+                        )));
+                    }
+                    let state = PartitionState {
+                        replicas: p.replicas.clone(),
+                        isr: p.isr.clone(),
+                        leader: p.leader,
+                        leader_epoch: 0,
+                        partition_epoch: 0,
+                    };
+                    check_partition(&state).map_err(ApplyError::Invalid)?;
+                    states.push(state);
+                }
+                self.topic_ids.insert(name.clone(), *topic_id);
+                self.topics.insert(
+                    *topic_id,
+                    TopicImage {
+                        name: name.clone(),
+                        id: *topic_id,
+                        partitions: states,
+                    },
+                );
+            }
+            Record::PartitionChange {
+                topic_id,
+                partition,
+                leader,
+                leader_epoch,
+                isr,
+                partition_epoch,
+            } => {
+                let current = self.partition(*topic_id, *partition).ok_or_else(|| {
+                    ApplyError::Invalid(format!("unknown partition {topic_id:?}/{partition}"))
+                })?;
+                if *partition_epoch != current.partition_epoch + 1 {
+                    return Err(ApplyError::Stale(format!(
+                        "partition epoch {partition_epoch}, current {}",
+                        current.partition_epoch
+                    )));
+                }
+                let leader_changed = *leader != current.leader;
+                if *leader_epoch < current.leader_epoch
+                    || (leader_changed && *leader_epoch == current.leader_epoch)
+                {
+                    return Err(ApplyError::Stale(format!(
+                        "leader epoch {leader_epoch}, current {}",
+                        current.leader_epoch
+                    )));
+                }
+                let next = PartitionState {
+                    replicas: current.replicas.clone(),
+                    isr: isr.clone(),
+                    leader: *leader,
+                    leader_epoch: *leader_epoch,
+                    partition_epoch: *partition_epoch,
+                };
+                check_partition(&next).map_err(ApplyError::Invalid)?;
+                let topic = self
+                    .topics
+                    .get_mut(topic_id)
+                    .expect("partition found above");
+                topic.partitions[*partition as usize] = next;
+            }
+            Record::DeleteTopic { topic_id } => {
+                let topic = self
+                    .topics
+                    .remove(topic_id)
+                    .ok_or_else(|| ApplyError::Invalid(format!("unknown topic {topic_id:?}")))?;
+                self.topic_ids.remove(&topic.name);
+            }
+        }
+        self.applied += 1;
+        Ok(())
+    }
+}
+
+/// A partition's shape: leader in ISR (or offline), ISR a non-empty duplicate-free subset of the
+/// replicas, replicas duplicate-free and valid ids.
+fn check_partition(p: &PartitionState) -> Result<(), String> {
+    let replicas: BTreeSet<BrokerId> = p.replicas.iter().copied().collect();
+    if replicas.len() != p.replicas.len() || replicas.iter().any(|r| *r < 0) {
+        return Err(format!("bad replicas {:?}", p.replicas));
+    }
+    let isr: BTreeSet<BrokerId> = p.isr.iter().copied().collect();
+    if isr.is_empty() || isr.len() != p.isr.len() || !isr.is_subset(&replicas) {
+        return Err(format!("bad ISR {:?} for replicas {:?}", p.isr, p.replicas));
+    }
+    if p.leader != NO_LEADER && !isr.contains(&p.leader) {
+        return Err(format!("leader {} not in ISR {:?}", p.leader, p.isr));
+    }
+    Ok(())
+}
+
+pub fn validate_topic_name(name: &str) -> Result<(), String> {
+    if name.is_empty() || name.len() > TOPIC_NAME_LEN_MAX || name == "." || name == ".." {
+        return Err(format!("illegal topic name {name:?}"));
+    }
+    if !name
+        .bytes()
+        .all(|c| c.is_ascii_alphanumeric() || c == b'.' || c == b'_' || c == b'-')
+    {
+        return Err(format!("illegal character in topic name {name:?}"));
+    }
+    Ok(())
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ControllerConfig {
+    /// `broker.session.timeout.ms`: a broker not heard from for longer is fenced.
+    pub broker_session_timeout_ms: u64,
+    /// `unclean.leader.election.enable`.
+    pub unclean_leader_election_enable: bool,
+}
+
+impl Default for ControllerConfig {
+    fn default() -> Self {
+        Self {
+            broker_session_timeout_ms: 9_000,
+            unclean_leader_election_enable: false,
+        }
+    }
+}
+
+/// Kafka error codes the controller answers with.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ControllerError {
+    #[error("STALE_BROKER_EPOCH")]
+    StaleBrokerEpoch,
+    #[error("BROKER_ID_NOT_REGISTERED")]
+    BrokerIdNotRegistered,
+    #[error("UNKNOWN_TOPIC_OR_PARTITION")]
+    UnknownTopicOrPartition,
+    #[error("FENCED_LEADER_EPOCH")]
+    FencedLeaderEpoch,
+    #[error("INVALID_UPDATE_VERSION")]
+    InvalidUpdateVersion,
+    #[error("INELIGIBLE_REPLICA: {0}")]
+    IneligibleReplica(BrokerId),
+    #[error("INVALID_REQUEST: {0}")]
+    InvalidRequest(String),
+    #[error("INVALID_REPLICATION_FACTOR: {0}")]
+    InvalidReplicationFactor(String),
+    #[error("INVALID_PARTITIONS: {0}")]
+    InvalidPartitions(String),
+    #[error("INVALID_TOPIC_EXCEPTION: {0}")]
+    InvalidTopic(String),
+    #[error("TOPIC_ALREADY_EXISTS")]
+    TopicAlreadyExists,
+    #[error("POLICY_VIOLATION: {0}")]
+    LimitExceeded(String),
+}
+
+/// An AlterPartition request from a partition leader (KIP-497).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AlterPartitionRequest {
+    pub broker_id: BrokerId,
+    pub broker_epoch: i64,
+    pub topic_id: TopicId,
+    pub partition: u32,
+    pub leader_epoch: i32,
+    pub partition_epoch: i32,
+    pub new_isr: Vec<BrokerId>,
+}
+
+/// A decision: records to propose, and what to answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decision<T> {
+    pub records: Vec<Record>,
+    pub reply: T,
+}
+
+/// The heartbeat answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HeartbeatReply {
+    /// Whether the broker is fenced once `records` are applied.
+    pub fenced: bool,
+}
+
+/// The active controller's soft state (not replicated): when each broker was last heard from.
+/// A new active controller starts every session afresh at its first tick, as Kafka does.
+#[derive(Debug, Clone, Default)]
+pub struct Controller {
+    pub config: ControllerConfig,
+    last_heartbeat_ms: BTreeMap<BrokerId, u64>,
+}
+
+impl Controller {
+    pub fn new(config: ControllerConfig) -> Self {
+        Self {
+            config,
+            last_heartbeat_ms: BTreeMap::new(),
+        }
+    }
+
+    /// BrokerRegistration: a new registration (fenced) with the next broker epoch. A broker that
+    /// re-registers (a restart) first loses its leaderships and ISR places like a fenced one.
+    pub fn register_broker(
+        &mut self,
+        image: &MetadataImage,
+        broker_id: BrokerId,
+        incarnation: u64,
+        endpoint: Endpoint,
+        now_ms: u64,
+    ) -> Result<Decision<i64>, ControllerError> {
+        if broker_id < 0 {
+            return Err(ControllerError::InvalidRequest(format!(
+                "broker id {broker_id}"
+            )));
+        }
+        if !image.brokers.contains_key(&broker_id)
+            && image.brokers.len() >= image.limits.brokers_max
+        {
+            return Err(ControllerError::LimitExceeded(format!(
+                "{} brokers",
+                image.brokers.len()
+            )));
+        }
+        let mut work = image.clone();
+        let mut records = Vec::new();
+        if let Some(old) = image.brokers.get(&broker_id) {
+            if !old.fenced {
+                records.extend(fence_records(
+                    &mut work,
+                    &self.config,
+                    broker_id,
+                    old.broker_epoch,
+                ));
+            }
+        }
+        let broker_epoch = work.last_broker_epoch + 1;
+        let reg = Record::RegisterBroker {
+            broker_id,
+            incarnation,
+            broker_epoch,
+            endpoint,
+        };
+        work.apply(&reg).expect("registration built from the image");
+        records.push(reg);
+        self.last_heartbeat_ms.insert(broker_id, now_ms);
+        Ok(Decision {
+            records,
+            reply: broker_epoch,
+        })
+    }
+
+    /// BrokerHeartbeat: renews the session; a fenced broker that wants to be unfenced (it caught
+    /// up with the metadata log) is unfenced, and offline partitions it can lead get it as leader;
+    /// `want_fence` (controlled shutdown) fences it.
+    pub fn heartbeat(
+        &mut self,
+        image: &MetadataImage,
+        broker_id: BrokerId,
+        broker_epoch: i64,
+        want_fence: bool,
+        now_ms: u64,
+    ) -> Result<Decision<HeartbeatReply>, ControllerError> {
+        let b = image
+            .brokers
+            .get(&broker_id)
+            .ok_or(ControllerError::BrokerIdNotRegistered)?;
+        if b.broker_epoch != broker_epoch {
+            return Err(ControllerError::StaleBrokerEpoch);
+        }
+        self.last_heartbeat_ms.insert(broker_id, now_ms);
+        let mut work = image.clone();
+        let records = match (b.fenced, want_fence) {
+            (true, false) => unfence_records(&mut work, &self.config, broker_id, broker_epoch),
+            (false, true) => fence_records(&mut work, &self.config, broker_id, broker_epoch),
+            _ => Vec::new(),
+        };
+        Ok(Decision {
+            records,
+            reply: HeartbeatReply {
+                fenced: work.brokers[&broker_id].fenced,
+            },
+        })
+    }
+
+    /// Fences every unfenced broker whose session expired at `now_ms`.
+    pub fn tick(&mut self, image: &MetadataImage, now_ms: u64) -> Vec<Record> {
+        let mut work = image.clone();
+        let mut records = Vec::new();
+        for b in image.brokers.values() {
+            let last = *self.last_heartbeat_ms.entry(b.broker_id).or_insert(now_ms);
+            if !b.fenced && now_ms.saturating_sub(last) > self.config.broker_session_timeout_ms {
+                records.extend(fence_records(
+                    &mut work,
+                    &self.config,
+                    b.broker_id,
+                    b.broker_epoch,
+                ));
+            }
+        }
+        records
+    }
+
+    /// AlterPartition (KIP-497) from the partition's leader.
+    pub fn alter_partition(
+        &self,
+        image: &MetadataImage,
+        req: &AlterPartitionRequest,
+    ) -> Result<Decision<PartitionState>, ControllerError> {
+        let b = image
+            .brokers
+            .get(&req.broker_id)
+            .ok_or(ControllerError::BrokerIdNotRegistered)?;
+        if b.broker_epoch != req.broker_epoch {
+            return Err(ControllerError::StaleBrokerEpoch);
+        }
+        let p = image
+            .partition(req.topic_id, req.partition)
+            .ok_or(ControllerError::UnknownTopicOrPartition)?;
+        if req.broker_id != p.leader || req.leader_epoch != p.leader_epoch {
+            return Err(ControllerError::FencedLeaderEpoch);
+        }
+        if req.partition_epoch != p.partition_epoch {
+            return Err(ControllerError::InvalidUpdateVersion);
+        }
+        let new: BTreeSet<BrokerId> = req.new_isr.iter().copied().collect();
+        if new.len() != req.new_isr.len()
+            || !new.contains(&p.leader)
+            || !new.iter().all(|r| p.replicas.contains(r))
+        {
+            return Err(ControllerError::InvalidRequest(format!(
+                "ISR {:?} for replicas {:?} led by {}",
+                req.new_isr, p.replicas, p.leader
+            )));
+        }
+        // KIP-841: only an unfenced broker may join.
+        if let Some(bad) = new
+            .iter()
+            .find(|r| !p.isr.contains(r) && !image.is_live(**r))
+        {
+            return Err(ControllerError::IneligibleReplica(*bad));
+        }
+        let isr: Vec<BrokerId> = ordered_by_replicas(&p.replicas, &new);
+        if isr == p.isr {
+            return Ok(Decision {
+                records: Vec::new(),
+                reply: p.clone(),
+            });
+        }
+        let record = Record::PartitionChange {
+            topic_id: req.topic_id,
+            partition: req.partition,
+            leader: p.leader,
+            leader_epoch: p.leader_epoch,
+            isr: isr.clone(),
+            partition_epoch: p.partition_epoch + 1,
+        };
+        let reply = PartitionState {
+            isr,
+            partition_epoch: p.partition_epoch + 1,
+            ..p.clone()
+        };
+        Ok(Decision {
+            records: vec![record],
+            reply,
+        })
+    }
+
+    /// CreateTopics: replicas assigned round-robin over unfenced brokers (in id order), each
+    /// partition starting one broker further than the previous so leaders spread; `start` shifts
+    /// the whole topic (callers pass e.g. the number of existing partitions).
+    pub fn create_topic(
+        &self,
+        image: &MetadataImage,
+        name: &str,
+        topic_id: TopicId,
+        partitions: u32,
+        replication_factor: u16,
+        start: usize,
+    ) -> Result<Decision<TopicId>, ControllerError> {
+        validate_topic_name(name).map_err(ControllerError::InvalidTopic)?;
+        if image.topic_ids.contains_key(name) {
+            return Err(ControllerError::TopicAlreadyExists);
+        }
+        if image.topics.contains_key(&topic_id) {
+            return Err(ControllerError::InvalidRequest("topic id in use".into()));
+        }
+        if image.topics.len() >= image.limits.topics_max {
+            return Err(ControllerError::LimitExceeded(format!(
+                "{} topics",
+                image.topics.len()
+            )));
+        }
+        if partitions == 0 || partitions as usize > image.limits.partitions_per_topic_max {
+            return Err(ControllerError::InvalidPartitions(format!("{partitions}")));
+        }
+        let live = image.live_brokers();
+        let rf = replication_factor as usize;
+        if rf == 0 || rf > live.len() || rf > image.limits.replication_factor_max {
+            return Err(ControllerError::InvalidReplicationFactor(format!(
+                "{rf} with {} live brokers",
+                live.len()
+            )));
+        }
+        let parts = (0..partitions as usize)
+            .map(|p| {
+                let replicas: Vec<BrokerId> = (0..rf)
+                    .map(|i| live[(start + p + i) % live.len()])
+                    .collect();
+                PartitionRecord {
+                    leader: replicas[0],
+                    isr: replicas.clone(),
+                    replicas,
+                }
+            })
+            .collect();
+        Ok(Decision {
+            records: vec![Record::CreateTopic {
+                name: name.to_string(),
+                topic_id,
+                partitions: parts,
+            }],
+            reply: topic_id,
+        })
+    }
+
+    pub fn delete_topic(
+        &self,
+        image: &MetadataImage,
+        name: &str,
+    ) -> Result<Decision<TopicId>, ControllerError> {
+        let id = *image
+            .topic_ids
+            .get(name)
+            .ok_or(ControllerError::UnknownTopicOrPartition)?;
+        Ok(Decision {
+            records: vec![Record::DeleteTopic { topic_id: id }],
+            reply: id,
+        })
+    }
+}
+
+fn ordered_by_replicas(replicas: &[BrokerId], members: &BTreeSet<BrokerId>) -> Vec<BrokerId> {
+    replicas
+        .iter()
+        .copied()
+        .filter(|r| members.contains(r))
+        .collect()
+}
+
+/// The first live ISR member in replica order (Kafka prefers the assignment order, so the
+/// preferred leader wins when it is available).
+fn elect_from(image: &MetadataImage, p: &PartitionState, isr: &[BrokerId]) -> Option<BrokerId> {
+    p.replicas
+        .iter()
+        .copied()
+        .find(|r| isr.contains(r) && image.is_live(*r))
+}
+
+/// The change to partition `p` when `broker` is gone (fenced): it leaves the ISR unless it is the
+/// last member (KIP-841), and if it led, a new leader is elected. `None` if nothing changes.
+fn without_broker(
+    image: &MetadataImage,
+    config: &ControllerConfig,
+    p: &PartitionState,
+    broker: BrokerId,
+) -> Option<PartitionState> {
+    if !p.replicas.contains(&broker) {
+        return None;
+    }
+    let mut isr: Vec<BrokerId> = p.isr.iter().copied().filter(|r| *r != broker).collect();
+    if isr.is_empty() {
+        isr = p.isr.clone(); // the last member stays: it holds everything committed
+    }
+    let mut leader = p.leader;
+    if leader == broker || (leader != NO_LEADER && !isr.contains(&leader)) {
+        leader = elect_from(image, p, &isr).unwrap_or(NO_LEADER);
+    }
+    if leader == NO_LEADER && config.unclean_leader_election_enable {
+        if let Some(r) = p.replicas.iter().copied().find(|r| image.is_live(*r)) {
+            leader = r;
+            isr = vec![r];
+        }
+    }
+    change(p, leader, isr)
+}
+
+/// The change to an offline partition `p` now that `broker` is live again.
+fn with_broker(
+    image: &MetadataImage,
+    config: &ControllerConfig,
+    p: &PartitionState,
+    broker: BrokerId,
+) -> Option<PartitionState> {
+    if p.leader != NO_LEADER || !p.replicas.contains(&broker) {
+        return None;
+    }
+    if p.isr.contains(&broker) {
+        return change(p, broker, p.isr.clone());
+    }
+    if config.unclean_leader_election_enable && p.isr.iter().all(|r| !image.is_live(*r)) {
+        return change(p, broker, vec![broker]);
+    }
+    None
+}
+
+fn change(p: &PartitionState, leader: BrokerId, isr: Vec<BrokerId>) -> Option<PartitionState> {
+    if leader == p.leader && isr == p.isr {
+        return None;
+    }
+    let leader_epoch = if leader != p.leader {
+        p.leader_epoch + 1
+    } else {
+        p.leader_epoch
+    };
+    Some(PartitionState {
+        replicas: p.replicas.clone(),
+        isr,
+        leader,
+        leader_epoch,
+        partition_epoch: p.partition_epoch + 1,
+    })
+}
+
+/// Records that fence `broker`, applied to `work` as they are made.
+fn fence_records(
+    work: &mut MetadataImage,
+    config: &ControllerConfig,
+    broker: BrokerId,
+    broker_epoch: i64,
+) -> Vec<Record> {
+    let mut records = vec![Record::FenceBroker {
+        broker_id: broker,
+        broker_epoch,
+    }];
+    work.apply(&records[0]).expect("fence built from the image");
+    records.extend(partition_changes(work, |img, p| {
+        without_broker(img, config, p, broker)
+    }));
+    records
+}
+
+fn unfence_records(
+    work: &mut MetadataImage,
+    config: &ControllerConfig,
+    broker: BrokerId,
+    broker_epoch: i64,
+) -> Vec<Record> {
+    let mut records = vec![Record::UnfenceBroker {
+        broker_id: broker,
+        broker_epoch,
+    }];
+    work.apply(&records[0])
+        .expect("unfence built from the image");
+    records.extend(partition_changes(work, |img, p| {
+        with_broker(img, config, p, broker)
+    }));
+    records
+}
+
+fn partition_changes(
+    work: &mut MetadataImage,
+    f: impl Fn(&MetadataImage, &PartitionState) -> Option<PartitionState>,
+) -> Vec<Record> {
+    let mut changes = Vec::new();
+    for (id, topic) in &work.topics {
+        for (i, p) in topic.partitions.iter().enumerate() {
+            if let Some(next) = f(work, p) {
+                changes.push(Record::PartitionChange {
+                    topic_id: *id,
+                    partition: i as u32,
+                    leader: next.leader,
+                    leader_epoch: next.leader_epoch,
+                    isr: next.isr,
+                    partition_epoch: next.partition_epoch,
+                });
+            }
+        }
+    }
+    for r in &changes {
+        work.apply(r)
+            .expect("partition change built from the image");
+    }
+    changes
+}
+
+#[cfg(test)]
+mod tests;

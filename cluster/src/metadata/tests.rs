@@ -1,0 +1,390 @@
+use proptest::prelude::*;
+
+use super::*;
+
+fn ep(port: u16) -> Endpoint {
+    Endpoint {
+        host: "127.0.0.1".into(),
+        port,
+    }
+}
+
+fn tid(n: u8) -> TopicId {
+    TopicId([n; 16])
+}
+
+/// Applies a decision's records; every record a decision makes must be accepted.
+fn apply_all(image: &mut MetadataImage, log: &mut Vec<Record>, records: Vec<Record>) {
+    for r in records {
+        image
+            .apply(&r)
+            .unwrap_or_else(|e| panic!("decision made a rejected record {r:?}: {e}"));
+        log.push(r);
+    }
+}
+
+/// Registers and unfences brokers 0..n.
+fn cluster(c: &mut Controller, n: i32) -> (MetadataImage, Vec<Record>) {
+    let mut image = MetadataImage::default();
+    let mut log = Vec::new();
+    for b in 0..n {
+        let d = c
+            .register_broker(&image, b, 1, ep(9092 + b as u16), 0)
+            .unwrap();
+        apply_all(&mut image, &mut log, d.records);
+        let epoch = d.reply;
+        let d = c.heartbeat(&image, b, epoch, false, 0).unwrap();
+        assert!(!d.reply.fenced);
+        apply_all(&mut image, &mut log, d.records);
+    }
+    (image, log)
+}
+
+#[test]
+fn create_assigns_round_robin_and_checks_replication_factor() {
+    let mut c = Controller::new(ControllerConfig::default());
+    let (mut image, mut log) = cluster(&mut c, 3);
+    assert_eq!(
+        c.create_topic(&image, "t", tid(1), 2, 4, 0),
+        Err(ControllerError::InvalidReplicationFactor(
+            "4 with 3 live brokers".into()
+        ))
+    );
+    assert!(matches!(
+        c.create_topic(&image, "bad/name", tid(1), 1, 1, 0),
+        Err(ControllerError::InvalidTopic(_))
+    ));
+    assert!(matches!(
+        c.create_topic(&image, "t", tid(1), 0, 1, 0),
+        Err(ControllerError::InvalidPartitions(_))
+    ));
+    let d = c.create_topic(&image, "t", tid(1), 3, 2, 0).unwrap();
+    apply_all(&mut image, &mut log, d.records);
+    let t = &image.topics[&tid(1)];
+    let assigned: Vec<_> = t
+        .partitions
+        .iter()
+        .map(|p| (p.replicas.clone(), p.leader))
+        .collect();
+    assert_eq!(
+        assigned,
+        vec![(vec![0, 1], 0), (vec![1, 2], 1), (vec![2, 0], 2)]
+    );
+    assert_eq!(
+        c.create_topic(&image, "t", tid(2), 1, 1, 0),
+        Err(ControllerError::TopicAlreadyExists)
+    );
+}
+
+#[test]
+fn session_timeout_fences_and_moves_leadership() {
+    let mut c = Controller::new(ControllerConfig {
+        broker_session_timeout_ms: 100,
+        unclean_leader_election_enable: false,
+    });
+    let (mut image, mut log) = cluster(&mut c, 3);
+    let d = c.create_topic(&image, "t", tid(1), 1, 3, 0).unwrap();
+    apply_all(&mut image, &mut log, d.records);
+    // Brokers 1 and 2 keep heartbeating; 0 (the leader) goes silent.
+    for b in [1, 2] {
+        let e = image.brokers[&b].broker_epoch;
+        assert!(c
+            .heartbeat(&image, b, e, false, 90)
+            .unwrap()
+            .records
+            .is_empty());
+    }
+    assert!(
+        c.tick(&image, 100).is_empty(),
+        "exactly the timeout is still alive"
+    );
+    let records = c.tick(&image, 101);
+    apply_all(&mut image, &mut log, records);
+    let p = image.partition(tid(1), 0).unwrap();
+    assert_eq!(
+        (p.leader, p.isr.clone(), p.leader_epoch, p.partition_epoch),
+        (1, vec![1, 2], 1, 1)
+    );
+    assert!(image.brokers[&0].fenced);
+    // A stale AlterPartition from the old leader is fenced.
+    let req = AlterPartitionRequest {
+        broker_id: 0,
+        broker_epoch: image.brokers[&0].broker_epoch,
+        topic_id: tid(1),
+        partition: 0,
+        leader_epoch: 0,
+        partition_epoch: 0,
+        new_isr: vec![0],
+    };
+    assert_eq!(
+        c.alter_partition(&image, &req),
+        Err(ControllerError::FencedLeaderEpoch)
+    );
+    let req = AlterPartitionRequest {
+        broker_id: 1,
+        broker_epoch: image.brokers[&1].broker_epoch,
+        leader_epoch: 1,
+        new_isr: vec![1, 2, 0],
+        ..req
+    };
+    assert_eq!(
+        c.alter_partition(&image, &req),
+        Err(ControllerError::InvalidUpdateVersion)
+    );
+    let req = AlterPartitionRequest {
+        partition_epoch: 1,
+        ..req
+    };
+    assert_eq!(
+        c.alter_partition(&image, &req),
+        Err(ControllerError::IneligibleReplica(0)),
+        "KIP-841: fenced cannot join"
+    );
+    let req = AlterPartitionRequest {
+        new_isr: vec![2],
+        ..req
+    };
+    assert!(
+        matches!(
+            c.alter_partition(&image, &req),
+            Err(ControllerError::InvalidRequest(_))
+        ),
+        "leader must stay"
+    );
+    let req = AlterPartitionRequest {
+        new_isr: vec![1],
+        ..req
+    };
+    let d = c.alter_partition(&image, &req).unwrap();
+    assert_eq!((d.reply.isr.clone(), d.reply.partition_epoch), (vec![1], 2));
+    apply_all(&mut image, &mut log, d.records);
+    // Everyone but 1 is fenced: 1 leads alone. Then 1 dies too: offline, ISR keeps 1 (KIP-841).
+    let records = c.tick(&image, 300);
+    apply_all(&mut image, &mut log, records);
+    let p = image.partition(tid(1), 0).unwrap();
+    assert_eq!((p.leader, p.isr.clone()), (NO_LEADER, vec![1]));
+    // 2 comes back: not in the ISR, stays offline (unclean off). Then 1 comes back and leads.
+    let d = c
+        .heartbeat(&image, 2, image.brokers[&2].broker_epoch, false, 400)
+        .unwrap();
+    apply_all(&mut image, &mut log, d.records);
+    assert_eq!(image.partition(tid(1), 0).unwrap().leader, NO_LEADER);
+    let d = c
+        .heartbeat(&image, 1, image.brokers[&1].broker_epoch, false, 400)
+        .unwrap();
+    apply_all(&mut image, &mut log, d.records);
+    let p = image.partition(tid(1), 0).unwrap();
+    assert_eq!((p.leader, p.isr.clone(), p.leader_epoch), (1, vec![1], 3));
+}
+
+#[test]
+fn unclean_election_takes_a_live_replica_outside_the_isr() {
+    let mut c = Controller::new(ControllerConfig {
+        broker_session_timeout_ms: 100,
+        unclean_leader_election_enable: true,
+    });
+    let (mut image, mut log) = cluster(&mut c, 2);
+    let d = c.create_topic(&image, "t", tid(1), 1, 2, 0).unwrap();
+    apply_all(&mut image, &mut log, d.records);
+    let req = AlterPartitionRequest {
+        broker_id: 0,
+        broker_epoch: image.brokers[&0].broker_epoch,
+        topic_id: tid(1),
+        partition: 0,
+        leader_epoch: 0,
+        partition_epoch: 0,
+        new_isr: vec![0],
+    };
+    let d = c.alter_partition(&image, &req).unwrap();
+    apply_all(&mut image, &mut log, d.records);
+    let d = c
+        .heartbeat(&image, 0, image.brokers[&0].broker_epoch, true, 10)
+        .unwrap();
+    assert!(d.reply.fenced);
+    apply_all(&mut image, &mut log, d.records);
+    let p = image.partition(tid(1), 0).unwrap();
+    assert_eq!((p.leader, p.isr.clone(), p.leader_epoch), (1, vec![1], 1));
+}
+
+#[test]
+fn apply_rejects_stale_records_without_change() {
+    let mut c = Controller::new(ControllerConfig::default());
+    let (mut image, mut log) = cluster(&mut c, 2);
+    let d = c.create_topic(&image, "t", tid(1), 1, 2, 0).unwrap();
+    apply_all(&mut image, &mut log, d.records);
+    let before = image.clone();
+    let change = |leader, leader_epoch, isr: Vec<i32>, partition_epoch| Record::PartitionChange {
+        topic_id: tid(1),
+        partition: 0,
+        leader,
+        leader_epoch,
+        isr,
+        partition_epoch,
+    };
+    for bad in [
+        change(1, 0, vec![0, 1], 1), // leader changed without a new leader epoch
+        change(0, 0, vec![0], 2),    // skipped a partition epoch
+        change(0, 0, vec![0], 0),    // replayed partition epoch
+        change(0, 0, vec![1], 1),    // leader outside the ISR
+        change(0, 0, vec![], 1),     // empty ISR
+        change(0, 0, vec![0, 5], 1), // ISR outside the replicas
+        Record::FenceBroker {
+            broker_id: 0,
+            broker_epoch: 99,
+        },
+        Record::RegisterBroker {
+            broker_id: 0,
+            incarnation: 2,
+            broker_epoch: 1,
+            endpoint: ep(1),
+        },
+        Record::DeleteTopic { topic_id: tid(9) },
+    ] {
+        assert!(image.apply(&bad).is_err(), "{bad:?} accepted");
+        assert_eq!(image, before);
+    }
+    image.apply(&change(0, 0, vec![0], 1)).unwrap();
+}
+
+#[derive(Debug, Clone)]
+enum Op {
+    Heartbeat(i32, bool),
+    Time(u64),
+    Register(i32),
+    Alter {
+        topic: usize,
+        partition: usize,
+        requester: Option<i32>,
+        leader_epoch_delta: i32,
+        partition_epoch_delta: i32,
+        stale_broker: bool,
+        isr_mask: u8,
+    },
+    Create(u32, u16),
+    Delete(usize),
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    let delta = prop_oneof![6 => Just(0), 1 => Just(-1), 1 => Just(1)];
+    prop_oneof![
+        6 => (0i32..5, prop::bool::weighted(0.15)).prop_map(|(b, f)| Op::Heartbeat(b, f)),
+        3 => (0u64..120).prop_map(Op::Time),
+        1 => (0i32..5).prop_map(Op::Register),
+        6 => (0usize..4, 0usize..4, prop::option::weighted(0.2, 0i32..5), delta.clone(), delta, prop::bool::weighted(0.1), any::<u8>())
+            .prop_map(|(topic, partition, requester, l, p, stale_broker, isr_mask)| Op::Alter {
+                topic, partition, requester, leader_epoch_delta: l, partition_epoch_delta: p, stale_broker, isr_mask
+            }),
+        1 => (1u32..4, 1u16..5).prop_map(|(p, rf)| Op::Create(p, rf)),
+        1 => (0usize..4).prop_map(Op::Delete),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    #[test]
+    fn controller_keeps_partition_invariants(unclean in any::<bool>(), ops in proptest::collection::vec(op(), 1..150)) {
+        let config = ControllerConfig { broker_session_timeout_ms: 100, unclean_leader_election_enable: unclean };
+        let mut c = Controller::new(config.clone());
+        let (mut image, mut log) = cluster(&mut c, 5);
+        let d = c.create_topic(&image, "t0", tid(0), 3, 3, 0).unwrap();
+        apply_all(&mut image, &mut log, d.records);
+        let mut now = 0u64;
+        let mut next_topic = 1u8;
+        for op in ops {
+            let before = image.clone();
+            let records = match op {
+                Op::Heartbeat(b, fence) => {
+                    let e = image.brokers[&b].broker_epoch;
+                    c.heartbeat(&image, b, e, fence, now).unwrap().records
+                }
+                Op::Time(dt) => { now += dt; c.tick(&image, now) }
+                Op::Register(b) => c.register_broker(&image, b, now, ep(1), now).unwrap().records,
+                Op::Alter { topic, partition, requester, leader_epoch_delta, partition_epoch_delta, stale_broker, isr_mask } => {
+                    let Some((id, t)) = image.topics.iter().nth(topic % image.topics.len().max(1)) else { continue };
+                    let partition = partition % t.partitions.len();
+                    let p = &t.partitions[partition];
+                    let broker_id = requester.unwrap_or(p.leader);
+                    let Some(b) = image.brokers.get(&broker_id) else { continue };
+                    let req = AlterPartitionRequest {
+                        broker_id,
+                        broker_epoch: b.broker_epoch - i64::from(stale_broker),
+                        topic_id: *id,
+                        partition: partition as u32,
+                        leader_epoch: p.leader_epoch + leader_epoch_delta,
+                        partition_epoch: p.partition_epoch + partition_epoch_delta,
+                        new_isr: p.replicas.iter().enumerate().filter(|(i, _)| isr_mask & (1 << i) != 0).map(|(_, r)| *r).collect(),
+                    };
+                    let stale = stale_broker || broker_id != p.leader || leader_epoch_delta != 0 || partition_epoch_delta != 0;
+                    match c.alter_partition(&image, &req) {
+                        Ok(d) => {
+                            prop_assert!(!stale, "stale AlterPartition accepted: {:?} for {:?}", req, p);
+                            prop_assert!(d.reply.isr.contains(&p.leader));
+                            for r in d.reply.isr.iter().filter(|r| !p.isr.contains(r)) {
+                                prop_assert!(image.is_live(*r), "fenced {} joined the ISR", r);
+                            }
+                            d.records
+                        }
+                        Err(_) => continue,
+                    }
+                }
+                Op::Create(parts, rf) => {
+                    let start = image.topics.values().map(|t| t.partitions.len()).sum();
+                    let live = image.live_brokers().len();
+                    match c.create_topic(&image, &format!("t{next_topic}"), tid(next_topic), parts, rf, start) {
+                        Ok(d) => { next_topic += 1; d.records }
+                        Err(e) => {
+                            prop_assert!(matches!(e, ControllerError::InvalidReplicationFactor(_)) && usize::from(rf) > live);
+                            continue;
+                        }
+                    }
+                }
+                Op::Delete(i) => {
+                    let Some(name) = image.topic_ids.keys().nth(i % image.topic_ids.len().max(1)).cloned() else { continue };
+                    c.delete_topic(&image, &name).unwrap().records
+                }
+            };
+            apply_all(&mut image, &mut log, records);
+            for (id, t) in &image.topics {
+                for (i, p) in t.partitions.iter().enumerate() {
+                    prop_assert!(check_partition(p).is_ok(), "{:?}", p);
+                    prop_assert!(p.leader == NO_LEADER || image.is_live(p.leader), "fenced leader {:?}", p);
+                    if p.isr.len() > 1 {
+                        prop_assert!(p.isr.iter().all(|r| image.is_live(*r)), "fenced broker in a shared ISR {:?}", p);
+                    }
+                    let Some(old) = before.partition(*id, i as u32) else { continue };
+                    prop_assert!(p.leader_epoch >= old.leader_epoch && p.partition_epoch >= old.partition_epoch);
+                    if p.leader != old.leader {
+                        prop_assert!(p.leader_epoch > old.leader_epoch, "leader changed without an epoch bump");
+                        if !unclean && p.leader != NO_LEADER {
+                            prop_assert!(old.isr.contains(&p.leader), "leader {} not from previous ISR {:?}", p.leader, old.isr);
+                        }
+                    }
+                    // An offline partition with a live ISR member is a missed election.
+                    if p.leader == NO_LEADER {
+                        prop_assert!(p.isr.iter().all(|r| !image.is_live(*r)), "offline with live ISR {:?}", p);
+                    }
+                }
+            }
+        }
+        // Every broker back: every partition has a leader again.
+        for b in 0..5 {
+            let e = image.brokers[&b].broker_epoch;
+            let d = c.heartbeat(&image, b, e, false, now).unwrap();
+            apply_all(&mut image, &mut log, d.records);
+        }
+        for t in image.topics.values() {
+            for p in &t.partitions {
+                prop_assert!(p.leader != NO_LEADER, "still offline: {:?}", p);
+            }
+        }
+        // Deterministic replay, also through the serialized form.
+        let json = serde_json::to_string(&log).unwrap();
+        let decoded: Vec<Record> = serde_json::from_str(&json).unwrap();
+        let mut replay = MetadataImage::default();
+        for r in &decoded {
+            replay.apply(r).unwrap();
+        }
+        prop_assert_eq!(replay, image);
+    }
+}
