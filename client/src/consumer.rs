@@ -35,6 +35,9 @@ use crate::accumulator::TopicPartition;
 use crate::cluster::Cluster;
 use crate::conn::{Conn, ConnConfig, ConnError};
 use crate::errors;
+use crate::group::coordinator::{GroupCoordinator, GroupSettings, JoinDone};
+use crate::group::membership::{after_sync, before_join, GroupError};
+use crate::group::Strategy;
 
 /// Bound on one batch's decompressed records.
 const MAX_UNCOMPRESSED_BATCH: usize = 128 * 1024 * 1024;
@@ -65,6 +68,20 @@ pub struct ConsumerConfig {
     pub default_api_timeout_ms: u64,
     /// 0 = read_uncommitted, 1 = read_committed.
     pub isolation_level: i8,
+    /// `group.id`: needed by `subscribe` and the commit/committed calls.
+    pub group_id: Option<String>,
+    /// `group.instance.id`: static membership (KIP-345).
+    pub group_instance_id: Option<String>,
+    pub session_timeout_ms: u64,
+    pub heartbeat_interval_ms: u64,
+    /// Also the rebalance timeout sent in JoinGroup.
+    pub max_poll_interval_ms: u64,
+    /// `partition.assignment.strategy`, in preference order; the group uses the first one every
+    /// member offers (the broker's vote).
+    pub partition_assignment_strategy: Vec<Strategy>,
+    /// Takes effect only with a `group.id`.
+    pub enable_auto_commit: bool,
+    pub auto_commit_interval_ms: u64,
 }
 
 impl Default for ConsumerConfig {
@@ -83,6 +100,15 @@ impl Default for ConsumerConfig {
             retry_backoff_ms: 100,
             default_api_timeout_ms: 60_000,
             isolation_level: 0,
+            group_id: None,
+            group_instance_id: None,
+            session_timeout_ms: 45_000,
+            heartbeat_interval_ms: 3_000,
+            max_poll_interval_ms: 300_000,
+            // Kafka 4.0's default.
+            partition_assignment_strategy: vec![Strategy::Range, Strategy::CooperativeSticky],
+            enable_auto_commit: true,
+            auto_commit_interval_ms: 5_000,
         }
     }
 }
@@ -125,6 +151,8 @@ pub enum ConsumerError {
     NoLeader { topic: String, partition: i32 },
     #[error(transparent)]
     Conn(#[from] ConnError),
+    #[error("group: {0}")]
+    Group(#[from] GroupError),
 }
 
 fn invalid(key: &str, value: &str, reason: impl Into<String>) -> ConsumerError {
@@ -224,6 +252,46 @@ impl ConsumerConfig {
                     }
                 }
             }
+            "group.id" => self.group_id = (!value.is_empty()).then(|| value.to_string()),
+            "group.instance.id" => {
+                self.group_instance_id = (!value.is_empty()).then(|| value.to_string())
+            }
+            "session.timeout.ms" => self.session_timeout_ms = num(key, value)?,
+            "heartbeat.interval.ms" => {
+                self.heartbeat_interval_ms = num(key, value)?;
+                if self.heartbeat_interval_ms == 0 {
+                    return Err(invalid(key, value, "must be at least 1"));
+                }
+            }
+            "max.poll.interval.ms" => {
+                self.max_poll_interval_ms = num(key, value)?;
+                if self.max_poll_interval_ms == 0 {
+                    return Err(invalid(key, value, "must be at least 1"));
+                }
+            }
+            "partition.assignment.strategy" => {
+                let mut list = Vec::new();
+                for name in value.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+                    let s = Strategy::from_name(name).ok_or_else(|| {
+                        invalid(key, value, "expected range, roundrobin, sticky or cooperative-sticky")
+                    })?;
+                    if !list.contains(&s) {
+                        list.push(s);
+                    }
+                }
+                if list.is_empty() {
+                    return Err(invalid(key, value, "needs at least one assignor"));
+                }
+                self.partition_assignment_strategy = list;
+            }
+            "enable.auto.commit" => {
+                self.enable_auto_commit = match value {
+                    "true" => true,
+                    "false" => false,
+                    _ => return Err(invalid(key, value, "expected true or false")),
+                }
+            }
+            "auto.commit.interval.ms" => self.auto_commit_interval_ms = num(key, value)?,
             _ => return Err(ConsumerError::UnknownConfig { key: key.into() }),
         }
         for (k, v) in [
@@ -313,6 +381,17 @@ pub struct Consumer {
     rx: mpsc::UnboundedReceiver<(i32, FetchOutcome)>,
     need_metadata: bool,
     pending_error: Option<ConsumerError>,
+    /// Kept for the group coordinator's own connection.
+    net: Arc<dyn Network>,
+    /// Created by `subscribe` or the first commit/committed call (needs `group.id`).
+    group: Option<GroupCoordinator>,
+    /// The subscribed topics (sorted); `None` = manual assignment.
+    subscription: Option<Vec<String>>,
+    listener: Option<Box<dyn RebalanceListener>>,
+    /// Assigned partitions whose position waits for their committed offset (OffsetFetch).
+    pending_committed: BTreeSet<TopicPartition>,
+    next_auto_commit: Option<Instant>,
+    auto_commit_inflight: Option<tokio::sync::oneshot::Receiver<Result<(), ConsumerError>>>,
 }
 
 impl std::fmt::Debug for Consumer {
@@ -353,7 +432,11 @@ impl Consumer {
             cost,
             ..ConnConfig::default()
         };
-        let cluster = Arc::new(Cluster::new(net, cfg.bootstrap_servers.clone(), conn_cfg));
+        let cluster = Arc::new(Cluster::new(
+            Arc::clone(&net),
+            cfg.bootstrap_servers.clone(),
+            conn_cfg,
+        ));
         let (tx, rx) = mpsc::unbounded_channel();
         Self {
             cfg,
@@ -366,6 +449,13 @@ impl Consumer {
             rx,
             need_metadata: true,
             pending_error: None,
+            net,
+            group: None,
+            subscription: None,
+            listener: None,
+            pending_committed: BTreeSet::new(),
+            next_auto_commit: None,
+            auto_commit_inflight: None,
         }
     }
 
@@ -609,7 +699,7 @@ impl Consumer {
     async fn update_positions(&mut self) -> Result<(), ConsumerError> {
         let mut query = Vec::new();
         for (tp, st) in &self.assignment {
-            if st.position.is_some() {
+            if st.position.is_some() || self.pending_committed.contains(tp) {
                 continue;
             }
             let spec = match (st.reset, self.cfg.auto_offset_reset) {
@@ -666,6 +756,9 @@ impl Consumer {
         loop {
             if let Some(e) = self.pending_error.take() {
                 return Err(e);
+            }
+            if self.subscription.is_some() {
+                self.poll_group(deadline).await?;
             }
             if let Err(e) = self.ensure_metadata().await {
                 tracing::debug!(error = %e, "metadata refresh failed");
@@ -885,9 +978,395 @@ impl Consumer {
 
     /// Closes the connections.
     pub async fn close(&mut self) {
+        if let Some(mut g) = self.group.take() {
+            if self.subscription.is_some() {
+                // As Kafka: commit (auto), revoke, then leave (dynamic members only).
+                if g.state() == crate::group::MemberState::Stable {
+                    let owned = self.assignment();
+                    if self.cfg.enable_auto_commit {
+                        let offsets = self.consumed_offsets(&owned);
+                        if let Err(e) = g.commit(&offsets, true).await {
+                            tracing::warn!(error = %e, "commit on close failed");
+                        }
+                    }
+                    self.notify(Notice::Revoked, &owned);
+                }
+                g.leave("the consumer is being closed").await;
+            }
+            g.close().await;
+        }
+        self.subscription = None;
         self.assignment.clear();
         self.buffered.clear();
         self.cluster.close().await;
+    }
+}
+
+/// Callbacks around a rebalance, called inside `poll` (and `close`/`unsubscribe`) like Kafka's
+/// `ConsumerRebalanceListener`. With `enable.auto.commit` the consumer has already committed the
+/// positions of revoked partitions when `on_partitions_revoked` runs.
+pub trait RebalanceListener: Send {
+    /// Partitions taken away cleanly (their positions may be committed).
+    fn on_partitions_revoked(&mut self, _partitions: &[TopicPartition]) {}
+    /// Partitions newly given to this member (positions are set before the next fetch).
+    fn on_partitions_assigned(&mut self, _partitions: &[TopicPartition]) {}
+    /// Partitions lost with the generation (fenced, session or poll timeout): another member may
+    /// own them already, so nothing must be committed for them. Kafka's default: as revoked.
+    fn on_partitions_lost(&mut self, partitions: &[TopicPartition]) {
+        self.on_partitions_revoked(partitions)
+    }
+}
+
+/// A rebalance notice as a value, for listeners that are channels.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RebalanceEvent {
+    Revoked(Vec<TopicPartition>),
+    Assigned(Vec<TopicPartition>),
+    Lost(Vec<TopicPartition>),
+}
+
+/// A channel is a listener: every notice is sent as a [`RebalanceEvent`].
+impl RebalanceListener for mpsc::UnboundedSender<RebalanceEvent> {
+    fn on_partitions_revoked(&mut self, p: &[TopicPartition]) {
+        let _ = self.send(RebalanceEvent::Revoked(p.to_vec()));
+    }
+    fn on_partitions_assigned(&mut self, p: &[TopicPartition]) {
+        let _ = self.send(RebalanceEvent::Assigned(p.to_vec()));
+    }
+    fn on_partitions_lost(&mut self, p: &[TopicPartition]) {
+        let _ = self.send(RebalanceEvent::Lost(p.to_vec()));
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Notice {
+    Revoked,
+    Assigned,
+    Lost,
+}
+
+/// The member's identity in its group, for checkers (group-exclusive per generation,
+/// committed-offset monotonic).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupMetadata {
+    pub group_id: String,
+    /// -1 outside a generation.
+    pub generation_id: i32,
+    /// Empty before the first join.
+    pub member_id: String,
+    pub group_instance_id: Option<String>,
+}
+
+/// Consumer groups: `subscribe`, commits, the rebalance driven from `poll`.
+impl Consumer {
+    fn group_coordinator(&mut self) -> Result<&mut GroupCoordinator, ConsumerError> {
+        if self.group.is_none() {
+            let group_id = self.cfg.group_id.clone().ok_or(GroupError::NoGroupId)?;
+            let settings = GroupSettings {
+                group_id,
+                group_instance_id: self.cfg.group_instance_id.clone(),
+                session_timeout_ms: self.cfg.session_timeout_ms,
+                rebalance_timeout_ms: self.cfg.max_poll_interval_ms,
+                heartbeat_interval_ms: self.cfg.heartbeat_interval_ms,
+                strategies: self.cfg.partition_assignment_strategy.clone(),
+                retry_backoff_ms: self.cfg.retry_backoff_ms,
+                request_timeout_ms: self.cfg.request_timeout_ms,
+                default_api_timeout_ms: self.cfg.default_api_timeout_ms,
+            };
+            self.group = Some(GroupCoordinator::new(
+                settings,
+                Arc::clone(&self.net),
+                Arc::clone(&self.cluster),
+                self.cluster.config(),
+            ));
+        }
+        Ok(self.group.as_mut().expect("created above"))
+    }
+
+    /// Joins the group `group.id` for `topics`; the assignment follows at the next `poll`s (which
+    /// drive the rebalance). Replaces a manual assignment; a changed subscription rebalances.
+    pub fn subscribe<I, T>(&mut self, topics: I) -> Result<(), ConsumerError>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<String>,
+    {
+        let topics: Vec<String> = topics
+            .into_iter()
+            .map(Into::into)
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        self.group_coordinator()?;
+        if self.subscription.is_none() {
+            // Manual assignment and subscription do not mix (Kafka throws; we replace).
+            self.assign(Vec::new());
+        }
+        if self.subscription.as_ref() != Some(&topics) {
+            self.subscription = Some(topics);
+            if let Some(g) = &self.group {
+                g.request_rejoin();
+            }
+        }
+        Ok(())
+    }
+
+    /// The subscribed topics, if subscribed.
+    pub fn subscription(&self) -> Option<&[String]> {
+        self.subscription.as_deref()
+    }
+
+    /// Revokes everything (committing first with auto commit) and leaves the group.
+    pub async fn unsubscribe(&mut self) {
+        if self.subscription.take().is_none() {
+            return;
+        }
+        let owned = self.assignment();
+        if let Some(mut g) = self.group.take() {
+            if self.cfg.enable_auto_commit && g.state() == crate::group::MemberState::Stable {
+                let offsets = self.consumed_offsets(&owned);
+                if let Err(e) = g.commit(&offsets, true).await {
+                    tracing::warn!(error = %e, "commit on unsubscribe failed");
+                }
+            }
+            self.notify(Notice::Revoked, &owned);
+            g.leave("the consumer unsubscribed").await;
+            g.close().await;
+        }
+        self.assign(Vec::new());
+        self.pending_committed.clear();
+    }
+
+    pub fn set_rebalance_listener(&mut self, listener: Box<dyn RebalanceListener>) {
+        self.listener = Some(listener);
+    }
+
+    /// Generation and member id as this member knows them (`None` without `group.id`).
+    pub fn group_metadata(&self) -> Option<GroupMetadata> {
+        let group_id = self.cfg.group_id.clone()?;
+        let (generation_id, member_id) = self
+            .group
+            .as_ref()
+            .map_or((-1, String::new()), |g| g.group_metadata());
+        Some(GroupMetadata {
+            group_id,
+            generation_id,
+            member_id,
+            group_instance_id: self.cfg.group_instance_id.clone(),
+        })
+    }
+
+    fn notify(&mut self, what: Notice, partitions: &[TopicPartition]) {
+        if partitions.is_empty() {
+            return;
+        }
+        tracing::debug!(?what, ?partitions, "rebalance");
+        if let Some(l) = self.listener.as_mut() {
+            match what {
+                Notice::Revoked => l.on_partitions_revoked(partitions),
+                Notice::Assigned => l.on_partitions_assigned(partitions),
+                Notice::Lost => l.on_partitions_lost(partitions),
+            }
+        }
+    }
+
+    /// Positions of `tps` that have one: the offsets a commit stores.
+    fn consumed_offsets(&self, tps: &[TopicPartition]) -> BTreeMap<TopicPartition, i64> {
+        tps.iter()
+            .filter_map(|tp| {
+                let pos = self.assignment.get(tp)?.position?;
+                Some((tp.clone(), pos))
+            })
+            .collect()
+    }
+
+    fn is_subscribed(&self) -> bool {
+        self.subscription.is_some()
+    }
+
+    /// OffsetCommit of `offsets` (next offset to read per partition), or of every assigned
+    /// partition's position when `None`. Fails with `CommitFailed` when the group has moved on.
+    pub async fn commit_sync(
+        &mut self,
+        offsets: Option<BTreeMap<TopicPartition, i64>>,
+    ) -> Result<(), ConsumerError> {
+        let offsets = offsets.unwrap_or_else(|| self.consumed_offsets(&self.assignment()));
+        let subscribed = self.is_subscribed();
+        self.group_coordinator()?.commit(&offsets, subscribed).await?;
+        Ok(())
+    }
+
+    /// Like [`commit_sync`](Self::commit_sync) in a background task; the receiver gets the result.
+    pub fn commit_async(
+        &mut self,
+        offsets: Option<BTreeMap<TopicPartition, i64>>,
+    ) -> Result<tokio::sync::oneshot::Receiver<Result<(), ConsumerError>>, ConsumerError> {
+        let offsets = offsets.unwrap_or_else(|| self.consumed_offsets(&self.assignment()));
+        let subscribed = self.is_subscribed();
+        let handle = self.group_coordinator()?.handle();
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        tokio::spawn(async move {
+            let r = handle.commit(&offsets, subscribed).await.map_err(Into::into);
+            let _ = tx.send(r);
+        });
+        Ok(rx)
+    }
+
+    /// The group's committed offsets for `tps` (`None` = nothing committed).
+    pub async fn committed(
+        &mut self,
+        tps: &[TopicPartition],
+    ) -> Result<BTreeMap<TopicPartition, Option<i64>>, ConsumerError> {
+        Ok(self.group_coordinator()?.committed(tps).await?)
+    }
+
+    /// One step of group membership inside `poll`: losses, revocation before a join, the join
+    /// itself (bounded by `deadline`), the new assignment and its positions, auto commit.
+    async fn poll_group(&mut self, deadline: Instant) -> Result<(), ConsumerError> {
+        let topics = self.subscription.clone().unwrap_or_default();
+        let auto_commit = self.cfg.enable_auto_commit;
+        let g = self.group.as_mut().expect("subscribe creates the group");
+        g.touch_poll();
+        if let Some(e) = g.take_fatal() {
+            return Err(e.into());
+        }
+        if g.take_lost() {
+            let owned = self.assignment();
+            self.notify(Notice::Lost, &owned);
+            self.assign(Vec::new());
+            self.pending_committed.clear();
+        }
+        let g = self.group.as_mut().expect("subscribe creates the group");
+        if g.needs_join() {
+            if !g.join_in_flight() {
+                let protocol = g.protocol();
+                let owned = self.assignment();
+                let plan = before_join(protocol, false, &owned);
+                if !plan.revoked.is_empty() {
+                    if auto_commit {
+                        let offsets = self.consumed_offsets(&plan.revoked);
+                        let g = self.group.as_mut().expect("exists");
+                        if let Err(e) = g.commit(&offsets, true).await {
+                            tracing::warn!(error = %e, "commit before revocation failed");
+                        }
+                    }
+                    self.notify(Notice::Revoked, &plan.revoked);
+                    let keep: Vec<TopicPartition> = owned
+                        .iter()
+                        .filter(|tp| !plan.revoked.contains(tp))
+                        .cloned()
+                        .collect();
+                    self.assign(keep);
+                }
+                let still_owned = self.assignment();
+                let g = self.group.as_mut().expect("exists");
+                g.start_join(topics, still_owned);
+            }
+            // Cooperative members keep fetching what they own meanwhile: do not block on the join.
+            let wait = if self.assignment.is_empty() {
+                deadline.saturating_duration_since(Instant::now())
+            } else {
+                Duration::ZERO
+            };
+            let g = self.group.as_mut().expect("exists");
+            match g.poll_join(wait).await {
+                None => {}
+                Some(Err(e)) => return Err(e.into()),
+                Some(Ok(done)) => self.on_joined(done).await?,
+            }
+        } else if !g.coordinator_known() {
+            let wait = deadline.saturating_duration_since(Instant::now());
+            if let Ok(Err(e)) = tokio::time::timeout(wait, g.ensure_coordinator()).await {
+                tracing::debug!(error = %e, "coordinator rediscovery failed");
+            }
+        }
+        self.resolve_committed().await?;
+        if auto_commit {
+            self.maybe_auto_commit();
+        }
+        Ok(())
+    }
+
+    /// A join round finished: revoke what moved (cooperative), take the new assignment, look up
+    /// committed offsets for what is new.
+    async fn on_joined(&mut self, done: JoinDone) -> Result<(), ConsumerError> {
+        tracing::debug!(generation = done.generation, member = %done.member_id, assignment = ?done.assignment, "joined");
+        let topics: BTreeSet<&String> = self.subscription.iter().flatten().collect();
+        // A leader may hand out topics we did not ask for (another client's bug): ignore them.
+        let assigned: Vec<TopicPartition> = done
+            .assignment
+            .iter()
+            .filter(|tp| topics.contains(&tp.topic))
+            .cloned()
+            .collect();
+        let owned = self.assignment();
+        let change = after_sync(done.protocol, &owned, &assigned);
+        if !change.revoked.is_empty() {
+            if self.cfg.enable_auto_commit {
+                let offsets = self.consumed_offsets(&change.revoked);
+                let g = self.group.as_mut().expect("exists");
+                if let Err(e) = g.commit(&offsets, true).await {
+                    tracing::warn!(error = %e, "commit of revoked partitions failed");
+                }
+            }
+            self.notify(Notice::Revoked, &change.revoked);
+        }
+        self.assign(assigned);
+        self.pending_committed.extend(change.added.iter().cloned());
+        self.next_auto_commit =
+            Some(Instant::now() + Duration::from_millis(self.cfg.auto_commit_interval_ms));
+        self.resolve_committed().await?;
+        self.notify(Notice::Assigned, &change.added);
+        if change.rejoin {
+            if let Some(g) = &self.group {
+                g.request_rejoin();
+            }
+        }
+        Ok(())
+    }
+
+    /// Positions of newly assigned partitions: the committed offset, else `auto.offset.reset`.
+    async fn resolve_committed(&mut self) -> Result<(), ConsumerError> {
+        if self.pending_committed.is_empty() {
+            return Ok(());
+        }
+        let tps: Vec<TopicPartition> = self.pending_committed.iter().cloned().collect();
+        let g = self.group.as_mut().expect("exists");
+        let committed = g.committed(&tps).await?;
+        for tp in tps {
+            self.pending_committed.remove(&tp);
+            if let (Some(Some(offset)), Some(st)) = (committed.get(&tp), self.assignment.get_mut(&tp)) {
+                if st.position.is_none() {
+                    st.position = Some(*offset);
+                    st.reset = None;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// `enable.auto.commit`: commits positions every `auto.commit.interval.ms`, one at a time.
+    fn maybe_auto_commit(&mut self) {
+        if let Some(rx) = self.auto_commit_inflight.as_mut() {
+            match rx.try_recv() {
+                Err(tokio::sync::oneshot::error::TryRecvError::Empty) => return,
+                Ok(Err(e)) => tracing::debug!(error = %e, "auto commit failed"),
+                _ => {}
+            }
+            self.auto_commit_inflight = None;
+        }
+        let now = Instant::now();
+        let due = self.next_auto_commit.is_some_and(|t| now >= t);
+        let stable = self
+            .group
+            .as_ref()
+            .is_some_and(|g| g.state() == crate::group::MemberState::Stable);
+        if !due || !stable {
+            return;
+        }
+        self.next_auto_commit = Some(now + Duration::from_millis(self.cfg.auto_commit_interval_ms));
+        if let Ok(rx) = self.commit_async(None) {
+            self.auto_commit_inflight = Some(rx);
+        }
     }
 }
 

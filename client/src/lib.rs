@@ -7,7 +7,8 @@
 //! - [`producer`]: [`Producer`] over the producer core: [`ProducerConfig`] (Kafka names/defaults),
 //!   [`Partitioner`] (murmur2 / sticky), [`BufferPool`] (`buffer.memory`), [`RecordAccumulator`]
 //!   (linger/size readiness, per-node drain, idempotent sequences) and a sender task.
-//! - [`consumer`]: [`Consumer`] with `assign`, `seek*`, `poll` and pipelined fetches.
+//! - [`consumer`]: [`Consumer`] with `assign`, `seek*`, `poll` and pipelined fetches; with a
+//!   `group.id`, `subscribe` (consumer groups, [`group`]), commits and rebalance listeners.
 //! - [`admin`]: [`Admin`] — create/delete/list topics.
 
 pub mod accumulator;
@@ -33,8 +34,10 @@ pub use cluster::{Cluster, Metadata, PartitionMetadata, TopicMetadata};
 pub use config::{Acks, ConfigError, ProducerConfig};
 pub use conn::{Conn, ConnConfig, ConnError};
 pub use consumer::{
-    AutoOffsetReset, Consumer, ConsumerConfig, ConsumerError, ConsumerRecord,
+    AutoOffsetReset, Consumer, ConsumerConfig, ConsumerError, ConsumerRecord, GroupMetadata,
+    RebalanceEvent, RebalanceListener,
 };
+pub use group::{GroupError, Strategy};
 pub use partitioner::{murmur2, partition_for_key, to_positive, Partitioner};
 pub use producer::{DeliveryFuture, ProduceError, Producer, ProducerRecord, RecordMetadata};
 pub use records::Header;

@@ -3,7 +3,11 @@
 //! ([`membership`]) and the async glue that talks to the coordinator ([`coordinator`]).
 
 pub mod assignor;
+pub mod coordinator;
+pub mod membership;
 pub mod protocol;
 
 pub use assignor::{assign, GroupAssignment, MemberSubscription, Strategy};
 pub use protocol::{Assignment, ProtocolError, Subscription};
+pub use coordinator::{GroupCoordinator, GroupHandle, GroupSettings, JoinDone};
+pub use membership::{GroupError, MemberState, Membership};
