@@ -1042,3 +1042,378 @@ impl Group {
         self.initial_delay_ms = ms;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! Property tests: random clients (joins with and without ids, static members, syncs with
+    //! current and stale generations, heartbeats, leaves, commits, time passing) drive one group;
+    //! the checks are Kafka's promises. Transitions are checked by `transition`'s assert.
+    use std::collections::{BTreeMap, BTreeSet};
+
+    use proptest::prelude::*;
+
+    use super::*;
+
+    const SLOTS: usize = 4;
+    const PARTITIONS: u8 = 6;
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Join { slot: usize, forget_id: bool, v4: bool, static_member: bool, protocols: u8 },
+        Sync { slot: usize, gen_delta: i32 },
+        Heartbeat { slot: usize },
+        Leave { slot: usize },
+        Commit { slot: usize, gen_delta: i32, simple: bool },
+        Advance { ms: i64 },
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            4 => (0..SLOTS, any::<bool>(), any::<bool>(), prop::bool::weighted(0.3), 0u8..3)
+                .prop_map(|(slot, forget_id, v4, static_member, protocols)| Op::Join { slot, forget_id, v4, static_member, protocols }),
+            4 => (0..SLOTS, prop_oneof![4 => Just(0), 1 => Just(-1), 1 => Just(1)]).prop_map(|(slot, gen_delta)| Op::Sync { slot, gen_delta }),
+            2 => (0..SLOTS).prop_map(|slot| Op::Heartbeat { slot }),
+            1 => (0..SLOTS).prop_map(|slot| Op::Leave { slot }),
+            2 => (0..SLOTS, -2i32..2, prop::bool::weighted(0.2)).prop_map(|(slot, gen_delta, simple)| Op::Commit { slot, gen_delta, simple }),
+            3 => (0i64..700).prop_map(|ms| Op::Advance { ms }),
+        ]
+    }
+
+    #[derive(Debug, Default, Clone)]
+    struct Client {
+        member_id: String,
+        generation: i32,
+        leader_members: Option<Vec<String>>,
+    }
+
+    #[derive(Default)]
+    struct World {
+        clients: Vec<Client>,
+        next_req: ReqId,
+        /// Outstanding requests: id → (slot, is_sync, generation sent).
+        outstanding: BTreeMap<ReqId, (usize, bool, i32)>,
+        answered: BTreeSet<ReqId>,
+        /// generation → member → assignment delivered by a successful SyncGroup.
+        delivered: BTreeMap<i32, BTreeMap<String, Bytes>>,
+        last_generation: i32,
+        offsets_model: BTreeMap<(String, i32), i64>,
+        next_member: u64,
+    }
+
+    fn protocols(kind: u8) -> Vec<(String, Bytes)> {
+        match kind {
+            0 => vec![("range".into(), Bytes::from_static(b"r")), ("roundrobin".into(), Bytes::from_static(b"rr"))],
+            1 => vec![("roundrobin".into(), Bytes::from_static(b"rr"))],
+            _ => vec![("sticky".into(), Bytes::from_static(b"s"))],
+        }
+    }
+
+    impl World {
+        fn effects(&mut self, g: &Group, fx: Vec<Effect>) {
+            for e in fx {
+                match e {
+                    Effect::Persist(s) => {
+                        assert_eq!(s.group_id, g.id);
+                    }
+                    Effect::Join(id, out) => {
+                        assert!(self.answered.insert(id), "join {id} answered twice");
+                        let (slot, is_sync, _) = self.outstanding.remove(&id).expect("answer to an issued request");
+                        assert!(!is_sync);
+                        let c = &mut self.clients[slot];
+                        match out.error {
+                            ec::NONE => {
+                                assert!(out.generation >= c.generation, "a member saw its generation go back");
+                                c.member_id = out.member_id.clone();
+                                c.generation = out.generation;
+                                c.leader_members = (out.leader == out.member_id && !out.members.is_empty())
+                                    .then(|| out.members.iter().map(|m| m.member_id.clone()).collect());
+                            }
+                            MEMBER_ID_REQUIRED => c.member_id = out.member_id.clone(),
+                            UNKNOWN_MEMBER_ID | FENCED_INSTANCE_ID => *c = Client::default(),
+                            _ => {}
+                        }
+                    }
+                    Effect::Sync(id, out) => {
+                        assert!(self.answered.insert(id), "sync {id} answered twice");
+                        let (slot, is_sync, generation) = self.outstanding.remove(&id).expect("answer to an issued request");
+                        assert!(is_sync);
+                        if out.error == ec::NONE {
+                            let member = self.clients[slot].member_id.clone();
+                            let per_gen = self.delivered.entry(generation).or_default();
+                            if let Some(prev) = per_gen.get(&member) {
+                                assert_eq!(prev, &out.assignment, "one member, one generation, two assignments");
+                            }
+                            per_gen.insert(member, out.assignment);
+                        }
+                    }
+                }
+            }
+        }
+
+        fn issue(&mut self, slot: usize, is_sync: bool, generation: i32) -> ReqId {
+            self.next_req += 1;
+            self.outstanding.insert(self.next_req, (slot, is_sync, generation));
+            self.next_req
+        }
+    }
+
+    /// The leader's assignment: partitions dealt round-robin over the members it was given.
+    fn assign(members: &[String]) -> Vec<(String, Bytes)> {
+        let mut per: BTreeMap<&String, Vec<u8>> = members.iter().map(|m| (m, vec![])).collect();
+        for p in 0..PARTITIONS {
+            let m = &members[p as usize % members.len()];
+            per.get_mut(m).expect("member").push(p);
+        }
+        per.into_iter().map(|(m, ps)| (m.clone(), Bytes::from(ps))).collect()
+    }
+
+    fn run(ops: Vec<Op>, initial_delay_ms: i32, max_size: usize) {
+        let cfg = GroupConfig { session_timeout_ms_min: 10, session_timeout_ms_max: 10_000, members_max: max_size, initial_rebalance_delay_ms: initial_delay_ms, ..GroupConfig::default() };
+        let mut now = 1_000_000i64;
+        let mut g = Group::new("g", now);
+        let mut w = World { clients: vec![Client::default(); SLOTS], ..World::default() };
+        for op in ops {
+            let before = g.state();
+            match op {
+                Op::Join { slot, forget_id, v4, static_member, protocols: kind } => {
+                    let member_id = if forget_id { String::new() } else { w.clients[slot].member_id.clone() };
+                    let req = w.issue(slot, false, -1);
+                    w.next_member += 1;
+                    let new_id = format!("m{slot}-{}", w.next_member);
+                    let r = JoinRequest {
+                        member_id,
+                        instance_id: static_member.then(|| format!("i{slot}")),
+                        client_id: "c".into(),
+                        client_host: "h".into(),
+                        session_timeout_ms: 300,
+                        rebalance_timeout_ms: 500,
+                        protocol_type: "consumer".into(),
+                        protocols: protocols(kind),
+                        require_known_member_id: v4,
+                    };
+                    let fx = g.join(req, r, &new_id, now, &cfg);
+                    w.effects(&g, fx);
+                }
+                Op::Sync { slot, gen_delta } => {
+                    let c = w.clients[slot].clone();
+                    let generation = c.generation + gen_delta;
+                    let assignments = c.leader_members.as_deref().map(assign).unwrap_or_default();
+                    let req = w.issue(slot, true, generation);
+                    let accepted_generation = g.generation();
+                    let fx = g.sync(req, generation, &c.member_id, None, None, None, assignments, now, &cfg);
+                    if generation != accepted_generation {
+                        assert!(fx.iter().any(|e| matches!(e, Effect::Sync(id, o) if *id == req && o.error != ec::NONE)), "stale SyncGroup accepted");
+                    }
+                    w.effects(&g, fx);
+                }
+                Op::Heartbeat { slot } => {
+                    let c = &w.clients[slot];
+                    let code = g.heartbeat(c.generation, &c.member_id, None, now);
+                    if c.generation != g.generation() {
+                        assert_ne!(code, ec::NONE, "heartbeat from a stale generation accepted");
+                    }
+                }
+                Op::Leave { slot } => {
+                    let c = w.clients[slot].clone();
+                    let (codes, fx) = g.leave(&[Leaver { member_id: c.member_id.clone(), instance_id: None }], now);
+                    assert_eq!(codes.len(), 1);
+                    if codes[0] == ec::NONE {
+                        assert!(g.members().all(|m| m.member_id != c.member_id));
+                    }
+                    w.effects(&g, fx);
+                    w.clients[slot] = Client::default();
+                }
+                Op::Commit { slot, gen_delta, simple } => {
+                    let c = w.clients[slot].clone();
+                    let (generation, member) = if simple { (-1, String::new()) } else { (c.generation + gen_delta, c.member_id.clone()) };
+                    let current = g.generation();
+                    let (state, has_members) = (g.state(), g.member_count() > 0);
+                    match g.validate_commit(generation, &member, None, now) {
+                        Ok(()) => {
+                            assert!(generation == current || (generation < 0 && state == GroupState::Empty), "stale commit accepted");
+                            assert!(generation >= 0 || !has_members, "simple commit accepted in a group with members");
+                            assert_ne!(state, GroupState::CompletingRebalance);
+                            let o = CommittedOffset { offset: now, leader_epoch: -1, metadata: String::new(), commit_timestamp_ms: now };
+                            g.apply_offset("t", slot as i32, Some(o));
+                            w.offsets_model.insert(("t".into(), slot as i32), now);
+                        }
+                        Err(code) => assert_ne!(code, ec::NONE),
+                    }
+                    let got: BTreeMap<(String, i32), i64> = g.offsets.iter().map(|(k, v)| (k.clone(), v.offset)).collect();
+                    assert_eq!(got, w.offsets_model);
+                }
+                Op::Advance { ms } => {
+                    now += ms;
+                    let fx = g.tick(now);
+                    w.effects(&g, fx);
+                }
+            }
+            check_invariants(&g, &cfg, before);
+            assert!(g.generation() >= w.last_generation, "generation went back");
+            w.last_generation = g.generation();
+        }
+        // Liveness: with no more input, every waiting request is answered once the timeouts pass.
+        for _ in 0..4 {
+            now += 10_000;
+            let fx = g.tick(now);
+            w.effects(&g, fx);
+        }
+        assert!(w.outstanding.is_empty(), "requests never answered: {:?}", w.outstanding);
+        assert!(g.waiters().is_empty());
+        // Within one generation no partition went to two members.
+        for (generation, per) in &w.delivered {
+            let mut seen = BTreeSet::new();
+            for a in per.values() {
+                for p in a.iter() {
+                    assert!(seen.insert(*p), "generation {generation}: partition {p} delivered to two members: {per:?}");
+                }
+            }
+        }
+        // Unload answers everything and kills the group.
+        let _ = g.unload(NOT_COORDINATOR, now);
+        assert_eq!(g.state(), GroupState::Dead);
+    }
+
+    fn check_invariants(g: &Group, cfg: &GroupConfig, before: GroupState) {
+        assert!(g.member_count() + g.pending_count() <= cfg.members_max.max(g.member_count()), "group.max.size exceeded");
+        assert!(g.member_count() <= cfg.members_max);
+        match g.state() {
+            GroupState::CompletingRebalance | GroupState::Stable => {
+                let leader = g.leader().expect("a leader");
+                assert!(g.members().any(|m| m.member_id == leader), "leader is not a member");
+                assert!(g.protocol().is_some());
+                let p = g.protocol().unwrap_or_default();
+                assert!(g.members().all(|m| m.protocols.iter().any(|(n, _)| n == p)), "selected protocol not supported by all");
+            }
+            GroupState::Empty => assert_eq!(g.member_count(), 0),
+            _ => {}
+        }
+        if before != g.state() {
+            // Several transitions may happen in one input; `transition` asserted each. A group
+            // never leaves Dead and never goes straight from Empty to Stable.
+            assert_ne!(before, GroupState::Dead);
+        }
+        // Static members map to live members.
+        for (i, id) in &g.static_members {
+            assert_eq!(g.members.get(id).and_then(|m| m.instance_id.as_ref()), Some(i));
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 400, ..ProptestConfig::default() })]
+        #[test]
+        fn group_keeps_kafkas_promises(ops in prop::collection::vec(op(), 1..80), delay in prop_oneof![Just(0), Just(50)], max_size in 2usize..6) {
+            run(ops, delay, max_size);
+        }
+    }
+
+    fn join_req(member_id: &str, v4: bool) -> JoinRequest {
+        JoinRequest {
+            member_id: member_id.into(),
+            instance_id: None,
+            client_id: "c".into(),
+            client_host: "h".into(),
+            session_timeout_ms: 300,
+            rebalance_timeout_ms: 500,
+            protocol_type: "consumer".into(),
+            protocols: protocols(0),
+            require_known_member_id: v4,
+        }
+    }
+
+    fn cfg0() -> GroupConfig {
+        GroupConfig { session_timeout_ms_min: 10, initial_rebalance_delay_ms: 0, ..GroupConfig::default() }
+    }
+
+    #[test]
+    fn two_members_rebalance_and_fencing() {
+        let cfg = cfg0();
+        let mut g = Group::new("g", 0);
+        // KIP-394: v4 first gets an id.
+        let fx = g.join(1, join_req("", true), "a", 0, &cfg);
+        assert!(matches!(&fx[..], [Effect::Join(1, o)] if o.error == MEMBER_ID_REQUIRED && o.member_id == "a"));
+        let fx = g.join(2, join_req("a", true), "x", 0, &cfg);
+        assert!(matches!(&fx[..], [Effect::Join(2, o)] if o.error == ec::NONE && o.generation == 1 && o.leader == "a" && o.members.len() == 1));
+        assert_eq!(g.state(), GroupState::CompletingRebalance);
+        let fx = g.sync(3, 1, "a", None, None, None, vec![("a".into(), Bytes::from_static(b"A"))], 0, &cfg);
+        assert!(matches!(&fx[..], [Effect::Persist(_), Effect::Sync(3, o)] if o.assignment == Bytes::from_static(b"A")));
+        assert_eq!(g.state(), GroupState::Stable);
+        // A second member: rebalance; the first learns by heartbeat and rejoins.
+        let fx = g.join(4, join_req("", false), "b", 10, &cfg);
+        assert!(fx.is_empty());
+        assert_eq!(g.state(), GroupState::PreparingRebalance);
+        assert_eq!(g.heartbeat(1, "a", None, 10), REBALANCE_IN_PROGRESS);
+        assert_eq!(g.validate_commit(1, "a", None, 10), Ok(()), "commits of the current generation are allowed while preparing");
+        let fx = g.join(5, join_req("a", false), "y", 20, &cfg);
+        assert_eq!(fx.len(), 2);
+        assert_eq!(g.generation(), 2);
+        assert_eq!(g.validate_commit(1, "a", None, 20), Err(ILLEGAL_GENERATION));
+        assert_eq!(g.validate_commit(2, "a", None, 20), Err(REBALANCE_IN_PROGRESS));
+        let stale = g.sync(6, 1, "b", None, None, None, vec![], 20, &cfg);
+        assert!(matches!(&stale[..], [Effect::Sync(6, o)] if o.error == ILLEGAL_GENERATION));
+        // Follower waits, leader completes.
+        assert!(g.sync(7, 2, "b", None, None, None, vec![], 20, &cfg).is_empty());
+        let fx = g.sync(8, 2, "a", None, None, None, vec![("a".into(), Bytes::from_static(b"A")), ("b".into(), Bytes::from_static(b"B"))], 20, &cfg);
+        assert_eq!(fx.len(), 3);
+        // b's session expires: rebalance, a alone in generation 3 after it rejoins.
+        assert_eq!(g.heartbeat(2, "a", None, 200), ec::NONE);
+        let _ = g.tick(330);
+        assert_eq!(g.state(), GroupState::PreparingRebalance);
+        assert_eq!(g.member_count(), 1);
+        let fx = g.join(9, join_req("a", false), "z", 340, &cfg);
+        assert!(matches!(&fx[..], [Effect::Join(9, o)] if o.generation == 3 && o.members.len() == 1));
+        // Unknown members and groups.
+        assert_eq!(g.heartbeat(3, "nobody", None, 340), UNKNOWN_MEMBER_ID);
+        let (codes, _) = g.leave(&[Leaver { member_id: "nobody".into(), instance_id: None }], 340);
+        assert_eq!(codes, vec![UNKNOWN_MEMBER_ID]);
+    }
+
+    #[test]
+    fn static_member_rejoins_without_rebalance() {
+        let cfg = cfg0();
+        let mut g = Group::new("g", 0);
+        let mut r = join_req("", true);
+        r.instance_id = Some("i1".into());
+        let fx = g.join(1, r.clone(), "a", 0, &cfg);
+        assert!(matches!(&fx[..], [Effect::Join(1, o)] if o.error == ec::NONE && o.member_id == "a"), "static members skip MEMBER_ID_REQUIRED");
+        let _ = g.sync(2, 1, "a", Some("i1"), None, None, vec![("a".into(), Bytes::from_static(b"A"))], 0, &cfg);
+        assert_eq!(g.state(), GroupState::Stable);
+        // Restarted with the same instance id and metadata: new id, same generation, no rebalance.
+        let fx = g.join(3, r.clone(), "a2", 10, &cfg);
+        assert!(fx.iter().any(|e| matches!(e, Effect::Join(3, o) if o.error == ec::NONE && o.member_id == "a2" && o.generation == 1)));
+        assert_eq!(g.state(), GroupState::Stable);
+        assert_eq!(g.heartbeat(1, "a", Some("i1"), 10), FENCED_INSTANCE_ID, "the old incarnation is fenced");
+        let fx = g.sync(4, 1, "a2", Some("i1"), None, None, vec![], 10, &cfg);
+        assert!(matches!(&fx[..], [Effect::Sync(4, o)] if o.assignment == Bytes::from_static(b"A")), "the assignment carries over");
+        // Changed metadata: rebalance.
+        r.protocols = protocols(1);
+        let fx = g.join(5, r, "a3", 20, &cfg);
+        assert!(fx.iter().any(|e| matches!(e, Effect::Join(5, o) if o.generation == 2)));
+    }
+
+    #[test]
+    fn limits_and_protocol_checks() {
+        let mut cfg = cfg0();
+        cfg.members_max = 1;
+        let mut g = Group::new("g", 0);
+        let mut short = join_req("", false);
+        short.session_timeout_ms = 1;
+        assert!(matches!(&g.join(1, short, "a", 0, &cfg)[..], [Effect::Join(1, o)] if o.error == INVALID_SESSION_TIMEOUT));
+        let _ = g.join(2, join_req("", false), "a", 0, &cfg);
+        assert!(matches!(&g.join(3, join_req("", false), "b", 0, &cfg)[..], [Effect::Join(3, o)] if o.error == GROUP_MAX_SIZE_REACHED));
+        cfg.members_max = 10;
+        let mut other = join_req("", false);
+        other.protocol_type = "connect".into();
+        assert!(matches!(&g.join(4, other, "c", 0, &cfg)[..], [Effect::Join(4, o)] if o.error == INCONSISTENT_GROUP_PROTOCOL));
+        let mut disjoint = join_req("", false);
+        disjoint.protocols = protocols(2);
+        assert!(matches!(&g.join(5, disjoint, "d", 0, &cfg)[..], [Effect::Join(5, o)] if o.error == INCONSISTENT_GROUP_PROTOCOL));
+        let mut big = join_req("", false);
+        big.protocols = vec![("range".into(), Bytes::from(vec![0u8; cfg.member_bytes_max + 1]))];
+        assert!(matches!(&g.join(6, big, "e", 0, &cfg)[..], [Effect::Join(6, o)] if o.error == ec::INVALID_REQUEST));
+        // Simple commits only while the group has no members.
+        assert_eq!(g.validate_commit(-1, "", None, 0), Err(UNKNOWN_MEMBER_ID));
+        let mut empty = Group::new("h", 0);
+        assert_eq!(empty.validate_commit(-1, "", None, 0), Ok(()));
+    }
+}
