@@ -3,8 +3,9 @@
 //! Two modes (`cluster.mode`):
 //! - **network runs**: the unmodified broker (`Broker::open` + `broker::tasks::run` +
 //!   `broker::server::run`) on a madsim node, on modeled hardware (`SimDisk`, optionally a
-//!   `SimCpu`), behind the simulated network (`net_model::SimNet`); workloads reach it with Kafka
-//!   requests through `client::conn::Conn` ([`netclient`]).
+//!   `SimCpu`), behind the simulated network (`net_model::SimNet`); workloads are the `client`
+//!   crate's `Producer` and `Consumer` ([`clientload`]); the oracle reads back through
+//!   `client::conn::Conn` ([`netclient`]).
 //! - **storage-level runs**: the broker's log layer (`broker::log::LogManager`, unmodified) on
 //!   the same disk model, called in-process through [`api::BrokerApi`] over channels.
 //!
@@ -30,6 +31,8 @@ pub mod trace;
 pub mod api;
 #[cfg(madsim)]
 pub mod cli;
+#[cfg(madsim)]
+pub mod clientload;
 #[cfg(madsim)]
 pub mod host;
 #[cfg(madsim)]
@@ -59,6 +62,6 @@ pub mod exit {
 pub fn mode_description(mode: scenario::Mode) -> &'static str {
     match mode {
         scenario::Mode::Storage => "storage-level run: the broker's log layer (LogManager, unmodified) on modeled hardware (disk + page cache); workloads call it in-process.",
-        scenario::Mode::Network => "network run: the unmodified broker (Broker::open + tasks::run + server::run, as `broker serve` wires them) on modeled hardware (disk + page cache) behind the simulated network (net_model::SimNet: NICs, links, TCP-like streams); workloads send Kafka Produce/Fetch/ListOffsets requests through client::conn::Conn. No CPU model yet.",
+        scenario::Mode::Network => "network run: the unmodified broker (Broker::open + tasks::run + server::run, as `broker serve` wires them) on modeled hardware (disk + page cache) behind the simulated network (net_model::SimNet: NICs, links, TCP-like streams); workloads are the client crate's Producer and Consumer on a client host (its own CPU model when cluster.host.cores is set).",
     }
 }

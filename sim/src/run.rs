@@ -13,6 +13,7 @@ use disk_model::sim::{DiskEvent, FaultKind, FaultRule, SimDisk, SimDiskConfig};
 use serde_json::{json, Map, Value};
 
 use crate::api::BrokerApi;
+use crate::clientload::{ClientConsumer, ClientProducer, ClientSide};
 use crate::checkers::{self, CheckKind, Outcome};
 use crate::history::{FinalLog, History};
 use crate::host::{Host, InProcess, NetSide};
@@ -243,10 +244,24 @@ pub async fn simulate(sc: &Scenario, seed: u64, keep_trace: bool) -> RawRun {
 
     // Workload on a client node (it survives broker faults).
     let client = madsim::runtime::Handle::current().create_node().name("client").build();
+    // Network runs: the client crate's Producer and Consumer on the client host, charging the
+    // client host's own core pool (same profile as the broker's).
+    let client_cpu = sc.host.cores.map(|c| net_model::SimCpu::new(net_model::CpuProfile::with_cores(c)));
+    let client_side = client_net.as_ref().map(|cn| ClientSide {
+        net: cn.clone(),
+        cpu: client_cpu.clone().map(|c| Arc::new(c) as Arc<dyn net_model::CostHook>).unwrap_or_else(|| Arc::new(net_model::RealCpu)),
+        bootstrap: vec![host.addr()],
+    });
     let mut index = 0u32;
     for spec in &sc.producers {
         for _ in 0..spec.count {
             control.producers_running.fetch_add(1, Ordering::SeqCst);
+            if let Some(side) = &client_side {
+                let p = ClientProducer { index, spec: spec.clone(), side: side.clone(), history: history.clone(), tracer: tracer.clone(), control: control.clone(), stop_at_ns: duration_ns, seed };
+                client.spawn(p.run());
+                index += 1;
+                continue;
+            }
             let p = Producer {
                 index,
                 spec: spec.clone(),
@@ -269,6 +284,12 @@ pub async fn simulate(sc: &Scenario, seed: u64, keep_trace: bool) -> RawRun {
             // Static assignment: partitions dealt round-robin among this entry's consumers.
             let mine: Vec<_> = parts.iter().enumerate().filter(|(i, _)| *i as u32 % spec.count == k).map(|(_, tp)| tp.clone()).collect();
             if mine.is_empty() {
+                continue;
+            }
+            if let Some(side) = &client_side {
+                let c = ClientConsumer { index: cindex, spec: spec.clone(), partitions: mine, side: side.clone(), history: history.clone(), tracer: tracer.clone(), control: control.clone() };
+                client.spawn(c.run());
+                cindex += 1;
                 continue;
             }
             let c = Consumer { index: cindex, spec: spec.clone(), partitions: mine, api: api_for(format!("c{cindex}"), -1, 1), history: history.clone(), tracer: tracer.clone(), control: control.clone() };
@@ -383,22 +404,22 @@ pub async fn simulate(sc: &Scenario, seed: u64, keep_trace: bool) -> RawRun {
     let end_ns = tracer.now_ns();
     let final_disk = serde_json::to_value(disk.stats()).unwrap_or(Value::Null);
     let final_network = net.as_ref().map(|n| serde_json::to_value(n.all_stats()).unwrap_or(Value::Null)).unwrap_or(Value::Null);
-    let final_cpu = cpu
-        .as_ref()
-        .map(|c| {
-            let st = c.stats();
-            json!({
-                "broker-0": {
-                    "utilization": st.utilization(end_ns),
-                    "per_work": st.per_work.iter().map(|(w, s)| (format!("{w:?}"), serde_json::to_value(s).unwrap_or(Value::Null))).collect::<Map<String, Value>>(),
-                    "cores": st.cores,
-                    "busy_ns": st.busy_ns,
-                    "queued_ns": st.queued_ns,
-                    "stalled_ns": st.stalled_ns,
-                }
-            })
+    let cpu_json = |c: &net_model::SimCpu| {
+        let st = c.stats();
+        json!({
+            "utilization": st.utilization(end_ns),
+            "per_work": st.per_work.iter().map(|(w, s)| (format!("{w:?}"), serde_json::to_value(s).unwrap_or(Value::Null))).collect::<Map<String, Value>>(),
+            "cores": st.cores,
+            "busy_ns": st.busy_ns,
+            "queued_ns": st.queued_ns,
+            "stalled_ns": st.stalled_ns,
         })
-        .unwrap_or(Value::Null);
+    };
+    let final_cpu = match (&cpu, &client_cpu) {
+        (Some(b), Some(c)) => json!({ "broker-0": cpu_json(b), crate::host::CLIENT_HOST: cpu_json(c) }),
+        (Some(b), None) => json!({ "broker-0": cpu_json(b) }),
+        _ => Value::Null,
+    };
 
     let mut h = history.lock().unwrap_or_else(|p| p.into_inner()).clone();
     h.final_logs = finals;

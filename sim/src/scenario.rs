@@ -60,8 +60,8 @@ pub enum OffsetReset {
 pub enum Mode {
     /// Storage-level runs: workloads call the broker's `LogManager` in-process.
     Storage,
-    /// Networked runs: `Broker::open` + `server::run` on a madsim node, workloads send Kafka
-    /// requests through `client::conn::Conn` over `net_model::SimNet`.
+    /// Networked runs: `Broker::open` + `server::run` on a madsim node, workloads are the
+    /// `client` crate's `Producer`/`Consumer` over `net_model::SimNet`.
     Network,
 }
 
@@ -127,6 +127,8 @@ pub struct ProducerSpec {
     pub request_timeout_ms: u64,
     pub delivery_timeout_ms: u64,
     pub max_in_flight: u32,
+    /// `enable.idempotence` (network mode: the client crate's producer; default false here).
+    pub idempotence: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -532,8 +534,12 @@ impl Scenario {
                         .ok_or_else(|| invalid(&o.p("compression.type"), "expected one of none, gzip, snappy, lz4, zstd"))?,
                     Some(_) => return Err(invalid(&o.p("compression.type"), "expected one of none, gzip, snappy, lz4, zstd")),
                 };
-                if o.boolean("enable.idempotence", false)? {
-                    return Err(invalid(&o.p("enable.idempotence"), "the simulated producers do not send producer ids yet: set false"));
+                let idempotence = o.boolean("enable.idempotence", false)?;
+                if idempotence && mode == Mode::Storage {
+                    return Err(invalid(&o.p("enable.idempotence"), "storage-level producers send no producer ids: idempotence needs cluster.mode = \"network\" (the client crate's producer)"));
+                }
+                if idempotence && acks != Acks::All {
+                    return Err(invalid(&o.p("enable.idempotence"), "idempotence requires acks = all (as Kafka's producer)"));
                 }
                 let record_bytes = o.uint("record.bytes", 100, 8, 1 << 20)? as usize;
                 producers.push(ProducerSpec {
@@ -550,6 +556,7 @@ impl Scenario {
                     request_timeout_ms: o.uint("request.timeout.ms", 30_000, 1, 3_600_000)?,
                     delivery_timeout_ms: o.uint("delivery.timeout.ms", 120_000, 1, 3_600_000)?,
                     max_in_flight: o.uint("max.in.flight.requests.per.connection", 5, 1, 100)? as u32,
+                    idempotence,
                 });
             }
         }
@@ -706,7 +713,7 @@ impl Scenario {
                     "request.timeout.ms": p.request_timeout_ms,
                     "delivery.timeout.ms": p.delivery_timeout_ms,
                     "max.in.flight.requests.per.connection": p.max_in_flight,
-                    "enable.idempotence": false,
+                    "enable.idempotence": p.idempotence,
                 })).collect::<Vec<_>>(),
                 "consumers": self.consumers.iter().map(|c| json!({
                     "count": c.count,

@@ -35,7 +35,7 @@ const DECODE_LIMIT: usize = 256 << 20;
 
 pub type SharedHistory = Arc<Mutex<History>>;
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 

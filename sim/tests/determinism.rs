@@ -42,6 +42,8 @@ fn same_seed_same_hash_different_seed_different_hash() {
 /// - network runs trace the broker's own request counters (`broker-served` lines from its
 ///   metrics, sampled every `sample_ms`).
 /// - the log buffers index entries and appends them in 4 KiB chunks (fewer disk writes).
+/// - network workloads became the client crate's Producer and Consumer (its accumulator, sticky
+///   partitioner and fetcher instead of the simulator's own batcher), charging a client-host CPU.
 const QUICKSTART_SEED1_HASH: &str = "de5693586cc86c4a";
 
 /// Pinned baseline: quickstart-storage seed 1 (the storage-level run that was quickstart until
@@ -67,7 +69,7 @@ fn quickstart_storage_baseline_hash() {
 
 #[test]
 fn shipped_scenarios_meet_their_expectations() {
-    for name in ["quickstart", "quickstart-storage", "network-partition-retries", "power-loss-acks1-noflush", "power-loss-flush1", "slow-disk", "page-cache-pressure"] {
+    for name in ["quickstart", "quickstart-storage", "network-partition-retries", "network-partition-idempotent", "power-loss-acks1-noflush", "power-loss-flush1", "slow-disk", "page-cache-pressure"] {
         let sc = scenario(name);
         let out = run(&sc, sc.seed, &opts(name));
         assert_eq!(out.exit_code, 0, "{name}: {}", serde_json::to_string_pretty(&out.summary["checks"]).unwrap_or_default());

@@ -1,0 +1,275 @@
+//! Network-mode workloads built on the `client` crate: each simulated producer is a
+//! [`client::Producer`] (accumulator, buffer pool, sticky partitioner, linger, compression,
+//! retries, idempotence) and each consumer a [`client::Consumer`] (pipelined fetches), on the
+//! client host's view of the simulated network and charging the client host's CPU. What they do
+//! is recorded into the run's [`History`](crate::history::History) for the checkers, as the
+//! storage-mode workloads in [`crate::workload`] do.
+//!
+//! Producer: records arrive at `rate` with the same seeded jitter as the storage-mode producer
+//! (gaps uniform in [mean/2, 3·mean/2]); each is handed to `Producer::send_with_callback` at its
+//! arrival time, which blocks as Kafka's `send()` does when `buffer.memory` is full; the callback
+//! records the outcome. At `duration_s` the producer flushes and closes.
+//!
+//! Consumer: `auto.offset.reset=none` on the client, with the scenario's reset policy applied
+//! here, so a reset after OffsetOutOfRange is visible to the poll checkers (a real application
+//! with a reset policy cannot tell either; recording it is what makes a jump explainable).
+
+use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use broker::log::TopicPartition;
+use bytes::Bytes;
+use client::{ConsumerConfig, ConsumerError, ProducerConfig, ProducerRecord};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use crate::history::{Poll, PollKind, Send, SendOutcome};
+use crate::scenario::{Acks, ConsumerSpec, OffsetReset, ProducerSpec};
+use crate::trace::Tracer;
+use crate::workload::{decode_value, encode_value, lock, Control, SharedHistory, PRODUCER_RNG_SALT};
+
+/// The client host's network view and CPU.
+#[derive(Clone)]
+pub struct ClientSide {
+    pub net: Arc<dyn net_model::Network>,
+    pub cpu: Arc<dyn net_model::CostHook>,
+    /// `host:port` of the bootstrap broker(s).
+    pub bootstrap: Vec<String>,
+}
+
+/// Kafka producer settings from a scenario's producer entry.
+pub fn producer_config(spec: &ProducerSpec, client_id: &str, bootstrap: &[String]) -> Result<ProducerConfig, client::ConfigError> {
+    let acks = match spec.acks {
+        Acks::Zero => "0",
+        Acks::One => "1",
+        Acks::All => "all",
+    };
+    let pairs: Vec<(&str, String)> = vec![
+        ("bootstrap.servers", bootstrap.join(",")),
+        ("client.id", client_id.to_string()),
+        ("acks", acks.to_string()),
+        ("linger.ms", spec.linger_ms.to_string()),
+        ("batch.size", spec.batch_size.to_string()),
+        ("compression.type", spec.compression.name().to_string()),
+        ("retries", spec.retries.to_string()),
+        ("retry.backoff.ms", spec.retry_backoff_ms.to_string()),
+        ("request.timeout.ms", spec.request_timeout_ms.to_string()),
+        ("delivery.timeout.ms", spec.delivery_timeout_ms.max(spec.linger_ms + spec.request_timeout_ms).to_string()),
+        ("max.in.flight.requests.per.connection", spec.max_in_flight.to_string()),
+        ("enable.idempotence", spec.idempotence.to_string()),
+    ];
+    ProducerConfig::from_pairs(pairs)
+}
+
+pub struct ClientProducer {
+    pub index: u32,
+    pub spec: ProducerSpec,
+    pub side: ClientSide,
+    pub history: SharedHistory,
+    pub tracer: Tracer,
+    pub control: Arc<Control>,
+    pub stop_at_ns: u64,
+    pub seed: u64,
+}
+
+impl ClientProducer {
+    pub async fn run(self) {
+        let who = format!("p{}", self.index);
+        let cfg = match producer_config(&self.spec, &who, &self.side.bootstrap) {
+            Ok(c) => c,
+            Err(e) => {
+                self.tracer.event("producer-config-failed", &format!("{who} {e}"));
+                lock(&self.history).stuck.push(format!("producer {who}: {e}"));
+                self.control.producers_running.fetch_sub(1, Ordering::SeqCst);
+                return;
+            }
+        };
+        let salted = self.seed ^ PRODUCER_RNG_SALT ^ u64::from(self.index).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        let producer = client::Producer::with_cost_hook(cfg, self.side.net.clone(), salted, self.side.cpu.clone());
+        let mut rng = ChaCha8Rng::seed_from_u64(salted);
+        let mean = (1_000_000_000 / self.spec.rate_per_s).max(2);
+        let mut next = rng.gen_range(mean / 2..=mean + mean / 2);
+        let mut seq: u64 = 0;
+        while next < self.stop_at_ns {
+            self.tracer.sleep_until_ns(next).await;
+            let id = (u64::from(self.index) << 40) | seq;
+            let created_ns = next;
+            let value = Bytes::from(encode_value(id, self.spec.record_bytes));
+            let record = ProducerRecord::new(self.spec.topic.clone(), value).with_timestamp(1_700_000_000_000 + (created_ns / 1_000_000) as i64);
+            let slot = {
+                let mut h = lock(&self.history);
+                h.sends.push(Send { producer: self.index, tp: String::new(), value: id, created_ns, outcome: SendOutcome::Pending });
+                h.sends.len() - 1
+            };
+            let (history, tracer, topic) = (self.history.clone(), self.tracer.clone(), self.spec.topic.clone());
+            let acks0 = self.spec.acks == Acks::Zero;
+            let who2 = who.clone();
+            let callback = Box::new(move |r: Result<client::RecordMetadata, client::ProduceError>| {
+                let at_ns = tracer.now_ns();
+                let mut h = lock(&history);
+                let send = &mut h.sends[slot];
+                match r {
+                    Ok(md) => {
+                        send.tp = format!("{topic}-{}", md.partition);
+                        if acks0 || md.offset < 0 {
+                            send.outcome = SendOutcome::Unconfirmed { at_ns };
+                        } else {
+                            tracer.event("ack", &format!("{who2} {}@{} id={id}", send.tp, md.offset));
+                            send.outcome = SendOutcome::Acked { offset: md.offset, at_ns };
+                        }
+                    }
+                    Err(e) => {
+                        tracer.event("send-failed", &format!("{who2} id={id} {e}"));
+                        send.outcome = SendOutcome::Failed { at_ns, error: e.to_string() };
+                    }
+                }
+            });
+            match producer.send_with_callback(record, callback).await {
+                Ok(partition) => {
+                    let mut h = lock(&self.history);
+                    if h.sends[slot].tp.is_empty() {
+                        h.sends[slot].tp = format!("{}-{partition}", self.spec.topic);
+                    }
+                }
+                Err(e) => {
+                    // Refused before it was buffered (metadata or buffer wait timed out): never
+                    // sent, so not a promise either way.
+                    let at_ns = self.tracer.now_ns();
+                    self.tracer.event("send-refused", &format!("{who} id={id} {e}"));
+                    let mut h = lock(&self.history);
+                    if h.sends[slot].outcome == SendOutcome::Pending {
+                        h.sends[slot].outcome = SendOutcome::Failed { at_ns, error: e.to_string() };
+                    }
+                }
+            }
+            seq += 1;
+            next += rng.gen_range(mean / 2..=mean + mean / 2);
+        }
+        producer.close().await;
+        self.control.producers_running.fetch_sub(1, Ordering::SeqCst);
+        self.tracer.event("producer-done", &format!("{who} sent={seq} retried={}", producer.record_retry_total()));
+    }
+}
+
+pub struct ClientConsumer {
+    pub index: u32,
+    pub spec: ConsumerSpec,
+    pub partitions: Vec<TopicPartition>,
+    pub side: ClientSide,
+    pub history: SharedHistory,
+    pub tracer: Tracer,
+    pub control: Arc<Control>,
+}
+
+impl ClientConsumer {
+    fn config(&self) -> ConsumerConfig {
+        ConsumerConfig {
+            bootstrap_servers: self.side.bootstrap.clone(),
+            client_id: format!("c{}", self.index),
+            fetch_max_wait_ms: self.spec.fetch_max_wait_ms as i32,
+            max_partition_fetch_bytes: self.spec.max_partition_fetch_bytes as i32,
+            auto_offset_reset: client::AutoOffsetReset::None,
+            request_timeout_ms: self.spec.request_timeout_ms,
+            retry_backoff_ms: self.spec.retry_backoff_ms,
+            ..ConsumerConfig::default()
+        }
+    }
+
+    fn set_position(&self, tp: &TopicPartition, pos: i64) {
+        lock(&self.control.positions).insert((self.index, tp.clone()), pos);
+        lock(&self.history).final_positions.insert((self.index, tp.to_string()), pos);
+    }
+
+    fn client_tp(tp: &TopicPartition) -> client::TopicPartition {
+        client::TopicPartition::new(tp.topic.clone(), tp.partition)
+    }
+
+    /// Applies the scenario's reset policy to `tp` and returns the new position.
+    async fn reset(&self, consumer: &mut client::Consumer, tp: &TopicPartition) -> Result<i64, ConsumerError> {
+        let ctp = Self::client_tp(tp);
+        match self.spec.auto_offset_reset {
+            OffsetReset::Earliest => consumer.seek_to_beginning(std::slice::from_ref(&ctp))?,
+            OffsetReset::Latest => consumer.seek_to_end(std::slice::from_ref(&ctp))?,
+        }
+        consumer.position(&ctp).await
+    }
+
+    pub async fn run(self) {
+        let who = format!("c{}", self.index);
+        let backoff = Duration::from_millis(self.spec.retry_backoff_ms.max(1));
+        let stopped = || self.control.stop_consumers.load(Ordering::SeqCst);
+        let mut consumer = client::Consumer::with_cost_hook(self.config(), self.side.net.clone(), self.side.cpu.clone());
+        consumer.assign(self.partitions.iter().map(Self::client_tp));
+        // No committed offsets in this workload: start per the scenario's reset policy.
+        for tp in &self.partitions {
+            loop {
+                if stopped() {
+                    consumer.close().await;
+                    return;
+                }
+                match self.reset(&mut consumer, tp).await {
+                    Ok(p) => {
+                        self.set_position(tp, p);
+                        break;
+                    }
+                    Err(_) => tokio::time::sleep(backoff).await,
+                }
+            }
+        }
+        let poll_timeout = Duration::from_millis(self.spec.fetch_max_wait_ms.max(1));
+        while !stopped() {
+            match consumer.poll(poll_timeout).await {
+                Ok(records) => {
+                    // One history entry per partition run, in the order the consumer saw them.
+                    let mut runs: BTreeMap<TopicPartition, Vec<(i64, u64)>> = BTreeMap::new();
+                    let mut order: Vec<TopicPartition> = Vec::new();
+                    for r in &records {
+                        let tp = TopicPartition::new(r.topic.to_string(), r.partition);
+                        let Some(id) = r.value.as_deref().and_then(decode_value) else {
+                            self.tracer.event("decode-failed", &format!("{who} {tp}@{} value without an id", r.offset));
+                            lock(&self.history).stuck.push(format!("consumer {} could not decode {tp}@{}: value without an id", self.index, r.offset));
+                            continue;
+                        };
+                        if !runs.contains_key(&tp) {
+                            order.push(tp.clone());
+                        }
+                        runs.entry(tp).or_default().push((r.offset, id));
+                    }
+                    let at_ns = self.tracer.now_ns();
+                    for tp in order {
+                        let recs = runs.remove(&tp).unwrap_or_default();
+                        let (Some(first), Some(last)) = (recs.first().copied(), recs.last().copied()) else { continue };
+                        self.tracer.event("poll", &format!("{who} {tp} {}..={} n={}", first.0, last.0, recs.len()));
+                        lock(&self.history).polls.push(Poll { consumer: self.index, tp: tp.to_string(), at_ns, kind: PollKind::Records(recs) });
+                        self.set_position(&tp, last.0 + 1);
+                    }
+                }
+                Err(ConsumerError::OffsetOutOfRange { topic, partition, offset }) => {
+                    let tp = TopicPartition::new(topic, partition);
+                    match self.reset(&mut consumer, &tp).await {
+                        Ok(to) => {
+                            self.tracer.event("reset", &format!("{who} {tp} from={offset} to={to}"));
+                            let at_ns = self.tracer.now_ns();
+                            let reason = "offset out of range: auto.offset.reset".to_string();
+                            lock(&self.history).polls.push(Poll { consumer: self.index, tp: tp.to_string(), at_ns, kind: PollKind::Reset { from: offset, to, reason } });
+                            self.set_position(&tp, to);
+                        }
+                        Err(_) => tokio::time::sleep(backoff).await,
+                    }
+                }
+                Err(ConsumerError::Corrupt { topic, partition, offset, reason }) => {
+                    self.tracer.event("decode-failed", &format!("{who} {topic}-{partition}@{offset} {reason}"));
+                    lock(&self.history).stuck.push(format!("consumer {} could not decode {topic}-{partition}@{offset}: {reason}", self.index));
+                    tokio::time::sleep(backoff).await;
+                }
+                Err(e) => {
+                    self.tracer.event("poll-error", &format!("{who} {e}"));
+                    tokio::time::sleep(backoff).await;
+                }
+            }
+        }
+        consumer.close().await;
+    }
+}
