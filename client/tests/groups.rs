@@ -1,0 +1,368 @@
+//! Consumer groups end to end against the real broker binary over loopback TCP: three members
+//! split six partitions, a member leaving hands its partitions over without losing or repeating a
+//! record (commit before revoke), commits survive a restart, stale generations cannot commit, a
+//! member that stops polling is dropped and its partitions are lost, static membership, and the
+//! cooperative protocol. Timings are printed (`--nocapture`), never asserted.
+
+#![cfg(not(madsim))]
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use client::{
+    Admin, AdminConfig, Conn, ConnConfig, Consumer, ConsumerConfig, ConsumerError, GroupError,
+    NewTopic, Producer, ProducerConfig, ProducerRecord, RebalanceEvent, TopicPartition,
+};
+use kafka_protocol::messages::offset_commit_request::{
+    OffsetCommitRequestPartition, OffsetCommitRequestTopic,
+};
+use kafka_protocol::messages::{GroupId, OffsetCommitRequest, TopicName};
+use kafka_protocol::protocol::StrBytes;
+use net_model::tcp::TcpNetwork;
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
+
+/// Broker overrides: no initial rebalance delay (tests would wait 3 s per new group).
+const BROKER: &[&str] = &["group.initial.rebalance.delay.ms=0"];
+
+fn net() -> Arc<dyn net_model::Network> {
+    Arc::new(TcpNetwork::default())
+}
+
+async fn create(addr: &str, topic: &str, partitions: i32) {
+    Admin::new(
+        AdminConfig {
+            bootstrap_servers: vec![addr.to_string()],
+            ..AdminConfig::default()
+        },
+        net(),
+    )
+    .create_topic(NewTopic::new(topic, partitions, 1))
+    .await
+    .unwrap();
+}
+
+/// `per_partition` records into every partition of `topic`, values `"{partition}-{i}"`.
+async fn produce(addr: &str, topic: &str, partitions: i32, per_partition: usize, first: usize) {
+    let p = Producer::new(
+        ProducerConfig::from_pairs([("bootstrap.servers", addr), ("linger.ms", "1")]).unwrap(),
+        net(),
+        7,
+    );
+    let mut futs = Vec::new();
+    for part in 0..partitions {
+        for i in first..first + per_partition {
+            let mut r = ProducerRecord::new(topic, Bytes::from(format!("{part}-{i}")));
+            r.partition = Some(part);
+            futs.push(p.send(r).await.unwrap());
+        }
+    }
+    p.flush().await;
+    for f in futs {
+        f.await.unwrap();
+    }
+    p.close().await;
+}
+
+fn consumer(addr: &str, group: &str, props: &[(&str, &str)]) -> Consumer {
+    let mut pairs: Vec<(String, String)> = vec![
+        ("bootstrap.servers".into(), addr.into()),
+        ("group.id".into(), group.into()),
+        ("fetch.max.wait.ms".into(), "50".into()),
+        ("auto.offset.reset".into(), "earliest".into()),
+        ("heartbeat.interval.ms".into(), "100".into()),
+        ("session.timeout.ms".into(), "6000".into()),
+    ];
+    pairs.extend(props.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    Consumer::new(ConsumerConfig::from_pairs(pairs).unwrap(), net())
+}
+
+/// What every member task reports.
+#[derive(Debug, Default)]
+struct Seen {
+    /// (partition, offset) → every member that read it.
+    reads: BTreeMap<(i32, i64), Vec<usize>>,
+    /// member → (generation, assignment) after its latest poll.
+    state: BTreeMap<usize, (i32, Vec<TopicPartition>)>,
+}
+
+/// A member polling in its own task until told to stop, then closing (auto commit + leave).
+fn spawn_member(
+    idx: usize,
+    mut c: Consumer,
+    topic: &str,
+    seen: Arc<Mutex<Seen>>,
+    mut stop: watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<Consumer> {
+    c.subscribe([topic]).unwrap();
+    tokio::spawn(async move {
+        while !*stop.borrow_and_update() {
+            let records = c.poll(Duration::from_millis(50)).await.unwrap();
+            let mut s = seen.lock().unwrap();
+            for r in &records {
+                s.reads.entry((r.partition, r.offset)).or_default().push(idx);
+            }
+            let g = c.group_metadata().unwrap();
+            s.state.insert(idx, (g.generation_id, c.assignment()));
+        }
+        c.close().await;
+        seen.lock().unwrap().state.remove(&idx);
+        c
+    })
+}
+
+/// Waits (bounded) until `ok` holds over the reports.
+async fn wait_for(seen: &Arc<Mutex<Seen>>, what: &str, ok: impl Fn(&Seen) -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if ok(&seen.lock().unwrap()) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}: {:?}", seen.lock().unwrap().state);
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Every live member in the same generation, `sizes` partitions each, together all `n`.
+fn settled(s: &Seen, members: &[usize], size: usize, n: i32) -> bool {
+    let gens: BTreeSet<i32> = members.iter().filter_map(|m| s.state.get(m).map(|x| x.0)).collect();
+    let all: BTreeSet<&TopicPartition> = members
+        .iter()
+        .filter_map(|m| s.state.get(m))
+        .flat_map(|x| x.1.iter())
+        .collect();
+    gens.len() == 1
+        && members.iter().all(|m| s.state.get(m).is_some_and(|x| x.1.len() == size))
+        && all.len() == n as usize
+}
+
+fn read_count(s: &Seen) -> usize {
+    s.reads.len()
+}
+
+async fn three_members_then_one_leaves(strategy: &str, heartbeat_ms: &str) -> Duration {
+    let b = common::start_broker(BROKER).unwrap();
+    let topic = format!("g6-{strategy}");
+    create(&b.addr, &topic, 6).await;
+    produce(&b.addr, &topic, 6, 50, 0).await;
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let mut stops = Vec::new();
+    let mut tasks = Vec::new();
+    for idx in 0..3 {
+        let (tx, rx) = watch::channel(false);
+        // Auto commit only at revocation and close: exactly what the hand-over relies on.
+        let c = consumer(
+            &b.addr,
+            &format!("grp-{strategy}"),
+            &[
+                ("partition.assignment.strategy", strategy),
+                ("enable.auto.commit", "true"),
+                ("auto.commit.interval.ms", "600000"),
+                ("heartbeat.interval.ms", heartbeat_ms),
+            ],
+        );
+        tasks.push(spawn_member(idx, c, &topic, Arc::clone(&seen), rx));
+        stops.push(tx);
+    }
+    wait_for(&seen, "3 members with 2 partitions each", |s| settled(s, &[0, 1, 2], 2, 6)).await;
+    wait_for(&seen, "the first 300 records", |s| read_count(s) == 300).await;
+
+    // Member 2 leaves: it commits, revokes, sends LeaveGroup; the others take 3 each.
+    let t0 = Instant::now();
+    stops[2].send(true).unwrap();
+    let c2 = tasks.pop().unwrap().await.unwrap();
+    assert_eq!(c2.assignment(), vec![], "closed member owns nothing");
+    wait_for(&seen, "2 members with 3 partitions each", |s| settled(s, &[0, 1], 3, 6)).await;
+    let rebalance = t0.elapsed();
+
+    produce(&b.addr, &topic, 6, 50, 50).await;
+    wait_for(&seen, "all 600 records", |s| read_count(s) == 600).await;
+    // A short quiet period: nothing is read twice later either.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for (i, tx) in stops.iter().enumerate().take(2) {
+        tx.send(true).unwrap();
+        let _ = i;
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let s = seen.lock().unwrap();
+    let dups: Vec<_> = s.reads.iter().filter(|(_, who)| who.len() > 1).collect();
+    assert!(dups.is_empty(), "{strategy}: records read twice: {:?}", &dups[..dups.len().min(5)]);
+    for p in 0..6 {
+        for o in 0..100 {
+            assert!(s.reads.contains_key(&(p, o)), "{strategy}: {p}/{o} never read");
+        }
+    }
+    assert_eq!(s.reads.len(), 600);
+    rebalance
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn range_three_members_share_six_partitions_and_hand_over_exactly_once() {
+    let t = three_members_then_one_leaves("range", "100").await;
+    eprintln!("range: rebalance after a member left: {} ms (heartbeat.interval.ms=100)", t.as_millis());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cooperative_sticky_hands_over_exactly_once() {
+    let t = three_members_then_one_leaves("cooperative-sticky", "100").await;
+    eprintln!("cooperative-sticky: rebalance after a member left: {} ms (heartbeat.interval.ms=100)", t.as_millis());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rebalance_time_with_default_heartbeat() {
+    let t = three_members_then_one_leaves("roundrobin", "3000").await;
+    eprintln!("roundrobin: rebalance after a member left: {} ms (heartbeat.interval.ms=3000)", t.as_millis());
+}
+
+/// Polls until `n` records arrived (bounded).
+async fn consume_n(c: &mut Consumer, n: usize) -> Vec<(i32, i64)> {
+    let mut out = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while out.len() < n && Instant::now() < deadline {
+        for r in c.poll(Duration::from_millis(100)).await.unwrap() {
+            out.push((r.partition, r.offset));
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn commits_survive_a_consumer_restart() {
+    let b = common::start_broker(BROKER).unwrap();
+    create(&b.addr, "restart", 2).await;
+    produce(&b.addr, "restart", 2, 10, 0).await;
+    let props = [("enable.auto.commit", "false")];
+    let mut a = consumer(&b.addr, "restart-g", &props);
+    a.subscribe(["restart"]).unwrap();
+    let got = consume_n(&mut a, 20).await;
+    assert_eq!(got.len(), 20);
+    a.commit_sync(None).await.unwrap();
+    let committed = a.committed(&[TopicPartition::new("restart", 0), TopicPartition::new("restart", 1)]).await.unwrap();
+    assert_eq!(committed.values().copied().collect::<Vec<_>>(), vec![Some(10), Some(10)]);
+    a.close().await;
+
+    produce(&b.addr, "restart", 2, 5, 10).await;
+    let mut b2 = consumer(&b.addr, "restart-g", &props);
+    b2.subscribe(["restart"]).unwrap();
+    let mut got = consume_n(&mut b2, 10).await;
+    got.sort();
+    let want: Vec<(i32, i64)> = (0..2).flat_map(|p| (10..15).map(move |o| (p, o))).collect();
+    assert_eq!(got, want, "the restarted member starts at the committed offsets");
+    // Explicit offsets, async.
+    let rx = b2
+        .commit_async(Some([(TopicPartition::new("restart", 0), 12)].into_iter().collect()))
+        .unwrap();
+    rx.await.unwrap().unwrap();
+    let c = b2.committed(&[TopicPartition::new("restart", 0)]).await.unwrap();
+    assert_eq!(c[&TopicPartition::new("restart", 0)], Some(12));
+    b2.close().await;
+}
+
+#[tokio::test]
+async fn stale_generation_commit_is_rejected() {
+    let b = common::start_broker(BROKER).unwrap();
+    create(&b.addr, "stale", 1).await;
+    produce(&b.addr, "stale", 1, 3, 0).await;
+    // A dies from poll starvation (max.poll.interval.ms) while its heartbeats still run.
+    let mut a = consumer(
+        &b.addr,
+        "stale-g",
+        &[("enable.auto.commit", "false"), ("max.poll.interval.ms", "1000")],
+    );
+    let (tx, mut events) = mpsc::unbounded_channel();
+    a.set_rebalance_listener(Box::new(tx));
+    a.subscribe(["stale"]).unwrap();
+    assert_eq!(consume_n(&mut a, 3).await.len(), 3);
+    let g1 = a.group_metadata().unwrap();
+    assert!(g1.generation_id >= 1 && !g1.member_id.is_empty(), "{g1:?}");
+    assert_eq!(events.try_recv().unwrap(), RebalanceEvent::Assigned(vec![TopicPartition::new("stale", 0)]));
+
+    // The broker refuses a commit in an older generation (raw request: the client never sends one).
+    let conn = Conn::connect(net().as_ref(), &b.addr, ConnConfig::default()).await.unwrap();
+    let stale = OffsetCommitRequest::default()
+        .with_group_id(GroupId(StrBytes::from_static_str("stale-g")))
+        .with_generation_id_or_member_epoch(g1.generation_id - 1)
+        .with_member_id(StrBytes::from_string(g1.member_id.clone()))
+        .with_topics(vec![OffsetCommitRequestTopic::default()
+            .with_name(TopicName(StrBytes::from_static_str("stale")))
+            .with_partitions(vec![OffsetCommitRequestPartition::default()
+                .with_partition_index(0)
+                .with_committed_offset(1)])]);
+    let resp = conn.request(&stale).await.unwrap();
+    assert_eq!(resp.topics[0].partitions[0].error_code, 22, "ILLEGAL_GENERATION");
+
+    // Starve: the heartbeat task leaves the group; a commit now fails as CommitFailed.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let e = a.commit_sync(Some([(TopicPartition::new("stale", 0), 3)].into_iter().collect())).await;
+    assert!(
+        matches!(e, Err(ConsumerError::Group(GroupError::CommitFailed { .. }))),
+        "{e:?}"
+    );
+    assert_eq!(
+        a.committed(&[TopicPartition::new("stale", 0)]).await.unwrap()[&TopicPartition::new("stale", 0)],
+        None,
+        "nothing was stored"
+    );
+    // Polling again: the partitions are reported lost, then the member rejoins as a new member.
+    a.poll(Duration::from_millis(10)).await.unwrap();
+    assert_eq!(events.try_recv().unwrap(), RebalanceEvent::Lost(vec![TopicPartition::new("stale", 0)]));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while a.assignment().is_empty() && Instant::now() < deadline {
+        a.poll(Duration::from_millis(100)).await.unwrap();
+    }
+    assert_eq!(events.try_recv().unwrap(), RebalanceEvent::Assigned(vec![TopicPartition::new("stale", 0)]));
+    let g2 = a.group_metadata().unwrap();
+    assert_ne!(g2.member_id, g1.member_id, "a dynamic member comes back with a new id");
+    assert!(g2.generation_id > g1.generation_id);
+    a.close().await;
+}
+
+#[tokio::test]
+async fn subscribe_needs_a_group_id() {
+    let mut c = Consumer::new(ConsumerConfig::default(), net());
+    assert_eq!(
+        c.subscribe(["t"]).unwrap_err(),
+        ConsumerError::Group(GroupError::NoGroupId)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn static_member_keeps_its_partitions_across_a_restart() {
+    let b = common::start_broker(BROKER).unwrap();
+    create(&b.addr, "static", 4).await;
+    let props = |id: &'static str| {
+        [
+            ("group.instance.id", id),
+            ("partition.assignment.strategy", "range"),
+            ("enable.auto.commit", "false"),
+        ]
+    };
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let (stop0, rx0) = watch::channel(false);
+    let (stop1, rx1) = watch::channel(false);
+    let t0 = spawn_member(0, consumer(&b.addr, "static-g", &props("i-0")), "static", Arc::clone(&seen), rx0);
+    let t1 = spawn_member(1, consumer(&b.addr, "static-g", &props("i-1")), "static", Arc::clone(&seen), rx1);
+    wait_for(&seen, "2 static members with 2 partitions each", |s| settled(s, &[0, 1], 2, 4)).await;
+    let (gen_before, mine_before) = seen.lock().unwrap().state[&1].clone();
+    // Member 1 closes (a static member sends no LeaveGroup) and comes back with the same id
+    // within the session timeout: no rebalance, same partitions.
+    stop1.send(true).unwrap();
+    t1.await.unwrap();
+    let (_stop1b, rx1b) = watch::channel(false);
+    let t1b = spawn_member(1, consumer(&b.addr, "static-g", &props("i-1")), "static", Arc::clone(&seen), rx1b);
+    wait_for(&seen, "the static member back", |s| s.state.get(&1).is_some_and(|x| !x.1.is_empty())).await;
+    let (_, mine_after) = seen.lock().unwrap().state[&1].clone();
+    assert_eq!(mine_after, mine_before, "same partitions for the same group.instance.id");
+    let (gen0, _) = seen.lock().unwrap().state[&0].clone();
+    assert_eq!(gen0, gen_before, "the other member saw no rebalance");
+    stop0.send(true).unwrap();
+    _stop1b.send(true).unwrap();
+    t0.await.unwrap();
+    t1b.await.unwrap();
+}
