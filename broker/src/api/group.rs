@@ -161,7 +161,7 @@ impl Broker {
         let v = req.api_version;
         let (group, generation, member, instance, topics) = if v >= 2 {
             let r: OffsetCommitRequest = decode_body(req)?;
-            let topics: Vec<(String, Vec<(i32, i64, i32, Option<String>)>)> = r
+            let topics: TopicOffsets = r
                 .topics
                 .iter()
                 .map(|t| {
@@ -348,7 +348,9 @@ fn offset_fields(c: Option<&CommittedOffset>) -> (i64, i32, Option<kafka_protoco
     }
 }
 
-type Parsed = (String, i32, String, Option<String>, Vec<(String, Vec<(i32, i64, i32, Option<String>)>)>);
+/// Per topic: (partition, offset, leader epoch, metadata) to commit.
+type TopicOffsets = Vec<(String, Vec<(i32, i64, i32, Option<String>)>)>;
+type Parsed = (String, i32, String, Option<String>, TopicOffsets);
 
 /// OffsetCommit v0 `{group, [topic, [partition, offset, metadata]]}` and v1 `{group, generation,
 /// member, [topic, [partition, offset, timestamp, metadata]]}`. Counts are checked against the

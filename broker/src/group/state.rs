@@ -555,7 +555,7 @@ impl Group {
                 self.set_join_waiter(&id, req_id, fx);
                 self.maybe_complete_join(now_ms, fx);
             }
-            GroupState::CompletingRebalance | GroupState::Stable if !changed && !(self.state == GroupState::Stable && is_leader) => {
+            GroupState::CompletingRebalance | GroupState::Stable if !changed && (self.state != GroupState::Stable || !is_leader) => {
                 // Nothing changed: answer with the current generation (the leader again gets the
                 // member list while assignments are still being collected).
                 self.touch(&id, now_ms);
