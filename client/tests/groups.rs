@@ -1,13 +1,17 @@
-//! Consumer groups end to end against the real broker binary over loopback TCP: three members
-//! split six partitions, a member leaving hands its partitions over without losing or repeating a
-//! record (commit before revoke), commits survive a restart, stale generations cannot commit, a
-//! member that stops polling is dropped and its partitions are lost, static membership, and the
-//! cooperative protocol. Timings are printed (`--nocapture`), never asserted.
+//! Consumer groups end to end. `real`: against the broker binary over loopback TCP — three
+//! members split six partitions, a member leaving hands its partitions over without losing or
+//! repeating a record (commit before revoke), commits survive a restart, stale generations cannot
+//! commit, a member that stops polling is dropped and its partitions are lost, static membership,
+//! the cooperative protocol. `inproc`: the broker in-process over an in-memory transport, in both
+//! worlds (under madsim: virtual time), with a group-exclusive-per-generation check. Timings are
+//! printed (`--nocapture`), never asserted.
 
-#![cfg(not(madsim))]
-
+#[cfg(not(madsim))]
 mod common;
 
+#[cfg(not(madsim))]
+mod real {
+use super::common;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -365,4 +369,225 @@ async fn static_member_keeps_its_partitions_across_a_restart() {
     _stop1b.send(true).unwrap();
     t0.await.unwrap();
     t1b.await.unwrap();
+}
+}
+
+/// The broker in-process over `tokio::io::duplex` streams: runs in both worlds.
+mod inproc {
+    use std::collections::{BTreeMap, BTreeSet};
+    use std::io;
+    use std::sync::{Arc, Mutex};
+    use std::time::Duration;
+
+    use async_trait::async_trait;
+    use bytes::Bytes;
+    use client::conn::StreamWriter;
+    use client::{
+        Admin, AdminConfig, Consumer, ConsumerConfig, NewTopic, Producer, ProducerConfig,
+        ProducerRecord, TopicPartition,
+    };
+    use net_model::{Connection, Listener, Network};
+    use tokio::sync::{mpsc, watch};
+    use tokio::time::Instant;
+
+    #[derive(Debug, Default)]
+    struct MemNetwork {
+        listeners: Mutex<BTreeMap<String, mpsc::UnboundedSender<Connection>>>,
+    }
+
+    struct MemListener {
+        addr: String,
+        rx: tokio::sync::Mutex<mpsc::UnboundedReceiver<Connection>>,
+    }
+
+    fn conn(stream: tokio::io::DuplexStream, peer: &str, local: &str) -> Connection {
+        let (r, w) = tokio::io::split(stream);
+        Connection {
+            reader: Box::new(r),
+            writer: Box::new(StreamWriter::new(w)),
+            peer: peer.into(),
+            local: local.into(),
+        }
+    }
+
+    #[async_trait]
+    impl Listener for MemListener {
+        async fn accept(&self) -> io::Result<Connection> {
+            self.rx.lock().await.recv().await.ok_or_else(|| io::Error::new(io::ErrorKind::BrokenPipe, "gone"))
+        }
+        fn local_addr(&self) -> io::Result<String> {
+            Ok(self.addr.clone())
+        }
+    }
+
+    #[async_trait]
+    impl Network for MemNetwork {
+        async fn bind(&self, addr: &str) -> io::Result<Box<dyn Listener>> {
+            let (tx, rx) = mpsc::unbounded_channel();
+            self.listeners.lock().unwrap().insert(addr.to_string(), tx);
+            Ok(Box::new(MemListener { addr: addr.to_string(), rx: tokio::sync::Mutex::new(rx) }))
+        }
+        async fn connect(&self, addr: &str) -> io::Result<Connection> {
+            let tx = self.listeners.lock().unwrap().get(addr).cloned();
+            let tx = tx.ok_or_else(|| io::Error::new(io::ErrorKind::ConnectionRefused, addr.to_string()))?;
+            let (a, b) = tokio::io::duplex(256 * 1024);
+            tx.send(conn(b, "client", addr))
+                .map_err(|_| io::Error::new(io::ErrorKind::ConnectionRefused, addr.to_string()))?;
+            Ok(conn(a, addr, "client"))
+        }
+    }
+
+    const ADDR: &str = "broker:9092";
+
+    struct InProc {
+        net: Arc<dyn Network>,
+        stop: watch::Sender<bool>,
+        _dir: tempfile::TempDir,
+    }
+
+    async fn start() -> InProc {
+        let dir = tempfile::tempdir().unwrap();
+        let storage: Arc<dyn disk_model::Storage> = Arc::new(disk_model::OsStorage::new(dir.path()).unwrap());
+        let mut cfg = broker::BrokerConfig::default();
+        cfg.group.initial_rebalance_delay_ms = 0;
+        let b = broker::Broker::open(cfg, storage, std::path::Path::new("data")).await.unwrap();
+        b.set_advertised("broker", 9092);
+        let b = Arc::new(b);
+        let mem = Arc::new(MemNetwork::default());
+        let listener = mem.bind(ADDR).await.unwrap();
+        let (stop, stop_rx) = watch::channel(false);
+        tokio::spawn(broker::tasks::run(Arc::clone(&b), stop_rx.clone()));
+        tokio::spawn(broker::server::run(b, listener, stop_rx));
+        InProc { net: mem, stop, _dir: dir }
+    }
+
+    /// One poll's view of a member: (member index, generation, member id, assignment).
+    type Snapshot = (usize, i32, String, Vec<TopicPartition>);
+
+    #[derive(Default)]
+    struct Log {
+        reads: BTreeMap<(i32, i64), usize>,
+        dups: Vec<(i32, i64)>,
+        history: Vec<Snapshot>,
+        latest: BTreeMap<usize, (i32, usize)>,
+    }
+
+    fn member(net: &Arc<dyn Network>, idx: usize, strategy: &str, log: Arc<Mutex<Log>>, mut stop: watch::Receiver<bool>) -> tokio::task::JoinHandle<()> {
+        let mut c = Consumer::new(
+            ConsumerConfig::from_pairs([
+                ("bootstrap.servers", ADDR),
+                ("group.id", "inproc-g"),
+                ("auto.offset.reset", "earliest"),
+                ("fetch.max.wait.ms", "50"),
+                ("heartbeat.interval.ms", "100"),
+                ("session.timeout.ms", "6000"),
+                ("auto.commit.interval.ms", "600000"),
+                ("partition.assignment.strategy", strategy),
+            ])
+            .unwrap(),
+            Arc::clone(net),
+        );
+        c.subscribe(["events"]).unwrap();
+        tokio::spawn(async move {
+            while !*stop.borrow_and_update() {
+                let records = c.poll(Duration::from_millis(50)).await.unwrap();
+                let g = c.group_metadata().unwrap();
+                let mut l = log.lock().unwrap();
+                for r in records {
+                    if l.reads.insert((r.partition, r.offset), idx).is_some() {
+                        l.dups.push((r.partition, r.offset));
+                    }
+                }
+                l.history.push((idx, g.generation_id, g.member_id, c.assignment()));
+                l.latest.insert(idx, (g.generation_id, c.assignment().len()));
+            }
+            c.close().await;
+            log.lock().unwrap().latest.remove(&idx);
+        })
+    }
+
+    async fn produce(net: &Arc<dyn Network>, first: usize) {
+        let p = Producer::new(ProducerConfig::from_pairs([("bootstrap.servers", ADDR), ("linger.ms", "1")]).unwrap(), Arc::clone(net), 3);
+        let mut futs = Vec::new();
+        for part in 0..6 {
+            for i in first..first + 20 {
+                let mut r = ProducerRecord::new("events", Bytes::from(format!("{part}-{i}")));
+                r.partition = Some(part);
+                futs.push(p.send(r).await.unwrap());
+            }
+        }
+        for f in futs {
+            f.await.unwrap();
+        }
+        p.close().await;
+    }
+
+    async fn wait_for(log: &Arc<Mutex<Log>>, what: &str, ok: impl Fn(&Log) -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !ok(&log.lock().unwrap()) {
+            assert!(Instant::now() < deadline, "timed out waiting for {what}: {:?}", log.lock().unwrap().latest);
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    fn settled(l: &Log, members: &[usize], size: usize) -> bool {
+        let gens: BTreeSet<i32> = members.iter().filter_map(|m| l.latest.get(m).map(|x| x.0)).collect();
+        gens.len() == 1 && members.iter().all(|m| l.latest.get(m).is_some_and(|x| x.1 == size))
+    }
+
+    async fn hand_over(strategy: &str) {
+        let b = start().await;
+        Admin::new(AdminConfig { bootstrap_servers: vec![ADDR.into()], ..AdminConfig::default() }, Arc::clone(&b.net))
+            .create_topic(NewTopic::new("events", 6, 1))
+            .await
+            .unwrap();
+        produce(&b.net, 0).await;
+        let log = Arc::new(Mutex::new(Log::default()));
+        let mut stops = Vec::new();
+        let mut tasks = Vec::new();
+        for idx in 0..3 {
+            let (tx, rx) = watch::channel(false);
+            tasks.push(member(&b.net, idx, strategy, Arc::clone(&log), rx));
+            stops.push(tx);
+        }
+        wait_for(&log, "2 partitions each", |l| settled(l, &[0, 1, 2], 2)).await;
+        wait_for(&log, "120 records", |l| l.reads.len() == 120).await;
+        let t0 = Instant::now();
+        stops[2].send(true).unwrap();
+        tasks.pop().unwrap().await.unwrap();
+        wait_for(&log, "3 partitions each", |l| settled(l, &[0, 1], 3)).await;
+        eprintln!("inproc {strategy}: rebalance after a member left: {} ms", t0.elapsed().as_millis());
+        produce(&b.net, 20).await;
+        wait_for(&log, "240 records", |l| l.reads.len() == 240).await;
+        for tx in &stops[..2] {
+            tx.send(true).unwrap();
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+        let l = log.lock().unwrap();
+        assert!(l.dups.is_empty(), "{strategy}: read twice: {:?}", l.dups);
+        // group-exclusive: within one generation no partition has two owners.
+        let mut owners: BTreeMap<(i32, TopicPartition), BTreeSet<String>> = BTreeMap::new();
+        for (_, generation, member_id, assignment) in &l.history {
+            for tp in assignment {
+                owners.entry((*generation, tp.clone())).or_default().insert(member_id.clone());
+            }
+        }
+        for ((generation, tp), who) in &owners {
+            assert!(*generation >= 1, "owned {tp:?} outside a generation");
+            assert_eq!(who.len(), 1, "{strategy}: {tp:?} owned by {who:?} in generation {generation}");
+        }
+        let _ = b.stop.send(true);
+    }
+
+    #[tokio::test]
+    async fn eager_hand_over_in_both_worlds() {
+        hand_over("range").await;
+    }
+
+    #[tokio::test]
+    async fn cooperative_hand_over_in_both_worlds() {
+        hand_over("cooperative-sticky").await;
+    }
 }
