@@ -138,6 +138,20 @@ struct PendingAck {
     last_offset: i64,
 }
 
+/// What a replica knows when it becomes a partition's leader.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeaderStart {
+    pub leader: ReplicaId,
+    pub leader_epoch: i32,
+    pub partition_epoch: i32,
+    pub replicas: Vec<ReplicaId>,
+    /// The controller's ISR; must contain `leader`.
+    pub isr: Vec<ReplicaId>,
+    /// The local log's end offset and high watermark.
+    pub leo: i64,
+    pub hw: i64,
+}
+
 /// A partition leader's replication state.
 #[derive(Debug, Clone)]
 pub struct LeaderState {
@@ -158,19 +172,17 @@ pub struct LeaderState {
 }
 
 impl LeaderState {
-    /// Becomes leader of `leader_epoch` with the controller's `isr` (must contain `leader`) over
-    /// `replicas`; `leo` and `hw` are the local log's.
-    pub fn new(
-        config: IsrConfig,
-        leader: ReplicaId,
-        leader_epoch: i32,
-        partition_epoch: i32,
-        replicas: Vec<ReplicaId>,
-        isr: Vec<ReplicaId>,
-        leo: i64,
-        hw: i64,
-        now_ms: u64,
-    ) -> Self {
+    /// Becomes leader as `start` says, at `now_ms`.
+    pub fn new(config: IsrConfig, start: LeaderStart, now_ms: u64) -> Self {
+        let LeaderStart {
+            leader,
+            leader_epoch,
+            partition_epoch,
+            replicas,
+            isr,
+            leo,
+            hw,
+        } = start;
         assert!(
             replicas.contains(&leader),
             "leader {leader} not among replicas {replicas:?}"

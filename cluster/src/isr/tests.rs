@@ -13,7 +13,19 @@ fn cfg(min_isr: usize) -> IsrConfig {
 }
 
 fn leader(min_isr: usize, isr: Vec<ReplicaId>, leo: i64) -> LeaderState {
-    LeaderState::new(cfg(min_isr), 0, 5, 7, vec![0, 1, 2], isr, leo, 0, 1_000)
+    LeaderState::new(
+        cfg(min_isr),
+        LeaderStart {
+            leader: 0,
+            leader_epoch: 5,
+            partition_epoch: 7,
+            replicas: vec![0, 1, 2],
+            isr,
+            leo,
+            hw: 0,
+        },
+        1_000,
+    )
 }
 
 #[test]
@@ -172,7 +184,7 @@ proptest! {
         let replicas = vec![0, 1, 2, 3];
         let mut isr: Vec<ReplicaId> = std::iter::once(0).chain(initial_isr).collect();
         isr.sort();
-        let mut s = LeaderState::new(cfg(min_isr), 0, 3, 0, replicas, isr.clone(), leo0, 0, 0);
+        let mut s = LeaderState::new(cfg(min_isr), LeaderStart { leader: 0, leader_epoch: 3, partition_epoch: 0, replicas, isr: isr.clone(), leo: leo0, hw: 0 }, 0);
         let mut now = 0u64;
         let mut leader_leo = leo0;
         let mut reported: BTreeMap<ReplicaId, i64> = BTreeMap::new();
