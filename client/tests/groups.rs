@@ -370,6 +370,116 @@ async fn static_member_keeps_its_partitions_across_a_restart() {
     t0.await.unwrap();
     t1b.await.unwrap();
 }
+
+/// kcat (librdkafka) in the same group as a Loglab member, which leads depending on who joins
+/// first: each side must read the other's subscription and assignment bytes.
+struct Kcat {
+    child: std::process::Child,
+    assigned: Arc<Mutex<Vec<BTreeSet<i32>>>>,
+}
+
+impl Kcat {
+    fn start(addr: &str, group: &str, topic: &str) -> Option<Kcat> {
+        use std::io::BufRead;
+        use std::process::{Command, Stdio};
+        let mut child = match Command::new("kcat")
+            .args(["-b", addr, "-G", group, "-X", "heartbeat.interval.ms=100", "-X", "session.timeout.ms=6000"])
+            .args(["-X", "auto.offset.reset=earliest", "-f", "%p %o\\n", topic])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+        {
+            Ok(c) => c,
+            Err(e) => {
+                // scripts/test.sh installs kcat for the real-client step after `cargo test`.
+                eprintln!("SKIPPED: kcat not runnable ({e}); install kcat to run the mixed-group test");
+                return None;
+            }
+        };
+        let assigned = Arc::new(Mutex::new(Vec::new()));
+        let log = Arc::clone(&assigned);
+        let stderr = child.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                // "% Group g rebalanced (memberid m): assigned: t [0], t [1]" / "revoked: ..."
+                if let Some(rest) = line.split("assigned: ").nth(1) {
+                    let parts = rest.split('[').skip(1).filter_map(|x| x.split(']').next()?.parse().ok()).collect();
+                    log.lock().unwrap().push(parts);
+                } else if line.contains("revoked:") {
+                    log.lock().unwrap().push(BTreeSet::new());
+                }
+            }
+        });
+        Some(Kcat { child, assigned })
+    }
+
+    fn current(&self) -> BTreeSet<i32> {
+        self.assigned.lock().unwrap().last().cloned().unwrap_or_default()
+    }
+
+    /// SIGTERM: kcat closes its consumer (LeaveGroup) and exits.
+    fn stop(mut self) {
+        let _ = std::process::Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Kcat {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn poll_until(c: &mut Consumer, what: &str, ok: impl Fn(&Consumer) -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !ok(c) {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}: {:?}", c.assignment());
+        c.poll(Duration::from_millis(50)).await.unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shares_a_group_with_librdkafka() {
+    let b = common::start_broker(BROKER).unwrap();
+    create(&b.addr, "mixed", 4).await;
+    for kcat_first in [true, false] {
+        let group = format!("mixed-{kcat_first}");
+        let mut c = consumer(&b.addr, &group, &[]);
+        let k = if kcat_first {
+            let Some(k) = Kcat::start(&b.addr, &group, "mixed") else { return };
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while k.current().len() != 4 {
+                assert!(Instant::now() < deadline, "kcat alone never got 4 partitions");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            c.subscribe(["mixed"]).unwrap();
+            k
+        } else {
+            c.subscribe(["mixed"]).unwrap();
+            poll_until(&mut c, "the Loglab member alone", |c| c.assignment().len() == 4).await;
+            let Some(k) = Kcat::start(&b.addr, &group, "mixed") else { return };
+            k
+        };
+        // Both in one generation: range gives each two, disjoint. The Loglab member keeps polling
+        // (its heartbeats and rejoins run from poll) while kcat rebalances.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            c.poll(Duration::from_millis(50)).await.unwrap();
+            let ours: BTreeSet<i32> = c.assignment().iter().map(|tp| tp.partition).collect();
+            let theirs = k.current();
+            if ours.len() == 2 && theirs.len() == 2 && ours.is_disjoint(&theirs) {
+                break;
+            }
+            assert!(Instant::now() < deadline, "kcat_first={kcat_first}: ours {ours:?}, kcat {theirs:?}");
+        }
+        // kcat leaves: the Loglab member takes everything.
+        k.stop();
+        poll_until(&mut c, "all 4 back after kcat left", |c| c.assignment().len() == 4).await;
+        c.close().await;
+    }
+}
 }
 
 /// The broker in-process over `tokio::io::duplex` streams: runs in both worlds.
