@@ -509,3 +509,85 @@ async fn bad_input_gets_error_codes_or_a_closed_connection() {
     assert!(c.closed().await);
     srv.stop().await;
 }
+
+/// Every advertised version of every group API: the response decodes completely and says NONE.
+#[tokio::test]
+async fn every_advertised_version_round_trips() {
+    let srv = start_in(config(), tempfile::tempdir().unwrap()).await;
+    let mut c = Client::connect(&srv.addr).await;
+    for v in 0..=7i16 {
+        let g = format!("v{v}");
+        let mut r = join(&mut c, v, &g, "").await;
+        if v >= 4 {
+            assert_eq!(r.error_code, MEMBER_ID_REQUIRED, "JoinGroup v{v}");
+            r = join(&mut c, v, &g, r.member_id.as_str()).await;
+        }
+        assert_eq!((r.error_code, r.generation_id, r.members.len()), (NONE, 1, 1), "JoinGroup v{v}");
+        assert_eq!(r.protocol_name.as_deref(), Some("range"));
+        let id = r.member_id.to_string();
+        let sv = v.min(5);
+        let s1: SyncGroupResponse = c.call(ApiKey::SyncGroup, sv, &sync_req(&g, 1, &id, &[(&id, b"a")])).await;
+        assert_eq!((s1.error_code, &s1.assignment[..]), (NONE, &b"a"[..]), "SyncGroup v{sv}");
+        // Stable: the same JoinGroup again answers at once with the current generation.
+        let again = join(&mut c, v, &g, &id).await;
+        assert_eq!((again.error_code, again.generation_id), (NONE, 2), "a leader's JoinGroup in Stable rebalances");
+        let s2: SyncGroupResponse = c.call(ApiKey::SyncGroup, sv, &sync_req(&g, 2, &id, &[(&id, b"b")])).await;
+        assert_eq!(&s2.assignment[..], b"b");
+    }
+    // One Stable group for the other APIs.
+    let j = join_new(&mut c, "all").await;
+    let id = j.member_id.to_string();
+    let _: SyncGroupResponse = c.call(ApiKey::SyncGroup, 0, &sync_req("all", 1, &id, &[(&id, b"x")])).await;
+    for v in 0..=4 {
+        let mut r = HeartbeatRequest::default();
+        r.group_id = GroupId(s("all"));
+        r.generation_id = 1;
+        r.member_id = s(&id);
+        let h: HeartbeatResponse = c.call(ApiKey::Heartbeat, v, &r).await;
+        assert_eq!(h.error_code, NONE, "Heartbeat v{v}");
+    }
+    for v in 2..=8 {
+        assert_eq!(commit(&mut c, v, "all", 1, &id, "t", &[(0, v as i64)]).await, vec![NONE], "OffsetCommit v{v}");
+    }
+    for v in 1..=8 {
+        let (err, ps) = fetch_offsets(&mut c, v, "all", "t", &[0]).await;
+        assert_eq!((err, ps[0].1), (NONE, 8), "OffsetFetch v{v}");
+    }
+    // OffsetFetch v2+ with null topics: every committed offset of the group.
+    let mut all = OffsetFetchRequest::default();
+    all.group_id = GroupId(s("all"));
+    all.topics = None;
+    let r: OffsetFetchResponse = c.call(ApiKey::OffsetFetch, 7, &all).await;
+    assert_eq!(r.topics.len(), 1);
+    for v in 0..=4 {
+        let r: ListGroupsResponse = c.call(ApiKey::ListGroups, v, &ListGroupsRequest::default()).await;
+        assert!(r.groups.iter().any(|g| g.group_id.as_str() == "all"), "ListGroups v{v}");
+    }
+    let mut only_empty = ListGroupsRequest::default();
+    only_empty.states_filter = vec![s("Empty")];
+    let r: ListGroupsResponse = c.call(ApiKey::ListGroups, 4, &only_empty).await;
+    assert!(r.groups.iter().all(|g| g.group_state.as_str() == "Empty"));
+    for v in 0..=5 {
+        let mut r = DescribeGroupsRequest::default();
+        r.groups = vec![GroupId(s("all"))];
+        let d: DescribeGroupsResponse = c.call(ApiKey::DescribeGroups, v, &r).await;
+        assert_eq!((d.groups[0].error_code, d.groups[0].group_state.as_str(), d.groups[0].members.len()), (NONE, "Stable", 1), "DescribeGroups v{v}");
+    }
+    for v in 0..=5i16 {
+        let g = format!("leave{v}");
+        let j = join_new(&mut c, &g).await;
+        let mut r = LeaveGroupRequest::default();
+        r.group_id = GroupId(s(&g));
+        if v >= 3 {
+            let mut m = leave_group_request::MemberIdentity::default();
+            m.member_id = j.member_id.clone();
+            r.members = vec![m];
+        } else {
+            r.member_id = j.member_id.clone();
+        }
+        let l: LeaveGroupResponse = c.call(ApiKey::LeaveGroup, v, &r).await;
+        assert_eq!(l.error_code, NONE, "LeaveGroup v{v}");
+        assert_eq!(describe(&mut c, &g).await.group_state.as_str(), "Empty", "LeaveGroup v{v} emptied the group");
+    }
+    srv.stop().await;
+}

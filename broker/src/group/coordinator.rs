@@ -100,8 +100,15 @@ impl Coordinator {
     }
 
     /// Called by `tasks::run`: what the timer task needs when it is spawned.
+    /// Groups loaded at start with members need their session timers right away.
     pub fn attach(&self, broker: Weak<Broker>, shutdown: watch::Receiver<bool>) {
         *self.runtime.lock().unwrap_or_else(|p| p.into_inner()) = Some((broker, shutdown));
+        // Nobody else holds the lock this early; if someone does, their request starts the timers.
+        if let Ok(mut inner) = self.inner.try_lock() {
+            if inner.groups.values().any(|g| g.member_count() > 0) {
+                self.ensure_timers(&mut inner);
+            }
+        }
     }
 
     pub async fn num_partitions(&self) -> i32 {
