@@ -74,6 +74,66 @@ pub struct ClientProducer {
     pub seed: u64,
 }
 
+/// What every delivery callback of one producer shares (one `Arc`, so a callback costs one box).
+struct AckContext {
+    who: String,
+    topic: String,
+    acks0: bool,
+    history: SharedHistory,
+    tracer: Tracer,
+    /// Consecutive acknowledged offsets of one partition, traced as one `ack` line when the run
+    /// breaks (a line per record would cost more than the record at 100k records/s).
+    run: std::sync::Mutex<Option<AckRun>>,
+}
+
+#[derive(Clone, Copy)]
+struct AckRun {
+    partition: i32,
+    first: i64,
+    last: i64,
+}
+
+impl AckContext {
+    fn flush_run(&self, run: &mut Option<AckRun>) {
+        if let Some(r) = run.take() {
+            self.tracer.event("ack", &format!("{} {}-{} {}..={} n={}", self.who, self.topic, r.partition, r.first, r.last, r.last - r.first + 1));
+        }
+    }
+
+    fn complete(&self, slot: usize, id: u64, r: Result<client::RecordMetadata, client::ProduceError>) {
+        let at_ns = self.tracer.now_ns();
+        let mut h = lock(&self.history);
+        let send = &mut h.sends[slot];
+        match r {
+            Ok(md) => {
+                if send.tp.is_empty() {
+                    send.tp = format!("{}-{}", self.topic, md.partition);
+                }
+                if self.acks0 || md.offset < 0 {
+                    send.outcome = SendOutcome::Unconfirmed { at_ns };
+                    return;
+                }
+                send.outcome = SendOutcome::Acked { offset: md.offset, at_ns };
+                drop(h);
+                let mut run = lock(&self.run);
+                match run.as_mut() {
+                    Some(r) if r.partition == md.partition && md.offset == r.last + 1 => r.last = md.offset,
+                    _ => {
+                        self.flush_run(&mut run);
+                        *run = Some(AckRun { partition: md.partition, first: md.offset, last: md.offset });
+                    }
+                }
+            }
+            Err(e) => {
+                send.outcome = SendOutcome::Failed { at_ns, error: e.to_string() };
+                drop(h);
+                self.flush_run(&mut lock(&self.run));
+                self.tracer.event("send-failed", &format!("{} id={id} {e}", self.who));
+            }
+        }
+    }
+}
+
 impl ClientProducer {
     pub async fn run(self) {
         let who = format!("p{}", self.index);
@@ -88,6 +148,14 @@ impl ClientProducer {
         };
         let salted = self.seed ^ PRODUCER_RNG_SALT ^ u64::from(self.index).wrapping_mul(0x9E37_79B9_7F4A_7C15);
         let producer = client::Producer::with_cost_hook(cfg, self.side.net.clone(), salted, self.side.cpu.clone());
+        let ctx = Arc::new(AckContext {
+            who: who.clone(),
+            topic: self.spec.topic.clone(),
+            acks0: self.spec.acks == Acks::Zero,
+            history: self.history.clone(),
+            tracer: self.tracer.clone(),
+            run: std::sync::Mutex::new(None),
+        });
         let mut rng = ChaCha8Rng::seed_from_u64(salted);
         let mean = (1_000_000_000 / self.spec.rate_per_s).max(2);
         let mut next = rng.gen_range(mean / 2..=mean + mean / 2);
@@ -103,29 +171,8 @@ impl ClientProducer {
                 h.sends.push(Send { producer: self.index, tp: String::new(), value: id, created_ns, outcome: SendOutcome::Pending });
                 h.sends.len() - 1
             };
-            let (history, tracer, topic) = (self.history.clone(), self.tracer.clone(), self.spec.topic.clone());
-            let acks0 = self.spec.acks == Acks::Zero;
-            let who2 = who.clone();
-            let callback = Box::new(move |r: Result<client::RecordMetadata, client::ProduceError>| {
-                let at_ns = tracer.now_ns();
-                let mut h = lock(&history);
-                let send = &mut h.sends[slot];
-                match r {
-                    Ok(md) => {
-                        send.tp = format!("{topic}-{}", md.partition);
-                        if acks0 || md.offset < 0 {
-                            send.outcome = SendOutcome::Unconfirmed { at_ns };
-                        } else {
-                            tracer.event("ack", &format!("{who2} {}@{} id={id}", send.tp, md.offset));
-                            send.outcome = SendOutcome::Acked { offset: md.offset, at_ns };
-                        }
-                    }
-                    Err(e) => {
-                        tracer.event("send-failed", &format!("{who2} id={id} {e}"));
-                        send.outcome = SendOutcome::Failed { at_ns, error: e.to_string() };
-                    }
-                }
-            });
+            let ctx2 = ctx.clone();
+            let callback = Box::new(move |r: Result<client::RecordMetadata, client::ProduceError>| ctx2.complete(slot, id, r));
             match producer.send_with_callback(record, callback).await {
                 Ok(partition) => {
                     let mut h = lock(&self.history);
@@ -148,6 +195,7 @@ impl ClientProducer {
             next += rng.gen_range(mean / 2..=mean + mean / 2);
         }
         producer.close().await;
+        ctx.flush_run(&mut lock(&ctx.run));
         self.control.producers_running.fetch_sub(1, Ordering::SeqCst);
         self.tracer.event("producer-done", &format!("{who} sent={seq} retried={}", producer.record_retry_total()));
     }
