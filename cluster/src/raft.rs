@@ -4,7 +4,7 @@
 //! (logical time; the caller maps ticks to ms), [`Raft::step`] (a message from a peer) and
 //! [`Raft::propose`], then takes a [`Ready`] and, in this order,
 //! 1. persists `hard_state` (if any) and `entries` (first truncating its log at the first
-//!    entry's index: entries replace any suffix from there),
+//!    entry's index: entries replace any suffix from there), in either order,
 //! 2. sends `messages`,
 //! 3. applies `committed_entries` to the state machine,
 //! 4. calls [`Raft::advance`] with the ready. No other call may come between `ready` and `advance`.
@@ -251,19 +251,24 @@ impl Raft {
             );
         }
         let last = log.len() as u64;
-        assert!(
-            hard_state.commit <= last,
-            "commit {} beyond the persisted log {last}",
-            hard_state.commit
-        );
+        // The caller may have persisted the entries and the hard state of one `Ready` in either
+        // order and crashed in between. A commit beyond the log is knowledge to re-learn; a log
+        // term beyond the persisted term means that term's hard state (and so any vote in it)
+        // never became durable — and nothing was sent on its behalf, since messages go out only
+        // after both are on disk.
+        let mut hard_state = hard_state;
+        hard_state.commit = hard_state.commit.min(last);
+        if let Some(e) = log.last().filter(|e| e.term > hard_state.term) {
+            hard_state = HardState {
+                term: e.term,
+                vote: None,
+                commit: hard_state.commit,
+            };
+        }
         assert!(
             applied <= hard_state.commit,
             "applied {applied} beyond commit {}",
             hard_state.commit
-        );
-        assert!(
-            log.last().is_none_or(|e| e.term <= hard_state.term),
-            "log term beyond the persisted term"
         );
         let mut r = Self {
             config,

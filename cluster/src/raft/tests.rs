@@ -11,8 +11,15 @@ use super::*;
 const FINAL: &[u8] = b"final";
 
 fn config(id: NodeId, n: u64) -> Config {
+    config_with(id, n, true)
+}
+
+/// `pre_vote_and_check_quorum` off gives plain Raft: more disruptive elections, more churn.
+fn config_with(id: NodeId, n: u64, pre_vote_and_check_quorum: bool) -> Config {
     Config {
-        max_entries_per_append: 3,
+        pre_vote: pre_vote_and_check_quorum,
+        check_quorum: pre_vote_and_check_quorum,
+        max_entries_per_append: 1,
         max_uncommitted_entries: 16,
         max_apply_entries_per_ready: 4,
         election_timeout_ticks_min: 5,
@@ -38,6 +45,7 @@ struct Node {
 
 struct Cluster {
     n: u64,
+    pre_vote_and_check_quorum: bool,
     seed: u64,
     nodes: Vec<Node>,
     net: Vec<Message>,
@@ -53,10 +61,14 @@ const NET_MAX: usize = 400;
 
 impl Cluster {
     fn new(n: u64, seed: u64) -> Self {
+        Self::with_flags(n, seed, true)
+    }
+
+    fn with_flags(n: u64, seed: u64, pre_vote_and_check_quorum: bool) -> Self {
         let nodes = (1..=n)
             .map(|id| Node {
                 raft: Some(Raft::new(
-                    config(id, n),
+                    config_with(id, n, pre_vote_and_check_quorum),
                     ChaCha8Rng::seed_from_u64(seed ^ (id << 32)),
                 )),
                 disk: Disk::default(),
@@ -66,6 +78,7 @@ impl Cluster {
             .collect();
         Self {
             n,
+            pre_vote_and_check_quorum,
             seed,
             nodes,
             net: Vec::new(),
@@ -74,6 +87,17 @@ impl Cluster {
             committed: BTreeMap::new(),
             next_data: 0,
         }
+    }
+
+    /// The node that believes it leads with the highest term.
+    fn leader(&self) -> Option<usize> {
+        let r = self
+            .nodes
+            .iter()
+            .filter_map(|n| n.raft.as_ref())
+            .filter(|r| r.role() == Role::Leader)
+            .max_by_key(|r| r.term())?;
+        Some(r.id() as usize - 1)
     }
 
     fn idx(&self, node: usize) -> usize {
@@ -166,7 +190,7 @@ impl Cluster {
         let id = i as u64 + 1;
         let rng = ChaCha8Rng::seed_from_u64(self.seed ^ (id << 32) ^ (node.incarnation << 48));
         node.raft = Some(Raft::restart(
-            config(id, self.n),
+            config_with(id, self.n, self.pre_vote_and_check_quorum),
             rng,
             node.disk.hard_state,
             node.disk.log.clone(),
@@ -333,6 +357,9 @@ enum Act {
     Crash(usize),
     Restart(usize),
     Partition(u8),
+    /// Cuts the current leader off together with the nodes in the mask (a minority or not).
+    IsolateLeader(u8),
+    CrashLeader,
     Heal,
 }
 
@@ -352,11 +379,13 @@ fn act() -> impl Strategy<Value = Act> {
         3 => any::<usize>().prop_map(Act::Restart),
         2 => any::<u8>().prop_map(Act::Partition),
         2 => Just(Act::Heal),
+        2 => any::<u8>().prop_map(Act::IsolateLeader),
+        2 => Just(Act::CrashLeader),
     ]
 }
 
-fn run(n: u64, seed: u64, acts: Vec<Act>) {
-    let mut c = Cluster::new(n, seed);
+fn run(n: u64, seed: u64, flags: bool, acts: Vec<Act>) {
+    let mut c = Cluster::with_flags(n, seed, flags);
     for a in acts {
         match a {
             Act::Round {
@@ -459,6 +488,18 @@ fn run(n: u64, seed: u64, acts: Vec<Act>) {
             }
             Act::Partition(mask) => c.groups = (0..n).map(|i| (mask >> i) & 1).collect(),
             Act::Heal => c.groups = vec![0; n as usize],
+            Act::IsolateLeader(mask) => {
+                if let Some(l) = c.leader() {
+                    c.groups = (0..n as usize)
+                        .map(|i| u8::from(i == l || mask & (1 << i) != 0))
+                        .collect();
+                }
+            }
+            Act::CrashLeader => {
+                if let Some(l) = c.leader() {
+                    c.crash(l);
+                }
+            }
         }
         c.check();
     }
@@ -479,16 +520,16 @@ fn run(n: u64, seed: u64, acts: Vec<Act>) {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 96, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
 
     #[test]
-    fn three_nodes_are_safe_and_live(seed in any::<u64>(), acts in proptest::collection::vec(act(), 1..600)) {
-        run(3, seed, acts);
+    fn three_nodes_are_safe_and_live(seed in any::<u64>(), flags in any::<bool>(), acts in proptest::collection::vec(act(), 1..600)) {
+        run(3, seed, flags, acts);
     }
 
     #[test]
-    fn five_nodes_are_safe_and_live(seed in any::<u64>(), acts in proptest::collection::vec(act(), 1..600)) {
-        run(5, seed, acts);
+    fn five_nodes_are_safe_and_live(seed in any::<u64>(), flags in any::<bool>(), acts in proptest::collection::vec(act(), 1..600)) {
+        run(5, seed, flags, acts);
     }
 }
 
@@ -803,4 +844,87 @@ fn follower_does_not_commit_a_stale_suffix() {
         }
     );
     f.advance(rd);
+}
+
+/// A vote survives a restart: the node does not vote twice in one term.
+#[test]
+fn vote_is_persisted_and_honoured_after_restart() {
+    let mut r = Raft::new(config(3, 3), ChaCha8Rng::seed_from_u64(5));
+    let vote_req = |from| Message {
+        from,
+        to: 3,
+        term: 1,
+        body: MessageBody::RequestVote {
+            last_log_index: 0,
+            last_log_term: 0,
+        },
+    };
+    r.step(vote_req(1));
+    let rd = r.ready();
+    assert_eq!(
+        rd.hard_state,
+        Some(HardState {
+            term: 1,
+            vote: Some(1),
+            commit: 0
+        })
+    );
+    assert_eq!(
+        rd.messages[0].body,
+        MessageBody::RequestVoteResponse { granted: true }
+    );
+    let hs = rd.hard_state.unwrap();
+    r.advance(rd);
+    let mut r = Raft::restart(config(3, 3), ChaCha8Rng::seed_from_u64(6), hs, vec![], 0);
+    r.step(vote_req(2));
+    let rd = r.ready();
+    assert_eq!(
+        rd.messages[0].body,
+        MessageBody::RequestVoteResponse { granted: false }
+    );
+    assert_eq!(rd.hard_state, None);
+    r.advance(rd);
+    r.step(vote_req(1));
+    let rd = r.ready();
+    assert_eq!(
+        rd.messages[0].body,
+        MessageBody::RequestVoteResponse { granted: true },
+        "the same candidate again is fine"
+    );
+    r.advance(rd);
+}
+
+/// A crash between persisting a ready's entries and its hard state (either order) restarts.
+#[test]
+fn restart_tolerates_half_persisted_ready() {
+    let r = Raft::restart(
+        config(1, 3),
+        ChaCha8Rng::seed_from_u64(1),
+        HardState {
+            term: 1,
+            vote: Some(2),
+            commit: 2,
+        },
+        log_of(&[1, 2]),
+        1,
+    );
+    assert_eq!(
+        (r.term(), r.hard_state().vote, r.commit_index()),
+        (2, None, 2)
+    );
+    let r = Raft::restart(
+        config(1, 3),
+        ChaCha8Rng::seed_from_u64(1),
+        HardState {
+            term: 2,
+            vote: Some(2),
+            commit: 5,
+        },
+        log_of(&[1, 2]),
+        1,
+    );
+    assert_eq!(
+        (r.term(), r.hard_state().vote, r.commit_index()),
+        (2, Some(2), 2)
+    );
 }
