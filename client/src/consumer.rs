@@ -1062,6 +1062,13 @@ impl Consumer {
     fn group_coordinator(&mut self) -> Result<&mut GroupCoordinator, ConsumerError> {
         if self.group.is_none() {
             let group_id = self.cfg.group_id.clone().ok_or(GroupError::NoGroupId)?;
+            if self.cfg.heartbeat_interval_ms >= self.cfg.session_timeout_ms {
+                return Err(invalid(
+                    "heartbeat.interval.ms",
+                    &self.cfg.heartbeat_interval_ms.to_string(),
+                    "must be lower than session.timeout.ms",
+                ));
+            }
             let settings = GroupSettings {
                 group_id,
                 group_instance_id: self.cfg.group_instance_id.clone(),

@@ -371,6 +371,41 @@ async fn static_member_keeps_its_partitions_across_a_restart() {
     t1b.await.unwrap();
 }
 
+#[tokio::test]
+async fn auto_commit_runs_on_its_interval() {
+    let b = common::start_broker(BROKER).unwrap();
+    create(&b.addr, "auto", 1).await;
+    produce(&b.addr, "auto", 1, 7, 0).await;
+    let mut c = consumer(&b.addr, "auto-g", &[("auto.commit.interval.ms", "100")]);
+    c.subscribe(["auto"]).unwrap();
+    assert_eq!(consume_n(&mut c, 7).await.len(), 7);
+    let tp = TopicPartition::new("auto", 0);
+    // No explicit commit: polling past the interval commits the position.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        c.poll(Duration::from_millis(50)).await.unwrap();
+        if c.committed(std::slice::from_ref(&tp)).await.unwrap()[&tp] == Some(7) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "auto commit never stored offset 7");
+    }
+    // Dropped without close: the next member of the group starts where auto commit left off.
+    drop(c);
+    produce(&b.addr, "auto", 1, 2, 7).await;
+    let mut d = consumer(&b.addr, "auto-g", &[("enable.auto.commit", "false")]);
+    d.subscribe(["auto"]).unwrap();
+    let got = consume_n(&mut d, 2).await;
+    assert_eq!(got, vec![(0, 7), (0, 8)]);
+    d.close().await;
+}
+
+#[tokio::test]
+async fn heartbeat_must_be_below_session_timeout() {
+    let mut c = consumer("127.0.0.1:1", "g", &[("heartbeat.interval.ms", "6000")]);
+    let e = c.subscribe(["t"]).unwrap_err();
+    assert!(e.to_string().contains("heartbeat.interval.ms"), "{e}");
+}
+
 /// kcat (librdkafka) in the same group as a Loglab member, which leads depending on who joins
 /// first: each side must read the other's subscription and assignment bytes.
 struct Kcat {
@@ -480,6 +515,30 @@ async fn shares_a_group_with_librdkafka() {
         c.close().await;
     }
 }
+}
+
+#[test]
+fn group_config_keys() {
+    use client::{ConsumerConfig, Strategy};
+    let c = ConsumerConfig::default();
+    assert_eq!(c.partition_assignment_strategy, vec![Strategy::Range, Strategy::CooperativeSticky]);
+    assert_eq!((c.session_timeout_ms, c.heartbeat_interval_ms, c.max_poll_interval_ms), (45_000, 3_000, 300_000));
+    assert!(c.enable_auto_commit && c.group_id.is_none());
+    let c = ConsumerConfig::from_pairs([
+        ("group.id", "g"),
+        ("group.instance.id", "i"),
+        ("partition.assignment.strategy", "org.apache.kafka.clients.consumer.StickyAssignor, roundrobin"),
+        ("enable.auto.commit", "false"),
+        ("auto.commit.interval.ms", "100"),
+    ])
+    .unwrap();
+    assert_eq!(c.partition_assignment_strategy, vec![Strategy::Sticky, Strategy::RoundRobin]);
+    assert_eq!((c.group_id.as_deref(), c.group_instance_id.as_deref()), (Some("g"), Some("i")));
+    assert!(!c.enable_auto_commit);
+    for (k, v) in [("partition.assignment.strategy", "fair"), ("partition.assignment.strategy", ""), ("heartbeat.interval.ms", "0")] {
+        let e = ConsumerConfig::from_pairs([(k, v)]).unwrap_err();
+        assert!(e.to_string().contains(k), "{e}");
+    }
 }
 
 /// The broker in-process over `tokio::io::duplex` streams: runs in both worlds.

@@ -564,10 +564,10 @@ async fn heartbeat_loop(inner: Arc<Inner>) {
             Ok(Ok(resp)) => {
                 let mut s = inner.lock();
                 match s.membership.on_heartbeat_response(generation, resp.error_code) {
-                    Next::FindCoordinator => {
-                        if s.conn.as_ref().is_some_and(|c| Arc::ptr_eq(c, &conn)) {
-                            s.conn = None;
-                        }
+                    Next::FindCoordinator
+                        if s.conn.as_ref().is_some_and(|c| Arc::ptr_eq(c, &conn)) =>
+                    {
+                        s.conn = None;
                     }
                     Next::Fatal(e) => s.fatal = Some(e),
                     _ => {}
