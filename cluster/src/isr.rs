@@ -4,7 +4,8 @@
 //! follower's log end offset (LEO). From those the leader keeps
 //! - the **ISR**: a follower joins (the leader proposes an AlterPartition, KIP-497) once its LEO is
 //!   at least the high watermark and at least the start offset of the current leader epoch (so it
-//!   holds everything this leader may have committed); it leaves once it has not been caught up
+//!   holds everything this leader may have committed) and metadata does not call it fenced or
+//!   shutting down (KIP-841); it leaves once it has not been caught up
 //!   for `replica.lag.time.max.ms`;
 //! - the **high watermark** (HW): the minimum LEO over the *maximal* ISR — the committed ISR plus a
 //!   member whose addition is in flight. A removal counts only once the controller committed it,
@@ -168,6 +169,9 @@ pub struct LeaderState {
     leader_leo: i64,
     hw: i64,
     acks: Vec<PendingAck>,
+    /// Followers metadata says may not join (fenced or shutting down, KIP-841): proposing them
+    /// would only be rejected, again at every fetch.
+    ineligible: BTreeSet<ReplicaId>,
     completed: Vec<(u64, Result<(), ProduceError>)>,
 }
 
@@ -220,6 +224,7 @@ impl LeaderState {
             leader_leo: leo,
             hw,
             acks: Vec::new(),
+            ineligible: BTreeSet::new(),
             completed: Vec::new(),
         };
         s.update_hw();
@@ -250,6 +255,11 @@ impl LeaderState {
         }
         m
     }
+    /// Metadata changed which brokers are fenced or shutting down (KIP-841).
+    pub fn set_ineligible_replicas(&mut self, replicas: BTreeSet<ReplicaId>) {
+        self.ineligible = replicas;
+    }
+
     pub fn follower(&self, replica: ReplicaId) -> Option<&FollowerState> {
         self.followers.get(&replica)
     }
@@ -347,6 +357,7 @@ impl LeaderState {
             && !self.isr.contains(&replica)
             && fetch_offset >= self.hw
             && fetch_offset >= self.epoch_start_offset
+            && !self.ineligible.contains(&replica)
         {
             let mut new_isr = self.isr.clone();
             new_isr.insert(replica);

@@ -35,7 +35,8 @@
 //!
 //! Not implemented: snapshots / log compaction (the log grows without bound; the metadata image
 //! is rebuilt by replaying it), membership changes (the voter set is fixed), leadership transfer,
-//! read-index.
+//! read-index, pipelining (a leader re-sends from a follower's next index until it is
+//! acknowledged: simple, and enough for a metadata log).
 
 use std::collections::{BTreeMap, BTreeSet};
 

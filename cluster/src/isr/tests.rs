@@ -112,6 +112,15 @@ fn expansion_needs_hw_and_epoch_start_and_counts_at_once() {
 }
 
 #[test]
+fn fenced_follower_is_not_proposed() {
+    let mut s = leader(1, vec![0], 10);
+    s.set_ineligible_replicas([1].into_iter().collect());
+    assert_eq!(s.on_follower_fetch(1, 10, 1_001).unwrap().propose, None);
+    s.set_ineligible_replicas(BTreeSet::new());
+    assert!(s.on_follower_fetch(1, 10, 1_002).unwrap().propose.is_some());
+}
+
+#[test]
 fn acks_all_errors() {
     let s = leader(2, vec![0], 10);
     assert_eq!(s.check_produce(), Err(ProduceError::NotEnoughReplicas));

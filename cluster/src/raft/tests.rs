@@ -1,7 +1,7 @@
 //! An in-memory cluster driven by a proptest-chosen schedule, checked against Raft's safety
 //! properties after every step, then healed and checked for liveness.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use proptest::prelude::*;
 use rand_chacha::rand_core::SeedableRng;
@@ -927,4 +927,38 @@ fn restart_tolerates_half_persisted_ready() {
         (r.term(), r.hard_state().vote, r.commit_index()),
         (2, Some(2), 2)
     );
+}
+
+/// Messages and persisted state are plain serde data for the network and disk layers.
+#[test]
+fn messages_and_state_round_trip_through_serde() {
+    let mut c = Cluster::new(3, 11);
+    c.run_to_liveness(300);
+    let mut seen = BTreeSet::new();
+    for _ in 0..20 {
+        for i in 0..3 {
+            c.tick(i);
+            c.ready(i);
+        }
+        for m in &c.net {
+            let json = serde_json::to_string(m).unwrap();
+            assert_eq!(&serde_json::from_str::<Message>(&json).unwrap(), m);
+            seen.insert(
+                format!("{:?}", m.body)
+                    .split([' ', '{'])
+                    .next()
+                    .unwrap()
+                    .to_string(),
+            );
+        }
+        for _ in 0..c.net.len() {
+            c.deliver(0);
+        }
+    }
+    assert!(seen.len() >= 2, "heartbeats and their answers were seen");
+    let d = &c.nodes[0].disk;
+    let hs: HardState =
+        serde_json::from_str(&serde_json::to_string(&d.hard_state).unwrap()).unwrap();
+    let log: Vec<Entry> = serde_json::from_str(&serde_json::to_string(&d.log).unwrap()).unwrap();
+    assert_eq!((hs, &log), (d.hard_state, &d.log));
 }
