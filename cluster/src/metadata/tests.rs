@@ -388,3 +388,76 @@ proptest! {
         prop_assert_eq!(replay, image);
     }
 }
+
+fn any_record() -> impl Strategy<Value = Record> {
+    let ids = || proptest::collection::vec(-1i32..4, 0..4);
+    prop_oneof![
+        (-1i32..4, 0u64..3, -1i64..8).prop_map(|(broker_id, incarnation, broker_epoch)| {
+            Record::RegisterBroker {
+                broker_id,
+                incarnation,
+                broker_epoch,
+                endpoint: ep(1),
+            }
+        }),
+        (-1i32..4, -1i64..8).prop_map(|(broker_id, broker_epoch)| Record::FenceBroker {
+            broker_id,
+            broker_epoch
+        }),
+        (-1i32..4, -1i64..8).prop_map(|(broker_id, broker_epoch)| Record::UnfenceBroker {
+            broker_id,
+            broker_epoch
+        }),
+        (
+            "[a-c.]{0,3}",
+            0u8..3,
+            proptest::collection::vec((ids(), ids(), -1i32..4), 0..3)
+        )
+            .prop_map(|(name, id, parts)| {
+                Record::CreateTopic {
+                    name,
+                    topic_id: tid(id),
+                    partitions: parts
+                        .into_iter()
+                        .map(|(replicas, isr, leader)| PartitionRecord {
+                            replicas,
+                            isr,
+                            leader,
+                        })
+                        .collect(),
+                }
+            }),
+        (0u8..3, 0u32..3, -1i32..4, -1i32..3, ids(), -1i32..3).prop_map(
+            |(id, partition, leader, leader_epoch, isr, partition_epoch)| Record::PartitionChange {
+                topic_id: tid(id),
+                partition,
+                leader,
+                leader_epoch,
+                isr,
+                partition_epoch
+            }
+        ),
+        (0u8..3).prop_map(|id| Record::DeleteTopic { topic_id: tid(id) }),
+    ]
+}
+
+proptest! {
+    /// Arbitrary (corrupt, replayed, reordered) records never panic `apply`; a rejected one
+    /// leaves the image as it was, and an accepted image always keeps the partition invariants.
+    #[test]
+    fn apply_is_total_and_atomic(records in proptest::collection::vec(any_record(), 0..60)) {
+        let mut image = MetadataImage::default();
+        for r in &records {
+            let before = image.clone();
+            match image.apply(r) {
+                Ok(()) => prop_assert_eq!(image.applied, before.applied + 1),
+                Err(_) => prop_assert_eq!(&image, &before),
+            }
+            for t in image.topics.values() {
+                for p in &t.partitions {
+                    prop_assert!(check_partition(p).is_ok());
+                }
+            }
+        }
+    }
+}
