@@ -34,6 +34,7 @@ mod wire {
     const REBALANCE_IN_PROGRESS: i16 = 27;
     const INVALID_REQUEST: i16 = 42;
     const INVALID_TOPIC_EXCEPTION: i16 = 17;
+    const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
     const MEMBER_ID_REQUIRED: i16 = 79;
 
     struct Server {
@@ -244,6 +245,19 @@ mod wire {
         (resp.error_code, ps)
     }
 
+    /// Creates topic `t` with 4 partitions (offsets are only committed for existing partitions).
+    async fn create_t(c: &mut Client) {
+        let mut ct = create_topics_request::CreatableTopic::default();
+        ct.name = TopicName(s("t"));
+        ct.num_partitions = 4;
+        ct.replication_factor = 1;
+        let mut cr = CreateTopicsRequest::default();
+        cr.topics = vec![ct];
+        cr.timeout_ms = 5000;
+        let r: CreateTopicsResponse = c.call(ApiKey::CreateTopics, 7, &cr).await;
+        assert_eq!(r.topics[0].error_code, NONE);
+    }
+
     async fn describe(c: &mut Client, group: &str) -> describe_groups_response::DescribedGroup {
         let mut r = DescribeGroupsRequest::default();
         r.groups = vec![GroupId(s(group))];
@@ -255,6 +269,7 @@ mod wire {
     async fn two_members_rebalance_commit_and_leave() {
         let srv = start_in(config(), tempfile::tempdir().unwrap()).await;
         let mut a = Client::connect(&srv.addr).await;
+        create_t(&mut a).await;
         let mut b = Client::connect(&srv.addr).await;
 
         // FindCoordinator v0 and v4 name this broker.
@@ -349,6 +364,7 @@ mod wire {
     async fn offsets_and_groups_survive_a_restart() {
         let srv = start_in(config(), tempfile::tempdir().unwrap()).await;
         let mut c = Client::connect(&srv.addr).await;
+        create_t(&mut c).await;
         // Simple (generation -1) commits through v2, v8 and the hand-parsed v0 and v1.
         assert_eq!(commit(&mut c, 2, "simple", -1, "", "t", &[(0, 11)]).await, vec![NONE]);
         assert_eq!(commit(&mut c, 8, "simple", -1, "", "t", &[(1, 12)]).await, vec![NONE]);
@@ -429,6 +445,7 @@ mod wire {
     async fn session_timeout_evicts_and_unload_moves_groups() {
         let srv = start_in(config(), tempfile::tempdir().unwrap()).await;
         let mut a = Client::connect(&srv.addr).await;
+        create_t(&mut a).await;
         let mut b = Client::connect(&srv.addr).await;
         let ja = join_new(&mut a, "g").await;
         let ida = ja.member_id.to_string();
@@ -479,6 +496,7 @@ mod wire {
     async fn bad_input_gets_error_codes_or_a_closed_connection() {
         let srv = start_in(config(), tempfile::tempdir().unwrap()).await;
         let mut c = Client::connect(&srv.addr).await;
+        create_t(&mut c).await;
         // Empty group id, metadata over the cap, unknown group.
         assert_eq!(join(&mut c, 5, "", "").await.error_code, INVALID_GROUP_ID);
         let big = vec![7u8; (1 << 20) + 1];
@@ -488,6 +506,9 @@ mod wire {
         let s0: SyncGroupResponse = c.call(ApiKey::SyncGroup, 5, &sync_req("nope", 1, "m", &[])).await;
         assert_eq!(s0.error_code, UNKNOWN_MEMBER_ID);
         assert_eq!(commit(&mut c, 8, "nope", 3, "m", "t", &[(0, 1)]).await, vec![ILLEGAL_GENERATION]);
+        // Offsets only for partitions that exist.
+        assert_eq!(commit(&mut c, 8, "simple", -1, "", "t", &[(0, 1), (4, 1), (-1, 1)]).await, vec![NONE, UNKNOWN_TOPIC_OR_PARTITION, UNKNOWN_TOPIC_OR_PARTITION]);
+        assert_eq!(commit(&mut c, 8, "simple", -1, "", "no-such-topic", &[(0, 1)]).await, vec![UNKNOWN_TOPIC_OR_PARTITION]);
 
         // JoinGroup v5 claiming 2^31-1 protocols in a few bytes: closed, nothing allocated.
         let mut body = BytesMut::new();
@@ -519,6 +540,7 @@ mod wire {
     async fn every_advertised_version_round_trips() {
         let srv = start_in(config(), tempfile::tempdir().unwrap()).await;
         let mut c = Client::connect(&srv.addr).await;
+        create_t(&mut c).await;
         for v in 0..=7i16 {
             let g = format!("v{v}");
             let mut r = join(&mut c, v, &g, "").await;

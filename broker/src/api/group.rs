@@ -189,10 +189,20 @@ impl Broker {
                 ps.iter().map(move |(p, o, e, m)| OffsetToCommit { topic: t.clone(), partition: *p, offset: *o, leader_epoch: *e, metadata: m.clone() })
             })
             .collect();
-        let codes = match self.groups.commit(self, &group, generation, &member, instance.as_deref(), &flat).await {
-            Ok(c) => c,
-            Err(code) => vec![code; flat.len()],
+        // As Kafka: offsets only for partitions that exist (this also bounds what a client can
+        // make the coordinator remember).
+        let exists: Vec<bool> = {
+            let state = self.lock().await;
+            flat.iter().map(|o| state.registry.topics.get(&o.topic).is_some_and(|m| (0..m.partitions).contains(&o.partition))).collect()
         };
+        let known: Vec<OffsetToCommit> = flat.iter().zip(&exists).filter(|(_, e)| **e).map(|(o, _)| o.clone()).collect();
+        let known_codes = match self.groups.commit(self, &group, generation, &member, instance.as_deref(), &known).await {
+            Ok(c) => c,
+            Err(code) => vec![code; known.len()],
+        };
+        let mut known_codes = known_codes.into_iter();
+        let codes: Vec<i16> =
+            exists.iter().map(|e| if *e { known_codes.next().unwrap_or(error_code::UNKNOWN_SERVER_ERROR) } else { error_code::UNKNOWN_TOPIC_OR_PARTITION }).collect();
         let mut codes = codes.into_iter();
         let mut resp = OffsetCommitResponse::default();
         for (t, ps) in &topics {
@@ -288,7 +298,11 @@ impl Broker {
         let v = req.api_version;
         let states: Vec<String> = r.states_filter.iter().map(|s| s.to_lowercase()).collect();
         let mut resp = ListGroupsResponse::default();
-        for (id, ptype, state) in self.groups.list().await {
+        let groups = self.groups.list().await.unwrap_or_else(|code| {
+            resp.error_code = code;
+            vec![]
+        });
+        for (id, ptype, state) in groups {
             if v >= 4 && !states.is_empty() && !states.contains(&state.to_lowercase()) {
                 continue;
             }

@@ -423,14 +423,19 @@ impl Coordinator {
     }
 
     /// ListGroups: (group id, protocol type, state) of every live group.
-    pub async fn list(&self) -> Vec<(String, String, &'static str)> {
+    /// ListGroups: (group id, protocol type, state) of every live group, or
+    /// COORDINATOR_LOAD_IN_PROGRESS while a partition is loading (the list would be incomplete).
+    pub async fn list(&self) -> Result<Vec<(String, String, &'static str)>, i16> {
         let inner = self.inner.lock().await;
-        inner
+        if inner.partitions.values().any(|o| *o == Ownership::Loading) {
+            return Err(codes::COORDINATOR_LOAD_IN_PROGRESS);
+        }
+        Ok(inner
             .groups
             .values()
             .filter(|g| g.state() != GroupState::Dead)
             .map(|g| (g.id.clone(), g.protocol_type().unwrap_or("").to_string(), g.state().name()))
-            .collect()
+            .collect())
     }
 
     /// DescribeGroups for one group (unknown groups are Dead, as in Kafka).
