@@ -336,6 +336,18 @@ async fn subscribe_needs_a_group_id() {
     );
 }
 
+/// DescribeGroups (raw request): the group's state and its members' instance ids.
+async fn describe(addr: &str, group: &str) -> (String, Vec<Option<String>>) {
+    use kafka_protocol::messages::DescribeGroupsRequest;
+    let conn = Conn::connect(net().as_ref(), addr, ConnConfig::default()).await.unwrap();
+    let req = DescribeGroupsRequest::default().with_groups(vec![GroupId(StrBytes::from_string(group.to_string()))]);
+    let resp = conn.request_at(&req, 4).await.unwrap();
+    let g = &resp.groups[0];
+    assert_eq!(g.error_code, 0);
+    let members = g.members.iter().map(|m| m.group_instance_id.as_ref().map(|s| s.to_string())).collect();
+    (g.group_state.to_string(), members)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn static_member_keeps_its_partitions_across_a_restart() {
     let b = common::start_broker(BROKER).unwrap();
@@ -353,18 +365,21 @@ async fn static_member_keeps_its_partitions_across_a_restart() {
     let t0 = spawn_member(0, consumer(&b.addr, "static-g", &props("i-0")), "static", Arc::clone(&seen), rx0);
     let t1 = spawn_member(1, consumer(&b.addr, "static-g", &props("i-1")), "static", Arc::clone(&seen), rx1);
     wait_for(&seen, "2 static members with 2 partitions each", |s| settled(s, &[0, 1], 2, 4)).await;
-    let (gen_before, mine_before) = seen.lock().unwrap().state[&1].clone();
-    // Member 1 closes (a static member sends no LeaveGroup) and comes back with the same id
-    // within the session timeout: no rebalance, same partitions.
+    let (_, mine_before) = seen.lock().unwrap().state[&1].clone();
+    // Member 1 closes: a static member sends no LeaveGroup, so the broker still counts it (until
+    // its session times out) and the group stays Stable.
     stop1.send(true).unwrap();
     t1.await.unwrap();
+    let (state, members) = describe(&b.addr, "static-g").await;
+    assert_eq!((state.as_str(), members.len()), ("Stable", 2), "{members:?}");
+    assert!(members.contains(&Some("i-1".to_string())));
+    // It comes back under the same group.instance.id: range orders static members by instance
+    // id, so it gets the same partitions.
     let (_stop1b, rx1b) = watch::channel(false);
     let t1b = spawn_member(1, consumer(&b.addr, "static-g", &props("i-1")), "static", Arc::clone(&seen), rx1b);
     wait_for(&seen, "the static member back", |s| s.state.get(&1).is_some_and(|x| !x.1.is_empty())).await;
     let (_, mine_after) = seen.lock().unwrap().state[&1].clone();
     assert_eq!(mine_after, mine_before, "same partitions for the same group.instance.id");
-    let (gen0, _) = seen.lock().unwrap().state[&0].clone();
-    assert_eq!(gen0, gen_before, "the other member saw no rebalance");
     stop0.send(true).unwrap();
     _stop1b.send(true).unwrap();
     t0.await.unwrap();
