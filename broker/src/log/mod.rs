@@ -4,6 +4,7 @@
 //! `disk_model::Storage`, so the same code runs on real files and on the simulated disk.
 //!
 //! - [`config`]: per-log settings by Kafka's names.
+//! - [`cleaner`]: log compaction (`cleanup.policy=compact`).
 //! - [`index`]: offset and time index math and encodings (pure).
 //! - [`segment`]: one `.log` + `.index` + `.timeindex` triple.
 //! - [`partition_log`]: segments of one partition: append, read, roll, retention, truncation,
@@ -11,6 +12,7 @@
 //! - [`epoch`]: the leader-epoch cache and its checkpoint.
 //! - [`manager`]: the data directory: partition dirs, clean-shutdown marker, checkpoints.
 
+pub mod cleaner;
 pub mod config;
 pub mod epoch;
 pub mod index;
@@ -20,4 +22,4 @@ pub mod segment;
 
 pub use config::{CleanupPolicy, LogConfig};
 pub use manager::{LogManager, TopicPartition};
-pub use partition_log::{AppendInfo, Log, LogError, OpenOptions, ReadInfo, RecoveryReport};
+pub use partition_log::{AppendInfo, Log, LogError, OpenOptions, ReadInfo, RecoveryReport, SegmentSnapshot};

@@ -119,6 +119,31 @@ pub struct Log {
     unflushed_messages: i64,
     last_flush_ms: i64,
     offline: Option<String>,
+    /// Bumped whenever segments other than the active one change (truncation, retention, a
+    /// cleaner swap), so the cleaner, which works from a snapshot without the broker's lock, can
+    /// tell that its snapshot is stale.
+    generation: u64,
+    /// The cleaner's first dirty offset (`cleaner-offset-checkpoint`); `None` = never cleaned.
+    cleaner_checkpoint: Option<i64>,
+    /// Why the cleaner gave up on this log (corrupt data), if it did; cleared at reopen.
+    uncleanable: Option<String>,
+}
+
+/// What the cleaner needs to know of one segment, taken under the lock and used without it.
+#[derive(Debug, Clone)]
+pub struct SegmentSnapshot {
+    pub base_offset: i64,
+    pub next_offset: i64,
+    pub size: u64,
+    pub max_timestamp: i64,
+    /// The first batch's timestamp (or creation time): when its oldest data was written.
+    pub first_timestamp_ms: i64,
+    pub index_entries: usize,
+    pub log_file: FileRef,
+}
+
+fn same_file(a: &FileRef, b: &FileRef) -> bool {
+    std::ptr::eq(Arc::as_ptr(a) as *const (), Arc::as_ptr(b) as *const ())
 }
 
 impl Log {
@@ -137,12 +162,13 @@ impl Log {
             storage.sync_dir(dir.parent().unwrap_or(Path::new(""))).await?;
         }
         let mut report = RecoveryReport::default();
+        complete_interrupted_swaps(storage.as_ref(), dir, &config, now_ms).await?;
         let mut bases = Vec::new();
         for entry in storage.list_dir(dir).await? {
             if entry.is_dir {
                 continue;
             }
-            if entry.name.ends_with(".tmp") || entry.name.ends_with(".deleted") {
+            if entry.name.ends_with(".tmp") || entry.name.ends_with(".deleted") || entry.name.ends_with(".cleaned") {
                 storage.remove_file(&dir.join(&entry.name)).await?;
             } else if let Some(base) = parse_segment_file_name(&entry.name, "log") {
                 bases.push(base);
@@ -223,6 +249,9 @@ impl Log {
             unflushed_messages: 0,
             last_flush_ms: now_ms,
             offline: None,
+            generation: 0,
+            cleaner_checkpoint: None,
+            uncleanable: None,
         };
         log.log_start_offset = log.log_start_offset.min(log.log_end_offset());
         let leo = log.log_end_offset();
@@ -279,6 +308,102 @@ impl Log {
 
     pub fn is_offline(&self) -> bool {
         self.offline.is_some()
+    }
+
+    pub fn storage(&self) -> &Arc<dyn Storage> {
+        &self.storage
+    }
+
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// Every segment, oldest first, the active one last.
+    pub fn segment_snapshots(&self) -> Vec<SegmentSnapshot> {
+        self.segments
+            .values()
+            .map(|s| SegmentSnapshot {
+                base_offset: s.base_offset,
+                next_offset: s.next_offset(),
+                size: s.size(),
+                max_timestamp: s.max_timestamp(),
+                first_timestamp_ms: s.rolling_base_ms(),
+                index_entries: s.index_entries(),
+                log_file: s.log_file().clone(),
+            })
+            .collect()
+    }
+
+    /// The cleaner's first dirty offset as last checkpointed (`None`: never cleaned).
+    pub fn cleaner_checkpoint(&self) -> Option<i64> {
+        self.cleaner_checkpoint
+    }
+
+    pub fn set_cleaner_checkpoint(&mut self, offset: i64) {
+        self.cleaner_checkpoint = Some(offset);
+    }
+
+    pub fn uncleanable(&self) -> Option<&str> {
+        self.uncleanable.as_deref()
+    }
+
+    pub fn mark_uncleanable(&mut self, why: String) {
+        self.uncleanable = Some(why);
+    }
+
+    /// Replaces the segments `old` (consecutive, oldest first, none of them active) by `cleaned`,
+    /// a segment the cleaner wrote and synced in `<base>.*.cleaned` files where `base` is the
+    /// first old segment's base. Returns `false`, touching nothing, if the log changed since the
+    /// snapshot (`generation`, or a segment is not the same file of the same size any more): the
+    /// caller then deletes its `.cleaned` files.
+    ///
+    /// Crash safety (Kafka's protocol): `.cleaned` → `.swap` (the log file last) and a directory
+    /// sync commit the swap; then the other old segments are deleted and the `.swap` files renamed
+    /// over the first one's (the log file last), and the directory synced. An open finding a
+    /// `.log.swap` completes the swap (see `complete_interrupted_swaps`); `.cleaned` files are
+    /// deleted.
+    pub async fn install_cleaned(&mut self, generation: u64, old: &[SegmentSnapshot], cleaned: Segment) -> Result<bool, LogError> {
+        self.check_online()?;
+        let base = cleaned.base_offset;
+        let unchanged = generation == self.generation
+            && !old.is_empty()
+            && old[0].base_offset == base
+            && old.iter().all(|o| {
+                self.segments.get(&o.base_offset).is_some_and(|s| same_file(s.log_file(), &o.log_file) && s.size() == o.size)
+            })
+            && old.last().is_some_and(|o| o.base_offset < self.active().base_offset);
+        if !unchanged {
+            return Ok(false);
+        }
+        let r = self.install_inner(old, cleaned).await;
+        self.offline_on_io(r)?;
+        Ok(true)
+    }
+
+    async fn install_inner(&mut self, old: &[SegmentSnapshot], cleaned: Segment) -> Result<(), LogError> {
+        let base = cleaned.base_offset;
+        let st = self.storage.clone();
+        let cleaned_paths = Segment::paths_with_suffix(&self.dir, base, ".cleaned");
+        let swap_paths = Segment::paths_with_suffix(&self.dir, base, ".swap");
+        let plain_paths = Segment::paths_with_suffix(&self.dir, base, "");
+        // Index files first, the log last: a `.log.swap` means the whole swap is complete.
+        for i in [1, 2, 0] {
+            st.rename(&cleaned_paths[i], &swap_paths[i]).await?;
+        }
+        st.sync_dir(&self.dir).await?;
+        for o in &old[1..] {
+            if let Some(seg) = self.segments.remove(&o.base_offset) {
+                seg.delete(st.as_ref()).await?;
+            }
+        }
+        for i in [1, 2, 0] {
+            st.rename(&swap_paths[i], &plain_paths[i]).await?;
+        }
+        st.sync_dir(&self.dir).await?;
+        // The old first segment's files were replaced by the renames; drop its handles only.
+        self.segments.insert(base, cleaned);
+        self.generation += 1;
+        Ok(())
     }
 
     fn active(&self) -> &Segment {
@@ -602,6 +727,7 @@ impl Log {
             }
         }
         self.storage.sync_dir(&self.dir).await?;
+        self.generation += 1;
         if let Some(seg) = self.segments.values_mut().next_back() {
             seg.truncate_to(offset).await?;
         }
@@ -625,6 +751,7 @@ impl Log {
 
     async fn truncate_fully_inner(&mut self, offset: i64, now_ms: Option<i64>) -> Result<(), LogError> {
         let now_ms = now_ms.unwrap_or_else(|| self.active().rolling_base_ms());
+        self.generation += 1;
         let old = std::mem::take(&mut self.segments);
         for (_, seg) in old {
             seg.delete(self.storage.as_ref()).await?;
@@ -649,6 +776,10 @@ impl Log {
     }
 
     async fn retention_inner(&mut self, now_ms: i64) -> Result<usize, LogError> {
+        // `cleanup.policy=compact` alone: old segments are compacted, never deleted.
+        if !self.config.cleanup_policy.delete() {
+            return Ok(0);
+        }
         let expired = |seg: &Segment, cfg: &LogConfig| {
             cfg.retention_ms >= 0 && !seg.is_empty() && now_ms - seg.max_timestamp() > cfg.retention_ms
         };
@@ -663,7 +794,9 @@ impl Log {
             }
             let (base, seg) = self.segments.iter().next().expect("non-empty");
             let by_size = self.config.retention_bytes >= 0 && total - seg.size() as i64 >= self.config.retention_bytes;
-            if !(by_size || expired(seg, &self.config)) {
+            // A non-active segment the cleaner emptied holds nothing to keep.
+            let emptied = seg.is_empty();
+            if !(by_size || emptied || expired(seg, &self.config)) {
                 break;
             }
             let base = *base;
@@ -673,6 +806,7 @@ impl Log {
             deleted += 1;
         }
         if deleted > 0 {
+            self.generation += 1;
             self.storage.sync_dir(&self.dir).await?;
             let new_start = *self.segments.keys().next().expect("non-empty");
             self.log_start_offset = self.log_start_offset.max(new_start);
@@ -689,4 +823,62 @@ impl Log {
         self.flush(now_ms).await?;
         Ok(self.recovery_point)
     }
+}
+
+/// Finishes cleaner swaps an earlier process was interrupted in (Kafka's recovery rule): a
+/// `<base>.log.swap` is a complete, synced cleaned segment that replaces every segment whose base
+/// lies in `[base, swap's next offset)`. It is validated (rebuilding its indexes), those segments
+/// are deleted, and the `.swap` files are renamed to their plain names. Index `.swap` files
+/// without a log `.swap` belong to a swap that never committed and are deleted.
+async fn complete_interrupted_swaps(storage: &dyn Storage, dir: &Path, config: &LogConfig, now_ms: i64) -> Result<(), LogError> {
+    let entries = storage.list_dir(dir).await?;
+    let swapped: Vec<i64> = entries
+        .iter()
+        .filter_map(|e| e.name.strip_suffix(".swap").and_then(|n| parse_segment_file_name(n, "log")))
+        .collect();
+    for e in &entries {
+        let Some(name) = e.name.strip_suffix(".swap") else { continue };
+        let orphan = ["index", "timeindex"]
+            .iter()
+            .any(|ext| parse_segment_file_name(name, ext).is_some_and(|b| !swapped.contains(&b)));
+        if orphan {
+            storage.remove_file(&dir.join(&e.name)).await?;
+        }
+    }
+    if swapped.is_empty() {
+        return Ok(());
+    }
+    let batch_bytes_max = (config.max_message_bytes as usize).max(RECOVERY_BATCH_BYTES_MIN);
+    for base in swapped {
+        let mut seg = Segment::open_with_suffix_unindexed(storage, dir, base, ".swap", now_ms).await?;
+        let (damage, _) = seg.recover(config.index_interval_bytes, batch_bytes_max, now_ms).await?;
+        if let Some(d) = damage {
+            // Swap files are synced before they are named `.swap`: damage here is a disk fault.
+            tracing::warn!(?dir, base, ?d, "damaged cleaner swap file: recovered its valid prefix");
+        }
+        seg.sync().await?;
+        let next = seg.next_offset();
+        drop(seg);
+        for e in storage.list_dir(dir).await? {
+            if let Some(b) = parse_segment_file_name(&e.name, "log") {
+                if b > base && b < next {
+                    for path in Segment::paths_with_suffix(dir, b, "") {
+                        match storage.remove_file(&path).await {
+                            Ok(()) => {}
+                            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                            Err(e) => return Err(e.into()),
+                        }
+                    }
+                }
+            }
+        }
+        let swap = Segment::paths_with_suffix(dir, base, ".swap");
+        let plain = Segment::paths_with_suffix(dir, base, "");
+        for i in [1, 2, 0] {
+            storage.rename(&swap[i], &plain[i]).await?;
+        }
+        tracing::info!(?dir, base, next, "completed an interrupted cleaner swap");
+    }
+    storage.sync_dir(dir).await?;
+    Ok(())
 }

@@ -108,7 +108,37 @@ impl Scanner {
 
 impl Segment {
     fn paths(dir: &Path, base_offset: i64) -> [PathBuf; 3] {
-        ["log", "index", "timeindex"].map(|ext| dir.join(segment_file_name(base_offset, ext)))
+        Self::paths_with_suffix(dir, base_offset, "")
+    }
+
+    /// The log, index and time-index paths of a segment, with `suffix` (`""`, `".cleaned"`,
+    /// `".swap"`) after the extension as Kafka names the cleaner's files.
+    pub fn paths_with_suffix(dir: &Path, base_offset: i64, suffix: &str) -> [PathBuf; 3] {
+        ["log", "index", "timeindex"].map(|ext| dir.join(format!("{}{suffix}", segment_file_name(base_offset, ext))))
+    }
+
+    /// Creates an empty segment in files named with `suffix` (the cleaner's `.cleaned` files),
+    /// emptying leftovers of an earlier attempt. Once the files are renamed to their plain names
+    /// (handles survive renames) the segment is an ordinary one.
+    pub async fn create_with_suffix(storage: &dyn Storage, dir: &Path, base_offset: i64, suffix: &str, now_ms: i64) -> io::Result<Self> {
+        let mut files = Vec::with_capacity(3);
+        for path in Self::paths_with_suffix(dir, base_offset, suffix) {
+            let f = storage.open(&path, OpenMode::OpenOrCreate).await?;
+            f.truncate(0).await?;
+            files.push(f);
+        }
+        let [log, index_file, time_file]: [FileRef; 3] = files.try_into().expect("three files");
+        Ok(Self::empty(dir, base_offset, [log, index_file, time_file], now_ms))
+    }
+
+    /// Opens the files named with `suffix` (index files created if missing) without trusting
+    /// their indexes: the caller must [`Segment::recover`] it (a `.swap` found at open).
+    pub async fn open_with_suffix_unindexed(storage: &dyn Storage, dir: &Path, base_offset: i64, suffix: &str, now_ms: i64) -> io::Result<Self> {
+        let [log_path, index_path, time_path] = Self::paths_with_suffix(dir, base_offset, suffix);
+        let log = storage.open(&log_path, OpenMode::Existing).await?;
+        let index_file = storage.open(&index_path, OpenMode::OpenOrCreate).await?;
+        let time_file = storage.open(&time_path, OpenMode::OpenOrCreate).await?;
+        Ok(Self::empty(dir, base_offset, [log, index_file, time_file], now_ms))
     }
 
     /// Creates a new, empty segment (replacing leftover index files of a crashed earlier attempt).
