@@ -11,6 +11,7 @@ mod api;
 pub mod broker;
 pub mod config;
 pub mod connection;
+pub mod controller;
 pub mod group;
 pub mod guard;
 pub mod log;

@@ -408,7 +408,7 @@ impl Default for ControllerConfig {
 }
 
 /// Kafka error codes the controller answers with.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
 pub enum ControllerError {
     #[error("STALE_BROKER_EPOCH")]
     StaleBrokerEpoch,
