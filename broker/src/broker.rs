@@ -72,6 +72,9 @@ pub struct Broker {
     cost: RwLock<Arc<dyn CostHook>>,
     /// The group coordinator (consumer groups, committed offsets in `__consumer_offsets`).
     pub groups: crate::group::Coordinator,
+    /// Combined mode: the controller quorum this broker answers to. Unset in single-node mode,
+    /// where every path behaves exactly as without a quorum.
+    pub(crate) cluster: std::sync::OnceLock<Arc<dyn crate::controller::link::ControllerLink>>,
 }
 
 /// Wall-clock milliseconds (virtual under the simulator).
@@ -176,6 +179,7 @@ impl Broker {
             metrics: Metrics::default(),
             cost: RwLock::new(Arc::new(RealCpu)),
             groups,
+            cluster: std::sync::OnceLock::new(),
         })
     }
 

@@ -65,6 +65,53 @@ pub struct BrokerConfig {
     pub cleaner_backoff_ms: i64,
     /// `log.cleaner.dedupe.buffer.size`: memory bound of the cleaner's key → offset map.
     pub cleaner_dedupe_buffer_size: i64,
+    /// The controller quorum (combined mode); `None` = a single node, as before.
+    pub quorum: QuorumSettings,
+}
+
+/// KRaft settings by Kafka's names. Only used when `controller.quorum.voters` is set.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QuorumSettings {
+    /// `controller.quorum.voters` (`id@host:port,…`), validated when set.
+    pub voters: Option<String>,
+    /// `process.roles`: `broker`, `controller` or both (default both when voters are set).
+    pub roles: Vec<String>,
+    /// `controller.listener.names` (first name is used).
+    pub listener_name: String,
+    /// The `listeners` entry named by `controller.listener.names` (`host:port`).
+    pub controller_listen: Option<String>,
+    pub broker_heartbeat_interval_ms: u64,
+    pub broker_session_timeout_ms: u64,
+    pub election_timeout_ms: u64,
+    pub fetch_timeout_ms: u64,
+    pub request_timeout_ms: u64,
+    pub retry_backoff_ms: u64,
+}
+
+impl Default for QuorumSettings {
+    fn default() -> Self {
+        Self {
+            voters: None,
+            roles: vec!["broker".into(), "controller".into()],
+            listener_name: "CONTROLLER".into(),
+            controller_listen: None,
+            broker_heartbeat_interval_ms: 2_000,
+            broker_session_timeout_ms: 9_000,
+            election_timeout_ms: 1_000,
+            fetch_timeout_ms: 2_000,
+            request_timeout_ms: 2_000,
+            retry_backoff_ms: 20,
+        }
+    }
+}
+
+impl QuorumSettings {
+    pub fn is_controller(&self) -> bool {
+        self.roles.iter().any(|r| r == "controller")
+    }
+    pub fn is_broker(&self) -> bool {
+        self.roles.iter().any(|r| r == "broker")
+    }
 }
 
 impl Default for BrokerConfig {
@@ -87,6 +134,7 @@ impl Default for BrokerConfig {
             cleaner_enable: true,
             cleaner_backoff_ms: 15_000,
             cleaner_dedupe_buffer_size: 128 * 1024 * 1024,
+            quorum: QuorumSettings::default(),
         }
     }
 }
@@ -150,7 +198,39 @@ impl BrokerConfig {
             "log.cleaner.threads" | "log.cleaner.io.buffer.size" | "log.cleaner.io.buffer.load.factor"
             | "log.cleaner.io.max.bytes.per.second" => {}
             // Accepted for compatibility with stock server.properties files; meaningless here.
-            "log.dirs" | "log.dir" | "listeners" | "process.roles" | "controller.quorum.voters"
+            "controller.quorum.voters" => {
+                crate::controller::rpc::parse_voters(value).map_err(|why| ConfigError::BadValue { key: key.into(), value: value.into(), why })?;
+                self.quorum.voters = Some(value.to_string());
+            }
+            "process.roles" => {
+                let roles: Vec<String> = value.split(',').map(|r| r.trim().to_string()).filter(|r| !r.is_empty()).collect();
+                if roles.is_empty() || roles.iter().any(|r| r != "broker" && r != "controller") {
+                    return Err(ConfigError::BadValue { key: key.into(), value: value.into(), why: "expected broker, controller or both".into() });
+                }
+                self.quorum.roles = roles;
+            }
+            "controller.listener.names" => {
+                self.quorum.listener_name = value.split(',').next().unwrap_or("CONTROLLER").trim().to_string();
+                self.quorum.controller_listen = None;
+            }
+            // Only the controller listener is taken from here; the client listener is `--listen`.
+            "listeners" => {
+                let prefix = format!("{}://", self.quorum.listener_name);
+                if let Some(l) = value.split(',').map(str::trim).find(|l| l.starts_with(&prefix)) {
+                    let addr = &l[prefix.len()..];
+                    let (host, port) = addr.rsplit_once(':').ok_or_else(|| ConfigError::BadValue { key: key.into(), value: value.into(), why: "expected NAME://host:port".into() })?;
+                    let _: u16 = port.parse().map_err(|_| ConfigError::BadValue { key: key.into(), value: value.into(), why: "bad port".into() })?;
+                    let host = if host.is_empty() { "0.0.0.0" } else { host };
+                    self.quorum.controller_listen = Some(format!("{host}:{port}"));
+                }
+            }
+            "broker.heartbeat.interval.ms" => self.quorum.broker_heartbeat_interval_ms = parse_int(key, value, 1)?,
+            "broker.session.timeout.ms" => self.quorum.broker_session_timeout_ms = parse_int(key, value, 1)?,
+            "controller.quorum.election.timeout.ms" => self.quorum.election_timeout_ms = parse_int(key, value, 1)?,
+            "controller.quorum.fetch.timeout.ms" => self.quorum.fetch_timeout_ms = parse_int(key, value, 1)?,
+            "controller.quorum.request.timeout.ms" => self.quorum.request_timeout_ms = parse_int(key, value, 1)?,
+            "controller.quorum.retry.backoff.ms" => self.quorum.retry_backoff_ms = parse_int(key, value, 1)?,
+            "log.dirs" | "log.dir"
             | "num.network.threads" | "num.io.threads" | "socket.send.buffer.bytes"
             | "socket.receive.buffer.bytes"
             | "transaction.state.log.replication.factor" | "transaction.state.log.min.isr"
@@ -233,5 +313,20 @@ mod tests {
         assert!(matches!(c.apply_override("num.partitions=x"), Err(ConfigError::BadValue { .. })));
         c.apply_override("advertised.listeners=PLAINTEXT://localhost:9093").unwrap();
         assert_eq!(c.advertised, Some(("localhost".into(), 9093)));
+    }
+
+    #[test]
+    fn quorum_keys() {
+        let mut c = BrokerConfig::default();
+        assert_eq!(c.quorum.voters, None);
+        c.apply_properties("process.roles=broker,controller\nnode.id=1\ncontroller.quorum.voters=0@h:9093,1@h:9095\nlisteners=PLAINTEXT://:9092,CONTROLLER://127.0.0.1:9095\nbroker.session.timeout.ms=3000\n").unwrap();
+        assert_eq!(c.quorum.voters.as_deref(), Some("0@h:9093,1@h:9095"));
+        assert_eq!(c.quorum.controller_listen.as_deref(), Some("127.0.0.1:9095"));
+        assert!(c.quorum.is_broker() && c.quorum.is_controller());
+        assert_eq!(c.quorum.broker_session_timeout_ms, 3000);
+        assert!(matches!(c.apply_override("controller.quorum.voters=0@h"), Err(ConfigError::BadValue { .. })));
+        assert!(matches!(c.apply_override("process.roles=zookeeper"), Err(ConfigError::BadValue { .. })));
+        c.apply_override("process.roles=broker").unwrap();
+        assert!(c.quorum.is_broker() && !c.quorum.is_controller());
     }
 }

@@ -57,6 +57,16 @@ mod real {
             /// Send fetched data with read + write instead of sendfile (= loglab.fetch.zero.copy=false).
             #[arg(long)]
             no_zero_copy: bool,
+            /// This node's id (= node.id).
+            #[arg(long)]
+            node_id: Option<i32>,
+            /// host:port of this node's controller listener (= listeners=CONTROLLER://host:port).
+            #[arg(long)]
+            controller_listen: Option<String>,
+            /// The controller quorum, id@host:port,... (= controller.quorum.voters). Without it the
+            /// broker runs alone, exactly as before.
+            #[arg(long)]
+            controller_quorum: Option<String>,
         },
     }
 
@@ -66,7 +76,7 @@ mod real {
             .with_writer(std::io::stderr)
             .with_max_level(if std::env::var("LOGLAB_DEBUG").is_ok() { tracing::Level::DEBUG } else { tracing::Level::INFO })
             .init();
-        let Cmd::Serve { listen, data_dir, config, overrides, metrics_listen, no_zero_copy } = cli.cmd;
+        let Cmd::Serve { listen, data_dir, config, overrides, metrics_listen, no_zero_copy, node_id, controller_listen, controller_quorum } = cli.cmd;
         let mut cfg = BrokerConfig::default();
         if let Some(path) = &config {
             let text = match std::fs::read_to_string(path) {
@@ -90,6 +100,22 @@ mod real {
         if no_zero_copy {
             cfg.fetch_zero_copy = false;
         }
+        let mut flags = Vec::new();
+        if let Some(id) = node_id {
+            flags.push(format!("node.id={id}"));
+        }
+        if let Some(q) = controller_quorum {
+            flags.push(format!("controller.quorum.voters={q}"));
+        }
+        for f in &flags {
+            if let Err(e) = cfg.apply_override(f) {
+                eprintln!("error: {e}");
+                return ExitCode::from(2);
+            }
+        }
+        if let Some(l) = controller_listen {
+            cfg.quorum.controller_listen = Some(l);
+        }
         let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
             Ok(rt) => rt,
             Err(e) => {
@@ -112,12 +138,13 @@ mod real {
         }
         let storage: Arc<dyn Storage> = Arc::new(OsStorage::new(&data_dir).map_err(|e| format!("data dir {}: {e}", data_dir.display()))?);
         let net = TcpNetwork::new(cfg.fetch_zero_copy);
-        let broker = Arc::new(Broker::open(cfg.clone(), storage, std::path::Path::new("")).await.map_err(|e| e.to_string())?);
+        let broker = Arc::new(Broker::open(cfg.clone(), storage.clone(), std::path::Path::new("")).await.map_err(|e| e.to_string())?);
         let listener = net.bind(&listen).await.map_err(|e| format!("listen on {listen}: {e}"))?;
         let bound = listener.local_addr().map_err(|e| e.to_string())?;
         let (host, port) = bound.rsplit_once(':').map(|(h, p)| (h.to_string(), p.parse().unwrap_or(9092))).unwrap_or((bound.clone(), 9092));
         let host = if host == "0.0.0.0" || host == "[::]" { "127.0.0.1".to_string() } else { host };
         broker.set_advertised(host.trim_matches(|c| c == '[' || c == ']'), port);
+        let (host, port) = broker.advertised();
         let (tx, rx) = watch::channel(false);
         let mut tasks = Vec::new();
         if let Some(addr) = metrics_listen {
@@ -127,6 +154,7 @@ mod real {
             tasks.push(tokio::spawn(broker::metrics_http::run(broker.clone(), ml, rx.clone())));
         }
         tasks.push(tokio::spawn(broker::tasks::run(broker.clone(), rx.clone())));
+        let _controller = start_quorum(&cfg, &net, &storage, &broker, (&host, port), &rx, &mut tasks).await?;
         let server = tokio::spawn(broker::server::run(broker.clone(), listener, rx.clone()));
         println!("loglab broker listening on {bound} (node.id {}, data dir {})", cfg.node_id, data_dir.display());
         use std::io::Write;
@@ -142,6 +170,55 @@ mod real {
         broker.shutdown().await.map_err(|e| format!("clean shutdown failed: {e}"))?;
         println!("loglab broker stopped cleanly");
         Ok(())
+    }
+
+    /// Combined mode (`controller.quorum.voters` set): starts this node's controller and/or its
+    /// controller link. Returns the controller handle (kept alive by the caller).
+    async fn start_quorum(
+        cfg: &BrokerConfig,
+        net: &TcpNetwork,
+        storage: &Arc<dyn Storage>,
+        broker: &Arc<Broker>,
+        (host, port): (&str, i32),
+        rx: &watch::Receiver<bool>,
+        tasks: &mut Vec<tokio::task::JoinHandle<()>>,
+    ) -> Result<Option<broker::controller::node::ControllerHandle>, String> {
+        use broker::controller::{link, local, node, rpc};
+        let Some(voters) = cfg.quorum.voters.as_deref() else { return Ok(None) };
+        let voters = rpc::parse_voters(voters)?;
+        let node_id = u64::try_from(cfg.node_id).map_err(|_| "node.id must be >= 0".to_string())?;
+        let net: Arc<dyn Network> = Arc::new(net.clone());
+        // Real mode: the OS seeds the election timeouts and incarnations.
+        let seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0) ^ u64::from(std::process::id());
+        let q = &cfg.quorum;
+        let mut handle = None;
+        if q.is_controller() {
+            let listen = q.controller_listen.clone().or_else(|| voters.get(&node_id).cloned()).ok_or_else(|| format!("node {node_id} is a controller but has no controller listener"))?;
+            let mut qc = rpc::QuorumConfig::new(node_id, voters.clone());
+            qc.election_timeout_ms = q.election_timeout_ms;
+            qc.fetch_timeout_ms = q.fetch_timeout_ms;
+            qc.broker_session_timeout_ms = q.broker_session_timeout_ms;
+            qc.request_timeout_ms = q.request_timeout_ms;
+            qc.retry_backoff_ms = q.retry_backoff_ms;
+            qc.seed = seed;
+            let h = node::start(qc, net.clone(), storage.clone(), std::path::Path::new(""), &listen, rx.clone()).await.map_err(|e| e.to_string())?;
+            println!("loglab controller {node_id} listening on {} (quorum {:?})", h.local_addr, voters);
+            handle = Some(h);
+        }
+        if q.is_broker() {
+            let endpoint = cluster::metadata::Endpoint { host: host.to_string(), port: u16::try_from(port).map_err(|_| format!("bad port {port}"))? };
+            let mut lc = link::LinkConfig::new(cfg.node_id, endpoint, voters);
+            lc.incarnation = seed;
+            lc.heartbeat_interval_ms = q.broker_heartbeat_interval_ms;
+            // Long enough to ride out one controller election.
+            lc.request_timeout_ms = q.request_timeout_ms.max(q.fetch_timeout_ms + q.election_timeout_ms) * 2;
+            lc.retry_backoff_ms = q.retry_backoff_ms;
+            let l = link::RpcLink::new(lc, net);
+            tasks.push(l.spawn(rx.clone()));
+            broker.attach_controller(l.clone());
+            tasks.push(tokio::spawn(local::run_sync(broker.clone(), l, rx.clone())));
+        }
+        Ok(handle)
     }
 
     async fn wait_for_signal() {

@@ -1,6 +1,7 @@
 //! CreateTopics v2-7, DeleteTopics v1-6, InitProducerId v0-4.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use kafka_protocol::messages::create_topics_request::CreateTopicsRequest;
 use kafka_protocol::messages::create_topics_response::{CreatableTopicResult, CreateTopicsResponse};
@@ -13,6 +14,7 @@ use kafka_protocol::messages::find_coordinator_response::{Coordinator, FindCoord
 use kafka_protocol::messages::{ApiKey, BrokerId, ProducerId, TopicName};
 
 use crate::broker::{Broker, Outcome};
+use crate::controller::link::ControllerLink;
 use crate::log::TopicPartition;
 use crate::protocol::{self, decode_body, error_code, Request, RequestError};
 
@@ -21,6 +23,9 @@ use super::sb;
 impl Broker {
     pub(crate) async fn create_topics(&self, req: &Request) -> Result<Outcome, RequestError> {
         let r: CreateTopicsRequest = decode_body(req)?;
+        if let Some(link) = self.controller_link().cloned() {
+            return self.create_topics_cluster(req, r, link).await;
+        }
         let v = req.api_version;
         let mut resp = CreateTopicsResponse::default();
         let mut state = self.lock().await;
@@ -75,8 +80,112 @@ impl Broker {
         Ok(Outcome::frame(frame))
     }
 
+    /// Combined mode: each topic is created by the controller (replication factor honoured,
+    /// replicas round-robin over live brokers); local logs follow from the committed image.
+    /// Topic configs are not replicated yet and are refused rather than silently dropped.
+    async fn create_topics_cluster(&self, req: &Request, r: CreateTopicsRequest, link: Arc<dyn ControllerLink>) -> Result<Outcome, RequestError> {
+        let v = req.api_version;
+        let mut resp = CreateTopicsResponse::default();
+        for t in &r.topics {
+            let name = t.name.0.as_str().to_string();
+            let mut res = CreatableTopicResult::default();
+            res.name = t.name.clone();
+            let partitions = if t.num_partitions == -1 { self.config.num_partitions } else { t.num_partitions };
+            let rf = if t.replication_factor == -1 { self.config.default_replication_factor } else { t.replication_factor };
+            let outcome: Result<Option<cluster::metadata::TopicId>, (i16, String)> = if name == crate::group::OFFSETS_TOPIC {
+                Err((error_code::INVALID_REQUEST, format!("creation of internal topic {name} is prohibited")))
+            } else if !t.assignments.is_empty() {
+                Err((error_code::INVALID_REQUEST, "manual replica assignment is not supported".to_string()))
+            } else if !t.configs.is_empty() {
+                Err((error_code::INVALID_CONFIG, "topic configs are not supported with a controller quorum yet".to_string()))
+            } else if partitions < 1 {
+                Err((error_code::INVALID_PARTITIONS, format!("{partitions} partitions is not valid")))
+            } else if rf < 1 {
+                Err((error_code::INVALID_REPLICATION_FACTOR, format!("replication factor {rf} is not valid")))
+            } else if r.validate_only {
+                let img = link.metadata().borrow().clone();
+                match crate::topics::validate_topic_name(&name) {
+                    Err(e) => Err((error_code::INVALID_TOPIC_EXCEPTION, e)),
+                    Ok(()) if img.topic_ids.contains_key(&name) => Err((error_code::TOPIC_ALREADY_EXISTS, format!("topic {name} already exists"))),
+                    Ok(()) if rf as usize > img.live_brokers().len() => {
+                        Err((error_code::INVALID_REPLICATION_FACTOR, format!("replication factor {rf} is larger than {} live brokers", img.live_brokers().len())))
+                    }
+                    Ok(()) => Ok(None),
+                }
+            } else {
+                match link.create_topic(&name, partitions as u32, rf as u16).await {
+                    Ok(id) => {
+                        // Local logs now, so a produce right after the answer finds them.
+                        let img = link.metadata().borrow().clone();
+                        self.reconcile_topics(&img).await;
+                        Ok(Some(id))
+                    }
+                    Err(e) => Err(crate::controller::local::link_error_code(&e)),
+                }
+            };
+            match outcome {
+                Ok(id) => {
+                    res.num_partitions = partitions;
+                    res.replication_factor = rf;
+                    if let Some(id) = id {
+                        res.topic_id = uuid::Uuid::from_bytes(id.0);
+                    }
+                }
+                Err((code, msg)) => {
+                    res.error_code = code;
+                    res.error_message = Some(sb(&msg));
+                    res.num_partitions = -1;
+                    res.replication_factor = -1;
+                }
+            }
+            resp.topics.push(res);
+        }
+        let frame = protocol::encode_response(ApiKey::CreateTopics, v, req.correlation_id, &resp)
+            .map_err(|why| RequestError::BadBody { api: "CreateTopics", version: v, why })?;
+        Ok(Outcome::frame(frame))
+    }
+
+    /// Combined mode: the controller deletes the topic from the metadata. Local logs stay until
+    /// replication handles deletion (see `controller/local.rs`).
+    async fn delete_topics_cluster(&self, req: &Request, r: DeleteTopicsRequest, link: Arc<dyn ControllerLink>) -> Result<Outcome, RequestError> {
+        let v = req.api_version;
+        let mut resp = DeleteTopicsResponse::default();
+        let mut targets: Vec<(Option<String>, uuid::Uuid)> = r.topic_names.iter().map(|n| (Some(n.0.as_str().to_string()), uuid::Uuid::nil())).collect();
+        for t in &r.topics {
+            targets.push((t.name.as_ref().map(|n| n.0.as_str().to_string()), t.topic_id));
+        }
+        for (name, id) in targets {
+            let img = link.metadata().borrow().clone();
+            let name = name.or_else(|| img.topics.get(&cluster::metadata::TopicId(id.into_bytes())).map(|t| t.name.clone()));
+            let mut res = DeletableTopicResult::default();
+            res.name = name.as_deref().map(|n| TopicName(sb(n)));
+            res.topic_id = id;
+            match name {
+                None => res.error_code = error_code::UNKNOWN_TOPIC_ID,
+                Some(n) => match link.delete_topic(&n).await {
+                    Ok(id) => {
+                        res.topic_id = uuid::Uuid::from_bytes(id.0);
+                        tracing::info!(topic = %n, "topic deleted by the controller");
+                    }
+                    Err(e) => {
+                        let (code, msg) = crate::controller::local::link_error_code(&e);
+                        res.error_code = code;
+                        res.error_message = Some(sb(&msg));
+                    }
+                },
+            }
+            resp.responses.push(res);
+        }
+        let frame = protocol::encode_response(ApiKey::DeleteTopics, v, req.correlation_id, &resp)
+            .map_err(|why| RequestError::BadBody { api: "DeleteTopics", version: v, why })?;
+        Ok(Outcome::frame(frame))
+    }
+
     pub(crate) async fn delete_topics(&self, req: &Request) -> Result<Outcome, RequestError> {
         let r: DeleteTopicsRequest = decode_body(req)?;
+        if let Some(link) = self.controller_link().cloned() {
+            return self.delete_topics_cluster(req, r, link).await;
+        }
         let v = req.api_version;
         let mut resp = DeleteTopicsResponse::default();
         let mut state = self.lock().await;

@@ -56,6 +56,12 @@ impl Broker {
             let mut parts = Vec::with_capacity(t.partitions.len());
             for p in &t.partitions {
                 let mut po = PartOut { index: p.partition, error: error_code::NONE, high_watermark: -1, log_start_offset: -1, region: None };
+                if let Some(code) = meta.as_ref().and_then(|_| self.not_leader_error(&name, p.partition)) {
+                    po.error = code;
+                    any_error = true;
+                    parts.push(po);
+                    continue;
+                }
                 let log = meta
                     .as_ref()
                     .filter(|m| p.partition >= 0 && p.partition < m.partitions)

@@ -69,7 +69,8 @@ impl Broker {
                 }
                 let partitions = match state.registry.topics.get(&name) {
                     Some(m) => m.partitions,
-                    None if self.config.auto_create_topics => {
+                    // Combined mode: topics come from the controller (Metadata creates them).
+                    None if self.config.auto_create_topics && self.controller_link().is_none() => {
                         match self.create_topic(&mut state, &name, self.config.num_partitions, Default::default()).await {
                             Ok(m) => m.partitions,
                             Err((code, msg)) => {
@@ -87,6 +88,10 @@ impl Broker {
                 for p in parts {
                     if p.index < 0 || p.index >= partitions {
                         out.push(PartResult::err(p.index, error_code::UNKNOWN_TOPIC_OR_PARTITION, "no such partition"));
+                        continue;
+                    }
+                    if let Some(code) = self.not_leader_error(&name, p.index) {
+                        out.push(PartResult::err(p.index, code, "this broker is not the partition's leader"));
                         continue;
                     }
                     let Some(records) = p.records else {

@@ -8,11 +8,13 @@
 //!   brokers) and the quorum settings.
 //! - [`node`]: one controller: the Raft driver, the metadata image, the active controller's
 //!   decisions, the listener and the peer connections.
+//! - [`local`]: the broker in combined mode (topics from the image, leader checks).
 //! - [`link`]: the broker's side, the [`link::ControllerLink`] trait and its implementation over
 //!   the RPCs (registration, heartbeats, metadata pulls).
 
 pub mod frame;
 pub mod link;
+pub mod local;
 pub mod node;
 pub mod raft_log;
 pub mod rpc;

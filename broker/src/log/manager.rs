@@ -141,6 +141,10 @@ impl LogManager {
         let mut logs = BTreeMap::new();
         let mut reports = BTreeMap::new();
         for entry in storage.list_dir(root).await? {
+            // The controller's metadata log (combined mode) shares the data dir, as in Kafka.
+            if entry.name == crate::controller::raft_log::METADATA_DIR {
+                continue;
+            }
             let Some(tp) = entry.is_dir.then(|| TopicPartition::parse_dir_name(&entry.name)).flatten() else {
                 continue;
             };

@@ -1,0 +1,117 @@
+//! The broker in combined mode: what changes when a controller quorum is configured.
+//!
+//! - Topics come from the controller's committed image. [`run_sync`] follows the link's image and
+//!   gives every topic of the image a local registry entry (with the image's topic id) and empty
+//!   logs, so the partitions this broker leads can take writes. Local topics absent from the image
+//!   are left alone (deleting data on a metadata hiccup is worse than keeping it; deletion
+//!   propagation comes with replication).
+//! - Metadata, CreateTopics and DeleteTopics answer from / go through the controller (see
+//!   `api/metadata.rs`, `api/admin.rs`); Produce and Fetch refuse partitions this broker does not
+//!   lead with NOT_LEADER_OR_FOLLOWER.
+
+use std::sync::Arc;
+
+use cluster::metadata::{BrokerId, ControllerError, MetadataImage, TopicId};
+use tokio::sync::watch;
+
+use super::link::{ControllerLink, LinkError};
+use crate::broker::Broker;
+use crate::protocol::error_code;
+
+/// A topic id as the registry stores it (hex).
+pub fn topic_id_hex(id: &TopicId) -> String {
+    id.0.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The Kafka error code and message for a controller answer.
+pub fn link_error_code(e: &LinkError) -> (i16, String) {
+    let code = match e {
+        LinkError::Unavailable(_) => error_code::REQUEST_TIMED_OUT,
+        LinkError::Controller(c) => match c {
+            ControllerError::TopicAlreadyExists => error_code::TOPIC_ALREADY_EXISTS,
+            ControllerError::InvalidReplicationFactor(_) => error_code::INVALID_REPLICATION_FACTOR,
+            ControllerError::InvalidPartitions(_) => error_code::INVALID_PARTITIONS,
+            ControllerError::InvalidTopic(_) => error_code::INVALID_TOPIC_EXCEPTION,
+            ControllerError::UnknownTopicOrPartition => error_code::UNKNOWN_TOPIC_OR_PARTITION,
+            ControllerError::LimitExceeded(_) => error_code::POLICY_VIOLATION,
+            ControllerError::StaleBrokerEpoch => 77,
+            ControllerError::BrokerIdNotRegistered => 102,
+            ControllerError::FencedLeaderEpoch => 74,
+            ControllerError::InvalidUpdateVersion => 108,
+            ControllerError::IneligibleReplica(_) => 107,
+            ControllerError::InvalidRequest(_) => error_code::INVALID_REQUEST,
+        },
+    };
+    (code, e.to_string())
+}
+
+impl Broker {
+    /// Combined mode: attaches the controller link (once; later calls are ignored).
+    pub fn attach_controller(&self, link: Arc<dyn ControllerLink>) {
+        if self.cluster.set(link).is_err() {
+            tracing::warn!("controller link already attached");
+        }
+    }
+
+    pub(crate) fn controller_link(&self) -> Option<&Arc<dyn ControllerLink>> {
+        self.cluster.get()
+    }
+
+    /// The committed metadata this broker has applied (combined mode only).
+    pub fn cluster_image(&self) -> Option<Arc<MetadataImage>> {
+        self.cluster.get().map(|l| l.metadata().borrow().clone())
+    }
+
+    /// In combined mode, the error for a Produce/Fetch of a partition this broker does not lead
+    /// (NOT_LEADER_OR_FOLLOWER; UNKNOWN_TOPIC_OR_PARTITION if the image does not have it).
+    /// `None`: serve it (always in single-node mode).
+    pub(crate) fn not_leader_error(&self, topic: &str, partition: i32) -> Option<i16> {
+        let img = self.cluster_image()?;
+        let me: BrokerId = self.config.node_id;
+        let p = img.topic_ids.get(topic).and_then(|id| img.partition(*id, u32::try_from(partition).ok()?));
+        match p {
+            None => Some(error_code::UNKNOWN_TOPIC_OR_PARTITION),
+            Some(p) if p.leader != me => Some(error_code::NOT_LEADER_OR_FOLLOWER),
+            Some(_) => None,
+        }
+    }
+
+    /// Gives every topic of `image` a local registry entry and logs. Returns topics created.
+    pub async fn reconcile_topics(&self, image: &MetadataImage) -> usize {
+        let mut created = 0;
+        let mut state = self.lock().await;
+        for t in image.topics.values() {
+            if state.registry.topics.contains_key(&t.name) {
+                continue;
+            }
+            let partitions = i32::try_from(t.partitions.len()).unwrap_or(i32::MAX);
+            match self.create_topic(&mut state, &t.name, partitions, Default::default()).await {
+                Ok(_) => {
+                    if let Some(m) = state.registry.topics.get_mut(&t.name) {
+                        m.id = topic_id_hex(&t.id);
+                    }
+                    if let Err(e) = state.registry.store(self.storage.as_ref(), &self.root).await {
+                        tracing::error!(topic = %t.name, error = %e, "storing the topic registry failed");
+                    }
+                    created += 1;
+                }
+                Err((code, msg)) => tracing::warn!(topic = %t.name, code, %msg, "cannot create local logs for a controller topic"),
+            }
+        }
+        created
+    }
+}
+
+/// Follows the controller's image and reconciles local topics until `shutdown`.
+pub async fn run_sync(broker: Arc<Broker>, link: Arc<dyn ControllerLink>, mut shutdown: watch::Receiver<bool>) {
+    let mut rx = link.metadata();
+    loop {
+        let image = rx.borrow_and_update().clone();
+        broker.reconcile_topics(&image).await;
+        tokio::select! {
+            biased;
+            r = shutdown.changed() => if r.is_err() || *shutdown.borrow() { return },
+            r = rx.changed() => if r.is_err() { return },
+        }
+    }
+}

@@ -1,0 +1,190 @@
+//! The controller quorum under madsim on the simulated network and disks
+//! (`cargo sim-test -p broker --test controller_sim -- --nocapture` prints the measured times):
+//! three controllers elect a leader; brokers register, are unfenced, and one is fenced once its
+//! heartbeats stop; CreateTopics with RF 3 yields partitions of 3 replicas with live leaders; a
+//! killed leader (host crash + power loss) is replaced, the brokers follow the new leader, and the
+//! old one restarts from its disk and catches up.
+#![cfg(madsim)]
+
+mod support;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use broker::controller::link::{ControllerLink, LinkConfig, RpcLink};
+use broker::controller::node::{self, ControllerHandle};
+use broker::controller::rpc::QuorumConfig;
+use cluster::metadata::{Endpoint, MetadataImage};
+use cluster::raft::{NodeId, Role};
+use disk_model::clock::Clock;
+use disk_model::{DeviceProfile, SimDisk, SimDiskConfig};
+use net_model::sim::SimNetConfig;
+use net_model::SimNet;
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+const SESSION_MS: u64 = 1_000;
+
+fn voters() -> BTreeMap<NodeId, String> {
+    (0..3).map(|i| (i, format!("c{i}:9093"))).collect()
+}
+
+fn quorum(id: NodeId) -> QuorumConfig {
+    let mut q = QuorumConfig::new(id, voters());
+    q.tick_ms = 10;
+    q.fetch_timeout_ms = 300;
+    q.election_timeout_ms = 300;
+    q.controller_tick_ms = 100;
+    q.broker_session_timeout_ms = SESSION_MS;
+    q.request_timeout_ms = 2_000;
+    q.seed = 42;
+    q
+}
+
+struct Ctl {
+    handle: ControllerHandle,
+    stop: watch::Sender<bool>,
+}
+
+async fn start(net: &SimNet, disk: &SimDisk, id: NodeId) -> Ctl {
+    let (stop, rx) = watch::channel(false);
+    let host = format!("c{id}");
+    let handle = node::start(quorum(id), net.host(&host), Arc::new(disk.clone()), Path::new(""), &format!("{host}:9093"), rx)
+        .await
+        .expect("controller starts");
+    Ctl { handle, stop }
+}
+
+/// Waits until the running controllers agree on one leader; returns it and the time it took.
+async fn wait_leader(ctls: &BTreeMap<NodeId, Ctl>, within: Duration) -> (NodeId, Duration) {
+    let t0 = Instant::now();
+    while t0.elapsed() < within {
+        let st: Vec<_> = ctls.values().map(|c| c.handle.status.borrow().clone()).collect();
+        let leaders: Vec<_> = st.iter().filter(|s| s.role == Role::Leader).collect();
+        if let [l] = leaders[..] {
+            if st.iter().all(|s| s.term == l.term && s.leader == l.leader) && l.commit > 0 {
+                return (l.leader.expect("a leader knows itself"), t0.elapsed());
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    panic!("no agreed leader within {within:?}: {:?}", ctls.values().map(|c| c.handle.status.borrow().clone()).collect::<Vec<_>>());
+}
+
+async fn wait_image(link: &RpcLink, what: &str, within: Duration, ok: impl Fn(&MetadataImage) -> bool) -> Duration {
+    let t0 = Instant::now();
+    let mut rx = link.metadata();
+    while t0.elapsed() < within {
+        if ok(&rx.borrow_and_update()) {
+            return t0.elapsed();
+        }
+        let _ = tokio::time::timeout(Duration::from_millis(10), rx.changed()).await;
+    }
+    panic!("{what}: not within {within:?}; image {:?}", link.metadata().borrow());
+}
+
+fn disk(seed: u64) -> SimDisk {
+    SimDisk::new(SimDiskConfig::new(DeviceProfile::nvme(), seed), Clock::Runtime { epoch: Instant::now() })
+}
+
+#[test]
+fn quorum_elects_fences_creates_topics_and_fails_over() {
+    support::block_on(7, async {
+        let net = SimNet::new(SimNetConfig::default());
+        let disks: Vec<SimDisk> = (0..3).map(disk).collect();
+        let mut ctls = BTreeMap::new();
+        for id in 0..3u64 {
+            ctls.insert(id, start(&net, &disks[id as usize], id).await);
+        }
+        let (first, took) = wait_leader(&ctls, Duration::from_secs(5)).await;
+        println!("initial election: leader {first} after {} ms (simulated)", took.as_millis());
+        assert!(took < Duration::from_millis(1_500), "election took {took:?}");
+
+        // Three brokers register and are unfenced by their first heartbeat.
+        let mut links = Vec::new();
+        let mut link_stops = Vec::new();
+        for b in 0..3i32 {
+            let mut cfg = LinkConfig::new(b, Endpoint { host: format!("b{b}"), port: 9092 }, voters());
+            cfg.heartbeat_interval_ms = 100;
+            cfg.request_timeout_ms = 3_000;
+            let link = RpcLink::new(cfg, net.host(&format!("b{b}")));
+            let (tx, rx) = watch::channel(false);
+            link.spawn(rx);
+            links.push(link);
+            link_stops.push(tx);
+        }
+        for l in &links {
+            wait_image(l, "3 live brokers", Duration::from_secs(5), |i| i.live_brokers() == vec![0, 1, 2]).await;
+            assert!(l.broker_epoch() > 0);
+        }
+        assert_eq!(links[1].metadata().borrow().brokers[&1].endpoint, Endpoint { host: "b1".into(), port: 9092 });
+
+        // CreateTopics with RF 3: every partition has 3 distinct replicas, a live leader in the
+        // ISR, and leadership spreads over the brokers.
+        let id = links[0].create_topic("orders", 6, 3).await.expect("topic created");
+        let img = links[0].metadata().borrow().clone();
+        let t = &img.topics[&id];
+        assert_eq!((t.name.as_str(), t.partitions.len()), ("orders", 6));
+        for p in &t.partitions {
+            assert_eq!(p.replicas.iter().collect::<BTreeSet<_>>().len(), 3, "{p:?}");
+            assert_eq!(p.isr, p.replicas);
+            assert!(img.is_live(p.leader) && p.leader == p.replicas[0], "{p:?}");
+        }
+        assert_eq!(t.partitions.iter().map(|p| p.leader).collect::<BTreeSet<_>>(), BTreeSet::from([0, 1, 2]));
+        assert!(matches!(links[1].create_topic("orders", 1, 1).await, Err(broker::controller::link::LinkError::Controller(cluster::metadata::ControllerError::TopicAlreadyExists))));
+        assert!(links[1].create_topic("too-wide", 1, 4).await.is_err(), "RF 4 with 3 brokers");
+
+        // Kill the leader: host crash and power loss. The other two elect a new one.
+        let old = ctls.remove(&first).expect("leader is running");
+        let _ = old.stop.send(true);
+        net.crash(&format!("c{first}"));
+        disks[first as usize].power_loss();
+        let old_term = old.handle.status.borrow().term;
+        let (second, failover) = wait_leader(&ctls, Duration::from_secs(5)).await;
+        println!("failover: leader {first} killed, leader {second} elected after {} ms (simulated)", failover.as_millis());
+        assert_ne!(second, first);
+        assert!(ctls[&second].handle.status.borrow().term > old_term);
+        // fetch timeout (300) + spread (300) + a pre-vote and a vote round trip.
+        assert!(failover < Duration::from_millis(1_000), "failover took {failover:?}");
+
+        // The brokers follow the new leader: a request succeeds, and heartbeats keep them live.
+        let id2 = links[2].create_topic("after-failover", 2, 3).await.expect("created via the new leader");
+        wait_image(&links[0], "new topic seen by broker 0", Duration::from_secs(3), |i| i.topics.contains_key(&id2)).await;
+        tokio::time::sleep(Duration::from_millis(2 * SESSION_MS)).await;
+        assert_eq!(links[0].metadata().borrow().live_brokers(), vec![0, 1, 2], "nobody fenced across the failover");
+
+        // Broker 2 stops heartbeating: fenced after its session; it leads nothing afterwards and
+        // leaves every ISR (it is never the last member here).
+        let _ = link_stops[2].send(true);
+        let fenced_after = wait_image(&links[0], "broker 2 fenced", Duration::from_secs(5), |i| i.brokers[&2].fenced).await;
+        println!("broker 2 fenced {} ms after its heartbeats stopped (session {SESSION_MS} ms)", fenced_after.as_millis());
+        assert!(fenced_after >= Duration::from_millis(SESSION_MS) - Duration::from_millis(200), "fenced too early: {fenced_after:?}");
+        let img = links[0].metadata().borrow().clone();
+        for t in img.topics.values() {
+            for p in &t.partitions {
+                assert!(p.leader != 2 && !p.isr.contains(&2) && img.is_live(p.leader), "{p:?}");
+            }
+        }
+
+        // The killed controller restarts from its disk and catches up with the quorum.
+        net.restart(&format!("c{first}"));
+        ctls.insert(first, start(&net, &disks[first as usize], first).await);
+        let t0 = Instant::now();
+        loop {
+            let leader_img = ctls[&second].handle.image.borrow().clone();
+            let back_img = ctls[&first].handle.image.borrow().clone();
+            let (ls, bs) = (ctls[&second].handle.status.borrow().clone(), ctls[&first].handle.status.borrow().clone());
+            if bs.applied == ls.applied && leader_img == back_img && bs.leader == Some(second) {
+                break;
+            }
+            assert!(t0.elapsed() < Duration::from_secs(5), "restarted controller did not catch up: {bs:?} vs {ls:?}");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        println!("restarted controller {first} caught up in {} ms", t0.elapsed().as_millis());
+        for c in ctls.values() {
+            let _ = c.stop.send(true);
+        }
+    });
+}
