@@ -1,0 +1,210 @@
+//! Three `broker serve` processes in combined mode (broker + controller) on loopback: they form
+//! a controller quorum, Metadata shows 3 brokers, CreateTopics with RF 3 gives 3 replicas and a
+//! leader per partition, Produce at a non-leader answers NOT_LEADER_OR_FOLLOWER, and a killed
+//! active controller is replaced (the time is printed with `--nocapture`). Real mode only.
+#![cfg(not(madsim))]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use kafka_protocol::messages::*;
+use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+
+const BIN: &str = env!("CARGO_BIN_EXE_broker");
+
+/// Free loopback ports: bound, then released (a small race we accept in a test).
+fn free_ports(n: usize) -> Vec<u16> {
+    let ls: Vec<TcpListener> = (0..n).map(|_| TcpListener::bind("127.0.0.1:0").unwrap()).collect();
+    ls.iter().map(|l| l.local_addr().unwrap().port()).collect()
+}
+
+struct Node {
+    child: Child,
+    addr: String,
+    /// stderr lines with the time they were read.
+    log: Arc<Mutex<Vec<(Instant, String)>>>,
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn call<Q: Encodable, R: Decodable>(addr: &str, key: ApiKey, v: i16, body: &Q) -> std::io::Result<R> {
+    let mut s = TcpStream::connect(addr)?;
+    s.set_read_timeout(Some(Duration::from_secs(20)))?;
+    let mut h = RequestHeader::default();
+    h.request_api_key = key as i16;
+    h.request_api_version = v;
+    h.correlation_id = 7;
+    h.client_id = Some(StrBytes::from_static_str("cluster-test"));
+    let mut buf = BytesMut::new();
+    buf.put_i32(0);
+    h.encode(&mut buf, key.request_header_version(v)).unwrap();
+    body.encode(&mut buf, v).unwrap();
+    let len = (buf.len() - 4) as i32;
+    buf[0..4].copy_from_slice(&len.to_be_bytes());
+    s.write_all(&buf)?;
+    let mut len = [0u8; 4];
+    s.read_exact(&mut len)?;
+    let mut frame = vec![0u8; i32::from_be_bytes(len) as usize];
+    s.read_exact(&mut frame)?;
+    let mut frame = Bytes::from(frame);
+    let h = ResponseHeader::decode(&mut frame, key.response_header_version(v)).unwrap();
+    assert_eq!(h.correlation_id, 7);
+    let r = R::decode(&mut frame, v).unwrap();
+    assert!(!frame.has_remaining());
+    Ok(r)
+}
+
+fn metadata(addr: &str) -> std::io::Result<MetadataResponse> {
+    let mut r = MetadataRequest::default();
+    r.topics = None;
+    call(addr, ApiKey::Metadata, 12, &r)
+}
+
+fn wait_for<T>(what: &str, within: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let t0 = Instant::now();
+    loop {
+        if let Some(x) = f() {
+            return x;
+        }
+        assert!(t0.elapsed() < within, "{what}: not within {within:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The node whose latest quorum-state line says it leads, with that line's term.
+fn leader_of(nodes: &[Option<Node>]) -> Option<(usize, u64)> {
+    let mut best = None;
+    for (i, n) in nodes.iter().enumerate() {
+        let Some(n) = n else { continue };
+        let log = n.log.lock().unwrap();
+        let Some((_, line)) = log.iter().rev().find(|(_, l)| l.contains("controller quorum state")) else { continue };
+        if line.contains("role=Leader") {
+            let term = line.split("term=").nth(1).and_then(|t| t.split_whitespace().next()).and_then(|t| t.parse().ok()).unwrap_or(0);
+            if best.is_none_or(|(_, t)| term > t) {
+                best = Some((i, term));
+            }
+        }
+    }
+    best
+}
+
+fn produce(addr: &str, topic: &str, partition: i32) -> i16 {
+    let mut b = records::BatchBuilder::new(BytesMut::new(), records::Compression::None, 1 << 20);
+    b.append(1, Some(b"k"), Some(b"v"), &[]).unwrap();
+    let mut p = produce_request::PartitionProduceData::default();
+    p.index = partition;
+    p.records = Some(b.finish().unwrap().freeze());
+    let mut t = produce_request::TopicProduceData::default();
+    t.name = TopicName(StrBytes::from_string(topic.into()));
+    t.partition_data = vec![p];
+    let mut r = ProduceRequest::default();
+    r.acks = 1;
+    r.timeout_ms = 5000;
+    r.topic_data = vec![t];
+    let resp: ProduceResponse = call(addr, ApiKey::Produce, 9, &r).unwrap();
+    resp.responses[0].partition_responses[0].error_code
+}
+
+#[test]
+fn three_processes_form_a_quorum_and_fail_over() {
+    let dir = tempfile::tempdir().unwrap();
+    let ports = free_ports(6);
+    let quorum = (0..3).map(|i| format!("{i}@127.0.0.1:{}", ports[3 + i])).collect::<Vec<_>>().join(",");
+    let spawn = |i: usize| -> Node {
+        let mut child = Command::new(BIN)
+            .args(["serve", "--listen", &format!("127.0.0.1:{}", ports[i]), "--data-dir"])
+            .arg(dir.path().join(format!("n{i}")))
+            .args(["--node-id", &i.to_string(), "--controller-listen", &format!("127.0.0.1:{}", ports[3 + i]), "--controller-quorum", &quorum])
+            .args(["--override", "broker.heartbeat.interval.ms=200", "--override", "broker.session.timeout.ms=2000"])
+            .args(["--override", "controller.quorum.fetch.timeout.ms=500", "--override", "controller.quorum.election.timeout.ms=500"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let (err, l2) = (child.stderr.take().unwrap(), log.clone());
+        std::thread::spawn(move || {
+            for line in BufReader::new(err).lines() {
+                let Ok(line) = line else { break };
+                l2.lock().unwrap().push((Instant::now(), line));
+            }
+        });
+        Node { child, addr: format!("127.0.0.1:{}", ports[i]), log }
+    };
+    let t0 = Instant::now();
+    let mut nodes: Vec<Option<Node>> = (0..3).map(|i| Some(spawn(i))).collect();
+
+    // The quorum forms and every broker registers: Metadata from any node lists all three.
+    for n in nodes.iter().flatten() {
+        let md = wait_for("3 brokers in Metadata", Duration::from_secs(30), || metadata(&n.addr).ok().filter(|m| m.brokers.len() == 3));
+        let mut ids: Vec<i32> = md.brokers.iter().map(|b| b.node_id.0).collect();
+        ids.sort();
+        assert_eq!(ids, vec![0, 1, 2]);
+        assert!(md.brokers.iter().all(|b| b.host.as_str() == "127.0.0.1" && ports[..3].contains(&(b.port as u16))));
+    }
+    println!("quorum formed and 3 brokers registered after {} ms", t0.elapsed().as_millis());
+
+    // CreateTopics with RF 3 at broker 1 (forwarded to the active controller).
+    let mut ct = create_topics_request::CreatableTopic::default();
+    ct.name = TopicName(StrBytes::from_static_str("orders"));
+    ct.num_partitions = 3;
+    ct.replication_factor = 3;
+    let mut req = CreateTopicsRequest::default();
+    req.topics = vec![ct];
+    req.timeout_ms = 10_000;
+    let addr1 = nodes[1].as_ref().unwrap().addr.clone();
+    let resp: CreateTopicsResponse = call(&addr1, ApiKey::CreateTopics, 7, &req).unwrap();
+    assert_eq!(resp.topics[0].error_code, 0, "{:?}", resp.topics[0].error_message);
+    assert_eq!(resp.topics[0].replication_factor, 3);
+    let again: CreateTopicsResponse = call(&addr1, ApiKey::CreateTopics, 7, &req).unwrap();
+    assert_eq!(again.topics[0].error_code, 36, "TOPIC_ALREADY_EXISTS");
+
+    let addr0 = nodes[0].as_ref().unwrap().addr.clone();
+    let md = wait_for("orders in broker 0's Metadata", Duration::from_secs(10), || metadata(&addr0).ok().filter(|m| !m.topics.is_empty()));
+    let t = &md.topics[0];
+    assert_eq!(t.partitions.len(), 3);
+    for p in &t.partitions {
+        let mut r: Vec<i32> = p.replica_nodes.iter().map(|b| b.0).collect();
+        r.sort();
+        assert_eq!(r, vec![0, 1, 2]);
+        assert_eq!(p.isr_nodes.len(), 3);
+        assert!((0..3).contains(&p.leader_id.0));
+    }
+    // The leader takes the write; another broker refuses it with NOT_LEADER_OR_FOLLOWER.
+    let p0_leader = t.partitions.iter().find(|p| p.partition_index == 0).unwrap().leader_id.0 as usize;
+    let leader_addr = nodes[p0_leader].as_ref().unwrap().addr.clone();
+    let other_addr = nodes[(p0_leader + 1) % 3].as_ref().unwrap().addr.clone();
+    assert_eq!(wait_for("produce at the leader", Duration::from_secs(10), || Some(produce(&leader_addr, "orders", 0)).filter(|c| *c != 3)), 0);
+    assert_eq!(produce(&other_addr, "orders", 0), 6);
+
+    // Kill the active controller (SIGKILL); the other two elect a new one.
+    let (old, old_term) = wait_for("a controller leader", Duration::from_secs(10), || leader_of(&nodes));
+    let killed_at = Instant::now();
+    nodes[old] = None;
+    let (new, new_term) = wait_for("a new controller leader", Duration::from_secs(20), || leader_of(&nodes).filter(|(i, t)| *i != old && *t > old_term));
+    let line_at = nodes[new].as_ref().unwrap().log.lock().unwrap().iter().rev().find(|(_, l)| l.contains("role=Leader")).map(|(t, _)| *t).unwrap();
+    println!("real failover: controller {old} killed, {new} leads term {new_term} after {} ms", line_at.saturating_duration_since(killed_at).as_millis());
+    // The killed broker is fenced after its session and the survivors still create topics.
+    let survivor = nodes[new].as_ref().unwrap().addr.clone();
+    wait_for("2 live brokers", Duration::from_secs(20), || metadata(&survivor).ok().filter(|m| m.brokers.len() == 2));
+    let mut ct = create_topics_request::CreatableTopic::default();
+    ct.name = TopicName(StrBytes::from_static_str("after-failover"));
+    ct.num_partitions = 1;
+    ct.replication_factor = 2;
+    req.topics = vec![ct];
+    let resp: CreateTopicsResponse = call(&survivor, ApiKey::CreateTopics, 7, &req).unwrap();
+    assert_eq!(resp.topics[0].error_code, 0, "{:?}", resp.topics[0].error_message);
+    let md = metadata(&survivor).unwrap();
+    for p in md.topics.iter().flat_map(|t| t.partitions.iter()) {
+        assert_ne!(p.leader_id.0, old as i32, "a fenced broker still leads {p:?}");
+    }
+}
