@@ -249,7 +249,7 @@ impl RpcLink {
             if conn.as_ref().is_none_or(|(id, _)| *id != target) {
                 *conn = None;
                 let addr = &self.cfg.voters[&target];
-                match tokio::time::timeout_at(deadline, self.net.connect(addr)).await {
+                match tokio::time::timeout(deadline.saturating_duration_since(Instant::now()), self.net.connect(addr)).await {
                     Ok(Ok(c)) => *conn = Some((target, c)),
                     Ok(Err(e)) => {
                         last = format!("connect to controller {target} at {addr}: {e}");
@@ -265,7 +265,7 @@ impl RpcLink {
                 frame::write(c.writer.as_mut(), &Wire::Request(req.clone()), FRAME_BYTES_MAX).await?;
                 frame::read::<Wire, _>(&mut c.reader, FRAME_BYTES_MAX).await
             };
-            match tokio::time::timeout_at(deadline, exchange).await {
+            match tokio::time::timeout(deadline.saturating_duration_since(Instant::now()), exchange).await {
                 Ok(Ok(Some(Wire::Response(ControllerResponse::Error(RpcError::NotController { leader }))))) => {
                     last = format!("controller {target} is not the leader (leader {leader:?})");
                     self.next_target(target, leader);

@@ -104,7 +104,11 @@ impl RaftStore {
     /// Opens (creating if missing) `<root>/__cluster_metadata-0/` and recovers its contents.
     pub async fn open(storage: Arc<dyn Storage>, root: &Path, limits: StoreLimits) -> Result<(Self, Recovered), StoreError> {
         let dir = root.join(METADATA_DIR);
-        storage.create_dir_all(&dir).await?;
+        if !storage.exists(&dir).await? {
+            storage.create_dir_all(&dir).await?;
+            // The directory's own entry must be durable, or a power loss takes the whole log.
+            storage.sync_dir(root).await?;
+        }
         let hard_state = match storage.open(&dir.join(STATE_FILE), OpenMode::Existing).await {
             Ok(f) => {
                 let len = f.len() as usize;
