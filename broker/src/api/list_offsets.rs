@@ -55,6 +55,11 @@ impl Broker {
                 if v >= 4 {
                     pr.leader_epoch = 0;
                 }
+                if let Some(code) = self.not_leader_error(name, p.partition_index) {
+                    pr.error_code = code;
+                    tr.partitions.push(pr);
+                    continue;
+                }
                 let log = state.logs.as_ref().and_then(|l| l.get(&TopicPartition::new(name, p.partition_index)));
                 match log {
                     None => pr.error_code = error_code::UNKNOWN_TOPIC_OR_PARTITION,
