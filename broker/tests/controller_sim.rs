@@ -200,3 +200,93 @@ fn scenario(seed: u64) -> String {
         format!("leaders {first}->{second}, election {took:?}, failover {failover:?}, fenced after {fenced_after:?}, caught up {caught_up:?}")
     })
 }
+
+/// Waits until the controllers in `ids` agree on a leader among them.
+async fn wait_leader_among(ctls: &BTreeMap<NodeId, Ctl>, ids: &[NodeId], within: Duration) -> (NodeId, u64, Duration) {
+    let t0 = Instant::now();
+    while t0.elapsed() < within {
+        let st: Vec<_> = ids.iter().map(|i| ctls[i].handle.status.borrow().clone()).collect();
+        if let Some(l) = st.iter().find(|s| s.role == Role::Leader) {
+            if st.iter().all(|s| s.term == l.term && s.leader == l.leader) {
+                return (l.leader.expect("a leader knows itself"), l.term, t0.elapsed());
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    panic!("{ids:?} agreed on no leader within {within:?}");
+}
+
+#[test]
+fn alter_partition_epochs_and_an_isolated_leader() {
+    support::block_on(11, async {
+        let net = SimNet::new(SimNetConfig::default());
+        let disks: Vec<SimDisk> = (0..3).map(disk).collect();
+        let mut ctls = BTreeMap::new();
+        for id in 0..3u64 {
+            ctls.insert(id, start(&net, &disks[id as usize], id).await);
+        }
+        let (leader, _) = wait_leader(&ctls, Duration::from_secs(5)).await;
+        let mut links = Vec::new();
+        let mut stops = Vec::new();
+        for b in 0..3i32 {
+            let mut cfg = LinkConfig::new(b, Endpoint { host: format!("b{b}"), port: 9092 }, voters());
+            cfg.heartbeat_interval_ms = 100;
+            cfg.request_timeout_ms = 3_000;
+            let link = RpcLink::new(cfg, net.host(&format!("b{b}")));
+            let (tx, rx) = watch::channel(false);
+            link.spawn(rx);
+            links.push(link);
+            stops.push(tx);
+        }
+        wait_image(&links[0], "3 live brokers", Duration::from_secs(5), |i| i.live_brokers() == vec![0, 1, 2]).await;
+        let id = links[0].create_topic("t", 1, 3).await.unwrap();
+        let p = links[0].metadata().borrow().partition(id, 0).cloned().unwrap();
+        let l = p.leader as usize;
+        let follower = *p.replicas.iter().find(|r| **r != p.leader).unwrap();
+
+        // The partition leader shrinks the ISR (KIP-497): partition epoch +1, leader epoch kept.
+        let req = cluster::metadata::AlterPartitionRequest {
+            broker_id: p.leader,
+            broker_epoch: links[l].broker_epoch(),
+            topic_id: id,
+            partition: 0,
+            leader_epoch: p.leader_epoch,
+            partition_epoch: p.partition_epoch,
+            new_isr: p.isr.iter().copied().filter(|r| *r != follower).collect(),
+        };
+        let after = links[l].alter_partition(req.clone()).await.unwrap();
+        assert_eq!((after.partition_epoch, after.leader_epoch, after.isr.len()), (p.partition_epoch + 1, p.leader_epoch, 2));
+        assert_eq!(links[l].metadata().borrow().partition(id, 0), Some(&after));
+        // A stale partition epoch, and a request from a non-leader, are refused.
+        let stale = links[l].alter_partition(req.clone()).await;
+        assert_eq!(stale, Err(broker::controller::link::LinkError::Controller(cluster::metadata::ControllerError::InvalidUpdateVersion)));
+        let f = follower as usize;
+        let not_leader = cluster::metadata::AlterPartitionRequest { broker_id: follower, broker_epoch: links[f].broker_epoch(), partition_epoch: after.partition_epoch, ..req };
+        assert_eq!(links[f].alter_partition(not_leader).await, Err(broker::controller::link::LinkError::Controller(cluster::metadata::ControllerError::FencedLeaderEpoch)));
+
+        // Isolate the controller leader from everyone: the majority elects another; the old one
+        // steps down (check-quorum). Healed, it rejoins as a follower without forcing a new term
+        // (pre-vote), and nobody was fenced meanwhile.
+        let others: Vec<NodeId> = (0..3).filter(|i| *i != leader).collect();
+        let isolated = format!("c{leader}");
+        let rest: Vec<String> = others.iter().map(|i| format!("c{i}")).chain((0..3).map(|b| format!("b{b}"))).collect();
+        let rest_refs: Vec<&str> = rest.iter().map(String::as_str).collect();
+        net.partition_groups(&[&[isolated.as_str()], &rest_refs]);
+        let (new, term, took) = wait_leader_among(&ctls, &others, Duration::from_secs(5)).await;
+        println!("isolated leader {leader}: {new} leads term {term} after {} ms (simulated)", took.as_millis());
+        assert_ne!(new, leader);
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        assert_ne!(ctls[&leader].handle.status.borrow().role, Role::Leader, "an isolated leader steps down");
+        net.heal();
+        let (back, term_after, _) = wait_leader_among(&ctls, &[0, 1, 2], Duration::from_secs(5)).await;
+        assert_eq!((back, term_after), (new, term), "the healed node disrupted the leader");
+        tokio::time::sleep(Duration::from_millis(2 * SESSION_MS)).await;
+        assert_eq!(links[0].metadata().borrow().live_brokers(), vec![0, 1, 2]);
+        for c in ctls.values() {
+            let _ = c.stop.send(true);
+        }
+        for s in stops {
+            let _ = s.send(true);
+        }
+    });
+}

@@ -249,7 +249,8 @@ impl RpcLink {
             if conn.as_ref().is_none_or(|(id, _)| *id != target) {
                 *conn = None;
                 let addr = &self.cfg.voters[&target];
-                match tokio::time::timeout(deadline.saturating_duration_since(Instant::now()), self.net.connect(addr)).await {
+                let attempt = deadline.saturating_duration_since(Instant::now()).min(Duration::from_millis((self.cfg.request_timeout_ms / 4).max(self.cfg.retry_backoff_ms)));
+                match tokio::time::timeout(attempt, self.net.connect(addr)).await {
                     Ok(Ok(c)) => *conn = Some((target, c)),
                     Ok(Err(e)) => {
                         last = format!("connect to controller {target} at {addr}: {e}");
@@ -257,7 +258,11 @@ impl RpcLink {
                         tokio::time::sleep(Duration::from_millis(self.cfg.retry_backoff_ms.max(1))).await;
                         continue;
                     }
-                    Err(_) => break,
+                    Err(_) => {
+                        last = format!("connect to controller {target} at {addr}: timed out");
+                        self.next_target(target, None);
+                        continue;
+                    }
                 }
             }
             let (_, c) = conn.as_mut().expect("connected above");
@@ -265,7 +270,10 @@ impl RpcLink {
                 frame::write(c.writer.as_mut(), &Wire::Request(req.clone()), FRAME_BYTES_MAX).await?;
                 frame::read::<Wire, _>(&mut c.reader, FRAME_BYTES_MAX).await
             };
-            match tokio::time::timeout(deadline.saturating_duration_since(Instant::now()), exchange).await {
+            // One stalled voter (cut off, or a stale leader that cannot commit) must not use up
+            // the whole budget: each attempt gets a quarter of it.
+            let attempt = deadline.saturating_duration_since(Instant::now()).min(Duration::from_millis((self.cfg.request_timeout_ms / 4).max(self.cfg.retry_backoff_ms)));
+            match tokio::time::timeout(attempt, exchange).await {
                 Ok(Ok(Some(Wire::Response(ControllerResponse::Error(RpcError::NotController { leader }))))) => {
                     last = format!("controller {target} is not the leader (leader {leader:?})");
                     self.next_target(target, leader);
@@ -290,8 +298,9 @@ impl RpcLink {
                 }
                 Err(_) => {
                     // Timed out mid-exchange: the connection may hold a late answer; drop it.
+                    last = format!("controller {target} did not answer in time");
                     *conn = None;
-                    break;
+                    self.next_target(target, None);
                 }
             }
         }
