@@ -50,6 +50,8 @@ struct Inner {
     next_req: ReqId,
     next_member: u64,
     timers_started: bool,
+    /// When the timer task next purges expired offsets and dead groups.
+    next_cleanup_ms: Option<i64>,
 }
 
 /// One offset to commit.
@@ -93,6 +95,7 @@ impl Coordinator {
                 next_req: 1,
                 next_member: 0,
                 timers_started: false,
+                next_cleanup_ms: None,
             }),
             wake: Notify::new(),
             runtime: StdMutex::new(None),
@@ -105,7 +108,7 @@ impl Coordinator {
         *self.runtime.lock().unwrap_or_else(|p| p.into_inner()) = Some((broker, shutdown));
         // Nobody else holds the lock this early; if someone does, their request starts the timers.
         if let Ok(mut inner) = self.inner.try_lock() {
-            if inner.groups.values().any(|g| g.member_count() > 0) {
+            if !inner.groups.is_empty() {
                 self.ensure_timers(&mut inner);
             }
         }
@@ -229,6 +232,7 @@ impl Coordinator {
         let rt = self.runtime.lock().unwrap_or_else(|p| p.into_inner()).clone();
         if let Some((broker, shutdown)) = rt {
             inner.timers_started = true;
+            inner.next_cleanup_ms = Some(now_ms() + self.config.offsets_retention_check_interval_ms);
             tokio::spawn(run_timers(broker, shutdown));
         }
     }
@@ -346,6 +350,7 @@ impl Coordinator {
         self.validate_group_id(group)?;
         let mut inner = self.inner.lock().await;
         let p = inner.owned(group)?;
+        self.ensure_timers(&mut inner);
         let now = now_ms();
         if !inner.groups.contains_key(group) {
             if generation >= 0 || !member_id.is_empty() {
@@ -480,6 +485,10 @@ impl Coordinator {
     async fn tick(&self, broker: &Broker) {
         let mut inner = self.inner.lock().await;
         let now = now_ms();
+        if inner.next_cleanup_ms.is_some_and(|d| d <= now) {
+            self.cleanup(broker, &mut inner, now).await;
+            inner.next_cleanup_ms = Some(now + self.config.offsets_retention_check_interval_ms);
+        }
         let due: Vec<String> = inner.groups.iter().filter(|(_, g)| g.next_deadline_ms().is_some_and(|d| d <= now)).map(|(id, _)| id.clone()).collect();
         for id in due {
             let n = inner.num_partitions;
@@ -491,7 +500,39 @@ impl Coordinator {
 
     async fn next_deadline(&self) -> Option<i64> {
         let inner = self.inner.lock().await;
-        inner.groups.values().filter_map(|g| g.next_deadline_ms()).min()
+        inner.groups.values().filter_map(|g| g.next_deadline_ms()).chain(inner.next_cleanup_ms).min()
+    }
+
+    /// Offset expiry and group deletion, with tombstones so a reload agrees (Kafka's
+    /// `cleanupGroupMetadata`).
+    async fn cleanup(&self, broker: &Broker, inner: &mut Inner, now: i64) {
+        let n = inner.num_partitions;
+        let ids: Vec<String> = inner.groups.keys().cloned().collect();
+        let mut purged = (0usize, 0usize);
+        for id in ids {
+            let p = partition_for(&id, n);
+            if inner.partitions.get(&p) != Some(&Ownership::Loaded) {
+                continue;
+            }
+            let Some(g) = inner.groups.get_mut(&id) else { continue };
+            let expired = g.expire_offsets(now, self.config.offsets_retention_ms);
+            let deleted = g.try_delete(now);
+            let mut recs: Vec<(Bytes, Option<Bytes>)> = expired.iter().map(|(t, part)| (offsets_topic::offset_key(&id, t, *part), None)).collect();
+            if deleted {
+                recs.push((offsets_topic::group_key(&id), None));
+                inner.groups.remove(&id);
+            }
+            purged.0 += expired.len();
+            purged.1 += deleted as usize;
+            if !recs.is_empty() {
+                if let Err(e) = append(broker, n, p, recs).await {
+                    tracing::warn!(group = %id, error = %e, "tombstones not stored");
+                }
+            }
+        }
+        if purged != (0, 0) {
+            tracing::info!(offsets = purged.0, groups = purged.1, "expired offsets and removed empty groups");
+        }
     }
 }
 

@@ -91,6 +91,11 @@ pub struct GroupConfig {
     pub protocols_max: usize,
     /// Group id length.
     pub group_id_bytes_max: usize,
+    /// `offsets.retention.minutes`, in ms: how long the offsets of an Empty group (or of a simple
+    /// consumer, by commit time) are kept (KIP-211).
+    pub offsets_retention_ms: i64,
+    /// `offsets.retention.check.interval.ms`: how often expired offsets and dead groups are purged.
+    pub offsets_retention_check_interval_ms: i64,
 }
 
 impl Default for GroupConfig {
@@ -104,6 +109,8 @@ impl Default for GroupConfig {
             member_bytes_max: 1 << 20,
             protocols_max: 64,
             group_id_bytes_max: 1024,
+            offsets_retention_ms: 7 * 24 * 3600 * 1000,
+            offsets_retention_check_interval_ms: 600_000,
         }
     }
 }
@@ -368,6 +375,37 @@ impl Group {
     /// without offsets): the coordinator may forget it.
     pub fn is_forgettable(&self) -> bool {
         self.state == GroupState::Empty && self.members.is_empty() && self.pending.is_empty() && self.offsets.is_empty() && self.generation == 0
+    }
+
+    /// Offset expiry (KIP-211): an Empty group's offsets expire `retention_ms` after the group
+    /// became Empty; a simple consumer's (no protocol type) `retention_ms` after each commit.
+    /// Groups with members keep their offsets. Returns the expired (topic, partition)s.
+    pub fn expire_offsets(&mut self, now_ms: i64, retention_ms: i64) -> Vec<(String, i32)> {
+        if self.state != GroupState::Empty {
+            return vec![];
+        }
+        let simple = self.protocol_type.is_none();
+        let since = self.state_timestamp_ms;
+        let expired: Vec<(String, i32)> = self
+            .offsets
+            .iter()
+            .filter(|(_, o)| (if simple { o.commit_timestamp_ms } else { since }).saturating_add(retention_ms) <= now_ms)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in &expired {
+            self.offsets.remove(k);
+        }
+        expired
+    }
+
+    /// An Empty group without offsets is deleted (Kafka writes its tombstone): true if it went
+    /// Dead now.
+    pub fn try_delete(&mut self, now_ms: i64) -> bool {
+        if self.state == GroupState::Empty && self.offsets.is_empty() && self.pending.is_empty() && self.members.is_empty() {
+            self.transition(GroupState::Dead, now_ms);
+            return true;
+        }
+        false
     }
 
     /// Every waiting request (join or sync), for failing them all at unload/shutdown.
@@ -1404,6 +1442,32 @@ mod tests {
         r.protocols = protocols(1);
         let fx = g.join(5, r, "a3", 20, &cfg);
         assert!(fx.iter().any(|e| matches!(e, Effect::Join(5, o) if o.generation == 2)));
+    }
+
+    #[test]
+    fn offsets_expire_only_in_empty_groups() {
+        let cfg = cfg0();
+        let o = |ts| Some(CommittedOffset { offset: 1, leader_epoch: -1, metadata: String::new(), commit_timestamp_ms: ts });
+        // A simple consumer's offsets expire by commit time.
+        let mut simple = Group::new("s", 0);
+        simple.apply_offset("t", 0, o(0));
+        simple.apply_offset("t", 1, o(500));
+        assert_eq!(simple.expire_offsets(999, 1000), vec![]);
+        assert_eq!(simple.expire_offsets(1000, 1000), vec![("t".to_string(), 0)]);
+        assert!(!simple.try_delete(1000));
+        assert_eq!(simple.expire_offsets(1500, 1000).len(), 1);
+        assert!(simple.try_delete(1500));
+        assert_eq!(simple.state(), GroupState::Dead);
+        // A consumer group keeps offsets while it has members; once Empty, from that moment.
+        let mut g = Group::new("g", 0);
+        let _ = g.join(1, join_req("", false), "a", 0, &cfg);
+        g.apply_offset("t", 0, o(0));
+        assert_eq!(g.expire_offsets(10_000, 1000), vec![]);
+        let _ = g.leave(&[Leaver { member_id: "a".into(), instance_id: None }], 20_000);
+        assert_eq!(g.state(), GroupState::Empty);
+        assert_eq!(g.expire_offsets(20_999, 1000), vec![]);
+        assert_eq!(g.expire_offsets(21_000, 1000).len(), 1);
+        assert!(g.try_delete(21_000));
     }
 
     #[test]
