@@ -258,7 +258,9 @@ impl Coordinator {
             let new_id = format!("{}-{:x}-{}", truncate(&r.client_id, 200), now, inner.next_member);
             let cfg = &self.config;
             let g = inner.groups.entry(group.to_string()).or_insert_with(|| Group::new(group, now));
+            let before = Shape::of(g);
             let fx = g.join(req, r, &new_id, now, cfg);
+            before.log_change(g, "join");
             self.run_effects(broker, &mut inner, p, fx).await;
             forget_if_unused(&mut inner, group);
             rx
@@ -296,7 +298,9 @@ impl Coordinator {
             inner.next_req += 1;
             let (tx, rx) = oneshot::channel();
             let g = inner.groups.get_mut(group).expect("checked above");
+            let before = Shape::of(g);
             let fx = g.sync(req, generation, member_id, instance_id, protocol_type, protocol, assignments, now, &self.config);
+            before.log_change(g, "sync");
             inner.waiters.insert(req, Waiter::Sync(tx));
             self.run_effects(broker, &mut inner, p, fx).await;
             rx
@@ -330,7 +334,9 @@ impl Coordinator {
         let Some(g) = inner.groups.get_mut(group) else {
             return Ok(vec![codes::UNKNOWN_MEMBER_ID; leavers.len()]);
         };
+        let before = Shape::of(g);
         let (codes_out, fx) = g.leave(leavers, now_ms());
+        before.log_change(g, "leave");
         self.run_effects(broker, &mut inner, p, fx).await;
         drop(inner);
         self.wake.notify_one();
@@ -493,7 +499,9 @@ impl Coordinator {
         for id in due {
             let n = inner.num_partitions;
             let Some(g) = inner.groups.get_mut(&id) else { continue };
+            let before = Shape::of(g);
             let fx = g.tick(now);
+            before.log_change(g, "timeout");
             self.run_effects(broker, &mut inner, partition_for(&id, n), fx).await;
         }
     }
@@ -553,6 +561,34 @@ impl Inner {
             None => Err(codes::NOT_COORDINATOR),
         }
     }
+}
+
+/// What operators want logged about a group: state, generation, member count.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Shape {
+    state: GroupState,
+    generation: i32,
+    members: usize,
+}
+
+impl Shape {
+    fn of(g: &Group) -> Self {
+        Self { state: g.state(), generation: g.generation(), members: g.member_count() }
+    }
+
+    fn log_change(self, g: &Group, cause: &str) {
+        let now = Shape::of(g);
+        if now != self {
+            tracing::info!(
+                group = %g.id, cause, from = g_state(self.state), to = g_state(now.state), generation = now.generation,
+                members = now.members, was_members = self.members, "group changed"
+            );
+        }
+    }
+}
+
+fn g_state(s: GroupState) -> &'static str {
+    s.name()
 }
 
 fn forget_if_unused(inner: &mut Inner, group: &str) {
