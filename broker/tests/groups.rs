@@ -535,6 +535,40 @@ mod wire {
         srv.stop().await;
     }
 
+    /// The log cleaner compacts `__consumer_offsets` (cleanup.policy=compact): many commits of the
+    /// same partitions shrink to about one record each, and a restart still finds the last ones.
+    #[tokio::test]
+    async fn the_cleaner_compacts_the_offsets_topic() {
+        let mut cfg = config();
+        for kv in ["offsets.topic.num.partitions=1", "log.segment.bytes=4096", "log.cleaner.backoff.ms=20", "log.flush.scheduler.interval.ms=10"] {
+            cfg.apply_override(kv).unwrap();
+        }
+        let srv = start_in(cfg.clone(), tempfile::tempdir().unwrap()).await;
+        let mut c = Client::connect(&srv.addr).await;
+        create_t(&mut c).await;
+        for i in 0..300 {
+            let offs: Vec<(i32, i64)> = (0..4).map(|p| (p, i)).collect();
+            assert_eq!(commit(&mut c, 8, "busy", -1, "", "t", &offs).await, vec![NONE; 4]);
+        }
+        // Each commit appended one batch of 4 records: at least 200 bytes (61-byte batch header,
+        // ~40-byte key + value per record), so at least 60 KB went into the log.
+        let written = 300 * 200;
+        let mut size = srv.broker.log_stats().await.1;
+        let deadline = tokio::time::Instant::now() + TIMEOUT;
+        while size * 4 > written && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            size = srv.broker.log_stats().await.1;
+        }
+        assert!(size * 4 <= written, "compaction left {size} of {written} bytes");
+        drop(c);
+        let dir = srv.stop().await;
+        let srv = start_in(cfg, dir).await;
+        let mut c = Client::connect(&srv.addr).await;
+        let (_, ps) = fetch_offsets(&mut c, 8, "busy", "t", &[0, 1, 2, 3]).await;
+        assert_eq!(ps.iter().map(|p| p.1).collect::<Vec<_>>(), vec![299; 4]);
+        srv.stop().await;
+    }
+
     /// Every advertised version of every group API: the response decodes completely and says NONE.
     #[tokio::test]
     async fn every_advertised_version_round_trips() {
