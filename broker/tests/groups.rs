@@ -540,7 +540,7 @@ mod wire {
     #[tokio::test]
     async fn the_cleaner_compacts_the_offsets_topic() {
         let mut cfg = config();
-        for kv in ["offsets.topic.num.partitions=1", "log.segment.bytes=4096", "log.cleaner.backoff.ms=20", "log.flush.scheduler.interval.ms=10"] {
+        for kv in ["offsets.topic.num.partitions=1", "offsets.topic.segment.bytes=4096", "log.cleaner.backoff.ms=20", "log.flush.scheduler.interval.ms=10"] {
             cfg.apply_override(kv).unwrap();
         }
         let srv = start_in(cfg.clone(), tempfile::tempdir().unwrap()).await;

@@ -389,7 +389,7 @@ impl Coordinator {
             out.push(ec::NONE);
         }
         if !records.is_empty() {
-            if let Err(e) = append(broker, inner.num_partitions, p, records).await {
+            if let Err(e) = append(broker, self.topic_configs(inner.num_partitions), p, records).await {
                 tracing::warn!(group, error = %e, "offset commit not stored");
                 for (i, ..) in &accepted {
                     out[*i] = codes::COORDINATOR_NOT_AVAILABLE;
@@ -477,7 +477,7 @@ impl Coordinator {
             match e {
                 Effect::Persist(snap) => {
                     let rec = vec![(offsets_topic::group_key(&snap.group_id), Some(offsets_topic::group_value(&snap)))];
-                    if let Err(e) = append(broker, inner.num_partitions, p, rec).await {
+                    if let Err(e) = append(broker, self.topic_configs(inner.num_partitions), p, rec).await {
                         tracing::warn!(group = %snap.group_id, error = %e, "group metadata not stored");
                         failed = true;
                     }
@@ -485,6 +485,15 @@ impl Coordinator {
                 other => reply_all(inner, vec![other], failed),
             }
         }
+    }
+
+    /// How `__consumer_offsets` is created (at its first write): partitions and topic configs.
+    fn topic_configs(&self, partitions: i32) -> (i32, BTreeMap<String, String>) {
+        let configs = BTreeMap::from([
+            ("cleanup.policy".to_string(), "compact".to_string()),
+            ("segment.bytes".to_string(), self.config.offsets_topic_segment_bytes.to_string()),
+        ]);
+        (partitions, configs)
     }
 
     /// Timer work: expires sessions and phases of every group whose deadline passed.
@@ -533,7 +542,7 @@ impl Coordinator {
             purged.0 += expired.len();
             purged.1 += deleted as usize;
             if !recs.is_empty() {
-                if let Err(e) = append(broker, n, p, recs).await {
+                if let Err(e) = append(broker, self.topic_configs(n), p, recs).await {
                     tracing::warn!(group = %id, error = %e, "tombstones not stored");
                 }
             }
@@ -678,7 +687,7 @@ async fn read_partition(log: &Log, mut offset: i64, budget: Option<usize>, loade
 }
 
 /// Appends records to offsets partition `p` (creating the compacted topic at first use).
-async fn append(broker: &Broker, num_partitions: i32, p: i32, records: Vec<(Bytes, Option<Bytes>)>) -> Result<(), String> {
+async fn append(broker: &Broker, topic: (i32, BTreeMap<String, String>), p: i32, records: Vec<(Bytes, Option<Bytes>)>) -> Result<(), String> {
     let now = now_ms();
     let mut b = BatchBuilder::new(BytesMut::new(), Compression::None, usize::MAX);
     for (k, v) in &records {
@@ -687,7 +696,7 @@ async fn append(broker: &Broker, num_partitions: i32, p: i32, records: Vec<(Byte
     let mut buf = b.finish().map_err(|e| e.to_string())?;
     let mut state = broker.lock().await;
     if !state.registry.topics.contains_key(OFFSETS_TOPIC) {
-        let configs = BTreeMap::from([("cleanup.policy".to_string(), "compact".to_string())]);
+        let (num_partitions, configs) = topic;
         broker.create_topic(&mut state, OFFSETS_TOPIC, num_partitions, configs).await.map_err(|(code, msg)| format!("creating {OFFSETS_TOPIC}: {msg} ({code})"))?;
     }
     let tp = TopicPartition::new(OFFSETS_TOPIC, p);

@@ -96,6 +96,9 @@ pub struct GroupConfig {
     pub offsets_retention_ms: i64,
     /// `offsets.retention.check.interval.ms`: how often expired offsets and dead groups are purged.
     pub offsets_retention_check_interval_ms: i64,
+    /// `offsets.topic.segment.bytes`: smaller than other topics' so the cleaner (which never
+    /// touches the active segment) gets to compact it.
+    pub offsets_topic_segment_bytes: i64,
 }
 
 impl Default for GroupConfig {
@@ -111,6 +114,7 @@ impl Default for GroupConfig {
             group_id_bytes_max: 1024,
             offsets_retention_ms: 7 * 24 * 3600 * 1000,
             offsets_retention_check_interval_ms: 600_000,
+            offsets_topic_segment_bytes: 100 << 20,
         }
     }
 }
