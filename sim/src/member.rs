@@ -44,6 +44,8 @@ pub struct MemberHost {
     control: Arc<Control>,
     node: Mutex<Option<NodeId>>,
     up: AtomicBool,
+    /// Set by a `leave` fault: the member closes (LeaveGroup) and its process ends.
+    leaving: AtomicBool,
     incarnation: AtomicU64,
 }
 
@@ -77,6 +79,7 @@ impl MemberHost {
             control,
             node: Mutex::new(None),
             up: AtomicBool::new(false),
+            leaving: AtomicBool::new(false),
             incarnation: AtomicU64::new(0),
         })
     }
@@ -121,7 +124,18 @@ impl MemberHost {
         }
     }
 
+    /// A clean shutdown: the member finishes its current step, closes (LeaveGroup) and stops.
+    pub fn leave(&self) {
+        self.leaving.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether the member is running (not killed, not left).
+    pub fn is_running(&self) -> bool {
+        self.is_up() && !self.leaving.load(Ordering::SeqCst)
+    }
+
     pub fn restart(&self) {
+        self.leaving.store(false, Ordering::SeqCst);
         self.kill();
         self.net.restart(&self.name());
         self.up.store(true, Ordering::SeqCst);
@@ -237,6 +251,10 @@ impl MemberHost {
         let mut last_seen: BTreeMap<String, i64> = BTreeMap::new();
         let poll_timeout = Duration::from_millis(self.spec.fetch_max_wait_ms.max(1));
         while !self.control.stop_consumers.load(Ordering::SeqCst) {
+            if self.leaving.load(Ordering::SeqCst) {
+                self.tracer.event("member-leave", &who);
+                break;
+            }
             let polled = consumer.poll(poll_timeout).await;
             let mut changed = false;
             while let Ok(ev) = rx.try_recv() {

@@ -131,6 +131,7 @@ fn apply_member(m: &MemberHost, action: &FaultAction, brokers: &[String], tracer
         FaultAction::Kill => m.kill(),
         FaultAction::Restart => m.restart(),
         FaultAction::Pause => m.pause(),
+        FaultAction::Leave => m.leave(),
         FaultAction::Partition => m.partition_from(brokers),
         other => tracer.event("fault-ignored", &format!("{label}: {other:?} does not apply to a group member")),
     }
@@ -149,6 +150,8 @@ fn apply(host: &Host, peers: &[String], action: &FaultAction, rules: &mut BTreeM
     tracer.event("fault", label);
     match action {
         FaultAction::Kill => host.kill(),
+        // Parsing allows `leave` for group members only.
+        FaultAction::Leave => tracer.event("fault-ignored", &format!("{label}: a broker cannot leave a group")),
         FaultAction::Restart => host.restart(),
         FaultAction::PowerLoss => host.power_loss(),
         FaultAction::Pause => host.pause(),
@@ -190,6 +193,32 @@ fn undo(host: &Host, peers: &[String], action: &FaultAction, rules: &mut BTreeMa
         }
         _ => {}
     }
+}
+
+/// Consumer groups in `summary.json`: each member's assignments over time (what the member saw
+/// after each rebalance notice) and the commits, so rebalance times can be read off.
+fn group_summary(h: &History) -> Value {
+    let mut out = Map::new();
+    for g in h.group_partitions.keys() {
+        let timeline: Vec<Value> = h
+            .assignments
+            .iter()
+            .filter(|a| &a.group == g)
+            .map(|a| json!({"t_s": a.at_ns as f64 / 1e9, "member": format!("consumer-{}", a.member), "generation": a.generation, "partitions": a.tps}))
+            .collect();
+        let commits = h.commits.iter().filter(|c| &c.group == g);
+        let (accepted, rejected) = commits.fold((0u64, 0u64), |(a, r), c| if c.error.is_none() { (a + 1, r) } else { (a, r + 1) });
+        out.insert(
+            g.clone(),
+            json!({
+                "generations": h.assignments.iter().filter(|a| &a.group == g).map(|a| a.generation).max(),
+                "commits_accepted": accepted,
+                "commits_rejected": rejected,
+                "assignments": timeline,
+            }),
+        );
+    }
+    Value::Object(out)
 }
 
 /// The simulated part: must run inside a madsim runtime.
@@ -426,8 +455,8 @@ pub async fn simulate(sc: &Scenario, seed: u64, keep_trace: bool) -> RawRun {
         host.restart();
     }
     // Group members: end their pauses and partitions, bring killed ones back.
-    member_active.retain(|&i, _| !(sc.faults[i].action == FaultAction::Kill && matches!(sc.faults[i].target, Target::Consumer(n) if members.get(&n).is_some_and(|m| m.is_up()))));
-    if !member_active.is_empty() || members.values().any(|m| !m.is_up()) {
+    member_active.retain(|&i, _| !(matches!(sc.faults[i].action, FaultAction::Kill | FaultAction::Leave) && matches!(sc.faults[i].target, Target::Consumer(n) if members.get(&n).is_some_and(|m| m.is_running()))));
+    if !member_active.is_empty() || members.values().any(|m| !m.is_running()) {
         last_heal_ns = duration_ns;
     }
     for (&i, _) in member_active.iter().rev() {
@@ -439,7 +468,7 @@ pub async fn simulate(sc: &Scenario, seed: u64, keep_trace: bool) -> RawRun {
         }
     }
     for m in members.values() {
-        if !m.is_up() {
+        if !m.is_running() {
             tracer.event("heal", &format!("restart {}", m.name()));
             m.restart();
         }
@@ -642,6 +671,7 @@ pub fn conclude(sc: &Scenario, seed: u64, raw: RawRun, opts: &RunOptions, wall_s
             "last_heal_s": h.last_heal_ns.map(|n| n as f64 / 1e9),
             "stuck": h.stuck,
         },
+        "groups": group_summary(&h),
         "speed": {
             "simulated_s": sim_s,
             "wall_s": wall_s,

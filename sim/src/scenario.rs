@@ -192,6 +192,8 @@ pub enum FaultAction {
     PowerLoss,
     /// The process stalls (a long GC pause) for `for`.
     Pause,
+    /// A group member shuts down cleanly: it sends LeaveGroup and stops (until `restart`).
+    Leave,
     SlowDisk { factor: u32 },
     DiskError { kind: DiskErrorKind, probability: f64, times: Option<u64>, path: Option<String> },
     DropCaches,
@@ -992,7 +994,7 @@ fn parse_target(v: &Value, path: &str, brokers: u32, members: &[bool]) -> R<Targ
 }
 
 fn parse_fault(v: &Value, path: &str, brokers: u32, members: &[bool], duration_s: u64, mode: Mode) -> R<FaultSpec> {
-    const ACTIONS: &[&str] = &["kill", "restart", "power_loss", "pause", "slow_disk", "disk_error", "drop_caches", "corrupt_sector", "partition", "slow_nic"];
+    const ACTIONS: &[&str] = &["kill", "restart", "power_loss", "pause", "leave", "slow_disk", "disk_error", "drop_caches", "corrupt_sector", "partition", "slow_nic"];
     let m = v.as_object().ok_or_else(|| invalid(path, "expected an object"))?;
     let actions: Vec<&str> = ACTIONS.iter().copied().filter(|a| m.contains_key(*a)).collect();
     let [action] = actions[..] else {
@@ -1013,8 +1015,11 @@ fn parse_fault(v: &Value, path: &str, brokers: u32, members: &[bool], duration_s
         return Err(invalid(&o.p("at"), format!("must be before the end of the run ({duration_s}s)")));
     }
     let target = parse_target(o.req(action)?, &o.p(action), brokers, members)?;
-    if matches!(target, Target::Consumer(_)) && !["kill", "restart", "pause", "partition"].contains(&action) {
-        return Err(invalid(&o.p(action), "a group member can be killed, restarted, paused or partitioned (it has no disk)"));
+    if matches!(target, Target::Consumer(_)) && !["kill", "restart", "pause", "partition", "leave"].contains(&action) {
+        return Err(invalid(&o.p(action), "a group member can be killed, restarted, paused, partitioned or leave (it has no disk)"));
+    }
+    if action == "leave" && !matches!(target, Target::Consumer(_)) {
+        return Err(invalid(&o.p(action), "only a group member (consumer-N) can leave"));
     }
     let for_ns = match o.get("for") {
         None => None,
@@ -1023,6 +1028,7 @@ fn parse_fault(v: &Value, path: &str, brokers: u32, members: &[bool], duration_s
     let action_v = match action {
         "kill" => FaultAction::Kill,
         "restart" => FaultAction::Restart,
+        "leave" => FaultAction::Leave,
         "power_loss" => FaultAction::PowerLoss,
         "pause" => {
             if for_ns.is_none() {

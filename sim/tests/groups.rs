@@ -17,7 +17,7 @@ fn opts(name: &str) -> RunOptions {
     RunOptions { keep_trace: false, scenario_path: format!("scenarios/{name}.json"), out_dir: format!("out/{name}") }
 }
 
-const GROUP_STORIES: &[&str] = &["group-rebalance", "group-zombie-commit", "group-coordinator-restart"];
+const GROUP_STORIES: &[&str] = &["group-rebalance", "group-zombie-commit", "group-coordinator-restart", "group-leave"];
 
 #[test]
 fn group_stories_meet_their_expectations_under_several_seeds() {
