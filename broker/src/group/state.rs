@@ -91,6 +91,9 @@ pub struct GroupConfig {
     pub protocols_max: usize,
     /// Group id length.
     pub group_id_bytes_max: usize,
+    /// Member ids handed out with MEMBER_ID_REQUIRED and not yet used, per group (each lives a
+    /// session timeout; without a cap a client looping on JoinGroup could grow this freely).
+    pub pending_members_max: usize,
     /// `offsets.retention.minutes`, in ms: how long the offsets of an Empty group (or of a simple
     /// consumer, by commit time) are kept (KIP-211).
     pub offsets_retention_ms: i64,
@@ -112,6 +115,7 @@ impl Default for GroupConfig {
             member_bytes_max: 1 << 20,
             protocols_max: 64,
             group_id_bytes_max: 1024,
+            pending_members_max: 10_000,
             offsets_retention_ms: 7 * 24 * 3600 * 1000,
             offsets_retention_check_interval_ms: 600_000,
             offsets_topic_segment_bytes: 100 << 20,
@@ -552,7 +556,7 @@ impl Group {
                 self.static_members.remove(&instance);
             }
         } else if r.require_known_member_id {
-            if self.members.len() + self.pending.len() >= cfg.members_max {
+            if self.members.len() + self.pending.len() >= cfg.members_max || self.pending.len() >= cfg.pending_members_max {
                 fx.push(Effect::Join(req_id, JoinOutcome::error(GROUP_MAX_SIZE_REACHED, "")));
                 return;
             }
@@ -565,7 +569,7 @@ impl Group {
             fx.push(Effect::Join(req_id, JoinOutcome::error(GROUP_MAX_SIZE_REACHED, "")));
             return;
         }
-        self.add_member_and_rebalance(req_id, new_id, r, now_ms, cfg, fx);
+        self.add_member_and_rebalance(req_id, new_id, r, now_ms, fx);
     }
 
     fn join_known(&mut self, req_id: ReqId, r: JoinRequest, now_ms: i64, cfg: &GroupConfig, fx: &mut Vec<Effect>) {
@@ -576,7 +580,7 @@ impl Group {
                 fx.push(Effect::Join(req_id, JoinOutcome::error(GROUP_MAX_SIZE_REACHED, &id)));
                 return;
             }
-            self.add_member_and_rebalance(req_id, &id, r, now_ms, cfg, fx);
+            self.add_member_and_rebalance(req_id, &id, r, now_ms, fx);
             return;
         }
         if self.fenced(r.instance_id.as_deref(), &id) {
@@ -593,7 +597,7 @@ impl Group {
         };
         match self.state {
             GroupState::PreparingRebalance => {
-                self.update_member(&id, r, now_ms, fx);
+                self.update_member(&id, r, now_ms);
                 self.set_join_waiter(&id, req_id, fx);
                 self.maybe_complete_join(now_ms, fx);
             }
@@ -605,7 +609,7 @@ impl Group {
                 fx.push(Effect::Join(req_id, self.join_outcome(&id, with_members)));
             }
             _ => {
-                self.update_member(&id, r, now_ms, fx);
+                self.update_member(&id, r, now_ms);
                 self.prepare_rebalance(now_ms, fx);
                 self.set_join_waiter(&id, req_id, fx);
                 self.maybe_complete_join(now_ms, fx);
@@ -647,12 +651,12 @@ impl Group {
                 fx.push(Effect::Join(req_id, self.join_outcome(new_id, is_leader)));
             }
             GroupState::PreparingRebalance => {
-                self.update_member(new_id, r, now_ms, fx);
+                self.update_member(new_id, r, now_ms);
                 self.set_join_waiter(new_id, req_id, fx);
                 self.maybe_complete_join(now_ms, fx);
             }
             _ => {
-                self.update_member(new_id, r, now_ms, fx);
+                self.update_member(new_id, r, now_ms);
                 self.prepare_rebalance(now_ms, fx);
                 self.set_join_waiter(new_id, req_id, fx);
                 self.maybe_complete_join(now_ms, fx);
@@ -660,8 +664,7 @@ impl Group {
         }
     }
 
-    fn add_member_and_rebalance(&mut self, req_id: ReqId, id: &str, r: JoinRequest, now_ms: i64, cfg: &GroupConfig, fx: &mut Vec<Effect>) {
-        let _ = cfg;
+    fn add_member_and_rebalance(&mut self, req_id: ReqId, id: &str, r: JoinRequest, now_ms: i64, fx: &mut Vec<Effect>) {
         if self.members.is_empty() {
             self.protocol_type = Some(r.protocol_type.clone());
         }
@@ -700,7 +703,7 @@ impl Group {
         self.maybe_complete_join(now_ms, fx);
     }
 
-    fn update_member(&mut self, id: &str, r: JoinRequest, now_ms: i64, _fx: &mut [Effect]) {
+    fn update_member(&mut self, id: &str, r: JoinRequest, now_ms: i64) {
         if let Some(m) = self.members.get_mut(id) {
             m.protocols = r.protocols;
             m.session_timeout_ms = r.session_timeout_ms;
