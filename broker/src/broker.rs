@@ -353,6 +353,65 @@ impl Broker {
         Ok(deleted)
     }
 
+    /// One pass of the log cleaner (`log.cleaner.backoff.ms` apart): cleans the dirtiest due
+    /// compacted log. The state lock is held only to plan, to swap in each cleaned segment group
+    /// and to checkpoint; reading and writing segments happens without it. Returns whether a log
+    /// was cleaned.
+    pub async fn run_cleaner(&self) -> Result<bool, LogError> {
+        use crate::log::cleaner::CleanJob;
+        let now = now_ms();
+        let planned = {
+            let mut state = self.lock().await;
+            let Some(logs) = state.logs.as_mut() else { return Ok(false) };
+            let mut best: Option<(TopicPartition, CleanJob)> = None;
+            for (tp, log) in logs.logs_mut() {
+                if let Some(job) = CleanJob::plan(log, now, false) {
+                    if best.as_ref().is_none_or(|(_, b)| job.cleanable.dirty_ratio > b.cleanable.dirty_ratio) {
+                        best = Some((tp.clone(), job));
+                    }
+                }
+            }
+            best
+        };
+        let Some((tp, mut job)) = planned else { return Ok(false) };
+        let dedupe = usize::try_from(self.config.cleaner_dedupe_buffer_size).unwrap_or(usize::MAX);
+        let result: Result<bool, LogError> = async {
+            job.build_offset_map(dedupe).await?;
+            while let Some((old, seg)) = job.clean_next_group(now).await? {
+                let mut state = self.lock().await;
+                let Some(log) = state.logs.as_mut().and_then(|l| l.get_mut(&tp)) else {
+                    drop(state);
+                    job.abort(Some(seg)).await;
+                    return Ok(false);
+                };
+                if !job.install(log, old, seg).await? {
+                    return Ok(false);
+                }
+            }
+            let mut state = self.lock().await;
+            let Some(logs) = state.logs.as_mut() else { return Ok(false) };
+            if let Some(log) = logs.get_mut(&tp) {
+                job.finish(log);
+            }
+            logs.write_cleaner_checkpoint().await?;
+            Ok(true)
+        }
+        .await;
+        match &result {
+            Ok(true) => tracing::info!(partition = %tp, stats = ?job.stats, "log cleaned"),
+            Ok(false) => tracing::info!(partition = %tp, "log changed during cleaning; will retry"),
+            Err(e @ LogError::Corrupt { .. }) => {
+                tracing::error!(partition = %tp, error = %e, "log cleaner: corrupt data, partition marked uncleanable");
+                let mut state = self.lock().await;
+                if let Some(log) = state.logs.as_mut().and_then(|l| l.get_mut(&tp)) {
+                    log.mark_uncleanable(e.to_string());
+                }
+            }
+            Err(_) => {}
+        }
+        result
+    }
+
     /// `flush.ms`: fsyncs logs whose last flush is too old. The fsyncs run without the state
     /// lock (files collected under it, recovery points advanced after), so requests keep flowing.
     pub async fn run_flush(&self) -> Result<(), LogError> {

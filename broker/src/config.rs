@@ -188,6 +188,9 @@ impl BrokerConfig {
             "group.initial.rebalance.delay.ms" => self.group.initial_rebalance_delay_ms = parse_int(key, value, 0)?,
             "offset.metadata.max.bytes" => self.group.offset_metadata_bytes_max = parse_int(key, value, 0)?,
             "offsets.topic.num.partitions" => self.offsets_topic_num_partitions = parse_int(key, value, 1)?,
+            "offsets.retention.minutes" => self.group.offsets_retention_ms = parse_int::<i64>(key, value, 1)?.saturating_mul(60_000),
+            "offsets.retention.check.interval.ms" => self.group.offsets_retention_check_interval_ms = parse_int(key, value, 1)?,
+            "offsets.topic.segment.bytes" => self.group.offsets_topic_segment_bytes = parse_int(key, value, 14)?,
             "offsets.topic.replication.factor" => {
                 let _: i16 = parse_int(key, value, 1)?;
             }

@@ -535,6 +535,40 @@ mod wire {
         srv.stop().await;
     }
 
+    /// The log cleaner compacts `__consumer_offsets` (cleanup.policy=compact): many commits of the
+    /// same partitions shrink to about one record each, and a restart still finds the last ones.
+    #[tokio::test]
+    async fn the_cleaner_compacts_the_offsets_topic() {
+        let mut cfg = config();
+        for kv in ["offsets.topic.num.partitions=1", "offsets.topic.segment.bytes=4096", "log.cleaner.backoff.ms=20", "log.flush.scheduler.interval.ms=10"] {
+            cfg.apply_override(kv).unwrap();
+        }
+        let srv = start_in(cfg.clone(), tempfile::tempdir().unwrap()).await;
+        let mut c = Client::connect(&srv.addr).await;
+        create_t(&mut c).await;
+        for i in 0..300 {
+            let offs: Vec<(i32, i64)> = (0..4).map(|p| (p, i)).collect();
+            assert_eq!(commit(&mut c, 8, "busy", -1, "", "t", &offs).await, vec![NONE; 4]);
+        }
+        // Each commit appended one batch of 4 records: at least 200 bytes (61-byte batch header,
+        // ~40-byte key + value per record), so at least 60 KB went into the log.
+        let written = 300 * 200;
+        let mut size = srv.broker.log_stats().await.1;
+        let deadline = tokio::time::Instant::now() + TIMEOUT;
+        while size * 4 > written && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            size = srv.broker.log_stats().await.1;
+        }
+        assert!(size * 4 <= written, "compaction left {size} of {written} bytes");
+        drop(c);
+        let dir = srv.stop().await;
+        let srv = start_in(cfg, dir).await;
+        let mut c = Client::connect(&srv.addr).await;
+        let (_, ps) = fetch_offsets(&mut c, 8, "busy", "t", &[0, 1, 2, 3]).await;
+        assert_eq!(ps.iter().map(|p| p.1).collect::<Vec<_>>(), vec![299; 4]);
+        srv.stop().await;
+    }
+
     /// Every advertised version of every group API: the response decodes completely and says NONE.
     #[tokio::test]
     async fn every_advertised_version_round_trips() {
@@ -650,7 +684,12 @@ mod both_worlds {
     }
 
     async fn open(storage: Arc<dyn Storage>) -> (Arc<Broker>, watch::Sender<bool>) {
+        open_with(storage, |_| {}).await
+    }
+
+    async fn open_with(storage: Arc<dyn Storage>, tweak: impl FnOnce(&mut BrokerConfig)) -> (Arc<Broker>, watch::Sender<bool>) {
         let mut c = BrokerConfig::default();
+        tweak(&mut c);
         c.apply_override("group.initial.rebalance.delay.ms=0").unwrap();
         c.apply_override("group.min.session.timeout.ms=10").unwrap();
         c.apply_override("offsets.topic.num.partitions=3").unwrap();
@@ -664,9 +703,7 @@ mod both_worlds {
     /// carries on alone; offsets and the group survive a restart. Returns what happened, with
     /// times relative to the start (virtual under madsim).
     async fn scenario(seed: u64) -> Vec<String> {
-        let page_cache = PageCacheConfig { capacity_bytes: 1 << 20, ..PageCacheConfig::default() };
-        let disk = SimDisk::new(SimDiskConfig { device: DeviceProfile::nvme(), page_cache, seed }, Clock::runtime());
-        let storage: Arc<dyn Storage> = Arc::new(disk);
+        let storage = sim_disk(seed);
         let (b, stop) = open(storage.clone()).await;
         let start = tokio::time::Instant::now();
         let ms = move || start.elapsed().as_millis();
@@ -728,6 +765,52 @@ mod both_worlds {
         let _ = stop.send(true);
         b.shutdown().await.unwrap();
         log
+    }
+
+    fn sim_disk(seed: u64) -> Arc<dyn Storage> {
+        let page_cache = PageCacheConfig { capacity_bytes: 1 << 20, ..PageCacheConfig::default() };
+        Arc::new(SimDisk::new(SimDiskConfig { device: DeviceProfile::nvme(), page_cache, seed }, Clock::runtime()))
+    }
+
+    /// Expired offsets and emptied groups are purged with tombstones: gone after a restart too.
+    #[test]
+    fn expired_offsets_and_empty_groups_are_tombstoned() {
+        support::block_on(9, async {
+            let storage = sim_disk(9);
+            let short = |c: &mut BrokerConfig| {
+                c.group.offsets_retention_ms = 300;
+                c.group.offsets_retention_check_interval_ms = 50;
+            };
+            let (b, stop) = open_with(storage.clone(), short).await;
+            let offs = [OffsetToCommit { topic: "t".into(), partition: 0, offset: 5, leader_epoch: -1, metadata: None }];
+            assert_eq!(b.groups.commit(&b, "simple", -1, "", None, &offs).await, Ok(vec![0]));
+            // A consumer group that empties (its member leaves) and has no offsets: deleted.
+            let j = b.groups.join(&b, "gone", join_req("", 1000)).await;
+            let _ = b.groups.leave(&b, "gone", &[Leaver { member_id: j.member_id.clone(), instance_id: None }]).await;
+            assert_eq!(b.groups.describe("gone").await.unwrap().state, "Empty");
+            let asked = [("t".to_string(), vec![0])];
+            let mut rounds = 0;
+            while b.groups.fetch_offsets("simple", Some(&asked)).await.unwrap()[0].1[0].1.is_some() {
+                rounds += 1;
+                assert!(rounds < 400, "offsets never expired");
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            while b.groups.describe("gone").await.unwrap().state != "Dead" {
+                rounds += 1;
+                assert!(rounds < 400, "empty group never removed");
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            let _ = stop.send(true);
+            b.shutdown().await.unwrap();
+            drop(b);
+            // Reloaded from the log (long retention now): the tombstones won.
+            let (b, stop) = open(storage).await;
+            assert_eq!(b.groups.fetch_offsets("simple", Some(&asked)).await.unwrap()[0].1[0].1, None);
+            assert_eq!(b.groups.describe("gone").await.unwrap().state, "Dead");
+            assert!(b.groups.list().await.unwrap().is_empty());
+            let _ = stop.send(true);
+            b.shutdown().await.unwrap();
+        });
     }
 
     #[test]

@@ -18,7 +18,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use broker::log::cleaner::{clean_log, DELETE_HORIZON_FLAG};
-use broker::log::{CleanupPolicy, Log, LogConfig, OpenOptions};
+use broker::log::{CleanupPolicy, Log, LogConfig, LogError, OpenOptions};
 use bytes::Bytes;
 use disk_model::clock::Clock;
 use disk_model::sim::{DeviceProfile, PageCacheConfig, SimDisk, SimDiskConfig};
@@ -203,6 +203,12 @@ async fn run_ops(storage: Arc<dyn Storage>, disk: Option<SimDisk>, config: LogCo
             Op::Append { batches, advance_ms } => {
                 for (recs, c) in batches {
                     let mut b = build_batch(&recs, c, now_ms);
+                    if let Some(i) = recs.iter().position(|(k, _)| k.is_none()) {
+                        // Kafka's rule for compacted topics: every record needs a key.
+                        let r = log.append_as_leader(&mut b, 1, now_ms).await;
+                        assert!(matches!(r, Err(LogError::KeylessRecord { record, .. }) if record == i), "{r:?}");
+                        continue;
+                    }
                     let info = log.append_as_leader(&mut b, 1, now_ms).await.unwrap();
                     assert_eq!(info.base_offset, model.next_offset);
                     for (i, (k, v)) in recs.into_iter().enumerate() {
@@ -461,7 +467,7 @@ fn live(m: BTreeMap<Vec<u8>, Option<Vec<u8>>>) -> BTreeMap<Vec<u8>, Vec<u8>> {
     m.into_iter().filter_map(|(k, v)| v.map(|v| (k, v))).collect()
 }
 
-async fn append_round(log: &mut Log, all: &mut Vec<Got>, rng: &mut u64, now_ms: i64, batches: usize) {
+async fn append_round(log: &mut Log, all: &mut Vec<Got>, rng: &mut u64, now_ms: i64, batches: usize, keys: u32) {
     let mut next = || {
         *rng ^= *rng << 13;
         *rng ^= *rng >> 7;
@@ -472,7 +478,7 @@ async fn append_round(log: &mut Log, all: &mut Vec<Got>, rng: &mut u64, now_ms: 
         let n = 1 + next() % 6;
         let recs: Vec<Rec> = (0..n)
             .map(|_| {
-                let k = (next() % KEYS as u64) as u32;
+                let k = (next() % keys as u64) as u32;
                 let v = if next() % 6 == 0 { None } else { Some(vec![(next() % 251) as u8; (next() % 90) as usize]) };
                 (Some(k), v)
             })
@@ -501,13 +507,15 @@ async fn crash_during_clean(seed: u64, crash_after: i64, power_loss: bool) -> bo
     let (mut log, _) = Log::open(storage.clone(), dir, config.clone(), OpenOptions::default(), now_ms).await.unwrap();
     let mut all = Vec::new();
     let mut rng = seed | 1;
-    append_round(&mut log, &mut all, &mut rng, now_ms, 40).await;
+    // Many keys first, then few: most keys' latest values lie in the small segments the first
+    // clean leaves, which the second clean merges (groups of several segments).
+    append_round(&mut log, &mut all, &mut rng, now_ms, 60, 80).await;
     log.roll(now_ms).await.unwrap();
     now_ms += 100;
     clean_log(&mut log, 1 << 20, now_ms, true).await.unwrap().expect("a first clean");
-    append_round(&mut log, &mut all, &mut rng, now_ms, 30).await;
+    append_round(&mut log, &mut all, &mut rng, now_ms, 30, KEYS).await;
     log.roll(now_ms).await.unwrap();
-    append_round(&mut log, &mut all, &mut rng, now_ms, 3).await;
+    append_round(&mut log, &mut all, &mut rng, now_ms, 3, KEYS).await;
     log.flush(now_ms).await.unwrap();
     let durable = log.recovery_point();
     assert_eq!(durable, log.log_end_offset());
@@ -520,7 +528,8 @@ async fn crash_during_clean(seed: u64, crash_after: i64, power_loss: bool) -> bo
     let result = clean_log(&mut log, 1 << 20, now_ms, true).await;
     let fired = at.fired();
     if !fired {
-        result.expect("no fault, no error");
+        let stats = result.expect("no fault, no error").expect("a second clean");
+        assert!(stats.segments_after + 2 <= stats.segments_before, "groups merged segments: {stats:?}");
         at.ops_left.store(0, Ordering::SeqCst);
         at.tick().unwrap_err(); // crash after the clean instead
     }
@@ -584,7 +593,7 @@ fn delete_horizon_is_stamped_once_and_tombstones_go_after_it() {
         // Nothing dirty: nothing to do.
         assert!(clean_log(&mut log, 1 << 20, 1_500, true).await.unwrap().is_none());
         // Dirty again: the tombstone stays until its horizon, and goes after it.
-        let mut dirty = |ts: i64| build_batch(&[(Some(3), Some(b"w".to_vec()))], 0, ts);
+        let dirty = |ts: i64| build_batch(&[(Some(3), Some(b"w".to_vec()))], 0, ts);
         log.append_as_leader(&mut dirty(1_900), 0, 1_900).await.unwrap();
         log.roll(1_900).await.unwrap();
         clean_log(&mut log, 1 << 20, 2_000, false).await.unwrap().unwrap();
@@ -596,4 +605,126 @@ fn delete_horizon_is_stamped_once_and_tombstones_go_after_it() {
         let recs = &read_all(&log).await[0].1;
         assert_eq!(recs.iter().map(|r| r.offset).collect::<Vec<_>>(), vec![0]);
     });
+}
+
+mod in_process {
+    //! The broker in-process (no sockets): Kafka requests as frames through `Broker::handle`.
+    use super::*;
+    use broker::{Broker, BrokerConfig, Outcome};
+    use bytes::{BufMut, BytesMut};
+    use kafka_protocol::messages::*;
+    use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+    use net_model::Chunk;
+
+    async fn call<Q: Encodable, R: Decodable>(b: &Broker, key: ApiKey, v: i16, body: &Q) -> R {
+        let mut h = RequestHeader::default();
+        h.request_api_key = key as i16;
+        h.request_api_version = v;
+        h.correlation_id = 7;
+        h.client_id = Some(StrBytes::from_static_str("compaction-test"));
+        let mut buf = BytesMut::new();
+        h.encode(&mut buf, key.request_header_version(v)).unwrap();
+        body.encode(&mut buf, v).unwrap();
+        let Outcome::Respond(chunks) = b.handle(buf.freeze()).await else { panic!("no response") };
+        let mut frame = BytesMut::new();
+        for c in chunks {
+            match c {
+                Chunk::Bytes(x) => frame.put_slice(&x),
+                Chunk::File(r) => frame.put_slice(&r.read().await.unwrap()),
+            }
+        }
+        let mut frame = frame.freeze().slice(4..);
+        let rh = ResponseHeader::decode(&mut frame, key.response_header_version(v)).unwrap();
+        assert_eq!(rh.correlation_id, 7);
+        R::decode(&mut frame, v).unwrap()
+    }
+
+    async fn create(b: &Broker, name: &str, configs: &[(&'static str, &'static str)]) {
+        let mut t = create_topics_request::CreatableTopic::default();
+        t.name = TopicName(StrBytes::from_string(name.into()));
+        t.num_partitions = 1;
+        t.replication_factor = 1;
+        t.configs = configs
+            .iter()
+            .map(|(k, v)| {
+                let mut c = create_topics_request::CreatableTopicConfig::default();
+                c.name = StrBytes::from_static_str(k);
+                c.value = Some(StrBytes::from_static_str(v));
+                c
+            })
+            .collect();
+        let mut ct = CreateTopicsRequest::default();
+        ct.topics = vec![t];
+        ct.timeout_ms = 1000;
+        let r: CreateTopicsResponse = call(b, ApiKey::CreateTopics, 7, &ct).await;
+        assert_eq!(r.topics[0].error_code, 0, "{:?}", r.topics[0].error_message);
+    }
+
+    async fn produce(b: &Broker, topic: &str, records: Vec<u8>) -> i16 {
+        let mut p = produce_request::PartitionProduceData::default();
+        p.index = 0;
+        p.records = Some(Bytes::from(records));
+        let mut t = produce_request::TopicProduceData::default();
+        t.name = TopicName(StrBytes::from_string(topic.into()));
+        t.partition_data = vec![p];
+        let mut r = ProduceRequest::default();
+        r.acks = -1;
+        r.timeout_ms = 5000;
+        r.topic_data = vec![t];
+        let resp: ProduceResponse = call(b, ApiKey::Produce, 9, &r).await;
+        resp.responses[0].partition_responses[0].error_code
+    }
+
+    fn disk() -> (SimDisk, Arc<dyn Storage>) {
+        let d = SimDisk::new(SimDiskConfig { device: DeviceProfile::nvme(), page_cache: PageCacheConfig::default(), seed: 5 }, Clock::manual());
+        let s: Arc<dyn Storage> = Arc::new(d.clone());
+        (d, s)
+    }
+
+    #[test]
+    fn keyless_record_on_compacted_topic_is_invalid_record() {
+        support::block_on(5, async {
+            let (_d, storage) = disk();
+            let b = Broker::open(BrokerConfig::default(), storage, Path::new("data")).await.unwrap();
+            create(&b, "compacted", &[("cleanup.policy", "compact")]).await;
+            create(&b, "plain", &[]).await;
+            for c in 0..5u8 {
+                let keyless = build_batch(&[(Some(1), Some(b"a".to_vec())), (None, Some(b"b".to_vec()))], c, 1);
+                assert_eq!(produce(&b, "compacted", keyless.clone()).await, 87, "INVALID_RECORD ({:?})", codec(c));
+                assert_eq!(produce(&b, "plain", keyless).await, 0, "keys are optional elsewhere");
+                let keyed = build_batch(&[(Some(1), Some(b"a".to_vec())), (Some(2), None)], c, 1);
+                assert_eq!(produce(&b, "compacted", keyed).await, 0);
+            }
+            b.shutdown().await.unwrap();
+        });
+    }
+
+    #[test]
+    fn broker_cleaner_pass_compacts_and_checkpoints() {
+        support::block_on(6, async {
+            let (_d, storage) = disk();
+            let b = Broker::open(BrokerConfig::default(), storage.clone(), Path::new("data")).await.unwrap();
+            create(&b, "kv", &[("cleanup.policy", "compact"), ("segment.bytes", "2000"), ("min.cleanable.dirty.ratio", "0.1")]).await;
+            create(&b, "events", &[("segment.bytes", "2000")]).await;
+            for i in 0..200u32 {
+                let batch = build_batch(&[(Some(i % 5), Some(vec![i as u8; 100]))], 0, 1);
+                assert_eq!(produce(&b, "kv", batch.clone()).await, 0);
+                assert_eq!(produce(&b, "events", batch).await, 0);
+            }
+            let (_, before) = b.log_stats().await;
+            assert!(b.run_cleaner().await.unwrap(), "the compacted topic is due");
+            let (_, after) = b.log_stats().await;
+            // 200 records of 5 keys: the sealed part shrinks to about 5 records; `events` is untouched.
+            assert!(after < before * 3 / 4, "{before} -> {after}");
+            let text = storage.open(Path::new("data/cleaner-offset-checkpoint"), OpenMode::Existing).await.unwrap();
+            let text = String::from_utf8(text.read_at(0, 4096).await.unwrap().to_vec()).unwrap();
+            assert!(text.starts_with("0\n1\nkv 0 "), "{text:?}");
+            assert!(!b.run_cleaner().await.unwrap(), "nothing dirty left");
+            b.shutdown().await.unwrap();
+            // The checkpoint is read back at open.
+            let b = Broker::open(BrokerConfig::default(), storage.clone(), Path::new("data")).await.unwrap();
+            assert!(!b.run_cleaner().await.unwrap(), "still nothing dirty after a restart");
+            b.shutdown().await.unwrap();
+        });
+    }
 }

@@ -35,7 +35,7 @@ use crate::accumulator::TopicPartition;
 use crate::cluster::Cluster;
 use crate::conn::{Conn, ConnConfig, ConnError};
 use crate::errors;
-use crate::group::coordinator::{GroupCoordinator, GroupSettings, JoinDone};
+use crate::group::coordinator::{GroupCoordinator, GroupSettings, JoinDone, LeaderSnapshot};
 use crate::group::membership::{after_sync, before_join, GroupError};
 use crate::group::Strategy;
 
@@ -82,6 +82,9 @@ pub struct ConsumerConfig {
     /// Takes effect only with a `group.id`.
     pub enable_auto_commit: bool,
     pub auto_commit_interval_ms: u64,
+    /// How often a group member re-reads its subscribed topics' partition counts (a change, or a
+    /// topic appearing, triggers a rebalance).
+    pub metadata_max_age_ms: u64,
 }
 
 impl Default for ConsumerConfig {
@@ -109,6 +112,7 @@ impl Default for ConsumerConfig {
             partition_assignment_strategy: vec![Strategy::Range, Strategy::CooperativeSticky],
             enable_auto_commit: true,
             auto_commit_interval_ms: 5_000,
+            metadata_max_age_ms: 300_000,
         }
     }
 }
@@ -292,6 +296,7 @@ impl ConsumerConfig {
                 }
             }
             "auto.commit.interval.ms" => self.auto_commit_interval_ms = num(key, value)?,
+            "metadata.max.age.ms" => self.metadata_max_age_ms = num(key, value)?,
             _ => return Err(ConsumerError::UnknownConfig { key: key.into() }),
         }
         for (k, v) in [
@@ -391,6 +396,10 @@ pub struct Consumer {
     /// Assigned partitions whose position waits for their committed offset (OffsetFetch).
     pending_committed: BTreeSet<TopicPartition>,
     next_auto_commit: Option<Instant>,
+    /// The leader's metadata snapshot from its last assignment, and when to compare it with fresh
+    /// metadata (a topic appearing or growing means the leader must assign again).
+    leader_snapshot: Option<LeaderSnapshot>,
+    next_subscription_check: Option<Instant>,
     auto_commit_inflight: Option<tokio::sync::oneshot::Receiver<Result<(), ConsumerError>>>,
 }
 
@@ -455,6 +464,8 @@ impl Consumer {
             listener: None,
             pending_committed: BTreeSet::new(),
             next_auto_commit: None,
+            leader_snapshot: None,
+            next_subscription_check: None,
             auto_commit_inflight: None,
         }
     }
@@ -1280,11 +1291,14 @@ impl Consumer {
                 Some(Err(e)) => return Err(e.into()),
                 Some(Ok(done)) => self.on_joined(done).await?,
             }
-        } else if !g.coordinator_known() {
-            let wait = deadline.saturating_duration_since(Instant::now());
-            if let Ok(Err(e)) = tokio::time::timeout(wait, g.ensure_coordinator()).await {
-                tracing::debug!(error = %e, "coordinator rediscovery failed");
+        } else {
+            if !g.coordinator_known() {
+                let wait = deadline.saturating_duration_since(Instant::now());
+                if let Ok(Err(e)) = tokio::time::timeout(wait, g.ensure_coordinator()).await {
+                    tracing::debug!(error = %e, "coordinator rediscovery failed");
+                }
             }
+            self.check_subscription_metadata().await;
         }
         self.resolve_committed().await?;
         if auto_commit {
@@ -1319,6 +1333,8 @@ impl Consumer {
         }
         self.assign(assigned);
         self.pending_committed.extend(change.added.iter().cloned());
+        self.leader_snapshot = done.leader_snapshot.clone();
+        self.schedule_subscription_check();
         self.next_auto_commit =
             Some(Instant::now() + Duration::from_millis(self.cfg.auto_commit_interval_ms));
         self.resolve_committed().await?;
@@ -1329,6 +1345,50 @@ impl Consumer {
             }
         }
         Ok(())
+    }
+
+    /// Every `metadata.max.age.ms`; every second while a group topic is missing.
+    fn schedule_subscription_check(&mut self) {
+        let every = match &self.leader_snapshot {
+            Some(snap) if snap.topics.iter().all(|t| snap.counts.contains_key(t)) => {
+                self.cfg.metadata_max_age_ms
+            }
+            _ => self.cfg.metadata_max_age_ms.min(1_000),
+        };
+        self.next_subscription_check = Some(Instant::now() + Duration::from_millis(every.max(1)));
+    }
+
+    /// The leader's check (Kafka's `assignmentSnapshot`): a group topic appeared or changed its
+    /// partition count since the assignment, so rejoin and assign again.
+    async fn check_subscription_metadata(&mut self) {
+        let Some(snap) = self.leader_snapshot.clone() else { return };
+        if self.next_subscription_check.is_none_or(|t| Instant::now() < t) {
+            return;
+        }
+        self.schedule_subscription_check();
+        if snap.topics.is_empty() {
+            return;
+        }
+        let cluster = Arc::clone(&self.cluster);
+        let meta = match cluster.refresh_metadata(Some(&snap.topics), false).await {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::debug!(error = %e, "metadata for the group's topics failed");
+                return;
+            }
+        };
+        let counts: BTreeMap<String, i32> = meta
+            .topics
+            .into_iter()
+            .filter(|(_, t)| t.error_code == errors::NONE && !t.partitions.is_empty())
+            .map(|(name, t)| (name, t.partitions.len() as i32))
+            .collect();
+        if counts != snap.counts {
+            tracing::debug!(before = ?snap.counts, after = ?counts, "group topics changed; rejoining");
+            if let Some(g) = &self.group {
+                g.request_rejoin();
+            }
+        }
     }
 
     /// Positions of newly assigned partitions: the committed offset, else `auto.offset.reset`.

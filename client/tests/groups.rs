@@ -414,6 +414,27 @@ async fn auto_commit_runs_on_its_interval() {
     d.close().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_topic_created_after_subscribe_is_assigned() {
+    let b = common::start_broker(&["group.initial.rebalance.delay.ms=0", "auto.create.topics.enable=false"]).unwrap();
+    let mut c = consumer(&b.addr, "later-g", &[]);
+    c.subscribe(["later"]).unwrap();
+    poll_until(&mut c, "a generation without the topic", |c| {
+        c.group_metadata().unwrap().generation_id >= 1
+    })
+    .await;
+    assert!(c.assignment().is_empty());
+    create(&b.addr, "later", 3).await;
+    produce(&b.addr, "later", 3, 2, 0).await;
+    // The member notices the new topic (within a second while a subscribed topic is missing),
+    // rejoins, and the leader assigns it.
+    let mut got = consume_n(&mut c, 6).await;
+    got.sort();
+    assert_eq!(got, vec![(0, 0), (0, 1), (1, 0), (1, 1), (2, 0), (2, 1)]);
+    assert_eq!(c.assignment().len(), 3);
+    c.close().await;
+}
+
 #[tokio::test]
 async fn heartbeat_must_be_below_session_timeout() {
     let mut c = consumer("127.0.0.1:1", "g", &[("heartbeat.interval.ms", "6000")]);

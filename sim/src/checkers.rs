@@ -13,7 +13,17 @@ use serde::Serialize;
 use crate::history::{History, PollKind, SendOutcome, Tp};
 
 /// Every checker, by its name in scenario files and `summary.json`.
-pub const CHECKS: &[&str] = &["lost-write", "inconsistent-offsets", "duplicate", "nonmonotonic-poll", "poll-skip", "liveness"];
+pub const CHECKS: &[&str] = &[
+    "lost-write",
+    "inconsistent-offsets",
+    "duplicate",
+    "nonmonotonic-poll",
+    "poll-skip",
+    "liveness",
+    "group-exclusive",
+    "committed-offset-monotonic",
+    "generation-fencing",
+];
 
 /// Examples listed in a violation's detail (the count is always complete).
 const EXAMPLES_MAX: usize = 5;
@@ -74,6 +84,9 @@ pub fn run(check: &str, h: &History) -> Option<CheckResult> {
         "nonmonotonic-poll" => nonmonotonic_poll(h),
         "poll-skip" => poll_skip(h),
         "liveness" => liveness(h),
+        "group-exclusive" => group_exclusive(h),
+        "committed-offset-monotonic" => committed_offset_monotonic(h),
+        "generation-fencing" => generation_fencing(h),
         _ => return None,
     })
 }
@@ -276,13 +289,155 @@ pub fn poll_skip(h: &History) -> CheckResult {
             }
         }
     }
+    let group_skips = group_skips(h, &present);
+    if bad.is_empty() && group_skips.is_empty() {
+        let groups = if h.group_members.is_empty() { "" } else { "; every group polled every offset below its committed offsets" };
+        return CheckResult::held(format!("no consumer skipped an offset present in the final log{groups}"));
+    }
+    let mut parts = Vec::new();
+    if !bad.is_empty() {
+        parts.push(format!(
+            "{} skips: {}",
+            bad.len(),
+            examples(&bad, |(c, tp, a, b, n)| format!("consumer {c} jumped from {tp}@{a} to {tp}@{b}, skipping {n} offsets present in the final log"))
+        ));
+    }
+    if !group_skips.is_empty() {
+        parts.push(format!(
+            "{} partitions skipped across rebalances: {}",
+            group_skips.len(),
+            examples(&group_skips, |(g, tp, committed, missed, first)| format!(
+                "group {g} committed {tp}@{committed} but no member polled {missed} offsets below it present in the final log (first {tp}@{first})"
+            ))
+        ));
+    }
+    CheckResult::violated(parts.join("; "))
+}
+
+/// Across rebalances: for each group and partition, every offset in the final log below the
+/// group's highest accepted commit was polled by some member (a hand-over that starts past the
+/// committed offset loses records for the group even though each member's own polls rose).
+fn group_skips(h: &History, present: &BTreeMap<&Tp, BTreeSet<i64>>) -> Vec<(String, Tp, i64, usize, i64)> {
+    let mut committed: BTreeMap<(&str, &Tp), i64> = BTreeMap::new();
+    for c in h.commits.iter().filter(|c| c.error.is_none()) {
+        for (tp, o) in &c.offsets {
+            let e = committed.entry((c.group.as_str(), tp)).or_insert(*o);
+            *e = (*e).max(*o);
+        }
+    }
+    let mut polled: BTreeMap<(&str, &Tp), BTreeSet<i64>> = BTreeMap::new();
+    for p in &h.polls {
+        let Some(g) = h.group_members.get(&p.consumer) else { continue };
+        if let PollKind::Records(rs) = &p.kind {
+            polled.entry((g.as_str(), &p.tp)).or_default().extend(rs.iter().map(|r| r.0));
+        }
+    }
+    let mut out = Vec::new();
+    for ((g, tp), c) in committed {
+        let Some(offsets) = present.get(tp) else { continue };
+        let seen = polled.get(&(g, tp));
+        let missed: Vec<i64> = offsets.range(..c).filter(|o| !seen.is_some_and(|s| s.contains(o))).copied().collect();
+        if let Some(&first) = missed.first() {
+            out.push((g.to_string(), tp.clone(), c, missed.len(), first));
+        }
+    }
+    out
+}
+
+/// group-exclusive: within one generation of a group, no partition is owned by two members.
+pub fn group_exclusive(h: &History) -> CheckResult {
+    let mut owners: BTreeMap<(&str, i32, &Tp), BTreeSet<&str>> = BTreeMap::new();
+    for a in h.assignments.iter().filter(|a| a.generation >= 0) {
+        for tp in &a.tps {
+            owners.entry((a.group.as_str(), a.generation, tp)).or_default().insert(a.member_id.as_str());
+        }
+    }
+    let bad: Vec<_> = owners.iter().filter(|(_, m)| m.len() > 1).collect();
     if bad.is_empty() {
-        return CheckResult::held("no consumer skipped an offset present in the final log");
+        let gens: BTreeSet<(&str, i32)> = owners.keys().map(|(g, gen, _)| (*g, *gen)).collect();
+        return CheckResult::held(format!("{} generations, each partition owned by at most one member", gens.len()));
     }
     CheckResult::violated(format!(
-        "{} skips: {}",
+        "{} partitions owned by two members of one generation: {}",
         bad.len(),
-        examples(&bad, |(c, tp, a, b, n)| format!("consumer {c} jumped from {tp}@{a} to {tp}@{b}, skipping {n} offsets present in the final log"))
+        examples(&bad, |((g, gen, tp), m)| format!("group {g} generation {gen}: {tp} owned by {}", m.iter().copied().collect::<Vec<_>>().join(" and ")))
+    ))
+}
+
+/// committed-offset-monotonic: a group's accepted commits for a partition never go back. Commits
+/// are ordered only where real time orders them (one was acknowledged before the other was
+/// sent): a commit whose response was held up, e.g. by a partition, may be acknowledged after a
+/// later one was stored, so acknowledgement order alone would accuse a correct coordinator.
+pub fn committed_offset_monotonic(h: &History) -> CheckResult {
+    let mut by_tp: BTreeMap<(&str, &Tp), Vec<(&crate::history::Commit, i64)>> = BTreeMap::new();
+    for c in h.commits.iter().filter(|c| c.error.is_none()) {
+        for (tp, o) in &c.offsets {
+            by_tp.entry((c.group.as_str(), tp)).or_default().push((c, *o));
+        }
+    }
+    let accepted = h.commits.iter().filter(|c| c.error.is_none()).count();
+    let mut bad = Vec::new();
+    for ((g, tp), mut commits) in by_tp {
+        commits.sort_by_key(|(c, _)| c.at_ns);
+        // The highest offset among commits acknowledged before each point in time, as a
+        // running maximum over acknowledgement order.
+        let mut best: Vec<(u64, i64, u32, i32)> = Vec::with_capacity(commits.len());
+        for (c, o) in &commits {
+            let prev = best.last().map_or((i64::MIN, 0, 0), |b| (b.1, b.2, b.3));
+            best.push(if *o > prev.0 { (c.at_ns, *o, c.member, c.generation) } else { (c.at_ns, prev.0, prev.1, prev.2) });
+        }
+        for (c, o) in &commits {
+            // Commits acknowledged strictly before this one was sent.
+            let n = best.partition_point(|b| b.0 < c.sent_ns);
+            if n == 0 {
+                continue;
+            }
+            let (_, prev, by, gen) = best[n - 1];
+            if *o < prev {
+                bad.push((g.to_string(), tp.clone(), prev, by, gen, *o, c.member, c.generation, c.sent_ns));
+            }
+        }
+    }
+    if bad.is_empty() {
+        return CheckResult::held(format!("{accepted} accepted commits, none went back"));
+    }
+    CheckResult::violated(format!(
+        "{} commits went back: {}",
+        bad.len(),
+        examples(&bad, |(g, tp, prev, by, gen, o, m, mg, t)| format!(
+            "group {g} {tp}: consumer {m} (generation {mg}) committed {o}, sent at t={:.3}s after consumer {by} (generation {gen}) had committed {prev}",
+            *t as f64 / 1e9
+        ))
+    ))
+}
+
+/// generation-fencing: a commit sent with a generation older than one some member already held
+/// is rejected (the coordinator bumps the generation before any member can learn the new one, so
+/// accepting such a commit means a zombie's offsets were stored).
+pub fn generation_fencing(h: &History) -> CheckResult {
+    let mut newest: BTreeMap<&str, Vec<(u64, i32)>> = BTreeMap::new();
+    for a in &h.assignments {
+        newest.entry(a.group.as_str()).or_default().push((a.at_ns, a.generation));
+    }
+    let newer_before = |g: &str, t: u64, gen: i32| newest.get(g).is_some_and(|v| v.iter().any(|&(at, ng)| at < t && ng > gen));
+    let mut bad = Vec::new();
+    let (mut stale, mut rejected) = (0usize, 0usize);
+    for c in &h.commits {
+        if newer_before(&c.group, c.sent_ns, c.generation) {
+            stale += 1;
+            match &c.error {
+                None => bad.push(c),
+                Some(_) => rejected += 1,
+            }
+        }
+    }
+    if bad.is_empty() {
+        return CheckResult::held(format!("{stale} commits carried a superseded generation; all {rejected} rejected"));
+    }
+    CheckResult::violated(format!(
+        "{} commits with a superseded generation were accepted: {}",
+        bad.len(),
+        examples(&bad, |c| format!("consumer {} (generation {}) committed {:?} at t={:.3}s", c.member, c.generation, c.offsets, c.sent_ns as f64 / 1e9))
     ))
 }
 
@@ -312,8 +467,35 @@ pub fn liveness(h: &History) -> CheckResult {
             }
         }
     }
+    // Groups: the newest generation owns every subscribed partition again, and the group's
+    // progress reached each partition's log end.
+    for (g, tps) in &h.group_partitions {
+        let newest = h.assignments.iter().filter(|a| &a.group == g).map(|a| a.generation).max();
+        let Some(gen) = newest else {
+            problems.push(format!("group {g} never completed a rebalance"));
+            continue;
+        };
+        let mut latest: BTreeMap<u32, &Vec<Tp>> = BTreeMap::new();
+        for a in h.assignments.iter().filter(|a| &a.group == g && a.generation == gen) {
+            latest.insert(a.member, &a.tps);
+        }
+        let owned: BTreeSet<&Tp> = latest.values().flat_map(|v| v.iter()).collect();
+        let orphans: Vec<&Tp> = tps.iter().filter(|tp| !owned.contains(tp)).collect();
+        if !orphans.is_empty() {
+            problems.push(format!("group {g}: {} partitions owned by no member in its last generation {gen} ({})", orphans.len(), examples(&orphans, |t| t.to_string())));
+        }
+        for tp in tps {
+            if let Some(Some(log)) = h.final_logs.get(tp) {
+                let pos = h.group_positions.get(&(g.clone(), tp.clone())).copied().unwrap_or(-1);
+                if pos < log.log_end_offset {
+                    problems.push(format!("group {g} ended at {tp}@{pos}, behind the log end {}", log.log_end_offset));
+                }
+            }
+        }
+    }
     if problems.is_empty() {
-        CheckResult::held(format!("{resolved_ok} sends succeeded after the last fault healed; consumers caught up"))
+        let groups = if h.group_partitions.is_empty() { "" } else { "; every group owns all its partitions again" };
+        CheckResult::held(format!("{resolved_ok} sends succeeded after the last fault healed; consumers caught up{groups}"))
     } else {
         CheckResult::violated(problems.join("; "))
     }
@@ -349,6 +531,99 @@ mod tests {
         h.polls = vec![poll(0, &[(0, 10), (1, 11)]), poll(0, &[(2, 12)])];
         h.final_positions.insert((0, TP.into()), 3);
         with_final(h, &[(0, 10), (1, 11), (2, 12)])
+    }
+
+    /// A group g of members 0 and 1 on TP: generation 1 gives TP to member 0, generation 2 to
+    /// member 1 (member 0 committed 2 before the hand-over; member 1 commits 3).
+    fn group_history() -> History {
+        let mut h = good();
+        h.final_positions.clear();
+        h.group_members.insert(0, "g".into());
+        h.group_members.insert(1, "g".into());
+        h.group_partitions.insert("g".into(), vec![TP.into()]);
+        h.group_positions.insert(("g".into(), TP.into()), 3);
+        h.assignments = vec![assignment(0, 1, &[TP], 10), assignment(0, 1, &[], 40), assignment(1, 2, &[TP], 50)];
+        h.polls = vec![poll(0, &[(0, 10), (1, 11)]), poll(1, &[(2, 12)])];
+        h.commits = vec![commit(0, 1, 2, 20, 30, None), commit(1, 2, 3, 60, 70, None)];
+        h
+    }
+    fn assignment(member: u32, generation: i32, tps: &[&str], at_ns: u64) -> crate::history::Assignment {
+        crate::history::Assignment { member, group: "g".into(), member_id: format!("m{member}"), generation, tps: tps.iter().map(|t| t.to_string()).collect(), at_ns }
+    }
+    fn commit(member: u32, generation: i32, offset: i64, sent_ns: u64, at_ns: u64, error: Option<&str>) -> crate::history::Commit {
+        crate::history::Commit { member, group: "g".into(), member_id: format!("m{member}"), generation, offsets: vec![(TP.into(), offset)], sent_ns, at_ns, error: error.map(str::to_string) }
+    }
+
+    #[test]
+    fn a_clean_group_history_holds_everywhere() {
+        let h = group_history();
+        for c in CHECKS {
+            let r = run(c, &h).unwrap();
+            assert_eq!(r.outcome, Outcome::Held, "{c}: {}", r.detail);
+        }
+    }
+
+    #[test]
+    fn group_exclusive_fires_on_two_owners_in_one_generation_only() {
+        let mut h = group_history();
+        // Member 0 still believing it owns TP in generation 1 after generation 2 formed: fine.
+        h.assignments.push(assignment(0, 1, &[TP], 55));
+        assert_eq!(group_exclusive(&h).outcome, Outcome::Held);
+        h.assignments.push(assignment(0, 2, &[TP], 56));
+        let r = group_exclusive(&h);
+        assert_eq!(r.outcome, Outcome::Violated);
+        assert!(r.detail.contains("generation 2: t-0 owned by m0 and m1"), "{}", r.detail);
+    }
+
+    #[test]
+    fn committed_offsets_going_back_fire_only_when_real_time_orders_them() {
+        // A zombie's stale commit sent after the newer commit was acknowledged, and accepted.
+        let mut h = group_history();
+        h.commits.push(commit(0, 1, 1, 80, 90, None));
+        let r = committed_offset_monotonic(&h);
+        assert_eq!(r.outcome, Outcome::Violated);
+        assert!(r.detail.contains("consumer 0 (generation 1) committed 1"), "{}", r.detail);
+        // Rejected, it is harmless.
+        let mut h = group_history();
+        h.commits.push(commit(0, 1, 1, 80, 90, Some("UNKNOWN_MEMBER_ID")));
+        assert_eq!(committed_offset_monotonic(&h).outcome, Outcome::Held);
+        // Sent before the newer commit was acknowledged (its response held up): unordered.
+        let mut h = group_history();
+        h.commits.push(commit(0, 1, 2, 65, 200, None));
+        assert_eq!(committed_offset_monotonic(&h).outcome, Outcome::Held);
+    }
+
+    #[test]
+    fn generation_fencing_fires_on_an_accepted_superseded_generation() {
+        let mut h = group_history();
+        h.commits.push(commit(0, 1, 3, 80, 90, Some("ILLEGAL_GENERATION")));
+        let r = generation_fencing(&h);
+        assert_eq!(r.outcome, Outcome::Held);
+        assert!(r.detail.contains("1 commits carried a superseded generation; all 1 rejected"), "{}", r.detail);
+        h.commits.push(commit(0, 1, 3, 81, 91, None));
+        assert_eq!(generation_fencing(&h).outcome, Outcome::Violated);
+    }
+
+    #[test]
+    fn a_group_skipping_records_across_a_hand_over_is_a_poll_skip() {
+        // Member 1 took over at offset 2 but the group committed 3 with offset 1 never polled.
+        let mut h = group_history();
+        h.polls = vec![poll(0, &[(0, 10)]), poll(1, &[(2, 12)])];
+        let r = poll_skip(&h);
+        assert_eq!(r.outcome, Outcome::Violated);
+        assert!(r.detail.contains("group g committed t-0@3 but no member polled 1 offsets"), "{}", r.detail);
+    }
+
+    #[test]
+    fn group_liveness_needs_every_partition_owned_and_consumed() {
+        let mut h = group_history();
+        h.assignments.push(assignment(1, 3, &[], 80));
+        let r = liveness(&h);
+        assert_eq!(r.outcome, Outcome::Violated);
+        assert!(r.detail.contains("owned by no member in its last generation 3"), "{}", r.detail);
+        let mut h = group_history();
+        h.group_positions.insert(("g".into(), TP.into()), 2);
+        assert!(liveness(&h).detail.contains("group g ended at t-0@2, behind the log end 3"));
     }
 
     #[test]

@@ -56,6 +56,34 @@ pub struct FinalLog {
     pub records: Vec<(i64, u64)>,
 }
 
+/// A group member's assignment as it saw it, after a rebalance notice: the generation and member
+/// id it held then and every partition it owned (empty after a revocation or loss).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Assignment {
+    pub member: u32,
+    pub group: String,
+    pub member_id: String,
+    pub generation: i32,
+    pub tps: Vec<Tp>,
+    pub at_ns: u64,
+}
+
+/// An OffsetCommit a group member sent: what it carried and how it ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Commit {
+    pub member: u32,
+    pub group: String,
+    pub member_id: String,
+    /// The generation the member held when it sent the commit.
+    pub generation: i32,
+    /// Next offset to read, per partition.
+    pub offsets: Vec<(Tp, i64)>,
+    pub sent_ns: u64,
+    pub at_ns: u64,
+    /// `None` = accepted; otherwise the error the member got.
+    pub error: Option<String>,
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct History {
     pub sends: Vec<Send>,
@@ -68,6 +96,16 @@ pub struct History {
     pub last_heal_ns: Option<u64>,
     /// Why the run could not make progress, if it knows (e.g. the broker failed to start).
     pub stuck: Vec<String>,
+    /// Consumer-group runs: each member's assignments and commits, in the order they happened.
+    pub assignments: Vec<Assignment>,
+    pub commits: Vec<Commit>,
+    /// Group members: consumer index → group id. Their polls are checked per group across
+    /// rebalances, and their progress per group (`group_positions`), not per member.
+    pub group_members: BTreeMap<u32, String>,
+    /// Per group and partition: the furthest position any member reached.
+    pub group_positions: BTreeMap<(String, Tp), i64>,
+    /// Per group: the partitions it subscribes to (all must be owned again after the heal).
+    pub group_partitions: BTreeMap<String, Vec<Tp>>,
 }
 
 impl History {

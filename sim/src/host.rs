@@ -176,16 +176,20 @@ impl Host {
     }
 
     /// Network runs: cuts this host off from every other host of the fabric, both ways.
-    pub fn partition(&self) {
+    pub fn partition(&self, peers: &[String]) {
         if let Some(n) = &self.network {
-            n.net.partition(&self.name(), CLIENT_HOST);
+            for p in peers {
+                n.net.partition(&self.name(), p);
+            }
         }
     }
 
     /// Network runs: heals this host's partitions.
-    pub fn heal_partition(&self) {
+    pub fn heal_partition(&self, peers: &[String]) {
         if let Some(n) = &self.network {
-            n.net.heal_between(&self.name(), CLIENT_HOST);
+            for p in peers {
+                n.net.heal_between(&self.name(), p);
+            }
         }
     }
 

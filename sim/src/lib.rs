@@ -36,6 +36,8 @@ pub mod clientload;
 #[cfg(madsim)]
 pub mod host;
 #[cfg(madsim)]
+pub mod member;
+#[cfg(madsim)]
 pub mod netclient;
 #[cfg(madsim)]
 pub mod run;

@@ -19,7 +19,8 @@ use crate::history::{FinalLog, History};
 use crate::host::{Host, InProcess, NetSide};
 use crate::netclient::NetClient;
 use crate::metrics::{self, DiskSample};
-use crate::scenario::{Acks, DiskErrorKind, FaultAction, Mode, Scenario};
+use crate::member::MemberHost;
+use crate::scenario::{Acks, DiskErrorKind, FaultAction, Mode, Scenario, Target};
 use crate::trace::{hex, Tracer};
 use crate::workload::{decode_value, Consumer, Control, Producer};
 use crate::{exit, mode_description};
@@ -123,10 +124,34 @@ impl Sampler {
     }
 }
 
-fn apply(host: &Host, action: &FaultAction, rules: &mut BTreeMap<usize, disk_model::sim::FaultId>, i: usize, tracer: &Tracer, label: &str) {
+/// A fault on a group member's host (kill, restart, pause, partition from the brokers).
+fn apply_member(m: &MemberHost, action: &FaultAction, brokers: &[String], tracer: &Tracer, label: &str) {
+    tracer.event("fault", label);
+    match action {
+        FaultAction::Kill => m.kill(),
+        FaultAction::Restart => m.restart(),
+        FaultAction::Pause => m.pause(),
+        FaultAction::Leave => m.leave(),
+        FaultAction::Partition => m.partition_from(brokers),
+        other => tracer.event("fault-ignored", &format!("{label}: {other:?} does not apply to a group member")),
+    }
+}
+
+fn undo_member(m: &MemberHost, action: &FaultAction, brokers: &[String], tracer: &Tracer, label: &str) {
+    tracer.event("fault-end", label);
+    match action {
+        FaultAction::Pause => m.resume(),
+        FaultAction::Partition => m.heal_from(brokers),
+        _ => {}
+    }
+}
+
+fn apply(host: &Host, peers: &[String], action: &FaultAction, rules: &mut BTreeMap<usize, disk_model::sim::FaultId>, i: usize, tracer: &Tracer, label: &str) {
     tracer.event("fault", label);
     match action {
         FaultAction::Kill => host.kill(),
+        // Parsing allows `leave` for group members only.
+        FaultAction::Leave => tracer.event("fault-ignored", &format!("{label}: a broker cannot leave a group")),
         FaultAction::Restart => host.restart(),
         FaultAction::PowerLoss => host.power_loss(),
         FaultAction::Pause => host.pause(),
@@ -145,7 +170,7 @@ fn apply(host: &Host, action: &FaultAction, rules: &mut BTreeMap<usize, disk_mod
             rules.insert(i, host.disk.inject_fault(rule));
         }
         FaultAction::DropCaches => host.disk.drop_caches(),
-        FaultAction::Partition => host.partition(),
+        FaultAction::Partition => host.partition(peers),
         FaultAction::SlowNic { bps } => host.set_nic(Some(*bps)),
         FaultAction::CorruptSector { path } => {
             let hit = host.disk.corrupt_random_sector(Host::data_path(path.as_deref()));
@@ -154,11 +179,11 @@ fn apply(host: &Host, action: &FaultAction, rules: &mut BTreeMap<usize, disk_mod
     }
 }
 
-fn undo(host: &Host, action: &FaultAction, rules: &mut BTreeMap<usize, disk_model::sim::FaultId>, i: usize, tracer: &Tracer, label: &str) {
+fn undo(host: &Host, peers: &[String], action: &FaultAction, rules: &mut BTreeMap<usize, disk_model::sim::FaultId>, i: usize, tracer: &Tracer, label: &str) {
     tracer.event("fault-end", label);
     match action {
         FaultAction::Pause => host.resume(),
-        FaultAction::Partition => host.heal_partition(),
+        FaultAction::Partition => host.heal_partition(peers),
         FaultAction::SlowNic { .. } => host.set_nic(None),
         FaultAction::SlowDisk { .. } => host.disk.set_slow_factor(1),
         FaultAction::DiskError { .. } => {
@@ -168,6 +193,32 @@ fn undo(host: &Host, action: &FaultAction, rules: &mut BTreeMap<usize, disk_mode
         }
         _ => {}
     }
+}
+
+/// Consumer groups in `summary.json`: each member's assignments over time (what the member saw
+/// after each rebalance notice) and the commits, so rebalance times can be read off.
+fn group_summary(h: &History) -> Value {
+    let mut out = Map::new();
+    for g in h.group_partitions.keys() {
+        let timeline: Vec<Value> = h
+            .assignments
+            .iter()
+            .filter(|a| &a.group == g)
+            .map(|a| json!({"t_s": a.at_ns as f64 / 1e9, "member": format!("consumer-{}", a.member), "generation": a.generation, "partitions": a.tps}))
+            .collect();
+        let commits = h.commits.iter().filter(|c| &c.group == g);
+        let (accepted, rejected) = commits.fold((0u64, 0u64), |(a, r), c| if c.error.is_none() { (a + 1, r) } else { (a, r + 1) });
+        out.insert(
+            g.clone(),
+            json!({
+                "generations": h.assignments.iter().filter(|a| &a.group == g).map(|a| a.generation).max(),
+                "commits_accepted": accepted,
+                "commits_rejected": rejected,
+                "assignments": timeline,
+            }),
+        );
+    }
+    Value::Object(out)
 }
 
 /// The simulated part: must run inside a madsim runtime.
@@ -278,12 +329,28 @@ pub async fn simulate(sc: &Scenario, seed: u64, keep_trace: bool) -> RawRun {
         }
     }
     let mut cindex = 0u32;
+    let mut members: BTreeMap<u32, Arc<MemberHost>> = BTreeMap::new();
     for spec in &sc.consumers {
         let parts = partitions_of(&spec.topic);
         for k in 0..spec.count {
             // Static assignment: partitions dealt round-robin among this entry's consumers.
             let mine: Vec<_> = parts.iter().enumerate().filter(|(i, _)| *i as u32 % spec.count == k).map(|(_, tp)| tp.clone()).collect();
-            if mine.is_empty() {
+            if mine.is_empty() && spec.group.is_none() {
+                continue;
+            }
+            if let (Some(side), Some(group), Some(n)) = (&client_side, &spec.group, &net) {
+                // A group member: its own host, subscribing (the group assigns partitions).
+                let nic = net_model::sim::NicConfig::symmetric(sc.host.nic_bps);
+                let m = MemberHost::new(cindex, spec.clone(), group.clone(), k, n.clone(), nic, side.cpu.clone(), side.bootstrap.clone(), history.clone(), tracer.clone(), control.clone());
+                {
+                    let mut h = history.lock().unwrap_or_else(|p| p.into_inner());
+                    let g = spec.group_id.clone().unwrap_or_default();
+                    h.group_members.insert(cindex, g.clone());
+                    h.group_partitions.insert(g, parts.iter().map(|tp| tp.to_string()).collect());
+                }
+                m.start();
+                members.insert(cindex, m);
+                cindex += 1;
                 continue;
             }
             if let Some(side) = &client_side {
@@ -330,18 +397,39 @@ pub async fn simulate(sc: &Scenario, seed: u64, keep_trace: bool) -> RawRun {
     let mut active: BTreeMap<usize, ()> = BTreeMap::new();
     // When the last fault ended (a restart, or a fault's `for` elapsing): progress must follow.
     let mut last_heal_ns = 0u64;
+    let mut member_active: BTreeMap<usize, ()> = BTreeMap::new();
+    let broker_names = vec![host.name()];
+    // A partitioned broker is cut off from the client host and from every member's host.
+    let peers: Vec<String> = std::iter::once(crate::host::CLIENT_HOST.to_string()).chain(members.values().map(|m| m.name())).collect();
     for (t, start, i) in timeline {
         tracer.sleep_until_ns(t).await;
         let f = &sc.faults[i];
+        if let Target::Consumer(n) = f.target {
+            if let Some(m) = members.get(&n) {
+                if start {
+                    apply_member(m, &f.action, &broker_names, &tracer, &f.label);
+                    if f.action == FaultAction::Restart {
+                        last_heal_ns = t;
+                    } else {
+                        member_active.insert(i, ());
+                    }
+                } else {
+                    undo_member(m, &f.action, &broker_names, &tracer, &f.label);
+                    member_active.remove(&i);
+                    last_heal_ns = t;
+                }
+            }
+            continue;
+        }
         if start {
-            apply(&host, &f.action, &mut rules, i, &tracer, &f.label);
+            apply(&host, &peers, &f.action, &mut rules, i, &tracer, &f.label);
             if f.action == FaultAction::Restart {
                 last_heal_ns = t;
             } else if !matches!(f.action, FaultAction::DropCaches | FaultAction::CorruptSector { .. }) {
                 active.insert(i, ());
             }
         } else {
-            undo(&host, &f.action, &mut rules, i, &tracer, &f.label);
+            undo(&host, &peers, &f.action, &mut rules, i, &tracer, &f.label);
             active.remove(&i);
             last_heal_ns = t;
         }
@@ -358,13 +446,32 @@ pub async fn simulate(sc: &Scenario, seed: u64, keep_trace: bool) -> RawRun {
     }
     for (&i, _) in active.iter().rev() {
         let f = &sc.faults[i];
-        undo(&host, &f.action, &mut rules, i, &tracer, &f.label);
+        undo(&host, &peers, &f.action, &mut rules, i, &tracer, &f.label);
     }
     disk.clear_faults();
     disk.set_slow_factor(1);
     if !host.is_up() {
         tracer.event("heal", "restart broker-0");
         host.restart();
+    }
+    // Group members: end their pauses and partitions, bring killed ones back.
+    member_active.retain(|&i, _| !(matches!(sc.faults[i].action, FaultAction::Kill | FaultAction::Leave) && matches!(sc.faults[i].target, Target::Consumer(n) if members.get(&n).is_some_and(|m| m.is_running()))));
+    if !member_active.is_empty() || members.values().any(|m| !m.is_running()) {
+        last_heal_ns = duration_ns;
+    }
+    for (&i, _) in member_active.iter().rev() {
+        let f = &sc.faults[i];
+        if let Target::Consumer(n) = f.target {
+            if let Some(m) = members.get(&n) {
+                undo_member(m, &f.action, &broker_names, &tracer, &f.label);
+            }
+        }
+    }
+    for m in members.values() {
+        if !m.is_running() {
+            tracer.event("heal", &format!("restart {}", m.name()));
+            m.restart();
+        }
     }
     let heal_ns = last_heal_ns;
     tracer.event("heal", &format!("all faults ended (last at {heal_ns} ns); producers stopped sending new records"));
@@ -381,6 +488,17 @@ pub async fn simulate(sc: &Scenario, seed: u64, keep_trace: bool) -> RawRun {
         }
         let positions = control.positions.lock().unwrap_or_else(|p| p.into_inner()).clone();
         let mut caught_up = true;
+        let group_positions = control.group_positions.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        for spec in sc.consumers.iter().filter(|c| c.group.is_some()) {
+            let g = spec.group_id.clone().unwrap_or_default();
+            for tp in partitions_of(&spec.topic) {
+                let pos = group_positions.get(&(g.clone(), tp.clone())).copied().unwrap_or(-1);
+                match api.list_offsets(&tp, timeout).await {
+                    Ok((_, end)) if pos >= end => {}
+                    _ => caught_up = false,
+                }
+            }
+        }
         for ((_, tp), pos) in &positions {
             match api.list_offsets(tp, timeout).await {
                 Ok((_, end)) if *pos >= end => {}
@@ -553,6 +671,7 @@ pub fn conclude(sc: &Scenario, seed: u64, raw: RawRun, opts: &RunOptions, wall_s
             "last_heal_s": h.last_heal_ns.map(|n| n as f64 / 1e9),
             "stuck": h.stuck,
         },
+        "groups": group_summary(&h),
         "speed": {
             "simulated_s": sim_s,
             "wall_s": wall_s,

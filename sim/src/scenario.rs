@@ -131,11 +131,43 @@ pub struct ProducerSpec {
     pub idempotence: bool,
 }
 
+/// What a fault hits: a broker host, or a group member's host (`consumer-N`, N counting every
+/// consumer of the workload in file order).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Target {
+    Broker(u32),
+    Consumer(u32),
+}
+
+impl Target {
+    pub fn name(self) -> String {
+        match self {
+            Target::Broker(n) => format!("broker-{n}"),
+            Target::Consumer(n) => format!("consumer-{n}"),
+        }
+    }
+}
+
+/// A consumer group member's settings (Kafka's consumer config names).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupSpec {
+    pub session_timeout_ms: u64,
+    pub heartbeat_interval_ms: u64,
+    pub max_poll_interval_ms: u64,
+    pub rebalance_timeout_ms: Option<u64>,
+    /// `partition.assignment.strategy`, as written (comma-separated list).
+    pub assignment_strategy: String,
+    /// `group.instance.id` prefix: member k of the entry is `<prefix>-<k>` (static membership).
+    pub instance_id_prefix: Option<String>,
+}
+
 #[derive(Debug, Clone)]
 pub struct ConsumerSpec {
     pub count: u32,
     pub topic: String,
     pub group_id: Option<String>,
+    /// Group settings when `group.id` is set (network mode: each member on its own host).
+    pub group: Option<GroupSpec>,
     pub max_partition_fetch_bytes: usize,
     pub fetch_max_wait_ms: u64,
     pub auto_offset_reset: OffsetReset,
@@ -160,6 +192,8 @@ pub enum FaultAction {
     PowerLoss,
     /// The process stalls (a long GC pause) for `for`.
     Pause,
+    /// A group member shuts down cleanly: it sends LeaveGroup and stops (until `restart`).
+    Leave,
     SlowDisk { factor: u32 },
     DiskError { kind: DiskErrorKind, probability: f64, times: Option<u64>, path: Option<String> },
     DropCaches,
@@ -176,7 +210,7 @@ pub enum FaultAction {
 #[derive(Debug, Clone, PartialEq)]
 pub struct FaultSpec {
     pub at_ns: u64,
-    pub broker: u32,
+    pub target: Target,
     pub action: FaultAction,
     /// Undone after this long (pause, slow_disk, disk_error); `None` = until the run heals.
     pub for_ns: Option<u64>,
@@ -565,7 +599,14 @@ impl Scenario {
             let list = list.as_array().ok_or_else(|| invalid("workload.consumers", "expected a list"))?;
             for (i, cv) in list.iter().enumerate() {
                 let p = format!("workload.consumers[{i}]");
-                let o = obj(cv, &p, &["count", "topic", "group.id", "max.partition.fetch.bytes", "fetch.max.wait.ms", "auto.offset.reset", "retry.backoff.ms", "request.timeout.ms"])?;
+                let o = obj(
+                    cv,
+                    &p,
+                    &[
+                        "count", "topic", "group.id", "max.partition.fetch.bytes", "fetch.max.wait.ms", "auto.offset.reset", "retry.backoff.ms", "request.timeout.ms",
+                        "session.timeout.ms", "heartbeat.interval.ms", "max.poll.interval.ms", "partition.assignment.strategy", "group.instance.id",
+                    ],
+                )?;
                 let topic = o.string("topic", None)?;
                 topic_of(&topic, &o.p("topic"))?;
                 let auto_offset_reset = match o.string("auto.offset.reset", Some("earliest"))?.as_str() {
@@ -577,10 +618,50 @@ impl Scenario {
                     None => None,
                     Some(_) => Some(o.string("group.id", None)?),
                 };
+                const GROUP_KEYS: &[&str] = &["session.timeout.ms", "heartbeat.interval.ms", "max.poll.interval.ms", "partition.assignment.strategy", "group.instance.id"];
+                let group = match &group_id {
+                    None => {
+                        if let Some(k) = GROUP_KEYS.iter().find(|k| o.get(k).is_some()) {
+                            return Err(invalid(&o.p(k), "only with group.id"));
+                        }
+                        None
+                    }
+                    Some(g) => {
+                        if mode != Mode::Network {
+                            return Err(invalid(&o.p("group.id"), "consumer groups need cluster.mode = \"network\" (members are the client crate's consumers on their own hosts)"));
+                        }
+                        if g.is_empty() {
+                            return Err(invalid(&o.p("group.id"), "must not be empty"));
+                        }
+                        let session_timeout_ms = o.uint("session.timeout.ms", 45_000, 1, 3_600_000)?;
+                        let heartbeat_interval_ms = o.uint("heartbeat.interval.ms", 3_000, 1, 3_600_000)?;
+                        if heartbeat_interval_ms >= session_timeout_ms {
+                            return Err(invalid(&o.p("heartbeat.interval.ms"), "must be below session.timeout.ms"));
+                        }
+                        let assignment_strategy = o.string("partition.assignment.strategy", Some("range,cooperative-sticky"))?;
+                        for name in assignment_strategy.split(',').map(str::trim) {
+                            if !["range", "roundrobin", "sticky", "cooperative-sticky"].contains(&name) {
+                                return Err(invalid(&o.p("partition.assignment.strategy"), format!("unknown assignor {name}: expected range, roundrobin, sticky, cooperative-sticky")));
+                            }
+                        }
+                        Some(GroupSpec {
+                            session_timeout_ms,
+                            heartbeat_interval_ms,
+                            max_poll_interval_ms: o.uint("max.poll.interval.ms", 300_000, 1, 3_600_000)?,
+                            rebalance_timeout_ms: None,
+                            assignment_strategy,
+                            instance_id_prefix: match o.get("group.instance.id") {
+                                None => None,
+                                Some(_) => Some(o.string("group.instance.id", None)?),
+                            },
+                        })
+                    }
+                };
                 consumers.push(ConsumerSpec {
                     count: o.uint("count", 1, 1, 1000)? as u32,
                     topic,
                     group_id,
+                    group,
                     max_partition_fetch_bytes: o.uint("max.partition.fetch.bytes", 1 << 20, 1, 1 << 30)? as usize,
                     fetch_max_wait_ms: o.uint("fetch.max.wait.ms", 500, 0, 3_600_000)?,
                     auto_offset_reset,
@@ -590,12 +671,13 @@ impl Scenario {
             }
         }
 
-        // faults
+        // faults: targets are brokers or group members (consumer-N counts every consumer).
+        let members: Vec<bool> = consumers.iter().flat_map(|c| std::iter::repeat(c.group_id.is_some()).take(c.count as usize)).collect();
         let mut faults = Vec::new();
         if let Some(list) = top.get("faults") {
             let list = list.as_array().ok_or_else(|| invalid("faults", "expected a list"))?;
             for (i, fv) in list.iter().enumerate() {
-                faults.push(parse_fault(fv, &format!("faults[{i}]"), brokers, duration_s, mode)?);
+                faults.push(parse_fault(fv, &format!("faults[{i}]"), brokers, &members, duration_s, mode)?);
             }
         }
         // Stable: same time keeps file order.
@@ -719,7 +801,16 @@ impl Scenario {
                     "count": c.count,
                     "topic": c.topic,
                     "group.id": c.group_id,
-                    "assignment": "static: partitions dealt round-robin to the consumers of this entry (no group protocol yet)",
+                    "assignment": match &c.group {
+                        None => "static: partitions dealt round-robin to the consumers of this entry".to_string(),
+                        Some(_) => "group: the client crate's group member (classic protocol), each member on its own host, committing after every poll".to_string(),
+                    },
+                    "session.timeout.ms": c.group.as_ref().map(|g| g.session_timeout_ms),
+                    "heartbeat.interval.ms": c.group.as_ref().map(|g| g.heartbeat_interval_ms),
+                    "max.poll.interval.ms": c.group.as_ref().map(|g| g.max_poll_interval_ms),
+                    "partition.assignment.strategy": c.group.as_ref().map(|g| g.assignment_strategy.clone()),
+                    "group.instance.id": c.group.as_ref().and_then(|g| g.instance_id_prefix.clone()),
+                    "enable.auto.commit": c.group.as_ref().map(|_| false),
                     "max.partition.fetch.bytes": c.max_partition_fetch_bytes,
                     "fetch.max.wait.ms": c.fetch_max_wait_ms,
                     "auto.offset.reset": match c.auto_offset_reset { OffsetReset::Earliest => "earliest", OffsetReset::Latest => "latest" },
@@ -890,8 +981,20 @@ fn parse_broker_ref(v: &Value, path: &str, brokers: u32) -> R<u32> {
     Ok(n)
 }
 
-fn parse_fault(v: &Value, path: &str, brokers: u32, duration_s: u64, mode: Mode) -> R<FaultSpec> {
-    const ACTIONS: &[&str] = &["kill", "restart", "power_loss", "pause", "slow_disk", "disk_error", "drop_caches", "corrupt_sector", "partition", "slow_nic"];
+fn parse_target(v: &Value, path: &str, brokers: u32, members: &[bool]) -> R<Target> {
+    if let Some(n) = v.as_str().and_then(|s| s.strip_prefix("consumer-")) {
+        let n: u32 = n.parse().map_err(|_| invalid(path, "expected a broker like \"broker-0\" or a group member like \"consumer-0\""))?;
+        return match members.get(n as usize) {
+            Some(true) => Ok(Target::Consumer(n)),
+            Some(false) => Err(invalid(path, format!("consumer-{n} has no group.id: faults hit group members only (they run on their own hosts)"))),
+            None => Err(invalid(path, format!("no consumer-{n}: the workload has {} consumer(s)", members.len()))),
+        };
+    }
+    parse_broker_ref(v, path, brokers).map(Target::Broker)
+}
+
+fn parse_fault(v: &Value, path: &str, brokers: u32, members: &[bool], duration_s: u64, mode: Mode) -> R<FaultSpec> {
+    const ACTIONS: &[&str] = &["kill", "restart", "power_loss", "pause", "leave", "slow_disk", "disk_error", "drop_caches", "corrupt_sector", "partition", "slow_nic"];
     let m = v.as_object().ok_or_else(|| invalid(path, "expected an object"))?;
     let actions: Vec<&str> = ACTIONS.iter().copied().filter(|a| m.contains_key(*a)).collect();
     let [action] = actions[..] else {
@@ -911,7 +1014,13 @@ fn parse_fault(v: &Value, path: &str, brokers: u32, duration_s: u64, mode: Mode)
     if at_ns >= duration_s * 1_000_000_000 {
         return Err(invalid(&o.p("at"), format!("must be before the end of the run ({duration_s}s)")));
     }
-    let broker = parse_broker_ref(o.req(action)?, &o.p(action), brokers)?;
+    let target = parse_target(o.req(action)?, &o.p(action), brokers, members)?;
+    if matches!(target, Target::Consumer(_)) && !["kill", "restart", "pause", "partition", "leave"].contains(&action) {
+        return Err(invalid(&o.p(action), "a group member can be killed, restarted, paused, partitioned or leave (it has no disk)"));
+    }
+    if action == "leave" && !matches!(target, Target::Consumer(_)) {
+        return Err(invalid(&o.p(action), "only a group member (consumer-N) can leave"));
+    }
     let for_ns = match o.get("for") {
         None => None,
         Some(v) => Some(parse_duration_ns(v, &o.p("for"))?),
@@ -919,6 +1028,7 @@ fn parse_fault(v: &Value, path: &str, brokers: u32, duration_s: u64, mode: Mode)
     let action_v = match action {
         "kill" => FaultAction::Kill,
         "restart" => FaultAction::Restart,
+        "leave" => FaultAction::Leave,
         "power_loss" => FaultAction::PowerLoss,
         "pause" => {
             if for_ns.is_none() {
@@ -965,7 +1075,7 @@ fn parse_fault(v: &Value, path: &str, brokers: u32, duration_s: u64, mode: Mode)
         "corrupt_sector" => FaultAction::CorruptSector { path: match o.get("path") { None => None, Some(_) => Some(o.string("path", None)?) } },
         _ => unreachable!("action list is closed"),
     };
-    let mut label = format!("{action} broker-{broker}");
+    let mut label = format!("{action} {}", target.name());
     match &action_v {
         FaultAction::SlowDisk { factor } => label.push_str(&format!(" x{factor}")),
         FaultAction::SlowNic { bps } => label.push_str(&format!(" {bps}bps")),
@@ -975,7 +1085,7 @@ fn parse_fault(v: &Value, path: &str, brokers: u32, duration_s: u64, mode: Mode)
     if let Some(f) = for_ns {
         label.push_str(&format!(" for {}ms", f / 1_000_000));
     }
-    Ok(FaultSpec { at_ns, broker, action: action_v, for_ns, label })
+    Ok(FaultSpec { at_ns, target, action: action_v, for_ns, label })
 }
 
 #[cfg(test)]

@@ -64,6 +64,8 @@ pub struct Control {
     pub producers_running: AtomicU32,
     /// Consumer positions, (consumer, tp) → next offset.
     pub positions: Mutex<BTreeMap<(u32, TopicPartition), i64>>,
+    /// Consumer groups: (group, tp) → the furthest committed offset of any member.
+    pub group_positions: Mutex<BTreeMap<(String, TopicPartition), i64>>,
 }
 
 pub struct Producer {

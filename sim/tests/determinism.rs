@@ -22,7 +22,7 @@ fn hash(name: &str, seed: u64) -> (String, i32) {
 
 #[test]
 fn same_seed_same_hash_different_seed_different_hash() {
-    for name in ["quickstart", "quickstart-storage"] {
+    for name in ["quickstart", "quickstart-storage", "group-zombie-commit"] {
         let (a, _) = hash(name, 7);
         let (b, _) = hash(name, 7);
         let (c, _) = hash(name, 8);
@@ -69,7 +69,7 @@ fn quickstart_storage_baseline_hash() {
 
 #[test]
 fn shipped_scenarios_meet_their_expectations() {
-    for name in ["quickstart", "quickstart-storage", "network-partition-retries", "network-partition-idempotent", "power-loss-acks1-noflush", "power-loss-flush1", "slow-disk", "page-cache-pressure"] {
+    for name in ["quickstart", "quickstart-storage", "network-partition-retries", "network-partition-idempotent", "group-rebalance", "group-zombie-commit", "group-coordinator-restart", "group-leave", "power-loss-acks1-noflush", "power-loss-flush1", "slow-disk", "page-cache-pressure"] {
         let sc = scenario(name);
         let out = run(&sc, sc.seed, &opts(name));
         assert_eq!(out.exit_code, 0, "{name}: {}", serde_json::to_string_pretty(&out.summary["checks"]).unwrap_or_default());

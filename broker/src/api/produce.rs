@@ -20,6 +20,8 @@ fn log_error_code(e: &LogError) -> i16 {
         LogError::InvalidBatch { source: BatchError::TooLarge { .. }, .. } => error_code::MESSAGE_TOO_LARGE,
         LogError::InvalidBatch { source: BatchError::UnsupportedMagic { .. }, .. } => error_code::UNSUPPORTED_FOR_MESSAGE_FORMAT,
         LogError::InvalidBatch { source: BatchError::BadRecordCount { .. }, .. } => error_code::INVALID_RECORD,
+        LogError::KeylessRecord { .. } => error_code::INVALID_RECORD,
+        LogError::InvalidRecords { .. } => error_code::CORRUPT_MESSAGE,
         LogError::InvalidBatch { .. } | LogError::EmptyAppend => error_code::CORRUPT_MESSAGE,
         LogError::Io(_) | LogError::Offline { .. } | LogError::Corrupt { .. } => error_code::KAFKA_STORAGE_ERROR,
         LogError::NonContiguousAppend { .. } | LogError::OffsetOutOfRange { .. } => error_code::UNKNOWN_SERVER_ERROR,

@@ -50,6 +50,8 @@ struct Inner {
     next_req: ReqId,
     next_member: u64,
     timers_started: bool,
+    /// When the timer task next purges expired offsets and dead groups.
+    next_cleanup_ms: Option<i64>,
 }
 
 /// One offset to commit.
@@ -93,6 +95,7 @@ impl Coordinator {
                 next_req: 1,
                 next_member: 0,
                 timers_started: false,
+                next_cleanup_ms: None,
             }),
             wake: Notify::new(),
             runtime: StdMutex::new(None),
@@ -105,7 +108,7 @@ impl Coordinator {
         *self.runtime.lock().unwrap_or_else(|p| p.into_inner()) = Some((broker, shutdown));
         // Nobody else holds the lock this early; if someone does, their request starts the timers.
         if let Ok(mut inner) = self.inner.try_lock() {
-            if inner.groups.values().any(|g| g.member_count() > 0) {
+            if !inner.groups.is_empty() {
                 self.ensure_timers(&mut inner);
             }
         }
@@ -229,6 +232,7 @@ impl Coordinator {
         let rt = self.runtime.lock().unwrap_or_else(|p| p.into_inner()).clone();
         if let Some((broker, shutdown)) = rt {
             inner.timers_started = true;
+            inner.next_cleanup_ms = Some(now_ms() + self.config.offsets_retention_check_interval_ms);
             tokio::spawn(run_timers(broker, shutdown));
         }
     }
@@ -254,7 +258,9 @@ impl Coordinator {
             let new_id = format!("{}-{:x}-{}", truncate(&r.client_id, 200), now, inner.next_member);
             let cfg = &self.config;
             let g = inner.groups.entry(group.to_string()).or_insert_with(|| Group::new(group, now));
+            let before = Shape::of(g);
             let fx = g.join(req, r, &new_id, now, cfg);
+            before.log_change(g, "join");
             self.run_effects(broker, &mut inner, p, fx).await;
             forget_if_unused(&mut inner, group);
             rx
@@ -292,7 +298,9 @@ impl Coordinator {
             inner.next_req += 1;
             let (tx, rx) = oneshot::channel();
             let g = inner.groups.get_mut(group).expect("checked above");
+            let before = Shape::of(g);
             let fx = g.sync(req, generation, member_id, instance_id, protocol_type, protocol, assignments, now, &self.config);
+            before.log_change(g, "sync");
             inner.waiters.insert(req, Waiter::Sync(tx));
             self.run_effects(broker, &mut inner, p, fx).await;
             rx
@@ -326,7 +334,9 @@ impl Coordinator {
         let Some(g) = inner.groups.get_mut(group) else {
             return Ok(vec![codes::UNKNOWN_MEMBER_ID; leavers.len()]);
         };
+        let before = Shape::of(g);
         let (codes_out, fx) = g.leave(leavers, now_ms());
+        before.log_change(g, "leave");
         self.run_effects(broker, &mut inner, p, fx).await;
         drop(inner);
         self.wake.notify_one();
@@ -346,6 +356,7 @@ impl Coordinator {
         self.validate_group_id(group)?;
         let mut inner = self.inner.lock().await;
         let p = inner.owned(group)?;
+        self.ensure_timers(&mut inner);
         let now = now_ms();
         if !inner.groups.contains_key(group) {
             if generation >= 0 || !member_id.is_empty() {
@@ -378,7 +389,7 @@ impl Coordinator {
             out.push(ec::NONE);
         }
         if !records.is_empty() {
-            if let Err(e) = append(broker, inner.num_partitions, p, records).await {
+            if let Err(e) = append(broker, self.topic_configs(inner.num_partitions), p, records).await {
                 tracing::warn!(group, error = %e, "offset commit not stored");
                 for (i, ..) in &accepted {
                     out[*i] = codes::COORDINATOR_NOT_AVAILABLE;
@@ -466,7 +477,7 @@ impl Coordinator {
             match e {
                 Effect::Persist(snap) => {
                     let rec = vec![(offsets_topic::group_key(&snap.group_id), Some(offsets_topic::group_value(&snap)))];
-                    if let Err(e) = append(broker, inner.num_partitions, p, rec).await {
+                    if let Err(e) = append(broker, self.topic_configs(inner.num_partitions), p, rec).await {
                         tracing::warn!(group = %snap.group_id, error = %e, "group metadata not stored");
                         failed = true;
                     }
@@ -476,22 +487,69 @@ impl Coordinator {
         }
     }
 
+    /// How `__consumer_offsets` is created (at its first write): partitions and topic configs.
+    fn topic_configs(&self, partitions: i32) -> (i32, BTreeMap<String, String>) {
+        let configs = BTreeMap::from([
+            ("cleanup.policy".to_string(), "compact".to_string()),
+            ("segment.bytes".to_string(), self.config.offsets_topic_segment_bytes.to_string()),
+        ]);
+        (partitions, configs)
+    }
+
     /// Timer work: expires sessions and phases of every group whose deadline passed.
     async fn tick(&self, broker: &Broker) {
         let mut inner = self.inner.lock().await;
         let now = now_ms();
+        if inner.next_cleanup_ms.is_some_and(|d| d <= now) {
+            self.cleanup(broker, &mut inner, now).await;
+            inner.next_cleanup_ms = Some(now + self.config.offsets_retention_check_interval_ms);
+        }
         let due: Vec<String> = inner.groups.iter().filter(|(_, g)| g.next_deadline_ms().is_some_and(|d| d <= now)).map(|(id, _)| id.clone()).collect();
         for id in due {
             let n = inner.num_partitions;
             let Some(g) = inner.groups.get_mut(&id) else { continue };
+            let before = Shape::of(g);
             let fx = g.tick(now);
+            before.log_change(g, "timeout");
             self.run_effects(broker, &mut inner, partition_for(&id, n), fx).await;
         }
     }
 
     async fn next_deadline(&self) -> Option<i64> {
         let inner = self.inner.lock().await;
-        inner.groups.values().filter_map(|g| g.next_deadline_ms()).min()
+        inner.groups.values().filter_map(|g| g.next_deadline_ms()).chain(inner.next_cleanup_ms).min()
+    }
+
+    /// Offset expiry and group deletion, with tombstones so a reload agrees (Kafka's
+    /// `cleanupGroupMetadata`).
+    async fn cleanup(&self, broker: &Broker, inner: &mut Inner, now: i64) {
+        let n = inner.num_partitions;
+        let ids: Vec<String> = inner.groups.keys().cloned().collect();
+        let mut purged = (0usize, 0usize);
+        for id in ids {
+            let p = partition_for(&id, n);
+            if inner.partitions.get(&p) != Some(&Ownership::Loaded) {
+                continue;
+            }
+            let Some(g) = inner.groups.get_mut(&id) else { continue };
+            let expired = g.expire_offsets(now, self.config.offsets_retention_ms);
+            let deleted = g.try_delete(now);
+            let mut recs: Vec<(Bytes, Option<Bytes>)> = expired.iter().map(|(t, part)| (offsets_topic::offset_key(&id, t, *part), None)).collect();
+            if deleted {
+                recs.push((offsets_topic::group_key(&id), None));
+                inner.groups.remove(&id);
+            }
+            purged.0 += expired.len();
+            purged.1 += deleted as usize;
+            if !recs.is_empty() {
+                if let Err(e) = append(broker, self.topic_configs(n), p, recs).await {
+                    tracing::warn!(group = %id, error = %e, "tombstones not stored");
+                }
+            }
+        }
+        if purged != (0, 0) {
+            tracing::info!(offsets = purged.0, groups = purged.1, "expired offsets and removed empty groups");
+        }
     }
 }
 
@@ -512,6 +570,34 @@ impl Inner {
             None => Err(codes::NOT_COORDINATOR),
         }
     }
+}
+
+/// What operators want logged about a group: state, generation, member count.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Shape {
+    state: GroupState,
+    generation: i32,
+    members: usize,
+}
+
+impl Shape {
+    fn of(g: &Group) -> Self {
+        Self { state: g.state(), generation: g.generation(), members: g.member_count() }
+    }
+
+    fn log_change(self, g: &Group, cause: &str) {
+        let now = Shape::of(g);
+        if now != self {
+            tracing::info!(
+                group = %g.id, cause, from = g_state(self.state), to = g_state(now.state), generation = now.generation,
+                members = now.members, was_members = self.members, "group changed"
+            );
+        }
+    }
+}
+
+fn g_state(s: GroupState) -> &'static str {
+    s.name()
 }
 
 fn forget_if_unused(inner: &mut Inner, group: &str) {
@@ -601,7 +687,7 @@ async fn read_partition(log: &Log, mut offset: i64, budget: Option<usize>, loade
 }
 
 /// Appends records to offsets partition `p` (creating the compacted topic at first use).
-async fn append(broker: &Broker, num_partitions: i32, p: i32, records: Vec<(Bytes, Option<Bytes>)>) -> Result<(), String> {
+async fn append(broker: &Broker, topic: (i32, BTreeMap<String, String>), p: i32, records: Vec<(Bytes, Option<Bytes>)>) -> Result<(), String> {
     let now = now_ms();
     let mut b = BatchBuilder::new(BytesMut::new(), Compression::None, usize::MAX);
     for (k, v) in &records {
@@ -610,7 +696,7 @@ async fn append(broker: &Broker, num_partitions: i32, p: i32, records: Vec<(Byte
     let mut buf = b.finish().map_err(|e| e.to_string())?;
     let mut state = broker.lock().await;
     if !state.registry.topics.contains_key(OFFSETS_TOPIC) {
-        let configs = BTreeMap::from([("cleanup.policy".to_string(), "compact".to_string())]);
+        let (num_partitions, configs) = topic;
         broker.create_topic(&mut state, OFFSETS_TOPIC, num_partitions, configs).await.map_err(|(code, msg)| format!("creating {OFFSETS_TOPIC}: {msg} ({code})"))?;
     }
     let tp = TopicPartition::new(OFFSETS_TOPIC, p);

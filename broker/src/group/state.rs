@@ -91,6 +91,17 @@ pub struct GroupConfig {
     pub protocols_max: usize,
     /// Group id length.
     pub group_id_bytes_max: usize,
+    /// Member ids handed out with MEMBER_ID_REQUIRED and not yet used, per group (each lives a
+    /// session timeout; without a cap a client looping on JoinGroup could grow this freely).
+    pub pending_members_max: usize,
+    /// `offsets.retention.minutes`, in ms: how long the offsets of an Empty group (or of a simple
+    /// consumer, by commit time) are kept (KIP-211).
+    pub offsets_retention_ms: i64,
+    /// `offsets.retention.check.interval.ms`: how often expired offsets and dead groups are purged.
+    pub offsets_retention_check_interval_ms: i64,
+    /// `offsets.topic.segment.bytes`: smaller than other topics' so the cleaner (which never
+    /// touches the active segment) gets to compact it.
+    pub offsets_topic_segment_bytes: i64,
 }
 
 impl Default for GroupConfig {
@@ -104,6 +115,10 @@ impl Default for GroupConfig {
             member_bytes_max: 1 << 20,
             protocols_max: 64,
             group_id_bytes_max: 1024,
+            pending_members_max: 10_000,
+            offsets_retention_ms: 7 * 24 * 3600 * 1000,
+            offsets_retention_check_interval_ms: 600_000,
+            offsets_topic_segment_bytes: 100 << 20,
         }
     }
 }
@@ -370,6 +385,37 @@ impl Group {
         self.state == GroupState::Empty && self.members.is_empty() && self.pending.is_empty() && self.offsets.is_empty() && self.generation == 0
     }
 
+    /// Offset expiry (KIP-211): an Empty group's offsets expire `retention_ms` after the group
+    /// became Empty; a simple consumer's (no protocol type) `retention_ms` after each commit.
+    /// Groups with members keep their offsets. Returns the expired (topic, partition)s.
+    pub fn expire_offsets(&mut self, now_ms: i64, retention_ms: i64) -> Vec<(String, i32)> {
+        if self.state != GroupState::Empty {
+            return vec![];
+        }
+        let simple = self.protocol_type.is_none();
+        let since = self.state_timestamp_ms;
+        let expired: Vec<(String, i32)> = self
+            .offsets
+            .iter()
+            .filter(|(_, o)| (if simple { o.commit_timestamp_ms } else { since }).saturating_add(retention_ms) <= now_ms)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in &expired {
+            self.offsets.remove(k);
+        }
+        expired
+    }
+
+    /// An Empty group without offsets is deleted (Kafka writes its tombstone): true if it went
+    /// Dead now.
+    pub fn try_delete(&mut self, now_ms: i64) -> bool {
+        if self.state == GroupState::Empty && self.offsets.is_empty() && self.pending.is_empty() && self.members.is_empty() {
+            self.transition(GroupState::Dead, now_ms);
+            return true;
+        }
+        false
+    }
+
     /// Every waiting request (join or sync), for failing them all at unload/shutdown.
     pub fn waiters(&self) -> Vec<ReqId> {
         self.members.values().flat_map(|m| m.join_waiter.into_iter().chain(m.sync_waiter)).collect()
@@ -510,7 +556,7 @@ impl Group {
                 self.static_members.remove(&instance);
             }
         } else if r.require_known_member_id {
-            if self.members.len() + self.pending.len() >= cfg.members_max {
+            if self.members.len() + self.pending.len() >= cfg.members_max || self.pending.len() >= cfg.pending_members_max {
                 fx.push(Effect::Join(req_id, JoinOutcome::error(GROUP_MAX_SIZE_REACHED, "")));
                 return;
             }
@@ -523,7 +569,7 @@ impl Group {
             fx.push(Effect::Join(req_id, JoinOutcome::error(GROUP_MAX_SIZE_REACHED, "")));
             return;
         }
-        self.add_member_and_rebalance(req_id, new_id, r, now_ms, cfg, fx);
+        self.add_member_and_rebalance(req_id, new_id, r, now_ms, fx);
     }
 
     fn join_known(&mut self, req_id: ReqId, r: JoinRequest, now_ms: i64, cfg: &GroupConfig, fx: &mut Vec<Effect>) {
@@ -534,7 +580,7 @@ impl Group {
                 fx.push(Effect::Join(req_id, JoinOutcome::error(GROUP_MAX_SIZE_REACHED, &id)));
                 return;
             }
-            self.add_member_and_rebalance(req_id, &id, r, now_ms, cfg, fx);
+            self.add_member_and_rebalance(req_id, &id, r, now_ms, fx);
             return;
         }
         if self.fenced(r.instance_id.as_deref(), &id) {
@@ -551,7 +597,7 @@ impl Group {
         };
         match self.state {
             GroupState::PreparingRebalance => {
-                self.update_member(&id, r, now_ms, fx);
+                self.update_member(&id, r, now_ms);
                 self.set_join_waiter(&id, req_id, fx);
                 self.maybe_complete_join(now_ms, fx);
             }
@@ -563,7 +609,7 @@ impl Group {
                 fx.push(Effect::Join(req_id, self.join_outcome(&id, with_members)));
             }
             _ => {
-                self.update_member(&id, r, now_ms, fx);
+                self.update_member(&id, r, now_ms);
                 self.prepare_rebalance(now_ms, fx);
                 self.set_join_waiter(&id, req_id, fx);
                 self.maybe_complete_join(now_ms, fx);
@@ -605,12 +651,12 @@ impl Group {
                 fx.push(Effect::Join(req_id, self.join_outcome(new_id, is_leader)));
             }
             GroupState::PreparingRebalance => {
-                self.update_member(new_id, r, now_ms, fx);
+                self.update_member(new_id, r, now_ms);
                 self.set_join_waiter(new_id, req_id, fx);
                 self.maybe_complete_join(now_ms, fx);
             }
             _ => {
-                self.update_member(new_id, r, now_ms, fx);
+                self.update_member(new_id, r, now_ms);
                 self.prepare_rebalance(now_ms, fx);
                 self.set_join_waiter(new_id, req_id, fx);
                 self.maybe_complete_join(now_ms, fx);
@@ -618,8 +664,7 @@ impl Group {
         }
     }
 
-    fn add_member_and_rebalance(&mut self, req_id: ReqId, id: &str, r: JoinRequest, now_ms: i64, cfg: &GroupConfig, fx: &mut Vec<Effect>) {
-        let _ = cfg;
+    fn add_member_and_rebalance(&mut self, req_id: ReqId, id: &str, r: JoinRequest, now_ms: i64, fx: &mut Vec<Effect>) {
         if self.members.is_empty() {
             self.protocol_type = Some(r.protocol_type.clone());
         }
@@ -658,7 +703,7 @@ impl Group {
         self.maybe_complete_join(now_ms, fx);
     }
 
-    fn update_member(&mut self, id: &str, r: JoinRequest, now_ms: i64, _fx: &mut [Effect]) {
+    fn update_member(&mut self, id: &str, r: JoinRequest, now_ms: i64) {
         if let Some(m) = self.members.get_mut(id) {
             m.protocols = r.protocols;
             m.session_timeout_ms = r.session_timeout_ms;
@@ -1404,6 +1449,32 @@ mod tests {
         r.protocols = protocols(1);
         let fx = g.join(5, r, "a3", 20, &cfg);
         assert!(fx.iter().any(|e| matches!(e, Effect::Join(5, o) if o.generation == 2)));
+    }
+
+    #[test]
+    fn offsets_expire_only_in_empty_groups() {
+        let cfg = cfg0();
+        let o = |ts| Some(CommittedOffset { offset: 1, leader_epoch: -1, metadata: String::new(), commit_timestamp_ms: ts });
+        // A simple consumer's offsets expire by commit time.
+        let mut simple = Group::new("s", 0);
+        simple.apply_offset("t", 0, o(0));
+        simple.apply_offset("t", 1, o(500));
+        assert_eq!(simple.expire_offsets(999, 1000), vec![]);
+        assert_eq!(simple.expire_offsets(1000, 1000), vec![("t".to_string(), 0)]);
+        assert!(!simple.try_delete(1000));
+        assert_eq!(simple.expire_offsets(1500, 1000).len(), 1);
+        assert!(simple.try_delete(1500));
+        assert_eq!(simple.state(), GroupState::Dead);
+        // A consumer group keeps offsets while it has members; once Empty, from that moment.
+        let mut g = Group::new("g", 0);
+        let _ = g.join(1, join_req("", false), "a", 0, &cfg);
+        g.apply_offset("t", 0, o(0));
+        assert_eq!(g.expire_offsets(10_000, 1000), vec![]);
+        let _ = g.leave(&[Leaver { member_id: "a".into(), instance_id: None }], 20_000);
+        assert_eq!(g.state(), GroupState::Empty);
+        assert_eq!(g.expire_offsets(20_999, 1000), vec![]);
+        assert_eq!(g.expire_offsets(21_000, 1000).len(), 1);
+        assert!(g.try_delete(21_000));
     }
 
     #[test]

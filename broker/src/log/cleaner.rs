@@ -191,6 +191,18 @@ fn records_body(batch: &Bytes, h: &BatchHeader) -> Result<Bytes, String> {
     }
 }
 
+/// The index of the first record without a key in a whole v2 batch, if any (control batches
+/// have keys by construction and are skipped). `Err` if the records do not decode.
+pub fn first_keyless_record(batch: &[u8]) -> Result<Option<usize>, String> {
+    let h = BatchHeader::parse(batch).map_err(|e| e.to_string())?;
+    if h.is_control() || batch.len() < h.size() {
+        return Ok(None);
+    }
+    let batch = Bytes::copy_from_slice(&batch[..h.size()]);
+    let body = records_body(&batch, &h)?;
+    Ok(parse_records(&body, h.record_count)?.iter().position(|r| r.key.is_none()))
+}
+
 /// What filtering did to one batch.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Filtered {
@@ -640,7 +652,7 @@ impl CleanJob {
     }
 
     /// Drops the job, deleting a cleaned segment that will not be installed.
-    pub async fn abort(self, cleaned: Option<Segment>) {
+    pub async fn abort(&self, cleaned: Option<Segment>) {
         if let Some(seg) = cleaned {
             let base = seg.base_offset;
             drop(seg);

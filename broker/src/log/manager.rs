@@ -5,6 +5,7 @@
 //!   .kafka_cleanshutdown               present only after a clean shutdown
 //!   recovery-point-offset-checkpoint   topic partition offset: below it, data is durable
 //!   log-start-offset-checkpoint        topic partition offset: first offset still readable
+//!   cleaner-offset-checkpoint          topic partition offset: the cleaner's first dirty offset
 //!   <topic>-<partition>/               one partition log (see `partition_log`)
 //! ```
 //!
@@ -25,6 +26,8 @@ use super::partition_log::{Log, LogError, OpenOptions, RecoveryReport};
 pub const CLEAN_SHUTDOWN_FILE: &str = ".kafka_cleanshutdown";
 pub const RECOVERY_POINT_FILE: &str = "recovery-point-offset-checkpoint";
 pub const LOG_START_FILE: &str = "log-start-offset-checkpoint";
+/// The log cleaner's first dirty offset per compacted partition (Kafka's name and format).
+pub const CLEANER_CHECKPOINT_FILE: &str = "cleaner-offset-checkpoint";
 /// Partitions a checkpoint file may list (bounds what a corrupt count makes us believe).
 const CHECKPOINT_ENTRIES_MAX: usize = 1_000_000;
 
@@ -138,6 +141,8 @@ impl LogManager {
         let was_clean = storage.exists(&marker).await?;
         let recovery_points = load_offsets(storage.as_ref(), &root.join(RECOVERY_POINT_FILE)).await?;
         let log_starts = load_offsets(storage.as_ref(), &root.join(LOG_START_FILE)).await?;
+        // Losing it only makes the next clean start from the log start.
+        let cleaner_points = load_offsets(storage.as_ref(), &root.join(CLEANER_CHECKPOINT_FILE)).await?;
         let mut logs = BTreeMap::new();
         let mut reports = BTreeMap::new();
         for entry in storage.list_dir(root).await? {
@@ -153,7 +158,10 @@ impl LogManager {
                 recovery_point: recovery_points.get(&tp).copied().unwrap_or(0),
                 log_start_offset: log_starts.get(&tp).copied().unwrap_or(0),
             };
-            let (log, report) = Log::open(storage.clone(), &root.join(&entry.name), config_for(&tp.topic), options, now_ms).await?;
+            let (mut log, report) = Log::open(storage.clone(), &root.join(&entry.name), config_for(&tp.topic), options, now_ms).await?;
+            if let Some(c) = cleaner_points.get(&tp) {
+                log.set_cleaner_checkpoint(*c);
+            }
             if !report.damage.is_empty() {
                 tracing::warn!(partition = %tp, ?report, "recovered damaged log");
             }
@@ -233,6 +241,17 @@ impl LogManager {
         }
         write_atomically(self.storage.as_ref(), &self.root, RECOVERY_POINT_FILE, encode_offsets(&self.recovery_points).as_bytes()).await?;
         write_atomically(self.storage.as_ref(), &self.root, LOG_START_FILE, encode_offsets(&self.log_starts).as_bytes()).await?;
+        self.write_cleaner_checkpoint().await
+    }
+
+    /// Writes `cleaner-offset-checkpoint` (after a clean, and with the other checkpoints).
+    pub async fn write_cleaner_checkpoint(&mut self) -> Result<(), LogError> {
+        let points: BTreeMap<TopicPartition, i64> =
+            self.logs.iter().filter_map(|(tp, l)| l.cleaner_checkpoint().map(|c| (tp.clone(), c))).collect();
+        if points.is_empty() && !self.storage.exists(&self.root.join(CLEANER_CHECKPOINT_FILE)).await? {
+            return Ok(());
+        }
+        write_atomically(self.storage.as_ref(), &self.root, CLEANER_CHECKPOINT_FILE, encode_offsets(&points).as_bytes()).await?;
         Ok(())
     }
 

@@ -41,6 +41,10 @@ pub enum LogError {
     RecordTooLarge { size: usize, limit: usize },
     #[error("the request holds no record batch")]
     EmptyAppend,
+    #[error("compacted topic cannot accept a record without a key (batch at byte {position}, record {record})")]
+    KeylessRecord { position: usize, record: usize },
+    #[error("records of the batch at byte {position} do not decode: {why}")]
+    InvalidRecords { position: usize, why: String },
     #[error("follower batch at offset {base_offset} does not follow the log end {log_end_offset}")]
     NonContiguousAppend { base_offset: i64, log_end_offset: i64 },
     #[error("offset {offset} is out of range [{log_start_offset}, {log_end_offset}]")]
@@ -457,6 +461,18 @@ impl Log {
     pub async fn append_as_leader(&mut self, records: &mut [u8], leader_epoch: i32, now_ms: i64) -> Result<AppendInfo, LogError> {
         self.check_online()?;
         let mut headers = self.validate(records)?;
+        if self.config.cleanup_policy.compact() {
+            // Kafka's LogValidator: a compacted log needs a key on every record (the cleaner
+            // would drop a keyless one). Costs a decompression, only on compacted topics.
+            for (pos, h) in &headers {
+                let batch = &records[*pos..*pos + h.size()];
+                match super::cleaner::first_keyless_record(batch) {
+                    Ok(None) => {}
+                    Ok(Some(record)) => return Err(LogError::KeylessRecord { position: *pos, record }),
+                    Err(why) => return Err(LogError::InvalidRecords { position: *pos, why }),
+                }
+            }
+        }
         let mut next = self.log_end_offset();
         for (pos, header) in headers.iter_mut() {
             let batch = &mut records[*pos..*pos + header.size()];

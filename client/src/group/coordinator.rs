@@ -79,6 +79,16 @@ pub struct JoinDone {
     pub member_id: String,
     pub protocol: Strategy,
     pub assignment: Vec<TopicPartition>,
+    /// The leader's metadata snapshot: every topic the group subscribes to and the partition
+    /// counts it assigned from (`None` for followers). Kafka's leader rejoins when it changes.
+    pub leader_snapshot: Option<LeaderSnapshot>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct LeaderSnapshot {
+    pub topics: Vec<String>,
+    /// Topics that existed, with their partition counts.
+    pub counts: BTreeMap<String, i32>,
 }
 
 struct Shared {
@@ -244,7 +254,7 @@ impl Inner {
         &self,
         protocol: Strategy,
         resp: &JoinGroupResponse,
-    ) -> Result<Vec<SyncGroupRequestAssignment>, GroupError> {
+    ) -> Result<(Vec<SyncGroupRequestAssignment>, LeaderSnapshot), GroupError> {
         let mut members = Vec::with_capacity(resp.members.len());
         for m in &resp.members {
             let id = m.member_id.to_string();
@@ -299,7 +309,8 @@ impl Inner {
         }
         let assignment = assign(protocol, &members, &counts);
         tracing::debug!(group = %self.settings.group_id, ?protocol, ?assignment, "leader assigned");
-        Ok(assignment
+        let snapshot = LeaderSnapshot { topics, counts };
+        let assignments = assignment
             .into_iter()
             .map(|(member, partitions)| {
                 let bytes = Assignment {
@@ -311,7 +322,8 @@ impl Inner {
                     .with_member_id(sb(&member))
                     .with_assignment(bytes)
             })
-            .collect())
+            .collect();
+        Ok((assignments, snapshot))
     }
 
     /// JoinGroup + SyncGroup until the member is stable in a generation, or a fatal error.
@@ -391,9 +403,9 @@ impl Inner {
                     sh.membership.is_leader(),
                 )
             };
-            let assignments = if leader {
+            let (assignments, leader_snapshot) = if leader {
                 match self.leader_assign(protocol, &resp).await {
-                    Ok(a) => a,
+                    Ok((a, snap)) => (a, Some(snap)),
                     Err(e) => {
                         // Without an assignment the generation cannot complete; start over.
                         tracing::warn!(error = %e, "leader could not assign; rejoining");
@@ -403,7 +415,7 @@ impl Inner {
                     }
                 }
             } else {
-                Vec::new()
+                (Vec::new(), None)
             };
             let sv = conn.version(ApiKey::SyncGroup)?;
             let mut sreq = SyncGroupRequest::default()
@@ -446,6 +458,7 @@ impl Inner {
                 member_id: jr.member_id,
                 protocol,
                 assignment,
+                leader_snapshot,
             });
         }
     }

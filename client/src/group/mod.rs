@@ -9,5 +9,5 @@ pub mod protocol;
 
 pub use assignor::{assign, GroupAssignment, MemberSubscription, Strategy};
 pub use protocol::{Assignment, ProtocolError, Subscription};
-pub use coordinator::{GroupCoordinator, GroupHandle, GroupSettings, JoinDone};
+pub use coordinator::{GroupCoordinator, GroupHandle, GroupSettings, JoinDone, LeaderSnapshot};
 pub use membership::{GroupError, MemberState, Membership};
