@@ -159,12 +159,15 @@ impl Broker {
             }
             Verdict::Reject(code) => return PartResult::err(index, code, "producer sequence check failed"),
         }
+        // Combined mode: batches carry the controller's leader epoch (what followers will truncate
+        // by, KIP-101); a single node leads at epoch 0.
+        let leader_epoch = self.leader_epoch(&tp.topic, tp.partition);
         let Some(log) = state.logs.as_mut().and_then(|l| l.get_mut(tp)) else {
             return PartResult::err(index, error_code::UNKNOWN_TOPIC_OR_PARTITION, "no log");
         };
         let mut buf = BytesMut::with_capacity(records.len());
         buf.put_slice(&records);
-        match log.append_as_leader(&mut buf, 0, now_ms()).await {
+        match log.append_as_leader(&mut buf, leader_epoch, now_ms()).await {
             Ok(info) => {
                 Metrics::add(&self.metrics.bytes_in, records.len() as u64);
                 Metrics::add(&self.metrics.messages_in, info.record_count.max(0) as u64);

@@ -76,6 +76,15 @@ impl Broker {
         }
     }
 
+    /// The leader epoch to stamp on appended batches: the image's in combined mode, else 0.
+    pub(crate) fn leader_epoch(&self, topic: &str, partition: i32) -> i32 {
+        let Some(img) = self.cluster_image() else { return 0 };
+        img.topic_ids
+            .get(topic)
+            .and_then(|id| img.partition(*id, u32::try_from(partition).ok()?))
+            .map_or(0, |p| p.leader_epoch.max(0))
+    }
+
     /// Gives every topic of `image` a local registry entry and logs. Returns topics created.
     pub async fn reconcile_topics(&self, image: &MetadataImage) -> usize {
         let mut created = 0;
