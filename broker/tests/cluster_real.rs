@@ -186,6 +186,7 @@ fn three_processes_form_a_quorum_and_fail_over() {
     assert_eq!(wait_for("produce at the leader", Duration::from_secs(10), || Some(produce(&leader_addr, "orders", 0)).filter(|c| *c != 3)), 0);
     assert_eq!(produce(&other_addr, "orders", 0), 6);
 
+    let before: Vec<(i32, i32, i32)> = t.partitions.iter().map(|p| (p.partition_index, p.leader_id.0, p.leader_epoch)).collect();
     // Kill the active controller (SIGKILL); the other two elect a new one.
     let (old, old_term) = wait_for("a controller leader", Duration::from_secs(10), || leader_of(&nodes));
     let killed_at = Instant::now();
@@ -206,5 +207,17 @@ fn three_processes_form_a_quorum_and_fail_over() {
     let md = metadata(&survivor).unwrap();
     for p in md.topics.iter().flat_map(|t| t.partitions.iter()) {
         assert_ne!(p.leader_id.0, old as i32, "a fenced broker still leads {p:?}");
+    }
+    // Partitions the killed broker led moved to a survivor with a higher leader epoch; the
+    // others kept leader and epoch.
+    let orders = md.topics.iter().find(|t| t.name.as_ref().is_some_and(|n| n.as_str() == "orders")).unwrap();
+    for (index, leader, epoch) in before {
+        let p = orders.partitions.iter().find(|p| p.partition_index == index).unwrap();
+        if leader == old as i32 {
+            assert!(p.leader_epoch > epoch && p.leader_id.0 != leader, "{p:?}");
+        } else {
+            assert_eq!((p.leader_id.0, p.leader_epoch), (leader, epoch));
+        }
+        assert!(!p.isr_nodes.iter().any(|b| b.0 == old as i32), "the fenced broker left the ISR: {p:?}");
     }
 }
