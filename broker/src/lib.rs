@@ -19,6 +19,7 @@ pub mod metrics;
 pub mod metrics_http;
 pub mod producer_state;
 pub mod protocol;
+pub mod replica;
 pub mod server;
 pub mod tasks;
 pub mod topics;
