@@ -154,7 +154,7 @@ mod real {
             tasks.push(tokio::spawn(broker::metrics_http::run(broker.clone(), ml, rx.clone())));
         }
         tasks.push(tokio::spawn(broker::tasks::run(broker.clone(), rx.clone())));
-        let _controller = start_quorum(&cfg, &net, &storage, &broker, (&host, port), &rx, &mut tasks).await?;
+        let (_controller, link) = start_quorum(&cfg, &net, &storage, &broker, (&host, port), &rx, &mut tasks).await?;
         let server = tokio::spawn(broker::server::run(broker.clone(), listener, rx.clone()));
         println!("loglab broker listening on {bound} (node.id {}, data dir {})", cfg.node_id, data_dir.display());
         use std::io::Write;
@@ -162,6 +162,12 @@ mod real {
 
         wait_for_signal().await;
         tracing::info!("shutting down");
+        // Controlled shutdown first, while this node's controller still votes.
+        if let Some(link) = link {
+            if let Err(e) = link.controlled_shutdown().await {
+                tracing::warn!(error = %e, "controlled shutdown: could not reach the controller; fenced after the session timeout instead");
+            }
+        }
         let _ = tx.send(true);
         let _ = tokio::time::timeout(Duration::from_secs(10), server).await;
         for t in tasks {
@@ -182,16 +188,16 @@ mod real {
         (host, port): (&str, i32),
         rx: &watch::Receiver<bool>,
         tasks: &mut Vec<tokio::task::JoinHandle<()>>,
-    ) -> Result<Option<broker::controller::node::ControllerHandle>, String> {
+    ) -> Result<(Option<broker::controller::node::ControllerHandle>, Option<Arc<broker::controller::link::RpcLink>>), String> {
         use broker::controller::{link, local, node, rpc};
-        let Some(voters) = cfg.quorum.voters.as_deref() else { return Ok(None) };
+        let Some(voters) = cfg.quorum.voters.as_deref() else { return Ok((None, None)) };
         let voters = rpc::parse_voters(voters)?;
         let node_id = u64::try_from(cfg.node_id).map_err(|_| "node.id must be >= 0".to_string())?;
         let net: Arc<dyn Network> = Arc::new(net.clone());
         // Real mode: the OS seeds the election timeouts and incarnations.
         let seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0) ^ u64::from(std::process::id());
         let q = &cfg.quorum;
-        let mut handle = None;
+        let (mut handle, mut link_out) = (None, None);
         if q.is_controller() {
             let listen = q.controller_listen.clone().or_else(|| voters.get(&node_id).cloned()).ok_or_else(|| format!("node {node_id} is a controller but has no controller listener"))?;
             let mut qc = rpc::QuorumConfig::new(node_id, voters.clone());
@@ -216,9 +222,10 @@ mod real {
             let l = link::RpcLink::new(lc, net);
             tasks.push(l.spawn(rx.clone()));
             broker.attach_controller(l.clone());
-            tasks.push(tokio::spawn(local::run_sync(broker.clone(), l, rx.clone())));
+            tasks.push(tokio::spawn(local::run_sync(broker.clone(), l.clone(), rx.clone())));
+            link_out = Some(l);
         }
-        Ok(handle)
+        Ok((handle, link_out))
     }
 
     async fn wait_for_signal() {

@@ -220,4 +220,14 @@ fn three_processes_form_a_quorum_and_fail_over() {
         }
         assert!(!p.isr_nodes.iter().any(|b| b.0 == old as i32), "the fenced broker left the ISR: {p:?}");
     }
+
+    // SIGTERM a survivor: a controlled shutdown (fenced by the controller at once, while its own
+    // controller still votes), then a clean exit.
+    let other = (0..3).find(|i| *i != old && *i != new).unwrap();
+    let n = nodes[other].as_mut().unwrap();
+    assert!(Command::new("kill").args(["-TERM", &n.child.id().to_string()]).status().unwrap().success());
+    let status = wait_for("exit after SIGTERM", Duration::from_secs(30), || n.child.try_wait().unwrap());
+    assert!(status.success(), "{status:?}");
+    std::thread::sleep(Duration::from_millis(100));
+    assert!(n.log.lock().unwrap().iter().any(|(_, l)| l.contains("controlled shutdown: fenced")), "no controlled shutdown");
 }

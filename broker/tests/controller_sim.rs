@@ -282,6 +282,17 @@ fn alter_partition_epochs_and_an_isolated_leader() {
         assert_eq!((back, term_after), (new, term), "the healed node disrupted the leader");
         tokio::time::sleep(Duration::from_millis(2 * SESSION_MS)).await;
         assert_eq!(links[0].metadata().borrow().live_brokers(), vec![0, 1, 2]);
+
+        // Controlled shutdown fences at once (well within a session) and moves leadership.
+        let t0 = Instant::now();
+        links[l].controlled_shutdown().await.unwrap();
+        let took = wait_image(&links[(l + 1) % 3], "controlled shutdown fences", Duration::from_secs(2), |i| i.brokers[&(l as i32)].fenced).await;
+        assert!(t0.elapsed() < Duration::from_millis(SESSION_MS / 2), "fencing took {:?}", t0.elapsed());
+        let p = links[(l + 1) % 3].metadata().borrow().partition(id, 0).cloned().unwrap();
+        assert!(p.leader != l as i32 && p.leader_epoch > after.leader_epoch, "{p:?}");
+        tokio::time::sleep(Duration::from_millis(SESSION_MS)).await;
+        assert!(links[(l + 1) % 3].metadata().borrow().brokers[&(l as i32)].fenced, "a stopped broker stays fenced");
+        println!("controlled shutdown fenced broker {l} in {} ms", took.as_millis());
         for c in ctls.values() {
             let _ = c.stop.send(true);
         }

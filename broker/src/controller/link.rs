@@ -91,6 +91,8 @@ pub struct RpcLink {
     image_tx: watch::Sender<Arc<MetadataImage>>,
     /// The last error, for log lines without flooding them.
     last_error: StdMutex<Option<String>>,
+    /// Set by a controlled shutdown: no more heartbeats (one would unfence us again).
+    stopping: AtomicBool,
 }
 
 impl fmt::Debug for RpcLink {
@@ -115,6 +117,7 @@ impl RpcLink {
             applied_index: AtomicU64::new(0),
             image_tx,
             last_error: StdMutex::new(None),
+            stopping: AtomicBool::new(false),
         })
     }
 
@@ -157,8 +160,30 @@ impl RpcLink {
         }
     }
 
+    /// Controlled shutdown: asks the controller to fence this broker now, so its partitions get
+    /// new leaders at once instead of after `broker.session.timeout.ms`. Heartbeats stop for good.
+    pub async fn controlled_shutdown(&self) -> Result<(), LinkError> {
+        self.stopping.store(true, Ordering::Relaxed);
+        let broker_epoch = self.broker_epoch();
+        if broker_epoch < 0 {
+            return Ok(());
+        }
+        let req = ControllerRequest::BrokerHeartbeat { broker_id: self.cfg.broker_id, broker_epoch, want_fence: true };
+        match self.call(req).await? {
+            ControllerResponse::Heartbeat { fenced: true, .. } => {
+                self.fenced.store(true, Ordering::Relaxed);
+                tracing::info!(broker = self.cfg.broker_id, "controlled shutdown: fenced");
+                Ok(())
+            }
+            other => Err(LinkError::Unavailable(format!("unexpected answer {other:?}"))),
+        }
+    }
+
     /// One registration or heartbeat (and a metadata pull when behind); false on failure.
     async fn beat(&self) -> bool {
+        if self.stopping.load(Ordering::Relaxed) {
+            return true;
+        }
         let epoch = self.epoch.load(Ordering::Relaxed);
         if epoch < 0 {
             let req = ControllerRequest::RegisterBroker { broker_id: self.cfg.broker_id, incarnation: self.cfg.incarnation, endpoint: self.cfg.endpoint.clone() };
