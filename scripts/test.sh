@@ -27,6 +27,17 @@ cargo_tests() {
 cargo_tests test-real test --workspace --no-fail-fast
 cargo_tests test-sim sim-test --workspace --no-fail-fast
 
+# Nemesis sweep: 200 seeds, each drawing its own fault schedule (broker kills, pauses, partitions,
+# slow disk and NIC; group members killed, paused, partitioned, leaving); every check must hold.
+step "nemesis sweep: cargo simulate sweep scenarios/nemesis-single.json --seeds 1..201"
+cargo simulate sweep scenarios/nemesis-single.json --seeds 1..201 --jobs 2 --out target/nemesis-sweep >target/nemesis-sweep.log 2>&1
+rc=$?
+tr '\r' '\n' <target/nemesis-sweep.log | grep -E '^FAILED|seeds, [0-9]+ passed' || true
+if [ $rc -ne 0 ]; then
+  echo "--- nemesis sweep failed (exit $rc); tail of target/nemesis-sweep.log:"; tr '\r' '\n' <target/nemesis-sweep.log | tail -n 30
+  failures=$((failures + 1))
+fi
+
 # --- real-client tests are added below this line (they install kcat / Python clients idempotently)
 
 # Real clients against `broker serve` (release build): kcat from Debian, confluent-kafka and

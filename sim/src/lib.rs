@@ -24,6 +24,7 @@
 pub mod checkers;
 pub mod history;
 pub mod metrics;
+pub mod nemesis;
 pub mod scenario;
 pub mod trace;
 

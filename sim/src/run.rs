@@ -195,6 +195,28 @@ fn undo(host: &Host, peers: &[String], action: &FaultAction, rules: &mut BTreeMa
     }
 }
 
+/// Whether every group is stable for the end of the run: each running member's latest
+/// assignment is of the group's newest generation, and that generation owns every partition (a
+/// run that stops mid-rebalance would judge the group on a half-told story).
+fn groups_settled(h: &History, members: &BTreeMap<u32, Arc<MemberHost>>) -> bool {
+    for (g, tps) in &h.group_partitions {
+        let mut latest: BTreeMap<u32, &crate::history::Assignment> = BTreeMap::new();
+        for a in h.assignments.iter().filter(|a| &a.group == g) {
+            latest.insert(a.member, a);
+        }
+        let Some(newest) = latest.values().map(|a| a.generation).max() else { return false };
+        let running: Vec<u32> = members.iter().filter(|(i, m)| m.is_running() && h.group_members.get(i) == Some(g)).map(|(i, _)| *i).collect();
+        if running.iter().any(|i| latest.get(i).is_none_or(|a| a.generation != newest)) {
+            return false;
+        }
+        let owned: std::collections::BTreeSet<&String> = latest.values().filter(|a| a.generation == newest).flat_map(|a| a.tps.iter()).collect();
+        if tps.iter().any(|tp| !owned.contains(tp)) {
+            return false;
+        }
+    }
+    true
+}
+
 /// Consumer groups in `summary.json`: each member's assignments over time (what the member saw
 /// after each rebalance notice) and the commits, so rebalance times can be read off.
 fn group_summary(h: &History) -> Value {
@@ -488,6 +510,9 @@ pub async fn simulate(sc: &Scenario, seed: u64, keep_trace: bool) -> RawRun {
         }
         let positions = control.positions.lock().unwrap_or_else(|p| p.into_inner()).clone();
         let mut caught_up = true;
+        if !groups_settled(&history.lock().unwrap_or_else(|p| p.into_inner()), &members) {
+            continue;
+        }
         let group_positions = control.group_positions.lock().unwrap_or_else(|p| p.into_inner()).clone();
         for spec in sc.consumers.iter().filter(|c| c.group.is_some()) {
             let g = spec.group_id.clone().unwrap_or_default();
@@ -729,6 +754,7 @@ fn network_charts(raw: &RawRun) -> Vec<reports::Chart> {
 
 /// A whole run in a fresh runtime seeded with `seed`.
 pub fn run(sc: &Scenario, seed: u64, opts: &RunOptions) -> RunOutput {
+    let sc = &sc.with_nemesis(seed);
     let started = std::time::Instant::now();
     let rt = madsim::runtime::Runtime::with_seed_and_config(seed, madsim::Config::default());
     let raw = rt.block_on(simulate(sc, seed, opts.keep_trace));

@@ -237,6 +237,8 @@ pub struct Scenario {
     pub producers: Vec<ProducerSpec>,
     pub consumers: Vec<ConsumerSpec>,
     pub faults: Vec<FaultSpec>,
+    /// Random faults drawn from each run's seed (see [`crate::nemesis`]).
+    pub nemesis: Option<crate::nemesis::NemesisSpec>,
     pub checks: Vec<String>,
     /// Expected outcome per check (default: held).
     pub expect: BTreeMap<String, Outcome>,
@@ -430,7 +432,7 @@ impl Scenario {
         let top = obj(
             &v,
             "",
-            &["name", "description", "seed", "duration_s", "settle_timeout_s", "sample_ms", "cluster", "topics", "workload", "faults", "checks", "expect"],
+            &["name", "description", "seed", "duration_s", "settle_timeout_s", "sample_ms", "cluster", "topics", "workload", "faults", "nemesis", "checks", "expect"],
         )?;
         let name = top.string("name", None)?;
         if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
@@ -682,6 +684,10 @@ impl Scenario {
         }
         // Stable: same time keeps file order.
         faults.sort_by_key(|f| f.at_ns);
+        let nemesis = match top.get("nemesis") {
+            None => None,
+            Some(v) => Some(parse_nemesis(v, brokers, &members, duration_s, mode)?),
+        };
 
         // checks
         let checks: Vec<String> = match top.get("checks") {
@@ -734,9 +740,21 @@ impl Scenario {
             producers,
             consumers,
             faults,
+            nemesis,
             checks,
             expect,
         })
+    }
+
+    /// The scenario a run with `seed` executes: its own faults plus the nemesis' draw for the
+    /// seed (sorted by time, file faults first on ties).
+    pub fn with_nemesis(&self, seed: u64) -> Scenario {
+        let mut sc = self.clone();
+        if let Some(n) = &self.nemesis {
+            sc.faults.extend(crate::nemesis::draw(n, seed));
+            sc.faults.sort_by_key(|f| f.at_ns);
+        }
+        sc
     }
 
     /// Every setting in force, defaults included, by Kafka's (and Linux's) names.
@@ -824,6 +842,18 @@ impl Scenario {
                 "fault": f.label,
                 "for_s": f.for_ns.map(|n| n as f64 / 1e9),
             })).collect::<Vec<_>>(),
+            "nemesis": self.nemesis.as_ref().map(|n| json!({
+                "faults": n.kinds.iter().map(|k| k.name()).collect::<Vec<_>>(),
+                "targets": n.targets.iter().map(|t| t.name()).collect::<Vec<_>>(),
+                "count": n.count,
+                "from_s": n.from_ns as f64 / 1e9,
+                "until_s": n.until_ns as f64 / 1e9,
+                "min_s": n.min_ns as f64 / 1e9,
+                "max_s": n.max_ns as f64 / 1e9,
+                "slow_disk.factor": n.slow_disk_factor,
+                "slow_nic.bps": n.slow_nic_bps,
+                "salt": format!("{:#x}", crate::nemesis::NEMESIS_SALT),
+            })),
             "checks": self.checks,
             "expect": self.expect.iter().map(|(k, v)| (k.clone(), Value::String(v.as_str().into()))).collect::<Map<_, _>>(),
         })
@@ -979,6 +1009,71 @@ fn parse_broker_ref(v: &Value, path: &str, brokers: u32) -> R<u32> {
         return Err(invalid(path, format!("no {s}: the cluster has {brokers} broker(s)")));
     }
     Ok(n)
+}
+
+fn parse_nemesis(v: &Value, brokers: u32, members: &[bool], duration_s: u64, mode: Mode) -> R<crate::nemesis::NemesisSpec> {
+    use crate::nemesis::{NemesisKind, NemesisSpec, NEMESIS_COUNT_MAX};
+    let o = obj(v, "nemesis", &["faults", "targets", "count", "from", "until", "min", "max", "slow_disk.factor", "slow_nic.bps"])?;
+    let list = |key: &str| -> R<Option<Vec<(String, String)>>> {
+        match o.get(key) {
+            None => Ok(None),
+            Some(Value::Array(a)) => a
+                .iter()
+                .enumerate()
+                .map(|(i, x)| x.as_str().map(|s| (format!("{}[{i}]", o.p(key)), s.to_string())).ok_or_else(|| invalid(&format!("{}[{i}]", o.p(key)), "expected a string")))
+                .collect::<R<Vec<_>>>()
+                .map(Some),
+            Some(_) => Err(invalid(&o.p(key), "expected a list")),
+        }
+    };
+    let mut kinds = Vec::new();
+    for (p, name) in list("faults")?.ok_or_else(|| invalid(&o.p("faults"), "required: the kinds of fault to draw"))? {
+        let k = NemesisKind::from_name(&name).ok_or_else(|| invalid(&p, format!("unknown fault kind (expected one of: {})", NemesisKind::ALL.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", "))))?;
+        if matches!(k, NemesisKind::Partition | NemesisKind::SlowNic) && mode != Mode::Network {
+            return Err(invalid(&p, "only with cluster.mode = \"network\""));
+        }
+        if !kinds.contains(&k) {
+            kinds.push(k);
+        }
+    }
+    if kinds.is_empty() {
+        return Err(invalid(&o.p("faults"), "name at least one kind of fault"));
+    }
+    let targets = match list("targets")? {
+        Some(ts) => ts.iter().map(|(p, t)| parse_target(&Value::String(t.clone()), p, brokers, members)).collect::<R<Vec<_>>>()?,
+        None => (0..brokers).map(Target::Broker).chain(members.iter().enumerate().filter(|(_, m)| **m).map(|(i, _)| Target::Consumer(i as u32))).collect(),
+    };
+    for k in &kinds {
+        if !targets.iter().any(|t| k.applies_to(*t)) {
+            return Err(invalid(&o.p("faults"), format!("{} applies to none of the targets", k.name())));
+        }
+    }
+    let end_ns = duration_s * 1_000_000_000;
+    let dur = |key: &str, default: u64| -> R<u64> { o.get(key).map_or(Ok(default), |v| parse_duration_ns(v, &o.p(key))) };
+    let from_ns = dur("from", 1_000_000_000.min(end_ns / 2))?;
+    let until_ns = dur("until", end_ns.saturating_sub(1_000_000_000).max(from_ns + 1))?;
+    if from_ns >= until_ns || until_ns > end_ns {
+        return Err(invalid(&o.p("until"), format!("the window [from, until) must be non-empty and end by duration_s ({duration_s}s)")));
+    }
+    let min_ns = dur("min", 1_000_000_000)?;
+    let max_ns = dur("max", 5_000_000_000)?;
+    if min_ns > max_ns || min_ns == 0 {
+        return Err(invalid(&o.p("min"), "must be positive and at most max"));
+    }
+    Ok(NemesisSpec {
+        kinds,
+        targets,
+        count: o.uint("count", 5, 0, u64::from(NEMESIS_COUNT_MAX))? as u32,
+        from_ns,
+        until_ns,
+        min_ns,
+        max_ns,
+        slow_disk_factor: o.uint("slow_disk.factor", 10, 1, 1_000_000)? as u32,
+        slow_nic_bps: match o.get("slow_nic.bps") {
+            None => 100_000_000,
+            Some(v) => parse_bps(v, &o.p("slow_nic.bps"))?,
+        },
+    })
 }
 
 fn parse_target(v: &Value, path: &str, brokers: u32, members: &[bool]) -> R<Target> {

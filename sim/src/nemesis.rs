@@ -1,0 +1,210 @@
+//! The nemesis: a random fault schedule drawn from the run's seed, within the bounds a scenario's
+//! `nemesis` section sets, so a sweep over thousands of seeds explores different histories
+//! (after Jepsen's nemesis). Pure: (bounds, seed) → fault specs, appended to the scenario's own
+//! faults before the run starts. Same seed, same schedule.
+//!
+//! Rules of the draw:
+//! - `count` faults, each of a kind drawn from `faults`, on a target drawn from those of
+//!   `targets` the kind applies to (disk and power faults hit brokers; `leave` hits group members);
+//! - each starts uniformly in [`from`, `until`) and lasts uniformly in [`min`, `max`];
+//! - faults on one target never overlap (a fault that would start while its target is still
+//!   faulted starts when the previous one ends, or is dropped past `until`), so every kill is
+//!   followed by its own restart and every pause by its own resume;
+//! - process faults end with a restart: kill, power loss and leave restart the target after the
+//!   drawn duration; a disk error ends with a broker restart too (an offline log stays offline
+//!   until the broker reopens it, as an operator would restart it).
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use crate::scenario::{DiskErrorKind, FaultAction, FaultSpec, Target};
+
+/// Salt of the nemesis' random stream (independent of every other subsystem's).
+pub const NEMESIS_SALT: u64 = 0x6e65_6d65_7369_7321; // "nemesis!"
+
+/// Upper bound on drawn faults per run.
+pub const NEMESIS_COUNT_MAX: u32 = 100;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum NemesisKind {
+    Kill,
+    PowerLoss,
+    Pause,
+    Partition,
+    SlowDisk,
+    SlowNic,
+    DiskError,
+    Leave,
+}
+
+impl NemesisKind {
+    pub const ALL: &'static [(&'static str, NemesisKind)] = &[
+        ("kill", NemesisKind::Kill),
+        ("power_loss", NemesisKind::PowerLoss),
+        ("pause", NemesisKind::Pause),
+        ("partition", NemesisKind::Partition),
+        ("slow_disk", NemesisKind::SlowDisk),
+        ("slow_nic", NemesisKind::SlowNic),
+        ("disk_error", NemesisKind::DiskError),
+        ("leave", NemesisKind::Leave),
+    ];
+
+    pub fn name(self) -> &'static str {
+        Self::ALL.iter().find(|(_, k)| *k == self).map_or("?", |(n, _)| n)
+    }
+
+    pub fn from_name(s: &str) -> Option<Self> {
+        Self::ALL.iter().find(|(n, _)| *n == s).map(|(_, k)| *k)
+    }
+
+    /// Whether this kind of fault can hit `target`.
+    pub fn applies_to(self, target: Target) -> bool {
+        match (self, target) {
+            (NemesisKind::Kill | NemesisKind::Pause | NemesisKind::Partition, _) => true,
+            (NemesisKind::PowerLoss | NemesisKind::SlowDisk | NemesisKind::SlowNic | NemesisKind::DiskError, Target::Broker(_)) => true,
+            (NemesisKind::Leave, Target::Consumer(_)) => true,
+            _ => false,
+        }
+    }
+}
+
+/// A scenario's `nemesis` section.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NemesisSpec {
+    pub kinds: Vec<NemesisKind>,
+    pub targets: Vec<Target>,
+    pub count: u32,
+    pub from_ns: u64,
+    pub until_ns: u64,
+    pub min_ns: u64,
+    pub max_ns: u64,
+    /// `slow_disk`: latency multiplier; `slow_nic`: the degraded bandwidth.
+    pub slow_disk_factor: u32,
+    pub slow_nic_bps: u64,
+}
+
+/// Draws the schedule for `seed` (sorted by time; each entry labelled `nemesis …`).
+pub fn draw(spec: &NemesisSpec, seed: u64) -> Vec<FaultSpec> {
+    assert!(spec.from_ns < spec.until_ns, "nemesis window is empty");
+    assert!(spec.min_ns <= spec.max_ns, "nemesis durations are inverted");
+    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ NEMESIS_SALT);
+    let mut busy_until: std::collections::BTreeMap<Target, u64> = std::collections::BTreeMap::new();
+    let mut out = Vec::new();
+    for _ in 0..spec.count.min(NEMESIS_COUNT_MAX) {
+        let kind = spec.kinds[rng.gen_range(0..spec.kinds.len())];
+        let eligible: Vec<Target> = spec.targets.iter().copied().filter(|t| kind.applies_to(*t)).collect();
+        // Draw every number even when the fault is dropped, so one drop does not shift the rest.
+        let pick = rng.gen_range(0..u32::MAX);
+        let at = rng.gen_range(spec.from_ns..spec.until_ns);
+        let dur = rng.gen_range(spec.min_ns..=spec.max_ns);
+        let Some(&target) = eligible.get(pick as usize % eligible.len().max(1)) else { continue };
+        let at = at.max(busy_until.get(&target).copied().unwrap_or(0));
+        if at >= spec.until_ns {
+            continue;
+        }
+        let end = at + dur;
+        busy_until.insert(target, end + 1_000_000);
+        let label = |what: &str| format!("nemesis {what} {}", target.name());
+        let restart = |at_ns: u64| FaultSpec { at_ns, target, action: FaultAction::Restart, for_ns: None, label: label("restart") };
+        match kind {
+            NemesisKind::Kill => {
+                out.push(FaultSpec { at_ns: at, target, action: FaultAction::Kill, for_ns: None, label: label("kill") });
+                out.push(restart(end));
+            }
+            NemesisKind::PowerLoss => {
+                out.push(FaultSpec { at_ns: at, target, action: FaultAction::PowerLoss, for_ns: None, label: label("power_loss") });
+                out.push(restart(end));
+            }
+            NemesisKind::Leave => {
+                out.push(FaultSpec { at_ns: at, target, action: FaultAction::Leave, for_ns: None, label: label("leave") });
+                out.push(restart(end));
+            }
+            NemesisKind::Pause => out.push(FaultSpec { at_ns: at, target, action: FaultAction::Pause, for_ns: Some(dur), label: label("pause") }),
+            NemesisKind::Partition => out.push(FaultSpec { at_ns: at, target, action: FaultAction::Partition, for_ns: Some(dur), label: label("partition") }),
+            NemesisKind::SlowDisk => out.push(FaultSpec {
+                at_ns: at,
+                target,
+                action: FaultAction::SlowDisk { factor: spec.slow_disk_factor },
+                for_ns: Some(dur),
+                label: label(&format!("slow_disk x{}", spec.slow_disk_factor)),
+            }),
+            NemesisKind::SlowNic => out.push(FaultSpec {
+                at_ns: at,
+                target,
+                action: FaultAction::SlowNic { bps: spec.slow_nic_bps },
+                for_ns: Some(dur),
+                label: label(&format!("slow_nic {}bps", spec.slow_nic_bps)),
+            }),
+            NemesisKind::DiskError => {
+                out.push(FaultSpec {
+                    at_ns: at,
+                    target,
+                    action: FaultAction::DiskError { kind: DiskErrorKind::Write, probability: 1.0, times: None, path: None },
+                    for_ns: Some(dur),
+                    label: label("disk_error write"),
+                });
+                out.push(restart(end + 1));
+            }
+        }
+    }
+    out.sort_by_key(|f| f.at_ns);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn spec(count: u32) -> NemesisSpec {
+        NemesisSpec {
+            kinds: NemesisKind::ALL.iter().map(|(_, k)| *k).collect(),
+            targets: vec![Target::Broker(0), Target::Consumer(0), Target::Consumer(1)],
+            count,
+            from_ns: 1_000_000_000,
+            until_ns: 20_000_000_000,
+            min_ns: 500_000_000,
+            max_ns: 5_000_000_000,
+            slow_disk_factor: 10,
+            slow_nic_bps: 100_000_000,
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn schedules_are_deterministic_bounded_and_never_overlap_per_target(seed in any::<u64>(), count in 0u32..30) {
+            let s = spec(count);
+            let a = draw(&s, seed);
+            prop_assert_eq!(&a, &draw(&s, seed));
+            let mut faulted: std::collections::BTreeMap<Target, u64> = std::collections::BTreeMap::new();
+            for f in &a {
+                prop_assert!(f.action == FaultAction::Restart || (f.at_ns >= s.from_ns && f.at_ns < s.until_ns), "{f:?}");
+                prop_assert!(f.for_ns.is_none_or(|d| d >= s.min_ns && d <= s.max_ns), "{f:?}");
+                if f.action == FaultAction::Restart {
+                    continue;
+                }
+                // A new fault on a target starts only after its previous one (and restart) ended.
+                let end = f.at_ns + f.for_ns.unwrap_or(0);
+                if let Some(&prev_end) = faulted.get(&f.target) {
+                    prop_assert!(f.at_ns > prev_end, "{f:?} overlaps a fault ending at {prev_end}");
+                }
+                let restart_at = a.iter().filter(|r| r.target == f.target && r.action == FaultAction::Restart && r.at_ns >= f.at_ns).map(|r| r.at_ns).min();
+                let needs_restart = matches!(f.action, FaultAction::Kill | FaultAction::PowerLoss | FaultAction::Leave | FaultAction::DiskError { .. });
+                prop_assert!(!needs_restart || restart_at.is_some(), "{f:?} has no restart");
+                faulted.insert(f.target, restart_at.filter(|_| needs_restart).unwrap_or(end).max(end));
+                prop_assert!(match f.action {
+                    FaultAction::PowerLoss | FaultAction::SlowDisk { .. } | FaultAction::SlowNic { .. } | FaultAction::DiskError { .. } => matches!(f.target, Target::Broker(_)),
+                    FaultAction::Leave => matches!(f.target, Target::Consumer(_)),
+                    _ => true,
+                }, "{f:?} on the wrong kind of target");
+            }
+        }
+    }
+
+    #[test]
+    fn different_seeds_draw_different_schedules() {
+        let s = spec(8);
+        assert_ne!(draw(&s, 1), draw(&s, 2));
+        assert_eq!(draw(&s, 1).iter().filter(|f| f.action != FaultAction::Restart).count() <= 8, true);
+    }
+}
