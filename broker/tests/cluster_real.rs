@@ -231,3 +231,47 @@ fn three_processes_form_a_quorum_and_fail_over() {
     std::thread::sleep(Duration::from_millis(100));
     assert!(n.log.lock().unwrap().iter().any(|(_, l)| l.contains("controlled shutdown: fenced")), "no controlled shutdown");
 }
+
+/// A stock KRaft `server.properties` (one voter, `process.roles=broker,controller`, a
+/// CONTROLLER listener) runs a one-node quorum: the broker registers with itself, creates
+/// topics through its controller and takes writes as the leader.
+#[test]
+fn single_voter_from_a_kraft_properties_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let ports = free_ports(2);
+    let props = dir.path().join("server.properties");
+    std::fs::write(
+        &props,
+        format!(
+            "process.roles=broker,controller\nnode.id=1\ncontroller.quorum.voters=1@127.0.0.1:{c}\nlisteners=PLAINTEXT://:{p},CONTROLLER://127.0.0.1:{c}\ncontroller.listener.names=CONTROLLER\nbroker.heartbeat.interval.ms=100\n",
+            p = ports[0],
+            c = ports[1]
+        ),
+    )
+    .unwrap();
+    let child = Command::new(BIN)
+        .args(["serve", "--listen", &format!("127.0.0.1:{}", ports[0]), "--data-dir"])
+        .arg(dir.path().join("data"))
+        .arg("--config")
+        .arg(&props)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let node = Node { child, addr: format!("127.0.0.1:{}", ports[0]), log: Arc::new(Mutex::new(Vec::new())) };
+    let md = wait_for("1 broker", Duration::from_secs(30), || metadata(&node.addr).ok().filter(|m| m.brokers.len() == 1));
+    assert_eq!(md.brokers[0].node_id.0, 1);
+    let mut ct = create_topics_request::CreatableTopic::default();
+    ct.name = TopicName(StrBytes::from_static_str("solo"));
+    ct.num_partitions = 2;
+    ct.replication_factor = 1;
+    let mut req = CreateTopicsRequest::default();
+    req.topics = vec![ct];
+    req.timeout_ms = 10_000;
+    let resp: CreateTopicsResponse = call(&node.addr, ApiKey::CreateTopics, 7, &req).unwrap();
+    assert_eq!(resp.topics[0].error_code, 0, "{:?}", resp.topics[0].error_message);
+    assert_eq!(produce(&node.addr, "solo", 1), 0);
+    let md = metadata(&node.addr).unwrap();
+    assert_eq!(md.topics[0].partitions.len(), 2);
+    assert!(md.topics[0].partitions.iter().all(|p| p.leader_id.0 == 1 && p.leader_epoch == 0));
+}
