@@ -230,7 +230,9 @@ fn alter_partition_epochs_and_an_isolated_leader() {
         let mut stops = Vec::new();
         for b in 0..3i32 {
             let mut cfg = LinkConfig::new(b, Endpoint { host: format!("b{b}"), port: 9092 }, voters());
-            cfg.heartbeat_interval_ms = 100;
+            // Slow heartbeats, fast metadata pulls: propagation must not wait for a heartbeat.
+            cfg.heartbeat_interval_ms = 400;
+            cfg.metadata_poll_ms = 20;
             cfg.request_timeout_ms = 3_000;
             let link = RpcLink::new(cfg, net.host(&format!("b{b}")));
             let (tx, rx) = watch::channel(false);
@@ -240,6 +242,8 @@ fn alter_partition_epochs_and_an_isolated_leader() {
         }
         wait_image(&links[0], "3 live brokers", Duration::from_secs(5), |i| i.live_brokers() == vec![0, 1, 2]).await;
         let id = links[0].create_topic("t", 1, 3).await.unwrap();
+        let seen = wait_image(&links[1], "topic reaches broker 1", Duration::from_secs(2), |i| i.topics.contains_key(&id)).await;
+        assert!(seen <= Duration::from_millis(60), "metadata took {seen:?} to propagate");
         let p = links[0].metadata().borrow().partition(id, 0).cloned().unwrap();
         let l = p.leader as usize;
         let follower = *p.replicas.iter().find(|r| **r != p.leader).unwrap();

@@ -65,11 +65,13 @@ pub struct LinkConfig {
     pub request_timeout_ms: u64,
     /// `controller.quorum.retry.backoff.ms`.
     pub retry_backoff_ms: u64,
+    /// `loglab.metadata.poll.ms`: how often committed metadata is pulled between heartbeats.
+    pub metadata_poll_ms: u64,
 }
 
 impl LinkConfig {
     pub fn new(broker_id: BrokerId, endpoint: Endpoint, voters: BTreeMap<NodeId, String>) -> Self {
-        Self { broker_id, incarnation: 0, endpoint, voters, heartbeat_interval_ms: 2_000, request_timeout_ms: 5_000, retry_backoff_ms: 20 }
+        Self { broker_id, incarnation: 0, endpoint, voters, heartbeat_interval_ms: 2_000, request_timeout_ms: 5_000, retry_backoff_ms: 20, metadata_poll_ms: 250 }
     }
 }
 
@@ -136,16 +138,28 @@ impl RpcLink {
     pub fn spawn(self: &Arc<Self>, mut shutdown: watch::Receiver<bool>) -> JoinHandle<()> {
         let link = self.clone();
         tokio::spawn(async move {
+            // Heartbeats every `heartbeat_interval_ms`; between them, metadata pulls every
+            // `metadata_poll_ms` so a new topic reaches every broker well within a heartbeat.
+            let mut next_beat = Instant::now();
             loop {
                 if *shutdown.borrow() {
                     return;
                 }
-                let ok = link.beat().await;
-                let wait = if ok { link.cfg.heartbeat_interval_ms } else { link.cfg.retry_backoff_ms.max(1) * 10 };
+                let now = Instant::now();
+                if now >= next_beat {
+                    let ok = link.beat().await;
+                    let wait = if ok { link.cfg.heartbeat_interval_ms } else { link.cfg.retry_backoff_ms.max(1) * 10 };
+                    next_beat = now + Duration::from_millis(wait);
+                } else if link.broker_epoch() >= 0 && !link.stopping.load(Ordering::Relaxed) {
+                    if let Err(e) = link.catch_up().await {
+                        link.note_error("metadata fetch", &e);
+                    }
+                }
+                let poll = Instant::now() + Duration::from_millis(link.cfg.metadata_poll_ms.max(1));
                 tokio::select! {
                     biased;
                     r = shutdown.changed() => if r.is_err() { return },
-                    _ = tokio::time::sleep(Duration::from_millis(wait)) => {}
+                    _ = tokio::time::sleep_until(next_beat.min(poll)) => {}
                 }
             }
         })
