@@ -86,6 +86,8 @@ pub struct QuorumSettings {
     pub fetch_timeout_ms: u64,
     pub request_timeout_ms: u64,
     pub retry_backoff_ms: u64,
+    /// `loglab.metadata.poll.ms`: a broker's committed-metadata pull interval.
+    pub metadata_poll_ms: u64,
 }
 
 impl Default for QuorumSettings {
@@ -101,6 +103,7 @@ impl Default for QuorumSettings {
             fetch_timeout_ms: 2_000,
             request_timeout_ms: 2_000,
             retry_backoff_ms: 20,
+            metadata_poll_ms: 250,
         }
     }
 }
@@ -233,6 +236,7 @@ impl BrokerConfig {
             "controller.quorum.fetch.timeout.ms" => self.quorum.fetch_timeout_ms = parse_int(key, value, 1)?,
             "controller.quorum.request.timeout.ms" => self.quorum.request_timeout_ms = parse_int(key, value, 1)?,
             "controller.quorum.retry.backoff.ms" => self.quorum.retry_backoff_ms = parse_int(key, value, 1)?,
+            "loglab.metadata.poll.ms" => self.quorum.metadata_poll_ms = parse_int(key, value, 1)?,
             "log.dirs" | "log.dir"
             | "num.network.threads" | "num.io.threads" | "socket.send.buffer.bytes"
             | "socket.receive.buffer.bytes"

@@ -219,6 +219,7 @@ mod real {
             // Long enough to ride out one controller election.
             lc.request_timeout_ms = q.request_timeout_ms.max(q.fetch_timeout_ms + q.election_timeout_ms) * 2;
             lc.retry_backoff_ms = q.retry_backoff_ms;
+            lc.metadata_poll_ms = q.metadata_poll_ms;
             let l = link::RpcLink::new(lc, net);
             tasks.push(l.spawn(rx.clone()));
             broker.attach_controller(l.clone());
