@@ -280,6 +280,9 @@ impl BrokerConfig {
         m.insert("log.segment.bytes", self.log.segment_bytes.to_string());
         m.insert("log.retention.ms", self.log.retention_ms.to_string());
         m.insert("log.retention.bytes", self.log.retention_bytes.to_string());
+        m.insert("log.cleanup.policy", self.log.cleanup_policy.as_str().to_string());
+        m.insert("log.cleaner.enable", self.cleaner_enable.to_string());
+        m.insert("log.cleaner.backoff.ms", self.cleaner_backoff_ms.to_string());
         m.insert("loglab.fetch.zero.copy", self.fetch_zero_copy.to_string());
         m
     }

@@ -604,6 +604,10 @@ fn delete_horizon_is_stamped_once_and_tombstones_go_after_it() {
         assert_eq!(s.records.tombstones_removed, 1);
         let recs = &read_all(&log).await[0].1;
         assert_eq!(recs.iter().map(|r| r.offset).collect::<Vec<_>>(), vec![0]);
+        // `cleanup.policy=compact` alone: retention never deletes, however old the data.
+        let segments = log.segment_count();
+        assert_eq!(log.apply_retention(i64::MAX / 2).await.unwrap(), 0);
+        assert_eq!(log.segment_count(), segments);
     });
 }
 
