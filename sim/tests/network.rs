@@ -55,17 +55,22 @@ fn quickstart_network_meets_its_expectations_over_the_wire() {
 
     let lines = out.trace_lines.as_deref().unwrap_or_default();
     let has = |needle: &str| lines.iter().any(|l| l.contains(needle));
-    // Requests served, as the client saw them (sent time and outcome, at the response's time).
+    // Requests served, as the clients saw them: the admin's and the oracle's requests (sent time
+    // and outcome, at the response's time), the client crate's producer acknowledgements (runs of
+    // consecutive offsets) and its consumer's polls.
     assert!(has(" rpc admin CreateTopics - sent="), "CreateTopics over the wire");
-    assert!(has(" rpc p0 Produce events-0 sent=") && has("ok acks=-1 base="), "Produce acks=all served");
-    assert!(has(" rpc c0 Fetch events-0 sent="), "Fetch served");
-    assert!(has(" rpc c0 ListOffsets events-0 sent="), "ListOffsets served");
+    assert!(has(" ack p0 events-0 0..="), "Produce acks=all acknowledged from offset 0");
+    assert!(has(" poll c0 events-0 0..="), "the consumer polled from offset 0");
+    assert!(has(" rpc oracle ListOffsets events-0 sent="), "ListOffsets served");
     // The broker's own count of requests served (its metrics), per incarnation.
     assert!(has(" broker-served broker-0 incarnation=1 ApiVersions="), "broker-side counters traced");
     assert!(lines.iter().any(|l| l.contains(" broker-served broker-0 incarnation=2 ") && l.contains(" Produce=")), "the restarted broker serves Produce");
     // The kill: connections reset mid-request, connects refused while down, then a recovery.
     assert!(has(" net {\"Crash\":{\"host\":\"broker-0\""), "the network saw the crash");
-    assert!(has("error=disconnected"), "a request in flight at the kill fails as a reset connection");
+    assert!(has(" send-failed p0 ") && has("connection reset by peer"), "a request in flight at the kill fails as a reset connection");
+    // The client host's CPU was charged too (its cost hook in the client crate).
+    let client_cpu = &out.summary["cpu"]["client"];
+    assert!(client_cpu["per_work"]["Request"]["ops"].as_u64().unwrap_or(0) > 1000, "{client_cpu}");
     assert!(has("\"outcome\":\"Refused\""), "connects are refused while the broker is down");
     assert!(has(" broker-start broker-0 incarnation=2"), "restarted");
     assert!(has(" broker-opened broker-0 partitions=1"), "the restarted broker recovered its partition");
@@ -102,7 +107,8 @@ fn network_acks_one_and_zero_and_power_loss() {
     let out = go(&sc, 3, true);
     assert_eq!(out.exit_code, 0, "{}", checks(&out));
     let lines = out.trace_lines.as_deref().unwrap_or_default();
-    assert!(lines.iter().any(|l| l.contains("ok acks=1 base=")), "Produce with acks=1 on the wire");
+    assert_eq!(out.summary["settings"]["workload"]["producers"][0]["acks"], "1");
+    assert!(lines.iter().any(|l| l.contains(" ack p0 events-0 ")), "Produce with acks=1 acknowledged");
     assert!(lines.iter().any(|l| l.contains(" fault power_loss broker-0")));
 
     let zero = base.replace(r#""acks": "all""#, r#""acks": 0"#);
@@ -112,8 +118,8 @@ fn network_acks_one_and_zero_and_power_loss() {
     let out = go(&sc, 3, true);
     assert_eq!(out.exit_code, 0, "{}", checks(&out));
     let lines = out.trace_lines.as_deref().unwrap_or_default();
-    assert!(lines.iter().any(|l| l.contains(" Produce events-0 ") && l.contains("written acks=0")), "Produce with acks=0 on the wire");
-    assert!(!lines.iter().any(|l| l.contains("ok acks=")), "acks=0 gets no response");
+    assert!(lines.iter().any(|l| l.contains(" broker-served broker-0 incarnation=1 ") && l.contains(" Produce=")), "Produce with acks=0 on the wire");
+    assert!(!lines.iter().any(|l| l.contains(" ack p0 ")), "acks=0 gets no acknowledgement");
     let t = &out.summary["throughput"];
     assert!(t["unconfirmed_acks0"].as_u64().unwrap_or(0) > 1000, "{t}");
     assert!(out.summary["history"]["final_logs"]["events-0"]["records"].as_u64().unwrap_or(0) > 1000);
