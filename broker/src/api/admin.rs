@@ -57,22 +57,8 @@ impl Broker {
             } else {
                 self.create_topic(&mut state, &name, partitions, configs).await.map(Some)
             };
-            match outcome {
-                Ok(meta) => {
-                    res.num_partitions = partitions;
-                    res.replication_factor = 1;
-                    if let Some(m) = meta {
-                        res.topic_id = uuid::Uuid::from_bytes(m.uuid());
-                    }
-                }
-                Err((code, msg)) => {
-                    res.error_code = code;
-                    res.error_message = Some(sb(&msg));
-                    res.num_partitions = -1;
-                    res.replication_factor = -1;
-                }
-            }
-            resp.topics.push(res);
+            let outcome = outcome.map(|meta| meta.map(|m| uuid::Uuid::from_bytes(m.uuid())));
+            resp.topics.push(creatable_result(res, partitions, 1, outcome));
         }
         drop(state);
         let frame = protocol::encode_response(ApiKey::CreateTopics, v, req.correlation_id, &resp)
@@ -123,22 +109,8 @@ impl Broker {
                     Err(e) => Err(crate::controller::local::link_error_code(&e)),
                 }
             };
-            match outcome {
-                Ok(id) => {
-                    res.num_partitions = partitions;
-                    res.replication_factor = rf;
-                    if let Some(id) = id {
-                        res.topic_id = uuid::Uuid::from_bytes(id.0);
-                    }
-                }
-                Err((code, msg)) => {
-                    res.error_code = code;
-                    res.error_message = Some(sb(&msg));
-                    res.num_partitions = -1;
-                    res.replication_factor = -1;
-                }
-            }
-            resp.topics.push(res);
+            let outcome = outcome.map(|id| id.map(|id| uuid::Uuid::from_bytes(id.0)));
+            resp.topics.push(creatable_result(res, partitions, rf, outcome));
         }
         let frame = protocol::encode_response(ApiKey::CreateTopics, v, req.correlation_id, &resp)
             .map_err(|why| RequestError::BadBody { api: "CreateTopics", version: v, why })?;
@@ -321,4 +293,30 @@ impl Broker {
             .map_err(|why| RequestError::BadBody { api: "FindCoordinator", version: v, why })?;
         Ok(Outcome::frame(frame))
     }
+}
+
+/// A CreateTopics result from an outcome (the topic id when one was made; `None` for
+/// `validate_only`), shared by the single-node and the combined-mode paths.
+fn creatable_result(
+    mut res: CreatableTopicResult,
+    partitions: i32,
+    replication_factor: i16,
+    outcome: Result<Option<uuid::Uuid>, (i16, String)>,
+) -> CreatableTopicResult {
+    match outcome {
+        Ok(id) => {
+            res.num_partitions = partitions;
+            res.replication_factor = replication_factor;
+            if let Some(id) = id {
+                res.topic_id = id;
+            }
+        }
+        Err((code, msg)) => {
+            res.error_code = code;
+            res.error_message = Some(sb(&msg));
+            res.num_partitions = -1;
+            res.replication_factor = -1;
+        }
+    }
+    res
 }
