@@ -67,6 +67,47 @@ pub struct BrokerConfig {
     pub cleaner_dedupe_buffer_size: i64,
     /// The controller quorum (combined mode); `None` = a single node, as before.
     pub quorum: QuorumSettings,
+    /// Replication between brokers (combined mode only).
+    pub replication: ReplicationSettings,
+    /// `unclean.leader.election.enable`: the controller may elect a replica outside the ISR when
+    /// no ISR member is alive (availability over durability: acknowledged writes can be lost).
+    pub unclean_leader_election_enable: bool,
+}
+
+/// Replication settings by Kafka's names (combined mode only; a single node has no followers).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplicationSettings {
+    /// `min.insync.replicas`: `acks=all` needs an ISR at least this large.
+    pub min_insync_replicas: usize,
+    /// `replica.lag.time.max.ms`: a follower not caught up for longer leaves the ISR.
+    pub replica_lag_time_max_ms: u64,
+    /// `replica.fetch.wait.max.ms`: a follower's long poll at the leader.
+    pub replica_fetch_wait_max_ms: u64,
+    /// `replica.fetch.max.bytes`: bytes per partition per follower fetch.
+    pub replica_fetch_max_bytes: i32,
+    /// `replica.fetch.response.max.bytes`: bytes per follower fetch response.
+    pub replica_fetch_response_max_bytes: i32,
+    /// `replica.fetch.backoff.ms`: pause after a failed follower fetch.
+    pub replica_fetch_backoff_ms: u64,
+    /// `replica.high.watermark.checkpoint.interval.ms`.
+    pub hw_checkpoint_interval_ms: u64,
+    /// `replica.socket.timeout.ms`: one follower request, answer included.
+    pub replica_socket_timeout_ms: u64,
+}
+
+impl Default for ReplicationSettings {
+    fn default() -> Self {
+        Self {
+            min_insync_replicas: 1,
+            replica_lag_time_max_ms: 30_000,
+            replica_fetch_wait_max_ms: 500,
+            replica_fetch_max_bytes: 1_048_576,
+            replica_fetch_response_max_bytes: 10_485_760,
+            replica_fetch_backoff_ms: 1_000,
+            hw_checkpoint_interval_ms: 5_000,
+            replica_socket_timeout_ms: 30_000,
+        }
+    }
 }
 
 /// KRaft settings by Kafka's names. Only used when `controller.quorum.voters` is set.
@@ -138,6 +179,8 @@ impl Default for BrokerConfig {
             cleaner_backoff_ms: 15_000,
             cleaner_dedupe_buffer_size: 128 * 1024 * 1024,
             quorum: QuorumSettings::default(),
+            replication: ReplicationSettings::default(),
+            unclean_leader_election_enable: false,
         }
     }
 }
@@ -198,6 +241,15 @@ impl BrokerConfig {
                 let _: i16 = parse_int(key, value, 1)?;
             }
             "log.cleaner.enable" => self.cleaner_enable = parse_bool(key, value)?,
+            "min.insync.replicas" => self.replication.min_insync_replicas = parse_int(key, value, 1)?,
+            "replica.lag.time.max.ms" => self.replication.replica_lag_time_max_ms = parse_int(key, value, 1)?,
+            "replica.fetch.wait.max.ms" => self.replication.replica_fetch_wait_max_ms = parse_int(key, value, 0)?,
+            "replica.fetch.max.bytes" => self.replication.replica_fetch_max_bytes = parse_int(key, value, 1)?,
+            "replica.fetch.response.max.bytes" => self.replication.replica_fetch_response_max_bytes = parse_int(key, value, 1)?,
+            "replica.fetch.backoff.ms" => self.replication.replica_fetch_backoff_ms = parse_int(key, value, 0)?,
+            "replica.high.watermark.checkpoint.interval.ms" => self.replication.hw_checkpoint_interval_ms = parse_int(key, value, 1)?,
+            "replica.socket.timeout.ms" => self.replication.replica_socket_timeout_ms = parse_int(key, value, 1)?,
+            "unclean.leader.election.enable" => self.unclean_leader_election_enable = parse_bool(key, value)?,
             "log.cleaner.backoff.ms" => self.cleaner_backoff_ms = parse_int(key, value, 1)?,
             "log.cleaner.dedupe.buffer.size" => self.cleaner_dedupe_buffer_size = parse_int(key, value, 1024)?,
             // Cleaner tuning Kafka has that one in-process cleaner does not need.
@@ -284,6 +336,9 @@ impl BrokerConfig {
         m.insert("log.cleaner.enable", self.cleaner_enable.to_string());
         m.insert("log.cleaner.backoff.ms", self.cleaner_backoff_ms.to_string());
         m.insert("loglab.fetch.zero.copy", self.fetch_zero_copy.to_string());
+        m.insert("min.insync.replicas", self.replication.min_insync_replicas.to_string());
+        m.insert("replica.lag.time.max.ms", self.replication.replica_lag_time_max_ms.to_string());
+        m.insert("unclean.leader.election.enable", self.unclean_leader_election_enable.to_string());
         m
     }
 }

@@ -154,7 +154,15 @@ mod real {
             tasks.push(tokio::spawn(broker::metrics_http::run(broker.clone(), ml, rx.clone())));
         }
         tasks.push(tokio::spawn(broker::tasks::run(broker.clone(), rx.clone())));
-        let (_controller, link) = start_quorum(&cfg, &net, &storage, &broker, (&host, port), &rx, &mut tasks).await?;
+        // Real mode: the OS seeds the election timeouts and incarnations.
+        let seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0) ^ u64::from(std::process::id());
+        let net_dyn: Arc<dyn Network> = Arc::new(net.clone());
+        let started = broker::controller::combined::start(&cfg, net_dyn, storage.clone(), &broker, (&host, port), seed, &rx).await?;
+        if let Some(h) = &started.controller {
+            println!("loglab controller {} listening on {}", cfg.node_id, h.local_addr);
+        }
+        tasks.extend(started.tasks);
+        let (_controller, link) = (started.controller, started.link);
         let server = tokio::spawn(broker::server::run(broker.clone(), listener, rx.clone()));
         println!("loglab broker listening on {bound} (node.id {}, data dir {})", cfg.node_id, data_dir.display());
         use std::io::Write;
@@ -176,57 +184,6 @@ mod real {
         broker.shutdown().await.map_err(|e| format!("clean shutdown failed: {e}"))?;
         println!("loglab broker stopped cleanly");
         Ok(())
-    }
-
-    /// Combined mode (`controller.quorum.voters` set): starts this node's controller and/or its
-    /// controller link. Returns the controller handle (kept alive by the caller).
-    async fn start_quorum(
-        cfg: &BrokerConfig,
-        net: &TcpNetwork,
-        storage: &Arc<dyn Storage>,
-        broker: &Arc<Broker>,
-        (host, port): (&str, i32),
-        rx: &watch::Receiver<bool>,
-        tasks: &mut Vec<tokio::task::JoinHandle<()>>,
-    ) -> Result<(Option<broker::controller::node::ControllerHandle>, Option<Arc<broker::controller::link::RpcLink>>), String> {
-        use broker::controller::{link, local, node, rpc};
-        let Some(voters) = cfg.quorum.voters.as_deref() else { return Ok((None, None)) };
-        let voters = rpc::parse_voters(voters)?;
-        let node_id = u64::try_from(cfg.node_id).map_err(|_| "node.id must be >= 0".to_string())?;
-        let net: Arc<dyn Network> = Arc::new(net.clone());
-        // Real mode: the OS seeds the election timeouts and incarnations.
-        let seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0) ^ u64::from(std::process::id());
-        let q = &cfg.quorum;
-        let (mut handle, mut link_out) = (None, None);
-        if q.is_controller() {
-            let listen = q.controller_listen.clone().or_else(|| voters.get(&node_id).cloned()).ok_or_else(|| format!("node {node_id} is a controller but has no controller listener"))?;
-            let mut qc = rpc::QuorumConfig::new(node_id, voters.clone());
-            qc.election_timeout_ms = q.election_timeout_ms;
-            qc.fetch_timeout_ms = q.fetch_timeout_ms;
-            qc.broker_session_timeout_ms = q.broker_session_timeout_ms;
-            qc.request_timeout_ms = q.request_timeout_ms;
-            qc.retry_backoff_ms = q.retry_backoff_ms;
-            qc.seed = seed;
-            let h = node::start(qc, net.clone(), storage.clone(), std::path::Path::new(""), &listen, rx.clone()).await.map_err(|e| e.to_string())?;
-            println!("loglab controller {node_id} listening on {} (quorum {:?})", h.local_addr, voters);
-            handle = Some(h);
-        }
-        if q.is_broker() {
-            let endpoint = cluster::metadata::Endpoint { host: host.to_string(), port: u16::try_from(port).map_err(|_| format!("bad port {port}"))? };
-            let mut lc = link::LinkConfig::new(cfg.node_id, endpoint, voters);
-            lc.incarnation = seed;
-            lc.heartbeat_interval_ms = q.broker_heartbeat_interval_ms;
-            // Long enough to ride out one controller election.
-            lc.request_timeout_ms = q.request_timeout_ms.max(q.fetch_timeout_ms + q.election_timeout_ms) * 2;
-            lc.retry_backoff_ms = q.retry_backoff_ms;
-            lc.metadata_poll_ms = q.metadata_poll_ms;
-            let l = link::RpcLink::new(lc, net);
-            tasks.push(l.spawn(rx.clone()));
-            broker.attach_controller(l.clone());
-            tasks.push(tokio::spawn(local::run_sync(broker.clone(), l.clone(), rx.clone())));
-            link_out = Some(l);
-        }
-        Ok((handle, link_out))
     }
 
     async fn wait_for_signal() {

@@ -9,9 +9,12 @@
 //! - [`node`]: one controller: the Raft driver, the metadata image, the active controller's
 //!   decisions, the listener and the peer connections.
 //! - [`local`]: the broker in combined mode (topics from the image, leader checks).
+//! - [`combined`]: starting a combined-mode node (controller and/or broker side), shared by
+//!   `broker serve` and the simulator.
 //! - [`link`]: the broker's side, the [`link::ControllerLink`] trait and its implementation over
 //!   the RPCs (registration, heartbeats, metadata pulls).
 
+pub mod combined;
 pub mod frame;
 pub mod link;
 pub mod local;
