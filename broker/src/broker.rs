@@ -75,6 +75,8 @@ pub struct Broker {
     /// Combined mode: the controller quorum this broker answers to. Unset in single-node mode,
     /// where every path behaves exactly as without a quorum.
     pub(crate) cluster: std::sync::OnceLock<Arc<dyn crate::controller::link::ControllerLink>>,
+    /// Combined mode: each partition's replication role here (leader state, follower state).
+    pub replicas: crate::replica::Replicas,
 }
 
 /// Wall-clock milliseconds (virtual under the simulator).
@@ -95,27 +97,36 @@ async fn rebuild_producer_states(logs: &LogManager) -> ProducerStates {
     let mut states = ProducerStates::default();
     let tps: Vec<TopicPartition> = logs.partitions().cloned().collect();
     for tp in tps {
-        let Some(log) = logs.get(&tp) else { continue };
-        let start = log.segment_bases().last().copied().unwrap_or(0).max(log.log_start_offset());
-        let (mut offset, end, mut scanned) = (start, log.log_end_offset(), 0usize);
-        while offset < end && scanned < PRODUCER_SCAN_BYTES {
-            let batches = match log.read_checked(offset, end, 1 << 20).await {
-                Ok(b) if !b.is_empty() => b,
-                Ok(_) => break,
-                Err(e) => {
-                    tracing::warn!(partition = %tp, error = %e, "producer state scan stopped");
-                    break;
-                }
-            };
-            for b in &batches {
-                let Ok(h) = records::BatchHeader::parse(b) else { break };
-                scanned += b.len();
-                offset = h.last_offset() + 1;
-                states.record(&tp, &[h]);
-            }
+        if let Some(log) = logs.get(&tp) {
+            rebuild_partition_producers(&mut states, &tp, log).await;
         }
     }
     states
+}
+
+/// Forgets `tp`'s producer state and rebuilds it from the log's tail: after a replica truncates,
+/// sequences it remembered may no longer be in its log (a producer retrying them must append
+/// again, not be told "duplicate").
+pub(crate) async fn rebuild_partition_producers(states: &mut ProducerStates, tp: &TopicPartition, log: &crate::log::Log) {
+    states.forget_partition(tp);
+    let start = log.segment_bases().last().copied().unwrap_or(0).max(log.log_start_offset());
+    let (mut offset, end, mut scanned) = (start, log.log_end_offset(), 0usize);
+    while offset < end && scanned < PRODUCER_SCAN_BYTES {
+        let batches = match log.read_checked(offset, end, 1 << 20).await {
+            Ok(b) if !b.is_empty() => b,
+            Ok(_) => break,
+            Err(e) => {
+                tracing::warn!(partition = %tp, error = %e, "producer state scan stopped");
+                break;
+            }
+        };
+        for b in &batches {
+            let Ok(h) = records::BatchHeader::parse(b) else { break };
+            scanned += b.len();
+            offset = h.last_offset() + 1;
+            states.record(tp, &[h]);
+        }
+    }
 }
 
 impl Broker {
@@ -180,6 +191,7 @@ impl Broker {
             cost: RwLock::new(Arc::new(RealCpu)),
             groups,
             cluster: std::sync::OnceLock::new(),
+            replicas: crate::replica::Replicas::default(),
         })
     }
 
@@ -265,6 +277,7 @@ impl Broker {
             ApiKey::OffsetFetch => self.offset_fetch(req).await,
             ApiKey::ListGroups => self.list_groups(req).await,
             ApiKey::DescribeGroups => self.describe_groups(req).await,
+            ApiKey::OffsetForLeaderEpoch => self.offset_for_leader_epoch(req).await,
             _ => Err(RequestError::UnknownApi(req.api_key as i16)),
         }
     }

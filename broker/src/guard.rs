@@ -286,6 +286,10 @@ fn schema(api: ApiKey, v: i16) -> Option<(Vec<F>, bool)> {
         ApiKey::OffsetFetch => (s(vec![Some(Arr(vec![Str, Arr(vec![Str, ArrI32], true)], false)), Some(Bool)]), true),
         ApiKey::ListGroups => (s(vec![when(v >= 4, ArrStr)]), v >= 3),
         ApiKey::DescribeGroups => (s(vec![Some(ArrStr), when(v >= 3, Bool)]), v >= 5),
+        ApiKey::OffsetForLeaderEpoch => (
+            s(vec![when(v >= 3, I32), Some(Arr(vec![Str, Arr(s(vec![Some(I32), when(v >= 2, I32), Some(I32)]), false)], false))]),
+            v >= 4,
+        ),
         _ => return None,
     };
     Some(out)

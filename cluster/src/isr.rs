@@ -240,6 +240,12 @@ impl LeaderState {
     pub fn leader_epoch(&self) -> i32 {
         self.leader_epoch
     }
+    pub fn leader(&self) -> ReplicaId {
+        self.leader
+    }
+    pub fn replicas(&self) -> &[ReplicaId] {
+        &self.replicas
+    }
     pub fn partition_epoch(&self) -> i32 {
         self.partition_epoch
     }

@@ -207,6 +207,19 @@ impl Broker {
         Ok(Outcome::frame(frame))
     }
 
+    /// A new producer id, unique in the cluster: a single node counts up from 1000; in combined
+    /// mode every broker hands out ids from its own range, `node.id << 32 | counter`, so two
+    /// brokers never give two producers the same id (Kafka asks the controller for blocks).
+    fn allocate_producer_id(&self, state: &mut crate::broker::State) -> i64 {
+        let n = state.registry.next_producer_id;
+        state.registry.next_producer_id += 1;
+        if self.controller_link().is_some() {
+            (i64::from(self.config.node_id.max(0)) << 32) | (n & 0xffff_ffff)
+        } else {
+            n
+        }
+    }
+
     pub(crate) async fn init_producer_id(&self, req: &Request) -> Result<Outcome, RequestError> {
         let r: InitProducerIdRequest = decode_body(req)?;
         let v = req.api_version;
@@ -220,8 +233,7 @@ impl Broker {
             // KIP-360: an idempotent producer bumping its epoch keeps its id.
             if r.producer_epoch == i16::MAX - 1 {
                 let mut state = self.lock().await;
-                resp.producer_id = ProducerId(state.registry.next_producer_id);
-                state.registry.next_producer_id += 1;
+                resp.producer_id = ProducerId(self.allocate_producer_id(&mut state));
                 let _ = state.registry.store(self.storage.as_ref(), &self.root).await;
                 resp.producer_epoch = 0;
             } else {
@@ -230,8 +242,7 @@ impl Broker {
             }
         } else {
             let mut state = self.lock().await;
-            let id = state.registry.next_producer_id;
-            state.registry.next_producer_id += 1;
+            let id = self.allocate_producer_id(&mut state);
             if let Err(e) = state.registry.store(self.storage.as_ref(), &self.root).await {
                 tracing::warn!(error = %e, "could not persist the producer id counter");
                 resp.error_code = error_code::KAFKA_STORAGE_ERROR;

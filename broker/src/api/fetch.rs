@@ -1,7 +1,21 @@
 //! Fetch v4-16 with long poll. The record data of each partition is a `FileRegion` straight from
 //! the log, so the response is encoded by hand as chunks: bytes for the framing, file regions for
 //! the records (sent with `sendfile(2)` by the real transport — never copied through user space).
+//!
+//! Three kinds of reader, by `replica_id` (in the body before v15, in `replica_state` from v15):
+//! - a **consumer** (-1) reads from the leader up to the high watermark;
+//! - a **follower** (its broker id) reads from the leader up to the log end; its fetch offset is
+//!   its log end, which the leader records once per request (ISR and HW, `cluster::isr`);
+//! - a **debugging reader** (-2, Kafka's historic `DebuggingConsumerId`) reads ANY replica, leader
+//!   or follower, up to that replica's log end: the simulator's `replicas-agree` checker compares
+//!   replicas this way. Its answer's `high_watermark` is that replica's HW, `last_stable_offset`
+//!   that replica's log end, and (v12+) the `current_leader` tag the leader and epoch the replica
+//!   knows.
+//!
+//! `current_leader_epoch` (v9+) is checked against the leader's epoch: older gets
+//! FENCED_LEADER_EPOCH, newer UNKNOWN_LEADER_EPOCH (KIP-320).
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
@@ -22,9 +36,23 @@ struct PartOut {
     index: i32,
     error: i16,
     high_watermark: i64,
+    last_stable_offset: i64,
     log_start_offset: i64,
+    /// (leader id, leader epoch), sent as the v12+ `current_leader` tag (debugging reads).
+    current_leader: Option<(i32, i32)>,
     region: Option<FileRegion>,
 }
+
+/// Who is fetching (see the module doc).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Reader {
+    Consumer,
+    Follower(i32),
+    Debug,
+}
+
+/// Kafka's `DebuggingConsumerId`.
+pub const DEBUG_REPLICA_ID: i32 = -2;
 
 struct TopicOut {
     name: String,
@@ -34,7 +62,7 @@ struct TopicOut {
 
 impl Broker {
     /// One pass over the requested partitions under the state lock.
-    async fn fetch_once(&self, r: &FetchRequest, version: i16) -> (Vec<TopicOut>, u64, bool) {
+    async fn fetch_once(&self, r: &FetchRequest, version: i16, reader: Reader, pre_errors: &BTreeMap<(String, i32), i16>) -> (Vec<TopicOut>, u64, bool) {
         let state = self.lock().await;
         let mut out = Vec::with_capacity(r.topics.len());
         let mut total: u64 = 0;
@@ -55,8 +83,18 @@ impl Broker {
             let unknown = if version >= 13 { error_code::UNKNOWN_TOPIC_ID } else { error_code::UNKNOWN_TOPIC_OR_PARTITION };
             let mut parts = Vec::with_capacity(t.partitions.len());
             for p in &t.partitions {
-                let mut po = PartOut { index: p.partition, error: error_code::NONE, high_watermark: -1, log_start_offset: -1, region: None };
-                if let Some(code) = meta.as_ref().and_then(|_| self.not_leader_error(&name, p.partition)) {
+                let mut po = PartOut { index: p.partition, error: error_code::NONE, high_watermark: -1, last_stable_offset: -1, log_start_offset: -1, current_leader: None, region: None };
+                let tp = TopicPartition::new(name.clone(), p.partition);
+                let refused = if meta.is_none() {
+                    None
+                } else if reader == Reader::Debug {
+                    None
+                } else {
+                    self.not_leader_error(&name, p.partition)
+                        .or_else(|| if version >= 9 { self.check_leader_epoch(&tp, p.current_leader_epoch) } else { None })
+                        .or_else(|| pre_errors.get(&(name.clone(), p.partition)).copied())
+                };
+                if let Some(code) = refused {
                     po.error = code;
                     any_error = true;
                     parts.push(po);
@@ -66,7 +104,7 @@ impl Broker {
                     .as_ref()
                     .filter(|m| p.partition >= 0 && p.partition < m.partitions)
                     .and_then(|_| state.logs.as_ref())
-                    .and_then(|l| l.get(&TopicPartition::new(name.clone(), p.partition)));
+                    .and_then(|l| l.get(&tp));
                 let Some(log) = log else {
                     po.error = if state.logs.is_none() { error_code::KAFKA_STORAGE_ERROR } else { unknown };
                     any_error = true;
@@ -74,8 +112,19 @@ impl Broker {
                     continue;
                 };
                 let leo = log.log_end_offset();
-                po.high_watermark = leo;
+                let hw = self.readable_end(&tp, leo);
+                po.high_watermark = hw;
+                po.last_stable_offset = hw;
                 po.log_start_offset = log.log_start_offset();
+                let upper = match reader {
+                    Reader::Consumer => hw,
+                    Reader::Follower(_) => leo,
+                    Reader::Debug => {
+                        po.last_stable_offset = leo;
+                        po.current_leader = self.replicas.current_leader(&tp);
+                        leo
+                    }
+                };
                 let remaining = max_bytes.saturating_sub(total);
                 let part_max = (p.partition_max_bytes.max(0) as u64).min(remaining) as usize;
                 // KIP-74: the first partition with data returns at least one whole batch.
@@ -84,7 +133,7 @@ impl Broker {
                     parts.push(po);
                     continue;
                 }
-                match log.read(p.fetch_offset, leo, part_max, min_one).await {
+                match log.read(p.fetch_offset, upper, part_max, min_one).await {
                     Ok(info) => {
                         if let Some(region) = info.region {
                             total += region.len;
@@ -111,6 +160,47 @@ impl Broker {
     pub(crate) async fn fetch(&self, req: &Request) -> Result<Outcome, RequestError> {
         let r: FetchRequest = decode_body(req)?;
         let v = req.api_version;
+        let replica_id = if v >= 15 { r.replica_state.replica_id.0 } else { r.replica_id.0 };
+        let reader = match replica_id {
+            id if id >= 0 => Reader::Follower(id),
+            DEBUG_REPLICA_ID => Reader::Debug,
+            _ => Reader::Consumer,
+        };
+        // A follower's fetch offsets are its log ends: the leader records them once per request
+        // (repeating them at every pass of the long poll would reset its lag clock).
+        let mut pre_errors = BTreeMap::new();
+        if let Reader::Follower(id) = reader {
+            let now = crate::broker::now_ms().max(0) as u64;
+            let mut advanced = false;
+            for t in &r.topics {
+                let name = if v >= 13 {
+                    let id = t.topic_id.into_bytes();
+                    let state = self.lock().await;
+                    state.registry.topics.iter().find(|(_, m)| m.uuid() == id).map(|(n, _)| n.clone()).unwrap_or_default()
+                } else {
+                    t.topic.0.as_str().to_string()
+                };
+                for p in &t.partitions {
+                    let tp = TopicPartition::new(name.clone(), p.partition);
+                    if self.check_leader_epoch(&tp, p.current_leader_epoch).is_some() {
+                        continue; // answered with the epoch error below
+                    }
+                    match self.replicas.on_follower_fetch(&tp, id, p.fetch_offset, now) {
+                        Ok((_, a)) => advanced |= a,
+                        Err(cluster::isr::FetchError::OffsetOutOfRange { .. }) => {
+                            pre_errors.insert((name.clone(), p.partition), error_code::OFFSET_OUT_OF_RANGE);
+                        }
+                        Err(cluster::isr::FetchError::UnknownReplica(_)) => {
+                            pre_errors.insert((name.clone(), p.partition), error_code::NOT_LEADER_OR_FOLLOWER);
+                        }
+                    }
+                }
+            }
+            if advanced {
+                // The HW moved: consumers waiting for data may now read it.
+                self.appended.notify_waiters();
+            }
+        }
         let wait = Duration::from_millis(r.max_wait_ms.clamp(0, MAX_WAIT_CAP_MS) as u64);
         let deadline = tokio::time::Instant::now() + wait;
         let min_bytes = r.min_bytes.max(0) as u64;
@@ -118,7 +208,7 @@ impl Broker {
             let notified = self.appended.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            let (topics, total, any_error) = self.fetch_once(&r, v).await;
+            let (topics, total, any_error) = self.fetch_once(&r, v, reader, &pre_errors).await;
             let shut_down = self.lock().await.logs.is_none();
             if total >= min_bytes.max(1) || any_error || shut_down || tokio::time::Instant::now() >= deadline {
                 break topics;
@@ -174,7 +264,7 @@ fn encode_fetch_response(v: i16, correlation_id: i32, topics: &[TopicOut]) -> Ve
             w.i32(p.index);
             w.i16(p.error);
             w.i64(p.high_watermark);
-            w.i64(p.high_watermark); // last_stable_offset: no transactions
+            w.i64(p.last_stable_offset); // no transactions: the HW (a debugging read: the log end)
             if v >= 5 {
                 w.i64(p.log_start_offset);
             }
@@ -193,7 +283,18 @@ fn encode_fetch_response(v: i16, correlation_id: i32, topics: &[TopicOut]) -> Ve
                 None => w.bytes_len(Some(0)),
             }
             let mut w = Wire { buf: &mut buf, flexible };
-            w.no_tags(); // partition
+            match p.current_leader {
+                Some((leader_id, leader_epoch)) if flexible => {
+                    // One tagged field: tag 1 = CurrentLeader {LeaderId, LeaderEpoch, no tags}.
+                    w.uvarint(1);
+                    w.uvarint(1);
+                    w.uvarint(9);
+                    w.i32(leader_id);
+                    w.i32(leader_epoch);
+                    w.uvarint(0);
+                }
+                _ => w.no_tags(), // partition
+            }
         }
         Wire { buf: &mut buf, flexible }.no_tags(); // topic
     }

@@ -53,7 +53,7 @@ impl Broker {
                 pr.timestamp = -1;
                 pr.offset = -1;
                 if v >= 4 {
-                    pr.leader_epoch = 0;
+                    pr.leader_epoch = self.leader_epoch(name, p.partition_index);
                 }
                 if let Some(code) = self.not_leader_error(name, p.partition_index) {
                     pr.error_code = code;
@@ -65,7 +65,7 @@ impl Broker {
                     None => pr.error_code = error_code::UNKNOWN_TOPIC_OR_PARTITION,
                     Some(log) => match p.timestamp {
                         EARLIEST => pr.offset = log.log_start_offset(),
-                        LATEST => pr.offset = log.log_end_offset(),
+                        LATEST => pr.offset = self.readable_end(&TopicPartition::new(name, p.partition_index), log.log_end_offset()),
                         MAX_TIMESTAMP => {
                             if let Some(ts) = log.max_timestamp() {
                                 match offset_for_timestamp(log, ts, max_uncompressed).await {

@@ -5,6 +5,7 @@ mod fetch;
 mod group;
 mod list_offsets;
 mod metadata;
+mod offset_for_leader_epoch;
 mod produce;
 
 use kafka_protocol::protocol::StrBytes;

@@ -1,5 +1,12 @@
 //! Produce: validate and append record batches as they came (offsets assigned in place),
-//! idempotent-producer checks, acks 0/1/-1 (one broker: -1 is satisfied by the leader's append).
+//! idempotent-producer checks, acks 0/1/-1.
+//!
+//! On a single node `acks=-1` is satisfied by the leader's append. In combined mode it waits until
+//! the high watermark passes the batch (every member of the ISR has it), up to the request's
+//! `timeout_ms` (then REQUEST_TIMED_OUT); it is refused before the append with
+//! NOT_ENOUGH_REPLICAS when the ISR is smaller than `min.insync.replicas`, and fails with
+//! NOT_ENOUGH_REPLICAS_AFTER_APPEND when the ISR shrank below it while waiting. The batch stays
+//! in the leader's log either way (Kafka's semantics: the producer retries; idempotence dedups).
 
 use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::produce_request::ProduceRequest;
@@ -28,6 +35,16 @@ fn log_error_code(e: &LogError) -> i16 {
     }
 }
 
+fn ack_error_code(e: cluster::isr::ProduceError) -> i16 {
+    use cluster::isr::ProduceError as P;
+    match e {
+        P::NotEnoughReplicas => error_code::NOT_ENOUGH_REPLICAS,
+        P::NotEnoughReplicasAfterAppend => error_code::NOT_ENOUGH_REPLICAS_AFTER_APPEND,
+        P::NotLeaderOrFollower => error_code::NOT_LEADER_OR_FOLLOWER,
+        P::TooManyPendingAcks => error_code::REQUEST_TIMED_OUT,
+    }
+}
+
 struct PartResult {
     index: i32,
     error: i16,
@@ -46,7 +63,10 @@ impl Broker {
     pub(crate) async fn produce(&self, req: &Request) -> Result<Outcome, RequestError> {
         let r: ProduceRequest = decode_body(req)?;
         let acks = r.acks;
+        let combined = self.controller_link().is_some();
         let mut results: Vec<(String, Vec<PartResult>)> = Vec::new();
+        // acks=all in combined mode: (topic index, partition index, completion) to wait for.
+        let mut waits = Vec::new();
         let mut appended_any = false;
         {
             let mut state = self.lock().await;
@@ -101,7 +121,27 @@ impl Broker {
                         continue;
                     };
                     let tp = TopicPartition::new(name.clone(), p.index);
-                    let res = self.append_partition(&mut state, &tp, records).await;
+                    if combined && acks == -1 {
+                        if let Err(e) = self.replicas.check_produce(&tp) {
+                            Metrics::add(&self.metrics.failed_produce, 1);
+                            out.push(PartResult::err(p.index, ack_error_code(e), e.to_string()));
+                            continue;
+                        }
+                    }
+                    let (res, last_offset) = self.append_partition(&mut state, &tp, records).await;
+                    if res.error == error_code::NONE && combined {
+                        let leo = state.logs.as_ref().and_then(|l| l.get(&tp)).map_or(0, |l| l.log_end_offset());
+                        self.replicas.on_leader_append(&tp, leo);
+                        if acks == -1 {
+                            match self.replicas.await_ack(&tp, last_offset.min(leo - 1)) {
+                                Ok(rx) => waits.push((results.len(), out.len(), rx)),
+                                Err(e) => {
+                                    out.push(PartResult::err(p.index, ack_error_code(e), e.to_string()));
+                                    continue;
+                                }
+                            }
+                        }
+                    }
                     if res.error == error_code::NONE {
                         appended_any = true;
                     } else {
@@ -115,6 +155,28 @@ impl Broker {
         }
         if appended_any {
             self.appended.notify_waiters();
+        }
+        if !waits.is_empty() {
+            let timeout = std::time::Duration::from_millis(r.timeout_ms.clamp(0, 300_000) as u64);
+            let deadline = tokio::time::Instant::now() + timeout;
+            for (ti, pi, rx) in waits {
+                let outcome = tokio::time::timeout_at(deadline, rx).await;
+                let (topic, parts) = &mut results[ti];
+                let part = &mut parts[pi];
+                let failure = match outcome {
+                    Ok(Ok(Ok(()))) => None,
+                    Ok(Ok(Err(e))) => Some((ack_error_code(e), e.to_string())),
+                    Ok(Err(_)) => Some((error_code::NOT_LEADER_OR_FOLLOWER, "leadership ended while waiting for the ISR".to_string())),
+                    Err(_) => Some((error_code::REQUEST_TIMED_OUT, format!("the ISR did not acknowledge within {} ms", timeout.as_millis()))),
+                };
+                if let Some((code, msg)) = failure {
+                    Metrics::add(&self.metrics.failed_produce, 1);
+                    tracing::debug!(topic = %topic, partition = part.index, code, %msg, "acks=all produce failed after the append");
+                    part.error = code;
+                    part.message = Some(msg);
+                    part.base_offset = -1;
+                }
+            }
         }
         if acks == 0 {
             // Kafka closes the connection when an acks=0 produce fails: the producer's only
@@ -147,7 +209,9 @@ impl Broker {
         Ok(Outcome::frame(frame))
     }
 
-    async fn append_partition(&self, state: &mut crate::broker::State, tp: &TopicPartition, records: Bytes) -> PartResult {
+    /// Appends one partition's records; returns the result and the last offset appended (-1 when
+    /// nothing was, e.g. a duplicate).
+    async fn append_partition(&self, state: &mut crate::broker::State, tp: &TopicPartition, records: Bytes) -> (PartResult, i64) {
         let index = tp.partition;
         // Headers only (cheap, bounded): for the producer-sequence check. The log validates fully.
         let headers: Vec<BatchHeader> = BatchIter::new(&records).map(|(_, h)| h).collect();
@@ -155,15 +219,17 @@ impl Broker {
             Verdict::Append => {}
             Verdict::Duplicate { base_offset } => {
                 let lso = state.logs.as_ref().and_then(|l| l.get(tp)).map_or(-1, |l| l.log_start_offset());
-                return PartResult { index, error: error_code::NONE, base_offset, log_start_offset: lso, message: None };
+                // A retried duplicate: acknowledged when the original batch is (its last offset).
+                let last = headers.last().map_or(base_offset, |h| base_offset + i64::from(h.last_offset_delta));
+                return (PartResult { index, error: error_code::NONE, base_offset, log_start_offset: lso, message: None }, last);
             }
-            Verdict::Reject(code) => return PartResult::err(index, code, "producer sequence check failed"),
+            Verdict::Reject(code) => return (PartResult::err(index, code, "producer sequence check failed"), -1),
         }
         // Combined mode: batches carry the controller's leader epoch (what followers will truncate
         // by, KIP-101); a single node leads at epoch 0.
         let leader_epoch = self.leader_epoch(&tp.topic, tp.partition);
         let Some(log) = state.logs.as_mut().and_then(|l| l.get_mut(tp)) else {
-            return PartResult::err(index, error_code::UNKNOWN_TOPIC_OR_PARTITION, "no log");
+            return (PartResult::err(index, error_code::UNKNOWN_TOPIC_OR_PARTITION, "no log"), -1);
         };
         let mut buf = BytesMut::with_capacity(records.len());
         buf.put_slice(&records);
@@ -173,9 +239,9 @@ impl Broker {
                 Metrics::add(&self.metrics.messages_in, info.record_count.max(0) as u64);
                 let assigned: Vec<BatchHeader> = BatchIter::new(&buf).map(|(_, h)| h).collect();
                 state.producers.record(tp, &assigned);
-                PartResult { index, error: error_code::NONE, base_offset: info.base_offset, log_start_offset: info.log_start_offset, message: None }
+                (PartResult { index, error: error_code::NONE, base_offset: info.base_offset, log_start_offset: info.log_start_offset, message: None }, info.last_offset)
             }
-            Err(e) => PartResult::err(index, log_error_code(&e), e.to_string()),
+            Err(e) => (PartResult::err(index, log_error_code(&e), e.to_string()), -1),
         }
     }
 

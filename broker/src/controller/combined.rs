@@ -15,7 +15,7 @@ use tokio::task::JoinHandle;
 
 use super::link::{LinkConfig, RpcLink};
 use super::node::{self, ControllerHandle};
-use super::{local, rpc};
+use super::rpc;
 use crate::broker::Broker;
 use crate::config::BrokerConfig;
 
@@ -75,7 +75,6 @@ pub async fn start(
         let l = RpcLink::new(lc, net.clone());
         out.tasks.push(l.spawn(shutdown.clone()));
         broker.attach_controller(l.clone());
-        out.tasks.push(tokio::spawn(local::run_sync(broker.clone(), l.clone(), shutdown.clone())));
         out.tasks.push(tokio::spawn(crate::replica::run(broker.clone(), l.clone(), net, shutdown.clone())));
         out.link = Some(l);
     }

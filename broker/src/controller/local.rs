@@ -1,6 +1,7 @@
 //! The broker in combined mode: what changes when a controller quorum is configured.
 //!
-//! - Topics come from the controller's committed image. [`run_sync`] follows the link's image and
+//! - Topics come from the controller's committed image. The replica manager (`crate::replica::run`,
+//!   or [`run_sync`] without replication) follows the link's image and
 //!   gives every topic of the image a local registry entry (with the image's topic id) and empty
 //!   logs, so the partitions this broker leads can take writes. Local topics absent from the image
 //!   are left alone (deleting data on a metadata hiccup is worse than keeping it; deletion
@@ -11,7 +12,7 @@
 
 use std::sync::Arc;
 
-use cluster::metadata::{BrokerId, ControllerError, MetadataImage, TopicId};
+use cluster::metadata::{ControllerError, MetadataImage, TopicId};
 use tokio::sync::watch;
 
 use super::link::{ControllerLink, LinkError};
@@ -62,27 +63,48 @@ impl Broker {
         self.cluster.get().map(|l| l.metadata().borrow().clone())
     }
 
-    /// In combined mode, the error for a Produce/Fetch of a partition this broker does not lead
-    /// (NOT_LEADER_OR_FOLLOWER; UNKNOWN_TOPIC_OR_PARTITION if the image does not have it).
-    /// `None`: serve it (always in single-node mode).
+    /// In combined mode, the error for a Produce/Fetch/ListOffsets of a partition this broker
+    /// does not lead (NOT_LEADER_OR_FOLLOWER; UNKNOWN_TOPIC_OR_PARTITION if the image does not
+    /// have it). Leadership is the replica manager's role, not the image's: a broker leads only
+    /// once it has started the partition's leader state. `None`: serve it (always in single-node
+    /// mode).
     pub(crate) fn not_leader_error(&self, topic: &str, partition: i32) -> Option<i16> {
         let img = self.cluster_image()?;
-        let me: BrokerId = self.config.node_id;
-        let p = img.topic_ids.get(topic).and_then(|id| img.partition(*id, u32::try_from(partition).ok()?));
-        match p {
-            None => Some(error_code::UNKNOWN_TOPIC_OR_PARTITION),
-            Some(p) if p.leader != me => Some(error_code::NOT_LEADER_OR_FOLLOWER),
+        let known = img.topic_ids.get(topic).and_then(|id| img.partition(*id, u32::try_from(partition).ok()?)).is_some();
+        if !known {
+            return Some(error_code::UNKNOWN_TOPIC_OR_PARTITION);
+        }
+        match self.replicas.leading_epoch(&crate::log::TopicPartition::new(topic, partition)) {
             Some(_) => None,
+            None => Some(error_code::NOT_LEADER_OR_FOLLOWER),
         }
     }
 
-    /// The leader epoch to stamp on appended batches: the image's in combined mode, else 0.
+    /// The leader epoch to stamp on appended batches: the leader state's in combined mode, else 0.
     pub(crate) fn leader_epoch(&self, topic: &str, partition: i32) -> i32 {
-        let Some(img) = self.cluster_image() else { return 0 };
-        img.topic_ids
-            .get(topic)
-            .and_then(|id| img.partition(*id, u32::try_from(partition).ok()?))
-            .map_or(0, |p| p.leader_epoch.max(0))
+        self.replicas.leading_epoch(&crate::log::TopicPartition::new(topic, partition)).unwrap_or(0).max(0)
+    }
+
+    /// KIP-320: a request's `current_leader_epoch` (-1: not checked) against the epoch this
+    /// broker leads `tp` at: older → FENCED_LEADER_EPOCH, newer → UNKNOWN_LEADER_EPOCH.
+    pub(crate) fn check_leader_epoch(&self, tp: &crate::log::TopicPartition, current_leader_epoch: i32) -> Option<i16> {
+        if current_leader_epoch < 0 || self.controller_link().is_none() {
+            return None;
+        }
+        let epoch = self.replicas.leading_epoch(tp)?;
+        match current_leader_epoch.cmp(&epoch) {
+            std::cmp::Ordering::Less => Some(error_code::FENCED_LEADER_EPOCH),
+            std::cmp::Ordering::Greater => Some(error_code::UNKNOWN_LEADER_EPOCH),
+            std::cmp::Ordering::Equal => None,
+        }
+    }
+
+    /// What consumers may read up to: the HW in combined mode, the log end on a single node.
+    pub(crate) fn readable_end(&self, tp: &crate::log::TopicPartition, log_end_offset: i64) -> i64 {
+        if self.controller_link().is_none() {
+            return log_end_offset;
+        }
+        self.replicas.high_watermark(tp).unwrap_or(0).min(log_end_offset)
     }
 
     /// Gives every topic of `image` a local registry entry and logs. Returns topics created.

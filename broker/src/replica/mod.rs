@@ -1,23 +1,226 @@
-//! Replication between brokers (issue 5's next step), started here. So far:
+//! Replication between brokers (combined mode only; a single node has no replicas).
+//!
 //! - [`delta`]: what a broker must do when the controller's image changes (become leader,
 //!   become follower, stop replicas), pure and property-tested.
+//! - [`state`]: each partition's role here — a leader's `cluster::isr::LeaderState` (ISR, HW,
+//!   `acks=all` waiters) or a follower's leader, epoch and HW — without IO.
+//! - [`fetcher`]: one task per leader broker: truncate by epoch, then Fetch and append.
+//! - [`wire`]: the follower's Kafka-protocol connection.
+//! - [`run`] (here): the replica manager. It follows the controller's image: creates local logs
+//!   for new topics, applies [`delta::local_changes`] (leaders start `LeaderState`s at their log
+//!   end; followers start truncating), starts fetchers, sends ISR changes (AlterPartition) the
+//!   leaders ask for, checks for lagging followers every `replica.lag.time.max.ms / 2`, and
+//!   checkpoints HWs to `replication-offset-checkpoint`.
 //!
-//! Next: a replica manager that applies these changes (followers fetch from the leader with
-//! `replica_id`, truncate by leader epoch via `cluster::isr`; leaders track follower LEOs, move
-//! the high watermark, and shrink/expand the ISR through `ControllerLink::alter_partition`).
+//! Data flow: a produce appends at the leader → a follower's long-polling Fetch returns the new
+//! batches → it appends them and fetches again from its new log end → that fetch tells the leader
+//! the follower's LEO → the HW moves to the smallest LEO of the ISR → `acks=all` produces below it
+//! complete and consumers may read up to it.
 
 pub mod delta;
+pub mod fetcher;
+pub mod state;
+pub mod wire;
 
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
+use cluster::isr::{AlterPartitionResponse, IsrConfig};
+use cluster::metadata::{AlterPartitionRequest, BrokerId, MetadataImage};
 use net_model::Network;
 use tokio::sync::watch;
+use tokio::task::JoinHandle;
 
-use crate::broker::Broker;
-use crate::controller::link::ControllerLink;
+use crate::broker::{now_ms, Broker};
+use crate::controller::link::{ControllerLink, LinkError};
+use crate::log::manager::{decode_offsets, encode_offsets};
+use crate::log::TopicPartition;
 
-/// Follows the controller's image: local topics and logs, then partition roles. Runs until
-/// `shutdown`.
-pub async fn run(broker: Arc<Broker>, link: Arc<dyn ControllerLink>, _net: Arc<dyn Network>, shutdown: watch::Receiver<bool>) {
-    let _ = (broker, link, shutdown);
+pub use state::Replicas;
+
+/// The HW checkpoint file in the data directory (Kafka's name).
+pub const HW_CHECKPOINT: &str = "replication-offset-checkpoint";
+/// Bytes of the checkpoint read at most (one short line per partition).
+const HW_CHECKPOINT_BYTES_MAX: usize = 16 << 20;
+
+impl Broker {
+    fn isr_config(&self) -> IsrConfig {
+        IsrConfig {
+            replica_lag_time_max_ms: self.config.replication.replica_lag_time_max_ms,
+            min_insync_replicas: self.config.replication.min_insync_replicas,
+            ..IsrConfig::default()
+        }
+    }
+
+    /// Applies the partition roles of `new` (coming from `old`). Takes the state lock, so no
+    /// append or follower write sees a half-changed role.
+    pub(crate) async fn apply_roles(&self, old: &MetadataImage, new: &MetadataImage) {
+        let me: BrokerId = self.config.node_id;
+        let changes = delta::local_changes(old, new, me);
+        let ineligible: BTreeSet<BrokerId> = new.brokers.values().filter(|b| b.fenced).map(|b| b.broker_id).collect();
+        let fencing_changed = old.brokers.values().filter(|b| b.fenced).map(|b| b.broker_id).collect::<BTreeSet<_>>() != ineligible;
+        if changes.is_empty() && !fencing_changed {
+            return;
+        }
+        let state = self.lock().await;
+        let Some(logs) = state.logs.as_ref() else { return };
+        let now = now_ms().max(0) as u64;
+        let mut leaders = changes.leaders.clone();
+        if fencing_changed {
+            // Leaders whose partition state did not change still need the new fenced set.
+            for t in new.topics.values() {
+                for (i, p) in t.partitions.iter().enumerate() {
+                    if p.leader == me {
+                        leaders.entry(delta::PartitionKey { topic_id: t.id, partition: i as u32 }).or_insert_with(|| (t.name.clone(), p.clone()));
+                    }
+                }
+            }
+        }
+        for (key, (name, p)) in &leaders {
+            let tp = TopicPartition::new(name.clone(), key.partition as i32);
+            let Some(log) = logs.get(&tp) else {
+                tracing::warn!(partition = %tp, "leader of a partition without a local log");
+                continue;
+            };
+            self.replicas.become_leader(&tp, key.topic_id, p, me, log.log_end_offset(), self.isr_config(), ineligible.clone(), now);
+        }
+        for (key, (name, p)) in &changes.followers {
+            let tp = TopicPartition::new(name.clone(), key.partition as i32);
+            let Some(log) = logs.get(&tp) else { continue };
+            if p.leader < 0 {
+                // No leader (offline partition): stop leading, fetch from nobody.
+                self.replicas.stop(&tp);
+                continue;
+            }
+            self.replicas.become_follower(&tp, key.topic_id, p.leader, p.leader_epoch, log.log_end_offset());
+        }
+        for key in &changes.stopped {
+            if let Some(t) = old.topics.get(&key.topic_id) {
+                self.replicas.stop(&TopicPartition::new(t.name.clone(), key.partition as i32));
+            }
+        }
+        drop(state);
+        // Roles changed: waiting fetches and produces re-check.
+        self.appended.notify_waiters();
+    }
+
+    async fn load_hw_checkpoint(&self) {
+        let path = self.root.join(HW_CHECKPOINT);
+        let read = async {
+            if !self.storage.exists(&path).await? {
+                return Ok(None);
+            }
+            let file = self.storage.open(&path, disk_model::OpenMode::Existing).await?;
+            let len = usize::try_from(file.len()).unwrap_or(usize::MAX).min(HW_CHECKPOINT_BYTES_MAX);
+            file.read_at(0, len).await.map(Some)
+        };
+        let read: std::io::Result<Option<bytes::Bytes>> = read.await;
+        match read {
+            Ok(None) => {}
+            Ok(Some(bytes)) => match decode_offsets(&String::from_utf8_lossy(&bytes)) {
+                Ok(hws) => self.replicas.set_checkpoint(hws),
+                Err(e) => tracing::warn!(error = %e, "ignoring a malformed {HW_CHECKPOINT}"),
+            },
+            Err(e) => tracing::warn!(error = %e, "cannot read {HW_CHECKPOINT}"),
+        }
+    }
+
+    /// Writes every partition's HW (atomically: temp file, fsync, rename).
+    pub async fn checkpoint_hws(&self) {
+        let hws = self.replicas.hw_snapshot();
+        if hws.is_empty() {
+            return;
+        }
+        let text = encode_offsets(&hws);
+        if let Err(e) = crate::log::epoch::write_atomically(self.storage.as_ref(), Path::new(&self.root), HW_CHECKPOINT, text.as_bytes()).await {
+            tracing::warn!(error = %e, "writing {HW_CHECKPOINT} failed");
+        }
+    }
+}
+
+/// Sends one ISR change to the controller and feeds the answer back.
+async fn send_alter(broker: Arc<Broker>, link: Arc<dyn ControllerLink>, a: state::AlterIsr) {
+    let req = AlterPartitionRequest {
+        broker_id: broker.config.node_id,
+        broker_epoch: link.broker_epoch(),
+        topic_id: a.topic_id,
+        partition: a.tp.partition as u32,
+        leader_epoch: a.change.leader_epoch,
+        partition_epoch: a.change.partition_epoch,
+        new_isr: a.change.new_isr.clone(),
+    };
+    let response = match link.alter_partition(req).await {
+        Ok(p) => {
+            tracing::info!(partition = %a.tp, isr = ?p.isr, partition_epoch = p.partition_epoch, "ISR changed");
+            AlterPartitionResponse::Committed { isr: p.isr, partition_epoch: p.partition_epoch }
+        }
+        Err(e) => {
+            let level_warn = matches!(e, LinkError::Unavailable(_));
+            if level_warn {
+                tracing::warn!(partition = %a.tp, proposed = ?a.change.new_isr, error = %e, "AlterPartition failed");
+            } else {
+                tracing::info!(partition = %a.tp, proposed = ?a.change.new_isr, error = %e, "AlterPartition rejected");
+            }
+            AlterPartitionResponse::Rejected
+        }
+    };
+    if broker.replicas.on_alter_response(&a.tp, a.change.leader_epoch, response) {
+        broker.appended.notify_waiters();
+    }
+}
+
+/// The replica manager: follows the controller's image until `shutdown` (see the module doc).
+pub async fn run(broker: Arc<Broker>, link: Arc<dyn ControllerLink>, net: Arc<dyn Network>, mut shutdown: watch::Receiver<bool>) {
+    broker.load_hw_checkpoint().await;
+    let mut rx = link.metadata();
+    let mut applied = Arc::new(MetadataImage::default());
+    let mut fetchers: BTreeMap<BrokerId, JoinHandle<()>> = BTreeMap::new();
+    let cfg = broker.config.replication.clone();
+    let shrink_every = Duration::from_millis((cfg.replica_lag_time_max_ms / 2).clamp(10, 5_000));
+    let checkpoint_every = Duration::from_millis(cfg.hw_checkpoint_interval_ms.max(1));
+    let mut next_shrink = tokio::time::Instant::now() + shrink_every;
+    let mut next_checkpoint = tokio::time::Instant::now() + checkpoint_every;
+    loop {
+        if *shutdown.borrow() {
+            break;
+        }
+        let image = rx.borrow_and_update().clone();
+        if !Arc::ptr_eq(&image, &applied) {
+            broker.reconcile_topics(&image).await;
+            broker.apply_roles(&applied, &image).await;
+            applied = image;
+            for leader in broker.replicas.followed_leaders() {
+                if fetchers.get(&leader).is_none_or(|h| h.is_finished()) {
+                    let h = tokio::spawn(fetcher::run(broker.clone(), link.clone(), leader, net.clone(), shutdown.clone()));
+                    fetchers.insert(leader, h);
+                }
+            }
+        }
+        let now = tokio::time::Instant::now();
+        if now >= next_shrink {
+            broker.replicas.maybe_shrink_all(now_ms().max(0) as u64);
+            next_shrink = now + shrink_every;
+        }
+        for a in broker.replicas.take_alters() {
+            tokio::spawn(send_alter(broker.clone(), link.clone(), a));
+        }
+        if now >= next_checkpoint {
+            broker.checkpoint_hws().await;
+            next_checkpoint = now + checkpoint_every;
+        }
+        tokio::select! {
+            biased;
+            r = shutdown.changed() => if r.is_err() { break },
+            r = rx.changed() => if r.is_err() { break },
+            _ = broker.replicas.alter_ready.notified() => {}
+            _ = tokio::time::sleep_until(next_shrink.min(next_checkpoint)) => {}
+        }
+    }
+    for (_, h) in fetchers {
+        let _ = h.await;
+    }
+    broker.checkpoint_hws().await;
+    broker.replicas.stop_all();
 }

@@ -1,0 +1,343 @@
+//! A follower's fetcher: one task per leader broker, replicating every partition this broker
+//! follows from it (Kafka's `ReplicaFetcherThread`).
+//!
+//! Each round:
+//! 1. partitions that started following a new leader epoch truncate first, by epoch: ask the
+//!    leader where this replica's latest epoch ends (OffsetForLeaderEpoch, KIP-101), cut the log
+//!    there, and ask again when the leader answered an epoch this replica lacks (KIP-279). Never
+//!    to the HW: a HW can lag what a later leader committed.
+//! 2. one Fetch (`replica_id` = this broker) for every truncated partition from its log end; the
+//!    leader's answer carries whole batches with offsets and epochs assigned, appended verbatim
+//!    (`append_as_follower`), and the leader's HW.
+//!
+//! Before each append the role is checked again under the broker's state lock: an answer for a
+//! leader epoch this broker no longer follows is dropped. Errors back off
+//! `replica.fetch.backoff.ms` and drop the connection; leader and epoch changes come from metadata.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use cluster::isr::{truncation_step, EpochCache, LeaderEpochAnswer, Truncation};
+use cluster::metadata::BrokerId;
+use kafka_protocol::messages::fetch_request::{FetchPartition, FetchRequest, FetchTopic};
+use kafka_protocol::messages::fetch_response::FetchResponse;
+use kafka_protocol::messages::offset_for_leader_epoch_request::{OffsetForLeaderEpochRequest, OffsetForLeaderPartition, OffsetForLeaderTopic};
+use kafka_protocol::messages::offset_for_leader_epoch_response::OffsetForLeaderEpochResponse;
+use kafka_protocol::messages::{ApiKey, TopicName};
+use net_model::{Network, Work};
+use records::BatchIter;
+use tokio::sync::watch;
+
+use super::state::Followed;
+use super::wire::{KafkaConn, WireError};
+use crate::broker::{now_ms, Broker};
+use crate::controller::link::ControllerLink;
+use crate::log::{LogError, TopicPartition};
+use crate::protocol::error_code;
+
+const FETCH_VERSION: i16 = 12;
+const EPOCH_VERSION: i16 = 4;
+/// OffsetForLeaderEpoch rounds per partition per truncation (each cuts the log further back).
+const TRUNCATION_ROUNDS_MAX: usize = 64;
+/// How often an idle fetcher (nothing followed from its leader) looks again.
+const IDLE_POLL_MS: u64 = 100;
+
+const FENCED_LEADER_EPOCH: i16 = 74;
+const UNKNOWN_LEADER_EPOCH: i16 = 75;
+
+fn topic_name(s: &str) -> TopicName {
+    TopicName(crate::api::sb(s))
+}
+
+/// Runs the fetcher for `leader` until `shutdown`.
+pub async fn run(broker: Arc<Broker>, link: Arc<dyn ControllerLink>, leader: BrokerId, net: Arc<dyn Network>, mut shutdown: watch::Receiver<bool>) {
+    let mut conn: Option<KafkaConn> = None;
+    let mut last_error: Option<String> = None;
+    loop {
+        if *shutdown.borrow() {
+            return;
+        }
+        let parts = broker.replicas.followed_from(leader);
+        let pause_ms = if parts.is_empty() {
+            conn = None;
+            Some(IDLE_POLL_MS)
+        } else {
+            match round(&broker, link.as_ref(), leader, net.as_ref(), &mut conn, parts).await {
+                Ok(()) => {
+                    last_error = None;
+                    None
+                }
+                Err(why) => {
+                    if last_error.as_deref() != Some(why.as_str()) {
+                        tracing::warn!(broker = broker.config.node_id, leader, error = %why, "replica fetcher");
+                        last_error = Some(why);
+                    }
+                    conn = None;
+                    Some(broker.config.replication.replica_fetch_backoff_ms.max(1))
+                }
+            }
+        };
+        if let Some(ms) = pause_ms {
+            tokio::select! {
+                biased;
+                r = shutdown.changed() => if r.is_err() { return },
+                _ = tokio::time::sleep(Duration::from_millis(ms)) => {}
+            }
+        }
+    }
+}
+
+async fn round(broker: &Broker, link: &dyn ControllerLink, leader: BrokerId, net: &dyn Network, conn: &mut Option<KafkaConn>, parts: Vec<Followed>) -> Result<(), String> {
+    let cfg = &broker.config.replication;
+    let timeout = Duration::from_millis(cfg.replica_socket_timeout_ms);
+    let addr = {
+        let img = link.metadata().borrow().clone();
+        let b = img.brokers.get(&leader).ok_or_else(|| format!("leader {leader} is not registered"))?;
+        format!("{}:{}", b.endpoint.host, b.endpoint.port)
+    };
+    if conn.as_ref().is_none_or(|c| c.addr != addr) {
+        let client_id = format!("replica-fetcher-{}", broker.config.node_id);
+        *conn = Some(KafkaConn::connect(net, &addr, &client_id, timeout).await.map_err(|e| format!("connect to leader {leader} at {addr}: {e}"))?);
+    }
+    let c = conn.as_mut().expect("connected above");
+    let untruncated: Vec<Followed> = parts.iter().filter(|p| !p.truncated).cloned().collect();
+    if !untruncated.is_empty() {
+        truncate(broker, leader, c, untruncated).await.map_err(|e| format!("OffsetForLeaderEpoch to {leader}: {e}"))?;
+    }
+    let parts: Vec<Followed> = broker.replicas.followed_from(leader).into_iter().filter(|p| p.truncated).collect();
+    if parts.is_empty() {
+        // Waiting for metadata (fenced or unknown epoch at the leader): do not spin.
+        tokio::time::sleep(Duration::from_millis(cfg.replica_fetch_backoff_ms.max(1))).await;
+        return Ok(());
+    }
+    fetch(broker, leader, c, parts).await.map_err(|e| format!("Fetch from {leader}: {e}"))
+}
+
+/// KIP-101/279 truncation of `parts` against `leader`.
+async fn truncate(broker: &Broker, leader: BrokerId, c: &mut KafkaConn, parts: Vec<Followed>) -> Result<(), WireError> {
+    let me = broker.config.node_id;
+    // (partition, epoch to ask about), refined round by round.
+    let mut asking: BTreeMap<TopicPartition, (i32, i32)> = BTreeMap::new();
+    {
+        let state = broker.lock().await;
+        let Some(logs) = state.logs.as_ref() else { return Ok(()) };
+        for p in parts {
+            let Some(log) = logs.get(&p.tp) else { continue };
+            match log.epochs().latest() {
+                Some(e) => {
+                    asking.insert(p.tp.clone(), (p.leader_epoch, e.epoch));
+                }
+                // Nothing written under any epoch: nothing to cut.
+                None => broker.replicas.mark_truncated(&p.tp, p.leader_epoch, log.log_end_offset()),
+            }
+        }
+    }
+    for _ in 0..TRUNCATION_ROUNDS_MAX {
+        if asking.is_empty() {
+            return Ok(());
+        }
+        let mut req = OffsetForLeaderEpochRequest::default();
+        req.replica_id = kafka_protocol::messages::BrokerId(me);
+        let mut by_topic: BTreeMap<&str, Vec<OffsetForLeaderPartition>> = BTreeMap::new();
+        for (tp, (current, epoch)) in &asking {
+            let mut p = OffsetForLeaderPartition::default();
+            p.partition = tp.partition;
+            p.current_leader_epoch = *current;
+            p.leader_epoch = *epoch;
+            by_topic.entry(tp.topic.as_str()).or_default().push(p);
+        }
+        for (t, ps) in by_topic {
+            let mut ot = OffsetForLeaderTopic::default();
+            ot.topic = topic_name(t);
+            ot.partitions = ps;
+            req.topics.push(ot);
+        }
+        let timeout = Duration::from_millis(broker.config.replication.replica_socket_timeout_ms);
+        let resp: OffsetForLeaderEpochResponse = c.call(ApiKey::OffsetForLeaderEpoch, EPOCH_VERSION, &req, 1 << 20, timeout).await?;
+        let mut next = BTreeMap::new();
+        let mut guard = broker.lock().await;
+        let state = &mut *guard;
+        let Some(logs) = state.logs.as_mut() else { return Ok(()) };
+        for t in resp.topics {
+            for r in t.partitions {
+                let tp = TopicPartition::new(t.topic.0.as_str().to_string(), r.partition);
+                let Some(&(current, _)) = asking.get(&tp) else { continue };
+                if !broker.replicas.still_following(&tp, leader, current) {
+                    continue;
+                }
+                if r.error_code != error_code::NONE {
+                    // FENCED/UNKNOWN_LEADER_EPOCH, NOT_LEADER: metadata will move us on.
+                    tracing::debug!(partition = %tp, error = r.error_code, "OffsetForLeaderEpoch refused");
+                    continue;
+                }
+                let Some(log) = logs.get_mut(&tp) else { continue };
+                let leo = log.log_end_offset();
+                let mut cache = EpochCache::default();
+                for e in log.epochs().entries() {
+                    cache.assign(e.epoch, e.start_offset);
+                }
+                let answer = if r.end_offset < 0 || r.leader_epoch < 0 {
+                    LeaderEpochAnswer::Undefined
+                } else {
+                    LeaderEpochAnswer::Found { epoch: r.leader_epoch, end_offset: r.end_offset }
+                };
+                let step = truncation_step(&cache, leo, answer);
+                let result = match step {
+                    Truncation::Done { offset } => log.truncate_to(offset).await,
+                    Truncation::AskAgain { offset, epoch } => {
+                        next.insert(tp.clone(), (current, epoch));
+                        log.truncate_to(offset).await
+                    }
+                    Truncation::Reset => log.truncate_fully_and_start_at(0, now_ms()).await,
+                };
+                if let Err(e) = result {
+                    tracing::error!(partition = %tp, error = %e, "truncation failed; the partition is offline here");
+                    next.remove(&tp);
+                    continue;
+                }
+                let new_leo = log.log_end_offset();
+                if new_leo < leo {
+                    let log: &crate::log::Log = log;
+                    crate::broker::rebuild_partition_producers(&mut state.producers, &tp, log).await;
+                    tracing::info!(partition = %tp, from = leo, to = new_leo, leader, leader_epoch = current, "truncated by leader epoch");
+                }
+                if !next.contains_key(&tp) {
+                    broker.replicas.mark_truncated(&tp, current, new_leo);
+                }
+            }
+        }
+        asking = next;
+    }
+    Ok(())
+}
+
+/// One Fetch of `parts` (all truncated) from `leader`; appends what came back.
+async fn fetch(broker: &Broker, leader: BrokerId, c: &mut KafkaConn, parts: Vec<Followed>) -> Result<(), WireError> {
+    let me = broker.config.node_id;
+    let cfg = &broker.config.replication;
+    let mut req = FetchRequest::default();
+    req.replica_id = kafka_protocol::messages::BrokerId(me);
+    req.max_wait_ms = i32::try_from(cfg.replica_fetch_wait_max_ms).unwrap_or(i32::MAX);
+    req.min_bytes = 1;
+    req.max_bytes = cfg.replica_fetch_response_max_bytes;
+    req.isolation_level = 0;
+    req.session_id = 0;
+    req.session_epoch = -1;
+    let mut epochs: BTreeMap<TopicPartition, (i32, i64)> = BTreeMap::new();
+    {
+        let state = broker.lock().await;
+        let Some(logs) = state.logs.as_ref() else { return Ok(()) };
+        let mut by_topic: BTreeMap<&str, Vec<FetchPartition>> = BTreeMap::new();
+        for p in &parts {
+            let Some(log) = logs.get(&p.tp) else { continue };
+            let mut fp = FetchPartition::default();
+            fp.partition = p.tp.partition;
+            fp.current_leader_epoch = p.leader_epoch;
+            fp.fetch_offset = log.log_end_offset();
+            fp.last_fetched_epoch = -1;
+            fp.log_start_offset = log.log_start_offset();
+            fp.partition_max_bytes = cfg.replica_fetch_max_bytes;
+            epochs.insert(p.tp.clone(), (p.leader_epoch, fp.fetch_offset));
+            by_topic.entry(p.tp.topic.as_str()).or_default().push(fp);
+        }
+        for (t, ps) in by_topic {
+            let mut ft = FetchTopic::default();
+            ft.topic = topic_name(t);
+            ft.partitions = ps;
+            req.topics.push(ft);
+        }
+    }
+    if req.topics.is_empty() {
+        return Ok(());
+    }
+    let timeout = Duration::from_millis(cfg.replica_socket_timeout_ms + cfg.replica_fetch_wait_max_ms);
+    let max = usize::try_from(cfg.replica_fetch_response_max_bytes).unwrap_or(usize::MAX).saturating_add(1 << 20);
+    let resp: FetchResponse = c.call(ApiKey::Fetch, FETCH_VERSION, &req, max, timeout).await?;
+    if resp.error_code != error_code::NONE {
+        return Err(WireError::Malformed(format!("fetch error {}", resp.error_code)));
+    }
+    // Validating what came (CRC) costs CPU before the lock is taken.
+    let fetched_bytes: u64 = resp.responses.iter().flat_map(|t| &t.partitions).map(|p| p.records.as_ref().map_or(0, |r| r.len() as u64)).sum();
+    if fetched_bytes > 0 {
+        broker.spend(Work::Crc32c, fetched_bytes).await;
+    }
+    let mut appended = false;
+    let mut guard = broker.lock().await;
+    let state = &mut *guard;
+    let Some(logs) = state.logs.as_mut() else { return Ok(()) };
+    for t in resp.responses {
+        for p in t.partitions {
+            let tp = TopicPartition::new(t.topic.0.as_str().to_string(), p.partition_index);
+            let Some(&(epoch, fetch_offset)) = epochs.get(&tp) else { continue };
+            if !broker.replicas.still_following(&tp, leader, epoch) {
+                continue;
+            }
+            let Some(log) = logs.get_mut(&tp) else { continue };
+            if log.log_end_offset() != fetch_offset {
+                continue; // the log moved while the fetch was out (truncation): ask again
+            }
+            match p.error_code {
+                error_code::NONE => {}
+                error_code::OFFSET_OUT_OF_RANGE => {
+                    if fetch_offset < p.log_start_offset {
+                        // Retention removed what we would need: start over at the leader's start.
+                        tracing::warn!(partition = %tp, fetch_offset, leader_start = p.log_start_offset, "behind the leader's log start; restarting the replica there");
+                        if let Err(e) = log.truncate_fully_and_start_at(p.log_start_offset, now_ms()).await {
+                            tracing::error!(partition = %tp, error = %e, "reset failed");
+                        }
+                    } else {
+                        broker.replicas.mark_untruncated(&tp, epoch);
+                    }
+                    continue;
+                }
+                FENCED_LEADER_EPOCH | UNKNOWN_LEADER_EPOCH | error_code::NOT_LEADER_OR_FOLLOWER | error_code::UNKNOWN_TOPIC_OR_PARTITION => {
+                    tracing::debug!(partition = %tp, error = p.error_code, "fetch refused by the leader; waiting for metadata");
+                    continue;
+                }
+                code => {
+                    tracing::warn!(partition = %tp, error = code, "fetch error at the leader");
+                    continue;
+                }
+            }
+            let records = p.records.unwrap_or_default();
+            let whole = whole_batches(&records);
+            if !whole.is_empty() {
+                match log.append_as_follower(&whole, now_ms()).await {
+                    Ok(_) => {
+                        appended = true;
+                        // A follower may become leader: it must know the producers' sequences.
+                        let headers: Vec<records::BatchHeader> = BatchIter::new(&whole).map(|(_, h)| h).collect();
+                        state.producers.record(&tp, &headers);
+                    }
+                    Err(LogError::NonContiguousAppend { base_offset, log_end_offset }) => {
+                        tracing::warn!(partition = %tp, base_offset, log_end_offset, "leader sent a non-contiguous batch; truncating by epoch again");
+                        broker.replicas.mark_untruncated(&tp, epoch);
+                        continue;
+                    }
+                    Err(e) => {
+                        tracing::error!(partition = %tp, error = %e, "follower append failed");
+                        continue;
+                    }
+                }
+            }
+            broker.replicas.update_follower_hw(&tp, epoch, p.high_watermark, log.log_end_offset());
+        }
+    }
+    drop(guard);
+    if appended {
+        broker.appended.notify_waiters();
+    }
+    Ok(())
+}
+
+/// The leading whole batches of a fetched record set (a response may end with a partial batch).
+fn whole_batches(records: &Bytes) -> Bytes {
+    let mut iter = BatchIter::new(records);
+    let mut end = 0;
+    for (pos, h) in iter.by_ref() {
+        end = pos + h.size();
+    }
+    records.slice(..end)
+}
