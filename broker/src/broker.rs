@@ -77,6 +77,8 @@ pub struct Broker {
     pub(crate) cluster: std::sync::OnceLock<Arc<dyn crate::controller::link::ControllerLink>>,
     /// Combined mode: each partition's replication role here (leader state, follower state).
     pub replicas: crate::replica::Replicas,
+    /// Combined mode with a controller on this node: its Raft status (ActiveControllerCount).
+    pub(crate) controller_status: std::sync::OnceLock<tokio::sync::watch::Receiver<crate::controller::node::NodeStatus>>,
 }
 
 /// Wall-clock milliseconds (virtual under the simulator).
@@ -192,6 +194,7 @@ impl Broker {
             groups,
             cluster: std::sync::OnceLock::new(),
             replicas: crate::replica::Replicas::default(),
+            controller_status: std::sync::OnceLock::new(),
         })
     }
 
@@ -476,6 +479,23 @@ impl Broker {
     }
 
     /// Partition count and total log bytes (metrics).
+    /// Whether this node's controller is the active one (the Raft leader).
+    pub fn is_active_controller(&self) -> bool {
+        self.controller_status.get().is_some_and(|s| s.borrow().role == cluster::raft::Role::Leader)
+    }
+
+    /// Replication gauges for the metrics endpoint.
+    pub fn cluster_gauges(&self) -> crate::metrics::ClusterGauges {
+        let c = self.replicas.counters();
+        crate::metrics::ClusterGauges {
+            under_replicated: self.replicas.under_replicated() as u64,
+            leaders: self.replicas.leader_count() as u64,
+            isr_shrinks: c.isr_shrinks,
+            isr_expands: c.isr_expands,
+            active_controller: u64::from(self.is_active_controller()),
+        }
+    }
+
     pub async fn log_stats(&self) -> (usize, u64) {
         let state = self.lock().await;
         match state.logs.as_ref() {

@@ -31,6 +31,8 @@ pub struct Metrics {
     pub failed_fetch: AtomicU64,
     pub connections_accepted: AtomicU64,
     pub connections_closed_bad_input: AtomicU64,
+    /// Partition leader elections committed while this node was the active controller.
+    pub leader_elections: AtomicU64,
     /// One slot per entry of `protocol::SUPPORTED`.
     apis: [ApiStats; SUPPORTED.len()],
 }
@@ -98,4 +100,35 @@ impl Metrics {
         }
         out
     }
+
+    /// The cluster metrics (combined mode; a single node reports them as zeros, with itself the
+    /// active controller of nothing).
+    pub fn render_cluster(&self, c: &ClusterGauges) -> String {
+        let mut out = String::new();
+        let mut metric = |name: &str, kind: &str, help: &str, v: u64| {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}");
+        };
+        metric("kafka_server_ReplicaManager_UnderReplicatedPartitions", "gauge", "Partitions led here whose ISR is smaller than their replica set.", c.under_replicated);
+        metric("kafka_server_ReplicaManager_LeaderCount", "gauge", "Partitions led here.", c.leaders);
+        metric("kafka_server_ReplicaManager_IsrShrinksPerSec", "counter", "ISR shrinks proposed by this leader (rate over time).", c.isr_shrinks);
+        metric("kafka_server_ReplicaManager_IsrExpandsPerSec", "counter", "ISR expansions proposed by this leader (rate over time).", c.isr_expands);
+        metric("kafka_controller_KafkaController_ActiveControllerCount", "gauge", "1 on the active controller, else 0.", c.active_controller);
+        metric(
+            "kafka_controller_ControllerStats_LeaderElectionRateAndTimeMs",
+            "counter",
+            "Partition leader elections committed while this node was the active controller (rate over time).",
+            self.leader_elections.load(Ordering::Relaxed),
+        );
+        out
+    }
+}
+
+/// Replication gauges gathered at scrape time.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ClusterGauges {
+    pub under_replicated: u64,
+    pub leaders: u64,
+    pub isr_shrinks: u64,
+    pub isr_expands: u64,
+    pub active_controller: u64,
 }

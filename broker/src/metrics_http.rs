@@ -35,7 +35,8 @@ pub async fn run(broker: Arc<Broker>, listener: Box<dyn Listener>, mut shutdown:
                 }
             }
             let (parts, bytes) = b.log_stats().await;
-            let body = b.metrics.render(parts, bytes);
+            let mut body = b.metrics.render(parts, bytes);
+            body.push_str(&b.metrics.render_cluster(&b.cluster_gauges()));
             let head = format!(
                 "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
                 body.len()

@@ -60,6 +60,7 @@ pub async fn start(
         qc.seed = seed;
         let h = node::start(qc, net.clone(), storage.clone(), Path::new(""), &listen, shutdown.clone()).await.map_err(|e| e.to_string())?;
         tracing::info!(node = node_id, addr = %h.local_addr, "controller listening");
+        let _ = broker.controller_status.set(h.status.clone());
         out.controller = Some(h);
     }
     if q.is_broker() {

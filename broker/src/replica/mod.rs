@@ -140,6 +140,20 @@ impl Broker {
     }
 }
 
+/// Partition leader elections between two images: partitions whose leader epoch rose.
+fn elections_between(old: &MetadataImage, new: &MetadataImage) -> u64 {
+    let mut n = 0;
+    for t in new.topics.values() {
+        let Some(o) = old.topics.get(&t.id) else { continue };
+        for (p, q) in t.partitions.iter().zip(&o.partitions) {
+            if p.leader_epoch > q.leader_epoch && p.leader >= 0 {
+                n += 1;
+            }
+        }
+    }
+    n
+}
+
 /// Sends one ISR change to the controller and feeds the answer back.
 async fn send_alter(broker: Arc<Broker>, link: Arc<dyn ControllerLink>, a: state::AlterIsr) {
     let req = AlterPartitionRequest {
@@ -189,6 +203,9 @@ pub async fn run(broker: Arc<Broker>, link: Arc<dyn ControllerLink>, net: Arc<dy
         let image = rx.borrow_and_update().clone();
         if !Arc::ptr_eq(&image, &applied) {
             broker.reconcile_topics(&image).await;
+            if broker.is_active_controller() {
+                crate::metrics::Metrics::add(&broker.metrics.leader_elections, elections_between(&applied, &image));
+            }
             broker.apply_roles(&applied, &image).await;
             applied = image;
             for leader in broker.replicas.followed_leaders() {
