@@ -160,7 +160,7 @@ impl Broker {
             let timeout = std::time::Duration::from_millis(r.timeout_ms.clamp(0, 300_000) as u64);
             let deadline = tokio::time::Instant::now() + timeout;
             for (ti, pi, rx) in waits {
-                let outcome = tokio::time::timeout_at(deadline, rx).await;
+                let outcome = tokio::time::timeout(deadline.saturating_duration_since(tokio::time::Instant::now()), rx).await;
                 let (topic, parts) = &mut results[ti];
                 let part = &mut parts[pi];
                 let failure = match outcome {
