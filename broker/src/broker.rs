@@ -174,7 +174,13 @@ impl Broker {
         let producers = rebuild_producer_states(&logs).await;
         let groups = crate::group::Coordinator::new(config.group.clone(), config.offsets_topic_num_partitions);
         let offsets_partitions = registry.topics.get(crate::group::OFFSETS_TOPIC).map(|m| m.partitions);
-        groups.load_at_open(&logs, offsets_partitions).await;
+        if config.quorum.voters.is_none() {
+            groups.load_at_open(&logs, offsets_partitions).await;
+        } else if let Some(n) = offsets_partitions {
+            // Combined mode: this broker coordinates the groups of the offsets partitions it
+            // leads, loaded when the replica manager makes it their leader.
+            groups.set_num_partitions(n).await;
+        }
         if registry.next_producer_id < 1000 {
             registry.next_producer_id = 1000;
             changed = true;

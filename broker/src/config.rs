@@ -59,6 +59,9 @@ pub struct BrokerConfig {
     pub group: crate::group::GroupConfig,
     /// `offsets.topic.num.partitions` (used when `__consumer_offsets` is created).
     pub offsets_topic_num_partitions: i32,
+    /// `offsets.topic.replication.factor` (combined mode; a single node has one replica). As in
+    /// Kafka, the topic is not created while fewer brokers are alive.
+    pub offsets_topic_replication_factor: i16,
     /// `log.cleaner.enable`: run the log cleaner for `cleanup.policy=compact` topics.
     pub cleaner_enable: bool,
     /// `log.cleaner.backoff.ms`: pause between cleaner passes.
@@ -175,6 +178,7 @@ impl Default for BrokerConfig {
             cluster_id: "loglab-cluster-0000000".to_string(),
             group: crate::group::GroupConfig::default(),
             offsets_topic_num_partitions: 50,
+            offsets_topic_replication_factor: 3,
             cleaner_enable: true,
             cleaner_backoff_ms: 15_000,
             cleaner_dedupe_buffer_size: 128 * 1024 * 1024,
@@ -237,9 +241,7 @@ impl BrokerConfig {
             "offsets.retention.minutes" => self.group.offsets_retention_ms = parse_int::<i64>(key, value, 1)?.saturating_mul(60_000),
             "offsets.retention.check.interval.ms" => self.group.offsets_retention_check_interval_ms = parse_int(key, value, 1)?,
             "offsets.topic.segment.bytes" => self.group.offsets_topic_segment_bytes = parse_int(key, value, 14)?,
-            "offsets.topic.replication.factor" => {
-                let _: i16 = parse_int(key, value, 1)?;
-            }
+            "offsets.topic.replication.factor" => self.offsets_topic_replication_factor = parse_int(key, value, 1)?,
             "log.cleaner.enable" => self.cleaner_enable = parse_bool(key, value)?,
             "min.insync.replicas" => self.replication.min_insync_replicas = parse_int(key, value, 1)?,
             "replica.lag.time.max.ms" => self.replication.replica_lag_time_max_ms = parse_int(key, value, 1)?,

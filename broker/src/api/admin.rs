@@ -259,6 +259,37 @@ impl Broker {
 impl Broker {
     /// FindCoordinator v0-4: one broker coordinates every group. Transaction coordinators do not
     /// exist yet.
+    /// Combined mode: a group's coordinator is the leader of its offsets partition in the
+    /// controller's image. The offsets topic is created through the controller at the first
+    /// FindCoordinator (clients retry COORDINATOR_NOT_AVAILABLE meanwhile).
+    async fn coordinator_in_cluster(&self, group: &str) -> (i16, i32, String, i32) {
+        let unavailable = (error_code::COORDINATOR_NOT_AVAILABLE, -1, String::new(), -1);
+        let Some(img) = self.cluster_image() else { return unavailable };
+        let Some(link) = self.controller_link() else { return unavailable };
+        let topic = img.topic_ids.get(crate::group::OFFSETS_TOPIC).and_then(|id| img.topics.get(id));
+        let Some(topic) = topic else {
+            let rf = self.config.offsets_topic_replication_factor.max(1);
+            let live = img.live_brokers().len();
+            if live < rf as usize {
+                tracing::info!(live, rf, "not creating {} yet: fewer live brokers than offsets.topic.replication.factor", crate::group::OFFSETS_TOPIC);
+                return unavailable;
+            }
+            let n = u32::try_from(self.config.offsets_topic_num_partitions.max(1)).unwrap_or(1);
+            match link.create_topic(crate::group::OFFSETS_TOPIC, n, rf as u16).await {
+                Ok(_) => tracing::info!(partitions = n, rf, "created {}", crate::group::OFFSETS_TOPIC),
+                Err(e) => tracing::info!(error = %e, "creating {}", crate::group::OFFSETS_TOPIC),
+            }
+            return unavailable;
+        };
+        let n = i32::try_from(topic.partitions.len()).unwrap_or(1).max(1);
+        let p = crate::group::offsets_topic::partition_for(group, n);
+        let Some(state) = topic.partitions.get(p as usize) else { return unavailable };
+        match img.brokers.get(&state.leader).filter(|b| !b.fenced) {
+            Some(b) => (error_code::NONE, b.broker_id, b.endpoint.host.clone(), i32::from(b.endpoint.port)),
+            None => unavailable,
+        }
+    }
+
     pub(crate) async fn find_coordinator(&self, req: &Request) -> Result<Outcome, RequestError> {
         let r: FindCoordinatorRequest = decode_body(req)?;
         let v = req.api_version;
@@ -266,21 +297,29 @@ impl Broker {
         let node = BrokerId(self.config.node_id);
         // A group's coordinator is the leader of its `__consumer_offsets` partition: this broker
         // while it owns that partition. Transaction coordinators do not exist yet.
-        let mut errors = Vec::new();
         let keys: Vec<&str> = if v >= 4 { r.coordinator_keys.iter().map(|k| k.as_str()).collect() } else { vec![r.key.as_str()] };
+        // (error, node, host, port) per key.
+        let mut answers = Vec::new();
         for key in keys {
-            let owned = r.key_type == 0 && self.groups.partition_of(key).await.is_ok();
-            errors.push(if owned { error_code::NONE } else { error_code::COORDINATOR_NOT_AVAILABLE });
+            if r.key_type != 0 {
+                answers.push((error_code::COORDINATOR_NOT_AVAILABLE, -1, String::new(), -1));
+            } else if self.controller_link().is_some() {
+                answers.push(self.coordinator_in_cluster(key).await);
+            } else if self.groups.partition_of(key).await.is_ok() {
+                answers.push((error_code::NONE, node.0, host.clone(), port));
+            } else {
+                answers.push((error_code::COORDINATOR_NOT_AVAILABLE, -1, String::new(), -1));
+            }
         }
-        let error = errors.first().copied().unwrap_or(error_code::NONE);
+        let error = answers.first().map_or(error_code::NONE, |a| a.0);
         let mut resp = FindCoordinatorResponse::default();
         if v >= 4 {
-            for (key, error) in r.coordinator_keys.iter().zip(errors) {
+            for (key, (error, node, host, port)) in r.coordinator_keys.iter().zip(answers.iter().cloned()) {
                 let mut c = Coordinator::default();
                 c.key = key.clone();
                 c.error_code = error;
                 if error == error_code::NONE {
-                    c.node_id = node;
+                    c.node_id = BrokerId(node);
                     c.host = sb(&host);
                     c.port = port;
                 } else {
@@ -291,8 +330,8 @@ impl Broker {
             }
         } else {
             resp.error_code = error;
-            if error == error_code::NONE {
-                resp.node_id = node;
+            if let Some((error_code::NONE, node, host, port)) = answers.first().cloned() {
+                resp.node_id = BrokerId(node);
                 resp.host = sb(&host);
                 resp.port = port;
             } else {

@@ -116,7 +116,15 @@ impl Broker {
                 continue;
             }
             let partitions = i32::try_from(t.partitions.len()).unwrap_or(i32::MAX);
-            match self.create_topic(&mut state, &t.name, partitions, Default::default()).await {
+            // Topic configs do not travel through the controller yet; the offsets topic's are
+            // fixed (compacted), so every replica applies them.
+            let configs = if t.name == crate::group::OFFSETS_TOPIC {
+                self.groups.set_num_partitions(partitions).await;
+                self.groups.topic_configs(partitions).1
+            } else {
+                Default::default()
+            };
+            match self.create_topic(&mut state, &t.name, partitions, configs).await {
                 Ok(_) => {
                     if let Some(m) = state.registry.topics.get_mut(&t.name) {
                         m.id = topic_id_hex(&t.id);

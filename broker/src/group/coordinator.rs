@@ -118,6 +118,16 @@ impl Coordinator {
         self.inner.lock().await.num_partitions
     }
 
+    /// Combined mode: the offsets topic's partition count as the controller created it.
+    pub async fn set_num_partitions(&self, n: i32) {
+        self.inner.lock().await.num_partitions = n.max(1);
+    }
+
+    /// Whether offsets partition `p` is loaded or loading here.
+    pub async fn owns_partition(&self, p: i32) -> bool {
+        self.inner.lock().await.partitions.contains_key(&p)
+    }
+
     /// The offsets partition coordinating `group`, if this coordinator serves it now.
     pub async fn partition_of(&self, group: &str) -> Result<i32, i16> {
         let inner = self.inner.lock().await;
@@ -488,7 +498,7 @@ impl Coordinator {
     }
 
     /// How `__consumer_offsets` is created (at its first write): partitions and topic configs.
-    fn topic_configs(&self, partitions: i32) -> (i32, BTreeMap<String, String>) {
+    pub(crate) fn topic_configs(&self, partitions: i32) -> (i32, BTreeMap<String, String>) {
         let configs = BTreeMap::from([
             ("cleanup.policy".to_string(), "compact".to_string()),
             ("segment.bytes".to_string(), self.config.offsets_topic_segment_bytes.to_string()),
@@ -686,7 +696,15 @@ async fn read_partition(log: &Log, mut offset: i64, budget: Option<usize>, loade
     None
 }
 
-/// Appends records to offsets partition `p` (creating the compacted topic at first use).
+/// How long a commit waits for the offsets partition's ISR in combined mode
+/// (`offsets.commit.timeout.ms`).
+const OFFSETS_COMMIT_TIMEOUT_MS: u64 = 5_000;
+
+/// Appends records to offsets partition `p`. On a single node the compacted topic is created at
+/// first use and the append is the commit. In combined mode the topic comes from the controller,
+/// this broker must lead `p`, and the write counts only once the ISR has it (Kafka's
+/// `offsets.commit.required.acks=-1`): a commit acknowledged then lost with its leader would let
+/// a group read records twice.
 async fn append(broker: &Broker, topic: (i32, BTreeMap<String, String>), p: i32, records: Vec<(Bytes, Option<Bytes>)>) -> Result<(), String> {
     let now = now_ms();
     let mut b = BatchBuilder::new(BytesMut::new(), Compression::None, usize::MAX);
@@ -694,16 +712,41 @@ async fn append(broker: &Broker, topic: (i32, BTreeMap<String, String>), p: i32,
         b.append(now, Some(k), v.as_deref(), &[]).map_err(|e| e.to_string())?;
     }
     let mut buf = b.finish().map_err(|e| e.to_string())?;
+    let combined = broker.controller_link().is_some();
+    let tp = TopicPartition::new(OFFSETS_TOPIC, p);
     let mut state = broker.lock().await;
     if !state.registry.topics.contains_key(OFFSETS_TOPIC) {
+        if combined {
+            return Err(format!("{OFFSETS_TOPIC} does not exist yet"));
+        }
         let (num_partitions, configs) = topic;
         broker.create_topic(&mut state, OFFSETS_TOPIC, num_partitions, configs).await.map_err(|(code, msg)| format!("creating {OFFSETS_TOPIC}: {msg} ({code})"))?;
     }
-    let tp = TopicPartition::new(OFFSETS_TOPIC, p);
+    let epoch = if combined {
+        broker.replicas.check_produce(&tp).map_err(|e| e.to_string())?;
+        broker.leader_epoch(OFFSETS_TOPIC, p)
+    } else {
+        0
+    };
     let log = state.logs.as_mut().and_then(|l| l.get_mut(&tp)).ok_or_else(|| format!("no log for {tp}"))?;
-    log.append_as_leader(&mut buf, 0, now).await.map_err(|e| e.to_string())?;
+    let info = log.append_as_leader(&mut buf, epoch, now).await.map_err(|e| e.to_string())?;
+    let leo = log.log_end_offset();
+    let waiter = if combined {
+        broker.replicas.on_leader_append(&tp, leo);
+        Some(broker.replicas.await_ack(&tp, info.last_offset).map_err(|e| e.to_string())?)
+    } else {
+        None
+    };
     drop(state);
     broker.appended.notify_waiters();
+    if let Some(rx) = waiter {
+        match tokio::time::timeout(Duration::from_millis(OFFSETS_COMMIT_TIMEOUT_MS), rx).await {
+            Ok(Ok(Ok(()))) => {}
+            Ok(Ok(Err(e))) => return Err(e.to_string()),
+            Ok(Err(_)) => return Err("leadership of the offsets partition ended".into()),
+            Err(_) => return Err(format!("the ISR did not acknowledge within {OFFSETS_COMMIT_TIMEOUT_MS} ms")),
+        }
+    }
     Ok(())
 }
 

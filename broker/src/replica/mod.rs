@@ -104,6 +104,23 @@ impl Broker {
         drop(state);
         // Roles changed: waiting fetches and produces re-check.
         self.appended.notify_waiters();
+        // Group coordination follows the offsets partitions' leadership.
+        for (key, (name, _)) in &leaders {
+            if name == crate::group::OFFSETS_TOPIC && self.replicas.leading_epoch(&TopicPartition::new(name.clone(), key.partition as i32)).is_some() {
+                self.groups.load_partition(self, key.partition as i32).await;
+            }
+        }
+        for (key, (name, _)) in &changes.followers {
+            if name == crate::group::OFFSETS_TOPIC && self.groups.owns_partition(key.partition as i32).await {
+                tracing::info!(partition = key.partition, "no longer the group coordinator of this offsets partition");
+                self.groups.unload_partition(key.partition as i32).await;
+            }
+        }
+        for key in &changes.stopped {
+            if old.topics.get(&key.topic_id).is_some_and(|t| t.name == crate::group::OFFSETS_TOPIC) {
+                self.groups.unload_partition(key.partition as i32).await;
+            }
+        }
     }
 
     async fn load_hw_checkpoint(&self) {
