@@ -55,6 +55,9 @@ fn topic_name(s: &str) -> TopicName {
 pub async fn run(broker: Arc<Broker>, link: Arc<dyn ControllerLink>, leader: BrokerId, net: Arc<dyn Network>, mut shutdown: watch::Receiver<bool>) {
     let mut conn: Option<KafkaConn> = None;
     let mut last_error: Option<String> = None;
+    // Partitions the leader refused, left out of fetches until their backoff passes (one
+    // refused partition must not make the others spin: refusals are answered at once).
+    let mut delayed: BTreeMap<TopicPartition, tokio::time::Instant> = BTreeMap::new();
     loop {
         if *shutdown.borrow() {
             return;
@@ -64,7 +67,7 @@ pub async fn run(broker: Arc<Broker>, link: Arc<dyn ControllerLink>, leader: Bro
             conn = None;
             Some(IDLE_POLL_MS)
         } else {
-            match round(&broker, link.as_ref(), leader, net.as_ref(), &mut conn, parts).await {
+            match round(&broker, link.as_ref(), leader, net.as_ref(), &mut conn, parts, &mut delayed).await {
                 Ok(()) => {
                     last_error = None;
                     None
@@ -89,7 +92,15 @@ pub async fn run(broker: Arc<Broker>, link: Arc<dyn ControllerLink>, leader: Bro
     }
 }
 
-async fn round(broker: &Broker, link: &dyn ControllerLink, leader: BrokerId, net: &dyn Network, conn: &mut Option<KafkaConn>, parts: Vec<Followed>) -> Result<(), String> {
+async fn round(
+    broker: &Broker,
+    link: &dyn ControllerLink,
+    leader: BrokerId,
+    net: &dyn Network,
+    conn: &mut Option<KafkaConn>,
+    parts: Vec<Followed>,
+    delayed: &mut BTreeMap<TopicPartition, tokio::time::Instant>,
+) -> Result<(), String> {
     let cfg = &broker.config.replication;
     let timeout = Duration::from_millis(cfg.replica_socket_timeout_ms);
     let addr = {
@@ -106,13 +117,22 @@ async fn round(broker: &Broker, link: &dyn ControllerLink, leader: BrokerId, net
     if !untruncated.is_empty() {
         truncate(broker, leader, c, untruncated).await.map_err(|e| format!("OffsetForLeaderEpoch to {leader}: {e}"))?;
     }
-    let parts: Vec<Followed> = broker.replicas.followed_from(leader).into_iter().filter(|p| p.truncated).collect();
+    let now = tokio::time::Instant::now();
+    delayed.retain(|_, until| *until > now);
+    let backoff = Duration::from_millis(cfg.replica_fetch_backoff_ms.max(1));
+    let parts: Vec<Followed> = broker.replicas.followed_from(leader).into_iter().filter(|p| p.truncated && !delayed.contains_key(&p.tp)).collect();
     if parts.is_empty() {
-        // Waiting for metadata (fenced or unknown epoch at the leader): do not spin.
-        tokio::time::sleep(Duration::from_millis(cfg.replica_fetch_backoff_ms.max(1))).await;
+        // Waiting for metadata (fenced or unknown epoch at the leader) or for backoffs to pass:
+        // do not spin.
+        let wake = delayed.values().min().copied().unwrap_or(now + backoff).min(now + backoff);
+        tokio::time::sleep_until(wake).await;
         return Ok(());
     }
-    fetch(broker, leader, c, parts).await.map_err(|e| format!("Fetch from {leader}: {e}"))
+    let refused = fetch(broker, leader, c, parts).await.map_err(|e| format!("Fetch from {leader}: {e}"))?;
+    for tp in refused {
+        delayed.insert(tp, now + backoff);
+    }
+    Ok(())
 }
 
 /// KIP-101/279 truncation of `parts` against `leader`.
@@ -213,8 +233,9 @@ async fn truncate(broker: &Broker, leader: BrokerId, c: &mut KafkaConn, parts: V
     Ok(())
 }
 
-/// One Fetch of `parts` (all truncated) from `leader`; appends what came back.
-async fn fetch(broker: &Broker, leader: BrokerId, c: &mut KafkaConn, parts: Vec<Followed>) -> Result<(), WireError> {
+/// One Fetch of `parts` (all truncated) from `leader`; appends what came back. Returns the
+/// partitions the leader refused (to back off).
+async fn fetch(broker: &Broker, leader: BrokerId, c: &mut KafkaConn, parts: Vec<Followed>) -> Result<Vec<TopicPartition>, WireError> {
     let me = broker.config.node_id;
     let cfg = &broker.config.replication;
     let mut req = FetchRequest::default();
@@ -228,7 +249,7 @@ async fn fetch(broker: &Broker, leader: BrokerId, c: &mut KafkaConn, parts: Vec<
     let mut epochs: BTreeMap<TopicPartition, (i32, i64)> = BTreeMap::new();
     {
         let state = broker.lock().await;
-        let Some(logs) = state.logs.as_ref() else { return Ok(()) };
+        let Some(logs) = state.logs.as_ref() else { return Ok(Vec::new()) };
         let mut by_topic: BTreeMap<&str, Vec<FetchPartition>> = BTreeMap::new();
         for p in &parts {
             let Some(log) = logs.get(&p.tp) else { continue };
@@ -250,7 +271,7 @@ async fn fetch(broker: &Broker, leader: BrokerId, c: &mut KafkaConn, parts: Vec<
         }
     }
     if req.topics.is_empty() {
-        return Ok(());
+        return Ok(Vec::new());
     }
     let timeout = Duration::from_millis(cfg.replica_socket_timeout_ms + cfg.replica_fetch_wait_max_ms);
     let max = usize::try_from(cfg.replica_fetch_response_max_bytes).unwrap_or(usize::MAX).saturating_add(1 << 20);
@@ -264,9 +285,10 @@ async fn fetch(broker: &Broker, leader: BrokerId, c: &mut KafkaConn, parts: Vec<
         broker.spend(Work::Crc32c, fetched_bytes).await;
     }
     let mut appended = false;
+    let mut refused = Vec::new();
     let mut guard = broker.lock().await;
     let state = &mut *guard;
-    let Some(logs) = state.logs.as_mut() else { return Ok(()) };
+    let Some(logs) = state.logs.as_mut() else { return Ok(refused) };
     for t in resp.responses {
         for p in t.partitions {
             let tp = TopicPartition::new(t.topic.0.as_str().to_string(), p.partition_index);
@@ -294,10 +316,12 @@ async fn fetch(broker: &Broker, leader: BrokerId, c: &mut KafkaConn, parts: Vec<
                 }
                 FENCED_LEADER_EPOCH | UNKNOWN_LEADER_EPOCH | error_code::NOT_LEADER_OR_FOLLOWER | error_code::UNKNOWN_TOPIC_OR_PARTITION => {
                     tracing::debug!(partition = %tp, error = p.error_code, "fetch refused by the leader; waiting for metadata");
+                    refused.push(tp);
                     continue;
                 }
                 code => {
                     tracing::warn!(partition = %tp, error = code, "fetch error at the leader");
+                    refused.push(tp);
                     continue;
                 }
             }
@@ -329,7 +353,7 @@ async fn fetch(broker: &Broker, leader: BrokerId, c: &mut KafkaConn, parts: Vec<
     if appended {
         broker.appended.notify_waiters();
     }
-    Ok(())
+    Ok(refused)
 }
 
 /// The leading whole batches of a fetched record set (a response may end with a partial batch).
