@@ -254,6 +254,37 @@ async fn produce_fetch_list_offsets_round_trip() {
         let offs: Vec<i64> = r.topics[0].partitions.iter().map(|p| p.offset).collect();
         assert_eq!(offs, vec![0, 50, 25, 30, -1], "list offsets v{v}");
     }
+    // OffsetForLeaderEpoch: a single node writes at epoch 0, which ends at the log end; an epoch
+    // before any the log has is UNDEFINED (-1, -1); an unknown partition is an error.
+    for v in 2..=4 {
+        let mut req = offset_for_leader_epoch_request::OffsetForLeaderEpochRequest::default();
+        req.replica_id = BrokerId(-1);
+        let mut t = offset_for_leader_epoch_request::OffsetForLeaderTopic::default();
+        t.topic = tn("rt");
+        for (partition, epoch) in [(0, 0), (0, 5), (0, -1), (7, 0)] {
+            let mut p = offset_for_leader_epoch_request::OffsetForLeaderPartition::default();
+            p.partition = partition;
+            p.leader_epoch = epoch;
+            p.current_leader_epoch = -1;
+            t.partitions.push(p);
+        }
+        req.topics = vec![t];
+        let r: offset_for_leader_epoch_response::OffsetForLeaderEpochResponse = c.call(ApiKey::OffsetForLeaderEpoch, v, &req).await;
+        let got: Vec<(i16, i32, i64)> = r.topics[0].partitions.iter().map(|p| (p.error_code, p.leader_epoch, p.end_offset)).collect();
+        assert_eq!(got, vec![(0, 0, 50), (0, 0, 50), (0, -1, -1), (3, -1, -1)], "OffsetForLeaderEpoch v{v}");
+    }
+    // A debugging read (replica id -2) reads up to the log end; its LSO field is the log end.
+    let mut dbg = fetch_req(12, "rt", id, 0, 0);
+    dbg.replica_id = BrokerId(-2);
+    let r: FetchResponse = c.call(ApiKey::Fetch, 12, &dbg).await;
+    let p = &r.responses[0].partitions[0];
+    assert_eq!((p.error_code, p.high_watermark, p.last_stable_offset), (0, 50, 50));
+    assert_eq!(records_of(p), expected);
+    // A follower fetch (replica id >= 0) at a single node: there are no followers.
+    let mut follower = fetch_req(12, "rt", id, 0, 0);
+    follower.replica_id = BrokerId(1);
+    let r: FetchResponse = c.call(ApiKey::Fetch, 12, &follower).await;
+    assert_eq!(r.responses[0].partitions[0].error_code, 6, "NOT_LEADER_OR_FOLLOWER");
     srv.stop().await;
 }
 

@@ -1,4 +1,4 @@
-//! OffsetForLeaderEpoch v0-4 (KIP-101, KIP-279, KIP-320): where a leader epoch ends on the
+//! OffsetForLeaderEpoch v2-4 (KIP-101, KIP-279, KIP-320): where a leader epoch ends on the
 //! leader's log. Followers ask it after a leader change to truncate what the new leader does not
 //! have; consumers (librdkafka, the Java client) ask it to validate their position after a leader
 //! change.
