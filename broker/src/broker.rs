@@ -79,6 +79,8 @@ pub struct Broker {
     pub replicas: crate::replica::Replicas,
     /// Combined mode with a controller on this node: its Raft status (ActiveControllerCount).
     pub(crate) controller_status: std::sync::OnceLock<tokio::sync::watch::Receiver<crate::controller::node::NodeStatus>>,
+    /// Whether the logs were shut down cleanly before this open (`.kafka_cleanshutdown`).
+    opened_clean: bool,
 }
 
 /// Wall-clock milliseconds (virtual under the simulator).
@@ -142,6 +144,7 @@ impl Broker {
         let now = now_ms();
         let (mut logs, reports) = LogManager::open(storage.clone(), root, config.log.clone(), &config_for, now).await?;
         let recovered = reports.values().filter(|r| r.segments_recovered > 0).count();
+        let opened_clean = logs.was_clean();
         tracing::info!(partitions = reports.len(), recovered, clean = logs.was_clean(), "logs opened");
         // Reconcile: partition dirs without a registry entry (a crash between the two writes)
         // become topics; registry partitions without a log get an empty one.
@@ -201,6 +204,7 @@ impl Broker {
             cluster: std::sync::OnceLock::new(),
             replicas: crate::replica::Replicas::default(),
             controller_status: std::sync::OnceLock::new(),
+            opened_clean,
         })
     }
 
@@ -485,6 +489,11 @@ impl Broker {
     }
 
     /// Partition count and total log bytes (metrics).
+    /// Whether the data directory was shut down cleanly before this start.
+    pub fn opened_clean(&self) -> bool {
+        self.opened_clean
+    }
+
     /// Whether this node's controller is the active one (the Raft leader).
     pub fn is_active_controller(&self) -> bool {
         self.controller_status.get().is_some_and(|s| s.borrow().role == cluster::raft::Role::Leader)

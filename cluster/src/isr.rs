@@ -11,6 +11,8 @@
 //!   member whose addition is in flight. A removal counts only once the controller committed it,
 //!   an addition counts at once, so the HW never depends on a replica the controller may not
 //!   consider in sync. The HW never decreases.
+//!   The HW stands still while the maximal ISR is below `min.insync.replicas` (KIP-966: the
+//!   replicas that left are the controller's eligible leaders and must hold all that is committed).
 //! - `acks=all`: a produce whose last offset is `o` completes when HW > o; it fails
 //!   NOT_ENOUGH_REPLICAS before the append when the ISR is smaller than `min.insync.replicas`, and
 //!   NOT_ENOUGH_REPLICAS_AFTER_APPEND when the ISR shrank below it before completion.
@@ -459,8 +461,14 @@ impl LeaderState {
         }
     }
 
-    /// Recomputes the HW from the maximal ISR; returns whether it advanced.
+    /// Recomputes the HW from the maximal ISR; returns whether it advanced. It does not advance
+    /// while the maximal ISR is smaller than `min.insync.replicas` (KIP-966): the replicas that
+    /// left it are eligible leaders (ELR) and must hold everything committed.
     fn update_hw(&mut self) -> bool {
+        if self.maximal_isr().len() < self.config.min_insync_replicas {
+            self.complete_acks();
+            return false;
+        }
         let mut candidate = self.leader_leo;
         for r in self.maximal_isr() {
             if r == self.leader {

@@ -20,6 +20,15 @@
 //!   leader changes and never goes back;
 //! - a fenced broker leaves every ISR unless it is the last member (KIP-841), so an ISR holds
 //!   fenced brokers only as a sole last member;
+//! - **eligible leader replicas** (a reduced KIP-966): a replica removed from the ISR while the
+//!   ISR is smaller than `min.insync.replicas` joins the partition's ELR — no `acks=all` write was
+//!   acknowledged after it left, so it holds every one. The ELR is cleared once the ISR is back at
+//!   `min.insync.replicas`, loses members that rejoin the ISR, and loses a broker that registers
+//!   after an unclean shutdown (its unflushed tail may be gone). When no ISR member is live, a live
+//!   ELR member is elected (clean), and a sole ISR member that restarted uncleanly hands the ISR
+//!   to the ELR. With `min.insync.replicas=1` the ELR is always empty: Kafka's older behaviour,
+//!   where a sole ISR member that lost its tail is elected again;
+//!   ELR ⊆ replicas and ELR ∩ ISR = ∅;
 //! - with `unclean.leader.election.enable` off, a new leader comes from the ISR; with it on, an
 //!   offline partition may take a live replica outside the ISR, and the ISR becomes just it;
 //! - broker epochs grow per registration; a request carrying an older one is stale.
@@ -88,6 +97,8 @@ pub enum Record {
         leader_epoch: i32,
         isr: Vec<BrokerId>,
         partition_epoch: i32,
+        #[serde(default)]
+        elr: Vec<BrokerId>,
     },
     DeleteTopic {
         topic_id: TopicId,
@@ -110,6 +121,9 @@ pub struct PartitionState {
     pub leader: BrokerId,
     pub leader_epoch: i32,
     pub partition_epoch: i32,
+    /// Eligible leader replicas (see the module doc).
+    #[serde(default)]
+    pub elr: Vec<BrokerId>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -293,6 +307,7 @@ impl MetadataImage {
                         leader: p.leader,
                         leader_epoch: 0,
                         partition_epoch: 0,
+                        elr: Vec::new(),
                     };
                     check_partition(&state).map_err(ApplyError::Invalid)?;
                     states.push(state);
@@ -314,6 +329,7 @@ impl MetadataImage {
                 leader_epoch,
                 isr,
                 partition_epoch,
+                elr,
             } => {
                 let current = self.partition(*topic_id, *partition).ok_or_else(|| {
                     ApplyError::Invalid(format!("unknown partition {topic_id:?}/{partition}"))
@@ -339,6 +355,7 @@ impl MetadataImage {
                     leader: *leader,
                     leader_epoch: *leader_epoch,
                     partition_epoch: *partition_epoch,
+                    elr: elr.clone(),
                 };
                 check_partition(&next).map_err(ApplyError::Invalid)?;
                 let topic = self
@@ -374,6 +391,10 @@ fn check_partition(p: &PartitionState) -> Result<(), String> {
     if p.leader != NO_LEADER && !isr.contains(&p.leader) {
         return Err(format!("leader {} not in ISR {:?}", p.leader, p.isr));
     }
+    let elr: BTreeSet<BrokerId> = p.elr.iter().copied().collect();
+    if elr.len() != p.elr.len() || !elr.is_subset(&replicas) || !elr.is_disjoint(&isr) {
+        return Err(format!("bad ELR {:?} for replicas {:?}, ISR {:?}", p.elr, p.replicas, p.isr));
+    }
     Ok(())
 }
 
@@ -396,6 +417,8 @@ pub struct ControllerConfig {
     pub broker_session_timeout_ms: u64,
     /// `unclean.leader.election.enable`.
     pub unclean_leader_election_enable: bool,
+    /// `min.insync.replicas`: below it, replicas leaving the ISR join the ELR.
+    pub min_insync_replicas: usize,
 }
 
 impl Default for ControllerConfig {
@@ -403,6 +426,7 @@ impl Default for ControllerConfig {
         Self {
             broker_session_timeout_ms: 9_000,
             unclean_leader_election_enable: false,
+            min_insync_replicas: 1,
         }
     }
 }
@@ -480,12 +504,16 @@ impl Controller {
 
     /// BrokerRegistration: a new registration (fenced) with the next broker epoch. A broker that
     /// re-registers (a restart) first loses its leaderships and ISR places like a fenced one.
+    /// `clean_shutdown` false (the broker's logs were not closed cleanly: a crash or power loss)
+    /// also takes it out of every ELR, and out of any ISR it is the sole member of when the ELR
+    /// can take over.
     pub fn register_broker(
         &mut self,
         image: &MetadataImage,
         broker_id: BrokerId,
         incarnation: u64,
         endpoint: Endpoint,
+        clean_shutdown: bool,
         now_ms: u64,
     ) -> Result<Decision<i64>, ControllerError> {
         if broker_id < 0 {
@@ -512,6 +540,9 @@ impl Controller {
                     old.broker_epoch,
                 ));
             }
+        }
+        if !clean_shutdown {
+            records.extend(partition_changes(&mut work, |img, p| after_unclean_restart(img, p, broker_id)));
         }
         let broker_epoch = work.last_broker_epoch + 1;
         let reg = Record::RegisterBroker {
@@ -626,6 +657,7 @@ impl Controller {
                 reply: p.clone(),
             });
         }
+        let elr = next_elr(p, &isr, self.config.min_insync_replicas);
         let record = Record::PartitionChange {
             topic_id: req.topic_id,
             partition: req.partition,
@@ -633,10 +665,12 @@ impl Controller {
             leader_epoch: p.leader_epoch,
             isr: isr.clone(),
             partition_epoch: p.partition_epoch + 1,
+            elr: elr.clone(),
         };
         let reply = PartitionState {
             isr,
             partition_epoch: p.partition_epoch + 1,
+            elr,
             ..p.clone()
         };
         Ok(Decision {
@@ -737,7 +771,8 @@ fn elect_from(image: &MetadataImage, p: &PartitionState, isr: &[BrokerId]) -> Op
 }
 
 /// The change to partition `p` when `broker` is gone (fenced): it leaves the ISR unless it is the
-/// last member (KIP-841), and if it led, a new leader is elected. `None` if nothing changes.
+/// last member (KIP-841), and if it led, a new leader is elected — from the live ISR, else from the
+/// live ELR, else (unclean election on) any live replica. `None` if nothing changes.
 fn without_broker(
     image: &MetadataImage,
     config: &ControllerConfig,
@@ -755,13 +790,21 @@ fn without_broker(
     if leader == broker || (leader != NO_LEADER && !isr.contains(&leader)) {
         leader = elect_from(image, p, &isr).unwrap_or(NO_LEADER);
     }
-    if leader == NO_LEADER && config.unclean_leader_election_enable {
-        if let Some(r) = p.replicas.iter().copied().find(|r| image.is_live(*r)) {
+    if leader == NO_LEADER {
+        if let Some(r) = elect_from(image, p, &p.elr) {
+            // A clean election from the ELR: it has every acknowledged write.
             leader = r;
             isr = vec![r];
         }
     }
-    change(p, leader, isr)
+    if leader == NO_LEADER && config.unclean_leader_election_enable {
+        if let Some(r) = p.replicas.iter().copied().find(|r| image.is_live(*r)) {
+            leader = r;
+            isr = vec![r];
+            return change_elr(p, leader, isr, Vec::new());
+        }
+    }
+    change(p, config, leader, isr)
 }
 
 /// The change to an offline partition `p` now that `broker` is live again.
@@ -775,16 +818,60 @@ fn with_broker(
         return None;
     }
     if p.isr.contains(&broker) {
-        return change(p, broker, p.isr.clone());
+        return change(p, config, broker, p.isr.clone());
+    }
+    if p.elr.contains(&broker) && p.isr.iter().all(|r| !image.is_live(*r)) {
+        return change(p, config, broker, vec![broker]);
     }
     if config.unclean_leader_election_enable && p.isr.iter().all(|r| !image.is_live(*r)) {
-        return change(p, broker, vec![broker]);
+        return change_elr(p, broker, vec![broker], Vec::new());
     }
     None
 }
 
-fn change(p: &PartitionState, leader: BrokerId, isr: Vec<BrokerId>) -> Option<PartitionState> {
-    if leader == p.leader && isr == p.isr {
+/// The change to `p` when `broker` registers after an unclean shutdown: it leaves the ELR, and if
+/// it is the sole ISR member while the ELR has members, the ISR passes to them (its own copy may
+/// have lost its unflushed tail; theirs hold every acknowledged write).
+fn after_unclean_restart(
+    image: &MetadataImage,
+    p: &PartitionState,
+    broker: BrokerId,
+) -> Option<PartitionState> {
+    if !p.replicas.contains(&broker) {
+        return None;
+    }
+    let elr: Vec<BrokerId> = p.elr.iter().copied().filter(|r| *r != broker).collect();
+    if p.isr == [broker] && !elr.is_empty() {
+        let leader = elect_from(image, p, &elr).unwrap_or(NO_LEADER);
+        let isr = if leader == NO_LEADER { vec![elr[0]] } else { vec![leader] };
+        let rest: Vec<BrokerId> = elr.iter().copied().filter(|r| !isr.contains(r)).collect();
+        return change_elr(p, leader, isr, rest);
+    }
+    if elr.len() != p.elr.len() {
+        return change_elr(p, p.leader, p.isr.clone(), elr);
+    }
+    None
+}
+
+/// The ELR after the ISR becomes `isr` (see the module doc).
+fn next_elr(p: &PartitionState, isr: &[BrokerId], min_insync: usize) -> Vec<BrokerId> {
+    if isr.len() >= min_insync {
+        return Vec::new();
+    }
+    p.replicas
+        .iter()
+        .copied()
+        .filter(|r| !isr.contains(r) && (p.elr.contains(r) || p.isr.contains(r)))
+        .collect()
+}
+
+fn change(p: &PartitionState, config: &ControllerConfig, leader: BrokerId, isr: Vec<BrokerId>) -> Option<PartitionState> {
+    let elr = next_elr(p, &isr, config.min_insync_replicas);
+    change_elr(p, leader, isr, elr)
+}
+
+fn change_elr(p: &PartitionState, leader: BrokerId, isr: Vec<BrokerId>, elr: Vec<BrokerId>) -> Option<PartitionState> {
+    if leader == p.leader && isr == p.isr && elr == p.elr {
         return None;
     }
     let leader_epoch = if leader != p.leader {
@@ -798,6 +885,7 @@ fn change(p: &PartitionState, leader: BrokerId, isr: Vec<BrokerId>) -> Option<Pa
         leader,
         leader_epoch,
         partition_epoch: p.partition_epoch + 1,
+        elr,
     })
 }
 
@@ -852,6 +940,7 @@ fn partition_changes(
                     leader_epoch: next.leader_epoch,
                     isr: next.isr,
                     partition_epoch: next.partition_epoch,
+                    elr: next.elr,
                 });
             }
         }

@@ -57,6 +57,7 @@ pub async fn start(
         qc.request_timeout_ms = q.request_timeout_ms;
         qc.retry_backoff_ms = q.retry_backoff_ms;
         qc.unclean_leader_election_enable = cfg.unclean_leader_election_enable;
+        qc.min_insync_replicas = cfg.replication.min_insync_replicas;
         qc.seed = seed;
         let h = node::start(qc, net.clone(), storage.clone(), Path::new(""), &listen, shutdown.clone()).await.map_err(|e| e.to_string())?;
         tracing::info!(node = node_id, addr = %h.local_addr, "controller listening");
@@ -73,6 +74,7 @@ pub async fn start(
         lc.request_timeout_ms = q.request_timeout_ms.max(q.fetch_timeout_ms + q.election_timeout_ms) * 2;
         lc.retry_backoff_ms = q.retry_backoff_ms;
         lc.metadata_poll_ms = q.metadata_poll_ms;
+        lc.clean_shutdown = broker.opened_clean();
         let l = RpcLink::new(lc, net.clone());
         out.tasks.push(l.spawn(shutdown.clone()));
         broker.attach_controller(l.clone());

@@ -67,11 +67,14 @@ pub struct LinkConfig {
     pub retry_backoff_ms: u64,
     /// `loglab.metadata.poll.ms`: how often committed metadata is pulled between heartbeats.
     pub metadata_poll_ms: u64,
+    /// Whether this process found its logs cleanly shut down. Only the first registration of the
+    /// process says so; a later one (the controller lost us) is clean: nothing was lost since.
+    pub clean_shutdown: bool,
 }
 
 impl LinkConfig {
     pub fn new(broker_id: BrokerId, endpoint: Endpoint, voters: BTreeMap<NodeId, String>) -> Self {
-        Self { broker_id, incarnation: 0, endpoint, voters, heartbeat_interval_ms: 2_000, request_timeout_ms: 5_000, retry_backoff_ms: 20, metadata_poll_ms: 250 }
+        Self { broker_id, incarnation: 0, endpoint, voters, heartbeat_interval_ms: 2_000, request_timeout_ms: 5_000, retry_backoff_ms: 20, metadata_poll_ms: 250, clean_shutdown: true }
     }
 }
 
@@ -95,6 +98,7 @@ pub struct RpcLink {
     last_error: StdMutex<Option<String>>,
     /// Set by a controlled shutdown: no more heartbeats (one would unfence us again).
     stopping: AtomicBool,
+    registered_once: AtomicBool,
 }
 
 impl fmt::Debug for RpcLink {
@@ -120,6 +124,7 @@ impl RpcLink {
             image_tx,
             last_error: StdMutex::new(None),
             stopping: AtomicBool::new(false),
+            registered_once: AtomicBool::new(false),
         })
     }
 
@@ -200,9 +205,11 @@ impl RpcLink {
         }
         let epoch = self.epoch.load(Ordering::Relaxed);
         if epoch < 0 {
-            let req = ControllerRequest::RegisterBroker { broker_id: self.cfg.broker_id, incarnation: self.cfg.incarnation, endpoint: self.cfg.endpoint.clone() };
+            let clean_shutdown = self.cfg.clean_shutdown || self.registered_once.load(Ordering::Relaxed);
+            let req = ControllerRequest::RegisterBroker { broker_id: self.cfg.broker_id, incarnation: self.cfg.incarnation, endpoint: self.cfg.endpoint.clone(), clean_shutdown };
             return match self.call(req).await {
                 Ok(ControllerResponse::Registered { broker_epoch }) => {
+                    self.registered_once.store(true, Ordering::Relaxed);
                     tracing::info!(broker = self.cfg.broker_id, broker_epoch, "registered with the controller");
                     self.epoch.store(broker_epoch, Ordering::Relaxed);
                     true

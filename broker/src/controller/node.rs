@@ -263,6 +263,7 @@ impl Node {
             let config = ControllerConfig {
                 broker_session_timeout_ms: self.cfg.broker_session_timeout_ms,
                 unclean_leader_election_enable: self.cfg.unclean_leader_election_enable,
+                min_insync_replicas: self.cfg.min_insync_replicas,
             };
             self.controller = Some((term, Controller::new(config)));
         }
@@ -306,9 +307,9 @@ impl Node {
         let now = self.now_ms();
         let work = self.work().clone();
         let decided = match req {
-            ControllerRequest::RegisterBroker { broker_id, incarnation, endpoint } => self
+            ControllerRequest::RegisterBroker { broker_id, incarnation, endpoint, clean_shutdown } => self
                 .active_controller()
-                .register_broker(&work, broker_id, incarnation, endpoint, now)
+                .register_broker(&work, broker_id, incarnation, endpoint, clean_shutdown, now)
                 .map(|d| (d.records, ControllerResponse::Registered { broker_epoch: d.reply })),
             ControllerRequest::BrokerHeartbeat { broker_id, broker_epoch, want_fence } => self
                 .active_controller()

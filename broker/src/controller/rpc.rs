@@ -29,9 +29,21 @@ pub enum Wire {
     Response(ControllerResponse),
 }
 
+fn yes() -> bool {
+    true
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ControllerRequest {
-    RegisterBroker { broker_id: BrokerId, incarnation: u64, endpoint: Endpoint },
+    /// `clean_shutdown`: the broker's logs were closed cleanly before this start (false after a
+    /// crash or power loss: its unflushed tail may be gone, so it leaves every ELR).
+    RegisterBroker {
+        broker_id: BrokerId,
+        incarnation: u64,
+        endpoint: Endpoint,
+        #[serde(default = "yes")]
+        clean_shutdown: bool,
+    },
     BrokerHeartbeat { broker_id: BrokerId, broker_epoch: i64, want_fence: bool },
     AlterPartition(AlterPartitionRequest),
     CreateTopic { name: String, partitions: u32, replication_factor: u16 },
@@ -100,6 +112,8 @@ pub struct QuorumConfig {
     pub reconnect_backoff_ms_max: u64,
     /// `unclean.leader.election.enable`.
     pub unclean_leader_election_enable: bool,
+    /// `min.insync.replicas` (the ELR rule).
+    pub min_insync_replicas: usize,
     /// Seed of the election-timeout rng (salted with the node id).
     pub seed: u64,
 }
@@ -118,6 +132,7 @@ impl QuorumConfig {
             retry_backoff_ms: 20,
             reconnect_backoff_ms_max: 1_000,
             unclean_leader_election_enable: false,
+            min_insync_replicas: 1,
             seed: 0,
         }
     }

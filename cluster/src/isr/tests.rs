@@ -269,6 +269,9 @@ proptest! {
             prop_assert!(model_isr.is_subset(&maximal) && maximal.len() <= model_isr.len() + 1);
             let new_hw = s.high_watermark();
             prop_assert!(new_hw >= hw, "HW went back from {} to {}", hw, new_hw);
+            if new_hw > hw {
+                prop_assert!(maximal.len() >= min_isr, "HW advanced with ISR {:?} below min.insync {}", maximal, min_isr);
+            }
             prop_assert!(new_hw <= leader_leo);
             hw = new_hw;
             for r in maximal.iter().filter(|r| **r != 0) {
@@ -290,12 +293,16 @@ proptest! {
                 }
             }
         }
-        // Liveness: once every follower caught up and the controller answered, nothing waits.
-        if let Some(p) = s.in_flight().cloned() {
-            s.on_alter_partition_response(AlterPartitionResponse::Committed { isr: p.new_isr, partition_epoch: pe + 1 });
-        }
-        for r in 1..4 {
-            s.on_follower_fetch(r, leader_leo, now).unwrap();
+        // Liveness: once every follower caught up and the controller answered each expansion,
+        // nothing waits.
+        for _ in 0..4 {
+            if let Some(p) = s.in_flight().cloned() {
+                pe += 1;
+                s.on_alter_partition_response(AlterPartitionResponse::Committed { isr: p.new_isr, partition_epoch: pe });
+            }
+            for r in 1..4 {
+                s.on_follower_fetch(r, leader_leo, now).unwrap();
+            }
         }
         prop_assert_eq!(s.high_watermark(), leader_leo);
         for (id, _) in s.take_completed() {

@@ -29,7 +29,7 @@ fn cluster(c: &mut Controller, n: i32) -> (MetadataImage, Vec<Record>) {
     let mut log = Vec::new();
     for b in 0..n {
         let d = c
-            .register_broker(&image, b, 1, ep(9092 + b as u16), 0)
+            .register_broker(&image, b, 1, ep(9092 + b as u16), true, 0)
             .unwrap();
         apply_all(&mut image, &mut log, d.records);
         let epoch = d.reply;
@@ -81,6 +81,7 @@ fn session_timeout_fences_and_moves_leadership() {
     let mut c = Controller::new(ControllerConfig {
         broker_session_timeout_ms: 100,
         unclean_leader_election_enable: false,
+        min_insync_replicas: 1,
     });
     let (mut image, mut log) = cluster(&mut c, 3);
     let d = c.create_topic(&image, "t", tid(1), 1, 3, 0).unwrap();
@@ -182,6 +183,7 @@ fn unclean_election_takes_a_live_replica_outside_the_isr() {
     let mut c = Controller::new(ControllerConfig {
         broker_session_timeout_ms: 100,
         unclean_leader_election_enable: true,
+        min_insync_replicas: 1,
     });
     let (mut image, mut log) = cluster(&mut c, 2);
     let d = c.create_topic(&image, "t", tid(1), 1, 2, 0).unwrap();
@@ -220,6 +222,7 @@ fn apply_rejects_stale_records_without_change() {
         leader_epoch,
         isr,
         partition_epoch,
+        elr: Vec::new(),
     };
     for bad in [
         change(1, 0, vec![0, 1], 1), // leader changed without a new leader epoch
@@ -250,7 +253,7 @@ fn apply_rejects_stale_records_without_change() {
 enum Op {
     Heartbeat(i32, bool),
     Time(u64),
-    Register(i32),
+    Register(i32, bool),
     Alter {
         topic: usize,
         partition: usize,
@@ -269,7 +272,7 @@ fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
         6 => (0i32..5, prop::bool::weighted(0.15)).prop_map(|(b, f)| Op::Heartbeat(b, f)),
         3 => (0u64..120).prop_map(Op::Time),
-        1 => (0i32..5).prop_map(Op::Register),
+        1 => (0i32..5, any::<bool>()).prop_map(|(b, clean)| Op::Register(b, clean)),
         6 => (0usize..4, 0usize..4, prop::option::weighted(0.2, 0i32..5), delta.clone(), delta, prop::bool::weighted(0.1), any::<u8>())
             .prop_map(|(topic, partition, requester, l, p, stale_broker, isr_mask)| Op::Alter {
                 topic, partition, requester, leader_epoch_delta: l, partition_epoch_delta: p, stale_broker, isr_mask
@@ -283,8 +286,8 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
 
     #[test]
-    fn controller_keeps_partition_invariants(unclean in any::<bool>(), ops in proptest::collection::vec(op(), 1..150)) {
-        let config = ControllerConfig { broker_session_timeout_ms: 100, unclean_leader_election_enable: unclean };
+    fn controller_keeps_partition_invariants(unclean in any::<bool>(), min_insync in 1usize..=3, ops in proptest::collection::vec(op(), 1..150)) {
+        let config = ControllerConfig { broker_session_timeout_ms: 100, unclean_leader_election_enable: unclean, min_insync_replicas: min_insync };
         let mut c = Controller::new(config.clone());
         let (mut image, mut log) = cluster(&mut c, 5);
         let d = c.create_topic(&image, "t0", tid(0), 3, 3, 0).unwrap();
@@ -299,7 +302,7 @@ proptest! {
                     c.heartbeat(&image, b, e, fence, now).unwrap().records
                 }
                 Op::Time(dt) => { now += dt; c.tick(&image, now) }
-                Op::Register(b) => c.register_broker(&image, b, now, ep(1), now).unwrap().records,
+                Op::Register(b, clean) => c.register_broker(&image, b, now, ep(1), clean, now).unwrap().records,
                 Op::Alter { topic, partition, requester, leader_epoch_delta, partition_epoch_delta, stale_broker, isr_mask } => {
                     let Some((id, t)) = image.topics.iter().nth(topic % image.topics.len().max(1)) else { continue };
                     let partition = partition % t.partitions.len();
@@ -357,13 +360,16 @@ proptest! {
                     if p.leader != old.leader {
                         prop_assert!(p.leader_epoch > old.leader_epoch, "leader changed without an epoch bump");
                         if !unclean && p.leader != NO_LEADER {
-                            prop_assert!(old.isr.contains(&p.leader), "leader {} not from previous ISR {:?}", p.leader, old.isr);
+                            prop_assert!(old.isr.contains(&p.leader) || old.elr.contains(&p.leader), "leader {} not from previous ISR {:?} or ELR {:?}", p.leader, old.isr, old.elr);
                         }
                     }
                     // An offline partition with a live ISR member is a missed election.
                     if p.leader == NO_LEADER {
                         prop_assert!(p.isr.iter().all(|r| !image.is_live(*r)), "offline with live ISR {:?}", p);
+                        prop_assert!(p.elr.iter().all(|r| !image.is_live(*r)), "offline with live ELR {:?}", p);
                     }
+                    // The ELR exists only while the ISR is below min.insync.replicas.
+                    prop_assert!(p.elr.is_empty() || p.isr.len() < min_insync, "ELR with a full ISR {:?}", p);
                 }
             }
         }
@@ -434,7 +440,8 @@ fn any_record() -> impl Strategy<Value = Record> {
                 leader,
                 leader_epoch,
                 isr,
-                partition_epoch
+                partition_epoch,
+                elr: Vec::new(),
             }
         ),
         (0u8..3).prop_map(|id| Record::DeleteTopic { topic_id: tid(id) }),
@@ -460,4 +467,78 @@ proptest! {
             }
         }
     }
+}
+
+
+/// The data-loss story KIP-966 closes: RF 3, min.insync.replicas 2. The ISR shrinks to the leader
+/// alone (the others lagged); they join the ELR, holding every acks=all write. The leader loses
+/// power and restarts uncleanly: it must not be elected from its truncated log — an ELR member is.
+#[test]
+fn unclean_restart_of_the_sole_isr_member_hands_leadership_to_the_elr() {
+    let mut c = Controller::new(ControllerConfig { broker_session_timeout_ms: 100, unclean_leader_election_enable: false, min_insync_replicas: 2 });
+    let (mut image, mut log) = cluster(&mut c, 3);
+    let d = c.create_topic(&image, "t", tid(1), 1, 3, 0).unwrap();
+    apply_all(&mut image, &mut log, d.records);
+    let p = image.partition(tid(1), 0).unwrap().clone();
+    assert_eq!((p.leader, p.isr.clone()), (0, vec![0, 1, 2]));
+    // {0,1,2} → {0,1}: still at min.insync, no ELR.
+    let alter = |image: &MetadataImage, isr: Vec<i32>| {
+        let p = image.partition(tid(1), 0).unwrap();
+        AlterPartitionRequest { broker_id: 0, broker_epoch: image.brokers[&0].broker_epoch, topic_id: tid(1), partition: 0, leader_epoch: p.leader_epoch, partition_epoch: p.partition_epoch, new_isr: isr }
+    };
+    let d = c.alter_partition(&image, &alter(&image, vec![0, 1])).unwrap();
+    apply_all(&mut image, &mut log, d.records);
+    assert!(image.partition(tid(1), 0).unwrap().elr.is_empty());
+    // {0,1} → {0}: below min.insync; 1 joins the ELR (2 left while the ISR was still full).
+    let d = c.alter_partition(&image, &alter(&image, vec![0])).unwrap();
+    apply_all(&mut image, &mut log, d.records);
+    assert_eq!(image.partition(tid(1), 0).unwrap().elr, vec![1]);
+    // Broker 0 goes silent and is fenced: the live ELR member 1 is elected (clean).
+    for b in [1, 2] {
+        let e = image.brokers[&b].broker_epoch;
+        let recs = c.heartbeat(&image, b, e, false, 150).unwrap().records;
+    apply_all(&mut image, &mut log, recs);
+    }
+    let recs = c.tick(&image, 200);
+    apply_all(&mut image, &mut log, recs);
+    let p = image.partition(tid(1), 0).unwrap().clone();
+    assert_eq!((p.leader, p.isr.clone()), (1, vec![1]), "{p:?}");
+    assert_eq!(p.elr, vec![0], "the old leader held everything until it failed");
+    // It restarts after a power loss: out of the ELR, never elected from its truncated log.
+    let d = c.register_broker(&image, 0, 99, ep(9092), false, 300).unwrap();
+    apply_all(&mut image, &mut log, d.records);
+    let p = image.partition(tid(1), 0).unwrap().clone();
+    assert!(p.elr.is_empty() && p.leader == 1, "{p:?}");
+
+    // Two replicas, both lost: the partition waits for the one that holds every acknowledged
+    // write instead of electing the one that restarted after a power loss.
+    let mut c = Controller::new(ControllerConfig { broker_session_timeout_ms: 100, unclean_leader_election_enable: false, min_insync_replicas: 2 });
+    let (mut image, mut log) = cluster(&mut c, 2);
+    let d = c.create_topic(&image, "u", tid(2), 1, 2, 0).unwrap();
+    apply_all(&mut image, &mut log, d.records);
+    let p = image.partition(tid(2), 0).unwrap().clone();
+    let req = AlterPartitionRequest { broker_id: p.leader, broker_epoch: image.brokers[&p.leader].broker_epoch, topic_id: tid(2), partition: 0, leader_epoch: p.leader_epoch, partition_epoch: p.partition_epoch, new_isr: vec![p.leader] };
+    let recs = c.alter_partition(&image, &req).unwrap().records;
+    apply_all(&mut image, &mut log, recs);
+    let other = 1 - p.leader;
+    assert_eq!(image.partition(tid(2), 0).unwrap().elr, vec![other]);
+    // Both go silent. The leader is fenced first, while the ELR member is still live: it takes
+    // over (ISR = it, the old leader joins the ELR); then it is fenced too, as the last member.
+    let recs = c.tick(&image, 1_000);
+    apply_all(&mut image, &mut log, recs);
+    let q = image.partition(tid(2), 0).unwrap().clone();
+    assert_eq!((q.leader, q.isr.clone(), q.elr.clone()), (NO_LEADER, vec![other], vec![p.leader]), "{q:?}");
+    // The old leader restarts uncleanly: out of the ELR; it is not elected from its truncated log.
+    let d = c.register_broker(&image, p.leader, 7, ep(1), false, 1_100).unwrap();
+    apply_all(&mut image, &mut log, d.records);
+    let e = image.brokers[&p.leader].broker_epoch;
+    let recs = c.heartbeat(&image, p.leader, e, false, 1_100).unwrap().records;
+    apply_all(&mut image, &mut log, recs);
+    let q = image.partition(tid(2), 0).unwrap().clone();
+    assert_eq!((q.leader, q.isr.clone(), q.elr.clone()), (NO_LEADER, vec![other], vec![]), "{q:?}");
+    // The ELR member comes back and is elected.
+    let e = image.brokers[&other].broker_epoch;
+    let recs = c.heartbeat(&image, other, e, false, 1_200).unwrap().records;
+    apply_all(&mut image, &mut log, recs);
+    assert_eq!(image.partition(tid(2), 0).unwrap().leader, other);
 }
