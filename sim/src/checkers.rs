@@ -23,7 +23,12 @@ pub const CHECKS: &[&str] = &[
     "group-exclusive",
     "committed-offset-monotonic",
     "generation-fencing",
+    "replicas-agree",
+    "hw-monotonic",
 ];
+
+/// Checks about the replicas of a cluster: on by default only when `cluster.brokers` > 1.
+pub const CLUSTER_CHECKS: &[&str] = &["replicas-agree", "hw-monotonic"];
 
 /// Examples listed in a violation's detail (the count is always complete).
 const EXAMPLES_MAX: usize = 5;
@@ -87,8 +92,88 @@ pub fn run(check: &str, h: &History) -> Option<CheckResult> {
         "group-exclusive" => group_exclusive(h),
         "committed-offset-monotonic" => committed_offset_monotonic(h),
         "generation-fencing" => generation_fencing(h),
+        "replicas-agree" => replicas_agree(h),
+        "hw-monotonic" => hw_monotonic(h),
         _ => return None,
     })
+}
+
+/// replicas-agree: once the run healed and settled, every replica's committed prefix is
+/// byte-identical to the leader's, batch by batch. The committed prefix is below the leader's
+/// HW; a replica in the final ISR must hold all of it, a replica out of the ISR is compared up to
+/// its own HW (what it has confirmed), since it may still be catching up.
+fn replicas_agree(h: &History) -> CheckResult {
+    if h.replica_logs.is_empty() {
+        return CheckResult::held("single broker: one replica per partition");
+    }
+    let mut bad = Vec::new();
+    let mut compared = 0usize;
+    for (tp, replicas) in &h.replica_logs {
+        let Some((leader, _, isr)) = h.final_partition.get(tp) else {
+            bad.push(format!("{tp}: no final leader known"));
+            continue;
+        };
+        let Some(Some(lead)) = replicas.get(&(*leader as u32)) else {
+            bad.push(format!("{tp}: the leader broker-{leader} could not be read"));
+            continue;
+        };
+        let hw = lead.high_watermark;
+        let prefix = |l: &crate::history::ReplicaLog, upto: i64| -> Vec<(i64, i64, u64)> { l.batches.iter().filter(|b| b.0 < upto).copied().collect() };
+        let want = prefix(lead, hw);
+        for (&b, r) in replicas {
+            if b as i32 == *leader {
+                continue;
+            }
+            let in_isr = isr.contains(&(b as i32));
+            let Some(r) = r else {
+                if in_isr {
+                    bad.push(format!("{tp}: broker-{b} (in the ISR) could not be read"));
+                }
+                continue;
+            };
+            let upto = if in_isr { hw } else { hw.min(r.high_watermark) };
+            if in_isr && r.log_end_offset < hw {
+                bad.push(format!("{tp}: broker-{b} is in the ISR but its log ends at {} below the leader's HW {hw}", r.log_end_offset));
+            }
+            let got = prefix(r, upto);
+            let want_b: Vec<_> = want.iter().filter(|x| x.0 < upto).copied().collect();
+            compared += 1;
+            if let Some(i) = (0..want_b.len().max(got.len())).find(|&i| want_b.get(i) != got.get(i)) {
+                let fmt = |x: Option<&(i64, i64, u64)>| x.map(|(a, z, hsh)| format!("[{a}..={z}] #{hsh:016x}")).unwrap_or_else(|| "nothing".into());
+                bad.push(format!(
+                    "{tp}: broker-{b} differs from the leader broker-{leader} below offset {upto} at batch {i}: leader has {}, broker-{b} has {}",
+                    fmt(want_b.get(i)),
+                    fmt(got.get(i))
+                ));
+            }
+        }
+    }
+    if bad.is_empty() {
+        CheckResult::held(format!("{compared} follower replica(s) match their leader's committed prefix across {} partition(s)", h.replica_logs.len()))
+    } else {
+        CheckResult::violated(format!("{} divergence(s): {}", bad.len(), examples(&bad, |s| s.clone())))
+    }
+}
+
+/// hw-monotonic: for each (broker incarnation, partition, leader epoch) while that broker leads,
+/// the high watermark never decreases across samples.
+fn hw_monotonic(h: &History) -> CheckResult {
+    let mut last: BTreeMap<(u32, u64, &Tp, i32), (u64, i64)> = BTreeMap::new();
+    let mut bad = Vec::new();
+    for s in &h.hw_samples {
+        let key = (s.broker, s.incarnation, &s.tp, s.leader_epoch);
+        if let Some(&(t0, hw0)) = last.get(&key) {
+            if s.hw < hw0 {
+                bad.push(format!("{} leader broker-{} (incarnation {}, epoch {}): HW {hw0} at {:.3}s then {} at {:.3}s", s.tp, s.broker, s.incarnation, s.leader_epoch, t0 as f64 / 1e9, s.hw, s.at_ns as f64 / 1e9));
+            }
+        }
+        last.insert(key, (s.at_ns, s.hw));
+    }
+    if bad.is_empty() {
+        CheckResult::held(format!("{} HW samples over {} leaderships", h.hw_samples.len(), last.len()))
+    } else {
+        CheckResult::violated(format!("{} decrease(s): {}", bad.len(), examples(&bad, |s| s.clone())))
+    }
 }
 
 fn examples<T>(items: &[T], mut f: impl FnMut(&T) -> String) -> String {

@@ -106,6 +106,34 @@ pub struct History {
     pub group_positions: BTreeMap<(String, Tp), i64>,
     /// Per group: the partitions it subscribes to (all must be owned again after the heal).
     pub group_partitions: BTreeMap<String, Vec<Tp>>,
+    /// Cluster runs: each replica's log read back after the run healed (debugging Fetch,
+    /// replica id -2), per partition and broker; `None` = could not be read.
+    pub replica_logs: BTreeMap<Tp, BTreeMap<u32, Option<ReplicaLog>>>,
+    /// Cluster runs: the final partition state (leader, ISR) the oracle read against.
+    pub final_partition: BTreeMap<Tp, (i32, i32, Vec<i32>)>,
+    /// Cluster runs: periodic HW samples of every broker that leads a partition.
+    pub hw_samples: Vec<HwSample>,
+}
+
+/// One replica's log as that replica serves it to a debugging reader.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ReplicaLog {
+    pub high_watermark: i64,
+    pub log_end_offset: i64,
+    /// (base offset, last offset, hash of the batch's bytes), in log order.
+    pub batches: Vec<(i64, i64, u64)>,
+}
+
+/// A leader's HW at one instant: (broker, its incarnation, leader epoch) identify the
+/// leadership the sample belongs to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct HwSample {
+    pub at_ns: u64,
+    pub broker: u32,
+    pub incarnation: u64,
+    pub tp: Tp,
+    pub leader_epoch: i32,
+    pub hw: i64,
 }
 
 impl History {

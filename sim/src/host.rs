@@ -55,6 +55,9 @@ pub struct NetSide {
     pub cpu: Option<net_model::SimCpu>,
     /// The NIC's bandwidth when not degraded (`cluster.host.nic`).
     pub nominal_bps: u64,
+    /// Cluster runs: this host's seed (the scenario seed with a per-host salt); each start mixes
+    /// in the incarnation, so election timeouts and broker incarnations replay exactly.
+    pub seed: u64,
 }
 
 /// What outlives a broker process: its disk, its configuration, its address.
@@ -75,6 +78,10 @@ pub struct Host {
     process: Mutex<Option<Arc<broker::Broker>>>,
     /// Start failures (the broker could not open its logs): a liveness problem.
     pub failures: Mutex<Vec<String>>,
+    /// Cluster runs: the running node's controller link (its metadata image) and its
+    /// controller's Raft status; `None` while down.
+    link: Mutex<Option<Arc<broker::controller::link::RpcLink>>>,
+    controller: Mutex<Option<tokio::sync::watch::Receiver<broker::controller::node::NodeStatus>>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -102,6 +109,8 @@ impl Host {
             node: Mutex::new(None),
             process: Mutex::new(None),
             failures: Mutex::new(Vec::new()),
+            link: Mutex::new(None),
+            controller: Mutex::new(None),
         })
     }
 
@@ -143,6 +152,8 @@ impl Host {
     fn kill_process(&self) {
         lock(&self.endpoint).take();
         lock(&self.process).take();
+        lock(&self.link).take();
+        lock(&self.controller).take();
         if self.up.swap(false, Ordering::SeqCst) {
             if let Some(n) = &self.network {
                 n.net.crash(&self.name());
@@ -180,6 +191,33 @@ impl Host {
         if let Some(n) = &self.network {
             for p in peers {
                 n.net.partition(&self.name(), p);
+            }
+        }
+    }
+
+    /// Cluster runs: a partition with a direction or on one port (`on` = cut, else heal).
+    pub fn cut(&self, peers: &[String], direction: crate::scenario::Direction, port: Option<u16>, on: bool) {
+        use crate::scenario::Direction;
+        let Some(n) = &self.network else { return };
+        let me = self.name();
+        for p in peers {
+            match (port, direction) {
+                (Some(port), _) => {
+                    // Connections from the peer to my listener, and from me to the peer's.
+                    for (client, server) in [(p.as_str(), me.as_str()), (me.as_str(), p.as_str())] {
+                        if on {
+                            n.net.block_port(client, server, port);
+                        } else {
+                            n.net.unblock_port(client, server, port);
+                        }
+                    }
+                }
+                (None, Direction::Both) if on => n.net.partition(&me, p),
+                (None, Direction::Both) => n.net.heal_between(&me, p),
+                (None, Direction::In) if on => n.net.partition_one_way(p, &me),
+                (None, Direction::In) => n.net.heal_one_way(p, &me),
+                (None, Direction::Out) if on => n.net.partition_one_way(&me, p),
+                (None, Direction::Out) => n.net.heal_one_way(&me, p),
             }
         }
     }
@@ -259,9 +297,47 @@ impl Host {
         b.set_advertised(&name, i32::from(BROKER_PORT));
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         tokio::spawn(broker::tasks::run(b.clone(), stop_rx.clone()));
+        // Cluster runs: combined mode, as `broker serve` starts it (controller + broker link +
+        // replica manager), seeded per host and incarnation.
+        let mut _started = None;
+        if n.config.quorum.voters.is_some() {
+            let seed = n.seed ^ inc.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+            let storage: Arc<dyn Storage> = Arc::new(self.disk.clone());
+            match broker::controller::combined::start(&n.config, n.view.clone(), storage, &b, (&name, i32::from(BROKER_PORT)), seed, &stop_rx).await {
+                Ok(st) => {
+                    *lock(&self.link) = st.link.clone();
+                    *lock(&self.controller) = st.controller.as_ref().map(|c| c.status.clone());
+                    self.tracer.event("combined-start", &format!("{name} node.id={} controller={} broker={}", n.config.node_id, st.controller.is_some(), st.link.is_some()));
+                    _started = Some(st);
+                }
+                Err(e) => return self.failed(&format!("{name} could not start in combined mode: {e}")),
+            }
+        }
         self.tracer.event("broker-ready", &format!("{name} listening on {}", self.addr()));
         broker::server::run(b, listener, stop_rx).await;
         drop(stop_tx);
+    }
+
+    /// Cluster runs: the newest committed metadata this node holds (`None` while down).
+    pub fn image(&self) -> Option<Arc<cluster::metadata::MetadataImage>> {
+        let l = lock(&self.link).clone()?;
+        use broker::controller::link::ControllerLink;
+        let img = l.metadata().borrow().clone();
+        Some(img)
+    }
+
+    /// Cluster runs: this node's controller's Raft status (`None` while down).
+    pub fn controller_status(&self) -> Option<broker::controller::node::NodeStatus> {
+        lock(&self.controller).as_ref().map(|r| r.borrow().clone())
+    }
+
+    /// The running broker process (`None` while down or in storage runs).
+    pub fn process(&self) -> Option<Arc<broker::Broker>> {
+        lock(&self.process).clone()
+    }
+
+    pub fn incarnation(&self) -> u64 {
+        self.incarnation.load(Ordering::SeqCst)
     }
 
     pub fn pause(&self) {

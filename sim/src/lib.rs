@@ -22,6 +22,8 @@
 //!   faults timeline, settle, final oracle, summary), [`cli`] (`cargo simulate`).
 
 pub mod checkers;
+#[cfg(madsim)]
+pub mod cluster;
 pub mod history;
 pub mod metrics;
 pub mod nemesis;

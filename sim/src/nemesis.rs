@@ -57,6 +57,11 @@ impl NemesisKind {
         Self::ALL.iter().find(|(n, _)| *n == s).map(|(_, k)| *k)
     }
 
+    /// Whether the fault takes its broker out of the quorum/ISR (counted by `minority`).
+    pub fn disrupts(self) -> bool {
+        matches!(self, NemesisKind::Kill | NemesisKind::PowerLoss | NemesisKind::Pause | NemesisKind::Partition | NemesisKind::DiskError)
+    }
+
     /// Whether this kind of fault can hit `target`.
     pub fn applies_to(self, target: Target) -> bool {
         match (self, target) {
@@ -81,6 +86,11 @@ pub struct NemesisSpec {
     /// `slow_disk`: latency multiplier; `slow_nic`: the degraded bandwidth.
     pub slow_disk_factor: u32,
     pub slow_nic_bps: u64,
+    /// Cluster runs (`minority: true`): at most ⌊(brokers-1)/2⌋ brokers are down, paused,
+    /// partitioned or disk-failed at once, so a majority (the controller quorum, and with RF =
+    /// brokers an ISR quorum) stays whole; a drawn fault that would break the bound is dropped.
+    pub minority: bool,
+    pub brokers: u32,
 }
 
 /// Draws the schedule for `seed` (sorted by time; each entry labelled `nemesis …`).
@@ -89,6 +99,9 @@ pub fn draw(spec: &NemesisSpec, seed: u64) -> Vec<FaultSpec> {
     assert!(spec.min_ns <= spec.max_ns, "nemesis durations are inverted");
     let mut rng = ChaCha8Rng::seed_from_u64(seed ^ NEMESIS_SALT);
     let mut busy_until: std::collections::BTreeMap<Target, u64> = std::collections::BTreeMap::new();
+    // Disruptive broker faults drawn so far: (broker, start, end including its restart).
+    let mut disrupted: Vec<(Target, u64, u64)> = Vec::new();
+    let bound = (spec.brokers.saturating_sub(1) / 2) as usize;
     let mut out = Vec::new();
     for _ in 0..spec.count.min(NEMESIS_COUNT_MAX) {
         let kind = spec.kinds[rng.gen_range(0..spec.kinds.len())];
@@ -103,6 +116,18 @@ pub fn draw(spec: &NemesisSpec, seed: u64) -> Vec<FaultSpec> {
             continue;
         }
         let end = at + dur;
+        if spec.minority && matches!(target, Target::Broker(_)) && kind.disrupts() {
+            // Margin: a restarted broker needs a moment to rejoin before the next one goes.
+            let (lo, hi) = (at, end + 2_000_000_000);
+            let mut others: Vec<Target> = disrupted.iter().filter(|(t, s, e)| *t != target && *s < hi && lo < *e).map(|(t, _, _)| *t).collect();
+            others.dedup();
+            others.sort();
+            others.dedup();
+            if others.len() + 1 > bound {
+                continue;
+            }
+            disrupted.push((target, lo, hi));
+        }
         busy_until.insert(target, end + 1_000_000);
         let label = |what: &str| format!("nemesis {what} {}", target.name());
         let restart = |at_ns: u64| FaultSpec { at_ns, target, action: FaultAction::Restart, for_ns: None, label: label("restart") };
@@ -167,6 +192,8 @@ mod tests {
             max_ns: 5_000_000_000,
             slow_disk_factor: 10,
             slow_nic_bps: 100_000_000,
+            minority: false,
+            brokers: 1,
         }
     }
 

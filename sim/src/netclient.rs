@@ -184,6 +184,53 @@ impl NetClient {
     }
 }
 
+impl NetClient {
+    /// A debugging read (Fetch with replica id -2, Kafka's `DebuggingConsumerId`): served by ANY
+    /// replica, leader or follower, up to its log end. Returns the whole batches, that replica's
+    /// HW (`high_watermark`) and its log end (carried in `last_stable_offset`).
+    pub async fn debug_fetch(&self, tp: &TopicPartition, offset: i64, max_bytes: usize, timeout: Duration) -> Result<(Vec<Bytes>, i64, i64), ApiError> {
+        let tps = tp.to_string();
+        let t0 = self.tracer.now_ns();
+        let conn = match self.conn(timeout).await {
+            Ok(c) => c,
+            Err(e) => return self.failed("DebugFetch", &tps, t0, e),
+        };
+        let max_bytes = max_bytes.min(i32::MAX as usize) as i32;
+        let req = FetchRequest::default()
+            .with_replica_id(BrokerId(-2))
+            .with_max_wait_ms(0)
+            .with_min_bytes(1)
+            .with_max_bytes(max_bytes)
+            .with_isolation_level(0)
+            .with_session_id(0)
+            .with_session_epoch(-1)
+            .with_topics(vec![FetchTopic::default()
+                .with_topic(topic_name(&tp.topic))
+                .with_partitions(vec![FetchPartition::default().with_partition(tp.partition).with_fetch_offset(offset).with_partition_max_bytes(max_bytes).with_current_leader_epoch(-1)])]);
+        let resp = match conn.request(&req).await {
+            Ok(r) => r,
+            Err(e) => return self.failed("DebugFetch", &tps, t0, conn_error(&e)),
+        };
+        if resp.error_code != errors::NONE {
+            return self.failed("DebugFetch", &tps, t0, code_error(resp.error_code));
+        }
+        let p = resp.responses.iter().filter(|t| t.topic.as_str() == tp.topic).flat_map(|t| t.partitions.iter()).find(|p| p.partition_index == tp.partition);
+        let Some(p) = p else {
+            return self.failed("DebugFetch", &tps, t0, ApiError::Broker("partition missing from the Fetch response".into()));
+        };
+        if p.error_code != errors::NONE {
+            return self.failed("DebugFetch", &tps, t0, code_error(p.error_code));
+        }
+        let data = p.records.clone().unwrap_or_default();
+        let batches = match split_batches(&data) {
+            Ok(b) => b,
+            Err(why) => return self.failed("DebugFetch", &tps, t0, ApiError::Broker(format!("undecodable record data: {why}"))),
+        };
+        self.rpc("DebugFetch", &tps, t0, &format!("ok offset={offset} batches={} hw={} leo={}", batches.len(), p.high_watermark, p.last_stable_offset));
+        Ok((batches, p.high_watermark, p.last_stable_offset))
+    }
+}
+
 #[async_trait]
 impl BrokerApi for NetClient {
     async fn produce(&self, tp: &TopicPartition, batch: Bytes, wait: bool, timeout: Duration) -> Result<Option<ProduceResponse>, ApiError> {

@@ -51,6 +51,8 @@ pub struct RawRun {
     /// Network runs with a CPU model: per sample, (time, busy ns summed over cores), and cores.
     pub cpu_samples: Vec<(u64, u64)>,
     pub cores: u32,
+    /// Cluster runs: leader/ISR timeline and leader-election figures (`Null` otherwise).
+    pub cluster: Value,
 }
 
 pub struct RunOutput {
@@ -70,6 +72,8 @@ pub fn replay_command(opts: &RunOptions, seed: u64) -> String {
 
 struct Sampler {
     disk: SimDisk,
+    /// Cluster runs: the other brokers' disks (their events are traced without the per-IO lines).
+    other_disks: Vec<(String, SimDisk)>,
     net: Option<net_model::SimNet>,
     /// Network runs: the host whose broker's request counters are traced, and the last line.
     served: Option<(Arc<Host>, String)>,
@@ -99,6 +103,15 @@ impl Sampler {
             }
             let line = serde_json::to_string(&ev).unwrap_or_else(|e| format!("unserializable: {e}"));
             self.tracer.event_at(now, "disk", &line);
+        }
+        for (name, d) in &self.other_disks {
+            for ev in d.drain_events() {
+                if matches!(ev, DiskEvent::Io { .. }) {
+                    continue;
+                }
+                let line = serde_json::to_string(&ev).unwrap_or_else(|e| format!("unserializable: {e}"));
+                self.tracer.event_at(now, "disk", &format!("{name} {line}"));
+            }
         }
         if let Some((host, last)) = &mut self.served {
             if let Some(line) = host.served() {
@@ -172,6 +185,7 @@ fn apply(host: &Host, peers: &[String], action: &FaultAction, rules: &mut BTreeM
         FaultAction::DropCaches => host.disk.drop_caches(),
         FaultAction::Partition => host.partition(peers),
         FaultAction::SlowNic { bps } => host.set_nic(Some(*bps)),
+        FaultAction::Cut { direction, port, .. } => host.cut(peers, *direction, *port, true),
         FaultAction::CorruptSector { path } => {
             let hit = host.disk.corrupt_random_sector(Host::data_path(path.as_deref()));
             tracer.event("corrupted", &format!("{hit:?}"));
@@ -185,6 +199,7 @@ fn undo(host: &Host, peers: &[String], action: &FaultAction, rules: &mut BTreeMa
         FaultAction::Pause => host.resume(),
         FaultAction::Partition => host.heal_partition(peers),
         FaultAction::SlowNic { .. } => host.set_nic(None),
+        FaultAction::Cut { direction, port, .. } => host.cut(peers, *direction, *port, false),
         FaultAction::SlowDisk { .. } => host.disk.set_slow_factor(1),
         FaultAction::DiskError { .. } => {
             if let Some(id) = rules.remove(&i) {
@@ -268,17 +283,44 @@ pub async fn simulate(sc: &Scenario, seed: u64, keep_trace: bool) -> RawRun {
         let r = async { disk.create_dir_all(dir).await?; disk.sync_dir(std::path::Path::new("")).await }.await;
         tracer.event("provisioned", &format!("{} {}", crate::host::DATA_DIR, r.map(|_| "ok".to_string()).unwrap_or_else(|e| e.to_string())));
     }
-    let side = net.as_ref().map(|n| NetSide {
-        net: n.clone(),
-        view: n.add_host("broker-0", net_model::sim::NicConfig::symmetric(sc.host.nic_bps)),
-        config: crate::scenario::broker_config(&sc.broker),
-        cpu: sc.host.cores.map(|c| net_model::SimCpu::new(net_model::CpuProfile::with_cores(c))),
-        nominal_bps: sc.host.nic_bps,
-    });
+    let clustered = sc.brokers > 1;
+    let side_for = |i: u32| {
+        net.as_ref().map(|n| NetSide {
+            net: n.clone(),
+            view: n.add_host(&format!("broker-{i}"), net_model::sim::NicConfig::symmetric(sc.host.nic_bps)),
+            config: if clustered { crate::scenario::cluster_broker_config(&sc.broker, i, sc.brokers) } else { crate::scenario::broker_config(&sc.broker) },
+            cpu: sc.host.cores.map(|c| net_model::SimCpu::new(net_model::CpuProfile::with_cores(c))),
+            nominal_bps: sc.host.nic_bps,
+            seed: seed ^ HOST_SALT ^ u64::from(i).wrapping_mul(0x0100_0000_01b3),
+        })
+    };
+    let side = side_for(0);
     let cpu = side.as_ref().and_then(|s| s.cpu.clone());
+    // Cluster runs: brokers 1..N, each with its own disk (its own power-loss domain), NIC, CPU.
+    let mut more = Vec::new();
+    for i in 1..sc.brokers {
+        let mut cfg = SimDiskConfig::new(sc.host.device.clone(), seed ^ HOST_SALT ^ u64::from(i));
+        cfg.page_cache = sc.host.page_cache.clone();
+        let d = SimDisk::new(cfg, Clock::Runtime { epoch: tracer.epoch() });
+        d.set_torn_writes(sc.host.torn_writes);
+        d.set_space_limit_bytes(sc.host.disk_bytes);
+        {
+            use disk_model::Storage;
+            let dir = std::path::Path::new(crate::host::DATA_DIR);
+            let r = async { d.create_dir_all(dir).await?; d.sync_dir(std::path::Path::new("")).await }.await;
+            tracer.event("provisioned", &format!("broker-{i} {} {}", crate::host::DATA_DIR, r.map(|_| "ok".to_string()).unwrap_or_else(|e| e.to_string())));
+        }
+        more.push((d, side_for(i)));
+    }
     let client_net = net.as_ref().map(|n| n.add_host(crate::host::CLIENT_HOST, net_model::sim::NicConfig::symmetric(sc.host.nic_bps)));
     let host = Host::with_network(0, disk.clone(), sc.broker.clone(), sc.topics.clone(), tracer.clone(), side);
     host.start();
+    let mut hosts = vec![host.clone()];
+    for (i, (d, side)) in more.into_iter().enumerate() {
+        let h = Host::with_network(i as u32 + 1, d, sc.broker.clone(), sc.topics.clone(), tracer.clone(), side);
+        h.start();
+        hosts.push(h);
+    }
     let in_process: Arc<dyn BrokerApi> = Arc::new(InProcess { hosts: vec![host.clone()] });
     // Storage runs share the in-process seam; network runs give each client its own connection.
     let api_for = |who: String, acks: i16, max_in_flight: usize| -> Arc<dyn BrokerApi> {
@@ -287,7 +329,13 @@ pub async fn simulate(sc: &Scenario, seed: u64, keep_trace: bool) -> RawRun {
             None => in_process.clone(),
         }
     };
-    let api = api_for("oracle".into(), -1, 1);
+    let api: Arc<dyn BrokerApi> = match (&client_net, clustered) {
+        (Some(cn), true) => Arc::new(crate::cluster::Router {
+            hosts: hosts.clone(),
+            clients: hosts.iter().map(|h| NetClient::new(cn.clone(), h.addr(), "oracle".into(), tracer.clone(), -1, 1)).collect(),
+        }),
+        _ => api_for("oracle".into(), -1, 1),
+    };
     let mut setup_failures = Vec::new();
     if let Some(cn) = &client_net {
         // Like an operator's `kafka-topics --create` before the workload starts.
@@ -307,6 +355,22 @@ pub async fn simulate(sc: &Scenario, seed: u64, keep_trace: bool) -> RawRun {
                 }
             }
         }
+        // Cluster runs: the workload starts once every partition has a leader.
+        if clustered {
+            let give_up = tracer.now_ns() + 20_000_000_000;
+            loop {
+                let ready = sc.topics.iter().all(|t| (0..t.partitions).all(|p| crate::cluster::partition_state(&hosts, &t.name, p).is_some_and(|s| s.leader >= 0)));
+                if ready {
+                    tracer.event("cluster-ready", &format!("every partition has a leader; controller=broker-{}", crate::cluster::active_controller(&hosts).map_or(-1, i64::from)));
+                    break;
+                }
+                if tracer.now_ns() > give_up {
+                    setup_failures.push("the cluster's partitions had no leaders 20 s after the topics were created".into());
+                    break;
+                }
+                tracer.sleep_until_ns(tracer.now_ns() + 10_000_000).await;
+            }
+        }
     }
     let history = Arc::new(Mutex::new(History::default()));
     let control = Arc::new(Control::default());
@@ -323,7 +387,7 @@ pub async fn simulate(sc: &Scenario, seed: u64, keep_trace: bool) -> RawRun {
     let client_side = client_net.as_ref().map(|cn| ClientSide {
         net: cn.clone(),
         cpu: client_cpu.clone().map(|c| Arc::new(c) as Arc<dyn net_model::CostHook>).unwrap_or_else(|| Arc::new(net_model::RealCpu)),
-        bootstrap: vec![host.addr()],
+        bootstrap: hosts.iter().map(|h| h.addr()).collect(),
     });
     let mut index = 0u32;
     for spec in &sc.producers {
@@ -389,7 +453,8 @@ pub async fn simulate(sc: &Scenario, seed: u64, keep_trace: bool) -> RawRun {
 
     // Sampler: disk gauges + the disk's event log into the trace.
     let served = net.as_ref().map(|_| (host.clone(), String::new()));
-    let sampler = Arc::new(Mutex::new(Sampler { disk: disk.clone(), net: net.clone(), served, cpu: cpu.clone(), nic_samples: Vec::new(), cpu_samples: Vec::new(), tracer: tracer.clone(), samples: Vec::new(), io: Vec::new() }));
+    let other_disks: Vec<(String, SimDisk)> = hosts.iter().skip(1).map(|h| (h.name(), h.disk.clone())).collect();
+    let sampler = Arc::new(Mutex::new(Sampler { disk: disk.clone(), other_disks, net: net.clone(), served, cpu: cpu.clone(), nic_samples: Vec::new(), cpu_samples: Vec::new(), tracer: tracer.clone(), samples: Vec::new(), io: Vec::new() }));
     {
         let sampler = sampler.clone();
         let every = sc.sample_ms * 1_000_000;
@@ -400,6 +465,21 @@ pub async fn simulate(sc: &Scenario, seed: u64, keep_trace: bool) -> RawRun {
                 t += every;
                 tracer.sleep_until_ns(t).await;
                 sampler.lock().unwrap_or_else(|p| p.into_inner()).sample();
+            }
+        });
+    }
+
+    // Cluster runs: leaders' HWs and partition states, sampled in memory every 250 ms.
+    let observed = Arc::new(Mutex::new(crate::cluster::Observed::default()));
+    if clustered {
+        let obs = crate::cluster::Observer { hosts: hosts.clone(), tps: partitions_all(sc), tracer: tracer.clone(), out: observed.clone() };
+        let tracer = tracer.clone();
+        tokio::spawn(async move {
+            let mut t = 0;
+            loop {
+                obs.sample();
+                t += OBSERVE_NS;
+                tracer.sleep_until_ns(t).await;
             }
         });
     }
@@ -420,9 +500,23 @@ pub async fn simulate(sc: &Scenario, seed: u64, keep_trace: bool) -> RawRun {
     // When the last fault ended (a restart, or a fault's `for` elapsing): progress must follow.
     let mut last_heal_ns = 0u64;
     let mut member_active: BTreeMap<usize, ()> = BTreeMap::new();
-    let broker_names = vec![host.name()];
-    // A partitioned broker is cut off from the client host and from every member's host.
-    let peers: Vec<String> = std::iter::once(crate::host::CLIENT_HOST.to_string()).chain(members.values().map(|m| m.name())).collect();
+    let broker_names: Vec<String> = hosts.iter().map(|h| h.name()).collect();
+    // A partitioned broker is cut off from the client host, every member's host and (cluster
+    // runs) the other brokers; `peers` narrows that for a `Cut`.
+    let clients: Vec<String> = std::iter::once(crate::host::CLIENT_HOST.to_string()).chain(members.values().map(|m| m.name())).collect();
+    let peers_of = |b: u32, action: &FaultAction| -> Vec<String> {
+        let others = broker_names.iter().enumerate().filter(|(j, _)| *j as u32 != b).map(|(_, n)| n.clone());
+        match action {
+            FaultAction::Cut { peers: crate::scenario::Peers::Brokers, .. } => others.collect(),
+            FaultAction::Cut { peers: crate::scenario::Peers::Clients, .. } => clients.clone(),
+            _ => clients.iter().cloned().chain(others).collect(),
+        }
+    };
+    // Which broker each fault hit (dynamic targets are resolved when the fault starts), and the
+    // broker a dynamic target last resolved to (a `restart` of it restarts that one).
+    let mut resolved: BTreeMap<usize, u32> = BTreeMap::new();
+    let mut last_of: BTreeMap<Target, u32> = BTreeMap::new();
+    let mut fault_log: Vec<(u64, String, u32)> = Vec::new();
     for (t, start, i) in timeline {
         tracer.sleep_until_ns(t).await;
         let f = &sc.faults[i];
@@ -444,37 +538,67 @@ pub async fn simulate(sc: &Scenario, seed: u64, keep_trace: bool) -> RawRun {
             continue;
         }
         if start {
-            apply(&host, &peers, &f.action, &mut rules, i, &tracer, &f.label);
+            let b = if f.target.is_dynamic() {
+                let b = if f.action == FaultAction::Restart { last_of.get(&f.target).copied() } else { crate::cluster::resolve(f.target, &hosts) };
+                let Some(b) = b else {
+                    tracer.event("fault-skipped", &format!("{}: {} resolves to no broker now", f.label, f.target.name()));
+                    continue;
+                };
+                tracer.event("fault-target", &format!("{} -> broker-{b}", f.label));
+                last_of.insert(f.target, b);
+                b
+            } else {
+                match f.target {
+                    Target::Broker(b) => b,
+                    _ => continue,
+                }
+            };
+            resolved.insert(i, b);
+            let Some(h) = hosts.get(b as usize) else { continue };
+            if clustered {
+                fault_log.push((t, f.label.clone(), b));
+            }
+            apply(h, &peers_of(b, &f.action), &f.action, &mut rules, i, &tracer, &f.label);
             if f.action == FaultAction::Restart {
                 last_heal_ns = t;
             } else if !matches!(f.action, FaultAction::DropCaches | FaultAction::CorruptSector { .. }) {
                 active.insert(i, ());
             }
         } else {
-            undo(&host, &peers, &f.action, &mut rules, i, &tracer, &f.label);
+            let Some(&b) = resolved.get(&i) else { continue };
+            undo(&hosts[b as usize], &peers_of(b, &f.action), &f.action, &mut rules, i, &tracer, &f.label);
             active.remove(&i);
             last_heal_ns = t;
         }
     }
     tracer.sleep_until_ns(duration_ns).await;
 
-    // Heal: end every fault still active, bring the broker back.
+    // Heal: end every fault still active, bring the brokers back.
     // Kill / power loss stay "active" until a restart; a restart ends them.
-    if host.is_up() {
-        active.retain(|&i, _| !matches!(sc.faults[i].action, FaultAction::Kill | FaultAction::PowerLoss));
-    }
-    if !active.is_empty() || !host.is_up() {
+    active.retain(|&i, _| !(matches!(sc.faults[i].action, FaultAction::Kill | FaultAction::PowerLoss) && resolved.get(&i).is_some_and(|&b| hosts[b as usize].is_up())));
+    if !active.is_empty() || hosts.iter().any(|h| !h.is_up()) {
         last_heal_ns = duration_ns;
     }
     for (&i, _) in active.iter().rev() {
         let f = &sc.faults[i];
-        undo(&host, &peers, &f.action, &mut rules, i, &tracer, &f.label);
+        if let Some(&b) = resolved.get(&i) {
+            undo(&hosts[b as usize], &peers_of(b, &f.action), &f.action, &mut rules, i, &tracer, &f.label);
+        }
     }
-    disk.clear_faults();
-    disk.set_slow_factor(1);
-    if !host.is_up() {
-        tracer.event("heal", "restart broker-0");
-        host.restart();
+    for h in &hosts {
+        h.disk.clear_faults();
+        h.disk.set_slow_factor(1);
+    }
+    if clustered {
+        if let Some(n) = &net {
+            n.heal();
+        }
+    }
+    for h in &hosts {
+        if !h.is_up() {
+            tracer.event("heal", &format!("restart {}", h.name()));
+            h.restart();
+        }
     }
     // Group members: end their pauses and partitions, bring killed ones back.
     member_active.retain(|&i, _| !(matches!(sc.faults[i].action, FaultAction::Kill | FaultAction::Leave) && matches!(sc.faults[i].target, Target::Consumer(n) if members.get(&n).is_some_and(|m| m.is_running()))));
@@ -543,6 +667,27 @@ pub async fn simulate(sc: &Scenario, seed: u64, keep_trace: bool) -> RawRun {
     for tp in &all_tps {
         finals.insert(tp.to_string(), read_all(api.as_ref(), tp, &tracer, settle_deadline + 10_000_000_000).await);
     }
+    // Cluster runs: every replica's log, read back through debugging Fetches (replicas-agree),
+    // and the partition states the oracle read against.
+    let mut replica_logs = BTreeMap::new();
+    let mut final_partition = BTreeMap::new();
+    if clustered {
+        if let Some(cn) = &client_net {
+            let readers: Vec<NetClient> = hosts.iter().map(|h| NetClient::new(cn.clone(), h.addr(), "replica-reader".into(), tracer.clone(), -1, 1)).collect();
+            for tp in &all_tps {
+                if let Some(st) = crate::cluster::partition_state(&hosts, &tp.topic, tp.partition) {
+                    let mut per = BTreeMap::new();
+                    for &r in &st.replicas {
+                        let Some(c) = usize::try_from(r).ok().and_then(|r| readers.get(r)) else { continue };
+                        per.insert(r as u32, crate::cluster::read_replica(c, tp, &tracer).await);
+                    }
+                    tracer.event("replica-logs", &format!("{tp} leader={} epoch={} isr={:?} {}", st.leader, st.leader_epoch, st.isr, per.iter().map(|(b, l)| match l { Some(l) => format!("broker-{b}:hw={},leo={},batches={}", l.high_watermark, l.log_end_offset, l.batches.len()), None => format!("broker-{b}:unreadable") }).collect::<Vec<_>>().join(" ")));
+                    replica_logs.insert(tp.to_string(), per);
+                    final_partition.insert(tp.to_string(), (st.leader, st.leader_epoch, st.isr.clone()));
+                }
+            }
+        }
+    }
     sampler.lock().unwrap_or_else(|p| p.into_inner()).sample();
     let end_ns = tracer.now_ns();
     let final_disk = serde_json::to_value(disk.stats()).unwrap_or(Value::Null);
@@ -568,12 +713,22 @@ pub async fn simulate(sc: &Scenario, seed: u64, keep_trace: bool) -> RawRun {
     h.final_logs = finals;
     h.last_heal_ns = Some(heal_ns);
     h.stuck.extend(setup_failures);
-    h.stuck.extend(host.failures.lock().unwrap_or_else(|p| p.into_inner()).iter().cloned());
+    for host in &hosts {
+        h.stuck.extend(host.failures.lock().unwrap_or_else(|p| p.into_inner()).iter().cloned());
+    }
+    let mut cluster_json = Value::Null;
+    if clustered {
+        let o = std::mem::take(&mut *observed.lock().unwrap_or_else(|p| p.into_inner()));
+        h.hw_samples = o.hw_samples;
+        h.replica_logs = replica_logs;
+        h.final_partition = final_partition;
+        cluster_json = crate::cluster::summary(&o.timeline, &fault_log, &hosts);
+    }
     if !settled {
         h.stuck.push(format!("the run did not settle within settle_timeout_s={}", sc.settle_timeout_s));
     }
-    let s = std::mem::replace(&mut *sampler.lock().unwrap_or_else(|p| p.into_inner()), Sampler { disk: disk.clone(), net: None, served: None, cpu: None, nic_samples: Vec::new(), cpu_samples: Vec::new(), tracer: tracer.clone(), samples: Vec::new(), io: Vec::new() });
-    RawRun { history: h, samples: s.samples, io: s.io, tracer, end_ns, final_disk, final_network, final_cpu, nic_samples: s.nic_samples, cpu_samples: s.cpu_samples, cores: sc.host.cores.unwrap_or(0) }
+    let s = std::mem::replace(&mut *sampler.lock().unwrap_or_else(|p| p.into_inner()), Sampler { disk: disk.clone(), other_disks: Vec::new(), net: None, served: None, cpu: None, nic_samples: Vec::new(), cpu_samples: Vec::new(), tracer: tracer.clone(), samples: Vec::new(), io: Vec::new() });
+    RawRun { history: h, samples: s.samples, io: s.io, tracer, end_ns, final_disk, final_network, final_cpu, nic_samples: s.nic_samples, cpu_samples: s.cpu_samples, cores: sc.host.cores.unwrap_or(0), cluster: cluster_json }
 }
 
 async fn read_all(api: &dyn BrokerApi, tp: &TopicPartition, tracer: &Tracer, give_up_ns: u64) -> Option<FinalLog> {
@@ -624,6 +779,16 @@ async fn read_all(api: &dyn BrokerApi, tp: &TopicPartition, tracer: &Tracer, giv
     }
     tracer.event("final-log", &format!("{tp} start={start} end={end} records={}", records.len()));
     Some(FinalLog { log_start_offset: start, log_end_offset: end, records })
+}
+
+/// Salt of the per-broker seeds (disks, election timeouts, incarnations) in cluster runs.
+const HOST_SALT: u64 = 0x686f_7374_7361_6c74; // "hostsalt"
+
+/// Period of the cluster observer (leaders' HWs, partition states).
+const OBSERVE_NS: u64 = 250_000_000;
+
+fn partitions_all(sc: &Scenario) -> Vec<TopicPartition> {
+    sc.topics.iter().flat_map(|t| (0..t.partitions).map(|p| TopicPartition::new(t.name.clone(), p))).collect()
 }
 
 /// Checks, verdict, figures and summary, from a finished simulation.
@@ -697,6 +862,7 @@ pub fn conclude(sc: &Scenario, seed: u64, raw: RawRun, opts: &RunOptions, wall_s
             "stuck": h.stuck,
         },
         "groups": group_summary(&h),
+        "cluster": raw.cluster.clone(),
         "speed": {
             "simulated_s": sim_s,
             "wall_s": wall_s,

@@ -137,6 +137,15 @@ pub struct ProducerSpec {
 pub enum Target {
     Broker(u32),
     Consumer(u32),
+    /// Cluster runs: the current leader of a partition, resolved when the fault starts (from the
+    /// newest metadata any live broker holds). A `restart` of it restarts the broker the previous
+    /// fault on the same target hit.
+    Leader(&'static str, i32),
+    /// Cluster runs: a follower of the partition (the first replica, in assignment order, that is
+    /// not the leader and is up), resolved when the fault starts.
+    Follower(&'static str, i32),
+    /// Cluster runs: the active controller (the Raft leader of the metadata quorum).
+    Controller,
 }
 
 impl Target {
@@ -144,8 +153,37 @@ impl Target {
         match self {
             Target::Broker(n) => format!("broker-{n}"),
             Target::Consumer(n) => format!("consumer-{n}"),
+            Target::Leader(t, p) => format!("leader:{t}/{p}"),
+            Target::Follower(t, p) => format!("follower:{t}/{p}"),
+            Target::Controller => "controller".to_string(),
         }
     }
+
+    /// Whether the target is resolved to a broker at fault time.
+    pub fn is_dynamic(self) -> bool {
+        matches!(self, Target::Leader(..) | Target::Follower(..) | Target::Controller)
+    }
+}
+
+/// Cluster runs: which hosts a `partition` fault cuts its target off from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Peers {
+    /// Every other host: brokers, the client host, group members.
+    All,
+    /// The other brokers only (clients still reach the target).
+    Brokers,
+    /// The client host and group members only.
+    Clients,
+}
+
+/// Which direction of traffic a `partition` fault blocks, seen from its target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    Both,
+    /// Peers → target is blocked (the target sends, nothing reaches it).
+    In,
+    /// Target → peers is blocked (the target hears, nothing it sends arrives).
+    Out,
 }
 
 /// A consumer group member's settings (Kafka's consumer config names).
@@ -205,6 +243,10 @@ pub enum FaultAction {
     /// Network runs: the broker host's NIC drops to `bps` each way for `for` (a degraded link,
     /// a duplex mismatch), then back to `cluster.host.nic`.
     SlowNic { bps: u64 },
+    /// Cluster runs: a partition with options — from which peers, which direction, or only the
+    /// connections to one port (`port`: connections from the peers to the target's listener on
+    /// that port, and from the target to the peers' listeners on it, carry nothing either way).
+    Cut { peers: Peers, direction: Direction, port: Option<u16> },
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -447,15 +489,16 @@ impl Scenario {
         // cluster
         let cluster_v = top.req("cluster")?;
         let cluster = obj(cluster_v, "cluster", &["brokers", "mode", "host", "config"])?;
-        let brokers = cluster.uint("brokers", 1, 1, 1).map_err(|_| {
-            invalid("cluster.brokers", "only 1 broker until replication lands")
-        })? as u32;
         let mode = match cluster.get("mode") {
             None => Mode::Storage,
             Some(Value::String(s)) if s == "storage" => Mode::Storage,
             Some(Value::String(s)) if s == "network" => Mode::Network,
             Some(_) => return Err(invalid("cluster.mode", "expected one of storage, network")),
         };
+        let brokers = cluster.uint("brokers", 1, 1, 9)? as u32;
+        if brokers > 1 && mode != Mode::Network {
+            return Err(invalid("cluster.brokers", "more than one broker needs cluster.mode = \"network\" (a combined-mode cluster on the simulated network)"));
+        }
         let host = parse_host(cluster.get("host"), "cluster.host", mode)?;
         let mut broker = BrokerSpec { log: LogConfig::default(), checkpoint_interval_ms: 60_000, flush_scheduler_interval_ms: i64::MAX as u64, raw: Vec::new() };
         if mode == Mode::Network {
@@ -511,8 +554,8 @@ impl Scenario {
                 return Err(invalid(&o.p("name"), format!("topic {name} listed twice")));
             }
             let partitions = o.uint("partitions", 1, 1, 1024)? as i32;
-            let replication_factor = o.uint("replication.factor", 1, 1, 1).map_err(|_| {
-                invalid(&o.p("replication.factor"), "only 1 until replication lands (storage-level runs)")
+            let replication_factor = o.uint("replication.factor", 1, 1, u64::from(brokers)).map_err(|_| {
+                invalid(&o.p("replication.factor"), format!("expected 1..={brokers} (cluster.brokers)"))
             })? as i32;
             let mut log = broker.log.clone();
             let mut overrides = BTreeMap::new();
@@ -679,19 +722,21 @@ impl Scenario {
         if let Some(list) = top.get("faults") {
             let list = list.as_array().ok_or_else(|| invalid("faults", "expected a list"))?;
             for (i, fv) in list.iter().enumerate() {
-                faults.push(parse_fault(fv, &format!("faults[{i}]"), brokers, &members, duration_s, mode)?);
+                faults.extend(parse_fault(fv, &format!("faults[{i}]"), brokers, &members, &topics, duration_s, mode)?);
             }
         }
         // Stable: same time keeps file order.
         faults.sort_by_key(|f| f.at_ns);
         let nemesis = match top.get("nemesis") {
             None => None,
-            Some(v) => Some(parse_nemesis(v, brokers, &members, duration_s, mode)?),
+            Some(v) => Some(parse_nemesis(v, brokers, &members, &topics, duration_s, mode)?),
         };
 
         // checks
         let checks: Vec<String> = match top.get("checks") {
-            None => CHECKS.iter().map(|s| s.to_string()).collect(),
+            // The cluster checks (replicas-agree, hw-monotonic) are on by default only in
+            // cluster runs; single-broker scenarios can list them (they hold trivially).
+            None => CHECKS.iter().filter(|c| brokers > 1 || !crate::checkers::CLUSTER_CHECKS.contains(c)).map(|s| s.to_string()).collect(),
             Some(Value::Array(a)) => {
                 let mut out = Vec::new();
                 for (i, c) in a.iter().enumerate() {
@@ -887,6 +932,41 @@ pub fn broker_config(b: &BrokerSpec) -> broker::BrokerConfig {
     c
 }
 
+/// Cluster runs: broker `i`'s config — combined mode (broker + controller), node id `i`, the
+/// quorum of every broker's controller on port 9093, simulator-friendly timeouts (fast but
+/// realistic), then `cluster.config` on top (so a scenario can set any of them by Kafka's name).
+pub fn cluster_broker_config(b: &BrokerSpec, i: u32, brokers: u32) -> broker::BrokerConfig {
+    let mut c = broker::BrokerConfig::default();
+    let voters: Vec<String> = (0..brokers).map(|j| format!("{j}@broker-{j}:{CONTROLLER_PORT}")).collect();
+    let defaults: &[(&str, String)] = &[
+        ("node.id", i.to_string()),
+        ("process.roles", "broker,controller".into()),
+        ("controller.quorum.voters", voters.join(",")),
+        ("broker.heartbeat.interval.ms", "250".into()),
+        ("broker.session.timeout.ms", "3000".into()),
+        ("controller.quorum.election.timeout.ms", "1000".into()),
+        ("controller.quorum.fetch.timeout.ms", "1000".into()),
+        ("controller.quorum.request.timeout.ms", "2000".into()),
+        ("replica.lag.time.max.ms", "3000".into()),
+        ("replica.fetch.wait.max.ms", "100".into()),
+        ("replica.fetch.backoff.ms", "50".into()),
+        ("replica.socket.timeout.ms", "3000".into()),
+        ("loglab.metadata.poll.ms", "100".into()),
+    ];
+    for (k, v) in defaults {
+        let _ = c.set(k, v);
+    }
+    c.quorum.controller_listen = Some(format!("broker-{i}:{CONTROLLER_PORT}"));
+    for (k, v) in &b.raw {
+        let _ = c.set(k, v);
+    }
+    c.node_id = i as i32;
+    c
+}
+
+/// The controller listener's port in cluster runs.
+pub const CONTROLLER_PORT: u16 = 9093;
+
 fn network_broker_config_json(b: &BrokerSpec) -> Value {
     let c = broker_config(b);
     let mut m = match broker_config_json(b) {
@@ -1011,9 +1091,9 @@ fn parse_broker_ref(v: &Value, path: &str, brokers: u32) -> R<u32> {
     Ok(n)
 }
 
-fn parse_nemesis(v: &Value, brokers: u32, members: &[bool], duration_s: u64, mode: Mode) -> R<crate::nemesis::NemesisSpec> {
+fn parse_nemesis(v: &Value, brokers: u32, members: &[bool], topics: &[TopicSpec], duration_s: u64, mode: Mode) -> R<crate::nemesis::NemesisSpec> {
     use crate::nemesis::{NemesisKind, NemesisSpec, NEMESIS_COUNT_MAX};
-    let o = obj(v, "nemesis", &["faults", "targets", "count", "from", "until", "min", "max", "slow_disk.factor", "slow_nic.bps"])?;
+    let o = obj(v, "nemesis", &["faults", "targets", "count", "from", "until", "min", "max", "slow_disk.factor", "slow_nic.bps", "minority"])?;
     let list = |key: &str| -> R<Option<Vec<(String, String)>>> {
         match o.get(key) {
             None => Ok(None),
@@ -1040,7 +1120,16 @@ fn parse_nemesis(v: &Value, brokers: u32, members: &[bool], duration_s: u64, mod
         return Err(invalid(&o.p("faults"), "name at least one kind of fault"));
     }
     let targets = match list("targets")? {
-        Some(ts) => ts.iter().map(|(p, t)| parse_target(&Value::String(t.clone()), p, brokers, members)).collect::<R<Vec<_>>>()?,
+        Some(ts) => ts
+            .iter()
+            .map(|(p, t)| {
+                let target = parse_target(&Value::String(t.clone()), p, brokers, members, topics)?;
+                if target.is_dynamic() {
+                    return Err(invalid(p, "the nemesis draws among brokers (broker-N) and group members (consumer-N)"));
+                }
+                Ok(target)
+            })
+            .collect::<R<Vec<_>>>()?,
         None => (0..brokers).map(Target::Broker).chain(members.iter().enumerate().filter(|(_, m)| **m).map(|(i, _)| Target::Consumer(i as u32))).collect(),
     };
     for k in &kinds {
@@ -1073,10 +1162,32 @@ fn parse_nemesis(v: &Value, brokers: u32, members: &[bool], duration_s: u64, mod
             None => 100_000_000,
             Some(v) => parse_bps(v, &o.p("slow_nic.bps"))?,
         },
+        minority: o.boolean("minority", false)?,
+        brokers,
     })
 }
 
-fn parse_target(v: &Value, path: &str, brokers: u32, members: &[bool]) -> R<Target> {
+fn parse_target(v: &Value, path: &str, brokers: u32, members: &[bool], topics: &[TopicSpec]) -> R<Target> {
+    if let Some(s) = v.as_str() {
+        if s == "controller" || s.starts_with("leader:") || s.starts_with("follower:") {
+            if brokers < 2 {
+                return Err(invalid(path, format!("{s}: only in a cluster (cluster.brokers > 1)")));
+            }
+            if s == "controller" {
+                return Ok(Target::Controller);
+            }
+            let (kind, tp) = s.split_once(':').unwrap_or((s, ""));
+            let bad = || invalid(path, format!("expected {kind}:TOPIC/PARTITION naming a topic of the scenario"));
+            let (t, p) = tp.rsplit_once('/').ok_or_else(bad)?;
+            let p: i32 = p.parse().map_err(|_| bad())?;
+            let topic = topics.iter().find(|x| x.name == t).ok_or_else(bad)?;
+            if p < 0 || p >= topic.partitions {
+                return Err(bad());
+            }
+            let name: &'static str = Box::leak(t.to_string().into_boxed_str());
+            return Ok(if kind == "leader" { Target::Leader(name, p) } else { Target::Follower(name, p) });
+        }
+    }
     if let Some(n) = v.as_str().and_then(|s| s.strip_prefix("consumer-")) {
         let n: u32 = n.parse().map_err(|_| invalid(path, "expected a broker like \"broker-0\" or a group member like \"consumer-0\""))?;
         return match members.get(n as usize) {
@@ -1088,8 +1199,8 @@ fn parse_target(v: &Value, path: &str, brokers: u32, members: &[bool]) -> R<Targ
     parse_broker_ref(v, path, brokers).map(Target::Broker)
 }
 
-fn parse_fault(v: &Value, path: &str, brokers: u32, members: &[bool], duration_s: u64, mode: Mode) -> R<FaultSpec> {
-    const ACTIONS: &[&str] = &["kill", "restart", "power_loss", "pause", "leave", "slow_disk", "disk_error", "drop_caches", "corrupt_sector", "partition", "slow_nic"];
+fn parse_fault(v: &Value, path: &str, brokers: u32, members: &[bool], topics: &[TopicSpec], duration_s: u64, mode: Mode) -> R<Vec<FaultSpec>> {
+    const ACTIONS: &[&str] = &["kill", "restart", "power_loss", "pause", "leave", "slow_disk", "disk_error", "drop_caches", "corrupt_sector", "partition", "slow_nic", "rolling_restart"];
     let m = v.as_object().ok_or_else(|| invalid(path, "expected an object"))?;
     let actions: Vec<&str> = ACTIONS.iter().copied().filter(|a| m.contains_key(*a)).collect();
     let [action] = actions[..] else {
@@ -1100,7 +1211,8 @@ fn parse_fault(v: &Value, path: &str, brokers: u32, members: &[bool], duration_s
         "slow_disk" => &["at", "slow_disk", "factor", "for"],
         "disk_error" => &["at", "disk_error", "kind", "probability", "times", "path", "for"],
         "corrupt_sector" => &["at", "corrupt_sector", "path"],
-        "partition" => &["at", "partition", "for"],
+        "partition" => &["at", "partition", "for", "peers", "direction", "port"],
+        "rolling_restart" => &["at", "rolling_restart", "every", "down"],
         "slow_nic" => &["at", "slow_nic", "bps", "for"],
         _ => &["at", action],
     };
@@ -1109,7 +1221,30 @@ fn parse_fault(v: &Value, path: &str, brokers: u32, members: &[bool], duration_s
     if at_ns >= duration_s * 1_000_000_000 {
         return Err(invalid(&o.p("at"), format!("must be before the end of the run ({duration_s}s)")));
     }
-    let target = parse_target(o.req(action)?, &o.p(action), brokers, members)?;
+    if action == "rolling_restart" {
+        // Kill and restart every broker in turn: broker-i dies at `at + i*every`, comes back
+        // `down` later (a process crash; the page cache survives).
+        if o.req(action)?.as_str() != Some("all") {
+            return Err(invalid(&o.p(action), "expected \"all\" (every broker in turn)"));
+        }
+        let every = o.get("every").map_or(Ok(5_000_000_000), |v| parse_duration_ns(v, &o.p("every")))?;
+        let down = o.get("down").map_or(Ok(1_000_000_000), |v| parse_duration_ns(v, &o.p("down")))?;
+        if down >= every {
+            return Err(invalid(&o.p("down"), "must be shorter than every"));
+        }
+        let mut out = Vec::new();
+        for b in 0..brokers {
+            let t = at_ns + u64::from(b) * every;
+            if t + down >= duration_s * 1_000_000_000 {
+                return Err(invalid(&o.p("every"), format!("the rolling restart of {brokers} brokers must end before the end of the run ({duration_s}s)")));
+            }
+            let target = Target::Broker(b);
+            out.push(FaultSpec { at_ns: t, target, action: FaultAction::Kill, for_ns: None, label: format!("rolling_restart kill broker-{b}") });
+            out.push(FaultSpec { at_ns: t + down, target, action: FaultAction::Restart, for_ns: None, label: format!("rolling_restart restart broker-{b}") });
+        }
+        return Ok(out);
+    }
+    let target = parse_target(o.req(action)?, &o.p(action), brokers, members, topics)?;
     if matches!(target, Target::Consumer(_)) && !["kill", "restart", "pause", "partition", "leave"].contains(&action) {
         return Err(invalid(&o.p(action), "a group member can be killed, restarted, paused, partitioned or leave (it has no disk)"));
     }
@@ -1159,7 +1294,30 @@ fn parse_fault(v: &Value, path: &str, brokers: u32, members: &[bool], duration_s
             if mode != Mode::Network {
                 return Err(invalid(&o.p("partition"), "only with cluster.mode = \"network\" (storage-level runs have no network)"));
             }
-            FaultAction::Partition
+            if o.get("peers").is_none() && o.get("direction").is_none() && o.get("port").is_none() {
+                FaultAction::Partition
+            } else {
+                let peers = match o.string("peers", Some("all"))?.as_str() {
+                    "all" => Peers::All,
+                    "brokers" => Peers::Brokers,
+                    "clients" => Peers::Clients,
+                    _ => return Err(invalid(&o.p("peers"), "expected one of all, brokers, clients")),
+                };
+                let direction = match o.string("direction", Some("both"))?.as_str() {
+                    "both" => Direction::Both,
+                    "in" => Direction::In,
+                    "out" => Direction::Out,
+                    _ => return Err(invalid(&o.p("direction"), "expected one of both, in, out")),
+                };
+                let port = match o.get("port") {
+                    None => None,
+                    Some(v) => Some(uint_value(v, &o.p("port"), 1, 65_535)? as u16),
+                };
+                if port.is_some() && direction != Direction::Both {
+                    return Err(invalid(&o.p("direction"), "a port-level partition cuts its connections both ways"));
+                }
+                FaultAction::Cut { peers, direction, port }
+            }
         }
         "slow_nic" => {
             if mode != Mode::Network {
@@ -1175,12 +1333,18 @@ fn parse_fault(v: &Value, path: &str, brokers: u32, members: &[bool], duration_s
         FaultAction::SlowDisk { factor } => label.push_str(&format!(" x{factor}")),
         FaultAction::SlowNic { bps } => label.push_str(&format!(" {bps}bps")),
         FaultAction::DiskError { kind, probability, .. } => label.push_str(&format!(" {kind:?} p={probability}")),
+        FaultAction::Cut { peers, direction, port } => {
+            label.push_str(&format!(" peers={peers:?} direction={direction:?}").to_lowercase());
+            if let Some(p) = port {
+                label.push_str(&format!(" port={p}"));
+            }
+        }
         _ => {}
     }
     if let Some(f) = for_ns {
         label.push_str(&format!(" for {}ms", f / 1_000_000));
     }
-    Ok(FaultSpec { at_ns, target, action: action_v, for_ns, label })
+    Ok(vec![FaultSpec { at_ns, target, action: action_v, for_ns, label }])
 }
 
 #[cfg(test)]
@@ -1200,7 +1364,7 @@ mod tests {
         assert_eq!(s.producers[0].acks, Acks::All);
         assert_eq!(s.producers[0].linger_ms, 5);
         assert_eq!(s.broker.log, LogConfig::default());
-        assert_eq!(s.checks.len(), CHECKS.len());
+        assert_eq!(s.checks.len(), CHECKS.len() - crate::checkers::CLUSTER_CHECKS.len());
         let e = s.effective();
         assert_eq!(e["workload"]["producers"][0]["batch.size"], 16384);
         assert_eq!(e["cluster"]["config"]["log.flush.interval.messages"], i64::MAX);

@@ -40,6 +40,8 @@ pub(crate) struct Stream {
     reverse: u64,
     from: String,
     to: String,
+    /// The connection's (client host, server host, server port), for port-level blocks.
+    service: (String, String, u16),
     pub wake: Arc<StreamWake>,
     reader_waker: Option<Waker>,
     /// Written, not yet on the wire (bounded by `send_buffer_bytes`).
@@ -134,6 +136,9 @@ pub(crate) struct Fabric {
     links: BTreeMap<(String, String), LinkConfig>,
     /// Directions that drop everything: (from, to).
     blocked: BTreeSet<(String, String)>,
+    /// Connections from a client host to a server host's port that carry nothing, either way
+    /// (a firewall rule on one listener): (client, server, port).
+    blocked_ports: BTreeSet<(String, String, u16)>,
     listeners: BTreeMap<(String, u16), ListenerState>,
     streams: BTreeMap<u64, Stream>,
     next_conn: u64,
@@ -155,6 +160,7 @@ impl Fabric {
             hosts: BTreeMap::new(),
             links: BTreeMap::new(),
             blocked: BTreeSet::new(),
+            blocked_ports: BTreeSet::new(),
             listeners: BTreeMap::new(),
             streams: BTreeMap::new(),
             next_conn: 1,
@@ -258,6 +264,34 @@ impl Fabric {
     /// True if segments can go from `from` to `to` now.
     pub fn path_open(&self, from: &str, to: &str) -> bool {
         from == to || !self.blocked.contains(&(from.to_string(), to.to_string()))
+    }
+
+    /// True if connections from `client` to `server:port` are cut by a port-level block.
+    pub fn port_blocked(&self, client: &str, server: &str, port: u16) -> bool {
+        !self.blocked_ports.is_empty() && self.blocked_ports.contains(&(client.to_string(), server.to_string(), port))
+    }
+
+    /// Cuts connections from `client` to `server:port` (both directions of such connections;
+    /// other traffic between the two hosts flows).
+    pub fn block_port(&mut self, now: u64, client: &str, server: &str, port: u16) {
+        if client != server && self.blocked_ports.insert((client.to_string(), server.to_string(), port)) {
+            self.event(NetEvent::Partition {
+                from: client.to_string(),
+                to: format!("{server}:{port}"),
+                at_ns: now,
+            });
+        }
+    }
+
+    pub fn unblock_port(&mut self, now: u64, client: &str, server: &str, port: u16) {
+        if self.blocked_ports.remove(&(client.to_string(), server.to_string(), port)) {
+            self.event(NetEvent::Heal {
+                from: client.to_string(),
+                to: format!("{server}:{port}"),
+                at_ns: now,
+            });
+            self.wake_pumps();
+        }
     }
 
     pub fn partition_one_way(&mut self, now: u64, from: &str, to: &str) {
@@ -458,7 +492,7 @@ impl Fabric {
         if !self.host_up(local) {
             return ConnectStep::LocalDown;
         }
-        if !self.path_open(local, target) || !self.path_open(target, local) {
+        if !self.path_open(local, target) || !self.path_open(target, local) || self.port_blocked(local, target, port) {
             return ConnectStep::Blocked;
         }
         let (fwd, back) = self.handshake_latencies(local, target);
@@ -495,7 +529,7 @@ impl Fabric {
         if !self.host_up(local) {
             return Err(ConnectStep::LocalDown);
         }
-        if !self.path_open(local, target) {
+        if !self.path_open(local, target) || self.port_blocked(local, target, port) {
             return Err(ConnectStep::Blocked);
         }
         let (_, back) = self.handshake_latencies(local, target);
@@ -508,8 +542,9 @@ impl Fabric {
         }
         let conn = self.next_conn;
         self.next_conn += 1;
-        let c2s = self.new_stream(conn, 2 * conn + 1, local, target);
-        let s2c = self.new_stream(conn, 2 * conn, target, local);
+        let service = (local.to_string(), target.to_string(), port);
+        let c2s = self.new_stream(conn, 2 * conn + 1, local, target, service.clone());
+        let s2c = self.new_stream(conn, 2 * conn, target, local, service);
         let wake_c2s = c2s.wake.clone();
         let wake_s2c = s2c.wake.clone();
         self.streams.insert(2 * conn, c2s);
@@ -524,12 +559,13 @@ impl Fabric {
         Ok((conn, wake_c2s, wake_s2c))
     }
 
-    fn new_stream(&self, conn: u64, reverse: u64, from: &str, to: &str) -> Stream {
+    fn new_stream(&self, conn: u64, reverse: u64, from: &str, to: &str, service: (String, String, u16)) -> Stream {
         Stream {
             conn,
             reverse,
             from: from.to_string(),
             to: to.to_string(),
+            service,
             wake: Arc::new(StreamWake::default()),
             reader_waker: None,
             unsent: VecDeque::new(),
@@ -805,8 +841,9 @@ impl Fabric {
             return PumpAction::Exit;
         }
         let (from, to, conn) = (s.from.clone(), s.to.clone(), s.conn);
-        let fwd_open = self.path_open(&from, &to);
-        let back_open = self.path_open(&to, &from);
+        let cut = self.port_blocked(&s.service.0, &s.service.1, s.service.2);
+        let fwd_open = !cut && self.path_open(&from, &to);
+        let back_open = !cut && self.path_open(&to, &from);
         let receiver_closed = self.receiver_closed(id);
         let s = self.streams.get_mut(&id).expect("checked");
         if back_open {

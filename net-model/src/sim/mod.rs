@@ -261,6 +261,19 @@ impl SimNet {
         self.shared.lock().partition_one_way(now, from, to);
     }
 
+    /// Cuts connections from `client` to `server:port` (a firewall rule on one listener): both
+    /// directions of such connections stall, new connects time out; other traffic between the
+    /// two hosts (another port, or connections the other way) flows.
+    pub fn block_port(&self, client: &str, server: &str, port: u16) {
+        let now = self.now_ns();
+        self.shared.lock().block_port(now, client, server, port);
+    }
+
+    pub fn unblock_port(&self, client: &str, server: &str, port: u16) {
+        let now = self.now_ns();
+        self.shared.lock().unblock_port(now, client, server, port);
+    }
+
     /// Heals every partition.
     pub fn heal(&self) {
         let now = self.now_ns();

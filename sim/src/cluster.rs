@@ -1,0 +1,261 @@
+//! Cluster runs (`cluster.brokers` > 1): N brokers in combined mode (each host also runs a
+//! controller of the KRaft-style metadata quorum), what the run needs to know about them, and
+//! how it reads them.
+//!
+//! - Fault targets resolved at fault time: `leader:T/P` and `follower:T/P` from the newest
+//!   committed metadata image any live broker holds (the broker's own controller link, read in
+//!   memory: no request disturbs the run), `controller` from the controllers' Raft status.
+//! - [`Router`]: the oracle's and the settle loop's view of the cluster: each call goes to the
+//!   partition's current leader (one connection per broker, as a Kafka client keeps them).
+//! - [`Observer`]: every `sample_ms` of simulated time, each live leader's HW per partition (for
+//!   hw-monotonic) and each partition's (leader, epoch, ISR) as committed (the leader/ISR
+//!   timeline in `summary.json`), read in memory from the broker processes.
+//! - [`read_replicas`]: after the run healed, every replica's log through a debugging Fetch
+//!   (replica id -2), batch by batch (for replicas-agree).
+
+use std::collections::BTreeMap;
+use std::hash::{Hash, Hasher};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use broker::log::TopicPartition;
+use bytes::Bytes;
+use serde::Serialize;
+
+use crate::api::{ApiError, BrokerApi, FetchResponse, ProduceResponse};
+use crate::history::{HwSample, ReplicaLog};
+use crate::host::Host;
+use crate::netclient::NetClient;
+use crate::scenario::Target;
+use crate::trace::Tracer;
+
+/// A partition's state as committed: (leader, leader epoch, ISR, replicas).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PartState {
+    pub leader: i32,
+    pub leader_epoch: i32,
+    pub isr: Vec<i32>,
+    pub replicas: Vec<i32>,
+}
+
+/// The newest committed metadata image among the live brokers.
+fn best_image(hosts: &[Arc<Host>]) -> Option<Arc<cluster::metadata::MetadataImage>> {
+    let mut best: Option<Arc<cluster::metadata::MetadataImage>> = None;
+    for h in hosts.iter().filter(|h| h.is_up()) {
+        if let Some(img) = h.image() {
+            if best.as_ref().is_none_or(|b| img.applied > b.applied) {
+                best = Some(img);
+            }
+        }
+    }
+    best
+}
+
+pub fn partition_state(hosts: &[Arc<Host>], topic: &str, partition: i32) -> Option<PartState> {
+    let img = best_image(hosts)?;
+    let id = img.topic_ids.get(topic)?;
+    let p = img.topics.get(id)?.partitions.get(usize::try_from(partition).ok()?)?;
+    Some(PartState { leader: p.leader, leader_epoch: p.leader_epoch, isr: p.isr.clone(), replicas: p.replicas.clone() })
+}
+
+/// The active controller: the live node that is Raft leader with the highest term.
+pub fn active_controller(hosts: &[Arc<Host>]) -> Option<u32> {
+    hosts
+        .iter()
+        .filter(|h| h.is_up())
+        .filter_map(|h| h.controller_status().filter(|s| s.role == cluster::raft::Role::Leader).map(|s| (s.term, h.id)))
+        .max()
+        .map(|(_, id)| id)
+}
+
+/// A dynamic target's broker now (`None`: nobody fits, e.g. no leader).
+pub fn resolve(target: Target, hosts: &[Arc<Host>]) -> Option<u32> {
+    match target {
+        Target::Broker(n) => Some(n),
+        Target::Consumer(_) => None,
+        Target::Controller => active_controller(hosts),
+        Target::Leader(t, p) => partition_state(hosts, t, p).and_then(|s| u32::try_from(s.leader).ok()),
+        Target::Follower(t, p) => {
+            let s = partition_state(hosts, t, p)?;
+            s.replicas.iter().filter(|&&r| r != s.leader).filter_map(|&r| u32::try_from(r).ok()).find(|&r| hosts.get(r as usize).is_some_and(|h| h.is_up()))
+        }
+    }
+}
+
+/// Calls go to the partition's current leader (as the committed metadata says).
+pub struct Router {
+    pub hosts: Vec<Arc<Host>>,
+    pub clients: Vec<NetClient>,
+}
+
+impl Router {
+    fn leader(&self, tp: &TopicPartition) -> Result<&NetClient, ApiError> {
+        let s = partition_state(&self.hosts, &tp.topic, tp.partition).ok_or(ApiError::Unavailable)?;
+        let i = usize::try_from(s.leader).map_err(|_| ApiError::Unavailable)?;
+        self.clients.get(i).ok_or(ApiError::Unavailable)
+    }
+}
+
+#[async_trait]
+impl BrokerApi for Router {
+    async fn produce(&self, tp: &TopicPartition, batch: Bytes, wait: bool, timeout: Duration) -> Result<Option<ProduceResponse>, ApiError> {
+        self.leader(tp)?.produce(tp, batch, wait, timeout).await
+    }
+
+    async fn fetch(&self, tp: &TopicPartition, offset: i64, max_bytes: usize, max_wait: Duration, timeout: Duration) -> Result<FetchResponse, ApiError> {
+        self.leader(tp)?.fetch(tp, offset, max_bytes, max_wait, timeout).await
+    }
+
+    async fn list_offsets(&self, tp: &TopicPartition, timeout: Duration) -> Result<(i64, i64), ApiError> {
+        self.leader(tp)?.list_offsets(tp, timeout).await
+    }
+}
+
+/// A change of a partition's committed state, as the observer saw it.
+#[derive(Debug, Clone, Serialize)]
+pub struct StateChange {
+    pub t_s: f64,
+    pub leader: i32,
+    pub leader_epoch: i32,
+    pub isr: Vec<i32>,
+}
+
+#[derive(Default)]
+pub struct Observed {
+    pub hw_samples: Vec<HwSample>,
+    pub timeline: BTreeMap<String, Vec<StateChange>>,
+    last_hw: BTreeMap<(u32, String), (u64, i32, i64)>,
+}
+
+/// Samples leaders' HWs and partition states every `every_ns` (spawned on the supervisor).
+pub struct Observer {
+    pub hosts: Vec<Arc<Host>>,
+    pub tps: Vec<TopicPartition>,
+    pub tracer: Tracer,
+    pub out: Arc<Mutex<Observed>>,
+}
+
+impl Observer {
+    pub fn sample(&self) {
+        let now = self.tracer.now_ns();
+        let mut o = self.out.lock().unwrap_or_else(|p| p.into_inner());
+        for h in self.hosts.iter().filter(|h| h.is_up()) {
+            let Some(b) = h.process() else { continue };
+            let inc = h.incarnation();
+            for tp in &self.tps {
+                let (Some(epoch), Some(hw)) = (b.replicas.leading_epoch(tp), b.replicas.high_watermark(tp)) else { continue };
+                let key = (h.id, tp.to_string());
+                if o.last_hw.get(&key) == Some(&(inc, epoch, hw)) {
+                    continue;
+                }
+                o.last_hw.insert(key, (inc, epoch, hw));
+                o.hw_samples.push(HwSample { at_ns: now, broker: h.id, incarnation: inc, tp: tp.to_string(), leader_epoch: epoch, hw });
+            }
+        }
+        for tp in &self.tps {
+            let Some(s) = partition_state(&self.hosts, &tp.topic, tp.partition) else { continue };
+            let line = o.timeline.entry(tp.to_string()).or_default();
+            if line.last().is_some_and(|l| l.leader == s.leader && l.leader_epoch == s.leader_epoch && l.isr == s.isr) {
+                continue;
+            }
+            self.tracer.event("partition-state", &format!("{tp} leader={} epoch={} isr={:?}", s.leader, s.leader_epoch, s.isr));
+            line.push(StateChange { t_s: now as f64 / 1e9, leader: s.leader, leader_epoch: s.leader_epoch, isr: s.isr });
+        }
+    }
+}
+
+fn batch_hash(b: &[u8]) -> u64 {
+    // Deterministic (SipHash with fixed keys): the same bytes hash the same in every run.
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    b.hash(&mut h);
+    h.finish()
+}
+
+/// Reads one replica's whole log through debugging Fetches: batches, its HW and log end.
+pub async fn read_replica(c: &NetClient, tp: &TopicPartition, tracer: &Tracer) -> Option<ReplicaLog> {
+    let timeout = Duration::from_secs(5);
+    let mut batches = Vec::new();
+    let mut offset = 0i64;
+    let (mut hw, mut leo) = (-1, -1);
+    for _ in 0..100_000 {
+        let (got, h, l) = match c.debug_fetch(tp, offset, 1 << 20, timeout).await {
+            Ok(r) => r,
+            Err(ApiError::OffsetOutOfRange { .. }) if offset == 0 => (Vec::new(), hw, leo),
+            Err(e) => {
+                tracer.event("replica-read-failed", &format!("{tp}@{offset} {e}"));
+                return None;
+            }
+        };
+        if hw < 0 {
+            (hw, leo) = (h, l);
+        }
+        if got.is_empty() {
+            break;
+        }
+        for b in got {
+            let Ok(hd) = records::BatchHeader::parse(&b) else {
+                tracer.event("replica-read-failed", &format!("{tp}@{offset} unparsable batch"));
+                return None;
+            };
+            let last = hd.last_offset();
+            if last >= offset {
+                batches.push((hd.base_offset, last, batch_hash(&b)));
+                offset = last + 1;
+            }
+        }
+        if offset >= leo && leo >= 0 {
+            break;
+        }
+    }
+    Some(ReplicaLog { high_watermark: hw, log_end_offset: leo, batches })
+}
+
+/// `summary.json`'s `cluster` section: per partition, the leader/ISR timeline (leader changes
+/// with epochs, ISR shrinks and expands as committed), and per broker fault that hit a
+/// partition's leader, how long until the committed metadata named another leader.
+pub fn summary(timeline: &BTreeMap<String, Vec<StateChange>>, faults: &[(u64, String, u32)], hosts: &[Arc<Host>]) -> serde_json::Value {
+    use serde_json::json;
+    let mut parts = serde_json::Map::new();
+    let mut elections = Vec::new();
+    for (tp, line) in timeline {
+        let (mut shrinks, mut expands, mut leader_changes) = (0u32, 0u32, 0u32);
+        for w in line.windows(2) {
+            if w[1].isr.len() < w[0].isr.len() {
+                shrinks += 1;
+            }
+            if w[1].isr.len() > w[0].isr.len() {
+                expands += 1;
+            }
+            if w[1].leader != w[0].leader || w[1].leader_epoch != w[0].leader_epoch {
+                leader_changes += 1;
+            }
+        }
+        parts.insert(tp.clone(), json!({"leader_changes": leader_changes, "isr_shrinks": shrinks, "isr_expands": expands, "timeline": line}));
+        for (t, label, b) in faults {
+            let t_s = *t as f64 / 1e9;
+            // The leader when the fault hit.
+            let Some(before) = line.iter().rev().find(|c| c.t_s <= t_s) else { continue };
+            if before.leader != *b as i32 {
+                continue;
+            }
+            let next = line.iter().find(|c| c.t_s > t_s && c.leader >= 0 && c.leader != before.leader);
+            elections.push(json!({
+                "partition": tp,
+                "fault": label,
+                "at_s": t_s,
+                "old_leader": before.leader,
+                "new_leader": next.map(|c| c.leader),
+                "new_epoch": next.map(|c| c.leader_epoch),
+                "elected_after_s": next.map(|c| c.t_s - t_s),
+            }));
+        }
+    }
+    json!({
+        "brokers": hosts.len(),
+        "observer_period_ms": 250,
+        "partitions": parts,
+        "leader_elections": elections,
+        "note": "states as committed in the metadata quorum, sampled every 250 ms of simulated time (election times are upper bounds at that resolution)",
+    })
+}
