@@ -78,7 +78,11 @@ pub fn resolve(target: Target, hosts: &[Arc<Host>]) -> Option<u32> {
         Target::Leader(t, p) => partition_state(hosts, t, p).and_then(|s| u32::try_from(s.leader).ok()),
         Target::Follower(t, p) => {
             let s = partition_state(hosts, t, p)?;
-            s.replicas.iter().filter(|&&r| r != s.leader).filter_map(|&r| u32::try_from(r).ok()).find(|&r| hosts.get(r as usize).is_some_and(|h| h.is_up()))
+            let live: Vec<u32> = s.replicas.iter().filter(|&&r| r != s.leader).filter_map(|&r| u32::try_from(r).ok()).filter(|&r| hosts.get(r as usize).is_some_and(|h| h.is_up())).collect();
+            // Prefer a follower that is not the active controller, so a fault on it hits
+            // replication, not the metadata quorum's leader too.
+            let ctl = active_controller(hosts);
+            live.iter().copied().find(|&r| Some(r) != ctl).or_else(|| live.first().copied())
         }
     }
 }
@@ -125,6 +129,8 @@ pub struct StateChange {
 pub struct Observed {
     pub hw_samples: Vec<HwSample>,
     pub timeline: BTreeMap<String, Vec<StateChange>>,
+    /// Active controller changes: (time s, broker or -1 for none, Raft term).
+    pub controllers: Vec<(f64, i64, u64)>,
     last_hw: BTreeMap<(u32, String), (u64, i32, i64)>,
 }
 
@@ -152,6 +158,17 @@ impl Observer {
                 o.last_hw.insert(key, (inc, epoch, hw));
                 o.hw_samples.push(HwSample { at_ns: now, broker: h.id, incarnation: inc, tp: tp.to_string(), leader_epoch: epoch, hw });
             }
+        }
+        let ctl = self
+            .hosts
+            .iter()
+            .filter(|h| h.is_up())
+            .filter_map(|h| h.controller_status().filter(|s| s.role == cluster::raft::Role::Leader).map(|s| (s.term, h.id)))
+            .max()
+            .map_or((-1, 0), |(term, id)| (i64::from(id), term));
+        if o.controllers.last().is_none_or(|&(_, b, t)| (b, t) != ctl) {
+            self.tracer.event("controller", &format!("active=broker-{} term={}", ctl.0, ctl.1));
+            o.controllers.push((now as f64 / 1e9, ctl.0, ctl.1));
         }
         for tp in &self.tps {
             let Some(s) = partition_state(&self.hosts, &tp.topic, tp.partition) else { continue };
@@ -214,7 +231,7 @@ pub async fn read_replica(c: &NetClient, tp: &TopicPartition, tracer: &Tracer) -
 /// `summary.json`'s `cluster` section: per partition, the leader/ISR timeline (leader changes
 /// with epochs, ISR shrinks and expands as committed), and per broker fault that hit a
 /// partition's leader, how long until the committed metadata named another leader.
-pub fn summary(timeline: &BTreeMap<String, Vec<StateChange>>, faults: &[(u64, String, u32)], hosts: &[Arc<Host>]) -> serde_json::Value {
+pub fn summary(timeline: &BTreeMap<String, Vec<StateChange>>, controllers: &[(f64, i64, u64)], faults: &[(u64, String, u32)], hosts: &[Arc<Host>]) -> serde_json::Value {
     use serde_json::json;
     let mut parts = serde_json::Map::new();
     let mut elections = Vec::new();
@@ -256,6 +273,7 @@ pub fn summary(timeline: &BTreeMap<String, Vec<StateChange>>, faults: &[(u64, St
         "observer_period_ms": 250,
         "partitions": parts,
         "leader_elections": elections,
+        "controllers": controllers.iter().map(|(t, b, term)| json!({"t_s": t, "active": b, "term": term})).collect::<Vec<_>>(),
         "note": "states as committed in the metadata quorum, sampled every 250 ms of simulated time (election times are upper bounds at that resolution)",
     })
 }

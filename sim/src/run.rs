@@ -555,7 +555,7 @@ pub async fn simulate(sc: &Scenario, seed: u64, keep_trace: bool) -> RawRun {
             };
             resolved.insert(i, b);
             let Some(h) = hosts.get(b as usize) else { continue };
-            if clustered {
+            if clustered && f.action != FaultAction::Restart {
                 fault_log.push((t, f.label.clone(), b));
             }
             apply(h, &peers_of(b, &f.action), &f.action, &mut rules, i, &tracer, &f.label);
@@ -722,7 +722,7 @@ pub async fn simulate(sc: &Scenario, seed: u64, keep_trace: bool) -> RawRun {
         h.hw_samples = o.hw_samples;
         h.replica_logs = replica_logs;
         h.final_partition = final_partition;
-        cluster_json = crate::cluster::summary(&o.timeline, &fault_log, &hosts);
+        cluster_json = crate::cluster::summary(&o.timeline, &o.controllers, &fault_log, &hosts);
     }
     if !settled {
         h.stuck.push(format!("the run did not settle within settle_timeout_s={}", sc.settle_timeout_s));

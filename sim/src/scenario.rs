@@ -142,7 +142,8 @@ pub enum Target {
     /// fault on the same target hit.
     Leader(&'static str, i32),
     /// Cluster runs: a follower of the partition (the first replica, in assignment order, that is
-    /// not the leader and is up), resolved when the fault starts.
+    /// not the leader, is up and is not the active controller — or, failing that, any live
+    /// follower), resolved when the fault starts.
     Follower(&'static str, i32),
     /// Cluster runs: the active controller (the Raft leader of the metadata quorum).
     Controller,

@@ -1,0 +1,159 @@
+//! Cluster runs: three brokers in combined mode (`cluster.brokers` = 3, each broker also a
+//! controller of the metadata quorum), replication.factor 3, one scenario per fault story
+//! (`cargo sim-test -p sim --test cluster`). Each story meets its stated expectations under
+//! several seeds; the stories that show a safeguard switched off must show the loss.
+#![cfg(madsim)]
+
+use std::path::Path;
+
+use sim::run::{run, RunOptions, RunOutput};
+use sim::scenario::Scenario;
+
+fn scenario(name: &str) -> Scenario {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios").join(format!("{name}.json"));
+    Scenario::load(&path).unwrap_or_else(|e| panic!("{name}: {e}"))
+}
+
+fn go(name: &str, seed: u64) -> RunOutput {
+    let sc = scenario(name);
+    run(&sc, seed, &RunOptions { keep_trace: false, scenario_path: format!("scenarios/{name}.json"), out_dir: format!("out/{name}") })
+}
+
+fn show(out: &RunOutput) -> String {
+    format!("{}\ncluster: {}", serde_json::to_string_pretty(&out.summary["checks"]).unwrap_or_default(), out.summary["cluster"])
+}
+
+/// Runs the story under seeds 1..=3 and asserts its expectations held (exit code 0).
+fn story(name: &str) -> Vec<RunOutput> {
+    (1..=3)
+        .map(|seed| {
+            let out = go(name, seed);
+            assert_eq!(out.exit_code, 0, "{name} seed {seed}: {}", show(&out));
+            out
+        })
+        .collect()
+}
+
+fn outcome<'a>(out: &'a RunOutput, check: &str) -> &'a str {
+    out.summary["checks"][check]["outcome"].as_str().unwrap_or("?")
+}
+
+fn partition<'a>(out: &'a RunOutput, tp: &str) -> &'a serde_json::Value {
+    &out.summary["cluster"]["partitions"][tp]
+}
+
+#[test]
+fn leader_kill_elects_a_new_leader_and_loses_nothing() {
+    for out in story("cluster-leader-kill") {
+        assert_eq!(outcome(&out, "lost-write"), "held");
+        assert_eq!(outcome(&out, "replicas-agree"), "held");
+        let e = &out.summary["cluster"]["leader_elections"][0];
+        let after = e["elected_after_s"].as_f64().unwrap_or(f64::MAX);
+        assert!(after < 6.0, "a new leader within the session timeout and a sample: {e}");
+        assert_ne!(e["new_leader"], e["old_leader"], "{e}");
+        assert!(partition(&out, "events-0")["isr_expands"].as_u64().unwrap_or(0) >= 1, "the old leader rejoins: {}", show(&out));
+    }
+}
+
+#[test]
+fn controller_kill_fails_over() {
+    for out in story("cluster-controller-kill") {
+        let ctl = out.summary["cluster"]["controllers"].as_array().cloned().unwrap_or_default();
+        let actives: std::collections::BTreeSet<i64> = ctl.iter().filter_map(|c| c["active"].as_i64()).filter(|&a| a >= 0).collect();
+        assert!(actives.len() >= 2, "another controller took over: {ctl:?}");
+    }
+}
+
+#[test]
+fn symmetric_partition_of_the_leader() {
+    for out in story("cluster-partition-symmetric") {
+        assert!(partition(&out, "events-0")["leader_changes"].as_u64().unwrap_or(0) >= 1, "{}", show(&out));
+    }
+}
+
+#[test]
+fn one_way_partition_of_the_leader() {
+    for out in story("cluster-partition-oneway") {
+        assert!(partition(&out, "events-0")["leader_changes"].as_u64().unwrap_or(0) >= 1, "{}", show(&out));
+    }
+}
+
+#[test]
+fn minority_power_loss() {
+    story("cluster-minority-power-loss");
+}
+
+#[test]
+fn slow_follower_leaves_and_rejoins_the_isr() {
+    for out in story("cluster-slow-follower") {
+        let p = partition(&out, "events-0");
+        assert!(p["isr_shrinks"].as_u64().unwrap_or(0) >= 1, "the slow follower left the ISR: {p}");
+        assert!(p["isr_expands"].as_u64().unwrap_or(0) >= 1, "and rejoined it: {p}");
+        let last = p["timeline"].as_array().and_then(|t| t.last()).cloned().unwrap_or_default();
+        assert_eq!(last["isr"].as_array().map(Vec::len), Some(3), "{p}");
+    }
+}
+
+#[test]
+fn zombie_leader_is_fenced() {
+    for out in story("cluster-zombie-leader") {
+        assert!(partition(&out, "events-0")["leader_changes"].as_u64().unwrap_or(0) >= 1, "{}", show(&out));
+    }
+}
+
+#[test]
+fn disk_failure_under_the_leader() {
+    story("cluster-disk-failure");
+}
+
+#[test]
+fn rolling_restart() {
+    for out in story("cluster-rolling-restart") {
+        let changes: u64 = ["events-0", "events-1"].iter().map(|tp| partition(&out, tp)["leader_changes"].as_u64().unwrap_or(0)).sum();
+        assert!(changes >= 2, "{}", show(&out));
+    }
+}
+
+#[test]
+fn unclean_election_loses_acknowledged_writes() {
+    for out in story("cluster-unclean-election") {
+        assert_eq!(outcome(&out, "lost-write"), "violated", "{}", show(&out));
+        assert_eq!(outcome(&out, "replicas-agree"), "held", "the replicas converge on the unclean leader's log");
+    }
+}
+
+#[test]
+fn min_insync_one_with_power_loss_loses_acknowledged_writes() {
+    for out in story("cluster-min-insync-1-power-loss") {
+        assert_eq!(outcome(&out, "lost-write"), "violated", "{}", show(&out));
+    }
+}
+
+#[test]
+fn nemesis_seeds_hold() {
+    story("cluster-nemesis");
+}
+
+#[test]
+fn cluster_runs_are_deterministic() {
+    let a = go("cluster-leader-kill", 1);
+    let b = go("cluster-leader-kill", 1);
+    let c = go("cluster-leader-kill", 2);
+    assert_eq!(a.trace_hash, b.trace_hash, "same seed, same trace");
+    assert_ne!(a.trace_hash, c.trace_hash, "different seed, different trace");
+}
+
+#[test]
+fn cluster_scenarios_parse_and_bad_targets_name_the_path() {
+    let base = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios/cluster-leader-kill.json")).expect("scenario");
+    let bad = base.replace("\"leader:events/0\"", "\"leader:nope/0\"");
+    let e = Scenario::parse(&bad).err().map(|e| e.to_string()).unwrap_or_default();
+    assert!(e.starts_with("faults[0].kill: expected leader:TOPIC/PARTITION"), "{e}");
+    let rf = base.replace("\"replication.factor\": 3", "\"replication.factor\": 4");
+    let e = Scenario::parse(&rf).err().map(|e| e.to_string()).unwrap_or_default();
+    assert!(e.starts_with("topics[0][\"replication.factor\"]"), "{e}");
+    let sc = scenario("cluster-leader-kill");
+    assert!(sc.checks.iter().any(|c| c == "replicas-agree") && sc.checks.iter().any(|c| c == "hw-monotonic"));
+    let single = scenario("quickstart");
+    assert!(!single.checks.iter().any(|c| c == "replicas-agree"), "cluster checks are opt-in for one broker");
+}
