@@ -491,7 +491,10 @@ impl Network for SimNetwork {
                                 format!("{}:{local_port}", self.host),
                             );
                             self.shared.sleep_until_ns(now + back_ns).await;
-                            if let Some(kind) = self.shared.lock().stream_reset(2 * conn) {
+                            // Bound first: an `if let` scrutinee's guard would live through the
+                            // block, and `record` locks the fabric again (a self-deadlock).
+                            let reset = self.shared.lock().stream_reset(2 * conn);
+                            if let Some(kind) = reset {
                                 record(conn, ConnectOutcome::Refused);
                                 return Err(io::Error::new(kind, reset_msg(kind)));
                             }
