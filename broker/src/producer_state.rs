@@ -96,6 +96,22 @@ impl ProducerStates {
         Verdict::Append
     }
 
+    /// What this broker remembers of the producer of `h` on `tp`, for a refusal's log line.
+    pub fn describe(&self, tp: &TopicPartition, h: &BatchHeader) -> String {
+        match self.entries.get(&(h.producer_id, tp.clone())) {
+            None => format!("producer {} epoch {} seq {}: no state", h.producer_id, h.producer_epoch, h.base_sequence),
+            Some(e) => format!(
+                "producer {} epoch {} seq {}..={}: known epoch {}, batches {:?}",
+                h.producer_id,
+                h.producer_epoch,
+                h.base_sequence,
+                last_seq(h),
+                e.epoch,
+                e.batches.iter().map(|b| (b.first_seq, b.last_seq, b.first_offset)).collect::<Vec<_>>()
+            ),
+        }
+    }
+
     /// Records appended batches (headers with their assigned base offsets).
     pub fn record(&mut self, tp: &TopicPartition, headers: &[BatchHeader]) {
         for h in headers {

@@ -617,8 +617,13 @@ async fn run_sender(sh: Arc<Shared>) {
                 let batches = {
                     let mut acc = lock(&sh.acc);
                     let b = acc.drain(node, &tps, sh.cfg.max_request_size, now);
-                    if max_in_flight == 1 {
-                        for batch in &b {
+                    for batch in &b {
+                        // A partition's first batch of a producer epoch (sequence 0) travels
+                        // alone: a broker that knows nothing of this producer takes the first
+                        // sequence it sees as the start, so a later batch overtaking it (on a
+                        // fresh connection, or once the leader is ready) would leave it out of
+                        // order for good.
+                        if max_in_flight == 1 || (sh.cfg.enable_idempotence && batch.base_sequence() == 0) {
                             acc.mute(&batch.tp);
                         }
                     }
@@ -644,6 +649,16 @@ async fn run_sender(sh: Arc<Shared>) {
                 // order); the response is awaited in its own task.
                 let (req, keys) = build_produce(&sh, &batches);
                 let (keys, started) = start_produce(&sh, node, req, keys).await;
+                if matches!(started, Started::Done(Err(_))) {
+                    // Not written (no connection): settle it here, so its batches are back in
+                    // the queue, in sequence order, before anything behind them is drained. A
+                    // later batch must never reach a broker first: one that knows nothing of
+                    // this producer would take its sequence as the start (Kafka's client drains
+                    // a node only once its connection is ready, to the same end).
+                    finish_produce(Arc::clone(&sh), node, batches, keys, started).await;
+                    blocked = true;
+                    break;
+                }
                 tokio::spawn(finish_produce(Arc::clone(&sh), node, batches, keys, started));
             }
         }
@@ -799,7 +814,7 @@ async fn finish_produce(
                     }),
                 },
             };
-            if sh.cfg.max_in_flight_requests_per_connection <= 1 {
+            if sh.cfg.max_in_flight_requests_per_connection <= 1 || (sh.cfg.enable_idempotence && batch.base_sequence() == 0) {
                 acc.unmute(&tp);
             }
             match result {

@@ -3,6 +3,18 @@
 
 #[cfg(madsim)]
 fn main() {
+    // The broker's and clients' own log lines, for debugging a seed: LOGLAB_SIM_LOG=info|debug.
+    // Off by default (the trace, not the log, is the run's record).
+    if let Ok(level) = std::env::var("LOGLAB_SIM_LOG") {
+        let level = match level.as_str() {
+            "debug" => tracing::Level::DEBUG,
+            "warn" => tracing::Level::WARN,
+            "error" => tracing::Level::ERROR,
+            "trace" => tracing::Level::TRACE,
+            _ => tracing::Level::INFO,
+        };
+        tracing_subscriber::fmt().with_writer(std::io::stderr).with_max_level(level).init();
+    }
     let code = sim::cli::main_with_args(std::env::args().collect());
     std::process::exit(code);
 }

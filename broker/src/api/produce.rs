@@ -223,7 +223,12 @@ impl Broker {
                 let last = headers.last().map_or(base_offset, |h| base_offset + i64::from(h.last_offset_delta));
                 return (PartResult { index, error: error_code::NONE, base_offset, log_start_offset: lso, message: None }, last);
             }
-            Verdict::Reject(code) => return (PartResult::err(index, code, "producer sequence check failed"), -1),
+            Verdict::Reject(code) => {
+                if let Some(h) = headers.first() {
+                    tracing::debug!(partition = %tp, code, state = %state.producers.describe(tp, h), "producer sequence check failed");
+                }
+                return (PartResult::err(index, code, "producer sequence check failed"), -1);
+            }
         }
         // Combined mode: batches carry the controller's leader epoch (what followers will truncate
         // by, KIP-101); a single node leads at epoch 0.
