@@ -74,7 +74,11 @@ fn symmetric_partition_of_the_leader() {
 #[test]
 fn one_way_partition_of_the_leader() {
     for out in story("cluster-partition-oneway") {
-        assert!(partition(&out, "events-0")["leader_changes"].as_u64().unwrap_or(0) >= 1, "{}", show(&out));
+        // Either the controller stops hearing the leader and moves leadership, or (when the
+        // leader's outbound heartbeats still reach a controller) the leader keeps its leadership
+        // and shrinks the ISR it cannot hear from; no acknowledged write is lost either way.
+        let p = partition(&out, "events-0");
+        assert!(p["leader_changes"].as_u64().unwrap_or(0) >= 1 || p["isr_shrinks"].as_u64().unwrap_or(0) >= 1, "{}", show(&out));
     }
 }
 
