@@ -94,6 +94,7 @@ mod tests {
             leader,
             leader_epoch,
             partition_epoch,
+            elr: Vec::new(),
         })
     }
 
