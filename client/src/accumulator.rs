@@ -17,7 +17,13 @@
 //!
 //! Idempotence: when enabled, batches are drained only once a producer id is known, and each gets
 //! the producer id/epoch and the partition's next sequence number at drain time (in drain order,
-//! which is append order per partition); sequences wrap at `i32::MAX` as Kafka's do.
+//! which is append order per partition); sequences wrap at `i32::MAX` as Kafka's do. When a
+//! broker has lost the producer's state (an unclean election, a leader that lost its log tail),
+//! the partition's oldest unacknowledged batch is refused as out of order and can never succeed:
+//! the producer then calls [`RecordAccumulator::reset_producer_id`], waits for its in-flight
+//! requests, takes a new producer id, and [`RecordAccumulator::set_producer_id_and_epoch`]
+//! re-stamps every queued batch from sequence 0 (Kafka's client bumps the epoch, KIP-360;
+//! librdkafka takes a new id, as here).
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -25,8 +31,8 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use records::{
-    batch_size_upper_bound, BatchBuilder, BuildError, Compression, Header, NO_PRODUCER_ID,
-    NO_SEQUENCE,
+    batch_size_upper_bound, BatchBuilder, BatchHeader, BuildError, Compression, Header,
+    NO_PRODUCER_ID, NO_SEQUENCE,
 };
 use thiserror::Error;
 
@@ -285,6 +291,9 @@ pub struct RecordAccumulator<T> {
     producer_id: i64,
     producer_epoch: i16,
     next_sequence: BTreeMap<TopicPartition, i32>,
+    /// Idempotence: ids of the batches that have a sequence and are not yet complete, per
+    /// partition (ids grow in append order, so the first is the oldest unacknowledged).
+    unacked: BTreeMap<TopicPartition, BTreeSet<u64>>,
     flushes_in_progress: u32,
     closed: bool,
     failed: Vec<FailedBatch<T>>,
@@ -303,6 +312,7 @@ impl<T> RecordAccumulator<T> {
             producer_id: NO_PRODUCER_ID,
             producer_epoch: -1,
             next_sequence: BTreeMap::new(),
+            unacked: BTreeMap::new(),
             flushes_in_progress: 0,
             closed: false,
             failed: Vec::new(),
@@ -459,12 +469,54 @@ impl<T> RecordAccumulator<T> {
 
     /// Sets the producer id and epoch (after InitProducerId). A new id or epoch restarts every
     /// partition's sequence at 0.
+    /// Queued batches that already carry a sequence (retries) are re-stamped with the new
+    /// producer state, in queue order, so they travel again as sequences 0, 1, ...
     pub fn set_producer_id_and_epoch(&mut self, producer_id: i64, producer_epoch: i16) {
-        if (producer_id, producer_epoch) != (self.producer_id, self.producer_epoch) {
-            self.next_sequence.clear();
-        }
+        let changed = (producer_id, producer_epoch) != (self.producer_id, self.producer_epoch);
         self.producer_id = producer_id;
         self.producer_epoch = producer_epoch;
+        if !changed {
+            return;
+        }
+        self.next_sequence.clear();
+        if !self.config.idempotence || producer_id == NO_PRODUCER_ID {
+            return;
+        }
+        // Batches in flight keep the old producer state: the producer takes a new id only once
+        // none are (see `run_sender`).
+        for (tp, q) in self.queues.iter_mut() {
+            for batch in q.iter_mut().filter(|b| b.has_sequence()) {
+                let seq = self.next_sequence.get(tp).copied().unwrap_or(0);
+                if let BatchState::Closed(bytes) = &mut batch.state {
+                    BatchHeader::set_producer_state(bytes, producer_id, producer_epoch, seq);
+                }
+                batch.producer_id = producer_id;
+                batch.producer_epoch = producer_epoch;
+                batch.base_sequence = seq;
+                self.next_sequence.insert(tp.clone(), increment_sequence(seq, batch.record_count));
+            }
+        }
+    }
+
+    /// The current producer id (`NO_PRODUCER_ID` before InitProducerId and while resetting).
+    pub fn producer_id(&self) -> i64 {
+        self.producer_id
+    }
+
+    /// Forgets the producer id: nothing is drained until the sender sets a new one (after its
+    /// in-flight requests have come back). See the module docs.
+    pub fn reset_producer_id(&mut self) {
+        self.producer_id = NO_PRODUCER_ID;
+        self.producer_epoch = -1;
+    }
+
+    /// Whether `batch` is its partition's oldest batch not yet acknowledged: if the broker
+    /// refuses it as out of order, no earlier batch is on its way to fill the gap.
+    pub fn is_oldest_unacked(&self, batch: &ProducerBatch<T>) -> bool {
+        self.unacked
+            .get(&batch.tp)
+            .and_then(|ids| ids.first())
+            .is_some_and(|&id| id == batch.id)
     }
 
     /// The sequence the partition's next drained batch gets.
@@ -472,7 +524,8 @@ impl<T> RecordAccumulator<T> {
         self.next_sequence.get(tp).copied().unwrap_or(0)
     }
 
-    fn waiting_for_producer_id(&self) -> bool {
+    /// Idempotence without a producer id yet (or while taking a new one).
+    pub fn waiting_for_producer_id(&self) -> bool {
         self.config.idempotence && self.producer_id == NO_PRODUCER_ID
     }
 
@@ -592,6 +645,7 @@ impl<T> RecordAccumulator<T> {
                         batch.tp.clone(),
                         increment_sequence(seq, batch.record_count),
                     );
+                    self.unacked.entry(batch.tp.clone()).or_default().insert(batch.id);
                 }
                 Some(batch)
             }
@@ -612,6 +666,12 @@ impl<T> RecordAccumulator<T> {
 
     fn release(&mut self, mut batch: ProducerBatch<T>) {
         self.in_flight.remove(&batch.id);
+        if let Some(ids) = self.unacked.get_mut(&batch.tp) {
+            ids.remove(&batch.id);
+            if ids.is_empty() {
+                self.unacked.remove(&batch.tp);
+            }
+        }
         if let Some(buf) = batch.take_buffer() {
             self.pool.deallocate(buf, batch.alloc_size);
         }

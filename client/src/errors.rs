@@ -68,4 +68,5 @@ pub const NONE: i16 = 0;
 pub const OFFSET_OUT_OF_RANGE: i16 = 1;
 pub const UNSUPPORTED_VERSION: i16 = 35;
 pub const OUT_OF_ORDER_SEQUENCE_NUMBER: i16 = 45;
+pub const UNKNOWN_PRODUCER_ID: i16 = 59;
 pub const DUPLICATE_SEQUENCE_NUMBER: i16 = 46;

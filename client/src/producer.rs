@@ -553,9 +553,23 @@ async fn run_sender(sh: Arc<Shared>) {
     let mut has_pid = !sh.cfg.enable_idempotence;
     loop {
         let closing = sh.closing.load(Ordering::SeqCst);
+        if sh.cfg.enable_idempotence && lock(&sh.acc).waiting_for_producer_id() {
+            // At start, or after a broker lost this producer's state (see `finish_produce`).
+            has_pid = false;
+        }
         if !has_pid {
             if !lock(&sh.acc).has_incomplete() && closing {
                 break;
+            }
+            if lock(&sh.acc).in_flight_count() > 0 {
+                // A new producer id restarts the sequences: wait until every request sent
+                // under the old one has come back (each is bounded by request.timeout.ms).
+                tokio::select! {
+                    biased;
+                    _ = sh.wake.notified() => {}
+                    _ = tokio::time::sleep(backoff) => {}
+                }
+                continue;
             }
             match init_producer_id(&sh).await {
                 Ok((id, epoch)) => {
@@ -788,6 +802,7 @@ async fn finish_produce(
     let mut done: Vec<(Vec<Thunk>, Settled)> = Vec::new();
     {
         let mut acc = lock(&sh.acc);
+        let producer_id = acc.producer_id();
         // Counted before the batches leave the accumulator, so flush never sees a gap.
         sh.finishing.fetch_add(1, Ordering::SeqCst);
         for mut batch in batches {
@@ -830,7 +845,8 @@ async fn finish_produce(
                         ProduceError::Broker { code, .. } => {
                             errors::is_retriable(*code)
                                 || (sh.cfg.enable_idempotence
-                                    && *code == errors::OUT_OF_ORDER_SEQUENCE_NUMBER)
+                                    && (*code == errors::OUT_OF_ORDER_SEQUENCE_NUMBER
+                                        || *code == errors::UNKNOWN_PRODUCER_ID))
                         }
                         _ => false,
                     };
@@ -838,6 +854,30 @@ async fn finish_produce(
                         || matches!(&e, ProduceError::Broker { code, .. } if errors::needs_metadata_refresh(*code))
                     {
                         sh.need_metadata.store(true, Ordering::SeqCst);
+                    }
+                    // The partition's oldest unacknowledged batch refused as out of order (or
+                    // its producer unknown): nothing earlier will fill the gap, the broker has
+                    // lost this producer's state (an unclean election, a leader that lost its
+                    // tail). Take a new producer id and re-stamp the queued batches; records
+                    // acknowledged before may be gone, which the checkers are there to see.
+                    if let ProduceError::Broker { code, .. } = &e {
+                        let gap = *code == errors::OUT_OF_ORDER_SEQUENCE_NUMBER
+                            || *code == errors::UNKNOWN_PRODUCER_ID;
+                        if sh.cfg.enable_idempotence
+                            && gap
+                            && batch.producer_id() == producer_id
+                            && acc.is_oldest_unacked(&batch)
+                        {
+                            tracing::warn!(
+                                topic = %tp.topic,
+                                partition = tp.partition,
+                                producer_id,
+                                base_sequence = batch.base_sequence(),
+                                error = %e,
+                                "broker lost this producer's sequence state; taking a new producer id"
+                            );
+                            acc.reset_producer_id();
+                        }
                     }
                     let within_deadline =
                         now.saturating_sub(batch.created_ms) < sh.cfg.delivery_timeout_ms;

@@ -188,6 +188,56 @@ fn idempotence_assigns_sequences_at_drain_and_waits_for_a_producer_id() {
     assert_eq!(a.next_sequence(&tp(0)), 0);
 }
 
+/// After a broker lost the producer's state: the oldest unacknowledged batch is recognised,
+/// nothing drains while the producer id is reset, and a new id re-stamps the queued retries
+/// from sequence 0 (header and CRC rewritten), with new batches following on.
+#[test]
+fn a_new_producer_id_restamps_queued_retries() {
+    let mut a = acc(cfg(200, 0, 100_000, Compression::None, true));
+    for id in 0..20 {
+        assert!(append_now(&mut a, &tp(0), id, 40, 0));
+    }
+    a.set_producer_id_and_epoch(1000, 0);
+    let mut batches = Vec::new();
+    while a.has_undrained() {
+        batches.extend(a.drain(0, &[tp(0)], 1 << 20, 0));
+    }
+    assert!(batches.len() >= 3, "{} batches", batches.len());
+    let acked = batches.remove(0);
+    assert!(a.is_oldest_unacked(&acked));
+    assert!(!a.is_oldest_unacked(&batches[0]), "an earlier batch is still unacknowledged");
+    let acked_records = acked.record_count() as i32;
+    a.complete(acked);
+    assert!(a.is_oldest_unacked(&batches[0]));
+    assert!(!a.is_oldest_unacked(&batches[1]));
+    // The broker refuses the rest as out of order: all come back, in sequence order.
+    let old_sequences: Vec<i32> = batches.iter().map(|b| b.base_sequence()).collect();
+    assert_eq!(old_sequences[0], acked_records);
+    a.reset_producer_id();
+    for b in batches.drain(..).rev() {
+        a.reenqueue(b, 10);
+    }
+    assert!(append_now(&mut a, &tp(0), 99, 40, 10));
+    assert!(a.ready(1_000).ready.is_empty(), "no drain without a producer id");
+    assert!(a.drain(0, &[tp(0)], 1 << 20, 1_000).is_empty());
+    a.set_producer_id_and_epoch(2000, 0);
+    let mut seq = 0;
+    let mut ids = Vec::new();
+    while a.has_undrained() {
+        for b in a.drain(0, &[tp(0)], 1 << 20, 1_000) {
+            assert_eq!((b.producer_id(), b.producer_epoch(), b.base_sequence()), (2000, 0, seq));
+            let h = BatchHeader::validate(b.bytes(), usize::MAX).unwrap();
+            assert_eq!((h.producer_id, h.producer_epoch, h.base_sequence), (2000, 0, seq));
+            check_batch(&b);
+            seq += b.record_count() as i32;
+            ids.extend(b.thunks.iter().copied());
+            a.complete(b);
+        }
+    }
+    let expected: Vec<u64> = (acked_records as u64..20).chain([99]).collect();
+    assert_eq!(ids, expected, "every record not acknowledged travels again, in order");
+}
+
 #[test]
 fn sequences_wrap_like_kafka() {
     assert_eq!(client::increment_sequence(i32::MAX, 1), 0);

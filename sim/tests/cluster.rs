@@ -126,6 +126,25 @@ fn unclean_election_loses_acknowledged_writes() {
     }
 }
 
+/// The same story with an idempotent producer: the unclean leader has no state for the
+/// producer's lost tail, so its oldest unacknowledged batch is refused as out of order for good.
+/// The producer must notice, take a new producer id and go on (liveness), without writing
+/// anything twice, while the loss stays visible.
+#[test]
+fn idempotent_producer_recovers_after_an_unclean_election() {
+    for seed in 1..=3 {
+        let mut sc = scenario("cluster-unclean-election");
+        for p in &mut sc.producers {
+            p.idempotence = true;
+        }
+        sc.checks.push("duplicate".into());
+        let out = run(&sc, seed, &RunOptions { keep_trace: false, scenario_path: "scenarios/cluster-unclean-election.json".into(), out_dir: "out/cluster-unclean-election-idempotent".into() });
+        assert_eq!(outcome(&out, "lost-write"), "violated", "seed {seed}: {}", show(&out));
+        assert_eq!(outcome(&out, "liveness"), "held", "seed {seed}: {}", show(&out));
+        assert_eq!(outcome(&out, "duplicate"), "held", "seed {seed}: {}", show(&out));
+    }
+}
+
 #[test]
 fn min_insync_one_with_power_loss_loses_acknowledged_writes() {
     for out in story("cluster-min-insync-1-power-loss") {
