@@ -102,6 +102,49 @@ fn bandwidth_one_megabyte_over_100_mbps() {
     });
 }
 
+/// A NIC change re-times the backlog queued at the old rate: repaired, the rest of a transfer
+/// goes at the new rate; degraded mid-transfer, the rest crawls.
+#[test]
+fn nic_changes_retime_the_queued_backlog() {
+    run(1, async {
+        let net = SimNet::new(config(100_000_000, 100_000));
+        let (mut client, mut server) = pair(&net, "a", "b").await;
+        net.set_nic("a", NicConfig::symmetric(1_000_000));
+        let t0 = Instant::now();
+        let data = bytes(1_000_000);
+        let reader = tokio::spawn(async move {
+            let mut got = vec![0u8; 1_000_000];
+            server.reader.read_exact(&mut got).await.unwrap();
+            (got, Instant::now())
+        });
+        write(&mut client, data.clone()).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        net.set_nic("a", NicConfig::symmetric(100_000_000));
+        let (got, done) = reader.await.unwrap();
+        assert!(got == data[..]);
+        // 100 ms at 1 Mb/s moves about 12 KB; the other ~1.05 MB of wire bytes take ~84 ms at
+        // 100 Mb/s. Without re-timing the whole megabyte would arrive at 1 Mb/s (~8.5 s).
+        let took_ms = done.duration_since(t0).as_secs_f64() * 1000.0;
+        assert!((170.0..200.0).contains(&took_ms), "repaired: 1 MB took {took_ms} ms");
+
+        let (mut client, mut server) = pair(&net, "a", "b").await;
+        let t0 = Instant::now();
+        let reader = tokio::spawn(async move {
+            let mut got = vec![0u8; 1_000_000];
+            server.reader.read_exact(&mut got).await.unwrap();
+            (got, Instant::now())
+        });
+        write(&mut client, data.clone()).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(40)).await;
+        net.set_nic("b", NicConfig { egress_bps: 100_000_000, ingress_bps: 1_000_000 });
+        let (got, done) = reader.await.unwrap();
+        assert!(got == data[..]);
+        // About half the megabyte was still to arrive when b's ingress dropped to 1 Mb/s.
+        let took_s = done.duration_since(t0).as_secs_f64();
+        assert!((3.0..6.0).contains(&took_s), "degraded: 1 MB took {took_s} s");
+    });
+}
+
 #[test]
 fn latency_round_trip_without_millisecond_floor() {
     run(2, async {

@@ -28,6 +28,9 @@ pub(crate) struct StreamWake {
     pub pump: Notify,
     /// The writer waiting for send-buffer space.
     pub writer: Notify,
+    /// A NIC change re-timed the segment the pump is pacing (see `Fabric::set_nic`). Only this
+    /// interrupts the pump's pacing sleep, so runs without NIC changes schedule as before.
+    pub retime: Notify,
 }
 
 struct Segment {
@@ -222,15 +225,76 @@ impl Fabric {
         self.hosts.get(name).is_some_and(|h| h.up)
     }
 
+    /// Changes a host's NIC. The backlog it took on at the old rates is re-timed: a NIC slowed
+    /// to a crawl may have queued seconds of segments, and once repaired those bits leave (and
+    /// arrive) at the new rate, not the old one. Each segment's time beyond the link latency is
+    /// scaled by old rate / new rate, for the streams it sends (egress) and receives (ingress);
+    /// the map is monotone, so a stream's ready times stay in order. Readers and pumps are woken
+    /// to re-arm their timers.
     pub fn set_nic(&mut self, now: u64, host: &str, nic: NicConfig) {
-        if let Some(h) = self.hosts.get_mut(host) {
-            h.nic = nic;
-            self.event(NetEvent::SetNic {
-                host: host.to_string(),
-                at_ns: now,
-                nic,
-            });
+        let Some(h) = self.hosts.get_mut(host) else {
+            return;
+        };
+        let old = h.nic;
+        h.nic = nic;
+        h.egress_free_ns = retime(now, 0, h.egress_free_ns, old.egress_bps, nic.egress_bps);
+        h.ingress_free_ns = retime(now, 0, h.ingress_free_ns, old.ingress_bps, nic.ingress_bps);
+        if old != nic {
+            let ids: Vec<u64> = self
+                .streams
+                .iter()
+                .filter(|(_, s)| s.from != s.to && (s.from == host || s.to == host))
+                .map(|(&id, _)| id)
+                .collect();
+            for id in ids {
+                let (from, to) = {
+                    let s = &self.streams[&id];
+                    (s.from.clone(), s.to.clone())
+                };
+                let latency = self.link(&from, &to).latency_ns;
+                let (old_bps, new_bps) = if from == host {
+                    (old.egress_bps, nic.egress_bps)
+                } else {
+                    (old.ingress_bps, nic.ingress_bps)
+                };
+                let s = self.streams.get_mut(&id).expect("listed above");
+                for seg in s.in_flight.iter_mut() {
+                    seg.ready_ns = retime(now, latency, seg.ready_ns, old_bps, new_bps);
+                }
+                s.last_ready_ns = retime(now, latency, s.last_ready_ns, old_bps, new_bps);
+                if let Some(f) = s.fin_ready_ns {
+                    s.fin_ready_ns = Some(retime(now, latency, f, old_bps, new_bps));
+                }
+                s.wake_all();
+                s.wake.retime.notify_one();
+            }
+            // Cut-through reception: a peer's ingress was booked until this host's slow bits
+            // would have arrived. It is free once what is now in flight to it has arrived.
+            let peers: BTreeSet<String> = self
+                .streams
+                .values()
+                .filter(|s| s.from == host && s.to != host)
+                .map(|s| s.to.clone())
+                .collect();
+            for peer in peers {
+                let arriving = self
+                    .streams
+                    .values()
+                    .filter(|s| s.to == peer && s.from != peer)
+                    .filter_map(|s| s.in_flight.back().map(|seg| seg.ready_ns))
+                    .max()
+                    .unwrap_or(now)
+                    .max(now);
+                if let Some(p) = self.hosts.get_mut(&peer) {
+                    p.ingress_free_ns = p.ingress_free_ns.min(arriving);
+                }
+            }
         }
+        self.event(NetEvent::SetNic {
+            host: host.to_string(),
+            at_ns: now,
+            nic,
+        });
     }
 
     pub fn set_link(&mut self, now: u64, a: &str, b: &str, link: LinkConfig) {
@@ -998,6 +1062,18 @@ impl Fabric {
         receiver.stats.wire_bytes_received += wire;
         (start, done, in_done, retransmits)
     }
+}
+
+/// A time `at` that a NIC committed to at `old_bps`, seen from `now` after it changed to
+/// `new_bps`: the part beyond `now + latency_ns` (serialization still to come) is scaled by
+/// old/new; earlier times (already past the NIC) stay. Monotone in `at`.
+fn retime(now: u64, latency_ns: u64, at: u64, old_bps: u64, new_bps: u64) -> u64 {
+    let fixed = now.saturating_add(latency_ns);
+    if at <= fixed || old_bps == new_bps || new_bps == 0 {
+        return at;
+    }
+    let scaled = u128::from(at - fixed) * u128::from(old_bps) / u128::from(new_bps);
+    fixed.saturating_add(u64::try_from(scaled).unwrap_or(u64::MAX))
 }
 
 fn take_bytes(q: &mut VecDeque<Bytes>, n: u64) -> Bytes {

@@ -212,7 +212,8 @@ impl SimNet {
         }
     }
 
-    /// Changes a host's NIC (degradation and repair), for segments sent from now on.
+    /// Changes a host's NIC (degradation and repair). What it had queued at the old rate is
+    /// re-timed to the new one (see `Fabric::set_nic`).
     pub fn set_nic(&self, host: &str, nic: NicConfig) {
         if let Err(e) = nic.validate() {
             panic!("host {host}: {e}");
@@ -408,7 +409,13 @@ fn spawn_pump(shared: Arc<Shared>, id: u64, wake: Arc<StreamWake>) {
             let action = shared.lock().pump_step(now, id);
             match action {
                 PumpAction::Exit => return,
-                PumpAction::SleepUntil(t) => shared.sleep_until_ns(t).await,
+                PumpAction::SleepUntil(t) => {
+                    tokio::select! {
+                        biased;
+                        _ = wake.retime.notified() => {}
+                        _ = shared.sleep_until_ns(t) => {}
+                    }
+                }
                 PumpAction::Wait(None) => wake.pump.notified().await,
                 PumpAction::Wait(Some(t)) => {
                     tokio::select! {
