@@ -58,6 +58,15 @@ async fn pair(net: &SimNet, a: &str, b: &str) -> (Connection, Connection) {
     (client, server)
 }
 
+/// Reads exactly `n` bytes from `server` in a task: the bytes and when the last arrived.
+fn read_in_background(mut server: Connection, n: usize) -> tokio::task::JoinHandle<(Vec<u8>, Instant)> {
+    tokio::spawn(async move {
+        let mut got = vec![0u8; n];
+        server.reader.read_exact(&mut got).await.unwrap();
+        (got, Instant::now())
+    })
+}
+
 /// Elapsed since `t0` is `us` µs, give or take madsim's 50-100 ns per scheduling step.
 fn assert_near(t0: Instant, us: u64) {
     let got = t0.elapsed();
@@ -76,14 +85,10 @@ fn elapsed_us(t0: Instant) -> f64 {
 fn bandwidth_one_megabyte_over_100_mbps() {
     run(1, async {
         let net = SimNet::new(config(100_000_000, 100_000));
-        let (mut client, mut server) = pair(&net, "a", "b").await;
+        let (mut client, server) = pair(&net, "a", "b").await;
         let t0 = Instant::now();
         let data = bytes(1_000_000);
-        let reader = tokio::spawn(async move {
-            let mut got = vec![0u8; 1_000_000];
-            server.reader.read_exact(&mut got).await.unwrap();
-            (got, Instant::now())
-        });
+        let reader = read_in_background(server, 1_000_000);
         write(&mut client, data.clone()).await.unwrap();
         // The write returned at once: 1 MB fits in the 4 MiB send buffer.
         assert!(t0.elapsed() < Duration::from_micros(10));
@@ -108,15 +113,11 @@ fn bandwidth_one_megabyte_over_100_mbps() {
 fn nic_changes_retime_the_queued_backlog() {
     run(1, async {
         let net = SimNet::new(config(100_000_000, 100_000));
-        let (mut client, mut server) = pair(&net, "a", "b").await;
+        let (mut client, server) = pair(&net, "a", "b").await;
         net.set_nic("a", NicConfig::symmetric(1_000_000));
         let t0 = Instant::now();
         let data = bytes(1_000_000);
-        let reader = tokio::spawn(async move {
-            let mut got = vec![0u8; 1_000_000];
-            server.reader.read_exact(&mut got).await.unwrap();
-            (got, Instant::now())
-        });
+        let reader = read_in_background(server, 1_000_000);
         write(&mut client, data.clone()).await.unwrap();
         tokio::time::sleep(Duration::from_millis(100)).await;
         net.set_nic("a", NicConfig::symmetric(100_000_000));
@@ -127,13 +128,9 @@ fn nic_changes_retime_the_queued_backlog() {
         let took_ms = done.duration_since(t0).as_secs_f64() * 1000.0;
         assert!((170.0..200.0).contains(&took_ms), "repaired: 1 MB took {took_ms} ms");
 
-        let (mut client, mut server) = pair(&net, "a", "b").await;
+        let (mut client, server) = pair(&net, "a", "b").await;
         let t0 = Instant::now();
-        let reader = tokio::spawn(async move {
-            let mut got = vec![0u8; 1_000_000];
-            server.reader.read_exact(&mut got).await.unwrap();
-            (got, Instant::now())
-        });
+        let reader = read_in_background(server, 1_000_000);
         write(&mut client, data.clone()).await.unwrap();
         tokio::time::sleep(Duration::from_millis(40)).await;
         net.set_nic("b", NicConfig { egress_bps: 100_000_000, ingress_bps: 1_000_000 });
