@@ -551,9 +551,14 @@ impl Consumer {
     }
 
     /// The offset of the next record `poll` returns for `tp` (resolving a pending seek or reset).
+    /// Only `tp`'s own position decides the answer: another assigned partition that has no
+    /// offset yet (`auto.offset.reset=none`, not seeked) does not stop this one from resolving.
     pub async fn position(&mut self, tp: &TopicPartition) -> Result<i64, ConsumerError> {
         self.state(tp)?;
-        self.update_positions().await?;
+        match self.update_positions().await {
+            Ok(()) | Err(ConsumerError::NoOffset { .. }) => {}
+            Err(e) => return Err(e),
+        }
         let st = self.state(tp)?;
         st.position.ok_or_else(|| ConsumerError::NoOffset {
             topic: tp.topic.clone(),
@@ -706,9 +711,12 @@ impl Consumer {
         Ok(out)
     }
 
-    /// Resolves pending seeks and resets (`auto.offset.reset`) by ListOffsets.
+    /// Resolves pending seeks and resets (`auto.offset.reset`) by ListOffsets, for every partition
+    /// that has one. Then, with `auto.offset.reset=none`, names the first partition left without a
+    /// position (Java's NoOffsetForPartitionException); the others are resolved all the same.
     async fn update_positions(&mut self) -> Result<(), ConsumerError> {
         let mut query = Vec::new();
+        let mut no_offset: Option<TopicPartition> = None;
         for (tp, st) in &self.assignment {
             if st.position.is_some() || self.pending_committed.contains(tp) {
                 continue;
@@ -718,17 +726,26 @@ impl Consumer {
                 (None, AutoOffsetReset::Earliest) => OffsetSpec::Earliest,
                 (None, AutoOffsetReset::Latest) => OffsetSpec::Latest,
                 (None, AutoOffsetReset::None) => {
-                    return Err(ConsumerError::NoOffset {
-                        topic: tp.topic.clone(),
-                        partition: tp.partition,
-                    })
+                    no_offset.get_or_insert_with(|| tp.clone());
+                    continue;
                 }
             };
             query.push((tp.clone(), spec));
         }
-        if query.is_empty() {
-            return Ok(());
+        if !query.is_empty() {
+            self.resolve_positions(query).await?;
         }
+        match no_offset {
+            Some(tp) => Err(ConsumerError::NoOffset { topic: tp.topic, partition: tp.partition }),
+            None => Ok(()),
+        }
+    }
+
+    /// ListOffsets for pending seeks and resets; a timestamp past the last record means the end.
+    async fn resolve_positions(
+        &mut self,
+        query: Vec<(TopicPartition, OffsetSpec)>,
+    ) -> Result<(), ConsumerError> {
         self.ensure_metadata().await?;
         let wire: Vec<(TopicPartition, i64)> =
             query.iter().map(|(tp, s)| (tp.clone(), s.wire())).collect();

@@ -38,6 +38,9 @@ const EXAMPLES_MAX: usize = 5;
 pub enum Outcome {
     Held,
     Violated,
+    /// Held, but over nothing: the check examined no record, poll, sample or commit. It never
+    /// matches an expectation, so a check that looked at nothing fails the verdict.
+    Vacuous,
 }
 
 impl Outcome {
@@ -45,6 +48,7 @@ impl Outcome {
         match self {
             Outcome::Held => "held",
             Outcome::Violated => "violated",
+            Outcome::Vacuous => "vacuous",
         }
     }
 }
@@ -61,14 +65,19 @@ pub enum CheckKind {
 pub struct CheckResult {
     pub outcome: Outcome,
     pub detail: String,
+    /// How many things the check looked at (acknowledged records, polled records, HW samples,
+    /// replica batches compared, commits, ...; each checker's doc says what it counts).
+    pub examined: u64,
 }
 
 impl CheckResult {
-    fn held(detail: impl Into<String>) -> Self {
-        CheckResult { outcome: Outcome::Held, detail: detail.into() }
+    /// Held over `examined` things; over none it is [`Outcome::Vacuous`].
+    fn held(examined: u64, detail: impl Into<String>) -> Self {
+        let outcome = if examined == 0 { Outcome::Vacuous } else { Outcome::Held };
+        CheckResult { outcome, detail: detail.into(), examined }
     }
-    fn violated(detail: impl Into<String>) -> Self {
-        CheckResult { outcome: Outcome::Violated, detail: detail.into() }
+    fn violated(examined: u64, detail: impl Into<String>) -> Self {
+        CheckResult { outcome: Outcome::Violated, detail: detail.into(), examined }
     }
 }
 
@@ -102,12 +111,15 @@ pub fn run(check: &str, h: &History) -> Option<CheckResult> {
 /// byte-identical to the leader's, batch by batch. The committed prefix is below the leader's
 /// HW; a replica in the final ISR must hold all of it, a replica out of the ISR is compared up to
 /// its own HW (what it has confirmed), since it may still be catching up.
+///
+/// Examined: follower batches compared with the leader's.
 fn replicas_agree(h: &History) -> CheckResult {
     if h.replica_logs.is_empty() {
-        return CheckResult::held("single broker: one replica per partition");
+        return CheckResult::held(0, "no replica logs were read (a single broker has one replica per partition)");
     }
     let mut bad = Vec::new();
     let mut compared = 0usize;
+    let mut batches = 0u64;
     for (tp, replicas) in &h.replica_logs {
         let Some((leader, _, isr)) = h.final_partition.get(tp) else {
             bad.push(format!("{tp}: no final leader known"));
@@ -138,6 +150,7 @@ fn replicas_agree(h: &History) -> CheckResult {
             let got = prefix(r, upto);
             let want_b: Vec<_> = want.iter().filter(|x| x.0 < upto).copied().collect();
             compared += 1;
+            batches += want_b.len().max(got.len()) as u64;
             if let Some(i) = (0..want_b.len().max(got.len())).find(|&i| want_b.get(i) != got.get(i)) {
                 let fmt = |x: Option<&(i64, i64, u64)>| x.map(|(a, z, hsh)| format!("[{a}..={z}] #{hsh:016x}")).unwrap_or_else(|| "nothing".into());
                 bad.push(format!(
@@ -149,14 +162,14 @@ fn replicas_agree(h: &History) -> CheckResult {
         }
     }
     if bad.is_empty() {
-        CheckResult::held(format!("{compared} follower replica(s) match their leader's committed prefix across {} partition(s)", h.replica_logs.len()))
+        CheckResult::held(batches, format!("{compared} follower replica(s) match their leader's committed prefix across {} partition(s), {batches} batches compared", h.replica_logs.len()))
     } else {
-        CheckResult::violated(format!("{} divergence(s): {}", bad.len(), examples(&bad, |s| s.clone())))
+        CheckResult::violated(batches, format!("{} divergence(s): {}", bad.len(), examples(&bad, |s| s.clone())))
     }
 }
 
 /// hw-monotonic: for each (broker incarnation, partition, leader epoch) while that broker leads,
-/// the high watermark never decreases across samples.
+/// the high watermark never decreases across samples. Examined: HW samples.
 fn hw_monotonic(h: &History) -> CheckResult {
     let mut last: BTreeMap<(u32, u64, &Tp, i32), (u64, i64)> = BTreeMap::new();
     let mut bad = Vec::new();
@@ -170,9 +183,9 @@ fn hw_monotonic(h: &History) -> CheckResult {
         last.insert(key, (s.at_ns, s.hw));
     }
     if bad.is_empty() {
-        CheckResult::held(format!("{} HW samples over {} leaderships", h.hw_samples.len(), last.len()))
+        CheckResult::held(h.hw_samples.len() as u64, format!("{} HW samples over {} leaderships", h.hw_samples.len(), last.len()))
     } else {
-        CheckResult::violated(format!("{} decrease(s): {}", bad.len(), examples(&bad, |s| s.clone())))
+        CheckResult::violated(h.hw_samples.len() as u64, format!("{} decrease(s): {}", bad.len(), examples(&bad, |s| s.clone())))
     }
 }
 
@@ -182,6 +195,22 @@ fn examples<T>(items: &[T], mut f: impl FnMut(&T) -> String) -> String {
         let _ = write!(s, "; and {} more", items.len() - EXAMPLES_MAX);
     }
     s
+}
+
+/// Records in the final logs.
+fn final_records(h: &History) -> u64 {
+    h.final_logs.values().flatten().map(|l| l.records.len() as u64).sum()
+}
+
+/// Records returned by polls.
+fn polled_records(h: &History) -> u64 {
+    h.polls
+        .iter()
+        .map(|p| match &p.kind {
+            PollKind::Records(rs) => rs.len() as u64,
+            PollKind::Reset { .. } => 0,
+        })
+        .sum()
 }
 
 /// Final values per partition: value → offsets holding it.
@@ -199,6 +228,7 @@ fn final_values(h: &History) -> BTreeMap<&Tp, BTreeMap<u64, Vec<i64>>> {
 }
 
 /// lost-write: an acknowledged record (acks=1/all) that the final log does not hold.
+/// Examined: acknowledged records.
 pub fn lost_write(h: &History) -> CheckResult {
     let finals = final_values(h);
     let mut lost = Vec::new();
@@ -219,20 +249,20 @@ pub fn lost_write(h: &History) -> CheckResult {
         }
     }
     if !unreadable.is_empty() {
-        return CheckResult::violated(format!(
+        return CheckResult::violated(acked, format!(
             "the final log of {} could not be read, so acknowledged writes cannot be shown present",
             unreadable.into_iter().collect::<Vec<_>>().join(", ")
         ));
     }
     if lost.is_empty() {
-        return CheckResult::held(format!("all {acked} acknowledged records are in the final log"));
+        return CheckResult::held(acked, format!("all {acked} acknowledged records are in the final log"));
     }
     let ends: Vec<String> = h
         .final_logs
         .iter()
         .filter_map(|(tp, l)| l.as_ref().map(|l| format!("{tp} log end offset {}", l.log_end_offset)))
         .collect();
-    CheckResult::violated(format!(
+    CheckResult::violated(acked, format!(
         "{} of {acked} acknowledged records are missing from the final log ({}): {}",
         lost.len(),
         ends.join(", "),
@@ -241,7 +271,7 @@ pub fn lost_write(h: &History) -> CheckResult {
 }
 
 /// inconsistent-offsets: one offset seen holding two different values (by an ack, a poll or the
-/// final log).
+/// final log). Examined: distinct offsets observed.
 pub fn inconsistent_offsets(h: &History) -> CheckResult {
     // (tp, offset) → value → first source that saw it.
     let mut seen: BTreeMap<(&Tp, i64), BTreeMap<u64, String>> = BTreeMap::new();
@@ -265,9 +295,9 @@ pub fn inconsistent_offsets(h: &History) -> CheckResult {
     let observed = seen.len();
     let bad: Vec<_> = seen.into_iter().filter(|(_, vs)| vs.len() > 1).collect();
     if bad.is_empty() {
-        return CheckResult::held(format!("{observed} observed offsets each held one value"));
+        return CheckResult::held(observed as u64, format!("{observed} observed offsets each held one value"));
     }
-    CheckResult::violated(format!(
+    CheckResult::violated(observed as u64, format!(
         "{} offsets held more than one value: {}",
         bad.len(),
         examples(&bad, |((tp, o), vs)| {
@@ -278,9 +308,11 @@ pub fn inconsistent_offsets(h: &History) -> CheckResult {
 }
 
 /// duplicate: one value at two offsets of the final log, or polled at two offsets by one
-/// consumer (a retried send written twice: what idempotence prevents).
+/// consumer (a retried send written twice: what idempotence prevents). Examined: records of the
+/// final log plus records polled.
 pub fn duplicate(h: &History) -> CheckResult {
     let mut dups: Vec<(Tp, u64, Vec<i64>, String)> = Vec::new();
+    let examined = final_records(h) + polled_records(h);
     for (tp, m) in final_values(h) {
         for (v, offs) in m {
             if offs.len() > 1 {
@@ -304,9 +336,9 @@ pub fn duplicate(h: &History) -> CheckResult {
         }
     }
     if dups.is_empty() {
-        return CheckResult::held("no value appears at two offsets");
+        return CheckResult::held(examined, "no value appears at two offsets");
     }
-    CheckResult::violated(format!(
+    CheckResult::violated(examined, format!(
         "{} values appear at more than one offset: {}",
         dups.len(),
         examples(&dups, |(tp, v, offs, src)| {
@@ -330,7 +362,9 @@ fn sessions(h: &History) -> BTreeMap<(u32, &Tp), Vec<Vec<(i64, u64)>>> {
 }
 
 /// nonmonotonic-poll: a consumer saw an offset not above the previous one, with no reset between.
+/// Examined: records polled.
 pub fn nonmonotonic_poll(h: &History) -> CheckResult {
+    let examined = polled_records(h);
     let mut bad = Vec::new();
     for ((c, tp), sess) in sessions(h) {
         for s in sess {
@@ -342,9 +376,9 @@ pub fn nonmonotonic_poll(h: &History) -> CheckResult {
         }
     }
     if bad.is_empty() {
-        return CheckResult::held("every consumer's offsets rose between resets");
+        return CheckResult::held(examined, "every consumer's offsets rose between resets");
     }
-    CheckResult::violated(format!(
+    CheckResult::violated(examined, format!(
         "{} times a consumer went back or repeated: {}",
         bad.len(),
         examples(&bad, |(c, tp, a, b, t)| format!("consumer {c} polled {tp}@{b} after {tp}@{a} (t={:.3}s)", *t as f64 / 1e9))
@@ -352,8 +386,9 @@ pub fn nonmonotonic_poll(h: &History) -> CheckResult {
 }
 
 /// poll-skip: a consumer jumped from offset a to b > a + 1 while the final log holds offsets
-/// between them (records it should have seen), with no reset between.
+/// between them (records it should have seen), with no reset between. Examined: records polled.
 pub fn poll_skip(h: &History) -> CheckResult {
+    let examined = polled_records(h);
     let present: BTreeMap<&Tp, BTreeSet<i64>> = h
         .final_logs
         .iter()
@@ -377,7 +412,7 @@ pub fn poll_skip(h: &History) -> CheckResult {
     let group_skips = group_skips(h, &present);
     if bad.is_empty() && group_skips.is_empty() {
         let groups = if h.group_members.is_empty() { "" } else { "; every group polled every offset below its committed offsets" };
-        return CheckResult::held(format!("no consumer skipped an offset present in the final log{groups}"));
+        return CheckResult::held(examined, format!("no consumer skipped an offset present in the final log{groups}"));
     }
     let mut parts = Vec::new();
     if !bad.is_empty() {
@@ -396,7 +431,7 @@ pub fn poll_skip(h: &History) -> CheckResult {
             ))
         ));
     }
-    CheckResult::violated(parts.join("; "))
+    CheckResult::violated(examined, parts.join("; "))
 }
 
 /// Across rebalances: for each group and partition, every offset in the final log below the
@@ -430,6 +465,7 @@ fn group_skips(h: &History, present: &BTreeMap<&Tp, BTreeSet<i64>>) -> Vec<(Stri
 }
 
 /// group-exclusive: within one generation of a group, no partition is owned by two members.
+/// Examined: (group, generation, partition) ownerships.
 pub fn group_exclusive(h: &History) -> CheckResult {
     let mut owners: BTreeMap<(&str, i32, &Tp), BTreeSet<&str>> = BTreeMap::new();
     for a in h.assignments.iter().filter(|a| a.generation >= 0) {
@@ -440,9 +476,9 @@ pub fn group_exclusive(h: &History) -> CheckResult {
     let bad: Vec<_> = owners.iter().filter(|(_, m)| m.len() > 1).collect();
     if bad.is_empty() {
         let gens: BTreeSet<(&str, i32)> = owners.keys().map(|(g, gen, _)| (*g, *gen)).collect();
-        return CheckResult::held(format!("{} generations, each partition owned by at most one member", gens.len()));
+        return CheckResult::held(owners.len() as u64, format!("{} generations, each partition owned by at most one member", gens.len()));
     }
-    CheckResult::violated(format!(
+    CheckResult::violated(owners.len() as u64, format!(
         "{} partitions owned by two members of one generation: {}",
         bad.len(),
         examples(&bad, |((g, gen, tp), m)| format!("group {g} generation {gen}: {tp} owned by {}", m.iter().copied().collect::<Vec<_>>().join(" and ")))
@@ -453,6 +489,7 @@ pub fn group_exclusive(h: &History) -> CheckResult {
 /// are ordered only where real time orders them (one was acknowledged before the other was
 /// sent): a commit whose response was held up, e.g. by a partition, may be acknowledged after a
 /// later one was stored, so acknowledgement order alone would accuse a correct coordinator.
+/// Examined: accepted commits.
 pub fn committed_offset_monotonic(h: &History) -> CheckResult {
     let mut by_tp: BTreeMap<(&str, &Tp), Vec<(&crate::history::Commit, i64)>> = BTreeMap::new();
     for c in h.commits.iter().filter(|c| c.error.is_none()) {
@@ -484,9 +521,9 @@ pub fn committed_offset_monotonic(h: &History) -> CheckResult {
         }
     }
     if bad.is_empty() {
-        return CheckResult::held(format!("{accepted} accepted commits, none went back"));
+        return CheckResult::held(accepted as u64, format!("{accepted} accepted commits, none went back"));
     }
-    CheckResult::violated(format!(
+    CheckResult::violated(accepted as u64, format!(
         "{} commits went back: {}",
         bad.len(),
         examples(&bad, |(g, tp, prev, by, gen, o, m, mg, t)| format!(
@@ -498,7 +535,8 @@ pub fn committed_offset_monotonic(h: &History) -> CheckResult {
 
 /// generation-fencing: a commit sent with a generation older than one some member already held
 /// is rejected (the coordinator bumps the generation before any member can learn the new one, so
-/// accepting such a commit means a zombie's offsets were stored).
+/// accepting such a commit means a zombie's offsets were stored). Examined: commits (each is
+/// compared with the generations members held before it was sent).
 pub fn generation_fencing(h: &History) -> CheckResult {
     let mut newest: BTreeMap<&str, Vec<(u64, i32)>> = BTreeMap::new();
     for a in &h.assignments {
@@ -517,9 +555,9 @@ pub fn generation_fencing(h: &History) -> CheckResult {
         }
     }
     if bad.is_empty() {
-        return CheckResult::held(format!("{stale} commits carried a superseded generation; all {rejected} rejected"));
+        return CheckResult::held(h.commits.len() as u64, format!("{} commits, {stale} carried a superseded generation; all {rejected} rejected", h.commits.len()));
     }
-    CheckResult::violated(format!(
+    CheckResult::violated(h.commits.len() as u64, format!(
         "{} commits with a superseded generation were accepted: {}",
         bad.len(),
         examples(&bad, |c| format!("consumer {} (generation {}) committed {:?} at t={:.3}s", c.member, c.generation, c.offsets, c.sent_ns as f64 / 1e9))
@@ -527,9 +565,13 @@ pub fn generation_fencing(h: &History) -> CheckResult {
 }
 
 /// liveness: after the last fault healed, sends made then were acknowledged and every consumer
-/// caught up with the final log end.
+/// caught up with the final log end. A run with producers must have sent after the heal (the
+/// workload keeps producing for `produce_after_heal_s`), or "progress resumed" was not tested.
+/// Examined: sends made after the last heal, plus consumer and group positions compared with
+/// the log end.
 pub fn liveness(h: &History) -> CheckResult {
     let mut problems: Vec<String> = h.stuck.clone();
+    let mut examined = 0u64;
     for (tp, log) in &h.final_logs {
         if log.is_none() {
             problems.push(format!("the final log of {tp} could not be read"));
@@ -538,6 +580,10 @@ pub fn liveness(h: &History) -> CheckResult {
     let heal = h.last_heal_ns.unwrap_or(0);
     let after: Vec<_> = h.sends.iter().filter(|s| s.created_ns >= heal).collect();
     let resolved_ok = after.iter().filter(|s| matches!(s.outcome, SendOutcome::Acked { .. } | SendOutcome::Unconfirmed { .. })).count();
+    examined += after.len() as u64;
+    if !h.sends.is_empty() && after.is_empty() {
+        problems.push(format!("no send was made after the last fault healed (t={:.3}s): progress after the heal was not tested", heal as f64 / 1e9));
+    }
     if !after.is_empty() && resolved_ok == 0 {
         problems.push(format!("none of the {} sends made after the last fault healed (t={:.3}s) succeeded", after.len(), heal as f64 / 1e9));
     }
@@ -547,6 +593,7 @@ pub fn liveness(h: &History) -> CheckResult {
     }
     for ((c, tp), pos) in &h.final_positions {
         if let Some(Some(log)) = h.final_logs.get(tp) {
+            examined += 1;
             if *pos < log.log_end_offset {
                 problems.push(format!("consumer {c} ended at {tp}@{pos}, behind the log end {}", log.log_end_offset));
             }
@@ -571,6 +618,7 @@ pub fn liveness(h: &History) -> CheckResult {
         }
         for tp in tps {
             if let Some(Some(log)) = h.final_logs.get(tp) {
+                examined += 1;
                 let pos = h.group_positions.get(&(g.clone(), tp.clone())).copied().unwrap_or(-1);
                 if pos < log.log_end_offset {
                     problems.push(format!("group {g} ended at {tp}@{pos}, behind the log end {}", log.log_end_offset));
@@ -580,9 +628,9 @@ pub fn liveness(h: &History) -> CheckResult {
     }
     if problems.is_empty() {
         let groups = if h.group_partitions.is_empty() { "" } else { "; every group owns all its partitions again" };
-        CheckResult::held(format!("{resolved_ok} sends succeeded after the last fault healed; consumers caught up{groups}"))
+        CheckResult::held(examined, format!("{resolved_ok} sends succeeded after the last fault healed; {} consumer positions at the log end{groups}", h.final_positions.len()))
     } else {
-        CheckResult::violated(problems.join("; "))
+        CheckResult::violated(examined, problems.join("; "))
     }
 }
 
@@ -642,10 +690,86 @@ mod tests {
     #[test]
     fn a_clean_group_history_holds_everywhere() {
         let h = group_history();
-        for c in CHECKS {
+        for c in CHECKS.iter().filter(|c| !CLUSTER_CHECKS.contains(c)) {
             let r = run(c, &h).unwrap();
             assert_eq!(r.outcome, Outcome::Held, "{c}: {}", r.detail);
+            assert!(r.examined > 0, "{c} examined nothing");
         }
+    }
+
+    /// Checks that looked at nothing are vacuous, never held: an empty history proves nothing.
+    #[test]
+    fn checks_over_nothing_are_vacuous() {
+        let h = History::default();
+        for c in CHECKS {
+            let r = run(c, &h).unwrap();
+            assert_eq!((r.outcome, r.examined), (Outcome::Vacuous, 0), "{c}: {}", r.detail);
+        }
+        // The single-consumer history has no groups and no replicas: those checks are vacuous.
+        let h = good();
+        for c in ["group-exclusive", "committed-offset-monotonic", "generation-fencing", "replicas-agree", "hw-monotonic"] {
+            assert_eq!(run(c, &h).unwrap().outcome, Outcome::Vacuous, "{c}");
+        }
+        // Producers that never sent after the heal: liveness did not test progress.
+        let mut h = good();
+        h.last_heal_ns = Some(1_000);
+        let r = liveness(&h);
+        assert_eq!(r.outcome, Outcome::Violated);
+        assert!(r.detail.contains("no send was made after the last fault healed"), "{}", r.detail);
+    }
+
+    fn replica(hw: i64, leo: i64, batches: &[(i64, i64, u64)]) -> Option<crate::history::ReplicaLog> {
+        Some(crate::history::ReplicaLog { high_watermark: hw, log_end_offset: leo, batches: batches.to_vec() })
+    }
+
+    /// Leader broker-0 and followers 1 (in the ISR) and 2 (out of it, behind).
+    fn replicated(follower1: &[(i64, i64, u64)], follower2: &[(i64, i64, u64)]) -> History {
+        let mut h = good();
+        let lead = [(0, 1, 0xa), (2, 2, 0xb), (3, 5, 0xc)];
+        let mut per = BTreeMap::new();
+        per.insert(0u32, replica(6, 6, &lead));
+        per.insert(1u32, replica(6, follower1.last().map_or(0, |b| b.1 + 1), follower1));
+        per.insert(2u32, replica(3, follower2.last().map_or(0, |b| b.1 + 1), follower2));
+        h.replica_logs.insert(TP.into(), per);
+        h.final_partition.insert(TP.into(), (0, 4, vec![0, 1]));
+        h
+    }
+
+    #[test]
+    fn replicas_agree_fires_on_a_diverging_follower_batch() {
+        let lead = [(0, 1, 0xa), (2, 2, 0xb), (3, 5, 0xc)];
+        // The out-of-ISR follower is compared only up to its own HW 3.
+        let h = replicated(&lead, &[(0, 1, 0xa), (2, 2, 0xb), (3, 4, 0xdead)]);
+        let r = replicas_agree(&h);
+        assert_eq!(r.outcome, Outcome::Held, "{}", r.detail);
+        assert_eq!(r.examined, 5, "3 batches of broker-1 and 2 of broker-2 below its HW");
+        // A follower in the ISR holding another batch at offsets 2..=2.
+        let h = replicated(&[(0, 1, 0xa), (2, 2, 0xbad), (3, 5, 0xc)], &[(0, 1, 0xa)]);
+        let r = replicas_agree(&h);
+        assert_eq!(r.outcome, Outcome::Violated);
+        assert!(r.detail.contains("broker-1 differs from the leader broker-0 below offset 6 at batch 1"), "{}", r.detail);
+        // A follower in the ISR that is missing the committed tail.
+        let h = replicated(&[(0, 1, 0xa), (2, 2, 0xb)], &[(0, 1, 0xa)]);
+        let r = replicas_agree(&h);
+        assert_eq!(r.outcome, Outcome::Violated);
+        assert!(r.detail.contains("in the ISR but its log ends at 3 below the leader's HW 6"), "{}", r.detail);
+    }
+
+    fn hw(at_ns: u64, broker: u32, incarnation: u64, epoch: i32, hw: i64) -> crate::history::HwSample {
+        crate::history::HwSample { at_ns, broker, incarnation, tp: TP.into(), leader_epoch: epoch, hw }
+    }
+
+    #[test]
+    fn hw_monotonic_fires_on_a_falling_sample_within_one_leadership() {
+        let mut h = good();
+        h.hw_samples = vec![hw(1, 0, 1, 0, 5), hw(2, 0, 1, 0, 7), hw(3, 1, 1, 1, 4), hw(4, 0, 2, 0, 3)];
+        let r = hw_monotonic(&h);
+        // A new leader (epoch 1) or a restarted broker (incarnation 2) starts its own series.
+        assert_eq!((r.outcome, r.examined), (Outcome::Held, 4), "{}", r.detail);
+        h.hw_samples.push(hw(5, 1, 1, 1, 3));
+        let r = hw_monotonic(&h);
+        assert_eq!(r.outcome, Outcome::Violated);
+        assert!(r.detail.contains("leader broker-1 (incarnation 1, epoch 1): HW 4"), "{}", r.detail);
     }
 
     #[test]
@@ -714,9 +838,10 @@ mod tests {
     #[test]
     fn a_clean_history_holds_everywhere() {
         let h = good();
-        for c in CHECKS {
+        for c in ["lost-write", "inconsistent-offsets", "duplicate", "nonmonotonic-poll", "poll-skip", "liveness"] {
             let r = run(c, &h).unwrap();
             assert_eq!(r.outcome, Outcome::Held, "{c}: {}", r.detail);
+            assert!(r.examined > 0, "{c}");
         }
     }
 

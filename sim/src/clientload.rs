@@ -157,11 +157,23 @@ impl ClientProducer {
             run: std::sync::Mutex::new(None),
         });
         let mut rng = ChaCha8Rng::seed_from_u64(salted);
-        let mean = (1_000_000_000 / self.spec.rate_per_s).max(2);
-        let mut next = rng.gen_range(mean / 2..=mean + mean / 2);
+        // Open loop: seeded arrivals at `rate`. Closed loop (`rate: max`): the next record is
+        // created as soon as `send` returns (it blocks while `buffer.memory` is full).
+        let mean = (1_000_000_000 / self.spec.rate_per_s.max(1)).max(2);
+        // Arrivals count from when the producer starts (after topic creation and any prefill),
+        // so start-up is not a burst of records that were due before the producer existed.
+        let start_ns = self.tracer.now_ns();
+        let mut next = if self.spec.max_rate { start_ns } else { start_ns + rng.gen_range(mean / 2..=mean + mean / 2) };
         let mut seq: u64 = 0;
-        while next < self.stop_at_ns {
-            self.tracer.sleep_until_ns(next).await;
+        loop {
+            if self.spec.max_rate {
+                next = self.tracer.now_ns();
+            } else {
+                self.tracer.sleep_until_ns(next).await;
+            }
+            if next >= self.stop_at_ns {
+                break;
+            }
             let id = (u64::from(self.index) << 40) | seq;
             let created_ns = next;
             let value = Bytes::from(encode_value(id, self.spec.record_bytes));
@@ -192,7 +204,12 @@ impl ClientProducer {
                 }
             }
             seq += 1;
-            next += rng.gen_range(mean / 2..=mean + mean / 2);
+            if !self.spec.max_rate {
+                next += rng.gen_range(mean / 2..=mean + mean / 2);
+            } else if seq % 64 == 0 {
+                // A closed loop that never waits would starve the client's own tasks.
+                tokio::task::yield_now().await;
+            }
         }
         producer.close().await;
         ctx.flush_run(&mut lock(&ctx.run));
@@ -200,6 +217,52 @@ impl ClientProducer {
         self.tracer.event("producer-done", &format!("{who} sent={seq} retried={}", producer.record_retry_total()));
     }
 }
+
+/// Ids of prefill records: producer indexes from here up (never a workload producer's).
+pub const PREFILL_INDEX_BASE: u32 = 1 << 23;
+
+/// Writes a backlog before the workload starts: `records` records into `topic` with acks=all
+/// as fast as the client allows, not recorded send by send. Returns (acknowledged, failed).
+pub async fn prefill(spec: &crate::scenario::PrefillSpec, k: u32, side: &ClientSide, tracer: &Tracer, seed: u64) -> (u64, u64) {
+    let who = format!("prefill{k}");
+    let pairs: Vec<(&str, String)> = vec![
+        ("bootstrap.servers", side.bootstrap.join(",")),
+        ("client.id", who.clone()),
+        ("acks", "all".into()),
+        ("linger.ms", "5".into()),
+        ("batch.size", "65536".into()),
+    ];
+    let cfg = match ProducerConfig::from_pairs(pairs) {
+        Ok(c) => c,
+        Err(e) => {
+            tracer.event("prefill-failed", &format!("{who} {e}"));
+            return (0, spec.records);
+        }
+    };
+    let producer = client::Producer::with_cost_hook(cfg, side.net.clone(), seed ^ PREFILL_SALT ^ u64::from(k), side.cpu.clone());
+    let done = Arc::new(std::sync::Mutex::new((0u64, 0u64)));
+    let index = u64::from(PREFILL_INDEX_BASE + k);
+    for seq in 0..spec.records {
+        let value = Bytes::from(encode_value((index << 40) | seq, spec.record_bytes));
+        let d = done.clone();
+        let cb = Box::new(move |r: Result<client::RecordMetadata, client::ProduceError>| {
+            let mut d = lock(&d);
+            if r.is_ok() { d.0 += 1 } else { d.1 += 1 }
+        });
+        if producer.send_with_callback(ProducerRecord::new(spec.topic.clone(), value), cb).await.is_err() {
+            lock(&done).1 += 1;
+        }
+        if seq % 64 == 63 {
+            tokio::task::yield_now().await;
+        }
+    }
+    producer.close().await;
+    let (ok, failed) = *lock(&done);
+    tracer.event("prefill", &format!("{who} {} acked={ok} failed={failed}", spec.topic));
+    (ok, failed)
+}
+
+const PREFILL_SALT: u64 = 0x7072_6566_696c_6c00; // "prefill"
 
 pub struct ClientConsumer {
     pub index: u32,
@@ -234,14 +297,19 @@ impl ClientConsumer {
         client::TopicPartition::new(tp.topic.clone(), tp.partition)
     }
 
+    /// Asks for the scenario's reset policy on `tps` (resolved lazily by the consumer).
+    fn request_reset(&self, consumer: &mut client::Consumer, tps: &[TopicPartition]) -> Result<(), ConsumerError> {
+        let ctps: Vec<client::TopicPartition> = tps.iter().map(Self::client_tp).collect();
+        match self.spec.auto_offset_reset {
+            OffsetReset::Earliest => consumer.seek_to_beginning(&ctps),
+            OffsetReset::Latest => consumer.seek_to_end(&ctps),
+        }
+    }
+
     /// Applies the scenario's reset policy to `tp` and returns the new position.
     async fn reset(&self, consumer: &mut client::Consumer, tp: &TopicPartition) -> Result<i64, ConsumerError> {
-        let ctp = Self::client_tp(tp);
-        match self.spec.auto_offset_reset {
-            OffsetReset::Earliest => consumer.seek_to_beginning(std::slice::from_ref(&ctp))?,
-            OffsetReset::Latest => consumer.seek_to_end(std::slice::from_ref(&ctp))?,
-        }
-        consumer.position(&ctp).await
+        self.request_reset(consumer, std::slice::from_ref(tp))?;
+        consumer.position(&Self::client_tp(tp)).await
     }
 
     pub async fn run(self) {
@@ -250,14 +318,21 @@ impl ClientConsumer {
         let stopped = || self.control.stop_consumers.load(Ordering::SeqCst);
         let mut consumer = client::Consumer::with_cost_hook(self.config(), self.side.net.clone(), self.side.cpu.clone());
         consumer.assign(self.partitions.iter().map(Self::client_tp));
-        // No committed offsets in this workload: start per the scenario's reset policy.
+        // No committed offsets in this workload: start per the scenario's reset policy, asked
+        // for every partition at once (one ListOffsets), then read back partition by partition.
+        if let Err(e) = self.request_reset(&mut consumer, &self.partitions) {
+            self.tracer.event("poll-error", &format!("{who} {e}"));
+        }
         for tp in &self.partitions {
+            let mut first = true;
             loop {
                 if stopped() {
                     consumer.close().await;
                     return;
                 }
-                match self.reset(&mut consumer, tp).await {
+                let r = if first { consumer.position(&Self::client_tp(tp)).await } else { self.reset(&mut consumer, tp).await };
+                first = false;
+                match r {
                     Ok(p) => {
                         self.set_position(tp, p);
                         break;

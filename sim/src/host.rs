@@ -42,6 +42,15 @@ enum Request {
 /// The host the workloads (and the run's supervisor) connect from in network runs.
 pub const CLIENT_HOST: &str = "client";
 
+/// Client machine `i` of `workload.client_hosts`: `client`, `client-1`, `client-2`, ...
+pub fn client_host_name(i: u32) -> String {
+    if i == 0 {
+        CLIENT_HOST.to_string()
+    } else {
+        format!("{CLIENT_HOST}-{i}")
+    }
+}
+
 /// The port brokers listen on in network runs.
 pub const BROKER_PORT: u16 = 9092;
 

@@ -67,8 +67,150 @@ pub fn busy_per_bucket(mut intervals: Vec<(u64, u64)>, bucket_ns: u64, buckets: 
     busy
 }
 
-/// `record_bytes` per producer entry is not in the history, so the caller passes the average.
-pub fn figures(h: &History, samples: &[DiskSample], io: Vec<(u64, u64)>, duration_ns: u64, end_ns: u64, record_bytes: f64) -> Figures {
+/// What the workload was asked to do, and when throughput is measured.
+pub struct Workload {
+    /// Record payload bytes, per producer index.
+    pub record_bytes: Vec<usize>,
+    /// Offered records/s summed over producers; `None` when any producer is closed-loop
+    /// (`"rate": "max"`: it offers as much as it can send).
+    pub offered_records_per_s: Option<f64>,
+    pub offered_bytes_per_s: Option<f64>,
+    /// `measure.from`; `None` = from the first acknowledgement (or poll, without producers).
+    pub measure_from_ns: Option<u64>,
+    /// When producers stopped sending new records (the window's end).
+    pub producers_stop_ns: u64,
+}
+
+/// The measurement window: from `measure.from` (or the first acknowledgement — the first
+/// record that reached the log — or, without producers, the first poll) to when producers
+/// stopped (without producers: the last poll that returned records).
+fn window(h: &History, w: &Workload) -> Option<(u64, u64)> {
+    let first_ack = h
+        .sends
+        .iter()
+        .filter_map(|s| match s.outcome {
+            SendOutcome::Acked { at_ns, .. } | SendOutcome::Unconfirmed { at_ns } => Some(at_ns),
+            _ => None,
+        })
+        .min();
+    let polls = || h.polls.iter().filter(|p| matches!(&p.kind, PollKind::Records(rs) if !rs.is_empty())).map(|p| p.at_ns);
+    let (from, to) = if h.sends.is_empty() { (polls().min()?, polls().max()?) } else { (first_ack?, w.producers_stop_ns) };
+    let from = w.measure_from_ns.unwrap_or(from);
+    (to > from).then_some((from, to))
+}
+
+fn percentiles(mut v: Vec<u64>, what: &str) -> Value {
+    v.sort_unstable();
+    json!({
+        "what": what,
+        "count": v.len(),
+        "p50": ms(percentile(&v, 50.0)),
+        "p95": ms(percentile(&v, 95.0)),
+        "p99": ms(percentile(&v, 99.0)),
+        "p999": ms(percentile(&v, 99.9)),
+        "max": ms(v.last().copied()),
+        "mean": if v.is_empty() { Value::Null } else { json!(v.iter().map(|&x| x as f64).sum::<f64>() / v.len() as f64 / 1e6) },
+    })
+}
+
+/// Throughput offered and achieved, produce and end-to-end latency, over the window.
+fn throughput_and_latency(h: &History, w: &Workload) -> (Value, Value) {
+    let win = window(h, w);
+    let inside = |t: u64| win.is_some_and(|(a, b)| t >= a && t <= b);
+    let bytes_of = |producer: u32| w.record_bytes.get(producer as usize).copied().unwrap_or(0) as u64;
+    // acks=0: a send counts as produced when its value reached the log (the oracle's read).
+    let in_log: std::collections::HashSet<u64> = if h.sends.iter().any(|s| matches!(s.outcome, SendOutcome::Unconfirmed { .. })) {
+        h.final_logs.values().flatten().flat_map(|l| l.records.iter().map(|r| r.1)).collect()
+    } else {
+        Default::default()
+    };
+    let (mut produced, mut produced_bytes, mut acks0_in_log) = (0u64, 0u64, 0u64);
+    let mut produce_lat = Vec::new();
+    let mut created: std::collections::HashMap<u64, (u64, u32)> = std::collections::HashMap::with_capacity(h.sends.len());
+    for s in &h.sends {
+        created.insert(s.value, (s.created_ns, s.producer));
+        let at = match s.outcome {
+            SendOutcome::Acked { at_ns, .. } => at_ns,
+            SendOutcome::Unconfirmed { at_ns } if in_log.contains(&s.value) => {
+                acks0_in_log += 1;
+                at_ns
+            }
+            _ => continue,
+        };
+        if inside(at) {
+            produced += 1;
+            produced_bytes += bytes_of(s.producer);
+        }
+        if matches!(s.outcome, SendOutcome::Acked { .. }) && inside(s.created_ns) {
+            produce_lat.push(at.saturating_sub(s.created_ns));
+        }
+    }
+    let (mut consumed, mut consumed_bytes) = (0u64, 0u64);
+    let mut e2e = Vec::new();
+    let mut seen: std::collections::HashSet<u64> = std::collections::HashSet::new();
+    for p in &h.polls {
+        let PollKind::Records(rs) = &p.kind else { continue };
+        for &(_, value) in rs {
+            let c = created.get(&value).copied();
+            if inside(p.at_ns) {
+                consumed += 1;
+                consumed_bytes += c.map_or(0, |(_, prod)| bytes_of(prod));
+            }
+            // End to end: created → first consumed by anyone, for records created in the window.
+            if let Some((t0, _)) = c {
+                if inside(t0) && seen.insert(value) {
+                    e2e.push(p.at_ns.saturating_sub(t0));
+                }
+            }
+        }
+    }
+    let secs = win.map_or(0.0, |(a, b)| (b - a) as f64 / 1e9);
+    let rate = |n: u64| if secs > 0.0 { json!(n as f64 / secs) } else { Value::Null };
+    let (mut n_acked, mut n_failed, mut n_unconfirmed, mut n_pending) = (0u64, 0u64, 0u64, 0u64);
+    for s in &h.sends {
+        match s.outcome {
+            SendOutcome::Acked { .. } => n_acked += 1,
+            SendOutcome::Unconfirmed { .. } => n_unconfirmed += 1,
+            SendOutcome::Failed { .. } => n_failed += 1,
+            SendOutcome::Pending => n_pending += 1,
+        }
+    }
+    let n_consumed: u64 = h.polls.iter().map(|p| if let PollKind::Records(rs) = &p.kind { rs.len() as u64 } else { 0 }).sum();
+    let throughput = json!({
+        "offered": {
+            "produce_records_per_s": w.offered_records_per_s,
+            "produce_bytes_per_s": w.offered_bytes_per_s,
+            "note": if w.offered_records_per_s.is_none() && !w.record_bytes.is_empty() { "closed-loop producers (rate: max) offer what they can send" } else { "the scenario's rate, summed over producers" },
+        },
+        "achieved": {
+            "produce_records_per_s": rate(produced),
+            "produce_bytes_per_s": rate(produced_bytes),
+            "consume_records_per_s": rate(consumed),
+            "consume_bytes_per_s": rate(consumed_bytes),
+        },
+        "window_s": win.map(|(a, b)| json!([a as f64 / 1e9, b as f64 / 1e9])),
+        "window": "from measure.from, or the first acknowledgement (without producers: the first poll), to when producers stopped (without producers: the last poll with records); records acknowledged (acks=0: that reached the log) and polled inside it",
+        "MessagesInPerSec": rate(produced),
+        "BytesInPerSec": rate(produced_bytes),
+        "MessagesOutPerSec": rate(consumed),
+        "BytesOutPerSec": rate(consumed_bytes),
+        "note": "record payload bytes; batch and protocol overhead not counted",
+        "sends": h.sends.len(),
+        "acked": n_acked,
+        "unconfirmed_acks0": n_unconfirmed,
+        "acks0_in_log": acks0_in_log,
+        "failed": n_failed,
+        "pending_at_end": n_pending,
+        "consumed": n_consumed,
+    });
+    let latency = json!({
+        "produce_ms": percentiles(produce_lat, "record created (producer send) → acknowledged, including linger and batching; records created inside the window"),
+        "end_to_end_ms": percentiles(e2e, "record created → first polled by a consumer; records created inside the window"),
+    });
+    (throughput, latency)
+}
+
+pub fn figures(h: &History, samples: &[DiskSample], io: Vec<(u64, u64)>, w: &Workload, end_ns: u64) -> Figures {
     let bucket_ns: u64 = if end_ns > 20_000_000_000 { 1_000_000_000 } else { 100_000_000 };
     let buckets = (end_ns / bucket_ns + 1) as usize;
     let t = |b: usize| (b as f64 + 0.5) * bucket_ns as f64 / 1e9;
@@ -76,67 +218,30 @@ pub fn figures(h: &History, samples: &[DiskSample], io: Vec<(u64, u64)>, duratio
 
     let mut acked = vec![0u64; buckets];
     let mut lat_by_bucket: Vec<Vec<u64>> = vec![Vec::new(); buckets];
-    let mut lat_all = Vec::new();
-    let (mut n_acked, mut n_failed, mut n_unconfirmed, mut n_pending) = (0u64, 0u64, 0u64, 0u64);
     for s in &h.sends {
-        match &s.outcome {
-            SendOutcome::Acked { at_ns, .. } | SendOutcome::Unconfirmed { at_ns } => {
+        if let SendOutcome::Acked { at_ns, .. } | SendOutcome::Unconfirmed { at_ns } = &s.outcome {
+            let b = (*at_ns / bucket_ns) as usize;
+            if b < buckets {
+                acked[b] += 1;
                 if matches!(s.outcome, SendOutcome::Acked { .. }) {
-                    n_acked += 1;
-                } else {
-                    n_unconfirmed += 1;
+                    lat_by_bucket[b].push(at_ns.saturating_sub(s.created_ns));
                 }
-                let b = (*at_ns / bucket_ns) as usize;
-                let lat = at_ns.saturating_sub(s.created_ns);
-                if b < buckets {
-                    acked[b] += 1;
-                    lat_by_bucket[b].push(lat);
-                }
-                lat_all.push(lat);
             }
-            SendOutcome::Failed { .. } => n_failed += 1,
-            SendOutcome::Pending => n_pending += 1,
         }
     }
     let mut consumed = vec![0u64; buckets];
-    let mut n_consumed = 0u64;
     for p in &h.polls {
         if let PollKind::Records(rs) = &p.kind {
-            n_consumed += rs.len() as u64;
             let b = (p.at_ns / bucket_ns) as usize;
             if b < buckets {
                 consumed[b] += rs.len() as u64;
             }
         }
     }
-    lat_all.sort_unstable();
     for v in &mut lat_by_bucket {
         v.sort_unstable();
     }
-    let dur_s = duration_ns as f64 / 1e9;
-    let summary_throughput = json!({
-        "MessagesInPerSec": n_acked as f64 / dur_s,
-        "BytesInPerSec": n_acked as f64 * record_bytes / dur_s,
-        "MessagesOutPerSec": n_consumed as f64 / dur_s,
-        "BytesOutPerSec": n_consumed as f64 * record_bytes / dur_s,
-        "note": "record payload bytes per simulated second of the workload (duration_s); batch overhead not counted",
-        "sends": h.sends.len(),
-        "acked": n_acked,
-        "unconfirmed_acks0": n_unconfirmed,
-        "failed": n_failed,
-        "pending_at_end": n_pending,
-        "consumed": n_consumed,
-    });
-    let summary_latency = json!({
-        "what": "record created (producer send) → acknowledged, including linger and batching",
-        "count": lat_all.len(),
-        "p50": ms(percentile(&lat_all, 50.0)),
-        "p95": ms(percentile(&lat_all, 95.0)),
-        "p99": ms(percentile(&lat_all, 99.0)),
-        "p999": ms(percentile(&lat_all, 99.9)),
-        "max": ms(lat_all.last().copied()),
-        "mean": if lat_all.is_empty() { Value::Null } else { json!(lat_all.iter().map(|&x| x as f64).sum::<f64>() / lat_all.len() as f64 / 1e6) },
-    });
+    let (summary_throughput, summary_latency) = throughput_and_latency(h, w);
 
     // Page cache: per-sample hit ratio of the interval, and dirty bytes.
     let mut dirty = Vec::new();
@@ -166,7 +271,8 @@ pub fn figures(h: &History, samples: &[DiskSample], io: Vec<(u64, u64)>, duratio
     });
 
     let pts = |v: &[u64], scale: f64| v.iter().enumerate().map(|(b, &x)| (t(b), x as f64 * scale)).collect::<Vec<_>>();
-    let pct = |p: f64| lat_by_bucket.iter().enumerate().filter_map(|(b, v)| percentile(v, p).map(|x| (t(b), x as f64 / 1e6))).collect::<Vec<_>>();
+    // A bucket without acknowledgements is a gap (NaN breaks the line), not a line across it.
+    let pct = |p: f64| lat_by_bucket.iter().enumerate().map(|(b, v)| (t(b), percentile(v, p).map_or(f64::NAN, |x| x as f64 / 1e6))).collect::<Vec<_>>();
     let line = |name: &str, points| reports::Line { name: name.to_string(), points };
     let charts = vec![
         reports::Chart {

@@ -53,6 +53,10 @@ pub struct RawRun {
     pub cores: u32,
     /// Cluster runs: leader/ISR timeline and leader-election figures (`Null` otherwise).
     pub cluster: Value,
+    /// Network runs: requests each broker served, by API (its own metrics), at the end.
+    pub served: Value,
+    /// Per fault (index into the scenario's faults): the broker it hit, where one was resolved.
+    pub fault_brokers: BTreeMap<usize, u32>,
 }
 
 pub struct RunOutput {
@@ -312,7 +316,10 @@ pub async fn simulate(sc: &Scenario, seed: u64, keep_trace: bool) -> RawRun {
         }
         more.push((d, side_for(i)));
     }
-    let client_net = net.as_ref().map(|n| n.add_host(crate::host::CLIENT_HOST, net_model::sim::NicConfig::symmetric(sc.host.nic_bps)));
+    // Client machines: host 0 also carries the admin, the settle loop's and the oracle's reads.
+    let client_names: Vec<String> = (0..sc.client_hosts).map(crate::host::client_host_name).collect();
+    let client_nets: Vec<_> = net.as_ref().map(|n| client_names.iter().map(|name| n.add_host(name, net_model::sim::NicConfig::symmetric(sc.host.nic_bps))).collect()).unwrap_or_default();
+    let client_net = client_nets.first().cloned();
     let host = Host::with_network(0, disk.clone(), sc.broker.clone(), sc.topics.clone(), tracer.clone(), side);
     host.start();
     let mut hosts = vec![host.clone()];
@@ -383,18 +390,40 @@ pub async fn simulate(sc: &Scenario, seed: u64, keep_trace: bool) -> RawRun {
     let client = madsim::runtime::Handle::current().create_node().name("client").build();
     // Network runs: the client crate's Producer and Consumer on the client host, charging the
     // client host's own core pool (same profile as the broker's).
-    let client_cpu = sc.host.cores.map(|c| net_model::SimCpu::new(net_model::CpuProfile::with_cores(c)));
-    let client_side = client_net.as_ref().map(|cn| ClientSide {
-        net: cn.clone(),
-        cpu: client_cpu.clone().map(|c| Arc::new(c) as Arc<dyn net_model::CostHook>).unwrap_or_else(|| Arc::new(net_model::RealCpu)),
-        bootstrap: hosts.iter().map(|h| h.addr()).collect(),
-    });
+    let client_cpus: Vec<Option<net_model::SimCpu>> = client_nets.iter().map(|_| sc.host.cores.map(|c| net_model::SimCpu::new(net_model::CpuProfile::with_cores(c)))).collect();
+    let client_cpu = client_cpus.first().cloned().flatten();
+    let client_sides: Vec<ClientSide> = client_nets
+        .iter()
+        .zip(&client_cpus)
+        .map(|(cn, cpu)| ClientSide {
+            net: cn.clone(),
+            cpu: cpu.clone().map(|c| Arc::new(c) as Arc<dyn net_model::CostHook>).unwrap_or_else(|| Arc::new(net_model::RealCpu)),
+            bootstrap: hosts.iter().map(|h| h.addr()).collect(),
+        })
+        .collect();
+    let client_side = client_sides.first().cloned();
+    let side_of = |host: Option<u32>, i: u32| client_sides.get(host.unwrap_or(i % sc.client_hosts.max(1)) as usize).cloned();
+    // Prefill: a backlog written before the workload's clock starts.
+    let mut prefilled = 0u64;
+    if let Some(side) = &client_side {
+        for (k, spec) in sc.prefill.iter().enumerate() {
+            let (ok, failed) = crate::clientload::prefill(spec, k as u32, side, &tracer, seed).await;
+            prefilled += ok;
+            if failed > 0 {
+                setup_failures.push(format!("prefill of {}: {failed} of {} records failed", spec.topic, spec.records));
+            }
+        }
+    }
+    if !sc.prefill.is_empty() {
+        tracer.event("prefill-done", &format!("records={prefilled}"));
+    }
+    let stop_ns = sc.producers_stop_ns();
     let mut index = 0u32;
     for spec in &sc.producers {
         for _ in 0..spec.count {
             control.producers_running.fetch_add(1, Ordering::SeqCst);
-            if let Some(side) = &client_side {
-                let p = ClientProducer { index, spec: spec.clone(), side: side.clone(), history: history.clone(), tracer: tracer.clone(), control: control.clone(), stop_at_ns: duration_ns, seed };
+            if let Some(side) = side_of(spec.host, index) {
+                let p = ClientProducer { index, spec: spec.clone(), side, history: history.clone(), tracer: tracer.clone(), control: control.clone(), stop_at_ns: stop_ns, seed };
                 client.spawn(p.run());
                 index += 1;
                 continue;
@@ -407,7 +436,7 @@ pub async fn simulate(sc: &Scenario, seed: u64, keep_trace: bool) -> RawRun {
                 history: history.clone(),
                 tracer: tracer.clone(),
                 control: control.clone(),
-                stop_at_ns: duration_ns,
+                stop_at_ns: stop_ns,
                 seed,
             };
             client.spawn(p.run());
@@ -439,8 +468,8 @@ pub async fn simulate(sc: &Scenario, seed: u64, keep_trace: bool) -> RawRun {
                 cindex += 1;
                 continue;
             }
-            if let Some(side) = &client_side {
-                let c = ClientConsumer { index: cindex, spec: spec.clone(), partitions: mine, side: side.clone(), history: history.clone(), tracer: tracer.clone(), control: control.clone() };
+            if let Some(side) = side_of(spec.host, cindex) {
+                let c = ClientConsumer { index: cindex, spec: spec.clone(), partitions: mine, side, history: history.clone(), tracer: tracer.clone(), control: control.clone() };
                 client.spawn(c.run());
                 cindex += 1;
                 continue;
@@ -503,7 +532,7 @@ pub async fn simulate(sc: &Scenario, seed: u64, keep_trace: bool) -> RawRun {
     let broker_names: Vec<String> = hosts.iter().map(|h| h.name()).collect();
     // A partitioned broker is cut off from the client host, every member's host and (cluster
     // runs) the other brokers; `peers` narrows that for a `Cut`.
-    let clients: Vec<String> = std::iter::once(crate::host::CLIENT_HOST.to_string()).chain(members.values().map(|m| m.name())).collect();
+    let clients: Vec<String> = client_names.iter().cloned().chain(members.values().map(|m| m.name())).collect();
     let peers_of = |b: u32, action: &FaultAction| -> Vec<String> {
         let others = broker_names.iter().enumerate().filter(|(j, _)| *j as u32 != b).map(|(_, n)| n.clone());
         match action {
@@ -620,7 +649,10 @@ pub async fn simulate(sc: &Scenario, seed: u64, keep_trace: bool) -> RawRun {
         }
     }
     let heal_ns = last_heal_ns;
-    tracer.event("heal", &format!("all faults ended (last at {heal_ns} ns); producers stopped sending new records"));
+    tracer.event("heal", &format!("all faults ended (last at {heal_ns} ns); producers send new records until {stop_ns} ns"));
+    if stop_ns < heal_ns + sc.produce_after_heal_s * 1_000_000_000 && !h_no_producers(sc) {
+        tracer.event("heal-late", &format!("the last heal ({heal_ns} ns) came later than the timeline planned: producers stop at {stop_ns} ns"));
+    }
 
     // Settle: producers finish their in-flight sends, consumers catch up with the log end.
     let settle_deadline = duration_ns + sc.settle_timeout_s * 1_000_000_000;
@@ -661,6 +693,8 @@ pub async fn simulate(sc: &Scenario, seed: u64, keep_trace: bool) -> RawRun {
     }
     control.stop_consumers.store(true, Ordering::SeqCst);
     tracer.event("settled", &format!("{settled}"));
+    // The workload's network counters, before the oracle's read-back adds its own traffic.
+    let final_network = net.as_ref().map(|n| serde_json::to_value(n.all_stats()).unwrap_or(Value::Null)).unwrap_or(Value::Null);
 
     // The oracle: read every partition back in full.
     let mut finals = BTreeMap::new();
@@ -690,8 +724,15 @@ pub async fn simulate(sc: &Scenario, seed: u64, keep_trace: bool) -> RawRun {
     }
     sampler.lock().unwrap_or_else(|p| p.into_inner()).sample();
     let end_ns = tracer.now_ns();
-    let final_disk = serde_json::to_value(disk.stats()).unwrap_or(Value::Null);
-    let final_network = net.as_ref().map(|n| serde_json::to_value(n.all_stats()).unwrap_or(Value::Null)).unwrap_or(Value::Null);
+    // Every broker's disk: broker-0's at the top level (as before), each broker's by name.
+    let final_disk = {
+        let mut d = serde_json::to_value(disk.stats()).unwrap_or(Value::Null);
+        if let Value::Object(m) = &mut d {
+            let per: Map<String, Value> = hosts.iter().map(|h| (h.name(), serde_json::to_value(h.disk.stats()).unwrap_or(Value::Null))).collect();
+            m.insert("per_broker".into(), Value::Object(per));
+        }
+        d
+    };
     let cpu_json = |c: &net_model::SimCpu| {
         let st = c.stats();
         json!({
@@ -703,11 +744,22 @@ pub async fn simulate(sc: &Scenario, seed: u64, keep_trace: bool) -> RawRun {
             "stalled_ns": st.stalled_ns,
         })
     };
-    let final_cpu = match (&cpu, &client_cpu) {
-        (Some(b), Some(c)) => json!({ "broker-0": cpu_json(b), crate::host::CLIENT_HOST: cpu_json(c) }),
-        (Some(b), None) => json!({ "broker-0": cpu_json(b) }),
-        _ => Value::Null,
-    };
+    // Every broker's and every client host's CPU.
+    let mut cpus = Map::new();
+    for h in &hosts {
+        if let Some(c) = h.network.as_ref().and_then(|n| n.cpu.as_ref()) {
+            cpus.insert(h.name(), cpu_json(c));
+        }
+    }
+    for (name, c) in client_names.iter().zip(&client_cpus) {
+        if let Some(c) = c {
+            cpus.insert(name.clone(), cpu_json(c));
+        }
+    }
+    let _ = &client_cpu;
+    let final_cpu = if cpus.is_empty() { Value::Null } else { Value::Object(cpus) };
+    // Requests each broker served (its own metrics), by API.
+    let served: Map<String, Value> = hosts.iter().filter_map(|h| h.served().map(|s| (h.name(), Value::String(s)))).collect();
 
     let mut h = history.lock().unwrap_or_else(|p| p.into_inner()).clone();
     h.final_logs = finals;
@@ -728,7 +780,7 @@ pub async fn simulate(sc: &Scenario, seed: u64, keep_trace: bool) -> RawRun {
         h.stuck.push(format!("the run did not settle within settle_timeout_s={}", sc.settle_timeout_s));
     }
     let s = std::mem::replace(&mut *sampler.lock().unwrap_or_else(|p| p.into_inner()), Sampler { disk: disk.clone(), other_disks: Vec::new(), net: None, served: None, cpu: None, nic_samples: Vec::new(), cpu_samples: Vec::new(), tracer: tracer.clone(), samples: Vec::new(), io: Vec::new() });
-    RawRun { history: h, samples: s.samples, io: s.io, tracer, end_ns, final_disk, final_network, final_cpu, nic_samples: s.nic_samples, cpu_samples: s.cpu_samples, cores: sc.host.cores.unwrap_or(0), cluster: cluster_json }
+    RawRun { history: h, samples: s.samples, io: s.io, tracer, end_ns, final_disk, final_network, final_cpu, served: Value::Object(served), nic_samples: s.nic_samples, cpu_samples: s.cpu_samples, cores: sc.host.cores.unwrap_or(0), cluster: cluster_json, fault_brokers: resolved }
 }
 
 async fn read_all(api: &dyn BrokerApi, tp: &TopicPartition, tracer: &Tracer, give_up_ns: u64) -> Option<FinalLog> {
@@ -781,6 +833,10 @@ async fn read_all(api: &dyn BrokerApi, tp: &TopicPartition, tracer: &Tracer, giv
     Some(FinalLog { log_start_offset: start, log_end_offset: end, records })
 }
 
+fn h_no_producers(sc: &Scenario) -> bool {
+    sc.producers.is_empty()
+}
+
 /// Salt of the per-broker seeds (disks, election timeouts, incarnations) in cluster runs.
 const HOST_SALT: u64 = 0x686f_7374_7361_6c74; // "hostsalt"
 
@@ -800,14 +856,14 @@ pub fn conclude(sc: &Scenario, seed: u64, raw: RawRun, opts: &RunOptions, wall_s
     for name in &sc.checks {
         let Some(r) = checkers::run(name, h) else { continue };
         let expected = sc.expect.get(name).copied().unwrap_or(Outcome::Held);
-        raw.tracer.event_at(raw.end_ns, "check", &format!("{name} {} expected={}", r.outcome.as_str(), expected.as_str()));
+        raw.tracer.event_at(raw.end_ns, "check", &format!("{name} {} expected={} examined={}", r.outcome.as_str(), expected.as_str(), r.examined));
         if r.outcome != expected {
             match checkers::kind_of(name) {
                 CheckKind::Safety => safety_failed = true,
                 CheckKind::Liveness => liveness_failed = true,
             }
         }
-        checks.insert(name.clone(), json!({"outcome": r.outcome.as_str(), "expected": expected.as_str(), "detail": r.detail}));
+        checks.insert(name.clone(), json!({"outcome": r.outcome.as_str(), "expected": expected.as_str(), "examined": r.examined, "detail": r.detail}));
     }
     let (hash, events, lines) = raw.tracer.finish();
     let exit_code = if safety_failed {
@@ -818,17 +874,32 @@ pub fn conclude(sc: &Scenario, seed: u64, raw: RawRun, opts: &RunOptions, wall_s
         exit::PASS
     };
     let verdict = if exit_code == exit::PASS { "pass" } else { "fail" };
-    let duration_ns = sc.duration_s * 1_000_000_000;
-    let n_producers: u32 = sc.producers.iter().map(|p| p.count).sum();
-    let record_bytes = if sc.producers.is_empty() {
-        0.0
-    } else {
-        sc.producers.iter().map(|p| p.record_bytes as f64 * f64::from(p.count)).sum::<f64>() / f64::from(n_producers.max(1))
-    };
-    let mut fig = metrics::figures(h, &raw.samples, raw.io.clone(), duration_ns, raw.end_ns, record_bytes);
+    let workload = workload_of(sc);
+    let mut fig = metrics::figures(h, &raw.samples, raw.io.clone(), &workload, raw.end_ns);
     fig.charts.extend(network_charts(&raw));
     let sim_s = raw.end_ns as f64 / 1e9;
-    let markers: Vec<reports::Marker> = sc.faults.iter().map(|f| reports::Marker { at_s: f.at_ns as f64 / 1e9, label: f.label.clone() }).collect();
+    // A fault on a dynamic target names the broker it hit: `kill leader:events/0 → broker-1`.
+    let markers: Vec<reports::Marker> = sc
+        .faults
+        .iter()
+        .enumerate()
+        .map(|(i, f)| {
+            let label = match raw.fault_brokers.get(&i) {
+                Some(b) if f.target.is_dynamic() => format!("{} → broker-{b}", f.label),
+                _ => f.label.clone(),
+            };
+            reports::Marker { at_s: f.at_ns as f64 / 1e9, label }
+        })
+        .collect();
+    let failed: Vec<&crate::history::Send> = h.sends.iter().filter(|s| matches!(s.outcome, crate::history::SendOutcome::Failed { .. })).collect();
+    let failed_sends: Vec<Value> = failed
+        .iter()
+        .take(20)
+        .map(|s| match &s.outcome {
+            crate::history::SendOutcome::Failed { at_ns, error } => json!({"producer": s.producer, "partition": s.tp, "error": error, "at_s": *at_ns as f64 / 1e9}),
+            _ => Value::Null,
+        })
+        .collect();
     let replay = replay_command(opts, seed);
     let final_logs: Map<String, Value> = h
         .final_logs
@@ -849,14 +920,18 @@ pub fn conclude(sc: &Scenario, seed: u64, raw: RawRun, opts: &RunOptions, wall_s
         "replay": replay,
         "checks": checks,
         "throughput": fig.summary_throughput,
-        "produce_latency_ms": fig.summary_latency,
+        "latency": fig.summary_latency,
         "page_cache": fig.summary_page_cache,
         "disk": raw.final_disk,
         "network": raw.final_network,
         "cpu": raw.final_cpu,
+        "requests_served": raw.served,
         "history": {
             "sends": h.sends.len(),
+            "failed": failed.len(),
+            "failed_sends": failed_sends,
             "polls": h.polls.len(),
+            "consumers": consumer_summary(h),
             "final_logs": final_logs,
             "last_heal_s": h.last_heal_ns.map(|n| n as f64 / 1e9),
             "stuck": h.stuck,
@@ -874,6 +949,52 @@ pub fn conclude(sc: &Scenario, seed: u64, raw: RawRun, opts: &RunOptions, wall_s
         "plots": fig.charts.iter().map(|c| c.file.clone()).collect::<Vec<_>>(),
     });
     RunOutput { summary, charts: fig.charts, markers, x_max: sim_s, exit_code, verdict: verdict.to_string(), trace_hash: hash, trace_lines: lines }
+}
+
+/// The workload's offered rates and record sizes, for the figures.
+fn workload_of(sc: &Scenario) -> metrics::Workload {
+    let mut record_bytes = Vec::new();
+    for p in &sc.producers {
+        record_bytes.extend(std::iter::repeat_n(p.record_bytes, p.count as usize));
+    }
+    let closed = sc.producers.iter().any(|p| p.max_rate);
+    let records: f64 = sc.producers.iter().map(|p| p.rate_per_s as f64 * f64::from(p.count)).sum();
+    let bytes: f64 = sc.producers.iter().map(|p| (p.rate_per_s * p.record_bytes as u64) as f64 * f64::from(p.count)).sum();
+    metrics::Workload {
+        record_bytes,
+        offered_records_per_s: (!closed && !sc.producers.is_empty()).then_some(records),
+        offered_bytes_per_s: (!closed && !sc.producers.is_empty()).then_some(bytes),
+        measure_from_ns: sc.measure_from_ns,
+        producers_stop_ns: sc.producers_stop_ns(),
+    }
+}
+
+/// Per consumer: polls that returned records, records polled, and where it ended against the
+/// final log end (summed over its partitions).
+fn consumer_summary(h: &History) -> Value {
+    let mut out: BTreeMap<u32, (u64, u64, i64)> = BTreeMap::new();
+    for p in &h.polls {
+        if let crate::history::PollKind::Records(rs) = &p.kind {
+            let e = out.entry(p.consumer).or_default();
+            e.0 += 1;
+            e.1 += rs.len() as u64;
+        }
+    }
+    for ((c, tp), pos) in &h.final_positions {
+        let end = h.final_logs.get(tp).and_then(|l| l.as_ref()).map_or(0, |l| l.log_end_offset);
+        out.entry(*c).or_default().2 += (end - pos).max(0);
+    }
+    for c in h.group_members.keys() {
+        out.entry(*c).or_default();
+    }
+    Value::Object(
+        out.into_iter()
+            .map(|(c, (polls, records, behind))| {
+                let group = h.group_members.get(&c);
+                (format!("consumer-{c}"), json!({"polls": polls, "records": records, "behind_log_end": if group.is_some() { Value::Null } else { json!(behind) }, "group": group}))
+            })
+            .collect(),
+    )
 }
 
 /// Network runs: NIC utilization per host and direction, and the broker's CPU utilization, per

@@ -115,8 +115,15 @@ pub struct TopicSpec {
 pub struct ProducerSpec {
     pub count: u32,
     pub topic: String,
-    /// Records per second, per producer.
+    /// Records per second, per producer; 0 with `max_rate`.
     pub rate_per_s: u64,
+    /// `"rate": "max"`: a closed loop, as fast as the client allows (bounded by `buffer.memory`
+    /// and `max.in.flight.requests.per.connection`), like `kafka-producer-perf-test
+    /// --throughput -1`. Network mode only.
+    pub max_rate: bool,
+    /// The client host this producer runs on (`workload.client_hosts`); `None` = spread
+    /// round-robin over the client hosts with the other producers.
+    pub host: Option<u32>,
     pub record_bytes: usize,
     pub acks: Acks,
     pub linger_ms: u64,
@@ -212,6 +219,17 @@ pub struct ConsumerSpec {
     pub auto_offset_reset: OffsetReset,
     pub retry_backoff_ms: u64,
     pub request_timeout_ms: u64,
+    /// The client host this consumer runs on (plain consumers; group members have their own).
+    pub host: Option<u32>,
+}
+
+/// Records written before the workload's clock starts (a backlog for consumer benchmarks):
+/// acks=all, as fast as the client allows, not recorded send by send.
+#[derive(Debug, Clone)]
+pub struct PrefillSpec {
+    pub topic: String,
+    pub records: u64,
+    pub record_bytes: usize,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -285,6 +303,15 @@ pub struct Scenario {
     pub checks: Vec<String>,
     /// Expected outcome per check (default: held).
     pub expect: BTreeMap<String, Outcome>,
+    /// Producers keep sending this long after the last fault healed (at least until
+    /// `duration_s`), so every run tests that progress resumes after the heal.
+    pub produce_after_heal_s: u64,
+    /// Start of the throughput/latency measurement window (`measure.from`); `None` = the first
+    /// acknowledgement (start-up excluded).
+    pub measure_from_ns: Option<u64>,
+    /// Client machines (`workload.client_hosts`), each with its own NIC and CPU.
+    pub client_hosts: u32,
+    pub prefill: Vec<PrefillSpec>,
 }
 
 // ------------------------------------------------------------------------------------------ walker
@@ -439,7 +466,7 @@ pub fn parse_bytes(v: &Value, path: &str) -> R<u64> {
 
 /// "5000/s" or a number → records per second.
 fn parse_rate(v: &Value, path: &str) -> R<u64> {
-    let bad = || invalid(path, "expected a rate like \"5000/s\" or a number of records per second");
+    let bad = || invalid(path, "expected a rate like \"5000/s\", a number of records per second, or \"max\"");
     let n = match v {
         Value::Number(n) => n.as_u64().ok_or_else(bad)?,
         Value::String(s) => s.trim().strip_suffix("/s").unwrap_or(s.trim()).trim().parse::<u64>().map_err(|_| bad())?,
@@ -475,7 +502,7 @@ impl Scenario {
         let top = obj(
             &v,
             "",
-            &["name", "description", "seed", "duration_s", "settle_timeout_s", "sample_ms", "cluster", "topics", "workload", "faults", "nemesis", "checks", "expect"],
+            &["name", "description", "seed", "duration_s", "settle_timeout_s", "sample_ms", "produce_after_heal_s", "measure", "cluster", "topics", "workload", "faults", "nemesis", "checks", "expect"],
         )?;
         let name = top.string("name", None)?;
         if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
@@ -486,6 +513,17 @@ impl Scenario {
         let duration_s = top.uint("duration_s", 10, 1, 86_400)?;
         let settle_timeout_s = top.uint("settle_timeout_s", 30, 1, 3_600)?;
         let sample_ms = top.uint("sample_ms", 100, 1, 60_000)?;
+        let produce_after_heal_s = top.uint("produce_after_heal_s", 2, 1, 3_600)?;
+        let measure_from_ns = match top.get("measure") {
+            None => None,
+            Some(m) => {
+                let o = obj(m, "measure", &["from"])?;
+                match o.get("from") {
+                    None => None,
+                    Some(v) => Some(parse_duration_ns(v, &o.p("from"))?),
+                }
+            }
+        };
 
         // cluster
         let cluster_v = top.req("cluster")?;
@@ -583,7 +621,20 @@ impl Scenario {
         };
 
         // workload
-        let w = obj(top.req("workload")?, "workload", &["producers", "consumers"])?;
+        let w = obj(top.req("workload")?, "workload", &["producers", "consumers", "client_hosts", "prefill"])?;
+        let client_hosts = w.uint("client_hosts", 1, 1, 64)? as u32;
+        if client_hosts > 1 && mode != Mode::Network {
+            return Err(invalid("workload.client_hosts", "client hosts are network hosts: needs cluster.mode = \"network\""));
+        }
+        let host_of = |o: &Obj| -> R<Option<u32>> {
+            match o.get("host") {
+                None => Ok(None),
+                Some(_) => {
+                    let h = o.uint("host", 0, 0, u64::from(client_hosts) - 1)? as u32;
+                    Ok(Some(h))
+                }
+            }
+        };
         let mut producers = Vec::new();
         if let Some(list) = w.get("producers") {
             let list = list.as_array().ok_or_else(|| invalid("workload.producers", "expected a list"))?;
@@ -592,7 +643,7 @@ impl Scenario {
                 let o = obj(
                     pv,
                     &p,
-                    &["count", "topic", "rate", "record.bytes", "acks", "linger.ms", "batch.size", "compression.type", "retries", "retry.backoff.ms", "request.timeout.ms", "delivery.timeout.ms", "max.in.flight.requests.per.connection", "enable.idempotence"],
+                    &["count", "topic", "rate", "record.bytes", "acks", "linger.ms", "batch.size", "compression.type", "retries", "retry.backoff.ms", "request.timeout.ms", "delivery.timeout.ms", "max.in.flight.requests.per.connection", "enable.idempotence", "host"],
                 )?;
                 let topic = o.string("topic", None)?;
                 topic_of(&topic, &o.p("topic"))?;
@@ -622,10 +673,16 @@ impl Scenario {
                     return Err(invalid(&o.p("enable.idempotence"), "idempotence requires acks = all (as Kafka's producer)"));
                 }
                 let record_bytes = o.uint("record.bytes", 100, 8, 1 << 20)? as usize;
+                let max_rate = o.req("rate")?.as_str().is_some_and(|r| r.trim() == "max");
+                if max_rate && mode != Mode::Network {
+                    return Err(invalid(&o.p("rate"), "\"max\" (a closed loop) needs cluster.mode = \"network\" (the client crate's producer)"));
+                }
                 producers.push(ProducerSpec {
                     count: o.uint("count", 1, 1, 1000)? as u32,
                     topic,
-                    rate_per_s: parse_rate(o.req("rate")?, &o.p("rate"))?,
+                    rate_per_s: if max_rate { 0 } else { parse_rate(o.req("rate")?, &o.p("rate"))? },
+                    max_rate,
+                    host: host_of(&o)?,
                     record_bytes,
                     acks,
                     linger_ms: o.uint("linger.ms", 5, 0, 3_600_000)?,
@@ -649,7 +706,7 @@ impl Scenario {
                     cv,
                     &p,
                     &[
-                        "count", "topic", "group.id", "max.partition.fetch.bytes", "fetch.max.wait.ms", "auto.offset.reset", "retry.backoff.ms", "request.timeout.ms",
+                        "count", "topic", "group.id", "max.partition.fetch.bytes", "fetch.max.wait.ms", "auto.offset.reset", "retry.backoff.ms", "request.timeout.ms", "host",
                         "session.timeout.ms", "heartbeat.interval.ms", "max.poll.interval.ms", "partition.assignment.strategy", "group.instance.id",
                     ],
                 )?;
@@ -703,6 +760,9 @@ impl Scenario {
                         })
                     }
                 };
+                if group_id.is_some() && o.get("host").is_some() {
+                    return Err(invalid(&o.p("host"), "group members run on their own hosts (consumer-N)"));
+                }
                 consumers.push(ConsumerSpec {
                     count: o.uint("count", 1, 1, 1000)? as u32,
                     topic,
@@ -713,7 +773,21 @@ impl Scenario {
                     auto_offset_reset,
                     retry_backoff_ms: o.uint("retry.backoff.ms", 100, 0, 3_600_000)?,
                     request_timeout_ms: o.uint("request.timeout.ms", 30_000, 1, 3_600_000)?,
+                    host: host_of(&o)?,
                 });
+            }
+        }
+        let mut prefill = Vec::new();
+        if let Some(list) = w.get("prefill") {
+            let list = list.as_array().ok_or_else(|| invalid("workload.prefill", "expected a list"))?;
+            if mode != Mode::Network && !list.is_empty() {
+                return Err(invalid("workload.prefill", "prefill writes through the client crate's producer: needs cluster.mode = \"network\""));
+            }
+            for (i, pv) in list.iter().enumerate() {
+                let o = obj(pv, &format!("workload.prefill[{i}]"), &["topic", "records", "record.bytes"])?;
+                let topic = o.string("topic", None)?;
+                topic_of(&topic, &o.p("topic"))?;
+                prefill.push(PrefillSpec { topic, records: o.uint("records", 0, 1, 100_000_000)?, record_bytes: o.uint("record.bytes", 100, 8, 1 << 20)? as usize });
             }
         }
 
@@ -737,7 +811,25 @@ impl Scenario {
         let checks: Vec<String> = match top.get("checks") {
             // The cluster checks (replicas-agree, hw-monotonic) are on by default only in
             // cluster runs; single-broker scenarios can list them (they hold trivially).
-            None => CHECKS.iter().filter(|c| brokers > 1 || !crate::checkers::CLUSTER_CHECKS.contains(c)).map(|s| s.to_string()).collect(),
+            // Only the checks that apply: a check with nothing to examine would be vacuous.
+            None => {
+                let has_consumers = !consumers.is_empty();
+                let has_groups = consumers.iter().any(|c| c.group.is_some());
+                let acked = producers.iter().any(|p| p.acks != Acks::Zero);
+                let writes = !producers.is_empty() || !prefill.is_empty();
+                CHECKS
+                    .iter()
+                    .filter(|c| match **c {
+                        "lost-write" => acked,
+                        "inconsistent-offsets" | "duplicate" => writes,
+                        "nonmonotonic-poll" | "poll-skip" => has_consumers,
+                        "group-exclusive" | "committed-offset-monotonic" | "generation-fencing" => has_groups,
+                        "replicas-agree" | "hw-monotonic" => brokers > 1,
+                        _ => true,
+                    })
+                    .map(|s| s.to_string())
+                    .collect()
+            }
             Some(Value::Array(a)) => {
                 let mut out = Vec::new();
                 for (i, c) in a.iter().enumerate() {
@@ -789,6 +881,10 @@ impl Scenario {
             nemesis,
             checks,
             expect,
+            produce_after_heal_s,
+            measure_from_ns,
+            client_hosts,
+            prefill,
         })
     }
 
@@ -803,6 +899,43 @@ impl Scenario {
         sc
     }
 
+    /// When the last fault heals, as far as the timeline says before the run (the run itself
+    /// records the real time): a fault still active at `duration_s` (a kill or power loss
+    /// without a later restart of its target, a `for` reaching past the end, a pause without
+    /// `for`) heals at `duration_s`.
+    pub fn planned_last_heal_ns(&self) -> u64 {
+        let end = self.duration_s * 1_000_000_000;
+        let mut last = 0u64;
+        for (i, f) in self.faults.iter().enumerate() {
+            let heal = match (&f.action, f.for_ns) {
+                (FaultAction::Restart, _) => f.at_ns,
+                (FaultAction::DropCaches | FaultAction::CorruptSector { .. }, _) => continue,
+                (_, Some(d)) => (f.at_ns + d).min(end),
+                (FaultAction::Kill | FaultAction::PowerLoss | FaultAction::Leave, None) => {
+                    let restarted = self.faults[i + 1..].iter().any(|g| g.action == FaultAction::Restart && g.target == f.target && g.at_ns >= f.at_ns);
+                    if restarted {
+                        continue;
+                    }
+                    end
+                }
+                (_, None) => end,
+            };
+            last = last.max(heal.min(end));
+        }
+        last
+    }
+
+    /// When producers stop sending new records: `duration_s`, or later when the last fault
+    /// heals less than `produce_after_heal_s` before it (every run produces after its heal).
+    pub fn producers_stop_ns(&self) -> u64 {
+        let end = self.duration_s * 1_000_000_000;
+        let heal = self.planned_last_heal_ns();
+        if heal == 0 && self.faults.is_empty() {
+            return end;
+        }
+        end.max(heal + self.produce_after_heal_s * 1_000_000_000)
+    }
+
     /// Every setting in force, defaults included, by Kafka's (and Linux's) names.
     pub fn effective(&self) -> Value {
         let h = &self.host;
@@ -814,6 +947,9 @@ impl Scenario {
             "duration_s": self.duration_s,
             "settle_timeout_s": self.settle_timeout_s,
             "sample_ms": self.sample_ms,
+            "produce_after_heal_s": self.produce_after_heal_s,
+            "producers_stop_s": self.producers_stop_ns() as f64 / 1e9,
+            "measure": {"from_s": self.measure_from_ns.map(|n| n as f64 / 1e9), "default": "from the first acknowledgement (or poll) to when producers stop"},
             "cluster": {
                 "brokers": self.brokers,
                 "mode": self.mode.name(),
@@ -845,10 +981,13 @@ impl Scenario {
                 "overrides": t.overrides,
             })).collect::<Vec<_>>(),
             "workload": {
+                "client_hosts": self.client_hosts,
+                "prefill": self.prefill.iter().map(|p| json!({"topic": p.topic, "records": p.records, "record.bytes": p.record_bytes})).collect::<Vec<_>>(),
                 "producers": self.producers.iter().map(|p| json!({
                     "count": p.count,
                     "topic": p.topic,
-                    "rate": format!("{}/s", p.rate_per_s),
+                    "rate": if p.max_rate { "max".to_string() } else { format!("{}/s", p.rate_per_s) },
+                    "host": p.host,
                     "record.bytes": p.record_bytes,
                     "acks": p.acks.name(),
                     "linger.ms": p.linger_ms,

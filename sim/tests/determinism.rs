@@ -71,15 +71,6 @@ fn quickstart_storage_baseline_hash() {
     assert_eq!(h, QUICKSTART_STORAGE_SEED1_HASH, "quickstart-storage seed 1 trace hash changed; if intended, update the pin with a comment");
 }
 
-#[test]
-fn shipped_scenarios_meet_their_expectations() {
-    for name in ["quickstart", "quickstart-storage", "network-partition-retries", "network-partition-idempotent", "group-rebalance", "group-zombie-commit", "group-coordinator-restart", "group-leave", "power-loss-acks1-noflush", "power-loss-flush1", "slow-disk", "page-cache-pressure"] {
-        let sc = scenario(name);
-        let out = run(&sc, sc.seed, &opts(name));
-        assert_eq!(out.exit_code, 0, "{name}: {}", serde_json::to_string_pretty(&out.summary["checks"]).unwrap_or_default());
-    }
-}
-
 /// Runs inside madsim's own test runtime, so `MADSIM_TEST_CHECK_DETERMINISM=1` re-runs it and
 /// compares every random draw of the scheduler.
 #[madsim::test]

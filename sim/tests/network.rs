@@ -134,7 +134,7 @@ fn partition_stalls_then_heals_and_short_timeouts_duplicate() {
     let sc = Scenario::parse(&stall).unwrap();
     let out = go(&sc, 2, true);
     assert_eq!(out.exit_code, 0, "{}", checks(&out));
-    let p99 = out.summary["produce_latency_ms"]["p99"].as_f64().unwrap_or(0.0);
+    let p99 = out.summary["latency"]["produce_ms"]["p99"].as_f64().unwrap_or(0.0);
     assert!(p99 > 500.0, "requests waited out the partition: p99 {p99} ms");
     let lines = out.trace_lines.as_deref().unwrap_or_default();
     assert!(lines.iter().any(|l| l.contains(" net {\"Partition\":{\"from\":\"broker-0\",\"to\":\"client\"")));
@@ -155,8 +155,8 @@ fn slow_nic_raises_latency_and_recovers() {
     let sc = Scenario::parse(&slow).unwrap();
     let out = go(&sc, 2, true);
     assert_eq!(out.exit_code, 0, "{}", checks(&out));
-    let p99 = out.summary["produce_latency_ms"]["p99"].as_f64().unwrap_or(0.0);
-    let p50 = out.summary["produce_latency_ms"]["p50"].as_f64().unwrap_or(0.0);
+    let p99 = out.summary["latency"]["produce_ms"]["p99"].as_f64().unwrap_or(0.0);
+    let p50 = out.summary["latency"]["produce_ms"]["p50"].as_f64().unwrap_or(0.0);
     assert!(p99 > 50.0 && p50 < 10.0, "p50 {p50} ms, p99 {p99} ms");
     let lines = out.trace_lines.as_deref().unwrap_or_default();
     assert!(lines.iter().any(|l| l.contains(r#" net {"SetNic":{"host":"broker-0""#) && l.contains(r#""egress_bps":2000000"#)));
