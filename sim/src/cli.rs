@@ -57,6 +57,7 @@ struct SweepArgs {
     /// Seed range, `A..B` (B exclusive) or `A..=B`.
     #[arg(long)]
     seeds: String,
+    /// Runs at once, 1..=64 (each seed is its own process).
     #[arg(long, default_value_t = 2)]
     jobs: usize,
     /// Default: out/sweep/<scenario name>.
@@ -82,9 +83,49 @@ fn parse_args<T: Parser>(args: &[String]) -> Result<T, i32> {
     })
 }
 
+/// `sim --help`, `sim help`, and `sim` without arguments.
+pub const HELP: &str = "\
+sim: Loglab's deterministic simulator (build and run it with `cargo simulate`)
+
+USAGE:
+  cargo simulate SCENARIO [--seed N] [--out DIR] [--trace]    run one scenario (also: `run SCENARIO ...`)
+  cargo simulate check-determinism SCENARIO [--seed N]        run one seed twice in two processes, compare trace hashes
+  cargo simulate sweep SCENARIO --seeds A..B [--jobs J] [--out DIR]   many seeds (A..B excludes B, A..=B includes it)
+  cargo simulate help [SUBCOMMAND]                            this text, or a subcommand's options
+
+A run writes DIR/summary.json (verdict, checks with what each examined, throughput offered and
+achieved, latency, counters), SVG plots and DIR/index.html (default DIR: out/<scenario name>).
+Scenario format: sim/README.md. Shipped scenarios: scenarios/*.json.
+
+EXIT CODES:
+  0   pass: every check had its expected outcome
+  1   a safety check did not (e.g. an acknowledged write was lost, or a check examined nothing)
+  2   liveness: progress did not resume after the faults healed
+  3   the simulator crashed (the seed and the replay command are printed)
+  4   check-determinism found two runs of one seed that differ
+  64  bad command line or scenario file
+
+ENVIRONMENT:
+  LOGLAB_SIM_LOG=error|warn|info|debug|trace   print the broker's and clients' log lines to stderr
+                                               (plain text, no colour codes)
+";
+
 /// Entry point; returns the process exit code.
 pub fn main_with_args(argv: Vec<String>) -> i32 {
     let r = match argv.get(1).map(String::as_str) {
+        None | Some("--help" | "-h") => {
+            print!("{HELP}");
+            Ok(if argv.len() < 2 { exit::USAGE } else { exit::PASS })
+        }
+        Some("help") => match argv.get(2).map(String::as_str) {
+            Some("check-determinism") => parse_args::<CheckArgs>(&["check-determinism".into(), "--help".into()]).map(|_: CheckArgs| exit::PASS),
+            Some("sweep") => parse_args::<SweepArgs>(&["sweep".into(), "--help".into()]).map(|_: SweepArgs| exit::PASS),
+            Some("run") => parse_args::<RunArgs>(&["run".into(), "--help".into()]).map(|_: RunArgs| exit::PASS),
+            _ => {
+                print!("{HELP}");
+                Ok(exit::PASS)
+            }
+        },
         Some("check-determinism") => check_determinism(&argv[1..]),
         Some("sweep") => sweep(&argv[1..]),
         Some("run") => run_cmd(&argv[1..]),
@@ -114,7 +155,7 @@ fn run_cmd(args: &[String]) -> Result<i32, i32> {
         return Ok(exit::CRASH);
     };
     let dir = PathBuf::from(&out);
-    if let Err(e) = reports::write_run(&dir, &output.summary, &output.charts, &output.markers, output.x_max) {
+    if let Err(e) = reports::write_run_with(&dir, &output.summary, &plot_options(&output), &output.markers, output.x_max) {
         eprintln!("error: {e}");
         return Ok(exit::CRASH);
     }
@@ -131,7 +172,10 @@ fn run_cmd(args: &[String]) -> Result<i32, i32> {
         .map(|m| m.iter().filter(|(_, c)| c["outcome"] != c["expected"]).map(|(k, c)| format!("{k} {} (expected {})", c["outcome"].as_str().unwrap_or(""), c["expected"].as_str().unwrap_or(""))).collect())
         .unwrap_or_default();
     let speed = &s["speed"];
-    println!(
+    let mut stdout = std::io::stdout();
+    // A closed pipe (`| head -1`) is not a crash: the run's files are written already.
+    let _ = writeln!(
+        stdout,
         "{}: {} seed {} trace {} | {} checks as expected{} | {:.1} simulated s in {:.2} wall s ({:.1}x)",
         output.verdict.to_uppercase(),
         sc.name,
@@ -144,10 +188,34 @@ fn run_cmd(args: &[String]) -> Result<i32, i32> {
         speed["simulated_s_per_wall_s"].as_f64().unwrap_or(0.0),
     );
     if !a.quiet {
-        println!("replay: {replay}");
-        println!("report: {}/index.html", out);
+        let _ = writeln!(stdout, "replay: {replay}");
+        let _ = writeln!(stdout, "report: {}/index.html", out);
     }
     Ok(output.exit_code)
+}
+
+/// Plots show the workload, not the set-up or the oracle's read-back after it: throughput and
+/// latency over the measurement window, everything else from 0 until a second after producers
+/// stopped; latency on a log scale (a 4 ms median and a 3 s outlier both readable).
+fn plot_options(output: &run::RunOutput) -> Vec<(reports::Chart, reports::PlotOptions)> {
+    let s = &output.summary;
+    let stop_s = s["settings"]["producers_stop_s"].as_f64().unwrap_or(output.x_max);
+    let window = s["throughput"]["window_s"].as_array().and_then(|w| Some((w.first()?.as_f64()?, w.get(1)?.as_f64()?)));
+    let end = (stop_s + 1.0).min(output.x_max.max(stop_s));
+    output
+        .charts
+        .iter()
+        .cloned()
+        .map(|c| {
+            let o = match (c.file.as_str(), window) {
+                ("produce_latency.svg", Some((a, b))) => reports::PlotOptions::log().with_x_range(a, b),
+                ("produce_latency.svg", None) => reports::PlotOptions::log().with_x_range(0.0, end),
+                ("throughput.svg", Some((a, b))) => reports::PlotOptions::default().with_x_range(a, b),
+                _ => reports::PlotOptions::default().with_x_range(0.0, end),
+            };
+            (c, o)
+        })
+        .collect()
 }
 
 fn check_determinism(args: &[String]) -> Result<i32, i32> {
@@ -212,14 +280,18 @@ fn sweep(args: &[String]) -> Result<i32, i32> {
     let a: SweepArgs = parse_args(args)?;
     let sc = load(&a.scenario)?;
     let Some(seeds) = parse_seeds(&a.seeds) else {
-        eprintln!("error: --seeds: expected A..B or A..=B");
+        eprintln!("error: --seeds {}: expected a non-empty range A..B (B excluded, B > A) or A..=B (B >= A), or one seed", a.seeds);
         return Err(exit::USAGE);
     };
+    if a.jobs == 0 || a.jobs > 64 {
+        eprintln!("error: --jobs {}: expected 1..=64 runs at once", a.jobs);
+        return Err(exit::USAGE);
+    }
     if seeds.len() > 100_000 {
         eprintln!("error: --seeds: at most 100000 seeds");
         return Err(exit::USAGE);
     }
-    let jobs = a.jobs.clamp(1, 64);
+    let jobs = a.jobs;
     let base = a.out.clone().unwrap_or_else(|| format!("out/sweep/{}", sc.name));
     let exe = std::env::current_exe().map_err(|_| exit::CRASH)?;
     let mut pending = seeds.clone().into_iter();

@@ -171,7 +171,9 @@ impl ClientProducer {
             } else {
                 self.tracer.sleep_until_ns(next).await;
             }
-            if next >= self.stop_at_ns {
+            // A producer held back by a full buffer stops at the stop time too: what it could
+            // not send by then was offered but never sent (achieved < offered).
+            if next >= self.stop_at_ns || self.tracer.now_ns() >= self.stop_at_ns {
                 break;
             }
             let id = (u64::from(self.index) << 40) | seq;

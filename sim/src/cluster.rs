@@ -59,6 +59,11 @@ pub fn partition_state(hosts: &[Arc<Host>], topic: &str, partition: i32) -> Opti
     Some(PartState { leader: p.leader, leader_epoch: p.leader_epoch, isr: p.isr.clone(), replicas: p.replicas.clone() })
 }
 
+/// Brokers registered and unfenced in the newest committed metadata any live broker holds.
+pub fn registered_brokers(hosts: &[Arc<Host>]) -> usize {
+    best_image(hosts).map_or(0, |img| img.live_brokers().len())
+}
+
 /// The active controller: the live node that is Raft leader with the highest term.
 pub fn active_controller(hosts: &[Arc<Host>]) -> Option<u32> {
     hosts

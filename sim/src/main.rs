@@ -13,7 +13,9 @@ fn main() {
             "trace" => tracing::Level::TRACE,
             _ => tracing::Level::INFO,
         };
-        tracing_subscriber::fmt().with_writer(std::io::stderr).with_max_level(level).init();
+        // Plain text: no colour codes, whether stderr is a terminal, a file or a pipe (the
+        // `ansi` feature of tracing-subscriber is not built).
+        tracing_subscriber::fmt().with_writer(std::io::stderr).with_ansi(false).with_max_level(level).init();
     }
     let code = sim::cli::main_with_args(std::env::args().collect());
     std::process::exit(code);

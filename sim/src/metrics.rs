@@ -75,6 +75,9 @@ pub struct Workload {
     /// (`"rate": "max"`: it offers as much as it can send).
     pub offered_records_per_s: Option<f64>,
     pub offered_bytes_per_s: Option<f64>,
+    /// Record payload bytes of each prefill entry (their ids carry producer index
+    /// `PREFILL_INDEX_BASE + k`).
+    pub prefill_record_bytes: Vec<usize>,
     /// `measure.from`; `None` = from the first acknowledgement (or poll, without producers).
     pub measure_from_ns: Option<u64>,
     /// When producers stopped sending new records (the window's end).
@@ -154,7 +157,11 @@ fn throughput_and_latency(h: &History, w: &Workload) -> (Value, Value) {
             let c = created.get(&value).copied();
             if inside(p.at_ns) {
                 consumed += 1;
-                consumed_bytes += c.map_or(0, |(_, prod)| bytes_of(prod));
+                let producer = (value >> 40) as u32;
+                consumed_bytes += match producer.checked_sub(crate::clientload::PREFILL_INDEX_BASE) {
+                    Some(k) => w.prefill_record_bytes.get(k as usize).copied().unwrap_or(0) as u64,
+                    None => bytes_of(producer),
+                };
             }
             // End to end: created → first consumed by anyone, for records created in the window.
             if let Some((t0, _)) = c {
@@ -180,7 +187,11 @@ fn throughput_and_latency(h: &History, w: &Workload) -> (Value, Value) {
         "offered": {
             "produce_records_per_s": w.offered_records_per_s,
             "produce_bytes_per_s": w.offered_bytes_per_s,
-            "note": if w.offered_records_per_s.is_none() && !w.record_bytes.is_empty() { "closed-loop producers (rate: max) offer what they can send" } else { "the scenario's rate, summed over producers" },
+            "note": match (w.offered_records_per_s.is_some(), w.record_bytes.is_empty()) {
+                (_, true) => "no producers",
+                (false, false) => "closed-loop producers (rate: max) offer what they can send",
+                (true, false) => "the scenario's rate, summed over producers",
+            },
         },
         "achieved": {
             "produce_records_per_s": rate(produced),

@@ -318,7 +318,7 @@ pub async fn simulate(sc: &Scenario, seed: u64, keep_trace: bool) -> RawRun {
     }
     // Client machines: host 0 also carries the admin, the settle loop's and the oracle's reads.
     let client_names: Vec<String> = (0..sc.client_hosts).map(crate::host::client_host_name).collect();
-    let client_nets: Vec<_> = net.as_ref().map(|n| client_names.iter().map(|name| n.add_host(name, net_model::sim::NicConfig::symmetric(sc.host.nic_bps))).collect()).unwrap_or_default();
+    let client_nets: Vec<_> = net.as_ref().map(|n| client_names.iter().map(|name| n.add_host(name, net_model::sim::NicConfig::symmetric(sc.client_nic_bps))).collect()).unwrap_or_default();
     let client_net = client_nets.first().cloned();
     let host = Host::with_network(0, disk.clone(), sc.broker.clone(), sc.topics.clone(), tracer.clone(), side);
     host.start();
@@ -345,6 +345,20 @@ pub async fn simulate(sc: &Scenario, seed: u64, keep_trace: bool) -> RawRun {
     };
     let mut setup_failures = Vec::new();
     if let Some(cn) = &client_net {
+        // Cluster runs: topics are created once every broker has registered, so the
+        // controller spreads replicas and leaders round-robin over all of them (a topic created
+        // while one broker is up would put every leader on it).
+        if clustered {
+            let give_up = tracer.now_ns() + 20_000_000_000;
+            while crate::cluster::registered_brokers(&hosts) < sc.brokers as usize {
+                if tracer.now_ns() > give_up {
+                    setup_failures.push(format!("only {} of {} brokers registered within 20 s", crate::cluster::registered_brokers(&hosts), sc.brokers));
+                    break;
+                }
+                tracer.sleep_until_ns(tracer.now_ns() + 10_000_000).await;
+            }
+            tracer.event("brokers-registered", &format!("{}", crate::cluster::registered_brokers(&hosts)));
+        }
         // Like an operator's `kafka-topics --create` before the workload starts.
         let admin = NetClient::new(cn.clone(), host.addr(), "admin".into(), tracer.clone(), -1, 1);
         let give_up = 10_000_000_000;
@@ -964,6 +978,7 @@ fn workload_of(sc: &Scenario) -> metrics::Workload {
         record_bytes,
         offered_records_per_s: (!closed && !sc.producers.is_empty()).then_some(records),
         offered_bytes_per_s: (!closed && !sc.producers.is_empty()).then_some(bytes),
+        prefill_record_bytes: sc.prefill.iter().map(|p| p.record_bytes).collect(),
         measure_from_ns: sc.measure_from_ns,
         producers_stop_ns: sc.producers_stop_ns(),
     }

@@ -311,6 +311,8 @@ pub struct Scenario {
     pub measure_from_ns: Option<u64>,
     /// Client machines (`workload.client_hosts`), each with its own NIC and CPU.
     pub client_hosts: u32,
+    /// The client hosts' NIC (`workload.client_nic`, default `cluster.host.nic`).
+    pub client_nic_bps: u64,
     pub prefill: Vec<PrefillSpec>,
 }
 
@@ -621,8 +623,13 @@ impl Scenario {
         };
 
         // workload
-        let w = obj(top.req("workload")?, "workload", &["producers", "consumers", "client_hosts", "prefill"])?;
+        let w = obj(top.req("workload")?, "workload", &["producers", "consumers", "client_hosts", "client_nic", "prefill"])?;
         let client_hosts = w.uint("client_hosts", 1, 1, 64)? as u32;
+        let client_nic_bps = match w.get("client_nic") {
+            None => host.nic_bps,
+            Some(_) if mode != Mode::Network => return Err(invalid("workload.client_nic", "needs cluster.mode = \"network\"")),
+            Some(v) => parse_bps(v, "workload.client_nic")?,
+        };
         if client_hosts > 1 && mode != Mode::Network {
             return Err(invalid("workload.client_hosts", "client hosts are network hosts: needs cluster.mode = \"network\""));
         }
@@ -884,6 +891,7 @@ impl Scenario {
             produce_after_heal_s,
             measure_from_ns,
             client_hosts,
+            client_nic_bps,
             prefill,
         })
     }
@@ -982,6 +990,7 @@ impl Scenario {
             })).collect::<Vec<_>>(),
             "workload": {
                 "client_hosts": self.client_hosts,
+                "client_nic_bps": if self.mode == Mode::Network { json!(self.client_nic_bps) } else { Value::Null },
                 "prefill": self.prefill.iter().map(|p| json!({"topic": p.topic, "records": p.records, "record.bytes": p.record_bytes})).collect::<Vec<_>>(),
                 "producers": self.producers.iter().map(|p| json!({
                     "count": p.count,
@@ -1499,12 +1508,33 @@ mod tests {
     }
 
     #[test]
+    fn workload_options_are_checked_and_producers_outlive_the_last_heal() {
+        let net = |w: &str, extra: &str| format!(r#"{{"name": "t", "duration_s": 10, "cluster": {{"mode": "network"}}, "topics": [{{"name": "events"}}], "workload": {w}{extra}}}"#);
+        let ok = Scenario::parse(&net(r#"{"client_hosts": 2, "producers": [{"topic": "events", "rate": "max", "host": 1}], "prefill": [{"topic": "events", "records": 10}]}"#, "")).unwrap();
+        assert!(ok.producers[0].max_rate && ok.producers[0].host == Some(1) && ok.client_hosts == 2 && ok.prefill[0].records == 10);
+        assert!(err(&net(r#"{"client_hosts": 2, "producers": [{"topic": "events", "rate": "1/s", "host": 2}]}"#, "")).starts_with("workload.producers[0].host"));
+        assert!(err(&MIN.replace(r#""rate": "100/s""#, r#""rate": "max""#)).contains("needs cluster.mode"));
+        assert!(err(&MIN.replace(r#""workload": {"#, r#""workload": {"client_hosts": 2, "#)).starts_with("workload.client_hosts"));
+        // No faults: producers stop at duration_s.
+        assert_eq!(ok.producers_stop_ns(), 10_000_000_000);
+        // A kill at 9 s restarted at 9.5 s: the last heal is 9.5 s, producers go on to 11.5 s.
+        let f = r#", "faults": [{"at": "9s", "kill": "broker-0"}, {"at": "9500ms", "restart": "broker-0"}]"#;
+        let sc = Scenario::parse(&net(r#"{"producers": [{"topic": "events", "rate": "1/s"}]}"#, f)).unwrap();
+        assert_eq!((sc.planned_last_heal_ns(), sc.producers_stop_ns()), (9_500_000_000, 11_500_000_000));
+        // A kill never restarted heals when the run heals everything, at duration_s.
+        let f = r#", "faults": [{"at": "2s", "kill": "broker-0"}]"#;
+        let sc = Scenario::parse(&net(r#"{"producers": [{"topic": "events", "rate": "1/s"}]}"#, f)).unwrap();
+        assert_eq!(sc.producers_stop_ns(), 12_000_000_000);
+    }
+
+    #[test]
     fn minimal_scenario_gets_every_default() {
         let s = Scenario::parse(MIN).unwrap();
         assert_eq!(s.producers[0].acks, Acks::All);
         assert_eq!(s.producers[0].linger_ms, 5);
         assert_eq!(s.broker.log, LogConfig::default());
-        assert_eq!(s.checks.len(), CHECKS.len() - crate::checkers::CLUSTER_CHECKS.len());
+        // Only the checks that apply: one producer with acks=all, no consumer, one broker.
+        assert_eq!(s.checks, vec!["lost-write", "inconsistent-offsets", "duplicate", "liveness"]);
         let e = s.effective();
         assert_eq!(e["workload"]["producers"][0]["batch.size"], 16384);
         assert_eq!(e["cluster"]["config"]["log.flush.interval.messages"], i64::MAX);

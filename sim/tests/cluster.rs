@@ -180,3 +180,24 @@ fn cluster_scenarios_parse_and_bad_targets_name_the_path() {
     let single = scenario("quickstart");
     assert!(!single.checks.iter().any(|c| c == "replicas-agree"), "cluster checks are opt-in for one broker");
 }
+
+/// Topics are created once every broker has registered: an RF 1 topic of six partitions puts
+/// two leaders on each of the three brokers (the controller deals them round-robin), not all six
+/// on the first broker to come up.
+#[test]
+fn topics_spread_their_leaders_over_every_broker() {
+    let text = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios/cluster-leader-kill.json")).expect("scenario");
+    let text = text
+        .replace(r#""partitions": 2, "replication.factor": 3"#, r#""partitions": 6, "replication.factor": 1"#)
+        .replace(r#""min.insync.replicas": 2"#, r#""min.insync.replicas": 1"#)
+        .replace(r#""enable.idempotence": true, "#, "");
+    let mut sc = Scenario::parse(&text).expect("scenario");
+    sc.faults.clear();
+    let out = run(&sc, 1, &RunOptions { keep_trace: false, scenario_path: "inline".into(), out_dir: "out/spread".into() });
+    let mut per_broker = std::collections::BTreeMap::new();
+    for p in 0..6 {
+        let first = &partition(&out, &format!("events-{p}"))["timeline"][0];
+        *per_broker.entry(first["leader"].as_i64().unwrap_or(-1)).or_insert(0) += 1;
+    }
+    assert_eq!(per_broker.into_iter().collect::<Vec<_>>(), vec![(0, 2), (1, 2), (2, 2)], "{}", show(&out));
+}
