@@ -270,33 +270,67 @@ pub fn lost_write(h: &History) -> CheckResult {
     ))
 }
 
+/// Who saw a value at an offset (for inconsistent-offsets' detail).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Source {
+    Acked(u32),
+    Polled(u32),
+    FinalLog,
+}
+
+impl std::fmt::Display for Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Source::Acked(p) => write!(f, "acked to producer {p}"),
+            Source::Polled(c) => write!(f, "polled by consumer {c}"),
+            Source::FinalLog => write!(f, "final log"),
+        }
+    }
+}
+
 /// inconsistent-offsets: one offset seen holding two different values (by an ack, a poll or the
-/// final log). Examined: distinct offsets observed.
+/// final log). Examined: distinct offsets observed. One hash-map entry per offset (the first
+/// value seen and who saw it); only offsets with a second value get an ordered map of values.
 pub fn inconsistent_offsets(h: &History) -> CheckResult {
-    // (tp, offset) → value → first source that saw it.
-    let mut seen: BTreeMap<(&Tp, i64), BTreeMap<u64, String>> = BTreeMap::new();
+    type First<'a> = std::collections::HashMap<(&'a Tp, i64), (u64, Source)>;
+    type Conflicts<'a> = BTreeMap<(&'a Tp, i64), BTreeMap<u64, Source>>;
+    fn see<'a>(first: &mut First<'a>, conflicts: &mut Conflicts<'a>, tp: &'a Tp, offset: i64, value: u64, src: Source) {
+        match first.entry((tp, offset)) {
+            std::collections::hash_map::Entry::Vacant(e) => {
+                e.insert((value, src));
+            }
+            std::collections::hash_map::Entry::Occupied(e) => {
+                let (v0, s0) = *e.get();
+                if v0 != value {
+                    conflicts.entry((tp, offset)).or_insert_with(|| BTreeMap::from([(v0, s0)])).entry(value).or_insert(src);
+                }
+            }
+        }
+    }
+    let mut first: First = std::collections::HashMap::new();
+    let mut conflicts: Conflicts = BTreeMap::new();
     for (send, offset, _) in h.acked() {
-        seen.entry((&send.tp, offset)).or_default().entry(send.value).or_insert_with(|| format!("acked to producer {}", send.producer));
+        see(&mut first, &mut conflicts, &send.tp, offset, send.value, Source::Acked(send.producer));
     }
     for p in &h.polls {
         if let PollKind::Records(rs) = &p.kind {
             for &(offset, value) in rs {
-                seen.entry((&p.tp, offset)).or_default().entry(value).or_insert_with(|| format!("polled by consumer {}", p.consumer));
+                see(&mut first, &mut conflicts, &p.tp, offset, value, Source::Polled(p.consumer));
             }
         }
     }
     for (tp, log) in &h.final_logs {
         if let Some(log) = log {
             for &(offset, value) in &log.records {
-                seen.entry((tp, offset)).or_default().entry(value).or_insert_with(|| "final log".to_string());
+                see(&mut first, &mut conflicts, tp, offset, value, Source::FinalLog);
             }
         }
     }
-    let observed = seen.len();
-    let bad: Vec<_> = seen.into_iter().filter(|(_, vs)| vs.len() > 1).collect();
-    if bad.is_empty() {
+    let observed = first.len();
+    if conflicts.is_empty() {
         return CheckResult::held(observed as u64, format!("{observed} observed offsets each held one value"));
     }
+    let bad: Vec<_> = conflicts.into_iter().collect();
     CheckResult::violated(observed as u64, format!(
         "{} offsets held more than one value: {}",
         bad.len(),
