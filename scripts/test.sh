@@ -1,81 +1,202 @@
 #!/usr/bin/env bash
 # Loglab's one test command: installs what the tests need (idempotently), then runs every test in
-# both worlds. CI (.ci/run) calls exactly this. Usage: scripts/test.sh
+# both worlds. CI (.ci/run) calls exactly this.
+#
+# Usage:
+#   scripts/test.sh          the full command, what CI runs (about 20-25 min on 2 cores):
+#                              1. tools, each skipped when present: kcat (apt), and .venv with
+#                                 confluent-kafka, kafka-python and pytest (pip)
+#                              2. cargo test --workspace            (real world, default proptest cases)
+#                              3. deep properties: the property tests that guard data (log model,
+#                                 compaction, codecs, ISR/HW, Raft, group state, the producer's
+#                                 accumulator, the assignors) again with PROPTEST_CASES raised
+#                              4. cargo sim-test --workspace        (simulated world)
+#                              5. the nemesis sweeps (single broker, cluster), 200 seeds each
+#                              6. real clients (kcat, confluent-kafka, kafka-python) against
+#                                 `broker serve` (tests/clients)
+#   scripts/test.sh --quick  the quick tier: kcat (which `cargo test` needs), then only
+#                            `cargo test --workspace` (real world, default proptest cases)
+#
+# A test that needs a tool fails, naming it, when the tool is missing: the tools are installed
+# before the first step that needs them. Each step's full output is in target/<step>.log. The last
+# line is `tests: N passed, M failed`: every test each step ran (the deep step's re-runs and each
+# sweep as one test included); a step that fails without naming a failed test (a build error, a
+# timeout, an install) counts as one failed.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TERM_COLOR=never
 # A RUSTFLAGS in the environment would silently override the simulated build's --cfg madsim.
 unset RUSTFLAGS
+
+quick=0
+case "${1-}" in
+  "") ;;
+  --quick) quick=1 ;;
+  -h|--help) sed -n '2,/^set -uo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+  *) echo "usage: scripts/test.sh [--quick]" >&2; exit 64 ;;
+esac
+
 mkdir -p target
-failures=0
+failures=0      # failed steps
+passed_total=0  # tests passed, over every step
+failed_total=0  # tests failed, over every step (a failed step without a failed test counts one)
 
 step() { printf '\n=== %s\n' "$*"; }
 
+# Adds a step's counts to the totals: record <rc> <passed> <failed>.
+record() {
+  local rc=$1 p=$2 f=$3
+  if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then f=1; fi
+  passed_total=$((passed_total + p))
+  failed_total=$((failed_total + f))
+  if [ "$rc" -ne 0 ]; then failures=$((failures + 1)); fi
+}
+
+# Sums libtest's `test result:` lines in a log: prints "<passed> <failed>".
+cargo_counts() {
+  awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
+       END { print p + 0, f + 0 }' "$1"
+}
+
 # Runs a cargo test command, keeps its full output in target/<name>.log, prints the summary lines.
+# Extra environment for the command goes before `--`: cargo_tests <name> [VAR=value ...] -- <cargo args>.
 cargo_tests() {
   local name=$1; shift
-  step "$name: cargo $*"
-  cargo "$@" >"target/$name.log" 2>&1
+  local env=()
+  while [ "$1" != "--" ]; do env+=("$1"); shift; done
+  shift
+  step "$name: ${env[*]+${env[*]} }cargo $*"
+  local t0=$SECONDS
+  env "${env[@]+"${env[@]}"}" cargo "$@" >"target/$name.log" 2>&1
   local rc=$?
   grep -E '^(test result|     Running)|panicked|FAILED|^error' "target/$name.log" | grep -v '^test result: ok. 0 passed' || true
+  echo "($name: $((SECONDS - t0)) s)"
   if [ $rc -ne 0 ]; then
     echo "--- $name failed (exit $rc); tail of target/$name.log:"; tail -n 60 "target/$name.log"
-    failures=$((failures + 1))
   fi
+  # shellcheck disable=SC2046
+  record $rc $(cargo_counts "target/$name.log")
 }
 
-cargo_tests test-real test --workspace --no-fail-fast
-cargo_tests test-sim sim-test --workspace --no-fail-fast
+# --- 1. tools, each installed only when missing, before the first step that needs it
 
-# Nemesis sweep: 200 seeds, each drawing its own fault schedule (broker kills, pauses, partitions,
-# slow disk and NIC; group members killed, paused, partitioned, leaving); every check must hold.
-step "nemesis sweep: cargo simulate sweep scenarios/nemesis-single.json --seeds 1..201"
-cargo simulate sweep scenarios/nemesis-single.json --seeds 1..201 --jobs 2 --out target/nemesis-sweep >target/nemesis-sweep.log 2>&1
-rc=$?
-tr '\r' '\n' <target/nemesis-sweep.log | grep -E '^FAILED|seeds, [0-9]+ passed' || true
-if [ $rc -ne 0 ]; then
-  echo "--- nemesis sweep failed (exit $rc); tail of target/nemesis-sweep.log:"; tr '\r' '\n' <target/nemesis-sweep.log | tail -n 30
-  failures=$((failures + 1))
-fi
-
-# Cluster nemesis sweep: 200 seeds on a three-broker combined-mode cluster with safe settings
-# (RF 3, acks=all, min.insync.replicas=2, idempotence): kills, power losses, pauses, partitions and
-# disk faults of a minority; every check (lost-write, replicas-agree, hw-monotonic, ...) must hold.
-step "cluster nemesis sweep: cargo simulate sweep scenarios/cluster-nemesis.json --seeds 1..201"
-timeout 1200 cargo simulate sweep scenarios/cluster-nemesis.json --seeds 1..201 --jobs 2 --out target/cluster-nemesis-sweep >target/cluster-nemesis-sweep.log 2>&1
-rc=$?
-tr '\r' '\n' <target/cluster-nemesis-sweep.log | grep -E '^FAILED|seeds, [0-9]+ passed' || true
-if [ $rc -ne 0 ]; then
-  echo "--- cluster nemesis sweep failed (exit $rc); tail of target/cluster-nemesis-sweep.log:"; tr '\r' '\n' <target/cluster-nemesis-sweep.log | tail -n 30
-  failures=$((failures + 1))
-fi
-
-# --- real-client tests are added below this line (they install kcat / Python clients idempotently)
-
-# Real clients against `broker serve` (release build): kcat from Debian, confluent-kafka and
-# kafka-python from PyPI in .venv. Installs only what is missing.
-real_clients() {
-  if ! command -v kcat >/dev/null 2>&1; then
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq kcat || return 1
-  fi
-  if ! .venv/bin/python -c 'import confluent_kafka, kafka, pytest' >/dev/null 2>&1; then
-    python3 -m venv .venv && .venv/bin/pip install -q confluent-kafka kafka-python pytest || return 1
-  fi
-  cargo build --release -p broker || return 1
-  LOGLAB_BROKER="$PWD/target/release/broker" timeout 900 .venv/bin/python -m pytest -q -p no:cacheprovider \
-    -W ignore::DeprecationWarning tests/clients
+# kcat: client/tests/groups.rs (a group shared with librdkafka) and tests/clients need it.
+install_kcat() {
+  command -v kcat >/dev/null 2>&1 && { echo "kcat: present ($(command -v kcat))"; return 0; }
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq kcat || return 1
+  command -v kcat >/dev/null 2>&1
 }
-step "real clients: kcat, confluent-kafka, kafka-python (tests/clients)"
-real_clients >target/real-clients.log 2>&1
+# The Python clients for tests/clients, in .venv.
+install_venv() {
+  .venv/bin/python -c 'import confluent_kafka, kafka, pytest' >/dev/null 2>&1 && { echo ".venv: present"; return 0; }
+  python3 -m venv .venv && .venv/bin/pip install -q confluent-kafka kafka-python pytest || return 1
+  .venv/bin/python -c 'import confluent_kafka, kafka, pytest'
+}
+install_tools() {
+  install_kcat || { echo "--- could not install kcat"; return 1; }
+  [ "$quick" -eq 1 ] && return 0
+  install_venv || { echo "--- could not install the Python clients in .venv"; return 1; }
+}
+step "tools: kcat$([ "$quick" -eq 1 ] || echo ', .venv (confluent-kafka, kafka-python, pytest)')"
+install_tools >target/tools.log 2>&1
 rc=$?
-grep -E '^(FAILED|ERROR)|[0-9]+ (passed|failed)' target/real-clients.log || true
-if [ $rc -ne 0 ]; then
-  echo "--- real clients failed (exit $rc); tail of target/real-clients.log:"; tail -n 60 target/real-clients.log
-  failures=$((failures + 1))
+cat target/tools.log
+record $rc 0 0
+
+# --- 2. the real world
+
+cargo_tests test-real -- test --workspace --no-fail-fast
+
+# --- 3. deep properties: the property tests that guard data again, with PROPTEST_CASES raised.
+# Each property's config reads PROPTEST_CASES when set (its default keeps step 2 quick). Every
+# invocation selects the same packages and features as step 2 (--workspace), so it reuses step 2's
+# test binaries instead of building others; the name filters pick the properties. Two depths,
+# measured on this project's 2-core machine (while other builds ran):
+# - DEEP_CASES for the pure and in-memory properties (codecs, ISR/HW, Raft, controller metadata,
+#   group state, offset index, Raft log, accumulator, assignors, and the log and compaction models
+#   on the simulated disk): 5000 cases, 17-125x their defaults, take about 60 s together;
+# - DEEP_CASES_OS for the log and compaction models on real files (`os_backend_matches_model`),
+#   bound by fsync latency: 500 cases, 10x their defaults, take 15 s on a quiet disk and up to
+#   3.5 min on a disk busy with other builds.
+DEEP_CASES=5000
+DEEP_CASES_OS=500
+deep_properties() {
+  # records' codecs, varints and batch header; cluster's ISR/HW rules, Raft and controller
+  # metadata; the broker's group state machine, offset index, Raft log and replica deltas.
+  cargo_tests deep-props-lib PROPTEST_CASES=$DEEP_CASES -- test --workspace --no-fail-fast --lib -- \
+    compression:: varint:: header:: isr:: raft:: metadata:: group::state:: log::index:: controller::raft_log:: replica::delta::
+  # The producer's accumulator and the assignors (every test of both targets is cheap).
+  cargo_tests deep-props-client PROPTEST_CASES=$DEEP_CASES -- test --workspace --no-fail-fast \
+    --test accumulator --test assignors
+  # records/tests/roundtrip.rs's properties (the filters match none of client/tests/roundtrip.rs,
+  # whose round trips run against a broker process), and the log and compaction models on the
+  # simulated disk.
+  cargo_tests deep-props-codecs-models PROPTEST_CASES=$DEEP_CASES -- test --workspace --no-fail-fast \
+    --test roundtrip --test log_model --test log_compaction -- \
+    encode_decode_roundtrip _batches never_panic disk_model_matches_model
+  # The log and compaction models on real files.
+  cargo_tests deep-props-os-models PROPTEST_CASES=$DEEP_CASES_OS -- test --workspace --no-fail-fast \
+    --test log_model --test log_compaction -- os_backend_matches_model
+}
+
+if [ "$quick" -eq 0 ]; then
+  deep_properties
+
+  # --- 4. the simulated world
+  cargo_tests test-sim -- sim-test --workspace --no-fail-fast
+
+  # --- 5. sweeps: each passes when every seed passes; counted as one test each.
+  # sweep <name> <timeout s, 0: none> <scenario>
+  sweep() {
+    local name=$1 limit=$2 scenario=$3
+    step "$name: cargo simulate sweep $scenario --seeds 1..201"
+    local t0=$SECONDS
+    timeout "$limit" cargo simulate sweep "$scenario" --seeds 1..201 --jobs 2 --out "target/$name" >"target/$name.log" 2>&1
+    local rc=$?
+    tr '\r' '\n' <"target/$name.log" | grep -E '^FAILED|seeds, [0-9]+ passed' || true
+    echo "($name: $((SECONDS - t0)) s)"
+    if [ $rc -ne 0 ]; then
+      echo "--- $name failed (exit $rc); tail of target/$name.log:"; tr '\r' '\n' <"target/$name.log" | tail -n 30
+      record $rc 0 1
+    else
+      record 0 1 0
+    fi
+  }
+  # Nemesis sweep: 200 seeds, each drawing its own fault schedule (broker kills, pauses,
+  # partitions, slow disk and NIC; group members killed, paused, partitioned, leaving); every
+  # check must hold.
+  sweep nemesis-sweep 0 scenarios/nemesis-single.json
+  # Cluster nemesis sweep: 200 seeds on a three-broker combined-mode cluster with safe settings
+  # (RF 3, acks=all, min.insync.replicas=2, idempotence): kills, power losses, pauses, partitions
+  # and disk faults of a minority; every check (lost-write, replicas-agree, hw-monotonic, ...)
+  # must hold.
+  sweep cluster-nemesis-sweep 1200 scenarios/cluster-nemesis.json
+
+  # --- 6. real clients against `broker serve` (release build): kcat, confluent-kafka and
+  # kafka-python (installed in step 1).
+  real_clients() {
+    cargo build --release -p broker || return 1
+    LOGLAB_BROKER="$PWD/target/release/broker" timeout 900 .venv/bin/python -m pytest -q -p no:cacheprovider \
+      -W ignore::DeprecationWarning tests/clients
+  }
+  step "real clients: kcat, confluent-kafka, kafka-python (tests/clients)"
+  t0=$SECONDS
+  real_clients >target/real-clients.log 2>&1
+  rc=$?
+  grep -E '^(FAILED|ERROR)|[0-9]+ (passed|failed)' target/real-clients.log || true
+  echo "(real-clients: $((SECONDS - t0)) s)"
+  if [ $rc -ne 0 ]; then
+    echo "--- real clients failed (exit $rc); tail of target/real-clients.log:"; tail -n 60 target/real-clients.log
+  fi
+  # pytest's last line: "3 failed, 14 passed in 95.2s" (either part may be absent).
+  summary=$(grep -E '[0-9]+ (passed|failed|errors?)\b' target/real-clients.log | tail -n 1)
+  p=$(echo "$summary" | grep -oE '[0-9]+ passed' | grep -oE '[0-9]+' || echo 0)
+  f=$(echo "$summary" | grep -oE '[0-9]+ failed' | grep -oE '[0-9]+' || echo 0)
+  e=$(echo "$summary" | grep -oE '[0-9]+ errors?' | grep -oE '[0-9]+' || echo 0)
+  record $rc "${p:-0}" $(( ${f:-0} + ${e:-0} ))
 fi
 
-step "summary"
-passed=$(cat target/test-real.log target/test-sim.log | awk '/^test result:/ { for (i = 1; i <= NF; i++) if ($(i+1) ~ /^passed/) p += $i } END { print p + 0 }')
-failed=$(cat target/test-real.log target/test-sim.log | awk '/^test result:/ { for (i = 1; i <= NF; i++) if ($(i+1) ~ /^failed/) f += $i } END { print f + 0 }')
-echo "cargo tests: ${passed} passed, ${failed} failed"
-[ "$failures" -eq 0 ] || { echo "FAILED: $failures test step(s)"; exit 1; }
+step "summary$([ "$quick" -eq 1 ] && echo ' (quick tier)')"
+[ "$failures" -eq 0 ] || echo "FAILED: $failures step(s)"
+echo "tests: ${passed_total} passed, ${failed_total} failed"
+[ "$failures" -eq 0 ]

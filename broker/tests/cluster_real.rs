@@ -7,6 +7,7 @@
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -27,6 +28,8 @@ struct Node {
     addr: String,
     /// stderr lines with the time they were read.
     log: Arc<Mutex<Vec<(Instant, String)>>>,
+    /// Set once stderr reached its end (the process exited): `log` holds every line it wrote.
+    log_done: Arc<AtomicBool>,
 }
 
 impl Drop for Node {
@@ -131,14 +134,16 @@ fn three_processes_form_a_quorum_and_fail_over() {
             .spawn()
             .unwrap();
         let log = Arc::new(Mutex::new(Vec::new()));
-        let (err, l2) = (child.stderr.take().unwrap(), log.clone());
+        let log_done = Arc::new(AtomicBool::new(false));
+        let (err, l2, done) = (child.stderr.take().unwrap(), log.clone(), log_done.clone());
         std::thread::spawn(move || {
             for line in BufReader::new(err).lines() {
                 let Ok(line) = line else { break };
                 l2.lock().unwrap().push((Instant::now(), line));
             }
+            done.store(true, Ordering::Release);
         });
-        Node { child, addr: format!("127.0.0.1:{}", ports[i]), log }
+        Node { child, addr: format!("127.0.0.1:{}", ports[i]), log, log_done }
     };
     let t0 = Instant::now();
     let mut nodes: Vec<Option<Node>> = (0..3).map(|i| Some(spawn(i))).collect();
@@ -228,7 +233,8 @@ fn three_processes_form_a_quorum_and_fail_over() {
     assert!(Command::new("kill").args(["-TERM", &n.child.id().to_string()]).status().unwrap().success());
     let status = wait_for("exit after SIGTERM", Duration::from_secs(30), || n.child.try_wait().unwrap());
     assert!(status.success(), "{status:?}");
-    std::thread::sleep(Duration::from_millis(100));
+    // Every line it wrote before exiting has been read once its stderr reaches its end.
+    wait_for("the end of the exited node's stderr", Duration::from_secs(10), || n.log_done.load(Ordering::Acquire).then_some(()));
     assert!(n.log.lock().unwrap().iter().any(|(_, l)| l.contains("controlled shutdown: fenced")), "no controlled shutdown");
 }
 
@@ -258,7 +264,12 @@ fn single_voter_from_a_kraft_properties_file() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let node = Node { child, addr: format!("127.0.0.1:{}", ports[0]), log: Arc::new(Mutex::new(Vec::new())) };
+    let node = Node {
+        child,
+        addr: format!("127.0.0.1:{}", ports[0]),
+        log: Arc::new(Mutex::new(Vec::new())),
+        log_done: Arc::new(AtomicBool::new(true)),
+    };
     let md = wait_for("1 broker", Duration::from_secs(30), || metadata(&node.addr).ok().filter(|m| m.brokers.len() == 1));
     assert_eq!(md.brokers[0].node_id.0, 1);
     let mut ct = create_topics_request::CreatableTopic::default();

@@ -24,6 +24,15 @@
 //! requests, takes a new producer id, and [`RecordAccumulator::set_producer_id_and_epoch`]
 //! re-stamps every queued batch from sequence 0 (Kafka's client bumps the epoch, KIP-360;
 //! librdkafka takes a new id, as here).
+//!
+//! That inference holds only while a batch being retried is among the last five the broker
+//! appended for the producer (the broker's deduplication window, `max.in.flight` ≤ 5): so an
+//! idempotent partition has batches in flight to one node at a time. After a leader change its
+//! batches still in flight to the old leader come back (answered, or timed out) before anything
+//! is drained for the new one (librdkafka's "leader change" drain). Otherwise newer batches
+//! written at the new leader while older ones, already replicated there, are still out push those
+//! out of the window: their retries are refused as out of order and would be re-stamped and
+//! written twice (cluster-nemesis seed 5785, `scenarios/cluster-idempotent-no-duplicates.json`).
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -285,6 +294,8 @@ pub struct RecordAccumulator<T> {
     next_batch_id: u64,
     /// Drained, not yet completed.
     in_flight: BTreeSet<u64>,
+    /// Idempotence: the node a partition's in-flight batches went to, and how many there are.
+    in_flight_to: BTreeMap<TopicPartition, (i32, usize)>,
     /// Partitions with a batch in flight when ordering needs one at a time.
     muted: BTreeSet<TopicPartition>,
     drain_index: BTreeMap<i32, usize>,
@@ -307,6 +318,7 @@ impl<T> RecordAccumulator<T> {
             queues: BTreeMap::new(),
             next_batch_id: 0,
             in_flight: BTreeSet::new(),
+            in_flight_to: BTreeMap::new(),
             muted: BTreeSet::new(),
             drain_index: BTreeMap::new(),
             producer_id: NO_PRODUCER_ID,
@@ -577,7 +589,9 @@ impl<T> RecordAccumulator<T> {
     /// Drains at most one batch per partition among `partitions` (those led by `node`), closing
     /// them, until adding the next would exceed `max_request_size` (the first always goes). Starts
     /// where the last drain for this node stopped, so no partition starves. Batches are in flight
-    /// until [`complete`](Self::complete) or [`reenqueue`](Self::reenqueue).
+    /// until [`complete`](Self::complete) or [`reenqueue`](Self::reenqueue). With idempotence, a
+    /// partition with batches in flight to another node (its old leader) is skipped until they are
+    /// back; see the module docs.
     pub fn drain(
         &mut self,
         node: i32,
@@ -594,7 +608,11 @@ impl<T> RecordAccumulator<T> {
         let mut index = start;
         loop {
             let tp = &partitions[index];
-            if !self.muted.contains(tp) {
+            let elsewhere = self
+                .in_flight_to
+                .get(tp)
+                .is_some_and(|&(to, _)| to != node);
+            if !self.muted.contains(tp) && !elsewhere {
                 if let Some(q) = self.queues.get_mut(tp) {
                     if let Some(first) = q.front() {
                         let backing_off = first.attempts > 0
@@ -607,6 +625,9 @@ impl<T> RecordAccumulator<T> {
                                 if let Some(batch) = self.close_for_send(batch) {
                                     size += batch.estimated_size();
                                     self.in_flight.insert(batch.id);
+                                    if self.config.idempotence {
+                                        self.in_flight_to.entry(tp.clone()).or_insert((node, 0)).1 += 1;
+                                    }
                                     out.push(batch);
                                 }
                             }
@@ -664,8 +685,21 @@ impl<T> RecordAccumulator<T> {
         }
     }
 
+    /// A drained batch is no longer in flight.
+    fn landed(&mut self, batch: &ProducerBatch<T>) {
+        if !self.in_flight.remove(&batch.id) {
+            return;
+        }
+        if let Some((_, n)) = self.in_flight_to.get_mut(&batch.tp) {
+            *n -= 1;
+            if *n == 0 {
+                self.in_flight_to.remove(&batch.tp);
+            }
+        }
+    }
+
     fn release(&mut self, mut batch: ProducerBatch<T>) {
-        self.in_flight.remove(&batch.id);
+        self.landed(&batch);
         if let Some(ids) = self.unacked.get_mut(&batch.tp) {
             ids.remove(&batch.id);
             if ids.is_empty() {
@@ -688,7 +722,7 @@ impl<T> RecordAccumulator<T> {
     /// Puts a drained batch back for a retry, ahead of newer batches; with sequence numbers, in
     /// sequence order among the other retried batches.
     pub fn reenqueue(&mut self, mut batch: ProducerBatch<T>, now_ms: u64) {
-        self.in_flight.remove(&batch.id);
+        self.landed(&batch);
         batch.attempts += 1;
         batch.last_attempt_ms = now_ms;
         let q = self.queues.entry(batch.tp.clone()).or_default();

@@ -202,7 +202,12 @@ fn arb_group(uniform: bool) -> impl Strategy2<Value = (Vec<MemberSubscription>, 
 use proptest::strategy::Strategy as Strategy2;
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(300))]
+    // PROPTEST_CASES raises the count for deep runs (scripts/test.sh's deep property step); the
+    // default keeps the workspace run quick.
+    #![proptest_config(ProptestConfig {
+        cases: std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(300),
+        ..ProptestConfig::default()
+    })]
 
     #[test]
     fn every_subscribed_partition_once_and_only_to_subscribers((members, topics) in arb_group(false)) {

@@ -2,9 +2,12 @@
 //! members split six partitions, a member leaving hands its partitions over without losing or
 //! repeating a record (commit before revoke), commits survive a restart, stale generations cannot
 //! commit, a member that stops polling is dropped and its partitions are lost, static membership,
-//! the cooperative protocol. `inproc`: the broker in-process over an in-memory transport, in both
-//! worlds (under madsim: virtual time), with a group-exclusive-per-generation check. Timings are
-//! printed (`--nocapture`), never asserted.
+//! the cooperative protocol, a group shared with kcat (librdkafka; the test fails, naming kcat,
+//! when kcat is not installed: `scripts/test.sh` installs it). `inproc`: the broker in-process
+//! over an in-memory transport, in both worlds (under madsim: virtual time), with a
+//! group-exclusive-per-generation check. Rebalance times are bounded, not just printed: a member
+//! that leaves (LeaveGroup) is replaced well before the session timeout that would otherwise
+//! evict it (`--nocapture` prints the times).
 
 #[cfg(not(madsim))]
 mod common;
@@ -148,8 +151,19 @@ fn read_count(s: &Seen) -> usize {
     s.reads.len()
 }
 
-async fn three_members_then_one_leaves(strategy: &str, heartbeat_ms: &str) -> Duration {
-    let b = common::start_broker(BROKER).unwrap();
+/// Slack for a JoinGroup/SyncGroup round over loopback on a loaded 2-core machine.
+const REJOIN_SLACK: Duration = Duration::from_secs(3);
+
+/// Three members share six partitions; member 2 leaves (close: commit, revoke, LeaveGroup) and
+/// the other two take three each without a record read twice or skipped. Returns the time from
+/// the leave to the settled two-member generation, which is bounded twice:
+/// - below `session - heartbeat`, the earliest a member that sent no LeaveGroup could be evicted
+///   (its last heartbeat at most one interval before it stopped): a client that did not send the
+///   LeaveGroup, or a broker that ignored it, fails here;
+/// - below `heartbeat` + [`REJOIN_SLACK`]: the survivors learn of the rebalance at their next
+///   heartbeat (or poll) and rejoin at once.
+async fn three_members_then_one_leaves(strategy: &str, heartbeat_ms: u64, session_ms: u64) -> Duration {
+    let b = common::start_broker(BROKER);
     let topic = format!("g6-{strategy}");
     create(&b.addr, &topic, 6).await;
     produce(&b.addr, &topic, 6, 50, 0).await;
@@ -166,7 +180,8 @@ async fn three_members_then_one_leaves(strategy: &str, heartbeat_ms: &str) -> Du
                 ("partition.assignment.strategy", strategy),
                 ("enable.auto.commit", "true"),
                 ("auto.commit.interval.ms", "600000"),
-                ("heartbeat.interval.ms", heartbeat_ms),
+                ("heartbeat.interval.ms", &heartbeat_ms.to_string()),
+                ("session.timeout.ms", &session_ms.to_string()),
             ],
         );
         tasks.push(spawn_member(idx, c, &topic, Arc::clone(&seen), rx));
@@ -182,14 +197,23 @@ async fn three_members_then_one_leaves(strategy: &str, heartbeat_ms: &str) -> Du
     assert_eq!(c2.assignment(), vec![], "closed member owns nothing");
     wait_for(&seen, "2 members with 3 partitions each", |s| settled(s, &[0, 1], 3, 6)).await;
     let rebalance = t0.elapsed();
+    let (heartbeat, session) = (Duration::from_millis(heartbeat_ms), Duration::from_millis(session_ms));
+    assert!(
+        rebalance < session - heartbeat,
+        "{strategy}: the rebalance after a LeaveGroup took {rebalance:?}, as long as evicting a silent member \
+         (session.timeout.ms {session:?}, heartbeat.interval.ms {heartbeat:?})"
+    );
+    assert!(
+        rebalance < heartbeat + REJOIN_SLACK,
+        "{strategy}: the rebalance after a LeaveGroup took {rebalance:?}, more than a heartbeat ({heartbeat:?}) plus {REJOIN_SLACK:?}"
+    );
 
     produce(&b.addr, &topic, 6, 50, 50).await;
     wait_for(&seen, "all 600 records", |s| read_count(s) == 600).await;
     // A short quiet period: nothing is read twice later either.
     tokio::time::sleep(Duration::from_millis(300)).await;
-    for (i, tx) in stops.iter().enumerate().take(2) {
+    for tx in &stops[..2] {
         tx.send(true).unwrap();
-        let _ = i;
     }
     for t in tasks {
         t.await.unwrap();
@@ -208,19 +232,21 @@ async fn three_members_then_one_leaves(strategy: &str, heartbeat_ms: &str) -> Du
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn range_three_members_share_six_partitions_and_hand_over_exactly_once() {
-    let t = three_members_then_one_leaves("range", "100").await;
+    let t = three_members_then_one_leaves("range", 100, 6000).await;
     eprintln!("range: rebalance after a member left: {} ms (heartbeat.interval.ms=100)", t.as_millis());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cooperative_sticky_hands_over_exactly_once() {
-    let t = three_members_then_one_leaves("cooperative-sticky", "100").await;
+    let t = three_members_then_one_leaves("cooperative-sticky", 100, 6000).await;
     eprintln!("cooperative-sticky: rebalance after a member left: {} ms (heartbeat.interval.ms=100)", t.as_millis());
 }
 
+/// With Kafka's defaults (`heartbeat.interval.ms` 3 s, `session.timeout.ms` 45 s) the survivors
+/// learn of the rebalance at their next heartbeat, long before a session timeout.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn rebalance_time_with_default_heartbeat() {
-    let t = three_members_then_one_leaves("roundrobin", "3000").await;
+async fn rebalance_after_a_leave_with_default_heartbeat_beats_the_session_timeout() {
+    let t = three_members_then_one_leaves("roundrobin", 3000, 45_000).await;
     eprintln!("roundrobin: rebalance after a member left: {} ms (heartbeat.interval.ms=3000)", t.as_millis());
 }
 
@@ -238,7 +264,7 @@ async fn consume_n(c: &mut Consumer, n: usize) -> Vec<(i32, i64)> {
 
 #[tokio::test]
 async fn commits_survive_a_consumer_restart() {
-    let b = common::start_broker(BROKER).unwrap();
+    let b = common::start_broker(BROKER);
     create(&b.addr, "restart", 2).await;
     produce(&b.addr, "restart", 2, 10, 0).await;
     let props = [("enable.auto.commit", "false")];
@@ -270,7 +296,7 @@ async fn commits_survive_a_consumer_restart() {
 
 #[tokio::test]
 async fn stale_generation_commit_is_rejected() {
-    let b = common::start_broker(BROKER).unwrap();
+    let b = common::start_broker(BROKER);
     create(&b.addr, "stale", 1).await;
     produce(&b.addr, "stale", 1, 3, 0).await;
     // A dies from poll starvation (max.poll.interval.ms) while its heartbeats still run.
@@ -301,8 +327,23 @@ async fn stale_generation_commit_is_rejected() {
     let resp = conn.request(&stale).await.unwrap();
     assert_eq!(resp.topics[0].partitions[0].error_code, 22, "ILLEGAL_GENERATION");
 
-    // Starve: the heartbeat task leaves the group; a commit now fails as CommitFailed.
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // Starve: after max.poll.interval.ms without a poll the heartbeat task leaves the group
+    // (LeaveGroup). Wait for the broker to drop the member, bounded; not before the interval.
+    let max_poll_interval = Duration::from_millis(1000);
+    assert!(member_ids(&b.addr, "stale-g").await.contains(&g1.member_id), "a polling member is in the group");
+    let last_poll = Instant::now();
+    a.poll(Duration::from_millis(10)).await.unwrap();
+    let deadline = last_poll + max_poll_interval + Duration::from_secs(15);
+    while member_ids(&b.addr, "stale-g").await.contains(&g1.member_id) {
+        assert!(Instant::now() < deadline, "a member that stopped polling was never dropped from the group");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let gone_after = last_poll.elapsed();
+    assert!(
+        gone_after >= max_poll_interval,
+        "the member left {gone_after:?} after its last poll, before max.poll.interval.ms ({max_poll_interval:?})"
+    );
+    // A commit now fails as CommitFailed.
     let e = a.commit_sync(Some([(TopicPartition::new("stale", 0), 3)].into_iter().collect())).await;
     assert!(
         matches!(e, Err(ConsumerError::Group(GroupError::CommitFailed { .. }))),
@@ -336,21 +377,32 @@ async fn subscribe_needs_a_group_id() {
     );
 }
 
-/// DescribeGroups (raw request): the group's state and its members' instance ids.
-async fn describe(addr: &str, group: &str) -> (String, Vec<Option<String>>) {
+/// DescribeGroups (raw request) for one group.
+async fn describe_group(addr: &str, group: &str) -> kafka_protocol::messages::describe_groups_response::DescribedGroup {
     use kafka_protocol::messages::DescribeGroupsRequest;
     let conn = Conn::connect(net().as_ref(), addr, ConnConfig::default()).await.unwrap();
     let req = DescribeGroupsRequest::default().with_groups(vec![GroupId(StrBytes::from_string(group.to_string()))]);
-    let resp = conn.request_at(&req, 4).await.unwrap();
-    let g = &resp.groups[0];
+    let mut resp = conn.request_at(&req, 4).await.unwrap();
+    let g = resp.groups.remove(0);
     assert_eq!(g.error_code, 0);
+    g
+}
+
+/// The group's state and its members' instance ids.
+async fn describe(addr: &str, group: &str) -> (String, Vec<Option<String>>) {
+    let g = describe_group(addr, group).await;
     let members = g.members.iter().map(|m| m.group_instance_id.as_ref().map(|s| s.to_string())).collect();
     (g.group_state.to_string(), members)
 }
 
+/// The member ids the coordinator holds for the group now.
+async fn member_ids(addr: &str, group: &str) -> Vec<String> {
+    describe_group(addr, group).await.members.iter().map(|m| m.member_id.to_string()).collect()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn static_member_keeps_its_partitions_across_a_restart() {
-    let b = common::start_broker(BROKER).unwrap();
+    let b = common::start_broker(BROKER);
     create(&b.addr, "static", 4).await;
     let props = |id: &'static str| {
         [
@@ -388,7 +440,7 @@ async fn static_member_keeps_its_partitions_across_a_restart() {
 
 #[tokio::test]
 async fn auto_commit_runs_on_its_interval() {
-    let b = common::start_broker(BROKER).unwrap();
+    let b = common::start_broker(BROKER);
     create(&b.addr, "auto", 1).await;
     produce(&b.addr, "auto", 1, 7, 0).await;
     let mut c = consumer(&b.addr, "auto-g", &[("auto.commit.interval.ms", "100")]);
@@ -416,7 +468,7 @@ async fn auto_commit_runs_on_its_interval() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_topic_created_after_subscribe_is_assigned() {
-    let b = common::start_broker(&["group.initial.rebalance.delay.ms=0", "auto.create.topics.enable=false"]).unwrap();
+    let b = common::start_broker(&["group.initial.rebalance.delay.ms=0", "auto.create.topics.enable=false"]);
     let mut c = consumer(&b.addr, "later-g", &[]);
     c.subscribe(["later"]).unwrap();
     poll_until(&mut c, "a generation without the topic", |c| {
@@ -450,23 +502,19 @@ struct Kcat {
 }
 
 impl Kcat {
-    fn start(addr: &str, group: &str, topic: &str) -> Option<Kcat> {
+    /// Starts kcat; a missing kcat fails the test (naming it) rather than skipping it.
+    fn start(addr: &str, group: &str, topic: &str) -> Kcat {
         use std::io::BufRead;
         use std::process::{Command, Stdio};
-        let mut child = match Command::new("kcat")
+        let mut child = Command::new("kcat")
             .args(["-b", addr, "-G", group, "-X", "heartbeat.interval.ms=100", "-X", "session.timeout.ms=6000"])
             .args(["-X", "auto.offset.reset=earliest", "-f", "%p %o\\n", topic])
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
-        {
-            Ok(c) => c,
-            Err(e) => {
-                // scripts/test.sh installs kcat for the real-client step after `cargo test`.
-                eprintln!("SKIPPED: kcat not runnable ({e}); install kcat to run the mixed-group test");
-                return None;
-            }
-        };
+            .unwrap_or_else(|e| {
+                panic!("this test needs kcat (librdkafka's CLI) on PATH and could not run it: {e}; install it (`apt-get install kcat`; scripts/test.sh does)")
+            });
         let assigned = Arc::new(Mutex::new(Vec::new()));
         let log = Arc::clone(&assigned);
         let stderr = child.stderr.take().unwrap();
@@ -482,7 +530,7 @@ impl Kcat {
                 }
             }
         });
-        Some(Kcat { child, assigned })
+        Kcat { child, assigned }
     }
 
     fn current(&self) -> BTreeSet<i32> {
@@ -513,13 +561,13 @@ async fn poll_until(c: &mut Consumer, what: &str, ok: impl Fn(&Consumer) -> bool
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shares_a_group_with_librdkafka() {
-    let b = common::start_broker(BROKER).unwrap();
+    let b = common::start_broker(BROKER);
     create(&b.addr, "mixed", 4).await;
     for kcat_first in [true, false] {
         let group = format!("mixed-{kcat_first}");
         let mut c = consumer(&b.addr, &group, &[]);
         let k = if kcat_first {
-            let Some(k) = Kcat::start(&b.addr, &group, "mixed") else { return };
+            let k = Kcat::start(&b.addr, &group, "mixed");
             let deadline = Instant::now() + Duration::from_secs(30);
             while k.current().len() != 4 {
                 assert!(Instant::now() < deadline, "kcat alone never got 4 partitions");
@@ -530,8 +578,7 @@ async fn shares_a_group_with_librdkafka() {
         } else {
             c.subscribe(["mixed"]).unwrap();
             poll_until(&mut c, "the Loglab member alone", |c| c.assignment().len() == 4).await;
-            let Some(k) = Kcat::start(&b.addr, &group, "mixed") else { return };
-            k
+            Kcat::start(&b.addr, &group, "mixed")
         };
         // Both in one generation: range gives each two, disjoint. The Loglab member keeps polling
         // (its heartbeats and rejoins run from poll) while kcat rebalances.
@@ -761,7 +808,12 @@ mod inproc {
         stops[2].send(true).unwrap();
         tasks.pop().unwrap().await.unwrap();
         wait_for(&log, "3 partitions each", |l| settled(l, &[0, 1], 3)).await;
-        eprintln!("inproc {strategy}: rebalance after a member left: {} ms", t0.elapsed().as_millis());
+        let rebalance = t0.elapsed();
+        eprintln!("inproc {strategy}: rebalance after a member left: {} ms", rebalance.as_millis());
+        // The leave (LeaveGroup) triggers the rebalance; without it only the session timeout
+        // (6 s, heartbeats every 100 ms) would: the hand-over beats that by a wide margin. Under
+        // madsim this is virtual time.
+        assert!(rebalance < Duration::from_millis(6000 - 100), "{strategy}: rebalance after a leave took {rebalance:?}");
         produce(&b.net, 20).await;
         wait_for(&log, "240 records", |l| l.reads.len() == 240).await;
         for tx in &stops[..2] {

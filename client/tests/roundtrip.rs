@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use client::{
-    Admin, AdminConfig, AutoOffsetReset, Consumer, ConsumerConfig, ConsumerError, ConsumerRecord,
+    Admin, AdminConfig, Consumer, ConsumerConfig, ConsumerError, ConsumerRecord,
     Header, NewTopic, ProducerConfig, Producer, ProducerRecord, TopicPartition,
 };
 use net_model::tcp::TcpNetwork;
@@ -84,7 +84,7 @@ fn record(i: usize) -> ProducerRecord {
 
 #[tokio::test]
 async fn produce_and_consume_every_acks_and_compression() {
-    let Some(b) = common::start_broker(&[]) else { return };
+    let b = common::start_broker(&[]);
     for acks in ["0", "1", "all"] {
         for codec in ["none", "gzip", "snappy", "lz4", "zstd"] {
             let topic = format!("rt-{}-{codec}", if acks == "all" { "all" } else { acks });
@@ -135,7 +135,7 @@ async fn produce_and_consume_every_acks_and_compression() {
 
 #[tokio::test]
 async fn seek_to_beginning_end_timestamp_and_out_of_range() {
-    let Some(b) = common::start_broker(&[]) else { return };
+    let b = common::start_broker(&[]);
     let topic = "seeks";
     create(&b.addr, topic, 1).await;
     let p = producer(&b.addr, &[("acks", "all")]);
@@ -212,7 +212,7 @@ async fn seek_to_beginning_end_timestamp_and_out_of_range() {
 
 #[tokio::test]
 async fn idempotent_producer_round_trip() {
-    let Some(b) = common::start_broker(&[]) else { return };
+    let b = common::start_broker(&[]);
     let topic = "idem";
     create(&b.addr, topic, 2).await;
     // Defaults: enable.idempotence=true, acks=all, max.in.flight=5.
@@ -249,7 +249,7 @@ async fn idempotent_producer_round_trip() {
 /// batches sent as fast as possible must all land, once each, in send order.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idempotent_producer_under_load_keeps_sequence_order() {
-    let Some(b) = common::start_broker(&[]) else { return };
+    let b = common::start_broker(&[]);
     let topic = "idem-load";
     create(&b.addr, topic, 1).await;
     let p = producer(&b.addr, &[("linger.ms", "0"), ("batch.size", "2048"), ("max.in.flight.requests.per.connection", "5")]);
@@ -270,7 +270,7 @@ async fn idempotent_producer_under_load_keeps_sequence_order() {
 
 #[tokio::test]
 async fn admin_create_list_delete() {
-    let Some(b) = common::start_broker(&["auto.create.topics.enable=false"]) else { return };
+    let b = common::start_broker(&["auto.create.topics.enable=false"]);
     let a = admin(&b.addr);
     let r = a
         .create_topics(&[
@@ -301,7 +301,7 @@ async fn admin_create_list_delete() {
 
 #[test]
 fn perf_tools_end_to_end() {
-    let Some(b) = common::start_broker(&[]) else { return };
+    let b = common::start_broker(&[]);
     let perf = env!("CARGO_BIN_EXE_perf");
     let out = std::process::Command::new(perf)
         .args([
@@ -357,7 +357,7 @@ fn perf_tools_end_to_end() {
 
 #[tokio::test]
 async fn keyed_records_follow_murmur2_and_auto_create_works() {
-    let Some(b) = common::start_broker(&["num.partitions=4"]) else { return };
+    let b = common::start_broker(&["num.partitions=4"]);
     let p = producer(&b.addr, &[("acks", "1")]);
     let mut by_key = BTreeMap::new();
     for i in 0..40 {
@@ -381,5 +381,4 @@ async fn keyed_records_follow_murmur2_and_auto_create_works() {
         let k = String::from_utf8(r.key.unwrap().to_vec()).unwrap();
         assert_eq!(by_key[&k], r.partition);
     }
-    let _ = AutoOffsetReset::Earliest;
 }

@@ -126,7 +126,12 @@ fn check_ours(records: &[In], out: &[Record], base_offset: i64) -> Result<(), Te
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+    // PROPTEST_CASES raises the count for deep runs (scripts/test.sh's deep property step); the
+    // default keeps the workspace run quick.
+    #![proptest_config(ProptestConfig {
+        cases: std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(64),
+        ..ProptestConfig::default()
+    })]
 
     #[test]
     fn encode_decode_roundtrip(

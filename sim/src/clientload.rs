@@ -220,8 +220,7 @@ impl ClientProducer {
     }
 }
 
-/// Ids of prefill records: producer indexes from here up (never a workload producer's).
-pub const PREFILL_INDEX_BASE: u32 = 1 << 23;
+pub use crate::history::PREFILL_INDEX_BASE;
 
 /// Writes a backlog before the workload starts: `records` records into `topic` with acks=all
 /// as fast as the client allows, not recorded send by send. Returns (acknowledged, failed).

@@ -8,6 +8,10 @@ use serde::Serialize;
 /// A partition, as `topic-partition` (Kafka's directory name).
 pub type Tp = String;
 
+/// Record ids are `(producer index << 40) | sequence`; prefill entry `k` writes as producer
+/// index `PREFILL_INDEX_BASE + k` (never a workload producer's index).
+pub const PREFILL_INDEX_BASE: u32 = 1 << 23;
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub enum SendOutcome {
     /// acks=1/all: the broker answered with this offset.

@@ -158,7 +158,7 @@ fn throughput_and_latency(h: &History, w: &Workload) -> (Value, Value) {
             if inside(p.at_ns) {
                 consumed += 1;
                 let producer = (value >> 40) as u32;
-                consumed_bytes += match producer.checked_sub(crate::clientload::PREFILL_INDEX_BASE) {
+                consumed_bytes += match producer.checked_sub(crate::history::PREFILL_INDEX_BASE) {
                     Some(k) => w.prefill_record_bytes.get(k as usize).copied().unwrap_or(0) as u64,
                     None => bytes_of(producer),
                 };

@@ -201,3 +201,21 @@ fn topics_spread_their_leaders_over_every_broker() {
     }
     assert_eq!(per_broker.into_iter().collect::<Vec<_>>(), vec![(0, 2), (1, 2), (2, 2)], "{}", show(&out));
 }
+
+/// Issue 14's first loss, kept as a story (cluster-nemesis seed 5785, its faults written out):
+/// after broker-1, leader of events/1, is partitioned and replaced by broker-2, the idempotent
+/// producer must not send events/1 batches to the new leader while its retries are still in
+/// flight to the old one; otherwise they fall out of the broker's five-batch window, are refused
+/// as out of order, re-stamped under a new producer id and written twice. `duplicate` holds under
+/// seeds 1-3 and the story's own seed.
+#[test]
+fn idempotent_producer_writes_nothing_twice_across_a_leader_change() {
+    let name = "cluster-idempotent-no-duplicates";
+    let own = scenario(name).seed;
+    assert_eq!(own, 5785, "the seed that found the duplicates");
+    for seed in [1, 2, 3, own] {
+        let out = go(name, seed);
+        assert_eq!(outcome(&out, "duplicate"), "held", "{name} seed {seed}: {}", show(&out));
+        assert_eq!(out.exit_code, 0, "{name} seed {seed}: {}", show(&out));
+    }
+}

@@ -1,6 +1,7 @@
 """Consumer groups with real clients: confluent-kafka (librdkafka) members in their own processes
 (so one can be killed with -9), kafka-python members, kcat's balanced consumer; committed offsets
-across a broker restart. Every wait is bounded.
+across a broker restart. Every wait is bounded, and the rebalance and eviction times are asserted
+against the members' session timeout and heartbeat interval (printed with `pytest -s`).
 """
 import json
 import os
@@ -20,6 +21,11 @@ from conftest import Broker
 
 PARTITIONS = 6
 WAIT = 30  # seconds: the bound of every wait below
+# The members' group timings (MEMBER, KP_MEMBER), in seconds.
+SESSION_TIMEOUT = 6.0
+HEARTBEAT_INTERVAL = 0.5
+# Slack for a JoinGroup/SyncGroup round (and librdkafka's own scheduling) on a loaded 2-core machine.
+REJOIN_SLACK = 3.0
 BROKER_ARGS = ["--override", "group.initial.rebalance.delay.ms=0",
                "--override", "group.min.session.timeout.ms=1000"]
 
@@ -190,17 +196,32 @@ def test_confluent_members_join_leave_and_kill9(gbroker):
         left_at = closing[0]["t"]
         done_at, seen = wait_spread([a, b])
         assigns = [e["t"] for _, e in seen if e["ev"] == "assign"]
-        rebalance_ms = (max(assigns) - left_at) * 1000
-        print("\nREBALANCE 3->2 after LeaveGroup: %.0f ms (heartbeat.interval.ms=500)" % rebalance_ms)
+        rebalance_s = max(assigns) - left_at
+        print("\nREBALANCE 3->2 after LeaveGroup: %.0f ms (heartbeat.interval.ms=500)" % (rebalance_s * 1000))
+        # The LeaveGroup starts the rebalance: the survivors hear of it at their next heartbeat.
+        # Without it the leaver would be evicted no earlier than a session timeout after its last
+        # heartbeat (at most one interval before it left).
+        assert rebalance_s < SESSION_TIMEOUT - HEARTBEAT_INTERVAL, \
+            "rebalance after a LeaveGroup took %.2f s: as long as evicting a silent member" % rebalance_s
+        assert rebalance_s < HEARTBEAT_INTERVAL + REJOIN_SLACK, \
+            "rebalance after a LeaveGroup took %.2f s: more than a heartbeat plus %.0f s" % (rebalance_s, REJOIN_SLACK)
         members.remove(c)
 
-        # kill -9: no LeaveGroup; the member is evicted after its session timeout (6 s).
+        # kill -9: no LeaveGroup; the member is evicted after its session timeout (6 s): not before
+        # (its last heartbeat was about one interval before the kill; one more interval allows for
+        # a late heartbeat on a loaded machine), and not much after (the broker's session timer,
+        # then the survivor's next heartbeat and rejoin).
+        killed_at = time.time()
         b.stop(signal.SIGKILL)
         members.remove(b)
-        killed_at = time.time()
-        wait_spread([a], timeout=WAIT)
-        print("EVICTION after kill -9 (session.timeout.ms=6000): %.1f s" % (time.time() - killed_at))
+        done_at, _ = wait_spread([a], timeout=WAIT)
+        eviction_s = done_at - killed_at
+        print("EVICTION after kill -9 (session.timeout.ms=6000): %.2f s" % eviction_s)
         assert a.assignment == list(range(PARTITIONS))
+        assert eviction_s >= SESSION_TIMEOUT - 2 * HEARTBEAT_INTERVAL, \
+            "a killed member was evicted after %.2f s, before its session timeout (%.0f s)" % (eviction_s, SESSION_TIMEOUT)
+        assert eviction_s < SESSION_TIMEOUT + HEARTBEAT_INTERVAL + REJOIN_SLACK, \
+            "a killed member was evicted after %.2f s, long after its session timeout (%.0f s)" % (eviction_s, SESSION_TIMEOUT)
     finally:
         for m in members:
             m.stop(signal.SIGKILL)

@@ -36,7 +36,7 @@ pub fn broker_bin() -> Option<PathBuf> {
 /// Starts a broker. A missing binary fails the test rather than skipping it: a skipped round
 /// trip would let the suite pass without ever talking to the broker. `cargo test --workspace`
 /// builds it; alone, run `cargo build -p broker` first or set LOGLAB_BROKER_BIN.
-pub fn start_broker(overrides: &[&str]) -> Option<BrokerProcess> {
+pub fn start_broker(overrides: &[&str]) -> BrokerProcess {
     let bin = broker_bin()
         .expect("no broker binary: run `cargo build -p broker` (or `cargo test --workspace`), or set LOGLAB_BROKER_BIN");
     let dir = tempfile::tempdir().expect("tempdir");
@@ -75,5 +75,5 @@ pub fn start_broker(overrides: &[&str]) -> Option<BrokerProcess> {
             panic!("broker did not report its listen address within 30 s");
         }
     };
-    Some(BrokerProcess { child, addr, _dir: dir })
+    BrokerProcess { child, addr, _dir: dir }
 }
