@@ -59,6 +59,10 @@ struct FileNode {
 struct DirNode {
     entries: BTreeMap<String, u64>,
     durable_entries: BTreeMap<String, u64>,
+    /// Names whose live entry may differ from the durable one (changed since the last
+    /// `sync_dir`): every other name has the same entry in both maps. `sync_dir` and power loss
+    /// reconcile only these.
+    unsynced: BTreeSet<String>,
 }
 
 #[derive(Debug)]
@@ -71,6 +75,9 @@ enum Node {
 struct Inode {
     node: Node,
     open_handles: u64,
+    /// The directories naming this inode, each with how many of its entries do (live and
+    /// durable together): the reverse edges the collector walks up to the root.
+    parents: BTreeMap<u64, u32>,
 }
 
 /// A write to the device that has been issued but may not have completed: its effect on durable
@@ -143,8 +150,12 @@ pub struct Core {
     events: Vec<DiskEvent>,
     stats: DiskStats,
     now_ns: u64,
-    /// An unreachable inode was kept alive by an open handle: collect it when handles drop.
-    gc_pending: bool,
+    /// Inodes that lost a directory entry (live or durable) since the last collection: the only
+    /// places reachability can have been lost.
+    gc_candidates: BTreeSet<u64>,
+    /// Unreachable inodes kept alive by open handles (files only): collected when their last
+    /// handle goes (or at a crash).
+    orphans: BTreeSet<u64>,
 }
 
 impl Core {
@@ -160,6 +171,7 @@ impl Core {
             Inode {
                 node: Node::Dir(DirNode::default()),
                 open_handles: 0,
+                parents: BTreeMap::new(),
             },
         );
         Core {
@@ -177,7 +189,8 @@ impl Core {
             events: Vec::new(),
             stats: DiskStats::default(),
             now_ns: 0,
-            gc_pending: false,
+            gc_candidates: BTreeSet::new(),
+            orphans: BTreeSet::new(),
         }
     }
 
@@ -571,50 +584,165 @@ impl Core {
             Inode {
                 node,
                 open_handles: 0,
+                parents: BTreeMap::new(),
             },
         );
         inode
     }
 
-    /// Frees inodes reachable neither through live nor durable directory entries and not open.
-    fn gc(&mut self, at_ns: u64) {
-        let mut reachable = BTreeSet::new();
-        let mut stack = vec![ROOT_INODE];
-        while let Some(inode) = stack.pop() {
-            if !reachable.insert(inode) {
-                continue;
+    // ---------------------------------------------------------------- collection
+    //
+    // An inode is reachable if a path of directory entries, live or durable, leads to it from the
+    // root. Reachability is lost only when an entry goes (rename, remove, `sync_dir` replacing
+    // a durable entry, power loss reverting a live one), and once lost it never comes back (new
+    // entries are made only in reachable directories, to new or reachable inodes). So the
+    // collector starts from the inodes that lost an entry since it last ran (`gc_candidates`),
+    // walks up the reverse edges (`Inode::parents`) looking for the root, and from each one
+    // found unreachable walks down to its children. Its cost is proportional to what changed
+    // (and the depth of the tree), not to the size of the file system; the result — the inodes
+    // freed, in inode order, at the same moments — is what a sweep of the whole tree gives
+    // (`check` compares the two).
+
+    /// A new entry (live or durable) of directory `parent` names `child`.
+    fn link(&mut self, parent: u64, child: u64) {
+        let node = self.inodes.get_mut(&child).expect("a linked inode exists");
+        *node.parents.entry(parent).or_insert(0) += 1;
+    }
+
+    /// An entry (live or durable) of directory `parent` naming `child` went: `child` may have
+    /// become unreachable.
+    fn unlink(&mut self, parent: u64, child: u64) {
+        let node = self
+            .inodes
+            .get_mut(&child)
+            .expect("an unlinked inode exists");
+        let count = node
+            .parents
+            .get_mut(&parent)
+            .expect("the reverse index knows every entry");
+        *count -= 1;
+        if *count == 0 {
+            node.parents.remove(&parent);
+        }
+        self.gc_candidates.insert(child);
+    }
+
+    /// Sets the live entry `name` of directory `dir` (`None`: removes it), keeping the reverse
+    /// index and the unsynced names; returns the inode it named before.
+    fn set_entry(&mut self, dir: u64, name: &str, child: Option<u64>) -> Option<u64> {
+        let d = self.dir_mut(dir);
+        let old = match child {
+            Some(c) => d.entries.insert(name.to_owned(), c),
+            None => d.entries.remove(name),
+        };
+        if old != child {
+            d.unsynced.insert(name.to_owned());
+            if let Some(c) = child {
+                self.link(dir, c);
             }
-            if let Some(dir) = self.dir(inode) {
-                stack.extend(dir.entries.values().copied());
-                stack.extend(dir.durable_entries.values().copied());
+            if let Some(c) = old {
+                self.unlink(dir, c);
             }
         }
-        let mut dead = Vec::new();
-        self.gc_pending = false;
-        for (&inode, node) in &self.inodes {
-            if reachable.contains(&inode) {
+        old
+    }
+
+    /// Whether a path of entries leads from the root to `start`, walking up the reverse edges;
+    /// nodes in `reachable` are known to be reachable, those in `unreachable` known not to be.
+    /// If not, returns every node visited: all of them are unreachable too (each one's parents
+    /// were visited or are known unreachable, and none is the root).
+    fn reaches_root(
+        &self,
+        start: u64,
+        reachable: &BTreeSet<u64>,
+        unreachable: &BTreeSet<u64>,
+    ) -> Result<(), Vec<u64>> {
+        let mut seen = BTreeSet::from([start]);
+        let mut stack = vec![start];
+        while let Some(inode) = stack.pop() {
+            if inode == ROOT_INODE || reachable.contains(&inode) {
+                return Ok(());
+            }
+            for &parent in self.inodes[&inode].parents.keys() {
+                if !unreachable.contains(&parent) && seen.insert(parent) {
+                    stack.push(parent);
+                }
+            }
+        }
+        Err(seen.into_iter().collect())
+    }
+
+    /// Frees inodes reachable neither through live nor durable directory entries and not open.
+    fn gc(&mut self, at_ns: u64) {
+        let mut dead = BTreeSet::new();
+        // Orphans whose last handle went (a crash closes them all).
+        let inodes = &self.inodes;
+        self.orphans.retain(|inode| {
+            let open = inodes[inode].open_handles > 0;
+            if !open {
+                dead.insert(*inode);
+            }
+            open
+        });
+        // Inodes that lost an entry, and below those found unreachable, their children.
+        let mut reachable = BTreeSet::new();
+        let mut unreachable = BTreeSet::new();
+        let mut stack: Vec<u64> = std::mem::take(&mut self.gc_candidates)
+            .into_iter()
+            .collect();
+        while let Some(inode) = stack.pop() {
+            if !self.inodes.contains_key(&inode)
+                || reachable.contains(&inode)
+                || unreachable.contains(&inode)
+            {
                 continue;
             }
-            if node.open_handles > 0 {
-                self.gc_pending = true;
+            match self.reaches_root(inode, &reachable, &unreachable) {
+                Ok(()) => {
+                    reachable.insert(inode);
+                }
+                Err(lost) => {
+                    for lost in lost {
+                        if let Some(dir) = self.dir(lost) {
+                            stack.extend(dir.entries.values().copied());
+                            stack.extend(dir.durable_entries.values().copied());
+                        }
+                        unreachable.insert(lost);
+                    }
+                }
+            }
+        }
+        for inode in unreachable {
+            if self.inodes[&inode].open_handles > 0 {
+                self.orphans.insert(inode);
             } else {
-                dead.push(inode);
+                dead.insert(inode);
             }
         }
         for inode in dead {
-            for page in self.cache.pages_of(inode, 0) {
-                self.cache.remove((inode, page));
-            }
-            self.inflight.retain(|r| r.inode != inode);
-            if let Some(Inode {
-                node: Node::File(f),
-                ..
-            }) = self.inodes.remove(&inode)
-            {
-                self.stats.used_bytes -= f.logical.len();
-            }
-            self.event(DiskEvent::Freed { inode, at_ns });
+            self.free(inode, at_ns);
         }
+    }
+
+    /// Frees an unreachable, unopened inode: its pages, its writeback in flight, its bytes.
+    fn free(&mut self, inode: u64, at_ns: u64) {
+        for page in self.cache.pages_of(inode, 0) {
+            self.cache.remove((inode, page));
+        }
+        self.inflight.retain(|r| r.inode != inode);
+        let freed = self.inodes.remove(&inode).expect("a freed inode exists");
+        match freed.node {
+            Node::File(f) => self.stats.used_bytes -= f.logical.len(),
+            Node::Dir(d) => {
+                // Its children lose it as a parent (the unreachable ones are freed with it).
+                for child in d.entries.values().chain(d.durable_entries.values()) {
+                    if let Some(node) = self.inodes.get_mut(child) {
+                        node.parents.remove(&inode);
+                    }
+                }
+            }
+        }
+        self.event(DiskEvent::Freed { inode, at_ns });
     }
 
     /// A handle of `inode` from incarnation `epoch` was dropped.
@@ -625,7 +753,7 @@ impl Core {
         if let Some(node) = self.inodes.get_mut(&inode) {
             assert!(node.open_handles > 0);
             node.open_handles -= 1;
-            if node.open_handles == 0 && self.gc_pending {
+            if node.open_handles == 0 && !self.orphans.is_empty() {
                 let now_ns = self.now_ns;
                 self.gc(now_ns);
             }
@@ -670,7 +798,7 @@ impl Core {
                     durable: Content::default(),
                     ra: Readahead::default(),
                 }));
-                self.dir_mut(parent).entries.insert(name.to_owned(), inode);
+                self.set_entry(parent, name, Some(inode));
                 inode
             }
         };
@@ -698,7 +826,7 @@ impl Core {
                 Some(&child) => child,
                 None => {
                     let child = self.new_inode(Node::Dir(DirNode::default()));
-                    self.dir_mut(inode).entries.insert(name, child);
+                    self.set_entry(inode, &name, Some(child));
                     child
                 }
             };
@@ -811,10 +939,8 @@ impl Core {
                 _ => {}
             }
         }
-        self.dir_mut(from_parent).entries.remove(from_name);
-        self.dir_mut(to_parent)
-            .entries
-            .insert(to_name.to_owned(), source);
+        self.set_entry(from_parent, from_name, None);
+        self.set_entry(to_parent, to_name, Some(source));
         Ok(())
     }
 
@@ -850,7 +976,7 @@ impl Core {
                 format!("{path:?} is a file"),
             )),
             _ => {
-                self.dir_mut(parent).entries.remove(name);
+                self.set_entry(parent, name, None);
                 Ok(())
             }
         }
@@ -881,8 +1007,27 @@ impl Core {
         if self.fault_fires(FaultKind::SyncError, path, now_ns, || "sync_dir".into()) {
             return (now_ns, Err(os_error(libc::EIO)));
         }
+        // The durable entries become the live ones: only the unsynced names can differ.
         let dir = self.dir_mut(inode);
-        dir.durable_entries = dir.entries.clone();
+        let mut relinks = Vec::new();
+        for name in std::mem::take(&mut dir.unsynced) {
+            let live = dir.entries.get(&name).copied();
+            let durable = match live {
+                Some(child) => dir.durable_entries.insert(name, child),
+                None => dir.durable_entries.remove(&name),
+            };
+            if durable != live {
+                relinks.push((durable, live));
+            }
+        }
+        for (durable, live) in relinks {
+            if let Some(child) = live {
+                self.link(inode, child);
+            }
+            if let Some(child) = durable {
+                self.unlink(inode, child);
+            }
+        }
         let done_ns = self.journal_commit(now_ns);
         (done_ns, Ok(()))
     }
@@ -1324,7 +1469,8 @@ impl Core {
         let lost_dirty_pages = self.cache.dirty_pages();
         self.cache = PageCache::new(&self.cache_config);
         let mut used_bytes = 0;
-        for node in self.inodes.values_mut() {
+        let mut relinks = Vec::new();
+        for (&inode, node) in &mut self.inodes {
             node.open_handles = 0;
             match &mut node.node {
                 Node::File(f) => {
@@ -1332,7 +1478,27 @@ impl Core {
                     f.ra = Readahead::default();
                     used_bytes += f.logical.len();
                 }
-                Node::Dir(d) => d.entries = d.durable_entries.clone(),
+                // The live entries revert to the durable ones: only the unsynced names differ.
+                Node::Dir(d) => {
+                    for name in std::mem::take(&mut d.unsynced) {
+                        let durable = d.durable_entries.get(&name).copied();
+                        let live = match durable {
+                            Some(child) => d.entries.insert(name, child),
+                            None => d.entries.remove(&name),
+                        };
+                        if live != durable {
+                            relinks.push((inode, live, durable));
+                        }
+                    }
+                }
+            }
+        }
+        for (dir, live, durable) in relinks {
+            if let Some(child) = durable {
+                self.link(dir, child);
+            }
+            if let Some(child) = live {
+                self.unlink(dir, child);
             }
         }
         self.stats.used_bytes = used_bytes;
@@ -1374,5 +1540,79 @@ impl Core {
             }
         }
         assert_eq!(used, self.stats.used_bytes);
+        self.check_namespace();
+    }
+
+    /// The collector's state against a sweep of the whole tree: every inode is reachable or an
+    /// orphan (unreachable, open), nothing freed is still named or cached, the reverse index
+    /// and the unsynced names are exact.
+    fn check_namespace(&self) {
+        assert!(self.gc_candidates.is_empty(), "uncollected candidates");
+        let mut reachable = BTreeSet::new();
+        let mut stack = vec![ROOT_INODE];
+        while let Some(inode) = stack.pop() {
+            if !reachable.insert(inode) {
+                continue;
+            }
+            if let Some(dir) = self.dir(inode) {
+                stack.extend(dir.entries.values().copied());
+                stack.extend(dir.durable_entries.values().copied());
+            }
+        }
+        let mut parents: BTreeMap<u64, BTreeMap<u64, u32>> = BTreeMap::new();
+        let mut cached = 0;
+        for (&inode, node) in &self.inodes {
+            if reachable.contains(&inode) {
+                assert!(
+                    !self.orphans.contains(&inode),
+                    "inode {inode}: reachable orphan"
+                );
+            } else {
+                assert!(
+                    self.orphans.contains(&inode) && node.open_handles > 0,
+                    "inode {inode}: unreachable and not collected"
+                );
+                assert!(
+                    matches!(node.node, Node::File(_)),
+                    "inode {inode}: orphan directory"
+                );
+            }
+            cached += self.cache.pages_of(inode, 0).len() as u64;
+            if let Node::Dir(d) = &node.node {
+                for (name, &child) in d.entries.iter().chain(&d.durable_entries) {
+                    assert!(
+                        self.inodes.contains_key(&child),
+                        "inode {inode}: entry {name:?} names freed inode {child}"
+                    );
+                    *parents.entry(child).or_default().entry(inode).or_insert(0) += 1;
+                }
+                for name in d.entries.keys().chain(d.durable_entries.keys()) {
+                    assert!(
+                        d.entries.get(name) == d.durable_entries.get(name)
+                            || d.unsynced.contains(name),
+                        "inode {inode}: entry {name:?} changed but not unsynced"
+                    );
+                }
+            }
+        }
+        for (&inode, node) in &self.inodes {
+            let expected = parents.remove(&inode).unwrap_or_default();
+            assert_eq!(node.parents, expected, "inode {inode}: reverse index");
+        }
+        for orphan in &self.orphans {
+            assert!(self.inodes.contains_key(orphan), "freed orphan {orphan}");
+        }
+        assert_eq!(
+            cached,
+            self.cache.cached_pages(),
+            "pages of freed inodes cached"
+        );
+        for r in &self.inflight {
+            assert!(
+                r.inode == JOURNAL_INODE || self.inodes.contains_key(&r.inode),
+                "writeback in flight of freed inode {}",
+                r.inode
+            );
+        }
     }
 }
