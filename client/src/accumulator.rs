@@ -305,6 +305,9 @@ pub struct RecordAccumulator<T> {
     /// Idempotence: ids of the batches that have a sequence and are not yet complete, per
     /// partition (ids grow in append order, so the first is the oldest unacknowledged).
     unacked: BTreeMap<TopicPartition, BTreeSet<u64>>,
+    /// Idempotence: the last sequence the broker acknowledged per partition, under the current
+    /// producer id (cleared with it).
+    last_acked_sequence: BTreeMap<TopicPartition, i32>,
     flushes_in_progress: u32,
     closed: bool,
     failed: Vec<FailedBatch<T>>,
@@ -324,6 +327,7 @@ impl<T> RecordAccumulator<T> {
             producer_id: NO_PRODUCER_ID,
             producer_epoch: -1,
             next_sequence: BTreeMap::new(),
+            last_acked_sequence: BTreeMap::new(),
             unacked: BTreeMap::new(),
             flushes_in_progress: 0,
             closed: false,
@@ -491,6 +495,7 @@ impl<T> RecordAccumulator<T> {
             return;
         }
         self.next_sequence.clear();
+        self.last_acked_sequence.clear();
         if !self.config.idempotence || producer_id == NO_PRODUCER_ID {
             return;
         }
@@ -529,6 +534,24 @@ impl<T> RecordAccumulator<T> {
             .get(&batch.tp)
             .and_then(|ids| ids.first())
             .is_some_and(|&id| id == batch.id)
+    }
+
+    /// Notes the broker's acknowledgement of `batch` (call before [`Self::complete`] on success).
+    pub fn acknowledged(&mut self, batch: &ProducerBatch<T>) {
+        if batch.has_sequence() && batch.producer_id == self.producer_id {
+            let last = increment_sequence(batch.base_sequence(), batch.record_count().saturating_sub(1));
+            let e = self.last_acked_sequence.entry(batch.tp.clone()).or_insert(last);
+            *e = (*e).max(last);
+        }
+    }
+
+    /// Whether `batch` starts right after the partition's last acknowledged sequence (at 0 when
+    /// none was acknowledged under this producer id). Only such a batch refused as out of order
+    /// shows the broker lost this producer's state; anything else is a reordering (Java's
+    /// `TransactionManager` asks the same before it bumps the epoch).
+    pub fn is_next_sequence(&self, batch: &ProducerBatch<T>) -> bool {
+        let expected = self.last_acked_sequence.get(&batch.tp).map_or(0, |&s| increment_sequence(s, 1));
+        batch.base_sequence() == expected
     }
 
     /// The sequence the partition's next drained batch gets.

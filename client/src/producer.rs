@@ -834,6 +834,7 @@ async fn finish_produce(
             }
             match result {
                 Ok((base, lat)) => {
+                    acc.acknowledged(&batch);
                     let thunks = acc.complete(batch);
                     done.push((thunks, Ok((tp.partition, base, lat))));
                 }
@@ -860,6 +861,9 @@ async fn finish_produce(
                     // lost this producer's state (an unclean election, a leader that lost its
                     // tail). Take a new producer id and re-stamp the queued batches; records
                     // acknowledged before may be gone, which the checkers are there to see.
+                    // Only when it starts right after the last acknowledged sequence: a batch
+                    // behind a later acknowledged one may already be in the log, and re-stamping
+                    // it would write it twice.
                     if let ProduceError::Broker { code, .. } = &e {
                         let gap = *code == errors::OUT_OF_ORDER_SEQUENCE_NUMBER
                             || *code == errors::UNKNOWN_PRODUCER_ID;
@@ -867,6 +871,7 @@ async fn finish_produce(
                             && gap
                             && batch.producer_id() == producer_id
                             && acc.is_oldest_unacked(&batch)
+                            && acc.is_next_sequence(&batch)
                         {
                             tracing::warn!(
                                 topic = %tp.topic,

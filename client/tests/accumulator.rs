@@ -207,9 +207,15 @@ fn a_new_producer_id_restamps_queued_retries() {
     assert!(a.is_oldest_unacked(&acked));
     assert!(!a.is_oldest_unacked(&batches[0]), "an earlier batch is still unacknowledged");
     let acked_records = acked.record_count() as i32;
+    // Nothing acknowledged yet: the batch at sequence 0 is the next the broker expects.
+    assert!(a.is_next_sequence(&acked) && !a.is_next_sequence(&batches[0]));
+    a.acknowledged(&acked);
     a.complete(acked);
     assert!(a.is_oldest_unacked(&batches[0]));
     assert!(!a.is_oldest_unacked(&batches[1]));
+    // Only the batch right after the last acknowledged sequence, refused as out of order, shows
+    // lost producer state; a later one refused so is a reordering (it may be in the log).
+    assert!(a.is_next_sequence(&batches[0]) && !a.is_next_sequence(&batches[1]));
     // The broker refuses the rest as out of order: all come back, in sequence order.
     let old_sequences: Vec<i32> = batches.iter().map(|b| b.base_sequence()).collect();
     assert_eq!(old_sequences[0], acked_records);

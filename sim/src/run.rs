@@ -292,7 +292,7 @@ pub async fn simulate(sc: &Scenario, seed: u64, keep_trace: bool) -> RawRun {
         net.as_ref().map(|n| NetSide {
             net: n.clone(),
             view: n.add_host(&format!("broker-{i}"), net_model::sim::NicConfig::symmetric(sc.host.nic_bps)),
-            config: if clustered { crate::scenario::cluster_broker_config(&sc.broker, i, sc.brokers) } else { crate::scenario::broker_config(&sc.broker) },
+            config: if clustered { crate::scenario::cluster_broker_config(&sc.broker, i, sc.controllers) } else { crate::scenario::broker_config(&sc.broker) },
             cpu: sc.host.cores.map(|c| net_model::SimCpu::new(net_model::CpuProfile::with_cores(c))),
             nominal_bps: sc.host.nic_bps,
             seed: seed ^ HOST_SALT ^ u64::from(i).wrapping_mul(0x0100_0000_01b3),

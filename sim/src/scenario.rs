@@ -291,6 +291,8 @@ pub struct Scenario {
     /// Period of the metrics sampler (disk gauges, page-cache counters).
     pub sample_ms: u64,
     pub brokers: u32,
+    /// Brokers `0..controllers` also run a controller of the metadata quorum.
+    pub controllers: u32,
     pub mode: Mode,
     pub host: HostSpec,
     pub broker: BrokerSpec,
@@ -529,17 +531,23 @@ impl Scenario {
 
         // cluster
         let cluster_v = top.req("cluster")?;
-        let cluster = obj(cluster_v, "cluster", &["brokers", "mode", "host", "config"])?;
+        let cluster = obj(cluster_v, "cluster", &["brokers", "controllers", "mode", "host", "config"])?;
         let mode = match cluster.get("mode") {
             None => Mode::Storage,
             Some(Value::String(s)) if s == "storage" => Mode::Storage,
             Some(Value::String(s)) if s == "network" => Mode::Network,
             Some(_) => return Err(invalid("cluster.mode", "expected one of storage, network")),
         };
-        let brokers = cluster.uint("brokers", 1, 1, 9)? as u32;
+        // Limits: every broker is a host with its own disk, page-cache model, NIC and CPU, and a
+        // replica of what it hosts in memory; 64 brokers and 10,000 partitions per topic keep a
+        // run within this machine's memory at the shipped workloads (see sim/README.md).
+        let brokers = cluster.uint("brokers", 1, 1, BROKERS_MAX)? as u32;
         if brokers > 1 && mode != Mode::Network {
             return Err(invalid("cluster.brokers", "more than one broker needs cluster.mode = \"network\" (a combined-mode cluster on the simulated network)"));
         }
+        // The metadata quorum: brokers 0..controllers-1 are also controllers (combined mode),
+        // the others brokers only, as a Kafka cluster usually runs 3 controllers.
+        let controllers = cluster.uint("controllers", u64::from(brokers.min(3)), 1, u64::from(brokers))? as u32;
         let host = parse_host(cluster.get("host"), "cluster.host", mode)?;
         let mut broker = BrokerSpec { log: LogConfig::default(), checkpoint_interval_ms: 60_000, flush_scheduler_interval_ms: i64::MAX as u64, raw: Vec::new() };
         if mode == Mode::Network {
@@ -594,7 +602,7 @@ impl Scenario {
             if topics.iter().any(|x| x.name == name) {
                 return Err(invalid(&o.p("name"), format!("topic {name} listed twice")));
             }
-            let partitions = o.uint("partitions", 1, 1, 1024)? as i32;
+            let partitions = o.uint("partitions", 1, 1, PARTITIONS_PER_TOPIC_MAX)? as i32;
             let replication_factor = o.uint("replication.factor", 1, 1, u64::from(brokers)).map_err(|_| {
                 invalid(&o.p("replication.factor"), format!("expected 1..={brokers} (cluster.brokers)"))
             })? as i32;
@@ -878,6 +886,7 @@ impl Scenario {
             settle_timeout_s,
             sample_ms,
             brokers,
+            controllers,
             mode,
             host,
             broker,
@@ -960,6 +969,7 @@ impl Scenario {
             "measure": {"from_s": self.measure_from_ns.map(|n| n as f64 / 1e9), "default": "from the first acknowledgement (or poll) to when producers stop"},
             "cluster": {
                 "brokers": self.brokers,
+                "controllers": self.controllers,
                 "mode": self.mode.name(),
                 "host": {
                     "disk": h.device.name,
@@ -1084,12 +1094,18 @@ pub fn broker_config(b: &BrokerSpec) -> broker::BrokerConfig {
 /// Cluster runs: broker `i`'s config — combined mode (broker + controller), node id `i`, the
 /// quorum of every broker's controller on port 9093, simulator-friendly timeouts (fast but
 /// realistic), then `cluster.config` on top (so a scenario can set any of them by Kafka's name).
-pub fn cluster_broker_config(b: &BrokerSpec, i: u32, brokers: u32) -> broker::BrokerConfig {
+/// `cluster.brokers` at most.
+pub const BROKERS_MAX: u64 = 64;
+/// `topics[].partitions` at most (the controller's own per-topic limit).
+pub const PARTITIONS_PER_TOPIC_MAX: u64 = 10_000;
+
+pub fn cluster_broker_config(b: &BrokerSpec, i: u32, controllers: u32) -> broker::BrokerConfig {
     let mut c = broker::BrokerConfig::default();
-    let voters: Vec<String> = (0..brokers).map(|j| format!("{j}@broker-{j}:{CONTROLLER_PORT}")).collect();
+    let voters: Vec<String> = (0..controllers).map(|j| format!("{j}@broker-{j}:{CONTROLLER_PORT}")).collect();
+    let roles = if i < controllers { "broker,controller" } else { "broker" };
     let defaults: &[(&str, String)] = &[
         ("node.id", i.to_string()),
-        ("process.roles", "broker,controller".into()),
+        ("process.roles", roles.into()),
         ("controller.quorum.voters", voters.join(",")),
         ("broker.heartbeat.interval.ms", "250".into()),
         ("broker.session.timeout.ms", "3000".into()),
@@ -1105,7 +1121,9 @@ pub fn cluster_broker_config(b: &BrokerSpec, i: u32, brokers: u32) -> broker::Br
     for (k, v) in defaults {
         let _ = c.set(k, v);
     }
-    c.quorum.controller_listen = Some(format!("broker-{i}:{CONTROLLER_PORT}"));
+    if i < controllers {
+        c.quorum.controller_listen = Some(format!("broker-{i}:{CONTROLLER_PORT}"));
+    }
     for (k, v) in &b.raw {
         let _ = c.set(k, v);
     }
