@@ -12,3 +12,13 @@
 pub mod isr;
 pub mod metadata;
 pub mod raft;
+
+/// Proptest case counts: `PROPTEST_CASES` when set (the full test command deepens the properties
+/// that guard data), else the property's own default.
+#[cfg(test)]
+pub(crate) fn proptest_cases(default: u32) -> u32 {
+    std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(default)
+}

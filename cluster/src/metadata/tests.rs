@@ -1,3 +1,39 @@
+// Mutation probes, 2026-12-02 (issue 20): fencing and stale-epoch rejection. Each rule was
+// broken on purpose in a scratch worktree, `cargo test -p cluster` run, the failure seen, the
+// code restored. Lines are cluster/src/metadata.rs's at the time; "→" names the failing tests.
+//
+// - :344 a new leader in the same leader epoch is applied (drop the `leader_changed && ==`
+//   clause) → apply_rejects_stale_records_without_change.
+// - :344 a leader epoch that goes back is applied (`leader_epoch < current` → `false`)
+//   → apply_rejects_stale_records_without_change.
+// - :337 a partition epoch may skip ahead (`!= current + 1` → `<= current`)
+//   → apply_rejects_stale_records_without_change.
+// - :265 Fence/UnfenceBroker of another incarnation's broker epoch applied
+//   → apply_rejects_stale_records_without_change, apply_is_total_and_atomic.
+// - :229 a replayed registration epoch accepted (`<=` → `<`)
+//   → apply_rejects_stale_records_without_change, apply_is_total_and_atomic.
+// - :630 AlterPartition with a stale leader epoch accepted → controller_keeps_partition_invariants.
+// - :630 AlterPartition from a replica that is not the leader accepted
+//   → controller_keeps_partition_invariants.
+// - :633 AlterPartition with an older partition epoch accepted (`!=` → `>`)
+//   → controller_keeps_partition_invariants, session_timeout_fences_and_moves_leadership.
+// - :624 AlterPartition with a stale broker epoch accepted → controller_keeps_partition_invariants.
+// - :578 heartbeat with a stale broker epoch renews the session (drop the check)
+//   → heartbeat_with_a_stale_broker_epoch_is_refused, controller_keeps_partition_invariants
+//   (Op::StaleHeartbeat).
+// - :649 a fenced broker joins the ISR (KIP-841 check off)
+//   → controller_keeps_partition_invariants, session_timeout_fences_and_moves_leadership.
+// - :770 a leader elected from outside the ISR (clean election) → controller_keeps_…,
+//   session_timeout_…, unclean_election_…, unclean_restart_of_the_sole_isr_member_….
+// - :790 a fenced leader keeps leading → controller_keeps_…, session_timeout_…,
+//   unclean_election_…, unclean_restart_of_the_sole_isr_member_….
+// - :843 a broker restarted uncleanly stays in the ELR
+//   → unclean_restart_of_the_sole_isr_member_hands_leadership_to_the_elr.
+// - :786 the last ISR member is removed when fenced → controller_keeps_…, session_timeout_…,
+//   unclean_restart_of_the_sole_isr_member_….
+// - :633 the other way round: a valid shrink refused → controller_keeps_partition_invariants
+//   ("current AlterPartition … refused"), session_timeout_…, unclean_election_…, unclean_restart_….
+
 use proptest::prelude::*;
 
 use super::*;
@@ -224,8 +260,11 @@ fn apply_rejects_stale_records_without_change() {
         partition_epoch,
         elr: Vec::new(),
     };
+    let last_broker_epoch = image.last_broker_epoch;
     for bad in [
         change(1, 0, vec![0, 1], 1), // leader changed without a new leader epoch
+        change(0, -1, vec![0, 1], 1), // leader epoch went back
+        change(1, -1, vec![1], 1),   // new leader with an older leader epoch
         change(0, 0, vec![0], 2),    // skipped a partition epoch
         change(0, 0, vec![0], 0),    // replayed partition epoch
         change(0, 0, vec![1], 1),    // leader outside the ISR
@@ -235,10 +274,20 @@ fn apply_rejects_stale_records_without_change() {
             broker_id: 0,
             broker_epoch: 99,
         },
+        Record::UnfenceBroker {
+            broker_id: 1,
+            broker_epoch: image.brokers[&1].broker_epoch - 1,
+        },
         Record::RegisterBroker {
             broker_id: 0,
             incarnation: 2,
             broker_epoch: 1,
+            endpoint: ep(1),
+        },
+        Record::RegisterBroker {
+            broker_id: 0,
+            incarnation: 2,
+            broker_epoch: last_broker_epoch, // a replayed registration
             endpoint: ep(1),
         },
         Record::DeleteTopic { topic_id: tid(9) },
@@ -246,12 +295,50 @@ fn apply_rejects_stale_records_without_change() {
         assert!(image.apply(&bad).is_err(), "{bad:?} accepted");
         assert_eq!(image, before);
     }
+    // The same records with current epochs go through.
     image.apply(&change(0, 0, vec![0], 1)).unwrap();
+    image.apply(&change(1, 1, vec![1], 2)).unwrap();
+    assert!(image.apply(&change(0, 1, vec![0, 1], 3)).is_err(), "leader changed back within epoch 1");
+    image.apply(&change(1, 1, vec![0, 1], 3)).unwrap();
+    let fence = Record::FenceBroker { broker_id: 0, broker_epoch: image.brokers[&0].broker_epoch };
+    image.apply(&fence).unwrap();
+    assert!(image.brokers[&0].fenced);
+    let register = Record::RegisterBroker { broker_id: 0, incarnation: 2, broker_epoch: last_broker_epoch + 1, endpoint: ep(1) };
+    image.apply(&register).unwrap();
+    assert_eq!((image.brokers[&0].broker_epoch, image.last_broker_epoch), (last_broker_epoch + 1, last_broker_epoch + 1));
+}
+
+/// A zombie (the previous incarnation of a re-registered broker) heartbeats with its old broker
+/// epoch: refused, and it does not keep the new incarnation's session alive.
+#[test]
+fn heartbeat_with_a_stale_broker_epoch_is_refused() {
+    let mut c = Controller::new(ControllerConfig { broker_session_timeout_ms: 100, unclean_leader_election_enable: false, min_insync_replicas: 1 });
+    let (mut image, mut log) = cluster(&mut c, 2);
+    let old = image.brokers[&1].broker_epoch;
+    let d = c.register_broker(&image, 1, 2, ep(9093), true, 10).unwrap();
+    apply_all(&mut image, &mut log, d.records);
+    let new = d.reply;
+    assert!(new > old);
+    assert_eq!(c.heartbeat(&image, 1, old, false, 50), Err(ControllerError::StaleBrokerEpoch));
+    let d = c.heartbeat(&image, 1, new, false, 60).unwrap();
+    assert!(!d.reply.fenced, "the current incarnation is unfenced");
+    apply_all(&mut image, &mut log, d.records);
+    assert_eq!(c.heartbeat(&image, 1, old, true, 150), Err(ControllerError::StaleBrokerEpoch));
+    assert!(!image.brokers[&1].fenced, "a zombie cannot fence the current incarnation");
+    let e0 = image.brokers[&0].broker_epoch;
+    let records = c.heartbeat(&image, 0, e0, false, 150).unwrap().records;
+    apply_all(&mut image, &mut log, records);
+    let records = c.tick(&image, 161);
+    apply_all(&mut image, &mut log, records);
+    assert!(image.brokers[&1].fenced, "only the current incarnation's heartbeats count");
+    assert!(!image.brokers[&0].fenced);
 }
 
 #[derive(Debug, Clone)]
 enum Op {
     Heartbeat(i32, bool),
+    /// A heartbeat carrying a broker epoch other than the current one (a zombie incarnation).
+    StaleHeartbeat(i32, i64),
     Time(u64),
     Register(i32, bool),
     Alter {
@@ -271,6 +358,7 @@ fn op() -> impl Strategy<Value = Op> {
     let delta = prop_oneof![6 => Just(0), 1 => Just(-1), 1 => Just(1)];
     prop_oneof![
         6 => (0i32..5, prop::bool::weighted(0.15)).prop_map(|(b, f)| Op::Heartbeat(b, f)),
+        1 => (0i32..5, prop_oneof![3 => Just(-1i64), 1 => Just(1i64)]).prop_map(|(b, d)| Op::StaleHeartbeat(b, d)),
         3 => (0u64..120).prop_map(Op::Time),
         1 => (0i32..5, any::<bool>()).prop_map(|(b, clean)| Op::Register(b, clean)),
         6 => (0usize..4, 0usize..4, prop::option::weighted(0.2, 0i32..5), delta.clone(), delta, prop::bool::weighted(0.1), any::<u8>())
@@ -283,7 +371,7 @@ fn op() -> impl Strategy<Value = Op> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: crate::proptest_cases(256), ..ProptestConfig::default() })]
 
     #[test]
     fn controller_keeps_partition_invariants(unclean in any::<bool>(), min_insync in 1usize..=3, ops in proptest::collection::vec(op(), 1..150)) {
@@ -300,6 +388,11 @@ proptest! {
                 Op::Heartbeat(b, fence) => {
                     let e = image.brokers[&b].broker_epoch;
                     c.heartbeat(&image, b, e, fence, now).unwrap().records
+                }
+                Op::StaleHeartbeat(b, delta) => {
+                    let e = image.brokers[&b].broker_epoch + delta;
+                    prop_assert_eq!(c.heartbeat(&image, b, e, delta > 0, now).map(|d| d.records), Err(ControllerError::StaleBrokerEpoch));
+                    continue;
                 }
                 Op::Time(dt) => { now += dt; c.tick(&image, now) }
                 Op::Register(b, clean) => c.register_broker(&image, b, now, ep(1), clean, now).unwrap().records,
@@ -328,7 +421,13 @@ proptest! {
                             }
                             d.records
                         }
-                        Err(_) => continue,
+                        Err(e) => {
+                            // The other way round: a current request from the leader for a valid
+                            // ISR (it keeps the leader; whoever joins is live) goes through.
+                            let valid = req.new_isr.contains(&p.leader) && req.new_isr.iter().all(|r| p.isr.contains(r) || image.is_live(*r));
+                            prop_assert!(stale || !valid, "current AlterPartition {:?} for {:?} refused: {:?}", req, p, e);
+                            continue;
+                        }
                     }
                 }
                 Op::Create(parts, rf) => {
@@ -459,6 +558,37 @@ proptest! {
             match image.apply(r) {
                 Ok(()) => prop_assert_eq!(image.applied, before.applied + 1),
                 Err(_) => prop_assert_eq!(&image, &before),
+            }
+            // Whatever was accepted kept the epochs' rules.
+            for (id, t) in &image.topics {
+                for (i, p) in t.partitions.iter().enumerate() {
+                    let Some(old) = before.partition(*id, i as u32) else { continue };
+                    if p == old {
+                        continue;
+                    }
+                    prop_assert_eq!(p.partition_epoch, old.partition_epoch + 1, "{:?} after {:?}", p, old);
+                    prop_assert!(p.leader_epoch >= old.leader_epoch, "leader epoch went back: {:?} after {:?}", p, old);
+                    if p.leader != old.leader {
+                        prop_assert!(p.leader_epoch > old.leader_epoch, "new leader in the same epoch: {:?} after {:?}", p, old);
+                    }
+                }
+            }
+            for (b, reg) in &image.brokers {
+                if let Some(old) = before.brokers.get(b) {
+                    prop_assert!(reg.broker_epoch >= old.broker_epoch);
+                }
+            }
+            prop_assert!(image.last_broker_epoch >= before.last_broker_epoch);
+            if image != before {
+                match r {
+                    Record::RegisterBroker { broker_epoch, .. } => {
+                        prop_assert!(*broker_epoch > before.last_broker_epoch, "broker epoch {} reused (last {})", broker_epoch, before.last_broker_epoch);
+                    }
+                    Record::FenceBroker { broker_id, broker_epoch } | Record::UnfenceBroker { broker_id, broker_epoch } => {
+                        prop_assert_eq!(before.brokers.get(broker_id).map(|b| b.broker_epoch), Some(*broker_epoch), "(un)fenced by a record of another incarnation");
+                    }
+                    _ => {}
+                }
             }
             for t in image.topics.values() {
                 for p in &t.partitions {
