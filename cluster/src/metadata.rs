@@ -29,6 +29,15 @@
 //!   to the ELR. With `min.insync.replicas=1` the ELR is always empty: Kafka's older behaviour,
 //!   where a sole ISR member that lost its tail is elected again;
 //!   ELR ⊆ replicas and ELR ∩ ISR = ∅;
+//! - **last known ELR and unclean recovery** (the rest of KIP-966): an unclean restart cannot tell a
+//!   process crash (the page cache, so the log, survives) from a power loss, so a broker that
+//!   leaves the ELR that way joins the partition's last known ELR (cleared with the ELR once the ISR
+//!   is back at `min.insync.replicas`; ⊆ replicas, disjoint from ISR and ELR). When the sole ISR
+//!   member restarts uncleanly with an empty ELR and a non-empty last known ELR, it is not elected
+//!   as "last ISR member": the partition goes offline `recovering`, its brokers report their logs
+//!   (last epoch, log end) with their heartbeats, and once every candidate (ISR ∪ last known ELR)
+//!   has reported at its current broker epoch, the longest log that is live leads
+//!   ([`Controller::recover`]);
 //! - with `unclean.leader.election.enable` off, a new leader comes from the ISR; with it on, an
 //!   offline partition may take a live replica outside the ISR, and the ISR becomes just it;
 //! - broker epochs grow per registration; a request carrying an older one is stale.
@@ -99,6 +108,10 @@ pub enum Record {
         partition_epoch: i32,
         #[serde(default)]
         elr: Vec<BrokerId>,
+        #[serde(default)]
+        last_known_elr: Vec<BrokerId>,
+        #[serde(default)]
+        recovering: bool,
     },
     DeleteTopic {
         topic_id: TopicId,
@@ -124,6 +137,16 @@ pub struct PartitionState {
     /// Eligible leader replicas (see the module doc).
     #[serde(default)]
     pub elr: Vec<BrokerId>,
+    /// Last known ELR (KIP-966): replicas that left the ELR because they restarted uncleanly.
+    /// Their logs may have survived (a process crash keeps the page cache), so they are
+    /// candidates of unclean recovery. Cleared once the ISR is back at `min.insync.replicas`.
+    #[serde(default)]
+    pub last_known_elr: Vec<BrokerId>,
+    /// Awaiting unclean recovery (KIP-966): the sole ISR member restarted uncleanly while
+    /// last-known-ELR members may hold more; no leader until every candidate (ISR ∪ last known
+    /// ELR) reported its log, then the longest log leads.
+    #[serde(default)]
+    pub recovering: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -308,6 +331,8 @@ impl MetadataImage {
                         leader_epoch: 0,
                         partition_epoch: 0,
                         elr: Vec::new(),
+                        last_known_elr: Vec::new(),
+                        recovering: false,
                     };
                     check_partition(&state).map_err(ApplyError::Invalid)?;
                     states.push(state);
@@ -330,6 +355,8 @@ impl MetadataImage {
                 isr,
                 partition_epoch,
                 elr,
+                last_known_elr,
+                recovering,
             } => {
                 let current = self.partition(*topic_id, *partition).ok_or_else(|| {
                     ApplyError::Invalid(format!("unknown partition {topic_id:?}/{partition}"))
@@ -356,6 +383,8 @@ impl MetadataImage {
                     leader_epoch: *leader_epoch,
                     partition_epoch: *partition_epoch,
                     elr: elr.clone(),
+                    last_known_elr: last_known_elr.clone(),
+                    recovering: *recovering,
                 };
                 check_partition(&next).map_err(ApplyError::Invalid)?;
                 let topic = self
@@ -394,6 +423,13 @@ fn check_partition(p: &PartitionState) -> Result<(), String> {
     let elr: BTreeSet<BrokerId> = p.elr.iter().copied().collect();
     if elr.len() != p.elr.len() || !elr.is_subset(&replicas) || !elr.is_disjoint(&isr) {
         return Err(format!("bad ELR {:?} for replicas {:?}, ISR {:?}", p.elr, p.replicas, p.isr));
+    }
+    let lke: BTreeSet<BrokerId> = p.last_known_elr.iter().copied().collect();
+    if lke.len() != p.last_known_elr.len() || !lke.is_subset(&replicas) || !lke.is_disjoint(&isr) || !lke.is_disjoint(&elr) {
+        return Err(format!("bad last known ELR {:?} for replicas {:?}, ISR {:?}, ELR {:?}", p.last_known_elr, p.replicas, p.isr, p.elr));
+    }
+    if p.recovering && (p.leader != NO_LEADER || lke.is_empty()) {
+        return Err(format!("recovering with leader {} and last known ELR {:?}", p.leader, p.last_known_elr));
     }
     Ok(())
 }
@@ -486,12 +522,36 @@ pub struct HeartbeatReply {
     pub fenced: bool,
 }
 
-/// The active controller's soft state (not replicated): when each broker was last heard from.
-/// A new active controller starts every session afresh at its first tick, as Kafka does.
+/// A replica's log as a broker reports it for a partition awaiting unclean recovery (what KIP-966's
+/// GetReplicaLogInfo answers): sent with heartbeats while the broker's image says `recovering`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplicaLogInfo {
+    pub topic_id: TopicId,
+    pub partition: u32,
+    /// The partition epoch of the image the broker reported from (a report for an older state
+    /// does not count).
+    pub partition_epoch: i32,
+    /// The leader epoch of the log's last batch (-1: empty log).
+    pub last_epoch: i32,
+    pub log_end_offset: i64,
+}
+
+impl ReplicaLogInfo {
+    /// Longer log first: the newer last epoch, then the larger log end (KIP-966).
+    fn length_key(&self) -> (i32, i64) {
+        (self.last_epoch, self.log_end_offset)
+    }
+}
+
+/// The active controller's soft state (not replicated): when each broker was last heard from, and
+/// the log reports of partitions awaiting unclean recovery (broker epoch of each report). A new
+/// active controller starts every session afresh at its first tick, as Kafka does; brokers repeat
+/// their reports with every heartbeat while recovery lasts.
 #[derive(Debug, Clone, Default)]
 pub struct Controller {
     pub config: ControllerConfig,
     last_heartbeat_ms: BTreeMap<BrokerId, u64>,
+    log_reports: BTreeMap<(TopicId, u32), BTreeMap<BrokerId, (i64, ReplicaLogInfo)>>,
 }
 
 impl Controller {
@@ -499,6 +559,7 @@ impl Controller {
         Self {
             config,
             last_heartbeat_ms: BTreeMap::new(),
+            log_reports: BTreeMap::new(),
         }
     }
 
@@ -542,7 +603,7 @@ impl Controller {
             }
         }
         if !clean_shutdown {
-            records.extend(partition_changes(&mut work, |img, p| after_unclean_restart(img, p, broker_id)));
+            records.extend(partition_changes(&mut work, |img, p| after_unclean_restart(img, &self.config, p, broker_id)));
         }
         let broker_epoch = work.last_broker_epoch + 1;
         let reg = Record::RegisterBroker {
@@ -571,6 +632,21 @@ impl Controller {
         want_fence: bool,
         now_ms: u64,
     ) -> Result<Decision<HeartbeatReply>, ControllerError> {
+        self.heartbeat_with_logs(image, broker_id, broker_epoch, want_fence, &[], now_ms)
+    }
+
+    /// A heartbeat carrying the broker's log reports for partitions awaiting unclean recovery:
+    /// as [`Controller::heartbeat`], then every recovering partition whose candidates have all
+    /// reported elects its longest log ([`Controller::recover`]).
+    pub fn heartbeat_with_logs(
+        &mut self,
+        image: &MetadataImage,
+        broker_id: BrokerId,
+        broker_epoch: i64,
+        want_fence: bool,
+        logs: &[ReplicaLogInfo],
+        now_ms: u64,
+    ) -> Result<Decision<HeartbeatReply>, ControllerError> {
         let b = image
             .brokers
             .get(&broker_id)
@@ -580,11 +656,20 @@ impl Controller {
         }
         self.last_heartbeat_ms.insert(broker_id, now_ms);
         let mut work = image.clone();
-        let records = match (b.fenced, want_fence) {
+        let mut records = match (b.fenced, want_fence) {
             (true, false) => unfence_records(&mut work, &self.config, broker_id, broker_epoch),
             (false, true) => fence_records(&mut work, &self.config, broker_id, broker_epoch),
             _ => Vec::new(),
         };
+        for info in logs {
+            let Some(p) = image.partition(info.topic_id, info.partition) else { continue };
+            if p.recovering && recovery_candidates(p).contains(&broker_id) {
+                self.log_reports.entry((info.topic_id, info.partition)).or_default().insert(broker_id, (broker_epoch, *info));
+            }
+        }
+        if !self.log_reports.is_empty() {
+            records.extend(self.recover(&mut work));
+        }
         Ok(Decision {
             records,
             reply: HeartbeatReply {
@@ -607,6 +692,60 @@ impl Controller {
                     b.broker_epoch,
                 ));
             }
+        }
+        records
+    }
+
+    /// Unclean recovery (KIP-966): for each partition awaiting it whose candidates (its ISR and
+    /// last known ELR) have all reported their logs at their current broker epoch and the
+    /// current partition epoch, the longest log (newest last epoch, then largest log end; replica
+    /// order among equals) that is live leads, alone in the ISR; the other last-known-ELR
+    /// members stay there (candidates of a later recovery), the suspect ISR member leaves.
+    /// A partition whose longest log is fenced waits. Records are applied to `work`.
+    pub fn recover(&mut self, work: &mut MetadataImage) -> Vec<Record> {
+        let mut records = Vec::new();
+        let keys: Vec<(TopicId, u32)> = self.log_reports.keys().copied().collect();
+        for key in keys {
+            let Some(p) = work.partition(key.0, key.1).cloned() else {
+                self.log_reports.remove(&key);
+                continue;
+            };
+            if !p.recovering {
+                self.log_reports.remove(&key);
+                continue;
+            }
+            let reports = &self.log_reports[&key];
+            let candidates = recovery_candidates(&p);
+            let mut infos = Vec::with_capacity(candidates.len());
+            for c in &candidates {
+                let current = work.brokers.get(c).map(|b| b.broker_epoch);
+                match reports.get(c) {
+                    Some((epoch, info)) if Some(*epoch) == current && info.partition_epoch == p.partition_epoch => infos.push((*c, *info)),
+                    _ => break,
+                }
+            }
+            if infos.len() != candidates.len() {
+                continue;
+            }
+            let best = infos.iter().map(|(_, i)| i.length_key()).max().expect("a recovering partition has candidates");
+            let Some(leader) = infos.iter().find(|(c, i)| i.length_key() == best && work.is_live(*c)).map(|(c, _)| *c) else { continue };
+            // The others stay candidates of a later recovery, not ELR members: any of them may
+            // have lost its tail (a power loss looks like a crash at registration).
+            let last_known_elr: Vec<BrokerId> = if self.config.min_insync_replicas > 1 { p.last_known_elr.iter().copied().filter(|r| *r != leader).collect() } else { Vec::new() };
+            let next = PartitionState {
+                replicas: p.replicas.clone(),
+                isr: vec![leader],
+                leader,
+                leader_epoch: p.leader_epoch + 1,
+                partition_epoch: p.partition_epoch + 1,
+                elr: Vec::new(),
+                last_known_elr,
+                recovering: false,
+            };
+            let record = change_record(key.0, key.1, next);
+            work.apply(&record).expect("recovery built from the image");
+            records.push(record);
+            self.log_reports.remove(&key);
         }
         records
     }
@@ -658,23 +797,16 @@ impl Controller {
             });
         }
         let elr = next_elr(p, &isr, self.config.min_insync_replicas);
-        let record = Record::PartitionChange {
-            topic_id: req.topic_id,
-            partition: req.partition,
-            leader: p.leader,
-            leader_epoch: p.leader_epoch,
-            isr: isr.clone(),
-            partition_epoch: p.partition_epoch + 1,
-            elr: elr.clone(),
-        };
+        let last_known_elr = next_last_known_elr(p, &isr, &elr, self.config.min_insync_replicas);
         let reply = PartitionState {
             isr,
             partition_epoch: p.partition_epoch + 1,
             elr,
+            last_known_elr,
             ..p.clone()
         };
         Ok(Decision {
-            records: vec![record],
+            records: vec![change_record(req.topic_id, req.partition, reply.clone())],
             reply,
         })
     }
@@ -801,7 +933,7 @@ fn without_broker(
         if let Some(r) = p.replicas.iter().copied().find(|r| image.is_live(*r)) {
             leader = r;
             isr = vec![r];
-            return change_elr(p, leader, isr, Vec::new());
+            return change_elr(p, config, leader, isr, Vec::new());
         }
     }
     change(p, config, leader, isr)
@@ -814,7 +946,8 @@ fn with_broker(
     p: &PartitionState,
     broker: BrokerId,
 ) -> Option<PartitionState> {
-    if p.leader != NO_LEADER || !p.replicas.contains(&broker) {
+    if p.leader != NO_LEADER || !p.replicas.contains(&broker) || p.recovering {
+        // Recovering: the leader is chosen from the candidates' logs (`Controller::recover`).
         return None;
     }
     if p.isr.contains(&broker) {
@@ -824,16 +957,19 @@ fn with_broker(
         return change(p, config, broker, vec![broker]);
     }
     if config.unclean_leader_election_enable && p.isr.iter().all(|r| !image.is_live(*r)) {
-        return change_elr(p, broker, vec![broker], Vec::new());
+        return change_elr(p, config, broker, vec![broker], Vec::new());
     }
     None
 }
 
-/// The change to `p` when `broker` registers after an unclean shutdown: it leaves the ELR, and if
-/// it is the sole ISR member while the ELR has members, the ISR passes to them (its own copy may
-/// have lost its unflushed tail; theirs hold every acknowledged write).
+/// The change to `p` when `broker` registers after an unclean shutdown: it leaves the ELR (its
+/// unflushed tail may be gone) for the last known ELR (a process crash keeps it: it may still hold
+/// every acknowledged write). If it is the sole ISR member, the ISR passes to the ELR when the ELR
+/// has members (theirs hold every acknowledged write); else, when last-known-ELR members may hold
+/// more than it, the partition waits for unclean recovery (KIP-966) instead of electing it.
 fn after_unclean_restart(
     image: &MetadataImage,
+    config: &ControllerConfig,
     p: &PartitionState,
     broker: BrokerId,
 ) -> Option<PartitionState> {
@@ -841,16 +977,42 @@ fn after_unclean_restart(
         return None;
     }
     let elr: Vec<BrokerId> = p.elr.iter().copied().filter(|r| *r != broker).collect();
+    let mut lke = p.last_known_elr.clone();
+    if p.elr.contains(&broker) && !lke.contains(&broker) {
+        lke.push(broker);
+        lke = in_replica_order(&p.replicas, &lke);
+    }
     if p.isr == [broker] && !elr.is_empty() {
         let leader = elect_from(image, p, &elr).unwrap_or(NO_LEADER);
         let isr = if leader == NO_LEADER { vec![elr[0]] } else { vec![leader] };
         let rest: Vec<BrokerId> = elr.iter().copied().filter(|r| !isr.contains(r)).collect();
-        return change_elr(p, leader, isr, rest);
+        // It held every acknowledged write until it stopped, and a crash keeps its log: a
+        // candidate of unclean recovery, should the ELR lose its data too.
+        if !lke.contains(&broker) {
+            lke.push(broker);
+            lke = in_replica_order(&p.replicas, &lke);
+        }
+        return change_full(p, config, leader, isr, rest, lke, false);
+    }
+    if p.isr == [broker] && lke.iter().any(|r| *r != broker) {
+        // The rule: a sole ISR member back from an unclean shutdown is not elected as such while
+        // another replica may hold more of what was acknowledged; recovery picks the longest log.
+        lke.retain(|r| *r != broker);
+        return change_full(p, config, NO_LEADER, p.isr.clone(), Vec::new(), lke, true);
     }
     if elr.len() != p.elr.len() {
-        return change_elr(p, p.leader, p.isr.clone(), elr);
+        return change_full(p, config, p.leader, p.isr.clone(), elr, lke, p.recovering);
     }
     None
+}
+
+/// The replicas unclean recovery asks: the ISR and the last known ELR, in replica order.
+pub fn recovery_candidates(p: &PartitionState) -> Vec<BrokerId> {
+    p.replicas.iter().copied().filter(|r| p.isr.contains(r) || p.last_known_elr.contains(r)).collect()
+}
+
+fn in_replica_order(replicas: &[BrokerId], members: &[BrokerId]) -> Vec<BrokerId> {
+    replicas.iter().copied().filter(|r| members.contains(r)).collect()
 }
 
 /// The ELR after the ISR becomes `isr` (see the module doc).
@@ -865,13 +1027,46 @@ fn next_elr(p: &PartitionState, isr: &[BrokerId], min_insync: usize) -> Vec<Brok
         .collect()
 }
 
-fn change(p: &PartitionState, config: &ControllerConfig, leader: BrokerId, isr: Vec<BrokerId>) -> Option<PartitionState> {
-    let elr = next_elr(p, &isr, config.min_insync_replicas);
-    change_elr(p, leader, isr, elr)
+/// The last known ELR after the ISR becomes `isr` and the ELR `elr`: cleared once the ISR is back
+/// at `min.insync.replicas` (everything committed from then on is on a full ISR), members that
+/// rejoin the ISR or the ELR leave it.
+fn next_last_known_elr(p: &PartitionState, isr: &[BrokerId], elr: &[BrokerId], min_insync: usize) -> Vec<BrokerId> {
+    if isr.len() >= min_insync {
+        return Vec::new();
+    }
+    p.last_known_elr
+        .iter()
+        .copied()
+        .filter(|r| !isr.contains(r) && !elr.contains(r))
+        .collect()
 }
 
-fn change_elr(p: &PartitionState, leader: BrokerId, isr: Vec<BrokerId>, elr: Vec<BrokerId>) -> Option<PartitionState> {
-    if leader == p.leader && isr == p.isr && elr == p.elr {
+fn change(p: &PartitionState, config: &ControllerConfig, leader: BrokerId, isr: Vec<BrokerId>) -> Option<PartitionState> {
+    let elr = next_elr(p, &isr, config.min_insync_replicas);
+    change_elr(p, config, leader, isr, elr)
+}
+
+fn change_elr(p: &PartitionState, config: &ControllerConfig, leader: BrokerId, isr: Vec<BrokerId>, elr: Vec<BrokerId>) -> Option<PartitionState> {
+    let lke = p.last_known_elr.clone();
+    let recovering = p.recovering && leader == NO_LEADER;
+    change_full(p, config, leader, isr, elr, lke, recovering)
+}
+
+/// The change to `p`; the last known ELR is filtered by [`next_last_known_elr`], and recovery
+/// ends once there is a leader or no candidate besides the ISR is left.
+fn change_full(
+    p: &PartitionState,
+    config: &ControllerConfig,
+    leader: BrokerId,
+    isr: Vec<BrokerId>,
+    elr: Vec<BrokerId>,
+    lke: Vec<BrokerId>,
+    recovering: bool,
+) -> Option<PartitionState> {
+    let with = PartitionState { last_known_elr: lke, ..p.clone() };
+    let last_known_elr = next_last_known_elr(&with, &isr, &elr, config.min_insync_replicas);
+    let recovering = recovering && leader == NO_LEADER && !last_known_elr.is_empty();
+    if leader == p.leader && isr == p.isr && elr == p.elr && last_known_elr == p.last_known_elr && recovering == p.recovering {
         return None;
     }
     let leader_epoch = if leader != p.leader {
@@ -886,6 +1081,8 @@ fn change_elr(p: &PartitionState, leader: BrokerId, isr: Vec<BrokerId>, elr: Vec
         leader_epoch,
         partition_epoch: p.partition_epoch + 1,
         elr,
+        last_known_elr,
+        recovering,
     })
 }
 
@@ -933,15 +1130,7 @@ fn partition_changes(
     for (id, topic) in &work.topics {
         for (i, p) in topic.partitions.iter().enumerate() {
             if let Some(next) = f(work, p) {
-                changes.push(Record::PartitionChange {
-                    topic_id: *id,
-                    partition: i as u32,
-                    leader: next.leader,
-                    leader_epoch: next.leader_epoch,
-                    isr: next.isr,
-                    partition_epoch: next.partition_epoch,
-                    elr: next.elr,
-                });
+                changes.push(change_record(*id, i as u32, next));
             }
         }
     }
@@ -950,6 +1139,21 @@ fn partition_changes(
             .expect("partition change built from the image");
     }
     changes
+}
+
+/// The record that makes `next` partition `partition` of `topic_id`.
+fn change_record(topic_id: TopicId, partition: u32, next: PartitionState) -> Record {
+    Record::PartitionChange {
+        topic_id,
+        partition,
+        leader: next.leader,
+        leader_epoch: next.leader_epoch,
+        isr: next.isr,
+        partition_epoch: next.partition_epoch,
+        elr: next.elr,
+        last_known_elr: next.last_known_elr,
+        recovering: next.recovering,
+    }
 }
 
 #[cfg(test)]

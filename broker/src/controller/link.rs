@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex as StdMutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use cluster::metadata::{AlterPartitionRequest, BrokerId, ControllerError, Endpoint, MetadataImage, PartitionState, TopicId};
+use cluster::metadata::{AlterPartitionRequest, BrokerId, ControllerError, Endpoint, MetadataImage, PartitionState, ReplicaLogInfo, TopicId};
 use cluster::raft::NodeId;
 use net_model::{Connection, Network};
 use tokio::sync::{watch, Mutex};
@@ -48,6 +48,9 @@ pub trait ControllerLink: Send + Sync + fmt::Debug {
     async fn alter_partition(&self, req: AlterPartitionRequest) -> Result<PartitionState, LinkError>;
     async fn create_topic(&self, name: &str, partitions: u32, replication_factor: u16) -> Result<TopicId, LinkError>;
     async fn delete_topic(&self, name: &str) -> Result<TopicId, LinkError>;
+    /// This broker's logs of the partitions awaiting unclean recovery (KIP-966) it is a candidate
+    /// for; the link sends them with every heartbeat until replaced (empty: none).
+    fn report_logs(&self, _logs: Vec<ReplicaLogInfo>) {}
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -99,6 +102,10 @@ pub struct RpcLink {
     /// Set by a controlled shutdown: no more heartbeats (one would unfence us again).
     stopping: AtomicBool,
     registered_once: AtomicBool,
+    /// What the next heartbeats report for unclean recovery ([`ControllerLink::report_logs`]).
+    log_reports: StdMutex<Vec<ReplicaLogInfo>>,
+    /// New reports: heartbeat now rather than at the next interval.
+    beat_soon: tokio::sync::Notify,
 }
 
 impl fmt::Debug for RpcLink {
@@ -125,6 +132,8 @@ impl RpcLink {
             last_error: StdMutex::new(None),
             stopping: AtomicBool::new(false),
             registered_once: AtomicBool::new(false),
+            log_reports: StdMutex::new(Vec::new()),
+            beat_soon: tokio::sync::Notify::new(),
         })
     }
 
@@ -164,6 +173,7 @@ impl RpcLink {
                 tokio::select! {
                     biased;
                     r = shutdown.changed() => if r.is_err() { return },
+                    _ = link.beat_soon.notified() => next_beat = Instant::now(),
                     _ = tokio::time::sleep_until(next_beat.min(poll)) => {}
                 }
             }
@@ -187,7 +197,7 @@ impl RpcLink {
         if broker_epoch < 0 {
             return Ok(());
         }
-        let req = ControllerRequest::BrokerHeartbeat { broker_id: self.cfg.broker_id, broker_epoch, want_fence: true };
+        let req = ControllerRequest::BrokerHeartbeat { broker_id: self.cfg.broker_id, broker_epoch, want_fence: true, logs: Vec::new() };
         match self.call(req).await? {
             ControllerResponse::Heartbeat { fenced: true, .. } => {
                 self.fenced.store(true, Ordering::Relaxed);
@@ -224,7 +234,8 @@ impl RpcLink {
                 }
             };
         }
-        let req = ControllerRequest::BrokerHeartbeat { broker_id: self.cfg.broker_id, broker_epoch: epoch, want_fence: false };
+        let logs = self.log_reports.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let req = ControllerRequest::BrokerHeartbeat { broker_id: self.cfg.broker_id, broker_epoch: epoch, want_fence: false, logs };
         match self.call(req).await {
             Ok(ControllerResponse::Heartbeat { fenced, metadata_index }) => {
                 if self.fenced.swap(fenced, Ordering::Relaxed) != fenced {
@@ -395,6 +406,17 @@ impl ControllerLink for RpcLink {
                 Ok(id)
             }
             other => Err(LinkError::Unavailable(format!("unexpected answer {other:?}"))),
+        }
+    }
+
+    fn report_logs(&self, logs: Vec<ReplicaLogInfo>) {
+        let mut current = self.log_reports.lock().unwrap_or_else(|p| p.into_inner());
+        if *current != logs {
+            if !logs.is_empty() {
+                tracing::info!(broker = self.cfg.broker_id, ?logs, "reporting logs for unclean recovery");
+                self.beat_soon.notify_one();
+            }
+            *current = logs;
         }
     }
 

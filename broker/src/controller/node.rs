@@ -311,9 +311,9 @@ impl Node {
                 .active_controller()
                 .register_broker(&work, broker_id, incarnation, endpoint, clean_shutdown, now)
                 .map(|d| (d.records, ControllerResponse::Registered { broker_epoch: d.reply })),
-            ControllerRequest::BrokerHeartbeat { broker_id, broker_epoch, want_fence } => self
+            ControllerRequest::BrokerHeartbeat { broker_id, broker_epoch, want_fence, logs } => self
                 .active_controller()
-                .heartbeat(&work, broker_id, broker_epoch, want_fence, now)
+                .heartbeat_with_logs(&work, broker_id, broker_epoch, want_fence, &logs, now)
                 .map(|d| (d.records, ControllerResponse::Heartbeat { fenced: d.reply.fenced, metadata_index: 0 })),
             ControllerRequest::AlterPartition(r) => {
                 self.active_controller().alter_partition(&work, &r).map(|d| (d.records, ControllerResponse::Partition(d.reply)))

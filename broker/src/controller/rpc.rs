@@ -15,7 +15,7 @@
 
 use std::collections::BTreeMap;
 
-use cluster::metadata::{AlterPartitionRequest, BrokerId, ControllerError, Endpoint, PartitionState, Record, TopicId};
+use cluster::metadata::{AlterPartitionRequest, BrokerId, ControllerError, Endpoint, PartitionState, Record, ReplicaLogInfo, TopicId};
 use cluster::raft::{Message, NodeId};
 use serde::{Deserialize, Serialize};
 
@@ -44,7 +44,16 @@ pub enum ControllerRequest {
         #[serde(default = "yes")]
         clean_shutdown: bool,
     },
-    BrokerHeartbeat { broker_id: BrokerId, broker_epoch: i64, want_fence: bool },
+    /// `logs`: this broker's log (last epoch, log end) for every partition its image shows
+    /// awaiting unclean recovery with it as a candidate (KIP-966's GetReplicaLogInfo, carried by
+    /// the heartbeat since the controller never calls brokers).
+    BrokerHeartbeat {
+        broker_id: BrokerId,
+        broker_epoch: i64,
+        want_fence: bool,
+        #[serde(default)]
+        logs: Vec<ReplicaLogInfo>,
+    },
     AlterPartition(AlterPartitionRequest),
     CreateTopic { name: String, partitions: u32, replication_factor: u16 },
     DeleteTopic { name: String },

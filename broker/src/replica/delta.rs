@@ -95,6 +95,8 @@ mod tests {
             leader_epoch,
             partition_epoch,
             elr: Vec::new(),
+            last_known_elr: Vec::new(),
+            recovering: false,
         })
     }
 

@@ -123,6 +123,33 @@ impl Broker {
         }
     }
 
+    /// This broker's logs of the partitions `image` shows awaiting unclean recovery (KIP-966)
+    /// with this broker as a candidate: last epoch and log end, for the controller to pick the
+    /// longest. Taken after `apply_roles`, so this broker no longer follows anyone there.
+    pub(crate) async fn recovery_reports(&self, image: &MetadataImage) -> Vec<cluster::metadata::ReplicaLogInfo> {
+        let me: BrokerId = self.config.node_id;
+        let wanted: Vec<(String, cluster::metadata::TopicId, u32, i32)> = image
+            .topics
+            .values()
+            .flat_map(|t| {
+                t.partitions.iter().enumerate().filter(|(_, p)| p.recovering && cluster::metadata::recovery_candidates(p).contains(&me)).map(|(i, p)| (t.name.clone(), t.id, i as u32, p.partition_epoch))
+            })
+            .collect();
+        if wanted.is_empty() {
+            return Vec::new();
+        }
+        let state = self.lock().await;
+        let Some(logs) = state.logs.as_ref() else { return Vec::new() };
+        wanted
+            .into_iter()
+            .filter_map(|(name, topic_id, partition, partition_epoch)| {
+                let log = logs.get(&TopicPartition::new(name, partition as i32))?;
+                let last_epoch = log.epochs().latest().map(|e| e.epoch).unwrap_or(-1);
+                Some(cluster::metadata::ReplicaLogInfo { topic_id, partition, partition_epoch, last_epoch, log_end_offset: log.log_end_offset() })
+            })
+            .collect()
+    }
+
     async fn load_hw_checkpoint(&self) {
         let path = self.root.join(HW_CHECKPOINT);
         let read = async {
@@ -224,6 +251,7 @@ pub async fn run(broker: Arc<Broker>, link: Arc<dyn ControllerLink>, net: Arc<dy
                 crate::metrics::Metrics::add(&broker.metrics.leader_elections, elections_between(&applied, &image));
             }
             broker.apply_roles(&applied, &image).await;
+            link.report_logs(broker.recovery_reports(&image).await);
             applied = image;
             for leader in broker.replicas.followed_leaders() {
                 if fetchers.get(&leader).is_none_or(|h| h.is_finished()) {

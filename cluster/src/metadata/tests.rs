@@ -33,6 +33,15 @@
 //   unclean_restart_of_the_sole_isr_member_….
 // - :633 the other way round: a valid shrink refused → controller_keeps_partition_invariants
 //   ("current AlterPartition … refused"), session_timeout_…, unclean_election_…, unclean_restart_….
+//
+// Issue 14 (second loss, unclean recovery), 2026-12: lines are cluster/src/metadata.rs's now.
+// - :997 the sole ISR member back from an unclean restart is elected as the last ISR member
+//   although last-known-ELR members may hold more (the recovery branch off: `if false && …`)
+//   → new_leaders_hold_every_committed_record, unclean_recovery_elects_the_longest_log_….
+// - :991 a sole ISR member that hands the ISR to the ELR does not join the last known ELR
+//   → new_leaders_hold_every_committed_record (crash of the leader, power loss of the ELR member).
+// - (seen while writing it) recovery putting the other last-known-ELR members into the ELR, as if
+//   they held every acknowledged write → new_leaders_hold_every_committed_record.
 
 use proptest::prelude::*;
 
@@ -259,6 +268,8 @@ fn apply_rejects_stale_records_without_change() {
         isr,
         partition_epoch,
         elr: Vec::new(),
+        last_known_elr: Vec::new(),
+        recovering: false,
     };
     let last_broker_epoch = image.last_broker_epoch;
     for bad in [
@@ -334,6 +345,21 @@ fn heartbeat_with_a_stale_broker_epoch_is_refused() {
     assert!(!image.brokers[&0].fenced);
 }
 
+/// What broker `b` reports with a heartbeat for unclean recovery: arbitrary logs (derived from
+/// the broker and partition) for the partitions awaiting it with `b` as a candidate.
+fn recovery_reports(image: &MetadataImage, b: BrokerId) -> Vec<ReplicaLogInfo> {
+    let mut out = Vec::new();
+    for (id, t) in &image.topics {
+        for (i, p) in t.partitions.iter().enumerate() {
+            if p.recovering && recovery_candidates(p).contains(&b) {
+                let k = b as i64 * 7 + i as i64 * 3;
+                out.push(ReplicaLogInfo { topic_id: *id, partition: i as u32, partition_epoch: p.partition_epoch, last_epoch: (k % 3) as i32 - 1, log_end_offset: k % 5 });
+            }
+        }
+    }
+    out
+}
+
 #[derive(Debug, Clone)]
 enum Op {
     Heartbeat(i32, bool),
@@ -387,7 +413,8 @@ proptest! {
             let records = match op {
                 Op::Heartbeat(b, fence) => {
                     let e = image.brokers[&b].broker_epoch;
-                    c.heartbeat(&image, b, e, fence, now).unwrap().records
+                    let logs = recovery_reports(&image, b);
+                    c.heartbeat_with_logs(&image, b, e, fence, &logs, now).unwrap().records
                 }
                 Op::StaleHeartbeat(b, delta) => {
                     let e = image.brokers[&b].broker_epoch + delta;
@@ -459,12 +486,13 @@ proptest! {
                     if p.leader != old.leader {
                         prop_assert!(p.leader_epoch > old.leader_epoch, "leader changed without an epoch bump");
                         if !unclean && p.leader != NO_LEADER {
-                            prop_assert!(old.isr.contains(&p.leader) || old.elr.contains(&p.leader), "leader {} not from previous ISR {:?} or ELR {:?}", p.leader, old.isr, old.elr);
+                            let recovered = old.recovering && old.last_known_elr.contains(&p.leader);
+                            prop_assert!(old.isr.contains(&p.leader) || old.elr.contains(&p.leader) || recovered, "leader {} not from previous ISR {:?}, ELR {:?} or recovery", p.leader, old.isr, old.elr);
                         }
                     }
                     // An offline partition with a live ISR member is a missed election.
                     if p.leader == NO_LEADER {
-                        prop_assert!(p.isr.iter().all(|r| !image.is_live(*r)), "offline with live ISR {:?}", p);
+                        prop_assert!(p.recovering || p.isr.iter().all(|r| !image.is_live(*r)), "offline with live ISR {:?}", p);
                         prop_assert!(p.elr.iter().all(|r| !image.is_live(*r)), "offline with live ELR {:?}", p);
                     }
                     // The ELR exists only while the ISR is below min.insync.replicas.
@@ -472,11 +500,15 @@ proptest! {
                 }
             }
         }
-        // Every broker back: every partition has a leader again.
-        for b in 0..5 {
-            let e = image.brokers[&b].broker_epoch;
-            let d = c.heartbeat(&image, b, e, false, now).unwrap();
-            apply_all(&mut image, &mut log, d.records);
+        // Every broker back (and, for unclean recovery, every candidate's log reported once its
+        // unfencing is in the image): every partition has a leader again.
+        for _ in 0..2 {
+            for b in 0..5 {
+                let e = image.brokers[&b].broker_epoch;
+                let logs = recovery_reports(&image, b);
+                let d = c.heartbeat_with_logs(&image, b, e, false, &logs, now).unwrap();
+                apply_all(&mut image, &mut log, d.records);
+            }
         }
         for t in image.topics.values() {
             for p in &t.partitions {
@@ -541,6 +573,8 @@ fn any_record() -> impl Strategy<Value = Record> {
                 isr,
                 partition_epoch,
                 elr: Vec::new(),
+                last_known_elr: Vec::new(),
+                recovering: false,
             }
         ),
         (0u8..3).prop_map(|id| Record::DeleteTopic { topic_id: tid(id) }),
@@ -671,4 +705,206 @@ fn unclean_restart_of_the_sole_isr_member_hands_leadership_to_the_elr() {
     let recs = c.heartbeat(&image, other, e, false, 1_200).unwrap().records;
     apply_all(&mut image, &mut log, recs);
     assert_eq!(image.partition(tid(2), 0).unwrap().leader, other);
+}
+
+/// Issue 14's second loss, step by step: RF 2, min.insync.replicas 2. The follower crashes (its
+/// log survives) and restarts uncleanly: it leaves the ELR for the last known ELR. The leader, the
+/// last ISR member, loses power and restarts with an empty log: it is not elected again; the
+/// partition waits for both logs and elects the follower's, the longer.
+#[test]
+fn unclean_recovery_elects_the_longest_log_over_the_last_isr_member() {
+    let mut c = Controller::new(ControllerConfig { broker_session_timeout_ms: 100, unclean_leader_election_enable: false, min_insync_replicas: 2 });
+    let (mut image, mut log) = cluster(&mut c, 3);
+    let d = c.create_topic(&image, "t", tid(1), 1, 2, 0).unwrap();
+    apply_all(&mut image, &mut log, d.records);
+    let p = image.partition(tid(1), 0).unwrap().clone();
+    let (leader, follower) = (p.replicas[0], p.replicas[1]);
+    assert_eq!((p.leader, p.isr.clone()), (leader, vec![leader, follower]));
+    // The follower's process crashes and restarts: fenced by its new registration, into the ELR,
+    // and out of it for the last known ELR (unclean shutdown).
+    let d = c.register_broker(&image, follower, 2, ep(1), false, 10).unwrap();
+    apply_all(&mut image, &mut log, d.records);
+    let e = image.brokers[&follower].broker_epoch;
+    let recs = c.heartbeat(&image, follower, e, false, 10).unwrap().records;
+    apply_all(&mut image, &mut log, recs);
+    let p = image.partition(tid(1), 0).unwrap().clone();
+    assert_eq!((p.leader, p.isr.clone(), p.elr.clone(), p.last_known_elr.clone(), p.recovering), (leader, vec![leader], vec![], vec![follower], false), "{p:?}");
+    // The leader loses power and restarts uncleanly: not elected as the last ISR member.
+    let d = c.register_broker(&image, leader, 3, ep(1), false, 20).unwrap();
+    apply_all(&mut image, &mut log, d.records);
+    let p = image.partition(tid(1), 0).unwrap().clone();
+    assert_eq!((p.leader, p.isr.clone(), p.recovering), (NO_LEADER, vec![leader], true), "{p:?}");
+    let report = |image: &MetadataImage, last_epoch, leo| {
+        let p = image.partition(tid(1), 0).unwrap();
+        vec![ReplicaLogInfo { topic_id: tid(1), partition: 0, partition_epoch: p.partition_epoch, last_epoch, log_end_offset: leo }]
+    };
+    let e = image.brokers[&leader].broker_epoch;
+    let recs = c.heartbeat_with_logs(&image, leader, e, false, &report(&image, -1, 0), 30).unwrap().records;
+    apply_all(&mut image, &mut log, recs);
+    let p = image.partition(tid(1), 0).unwrap().clone();
+    assert_eq!(p.leader, NO_LEADER, "elected before every candidate reported: {p:?}");
+    // A report for an older partition state does not count.
+    let stale = vec![ReplicaLogInfo { partition_epoch: p.partition_epoch - 1, ..report(&image, 0, 5_000)[0] }];
+    let e = image.brokers[&follower].broker_epoch;
+    let recs = c.heartbeat_with_logs(&image, follower, e, false, &stale, 40).unwrap().records;
+    apply_all(&mut image, &mut log, recs);
+    assert_eq!(image.partition(tid(1), 0).unwrap().leader, NO_LEADER);
+    let recs = c.heartbeat_with_logs(&image, follower, e, false, &report(&image, 0, 5_000), 50).unwrap().records;
+    apply_all(&mut image, &mut log, recs);
+    let q = image.partition(tid(1), 0).unwrap().clone();
+    assert_eq!((q.leader, q.isr.clone(), q.recovering, q.last_known_elr.clone()), (follower, vec![follower], false, vec![]), "{q:?}");
+    assert!(q.leader_epoch > p.leader_epoch);
+    // The old leader catches up and rejoins: the ISR is whole again.
+    let req = AlterPartitionRequest { broker_id: follower, broker_epoch: e, topic_id: tid(1), partition: 0, leader_epoch: q.leader_epoch, partition_epoch: q.partition_epoch, new_isr: vec![leader, follower] };
+    let recs = c.alter_partition(&image, &req).unwrap().records;
+    apply_all(&mut image, &mut log, recs);
+    let q = image.partition(tid(1), 0).unwrap().clone();
+    assert_eq!((q.isr.clone(), q.elr.clone(), q.last_known_elr.clone()), (vec![leader, follower], vec![], vec![]));
+
+    // The same, but the old leader's log is the longer one (it only crashed): it is elected.
+    let mut c = Controller::new(ControllerConfig { broker_session_timeout_ms: 100, unclean_leader_election_enable: false, min_insync_replicas: 2 });
+    let (mut image, mut log) = cluster(&mut c, 2);
+    let d = c.create_topic(&image, "t", tid(1), 1, 2, 0).unwrap();
+    apply_all(&mut image, &mut log, d.records);
+    for (b, inc) in [(1, 2), (0, 3)] {
+        let d = c.register_broker(&image, b, inc, ep(1), false, 10).unwrap();
+        apply_all(&mut image, &mut log, d.records);
+    }
+    for (b, last_epoch, leo) in [(1, 0, 10), (0, 0, 12)] {
+        let e = image.brokers[&b].broker_epoch;
+        let recs = c.heartbeat_with_logs(&image, b, e, false, &report(&image, last_epoch, leo), 20).unwrap().records;
+        apply_all(&mut image, &mut log, recs);
+    }
+    // Broker 0's report was sent before broker 1's unfencing... both are in: 0 leads.
+    let q = image.partition(tid(1), 0).unwrap().clone();
+    assert_eq!((q.leader, q.isr.clone(), q.elr.clone(), q.last_known_elr.clone()), (0, vec![0], vec![], vec![1]), "{q:?}");
+}
+
+/// A replica-log model of one partition (3 brokers, RF 2 or 3, min.insync.replicas 2, unclean
+/// off): writes, replication, ISR changes, process crashes (the log survives), at most one power
+/// loss (the log keeps a prefix), restarts (unclean registrations), heartbeats with log reports,
+/// session expiry. Whenever the partition gets a new leader, that leader's log holds every
+/// committed (acks=all) record. One power loss is what safe settings promise to survive.
+#[derive(Debug, Clone)]
+enum Step {
+    Write,
+    Replicate(usize),
+    Shrink(usize),
+    Expand(usize),
+    Crash(usize),
+    PowerLoss(usize, u8),
+    Restart(usize),
+    Beat(usize),
+    Time(u64),
+}
+
+fn step() -> impl Strategy<Value = Step> {
+    prop_oneof![
+        4 => Just(Step::Write),
+        4 => (0usize..3).prop_map(Step::Replicate),
+        1 => (0usize..3).prop_map(Step::Shrink),
+        2 => (0usize..3).prop_map(Step::Expand),
+        1 => (0usize..3).prop_map(Step::Crash),
+        1 => (0usize..3, any::<u8>()).prop_map(|(b, k)| Step::PowerLoss(b, k)),
+        2 => (0usize..3).prop_map(Step::Restart),
+        5 => (0usize..3).prop_map(Step::Beat),
+        2 => (0u64..80).prop_map(Step::Time),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: crate::proptest_cases(512), ..ProptestConfig::default() })]
+
+    #[test]
+    fn new_leaders_hold_every_committed_record(rf in 2u16..=3, steps in proptest::collection::vec(step(), 1..120)) {
+        let mut c = Controller::new(ControllerConfig { broker_session_timeout_ms: 100, unclean_leader_election_enable: false, min_insync_replicas: 2 });
+        let (mut image, mut log) = cluster(&mut c, 3);
+        let d = c.create_topic(&image, "t", tid(1), 1, rf, 0).unwrap();
+        apply_all(&mut image, &mut log, d.records);
+        let mut logs: Vec<Vec<(i32, u32)>> = vec![Vec::new(); 3];
+        let mut up = [true; 3];
+        let mut committed: Vec<(i32, u32)> = Vec::new();
+        let mut power_losses = 0;
+        let mut next_id = 0u32;
+        let mut now = 0u64;
+        let mut incarnation = 10u64;
+        let mut served_epoch = 0;
+        for s in steps {
+            let before = image.partition(tid(1), 0).unwrap().clone();
+            let p = before.clone();
+            let leader = usize::try_from(p.leader).ok().filter(|l| up[*l]);
+            let records = match s {
+                Step::Write => {
+                    if let Some(l) = leader.filter(|_| p.isr.len() >= 2) {
+                        logs[l].push((p.leader_epoch, next_id));
+                        next_id += 1;
+                    }
+                    Vec::new()
+                }
+                Step::Replicate(f) => {
+                    if let Some(l) = leader.filter(|l| *l != f && up[f] && image.is_live(f as i32) && p.replicas.contains(&(f as i32))) {
+                        logs[f] = logs[l].clone();
+                        // The HW: what every ISR member holds, while the ISR is at min.insync.
+                        if p.isr.len() >= 2 {
+                            let n = p.isr.iter().map(|r| logs[*r as usize].iter().zip(&logs[l]).take_while(|(a, b)| a == b).count()).min().unwrap_or(0);
+                            if n > committed.len() {
+                                prop_assert!(logs[l].starts_with(&committed), "committed records rewritten");
+                                committed = logs[l][..n].to_vec();
+                            }
+                        }
+                    }
+                    Vec::new()
+                }
+                Step::Shrink(f) | Step::Expand(f) => {
+                    let Some(l) = leader else { continue };
+                    let f = f as i32;
+                    let mut isr = p.isr.clone();
+                    if matches!(s, Step::Shrink(_)) {
+                        isr.retain(|r| *r != f);
+                    } else if p.replicas.contains(&f) && !isr.contains(&f) && up[f as usize] && logs[f as usize] == logs[l] {
+                        isr.push(f);
+                    }
+                    if isr == p.isr || !isr.contains(&p.leader) {
+                        continue;
+                    }
+                    let req = AlterPartitionRequest { broker_id: p.leader, broker_epoch: image.brokers[&p.leader].broker_epoch, topic_id: tid(1), partition: 0, leader_epoch: p.leader_epoch, partition_epoch: p.partition_epoch, new_isr: isr };
+                    match c.alter_partition(&image, &req) { Ok(d) => d.records, Err(_) => continue }
+                }
+                Step::Crash(b) => { up[b] = false; continue }
+                Step::PowerLoss(b, keep) => {
+                    if power_losses > 0 { continue }
+                    power_losses += 1;
+                    up[b] = false;
+                    let keep = keep as usize % (logs[b].len() + 1);
+                    logs[b].truncate(keep);
+                    continue;
+                }
+                Step::Restart(b) => {
+                    if up[b] { continue }
+                    up[b] = true;
+                    incarnation += 1;
+                    c.register_broker(&image, b as i32, incarnation, ep(1), false, now).unwrap().records
+                }
+                Step::Beat(b) => {
+                    if !up[b] { continue }
+                    let e = image.brokers[&(b as i32)].broker_epoch;
+                    let reports: Vec<ReplicaLogInfo> = if p.recovering && recovery_candidates(&p).contains(&(b as i32)) {
+                        vec![ReplicaLogInfo { topic_id: tid(1), partition: 0, partition_epoch: p.partition_epoch, last_epoch: logs[b].last().map_or(-1, |r| r.0), log_end_offset: logs[b].len() as i64 }]
+                    } else { Vec::new() };
+                    c.heartbeat_with_logs(&image, b as i32, e, false, &reports, now).unwrap().records
+                }
+                Step::Time(dt) => { now += dt; c.tick(&image, now) }
+            };
+            apply_all(&mut image, &mut log, records);
+            let q = image.partition(tid(1), 0).unwrap();
+            // A leader acts (takes writes, followers truncate to it) once its process is up in
+            // that leader epoch; one elected while its process is down re-registers (and is
+            // fenced) before it serves.
+            if q.leader != NO_LEADER && up[q.leader as usize] && q.leader_epoch != served_epoch {
+                served_epoch = q.leader_epoch;
+                let l = q.leader as usize;
+                prop_assert!(logs[l].starts_with(&committed), "new leader {} (epoch {}) lacks committed records: its log {:?}, committed {:?}; {:?} from {:?}", l, q.leader_epoch, logs[l].len(), committed.len(), q, before);
+            }
+        }
+    }
 }
