@@ -49,7 +49,7 @@ pub struct RawRun {
     /// Network runs: per sample, (time, host → (egress busy ns, ingress busy ns)).
     pub nic_samples: Vec<(u64, BTreeMap<String, (u64, u64)>)>,
     /// Network runs with a CPU model: per sample, (time, busy ns summed over cores), and cores.
-    pub cpu_samples: Vec<(u64, u64)>,
+    pub cpu_samples: Vec<(u64, BTreeMap<String, u64>)>,
     pub cores: u32,
     /// Cluster runs: leader/ISR timeline and leader-election figures (`Null` otherwise).
     pub cluster: Value,
@@ -81,9 +81,10 @@ struct Sampler {
     net: Option<net_model::SimNet>,
     /// Network runs: the host whose broker's request counters are traced, and the last line.
     served: Option<(Arc<Host>, String)>,
-    cpu: Option<net_model::SimCpu>,
+    /// Every host's CPU model (brokers, then client hosts), by host name.
+    cpus: Vec<(String, net_model::SimCpu)>,
     nic_samples: Vec<(u64, BTreeMap<String, (u64, u64)>)>,
-    cpu_samples: Vec<(u64, u64)>,
+    cpu_samples: Vec<(u64, BTreeMap<String, u64>)>,
     tracer: Tracer,
     samples: Vec<DiskSample>,
     io: Vec<(u64, u64)>,
@@ -129,8 +130,8 @@ impl Sampler {
             let busy = net.all_stats().into_iter().map(|(h, st)| (h, (st.egress_busy_ns, st.ingress_busy_ns))).collect();
             self.nic_samples.push((now, busy));
         }
-        if let Some(cpu) = &self.cpu {
-            self.cpu_samples.push((now, cpu.stats().busy_ns));
+        if !self.cpus.is_empty() {
+            self.cpu_samples.push((now, self.cpus.iter().map(|(h, c)| (h.clone(), c.stats().busy_ns)).collect()));
         }
         if let Some(net) = &self.net {
             for ev in net.drain_events() {
@@ -299,7 +300,6 @@ pub async fn simulate(sc: &Scenario, seed: u64, keep_trace: bool) -> RawRun {
         })
     };
     let side = side_for(0);
-    let cpu = side.as_ref().and_then(|s| s.cpu.clone());
     // Cluster runs: brokers 1..N, each with its own disk (its own power-loss domain), NIC, CPU.
     let mut more = Vec::new();
     for i in 1..sc.brokers {
@@ -405,7 +405,6 @@ pub async fn simulate(sc: &Scenario, seed: u64, keep_trace: bool) -> RawRun {
     // Network runs: the client crate's Producer and Consumer on the client host, charging the
     // client host's own core pool (same profile as the broker's).
     let client_cpus: Vec<Option<net_model::SimCpu>> = client_nets.iter().map(|_| sc.host.cores.map(|c| net_model::SimCpu::new(net_model::CpuProfile::with_cores(c)))).collect();
-    let client_cpu = client_cpus.first().cloned().flatten();
     let client_sides: Vec<ClientSide> = client_nets
         .iter()
         .zip(&client_cpus)
@@ -497,7 +496,12 @@ pub async fn simulate(sc: &Scenario, seed: u64, keep_trace: bool) -> RawRun {
     // Sampler: disk gauges + the disk's event log into the trace.
     let served = net.as_ref().map(|_| (host.clone(), String::new()));
     let other_disks: Vec<(String, SimDisk)> = hosts.iter().skip(1).map(|h| (h.name(), h.disk.clone())).collect();
-    let sampler = Arc::new(Mutex::new(Sampler { disk: disk.clone(), other_disks, net: net.clone(), served, cpu: cpu.clone(), nic_samples: Vec::new(), cpu_samples: Vec::new(), tracer: tracer.clone(), samples: Vec::new(), io: Vec::new() }));
+    let sampled_cpus: Vec<(String, net_model::SimCpu)> = hosts
+        .iter()
+        .filter_map(|h| h.network.as_ref().and_then(|n| n.cpu.clone()).map(|c| (h.name(), c)))
+        .chain(client_names.iter().zip(&client_cpus).filter_map(|(n, c)| c.clone().map(|c| (n.clone(), c))))
+        .collect();
+    let sampler = Arc::new(Mutex::new(Sampler { disk: disk.clone(), other_disks, net: net.clone(), served, cpus: sampled_cpus, nic_samples: Vec::new(), cpu_samples: Vec::new(), tracer: tracer.clone(), samples: Vec::new(), io: Vec::new() }));
     {
         let sampler = sampler.clone();
         let every = sc.sample_ms * 1_000_000;
@@ -770,7 +774,6 @@ pub async fn simulate(sc: &Scenario, seed: u64, keep_trace: bool) -> RawRun {
             cpus.insert(name.clone(), cpu_json(c));
         }
     }
-    let _ = &client_cpu;
     let final_cpu = if cpus.is_empty() { Value::Null } else { Value::Object(cpus) };
     // Requests each broker served (its own metrics), by API.
     let served: Map<String, Value> = hosts.iter().filter_map(|h| h.served().map(|s| (h.name(), Value::String(s)))).collect();
@@ -793,7 +796,7 @@ pub async fn simulate(sc: &Scenario, seed: u64, keep_trace: bool) -> RawRun {
     if !settled {
         h.stuck.push(format!("the run did not settle within settle_timeout_s={}", sc.settle_timeout_s));
     }
-    let s = std::mem::replace(&mut *sampler.lock().unwrap_or_else(|p| p.into_inner()), Sampler { disk: disk.clone(), other_disks: Vec::new(), net: None, served: None, cpu: None, nic_samples: Vec::new(), cpu_samples: Vec::new(), tracer: tracer.clone(), samples: Vec::new(), io: Vec::new() });
+    let s = std::mem::replace(&mut *sampler.lock().unwrap_or_else(|p| p.into_inner()), Sampler { disk: disk.clone(), other_disks: Vec::new(), net: None, served: None, cpus: Vec::new(), nic_samples: Vec::new(), cpu_samples: Vec::new(), tracer: tracer.clone(), samples: Vec::new(), io: Vec::new() });
     RawRun { history: h, samples: s.samples, io: s.io, tracer, end_ns, final_disk, final_network, final_cpu, served: Value::Object(served), nic_samples: s.nic_samples, cpu_samples: s.cpu_samples, cores: sc.host.cores.unwrap_or(0), cluster: cluster_json, fault_brokers: resolved }
 }
 
@@ -1036,19 +1039,20 @@ fn network_charts(raw: &RawRun) -> Vec<reports::Chart> {
         });
     }
     if raw.cpu_samples.len() > 1 && raw.cores > 0 {
-        let points = raw
-            .cpu_samples
-            .windows(2)
-            .map(|w| {
-                let ((t0, a), (t1, b)) = (w[0], w[1]);
-                (t1 as f64 / 1e9, b.saturating_sub(a) as f64 / (t1.saturating_sub(t0).max(1) as f64 * f64::from(raw.cores)))
-            })
-            .collect();
+        let mut lines: BTreeMap<String, Vec<(f64, f64)>> = BTreeMap::new();
+        for w in raw.cpu_samples.windows(2) {
+            let ((t0, a), (t1, b)) = (&w[0], &w[1]);
+            let span = t1.saturating_sub(*t0).max(1) as f64 * f64::from(raw.cores);
+            for (host, busy) in b {
+                let before = a.get(host).copied().unwrap_or(0);
+                lines.entry(host.clone()).or_default().push((*t1 as f64 / 1e9, busy.saturating_sub(before) as f64 / span));
+            }
+        }
         charts.push(reports::Chart {
             file: "cpu_utilization.svg".into(),
-            title: format!("Broker CPU utilization ({} modeled cores)", raw.cores),
+            title: format!("CPU utilization per host ({} modeled cores each)", raw.cores),
             y_label: "utilization".into(),
-            lines: vec![reports::Line { name: "broker-0".into(), points }],
+            lines: lines.into_iter().map(|(name, points)| reports::Line { name, points }).collect(),
         });
     }
     charts
