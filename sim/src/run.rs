@@ -496,12 +496,13 @@ pub async fn simulate(sc: &Scenario, seed: u64, keep_trace: bool) -> RawRun {
     // Sampler: disk gauges + the disk's event log into the trace.
     let served = net.as_ref().map(|_| (host.clone(), String::new()));
     let other_disks: Vec<(String, SimDisk)> = hosts.iter().skip(1).map(|h| (h.name(), h.disk.clone())).collect();
-    let sampled_cpus: Vec<(String, net_model::SimCpu)> = hosts
+    // Every host's CPU model (brokers, then client hosts): sampled for the chart, summed at the end.
+    let host_cpus: Vec<(String, net_model::SimCpu)> = hosts
         .iter()
         .filter_map(|h| h.network.as_ref().and_then(|n| n.cpu.clone()).map(|c| (h.name(), c)))
         .chain(client_names.iter().zip(&client_cpus).filter_map(|(n, c)| c.clone().map(|c| (n.clone(), c))))
         .collect();
-    let sampler = Arc::new(Mutex::new(Sampler { disk: disk.clone(), other_disks, net: net.clone(), served, cpus: sampled_cpus, nic_samples: Vec::new(), cpu_samples: Vec::new(), tracer: tracer.clone(), samples: Vec::new(), io: Vec::new() }));
+    let sampler = Arc::new(Mutex::new(Sampler { disk: disk.clone(), other_disks, net: net.clone(), served, cpus: host_cpus.clone(), nic_samples: Vec::new(), cpu_samples: Vec::new(), tracer: tracer.clone(), samples: Vec::new(), io: Vec::new() }));
     {
         let sampler = sampler.clone();
         let every = sc.sample_ms * 1_000_000;
@@ -668,7 +669,7 @@ pub async fn simulate(sc: &Scenario, seed: u64, keep_trace: bool) -> RawRun {
     }
     let heal_ns = last_heal_ns;
     tracer.event("heal", &format!("all faults ended (last at {heal_ns} ns); producers send new records until {stop_ns} ns"));
-    if stop_ns < heal_ns + sc.produce_after_heal_s * 1_000_000_000 && !h_no_producers(sc) {
+    if stop_ns < heal_ns + sc.produce_after_heal_s * 1_000_000_000 && !sc.producers.is_empty() {
         tracer.event("heal-late", &format!("the last heal ({heal_ns} ns) came later than the timeline planned: producers stop at {stop_ns} ns"));
     }
 
@@ -763,17 +764,7 @@ pub async fn simulate(sc: &Scenario, seed: u64, keep_trace: bool) -> RawRun {
         })
     };
     // Every broker's and every client host's CPU.
-    let mut cpus = Map::new();
-    for h in &hosts {
-        if let Some(c) = h.network.as_ref().and_then(|n| n.cpu.as_ref()) {
-            cpus.insert(h.name(), cpu_json(c));
-        }
-    }
-    for (name, c) in client_names.iter().zip(&client_cpus) {
-        if let Some(c) = c {
-            cpus.insert(name.clone(), cpu_json(c));
-        }
-    }
+    let cpus: Map<String, Value> = host_cpus.iter().map(|(name, c)| (name.clone(), cpu_json(c))).collect();
     let final_cpu = if cpus.is_empty() { Value::Null } else { Value::Object(cpus) };
     // Requests each broker served (its own metrics), by API.
     let served: Map<String, Value> = hosts.iter().filter_map(|h| h.served().map(|s| (h.name(), Value::String(s)))).collect();
@@ -848,10 +839,6 @@ async fn read_all(api: &dyn BrokerApi, tp: &TopicPartition, tracer: &Tracer, giv
     }
     tracer.event("final-log", &format!("{tp} start={start} end={end} records={}", records.len()));
     Some(FinalLog { log_start_offset: start, log_end_offset: end, records })
-}
-
-fn h_no_producers(sc: &Scenario) -> bool {
-    sc.producers.is_empty()
 }
 
 /// Salt of the per-broker seeds (disks, election timeouts, incarnations) in cluster runs.
