@@ -29,8 +29,11 @@ fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
 fn main() {
     let mib: u64 = env_or("LOGLAB_BENCH_MIB", 256);
     let unique_pct: u64 = env_or("LOGLAB_BENCH_UNIQUE_PCT", 10);
-    let codec = Compression::from_name(&env_or("LOGLAB_BENCH_CODEC", "none".to_string())).expect("codec name");
-    let base = std::env::var("LOGLAB_BENCH_DIR").unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/../target/bench-compaction").into());
+    let codec = Compression::from_name(&env_or("LOGLAB_BENCH_CODEC", "none".to_string()))
+        .expect("codec name");
+    let base = std::env::var("LOGLAB_BENCH_DIR").unwrap_or_else(|_| {
+        concat!(env!("CARGO_MANIFEST_DIR"), "/../target/bench-compaction").into()
+    });
     std::fs::create_dir_all(&base).expect("bench dir");
     let tmp = tempfile::tempdir_in(&base).expect("temp dir");
     let storage: Arc<dyn Storage> = Arc::new(OsStorage::new(tmp.path()).expect("storage"));

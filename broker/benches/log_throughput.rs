@@ -104,20 +104,32 @@ fn raw_read(path: &Path) -> (u64, f64) {
 
 fn dd_write(path: &Path, mib: u64) -> Option<String> {
     let out = std::process::Command::new("dd")
-        .args(["if=/dev/zero", &format!("of={}", path.display()), "bs=16k", &format!("count={}", mib * 64), "conv=fdatasync"])
+        .args([
+            "if=/dev/zero",
+            &format!("of={}", path.display()),
+            "bs=16k",
+            &format!("count={}", mib * 64),
+            "conv=fdatasync",
+        ])
         .output()
         .ok()?;
     String::from_utf8_lossy(&out.stderr).lines().last().map(str::to_string)
 }
 
 fn main() {
-    let mib: u64 = std::env::var("LOGLAB_BENCH_MIB").ok().and_then(|v| v.parse().ok()).unwrap_or(512);
-    let base = std::env::var("LOGLAB_BENCH_DIR").unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/../target/bench-log").into());
+    let mib: u64 =
+        std::env::var("LOGLAB_BENCH_MIB").ok().and_then(|v| v.parse().ok()).unwrap_or(512);
+    let base = std::env::var("LOGLAB_BENCH_DIR")
+        .unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/../target/bench-log").into());
     std::fs::create_dir_all(&base).expect("bench dir");
     let tmp = tempfile::tempdir_in(&base).expect("temp dir");
     let total = mib << 20;
     let template = batch();
-    println!("volume {mib} MiB, batch {} bytes ({RECORDS_PER_BATCH} x {RECORD_BYTES} B records), dir {}", template.len(), tmp.path().display());
+    println!(
+        "volume {mib} MiB, batch {} bytes ({RECORDS_PER_BATCH} x {RECORD_BYTES} B records), dir {}",
+        template.len(),
+        tmp.path().display()
+    );
 
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
     let storage: Arc<dyn Storage> = Arc::new(OsStorage::new(tmp.path()).expect("storage"));
@@ -127,7 +139,15 @@ fn main() {
     let log_append = |round: usize| {
         rt.block_on(async {
             let dir = format!("bench-{round}");
-            let (mut log, _) = Log::open(storage.clone(), Path::new(&dir), LogConfig::default(), OpenOptions::default(), 0).await.expect("open");
+            let (mut log, _) = Log::open(
+                storage.clone(),
+                Path::new(&dir),
+                LogConfig::default(),
+                OpenOptions::default(),
+                0,
+            )
+            .await
+            .expect("open");
             let mut buf = template.clone();
             let t = Instant::now();
             let mut written = 0u64;
@@ -142,7 +162,8 @@ fn main() {
     };
     let mut raw_runs = Vec::new();
     let mut log_runs = Vec::new();
-    let rounds: usize = std::env::var("LOGLAB_BENCH_ROUNDS").ok().and_then(|v| v.parse().ok()).unwrap_or(5);
+    let rounds: usize =
+        std::env::var("LOGLAB_BENCH_ROUNDS").ok().and_then(|v| v.parse().ok()).unwrap_or(5);
     for round in 0..rounds {
         settle();
         raw_runs.push(raw_write(&tmp.path().join(format!("raw-{round}")), &template, total));
@@ -163,8 +184,12 @@ fn main() {
     //    case Kafka consumers that keep up live in).
     let (_, raw_r) = raw_read(&tmp.path().join("raw-1"));
     let log_r = rt.block_on(async {
-        let opts = OpenOptions { clean_shutdown: true, recovery_point: i64::MAX, log_start_offset: 0 };
-        let (log, _) = Log::open(storage.clone(), Path::new("bench-1"), LogConfig::default(), opts, 0).await.expect("reopen");
+        let opts =
+            OpenOptions { clean_shutdown: true, recovery_point: i64::MAX, log_start_offset: 0 };
+        let (log, _) =
+            Log::open(storage.clone(), Path::new("bench-1"), LogConfig::default(), opts, 0)
+                .await
+                .expect("reopen");
         let t = Instant::now();
         let (mut offset, mut n) = (0i64, 0u64);
         while offset < log.log_end_offset() {

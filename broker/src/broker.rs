@@ -78,7 +78,8 @@ pub struct Broker {
     /// Combined mode: each partition's replication role here (leader state, follower state).
     pub replicas: crate::replica::Replicas,
     /// Combined mode with a controller on this node: its Raft status (ActiveControllerCount).
-    pub(crate) controller_status: std::sync::OnceLock<tokio::sync::watch::Receiver<crate::controller::node::NodeStatus>>,
+    pub(crate) controller_status:
+        std::sync::OnceLock<tokio::sync::watch::Receiver<crate::controller::node::NodeStatus>>,
     /// Whether the logs were shut down cleanly before this open (`.kafka_cleanshutdown`).
     opened_clean: bool,
 }
@@ -111,7 +112,11 @@ async fn rebuild_producer_states(logs: &LogManager) -> ProducerStates {
 /// Forgets `tp`'s producer state and rebuilds it from the log's tail: after a replica truncates,
 /// sequences it remembered may no longer be in its log (a producer retrying them must append
 /// again, not be told "duplicate").
-pub(crate) async fn rebuild_partition_producers(states: &mut ProducerStates, tp: &TopicPartition, log: &crate::log::Log) {
+pub(crate) async fn rebuild_partition_producers(
+    states: &mut ProducerStates,
+    tp: &TopicPartition,
+    log: &crate::log::Log,
+) {
     states.forget_partition(tp);
     let start = log.segment_bases().last().copied().unwrap_or(0).max(log.log_start_offset());
     let (mut offset, end, mut scanned) = (start, log.log_end_offset(), 0usize);
@@ -136,16 +141,28 @@ pub(crate) async fn rebuild_partition_producers(states: &mut ProducerStates, tp:
 impl Broker {
     /// Opens the data directory `root` inside `storage`: loads the topic registry and recovers
     /// every partition log.
-    pub async fn open(config: BrokerConfig, storage: Arc<dyn Storage>, root: &Path) -> Result<Self, BrokerError> {
+    pub async fn open(
+        config: BrokerConfig,
+        storage: Arc<dyn Storage>,
+        root: &Path,
+    ) -> Result<Self, BrokerError> {
         let mut registry = Registry::load(storage.as_ref(), root).await?;
         let defaults = config.log.clone();
         let topics = registry.topics.clone();
-        let config_for = move |topic: &str| topics.get(topic).map(|m| m.log_config(&defaults)).unwrap_or_else(|| defaults.clone());
+        let config_for = move |topic: &str| {
+            topics.get(topic).map(|m| m.log_config(&defaults)).unwrap_or_else(|| defaults.clone())
+        };
         let now = now_ms();
-        let (mut logs, reports) = LogManager::open(storage.clone(), root, config.log.clone(), &config_for, now).await?;
+        let (mut logs, reports) =
+            LogManager::open(storage.clone(), root, config.log.clone(), &config_for, now).await?;
         let recovered = reports.values().filter(|r| r.segments_recovered > 0).count();
         let opened_clean = logs.was_clean();
-        tracing::info!(partitions = reports.len(), recovered, clean = logs.was_clean(), "logs opened");
+        tracing::info!(
+            partitions = reports.len(),
+            recovered,
+            clean = logs.was_clean(),
+            "logs opened"
+        );
         // Reconcile: partition dirs without a registry entry (a crash between the two writes)
         // become topics; registry partitions without a log get an empty one.
         let mut changed = false;
@@ -161,7 +178,10 @@ impl Broker {
                 }
                 None => {
                     let id = registry.new_topic_id(&tp.topic, now);
-                    registry.topics.insert(tp.topic.clone(), TopicMeta { partitions: tp.partition + 1, id, configs: Default::default() });
+                    registry.topics.insert(
+                        tp.topic.clone(),
+                        TopicMeta { partitions: tp.partition + 1, id, configs: Default::default() },
+                    );
                     changed = true;
                 }
             }
@@ -175,8 +195,12 @@ impl Broker {
             }
         }
         let producers = rebuild_producer_states(&logs).await;
-        let groups = crate::group::Coordinator::new(config.group.clone(), config.offsets_topic_num_partitions);
-        let offsets_partitions = registry.topics.get(crate::group::OFFSETS_TOPIC).map(|m| m.partitions);
+        let groups = crate::group::Coordinator::new(
+            config.group.clone(),
+            config.offsets_topic_num_partitions,
+        );
+        let offsets_partitions =
+            registry.topics.get(crate::group::OFFSETS_TOPIC).map(|m| m.partitions);
         if config.quorum.voters.is_none() {
             groups.load_at_open(&logs, offsets_partitions).await;
         } else if let Some(n) = offsets_partitions {
@@ -262,7 +286,8 @@ impl Broker {
     }
 
     async fn dispatch(&self, req: &Request) -> Result<Outcome, RequestError> {
-        let (lo, hi) = protocol::supported_range(req.api_key).ok_or(RequestError::UnknownApi(req.api_key as i16))?;
+        let (lo, hi) = protocol::supported_range(req.api_key)
+            .ok_or(RequestError::UnknownApi(req.api_key as i16))?;
         let v = req.api_version;
         if req.api_key == ApiKey::ApiVersions {
             return Ok(self.api_versions(req));
@@ -271,7 +296,10 @@ impl Broker {
             return Ok(self.produce_legacy(req));
         }
         if v < lo || v > hi {
-            return Err(RequestError::UnsupportedVersion { api: protocol::api_name(req.api_key), version: v });
+            return Err(RequestError::UnsupportedVersion {
+                api: protocol::api_name(req.api_key),
+                version: v,
+            });
         }
         match req.api_key {
             ApiKey::Metadata => self.metadata(req).await,
@@ -338,16 +366,24 @@ impl Broker {
         // Kafka forbids topics that collide once '.' and '_' are treated alike (metric names).
         let norm = |s: &str| s.replace('.', "_");
         if let Some(other) = state.registry.topics.keys().find(|t| norm(t) == norm(name)) {
-            return Err((error_code::INVALID_TOPIC_EXCEPTION, format!("topic {name} collides with existing topic {other}")));
+            return Err((
+                error_code::INVALID_TOPIC_EXCEPTION,
+                format!("topic {name} collides with existing topic {other}"),
+            ));
         }
         if !(1..=100_000).contains(&partitions) {
-            return Err((error_code::INVALID_PARTITIONS, format!("{partitions} partitions is not valid")));
+            return Err((
+                error_code::INVALID_PARTITIONS,
+                format!("{partitions} partitions is not valid"),
+            ));
         }
         let mut cfg = self.config.log.clone();
         for (k, v) in &configs {
             match cfg.set(k, v) {
                 Ok(true) => {}
-                Ok(false) => return Err((error_code::INVALID_CONFIG, format!("unknown topic config {k}"))),
+                Ok(false) => {
+                    return Err((error_code::INVALID_CONFIG, format!("unknown topic config {k}")))
+                }
                 Err(e) => return Err((error_code::INVALID_CONFIG, e.to_string())),
             }
         }
@@ -356,10 +392,17 @@ impl Broker {
         let meta = TopicMeta { partitions, id, configs };
         state.registry.topics.insert(name.to_string(), meta.clone());
         let storage_err = |e: String| (error_code::KAFKA_STORAGE_ERROR, e);
-        state.registry.store(self.storage.as_ref(), &self.root).await.map_err(|e| storage_err(e.to_string()))?;
-        let logs = state.logs.as_mut().ok_or_else(|| storage_err("broker is shutting down".into()))?;
+        state
+            .registry
+            .store(self.storage.as_ref(), &self.root)
+            .await
+            .map_err(|e| storage_err(e.to_string()))?;
+        let logs =
+            state.logs.as_mut().ok_or_else(|| storage_err("broker is shutting down".into()))?;
         for p in 0..partitions {
-            logs.create(TopicPartition::new(name, p), cfg.clone(), now).await.map_err(|e| storage_err(e.to_string()))?;
+            logs.create(TopicPartition::new(name, p), cfg.clone(), now)
+                .await
+                .map_err(|e| storage_err(e.to_string()))?;
         }
         tracing::info!(topic = name, partitions, "created topic");
         Ok(meta)
@@ -392,7 +435,10 @@ impl Broker {
             let mut best: Option<(TopicPartition, CleanJob)> = None;
             for (tp, log) in logs.logs_mut() {
                 if let Some(job) = CleanJob::plan(log, now, false) {
-                    if best.as_ref().is_none_or(|(_, b)| job.cleanable.dirty_ratio > b.cleanable.dirty_ratio) {
+                    if best
+                        .as_ref()
+                        .is_none_or(|(_, b)| job.cleanable.dirty_ratio > b.cleanable.dirty_ratio)
+                    {
                         best = Some((tp.clone(), job));
                     }
                 }
@@ -516,7 +562,8 @@ impl Broker {
         match state.logs.as_ref() {
             Some(logs) => {
                 let parts: Vec<_> = logs.partitions().cloned().collect();
-                let bytes = parts.iter().filter_map(|tp| logs.get(tp)).map(|l| l.size_bytes()).sum();
+                let bytes =
+                    parts.iter().filter_map(|tp| logs.get(tp)).map(|l| l.size_bytes()).sum();
                 (parts.len(), bytes)
             }
             None => (0, 0),

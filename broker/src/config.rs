@@ -23,7 +23,9 @@ impl From<LogConfigError> for ConfigError {
     fn from(e: LogConfigError) -> Self {
         match e {
             LogConfigError::UnknownKey { key } => ConfigError::UnknownKey { key },
-            LogConfigError::BadValue { key, value, why } => ConfigError::BadValue { key, value, why: why.to_string() },
+            LogConfigError::BadValue { key, value, why } => {
+                ConfigError::BadValue { key, value, why: why.to_string() }
+            }
         }
     }
 }
@@ -193,12 +195,17 @@ fn parse_bool(key: &str, value: &str) -> Result<bool, ConfigError> {
     match value.trim() {
         "true" => Ok(true),
         "false" => Ok(false),
-        _ => Err(ConfigError::BadValue { key: key.into(), value: value.into(), why: "expected true or false".into() }),
+        _ => Err(ConfigError::BadValue {
+            key: key.into(),
+            value: value.into(),
+            why: "expected true or false".into(),
+        }),
     }
 }
 
 fn parse_int<T: std::str::FromStr>(key: &str, value: &str, lo: i64) -> Result<T, ConfigError> {
-    let bad = |why: &str| ConfigError::BadValue { key: key.into(), value: value.into(), why: why.into() };
+    let bad =
+        |why: &str| ConfigError::BadValue { key: key.into(), value: value.into(), why: why.into() };
     let v: i64 = value.trim().parse().map_err(|_| bad("not an integer"))?;
     if v < lo {
         return Err(bad("out of range"));
@@ -208,11 +215,14 @@ fn parse_int<T: std::str::FromStr>(key: &str, value: &str, lo: i64) -> Result<T,
 
 /// `PLAINTEXT://host:port[,...]` → the first listener's (host, port).
 fn parse_listener(key: &str, value: &str) -> Result<(String, i32), ConfigError> {
-    let bad = |why: &str| ConfigError::BadValue { key: key.into(), value: value.into(), why: why.into() };
+    let bad =
+        |why: &str| ConfigError::BadValue { key: key.into(), value: value.into(), why: why.into() };
     let first = value.split(',').next().unwrap_or("").trim();
     let addr = first.split_once("://").map(|(_, a)| a).unwrap_or(first);
-    let (host, port) = addr.rsplit_once(':').ok_or_else(|| bad("expected [PLAINTEXT://]host:port"))?;
-    let port: i32 = port.parse().ok().filter(|p| (1..=65535).contains(p)).ok_or_else(|| bad("bad port"))?;
+    let (host, port) =
+        addr.rsplit_once(':').ok_or_else(|| bad("expected [PLAINTEXT://]host:port"))?;
+    let port: i32 =
+        port.parse().ok().filter(|p| (1..=65535).contains(p)).ok_or_else(|| bad("bad port"))?;
     Ok((host.trim_matches(|c| c == '[' || c == ']').to_string(), port))
 }
 
@@ -225,52 +235,112 @@ impl BrokerConfig {
             "advertised.listeners" => self.advertised = Some(parse_listener(key, value)?),
             "num.partitions" => self.num_partitions = parse_int(key, value, 1)?,
             "auto.create.topics.enable" => self.auto_create_topics = parse_bool(key, value)?,
-            "default.replication.factor" => self.default_replication_factor = parse_int(key, value, 1)?,
+            "default.replication.factor" => {
+                self.default_replication_factor = parse_int(key, value, 1)?
+            }
             "socket.request.max.bytes" => self.socket_request_max_bytes = parse_int(key, value, 1)?,
-            "log.retention.check.interval.ms" => self.retention_check_interval_ms = parse_int(key, value, 1)?,
-            "log.flush.scheduler.interval.ms" => self.flush_scheduler_interval_ms = parse_int(key, value, 1)?,
-            "log.flush.offset.checkpoint.interval.ms" => self.checkpoint_interval_ms = parse_int(key, value, 1)?,
+            "log.retention.check.interval.ms" => {
+                self.retention_check_interval_ms = parse_int(key, value, 1)?
+            }
+            "log.flush.scheduler.interval.ms" => {
+                self.flush_scheduler_interval_ms = parse_int(key, value, 1)?
+            }
+            "log.flush.offset.checkpoint.interval.ms" => {
+                self.checkpoint_interval_ms = parse_int(key, value, 1)?
+            }
             "loglab.fetch.zero.copy" => self.fetch_zero_copy = parse_bool(key, value)?,
             "cluster.id" => self.cluster_id = value.to_string(),
-            "group.min.session.timeout.ms" => self.group.session_timeout_ms_min = parse_int(key, value, 1)?,
-            "group.max.session.timeout.ms" => self.group.session_timeout_ms_max = parse_int(key, value, 1)?,
+            "group.min.session.timeout.ms" => {
+                self.group.session_timeout_ms_min = parse_int(key, value, 1)?
+            }
+            "group.max.session.timeout.ms" => {
+                self.group.session_timeout_ms_max = parse_int(key, value, 1)?
+            }
             "group.max.size" => self.group.members_max = parse_int(key, value, 1)?,
-            "group.initial.rebalance.delay.ms" => self.group.initial_rebalance_delay_ms = parse_int(key, value, 0)?,
-            "offset.metadata.max.bytes" => self.group.offset_metadata_bytes_max = parse_int(key, value, 0)?,
-            "offsets.topic.num.partitions" => self.offsets_topic_num_partitions = parse_int(key, value, 1)?,
-            "offsets.retention.minutes" => self.group.offsets_retention_ms = parse_int::<i64>(key, value, 1)?.saturating_mul(60_000),
-            "offsets.retention.check.interval.ms" => self.group.offsets_retention_check_interval_ms = parse_int(key, value, 1)?,
-            "offsets.topic.segment.bytes" => self.group.offsets_topic_segment_bytes = parse_int(key, value, 14)?,
-            "offsets.topic.replication.factor" => self.offsets_topic_replication_factor = parse_int(key, value, 1)?,
+            "group.initial.rebalance.delay.ms" => {
+                self.group.initial_rebalance_delay_ms = parse_int(key, value, 0)?
+            }
+            "offset.metadata.max.bytes" => {
+                self.group.offset_metadata_bytes_max = parse_int(key, value, 0)?
+            }
+            "offsets.topic.num.partitions" => {
+                self.offsets_topic_num_partitions = parse_int(key, value, 1)?
+            }
+            "offsets.retention.minutes" => {
+                self.group.offsets_retention_ms =
+                    parse_int::<i64>(key, value, 1)?.saturating_mul(60_000)
+            }
+            "offsets.retention.check.interval.ms" => {
+                self.group.offsets_retention_check_interval_ms = parse_int(key, value, 1)?
+            }
+            "offsets.topic.segment.bytes" => {
+                self.group.offsets_topic_segment_bytes = parse_int(key, value, 14)?
+            }
+            "offsets.topic.replication.factor" => {
+                self.offsets_topic_replication_factor = parse_int(key, value, 1)?
+            }
             "log.cleaner.enable" => self.cleaner_enable = parse_bool(key, value)?,
-            "min.insync.replicas" => self.replication.min_insync_replicas = parse_int(key, value, 1)?,
-            "replica.lag.time.max.ms" => self.replication.replica_lag_time_max_ms = parse_int(key, value, 1)?,
-            "replica.fetch.wait.max.ms" => self.replication.replica_fetch_wait_max_ms = parse_int(key, value, 0)?,
-            "replica.fetch.max.bytes" => self.replication.replica_fetch_max_bytes = parse_int(key, value, 1)?,
-            "replica.fetch.response.max.bytes" => self.replication.replica_fetch_response_max_bytes = parse_int(key, value, 1)?,
-            "replica.fetch.backoff.ms" => self.replication.replica_fetch_backoff_ms = parse_int(key, value, 0)?,
-            "replica.high.watermark.checkpoint.interval.ms" => self.replication.hw_checkpoint_interval_ms = parse_int(key, value, 1)?,
-            "replica.socket.timeout.ms" => self.replication.replica_socket_timeout_ms = parse_int(key, value, 1)?,
-            "unclean.leader.election.enable" => self.unclean_leader_election_enable = parse_bool(key, value)?,
+            "min.insync.replicas" => {
+                self.replication.min_insync_replicas = parse_int(key, value, 1)?
+            }
+            "replica.lag.time.max.ms" => {
+                self.replication.replica_lag_time_max_ms = parse_int(key, value, 1)?
+            }
+            "replica.fetch.wait.max.ms" => {
+                self.replication.replica_fetch_wait_max_ms = parse_int(key, value, 0)?
+            }
+            "replica.fetch.max.bytes" => {
+                self.replication.replica_fetch_max_bytes = parse_int(key, value, 1)?
+            }
+            "replica.fetch.response.max.bytes" => {
+                self.replication.replica_fetch_response_max_bytes = parse_int(key, value, 1)?
+            }
+            "replica.fetch.backoff.ms" => {
+                self.replication.replica_fetch_backoff_ms = parse_int(key, value, 0)?
+            }
+            "replica.high.watermark.checkpoint.interval.ms" => {
+                self.replication.hw_checkpoint_interval_ms = parse_int(key, value, 1)?
+            }
+            "replica.socket.timeout.ms" => {
+                self.replication.replica_socket_timeout_ms = parse_int(key, value, 1)?
+            }
+            "unclean.leader.election.enable" => {
+                self.unclean_leader_election_enable = parse_bool(key, value)?
+            }
             "log.cleaner.backoff.ms" => self.cleaner_backoff_ms = parse_int(key, value, 1)?,
-            "log.cleaner.dedupe.buffer.size" => self.cleaner_dedupe_buffer_size = parse_int(key, value, 1024)?,
+            "log.cleaner.dedupe.buffer.size" => {
+                self.cleaner_dedupe_buffer_size = parse_int(key, value, 1024)?
+            }
             // Cleaner tuning Kafka has that one in-process cleaner does not need.
-            "log.cleaner.threads" | "log.cleaner.io.buffer.size" | "log.cleaner.io.buffer.load.factor"
+            "log.cleaner.threads"
+            | "log.cleaner.io.buffer.size"
+            | "log.cleaner.io.buffer.load.factor"
             | "log.cleaner.io.max.bytes.per.second" => {}
             // Accepted for compatibility with stock server.properties files; meaningless here.
             "controller.quorum.voters" => {
-                crate::controller::rpc::parse_voters(value).map_err(|why| ConfigError::BadValue { key: key.into(), value: value.into(), why })?;
+                crate::controller::rpc::parse_voters(value).map_err(|why| {
+                    ConfigError::BadValue { key: key.into(), value: value.into(), why }
+                })?;
                 self.quorum.voters = Some(value.to_string());
             }
             "process.roles" => {
-                let roles: Vec<String> = value.split(',').map(|r| r.trim().to_string()).filter(|r| !r.is_empty()).collect();
+                let roles: Vec<String> = value
+                    .split(',')
+                    .map(|r| r.trim().to_string())
+                    .filter(|r| !r.is_empty())
+                    .collect();
                 if roles.is_empty() || roles.iter().any(|r| r != "broker" && r != "controller") {
-                    return Err(ConfigError::BadValue { key: key.into(), value: value.into(), why: "expected broker, controller or both".into() });
+                    return Err(ConfigError::BadValue {
+                        key: key.into(),
+                        value: value.into(),
+                        why: "expected broker, controller or both".into(),
+                    });
                 }
                 self.quorum.roles = roles;
             }
             "controller.listener.names" => {
-                self.quorum.listener_name = value.split(',').next().unwrap_or("CONTROLLER").trim().to_string();
+                self.quorum.listener_name =
+                    value.split(',').next().unwrap_or("CONTROLLER").trim().to_string();
                 self.quorum.controller_listen = None;
             }
             // Only the controller listener is taken from here; the client listener is `--listen`.
@@ -278,23 +348,48 @@ impl BrokerConfig {
                 let prefix = format!("{}://", self.quorum.listener_name);
                 if let Some(l) = value.split(',').map(str::trim).find(|l| l.starts_with(&prefix)) {
                     let addr = &l[prefix.len()..];
-                    let (host, port) = addr.rsplit_once(':').ok_or_else(|| ConfigError::BadValue { key: key.into(), value: value.into(), why: "expected NAME://host:port".into() })?;
-                    let _: u16 = port.parse().map_err(|_| ConfigError::BadValue { key: key.into(), value: value.into(), why: "bad port".into() })?;
+                    let (host, port) =
+                        addr.rsplit_once(':').ok_or_else(|| ConfigError::BadValue {
+                            key: key.into(),
+                            value: value.into(),
+                            why: "expected NAME://host:port".into(),
+                        })?;
+                    let _: u16 = port.parse().map_err(|_| ConfigError::BadValue {
+                        key: key.into(),
+                        value: value.into(),
+                        why: "bad port".into(),
+                    })?;
                     let host = if host.is_empty() { "0.0.0.0" } else { host };
                     self.quorum.controller_listen = Some(format!("{host}:{port}"));
                 }
             }
-            "broker.heartbeat.interval.ms" => self.quorum.broker_heartbeat_interval_ms = parse_int(key, value, 1)?,
-            "broker.session.timeout.ms" => self.quorum.broker_session_timeout_ms = parse_int(key, value, 1)?,
-            "controller.quorum.election.timeout.ms" => self.quorum.election_timeout_ms = parse_int(key, value, 1)?,
-            "controller.quorum.fetch.timeout.ms" => self.quorum.fetch_timeout_ms = parse_int(key, value, 1)?,
-            "controller.quorum.request.timeout.ms" => self.quorum.request_timeout_ms = parse_int(key, value, 1)?,
-            "controller.quorum.retry.backoff.ms" => self.quorum.retry_backoff_ms = parse_int(key, value, 1)?,
+            "broker.heartbeat.interval.ms" => {
+                self.quorum.broker_heartbeat_interval_ms = parse_int(key, value, 1)?
+            }
+            "broker.session.timeout.ms" => {
+                self.quorum.broker_session_timeout_ms = parse_int(key, value, 1)?
+            }
+            "controller.quorum.election.timeout.ms" => {
+                self.quorum.election_timeout_ms = parse_int(key, value, 1)?
+            }
+            "controller.quorum.fetch.timeout.ms" => {
+                self.quorum.fetch_timeout_ms = parse_int(key, value, 1)?
+            }
+            "controller.quorum.request.timeout.ms" => {
+                self.quorum.request_timeout_ms = parse_int(key, value, 1)?
+            }
+            "controller.quorum.retry.backoff.ms" => {
+                self.quorum.retry_backoff_ms = parse_int(key, value, 1)?
+            }
             "loglab.metadata.poll.ms" => self.quorum.metadata_poll_ms = parse_int(key, value, 1)?,
-            "log.dirs" | "log.dir"
-            | "num.network.threads" | "num.io.threads" | "socket.send.buffer.bytes"
+            "log.dirs"
+            | "log.dir"
+            | "num.network.threads"
+            | "num.io.threads"
+            | "socket.send.buffer.bytes"
             | "socket.receive.buffer.bytes"
-            | "transaction.state.log.replication.factor" | "transaction.state.log.min.isr"
+            | "transaction.state.log.replication.factor"
+            | "transaction.state.log.min.isr"
             | "num.recovery.threads.per.data.dir" => {}
             _ => {
                 if !self.log.set(key, value)? {
@@ -373,10 +468,16 @@ mod tests {
     fn properties_and_unknown_keys() {
         let mut c = BrokerConfig::default();
         c.apply_properties("# comment\nnum.partitions=3\n\nlog.segment.bytes = 1048576\nauto.create.topics.enable=false\n").unwrap();
-        assert_eq!((c.num_partitions, c.log.segment_bytes, c.auto_create_topics), (3, 1 << 20, false));
+        assert_eq!(
+            (c.num_partitions, c.log.segment_bytes, c.auto_create_topics),
+            (3, 1 << 20, false)
+        );
         c.apply_override("message.max.bytes=2000").unwrap();
         assert_eq!(c.log.max_message_bytes, 2000);
-        assert_eq!(c.apply_override("no.such.key=1"), Err(ConfigError::UnknownKey { key: "no.such.key".into() }));
+        assert_eq!(
+            c.apply_override("no.such.key=1"),
+            Err(ConfigError::UnknownKey { key: "no.such.key".into() })
+        );
         assert!(matches!(c.apply_override("num.partitions=x"), Err(ConfigError::BadValue { .. })));
         c.apply_override("advertised.listeners=PLAINTEXT://localhost:9093").unwrap();
         assert_eq!(c.advertised, Some(("localhost".into(), 9093)));
@@ -391,8 +492,14 @@ mod tests {
         assert_eq!(c.quorum.controller_listen.as_deref(), Some("127.0.0.1:9095"));
         assert!(c.quorum.is_broker() && c.quorum.is_controller());
         assert_eq!(c.quorum.broker_session_timeout_ms, 3000);
-        assert!(matches!(c.apply_override("controller.quorum.voters=0@h"), Err(ConfigError::BadValue { .. })));
-        assert!(matches!(c.apply_override("process.roles=zookeeper"), Err(ConfigError::BadValue { .. })));
+        assert!(matches!(
+            c.apply_override("controller.quorum.voters=0@h"),
+            Err(ConfigError::BadValue { .. })
+        ));
+        assert!(matches!(
+            c.apply_override("process.roles=zookeeper"),
+            Err(ConfigError::BadValue { .. })
+        ));
         c.apply_override("process.roles=broker").unwrap();
         assert!(c.quorum.is_broker() && !c.quorum.is_controller());
     }

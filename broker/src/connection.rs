@@ -26,7 +26,10 @@ pub enum End {
 }
 
 /// Reads one frame: `Ok(None)` on a clean EOF before the length prefix.
-pub async fn read_frame(reader: &mut net_model::Reader, max_bytes: i32) -> Result<Option<Bytes>, End> {
+pub async fn read_frame(
+    reader: &mut net_model::Reader,
+    max_bytes: i32,
+) -> Result<Option<Bytes>, End> {
     let mut len_buf = [0u8; 4];
     let mut got = 0;
     while got < 4 {
@@ -42,7 +45,9 @@ pub async fn read_frame(reader: &mut net_model::Reader, max_bytes: i32) -> Resul
         return Err(End::BadInput(format!("negative frame length {len}")));
     }
     if len > max_bytes {
-        return Err(End::BadInput(format!("frame of {len} bytes exceeds socket.request.max.bytes {max_bytes}")));
+        return Err(End::BadInput(format!(
+            "frame of {len} bytes exceeds socket.request.max.bytes {max_bytes}"
+        )));
     }
     // Grow the buffer as bytes arrive (1 MiB steps), so a peer announcing a large frame and then
     // trickling costs memory only for what it really sent.
@@ -52,7 +57,9 @@ pub async fn read_frame(reader: &mut net_model::Reader, max_bytes: i32) -> Resul
         let start = frame.len();
         frame.resize(start + (len - start).min(1 << 20), 0);
         reader.read_exact(&mut frame[start..]).await.map_err(|e| match e.kind() {
-            io::ErrorKind::UnexpectedEof => End::BadInput(format!("connection closed inside a {len}-byte frame")),
+            io::ErrorKind::UnexpectedEof => {
+                End::BadInput(format!("connection closed inside a {len}-byte frame"))
+            }
             _ => End::Io(e),
         })?;
     }
@@ -60,7 +67,11 @@ pub async fn read_frame(reader: &mut net_model::Reader, max_bytes: i32) -> Resul
 }
 
 /// Serves one connection until the peer leaves, bad input, or shutdown.
-pub async fn serve(broker: Arc<Broker>, mut conn: Connection, mut shutdown: watch::Receiver<bool>) -> End {
+pub async fn serve(
+    broker: Arc<Broker>,
+    mut conn: Connection,
+    mut shutdown: watch::Receiver<bool>,
+) -> End {
     let max = broker.config.socket_request_max_bytes;
     let peer = conn.peer.clone();
     let end = loop {

@@ -94,7 +94,9 @@ impl Walker<'_> {
             usize::try_from(n).ok()
         };
         match n {
-            Some(n) if n > self.buf.len() - self.pos => Err(format!("array of {n} elements in {} bytes", self.buf.len() - self.pos)),
+            Some(n) if n > self.buf.len() - self.pos => {
+                Err(format!("array of {n} elements in {} bytes", self.buf.len() - self.pos))
+            }
             Some(n) => Ok(n),
             None if nullable => Ok(0),
             None => Err("null array where none is allowed".into()),
@@ -186,7 +188,10 @@ fn schema(api: ApiKey, v: i16) -> Option<(Vec<F>, bool)> {
         ),
         ApiKey::Metadata => (
             s(vec![
-                Some(Arr(s(vec![when(v >= 10, Uuid), Some(if v >= 10 { NStr } else { Str })]), v >= 1)),
+                Some(Arr(
+                    s(vec![when(v >= 10, Uuid), Some(if v >= 10 { NStr } else { Str })]),
+                    v >= 1,
+                )),
                 when(v >= 4, Bool),
                 when((8..=10).contains(&v), Bool),
                 when(v >= 8, Bool),
@@ -205,7 +210,17 @@ fn schema(api: ApiKey, v: i16) -> Option<(Vec<F>, bool)> {
                 Some(Arr(
                     vec![
                         if v >= 13 { Uuid } else { Str },
-                        Arr(s(vec![Some(I32), when(v >= 9, I32), Some(I64), when(v >= 12, I32), when(v >= 5, I64), Some(I32)]), false),
+                        Arr(
+                            s(vec![
+                                Some(I32),
+                                when(v >= 9, I32),
+                                Some(I64),
+                                when(v >= 12, I32),
+                                when(v >= 5, I64),
+                                Some(I32),
+                            ]),
+                            false,
+                        ),
                     ],
                     false,
                 )),
@@ -218,28 +233,41 @@ fn schema(api: ApiKey, v: i16) -> Option<(Vec<F>, bool)> {
             s(vec![
                 Some(I32),
                 when(v >= 2, I8),
-                Some(Arr(vec![Str, Arr(s(vec![Some(I32), when(v >= 4, I32), Some(I64), when(v == 0, I32)]), false)], false)),
+                Some(Arr(
+                    vec![
+                        Str,
+                        Arr(
+                            s(vec![Some(I32), when(v >= 4, I32), Some(I64), when(v == 0, I32)]),
+                            false,
+                        ),
+                    ],
+                    false,
+                )),
                 when(v >= 10, I32),
             ]),
             v >= 6,
         ),
         ApiKey::CreateTopics => (
             s(vec![
-                Some(Arr(vec![Str, I32, I16, Arr(vec![I32, ArrI32], false), Arr(vec![Str, NStr], false)], false)),
+                Some(Arr(
+                    vec![Str, I32, I16, Arr(vec![I32, ArrI32], false), Arr(vec![Str, NStr], false)],
+                    false,
+                )),
                 Some(I32),
                 when(v >= 1, Bool),
             ]),
             v >= 5,
         ),
         ApiKey::DeleteTopics => (
-            s(vec![
-                Some(if v >= 6 { Arr(vec![NStr, Uuid], false) } else { ArrStr }),
-                Some(I32),
-            ]),
+            s(vec![Some(if v >= 6 { Arr(vec![NStr, Uuid], false) } else { ArrStr }), Some(I32)]),
             v >= 4,
         ),
-        ApiKey::FindCoordinator => (s(vec![when(v <= 3, Str), when(v >= 1, I8), when(v >= 4, ArrStr)]), v >= 3),
-        ApiKey::InitProducerId => (s(vec![Some(NStr), Some(I32), when(v >= 3, I64), when(v >= 3, I16)]), v >= 2),
+        ApiKey::FindCoordinator => {
+            (s(vec![when(v <= 3, Str), when(v >= 1, I8), when(v >= 4, ArrStr)]), v >= 3)
+        }
+        ApiKey::InitProducerId => {
+            (s(vec![Some(NStr), Some(I32), when(v >= 3, I64), when(v >= 3, I16)]), v >= 2)
+        }
         // The classic group APIs (OffsetCommit v0-1 are parsed by hand with their own bounds).
         ApiKey::JoinGroup => (
             s(vec![
@@ -268,7 +296,11 @@ fn schema(api: ApiKey, v: i16) -> Option<(Vec<F>, bool)> {
         ),
         ApiKey::Heartbeat => (s(vec![Some(Str), Some(I32), Some(Str), when(v >= 3, NStr)]), v >= 4),
         ApiKey::LeaveGroup => (
-            s(vec![Some(Str), when(v <= 2, Str), when(v >= 3, Arr(s(vec![Some(Str), Some(NStr), when(v >= 5, NStr)]), false))]),
+            s(vec![
+                Some(Str),
+                when(v <= 2, Str),
+                when(v >= 3, Arr(s(vec![Some(Str), Some(NStr), when(v >= 5, NStr)]), false)),
+            ]),
             v >= 4,
         ),
         ApiKey::OffsetCommit if v >= 2 => (
@@ -278,16 +310,32 @@ fn schema(api: ApiKey, v: i16) -> Option<(Vec<F>, bool)> {
                 Some(Str),
                 when(v >= 7, NStr),
                 when((2..=4).contains(&v), I64),
-                Some(Arr(vec![Str, Arr(s(vec![Some(I32), Some(I64), when(v >= 6, I32), Some(NStr)]), false)], false)),
+                Some(Arr(
+                    vec![
+                        Str,
+                        Arr(s(vec![Some(I32), Some(I64), when(v >= 6, I32), Some(NStr)]), false),
+                    ],
+                    false,
+                )),
             ]),
             v >= 8,
         ),
-        ApiKey::OffsetFetch if v <= 7 => (s(vec![Some(Str), Some(Arr(vec![Str, ArrI32], v >= 2)), when(v >= 7, Bool)]), v >= 6),
-        ApiKey::OffsetFetch => (s(vec![Some(Arr(vec![Str, Arr(vec![Str, ArrI32], true)], false)), Some(Bool)]), true),
+        ApiKey::OffsetFetch if v <= 7 => {
+            (s(vec![Some(Str), Some(Arr(vec![Str, ArrI32], v >= 2)), when(v >= 7, Bool)]), v >= 6)
+        }
+        ApiKey::OffsetFetch => {
+            (s(vec![Some(Arr(vec![Str, Arr(vec![Str, ArrI32], true)], false)), Some(Bool)]), true)
+        }
         ApiKey::ListGroups => (s(vec![when(v >= 4, ArrStr)]), v >= 3),
         ApiKey::DescribeGroups => (s(vec![Some(ArrStr), when(v >= 3, Bool)]), v >= 5),
         ApiKey::OffsetForLeaderEpoch => (
-            s(vec![when(v >= 3, I32), Some(Arr(vec![Str, Arr(s(vec![Some(I32), when(v >= 2, I32), Some(I32)]), false)], false))]),
+            s(vec![
+                when(v >= 3, I32),
+                Some(Arr(
+                    vec![Str, Arr(s(vec![Some(I32), when(v >= 2, I32), Some(I32)]), false)],
+                    false,
+                )),
+            ]),
             v >= 4,
         ),
         _ => return None,

@@ -74,9 +74,23 @@ mod real {
         let cli = Cli::parse();
         tracing_subscriber::fmt()
             .with_writer(std::io::stderr)
-            .with_max_level(if std::env::var("LOGLAB_DEBUG").is_ok() { tracing::Level::DEBUG } else { tracing::Level::INFO })
+            .with_max_level(if std::env::var("LOGLAB_DEBUG").is_ok() {
+                tracing::Level::DEBUG
+            } else {
+                tracing::Level::INFO
+            })
             .init();
-        let Cmd::Serve { listen, data_dir, config, overrides, metrics_listen, no_zero_copy, node_id, controller_listen, controller_quorum } = cli.cmd;
+        let Cmd::Serve {
+            listen,
+            data_dir,
+            config,
+            overrides,
+            metrics_listen,
+            no_zero_copy,
+            node_id,
+            controller_listen,
+            controller_quorum,
+        } = cli.cmd;
         let mut cfg = BrokerConfig::default();
         if let Some(path) = &config {
             let text = match std::fs::read_to_string(path) {
@@ -132,16 +146,31 @@ mod real {
         }
     }
 
-    async fn serve(cfg: BrokerConfig, listen: String, data_dir: PathBuf, metrics_listen: Option<String>) -> Result<(), String> {
+    async fn serve(
+        cfg: BrokerConfig,
+        listen: String,
+        data_dir: PathBuf,
+        metrics_listen: Option<String>,
+    ) -> Result<(), String> {
         for (k, v) in cfg.effective() {
             tracing::info!("config {k}={v}");
         }
-        let storage: Arc<dyn Storage> = Arc::new(OsStorage::new(&data_dir).map_err(|e| format!("data dir {}: {e}", data_dir.display()))?);
+        let storage: Arc<dyn Storage> = Arc::new(
+            OsStorage::new(&data_dir)
+                .map_err(|e| format!("data dir {}: {e}", data_dir.display()))?,
+        );
         let net = TcpNetwork::new(cfg.fetch_zero_copy);
-        let broker = Arc::new(Broker::open(cfg.clone(), storage.clone(), std::path::Path::new("")).await.map_err(|e| e.to_string())?);
+        let broker = Arc::new(
+            Broker::open(cfg.clone(), storage.clone(), std::path::Path::new(""))
+                .await
+                .map_err(|e| e.to_string())?,
+        );
         let listener = net.bind(&listen).await.map_err(|e| format!("listen on {listen}: {e}"))?;
         let bound = listener.local_addr().map_err(|e| e.to_string())?;
-        let (host, port) = bound.rsplit_once(':').map(|(h, p)| (h.to_string(), p.parse().unwrap_or(9092))).unwrap_or((bound.clone(), 9092));
+        let (host, port) = bound
+            .rsplit_once(':')
+            .map(|(h, p)| (h.to_string(), p.parse().unwrap_or(9092)))
+            .unwrap_or((bound.clone(), 9092));
         let host = if host == "0.0.0.0" || host == "[::]" { "127.0.0.1".to_string() } else { host };
         broker.set_advertised(host.trim_matches(|c| c == '[' || c == ']'), port);
         let (host, port) = broker.advertised();
@@ -155,16 +184,33 @@ mod real {
         }
         tasks.push(tokio::spawn(broker::tasks::run(broker.clone(), rx.clone())));
         // Real mode: the OS seeds the election timeouts and incarnations.
-        let seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0) ^ u64::from(std::process::id());
+        let seed = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(0)
+            ^ u64::from(std::process::id());
         let net_dyn: Arc<dyn Network> = Arc::new(net.clone());
-        let started = broker::controller::combined::start(&cfg, net_dyn, storage.clone(), &broker, (&host, port), seed, &rx).await?;
+        let started = broker::controller::combined::start(
+            &cfg,
+            net_dyn,
+            storage.clone(),
+            &broker,
+            (&host, port),
+            seed,
+            &rx,
+        )
+        .await?;
         if let Some(h) = &started.controller {
             println!("loglab controller {} listening on {}", cfg.node_id, h.local_addr);
         }
         tasks.extend(started.tasks);
         let (_controller, link) = (started.controller, started.link);
         let server = tokio::spawn(broker::server::run(broker.clone(), listener, rx.clone()));
-        println!("loglab broker listening on {bound} (node.id {}, data dir {})", cfg.node_id, data_dir.display());
+        println!(
+            "loglab broker listening on {bound} (node.id {}, data dir {})",
+            cfg.node_id,
+            data_dir.display()
+        );
         use std::io::Write;
         let _ = std::io::stdout().flush();
 

@@ -12,7 +12,8 @@ use kafka_protocol::messages::ApiKey;
 use crate::protocol::{api_name, SUPPORTED};
 
 /// Latency histogram buckets, milliseconds.
-const BUCKETS_MS: [f64; 12] = [0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 25.0, 50.0, 100.0, 500.0, 1000.0];
+const BUCKETS_MS: [f64; 12] =
+    [0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 25.0, 50.0, 100.0, 500.0, 1000.0];
 
 #[derive(Debug, Default)]
 struct ApiStats {
@@ -69,22 +70,60 @@ impl Metrics {
         let mut counter = |name: &str, help: &str, v: u64| {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}");
         };
-        counter("kafka_server_BrokerTopicMetrics_BytesInPerSec", "Bytes produced to the broker (rate over time).", get(&self.bytes_in));
-        counter("kafka_server_BrokerTopicMetrics_BytesOutPerSec", "Bytes fetched from the broker (rate over time).", get(&self.bytes_out));
-        counter("kafka_server_BrokerTopicMetrics_MessagesInPerSec", "Records produced to the broker (rate over time).", get(&self.messages_in));
-        counter("kafka_server_BrokerTopicMetrics_FailedProduceRequestsPerSec", "Produce partitions answered with an error.", get(&self.failed_produce));
-        counter("kafka_server_BrokerTopicMetrics_FailedFetchRequestsPerSec", "Fetch partitions answered with an error.", get(&self.failed_fetch));
-        counter("kafka_network_SocketServer_connections_accepted", "Connections accepted.", get(&self.connections_accepted));
-        counter("kafka_network_SocketServer_connections_closed_bad_input", "Connections closed over bad input.", get(&self.connections_closed_bad_input));
+        counter(
+            "kafka_server_BrokerTopicMetrics_BytesInPerSec",
+            "Bytes produced to the broker (rate over time).",
+            get(&self.bytes_in),
+        );
+        counter(
+            "kafka_server_BrokerTopicMetrics_BytesOutPerSec",
+            "Bytes fetched from the broker (rate over time).",
+            get(&self.bytes_out),
+        );
+        counter(
+            "kafka_server_BrokerTopicMetrics_MessagesInPerSec",
+            "Records produced to the broker (rate over time).",
+            get(&self.messages_in),
+        );
+        counter(
+            "kafka_server_BrokerTopicMetrics_FailedProduceRequestsPerSec",
+            "Produce partitions answered with an error.",
+            get(&self.failed_produce),
+        );
+        counter(
+            "kafka_server_BrokerTopicMetrics_FailedFetchRequestsPerSec",
+            "Fetch partitions answered with an error.",
+            get(&self.failed_fetch),
+        );
+        counter(
+            "kafka_network_SocketServer_connections_accepted",
+            "Connections accepted.",
+            get(&self.connections_accepted),
+        );
+        counter(
+            "kafka_network_SocketServer_connections_closed_bad_input",
+            "Connections closed over bad input.",
+            get(&self.connections_closed_bad_input),
+        );
         let _ = writeln!(out, "# TYPE kafka_server_ReplicaManager_PartitionCount gauge\nkafka_server_ReplicaManager_PartitionCount {partitions}");
         let _ = writeln!(out, "# TYPE kafka_log_Log_Size gauge\nkafka_log_Log_Size {log_bytes}");
         let _ = writeln!(out, "# TYPE kafka_network_RequestMetrics_RequestsPerSec counter");
         for (i, (key, _, _)) in SUPPORTED.iter().enumerate() {
-            let _ = writeln!(out, "kafka_network_RequestMetrics_RequestsPerSec{{request=\"{}\"}} {}", api_name(*key), get(&self.apis[i].requests));
+            let _ = writeln!(
+                out,
+                "kafka_network_RequestMetrics_RequestsPerSec{{request=\"{}\"}} {}",
+                api_name(*key),
+                get(&self.apis[i].requests)
+            );
         }
         let _ = writeln!(out, "# TYPE kafka_network_RequestMetrics_ErrorsPerSec counter");
         for (i, (key, _, _)) in SUPPORTED.iter().enumerate() {
-            let _ = writeln!(out, "kafka_network_RequestMetrics_ErrorsPerSec{{request=\"{}\"}} {}", api_name(*key), get(&self.apis[i].errors));
+            let _ = writeln!(
+                out,
+                "kafka_network_RequestMetrics_ErrorsPerSec{{request=\"{}\"}} {}",
+                api_name(*key),
+                get(&self.apis[i].errors)
+            );
         }
         let _ = writeln!(out, "# HELP kafka_network_RequestMetrics_TotalTimeMs Request latency by API, milliseconds.\n# TYPE kafka_network_RequestMetrics_TotalTimeMs histogram");
         for (i, (key, _, _)) in SUPPORTED.iter().enumerate() {
@@ -95,8 +134,15 @@ impl Metrics {
             }
             let n = get(&s.requests);
             let _ = writeln!(out, "kafka_network_RequestMetrics_TotalTimeMs_bucket{{request=\"{name}\",le=\"+Inf\"}} {n}");
-            let _ = writeln!(out, "kafka_network_RequestMetrics_TotalTimeMs_sum{{request=\"{name}\"}} {}", get(&s.total_time_us) as f64 / 1000.0);
-            let _ = writeln!(out, "kafka_network_RequestMetrics_TotalTimeMs_count{{request=\"{name}\"}} {n}");
+            let _ = writeln!(
+                out,
+                "kafka_network_RequestMetrics_TotalTimeMs_sum{{request=\"{name}\"}} {}",
+                get(&s.total_time_us) as f64 / 1000.0
+            );
+            let _ = writeln!(
+                out,
+                "kafka_network_RequestMetrics_TotalTimeMs_count{{request=\"{name}\"}} {n}"
+            );
         }
         out
     }
@@ -108,11 +154,36 @@ impl Metrics {
         let mut metric = |name: &str, kind: &str, help: &str, v: u64| {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}");
         };
-        metric("kafka_server_ReplicaManager_UnderReplicatedPartitions", "gauge", "Partitions led here whose ISR is smaller than their replica set.", c.under_replicated);
-        metric("kafka_server_ReplicaManager_LeaderCount", "gauge", "Partitions led here.", c.leaders);
-        metric("kafka_server_ReplicaManager_IsrShrinksPerSec", "counter", "ISR shrinks proposed by this leader (rate over time).", c.isr_shrinks);
-        metric("kafka_server_ReplicaManager_IsrExpandsPerSec", "counter", "ISR expansions proposed by this leader (rate over time).", c.isr_expands);
-        metric("kafka_controller_KafkaController_ActiveControllerCount", "gauge", "1 on the active controller, else 0.", c.active_controller);
+        metric(
+            "kafka_server_ReplicaManager_UnderReplicatedPartitions",
+            "gauge",
+            "Partitions led here whose ISR is smaller than their replica set.",
+            c.under_replicated,
+        );
+        metric(
+            "kafka_server_ReplicaManager_LeaderCount",
+            "gauge",
+            "Partitions led here.",
+            c.leaders,
+        );
+        metric(
+            "kafka_server_ReplicaManager_IsrShrinksPerSec",
+            "counter",
+            "ISR shrinks proposed by this leader (rate over time).",
+            c.isr_shrinks,
+        );
+        metric(
+            "kafka_server_ReplicaManager_IsrExpandsPerSec",
+            "counter",
+            "ISR expansions proposed by this leader (rate over time).",
+            c.isr_expands,
+        );
+        metric(
+            "kafka_controller_KafkaController_ActiveControllerCount",
+            "gauge",
+            "1 on the active controller, else 0.",
+            c.active_controller,
+        );
         metric(
             "kafka_controller_ControllerStats_LeaderElectionRateAndTimeMs",
             "counter",

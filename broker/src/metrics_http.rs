@@ -10,7 +10,11 @@ use tokio::sync::watch;
 
 use crate::broker::Broker;
 
-pub async fn run(broker: Arc<Broker>, listener: Box<dyn Listener>, mut shutdown: watch::Receiver<bool>) {
+pub async fn run(
+    broker: Arc<Broker>,
+    listener: Box<dyn Listener>,
+    mut shutdown: watch::Receiver<bool>,
+) {
     loop {
         let accepted = tokio::select! {
             biased;
@@ -41,7 +45,10 @@ pub async fn run(broker: Arc<Broker>, listener: Box<dyn Listener>, mut shutdown:
                 "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
                 body.len()
             );
-            let _ = conn.writer.write_chunks(&[Chunk::Bytes(Bytes::from(head)), Chunk::Bytes(Bytes::from(body))]).await;
+            let _ = conn
+                .writer
+                .write_chunks(&[Chunk::Bytes(Bytes::from(head)), Chunk::Bytes(Bytes::from(body))])
+                .await;
             let _ = conn.writer.shutdown().await;
         });
     }

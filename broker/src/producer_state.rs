@@ -67,13 +67,18 @@ impl ProducerStates {
             return Verdict::Append;
         }
         let entry = self.entries.get(&(first.producer_id, tp.clone()));
-        let mut expected: Option<(i16, i32)> = entry.and_then(|e| e.batches.back().map(|b| (e.epoch, next_seq(b.last_seq))));
+        let mut expected: Option<(i16, i32)> =
+            entry.and_then(|e| e.batches.back().map(|b| (e.epoch, next_seq(b.last_seq))));
         if let Some(e) = entry {
             if first.producer_epoch < e.epoch {
                 return Verdict::Reject(error_code::INVALID_PRODUCER_EPOCH);
             }
             if first.producer_epoch == e.epoch {
-                if let Some(b) = e.batches.iter().find(|b| b.first_seq == first.base_sequence && b.last_seq == last_seq(first)) {
+                if let Some(b) = e
+                    .batches
+                    .iter()
+                    .find(|b| b.first_seq == first.base_sequence && b.last_seq == last_seq(first))
+                {
                     return Verdict::Duplicate { base_offset: b.first_offset };
                 }
             }
@@ -99,7 +104,10 @@ impl ProducerStates {
     /// What this broker remembers of the producer of `h` on `tp`, for a refusal's log line.
     pub fn describe(&self, tp: &TopicPartition, h: &BatchHeader) -> String {
         match self.entries.get(&(h.producer_id, tp.clone())) {
-            None => format!("producer {} epoch {} seq {}: no state", h.producer_id, h.producer_epoch, h.base_sequence),
+            None => format!(
+                "producer {} epoch {} seq {}: no state",
+                h.producer_id, h.producer_epoch, h.base_sequence
+            ),
             Some(e) => format!(
                 "producer {} epoch {} seq {}..={}: known epoch {}, batches {:?}",
                 h.producer_id,
@@ -107,7 +115,10 @@ impl ProducerStates {
                 h.base_sequence,
                 last_seq(h),
                 e.epoch,
-                e.batches.iter().map(|b| (b.first_seq, b.last_seq, b.first_offset)).collect::<Vec<_>>()
+                e.batches
+                    .iter()
+                    .map(|b| (b.first_seq, b.last_seq, b.first_offset))
+                    .collect::<Vec<_>>()
             ),
         }
     }
@@ -170,12 +181,21 @@ mod tests {
         assert_eq!(s.check(&tp, &[h(7, 0, 0, 3, 0)]), Verdict::Append);
         s.record(&tp, &[h(7, 0, 0, 3, 10)]);
         assert_eq!(s.check(&tp, &[h(7, 0, 0, 3, 0)]), Verdict::Duplicate { base_offset: 10 });
-        assert_eq!(s.check(&tp, &[h(7, 0, 5, 1, 0)]), Verdict::Reject(error_code::OUT_OF_ORDER_SEQUENCE_NUMBER));
+        assert_eq!(
+            s.check(&tp, &[h(7, 0, 5, 1, 0)]),
+            Verdict::Reject(error_code::OUT_OF_ORDER_SEQUENCE_NUMBER)
+        );
         assert_eq!(s.check(&tp, &[h(7, 0, 3, 1, 0)]), Verdict::Append);
         s.record(&tp, &[h(7, 0, 3, 1, 13)]);
         assert_eq!(s.check(&tp, &[h(7, 1, 0, 1, 0)]), Verdict::Append);
-        assert_eq!(s.check(&tp, &[h(7, 1, 4, 1, 0)]), Verdict::Reject(error_code::OUT_OF_ORDER_SEQUENCE_NUMBER));
+        assert_eq!(
+            s.check(&tp, &[h(7, 1, 4, 1, 0)]),
+            Verdict::Reject(error_code::OUT_OF_ORDER_SEQUENCE_NUMBER)
+        );
         s.record(&tp, &[h(7, 1, 0, 1, 14)]);
-        assert_eq!(s.check(&tp, &[h(7, 0, 4, 1, 0)]), Verdict::Reject(error_code::INVALID_PRODUCER_EPOCH));
+        assert_eq!(
+            s.check(&tp, &[h(7, 0, 4, 1, 0)]),
+            Verdict::Reject(error_code::INVALID_PRODUCER_EPOCH)
+        );
     }
 }

@@ -148,10 +148,22 @@ pub fn parse_request(frame: Bytes) -> Result<Request, RequestError> {
     // correlation id, which is at a fixed position).
     let header_version = api_key.request_header_version(version);
     match RequestHeader::decode(&mut body, header_version) {
-        Ok(header) => Ok(Request { api_key, api_version: version, correlation_id, header: Some(header), body }),
+        Ok(header) => Ok(Request {
+            api_key,
+            api_version: version,
+            correlation_id,
+            header: Some(header),
+            body,
+        }),
         Err(e) => {
             if api_key == ApiKey::ApiVersions {
-                Ok(Request { api_key, api_version: version, correlation_id, header: None, body: Bytes::new() })
+                Ok(Request {
+                    api_key,
+                    api_version: version,
+                    correlation_id,
+                    header: None,
+                    body: Bytes::new(),
+                })
             } else {
                 Err(RequestError::BadHeader(e.to_string()))
             }
@@ -161,10 +173,8 @@ pub fn parse_request(frame: Bytes) -> Result<Request, RequestError> {
 
 pub fn decode_body<T: Decodable>(req: &Request) -> Result<T, RequestError> {
     let mut body = req.body.clone();
-    crate::guard::check(req.api_key, req.api_version, &req.body).map_err(|why| RequestError::BadBody {
-        api: api_name(req.api_key),
-        version: req.api_version,
-        why,
+    crate::guard::check(req.api_key, req.api_version, &req.body).map_err(|why| {
+        RequestError::BadBody { api: api_name(req.api_key), version: req.api_version, why }
     })?;
     T::decode(&mut body, req.api_version).map_err(|e| RequestError::BadBody {
         api: api_name(req.api_key),
@@ -180,7 +190,8 @@ pub fn response_header(api_key: ApiKey, version: i16, correlation_id: i32) -> By
     let mut header = ResponseHeader::default();
     header.correlation_id = correlation_id;
     // Encoding a header into a BytesMut cannot fail for these versions.
-    let hv = if api_key == ApiKey::ApiVersions { 0 } else { api_key.response_header_version(version) };
+    let hv =
+        if api_key == ApiKey::ApiVersions { 0 } else { api_key.response_header_version(version) };
     if header.encode(&mut buf, hv).is_err() {
         buf.put_i32(correlation_id);
     }
@@ -188,7 +199,12 @@ pub fn response_header(api_key: ApiKey, version: i16, correlation_id: i32) -> By
 }
 
 /// A whole response frame (length prefix, header, body) from a kafka-protocol message.
-pub fn encode_response<T: Encodable>(api_key: ApiKey, version: i16, correlation_id: i32, body: &T) -> Result<Bytes, String> {
+pub fn encode_response<T: Encodable>(
+    api_key: ApiKey,
+    version: i16,
+    correlation_id: i32,
+    body: &T,
+) -> Result<Bytes, String> {
     let mut buf = response_header(api_key, version, correlation_id);
     body.encode(&mut buf, version).map_err(|e| e.to_string())?;
     let len = (buf.len() - 4) as i32;

@@ -10,7 +10,11 @@ use crate::connection;
 use crate::metrics::Metrics;
 
 /// Accepts until `shutdown` turns true; then waits for the connection tasks to finish.
-pub async fn run(broker: Arc<Broker>, listener: Box<dyn Listener>, mut shutdown: watch::Receiver<bool>) {
+pub async fn run(
+    broker: Arc<Broker>,
+    listener: Box<dyn Listener>,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let mut tasks = Vec::new();
     loop {
         if *shutdown.borrow() {

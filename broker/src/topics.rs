@@ -29,7 +29,11 @@ impl TopicMeta {
     pub fn uuid(&self) -> [u8; 16] {
         let mut out = [0u8; 16];
         for (i, b) in out.iter_mut().enumerate() {
-            *b = self.id.get(2 * i..2 * i + 2).and_then(|h| u8::from_str_radix(h, 16).ok()).unwrap_or(0);
+            *b = self
+                .id
+                .get(2 * i..2 * i + 2)
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+                .unwrap_or(0);
         }
         out
     }
@@ -67,7 +71,9 @@ pub fn validate_topic_name(name: &str) -> Result<(), String> {
     if name.len() > 249 {
         return Err(format!("topic name is {} chars, the limit is 249", name.len()));
     }
-    if let Some(c) = name.chars().find(|c| !(c.is_ascii_alphanumeric() || *c == '.' || *c == '_' || *c == '-')) {
+    if let Some(c) =
+        name.chars().find(|c| !(c.is_ascii_alphanumeric() || *c == '.' || *c == '_' || *c == '-'))
+    {
         return Err(format!("topic name contains illegal character {c:?}"));
     }
     Ok(())
@@ -95,7 +101,8 @@ impl Registry {
     }
 
     pub async fn store(&self, storage: &dyn Storage, root: &Path) -> io::Result<()> {
-        let json = serde_json::to_vec_pretty(self).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+        let json = serde_json::to_vec_pretty(self)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
         write_atomically(storage, root, REGISTRY_FILE, &json).await
     }
 

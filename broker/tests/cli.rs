@@ -44,7 +44,12 @@ fn serve_prints_address_and_stops_cleanly_on_sigterm() {
         .arg(&data)
         .arg("--config")
         .arg(&props)
-        .args(["--override", "message.max.bytes=2000000", "--override", "loglab.fetch.zero.copy=false"])
+        .args([
+            "--override",
+            "message.max.bytes=2000000",
+            "--override",
+            "loglab.fetch.zero.copy=false",
+        ])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()

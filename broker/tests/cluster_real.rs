@@ -39,7 +39,12 @@ impl Drop for Node {
     }
 }
 
-fn call<Q: Encodable, R: Decodable>(addr: &str, key: ApiKey, v: i16, body: &Q) -> std::io::Result<R> {
+fn call<Q: Encodable, R: Decodable>(
+    addr: &str,
+    key: ApiKey,
+    v: i16,
+    body: &Q,
+) -> std::io::Result<R> {
     let mut s = TcpStream::connect(addr)?;
     s.set_read_timeout(Some(Duration::from_secs(20)))?;
     let mut h = RequestHeader::default();
@@ -89,9 +94,17 @@ fn leader_of(nodes: &[Option<Node>]) -> Option<(usize, u64)> {
     for (i, n) in nodes.iter().enumerate() {
         let Some(n) = n else { continue };
         let log = n.log.lock().unwrap();
-        let Some((_, line)) = log.iter().rev().find(|(_, l)| l.contains("controller quorum state")) else { continue };
+        let Some((_, line)) = log.iter().rev().find(|(_, l)| l.contains("controller quorum state"))
+        else {
+            continue;
+        };
         if line.contains("role=Leader") {
-            let term = line.split("term=").nth(1).and_then(|t| t.split_whitespace().next()).and_then(|t| t.parse().ok()).unwrap_or(0);
+            let term = line
+                .split("term=")
+                .nth(1)
+                .and_then(|t| t.split_whitespace().next())
+                .and_then(|t| t.parse().ok())
+                .unwrap_or(0);
             if best.is_none_or(|(_, t)| term > t) {
                 best = Some((i, term));
             }
@@ -121,14 +134,32 @@ fn produce(addr: &str, topic: &str, partition: i32) -> i16 {
 fn three_processes_form_a_quorum_and_fail_over() {
     let dir = tempfile::tempdir().unwrap();
     let ports = free_ports(6);
-    let quorum = (0..3).map(|i| format!("{i}@127.0.0.1:{}", ports[3 + i])).collect::<Vec<_>>().join(",");
+    let quorum =
+        (0..3).map(|i| format!("{i}@127.0.0.1:{}", ports[3 + i])).collect::<Vec<_>>().join(",");
     let spawn = |i: usize| -> Node {
         let mut child = Command::new(BIN)
             .args(["serve", "--listen", &format!("127.0.0.1:{}", ports[i]), "--data-dir"])
             .arg(dir.path().join(format!("n{i}")))
-            .args(["--node-id", &i.to_string(), "--controller-listen", &format!("127.0.0.1:{}", ports[3 + i]), "--controller-quorum", &quorum])
-            .args(["--override", "broker.heartbeat.interval.ms=200", "--override", "broker.session.timeout.ms=2000"])
-            .args(["--override", "controller.quorum.fetch.timeout.ms=500", "--override", "controller.quorum.election.timeout.ms=500"])
+            .args([
+                "--node-id",
+                &i.to_string(),
+                "--controller-listen",
+                &format!("127.0.0.1:{}", ports[3 + i]),
+                "--controller-quorum",
+                &quorum,
+            ])
+            .args([
+                "--override",
+                "broker.heartbeat.interval.ms=200",
+                "--override",
+                "broker.session.timeout.ms=2000",
+            ])
+            .args([
+                "--override",
+                "controller.quorum.fetch.timeout.ms=500",
+                "--override",
+                "controller.quorum.election.timeout.ms=500",
+            ])
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -150,11 +181,16 @@ fn three_processes_form_a_quorum_and_fail_over() {
 
     // The quorum forms and every broker registers: Metadata from any node lists all three.
     for n in nodes.iter().flatten() {
-        let md = wait_for("3 brokers in Metadata", Duration::from_secs(30), || metadata(&n.addr).ok().filter(|m| m.brokers.len() == 3));
+        let md = wait_for("3 brokers in Metadata", Duration::from_secs(30), || {
+            metadata(&n.addr).ok().filter(|m| m.brokers.len() == 3)
+        });
         let mut ids: Vec<i32> = md.brokers.iter().map(|b| b.node_id.0).collect();
         ids.sort();
         assert_eq!(ids, vec![0, 1, 2]);
-        assert!(md.brokers.iter().all(|b| b.host.as_str() == "127.0.0.1" && ports[..3].contains(&(b.port as u16))));
+        assert!(md
+            .brokers
+            .iter()
+            .all(|b| b.host.as_str() == "127.0.0.1" && ports[..3].contains(&(b.port as u16))));
     }
     println!("quorum formed and 3 brokers registered after {} ms", t0.elapsed().as_millis());
 
@@ -174,7 +210,9 @@ fn three_processes_form_a_quorum_and_fail_over() {
     assert_eq!(again.topics[0].error_code, 36, "TOPIC_ALREADY_EXISTS");
 
     let addr0 = nodes[0].as_ref().unwrap().addr.clone();
-    let md = wait_for("orders in broker 0's Metadata", Duration::from_secs(10), || metadata(&addr0).ok().filter(|m| !m.topics.is_empty()));
+    let md = wait_for("orders in broker 0's Metadata", Duration::from_secs(10), || {
+        metadata(&addr0).ok().filter(|m| !m.topics.is_empty())
+    });
     let t = &md.topics[0];
     assert_eq!(t.partitions.len(), 3);
     for p in &t.partitions {
@@ -185,23 +223,51 @@ fn three_processes_form_a_quorum_and_fail_over() {
         assert!((0..3).contains(&p.leader_id.0));
     }
     // The leader takes the write; another broker refuses it with NOT_LEADER_OR_FOLLOWER.
-    let p0_leader = t.partitions.iter().find(|p| p.partition_index == 0).unwrap().leader_id.0 as usize;
+    let p0_leader =
+        t.partitions.iter().find(|p| p.partition_index == 0).unwrap().leader_id.0 as usize;
     let leader_addr = nodes[p0_leader].as_ref().unwrap().addr.clone();
     let other_addr = nodes[(p0_leader + 1) % 3].as_ref().unwrap().addr.clone();
-    assert_eq!(wait_for("produce at the leader", Duration::from_secs(10), || Some(produce(&leader_addr, "orders", 0)).filter(|c| *c != 3)), 0);
+    assert_eq!(
+        wait_for("produce at the leader", Duration::from_secs(10), || Some(produce(
+            &leader_addr,
+            "orders",
+            0
+        ))
+        .filter(|c| *c != 3)),
+        0
+    );
     assert_eq!(produce(&other_addr, "orders", 0), 6);
 
-    let before: Vec<(i32, i32, i32)> = t.partitions.iter().map(|p| (p.partition_index, p.leader_id.0, p.leader_epoch)).collect();
+    let before: Vec<(i32, i32, i32)> =
+        t.partitions.iter().map(|p| (p.partition_index, p.leader_id.0, p.leader_epoch)).collect();
     // Kill the active controller (SIGKILL); the other two elect a new one.
-    let (old, old_term) = wait_for("a controller leader", Duration::from_secs(10), || leader_of(&nodes));
+    let (old, old_term) =
+        wait_for("a controller leader", Duration::from_secs(10), || leader_of(&nodes));
     let killed_at = Instant::now();
     nodes[old] = None;
-    let (new, new_term) = wait_for("a new controller leader", Duration::from_secs(20), || leader_of(&nodes).filter(|(i, t)| *i != old && *t > old_term));
-    let line_at = nodes[new].as_ref().unwrap().log.lock().unwrap().iter().rev().find(|(_, l)| l.contains("role=Leader")).map(|(t, _)| *t).unwrap();
-    println!("real failover: controller {old} killed, {new} leads term {new_term} after {} ms", line_at.saturating_duration_since(killed_at).as_millis());
+    let (new, new_term) = wait_for("a new controller leader", Duration::from_secs(20), || {
+        leader_of(&nodes).filter(|(i, t)| *i != old && *t > old_term)
+    });
+    let line_at = nodes[new]
+        .as_ref()
+        .unwrap()
+        .log
+        .lock()
+        .unwrap()
+        .iter()
+        .rev()
+        .find(|(_, l)| l.contains("role=Leader"))
+        .map(|(t, _)| *t)
+        .unwrap();
+    println!(
+        "real failover: controller {old} killed, {new} leads term {new_term} after {} ms",
+        line_at.saturating_duration_since(killed_at).as_millis()
+    );
     // The killed broker is fenced after its session and the survivors still create topics.
     let survivor = nodes[new].as_ref().unwrap().addr.clone();
-    wait_for("2 live brokers", Duration::from_secs(20), || metadata(&survivor).ok().filter(|m| m.brokers.len() == 2));
+    wait_for("2 live brokers", Duration::from_secs(20), || {
+        metadata(&survivor).ok().filter(|m| m.brokers.len() == 2)
+    });
     let mut ct = create_topics_request::CreatableTopic::default();
     ct.name = TopicName(StrBytes::from_static_str("after-failover"));
     ct.num_partitions = 1;
@@ -215,7 +281,8 @@ fn three_processes_form_a_quorum_and_fail_over() {
     }
     // Partitions the killed broker led moved to a survivor with a higher leader epoch; the
     // others kept leader and epoch.
-    let orders = md.topics.iter().find(|t| t.name.as_ref().is_some_and(|n| n.as_str() == "orders")).unwrap();
+    let orders =
+        md.topics.iter().find(|t| t.name.as_ref().is_some_and(|n| n.as_str() == "orders")).unwrap();
     for (index, leader, epoch) in before {
         let p = orders.partitions.iter().find(|p| p.partition_index == index).unwrap();
         if leader == old as i32 {
@@ -223,19 +290,32 @@ fn three_processes_form_a_quorum_and_fail_over() {
         } else {
             assert_eq!((p.leader_id.0, p.leader_epoch), (leader, epoch));
         }
-        assert!(!p.isr_nodes.iter().any(|b| b.0 == old as i32), "the fenced broker left the ISR: {p:?}");
+        assert!(
+            !p.isr_nodes.iter().any(|b| b.0 == old as i32),
+            "the fenced broker left the ISR: {p:?}"
+        );
     }
 
     // SIGTERM a survivor: a controlled shutdown (fenced by the controller at once, while its own
     // controller still votes), then a clean exit.
     let other = (0..3).find(|i| *i != old && *i != new).unwrap();
     let n = nodes[other].as_mut().unwrap();
-    assert!(Command::new("kill").args(["-TERM", &n.child.id().to_string()]).status().unwrap().success());
-    let status = wait_for("exit after SIGTERM", Duration::from_secs(30), || n.child.try_wait().unwrap());
+    assert!(Command::new("kill")
+        .args(["-TERM", &n.child.id().to_string()])
+        .status()
+        .unwrap()
+        .success());
+    let status =
+        wait_for("exit after SIGTERM", Duration::from_secs(30), || n.child.try_wait().unwrap());
     assert!(status.success(), "{status:?}");
     // Every line it wrote before exiting has been read once its stderr reaches its end.
-    wait_for("the end of the exited node's stderr", Duration::from_secs(10), || n.log_done.load(Ordering::Acquire).then_some(()));
-    assert!(n.log.lock().unwrap().iter().any(|(_, l)| l.contains("controlled shutdown: fenced")), "no controlled shutdown");
+    wait_for("the end of the exited node's stderr", Duration::from_secs(10), || {
+        n.log_done.load(Ordering::Acquire).then_some(())
+    });
+    assert!(
+        n.log.lock().unwrap().iter().any(|(_, l)| l.contains("controlled shutdown: fenced")),
+        "no controlled shutdown"
+    );
 }
 
 /// A stock KRaft `server.properties` (one voter, `process.roles=broker,controller`, a
@@ -270,7 +350,9 @@ fn single_voter_from_a_kraft_properties_file() {
         log: Arc::new(Mutex::new(Vec::new())),
         log_done: Arc::new(AtomicBool::new(true)),
     };
-    let md = wait_for("1 broker", Duration::from_secs(30), || metadata(&node.addr).ok().filter(|m| m.brokers.len() == 1));
+    let md = wait_for("1 broker", Duration::from_secs(30), || {
+        metadata(&node.addr).ok().filter(|m| m.brokers.len() == 1)
+    });
     assert_eq!(md.brokers[0].node_id.0, 1);
     let mut ct = create_topics_request::CreatableTopic::default();
     ct.name = TopicName(StrBytes::from_static_str("solo"));

@@ -51,9 +51,16 @@ struct Ctl {
 async fn start(net: &SimNet, disk: &SimDisk, id: NodeId) -> Ctl {
     let (stop, rx) = watch::channel(false);
     let host = format!("c{id}");
-    let handle = node::start(quorum(id), net.host(&host), Arc::new(disk.clone()), Path::new(""), &format!("{host}:9093"), rx)
-        .await
-        .expect("controller starts");
+    let handle = node::start(
+        quorum(id),
+        net.host(&host),
+        Arc::new(disk.clone()),
+        Path::new(""),
+        &format!("{host}:9093"),
+        rx,
+    )
+    .await
+    .expect("controller starts");
     Ctl { handle, stop }
 }
 
@@ -70,10 +77,18 @@ async fn wait_leader(ctls: &BTreeMap<NodeId, Ctl>, within: Duration) -> (NodeId,
         }
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
-    panic!("no agreed leader within {within:?}: {:?}", ctls.values().map(|c| c.handle.status.borrow().clone()).collect::<Vec<_>>());
+    panic!(
+        "no agreed leader within {within:?}: {:?}",
+        ctls.values().map(|c| c.handle.status.borrow().clone()).collect::<Vec<_>>()
+    );
 }
 
-async fn wait_image(link: &RpcLink, what: &str, within: Duration, ok: impl Fn(&MetadataImage) -> bool) -> Duration {
+async fn wait_image(
+    link: &RpcLink,
+    what: &str,
+    within: Duration,
+    ok: impl Fn(&MetadataImage) -> bool,
+) -> Duration {
     let t0 = Instant::now();
     let mut rx = link.metadata();
     while t0.elapsed() < within {
@@ -86,7 +101,10 @@ async fn wait_image(link: &RpcLink, what: &str, within: Duration, ok: impl Fn(&M
 }
 
 fn disk(seed: u64) -> SimDisk {
-    SimDisk::new(SimDiskConfig::new(DeviceProfile::nvme(), seed), Clock::Runtime { epoch: Instant::now() })
+    SimDisk::new(
+        SimDiskConfig::new(DeviceProfile::nvme(), seed),
+        Clock::Runtime { epoch: Instant::now() },
+    )
 }
 
 #[test]
@@ -114,7 +132,8 @@ fn scenario(seed: u64) -> String {
         let mut links = Vec::new();
         let mut link_stops = Vec::new();
         for b in 0..3i32 {
-            let mut cfg = LinkConfig::new(b, Endpoint { host: format!("b{b}"), port: 9092 }, voters());
+            let mut cfg =
+                LinkConfig::new(b, Endpoint { host: format!("b{b}"), port: 9092 }, voters());
             cfg.heartbeat_interval_ms = 100;
             cfg.request_timeout_ms = 3_000;
             let link = RpcLink::new(cfg, net.host(&format!("b{b}")));
@@ -124,10 +143,16 @@ fn scenario(seed: u64) -> String {
             link_stops.push(tx);
         }
         for l in &links {
-            wait_image(l, "3 live brokers", Duration::from_secs(5), |i| i.live_brokers() == vec![0, 1, 2]).await;
+            wait_image(l, "3 live brokers", Duration::from_secs(5), |i| {
+                i.live_brokers() == vec![0, 1, 2]
+            })
+            .await;
             assert!(l.broker_epoch() > 0);
         }
-        assert_eq!(links[1].metadata().borrow().brokers[&1].endpoint, Endpoint { host: "b1".into(), port: 9092 });
+        assert_eq!(
+            links[1].metadata().borrow().brokers[&1].endpoint,
+            Endpoint { host: "b1".into(), port: 9092 }
+        );
 
         // CreateTopics with RF 3: every partition has 3 distinct replicas, a live leader in the
         // ISR, and leadership spreads over the brokers.
@@ -140,8 +165,16 @@ fn scenario(seed: u64) -> String {
             assert_eq!(p.isr, p.replicas);
             assert!(img.is_live(p.leader) && p.leader == p.replicas[0], "{p:?}");
         }
-        assert_eq!(t.partitions.iter().map(|p| p.leader).collect::<BTreeSet<_>>(), BTreeSet::from([0, 1, 2]));
-        assert!(matches!(links[1].create_topic("orders", 1, 1).await, Err(broker::controller::link::LinkError::Controller(cluster::metadata::ControllerError::TopicAlreadyExists))));
+        assert_eq!(
+            t.partitions.iter().map(|p| p.leader).collect::<BTreeSet<_>>(),
+            BTreeSet::from([0, 1, 2])
+        );
+        assert!(matches!(
+            links[1].create_topic("orders", 1, 1).await,
+            Err(broker::controller::link::LinkError::Controller(
+                cluster::metadata::ControllerError::TopicAlreadyExists
+            ))
+        ));
         assert!(links[1].create_topic("too-wide", 1, 4).await.is_err(), "RF 4 with 3 brokers");
 
         // Kill the leader: host crash and power loss. The other two elect a new one.
@@ -151,24 +184,46 @@ fn scenario(seed: u64) -> String {
         disks[first as usize].power_loss();
         let old_term = old.handle.status.borrow().term;
         let (second, failover) = wait_leader(&ctls, Duration::from_secs(5)).await;
-        println!("failover: leader {first} killed, leader {second} elected after {} ms (simulated)", failover.as_millis());
+        println!(
+            "failover: leader {first} killed, leader {second} elected after {} ms (simulated)",
+            failover.as_millis()
+        );
         assert_ne!(second, first);
         assert!(ctls[&second].handle.status.borrow().term > old_term);
         // fetch timeout (300) + spread (300) + a pre-vote and a vote round trip.
         assert!(failover < Duration::from_millis(1_000), "failover took {failover:?}");
 
         // The brokers follow the new leader: a request succeeds, and heartbeats keep them live.
-        let id2 = links[2].create_topic("after-failover", 2, 3).await.expect("created via the new leader");
-        wait_image(&links[0], "new topic seen by broker 0", Duration::from_secs(3), |i| i.topics.contains_key(&id2)).await;
+        let id2 = links[2]
+            .create_topic("after-failover", 2, 3)
+            .await
+            .expect("created via the new leader");
+        wait_image(&links[0], "new topic seen by broker 0", Duration::from_secs(3), |i| {
+            i.topics.contains_key(&id2)
+        })
+        .await;
         tokio::time::sleep(Duration::from_millis(2 * SESSION_MS)).await;
-        assert_eq!(links[0].metadata().borrow().live_brokers(), vec![0, 1, 2], "nobody fenced across the failover");
+        assert_eq!(
+            links[0].metadata().borrow().live_brokers(),
+            vec![0, 1, 2],
+            "nobody fenced across the failover"
+        );
 
         // Broker 2 stops heartbeating: fenced after its session; it leads nothing afterwards and
         // leaves every ISR (it is never the last member here).
         let _ = link_stops[2].send(true);
-        let fenced_after = wait_image(&links[0], "broker 2 fenced", Duration::from_secs(5), |i| i.brokers[&2].fenced).await;
-        println!("broker 2 fenced {} ms after its heartbeats stopped (session {SESSION_MS} ms)", fenced_after.as_millis());
-        assert!(fenced_after >= Duration::from_millis(SESSION_MS) - Duration::from_millis(200), "fenced too early: {fenced_after:?}");
+        let fenced_after = wait_image(&links[0], "broker 2 fenced", Duration::from_secs(5), |i| {
+            i.brokers[&2].fenced
+        })
+        .await;
+        println!(
+            "broker 2 fenced {} ms after its heartbeats stopped (session {SESSION_MS} ms)",
+            fenced_after.as_millis()
+        );
+        assert!(
+            fenced_after >= Duration::from_millis(SESSION_MS) - Duration::from_millis(200),
+            "fenced too early: {fenced_after:?}"
+        );
         let img = links[0].metadata().borrow().clone();
         for t in img.topics.values() {
             for p in &t.partitions {
@@ -180,16 +235,25 @@ fn scenario(seed: u64) -> String {
         net.restart(&format!("c{first}"));
         ctls.insert(first, start(&net, &disks[first as usize], first).await);
         // It recovered its term (and vote) from its disk despite the power loss.
-        assert!(ctls[&first].handle.status.borrow().term >= old_term, "restarted controller forgot its term");
+        assert!(
+            ctls[&first].handle.status.borrow().term >= old_term,
+            "restarted controller forgot its term"
+        );
         let t0 = Instant::now();
         loop {
             let leader_img = ctls[&second].handle.image.borrow().clone();
             let back_img = ctls[&first].handle.image.borrow().clone();
-            let (ls, bs) = (ctls[&second].handle.status.borrow().clone(), ctls[&first].handle.status.borrow().clone());
+            let (ls, bs) = (
+                ctls[&second].handle.status.borrow().clone(),
+                ctls[&first].handle.status.borrow().clone(),
+            );
             if bs.applied == ls.applied && leader_img == back_img && bs.leader == Some(second) {
                 break;
             }
-            assert!(t0.elapsed() < Duration::from_secs(5), "restarted controller did not catch up: {bs:?} vs {ls:?}");
+            assert!(
+                t0.elapsed() < Duration::from_secs(5),
+                "restarted controller did not catch up: {bs:?} vs {ls:?}"
+            );
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         println!("restarted controller {first} caught up in {} ms", t0.elapsed().as_millis());
@@ -202,7 +266,11 @@ fn scenario(seed: u64) -> String {
 }
 
 /// Waits until the controllers in `ids` agree on a leader among them.
-async fn wait_leader_among(ctls: &BTreeMap<NodeId, Ctl>, ids: &[NodeId], within: Duration) -> (NodeId, u64, Duration) {
+async fn wait_leader_among(
+    ctls: &BTreeMap<NodeId, Ctl>,
+    ids: &[NodeId],
+    within: Duration,
+) -> (NodeId, u64, Duration) {
     let t0 = Instant::now();
     while t0.elapsed() < within {
         let st: Vec<_> = ids.iter().map(|i| ctls[i].handle.status.borrow().clone()).collect();
@@ -229,7 +297,8 @@ fn alter_partition_epochs_and_an_isolated_leader() {
         let mut links = Vec::new();
         let mut stops = Vec::new();
         for b in 0..3i32 {
-            let mut cfg = LinkConfig::new(b, Endpoint { host: format!("b{b}"), port: 9092 }, voters());
+            let mut cfg =
+                LinkConfig::new(b, Endpoint { host: format!("b{b}"), port: 9092 }, voters());
             // Slow heartbeats, fast metadata pulls: propagation must not wait for a heartbeat.
             cfg.heartbeat_interval_ms = 400;
             cfg.metadata_poll_ms = 20;
@@ -240,9 +309,15 @@ fn alter_partition_epochs_and_an_isolated_leader() {
             links.push(link);
             stops.push(tx);
         }
-        wait_image(&links[0], "3 live brokers", Duration::from_secs(5), |i| i.live_brokers() == vec![0, 1, 2]).await;
+        wait_image(&links[0], "3 live brokers", Duration::from_secs(5), |i| {
+            i.live_brokers() == vec![0, 1, 2]
+        })
+        .await;
         let id = links[0].create_topic("t", 1, 3).await.unwrap();
-        let seen = wait_image(&links[1], "topic reaches broker 1", Duration::from_secs(2), |i| i.topics.contains_key(&id)).await;
+        let seen = wait_image(&links[1], "topic reaches broker 1", Duration::from_secs(2), |i| {
+            i.topics.contains_key(&id)
+        })
+        .await;
         assert!(seen <= Duration::from_millis(60), "metadata took {seen:?} to propagate");
         let p = links[0].metadata().borrow().partition(id, 0).cloned().unwrap();
         let l = p.leader as usize;
@@ -259,30 +334,57 @@ fn alter_partition_epochs_and_an_isolated_leader() {
             new_isr: p.isr.iter().copied().filter(|r| *r != follower).collect(),
         };
         let after = links[l].alter_partition(req.clone()).await.unwrap();
-        assert_eq!((after.partition_epoch, after.leader_epoch, after.isr.len()), (p.partition_epoch + 1, p.leader_epoch, 2));
+        assert_eq!(
+            (after.partition_epoch, after.leader_epoch, after.isr.len()),
+            (p.partition_epoch + 1, p.leader_epoch, 2)
+        );
         assert_eq!(links[l].metadata().borrow().partition(id, 0), Some(&after));
         // A stale partition epoch, and a request from a non-leader, are refused.
         let stale = links[l].alter_partition(req.clone()).await;
-        assert_eq!(stale, Err(broker::controller::link::LinkError::Controller(cluster::metadata::ControllerError::InvalidUpdateVersion)));
+        assert_eq!(
+            stale,
+            Err(broker::controller::link::LinkError::Controller(
+                cluster::metadata::ControllerError::InvalidUpdateVersion
+            ))
+        );
         let f = follower as usize;
-        let not_leader = cluster::metadata::AlterPartitionRequest { broker_id: follower, broker_epoch: links[f].broker_epoch(), partition_epoch: after.partition_epoch, ..req };
-        assert_eq!(links[f].alter_partition(not_leader).await, Err(broker::controller::link::LinkError::Controller(cluster::metadata::ControllerError::FencedLeaderEpoch)));
+        let not_leader = cluster::metadata::AlterPartitionRequest {
+            broker_id: follower,
+            broker_epoch: links[f].broker_epoch(),
+            partition_epoch: after.partition_epoch,
+            ..req
+        };
+        assert_eq!(
+            links[f].alter_partition(not_leader).await,
+            Err(broker::controller::link::LinkError::Controller(
+                cluster::metadata::ControllerError::FencedLeaderEpoch
+            ))
+        );
 
         // Isolate the controller leader from everyone: the majority elects another; the old one
         // steps down (check-quorum). Healed, it rejoins as a follower without forcing a new term
         // (pre-vote), and nobody was fenced meanwhile.
         let others: Vec<NodeId> = (0..3).filter(|i| *i != leader).collect();
         let isolated = format!("c{leader}");
-        let rest: Vec<String> = others.iter().map(|i| format!("c{i}")).chain((0..3).map(|b| format!("b{b}"))).collect();
+        let rest: Vec<String> =
+            others.iter().map(|i| format!("c{i}")).chain((0..3).map(|b| format!("b{b}"))).collect();
         let rest_refs: Vec<&str> = rest.iter().map(String::as_str).collect();
         net.partition_groups(&[&[isolated.as_str()], &rest_refs]);
         let (new, term, took) = wait_leader_among(&ctls, &others, Duration::from_secs(5)).await;
-        println!("isolated leader {leader}: {new} leads term {term} after {} ms (simulated)", took.as_millis());
+        println!(
+            "isolated leader {leader}: {new} leads term {term} after {} ms (simulated)",
+            took.as_millis()
+        );
         assert_ne!(new, leader);
         tokio::time::sleep(Duration::from_millis(700)).await;
-        assert_ne!(ctls[&leader].handle.status.borrow().role, Role::Leader, "an isolated leader steps down");
+        assert_ne!(
+            ctls[&leader].handle.status.borrow().role,
+            Role::Leader,
+            "an isolated leader steps down"
+        );
         net.heal();
-        let (back, term_after, _) = wait_leader_among(&ctls, &[0, 1, 2], Duration::from_secs(5)).await;
+        let (back, term_after, _) =
+            wait_leader_among(&ctls, &[0, 1, 2], Duration::from_secs(5)).await;
         assert_eq!((back, term_after), (new, term), "the healed node disrupted the leader");
         tokio::time::sleep(Duration::from_millis(2 * SESSION_MS)).await;
         assert_eq!(links[0].metadata().borrow().live_brokers(), vec![0, 1, 2]);
@@ -290,12 +392,25 @@ fn alter_partition_epochs_and_an_isolated_leader() {
         // Controlled shutdown fences at once (well within a session) and moves leadership.
         let t0 = Instant::now();
         links[l].controlled_shutdown().await.unwrap();
-        let took = wait_image(&links[(l + 1) % 3], "controlled shutdown fences", Duration::from_secs(2), |i| i.brokers[&(l as i32)].fenced).await;
-        assert!(t0.elapsed() < Duration::from_millis(SESSION_MS / 2), "fencing took {:?}", t0.elapsed());
+        let took = wait_image(
+            &links[(l + 1) % 3],
+            "controlled shutdown fences",
+            Duration::from_secs(2),
+            |i| i.brokers[&(l as i32)].fenced,
+        )
+        .await;
+        assert!(
+            t0.elapsed() < Duration::from_millis(SESSION_MS / 2),
+            "fencing took {:?}",
+            t0.elapsed()
+        );
         let p = links[(l + 1) % 3].metadata().borrow().partition(id, 0).cloned().unwrap();
         assert!(p.leader != l as i32 && p.leader_epoch > after.leader_epoch, "{p:?}");
         tokio::time::sleep(Duration::from_millis(SESSION_MS)).await;
-        assert!(links[(l + 1) % 3].metadata().borrow().brokers[&(l as i32)].fenced, "a stopped broker stays fenced");
+        assert!(
+            links[(l + 1) % 3].metadata().borrow().brokers[&(l as i32)].fenced,
+            "a stopped broker stays fenced"
+        );
         println!("controlled shutdown fenced broker {l} in {} ms", took.as_millis());
         for c in ctls.values() {
             let _ = c.stop.send(true);

@@ -110,7 +110,10 @@ mod wire {
 
         async fn recv_frame(&mut self) -> Option<Bytes> {
             let mut len = [0u8; 4];
-            tokio::time::timeout(TIMEOUT, self.s.read_exact(&mut len)).await.expect("response in time").ok()?;
+            tokio::time::timeout(TIMEOUT, self.s.read_exact(&mut len))
+                .await
+                .expect("response in time")
+                .ok()?;
             let mut buf = vec![0u8; i32::from_be_bytes(len) as usize];
             self.s.read_exact(&mut buf).await.ok()?;
             Some(Bytes::from(buf))
@@ -121,7 +124,11 @@ mod wire {
             let h = ResponseHeader::decode(&mut frame, key.response_header_version(v)).unwrap();
             assert_eq!(h.correlation_id, corr);
             let r = T::decode(&mut frame, v).unwrap();
-            assert!(!frame.has_remaining(), "{} bytes left after the {key:?} v{v} response", frame.remaining());
+            assert!(
+                !frame.has_remaining(),
+                "{} bytes left after the {key:?} v{v} response",
+                frame.remaining()
+            );
             r
         }
 
@@ -132,7 +139,10 @@ mod wire {
 
         async fn closed(&mut self) -> bool {
             let mut b = [0u8; 1];
-            matches!(tokio::time::timeout(TIMEOUT, self.s.read(&mut b)).await.expect("close in time"), Ok(0) | Err(_))
+            matches!(
+                tokio::time::timeout(TIMEOUT, self.s.read(&mut b)).await.expect("close in time"),
+                Ok(0) | Err(_)
+            )
         }
     }
 
@@ -166,7 +176,12 @@ mod wire {
         join(c, 7, group, first.member_id.as_str()).await
     }
 
-    fn sync_req(group: &str, generation: i32, member: &str, assignments: &[(&str, &[u8])]) -> SyncGroupRequest {
+    fn sync_req(
+        group: &str,
+        generation: i32,
+        member: &str,
+        assignments: &[(&str, &[u8])],
+    ) -> SyncGroupRequest {
         let mut r = SyncGroupRequest::default();
         r.group_id = GroupId(s(group));
         r.generation_id = generation;
@@ -192,7 +207,13 @@ mod wire {
         resp.error_code
     }
 
-    fn commit_req(group: &str, generation: i32, member: &str, topic: &str, offsets: &[(i32, i64)]) -> OffsetCommitRequest {
+    fn commit_req(
+        group: &str,
+        generation: i32,
+        member: &str,
+        topic: &str,
+        offsets: &[(i32, i64)],
+    ) -> OffsetCommitRequest {
         let mut t = offset_commit_request::OffsetCommitRequestTopic::default();
         t.name = TopicName(s(topic));
         t.partitions = offsets
@@ -214,13 +235,29 @@ mod wire {
         r
     }
 
-    async fn commit(c: &mut Client, v: i16, group: &str, generation: i32, member: &str, topic: &str, offsets: &[(i32, i64)]) -> Vec<i16> {
-        let r: OffsetCommitResponse = c.call(ApiKey::OffsetCommit, v, &commit_req(group, generation, member, topic, offsets)).await;
+    async fn commit(
+        c: &mut Client,
+        v: i16,
+        group: &str,
+        generation: i32,
+        member: &str,
+        topic: &str,
+        offsets: &[(i32, i64)],
+    ) -> Vec<i16> {
+        let r: OffsetCommitResponse = c
+            .call(ApiKey::OffsetCommit, v, &commit_req(group, generation, member, topic, offsets))
+            .await;
         r.topics.iter().flat_map(|t| t.partitions.iter().map(|p| p.error_code)).collect()
     }
 
     /// OffsetFetch v1-7 (topic asked) or v8: (group error, [(partition, offset, metadata)]).
-    async fn fetch_offsets(c: &mut Client, v: i16, group: &str, topic: &str, parts: &[i32]) -> (i16, Vec<(i32, i64, String)>) {
+    async fn fetch_offsets(
+        c: &mut Client,
+        v: i16,
+        group: &str,
+        topic: &str,
+        parts: &[i32],
+    ) -> (i16, Vec<(i32, i64, String)>) {
         let mut r = OffsetFetchRequest::default();
         if v >= 8 {
             let mut t = offset_fetch_request::OffsetFetchRequestTopics::default();
@@ -232,7 +269,19 @@ mod wire {
             r.groups = vec![g];
             let resp: OffsetFetchResponse = c.call(ApiKey::OffsetFetch, v, &r).await;
             let g = &resp.groups[0];
-            let ps = g.topics.iter().flat_map(|t| t.partitions.iter().map(|p| (p.partition_index, p.committed_offset, p.metadata.as_deref().unwrap_or("").to_string()))).collect();
+            let ps = g
+                .topics
+                .iter()
+                .flat_map(|t| {
+                    t.partitions.iter().map(|p| {
+                        (
+                            p.partition_index,
+                            p.committed_offset,
+                            p.metadata.as_deref().unwrap_or("").to_string(),
+                        )
+                    })
+                })
+                .collect();
             return (g.error_code, ps);
         }
         let mut t = offset_fetch_request::OffsetFetchRequestTopic::default();
@@ -241,7 +290,19 @@ mod wire {
         r.group_id = GroupId(s(group));
         r.topics = Some(vec![t]);
         let resp: OffsetFetchResponse = c.call(ApiKey::OffsetFetch, v, &r).await;
-        let ps = resp.topics.iter().flat_map(|t| t.partitions.iter().map(|p| (p.partition_index, p.committed_offset, p.metadata.as_deref().unwrap_or("").to_string()))).collect();
+        let ps = resp
+            .topics
+            .iter()
+            .flat_map(|t| {
+                t.partitions.iter().map(|p| {
+                    (
+                        p.partition_index,
+                        p.committed_offset,
+                        p.metadata.as_deref().unwrap_or("").to_string(),
+                    )
+                })
+            })
+            .collect();
         (resp.error_code, ps)
     }
 
@@ -276,7 +337,10 @@ mod wire {
         let mut fc = FindCoordinatorRequest::default();
         fc.key = s("g1");
         let r: FindCoordinatorResponse = a.call(ApiKey::FindCoordinator, 0, &fc).await;
-        assert_eq!((r.error_code, r.port), (NONE, srv.addr.rsplit_once(':').unwrap().1.parse().unwrap()));
+        assert_eq!(
+            (r.error_code, r.port),
+            (NONE, srv.addr.rsplit_once(':').unwrap().1.parse().unwrap())
+        );
         let mut fc4 = FindCoordinatorRequest::default();
         fc4.coordinator_keys = vec![s("g1"), s("g2")];
         let r: FindCoordinatorResponse = a.call(ApiKey::FindCoordinator, 4, &fc4).await;
@@ -284,18 +348,27 @@ mod wire {
 
         // A alone: generation 1, leader.
         let ja = join_new(&mut a, "g1").await;
-        assert_eq!((ja.error_code, ja.generation_id, ja.leader.as_str()), (NONE, 1, ja.member_id.as_str()));
+        assert_eq!(
+            (ja.error_code, ja.generation_id, ja.leader.as_str()),
+            (NONE, 1, ja.member_id.as_str())
+        );
         assert_eq!(ja.members.len(), 1);
         assert_eq!(ja.protocol_name.as_deref(), Some("range"));
         let ida = ja.member_id.to_string();
-        let sa: SyncGroupResponse = a.call(ApiKey::SyncGroup, 5, &sync_req("g1", 1, &ida, &[(&ida, b"all")])).await;
+        let sa: SyncGroupResponse =
+            a.call(ApiKey::SyncGroup, 5, &sync_req("g1", 1, &ida, &[(&ida, b"all")])).await;
         assert_eq!((sa.error_code, &sa.assignment[..]), (NONE, &b"all"[..]));
-        assert_eq!(commit(&mut a, 8, "g1", 1, &ida, "t", &[(0, 5), (1, 6)]).await, vec![NONE, NONE]);
+        assert_eq!(
+            commit(&mut a, 8, "g1", 1, &ida, "t", &[(0, 5), (1, 6)]).await,
+            vec![NONE, NONE]
+        );
 
         // B joins (its JoinGroup waits); A learns of the rebalance by heartbeat and rejoins.
         let first = join(&mut b, 7, "g1", "").await;
         assert_eq!(first.error_code, MEMBER_ID_REQUIRED);
-        let corr_b = b.send(ApiKey::JoinGroup, 7, &join_req("g1", first.member_id.as_str(), 10_000, b"sub")).await;
+        let corr_b = b
+            .send(ApiKey::JoinGroup, 7, &join_req("g1", first.member_id.as_str(), 10_000, b"sub"))
+            .await;
         let mut hb = NONE;
         for _ in 0..100 {
             hb = heartbeat(&mut a, "g1", 1, &ida).await;
@@ -307,20 +380,36 @@ mod wire {
         assert_eq!(hb, REBALANCE_IN_PROGRESS);
         let ja2 = join(&mut a, 7, "g1", &ida).await;
         let jb: JoinGroupResponse = b.recv(ApiKey::JoinGroup, 7, corr_b).await;
-        assert_eq!((ja2.error_code, jb.error_code, ja2.generation_id, jb.generation_id), (NONE, NONE, 2, 2));
+        assert_eq!(
+            (ja2.error_code, jb.error_code, ja2.generation_id, jb.generation_id),
+            (NONE, NONE, 2, 2)
+        );
         assert_eq!(ja2.leader, ja2.member_id, "the old leader stays leader");
-        assert_eq!((ja2.members.len(), jb.members.len()), (2, 0), "only the leader gets the members");
+        assert_eq!(
+            (ja2.members.len(), jb.members.len()),
+            (2, 0),
+            "only the leader gets the members"
+        );
         let idb = jb.member_id.to_string();
 
         // Stale generation: refused everywhere.
-        assert_eq!(commit(&mut a, 8, "g1", 1, &ida, "t", &[(0, 7)]).await, vec![ILLEGAL_GENERATION]);
-        let stale: SyncGroupResponse = a.call(ApiKey::SyncGroup, 5, &sync_req("g1", 1, &ida, &[])).await;
+        assert_eq!(
+            commit(&mut a, 8, "g1", 1, &ida, "t", &[(0, 7)]).await,
+            vec![ILLEGAL_GENERATION]
+        );
+        let stale: SyncGroupResponse =
+            a.call(ApiKey::SyncGroup, 5, &sync_req("g1", 1, &ida, &[])).await;
         assert_eq!(stale.error_code, ILLEGAL_GENERATION);
         // Before the leader syncs: commits wait for the assignment.
-        assert_eq!(commit(&mut b, 8, "g1", 2, &idb, "t", &[(0, 7)]).await, vec![REBALANCE_IN_PROGRESS]);
+        assert_eq!(
+            commit(&mut b, 8, "g1", 2, &idb, "t", &[(0, 7)]).await,
+            vec![REBALANCE_IN_PROGRESS]
+        );
 
         let corr_sb = b.send(ApiKey::SyncGroup, 3, &sync_req("g1", 2, &idb, &[])).await;
-        let sa: SyncGroupResponse = a.call(ApiKey::SyncGroup, 3, &sync_req("g1", 2, &ida, &[(&ida, b"p0"), (&idb, b"p1")])).await;
+        let sa: SyncGroupResponse = a
+            .call(ApiKey::SyncGroup, 3, &sync_req("g1", 2, &ida, &[(&ida, b"p0"), (&idb, b"p1")]))
+            .await;
         let sb: SyncGroupResponse = b.recv(ApiKey::SyncGroup, 3, corr_sb).await;
         assert_eq!((&sa.assignment[..], &sb.assignment[..]), (&b"p0"[..], &b"p1"[..]));
         assert_eq!(commit(&mut b, 8, "g1", 2, &idb, "t", &[(1, 9)]).await, vec![NONE]);
@@ -330,14 +419,24 @@ mod wire {
         for v in [1, 2, 5, 7, 8] {
             let (err, ps) = fetch_offsets(&mut a, v, "g1", "t", &[0, 1, 2]).await;
             assert_eq!(err, NONE, "v{v}");
-            assert_eq!(ps, vec![(0, 8, "md".into()), (1, 9, "md".into()), (2, -1, "".into())], "OffsetFetch v{v}");
+            assert_eq!(
+                ps,
+                vec![(0, 8, "md".into()), (1, 9, "md".into()), (2, -1, "".into())],
+                "OffsetFetch v{v}"
+            );
         }
 
         // ListGroups / DescribeGroups.
-        let lg: ListGroupsResponse = a.call(ApiKey::ListGroups, 4, &ListGroupsRequest::default()).await;
-        assert!(lg.groups.iter().any(|g| g.group_id.as_str() == "g1" && g.group_state.as_str() == "Stable" && g.protocol_type.as_str() == "consumer"));
+        let lg: ListGroupsResponse =
+            a.call(ApiKey::ListGroups, 4, &ListGroupsRequest::default()).await;
+        assert!(lg.groups.iter().any(|g| g.group_id.as_str() == "g1"
+            && g.group_state.as_str() == "Stable"
+            && g.protocol_type.as_str() == "consumer"));
         let d = describe(&mut a, "g1").await;
-        assert_eq!((d.error_code, d.group_state.as_str(), d.protocol_data.as_str(), d.members.len()), (NONE, "Stable", "range", 2));
+        assert_eq!(
+            (d.error_code, d.group_state.as_str(), d.protocol_data.as_str(), d.members.len()),
+            (NONE, "Stable", "range", 2)
+        );
         assert_eq!(describe(&mut a, "nope").await.group_state.as_str(), "Dead");
 
         // B leaves (v5 batch form); A must rejoin, alone, in generation 3.
@@ -349,7 +448,10 @@ mod wire {
         ghost.member_id = s("ghost");
         lr.members = vec![m, ghost];
         let l: LeaveGroupResponse = b.call(ApiKey::LeaveGroup, 5, &lr).await;
-        assert_eq!(l.members.iter().map(|m| m.error_code).collect::<Vec<_>>(), vec![NONE, UNKNOWN_MEMBER_ID]);
+        assert_eq!(
+            l.members.iter().map(|m| m.error_code).collect::<Vec<_>>(),
+            vec![NONE, UNKNOWN_MEMBER_ID]
+        );
         assert_eq!(heartbeat(&mut a, "g1", 2, &ida).await, REBALANCE_IN_PROGRESS);
         let ja3 = join(&mut a, 7, "g1", &ida).await;
         assert_eq!((ja3.generation_id, ja3.members.len()), (3, 1));
@@ -393,10 +495,14 @@ mod wire {
         // A group with a member, Stable at generation 1.
         let j = join_new(&mut c, "live").await;
         let id = j.member_id.to_string();
-        let _: SyncGroupResponse = c.call(ApiKey::SyncGroup, 5, &sync_req("live", 1, &id, &[(&id, b"mine")])).await;
+        let _: SyncGroupResponse =
+            c.call(ApiKey::SyncGroup, 5, &sync_req("live", 1, &id, &[(&id, b"mine")])).await;
         assert_eq!(commit(&mut c, 8, "live", 1, &id, "t", &[(0, 42)]).await, vec![NONE]);
         // A group member cannot make a simple commit.
-        assert_eq!(commit(&mut c, 8, "live", -1, "", "t", &[(0, 1)]).await, vec![UNKNOWN_MEMBER_ID]);
+        assert_eq!(
+            commit(&mut c, 8, "live", -1, "", "t", &[(0, 1)]).await,
+            vec![UNKNOWN_MEMBER_ID]
+        );
         drop(c);
         let dir = srv.stop().await;
 
@@ -407,7 +513,10 @@ mod wire {
         let (_, ps) = fetch_offsets(&mut c, 8, "live", "t", &[0]).await;
         assert_eq!(ps[0].1, 42);
         let d = describe(&mut c, "live").await;
-        assert_eq!((d.group_state.as_str(), d.members.len(), &d.members[0].member_assignment[..]), ("Stable", 1, &b"mine"[..]));
+        assert_eq!(
+            (d.group_state.as_str(), d.members.len(), &d.members[0].member_assignment[..]),
+            ("Stable", 1, &b"mine"[..])
+        );
         // The reloaded member carries on in its generation.
         assert_eq!(heartbeat(&mut c, "live", 1, &id).await, NONE);
         // The offsets topic is internal, compacted, and closed to producers.
@@ -449,17 +558,20 @@ mod wire {
         let mut b = Client::connect(&srv.addr).await;
         let ja = join_new(&mut a, "g").await;
         let ida = ja.member_id.to_string();
-        let _: SyncGroupResponse = a.call(ApiKey::SyncGroup, 5, &sync_req("g", 1, &ida, &[(&ida, b"x")])).await;
+        let _: SyncGroupResponse =
+            a.call(ApiKey::SyncGroup, 5, &sync_req("g", 1, &ida, &[(&ida, b"x")])).await;
         // B joins with a 200 ms session and then goes silent; A keeps heartbeating and rejoins.
         let jb0 = join(&mut b, 7, "g", "").await;
-        let corr_b = b.send(ApiKey::JoinGroup, 7, &join_req("g", jb0.member_id.as_str(), 200, b"sub")).await;
+        let corr_b =
+            b.send(ApiKey::JoinGroup, 7, &join_req("g", jb0.member_id.as_str(), 200, b"sub")).await;
         while heartbeat(&mut a, "g", 1, &ida).await == NONE {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         let ja2 = join(&mut a, 7, "g", &ida).await;
         let jb: JoinGroupResponse = b.recv(ApiKey::JoinGroup, 7, corr_b).await;
         assert_eq!((ja2.generation_id, jb.generation_id), (2, 2));
-        let corr_b = b.send(ApiKey::SyncGroup, 5, &sync_req("g", 2, jb.member_id.as_str(), &[])).await;
+        let corr_b =
+            b.send(ApiKey::SyncGroup, 5, &sync_req("g", 2, jb.member_id.as_str(), &[])).await;
         let _: SyncGroupResponse = a.call(ApiKey::SyncGroup, 5, &sync_req("g", 2, &ida, &[])).await;
         let _: SyncGroupResponse = b.recv(ApiKey::SyncGroup, 5, corr_b).await;
         // B never heartbeats: evicted after its session timeout, A sees the rebalance.
@@ -472,7 +584,8 @@ mod wire {
         assert_eq!(code, REBALANCE_IN_PROGRESS, "the silent member was evicted");
         let ja3 = join(&mut a, 7, "g", &ida).await;
         assert_eq!((ja3.generation_id, ja3.members.len()), (3, 1));
-        let _: SyncGroupResponse = a.call(ApiKey::SyncGroup, 5, &sync_req("g", 3, &ida, &[(&ida, b"x")])).await;
+        let _: SyncGroupResponse =
+            a.call(ApiKey::SyncGroup, 5, &sync_req("g", 3, &ida, &[(&ida, b"x")])).await;
         assert_eq!(commit(&mut a, 8, "g", 3, &ida, "t", &[(0, 77)]).await, vec![NONE]);
 
         // The partition moves away: NOT_COORDINATOR; FindCoordinator has no answer. Back: reloaded.
@@ -500,15 +613,26 @@ mod wire {
         // Empty group id, metadata over the cap, unknown group.
         assert_eq!(join(&mut c, 5, "", "").await.error_code, INVALID_GROUP_ID);
         let big = vec![7u8; (1 << 20) + 1];
-        let r: JoinGroupResponse = c.call(ApiKey::JoinGroup, 5, &join_req("g", "", 10_000, &big)).await;
+        let r: JoinGroupResponse =
+            c.call(ApiKey::JoinGroup, 5, &join_req("g", "", 10_000, &big)).await;
         assert_eq!(r.error_code, INVALID_REQUEST);
         assert_eq!(heartbeat(&mut c, "nope", 1, "m").await, UNKNOWN_MEMBER_ID);
-        let s0: SyncGroupResponse = c.call(ApiKey::SyncGroup, 5, &sync_req("nope", 1, "m", &[])).await;
+        let s0: SyncGroupResponse =
+            c.call(ApiKey::SyncGroup, 5, &sync_req("nope", 1, "m", &[])).await;
         assert_eq!(s0.error_code, UNKNOWN_MEMBER_ID);
-        assert_eq!(commit(&mut c, 8, "nope", 3, "m", "t", &[(0, 1)]).await, vec![ILLEGAL_GENERATION]);
+        assert_eq!(
+            commit(&mut c, 8, "nope", 3, "m", "t", &[(0, 1)]).await,
+            vec![ILLEGAL_GENERATION]
+        );
         // Offsets only for partitions that exist.
-        assert_eq!(commit(&mut c, 8, "simple", -1, "", "t", &[(0, 1), (4, 1), (-1, 1)]).await, vec![NONE, UNKNOWN_TOPIC_OR_PARTITION, UNKNOWN_TOPIC_OR_PARTITION]);
-        assert_eq!(commit(&mut c, 8, "simple", -1, "", "no-such-topic", &[(0, 1)]).await, vec![UNKNOWN_TOPIC_OR_PARTITION]);
+        assert_eq!(
+            commit(&mut c, 8, "simple", -1, "", "t", &[(0, 1), (4, 1), (-1, 1)]).await,
+            vec![NONE, UNKNOWN_TOPIC_OR_PARTITION, UNKNOWN_TOPIC_OR_PARTITION]
+        );
+        assert_eq!(
+            commit(&mut c, 8, "simple", -1, "", "no-such-topic", &[(0, 1)]).await,
+            vec![UNKNOWN_TOPIC_OR_PARTITION]
+        );
 
         // JoinGroup v5 claiming 2^31-1 protocols in a few bytes: closed, nothing allocated.
         let mut body = BytesMut::new();
@@ -540,7 +664,12 @@ mod wire {
     #[tokio::test]
     async fn the_cleaner_compacts_the_offsets_topic() {
         let mut cfg = config();
-        for kv in ["offsets.topic.num.partitions=1", "offsets.topic.segment.bytes=4096", "log.cleaner.backoff.ms=20", "log.flush.scheduler.interval.ms=10"] {
+        for kv in [
+            "offsets.topic.num.partitions=1",
+            "offsets.topic.segment.bytes=4096",
+            "log.cleaner.backoff.ms=20",
+            "log.flush.scheduler.interval.ms=10",
+        ] {
             cfg.apply_override(kv).unwrap();
         }
         let srv = start_in(cfg.clone(), tempfile::tempdir().unwrap()).await;
@@ -582,22 +711,33 @@ mod wire {
                 assert_eq!(r.error_code, MEMBER_ID_REQUIRED, "JoinGroup v{v}");
                 r = join(&mut c, v, &g, r.member_id.as_str()).await;
             }
-            assert_eq!((r.error_code, r.generation_id, r.members.len()), (NONE, 1, 1), "JoinGroup v{v}");
+            assert_eq!(
+                (r.error_code, r.generation_id, r.members.len()),
+                (NONE, 1, 1),
+                "JoinGroup v{v}"
+            );
             assert_eq!(r.protocol_name.as_deref(), Some("range"));
             let id = r.member_id.to_string();
             let sv = v.min(5);
-            let s1: SyncGroupResponse = c.call(ApiKey::SyncGroup, sv, &sync_req(&g, 1, &id, &[(&id, b"a")])).await;
+            let s1: SyncGroupResponse =
+                c.call(ApiKey::SyncGroup, sv, &sync_req(&g, 1, &id, &[(&id, b"a")])).await;
             assert_eq!((s1.error_code, &s1.assignment[..]), (NONE, &b"a"[..]), "SyncGroup v{sv}");
             // Stable: the same JoinGroup again answers at once with the current generation.
             let again = join(&mut c, v, &g, &id).await;
-            assert_eq!((again.error_code, again.generation_id), (NONE, 2), "a leader's JoinGroup in Stable rebalances");
-            let s2: SyncGroupResponse = c.call(ApiKey::SyncGroup, sv, &sync_req(&g, 2, &id, &[(&id, b"b")])).await;
+            assert_eq!(
+                (again.error_code, again.generation_id),
+                (NONE, 2),
+                "a leader's JoinGroup in Stable rebalances"
+            );
+            let s2: SyncGroupResponse =
+                c.call(ApiKey::SyncGroup, sv, &sync_req(&g, 2, &id, &[(&id, b"b")])).await;
             assert_eq!(&s2.assignment[..], b"b");
         }
         // One Stable group for the other APIs.
         let j = join_new(&mut c, "all").await;
         let id = j.member_id.to_string();
-        let _: SyncGroupResponse = c.call(ApiKey::SyncGroup, 0, &sync_req("all", 1, &id, &[(&id, b"x")])).await;
+        let _: SyncGroupResponse =
+            c.call(ApiKey::SyncGroup, 0, &sync_req("all", 1, &id, &[(&id, b"x")])).await;
         for v in 0..=4 {
             let mut r = HeartbeatRequest::default();
             r.group_id = GroupId(s("all"));
@@ -607,7 +747,11 @@ mod wire {
             assert_eq!(h.error_code, NONE, "Heartbeat v{v}");
         }
         for v in 2..=8 {
-            assert_eq!(commit(&mut c, v, "all", 1, &id, "t", &[(0, v as i64)]).await, vec![NONE], "OffsetCommit v{v}");
+            assert_eq!(
+                commit(&mut c, v, "all", 1, &id, "t", &[(0, v as i64)]).await,
+                vec![NONE],
+                "OffsetCommit v{v}"
+            );
         }
         for v in 1..=8 {
             let (err, ps) = fetch_offsets(&mut c, v, "all", "t", &[0]).await;
@@ -620,7 +764,8 @@ mod wire {
         let r: OffsetFetchResponse = c.call(ApiKey::OffsetFetch, 7, &all).await;
         assert_eq!(r.topics.len(), 1);
         for v in 0..=4 {
-            let r: ListGroupsResponse = c.call(ApiKey::ListGroups, v, &ListGroupsRequest::default()).await;
+            let r: ListGroupsResponse =
+                c.call(ApiKey::ListGroups, v, &ListGroupsRequest::default()).await;
             assert!(r.groups.iter().any(|g| g.group_id.as_str() == "all"), "ListGroups v{v}");
         }
         let mut only_empty = ListGroupsRequest::default();
@@ -631,7 +776,15 @@ mod wire {
             let mut r = DescribeGroupsRequest::default();
             r.groups = vec![GroupId(s("all"))];
             let d: DescribeGroupsResponse = c.call(ApiKey::DescribeGroups, v, &r).await;
-            assert_eq!((d.groups[0].error_code, d.groups[0].group_state.as_str(), d.groups[0].members.len()), (NONE, "Stable", 1), "DescribeGroups v{v}");
+            assert_eq!(
+                (
+                    d.groups[0].error_code,
+                    d.groups[0].group_state.as_str(),
+                    d.groups[0].members.len()
+                ),
+                (NONE, "Stable", 1),
+                "DescribeGroups v{v}"
+            );
         }
         for v in 0..=5i16 {
             let g = format!("leave{v}");
@@ -647,7 +800,11 @@ mod wire {
             }
             let l: LeaveGroupResponse = c.call(ApiKey::LeaveGroup, v, &r).await;
             assert_eq!(l.error_code, NONE, "LeaveGroup v{v}");
-            assert_eq!(describe(&mut c, &g).await.group_state.as_str(), "Empty", "LeaveGroup v{v} emptied the group");
+            assert_eq!(
+                describe(&mut c, &g).await.group_state.as_str(),
+                "Empty",
+                "LeaveGroup v{v} emptied the group"
+            );
         }
         srv.stop().await;
     }
@@ -687,7 +844,10 @@ mod both_worlds {
         open_with(storage, |_| {}).await
     }
 
-    async fn open_with(storage: Arc<dyn Storage>, tweak: impl FnOnce(&mut BrokerConfig)) -> (Arc<Broker>, watch::Sender<bool>) {
+    async fn open_with(
+        storage: Arc<dyn Storage>,
+        tweak: impl FnOnce(&mut BrokerConfig),
+    ) -> (Arc<Broker>, watch::Sender<bool>) {
         let mut c = BrokerConfig::default();
         tweak(&mut c);
         c.apply_override("group.initial.rebalance.delay.ms=0").unwrap();
@@ -711,11 +871,24 @@ mod both_worlds {
 
         let a = b.groups.join(&b, "g", join_req("", 1000)).await;
         assert_eq!((a.error, a.generation), (0, 1));
-        let sa = b.groups.sync(&b, "g", 1, &a.member_id, None, None, None, vec![(a.member_id.clone(), Bytes::from_static(b"all"))]).await;
+        let sa = b
+            .groups
+            .sync(
+                &b,
+                "g",
+                1,
+                &a.member_id,
+                None,
+                None,
+                None,
+                vec![(a.member_id.clone(), Bytes::from_static(b"all"))],
+            )
+            .await;
         assert_eq!(&sa.assignment[..], b"all");
         // B joins (waits); A sees the rebalance on its heartbeat and rejoins.
         let b2 = b.clone();
-        let joining = tokio::spawn(async move { b2.groups.join(&b2, "g", join_req("", 1000)).await });
+        let joining =
+            tokio::spawn(async move { b2.groups.join(&b2, "g", join_req("", 1000)).await });
         while b.groups.heartbeat("g", 1, &a.member_id, None).await == 0 {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
@@ -724,8 +897,13 @@ mod both_worlds {
         assert_eq!((a2.generation, jb.generation), (2, 2));
         let b3 = b.clone();
         let idb = jb.member_id.clone();
-        let syncing = tokio::spawn(async move { b3.groups.sync(&b3, "g", 2, &idb, None, None, None, vec![]).await });
-        let asg = vec![(a.member_id.clone(), Bytes::from_static(b"p0")), (jb.member_id.clone(), Bytes::from_static(b"p1"))];
+        let syncing = tokio::spawn(async move {
+            b3.groups.sync(&b3, "g", 2, &idb, None, None, None, vec![]).await
+        });
+        let asg = vec![
+            (a.member_id.clone(), Bytes::from_static(b"p0")),
+            (jb.member_id.clone(), Bytes::from_static(b"p1")),
+        ];
         let sa = b.groups.sync(&b, "g", 2, &a.member_id, None, None, None, asg).await;
         let sb = syncing.await.unwrap();
         assert_eq!((&sa.assignment[..], &sb.assignment[..]), (&b"p0"[..], &b"p1"[..]));
@@ -737,17 +915,43 @@ mod both_worlds {
             let code = b.groups.heartbeat("g", 2, &a.member_id, None).await;
             if code != 0 {
                 let at = ms();
-                assert!(at >= b_last_seen + 1000, "B evicted after {} ms, before its 1000 ms session", at - b_last_seen);
+                assert!(
+                    at >= b_last_seen + 1000,
+                    "B evicted after {} ms, before its 1000 ms session",
+                    at - b_last_seen
+                );
                 log.push(format!("{at} heartbeat error {code}"));
                 break;
             }
         }
         let a3 = b.groups.join(&b, "g", join_req(&a.member_id, 1000)).await;
         assert_eq!((a3.generation, a3.members.len()), (3, 1));
-        let _ = b.groups.sync(&b, "g", 3, &a.member_id, None, None, None, vec![(a.member_id.clone(), Bytes::from_static(b"all"))]).await;
-        let offs = [OffsetToCommit { topic: "t".into(), partition: 0, offset: 99, leader_epoch: -1, metadata: None }];
+        let _ = b
+            .groups
+            .sync(
+                &b,
+                "g",
+                3,
+                &a.member_id,
+                None,
+                None,
+                None,
+                vec![(a.member_id.clone(), Bytes::from_static(b"all"))],
+            )
+            .await;
+        let offs = [OffsetToCommit {
+            topic: "t".into(),
+            partition: 0,
+            offset: 99,
+            leader_epoch: -1,
+            metadata: None,
+        }];
         assert_eq!(b.groups.commit(&b, "g", 3, &a.member_id, None, &offs).await, Ok(vec![0]));
-        assert_eq!(b.groups.commit(&b, "g", 2, &a.member_id, None, &offs).await, Err(22), "stale generation");
+        assert_eq!(
+            b.groups.commit(&b, "g", 2, &a.member_id, None, &offs).await,
+            Err(22),
+            "stale generation"
+        );
         log.push(format!("{} committed", ms()));
         let _ = stop.send(true);
         b.shutdown().await.unwrap();
@@ -758,7 +962,10 @@ mod both_worlds {
         assert_eq!(got[0].1[0].1.as_ref().map(|c| c.offset), Some(99));
         let d = b.groups.describe("g").await.unwrap();
         assert_eq!((d.state, d.members.len()), ("Stable", 1));
-        let left = b.groups.leave(&b, "g", &[Leaver { member_id: a.member_id.clone(), instance_id: None }]).await;
+        let left = b
+            .groups
+            .leave(&b, "g", &[Leaver { member_id: a.member_id.clone(), instance_id: None }])
+            .await;
         assert_eq!(left, Ok(vec![0]));
         assert_eq!(b.groups.describe("g").await.unwrap().state, "Empty");
         log.push(format!("{} reloaded and left", ms()));
@@ -769,7 +976,10 @@ mod both_worlds {
 
     fn sim_disk(seed: u64) -> Arc<dyn Storage> {
         let page_cache = PageCacheConfig { capacity_bytes: 1 << 20, ..PageCacheConfig::default() };
-        Arc::new(SimDisk::new(SimDiskConfig { device: DeviceProfile::nvme(), page_cache, seed }, Clock::runtime()))
+        Arc::new(SimDisk::new(
+            SimDiskConfig { device: DeviceProfile::nvme(), page_cache, seed },
+            Clock::runtime(),
+        ))
     }
 
     /// Expired offsets and emptied groups are purged with tombstones: gone after a restart too.
@@ -782,15 +992,25 @@ mod both_worlds {
                 c.group.offsets_retention_check_interval_ms = 50;
             };
             let (b, stop) = open_with(storage.clone(), short).await;
-            let offs = [OffsetToCommit { topic: "t".into(), partition: 0, offset: 5, leader_epoch: -1, metadata: None }];
+            let offs = [OffsetToCommit {
+                topic: "t".into(),
+                partition: 0,
+                offset: 5,
+                leader_epoch: -1,
+                metadata: None,
+            }];
             assert_eq!(b.groups.commit(&b, "simple", -1, "", None, &offs).await, Ok(vec![0]));
             // A consumer group that empties (its member leaves) and has no offsets: deleted.
             let j = b.groups.join(&b, "gone", join_req("", 1000)).await;
-            let _ = b.groups.leave(&b, "gone", &[Leaver { member_id: j.member_id.clone(), instance_id: None }]).await;
+            let _ = b
+                .groups
+                .leave(&b, "gone", &[Leaver { member_id: j.member_id.clone(), instance_id: None }])
+                .await;
             assert_eq!(b.groups.describe("gone").await.unwrap().state, "Empty");
             let asked = [("t".to_string(), vec![0])];
             let mut rounds = 0;
-            while b.groups.fetch_offsets("simple", Some(&asked)).await.unwrap()[0].1[0].1.is_some() {
+            while b.groups.fetch_offsets("simple", Some(&asked)).await.unwrap()[0].1[0].1.is_some()
+            {
                 rounds += 1;
                 assert!(rounds < 400, "offsets never expired");
                 tokio::time::sleep(Duration::from_millis(10)).await;
@@ -805,7 +1025,10 @@ mod both_worlds {
             drop(b);
             // Reloaded from the log (long retention now): the tombstones won.
             let (b, stop) = open(storage).await;
-            assert_eq!(b.groups.fetch_offsets("simple", Some(&asked)).await.unwrap()[0].1[0].1, None);
+            assert_eq!(
+                b.groups.fetch_offsets("simple", Some(&asked)).await.unwrap()[0].1[0].1,
+                None
+            );
             assert_eq!(b.groups.describe("gone").await.unwrap().state, "Dead");
             assert!(b.groups.list().await.unwrap().is_empty());
             let _ = stop.send(true);

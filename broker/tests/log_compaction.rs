@@ -66,7 +66,8 @@ fn op() -> impl Strategy<Value = Op> {
 }
 
 fn codec(c: u8) -> Compression {
-    [Compression::None, Compression::Lz4, Compression::Zstd, Compression::Gzip, Compression::Snappy][c as usize % 5]
+    [Compression::None, Compression::Lz4, Compression::Zstd, Compression::Gzip, Compression::Snappy]
+        [c as usize % 5]
 }
 
 fn key_bytes(k: u32) -> Vec<u8> {
@@ -114,10 +115,14 @@ impl Model {
     }
 
     fn expected(&self) -> Vec<Got> {
-        let latest: BTreeSet<i64> = self.latest_below(self.clean_end).values().map(|r| r.offset).collect();
+        let latest: BTreeSet<i64> =
+            self.latest_below(self.clean_end).values().map(|r| r.offset).collect();
         self.recs
             .iter()
-            .filter(|r| r.offset >= self.clean_end || (latest.contains(&r.offset) && !self.removed_tombstones.contains(&r.offset)))
+            .filter(|r| {
+                r.offset >= self.clean_end
+                    || (latest.contains(&r.offset) && !self.removed_tombstones.contains(&r.offset))
+            })
             .cloned()
             .collect()
     }
@@ -125,9 +130,18 @@ impl Model {
     /// A clean up to `end` at `now_ms`: tombstones already past their horizon go, the others get
     /// a horizon the first time they are cleaned.
     fn cleaned(&mut self, end: i64, now_ms: i64) {
-        assert!(end >= self.clean_end, "the cleaner checkpoint went back from {} to {end}", self.clean_end);
+        assert!(
+            end >= self.clean_end,
+            "the cleaner checkpoint went back from {} to {end}",
+            self.clean_end
+        );
         self.clean_end = end;
-        let tombstones: Vec<i64> = self.latest_below(end).values().filter(|r| r.value.is_none()).map(|r| r.offset).collect();
+        let tombstones: Vec<i64> = self
+            .latest_below(end)
+            .values()
+            .filter(|r| r.value.is_none())
+            .map(|r| r.offset)
+            .collect();
         for t in tombstones {
             match self.horizons.get(&t) {
                 Some(h) if now_ms > *h => {
@@ -158,14 +172,22 @@ async fn read_all(log: &Log) -> Vec<(BatchHeader, Vec<Got>)> {
             let recs: Vec<Got> = records::decode_all(b, 1 << 24)
                 .expect("decodes")
                 .into_iter()
-                .map(|r| Got { offset: r.offset, timestamp: r.timestamp, key: r.key.map(|k| k.to_vec()), value: r.value.map(|v| v.to_vec()) })
+                .map(|r| Got {
+                    offset: r.offset,
+                    timestamp: r.timestamp,
+                    key: r.key.map(|k| k.to_vec()),
+                    value: r.value.map(|v| v.to_vec()),
+                })
                 .collect();
             assert!(!recs.is_empty(), "an empty batch at {}", h.base_offset);
             out.push((h, recs));
         }
     }
     let offsets: Vec<i64> = out.iter().flat_map(|(_, r)| r.iter().map(|g| g.offset)).collect();
-    assert!(offsets.windows(2).all(|w| w[0] < w[1]), "offsets not strictly increasing: {offsets:?}");
+    assert!(
+        offsets.windows(2).all(|w| w[0] < w[1]),
+        "offsets not strictly increasing: {offsets:?}"
+    );
     out
 }
 
@@ -177,7 +199,10 @@ async fn check(log: &Log, model: &Model) {
     if got != want {
         let g: Vec<_> = got.iter().map(|r| r.offset).collect();
         let w: Vec<_> = want.iter().map(|r| r.offset).collect();
-        panic!("log differs from the model (clean end {}):\n got {g:?}\nwant {w:?}", model.clean_end);
+        panic!(
+            "log differs from the model (clean end {}):\n got {g:?}\nwant {w:?}",
+            model.clean_end
+        );
     }
 }
 
@@ -192,11 +217,19 @@ fn config(segment_bytes: u32, index_interval_bytes: u32) -> LogConfig {
     }
 }
 
-async fn run_ops(storage: Arc<dyn Storage>, disk: Option<SimDisk>, config: LogConfig, ops: Vec<Op>) {
+async fn run_ops(
+    storage: Arc<dyn Storage>,
+    disk: Option<SimDisk>,
+    config: LogConfig,
+    ops: Vec<Op>,
+) {
     let dir = Path::new("compacted-0");
     let mut now_ms = 1_000_000i64;
     let mut model = Model::default();
-    let (mut log, _) = Log::open(storage.clone(), dir, config.clone(), OpenOptions::default(), now_ms).await.unwrap();
+    let (mut log, _) =
+        Log::open(storage.clone(), dir, config.clone(), OpenOptions::default(), now_ms)
+            .await
+            .unwrap();
     let mut cleans = 0;
     for op in ops {
         match op {
@@ -206,13 +239,21 @@ async fn run_ops(storage: Arc<dyn Storage>, disk: Option<SimDisk>, config: LogCo
                     if let Some(i) = recs.iter().position(|(k, _)| k.is_none()) {
                         // Kafka's rule for compacted topics: every record needs a key.
                         let r = log.append_as_leader(&mut b, 1, now_ms).await;
-                        assert!(matches!(r, Err(LogError::KeylessRecord { record, .. }) if record == i), "{r:?}");
+                        assert!(
+                            matches!(r, Err(LogError::KeylessRecord { record, .. }) if record == i),
+                            "{r:?}"
+                        );
                         continue;
                     }
                     let info = log.append_as_leader(&mut b, 1, now_ms).await.unwrap();
                     assert_eq!(info.base_offset, model.next_offset);
                     for (i, (k, v)) in recs.into_iter().enumerate() {
-                        model.recs.push(Got { offset: info.base_offset + i as i64, timestamp: now_ms + i as i64, key: k.map(key_bytes), value: v });
+                        model.recs.push(Got {
+                            offset: info.base_offset + i as i64,
+                            timestamp: now_ms + i as i64,
+                            key: k.map(key_bytes),
+                            value: v,
+                        });
                     }
                     model.next_offset = info.last_offset + 1;
                     now_ms += 10;
@@ -223,7 +264,8 @@ async fn run_ops(storage: Arc<dyn Storage>, disk: Option<SimDisk>, config: LogCo
             Op::Clean { advance_ms, dedupe_bytes } => {
                 now_ms += advance_ms;
                 let active_base = *log.segment_bases().last().unwrap();
-                if let Some(stats) = clean_log(&mut log, dedupe_bytes, now_ms, false).await.unwrap() {
+                if let Some(stats) = clean_log(&mut log, dedupe_bytes, now_ms, false).await.unwrap()
+                {
                     cleans += 1;
                     let end = log.cleaner_checkpoint().expect("checkpointed");
                     assert_eq!(end, stats.end_offset);
@@ -247,7 +289,12 @@ async fn run_ops(storage: Arc<dyn Storage>, disk: Option<SimDisk>, config: LogCo
                         let bytes = region.read().await.unwrap();
                         let h = BatchHeader::parse(&bytes).unwrap();
                         let recs = records::decode_all(bytes, 1 << 24).expect("one whole batch");
-                        assert!(h.last_offset() >= offset && h.base_offset <= want.offset, "read at {offset}: batch {}..={}", h.base_offset, h.last_offset());
+                        assert!(
+                            h.last_offset() >= offset && h.base_offset <= want.offset,
+                            "read at {offset}: batch {}..={}",
+                            h.base_offset,
+                            h.last_offset()
+                        );
                         match recs.iter().find(|r| r.offset >= offset) {
                             Some(r) => assert_eq!(r.offset, want.offset, "read at {offset}"),
                             None => assert!(h.last_offset() < want.offset),
@@ -256,8 +303,12 @@ async fn run_ops(storage: Arc<dyn Storage>, disk: Option<SimDisk>, config: LogCo
                     (None, None) => {}
                     (Some(region), None) => {
                         // Only a batch whose span reaches `offset` but whose records lie below it.
-                        let recs = records::decode_all(region.read().await.unwrap(), 1 << 24).unwrap();
-                        assert!(recs.iter().all(|r| r.offset < offset), "read at {offset} found records the model lacks");
+                        let recs =
+                            records::decode_all(region.read().await.unwrap(), 1 << 24).unwrap();
+                        assert!(
+                            recs.iter().all(|r| r.offset < offset),
+                            "read at {offset} found records the model lacks"
+                        );
                     }
                     (None, Some(w)) => panic!("read at {offset}: nothing, expected record {w:?}"),
                 }
@@ -271,17 +322,25 @@ async fn run_ops(storage: Arc<dyn Storage>, disk: Option<SimDisk>, config: LogCo
                 match (found, want.iter().find(|r| r.timestamp >= ts)) {
                     (Some((_, bytes)), Some(w)) => {
                         let recs = records::decode_all(bytes, 1 << 24).unwrap();
-                        assert!(recs.iter().any(|r| r.offset == w.offset), "timestamp {ts}: batch without offset {}", w.offset);
+                        assert!(
+                            recs.iter().any(|r| r.offset == w.offset),
+                            "timestamp {ts}: batch without offset {}",
+                            w.offset
+                        );
                     }
                     (None, None) => {}
-                    (f, w) => panic!("timestamp {ts}: found {:?}, expected {w:?}", f.map(|(h, _)| h)),
+                    (f, w) => {
+                        panic!("timestamp {ts}: found {:?}, expected {w:?}", f.map(|(h, _)| h))
+                    }
                 }
             }
             Op::ReopenClean => {
                 let checkpoint = log.cleaner_checkpoint();
                 let recovery_point = log.close(now_ms).await.unwrap();
-                let options = OpenOptions { clean_shutdown: true, recovery_point, log_start_offset: 0 };
-                let (l, report) = Log::open(storage.clone(), dir, config.clone(), options, now_ms).await.unwrap();
+                let options =
+                    OpenOptions { clean_shutdown: true, recovery_point, log_start_offset: 0 };
+                let (l, report) =
+                    Log::open(storage.clone(), dir, config.clone(), options, now_ms).await.unwrap();
                 assert!(report.damage.is_empty() && report.indexes_rebuilt == 0, "{report:?}");
                 log = l;
                 if let Some(c) = checkpoint {
@@ -295,8 +354,10 @@ async fn run_ops(storage: Arc<dyn Storage>, disk: Option<SimDisk>, config: LogCo
                 if let Some(d) = &disk {
                     d.crash_process();
                 }
-                let options = OpenOptions { clean_shutdown: false, recovery_point, log_start_offset: 0 };
-                let (l, report) = Log::open(storage.clone(), dir, config.clone(), options, now_ms).await.unwrap();
+                let options =
+                    OpenOptions { clean_shutdown: false, recovery_point, log_start_offset: 0 };
+                let (l, report) =
+                    Log::open(storage.clone(), dir, config.clone(), options, now_ms).await.unwrap();
                 assert!(report.damage.is_empty(), "{report:?}");
                 log = l;
                 if let Some(c) = checkpoint {
@@ -467,7 +528,14 @@ fn live(m: BTreeMap<Vec<u8>, Option<Vec<u8>>>) -> BTreeMap<Vec<u8>, Vec<u8>> {
     m.into_iter().filter_map(|(k, v)| v.map(|v| (k, v))).collect()
 }
 
-async fn append_round(log: &mut Log, all: &mut Vec<Got>, rng: &mut u64, now_ms: i64, batches: usize, keys: u32) {
+async fn append_round(
+    log: &mut Log,
+    all: &mut Vec<Got>,
+    rng: &mut u64,
+    now_ms: i64,
+    batches: usize,
+    keys: u32,
+) {
     let mut next = || {
         *rng ^= *rng << 13;
         *rng ^= *rng >> 7;
@@ -479,7 +547,11 @@ async fn append_round(log: &mut Log, all: &mut Vec<Got>, rng: &mut u64, now_ms: 
         let recs: Vec<Rec> = (0..n)
             .map(|_| {
                 let k = (next() % keys as u64) as u32;
-                let v = if next() % 6 == 0 { None } else { Some(vec![(next() % 251) as u8; (next() % 90) as usize]) };
+                let v = if next() % 6 == 0 {
+                    None
+                } else {
+                    Some(vec![(next() % 251) as u8; (next() % 90) as usize])
+                };
                 (Some(k), v)
             })
             .collect();
@@ -487,7 +559,12 @@ async fn append_round(log: &mut Log, all: &mut Vec<Got>, rng: &mut u64, now_ms: 
         let mut b = build_batch(&recs, c, now_ms);
         let info = log.append_as_leader(&mut b, 1, now_ms).await.unwrap();
         for (i, (k, v)) in recs.into_iter().enumerate() {
-            all.push(Got { offset: info.base_offset + i as i64, timestamp: now_ms + i as i64, key: k.map(key_bytes), value: v });
+            all.push(Got {
+                offset: info.base_offset + i as i64,
+                timestamp: now_ms + i as i64,
+                key: k.map(key_bytes),
+                value: v,
+            });
         }
     }
 }
@@ -497,14 +574,21 @@ async fn append_round(log: &mut Log, all: &mut Vec<Got>, rng: &mut u64, now_ms: 
 /// value, hold only records that were written, and clean again.
 async fn crash_during_clean(seed: u64, crash_after: i64, power_loss: bool) -> bool {
     let page_cache = PageCacheConfig { capacity_bytes: 256 * 4096, ..PageCacheConfig::default() };
-    let disk = SimDisk::new(SimDiskConfig { device: DeviceProfile::nvme(), page_cache, seed }, Clock::manual());
+    let disk = SimDisk::new(
+        SimDiskConfig { device: DeviceProfile::nvme(), page_cache, seed },
+        Clock::manual(),
+    );
     disk.set_torn_writes(true);
-    let at = CrashAt { disk: disk.clone(), ops_left: Arc::new(AtomicI64::new(i64::MAX)), power_loss };
+    let at =
+        CrashAt { disk: disk.clone(), ops_left: Arc::new(AtomicI64::new(i64::MAX)), power_loss };
     let storage: Arc<dyn Storage> = Arc::new(at.clone());
     let dir = Path::new("crash-0");
     let config = config(1_500, 200);
     let mut now_ms = 5_000_000;
-    let (mut log, _) = Log::open(storage.clone(), dir, config.clone(), OpenOptions::default(), now_ms).await.unwrap();
+    let (mut log, _) =
+        Log::open(storage.clone(), dir, config.clone(), OpenOptions::default(), now_ms)
+            .await
+            .unwrap();
     let mut all = Vec::new();
     let mut rng = seed | 1;
     // Many keys first, then few: most keys' latest values lie in the small segments the first
@@ -529,30 +613,46 @@ async fn crash_during_clean(seed: u64, crash_after: i64, power_loss: bool) -> bo
     let fired = at.fired();
     if !fired {
         let stats = result.expect("no fault, no error").expect("a second clean");
-        assert!(stats.segments_after + 2 <= stats.segments_before, "groups merged segments: {stats:?}");
+        assert!(
+            stats.segments_after + 2 <= stats.segments_before,
+            "groups merged segments: {stats:?}"
+        );
         at.ops_left.store(0, Ordering::SeqCst);
         at.tick().unwrap_err(); // crash after the clean instead
     }
     drop(log);
 
     let plain: Arc<dyn Storage> = Arc::new(disk.clone());
-    let options = OpenOptions { clean_shutdown: false, recovery_point: durable, log_start_offset: 0 };
-    let (mut log, _) = Log::open(plain.clone(), dir, config.clone(), options, now_ms).await.expect("the log opens after the crash");
+    let options =
+        OpenOptions { clean_shutdown: false, recovery_point: durable, log_start_offset: 0 };
+    let (mut log, _) = Log::open(plain.clone(), dir, config.clone(), options, now_ms)
+        .await
+        .expect("the log opens after the crash");
     assert_eq!(log.log_end_offset(), durable, "flushed data survives");
     let recs: Vec<Got> = read_all(&log).await.into_iter().flat_map(|(_, r)| r).collect();
     let written: BTreeMap<i64, &Got> = all.iter().map(|g| (g.offset, g)).collect();
     for r in &recs {
-        let w = written.get(&r.offset).unwrap_or_else(|| panic!("record at {} was never written", r.offset));
+        let w = written
+            .get(&r.offset)
+            .unwrap_or_else(|| panic!("record at {} was never written", r.offset));
         assert_eq!(*w, r, "record at {} changed", r.offset);
     }
-    assert_eq!(live(latest_values(recs)), live(latest_values(all.clone())), "a key lost its latest value (crash after {crash_after})");
+    assert_eq!(
+        live(latest_values(recs)),
+        live(latest_values(all.clone())),
+        "a key lost its latest value (crash after {crash_after})"
+    );
 
     // The survivor cleans again and still agrees.
     clean_log(&mut log, 1 << 20, now_ms, true).await.expect("cleans after recovery");
     let recs: Vec<Got> = read_all(&log).await.into_iter().flat_map(|(_, r)| r).collect();
     assert_eq!(live(latest_values(recs)), live(latest_values(all)));
-    let names: Vec<String> = plain.list_dir(dir).await.unwrap().into_iter().map(|e| e.name).collect();
-    assert!(names.iter().all(|n| !n.ends_with(".cleaned") && !n.ends_with(".swap")), "leftovers: {names:?}");
+    let names: Vec<String> =
+        plain.list_dir(dir).await.unwrap().into_iter().map(|e| e.name).collect();
+    assert!(
+        names.iter().all(|n| !n.ends_with(".cleaned") && !n.ends_with(".swap")),
+        "leftovers: {names:?}"
+    );
     disk.check_invariants();
     fired
 }
@@ -567,7 +667,10 @@ fn crash_at_every_point_of_a_clean_keeps_latest_values() {
             let seed = 11 + n as u64;
             let fired = support::block_on(seed, crash_during_clean(seed, n, power_loss));
             if !fired {
-                assert!(n > 10, "a clean of several segments takes more than {n} storage operations");
+                assert!(
+                    n > 10,
+                    "a clean of several segments takes more than {n} storage operations"
+                );
                 break;
             }
             n += 1;
@@ -580,7 +683,10 @@ fn delete_horizon_is_stamped_once_and_tombstones_go_after_it() {
     support::block_on(3, async {
         let tmp = tempfile::tempdir().unwrap();
         let storage: Arc<dyn Storage> = Arc::new(OsStorage::new(tmp.path()).unwrap());
-        let (mut log, _) = Log::open(storage, Path::new("t-0"), config(100_000, 0), OpenOptions::default(), 0).await.unwrap();
+        let (mut log, _) =
+            Log::open(storage, Path::new("t-0"), config(100_000, 0), OpenOptions::default(), 0)
+                .await
+                .unwrap();
         let mut b = build_batch(&[(Some(1), Some(b"v".to_vec())), (Some(2), None)], 1, 100);
         log.append_as_leader(&mut b, 0, 100).await.unwrap();
         log.roll(200).await.unwrap();
@@ -589,7 +695,11 @@ fn delete_horizon_is_stamped_once_and_tombstones_go_after_it() {
         let (h, recs) = &batches[0];
         assert_eq!(h.attributes & DELETE_HORIZON_FLAG, DELETE_HORIZON_FLAG);
         assert_eq!(h.base_timestamp, 1_000 + DELETE_RETENTION_MS);
-        assert_eq!(recs.iter().map(|r| r.timestamp).collect::<Vec<_>>(), vec![100, 101], "timestamps kept");
+        assert_eq!(
+            recs.iter().map(|r| r.timestamp).collect::<Vec<_>>(),
+            vec![100, 101],
+            "timestamps kept"
+        );
         // Nothing dirty: nothing to do.
         assert!(clean_log(&mut log, 1 << 20, 1_500, true).await.unwrap().is_none());
         // Dirty again: the tombstone stays until its horizon, and goes after it.
@@ -680,7 +790,14 @@ mod in_process {
     }
 
     fn disk() -> (SimDisk, Arc<dyn Storage>) {
-        let d = SimDisk::new(SimDiskConfig { device: DeviceProfile::nvme(), page_cache: PageCacheConfig::default(), seed: 5 }, Clock::manual());
+        let d = SimDisk::new(
+            SimDiskConfig {
+                device: DeviceProfile::nvme(),
+                page_cache: PageCacheConfig::default(),
+                seed: 5,
+            },
+            Clock::manual(),
+        );
         let s: Arc<dyn Storage> = Arc::new(d.clone());
         (d, s)
     }
@@ -689,12 +806,22 @@ mod in_process {
     fn keyless_record_on_compacted_topic_is_invalid_record() {
         support::block_on(5, async {
             let (_d, storage) = disk();
-            let b = Broker::open(BrokerConfig::default(), storage, Path::new("data")).await.unwrap();
+            let b =
+                Broker::open(BrokerConfig::default(), storage, Path::new("data")).await.unwrap();
             create(&b, "compacted", &[("cleanup.policy", "compact")]).await;
             create(&b, "plain", &[]).await;
             for c in 0..5u8 {
-                let keyless = build_batch(&[(Some(1), Some(b"a".to_vec())), (None, Some(b"b".to_vec()))], c, 1);
-                assert_eq!(produce(&b, "compacted", keyless.clone()).await, 87, "INVALID_RECORD ({:?})", codec(c));
+                let keyless = build_batch(
+                    &[(Some(1), Some(b"a".to_vec())), (None, Some(b"b".to_vec()))],
+                    c,
+                    1,
+                );
+                assert_eq!(
+                    produce(&b, "compacted", keyless.clone()).await,
+                    87,
+                    "INVALID_RECORD ({:?})",
+                    codec(c)
+                );
                 assert_eq!(produce(&b, "plain", keyless).await, 0, "keys are optional elsewhere");
                 let keyed = build_batch(&[(Some(1), Some(b"a".to_vec())), (Some(2), None)], c, 1);
                 assert_eq!(produce(&b, "compacted", keyed).await, 0);
@@ -707,8 +834,19 @@ mod in_process {
     fn broker_cleaner_pass_compacts_and_checkpoints() {
         support::block_on(6, async {
             let (_d, storage) = disk();
-            let b = Broker::open(BrokerConfig::default(), storage.clone(), Path::new("data")).await.unwrap();
-            create(&b, "kv", &[("cleanup.policy", "compact"), ("segment.bytes", "2000"), ("min.cleanable.dirty.ratio", "0.1")]).await;
+            let b = Broker::open(BrokerConfig::default(), storage.clone(), Path::new("data"))
+                .await
+                .unwrap();
+            create(
+                &b,
+                "kv",
+                &[
+                    ("cleanup.policy", "compact"),
+                    ("segment.bytes", "2000"),
+                    ("min.cleanable.dirty.ratio", "0.1"),
+                ],
+            )
+            .await;
             create(&b, "events", &[("segment.bytes", "2000")]).await;
             for i in 0..200u32 {
                 let batch = build_batch(&[(Some(i % 5), Some(vec![i as u8; 100]))], 0, 1);
@@ -720,13 +858,18 @@ mod in_process {
             let (_, after) = b.log_stats().await;
             // 200 records of 5 keys: the sealed part shrinks to about 5 records; `events` is untouched.
             assert!(after < before * 3 / 4, "{before} -> {after}");
-            let text = storage.open(Path::new("data/cleaner-offset-checkpoint"), OpenMode::Existing).await.unwrap();
+            let text = storage
+                .open(Path::new("data/cleaner-offset-checkpoint"), OpenMode::Existing)
+                .await
+                .unwrap();
             let text = String::from_utf8(text.read_at(0, 4096).await.unwrap().to_vec()).unwrap();
             assert!(text.starts_with("0\n1\nkv 0 "), "{text:?}");
             assert!(!b.run_cleaner().await.unwrap(), "nothing dirty left");
             b.shutdown().await.unwrap();
             // The checkpoint is read back at open.
-            let b = Broker::open(BrokerConfig::default(), storage.clone(), Path::new("data")).await.unwrap();
+            let b = Broker::open(BrokerConfig::default(), storage.clone(), Path::new("data"))
+                .await
+                .unwrap();
             assert!(!b.run_cleaner().await.unwrap(), "still nothing dirty after a restart");
             b.shutdown().await.unwrap();
         });

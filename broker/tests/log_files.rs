@@ -39,8 +39,15 @@ fn segment_files(dir: &Path, ext: &str) -> Vec<std::path::PathBuf> {
 fn files_have_kafkas_format_and_index_meanings() {
     let tmp = tempfile::tempdir().unwrap();
     support::block_on(1, async {
-        let config = LogConfig { segment_bytes: 20_000, index_interval_bytes: 1_000, ..LogConfig::default() };
-        let (mut log, _) = Log::open(storage(&tmp), Path::new("fmt-0"), config, OpenOptions::default(), 0).await.unwrap();
+        let config = LogConfig {
+            segment_bytes: 20_000,
+            index_interval_bytes: 1_000,
+            ..LogConfig::default()
+        };
+        let (mut log, _) =
+            Log::open(storage(&tmp), Path::new("fmt-0"), config, OpenOptions::default(), 0)
+                .await
+                .unwrap();
         append_n(&mut log, 200, 5, 40, 1_700_000_000_000).await;
         assert!(log.segment_count() > 3, "rolled by size");
         log.close(0).await.unwrap();
@@ -58,17 +65,27 @@ fn files_have_kafkas_format_and_index_meanings() {
         for (first, count, offsets) in &decoded {
             assert_eq!(*first, expected_offset);
             assert_eq!(*count, 5);
-            assert_eq!(offsets.iter().map(|o| o.0).collect::<Vec<_>>(), (expected_offset..expected_offset + 5).collect::<Vec<_>>());
+            assert_eq!(
+                offsets.iter().map(|o| o.0).collect::<Vec<_>>(),
+                (expected_offset..expected_offset + 5).collect::<Vec<_>>()
+            );
             expected_offset += 5;
         }
         // .index: 8-byte entries; each maps a batch's last offset (relative) to its position.
         let index = std::fs::read(log_path.with_extension("index")).unwrap();
         assert_eq!(index.len() % 8, 0);
         let index = OffsetIndex::decode(&index, bytes.len() as u64).expect("valid index");
-        assert!(bytes.len() < 2_000 || !index.is_empty(), "a 1000-byte interval indexes every segment over 2 kB");
+        assert!(
+            bytes.len() < 2_000 || !index.is_empty(),
+            "a 1000-byte interval indexes every segment over 2 kB"
+        );
         for e in index.entries() {
             let h = BatchHeader::parse(&bytes[e.position as usize..]).unwrap();
-            assert_eq!(h.last_offset(), base + e.relative_offset as i64, "index entry points at its batch");
+            assert_eq!(
+                h.last_offset(),
+                base + e.relative_offset as i64,
+                "index entry points at its batch"
+            );
         }
         // .timeindex: 12-byte entries (timestamp, relative offset), the max timestamp so far.
         let time = std::fs::read(log_path.with_extension("timeindex")).unwrap();
@@ -91,8 +108,12 @@ fn files_have_kafkas_format_and_index_meanings() {
 fn find_by_timestamp_and_read_bounds() {
     let tmp = tempfile::tempdir().unwrap();
     support::block_on(1, async {
-        let config = LogConfig { segment_bytes: 5_000, index_interval_bytes: 300, ..LogConfig::default() };
-        let (mut log, _) = Log::open(storage(&tmp), Path::new("ts-0"), config, OpenOptions::default(), 0).await.unwrap();
+        let config =
+            LogConfig { segment_bytes: 5_000, index_interval_bytes: 300, ..LogConfig::default() };
+        let (mut log, _) =
+            Log::open(storage(&tmp), Path::new("ts-0"), config, OpenOptions::default(), 0)
+                .await
+                .unwrap();
         // batch i holds offsets 4i..4i+3 with timestamps 1000+100i .. +3
         for i in 0..60 {
             let mut b = support::batch(4, 30, 1000 + 100 * i, i as u64);
@@ -112,9 +133,17 @@ fn find_by_timestamp_and_read_bounds() {
         // max_bytes smaller than one batch still returns that batch whole (KIP-74).
         let r = log.read(8, i64::MAX, 10, true).await.unwrap().region.unwrap();
         assert_eq!(BatchHeader::peek_size(&r.read().await.unwrap()).unwrap() as u64, r.len);
-        assert!(log.read(8, i64::MAX, 10, false).await.unwrap().region.is_some_and(|r| r.len == 10));
+        assert!(log
+            .read(8, i64::MAX, 10, false)
+            .await
+            .unwrap()
+            .region
+            .is_some_and(|r| r.len == 10));
         // Out of range on both sides; the end itself is an empty read.
-        assert!(matches!(log.read(241, i64::MAX, 100, true).await, Err(LogError::OffsetOutOfRange { .. })));
+        assert!(matches!(
+            log.read(241, i64::MAX, 100, true).await,
+            Err(LogError::OffsetOutOfRange { .. })
+        ));
         assert!(log.read(240, i64::MAX, 100, true).await.unwrap().region.is_none());
         log.apply_retention(0).await.unwrap();
     });
@@ -131,7 +160,10 @@ fn retention_by_bytes_and_time_and_roll_by_time() {
             retention_ms: 3_600_000,
             ..LogConfig::default()
         };
-        let (mut log, _) = Log::open(storage(&tmp), Path::new("ret-0"), config, OpenOptions::default(), 0).await.unwrap();
+        let (mut log, _) =
+            Log::open(storage(&tmp), Path::new("ret-0"), config, OpenOptions::default(), 0)
+                .await
+                .unwrap();
         let t0 = 1_700_000_000_000;
         append_n(&mut log, 60, 2, 100, t0).await;
         let before = log.segment_count();
@@ -139,10 +171,17 @@ fn retention_by_bytes_and_time_and_roll_by_time() {
         assert!(deleted > 0);
         assert_eq!(log.segment_count(), before - deleted);
         // Kafka's rule: delete while the rest still holds at least retention.bytes.
-        assert!(log.size_bytes() >= 5_000 - 2_000 && log.size_bytes() < 5_000 + 2_000, "size {}", log.size_bytes());
+        assert!(
+            log.size_bytes() >= 5_000 - 2_000 && log.size_bytes() < 5_000 + 2_000,
+            "size {}",
+            log.size_bytes()
+        );
         assert_eq!(log.log_start_offset(), log.segment_bases()[0]);
         let start = log.log_start_offset();
-        assert!(matches!(log.read(start - 1, i64::MAX, 100, true).await, Err(LogError::OffsetOutOfRange { .. })));
+        assert!(matches!(
+            log.read(start - 1, i64::MAX, 100, true).await,
+            Err(LogError::OffsetOutOfRange { .. })
+        ));
         // Time: everything older than retention.ms goes, and the active segment is rolled first.
         let leo = log.log_end_offset();
         log.apply_retention(t0 + 3_600_000 + 10_000).await.unwrap();
@@ -163,17 +202,29 @@ fn flush_policy_moves_the_recovery_point() {
     let tmp = tempfile::tempdir().unwrap();
     support::block_on(1, async {
         let st = storage(&tmp);
-        let (mut log, _) = Log::open(st.clone(), Path::new("never-0"), LogConfig::default(), OpenOptions::default(), 0).await.unwrap();
+        let (mut log, _) = Log::open(
+            st.clone(),
+            Path::new("never-0"),
+            LogConfig::default(),
+            OpenOptions::default(),
+            0,
+        )
+        .await
+        .unwrap();
         append_n(&mut log, 5, 1, 10, 0).await;
         assert_eq!(log.recovery_point(), 0, "default policy: never flush");
         let config = LogConfig { flush_messages: 3, ..LogConfig::default() };
-        let (mut log, _) = Log::open(st.clone(), Path::new("three-0"), config, OpenOptions::default(), 0).await.unwrap();
+        let (mut log, _) =
+            Log::open(st.clone(), Path::new("three-0"), config, OpenOptions::default(), 0)
+                .await
+                .unwrap();
         append_n(&mut log, 2, 1, 10, 0).await;
         assert_eq!(log.recovery_point(), 0);
         append_n(&mut log, 1, 1, 10, 0).await;
         assert_eq!(log.recovery_point(), 3, "flush after 3 messages");
         let config = LogConfig { flush_ms: 1_000, ..LogConfig::default() };
-        let (mut log, _) = Log::open(st, Path::new("ms-0"), config, OpenOptions::default(), 0).await.unwrap();
+        let (mut log, _) =
+            Log::open(st, Path::new("ms-0"), config, OpenOptions::default(), 0).await.unwrap();
         let mut b = support::batch(1, 10, 0, 0);
         log.append_as_leader(&mut b, 0, 500).await.unwrap();
         assert_eq!(log.recovery_point(), 0);
@@ -189,7 +240,10 @@ fn recovery_cuts_a_torn_tail_and_detects_corruption() {
     let dir = tmp.path().join("rec-0");
     let config = LogConfig { segment_bytes: 4_000, ..LogConfig::default() };
     support::block_on(1, async {
-        let (mut log, _) = Log::open(storage(&tmp), Path::new("rec-0"), config.clone(), OpenOptions::default(), 0).await.unwrap();
+        let (mut log, _) =
+            Log::open(storage(&tmp), Path::new("rec-0"), config.clone(), OpenOptions::default(), 0)
+                .await
+                .unwrap();
         append_n(&mut log, 40, 3, 50, 0).await;
         drop(log); // unclean
     });
@@ -203,7 +257,10 @@ fn recovery_cuts_a_torn_tail_and_detects_corruption() {
     std::io::Write::write_all(&mut f, &extra[..extra.len() / 2]).unwrap();
     drop(f);
     support::block_on(1, async {
-        let (log, report) = Log::open(storage(&tmp), Path::new("rec-0"), config.clone(), OpenOptions::default(), 0).await.unwrap();
+        let (log, report) =
+            Log::open(storage(&tmp), Path::new("rec-0"), config.clone(), OpenOptions::default(), 0)
+                .await
+                .unwrap();
         assert_eq!(report.damage.len(), 1, "{report:?}");
         assert_eq!(log.log_end_offset(), 120, "every whole batch survives");
         assert_eq!(std::fs::metadata(last).unwrap().len(), good_len, "torn bytes cut");
@@ -217,13 +274,16 @@ fn recovery_cuts_a_torn_tail_and_detects_corruption() {
     support::block_on(1, async {
         // Opened as clean (no validation): the corruption is still caught on a checked read.
         let opts = OpenOptions { clean_shutdown: true, recovery_point: 120, log_start_offset: 0 };
-        let (log, _) = Log::open(storage(&tmp), Path::new("rec-0"), config.clone(), opts, 0).await.unwrap();
+        let (log, _) =
+            Log::open(storage(&tmp), Path::new("rec-0"), config.clone(), opts, 0).await.unwrap();
         let second_base = log.segment_bases()[1];
         let mut offset = second_base;
         let mut caught = false;
         while offset < log.segment_bases()[2] {
             match log.read_checked(offset, i64::MAX, 100).await {
-                Ok(batches) => offset = BatchHeader::parse(batches.last().unwrap()).unwrap().last_offset() + 1,
+                Ok(batches) => {
+                    offset = BatchHeader::parse(batches.last().unwrap()).unwrap().last_offset() + 1
+                }
                 Err(LogError::Corrupt { .. }) => {
                     caught = true;
                     break;
@@ -234,7 +294,10 @@ fn recovery_cuts_a_torn_tail_and_detects_corruption() {
         assert!(caught, "a checked read never returns the corrupt batch as valid");
         drop(log);
         // Unclean open from recovery point 0: the damaged batch and everything after it are cut.
-        let (log, report) = Log::open(storage(&tmp), Path::new("rec-0"), config.clone(), OpenOptions::default(), 0).await.unwrap();
+        let (log, report) =
+            Log::open(storage(&tmp), Path::new("rec-0"), config.clone(), OpenOptions::default(), 0)
+                .await
+                .unwrap();
         assert_eq!(report.damage.len(), 1);
         assert!(report.segments_dropped >= 1);
         assert!(log.log_end_offset() > second_base && log.log_end_offset() < 120);
@@ -249,20 +312,37 @@ fn recovery_cuts_a_torn_tail_and_detects_corruption() {
 #[test]
 fn bad_index_files_are_rebuilt_and_bad_appends_rejected() {
     let tmp = tempfile::tempdir().unwrap();
-    let config = LogConfig { segment_bytes: 4_000, index_interval_bytes: 200, max_message_bytes: 2_000, ..LogConfig::default() };
+    let config = LogConfig {
+        segment_bytes: 4_000,
+        index_interval_bytes: 200,
+        max_message_bytes: 2_000,
+        ..LogConfig::default()
+    };
     support::block_on(1, async {
-        let (mut log, _) = Log::open(storage(&tmp), Path::new("idx-0"), config.clone(), OpenOptions::default(), 0).await.unwrap();
+        let (mut log, _) =
+            Log::open(storage(&tmp), Path::new("idx-0"), config.clone(), OpenOptions::default(), 0)
+                .await
+                .unwrap();
         append_n(&mut log, 40, 3, 50, 0).await;
         // Bad input never reaches the log.
         let mut big = support::batch(1, 3_000, 0, 1);
-        assert!(matches!(log.append_as_leader(&mut big, 0, 0).await, Err(LogError::RecordTooLarge { .. })));
+        assert!(matches!(
+            log.append_as_leader(&mut big, 0, 0).await,
+            Err(LogError::RecordTooLarge { .. })
+        ));
         let mut bad = support::batch(2, 10, 0, 1);
         let n = bad.len();
         bad[n - 1] ^= 1;
-        assert!(matches!(log.append_as_leader(&mut bad, 0, 0).await, Err(LogError::InvalidBatch { .. })));
+        assert!(matches!(
+            log.append_as_leader(&mut bad, 0, 0).await,
+            Err(LogError::InvalidBatch { .. })
+        ));
         let mut torn = support::batch(2, 10, 0, 1);
         torn.truncate(30);
-        assert!(matches!(log.append_as_leader(&mut torn, 0, 0).await, Err(LogError::InvalidBatch { .. })));
+        assert!(matches!(
+            log.append_as_leader(&mut torn, 0, 0).await,
+            Err(LogError::InvalidBatch { .. })
+        ));
         assert!(matches!(log.append_as_leader(&mut [], 0, 0).await, Err(LogError::EmptyAppend)));
         assert_eq!(log.log_end_offset(), 120);
         log.close(0).await.unwrap();
@@ -273,8 +353,12 @@ fn bad_index_files_are_rebuilt_and_bad_appends_rejected() {
     std::fs::remove_file(&indexes[1]).unwrap();
     support::block_on(1, async {
         let opts = OpenOptions { clean_shutdown: true, recovery_point: 120, log_start_offset: 0 };
-        let (log, report) = Log::open(storage(&tmp), Path::new("idx-0"), config, opts, 0).await.unwrap();
-        assert_eq!(report.indexes_rebuilt, 1, "garbage index rebuilt; a missing one is an empty valid index");
+        let (log, report) =
+            Log::open(storage(&tmp), Path::new("idx-0"), config, opts, 0).await.unwrap();
+        assert_eq!(
+            report.indexes_rebuilt, 1,
+            "garbage index rebuilt; a missing one is an empty valid index"
+        );
         for offset in 0..120 {
             let b = log.read_checked(offset, i64::MAX, 1).await.unwrap();
             let h = BatchHeader::parse(&b[0]).unwrap();
@@ -290,19 +374,25 @@ fn manager_marker_checkpoints_and_epochs() {
     let cfg = |_: &str| LogConfig::default();
     support::block_on(1, async {
         let st = storage(&tmp);
-        let (mut m, _) = LogManager::open(st.clone(), Path::new(""), LogConfig::default(), &cfg, 0).await.unwrap();
+        let (mut m, _) = LogManager::open(st.clone(), Path::new(""), LogConfig::default(), &cfg, 0)
+            .await
+            .unwrap();
         assert!(!m.was_clean());
         let log = m.create(tp.clone(), LogConfig::default(), 0).await.unwrap();
         for epoch in [0, 0, 2, 5] {
             let mut b = support::batch(2, 10, 0, 1);
             log.append_as_leader(&mut b, epoch, 0).await.unwrap();
         }
-        let entries: Vec<_> = log.epochs().entries().iter().map(|e| (e.epoch, e.start_offset)).collect();
+        let entries: Vec<_> =
+            log.epochs().entries().iter().map(|e| (e.epoch, e.start_offset)).collect();
         assert_eq!(entries, vec![(0, 0), (2, 4), (5, 6)]);
         assert_eq!(log.epochs().end_offset_for(2, log.log_end_offset()), Some((2, 6)));
         m.shutdown(0).await.unwrap();
         assert!(tmp.path().join(CLEAN_SHUTDOWN_FILE).exists());
-        let (mut m, reports) = LogManager::open(st.clone(), Path::new(""), LogConfig::default(), &cfg, 0).await.unwrap();
+        let (mut m, reports) =
+            LogManager::open(st.clone(), Path::new(""), LogConfig::default(), &cfg, 0)
+                .await
+                .unwrap();
         assert!(m.was_clean());
         assert!(!tmp.path().join(CLEAN_SHUTDOWN_FILE).exists(), "marker removed at start");
         assert_eq!(reports[&tp].segments_recovered, 0);
@@ -310,13 +400,21 @@ fn manager_marker_checkpoints_and_epochs() {
         assert_eq!(log.log_end_offset(), 8);
         assert_eq!(log.epochs().latest().map(|e| e.epoch), Some(5));
         log.truncate_to(6).await.unwrap();
-        assert_eq!(log.epochs().latest().map(|e| e.epoch), Some(2), "truncation drops epochs past the end");
+        assert_eq!(
+            log.epochs().latest().map(|e| e.epoch),
+            Some(2),
+            "truncation drops epochs past the end"
+        );
         drop(m); // crash: no marker
-        let (m, reports) = LogManager::open(st, Path::new(""), LogConfig::default(), &cfg, 0).await.unwrap();
+        let (m, reports) =
+            LogManager::open(st, Path::new(""), LogConfig::default(), &cfg, 0).await.unwrap();
         assert!(!m.was_clean());
         assert_eq!(reports[&tp].segments_recovered, 1);
         assert_eq!(m.get(&tp).unwrap().log_end_offset(), 6);
-        assert!(tmp.path().join("leader-epoch-checkpoint").exists() || tmp.path().join("orders-v2-3/leader-epoch-checkpoint").exists());
+        assert!(
+            tmp.path().join("leader-epoch-checkpoint").exists()
+                || tmp.path().join("orders-v2-3/leader-epoch-checkpoint").exists()
+        );
     });
 }
 
@@ -324,7 +422,15 @@ fn manager_marker_checkpoints_and_epochs() {
 fn recovery_relearns_leader_epochs_from_batches() {
     let tmp = tempfile::tempdir().unwrap();
     support::block_on(1, async {
-        let (mut log, _) = Log::open(storage(&tmp), Path::new("ep-0"), LogConfig::default(), OpenOptions::default(), 0).await.unwrap();
+        let (mut log, _) = Log::open(
+            storage(&tmp),
+            Path::new("ep-0"),
+            LogConfig::default(),
+            OpenOptions::default(),
+            0,
+        )
+        .await
+        .unwrap();
         for epoch in [1, 1, 4, 7] {
             let mut b = support::batch(2, 10, 0, 1);
             log.append_as_leader(&mut b, epoch, 0).await.unwrap();
@@ -334,8 +440,17 @@ fn recovery_relearns_leader_epochs_from_batches() {
     // The checkpoint is lost (say, its rename never reached the disk): the data still knows.
     std::fs::remove_file(tmp.path().join("ep-0/leader-epoch-checkpoint")).unwrap();
     support::block_on(1, async {
-        let (log, _) = Log::open(storage(&tmp), Path::new("ep-0"), LogConfig::default(), OpenOptions::default(), 0).await.unwrap();
-        let entries: Vec<_> = log.epochs().entries().iter().map(|e| (e.epoch, e.start_offset)).collect();
+        let (log, _) = Log::open(
+            storage(&tmp),
+            Path::new("ep-0"),
+            LogConfig::default(),
+            OpenOptions::default(),
+            0,
+        )
+        .await
+        .unwrap();
+        let entries: Vec<_> =
+            log.epochs().entries().iter().map(|e| (e.epoch, e.start_offset)).collect();
         assert_eq!(entries, vec![(1, 0), (4, 4), (7, 6)]);
     });
 }

@@ -16,11 +16,23 @@ use records::BatchHeader;
 
 #[derive(Debug, Clone)]
 enum Op {
-    Append { batches: usize, records: usize, value_len: usize, ts_step_ms: i64 },
-    Read { at: usize, max_bytes: usize },
+    Append {
+        batches: usize,
+        records: usize,
+        value_len: usize,
+        ts_step_ms: i64,
+    },
+    Read {
+        at: usize,
+        max_bytes: usize,
+    },
     Roll,
-    Retention { advance_ms: i64 },
-    Truncate { at: usize },
+    Retention {
+        advance_ms: i64,
+    },
+    Truncate {
+        at: usize,
+    },
     ReopenClean,
     CrashAndRecover,
     /// Only on the disk model: every dirty page is lost, a write in flight may tear.
@@ -82,10 +94,19 @@ async fn check(log: &Log, model: &Model) {
 }
 
 /// `disk`: the simulated disk behind `storage`, if it is one (crashes then go through it).
-async fn run_ops(storage: Arc<dyn Storage>, disk: Option<SimDisk>, dir: &Path, config: LogConfig, ops: Vec<Op>) {
+async fn run_ops(
+    storage: Arc<dyn Storage>,
+    disk: Option<SimDisk>,
+    dir: &Path,
+    config: LogConfig,
+    ops: Vec<Op>,
+) {
     let mut now_ms = 1_000_000i64;
     let mut model = Model::default();
-    let (mut log, _) = Log::open(storage.clone(), dir, config.clone(), OpenOptions::default(), now_ms).await.unwrap();
+    let (mut log, _) =
+        Log::open(storage.clone(), dir, config.clone(), OpenOptions::default(), now_ms)
+            .await
+            .unwrap();
     let mut seed = 0u64;
     for op in ops {
         match op {
@@ -161,8 +182,13 @@ async fn run_ops(storage: Arc<dyn Storage>, disk: Option<SimDisk>, dir: &Path, c
             }
             Op::ReopenClean => {
                 let recovery_point = log.close(now_ms).await.unwrap();
-                let options = OpenOptions { clean_shutdown: true, recovery_point, log_start_offset: model.log_start };
-                let (l, report) = Log::open(storage.clone(), dir, config.clone(), options, now_ms).await.unwrap();
+                let options = OpenOptions {
+                    clean_shutdown: true,
+                    recovery_point,
+                    log_start_offset: model.log_start,
+                };
+                let (l, report) =
+                    Log::open(storage.clone(), dir, config.clone(), options, now_ms).await.unwrap();
                 assert_eq!(report.segments_recovered, 0, "a clean reopen validates nothing");
                 assert!(report.damage.is_empty());
                 log = l;
@@ -175,8 +201,13 @@ async fn run_ops(storage: Arc<dyn Storage>, disk: Option<SimDisk>, dir: &Path, c
                 if let Some(disk) = &disk {
                     disk.crash_process(); // handles of the dead process go stale
                 }
-                let options = OpenOptions { clean_shutdown: false, recovery_point, log_start_offset: model.log_start };
-                let (l, report) = Log::open(storage.clone(), dir, config.clone(), options, now_ms).await.unwrap();
+                let options = OpenOptions {
+                    clean_shutdown: false,
+                    recovery_point,
+                    log_start_offset: model.log_start,
+                };
+                let (l, report) =
+                    Log::open(storage.clone(), dir, config.clone(), options, now_ms).await.unwrap();
                 assert!(report.damage.is_empty(), "a process crash leaves no damage: {report:?}");
                 log = l;
             }
@@ -186,13 +217,23 @@ async fn run_ops(storage: Arc<dyn Storage>, disk: Option<SimDisk>, dir: &Path, c
                 let durable = log.recovery_point();
                 drop(log);
                 disk.power_loss();
-                let options = OpenOptions { clean_shutdown: false, recovery_point: durable, log_start_offset: model.log_start };
-                let (l, _) = Log::open(storage.clone(), dir, config.clone(), options, now_ms).await.unwrap();
+                let options = OpenOptions {
+                    clean_shutdown: false,
+                    recovery_point: durable,
+                    log_start_offset: model.log_start,
+                };
+                let (l, _) =
+                    Log::open(storage.clone(), dir, config.clone(), options, now_ms).await.unwrap();
                 let leo = l.log_end_offset();
-                assert!(leo >= durable, "fsynced data lost: log end {leo} < recovery point {durable}");
+                assert!(
+                    leo >= durable,
+                    "fsynced data lost: log end {leo} < recovery point {durable}"
+                );
                 assert!(leo <= model.next_offset);
                 assert!(
-                    leo == model.next_offset || leo <= model.log_start || model.batches.iter().any(|(b, _)| *b == leo),
+                    leo == model.next_offset
+                        || leo <= model.log_start
+                        || model.batches.iter().any(|(b, _)| *b == leo),
                     "recovery stopped inside a batch at {leo}"
                 );
                 // The survivors must be exactly the model's prefix (checked below).

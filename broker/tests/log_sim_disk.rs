@@ -8,7 +8,9 @@ use std::sync::Arc;
 
 use broker::log::{Log, LogConfig, LogError, OpenOptions};
 use disk_model::clock::Clock;
-use disk_model::sim::{DeviceProfile, FaultKind, FaultRule, PageCacheConfig, SimDisk, SimDiskConfig};
+use disk_model::sim::{
+    DeviceProfile, FaultKind, FaultRule, PageCacheConfig, SimDisk, SimDiskConfig,
+};
 use disk_model::Storage;
 use records::BatchHeader;
 
@@ -43,7 +45,10 @@ fn power_loss_keeps_what_was_fsynced_and_returns_nothing_corrupt() {
         d.set_torn_writes(true);
         let storage: Arc<dyn Storage> = Arc::new(d.clone());
         let config = LogConfig { segment_bytes: 8_000, ..LogConfig::default() };
-        let (mut log, _) = Log::open(storage.clone(), Path::new("p-0"), config.clone(), OpenOptions::default(), 0).await.unwrap();
+        let (mut log, _) =
+            Log::open(storage.clone(), Path::new("p-0"), config.clone(), OpenOptions::default(), 0)
+                .await
+                .unwrap();
         for i in 0..30 {
             append(&mut log, i).await;
         }
@@ -56,12 +61,20 @@ fn power_loss_keeps_what_was_fsynced_and_returns_nothing_corrupt() {
         }
         drop(log);
         d.power_loss();
-        let opts = OpenOptions { clean_shutdown: false, recovery_point: durable, log_start_offset: 0 };
+        let opts =
+            OpenOptions { clean_shutdown: false, recovery_point: durable, log_start_offset: 0 };
         let (log, _) = Log::open(storage, Path::new("p-0"), config, opts, 0).await.unwrap();
         assert!(log.log_end_offset() >= durable);
-        assert!(log.log_end_offset() < 240, "unsynced appends in a 1 MiB cache were not all written back");
+        assert!(
+            log.log_end_offset() < 240,
+            "unsynced appends in a 1 MiB cache were not all written back"
+        );
         let after = read_all(&log).await;
-        assert_eq!(&after[..synced.len()], &synced[..], "every fsynced batch is back, byte for byte");
+        assert_eq!(
+            &after[..synced.len()],
+            &synced[..],
+            "every fsynced batch is back, byte for byte"
+        );
         assert!(d.stats().power_loss_lost_pages > 0);
     });
 }
@@ -71,15 +84,29 @@ fn process_crash_keeps_every_append() {
     support::block_on(8, async {
         let d = disk(8, Clock::manual());
         let storage: Arc<dyn Storage> = Arc::new(d.clone());
-        let (mut log, _) = Log::open(storage.clone(), Path::new("c-0"), LogConfig::default(), OpenOptions::default(), 0).await.unwrap();
+        let (mut log, _) = Log::open(
+            storage.clone(),
+            Path::new("c-0"),
+            LogConfig::default(),
+            OpenOptions::default(),
+            0,
+        )
+        .await
+        .unwrap();
         for i in 0..50 {
             append(&mut log, i).await;
         }
         let before = read_all(&log).await;
         d.crash_process();
-        assert!(log.read_checked(0, i64::MAX, 100).await.is_err(), "the dead process's handles are stale");
+        assert!(
+            log.read_checked(0, i64::MAX, 100).await.is_err(),
+            "the dead process's handles are stale"
+        );
         drop(log);
-        let (log, report) = Log::open(storage, Path::new("c-0"), LogConfig::default(), OpenOptions::default(), 0).await.unwrap();
+        let (log, report) =
+            Log::open(storage, Path::new("c-0"), LogConfig::default(), OpenOptions::default(), 0)
+                .await
+                .unwrap();
         assert!(report.damage.is_empty());
         assert_eq!(read_all(&log).await, before);
     });
@@ -90,7 +117,15 @@ fn latent_corruption_is_reported_never_returned() {
     support::block_on(9, async {
         let d = disk(9, Clock::manual());
         let storage: Arc<dyn Storage> = Arc::new(d.clone());
-        let (mut log, _) = Log::open(storage.clone(), Path::new("z-0"), LogConfig::default(), OpenOptions::default(), 0).await.unwrap();
+        let (mut log, _) = Log::open(
+            storage.clone(),
+            Path::new("z-0"),
+            LogConfig::default(),
+            OpenOptions::default(),
+            0,
+        )
+        .await
+        .unwrap();
         for i in 0..40 {
             append(&mut log, i).await;
         }
@@ -113,7 +148,10 @@ fn latent_corruption_is_reported_never_returned() {
         assert!(caught >= 1, "the CRC catches the flipped sector");
         drop(log);
         // Recovery from 0 cuts the log at the damage.
-        let (log, report) = Log::open(storage, Path::new("z-0"), LogConfig::default(), OpenOptions::default(), 0).await.unwrap();
+        let (log, report) =
+            Log::open(storage, Path::new("z-0"), LogConfig::default(), OpenOptions::default(), 0)
+                .await
+                .unwrap();
         assert_eq!(report.damage.len(), 1);
         assert!(log.log_end_offset() < 160);
         read_all(&log).await;
@@ -125,7 +163,15 @@ fn disk_errors_take_the_log_offline_until_recovery() {
     support::block_on(10, async {
         let d = disk(10, Clock::manual());
         let storage: Arc<dyn Storage> = Arc::new(d.clone());
-        let (mut log, _) = Log::open(storage.clone(), Path::new("e-0"), LogConfig::default(), OpenOptions::default(), 0).await.unwrap();
+        let (mut log, _) = Log::open(
+            storage.clone(),
+            Path::new("e-0"),
+            LogConfig::default(),
+            OpenOptions::default(),
+            0,
+        )
+        .await
+        .unwrap();
         for i in 0..5 {
             append(&mut log, i).await;
         }
@@ -137,7 +183,15 @@ fn disk_errors_take_the_log_offline_until_recovery() {
         assert!(matches!(log.append_as_leader(&mut b, 0, 0).await, Err(LogError::Offline { .. })));
         d.clear_fault(fault);
         drop(log);
-        let (mut log, _) = Log::open(storage.clone(), Path::new("e-0"), LogConfig::default(), OpenOptions::default(), 0).await.unwrap();
+        let (mut log, _) = Log::open(
+            storage.clone(),
+            Path::new("e-0"),
+            LogConfig::default(),
+            OpenOptions::default(),
+            0,
+        )
+        .await
+        .unwrap();
         assert_eq!(log.log_end_offset(), 20, "nothing of the failed append is visible");
         append(&mut log, 5).await;
         // A failed fsync (fsyncgate) also takes the log offline: the data may be gone.
@@ -147,7 +201,10 @@ fn disk_errors_take_the_log_offline_until_recovery() {
         // ENOSPC on append.
         drop(log);
         d.clear_faults();
-        let (mut log, _) = Log::open(storage, Path::new("e-0"), LogConfig::default(), OpenOptions::default(), 0).await.unwrap();
+        let (mut log, _) =
+            Log::open(storage, Path::new("e-0"), LogConfig::default(), OpenOptions::default(), 0)
+                .await
+                .unwrap();
         d.set_space_limit_bytes(Some(d.stats().used_bytes + 100));
         let mut b = support::batch(4, 200, 0, 101);
         match log.append_as_leader(&mut b, 0, 0).await {
@@ -169,8 +226,17 @@ fn log_on_disk_model_is_deterministic() {
             d.inject_fault(FaultRule::always(FaultKind::ReadError).with_probability(0.05));
             let storage: Arc<dyn Storage> = Arc::new(d.clone());
             let t0 = tokio::time::Instant::now();
-            let config = LogConfig { segment_bytes: 16_000, flush_messages: 40, ..LogConfig::default() };
-            let (mut log, _) = Log::open(storage.clone(), Path::new("d-0"), config.clone(), OpenOptions::default(), 0).await.unwrap();
+            let config =
+                LogConfig { segment_bytes: 16_000, flush_messages: 40, ..LogConfig::default() };
+            let (mut log, _) = Log::open(
+                storage.clone(),
+                Path::new("d-0"),
+                config.clone(),
+                OpenOptions::default(),
+                0,
+            )
+            .await
+            .unwrap();
             for i in 0..200 {
                 append(&mut log, i).await;
                 if i % 7 == 0 {
@@ -202,7 +268,8 @@ fn a_new_data_dir_survives_power_loss() {
         let storage: Arc<dyn Storage> = Arc::new(d.clone());
         let cfg = |_: &str| LogConfig { flush_messages: 1, ..LogConfig::default() };
         let root = Path::new("kafka-logs");
-        let (mut m, _) = LogManager::open(storage.clone(), root, LogConfig::default(), &cfg, 0).await.unwrap();
+        let (mut m, _) =
+            LogManager::open(storage.clone(), root, LogConfig::default(), &cfg, 0).await.unwrap();
         let log = m.create(TopicPartition::new("t", 0), cfg("t"), 0).await.unwrap();
         append(log, 1).await; // flush.messages=1: durable once acknowledged
         drop(m);

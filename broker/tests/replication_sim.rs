@@ -30,7 +30,9 @@ use kafka_protocol::messages::fetch_request::{FetchPartition, FetchRequest, Fetc
 use kafka_protocol::messages::fetch_response::FetchResponse;
 use kafka_protocol::messages::metadata_request::{MetadataRequest, MetadataRequestTopic};
 use kafka_protocol::messages::metadata_response::MetadataResponse;
-use kafka_protocol::messages::produce_request::{PartitionProduceData, ProduceRequest, TopicProduceData};
+use kafka_protocol::messages::produce_request::{
+    PartitionProduceData, ProduceRequest, TopicProduceData,
+};
 use kafka_protocol::messages::produce_response::ProduceResponse;
 use kafka_protocol::messages::{ApiKey, BrokerId, TopicName};
 use kafka_protocol::protocol::StrBytes;
@@ -69,14 +71,18 @@ struct Node {
 async fn start(net: &SimNet, disk: &SimDisk, id: i32, min_insync: usize) -> Node {
     let cfg = config(id, min_insync);
     let storage: Arc<dyn Storage> = Arc::new(disk.clone());
-    let broker = Arc::new(Broker::open(cfg.clone(), storage.clone(), Path::new("")).await.expect("broker opens"));
+    let broker = Arc::new(
+        Broker::open(cfg.clone(), storage.clone(), Path::new("")).await.expect("broker opens"),
+    );
     let host = format!("b{id}");
     let netv = net.host(&host);
     let listener = netv.bind(&format!("{host}:9092")).await.expect("listen");
     broker.set_advertised(&host, 9092);
     let (stop, rx) = watch::channel(false);
     tokio::spawn(broker::tasks::run(broker.clone(), rx.clone()));
-    let started = combined::start(&cfg, netv, storage, &broker, (&host, 9092), 42 + id as u64, &rx).await.expect("combined start");
+    let started = combined::start(&cfg, netv, storage, &broker, (&host, 9092), 42 + id as u64, &rx)
+        .await
+        .expect("combined start");
     tokio::spawn(broker::server::run(broker.clone(), listener, rx));
     Node { stop, broker, _started: started }
 }
@@ -89,7 +95,10 @@ fn crash(net: &SimNet, disk: &SimDisk, node: Node, id: i32) {
 }
 
 fn disk(seed: u64) -> SimDisk {
-    SimDisk::new(SimDiskConfig::new(DeviceProfile::nvme(), seed), Clock::Runtime { epoch: Instant::now() })
+    SimDisk::new(
+        SimDiskConfig::new(DeviceProfile::nvme(), seed),
+        Clock::Runtime { epoch: Instant::now() },
+    )
 }
 
 fn sb(s: &str) -> StrBytes {
@@ -97,10 +106,23 @@ fn sb(s: &str) -> StrBytes {
 }
 
 async fn conn(net: &SimNet, id: i32) -> Option<KafkaConn> {
-    KafkaConn::connect(net.host("client").as_ref(), &format!("b{id}:9092"), "test", Duration::from_secs(2)).await.ok()
+    KafkaConn::connect(
+        net.host("client").as_ref(),
+        &format!("b{id}:9092"),
+        "test",
+        Duration::from_secs(2),
+    )
+    .await
+    .ok()
 }
 
-async fn call<Q: kafka_protocol::protocol::Encodable, R: kafka_protocol::protocol::Decodable>(net: &SimNet, id: i32, key: ApiKey, v: i16, req: &Q) -> Option<R> {
+async fn call<Q: kafka_protocol::protocol::Encodable, R: kafka_protocol::protocol::Decodable>(
+    net: &SimNet,
+    id: i32,
+    key: ApiKey,
+    v: i16,
+    req: &Q,
+) -> Option<R> {
     let mut c = conn(net, id).await?;
     c.call(key, v, req, 64 << 20, Duration::from_secs(10)).await.ok()
 }
@@ -116,7 +138,11 @@ async fn partition_state(net: &SimNet, id: i32) -> Option<(i32, i32, Vec<i32>)> 
     Some((p.leader_id.0, p.leader_epoch, p.isr_nodes.iter().map(|b| b.0).collect()))
 }
 
-async fn wait_for<T>(what: &str, within: Duration, mut f: impl AsyncFnMut() -> Option<T>) -> (T, Duration) {
+async fn wait_for<T>(
+    what: &str,
+    within: Duration,
+    mut f: impl AsyncFnMut() -> Option<T>,
+) -> (T, Duration) {
     let t0 = Instant::now();
     loop {
         if let Some(v) = f().await {
@@ -225,10 +251,11 @@ fn story(seed: u64) -> String {
             nodes.insert(id, start(&net, &disks[id as usize], id, 2).await);
         }
         create_topic(&net).await;
-        let ((leader, epoch, _), _) = wait_for("a leader with a full ISR", Duration::from_secs(10), async || {
-            partition_state(&net, 0).await.filter(|(l, _, isr)| *l >= 0 && isr.len() == 3)
-        })
-        .await;
+        let ((leader, epoch, _), _) =
+            wait_for("a leader with a full ISR", Duration::from_secs(10), async || {
+                partition_state(&net, 0).await.filter(|(l, _, isr)| *l >= 0 && isr.len() == 3)
+            })
+            .await;
 
         // 20 acks=all batches, 5 records each.
         let mut acked = 0;
@@ -244,17 +271,28 @@ fn story(seed: u64) -> String {
         let old = nodes.remove(&leader).expect("running");
         crash(&net, &disks[leader as usize], old, leader);
         let other = (0..3).find(|i| *i != leader).unwrap();
-        let ((new_leader, new_epoch, isr), took) = wait_for("a new leader", Duration::from_secs(10), async || {
-            partition_state(&net, other).await.filter(|(l, e, _)| *l >= 0 && *l != leader && *e > epoch)
-        })
-        .await;
+        let ((new_leader, new_epoch, isr), took) =
+            wait_for("a new leader", Duration::from_secs(10), async || {
+                partition_state(&net, other)
+                    .await
+                    .filter(|(l, e, _)| *l >= 0 && *l != leader && *e > epoch)
+            })
+            .await;
         println!("leader {leader} crashed; {new_leader} leads at epoch {new_epoch} after {} ms (simulated), ISR {isr:?}", took.as_millis());
         assert!(!isr.contains(&leader));
 
         // Every acknowledged record is on the new leader; writes continue there.
         let (batches, hw, _) = read_all(&net, new_leader, -1).await.expect("read new leader");
-        assert!(hw >= acked as i64 && batches.len() >= 20, "acked writes lost: hw {hw}, {} batches", batches.len());
-        let (_, write_took) = wait_for("acks=all at the new leader", Duration::from_secs(10), async || (produce(&net, new_leader, -1, 100, 5).await == 0).then_some(())).await;
+        assert!(
+            hw >= acked as i64 && batches.len() >= 20,
+            "acked writes lost: hw {hw}, {} batches",
+            batches.len()
+        );
+        let (_, write_took) =
+            wait_for("acks=all at the new leader", Duration::from_secs(10), async || {
+                (produce(&net, new_leader, -1, 100, 5).await == 0).then_some(())
+            })
+            .await;
         for i in 21..30 {
             assert_eq!(produce(&net, new_leader, -1, i * 5, 5).await, 0);
         }
@@ -262,15 +300,22 @@ fn story(seed: u64) -> String {
         // The old leader restarts from its disk, catches up and rejoins the ISR.
         net.restart(&format!("b{leader}"));
         nodes.insert(leader, start(&net, &disks[leader as usize], leader, 2).await);
-        let (_, rejoin) = wait_for("the old leader back in the ISR", Duration::from_secs(20), async || {
-            partition_state(&net, new_leader).await.filter(|(_, _, isr)| isr.len() == 3)
-        })
-        .await;
+        let (_, rejoin) =
+            wait_for("the old leader back in the ISR", Duration::from_secs(20), async || {
+                partition_state(&net, new_leader).await.filter(|(_, _, isr)| isr.len() == 3)
+            })
+            .await;
         println!("old leader rejoined the ISR {} ms after its restart", rejoin.as_millis());
-        let (reference, leader_hw, leader_leo) = read_all(&net, new_leader, -2).await.expect("debug read");
+        let (reference, leader_hw, leader_leo) =
+            read_all(&net, new_leader, -2).await.expect("debug read");
         assert_eq!(leader_hw, leader_leo, "quiet partition: HW at the log end");
         for id in 0..3 {
-            let (replica, _, leo) = wait_for("replica caught up", Duration::from_secs(10), async || read_all(&net, id, -2).await.filter(|(_, _, leo)| *leo == leader_leo)).await.0;
+            let (replica, _, leo) =
+                wait_for("replica caught up", Duration::from_secs(10), async || {
+                    read_all(&net, id, -2).await.filter(|(_, _, leo)| *leo == leader_leo)
+                })
+                .await
+                .0;
             assert_eq!(leo, leader_leo);
             assert_eq!(replica.len(), reference.len(), "replica {id} batch count");
             for (a, b) in replica.iter().zip(&reference) {
@@ -296,32 +341,51 @@ fn min_insync_refuses_acks_all_when_the_isr_shrinks() {
             nodes.insert(id, start(&net, &disks[id as usize], id, 3).await);
         }
         create_topic(&net).await;
-        let ((leader, _, _), _) = wait_for("a leader with a full ISR", Duration::from_secs(10), async || {
-            partition_state(&net, 0).await.filter(|(l, _, isr)| *l >= 0 && isr.len() == 3)
-        })
-        .await;
+        let ((leader, _, _), _) =
+            wait_for("a leader with a full ISR", Duration::from_secs(10), async || {
+                partition_state(&net, 0).await.filter(|(l, _, isr)| *l >= 0 && isr.len() == 3)
+            })
+            .await;
         assert_eq!(produce(&net, leader, -1, 0, 5).await, 0);
         let victim = (0..3).find(|i| *i != leader).unwrap();
         let n = nodes.remove(&victim).unwrap();
         crash(&net, &disks[victim as usize], n, victim);
         let survivor = (0..3).find(|i| *i != leader && *i != victim).unwrap();
         wait_for("the ISR without the crashed follower", Duration::from_secs(10), async || {
-            partition_state(&net, leader).await.filter(|(_, _, isr)| isr.len() == 2 && !isr.contains(&victim))
+            partition_state(&net, leader)
+                .await
+                .filter(|(_, _, isr)| isr.len() == 2 && !isr.contains(&victim))
         })
         .await;
-        assert_eq!(produce(&net, leader, -1, 5, 5).await, 19, "acks=all needs min.insync.replicas=3: NOT_ENOUGH_REPLICAS");
+        assert_eq!(
+            produce(&net, leader, -1, 5, 5).await,
+            19,
+            "acks=all needs min.insync.replicas=3: NOT_ENOUGH_REPLICAS"
+        );
         assert_eq!(produce(&net, leader, 1, 10, 5).await, 0, "acks=1 is still accepted");
         // Below min.insync.replicas the HW stands still (KIP-966: the replica that left is an
         // eligible leader and must hold everything committed): consumers do not see the acks=1
         // batch, although the survivor has it.
-        wait_for("survivor has the acks=1 batch", Duration::from_secs(5), async || read_all(&net, survivor, -2).await.filter(|(_, _, leo)| *leo == 10)).await;
+        wait_for("survivor has the acks=1 batch", Duration::from_secs(5), async || {
+            read_all(&net, survivor, -2).await.filter(|(_, _, leo)| *leo == 10)
+        })
+        .await;
         tokio::time::sleep(Duration::from_millis(500)).await;
         let (batches, hw, _) = read_all(&net, leader, -1).await.unwrap();
-        assert_eq!((batches.len(), hw), (1, 5), "HW advanced with the ISR below min.insync.replicas");
+        assert_eq!(
+            (batches.len(), hw),
+            (1, 5),
+            "HW advanced with the ISR below min.insync.replicas"
+        );
         // The crashed follower restarts, catches up and rejoins: the HW moves on.
         net.restart(&format!("b{victim}"));
         nodes.insert(victim, start(&net, &disks[victim as usize], victim, 3).await);
-        let (batches, _, _) = wait_for("HW past the acks=1 batch", Duration::from_secs(10), async || read_all(&net, leader, -1).await.filter(|(_, hw, _)| *hw == 10)).await.0;
+        let (batches, _, _) =
+            wait_for("HW past the acks=1 batch", Duration::from_secs(10), async || {
+                read_all(&net, leader, -1).await.filter(|(_, hw, _)| *hw == 10)
+            })
+            .await
+            .0;
         assert_eq!(batches.len(), 2);
         assert_eq!(produce(&net, leader, -1, 15, 5).await, 0, "acks=all works again");
         for n in nodes.values() {

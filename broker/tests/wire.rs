@@ -90,7 +90,10 @@ impl Client {
     /// Reads one response frame, `None` if the broker closed the connection.
     async fn recv_frame(&mut self) -> Option<Bytes> {
         let mut len = [0u8; 4];
-        match tokio::time::timeout(TIMEOUT, self.s.read_exact(&mut len)).await.expect("response in time") {
+        match tokio::time::timeout(TIMEOUT, self.s.read_exact(&mut len))
+            .await
+            .expect("response in time")
+        {
             Ok(_) => {}
             Err(_) => return None,
         }
@@ -105,7 +108,11 @@ impl Client {
         let h = ResponseHeader::decode(&mut frame, hv).unwrap();
         assert_eq!(h.correlation_id, corr);
         let r = T::decode(&mut frame, v).unwrap();
-        assert!(!frame.has_remaining(), "{} bytes left after the {key:?} v{v} response", frame.remaining());
+        assert!(
+            !frame.has_remaining(),
+            "{} bytes left after the {key:?} v{v} response",
+            frame.remaining()
+        );
         r
     }
 
@@ -117,7 +124,10 @@ impl Client {
     /// True if the broker closed the connection (EOF) within the timeout.
     async fn closed(&mut self) -> bool {
         let mut b = [0u8; 1];
-        matches!(tokio::time::timeout(TIMEOUT, self.s.read(&mut b)).await.expect("close in time"), Ok(0) | Err(_))
+        matches!(
+            tokio::time::timeout(TIMEOUT, self.s.read(&mut b)).await.expect("close in time"),
+            Ok(0) | Err(_)
+        )
     }
 }
 
@@ -209,14 +219,21 @@ async fn metadata(c: &mut Client, v: i16, topic: &str) -> MetadataResponse {
 async fn produce_fetch_list_offsets_round_trip() {
     let srv = start(BrokerConfig::default()).await;
     let mut c = Client::connect(&srv.addr).await;
-    let av: ApiVersionsResponse = c.call(ApiKey::ApiVersions, 3, &ApiVersionsRequest::default()).await;
+    let av: ApiVersionsResponse =
+        c.call(ApiKey::ApiVersions, 3, &ApiVersionsRequest::default()).await;
     assert_eq!(av.error_code, 0);
     assert!(av.api_keys.iter().any(|k| k.api_key == 0 && k.min_version == 0));
     let md = metadata(&mut c, 12, "rt").await;
     assert_eq!(md.topics[0].error_code, 0);
     assert_eq!(md.brokers[0].port.to_string(), srv.addr.rsplit_once(':').unwrap().1);
     let id = md.topics[0].topic_id;
-    let codecs = [Compression::None, Compression::Gzip, Compression::Snappy, Compression::Lz4, Compression::Zstd];
+    let codecs = [
+        Compression::None,
+        Compression::Gzip,
+        Compression::Snappy,
+        Compression::Lz4,
+        Compression::Zstd,
+    ];
     let mut expected = Vec::new();
     for (i, codec) in codecs.iter().enumerate() {
         let ts = 1_000_000 + 1000 * i as i64;
@@ -269,9 +286,18 @@ async fn produce_fetch_list_offsets_round_trip() {
             t.partitions.push(p);
         }
         req.topics = vec![t];
-        let r: offset_for_leader_epoch_response::OffsetForLeaderEpochResponse = c.call(ApiKey::OffsetForLeaderEpoch, v, &req).await;
-        let got: Vec<(i16, i32, i64)> = r.topics[0].partitions.iter().map(|p| (p.error_code, p.leader_epoch, p.end_offset)).collect();
-        assert_eq!(got, vec![(0, 0, 50), (0, 0, 50), (0, -1, -1), (3, -1, -1)], "OffsetForLeaderEpoch v{v}");
+        let r: offset_for_leader_epoch_response::OffsetForLeaderEpochResponse =
+            c.call(ApiKey::OffsetForLeaderEpoch, v, &req).await;
+        let got: Vec<(i16, i32, i64)> = r.topics[0]
+            .partitions
+            .iter()
+            .map(|p| (p.error_code, p.leader_epoch, p.end_offset))
+            .collect();
+        assert_eq!(
+            got,
+            vec![(0, 0, 50), (0, 0, 50), (0, -1, -1), (3, -1, -1)],
+            "OffsetForLeaderEpoch v{v}"
+        );
     }
     // A debugging read (replica id -2) reads up to the log end; its LSO field is the log end.
     let mut dbg = fetch_req(12, "rt", id, 0, 0);
@@ -319,18 +345,41 @@ async fn idempotent_producer_sequences() {
     let (pid, epoch) = (ip.producer_id.0, ip.producer_epoch);
     let b0 = batch(5, 1, Compression::None, Some((pid, epoch, 0)));
     assert_eq!(produce(&mut c, 7, "idem", b0.clone()).await, (0, 0));
-    assert_eq!(produce(&mut c, 7, "idem", batch(5, 2, Compression::None, Some((pid, epoch, 5)))).await, (0, 5));
-    assert_eq!(produce(&mut c, 7, "idem", b0).await, (0, 0), "an exact retry gets its original offset");
-    assert_eq!(produce(&mut c, 7, "idem", batch(1, 3, Compression::None, Some((pid, epoch, 42)))).await.0, 45);
-    assert_eq!(produce(&mut c, 7, "idem", batch(1, 3, Compression::None, Some((pid, epoch, 10)))).await, (0, 10));
+    assert_eq!(
+        produce(&mut c, 7, "idem", batch(5, 2, Compression::None, Some((pid, epoch, 5)))).await,
+        (0, 5)
+    );
+    assert_eq!(
+        produce(&mut c, 7, "idem", b0).await,
+        (0, 0),
+        "an exact retry gets its original offset"
+    );
+    assert_eq!(
+        produce(&mut c, 7, "idem", batch(1, 3, Compression::None, Some((pid, epoch, 42)))).await.0,
+        45
+    );
+    assert_eq!(
+        produce(&mut c, 7, "idem", batch(1, 3, Compression::None, Some((pid, epoch, 10)))).await,
+        (0, 10)
+    );
     // After a restart the state is rebuilt from the log: retries are still recognised.
     let dir = srv.stop().await;
     let srv = start_in(BrokerConfig::default(), dir).await;
     let mut c = Client::connect(&srv.addr).await;
-    assert_eq!(produce(&mut c, 7, "idem", batch(1, 3, Compression::None, Some((pid, epoch, 10)))).await, (0, 10));
-    assert_eq!(produce(&mut c, 7, "idem", batch(1, 3, Compression::None, Some((pid, epoch, 13)))).await.0, 45);
-    assert_eq!(produce(&mut c, 7, "idem", batch(1, 3, Compression::None, Some((pid, epoch, 11)))).await, (0, 11));
-    let ip: InitProducerIdResponse = c.call(ApiKey::InitProducerId, 4, &InitProducerIdRequest::default()).await;
+    assert_eq!(
+        produce(&mut c, 7, "idem", batch(1, 3, Compression::None, Some((pid, epoch, 10)))).await,
+        (0, 10)
+    );
+    assert_eq!(
+        produce(&mut c, 7, "idem", batch(1, 3, Compression::None, Some((pid, epoch, 13)))).await.0,
+        45
+    );
+    assert_eq!(
+        produce(&mut c, 7, "idem", batch(1, 3, Compression::None, Some((pid, epoch, 11)))).await,
+        (0, 11)
+    );
+    let ip: InitProducerIdResponse =
+        c.call(ApiKey::InitProducerId, 4, &InitProducerIdRequest::default()).await;
     assert!(ip.producer_id.0 > pid, "producer ids are not reused after a restart");
     srv.stop().await;
 }
@@ -433,7 +482,11 @@ async fn bad_input() {
     let mut bad = BytesMut::from(&batch(3, 1, Compression::None, None)[..]);
     let last = bad.len() - 1;
     bad[last] ^= 0xff;
-    assert_eq!(produce(&mut c, 7, "errs", bad.freeze()).await.0, 2, "CRC mismatch → CORRUPT_MESSAGE");
+    assert_eq!(
+        produce(&mut c, 7, "errs", bad.freeze()).await.0,
+        2,
+        "CRC mismatch → CORRUPT_MESSAGE"
+    );
     let big = {
         let mut b = BatchBuilder::new(BytesMut::new(), Compression::None, 1 << 20);
         b.append(1, None, Some(&[7u8; 3000]), &[]).unwrap();
@@ -441,10 +494,18 @@ async fn bad_input() {
     };
     assert_eq!(produce(&mut c, 7, "errs", big).await.0, 10, "MESSAGE_TOO_LARGE");
     assert_eq!(produce(&mut c, 7, "bad name!", batch(1, 1, Compression::None, None)).await.0, 17);
-    assert_eq!(produce(&mut c, 7, "errs", Bytes::from_static(&[1, 2, 3])).await.0, 2, "truncated batch");
+    assert_eq!(
+        produce(&mut c, 7, "errs", Bytes::from_static(&[1, 2, 3])).await.0,
+        2,
+        "truncated batch"
+    );
     let md = metadata(&mut c, 9, "bad/name").await;
     assert_eq!(md.topics[0].error_code, 17);
-    assert_eq!(produce(&mut c, 7, "errs", batch(2, 1, Compression::None, None)).await, (0, 0), "still serving");
+    assert_eq!(
+        produce(&mut c, 7, "errs", batch(2, 1, Compression::None, None)).await,
+        (0, 0),
+        "still serving"
+    );
     srv.stop().await;
 
     let mut cfg = BrokerConfig::default();
@@ -476,7 +537,10 @@ async fn topics_persist_across_restart_and_copy_path() {
     let r: CreateTopicsResponse = c.call(ApiKey::CreateTopics, 2, &ct).await;
     assert_eq!(r.topics[0].error_code, 36, "TOPIC_ALREADY_EXISTS");
     for i in 0..20 {
-        assert_eq!(produce(&mut c, 7, "three", batch(5, i, Compression::Lz4, None)).await, (0, 5 * i));
+        assert_eq!(
+            produce(&mut c, 7, "three", batch(5, i, Compression::Lz4, None)).await,
+            (0, 5 * i)
+        );
     }
     let dir = srv.stop().await;
     let mut cfg = BrokerConfig::default();
@@ -488,7 +552,8 @@ async fn topics_persist_across_restart_and_copy_path() {
     let mut next = 0;
     let mut seen = 0;
     while next < 100 {
-        let r: FetchResponse = c.call(ApiKey::Fetch, 11, &fetch_req(11, "three", uuid::Uuid::nil(), next, 100)).await;
+        let r: FetchResponse =
+            c.call(ApiKey::Fetch, 11, &fetch_req(11, "three", uuid::Uuid::nil(), next, 100)).await;
         let recs = records_of(&r.responses[0].partitions[0]);
         assert!(!recs.is_empty());
         for (o, _) in &recs {
@@ -538,7 +603,12 @@ async fn retention_runs_periodically_and_acks0_errors_close() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     // acks=0 to a topic that cannot exist: no response, the connection is closed.
-    c.send(ApiKey::Produce, 7, &produce_req("bad name", 0, batch(1, 1, Compression::None, None), 0)).await;
+    c.send(
+        ApiKey::Produce,
+        7,
+        &produce_req("bad name", 0, batch(1, 1, Compression::None, None), 0),
+    )
+    .await;
     assert!(c.closed().await);
     srv.stop().await;
 }
@@ -572,7 +642,8 @@ async fn cost_hook_charges_requests_copies_and_crc() {
         let produced = hook.0.lock().unwrap().clone();
         assert!(produced["Crc32c"].1 >= record_len, "CRC charged over the records: {produced:?}");
         assert!(produced["Memcpy"].1 >= record_len);
-        let r: FetchResponse = c.call(ApiKey::Fetch, 11, &fetch_req(11, "cost", uuid::Uuid::nil(), 0, 100)).await;
+        let r: FetchResponse =
+            c.call(ApiKey::Fetch, 11, &fetch_req(11, "cost", uuid::Uuid::nil(), 0, 100)).await;
         assert_eq!(records_of(&r.responses[0].partitions[0]).len(), 50);
         let after = hook.0.lock().unwrap().clone();
         assert!(after["Request"].0 > produced["Request"].0, "the fetch paid a request overhead");

@@ -56,10 +56,7 @@ pub struct TopicPartition {
 
 impl TopicPartition {
     pub fn new(topic: impl Into<String>, partition: i32) -> Self {
-        Self {
-            topic: topic.into(),
-            partition,
-        }
+        Self { topic: topic.into(), partition }
     }
 }
 
@@ -352,10 +349,7 @@ impl<T> RecordAccumulator<T> {
             record.headers,
         );
         if size > self.config.max_request_size {
-            return Err(AppendError::RecordTooLarge {
-                size,
-                limit: self.config.max_request_size,
-            });
+            return Err(AppendError::RecordTooLarge { size, limit: self.config.max_request_size });
         }
         if size > self.config.buffer_memory {
             return Err(AppendError::RecordLargerThanMemory {
@@ -456,24 +450,21 @@ impl<T> RecordAccumulator<T> {
         let batch_is_full = builder.is_full();
         let id = self.next_batch_id;
         self.next_batch_id += 1;
-        self.queues
-            .entry(tp.clone())
-            .or_default()
-            .push_back(ProducerBatch {
-                tp: tp.clone(),
-                id,
-                created_ms: now_ms,
-                attempts: 0,
-                last_attempt_ms: now_ms,
-                thunks: vec![thunk],
-                state: BatchState::Open(builder),
-                alloc_size,
-                record_count: 1,
-                uncompressed_bytes: 0,
-                producer_id: NO_PRODUCER_ID,
-                producer_epoch: -1,
-                base_sequence: NO_SEQUENCE,
-            });
+        self.queues.entry(tp.clone()).or_default().push_back(ProducerBatch {
+            tp: tp.clone(),
+            id,
+            created_ms: now_ms,
+            attempts: 0,
+            last_attempt_ms: now_ms,
+            thunks: vec![thunk],
+            state: BatchState::Open(builder),
+            alloc_size,
+            record_count: 1,
+            uncompressed_bytes: 0,
+            producer_id: NO_PRODUCER_ID,
+            producer_epoch: -1,
+            base_sequence: NO_SEQUENCE,
+        });
         Ok(Appended {
             batch_id: id,
             offset_delta,
@@ -530,16 +521,14 @@ impl<T> RecordAccumulator<T> {
     /// Whether `batch` is its partition's oldest batch not yet acknowledged: if the broker
     /// refuses it as out of order, no earlier batch is on its way to fill the gap.
     pub fn is_oldest_unacked(&self, batch: &ProducerBatch<T>) -> bool {
-        self.unacked
-            .get(&batch.tp)
-            .and_then(|ids| ids.first())
-            .is_some_and(|&id| id == batch.id)
+        self.unacked.get(&batch.tp).and_then(|ids| ids.first()).is_some_and(|&id| id == batch.id)
     }
 
     /// Notes the broker's acknowledgement of `batch` (call before [`Self::complete`] on success).
     pub fn acknowledged(&mut self, batch: &ProducerBatch<T>) {
         if batch.has_sequence() && batch.producer_id == self.producer_id {
-            let last = increment_sequence(batch.base_sequence(), batch.record_count().saturating_sub(1));
+            let last =
+                increment_sequence(batch.base_sequence(), batch.record_count().saturating_sub(1));
             let e = self.last_acked_sequence.entry(batch.tp.clone()).or_insert(last);
             *e = (*e).max(last);
         }
@@ -550,7 +539,8 @@ impl<T> RecordAccumulator<T> {
     /// shows the broker lost this producer's state; anything else is a reordering (Java's
     /// `TransactionManager` asks the same before it bumps the epoch).
     pub fn is_next_sequence(&self, batch: &ProducerBatch<T>) -> bool {
-        let expected = self.last_acked_sequence.get(&batch.tp).map_or(0, |&s| increment_sequence(s, 1));
+        let expected =
+            self.last_acked_sequence.get(&batch.tp).map_or(0, |&s| increment_sequence(s, 1));
         batch.base_sequence() == expected
     }
 
@@ -569,10 +559,7 @@ impl<T> RecordAccumulator<T> {
         let mut ready = Vec::new();
         let mut next = u64::MAX;
         if self.waiting_for_producer_id() {
-            return ReadyCheck {
-                ready,
-                next_ready_check_delay_ms: next,
-            };
+            return ReadyCheck { ready, next_ready_check_delay_ms: next };
         }
         let exhausted = self.pool.queued() > 0;
         for (tp, q) in &self.queues {
@@ -582,17 +569,10 @@ impl<T> RecordAccumulator<T> {
             }
             let backing_off =
                 first.attempts > 0 && first.last_attempt_ms + self.config.retry_backoff_ms > now_ms;
-            let since = if first.attempts > 0 {
-                first.last_attempt_ms
-            } else {
-                first.created_ms
-            };
+            let since = if first.attempts > 0 { first.last_attempt_ms } else { first.created_ms };
             let waited = now_ms.saturating_sub(since);
-            let time_to_wait = if backing_off {
-                self.config.retry_backoff_ms
-            } else {
-                self.config.linger_ms
-            };
+            let time_to_wait =
+                if backing_off { self.config.retry_backoff_ms } else { self.config.linger_ms };
             let full = q.len() > 1 || first.is_full();
             let expired = waited >= time_to_wait;
             let sendable =
@@ -603,10 +583,7 @@ impl<T> RecordAccumulator<T> {
                 next = next.min(time_to_wait.saturating_sub(waited));
             }
         }
-        ReadyCheck {
-            ready,
-            next_ready_check_delay_ms: next,
-        }
+        ReadyCheck { ready, next_ready_check_delay_ms: next }
     }
 
     /// Drains at most one batch per partition among `partitions` (those led by `node`), closing
@@ -631,10 +608,7 @@ impl<T> RecordAccumulator<T> {
         let mut index = start;
         loop {
             let tp = &partitions[index];
-            let elsewhere = self
-                .in_flight_to
-                .get(tp)
-                .is_some_and(|&(to, _)| to != node);
+            let elsewhere = self.in_flight_to.get(tp).is_some_and(|&(to, _)| to != node);
             if !self.muted.contains(tp) && !elsewhere {
                 if let Some(q) = self.queues.get_mut(tp) {
                     if let Some(first) = q.front() {
@@ -649,7 +623,10 @@ impl<T> RecordAccumulator<T> {
                                     size += batch.estimated_size();
                                     self.in_flight.insert(batch.id);
                                     if self.config.idempotence {
-                                        self.in_flight_to.entry(tp.clone()).or_insert((node, 0)).1 += 1;
+                                        self.in_flight_to
+                                            .entry(tp.clone())
+                                            .or_insert((node, 0))
+                                            .1 += 1;
                                     }
                                     out.push(batch);
                                 }
@@ -674,21 +651,15 @@ impl<T> RecordAccumulator<T> {
             return Some(batch);
         }
         let (pid, epoch, seq) = if self.config.idempotence {
-            (
-                self.producer_id,
-                self.producer_epoch,
-                self.next_sequence(&batch.tp),
-            )
+            (self.producer_id, self.producer_epoch, self.next_sequence(&batch.tp))
         } else {
             (NO_PRODUCER_ID, -1, NO_SEQUENCE)
         };
         match batch.close(pid, epoch, seq) {
             Ok(()) => {
                 if self.config.idempotence {
-                    self.next_sequence.insert(
-                        batch.tp.clone(),
-                        increment_sequence(seq, batch.record_count),
-                    );
+                    self.next_sequence
+                        .insert(batch.tp.clone(), increment_sequence(seq, batch.record_count));
                     self.unacked.entry(batch.tp.clone()).or_default().insert(batch.id);
                 }
                 Some(batch)
@@ -697,12 +668,7 @@ impl<T> RecordAccumulator<T> {
                 let thunks = std::mem::take(&mut batch.thunks);
                 let (tp, id) = (batch.tp.clone(), batch.id);
                 self.release(batch);
-                self.failed.push(FailedBatch {
-                    tp,
-                    id,
-                    thunks,
-                    reason: FailReason::Build(e),
-                });
+                self.failed.push(FailedBatch { tp, id, thunks, reason: FailReason::Build(e) });
                 None
             }
         }
@@ -776,10 +742,7 @@ impl<T> RecordAccumulator<T> {
         let mut expired = Vec::new();
         let mut gone = Vec::new();
         for q in self.queues.values_mut() {
-            while q
-                .front()
-                .is_some_and(|b| now_ms.saturating_sub(b.created_ms) >= timeout)
-            {
+            while q.front().is_some_and(|b| now_ms.saturating_sub(b.created_ms) >= timeout) {
                 if let Some(b) = q.pop_front() {
                     gone.push(b);
                 }

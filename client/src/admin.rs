@@ -45,12 +45,7 @@ pub struct NewTopic {
 
 impl NewTopic {
     pub fn new(name: impl Into<String>, num_partitions: i32, replication_factor: i16) -> Self {
-        Self {
-            name: name.into(),
-            num_partitions,
-            replication_factor,
-            configs: BTreeMap::new(),
-        }
+        Self { name: name.into(), num_partitions, replication_factor, configs: BTreeMap::new() }
     }
 
     pub fn with_config(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
@@ -62,12 +57,7 @@ impl NewTopic {
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
 pub enum AdminError {
     #[error("topic `{topic}`: {name} (error code {code}){}", message.as_deref().map(|m| format!(": {m}")).unwrap_or_default())]
-    Topic {
-        topic: String,
-        code: i16,
-        name: &'static str,
-        message: Option<String>,
-    },
+    Topic { topic: String, code: i16, name: &'static str, message: Option<String> },
     #[error("topic `{topic}` missing from the response")]
     Missing { topic: String },
     #[error(transparent)]
@@ -156,20 +146,13 @@ impl Admin {
         let mut by_name: BTreeMap<String, (i16, Option<String>)> = resp
             .topics
             .into_iter()
-            .map(|t| {
-                (
-                    t.name.to_string(),
-                    (t.error_code, t.error_message.map(|m| m.to_string())),
-                )
-            })
+            .map(|t| (t.name.to_string(), (t.error_code, t.error_message.map(|m| m.to_string()))))
             .collect();
         Ok(topics
             .iter()
             .map(|t| {
                 let r = match by_name.remove(&t.name) {
-                    None => Err(AdminError::Missing {
-                        topic: t.name.clone(),
-                    }),
+                    None => Err(AdminError::Missing { topic: t.name.clone() }),
                     Some((0, _)) => Ok(()),
                     Some((code, message)) => Err(AdminError::Topic {
                         topic: t.name.clone(),
@@ -192,21 +175,18 @@ impl Admin {
     /// Deletes topics by name; one result per topic.
     pub async fn delete_topics(&self, names: &[String]) -> Result<TopicResults, AdminError> {
         let conn = self.controller().await?;
-        let req = DeleteTopicsRequest::default()
-            .with_timeout_ms(self.timeout_ms())
-            .with_topic_names(
-                names
-                    .iter()
-                    .map(|n| TopicName(StrBytes::from_string(n.clone())))
-                    .collect(),
+        let req =
+            DeleteTopicsRequest::default().with_timeout_ms(self.timeout_ms()).with_topic_names(
+                names.iter().map(|n| TopicName(StrBytes::from_string(n.clone()))).collect(),
             );
         let resp = conn.request(&req).await?;
         let mut by_name: BTreeMap<String, (i16, Option<String>)> = resp
             .responses
             .into_iter()
             .filter_map(|r| {
-                r.name
-                    .map(|n| (n.to_string(), (r.error_code, r.error_message.map(|m| m.to_string()))))
+                r.name.map(|n| {
+                    (n.to_string(), (r.error_code, r.error_message.map(|m| m.to_string())))
+                })
             })
             .collect();
         Ok(names

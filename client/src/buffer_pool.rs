@@ -120,10 +120,7 @@ impl BufferPool {
             return Err(PoolError::Closed);
         }
         if size > self.total {
-            return Err(PoolError::LargerThanMemory {
-                size,
-                total: self.total,
-            });
+            return Err(PoolError::LargerThanMemory { size, total: self.total });
         }
         Ok(())
     }
@@ -173,11 +170,7 @@ impl BufferPool {
             st.waiters.push_back(t);
             t
         };
-        let guard = WaiterGuard {
-            pool: self,
-            ticket,
-            done: false,
-        };
+        let guard = WaiterGuard { pool: self, ticket, done: false };
         loop {
             let notified = self.notify.notified();
             tokio::pin!(notified);
@@ -289,9 +282,7 @@ mod tests {
     #[test]
     fn free_list_is_released_for_large_requests() {
         let pool = BufferPool::new(300, 100);
-        let bufs: Vec<_> = (0..3)
-            .map(|_| pool.try_allocate(100).unwrap().unwrap())
-            .collect();
+        let bufs: Vec<_> = (0..3).map(|_| pool.try_allocate(100).unwrap().unwrap()).collect();
         assert!(pool.try_allocate(1).unwrap().is_none());
         for b in bufs {
             pool.deallocate(b, 100);
@@ -304,10 +295,7 @@ mod tests {
         assert_eq!(pool.available_memory(), 300);
         assert_eq!(
             pool.try_allocate(301),
-            Err(PoolError::LargerThanMemory {
-                size: 301,
-                total: 300
-            })
+            Err(PoolError::LargerThanMemory { size: 301, total: 300 })
         );
     }
 
@@ -323,9 +311,7 @@ mod tests {
         assert_eq!(pool.queued(), 0, "timed-out waiter left the queue");
         let p2 = pool.clone();
         let waiter = tokio::spawn(async move {
-            p2.allocate(150, Duration::from_secs(5))
-                .await
-                .map(|b| b.capacity())
+            p2.allocate(150, Duration::from_secs(5)).await.map(|b| b.capacity())
         });
         tokio::time::sleep(Duration::from_millis(5)).await;
         assert_eq!(pool.queued(), 1);

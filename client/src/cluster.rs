@@ -72,9 +72,7 @@ pub struct Cluster {
 
 impl std::fmt::Debug for Cluster {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Cluster")
-            .field("bootstrap", &self.bootstrap)
-            .finish()
+        f.debug_struct("Cluster").field("bootstrap", &self.bootstrap).finish()
     }
 }
 
@@ -134,10 +132,8 @@ impl Cluster {
                 addrs.push(b.clone());
             }
         }
-        let mut last = ConnError::Connect {
-            addr: String::new(),
-            reason: "bootstrap.servers is empty".into(),
-        };
+        let mut last =
+            ConnError::Connect { addr: String::new(), reason: "bootstrap.servers is empty".into() };
         for a in addrs {
             match self.conn(&a).await {
                 Ok(c) => return Ok(c),
@@ -158,9 +154,8 @@ impl Cluster {
             .with_topics(topics.map(|ts| {
                 ts.iter()
                     .map(|t| {
-                        MetadataRequestTopic::default().with_name(Some(TopicName(
-                            StrBytes::from_string(t.clone()),
-                        )))
+                        MetadataRequestTopic::default()
+                            .with_name(Some(TopicName(StrBytes::from_string(t.clone()))))
                     })
                     .collect()
             }))
@@ -172,9 +167,7 @@ impl Cluster {
             ..Metadata::default()
         };
         for b in &resp.brokers {
-            fresh
-                .brokers
-                .insert(b.node_id.0, format!("{}:{}", b.host.as_str(), b.port));
+            fresh.brokers.insert(b.node_id.0, format!("{}:{}", b.host.as_str(), b.port));
         }
         for t in &resp.topics {
             let Some(name) = &t.name else { continue };

@@ -11,11 +11,7 @@ pub enum ConfigError {
     #[error("unknown producer config `{key}`")]
     UnknownKey { key: String },
     #[error("invalid value `{value}` for `{key}`: {reason}")]
-    InvalidValue {
-        key: String,
-        value: String,
-        reason: String,
-    },
+    InvalidValue { key: String, value: String, reason: String },
     #[error("config line `{line}` is not key=value")]
     BadLine { line: String },
     #[error("`{key}`: {reason}")]
@@ -102,10 +98,7 @@ fn parse_num<T: std::str::FromStr>(key: &str, value: &str) -> Result<T, ConfigEr
 where
     T::Err: std::fmt::Display,
 {
-    value
-        .trim()
-        .parse::<T>()
-        .map_err(|e| invalid(key, value, e.to_string()))
+    value.trim().parse::<T>().map_err(|e| invalid(key, value, e.to_string()))
 }
 
 fn parse_bool(key: &str, value: &str) -> Result<bool, ConfigError> {
@@ -149,9 +142,7 @@ impl ProducerConfig {
                 continue;
             }
             let Some((k, v)) = line.split_once('=') else {
-                return Err(ConfigError::BadLine {
-                    line: line.to_string(),
-                });
+                return Err(ConfigError::BadLine { line: line.to_string() });
             };
             pairs.push((k.to_string(), v.to_string()));
         }
@@ -194,11 +185,7 @@ impl ProducerConfig {
                     "lz4" => Compression::Lz4,
                     "zstd" => Compression::Zstd,
                     _ => {
-                        return Err(invalid(
-                            key,
-                            value,
-                            "expected none, gzip, snappy, lz4 or zstd",
-                        ))
+                        return Err(invalid(key, value, "expected none, gzip, snappy, lz4 or zstd"))
                     }
                 }
             }
@@ -240,11 +227,7 @@ impl ProducerConfig {
             "request.timeout.ms" => self.request_timeout_ms = parse_num(key, value)?,
             "delivery.timeout.ms" => self.delivery_timeout_ms = parse_num(key, value)?,
             "partitioner.ignore.keys" => self.partitioner_ignore_keys = parse_bool(key, value)?,
-            _ => {
-                return Err(ConfigError::UnknownKey {
-                    key: key.to_string(),
-                })
-            }
+            _ => return Err(ConfigError::UnknownKey { key: key.to_string() }),
         }
         Ok(())
     }
@@ -316,10 +299,7 @@ impl ProducerConfig {
             ("max.request.size", self.max_request_size.to_string()),
             ("request.timeout.ms", self.request_timeout_ms.to_string()),
             ("delivery.timeout.ms", self.delivery_timeout_ms.to_string()),
-            (
-                "partitioner.ignore.keys",
-                self.partitioner_ignore_keys.to_string(),
-            ),
+            ("partitioner.ignore.keys", self.partitioner_ignore_keys.to_string()),
         ]
     }
 }
@@ -332,19 +312,12 @@ mod tests {
     fn defaults_are_kafkas() {
         let c = ProducerConfig::from_pairs(Vec::<(&str, &str)>::new()).unwrap();
         assert_eq!(c.acks, Acks::All);
-        assert_eq!(
-            (c.linger_ms, c.batch_size, c.buffer_memory),
-            (5, 16384, 32 << 20)
-        );
+        assert_eq!((c.linger_ms, c.batch_size, c.buffer_memory), (5, 16384, 32 << 20));
         assert_eq!((c.max_block_ms, c.retries), (60_000, 2_147_483_647));
         assert!(c.enable_idempotence);
         assert_eq!(c.max_in_flight_requests_per_connection, 5);
         assert_eq!(
-            (
-                c.max_request_size,
-                c.request_timeout_ms,
-                c.delivery_timeout_ms
-            ),
+            (c.max_request_size, c.request_timeout_ms, c.delivery_timeout_ms),
             (1 << 20, 30_000, 120_000)
         );
         assert_eq!(c.compression_type, Compression::None);
@@ -360,10 +333,7 @@ mod tests {
         assert_eq!((c.linger_ms, c.batch_size), (20, 65536));
         assert_eq!(c.compression_type, Compression::Lz4);
         assert_eq!(c.bootstrap_servers, vec!["a:9092", "b:9092"]);
-        assert!(
-            !c.enable_idempotence,
-            "acks=1 turns default idempotence off"
-        );
+        assert!(!c.enable_idempotence, "acks=1 turns default idempotence off");
     }
 
     #[test]
@@ -373,18 +343,10 @@ mod tests {
         let e = ProducerConfig::from_pairs([("compression.type", "brotli")]).unwrap_err();
         assert!(e.to_string().contains("compression.type"), "{e}");
         let e = ProducerConfig::from_pairs([("lingerms", "5")]).unwrap_err();
-        assert_eq!(
-            e,
-            ConfigError::UnknownKey {
-                key: "lingerms".into()
-            }
-        );
+        assert_eq!(e, ConfigError::UnknownKey { key: "lingerms".into() });
         let e = ProducerConfig::from_pairs([("enable.idempotence", "true"), ("acks", "1")])
             .unwrap_err();
-        assert!(
-            matches!(e, ConfigError::Conflict { ref key, .. } if key == "acks"),
-            "{e}"
-        );
+        assert!(matches!(e, ConfigError::Conflict { ref key, .. } if key == "acks"), "{e}");
         let e = ProducerConfig::from_pairs([("delivery.timeout.ms", "1000")]).unwrap_err();
         assert!(e.to_string().contains("delivery.timeout.ms"), "{e}");
         assert!(ProducerConfig::from_properties("novalue").is_err());

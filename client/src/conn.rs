@@ -24,7 +24,7 @@ use kafka_protocol::messages::{
     ApiKey, ApiVersionsRequest, ApiVersionsResponse, RequestHeader, ResponseHeader,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, Request, StrBytes};
-use net_model::{Chunk, ChunkWriter, CostHook, RealCpu, Reader, Work};
+use net_model::{Chunk, ChunkWriter, CostHook, Reader, RealCpu, Work};
 use thiserror::Error;
 use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{oneshot, Notify, OwnedSemaphorePermit, Semaphore};
@@ -104,31 +104,13 @@ pub enum ConnError {
     #[error("connection to {peer} closed: {reason}")]
     Closed { peer: String, reason: String },
     #[error("{api} request to {peer} timed out after {ms} ms")]
-    Timeout {
-        api: &'static str,
-        peer: String,
-        ms: u64,
-    },
+    Timeout { api: &'static str, peer: String, ms: u64 },
     #[error("encoding {api} v{version}: {reason}")]
-    Encode {
-        api: &'static str,
-        version: i16,
-        reason: String,
-    },
+    Encode { api: &'static str, version: i16, reason: String },
     #[error("decoding {api} v{version} response from {peer}: {reason}")]
-    Decode {
-        api: &'static str,
-        version: i16,
-        peer: String,
-        reason: String,
-    },
+    Decode { api: &'static str, version: i16, peer: String, reason: String },
     #[error("{peer} does not support {api} in versions {min}..={max}")]
-    UnsupportedVersion {
-        api: &'static str,
-        peer: String,
-        min: i16,
-        max: i16,
-    },
+    UnsupportedVersion { api: &'static str, peer: String, min: i16, max: i16 },
     #[error("ApiVersions to {peer} failed: {code_name}")]
     ApiVersions { peer: String, code_name: &'static str },
 }
@@ -195,10 +177,9 @@ impl Shared {
             std::mem::take(&mut p.waiters)
         };
         for (_, w) in waiters {
-            let _ = w.tx.send(Err(ConnError::Closed {
-                peer: peer.to_string(),
-                reason: reason.clone(),
-            }));
+            let _ = w
+                .tx
+                .send(Err(ConnError::Closed { peer: peer.to_string(), reason: reason.clone() }));
         }
     }
 }
@@ -250,10 +231,7 @@ pub async fn read_frame(reader: &mut Reader, max_bytes: usize) -> Result<Option<
         ));
     }
     let mut buf = BytesMut::zeroed(size);
-    reader
-        .read_exact(&mut buf)
-        .await
-        .map_err(|e| format!("reading a {size}-byte frame: {e}"))?;
+    reader.read_exact(&mut buf).await.map_err(|e| format!("reading a {size}-byte frame: {e}"))?;
     Ok(Some(buf.freeze()))
 }
 
@@ -304,16 +282,10 @@ fn encode_frame<R: Encodable>(
     let size_i32 = i32::try_from(size).map_err(|_| format!("request of {size} bytes"))?;
     let mut buf = BytesMut::with_capacity(4 + size);
     buf.put_i32(size_i32);
-    header
-        .encode(&mut buf, header_version)
-        .map_err(|e| e.to_string())?;
+    header.encode(&mut buf, header_version).map_err(|e| e.to_string())?;
     body.encode(&mut buf, version).map_err(|e| e.to_string())?;
     if buf.len() != 4 + size {
-        return Err(format!(
-            "encoded {} bytes, computed {}",
-            buf.len() - 4,
-            size
-        ));
+        return Err(format!("encoded {} bytes, computed {}", buf.len() - 4, size));
     }
     Ok(buf.freeze())
 }
@@ -327,12 +299,13 @@ pub fn negotiate(ours: (i16, i16), theirs: (i16, i16)) -> Option<(i16, i16)> {
 
 impl Conn {
     /// Wraps a transport connection: starts the reader task and negotiates versions.
-    pub async fn establish(conn: net_model::Connection, cfg: ConnConfig) -> Result<Arc<Conn>, ConnError> {
+    pub async fn establish(
+        conn: net_model::Connection,
+        cfg: ConnConfig,
+    ) -> Result<Arc<Conn>, ConnError> {
         let peer = conn.peer.clone();
-        let shared = Arc::new(Shared {
-            pending: Mutex::new(Pending::default()),
-            shutdown: Notify::new(),
-        });
+        let shared =
+            Arc::new(Shared { pending: Mutex::new(Pending::default()), shutdown: Notify::new() });
         tokio::spawn(read_loop(
             conn.reader,
             Arc::clone(&shared),
@@ -373,10 +346,7 @@ impl Conn {
         let conn = match tokio::time::timeout(cfg.connect_timeout, net.connect(addr)).await {
             Ok(Ok(c)) => c,
             Ok(Err(e)) => {
-                return Err(ConnError::Connect {
-                    addr: addr.to_string(),
-                    reason: e.to_string(),
-                })
+                return Err(ConnError::Connect { addr: addr.to_string(), reason: e.to_string() })
             }
             Err(_) => {
                 return Err(ConnError::Connect {
@@ -404,11 +374,7 @@ impl Conn {
 
     /// The version range usable for `key` with this broker, if any.
     pub fn versions(&self, key: ApiKey) -> Option<(i16, i16)> {
-        self.versions
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&(key as i16))
-            .copied()
+        self.versions.lock().unwrap_or_else(|e| e.into_inner()).get(&(key as i16)).copied()
     }
 
     /// The version this client uses for `key` with this broker (the highest both speak).
@@ -419,12 +385,7 @@ impl Conn {
                 .find(|(k, _, _)| *k == key)
                 .map(|(_, lo, hi)| (*lo, *hi))
                 .unwrap_or((0, -1));
-            ConnError::UnsupportedVersion {
-                api: api_name(key),
-                peer: self.peer.clone(),
-                min,
-                max,
-            }
+            ConnError::UnsupportedVersion { api: api_name(key), peer: self.peer.clone(), min, max }
         })
     }
 
@@ -478,7 +439,9 @@ impl Conn {
             }
             let mut map = BTreeMap::new();
             for k in &resp.api_keys {
-                if let Some((key, lo, hi)) = CLIENT_VERSIONS.iter().find(|(c, _, _)| *c as i16 == k.api_key) {
+                if let Some((key, lo, hi)) =
+                    CLIENT_VERSIONS.iter().find(|(c, _, _)| *c as i16 == k.api_key)
+                {
                     if let Some(range) = negotiate((*lo, *hi), (k.min_version, k.max_version)) {
                         map.insert(*key as i16, range);
                     }
@@ -487,23 +450,12 @@ impl Conn {
             *self.versions.lock().unwrap_or_else(|e| e.into_inner()) = map;
             return Ok(());
         }
-        Err(ConnError::ApiVersions {
-            peer: self.peer.clone(),
-            code_name: "UNSUPPORTED_VERSION",
-        })
+        Err(ConnError::ApiVersions { peer: self.peer.clone(), code_name: "UNSUPPORTED_VERSION" })
     }
 
     fn closed_error(&self, fallback: &str) -> ConnError {
-        let reason = self
-            .shared
-            .lock()
-            .closed
-            .clone()
-            .unwrap_or_else(|| fallback.to_string());
-        ConnError::Closed {
-            peer: self.peer.clone(),
-            reason,
-        }
+        let reason = self.shared.lock().closed.clone().unwrap_or_else(|| fallback.to_string());
+        ConnError::Closed { peer: self.peer.clone(), reason }
     }
 
     /// Writes one request. With `expect_response`, waits for an in-flight permit first and returns
@@ -528,31 +480,18 @@ impl Conn {
         let correlation_id = w.next_correlation_id;
         w.next_correlation_id = w.next_correlation_id.wrapping_add(1);
         let frame = encode_frame(key, version, correlation_id, &self.cfg.client_id, body)
-            .map_err(|reason| ConnError::Encode {
-                api: api_name(key),
-                version,
-                reason,
-            })?;
+            .map_err(|reason| ConnError::Encode { api: api_name(key), version, reason })?;
         // Per-request client CPU (encode, syscalls): what batching amortizes on this side too.
         self.cfg.cost.spend(Work::Request, frame.len() as u64).await;
         let rx = {
             let mut p = self.shared.lock();
             if let Some(reason) = &p.closed {
-                return Err(ConnError::Closed {
-                    peer: self.peer.clone(),
-                    reason: reason.clone(),
-                });
+                return Err(ConnError::Closed { peer: self.peer.clone(), reason: reason.clone() });
             }
             match permit {
                 Some(permit) => {
                     let (tx, rx) = oneshot::channel();
-                    p.waiters.insert(
-                        correlation_id,
-                        Waiter {
-                            tx,
-                            _permit: permit,
-                        },
-                    );
+                    p.waiters.insert(correlation_id, Waiter { tx, _permit: permit });
                     Some(rx)
                 }
                 None => None,
@@ -563,10 +502,7 @@ impl Conn {
             let reason = format!("write failed: {e}");
             self.shared.fail_all(reason.clone(), &self.peer);
             self.shared.shutdown.notify_one();
-            return Err(ConnError::Closed {
-                peer: self.peer.clone(),
-                reason,
-            });
+            return Err(ConnError::Closed { peer: self.peer.clone(), reason });
         }
         Ok(rx)
     }
@@ -618,7 +554,10 @@ impl Conn {
 
     /// Writes `req` now (so requests started in order go on the wire in order) and returns a
     /// handle to wait for its response.
-    pub async fn start<R: Request>(self: &Arc<Self>, req: &R) -> Result<PendingResponse<R>, ConnError> {
+    pub async fn start<R: Request>(
+        self: &Arc<Self>,
+        req: &R,
+    ) -> Result<PendingResponse<R>, ConnError> {
         let key = api_key::<R>()?;
         let version = self.version(key)?;
         let rx = self

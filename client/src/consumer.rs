@@ -122,35 +122,17 @@ pub enum ConsumerError {
     #[error("unknown consumer config `{key}`")]
     UnknownConfig { key: String },
     #[error("invalid value `{value}` for `{key}`: {reason}")]
-    InvalidConfig {
-        key: String,
-        value: String,
-        reason: String,
-    },
+    InvalidConfig { key: String, value: String, reason: String },
     #[error("{topic}-{partition} is not assigned to this consumer")]
     NotAssigned { topic: String, partition: i32 },
     #[error("{topic}-{partition}: offset {offset} is out of range and auto.offset.reset=none")]
-    OffsetOutOfRange {
-        topic: String,
-        partition: i32,
-        offset: i64,
-    },
+    OffsetOutOfRange { topic: String, partition: i32, offset: i64 },
     #[error("{topic}-{partition} has no position and auto.offset.reset=none")]
     NoOffset { topic: String, partition: i32 },
     #[error("{topic}-{partition}: {name} (error code {code})")]
-    Broker {
-        topic: String,
-        partition: i32,
-        code: i16,
-        name: &'static str,
-    },
+    Broker { topic: String, partition: i32, code: i16, name: &'static str },
     #[error("{topic}-{partition} at offset {offset}: corrupt record batch: {reason}")]
-    Corrupt {
-        topic: String,
-        partition: i32,
-        offset: i64,
-        reason: String,
-    },
+    Corrupt { topic: String, partition: i32, offset: i64, reason: String },
     #[error("no leader known for {topic}-{partition} within default.api.timeout.ms")]
     NoLeader { topic: String, partition: i32 },
     #[error(transparent)]
@@ -160,11 +142,7 @@ pub enum ConsumerError {
 }
 
 fn invalid(key: &str, value: &str, reason: impl Into<String>) -> ConsumerError {
-    ConsumerError::InvalidConfig {
-        key: key.into(),
-        value: value.into(),
-        reason: reason.into(),
-    }
+    ConsumerError::InvalidConfig { key: key.into(), value: value.into(), reason: reason.into() }
 }
 
 fn num<T: std::str::FromStr>(key: &str, value: &str) -> Result<T, ConsumerError>
@@ -196,9 +174,7 @@ impl ConsumerConfig {
             if line.is_empty() || line.starts_with('#') || line.starts_with('!') {
                 continue;
             }
-            let (k, v) = line
-                .split_once('=')
-                .ok_or_else(|| invalid(line, "", "not key=value"))?;
+            let (k, v) = line.split_once('=').ok_or_else(|| invalid(line, "", "not key=value"))?;
             pairs.push((k.to_string(), v.to_string()));
         }
         Self::from_pairs(pairs)
@@ -277,7 +253,11 @@ impl ConsumerConfig {
                 let mut list = Vec::new();
                 for name in value.split(',').map(str::trim).filter(|s| !s.is_empty()) {
                     let s = Strategy::from_name(name).ok_or_else(|| {
-                        invalid(key, value, "expected range, roundrobin, sticky or cooperative-sticky")
+                        invalid(
+                            key,
+                            value,
+                            "expected range, roundrobin, sticky or cooperative-sticky",
+                        )
                     })?;
                     if !list.contains(&s) {
                         list.push(s);
@@ -441,11 +421,8 @@ impl Consumer {
             cost,
             ..ConnConfig::default()
         };
-        let cluster = Arc::new(Cluster::new(
-            Arc::clone(&net),
-            cfg.bootstrap_servers.clone(),
-            conn_cfg,
-        ));
+        let cluster =
+            Arc::new(Cluster::new(Arc::clone(&net), cfg.bootstrap_servers.clone(), conn_cfg));
         let (tx, rx) = mpsc::unbounded_channel();
         Self {
             cfg,
@@ -497,12 +474,10 @@ impl Consumer {
     }
 
     fn state(&mut self, tp: &TopicPartition) -> Result<&mut PartState, ConsumerError> {
-        self.assignment
-            .get_mut(tp)
-            .ok_or_else(|| ConsumerError::NotAssigned {
-                topic: tp.topic.clone(),
-                partition: tp.partition,
-            })
+        self.assignment.get_mut(tp).ok_or_else(|| ConsumerError::NotAssigned {
+            topic: tp.topic.clone(),
+            partition: tp.partition,
+        })
     }
 
     fn drop_buffered(&mut self, tp: &TopicPartition) {
@@ -591,18 +566,13 @@ impl Consumer {
         query: &[(TopicPartition, i64)],
     ) -> Result<BTreeMap<TopicPartition, Option<(i64, i64)>>, ConsumerError> {
         let r = self.list_offsets(query.to_vec()).await?;
-        Ok(r
-            .into_iter()
-            .map(|(tp, (o, ts))| (tp, (o >= 0).then_some((o, ts))))
-            .collect())
+        Ok(r.into_iter().map(|(tp, (o, ts))| (tp, (o >= 0).then_some((o, ts)))).collect())
     }
 
     async fn ensure_metadata(&mut self) -> Result<(), ConsumerError> {
         let topics: BTreeSet<String> = self.assignment.keys().map(|tp| tp.topic.clone()).collect();
         let missing = self.cluster.with_metadata(|m| {
-            self.assignment
-                .keys()
-                .any(|tp| m.leader_addr(&tp.topic, tp.partition).is_none())
+            self.assignment.keys().any(|tp| m.leader_addr(&tp.topic, tp.partition).is_none())
         });
         if !self.need_metadata && !missing {
             return Ok(());
@@ -824,10 +794,7 @@ impl Consumer {
         while out.len() < max {
             let Some(front) = self.buffered.front_mut() else { break };
             let tp = front.tp.clone();
-            let valid = self
-                .assignment
-                .get(&tp)
-                .is_some_and(|st| st.position.is_some());
+            let valid = self.assignment.get(&tp).is_some_and(|st| st.position.is_some());
             if !valid {
                 self.buffered.pop_front();
                 continue;
@@ -960,10 +927,8 @@ impl Consumer {
                 Err(e) => {
                     tracing::debug!(node, error = %e, "cannot connect for fetch");
                     self.need_metadata = true;
-                    self.node_backoff.insert(
-                        node,
-                        now + Duration::from_millis(self.cfg.retry_backoff_ms),
-                    );
+                    self.node_backoff
+                        .insert(node, now + Duration::from_millis(self.cfg.retry_backoff_ms));
                     continue;
                 }
             };
@@ -1125,12 +1090,8 @@ impl Consumer {
         I: IntoIterator<Item = T>,
         T: Into<String>,
     {
-        let topics: Vec<String> = topics
-            .into_iter()
-            .map(Into::into)
-            .collect::<BTreeSet<_>>()
-            .into_iter()
-            .collect();
+        let topics: Vec<String> =
+            topics.into_iter().map(Into::into).collect::<BTreeSet<_>>().into_iter().collect();
         self.group_coordinator()?;
         if self.subscription.is_none() {
             // Manual assignment and subscription do not mix (Kafka throws; we replace).
@@ -1178,10 +1139,8 @@ impl Consumer {
     /// Generation and member id as this member knows them (`None` without `group.id`).
     pub fn group_metadata(&self) -> Option<GroupMetadata> {
         let group_id = self.cfg.group_id.clone()?;
-        let (generation_id, member_id) = self
-            .group
-            .as_ref()
-            .map_or((-1, String::new()), |g| g.group_metadata());
+        let (generation_id, member_id) =
+            self.group.as_ref().map_or((-1, String::new()), |g| g.group_metadata());
         Some(GroupMetadata {
             group_id,
             generation_id,
@@ -1285,11 +1244,8 @@ impl Consumer {
                         }
                     }
                     self.notify(Notice::Revoked, &plan.revoked);
-                    let keep: Vec<TopicPartition> = owned
-                        .iter()
-                        .filter(|tp| !plan.revoked.contains(tp))
-                        .cloned()
-                        .collect();
+                    let keep: Vec<TopicPartition> =
+                        owned.iter().filter(|tp| !plan.revoked.contains(tp)).cloned().collect();
                     self.assign(keep);
                 }
                 let still_owned = self.assignment();
@@ -1330,12 +1286,8 @@ impl Consumer {
         tracing::debug!(generation = done.generation, member = %done.member_id, assignment = ?done.assignment, "joined");
         let topics: BTreeSet<&String> = self.subscription.iter().flatten().collect();
         // A leader may hand out topics we did not ask for (another client's bug): ignore them.
-        let assigned: Vec<TopicPartition> = done
-            .assignment
-            .iter()
-            .filter(|tp| topics.contains(&tp.topic))
-            .cloned()
-            .collect();
+        let assigned: Vec<TopicPartition> =
+            done.assignment.iter().filter(|tp| topics.contains(&tp.topic)).cloned().collect();
         let owned = self.assignment();
         let change = after_sync(done.protocol, &owned, &assigned);
         if !change.revoked.is_empty() {
@@ -1418,7 +1370,9 @@ impl Consumer {
         let committed = g.committed(&tps).await?;
         for tp in tps {
             self.pending_committed.remove(&tp);
-            if let (Some(Some(offset)), Some(st)) = (committed.get(&tp), self.assignment.get_mut(&tp)) {
+            if let (Some(Some(offset)), Some(st)) =
+                (committed.get(&tp), self.assignment.get_mut(&tp))
+            {
                 if st.position.is_none() {
                     st.position = Some(*offset);
                     st.reset = None;
@@ -1440,10 +1394,8 @@ impl Consumer {
         }
         let now = Instant::now();
         let due = self.next_auto_commit.is_some_and(|t| now >= t);
-        let stable = self
-            .group
-            .as_ref()
-            .is_some_and(|g| g.state() == crate::group::MemberState::Stable);
+        let stable =
+            self.group.as_ref().is_some_and(|g| g.state() == crate::group::MemberState::Stable);
         if !due || !stable {
             return;
         }
@@ -1486,15 +1438,24 @@ async fn fetch(
             };
             let (records, next_offset, corrupt) = if p.error_code == errors::NONE {
                 let data = p.records.unwrap_or_default();
-                let (data_bytes, codec) = (data.len() as u64, crate::conn::first_batch_codec(&data));
-                let decoded = decode_records(&topic, p.partition_index, data, fetch_offset, check_crcs);
+                let (data_bytes, codec) =
+                    (data.len() as u64, crate::conn::first_batch_codec(&data));
+                let decoded =
+                    decode_records(&topic, p.partition_index, data, fetch_offset, check_crcs);
                 // Client CPU: CRC32C over what arrived, decompression over what came out.
                 let cost = conn.cost_hook();
                 if check_crcs {
                     cost.spend(net_model::Work::Crc32c, data_bytes).await;
                 }
                 if let Some(codec) = codec {
-                    let out: usize = decoded.0.iter().map(|r| r.value.as_ref().map_or(0, |v| v.len()) + r.key.as_ref().map_or(0, |k| k.len())).sum();
+                    let out: usize = decoded
+                        .0
+                        .iter()
+                        .map(|r| {
+                            r.value.as_ref().map_or(0, |v| v.len())
+                                + r.key.as_ref().map_or(0, |k| k.len())
+                        })
+                        .sum();
                     cost.spend(net_model::Work::Decompress(codec), out as u64).await;
                 }
                 decoded

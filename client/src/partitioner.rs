@@ -100,13 +100,7 @@ impl<R: RngCore> Partitioner<R> {
             }
         }
         let partition = self.next_partition(num_partitions, available);
-        self.sticky.insert(
-            topic.to_string(),
-            Sticky {
-                partition,
-                produced_bytes: 0,
-            },
-        );
+        self.sticky.insert(topic.to_string(), Sticky { partition, produced_bytes: 0 });
         Some(partition)
     }
 
@@ -127,11 +121,7 @@ impl<R: RngCore> Partitioner<R> {
 
     fn next_partition(&mut self, num_partitions: u32, available: &[u32]) -> u32 {
         let r = self.rng.next_u32();
-        let usable: Vec<u32> = available
-            .iter()
-            .copied()
-            .filter(|&p| p < num_partitions)
-            .collect();
+        let usable: Vec<u32> = available.iter().copied().filter(|&p| p < num_partitions).collect();
         if usable.is_empty() {
             r % num_partitions
         } else {
@@ -154,10 +144,7 @@ mod tests {
             (b"foobar", -790_332_482),
             (b"a-little-bit-long-string", -985_981_536),
             (b"a-little-bit-longer-string", -1_486_304_829),
-            (
-                b"lkjh234lh9fiuh90y23oiuhsafujhadof229phr9h19h89h8",
-                -58_897_971,
-            ),
+            (b"lkjh234lh9fiuh90y23oiuhsafujhadof229phr9h19h89h8", -58_897_971),
             (b"abc", 479_470_107),
         ];
         for (key, want) in cases {
@@ -195,10 +182,7 @@ mod tests {
         for chunk in a.chunks(10) {
             assert!(chunk.iter().all(|&x| x == chunk[0]), "{a:?}");
         }
-        assert!(
-            a.iter().any(|&x| x != a[0]),
-            "switches partitions over time"
-        );
+        assert!(a.iter().any(|&x| x != a[0]), "switches partitions over time");
     }
 
     #[test]

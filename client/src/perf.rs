@@ -133,10 +133,7 @@ pub struct Latencies {
 impl Latencies {
     pub fn new(expected: u64) -> Self {
         let sampling = (expected / expected.clamp(1, 500_000)).max(1);
-        Self {
-            sampling,
-            ..Self::default()
-        }
+        Self { sampling, ..Self::default() }
     }
 
     pub fn record(&mut self, ms: f64, bytes: u64, n: u64) {
@@ -231,11 +228,7 @@ fn read_properties(path: &std::path::Path) -> Result<Vec<(String, String)>, Perf
 /// The fixed payload: random uppercase letters, like Kafka's tool.
 fn payload(size: usize) -> Bytes {
     let mut rng = ChaCha8Rng::seed_from_u64(0);
-    Bytes::from(
-        (0..size)
-            .map(|_| b'A' + rng.gen_range(0..26u8))
-            .collect::<Vec<u8>>(),
-    )
+    Bytes::from((0..size).map(|_| b'A' + rng.gen_range(0..26u8)).collect::<Vec<u8>>())
 }
 
 /// Runs `perf produce`, printing Kafka's lines to `out`.
@@ -301,7 +294,8 @@ pub async fn produce(
         if last_report.elapsed() >= REPORT_INTERVAL {
             let elapsed = last_report.elapsed().as_secs_f64();
             last_report = Instant::now();
-            let (n, bytes, avg, max) = stats.lock().unwrap_or_else(|e| e.into_inner()).take_window();
+            let (n, bytes, avg, max) =
+                stats.lock().unwrap_or_else(|e| e.into_inner()).take_window();
             writeln!(
                 out,
                 "{n} records sent, {:.1} records/sec ({:.2} MB/sec), {avg:.1} ms avg latency, {max:.1} ms max latency.",
@@ -396,16 +390,10 @@ pub async fn consume(
         pairs.push(parse_kv(kv)?);
     }
     pairs.push(("bootstrap.servers".into(), args.bootstrap_server.clone()));
-    pairs.push((
-        "max.partition.fetch.bytes".into(),
-        args.fetch_size.to_string(),
-    ));
+    pairs.push(("max.partition.fetch.bytes".into(), args.fetch_size.to_string()));
     let mut cfg = ConsumerConfig::from_pairs(pairs)?;
-    cfg.auto_offset_reset = if args.from_latest {
-        AutoOffsetReset::Latest
-    } else {
-        AutoOffsetReset::Earliest
-    };
+    cfg.auto_offset_reset =
+        if args.from_latest { AutoOffsetReset::Latest } else { AutoOffsetReset::Earliest };
     let mut consumer = Consumer::new(cfg, net);
     let topics = [args.topic.clone()];
     let meta = consumer
@@ -464,7 +452,9 @@ pub async fn consume(
             *per_partition.entry(r.partition).or_default() += 1;
         }
         stats.record(ms, bytes, records.len() as u64);
-        if args.show_detailed_stats && last_report.elapsed() >= Duration::from_millis(args.reporting_interval) {
+        if args.show_detailed_stats
+            && last_report.elapsed() >= Duration::from_millis(args.reporting_interval)
+        {
             let el = last_report.elapsed().as_secs_f64();
             let n = stats.count - report_n;
             let b = stats.bytes - report_bytes;

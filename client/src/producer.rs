@@ -60,11 +60,7 @@ pub struct ProducerRecord {
 
 impl ProducerRecord {
     pub fn new(topic: impl Into<String>, value: impl Into<Bytes>) -> Self {
-        Self {
-            topic: topic.into(),
-            value: Some(value.into()),
-            ..Self::default()
-        }
+        Self { topic: topic.into(), value: Some(value.into()), ..Self::default() }
     }
 
     pub fn with_key(mut self, key: impl Into<Bytes>) -> Self {
@@ -103,34 +99,19 @@ pub enum ProduceError {
     #[error(transparent)]
     Append(#[from] AppendError),
     #[error("{topic}-{partition}: {name} (error code {code})")]
-    Broker {
-        topic: String,
-        partition: i32,
-        code: i16,
-        name: &'static str,
-    },
+    Broker { topic: String, partition: i32, code: i16, name: &'static str },
     #[error("topic `{topic}` not present in metadata after max.block.ms ({max_block_ms} ms)")]
     MetadataTimeout { topic: String, max_block_ms: u64 },
-    #[error("partition {partition} of topic `{topic}` with {partitions} partitions does not exist")]
-    UnknownPartition {
-        topic: String,
-        partition: i32,
-        partitions: usize,
-    },
+    #[error(
+        "partition {partition} of topic `{topic}` with {partitions} partitions does not exist"
+    )]
+    UnknownPartition { topic: String, partition: i32, partitions: usize },
     #[error("{topic}-{partition}: expired after delivery.timeout.ms ({delivery_timeout_ms} ms)")]
-    DeliveryTimeout {
-        topic: String,
-        partition: i32,
-        delivery_timeout_ms: u64,
-    },
+    DeliveryTimeout { topic: String, partition: i32, delivery_timeout_ms: u64 },
     #[error(transparent)]
     Conn(#[from] ConnError),
     #[error("batch for {topic}-{partition} failed to build: {reason}")]
-    Build {
-        topic: String,
-        partition: i32,
-        reason: String,
-    },
+    Build { topic: String, partition: i32, reason: String },
     #[error("the producer is closed")]
     Closed,
 }
@@ -145,9 +126,7 @@ pub struct Thunk {
 
 impl std::fmt::Debug for Thunk {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Thunk")
-            .field("timestamp", &self.timestamp)
-            .finish()
+        f.debug_struct("Thunk").field("timestamp", &self.timestamp).finish()
     }
 }
 
@@ -164,9 +143,7 @@ impl std::future::Future for DeliveryFuture {
         mut self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Self::Output> {
-        std::pin::Pin::new(&mut self.rx)
-            .poll(cx)
-            .map(|r| r.unwrap_or(Err(ProduceError::Closed)))
+        std::pin::Pin::new(&mut self.rx).poll(cx).map(|r| r.unwrap_or(Err(ProduceError::Closed)))
     }
 }
 
@@ -213,16 +190,8 @@ impl Shared {
             let r = match &result {
                 Ok((partition, base_offset, log_append_time)) => Ok(RecordMetadata {
                     partition: *partition,
-                    offset: if *base_offset >= 0 {
-                        base_offset + i as i64
-                    } else {
-                        -1
-                    },
-                    timestamp: if *log_append_time >= 0 {
-                        *log_append_time
-                    } else {
-                        t.timestamp
-                    },
+                    offset: if *base_offset >= 0 { base_offset + i as i64 } else { -1 },
+                    timestamp: if *log_append_time >= 0 { *log_append_time } else { t.timestamp },
                 }),
                 Err(e) => Err(e.clone()),
             };
@@ -319,10 +288,7 @@ impl Producer {
             record_retries: AtomicU64::new(0),
         });
         let handle = tokio::spawn(run_sender(Arc::clone(&shared)));
-        Self {
-            shared,
-            sender: Mutex::new(Some(handle)),
-        }
+        Self { shared, sender: Mutex::new(Some(handle)) }
     }
 
     pub fn config(&self) -> &ProducerConfig {
@@ -378,12 +344,7 @@ impl Producer {
                 p
             }
             None => lock(&sh.partitioner)
-                .partition(
-                    &record.topic,
-                    record.key.as_deref(),
-                    count as u32,
-                    &available,
-                )
+                .partition(&record.topic, record.key.as_deref(), count as u32, &available)
                 .map(|p| p as i32)
                 .ok_or_else(|| ProduceError::UnknownPartition {
                     topic: record.topic.clone(),
@@ -399,10 +360,7 @@ impl Producer {
             value: record.value.as_deref(),
             headers: &record.headers,
         };
-        let thunk = Thunk {
-            cb: callback,
-            timestamp,
-        };
+        let thunk = Thunk { cb: callback, timestamp };
         let remaining = deadline.saturating_duration_since(Instant::now());
         let appended = append(&sh.acc, &tp, rec, thunk, remaining, || sh.now_ms()).await?;
         if record.partition.is_none() {
@@ -448,8 +406,8 @@ impl Producer {
         loop {
             let topics = [topic.to_string()];
             let left = deadline.saturating_duration_since(Instant::now());
-            let _ = tokio::time::timeout(left, sh.cluster.refresh_metadata(Some(&topics), true))
-                .await;
+            let _ =
+                tokio::time::timeout(left, sh.cluster.refresh_metadata(Some(&topics), true)).await;
             if let Some(r) = sh.cluster.with_metadata(known) {
                 return Ok(r);
             }
@@ -637,7 +595,9 @@ async fn run_sender(sh: Arc<Shared>) {
                         // sequence it sees as the start, so a later batch overtaking it (on a
                         // fresh connection, or once the leader is ready) would leave it out of
                         // order for good.
-                        if max_in_flight == 1 || (sh.cfg.enable_idempotence && batch.base_sequence() == 0) {
+                        if max_in_flight == 1
+                            || (sh.cfg.enable_idempotence && batch.base_sequence() == 0)
+                        {
                             acc.mute(&batch.tp);
                         }
                     }
@@ -651,7 +611,13 @@ async fn run_sender(sh: Arc<Shared>) {
                 let cost = sh.cluster.config().cost.clone();
                 let work: Vec<_> = batches
                     .iter()
-                    .map(|b| (crate::conn::first_batch_codec(b.bytes()), b.uncompressed_bytes() as u64, b.bytes().len() as u64))
+                    .map(|b| {
+                        (
+                            crate::conn::first_batch_codec(b.bytes()),
+                            b.uncompressed_bytes() as u64,
+                            b.bytes().len() as u64,
+                        )
+                    })
                     .collect();
                 for (codec, uncompressed, len) in work {
                     if let Some(codec) = codec {
@@ -744,10 +710,8 @@ fn build_produce(
                 })
                 .collect(),
         );
-    let keys: Vec<(String, i32)> = batches
-        .iter()
-        .map(|b| (b.tp.topic.clone(), b.tp.partition))
-        .collect();
+    let keys: Vec<(String, i32)> =
+        batches.iter().map(|b| (b.tp.topic.clone(), b.tp.partition)).collect();
     (req, keys)
 }
 
@@ -829,7 +793,9 @@ async fn finish_produce(
                     }),
                 },
             };
-            if sh.cfg.max_in_flight_requests_per_connection <= 1 || (sh.cfg.enable_idempotence && batch.base_sequence() == 0) {
+            if sh.cfg.max_in_flight_requests_per_connection <= 1
+                || (sh.cfg.enable_idempotence && batch.base_sequence() == 0)
+            {
                 acc.unmute(&tp);
             }
             match result {
@@ -888,7 +854,8 @@ async fn finish_produce(
                         now.saturating_sub(batch.created_ms) < sh.cfg.delivery_timeout_ms;
                     if retriable && batch.attempts < sh.cfg.retries && within_deadline {
                         tracing::debug!(error = %e, attempt = batch.attempts + 1, "retrying batch");
-                        sh.record_retries.fetch_add(u64::from(batch.record_count()), Ordering::Relaxed);
+                        sh.record_retries
+                            .fetch_add(u64::from(batch.record_count()), Ordering::Relaxed);
                         acc.reenqueue(batch, now);
                     } else {
                         let e = if retriable && !within_deadline {

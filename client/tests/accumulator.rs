@@ -53,18 +53,12 @@ fn append_now(
     now: u64,
 ) -> bool {
     let value = value_for(id, len);
-    let rec = RecordRef {
-        timestamp: now as i64,
-        key: None,
-        value: Some(&value),
-        headers: &[],
-    };
+    let rec = RecordRef { timestamp: now as i64, key: None, value: Some(&value), headers: &[] };
     match a.try_append(tp, rec, id).unwrap() {
         TryAppend::Appended(_) => true,
         TryAppend::NeedsBuffer { size, thunk } => match a.pool().try_allocate(size).unwrap() {
             Some(buf) => {
-                a.append_with_buffer(tp, rec, thunk, buf, size, now)
-                    .unwrap();
+                a.append_with_buffer(tp, rec, thunk, buf, size, now).unwrap();
                 true
             }
             None => false,
@@ -135,10 +129,7 @@ fn drain_respects_max_request_size_and_rotates() {
     assert_eq!(second.len(), 1);
     assert_eq!(second[0].tp, tp(1));
     let rest = a.drain(7, &parts, 1 << 20, 0);
-    assert_eq!(
-        rest.iter().map(|b| b.tp.partition).collect::<Vec<_>>(),
-        vec![2, 3]
-    );
+    assert_eq!(rest.iter().map(|b| b.tp.partition).collect::<Vec<_>>(), vec![2, 3]);
     assert_eq!(a.in_flight_count(), 4);
 }
 
@@ -155,10 +146,7 @@ fn idempotence_assigns_sequences_at_drain_and_waits_for_a_producer_id() {
     let mut batches = Vec::new();
     while a.has_undrained() {
         for b in a.drain(0, &[tp(0)], 1 << 20, 0) {
-            assert_eq!(
-                (b.producer_id(), b.producer_epoch(), b.base_sequence()),
-                (1234, 2, seq)
-            );
+            assert_eq!((b.producer_id(), b.producer_epoch(), b.base_sequence()), (1234, 2, seq));
             let h = BatchHeader::validate(b.bytes(), usize::MAX).unwrap();
             assert_eq!(h.compression().unwrap(), Compression::Lz4);
             check_batch(&b);
@@ -280,33 +268,17 @@ fn oversized_records_are_refused() {
     };
     let mut a = acc(c);
     let big = vec![0u8; 2000];
-    let rec = RecordRef {
-        timestamp: 0,
-        key: None,
-        value: Some(&big),
-        headers: &[],
-    };
-    assert!(matches!(
-        a.try_append(&tp(0), rec, 1),
-        Err(AppendError::RecordTooLarge { .. })
-    ));
+    let rec = RecordRef { timestamp: 0, key: None, value: Some(&big), headers: &[] };
+    assert!(matches!(a.try_append(&tp(0), rec, 1), Err(AppendError::RecordTooLarge { .. })));
     // A record larger than batch.size but within limits gets a batch of its own.
     let mid = vec![0u8; 500];
-    let rec = RecordRef {
-        timestamp: 0,
-        key: None,
-        value: Some(&mid),
-        headers: &[],
-    };
+    let rec = RecordRef { timestamp: 0, key: None, value: Some(&mid), headers: &[] };
     match a.try_append(&tp(0), rec, 2).unwrap() {
         TryAppend::NeedsBuffer { size, .. } => assert!(size > 500),
         other => panic!("{other:?}"),
     }
     a.close();
-    assert!(matches!(
-        a.try_append(&tp(0), rec, 3),
-        Err(AppendError::Closed)
-    ));
+    assert!(matches!(a.try_append(&tp(0), rec, 3), Err(AppendError::Closed)));
 }
 
 #[test]
@@ -331,34 +303,18 @@ async fn append_waits_for_memory_released_by_completion() {
     let a = Arc::new(Mutex::new(RecordAccumulator::<u64>::new(c, pool.clone())));
     // A record whose upper bound fits one batch.size buffer.
     let v = vec![1u8; 10];
-    let rec = RecordRef {
-        timestamp: 0,
-        key: None,
-        value: Some(&v),
-        headers: &[],
-    };
+    let rec = RecordRef { timestamp: 0, key: None, value: Some(&v), headers: &[] };
     for (i, p) in [0, 1].into_iter().enumerate() {
-        client::append(&a, &tp(p), rec, i as u64, Duration::from_millis(10), || 0)
-            .await
-            .unwrap();
+        client::append(&a, &tp(p), rec, i as u64, Duration::from_millis(10), || 0).await.unwrap();
     }
     assert_eq!(pool.available_memory(), 0);
-    let err = client::append(&a, &tp(2), rec, 9, Duration::from_millis(10), || 0)
-        .await
-        .unwrap_err();
-    assert!(matches!(
-        err,
-        AppendError::Pool(client::PoolError::Timeout { .. })
-    ));
+    let err =
+        client::append(&a, &tp(2), rec, 9, Duration::from_millis(10), || 0).await.unwrap_err();
+    assert!(matches!(err, AppendError::Pool(client::PoolError::Timeout { .. })));
     let a2 = a.clone();
     let waiter = tokio::spawn(async move {
         let v = vec![1u8; 10];
-        let rec = RecordRef {
-            timestamp: 0,
-            key: None,
-            value: Some(&v),
-            headers: &[],
-        };
+        let rec = RecordRef { timestamp: 0, key: None, value: Some(&v), headers: &[] };
         client::append(&a2, &tp(2), rec, 3, Duration::from_secs(5), || 0).await
     });
     tokio::time::sleep(Duration::from_millis(5)).await;
@@ -549,7 +505,10 @@ fn an_idempotent_partition_is_in_flight_to_one_node_at_a_time() {
     assert_eq!((s1, s2), (0, first.record_count() as i32));
     let next = a.next_sequence(&tp(0));
     // The metadata names node 2 now: nothing of the partition drains there meanwhile.
-    assert!(a.drain(2, &[tp(0)], 1 << 20, 0).is_empty(), "drained to the new leader while batches are in flight to the old");
+    assert!(
+        a.drain(2, &[tp(0)], 1 << 20, 0).is_empty(),
+        "drained to the new leader while batches are in flight to the old"
+    );
     assert_eq!(a.next_sequence(&tp(0)), next, "no sequence stamped for the new leader");
     // Other partitions are not held back.
     assert!(append_now(&mut a, &tp(1), 100, 40, 0));
@@ -560,10 +519,16 @@ fn an_idempotent_partition_is_in_flight_to_one_node_at_a_time() {
     }
     // The old leader steps down: one answer back, the other still out.
     a.reenqueue(first, 10);
-    assert!(a.drain(2, &[tp(0)], 1 << 20, 200).is_empty(), "one batch is still in flight to node 1");
+    assert!(
+        a.drain(2, &[tp(0)], 1 << 20, 200).is_empty(),
+        "one batch is still in flight to node 1"
+    );
     a.reenqueue(second, 10);
     // Both back: retries first, in sequence order, then the next new batch; and now node 1 waits.
-    let to_new: Vec<i32> = (0..3).flat_map(|_| a.drain(2, &[tp(0)], 1 << 20, 200)).map(|b| b.base_sequence()).collect();
+    let to_new: Vec<i32> = (0..3)
+        .flat_map(|_| a.drain(2, &[tp(0)], 1 << 20, 200))
+        .map(|b| b.base_sequence())
+        .collect();
     assert_eq!(to_new, vec![s1, s2, next]);
     assert!(a.drain(1, &[tp(0)], 1 << 20, 200).is_empty(), "batches are in flight to node 2");
 }

@@ -30,7 +30,11 @@ fn check_exclusive_and_complete(
     for m in members {
         let got = a.get(&m.member_id).expect("every member in the assignment");
         for p in got {
-            assert!(m.topics.contains(&p.topic), "{p:?} given to {} who does not subscribe", m.member_id);
+            assert!(
+                m.topics.contains(&p.topic),
+                "{p:?} given to {} who does not subscribe",
+                m.member_id
+            );
             assert!(seen.insert(p.clone()), "{p:?} assigned twice");
         }
     }
@@ -56,7 +60,11 @@ fn spread(a: &GroupAssignment) -> usize {
 }
 
 /// Members' next subscriptions: owning what `a` gave them, in `generation`.
-fn owning(members: &[MemberSubscription], a: &GroupAssignment, generation: i32) -> Vec<MemberSubscription> {
+fn owning(
+    members: &[MemberSubscription],
+    a: &GroupAssignment,
+    generation: i32,
+) -> Vec<MemberSubscription> {
     members
         .iter()
         .map(|m| MemberSubscription {
@@ -83,11 +91,8 @@ fn roundrobin_matches_kafkas_documented_layouts() {
     assert_eq!(a["C0"], vec![tp("t0", 0), tp("t0", 2), tp("t1", 1)]);
     assert_eq!(a["C1"], vec![tp("t0", 1), tp("t1", 0), tp("t1", 2)]);
     // Differing subscriptions (RoundRobinAssignor javadoc).
-    let members = [
-        member("C0", &["t0"]),
-        member("C1", &["t0", "t1"]),
-        member("C2", &["t0", "t1", "t2"]),
-    ];
+    let members =
+        [member("C0", &["t0"]), member("C1", &["t0", "t1"]), member("C2", &["t0", "t1", "t2"])];
     let a = assign(Strategy::RoundRobin, &members, &counts(&[("t0", 1), ("t1", 2), ("t2", 3)]));
     assert_eq!(a["C0"], vec![tp("t0", 0)]);
     assert_eq!(a["C1"], vec![tp("t1", 0)]);
@@ -161,7 +166,9 @@ fn newest_generation_wins_a_conflicting_claim() {
 
 /// A group: members (ids m0..), each subscribing to a subset of topics t0.. (possibly all),
 /// owning arbitrary partitions from some generation.
-fn arb_group(uniform: bool) -> impl Strategy2<Value = (Vec<MemberSubscription>, BTreeMap<String, i32>)> {
+fn arb_group(
+    uniform: bool,
+) -> impl Strategy2<Value = (Vec<MemberSubscription>, BTreeMap<String, i32>)> {
     (1usize..4, 1usize..7)
         .prop_flat_map(move |(ntopics, nmembers)| {
             (
@@ -185,7 +192,8 @@ fn arb_group(uniform: bool) -> impl Strategy2<Value = (Vec<MemberSubscription>, 
                 .into_iter()
                 .enumerate()
                 .map(|(i, (subs, owned, generation, is_static))| {
-                    let subs: Vec<usize> = if uniform { (0..ntopics).collect() } else { subs.into_iter().collect() };
+                    let subs: Vec<usize> =
+                        if uniform { (0..ntopics).collect() } else { subs.into_iter().collect() };
                     MemberSubscription {
                         member_id: format!("m{i}"),
                         group_instance_id: is_static.then(|| format!("i{}", 9 - i)),

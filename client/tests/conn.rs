@@ -36,10 +36,7 @@ fn response<T: Encodable>(key: ApiKey, version: i16, correlation_id: i32, body: 
     let mut buf = BytesMut::new();
     buf.put_i32(0);
     let hv = key.response_header_version(version);
-    ResponseHeader::default()
-        .with_correlation_id(correlation_id)
-        .encode(&mut buf, hv)
-        .unwrap();
+    ResponseHeader::default().with_correlation_id(correlation_id).encode(&mut buf, hv).unwrap();
     body.encode(&mut buf, version).unwrap();
     let n = (buf.len() - 4) as i32;
     buf[..4].copy_from_slice(&n.to_be_bytes());
@@ -73,20 +70,13 @@ async fn answer_api_versions(rd: &mut Rd, wr: &mut Wr, max_api_versions: i16) {
         assert_eq!(h.client_id.as_ref().map(|s| s.as_str()), Some("test-client"));
         if h.request_api_version > max_api_versions {
             let r = api_versions(max_api_versions).with_error_code(35);
-            wr.write_all(&response(ApiKey::ApiVersions, 0, h.correlation_id, &r))
-                .await
-                .unwrap();
+            wr.write_all(&response(ApiKey::ApiVersions, 0, h.correlation_id, &r)).await.unwrap();
             continue;
         }
         let r = api_versions(max_api_versions);
-        wr.write_all(&response(
-            ApiKey::ApiVersions,
-            h.request_api_version,
-            h.correlation_id,
-            &r,
-        ))
-        .await
-        .unwrap();
+        wr.write_all(&response(ApiKey::ApiVersions, h.request_api_version, h.correlation_id, &r))
+            .await
+            .unwrap();
         return;
     }
 }
@@ -135,10 +125,7 @@ async fn negotiates_versions_with_kip511_fallback() {
     assert_eq!(c.version(ApiKey::Produce).unwrap(), 10);
     assert_eq!(c.version(ApiKey::Fetch).unwrap(), 12, "capped below topic-id versions");
     assert_eq!(c.version(ApiKey::ApiVersions).unwrap(), 2);
-    assert!(matches!(
-        c.version(ApiKey::ListOffsets),
-        Err(ConnError::UnsupportedVersion { .. })
-    ));
+    assert!(matches!(c.version(ApiKey::ListOffsets), Err(ConnError::UnsupportedVersion { .. })));
 }
 
 #[tokio::test]
@@ -170,9 +157,9 @@ async fn pipelined_requests_match_out_of_order_responses() {
     let mut tasks = Vec::new();
     for _ in 0..9 {
         let c = Arc::clone(&c);
-        tasks.push(tokio::spawn(async move {
-            c.request(&MetadataRequest::default()).await.unwrap()
-        }));
+        tasks.push(tokio::spawn(
+            async move { c.request(&MetadataRequest::default()).await.unwrap() },
+        ));
     }
     let mut ids = Vec::new();
     for t in tasks {

@@ -63,7 +63,8 @@ impl Network for MemNetwork {
 
     async fn connect(&self, addr: &str) -> io::Result<Connection> {
         let tx = self.listeners.lock().unwrap().get(addr).cloned();
-        let tx = tx.ok_or_else(|| io::Error::new(io::ErrorKind::ConnectionRefused, addr.to_string()))?;
+        let tx =
+            tx.ok_or_else(|| io::Error::new(io::ErrorKind::ConnectionRefused, addr.to_string()))?;
         let (a, b) = tokio::io::duplex(256 * 1024);
         tx.send(conn(b, "client", addr))
             .map_err(|_| io::Error::new(io::ErrorKind::ConnectionRefused, addr.to_string()))?;
@@ -76,9 +77,13 @@ async fn in_process_round_trip() {
     let dir = tempfile::tempdir().unwrap();
     let storage: Arc<dyn disk_model::Storage> =
         Arc::new(disk_model::OsStorage::new(dir.path()).unwrap());
-    let b = broker::Broker::open(broker::BrokerConfig::default(), storage, std::path::Path::new("data"))
-        .await
-        .unwrap();
+    let b = broker::Broker::open(
+        broker::BrokerConfig::default(),
+        storage,
+        std::path::Path::new("data"),
+    )
+    .await
+    .unwrap();
     b.set_advertised("broker", 9092);
     let b = Arc::new(b);
     let net = Arc::new(MemNetwork::default());
@@ -94,8 +99,11 @@ async fn in_process_round_trip() {
     admin.create_topic(NewTopic::new("mem", 2, 1)).await.unwrap();
 
     let p = Producer::new(
-        ProducerConfig::from_pairs([("bootstrap.servers", "broker:9092"), ("compression.type", "zstd")])
-            .unwrap(),
+        ProducerConfig::from_pairs([
+            ("bootstrap.servers", "broker:9092"),
+            ("compression.type", "zstd"),
+        ])
+        .unwrap(),
         Arc::clone(&net),
         7,
     );

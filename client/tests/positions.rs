@@ -11,7 +11,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use client::{Admin, AdminConfig, Consumer, ConsumerConfig, ConsumerError, NewTopic, Producer, ProducerConfig, ProducerRecord, TopicPartition};
+use client::{
+    Admin, AdminConfig, Consumer, ConsumerConfig, ConsumerError, NewTopic, Producer,
+    ProducerConfig, ProducerRecord, TopicPartition,
+};
 use net_model::tcp::TcpNetwork;
 
 fn net() -> Arc<dyn net_model::Network> {
@@ -21,13 +24,20 @@ fn net() -> Arc<dyn net_model::Network> {
 #[tokio::test]
 async fn each_partition_is_positioned_on_its_own_without_a_reset_policy() {
     let b = common::start_broker(&[]);
-    let admin = Admin::new(AdminConfig { bootstrap_servers: vec![b.addr.clone()], ..AdminConfig::default() }, net());
+    let admin = Admin::new(
+        AdminConfig { bootstrap_servers: vec![b.addr.clone()], ..AdminConfig::default() },
+        net(),
+    );
     admin.create_topic(NewTopic::new("two", 2, 1)).await.unwrap();
-    let pairs = vec![("bootstrap.servers".to_string(), b.addr.clone()), ("acks".to_string(), "all".to_string())];
+    let pairs = vec![
+        ("bootstrap.servers".to_string(), b.addr.clone()),
+        ("acks".to_string(), "all".to_string()),
+    ];
     let p = Producer::new(ProducerConfig::from_pairs(pairs).unwrap(), net(), 7);
     for part in 0..2 {
         for i in 0..5 {
-            let r = ProducerRecord::new("two", Bytes::from(format!("p{part}-{i}"))).with_partition(part);
+            let r = ProducerRecord::new("two", Bytes::from(format!("p{part}-{i}")))
+                .with_partition(part);
             p.send(r).await.unwrap().await.unwrap();
         }
     }
@@ -63,6 +73,10 @@ async fn each_partition_is_positioned_on_its_own_without_a_reset_policy() {
     while got.len() < 5 && tokio::time::Instant::now() < deadline {
         got.extend(c.poll(Duration::from_millis(200)).await.unwrap());
     }
-    assert_eq!(got.len(), 5, "partition 1's five records, and none of partition 0 (positioned at its end)");
+    assert_eq!(
+        got.len(),
+        5,
+        "partition 1's five records, and none of partition 0 (positioned at its end)"
+    );
     assert!(got.iter().all(|r| r.partition == 1));
 }

@@ -12,8 +12,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use client::{
-    Admin, AdminConfig, Consumer, ConsumerConfig, ConsumerError, ConsumerRecord,
-    Header, NewTopic, ProducerConfig, Producer, ProducerRecord, TopicPartition,
+    Admin, AdminConfig, Consumer, ConsumerConfig, ConsumerError, ConsumerRecord, Header, NewTopic,
+    Producer, ProducerConfig, ProducerRecord, TopicPartition,
 };
 use net_model::tcp::TcpNetwork;
 
@@ -23,10 +23,7 @@ fn net() -> Arc<dyn net_model::Network> {
 
 fn admin(addr: &str) -> Admin {
     Admin::new(
-        AdminConfig {
-            bootstrap_servers: vec![addr.to_string()],
-            ..AdminConfig::default()
-        },
+        AdminConfig { bootstrap_servers: vec![addr.to_string()], ..AdminConfig::default() },
         net(),
     )
 }
@@ -38,19 +35,14 @@ fn producer(addr: &str, props: &[(&str, &str)]) -> Producer {
 }
 
 fn consumer(addr: &str, props: &[(&str, &str)]) -> Consumer {
-    let mut pairs: Vec<(String, String)> = vec![
-        ("bootstrap.servers".into(), addr.into()),
-        ("fetch.max.wait.ms".into(), "100".into()),
-    ];
+    let mut pairs: Vec<(String, String)> =
+        vec![("bootstrap.servers".into(), addr.into()), ("fetch.max.wait.ms".into(), "100".into())];
     pairs.extend(props.iter().map(|(k, v)| (k.to_string(), v.to_string())));
     Consumer::new(ConsumerConfig::from_pairs(pairs).unwrap(), net())
 }
 
 async fn create(addr: &str, topic: &str, partitions: i32) {
-    admin(addr)
-        .create_topic(NewTopic::new(topic, partitions, 1))
-        .await
-        .unwrap();
+    admin(addr).create_topic(NewTopic::new(topic, partitions, 1)).await.unwrap();
 }
 
 fn tps(topic: &str, n: i32) -> Vec<TopicPartition> {
@@ -71,10 +63,8 @@ fn record(i: usize) -> ProducerRecord {
     let value: Vec<u8> = (0..(i * 37) % 700).map(|j| (i * 31 + j) as u8).collect();
     let mut r = ProducerRecord::new("", Bytes::from(value)).with_key(format!("key-{i}"));
     if i % 3 == 0 {
-        r.headers = vec![Header::new(
-            Bytes::from(format!("h{i}")),
-            Some(Bytes::from_static(b"hv")),
-        )];
+        r.headers =
+            vec![Header::new(Bytes::from(format!("h{i}")), Some(Bytes::from_static(b"hv")))];
     }
     if i % 10 == 0 {
         r.value = None;
@@ -178,10 +168,7 @@ async fn seek_to_beginning_end_timestamp_and_out_of_range() {
 
     let ends = c.end_offsets(std::slice::from_ref(&tp)).await.unwrap();
     assert_eq!(ends[&tp], 100);
-    let by_time = c
-        .offsets_for_times(&[(tp.clone(), base_ts + 1_000_000)])
-        .await
-        .unwrap();
+    let by_time = c.offsets_for_times(&[(tp.clone(), base_ts + 1_000_000)]).await.unwrap();
     assert_eq!(by_time[&tp], None);
 
     // Out of range: reset per auto.offset.reset.
@@ -204,10 +191,7 @@ async fn seek_to_beginning_end_timestamp_and_out_of_range() {
             Ok(r) => assert!(r.is_empty()),
         }
     }
-    assert!(
-        matches!(err, Some(ConsumerError::OffsetOutOfRange { offset: 10_000, .. })),
-        "{err:?}"
-    );
+    assert!(matches!(err, Some(ConsumerError::OffsetOutOfRange { offset: 10_000, .. })), "{err:?}");
 }
 
 #[tokio::test]
@@ -252,11 +236,19 @@ async fn idempotent_producer_under_load_keeps_sequence_order() {
     let b = common::start_broker(&[]);
     let topic = "idem-load";
     create(&b.addr, topic, 1).await;
-    let p = producer(&b.addr, &[("linger.ms", "0"), ("batch.size", "2048"), ("max.in.flight.requests.per.connection", "5")]);
+    let p = producer(
+        &b.addr,
+        &[
+            ("linger.ms", "0"),
+            ("batch.size", "2048"),
+            ("max.in.flight.requests.per.connection", "5"),
+        ],
+    );
     let n = 30_000usize;
     let mut futs = Vec::with_capacity(n);
     for i in 0..n {
-        let r = ProducerRecord::new(topic, Bytes::from(format!("v{i:06}-{}", "x".repeat(80)))).with_partition(0);
+        let r = ProducerRecord::new(topic, Bytes::from(format!("v{i:06}-{}", "x".repeat(80))))
+            .with_partition(0);
         futs.push(p.send(r).await.unwrap());
     }
     for (i, f) in futs.into_iter().enumerate() {
@@ -327,7 +319,15 @@ fn perf_tools_end_to_end() {
     assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
     let last = stdout.lines().last().unwrap_or("");
     assert!(last.starts_with("5000 records sent, "), "{stdout}");
-    for part in ["records/sec (", "MB/sec), ", "ms avg latency, ", "ms max latency, ", "ms 50th, ", "ms 99th, ", "ms 99.9th."] {
+    for part in [
+        "records/sec (",
+        "MB/sec), ",
+        "ms avg latency, ",
+        "ms max latency, ",
+        "ms 50th, ",
+        "ms 99th, ",
+        "ms 99.9th.",
+    ] {
         assert!(last.contains(part), "{last}");
     }
 

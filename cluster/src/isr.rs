@@ -50,11 +50,7 @@ pub struct IsrConfig {
 
 impl Default for IsrConfig {
     fn default() -> Self {
-        Self {
-            replica_lag_time_max_ms: 30_000,
-            min_insync_replicas: 1,
-            pending_acks_max: 10_000,
-        }
+        Self { replica_lag_time_max_ms: 30_000, min_insync_replicas: 1, pending_acks_max: 10_000 }
     }
 }
 
@@ -83,14 +79,8 @@ pub struct IsrChange {
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Pending {
     None,
-    Expand {
-        replica: ReplicaId,
-        proposal: IsrChange,
-    },
-    Shrink {
-        removed: BTreeSet<ReplicaId>,
-        proposal: IsrChange,
-    },
+    Expand { replica: ReplicaId, proposal: IsrChange },
+    Shrink { removed: BTreeSet<ReplicaId>, proposal: IsrChange },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -125,10 +115,7 @@ pub struct FetchOutcome {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AlterPartitionResponse {
     /// The change (or whatever the controller committed instead) with its partition epoch.
-    Committed {
-        isr: Vec<ReplicaId>,
-        partition_epoch: i32,
-    },
+    Committed { isr: Vec<ReplicaId>, partition_epoch: i32 },
     /// Rejected (stale epochs, ineligible replica...): the leader drops the proposal and waits for
     /// metadata to tell it the current state.
     Rejected,
@@ -180,19 +167,8 @@ pub struct LeaderState {
 impl LeaderState {
     /// Becomes leader as `start` says, at `now_ms`.
     pub fn new(config: IsrConfig, start: LeaderStart, now_ms: u64) -> Self {
-        let LeaderStart {
-            leader,
-            leader_epoch,
-            partition_epoch,
-            replicas,
-            isr,
-            leo,
-            hw,
-        } = start;
-        assert!(
-            replicas.contains(&leader),
-            "leader {leader} not among replicas {replicas:?}"
-        );
+        let LeaderStart { leader, leader_epoch, partition_epoch, replicas, isr, leo, hw } = start;
+        assert!(replicas.contains(&leader), "leader {leader} not among replicas {replicas:?}");
         assert!(isr.contains(&leader), "leader {leader} not in ISR {isr:?}");
         assert!(0 <= hw && hw <= leo, "hw {hw} outside [0, leo {leo}]");
         let followers = replicas
@@ -281,11 +257,7 @@ impl LeaderState {
 
     /// The leader appended records: its LEO is now `leo`.
     pub fn on_leader_append(&mut self, leo: i64) -> bool {
-        assert!(
-            leo >= self.leader_leo,
-            "leader LEO went back from {} to {leo}",
-            self.leader_leo
-        );
+        assert!(leo >= self.leader_leo, "leader LEO went back from {} to {leo}", self.leader_leo);
         self.leader_leo = leo;
         self.update_hw()
     }
@@ -325,8 +297,7 @@ impl LeaderState {
     /// This replica stops leading: every waiting produce fails.
     pub fn resign(&mut self) -> Vec<(u64, Result<(), ProduceError>)> {
         for a in self.acks.drain(..) {
-            self.completed
-                .push((a.id, Err(ProduceError::NotLeaderOrFollower)));
+            self.completed.push((a.id, Err(ProduceError::NotLeaderOrFollower)));
         }
         self.take_completed()
     }
@@ -339,16 +310,10 @@ impl LeaderState {
         now_ms: u64,
     ) -> Result<FetchOutcome, FetchError> {
         if fetch_offset > self.leader_leo || fetch_offset < 0 {
-            return Err(FetchError::OffsetOutOfRange {
-                fetch_offset,
-                leader_leo: self.leader_leo,
-            });
+            return Err(FetchError::OffsetOutOfRange { fetch_offset, leader_leo: self.leader_leo });
         }
         let leader_leo = self.leader_leo;
-        let f = self
-            .followers
-            .get_mut(&replica)
-            .ok_or(FetchError::UnknownReplica(replica))?;
+        let f = self.followers.get_mut(&replica).ok_or(FetchError::UnknownReplica(replica))?;
         // Kafka's rule: caught up if it has all the leader has now, or all it had at the previous
         // fetch (then it was caught up as of that previous fetch).
         if fetch_offset >= leader_leo {
@@ -370,10 +335,7 @@ impl LeaderState {
             let mut new_isr = self.isr.clone();
             new_isr.insert(replica);
             let proposal = self.proposal(new_isr);
-            self.pending = Pending::Expand {
-                replica,
-                proposal: proposal.clone(),
-            };
+            self.pending = Pending::Expand { replica, proposal: proposal.clone() };
             out.propose = Some(proposal);
         }
         out.hw_advanced = self.update_hw();
@@ -402,10 +364,7 @@ impl LeaderState {
         }
         let new_isr: BTreeSet<ReplicaId> = self.isr.difference(&removed).copied().collect();
         let proposal = self.proposal(new_isr);
-        self.pending = Pending::Shrink {
-            removed,
-            proposal: proposal.clone(),
-        };
+        self.pending = Pending::Shrink { removed, proposal: proposal.clone() };
         Some(proposal)
     }
 
@@ -416,10 +375,9 @@ impl LeaderState {
         }
         self.pending = Pending::None;
         match response {
-            AlterPartitionResponse::Committed {
-                isr,
-                partition_epoch,
-            } => self.adopt(isr, partition_epoch),
+            AlterPartitionResponse::Committed { isr, partition_epoch } => {
+                self.adopt(isr, partition_epoch)
+            }
             AlterPartitionResponse::Rejected => {}
         }
         self.update_hw()
@@ -445,10 +403,7 @@ impl LeaderState {
             "committed ISR {isr:?} lost the leader {}",
             self.leader
         );
-        self.isr = isr
-            .into_iter()
-            .filter(|r| self.replicas.contains(r))
-            .collect();
+        self.isr = isr.into_iter().filter(|r| self.replicas.contains(r)).collect();
         self.partition_epoch = partition_epoch;
     }
 
@@ -494,8 +449,7 @@ impl LeaderState {
         let mut keep = Vec::with_capacity(self.acks.len());
         for a in self.acks.drain(..) {
             if isr_size < min {
-                self.completed
-                    .push((a.id, Err(ProduceError::NotEnoughReplicasAfterAppend)));
+                self.completed.push((a.id, Err(ProduceError::NotEnoughReplicasAfterAppend)));
             } else if hw > a.last_offset {
                 self.completed.push((a.id, Ok(())));
             } else {
@@ -534,20 +488,13 @@ impl EpochCache {
         if epoch < 0 || self.entries.last().is_some_and(|l| epoch <= l.epoch) {
             return false;
         }
-        while self
-            .entries
-            .last()
-            .is_some_and(|l| l.start_offset >= start_offset)
-        {
+        while self.entries.last().is_some_and(|l| l.start_offset >= start_offset) {
             self.entries.pop();
         }
         if self.entries.len() >= EPOCH_ENTRIES_MAX {
             self.entries.remove(0);
         }
-        self.entries.push(EpochEntry {
-            epoch,
-            start_offset,
-        });
+        self.entries.push(EpochEntry { epoch, start_offset });
         true
     }
 
@@ -566,10 +513,7 @@ impl EpochCache {
             return None;
         }
         let found = self.entries[idx - 1];
-        let end = self
-            .entries
-            .get(idx)
-            .map_or(log_end_offset, |next| next.start_offset);
+        let end = self.entries.get(idx).map_or(log_end_offset, |next| next.start_offset);
         Some((found.epoch, end))
     }
 }
@@ -606,21 +550,16 @@ pub fn truncation_step(cache: &EpochCache, leo: i64, answer: LeaderEpochAnswer) 
     match cache.end_offset_for(leader_epoch, leo) {
         // The leader has the follower's epoch `leader_epoch`: both logs agree up to where it ends
         // on the shorter of the two.
-        Some((epoch, end)) if epoch == leader_epoch => Truncation::Done {
-            offset: end.min(leader_end).min(leo),
-        },
+        Some((epoch, end)) if epoch == leader_epoch => {
+            Truncation::Done { offset: end.min(leader_end).min(leo) }
+        }
         // The follower lacks `leader_epoch`; everything after its largest earlier epoch is
         // suspect. Truncate to where that earlier epoch ends here and ask the leader about it.
-        Some((epoch, end)) => Truncation::AskAgain {
-            offset: end.min(leo),
-            epoch,
-        },
+        Some((epoch, end)) => Truncation::AskAgain { offset: end.min(leo), epoch },
         // The follower has no epoch ≤ the leader's: nothing in common that epochs can prove
         // except what is below the leader's end for that epoch.
         None => Truncation::Done {
-            offset: leader_end
-                .min(leo)
-                .min(cache.entries.first().map_or(leo, |e| e.start_offset)),
+            offset: leader_end.min(leo).min(cache.entries.first().map_or(leo, |e| e.start_offset)),
         },
     }
 }

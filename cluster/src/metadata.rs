@@ -218,10 +218,7 @@ impl MetadataImage {
     }
 
     pub fn partition(&self, topic_id: TopicId, partition: u32) -> Option<&PartitionState> {
-        self.topics
-            .get(&topic_id)?
-            .partitions
-            .get(partition as usize)
+        self.topics.get(&topic_id)?.partitions.get(partition as usize)
     }
 
     pub fn is_live(&self, broker: BrokerId) -> bool {
@@ -230,22 +227,13 @@ impl MetadataImage {
 
     /// Unfenced brokers in id order.
     pub fn live_brokers(&self) -> Vec<BrokerId> {
-        self.brokers
-            .values()
-            .filter(|b| !b.fenced)
-            .map(|b| b.broker_id)
-            .collect()
+        self.brokers.values().filter(|b| !b.fenced).map(|b| b.broker_id).collect()
     }
 
     /// Applies one record, or rejects it leaving the image unchanged.
     pub fn apply(&mut self, record: &Record) -> Result<(), ApplyError> {
         match record {
-            Record::RegisterBroker {
-                broker_id,
-                incarnation,
-                broker_epoch,
-                endpoint,
-            } => {
+            Record::RegisterBroker { broker_id, incarnation, broker_epoch, endpoint } => {
                 if *broker_id < 0 {
                     return Err(ApplyError::Invalid(format!("broker id {broker_id}")));
                 }
@@ -272,14 +260,8 @@ impl MetadataImage {
                     },
                 );
             }
-            Record::FenceBroker {
-                broker_id,
-                broker_epoch,
-            }
-            | Record::UnfenceBroker {
-                broker_id,
-                broker_epoch,
-            } => {
+            Record::FenceBroker { broker_id, broker_epoch }
+            | Record::UnfenceBroker { broker_id, broker_epoch } => {
                 let fence = matches!(record, Record::FenceBroker { .. });
                 let b = self
                     .brokers
@@ -293,26 +275,17 @@ impl MetadataImage {
                 }
                 b.fenced = fence;
             }
-            Record::CreateTopic {
-                name,
-                topic_id,
-                partitions,
-            } => {
+            Record::CreateTopic { name, topic_id, partitions } => {
                 validate_topic_name(name).map_err(ApplyError::Invalid)?;
                 if self.topic_ids.contains_key(name) || self.topics.contains_key(topic_id) {
-                    return Err(ApplyError::Invalid(format!(
-                        "topic {name} or its id exists"
-                    )));
+                    return Err(ApplyError::Invalid(format!("topic {name} or its id exists")));
                 }
                 if self.topics.len() >= self.limits.topics_max {
                     return Err(ApplyError::Limit(format!("{} topics", self.topics.len())));
                 }
                 if partitions.is_empty() || partitions.len() > self.limits.partitions_per_topic_max
                 {
-                    return Err(ApplyError::Invalid(format!(
-                        "{} partitions",
-                        partitions.len()
-                    )));
+                    return Err(ApplyError::Invalid(format!("{} partitions", partitions.len())));
                 }
                 let mut states = Vec::with_capacity(partitions.len());
                 for p in partitions {
@@ -340,11 +313,7 @@ impl MetadataImage {
                 self.topic_ids.insert(name.clone(), *topic_id);
                 self.topics.insert(
                     *topic_id,
-                    TopicImage {
-                        name: name.clone(),
-                        id: *topic_id,
-                        partitions: states,
-                    },
+                    TopicImage { name: name.clone(), id: *topic_id, partitions: states },
                 );
             }
             Record::PartitionChange {
@@ -387,10 +356,7 @@ impl MetadataImage {
                     recovering: *recovering,
                 };
                 check_partition(&next).map_err(ApplyError::Invalid)?;
-                let topic = self
-                    .topics
-                    .get_mut(topic_id)
-                    .expect("partition found above");
+                let topic = self.topics.get_mut(topic_id).expect("partition found above");
                 topic.partitions[*partition as usize] = next;
             }
             Record::DeleteTopic { topic_id } => {
@@ -425,11 +391,21 @@ fn check_partition(p: &PartitionState) -> Result<(), String> {
         return Err(format!("bad ELR {:?} for replicas {:?}, ISR {:?}", p.elr, p.replicas, p.isr));
     }
     let lke: BTreeSet<BrokerId> = p.last_known_elr.iter().copied().collect();
-    if lke.len() != p.last_known_elr.len() || !lke.is_subset(&replicas) || !lke.is_disjoint(&isr) || !lke.is_disjoint(&elr) {
-        return Err(format!("bad last known ELR {:?} for replicas {:?}, ISR {:?}, ELR {:?}", p.last_known_elr, p.replicas, p.isr, p.elr));
+    if lke.len() != p.last_known_elr.len()
+        || !lke.is_subset(&replicas)
+        || !lke.is_disjoint(&isr)
+        || !lke.is_disjoint(&elr)
+    {
+        return Err(format!(
+            "bad last known ELR {:?} for replicas {:?}, ISR {:?}, ELR {:?}",
+            p.last_known_elr, p.replicas, p.isr, p.elr
+        ));
     }
     if p.recovering && (p.leader != NO_LEADER || lke.is_empty()) {
-        return Err(format!("recovering with leader {} and last known ELR {:?}", p.leader, p.last_known_elr));
+        return Err(format!(
+            "recovering with leader {} and last known ELR {:?}",
+            p.leader, p.last_known_elr
+        ));
     }
     Ok(())
 }
@@ -438,10 +414,7 @@ pub fn validate_topic_name(name: &str) -> Result<(), String> {
     if name.is_empty() || name.len() > TOPIC_NAME_LEN_MAX || name == "." || name == ".." {
         return Err(format!("illegal topic name {name:?}"));
     }
-    if !name
-        .bytes()
-        .all(|c| c.is_ascii_alphanumeric() || c == b'.' || c == b'_' || c == b'-')
-    {
+    if !name.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'.' || c == b'_' || c == b'-') {
         return Err(format!("illegal character in topic name {name:?}"));
     }
     Ok(())
@@ -556,11 +529,7 @@ pub struct Controller {
 
 impl Controller {
     pub fn new(config: ControllerConfig) -> Self {
-        Self {
-            config,
-            last_heartbeat_ms: BTreeMap::new(),
-            log_reports: BTreeMap::new(),
-        }
+        Self { config, last_heartbeat_ms: BTreeMap::new(), log_reports: BTreeMap::new() }
     }
 
     /// BrokerRegistration: a new registration (fenced) with the next broker epoch. A broker that
@@ -578,47 +547,31 @@ impl Controller {
         now_ms: u64,
     ) -> Result<Decision<i64>, ControllerError> {
         if broker_id < 0 {
-            return Err(ControllerError::InvalidRequest(format!(
-                "broker id {broker_id}"
-            )));
+            return Err(ControllerError::InvalidRequest(format!("broker id {broker_id}")));
         }
         if !image.brokers.contains_key(&broker_id)
             && image.brokers.len() >= image.limits.brokers_max
         {
-            return Err(ControllerError::LimitExceeded(format!(
-                "{} brokers",
-                image.brokers.len()
-            )));
+            return Err(ControllerError::LimitExceeded(format!("{} brokers", image.brokers.len())));
         }
         let mut work = image.clone();
         let mut records = Vec::new();
         if let Some(old) = image.brokers.get(&broker_id) {
             if !old.fenced {
-                records.extend(fence_records(
-                    &mut work,
-                    &self.config,
-                    broker_id,
-                    old.broker_epoch,
-                ));
+                records.extend(fence_records(&mut work, &self.config, broker_id, old.broker_epoch));
             }
         }
         if !clean_shutdown {
-            records.extend(partition_changes(&mut work, |img, p| after_unclean_restart(img, &self.config, p, broker_id)));
+            records.extend(partition_changes(&mut work, |img, p| {
+                after_unclean_restart(img, &self.config, p, broker_id)
+            }));
         }
         let broker_epoch = work.last_broker_epoch + 1;
-        let reg = Record::RegisterBroker {
-            broker_id,
-            incarnation,
-            broker_epoch,
-            endpoint,
-        };
+        let reg = Record::RegisterBroker { broker_id, incarnation, broker_epoch, endpoint };
         work.apply(&reg).expect("registration built from the image");
         records.push(reg);
         self.last_heartbeat_ms.insert(broker_id, now_ms);
-        Ok(Decision {
-            records,
-            reply: broker_epoch,
-        })
+        Ok(Decision { records, reply: broker_epoch })
     }
 
     /// BrokerHeartbeat: renews the session; a fenced broker that wants to be unfenced (it caught
@@ -647,10 +600,7 @@ impl Controller {
         logs: &[ReplicaLogInfo],
         now_ms: u64,
     ) -> Result<Decision<HeartbeatReply>, ControllerError> {
-        let b = image
-            .brokers
-            .get(&broker_id)
-            .ok_or(ControllerError::BrokerIdNotRegistered)?;
+        let b = image.brokers.get(&broker_id).ok_or(ControllerError::BrokerIdNotRegistered)?;
         if b.broker_epoch != broker_epoch {
             return Err(ControllerError::StaleBrokerEpoch);
         }
@@ -664,18 +614,16 @@ impl Controller {
         for info in logs {
             let Some(p) = image.partition(info.topic_id, info.partition) else { continue };
             if p.recovering && recovery_candidates(p).contains(&broker_id) {
-                self.log_reports.entry((info.topic_id, info.partition)).or_default().insert(broker_id, (broker_epoch, *info));
+                self.log_reports
+                    .entry((info.topic_id, info.partition))
+                    .or_default()
+                    .insert(broker_id, (broker_epoch, *info));
             }
         }
         if !self.log_reports.is_empty() {
             records.extend(self.recover(&mut work));
         }
-        Ok(Decision {
-            records,
-            reply: HeartbeatReply {
-                fenced: work.brokers[&broker_id].fenced,
-            },
-        })
+        Ok(Decision { records, reply: HeartbeatReply { fenced: work.brokers[&broker_id].fenced } })
     }
 
     /// Fences every unfenced broker whose session expired at `now_ms`.
@@ -685,12 +633,7 @@ impl Controller {
         for b in image.brokers.values() {
             let last = *self.last_heartbeat_ms.entry(b.broker_id).or_insert(now_ms);
             if !b.fenced && now_ms.saturating_sub(last) > self.config.broker_session_timeout_ms {
-                records.extend(fence_records(
-                    &mut work,
-                    &self.config,
-                    b.broker_id,
-                    b.broker_epoch,
-                ));
+                records.extend(fence_records(&mut work, &self.config, b.broker_id, b.broker_epoch));
             }
         }
         records
@@ -720,18 +663,36 @@ impl Controller {
             for c in &candidates {
                 let current = work.brokers.get(c).map(|b| b.broker_epoch);
                 match reports.get(c) {
-                    Some((epoch, info)) if Some(*epoch) == current && info.partition_epoch == p.partition_epoch => infos.push((*c, *info)),
+                    Some((epoch, info))
+                        if Some(*epoch) == current && info.partition_epoch == p.partition_epoch =>
+                    {
+                        infos.push((*c, *info))
+                    }
                     _ => break,
                 }
             }
             if infos.len() != candidates.len() {
                 continue;
             }
-            let best = infos.iter().map(|(_, i)| i.length_key()).max().expect("a recovering partition has candidates");
-            let Some(leader) = infos.iter().find(|(c, i)| i.length_key() == best && work.is_live(*c)).map(|(c, _)| *c) else { continue };
+            let best = infos
+                .iter()
+                .map(|(_, i)| i.length_key())
+                .max()
+                .expect("a recovering partition has candidates");
+            let Some(leader) = infos
+                .iter()
+                .find(|(c, i)| i.length_key() == best && work.is_live(*c))
+                .map(|(c, _)| *c)
+            else {
+                continue;
+            };
             // The others stay candidates of a later recovery, not ELR members: any of them may
             // have lost its tail (a power loss looks like a crash at registration).
-            let last_known_elr: Vec<BrokerId> = if self.config.min_insync_replicas > 1 { p.last_known_elr.iter().copied().filter(|r| *r != leader).collect() } else { Vec::new() };
+            let last_known_elr: Vec<BrokerId> = if self.config.min_insync_replicas > 1 {
+                p.last_known_elr.iter().copied().filter(|r| *r != leader).collect()
+            } else {
+                Vec::new()
+            };
             let next = PartitionState {
                 replicas: p.replicas.clone(),
                 isr: vec![leader],
@@ -756,10 +717,7 @@ impl Controller {
         image: &MetadataImage,
         req: &AlterPartitionRequest,
     ) -> Result<Decision<PartitionState>, ControllerError> {
-        let b = image
-            .brokers
-            .get(&req.broker_id)
-            .ok_or(ControllerError::BrokerIdNotRegistered)?;
+        let b = image.brokers.get(&req.broker_id).ok_or(ControllerError::BrokerIdNotRegistered)?;
         if b.broker_epoch != req.broker_epoch {
             return Err(ControllerError::StaleBrokerEpoch);
         }
@@ -783,18 +741,12 @@ impl Controller {
             )));
         }
         // KIP-841: only an unfenced broker may join.
-        if let Some(bad) = new
-            .iter()
-            .find(|r| !p.isr.contains(r) && !image.is_live(**r))
-        {
+        if let Some(bad) = new.iter().find(|r| !p.isr.contains(r) && !image.is_live(**r)) {
             return Err(ControllerError::IneligibleReplica(*bad));
         }
         let isr: Vec<BrokerId> = ordered_by_replicas(&p.replicas, &new);
         if isr == p.isr {
-            return Ok(Decision {
-                records: Vec::new(),
-                reply: p.clone(),
-            });
+            return Ok(Decision { records: Vec::new(), reply: p.clone() });
         }
         let elr = next_elr(p, &isr, self.config.min_insync_replicas);
         let last_known_elr = next_last_known_elr(p, &isr, &elr, self.config.min_insync_replicas);
@@ -831,10 +783,7 @@ impl Controller {
             return Err(ControllerError::InvalidRequest("topic id in use".into()));
         }
         if image.topics.len() >= image.limits.topics_max {
-            return Err(ControllerError::LimitExceeded(format!(
-                "{} topics",
-                image.topics.len()
-            )));
+            return Err(ControllerError::LimitExceeded(format!("{} topics", image.topics.len())));
         }
         if partitions == 0 || partitions as usize > image.limits.partitions_per_topic_max {
             return Err(ControllerError::InvalidPartitions(format!("{partitions}")));
@@ -849,14 +798,9 @@ impl Controller {
         }
         let parts = (0..partitions as usize)
             .map(|p| {
-                let replicas: Vec<BrokerId> = (0..rf)
-                    .map(|i| live[(start + p + i) % live.len()])
-                    .collect();
-                PartitionRecord {
-                    leader: replicas[0],
-                    isr: replicas.clone(),
-                    replicas,
-                }
+                let replicas: Vec<BrokerId> =
+                    (0..rf).map(|i| live[(start + p + i) % live.len()]).collect();
+                PartitionRecord { leader: replicas[0], isr: replicas.clone(), replicas }
             })
             .collect();
         Ok(Decision {
@@ -874,32 +818,19 @@ impl Controller {
         image: &MetadataImage,
         name: &str,
     ) -> Result<Decision<TopicId>, ControllerError> {
-        let id = *image
-            .topic_ids
-            .get(name)
-            .ok_or(ControllerError::UnknownTopicOrPartition)?;
-        Ok(Decision {
-            records: vec![Record::DeleteTopic { topic_id: id }],
-            reply: id,
-        })
+        let id = *image.topic_ids.get(name).ok_or(ControllerError::UnknownTopicOrPartition)?;
+        Ok(Decision { records: vec![Record::DeleteTopic { topic_id: id }], reply: id })
     }
 }
 
 fn ordered_by_replicas(replicas: &[BrokerId], members: &BTreeSet<BrokerId>) -> Vec<BrokerId> {
-    replicas
-        .iter()
-        .copied()
-        .filter(|r| members.contains(r))
-        .collect()
+    replicas.iter().copied().filter(|r| members.contains(r)).collect()
 }
 
 /// The first live ISR member in replica order (Kafka prefers the assignment order, so the
 /// preferred leader wins when it is available).
 fn elect_from(image: &MetadataImage, p: &PartitionState, isr: &[BrokerId]) -> Option<BrokerId> {
-    p.replicas
-        .iter()
-        .copied()
-        .find(|r| isr.contains(r) && image.is_live(*r))
+    p.replicas.iter().copied().find(|r| isr.contains(r) && image.is_live(*r))
 }
 
 /// The change to partition `p` when `broker` is gone (fenced): it leaves the ISR unless it is the
@@ -1008,7 +939,11 @@ fn after_unclean_restart(
 
 /// The replicas unclean recovery asks: the ISR and the last known ELR, in replica order.
 pub fn recovery_candidates(p: &PartitionState) -> Vec<BrokerId> {
-    p.replicas.iter().copied().filter(|r| p.isr.contains(r) || p.last_known_elr.contains(r)).collect()
+    p.replicas
+        .iter()
+        .copied()
+        .filter(|r| p.isr.contains(r) || p.last_known_elr.contains(r))
+        .collect()
 }
 
 fn in_replica_order(replicas: &[BrokerId], members: &[BrokerId]) -> Vec<BrokerId> {
@@ -1030,23 +965,35 @@ fn next_elr(p: &PartitionState, isr: &[BrokerId], min_insync: usize) -> Vec<Brok
 /// The last known ELR after the ISR becomes `isr` and the ELR `elr`: cleared once the ISR is back
 /// at `min.insync.replicas` (everything committed from then on is on a full ISR), members that
 /// rejoin the ISR or the ELR leave it.
-fn next_last_known_elr(p: &PartitionState, isr: &[BrokerId], elr: &[BrokerId], min_insync: usize) -> Vec<BrokerId> {
+fn next_last_known_elr(
+    p: &PartitionState,
+    isr: &[BrokerId],
+    elr: &[BrokerId],
+    min_insync: usize,
+) -> Vec<BrokerId> {
     if isr.len() >= min_insync {
         return Vec::new();
     }
-    p.last_known_elr
-        .iter()
-        .copied()
-        .filter(|r| !isr.contains(r) && !elr.contains(r))
-        .collect()
+    p.last_known_elr.iter().copied().filter(|r| !isr.contains(r) && !elr.contains(r)).collect()
 }
 
-fn change(p: &PartitionState, config: &ControllerConfig, leader: BrokerId, isr: Vec<BrokerId>) -> Option<PartitionState> {
+fn change(
+    p: &PartitionState,
+    config: &ControllerConfig,
+    leader: BrokerId,
+    isr: Vec<BrokerId>,
+) -> Option<PartitionState> {
     let elr = next_elr(p, &isr, config.min_insync_replicas);
     change_elr(p, config, leader, isr, elr)
 }
 
-fn change_elr(p: &PartitionState, config: &ControllerConfig, leader: BrokerId, isr: Vec<BrokerId>, elr: Vec<BrokerId>) -> Option<PartitionState> {
+fn change_elr(
+    p: &PartitionState,
+    config: &ControllerConfig,
+    leader: BrokerId,
+    isr: Vec<BrokerId>,
+    elr: Vec<BrokerId>,
+) -> Option<PartitionState> {
     let lke = p.last_known_elr.clone();
     let recovering = p.recovering && leader == NO_LEADER;
     change_full(p, config, leader, isr, elr, lke, recovering)
@@ -1066,14 +1013,15 @@ fn change_full(
     let with = PartitionState { last_known_elr: lke, ..p.clone() };
     let last_known_elr = next_last_known_elr(&with, &isr, &elr, config.min_insync_replicas);
     let recovering = recovering && leader == NO_LEADER && !last_known_elr.is_empty();
-    if leader == p.leader && isr == p.isr && elr == p.elr && last_known_elr == p.last_known_elr && recovering == p.recovering {
+    if leader == p.leader
+        && isr == p.isr
+        && elr == p.elr
+        && last_known_elr == p.last_known_elr
+        && recovering == p.recovering
+    {
         return None;
     }
-    let leader_epoch = if leader != p.leader {
-        p.leader_epoch + 1
-    } else {
-        p.leader_epoch
-    };
+    let leader_epoch = if leader != p.leader { p.leader_epoch + 1 } else { p.leader_epoch };
     Some(PartitionState {
         replicas: p.replicas.clone(),
         isr,
@@ -1093,14 +1041,9 @@ fn fence_records(
     broker: BrokerId,
     broker_epoch: i64,
 ) -> Vec<Record> {
-    let mut records = vec![Record::FenceBroker {
-        broker_id: broker,
-        broker_epoch,
-    }];
+    let mut records = vec![Record::FenceBroker { broker_id: broker, broker_epoch }];
     work.apply(&records[0]).expect("fence built from the image");
-    records.extend(partition_changes(work, |img, p| {
-        without_broker(img, config, p, broker)
-    }));
+    records.extend(partition_changes(work, |img, p| without_broker(img, config, p, broker)));
     records
 }
 
@@ -1110,15 +1053,9 @@ fn unfence_records(
     broker: BrokerId,
     broker_epoch: i64,
 ) -> Vec<Record> {
-    let mut records = vec![Record::UnfenceBroker {
-        broker_id: broker,
-        broker_epoch,
-    }];
-    work.apply(&records[0])
-        .expect("unfence built from the image");
-    records.extend(partition_changes(work, |img, p| {
-        with_broker(img, config, p, broker)
-    }));
+    let mut records = vec![Record::UnfenceBroker { broker_id: broker, broker_epoch }];
+    work.apply(&records[0]).expect("unfence built from the image");
+    records.extend(partition_changes(work, |img, p| with_broker(img, config, p, broker)));
     records
 }
 
@@ -1135,8 +1072,7 @@ fn partition_changes(
         }
     }
     for r in &changes {
-        work.apply(r)
-            .expect("partition change built from the image");
+        work.apply(r).expect("partition change built from the image");
     }
     changes
 }

@@ -241,15 +241,8 @@ impl Raft {
     ) -> Self {
         config.validate();
         for (i, e) in log.iter().enumerate() {
-            assert_eq!(
-                e.index,
-                i as u64 + 1,
-                "persisted log is not contiguous from 1"
-            );
-            assert!(
-                i == 0 || log[i - 1].term <= e.term,
-                "persisted log terms go back"
-            );
+            assert_eq!(e.index, i as u64 + 1, "persisted log is not contiguous from 1");
+            assert!(i == 0 || log[i - 1].term <= e.term, "persisted log terms go back");
         }
         let last = log.len() as u64;
         // The caller may have persisted the entries and the hard state of one `Ready` in either
@@ -260,11 +253,7 @@ impl Raft {
         let mut hard_state = hard_state;
         hard_state.commit = hard_state.commit.min(last);
         if let Some(e) = log.last().filter(|e| e.term > hard_state.term) {
-            hard_state = HardState {
-                term: e.term,
-                vote: None,
-                commit: hard_state.commit,
-            };
+            hard_state = HardState { term: e.term, vote: None, commit: hard_state.commit };
         }
         assert!(
             applied <= hard_state.commit,
@@ -322,11 +311,7 @@ impl Raft {
         &self.log
     }
     pub fn hard_state(&self) -> HardState {
-        HardState {
-            term: self.term,
-            vote: self.vote,
-            commit: self.commit,
-        }
+        HardState { term: self.term, vote: self.vote, commit: self.commit }
     }
 
     fn quorum(&self) -> usize {
@@ -342,28 +327,13 @@ impl Raft {
         self.log.get(index as usize - 1).map(|e| e.term)
     }
     fn peers(&self) -> Vec<NodeId> {
-        self.config
-            .voters
-            .iter()
-            .copied()
-            .filter(|v| *v != self.config.id)
-            .collect()
+        self.config.voters.iter().copied().filter(|v| *v != self.config.id).collect()
     }
     fn send(&mut self, to: NodeId, body: MessageBody) {
-        self.messages.push(Message {
-            from: self.config.id,
-            to,
-            term: self.term,
-            body,
-        });
+        self.messages.push(Message { from: self.config.id, to, term: self.term, body });
     }
     fn send_with_term(&mut self, to: NodeId, term: u64, body: MessageBody) {
-        self.messages.push(Message {
-            from: self.config.id,
-            to,
-            term,
-            body,
-        });
+        self.messages.push(Message { from: self.config.id, to, term, body });
     }
 
     fn reset_election_timer(&mut self) {
@@ -409,15 +379,9 @@ impl Raft {
         let (last_log_index, last_log_term) = (self.last_index(), self.last_term());
         for p in self.peers() {
             let body = if pre {
-                MessageBody::PreVote {
-                    last_log_index,
-                    last_log_term,
-                }
+                MessageBody::PreVote { last_log_index, last_log_term }
             } else {
-                MessageBody::RequestVote {
-                    last_log_index,
-                    last_log_term,
-                }
+                MessageBody::RequestVote { last_log_index, last_log_term }
             };
             self.send_with_term(p, term, body);
         }
@@ -442,15 +406,7 @@ impl Raft {
         self.progress = self
             .peers()
             .into_iter()
-            .map(|p| {
-                (
-                    p,
-                    Progress {
-                        match_index: 0,
-                        next_index,
-                    },
-                )
-            })
+            .map(|p| (p, Progress { match_index: 0, next_index }))
             .collect();
         // A no-op of the new term: earlier entries commit only with an entry of the leader's term.
         self.append(Vec::new());
@@ -459,11 +415,7 @@ impl Raft {
 
     fn append(&mut self, data: Vec<u8>) -> u64 {
         let index = self.last_index() + 1;
-        self.log.push(Entry {
-            term: self.term,
-            index,
-            data,
-        });
+        self.log.push(Entry { term: self.term, index, data });
         index
     }
 
@@ -499,9 +451,7 @@ impl Raft {
     pub fn propose(&mut self, data: Vec<u8>) -> Result<u64, ProposeError> {
         assert!(!self.ready_pending, "propose between ready() and advance()");
         if self.role != Role::Leader {
-            return Err(ProposeError::NotLeader {
-                leader: self.leader,
-            });
+            return Err(ProposeError::NotLeader { leader: self.leader });
         }
         if data.is_empty() {
             return Err(ProposeError::Empty);
@@ -566,11 +516,7 @@ impl Raft {
                 // could never rejoin a leader that does not hear its answers.
                 MessageBody::AppendEntries { .. } => self.send(
                     m.from,
-                    MessageBody::AppendEntriesResponse {
-                        success: false,
-                        index: 0,
-                        hint: 0,
-                    },
+                    MessageBody::AppendEntriesResponse { success: false, index: 0, hint: 0 },
                 ),
                 MessageBody::PreVote { .. } => {
                     self.send(m.from, MessageBody::PreVoteResponse { granted: false })
@@ -581,10 +527,7 @@ impl Raft {
         }
 
         match m.body {
-            MessageBody::PreVote {
-                last_log_index,
-                last_log_term,
-            } => {
+            MessageBody::PreVote { last_log_index, last_log_term } => {
                 // m.term > self.term here, or == (a peer's pre-vote in our own term: refuse, it
                 // cannot win a term that already has our vote or leader).
                 let granted =
@@ -592,10 +535,7 @@ impl Raft {
                 let term = if granted { m.term } else { self.term };
                 self.send_with_term(m.from, term, MessageBody::PreVoteResponse { granted });
             }
-            MessageBody::RequestVote {
-                last_log_index,
-                last_log_term,
-            } => {
+            MessageBody::RequestVote { last_log_index, last_log_term } => {
                 let can_vote =
                     self.vote == Some(m.from) || (self.vote.is_none() && self.leader.is_none());
                 let granted = can_vote && self.log_up_to_date(last_log_index, last_log_term);
@@ -627,19 +567,9 @@ impl Raft {
                     self.become_follower(m.term, Some(m.from));
                 }
                 self.election_elapsed = 0;
-                self.handle_append(
-                    m.from,
-                    prev_log_index,
-                    prev_log_term,
-                    entries,
-                    leader_commit,
-                );
+                self.handle_append(m.from, prev_log_index, prev_log_term, entries, leader_commit);
             }
-            MessageBody::AppendEntriesResponse {
-                success,
-                index,
-                hint,
-            } => {
+            MessageBody::AppendEntriesResponse { success, index, hint } => {
                 if self.role == Role::Leader {
                     self.handle_append_response(m.from, success, index, hint);
                 }
@@ -674,11 +604,7 @@ impl Raft {
                 let index = self.commit;
                 self.send(
                     leader,
-                    MessageBody::AppendEntriesResponse {
-                        success: true,
-                        index,
-                        hint: 0,
-                    },
+                    MessageBody::AppendEntriesResponse { success: true, index, hint: 0 },
                 );
                 return;
             }
@@ -722,11 +648,7 @@ impl Raft {
             match self.term_at(e.index) {
                 Some(t) if t == e.term => continue,
                 Some(_) => {
-                    assert!(
-                        e.index > self.commit,
-                        "conflict at committed index {}",
-                        e.index
-                    );
+                    assert!(e.index > self.commit, "conflict at committed index {}", e.index);
                     self.log.truncate(e.index as usize - 1);
                     self.unstable_from = self.unstable_from.min(e.index);
                     self.persisted = self.persisted.min(e.index - 1);
@@ -746,11 +668,7 @@ impl Raft {
         }
         self.send(
             leader,
-            MessageBody::AppendEntriesResponse {
-                success: true,
-                index: last_new,
-                hint: 0,
-            },
+            MessageBody::AppendEntriesResponse { success: true, index: last_new, hint: 0 },
         );
     }
 
@@ -799,9 +717,7 @@ impl Raft {
     fn send_append(&mut self, to: NodeId) {
         let pr = self.progress[&to];
         let prev_log_index = pr.next_index - 1;
-        let prev_log_term = self
-            .term_at(prev_log_index)
-            .expect("next index within the log");
+        let prev_log_term = self.term_at(prev_log_index).expect("next index within the log");
         let end =
             (prev_log_index as usize + self.config.max_entries_per_append).min(self.log.len());
         let entries = self.log[prev_log_index as usize..end].to_vec();
@@ -809,12 +725,7 @@ impl Raft {
         let leader_commit = self.commit;
         self.send(
             to,
-            MessageBody::AppendEntries {
-                prev_log_index,
-                prev_log_term,
-                entries,
-                leader_commit,
-            },
+            MessageBody::AppendEntries { prev_log_index, prev_log_term, entries, leader_commit },
         );
     }
 
@@ -832,9 +743,8 @@ impl Raft {
         let hs = self.hard_state();
         let hard_state = (hs != self.persisted_hard_state).then_some(hs);
         let entries = self.log[(self.unstable_from - 1) as usize..].to_vec();
-        let apply_end = self
-            .commit
-            .min(self.applied + self.config.max_apply_entries_per_ready as u64);
+        let apply_end =
+            self.commit.min(self.applied + self.config.max_apply_entries_per_ready as u64);
         let committed_entries = self.log[self.applied as usize..apply_end as usize].to_vec();
         Ready {
             hard_state,

@@ -54,7 +54,12 @@ impl Storage for OsStorage {
         };
         let file = opts.open(&full)?;
         let len = file.metadata()?.len();
-        Ok(Arc::new(OsFile { path: full, file, len: AtomicU64::new(len), append_lock: Mutex::new(()) }))
+        Ok(Arc::new(OsFile {
+            path: full,
+            file,
+            len: AtomicU64::new(len),
+            append_lock: Mutex::new(()),
+        }))
     }
 
     async fn create_dir_all(&self, path: &Path) -> io::Result<()> {

@@ -27,18 +27,8 @@ fn run<F: Future>(f: F) -> F::Output {
 }
 
 fn disk_with(device: DeviceProfile, cache_bytes: u64, seed: u64) -> SimDisk {
-    let page_cache = PageCacheConfig {
-        capacity_bytes: cache_bytes,
-        ..PageCacheConfig::default()
-    };
-    SimDisk::new(
-        SimDiskConfig {
-            device,
-            page_cache,
-            seed,
-        },
-        Clock::manual(),
-    )
+    let page_cache = PageCacheConfig { capacity_bytes: cache_bytes, ..PageCacheConfig::default() };
+    SimDisk::new(SimDiskConfig { device, page_cache, seed }, Clock::manual())
 }
 
 fn now(d: &SimDisk) -> u64 {
@@ -59,9 +49,7 @@ fn create_durable(d: &SimDisk, dir: &str, name: &str) -> FileRef {
 }
 
 fn pattern(len: u64, salt: u8) -> Vec<u8> {
-    (0..len)
-        .map(|i| (i as u8).wrapping_mul(31).wrapping_add(salt) | 1)
-        .collect()
+    (0..len).map(|i| (i as u8).wrapping_mul(31).wrapping_add(salt) | 1).collect()
 }
 
 fn read_all(f: &FileRef) -> Vec<u8> {
@@ -94,27 +82,14 @@ fn writes_are_absorbed_then_throttled_to_device_speed() {
     }
     let total_ns = now(&d) - t0;
     let stats = d.stats();
-    assert!(
-        first_throttled_at.is_some(),
-        "writes past dirty_ratio were throttled"
-    );
+    assert!(first_throttled_at.is_some(), "writes past dirty_ratio were throttled");
     assert!(stats.throttled_writes > 0 && stats.throttle_ns > 0);
     // 32 MiB written, 12.8 MiB may stay dirty: at least ~19 MiB had to reach a 180 MB/s disk.
     let must_write = 32 * MIB - 64 * MIB / 5;
     let min_ns = must_write * 1_000_000_000 / 180_000_000;
-    assert!(
-        total_ns >= min_ns * 95 / 100,
-        "took {total_ns} ns, device needs {min_ns}"
-    );
-    assert!(
-        total_ns <= 32 * MIB * 1_000_000_000 / 180_000_000 * 2,
-        "took {total_ns} ns: too slow"
-    );
-    assert!(
-        stats.dirty_bytes <= 64 * MIB / 5,
-        "dirty {} above the limit",
-        stats.dirty_bytes
-    );
+    assert!(total_ns >= min_ns * 95 / 100, "took {total_ns} ns, device needs {min_ns}");
+    assert!(total_ns <= 32 * MIB * 1_000_000_000 / 180_000_000 * 2, "took {total_ns} ns: too slow");
+    assert!(stats.dirty_bytes <= 64 * MIB / 5, "dirty {} above the limit", stats.dirty_bytes);
     assert!(stats.written_back_bytes >= must_write);
     d.check_invariants();
 }
@@ -156,11 +131,7 @@ fn cold_sequential_read_uses_readahead() {
     assert_eq!(out, data);
     let s = d.stats();
     let pages = 8 * MIB / 4096;
-    assert!(
-        s.readahead_pages > pages / 2,
-        "readahead {} of {pages} pages",
-        s.readahead_pages
-    );
+    assert!(s.readahead_pages > pages / 2, "readahead {} of {pages} pages", s.readahead_pages);
     assert!(
         s.cache_miss_pages - before.cache_miss_pages < pages / 10,
         "misses {}",
@@ -171,22 +142,11 @@ fn cold_sequential_read_uses_readahead() {
         "{} device reads for {reads} reads",
         s.device_reads
     );
-    assert!(
-        stalled < reads / 10,
-        "{stalled} of {reads} reads waited for the device"
-    );
+    assert!(stalled < reads / 10, "{stalled} of {reads} reads waited for the device");
     let readahead_ios = d
         .drain_events()
         .iter()
-        .filter(|e| {
-            matches!(
-                e,
-                DiskEvent::Io {
-                    cause: IoCause::Readahead,
-                    ..
-                }
-            )
-        })
+        .filter(|e| matches!(e, DiskEvent::Io { cause: IoCause::Readahead, .. }))
         .count();
     assert!(readahead_ios > 0, "async readahead issued its own IOs");
 }
@@ -211,11 +171,7 @@ fn periodic_writeback_expires_old_dirty_data() {
         .drain_events()
         .iter()
         .filter_map(|e| match e {
-            DiskEvent::Io {
-                cause: IoCause::PeriodicWriteback,
-                submit_ns,
-                ..
-            } => Some(*submit_ns),
+            DiskEvent::Io { cause: IoCause::PeriodicWriteback, submit_ns, .. } => Some(*submit_ns),
             _ => None,
         })
         .collect();
@@ -246,11 +202,7 @@ fn power_loss_keeps_synced_data_and_loses_only_unsynced() {
     );
     let f = open(&d, "t-0/00.log");
     let got = read_all(&f);
-    assert_eq!(
-        got.len(),
-        a.len(),
-        "unsynced, never written back: the tail is gone"
-    );
+    assert_eq!(got.len(), a.len(), "unsynced, never written back: the tail is gone");
     assert_eq!(got, a);
     let s = d.stats();
     assert_eq!(s.power_losses, 1);
@@ -297,27 +249,17 @@ fn power_loss_undoes_unsynced_directory_operations() {
     run(lost.sync()).expect("data synced, but the entry is not");
     run(d.rename(Path::new("t-0/00.log"), Path::new("t-0/renamed.log"))).expect("rename");
     d.power_loss();
-    let names: Vec<String> = run(d.list_dir(Path::new("t-0")))
-        .expect("list")
-        .into_iter()
-        .map(|e| e.name)
-        .collect();
-    assert_eq!(
-        names,
-        vec!["00.log".to_string()],
-        "create and rename undone"
-    );
+    let names: Vec<String> =
+        run(d.list_dir(Path::new("t-0"))).expect("list").into_iter().map(|e| e.name).collect();
+    assert_eq!(names, vec!["00.log".to_string()], "create and rename undone");
     assert_eq!(read_all(&open(&d, "t-0/00.log")), b"kept");
 
     // Made durable with sync_dir, they survive.
     run(d.rename(Path::new("t-0/00.log"), Path::new("t-0/renamed.log"))).expect("rename");
     run(d.sync_dir(Path::new("t-0"))).expect("sync_dir");
     d.power_loss();
-    let names: Vec<String> = run(d.list_dir(Path::new("t-0")))
-        .expect("list")
-        .into_iter()
-        .map(|e| e.name)
-        .collect();
+    let names: Vec<String> =
+        run(d.list_dir(Path::new("t-0"))).expect("list").into_iter().map(|e| e.name).collect();
     assert_eq!(names, vec!["renamed.log".to_string()]);
     assert_eq!(read_all(&open(&d, "t-0/renamed.log")), b"kept");
     d.check_invariants();
@@ -331,24 +273,14 @@ fn process_crash_keeps_everything_appended() {
     let data = pattern(300_000, 4);
     run(f.append(&data)).expect("append");
     d.crash_process();
-    assert_eq!(
-        run(f.append(b"x")).map_err(|e| e.kind()),
-        Err(io::ErrorKind::Other)
-    );
+    assert_eq!(run(f.append(b"x")).map_err(|e| e.kind()), Err(io::ErrorKind::Other));
     assert_eq!(
         run(f.sync()).map_err(|e| e.to_string()),
         Err("stale handle after crash".to_string())
     );
     let f = open(&d, "t-0/00.log");
-    assert_eq!(
-        read_all(&f),
-        data,
-        "never synced, never written back, still there"
-    );
-    assert!(
-        d.stats().dirty_bytes > 0,
-        "the page cache survived the crash"
-    );
+    assert_eq!(read_all(&f), data, "never synced, never written back, still there");
+    assert!(d.stats().dirty_bytes > 0, "the page cache survived the crash");
 }
 
 #[test]
@@ -358,11 +290,7 @@ fn fsyncgate_failed_pages_are_lost_after_eviction() {
     run(f.append(b"AAAA")).expect("append");
     run(f.sync()).expect("sync");
     run(f.append(b"BBBB")).expect("append");
-    let rule = d.inject_fault(
-        FaultRule::always(FaultKind::SyncError)
-            .under("t-0")
-            .times(1),
-    );
+    let rule = d.inject_fault(FaultRule::always(FaultKind::SyncError).under("t-0").times(1));
     let err = run(f.sync()).expect_err("sync fails");
     assert_eq!(err.raw_os_error(), Some(libc::EIO));
     assert!(d.clear_fault(rule));
@@ -370,11 +298,7 @@ fn fsyncgate_failed_pages_are_lost_after_eviction() {
     run(f.sync()).expect("second sync reports success");
     assert_eq!(read_all(&f), b"AAAABBBB", "still cached");
     d.drop_caches();
-    assert_eq!(
-        read_all(&f),
-        b"AAAA\0\0\0\0",
-        "evicted: the device never got BBBB"
-    );
+    assert_eq!(read_all(&f), b"AAAA\0\0\0\0", "evicted: the device never got BBBB");
     assert_eq!(d.stats().fsyncgate_dropped_pages, 1);
 
     // The same through a power loss, with no successful sync after the failure.
@@ -382,11 +306,7 @@ fn fsyncgate_failed_pages_are_lost_after_eviction() {
     run(g.append(b"CCCC")).expect("append");
     run(g.sync()).expect("sync");
     run(g.append(b"DDDD")).expect("append");
-    d.inject_fault(
-        FaultRule::always(FaultKind::SyncError)
-            .under("t-1")
-            .times(1),
-    );
+    d.inject_fault(FaultRule::always(FaultKind::SyncError).under("t-1").times(1));
     run(g.sync()).expect_err("sync fails");
     d.power_loss();
     assert_eq!(read_all(&open(&d, "t-1/00.log")), b"CCCC");
@@ -408,10 +328,7 @@ fn enospc_from_space_limit_and_rule() {
 
     let g = create_durable(&d, "t-1", "00.log");
     d.inject_fault(FaultRule::always(FaultKind::NoSpace).under("t-1"));
-    assert_eq!(
-        run(g.append(b"x")).map_err(|e| e.kind()),
-        Err(io::ErrorKind::StorageFull)
-    );
+    assert_eq!(run(g.append(b"x")).map_err(|e| e.kind()), Err(io::ErrorKind::StorageFull));
     run(f.append(b"x")).expect("other prefix unaffected");
 }
 
@@ -422,10 +339,7 @@ fn eio_on_read_miss_and_on_write() {
     run(f.append(&pattern(10_000, 1))).expect("append");
     run(f.sync()).expect("sync");
     let rule = d.inject_fault(FaultRule::always(FaultKind::ReadError));
-    assert_eq!(
-        run(f.read_at(0, 100)).expect("cache hit is fine").len(),
-        100
-    );
+    assert_eq!(run(f.read_at(0, 100)).expect("cache hit is fine").len(), 100);
     d.drop_caches();
     let err = run(f.read_at(0, 100)).expect_err("miss fails");
     assert_eq!(err.raw_os_error(), Some(libc::EIO));
@@ -433,10 +347,7 @@ fn eio_on_read_miss_and_on_write() {
     assert_eq!(run(f.read_at(0, 100)).expect("healthy again").len(), 100);
 
     d.inject_fault(FaultRule::always(FaultKind::WriteError).times(1));
-    assert_eq!(
-        run(f.append(b"lost")).map_err(|e| e.raw_os_error()),
-        Err(Some(libc::EIO))
-    );
+    assert_eq!(run(f.append(b"lost")).map_err(|e| e.raw_os_error()), Err(Some(libc::EIO)));
     assert_eq!(f.len(), 10_000);
     assert_eq!(run(f.append(b"ok")).expect("second append"), 10_000);
     assert_eq!(d.stats().faults_fired, 2);
@@ -499,10 +410,7 @@ fn hdd_sequential_and_random_differ_by_orders_of_magnitude_nvme_is_microseconds(
         }
     });
     let seq_bytes_per_sec = size * 1_000_000_000 / seq_ns;
-    assert!(
-        seq_bytes_per_sec > 150_000_000,
-        "sequential {seq_bytes_per_sec} B/s"
-    );
+    assert!(seq_bytes_per_sec > 150_000_000, "sequential {seq_bytes_per_sec} B/s");
     d.drop_caches();
     let reads = 50;
     let (_, rnd_ns) = timed(&d, async {
@@ -513,10 +421,7 @@ fn hdd_sequential_and_random_differ_by_orders_of_magnitude_nvme_is_microseconds(
         }
     });
     let per_read_ns = rnd_ns / reads;
-    assert!(
-        per_read_ns > 10_000_000,
-        "random 4 KiB read on HDD takes {per_read_ns} ns"
-    );
+    assert!(per_read_ns > 10_000_000, "random 4 KiB read on HDD takes {per_read_ns} ns");
     let rnd_bytes_per_sec = reads * 4096 * 1_000_000_000 / rnd_ns;
     assert!(
         seq_bytes_per_sec > 100 * rnd_bytes_per_sec,
@@ -529,10 +434,7 @@ fn hdd_sequential_and_random_differ_by_orders_of_magnitude_nvme_is_microseconds(
     run(g.sync()).expect("sync");
     n.drop_caches();
     let (_, ns) = timed(&n, g.read_at(0, 4096));
-    assert!(
-        (15_000..60_000).contains(&ns),
-        "NVMe 4 KiB read took {ns} ns"
-    );
+    assert!((15_000..60_000).contains(&ns), "NVMe 4 KiB read took {ns} ns");
 }
 
 /// A fixed workload with probabilistic faults; returns its event log.

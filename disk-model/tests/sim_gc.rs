@@ -118,11 +118,7 @@ fn renamed_over_and_removed_files_are_freed_among_many() {
     }
     d.check_invariants();
     let events = d.drain_events();
-    assert_eq!(
-        freed(&events).len(),
-        PARTITIONS,
-        "one old checkpoint per partition"
-    );
+    assert_eq!(freed(&events).len(), PARTITIONS, "one old checkpoint per partition");
     let s = d.stats();
     assert_eq!(s.cached_bytes, PARTITIONS as u64 * 5 * PAGE);
     assert_eq!(s.dirty_bytes, PARTITIONS as u64 * PAGE);
@@ -134,20 +130,13 @@ fn renamed_over_and_removed_files_are_freed_among_many() {
     run(f.append(&[4u8; 10])).expect("append");
     drop(f);
     run(d.rename(p(&format!("{dir}/cp.tmp")), p(&format!("{dir}/cp")))).expect("rename");
-    assert!(
-        freed(&d.drain_events()).is_empty(),
-        "the old one is still durable"
-    );
+    assert!(freed(&d.drain_events()).is_empty(), "the old one is still durable");
     let f = open(&d, &format!("{dir}/cp.tmp"), OpenMode::CreateNew);
     run(f.append(&[5u8; 10])).expect("append");
     run(f.sync()).expect("sync");
     drop(f);
     run(d.rename(p(&format!("{dir}/cp.tmp")), p(&format!("{dir}/cp")))).expect("rename");
-    assert_eq!(
-        freed(&d.drain_events()).len(),
-        1,
-        "the unsynced intermediate one"
-    );
+    assert_eq!(freed(&d.drain_events()).len(), 1, "the unsynced intermediate one");
     run(d.sync_dir(p(dir))).expect("sync_dir");
     assert_eq!(freed(&d.drain_events()).len(), 1, "the durable one");
     d.check_invariants();
@@ -163,19 +152,12 @@ fn renamed_over_and_removed_files_are_freed_among_many() {
     assert_eq!(freed(&events).len(), PARTITIONS);
     d.check_invariants();
     // Still readable through the handle.
-    assert_eq!(
-        run(logs[0].read_at(0, 4)).expect("read").as_ref(),
-        &[0u8; 4]
-    );
+    assert_eq!(run(logs[0].read_at(0, 4)).expect("read").as_ref(), &[0u8; 4]);
     let mut kept = Vec::new();
     for (i, log) in logs.into_iter().enumerate() {
         if i % 2 == 0 {
             drop(log);
-            assert_eq!(
-                freed(&d.drain_events()).len(),
-                1,
-                "log {i} freed when closed"
-            );
+            assert_eq!(freed(&d.drain_events()).len(), 1, "log {i} freed when closed");
         } else {
             kept.push(log);
         }
@@ -253,10 +235,7 @@ fn a_cycle_through_durable_entries_is_freed_when_unreachable() {
     assert!(freed(&d.drain_events()).is_empty());
     // Cut the cycle off: remove b (live), then sync the root (durable).
     run(d.remove_dir_all(p("b"))).expect("rmdir");
-    assert!(
-        freed(&d.drain_events()).is_empty(),
-        "the root still holds b durably"
-    );
+    assert!(freed(&d.drain_events()).is_empty(), "the root still holds b durably");
     run(d.sync_dir(p(""))).expect("sync");
     let mut got = freed(&d.drain_events());
     got.sort_unstable();
@@ -424,25 +403,15 @@ fn freed_events_are_deterministic() {
         Config::default(),
         TestRng::from_seed(RngAlgorithm::ChaCha, &[7; 32]),
     );
-    let ops = prop::collection::vec(ns_op(), 400)
-        .new_tree(&mut runner)
-        .expect("tree")
-        .current();
+    let ops = prop::collection::vec(ns_op(), 400).new_tree(&mut runner).expect("tree").current();
     let a = run_ns_ops(11, &ops, false);
     let b = run_ns_ops(11, &ops, false);
     assert_eq!(a, b);
-    assert!(
-        freed(&a).len() > 5,
-        "the script frees things: {:?}",
-        freed(&a)
-    );
+    assert!(freed(&a).len() > 5, "the script frees things: {:?}", freed(&a));
 }
 
 fn cpu_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
     // SAFETY: a valid pointer to a timespec.
     let rc = unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut ts) };
     assert_eq!(rc, 0);

@@ -106,18 +106,8 @@ fn check_file(f: &FileRef, m: &Model) {
 }
 
 fn run_ops(profile: DeviceProfile, cache_bytes: u64, seed: u64, ops: &[Op]) {
-    let page_cache = PageCacheConfig {
-        capacity_bytes: cache_bytes,
-        ..PageCacheConfig::default()
-    };
-    let d = SimDisk::new(
-        SimDiskConfig {
-            device: profile,
-            page_cache,
-            seed,
-        },
-        Clock::manual(),
-    );
+    let page_cache = PageCacheConfig { capacity_bytes: cache_bytes, ..PageCacheConfig::default() };
+    let d = SimDisk::new(SimDiskConfig { device: profile, page_cache, seed }, Clock::manual());
     d.set_torn_writes(true);
     run(d.create_dir_all(Path::new("p-0"))).expect("mkdir");
     run(d.sync_dir(Path::new(""))).expect("sync root");
@@ -126,26 +116,14 @@ fn run_ops(profile: DeviceProfile, cache_bytes: u64, seed: u64, ops: &[Op]) {
     }
     run(d.sync_dir(Path::new("p-0"))).expect("sync dir");
     let mut files = open_all(&d);
-    let mut model: Vec<Model> = (0..FILES)
-        .map(|_| Model {
-            content: Vec::new(),
-            durable_len: 0,
-        })
-        .collect();
+    let mut model: Vec<Model> =
+        (0..FILES).map(|_| Model { content: Vec::new(), durable_len: 0 }).collect();
 
     let mut expanded = Vec::with_capacity(ops.len());
     for op in ops {
         match *op {
-            Op::AppendPowerLoss {
-                file,
-                len,
-                after_us,
-            } => {
-                expanded.push(Op::Append {
-                    file,
-                    len,
-                    salt: len as u8,
-                });
+            Op::AppendPowerLoss { file, len, after_us } => {
+                expanded.push(Op::Append { file, len, salt: len as u8 });
                 expanded.push(Op::PowerLoss { after_us });
             }
             ref other => expanded.push(other.clone()),
@@ -155,26 +133,18 @@ fn run_ops(profile: DeviceProfile, cache_bytes: u64, seed: u64, ops: &[Op]) {
         match *op {
             Op::AppendPowerLoss { .. } => unreachable!("expanded above"),
             Op::Append { file, len, salt } => {
-                let data: Vec<u8> = (0..len)
-                    .map(|i| (i as u8).wrapping_mul(13).wrapping_add(salt) | 1)
-                    .collect();
+                let data: Vec<u8> =
+                    (0..len).map(|i| (i as u8).wrapping_mul(13).wrapping_add(salt) | 1).collect();
                 let pos = run(files[file].append(&data)).expect("append");
                 assert_eq!(pos as usize, model[file].content.len());
                 model[file].content.extend_from_slice(&data);
             }
-            Op::Read {
-                file,
-                pos_permille,
-                len,
-            } => {
+            Op::Read { file, pos_permille, len } => {
                 let m = &model[file];
                 let pos = m.content.len() as u64 * pos_permille / 1000;
                 let got = run(files[file].read_at(pos, len)).expect("read");
                 let end = m.content.len().min(pos as usize + len);
-                assert!(
-                    got[..] == m.content[pos as usize..end],
-                    "read {pos}+{len} differs"
-                );
+                assert!(got[..] == m.content[pos as usize..end], "read {pos}+{len} differs");
             }
             Op::Sync { file } => {
                 run(files[file].sync()).expect("sync");
@@ -192,10 +162,7 @@ fn run_ops(profile: DeviceProfile, cache_bytes: u64, seed: u64, ops: &[Op]) {
             Op::DropCaches => d.drop_caches(),
             Op::ProcessCrash => {
                 d.crash_process();
-                assert!(
-                    run(files[0].read_at(0, 1)).is_err(),
-                    "old handles are stale"
-                );
+                assert!(run(files[0].read_at(0, 1)).is_err(), "old handles are stale");
                 files = open_all(&d);
                 for (f, m) in files.iter().zip(&model) {
                     check_file(f, m);

@@ -83,24 +83,17 @@ pub struct Cost {
 
 impl Cost {
     pub const fn new(per_op_ns: u64, per_byte_ps: u64) -> Self {
-        Cost {
-            per_op_ns,
-            per_byte_ps,
-        }
+        Cost { per_op_ns, per_byte_ps }
     }
 
     /// From a throughput in bytes per second.
     pub const fn from_rate(per_op_ns: u64, bytes_per_sec: u64) -> Self {
-        Cost {
-            per_op_ns,
-            per_byte_ps: 1_000_000_000_000 / bytes_per_sec,
-        }
+        Cost { per_op_ns, per_byte_ps: 1_000_000_000_000 / bytes_per_sec }
     }
 
     pub fn ns(&self, bytes: u64) -> u64 {
         let per_byte = (u128::from(bytes) * u128::from(self.per_byte_ps)).div_ceil(1000);
-        self.per_op_ns
-            .saturating_add(u64::try_from(per_byte).unwrap_or(u64::MAX))
+        self.per_op_ns.saturating_add(u64::try_from(per_byte).unwrap_or(u64::MAX))
     }
 
     fn validate(&self, field: &'static str) -> Result<(), CpuConfigError> {
@@ -128,11 +121,7 @@ pub enum CpuConfigError {
     #[error("cores = {0} is out of range 1..={CORES_MAX}")]
     Cores(u32),
     #[error("{field}: per_op_ns {per_op_ns} (max {PER_OP_NS_MAX}) or per_byte_ps {per_byte_ps} (max {PER_BYTE_PS_MAX}) out of range")]
-    CostOutOfRange {
-        field: &'static str,
-        per_op_ns: u64,
-        per_byte_ps: u64,
-    },
+    CostOutOfRange { field: &'static str, per_op_ns: u64, per_byte_ps: u64 },
 }
 
 /// A host's CPU: core count and costs.
@@ -179,14 +168,8 @@ impl Default for CpuProfile {
                 compress: Cost::new(1_000, 27_027),
                 decompress: Cost::new(1_000, 1_733),
             },
-            snappy: CodecCost {
-                compress: Cost::new(200, 1_156),
-                decompress: Cost::new(200, 501),
-            },
-            lz4: CodecCost {
-                compress: Cost::new(200, 2_247),
-                decompress: Cost::new(200, 443),
-            },
+            snappy: CodecCost { compress: Cost::new(200, 1_156), decompress: Cost::new(200, 501) },
+            lz4: CodecCost { compress: Cost::new(200, 2_247), decompress: Cost::new(200, 443) },
             zstd: CodecCost {
                 compress: Cost::new(2_000, 4_425),
                 decompress: Cost::new(1_000, 1_017),
@@ -197,10 +180,7 @@ impl Default for CpuProfile {
 
 impl CpuProfile {
     pub fn with_cores(cores: u32) -> Self {
-        CpuProfile {
-            cores,
-            ..CpuProfile::default()
-        }
+        CpuProfile { cores, ..CpuProfile::default() }
     }
 
     pub fn validate(&self) -> Result<(), CpuConfigError> {
@@ -303,10 +283,7 @@ impl SimCpu {
         SimCpu {
             state: Arc::new(Mutex::new(CpuState {
                 free_at_ns: vec![0; cores as usize],
-                stats: CpuStats {
-                    cores,
-                    ..CpuStats::default()
-                },
+                stats: CpuStats { cores, ..CpuStats::default() },
                 profile,
             })),
             epoch: Instant::now(),
@@ -362,11 +339,7 @@ impl SimCpu {
         let mut stalled = 0;
         for t in st.free_at_ns.iter_mut() {
             // A core busy until `t` > now still owes `t - now` of work after the pause.
-            *t = if *t > now {
-                t.saturating_add(duration_ns)
-            } else {
-                until
-            };
+            *t = if *t > now { t.saturating_add(duration_ns) } else { until };
             stalled += duration_ns;
         }
         st.stats.stalled_ns += stalled;
@@ -390,14 +363,8 @@ mod tests {
         let p = CpuProfile::default();
         assert_eq!(p.cost_ns(Work::Request, 0), 20_000);
         assert_eq!(p.cost_ns(Work::Memcpy, 1_000_000), 110_000); // ~9 GB/s
-        assert_eq!(
-            p.cost_ns(Work::Compress(Codec::Lz4), 1_000_000),
-            200 + 2_247_000
-        );
-        assert_eq!(
-            p.cost_ns(Work::Decompress(Codec::Lz4), 2_000_000),
-            200 + 886_000
-        );
+        assert_eq!(p.cost_ns(Work::Compress(Codec::Lz4), 1_000_000), 200 + 2_247_000);
+        assert_eq!(p.cost_ns(Work::Decompress(Codec::Lz4), 2_000_000), 200 + 886_000);
         assert_eq!(Cost::new(7, 3).ns(1), 8); // rounds up
         assert_eq!(Cost::from_rate(0, 500_000_000).per_byte_ps, 2000);
         p.validate().unwrap();

@@ -46,7 +46,11 @@ impl TcpNetwork {
         let (r, w) = stream.into_split();
         Ok(Connection {
             reader: Box::new(r),
-            writer: Box::new(TcpWriter { half: w, zero_copy: self.zero_copy, buf: BytesMut::new() }),
+            writer: Box::new(TcpWriter {
+                half: w,
+                zero_copy: self.zero_copy,
+                buf: BytesMut::new(),
+            }),
             peer,
             local,
         })
@@ -109,7 +113,14 @@ impl TcpWriter {
             let rest = &self.buf[done..];
             let r = stream.try_io(Interest::WRITABLE, || {
                 // SAFETY: `rest` is a valid slice for the duration of the call; `fd` is open.
-                let n = unsafe { libc::send(fd, rest.as_ptr().cast(), rest.len(), libc::MSG_MORE | libc::MSG_NOSIGNAL) };
+                let n = unsafe {
+                    libc::send(
+                        fd,
+                        rest.as_ptr().cast(),
+                        rest.len(),
+                        libc::MSG_MORE | libc::MSG_NOSIGNAL,
+                    )
+                };
                 if n < 0 {
                     Err(io::Error::last_os_error())
                 } else {
@@ -118,7 +129,9 @@ impl TcpWriter {
             });
             match r {
                 Ok(n) => done += n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock || e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e)
+                    if e.kind() == io::ErrorKind::WouldBlock
+                        || e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(e),
             }
         }
@@ -160,7 +173,9 @@ impl TcpWriter {
                     ))
                 }
                 Ok(n) => remaining -= n.min(remaining),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock || e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e)
+                    if e.kind() == io::ErrorKind::WouldBlock
+                        || e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(e),
             }
         }
@@ -224,7 +239,11 @@ mod tests {
         });
         let mut conn = listener.accept().await.unwrap();
         let region = FileRegion { file: Arc::clone(&file), pos: 10, len: 2_999_000 };
-        let chunks = [Chunk::Bytes(bytes::Bytes::from_static(b"head")), Chunk::File(region), Chunk::Bytes(bytes::Bytes::from_static(b"tail"))];
+        let chunks = [
+            Chunk::Bytes(bytes::Bytes::from_static(b"head")),
+            Chunk::File(region),
+            Chunk::Bytes(bytes::Bytes::from_static(b"tail")),
+        ];
         conn.writer.write_chunks(&chunks).await.unwrap();
         conn.writer.shutdown().await.unwrap();
         drop(conn);

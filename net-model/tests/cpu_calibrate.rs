@@ -65,12 +65,7 @@ fn calibrate() {
         "memcpy {memcpy_big:.0} MB/s, crc32c {crc_big:.0} MB/s ({} bytes, from memory)",
         big.len()
     );
-    for codec in [
-        Compression::Lz4,
-        Compression::Snappy,
-        Compression::Zstd,
-        Compression::Gzip,
-    ] {
+    for codec in [Compression::Lz4, Compression::Snappy, Compression::Zstd, Compression::Gzip] {
         let mut c = Vec::new();
         compress(codec, &data, &mut c).unwrap();
         let ratio = n as f64 / c.len() as f64;

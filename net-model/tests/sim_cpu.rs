@@ -21,11 +21,8 @@ fn near(got: Duration, want_us: u64) -> bool {
 #[test]
 fn n_cores_run_n_jobs_in_parallel_and_the_next_waits() {
     run(1, async {
-        let profile = CpuProfile {
-            cores: 2,
-            request: Cost::new(100_000, 0),
-            ..CpuProfile::default()
-        };
+        let profile =
+            CpuProfile { cores: 2, request: Cost::new(100_000, 0), ..CpuProfile::default() };
         let cpu: Arc<dyn CostHook> = Arc::new(SimCpu::new(profile));
         let t0 = Instant::now();
         let mut jobs = Vec::new();
@@ -42,10 +39,7 @@ fn n_cores_run_n_jobs_in_parallel_and_the_next_waits() {
         }
         done.sort();
         assert!(near(done[0], 100) && near(done[1], 100), "{done:?}");
-        assert!(
-            near(done[2], 200),
-            "the third job waits for a core: {done:?}"
-        );
+        assert!(near(done[2], 200), "the third job waits for a core: {done:?}");
     });
 }
 

@@ -25,11 +25,7 @@ fn run<F: Future>(seed: u64, f: F) -> F::Output {
 fn config(nic_bps: u64, latency_ns: u64) -> SimNetConfig {
     SimNetConfig {
         nic: NicConfig::symmetric(nic_bps),
-        link: LinkConfig {
-            latency_ns,
-            jitter_ns_max: 0,
-            loss_ppm: 0,
-        },
+        link: LinkConfig { latency_ns, jitter_ns_max: 0, loss_ppm: 0 },
         ..SimNetConfig::default()
     }
 }
@@ -59,7 +55,10 @@ async fn pair(net: &SimNet, a: &str, b: &str) -> (Connection, Connection) {
 }
 
 /// Reads exactly `n` bytes from `server` in a task: the bytes and when the last arrived.
-fn read_in_background(mut server: Connection, n: usize) -> tokio::task::JoinHandle<(Vec<u8>, Instant)> {
+fn read_in_background(
+    mut server: Connection,
+    n: usize,
+) -> tokio::task::JoinHandle<(Vec<u8>, Instant)> {
     tokio::spawn(async move {
         let mut got = vec![0u8; n];
         server.reader.read_exact(&mut got).await.unwrap();
@@ -149,26 +148,19 @@ fn latency_round_trip_without_millisecond_floor() {
         let t0 = Instant::now();
         let (mut client, mut server) = pair(&net, "a", "b").await;
         let connect_us = elapsed_us(t0);
-        assert!(
-            (200.0..201.0).contains(&connect_us),
-            "connect took {connect_us} µs"
-        );
+        assert!((200.0..201.0).contains(&connect_us), "connect took {connect_us} µs");
         let echo = tokio::spawn(async move {
             let mut b = [0u8; 1];
             for _ in 0..10 {
                 server.reader.read_exact(&mut b).await.unwrap();
-                write(&mut server, Bytes::copy_from_slice(&b))
-                    .await
-                    .unwrap();
+                write(&mut server, Bytes::copy_from_slice(&b)).await.unwrap();
             }
             server
         });
         let mut rtts = Vec::new();
         for i in 0..10u8 {
             let t = Instant::now();
-            write(&mut client, Bytes::copy_from_slice(&[i]))
-                .await
-                .unwrap();
+            write(&mut client, Bytes::copy_from_slice(&[i])).await.unwrap();
             let mut b = [0u8; 1];
             client.reader.read_exact(&mut b).await.unwrap();
             assert_eq!(b[0], i);
@@ -177,10 +169,7 @@ fn latency_round_trip_without_millisecond_floor() {
         echo.await.unwrap();
         for rtt in rtts {
             // 2 × 100 µs + 2 × 91 wire bytes at 10 Gb/s (73 ns each).
-            assert!(
-                (200.0..201.5).contains(&rtt),
-                "1-byte round trip took {rtt} µs"
-            );
+            assert!((200.0..201.5).contains(&rtt), "1-byte round trip took {rtt} µs");
         }
     });
 }
@@ -204,18 +193,9 @@ fn loopback_and_local_names() {
         s.reader.read_exact(&mut b).await.unwrap();
         assert_eq!(&b, b"ping");
         // Binding another host's name is refused; so is a busy port.
-        assert_eq!(
-            a.bind("b:1").await.err().unwrap().kind(),
-            ErrorKind::AddrNotAvailable
-        );
-        assert_eq!(
-            a.bind(&format!("a:{port}")).await.err().unwrap().kind(),
-            ErrorKind::AddrInUse
-        );
-        assert_eq!(
-            a.connect("nowhere:1").await.err().unwrap().kind(),
-            ErrorKind::HostUnreachable
-        );
+        assert_eq!(a.bind("b:1").await.err().unwrap().kind(), ErrorKind::AddrNotAvailable);
+        assert_eq!(a.bind(&format!("a:{port}")).await.err().unwrap().kind(), ErrorKind::AddrInUse);
+        assert_eq!(a.connect("nowhere:1").await.err().unwrap().kind(), ErrorKind::HostUnreachable);
     });
 }
 
@@ -285,11 +265,9 @@ fn symmetric_partition_stalls_streams_and_times_out_connects() {
             tokio::time::timeout(Duration::from_secs(1), server.reader.read_exact(&mut buf)).await;
         assert!(r.is_err(), "bytes crossed a partition");
         let mut small = [0u8; 10];
-        let r = tokio::time::timeout(
-            Duration::from_millis(10),
-            client.reader.read_exact(&mut small),
-        )
-        .await;
+        let r =
+            tokio::time::timeout(Duration::from_millis(10), client.reader.read_exact(&mut small))
+                .await;
         assert!(r.is_err(), "bytes crossed a partition");
         // New connects time out after connect_timeout_ns (SYN retries at 1 s and 2 s, then give up).
         let t0 = Instant::now();
@@ -404,10 +382,7 @@ fn user_timeout_resets_a_stalled_stream() {
         assert_near(t0, 2_000_000);
         let e = client.reader.read(&mut buf).await.err().unwrap();
         assert_eq!(e.kind(), ErrorKind::TimedOut);
-        assert_eq!(
-            write(&mut client, bytes(1)).await.err().unwrap().kind(),
-            ErrorKind::TimedOut
-        );
+        assert_eq!(write(&mut client, bytes(1)).await.err().unwrap().kind(), ErrorKind::TimedOut);
         // An idle connection across a partition does not time out.
         net.heal();
         let (mut c2, mut s2) = pair2(&net).await;
@@ -463,27 +438,15 @@ fn crash_resets_peers_and_refuses_connects_until_restart() {
             server.reader.read(&mut b).await.err().unwrap().kind(),
             ErrorKind::ConnectionReset
         );
-        assert_eq!(
-            l2.accept().await.err().unwrap().kind(),
-            ErrorKind::ConnectionAborted
-        );
+        assert_eq!(l2.accept().await.err().unwrap().kind(), ErrorKind::ConnectionAborted);
         // Connects are refused after one round trip.
         let t0 = Instant::now();
-        assert_eq!(
-            na.connect("b:9000").await.err().unwrap().kind(),
-            ErrorKind::ConnectionRefused
-        );
+        assert_eq!(na.connect("b:9000").await.err().unwrap().kind(), ErrorKind::ConnectionRefused);
         assert_near(t0, 200);
-        assert!(
-            nb.bind("b:9000").await.is_err(),
-            "a crashed host cannot bind"
-        );
+        assert!(nb.bind("b:9000").await.is_err(), "a crashed host cannot bind");
         net.restart("b");
         // Restarted but not listening yet: still refused.
-        assert_eq!(
-            na.connect("b:9000").await.err().unwrap().kind(),
-            ErrorKind::ConnectionRefused
-        );
+        assert_eq!(na.connect("b:9000").await.err().unwrap().kind(), ErrorKind::ConnectionRefused);
         let l = nb.bind("b:9000").await.unwrap();
         let acc = tokio::spawn(async move { l.accept().await.unwrap() });
         let mut c = na.connect("b:9000").await.unwrap();
@@ -505,17 +468,12 @@ fn fin_gives_eof_after_data_and_close_with_unread_data_resets() {
         let (mut client, mut server) = pair(&net, "a", "b").await;
         write(&mut client, bytes(3000)).await.unwrap();
         client.writer.shutdown().await.unwrap();
-        assert_eq!(
-            write(&mut client, bytes(1)).await.err().unwrap().kind(),
-            ErrorKind::BrokenPipe
-        );
+        assert_eq!(write(&mut client, bytes(1)).await.err().unwrap().kind(), ErrorKind::BrokenPipe);
         let mut got = Vec::new();
         server.reader.read_to_end(&mut got).await.unwrap();
         assert!(got == bytes(3000)[..]);
         // The other direction still works after a half close.
-        write(&mut server, Bytes::from_static(b"bye"))
-            .await
-            .unwrap();
+        write(&mut server, Bytes::from_static(b"bye")).await.unwrap();
         let mut b3 = [0u8; 3];
         client.reader.read_exact(&mut b3).await.unwrap();
         // The server closes its socket with unread data: the client sees a reset.
@@ -524,33 +482,20 @@ fn fin_gives_eof_after_data_and_close_with_unread_data_resets() {
         tokio::time::sleep(Duration::from_millis(1)).await;
         drop(s2);
         let mut b = [0u8; 1];
-        assert_eq!(
-            c2.reader.read(&mut b).await.err().unwrap().kind(),
-            ErrorKind::ConnectionReset
-        );
+        assert_eq!(c2.reader.read(&mut b).await.err().unwrap().kind(), ErrorKind::ConnectionReset);
     });
 }
 
 #[test]
 fn file_regions_are_read_through_the_disk_model() {
     run(11, async {
-        let disk = SimDisk::new(
-            SimDiskConfig::new(DeviceProfile::nvme(), 11),
-            Clock::runtime(),
-        );
-        let file = disk
-            .open(Path::new("seg.log"), OpenMode::OpenOrCreate)
-            .await
-            .unwrap();
+        let disk = SimDisk::new(SimDiskConfig::new(DeviceProfile::nvme(), 11), Clock::runtime());
+        let file = disk.open(Path::new("seg.log"), OpenMode::OpenOrCreate).await.unwrap();
         let data = bytes(200_000);
         file.append(&data).await.unwrap();
         let net = SimNet::new(config(10_000_000_000, 50_000));
         let (mut client, mut server) = pair(&net, "a", "b").await;
-        let region = FileRegion {
-            file,
-            pos: 1000,
-            len: 150_000,
-        };
+        let region = FileRegion { file, pos: 1000, len: 150_000 };
         let chunks = [
             Chunk::Bytes(Bytes::from_static(b"head")),
             Chunk::File(region),
@@ -584,14 +529,9 @@ fn senders_share_a_nic_and_incast_queues_at_the_receiver() {
         c_srv.reader.read_exact(&mut v).await.unwrap();
         let tc = Instant::now();
         let tb = rb.await.unwrap();
-        let (mb, mc) = (
-            tb.duration_since(t0).as_secs_f64() * 1e3,
-            tc.duration_since(t0).as_secs_f64() * 1e3,
-        );
-        assert!(
-            (79.0..86.0).contains(&mb) && (79.0..86.0).contains(&mc),
-            "b {mb} ms, c {mc} ms"
-        );
+        let (mb, mc) =
+            (tb.duration_since(t0).as_secs_f64() * 1e3, tc.duration_since(t0).as_secs_f64() * 1e3);
+        assert!((79.0..86.0).contains(&mb) && (79.0..86.0).contains(&mc), "b {mb} ms, c {mc} ms");
         // Incast: d and e send 500 KB each to f; f's ingress is the bottleneck.
         let (mut df, mut f1) = pair(&net, "d", "f").await;
         let l = net.host("f").bind("f:9001").await.unwrap();
@@ -609,10 +549,7 @@ fn senders_share_a_nic_and_incast_queues_at_the_receiver() {
         f2.reader.read_exact(&mut v).await.unwrap();
         r1.await.unwrap();
         let ms = t1.elapsed().as_secs_f64() * 1e3;
-        assert!(
-            (84.0..87.0).contains(&ms),
-            "incast of 1 MB into 100 Mb/s took {ms} ms"
-        );
+        assert!((84.0..87.0).contains(&ms), "incast of 1 MB into 100 Mb/s took {ms} ms");
         assert!(net.stats("f").unwrap().ingress_busy_ns >= 84_000_000);
     });
 }
@@ -629,10 +566,7 @@ fn loss_adds_retransmission_delay() {
         write(&mut client, bytes(100 * 1448)).await.unwrap();
         let mut v = vec![0u8; 100 * 1448];
         server.reader.read_exact(&mut v).await.unwrap();
-        assert!(
-            v == bytes(100 * 1448)[..],
-            "loss must not corrupt or reorder"
-        );
+        assert!(v == bytes(100 * 1448)[..], "loss must not corrupt or reorder");
         let st = net.stats("a").unwrap();
         assert!(st.retransmits >= 5, "{st:?}");
         // At least one 200 ms RTO was paid.
@@ -670,10 +604,7 @@ async fn jittery_workload(seed: u64) -> Vec<NetEvent> {
     s2.reader.read_exact(&mut v).await.unwrap();
     let (_c1, _c2) = (w1.await.unwrap(), w2.await.unwrap());
     let mut events = net.drain_events();
-    events.push(NetEvent::Restart {
-        host: "end".into(),
-        at_ns: net.now_ns(),
-    });
+    events.push(NetEvent::Restart { host: "end".into(), at_ns: net.now_ns() });
     events
 }
 
@@ -687,10 +618,7 @@ fn determinism_same_seed_same_log_different_seed_different_log() {
     // Segment ready times are non-decreasing per stream (jitter never reorders).
     let mut last = std::collections::BTreeMap::new();
     for e in &a {
-        if let NetEvent::Segment {
-            stream, ready_ns, ..
-        } = e
-        {
+        if let NetEvent::Segment { stream, ready_ns, .. } = e {
             let prev = last.insert(*stream, *ready_ns).unwrap_or(0);
             assert!(*ready_ns >= prev);
         }
@@ -728,10 +656,7 @@ fn bulk_transfer_is_nic_bound_and_cheap_to_simulate() {
         t0.elapsed().as_secs_f64()
     });
     // 1 GiB + 6.3 % headers at 10 Gb/s = 0.913 s.
-    assert!(
-        (0.912..0.916).contains(&sim_s),
-        "1 GiB at 10 Gb/s took {sim_s} s simulated"
-    );
+    assert!((0.912..0.916).contains(&sim_s), "1 GiB at 10 Gb/s took {sim_s} s simulated");
     eprintln!(
         "1 GiB over 10 Gb/s: {sim_s:.3} s simulated in {:.3} s wall",
         wall.elapsed().as_secs_f64()

@@ -11,10 +11,7 @@ use tokio::io::AsyncReadExt;
 #[tokio::test]
 async fn round_trip_transfer_and_crash_on_real_time() {
     let cfg = SimNetConfig {
-        link: LinkConfig {
-            latency_ns: 100_000,
-            ..LinkConfig::default()
-        },
+        link: LinkConfig { latency_ns: 100_000, ..LinkConfig::default() },
         ..SimNetConfig::default()
     };
     let net = SimNet::new(cfg);
@@ -25,32 +22,20 @@ async fn round_trip_transfer_and_crash_on_real_time() {
         let mut c = l.accept().await.unwrap();
         let mut buf = vec![0u8; 100_000];
         c.reader.read_exact(&mut buf).await.unwrap();
-        c.writer
-            .write_chunks(&[Chunk::Bytes(Bytes::from(buf))])
-            .await
-            .unwrap();
+        c.writer.write_chunks(&[Chunk::Bytes(Bytes::from(buf))]).await.unwrap();
         (c, l)
     });
     let mut c = a.connect("b:9092").await.unwrap();
     let data: Vec<u8> = (0..100_000u32).map(|i| (i % 253) as u8).collect();
-    c.writer
-        .write_chunks(&[Chunk::Bytes(Bytes::from(data.clone()))])
-        .await
-        .unwrap();
+    c.writer.write_chunks(&[Chunk::Bytes(Bytes::from(data.clone()))]).await.unwrap();
     let mut back = vec![0u8; 100_000];
     c.reader.read_exact(&mut back).await.unwrap();
     assert_eq!(back, data);
     let (_s, _l) = server.await.unwrap();
     net.crash("b");
     let mut one = [0u8; 1];
-    assert_eq!(
-        c.reader.read(&mut one).await.unwrap_err().kind(),
-        ErrorKind::ConnectionReset
-    );
-    assert_eq!(
-        a.connect("b:9092").await.unwrap_err().kind(),
-        ErrorKind::ConnectionRefused
-    );
+    assert_eq!(c.reader.read(&mut one).await.unwrap_err().kind(), ErrorKind::ConnectionReset);
+    assert_eq!(a.connect("b:9092").await.unwrap_err().kind(), ErrorKind::ConnectionRefused);
     assert!(!net.drain_events().is_empty());
 }
 

@@ -38,10 +38,7 @@ pub struct Header {
 
 impl Header {
     pub fn new(key: impl Into<Bytes>, value: Option<Bytes>) -> Self {
-        Self {
-            key: key.into(),
-            value,
-        }
+        Self { key: key.into(), value }
     }
 }
 
@@ -248,10 +245,7 @@ impl<B: BatchBuf> BatchBuilder<B> {
         check_len("key", key.map(<[u8]>::len))?;
         check_len("value", value.map(<[u8]>::len))?;
         if i32::try_from(headers.len()).is_err() {
-            return Err(BuildError::FieldTooLarge {
-                what: "header count",
-                len: headers.len(),
-            });
+            return Err(BuildError::FieldTooLarge { what: "header count", len: headers.len() });
         }
         for h in headers {
             check_len("header key", Some(h.key.len()))?;
@@ -273,10 +267,8 @@ impl<B: BatchBuf> BatchBuilder<B> {
             value.map(<[u8]>::len),
             headers,
         );
-        let body_i32 = i32::try_from(body).map_err(|_| BuildError::FieldTooLarge {
-            what: "record",
-            len: body,
-        })?;
+        let body_i32 = i32::try_from(body)
+            .map_err(|_| BuildError::FieldTooLarge { what: "record", len: body })?;
         let out = &mut self.buf;
         put_varint(out, body_i32);
         out.put_u8(0); // attributes
@@ -371,23 +363,12 @@ mod tests {
     #[test]
     fn known_uncompressed_record_bytes() {
         let mut b = BatchBuilder::new(Vec::new(), Compression::None, 1 << 20);
-        b.append(
-            1000,
-            Some(b"k"),
-            Some(b"vv"),
-            &[Header::new(&b"h"[..], None)],
-        )
-        .unwrap();
+        b.append(1000, Some(b"k"), Some(b"vv"), &[Header::new(&b"h"[..], None)]).unwrap();
         b.append(1005, None, Some(b""), &[]).unwrap();
         let buf = b.finish().unwrap();
         let h = BatchHeader::validate(&buf, usize::MAX).unwrap();
         assert_eq!(
-            (
-                h.record_count,
-                h.last_offset_delta,
-                h.base_timestamp,
-                h.max_timestamp
-            ),
+            (h.record_count, h.last_offset_delta, h.base_timestamp, h.max_timestamp),
             (2, 1, 1000, 1005)
         );
         assert_eq!(h.producer_id, -1);
@@ -407,10 +388,7 @@ mod tests {
         let mut buf = BytesMut::new();
         buf.put_slice(b"prefix");
         let mut b = BatchBuilder::new(buf, Compression::None, 200);
-        assert!(
-            b.has_room_for(None, Some(&[0; 1000]), &[]),
-            "first record always fits"
-        );
+        assert!(b.has_room_for(None, Some(&[0; 1000]), &[]), "first record always fits");
         let mut n = 0;
         while b.has_room_for(None, Some(&[1; 20]), &[]) {
             b.append(n, None, Some(&[1; 20]), &[]).unwrap();

@@ -50,17 +50,11 @@ const XERIAL_BLOCK_SIZE: usize = 32 * 1024;
 const CHUNK: usize = 32 * 1024;
 
 fn corrupt(codec: &'static str, e: impl std::fmt::Display) -> CompressionError {
-    CompressionError::Corrupt {
-        codec,
-        reason: e.to_string(),
-    }
+    CompressionError::Corrupt { codec, reason: e.to_string() }
 }
 
 fn encode_err(codec: &'static str, e: impl std::fmt::Display) -> CompressionError {
-    CompressionError::Encode {
-        codec,
-        reason: e.to_string(),
-    }
+    CompressionError::Encode { codec, reason: e.to_string() }
 }
 
 /// Compresses `input` with `codec` (default level), appending the result to `out`.
@@ -125,9 +119,8 @@ fn compress_xerial_snappy(input: &[u8], out: &mut Vec<u8>) -> Result<(), Compres
         out.extend_from_slice(&[0; 4]);
         let data_at = out.len();
         out.resize(data_at + snap::raw::max_compress_len(block.len()), 0);
-        let n = encoder
-            .compress(block, &mut out[data_at..])
-            .map_err(|e| encode_err("snappy", e))?;
+        let n =
+            encoder.compress(block, &mut out[data_at..]).map_err(|e| encode_err("snappy", e))?;
         out.truncate(data_at + n);
         let n = i32::try_from(n).map_err(|e| encode_err("snappy", e))?;
         out[len_at..data_at].copy_from_slice(&n.to_be_bytes());
@@ -150,31 +143,23 @@ pub fn decompress(
     match codec {
         Compression::None => {
             if input.len() > max_output_bytes {
-                return Err(CompressionError::TooLarge {
-                    codec: "none",
-                    limit: max_output_bytes,
-                });
+                return Err(CompressionError::TooLarge { codec: "none", limit: max_output_bytes });
             }
             Ok(input.to_vec())
         }
-        Compression::Gzip => read_bounded(
-            "gzip",
-            flate2::read::MultiGzDecoder::new(input),
-            max_output_bytes,
-        ),
+        Compression::Gzip => {
+            read_bounded("gzip", flate2::read::MultiGzDecoder::new(input), max_output_bytes)
+        }
         Compression::Snappy => decompress_snappy(input, max_output_bytes),
-        Compression::Lz4 => read_bounded(
-            "lz4",
-            lz4_flex::frame::FrameDecoder::new(input),
-            max_output_bytes,
-        ),
+        Compression::Lz4 => {
+            read_bounded("lz4", lz4_flex::frame::FrameDecoder::new(input), max_output_bytes)
+        }
         Compression::Zstd => {
             let mut dec =
                 zstd::stream::read::Decoder::new(input).map_err(|e| corrupt("zstd", e))?;
             let needed = usize::BITS - max_output_bytes.saturating_sub(1).leading_zeros();
             let window_log = needed.clamp(22, 27);
-            dec.window_log_max(window_log)
-                .map_err(|e| corrupt("zstd", e))?;
+            dec.window_log_max(window_log).map_err(|e| corrupt("zstd", e))?;
             read_bounded("zstd", dec, max_output_bytes)
         }
     }
@@ -200,12 +185,7 @@ fn read_bounded<R: Read>(
             return Err(CompressionError::TooLarge { codec, limit: max });
         }
         if new_len > out.capacity() {
-            let target = out
-                .capacity()
-                .saturating_mul(2)
-                .max(new_len)
-                .max(CHUNK.min(max))
-                .min(max);
+            let target = out.capacity().saturating_mul(2).max(new_len).max(CHUNK.min(max)).min(max);
             out.reserve_exact(target - out.len());
         }
         out.extend_from_slice(&chunk[..n]);
@@ -226,14 +206,10 @@ fn decompress_snappy(input: &[u8], max: usize) -> Result<Vec<u8>, CompressionErr
 fn raw_snappy_into(block: &[u8], max: usize, out: &mut Vec<u8>) -> Result<(), CompressionError> {
     let len = snap::raw::decompress_len(block).map_err(|e| corrupt("snappy", e))?;
     if len > max - out.len() {
-        return Err(CompressionError::TooLarge {
-            codec: "snappy",
-            limit: max,
-        });
+        return Err(CompressionError::TooLarge { codec: "snappy", limit: max });
     }
     let at = out.len();
-    out.try_reserve_exact(len)
-        .map_err(|e| corrupt("snappy", e))?;
+    out.try_reserve_exact(len).map_err(|e| corrupt("snappy", e))?;
     out.resize(at + len, 0);
     let n = snap::raw::Decoder::new()
         .decompress(block, &mut out[at..])
@@ -280,9 +256,7 @@ mod tests {
     ];
 
     fn sample(n: usize) -> Vec<u8> {
-        (0..n)
-            .map(|i| ((i * 7) % 251) as u8 ^ (i / 1000) as u8)
-            .collect()
+        (0..n).map(|i| ((i * 7) % 251) as u8 ^ (i / 1000) as u8).collect()
     }
 
     #[test]
@@ -313,19 +287,13 @@ mod tests {
         assert_eq!(&c[8..16], &[0, 0, 0, 1, 0, 0, 0, 1]);
         // three blocks of at most 32 KiB input
         let raw = snap::raw::Encoder::new().compress_vec(&data).unwrap();
-        assert_eq!(
-            decompress(Compression::Snappy, &raw, data.len()).unwrap(),
-            data
-        );
+        assert_eq!(decompress(Compression::Snappy, &raw, data.len()).unwrap(), data);
         // two concatenated xerial streams
         let mut twice = c.clone();
         twice.extend_from_slice(&c);
         let mut both = data.clone();
         both.extend_from_slice(&data);
-        assert_eq!(
-            decompress(Compression::Snappy, &twice, both.len()).unwrap(),
-            both
-        );
+        assert_eq!(decompress(Compression::Snappy, &twice, both.len()).unwrap(), both);
     }
 
     #[test]
@@ -336,11 +304,7 @@ mod tests {
         let flg = c[4];
         assert_eq!(flg >> 6, 0b01, "version 01");
         assert_ne!(flg & 0x20, 0, "independent blocks");
-        assert_eq!(
-            flg & 0x1c,
-            0,
-            "no block checksum, content size or content checksum"
-        );
+        assert_eq!(flg & 0x1c, 0, "no block checksum, content size or content checksum");
         assert_eq!(c[5], 0x40, "64 KiB blocks");
     }
 
@@ -362,12 +326,7 @@ mod tests {
 
     #[test]
     fn garbage_is_an_error_not_a_panic() {
-        for codec in [
-            Compression::Gzip,
-            Compression::Snappy,
-            Compression::Lz4,
-            Compression::Zstd,
-        ] {
+        for codec in [Compression::Gzip, Compression::Snappy, Compression::Lz4, Compression::Zstd] {
             assert!(
                 decompress(codec, b"definitely not compressed data", 1 << 20).is_err(),
                 "{codec:?}"
@@ -375,10 +334,7 @@ mod tests {
             let mut c = Vec::new();
             compress(codec, &sample(5000), &mut c).unwrap();
             c.truncate(c.len() / 2);
-            assert!(
-                decompress(codec, &c, 1 << 20).is_err(),
-                "{codec:?} truncated"
-            );
+            assert!(decompress(codec, &c, 1 << 20).is_err(), "{codec:?} truncated");
         }
     }
 

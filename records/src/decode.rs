@@ -37,11 +37,7 @@ pub enum DecodeError {
     #[error("record {index}: {field} varint is too long")]
     BadVarint { index: u32, field: &'static str },
     #[error("record {index}: invalid {field} length {length}")]
-    BadLength {
-        index: u32,
-        field: &'static str,
-        length: i32,
-    },
+    BadLength { index: u32, field: &'static str, length: i32 },
     #[error("record {index}: {unread} bytes left unread inside the record")]
     RecordLengthMismatch { index: u32, unread: usize },
     #[error("batch declares {declared} records but holds {found}")]
@@ -81,11 +77,7 @@ pub fn decode_batch_unverified_crc(
 ) -> Result<RecordIter, DecodeError> {
     let header = BatchHeader::parse(&batch)?;
     if header.size() != batch.len() {
-        return Err(BatchError::Truncated {
-            have: batch.len(),
-            need: header.size(),
-        }
-        .into());
+        return Err(BatchError::Truncated { have: batch.len(), need: header.size() }.into());
     }
     let compression = header.compression()?;
     let records = batch.slice(BATCH_HEADER_LEN..);
@@ -102,13 +94,7 @@ pub fn decode_batch_unverified_crc(
         }
         codec => Bytes::from(decompress(codec, &records, max_uncompressed_bytes)?),
     };
-    Ok(RecordIter {
-        header,
-        body,
-        pos: 0,
-        index: 0,
-        done: false,
-    })
+    Ok(RecordIter { header, body, pos: 0, index: 0, done: false })
 }
 
 /// Decodes every record of a batch (see [`decode_batch`]).
@@ -130,18 +116,13 @@ impl RecordIter {
         let declared = self.header.record_count;
         if self.index as i64 >= declared as i64 {
             if self.pos != self.body.len() {
-                return Err(DecodeError::TrailingBytes {
-                    bytes: self.body.len() - self.pos,
-                });
+                return Err(DecodeError::TrailingBytes { bytes: self.body.len() - self.pos });
             }
             return Ok(None);
         }
         let index = self.index;
         if self.pos == self.body.len() {
-            return Err(DecodeError::RecordCountMismatch {
-                declared,
-                found: index,
-            });
+            return Err(DecodeError::RecordCountMismatch { declared, found: index });
         }
         let mut pos = self.pos;
         let body: &[u8] = &self.body;
@@ -149,19 +130,12 @@ impl RecordIter {
         let length = usize::try_from(length)
             .ok()
             .filter(|&l| l <= body.len() - pos)
-            .ok_or(DecodeError::BadLength {
-                index,
-                field: "record",
-                length,
-            })?;
+            .ok_or(DecodeError::BadLength { index, field: "record", length })?;
         let end = pos + length;
         let rec = &body[..end];
         let mut p = pos;
         if p >= end {
-            return Err(DecodeError::Truncated {
-                index,
-                field: "attributes",
-            });
+            return Err(DecodeError::Truncated { index, field: "attributes" });
         }
         p += 1; // attributes, unused
         let ts_delta =
@@ -180,21 +154,14 @@ impl RecordIter {
         }
         let mut headers = Vec::with_capacity(header_count as usize);
         for _ in 0..header_count {
-            let key =
-                self.nullable(rec, &mut p, index, "header key")?
-                    .ok_or(DecodeError::BadLength {
-                        index,
-                        field: "header key",
-                        length: -1,
-                    })?;
+            let key = self
+                .nullable(rec, &mut p, index, "header key")?
+                .ok_or(DecodeError::BadLength { index, field: "header key", length: -1 })?;
             let value = self.nullable(rec, &mut p, index, "header value")?;
             headers.push(Header { key, value });
         }
         if p != end {
-            return Err(DecodeError::RecordLengthMismatch {
-                index,
-                unread: end - p,
-            });
+            return Err(DecodeError::RecordLengthMismatch { index, unread: end - p });
         }
         let offset = self
             .header
@@ -208,13 +175,7 @@ impl RecordIter {
         };
         self.pos = end;
         self.index += 1;
-        Ok(Some(Record {
-            offset,
-            timestamp,
-            key,
-            value,
-            headers,
-        }))
+        Ok(Some(Record { offset, timestamp, key, value, headers }))
     }
 
     /// Reads a varint length and that many bytes (`-1` = null), within `rec`.
@@ -232,11 +193,7 @@ impl RecordIter {
         let n = usize::try_from(len)
             .ok()
             .filter(|&n| n <= rec.len() - *p)
-            .ok_or(DecodeError::BadLength {
-                index,
-                field,
-                length: len,
-            })?;
+            .ok_or(DecodeError::BadLength { index, field, length: len })?;
         let slice = self.body.slice(*p..*p + n);
         *p += n;
         Ok(Some(slice))

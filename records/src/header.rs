@@ -279,11 +279,18 @@ impl BatchHeader {
     /// Rewrites the producer id, epoch and base sequence in place and recomputes the CRC (they
     /// are covered by it): an idempotent producer that takes a new producer id re-stamps the
     /// batches it has not yet had acknowledged, as Kafka's client does after an epoch bump.
-    pub fn set_producer_state(batch: &mut [u8], producer_id: i64, producer_epoch: i16, base_sequence: i32) {
+    pub fn set_producer_state(
+        batch: &mut [u8],
+        producer_id: i64,
+        producer_epoch: i16,
+        base_sequence: i32,
+    ) {
         assert!(batch.len() >= BATCH_HEADER_LEN, "batch shorter than its header");
         batch[POS_PRODUCER_ID..POS_PRODUCER_ID + 8].copy_from_slice(&producer_id.to_be_bytes());
-        batch[POS_PRODUCER_EPOCH..POS_PRODUCER_EPOCH + 2].copy_from_slice(&producer_epoch.to_be_bytes());
-        batch[POS_BASE_SEQUENCE..POS_BASE_SEQUENCE + 4].copy_from_slice(&base_sequence.to_be_bytes());
+        batch[POS_PRODUCER_EPOCH..POS_PRODUCER_EPOCH + 2]
+            .copy_from_slice(&producer_epoch.to_be_bytes());
+        batch[POS_BASE_SEQUENCE..POS_BASE_SEQUENCE + 4]
+            .copy_from_slice(&base_sequence.to_be_bytes());
         Self::update_crc(batch);
     }
 

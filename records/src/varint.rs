@@ -130,15 +130,9 @@ mod tests {
             Err(VarintError::TooLong)
         );
         let mut pos = 0;
-        assert_eq!(
-            get_varint(&[0x80, 0x80], &mut pos),
-            Err(VarintError::Truncated)
-        );
+        assert_eq!(get_varint(&[0x80, 0x80], &mut pos), Err(VarintError::Truncated));
         let mut pos = 0;
-        assert_eq!(
-            get_varlong(&[0xff; 11], &mut pos),
-            Err(VarintError::TooLong)
-        );
+        assert_eq!(get_varlong(&[0xff; 11], &mut pos), Err(VarintError::TooLong));
     }
 
     proptest::proptest! {

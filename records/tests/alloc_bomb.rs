@@ -57,12 +57,7 @@ fn hostile_batches_allocate_nothing_big() {
     // Build the compressed bomb inputs first; then measure only decoding.
     let zeros = vec![0u8; 64 << 20];
     let mut bombs = Vec::new();
-    for codec in [
-        Compression::Gzip,
-        Compression::Snappy,
-        Compression::Lz4,
-        Compression::Zstd,
-    ] {
+    for codec in [Compression::Gzip, Compression::Snappy, Compression::Lz4, Compression::Zstd] {
         let mut c = Vec::new();
         compress(codec, &zeros, &mut c).unwrap();
         bombs.push(forged(&c, 1 << 30, codec.id()));
@@ -75,17 +70,9 @@ fn hostile_batches_allocate_nothing_big() {
         forged(&[0xfe, 0xff, 0xff, 0xff, 0x0f, 0], 1 << 30, 0),
         // key length i32::MAX, header count i32::MAX
         forged(&[16, 0, 0, 0, 0xfe, 0xff, 0xff, 0xff, 0x0f], 1 << 30, 0),
-        forged(
-            &[20, 0, 0, 0, 1, 1, 0xfe, 0xff, 0xff, 0xff, 0x0f],
-            1 << 30,
-            0,
-        ),
+        forged(&[20, 0, 0, 0, 1, 1, 0xfe, 0xff, 0xff, 0xff, 0x0f], 1 << 30, 0),
         // a raw snappy block declaring 4 GiB
-        forged(
-            &[0xff, 0xff, 0xff, 0xff, 0x0f, 0x00],
-            1 << 30,
-            Compression::Snappy.id(),
-        ),
+        forged(&[0xff, 0xff, 0xff, 0xff, 0x0f, 0x00], 1 << 30, Compression::Snappy.id()),
     ];
     LARGEST.store(0, Ordering::Relaxed);
     for b in tiny.iter().chain(&bombs) {
@@ -93,8 +80,5 @@ fn hostile_batches_allocate_nothing_big() {
     }
     let largest = LARGEST.load(Ordering::Relaxed);
     // The 1 MiB output cap, plus codec state (zstd's window is capped at 4 MiB plus block buffers).
-    assert!(
-        largest <= 5 << 20,
-        "largest single allocation was {largest} bytes"
-    );
+    assert!(largest <= 5 << 20, "largest single allocation was {largest} bytes");
 }

@@ -49,12 +49,7 @@ fn record_in() -> impl Strategy<Value = In> {
         proptest::collection::btree_map("[a-z]{1,8}", bytes_opt(), 0..4)
             .prop_map(|m| m.into_iter().collect::<Vec<_>>()),
     )
-        .prop_map(|(timestamp, key, value, headers)| In {
-            timestamp,
-            key,
-            value,
-            headers,
-        })
+        .prop_map(|(timestamp, key, value, headers)| In { timestamp, key, value, headers })
 }
 
 fn codec() -> impl Strategy<Value = Compression> {
@@ -64,25 +59,14 @@ fn codec() -> impl Strategy<Value = Compression> {
 fn headers_of(r: &In) -> Vec<Header> {
     r.headers
         .iter()
-        .map(|(k, v)| {
-            Header::new(
-                Bytes::copy_from_slice(k.as_bytes()),
-                v.clone().map(Bytes::from),
-            )
-        })
+        .map(|(k, v)| Header::new(Bytes::copy_from_slice(k.as_bytes()), v.clone().map(Bytes::from)))
         .collect()
 }
 
 fn build(records: &[In], codec: Compression, pid: i64, epoch: i16, seq: i32) -> Bytes {
     let mut b = BatchBuilder::new(BytesMut::new(), codec, usize::MAX);
     for r in records {
-        b.append(
-            r.timestamp,
-            r.key.as_deref(),
-            r.value.as_deref(),
-            &headers_of(r),
-        )
-        .unwrap();
+        b.append(r.timestamp, r.key.as_deref(), r.value.as_deref(), &headers_of(r)).unwrap();
     }
     b.set_producer_state(pid, epoch, seq);
     b.finish().unwrap().freeze()
@@ -90,9 +74,7 @@ fn build(records: &[In], codec: Compression, pid: i64, epoch: i16, seq: i32) -> 
 
 /// Timestamps must keep their deltas representable the way Kafka computes them (wrapping).
 fn expected_ts(records: &[In], i: usize) -> i64 {
-    records[0]
-        .timestamp
-        .wrapping_add(records[i].timestamp.wrapping_sub(records[0].timestamp))
+    records[0].timestamp.wrapping_add(records[i].timestamp.wrapping_sub(records[0].timestamp))
 }
 
 fn our_codec(buf: &mut Bytes, c: kp::Compression) -> anyhow::Result<Bytes> {
@@ -295,12 +277,7 @@ fn forged(body: &[u8], count: i32, attributes: i16) -> Bytes {
 fn a_billion_declared_records_in_a_tiny_batch_is_an_error() {
     // One real record, then the count claims 2^30.
     let one = build(
-        &[In {
-            timestamp: 5,
-            key: None,
-            value: Some(b"x".to_vec()),
-            headers: vec![],
-        }],
+        &[In { timestamp: 5, key: None, value: Some(b"x".to_vec()), headers: vec![] }],
         Compression::None,
         -1,
         -1,
@@ -311,10 +288,7 @@ fn a_billion_declared_records_in_a_tiny_batch_is_an_error() {
     assert!(it.next().unwrap().is_ok());
     assert!(matches!(
         it.next(),
-        Some(Err(DecodeError::RecordCountMismatch {
-            declared: 0x4000_0000,
-            found: 1
-        }))
+        Some(Err(DecodeError::RecordCountMismatch { declared: 0x4000_0000, found: 1 }))
     ));
     assert!(it.next().is_none());
 }
@@ -325,37 +299,23 @@ fn huge_varint_lengths_are_errors() {
     let batch = forged(&[0xfe, 0xff, 0xff, 0xff, 0x0f, 0, 0, 0], 1, 0);
     assert!(matches!(
         decode_all(batch, 1 << 20),
-        Err(DecodeError::BadLength {
-            field: "record",
-            ..
-        })
+        Err(DecodeError::BadLength { field: "record", .. })
     ));
     // a sane record length, then a key length of i32::MAX
     let batch = forged(&[16, 0, 0, 0, 0xfe, 0xff, 0xff, 0xff, 0x0f], 1, 0);
-    assert!(matches!(
-        decode_all(batch, 1 << 20),
-        Err(DecodeError::BadLength { field: "key", .. })
-    ));
+    assert!(matches!(decode_all(batch, 1 << 20), Err(DecodeError::BadLength { field: "key", .. })));
     // a header count of i32::MAX
     let batch = forged(&[20, 0, 0, 0, 1, 1, 0xfe, 0xff, 0xff, 0xff, 0x0f], 1, 0);
     assert!(matches!(
         decode_all(batch, 1 << 20),
-        Err(DecodeError::BadLength {
-            field: "header count",
-            ..
-        })
+        Err(DecodeError::BadLength { field: "header count", .. })
     ));
 }
 
 #[test]
 fn trailing_bytes_and_short_records_are_errors() {
     let one = build(
-        &[In {
-            timestamp: 5,
-            key: None,
-            value: Some(b"x".to_vec()),
-            headers: vec![],
-        }],
+        &[In { timestamp: 5, key: None, value: Some(b"x".to_vec()), headers: vec![] }],
         Compression::None,
         -1,
         -1,
@@ -369,10 +329,7 @@ fn trailing_bytes_and_short_records_are_errors() {
     ));
     assert!(matches!(
         decode_all(forged(&one[BATCH_HEADER_LEN..], 2, 0), 1 << 20),
-        Err(DecodeError::RecordCountMismatch {
-            declared: 2,
-            found: 1
-        })
+        Err(DecodeError::RecordCountMismatch { declared: 2, found: 1 })
     ));
 }
 
@@ -381,12 +338,7 @@ fn extreme_timestamps_roundtrip_like_java_longs() {
     // Deltas wrap as Java's long arithmetic does, and decode back to the exact timestamps.
     let recs: Vec<In> = [i64::MIN, i64::MAX, -1, 0, i64::MIN + 1]
         .iter()
-        .map(|&t| In {
-            timestamp: t,
-            key: None,
-            value: None,
-            headers: vec![],
-        })
+        .map(|&t| In { timestamp: t, key: None, value: None, headers: vec![] })
         .collect();
     let out = decode_all(build(&recs, Compression::None, -1, -1, -1), 1 << 20).unwrap();
     let got: Vec<i64> = out.iter().map(|r| r.timestamp).collect();
@@ -396,12 +348,7 @@ fn extreme_timestamps_roundtrip_like_java_longs() {
 #[test]
 fn log_append_time_uses_max_timestamp() {
     let recs: Vec<In> = (0..3)
-        .map(|i| In {
-            timestamp: 100 + i,
-            key: None,
-            value: Some(vec![i as u8]),
-            headers: vec![],
-        })
+        .map(|i| In { timestamp: 100 + i, key: None, value: Some(vec![i as u8]), headers: vec![] })
         .collect();
     let batch = build(&recs, Compression::None, -1, -1, -1);
     let mut b = batch.to_vec();
@@ -415,12 +362,7 @@ fn log_append_time_uses_max_timestamp() {
 #[test]
 fn compressed_batches_are_bounded_by_the_caller() {
     let recs: Vec<In> = (0..100)
-        .map(|i| In {
-            timestamp: i,
-            key: None,
-            value: Some(vec![0; 10_000]),
-            headers: vec![],
-        })
+        .map(|i| In { timestamp: i, key: None, value: Some(vec![0; 10_000]), headers: vec![] })
         .collect();
     for codec in ALL {
         let batch = build(&recs, codec, -1, -1, -1);

@@ -153,13 +153,24 @@ pub fn records_table(rows: &[&Map<String, Value>], order: &[&str]) -> String {
     for r in rows.iter().take(MAX_ROWS) {
         h.push_str("<tr>");
         for c in &cols {
-            let _ = write!(h, "<td>{}</td>", r.get(c).map_or_else(|| "<span class=\"na\">—</span>".to_string(), |v| value_html(c, v)));
+            let _ = write!(
+                h,
+                "<td>{}</td>",
+                r.get(c).map_or_else(
+                    || "<span class=\"na\">—</span>".to_string(),
+                    |v| value_html(c, v)
+                )
+            );
         }
         h.push_str("</tr>\n");
     }
     h.push_str("</table>");
     if rows.len() > MAX_ROWS {
-        let _ = write!(h, "<p class=\"more\">… {} more rows in summary.json</p>", rows.len() - MAX_ROWS);
+        let _ = write!(
+            h,
+            "<p class=\"more\">… {} more rows in summary.json</p>",
+            rows.len() - MAX_ROWS
+        );
     }
     h
 }
@@ -175,18 +186,31 @@ fn keyed_records_table(obj: &Map<String, Value>) -> String {
     h.push_str("</tr>\n");
     for (i, (k, v)) in obj.iter().enumerate() {
         if i == MAX_ROWS {
-            let _ = writeln!(h, "<tr><td colspan=\"{}\" class=\"more\">… {} more in summary.json</td></tr>", cols.len() + 1, obj.len() - MAX_ROWS);
+            let _ = writeln!(
+                h,
+                "<tr><td colspan=\"{}\" class=\"more\">… {} more in summary.json</td></tr>",
+                cols.len() + 1,
+                obj.len() - MAX_ROWS
+            );
             break;
         }
         let _ = write!(h, "<tr><th>{}</th>", esc(k));
         match v.as_object() {
             Some(inner) => {
                 for c in &cols {
-                    let _ = write!(h, "<td>{}</td>", inner.get(c).map_or_else(|| "<span class=\"na\">—</span>".to_string(), |v| value_html(c, v)));
+                    let _ = write!(
+                        h,
+                        "<td>{}</td>",
+                        inner.get(c).map_or_else(
+                            || "<span class=\"na\">—</span>".to_string(),
+                            |v| value_html(c, v)
+                        )
+                    );
                 }
             }
             None => {
-                let _ = write!(h, "<td colspan=\"{}\">{}</td>", cols.len().max(1), value_html(k, v));
+                let _ =
+                    write!(h, "<td colspan=\"{}\">{}</td>", cols.len().max(1), value_html(k, v));
             }
         }
         h.push_str("</tr>\n");
@@ -207,7 +231,14 @@ fn keyed_records_table_transposed(obj: &Map<String, Value>) -> String {
     for f in &fields {
         let _ = write!(h, "<tr><th>{}</th>", esc(f));
         for v in obj.values() {
-            let _ = write!(h, "<td>{}</td>", v.get(f).map_or_else(|| "<span class=\"na\">—</span>".to_string(), |v| value_html(f, v)));
+            let _ = write!(
+                h,
+                "<td>{}</td>",
+                v.get(f).map_or_else(
+                    || "<span class=\"na\">—</span>".to_string(),
+                    |v| value_html(f, v)
+                )
+            );
         }
         h.push_str("</tr>\n");
     }
@@ -223,7 +254,11 @@ const MAX_TRANSPOSED: usize = 8;
 /// Whether an object reads better as a table of records: at least two values, every value a
 /// flat object or null, at least one object. `Some(true)`: transposed (many fields, few records).
 fn keyed_records_shape(obj: &Map<String, Value>) -> Option<bool> {
-    let flat = obj.len() >= 2 && obj.values().any(Value::is_object) && obj.values().all(|v| v.is_null() || v.as_object().is_some_and(|o| o.values().all(is_scalar)));
+    let flat = obj.len() >= 2
+        && obj.values().any(Value::is_object)
+        && obj
+            .values()
+            .all(|v| v.is_null() || v.as_object().is_some_and(|o| o.values().all(is_scalar)));
     if !flat {
         return None;
     }
@@ -259,11 +294,17 @@ pub fn value_html(key: &str, v: &Value) -> String {
             if items.is_empty() {
                 "<span class=\"na\">none</span>".to_string()
             } else if items.iter().all(is_scalar) {
-                let shown: Vec<String> = items.iter().take(MAX_ROWS).map(|i| value_html(key, i)).collect();
-                let more = if items.len() > MAX_ROWS { format!(", … {} more", items.len() - MAX_ROWS) } else { String::new() };
+                let shown: Vec<String> =
+                    items.iter().take(MAX_ROWS).map(|i| value_html(key, i)).collect();
+                let more = if items.len() > MAX_ROWS {
+                    format!(", … {} more", items.len() - MAX_ROWS)
+                } else {
+                    String::new()
+                };
                 format!("{}{more}", shown.join(", "))
             } else if items.iter().all(Value::is_object) {
-                let rows: Vec<&Map<String, Value>> = items.iter().filter_map(Value::as_object).collect();
+                let rows: Vec<&Map<String, Value>> =
+                    items.iter().filter_map(Value::as_object).collect();
                 records_table(&rows, &[])
             } else {
                 let mut h = String::from("<ol>");
@@ -313,7 +354,10 @@ mod tests {
 
     #[test]
     fn esc_covers_markup_and_quotes() {
-        assert_eq!(esc(r#"<a href="x">'&'</a>"#), "&lt;a href=&quot;x&quot;&gt;&#39;&amp;&#39;&lt;/a&gt;");
+        assert_eq!(
+            esc(r#"<a href="x">'&'</a>"#),
+            "&lt;a href=&quot;x&quot;&gt;&#39;&amp;&#39;&lt;/a&gt;"
+        );
         assert_eq!(esc("kill leader:events/0 → broker-1"), "kill leader:events/0 → broker-1");
     }
 
@@ -341,7 +385,8 @@ mod tests {
         assert_eq!(value_html("x", &json!([1, 2000])), "1, 2,000");
         assert!(value_html("hit_ratio", &json!(0.934)).contains("93.4%"));
         // Many counters for few brokers: one row per counter, one column per broker.
-        let fields: serde_json::Map<String, Value> = (0..15).map(|i| (format!("c{i:02}"), json!(i))).collect();
+        let fields: serde_json::Map<String, Value> =
+            (0..15).map(|i| (format!("c{i:02}"), json!(i))).collect();
         let per_broker = json!({"broker-0": fields.clone(), "broker-1": fields});
         let t = value_html("per_broker", &per_broker);
         assert!(t.contains("<tr><th></th><th>broker-0</th><th>broker-1</th></tr>"), "{t}");

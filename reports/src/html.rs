@@ -13,9 +13,11 @@ use crate::{Chart, Marker};
 pub const CLUSTER_TIMELINE_FILE: &str = "cluster_timeline.svg";
 
 /// The figures shown as tables, in order. `latency` falls back to the legacy `produce_latency_ms`.
-const FIGURES: [&str; 9] = ["throughput", "latency", "page_cache", "disk", "cpu", "network", "speed", "history", "groups"];
+const FIGURES: [&str; 9] =
+    ["throughput", "latency", "page_cache", "disk", "cpu", "network", "speed", "history", "groups"];
 
-const STYLE: &str = "body{font-family:sans-serif;max-width:1000px;margin:2em auto;padding:0 1em;color:#222}\
+const STYLE: &str =
+    "body{font-family:sans-serif;max-width:1000px;margin:2em auto;padding:0 1em;color:#222}\
 table{border-collapse:collapse;margin:.3em 0}\
 td,th{border:1px solid #ccc;padding:3px 8px;text-align:left;vertical-align:top}\
 th{background:#f4f4f4;font-weight:600}\
@@ -30,12 +32,16 @@ details{margin:1.5em 0}summary{cursor:pointer;font-weight:600}\
 img{max-width:100%;height:auto}";
 
 fn str_of(summary: &Value, k: &str) -> String {
-    summary.get(k).map(|v| v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string())).unwrap_or_default()
+    summary
+        .get(k)
+        .map(|v| v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string()))
+        .unwrap_or_default()
 }
 
 fn checks_section(h: &mut String, summary: &Value) {
     h.push_str("<h2 id=\"checks\">Checks</h2>\n");
-    let Some(checks) = summary.get("checks").and_then(Value::as_object).filter(|c| !c.is_empty()) else {
+    let Some(checks) = summary.get("checks").and_then(Value::as_object).filter(|c| !c.is_empty())
+    else {
         h.push_str("<p class=\"na\">no checks listed</p>\n");
         return;
     };
@@ -48,9 +54,23 @@ fn checks_section(h: &mut String, summary: &Value) {
     for (name, c) in checks {
         let g = |k: &str| c.get(k).and_then(Value::as_str).unwrap_or("").to_string();
         let ok = g("outcome") == g("expected");
-        let _ = write!(h, "<tr><td>{}</td><td class=\"{}\">{}</td><td>{}</td>", esc(name), if ok { "pass" } else { "fail" }, esc(&g("outcome")), esc(&g("expected")));
+        let _ = write!(
+            h,
+            "<tr><td>{}</td><td class=\"{}\">{}</td><td>{}</td>",
+            esc(name),
+            if ok { "pass" } else { "fail" },
+            esc(&g("outcome")),
+            esc(&g("expected"))
+        );
         if with_examined {
-            let _ = write!(h, "<td>{}</td>", c.get("examined").map_or_else(|| "<span class=\"na\">—</span>".to_string(), |v| value_html("examined", v)));
+            let _ = write!(
+                h,
+                "<td>{}</td>",
+                c.get("examined").map_or_else(
+                    || "<span class=\"na\">—</span>".to_string(),
+                    |v| value_html("examined", v)
+                )
+            );
         }
         let _ = writeln!(h, "<td>{}</td></tr>", esc(&g("detail")));
     }
@@ -60,13 +80,25 @@ fn checks_section(h: &mut String, summary: &Value) {
 fn failed_sends_section(h: &mut String, summary: &Value) {
     h.push_str("<h2 id=\"failed-sends\">Failed sends</h2>\n");
     let history = summary.get("history");
-    let examples: Vec<&Map<String, Value>> = history.and_then(|h| h.get("failed_sends")).and_then(Value::as_array).map(|a| a.iter().filter_map(Value::as_object).collect()).unwrap_or_default();
-    let count = history.and_then(|h| h.get("failed")).and_then(Value::as_u64).unwrap_or(examples.len() as u64);
+    let examples: Vec<&Map<String, Value>> = history
+        .and_then(|h| h.get("failed_sends"))
+        .and_then(Value::as_array)
+        .map(|a| a.iter().filter_map(Value::as_object).collect())
+        .unwrap_or_default();
+    let count = history
+        .and_then(|h| h.get("failed"))
+        .and_then(Value::as_u64)
+        .unwrap_or(examples.len() as u64);
     if count == 0 && examples.is_empty() {
         h.push_str("<p>none</p>\n");
         return;
     }
-    let _ = writeln!(h, "<p class=\"fail\">{} send{} failed.</p>", fmt_num(count as f64), if count == 1 { "" } else { "s" });
+    let _ = writeln!(
+        h,
+        "<p class=\"fail\">{} send{} failed.</p>",
+        fmt_num(count as f64),
+        if count == 1 { "" } else { "s" }
+    );
     if examples.is_empty() {
         h.push_str("<p class=\"note\">no examples recorded</p>\n");
         return;
@@ -86,7 +118,8 @@ fn faults_section(h: &mut String, markers: &[Marker]) {
     let mut ms: Vec<&Marker> = markers.iter().collect();
     ms.sort_by(|a, b| a.at_s.total_cmp(&b.at_s));
     for m in ms {
-        let _ = writeln!(h, "<tr><td>{}</td><td>{}</td></tr>", esc(&fmt_num(m.at_s)), esc(&m.label));
+        let _ =
+            writeln!(h, "<tr><td>{}</td><td>{}</td></tr>", esc(&fmt_num(m.at_s)), esc(&m.label));
     }
     h.push_str("</table>\n");
 }
@@ -100,11 +133,26 @@ fn cluster_section(h: &mut String, summary: &Value) {
     }
 
     h.push_str("<h3>Leader elections</h3>\n");
-    let elections: Vec<&Map<String, Value>> = c.get("leader_elections").and_then(Value::as_array).map(|a| a.iter().filter_map(Value::as_object).collect()).unwrap_or_default();
+    let elections: Vec<&Map<String, Value>> = c
+        .get("leader_elections")
+        .and_then(Value::as_array)
+        .map(|a| a.iter().filter_map(Value::as_object).collect())
+        .unwrap_or_default();
     if elections.is_empty() {
         h.push_str("<p>none (no fault hit a partition's leader)</p>\n");
     } else {
-        h.push_str(&records_table(&elections, &["partition", "fault", "at_s", "old_leader", "new_leader", "new_epoch", "elected_after_s"]));
+        h.push_str(&records_table(
+            &elections,
+            &[
+                "partition",
+                "fault",
+                "at_s",
+                "old_leader",
+                "new_leader",
+                "new_epoch",
+                "elected_after_s",
+            ],
+        ));
         h.push('\n');
         if elections.iter().any(|e| e.get("new_leader").is_none_or(Value::is_null)) {
             h.push_str("<p class=\"note\">new_leader —: no new leader was elected before the run ended.</p>\n");
@@ -118,23 +166,44 @@ fn cluster_section(h: &mut String, summary: &Value) {
         names.sort_by_key(|k| natural_key(k));
         for name in names {
             let p = &parts[name];
-            let n = |k: &str| p.get(k).map_or_else(|| "<span class=\"na\">—</span>".to_string(), |v| value_html(k, v));
+            let n = |k: &str| {
+                p.get(k)
+                    .map_or_else(|| "<span class=\"na\">—</span>".to_string(), |v| value_html(k, v))
+            };
             let last = p.get("timeline").and_then(Value::as_array).and_then(|t| t.last());
             let leader = match last.and_then(|l| l.get("leader")).and_then(Value::as_i64) {
                 Some(b) if b >= 0 => format!("broker-{b}"),
                 Some(_) => "none".to_string(),
                 None => "—".to_string(),
             };
-            let isr = last.and_then(|l| l.get("isr")).map_or_else(|| "—".to_string(), |v| value_html("isr", v));
-            let _ = writeln!(h, "<tr><th>{}</th><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{isr}</td></tr>", esc(name), n("leader_changes"), n("isr_shrinks"), n("isr_expands"), esc(&leader));
+            let isr = last
+                .and_then(|l| l.get("isr"))
+                .map_or_else(|| "—".to_string(), |v| value_html("isr", v));
+            let _ = writeln!(
+                h,
+                "<tr><th>{}</th><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{isr}</td></tr>",
+                esc(name),
+                n("leader_changes"),
+                n("isr_shrinks"),
+                n("isr_expands"),
+                esc(&leader)
+            );
         }
         h.push_str("</table>\n");
     }
 
     if let Some(ctl) = c.get("controllers").and_then(Value::as_array).filter(|a| !a.is_empty()) {
         let changes = ctl.len().saturating_sub(1);
-        let last = ctl.last().and_then(|l| l.get("active")).and_then(Value::as_i64).map_or("—".to_string(), |b| if b >= 0 { format!("broker-{b}") } else { "none".to_string() });
-        let _ = writeln!(h, "<p>Active controller changed {changes} time{}; at the end: {}.</p>", if changes == 1 { "" } else { "s" }, esc(&last));
+        let last = ctl.last().and_then(|l| l.get("active")).and_then(Value::as_i64).map_or(
+            "—".to_string(),
+            |b| if b >= 0 { format!("broker-{b}") } else { "none".to_string() },
+        );
+        let _ = writeln!(
+            h,
+            "<p>Active controller changed {changes} time{}; at the end: {}.</p>",
+            if changes == 1 { "" } else { "s" },
+            esc(&last)
+        );
     }
 }
 
@@ -143,11 +212,16 @@ fn figures_section(h: &mut String, summary: &Value) {
     let mut any = false;
     for key in FIGURES {
         let (name, v) = match (key, summary.get(key)) {
-            ("latency", None | Some(Value::Null)) => ("produce_latency_ms", summary.get("produce_latency_ms")),
+            ("latency", None | Some(Value::Null)) => {
+                ("produce_latency_ms", summary.get("produce_latency_ms"))
+            }
             (k, v) => (k, v),
         };
         let Some(v) = v else { continue };
-        if v.is_null() || v.as_object().is_some_and(Map::is_empty) || v.as_array().is_some_and(Vec::is_empty) {
+        if v.is_null()
+            || v.as_object().is_some_and(Map::is_empty)
+            || v.as_array().is_some_and(Vec::is_empty)
+        {
             continue;
         }
         any = true;
@@ -157,7 +231,13 @@ fn figures_section(h: &mut String, summary: &Value) {
             ("history", Some(obj)) if obj.contains_key("failed_sends") => {
                 let mut o = obj.clone();
                 let n = o.get("failed_sends").and_then(Value::as_array).map_or(0, Vec::len);
-                o.insert("failed_sends".into(), Value::String(format!("{n} example{} (see Failed sends)", if n == 1 { "" } else { "s" })));
+                o.insert(
+                    "failed_sends".into(),
+                    Value::String(format!(
+                        "{n} example{} (see Failed sends)",
+                        if n == 1 { "" } else { "s" }
+                    )),
+                );
                 object_table(&o)
             }
             _ => value_html(name, v),
@@ -172,7 +252,11 @@ fn figures_section(h: &mut String, summary: &Value) {
 
 /// The HTML page for a run whose plots are `charts` (files next to it) and whose faults are
 /// `markers` (listed when there are any).
-pub(crate) fn index_html<'a>(summary: &Value, charts: impl Iterator<Item = &'a Chart>, markers: &[Marker]) -> String {
+pub(crate) fn index_html<'a>(
+    summary: &Value,
+    charts: impl Iterator<Item = &'a Chart>,
+    markers: &[Marker],
+) -> String {
     let s = |k: &str| str_of(summary, k);
     let mut h = String::new();
     let _ = write!(
@@ -202,7 +286,13 @@ pub(crate) fn index_html<'a>(summary: &Value, charts: impl Iterator<Item = &'a C
     figures_section(&mut h, summary);
     h.push_str("<h2 id=\"plots\">Plots</h2>\n");
     for c in charts {
-        let _ = writeln!(h, "<h3>{}</h3>\n<img src=\"{}\" alt=\"{}\" width=\"900\">", esc(&c.title), esc(&c.file), esc(&c.title));
+        let _ = writeln!(
+            h,
+            "<h3>{}</h3>\n<img src=\"{}\" alt=\"{}\" width=\"900\">",
+            esc(&c.title),
+            esc(&c.file),
+            esc(&c.title)
+        );
     }
     let _ = write!(
         h,

@@ -66,7 +66,8 @@ pub use plot::{render_svg_with, PlotOptions};
 pub use timeline::render_cluster_timeline;
 
 fn write(path: &Path, text: &str) -> Result<(), ReportError> {
-    std::fs::write(path, text).map_err(|source| ReportError::Io { path: path.display().to_string(), source })
+    std::fs::write(path, text)
+        .map_err(|source| ReportError::Io { path: path.display().to_string(), source })
 }
 
 /// Renders one chart to an SVG string with default options (linear y, x from 0 to `x_max`).
@@ -83,15 +84,29 @@ pub fn render_index(summary: &Value, charts: &[Chart]) -> String {
 
 /// Writes `summary.json`, one SVG per chart (drawn with default options), `cluster_timeline.svg`
 /// for cluster runs and `index.html` (which also lists the faults) into `dir` (created if missing).
-pub fn write_run(dir: &Path, summary: &Value, charts: &[Chart], markers: &[Marker], x_max: f64) -> Result<(), ReportError> {
-    let with: Vec<(Chart, PlotOptions)> = charts.iter().map(|c| (c.clone(), PlotOptions::default())).collect();
+pub fn write_run(
+    dir: &Path,
+    summary: &Value,
+    charts: &[Chart],
+    markers: &[Marker],
+    x_max: f64,
+) -> Result<(), ReportError> {
+    let with: Vec<(Chart, PlotOptions)> =
+        charts.iter().map(|c| (c.clone(), PlotOptions::default())).collect();
     write_run_with(dir, summary, &with, markers, x_max)
 }
 
 /// As [`write_run`], each chart drawn with its own [`PlotOptions`]. `x_max` is the run's end
 /// (the default x window of the plots and the cluster timeline's axis).
-pub fn write_run_with(dir: &Path, summary: &Value, charts: &[(Chart, PlotOptions)], markers: &[Marker], x_max: f64) -> Result<(), ReportError> {
-    std::fs::create_dir_all(dir).map_err(|source| ReportError::Io { path: dir.display().to_string(), source })?;
+pub fn write_run_with(
+    dir: &Path,
+    summary: &Value,
+    charts: &[(Chart, PlotOptions)],
+    markers: &[Marker],
+    x_max: f64,
+) -> Result<(), ReportError> {
+    std::fs::create_dir_all(dir)
+        .map_err(|source| ReportError::Io { path: dir.display().to_string(), source })?;
     let text = serde_json::to_string_pretty(summary).unwrap_or_default();
     write(&dir.join("summary.json"), &(text + "\n"))?;
     for (c, opts) in charts {
@@ -102,7 +117,10 @@ pub fn write_run_with(dir: &Path, summary: &Value, charts: &[(Chart, PlotOptions
     if let Some(svg) = cluster.and_then(|c| render_cluster_timeline(c, markers, x_max)) {
         write(&dir.join(CLUSTER_TIMELINE_FILE), &svg)?;
     }
-    write(&dir.join("index.html"), &html::index_html(summary, charts.iter().map(|(c, _)| c), markers))
+    write(
+        &dir.join("index.html"),
+        &html::index_html(summary, charts.iter().map(|(c, _)| c), markers),
+    )
 }
 
 #[cfg(test)]
@@ -115,7 +133,10 @@ mod tests {
             file: "t.svg".into(),
             title: "throughput".into(),
             y_label: "records/s".into(),
-            lines: vec![Line { name: "acked".into(), points: vec![(0.0, 1.0), (1.0, 3.0), (2.0, f64::NAN)] }],
+            lines: vec![Line {
+                name: "acked".into(),
+                points: vec![(0.0, 1.0), (1.0, 3.0), (2.0, f64::NAN)],
+            }],
         };
         let svg = render_svg(&chart, &[Marker { at_s: 1.0, label: "kill".into() }], 2.0).unwrap();
         assert!(svg.starts_with("<svg") && svg.contains("kill") && svg.contains("acked"));

@@ -71,7 +71,12 @@ pub(crate) fn x_window(x_max: f64, opts: &PlotOptions) -> (f64, f64) {
 /// The drawable runs of a line: a point whose x or y is not finite (NaN marks "no data here")
 /// ends the current run, and so does a point outside the x window (dropped); with `gap_s`, so
 /// does a step in x longer than it.
-pub(crate) fn segments(points: &[(f64, f64)], x_lo: f64, x_hi: f64, gap_s: Option<f64>) -> Vec<Vec<(f64, f64)>> {
+pub(crate) fn segments(
+    points: &[(f64, f64)],
+    x_lo: f64,
+    x_hi: f64,
+    gap_s: Option<f64>,
+) -> Vec<Vec<(f64, f64)>> {
     let mut out = Vec::new();
     let mut cur: Vec<(f64, f64)> = Vec::new();
     for &(x, y) in points {
@@ -99,9 +104,16 @@ pub(crate) fn y_window(chart: &Chart, x_lo: f64, x_hi: f64, opts: &PlotOptions) 
             return (a, b);
         }
     }
-    let ys = chart.lines.iter().flat_map(|l| l.points.iter()).filter(|(x, y)| x.is_finite() && *x >= x_lo && *x <= x_hi && y.is_finite()).map(|p| p.1);
+    let ys = chart
+        .lines
+        .iter()
+        .flat_map(|l| l.points.iter())
+        .filter(|(x, y)| x.is_finite() && *x >= x_lo && *x <= x_hi && y.is_finite())
+        .map(|p| p.1);
     if opts.y_log {
-        let (lo, hi) = ys.filter(|y| *y > 0.0).fold((f64::INFINITY, 0.0f64), |(lo, hi), y| (lo.min(y), hi.max(y)));
+        let (lo, hi) = ys
+            .filter(|y| *y > 0.0)
+            .fold((f64::INFINITY, 0.0f64), |(lo, hi), y| (lo.min(y), hi.max(y)));
         if !lo.is_finite() {
             return (1.0, 10.0);
         }
@@ -143,7 +155,12 @@ fn tick(v: f64) -> String {
 }
 
 /// Renders one chart to an SVG string with the given options.
-pub fn render_svg_with(chart: &Chart, markers: &[Marker], x_max: f64, opts: &PlotOptions) -> Result<String, ReportError> {
+pub fn render_svg_with(
+    chart: &Chart,
+    markers: &[Marker],
+    x_max: f64,
+    opts: &PlotOptions,
+) -> Result<String, ReportError> {
     let (x_lo, x_hi) = x_window(x_max, opts);
     let (y_lo, y_hi) = y_window(chart, x_lo, x_hi, opts);
     if opts.y_log {
@@ -170,7 +187,12 @@ const LEGEND_CHAR_PX: f64 = 7.5;
 /// `texts[i]` its text; a label starts at its anchor unless it would run past `right_edge`, then
 /// it ends there. At most `max_rows` rows: past that a label goes to the row that ends first
 /// (and may overlap). Returns (row, anchored right) per label.
-pub(crate) fn place_labels(items: &[(f64, &str)], right_edge: f64, char_px: f64, max_rows: usize) -> Vec<(usize, bool)> {
+pub(crate) fn place_labels(
+    items: &[(f64, &str)],
+    right_edge: f64,
+    char_px: f64,
+    max_rows: usize,
+) -> Vec<(usize, bool)> {
     let mut order: Vec<usize> = (0..items.len()).collect();
     order.sort_by(|a, b| items[*a].0.total_cmp(&items[*b].0));
     // Per row: the rightmost pixel used so far.
@@ -184,7 +206,9 @@ pub(crate) fn place_labels(items: &[(f64, &str)], right_edge: f64, char_px: f64,
         let row = match row_end.iter().position(|e| start > *e) {
             Some(r) => r,
             None if row_end.len() < max_rows.max(1) => row_end.len(),
-            None => (0..row_end.len()).min_by(|a, b| row_end[*a].total_cmp(&row_end[*b])).unwrap_or(0),
+            None => {
+                (0..row_end.len()).min_by(|a, b| row_end[*a].total_cmp(&row_end[*b])).unwrap_or(0)
+            }
         };
         if row == row_end.len() {
             row_end.push(end);
@@ -212,15 +236,27 @@ fn place_legend(chart: &Chart) -> Vec<(usize, i32, u32)> {
     out
 }
 
-fn draw<Y>(chart: &Chart, markers: &[Marker], (x_lo, x_hi): (f64, f64), (y_lo, y_hi): (f64, f64), y_spec: Y, opts: &PlotOptions) -> Result<String, ReportError>
+fn draw<Y>(
+    chart: &Chart,
+    markers: &[Marker],
+    (x_lo, x_hi): (f64, f64),
+    (y_lo, y_hi): (f64, f64),
+    y_spec: Y,
+    opts: &PlotOptions,
+) -> Result<String, ReportError>
 where
     Y: AsRangedCoord<Value = f64>,
     Y::CoordDescType: Ranged<ValueType = f64> + ValueFormatter<f64>,
 {
-    let err = |e: &dyn std::fmt::Display| ReportError::Plot { file: chart.file.clone(), msg: e.to_string() };
-    let in_window: Vec<&Marker> = markers.iter().filter(|m| m.at_s.is_finite() && m.at_s >= x_lo && m.at_s <= x_hi).collect();
+    let err = |e: &dyn std::fmt::Display| ReportError::Plot {
+        file: chart.file.clone(),
+        msg: e.to_string(),
+    };
+    let in_window: Vec<&Marker> =
+        markers.iter().filter(|m| m.at_s.is_finite() && m.at_s >= x_lo && m.at_s <= x_hi).collect();
     let px = |x: f64| PLOT_LEFT + (x - x_lo) / (x_hi - x_lo) * (PLOT_RIGHT - PLOT_LEFT);
-    let items: Vec<(f64, &str)> = in_window.iter().map(|m| (px(m.at_s), m.label.as_str())).collect();
+    let items: Vec<(f64, &str)> =
+        in_window.iter().map(|m| (px(m.at_s), m.label.as_str())).collect();
     let labels = place_labels(&items, f64::from(WIDTH) - 2.0, MARKER_CHAR_PX, MAX_LABEL_ROWS);
     let label_rows = labels.iter().map(|l| l.0 + 1).max().unwrap_or(0) as u32;
     let legend = place_legend(chart);
@@ -233,11 +269,22 @@ where
         root.fill(&WHITE).map_err(|e| err(&e))?;
         let (caption, rest) = root.split_vertically(CAPTION_PX);
         caption
-            .draw(&Text::new(chart.title.clone(), (WIDTH as i32 / 2, 8), ("sans-serif", 20).into_font().into_text_style(&root).pos(Pos::new(HPos::Center, VPos::Top))))
+            .draw(&Text::new(
+                chart.title.clone(),
+                (WIDTH as i32 / 2, 8),
+                ("sans-serif", 20)
+                    .into_font()
+                    .into_text_style(&root)
+                    .pos(Pos::new(HPos::Center, VPos::Top)),
+            ))
             .map_err(|e| err(&e))?;
         let (strip, rest) = rest.split_vertically(marker_strip);
         let (plot_area, legend_area) = rest.split_vertically(PLOT_HEIGHT);
-        let y_desc = if opts.y_log { format!("{} (log scale)", chart.y_label) } else { chart.y_label.clone() };
+        let y_desc = if opts.y_log {
+            format!("{} (log scale)", chart.y_label)
+        } else {
+            chart.y_label.clone()
+        };
         let mut cc = ChartBuilder::on(&plot_area)
             .margin_left(10)
             .margin_right(15)
@@ -266,22 +313,37 @@ where
             let (_, top) = cc.backend_coord(&(m.at_s, y_hi));
             let label_y = strip_top + (*row as i32) * ROW_PX as i32 + 2;
             let red = FAULT_RED;
-            root.draw(&PathElement::new(vec![(px, label_y), (px, top)], red.mix(0.35).stroke_width(1))).map_err(|e| err(&e))?;
-            root.draw(&PathElement::new(vec![(px, top), (px, bottom)], red.stroke_width(1))).map_err(|e| err(&e))?;
-            let (hpos, tx) = if *right { (HPos::Right, px - 3) } else { (HPos::Left, px + 3) };
-            root.draw(&Text::new(m.label.clone(), (tx, label_y), ("sans-serif", 13).into_font().color(&red).pos(Pos::new(hpos, VPos::Top))))
+            root.draw(&PathElement::new(
+                vec![(px, label_y), (px, top)],
+                red.mix(0.35).stroke_width(1),
+            ))
+            .map_err(|e| err(&e))?;
+            root.draw(&PathElement::new(vec![(px, top), (px, bottom)], red.stroke_width(1)))
                 .map_err(|e| err(&e))?;
+            let (hpos, tx) = if *right { (HPos::Right, px - 3) } else { (HPos::Left, px + 3) };
+            root.draw(&Text::new(
+                m.label.clone(),
+                (tx, label_y),
+                ("sans-serif", 13).into_font().color(&red).pos(Pos::new(hpos, VPos::Top)),
+            ))
+            .map_err(|e| err(&e))?;
         }
 
         // Lines: one path per run of points, a dot for a run of one.
         for (i, line) in chart.lines.iter().enumerate() {
             let color = COLORS[i % COLORS.len()];
             for seg in segments(&line.points, x_lo, x_hi, opts.gap_s) {
-                let seg: Vec<(f64, f64)> = if opts.y_log { seg.into_iter().map(|(x, y)| (x, y.max(y_lo))).collect() } else { seg };
-                if seg.len() == 1 {
-                    cc.draw_series(std::iter::once(Circle::new(seg[0], 2, color.filled()))).map_err(|e| err(&e))?;
+                let seg: Vec<(f64, f64)> = if opts.y_log {
+                    seg.into_iter().map(|(x, y)| (x, y.max(y_lo))).collect()
                 } else {
-                    cc.draw_series(LineSeries::new(seg, color.stroke_width(2))).map_err(|e| err(&e))?;
+                    seg
+                };
+                if seg.len() == 1 {
+                    cc.draw_series(std::iter::once(Circle::new(seg[0], 2, color.filled())))
+                        .map_err(|e| err(&e))?;
+                } else {
+                    cc.draw_series(LineSeries::new(seg, color.stroke_width(2)))
+                        .map_err(|e| err(&e))?;
                 }
             }
         }
@@ -291,9 +353,17 @@ where
         for (i, x, row) in legend {
             let color = COLORS[i % COLORS.len()];
             let y = legend_top + (row * LEGEND_ROW_PX) as i32 + 10;
-            root.draw(&PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(3))).map_err(|e| err(&e))?;
-            root.draw(&Text::new(chart.lines[i].name.clone(), (x + 26, y), ("sans-serif", 15).into_font().into_text_style(&root).pos(Pos::new(HPos::Left, VPos::Center))))
+            root.draw(&PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(3)))
                 .map_err(|e| err(&e))?;
+            root.draw(&Text::new(
+                chart.lines[i].name.clone(),
+                (x + 26, y),
+                ("sans-serif", 15)
+                    .into_font()
+                    .into_text_style(&root)
+                    .pos(Pos::new(HPos::Left, VPos::Center)),
+            ))
+            .map_err(|e| err(&e))?;
         }
         root.present().map_err(|e| err(&e))?;
     }
@@ -307,12 +377,36 @@ mod tests {
 
     #[test]
     fn nan_and_window_break_lines() {
-        let pts = [(0.0, 1.0), (1.0, 2.0), (2.0, f64::NAN), (3.0, 4.0), (4.0, 5.0), (5.0, 6.0), (9.0, 1.0)];
-        assert_eq!(segments(&pts, 0.0, 10.0, None), vec![vec![(0.0, 1.0), (1.0, 2.0)], vec![(3.0, 4.0), (4.0, 5.0), (5.0, 6.0), (9.0, 1.0)]]);
+        let pts = [
+            (0.0, 1.0),
+            (1.0, 2.0),
+            (2.0, f64::NAN),
+            (3.0, 4.0),
+            (4.0, 5.0),
+            (5.0, 6.0),
+            (9.0, 1.0),
+        ];
+        assert_eq!(
+            segments(&pts, 0.0, 10.0, None),
+            vec![
+                vec![(0.0, 1.0), (1.0, 2.0)],
+                vec![(3.0, 4.0), (4.0, 5.0), (5.0, 6.0), (9.0, 1.0)]
+            ]
+        );
         // Outside the window is dropped (0.0 and 9.0), inside kept.
-        assert_eq!(segments(&pts, 0.5, 8.0, None), vec![vec![(1.0, 2.0)], vec![(3.0, 4.0), (4.0, 5.0), (5.0, 6.0)]]);
+        assert_eq!(
+            segments(&pts, 0.5, 8.0, None),
+            vec![vec![(1.0, 2.0)], vec![(3.0, 4.0), (4.0, 5.0), (5.0, 6.0)]]
+        );
         // A 4 s step with a 1.5 s gap limit: 5.0 and 9.0 are not joined.
-        assert_eq!(segments(&pts, 0.0, 10.0, Some(1.5)), vec![vec![(0.0, 1.0), (1.0, 2.0)], vec![(3.0, 4.0), (4.0, 5.0), (5.0, 6.0)], vec![(9.0, 1.0)]]);
+        assert_eq!(
+            segments(&pts, 0.0, 10.0, Some(1.5)),
+            vec![
+                vec![(0.0, 1.0), (1.0, 2.0)],
+                vec![(3.0, 4.0), (4.0, 5.0), (5.0, 6.0)],
+                vec![(9.0, 1.0)]
+            ]
+        );
     }
 
     #[test]
@@ -321,16 +415,25 @@ mod tests {
             file: "l.svg".into(),
             title: "latency".into(),
             y_label: "ms".into(),
-            lines: vec![Line { name: "p50".into(), points: vec![(0.1, 5000.0), (2.0, 4.0), (3.0, 3000.0), (4.0, 5.0), (10.0, 90000.0)] }],
+            lines: vec![Line {
+                name: "p50".into(),
+                points: vec![(0.1, 5000.0), (2.0, 4.0), (3.0, 3000.0), (4.0, 5.0), (10.0, 90000.0)],
+            }],
         };
         let (lo, hi) = y_window(&chart, 1.0, 5.0, &PlotOptions::default());
         assert_eq!(lo, 0.0);
         assert!(hi > 3000.0 && hi < 3500.0, "{hi}");
         let (lo, hi) = y_window(&chart, 1.0, 5.0, &PlotOptions::log());
         assert_eq!((lo, hi), (1.0, 10000.0));
-        assert_eq!(y_window(&chart, 1.0, 5.0, &PlotOptions::default().with_y_range(0.0, 1.0)), (0.0, 1.0));
+        assert_eq!(
+            y_window(&chart, 1.0, 5.0, &PlotOptions::default().with_y_range(0.0, 1.0)),
+            (0.0, 1.0)
+        );
         // An unusable fixed range on a log axis falls back to the data.
-        assert_eq!(y_window(&chart, 1.0, 5.0, &PlotOptions::log().with_y_range(0.0, 1.0)), (1.0, 10000.0));
+        assert_eq!(
+            y_window(&chart, 1.0, 5.0, &PlotOptions::log().with_y_range(0.0, 1.0)),
+            (1.0, 10000.0)
+        );
         assert_eq!(x_window(7.0, &PlotOptions::default()), (0.0, 7.0));
         assert_eq!(x_window(7.0, &PlotOptions::default().with_x_range(1.0, 5.0)), (1.0, 5.0));
         assert_eq!(x_window(7.0, &PlotOptions::default().with_x_range(5.0, 1.0)), (0.0, 7.0));
@@ -338,8 +441,14 @@ mod tests {
 
     #[test]
     fn marker_labels_do_not_overlap() {
-        let ms = [Marker { at_s: 5.0, label: "kill leader:events/0 → broker-1".into() }, Marker { at_s: 5.5, label: "restart broker-1".into() }, Marker { at_s: 30.0, label: "heal".into() }, Marker { at_s: 59.9, label: "power loss broker-2".into() }];
-        let items: Vec<(f64, &str)> = ms.iter().map(|m| (80.0 + m.at_s * 13.0, m.label.as_str())).collect();
+        let ms = [
+            Marker { at_s: 5.0, label: "kill leader:events/0 → broker-1".into() },
+            Marker { at_s: 5.5, label: "restart broker-1".into() },
+            Marker { at_s: 30.0, label: "heal".into() },
+            Marker { at_s: 59.9, label: "power loss broker-2".into() },
+        ];
+        let items: Vec<(f64, &str)> =
+            ms.iter().map(|m| (80.0 + m.at_s * 13.0, m.label.as_str())).collect();
         let placed = place_labels(&items, 898.0, 6.0, 8);
         assert_eq!(placed[0].0, 0);
         assert_eq!(placed[1].0, 1, "close markers go to separate rows");

@@ -60,7 +60,11 @@ fn part_states(p: &Value) -> Vec<PartState> {
                 t_s: e.get("t_s")?.as_f64().filter(|t| t.is_finite())?,
                 leader: e.get("leader").and_then(Value::as_i64).unwrap_or(-1),
                 epoch: e.get("leader_epoch").and_then(Value::as_i64),
-                isr: e.get("isr").and_then(Value::as_array).map(|a| a.iter().filter_map(Value::as_i64).collect()).unwrap_or_default(),
+                isr: e
+                    .get("isr")
+                    .and_then(Value::as_array)
+                    .map(|a| a.iter().filter_map(Value::as_i64).collect())
+                    .unwrap_or_default(),
             })
         })
         .collect();
@@ -72,7 +76,13 @@ fn controller_states(c: &Value) -> Vec<(f64, i64, Option<i64>)> {
     let Some(a) = c.get("controllers").and_then(Value::as_array) else { return Vec::new() };
     let mut v: Vec<(f64, i64, Option<i64>)> = a
         .iter()
-        .filter_map(|e| Some((e.get("t_s")?.as_f64().filter(|t| t.is_finite())?, e.get("active").and_then(Value::as_i64).unwrap_or(-1), e.get("term").and_then(Value::as_i64))))
+        .filter_map(|e| {
+            Some((
+                e.get("t_s")?.as_f64().filter(|t| t.is_finite())?,
+                e.get("active").and_then(Value::as_i64).unwrap_or(-1),
+                e.get("term").and_then(Value::as_i64),
+            ))
+        })
         .collect();
     v.sort_by(|a, b| a.0.total_cmp(&b.0));
     v
@@ -81,14 +91,19 @@ fn controller_states(c: &Value) -> Vec<(f64, i64, Option<i64>)> {
 /// Partition names in natural order: `events-2` before `events-10`.
 pub(crate) fn natural_key(name: &str) -> (String, u64, String) {
     match name.rsplit_once('-') {
-        Some((topic, n)) if n.parse::<u64>().is_ok() => (topic.to_string(), n.parse().unwrap_or(0), String::new()),
+        Some((topic, n)) if n.parse::<u64>().is_ok() => {
+            (topic.to_string(), n.parse().unwrap_or(0), String::new())
+        }
         _ => (name.to_string(), 0, name.to_string()),
     }
 }
 
 /// The cluster object of a summary, when it is one with partitions to draw.
 pub(crate) fn cluster_of(summary: &Value) -> Option<&Map<String, Value>> {
-    summary.get("cluster").and_then(Value::as_object).filter(|c| c.get("partitions").and_then(Value::as_object).is_some())
+    summary
+        .get("cluster")
+        .and_then(Value::as_object)
+        .filter(|c| c.get("partitions").and_then(Value::as_object).is_some())
 }
 
 /// A step of 1, 2 or 5 × 10^k giving about `target` ticks over `span`.
@@ -126,7 +141,11 @@ struct Svg {
 impl Svg {
     /// A rectangle; `attrs` starts with its fill, e.g. `fill="#fff" stroke="#000"`.
     fn rect(&mut self, x: f64, y: f64, w: f64, h: f64, attrs: &str, title: Option<&str>) {
-        let _ = write!(self.out, r#"<rect x="{x:.1}" y="{y:.1}" width="{:.1}" height="{h:.1}" {attrs}>"#, w.max(0.0));
+        let _ = write!(
+            self.out,
+            r#"<rect x="{x:.1}" y="{y:.1}" width="{:.1}" height="{h:.1}" {attrs}>"#,
+            w.max(0.0)
+        );
         if let Some(t) = title {
             let _ = write!(self.out, "<title>{}</title>", esc(t));
         }
@@ -138,7 +157,10 @@ impl Svg {
     }
 
     fn line(&mut self, x1: f64, y1: f64, x2: f64, y2: f64, attrs: &str) {
-        let _ = writeln!(self.out, r#"<line x1="{x1:.1}" y1="{y1:.1}" x2="{x2:.1}" y2="{y2:.1}" {attrs}/>"#);
+        let _ = writeln!(
+            self.out,
+            r#"<line x1="{x1:.1}" y1="{y1:.1}" x2="{x2:.1}" y2="{y2:.1}" {attrs}/>"#
+        );
     }
 }
 
@@ -156,25 +178,38 @@ fn broker_list(isr: &[i64]) -> String {
 /// the last recorded state if later); `markers` are drawn as faults.
 pub fn render_cluster_timeline(cluster: &Value, markers: &[Marker], x_max: f64) -> Option<String> {
     let parts_obj = cluster.get("partitions")?.as_object()?;
-    let mut parts: Vec<(&String, Vec<PartState>)> = parts_obj.iter().map(|(k, v)| (k, part_states(v))).collect();
+    let mut parts: Vec<(&String, Vec<PartState>)> =
+        parts_obj.iter().map(|(k, v)| (k, part_states(v))).collect();
     parts.sort_by_key(|(k, _)| natural_key(k));
     let controllers = controller_states(cluster);
 
     // Brokers: as stated, else one more than the highest id seen.
     let seen_max = parts
         .iter()
-        .flat_map(|(_, s)| s.iter().flat_map(|st| st.isr.iter().copied().chain(std::iter::once(st.leader))))
+        .flat_map(|(_, s)| {
+            s.iter().flat_map(|st| st.isr.iter().copied().chain(std::iter::once(st.leader)))
+        })
         .chain(controllers.iter().map(|c| c.1))
         .max()
         .unwrap_or(-1);
-    let brokers = cluster.get("brokers").and_then(Value::as_u64).map_or(0, |b| b as i64).max(seen_max + 1).clamp(1, 64);
+    let brokers = cluster
+        .get("brokers")
+        .and_then(Value::as_u64)
+        .map_or(0, |b| b as i64)
+        .max(seen_max + 1)
+        .clamp(1, 64);
 
-    let last_t = parts.iter().flat_map(|(_, s)| s.iter().map(|st| st.t_s)).chain(controllers.iter().map(|c| c.0)).fold(0.0f64, f64::max);
+    let last_t = parts
+        .iter()
+        .flat_map(|(_, s)| s.iter().map(|st| st.t_s))
+        .chain(controllers.iter().map(|c| c.0))
+        .fold(0.0f64, f64::max);
     let x_hi = if x_max.is_finite() && x_max > 0.0 { x_max.max(last_t) } else { last_t.max(1.0) };
     let x_lo = 0.0;
     let px = |t: f64| LEFT + (t.clamp(x_lo, x_hi) - x_lo) / (x_hi - x_lo) * (RIGHT - LEFT);
 
-    let faults: Vec<&Marker> = markers.iter().filter(|m| m.at_s.is_finite() && m.at_s >= x_lo && m.at_s <= x_hi).collect();
+    let faults: Vec<&Marker> =
+        markers.iter().filter(|m| m.at_s.is_finite() && m.at_s >= x_lo && m.at_s <= x_hi).collect();
     let items: Vec<(f64, &str)> = faults.iter().map(|m| (px(m.at_s), m.label.as_str())).collect();
     let labels = place_labels(&items, W - 2.0, CHAR_PX, MAX_LABEL_ROWS);
     let label_rows = labels.iter().map(|l| l.0 + 1).max().unwrap_or(0) as f64;
@@ -194,7 +229,12 @@ pub fn render_cluster_timeline(cluster: &Value, markers: &[Marker], x_max: f64) 
         r#"<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{height:.0}" viewBox="0 0 {W} {height:.0}" font-family="sans-serif" font-size="11">"#
     );
     s.rect(0.0, 0.0, W, height, r##"fill="#fff""##, None);
-    s.text(W / 2.0, 18.0, "Cluster: leader and ISR per partition, active controller, faults", r#"text-anchor="middle" font-size="16""#);
+    s.text(
+        W / 2.0,
+        18.0,
+        "Cluster: leader and ISR per partition, active controller, faults",
+        r#"text-anchor="middle" font-size="16""#,
+    );
 
     // Legend.
     let mut lx = LEFT;
@@ -207,10 +247,21 @@ pub fn render_cluster_timeline(cluster: &Value, markers: &[Marker], x_max: f64) 
     s.rect(lx, ly, 12.0, 12.0, &format!(r#"fill="{NONE_FILL}""#), None);
     s.text(lx + 15.0, ly + 10.0, "no leader", "");
     lx += 75.0;
-    s.line(lx + 6.0, ly - 2.0, lx + 6.0, ly + 14.0, &format!(r#"stroke="{FAULT}" stroke-width="1.5""#));
+    s.line(
+        lx + 6.0,
+        ly - 2.0,
+        lx + 6.0,
+        ly + 14.0,
+        &format!(r#"stroke="{FAULT}" stroke-width="1.5""#),
+    );
     s.text(lx + 12.0, ly + 10.0, "fault", "");
     lx += 50.0;
-    s.text(lx, ly + 10.0, "bar: leader (bN) · thin lanes under it: ISR members, one lane per broker", r##"fill="#444""##);
+    s.text(
+        lx,
+        ly + 10.0,
+        "bar: leader (bN) · thin lanes under it: ISR members, one lane per broker",
+        r##"fill="#444""##,
+    );
 
     // Grid and axis.
     let step = nice_step(x_hi - x_lo, 10.0);
@@ -223,16 +274,33 @@ pub fn render_cluster_timeline(cluster: &Value, markers: &[Marker], x_max: f64) 
         t += step;
     }
     s.line(LEFT, axis_top, RIGHT, axis_top, r##"stroke="#000""##);
-    s.text((LEFT + RIGHT) / 2.0, axis_top + 36.0, "simulated time (s)", r#"text-anchor="middle" font-size="12""#);
+    s.text(
+        (LEFT + RIGHT) / 2.0,
+        axis_top + 36.0,
+        "simulated time (s)",
+        r#"text-anchor="middle" font-size="12""#,
+    );
 
     // Partitions.
     let mut y = rows_top;
     for (name, states) in &parts {
         s.text(LEFT - 8.0, y + BAR / 2.0 + 4.0, name, r#"text-anchor="end" font-size="12""#);
         let lanes_top = y + BAR + 4.0;
-        s.text(LEFT - 8.0, lanes_top + brokers as f64 * LANE_STEP / 2.0 + 3.0, "ISR", r##"text-anchor="end" font-size="9" fill="#666""##);
+        s.text(
+            LEFT - 8.0,
+            lanes_top + brokers as f64 * LANE_STEP / 2.0 + 3.0,
+            "ISR",
+            r##"text-anchor="end" font-size="9" fill="#666""##,
+        );
         for b in 0..brokers {
-            s.rect(LEFT, lanes_top + b as f64 * LANE_STEP, RIGHT - LEFT, LANE, r##"fill="#f3f3f3""##, None);
+            s.rect(
+                LEFT,
+                lanes_top + b as f64 * LANE_STEP,
+                RIGHT - LEFT,
+                LANE,
+                r##"fill="#f3f3f3""##,
+                None,
+            );
         }
         for (i, st) in states.iter().enumerate() {
             let end = states.get(i + 1).map_or(x_hi, |n| n.t_s);
@@ -242,20 +310,53 @@ pub fn render_cluster_timeline(cluster: &Value, markers: &[Marker], x_max: f64) 
             }
             let epoch = st.epoch.map_or(String::new(), |e| format!(", epoch {e}"));
             let tip = if st.leader >= 0 {
-                format!("{name}: leader broker-{}{epoch}, ISR [{}], {} s – {} s", st.leader, broker_list(&st.isr), fmt_num(st.t_s), fmt_num(end))
+                format!(
+                    "{name}: leader broker-{}{epoch}, ISR [{}], {} s – {} s",
+                    st.leader,
+                    broker_list(&st.isr),
+                    fmt_num(st.t_s),
+                    fmt_num(end)
+                )
             } else {
-                format!("{name}: no leader, ISR [{}], {} s – {} s", broker_list(&st.isr), fmt_num(st.t_s), fmt_num(end))
+                format!(
+                    "{name}: no leader, ISR [{}], {} s – {} s",
+                    broker_list(&st.isr),
+                    fmt_num(st.t_s),
+                    fmt_num(end)
+                )
             };
-            let (fill, fg) = if st.leader >= 0 { (broker_color(st.leader), text_color_on(st.leader)) } else { (NONE_FILL.to_string(), "#333") };
-            s.rect(x0, y, x1 - x0, BAR, &format!(r##"fill="{fill}" stroke="#fff" stroke-width="1""##), Some(&tip));
-            let long = if st.leader >= 0 { format!("b{} · ISR {}", st.leader, broker_list(&st.isr)) } else { format!("no leader · ISR {}", broker_list(&st.isr)) };
+            let (fill, fg) = if st.leader >= 0 {
+                (broker_color(st.leader), text_color_on(st.leader))
+            } else {
+                (NONE_FILL.to_string(), "#333")
+            };
+            s.rect(
+                x0,
+                y,
+                x1 - x0,
+                BAR,
+                &format!(r##"fill="{fill}" stroke="#fff" stroke-width="1""##),
+                Some(&tip),
+            );
+            let long = if st.leader >= 0 {
+                format!("b{} · ISR {}", st.leader, broker_list(&st.isr))
+            } else {
+                format!("no leader · ISR {}", broker_list(&st.isr))
+            };
             let short = if st.leader >= 0 { format!("b{}", st.leader) } else { "none".to_string() };
             if let Some(label) = fitting(&[&long, &short], x1 - x0) {
                 s.text(x0 + 4.0, y + BAR / 2.0 + 4.0, label, &format!(r#"fill="{fg}""#));
             }
             for &b in &st.isr {
                 if (0..brokers).contains(&b) {
-                    s.rect(x0, lanes_top + b as f64 * LANE_STEP, x1 - x0, LANE, &format!(r#"fill="{}""#, broker_color(b)), Some(&tip));
+                    s.rect(
+                        x0,
+                        lanes_top + b as f64 * LANE_STEP,
+                        x1 - x0,
+                        LANE,
+                        &format!(r#"fill="{}""#, broker_color(b)),
+                        Some(&tip),
+                    );
                 }
             }
         }
@@ -271,9 +372,28 @@ pub fn render_cluster_timeline(cluster: &Value, markers: &[Marker], x_max: f64) 
             continue;
         }
         let term_s = term.map_or(String::new(), |t| format!(" · term {t}"));
-        let tip = if active >= 0 { format!("active controller broker-{active}{term_s}, {} s – {} s", fmt_num(t0), fmt_num(end)) } else { format!("no active controller, {} s – {} s", fmt_num(t0), fmt_num(end)) };
-        let (fill, fg) = if active >= 0 { (broker_color(active), text_color_on(active)) } else { (NONE_FILL.to_string(), "#333") };
-        s.rect(x0, y, x1 - x0, BAR, &format!(r##"fill="{fill}" stroke="#fff" stroke-width="1""##), Some(&tip));
+        let tip = if active >= 0 {
+            format!(
+                "active controller broker-{active}{term_s}, {} s – {} s",
+                fmt_num(t0),
+                fmt_num(end)
+            )
+        } else {
+            format!("no active controller, {} s – {} s", fmt_num(t0), fmt_num(end))
+        };
+        let (fill, fg) = if active >= 0 {
+            (broker_color(active), text_color_on(active))
+        } else {
+            (NONE_FILL.to_string(), "#333")
+        };
+        s.rect(
+            x0,
+            y,
+            x1 - x0,
+            BAR,
+            &format!(r##"fill="{fill}" stroke="#fff" stroke-width="1""##),
+            Some(&tip),
+        );
         let long = if active >= 0 { format!("b{active}{term_s}") } else { "none".to_string() };
         let short = if active >= 0 { format!("b{active}") } else { "none".to_string() };
         if let Some(label) = fitting(&[&long, &short], x1 - x0) {
@@ -289,7 +409,13 @@ pub fn render_cluster_timeline(cluster: &Value, markers: &[Marker], x_max: f64) 
         let x = px(m.at_s);
         let ty = strip_top + row as f64 * LABEL_ROW;
         s.line(x, ty, x, rows_top - 4.0, &format!(r#"stroke="{FAULT}" stroke-opacity="0.35""#));
-        s.line(x, rows_top - 4.0, x, axis_top, &format!(r#"stroke="{FAULT}" stroke-width="1.5" stroke-dasharray="4 2""#));
+        s.line(
+            x,
+            rows_top - 4.0,
+            x,
+            axis_top,
+            &format!(r#"stroke="{FAULT}" stroke-width="1.5" stroke-dasharray="4 2""#),
+        );
         let (anchor, tx) = if right { ("end", x - 3.0) } else { ("start", x + 3.0) };
         let _ = writeln!(
             s.out,
@@ -333,7 +459,12 @@ mod tests {
             },
             "controllers": [{"t_s": 0.25, "active": 0, "term": 1}, {"t_s": 8.0, "active": 2, "term": 2}]
         });
-        let svg = render_cluster_timeline(&cluster, &[Marker { at_s: 5.0, label: "kill leader:events/0 → broker-0 <&>".into() }], 20.0).unwrap();
+        let svg = render_cluster_timeline(
+            &cluster,
+            &[Marker { at_s: 5.0, label: "kill leader:events/0 → broker-0 <&>".into() }],
+            20.0,
+        )
+        .unwrap();
         assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
         // Natural order: events-0's row comes first.
         assert!(svg.find(">events-0<").unwrap() < svg.find(">events-1<").unwrap());

@@ -4,7 +4,10 @@
 
 use std::path::PathBuf;
 
-use reports::{render_cluster_timeline, render_svg_with, write_run, write_run_with, Chart, Line, Marker, PlotOptions, CLUSTER_TIMELINE_FILE};
+use reports::{
+    render_cluster_timeline, render_svg_with, write_run, write_run_with, Chart, Line, Marker,
+    PlotOptions, CLUSTER_TIMELINE_FILE,
+};
 use serde_json::{json, Value};
 
 fn out_dir(name: &str) -> PathBuf {
@@ -34,16 +37,47 @@ fn latency_chart() -> Chart {
         max.push((t, if i == 12 { 3000.0 } else { 40.0 + f64::from(i % 7) }));
     }
     max.push((63.5, 50_000.0));
-    Chart { file: "produce_latency.svg".into(), title: "Produce latency (send → ack) by ack time".into(), y_label: "ms".into(), lines: vec![Line { name: "p50".into(), points: p50 }, Line { name: "p99".into(), points: p99 }, Line { name: "max".into(), points: max }] }
+    Chart {
+        file: "produce_latency.svg".into(),
+        title: "Produce latency (send → ack) by ack time".into(),
+        y_label: "ms".into(),
+        lines: vec![
+            Line { name: "p50".into(), points: p50 },
+            Line { name: "p99".into(), points: p99 },
+            Line { name: "max".into(), points: max },
+        ],
+    }
 }
 
 fn throughput_chart() -> Chart {
-    let acked = (1..=64).map(|i| (f64::from(i), if (20..26).contains(&i) { 0.0 } else if i > 60 { 90_000.0 } else { 1000.0 })).collect();
-    Chart { file: "throughput.svg".into(), title: "Throughput".into(), y_label: "records/s".into(), lines: vec![Line { name: "acked".into(), points: acked }] }
+    let acked = (1..=64)
+        .map(|i| {
+            (
+                f64::from(i),
+                if (20..26).contains(&i) {
+                    0.0
+                } else if i > 60 {
+                    90_000.0
+                } else {
+                    1000.0
+                },
+            )
+        })
+        .collect();
+    Chart {
+        file: "throughput.svg".into(),
+        title: "Throughput".into(),
+        y_label: "records/s".into(),
+        lines: vec![Line { name: "acked".into(), points: acked }],
+    }
 }
 
 fn markers() -> Vec<Marker> {
-    vec![Marker { at_s: 20.0, label: "kill leader:events/0 → broker-0".into() }, Marker { at_s: 21.0, label: "restart broker-0".into() }, Marker { at_s: 45.0, label: "kill controller → broker-2".into() }]
+    vec![
+        Marker { at_s: 20.0, label: "kill leader:events/0 → broker-0".into() },
+        Marker { at_s: 21.0, label: "restart broker-0".into() },
+        Marker { at_s: 45.0, label: "kill controller → broker-2".into() },
+    ]
 }
 
 fn summary(cluster: Value) -> Value {
@@ -112,7 +146,13 @@ const FIRST_LINE: &str = "stroke=\"#1F77B4\" stroke-width=\"2\"";
 
 /// The text of every `<text>` element (plotters puts it on the line after the tag).
 fn texts(svg: &str) -> Vec<String> {
-    svg.split("<text").skip(1).filter_map(|t| t.split_once('>').map(|(_, rest)| rest.split("</text>").next().unwrap_or("").trim().to_string())).collect()
+    svg.split("<text")
+        .skip(1)
+        .filter_map(|t| {
+            t.split_once('>')
+                .map(|(_, rest)| rest.split("</text>").next().unwrap_or("").trim().to_string())
+        })
+        .collect()
 }
 
 fn has_text(svg: &str, t: &str) -> bool {
@@ -120,7 +160,10 @@ fn has_text(svg: &str, t: &str) -> bool {
 }
 
 fn polylines_with(svg: &str, stroke: &str) -> usize {
-    svg.split("<polyline").skip(1).filter(|p| p.split("/>").next().is_some_and(|attrs| attrs.contains(stroke))).count()
+    svg.split("<polyline")
+        .skip(1)
+        .filter(|p| p.split("/>").next().is_some_and(|attrs| attrs.contains(stroke)))
+        .count()
 }
 
 #[test]
@@ -128,7 +171,10 @@ fn cluster_run_writes_a_readable_report() {
     let dir = out_dir("cluster");
     let _ = std::fs::remove_dir_all(&dir);
     let window = PlotOptions::default().with_x_range(1.0, 60.0);
-    let charts = vec![(throughput_chart(), window.clone()), (latency_chart(), PlotOptions::log().with_x_range(1.0, 60.0))];
+    let charts = vec![
+        (throughput_chart(), window.clone()),
+        (latency_chart(), PlotOptions::log().with_x_range(1.0, 60.0)),
+    ];
     write_run_with(&dir, &summary(cluster()), &charts, &markers(), 64.0).unwrap();
 
     let html = std::fs::read_to_string(dir.join("index.html")).unwrap();
@@ -143,16 +189,34 @@ fn cluster_run_writes_a_readable_report() {
     for key in ["throughput", "latency", "page_cache", "disk", "network", "speed", "history"] {
         assert!(figures.contains(&format!("<h3 id=\"fig-{key}\">")), "figure {key} missing");
     }
-    assert!(!figures.contains("fig-produce_latency_ms"), "legacy latency shown though `latency` exists");
+    assert!(
+        !figures.contains("fig-produce_latency_ms"),
+        "legacy latency shown though `latency` exists"
+    );
     assert!(!figures.contains("fig-cpu"), "null cpu shown");
     assert!(figures.contains("<td>914.286</td>") && figures.contains("(91.43 KiB/s)"), "{figures}");
-    assert!(figures.contains("<tr><th>produce_ms</th><td>4.123</td><td>21</td><td>2,999.5</td><td>3,000</td></tr>"), "latency percentiles as rows: {figures}");
-    assert!(figures.contains("<tr><th>events-0</th><td>29,000</td><td>0</td><td>29,000</td></tr>"), "final_logs as rows: {figures}");
+    assert!(
+        figures.contains(
+            "<tr><th>produce_ms</th><td>4.123</td><td>21</td><td>2,999.5</td><td>3,000</td></tr>"
+        ),
+        "latency percentiles as rows: {figures}"
+    );
+    assert!(
+        figures.contains("<tr><th>events-0</th><td>29,000</td><td>0</td><td>29,000</td></tr>"),
+        "final_logs as rows: {figures}"
+    );
 
     // Failed sends: the count and the examples, escaped.
     let failed = section("<h2 id=\"failed-sends\">", "<h2 ");
     assert!(failed.contains("37 sends failed"), "{failed}");
-    assert!(failed.contains("the first 2 of them") && failed.contains("NotLeaderOrFollower &lt;retriable&gt;") && failed.contains("<tr><th>producer</th><th>partition</th><th>error</th><th>at_s</th></tr>"), "{failed}");
+    assert!(
+        failed.contains("the first 2 of them")
+            && failed.contains("NotLeaderOrFollower &lt;retriable&gt;")
+            && failed.contains(
+                "<tr><th>producer</th><th>partition</th><th>error</th><th>at_s</th></tr>"
+            ),
+        "{failed}"
+    );
 
     // The faults, in time order.
     let faults = section("<h2 id=\"faults\">", "<h2 ");
@@ -165,26 +229,44 @@ fn cluster_run_writes_a_readable_report() {
     assert!(cl.contains("<tr><th>events-0</th><td>2</td><td>1</td><td>1</td><td>broker-1</td><td>0, 1, 2</td></tr>"), "{cl}");
     assert!(cl.contains("changed 2 times; at the end: broker-0"), "{cl}");
     let timeline = std::fs::read_to_string(dir.join(CLUSTER_TIMELINE_FILE)).unwrap();
-    assert!(timeline.contains("kill leader:events/0 → broker-0") && timeline.contains(">b1 · ISR 1,2<") && timeline.contains(">controller<"));
+    assert!(
+        timeline.contains("kill leader:events/0 → broker-0")
+            && timeline.contains(">b1 · ISR 1,2<")
+            && timeline.contains(">controller<")
+    );
 
     // Checks: examined shown, vacuous is red.
     assert!(html.contains("<td class=\"fail\">vacuous</td><td>held</td><td>0</td>"), "{html}");
     // Text escaped, the full summary folded at the end.
     assert!(html.contains("acks=all &amp; expect &lt;no&gt; loss"));
     let details = html.rfind("<details>").unwrap();
-    assert!(details > html.find("<h2 id=\"plots\">").unwrap() && html[details..].contains("&quot;settings&quot;"));
+    assert!(
+        details > html.find("<h2 id=\"plots\">").unwrap()
+            && html[details..].contains("&quot;settings&quot;")
+    );
 
     // Latency: the NaN gap splits each line; log axis; the start-up spike (0.2 s) and the
     // read-back (63.5 s) are outside the window and do not reach the axis.
     let lat = std::fs::read_to_string(dir.join("produce_latency.svg")).unwrap();
     assert_eq!(polylines_with(&lat, FIRST_LINE), 2, "p50 is two runs, before and after the gap");
     assert!(lat.contains("ms (log scale)"));
-    assert!(has_text(&lat, "1") && has_text(&lat, "10,000"), "4 ms and the 3 s outlier inside the axis: {:?}", texts(&lat));
-    assert!(!has_text(&lat, "100,000") && !has_text(&lat, "0.1"), "start-up or read-back set the scale: {:?}", texts(&lat));
+    assert!(
+        has_text(&lat, "1") && has_text(&lat, "10,000"),
+        "4 ms and the 3 s outlier inside the axis: {:?}",
+        texts(&lat)
+    );
+    assert!(
+        !has_text(&lat, "100,000") && !has_text(&lat, "0.1"),
+        "start-up or read-back set the scale: {:?}",
+        texts(&lat)
+    );
     assert!(has_text(&lat, "kill leader:events/0 → broker-0") && has_text(&lat, "p99"));
     // Throughput: the read-back's 90,000/s is outside the window.
     let thr = std::fs::read_to_string(dir.join("throughput.svg")).unwrap();
-    let top_tick = texts(&thr).iter().filter_map(|t| t.replace(',', "").parse::<f64>().ok()).fold(0.0, f64::max);
+    let top_tick = texts(&thr)
+        .iter()
+        .filter_map(|t| t.replace(',', "").parse::<f64>().ok())
+        .fold(0.0, f64::max);
     assert!((1000.0..2000.0).contains(&top_tick), "read-back set the scale: {:?}", texts(&thr));
     if std::env::var_os("REPORT_SAMPLE_DIR").is_none() {
         let _ = std::fs::remove_dir_all(&dir);
@@ -203,7 +285,10 @@ fn single_broker_run_has_no_cluster_section_and_says_no_failed_sends() {
     assert!(!dir.join(CLUSTER_TIMELINE_FILE).exists());
     assert!(!html.contains("<h2 id=\"cluster\">") && !html.contains("<h2 id=\"faults\">"));
     assert!(html.contains("<h2 id=\"failed-sends\">Failed sends</h2>\n<p>none</p>"), "{html}");
-    assert!(html.contains("<h3 id=\"fig-produce_latency_ms\">"), "legacy latency shown when `latency` is absent");
+    assert!(
+        html.contains("<h3 id=\"fig-produce_latency_ms\">"),
+        "legacy latency shown when `latency` is absent"
+    );
     // Without failed_sends at all, still "none".
     let mut s2 = s.clone();
     s2["history"] = json!({"sends": 10});
@@ -219,7 +304,10 @@ fn default_plot_uses_the_whole_run_and_a_linear_axis() {
     let svg = render_svg_with(&chart, &markers(), 64.0, &PlotOptions::default()).unwrap();
     assert!(!svg.contains("log scale"));
     // Whole run: the read-back's 50,000 ms sets the linear scale.
-    let top_tick = texts(&svg).iter().filter_map(|t| t.replace(',', "").parse::<f64>().ok()).fold(0.0, f64::max);
+    let top_tick = texts(&svg)
+        .iter()
+        .filter_map(|t| t.replace(',', "").parse::<f64>().ok())
+        .fold(0.0, f64::max);
     assert!(top_tick >= 40_000.0, "{:?}", texts(&svg));
     assert!(render_cluster_timeline(&Value::Null, &[], 1.0).is_none());
 }
@@ -227,8 +315,14 @@ fn default_plot_uses_the_whole_run_and_a_linear_axis() {
 #[test]
 fn missing_points_break_lines_with_a_gap_limit() {
     // Empty buckets left out rather than NaN: 1..=19 and 26..=60, one point per second.
-    let pts: Vec<(f64, f64)> = (1..=60).filter(|i| !(20..26).contains(i)).map(|i| (f64::from(i), 4.0)).collect();
-    let chart = Chart { file: "g.svg".into(), title: "gap".into(), y_label: "ms".into(), lines: vec![Line { name: "p50".into(), points: pts }] };
+    let pts: Vec<(f64, f64)> =
+        (1..=60).filter(|i| !(20..26).contains(i)).map(|i| (f64::from(i), 4.0)).collect();
+    let chart = Chart {
+        file: "g.svg".into(),
+        title: "gap".into(),
+        y_label: "ms".into(),
+        lines: vec![Line { name: "p50".into(), points: pts }],
+    };
     let joined = render_svg_with(&chart, &[], 60.0, &PlotOptions::log()).unwrap();
     assert_eq!(polylines_with(&joined, FIRST_LINE), 1);
     let broken = render_svg_with(&chart, &[], 60.0, &PlotOptions::log().with_gap(1.5)).unwrap();

@@ -60,9 +60,26 @@ pub struct FetchResponse {
 #[async_trait]
 pub trait BrokerApi: Send + Sync {
     /// Appends one record batch; with `wait` false (acks=0) returns as soon as it is handed over.
-    async fn produce(&self, tp: &TopicPartition, batch: Bytes, wait: bool, timeout: Duration) -> Result<Option<ProduceResponse>, ApiError>;
+    async fn produce(
+        &self,
+        tp: &TopicPartition,
+        batch: Bytes,
+        wait: bool,
+        timeout: Duration,
+    ) -> Result<Option<ProduceResponse>, ApiError>;
     /// Reads from `offset`; waits up to `max_wait` for data when there is none.
-    async fn fetch(&self, tp: &TopicPartition, offset: i64, max_bytes: usize, max_wait: Duration, timeout: Duration) -> Result<FetchResponse, ApiError>;
+    async fn fetch(
+        &self,
+        tp: &TopicPartition,
+        offset: i64,
+        max_bytes: usize,
+        max_wait: Duration,
+        timeout: Duration,
+    ) -> Result<FetchResponse, ApiError>;
     /// (log start offset, log end offset).
-    async fn list_offsets(&self, tp: &TopicPartition, timeout: Duration) -> Result<(i64, i64), ApiError>;
+    async fn list_offsets(
+        &self,
+        tp: &TopicPartition,
+        timeout: Duration,
+    ) -> Result<(i64, i64), ApiError>;
 }

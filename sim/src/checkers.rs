@@ -115,7 +115,10 @@ pub fn run(check: &str, h: &History) -> Option<CheckResult> {
 /// Examined: follower batches compared with the leader's.
 fn replicas_agree(h: &History) -> CheckResult {
     if h.replica_logs.is_empty() {
-        return CheckResult::held(0, "no replica logs were read (a single broker has one replica per partition)");
+        return CheckResult::held(
+            0,
+            "no replica logs were read (a single broker has one replica per partition)",
+        );
     }
     let mut bad = Vec::new();
     let mut compared = 0usize;
@@ -130,7 +133,9 @@ fn replicas_agree(h: &History) -> CheckResult {
             continue;
         };
         let hw = lead.high_watermark;
-        let prefix = |l: &crate::history::ReplicaLog, upto: i64| -> Vec<(i64, i64, u64)> { l.batches.iter().filter(|b| b.0 < upto).copied().collect() };
+        let prefix = |l: &crate::history::ReplicaLog, upto: i64| -> Vec<(i64, i64, u64)> {
+            l.batches.iter().filter(|b| b.0 < upto).copied().collect()
+        };
         let want = prefix(lead, hw);
         for (&b, r) in replicas {
             if b as i32 == *leader {
@@ -151,8 +156,12 @@ fn replicas_agree(h: &History) -> CheckResult {
             let want_b: Vec<_> = want.iter().filter(|x| x.0 < upto).copied().collect();
             compared += 1;
             batches += want_b.len().max(got.len()) as u64;
-            if let Some(i) = (0..want_b.len().max(got.len())).find(|&i| want_b.get(i) != got.get(i)) {
-                let fmt = |x: Option<&(i64, i64, u64)>| x.map(|(a, z, hsh)| format!("[{a}..={z}] #{hsh:016x}")).unwrap_or_else(|| "nothing".into());
+            if let Some(i) = (0..want_b.len().max(got.len())).find(|&i| want_b.get(i) != got.get(i))
+            {
+                let fmt = |x: Option<&(i64, i64, u64)>| {
+                    x.map(|(a, z, hsh)| format!("[{a}..={z}] #{hsh:016x}"))
+                        .unwrap_or_else(|| "nothing".into())
+                };
                 bad.push(format!(
                     "{tp}: broker-{b} differs from the leader broker-{leader} below offset {upto} at batch {i}: leader has {}, broker-{b} has {}",
                     fmt(want_b.get(i)),
@@ -164,7 +173,10 @@ fn replicas_agree(h: &History) -> CheckResult {
     if bad.is_empty() {
         CheckResult::held(batches, format!("{compared} follower replica(s) match their leader's committed prefix across {} partition(s), {batches} batches compared", h.replica_logs.len()))
     } else {
-        CheckResult::violated(batches, format!("{} divergence(s): {}", bad.len(), examples(&bad, |s| s.clone())))
+        CheckResult::violated(
+            batches,
+            format!("{} divergence(s): {}", bad.len(), examples(&bad, |s| s.clone())),
+        )
     }
 }
 
@@ -183,9 +195,15 @@ fn hw_monotonic(h: &History) -> CheckResult {
         last.insert(key, (s.at_ns, s.hw));
     }
     if bad.is_empty() {
-        CheckResult::held(h.hw_samples.len() as u64, format!("{} HW samples over {} leaderships", h.hw_samples.len(), last.len()))
+        CheckResult::held(
+            h.hw_samples.len() as u64,
+            format!("{} HW samples over {} leaderships", h.hw_samples.len(), last.len()),
+        )
     } else {
-        CheckResult::violated(h.hw_samples.len() as u64, format!("{} decrease(s): {}", bad.len(), examples(&bad, |s| s.clone())))
+        CheckResult::violated(
+            h.hw_samples.len() as u64,
+            format!("{} decrease(s): {}", bad.len(), examples(&bad, |s| s.clone())),
+        )
     }
 }
 
@@ -249,25 +267,39 @@ pub fn lost_write(h: &History) -> CheckResult {
         }
     }
     if !unreadable.is_empty() {
-        return CheckResult::violated(acked, format!(
+        return CheckResult::violated(
+            acked,
+            format!(
             "the final log of {} could not be read, so acknowledged writes cannot be shown present",
             unreadable.into_iter().collect::<Vec<_>>().join(", ")
-        ));
+        ),
+        );
     }
     if lost.is_empty() {
-        return CheckResult::held(acked, format!("all {acked} acknowledged records are in the final log"));
+        return CheckResult::held(
+            acked,
+            format!("all {acked} acknowledged records are in the final log"),
+        );
     }
     let ends: Vec<String> = h
         .final_logs
         .iter()
-        .filter_map(|(tp, l)| l.as_ref().map(|l| format!("{tp} log end offset {}", l.log_end_offset)))
+        .filter_map(|(tp, l)| {
+            l.as_ref().map(|l| format!("{tp} log end offset {}", l.log_end_offset))
+        })
         .collect();
-    CheckResult::violated(acked, format!(
-        "{} of {acked} acknowledged records are missing from the final log ({}): {}",
-        lost.len(),
-        ends.join(", "),
-        examples(&lost, |(tp, v, o, t)| format!("value {v} acked at offset {tp}@{o} (t={:.3}s)", *t as f64 / 1e9))
-    ))
+    CheckResult::violated(
+        acked,
+        format!(
+            "{} of {acked} acknowledged records are missing from the final log ({}): {}",
+            lost.len(),
+            ends.join(", "),
+            examples(&lost, |(tp, v, o, t)| format!(
+                "value {v} acked at offset {tp}@{o} (t={:.3}s)",
+                *t as f64 / 1e9
+            ))
+        ),
+    )
 }
 
 /// Who saw a value at an offset (for inconsistent-offsets' detail).
@@ -294,7 +326,14 @@ impl std::fmt::Display for Source {
 pub fn inconsistent_offsets(h: &History) -> CheckResult {
     type First<'a> = std::collections::HashMap<(&'a Tp, i64), (u64, Source)>;
     type Conflicts<'a> = BTreeMap<(&'a Tp, i64), BTreeMap<u64, Source>>;
-    fn see<'a>(first: &mut First<'a>, conflicts: &mut Conflicts<'a>, tp: &'a Tp, offset: i64, value: u64, src: Source) {
+    fn see<'a>(
+        first: &mut First<'a>,
+        conflicts: &mut Conflicts<'a>,
+        tp: &'a Tp,
+        offset: i64,
+        value: u64,
+        src: Source,
+    ) {
         match first.entry((tp, offset)) {
             std::collections::hash_map::Entry::Vacant(e) => {
                 e.insert((value, src));
@@ -302,7 +341,11 @@ pub fn inconsistent_offsets(h: &History) -> CheckResult {
             std::collections::hash_map::Entry::Occupied(e) => {
                 let (v0, s0) = *e.get();
                 if v0 != value {
-                    conflicts.entry((tp, offset)).or_insert_with(|| BTreeMap::from([(v0, s0)])).entry(value).or_insert(src);
+                    conflicts
+                        .entry((tp, offset))
+                        .or_insert_with(|| BTreeMap::from([(v0, s0)]))
+                        .entry(value)
+                        .or_insert(src);
                 }
             }
         }
@@ -328,17 +371,24 @@ pub fn inconsistent_offsets(h: &History) -> CheckResult {
     }
     let observed = first.len();
     if conflicts.is_empty() {
-        return CheckResult::held(observed as u64, format!("{observed} observed offsets each held one value"));
+        return CheckResult::held(
+            observed as u64,
+            format!("{observed} observed offsets each held one value"),
+        );
     }
     let bad: Vec<_> = conflicts.into_iter().collect();
-    CheckResult::violated(observed as u64, format!(
-        "{} offsets held more than one value: {}",
-        bad.len(),
-        examples(&bad, |((tp, o), vs)| {
-            let vals: Vec<String> = vs.iter().map(|(v, src)| format!("value {v} ({src})")).collect();
-            format!("offset {tp}@{o}: {}", vals.join(" vs "))
-        })
-    ))
+    CheckResult::violated(
+        observed as u64,
+        format!(
+            "{} offsets held more than one value: {}",
+            bad.len(),
+            examples(&bad, |((tp, o), vs)| {
+                let vals: Vec<String> =
+                    vs.iter().map(|(v, src)| format!("value {v} ({src})")).collect();
+                format!("offset {tp}@{o}: {}", vals.join(" vs "))
+            })
+        ),
+    )
 }
 
 /// duplicate: one value at two offsets of the final log, or polled at two offsets by one
@@ -358,7 +408,12 @@ pub fn duplicate(h: &History) -> CheckResult {
     for p in &h.polls {
         if let PollKind::Records(rs) = &p.kind {
             for &(offset, value) in rs {
-                per_consumer.entry((p.consumer, &p.tp)).or_default().entry(value).or_default().insert(offset);
+                per_consumer
+                    .entry((p.consumer, &p.tp))
+                    .or_default()
+                    .entry(value)
+                    .or_default()
+                    .insert(offset);
             }
         }
     }
@@ -372,14 +427,17 @@ pub fn duplicate(h: &History) -> CheckResult {
     if dups.is_empty() {
         return CheckResult::held(examined, "no value appears at two offsets");
     }
-    CheckResult::violated(examined, format!(
-        "{} values appear at more than one offset: {}",
-        dups.len(),
-        examples(&dups, |(tp, v, offs, src)| {
-            let o: Vec<String> = offs.iter().map(|o| format!("{tp}@{o}")).collect();
-            format!("value {v} at {} ({src})", o.join(", "))
-        })
-    ))
+    CheckResult::violated(
+        examined,
+        format!(
+            "{} values appear at more than one offset: {}",
+            dups.len(),
+            examples(&dups, |(tp, v, offs, src)| {
+                let o: Vec<String> = offs.iter().map(|o| format!("{tp}@{o}")).collect();
+                format!("value {v} at {} ({src})", o.join(", "))
+            })
+        ),
+    )
 }
 
 /// Each consumer's polled offsets per partition, split into sessions at resets.
@@ -388,7 +446,9 @@ fn sessions(h: &History) -> BTreeMap<(u32, &Tp), Vec<Vec<(i64, u64)>>> {
     for p in &h.polls {
         let s = out.entry((p.consumer, &p.tp)).or_insert_with(|| vec![Vec::new()]);
         match &p.kind {
-            PollKind::Records(rs) => s.last_mut().expect("one session").extend(rs.iter().map(|&(o, _)| (o, p.at_ns))),
+            PollKind::Records(rs) => {
+                s.last_mut().expect("one session").extend(rs.iter().map(|&(o, _)| (o, p.at_ns)))
+            }
             PollKind::Reset { .. } => s.push(Vec::new()),
         }
     }
@@ -412,11 +472,17 @@ pub fn nonmonotonic_poll(h: &History) -> CheckResult {
     if bad.is_empty() {
         return CheckResult::held(examined, "every consumer's offsets rose between resets");
     }
-    CheckResult::violated(examined, format!(
-        "{} times a consumer went back or repeated: {}",
-        bad.len(),
-        examples(&bad, |(c, tp, a, b, t)| format!("consumer {c} polled {tp}@{b} after {tp}@{a} (t={:.3}s)", *t as f64 / 1e9))
-    ))
+    CheckResult::violated(
+        examined,
+        format!(
+            "{} times a consumer went back or repeated: {}",
+            bad.len(),
+            examples(&bad, |(c, tp, a, b, t)| format!(
+                "consumer {c} polled {tp}@{b} after {tp}@{a} (t={:.3}s)",
+                *t as f64 / 1e9
+            ))
+        ),
+    )
 }
 
 /// poll-skip: a consumer jumped from offset a to b > a + 1 while the final log holds offsets
@@ -426,7 +492,9 @@ pub fn poll_skip(h: &History) -> CheckResult {
     let present: BTreeMap<&Tp, BTreeSet<i64>> = h
         .final_logs
         .iter()
-        .map(|(tp, l)| (tp, l.as_ref().map(|l| l.records.iter().map(|r| r.0).collect()).unwrap_or_default()))
+        .map(|(tp, l)| {
+            (tp, l.as_ref().map(|l| l.records.iter().map(|r| r.0).collect()).unwrap_or_default())
+        })
         .collect();
     let mut bad = Vec::new();
     for ((c, tp), sess) in sessions(h) {
@@ -445,8 +513,15 @@ pub fn poll_skip(h: &History) -> CheckResult {
     }
     let group_skips = group_skips(h, &present);
     if bad.is_empty() && group_skips.is_empty() {
-        let groups = if h.group_members.is_empty() { "" } else { "; every group polled every offset below its committed offsets" };
-        return CheckResult::held(examined, format!("no consumer skipped an offset present in the final log{groups}"));
+        let groups = if h.group_members.is_empty() {
+            ""
+        } else {
+            "; every group polled every offset below its committed offsets"
+        };
+        return CheckResult::held(
+            examined,
+            format!("no consumer skipped an offset present in the final log{groups}"),
+        );
     }
     let mut parts = Vec::new();
     if !bad.is_empty() {
@@ -471,7 +546,10 @@ pub fn poll_skip(h: &History) -> CheckResult {
 /// Across rebalances: for each group and partition, every offset in the final log below the
 /// group's highest accepted commit was polled by some member (a hand-over that starts past the
 /// committed offset loses records for the group even though each member's own polls rose).
-fn group_skips(h: &History, present: &BTreeMap<&Tp, BTreeSet<i64>>) -> Vec<(String, Tp, i64, usize, i64)> {
+fn group_skips(
+    h: &History,
+    present: &BTreeMap<&Tp, BTreeSet<i64>>,
+) -> Vec<(String, Tp, i64, usize, i64)> {
     let mut committed: BTreeMap<(&str, &Tp), i64> = BTreeMap::new();
     for c in h.commits.iter().filter(|c| c.error.is_none()) {
         for (tp, o) in &c.offsets {
@@ -490,7 +568,8 @@ fn group_skips(h: &History, present: &BTreeMap<&Tp, BTreeSet<i64>>) -> Vec<(Stri
     for ((g, tp), c) in committed {
         let Some(offsets) = present.get(tp) else { continue };
         let seen = polled.get(&(g, tp));
-        let missed: Vec<i64> = offsets.range(..c).filter(|o| !seen.is_some_and(|s| s.contains(o))).copied().collect();
+        let missed: Vec<i64> =
+            offsets.range(..c).filter(|o| !seen.is_some_and(|s| s.contains(o))).copied().collect();
         if let Some(&first) = missed.first() {
             out.push((g.to_string(), tp.clone(), c, missed.len(), first));
         }
@@ -504,19 +583,31 @@ pub fn group_exclusive(h: &History) -> CheckResult {
     let mut owners: BTreeMap<(&str, i32, &Tp), BTreeSet<&str>> = BTreeMap::new();
     for a in h.assignments.iter().filter(|a| a.generation >= 0) {
         for tp in &a.tps {
-            owners.entry((a.group.as_str(), a.generation, tp)).or_default().insert(a.member_id.as_str());
+            owners
+                .entry((a.group.as_str(), a.generation, tp))
+                .or_default()
+                .insert(a.member_id.as_str());
         }
     }
     let bad: Vec<_> = owners.iter().filter(|(_, m)| m.len() > 1).collect();
     if bad.is_empty() {
         let gens: BTreeSet<(&str, i32)> = owners.keys().map(|(g, gen, _)| (*g, *gen)).collect();
-        return CheckResult::held(owners.len() as u64, format!("{} generations, each partition owned by at most one member", gens.len()));
+        return CheckResult::held(
+            owners.len() as u64,
+            format!("{} generations, each partition owned by at most one member", gens.len()),
+        );
     }
-    CheckResult::violated(owners.len() as u64, format!(
-        "{} partitions owned by two members of one generation: {}",
-        bad.len(),
-        examples(&bad, |((g, gen, tp), m)| format!("group {g} generation {gen}: {tp} owned by {}", m.iter().copied().collect::<Vec<_>>().join(" and ")))
-    ))
+    CheckResult::violated(
+        owners.len() as u64,
+        format!(
+            "{} partitions owned by two members of one generation: {}",
+            bad.len(),
+            examples(&bad, |((g, gen, tp), m)| format!(
+                "group {g} generation {gen}: {tp} owned by {}",
+                m.iter().copied().collect::<Vec<_>>().join(" and ")
+            ))
+        ),
+    )
 }
 
 /// committed-offset-monotonic: a group's accepted commits for a partition never go back. Commits
@@ -540,7 +631,11 @@ pub fn committed_offset_monotonic(h: &History) -> CheckResult {
         let mut best: Vec<(u64, i64, u32, i32)> = Vec::with_capacity(commits.len());
         for (c, o) in &commits {
             let prev = best.last().map_or((i64::MIN, 0, 0), |b| (b.1, b.2, b.3));
-            best.push(if *o > prev.0 { (c.at_ns, *o, c.member, c.generation) } else { (c.at_ns, prev.0, prev.1, prev.2) });
+            best.push(if *o > prev.0 {
+                (c.at_ns, *o, c.member, c.generation)
+            } else {
+                (c.at_ns, prev.0, prev.1, prev.2)
+            });
         }
         for (c, o) in &commits {
             // Commits acknowledged strictly before this one was sent.
@@ -550,21 +645,39 @@ pub fn committed_offset_monotonic(h: &History) -> CheckResult {
             }
             let (_, prev, by, gen) = best[n - 1];
             if *o < prev {
-                bad.push((g.to_string(), tp.clone(), prev, by, gen, *o, c.member, c.generation, c.sent_ns));
+                bad.push((
+                    g.to_string(),
+                    tp.clone(),
+                    prev,
+                    by,
+                    gen,
+                    *o,
+                    c.member,
+                    c.generation,
+                    c.sent_ns,
+                ));
             }
         }
     }
     if bad.is_empty() {
-        return CheckResult::held(accepted as u64, format!("{accepted} accepted commits, none went back"));
+        return CheckResult::held(
+            accepted as u64,
+            format!("{accepted} accepted commits, none went back"),
+        );
     }
-    CheckResult::violated(accepted as u64, format!(
-        "{} commits went back: {}",
-        bad.len(),
-        examples(&bad, |(g, tp, prev, by, gen, o, m, mg, t)| format!(
+    CheckResult::violated(
+        accepted as u64,
+        format!(
+            "{} commits went back: {}",
+            bad.len(),
+            examples(&bad, |(g, tp, prev, by, gen, o, m, mg, t)| {
+                format!(
             "group {g} {tp}: consumer {m} (generation {mg}) committed {o}, sent at t={:.3}s after consumer {by} (generation {gen}) had committed {prev}",
             *t as f64 / 1e9
-        ))
-    ))
+        )
+            })
+        ),
+    )
 }
 
 /// generation-fencing: a commit sent with a generation older than one some member already held
@@ -576,7 +689,9 @@ pub fn generation_fencing(h: &History) -> CheckResult {
     for a in &h.assignments {
         newest.entry(a.group.as_str()).or_default().push((a.at_ns, a.generation));
     }
-    let newer_before = |g: &str, t: u64, gen: i32| newest.get(g).is_some_and(|v| v.iter().any(|&(at, ng)| at < t && ng > gen));
+    let newer_before = |g: &str, t: u64, gen: i32| {
+        newest.get(g).is_some_and(|v| v.iter().any(|&(at, ng)| at < t && ng > gen))
+    };
     let mut bad = Vec::new();
     let (mut stale, mut rejected) = (0usize, 0usize);
     for c in &h.commits {
@@ -589,13 +704,28 @@ pub fn generation_fencing(h: &History) -> CheckResult {
         }
     }
     if bad.is_empty() {
-        return CheckResult::held(h.commits.len() as u64, format!("{} commits, {stale} carried a superseded generation; all {rejected} rejected", h.commits.len()));
+        return CheckResult::held(
+            h.commits.len() as u64,
+            format!(
+                "{} commits, {stale} carried a superseded generation; all {rejected} rejected",
+                h.commits.len()
+            ),
+        );
     }
-    CheckResult::violated(h.commits.len() as u64, format!(
-        "{} commits with a superseded generation were accepted: {}",
-        bad.len(),
-        examples(&bad, |c| format!("consumer {} (generation {}) committed {:?} at t={:.3}s", c.member, c.generation, c.offsets, c.sent_ns as f64 / 1e9))
-    ))
+    CheckResult::violated(
+        h.commits.len() as u64,
+        format!(
+            "{} commits with a superseded generation were accepted: {}",
+            bad.len(),
+            examples(&bad, |c| format!(
+                "consumer {} (generation {}) committed {:?} at t={:.3}s",
+                c.member,
+                c.generation,
+                c.offsets,
+                c.sent_ns as f64 / 1e9
+            ))
+        ),
+    )
 }
 
 /// liveness: after the last fault healed, sends made then were acknowledged and every consumer
@@ -613,13 +743,22 @@ pub fn liveness(h: &History) -> CheckResult {
     }
     let heal = h.last_heal_ns.unwrap_or(0);
     let after: Vec<_> = h.sends.iter().filter(|s| s.created_ns >= heal).collect();
-    let resolved_ok = after.iter().filter(|s| matches!(s.outcome, SendOutcome::Acked { .. } | SendOutcome::Unconfirmed { .. })).count();
+    let resolved_ok = after
+        .iter()
+        .filter(|s| {
+            matches!(s.outcome, SendOutcome::Acked { .. } | SendOutcome::Unconfirmed { .. })
+        })
+        .count();
     examined += after.len() as u64;
     if !h.sends.is_empty() && after.is_empty() {
         problems.push(format!("no send was made after the last fault healed (t={:.3}s): progress after the heal was not tested", heal as f64 / 1e9));
     }
     if !after.is_empty() && resolved_ok == 0 {
-        problems.push(format!("none of the {} sends made after the last fault healed (t={:.3}s) succeeded", after.len(), heal as f64 / 1e9));
+        problems.push(format!(
+            "none of the {} sends made after the last fault healed (t={:.3}s) succeeded",
+            after.len(),
+            heal as f64 / 1e9
+        ));
     }
     let pending = h.sends.iter().filter(|s| s.outcome == SendOutcome::Pending).count();
     if pending > 0 {
@@ -629,7 +768,10 @@ pub fn liveness(h: &History) -> CheckResult {
         if let Some(Some(log)) = h.final_logs.get(tp) {
             examined += 1;
             if *pos < log.log_end_offset {
-                problems.push(format!("consumer {c} ended at {tp}@{pos}, behind the log end {}", log.log_end_offset));
+                problems.push(format!(
+                    "consumer {c} ended at {tp}@{pos}, behind the log end {}",
+                    log.log_end_offset
+                ));
             }
         }
     }
@@ -648,20 +790,31 @@ pub fn liveness(h: &History) -> CheckResult {
         let owned: BTreeSet<&Tp> = latest.values().flat_map(|v| v.iter()).collect();
         let orphans: Vec<&Tp> = tps.iter().filter(|tp| !owned.contains(tp)).collect();
         if !orphans.is_empty() {
-            problems.push(format!("group {g}: {} partitions owned by no member in its last generation {gen} ({})", orphans.len(), examples(&orphans, |t| t.to_string())));
+            problems.push(format!(
+                "group {g}: {} partitions owned by no member in its last generation {gen} ({})",
+                orphans.len(),
+                examples(&orphans, |t| t.to_string())
+            ));
         }
         for tp in tps {
             if let Some(Some(log)) = h.final_logs.get(tp) {
                 examined += 1;
                 let pos = h.group_positions.get(&(g.clone(), tp.clone())).copied().unwrap_or(-1);
                 if pos < log.log_end_offset {
-                    problems.push(format!("group {g} ended at {tp}@{pos}, behind the log end {}", log.log_end_offset));
+                    problems.push(format!(
+                        "group {g} ended at {tp}@{pos}, behind the log end {}",
+                        log.log_end_offset
+                    ));
                 }
             }
         }
     }
     if problems.is_empty() {
-        let groups = if h.group_partitions.is_empty() { "" } else { "; every group owns all its partitions again" };
+        let groups = if h.group_partitions.is_empty() {
+            ""
+        } else {
+            "; every group owns all its partitions again"
+        };
         CheckResult::held(examined, format!("{resolved_ok} sends succeeded after the last fault healed; {} consumer positions at the log end{groups}", h.final_positions.len()))
     } else {
         CheckResult::violated(examined, problems.join("; "))
@@ -685,11 +838,19 @@ mod tests {
         Poll { consumer, tp: TP.into(), at_ns: 2, kind: PollKind::Records(rs.to_vec()) }
     }
     fn reset(consumer: u32) -> Poll {
-        Poll { consumer, tp: TP.into(), at_ns: 2, kind: PollKind::Reset { from: 9, to: 0, reason: "test".into() } }
+        Poll {
+            consumer,
+            tp: TP.into(),
+            at_ns: 2,
+            kind: PollKind::Reset { from: 9, to: 0, reason: "test".into() },
+        }
     }
     fn with_final(mut h: History, rs: &[(i64, u64)]) -> History {
         let end = rs.last().map(|r| r.0 + 1).unwrap_or(0);
-        h.final_logs.insert(TP.into(), Some(FinalLog { log_start_offset: 0, log_end_offset: end, records: rs.to_vec() }));
+        h.final_logs.insert(
+            TP.into(),
+            Some(FinalLog { log_start_offset: 0, log_end_offset: end, records: rs.to_vec() }),
+        );
         h
     }
     fn good() -> History {
@@ -709,16 +870,48 @@ mod tests {
         h.group_members.insert(1, "g".into());
         h.group_partitions.insert("g".into(), vec![TP.into()]);
         h.group_positions.insert(("g".into(), TP.into()), 3);
-        h.assignments = vec![assignment(0, 1, &[TP], 10), assignment(0, 1, &[], 40), assignment(1, 2, &[TP], 50)];
+        h.assignments = vec![
+            assignment(0, 1, &[TP], 10),
+            assignment(0, 1, &[], 40),
+            assignment(1, 2, &[TP], 50),
+        ];
         h.polls = vec![poll(0, &[(0, 10), (1, 11)]), poll(1, &[(2, 12)])];
         h.commits = vec![commit(0, 1, 2, 20, 30, None), commit(1, 2, 3, 60, 70, None)];
         h
     }
-    fn assignment(member: u32, generation: i32, tps: &[&str], at_ns: u64) -> crate::history::Assignment {
-        crate::history::Assignment { member, group: "g".into(), member_id: format!("m{member}"), generation, tps: tps.iter().map(|t| t.to_string()).collect(), at_ns }
+    fn assignment(
+        member: u32,
+        generation: i32,
+        tps: &[&str],
+        at_ns: u64,
+    ) -> crate::history::Assignment {
+        crate::history::Assignment {
+            member,
+            group: "g".into(),
+            member_id: format!("m{member}"),
+            generation,
+            tps: tps.iter().map(|t| t.to_string()).collect(),
+            at_ns,
+        }
     }
-    fn commit(member: u32, generation: i32, offset: i64, sent_ns: u64, at_ns: u64, error: Option<&str>) -> crate::history::Commit {
-        crate::history::Commit { member, group: "g".into(), member_id: format!("m{member}"), generation, offsets: vec![(TP.into(), offset)], sent_ns, at_ns, error: error.map(str::to_string) }
+    fn commit(
+        member: u32,
+        generation: i32,
+        offset: i64,
+        sent_ns: u64,
+        at_ns: u64,
+        error: Option<&str>,
+    ) -> crate::history::Commit {
+        crate::history::Commit {
+            member,
+            group: "g".into(),
+            member_id: format!("m{member}"),
+            generation,
+            offsets: vec![(TP.into(), offset)],
+            sent_ns,
+            at_ns,
+            error: error.map(str::to_string),
+        }
     }
 
     #[test]
@@ -741,7 +934,13 @@ mod tests {
         }
         // The single-consumer history has no groups and no replicas: those checks are vacuous.
         let h = good();
-        for c in ["group-exclusive", "committed-offset-monotonic", "generation-fencing", "replicas-agree", "hw-monotonic"] {
+        for c in [
+            "group-exclusive",
+            "committed-offset-monotonic",
+            "generation-fencing",
+            "replicas-agree",
+            "hw-monotonic",
+        ] {
             assert_eq!(run(c, &h).unwrap().outcome, Outcome::Vacuous, "{c}");
         }
         // Producers that never sent after the heal: liveness did not test progress.
@@ -752,8 +951,16 @@ mod tests {
         assert!(r.detail.contains("no send was made after the last fault healed"), "{}", r.detail);
     }
 
-    fn replica(hw: i64, leo: i64, batches: &[(i64, i64, u64)]) -> Option<crate::history::ReplicaLog> {
-        Some(crate::history::ReplicaLog { high_watermark: hw, log_end_offset: leo, batches: batches.to_vec() })
+    fn replica(
+        hw: i64,
+        leo: i64,
+        batches: &[(i64, i64, u64)],
+    ) -> Option<crate::history::ReplicaLog> {
+        Some(crate::history::ReplicaLog {
+            high_watermark: hw,
+            log_end_offset: leo,
+            batches: batches.to_vec(),
+        })
     }
 
     /// Leader broker-0 and followers 1 (in the ISR) and 2 (out of it, behind).
@@ -781,29 +988,56 @@ mod tests {
         let h = replicated(&[(0, 1, 0xa), (2, 2, 0xbad), (3, 5, 0xc)], &[(0, 1, 0xa)]);
         let r = replicas_agree(&h);
         assert_eq!(r.outcome, Outcome::Violated);
-        assert!(r.detail.contains("broker-1 differs from the leader broker-0 below offset 6 at batch 1"), "{}", r.detail);
+        assert!(
+            r.detail
+                .contains("broker-1 differs from the leader broker-0 below offset 6 at batch 1"),
+            "{}",
+            r.detail
+        );
         // A follower in the ISR that is missing the committed tail.
         let h = replicated(&[(0, 1, 0xa), (2, 2, 0xb)], &[(0, 1, 0xa)]);
         let r = replicas_agree(&h);
         assert_eq!(r.outcome, Outcome::Violated);
-        assert!(r.detail.contains("in the ISR but its log ends at 3 below the leader's HW 6"), "{}", r.detail);
+        assert!(
+            r.detail.contains("in the ISR but its log ends at 3 below the leader's HW 6"),
+            "{}",
+            r.detail
+        );
     }
 
-    fn hw(at_ns: u64, broker: u32, incarnation: u64, epoch: i32, hw: i64) -> crate::history::HwSample {
-        crate::history::HwSample { at_ns, broker, incarnation, tp: TP.into(), leader_epoch: epoch, hw }
+    fn hw(
+        at_ns: u64,
+        broker: u32,
+        incarnation: u64,
+        epoch: i32,
+        hw: i64,
+    ) -> crate::history::HwSample {
+        crate::history::HwSample {
+            at_ns,
+            broker,
+            incarnation,
+            tp: TP.into(),
+            leader_epoch: epoch,
+            hw,
+        }
     }
 
     #[test]
     fn hw_monotonic_fires_on_a_falling_sample_within_one_leadership() {
         let mut h = good();
-        h.hw_samples = vec![hw(1, 0, 1, 0, 5), hw(2, 0, 1, 0, 7), hw(3, 1, 1, 1, 4), hw(4, 0, 2, 0, 3)];
+        h.hw_samples =
+            vec![hw(1, 0, 1, 0, 5), hw(2, 0, 1, 0, 7), hw(3, 1, 1, 1, 4), hw(4, 0, 2, 0, 3)];
         let r = hw_monotonic(&h);
         // A new leader (epoch 1) or a restarted broker (incarnation 2) starts its own series.
         assert_eq!((r.outcome, r.examined), (Outcome::Held, 4), "{}", r.detail);
         h.hw_samples.push(hw(5, 1, 1, 1, 3));
         let r = hw_monotonic(&h);
         assert_eq!(r.outcome, Outcome::Violated);
-        assert!(r.detail.contains("leader broker-1 (incarnation 1, epoch 1): HW 4"), "{}", r.detail);
+        assert!(
+            r.detail.contains("leader broker-1 (incarnation 1, epoch 1): HW 4"),
+            "{}",
+            r.detail
+        );
     }
 
     #[test]
@@ -842,7 +1076,11 @@ mod tests {
         h.commits.push(commit(0, 1, 3, 80, 90, Some("ILLEGAL_GENERATION")));
         let r = generation_fencing(&h);
         assert_eq!(r.outcome, Outcome::Held);
-        assert!(r.detail.contains("3 commits, 1 carried a superseded generation; all 1 rejected"), "{}", r.detail);
+        assert!(
+            r.detail.contains("3 commits, 1 carried a superseded generation; all 1 rejected"),
+            "{}",
+            r.detail
+        );
         h.commits.push(commit(0, 1, 3, 81, 91, None));
         assert_eq!(generation_fencing(&h).outcome, Outcome::Violated);
     }
@@ -854,7 +1092,11 @@ mod tests {
         h.polls = vec![poll(0, &[(0, 10)]), poll(1, &[(2, 12)])];
         let r = poll_skip(&h);
         assert_eq!(r.outcome, Outcome::Violated);
-        assert!(r.detail.contains("group g committed t-0@3 but no member polled 1 offsets"), "{}", r.detail);
+        assert!(
+            r.detail.contains("group g committed t-0@3 but no member polled 1 offsets"),
+            "{}",
+            r.detail
+        );
     }
 
     #[test]
@@ -872,7 +1114,14 @@ mod tests {
     #[test]
     fn a_clean_history_holds_everywhere() {
         let h = good();
-        for c in ["lost-write", "inconsistent-offsets", "duplicate", "nonmonotonic-poll", "poll-skip", "liveness"] {
+        for c in [
+            "lost-write",
+            "inconsistent-offsets",
+            "duplicate",
+            "nonmonotonic-poll",
+            "poll-skip",
+            "liveness",
+        ] {
             let r = run(c, &h).unwrap();
             assert_eq!(r.outcome, Outcome::Held, "{c}: {}", r.detail);
             assert!(r.examined > 0, "{c}");
@@ -887,7 +1136,10 @@ mod tests {
         assert!(r.detail.contains("value 12 acked at offset t-0@2"), "{}", r.detail);
         // Failed, unconfirmed and pending sends are no promise.
         let mut h = with_final(History::default(), &[]);
-        h.sends = vec![send(1, SendOutcome::Failed { at_ns: 1, error: "x".into() }), send(2, SendOutcome::Unconfirmed { at_ns: 1 })];
+        h.sends = vec![
+            send(1, SendOutcome::Failed { at_ns: 1, error: "x".into() }),
+            send(2, SendOutcome::Unconfirmed { at_ns: 1 }),
+        ];
         // ... and with nothing acknowledged there is nothing to check: vacuous, not held.
         assert_eq!((lost_write(&h).outcome, lost_write(&h).examined), (Outcome::Vacuous, 0));
         h.sends.push(acked(3, 0));
@@ -904,7 +1156,12 @@ mod tests {
         let h = with_final(good(), &[(0, 10), (1, 11), (2, 99)]);
         let r = inconsistent_offsets(&h);
         assert_eq!(r.outcome, Outcome::Violated);
-        assert!(r.detail.contains("offset t-0@2: value 12 (acked to producer 0) vs value 99 (final log)"), "{}", r.detail);
+        assert!(
+            r.detail
+                .contains("offset t-0@2: value 12 (acked to producer 0) vs value 99 (final log)"),
+            "{}",
+            r.detail
+        );
         let mut h = good();
         h.polls.push(poll(1, &[(1, 55)]));
         let r = inconsistent_offsets(&h);
@@ -961,7 +1218,13 @@ mod tests {
         assert!(liveness(&h).detail.contains("behind the log end 3"));
         let mut h = good();
         h.last_heal_ns = Some(5);
-        h.sends.push(Send { producer: 0, tp: TP.into(), value: 20, created_ns: 6, outcome: SendOutcome::Failed { at_ns: 7, error: "down".into() } });
+        h.sends.push(Send {
+            producer: 0,
+            tp: TP.into(),
+            value: 20,
+            created_ns: 6,
+            outcome: SendOutcome::Failed { at_ns: 7, error: "down".into() },
+        });
         assert_eq!(liveness(&h).outcome, Outcome::Violated);
         let mut h = good();
         h.stuck.push("broker-0 failed to start".into());

@@ -21,7 +21,10 @@ use crate::scenario::Scenario;
 use crate::trace::first_divergence;
 
 #[derive(Debug, Parser)]
-#[command(name = "cargo simulate", about = "Run a Loglab scenario under the deterministic simulator")]
+#[command(
+    name = "cargo simulate",
+    about = "Run a Loglab scenario under the deterministic simulator"
+)]
 struct RunArgs {
     /// Scenario file (JSON).
     scenario: String,
@@ -133,9 +136,15 @@ pub fn main_with_args(argv: Vec<String>) -> i32 {
             Ok(if argv.len() < 2 { exit::USAGE } else { exit::PASS })
         }
         Some("help") => match argv.get(2).map(String::as_str) {
-            Some("check-determinism") => parse_args::<CheckArgs>(&["check-determinism".into(), "--help".into()]).map(|_: CheckArgs| exit::PASS),
-            Some("sweep") => parse_args::<SweepArgs>(&["sweep".into(), "--help".into()]).map(|_: SweepArgs| exit::PASS),
-            Some("run") => parse_args::<RunArgs>(&["run".into(), "--help".into()]).map(|_: RunArgs| exit::PASS),
+            Some("check-determinism") => {
+                parse_args::<CheckArgs>(&["check-determinism".into(), "--help".into()])
+                    .map(|_: CheckArgs| exit::PASS)
+            }
+            Some("sweep") => parse_args::<SweepArgs>(&["sweep".into(), "--help".into()])
+                .map(|_: SweepArgs| exit::PASS),
+            Some("run") => {
+                parse_args::<RunArgs>(&["run".into(), "--help".into()]).map(|_: RunArgs| exit::PASS)
+            }
             _ => {
                 print!("{HELP}");
                 Ok(exit::PASS)
@@ -162,15 +171,23 @@ fn run_cmd(args: &[String]) -> Result<i32, i32> {
     let sc = load(&a.scenario)?;
     let seed = a.seed.unwrap_or(sc.seed);
     let out = a.out.clone().unwrap_or_else(|| format!("out/{}", sc.name));
-    let opts = RunOptions { keep_trace: a.trace, scenario_path: a.scenario.clone(), out_dir: out.clone() };
+    let opts =
+        RunOptions { keep_trace: a.trace, scenario_path: a.scenario.clone(), out_dir: out.clone() };
     let replay = run::replay_command(&opts, seed);
     install_panic_hook(replay.clone(), seed);
-    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run::run(&sc, seed, &opts)));
+    let result =
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run::run(&sc, seed, &opts)));
     let Ok(output) = result else {
         return Ok(exit::CRASH);
     };
     let dir = PathBuf::from(&out);
-    if let Err(e) = reports::write_run_with(&dir, &output.summary, &plot_options(&output), &output.markers, output.x_max) {
+    if let Err(e) = reports::write_run_with(
+        &dir,
+        &output.summary,
+        &plot_options(&output),
+        &output.markers,
+        output.x_max,
+    ) {
         eprintln!("error: {e}");
         return Ok(exit::CRASH);
     }
@@ -188,7 +205,10 @@ fn run_cmd(args: &[String]) -> Result<i32, i32> {
         "records_per_cpu_s": if cpu_s > 0.0 { sends / cpu_s } else { 0.0 },
         "covers": "the whole process: scenario parse, set-up, simulation, checks and report",
     });
-    if let Err(e) = std::fs::write(dir.join("summary.json"), serde_json::to_string_pretty(&summary).unwrap_or_default() + "\n") {
+    if let Err(e) = std::fs::write(
+        dir.join("summary.json"),
+        serde_json::to_string_pretty(&summary).unwrap_or_default() + "\n",
+    ) {
         eprintln!("error: rewriting summary.json: {e}");
         return Ok(exit::CRASH);
     }
@@ -202,7 +222,18 @@ fn run_cmd(args: &[String]) -> Result<i32, i32> {
     let s = &summary;
     let failing: Vec<String> = s["checks"]
         .as_object()
-        .map(|m| m.iter().filter(|(_, c)| c["outcome"] != c["expected"]).map(|(k, c)| format!("{k} {} (expected {})", c["outcome"].as_str().unwrap_or(""), c["expected"].as_str().unwrap_or(""))).collect())
+        .map(|m| {
+            m.iter()
+                .filter(|(_, c)| c["outcome"] != c["expected"])
+                .map(|(k, c)| {
+                    format!(
+                        "{k} {} (expected {})",
+                        c["outcome"].as_str().unwrap_or(""),
+                        c["expected"].as_str().unwrap_or("")
+                    )
+                })
+                .collect()
+        })
         .unwrap_or_default();
     let speed = &s["speed"];
     let mut stdout = std::io::stdout();
@@ -235,7 +266,9 @@ fn run_cmd(args: &[String]) -> Result<i32, i32> {
 fn plot_options(output: &run::RunOutput) -> Vec<(reports::Chart, reports::PlotOptions)> {
     let s = &output.summary;
     let stop_s = s["settings"]["producers_stop_s"].as_f64().unwrap_or(output.x_max);
-    let window = s["throughput"]["window_s"].as_array().and_then(|w| Some((w.first()?.as_f64()?, w.get(1)?.as_f64()?)));
+    let window = s["throughput"]["window_s"]
+        .as_array()
+        .and_then(|w| Some((w.first()?.as_f64()?, w.get(1)?.as_f64()?)));
     let end = (stop_s + 1.0).min(output.x_max.max(stop_s));
     output
         .charts
@@ -243,9 +276,13 @@ fn plot_options(output: &run::RunOutput) -> Vec<(reports::Chart, reports::PlotOp
         .cloned()
         .map(|c| {
             let o = match (c.file.as_str(), window) {
-                ("produce_latency.svg", Some((a, b))) => reports::PlotOptions::log().with_x_range(a, b),
+                ("produce_latency.svg", Some((a, b))) => {
+                    reports::PlotOptions::log().with_x_range(a, b)
+                }
                 ("produce_latency.svg", None) => reports::PlotOptions::log().with_x_range(0.0, end),
-                ("throughput.svg", Some((a, b))) => reports::PlotOptions::default().with_x_range(a, b),
+                ("throughput.svg", Some((a, b))) => {
+                    reports::PlotOptions::default().with_x_range(a, b)
+                }
                 _ => reports::PlotOptions::default().with_x_range(0.0, end),
             };
             (c, o)
@@ -267,7 +304,15 @@ fn check_determinism(args: &[String]) -> Result<i32, i32> {
     for run_name in ["a", "b"] {
         let out = format!("{base}/{run_name}");
         let status = Command::new(&exe)
-            .args([a.scenario.as_str(), "--seed", &seed.to_string(), "--out", &out, "--trace", "--quiet"])
+            .args([
+                a.scenario.as_str(),
+                "--seed",
+                &seed.to_string(),
+                "--out",
+                &out,
+                "--trace",
+                "--quiet",
+            ])
             .stdout(Stdio::null())
             .status()
             .map_err(|e| {
@@ -282,14 +327,27 @@ fn check_determinism(args: &[String]) -> Result<i32, i32> {
         hashes.push(summary["trace_hash"].as_str().unwrap_or("").to_string());
     }
     if hashes[0] == hashes[1] {
-        println!("DETERMINISTIC: {} seed {seed}: both runs hashed {} (separate processes)", sc.name, hashes[0]);
+        println!(
+            "DETERMINISTIC: {} seed {seed}: both runs hashed {} (separate processes)",
+            sc.name, hashes[0]
+        );
         return Ok(exit::PASS);
     }
-    let lines = |r: &str| std::fs::read_to_string(format!("{base}/{r}/trace.txt")).unwrap_or_default().lines().map(str::to_string).collect::<Vec<_>>();
+    let lines = |r: &str| {
+        std::fs::read_to_string(format!("{base}/{r}/trace.txt"))
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_string)
+            .collect::<Vec<_>>()
+    };
     let (la, lb) = (lines("a"), lines("b"));
     println!("NONDETERMINISTIC: {} seed {seed}: {} vs {}", sc.name, hashes[0], hashes[1]);
     if let Some((i, x, y)) = first_divergence(&la, &lb) {
-        println!("first diverging trace event #{i}:\n  run a: {}\n  run b: {}", x.unwrap_or("(end of trace)"), y.unwrap_or("(end of trace)"));
+        println!(
+            "first diverging trace event #{i}:\n  run a: {}\n  run b: {}",
+            x.unwrap_or("(end of trace)"),
+            y.unwrap_or("(end of trace)")
+        );
         println!("traces: {base}/a/trace.txt {base}/b/trace.txt");
     }
     Ok(exit::NONDETERMINISM)
@@ -357,13 +415,20 @@ fn sweep(args: &[String]) -> Result<i32, i32> {
             if let Ok(Some(status)) = running[i].1.try_wait() {
                 let (seed, _) = running.remove(i);
                 let code = status.code().unwrap_or(exit::CRASH);
-                let summary = read_json(&Path::new(&format!("{base}/seed-{seed}")).join("summary.json")).unwrap_or(Value::Null);
+                let summary =
+                    read_json(&Path::new(&format!("{base}/seed-{seed}")).join("summary.json"))
+                        .unwrap_or(Value::Null);
                 results.insert(seed, (code, summary));
                 let failed = results.values().filter(|(c, _)| *c != exit::PASS).count();
                 let done = results.len();
                 let width = 30;
                 let filled = done * width / total.max(1);
-                eprint!("\r[{}{}] {done}/{total} seeds, {failed} failed, {:.0}s", "#".repeat(filled), " ".repeat(width - filled), started.elapsed().as_secs_f64());
+                eprint!(
+                    "\r[{}{}] {done}/{total} seeds, {failed} failed, {:.0}s",
+                    "#".repeat(filled),
+                    " ".repeat(width - filled),
+                    started.elapsed().as_secs_f64()
+                );
                 let _ = std::io::stderr().flush();
             } else {
                 i += 1;
@@ -390,11 +455,19 @@ fn sweep(args: &[String]) -> Result<i32, i32> {
             "replay": format!("cargo simulate {} --seed {seed} --out {base}/seed-{seed}", a.scenario)}));
     }
     for seed in &failed {
-        println!("FAILED seed {seed}: cargo simulate {} --seed {seed} --out {base}/seed-{seed}", a.scenario);
+        println!(
+            "FAILED seed {seed}: cargo simulate {} --seed {seed} --out {base}/seed-{seed}",
+            a.scenario
+        );
     }
     println!("{} seeds, {} passed, {} failed", total, total - failed.len(), failed.len());
     let doc = json!({"scenario": sc.name, "scenario_file": a.scenario, "seeds": total, "failed": failed, "runs": rows});
-    if let Err(e) = std::fs::create_dir_all(&base).and_then(|_| std::fs::write(Path::new(&base).join("sweep.json"), serde_json::to_string_pretty(&doc).unwrap_or_default())) {
+    if let Err(e) = std::fs::create_dir_all(&base).and_then(|_| {
+        std::fs::write(
+            Path::new(&base).join("sweep.json"),
+            serde_json::to_string_pretty(&doc).unwrap_or_default(),
+        )
+    }) {
         eprintln!("error: writing {base}/sweep.json: {e}");
         return Ok(exit::CRASH);
     }

@@ -28,7 +28,9 @@ use rand_chacha::ChaCha8Rng;
 use crate::history::{Poll, PollKind, Send, SendOutcome};
 use crate::scenario::{Acks, ConsumerSpec, OffsetReset, ProducerSpec};
 use crate::trace::Tracer;
-use crate::workload::{decode_value, encode_value, lock, Control, SharedHistory, PRODUCER_RNG_SALT};
+use crate::workload::{
+    decode_value, encode_value, lock, Control, SharedHistory, PRODUCER_RNG_SALT,
+};
 
 /// The client host's network view and CPU.
 #[derive(Clone)]
@@ -40,7 +42,11 @@ pub struct ClientSide {
 }
 
 /// Kafka producer settings from a scenario's producer entry.
-pub fn producer_config(spec: &ProducerSpec, client_id: &str, bootstrap: &[String]) -> Result<ProducerConfig, client::ConfigError> {
+pub fn producer_config(
+    spec: &ProducerSpec,
+    client_id: &str,
+    bootstrap: &[String],
+) -> Result<ProducerConfig, client::ConfigError> {
     let acks = match spec.acks {
         Acks::Zero => "0",
         Acks::One => "1",
@@ -56,7 +62,10 @@ pub fn producer_config(spec: &ProducerSpec, client_id: &str, bootstrap: &[String
         ("retries", spec.retries.to_string()),
         ("retry.backoff.ms", spec.retry_backoff_ms.to_string()),
         ("request.timeout.ms", spec.request_timeout_ms.to_string()),
-        ("delivery.timeout.ms", spec.delivery_timeout_ms.max(spec.linger_ms + spec.request_timeout_ms).to_string()),
+        (
+            "delivery.timeout.ms",
+            spec.delivery_timeout_ms.max(spec.linger_ms + spec.request_timeout_ms).to_string(),
+        ),
         ("max.in.flight.requests.per.connection", spec.max_in_flight.to_string()),
         ("enable.idempotence", spec.idempotence.to_string()),
     ];
@@ -96,11 +105,27 @@ struct AckRun {
 impl AckContext {
     fn flush_run(&self, run: &mut Option<AckRun>) {
         if let Some(r) = run.take() {
-            self.tracer.event("ack", &format!("{} {}-{} {}..={} n={}", self.who, self.topic, r.partition, r.first, r.last, r.last - r.first + 1));
+            self.tracer.event(
+                "ack",
+                &format!(
+                    "{} {}-{} {}..={} n={}",
+                    self.who,
+                    self.topic,
+                    r.partition,
+                    r.first,
+                    r.last,
+                    r.last - r.first + 1
+                ),
+            );
         }
     }
 
-    fn complete(&self, slot: usize, id: u64, r: Result<client::RecordMetadata, client::ProduceError>) {
+    fn complete(
+        &self,
+        slot: usize,
+        id: u64,
+        r: Result<client::RecordMetadata, client::ProduceError>,
+    ) {
         let at_ns = self.tracer.now_ns();
         let mut h = lock(&self.history);
         let send = &mut h.sends[slot];
@@ -117,10 +142,16 @@ impl AckContext {
                 drop(h);
                 let mut run = lock(&self.run);
                 match run.as_mut() {
-                    Some(r) if r.partition == md.partition && md.offset == r.last + 1 => r.last = md.offset,
+                    Some(r) if r.partition == md.partition && md.offset == r.last + 1 => {
+                        r.last = md.offset
+                    }
                     _ => {
                         self.flush_run(&mut run);
-                        *run = Some(AckRun { partition: md.partition, first: md.offset, last: md.offset });
+                        *run = Some(AckRun {
+                            partition: md.partition,
+                            first: md.offset,
+                            last: md.offset,
+                        });
                     }
                 }
             }
@@ -146,8 +177,15 @@ impl ClientProducer {
                 return;
             }
         };
-        let salted = self.seed ^ PRODUCER_RNG_SALT ^ u64::from(self.index).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        let producer = client::Producer::with_cost_hook(cfg, self.side.net.clone(), salted, self.side.cpu.clone());
+        let salted = self.seed
+            ^ PRODUCER_RNG_SALT
+            ^ u64::from(self.index).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        let producer = client::Producer::with_cost_hook(
+            cfg,
+            self.side.net.clone(),
+            salted,
+            self.side.cpu.clone(),
+        );
         let ctx = Arc::new(AckContext {
             who: who.clone(),
             topic: self.spec.topic.clone(),
@@ -163,7 +201,11 @@ impl ClientProducer {
         // Arrivals count from when the producer starts (after topic creation and any prefill),
         // so start-up is not a burst of records that were due before the producer existed.
         let start_ns = self.tracer.now_ns();
-        let mut next = if self.spec.max_rate { start_ns } else { start_ns + rng.gen_range(mean / 2..=mean + mean / 2) };
+        let mut next = if self.spec.max_rate {
+            start_ns
+        } else {
+            start_ns + rng.gen_range(mean / 2..=mean + mean / 2)
+        };
         let mut seq: u64 = 0;
         loop {
             if self.spec.max_rate {
@@ -179,14 +221,24 @@ impl ClientProducer {
             let id = (u64::from(self.index) << 40) | seq;
             let created_ns = next;
             let value = Bytes::from(encode_value(id, self.spec.record_bytes));
-            let record = ProducerRecord::new(self.spec.topic.clone(), value).with_timestamp(1_700_000_000_000 + (created_ns / 1_000_000) as i64);
+            let record = ProducerRecord::new(self.spec.topic.clone(), value)
+                .with_timestamp(1_700_000_000_000 + (created_ns / 1_000_000) as i64);
             let slot = {
                 let mut h = lock(&self.history);
-                h.sends.push(Send { producer: self.index, tp: String::new(), value: id, created_ns, outcome: SendOutcome::Pending });
+                h.sends.push(Send {
+                    producer: self.index,
+                    tp: String::new(),
+                    value: id,
+                    created_ns,
+                    outcome: SendOutcome::Pending,
+                });
                 h.sends.len() - 1
             };
             let ctx2 = ctx.clone();
-            let callback = Box::new(move |r: Result<client::RecordMetadata, client::ProduceError>| ctx2.complete(slot, id, r));
+            let callback =
+                Box::new(move |r: Result<client::RecordMetadata, client::ProduceError>| {
+                    ctx2.complete(slot, id, r)
+                });
             match producer.send_with_callback(record, callback).await {
                 Ok(partition) => {
                     let mut h = lock(&self.history);
@@ -216,7 +268,10 @@ impl ClientProducer {
         producer.close().await;
         ctx.flush_run(&mut lock(&ctx.run));
         self.control.producers_running.fetch_sub(1, Ordering::SeqCst);
-        self.tracer.event("producer-done", &format!("{who} sent={seq} retried={}", producer.record_retry_total()));
+        self.tracer.event(
+            "producer-done",
+            &format!("{who} sent={seq} retried={}", producer.record_retry_total()),
+        );
     }
 }
 
@@ -224,7 +279,13 @@ pub use crate::history::PREFILL_INDEX_BASE;
 
 /// Writes a backlog before the workload starts: `records` records into `topic` with acks=all
 /// as fast as the client allows, not recorded send by send. Returns (acknowledged, failed).
-pub async fn prefill(spec: &crate::scenario::PrefillSpec, k: u32, side: &ClientSide, tracer: &Tracer, seed: u64) -> (u64, u64) {
+pub async fn prefill(
+    spec: &crate::scenario::PrefillSpec,
+    k: u32,
+    side: &ClientSide,
+    tracer: &Tracer,
+    seed: u64,
+) -> (u64, u64) {
     let who = format!("prefill{k}");
     let pairs: Vec<(&str, String)> = vec![
         ("bootstrap.servers", side.bootstrap.join(",")),
@@ -240,7 +301,12 @@ pub async fn prefill(spec: &crate::scenario::PrefillSpec, k: u32, side: &ClientS
             return (0, spec.records);
         }
     };
-    let producer = client::Producer::with_cost_hook(cfg, side.net.clone(), seed ^ PREFILL_SALT ^ u64::from(k), side.cpu.clone());
+    let producer = client::Producer::with_cost_hook(
+        cfg,
+        side.net.clone(),
+        seed ^ PREFILL_SALT ^ u64::from(k),
+        side.cpu.clone(),
+    );
     let done = Arc::new(std::sync::Mutex::new((0u64, 0u64)));
     let index = u64::from(PREFILL_INDEX_BASE + k);
     for seq in 0..spec.records {
@@ -248,9 +314,17 @@ pub async fn prefill(spec: &crate::scenario::PrefillSpec, k: u32, side: &ClientS
         let d = done.clone();
         let cb = Box::new(move |r: Result<client::RecordMetadata, client::ProduceError>| {
             let mut d = lock(&d);
-            if r.is_ok() { d.0 += 1 } else { d.1 += 1 }
+            if r.is_ok() {
+                d.0 += 1
+            } else {
+                d.1 += 1
+            }
         });
-        if producer.send_with_callback(ProducerRecord::new(spec.topic.clone(), value), cb).await.is_err() {
+        if producer
+            .send_with_callback(ProducerRecord::new(spec.topic.clone(), value), cb)
+            .await
+            .is_err()
+        {
             lock(&done).1 += 1;
         }
         if seq % 64 == 63 {
@@ -299,7 +373,11 @@ impl ClientConsumer {
     }
 
     /// Asks for the scenario's reset policy on `tps` (resolved lazily by the consumer).
-    fn request_reset(&self, consumer: &mut client::Consumer, tps: &[TopicPartition]) -> Result<(), ConsumerError> {
+    fn request_reset(
+        &self,
+        consumer: &mut client::Consumer,
+        tps: &[TopicPartition],
+    ) -> Result<(), ConsumerError> {
         let ctps: Vec<client::TopicPartition> = tps.iter().map(Self::client_tp).collect();
         match self.spec.auto_offset_reset {
             OffsetReset::Earliest => consumer.seek_to_beginning(&ctps),
@@ -308,7 +386,11 @@ impl ClientConsumer {
     }
 
     /// Applies the scenario's reset policy to `tp` and returns the new position.
-    async fn reset(&self, consumer: &mut client::Consumer, tp: &TopicPartition) -> Result<i64, ConsumerError> {
+    async fn reset(
+        &self,
+        consumer: &mut client::Consumer,
+        tp: &TopicPartition,
+    ) -> Result<i64, ConsumerError> {
         self.request_reset(consumer, std::slice::from_ref(tp))?;
         consumer.position(&Self::client_tp(tp)).await
     }
@@ -317,7 +399,11 @@ impl ClientConsumer {
         let who = format!("c{}", self.index);
         let backoff = Duration::from_millis(self.spec.retry_backoff_ms.max(1));
         let stopped = || self.control.stop_consumers.load(Ordering::SeqCst);
-        let mut consumer = client::Consumer::with_cost_hook(self.config(), self.side.net.clone(), self.side.cpu.clone());
+        let mut consumer = client::Consumer::with_cost_hook(
+            self.config(),
+            self.side.net.clone(),
+            self.side.cpu.clone(),
+        );
         consumer.assign(self.partitions.iter().map(Self::client_tp));
         // No committed offsets in this workload: start per the scenario's reset policy, asked
         // for every partition at once (one ListOffsets), then read back partition by partition.
@@ -331,7 +417,11 @@ impl ClientConsumer {
                     consumer.close().await;
                     return;
                 }
-                let r = if first { consumer.position(&Self::client_tp(tp)).await } else { self.reset(&mut consumer, tp).await };
+                let r = if first {
+                    consumer.position(&Self::client_tp(tp)).await
+                } else {
+                    self.reset(&mut consumer, tp).await
+                };
                 first = false;
                 match r {
                     Ok(p) => {
@@ -352,8 +442,14 @@ impl ClientConsumer {
                     for r in &records {
                         let tp = TopicPartition::new(r.topic.to_string(), r.partition);
                         let Some(id) = r.value.as_deref().and_then(decode_value) else {
-                            self.tracer.event("decode-failed", &format!("{who} {tp}@{} value without an id", r.offset));
-                            lock(&self.history).stuck.push(format!("consumer {} could not decode {tp}@{}: value without an id", self.index, r.offset));
+                            self.tracer.event(
+                                "decode-failed",
+                                &format!("{who} {tp}@{} value without an id", r.offset),
+                            );
+                            lock(&self.history).stuck.push(format!(
+                                "consumer {} could not decode {tp}@{}: value without an id",
+                                self.index, r.offset
+                            ));
                             continue;
                         };
                         if !runs.contains_key(&tp) {
@@ -364,9 +460,21 @@ impl ClientConsumer {
                     let at_ns = self.tracer.now_ns();
                     for tp in order {
                         let recs = runs.remove(&tp).unwrap_or_default();
-                        let (Some(first), Some(last)) = (recs.first().copied(), recs.last().copied()) else { continue };
-                        self.tracer.event("poll", &format!("{who} {tp} {}..={} n={}", first.0, last.0, recs.len()));
-                        lock(&self.history).polls.push(Poll { consumer: self.index, tp: tp.to_string(), at_ns, kind: PollKind::Records(recs) });
+                        let (Some(first), Some(last)) =
+                            (recs.first().copied(), recs.last().copied())
+                        else {
+                            continue;
+                        };
+                        self.tracer.event(
+                            "poll",
+                            &format!("{who} {tp} {}..={} n={}", first.0, last.0, recs.len()),
+                        );
+                        lock(&self.history).polls.push(Poll {
+                            consumer: self.index,
+                            tp: tp.to_string(),
+                            at_ns,
+                            kind: PollKind::Records(recs),
+                        });
                         self.set_position(&tp, last.0 + 1);
                     }
                 }
@@ -374,18 +482,30 @@ impl ClientConsumer {
                     let tp = TopicPartition::new(topic, partition);
                     match self.reset(&mut consumer, &tp).await {
                         Ok(to) => {
-                            self.tracer.event("reset", &format!("{who} {tp} from={offset} to={to}"));
+                            self.tracer
+                                .event("reset", &format!("{who} {tp} from={offset} to={to}"));
                             let at_ns = self.tracer.now_ns();
                             let reason = "offset out of range: auto.offset.reset".to_string();
-                            lock(&self.history).polls.push(Poll { consumer: self.index, tp: tp.to_string(), at_ns, kind: PollKind::Reset { from: offset, to, reason } });
+                            lock(&self.history).polls.push(Poll {
+                                consumer: self.index,
+                                tp: tp.to_string(),
+                                at_ns,
+                                kind: PollKind::Reset { from: offset, to, reason },
+                            });
                             self.set_position(&tp, to);
                         }
                         Err(_) => tokio::time::sleep(backoff).await,
                     }
                 }
                 Err(ConsumerError::Corrupt { topic, partition, offset, reason }) => {
-                    self.tracer.event("decode-failed", &format!("{who} {topic}-{partition}@{offset} {reason}"));
-                    lock(&self.history).stuck.push(format!("consumer {} could not decode {topic}-{partition}@{offset}: {reason}", self.index));
+                    self.tracer.event(
+                        "decode-failed",
+                        &format!("{who} {topic}-{partition}@{offset} {reason}"),
+                    );
+                    lock(&self.history).stuck.push(format!(
+                        "consumer {} could not decode {topic}-{partition}@{offset}: {reason}",
+                        self.index
+                    ));
                     tokio::time::sleep(backoff).await;
                 }
                 Err(e) => {

@@ -56,7 +56,12 @@ pub fn partition_state(hosts: &[Arc<Host>], topic: &str, partition: i32) -> Opti
     let img = best_image(hosts)?;
     let id = img.topic_ids.get(topic)?;
     let p = img.topics.get(id)?.partitions.get(usize::try_from(partition).ok()?)?;
-    Some(PartState { leader: p.leader, leader_epoch: p.leader_epoch, isr: p.isr.clone(), replicas: p.replicas.clone() })
+    Some(PartState {
+        leader: p.leader,
+        leader_epoch: p.leader_epoch,
+        isr: p.isr.clone(),
+        replicas: p.replicas.clone(),
+    })
 }
 
 /// Brokers registered and unfenced in the newest committed metadata any live broker holds.
@@ -69,7 +74,11 @@ pub fn active_controller(hosts: &[Arc<Host>]) -> Option<u32> {
     hosts
         .iter()
         .filter(|h| h.is_up())
-        .filter_map(|h| h.controller_status().filter(|s| s.role == cluster::raft::Role::Leader).map(|s| (s.term, h.id)))
+        .filter_map(|h| {
+            h.controller_status()
+                .filter(|s| s.role == cluster::raft::Role::Leader)
+                .map(|s| (s.term, h.id))
+        })
         .max()
         .map(|(_, id)| id)
 }
@@ -80,10 +89,18 @@ pub fn resolve(target: Target, hosts: &[Arc<Host>]) -> Option<u32> {
         Target::Broker(n) => Some(n),
         Target::Consumer(_) => None,
         Target::Controller => active_controller(hosts),
-        Target::Leader(t, p) => partition_state(hosts, t, p).and_then(|s| u32::try_from(s.leader).ok()),
+        Target::Leader(t, p) => {
+            partition_state(hosts, t, p).and_then(|s| u32::try_from(s.leader).ok())
+        }
         Target::Follower(t, p) => {
             let s = partition_state(hosts, t, p)?;
-            let live: Vec<u32> = s.replicas.iter().filter(|&&r| r != s.leader).filter_map(|&r| u32::try_from(r).ok()).filter(|&r| hosts.get(r as usize).is_some_and(|h| h.is_up())).collect();
+            let live: Vec<u32> = s
+                .replicas
+                .iter()
+                .filter(|&&r| r != s.leader)
+                .filter_map(|&r| u32::try_from(r).ok())
+                .filter(|&r| hosts.get(r as usize).is_some_and(|h| h.is_up()))
+                .collect();
             // Prefer a follower that is not the active controller, so a fault on it hits
             // replication, not the metadata quorum's leader too.
             let ctl = active_controller(hosts);
@@ -100,7 +117,8 @@ pub struct Router {
 
 impl Router {
     fn leader(&self, tp: &TopicPartition) -> Result<&NetClient, ApiError> {
-        let s = partition_state(&self.hosts, &tp.topic, tp.partition).ok_or(ApiError::Unavailable)?;
+        let s =
+            partition_state(&self.hosts, &tp.topic, tp.partition).ok_or(ApiError::Unavailable)?;
         let i = usize::try_from(s.leader).map_err(|_| ApiError::Unavailable)?;
         self.clients.get(i).ok_or(ApiError::Unavailable)
     }
@@ -108,15 +126,32 @@ impl Router {
 
 #[async_trait]
 impl BrokerApi for Router {
-    async fn produce(&self, tp: &TopicPartition, batch: Bytes, wait: bool, timeout: Duration) -> Result<Option<ProduceResponse>, ApiError> {
+    async fn produce(
+        &self,
+        tp: &TopicPartition,
+        batch: Bytes,
+        wait: bool,
+        timeout: Duration,
+    ) -> Result<Option<ProduceResponse>, ApiError> {
         self.leader(tp)?.produce(tp, batch, wait, timeout).await
     }
 
-    async fn fetch(&self, tp: &TopicPartition, offset: i64, max_bytes: usize, max_wait: Duration, timeout: Duration) -> Result<FetchResponse, ApiError> {
+    async fn fetch(
+        &self,
+        tp: &TopicPartition,
+        offset: i64,
+        max_bytes: usize,
+        max_wait: Duration,
+        timeout: Duration,
+    ) -> Result<FetchResponse, ApiError> {
         self.leader(tp)?.fetch(tp, offset, max_bytes, max_wait, timeout).await
     }
 
-    async fn list_offsets(&self, tp: &TopicPartition, timeout: Duration) -> Result<(i64, i64), ApiError> {
+    async fn list_offsets(
+        &self,
+        tp: &TopicPartition,
+        timeout: Duration,
+    ) -> Result<(i64, i64), ApiError> {
         self.leader(tp)?.list_offsets(tp, timeout).await
     }
 }
@@ -155,20 +190,35 @@ impl Observer {
             let Some(b) = h.process() else { continue };
             let inc = h.incarnation();
             for tp in &self.tps {
-                let (Some(epoch), Some(hw)) = (b.replicas.leading_epoch(tp), b.replicas.high_watermark(tp)) else { continue };
+                let (Some(epoch), Some(hw)) =
+                    (b.replicas.leading_epoch(tp), b.replicas.high_watermark(tp))
+                else {
+                    continue;
+                };
                 let key = (h.id, tp.to_string());
                 if o.last_hw.get(&key) == Some(&(inc, epoch, hw)) {
                     continue;
                 }
                 o.last_hw.insert(key, (inc, epoch, hw));
-                o.hw_samples.push(HwSample { at_ns: now, broker: h.id, incarnation: inc, tp: tp.to_string(), leader_epoch: epoch, hw });
+                o.hw_samples.push(HwSample {
+                    at_ns: now,
+                    broker: h.id,
+                    incarnation: inc,
+                    tp: tp.to_string(),
+                    leader_epoch: epoch,
+                    hw,
+                });
             }
         }
         let ctl = self
             .hosts
             .iter()
             .filter(|h| h.is_up())
-            .filter_map(|h| h.controller_status().filter(|s| s.role == cluster::raft::Role::Leader).map(|s| (s.term, h.id)))
+            .filter_map(|h| {
+                h.controller_status()
+                    .filter(|s| s.role == cluster::raft::Role::Leader)
+                    .map(|s| (s.term, h.id))
+            })
             .max()
             .map_or((-1, 0), |(term, id)| (i64::from(id), term));
         if o.controllers.last().is_none_or(|&(_, b, t)| (b, t) != ctl) {
@@ -178,11 +228,21 @@ impl Observer {
         for tp in &self.tps {
             let Some(s) = partition_state(&self.hosts, &tp.topic, tp.partition) else { continue };
             let line = o.timeline.entry(tp.to_string()).or_default();
-            if line.last().is_some_and(|l| l.leader == s.leader && l.leader_epoch == s.leader_epoch && l.isr == s.isr) {
+            if line.last().is_some_and(|l| {
+                l.leader == s.leader && l.leader_epoch == s.leader_epoch && l.isr == s.isr
+            }) {
                 continue;
             }
-            self.tracer.event("partition-state", &format!("{tp} leader={} epoch={} isr={:?}", s.leader, s.leader_epoch, s.isr));
-            line.push(StateChange { t_s: now as f64 / 1e9, leader: s.leader, leader_epoch: s.leader_epoch, isr: s.isr });
+            self.tracer.event(
+                "partition-state",
+                &format!("{tp} leader={} epoch={} isr={:?}", s.leader, s.leader_epoch, s.isr),
+            );
+            line.push(StateChange {
+                t_s: now as f64 / 1e9,
+                leader: s.leader,
+                leader_epoch: s.leader_epoch,
+                isr: s.isr,
+            });
         }
     }
 }
@@ -195,7 +255,11 @@ fn batch_hash(b: &[u8]) -> u64 {
 }
 
 /// Reads one replica's whole log through debugging Fetches: batches, its HW and log end.
-pub async fn read_replica(c: &NetClient, tp: &TopicPartition, tracer: &Tracer) -> Option<ReplicaLog> {
+pub async fn read_replica(
+    c: &NetClient,
+    tp: &TopicPartition,
+    tracer: &Tracer,
+) -> Option<ReplicaLog> {
     let timeout = Duration::from_secs(5);
     let mut batches = Vec::new();
     let mut offset = 0i64;
@@ -236,7 +300,12 @@ pub async fn read_replica(c: &NetClient, tp: &TopicPartition, tracer: &Tracer) -
 /// `summary.json`'s `cluster` section: per partition, the leader/ISR timeline (leader changes
 /// with epochs, ISR shrinks and expands as committed), and per broker fault that hit a
 /// partition's leader, how long until the committed metadata named another leader.
-pub fn summary(timeline: &BTreeMap<String, Vec<StateChange>>, controllers: &[(f64, i64, u64)], faults: &[(u64, String, u32)], hosts: &[Arc<Host>]) -> serde_json::Value {
+pub fn summary(
+    timeline: &BTreeMap<String, Vec<StateChange>>,
+    controllers: &[(f64, i64, u64)],
+    faults: &[(u64, String, u32)],
+    hosts: &[Arc<Host>],
+) -> serde_json::Value {
     use serde_json::json;
     let mut parts = serde_json::Map::new();
     let mut elections = Vec::new();
@@ -261,7 +330,8 @@ pub fn summary(timeline: &BTreeMap<String, Vec<StateChange>>, controllers: &[(f6
             if before.leader != *b as i32 {
                 continue;
             }
-            let next = line.iter().find(|c| c.t_s > t_s && c.leader >= 0 && c.leader != before.leader);
+            let next =
+                line.iter().find(|c| c.t_s > t_s && c.leader >= 0 && c.leader != before.leader);
             elections.push(json!({
                 "partition": tp,
                 "fault": label,

@@ -34,9 +34,22 @@ pub const DATA_DIR: &str = "kafka-logs";
 type Reply<T> = oneshot::Sender<Result<T, ApiError>>;
 
 enum Request {
-    Produce { tp: TopicPartition, batch: Bytes, reply: Option<Reply<ProduceResponse>> },
-    Fetch { tp: TopicPartition, offset: i64, max_bytes: usize, max_wait: Duration, reply: Reply<FetchResponse> },
-    ListOffsets { tp: TopicPartition, reply: Reply<(i64, i64)> },
+    Produce {
+        tp: TopicPartition,
+        batch: Bytes,
+        reply: Option<Reply<ProduceResponse>>,
+    },
+    Fetch {
+        tp: TopicPartition,
+        offset: i64,
+        max_bytes: usize,
+        max_wait: Duration,
+        reply: Reply<FetchResponse>,
+    },
+    ListOffsets {
+        tp: TopicPartition,
+        reply: Reply<(i64, i64)>,
+    },
 }
 
 /// The host the workloads (and the run's supervisor) connect from in network runs.
@@ -98,12 +111,25 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl Host {
-    pub fn new(id: u32, disk: SimDisk, broker: BrokerSpec, topics: Vec<TopicSpec>, tracer: Tracer) -> Arc<Self> {
+    pub fn new(
+        id: u32,
+        disk: SimDisk,
+        broker: BrokerSpec,
+        topics: Vec<TopicSpec>,
+        tracer: Tracer,
+    ) -> Arc<Self> {
         Self::with_network(id, disk, broker, topics, tracer, None)
     }
 
     /// A host whose broker serves Kafka requests on the simulated network.
-    pub fn with_network(id: u32, disk: SimDisk, broker: BrokerSpec, topics: Vec<TopicSpec>, tracer: Tracer, network: Option<NetSide>) -> Arc<Self> {
+    pub fn with_network(
+        id: u32,
+        disk: SimDisk,
+        broker: BrokerSpec,
+        topics: Vec<TopicSpec>,
+        tracer: Tracer,
+        network: Option<NetSide>,
+    ) -> Arc<Self> {
         Arc::new(Host {
             id,
             disk,
@@ -205,7 +231,13 @@ impl Host {
     }
 
     /// Cluster runs: a partition with a direction or on one port (`on` = cut, else heal).
-    pub fn cut(&self, peers: &[String], direction: crate::scenario::Direction, port: Option<u16>, on: bool) {
+    pub fn cut(
+        &self,
+        peers: &[String],
+        direction: crate::scenario::Direction,
+        port: Option<u16>,
+        on: bool,
+    ) {
         use crate::scenario::Direction;
         let Some(n) = &self.network else { return };
         let me = self.name();
@@ -247,11 +279,16 @@ impl Host {
     pub fn served(&self) -> Option<String> {
         let b = lock(&self.process).clone()?;
         let text = b.metrics.render(0, 0);
-        let mut by_api: std::collections::BTreeMap<String, (u64, u64)> = std::collections::BTreeMap::new();
+        let mut by_api: std::collections::BTreeMap<String, (u64, u64)> =
+            std::collections::BTreeMap::new();
         for line in text.lines() {
-            let (errors, rest) = if let Some(r) = line.strip_prefix("kafka_network_RequestMetrics_RequestsPerSec{request=\"") {
+            let (errors, rest) = if let Some(r) =
+                line.strip_prefix("kafka_network_RequestMetrics_RequestsPerSec{request=\"")
+            {
                 (false, r)
-            } else if let Some(r) = line.strip_prefix("kafka_network_RequestMetrics_ErrorsPerSec{request=\"") {
+            } else if let Some(r) =
+                line.strip_prefix("kafka_network_RequestMetrics_ErrorsPerSec{request=\"")
+            {
                 (true, r)
             } else {
                 continue;
@@ -265,14 +302,21 @@ impl Host {
                 e.0 = n;
             }
         }
-        let parts: Vec<String> = by_api.iter().filter(|(_, (r, _))| *r > 0).map(|(api, (r, e))| format!("{api}={r}/{e}")).collect();
+        let parts: Vec<String> = by_api
+            .iter()
+            .filter(|(_, (r, _))| *r > 0)
+            .map(|(api, (r, e))| format!("{api}={r}/{e}"))
+            .collect();
         Some(format!("incarnation={} {}", self.incarnation.load(Ordering::SeqCst), parts.join(" ")))
     }
 
     /// Network runs: sets this host's NIC to `bps` each way (`None` = back to `nominal_bps`).
     pub fn set_nic(&self, bps: Option<u64>) {
         if let Some(n) = &self.network {
-            n.net.set_nic(&self.name(), net_model::sim::NicConfig::symmetric(bps.unwrap_or(n.nominal_bps)));
+            n.net.set_nic(
+                &self.name(),
+                net_model::sim::NicConfig::symmetric(bps.unwrap_or(n.nominal_bps)),
+            );
         }
     }
 
@@ -298,10 +342,13 @@ impl Host {
         }
         *lock(&self.process) = Some(b.clone());
         let (partitions, bytes) = b.log_stats().await;
-        self.tracer.event("broker-opened", &format!("{name} partitions={partitions} bytes={bytes}"));
+        self.tracer
+            .event("broker-opened", &format!("{name} partitions={partitions} bytes={bytes}"));
         let listener = match n.view.bind(&self.addr()).await {
             Ok(l) => l,
-            Err(e) => return self.failed(&format!("{name} could not listen on {}: {e}", self.addr())),
+            Err(e) => {
+                return self.failed(&format!("{name} could not listen on {}: {e}", self.addr()))
+            }
         };
         b.set_advertised(&name, i32::from(BROKER_PORT));
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -312,14 +359,34 @@ impl Host {
         if n.config.quorum.voters.is_some() {
             let seed = n.seed ^ inc.wrapping_mul(0x9e37_79b9_7f4a_7c15);
             let storage: Arc<dyn Storage> = Arc::new(self.disk.clone());
-            match broker::controller::combined::start(&n.config, n.view.clone(), storage, &b, (&name, i32::from(BROKER_PORT)), seed, &stop_rx).await {
+            match broker::controller::combined::start(
+                &n.config,
+                n.view.clone(),
+                storage,
+                &b,
+                (&name, i32::from(BROKER_PORT)),
+                seed,
+                &stop_rx,
+            )
+            .await
+            {
                 Ok(st) => {
                     *lock(&self.link) = st.link.clone();
                     *lock(&self.controller) = st.controller.as_ref().map(|c| c.status.clone());
-                    self.tracer.event("combined-start", &format!("{name} node.id={} controller={} broker={}", n.config.node_id, st.controller.is_some(), st.link.is_some()));
+                    self.tracer.event(
+                        "combined-start",
+                        &format!(
+                            "{name} node.id={} controller={} broker={}",
+                            n.config.node_id,
+                            st.controller.is_some(),
+                            st.link.is_some()
+                        ),
+                    );
                     _started = Some(st);
                 }
-                Err(e) => return self.failed(&format!("{name} could not start in combined mode: {e}")),
+                Err(e) => {
+                    return self.failed(&format!("{name} could not start in combined mode: {e}"))
+                }
             }
         }
         self.tracer.event("broker-ready", &format!("{name} listening on {}", self.addr()));
@@ -358,7 +425,11 @@ impl Host {
     }
 
     fn topic_config(&self, topic: &str) -> LogConfig {
-        self.topics.iter().find(|t| t.name == topic).map(|t| t.log.clone()).unwrap_or_else(|| self.broker.log.clone())
+        self.topics
+            .iter()
+            .find(|t| t.name == topic)
+            .map(|t| t.log.clone())
+            .unwrap_or_else(|| self.broker.log.clone())
     }
 
     /// The broker process: open (and recover) the data directory, create missing partitions,
@@ -370,8 +441,21 @@ impl Host {
         let storage: Arc<dyn Storage> = Arc::new(self.disk.clone());
         let topics = self.topics.clone();
         let default = self.broker.log.clone();
-        let config_for = move |topic: &str| topics.iter().find(|t| t.name == topic).map(|t| t.log.clone()).unwrap_or_else(|| default.clone());
-        let opened = LogManager::open(storage, Path::new(DATA_DIR), self.broker.log.clone(), &config_for, self.tracer.now_ms()).await;
+        let config_for = move |topic: &str| {
+            topics
+                .iter()
+                .find(|t| t.name == topic)
+                .map(|t| t.log.clone())
+                .unwrap_or_else(|| default.clone())
+        };
+        let opened = LogManager::open(
+            storage,
+            Path::new(DATA_DIR),
+            self.broker.log.clone(),
+            &config_for,
+            self.tracer.now_ms(),
+        )
+        .await;
         let mut mgr = match opened {
             Ok((mgr, reports)) => {
                 for (tp, r) in &reports {
@@ -389,7 +473,10 @@ impl Host {
             for p in 0..t.partitions {
                 let tp = TopicPartition::new(t.name.clone(), p);
                 if mgr.get(&tp).is_none() {
-                    if let Err(e) = mgr.create(tp.clone(), self.topic_config(&t.name), self.tracer.now_ms()).await {
+                    if let Err(e) = mgr
+                        .create(tp.clone(), self.topic_config(&t.name), self.tracer.now_ms())
+                        .await
+                    {
                         return self.failed(&format!("{name} could not create {tp}: {e}"));
                     }
                     self.tracer.event("partition-created", &format!("{name} {tp}"));
@@ -420,7 +507,14 @@ impl Host {
             loop {
                 tokio::time::sleep(every).await;
                 let r = m.write().await.checkpoint().await;
-                me.tracer.event("checkpoint", &format!("{} {}", me.name(), r.map(|_| "ok".to_string()).unwrap_or_else(|e| e.to_string())));
+                me.tracer.event(
+                    "checkpoint",
+                    &format!(
+                        "{} {}",
+                        me.name(),
+                        r.map(|_| "ok".to_string()).unwrap_or_else(|e| e.to_string())
+                    ),
+                );
             }
         });
         if self.broker.flush_scheduler_interval_ms < i64::MAX as u64 {
@@ -434,7 +528,14 @@ impl Host {
                     for (tp, log) in g.logs_mut() {
                         if log.flush_due(now) && !log.is_offline() {
                             let r = log.flush(now).await;
-                            me.tracer.event("flush", &format!("{} {tp} {}", me.name(), r.map(|_| "ok".to_string()).unwrap_or_else(|e| e.to_string())));
+                            me.tracer.event(
+                                "flush",
+                                &format!(
+                                    "{} {tp} {}",
+                                    me.name(),
+                                    r.map(|_| "ok".to_string()).unwrap_or_else(|e| e.to_string())
+                                ),
+                            );
                         }
                     }
                 }
@@ -450,10 +551,15 @@ impl Host {
                     let mut g = mgr.write().await;
                     match g.get_mut(&tp) {
                         None => Err(ApiError::UnknownTopicOrPartition),
-                        Some(log) => match log.append_as_leader(&mut buf, 0, self.tracer.now_ms()).await {
-                            Ok(info) => Ok(ProduceResponse { base_offset: info.base_offset, log_end_offset: log.log_end_offset() }),
-                            Err(e) => Err(log_error(e)),
-                        },
+                        Some(log) => {
+                            match log.append_as_leader(&mut buf, 0, self.tracer.now_ms()).await {
+                                Ok(info) => Ok(ProduceResponse {
+                                    base_offset: info.base_offset,
+                                    log_end_offset: log.log_end_offset(),
+                                }),
+                                Err(e) => Err(log_error(e)),
+                            }
+                        }
                     }
                 };
                 if let Err(e) = &r {
@@ -471,21 +577,34 @@ impl Host {
                     tokio::pin!(notified);
                     notified.as_mut().enable();
                     let g = mgr.read().await;
-                    let Some(log) = g.get(&tp) else { break Err(ApiError::UnknownTopicOrPartition) };
+                    let Some(log) = g.get(&tp) else {
+                        break Err(ApiError::UnknownTopicOrPartition);
+                    };
                     let (start, end) = (log.log_start_offset(), log.log_end_offset());
                     if offset < start || offset > end {
-                        break Err(ApiError::OffsetOutOfRange { log_start_offset: start, log_end_offset: end });
+                        break Err(ApiError::OffsetOutOfRange {
+                            log_start_offset: start,
+                            log_end_offset: end,
+                        });
                     }
                     if offset < end {
                         break log
                             .read_checked(offset, end, max_bytes)
                             .await
-                            .map(|batches| FetchResponse { batches, log_start_offset: start, log_end_offset: end })
+                            .map(|batches| FetchResponse {
+                                batches,
+                                log_start_offset: start,
+                                log_end_offset: end,
+                            })
                             .map_err(log_error);
                     }
                     drop(g);
                     if tokio::time::Instant::now() >= deadline {
-                        break Ok(FetchResponse { batches: Vec::new(), log_start_offset: start, log_end_offset: end });
+                        break Ok(FetchResponse {
+                            batches: Vec::new(),
+                            log_start_offset: start,
+                            log_end_offset: end,
+                        });
                     }
                     tokio::select! {
                         biased;
@@ -497,7 +616,10 @@ impl Host {
             }
             Request::ListOffsets { tp, reply } => {
                 let g = mgr.read().await;
-                let r = g.get(&tp).map(|l| (l.log_start_offset(), l.log_end_offset())).ok_or(ApiError::UnknownTopicOrPartition);
+                let r = g
+                    .get(&tp)
+                    .map(|l| (l.log_start_offset(), l.log_end_offset()))
+                    .ok_or(ApiError::UnknownTopicOrPartition);
                 let _ = reply.send(r);
             }
         }
@@ -514,7 +636,9 @@ impl Host {
 
 fn log_error(e: LogError) -> ApiError {
     match e {
-        LogError::OffsetOutOfRange { log_start_offset, log_end_offset, .. } => ApiError::OffsetOutOfRange { log_start_offset, log_end_offset },
+        LogError::OffsetOutOfRange { log_start_offset, log_end_offset, .. } => {
+            ApiError::OffsetOutOfRange { log_start_offset, log_end_offset }
+        }
         other => ApiError::Broker(other.to_string()),
     }
 }
@@ -530,7 +654,12 @@ impl InProcess {
         &self.hosts[0]
     }
 
-    async fn call<T>(&self, tp: &TopicPartition, timeout: Duration, make: impl FnOnce(Reply<T>) -> Request) -> Result<T, ApiError> {
+    async fn call<T>(
+        &self,
+        tp: &TopicPartition,
+        timeout: Duration,
+        make: impl FnOnce(Reply<T>) -> Request,
+    ) -> Result<T, ApiError> {
         let tx = lock(&self.host_for(tp).endpoint).clone().ok_or(ApiError::Unavailable)?;
         let (rtx, rrx) = oneshot::channel();
         tx.send(make(rtx)).await.map_err(|_| ApiError::Unavailable)?;
@@ -545,20 +674,52 @@ impl InProcess {
 
 #[async_trait]
 impl BrokerApi for InProcess {
-    async fn produce(&self, tp: &TopicPartition, batch: Bytes, wait: bool, timeout: Duration) -> Result<Option<ProduceResponse>, ApiError> {
+    async fn produce(
+        &self,
+        tp: &TopicPartition,
+        batch: Bytes,
+        wait: bool,
+        timeout: Duration,
+    ) -> Result<Option<ProduceResponse>, ApiError> {
         if !wait {
             let tx = lock(&self.host_for(tp).endpoint).clone().ok_or(ApiError::Unavailable)?;
-            tx.send(Request::Produce { tp: tp.clone(), batch, reply: None }).await.map_err(|_| ApiError::Unavailable)?;
+            tx.send(Request::Produce { tp: tp.clone(), batch, reply: None })
+                .await
+                .map_err(|_| ApiError::Unavailable)?;
             return Ok(None);
         }
-        self.call(tp, timeout, |reply| Request::Produce { tp: tp.clone(), batch, reply: Some(reply) }).await.map(Some)
+        self.call(tp, timeout, |reply| Request::Produce {
+            tp: tp.clone(),
+            batch,
+            reply: Some(reply),
+        })
+        .await
+        .map(Some)
     }
 
-    async fn fetch(&self, tp: &TopicPartition, offset: i64, max_bytes: usize, max_wait: Duration, timeout: Duration) -> Result<FetchResponse, ApiError> {
-        self.call(tp, timeout, |reply| Request::Fetch { tp: tp.clone(), offset, max_bytes, max_wait, reply }).await
+    async fn fetch(
+        &self,
+        tp: &TopicPartition,
+        offset: i64,
+        max_bytes: usize,
+        max_wait: Duration,
+        timeout: Duration,
+    ) -> Result<FetchResponse, ApiError> {
+        self.call(tp, timeout, |reply| Request::Fetch {
+            tp: tp.clone(),
+            offset,
+            max_bytes,
+            max_wait,
+            reply,
+        })
+        .await
     }
 
-    async fn list_offsets(&self, tp: &TopicPartition, timeout: Duration) -> Result<(i64, i64), ApiError> {
+    async fn list_offsets(
+        &self,
+        tp: &TopicPartition,
+        timeout: Duration,
+    ) -> Result<(i64, i64), ApiError> {
         self.call(tp, timeout, |reply| Request::ListOffsets { tp: tp.clone(), reply }).await
     }
 }

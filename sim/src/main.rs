@@ -15,7 +15,11 @@ fn main() {
         };
         // Plain text: no colour codes, whether stderr is a terminal, a file or a pipe (the
         // `ansi` feature of tracing-subscriber is not built).
-        tracing_subscriber::fmt().with_writer(std::io::stderr).with_ansi(false).with_max_level(level).init();
+        tracing_subscriber::fmt()
+            .with_writer(std::io::stderr)
+            .with_ansi(false)
+            .with_max_level(level)
+            .init();
     }
     let code = sim::cli::main_with_args(std::env::args().collect());
     std::process::exit(code);

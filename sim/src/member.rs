@@ -209,9 +209,15 @@ impl MemberHost {
 
     fn record_assignment(&self, consumer: &client::Consumer) {
         let md = consumer.group_metadata();
-        let (generation, member_id) = md.map(|m| (m.generation_id, m.member_id)).unwrap_or((-1, String::new()));
-        let tps: Vec<String> = consumer.assignment().iter().map(|tp| format!("{}-{}", tp.topic, tp.partition)).collect();
-        self.tracer.event("assignment", &format!("{} gen={generation} {}", self.name(), tps.join(",")));
+        let (generation, member_id) =
+            md.map(|m| (m.generation_id, m.member_id)).unwrap_or((-1, String::new()));
+        let tps: Vec<String> = consumer
+            .assignment()
+            .iter()
+            .map(|tp| format!("{}-{}", tp.topic, tp.partition))
+            .collect();
+        self.tracer
+            .event("assignment", &format!("{} gen={generation} {}", self.name(), tps.join(",")));
         lock(&self.history).assignments.push(Assignment {
             member: self.index,
             group: self.group(),
@@ -228,7 +234,10 @@ impl MemberHost {
         let e = h.group_positions.entry(key).or_insert(pos);
         *e = (*e).max(pos);
         drop(h);
-        let ctp = broker::log::TopicPartition::new(self.spec.topic.clone(), tp.rsplit('-').next().and_then(|p| p.parse().ok()).unwrap_or(0));
+        let ctp = broker::log::TopicPartition::new(
+            self.spec.topic.clone(),
+            tp.rsplit('-').next().and_then(|p| p.parse().ok()).unwrap_or(0),
+        );
         let mut positions = lock(&self.control.group_positions);
         let e = positions.entry((self.group(), ctp)).or_insert(pos);
         *e = (*e).max(pos);
@@ -239,7 +248,8 @@ impl MemberHost {
         let who = self.name();
         self.tracer.event("member-start", &format!("{who} incarnation={inc}"));
         let backoff = Duration::from_millis(self.spec.retry_backoff_ms.max(1));
-        let mut consumer = client::Consumer::with_cost_hook(self.config(), self.view.clone(), self.cpu.clone());
+        let mut consumer =
+            client::Consumer::with_cost_hook(self.config(), self.view.clone(), self.cpu.clone());
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<RebalanceEvent>();
         consumer.set_rebalance_listener(Box::new(tx));
         if let Err(e) = consumer.subscribe([self.spec.topic.clone()]) {
@@ -269,8 +279,13 @@ impl MemberHost {
             let records = match polled {
                 Ok(r) => r,
                 Err(ConsumerError::Corrupt { topic, partition, offset, reason }) => {
-                    self.tracer.event("decode-failed", &format!("{who} {topic}-{partition}@{offset} {reason}"));
-                    lock(&self.history).stuck.push(format!("{who} could not decode {topic}-{partition}@{offset}: {reason}"));
+                    self.tracer.event(
+                        "decode-failed",
+                        &format!("{who} {topic}-{partition}@{offset} {reason}"),
+                    );
+                    lock(&self.history).stuck.push(format!(
+                        "{who} could not decode {topic}-{partition}@{offset}: {reason}"
+                    ));
                     tokio::time::sleep(backoff).await;
                     continue;
                 }
@@ -288,24 +303,42 @@ impl MemberHost {
                 let tp = format!("{}-{}", r.topic, r.partition);
                 match r.value.as_deref().and_then(decode_value) {
                     Some(v) => runs.entry(tp).or_default().push((r.offset, v)),
-                    None => lock(&self.history).stuck.push(format!("{who} could not decode {tp}@{}: value without an id", r.offset)),
+                    None => lock(&self.history).stuck.push(format!(
+                        "{who} could not decode {tp}@{}: value without an id",
+                        r.offset
+                    )),
                 }
             }
             let at_ns = self.tracer.now_ns();
             let mut offsets: BTreeMap<TopicPartition, i64> = BTreeMap::new();
             for (tp, recs) in runs {
-                let (Some(first), Some(last)) = (recs.first().copied(), recs.last().copied()) else { continue };
+                let (Some(first), Some(last)) = (recs.first().copied(), recs.last().copied())
+                else {
+                    continue;
+                };
                 if fresh.remove(&tp) {
                     let from = last_seen.get(&tp).map_or(-1, |o| o + 1);
                     lock(&self.history).polls.push(Poll {
                         consumer: self.index,
                         tp: tp.clone(),
                         at_ns,
-                        kind: PollKind::Reset { from, to: first.0, reason: "partition assigned by a rebalance".into() },
+                        kind: PollKind::Reset {
+                            from,
+                            to: first.0,
+                            reason: "partition assigned by a rebalance".into(),
+                        },
                     });
                 }
-                self.tracer.event("poll", &format!("{who} {tp} {}..={} n={}", first.0, last.0, recs.len()));
-                lock(&self.history).polls.push(Poll { consumer: self.index, tp: tp.clone(), at_ns, kind: PollKind::Records(recs) });
+                self.tracer.event(
+                    "poll",
+                    &format!("{who} {tp} {}..={} n={}", first.0, last.0, recs.len()),
+                );
+                lock(&self.history).polls.push(Poll {
+                    consumer: self.index,
+                    tp: tp.clone(),
+                    at_ns,
+                    kind: PollKind::Records(recs),
+                });
                 last_seen.insert(tp.clone(), last.0);
                 let partition = tp.rsplit('-').next().and_then(|p| p.parse().ok()).unwrap_or(0);
                 offsets.insert(TopicPartition::new(self.spec.topic.clone(), partition), last.0 + 1);
@@ -318,19 +351,35 @@ impl MemberHost {
                 continue;
             }
             let md = consumer.group_metadata();
-            let (generation, member_id) = md.map(|m| (m.generation_id, m.member_id)).unwrap_or((-1, String::new()));
+            let (generation, member_id) =
+                md.map(|m| (m.generation_id, m.member_id)).unwrap_or((-1, String::new()));
             let sent_ns = self.tracer.now_ns();
             let result = consumer.commit_sync(Some(offsets.clone())).await;
             let at_ns = self.tracer.now_ns();
-            let list: Vec<(String, i64)> = offsets.iter().map(|(tp, o)| (format!("{}-{}", tp.topic, tp.partition), *o)).collect();
+            let list: Vec<(String, i64)> = offsets
+                .iter()
+                .map(|(tp, o)| (format!("{}-{}", tp.topic, tp.partition), *o))
+                .collect();
             let error = result.as_ref().err().map(|e| e.to_string());
-            self.tracer.event("commit", &format!("{who} gen={generation} {:?} {}", list, error.as_deref().unwrap_or("ok")));
+            self.tracer.event(
+                "commit",
+                &format!("{who} gen={generation} {:?} {}", list, error.as_deref().unwrap_or("ok")),
+            );
             if error.is_none() {
                 for (tp, o) in &list {
                     self.advance_group_position(tp, *o);
                 }
             }
-            lock(&self.history).commits.push(Commit { member: self.index, group: self.group(), member_id, generation, offsets: list, sent_ns, at_ns, error });
+            lock(&self.history).commits.push(Commit {
+                member: self.index,
+                group: self.group(),
+                member_id,
+                generation,
+                offsets: list,
+                sent_ns,
+                at_ns,
+                error,
+            });
         }
         consumer.close().await;
     }

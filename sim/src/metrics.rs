@@ -96,8 +96,17 @@ fn window(h: &History, w: &Workload) -> Option<(u64, u64)> {
             _ => None,
         })
         .min();
-    let polls = || h.polls.iter().filter(|p| matches!(&p.kind, PollKind::Records(rs) if !rs.is_empty())).map(|p| p.at_ns);
-    let (from, to) = if h.sends.is_empty() { (polls().min()?, polls().max()?) } else { (first_ack?, w.producers_stop_ns) };
+    let polls = || {
+        h.polls
+            .iter()
+            .filter(|p| matches!(&p.kind, PollKind::Records(rs) if !rs.is_empty()))
+            .map(|p| p.at_ns)
+    };
+    let (from, to) = if h.sends.is_empty() {
+        (polls().min()?, polls().max()?)
+    } else {
+        (first_ack?, w.producers_stop_ns)
+    };
     let from = w.measure_from_ns.unwrap_or(from);
     (to > from).then_some((from, to))
 }
@@ -120,16 +129,19 @@ fn percentiles(mut v: Vec<u64>, what: &str) -> Value {
 fn throughput_and_latency(h: &History, w: &Workload) -> (Value, Value) {
     let win = window(h, w);
     let inside = |t: u64| win.is_some_and(|(a, b)| t >= a && t <= b);
-    let bytes_of = |producer: u32| w.record_bytes.get(producer as usize).copied().unwrap_or(0) as u64;
+    let bytes_of =
+        |producer: u32| w.record_bytes.get(producer as usize).copied().unwrap_or(0) as u64;
     // acks=0: a send counts as produced when its value reached the log (the oracle's read).
-    let in_log: std::collections::HashSet<u64> = if h.sends.iter().any(|s| matches!(s.outcome, SendOutcome::Unconfirmed { .. })) {
-        h.final_logs.values().flatten().flat_map(|l| l.records.iter().map(|r| r.1)).collect()
-    } else {
-        Default::default()
-    };
+    let in_log: std::collections::HashSet<u64> =
+        if h.sends.iter().any(|s| matches!(s.outcome, SendOutcome::Unconfirmed { .. })) {
+            h.final_logs.values().flatten().flat_map(|l| l.records.iter().map(|r| r.1)).collect()
+        } else {
+            Default::default()
+        };
     let (mut produced, mut produced_bytes, mut acks0_in_log) = (0u64, 0u64, 0u64);
     let mut produce_lat = Vec::new();
-    let mut created: std::collections::HashMap<u64, (u64, u32)> = std::collections::HashMap::with_capacity(h.sends.len());
+    let mut created: std::collections::HashMap<u64, (u64, u32)> =
+        std::collections::HashMap::with_capacity(h.sends.len());
     for s in &h.sends {
         created.insert(s.value, (s.created_ns, s.producer));
         let at = match s.outcome {
@@ -182,7 +194,11 @@ fn throughput_and_latency(h: &History, w: &Workload) -> (Value, Value) {
             SendOutcome::Pending => n_pending += 1,
         }
     }
-    let n_consumed: u64 = h.polls.iter().map(|p| if let PollKind::Records(rs) = &p.kind { rs.len() as u64 } else { 0 }).sum();
+    let n_consumed: u64 = h
+        .polls
+        .iter()
+        .map(|p| if let PollKind::Records(rs) = &p.kind { rs.len() as u64 } else { 0 })
+        .sum();
     let throughput = json!({
         "offered": {
             "produce_records_per_s": w.offered_records_per_s,
@@ -221,7 +237,13 @@ fn throughput_and_latency(h: &History, w: &Workload) -> (Value, Value) {
     (throughput, latency)
 }
 
-pub fn figures(h: &History, samples: &[DiskSample], io: Vec<(u64, u64)>, w: &Workload, end_ns: u64) -> Figures {
+pub fn figures(
+    h: &History,
+    samples: &[DiskSample],
+    io: Vec<(u64, u64)>,
+    w: &Workload,
+    end_ns: u64,
+) -> Figures {
     let bucket_ns: u64 = if end_ns > 20_000_000_000 { 1_000_000_000 } else { 100_000_000 };
     let buckets = (end_ns / bucket_ns + 1) as usize;
     let t = |b: usize| (b as f64 + 0.5) * bucket_ns as f64 / 1e9;
@@ -263,7 +285,10 @@ pub fn figures(h: &History, samples: &[DiskSample], io: Vec<(u64, u64)>, w: &Wor
         let x = s.t_ns as f64 / 1e9;
         dirty.push((x, s.dirty_bytes as f64 / (1 << 20) as f64));
         peak_dirty = peak_dirty.max(s.dirty_bytes);
-        let (dh, dm) = (s.hit_pages.saturating_sub(prev.hit_pages), s.miss_pages.saturating_sub(prev.miss_pages));
+        let (dh, dm) = (
+            s.hit_pages.saturating_sub(prev.hit_pages),
+            s.miss_pages.saturating_sub(prev.miss_pages),
+        );
         if dh + dm > 0 {
             hit.push((x, dh as f64 / (dh + dm) as f64));
         }
@@ -281,9 +306,17 @@ pub fn figures(h: &History, samples: &[DiskSample], io: Vec<(u64, u64)>, w: &Wor
         "disk_utilization_mean": if end_ns == 0 { 0.0 } else { busy_total as f64 / end_ns as f64 },
     });
 
-    let pts = |v: &[u64], scale: f64| v.iter().enumerate().map(|(b, &x)| (t(b), x as f64 * scale)).collect::<Vec<_>>();
+    let pts = |v: &[u64], scale: f64| {
+        v.iter().enumerate().map(|(b, &x)| (t(b), x as f64 * scale)).collect::<Vec<_>>()
+    };
     // A bucket without acknowledgements is a gap (NaN breaks the line), not a line across it.
-    let pct = |p: f64| lat_by_bucket.iter().enumerate().map(|(b, v)| (t(b), percentile(v, p).map_or(f64::NAN, |x| x as f64 / 1e6))).collect::<Vec<_>>();
+    let pct = |p: f64| {
+        lat_by_bucket
+            .iter()
+            .enumerate()
+            .map(|(b, v)| (t(b), percentile(v, p).map_or(f64::NAN, |x| x as f64 / 1e6)))
+            .collect::<Vec<_>>()
+    };
     let line = |name: &str, points| reports::Line { name: name.to_string(), points };
     let charts = vec![
         reports::Chart {

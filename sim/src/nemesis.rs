@@ -59,14 +59,27 @@ impl NemesisKind {
 
     /// Whether the fault takes its broker out of the quorum/ISR (counted by `minority`).
     pub fn disrupts(self) -> bool {
-        matches!(self, NemesisKind::Kill | NemesisKind::PowerLoss | NemesisKind::Pause | NemesisKind::Partition | NemesisKind::DiskError)
+        matches!(
+            self,
+            NemesisKind::Kill
+                | NemesisKind::PowerLoss
+                | NemesisKind::Pause
+                | NemesisKind::Partition
+                | NemesisKind::DiskError
+        )
     }
 
     /// Whether this kind of fault can hit `target`.
     pub fn applies_to(self, target: Target) -> bool {
         match (self, target) {
             (NemesisKind::Kill | NemesisKind::Pause | NemesisKind::Partition, _) => true,
-            (NemesisKind::PowerLoss | NemesisKind::SlowDisk | NemesisKind::SlowNic | NemesisKind::DiskError, Target::Broker(_)) => true,
+            (
+                NemesisKind::PowerLoss
+                | NemesisKind::SlowDisk
+                | NemesisKind::SlowNic
+                | NemesisKind::DiskError,
+                Target::Broker(_),
+            ) => true,
             (NemesisKind::Leave, Target::Consumer(_)) => true,
             _ => false,
         }
@@ -105,7 +118,8 @@ pub fn draw(spec: &NemesisSpec, seed: u64) -> Vec<FaultSpec> {
     let mut out = Vec::new();
     for _ in 0..spec.count.min(NEMESIS_COUNT_MAX) {
         let kind = spec.kinds[rng.gen_range(0..spec.kinds.len())];
-        let eligible: Vec<Target> = spec.targets.iter().copied().filter(|t| kind.applies_to(*t)).collect();
+        let eligible: Vec<Target> =
+            spec.targets.iter().copied().filter(|t| kind.applies_to(*t)).collect();
         // Draw every number even when the fault is dropped, so one drop does not shift the rest.
         let pick = rng.gen_range(0..u32::MAX);
         let at = rng.gen_range(spec.from_ns..spec.until_ns);
@@ -119,7 +133,11 @@ pub fn draw(spec: &NemesisSpec, seed: u64) -> Vec<FaultSpec> {
         if spec.minority && matches!(target, Target::Broker(_)) && kind.disrupts() {
             // Margin: a restarted broker needs a moment to rejoin before the next one goes.
             let (lo, hi) = (at, end + 2_000_000_000);
-            let mut others: Vec<Target> = disrupted.iter().filter(|(t, s, e)| *t != target && *s < hi && lo < *e).map(|(t, _, _)| *t).collect();
+            let mut others: Vec<Target> = disrupted
+                .iter()
+                .filter(|(t, s, e)| *t != target && *s < hi && lo < *e)
+                .map(|(t, _, _)| *t)
+                .collect();
             others.dedup();
             others.sort();
             others.dedup();
@@ -130,22 +148,58 @@ pub fn draw(spec: &NemesisSpec, seed: u64) -> Vec<FaultSpec> {
         }
         busy_until.insert(target, end + 1_000_000);
         let label = |what: &str| format!("nemesis {what} {}", target.name());
-        let restart = |at_ns: u64| FaultSpec { at_ns, target, action: FaultAction::Restart, for_ns: None, label: label("restart") };
+        let restart = |at_ns: u64| FaultSpec {
+            at_ns,
+            target,
+            action: FaultAction::Restart,
+            for_ns: None,
+            label: label("restart"),
+        };
         match kind {
             NemesisKind::Kill => {
-                out.push(FaultSpec { at_ns: at, target, action: FaultAction::Kill, for_ns: None, label: label("kill") });
+                out.push(FaultSpec {
+                    at_ns: at,
+                    target,
+                    action: FaultAction::Kill,
+                    for_ns: None,
+                    label: label("kill"),
+                });
                 out.push(restart(end));
             }
             NemesisKind::PowerLoss => {
-                out.push(FaultSpec { at_ns: at, target, action: FaultAction::PowerLoss, for_ns: None, label: label("power_loss") });
+                out.push(FaultSpec {
+                    at_ns: at,
+                    target,
+                    action: FaultAction::PowerLoss,
+                    for_ns: None,
+                    label: label("power_loss"),
+                });
                 out.push(restart(end));
             }
             NemesisKind::Leave => {
-                out.push(FaultSpec { at_ns: at, target, action: FaultAction::Leave, for_ns: None, label: label("leave") });
+                out.push(FaultSpec {
+                    at_ns: at,
+                    target,
+                    action: FaultAction::Leave,
+                    for_ns: None,
+                    label: label("leave"),
+                });
                 out.push(restart(end));
             }
-            NemesisKind::Pause => out.push(FaultSpec { at_ns: at, target, action: FaultAction::Pause, for_ns: Some(dur), label: label("pause") }),
-            NemesisKind::Partition => out.push(FaultSpec { at_ns: at, target, action: FaultAction::Partition, for_ns: Some(dur), label: label("partition") }),
+            NemesisKind::Pause => out.push(FaultSpec {
+                at_ns: at,
+                target,
+                action: FaultAction::Pause,
+                for_ns: Some(dur),
+                label: label("pause"),
+            }),
+            NemesisKind::Partition => out.push(FaultSpec {
+                at_ns: at,
+                target,
+                action: FaultAction::Partition,
+                for_ns: Some(dur),
+                label: label("partition"),
+            }),
             NemesisKind::SlowDisk => out.push(FaultSpec {
                 at_ns: at,
                 target,
@@ -164,7 +218,12 @@ pub fn draw(spec: &NemesisSpec, seed: u64) -> Vec<FaultSpec> {
                 out.push(FaultSpec {
                     at_ns: at,
                     target,
-                    action: FaultAction::DiskError { kind: DiskErrorKind::Write, probability: 1.0, times: None, path: None },
+                    action: FaultAction::DiskError {
+                        kind: DiskErrorKind::Write,
+                        probability: 1.0,
+                        times: None,
+                        path: None,
+                    },
                     for_ns: Some(dur),
                     label: label("disk_error write"),
                 });
@@ -232,6 +291,9 @@ mod tests {
     fn different_seeds_draw_different_schedules() {
         let s = spec(8);
         assert_ne!(draw(&s, 1), draw(&s, 2));
-        assert_eq!(draw(&s, 1).iter().filter(|f| f.action != FaultAction::Restart).count() <= 8, true);
+        assert_eq!(
+            draw(&s, 1).iter().filter(|f| f.action != FaultAction::Restart).count() <= 8,
+            true
+        );
     }
 }

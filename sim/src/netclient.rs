@@ -22,7 +22,9 @@ use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableT
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
-use kafka_protocol::messages::{BrokerId, CreateTopicsRequest, FetchRequest, ListOffsetsRequest, ProduceRequest, TopicName};
+use kafka_protocol::messages::{
+    BrokerId, CreateTopicsRequest, FetchRequest, ListOffsetsRequest, ProduceRequest, TopicName,
+};
 use kafka_protocol::protocol::StrBytes;
 use records::{BatchHeader, LENGTH_FIELD_END};
 
@@ -69,7 +71,8 @@ pub fn split_batches(data: &Bytes) -> Result<Vec<Bytes>, String> {
     let mut out = Vec::new();
     let mut pos = 0usize;
     while data.len() - pos >= LENGTH_FIELD_END {
-        let size = BatchHeader::peek_size(&data[pos..]).ok_or_else(|| format!("bad batch length at byte {pos}"))?;
+        let size = BatchHeader::peek_size(&data[pos..])
+            .ok_or_else(|| format!("bad batch length at byte {pos}"))?;
         if size < LENGTH_FIELD_END {
             return Err(format!("batch of {size} bytes at byte {pos}"));
         }
@@ -83,8 +86,23 @@ pub fn split_batches(data: &Bytes) -> Result<Vec<Bytes>, String> {
 }
 
 impl NetClient {
-    pub fn new(net: Arc<dyn net_model::Network>, addr: String, who: String, tracer: Tracer, acks: i16, max_in_flight: usize) -> Self {
-        NetClient { net, addr, who, tracer, acks, max_in_flight: max_in_flight.max(1), conn: tokio::sync::Mutex::new(None) }
+    pub fn new(
+        net: Arc<dyn net_model::Network>,
+        addr: String,
+        who: String,
+        tracer: Tracer,
+        acks: i16,
+        max_in_flight: usize,
+    ) -> Self {
+        NetClient {
+            net,
+            addr,
+            who,
+            tracer,
+            acks,
+            max_in_flight: max_in_flight.max(1),
+            conn: tokio::sync::Mutex::new(None),
+        }
     }
 
     /// The open connection, or a new one (connect + ApiVersions). Concurrent callers wait for
@@ -114,7 +132,10 @@ impl NetClient {
             }
             Err(e) => {
                 let err = conn_error(&e);
-                self.tracer.event("connect", &format!("{} {} sent={t0} error={}", self.who, self.addr, err.code()));
+                self.tracer.event(
+                    "connect",
+                    &format!("{} {} sent={t0} error={}", self.who, self.addr, err.code()),
+                );
                 Err(err)
             }
         }
@@ -131,25 +152,36 @@ impl NetClient {
 
     /// Creates the scenario's topics (CreateTopics, with their topic-level configs); a topic
     /// that already exists (a restarted broker) counts as created.
-    pub async fn create_topics(&self, topics: &[TopicSpec], timeout: Duration) -> Result<(), ApiError> {
+    pub async fn create_topics(
+        &self,
+        topics: &[TopicSpec],
+        timeout: Duration,
+    ) -> Result<(), ApiError> {
         let conn = self.conn(timeout).await?;
-        let req = CreateTopicsRequest::default().with_timeout_ms(timeout.as_millis().min(i32::MAX as u128) as i32).with_validate_only(false).with_topics(
-            topics
-                .iter()
-                .map(|t| {
-                    CreatableTopic::default()
-                        .with_name(topic_name(&t.name))
-                        .with_num_partitions(t.partitions)
-                        .with_replication_factor(t.replication_factor as i16)
-                        .with_configs(
-                            t.overrides
-                                .iter()
-                                .map(|(k, v)| CreatableTopicConfig::default().with_name(StrBytes::from_string(k.clone())).with_value(Some(StrBytes::from_string(v.clone()))))
-                                .collect(),
-                        )
-                })
-                .collect(),
-        );
+        let req = CreateTopicsRequest::default()
+            .with_timeout_ms(timeout.as_millis().min(i32::MAX as u128) as i32)
+            .with_validate_only(false)
+            .with_topics(
+                topics
+                    .iter()
+                    .map(|t| {
+                        CreatableTopic::default()
+                            .with_name(topic_name(&t.name))
+                            .with_num_partitions(t.partitions)
+                            .with_replication_factor(t.replication_factor as i16)
+                            .with_configs(
+                                t.overrides
+                                    .iter()
+                                    .map(|(k, v)| {
+                                        CreatableTopicConfig::default()
+                                            .with_name(StrBytes::from_string(k.clone()))
+                                            .with_value(Some(StrBytes::from_string(v.clone())))
+                                    })
+                                    .collect(),
+                            )
+                    })
+                    .collect(),
+            );
         let t0 = self.tracer.now_ns();
         let resp = match conn.request(&req).await {
             Ok(r) => r,
@@ -158,17 +190,33 @@ impl NetClient {
         for t in &resp.topics {
             // 36 = TOPIC_ALREADY_EXISTS.
             if t.error_code != errors::NONE && t.error_code != 36 {
-                return self.failed("CreateTopics", t.name.as_str(), t0, ApiError::Broker(errors::error_name(t.error_code).into()));
+                return self.failed(
+                    "CreateTopics",
+                    t.name.as_str(),
+                    t0,
+                    ApiError::Broker(errors::error_name(t.error_code).into()),
+                );
             }
         }
         self.rpc("CreateTopics", "-", t0, &format!("ok topics={}", resp.topics.len()));
         Ok(())
     }
 
-    async fn list_offset(&self, conn: &Conn, tp: &TopicPartition, timestamp: i64) -> Result<i64, ApiError> {
-        let req = ListOffsetsRequest::default().with_replica_id(BrokerId(-1)).with_isolation_level(0).with_topics(vec![ListOffsetsTopic::default()
-            .with_name(topic_name(&tp.topic))
-            .with_partitions(vec![ListOffsetsPartition::default().with_partition_index(tp.partition).with_current_leader_epoch(-1).with_timestamp(timestamp)])]);
+    async fn list_offset(
+        &self,
+        conn: &Conn,
+        tp: &TopicPartition,
+        timestamp: i64,
+    ) -> Result<i64, ApiError> {
+        let req = ListOffsetsRequest::default()
+            .with_replica_id(BrokerId(-1))
+            .with_isolation_level(0)
+            .with_topics(vec![ListOffsetsTopic::default()
+                .with_name(topic_name(&tp.topic))
+                .with_partitions(vec![ListOffsetsPartition::default()
+                    .with_partition_index(tp.partition)
+                    .with_current_leader_epoch(-1)
+                    .with_timestamp(timestamp)])]);
         let resp = conn.request(&req).await.map_err(|e| conn_error(&e))?;
         let p = resp
             .topics
@@ -176,7 +224,9 @@ impl NetClient {
             .filter(|t| t.name.as_str() == tp.topic)
             .flat_map(|t| t.partitions.iter())
             .find(|p| p.partition_index == tp.partition)
-            .ok_or_else(|| ApiError::Broker("partition missing from the ListOffsets response".into()))?;
+            .ok_or_else(|| {
+                ApiError::Broker("partition missing from the ListOffsets response".into())
+            })?;
         if p.error_code != errors::NONE {
             return Err(code_error(p.error_code));
         }
@@ -188,7 +238,13 @@ impl NetClient {
     /// A debugging read (Fetch with replica id -2, Kafka's `DebuggingConsumerId`): served by ANY
     /// replica, leader or follower, up to its log end. Returns the whole batches, that replica's
     /// HW (`high_watermark`) and its log end (carried in `last_stable_offset`).
-    pub async fn debug_fetch(&self, tp: &TopicPartition, offset: i64, max_bytes: usize, timeout: Duration) -> Result<(Vec<Bytes>, i64, i64), ApiError> {
+    pub async fn debug_fetch(
+        &self,
+        tp: &TopicPartition,
+        offset: i64,
+        max_bytes: usize,
+        timeout: Duration,
+    ) -> Result<(Vec<Bytes>, i64, i64), ApiError> {
         let tps = tp.to_string();
         let t0 = self.tracer.now_ns();
         let conn = match self.conn(timeout).await {
@@ -206,7 +262,11 @@ impl NetClient {
             .with_session_epoch(-1)
             .with_topics(vec![FetchTopic::default()
                 .with_topic(topic_name(&tp.topic))
-                .with_partitions(vec![FetchPartition::default().with_partition(tp.partition).with_fetch_offset(offset).with_partition_max_bytes(max_bytes).with_current_leader_epoch(-1)])]);
+                .with_partitions(vec![FetchPartition::default()
+                    .with_partition(tp.partition)
+                    .with_fetch_offset(offset)
+                    .with_partition_max_bytes(max_bytes)
+                    .with_current_leader_epoch(-1)])]);
         let resp = match conn.request(&req).await {
             Ok(r) => r,
             Err(e) => return self.failed("DebugFetch", &tps, t0, conn_error(&e)),
@@ -214,9 +274,19 @@ impl NetClient {
         if resp.error_code != errors::NONE {
             return self.failed("DebugFetch", &tps, t0, code_error(resp.error_code));
         }
-        let p = resp.responses.iter().filter(|t| t.topic.as_str() == tp.topic).flat_map(|t| t.partitions.iter()).find(|p| p.partition_index == tp.partition);
+        let p = resp
+            .responses
+            .iter()
+            .filter(|t| t.topic.as_str() == tp.topic)
+            .flat_map(|t| t.partitions.iter())
+            .find(|p| p.partition_index == tp.partition);
         let Some(p) = p else {
-            return self.failed("DebugFetch", &tps, t0, ApiError::Broker("partition missing from the Fetch response".into()));
+            return self.failed(
+                "DebugFetch",
+                &tps,
+                t0,
+                ApiError::Broker("partition missing from the Fetch response".into()),
+            );
         };
         if p.error_code != errors::NONE {
             return self.failed("DebugFetch", &tps, t0, code_error(p.error_code));
@@ -224,16 +294,39 @@ impl NetClient {
         let data = p.records.clone().unwrap_or_default();
         let batches = match split_batches(&data) {
             Ok(b) => b,
-            Err(why) => return self.failed("DebugFetch", &tps, t0, ApiError::Broker(format!("undecodable record data: {why}"))),
+            Err(why) => {
+                return self.failed(
+                    "DebugFetch",
+                    &tps,
+                    t0,
+                    ApiError::Broker(format!("undecodable record data: {why}")),
+                )
+            }
         };
-        self.rpc("DebugFetch", &tps, t0, &format!("ok offset={offset} batches={} hw={} leo={}", batches.len(), p.high_watermark, p.last_stable_offset));
+        self.rpc(
+            "DebugFetch",
+            &tps,
+            t0,
+            &format!(
+                "ok offset={offset} batches={} hw={} leo={}",
+                batches.len(),
+                p.high_watermark,
+                p.last_stable_offset
+            ),
+        );
         Ok((batches, p.high_watermark, p.last_stable_offset))
     }
 }
 
 #[async_trait]
 impl BrokerApi for NetClient {
-    async fn produce(&self, tp: &TopicPartition, batch: Bytes, wait: bool, timeout: Duration) -> Result<Option<ProduceResponse>, ApiError> {
+    async fn produce(
+        &self,
+        tp: &TopicPartition,
+        batch: Bytes,
+        wait: bool,
+        timeout: Duration,
+    ) -> Result<Option<ProduceResponse>, ApiError> {
         let tps = tp.to_string();
         let t0 = self.tracer.now_ns();
         let conn = match self.conn(timeout).await {
@@ -247,7 +340,9 @@ impl BrokerApi for NetClient {
             .with_timeout_ms(timeout.as_millis().min(i32::MAX as u128) as i32)
             .with_topic_data(vec![TopicProduceData::default()
                 .with_name(topic_name(&tp.topic))
-                .with_partition_data(vec![PartitionProduceData::default().with_index(tp.partition).with_records(Some(batch))])]);
+                .with_partition_data(vec![PartitionProduceData::default()
+                    .with_index(tp.partition)
+                    .with_records(Some(batch))])]);
         if !wait {
             return match conn.send_only(&req).await {
                 Ok(()) => {
@@ -268,7 +363,12 @@ impl BrokerApi for NetClient {
             .flat_map(|t| t.partition_responses.iter())
             .find(|p| p.index == tp.partition);
         let Some(p) = p else {
-            return self.failed("Produce", &tps, t0, ApiError::Broker("partition missing from the Produce response".into()));
+            return self.failed(
+                "Produce",
+                &tps,
+                t0,
+                ApiError::Broker("partition missing from the Produce response".into()),
+            );
         };
         if p.error_code != errors::NONE {
             return self.failed("Produce", &tps, t0, code_error(p.error_code));
@@ -278,7 +378,14 @@ impl BrokerApi for NetClient {
         Ok(Some(ProduceResponse { base_offset: p.base_offset, log_end_offset: -1 }))
     }
 
-    async fn fetch(&self, tp: &TopicPartition, offset: i64, max_bytes: usize, max_wait: Duration, timeout: Duration) -> Result<FetchResponse, ApiError> {
+    async fn fetch(
+        &self,
+        tp: &TopicPartition,
+        offset: i64,
+        max_bytes: usize,
+        max_wait: Duration,
+        timeout: Duration,
+    ) -> Result<FetchResponse, ApiError> {
         let tps = tp.to_string();
         let t0 = self.tracer.now_ns();
         let conn = match self.conn(timeout).await {
@@ -296,7 +403,10 @@ impl BrokerApi for NetClient {
             .with_session_epoch(-1)
             .with_topics(vec![FetchTopic::default()
                 .with_topic(topic_name(&tp.topic))
-                .with_partitions(vec![FetchPartition::default().with_partition(tp.partition).with_fetch_offset(offset).with_partition_max_bytes(max_bytes)])]);
+                .with_partitions(vec![FetchPartition::default()
+                    .with_partition(tp.partition)
+                    .with_fetch_offset(offset)
+                    .with_partition_max_bytes(max_bytes)])]);
         let resp = match conn.request(&req).await {
             Ok(r) => r,
             Err(e) => return self.failed("Fetch", &tps, t0, conn_error(&e)),
@@ -304,12 +414,30 @@ impl BrokerApi for NetClient {
         if resp.error_code != errors::NONE {
             return self.failed("Fetch", &tps, t0, code_error(resp.error_code));
         }
-        let p = resp.responses.iter().filter(|t| t.topic.as_str() == tp.topic).flat_map(|t| t.partitions.iter()).find(|p| p.partition_index == tp.partition);
+        let p = resp
+            .responses
+            .iter()
+            .filter(|t| t.topic.as_str() == tp.topic)
+            .flat_map(|t| t.partitions.iter())
+            .find(|p| p.partition_index == tp.partition);
         let Some(p) = p else {
-            return self.failed("Fetch", &tps, t0, ApiError::Broker("partition missing from the Fetch response".into()));
+            return self.failed(
+                "Fetch",
+                &tps,
+                t0,
+                ApiError::Broker("partition missing from the Fetch response".into()),
+            );
         };
         if p.error_code == errors::OFFSET_OUT_OF_RANGE {
-            return self.failed("Fetch", &tps, t0, ApiError::OffsetOutOfRange { log_start_offset: p.log_start_offset, log_end_offset: p.high_watermark });
+            return self.failed(
+                "Fetch",
+                &tps,
+                t0,
+                ApiError::OffsetOutOfRange {
+                    log_start_offset: p.log_start_offset,
+                    log_end_offset: p.high_watermark,
+                },
+            );
         }
         if p.error_code != errors::NONE {
             return self.failed("Fetch", &tps, t0, code_error(p.error_code));
@@ -317,13 +445,38 @@ impl BrokerApi for NetClient {
         let data = p.records.clone().unwrap_or_default();
         let batches = match split_batches(&data) {
             Ok(b) => b,
-            Err(why) => return self.failed("Fetch", &tps, t0, ApiError::Broker(format!("undecodable record data: {why}"))),
+            Err(why) => {
+                return self.failed(
+                    "Fetch",
+                    &tps,
+                    t0,
+                    ApiError::Broker(format!("undecodable record data: {why}")),
+                )
+            }
         };
-        self.rpc("Fetch", &tps, t0, &format!("ok offset={offset} batches={} bytes={} hw={}", batches.len(), data.len(), p.high_watermark));
-        Ok(FetchResponse { batches, log_start_offset: p.log_start_offset, log_end_offset: p.high_watermark })
+        self.rpc(
+            "Fetch",
+            &tps,
+            t0,
+            &format!(
+                "ok offset={offset} batches={} bytes={} hw={}",
+                batches.len(),
+                data.len(),
+                p.high_watermark
+            ),
+        );
+        Ok(FetchResponse {
+            batches,
+            log_start_offset: p.log_start_offset,
+            log_end_offset: p.high_watermark,
+        })
     }
 
-    async fn list_offsets(&self, tp: &TopicPartition, timeout: Duration) -> Result<(i64, i64), ApiError> {
+    async fn list_offsets(
+        &self,
+        tp: &TopicPartition,
+        timeout: Duration,
+    ) -> Result<(i64, i64), ApiError> {
         let tps = tp.to_string();
         let t0 = self.tracer.now_ns();
         let conn = match self.conn(timeout).await {
@@ -331,7 +484,13 @@ impl BrokerApi for NetClient {
             Err(e) => return self.failed("ListOffsets", &tps, t0, e),
         };
         // -2 = earliest (log start), -1 = latest (high watermark).
-        let r = async { Ok::<_, ApiError>((self.list_offset(&conn, tp, -2).await?, self.list_offset(&conn, tp, -1).await?)) }.await;
+        let r = async {
+            Ok::<_, ApiError>((
+                self.list_offset(&conn, tp, -2).await?,
+                self.list_offset(&conn, tp, -1).await?,
+            ))
+        }
+        .await;
         match r {
             Ok((start, end)) => {
                 self.rpc("ListOffsets", &tps, t0, &format!("ok start={start} end={end}"));
@@ -348,7 +507,8 @@ mod tests {
 
     #[test]
     fn split_batches_keeps_whole_batches_only() {
-        let mut b = records::BatchBuilder::new(bytes::BytesMut::new(), records::Compression::None, 1 << 20);
+        let mut b =
+            records::BatchBuilder::new(bytes::BytesMut::new(), records::Compression::None, 1 << 20);
         b.append(1, None, Some(b"abc"), &[]).unwrap();
         let one = b.finish().unwrap().freeze();
         let mut two = one.to_vec();

@@ -13,13 +13,13 @@ use disk_model::sim::{DiskEvent, FaultKind, FaultRule, SimDisk, SimDiskConfig};
 use serde_json::{json, Map, Value};
 
 use crate::api::BrokerApi;
-use crate::clientload::{ClientConsumer, ClientProducer, ClientSide};
 use crate::checkers::{self, CheckKind, Outcome};
+use crate::clientload::{ClientConsumer, ClientProducer, ClientSide};
 use crate::history::{FinalLog, History};
 use crate::host::{Host, InProcess, NetSide};
-use crate::netclient::NetClient;
-use crate::metrics::{self, DiskSample};
 use crate::member::MemberHost;
+use crate::metrics::{self, DiskSample};
+use crate::netclient::NetClient;
 use crate::scenario::{Acks, DiskErrorKind, FaultAction, Mode, Scenario, Target};
 use crate::trace::{hex, Tracer};
 use crate::workload::{decode_value, Consumer, Control, Producer};
@@ -106,7 +106,8 @@ impl Sampler {
             if let DiskEvent::Io { start_ns, done_ns, .. } = &ev {
                 self.io.push((*start_ns, *done_ns));
             }
-            let line = serde_json::to_string(&ev).unwrap_or_else(|e| format!("unserializable: {e}"));
+            let line =
+                serde_json::to_string(&ev).unwrap_or_else(|e| format!("unserializable: {e}"));
             self.tracer.event_at(now, "disk", &line);
         }
         for (name, d) in &self.other_disks {
@@ -114,7 +115,8 @@ impl Sampler {
                 if matches!(ev, DiskEvent::Io { .. }) {
                     continue;
                 }
-                let line = serde_json::to_string(&ev).unwrap_or_else(|e| format!("unserializable: {e}"));
+                let line =
+                    serde_json::to_string(&ev).unwrap_or_else(|e| format!("unserializable: {e}"));
                 self.tracer.event_at(now, "disk", &format!("{name} {line}"));
             }
         }
@@ -127,15 +129,23 @@ impl Sampler {
             }
         }
         if let Some(net) = &self.net {
-            let busy = net.all_stats().into_iter().map(|(h, st)| (h, (st.egress_busy_ns, st.ingress_busy_ns))).collect();
+            let busy = net
+                .all_stats()
+                .into_iter()
+                .map(|(h, st)| (h, (st.egress_busy_ns, st.ingress_busy_ns)))
+                .collect();
             self.nic_samples.push((now, busy));
         }
         if !self.cpus.is_empty() {
-            self.cpu_samples.push((now, self.cpus.iter().map(|(h, c)| (h.clone(), c.stats().busy_ns)).collect()));
+            self.cpu_samples.push((
+                now,
+                self.cpus.iter().map(|(h, c)| (h.clone(), c.stats().busy_ns)).collect(),
+            ));
         }
         if let Some(net) = &self.net {
             for ev in net.drain_events() {
-                let line = serde_json::to_string(&ev).unwrap_or_else(|e| format!("unserializable: {e}"));
+                let line =
+                    serde_json::to_string(&ev).unwrap_or_else(|e| format!("unserializable: {e}"));
                 self.tracer.event_at(now, "net", &line);
             }
         }
@@ -143,7 +153,13 @@ impl Sampler {
 }
 
 /// A fault on a group member's host (kill, restart, pause, partition from the brokers).
-fn apply_member(m: &MemberHost, action: &FaultAction, brokers: &[String], tracer: &Tracer, label: &str) {
+fn apply_member(
+    m: &MemberHost,
+    action: &FaultAction,
+    brokers: &[String],
+    tracer: &Tracer,
+    label: &str,
+) {
     tracer.event("fault", label);
     match action {
         FaultAction::Kill => m.kill(),
@@ -151,11 +167,20 @@ fn apply_member(m: &MemberHost, action: &FaultAction, brokers: &[String], tracer
         FaultAction::Pause => m.pause(),
         FaultAction::Leave => m.leave(),
         FaultAction::Partition => m.partition_from(brokers),
-        other => tracer.event("fault-ignored", &format!("{label}: {other:?} does not apply to a group member")),
+        other => tracer.event(
+            "fault-ignored",
+            &format!("{label}: {other:?} does not apply to a group member"),
+        ),
     }
 }
 
-fn undo_member(m: &MemberHost, action: &FaultAction, brokers: &[String], tracer: &Tracer, label: &str) {
+fn undo_member(
+    m: &MemberHost,
+    action: &FaultAction,
+    brokers: &[String],
+    tracer: &Tracer,
+    label: &str,
+) {
     tracer.event("fault-end", label);
     match action {
         FaultAction::Pause => m.resume(),
@@ -164,12 +189,22 @@ fn undo_member(m: &MemberHost, action: &FaultAction, brokers: &[String], tracer:
     }
 }
 
-fn apply(host: &Host, peers: &[String], action: &FaultAction, rules: &mut BTreeMap<usize, disk_model::sim::FaultId>, i: usize, tracer: &Tracer, label: &str) {
+fn apply(
+    host: &Host,
+    peers: &[String],
+    action: &FaultAction,
+    rules: &mut BTreeMap<usize, disk_model::sim::FaultId>,
+    i: usize,
+    tracer: &Tracer,
+    label: &str,
+) {
     tracer.event("fault", label);
     match action {
         FaultAction::Kill => host.kill(),
         // Parsing allows `leave` for group members only.
-        FaultAction::Leave => tracer.event("fault-ignored", &format!("{label}: a broker cannot leave a group")),
+        FaultAction::Leave => {
+            tracer.event("fault-ignored", &format!("{label}: a broker cannot leave a group"))
+        }
         FaultAction::Restart => host.restart(),
         FaultAction::PowerLoss => host.power_loss(),
         FaultAction::Pause => host.pause(),
@@ -181,7 +216,9 @@ fn apply(host: &Host, peers: &[String], action: &FaultAction, rules: &mut BTreeM
                 DiskErrorKind::Sync => FaultKind::SyncError,
                 DiskErrorKind::NoSpace => FaultKind::NoSpace,
             };
-            let mut rule = FaultRule::always(kind).with_probability(*probability).under(Host::data_path(path.as_deref()));
+            let mut rule = FaultRule::always(kind)
+                .with_probability(*probability)
+                .under(Host::data_path(path.as_deref()));
             if let Some(t) = times {
                 rule = rule.times(*t);
             }
@@ -198,7 +235,15 @@ fn apply(host: &Host, peers: &[String], action: &FaultAction, rules: &mut BTreeM
     }
 }
 
-fn undo(host: &Host, peers: &[String], action: &FaultAction, rules: &mut BTreeMap<usize, disk_model::sim::FaultId>, i: usize, tracer: &Tracer, label: &str) {
+fn undo(
+    host: &Host,
+    peers: &[String],
+    action: &FaultAction,
+    rules: &mut BTreeMap<usize, disk_model::sim::FaultId>,
+    i: usize,
+    tracer: &Tracer,
+    label: &str,
+) {
     tracer.event("fault-end", label);
     match action {
         FaultAction::Pause => host.resume(),
@@ -225,11 +270,16 @@ fn groups_settled(h: &History, members: &BTreeMap<u32, Arc<MemberHost>>) -> bool
             latest.insert(a.member, a);
         }
         let Some(newest) = latest.values().map(|a| a.generation).max() else { return false };
-        let running: Vec<u32> = members.iter().filter(|(i, m)| m.is_running() && h.group_members.get(i) == Some(g)).map(|(i, _)| *i).collect();
+        let running: Vec<u32> = members
+            .iter()
+            .filter(|(i, m)| m.is_running() && h.group_members.get(i) == Some(g))
+            .map(|(i, _)| *i)
+            .collect();
         if running.iter().any(|i| latest.get(i).is_none_or(|a| a.generation != newest)) {
             return false;
         }
-        let owned: std::collections::BTreeSet<&String> = latest.values().filter(|a| a.generation == newest).flat_map(|a| a.tps.iter()).collect();
+        let owned: std::collections::BTreeSet<&String> =
+            latest.values().filter(|a| a.generation == newest).flat_map(|a| a.tps.iter()).collect();
         if tps.iter().any(|tp| !owned.contains(tp)) {
             return false;
         }
@@ -249,7 +299,11 @@ fn group_summary(h: &History) -> Value {
             .map(|a| json!({"t_s": a.at_ns as f64 / 1e9, "member": format!("consumer-{}", a.member), "generation": a.generation, "partitions": a.tps}))
             .collect();
         let commits = h.commits.iter().filter(|c| &c.group == g);
-        let (accepted, rejected) = commits.fold((0u64, 0u64), |(a, r), c| if c.error.is_none() { (a + 1, r) } else { (a, r + 1) });
+        let (accepted, rejected) =
+            commits.fold(
+                (0u64, 0u64),
+                |(a, r), c| if c.error.is_none() { (a + 1, r) } else { (a, r + 1) },
+            );
         out.insert(
             g.clone(),
             json!({
@@ -271,8 +325,16 @@ pub async fn simulate(sc: &Scenario, seed: u64, keep_trace: bool) -> RawRun {
     // the client host on it.
     let net = (sc.mode == Mode::Network).then(|| {
         let nic = net_model::sim::NicConfig::symmetric(sc.host.nic_bps);
-        let link = net_model::sim::LinkConfig { latency_ns: sc.host.link_latency_ns, ..Default::default() };
-        net_model::SimNet::new(net_model::sim::SimNetConfig { seed, nic, link, ..Default::default() })
+        let link = net_model::sim::LinkConfig {
+            latency_ns: sc.host.link_latency_ns,
+            ..Default::default()
+        };
+        net_model::SimNet::new(net_model::sim::SimNetConfig {
+            seed,
+            nic,
+            link,
+            ..Default::default()
+        })
     });
     let mut cfg = SimDiskConfig::new(sc.host.device.clone(), seed);
     cfg.page_cache = sc.host.page_cache.clone();
@@ -285,16 +347,37 @@ pub async fn simulate(sc: &Scenario, seed: u64, keep_trace: bool) -> RawRun {
     {
         use disk_model::Storage;
         let dir = std::path::Path::new(crate::host::DATA_DIR);
-        let r = async { disk.create_dir_all(dir).await?; disk.sync_dir(std::path::Path::new("")).await }.await;
-        tracer.event("provisioned", &format!("{} {}", crate::host::DATA_DIR, r.map(|_| "ok".to_string()).unwrap_or_else(|e| e.to_string())));
+        let r = async {
+            disk.create_dir_all(dir).await?;
+            disk.sync_dir(std::path::Path::new("")).await
+        }
+        .await;
+        tracer.event(
+            "provisioned",
+            &format!(
+                "{} {}",
+                crate::host::DATA_DIR,
+                r.map(|_| "ok".to_string()).unwrap_or_else(|e| e.to_string())
+            ),
+        );
     }
     let clustered = sc.brokers > 1;
     let side_for = |i: u32| {
         net.as_ref().map(|n| NetSide {
             net: n.clone(),
-            view: n.add_host(&format!("broker-{i}"), net_model::sim::NicConfig::symmetric(sc.host.nic_bps)),
-            config: if clustered { crate::scenario::cluster_broker_config(&sc.broker, i, sc.controllers) } else { crate::scenario::broker_config(&sc.broker) },
-            cpu: sc.host.cores.map(|c| net_model::SimCpu::new(net_model::CpuProfile::with_cores(c))),
+            view: n.add_host(
+                &format!("broker-{i}"),
+                net_model::sim::NicConfig::symmetric(sc.host.nic_bps),
+            ),
+            config: if clustered {
+                crate::scenario::cluster_broker_config(&sc.broker, i, sc.controllers)
+            } else {
+                crate::scenario::broker_config(&sc.broker)
+            },
+            cpu: sc
+                .host
+                .cores
+                .map(|c| net_model::SimCpu::new(net_model::CpuProfile::with_cores(c))),
             nominal_bps: sc.host.nic_bps,
             seed: seed ^ HOST_SALT ^ u64::from(i).wrapping_mul(0x0100_0000_01b3),
         })
@@ -311,20 +394,56 @@ pub async fn simulate(sc: &Scenario, seed: u64, keep_trace: bool) -> RawRun {
         {
             use disk_model::Storage;
             let dir = std::path::Path::new(crate::host::DATA_DIR);
-            let r = async { d.create_dir_all(dir).await?; d.sync_dir(std::path::Path::new("")).await }.await;
-            tracer.event("provisioned", &format!("broker-{i} {} {}", crate::host::DATA_DIR, r.map(|_| "ok".to_string()).unwrap_or_else(|e| e.to_string())));
+            let r = async {
+                d.create_dir_all(dir).await?;
+                d.sync_dir(std::path::Path::new("")).await
+            }
+            .await;
+            tracer.event(
+                "provisioned",
+                &format!(
+                    "broker-{i} {} {}",
+                    crate::host::DATA_DIR,
+                    r.map(|_| "ok".to_string()).unwrap_or_else(|e| e.to_string())
+                ),
+            );
         }
         more.push((d, side_for(i)));
     }
     // Client machines: host 0 also carries the admin, the settle loop's and the oracle's reads.
-    let client_names: Vec<String> = (0..sc.client_hosts).map(crate::host::client_host_name).collect();
-    let client_nets: Vec<_> = net.as_ref().map(|n| client_names.iter().map(|name| n.add_host(name, net_model::sim::NicConfig::symmetric(sc.client_nic_bps))).collect()).unwrap_or_default();
+    let client_names: Vec<String> =
+        (0..sc.client_hosts).map(crate::host::client_host_name).collect();
+    let client_nets: Vec<_> = net
+        .as_ref()
+        .map(|n| {
+            client_names
+                .iter()
+                .map(|name| {
+                    n.add_host(name, net_model::sim::NicConfig::symmetric(sc.client_nic_bps))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
     let client_net = client_nets.first().cloned();
-    let host = Host::with_network(0, disk.clone(), sc.broker.clone(), sc.topics.clone(), tracer.clone(), side);
+    let host = Host::with_network(
+        0,
+        disk.clone(),
+        sc.broker.clone(),
+        sc.topics.clone(),
+        tracer.clone(),
+        side,
+    );
     host.start();
     let mut hosts = vec![host.clone()];
     for (i, (d, side)) in more.into_iter().enumerate() {
-        let h = Host::with_network(i as u32 + 1, d, sc.broker.clone(), sc.topics.clone(), tracer.clone(), side);
+        let h = Host::with_network(
+            i as u32 + 1,
+            d,
+            sc.broker.clone(),
+            sc.topics.clone(),
+            tracer.clone(),
+            side,
+        );
         h.start();
         hosts.push(h);
     }
@@ -332,14 +451,26 @@ pub async fn simulate(sc: &Scenario, seed: u64, keep_trace: bool) -> RawRun {
     // Storage runs share the in-process seam; network runs give each client its own connection.
     let api_for = |who: String, acks: i16, max_in_flight: usize| -> Arc<dyn BrokerApi> {
         match &client_net {
-            Some(cn) => Arc::new(NetClient::new(cn.clone(), host.addr(), who, tracer.clone(), acks, max_in_flight)),
+            Some(cn) => Arc::new(NetClient::new(
+                cn.clone(),
+                host.addr(),
+                who,
+                tracer.clone(),
+                acks,
+                max_in_flight,
+            )),
             None => in_process.clone(),
         }
     };
     let api: Arc<dyn BrokerApi> = match (&client_net, clustered) {
         (Some(cn), true) => Arc::new(crate::cluster::Router {
             hosts: hosts.clone(),
-            clients: hosts.iter().map(|h| NetClient::new(cn.clone(), h.addr(), "oracle".into(), tracer.clone(), -1, 1)).collect(),
+            clients: hosts
+                .iter()
+                .map(|h| {
+                    NetClient::new(cn.clone(), h.addr(), "oracle".into(), tracer.clone(), -1, 1)
+                })
+                .collect(),
         }),
         _ => api_for("oracle".into(), -1, 1),
     };
@@ -352,12 +483,19 @@ pub async fn simulate(sc: &Scenario, seed: u64, keep_trace: bool) -> RawRun {
             let give_up = tracer.now_ns() + 20_000_000_000;
             while crate::cluster::registered_brokers(&hosts) < sc.brokers as usize {
                 if tracer.now_ns() > give_up {
-                    setup_failures.push(format!("only {} of {} brokers registered within 20 s", crate::cluster::registered_brokers(&hosts), sc.brokers));
+                    setup_failures.push(format!(
+                        "only {} of {} brokers registered within 20 s",
+                        crate::cluster::registered_brokers(&hosts),
+                        sc.brokers
+                    ));
                     break;
                 }
                 tracer.sleep_until_ns(tracer.now_ns() + 10_000_000).await;
             }
-            tracer.event("brokers-registered", &format!("{}", crate::cluster::registered_brokers(&hosts)));
+            tracer.event(
+                "brokers-registered",
+                &format!("{}", crate::cluster::registered_brokers(&hosts)),
+            );
         }
         // Like an operator's `kafka-topics --create` before the workload starts.
         let admin = NetClient::new(cn.clone(), host.addr(), "admin".into(), tracer.clone(), -1, 1);
@@ -380,9 +518,20 @@ pub async fn simulate(sc: &Scenario, seed: u64, keep_trace: bool) -> RawRun {
         if clustered {
             let give_up = tracer.now_ns() + 20_000_000_000;
             loop {
-                let ready = sc.topics.iter().all(|t| (0..t.partitions).all(|p| crate::cluster::partition_state(&hosts, &t.name, p).is_some_and(|s| s.leader >= 0)));
+                let ready = sc.topics.iter().all(|t| {
+                    (0..t.partitions).all(|p| {
+                        crate::cluster::partition_state(&hosts, &t.name, p)
+                            .is_some_and(|s| s.leader >= 0)
+                    })
+                });
                 if ready {
-                    tracer.event("cluster-ready", &format!("every partition has a leader; controller=broker-{}", crate::cluster::active_controller(&hosts).map_or(-1, i64::from)));
+                    tracer.event(
+                        "cluster-ready",
+                        &format!(
+                            "every partition has a leader; controller=broker-{}",
+                            crate::cluster::active_controller(&hosts).map_or(-1, i64::from)
+                        ),
+                    );
                     break;
                 }
                 if tracer.now_ns() > give_up {
@@ -397,33 +546,51 @@ pub async fn simulate(sc: &Scenario, seed: u64, keep_trace: bool) -> RawRun {
     let control = Arc::new(Control::default());
     let duration_ns = sc.duration_s * 1_000_000_000;
     let partitions_of = |topic: &str| -> Vec<TopicPartition> {
-        sc.topics.iter().filter(|t| t.name == topic).flat_map(|t| (0..t.partitions).map(|p| TopicPartition::new(t.name.clone(), p))).collect()
+        sc.topics
+            .iter()
+            .filter(|t| t.name == topic)
+            .flat_map(|t| (0..t.partitions).map(|p| TopicPartition::new(t.name.clone(), p)))
+            .collect()
     };
 
     // Workload on a client node (it survives broker faults).
     let client = madsim::runtime::Handle::current().create_node().name("client").build();
     // Network runs: the client crate's Producer and Consumer on the client host, charging the
     // client host's own core pool (same profile as the broker's).
-    let client_cpus: Vec<Option<net_model::SimCpu>> = client_nets.iter().map(|_| sc.host.cores.map(|c| net_model::SimCpu::new(net_model::CpuProfile::with_cores(c)))).collect();
+    let client_cpus: Vec<Option<net_model::SimCpu>> = client_nets
+        .iter()
+        .map(|_| {
+            sc.host.cores.map(|c| net_model::SimCpu::new(net_model::CpuProfile::with_cores(c)))
+        })
+        .collect();
     let client_sides: Vec<ClientSide> = client_nets
         .iter()
         .zip(&client_cpus)
         .map(|(cn, cpu)| ClientSide {
             net: cn.clone(),
-            cpu: cpu.clone().map(|c| Arc::new(c) as Arc<dyn net_model::CostHook>).unwrap_or_else(|| Arc::new(net_model::RealCpu)),
+            cpu: cpu
+                .clone()
+                .map(|c| Arc::new(c) as Arc<dyn net_model::CostHook>)
+                .unwrap_or_else(|| Arc::new(net_model::RealCpu)),
             bootstrap: hosts.iter().map(|h| h.addr()).collect(),
         })
         .collect();
     let client_side = client_sides.first().cloned();
-    let side_of = |host: Option<u32>, i: u32| client_sides.get(host.unwrap_or(i % sc.client_hosts.max(1)) as usize).cloned();
+    let side_of = |host: Option<u32>, i: u32| {
+        client_sides.get(host.unwrap_or(i % sc.client_hosts.max(1)) as usize).cloned()
+    };
     // Prefill: a backlog written before the workload's clock starts.
     let mut prefilled = 0u64;
     if let Some(side) = &client_side {
         for (k, spec) in sc.prefill.iter().enumerate() {
-            let (ok, failed) = crate::clientload::prefill(spec, k as u32, side, &tracer, seed).await;
+            let (ok, failed) =
+                crate::clientload::prefill(spec, k as u32, side, &tracer, seed).await;
             prefilled += ok;
             if failed > 0 {
-                setup_failures.push(format!("prefill of {}: {failed} of {} records failed", spec.topic, spec.records));
+                setup_failures.push(format!(
+                    "prefill of {}: {failed} of {} records failed",
+                    spec.topic, spec.records
+                ));
             }
         }
     }
@@ -436,7 +603,16 @@ pub async fn simulate(sc: &Scenario, seed: u64, keep_trace: bool) -> RawRun {
         for _ in 0..spec.count {
             control.producers_running.fetch_add(1, Ordering::SeqCst);
             if let Some(side) = side_of(spec.host, index) {
-                let p = ClientProducer { index, spec: spec.clone(), side, history: history.clone(), tracer: tracer.clone(), control: control.clone(), stop_at_ns: stop_ns, seed };
+                let p = ClientProducer {
+                    index,
+                    spec: spec.clone(),
+                    side,
+                    history: history.clone(),
+                    tracer: tracer.clone(),
+                    control: control.clone(),
+                    stop_at_ns: stop_ns,
+                    seed,
+                };
                 client.spawn(p.run());
                 index += 1;
                 continue;
@@ -445,7 +621,11 @@ pub async fn simulate(sc: &Scenario, seed: u64, keep_trace: bool) -> RawRun {
                 index,
                 spec: spec.clone(),
                 partitions: partitions_of(&spec.topic),
-                api: api_for(format!("p{index}"), if spec.acks == Acks::One { 1 } else { -1 }, spec.max_in_flight as usize),
+                api: api_for(
+                    format!("p{index}"),
+                    if spec.acks == Acks::One { 1 } else { -1 },
+                    spec.max_in_flight as usize,
+                ),
                 history: history.clone(),
                 tracer: tracer.clone(),
                 control: control.clone(),
@@ -462,14 +642,31 @@ pub async fn simulate(sc: &Scenario, seed: u64, keep_trace: bool) -> RawRun {
         let parts = partitions_of(&spec.topic);
         for k in 0..spec.count {
             // Static assignment: partitions dealt round-robin among this entry's consumers.
-            let mine: Vec<_> = parts.iter().enumerate().filter(|(i, _)| *i as u32 % spec.count == k).map(|(_, tp)| tp.clone()).collect();
+            let mine: Vec<_> = parts
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| *i as u32 % spec.count == k)
+                .map(|(_, tp)| tp.clone())
+                .collect();
             if mine.is_empty() && spec.group.is_none() {
                 continue;
             }
             if let (Some(side), Some(group), Some(n)) = (&client_side, &spec.group, &net) {
                 // A group member: its own host, subscribing (the group assigns partitions).
                 let nic = net_model::sim::NicConfig::symmetric(sc.host.nic_bps);
-                let m = MemberHost::new(cindex, spec.clone(), group.clone(), k, n.clone(), nic, side.cpu.clone(), side.bootstrap.clone(), history.clone(), tracer.clone(), control.clone());
+                let m = MemberHost::new(
+                    cindex,
+                    spec.clone(),
+                    group.clone(),
+                    k,
+                    n.clone(),
+                    nic,
+                    side.cpu.clone(),
+                    side.bootstrap.clone(),
+                    history.clone(),
+                    tracer.clone(),
+                    control.clone(),
+                );
                 {
                     let mut h = history.lock().unwrap_or_else(|p| p.into_inner());
                     let g = spec.group_id.clone().unwrap_or_default();
@@ -482,12 +679,28 @@ pub async fn simulate(sc: &Scenario, seed: u64, keep_trace: bool) -> RawRun {
                 continue;
             }
             if let Some(side) = side_of(spec.host, cindex) {
-                let c = ClientConsumer { index: cindex, spec: spec.clone(), partitions: mine, side, history: history.clone(), tracer: tracer.clone(), control: control.clone() };
+                let c = ClientConsumer {
+                    index: cindex,
+                    spec: spec.clone(),
+                    partitions: mine,
+                    side,
+                    history: history.clone(),
+                    tracer: tracer.clone(),
+                    control: control.clone(),
+                };
                 client.spawn(c.run());
                 cindex += 1;
                 continue;
             }
-            let c = Consumer { index: cindex, spec: spec.clone(), partitions: mine, api: api_for(format!("c{cindex}"), -1, 1), history: history.clone(), tracer: tracer.clone(), control: control.clone() };
+            let c = Consumer {
+                index: cindex,
+                spec: spec.clone(),
+                partitions: mine,
+                api: api_for(format!("c{cindex}"), -1, 1),
+                history: history.clone(),
+                tracer: tracer.clone(),
+                control: control.clone(),
+            };
             client.spawn(c.run());
             cindex += 1;
         }
@@ -495,14 +708,31 @@ pub async fn simulate(sc: &Scenario, seed: u64, keep_trace: bool) -> RawRun {
 
     // Sampler: disk gauges + the disk's event log into the trace.
     let served = net.as_ref().map(|_| (host.clone(), String::new()));
-    let other_disks: Vec<(String, SimDisk)> = hosts.iter().skip(1).map(|h| (h.name(), h.disk.clone())).collect();
+    let other_disks: Vec<(String, SimDisk)> =
+        hosts.iter().skip(1).map(|h| (h.name(), h.disk.clone())).collect();
     // Every host's CPU model (brokers, then client hosts): sampled for the chart, summed at the end.
     let host_cpus: Vec<(String, net_model::SimCpu)> = hosts
         .iter()
         .filter_map(|h| h.network.as_ref().and_then(|n| n.cpu.clone()).map(|c| (h.name(), c)))
-        .chain(client_names.iter().zip(&client_cpus).filter_map(|(n, c)| c.clone().map(|c| (n.clone(), c))))
+        .chain(
+            client_names
+                .iter()
+                .zip(&client_cpus)
+                .filter_map(|(n, c)| c.clone().map(|c| (n.clone(), c))),
+        )
         .collect();
-    let sampler = Arc::new(Mutex::new(Sampler { disk: disk.clone(), other_disks, net: net.clone(), served, cpus: host_cpus.clone(), nic_samples: Vec::new(), cpu_samples: Vec::new(), tracer: tracer.clone(), samples: Vec::new(), io: Vec::new() }));
+    let sampler = Arc::new(Mutex::new(Sampler {
+        disk: disk.clone(),
+        other_disks,
+        net: net.clone(),
+        served,
+        cpus: host_cpus.clone(),
+        nic_samples: Vec::new(),
+        cpu_samples: Vec::new(),
+        tracer: tracer.clone(),
+        samples: Vec::new(),
+        io: Vec::new(),
+    }));
     {
         let sampler = sampler.clone();
         let every = sc.sample_ms * 1_000_000;
@@ -520,7 +750,12 @@ pub async fn simulate(sc: &Scenario, seed: u64, keep_trace: bool) -> RawRun {
     // Cluster runs: leaders' HWs and partition states, sampled in memory every 250 ms.
     let observed = Arc::new(Mutex::new(crate::cluster::Observed::default()));
     if clustered {
-        let obs = crate::cluster::Observer { hosts: hosts.clone(), tps: partitions_all(sc), tracer: tracer.clone(), out: observed.clone() };
+        let obs = crate::cluster::Observer {
+            hosts: hosts.clone(),
+            tps: partitions_all(sc),
+            tracer: tracer.clone(),
+            out: observed.clone(),
+        };
         let tracer = tracer.clone();
         tokio::spawn(async move {
             let mut t = 0;
@@ -551,9 +786,11 @@ pub async fn simulate(sc: &Scenario, seed: u64, keep_trace: bool) -> RawRun {
     let broker_names: Vec<String> = hosts.iter().map(|h| h.name()).collect();
     // A partitioned broker is cut off from the client host, every member's host and (cluster
     // runs) the other brokers; `peers` narrows that for a `Cut`.
-    let clients: Vec<String> = client_names.iter().cloned().chain(members.values().map(|m| m.name())).collect();
+    let clients: Vec<String> =
+        client_names.iter().cloned().chain(members.values().map(|m| m.name())).collect();
     let peers_of = |b: u32, action: &FaultAction| -> Vec<String> {
-        let others = broker_names.iter().enumerate().filter(|(j, _)| *j as u32 != b).map(|(_, n)| n.clone());
+        let others =
+            broker_names.iter().enumerate().filter(|(j, _)| *j as u32 != b).map(|(_, n)| n.clone());
         match action {
             FaultAction::Cut { peers: crate::scenario::Peers::Brokers, .. } => others.collect(),
             FaultAction::Cut { peers: crate::scenario::Peers::Clients, .. } => clients.clone(),
@@ -587,9 +824,16 @@ pub async fn simulate(sc: &Scenario, seed: u64, keep_trace: bool) -> RawRun {
         }
         if start {
             let b = if f.target.is_dynamic() {
-                let b = if f.action == FaultAction::Restart { last_of.get(&f.target).copied() } else { crate::cluster::resolve(f.target, &hosts) };
+                let b = if f.action == FaultAction::Restart {
+                    last_of.get(&f.target).copied()
+                } else {
+                    crate::cluster::resolve(f.target, &hosts)
+                };
                 let Some(b) = b else {
-                    tracer.event("fault-skipped", &format!("{}: {} resolves to no broker now", f.label, f.target.name()));
+                    tracer.event(
+                        "fault-skipped",
+                        &format!("{}: {} resolves to no broker now", f.label, f.target.name()),
+                    );
                     continue;
                 };
                 tracer.event("fault-target", &format!("{} -> broker-{b}", f.label));
@@ -609,12 +853,23 @@ pub async fn simulate(sc: &Scenario, seed: u64, keep_trace: bool) -> RawRun {
             apply(h, &peers_of(b, &f.action), &f.action, &mut rules, i, &tracer, &f.label);
             if f.action == FaultAction::Restart {
                 last_heal_ns = t;
-            } else if !matches!(f.action, FaultAction::DropCaches | FaultAction::CorruptSector { .. }) {
+            } else if !matches!(
+                f.action,
+                FaultAction::DropCaches | FaultAction::CorruptSector { .. }
+            ) {
                 active.insert(i, ());
             }
         } else {
             let Some(&b) = resolved.get(&i) else { continue };
-            undo(&hosts[b as usize], &peers_of(b, &f.action), &f.action, &mut rules, i, &tracer, &f.label);
+            undo(
+                &hosts[b as usize],
+                &peers_of(b, &f.action),
+                &f.action,
+                &mut rules,
+                i,
+                &tracer,
+                &f.label,
+            );
             active.remove(&i);
             last_heal_ns = t;
         }
@@ -623,14 +878,25 @@ pub async fn simulate(sc: &Scenario, seed: u64, keep_trace: bool) -> RawRun {
 
     // Heal: end every fault still active, bring the brokers back.
     // Kill / power loss stay "active" until a restart; a restart ends them.
-    active.retain(|&i, _| !(matches!(sc.faults[i].action, FaultAction::Kill | FaultAction::PowerLoss) && resolved.get(&i).is_some_and(|&b| hosts[b as usize].is_up())));
+    active.retain(|&i, _| {
+        !(matches!(sc.faults[i].action, FaultAction::Kill | FaultAction::PowerLoss)
+            && resolved.get(&i).is_some_and(|&b| hosts[b as usize].is_up()))
+    });
     if !active.is_empty() || hosts.iter().any(|h| !h.is_up()) {
         last_heal_ns = duration_ns;
     }
     for (&i, _) in active.iter().rev() {
         let f = &sc.faults[i];
         if let Some(&b) = resolved.get(&i) {
-            undo(&hosts[b as usize], &peers_of(b, &f.action), &f.action, &mut rules, i, &tracer, &f.label);
+            undo(
+                &hosts[b as usize],
+                &peers_of(b, &f.action),
+                &f.action,
+                &mut rules,
+                i,
+                &tracer,
+                &f.label,
+            );
         }
     }
     for h in &hosts {
@@ -676,7 +942,11 @@ pub async fn simulate(sc: &Scenario, seed: u64, keep_trace: bool) -> RawRun {
     // Settle: producers finish their in-flight sends, consumers catch up with the log end.
     let settle_deadline = duration_ns + sc.settle_timeout_s * 1_000_000_000;
     let timeout = Duration::from_secs(5);
-    let all_tps: Vec<TopicPartition> = sc.topics.iter().flat_map(|t| (0..t.partitions).map(|p| TopicPartition::new(t.name.clone(), p))).collect();
+    let all_tps: Vec<TopicPartition> = sc
+        .topics
+        .iter()
+        .flat_map(|t| (0..t.partitions).map(|p| TopicPartition::new(t.name.clone(), p)))
+        .collect();
     let mut settled = false;
     while tracer.now_ns() < settle_deadline {
         tracer.sleep_until_ns(tracer.now_ns() + 50_000_000).await;
@@ -688,7 +958,8 @@ pub async fn simulate(sc: &Scenario, seed: u64, keep_trace: bool) -> RawRun {
         if !groups_settled(&history.lock().unwrap_or_else(|p| p.into_inner()), &members) {
             continue;
         }
-        let group_positions = control.group_positions.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let group_positions =
+            control.group_positions.lock().unwrap_or_else(|p| p.into_inner()).clone();
         for spec in sc.consumers.iter().filter(|c| c.group.is_some()) {
             let g = spec.group_id.clone().unwrap_or_default();
             for tp in partitions_of(&spec.topic) {
@@ -713,12 +984,18 @@ pub async fn simulate(sc: &Scenario, seed: u64, keep_trace: bool) -> RawRun {
     control.stop_consumers.store(true, Ordering::SeqCst);
     tracer.event("settled", &format!("{settled}"));
     // The workload's network counters, before the oracle's read-back adds its own traffic.
-    let final_network = net.as_ref().map(|n| serde_json::to_value(n.all_stats()).unwrap_or(Value::Null)).unwrap_or(Value::Null);
+    let final_network = net
+        .as_ref()
+        .map(|n| serde_json::to_value(n.all_stats()).unwrap_or(Value::Null))
+        .unwrap_or(Value::Null);
 
     // The oracle: read every partition back in full.
     let mut finals = BTreeMap::new();
     for tp in &all_tps {
-        finals.insert(tp.to_string(), read_all(api.as_ref(), tp, &tracer, settle_deadline + 10_000_000_000).await);
+        finals.insert(
+            tp.to_string(),
+            read_all(api.as_ref(), tp, &tracer, settle_deadline + 10_000_000_000).await,
+        );
     }
     // Cluster runs: every replica's log, read back through debugging Fetches (replicas-agree),
     // and the partition states the oracle read against.
@@ -726,17 +1003,52 @@ pub async fn simulate(sc: &Scenario, seed: u64, keep_trace: bool) -> RawRun {
     let mut final_partition = BTreeMap::new();
     if clustered {
         if let Some(cn) = &client_net {
-            let readers: Vec<NetClient> = hosts.iter().map(|h| NetClient::new(cn.clone(), h.addr(), "replica-reader".into(), tracer.clone(), -1, 1)).collect();
+            let readers: Vec<NetClient> = hosts
+                .iter()
+                .map(|h| {
+                    NetClient::new(
+                        cn.clone(),
+                        h.addr(),
+                        "replica-reader".into(),
+                        tracer.clone(),
+                        -1,
+                        1,
+                    )
+                })
+                .collect();
             for tp in &all_tps {
                 if let Some(st) = crate::cluster::partition_state(&hosts, &tp.topic, tp.partition) {
                     let mut per = BTreeMap::new();
                     for &r in &st.replicas {
-                        let Some(c) = usize::try_from(r).ok().and_then(|r| readers.get(r)) else { continue };
+                        let Some(c) = usize::try_from(r).ok().and_then(|r| readers.get(r)) else {
+                            continue;
+                        };
                         per.insert(r as u32, crate::cluster::read_replica(c, tp, &tracer).await);
                     }
-                    tracer.event("replica-logs", &format!("{tp} leader={} epoch={} isr={:?} {}", st.leader, st.leader_epoch, st.isr, per.iter().map(|(b, l)| match l { Some(l) => format!("broker-{b}:hw={},leo={},batches={}", l.high_watermark, l.log_end_offset, l.batches.len()), None => format!("broker-{b}:unreadable") }).collect::<Vec<_>>().join(" ")));
+                    tracer.event(
+                        "replica-logs",
+                        &format!(
+                            "{tp} leader={} epoch={} isr={:?} {}",
+                            st.leader,
+                            st.leader_epoch,
+                            st.isr,
+                            per.iter()
+                                .map(|(b, l)| match l {
+                                    Some(l) => format!(
+                                        "broker-{b}:hw={},leo={},batches={}",
+                                        l.high_watermark,
+                                        l.log_end_offset,
+                                        l.batches.len()
+                                    ),
+                                    None => format!("broker-{b}:unreadable"),
+                                })
+                                .collect::<Vec<_>>()
+                                .join(" ")
+                        ),
+                    );
                     replica_logs.insert(tp.to_string(), per);
-                    final_partition.insert(tp.to_string(), (st.leader, st.leader_epoch, st.isr.clone()));
+                    final_partition
+                        .insert(tp.to_string(), (st.leader, st.leader_epoch, st.isr.clone()));
                 }
             }
         }
@@ -747,7 +1059,10 @@ pub async fn simulate(sc: &Scenario, seed: u64, keep_trace: bool) -> RawRun {
     let final_disk = {
         let mut d = serde_json::to_value(disk.stats()).unwrap_or(Value::Null);
         if let Value::Object(m) = &mut d {
-            let per: Map<String, Value> = hosts.iter().map(|h| (h.name(), serde_json::to_value(h.disk.stats()).unwrap_or(Value::Null))).collect();
+            let per: Map<String, Value> = hosts
+                .iter()
+                .map(|h| (h.name(), serde_json::to_value(h.disk.stats()).unwrap_or(Value::Null)))
+                .collect();
             m.insert("per_broker".into(), Value::Object(per));
         }
         d
@@ -764,10 +1079,12 @@ pub async fn simulate(sc: &Scenario, seed: u64, keep_trace: bool) -> RawRun {
         })
     };
     // Every broker's and every client host's CPU.
-    let cpus: Map<String, Value> = host_cpus.iter().map(|(name, c)| (name.clone(), cpu_json(c))).collect();
+    let cpus: Map<String, Value> =
+        host_cpus.iter().map(|(name, c)| (name.clone(), cpu_json(c))).collect();
     let final_cpu = if cpus.is_empty() { Value::Null } else { Value::Object(cpus) };
     // Requests each broker served (its own metrics), by API.
-    let served: Map<String, Value> = hosts.iter().filter_map(|h| h.served().map(|s| (h.name(), Value::String(s)))).collect();
+    let served: Map<String, Value> =
+        hosts.iter().filter_map(|h| h.served().map(|s| (h.name(), Value::String(s)))).collect();
 
     let mut h = history.lock().unwrap_or_else(|p| p.into_inner()).clone();
     h.final_logs = finals;
@@ -785,13 +1102,50 @@ pub async fn simulate(sc: &Scenario, seed: u64, keep_trace: bool) -> RawRun {
         cluster_json = crate::cluster::summary(&o.timeline, &o.controllers, &fault_log, &hosts);
     }
     if !settled {
-        h.stuck.push(format!("the run did not settle within settle_timeout_s={}", sc.settle_timeout_s));
+        h.stuck.push(format!(
+            "the run did not settle within settle_timeout_s={}",
+            sc.settle_timeout_s
+        ));
     }
-    let s = std::mem::replace(&mut *sampler.lock().unwrap_or_else(|p| p.into_inner()), Sampler { disk: disk.clone(), other_disks: Vec::new(), net: None, served: None, cpus: Vec::new(), nic_samples: Vec::new(), cpu_samples: Vec::new(), tracer: tracer.clone(), samples: Vec::new(), io: Vec::new() });
-    RawRun { history: h, samples: s.samples, io: s.io, tracer, end_ns, final_disk, final_network, final_cpu, served: Value::Object(served), nic_samples: s.nic_samples, cpu_samples: s.cpu_samples, cores: sc.host.cores.unwrap_or(0), cluster: cluster_json, fault_brokers: resolved }
+    let s = std::mem::replace(
+        &mut *sampler.lock().unwrap_or_else(|p| p.into_inner()),
+        Sampler {
+            disk: disk.clone(),
+            other_disks: Vec::new(),
+            net: None,
+            served: None,
+            cpus: Vec::new(),
+            nic_samples: Vec::new(),
+            cpu_samples: Vec::new(),
+            tracer: tracer.clone(),
+            samples: Vec::new(),
+            io: Vec::new(),
+        },
+    );
+    RawRun {
+        history: h,
+        samples: s.samples,
+        io: s.io,
+        tracer,
+        end_ns,
+        final_disk,
+        final_network,
+        final_cpu,
+        served: Value::Object(served),
+        nic_samples: s.nic_samples,
+        cpu_samples: s.cpu_samples,
+        cores: sc.host.cores.unwrap_or(0),
+        cluster: cluster_json,
+        fault_brokers: resolved,
+    }
 }
 
-async fn read_all(api: &dyn BrokerApi, tp: &TopicPartition, tracer: &Tracer, give_up_ns: u64) -> Option<FinalLog> {
+async fn read_all(
+    api: &dyn BrokerApi,
+    tp: &TopicPartition,
+    tracer: &Tracer,
+    give_up_ns: u64,
+) -> Option<FinalLog> {
     let timeout = Duration::from_secs(5);
     let backoff = 100_000_000;
     let (start, end) = loop {
@@ -819,7 +1173,10 @@ async fn read_all(api: &dyn BrokerApi, tp: &TopicPartition, tracer: &Tracer, giv
                     };
                     for r in iter.flatten() {
                         if r.offset >= pos && r.offset < end {
-                            records.push((r.offset, r.value.as_deref().and_then(decode_value).unwrap_or(u64::MAX)));
+                            records.push((
+                                r.offset,
+                                r.value.as_deref().and_then(decode_value).unwrap_or(u64::MAX),
+                            ));
                         }
                     }
                 }
@@ -848,11 +1205,20 @@ const HOST_SALT: u64 = 0x686f_7374_7361_6c74; // "hostsalt"
 const OBSERVE_NS: u64 = 250_000_000;
 
 fn partitions_all(sc: &Scenario) -> Vec<TopicPartition> {
-    sc.topics.iter().flat_map(|t| (0..t.partitions).map(|p| TopicPartition::new(t.name.clone(), p))).collect()
+    sc.topics
+        .iter()
+        .flat_map(|t| (0..t.partitions).map(|p| TopicPartition::new(t.name.clone(), p)))
+        .collect()
 }
 
 /// Checks, verdict, figures and summary, from a finished simulation.
-pub fn conclude(sc: &Scenario, seed: u64, raw: RawRun, opts: &RunOptions, wall_s: f64) -> RunOutput {
+pub fn conclude(
+    sc: &Scenario,
+    seed: u64,
+    raw: RawRun,
+    opts: &RunOptions,
+    wall_s: f64,
+) -> RunOutput {
     let h = &raw.history;
     let mut checks = Map::new();
     let mut safety_failed = false;
@@ -860,7 +1226,16 @@ pub fn conclude(sc: &Scenario, seed: u64, raw: RawRun, opts: &RunOptions, wall_s
     for name in &sc.checks {
         let Some(r) = checkers::run(name, h) else { continue };
         let expected = sc.expect.get(name).copied().unwrap_or(Outcome::Held);
-        raw.tracer.event_at(raw.end_ns, "check", &format!("{name} {} expected={} examined={}", r.outcome.as_str(), expected.as_str(), r.examined));
+        raw.tracer.event_at(
+            raw.end_ns,
+            "check",
+            &format!(
+                "{name} {} expected={} examined={}",
+                r.outcome.as_str(),
+                expected.as_str(),
+                r.examined
+            ),
+        );
         if r.outcome != expected {
             match checkers::kind_of(name) {
                 CheckKind::Safety => safety_failed = true,
@@ -895,7 +1270,11 @@ pub fn conclude(sc: &Scenario, seed: u64, raw: RawRun, opts: &RunOptions, wall_s
             reports::Marker { at_s: f.at_ns as f64 / 1e9, label }
         })
         .collect();
-    let failed: Vec<&crate::history::Send> = h.sends.iter().filter(|s| matches!(s.outcome, crate::history::SendOutcome::Failed { .. })).collect();
+    let failed: Vec<&crate::history::Send> = h
+        .sends
+        .iter()
+        .filter(|s| matches!(s.outcome, crate::history::SendOutcome::Failed { .. }))
+        .collect();
     let failed_sends: Vec<Value> = failed
         .iter()
         .take(20)
@@ -952,7 +1331,16 @@ pub fn conclude(sc: &Scenario, seed: u64, raw: RawRun, opts: &RunOptions, wall_s
         "settings": sc.effective(),
         "plots": fig.charts.iter().map(|c| c.file.clone()).collect::<Vec<_>>(),
     });
-    RunOutput { summary, charts: fig.charts, markers, x_max: sim_s, exit_code, verdict: verdict.to_string(), trace_hash: hash, trace_lines: lines }
+    RunOutput {
+        summary,
+        charts: fig.charts,
+        markers,
+        x_max: sim_s,
+        exit_code,
+        verdict: verdict.to_string(),
+        trace_hash: hash,
+        trace_lines: lines,
+    }
 }
 
 /// The workload's offered rates and record sizes, for the figures.
@@ -963,7 +1351,11 @@ fn workload_of(sc: &Scenario) -> metrics::Workload {
     }
     let closed = sc.producers.iter().any(|p| p.max_rate);
     let records: f64 = sc.producers.iter().map(|p| p.rate_per_s as f64 * f64::from(p.count)).sum();
-    let bytes: f64 = sc.producers.iter().map(|p| (p.rate_per_s * p.record_bytes as u64) as f64 * f64::from(p.count)).sum();
+    let bytes: f64 = sc
+        .producers
+        .iter()
+        .map(|p| (p.rate_per_s * p.record_bytes as u64) as f64 * f64::from(p.count))
+        .sum();
     metrics::Workload {
         record_bytes,
         offered_records_per_s: (!closed && !sc.producers.is_empty()).then_some(records),
@@ -1014,8 +1406,14 @@ fn network_charts(raw: &RawRun) -> Vec<reports::Chart> {
             for (host, (eg, ing)) in b {
                 let (eg0, ing0) = a.get(host).copied().unwrap_or((0, 0));
                 let x = *t1 as f64 / 1e9;
-                lines.entry(format!("{host} egress")).or_default().push((x, eg.saturating_sub(eg0) as f64 / dt));
-                lines.entry(format!("{host} ingress")).or_default().push((x, ing.saturating_sub(ing0) as f64 / dt));
+                lines
+                    .entry(format!("{host} egress"))
+                    .or_default()
+                    .push((x, eg.saturating_sub(eg0) as f64 / dt));
+                lines
+                    .entry(format!("{host} ingress"))
+                    .or_default()
+                    .push((x, ing.saturating_sub(ing0) as f64 / dt));
             }
         }
         charts.push(reports::Chart {
@@ -1032,7 +1430,10 @@ fn network_charts(raw: &RawRun) -> Vec<reports::Chart> {
             let span = t1.saturating_sub(*t0).max(1) as f64 * f64::from(raw.cores);
             for (host, busy) in b {
                 let before = a.get(host).copied().unwrap_or(0);
-                lines.entry(host.clone()).or_default().push((*t1 as f64 / 1e9, busy.saturating_sub(before) as f64 / span));
+                lines
+                    .entry(host.clone())
+                    .or_default()
+                    .push((*t1 as f64 / 1e9, busy.saturating_sub(before) as f64 / span));
             }
         }
         charts.push(reports::Chart {

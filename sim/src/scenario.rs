@@ -26,7 +26,10 @@ pub enum ScenarioError {
 }
 
 fn invalid(path: &str, msg: impl Into<String>) -> ScenarioError {
-    ScenarioError::Invalid { path: if path.is_empty() { "(top level)".into() } else { path.to_string() }, msg: msg.into() }
+    ScenarioError::Invalid {
+        path: if path.is_empty() { "(top level)".into() } else { path.to_string() },
+        msg: msg.into(),
+    }
 }
 
 type R<T> = Result<T, ScenarioError>;
@@ -251,21 +254,36 @@ pub enum FaultAction {
     Pause,
     /// A group member shuts down cleanly: it sends LeaveGroup and stops (until `restart`).
     Leave,
-    SlowDisk { factor: u32 },
-    DiskError { kind: DiskErrorKind, probability: f64, times: Option<u64>, path: Option<String> },
+    SlowDisk {
+        factor: u32,
+    },
+    DiskError {
+        kind: DiskErrorKind,
+        probability: f64,
+        times: Option<u64>,
+        path: Option<String>,
+    },
     DropCaches,
-    CorruptSector { path: Option<String> },
+    CorruptSector {
+        path: Option<String>,
+    },
     /// Network runs: the broker's host is cut off from every other host, both ways, for `for`
     /// (or until the run heals). Open streams stall (bytes wait in send buffers), new connects
     /// time out; nothing is dropped.
     Partition,
     /// Network runs: the broker host's NIC drops to `bps` each way for `for` (a degraded link,
     /// a duplex mismatch), then back to `cluster.host.nic`.
-    SlowNic { bps: u64 },
+    SlowNic {
+        bps: u64,
+    },
     /// Cluster runs: a partition with options — from which peers, which direction, or only the
     /// connections to one port (`port`: connections from the peers to the target's listener on
     /// that port, and from the target to the peers' listeners on it, carry nothing either way).
-    Cut { peers: Peers, direction: Direction, port: Option<u16> },
+    Cut {
+        peers: Peers,
+        direction: Direction,
+        port: Option<u16>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -339,7 +357,10 @@ fn obj<'a>(v: &'a Value, path: &str, allowed: &[&str]) -> R<Obj<'a>> {
     let map = v.as_object().ok_or_else(|| invalid(path, "expected an object"))?;
     for k in map.keys() {
         if !allowed.contains(&k.as_str()) {
-            return Err(invalid(&join(path, k), format!("unknown key (expected one of: {})", allowed.join(", "))));
+            return Err(invalid(
+                &join(path, k),
+                format!("unknown key (expected one of: {})", allowed.join(", ")),
+            ));
         }
     }
     Ok(Obj { path: path.to_string(), map })
@@ -379,8 +400,12 @@ impl<'a> Obj<'a> {
 
 fn uint_value(v: &Value, path: &str, lo: u64, hi: u64) -> R<u64> {
     let n = match v {
-        Value::Number(n) => n.as_u64().ok_or_else(|| invalid(path, "expected a non-negative integer"))?,
-        Value::String(s) => s.trim().parse::<u64>().map_err(|_| invalid(path, "expected a non-negative integer"))?,
+        Value::Number(n) => {
+            n.as_u64().ok_or_else(|| invalid(path, "expected a non-negative integer"))?
+        }
+        Value::String(s) => {
+            s.trim().parse::<u64>().map_err(|_| invalid(path, "expected a non-negative integer"))?
+        }
         _ => return Err(invalid(path, "expected a non-negative integer")),
     };
     if n < lo || n > hi {
@@ -419,7 +444,9 @@ fn decimal_scaled(num: &str, scale: u64) -> Option<u64> {
 
 /// "10s", "500ms", "2m", "1.5s", or a number of seconds → nanoseconds.
 pub fn parse_duration_ns(v: &Value, path: &str) -> R<u64> {
-    let bad = || invalid(path, "expected a duration like \"10s\", \"250ms\", \"2m\" or a number of seconds");
+    let bad = || {
+        invalid(path, "expected a duration like \"10s\", \"250ms\", \"2m\" or a number of seconds")
+    };
     match v {
         Value::Number(n) => {
             let s = n.to_string();
@@ -443,7 +470,9 @@ pub fn parse_duration_ns(v: &Value, path: &str) -> R<u64> {
 
 /// "1GiB", "512MiB", "100MB", "4096" → bytes.
 pub fn parse_bytes(v: &Value, path: &str) -> R<u64> {
-    let bad = || invalid(path, "expected a size like \"1GiB\", \"512MiB\", \"100MB\" or a number of bytes");
+    let bad = || {
+        invalid(path, "expected a size like \"1GiB\", \"512MiB\", \"100MB\" or a number of bytes")
+    };
     match v {
         Value::Number(n) => n.as_u64().ok_or_else(bad),
         Value::String(s) => {
@@ -470,10 +499,18 @@ pub fn parse_bytes(v: &Value, path: &str) -> R<u64> {
 
 /// "5000/s" or a number → records per second.
 fn parse_rate(v: &Value, path: &str) -> R<u64> {
-    let bad = || invalid(path, "expected a rate like \"5000/s\", a number of records per second, or \"max\"");
+    let bad = || {
+        invalid(path, "expected a rate like \"5000/s\", a number of records per second, or \"max\"")
+    };
     let n = match v {
         Value::Number(n) => n.as_u64().ok_or_else(bad)?,
-        Value::String(s) => s.trim().strip_suffix("/s").unwrap_or(s.trim()).trim().parse::<u64>().map_err(|_| bad())?,
+        Value::String(s) => s
+            .trim()
+            .strip_suffix("/s")
+            .unwrap_or(s.trim())
+            .trim()
+            .parse::<u64>()
+            .map_err(|_| bad())?,
         _ => return Err(bad()),
     };
     if n == 0 || n > 10_000_000 {
@@ -494,10 +531,10 @@ fn config_string(v: &Value, path: &str) -> R<String> {
 
 // ------------------------------------------------------------------------------------------ parse
 
-
 impl Scenario {
     pub fn load(path: &Path) -> R<Self> {
-        let text = std::fs::read_to_string(path).map_err(|source| ScenarioError::Read { path: path.display().to_string(), source })?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| ScenarioError::Read { path: path.display().to_string(), source })?;
         Self::parse(&text)
     }
 
@@ -506,10 +543,28 @@ impl Scenario {
         let top = obj(
             &v,
             "",
-            &["name", "description", "seed", "duration_s", "settle_timeout_s", "sample_ms", "produce_after_heal_s", "measure", "cluster", "topics", "workload", "faults", "nemesis", "checks", "expect"],
+            &[
+                "name",
+                "description",
+                "seed",
+                "duration_s",
+                "settle_timeout_s",
+                "sample_ms",
+                "produce_after_heal_s",
+                "measure",
+                "cluster",
+                "topics",
+                "workload",
+                "faults",
+                "nemesis",
+                "checks",
+                "expect",
+            ],
         )?;
         let name = top.string("name", None)?;
-        if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+        if name.is_empty()
+            || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
             return Err(invalid("name", "expected letters, digits, '-' or '_'"));
         }
         let description = top.string("description", Some(""))?;
@@ -531,7 +586,8 @@ impl Scenario {
 
         // cluster
         let cluster_v = top.req("cluster")?;
-        let cluster = obj(cluster_v, "cluster", &["brokers", "controllers", "mode", "host", "config"])?;
+        let cluster =
+            obj(cluster_v, "cluster", &["brokers", "controllers", "mode", "host", "config"])?;
         let mode = match cluster.get("mode") {
             None => Mode::Storage,
             Some(Value::String(s)) if s == "storage" => Mode::Storage,
@@ -547,9 +603,15 @@ impl Scenario {
         }
         // The metadata quorum: brokers 0..controllers-1 are also controllers (combined mode),
         // the others brokers only, as a Kafka cluster usually runs 3 controllers.
-        let controllers = cluster.uint("controllers", u64::from(brokers.min(3)), 1, u64::from(brokers))? as u32;
+        let controllers =
+            cluster.uint("controllers", u64::from(brokers.min(3)), 1, u64::from(brokers))? as u32;
         let host = parse_host(cluster.get("host"), "cluster.host", mode)?;
-        let mut broker = BrokerSpec { log: LogConfig::default(), checkpoint_interval_ms: 60_000, flush_scheduler_interval_ms: i64::MAX as u64, raw: Vec::new() };
+        let mut broker = BrokerSpec {
+            log: LogConfig::default(),
+            checkpoint_interval_ms: 60_000,
+            flush_scheduler_interval_ms: i64::MAX as u64,
+            raw: Vec::new(),
+        };
         if mode == Mode::Network {
             // The broker's own periodic tasks run (`broker::tasks`): Kafka's defaults.
             let d = broker::BrokerConfig::default();
@@ -557,7 +619,8 @@ impl Scenario {
             broker.flush_scheduler_interval_ms = d.flush_scheduler_interval_ms as u64;
         }
         if let Some(cfg) = cluster.get("config") {
-            let m = cfg.as_object().ok_or_else(|| invalid("cluster.config", "expected an object"))?;
+            let m =
+                cfg.as_object().ok_or_else(|| invalid("cluster.config", "expected an object"))?;
             let mut probe = broker::BrokerConfig::default();
             for (k, v) in m {
                 let p = join("cluster.config", k);
@@ -587,7 +650,8 @@ impl Scenario {
         }
 
         // topics
-        let topics_v = top.req("topics")?.as_array().ok_or_else(|| invalid("topics", "expected a list"))?;
+        let topics_v =
+            top.req("topics")?.as_array().ok_or_else(|| invalid("topics", "expected a list"))?;
         if topics_v.is_empty() {
             return Err(invalid("topics", "at least one topic"));
         }
@@ -596,20 +660,28 @@ impl Scenario {
             let p = format!("topics[{i}]");
             let o = obj(t, &p, &["name", "partitions", "replication.factor", "config"])?;
             let name = o.string("name", None)?;
-            if name.is_empty() || name.len() > 249 || !name.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c)) {
+            if name.is_empty()
+                || name.len() > 249
+                || !name.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+            {
                 return Err(invalid(&o.p("name"), "a Kafka topic name: 1-249 of [a-zA-Z0-9._-]"));
             }
             if topics.iter().any(|x| x.name == name) {
                 return Err(invalid(&o.p("name"), format!("topic {name} listed twice")));
             }
             let partitions = o.uint("partitions", 1, 1, PARTITIONS_PER_TOPIC_MAX)? as i32;
-            let replication_factor = o.uint("replication.factor", 1, 1, u64::from(brokers)).map_err(|_| {
-                invalid(&o.p("replication.factor"), format!("expected 1..={brokers} (cluster.brokers)"))
-            })? as i32;
+            let replication_factor =
+                o.uint("replication.factor", 1, 1, u64::from(brokers)).map_err(|_| {
+                    invalid(
+                        &o.p("replication.factor"),
+                        format!("expected 1..={brokers} (cluster.brokers)"),
+                    )
+                })? as i32;
             let mut log = broker.log.clone();
             let mut overrides = BTreeMap::new();
             if let Some(cfg) = o.get("config") {
-                let m = cfg.as_object().ok_or_else(|| invalid(&o.p("config"), "expected an object"))?;
+                let m =
+                    cfg.as_object().ok_or_else(|| invalid(&o.p("config"), "expected an object"))?;
                 for (k, v) in m {
                     let kp = join(&o.p("config"), k);
                     let s = config_string(v, &kp)?;
@@ -631,15 +703,24 @@ impl Scenario {
         };
 
         // workload
-        let w = obj(top.req("workload")?, "workload", &["producers", "consumers", "client_hosts", "client_nic", "prefill"])?;
+        let w = obj(
+            top.req("workload")?,
+            "workload",
+            &["producers", "consumers", "client_hosts", "client_nic", "prefill"],
+        )?;
         let client_hosts = w.uint("client_hosts", 1, 1, 64)? as u32;
         let client_nic_bps = match w.get("client_nic") {
             None => host.nic_bps,
-            Some(_) if mode != Mode::Network => return Err(invalid("workload.client_nic", "needs cluster.mode = \"network\"")),
+            Some(_) if mode != Mode::Network => {
+                return Err(invalid("workload.client_nic", "needs cluster.mode = \"network\""))
+            }
             Some(v) => parse_bps(v, "workload.client_nic")?,
         };
         if client_hosts > 1 && mode != Mode::Network {
-            return Err(invalid("workload.client_hosts", "client hosts are network hosts: needs cluster.mode = \"network\""));
+            return Err(invalid(
+                "workload.client_hosts",
+                "client hosts are network hosts: needs cluster.mode = \"network\"",
+            ));
         }
         let host_of = |o: &Obj| -> R<Option<u32>> {
             match o.get("host") {
@@ -652,13 +733,30 @@ impl Scenario {
         };
         let mut producers = Vec::new();
         if let Some(list) = w.get("producers") {
-            let list = list.as_array().ok_or_else(|| invalid("workload.producers", "expected a list"))?;
+            let list =
+                list.as_array().ok_or_else(|| invalid("workload.producers", "expected a list"))?;
             for (i, pv) in list.iter().enumerate() {
                 let p = format!("workload.producers[{i}]");
                 let o = obj(
                     pv,
                     &p,
-                    &["count", "topic", "rate", "record.bytes", "acks", "linger.ms", "batch.size", "compression.type", "retries", "retry.backoff.ms", "request.timeout.ms", "delivery.timeout.ms", "max.in.flight.requests.per.connection", "enable.idempotence", "host"],
+                    &[
+                        "count",
+                        "topic",
+                        "rate",
+                        "record.bytes",
+                        "acks",
+                        "linger.ms",
+                        "batch.size",
+                        "compression.type",
+                        "retries",
+                        "retry.backoff.ms",
+                        "request.timeout.ms",
+                        "delivery.timeout.ms",
+                        "max.in.flight.requests.per.connection",
+                        "enable.idempotence",
+                        "host",
+                    ],
                 )?;
                 let topic = o.string("topic", None)?;
                 topic_of(&topic, &o.p("topic"))?;
@@ -676,16 +774,28 @@ impl Scenario {
                 };
                 let compression = match o.get("compression.type") {
                     None => Compression::None,
-                    Some(Value::String(s)) => Compression::from_name(s)
-                        .ok_or_else(|| invalid(&o.p("compression.type"), "expected one of none, gzip, snappy, lz4, zstd"))?,
-                    Some(_) => return Err(invalid(&o.p("compression.type"), "expected one of none, gzip, snappy, lz4, zstd")),
+                    Some(Value::String(s)) => Compression::from_name(s).ok_or_else(|| {
+                        invalid(
+                            &o.p("compression.type"),
+                            "expected one of none, gzip, snappy, lz4, zstd",
+                        )
+                    })?,
+                    Some(_) => {
+                        return Err(invalid(
+                            &o.p("compression.type"),
+                            "expected one of none, gzip, snappy, lz4, zstd",
+                        ))
+                    }
                 };
                 let idempotence = o.boolean("enable.idempotence", false)?;
                 if idempotence && mode == Mode::Storage {
                     return Err(invalid(&o.p("enable.idempotence"), "storage-level producers send no producer ids: idempotence needs cluster.mode = \"network\" (the client crate's producer)"));
                 }
                 if idempotence && acks != Acks::All {
-                    return Err(invalid(&o.p("enable.idempotence"), "idempotence requires acks = all (as Kafka's producer)"));
+                    return Err(invalid(
+                        &o.p("enable.idempotence"),
+                        "idempotence requires acks = all (as Kafka's producer)",
+                    ));
                 }
                 let record_bytes = o.uint("record.bytes", 100, 8, 1 << 20)? as usize;
                 let max_rate = o.req("rate")?.as_str().is_some_and(|r| r.trim() == "max");
@@ -695,7 +805,11 @@ impl Scenario {
                 producers.push(ProducerSpec {
                     count: o.uint("count", 1, 1, 1000)? as u32,
                     topic,
-                    rate_per_s: if max_rate { 0 } else { parse_rate(o.req("rate")?, &o.p("rate"))? },
+                    rate_per_s: if max_rate {
+                        0
+                    } else {
+                        parse_rate(o.req("rate")?, &o.p("rate"))?
+                    },
                     max_rate,
                     host: host_of(&o)?,
                     record_bytes,
@@ -707,36 +821,62 @@ impl Scenario {
                     retry_backoff_ms: o.uint("retry.backoff.ms", 100, 0, 3_600_000)?,
                     request_timeout_ms: o.uint("request.timeout.ms", 30_000, 1, 3_600_000)?,
                     delivery_timeout_ms: o.uint("delivery.timeout.ms", 120_000, 1, 3_600_000)?,
-                    max_in_flight: o.uint("max.in.flight.requests.per.connection", 5, 1, 100)? as u32,
+                    max_in_flight: o.uint("max.in.flight.requests.per.connection", 5, 1, 100)?
+                        as u32,
                     idempotence,
                 });
             }
         }
         let mut consumers = Vec::new();
         if let Some(list) = w.get("consumers") {
-            let list = list.as_array().ok_or_else(|| invalid("workload.consumers", "expected a list"))?;
+            let list =
+                list.as_array().ok_or_else(|| invalid("workload.consumers", "expected a list"))?;
             for (i, cv) in list.iter().enumerate() {
                 let p = format!("workload.consumers[{i}]");
                 let o = obj(
                     cv,
                     &p,
                     &[
-                        "count", "topic", "group.id", "max.partition.fetch.bytes", "fetch.max.wait.ms", "auto.offset.reset", "retry.backoff.ms", "request.timeout.ms", "host",
-                        "session.timeout.ms", "heartbeat.interval.ms", "max.poll.interval.ms", "partition.assignment.strategy", "group.instance.id",
+                        "count",
+                        "topic",
+                        "group.id",
+                        "max.partition.fetch.bytes",
+                        "fetch.max.wait.ms",
+                        "auto.offset.reset",
+                        "retry.backoff.ms",
+                        "request.timeout.ms",
+                        "host",
+                        "session.timeout.ms",
+                        "heartbeat.interval.ms",
+                        "max.poll.interval.ms",
+                        "partition.assignment.strategy",
+                        "group.instance.id",
                     ],
                 )?;
                 let topic = o.string("topic", None)?;
                 topic_of(&topic, &o.p("topic"))?;
-                let auto_offset_reset = match o.string("auto.offset.reset", Some("earliest"))?.as_str() {
-                    "earliest" => OffsetReset::Earliest,
-                    "latest" => OffsetReset::Latest,
-                    _ => return Err(invalid(&o.p("auto.offset.reset"), "expected one of earliest, latest")),
-                };
+                let auto_offset_reset =
+                    match o.string("auto.offset.reset", Some("earliest"))?.as_str() {
+                        "earliest" => OffsetReset::Earliest,
+                        "latest" => OffsetReset::Latest,
+                        _ => {
+                            return Err(invalid(
+                                &o.p("auto.offset.reset"),
+                                "expected one of earliest, latest",
+                            ))
+                        }
+                    };
                 let group_id = match o.get("group.id") {
                     None => None,
                     Some(_) => Some(o.string("group.id", None)?),
                 };
-                const GROUP_KEYS: &[&str] = &["session.timeout.ms", "heartbeat.interval.ms", "max.poll.interval.ms", "partition.assignment.strategy", "group.instance.id"];
+                const GROUP_KEYS: &[&str] = &[
+                    "session.timeout.ms",
+                    "heartbeat.interval.ms",
+                    "max.poll.interval.ms",
+                    "partition.assignment.strategy",
+                    "group.instance.id",
+                ];
                 let group = match &group_id {
                     None => {
                         if let Some(k) = GROUP_KEYS.iter().find(|k| o.get(k).is_some()) {
@@ -751,21 +891,36 @@ impl Scenario {
                         if g.is_empty() {
                             return Err(invalid(&o.p("group.id"), "must not be empty"));
                         }
-                        let session_timeout_ms = o.uint("session.timeout.ms", 45_000, 1, 3_600_000)?;
-                        let heartbeat_interval_ms = o.uint("heartbeat.interval.ms", 3_000, 1, 3_600_000)?;
+                        let session_timeout_ms =
+                            o.uint("session.timeout.ms", 45_000, 1, 3_600_000)?;
+                        let heartbeat_interval_ms =
+                            o.uint("heartbeat.interval.ms", 3_000, 1, 3_600_000)?;
                         if heartbeat_interval_ms >= session_timeout_ms {
-                            return Err(invalid(&o.p("heartbeat.interval.ms"), "must be below session.timeout.ms"));
+                            return Err(invalid(
+                                &o.p("heartbeat.interval.ms"),
+                                "must be below session.timeout.ms",
+                            ));
                         }
-                        let assignment_strategy = o.string("partition.assignment.strategy", Some("range,cooperative-sticky"))?;
+                        let assignment_strategy = o.string(
+                            "partition.assignment.strategy",
+                            Some("range,cooperative-sticky"),
+                        )?;
                         for name in assignment_strategy.split(',').map(str::trim) {
-                            if !["range", "roundrobin", "sticky", "cooperative-sticky"].contains(&name) {
+                            if !["range", "roundrobin", "sticky", "cooperative-sticky"]
+                                .contains(&name)
+                            {
                                 return Err(invalid(&o.p("partition.assignment.strategy"), format!("unknown assignor {name}: expected range, roundrobin, sticky, cooperative-sticky")));
                             }
                         }
                         Some(GroupSpec {
                             session_timeout_ms,
                             heartbeat_interval_ms,
-                            max_poll_interval_ms: o.uint("max.poll.interval.ms", 300_000, 1, 3_600_000)?,
+                            max_poll_interval_ms: o.uint(
+                                "max.poll.interval.ms",
+                                300_000,
+                                1,
+                                3_600_000,
+                            )?,
                             rebalance_timeout_ms: None,
                             assignment_strategy,
                             instance_id_prefix: match o.get("group.instance.id") {
@@ -776,14 +931,22 @@ impl Scenario {
                     }
                 };
                 if group_id.is_some() && o.get("host").is_some() {
-                    return Err(invalid(&o.p("host"), "group members run on their own hosts (consumer-N)"));
+                    return Err(invalid(
+                        &o.p("host"),
+                        "group members run on their own hosts (consumer-N)",
+                    ));
                 }
                 consumers.push(ConsumerSpec {
                     count: o.uint("count", 1, 1, 1000)? as u32,
                     topic,
                     group_id,
                     group,
-                    max_partition_fetch_bytes: o.uint("max.partition.fetch.bytes", 1 << 20, 1, 1 << 30)? as usize,
+                    max_partition_fetch_bytes: o.uint(
+                        "max.partition.fetch.bytes",
+                        1 << 20,
+                        1,
+                        1 << 30,
+                    )? as usize,
                     fetch_max_wait_ms: o.uint("fetch.max.wait.ms", 500, 0, 3_600_000)?,
                     auto_offset_reset,
                     retry_backoff_ms: o.uint("retry.backoff.ms", 100, 0, 3_600_000)?,
@@ -794,25 +957,45 @@ impl Scenario {
         }
         let mut prefill = Vec::new();
         if let Some(list) = w.get("prefill") {
-            let list = list.as_array().ok_or_else(|| invalid("workload.prefill", "expected a list"))?;
+            let list =
+                list.as_array().ok_or_else(|| invalid("workload.prefill", "expected a list"))?;
             if mode != Mode::Network && !list.is_empty() {
                 return Err(invalid("workload.prefill", "prefill writes through the client crate's producer: needs cluster.mode = \"network\""));
             }
             for (i, pv) in list.iter().enumerate() {
-                let o = obj(pv, &format!("workload.prefill[{i}]"), &["topic", "records", "record.bytes"])?;
+                let o = obj(
+                    pv,
+                    &format!("workload.prefill[{i}]"),
+                    &["topic", "records", "record.bytes"],
+                )?;
                 let topic = o.string("topic", None)?;
                 topic_of(&topic, &o.p("topic"))?;
-                prefill.push(PrefillSpec { topic, records: o.uint("records", 0, 1, 100_000_000)?, record_bytes: o.uint("record.bytes", 100, 8, 1 << 20)? as usize });
+                prefill.push(PrefillSpec {
+                    topic,
+                    records: o.uint("records", 0, 1, 100_000_000)?,
+                    record_bytes: o.uint("record.bytes", 100, 8, 1 << 20)? as usize,
+                });
             }
         }
 
         // faults: targets are brokers or group members (consumer-N counts every consumer).
-        let members: Vec<bool> = consumers.iter().flat_map(|c| std::iter::repeat(c.group_id.is_some()).take(c.count as usize)).collect();
+        let members: Vec<bool> = consumers
+            .iter()
+            .flat_map(|c| std::iter::repeat(c.group_id.is_some()).take(c.count as usize))
+            .collect();
         let mut faults = Vec::new();
         if let Some(list) = top.get("faults") {
             let list = list.as_array().ok_or_else(|| invalid("faults", "expected a list"))?;
             for (i, fv) in list.iter().enumerate() {
-                faults.extend(parse_fault(fv, &format!("faults[{i}]"), brokers, &members, &topics, duration_s, mode)?);
+                faults.extend(parse_fault(
+                    fv,
+                    &format!("faults[{i}]"),
+                    brokers,
+                    &members,
+                    &topics,
+                    duration_s,
+                    mode,
+                )?);
             }
         }
         // Stable: same time keeps file order.
@@ -838,7 +1021,9 @@ impl Scenario {
                         "lost-write" => acked,
                         "inconsistent-offsets" | "duplicate" => writes,
                         "nonmonotonic-poll" | "poll-skip" => has_consumers,
-                        "group-exclusive" | "committed-offset-monotonic" | "generation-fencing" => has_groups,
+                        "group-exclusive" | "committed-offset-monotonic" | "generation-fencing" => {
+                            has_groups
+                        }
                         "replicas-agree" | "hw-monotonic" => brokers > 1,
                         _ => true,
                     })
@@ -851,7 +1036,10 @@ impl Scenario {
                     let p = format!("checks[{i}]");
                     let s = c.as_str().ok_or_else(|| invalid(&p, "expected a check name"))?;
                     if !CHECKS.contains(&s) {
-                        return Err(invalid(&p, format!("unknown check {s} (expected one of: {})", CHECKS.join(", "))));
+                        return Err(invalid(
+                            &p,
+                            format!("unknown check {s} (expected one of: {})", CHECKS.join(", ")),
+                        ));
                     }
                     if !out.iter().any(|x| x == s) {
                         out.push(s.to_string());
@@ -861,9 +1049,12 @@ impl Scenario {
             }
             Some(_) => return Err(invalid("checks", "expected a list of check names")),
         };
-        let mut expect: BTreeMap<String, Outcome> = checks.iter().map(|c| (c.clone(), Outcome::Held)).collect();
+        let mut expect: BTreeMap<String, Outcome> =
+            checks.iter().map(|c| (c.clone(), Outcome::Held)).collect();
         if let Some(e) = top.get("expect") {
-            let m = e.as_object().ok_or_else(|| invalid("expect", "expected an object of check → \"held\" | \"violated\""))?;
+            let m = e.as_object().ok_or_else(|| {
+                invalid("expect", "expected an object of check → \"held\" | \"violated\"")
+            })?;
             for (k, v) in m {
                 let p = join("expect", k);
                 if !checks.contains(k) {
@@ -929,7 +1120,11 @@ impl Scenario {
                 (FaultAction::DropCaches | FaultAction::CorruptSector { .. }, _) => continue,
                 (_, Some(d)) => (f.at_ns + d).min(end),
                 (FaultAction::Kill | FaultAction::PowerLoss | FaultAction::Leave, None) => {
-                    let restarted = self.faults[i + 1..].iter().any(|g| g.action == FaultAction::Restart && g.target == f.target && g.at_ns >= f.at_ns);
+                    let restarted = self.faults[i + 1..].iter().any(|g| {
+                        g.action == FaultAction::Restart
+                            && g.target == f.target
+                            && g.at_ns >= f.at_ns
+                    });
                     if restarted {
                         continue;
                     }
@@ -1101,7 +1296,8 @@ pub const PARTITIONS_PER_TOPIC_MAX: u64 = 10_000;
 
 pub fn cluster_broker_config(b: &BrokerSpec, i: u32, controllers: u32) -> broker::BrokerConfig {
     let mut c = broker::BrokerConfig::default();
-    let voters: Vec<String> = (0..controllers).map(|j| format!("{j}@broker-{j}:{CONTROLLER_PORT}")).collect();
+    let voters: Vec<String> =
+        (0..controllers).map(|j| format!("{j}@broker-{j}:{CONTROLLER_PORT}")).collect();
     let roles = if i < controllers { "broker,controller" } else { "broker" };
     let defaults: &[(&str, String)] = &[
         ("node.id", i.to_string()),
@@ -1165,7 +1361,9 @@ fn topic_config_json(l: &LogConfig) -> Value {
 
 /// "10Gbps", "1Gbps", "100Mbps", "1.5Gbps" or a number of bits per second.
 fn parse_bps(v: &Value, path: &str) -> R<u64> {
-    let bad = || invalid(path, "expected a bandwidth like \"10Gbps\", \"1Gbps\", \"100Mbps\" or a number of bits per second");
+    let bad = || {
+        invalid(path, "expected a bandwidth like \"10Gbps\", \"1Gbps\", \"100Mbps\" or a number of bits per second")
+    };
     let bps = match v {
         Value::Number(n) => n.as_u64().ok_or_else(bad)?,
         Value::String(s) => {
@@ -1195,12 +1393,30 @@ fn parse_host(v: Option<&Value>, path: &str, mode: Mode) -> R<HostSpec> {
     let o = obj(
         v,
         path,
-        &["disk", "page_cache", "dirty_ratio", "dirty_background_ratio", "dirty_expire_centisecs", "dirty_writeback_centisecs", "read_ahead_kb", "read_ahead_max_kb", "writeback_chunk_kb", "torn_writes", "disk_bytes", "cores", "nic", "link_latency"],
+        &[
+            "disk",
+            "page_cache",
+            "dirty_ratio",
+            "dirty_background_ratio",
+            "dirty_expire_centisecs",
+            "dirty_writeback_centisecs",
+            "read_ahead_kb",
+            "read_ahead_max_kb",
+            "writeback_chunk_kb",
+            "torn_writes",
+            "disk_bytes",
+            "cores",
+            "nic",
+            "link_latency",
+        ],
     )?;
     if mode == Mode::Storage {
         for k in ["nic", "link_latency", "cores"] {
             if o.get(k).is_some() {
-                return Err(invalid(&o.p(k), "only with cluster.mode = \"network\" (storage-level runs have no network)"));
+                return Err(invalid(
+                    &o.p(k),
+                    "only with cluster.mode = \"network\" (storage-level runs have no network)",
+                ));
             }
         }
     }
@@ -1210,20 +1426,26 @@ fn parse_host(v: Option<&Value>, path: &str, mode: Mode) -> R<HostSpec> {
     };
     let cores = match o.get("cores") {
         None => None,
-        Some(v) => Some(uint_value(v, &o.p("cores"), 1, u64::from(net_model::cpu::CORES_MAX))? as u32),
+        Some(v) => {
+            Some(uint_value(v, &o.p("cores"), 1, u64::from(net_model::cpu::CORES_MAX))? as u32)
+        }
     };
     let link_latency_ns = match o.get("link_latency") {
         None => net_model::sim::LinkConfig::default().latency_ns,
         Some(v) => {
             let ns = parse_duration_ns(v, &o.p("link_latency"))?;
             if ns > net_model::sim::LATENCY_NS_MAX {
-                return Err(invalid(&o.p("link_latency"), format!("at most {} ns", net_model::sim::LATENCY_NS_MAX)));
+                return Err(invalid(
+                    &o.p("link_latency"),
+                    format!("at most {} ns", net_model::sim::LATENCY_NS_MAX),
+                ));
             }
             ns
         }
     };
     let disk = o.string("disk", Some("nvme"))?;
-    let device = DeviceProfile::by_name(&disk).ok_or_else(|| invalid(&o.p("disk"), "expected one of hdd-7200, sata-ssd, nvme"))?;
+    let device = DeviceProfile::by_name(&disk)
+        .ok_or_else(|| invalid(&o.p("disk"), "expected one of hdd-7200, sata-ssd, nvme"))?;
     let d = PageCacheConfig::default();
     let page_cache = PageCacheConfig {
         capacity_bytes: match o.get("page_cache") {
@@ -1231,19 +1453,44 @@ fn parse_host(v: Option<&Value>, path: &str, mode: Mode) -> R<HostSpec> {
             Some(v) => parse_bytes(v, &o.p("page_cache"))?,
         },
         dirty_ratio: o.uint("dirty_ratio", d.dirty_ratio.into(), 1, 100)? as u32,
-        dirty_background_ratio: o.uint("dirty_background_ratio", d.dirty_background_ratio.into(), 1, 100)? as u32,
-        dirty_expire_centisecs: o.uint("dirty_expire_centisecs", d.dirty_expire_centisecs.into(), 0, u32::MAX.into())? as u32,
-        dirty_writeback_centisecs: o.uint("dirty_writeback_centisecs", d.dirty_writeback_centisecs.into(), 1, u32::MAX.into())? as u32,
+        dirty_background_ratio: o.uint(
+            "dirty_background_ratio",
+            d.dirty_background_ratio.into(),
+            1,
+            100,
+        )? as u32,
+        dirty_expire_centisecs: o.uint(
+            "dirty_expire_centisecs",
+            d.dirty_expire_centisecs.into(),
+            0,
+            u32::MAX.into(),
+        )? as u32,
+        dirty_writeback_centisecs: o.uint(
+            "dirty_writeback_centisecs",
+            d.dirty_writeback_centisecs.into(),
+            1,
+            u32::MAX.into(),
+        )? as u32,
         read_ahead_kb: o.uint("read_ahead_kb", d.read_ahead_kb.into(), 4, 1 << 20)? as u32,
-        read_ahead_max_kb: o.uint("read_ahead_max_kb", d.read_ahead_max_kb.into(), 4, 1 << 20)? as u32,
-        writeback_chunk_kb: o.uint("writeback_chunk_kb", d.writeback_chunk_kb.into(), 4, 1 << 20)? as u32,
+        read_ahead_max_kb: o.uint("read_ahead_max_kb", d.read_ahead_max_kb.into(), 4, 1 << 20)?
+            as u32,
+        writeback_chunk_kb: o.uint("writeback_chunk_kb", d.writeback_chunk_kb.into(), 4, 1 << 20)?
+            as u32,
     };
     page_cache.validate().map_err(|e| invalid(path, e))?;
     let disk_bytes = match o.get("disk_bytes") {
         None => None,
         Some(v) => Some(parse_bytes(v, &o.p("disk_bytes"))?),
     };
-    Ok(HostSpec { device, page_cache, torn_writes: o.boolean("torn_writes", false)?, disk_bytes, nic_bps, link_latency_ns, cores })
+    Ok(HostSpec {
+        device,
+        page_cache,
+        torn_writes: o.boolean("torn_writes", false)?,
+        disk_bytes,
+        nic_bps,
+        link_latency_ns,
+        cores,
+    })
 }
 
 fn parse_broker_ref(v: &Value, path: &str, brokers: u32) -> R<u32> {
@@ -1258,24 +1505,60 @@ fn parse_broker_ref(v: &Value, path: &str, brokers: u32) -> R<u32> {
     Ok(n)
 }
 
-fn parse_nemesis(v: &Value, brokers: u32, members: &[bool], topics: &[TopicSpec], duration_s: u64, mode: Mode) -> R<crate::nemesis::NemesisSpec> {
+fn parse_nemesis(
+    v: &Value,
+    brokers: u32,
+    members: &[bool],
+    topics: &[TopicSpec],
+    duration_s: u64,
+    mode: Mode,
+) -> R<crate::nemesis::NemesisSpec> {
     use crate::nemesis::{NemesisKind, NemesisSpec, NEMESIS_COUNT_MAX};
-    let o = obj(v, "nemesis", &["faults", "targets", "count", "from", "until", "min", "max", "slow_disk.factor", "slow_nic.bps", "minority"])?;
+    let o = obj(
+        v,
+        "nemesis",
+        &[
+            "faults",
+            "targets",
+            "count",
+            "from",
+            "until",
+            "min",
+            "max",
+            "slow_disk.factor",
+            "slow_nic.bps",
+            "minority",
+        ],
+    )?;
     let list = |key: &str| -> R<Option<Vec<(String, String)>>> {
         match o.get(key) {
             None => Ok(None),
             Some(Value::Array(a)) => a
                 .iter()
                 .enumerate()
-                .map(|(i, x)| x.as_str().map(|s| (format!("{}[{i}]", o.p(key)), s.to_string())).ok_or_else(|| invalid(&format!("{}[{i}]", o.p(key)), "expected a string")))
+                .map(|(i, x)| {
+                    x.as_str()
+                        .map(|s| (format!("{}[{i}]", o.p(key)), s.to_string()))
+                        .ok_or_else(|| invalid(&format!("{}[{i}]", o.p(key)), "expected a string"))
+                })
                 .collect::<R<Vec<_>>>()
                 .map(Some),
             Some(_) => Err(invalid(&o.p(key), "expected a list")),
         }
     };
     let mut kinds = Vec::new();
-    for (p, name) in list("faults")?.ok_or_else(|| invalid(&o.p("faults"), "required: the kinds of fault to draw"))? {
-        let k = NemesisKind::from_name(&name).ok_or_else(|| invalid(&p, format!("unknown fault kind (expected one of: {})", NemesisKind::ALL.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", "))))?;
+    for (p, name) in list("faults")?
+        .ok_or_else(|| invalid(&o.p("faults"), "required: the kinds of fault to draw"))?
+    {
+        let k = NemesisKind::from_name(&name).ok_or_else(|| {
+            invalid(
+                &p,
+                format!(
+                    "unknown fault kind (expected one of: {})",
+                    NemesisKind::ALL.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", ")
+                ),
+            )
+        })?;
         if matches!(k, NemesisKind::Partition | NemesisKind::SlowNic) && mode != Mode::Network {
             return Err(invalid(&p, "only with cluster.mode = \"network\""));
         }
@@ -1292,24 +1575,46 @@ fn parse_nemesis(v: &Value, brokers: u32, members: &[bool], topics: &[TopicSpec]
             .map(|(p, t)| {
                 let target = parse_target(&Value::String(t.clone()), p, brokers, members, topics)?;
                 if target.is_dynamic() {
-                    return Err(invalid(p, "the nemesis draws among brokers (broker-N) and group members (consumer-N)"));
+                    return Err(invalid(
+                        p,
+                        "the nemesis draws among brokers (broker-N) and group members (consumer-N)",
+                    ));
                 }
                 Ok(target)
             })
             .collect::<R<Vec<_>>>()?,
-        None => (0..brokers).map(Target::Broker).chain(members.iter().enumerate().filter(|(_, m)| **m).map(|(i, _)| Target::Consumer(i as u32))).collect(),
+        None => (0..brokers)
+            .map(Target::Broker)
+            .chain(
+                members
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, m)| **m)
+                    .map(|(i, _)| Target::Consumer(i as u32)),
+            )
+            .collect(),
     };
     for k in &kinds {
         if !targets.iter().any(|t| k.applies_to(*t)) {
-            return Err(invalid(&o.p("faults"), format!("{} applies to none of the targets", k.name())));
+            return Err(invalid(
+                &o.p("faults"),
+                format!("{} applies to none of the targets", k.name()),
+            ));
         }
     }
     let end_ns = duration_s * 1_000_000_000;
-    let dur = |key: &str, default: u64| -> R<u64> { o.get(key).map_or(Ok(default), |v| parse_duration_ns(v, &o.p(key))) };
+    let dur = |key: &str, default: u64| -> R<u64> {
+        o.get(key).map_or(Ok(default), |v| parse_duration_ns(v, &o.p(key)))
+    };
     let from_ns = dur("from", 1_000_000_000.min(end_ns / 2))?;
     let until_ns = dur("until", end_ns.saturating_sub(1_000_000_000).max(from_ns + 1))?;
     if from_ns >= until_ns || until_ns > end_ns {
-        return Err(invalid(&o.p("until"), format!("the window [from, until) must be non-empty and end by duration_s ({duration_s}s)")));
+        return Err(invalid(
+            &o.p("until"),
+            format!(
+                "the window [from, until) must be non-empty and end by duration_s ({duration_s}s)"
+            ),
+        ));
     }
     let min_ns = dur("min", 1_000_000_000)?;
     let max_ns = dur("max", 5_000_000_000)?;
@@ -1334,7 +1639,13 @@ fn parse_nemesis(v: &Value, brokers: u32, members: &[bool], topics: &[TopicSpec]
     })
 }
 
-fn parse_target(v: &Value, path: &str, brokers: u32, members: &[bool], topics: &[TopicSpec]) -> R<Target> {
+fn parse_target(
+    v: &Value,
+    path: &str,
+    brokers: u32,
+    members: &[bool],
+    topics: &[TopicSpec],
+) -> R<Target> {
     if let Some(s) = v.as_str() {
         if s == "controller" || s.starts_with("leader:") || s.starts_with("follower:") {
             if brokers < 2 {
@@ -1344,7 +1655,12 @@ fn parse_target(v: &Value, path: &str, brokers: u32, members: &[bool], topics: &
                 return Ok(Target::Controller);
             }
             let (kind, tp) = s.split_once(':').unwrap_or((s, ""));
-            let bad = || invalid(path, format!("expected {kind}:TOPIC/PARTITION naming a topic of the scenario"));
+            let bad = || {
+                invalid(
+                    path,
+                    format!("expected {kind}:TOPIC/PARTITION naming a topic of the scenario"),
+                )
+            };
             let (t, p) = tp.rsplit_once('/').ok_or_else(bad)?;
             let p: i32 = p.parse().map_err(|_| bad())?;
             let topic = topics.iter().find(|x| x.name == t).ok_or_else(bad)?;
@@ -1352,11 +1668,20 @@ fn parse_target(v: &Value, path: &str, brokers: u32, members: &[bool], topics: &
                 return Err(bad());
             }
             let name: &'static str = Box::leak(t.to_string().into_boxed_str());
-            return Ok(if kind == "leader" { Target::Leader(name, p) } else { Target::Follower(name, p) });
+            return Ok(if kind == "leader" {
+                Target::Leader(name, p)
+            } else {
+                Target::Follower(name, p)
+            });
         }
     }
     if let Some(n) = v.as_str().and_then(|s| s.strip_prefix("consumer-")) {
-        let n: u32 = n.parse().map_err(|_| invalid(path, "expected a broker like \"broker-0\" or a group member like \"consumer-0\""))?;
+        let n: u32 = n.parse().map_err(|_| {
+            invalid(
+                path,
+                "expected a broker like \"broker-0\" or a group member like \"consumer-0\"",
+            )
+        })?;
         return match members.get(n as usize) {
             Some(true) => Ok(Target::Consumer(n)),
             Some(false) => Err(invalid(path, format!("consumer-{n} has no group.id: faults hit group members only (they run on their own hosts)"))),
@@ -1366,8 +1691,29 @@ fn parse_target(v: &Value, path: &str, brokers: u32, members: &[bool], topics: &
     parse_broker_ref(v, path, brokers).map(Target::Broker)
 }
 
-fn parse_fault(v: &Value, path: &str, brokers: u32, members: &[bool], topics: &[TopicSpec], duration_s: u64, mode: Mode) -> R<Vec<FaultSpec>> {
-    const ACTIONS: &[&str] = &["kill", "restart", "power_loss", "pause", "leave", "slow_disk", "disk_error", "drop_caches", "corrupt_sector", "partition", "slow_nic", "rolling_restart"];
+fn parse_fault(
+    v: &Value,
+    path: &str,
+    brokers: u32,
+    members: &[bool],
+    topics: &[TopicSpec],
+    duration_s: u64,
+    mode: Mode,
+) -> R<Vec<FaultSpec>> {
+    const ACTIONS: &[&str] = &[
+        "kill",
+        "restart",
+        "power_loss",
+        "pause",
+        "leave",
+        "slow_disk",
+        "disk_error",
+        "drop_caches",
+        "corrupt_sector",
+        "partition",
+        "slow_nic",
+        "rolling_restart",
+    ];
     let m = v.as_object().ok_or_else(|| invalid(path, "expected an object"))?;
     let actions: Vec<&str> = ACTIONS.iter().copied().filter(|a| m.contains_key(*a)).collect();
     let [action] = actions[..] else {
@@ -1386,7 +1732,10 @@ fn parse_fault(v: &Value, path: &str, brokers: u32, members: &[bool], topics: &[
     let o = obj(v, path, allowed)?;
     let at_ns = parse_duration_ns(o.req("at")?, &o.p("at"))?;
     if at_ns >= duration_s * 1_000_000_000 {
-        return Err(invalid(&o.p("at"), format!("must be before the end of the run ({duration_s}s)")));
+        return Err(invalid(
+            &o.p("at"),
+            format!("must be before the end of the run ({duration_s}s)"),
+        ));
     }
     if action == "rolling_restart" {
         // Kill and restart every broker in turn: broker-i dies at `at + i*every`, comes back
@@ -1394,8 +1743,10 @@ fn parse_fault(v: &Value, path: &str, brokers: u32, members: &[bool], topics: &[
         if o.req(action)?.as_str() != Some("all") {
             return Err(invalid(&o.p(action), "expected \"all\" (every broker in turn)"));
         }
-        let every = o.get("every").map_or(Ok(5_000_000_000), |v| parse_duration_ns(v, &o.p("every")))?;
-        let down = o.get("down").map_or(Ok(1_000_000_000), |v| parse_duration_ns(v, &o.p("down")))?;
+        let every =
+            o.get("every").map_or(Ok(5_000_000_000), |v| parse_duration_ns(v, &o.p("every")))?;
+        let down =
+            o.get("down").map_or(Ok(1_000_000_000), |v| parse_duration_ns(v, &o.p("down")))?;
         if down >= every {
             return Err(invalid(&o.p("down"), "must be shorter than every"));
         }
@@ -1406,13 +1757,27 @@ fn parse_fault(v: &Value, path: &str, brokers: u32, members: &[bool], topics: &[
                 return Err(invalid(&o.p("every"), format!("the rolling restart of {brokers} brokers must end before the end of the run ({duration_s}s)")));
             }
             let target = Target::Broker(b);
-            out.push(FaultSpec { at_ns: t, target, action: FaultAction::Kill, for_ns: None, label: format!("rolling_restart kill broker-{b}") });
-            out.push(FaultSpec { at_ns: t + down, target, action: FaultAction::Restart, for_ns: None, label: format!("rolling_restart restart broker-{b}") });
+            out.push(FaultSpec {
+                at_ns: t,
+                target,
+                action: FaultAction::Kill,
+                for_ns: None,
+                label: format!("rolling_restart kill broker-{b}"),
+            });
+            out.push(FaultSpec {
+                at_ns: t + down,
+                target,
+                action: FaultAction::Restart,
+                for_ns: None,
+                label: format!("rolling_restart restart broker-{b}"),
+            });
         }
         return Ok(out);
     }
     let target = parse_target(o.req(action)?, &o.p(action), brokers, members, topics)?;
-    if matches!(target, Target::Consumer(_)) && !["kill", "restart", "pause", "partition", "leave"].contains(&action) {
+    if matches!(target, Target::Consumer(_))
+        && !["kill", "restart", "pause", "partition", "leave"].contains(&action)
+    {
         return Err(invalid(&o.p(action), "a group member can be killed, restarted, paused, partitioned or leave (it has no disk)"));
     }
     if action == "leave" && !matches!(target, Target::Consumer(_)) {
@@ -1440,11 +1805,19 @@ fn parse_fault(v: &Value, path: &str, brokers: u32, members: &[bool], topics: &[
                 "write" => DiskErrorKind::Write,
                 "sync" => DiskErrorKind::Sync,
                 "no_space" => DiskErrorKind::NoSpace,
-                _ => return Err(invalid(&o.p("kind"), "expected one of read, write, sync, no_space")),
+                _ => {
+                    return Err(invalid(
+                        &o.p("kind"),
+                        "expected one of read, write, sync, no_space",
+                    ))
+                }
             };
             let probability = match o.get("probability") {
                 None => 1.0,
-                Some(v) => v.as_f64().filter(|p| (0.0..=1.0).contains(p)).ok_or_else(|| invalid(&o.p("probability"), "expected a number in 0..=1"))?,
+                Some(v) => v
+                    .as_f64()
+                    .filter(|p| (0.0..=1.0).contains(p))
+                    .ok_or_else(|| invalid(&o.p("probability"), "expected a number in 0..=1"))?,
             };
             let times = match o.get("times") {
                 None => None,
@@ -1459,7 +1832,10 @@ fn parse_fault(v: &Value, path: &str, brokers: u32, members: &[bool], topics: &[
         "drop_caches" => FaultAction::DropCaches,
         "partition" => {
             if mode != Mode::Network {
-                return Err(invalid(&o.p("partition"), "only with cluster.mode = \"network\" (storage-level runs have no network)"));
+                return Err(invalid(
+                    &o.p("partition"),
+                    "only with cluster.mode = \"network\" (storage-level runs have no network)",
+                ));
             }
             if o.get("peers").is_none() && o.get("direction").is_none() && o.get("port").is_none() {
                 FaultAction::Partition
@@ -1468,7 +1844,9 @@ fn parse_fault(v: &Value, path: &str, brokers: u32, members: &[bool], topics: &[
                     "all" => Peers::All,
                     "brokers" => Peers::Brokers,
                     "clients" => Peers::Clients,
-                    _ => return Err(invalid(&o.p("peers"), "expected one of all, brokers, clients")),
+                    _ => {
+                        return Err(invalid(&o.p("peers"), "expected one of all, brokers, clients"))
+                    }
                 };
                 let direction = match o.string("direction", Some("both"))?.as_str() {
                     "both" => Direction::Both,
@@ -1481,25 +1859,38 @@ fn parse_fault(v: &Value, path: &str, brokers: u32, members: &[bool], topics: &[
                     Some(v) => Some(uint_value(v, &o.p("port"), 1, 65_535)? as u16),
                 };
                 if port.is_some() && direction != Direction::Both {
-                    return Err(invalid(&o.p("direction"), "a port-level partition cuts its connections both ways"));
+                    return Err(invalid(
+                        &o.p("direction"),
+                        "a port-level partition cuts its connections both ways",
+                    ));
                 }
                 FaultAction::Cut { peers, direction, port }
             }
         }
         "slow_nic" => {
             if mode != Mode::Network {
-                return Err(invalid(&o.p("slow_nic"), "only with cluster.mode = \"network\" (storage-level runs have no network)"));
+                return Err(invalid(
+                    &o.p("slow_nic"),
+                    "only with cluster.mode = \"network\" (storage-level runs have no network)",
+                ));
             }
             FaultAction::SlowNic { bps: parse_bps(o.req("bps")?, &o.p("bps"))? }
         }
-        "corrupt_sector" => FaultAction::CorruptSector { path: match o.get("path") { None => None, Some(_) => Some(o.string("path", None)?) } },
+        "corrupt_sector" => FaultAction::CorruptSector {
+            path: match o.get("path") {
+                None => None,
+                Some(_) => Some(o.string("path", None)?),
+            },
+        },
         _ => unreachable!("action list is closed"),
     };
     let mut label = format!("{action} {}", target.name());
     match &action_v {
         FaultAction::SlowDisk { factor } => label.push_str(&format!(" x{factor}")),
         FaultAction::SlowNic { bps } => label.push_str(&format!(" {bps}bps")),
-        FaultAction::DiskError { kind, probability, .. } => label.push_str(&format!(" {kind:?} p={probability}")),
+        FaultAction::DiskError { kind, probability, .. } => {
+            label.push_str(&format!(" {kind:?} p={probability}"))
+        }
         FaultAction::Cut { peers, direction, port } => {
             label.push_str(&format!(" peers={peers:?} direction={direction:?}").to_lowercase());
             if let Some(p) = port {
@@ -1527,21 +1918,41 @@ mod tests {
 
     #[test]
     fn workload_options_are_checked_and_producers_outlive_the_last_heal() {
-        let net = |w: &str, extra: &str| format!(r#"{{"name": "t", "duration_s": 10, "cluster": {{"mode": "network"}}, "topics": [{{"name": "events"}}], "workload": {w}{extra}}}"#);
+        let net = |w: &str, extra: &str| {
+            format!(
+                r#"{{"name": "t", "duration_s": 10, "cluster": {{"mode": "network"}}, "topics": [{{"name": "events"}}], "workload": {w}{extra}}}"#
+            )
+        };
         let ok = Scenario::parse(&net(r#"{"client_hosts": 2, "producers": [{"topic": "events", "rate": "max", "host": 1}], "prefill": [{"topic": "events", "records": 10}]}"#, "")).unwrap();
-        assert!(ok.producers[0].max_rate && ok.producers[0].host == Some(1) && ok.client_hosts == 2 && ok.prefill[0].records == 10);
-        assert!(err(&net(r#"{"client_hosts": 2, "producers": [{"topic": "events", "rate": "1/s", "host": 2}]}"#, "")).starts_with("workload.producers[0].host"));
-        assert!(err(&MIN.replace(r#""rate": "100/s""#, r#""rate": "max""#)).contains("needs cluster.mode"));
-        assert!(err(&MIN.replace(r#""workload": {"#, r#""workload": {"client_hosts": 2, "#)).starts_with("workload.client_hosts"));
+        assert!(
+            ok.producers[0].max_rate
+                && ok.producers[0].host == Some(1)
+                && ok.client_hosts == 2
+                && ok.prefill[0].records == 10
+        );
+        assert!(err(&net(
+            r#"{"client_hosts": 2, "producers": [{"topic": "events", "rate": "1/s", "host": 2}]}"#,
+            ""
+        ))
+        .starts_with("workload.producers[0].host"));
+        assert!(err(&MIN.replace(r#""rate": "100/s""#, r#""rate": "max""#))
+            .contains("needs cluster.mode"));
+        assert!(err(&MIN.replace(r#""workload": {"#, r#""workload": {"client_hosts": 2, "#))
+            .starts_with("workload.client_hosts"));
         // No faults: producers stop at duration_s.
         assert_eq!(ok.producers_stop_ns(), 10_000_000_000);
         // A kill at 9 s restarted at 9.5 s: the last heal is 9.5 s, producers go on to 11.5 s.
         let f = r#", "faults": [{"at": "9s", "kill": "broker-0"}, {"at": "9500ms", "restart": "broker-0"}]"#;
-        let sc = Scenario::parse(&net(r#"{"producers": [{"topic": "events", "rate": "1/s"}]}"#, f)).unwrap();
-        assert_eq!((sc.planned_last_heal_ns(), sc.producers_stop_ns()), (9_500_000_000, 11_500_000_000));
+        let sc = Scenario::parse(&net(r#"{"producers": [{"topic": "events", "rate": "1/s"}]}"#, f))
+            .unwrap();
+        assert_eq!(
+            (sc.planned_last_heal_ns(), sc.producers_stop_ns()),
+            (9_500_000_000, 11_500_000_000)
+        );
         // A kill never restarted heals when the run heals everything, at duration_s.
         let f = r#", "faults": [{"at": "2s", "kill": "broker-0"}]"#;
-        let sc = Scenario::parse(&net(r#"{"producers": [{"topic": "events", "rate": "1/s"}]}"#, f)).unwrap();
+        let sc = Scenario::parse(&net(r#"{"producers": [{"topic": "events", "rate": "1/s"}]}"#, f))
+            .unwrap();
         assert_eq!(sc.producers_stop_ns(), 12_000_000_000);
     }
 
@@ -1564,18 +1975,26 @@ mod tests {
         let bad_acks = MIN.replace(r#""rate": "100/s""#, r#""rate": "100/s", "acks": 2"#);
         assert_eq!(err(&bad_acks), "workload.producers[0].acks: expected one of 0, 1, all");
         let unknown = MIN.replace(r#""rate": "100/s""#, r#""rate": "100/s", "lingr.ms": 2"#);
-        assert!(err(&unknown).starts_with("workload.producers[0][\"lingr.ms\"]: unknown key"), "{}", err(&unknown));
+        assert!(
+            err(&unknown).starts_with("workload.producers[0][\"lingr.ms\"]: unknown key"),
+            "{}",
+            err(&unknown)
+        );
         let top = MIN.replace(r#""name": "t","#, r#""name": "t", "durration_s": 3,"#);
         assert!(err(&top).starts_with("durration_s: unknown key"));
-        let cfg = MIN.replace(r#""cluster": {}"#, r#""cluster": {"config": {"flush.messages": "x"}}"#);
+        let cfg =
+            MIN.replace(r#""cluster": {}"#, r#""cluster": {"config": {"flush.messages": "x"}}"#);
         assert!(err(&cfg).starts_with("cluster.config[\"flush.messages\"]:"), "{}", err(&cfg));
-        let cache = MIN.replace(r#""cluster": {}"#, r#""cluster": {"host": {"page_cache": "lots"}}"#);
+        let cache =
+            MIN.replace(r#""cluster": {}"#, r#""cluster": {"host": {"page_cache": "lots"}}"#);
         assert!(err(&cache).starts_with("cluster.host.page_cache: expected a size"));
-        let fault = MIN.replace(r#""cluster""#, r#""faults": [{"at": "1s", "kill": "broker-3"}], "cluster""#);
+        let fault = MIN
+            .replace(r#""cluster""#, r#""faults": [{"at": "1s", "kill": "broker-3"}], "cluster""#);
         assert!(err(&fault).starts_with("faults[0].kill: no broker-3"), "{}", err(&fault));
         let topic = MIN.replace(r#""topic": "events""#, r#""topic": "nope""#);
         assert!(err(&topic).starts_with("workload.producers[0].topic: no topic named nope"));
-        let exp = MIN.replace(r#""name": "t","#, r#""name": "t", "expect": {"lost-write": "maybe"},"#);
+        let exp =
+            MIN.replace(r#""name": "t","#, r#""name": "t", "expect": {"lost-write": "maybe"},"#);
         assert_eq!(err(&exp), "expect[\"lost-write\"]: expected one of held, violated");
         assert!(err("{").contains("not valid JSON"));
     }
@@ -1586,7 +2005,10 @@ mod tests {
         let net = MIN.replace(r#""cluster": {}"#, r#""cluster": {"mode": "network", "host": {"nic": "1Gbps", "link_latency": "200us", "cores": 4}, "config": {"num.partitions": 3, "log.segment.bytes": 1048576}}"#);
         let s = Scenario::parse(&net).unwrap();
         assert_eq!(s.mode, Mode::Network);
-        assert_eq!((s.host.nic_bps, s.host.link_latency_ns, s.host.cores), (1_000_000_000, 200_000, Some(4)));
+        assert_eq!(
+            (s.host.nic_bps, s.host.link_latency_ns, s.host.cores),
+            (1_000_000_000, 200_000, Some(4))
+        );
         assert_eq!(s.broker.log.segment_bytes, 1 << 20);
         assert_eq!(broker_config(&s.broker).num_partitions, 3);
         assert_eq!(s.effective()["cluster"]["mode"], "network");
@@ -1594,18 +2016,45 @@ mod tests {
         assert_eq!(err(&bad), "cluster.mode: expected one of storage, network");
         let nic = MIN.replace(r#""cluster": {}"#, r#""cluster": {"host": {"nic": "1Gbps"}}"#);
         assert!(err(&nic).starts_with("cluster.host.nic: only with cluster.mode"), "{}", err(&nic));
-        let key = MIN.replace(r#""cluster": {}"#, r#""cluster": {"mode": "network", "config": {"segment.bytes": 1048576}}"#);
-        assert!(err(&key).starts_with("cluster.config[\"segment.bytes\"]: unknown config key"), "{}", err(&key));
-        let part = MIN.replace(r#""cluster""#, r#""faults": [{"at": "1s", "partition": "broker-0", "for": "1s"}], "cluster""#);
-        assert!(err(&part).starts_with("faults[0].partition: only with cluster.mode"), "{}", err(&part));
+        let key = MIN.replace(
+            r#""cluster": {}"#,
+            r#""cluster": {"mode": "network", "config": {"segment.bytes": 1048576}}"#,
+        );
+        assert!(
+            err(&key).starts_with("cluster.config[\"segment.bytes\"]: unknown config key"),
+            "{}",
+            err(&key)
+        );
+        let part = MIN.replace(
+            r#""cluster""#,
+            r#""faults": [{"at": "1s", "partition": "broker-0", "for": "1s"}], "cluster""#,
+        );
+        assert!(
+            err(&part).starts_with("faults[0].partition: only with cluster.mode"),
+            "{}",
+            err(&part)
+        );
         let part = part.replace(r#""cluster": {}"#, r#""cluster": {"mode": "network"}"#);
         let s = Scenario::parse(&part).unwrap();
-        assert_eq!((s.faults[0].action.clone(), s.faults[0].label.as_str()), (FaultAction::Partition, "partition broker-0 for 1000ms"));
-        let nic = part.replace(r#""partition": "broker-0""#, r#""slow_nic": "broker-0", "bps": "10Mbps""#);
+        assert_eq!(
+            (s.faults[0].action.clone(), s.faults[0].label.as_str()),
+            (FaultAction::Partition, "partition broker-0 for 1000ms")
+        );
+        let nic = part
+            .replace(r#""partition": "broker-0""#, r#""slow_nic": "broker-0", "bps": "10Mbps""#);
         let s = Scenario::parse(&nic).unwrap();
-        assert_eq!((s.faults[0].action.clone(), s.faults[0].label.as_str()), (FaultAction::SlowNic { bps: 10_000_000 }, "slow_nic broker-0 10000000bps for 1000ms"));
-        let storage_key = MIN.replace(r#""cluster": {}"#, r#""cluster": {"config": {"num.partitions": 3}}"#);
-        assert!(err(&storage_key).starts_with("cluster.config[\"num.partitions\"]: unknown broker config"), "{}", err(&storage_key));
+        assert_eq!(
+            (s.faults[0].action.clone(), s.faults[0].label.as_str()),
+            (FaultAction::SlowNic { bps: 10_000_000 }, "slow_nic broker-0 10000000bps for 1000ms")
+        );
+        let storage_key =
+            MIN.replace(r#""cluster": {}"#, r#""cluster": {"config": {"num.partitions": 3}}"#);
+        assert!(
+            err(&storage_key)
+                .starts_with("cluster.config[\"num.partitions\"]: unknown broker config"),
+            "{}",
+            err(&storage_key)
+        );
     }
 
     #[test]

@@ -83,7 +83,10 @@ impl Trace {
 }
 
 /// The first place two traces differ: (index, left line, right line), `None` if equal.
-pub fn first_divergence<'a>(a: &'a [String], b: &'a [String]) -> Option<(usize, Option<&'a str>, Option<&'a str>)> {
+pub fn first_divergence<'a>(
+    a: &'a [String],
+    b: &'a [String],
+) -> Option<(usize, Option<&'a str>, Option<&'a str>)> {
     let n = a.len().max(b.len());
     (0..n).find_map(|i| {
         let (x, y) = (a.get(i).map(String::as_str), b.get(i).map(String::as_str));
@@ -136,7 +139,10 @@ pub struct Tracer {
 impl Tracer {
     /// Starts the run's clock now (call inside the runtime).
     pub fn new(keep_lines: bool) -> Self {
-        Tracer { trace: std::sync::Arc::new(std::sync::Mutex::new(Trace::new(keep_lines))), epoch: tokio::time::Instant::now() }
+        Tracer {
+            trace: std::sync::Arc::new(std::sync::Mutex::new(Trace::new(keep_lines))),
+            epoch: tokio::time::Instant::now(),
+        }
     }
 
     pub fn epoch(&self) -> tokio::time::Instant {
@@ -144,7 +150,8 @@ impl Tracer {
     }
 
     pub fn now_ns(&self) -> u64 {
-        u64::try_from(tokio::time::Instant::now().duration_since(self.epoch).as_nanos()).unwrap_or(u64::MAX)
+        u64::try_from(tokio::time::Instant::now().duration_since(self.epoch).as_nanos())
+            .unwrap_or(u64::MAX)
     }
 
     /// Kafka timestamps: a fixed wall-clock origin plus virtual time, so runs replay exactly.
@@ -163,7 +170,8 @@ impl Tracer {
 
     /// Sleeps until `t_ns` of run time, precisely (no 1 ms floor).
     pub async fn sleep_until_ns(&self, t_ns: u64) {
-        disk_model::clock::sleep_until_precise(self.epoch + std::time::Duration::from_nanos(t_ns)).await
+        disk_model::clock::sleep_until_precise(self.epoch + std::time::Duration::from_nanos(t_ns))
+            .await
     }
 
     pub fn finish(&self) -> (u64, u64, Option<Vec<String>>) {

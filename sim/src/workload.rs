@@ -83,13 +83,16 @@ pub struct Producer {
 impl Producer {
     pub async fn run(self) {
         let me = Arc::new(self);
-        let mut rng = ChaCha8Rng::seed_from_u64(me.seed ^ PRODUCER_RNG_SALT ^ u64::from(me.index).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        let mut rng = ChaCha8Rng::seed_from_u64(
+            me.seed ^ PRODUCER_RNG_SALT ^ u64::from(me.index).wrapping_mul(0x9E37_79B9_7F4A_7C15),
+        );
         let mean = (1_000_000_000 / me.spec.rate_per_s).max(2);
         let mut gap = move || rng.gen_range(mean / 2..=mean + mean / 2);
         let linger = me.spec.linger_ms * 1_000_000;
         let max_in_flight = me.spec.max_in_flight;
         let sem = Arc::new(Semaphore::new(max_in_flight as usize));
-        let mut part = (me.seed.wrapping_add(u64::from(me.index)) % me.partitions.len() as u64) as usize;
+        let mut part =
+            (me.seed.wrapping_add(u64::from(me.index)) % me.partitions.len() as u64) as usize;
         let mut seq: u64 = 0;
         let mut next = gap();
         while next < me.stop_at_ns {
@@ -99,7 +102,8 @@ impl Producer {
             }
             let now = me.tracer.now_ns();
             let deadline = (next + linger).max(now);
-            let mut builder = BatchBuilder::new(BytesMut::new(), me.spec.compression, me.spec.batch_size);
+            let mut builder =
+                BatchBuilder::new(BytesMut::new(), me.spec.compression, me.spec.batch_size);
             let mut recs: Vec<(u64, u64)> = Vec::new();
             let mut close_at = deadline;
             loop {
@@ -144,7 +148,13 @@ impl Producer {
                 let mut h = lock(&me.history);
                 let first = h.sends.len();
                 for &(value, created_ns) in &recs {
-                    h.sends.push(Send { producer: me.index, tp: tp.to_string(), value, created_ns, outcome: SendOutcome::Pending });
+                    h.sends.push(Send {
+                        producer: me.index,
+                        tp: tp.to_string(),
+                        value,
+                        created_ns,
+                        outcome: SendOutcome::Pending,
+                    });
                 }
                 first
             };
@@ -159,17 +169,30 @@ impl Producer {
         me.tracer.event("producer-done", &format!("p{} sent={seq}", me.index));
     }
 
-    async fn send(&self, tp: TopicPartition, batch: bytes::Bytes, first: usize, recs: &[(u64, u64)]) {
+    async fn send(
+        &self,
+        tp: TopicPartition,
+        batch: bytes::Bytes,
+        first: usize,
+        recs: &[(u64, u64)],
+    ) {
         let wait = self.spec.acks != Acks::Zero;
         let timeout = Duration::from_millis(self.spec.request_timeout_ms);
-        let give_up_at = recs.first().map(|r| r.1).unwrap_or(0) + self.spec.delivery_timeout_ms * 1_000_000;
+        let give_up_at =
+            recs.first().map(|r| r.1).unwrap_or(0) + self.spec.delivery_timeout_ms * 1_000_000;
         let mut attempt = 0u32;
         let n = recs.len();
         let outcome = loop {
             match self.api.produce(&tp, batch.clone(), wait, timeout).await {
                 Ok(Some(resp)) => {
                     let at_ns = self.tracer.now_ns();
-                    self.tracer.event("ack", &format!("p{} {tp} base={} n={n} attempt={attempt}", self.index, resp.base_offset));
+                    self.tracer.event(
+                        "ack",
+                        &format!(
+                            "p{} {tp} base={} n={n} attempt={attempt}",
+                            self.index, resp.base_offset
+                        ),
+                    );
                     break Ok((Some(resp.base_offset), at_ns));
                 }
                 Ok(None) => {
@@ -180,13 +203,31 @@ impl Producer {
                 Err(e) => {
                     let now = self.tracer.now_ns();
                     let backoff = self.spec.retry_backoff_ms * 1_000_000;
-                    if attempt < self.spec.retries && now + backoff < give_up_at && e != ApiError::UnknownTopicOrPartition {
+                    if attempt < self.spec.retries
+                        && now + backoff < give_up_at
+                        && e != ApiError::UnknownTopicOrPartition
+                    {
                         attempt += 1;
-                        self.tracer.event("retry", &format!("p{} {tp} n={n} attempt={attempt} error={}", self.index, e.code()));
+                        self.tracer.event(
+                            "retry",
+                            &format!(
+                                "p{} {tp} n={n} attempt={attempt} error={}",
+                                self.index,
+                                e.code()
+                            ),
+                        );
                         self.tracer.sleep_until_ns(now + backoff).await;
                         continue;
                     }
-                    self.tracer.event("send-failed", &format!("p{} {tp} n={n} attempts={} error={}", self.index, attempt + 1, e.code()));
+                    self.tracer.event(
+                        "send-failed",
+                        &format!(
+                            "p{} {tp} n={n} attempts={} error={}",
+                            self.index,
+                            attempt + 1,
+                            e.code()
+                        ),
+                    );
                     break Err((now, e));
                 }
             }
@@ -194,7 +235,9 @@ impl Producer {
         let mut h = lock(&self.history);
         for i in 0..n {
             h.sends[first + i].outcome = match &outcome {
-                Ok((Some(base), at_ns)) => SendOutcome::Acked { offset: base + i as i64, at_ns: *at_ns },
+                Ok((Some(base), at_ns)) => {
+                    SendOutcome::Acked { offset: base + i as i64, at_ns: *at_ns }
+                }
                 Ok((None, at_ns)) => SendOutcome::Unconfirmed { at_ns: *at_ns },
                 Err((at_ns, e)) => SendOutcome::Failed { at_ns: *at_ns, error: e.to_string() },
             };
@@ -231,7 +274,11 @@ impl Consumer {
                 }
                 match self.api.list_offsets(tp, timeout).await {
                     Ok((start, end)) => {
-                        let p = if self.spec.auto_offset_reset == OffsetReset::Earliest { start } else { end };
+                        let p = if self.spec.auto_offset_reset == OffsetReset::Earliest {
+                            start
+                        } else {
+                            end
+                        };
                         pos.insert(tp.clone(), p);
                         self.set_position(tp, p);
                         break;
@@ -247,7 +294,11 @@ impl Consumer {
             for tp in &self.partitions {
                 let p = pos[tp];
                 let wait = if single { max_wait } else { Duration::ZERO };
-                match self.api.fetch(tp, p, self.spec.max_partition_fetch_bytes, wait, timeout).await {
+                match self
+                    .api
+                    .fetch(tp, p, self.spec.max_partition_fetch_bytes, wait, timeout)
+                    .await
+                {
                     Ok(resp) => {
                         let mut recs = Vec::new();
                         for b in resp.batches {
@@ -260,10 +311,16 @@ impl Consumer {
                             };
                             for r in iter {
                                 match r {
-                                    Ok(r) if r.offset >= p => match r.value.as_deref().and_then(decode_value) {
-                                        Some(v) => recs.push((r.offset, v)),
-                                        None => self.decode_failed(tp, r.offset, "value without an id"),
-                                    },
+                                    Ok(r) if r.offset >= p => {
+                                        match r.value.as_deref().and_then(decode_value) {
+                                            Some(v) => recs.push((r.offset, v)),
+                                            None => self.decode_failed(
+                                                tp,
+                                                r.offset,
+                                                "value without an id",
+                                            ),
+                                        }
+                                    }
                                     Ok(_) => {}
                                     Err(e) => {
                                         self.decode_failed(tp, p, &e.to_string());
@@ -272,18 +329,39 @@ impl Consumer {
                                 }
                             }
                         }
-                        if let (Some(first), Some(last)) = (recs.first().copied(), recs.last().copied()) {
+                        if let (Some(first), Some(last)) =
+                            (recs.first().copied(), recs.last().copied())
+                        {
                             got_any = true;
-                            self.tracer.event("poll", &format!("c{} {tp} {}..={} n={}", self.index, first.0, last.0, recs.len()));
+                            self.tracer.event(
+                                "poll",
+                                &format!(
+                                    "c{} {tp} {}..={} n={}",
+                                    self.index,
+                                    first.0,
+                                    last.0,
+                                    recs.len()
+                                ),
+                            );
                             let at_ns = self.tracer.now_ns();
-                            lock(&self.history).polls.push(Poll { consumer: self.index, tp: tp.to_string(), at_ns, kind: PollKind::Records(recs) });
+                            lock(&self.history).polls.push(Poll {
+                                consumer: self.index,
+                                tp: tp.to_string(),
+                                at_ns,
+                                kind: PollKind::Records(recs),
+                            });
                             pos.insert(tp.clone(), last.0 + 1);
                             self.set_position(tp, last.0 + 1);
                         }
                     }
                     Err(ApiError::OffsetOutOfRange { log_start_offset, log_end_offset }) => {
-                        let to = if self.spec.auto_offset_reset == OffsetReset::Earliest { log_start_offset } else { log_end_offset };
-                        self.tracer.event("reset", &format!("c{} {tp} from={p} to={to}", self.index));
+                        let to = if self.spec.auto_offset_reset == OffsetReset::Earliest {
+                            log_start_offset
+                        } else {
+                            log_end_offset
+                        };
+                        self.tracer
+                            .event("reset", &format!("c{} {tp} from={p} to={to}", self.index));
                         let at_ns = self.tracer.now_ns();
                         lock(&self.history).polls.push(Poll {
                             consumer: self.index,
@@ -306,7 +384,9 @@ impl Consumer {
 
     fn decode_failed(&self, tp: &TopicPartition, offset: i64, why: &str) {
         self.tracer.event("decode-failed", &format!("c{} {tp}@{offset} {why}", self.index));
-        lock(&self.history).stuck.push(format!("consumer {} could not decode {tp}@{offset}: {why}", self.index));
+        lock(&self.history)
+            .stuck
+            .push(format!("consumer {} could not decode {tp}@{offset}: {why}", self.index));
     }
 }
 

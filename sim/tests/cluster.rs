@@ -10,17 +10,30 @@ use sim::run::{run, RunOptions, RunOutput};
 use sim::scenario::Scenario;
 
 fn scenario(name: &str) -> Scenario {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios").join(format!("{name}.json"));
+    let path =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios").join(format!("{name}.json"));
     Scenario::load(&path).unwrap_or_else(|e| panic!("{name}: {e}"))
 }
 
 fn go(name: &str, seed: u64) -> RunOutput {
     let sc = scenario(name);
-    run(&sc, seed, &RunOptions { keep_trace: false, scenario_path: format!("scenarios/{name}.json"), out_dir: format!("out/{name}") })
+    run(
+        &sc,
+        seed,
+        &RunOptions {
+            keep_trace: false,
+            scenario_path: format!("scenarios/{name}.json"),
+            out_dir: format!("out/{name}"),
+        },
+    )
 }
 
 fn show(out: &RunOutput) -> String {
-    format!("{}\ncluster: {}", serde_json::to_string_pretty(&out.summary["checks"]).unwrap_or_default(), out.summary["cluster"])
+    format!(
+        "{}\ncluster: {}",
+        serde_json::to_string_pretty(&out.summary["checks"]).unwrap_or_default(),
+        out.summary["cluster"]
+    )
 }
 
 /// Runs the story under seeds 1..=3 and asserts its expectations held (exit code 0).
@@ -51,7 +64,11 @@ fn leader_kill_elects_a_new_leader_and_loses_nothing() {
         let after = e["elected_after_s"].as_f64().unwrap_or(f64::MAX);
         assert!(after < 6.0, "a new leader within the session timeout and a sample: {e}");
         assert_ne!(e["new_leader"], e["old_leader"], "{e}");
-        assert!(partition(&out, "events-0")["isr_expands"].as_u64().unwrap_or(0) >= 1, "the old leader rejoins: {}", show(&out));
+        assert!(
+            partition(&out, "events-0")["isr_expands"].as_u64().unwrap_or(0) >= 1,
+            "the old leader rejoins: {}",
+            show(&out)
+        );
     }
 }
 
@@ -59,7 +76,8 @@ fn leader_kill_elects_a_new_leader_and_loses_nothing() {
 fn controller_kill_fails_over() {
     for out in story("cluster-controller-kill") {
         let ctl = out.summary["cluster"]["controllers"].as_array().cloned().unwrap_or_default();
-        let actives: std::collections::BTreeSet<i64> = ctl.iter().filter_map(|c| c["active"].as_i64()).filter(|&a| a >= 0).collect();
+        let actives: std::collections::BTreeSet<i64> =
+            ctl.iter().filter_map(|c| c["active"].as_i64()).filter(|&a| a >= 0).collect();
         assert!(actives.len() >= 2, "another controller took over: {ctl:?}");
     }
 }
@@ -67,7 +85,11 @@ fn controller_kill_fails_over() {
 #[test]
 fn symmetric_partition_of_the_leader() {
     for out in story("cluster-partition-symmetric") {
-        assert!(partition(&out, "events-0")["leader_changes"].as_u64().unwrap_or(0) >= 1, "{}", show(&out));
+        assert!(
+            partition(&out, "events-0")["leader_changes"].as_u64().unwrap_or(0) >= 1,
+            "{}",
+            show(&out)
+        );
     }
 }
 
@@ -78,7 +100,12 @@ fn one_way_partition_of_the_leader() {
         // leader's outbound heartbeats still reach a controller) the leader keeps its leadership
         // and shrinks the ISR it cannot hear from; no acknowledged write is lost either way.
         let p = partition(&out, "events-0");
-        assert!(p["leader_changes"].as_u64().unwrap_or(0) >= 1 || p["isr_shrinks"].as_u64().unwrap_or(0) >= 1, "{}", show(&out));
+        assert!(
+            p["leader_changes"].as_u64().unwrap_or(0) >= 1
+                || p["isr_shrinks"].as_u64().unwrap_or(0) >= 1,
+            "{}",
+            show(&out)
+        );
     }
 }
 
@@ -101,7 +128,11 @@ fn slow_follower_leaves_and_rejoins_the_isr() {
 #[test]
 fn zombie_leader_is_fenced() {
     for out in story("cluster-zombie-leader") {
-        assert!(partition(&out, "events-0")["leader_changes"].as_u64().unwrap_or(0) >= 1, "{}", show(&out));
+        assert!(
+            partition(&out, "events-0")["leader_changes"].as_u64().unwrap_or(0) >= 1,
+            "{}",
+            show(&out)
+        );
     }
 }
 
@@ -113,7 +144,10 @@ fn disk_failure_under_the_leader() {
 #[test]
 fn rolling_restart() {
     for out in story("cluster-rolling-restart") {
-        let changes: u64 = ["events-0", "events-1"].iter().map(|tp| partition(&out, tp)["leader_changes"].as_u64().unwrap_or(0)).sum();
+        let changes: u64 = ["events-0", "events-1"]
+            .iter()
+            .map(|tp| partition(&out, tp)["leader_changes"].as_u64().unwrap_or(0))
+            .sum();
         assert!(changes >= 2, "{}", show(&out));
     }
 }
@@ -122,7 +156,11 @@ fn rolling_restart() {
 fn unclean_election_loses_acknowledged_writes() {
     for out in story("cluster-unclean-election") {
         assert_eq!(outcome(&out, "lost-write"), "violated", "{}", show(&out));
-        assert_eq!(outcome(&out, "replicas-agree"), "held", "the replicas converge on the unclean leader's log");
+        assert_eq!(
+            outcome(&out, "replicas-agree"),
+            "held",
+            "the replicas converge on the unclean leader's log"
+        );
     }
 }
 
@@ -138,7 +176,15 @@ fn idempotent_producer_recovers_after_an_unclean_election() {
             p.idempotence = true;
         }
         sc.checks.push("duplicate".into());
-        let out = run(&sc, seed, &RunOptions { keep_trace: false, scenario_path: "scenarios/cluster-unclean-election.json".into(), out_dir: "out/cluster-unclean-election-idempotent".into() });
+        let out = run(
+            &sc,
+            seed,
+            &RunOptions {
+                keep_trace: false,
+                scenario_path: "scenarios/cluster-unclean-election.json".into(),
+                out_dir: "out/cluster-unclean-election-idempotent".into(),
+            },
+        );
         assert_eq!(outcome(&out, "lost-write"), "violated", "seed {seed}: {}", show(&out));
         assert_eq!(outcome(&out, "liveness"), "held", "seed {seed}: {}", show(&out));
         assert_eq!(outcome(&out, "duplicate"), "held", "seed {seed}: {}", show(&out));
@@ -168,7 +214,10 @@ fn cluster_runs_are_deterministic() {
 
 #[test]
 fn cluster_scenarios_parse_and_bad_targets_name_the_path() {
-    let base = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios/cluster-leader-kill.json")).expect("scenario");
+    let base = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios/cluster-leader-kill.json"),
+    )
+    .expect("scenario");
     let bad = base.replace("\"leader:events/0\"", "\"leader:nope/0\"");
     let e = Scenario::parse(&bad).err().map(|e| e.to_string()).unwrap_or_default();
     assert!(e.starts_with("faults[0].kill: expected leader:TOPIC/PARTITION"), "{e}");
@@ -176,9 +225,15 @@ fn cluster_scenarios_parse_and_bad_targets_name_the_path() {
     let e = Scenario::parse(&rf).err().map(|e| e.to_string()).unwrap_or_default();
     assert!(e.starts_with("topics[0][\"replication.factor\"]"), "{e}");
     let sc = scenario("cluster-leader-kill");
-    assert!(sc.checks.iter().any(|c| c == "replicas-agree") && sc.checks.iter().any(|c| c == "hw-monotonic"));
+    assert!(
+        sc.checks.iter().any(|c| c == "replicas-agree")
+            && sc.checks.iter().any(|c| c == "hw-monotonic")
+    );
     let single = scenario("quickstart");
-    assert!(!single.checks.iter().any(|c| c == "replicas-agree"), "cluster checks are opt-in for one broker");
+    assert!(
+        !single.checks.iter().any(|c| c == "replicas-agree"),
+        "cluster checks are opt-in for one broker"
+    );
 }
 
 /// Topics are created once every broker has registered: an RF 1 topic of six partitions puts
@@ -186,20 +241,39 @@ fn cluster_scenarios_parse_and_bad_targets_name_the_path() {
 /// on the first broker to come up.
 #[test]
 fn topics_spread_their_leaders_over_every_broker() {
-    let text = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios/cluster-leader-kill.json")).expect("scenario");
+    let text = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios/cluster-leader-kill.json"),
+    )
+    .expect("scenario");
     let text = text
-        .replace(r#""partitions": 2, "replication.factor": 3"#, r#""partitions": 6, "replication.factor": 1"#)
+        .replace(
+            r#""partitions": 2, "replication.factor": 3"#,
+            r#""partitions": 6, "replication.factor": 1"#,
+        )
         .replace(r#""min.insync.replicas": 2"#, r#""min.insync.replicas": 1"#)
         .replace(r#""enable.idempotence": true, "#, "");
     let mut sc = Scenario::parse(&text).expect("scenario");
     sc.faults.clear();
-    let out = run(&sc, 1, &RunOptions { keep_trace: false, scenario_path: "inline".into(), out_dir: "out/spread".into() });
+    let out = run(
+        &sc,
+        1,
+        &RunOptions {
+            keep_trace: false,
+            scenario_path: "inline".into(),
+            out_dir: "out/spread".into(),
+        },
+    );
     let mut per_broker = std::collections::BTreeMap::new();
     for p in 0..6 {
         let first = &partition(&out, &format!("events-{p}"))["timeline"][0];
         *per_broker.entry(first["leader"].as_i64().unwrap_or(-1)).or_insert(0) += 1;
     }
-    assert_eq!(per_broker.into_iter().collect::<Vec<_>>(), vec![(0, 2), (1, 2), (2, 2)], "{}", show(&out));
+    assert_eq!(
+        per_broker.into_iter().collect::<Vec<_>>(),
+        vec![(0, 2), (1, 2), (2, 2)],
+        "{}",
+        show(&out)
+    );
 }
 
 /// Issue 14's first loss, kept as a story (cluster-nemesis seed 5785, its faults written out):
@@ -233,23 +307,48 @@ fn crash_then_power_loss_with_rf2_loses_nothing() {
         assert_eq!(outcome(&out, "lost-write"), "held", "{}", show(&out));
         assert_eq!(outcome(&out, "replicas-agree"), "held", "{}", show(&out));
         // The follower, not the powered-off leader, leads after the recovery.
-        let timeline = partition(&out, "events-0")["timeline"].as_array().cloned().unwrap_or_default();
+        let timeline =
+            partition(&out, "events-0")["timeline"].as_array().cloned().unwrap_or_default();
         let first = timeline.first().map(|s| s["leader"].clone()).unwrap_or_default();
         let last = timeline.last().map(|s| s["leader"].clone()).unwrap_or_default();
         assert_ne!(first, last, "the replica that kept its log leads at the end: {}", show(&out));
     }
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios").join(format!("{name}.json"));
+    let path =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios").join(format!("{name}.json"));
     let text = std::fs::read_to_string(&path).expect("scenario");
-    for (restart, power_loss) in [("5.1s", "5.5s"), ("5.5s", "5.3s"), ("5.1s", "6s"), ("5.5s", "6s"), ("5.1s", "5.3s")] {
+    for (restart, power_loss) in
+        [("5.1s", "5.5s"), ("5.5s", "5.3s"), ("5.1s", "6s"), ("5.5s", "6s"), ("5.1s", "5.3s")]
+    {
         let moved = text
             .replace(r#"{"at": "5.2s", "restart""#, &format!(r#"{{"at": "{restart}", "restart""#))
-            .replace(r#"{"at": "5.5s", "power_loss""#, &format!(r#"{{"at": "{power_loss}", "power_loss""#));
+            .replace(
+                r#"{"at": "5.5s", "power_loss""#,
+                &format!(r#"{{"at": "{power_loss}", "power_loss""#),
+            );
         assert_ne!(moved, text, "the faults moved");
         let sc = Scenario::parse(&moved).expect("scenario");
         for seed in 1..=2 {
-            let out = run(&sc, seed, &RunOptions { keep_trace: false, scenario_path: "inline".into(), out_dir: format!("out/{name}-{restart}-{power_loss}") });
-            assert_eq!(outcome(&out, "lost-write"), "held", "follower back at {restart}, power loss at {power_loss}, seed {seed}: {}", show(&out));
-            assert_eq!(out.exit_code, 0, "follower back at {restart}, power loss at {power_loss}, seed {seed}: {}", show(&out));
+            let out = run(
+                &sc,
+                seed,
+                &RunOptions {
+                    keep_trace: false,
+                    scenario_path: "inline".into(),
+                    out_dir: format!("out/{name}-{restart}-{power_loss}"),
+                },
+            );
+            assert_eq!(
+                outcome(&out, "lost-write"),
+                "held",
+                "follower back at {restart}, power loss at {power_loss}, seed {seed}: {}",
+                show(&out)
+            );
+            assert_eq!(
+                out.exit_code,
+                0,
+                "follower back at {restart}, power loss at {power_loss}, seed {seed}: {}",
+                show(&out)
+            );
         }
     }
 }

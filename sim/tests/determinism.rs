@@ -7,12 +7,17 @@ use sim::run::{run, simulate, RunOptions};
 use sim::scenario::Scenario;
 
 fn scenario(name: &str) -> Scenario {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios").join(format!("{name}.json"));
+    let path =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios").join(format!("{name}.json"));
     Scenario::load(&path).unwrap_or_else(|e| panic!("{name}: {e}"))
 }
 
 fn opts(name: &str) -> RunOptions {
-    RunOptions { keep_trace: false, scenario_path: format!("scenarios/{name}.json"), out_dir: format!("out/{name}") }
+    RunOptions {
+        keep_trace: false,
+        scenario_path: format!("scenarios/{name}.json"),
+        out_dir: format!("out/{name}"),
+    }
 }
 
 fn hash(name: &str, seed: u64) -> (String, i32) {
@@ -67,14 +72,20 @@ const QUICKSTART_STORAGE_SEED1_HASH: &str = "582401b8c8c0362d";
 fn quickstart_baseline_hash() {
     let (h, code) = hash("quickstart", 1);
     assert_eq!(code, 0);
-    assert_eq!(h, QUICKSTART_SEED1_HASH, "quickstart seed 1 trace hash changed; if intended, update the pin with a comment");
+    assert_eq!(
+        h, QUICKSTART_SEED1_HASH,
+        "quickstart seed 1 trace hash changed; if intended, update the pin with a comment"
+    );
 }
 
 #[test]
 fn quickstart_storage_baseline_hash() {
     let (h, code) = hash("quickstart-storage", 1);
     assert_eq!(code, 0);
-    assert_eq!(h, QUICKSTART_STORAGE_SEED1_HASH, "quickstart-storage seed 1 trace hash changed; if intended, update the pin with a comment");
+    assert_eq!(
+        h, QUICKSTART_STORAGE_SEED1_HASH,
+        "quickstart-storage seed 1 trace hash changed; if intended, update the pin with a comment"
+    );
 }
 
 /// Runs inside madsim's own test runtime, so `MADSIM_TEST_CHECK_DETERMINISM=1` re-runs it and

@@ -9,15 +9,21 @@ use sim::run::{run, simulate, RunOptions};
 use sim::scenario::Scenario;
 
 fn scenario(name: &str) -> Scenario {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios").join(format!("{name}.json"));
+    let path =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios").join(format!("{name}.json"));
     Scenario::load(&path).unwrap_or_else(|e| panic!("{name}: {e}"))
 }
 
 fn opts(name: &str) -> RunOptions {
-    RunOptions { keep_trace: false, scenario_path: format!("scenarios/{name}.json"), out_dir: format!("out/{name}") }
+    RunOptions {
+        keep_trace: false,
+        scenario_path: format!("scenarios/{name}.json"),
+        out_dir: format!("out/{name}"),
+    }
 }
 
-const GROUP_STORIES: &[&str] = &["group-rebalance", "group-zombie-commit", "group-coordinator-restart", "group-leave"];
+const GROUP_STORIES: &[&str] =
+    &["group-rebalance", "group-zombie-commit", "group-coordinator-restart", "group-leave"];
 
 #[test]
 fn group_stories_meet_their_expectations_under_several_seeds() {
@@ -25,7 +31,12 @@ fn group_stories_meet_their_expectations_under_several_seeds() {
         let sc = scenario(name);
         for seed in 1..=4 {
             let out = run(&sc, seed, &opts(name));
-            assert_eq!(out.exit_code, 0, "{name} seed {seed}: {}", serde_json::to_string_pretty(&out.summary["checks"]).unwrap_or_default());
+            assert_eq!(
+                out.exit_code,
+                0,
+                "{name} seed {seed}: {}",
+                serde_json::to_string_pretty(&out.summary["checks"]).unwrap_or_default()
+            );
         }
     }
 }
@@ -34,19 +45,46 @@ fn group_stories_meet_their_expectations_under_several_seeds() {
 fn a_paused_member_commits_with_its_old_generation_and_is_rejected() {
     let sc = scenario("group-zombie-commit");
     for seed in 1..=3 {
-        let raw = madsim::runtime::Runtime::with_seed_and_config(seed, madsim::Config::default()).block_on(simulate(&sc, seed, false));
+        let raw = madsim::runtime::Runtime::with_seed_and_config(seed, madsim::Config::default())
+            .block_on(simulate(&sc, seed, false));
         let h = &raw.history;
         // consumer-1 was paused 4s..14s: every commit it sent after resuming carried the
         // generation it held before the pause, and at least one was sent and rejected.
-        let newest_before = |t: u64| h.assignments.iter().filter(|a| a.at_ns < t).map(|a| a.generation).max().unwrap_or(-1);
-        let stale: Vec<_> = h.commits.iter().filter(|c| c.member == 1 && c.sent_ns >= 14_000_000_000 && c.generation < newest_before(c.sent_ns)).collect();
-        assert!(!stale.is_empty(), "seed {seed}: the resumed member never committed with its old generation: {:?}", h.commits.iter().filter(|c| c.member == 1 && c.sent_ns >= 13_000_000_000).take(3).collect::<Vec<_>>());
+        let newest_before = |t: u64| {
+            h.assignments.iter().filter(|a| a.at_ns < t).map(|a| a.generation).max().unwrap_or(-1)
+        };
+        let stale: Vec<_> = h
+            .commits
+            .iter()
+            .filter(|c| {
+                c.member == 1
+                    && c.sent_ns >= 14_000_000_000
+                    && c.generation < newest_before(c.sent_ns)
+            })
+            .collect();
+        assert!(
+            !stale.is_empty(),
+            "seed {seed}: the resumed member never committed with its old generation: {:?}",
+            h.commits
+                .iter()
+                .filter(|c| c.member == 1 && c.sent_ns >= 13_000_000_000)
+                .take(3)
+                .collect::<Vec<_>>()
+        );
         for c in &stale {
             let err = c.error.as_deref().unwrap_or("accepted");
-            assert!(err.contains("UNKNOWN_MEMBER_ID") || err.contains("ILLEGAL_GENERATION"), "seed {seed}: stale commit {c:?} ended {err}");
+            assert!(
+                err.contains("UNKNOWN_MEMBER_ID") || err.contains("ILLEGAL_GENERATION"),
+                "seed {seed}: stale commit {c:?} ended {err}"
+            );
         }
         // And the member came back: it owns partitions again in a later generation.
         let last_gen = h.assignments.iter().map(|a| a.generation).max().unwrap_or(-1);
-        assert!(h.assignments.iter().any(|a| a.member == 1 && a.generation == last_gen && !a.tps.is_empty()), "seed {seed}: consumer-1 never rejoined");
+        assert!(
+            h.assignments
+                .iter()
+                .any(|a| a.member == 1 && a.generation == last_gen && !a.tps.is_empty()),
+            "seed {seed}: consumer-1 never rejoined"
+        );
     }
 }

@@ -9,7 +9,8 @@ use sim::run::{run, simulate, RunOptions, RunOutput};
 use sim::scenario::{Mode, Scenario};
 
 fn text(name: &str) -> String {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios").join(format!("{name}.json"));
+    let path =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios").join(format!("{name}.json"));
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{name}: {e}"))
 }
 
@@ -18,7 +19,11 @@ fn scenario(name: &str) -> Scenario {
 }
 
 fn opts(name: &str, keep_trace: bool) -> RunOptions {
-    RunOptions { keep_trace, scenario_path: format!("scenarios/{name}.json"), out_dir: format!("out/{name}") }
+    RunOptions {
+        keep_trace,
+        scenario_path: format!("scenarios/{name}.json"),
+        out_dir: format!("out/{name}"),
+    }
 }
 
 fn go(sc: &Scenario, seed: u64, keep_trace: bool) -> RunOutput {
@@ -44,10 +49,16 @@ fn quickstart_network_meets_its_expectations_over_the_wire() {
     let net = &out.summary["network"];
     assert!(net["broker-0"]["bytes_received"].as_u64().unwrap_or(0) > 1_000_000, "{net}");
     assert!(net["client"]["bytes_received"].as_u64().unwrap_or(0) > 1_000_000, "{net}");
-    assert!(net["broker-0"]["resets"].as_u64().unwrap_or(0) >= 1, "the kill resets the broker's connections: {net}");
+    assert!(
+        net["broker-0"]["resets"].as_u64().unwrap_or(0) >= 1,
+        "the kill resets the broker's connections: {net}"
+    );
 
     let plots = out.summary["plots"].to_string();
-    assert!(plots.contains("nic_utilization.svg") && plots.contains("cpu_utilization.svg"), "{plots}");
+    assert!(
+        plots.contains("nic_utilization.svg") && plots.contains("cpu_utilization.svg"),
+        "{plots}"
+    );
     // The broker charged its work to the modeled cores (its cost hook).
     let cpu = &out.summary["cpu"]["broker-0"];
     assert!(cpu["per_work"]["Request"]["ops"].as_u64().unwrap_or(0) > 1000, "{cpu}");
@@ -63,23 +74,42 @@ fn quickstart_network_meets_its_expectations_over_the_wire() {
     assert!(has(" poll c0 events-0 0..="), "the consumer polled from offset 0");
     assert!(has(" rpc oracle ListOffsets events-0 sent="), "ListOffsets served");
     // The broker's own count of requests served (its metrics), per incarnation.
-    assert!(has(" broker-served broker-0 incarnation=1 ApiVersions="), "broker-side counters traced");
-    assert!(lines.iter().any(|l| l.contains(" broker-served broker-0 incarnation=2 ") && l.contains(" Produce=")), "the restarted broker serves Produce");
+    assert!(
+        has(" broker-served broker-0 incarnation=1 ApiVersions="),
+        "broker-side counters traced"
+    );
+    assert!(
+        lines.iter().any(
+            |l| l.contains(" broker-served broker-0 incarnation=2 ") && l.contains(" Produce=")
+        ),
+        "the restarted broker serves Produce"
+    );
     // The kill: connections reset mid-request, connects refused while down, then a recovery.
     assert!(has(" net {\"Crash\":{\"host\":\"broker-0\""), "the network saw the crash");
     // (Whether a Produce is in flight at the kill instant depends on the seed's phase: see
     // `a_request_in_flight_at_a_kill_fails_as_a_reset_connection` for that case.)
-    assert!(has(" send-failed p0 ") && has("connection refused by broker-0:9092"), "sends while the broker is down fail (retries=0)");
+    assert!(
+        has(" send-failed p0 ") && has("connection refused by broker-0:9092"),
+        "sends while the broker is down fail (retries=0)"
+    );
     // The client host's CPU was charged too (its cost hook in the client crate).
     let client_cpu = &out.summary["cpu"]["client"];
     assert!(client_cpu["per_work"]["Request"]["ops"].as_u64().unwrap_or(0) > 1000, "{client_cpu}");
     assert!(has("\"outcome\":\"Refused\""), "connects are refused while the broker is down");
     assert!(has(" broker-start broker-0 incarnation=2"), "restarted");
-    assert!(has(" broker-opened broker-0 partitions=1"), "the restarted broker recovered its partition");
+    assert!(
+        has(" broker-opened broker-0 partitions=1"),
+        "the restarted broker recovered its partition"
+    );
     // rpc lines carry virtual time: the response comes after the request was sent.
     for l in lines.iter().filter(|l| l.contains(" rpc ")).take(200) {
         let at: u64 = l.split(' ').next().and_then(|t| t.parse().ok()).unwrap_or(0);
-        let sent: u64 = l.split(" sent=").nth(1).and_then(|s| s.split(' ').next()).and_then(|t| t.parse().ok()).unwrap_or(u64::MAX);
+        let sent: u64 = l
+            .split(" sent=")
+            .nth(1)
+            .and_then(|s| s.split(' ').next())
+            .and_then(|t| t.parse().ok())
+            .unwrap_or(u64::MAX);
         assert!(sent <= at, "{l}");
     }
 }
@@ -110,7 +140,10 @@ fn network_acks_one_and_zero_and_power_loss() {
     assert_eq!(out.exit_code, 0, "{}", checks(&out));
     let lines = out.trace_lines.as_deref().unwrap_or_default();
     assert_eq!(out.summary["settings"]["workload"]["producers"][0]["acks"], "1");
-    assert!(lines.iter().any(|l| l.contains(" ack p0 events-0 ")), "Produce with acks=1 acknowledged");
+    assert!(
+        lines.iter().any(|l| l.contains(" ack p0 events-0 ")),
+        "Produce with acks=1 acknowledged"
+    );
     assert!(lines.iter().any(|l| l.contains(" fault power_loss broker-0")));
 
     let zero = base.replace(r#""acks": "all""#, r#""acks": 0"#);
@@ -120,11 +153,18 @@ fn network_acks_one_and_zero_and_power_loss() {
     let out = go(&sc, 3, true);
     assert_eq!(out.exit_code, 0, "{}", checks(&out));
     let lines = out.trace_lines.as_deref().unwrap_or_default();
-    assert!(lines.iter().any(|l| l.contains(" broker-served broker-0 incarnation=1 ") && l.contains(" Produce=")), "Produce with acks=0 on the wire");
+    assert!(
+        lines.iter().any(
+            |l| l.contains(" broker-served broker-0 incarnation=1 ") && l.contains(" Produce=")
+        ),
+        "Produce with acks=0 on the wire"
+    );
     assert!(!lines.iter().any(|l| l.contains(" ack p0 ")), "acks=0 gets no acknowledgement");
     let t = &out.summary["throughput"];
     assert!(t["unconfirmed_acks0"].as_u64().unwrap_or(0) > 1000, "{t}");
-    assert!(out.summary["history"]["final_logs"]["events-0"]["records"].as_u64().unwrap_or(0) > 1000);
+    assert!(
+        out.summary["history"]["final_logs"]["events-0"]["records"].as_u64().unwrap_or(0) > 1000
+    );
 }
 
 /// A partition stalls open streams instead of dropping them: requests complete after the heal.
@@ -132,14 +172,19 @@ fn network_acks_one_and_zero_and_power_loss() {
 /// duplicate records (the stalled originals still reach the broker), as the shipped story expects.
 #[test]
 fn partition_stalls_then_heals_and_short_timeouts_duplicate() {
-    let stall = text("quickstart").replace(r#"{"at": "3s", "kill": "broker-0"},"#, r#"{"at": "1s", "partition": "broker-0", "for": "1s"}, {"at": "3s", "kill": "broker-0"},"#);
+    let stall = text("quickstart").replace(
+        r#"{"at": "3s", "kill": "broker-0"},"#,
+        r#"{"at": "1s", "partition": "broker-0", "for": "1s"}, {"at": "3s", "kill": "broker-0"},"#,
+    );
     let sc = Scenario::parse(&stall).unwrap();
     let out = go(&sc, 2, true);
     assert_eq!(out.exit_code, 0, "{}", checks(&out));
     let p99 = out.summary["latency"]["produce_ms"]["p99"].as_f64().unwrap_or(0.0);
     assert!(p99 > 500.0, "requests waited out the partition: p99 {p99} ms");
     let lines = out.trace_lines.as_deref().unwrap_or_default();
-    assert!(lines.iter().any(|l| l.contains(" net {\"Partition\":{\"from\":\"broker-0\",\"to\":\"client\"")));
+    assert!(lines
+        .iter()
+        .any(|l| l.contains(" net {\"Partition\":{\"from\":\"broker-0\",\"to\":\"client\"")));
     assert!(lines.iter().any(|l| l.contains(" fault-end partition broker-0 for 1000ms")));
 
     let sc = scenario("network-partition-retries");
@@ -161,8 +206,10 @@ fn slow_nic_raises_latency_and_recovers() {
     let p50 = out.summary["latency"]["produce_ms"]["p50"].as_f64().unwrap_or(0.0);
     assert!(p99 > 50.0 && p50 < 10.0, "p50 {p50} ms, p99 {p99} ms");
     let lines = out.trace_lines.as_deref().unwrap_or_default();
-    assert!(lines.iter().any(|l| l.contains(r#" net {"SetNic":{"host":"broker-0""#) && l.contains(r#""egress_bps":2000000"#)));
-    assert!(lines.iter().any(|l| l.contains(r#" net {"SetNic":{"host":"broker-0""#) && l.contains(r#""egress_bps":10000000000"#)));
+    assert!(lines.iter().any(|l| l.contains(r#" net {"SetNic":{"host":"broker-0""#)
+        && l.contains(r#""egress_bps":2000000"#)));
+    assert!(lines.iter().any(|l| l.contains(r#" net {"SetNic":{"host":"broker-0""#)
+        && l.contains(r#""egress_bps":10000000000"#)));
 }
 
 /// Inside madsim's own test runtime, so `MADSIM_TEST_CHECK_DETERMINISM=1` re-runs it and
@@ -191,10 +238,14 @@ fn a_saturated_nic_reports_less_achieved_than_offered_and_client_hosts_add_nics(
     let out1 = go(&Scenario::parse(&one).unwrap(), 1, false);
     let out3 = go(&Scenario::parse(&three).unwrap(), 1, false);
     assert_eq!((out1.exit_code, out3.exit_code), (0, 0), "{}\n{}", checks(&out1), checks(&out3));
-    let offered = out1.summary["throughput"]["offered"]["produce_bytes_per_s"].as_f64().unwrap_or(0.0);
+    let offered =
+        out1.summary["throughput"]["offered"]["produce_bytes_per_s"].as_f64().unwrap_or(0.0);
     assert_eq!(offered, 180e6, "3 producers x 60,000 records/s x 1000 B");
     let (a1, a3) = (achieved(&out1, "produce_bytes_per_s"), achieved(&out3, "produce_bytes_per_s"));
-    assert!(a1 < 0.75 * offered && a1 > 0.5 * 125e6, "one 1 Gb/s client NIC: {a1} B/s achieved of {offered} offered");
+    assert!(
+        a1 < 0.75 * offered && a1 > 0.5 * 125e6,
+        "one 1 Gb/s client NIC: {a1} B/s achieved of {offered} offered"
+    );
     assert!(a3 > 0.95 * offered && a3 > 1.4 * a1, "three client NICs: {a3} B/s (one: {a1})");
     let nics = out3.summary["network"].as_object().cloned().unwrap_or_default();
     for h in ["client", "client-1", "client-2"] {
@@ -250,5 +301,10 @@ fn a_request_in_flight_at_a_kill_fails_as_a_reset_connection() {
     let out = go(&sc, 1, true);
     assert_eq!(out.exit_code, 0, "{}", checks(&out));
     let lines = out.trace_lines.as_deref().unwrap_or_default();
-    assert!(lines.iter().any(|l| l.contains(" send-failed p0 ") && l.contains("connection reset by peer")), "a Produce in flight at the kill fails as a reset connection");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains(" send-failed p0 ") && l.contains("connection reset by peer")),
+        "a Produce in flight at the kill fails as a reset connection"
+    );
 }

@@ -39,10 +39,22 @@ fn every_shipped_scenario_examines_what_it_checks_and_consumes() {
         if name.starts_with("bench-") {
             sc.duration_s = sc.duration_s.min(BENCH_DURATION_S);
         }
-        let out = run(&sc, sc.seed, &RunOptions { keep_trace: false, scenario_path: format!("scenarios/{name}.json"), out_dir: format!("out/{name}") });
+        let out = run(
+            &sc,
+            sc.seed,
+            &RunOptions {
+                keep_trace: false,
+                scenario_path: format!("scenarios/{name}.json"),
+                out_dir: format!("out/{name}"),
+            },
+        );
         let checks = &out.summary["checks"];
         if out.exit_code != 0 {
-            failures.push(format!("{name}: exit {} {}", out.exit_code, serde_json::to_string_pretty(checks).unwrap_or_default()));
+            failures.push(format!(
+                "{name}: exit {} {}",
+                out.exit_code,
+                serde_json::to_string_pretty(checks).unwrap_or_default()
+            ));
         }
         for c in &sc.checks {
             let examined = checks[c]["examined"].as_u64().unwrap_or(0);
@@ -50,10 +62,14 @@ fn every_shipped_scenario_examines_what_it_checks_and_consumes() {
                 failures.push(format!("{name}: check {c} examined nothing: {}", checks[c]));
             }
         }
-        let consumers = out.summary["history"]["consumers"].as_object().cloned().unwrap_or_default();
+        let consumers =
+            out.summary["history"]["consumers"].as_object().cloned().unwrap_or_default();
         let expected: u32 = sc.consumers.iter().map(|c| c.count).sum();
         if consumers.len() as u32 != expected {
-            failures.push(format!("{name}: {expected} consumers in the workload, {} in the summary", consumers.len()));
+            failures.push(format!(
+                "{name}: {expected} consumers in the workload, {} in the summary",
+                consumers.len()
+            ));
         }
         for (c, v) in &consumers {
             if v["polls"].as_u64().unwrap_or(0) == 0 {

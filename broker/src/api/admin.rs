@@ -4,13 +4,17 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use kafka_protocol::messages::create_topics_request::CreateTopicsRequest;
-use kafka_protocol::messages::create_topics_response::{CreatableTopicResult, CreateTopicsResponse};
+use kafka_protocol::messages::create_topics_response::{
+    CreatableTopicResult, CreateTopicsResponse,
+};
 use kafka_protocol::messages::delete_topics_request::DeleteTopicsRequest;
-use kafka_protocol::messages::delete_topics_response::{DeletableTopicResult, DeleteTopicsResponse};
-use kafka_protocol::messages::init_producer_id_request::InitProducerIdRequest;
-use kafka_protocol::messages::init_producer_id_response::InitProducerIdResponse;
+use kafka_protocol::messages::delete_topics_response::{
+    DeletableTopicResult, DeleteTopicsResponse,
+};
 use kafka_protocol::messages::find_coordinator_request::FindCoordinatorRequest;
 use kafka_protocol::messages::find_coordinator_response::{Coordinator, FindCoordinatorResponse};
+use kafka_protocol::messages::init_producer_id_request::InitProducerIdRequest;
+use kafka_protocol::messages::init_producer_id_response::InitProducerIdResponse;
 use kafka_protocol::messages::{ApiKey, BrokerId, ProducerId, TopicName};
 
 use crate::broker::{Broker, Outcome};
@@ -33,8 +37,13 @@ impl Broker {
             let name = t.name.0.as_str().to_string();
             let mut res = CreatableTopicResult::default();
             res.name = t.name.clone();
-            let partitions = if t.num_partitions == -1 { self.config.num_partitions } else { t.num_partitions };
-            let rf = if t.replication_factor == -1 { self.config.default_replication_factor } else { t.replication_factor };
+            let partitions =
+                if t.num_partitions == -1 { self.config.num_partitions } else { t.num_partitions };
+            let rf = if t.replication_factor == -1 {
+                self.config.default_replication_factor
+            } else {
+                t.replication_factor
+            };
             let mut configs = BTreeMap::new();
             for c in &t.configs {
                 if let Some(val) = &c.value {
@@ -43,15 +52,27 @@ impl Broker {
             }
             let outcome = if name == crate::group::OFFSETS_TOPIC {
                 // Internal: created by the group coordinator with its own settings.
-                Err((error_code::INVALID_REQUEST, format!("creation of internal topic {name} is prohibited")))
+                Err((
+                    error_code::INVALID_REQUEST,
+                    format!("creation of internal topic {name} is prohibited"),
+                ))
             } else if rf != 1 {
-                Err((error_code::INVALID_REPLICATION_FACTOR, format!("replication factor {rf} is larger than the 1 available broker")))
+                Err((
+                    error_code::INVALID_REPLICATION_FACTOR,
+                    format!("replication factor {rf} is larger than the 1 available broker"),
+                ))
             } else if !t.assignments.is_empty() {
-                Err((error_code::INVALID_REQUEST, "manual replica assignment is not supported".to_string()))
+                Err((
+                    error_code::INVALID_REQUEST,
+                    "manual replica assignment is not supported".to_string(),
+                ))
             } else if r.validate_only {
                 match crate::topics::validate_topic_name(&name) {
                     Err(e) => Err((error_code::INVALID_TOPIC_EXCEPTION, e)),
-                    Ok(()) if state.registry.topics.contains_key(&name) => Err((error_code::TOPIC_ALREADY_EXISTS, format!("topic {name} already exists"))),
+                    Ok(()) if state.registry.topics.contains_key(&name) => Err((
+                        error_code::TOPIC_ALREADY_EXISTS,
+                        format!("topic {name} already exists"),
+                    )),
                     Ok(()) => Ok(None),
                 }
             } else {
@@ -61,74 +82,120 @@ impl Broker {
             resp.topics.push(creatable_result(res, partitions, 1, outcome));
         }
         drop(state);
-        let frame = protocol::encode_response(ApiKey::CreateTopics, v, req.correlation_id, &resp)
-            .map_err(|why| RequestError::BadBody { api: "CreateTopics", version: v, why })?;
+        let frame =
+            protocol::encode_response(ApiKey::CreateTopics, v, req.correlation_id, &resp)
+                .map_err(|why| RequestError::BadBody { api: "CreateTopics", version: v, why })?;
         Ok(Outcome::frame(frame))
     }
 
     /// Combined mode: each topic is created by the controller (replication factor honoured,
     /// replicas round-robin over live brokers); local logs follow from the committed image.
     /// Topic configs are not replicated yet and are refused rather than silently dropped.
-    async fn create_topics_cluster(&self, req: &Request, r: CreateTopicsRequest, link: Arc<dyn ControllerLink>) -> Result<Outcome, RequestError> {
+    async fn create_topics_cluster(
+        &self,
+        req: &Request,
+        r: CreateTopicsRequest,
+        link: Arc<dyn ControllerLink>,
+    ) -> Result<Outcome, RequestError> {
         let v = req.api_version;
         let mut resp = CreateTopicsResponse::default();
         for t in &r.topics {
             let name = t.name.0.as_str().to_string();
             let mut res = CreatableTopicResult::default();
             res.name = t.name.clone();
-            let partitions = if t.num_partitions == -1 { self.config.num_partitions } else { t.num_partitions };
-            let rf = if t.replication_factor == -1 { self.config.default_replication_factor } else { t.replication_factor };
-            let outcome: Result<Option<cluster::metadata::TopicId>, (i16, String)> = if name == crate::group::OFFSETS_TOPIC {
-                Err((error_code::INVALID_REQUEST, format!("creation of internal topic {name} is prohibited")))
-            } else if !t.assignments.is_empty() {
-                Err((error_code::INVALID_REQUEST, "manual replica assignment is not supported".to_string()))
-            } else if !t.configs.is_empty() {
-                Err((error_code::INVALID_CONFIG, "topic configs are not supported with a controller quorum yet".to_string()))
-            } else if partitions < 1 {
-                Err((error_code::INVALID_PARTITIONS, format!("{partitions} partitions is not valid")))
-            } else if rf < 1 {
-                Err((error_code::INVALID_REPLICATION_FACTOR, format!("replication factor {rf} is not valid")))
-            } else if r.validate_only {
-                let img = link.metadata().borrow().clone();
-                match crate::topics::validate_topic_name(&name) {
-                    Err(e) => Err((error_code::INVALID_TOPIC_EXCEPTION, e)),
-                    Ok(()) if img.topic_ids.contains_key(&name) => Err((error_code::TOPIC_ALREADY_EXISTS, format!("topic {name} already exists"))),
-                    Ok(()) if rf as usize > img.live_brokers().len() => {
-                        Err((error_code::INVALID_REPLICATION_FACTOR, format!("replication factor {rf} is larger than {} live brokers", img.live_brokers().len())))
-                    }
-                    Ok(()) => Ok(None),
-                }
+            let partitions =
+                if t.num_partitions == -1 { self.config.num_partitions } else { t.num_partitions };
+            let rf = if t.replication_factor == -1 {
+                self.config.default_replication_factor
             } else {
-                match link.create_topic(&name, partitions as u32, rf as u16).await {
-                    Ok(id) => {
-                        // Local logs now, so a produce right after the answer finds them.
-                        let img = link.metadata().borrow().clone();
-                        self.reconcile_topics(&img).await;
-                        Ok(Some(id))
-                    }
-                    Err(e) => Err(crate::controller::local::link_error_code(&e)),
-                }
+                t.replication_factor
             };
+            let outcome: Result<Option<cluster::metadata::TopicId>, (i16, String)> =
+                if name == crate::group::OFFSETS_TOPIC {
+                    Err((
+                        error_code::INVALID_REQUEST,
+                        format!("creation of internal topic {name} is prohibited"),
+                    ))
+                } else if !t.assignments.is_empty() {
+                    Err((
+                        error_code::INVALID_REQUEST,
+                        "manual replica assignment is not supported".to_string(),
+                    ))
+                } else if !t.configs.is_empty() {
+                    Err((
+                        error_code::INVALID_CONFIG,
+                        "topic configs are not supported with a controller quorum yet".to_string(),
+                    ))
+                } else if partitions < 1 {
+                    Err((
+                        error_code::INVALID_PARTITIONS,
+                        format!("{partitions} partitions is not valid"),
+                    ))
+                } else if rf < 1 {
+                    Err((
+                        error_code::INVALID_REPLICATION_FACTOR,
+                        format!("replication factor {rf} is not valid"),
+                    ))
+                } else if r.validate_only {
+                    let img = link.metadata().borrow().clone();
+                    match crate::topics::validate_topic_name(&name) {
+                        Err(e) => Err((error_code::INVALID_TOPIC_EXCEPTION, e)),
+                        Ok(()) if img.topic_ids.contains_key(&name) => Err((
+                            error_code::TOPIC_ALREADY_EXISTS,
+                            format!("topic {name} already exists"),
+                        )),
+                        Ok(()) if rf as usize > img.live_brokers().len() => Err((
+                            error_code::INVALID_REPLICATION_FACTOR,
+                            format!(
+                                "replication factor {rf} is larger than {} live brokers",
+                                img.live_brokers().len()
+                            ),
+                        )),
+                        Ok(()) => Ok(None),
+                    }
+                } else {
+                    match link.create_topic(&name, partitions as u32, rf as u16).await {
+                        Ok(id) => {
+                            // Local logs now, so a produce right after the answer finds them.
+                            let img = link.metadata().borrow().clone();
+                            self.reconcile_topics(&img).await;
+                            Ok(Some(id))
+                        }
+                        Err(e) => Err(crate::controller::local::link_error_code(&e)),
+                    }
+                };
             let outcome = outcome.map(|id| id.map(|id| uuid::Uuid::from_bytes(id.0)));
             resp.topics.push(creatable_result(res, partitions, rf, outcome));
         }
-        let frame = protocol::encode_response(ApiKey::CreateTopics, v, req.correlation_id, &resp)
-            .map_err(|why| RequestError::BadBody { api: "CreateTopics", version: v, why })?;
+        let frame =
+            protocol::encode_response(ApiKey::CreateTopics, v, req.correlation_id, &resp)
+                .map_err(|why| RequestError::BadBody { api: "CreateTopics", version: v, why })?;
         Ok(Outcome::frame(frame))
     }
 
     /// Combined mode: the controller deletes the topic from the metadata. Local logs stay until
     /// replication handles deletion (see `controller/local.rs`).
-    async fn delete_topics_cluster(&self, req: &Request, r: DeleteTopicsRequest, link: Arc<dyn ControllerLink>) -> Result<Outcome, RequestError> {
+    async fn delete_topics_cluster(
+        &self,
+        req: &Request,
+        r: DeleteTopicsRequest,
+        link: Arc<dyn ControllerLink>,
+    ) -> Result<Outcome, RequestError> {
         let v = req.api_version;
         let mut resp = DeleteTopicsResponse::default();
-        let mut targets: Vec<(Option<String>, uuid::Uuid)> = r.topic_names.iter().map(|n| (Some(n.0.as_str().to_string()), uuid::Uuid::nil())).collect();
+        let mut targets: Vec<(Option<String>, uuid::Uuid)> = r
+            .topic_names
+            .iter()
+            .map(|n| (Some(n.0.as_str().to_string()), uuid::Uuid::nil()))
+            .collect();
         for t in &r.topics {
             targets.push((t.name.as_ref().map(|n| n.0.as_str().to_string()), t.topic_id));
         }
         for (name, id) in targets {
             let img = link.metadata().borrow().clone();
-            let name = name.or_else(|| img.topics.get(&cluster::metadata::TopicId(id.into_bytes())).map(|t| t.name.clone()));
+            let name = name.or_else(|| {
+                img.topics.get(&cluster::metadata::TopicId(id.into_bytes())).map(|t| t.name.clone())
+            });
             let mut res = DeletableTopicResult::default();
             res.name = name.as_deref().map(|n| TopicName(sb(n)));
             res.topic_id = id;
@@ -148,8 +215,9 @@ impl Broker {
             }
             resp.responses.push(res);
         }
-        let frame = protocol::encode_response(ApiKey::DeleteTopics, v, req.correlation_id, &resp)
-            .map_err(|why| RequestError::BadBody { api: "DeleteTopics", version: v, why })?;
+        let frame =
+            protocol::encode_response(ApiKey::DeleteTopics, v, req.correlation_id, &resp)
+                .map_err(|why| RequestError::BadBody { api: "DeleteTopics", version: v, why })?;
         Ok(Outcome::frame(frame))
     }
 
@@ -161,7 +229,11 @@ impl Broker {
         let v = req.api_version;
         let mut resp = DeleteTopicsResponse::default();
         let mut state = self.lock().await;
-        let mut targets: Vec<(Option<String>, uuid::Uuid)> = r.topic_names.iter().map(|n| (Some(n.0.as_str().to_string()), uuid::Uuid::nil())).collect();
+        let mut targets: Vec<(Option<String>, uuid::Uuid)> = r
+            .topic_names
+            .iter()
+            .map(|n| (Some(n.0.as_str().to_string()), uuid::Uuid::nil()))
+            .collect();
         for t in &r.topics {
             targets.push((t.name.as_ref().map(|n| n.0.as_str().to_string()), t.topic_id));
         }
@@ -173,8 +245,17 @@ impl Broker {
             let mut res = DeletableTopicResult::default();
             res.name = name.as_deref().map(|n| TopicName(sb(n)));
             res.topic_id = id;
-            match name.as_ref().and_then(|n| state.registry.topics.get(n).cloned().map(|m| (n.clone(), m))) {
-                None => res.error_code = if name.is_none() { error_code::UNKNOWN_TOPIC_ID } else { error_code::UNKNOWN_TOPIC_OR_PARTITION },
+            match name
+                .as_ref()
+                .and_then(|n| state.registry.topics.get(n).cloned().map(|m| (n.clone(), m)))
+            {
+                None => {
+                    res.error_code = if name.is_none() {
+                        error_code::UNKNOWN_TOPIC_ID
+                    } else {
+                        error_code::UNKNOWN_TOPIC_OR_PARTITION
+                    }
+                }
                 Some((n, meta)) => {
                     res.topic_id = uuid::Uuid::from_bytes(meta.uuid());
                     state.registry.topics.remove(&n);
@@ -202,8 +283,9 @@ impl Broker {
             resp.responses.push(res);
         }
         drop(state);
-        let frame = protocol::encode_response(ApiKey::DeleteTopics, v, req.correlation_id, &resp)
-            .map_err(|why| RequestError::BadBody { api: "DeleteTopics", version: v, why })?;
+        let frame =
+            protocol::encode_response(ApiKey::DeleteTopics, v, req.correlation_id, &resp)
+                .map_err(|why| RequestError::BadBody { api: "DeleteTopics", version: v, why })?;
         Ok(Outcome::frame(frame))
     }
 
@@ -266,17 +348,25 @@ impl Broker {
         let unavailable = (error_code::COORDINATOR_NOT_AVAILABLE, -1, String::new(), -1);
         let Some(img) = self.cluster_image() else { return unavailable };
         let Some(link) = self.controller_link() else { return unavailable };
-        let topic = img.topic_ids.get(crate::group::OFFSETS_TOPIC).and_then(|id| img.topics.get(id));
+        let topic =
+            img.topic_ids.get(crate::group::OFFSETS_TOPIC).and_then(|id| img.topics.get(id));
         let Some(topic) = topic else {
             let rf = self.config.offsets_topic_replication_factor.max(1);
             let live = img.live_brokers().len();
             if live < rf as usize {
-                tracing::info!(live, rf, "not creating {} yet: fewer live brokers than offsets.topic.replication.factor", crate::group::OFFSETS_TOPIC);
+                tracing::info!(
+                    live,
+                    rf,
+                    "not creating {} yet: fewer live brokers than offsets.topic.replication.factor",
+                    crate::group::OFFSETS_TOPIC
+                );
                 return unavailable;
             }
             let n = u32::try_from(self.config.offsets_topic_num_partitions.max(1)).unwrap_or(1);
             match link.create_topic(crate::group::OFFSETS_TOPIC, n, rf as u16).await {
-                Ok(_) => tracing::info!(partitions = n, rf, "created {}", crate::group::OFFSETS_TOPIC),
+                Ok(_) => {
+                    tracing::info!(partitions = n, rf, "created {}", crate::group::OFFSETS_TOPIC)
+                }
                 Err(e) => tracing::info!(error = %e, "creating {}", crate::group::OFFSETS_TOPIC),
             }
             return unavailable;
@@ -285,7 +375,9 @@ impl Broker {
         let p = crate::group::offsets_topic::partition_for(group, n);
         let Some(state) = topic.partitions.get(p as usize) else { return unavailable };
         match img.brokers.get(&state.leader).filter(|b| !b.fenced) {
-            Some(b) => (error_code::NONE, b.broker_id, b.endpoint.host.clone(), i32::from(b.endpoint.port)),
+            Some(b) => {
+                (error_code::NONE, b.broker_id, b.endpoint.host.clone(), i32::from(b.endpoint.port))
+            }
             None => unavailable,
         }
     }
@@ -297,7 +389,11 @@ impl Broker {
         let node = BrokerId(self.config.node_id);
         // A group's coordinator is the leader of its `__consumer_offsets` partition: this broker
         // while it owns that partition. Transaction coordinators do not exist yet.
-        let keys: Vec<&str> = if v >= 4 { r.coordinator_keys.iter().map(|k| k.as_str()).collect() } else { vec![r.key.as_str()] };
+        let keys: Vec<&str> = if v >= 4 {
+            r.coordinator_keys.iter().map(|k| k.as_str()).collect()
+        } else {
+            vec![r.key.as_str()]
+        };
         // (error, node, host, port) per key.
         let mut answers = Vec::new();
         for key in keys {
@@ -314,7 +410,9 @@ impl Broker {
         let error = answers.first().map_or(error_code::NONE, |a| a.0);
         let mut resp = FindCoordinatorResponse::default();
         if v >= 4 {
-            for (key, (error, node, host, port)) in r.coordinator_keys.iter().zip(answers.iter().cloned()) {
+            for (key, (error, node, host, port)) in
+                r.coordinator_keys.iter().zip(answers.iter().cloned())
+            {
                 let mut c = Coordinator::default();
                 c.key = key.clone();
                 c.error_code = error;
@@ -339,8 +437,9 @@ impl Broker {
                 resp.port = -1;
             }
         }
-        let frame = protocol::encode_response(ApiKey::FindCoordinator, v, req.correlation_id, &resp)
-            .map_err(|why| RequestError::BadBody { api: "FindCoordinator", version: v, why })?;
+        let frame =
+            protocol::encode_response(ApiKey::FindCoordinator, v, req.correlation_id, &resp)
+                .map_err(|why| RequestError::BadBody { api: "FindCoordinator", version: v, why })?;
         Ok(Outcome::frame(frame))
     }
 }

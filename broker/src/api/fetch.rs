@@ -62,7 +62,13 @@ struct TopicOut {
 
 impl Broker {
     /// One pass over the requested partitions under the state lock.
-    async fn fetch_once(&self, r: &FetchRequest, version: i16, reader: Reader, pre_errors: &BTreeMap<(String, i32), i16>) -> (Vec<TopicOut>, u64, bool) {
+    async fn fetch_once(
+        &self,
+        r: &FetchRequest,
+        version: i16,
+        reader: Reader,
+        pre_errors: &BTreeMap<(String, i32), i16>,
+    ) -> (Vec<TopicOut>, u64, bool) {
         let state = self.lock().await;
         let mut out = Vec::with_capacity(r.topics.len());
         let mut total: u64 = 0;
@@ -80,10 +86,22 @@ impl Broker {
                 let m = state.registry.topics.get(&n).cloned();
                 (n, m)
             };
-            let unknown = if version >= 13 { error_code::UNKNOWN_TOPIC_ID } else { error_code::UNKNOWN_TOPIC_OR_PARTITION };
+            let unknown = if version >= 13 {
+                error_code::UNKNOWN_TOPIC_ID
+            } else {
+                error_code::UNKNOWN_TOPIC_OR_PARTITION
+            };
             let mut parts = Vec::with_capacity(t.partitions.len());
             for p in &t.partitions {
-                let mut po = PartOut { index: p.partition, error: error_code::NONE, high_watermark: -1, last_stable_offset: -1, log_start_offset: -1, current_leader: None, region: None };
+                let mut po = PartOut {
+                    index: p.partition,
+                    error: error_code::NONE,
+                    high_watermark: -1,
+                    last_stable_offset: -1,
+                    log_start_offset: -1,
+                    current_leader: None,
+                    region: None,
+                };
                 let tp = TopicPartition::new(name.clone(), p.partition);
                 let refused = if meta.is_none() {
                     None
@@ -91,7 +109,13 @@ impl Broker {
                     None
                 } else {
                     self.not_leader_error(&name, p.partition)
-                        .or_else(|| if version >= 9 { self.check_leader_epoch(&tp, p.current_leader_epoch) } else { None })
+                        .or_else(|| {
+                            if version >= 9 {
+                                self.check_leader_epoch(&tp, p.current_leader_epoch)
+                            } else {
+                                None
+                            }
+                        })
                         .or_else(|| pre_errors.get(&(name.clone(), p.partition)).copied())
                 };
                 if let Some(code) = refused {
@@ -106,7 +130,11 @@ impl Broker {
                     .and_then(|_| state.logs.as_ref())
                     .and_then(|l| l.get(&tp));
                 let Some(log) = log else {
-                    po.error = if state.logs.is_none() { error_code::KAFKA_STORAGE_ERROR } else { unknown };
+                    po.error = if state.logs.is_none() {
+                        error_code::KAFKA_STORAGE_ERROR
+                    } else {
+                        unknown
+                    };
                     any_error = true;
                     parts.push(po);
                     continue;
@@ -152,7 +180,11 @@ impl Broker {
                 }
                 parts.push(po);
             }
-            out.push(TopicOut { name, id: meta.as_ref().map(|m| m.uuid()).unwrap_or_else(|| t.topic_id.into_bytes()), parts });
+            out.push(TopicOut {
+                name,
+                id: meta.as_ref().map(|m| m.uuid()).unwrap_or_else(|| t.topic_id.into_bytes()),
+                parts,
+            });
         }
         (out, total, any_error)
     }
@@ -176,7 +208,13 @@ impl Broker {
                 let name = if v >= 13 {
                     let id = t.topic_id.into_bytes();
                     let state = self.lock().await;
-                    state.registry.topics.iter().find(|(_, m)| m.uuid() == id).map(|(n, _)| n.clone()).unwrap_or_default()
+                    state
+                        .registry
+                        .topics
+                        .iter()
+                        .find(|(_, m)| m.uuid() == id)
+                        .map(|(n, _)| n.clone())
+                        .unwrap_or_default()
                 } else {
                     t.topic.0.as_str().to_string()
                 };
@@ -188,10 +226,16 @@ impl Broker {
                     match self.replicas.on_follower_fetch(&tp, id, p.fetch_offset, now) {
                         Ok((_, a)) => advanced |= a,
                         Err(cluster::isr::FetchError::OffsetOutOfRange { .. }) => {
-                            pre_errors.insert((name.clone(), p.partition), error_code::OFFSET_OUT_OF_RANGE);
+                            pre_errors.insert(
+                                (name.clone(), p.partition),
+                                error_code::OFFSET_OUT_OF_RANGE,
+                            );
                         }
                         Err(cluster::isr::FetchError::UnknownReplica(_)) => {
-                            pre_errors.insert((name.clone(), p.partition), error_code::NOT_LEADER_OR_FOLLOWER);
+                            pre_errors.insert(
+                                (name.clone(), p.partition),
+                                error_code::NOT_LEADER_OR_FOLLOWER,
+                            );
                         }
                     }
                 }
@@ -210,7 +254,11 @@ impl Broker {
             notified.as_mut().enable();
             let (topics, total, any_error) = self.fetch_once(&r, v, reader, &pre_errors).await;
             let shut_down = self.lock().await.logs.is_none();
-            if total >= min_bytes.max(1) || any_error || shut_down || tokio::time::Instant::now() >= deadline {
+            if total >= min_bytes.max(1)
+                || any_error
+                || shut_down
+                || tokio::time::Instant::now() >= deadline
+            {
                 break topics;
             }
             tokio::select! {
@@ -220,14 +268,20 @@ impl Broker {
             }
         };
         let chunks = encode_fetch_response(v, req.correlation_id, &topics);
-        let record_bytes: u64 = topics.iter().flat_map(|t| &t.parts).filter_map(|p| p.region.as_ref()).map(|r| r.len).sum();
+        let record_bytes: u64 = topics
+            .iter()
+            .flat_map(|t| &t.parts)
+            .filter_map(|p| p.region.as_ref())
+            .map(|r| r.len)
+            .sum();
         Metrics::add(&self.metrics.bytes_out, record_bytes);
         if !self.config.fetch_zero_copy {
             // The copy path reads record data into user space and writes it to the socket: two
             // copies per byte that sendfile(2) does not make.
             self.spend(net_model::Work::Memcpy, 2 * record_bytes).await;
         }
-        let failed = topics.iter().flat_map(|t| &t.parts).filter(|p| p.error != error_code::NONE).count();
+        let failed =
+            topics.iter().flat_map(|t| &t.parts).filter(|p| p.error != error_code::NONE).count();
         Metrics::add(&self.metrics.failed_fetch, failed as u64);
         Ok(Outcome::Respond(chunks))
     }

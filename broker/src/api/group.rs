@@ -5,7 +5,9 @@
 
 use bytes::Bytes;
 use kafka_protocol::messages::describe_groups_request::DescribeGroupsRequest;
-use kafka_protocol::messages::describe_groups_response::{DescribeGroupsResponse, DescribedGroup, DescribedGroupMember};
+use kafka_protocol::messages::describe_groups_response::{
+    DescribeGroupsResponse, DescribedGroup, DescribedGroupMember,
+};
 use kafka_protocol::messages::heartbeat_request::HeartbeatRequest;
 use kafka_protocol::messages::heartbeat_response::HeartbeatResponse;
 use kafka_protocol::messages::join_group_request::JoinGroupRequest;
@@ -15,11 +17,13 @@ use kafka_protocol::messages::leave_group_response::{LeaveGroupResponse, MemberR
 use kafka_protocol::messages::list_groups_request::ListGroupsRequest;
 use kafka_protocol::messages::list_groups_response::{ListGroupsResponse, ListedGroup};
 use kafka_protocol::messages::offset_commit_request::OffsetCommitRequest;
-use kafka_protocol::messages::offset_commit_response::{OffsetCommitResponse, OffsetCommitResponsePartition, OffsetCommitResponseTopic};
+use kafka_protocol::messages::offset_commit_response::{
+    OffsetCommitResponse, OffsetCommitResponsePartition, OffsetCommitResponseTopic,
+};
 use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequest;
 use kafka_protocol::messages::offset_fetch_response::{
-    OffsetFetchResponse, OffsetFetchResponseGroup, OffsetFetchResponsePartition, OffsetFetchResponsePartitions, OffsetFetchResponseTopic,
-    OffsetFetchResponseTopics,
+    OffsetFetchResponse, OffsetFetchResponseGroup, OffsetFetchResponsePartition,
+    OffsetFetchResponsePartitions, OffsetFetchResponseTopic, OffsetFetchResponseTopics,
 };
 use kafka_protocol::messages::sync_group_request::SyncGroupRequest;
 use kafka_protocol::messages::sync_group_response::SyncGroupResponse;
@@ -36,14 +40,22 @@ use super::sb;
 /// Client host reported for members: the request path does not carry the peer address.
 const CLIENT_HOST: &str = "/unknown";
 
-fn encode<T: Encodable>(req: &Request, key: ApiKey, version: i16, resp: &T) -> Result<Outcome, RequestError> {
-    let frame = protocol::encode_response(key, version, req.correlation_id, resp)
-        .map_err(|why| RequestError::BadBody { api: protocol::api_name(key), version: req.api_version, why })?;
+fn encode<T: Encodable>(
+    req: &Request,
+    key: ApiKey,
+    version: i16,
+    resp: &T,
+) -> Result<Outcome, RequestError> {
+    let frame =
+        protocol::encode_response(key, version, req.correlation_id, resp).map_err(|why| {
+            RequestError::BadBody { api: protocol::api_name(key), version: req.api_version, why }
+        })?;
     Ok(Outcome::frame(frame))
 }
 
 fn client_id(req: &Request) -> String {
-    let id = req.header.as_ref().and_then(|h| h.client_id.as_ref()).map(|c| c.as_str()).unwrap_or("");
+    let id =
+        req.header.as_ref().and_then(|h| h.client_id.as_ref()).map(|c| c.as_str()).unwrap_or("");
     let mut end = id.len().min(256);
     while !id.is_char_boundary(end) {
         end -= 1;
@@ -61,9 +73,17 @@ impl Broker {
             client_id: client_id(req),
             client_host: CLIENT_HOST.to_string(),
             session_timeout_ms: r.session_timeout_ms,
-            rebalance_timeout_ms: if v >= 1 { r.rebalance_timeout_ms } else { r.session_timeout_ms },
+            rebalance_timeout_ms: if v >= 1 {
+                r.rebalance_timeout_ms
+            } else {
+                r.session_timeout_ms
+            },
             protocol_type: r.protocol_type.to_string(),
-            protocols: r.protocols.iter().map(|p| (p.name.to_string(), p.metadata.clone())).collect(),
+            protocols: r
+                .protocols
+                .iter()
+                .map(|p| (p.name.to_string(), p.metadata.clone()))
+                .collect(),
             require_known_member_id: v >= 4,
         };
         let out = self.groups.join(self, r.group_id.0.as_str(), jr).await;
@@ -97,7 +117,8 @@ impl Broker {
     pub(crate) async fn sync_group(&self, req: &Request) -> Result<Outcome, RequestError> {
         let r: SyncGroupRequest = decode_body(req)?;
         let v = req.api_version;
-        let assignments: Vec<(String, Bytes)> = r.assignments.iter().map(|a| (a.member_id.to_string(), a.assignment.clone())).collect();
+        let assignments: Vec<(String, Bytes)> =
+            r.assignments.iter().map(|a| (a.member_id.to_string(), a.assignment.clone())).collect();
         let out = self
             .groups
             .sync(
@@ -124,7 +145,15 @@ impl Broker {
     pub(crate) async fn heartbeat(&self, req: &Request) -> Result<Outcome, RequestError> {
         let r: HeartbeatRequest = decode_body(req)?;
         let mut resp = HeartbeatResponse::default();
-        resp.error_code = self.groups.heartbeat(r.group_id.0.as_str(), r.generation_id, r.member_id.as_str(), r.group_instance_id.as_deref()).await;
+        resp.error_code = self
+            .groups
+            .heartbeat(
+                r.group_id.0.as_str(),
+                r.generation_id,
+                r.member_id.as_str(),
+                r.group_instance_id.as_deref(),
+            )
+            .await;
         encode(req, ApiKey::Heartbeat, req.api_version, &resp)
     }
 
@@ -132,7 +161,13 @@ impl Broker {
         let r: LeaveGroupRequest = decode_body(req)?;
         let v = req.api_version;
         let leavers: Vec<Leaver> = if v >= 3 {
-            r.members.iter().map(|m| Leaver { member_id: m.member_id.to_string(), instance_id: m.group_instance_id.as_ref().map(|s| s.to_string()) }).collect()
+            r.members
+                .iter()
+                .map(|m| Leaver {
+                    member_id: m.member_id.to_string(),
+                    instance_id: m.group_instance_id.as_ref().map(|s| s.to_string()),
+                })
+                .collect()
         } else {
             vec![Leaver { member_id: r.member_id.to_string(), instance_id: None }]
         };
@@ -168,7 +203,14 @@ impl Broker {
                     let ps = t
                         .partitions
                         .iter()
-                        .map(|p| (p.partition_index, p.committed_offset, if v >= 6 { p.committed_leader_epoch } else { -1 }, p.committed_metadata.as_ref().map(|m| m.to_string())))
+                        .map(|p| {
+                            (
+                                p.partition_index,
+                                p.committed_offset,
+                                if v >= 6 { p.committed_leader_epoch } else { -1 },
+                                p.committed_metadata.as_ref().map(|m| m.to_string()),
+                            )
+                        })
                         .collect();
                     (t.name.0.to_string(), ps)
                 })
@@ -181,28 +223,59 @@ impl Broker {
                 topics,
             )
         } else {
-            parse_offset_commit_v0_v1(&req.body, v).map_err(|why| RequestError::BadBody { api: "OffsetCommit", version: v, why })?
+            parse_offset_commit_v0_v1(&req.body, v).map_err(|why| RequestError::BadBody {
+                api: "OffsetCommit",
+                version: v,
+                why,
+            })?
         };
         let flat: Vec<OffsetToCommit> = topics
             .iter()
             .flat_map(|(t, ps)| {
-                ps.iter().map(move |(p, o, e, m)| OffsetToCommit { topic: t.clone(), partition: *p, offset: *o, leader_epoch: *e, metadata: m.clone() })
+                ps.iter().map(move |(p, o, e, m)| OffsetToCommit {
+                    topic: t.clone(),
+                    partition: *p,
+                    offset: *o,
+                    leader_epoch: *e,
+                    metadata: m.clone(),
+                })
             })
             .collect();
         // As Kafka: offsets only for partitions that exist (this also bounds what a client can
         // make the coordinator remember).
         let exists: Vec<bool> = {
             let state = self.lock().await;
-            flat.iter().map(|o| state.registry.topics.get(&o.topic).is_some_and(|m| (0..m.partitions).contains(&o.partition))).collect()
+            flat.iter()
+                .map(|o| {
+                    state
+                        .registry
+                        .topics
+                        .get(&o.topic)
+                        .is_some_and(|m| (0..m.partitions).contains(&o.partition))
+                })
+                .collect()
         };
-        let known: Vec<OffsetToCommit> = flat.iter().zip(&exists).filter(|(_, e)| **e).map(|(o, _)| o.clone()).collect();
-        let known_codes = match self.groups.commit(self, &group, generation, &member, instance.as_deref(), &known).await {
+        let known: Vec<OffsetToCommit> =
+            flat.iter().zip(&exists).filter(|(_, e)| **e).map(|(o, _)| o.clone()).collect();
+        let known_codes = match self
+            .groups
+            .commit(self, &group, generation, &member, instance.as_deref(), &known)
+            .await
+        {
             Ok(c) => c,
             Err(code) => vec![code; known.len()],
         };
         let mut known_codes = known_codes.into_iter();
-        let codes: Vec<i16> =
-            exists.iter().map(|e| if *e { known_codes.next().unwrap_or(error_code::UNKNOWN_SERVER_ERROR) } else { error_code::UNKNOWN_TOPIC_OR_PARTITION }).collect();
+        let codes: Vec<i16> = exists
+            .iter()
+            .map(|e| {
+                if *e {
+                    known_codes.next().unwrap_or(error_code::UNKNOWN_SERVER_ERROR)
+                } else {
+                    error_code::UNKNOWN_TOPIC_OR_PARTITION
+                }
+            })
+            .collect();
         let mut codes = codes.into_iter();
         let mut resp = OffsetCommitResponse::default();
         for (t, ps) in &topics {
@@ -226,7 +299,9 @@ impl Broker {
         let mut resp = OffsetFetchResponse::default();
         if v >= 8 {
             for g in &r.groups {
-                let topics: Option<Vec<(String, Vec<i32>)>> = g.topics.as_ref().map(|ts| ts.iter().map(|t| (t.name.0.to_string(), t.partition_indexes.clone())).collect());
+                let topics: Option<Vec<(String, Vec<i32>)>> = g.topics.as_ref().map(|ts| {
+                    ts.iter().map(|t| (t.name.0.to_string(), t.partition_indexes.clone())).collect()
+                });
                 let mut rg = OffsetFetchResponseGroup::default();
                 rg.group_id = g.group_id.clone();
                 match self.groups.fetch_offsets(g.group_id.0.as_str(), topics.as_deref()).await {
@@ -238,7 +313,8 @@ impl Broker {
                             for (p, c) in ps {
                                 let mut rp = OffsetFetchResponsePartitions::default();
                                 rp.partition_index = p;
-                                (rp.committed_offset, rp.committed_leader_epoch, rp.metadata) = offset_fields(c.as_ref());
+                                (rp.committed_offset, rp.committed_leader_epoch, rp.metadata) =
+                                    offset_fields(c.as_ref());
                                 rt.partitions.push(rp);
                             }
                             rg.topics.push(rt);
@@ -249,7 +325,9 @@ impl Broker {
             }
             return encode(req, ApiKey::OffsetFetch, v, &resp);
         }
-        let topics: Option<Vec<(String, Vec<i32>)>> = r.topics.as_ref().map(|ts| ts.iter().map(|t| (t.name.0.to_string(), t.partition_indexes.clone())).collect());
+        let topics: Option<Vec<(String, Vec<i32>)>> = r.topics.as_ref().map(|ts| {
+            ts.iter().map(|t| (t.name.0.to_string(), t.partition_indexes.clone())).collect()
+        });
         match self.groups.fetch_offsets(r.group_id.0.as_str(), topics.as_deref()).await {
             Err(code) => {
                 if v >= 2 {
@@ -355,7 +433,9 @@ impl Broker {
 }
 
 /// (offset, leader epoch, metadata) of a committed offset, Kafka's "none" values otherwise.
-fn offset_fields(c: Option<&CommittedOffset>) -> (i64, i32, Option<kafka_protocol::protocol::StrBytes>) {
+fn offset_fields(
+    c: Option<&CommittedOffset>,
+) -> (i64, i32, Option<kafka_protocol::protocol::StrBytes>) {
     match c {
         Some(c) => (c.offset, c.leader_epoch, Some(sb(&c.metadata))),
         None => (-1, -1, Some(sb(""))),

@@ -3,7 +3,9 @@
 //! timestamp ≥ the target.
 
 use kafka_protocol::messages::list_offsets_request::ListOffsetsRequest;
-use kafka_protocol::messages::list_offsets_response::{ListOffsetsPartitionResponse, ListOffsetsResponse, ListOffsetsTopicResponse};
+use kafka_protocol::messages::list_offsets_response::{
+    ListOffsetsPartitionResponse, ListOffsetsResponse, ListOffsetsTopicResponse,
+};
 use kafka_protocol::messages::ApiKey;
 
 use crate::broker::{Broker, Outcome};
@@ -15,17 +17,23 @@ const LATEST: i64 = -1;
 const MAX_TIMESTAMP: i64 = -3;
 
 /// First record with timestamp ≥ `ts`: (offset, timestamp), or `None` if every record is older.
-async fn offset_for_timestamp(log: &Log, ts: i64, max_uncompressed: usize) -> Result<Option<(i64, i64)>, LogError> {
+async fn offset_for_timestamp(
+    log: &Log,
+    ts: i64,
+    max_uncompressed: usize,
+) -> Result<Option<(i64, i64)>, LogError> {
     let Some((header, bytes)) = log.find_batch_by_timestamp(ts).await? else {
         return Ok(None);
     };
-    let iter = records::decode_batch_unverified_crc(bytes, max_uncompressed).map_err(|e| LogError::Corrupt {
-        file: format!("{:?}", log.dir()),
-        position: 0,
-        why: e.to_string(),
+    let iter = records::decode_batch_unverified_crc(bytes, max_uncompressed).map_err(|e| {
+        LogError::Corrupt { file: format!("{:?}", log.dir()), position: 0, why: e.to_string() }
     })?;
     for rec in iter {
-        let rec = rec.map_err(|e| LogError::Corrupt { file: format!("{:?}", log.dir()), position: 0, why: e.to_string() })?;
+        let rec = rec.map_err(|e| LogError::Corrupt {
+            file: format!("{:?}", log.dir()),
+            position: 0,
+            why: e.to_string(),
+        })?;
         if rec.timestamp >= ts && rec.offset >= log.log_start_offset() {
             return Ok(Some((rec.offset, rec.timestamp)));
         }
@@ -42,7 +50,8 @@ impl Broker {
         let state = self.lock().await;
         // Decompressing one batch is bounded by the largest batch the log accepts, times a
         // generous compression ratio, capped.
-        let max_uncompressed = (self.config.log.max_message_bytes as usize).saturating_mul(64).min(256 << 20);
+        let max_uncompressed =
+            (self.config.log.max_message_bytes as usize).saturating_mul(64).min(256 << 20);
         for t in &r.topics {
             let name = t.name.0.as_str();
             let mut tr = ListOffsetsTopicResponse::default();
@@ -60,12 +69,20 @@ impl Broker {
                     tr.partitions.push(pr);
                     continue;
                 }
-                let log = state.logs.as_ref().and_then(|l| l.get(&TopicPartition::new(name, p.partition_index)));
+                let log = state
+                    .logs
+                    .as_ref()
+                    .and_then(|l| l.get(&TopicPartition::new(name, p.partition_index)));
                 match log {
                     None => pr.error_code = error_code::UNKNOWN_TOPIC_OR_PARTITION,
                     Some(log) => match p.timestamp {
                         EARLIEST => pr.offset = log.log_start_offset(),
-                        LATEST => pr.offset = self.readable_end(&TopicPartition::new(name, p.partition_index), log.log_end_offset()),
+                        LATEST => {
+                            pr.offset = self.readable_end(
+                                &TopicPartition::new(name, p.partition_index),
+                                log.log_end_offset(),
+                            )
+                        }
                         MAX_TIMESTAMP => {
                             if let Some(ts) = log.max_timestamp() {
                                 match offset_for_timestamp(log, ts, max_uncompressed).await {

@@ -81,9 +81,12 @@ impl Broker {
                         None => {
                             let id = t.topic_id.into_bytes();
                             match state.registry.topics.iter().find(|(_, m)| m.uuid() == id) {
-                                Some((name, meta)) => resp.topics.push(self.describe_topic(name, meta)),
+                                Some((name, meta)) => {
+                                    resp.topics.push(self.describe_topic(name, meta))
+                                }
                                 None => {
-                                    let mut e = Self::topic_error(None, error_code::UNKNOWN_TOPIC_ID);
+                                    let mut e =
+                                        Self::topic_error(None, error_code::UNKNOWN_TOPIC_ID);
                                     e.topic_id = t.topic_id;
                                     resp.topics.push(e);
                                 }
@@ -92,18 +95,37 @@ impl Broker {
                         }
                     };
                     if validate_topic_name(&name).is_err() {
-                        resp.topics.push(Self::topic_error(Some(&name), error_code::INVALID_TOPIC_EXCEPTION));
+                        resp.topics.push(Self::topic_error(
+                            Some(&name),
+                            error_code::INVALID_TOPIC_EXCEPTION,
+                        ));
                         continue;
                     }
                     if let Some(meta) = state.registry.topics.get(&name) {
                         resp.topics.push(self.describe_topic(&name, meta));
-                    } else if allow_auto && self.config.auto_create_topics && name != crate::group::OFFSETS_TOPIC {
-                        match self.create_topic(&mut state, &name, self.config.num_partitions, Default::default()).await {
+                    } else if allow_auto
+                        && self.config.auto_create_topics
+                        && name != crate::group::OFFSETS_TOPIC
+                    {
+                        match self
+                            .create_topic(
+                                &mut state,
+                                &name,
+                                self.config.num_partitions,
+                                Default::default(),
+                            )
+                            .await
+                        {
                             Ok(meta) => resp.topics.push(self.describe_topic(&name, &meta)),
-                            Err((code, _)) => resp.topics.push(Self::topic_error(Some(&name), code)),
+                            Err((code, _)) => {
+                                resp.topics.push(Self::topic_error(Some(&name), code))
+                            }
                         }
                     } else {
-                        resp.topics.push(Self::topic_error(Some(&name), error_code::UNKNOWN_TOPIC_OR_PARTITION));
+                        resp.topics.push(Self::topic_error(
+                            Some(&name),
+                            error_code::UNKNOWN_TOPIC_OR_PARTITION,
+                        ));
                     }
                 }
             }
@@ -130,7 +152,8 @@ impl Broker {
                 mp.leader_epoch = p.leader_epoch;
                 mp.replica_nodes = p.replicas.iter().map(|r| BrokerId(*r)).collect();
                 mp.isr_nodes = p.isr.iter().map(|r| BrokerId(*r)).collect();
-                mp.offline_replicas = p.replicas.iter().filter(|r| !img.is_live(**r)).map(|r| BrokerId(*r)).collect();
+                mp.offline_replicas =
+                    p.replicas.iter().filter(|r| !img.is_live(**r)).map(|r| BrokerId(*r)).collect();
                 if p.leader == NO_LEADER {
                     mp.error_code = error_code::LEADER_NOT_AVAILABLE;
                 }
@@ -143,7 +166,12 @@ impl Broker {
     /// Combined mode: every live broker and the topics of the controller's committed image;
     /// auto-creation goes through the controller. Every broker forwards admin requests to the
     /// controller, so each names itself as `controller_id` (as KIP-590 brokers do).
-    async fn metadata_cluster(&self, req: &Request, r: MetadataRequest, link: Arc<dyn ControllerLink>) -> Result<Outcome, RequestError> {
+    async fn metadata_cluster(
+        &self,
+        req: &Request,
+        r: MetadataRequest,
+        link: Arc<dyn ControllerLink>,
+    ) -> Result<Outcome, RequestError> {
         let v = req.api_version;
         let allow_auto = if v >= 4 { r.allow_auto_topic_creation } else { true };
         let wanted = match r.topics {
@@ -155,8 +183,13 @@ impl Broker {
         if let Some(topics) = &wanted {
             let known = link.metadata().borrow().clone();
             for t in topics {
-                let Some(name) = t.name.as_ref().map(|n| n.0.as_str().to_string()) else { continue };
-                let creatable = allow_auto && self.config.auto_create_topics && name != crate::group::OFFSETS_TOPIC && validate_topic_name(&name).is_ok();
+                let Some(name) = t.name.as_ref().map(|n| n.0.as_str().to_string()) else {
+                    continue;
+                };
+                let creatable = allow_auto
+                    && self.config.auto_create_topics
+                    && name != crate::group::OFFSETS_TOPIC
+                    && validate_topic_name(&name).is_ok();
                 if known.topic_ids.contains_key(&name) || !creatable {
                     continue;
                 }
@@ -189,12 +222,19 @@ impl Broker {
         resp.cluster_id = Some(sb(&self.config.cluster_id));
         resp.controller_id = BrokerId(self.config.node_id);
         match wanted {
-            None => resp.topics = img.topics.values().map(|t| Self::describe_image_topic(&img, t)).collect(),
+            None => {
+                resp.topics =
+                    img.topics.values().map(|t| Self::describe_image_topic(&img, t)).collect()
+            }
             Some(topics) => {
                 for t in topics {
                     let found = match &t.name {
-                        Some(n) => img.topic_ids.get(n.0.as_str()).and_then(|id| img.topics.get(id)),
-                        None => img.topics.get(&cluster::metadata::TopicId(t.topic_id.into_bytes())),
+                        Some(n) => {
+                            img.topic_ids.get(n.0.as_str()).and_then(|id| img.topics.get(id))
+                        }
+                        None => {
+                            img.topics.get(&cluster::metadata::TopicId(t.topic_id.into_bytes()))
+                        }
                     };
                     match (found, &t.name) {
                         (Some(ti), _) => resp.topics.push(Self::describe_image_topic(&img, ti)),
@@ -208,7 +248,10 @@ impl Broker {
                             let code = if validate_topic_name(name).is_err() {
                                 error_code::INVALID_TOPIC_EXCEPTION
                             } else {
-                                failed.get(name).copied().unwrap_or(error_code::UNKNOWN_TOPIC_OR_PARTITION)
+                                failed
+                                    .get(name)
+                                    .copied()
+                                    .unwrap_or(error_code::UNKNOWN_TOPIC_OR_PARTITION)
                             };
                             resp.topics.push(Self::topic_error(Some(name), code));
                         }

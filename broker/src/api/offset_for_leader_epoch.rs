@@ -9,7 +9,9 @@
 //! checking `current_leader_epoch` (v2+: FENCED_LEADER_EPOCH / UNKNOWN_LEADER_EPOCH).
 
 use kafka_protocol::messages::offset_for_leader_epoch_request::OffsetForLeaderEpochRequest;
-use kafka_protocol::messages::offset_for_leader_epoch_response::{EpochEndOffset, OffsetForLeaderEpochResponse, OffsetForLeaderTopicResult};
+use kafka_protocol::messages::offset_for_leader_epoch_response::{
+    EpochEndOffset, OffsetForLeaderEpochResponse, OffsetForLeaderTopicResult,
+};
 use kafka_protocol::messages::ApiKey;
 
 use crate::broker::{Broker, Outcome};
@@ -17,7 +19,10 @@ use crate::log::TopicPartition;
 use crate::protocol::{self, decode_body, error_code, Request, RequestError};
 
 impl Broker {
-    pub(crate) async fn offset_for_leader_epoch(&self, req: &Request) -> Result<Outcome, RequestError> {
+    pub(crate) async fn offset_for_leader_epoch(
+        &self,
+        req: &Request,
+    ) -> Result<Outcome, RequestError> {
         let r: OffsetForLeaderEpochRequest = decode_body(req)?;
         let v = req.api_version;
         let mut resp = OffsetForLeaderEpochResponse::default();
@@ -35,12 +40,20 @@ impl Broker {
                 let log = state.logs.as_ref().and_then(|l| l.get(&tp));
                 let refused = match log {
                     None => Some(error_code::UNKNOWN_TOPIC_OR_PARTITION),
-                    Some(_) => self.not_leader_error(name, p.partition).or_else(|| if v >= 2 { self.check_leader_epoch(&tp, p.current_leader_epoch) } else { None }),
+                    Some(_) => self.not_leader_error(name, p.partition).or_else(|| {
+                        if v >= 2 {
+                            self.check_leader_epoch(&tp, p.current_leader_epoch)
+                        } else {
+                            None
+                        }
+                    }),
                 };
                 match (refused, log) {
                     (Some(code), _) => out.error_code = code,
                     (None, Some(log)) => {
-                        if let Some((epoch, end)) = log.epochs().end_offset_for(p.leader_epoch, log.log_end_offset()) {
+                        if let Some((epoch, end)) =
+                            log.epochs().end_offset_for(p.leader_epoch, log.log_end_offset())
+                        {
                             out.leader_epoch = epoch;
                             out.end_offset = end;
                         }
@@ -52,8 +65,13 @@ impl Broker {
             resp.topics.push(tr);
         }
         drop(state);
-        let frame = protocol::encode_response(ApiKey::OffsetForLeaderEpoch, v, req.correlation_id, &resp)
-            .map_err(|why| RequestError::BadBody { api: "OffsetForLeaderEpoch", version: v, why })?;
+        let frame =
+            protocol::encode_response(ApiKey::OffsetForLeaderEpoch, v, req.correlation_id, &resp)
+                .map_err(|why| RequestError::BadBody {
+                api: "OffsetForLeaderEpoch",
+                version: v,
+                why,
+            })?;
         Ok(Outcome::frame(frame))
     }
 }

@@ -10,7 +10,9 @@
 
 use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::produce_request::ProduceRequest;
-use kafka_protocol::messages::produce_response::{PartitionProduceResponse, ProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::produce_response::{
+    PartitionProduceResponse, ProduceResponse, TopicProduceResponse,
+};
 use kafka_protocol::messages::ApiKey;
 use records::{BatchError, BatchHeader, BatchIter};
 
@@ -24,14 +26,24 @@ use crate::topics::validate_topic_name;
 fn log_error_code(e: &LogError) -> i16 {
     match e {
         LogError::RecordTooLarge { .. } => error_code::MESSAGE_TOO_LARGE,
-        LogError::InvalidBatch { source: BatchError::TooLarge { .. }, .. } => error_code::MESSAGE_TOO_LARGE,
-        LogError::InvalidBatch { source: BatchError::UnsupportedMagic { .. }, .. } => error_code::UNSUPPORTED_FOR_MESSAGE_FORMAT,
-        LogError::InvalidBatch { source: BatchError::BadRecordCount { .. }, .. } => error_code::INVALID_RECORD,
+        LogError::InvalidBatch { source: BatchError::TooLarge { .. }, .. } => {
+            error_code::MESSAGE_TOO_LARGE
+        }
+        LogError::InvalidBatch { source: BatchError::UnsupportedMagic { .. }, .. } => {
+            error_code::UNSUPPORTED_FOR_MESSAGE_FORMAT
+        }
+        LogError::InvalidBatch { source: BatchError::BadRecordCount { .. }, .. } => {
+            error_code::INVALID_RECORD
+        }
         LogError::KeylessRecord { .. } => error_code::INVALID_RECORD,
         LogError::InvalidRecords { .. } => error_code::CORRUPT_MESSAGE,
         LogError::InvalidBatch { .. } | LogError::EmptyAppend => error_code::CORRUPT_MESSAGE,
-        LogError::Io(_) | LogError::Offline { .. } | LogError::Corrupt { .. } => error_code::KAFKA_STORAGE_ERROR,
-        LogError::NonContiguousAppend { .. } | LogError::OffsetOutOfRange { .. } => error_code::UNKNOWN_SERVER_ERROR,
+        LogError::Io(_) | LogError::Offline { .. } | LogError::Corrupt { .. } => {
+            error_code::KAFKA_STORAGE_ERROR
+        }
+        LogError::NonContiguousAppend { .. } | LogError::OffsetOutOfRange { .. } => {
+            error_code::UNKNOWN_SERVER_ERROR
+        }
     }
 }
 
@@ -77,7 +89,10 @@ impl Broker {
                     parts.iter().map(|p| PartResult::err(p.index, code, msg.clone())).collect()
                 };
                 if !(acks == 0 || acks == 1 || acks == -1) {
-                    results.push((name, fail_all(error_code::INVALID_REQUIRED_ACKS, format!("acks={acks}"))));
+                    results.push((
+                        name,
+                        fail_all(error_code::INVALID_REQUIRED_ACKS, format!("acks={acks}")),
+                    ));
                     continue;
                 }
                 if let Err(why) = validate_topic_name(&name) {
@@ -86,14 +101,28 @@ impl Broker {
                 }
                 if name == crate::group::OFFSETS_TOPIC {
                     // Only the group coordinator writes the offsets topic (Kafka: internal topic).
-                    results.push((name, fail_all(error_code::INVALID_TOPIC_EXCEPTION, "cannot append to internal topic __consumer_offsets".into())));
+                    results.push((
+                        name,
+                        fail_all(
+                            error_code::INVALID_TOPIC_EXCEPTION,
+                            "cannot append to internal topic __consumer_offsets".into(),
+                        ),
+                    ));
                     continue;
                 }
                 let partitions = match state.registry.topics.get(&name) {
                     Some(m) => m.partitions,
                     // Combined mode: topics come from the controller (Metadata creates them).
                     None if self.config.auto_create_topics && self.controller_link().is_none() => {
-                        match self.create_topic(&mut state, &name, self.config.num_partitions, Default::default()).await {
+                        match self
+                            .create_topic(
+                                &mut state,
+                                &name,
+                                self.config.num_partitions,
+                                Default::default(),
+                            )
+                            .await
+                        {
                             Ok(m) => m.partitions,
                             Err((code, msg)) => {
                                 results.push((name, fail_all(code, msg)));
@@ -102,22 +131,40 @@ impl Broker {
                         }
                     }
                     None => {
-                        results.push((name.clone(), fail_all(error_code::UNKNOWN_TOPIC_OR_PARTITION, format!("unknown topic {name}"))));
+                        results.push((
+                            name.clone(),
+                            fail_all(
+                                error_code::UNKNOWN_TOPIC_OR_PARTITION,
+                                format!("unknown topic {name}"),
+                            ),
+                        ));
                         continue;
                     }
                 };
                 let mut out = Vec::new();
                 for p in parts {
                     if p.index < 0 || p.index >= partitions {
-                        out.push(PartResult::err(p.index, error_code::UNKNOWN_TOPIC_OR_PARTITION, "no such partition"));
+                        out.push(PartResult::err(
+                            p.index,
+                            error_code::UNKNOWN_TOPIC_OR_PARTITION,
+                            "no such partition",
+                        ));
                         continue;
                     }
                     if let Some(code) = self.not_leader_error(&name, p.index) {
-                        out.push(PartResult::err(p.index, code, "this broker is not the partition's leader"));
+                        out.push(PartResult::err(
+                            p.index,
+                            code,
+                            "this broker is not the partition's leader",
+                        ));
                         continue;
                     }
                     let Some(records) = p.records else {
-                        out.push(PartResult::err(p.index, error_code::CORRUPT_MESSAGE, "null record set"));
+                        out.push(PartResult::err(
+                            p.index,
+                            error_code::CORRUPT_MESSAGE,
+                            "null record set",
+                        ));
                         continue;
                     };
                     let tp = TopicPartition::new(name.clone(), p.index);
@@ -130,13 +177,21 @@ impl Broker {
                     }
                     let (res, last_offset) = self.append_partition(&mut state, &tp, records).await;
                     if res.error == error_code::NONE && combined {
-                        let leo = state.logs.as_ref().and_then(|l| l.get(&tp)).map_or(0, |l| l.log_end_offset());
+                        let leo = state
+                            .logs
+                            .as_ref()
+                            .and_then(|l| l.get(&tp))
+                            .map_or(0, |l| l.log_end_offset());
                         self.replicas.on_leader_append(&tp, leo);
                         if acks == -1 {
                             match self.replicas.await_ack(&tp, last_offset.min(leo - 1)) {
                                 Ok(rx) => waits.push((results.len(), out.len(), rx)),
                                 Err(e) => {
-                                    out.push(PartResult::err(p.index, ack_error_code(e), e.to_string()));
+                                    out.push(PartResult::err(
+                                        p.index,
+                                        ack_error_code(e),
+                                        e.to_string(),
+                                    ));
                                     continue;
                                 }
                             }
@@ -160,14 +215,24 @@ impl Broker {
             let timeout = std::time::Duration::from_millis(r.timeout_ms.clamp(0, 300_000) as u64);
             let deadline = tokio::time::Instant::now() + timeout;
             for (ti, pi, rx) in waits {
-                let outcome = tokio::time::timeout(deadline.saturating_duration_since(tokio::time::Instant::now()), rx).await;
+                let outcome = tokio::time::timeout(
+                    deadline.saturating_duration_since(tokio::time::Instant::now()),
+                    rx,
+                )
+                .await;
                 let (topic, parts) = &mut results[ti];
                 let part = &mut parts[pi];
                 let failure = match outcome {
                     Ok(Ok(Ok(()))) => None,
                     Ok(Ok(Err(e))) => Some((ack_error_code(e), e.to_string())),
-                    Ok(Err(_)) => Some((error_code::NOT_LEADER_OR_FOLLOWER, "leadership ended while waiting for the ISR".to_string())),
-                    Err(_) => Some((error_code::REQUEST_TIMED_OUT, format!("the ISR did not acknowledge within {} ms", timeout.as_millis()))),
+                    Ok(Err(_)) => Some((
+                        error_code::NOT_LEADER_OR_FOLLOWER,
+                        "leadership ended while waiting for the ISR".to_string(),
+                    )),
+                    Err(_) => Some((
+                        error_code::REQUEST_TIMED_OUT,
+                        format!("the ISR did not acknowledge within {} ms", timeout.as_millis()),
+                    )),
                 };
                 if let Some((code, msg)) = failure {
                     Metrics::add(&self.metrics.failed_produce, 1);
@@ -181,8 +246,15 @@ impl Broker {
         if acks == 0 {
             // Kafka closes the connection when an acks=0 produce fails: the producer's only
             // signal to refresh metadata and stop sending into the void.
-            if let Some((t, p)) = results.iter().flat_map(|(t, ps)| ps.iter().map(move |p| (t, p))).find(|(_, p)| p.error != error_code::NONE) {
-                return Ok(Outcome::Close(format!("acks=0 produce to {t}-{} failed with error {}", p.index, p.error)));
+            if let Some((t, p)) = results
+                .iter()
+                .flat_map(|(t, ps)| ps.iter().map(move |p| (t, p)))
+                .find(|(_, p)| p.error != error_code::NONE)
+            {
+                return Ok(Outcome::Close(format!(
+                    "acks=0 produce to {t}-{} failed with error {}",
+                    p.index, p.error
+                )));
             }
             return Ok(Outcome::NoResponse);
         }
@@ -204,24 +276,49 @@ impl Broker {
             }
             resp.responses.push(t);
         }
-        let frame = protocol::encode_response(ApiKey::Produce, req.api_version, req.correlation_id, &resp)
-            .map_err(|why| RequestError::BadBody { api: "Produce", version: req.api_version, why })?;
+        let frame =
+            protocol::encode_response(ApiKey::Produce, req.api_version, req.correlation_id, &resp)
+                .map_err(|why| RequestError::BadBody {
+                    api: "Produce",
+                    version: req.api_version,
+                    why,
+                })?;
         Ok(Outcome::frame(frame))
     }
 
     /// Appends one partition's records; returns the result and the last offset appended (-1 when
     /// nothing was, e.g. a duplicate).
-    async fn append_partition(&self, state: &mut crate::broker::State, tp: &TopicPartition, records: Bytes) -> (PartResult, i64) {
+    async fn append_partition(
+        &self,
+        state: &mut crate::broker::State,
+        tp: &TopicPartition,
+        records: Bytes,
+    ) -> (PartResult, i64) {
         let index = tp.partition;
         // Headers only (cheap, bounded): for the producer-sequence check. The log validates fully.
         let headers: Vec<BatchHeader> = BatchIter::new(&records).map(|(_, h)| h).collect();
         match state.producers.check(tp, &headers) {
             Verdict::Append => {}
             Verdict::Duplicate { base_offset } => {
-                let lso = state.logs.as_ref().and_then(|l| l.get(tp)).map_or(-1, |l| l.log_start_offset());
+                let lso = state
+                    .logs
+                    .as_ref()
+                    .and_then(|l| l.get(tp))
+                    .map_or(-1, |l| l.log_start_offset());
                 // A retried duplicate: acknowledged when the original batch is (its last offset).
-                let last = headers.last().map_or(base_offset, |h| base_offset + i64::from(h.last_offset_delta));
-                return (PartResult { index, error: error_code::NONE, base_offset, log_start_offset: lso, message: None }, last);
+                let last = headers
+                    .last()
+                    .map_or(base_offset, |h| base_offset + i64::from(h.last_offset_delta));
+                return (
+                    PartResult {
+                        index,
+                        error: error_code::NONE,
+                        base_offset,
+                        log_start_offset: lso,
+                        message: None,
+                    },
+                    last,
+                );
             }
             Verdict::Reject(code) => {
                 if let Some(h) = headers.first() {
@@ -244,7 +341,16 @@ impl Broker {
                 Metrics::add(&self.metrics.messages_in, info.record_count.max(0) as u64);
                 let assigned: Vec<BatchHeader> = BatchIter::new(&buf).map(|(_, h)| h).collect();
                 state.producers.record(tp, &assigned);
-                (PartResult { index, error: error_code::NONE, base_offset: info.base_offset, log_start_offset: info.log_start_offset, message: None }, info.last_offset)
+                (
+                    PartResult {
+                        index,
+                        error: error_code::NONE,
+                        base_offset: info.base_offset,
+                        log_start_offset: info.log_start_offset,
+                        message: None,
+                    },
+                    info.last_offset,
+                )
             }
             Err(e) => (PartResult::err(index, log_error_code(&e), e.to_string()), -1),
         }
@@ -257,10 +363,18 @@ impl Broker {
         let mut body = BytesMut::with_capacity(req.body.len() + 2);
         body.put_i16(-1);
         body.put_slice(&req.body);
-        let fake = Request { api_key: req.api_key, api_version: 3, correlation_id: req.correlation_id, header: None, body: body.freeze() };
+        let fake = Request {
+            api_key: req.api_key,
+            api_version: 3,
+            correlation_id: req.correlation_id,
+            header: None,
+            body: body.freeze(),
+        };
         let r: ProduceRequest = match decode_body(&fake) {
             Ok(r) => r,
-            Err(e) => return Outcome::Close(format!("malformed Produce v{}: {e}", req.api_version)),
+            Err(e) => {
+                return Outcome::Close(format!("malformed Produce v{}: {e}", req.api_version))
+            }
         };
         if r.acks == 0 {
             return Outcome::NoResponse;

@@ -45,11 +45,10 @@ pub async fn start(
     let node_id = u64::try_from(cfg.node_id).map_err(|_| "node.id must be >= 0".to_string())?;
     let q = &cfg.quorum;
     if q.is_controller() {
-        let listen = q
-            .controller_listen
-            .clone()
-            .or_else(|| voters.get(&node_id).cloned())
-            .ok_or_else(|| format!("node {node_id} is a controller but has no controller listener"))?;
+        let listen =
+            q.controller_listen.clone().or_else(|| voters.get(&node_id).cloned()).ok_or_else(
+                || format!("node {node_id} is a controller but has no controller listener"),
+            )?;
         let mut qc = rpc::QuorumConfig::new(node_id, voters.clone());
         qc.election_timeout_ms = q.election_timeout_ms;
         qc.fetch_timeout_ms = q.fetch_timeout_ms;
@@ -59,26 +58,38 @@ pub async fn start(
         qc.unclean_leader_election_enable = cfg.unclean_leader_election_enable;
         qc.min_insync_replicas = cfg.replication.min_insync_replicas;
         qc.seed = seed;
-        let h = node::start(qc, net.clone(), storage.clone(), Path::new(""), &listen, shutdown.clone()).await.map_err(|e| e.to_string())?;
+        let h =
+            node::start(qc, net.clone(), storage.clone(), Path::new(""), &listen, shutdown.clone())
+                .await
+                .map_err(|e| e.to_string())?;
         tracing::info!(node = node_id, addr = %h.local_addr, "controller listening");
         let _ = broker.controller_status.set(h.status.clone());
         out.controller = Some(h);
     }
     if q.is_broker() {
         let (host, port) = advertised;
-        let endpoint = cluster::metadata::Endpoint { host: host.to_string(), port: u16::try_from(port).map_err(|_| format!("bad port {port}"))? };
+        let endpoint = cluster::metadata::Endpoint {
+            host: host.to_string(),
+            port: u16::try_from(port).map_err(|_| format!("bad port {port}"))?,
+        };
         let mut lc = LinkConfig::new(cfg.node_id, endpoint, voters);
         lc.incarnation = seed;
         lc.heartbeat_interval_ms = q.broker_heartbeat_interval_ms;
         // Long enough to ride out one controller election.
-        lc.request_timeout_ms = q.request_timeout_ms.max(q.fetch_timeout_ms + q.election_timeout_ms) * 2;
+        lc.request_timeout_ms =
+            q.request_timeout_ms.max(q.fetch_timeout_ms + q.election_timeout_ms) * 2;
         lc.retry_backoff_ms = q.retry_backoff_ms;
         lc.metadata_poll_ms = q.metadata_poll_ms;
         lc.clean_shutdown = broker.opened_clean();
         let l = RpcLink::new(lc, net.clone());
         out.tasks.push(l.spawn(shutdown.clone()));
         broker.attach_controller(l.clone());
-        out.tasks.push(tokio::spawn(crate::replica::run(broker.clone(), l.clone(), net, shutdown.clone())));
+        out.tasks.push(tokio::spawn(crate::replica::run(
+            broker.clone(),
+            l.clone(),
+            net,
+            shutdown.clone(),
+        )));
         out.link = Some(l);
     }
     Ok(out)

@@ -37,7 +37,10 @@ pub fn encode<T: Serialize>(msg: &T, max: usize) -> Result<Vec<u8>, FrameError> 
 
 /// Decodes one frame from the front of `buf`: `Ok(None)` if more bytes are needed, else the
 /// message and the bytes it used. Pure, so it is property-tested without a runtime.
-pub fn decode<T: DeserializeOwned>(buf: &[u8], max: usize) -> Result<Option<(T, usize)>, FrameError> {
+pub fn decode<T: DeserializeOwned>(
+    buf: &[u8],
+    max: usize,
+) -> Result<Option<(T, usize)>, FrameError> {
     let Some(head) = buf.get(..4) else { return Ok(None) };
     let len = u32::from_be_bytes([head[0], head[1], head[2], head[3]]) as usize;
     if len > max {
@@ -48,14 +51,21 @@ pub fn decode<T: DeserializeOwned>(buf: &[u8], max: usize) -> Result<Option<(T, 
     Ok(Some((msg, 4 + len)))
 }
 
-pub async fn write<T: Serialize>(w: &mut dyn ChunkWriter, msg: &T, max: usize) -> Result<(), FrameError> {
+pub async fn write<T: Serialize>(
+    w: &mut dyn ChunkWriter,
+    msg: &T,
+    max: usize,
+) -> Result<(), FrameError> {
     let frame = encode(msg, max)?;
     w.write_chunks(&[Chunk::Bytes(frame.into())]).await?;
     Ok(())
 }
 
 /// Reads one frame; `Ok(None)` on a clean end of stream between frames.
-pub async fn read<T: DeserializeOwned, R: AsyncRead + Unpin + ?Sized>(r: &mut R, max: usize) -> Result<Option<T>, FrameError> {
+pub async fn read<T: DeserializeOwned, R: AsyncRead + Unpin + ?Sized>(
+    r: &mut R,
+    max: usize,
+) -> Result<Option<T>, FrameError> {
     let mut head = [0u8; 4];
     match r.read_exact(&mut head).await {
         Ok(_) => {}
@@ -82,7 +92,12 @@ mod tests {
             from: 1,
             to: 2,
             term,
-            body: MessageBody::AppendEntries { prev_log_index: 0, prev_log_term: 0, entries: vec![Entry { term, index: 1, data }], leader_commit: 0 },
+            body: MessageBody::AppendEntries {
+                prev_log_index: 0,
+                prev_log_term: 0,
+                entries: vec![Entry { term, index: 1, data }],
+                leader_commit: 0,
+            },
         }
     }
 
@@ -120,6 +135,9 @@ mod tests {
         assert!(matches!(decode::<Message>(&f, 10), Err(FrameError::TooLarge { max: 10, .. })));
         assert!(matches!(encode(&msg(1, vec![0; 100]), 10), Err(FrameError::TooLarge { .. })));
         // A length of 4 GiB is refused from the header alone.
-        assert!(matches!(decode::<Message>(&[0xff, 0xff, 0xff, 0xff], FRAME_BYTES_MAX), Err(FrameError::TooLarge { .. })));
+        assert!(matches!(
+            decode::<Message>(&[0xff, 0xff, 0xff, 0xff], FRAME_BYTES_MAX),
+            Err(FrameError::TooLarge { .. })
+        ));
     }
 }

@@ -17,7 +17,10 @@ use std::sync::{Arc, Mutex as StdMutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use cluster::metadata::{AlterPartitionRequest, BrokerId, ControllerError, Endpoint, MetadataImage, PartitionState, ReplicaLogInfo, TopicId};
+use cluster::metadata::{
+    AlterPartitionRequest, BrokerId, ControllerError, Endpoint, MetadataImage, PartitionState,
+    ReplicaLogInfo, TopicId,
+};
 use cluster::raft::NodeId;
 use net_model::{Connection, Network};
 use tokio::sync::{watch, Mutex};
@@ -45,8 +48,16 @@ pub trait ControllerLink: Send + Sync + fmt::Debug {
     fn broker_epoch(&self) -> i64;
     /// The committed metadata this broker has applied.
     fn metadata(&self) -> watch::Receiver<Arc<MetadataImage>>;
-    async fn alter_partition(&self, req: AlterPartitionRequest) -> Result<PartitionState, LinkError>;
-    async fn create_topic(&self, name: &str, partitions: u32, replication_factor: u16) -> Result<TopicId, LinkError>;
+    async fn alter_partition(
+        &self,
+        req: AlterPartitionRequest,
+    ) -> Result<PartitionState, LinkError>;
+    async fn create_topic(
+        &self,
+        name: &str,
+        partitions: u32,
+        replication_factor: u16,
+    ) -> Result<TopicId, LinkError>;
     async fn delete_topic(&self, name: &str) -> Result<TopicId, LinkError>;
     /// This broker's logs of the partitions awaiting unclean recovery (KIP-966) it is a candidate
     /// for; the link sends them with every heartbeat until replaced (empty: none).
@@ -77,7 +88,17 @@ pub struct LinkConfig {
 
 impl LinkConfig {
     pub fn new(broker_id: BrokerId, endpoint: Endpoint, voters: BTreeMap<NodeId, String>) -> Self {
-        Self { broker_id, incarnation: 0, endpoint, voters, heartbeat_interval_ms: 2_000, request_timeout_ms: 5_000, retry_backoff_ms: 20, metadata_poll_ms: 250, clean_shutdown: true }
+        Self {
+            broker_id,
+            incarnation: 0,
+            endpoint,
+            voters,
+            heartbeat_interval_ms: 2_000,
+            request_timeout_ms: 5_000,
+            retry_backoff_ms: 20,
+            metadata_poll_ms: 250,
+            clean_shutdown: true,
+        }
     }
 }
 
@@ -110,7 +131,10 @@ pub struct RpcLink {
 
 impl fmt::Debug for RpcLink {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RpcLink").field("broker_id", &self.cfg.broker_id).field("epoch", &self.epoch).finish_non_exhaustive()
+        f.debug_struct("RpcLink")
+            .field("broker_id", &self.cfg.broker_id)
+            .field("epoch", &self.epoch)
+            .finish_non_exhaustive()
     }
 }
 
@@ -162,7 +186,11 @@ impl RpcLink {
                 let now = Instant::now();
                 if now >= next_beat {
                     let ok = link.beat().await;
-                    let wait = if ok { link.cfg.heartbeat_interval_ms } else { link.cfg.retry_backoff_ms.max(1) * 10 };
+                    let wait = if ok {
+                        link.cfg.heartbeat_interval_ms
+                    } else {
+                        link.cfg.retry_backoff_ms.max(1) * 10
+                    };
                     next_beat = now + Duration::from_millis(wait);
                 } else if link.broker_epoch() >= 0 && !link.stopping.load(Ordering::Relaxed) {
                     if let Err(e) = link.catch_up().await {
@@ -197,7 +225,12 @@ impl RpcLink {
         if broker_epoch < 0 {
             return Ok(());
         }
-        let req = ControllerRequest::BrokerHeartbeat { broker_id: self.cfg.broker_id, broker_epoch, want_fence: true, logs: Vec::new() };
+        let req = ControllerRequest::BrokerHeartbeat {
+            broker_id: self.cfg.broker_id,
+            broker_epoch,
+            want_fence: true,
+            logs: Vec::new(),
+        };
         match self.call(req).await? {
             ControllerResponse::Heartbeat { fenced: true, .. } => {
                 self.fenced.store(true, Ordering::Relaxed);
@@ -215,17 +248,30 @@ impl RpcLink {
         }
         let epoch = self.epoch.load(Ordering::Relaxed);
         if epoch < 0 {
-            let clean_shutdown = self.cfg.clean_shutdown || self.registered_once.load(Ordering::Relaxed);
-            let req = ControllerRequest::RegisterBroker { broker_id: self.cfg.broker_id, incarnation: self.cfg.incarnation, endpoint: self.cfg.endpoint.clone(), clean_shutdown };
+            let clean_shutdown =
+                self.cfg.clean_shutdown || self.registered_once.load(Ordering::Relaxed);
+            let req = ControllerRequest::RegisterBroker {
+                broker_id: self.cfg.broker_id,
+                incarnation: self.cfg.incarnation,
+                endpoint: self.cfg.endpoint.clone(),
+                clean_shutdown,
+            };
             return match self.call(req).await {
                 Ok(ControllerResponse::Registered { broker_epoch }) => {
                     self.registered_once.store(true, Ordering::Relaxed);
-                    tracing::info!(broker = self.cfg.broker_id, broker_epoch, "registered with the controller");
+                    tracing::info!(
+                        broker = self.cfg.broker_id,
+                        broker_epoch,
+                        "registered with the controller"
+                    );
                     self.epoch.store(broker_epoch, Ordering::Relaxed);
                     true
                 }
                 Ok(other) => {
-                    self.note_error("registration", &LinkError::Unavailable(format!("unexpected answer {other:?}")));
+                    self.note_error(
+                        "registration",
+                        &LinkError::Unavailable(format!("unexpected answer {other:?}")),
+                    );
                     false
                 }
                 Err(e) => {
@@ -235,11 +281,20 @@ impl RpcLink {
             };
         }
         let logs = self.log_reports.lock().unwrap_or_else(|p| p.into_inner()).clone();
-        let req = ControllerRequest::BrokerHeartbeat { broker_id: self.cfg.broker_id, broker_epoch: epoch, want_fence: false, logs };
+        let req = ControllerRequest::BrokerHeartbeat {
+            broker_id: self.cfg.broker_id,
+            broker_epoch: epoch,
+            want_fence: false,
+            logs,
+        };
         match self.call(req).await {
             Ok(ControllerResponse::Heartbeat { fenced, metadata_index }) => {
                 if self.fenced.swap(fenced, Ordering::Relaxed) != fenced {
-                    tracing::info!(broker = self.cfg.broker_id, fenced, "controller changed our fencing");
+                    tracing::info!(
+                        broker = self.cfg.broker_id,
+                        fenced,
+                        "controller changed our fencing"
+                    );
                 }
                 if metadata_index > self.applied_index() {
                     if let Err(e) = self.catch_up().await {
@@ -248,14 +303,23 @@ impl RpcLink {
                 }
                 true
             }
-            Err(LinkError::Controller(ControllerError::StaleBrokerEpoch | ControllerError::BrokerIdNotRegistered)) => {
-                tracing::warn!(broker = self.cfg.broker_id, epoch, "controller does not know our registration; registering again");
+            Err(LinkError::Controller(
+                ControllerError::StaleBrokerEpoch | ControllerError::BrokerIdNotRegistered,
+            )) => {
+                tracing::warn!(
+                    broker = self.cfg.broker_id,
+                    epoch,
+                    "controller does not know our registration; registering again"
+                );
                 self.epoch.store(-1, Ordering::Relaxed);
                 self.fenced.store(true, Ordering::Relaxed);
                 false
             }
             Ok(other) => {
-                self.note_error("heartbeat", &LinkError::Unavailable(format!("unexpected answer {other:?}")));
+                self.note_error(
+                    "heartbeat",
+                    &LinkError::Unavailable(format!("unexpected answer {other:?}")),
+                );
                 false
             }
             Err(e) => {
@@ -270,14 +334,18 @@ impl RpcLink {
         let mut applied = self.applied.lock().await;
         // Bounded: each round applies up to FETCH_ENTRIES_MAX entries or stops.
         for _ in 0..10_000 {
-            let resp = self.call(ControllerRequest::FetchMetadata { after_index: applied.index }).await?;
+            let resp =
+                self.call(ControllerRequest::FetchMetadata { after_index: applied.index }).await?;
             let ControllerResponse::Metadata { batches, committed_index } = resp else {
                 return Err(LinkError::Unavailable(format!("unexpected answer {resp:?}")));
             };
             let progressed = !batches.is_empty();
             for b in batches {
                 if b.index != applied.index + 1 {
-                    return Err(LinkError::Unavailable(format!("metadata batch {} after {}", b.index, applied.index)));
+                    return Err(LinkError::Unavailable(format!(
+                        "metadata batch {} after {}",
+                        b.index, applied.index
+                    )));
                 }
                 for r in &b.records {
                     let _ = applied.image.apply(r);
@@ -306,13 +374,17 @@ impl RpcLink {
             if conn.as_ref().is_none_or(|(id, _)| *id != target) {
                 *conn = None;
                 let addr = &self.cfg.voters[&target];
-                let attempt = deadline.saturating_duration_since(Instant::now()).min(Duration::from_millis((self.cfg.request_timeout_ms / 4).max(self.cfg.retry_backoff_ms)));
+                let attempt =
+                    deadline.saturating_duration_since(Instant::now()).min(Duration::from_millis(
+                        (self.cfg.request_timeout_ms / 4).max(self.cfg.retry_backoff_ms),
+                    ));
                 match tokio::time::timeout(attempt, self.net.connect(addr)).await {
                     Ok(Ok(c)) => *conn = Some((target, c)),
                     Ok(Err(e)) => {
                         last = format!("connect to controller {target} at {addr}: {e}");
                         self.next_target(target, None);
-                        tokio::time::sleep(Duration::from_millis(self.cfg.retry_backoff_ms.max(1))).await;
+                        tokio::time::sleep(Duration::from_millis(self.cfg.retry_backoff_ms.max(1)))
+                            .await;
                         continue;
                     }
                     Err(_) => {
@@ -324,22 +396,34 @@ impl RpcLink {
             }
             let (_, c) = conn.as_mut().expect("connected above");
             let exchange = async {
-                frame::write(c.writer.as_mut(), &Wire::Request(req.clone()), FRAME_BYTES_MAX).await?;
+                frame::write(c.writer.as_mut(), &Wire::Request(req.clone()), FRAME_BYTES_MAX)
+                    .await?;
                 frame::read::<Wire, _>(&mut c.reader, FRAME_BYTES_MAX).await
             };
             // One stalled voter (cut off, or a stale leader that cannot commit) must not use up
             // the whole budget: each attempt gets a quarter of it.
-            let attempt = deadline.saturating_duration_since(Instant::now()).min(Duration::from_millis((self.cfg.request_timeout_ms / 4).max(self.cfg.retry_backoff_ms)));
+            let attempt =
+                deadline.saturating_duration_since(Instant::now()).min(Duration::from_millis(
+                    (self.cfg.request_timeout_ms / 4).max(self.cfg.retry_backoff_ms),
+                ));
             match tokio::time::timeout(attempt, exchange).await {
-                Ok(Ok(Some(Wire::Response(ControllerResponse::Error(RpcError::NotController { leader }))))) => {
+                Ok(Ok(Some(Wire::Response(ControllerResponse::Error(
+                    RpcError::NotController { leader },
+                ))))) => {
                     last = format!("controller {target} is not the leader (leader {leader:?})");
                     self.next_target(target, leader);
-                    tokio::time::sleep(Duration::from_millis(self.cfg.retry_backoff_ms.max(1))).await;
+                    tokio::time::sleep(Duration::from_millis(self.cfg.retry_backoff_ms.max(1)))
+                        .await;
                 }
-                Ok(Ok(Some(Wire::Response(ControllerResponse::Error(RpcError::Controller(e)))))) => return Err(LinkError::Controller(e)),
-                Ok(Ok(Some(Wire::Response(ControllerResponse::Error(RpcError::Unavailable(why)))))) => {
+                Ok(Ok(Some(Wire::Response(ControllerResponse::Error(RpcError::Controller(
+                    e,
+                )))))) => return Err(LinkError::Controller(e)),
+                Ok(Ok(Some(Wire::Response(ControllerResponse::Error(RpcError::Unavailable(
+                    why,
+                )))))) => {
                     last = why;
-                    tokio::time::sleep(Duration::from_millis(self.cfg.retry_backoff_ms.max(1))).await;
+                    tokio::time::sleep(Duration::from_millis(self.cfg.retry_backoff_ms.max(1)))
+                        .await;
                 }
                 Ok(Ok(Some(Wire::Response(r)))) => return Ok(r),
                 Ok(Ok(other)) => {
@@ -351,7 +435,8 @@ impl RpcLink {
                     last = format!("controller {target}: {e}");
                     *conn = None;
                     self.next_target(target, None);
-                    tokio::time::sleep(Duration::from_millis(self.cfg.retry_backoff_ms.max(1))).await;
+                    tokio::time::sleep(Duration::from_millis(self.cfg.retry_backoff_ms.max(1)))
+                        .await;
                 }
                 Err(_) => {
                     // Timed out mid-exchange: the connection may hold a late answer; drop it.
@@ -367,7 +452,13 @@ impl RpcLink {
     fn next_target(&self, current: NodeId, hint: Option<NodeId>) {
         let next = match hint.filter(|h| *h != current && self.cfg.voters.contains_key(h)) {
             Some(h) => h,
-            None => self.cfg.voters.keys().copied().find(|v| *v > current).unwrap_or_else(|| *self.cfg.voters.keys().next().expect("non-empty")),
+            None => self
+                .cfg
+                .voters
+                .keys()
+                .copied()
+                .find(|v| *v > current)
+                .unwrap_or_else(|| *self.cfg.voters.keys().next().expect("non-empty")),
         };
         self.target.store(next, Ordering::Relaxed);
     }
@@ -387,7 +478,10 @@ impl ControllerLink for RpcLink {
         self.image_tx.subscribe()
     }
 
-    async fn alter_partition(&self, req: AlterPartitionRequest) -> Result<PartitionState, LinkError> {
+    async fn alter_partition(
+        &self,
+        req: AlterPartitionRequest,
+    ) -> Result<PartitionState, LinkError> {
         match self.call(ControllerRequest::AlterPartition(req)).await? {
             ControllerResponse::Partition(p) => {
                 let _ = self.catch_up().await;
@@ -397,8 +491,17 @@ impl ControllerLink for RpcLink {
         }
     }
 
-    async fn create_topic(&self, name: &str, partitions: u32, replication_factor: u16) -> Result<TopicId, LinkError> {
-        let req = ControllerRequest::CreateTopic { name: name.to_string(), partitions, replication_factor };
+    async fn create_topic(
+        &self,
+        name: &str,
+        partitions: u32,
+        replication_factor: u16,
+    ) -> Result<TopicId, LinkError> {
+        let req = ControllerRequest::CreateTopic {
+            name: name.to_string(),
+            partitions,
+            replication_factor,
+        };
         match self.call(req).await? {
             ControllerResponse::TopicCreated(id) => {
                 // Answered after commit, so the pull includes it: callers see their topic.
@@ -413,7 +516,11 @@ impl ControllerLink for RpcLink {
         let mut current = self.log_reports.lock().unwrap_or_else(|p| p.into_inner());
         if *current != logs {
             if !logs.is_empty() {
-                tracing::info!(broker = self.cfg.broker_id, ?logs, "reporting logs for unclean recovery");
+                tracing::info!(
+                    broker = self.cfg.broker_id,
+                    ?logs,
+                    "reporting logs for unclean recovery"
+                );
                 self.beat_soon.notify_one();
             }
             *current = logs;

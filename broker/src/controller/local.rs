@@ -70,7 +70,11 @@ impl Broker {
     /// mode).
     pub(crate) fn not_leader_error(&self, topic: &str, partition: i32) -> Option<i16> {
         let img = self.cluster_image()?;
-        let known = img.topic_ids.get(topic).and_then(|id| img.partition(*id, u32::try_from(partition).ok()?)).is_some();
+        let known = img
+            .topic_ids
+            .get(topic)
+            .and_then(|id| img.partition(*id, u32::try_from(partition).ok()?))
+            .is_some();
         if !known {
             return Some(error_code::UNKNOWN_TOPIC_OR_PARTITION);
         }
@@ -82,12 +86,19 @@ impl Broker {
 
     /// The leader epoch to stamp on appended batches: the leader state's in combined mode, else 0.
     pub(crate) fn leader_epoch(&self, topic: &str, partition: i32) -> i32 {
-        self.replicas.leading_epoch(&crate::log::TopicPartition::new(topic, partition)).unwrap_or(0).max(0)
+        self.replicas
+            .leading_epoch(&crate::log::TopicPartition::new(topic, partition))
+            .unwrap_or(0)
+            .max(0)
     }
 
     /// KIP-320: a request's `current_leader_epoch` (-1: not checked) against the epoch this
     /// broker leads `tp` at: older → FENCED_LEADER_EPOCH, newer → UNKNOWN_LEADER_EPOCH.
-    pub(crate) fn check_leader_epoch(&self, tp: &crate::log::TopicPartition, current_leader_epoch: i32) -> Option<i16> {
+    pub(crate) fn check_leader_epoch(
+        &self,
+        tp: &crate::log::TopicPartition,
+        current_leader_epoch: i32,
+    ) -> Option<i16> {
         if current_leader_epoch < 0 || self.controller_link().is_none() {
             return None;
         }
@@ -134,7 +145,9 @@ impl Broker {
                     }
                     created += 1;
                 }
-                Err((code, msg)) => tracing::warn!(topic = %t.name, code, %msg, "cannot create local logs for a controller topic"),
+                Err((code, msg)) => {
+                    tracing::warn!(topic = %t.name, code, %msg, "cannot create local logs for a controller topic")
+                }
             }
         }
         created
@@ -142,7 +155,11 @@ impl Broker {
 }
 
 /// Follows the controller's image and reconciles local topics until `shutdown`.
-pub async fn run_sync(broker: Arc<Broker>, link: Arc<dyn ControllerLink>, mut shutdown: watch::Receiver<bool>) {
+pub async fn run_sync(
+    broker: Arc<Broker>,
+    link: Arc<dyn ControllerLink>,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let mut rx = link.metadata();
     loop {
         let image = rx.borrow_and_update().clone();

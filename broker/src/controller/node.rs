@@ -35,7 +35,10 @@ use tokio::time::Instant;
 
 use super::frame::{self, FRAME_BYTES_MAX};
 use super::raft_log::{RaftStore, StoreError, StoreLimits};
-use super::rpc::{ControllerRequest, ControllerResponse, MetadataBatch, QuorumConfig, RpcError, Wire, FETCH_ENTRIES_MAX};
+use super::rpc::{
+    ControllerRequest, ControllerResponse, MetadataBatch, QuorumConfig, RpcError, Wire,
+    FETCH_ENTRIES_MAX,
+};
 
 /// Inputs queued to the actor.
 const INBOX_MAX: usize = 1_024;
@@ -107,11 +110,24 @@ pub async fn start(
     }
     let (store, rec) = RaftStore::open(storage, root, StoreLimits::default()).await?;
     let raft_cfg = cfg.raft_config();
-    let rng = ChaCha8Rng::seed_from_u64(cfg.seed ^ SALT_ELECTION ^ cfg.node_id.wrapping_mul(0x9e37_79b9_7f4a_7c15));
-    tracing::info!(node = cfg.node_id, term = rec.hard_state.term, entries = rec.entries.len(), commit = rec.hard_state.commit, "controller recovering");
+    let rng = ChaCha8Rng::seed_from_u64(
+        cfg.seed ^ SALT_ELECTION ^ cfg.node_id.wrapping_mul(0x9e37_79b9_7f4a_7c15),
+    );
+    tracing::info!(
+        node = cfg.node_id,
+        term = rec.hard_state.term,
+        entries = rec.entries.len(),
+        commit = rec.hard_state.commit,
+        "controller recovering"
+    );
     let raft = Raft::restart(raft_cfg, rng, rec.hard_state, rec.entries, 0);
-    let listener = net.bind(listen).await.map_err(|source| NodeError::Listen { addr: listen.to_string(), source })?;
-    let local_addr = listener.local_addr().map_err(|source| NodeError::Listen { addr: listen.to_string(), source })?;
+    let listener = net
+        .bind(listen)
+        .await
+        .map_err(|source| NodeError::Listen { addr: listen.to_string(), source })?;
+    let local_addr = listener
+        .local_addr()
+        .map_err(|source| NodeError::Listen { addr: listen.to_string(), source })?;
 
     let (inbox_tx, inbox_rx) = mpsc::channel(INBOX_MAX);
     let mut peers = BTreeMap::new();
@@ -145,7 +161,13 @@ pub async fn start(
 }
 
 fn status_of(raft: &Raft, applied: u64) -> NodeStatus {
-    NodeStatus { role: raft.role(), term: raft.term(), leader: raft.leader(), commit: raft.commit_index(), applied }
+    NodeStatus {
+        role: raft.role(),
+        term: raft.term(),
+        leader: raft.leader(),
+        commit: raft.commit_index(),
+        applied,
+    }
 }
 
 fn decode_records(data: &[u8]) -> Vec<Record> {
@@ -228,7 +250,9 @@ impl Node {
         }
         for (_, p) in std::mem::take(&mut self.pending) {
             if let Some(r) = p.reply {
-                let _ = r.send(ControllerResponse::Error(RpcError::Unavailable("controller stopped".into())));
+                let _ = r.send(ControllerResponse::Error(RpcError::Unavailable(
+                    "controller stopped".into(),
+                )));
             }
         }
         tracing::info!(node = self.cfg.node_id, "controller stopped");
@@ -278,7 +302,11 @@ impl Node {
         let work = self.work().clone();
         let records = self.active_controller().tick(&work, now);
         if !records.is_empty() {
-            tracing::info!(node = self.cfg.node_id, records = records.len(), "sessions expired: fencing");
+            tracing::info!(
+                node = self.cfg.node_id,
+                records = records.len(),
+                "sessions expired: fencing"
+            );
             if let Err(e) = self.propose(&records) {
                 tracing::warn!(error = %e, "fencing proposal refused");
             }
@@ -291,7 +319,8 @@ impl Node {
     }
 
     fn request(&mut self, req: ControllerRequest, reply: oneshot::Sender<ControllerResponse>) {
-        let not_controller = ControllerResponse::Error(RpcError::NotController { leader: self.raft.leader() });
+        let not_controller =
+            ControllerResponse::Error(RpcError::NotController { leader: self.raft.leader() });
         if self.raft.role() != Role::Leader {
             let _ = reply.send(not_controller);
             return;
@@ -301,23 +330,40 @@ impl Node {
             return;
         }
         if self.pending.len() >= PENDING_MAX {
-            let _ = reply.send(ControllerResponse::Error(RpcError::Unavailable("too many requests in flight".into())));
+            let _ = reply.send(ControllerResponse::Error(RpcError::Unavailable(
+                "too many requests in flight".into(),
+            )));
             return;
         }
         let now = self.now_ms();
         let work = self.work().clone();
         let decided = match req {
-            ControllerRequest::RegisterBroker { broker_id, incarnation, endpoint, clean_shutdown } => self
+            ControllerRequest::RegisterBroker {
+                broker_id,
+                incarnation,
+                endpoint,
+                clean_shutdown,
+            } => self
                 .active_controller()
                 .register_broker(&work, broker_id, incarnation, endpoint, clean_shutdown, now)
                 .map(|d| (d.records, ControllerResponse::Registered { broker_epoch: d.reply })),
-            ControllerRequest::BrokerHeartbeat { broker_id, broker_epoch, want_fence, logs } => self
-                .active_controller()
-                .heartbeat_with_logs(&work, broker_id, broker_epoch, want_fence, &logs, now)
-                .map(|d| (d.records, ControllerResponse::Heartbeat { fenced: d.reply.fenced, metadata_index: 0 })),
-            ControllerRequest::AlterPartition(r) => {
-                self.active_controller().alter_partition(&work, &r).map(|d| (d.records, ControllerResponse::Partition(d.reply)))
+            ControllerRequest::BrokerHeartbeat { broker_id, broker_epoch, want_fence, logs } => {
+                self.active_controller()
+                    .heartbeat_with_logs(&work, broker_id, broker_epoch, want_fence, &logs, now)
+                    .map(|d| {
+                        (
+                            d.records,
+                            ControllerResponse::Heartbeat {
+                                fenced: d.reply.fenced,
+                                metadata_index: 0,
+                            },
+                        )
+                    })
             }
+            ControllerRequest::AlterPartition(r) => self
+                .active_controller()
+                .alter_partition(&work, &r)
+                .map(|d| (d.records, ControllerResponse::Partition(d.reply))),
             ControllerRequest::CreateTopic { name, partitions, replication_factor } => {
                 let mut id = [0u8; 16];
                 self.topic_rng.fill_bytes(&mut id);
@@ -327,9 +373,10 @@ impl Node {
                     .create_topic(&work, &name, TopicId(id), partitions, replication_factor, start)
                     .map(|d| (d.records, ControllerResponse::TopicCreated(d.reply)))
             }
-            ControllerRequest::DeleteTopic { name } => {
-                self.active_controller().delete_topic(&work, &name).map(|d| (d.records, ControllerResponse::TopicDeleted(d.reply)))
-            }
+            ControllerRequest::DeleteTopic { name } => self
+                .active_controller()
+                .delete_topic(&work, &name)
+                .map(|d| (d.records, ControllerResponse::TopicDeleted(d.reply))),
             ControllerRequest::FetchMetadata { .. } => unreachable!("answered above"),
         };
         let (records, response) = match decided {
@@ -347,7 +394,8 @@ impl Node {
             Ok(index) => {
                 let deadline = Instant::now() + Duration::from_millis(self.cfg.request_timeout_ms);
                 let term = self.raft.term();
-                self.pending.insert(index, Pending { term, response, reply: Some(reply), deadline });
+                self.pending
+                    .insert(index, Pending { term, response, reply: Some(reply), deadline });
             }
             Err(ProposeError::NotLeader { .. }) => {
                 let _ = reply.send(not_controller);
@@ -361,7 +409,9 @@ impl Node {
     /// Fills in what is known only at answer time.
     fn finish(&self, response: ControllerResponse) -> ControllerResponse {
         match response {
-            ControllerResponse::Heartbeat { fenced, .. } => ControllerResponse::Heartbeat { fenced, metadata_index: self.applied },
+            ControllerResponse::Heartbeat { fenced, .. } => {
+                ControllerResponse::Heartbeat { fenced, metadata_index: self.applied }
+            }
             r => r,
         }
     }
@@ -378,10 +428,13 @@ impl Node {
 
     fn expire_pending(&mut self) {
         let now = Instant::now();
-        let expired: Vec<u64> = self.pending.iter().filter(|(_, p)| p.deadline <= now).map(|(i, _)| *i).collect();
+        let expired: Vec<u64> =
+            self.pending.iter().filter(|(_, p)| p.deadline <= now).map(|(i, _)| *i).collect();
         for i in expired {
             if let Some(r) = self.pending.get_mut(&i).and_then(|p| p.reply.take()) {
-                let _ = r.send(ControllerResponse::Error(RpcError::Unavailable(format!("entry {i} not committed in time"))));
+                let _ = r.send(ControllerResponse::Error(RpcError::Unavailable(format!(
+                    "entry {i} not committed in time"
+                ))));
             }
             self.pending.remove(&i);
         }
@@ -415,7 +468,10 @@ impl Node {
                     let resp = if p.term == e.term {
                         self.finish(p.response)
                     } else {
-                        ControllerResponse::Error(RpcError::Unavailable(format!("entry {} was replaced by a new leader", e.index)))
+                        ControllerResponse::Error(RpcError::Unavailable(format!(
+                            "entry {} was replaced by a new leader",
+                            e.index
+                        )))
                     };
                     if let Some(r) = p.reply.take() {
                         let _ = r.send(resp);
@@ -433,15 +489,24 @@ impl Node {
             self.controller = None;
             // An entry of an earlier term may still commit under the new leader, but this node
             // cannot tell; the broker retries with the leader.
-            let stale: Vec<u64> = self.pending.iter().filter(|(_, p)| p.term != status.term || status.role != Role::Leader).map(|(i, _)| *i).collect();
+            let stale: Vec<u64> = self
+                .pending
+                .iter()
+                .filter(|(_, p)| p.term != status.term || status.role != Role::Leader)
+                .map(|(i, _)| *i)
+                .collect();
             for i in stale {
                 if let Some(r) = self.pending.remove(&i).and_then(|mut p| p.reply.take()) {
-                    let _ = r.send(ControllerResponse::Error(RpcError::NotController { leader: status.leader }));
+                    let _ = r.send(ControllerResponse::Error(RpcError::NotController {
+                        leader: status.leader,
+                    }));
                 }
             }
         }
         if *self.status_tx.borrow() != status {
-            if status.role != self.status_tx.borrow().role || status.leader != self.status_tx.borrow().leader {
+            if status.role != self.status_tx.borrow().role
+                || status.leader != self.status_tx.borrow().leader
+            {
                 tracing::info!(node = self.cfg.node_id, role = ?status.role, term = status.term, leader = ?status.leader, "controller quorum state");
             }
             self.status_tx.send_replace(status);
@@ -451,7 +516,14 @@ impl Node {
 }
 
 /// Sends one peer's messages over one connection, reconnecting with doubling backoff.
-async fn peer_sender(cfg: QuorumConfig, net: Arc<dyn Network>, peer: NodeId, addr: String, mut rx: mpsc::Receiver<Message>, mut shutdown: watch::Receiver<bool>) {
+async fn peer_sender(
+    cfg: QuorumConfig,
+    net: Arc<dyn Network>,
+    peer: NodeId,
+    addr: String,
+    mut rx: mpsc::Receiver<Message>,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let mut backoff = cfg.retry_backoff_ms.max(1);
     let mut conn: Option<Connection> = None;
     loop {
@@ -461,7 +533,10 @@ async fn peer_sender(cfg: QuorumConfig, net: Arc<dyn Network>, peer: NodeId, add
             m = rx.recv() => match m { Some(m) => m, None => return },
         };
         if conn.is_none() {
-            let connect = tokio::time::timeout(Duration::from_millis(cfg.request_timeout_ms), net.connect(&addr));
+            let connect = tokio::time::timeout(
+                Duration::from_millis(cfg.request_timeout_ms),
+                net.connect(&addr),
+            );
             match connect.await {
                 Ok(Ok(c)) => {
                     tracing::debug!(node = cfg.node_id, peer, %addr, "connected to voter");
@@ -491,7 +566,12 @@ async fn peer_sender(cfg: QuorumConfig, net: Arc<dyn Network>, peer: NodeId, add
     }
 }
 
-async fn accept_loop(listener: Box<dyn net_model::Listener>, inbox: mpsc::Sender<Input>, request_timeout_ms: u64, mut shutdown: watch::Receiver<bool>) {
+async fn accept_loop(
+    listener: Box<dyn net_model::Listener>,
+    inbox: mpsc::Sender<Input>,
+    request_timeout_ms: u64,
+    mut shutdown: watch::Receiver<bool>,
+) {
     loop {
         let accepted = tokio::select! {
             biased;
@@ -511,7 +591,12 @@ async fn accept_loop(listener: Box<dyn net_model::Listener>, inbox: mpsc::Sender
 }
 
 /// One inbound connection: Raft frames from a voter, or requests from a broker.
-async fn serve_conn(mut conn: Connection, inbox: mpsc::Sender<Input>, request_timeout_ms: u64, mut shutdown: watch::Receiver<bool>) {
+async fn serve_conn(
+    mut conn: Connection,
+    inbox: mpsc::Sender<Input>,
+    request_timeout_ms: u64,
+    mut shutdown: watch::Receiver<bool>,
+) {
     loop {
         let frame = tokio::select! {
             biased;
@@ -539,9 +624,13 @@ async fn serve_conn(mut conn: Connection, inbox: mpsc::Sender<Input>, request_ti
                 let wait = Duration::from_millis(request_timeout_ms.saturating_mul(2));
                 let resp = match tokio::time::timeout(wait, rx).await {
                     Ok(Ok(r)) => r,
-                    _ => ControllerResponse::Error(RpcError::Unavailable("no answer from the controller".into())),
+                    _ => ControllerResponse::Error(RpcError::Unavailable(
+                        "no answer from the controller".into(),
+                    )),
                 };
-                if let Err(e) = frame::write(conn.writer.as_mut(), &Wire::Response(resp), FRAME_BYTES_MAX).await {
+                if let Err(e) =
+                    frame::write(conn.writer.as_mut(), &Wire::Response(resp), FRAME_BYTES_MAX).await
+                {
                     tracing::debug!(peer = %conn.peer, error = %e, "controller connection lost");
                     return;
                 }

@@ -70,7 +70,8 @@ pub fn parse_log(bytes: &[u8]) -> (Vec<Entry>, Vec<u64>, u64) {
             break;
         }
         let Ok(e) = serde_json::from_slice::<Entry>(body) else { break };
-        let contiguous = e.index == entries.len() as u64 + 1 && entries.last().is_none_or(|l| l.term <= e.term);
+        let contiguous =
+            e.index == entries.len() as u64 + 1 && entries.last().is_none_or(|l| l.term <= e.term);
         if !contiguous {
             break;
         }
@@ -102,7 +103,11 @@ pub struct RaftStore {
 
 impl RaftStore {
     /// Opens (creating if missing) `<root>/__cluster_metadata-0/` and recovers its contents.
-    pub async fn open(storage: Arc<dyn Storage>, root: &Path, limits: StoreLimits) -> Result<(Self, Recovered), StoreError> {
+    pub async fn open(
+        storage: Arc<dyn Storage>,
+        root: &Path,
+        limits: StoreLimits,
+    ) -> Result<(Self, Recovered), StoreError> {
         let dir = root.join(METADATA_DIR);
         if !storage.exists(&dir).await? {
             storage.create_dir_all(&dir).await?;
@@ -128,7 +133,12 @@ impl RaftStore {
         }
         let mut bytes = Vec::with_capacity(len as usize);
         while (bytes.len() as u64) < len {
-            let chunk = log.read_at(bytes.len() as u64, READ_CHUNK_BYTES.min((len - bytes.len() as u64) as usize)).await?;
+            let chunk = log
+                .read_at(
+                    bytes.len() as u64,
+                    READ_CHUNK_BYTES.min((len - bytes.len() as u64) as usize),
+                )
+                .await?;
             if chunk.is_empty() {
                 break;
             }
@@ -153,7 +163,11 @@ impl RaftStore {
 
     /// Makes `hard_state` and `entries` durable: entries replace the log from the first one's
     /// index on. Returns only after fsync.
-    pub async fn persist(&mut self, hard_state: Option<HardState>, entries: &[Entry]) -> Result<(), StoreError> {
+    pub async fn persist(
+        &mut self,
+        hard_state: Option<HardState>,
+        entries: &[Entry],
+    ) -> Result<(), StoreError> {
         if let Some(first) = entries.first() {
             assert!(
                 first.index >= 1 && first.index <= self.last_index() + 1,
@@ -171,7 +185,11 @@ impl RaftStore {
             let mut positions = Vec::with_capacity(entries.len());
             let base = self.log.len();
             for e in entries {
-                assert_eq!(e.index, self.last_index() + positions.len() as u64 + 1, "entries not contiguous");
+                assert_eq!(
+                    e.index,
+                    self.last_index() + positions.len() as u64 + 1,
+                    "entries not contiguous"
+                );
                 positions.push(base + buf.len() as u64);
                 buf.extend(encode_entry(e));
             }
@@ -185,7 +203,13 @@ impl RaftStore {
         }
         if let Some(hs) = hard_state {
             let data = serde_json::to_vec(&hs).expect("a HardState always serializes");
-            crate::log::epoch::write_atomically(self.storage.as_ref(), &self.dir, STATE_FILE, &data).await?;
+            crate::log::epoch::write_atomically(
+                self.storage.as_ref(),
+                &self.dir,
+                STATE_FILE,
+                &data,
+            )
+            .await?;
         }
         Ok(())
     }

@@ -15,7 +15,10 @@
 
 use std::collections::BTreeMap;
 
-use cluster::metadata::{AlterPartitionRequest, BrokerId, ControllerError, Endpoint, PartitionState, Record, ReplicaLogInfo, TopicId};
+use cluster::metadata::{
+    AlterPartitionRequest, BrokerId, ControllerError, Endpoint, PartitionState, Record,
+    ReplicaLogInfo, TopicId,
+};
 use cluster::raft::{Message, NodeId};
 use serde::{Deserialize, Serialize};
 
@@ -55,10 +58,18 @@ pub enum ControllerRequest {
         logs: Vec<ReplicaLogInfo>,
     },
     AlterPartition(AlterPartitionRequest),
-    CreateTopic { name: String, partitions: u32, replication_factor: u16 },
-    DeleteTopic { name: String },
+    CreateTopic {
+        name: String,
+        partitions: u32,
+        replication_factor: u16,
+    },
+    DeleteTopic {
+        name: String,
+    },
     /// Committed metadata after `after_index` (0: from the start).
-    FetchMetadata { after_index: u64 },
+    FetchMetadata {
+        after_index: u64,
+    },
 }
 
 /// One committed entry of the metadata log: its Raft index and its records (none for a
@@ -164,9 +175,11 @@ impl QuorumConfig {
 pub fn parse_voters(s: &str) -> Result<BTreeMap<NodeId, String>, String> {
     let mut out = BTreeMap::new();
     for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-        let (id, addr) = part.split_once('@').ok_or_else(|| format!("`{part}`: expected id@host:port"))?;
+        let (id, addr) =
+            part.split_once('@').ok_or_else(|| format!("`{part}`: expected id@host:port"))?;
         let id: NodeId = id.trim().parse().map_err(|_| format!("`{part}`: bad node id"))?;
-        let (host, port) = addr.rsplit_once(':').ok_or_else(|| format!("`{part}`: expected host:port"))?;
+        let (host, port) =
+            addr.rsplit_once(':').ok_or_else(|| format!("`{part}`: expected host:port"))?;
         if host.is_empty() || port.parse::<u16>().map_or(true, |p| p == 0) {
             return Err(format!("`{part}`: bad host or port"));
         }
@@ -204,6 +217,13 @@ mod tests {
         q.fetch_timeout_ms = 500;
         q.election_timeout_ms = 300;
         let c = q.raft_config();
-        assert_eq!((c.election_timeout_ticks_min, c.election_timeout_ticks_max, c.heartbeat_interval_ticks), (50, 80, 12));
+        assert_eq!(
+            (
+                c.election_timeout_ticks_min,
+                c.election_timeout_ticks_max,
+                c.heartbeat_interval_ticks
+            ),
+            (50, 80, 12)
+        );
     }
 }

@@ -18,7 +18,10 @@ use records::{BatchBuilder, Compression};
 use tokio::sync::{oneshot, watch, Mutex, Notify};
 
 use super::offsets_topic::{self, partition_for, Loaded, OFFSETS_TOPIC};
-use super::state::{codes, CommittedOffset, Effect, Group, GroupConfig, GroupState, JoinOutcome, JoinRequest, Leaver, ReqId, SyncOutcome};
+use super::state::{
+    codes, CommittedOffset, Effect, Group, GroupConfig, GroupState, JoinOutcome, JoinRequest,
+    Leaver, ReqId, SyncOutcome,
+};
 use crate::broker::{now_ms, Broker};
 use crate::log::{Log, TopicPartition};
 use crate::protocol::error_code as ec;
@@ -136,7 +139,11 @@ impl Coordinator {
 
     /// Startup: every partition of an existing `__consumer_offsets` is replayed; without the topic
     /// every partition is owned and empty (the topic is created at the first write).
-    pub(crate) async fn load_at_open(&self, logs: &crate::log::LogManager, topic_partitions: Option<i32>) {
+    pub(crate) async fn load_at_open(
+        &self,
+        logs: &crate::log::LogManager,
+        topic_partitions: Option<i32>,
+    ) {
         let mut inner = self.inner.lock().await;
         if let Some(n) = topic_partitions {
             inner.num_partitions = n.max(1);
@@ -189,7 +196,8 @@ impl Coordinator {
         let mut inner = self.inner.lock().await;
         inner.partitions.remove(&p);
         let n = inner.num_partitions;
-        let ids: Vec<String> = inner.groups.keys().filter(|g| partition_for(g, n) == p).cloned().collect();
+        let ids: Vec<String> =
+            inner.groups.keys().filter(|g| partition_for(g, n) == p).cloned().collect();
         let now = now_ms();
         for id in ids {
             if let Some(mut g) = inner.groups.remove(&id) {
@@ -242,7 +250,8 @@ impl Coordinator {
         let rt = self.runtime.lock().unwrap_or_else(|p| p.into_inner()).clone();
         if let Some((broker, shutdown)) = rt {
             inner.timers_started = true;
-            inner.next_cleanup_ms = Some(now_ms() + self.config.offsets_retention_check_interval_ms);
+            inner.next_cleanup_ms =
+                Some(now_ms() + self.config.offsets_retention_check_interval_ms);
             tokio::spawn(run_timers(broker, shutdown));
         }
     }
@@ -309,7 +318,17 @@ impl Coordinator {
             let (tx, rx) = oneshot::channel();
             let g = inner.groups.get_mut(group).expect("checked above");
             let before = Shape::of(g);
-            let fx = g.sync(req, generation, member_id, instance_id, protocol_type, protocol, assignments, now, &self.config);
+            let fx = g.sync(
+                req,
+                generation,
+                member_id,
+                instance_id,
+                protocol_type,
+                protocol,
+                assignments,
+                now,
+                &self.config,
+            );
             before.log_change(g, "sync");
             inner.waiters.insert(req, Waiter::Sync(tx));
             self.run_effects(broker, &mut inner, p, fx).await;
@@ -319,7 +338,13 @@ impl Coordinator {
         rx.await.unwrap_or_else(|_| SyncOutcome::error(codes::COORDINATOR_NOT_AVAILABLE))
     }
 
-    pub async fn heartbeat(&self, group: &str, generation: i32, member_id: &str, instance_id: Option<&str>) -> i16 {
+    pub async fn heartbeat(
+        &self,
+        group: &str,
+        generation: i32,
+        member_id: &str,
+        instance_id: Option<&str>,
+    ) -> i16 {
         if let Err(code) = self.validate_group_id(group) {
             return code;
         }
@@ -337,7 +362,12 @@ impl Coordinator {
     }
 
     /// LeaveGroup: per-member codes, or a group-level error.
-    pub async fn leave(&self, broker: &Broker, group: &str, leavers: &[Leaver]) -> Result<Vec<i16>, i16> {
+    pub async fn leave(
+        &self,
+        broker: &Broker,
+        group: &str,
+        leavers: &[Leaver],
+    ) -> Result<Vec<i16>, i16> {
         self.validate_group_id(group)?;
         let mut inner = self.inner.lock().await;
         let p = inner.owned(group)?;
@@ -371,7 +401,11 @@ impl Coordinator {
         if !inner.groups.contains_key(group) {
             if generation >= 0 || !member_id.is_empty() {
                 // Kafka: a generation-aware commit for a group this coordinator does not know.
-                return Err(if generation >= 0 { codes::ILLEGAL_GENERATION } else { codes::UNKNOWN_MEMBER_ID });
+                return Err(if generation >= 0 {
+                    codes::ILLEGAL_GENERATION
+                } else {
+                    codes::UNKNOWN_MEMBER_ID
+                });
             }
             inner.groups.insert(group.to_string(), Group::new(group, now));
         }
@@ -393,13 +427,23 @@ impl Coordinator {
                 out.push(ec::UNKNOWN_TOPIC_OR_PARTITION);
                 continue;
             }
-            let c = CommittedOffset { offset: o.offset, leader_epoch: o.leader_epoch, metadata: md, commit_timestamp_ms: now };
-            records.push((offsets_topic::offset_key(group, &o.topic, o.partition), Some(offsets_topic::offset_value(&c))));
+            let c = CommittedOffset {
+                offset: o.offset,
+                leader_epoch: o.leader_epoch,
+                metadata: md,
+                commit_timestamp_ms: now,
+            };
+            records.push((
+                offsets_topic::offset_key(group, &o.topic, o.partition),
+                Some(offsets_topic::offset_value(&c)),
+            ));
             accepted.push((out.len(), o.topic.clone(), o.partition, c));
             out.push(ec::NONE);
         }
         if !records.is_empty() {
-            if let Err(e) = append(broker, self.topic_configs(inner.num_partitions), p, records).await {
+            if let Err(e) =
+                append(broker, self.topic_configs(inner.num_partitions), p, records).await
+            {
                 tracing::warn!(group, error = %e, "offset commit not stored");
                 for (i, ..) in &accepted {
                     out[*i] = codes::COORDINATOR_NOT_AVAILABLE;
@@ -418,7 +462,11 @@ impl Coordinator {
     }
 
     /// OffsetFetch for one group: `None` topics = every committed offset.
-    pub async fn fetch_offsets(&self, group: &str, topics: Option<&[(String, Vec<i32>)]>) -> Result<Vec<(String, Vec<(i32, Option<CommittedOffset>)>)>, i16> {
+    pub async fn fetch_offsets(
+        &self,
+        group: &str,
+        topics: Option<&[(String, Vec<i32>)]>,
+    ) -> Result<Vec<(String, Vec<(i32, Option<CommittedOffset>)>)>, i16> {
         let inner = self.inner.lock().await;
         inner.owned(group)?;
         let g = inner.groups.get(group);
@@ -426,13 +474,17 @@ impl Coordinator {
         match topics {
             Some(ts) => {
                 for (t, parts) in ts {
-                    let ps = parts.iter().map(|p| (*p, g.and_then(|g| g.offsets.get(&(t.clone(), *p)).cloned()))).collect();
+                    let ps = parts
+                        .iter()
+                        .map(|p| (*p, g.and_then(|g| g.offsets.get(&(t.clone(), *p)).cloned())))
+                        .collect();
                     out.push((t.clone(), ps));
                 }
             }
             None => {
                 if let Some(g) = g {
-                    let mut by_topic: BTreeMap<&String, Vec<(i32, Option<CommittedOffset>)>> = BTreeMap::new();
+                    let mut by_topic: BTreeMap<&String, Vec<(i32, Option<CommittedOffset>)>> =
+                        BTreeMap::new();
                     for ((t, p), c) in &g.offsets {
                         by_topic.entry(t).or_default().push((*p, Some(c.clone())));
                     }
@@ -464,19 +516,44 @@ impl Coordinator {
         let inner = self.inner.lock().await;
         inner.owned(group)?;
         let Some(g) = inner.groups.get(group) else {
-            return Ok(Description { state: "Dead", protocol_type: String::new(), protocol: String::new(), members: vec![] });
+            return Ok(Description {
+                state: "Dead",
+                protocol_type: String::new(),
+                protocol: String::new(),
+                members: vec![],
+            });
         };
         let stable = g.state() == GroupState::Stable;
         let protocol = g.protocol().unwrap_or("").to_string();
         let members = g
             .members()
             .map(|m| {
-                let meta = if stable { m.protocols.iter().find(|(n, _)| *n == protocol).map(|(_, b)| b.clone()).unwrap_or_default() } else { Bytes::new() };
+                let meta = if stable {
+                    m.protocols
+                        .iter()
+                        .find(|(n, _)| *n == protocol)
+                        .map(|(_, b)| b.clone())
+                        .unwrap_or_default()
+                } else {
+                    Bytes::new()
+                };
                 let asg = if stable { m.assignment.clone() } else { Bytes::new() };
-                (m.member_id.clone(), m.instance_id.clone(), m.client_id.clone(), m.client_host.clone(), meta, asg)
+                (
+                    m.member_id.clone(),
+                    m.instance_id.clone(),
+                    m.client_id.clone(),
+                    m.client_host.clone(),
+                    meta,
+                    asg,
+                )
             })
             .collect();
-        Ok(Description { state: g.state().name(), protocol_type: g.protocol_type().unwrap_or("").to_string(), protocol, members })
+        Ok(Description {
+            state: g.state().name(),
+            protocol_type: g.protocol_type().unwrap_or("").to_string(),
+            protocol,
+            members,
+        })
     }
 
     /// Runs effects in order: persists, then completes waiters; a response after a failed
@@ -486,8 +563,13 @@ impl Coordinator {
         for e in fx {
             match e {
                 Effect::Persist(snap) => {
-                    let rec = vec![(offsets_topic::group_key(&snap.group_id), Some(offsets_topic::group_value(&snap)))];
-                    if let Err(e) = append(broker, self.topic_configs(inner.num_partitions), p, rec).await {
+                    let rec = vec![(
+                        offsets_topic::group_key(&snap.group_id),
+                        Some(offsets_topic::group_value(&snap)),
+                    )];
+                    if let Err(e) =
+                        append(broker, self.topic_configs(inner.num_partitions), p, rec).await
+                    {
                         tracing::warn!(group = %snap.group_id, error = %e, "group metadata not stored");
                         failed = true;
                     }
@@ -514,7 +596,12 @@ impl Coordinator {
             self.cleanup(broker, &mut inner, now).await;
             inner.next_cleanup_ms = Some(now + self.config.offsets_retention_check_interval_ms);
         }
-        let due: Vec<String> = inner.groups.iter().filter(|(_, g)| g.next_deadline_ms().is_some_and(|d| d <= now)).map(|(id, _)| id.clone()).collect();
+        let due: Vec<String> = inner
+            .groups
+            .iter()
+            .filter(|(_, g)| g.next_deadline_ms().is_some_and(|d| d <= now))
+            .map(|(id, _)| id.clone())
+            .collect();
         for id in due {
             let n = inner.num_partitions;
             let Some(g) = inner.groups.get_mut(&id) else { continue };
@@ -527,7 +614,12 @@ impl Coordinator {
 
     async fn next_deadline(&self) -> Option<i64> {
         let inner = self.inner.lock().await;
-        inner.groups.values().filter_map(|g| g.next_deadline_ms()).chain(inner.next_cleanup_ms).min()
+        inner
+            .groups
+            .values()
+            .filter_map(|g| g.next_deadline_ms())
+            .chain(inner.next_cleanup_ms)
+            .min()
     }
 
     /// Offset expiry and group deletion, with tombstones so a reload agrees (Kafka's
@@ -544,7 +636,10 @@ impl Coordinator {
             let Some(g) = inner.groups.get_mut(&id) else { continue };
             let expired = g.expire_offsets(now, self.config.offsets_retention_ms);
             let deleted = g.try_delete(now);
-            let mut recs: Vec<(Bytes, Option<Bytes>)> = expired.iter().map(|(t, part)| (offsets_topic::offset_key(&id, t, *part), None)).collect();
+            let mut recs: Vec<(Bytes, Option<Bytes>)> = expired
+                .iter()
+                .map(|(t, part)| (offsets_topic::offset_key(&id, t, *part), None))
+                .collect();
             if deleted {
                 recs.push((offsets_topic::group_key(&id), None));
                 inner.groups.remove(&id);
@@ -558,7 +653,11 @@ impl Coordinator {
             }
         }
         if purged != (0, 0) {
-            tracing::info!(offsets = purged.0, groups = purged.1, "expired offsets and removed empty groups");
+            tracing::info!(
+                offsets = purged.0,
+                groups = purged.1,
+                "expired offsets and removed empty groups"
+            );
         }
     }
 }
@@ -657,7 +756,12 @@ fn install(inner: &mut Inner, p: i32, loaded: Loaded, now: i64, cfg: &GroupConfi
 
 /// Replays `log` from `offset` into `loaded`. With a byte `budget`, stops after about that many
 /// bytes and returns where to continue; `None` once the end is reached.
-async fn read_partition(log: &Log, mut offset: i64, budget: Option<usize>, loaded: &mut Loaded) -> Option<i64> {
+async fn read_partition(
+    log: &Log,
+    mut offset: i64,
+    budget: Option<usize>,
+    loaded: &mut Loaded,
+) -> Option<i64> {
     offset = offset.max(log.log_start_offset());
     let end = log.log_end_offset();
     let mut read = 0usize;
@@ -689,7 +793,9 @@ async fn read_partition(log: &Log, mut offset: i64, budget: Option<usize>, loade
                         }
                     }
                 }
-                Err(e) => tracing::warn!(offset, error = %e, "skipping a bad __consumer_offsets batch"),
+                Err(e) => {
+                    tracing::warn!(offset, error = %e, "skipping a bad __consumer_offsets batch")
+                }
             }
         }
     }
@@ -705,7 +811,12 @@ const OFFSETS_COMMIT_TIMEOUT_MS: u64 = 5_000;
 /// this broker must lead `p`, and the write counts only once the ISR has it (Kafka's
 /// `offsets.commit.required.acks=-1`): a commit acknowledged then lost with its leader would let
 /// a group read records twice.
-async fn append(broker: &Broker, topic: (i32, BTreeMap<String, String>), p: i32, records: Vec<(Bytes, Option<Bytes>)>) -> Result<(), String> {
+async fn append(
+    broker: &Broker,
+    topic: (i32, BTreeMap<String, String>),
+    p: i32,
+    records: Vec<(Bytes, Option<Bytes>)>,
+) -> Result<(), String> {
     let now = now_ms();
     let mut b = BatchBuilder::new(BytesMut::new(), Compression::None, usize::MAX);
     for (k, v) in &records {
@@ -720,7 +831,10 @@ async fn append(broker: &Broker, topic: (i32, BTreeMap<String, String>), p: i32,
             return Err(format!("{OFFSETS_TOPIC} does not exist yet"));
         }
         let (num_partitions, configs) = topic;
-        broker.create_topic(&mut state, OFFSETS_TOPIC, num_partitions, configs).await.map_err(|(code, msg)| format!("creating {OFFSETS_TOPIC}: {msg} ({code})"))?;
+        broker
+            .create_topic(&mut state, OFFSETS_TOPIC, num_partitions, configs)
+            .await
+            .map_err(|(code, msg)| format!("creating {OFFSETS_TOPIC}: {msg} ({code})"))?;
     }
     let epoch = if combined {
         broker.replicas.check_produce(&tp).map_err(|e| e.to_string())?;
@@ -728,7 +842,11 @@ async fn append(broker: &Broker, topic: (i32, BTreeMap<String, String>), p: i32,
     } else {
         0
     };
-    let log = state.logs.as_mut().and_then(|l| l.get_mut(&tp)).ok_or_else(|| format!("no log for {tp}"))?;
+    let log = state
+        .logs
+        .as_mut()
+        .and_then(|l| l.get_mut(&tp))
+        .ok_or_else(|| format!("no log for {tp}"))?;
     let info = log.append_as_leader(&mut buf, epoch, now).await.map_err(|e| e.to_string())?;
     let leo = log.log_end_offset();
     let waiter = if combined {
@@ -744,7 +862,11 @@ async fn append(broker: &Broker, topic: (i32, BTreeMap<String, String>), p: i32,
             Ok(Ok(Ok(()))) => {}
             Ok(Ok(Err(e))) => return Err(e.to_string()),
             Ok(Err(_)) => return Err("leadership of the offsets partition ended".into()),
-            Err(_) => return Err(format!("the ISR did not acknowledge within {OFFSETS_COMMIT_TIMEOUT_MS} ms")),
+            Err(_) => {
+                return Err(format!(
+                    "the ISR did not acknowledge within {OFFSETS_COMMIT_TIMEOUT_MS} ms"
+                ))
+            }
         }
     }
     Ok(())

@@ -125,13 +125,19 @@ impl<'a> Cur<'a> {
         Ok(h)
     }
     fn i16(&mut self) -> Result<i16, FormatError> {
-        Ok(i16::from_be_bytes(self.take(2)?.try_into().map_err(|_| FormatError::Truncated(self.what))?))
+        Ok(i16::from_be_bytes(
+            self.take(2)?.try_into().map_err(|_| FormatError::Truncated(self.what))?,
+        ))
     }
     fn i32(&mut self) -> Result<i32, FormatError> {
-        Ok(i32::from_be_bytes(self.take(4)?.try_into().map_err(|_| FormatError::Truncated(self.what))?))
+        Ok(i32::from_be_bytes(
+            self.take(4)?.try_into().map_err(|_| FormatError::Truncated(self.what))?,
+        ))
     }
     fn i64(&mut self) -> Result<i64, FormatError> {
-        Ok(i64::from_be_bytes(self.take(8)?.try_into().map_err(|_| FormatError::Truncated(self.what))?))
+        Ok(i64::from_be_bytes(
+            self.take(8)?.try_into().map_err(|_| FormatError::Truncated(self.what))?,
+        ))
     }
     fn nstr(&mut self) -> Result<Option<String>, FormatError> {
         let n = self.i16()?;
@@ -210,12 +216,30 @@ pub fn decode_group_value(group: &str, b: &[u8]) -> Result<GroupSnapshot, Format
         let client_host = c.str()?;
         let rebalance_timeout_ms = if v >= 1 { c.i32()? } else { -1 };
         let session_timeout_ms = c.i32()?;
-        let rebalance_timeout_ms = if rebalance_timeout_ms < 0 { session_timeout_ms } else { rebalance_timeout_ms };
+        let rebalance_timeout_ms =
+            if rebalance_timeout_ms < 0 { session_timeout_ms } else { rebalance_timeout_ms };
         let subscription = c.bytes()?;
         let assignment = c.bytes()?;
-        members.push(MemberSnapshot { member_id, instance_id, client_id, client_host, rebalance_timeout_ms, session_timeout_ms, subscription, assignment });
+        members.push(MemberSnapshot {
+            member_id,
+            instance_id,
+            client_id,
+            client_host,
+            rebalance_timeout_ms,
+            session_timeout_ms,
+            subscription,
+            assignment,
+        });
     }
-    Ok(GroupSnapshot { group_id: group.to_string(), protocol_type, generation, protocol, leader, state_timestamp_ms, members })
+    Ok(GroupSnapshot {
+        group_id: group.to_string(),
+        protocol_type,
+        generation,
+        protocol,
+        leader,
+        state_timestamp_ms,
+        members,
+    })
 }
 
 /// What one offsets partition holds after replaying its log: per group, the last metadata and
@@ -279,7 +303,12 @@ mod tests {
 
     #[test]
     fn records_round_trip_and_tombstones() {
-        let o = CommittedOffset { offset: 42, leader_epoch: 3, metadata: "m".into(), commit_timestamp_ms: 7 };
+        let o = CommittedOffset {
+            offset: 42,
+            leader_epoch: 3,
+            metadata: "m".into(),
+            commit_timestamp_ms: 7,
+        };
         let snap = GroupSnapshot {
             group_id: "g".into(),
             protocol_type: "consumer".into(),

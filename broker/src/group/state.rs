@@ -147,7 +147,11 @@ pub struct Member {
 
 impl Member {
     fn metadata_for(&self, protocol: &str) -> Bytes {
-        self.protocols.iter().find(|(n, _)| n == protocol).map(|(_, m)| m.clone()).unwrap_or_default()
+        self.protocols
+            .iter()
+            .find(|(n, _)| n == protocol)
+            .map(|(_, m)| m.clone())
+            .unwrap_or_default()
     }
 }
 
@@ -197,7 +201,15 @@ pub struct JoinOutcome {
 
 impl JoinOutcome {
     pub fn error(error: i16, member_id: &str) -> Self {
-        Self { error, generation: -1, protocol_type: None, protocol: None, leader: String::new(), member_id: member_id.to_string(), members: vec![] }
+        Self {
+            error,
+            generation: -1,
+            protocol_type: None,
+            protocol: None,
+            leader: String::new(),
+            member_id: member_id.to_string(),
+            members: vec![],
+        }
     }
 }
 
@@ -337,7 +349,10 @@ impl Group {
                     session_timeout_ms: m.session_timeout_ms,
                     rebalance_timeout_ms: m.rebalance_timeout_ms,
                     protocol_type: s.protocol_type.clone(),
-                    protocols: vec![(s.protocol.clone().unwrap_or_default(), m.subscription.clone())],
+                    protocols: vec![(
+                        s.protocol.clone().unwrap_or_default(),
+                        m.subscription.clone(),
+                    )],
                     assignment: m.assignment.clone(),
                     join_waiter: None,
                     sync_waiter: None,
@@ -382,7 +397,11 @@ impl Group {
     /// True when the group holds nothing worth keeping in memory (never used, or emptied and
     /// without offsets): the coordinator may forget it.
     pub fn is_forgettable(&self) -> bool {
-        self.state == GroupState::Empty && self.members.is_empty() && self.pending.is_empty() && self.offsets.is_empty() && self.generation == 0
+        self.state == GroupState::Empty
+            && self.members.is_empty()
+            && self.pending.is_empty()
+            && self.offsets.is_empty()
+            && self.generation == 0
     }
 
     /// Offset expiry (KIP-211): an Empty group's offsets expire `retention_ms` after the group
@@ -397,7 +416,10 @@ impl Group {
         let expired: Vec<(String, i32)> = self
             .offsets
             .iter()
-            .filter(|(_, o)| (if simple { o.commit_timestamp_ms } else { since }).saturating_add(retention_ms) <= now_ms)
+            .filter(|(_, o)| {
+                (if simple { o.commit_timestamp_ms } else { since }).saturating_add(retention_ms)
+                    <= now_ms
+            })
             .map(|(k, _)| k.clone())
             .collect();
         for k in &expired {
@@ -409,7 +431,11 @@ impl Group {
     /// An Empty group without offsets is deleted (Kafka writes its tombstone): true if it went
     /// Dead now.
     pub fn try_delete(&mut self, now_ms: i64) -> bool {
-        if self.state == GroupState::Empty && self.offsets.is_empty() && self.pending.is_empty() && self.members.is_empty() {
+        if self.state == GroupState::Empty
+            && self.offsets.is_empty()
+            && self.pending.is_empty()
+            && self.members.is_empty()
+        {
             self.transition(GroupState::Dead, now_ms);
             return true;
         }
@@ -441,7 +467,10 @@ impl Group {
                     client_host: m.client_host.clone(),
                     rebalance_timeout_ms: m.rebalance_timeout_ms,
                     session_timeout_ms: m.session_timeout_ms,
-                    subscription: protocol.as_deref().map(|p| m.metadata_for(p)).unwrap_or_default(),
+                    subscription: protocol
+                        .as_deref()
+                        .map(|p| m.metadata_for(p))
+                        .unwrap_or_default(),
                     assignment: m.assignment.clone(),
                 })
                 .collect(),
@@ -457,7 +486,8 @@ impl Group {
     /// The earliest deadline this group waits for (session expiry, join or sync phase end,
     /// pending member ids).
     pub fn next_deadline_ms(&self) -> Option<i64> {
-        let hb = self.members.values().filter(|m| !self.kept_alive(m)).map(|m| m.heartbeat_deadline_ms);
+        let hb =
+            self.members.values().filter(|m| !self.kept_alive(m)).map(|m| m.heartbeat_deadline_ms);
         let phase = match self.state {
             GroupState::PreparingRebalance => self.join_deadline_ms,
             GroupState::CompletingRebalance => self.sync_deadline_ms,
@@ -472,7 +502,13 @@ impl Group {
     }
 
     fn transition(&mut self, to: GroupState, now_ms: i64) {
-        assert!(self.state.can_move_to(to), "group {}: {:?} -> {:?} is not a Kafka transition", self.id, self.state, to);
+        assert!(
+            self.state.can_move_to(to),
+            "group {}: {:?} -> {:?} is not a Kafka transition",
+            self.id,
+            self.state,
+            to
+        );
         self.state = to;
         self.state_timestamp_ms = now_ms;
     }
@@ -488,14 +524,17 @@ impl Group {
 
     /// Could a member offering `protocols` of `protocol_type` join, given the other members?
     fn supports(&self, protocol_type: &str, protocols: &[(String, Bytes)], except: &str) -> bool {
-        let others: Vec<&Member> = self.members.values().filter(|m| m.member_id != except).collect();
+        let others: Vec<&Member> =
+            self.members.values().filter(|m| m.member_id != except).collect();
         if others.is_empty() {
             return true;
         }
         if self.protocol_type.as_deref().is_some_and(|t| t != protocol_type) {
             return false;
         }
-        protocols.iter().any(|(name, _)| others.iter().all(|m| m.protocols.iter().any(|(n, _)| n == name)))
+        protocols
+            .iter()
+            .any(|(name, _)| others.iter().all(|m| m.protocols.iter().any(|(n, _)| n == name)))
     }
 
     /// Kafka's protocol selection: among the protocols every member supports, each member votes
@@ -503,11 +542,20 @@ impl Group {
     fn select_protocol(&self) -> Option<String> {
         let members = self.sorted_members();
         let first = members.first()?;
-        let candidates: Vec<&String> =
-            first.protocols.iter().map(|(n, _)| n).filter(|n| members.iter().all(|m| m.protocols.iter().any(|(x, _)| x == *n))).collect();
+        let candidates: Vec<&String> = first
+            .protocols
+            .iter()
+            .map(|(n, _)| n)
+            .filter(|n| members.iter().all(|m| m.protocols.iter().any(|(x, _)| x == *n)))
+            .collect();
         let mut best: Option<(&String, usize)> = None;
         for c in &candidates {
-            let votes = members.iter().filter(|m| m.protocols.iter().map(|(n, _)| n).find(|n| candidates.contains(n)) == Some(*c)).count();
+            let votes = members
+                .iter()
+                .filter(|m| {
+                    m.protocols.iter().map(|(n, _)| n).find(|n| candidates.contains(n)) == Some(*c)
+                })
+                .count();
             if best.is_none_or(|(_, b)| votes > b) {
                 best = Some((c, votes));
             }
@@ -519,17 +567,29 @@ impl Group {
 
     /// JoinGroup. `new_member_id` is the id this member gets if it has none yet (the coordinator
     /// makes unique ids; this logic has no randomness).
-    pub fn join(&mut self, req_id: ReqId, r: JoinRequest, new_member_id: &str, now_ms: i64, cfg: &GroupConfig) -> Vec<Effect> {
+    pub fn join(
+        &mut self,
+        req_id: ReqId,
+        r: JoinRequest,
+        new_member_id: &str,
+        now_ms: i64,
+        cfg: &GroupConfig,
+    ) -> Vec<Effect> {
         let mut fx = Vec::new();
         self.initial_delay_ms = cfg.initial_rebalance_delay_ms;
         let err = |code: i16, id: &str| vec![Effect::Join(req_id, JoinOutcome::error(code, id))];
         if self.state == GroupState::Dead {
             return err(COORDINATOR_NOT_AVAILABLE, &r.member_id);
         }
-        if r.session_timeout_ms < cfg.session_timeout_ms_min || r.session_timeout_ms > cfg.session_timeout_ms_max {
+        if r.session_timeout_ms < cfg.session_timeout_ms_min
+            || r.session_timeout_ms > cfg.session_timeout_ms_max
+        {
             return err(INVALID_SESSION_TIMEOUT, &r.member_id);
         }
-        if r.protocol_type.is_empty() || r.protocols.is_empty() || r.protocols.len() > cfg.protocols_max {
+        if r.protocol_type.is_empty()
+            || r.protocols.is_empty()
+            || r.protocols.len() > cfg.protocols_max
+        {
             return err(INCONSISTENT_GROUP_PROTOCOL, &r.member_id);
         }
         if r.protocols.iter().any(|(_, m)| m.len() > cfg.member_bytes_max) {
@@ -546,7 +606,15 @@ impl Group {
         fx
     }
 
-    fn join_unknown(&mut self, req_id: ReqId, r: JoinRequest, new_id: &str, now_ms: i64, cfg: &GroupConfig, fx: &mut Vec<Effect>) {
+    fn join_unknown(
+        &mut self,
+        req_id: ReqId,
+        r: JoinRequest,
+        new_id: &str,
+        now_ms: i64,
+        cfg: &GroupConfig,
+        fx: &mut Vec<Effect>,
+    ) {
         if let Some(instance) = r.instance_id.clone() {
             if let Some(old_id) = self.static_members.get(&instance).cloned() {
                 if self.members.contains_key(&old_id) {
@@ -556,7 +624,9 @@ impl Group {
                 self.static_members.remove(&instance);
             }
         } else if r.require_known_member_id {
-            if self.members.len() + self.pending.len() >= cfg.members_max || self.pending.len() >= cfg.pending_members_max {
+            if self.members.len() + self.pending.len() >= cfg.members_max
+                || self.pending.len() >= cfg.pending_members_max
+            {
                 fx.push(Effect::Join(req_id, JoinOutcome::error(GROUP_MAX_SIZE_REACHED, "")));
                 return;
             }
@@ -572,7 +642,14 @@ impl Group {
         self.add_member_and_rebalance(req_id, new_id, r, now_ms, fx);
     }
 
-    fn join_known(&mut self, req_id: ReqId, r: JoinRequest, now_ms: i64, cfg: &GroupConfig, fx: &mut Vec<Effect>) {
+    fn join_known(
+        &mut self,
+        req_id: ReqId,
+        r: JoinRequest,
+        now_ms: i64,
+        cfg: &GroupConfig,
+        fx: &mut Vec<Effect>,
+    ) {
         let id = r.member_id.clone();
         if self.pending.contains_key(&id) {
             self.pending.remove(&id);
@@ -587,13 +664,18 @@ impl Group {
             fx.push(Effect::Join(req_id, JoinOutcome::error(FENCED_INSTANCE_ID, &id)));
             return;
         }
-        if !self.members.contains_key(&id) || matches!(self.state, GroupState::Empty | GroupState::Dead) {
+        if !self.members.contains_key(&id)
+            || matches!(self.state, GroupState::Empty | GroupState::Dead)
+        {
             fx.push(Effect::Join(req_id, JoinOutcome::error(UNKNOWN_MEMBER_ID, &id)));
             return;
         }
         let (changed, is_leader) = {
             let m = &self.members[&id];
-            (!same_protocols(&m.protocols, &r.protocols), self.leader.as_deref() == Some(id.as_str()))
+            (
+                !same_protocols(&m.protocols, &r.protocols),
+                self.leader.as_deref() == Some(id.as_str()),
+            )
         };
         match self.state {
             GroupState::PreparingRebalance => {
@@ -601,7 +683,9 @@ impl Group {
                 self.set_join_waiter(&id, req_id, fx);
                 self.maybe_complete_join(now_ms, fx);
             }
-            GroupState::CompletingRebalance | GroupState::Stable if !changed && (self.state != GroupState::Stable || !is_leader) => {
+            GroupState::CompletingRebalance | GroupState::Stable
+                if !changed && (self.state != GroupState::Stable || !is_leader) =>
+            {
                 // Nothing changed: answer with the current generation (the leader again gets the
                 // member list while assignments are still being collected).
                 self.touch(&id, now_ms);
@@ -620,7 +704,15 @@ impl Group {
     /// A static member restarted (new member id, same instance id): the new id replaces the old
     /// one; the old member's waiting requests are fenced. Unchanged metadata in a Stable group means
     /// no rebalance (KIP-345).
-    fn replace_static_member(&mut self, req_id: ReqId, old_id: &str, new_id: &str, r: JoinRequest, now_ms: i64, fx: &mut Vec<Effect>) {
+    fn replace_static_member(
+        &mut self,
+        req_id: ReqId,
+        old_id: &str,
+        new_id: &str,
+        r: JoinRequest,
+        now_ms: i64,
+        fx: &mut Vec<Effect>,
+    ) {
         let Some(mut m) = self.members.remove(old_id) else { return };
         if let Some(w) = m.join_waiter.take() {
             fx.push(Effect::Join(w, JoinOutcome::error(FENCED_INSTANCE_ID, old_id)));
@@ -664,7 +756,14 @@ impl Group {
         }
     }
 
-    fn add_member_and_rebalance(&mut self, req_id: ReqId, id: &str, r: JoinRequest, now_ms: i64, fx: &mut Vec<Effect>) {
+    fn add_member_and_rebalance(
+        &mut self,
+        req_id: ReqId,
+        id: &str,
+        r: JoinRequest,
+        now_ms: i64,
+        fx: &mut Vec<Effect>,
+    ) {
         if self.members.is_empty() {
             self.protocol_type = Some(r.protocol_type.clone());
         }
@@ -698,7 +797,8 @@ impl Group {
             // Kafka's InitialDelayedJoin: every new member restarts the delay, within the
             // rebalance timeout counted from the start of the rebalance.
             let limit = self.state_timestamp_ms + self.max_rebalance_timeout_ms();
-            self.join_deadline_ms = Some((now_ms + self.initial_delay_ms as i64).min(limit).max(now_ms));
+            self.join_deadline_ms =
+                Some((now_ms + self.initial_delay_ms as i64).min(limit).max(now_ms));
         }
         self.maybe_complete_join(now_ms, fx);
     }
@@ -771,7 +871,11 @@ impl Group {
         self.initial_join = from_empty;
         self.sync_deadline_ms = None;
         // Kafka's InitialDelayedJoin waits for more members, bounded by the rebalance timeout.
-        let delay = if from_empty { (self.initial_delay_ms as i64).min(rebalance_ms) } else { rebalance_ms };
+        let delay = if from_empty {
+            (self.initial_delay_ms as i64).min(rebalance_ms)
+        } else {
+            rebalance_ms
+        };
         self.join_deadline_ms = Some(now_ms + delay.max(0));
     }
 
@@ -791,7 +895,12 @@ impl Group {
 
     /// The join phase ends: members that did not rejoin are dropped, the next generation starts.
     fn complete_join(&mut self, now_ms: i64, fx: &mut Vec<Effect>) {
-        let gone: Vec<String> = self.members.values().filter(|m| m.join_waiter.is_none()).map(|m| m.member_id.clone()).collect();
+        let gone: Vec<String> = self
+            .members
+            .values()
+            .filter(|m| m.join_waiter.is_none())
+            .map(|m| m.member_id.clone())
+            .collect();
         for id in gone {
             self.remove_member_raw(&id, fx);
         }
@@ -888,7 +997,9 @@ impl Group {
         if generation != self.generation {
             return err(ILLEGAL_GENERATION);
         }
-        if protocol_type.is_some_and(|t| Some(t) != self.protocol_type.as_deref()) || protocol.is_some_and(|p| Some(p) != self.protocol.as_deref()) {
+        if protocol_type.is_some_and(|t| Some(t) != self.protocol_type.as_deref())
+            || protocol.is_some_and(|p| Some(p) != self.protocol.as_deref())
+        {
             return err(INCONSISTENT_GROUP_PROTOCOL);
         }
         match self.state {
@@ -899,7 +1010,12 @@ impl Group {
                 let m = &self.members[member_id];
                 fx.push(Effect::Sync(
                     req_id,
-                    SyncOutcome { error: ec::NONE, protocol_type: self.protocol_type.clone(), protocol: self.protocol.clone(), assignment: m.assignment.clone() },
+                    SyncOutcome {
+                        error: ec::NONE,
+                        protocol_type: self.protocol_type.clone(),
+                        protocol: self.protocol.clone(),
+                        assignment: m.assignment.clone(),
+                    },
                 ));
             }
             GroupState::CompletingRebalance => {
@@ -926,7 +1042,15 @@ impl Group {
                     for m in self.members.values_mut() {
                         m.heartbeat_deadline_ms = now_ms + m.session_timeout_ms as i64;
                         if let Some(w) = m.sync_waiter.take() {
-                            fx.push(Effect::Sync(w, SyncOutcome { error: ec::NONE, protocol_type: pt.clone(), protocol: p.clone(), assignment: m.assignment.clone() }));
+                            fx.push(Effect::Sync(
+                                w,
+                                SyncOutcome {
+                                    error: ec::NONE,
+                                    protocol_type: pt.clone(),
+                                    protocol: p.clone(),
+                                    assignment: m.assignment.clone(),
+                                },
+                            ));
                         }
                     }
                 }
@@ -937,7 +1061,13 @@ impl Group {
     }
 
     /// Heartbeat: the error code to answer.
-    pub fn heartbeat(&mut self, generation: i32, member_id: &str, instance_id: Option<&str>, now_ms: i64) -> i16 {
+    pub fn heartbeat(
+        &mut self,
+        generation: i32,
+        member_id: &str,
+        instance_id: Option<&str>,
+        now_ms: i64,
+    ) -> i16 {
         if self.state == GroupState::Dead {
             return COORDINATOR_NOT_AVAILABLE;
         }
@@ -1004,7 +1134,13 @@ impl Group {
 
     /// OffsetCommit's membership check: `Ok` when the commit may be stored. A simple (non-group)
     /// commit (generation < 0, no member id) is accepted only while the group has no members.
-    pub fn validate_commit(&mut self, generation: i32, member_id: &str, instance_id: Option<&str>, now_ms: i64) -> Result<(), i16> {
+    pub fn validate_commit(
+        &mut self,
+        generation: i32,
+        member_id: &str,
+        instance_id: Option<&str>,
+        now_ms: i64,
+    ) -> Result<(), i16> {
         if self.state == GroupState::Dead {
             return Err(COORDINATOR_NOT_AVAILABLE);
         }
@@ -1047,21 +1183,33 @@ impl Group {
         if self.state == GroupState::Dead {
             return fx;
         }
-        let expired_pending: Vec<String> = self.pending.iter().filter(|(_, d)| **d <= now_ms).map(|(id, _)| id.clone()).collect();
+        let expired_pending: Vec<String> =
+            self.pending.iter().filter(|(_, d)| **d <= now_ms).map(|(id, _)| id.clone()).collect();
         for id in expired_pending {
             self.pending.remove(&id);
         }
-        let expired: Vec<String> =
-            self.members.values().filter(|m| !self.kept_alive(m) && m.heartbeat_deadline_ms <= now_ms).map(|m| m.member_id.clone()).collect();
+        let expired: Vec<String> = self
+            .members
+            .values()
+            .filter(|m| !self.kept_alive(m) && m.heartbeat_deadline_ms <= now_ms)
+            .map(|m| m.member_id.clone())
+            .collect();
         for id in expired {
             self.remove_member(&id, now_ms, &mut fx);
         }
         match self.state {
             GroupState::PreparingRebalance => self.maybe_complete_join(now_ms, &mut fx),
-            GroupState::CompletingRebalance if self.sync_deadline_ms.is_some_and(|d| now_ms >= d) => {
+            GroupState::CompletingRebalance
+                if self.sync_deadline_ms.is_some_and(|d| now_ms >= d) =>
+            {
                 // Members that never sent SyncGroup in time are dropped (Kafka's pending-sync
                 // timeout); the rest rebalance.
-                let lagging: Vec<String> = self.members.values().filter(|m| !m.synced).map(|m| m.member_id.clone()).collect();
+                let lagging: Vec<String> = self
+                    .members
+                    .values()
+                    .filter(|m| !m.synced)
+                    .map(|m| m.member_id.clone())
+                    .collect();
                 for id in lagging {
                     self.remove_member_raw(&id, &mut fx);
                 }
@@ -1146,12 +1294,32 @@ mod tests {
         /// `lose_response`: the coordinator answers, the client never sees it (its connection
         /// dropped), so it keeps its old member id and generation — the way a live member ends
         /// up sending a stale generation.
-        Join { slot: usize, forget_id: bool, v4: bool, static_member: bool, protocols: u8, lose_response: bool },
-        Sync { slot: usize, gen_delta: i32 },
-        Heartbeat { slot: usize },
-        Leave { slot: usize },
-        Commit { slot: usize, gen_delta: i32, simple: bool },
-        Advance { ms: i64 },
+        Join {
+            slot: usize,
+            forget_id: bool,
+            v4: bool,
+            static_member: bool,
+            protocols: u8,
+            lose_response: bool,
+        },
+        Sync {
+            slot: usize,
+            gen_delta: i32,
+        },
+        Heartbeat {
+            slot: usize,
+        },
+        Leave {
+            slot: usize,
+        },
+        Commit {
+            slot: usize,
+            gen_delta: i32,
+            simple: bool,
+        },
+        Advance {
+            ms: i64,
+        },
     }
 
     fn op() -> impl Strategy<Value = Op> {
@@ -1193,7 +1361,10 @@ mod tests {
 
     fn protocols(kind: u8) -> Vec<(String, Bytes)> {
         match kind {
-            0 => vec![("range".into(), Bytes::from_static(b"r")), ("roundrobin".into(), Bytes::from_static(b"rr"))],
+            0 => vec![
+                ("range".into(), Bytes::from_static(b"r")),
+                ("roundrobin".into(), Bytes::from_static(b"rr")),
+            ],
             1 => vec![("roundrobin".into(), Bytes::from_static(b"rr"))],
             _ => vec![("sticky".into(), Bytes::from_static(b"s"))],
         }
@@ -1208,7 +1379,8 @@ mod tests {
                     }
                     Effect::Join(id, out) => {
                         assert!(self.answered.insert(id), "join {id} answered twice");
-                        let (slot, is_sync, _, _) = self.outstanding.remove(&id).expect("answer to an issued request");
+                        let (slot, is_sync, _, _) =
+                            self.outstanding.remove(&id).expect("answer to an issued request");
                         assert!(!is_sync);
                         if self.lost.remove(&id) {
                             continue;
@@ -1216,11 +1388,15 @@ mod tests {
                         let c = &mut self.clients[slot];
                         match out.error {
                             ec::NONE => {
-                                assert!(out.generation >= c.generation, "a member saw its generation go back");
+                                assert!(
+                                    out.generation >= c.generation,
+                                    "a member saw its generation go back"
+                                );
                                 c.member_id = out.member_id.clone();
                                 c.generation = out.generation;
-                                c.leader_members = (out.leader == out.member_id && !out.members.is_empty())
-                                    .then(|| out.members.iter().map(|m| m.member_id.clone()).collect());
+                                c.leader_members = (out.leader == out.member_id
+                                    && !out.members.is_empty())
+                                .then(|| out.members.iter().map(|m| m.member_id.clone()).collect());
                             }
                             MEMBER_ID_REQUIRED => c.member_id = out.member_id.clone(),
                             UNKNOWN_MEMBER_ID | FENCED_INSTANCE_ID => *c = Client::default(),
@@ -1229,12 +1405,16 @@ mod tests {
                     }
                     Effect::Sync(id, out) => {
                         assert!(self.answered.insert(id), "sync {id} answered twice");
-                        let (_, is_sync, generation, member) = self.outstanding.remove(&id).expect("answer to an issued request");
+                        let (_, is_sync, generation, member) =
+                            self.outstanding.remove(&id).expect("answer to an issued request");
                         assert!(is_sync);
                         if out.error == ec::NONE {
                             let per_gen = self.delivered.entry(generation).or_default();
                             if let Some(prev) = per_gen.get(&member) {
-                                assert_eq!(prev, &out.assignment, "one member, one generation, two assignments");
+                                assert_eq!(
+                                    prev, &out.assignment,
+                                    "one member, one generation, two assignments"
+                                );
                             }
                             per_gen.insert(member, out.assignment);
                         }
@@ -1261,7 +1441,13 @@ mod tests {
     }
 
     fn run(ops: Vec<Op>, initial_delay_ms: i32, max_size: usize) {
-        let cfg = GroupConfig { session_timeout_ms_min: 10, session_timeout_ms_max: 10_000, members_max: max_size, initial_rebalance_delay_ms: initial_delay_ms, ..GroupConfig::default() };
+        let cfg = GroupConfig {
+            session_timeout_ms_min: 10,
+            session_timeout_ms_max: 10_000,
+            members_max: max_size,
+            initial_rebalance_delay_ms: initial_delay_ms,
+            ..GroupConfig::default()
+        };
         let mut now = 1_000_000i64;
         let mut g = Group::new("g", now);
         let mut w = World { clients: vec![Client::default(); SLOTS], ..World::default() };
@@ -1269,7 +1455,8 @@ mod tests {
             let before = g.state();
             match op {
                 Op::Join { slot, forget_id, v4, static_member, protocols: kind, lose_response } => {
-                    let member_id = if forget_id { String::new() } else { w.clients[slot].member_id.clone() };
+                    let member_id =
+                        if forget_id { String::new() } else { w.clients[slot].member_id.clone() };
                     let req = w.issue(slot, false, -1, String::new());
                     if lose_response {
                         w.lost.insert(req);
@@ -1294,12 +1481,26 @@ mod tests {
                     let c = w.clients[slot].clone();
                     let generation = c.generation + gen_delta;
                     let assignments = c.leader_members.as_deref().map(assign).unwrap_or_default();
-                    let identity = g.members.get(&c.member_id).and_then(|m| m.instance_id.clone()).unwrap_or_else(|| c.member_id.clone());
+                    let identity = g
+                        .members
+                        .get(&c.member_id)
+                        .and_then(|m| m.instance_id.clone())
+                        .unwrap_or_else(|| c.member_id.clone());
                     let req = w.issue(slot, true, generation, identity);
                     let accepted_generation = g.generation();
                     let (state, known) = (g.state(), g.members.contains_key(&c.member_id));
                     let owned = g.members.get(&c.member_id).map(|m| m.assignment.clone());
-                    let fx = g.sync(req, generation, &c.member_id, None, None, None, assignments, now, &cfg);
+                    let fx = g.sync(
+                        req,
+                        generation,
+                        &c.member_id,
+                        None,
+                        None,
+                        None,
+                        assignments,
+                        now,
+                        &cfg,
+                    );
                     if generation != accepted_generation {
                         assert!(fx.iter().any(|e| matches!(e, Effect::Sync(id, o) if *id == req && o.error != ec::NONE)), "stale SyncGroup accepted");
                     } else if known && state == GroupState::Stable {
@@ -1310,25 +1511,39 @@ mod tests {
                 }
                 Op::Heartbeat { slot } => {
                     let c = &w.clients[slot];
-                    let (state, current, known) = (g.state(), g.generation(), g.members.contains_key(&c.member_id));
+                    let (state, current, known) =
+                        (g.state(), g.generation(), g.members.contains_key(&c.member_id));
                     let code = g.heartbeat(c.generation, &c.member_id, None, now);
                     if c.generation != current {
                         assert_ne!(code, ec::NONE, "heartbeat from a stale generation accepted");
                         if known {
-                            assert_eq!(code, ILLEGAL_GENERATION, "a member's heartbeat of generation {} in generation {}", c.generation, current);
+                            assert_eq!(
+                                code, ILLEGAL_GENERATION,
+                                "a member's heartbeat of generation {} in generation {}",
+                                c.generation, current
+                            );
                         }
                     } else if known {
                         let want = match state {
                             GroupState::PreparingRebalance => REBALANCE_IN_PROGRESS,
                             GroupState::CompletingRebalance | GroupState::Stable => ec::NONE,
-                            GroupState::Empty | GroupState::Dead => unreachable!("members in {state:?}"),
+                            GroupState::Empty | GroupState::Dead => {
+                                unreachable!("members in {state:?}")
+                            }
                         };
-                        assert_eq!(code, want, "heartbeat of the current generation in {:?}", state);
+                        assert_eq!(
+                            code, want,
+                            "heartbeat of the current generation in {:?}",
+                            state
+                        );
                     }
                 }
                 Op::Leave { slot } => {
                     let c = w.clients[slot].clone();
-                    let (codes, fx) = g.leave(&[Leaver { member_id: c.member_id.clone(), instance_id: None }], now);
+                    let (codes, fx) = g.leave(
+                        &[Leaver { member_id: c.member_id.clone(), instance_id: None }],
+                        now,
+                    );
                     assert_eq!(codes.len(), 1);
                     if codes[0] == ec::NONE {
                         assert!(g.members().all(|m| m.member_id != c.member_id));
@@ -1338,25 +1553,48 @@ mod tests {
                 }
                 Op::Commit { slot, gen_delta, simple } => {
                     let c = w.clients[slot].clone();
-                    let (generation, member) = if simple { (-1, String::new()) } else { (c.generation + gen_delta, c.member_id.clone()) };
+                    let (generation, member) = if simple {
+                        (-1, String::new())
+                    } else {
+                        (c.generation + gen_delta, c.member_id.clone())
+                    };
                     let current = g.generation();
-                    let (state, has_members, known) = (g.state(), g.member_count() > 0, g.members.contains_key(&member));
+                    let (state, has_members, known) =
+                        (g.state(), g.member_count() > 0, g.members.contains_key(&member));
                     match g.validate_commit(generation, &member, None, now) {
                         Ok(()) => {
-                            assert!(generation == current || (generation < 0 && state == GroupState::Empty), "stale commit accepted");
-                            assert!(generation >= 0 || !has_members, "simple commit accepted in a group with members");
+                            assert!(
+                                generation == current
+                                    || (generation < 0 && state == GroupState::Empty),
+                                "stale commit accepted"
+                            );
+                            assert!(
+                                generation >= 0 || !has_members,
+                                "simple commit accepted in a group with members"
+                            );
                             assert_ne!(state, GroupState::CompletingRebalance);
-                            let o = CommittedOffset { offset: now, leader_epoch: -1, metadata: String::new(), commit_timestamp_ms: now };
+                            let o = CommittedOffset {
+                                offset: now,
+                                leader_epoch: -1,
+                                metadata: String::new(),
+                                commit_timestamp_ms: now,
+                            };
                             g.apply_offset("t", slot as i32, Some(o));
                             w.offsets_model.insert(("t".into(), slot as i32), now);
                         }
                         Err(code) => {
                             assert_ne!(code, ec::NONE);
-                            let current_member = known && generation == current && matches!(state, GroupState::Stable | GroupState::PreparingRebalance);
+                            let current_member = known
+                                && generation == current
+                                && matches!(
+                                    state,
+                                    GroupState::Stable | GroupState::PreparingRebalance
+                                );
                             assert!(!current_member, "a commit of the current generation {current} refused in {state:?}: {code}");
                         }
                     }
-                    let got: BTreeMap<(String, i32), i64> = g.offsets.iter().map(|(k, v)| (k.clone(), v.offset)).collect();
+                    let got: BTreeMap<(String, i32), i64> =
+                        g.offsets.iter().map(|(k, v)| (k.clone(), v.offset)).collect();
                     assert_eq!(got, w.offsets_model);
                 }
                 Op::Advance { ms } => {
@@ -1382,7 +1620,10 @@ mod tests {
             let mut seen = BTreeSet::new();
             for a in per.values() {
                 for p in a.iter() {
-                    assert!(seen.insert(*p), "generation {generation}: partition {p} delivered to two members: {per:?}");
+                    assert!(
+                        seen.insert(*p),
+                        "generation {generation}: partition {p} delivered to two members: {per:?}"
+                    );
                 }
             }
         }
@@ -1392,7 +1633,10 @@ mod tests {
     }
 
     fn check_invariants(g: &Group, cfg: &GroupConfig, before: GroupState) {
-        assert!(g.member_count() + g.pending_count() <= cfg.members_max.max(g.member_count()), "group.max.size exceeded");
+        assert!(
+            g.member_count() + g.pending_count() <= cfg.members_max.max(g.member_count()),
+            "group.max.size exceeded"
+        );
         assert!(g.member_count() <= cfg.members_max);
         match g.state() {
             GroupState::CompletingRebalance | GroupState::Stable => {
@@ -1400,7 +1644,10 @@ mod tests {
                 assert!(g.members().any(|m| m.member_id == leader), "leader is not a member");
                 assert!(g.protocol().is_some());
                 let p = g.protocol().unwrap_or_default();
-                assert!(g.members().all(|m| m.protocols.iter().any(|(n, _)| n == p)), "selected protocol not supported by all");
+                assert!(
+                    g.members().all(|m| m.protocols.iter().any(|(n, _)| n == p)),
+                    "selected protocol not supported by all"
+                );
             }
             GroupState::Empty => assert_eq!(g.member_count(), 0),
             GroupState::PreparingRebalance => {
@@ -1443,7 +1690,11 @@ mod tests {
     }
 
     fn cfg0() -> GroupConfig {
-        GroupConfig { session_timeout_ms_min: 10, initial_rebalance_delay_ms: 0, ..GroupConfig::default() }
+        GroupConfig {
+            session_timeout_ms_min: 10,
+            initial_rebalance_delay_ms: 0,
+            ..GroupConfig::default()
+        }
     }
 
     #[test]
@@ -1452,32 +1703,70 @@ mod tests {
         let mut g = Group::new("g", 0);
         // KIP-394: v4 first gets an id.
         let fx = g.join(1, join_req("", true), "a", 0, &cfg);
-        assert!(matches!(&fx[..], [Effect::Join(1, o)] if o.error == MEMBER_ID_REQUIRED && o.member_id == "a"));
+        assert!(
+            matches!(&fx[..], [Effect::Join(1, o)] if o.error == MEMBER_ID_REQUIRED && o.member_id == "a")
+        );
         let fx = g.join(2, join_req("a", true), "x", 0, &cfg);
-        assert!(matches!(&fx[..], [Effect::Join(2, o)] if o.error == ec::NONE && o.generation == 1 && o.leader == "a" && o.members.len() == 1));
+        assert!(
+            matches!(&fx[..], [Effect::Join(2, o)] if o.error == ec::NONE && o.generation == 1 && o.leader == "a" && o.members.len() == 1)
+        );
         assert_eq!(g.state(), GroupState::CompletingRebalance);
-        let fx = g.sync(3, 1, "a", None, None, None, vec![("a".into(), Bytes::from_static(b"A"))], 0, &cfg);
-        assert!(matches!(&fx[..], [Effect::Persist(_), Effect::Sync(3, o)] if o.assignment == Bytes::from_static(b"A")));
+        let fx = g.sync(
+            3,
+            1,
+            "a",
+            None,
+            None,
+            None,
+            vec![("a".into(), Bytes::from_static(b"A"))],
+            0,
+            &cfg,
+        );
+        assert!(
+            matches!(&fx[..], [Effect::Persist(_), Effect::Sync(3, o)] if o.assignment == Bytes::from_static(b"A"))
+        );
         assert_eq!(g.state(), GroupState::Stable);
         // A second member: rebalance; the first learns by heartbeat and rejoins.
         let fx = g.join(4, join_req("", false), "b", 10, &cfg);
         assert!(fx.is_empty());
         assert_eq!(g.state(), GroupState::PreparingRebalance);
         assert_eq!(g.heartbeat(1, "a", None, 10), REBALANCE_IN_PROGRESS);
-        assert_eq!(g.validate_commit(1, "a", None, 10), Ok(()), "commits of the current generation are allowed while preparing");
+        assert_eq!(
+            g.validate_commit(1, "a", None, 10),
+            Ok(()),
+            "commits of the current generation are allowed while preparing"
+        );
         let fx = g.join(5, join_req("a", false), "y", 20, &cfg);
         assert_eq!(fx.len(), 2);
         assert_eq!(g.generation(), 2);
         assert_eq!(g.validate_commit(1, "a", None, 20), Err(ILLEGAL_GENERATION));
-        assert_eq!(g.heartbeat(1, "a", None, 20), ILLEGAL_GENERATION, "a heartbeat of the previous generation");
-        assert_eq!(g.heartbeat(3, "a", None, 20), ILLEGAL_GENERATION, "a heartbeat of a generation to come");
+        assert_eq!(
+            g.heartbeat(1, "a", None, 20),
+            ILLEGAL_GENERATION,
+            "a heartbeat of the previous generation"
+        );
+        assert_eq!(
+            g.heartbeat(3, "a", None, 20),
+            ILLEGAL_GENERATION,
+            "a heartbeat of a generation to come"
+        );
         assert_eq!(g.heartbeat(2, "a", None, 20), ec::NONE);
         assert_eq!(g.validate_commit(2, "a", None, 20), Err(REBALANCE_IN_PROGRESS));
         let stale = g.sync(6, 1, "b", None, None, None, vec![], 20, &cfg);
         assert!(matches!(&stale[..], [Effect::Sync(6, o)] if o.error == ILLEGAL_GENERATION));
         // Follower waits, leader completes.
         assert!(g.sync(7, 2, "b", None, None, None, vec![], 20, &cfg).is_empty());
-        let fx = g.sync(8, 2, "a", None, None, None, vec![("a".into(), Bytes::from_static(b"A")), ("b".into(), Bytes::from_static(b"B"))], 20, &cfg);
+        let fx = g.sync(
+            8,
+            2,
+            "a",
+            None,
+            None,
+            None,
+            vec![("a".into(), Bytes::from_static(b"A")), ("b".into(), Bytes::from_static(b"B"))],
+            20,
+            &cfg,
+        );
         assert_eq!(fx.len(), 3);
         // b's session expires: rebalance, a alone in generation 3 after it rejoins.
         assert_eq!(g.heartbeat(2, "a", None, 200), ec::NONE);
@@ -1485,7 +1774,9 @@ mod tests {
         assert_eq!(g.state(), GroupState::PreparingRebalance);
         assert_eq!(g.member_count(), 1);
         let fx = g.join(9, join_req("a", false), "z", 340, &cfg);
-        assert!(matches!(&fx[..], [Effect::Join(9, o)] if o.generation == 3 && o.members.len() == 1));
+        assert!(
+            matches!(&fx[..], [Effect::Join(9, o)] if o.generation == 3 && o.members.len() == 1)
+        );
         // Unknown members and groups.
         assert_eq!(g.heartbeat(3, "nobody", None, 340), UNKNOWN_MEMBER_ID);
         let (codes, _) = g.leave(&[Leaver { member_id: "nobody".into(), instance_id: None }], 340);
@@ -1499,16 +1790,36 @@ mod tests {
         let mut r = join_req("", true);
         r.instance_id = Some("i1".into());
         let fx = g.join(1, r.clone(), "a", 0, &cfg);
-        assert!(matches!(&fx[..], [Effect::Join(1, o)] if o.error == ec::NONE && o.member_id == "a"), "static members skip MEMBER_ID_REQUIRED");
-        let _ = g.sync(2, 1, "a", Some("i1"), None, None, vec![("a".into(), Bytes::from_static(b"A"))], 0, &cfg);
+        assert!(
+            matches!(&fx[..], [Effect::Join(1, o)] if o.error == ec::NONE && o.member_id == "a"),
+            "static members skip MEMBER_ID_REQUIRED"
+        );
+        let _ = g.sync(
+            2,
+            1,
+            "a",
+            Some("i1"),
+            None,
+            None,
+            vec![("a".into(), Bytes::from_static(b"A"))],
+            0,
+            &cfg,
+        );
         assert_eq!(g.state(), GroupState::Stable);
         // Restarted with the same instance id and metadata: new id, same generation, no rebalance.
         let fx = g.join(3, r.clone(), "a2", 10, &cfg);
         assert!(fx.iter().any(|e| matches!(e, Effect::Join(3, o) if o.error == ec::NONE && o.member_id == "a2" && o.generation == 1)));
         assert_eq!(g.state(), GroupState::Stable);
-        assert_eq!(g.heartbeat(1, "a", Some("i1"), 10), FENCED_INSTANCE_ID, "the old incarnation is fenced");
+        assert_eq!(
+            g.heartbeat(1, "a", Some("i1"), 10),
+            FENCED_INSTANCE_ID,
+            "the old incarnation is fenced"
+        );
         let fx = g.sync(4, 1, "a2", Some("i1"), None, None, vec![], 10, &cfg);
-        assert!(matches!(&fx[..], [Effect::Sync(4, o)] if o.assignment == Bytes::from_static(b"A")), "the assignment carries over");
+        assert!(
+            matches!(&fx[..], [Effect::Sync(4, o)] if o.assignment == Bytes::from_static(b"A")),
+            "the assignment carries over"
+        );
         // Changed metadata: rebalance.
         r.protocols = protocols(1);
         let fx = g.join(5, r, "a3", 20, &cfg);
@@ -1518,7 +1829,14 @@ mod tests {
     #[test]
     fn offsets_expire_only_in_empty_groups() {
         let cfg = cfg0();
-        let o = |ts| Some(CommittedOffset { offset: 1, leader_epoch: -1, metadata: String::new(), commit_timestamp_ms: ts });
+        let o = |ts| {
+            Some(CommittedOffset {
+                offset: 1,
+                leader_epoch: -1,
+                metadata: String::new(),
+                commit_timestamp_ms: ts,
+            })
+        };
         // A simple consumer's offsets expire by commit time.
         let mut simple = Group::new("s", 0);
         simple.apply_offset("t", 0, o(0));
@@ -1548,19 +1866,29 @@ mod tests {
         let mut g = Group::new("g", 0);
         let mut short = join_req("", false);
         short.session_timeout_ms = 1;
-        assert!(matches!(&g.join(1, short, "a", 0, &cfg)[..], [Effect::Join(1, o)] if o.error == INVALID_SESSION_TIMEOUT));
+        assert!(
+            matches!(&g.join(1, short, "a", 0, &cfg)[..], [Effect::Join(1, o)] if o.error == INVALID_SESSION_TIMEOUT)
+        );
         let _ = g.join(2, join_req("", false), "a", 0, &cfg);
-        assert!(matches!(&g.join(3, join_req("", false), "b", 0, &cfg)[..], [Effect::Join(3, o)] if o.error == GROUP_MAX_SIZE_REACHED));
+        assert!(
+            matches!(&g.join(3, join_req("", false), "b", 0, &cfg)[..], [Effect::Join(3, o)] if o.error == GROUP_MAX_SIZE_REACHED)
+        );
         cfg.members_max = 10;
         let mut other = join_req("", false);
         other.protocol_type = "connect".into();
-        assert!(matches!(&g.join(4, other, "c", 0, &cfg)[..], [Effect::Join(4, o)] if o.error == INCONSISTENT_GROUP_PROTOCOL));
+        assert!(
+            matches!(&g.join(4, other, "c", 0, &cfg)[..], [Effect::Join(4, o)] if o.error == INCONSISTENT_GROUP_PROTOCOL)
+        );
         let mut disjoint = join_req("", false);
         disjoint.protocols = protocols(2);
-        assert!(matches!(&g.join(5, disjoint, "d", 0, &cfg)[..], [Effect::Join(5, o)] if o.error == INCONSISTENT_GROUP_PROTOCOL));
+        assert!(
+            matches!(&g.join(5, disjoint, "d", 0, &cfg)[..], [Effect::Join(5, o)] if o.error == INCONSISTENT_GROUP_PROTOCOL)
+        );
         let mut big = join_req("", false);
         big.protocols = vec![("range".into(), Bytes::from(vec![0u8; cfg.member_bytes_max + 1]))];
-        assert!(matches!(&g.join(6, big, "e", 0, &cfg)[..], [Effect::Join(6, o)] if o.error == ec::INVALID_REQUEST));
+        assert!(
+            matches!(&g.join(6, big, "e", 0, &cfg)[..], [Effect::Join(6, o)] if o.error == ec::INVALID_REQUEST)
+        );
         // Simple commits only while the group has no members.
         assert_eq!(g.validate_commit(-1, "", None, 0), Err(UNKNOWN_MEMBER_ID));
         let mut empty = Group::new("h", 0);

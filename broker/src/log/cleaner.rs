@@ -60,7 +60,9 @@ use std::sync::Arc;
 use bytes::{BufMut, Bytes};
 use disk_model::{FileRef, Storage};
 use records::compression::{compress, decompress};
-use records::varint::{get_varint, get_varlong, put_varint, put_varlong, varint_size, varlong_size};
+use records::varint::{
+    get_varint, get_varlong, put_varint, put_varlong, varint_size, varlong_size,
+};
 use records::{BatchHeader, Compression, BATCH_HEADER_LEN};
 
 use super::config::LogConfig;
@@ -151,28 +153,45 @@ pub struct RawRecord {
 pub fn parse_records(body: &[u8], declared: i32) -> Result<Vec<RawRecord>, String> {
     let mut out = Vec::new();
     let mut pos = 0usize;
-    let nullable = |p: &mut usize, end: usize, what: &str| -> Result<Option<(usize, usize)>, String> {
-        let len = get_varint(&body[..end], p).map_err(|e| format!("{what} length: {e:?}"))?;
-        if len == -1 {
-            return Ok(None);
-        }
-        let n = usize::try_from(len).ok().filter(|n| *n <= end - *p).ok_or_else(|| format!("bad {what} length {len}"))?;
-        let r = (*p, *p + n);
-        *p += n;
-        Ok(Some(r))
-    };
+    let nullable =
+        |p: &mut usize, end: usize, what: &str| -> Result<Option<(usize, usize)>, String> {
+            let len = get_varint(&body[..end], p).map_err(|e| format!("{what} length: {e:?}"))?;
+            if len == -1 {
+                return Ok(None);
+            }
+            let n = usize::try_from(len)
+                .ok()
+                .filter(|n| *n <= end - *p)
+                .ok_or_else(|| format!("bad {what} length {len}"))?;
+            let r = (*p, *p + n);
+            *p += n;
+            Ok(Some(r))
+        };
     while pos < body.len() {
         let start = pos;
         let len = get_varint(body, &mut pos).map_err(|e| format!("record length: {e:?}"))?;
-        let len = usize::try_from(len).ok().filter(|l| *l <= body.len() - pos && *l >= 1).ok_or_else(|| format!("bad record length {len}"))?;
+        let len = usize::try_from(len)
+            .ok()
+            .filter(|l| *l <= body.len() - pos && *l >= 1)
+            .ok_or_else(|| format!("bad record length {len}"))?;
         let end = pos + len;
         let mut p = pos + 1; // attributes, unused
-        let timestamp_delta = get_varlong(&body[..end], &mut p).map_err(|e| format!("timestamp delta: {e:?}"))?;
+        let timestamp_delta =
+            get_varlong(&body[..end], &mut p).map_err(|e| format!("timestamp delta: {e:?}"))?;
         let after_timestamp = p;
-        let offset_delta = get_varint(&body[..end], &mut p).map_err(|e| format!("offset delta: {e:?}"))?;
+        let offset_delta =
+            get_varint(&body[..end], &mut p).map_err(|e| format!("offset delta: {e:?}"))?;
         let key = nullable(&mut p, end, "key")?;
         let value = nullable(&mut p, end, "value")?;
-        out.push(RawRecord { start, end, after_timestamp, timestamp_delta, offset_delta, key, tombstone: value.is_none() });
+        out.push(RawRecord {
+            start,
+            end,
+            after_timestamp,
+            timestamp_delta,
+            offset_delta,
+            key,
+            tombstone: value.is_none(),
+        });
         pos = end;
     }
     if out.len() as i64 != declared as i64 {
@@ -187,7 +206,9 @@ fn records_body(batch: &Bytes, h: &BatchHeader) -> Result<Bytes, String> {
     let raw = batch.slice(BATCH_HEADER_LEN..);
     match codec {
         Compression::None => Ok(raw),
-        c => decompress(c, &raw, UNCOMPRESSED_BYTES_MAX).map(Bytes::from).map_err(|e| e.to_string()),
+        c => {
+            decompress(c, &raw, UNCOMPRESSED_BYTES_MAX).map(Bytes::from).map_err(|e| e.to_string())
+        }
     }
 }
 
@@ -278,7 +299,8 @@ pub fn filter_batch(
         return Ok((Filtered::Dropped, stats));
     }
     let log_append_time = h.attributes & 0x08 != 0;
-    let base_ts = if set_horizon { now_ms.saturating_add(delete_retention_ms) } else { h.base_timestamp };
+    let base_ts =
+        if set_horizon { now_ms.saturating_add(delete_retention_ms) } else { h.base_timestamp };
     let mut records = Vec::with_capacity(body.len());
     let mut max_ts = i64::MIN;
     for (r, k) in recs.iter().zip(&keep) {
@@ -308,7 +330,8 @@ pub fn filter_batch(
     out.resize(BATCH_HEADER_LEN, 0);
     compress(codec, &records, &mut out).map_err(|e| e.to_string())?;
     let mut nh = h;
-    nh.batch_length = i32::try_from(out.len() - records::LENGTH_FIELD_END).map_err(|_| "batch too large".to_string())?;
+    nh.batch_length = i32::try_from(out.len() - records::LENGTH_FIELD_END)
+        .map_err(|_| "batch too large".to_string())?;
     nh.record_count = stats.records_kept as i32;
     nh.base_timestamp = base_ts;
     if set_horizon {
@@ -336,7 +359,13 @@ pub struct Cleanable {
 }
 
 /// Kafka's `LogCleanerManager` arithmetic over the segments (oldest first, active last). Pure.
-pub fn cleanable(segments: &[SegmentSnapshot], log_start: i64, checkpoint: Option<i64>, config: &LogConfig, now_ms: i64) -> Option<Cleanable> {
+pub fn cleanable(
+    segments: &[SegmentSnapshot],
+    log_start: i64,
+    checkpoint: Option<i64>,
+    config: &LogConfig,
+    now_ms: i64,
+) -> Option<Cleanable> {
     let (active, sealed) = segments.split_last()?;
     // A checkpoint outside the log (retention moved the start, truncation the end) restarts at
     // the log start, as Kafka does.
@@ -347,23 +376,30 @@ pub fn cleanable(segments: &[SegmentSnapshot], log_start: i64, checkpoint: Optio
     let mut uncleanable = active.base_offset;
     if config.min_compaction_lag_ms > 0 {
         let horizon = now_ms.saturating_sub(config.min_compaction_lag_ms);
-        if let Some(s) = sealed.iter().find(|s| s.next_offset > first_dirty && s.max_timestamp > horizon) {
+        if let Some(s) =
+            sealed.iter().find(|s| s.next_offset > first_dirty && s.max_timestamp > horizon)
+        {
             uncleanable = uncleanable.min(s.base_offset);
         }
     }
     if first_dirty >= uncleanable {
         return None;
     }
-    let clean_bytes: u64 = sealed.iter().filter(|s| s.next_offset <= first_dirty).map(|s| s.size).sum();
-    let dirty: Vec<&SegmentSnapshot> =
-        sealed.iter().filter(|s| s.next_offset > first_dirty && s.base_offset < uncleanable && s.size > 0).collect();
+    let clean_bytes: u64 =
+        sealed.iter().filter(|s| s.next_offset <= first_dirty).map(|s| s.size).sum();
+    let dirty: Vec<&SegmentSnapshot> = sealed
+        .iter()
+        .filter(|s| s.next_offset > first_dirty && s.base_offset < uncleanable && s.size > 0)
+        .collect();
     let dirty_bytes: u64 = dirty.iter().map(|s| s.size).sum();
     if dirty_bytes == 0 {
         return None;
     }
     let dirty_ratio = dirty_bytes as f64 / (clean_bytes + dirty_bytes) as f64;
     let lagging = config.max_compaction_lag_ms != i64::MAX
-        && dirty.first().is_some_and(|s| now_ms.saturating_sub(s.first_timestamp_ms) > config.max_compaction_lag_ms);
+        && dirty.first().is_some_and(|s| {
+            now_ms.saturating_sub(s.first_timestamp_ms) > config.max_compaction_lag_ms
+        });
     let due = dirty_ratio >= config.min_cleanable_dirty_ratio || lagging;
     Some(Cleanable { first_dirty, uncleanable, clean_bytes, dirty_bytes, dirty_ratio, due })
 }
@@ -371,7 +407,11 @@ pub fn cleanable(segments: &[SegmentSnapshot], log_start: i64, checkpoint: Optio
 /// Groups consecutive segments (indexes into `segments`) so each group's total size fits
 /// `segment_bytes`, its index entries `index_entries_max`, and its offsets a u32 relative
 /// offset — Kafka's `groupSegmentsBySize`. Every segment is in exactly one group. Pure.
-pub fn group_segments(segments: &[SegmentSnapshot], segment_bytes: u64, index_entries_max: usize) -> Vec<std::ops::Range<usize>> {
+pub fn group_segments(
+    segments: &[SegmentSnapshot],
+    segment_bytes: u64,
+    index_entries_max: usize,
+) -> Vec<std::ops::Range<usize>> {
     let mut groups = Vec::new();
     let mut i = 0;
     while i < segments.len() {
@@ -445,10 +485,15 @@ impl BatchReader {
         }
         let h = BatchHeader::parse(&self.buf[at..]).map_err(|e| self.corrupt(e.to_string()))?;
         if h.size() > self.batch_bytes_max || h.size() > remaining {
-            return Err(self.corrupt(format!("batch of {} bytes (limit {}, {remaining} left)", h.size(), self.batch_bytes_max)));
+            return Err(self.corrupt(format!(
+                "batch of {} bytes (limit {}, {remaining} left)",
+                h.size(),
+                self.batch_bytes_max
+            )));
         }
         if at + h.size() > self.buf.len() {
-            self.buf = self.file.read_at(self.pos, h.size().max(READ_CHUNK_BYTES).min(remaining)).await?;
+            self.buf =
+                self.file.read_at(self.pos, h.size().max(READ_CHUNK_BYTES).min(remaining)).await?;
             self.buf_pos = self.pos;
             at = 0;
             if self.buf.len() < h.size() {
@@ -456,7 +501,8 @@ impl BatchReader {
             }
         }
         let batch = self.buf.slice(at..at + h.size());
-        BatchHeader::validate(&batch, self.batch_bytes_max).map_err(|e| self.corrupt(e.to_string()))?;
+        BatchHeader::validate(&batch, self.batch_bytes_max)
+            .map_err(|e| self.corrupt(e.to_string()))?;
         self.pos += h.size() as u64;
         Ok(Some((h, batch)))
     }
@@ -493,13 +539,18 @@ impl CleanJob {
         if !(c.due || force) {
             return None;
         }
-        let segments: Vec<SegmentSnapshot> = all.into_iter().filter(|s| s.base_offset < c.uncleanable).collect();
+        let segments: Vec<SegmentSnapshot> =
+            all.into_iter().filter(|s| s.base_offset < c.uncleanable).collect();
         Some(CleanJob {
             storage: log.storage().clone(),
             dir: log.dir().to_path_buf(),
             config: config.clone(),
             generation: log.generation(),
-            stats: CleanStats { first_dirty: c.first_dirty, segments_before: segments.len(), ..CleanStats::default() },
+            stats: CleanStats {
+                first_dirty: c.first_dirty,
+                segments_before: segments.len(),
+                ..CleanStats::default()
+            },
             segments,
             map: OffsetMap::default(),
             end_offset: c.first_dirty,
@@ -532,7 +583,9 @@ impl CleanJob {
                 keys.clear();
                 if !h.is_control() {
                     let body = records_body(&batch, &h).map_err(|why| reader.corrupt(why))?;
-                    for r in parse_records(&body, h.record_count).map_err(|why| reader.corrupt(why))? {
+                    for r in
+                        parse_records(&body, h.record_count).map_err(|why| reader.corrupt(why))?
+                    {
                         if let Some((s, e)) = r.key {
                             keys.push((body.slice(s..e), h.base_offset + r.offset_delta as i64));
                         }
@@ -556,14 +609,21 @@ impl CleanJob {
         // Every segment from the log start up to the one holding the map's end.
         let upto = self.segments.iter().take_while(|s| s.base_offset < end).count();
         let index_entries_max = self.config.index_entries_max();
-        let groups = group_segments(&self.segments[..upto], self.config.segment_bytes as u64, index_entries_max);
+        let groups = group_segments(
+            &self.segments[..upto],
+            self.config.segment_bytes as u64,
+            index_entries_max,
+        );
         self.groups = groups.into_iter().map(|r| self.segments[r].to_vec()).collect();
         Ok(())
     }
 
     /// Without the lock: writes the next group's cleaned segment to `<base>.*.cleaned` files and
     /// syncs them. `None` when every group is done.
-    pub async fn clean_next_group(&mut self, now_ms: i64) -> Result<Option<(Vec<SegmentSnapshot>, Segment)>, LogError> {
+    pub async fn clean_next_group(
+        &mut self,
+        now_ms: i64,
+    ) -> Result<Option<(Vec<SegmentSnapshot>, Segment)>, LogError> {
         let Some(group) = self.groups.pop_front() else {
             return Ok(None);
         };
@@ -578,9 +638,15 @@ impl CleanJob {
         }
     }
 
-    async fn write_group(&mut self, group: &[SegmentSnapshot], now_ms: i64) -> Result<Segment, LogError> {
+    async fn write_group(
+        &mut self,
+        group: &[SegmentSnapshot],
+        now_ms: i64,
+    ) -> Result<Segment, LogError> {
         let base = group[0].base_offset;
-        let mut out = Segment::create_with_suffix(self.storage.as_ref(), &self.dir, base, ".cleaned", now_ms).await?;
+        let mut out =
+            Segment::create_with_suffix(self.storage.as_ref(), &self.dir, base, ".cleaned", now_ms)
+                .await?;
         let mut buf: Vec<u8> = Vec::with_capacity(WRITE_CHUNK_BYTES + 1024);
         let mut headers: Vec<(usize, BatchHeader)> = Vec::new();
         let interval = self.config.index_interval_bytes;
@@ -593,7 +659,9 @@ impl CleanJob {
                 let filtered = if h.base_offset >= self.end_offset {
                     Filtered::Unchanged
                 } else {
-                    let (f, s) = filter_batch(&batch, &latest, now_ms, self.config.delete_retention_ms).map_err(|why| reader.corrupt(why))?;
+                    let (f, s) =
+                        filter_batch(&batch, &latest, now_ms, self.config.delete_retention_ms)
+                            .map_err(|why| reader.corrupt(why))?;
                     self.stats.records.add(s);
                     f
                 };
@@ -640,7 +708,12 @@ impl CleanJob {
 
     /// Under the lock: swaps a group's cleaned segment in. `false` if the log changed since the
     /// plan (the cleaned files are deleted and the job should stop).
-    pub async fn install(&mut self, log: &mut Log, old: Vec<SegmentSnapshot>, cleaned: Segment) -> Result<bool, LogError> {
+    pub async fn install(
+        &mut self,
+        log: &mut Log,
+        old: Vec<SegmentSnapshot>,
+        cleaned: Segment,
+    ) -> Result<bool, LogError> {
         let base = cleaned.base_offset;
         if !log.install_cleaned(self.generation, &old, cleaned).await? {
             self.delete_cleaned(base).await;
@@ -663,14 +736,23 @@ impl CleanJob {
     /// Under the lock, after the last install: moves the log's first dirty offset.
     pub fn finish(&mut self, log: &mut Log) {
         log.set_cleaner_checkpoint(self.end_offset);
-        self.stats.segments_after = log.segment_snapshots().iter().filter(|s| s.base_offset < self.cleanable.uncleanable).count();
+        self.stats.segments_after = log
+            .segment_snapshots()
+            .iter()
+            .filter(|s| s.base_offset < self.cleanable.uncleanable)
+            .count();
     }
 }
 
 /// Cleans `log` now if it is compacted and due (or `force` and anything is dirty), holding it
 /// throughout (tests, tools, the storage-mode simulator). Returns what was done, or `None`.
 /// Corrupt data marks the log uncleanable (logged, not retried until reopen), as Kafka does.
-pub async fn clean_log(log: &mut Log, dedupe_buffer_bytes: usize, now_ms: i64, force: bool) -> Result<Option<CleanStats>, LogError> {
+pub async fn clean_log(
+    log: &mut Log,
+    dedupe_buffer_bytes: usize,
+    now_ms: i64,
+    force: bool,
+) -> Result<Option<CleanStats>, LogError> {
     let Some(mut job) = CleanJob::plan(log, now_ms, force) else {
         return Ok(None);
     };
@@ -691,7 +773,12 @@ pub async fn clean_log(log: &mut Log, dedupe_buffer_bytes: usize, now_ms: i64, f
     }
 }
 
-async fn run_job(job: &mut CleanJob, log: &mut Log, dedupe_buffer_bytes: usize, now_ms: i64) -> Result<bool, LogError> {
+async fn run_job(
+    job: &mut CleanJob,
+    log: &mut Log,
+    dedupe_buffer_bytes: usize,
+    now_ms: i64,
+) -> Result<bool, LogError> {
     job.build_offset_map(dedupe_buffer_bytes).await?;
     while let Some((old, seg)) = job.clean_next_group(now_ms).await? {
         if !job.install(log, old, seg).await? {
@@ -739,8 +826,16 @@ mod tests {
 
     #[test]
     fn dirty_ratio_and_lags() {
-        let segs = vec![snap(0, 10, 100, 1_000), snap(10, 20, 100, 2_000), snap(20, 30, 100, 3_000), snap(30, 31, 10, 4_000)];
-        let mut c = LogConfig { cleanup_policy: crate::log::CleanupPolicy::Compact, ..LogConfig::default() };
+        let segs = vec![
+            snap(0, 10, 100, 1_000),
+            snap(10, 20, 100, 2_000),
+            snap(20, 30, 100, 3_000),
+            snap(30, 31, 10, 4_000),
+        ];
+        let mut c = LogConfig {
+            cleanup_policy: crate::log::CleanupPolicy::Compact,
+            ..LogConfig::default()
+        };
         let r = cleanable(&segs, 0, None, &c, 5_000).unwrap();
         assert_eq!((r.first_dirty, r.uncleanable, r.dirty_bytes, r.clean_bytes), (0, 30, 300, 0));
         assert!(r.due);
@@ -748,26 +843,37 @@ mod tests {
         assert_eq!((r.clean_bytes, r.dirty_bytes), (200, 100));
         assert!(!r.due, "1/3 < 0.5");
         c.max_compaction_lag_ms = 1_000;
-        assert!(cleanable(&segs, 0, Some(20), &c, 5_000).unwrap().due, "the dirty segment is 2 s old");
+        assert!(
+            cleanable(&segs, 0, Some(20), &c, 5_000).unwrap().due,
+            "the dirty segment is 2 s old"
+        );
         c.max_compaction_lag_ms = i64::MAX;
         c.min_compaction_lag_ms = 2_500; // records after 2_500 are too young
         let r = cleanable(&segs, 0, None, &c, 5_000).unwrap();
         assert_eq!(r.uncleanable, 20, "the segment holding a record from 3_000 is not cleanable");
         assert!(cleanable(&segs, 0, Some(20), &c, 5_000).is_none());
         // A checkpoint beyond the log end restarts at the log start.
-        assert_eq!(cleanable(&segs, 0, Some(99), &LogConfig::default(), 5_000).unwrap().first_dirty, 0);
+        assert_eq!(
+            cleanable(&segs, 0, Some(99), &LogConfig::default(), 5_000).unwrap().first_dirty,
+            0
+        );
     }
 
     #[test]
     fn groups_respect_size_and_cover_everything() {
-        let segs: Vec<_> = (0..7).map(|i| snap(i * 10, i * 10 + 10, 40 + i as u64 * 10, 0)).collect();
+        let segs: Vec<_> =
+            (0..7).map(|i| snap(i * 10, i * 10 + 10, 40 + i as u64 * 10, 0)).collect();
         let groups = group_segments(&segs, 100, 100);
         assert_eq!(groups, vec![0..2, 2..3, 3..4, 4..5, 5..6, 6..7]);
         let groups = group_segments(&segs, 1_000, 3);
         assert_eq!(groups, vec![0..3, 3..6, 6..7]);
     }
 
-    fn batch(recs: &[(Option<&str>, Option<&str>, i64)], codec: Compression, base_offset: i64) -> Bytes {
+    fn batch(
+        recs: &[(Option<&str>, Option<&str>, i64)],
+        codec: Compression,
+        base_offset: i64,
+    ) -> Bytes {
         let mut b = records::BatchBuilder::new(Vec::new(), codec, usize::MAX);
         for (k, v, ts) in recs {
             b.append(*ts, k.map(str::as_bytes), v.map(str::as_bytes), &[]).unwrap();
@@ -778,13 +884,32 @@ mod tests {
     }
 
     fn decoded(b: &Bytes) -> Vec<(i64, i64, Option<Bytes>, Option<Bytes>)> {
-        records::decode_all(b.clone(), 1 << 20).unwrap().into_iter().map(|r| (r.offset, r.timestamp, r.key, r.value)).collect()
+        records::decode_all(b.clone(), 1 << 20)
+            .unwrap()
+            .into_iter()
+            .map(|r| (r.offset, r.timestamp, r.key, r.value))
+            .collect()
     }
 
     #[test]
     fn filter_keeps_latest_and_stamps_horizon() {
-        for codec in [Compression::None, Compression::Lz4, Compression::Gzip, Compression::Snappy, Compression::Zstd] {
-            let b = batch(&[(Some("a"), Some("1"), 100), (Some("b"), None, 105), (None, Some("x"), 107), (Some("c"), Some("3"), 110)], codec, 50);
+        for codec in [
+            Compression::None,
+            Compression::Lz4,
+            Compression::Gzip,
+            Compression::Snappy,
+            Compression::Zstd,
+        ] {
+            let b = batch(
+                &[
+                    (Some("a"), Some("1"), 100),
+                    (Some("b"), None, 105),
+                    (None, Some("x"), 107),
+                    (Some("c"), Some("3"), 110),
+                ],
+                codec,
+                50,
+            );
             // a is superseded at 60; b's tombstone is the latest; the keyless record goes.
             let latest = |k: &[u8]| match k {
                 b"a" => Some(60),
@@ -802,7 +927,10 @@ mod tests {
             assert_eq!(h.attributes & DELETE_HORIZON_FLAG, DELETE_HORIZON_FLAG);
             assert_eq!(h.base_timestamp, 1_500);
             assert_eq!((h.producer_id, h.base_sequence), (oh.producer_id, oh.base_sequence));
-            let want = vec![(51, 105, Some(Bytes::from("b")), None), (53, 110, Some(Bytes::from("c")), Some(Bytes::from("3")))];
+            let want = vec![
+                (51, 105, Some(Bytes::from("b")), None),
+                (53, 110, Some(Bytes::from("c")), Some(Bytes::from("3"))),
+            ];
             assert_eq!(decoded(&nb), want, "timestamps survive the re-basing");
             assert_eq!(h.max_timestamp, 110);
             // Before the horizon the tombstone stays (unchanged batch); after it, it goes.

@@ -128,7 +128,8 @@ impl LogConfig {
     /// Sets one value by its Kafka name (topic-level or broker-level spelling).
     /// Returns `Ok(false)` if the key is not a log setting (so a broker config can pass others on).
     pub fn set(&mut self, key: &str, value: &str) -> Result<bool, ConfigError> {
-        let bad = |why| ConfigError::BadValue { key: key.to_string(), value: value.to_string(), why };
+        let bad =
+            |why| ConfigError::BadValue { key: key.to_string(), value: value.to_string(), why };
         let int = || value.trim().parse::<i64>().map_err(|_| bad("not an integer"));
         let in_range = |v: i64, lo: i64, hi: i64| {
             if v < lo || v > hi {
@@ -142,28 +143,39 @@ impl LogConfig {
                 self.segment_bytes = in_range(int()?, SEGMENT_BYTES_MIN, i32::MAX as i64)? as u32
             }
             "segment.ms" | "log.roll.ms" => self.segment_ms = in_range(int()?, 1, i64::MAX)?,
-            "log.roll.hours" => self.segment_ms = in_range(int()?, 1, i64::MAX / 3_600_000)? * 3_600_000,
+            "log.roll.hours" => {
+                self.segment_ms = in_range(int()?, 1, i64::MAX / 3_600_000)? * 3_600_000
+            }
             "index.interval.bytes" | "log.index.interval.bytes" => {
                 self.index_interval_bytes = in_range(int()?, 0, i32::MAX as i64)? as u32
             }
             "segment.index.bytes" | "log.index.size.max.bytes" => {
                 self.segment_index_bytes = in_range(int()?, 8, i32::MAX as i64)? as u32
             }
-            "retention.bytes" | "log.retention.bytes" => self.retention_bytes = in_range(int()?, -1, i64::MAX)?,
-            "retention.ms" | "log.retention.ms" => self.retention_ms = in_range(int()?, -1, i64::MAX)?,
+            "retention.bytes" | "log.retention.bytes" => {
+                self.retention_bytes = in_range(int()?, -1, i64::MAX)?
+            }
+            "retention.ms" | "log.retention.ms" => {
+                self.retention_ms = in_range(int()?, -1, i64::MAX)?
+            }
             "log.retention.minutes" => {
-                self.retention_ms = in_range(int()?, -1, i64::MAX / 60_000)?.saturating_mul(60_000).max(-1)
+                self.retention_ms =
+                    in_range(int()?, -1, i64::MAX / 60_000)?.saturating_mul(60_000).max(-1)
             }
             "log.retention.hours" => {
-                self.retention_ms = in_range(int()?, -1, i64::MAX / 3_600_000)?.saturating_mul(3_600_000).max(-1)
+                self.retention_ms =
+                    in_range(int()?, -1, i64::MAX / 3_600_000)?.saturating_mul(3_600_000).max(-1)
             }
-            "flush.messages" | "log.flush.interval.messages" => self.flush_messages = in_range(int()?, 1, i64::MAX)?,
+            "flush.messages" | "log.flush.interval.messages" => {
+                self.flush_messages = in_range(int()?, 1, i64::MAX)?
+            }
             "flush.ms" | "log.flush.interval.ms" => self.flush_ms = in_range(int()?, 0, i64::MAX)?,
             "max.message.bytes" | "message.max.bytes" => {
                 self.max_message_bytes = in_range(int()?, 0, i32::MAX as i64)? as u32
             }
             "cleanup.policy" | "log.cleanup.policy" => {
-                self.cleanup_policy = CleanupPolicy::parse(value).ok_or_else(|| bad("expected delete, compact or compact,delete"))?
+                self.cleanup_policy = CleanupPolicy::parse(value)
+                    .ok_or_else(|| bad("expected delete, compact or compact,delete"))?
             }
             "delete.retention.ms" | "log.cleaner.delete.retention.ms" => {
                 self.delete_retention_ms = in_range(int()?, 0, i64::MAX)?
@@ -213,7 +225,10 @@ mod tests {
         c.set_strict("log.retention.hours", "1").unwrap();
         assert_eq!((c.segment_bytes, c.flush_messages, c.retention_ms), (1 << 20, 1, 3_600_000));
         assert!(matches!(c.set_strict("segment.bytes", "x"), Err(ConfigError::BadValue { .. })));
-        assert!(matches!(c.set_strict("segment.bytes", "99999999999"), Err(ConfigError::BadValue { .. })));
+        assert!(matches!(
+            c.set_strict("segment.bytes", "99999999999"),
+            Err(ConfigError::BadValue { .. })
+        ));
         assert!(matches!(c.set_strict("nope", "1"), Err(ConfigError::UnknownKey { .. })));
     }
 
@@ -225,7 +240,10 @@ mod tests {
         assert!(c.cleanup_policy.compact() && !c.cleanup_policy.delete());
         c.set_strict("log.cleanup.policy", "delete, compact").unwrap();
         assert_eq!(c.cleanup_policy, CleanupPolicy::CompactDelete);
-        assert!(matches!(c.set_strict("cleanup.policy", "compact,nope"), Err(ConfigError::BadValue { .. })));
+        assert!(matches!(
+            c.set_strict("cleanup.policy", "compact,nope"),
+            Err(ConfigError::BadValue { .. })
+        ));
         assert!(matches!(c.set_strict("cleanup.policy", ""), Err(ConfigError::BadValue { .. })));
         c.set_strict("delete.retention.ms", "1000").unwrap();
         c.set_strict("log.cleaner.min.cleanable.ratio", "0.25").unwrap();
@@ -234,7 +252,13 @@ mod tests {
         assert_eq!((c.delete_retention_ms, c.min_cleanable_dirty_ratio), (1000, 0.25));
         assert_eq!((c.min_compaction_lag_ms, c.max_compaction_lag_ms), (5, 50));
         for bad in ["NaN", "1.5", "-0.1", "inf", "x"] {
-            assert!(matches!(c.set_strict("min.cleanable.dirty.ratio", bad), Err(ConfigError::BadValue { .. })), "{bad}");
+            assert!(
+                matches!(
+                    c.set_strict("min.cleanable.dirty.ratio", bad),
+                    Err(ConfigError::BadValue { .. })
+                ),
+                "{bad}"
+            );
         }
     }
 }

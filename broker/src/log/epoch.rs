@@ -105,7 +105,8 @@ impl EpochCache {
         if version.trim() != "0" {
             return Err(format!("unknown checkpoint version {version:?}"));
         }
-        let count: usize = lines.next().ok_or("no count line")?.trim().parse().map_err(|_| "bad count")?;
+        let count: usize =
+            lines.next().ok_or("no count line")?.trim().parse().map_err(|_| "bad count")?;
         if count > ENTRIES_MAX {
             return Err(format!("{count} entries exceeds the limit {ENTRIES_MAX}"));
         }
@@ -114,7 +115,8 @@ impl EpochCache {
             let line = lines.next().ok_or("fewer entries than the count")?;
             let mut parts = line.split_whitespace();
             let epoch: i32 = parts.next().and_then(|p| p.parse().ok()).ok_or("bad epoch")?;
-            let start_offset: i64 = parts.next().and_then(|p| p.parse().ok()).ok_or("bad offset")?;
+            let start_offset: i64 =
+                parts.next().and_then(|p| p.parse().ok()).ok_or("bad offset")?;
             if cache.latest().is_some_and(|l| l.epoch >= epoch || l.start_offset > start_offset) {
                 return Err(format!("entries out of order at epoch {epoch}"));
             }
@@ -149,7 +151,12 @@ impl EpochCache {
 }
 
 /// Write-to-temp, fsync, rename, fsync the directory: the file is either old or new after a crash.
-pub async fn write_atomically(storage: &dyn Storage, dir: &Path, name: &str, data: &[u8]) -> io::Result<()> {
+pub async fn write_atomically(
+    storage: &dyn Storage,
+    dir: &Path,
+    name: &str,
+    data: &[u8],
+) -> io::Result<()> {
     let tmp: PathBuf = dir.join(format!("{name}.tmp"));
     if storage.exists(&tmp).await? {
         storage.remove_file(&tmp).await?;

@@ -72,10 +72,11 @@ impl OffsetIndex {
         if bytes.len() % OFFSET_ENTRY_BYTES != 0 {
             return None;
         }
-        let entries: Vec<_> = bytes.chunks_exact(OFFSET_ENTRY_BYTES).map(OffsetEntry::decode).collect();
-        let ordered = entries.windows(2).all(|w| {
-            w[0].relative_offset < w[1].relative_offset && w[0].position < w[1].position
-        });
+        let entries: Vec<_> =
+            bytes.chunks_exact(OFFSET_ENTRY_BYTES).map(OffsetEntry::decode).collect();
+        let ordered = entries
+            .windows(2)
+            .all(|w| w[0].relative_offset < w[1].relative_offset && w[0].position < w[1].position);
         let inside = entries.iter().all(|e| (e.position as u64) < log_len.max(1));
         (ordered && inside).then_some(Self { entries })
     }
@@ -167,7 +168,9 @@ impl TimeIndex {
     /// Whether `entry` would be appended: only a new, larger timestamp is indexed.
     pub fn accepts(&self, entry: &TimeEntry) -> bool {
         match self.entries.last() {
-            Some(last) => entry.timestamp > last.timestamp && entry.relative_offset >= last.relative_offset,
+            Some(last) => {
+                entry.timestamp > last.timestamp && entry.relative_offset >= last.relative_offset
+            }
             None => true,
         }
     }

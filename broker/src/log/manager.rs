@@ -92,7 +92,10 @@ pub fn decode_offsets(text: &str) -> Result<BTreeMap<TopicPartition, i64>, Strin
     Ok(out)
 }
 
-async fn load_offsets(storage: &dyn Storage, path: &Path) -> io::Result<BTreeMap<TopicPartition, i64>> {
+async fn load_offsets(
+    storage: &dyn Storage,
+    path: &Path,
+) -> io::Result<BTreeMap<TopicPartition, i64>> {
     if !storage.exists(path).await? {
         return Ok(BTreeMap::new());
     }
@@ -139,10 +142,12 @@ impl LogManager {
         }
         let marker = root.join(CLEAN_SHUTDOWN_FILE);
         let was_clean = storage.exists(&marker).await?;
-        let recovery_points = load_offsets(storage.as_ref(), &root.join(RECOVERY_POINT_FILE)).await?;
+        let recovery_points =
+            load_offsets(storage.as_ref(), &root.join(RECOVERY_POINT_FILE)).await?;
         let log_starts = load_offsets(storage.as_ref(), &root.join(LOG_START_FILE)).await?;
         // Losing it only makes the next clean start from the log start.
-        let cleaner_points = load_offsets(storage.as_ref(), &root.join(CLEANER_CHECKPOINT_FILE)).await?;
+        let cleaner_points =
+            load_offsets(storage.as_ref(), &root.join(CLEANER_CHECKPOINT_FILE)).await?;
         let mut logs = BTreeMap::new();
         let mut reports = BTreeMap::new();
         for entry in storage.list_dir(root).await? {
@@ -150,7 +155,9 @@ impl LogManager {
             if entry.name == crate::controller::raft_log::METADATA_DIR {
                 continue;
             }
-            let Some(tp) = entry.is_dir.then(|| TopicPartition::parse_dir_name(&entry.name)).flatten() else {
+            let Some(tp) =
+                entry.is_dir.then(|| TopicPartition::parse_dir_name(&entry.name)).flatten()
+            else {
                 continue;
             };
             let options = OpenOptions {
@@ -158,7 +165,14 @@ impl LogManager {
                 recovery_point: recovery_points.get(&tp).copied().unwrap_or(0),
                 log_start_offset: log_starts.get(&tp).copied().unwrap_or(0),
             };
-            let (mut log, report) = Log::open(storage.clone(), &root.join(&entry.name), config_for(&tp.topic), options, now_ms).await?;
+            let (mut log, report) = Log::open(
+                storage.clone(),
+                &root.join(&entry.name),
+                config_for(&tp.topic),
+                options,
+                now_ms,
+            )
+            .await?;
             if let Some(c) = cleaner_points.get(&tp) {
                 log.set_cleaner_checkpoint(*c);
             }
@@ -209,10 +223,17 @@ impl LogManager {
     }
 
     /// Creates the log of a new partition (or returns the existing one).
-    pub async fn create(&mut self, tp: TopicPartition, config: LogConfig, now_ms: i64) -> Result<&mut Log, LogError> {
+    pub async fn create(
+        &mut self,
+        tp: TopicPartition,
+        config: LogConfig,
+        now_ms: i64,
+    ) -> Result<&mut Log, LogError> {
         if !self.logs.contains_key(&tp) {
             let dir = self.root.join(tp.dir_name());
-            let (log, _) = Log::open(self.storage.clone(), &dir, config, OpenOptions::default(), now_ms).await?;
+            let (log, _) =
+                Log::open(self.storage.clone(), &dir, config, OpenOptions::default(), now_ms)
+                    .await?;
             self.storage.sync_dir(&self.root).await?;
             self.logs.insert(tp.clone(), log);
         }
@@ -239,19 +260,42 @@ impl LogManager {
             self.recovery_points.insert(tp.clone(), log.recovery_point());
             self.log_starts.insert(tp.clone(), log.log_start_offset());
         }
-        write_atomically(self.storage.as_ref(), &self.root, RECOVERY_POINT_FILE, encode_offsets(&self.recovery_points).as_bytes()).await?;
-        write_atomically(self.storage.as_ref(), &self.root, LOG_START_FILE, encode_offsets(&self.log_starts).as_bytes()).await?;
+        write_atomically(
+            self.storage.as_ref(),
+            &self.root,
+            RECOVERY_POINT_FILE,
+            encode_offsets(&self.recovery_points).as_bytes(),
+        )
+        .await?;
+        write_atomically(
+            self.storage.as_ref(),
+            &self.root,
+            LOG_START_FILE,
+            encode_offsets(&self.log_starts).as_bytes(),
+        )
+        .await?;
         self.write_cleaner_checkpoint().await
     }
 
     /// Writes `cleaner-offset-checkpoint` (after a clean, and with the other checkpoints).
     pub async fn write_cleaner_checkpoint(&mut self) -> Result<(), LogError> {
-        let points: BTreeMap<TopicPartition, i64> =
-            self.logs.iter().filter_map(|(tp, l)| l.cleaner_checkpoint().map(|c| (tp.clone(), c))).collect();
-        if points.is_empty() && !self.storage.exists(&self.root.join(CLEANER_CHECKPOINT_FILE)).await? {
+        let points: BTreeMap<TopicPartition, i64> = self
+            .logs
+            .iter()
+            .filter_map(|(tp, l)| l.cleaner_checkpoint().map(|c| (tp.clone(), c)))
+            .collect();
+        if points.is_empty()
+            && !self.storage.exists(&self.root.join(CLEANER_CHECKPOINT_FILE)).await?
+        {
             return Ok(());
         }
-        write_atomically(self.storage.as_ref(), &self.root, CLEANER_CHECKPOINT_FILE, encode_offsets(&points).as_bytes()).await?;
+        write_atomically(
+            self.storage.as_ref(),
+            &self.root,
+            CLEANER_CHECKPOINT_FILE,
+            encode_offsets(&points).as_bytes(),
+        )
+        .await?;
         Ok(())
     }
 
@@ -261,7 +305,8 @@ impl LogManager {
             log.flush(now_ms).await?;
         }
         self.checkpoint().await?;
-        let marker = self.storage.open(&self.root.join(CLEAN_SHUTDOWN_FILE), OpenMode::OpenOrCreate).await?;
+        let marker =
+            self.storage.open(&self.root.join(CLEAN_SHUTDOWN_FILE), OpenMode::OpenOrCreate).await?;
         marker.sync().await?;
         self.storage.sync_dir(&self.root).await?;
         Ok(())
@@ -274,7 +319,10 @@ mod tests {
 
     #[test]
     fn dir_names_and_checkpoints() {
-        assert_eq!(TopicPartition::parse_dir_name("my-topic-12"), Some(TopicPartition::new("my-topic", 12)));
+        assert_eq!(
+            TopicPartition::parse_dir_name("my-topic-12"),
+            Some(TopicPartition::new("my-topic", 12))
+        );
         assert_eq!(TopicPartition::parse_dir_name("topic"), None);
         assert_eq!(TopicPartition::parse_dir_name("-3"), None);
         let mut m = BTreeMap::new();

@@ -22,4 +22,6 @@ pub mod segment;
 
 pub use config::{CleanupPolicy, LogConfig};
 pub use manager::{LogManager, TopicPartition};
-pub use partition_log::{AppendInfo, Log, LogError, OpenOptions, ReadInfo, RecoveryReport, SegmentSnapshot};
+pub use partition_log::{
+    AppendInfo, Log, LogError, OpenOptions, ReadInfo, RecoveryReport, SegmentSnapshot,
+};

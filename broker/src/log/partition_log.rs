@@ -172,7 +172,10 @@ impl Log {
             if entry.is_dir {
                 continue;
             }
-            if entry.name.ends_with(".tmp") || entry.name.ends_with(".deleted") || entry.name.ends_with(".cleaned") {
+            if entry.name.ends_with(".tmp")
+                || entry.name.ends_with(".deleted")
+                || entry.name.ends_with(".cleaned")
+            {
                 storage.remove_file(&dir.join(&entry.name)).await?;
             } else if let Some(base) = parse_segment_file_name(&entry.name, "log") {
                 bases.push(base);
@@ -191,7 +194,8 @@ impl Log {
         bases.sort_unstable();
         let batch_bytes_max = (config.max_message_bytes as usize).max(RECOVERY_BATCH_BYTES_MIN);
         // Unclean: validate from the segment that holds the recovery point onwards.
-        let first_unflushed = bases.iter().rev().find(|b| **b <= options.recovery_point).copied().unwrap_or(i64::MIN);
+        let first_unflushed =
+            bases.iter().rev().find(|b| **b <= options.recovery_point).copied().unwrap_or(i64::MIN);
         let mut segments: BTreeMap<i64, Segment> = BTreeMap::new();
         let mut damaged = false;
         let mut epochs = EpochCache::load(storage.as_ref(), dir).await?;
@@ -212,7 +216,8 @@ impl Log {
                 } else {
                     report.indexes_rebuilt += 1;
                 }
-                let (damage, epoch_starts) = seg.recover(config.index_interval_bytes, batch_bytes_max, now_ms).await?;
+                let (damage, epoch_starts) =
+                    seg.recover(config.index_interval_bytes, batch_bytes_max, now_ms).await?;
                 for (epoch, start) in epoch_starts {
                     epochs_changed |= epochs.assign(epoch, start);
                 }
@@ -227,7 +232,10 @@ impl Log {
                     return Err(LogError::Corrupt {
                         file: format!("{dir:?}/{base:020}.log"),
                         position: 0,
-                        why: format!("segment starts at {base} but the previous one ends at {}", prev.next_offset()),
+                        why: format!(
+                            "segment starts at {base} but the previous one ends at {}",
+                            prev.next_offset()
+                        ),
                     });
                 }
             }
@@ -366,14 +374,21 @@ impl Log {
     /// over the first one's (the log file last), and the directory synced. An open finding a
     /// `.log.swap` completes the swap (see `complete_interrupted_swaps`); `.cleaned` files are
     /// deleted.
-    pub async fn install_cleaned(&mut self, generation: u64, old: &[SegmentSnapshot], cleaned: Segment) -> Result<bool, LogError> {
+    pub async fn install_cleaned(
+        &mut self,
+        generation: u64,
+        old: &[SegmentSnapshot],
+        cleaned: Segment,
+    ) -> Result<bool, LogError> {
         self.check_online()?;
         let base = cleaned.base_offset;
         let unchanged = generation == self.generation
             && !old.is_empty()
             && old[0].base_offset == base
             && old.iter().all(|o| {
-                self.segments.get(&o.base_offset).is_some_and(|s| same_file(s.log_file(), &o.log_file) && s.size() == o.size)
+                self.segments
+                    .get(&o.base_offset)
+                    .is_some_and(|s| same_file(s.log_file(), &o.log_file) && s.size() == o.size)
             })
             && old.last().is_some_and(|o| o.base_offset < self.active().base_offset);
         if !unchanged {
@@ -384,7 +399,11 @@ impl Log {
         Ok(true)
     }
 
-    async fn install_inner(&mut self, old: &[SegmentSnapshot], cleaned: Segment) -> Result<(), LogError> {
+    async fn install_inner(
+        &mut self,
+        old: &[SegmentSnapshot],
+        cleaned: Segment,
+    ) -> Result<(), LogError> {
         let base = cleaned.base_offset;
         let st = self.storage.clone();
         let cleaned_paths = Segment::paths_with_suffix(&self.dir, base, ".cleaned");
@@ -420,7 +439,9 @@ impl Log {
 
     fn check_online(&self) -> Result<(), LogError> {
         match &self.offline {
-            Some(why) => Err(LogError::Offline { dir: format!("{:?}", self.dir), why: why.clone() }),
+            Some(why) => {
+                Err(LogError::Offline { dir: format!("{:?}", self.dir), why: why.clone() })
+            }
             None => Ok(()),
         }
     }
@@ -458,7 +479,12 @@ impl Log {
 
     /// Appends a leader's batches: assigns offsets from the log end and stamps `leader_epoch`.
     /// `records` is rewritten in place (base offsets and epochs); the CRC stays valid.
-    pub async fn append_as_leader(&mut self, records: &mut [u8], leader_epoch: i32, now_ms: i64) -> Result<AppendInfo, LogError> {
+    pub async fn append_as_leader(
+        &mut self,
+        records: &mut [u8],
+        leader_epoch: i32,
+        now_ms: i64,
+    ) -> Result<AppendInfo, LogError> {
         self.check_online()?;
         let mut headers = self.validate(records)?;
         if self.config.cleanup_policy.compact() {
@@ -468,7 +494,9 @@ impl Log {
                 let batch = &records[*pos..*pos + h.size()];
                 match super::cleaner::first_keyless_record(batch) {
                     Ok(None) => {}
-                    Ok(Some(record)) => return Err(LogError::KeylessRecord { position: *pos, record }),
+                    Ok(Some(record)) => {
+                        return Err(LogError::KeylessRecord { position: *pos, record })
+                    }
                     Err(why) => return Err(LogError::InvalidRecords { position: *pos, why }),
                 }
             }
@@ -488,13 +516,20 @@ impl Log {
 
     /// Appends a follower's batches as fetched from the leader: offsets are already assigned and
     /// must continue the log exactly.
-    pub async fn append_as_follower(&mut self, records: &[u8], now_ms: i64) -> Result<AppendInfo, LogError> {
+    pub async fn append_as_follower(
+        &mut self,
+        records: &[u8],
+        now_ms: i64,
+    ) -> Result<AppendInfo, LogError> {
         self.check_online()?;
         let headers = self.validate(records)?;
         let mut expected = self.log_end_offset();
         for (_, h) in &headers {
             if h.base_offset != expected {
-                return Err(LogError::NonContiguousAppend { base_offset: h.base_offset, log_end_offset: expected });
+                return Err(LogError::NonContiguousAppend {
+                    base_offset: h.base_offset,
+                    log_end_offset: expected,
+                });
             }
             expected = h.last_offset() + 1;
         }
@@ -502,7 +537,12 @@ impl Log {
         self.offline_on_io(r)
     }
 
-    async fn append_validated(&mut self, records: &[u8], headers: &[(usize, BatchHeader)], now_ms: i64) -> Result<AppendInfo, LogError> {
+    async fn append_validated(
+        &mut self,
+        records: &[u8],
+        headers: &[(usize, BatchHeader)],
+        now_ms: i64,
+    ) -> Result<AppendInfo, LogError> {
         let first = headers[0].1;
         let last = headers[headers.len() - 1].1;
         self.maybe_roll(records.len(), last.last_offset(), now_ms).await?;
@@ -530,7 +570,12 @@ impl Log {
     }
 
     /// Rolls a new active segment if the incoming `bytes` ending at `last_offset` do not fit.
-    async fn maybe_roll(&mut self, bytes: usize, last_offset: i64, now_ms: i64) -> Result<(), LogError> {
+    async fn maybe_roll(
+        &mut self,
+        bytes: usize,
+        last_offset: i64,
+        now_ms: i64,
+    ) -> Result<(), LogError> {
         let active = self.active();
         if active.is_empty() {
             return Ok(());
@@ -597,7 +642,9 @@ impl Log {
         let files = self
             .segments
             .values()
-            .filter(|s| s.next_offset() > self.recovery_point || s.base_offset >= self.recovery_point)
+            .filter(|s| {
+                s.next_offset() > self.recovery_point || s.base_offset >= self.recovery_point
+            })
             .flat_map(|s| s.files())
             .collect();
         (files, self.log_end_offset())
@@ -637,7 +684,13 @@ impl Log {
     /// Reads from `offset`: a zero-copy region of whole batches from one segment, ending before
     /// `upper_offset` (the high watermark for consumers, the log end for followers) and at most
     /// `max_bytes` long (but the first batch whole with `min_one`).
-    pub async fn read(&self, offset: i64, upper_offset: i64, max_bytes: usize, min_one: bool) -> Result<ReadInfo, LogError> {
+    pub async fn read(
+        &self,
+        offset: i64,
+        upper_offset: i64,
+        max_bytes: usize,
+        min_one: bool,
+    ) -> Result<ReadInfo, LogError> {
         self.check_online()?;
         let leo = self.log_end_offset();
         if offset < self.log_start_offset || offset > leo {
@@ -647,7 +700,8 @@ impl Log {
         let mut region = None;
         if offset < upper {
             // The segment holding `offset`, or the next one if offsets were skipped (compaction).
-            let start_base = self.segments.range(..=offset).next_back().map(|(b, _)| *b).unwrap_or(offset);
+            let start_base =
+                self.segments.range(..=offset).next_back().map(|(b, _)| *b).unwrap_or(offset);
             for (_, seg) in self.segments.range(start_base..) {
                 let read = seg.read(offset.max(seg.base_offset), upper, max_bytes, min_one).await;
                 if let Some(r) = read.map_err(|e| corrupt_or_io(e, seg))? {
@@ -664,7 +718,12 @@ impl Log {
 
     /// Like [`Log::read`] but returns the batches' bytes after validating each one's CRC — for
     /// checkers, tools and replication paths that must never pass corrupt data on as valid.
-    pub async fn read_checked(&self, offset: i64, upper_offset: i64, max_bytes: usize) -> Result<Vec<Bytes>, LogError> {
+    pub async fn read_checked(
+        &self,
+        offset: i64,
+        upper_offset: i64,
+        max_bytes: usize,
+    ) -> Result<Vec<Bytes>, LogError> {
         let info = self.read(offset, upper_offset, max_bytes, true).await?;
         let Some(region) = info.region else {
             return Ok(Vec::new());
@@ -683,7 +742,11 @@ impl Log {
         }
         if out.is_empty() {
             if let Some(e) = iter.stopped() {
-                return Err(LogError::Corrupt { file: format!("{:?}", region.file), position: region.pos, why: e.to_string() });
+                return Err(LogError::Corrupt {
+                    file: format!("{:?}", region.file),
+                    position: region.pos,
+                    why: e.to_string(),
+                });
             }
         }
         Ok(out)
@@ -692,10 +755,14 @@ impl Log {
     /// ListOffsets by timestamp: the batch holding the first record with timestamp ≥ `timestamp`
     /// (its position in the log, its header and bytes), or `None` if every record is older.
     /// The caller decodes the batch to pick the exact record.
-    pub async fn find_batch_by_timestamp(&self, timestamp: i64) -> Result<Option<(BatchHeader, Bytes)>, LogError> {
+    pub async fn find_batch_by_timestamp(
+        &self,
+        timestamp: i64,
+    ) -> Result<Option<(BatchHeader, Bytes)>, LogError> {
         self.check_online()?;
         for seg in self.segments.values() {
-            let found = seg.find_batch_by_timestamp(timestamp).await.map_err(|e| corrupt_or_io(e, seg))?;
+            let found =
+                seg.find_batch_by_timestamp(timestamp).await.map_err(|e| corrupt_or_io(e, seg))?;
             if let Some((pos, h)) = found {
                 if h.last_offset() < self.log_start_offset {
                     continue;
@@ -759,13 +826,21 @@ impl Log {
 
     /// Deletes every segment and starts empty at `offset` (a follower far behind the leader's
     /// log start, or a truncation below the log start).
-    pub async fn truncate_fully_and_start_at(&mut self, offset: i64, now_ms: i64) -> Result<(), LogError> {
+    pub async fn truncate_fully_and_start_at(
+        &mut self,
+        offset: i64,
+        now_ms: i64,
+    ) -> Result<(), LogError> {
         self.check_online()?;
         let r = self.truncate_fully_inner(offset, Some(now_ms)).await;
         self.offline_on_io(r)
     }
 
-    async fn truncate_fully_inner(&mut self, offset: i64, now_ms: Option<i64>) -> Result<(), LogError> {
+    async fn truncate_fully_inner(
+        &mut self,
+        offset: i64,
+        now_ms: Option<i64>,
+    ) -> Result<(), LogError> {
         let now_ms = now_ms.unwrap_or_else(|| self.active().rolling_base_ms());
         self.generation += 1;
         let old = std::mem::take(&mut self.segments);
@@ -797,7 +872,9 @@ impl Log {
             return Ok(0);
         }
         let expired = |seg: &Segment, cfg: &LogConfig| {
-            cfg.retention_ms >= 0 && !seg.is_empty() && now_ms - seg.max_timestamp() > cfg.retention_ms
+            cfg.retention_ms >= 0
+                && !seg.is_empty()
+                && now_ms - seg.max_timestamp() > cfg.retention_ms
         };
         if expired(self.active(), &self.config) {
             self.roll_inner(now_ms).await?;
@@ -809,7 +886,8 @@ impl Log {
                 break;
             }
             let (base, seg) = self.segments.iter().next().expect("non-empty");
-            let by_size = self.config.retention_bytes >= 0 && total - seg.size() as i64 >= self.config.retention_bytes;
+            let by_size = self.config.retention_bytes >= 0
+                && total - seg.size() as i64 >= self.config.retention_bytes;
             // A non-active segment the cleaner emptied holds nothing to keep.
             let emptied = seg.is_empty();
             if !(by_size || emptied || expired(seg, &self.config)) {
@@ -846,11 +924,18 @@ impl Log {
 /// lies in `[base, swap's next offset)`. It is validated (rebuilding its indexes), those segments
 /// are deleted, and the `.swap` files are renamed to their plain names. Index `.swap` files
 /// without a log `.swap` belong to a swap that never committed and are deleted.
-async fn complete_interrupted_swaps(storage: &dyn Storage, dir: &Path, config: &LogConfig, now_ms: i64) -> Result<(), LogError> {
+async fn complete_interrupted_swaps(
+    storage: &dyn Storage,
+    dir: &Path,
+    config: &LogConfig,
+    now_ms: i64,
+) -> Result<(), LogError> {
     let entries = storage.list_dir(dir).await?;
     let swapped: Vec<i64> = entries
         .iter()
-        .filter_map(|e| e.name.strip_suffix(".swap").and_then(|n| parse_segment_file_name(n, "log")))
+        .filter_map(|e| {
+            e.name.strip_suffix(".swap").and_then(|n| parse_segment_file_name(n, "log"))
+        })
         .collect();
     for e in &entries {
         let Some(name) = e.name.strip_suffix(".swap") else { continue };
@@ -866,7 +951,8 @@ async fn complete_interrupted_swaps(storage: &dyn Storage, dir: &Path, config: &
     }
     let batch_bytes_max = (config.max_message_bytes as usize).max(RECOVERY_BATCH_BYTES_MIN);
     for base in swapped {
-        let mut seg = Segment::open_with_suffix_unindexed(storage, dir, base, ".swap", now_ms).await?;
+        let mut seg =
+            Segment::open_with_suffix_unindexed(storage, dir, base, ".swap", now_ms).await?;
         let (damage, _) = seg.recover(config.index_interval_bytes, batch_bytes_max, now_ms).await?;
         if let Some(d) = damage {
             // Swap files are synced before they are named `.swap`: damage here is a disk fault.

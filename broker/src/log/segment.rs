@@ -114,13 +114,20 @@ impl Segment {
     /// The log, index and time-index paths of a segment, with `suffix` (`""`, `".cleaned"`,
     /// `".swap"`) after the extension as Kafka names the cleaner's files.
     pub fn paths_with_suffix(dir: &Path, base_offset: i64, suffix: &str) -> [PathBuf; 3] {
-        ["log", "index", "timeindex"].map(|ext| dir.join(format!("{}{suffix}", segment_file_name(base_offset, ext))))
+        ["log", "index", "timeindex"]
+            .map(|ext| dir.join(format!("{}{suffix}", segment_file_name(base_offset, ext))))
     }
 
     /// Creates an empty segment in files named with `suffix` (the cleaner's `.cleaned` files),
     /// emptying leftovers of an earlier attempt. Once the files are renamed to their plain names
     /// (handles survive renames) the segment is an ordinary one.
-    pub async fn create_with_suffix(storage: &dyn Storage, dir: &Path, base_offset: i64, suffix: &str, now_ms: i64) -> io::Result<Self> {
+    pub async fn create_with_suffix(
+        storage: &dyn Storage,
+        dir: &Path,
+        base_offset: i64,
+        suffix: &str,
+        now_ms: i64,
+    ) -> io::Result<Self> {
         let mut files = Vec::with_capacity(3);
         for path in Self::paths_with_suffix(dir, base_offset, suffix) {
             let f = storage.open(&path, OpenMode::OpenOrCreate).await?;
@@ -133,7 +140,13 @@ impl Segment {
 
     /// Opens the files named with `suffix` (index files created if missing) without trusting
     /// their indexes: the caller must [`Segment::recover`] it (a `.swap` found at open).
-    pub async fn open_with_suffix_unindexed(storage: &dyn Storage, dir: &Path, base_offset: i64, suffix: &str, now_ms: i64) -> io::Result<Self> {
+    pub async fn open_with_suffix_unindexed(
+        storage: &dyn Storage,
+        dir: &Path,
+        base_offset: i64,
+        suffix: &str,
+        now_ms: i64,
+    ) -> io::Result<Self> {
         let [log_path, index_path, time_path] = Self::paths_with_suffix(dir, base_offset, suffix);
         let log = storage.open(&log_path, OpenMode::Existing).await?;
         let index_file = storage.open(&index_path, OpenMode::OpenOrCreate).await?;
@@ -142,7 +155,12 @@ impl Segment {
     }
 
     /// Creates a new, empty segment (replacing leftover index files of a crashed earlier attempt).
-    pub async fn create(storage: &dyn Storage, dir: &Path, base_offset: i64, now_ms: i64) -> io::Result<Self> {
+    pub async fn create(
+        storage: &dyn Storage,
+        dir: &Path,
+        base_offset: i64,
+        now_ms: i64,
+    ) -> io::Result<Self> {
         let [log_path, index_path, time_path] = Self::paths(dir, base_offset);
         let log = storage.open(&log_path, OpenMode::OpenOrCreate).await?;
         if !log.is_empty() {
@@ -182,7 +200,12 @@ impl Segment {
     /// Opens an existing segment, trusting its index files if they pass a sanity check. The
     /// returned flag says they did not (garbage, or an entry not pointing at its batch): the caller
     /// must then call [`Segment::recover`] to rebuild them from the log.
-    pub async fn open(storage: &dyn Storage, dir: &Path, base_offset: i64, now_ms: i64) -> io::Result<(Self, bool)> {
+    pub async fn open(
+        storage: &dyn Storage,
+        dir: &Path,
+        base_offset: i64,
+        now_ms: i64,
+    ) -> io::Result<(Self, bool)> {
         let [log_path, index_path, time_path] = Self::paths(dir, base_offset);
         let log = storage.open(&log_path, OpenMode::Existing).await?;
         let index_file = storage.open(&index_path, OpenMode::OpenOrCreate).await?;
@@ -274,7 +297,13 @@ impl Segment {
                 }
             };
             if header.size() > batch_bytes_max {
-                damage = Some(Damage { position: pos, why: format!("batch of {} bytes over the {batch_bytes_max}-byte limit", header.size()) });
+                damage = Some(Damage {
+                    position: pos,
+                    why: format!(
+                        "batch of {} bytes over the {batch_bytes_max}-byte limit",
+                        header.size()
+                    ),
+                });
                 break;
             }
             let bytes = scanner.bytes(pos, header.size()).await?;
@@ -287,7 +316,10 @@ impl Segment {
             {
                 damage = Some(Damage {
                     position: pos,
-                    why: format!("batch base offset {} out of order (expected ≥ {})", header.base_offset, self.next_offset),
+                    why: format!(
+                        "batch base offset {} out of order (expected ≥ {})",
+                        header.base_offset, self.next_offset
+                    ),
                 });
                 break;
             }
@@ -327,12 +359,24 @@ impl Segment {
     /// Updates the in-memory indexes for a batch stored at `position` (Kafka's rule: an entry for
     /// a batch once more than `index.interval.bytes` were written since the last entry).
     /// Returns the entries added, for the caller to append to the index files.
-    fn index_batch(&mut self, position: u32, h: &BatchHeader, interval: u32) -> (Option<OffsetEntry>, Option<TimeEntry>) {
+    fn index_batch(
+        &mut self,
+        position: u32,
+        h: &BatchHeader,
+        interval: u32,
+    ) -> (Option<OffsetEntry>, Option<TimeEntry>) {
         self.observe_timestamp(h);
         let mut added = (None, None);
         if self.bytes_since_index_entry > interval {
-            let entry = OffsetEntry { relative_offset: (h.last_offset() - self.base_offset) as u32, position };
-            if self.index.last().is_none_or(|l| l.relative_offset < entry.relative_offset && l.position < position) {
+            let entry = OffsetEntry {
+                relative_offset: (h.last_offset() - self.base_offset) as u32,
+                position,
+            };
+            if self
+                .index
+                .last()
+                .is_none_or(|l| l.relative_offset < entry.relative_offset && l.position < position)
+            {
                 self.index.push(entry);
                 added.0 = Some(entry);
             }
@@ -352,7 +396,12 @@ impl Segment {
 
     /// Appends already-validated batches whose offsets are assigned. `headers` are the batches'
     /// positions within `bytes` and their headers, in order.
-    pub async fn append(&mut self, bytes: &[u8], headers: &[(usize, BatchHeader)], index_interval_bytes: u32) -> io::Result<()> {
+    pub async fn append(
+        &mut self,
+        bytes: &[u8],
+        headers: &[(usize, BatchHeader)],
+        index_interval_bytes: u32,
+    ) -> io::Result<()> {
         assert!(!headers.is_empty(), "append of no batches");
         assert!(headers[0].1.base_offset >= self.next_offset, "offsets must grow within a segment");
         let start = self.log.len();
@@ -369,7 +418,9 @@ impl Segment {
             }
             self.next_offset = h.last_offset() + 1;
         }
-        if self.pending_index.len() >= INDEX_WRITE_BYTES || self.pending_time.len() >= INDEX_WRITE_BYTES {
+        if self.pending_index.len() >= INDEX_WRITE_BYTES
+            || self.pending_time.len() >= INDEX_WRITE_BYTES
+        {
             self.write_pending_index().await?;
         }
         Ok(())
@@ -441,7 +492,10 @@ impl Segment {
     }
 
     /// Position and header of the first batch whose max timestamp is ≥ `timestamp`.
-    pub async fn find_batch_by_timestamp(&self, timestamp: i64) -> io::Result<Option<(u64, BatchHeader)>> {
+    pub async fn find_batch_by_timestamp(
+        &self,
+        timestamp: i64,
+    ) -> io::Result<Option<(u64, BatchHeader)>> {
         if self.max_timestamp < timestamp {
             return Ok(None);
         }
@@ -468,7 +522,13 @@ impl Segment {
     /// before the first batch at or past `upper_offset`, at most `max_bytes` long — except that
     /// with `min_one` the first batch is returned whole even if larger (KIP-74). The region may end
     /// inside a batch when `max_bytes` cuts it; clients drop a partial trailing batch, as with Kafka.
-    pub async fn read(&self, offset: i64, upper_offset: i64, max_bytes: usize, min_one: bool) -> io::Result<Option<FileRegion>> {
+    pub async fn read(
+        &self,
+        offset: i64,
+        upper_offset: i64,
+        max_bytes: usize,
+        min_one: bool,
+    ) -> io::Result<Option<FileRegion>> {
         let Some((start, first)) = self.find_batch(offset).await? else {
             return Ok(None);
         };
@@ -507,13 +567,17 @@ impl Segment {
         let cut = self.log.len() - pos;
         self.log.truncate(pos).await?;
         self.index.truncate_to_position(pos as u32);
-        self.time_index.truncate_to_offset((offset.max(self.base_offset) - self.base_offset) as u32);
+        self.time_index
+            .truncate_to_offset((offset.max(self.base_offset) - self.base_offset) as u32);
         // Recompute the tail state by walking headers after the last surviving index entry.
         let from = self.index.last().map_or(0, |e| e.position as u64);
         let end = self.log.len();
         self.next_offset = self.base_offset;
         self.max_timestamp = self.time_index.last().map_or(-1, |t| t.timestamp);
-        self.offset_of_max_timestamp = self.time_index.last().map_or(self.base_offset, |t| self.base_offset + t.relative_offset as i64);
+        self.offset_of_max_timestamp = self
+            .time_index
+            .last()
+            .map_or(self.base_offset, |t| self.base_offset + t.relative_offset as i64);
         let mut scanner = Scanner::new(self.log.clone(), end);
         let mut pos = from;
         while pos < end {

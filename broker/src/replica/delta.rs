@@ -32,12 +32,18 @@ impl LocalChanges {
     }
 }
 
-fn replicated_by(img: &MetadataImage, me: BrokerId) -> BTreeMap<PartitionKey, (&str, &PartitionState)> {
+fn replicated_by(
+    img: &MetadataImage,
+    me: BrokerId,
+) -> BTreeMap<PartitionKey, (&str, &PartitionState)> {
     let mut out = BTreeMap::new();
     for t in img.topics.values() {
         for (i, p) in t.partitions.iter().enumerate() {
             if p.replicas.contains(&me) {
-                out.insert(PartitionKey { topic_id: t.id, partition: i as u32 }, (t.name.as_str(), p));
+                out.insert(
+                    PartitionKey { topic_id: t.id, partition: i as u32 },
+                    (t.name.as_str(), p),
+                );
             }
         }
     }
@@ -81,35 +87,42 @@ mod tests {
         replicated_by(img, me)
             .into_iter()
             .map(|(k, (_, p))| {
-                let r = if p.leader == me { Role::Leader(p.clone()) } else { Role::Follower { leader: p.leader, leader_epoch: p.leader_epoch } };
+                let r = if p.leader == me {
+                    Role::Leader(p.clone())
+                } else {
+                    Role::Follower { leader: p.leader, leader_epoch: p.leader_epoch }
+                };
                 (k, r)
             })
             .collect()
     }
 
     fn partition() -> impl Strategy<Value = PartitionState> {
-        (proptest::sample::subsequence(vec![0, 1, 2, 3], 1..=3), -1i32..4, 0i32..3, 0i32..3).prop_map(|(replicas, leader, leader_epoch, partition_epoch)| PartitionState {
-            isr: replicas.clone(),
-            replicas,
-            leader,
-            leader_epoch,
-            partition_epoch,
-            elr: Vec::new(),
-            last_known_elr: Vec::new(),
-            recovering: false,
-        })
+        (proptest::sample::subsequence(vec![0, 1, 2, 3], 1..=3), -1i32..4, 0i32..3, 0i32..3)
+            .prop_map(|(replicas, leader, leader_epoch, partition_epoch)| PartitionState {
+                isr: replicas.clone(),
+                replicas,
+                leader,
+                leader_epoch,
+                partition_epoch,
+                elr: Vec::new(),
+                last_known_elr: Vec::new(),
+                recovering: false,
+            })
     }
 
     fn image() -> impl Strategy<Value = MetadataImage> {
-        proptest::collection::btree_map(0u8..4, proptest::collection::vec(partition(), 1..4), 0..4).prop_map(|topics| {
-            let mut img = MetadataImage::default();
-            for (id, partitions) in topics {
-                let t = TopicImage { name: format!("t{id}"), id: TopicId([id; 16]), partitions };
-                img.topic_ids.insert(t.name.clone(), t.id);
-                img.topics.insert(t.id, t);
-            }
-            img
-        })
+        proptest::collection::btree_map(0u8..4, proptest::collection::vec(partition(), 1..4), 0..4)
+            .prop_map(|topics| {
+                let mut img = MetadataImage::default();
+                for (id, partitions) in topics {
+                    let t =
+                        TopicImage { name: format!("t{id}"), id: TopicId([id; 16]), partitions };
+                    img.topic_ids.insert(t.name.clone(), t.id);
+                    img.topics.insert(t.id, t);
+                }
+                img
+            })
     }
 
     proptest! {

@@ -23,7 +23,9 @@ use cluster::isr::{truncation_step, EpochCache, LeaderEpochAnswer, Truncation};
 use cluster::metadata::BrokerId;
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchRequest, FetchTopic};
 use kafka_protocol::messages::fetch_response::FetchResponse;
-use kafka_protocol::messages::offset_for_leader_epoch_request::{OffsetForLeaderEpochRequest, OffsetForLeaderPartition, OffsetForLeaderTopic};
+use kafka_protocol::messages::offset_for_leader_epoch_request::{
+    OffsetForLeaderEpochRequest, OffsetForLeaderPartition, OffsetForLeaderTopic,
+};
 use kafka_protocol::messages::offset_for_leader_epoch_response::OffsetForLeaderEpochResponse;
 use kafka_protocol::messages::{ApiKey, TopicName};
 use net_model::{Network, Work};
@@ -52,7 +54,13 @@ fn topic_name(s: &str) -> TopicName {
 }
 
 /// Runs the fetcher for `leader` until `shutdown`.
-pub async fn run(broker: Arc<Broker>, link: Arc<dyn ControllerLink>, leader: BrokerId, net: Arc<dyn Network>, mut shutdown: watch::Receiver<bool>) {
+pub async fn run(
+    broker: Arc<Broker>,
+    link: Arc<dyn ControllerLink>,
+    leader: BrokerId,
+    net: Arc<dyn Network>,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let mut conn: Option<KafkaConn> = None;
     let mut last_error: Option<String> = None;
     // Partitions the leader refused, left out of fetches until their backoff passes (one
@@ -67,7 +75,17 @@ pub async fn run(broker: Arc<Broker>, link: Arc<dyn ControllerLink>, leader: Bro
             conn = None;
             Some(IDLE_POLL_MS)
         } else {
-            match round(&broker, link.as_ref(), leader, net.as_ref(), &mut conn, parts, &mut delayed).await {
+            match round(
+                &broker,
+                link.as_ref(),
+                leader,
+                net.as_ref(),
+                &mut conn,
+                parts,
+                &mut delayed,
+            )
+            .await
+            {
                 Ok(()) => {
                     last_error = None;
                     None
@@ -105,22 +123,34 @@ async fn round(
     let timeout = Duration::from_millis(cfg.replica_socket_timeout_ms);
     let addr = {
         let img = link.metadata().borrow().clone();
-        let b = img.brokers.get(&leader).ok_or_else(|| format!("leader {leader} is not registered"))?;
+        let b =
+            img.brokers.get(&leader).ok_or_else(|| format!("leader {leader} is not registered"))?;
         format!("{}:{}", b.endpoint.host, b.endpoint.port)
     };
     if conn.as_ref().is_none_or(|c| c.addr != addr) {
         let client_id = format!("replica-fetcher-{}", broker.config.node_id);
-        *conn = Some(KafkaConn::connect(net, &addr, &client_id, timeout).await.map_err(|e| format!("connect to leader {leader} at {addr}: {e}"))?);
+        *conn = Some(
+            KafkaConn::connect(net, &addr, &client_id, timeout)
+                .await
+                .map_err(|e| format!("connect to leader {leader} at {addr}: {e}"))?,
+        );
     }
     let c = conn.as_mut().expect("connected above");
     let untruncated: Vec<Followed> = parts.iter().filter(|p| !p.truncated).cloned().collect();
     if !untruncated.is_empty() {
-        truncate(broker, leader, c, untruncated).await.map_err(|e| format!("OffsetForLeaderEpoch to {leader}: {e}"))?;
+        truncate(broker, leader, c, untruncated)
+            .await
+            .map_err(|e| format!("OffsetForLeaderEpoch to {leader}: {e}"))?;
     }
     let now = tokio::time::Instant::now();
     delayed.retain(|_, until| *until > now);
     let backoff = Duration::from_millis(cfg.replica_fetch_backoff_ms.max(1));
-    let parts: Vec<Followed> = broker.replicas.followed_from(leader).into_iter().filter(|p| p.truncated && !delayed.contains_key(&p.tp)).collect();
+    let parts: Vec<Followed> = broker
+        .replicas
+        .followed_from(leader)
+        .into_iter()
+        .filter(|p| p.truncated && !delayed.contains_key(&p.tp))
+        .collect();
     if parts.is_empty() {
         // Waiting for metadata (fenced or unknown epoch at the leader) or for backoffs to pass:
         // do not spin.
@@ -128,7 +158,8 @@ async fn round(
         tokio::time::sleep_until(wake).await;
         return Ok(());
     }
-    let refused = fetch(broker, leader, c, parts).await.map_err(|e| format!("Fetch from {leader}: {e}"))?;
+    let refused =
+        fetch(broker, leader, c, parts).await.map_err(|e| format!("Fetch from {leader}: {e}"))?;
     for tp in refused {
         delayed.insert(tp, now + backoff);
     }
@@ -136,7 +167,12 @@ async fn round(
 }
 
 /// KIP-101/279 truncation of `parts` against `leader`.
-async fn truncate(broker: &Broker, leader: BrokerId, c: &mut KafkaConn, parts: Vec<Followed>) -> Result<(), WireError> {
+async fn truncate(
+    broker: &Broker,
+    leader: BrokerId,
+    c: &mut KafkaConn,
+    parts: Vec<Followed>,
+) -> Result<(), WireError> {
     let me = broker.config.node_id;
     // (partition, epoch to ask about), refined round by round.
     let mut asking: BTreeMap<TopicPartition, (i32, i32)> = BTreeMap::new();
@@ -175,7 +211,8 @@ async fn truncate(broker: &Broker, leader: BrokerId, c: &mut KafkaConn, parts: V
             req.topics.push(ot);
         }
         let timeout = Duration::from_millis(broker.config.replication.replica_socket_timeout_ms);
-        let resp: OffsetForLeaderEpochResponse = c.call(ApiKey::OffsetForLeaderEpoch, EPOCH_VERSION, &req, 1 << 20, timeout).await?;
+        let resp: OffsetForLeaderEpochResponse =
+            c.call(ApiKey::OffsetForLeaderEpoch, EPOCH_VERSION, &req, 1 << 20, timeout).await?;
         let mut next = BTreeMap::new();
         let mut guard = broker.lock().await;
         let state = &mut *guard;
@@ -220,7 +257,8 @@ async fn truncate(broker: &Broker, leader: BrokerId, c: &mut KafkaConn, parts: V
                 let new_leo = log.log_end_offset();
                 if new_leo < leo {
                     let log: &crate::log::Log = log;
-                    crate::broker::rebuild_partition_producers(&mut state.producers, &tp, log).await;
+                    crate::broker::rebuild_partition_producers(&mut state.producers, &tp, log)
+                        .await;
                     tracing::info!(partition = %tp, from = leo, to = new_leo, leader, leader_epoch = current, "truncated by leader epoch");
                 }
                 if !next.contains_key(&tp) {
@@ -235,7 +273,12 @@ async fn truncate(broker: &Broker, leader: BrokerId, c: &mut KafkaConn, parts: V
 
 /// One Fetch of `parts` (all truncated) from `leader`; appends what came back. Returns the
 /// partitions the leader refused (to back off).
-async fn fetch(broker: &Broker, leader: BrokerId, c: &mut KafkaConn, parts: Vec<Followed>) -> Result<Vec<TopicPartition>, WireError> {
+async fn fetch(
+    broker: &Broker,
+    leader: BrokerId,
+    c: &mut KafkaConn,
+    parts: Vec<Followed>,
+) -> Result<Vec<TopicPartition>, WireError> {
     let me = broker.config.node_id;
     let cfg = &broker.config.replication;
     let mut req = FetchRequest::default();
@@ -273,14 +316,22 @@ async fn fetch(broker: &Broker, leader: BrokerId, c: &mut KafkaConn, parts: Vec<
     if req.topics.is_empty() {
         return Ok(Vec::new());
     }
-    let timeout = Duration::from_millis(cfg.replica_socket_timeout_ms + cfg.replica_fetch_wait_max_ms);
-    let max = usize::try_from(cfg.replica_fetch_response_max_bytes).unwrap_or(usize::MAX).saturating_add(1 << 20);
+    let timeout =
+        Duration::from_millis(cfg.replica_socket_timeout_ms + cfg.replica_fetch_wait_max_ms);
+    let max = usize::try_from(cfg.replica_fetch_response_max_bytes)
+        .unwrap_or(usize::MAX)
+        .saturating_add(1 << 20);
     let resp: FetchResponse = c.call(ApiKey::Fetch, FETCH_VERSION, &req, max, timeout).await?;
     if resp.error_code != error_code::NONE {
         return Err(WireError::Malformed(format!("fetch error {}", resp.error_code)));
     }
     // Validating what came (CRC) costs CPU before the lock is taken.
-    let fetched_bytes: u64 = resp.responses.iter().flat_map(|t| &t.partitions).map(|p| p.records.as_ref().map_or(0, |r| r.len() as u64)).sum();
+    let fetched_bytes: u64 = resp
+        .responses
+        .iter()
+        .flat_map(|t| &t.partitions)
+        .map(|p| p.records.as_ref().map_or(0, |r| r.len() as u64))
+        .sum();
     if fetched_bytes > 0 {
         broker.spend(Work::Crc32c, fetched_bytes).await;
     }
@@ -306,7 +357,9 @@ async fn fetch(broker: &Broker, leader: BrokerId, c: &mut KafkaConn, parts: Vec<
                     if fetch_offset < p.log_start_offset {
                         // Retention removed what we would need: start over at the leader's start.
                         tracing::warn!(partition = %tp, fetch_offset, leader_start = p.log_start_offset, "behind the leader's log start; restarting the replica there");
-                        if let Err(e) = log.truncate_fully_and_start_at(p.log_start_offset, now_ms()).await {
+                        if let Err(e) =
+                            log.truncate_fully_and_start_at(p.log_start_offset, now_ms()).await
+                        {
                             tracing::error!(partition = %tp, error = %e, "reset failed");
                         }
                     } else {
@@ -314,7 +367,10 @@ async fn fetch(broker: &Broker, leader: BrokerId, c: &mut KafkaConn, parts: Vec<
                     }
                     continue;
                 }
-                FENCED_LEADER_EPOCH | UNKNOWN_LEADER_EPOCH | error_code::NOT_LEADER_OR_FOLLOWER | error_code::UNKNOWN_TOPIC_OR_PARTITION => {
+                FENCED_LEADER_EPOCH
+                | UNKNOWN_LEADER_EPOCH
+                | error_code::NOT_LEADER_OR_FOLLOWER
+                | error_code::UNKNOWN_TOPIC_OR_PARTITION => {
                     tracing::debug!(partition = %tp, error = p.error_code, "fetch refused by the leader; waiting for metadata");
                     refused.push(tp);
                     continue;
@@ -332,7 +388,8 @@ async fn fetch(broker: &Broker, leader: BrokerId, c: &mut KafkaConn, parts: Vec<
                     Ok(_) => {
                         appended = true;
                         // A follower may become leader: it must know the producers' sequences.
-                        let headers: Vec<records::BatchHeader> = BatchIter::new(&whole).map(|(_, h)| h).collect();
+                        let headers: Vec<records::BatchHeader> =
+                            BatchIter::new(&whole).map(|(_, h)| h).collect();
                         state.producers.record(&tp, &headers);
                     }
                     Err(LogError::NonContiguousAppend { base_offset, log_end_offset }) => {

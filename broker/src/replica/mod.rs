@@ -59,8 +59,11 @@ impl Broker {
     pub(crate) async fn apply_roles(&self, old: &MetadataImage, new: &MetadataImage) {
         let me: BrokerId = self.config.node_id;
         let changes = delta::local_changes(old, new, me);
-        let ineligible: BTreeSet<BrokerId> = new.brokers.values().filter(|b| b.fenced).map(|b| b.broker_id).collect();
-        let fencing_changed = old.brokers.values().filter(|b| b.fenced).map(|b| b.broker_id).collect::<BTreeSet<_>>() != ineligible;
+        let ineligible: BTreeSet<BrokerId> =
+            new.brokers.values().filter(|b| b.fenced).map(|b| b.broker_id).collect();
+        let fencing_changed =
+            old.brokers.values().filter(|b| b.fenced).map(|b| b.broker_id).collect::<BTreeSet<_>>()
+                != ineligible;
         if changes.is_empty() && !fencing_changed {
             return;
         }
@@ -73,7 +76,9 @@ impl Broker {
             for t in new.topics.values() {
                 for (i, p) in t.partitions.iter().enumerate() {
                     if p.leader == me {
-                        leaders.entry(delta::PartitionKey { topic_id: t.id, partition: i as u32 }).or_insert_with(|| (t.name.clone(), p.clone()));
+                        leaders
+                            .entry(delta::PartitionKey { topic_id: t.id, partition: i as u32 })
+                            .or_insert_with(|| (t.name.clone(), p.clone()));
                     }
                 }
             }
@@ -84,7 +89,16 @@ impl Broker {
                 tracing::warn!(partition = %tp, "leader of a partition without a local log");
                 continue;
             };
-            self.replicas.become_leader(&tp, key.topic_id, p, me, log.log_end_offset(), self.isr_config(), ineligible.clone(), now);
+            self.replicas.become_leader(
+                &tp,
+                key.topic_id,
+                p,
+                me,
+                log.log_end_offset(),
+                self.isr_config(),
+                ineligible.clone(),
+                now,
+            );
         }
         for (key, (name, p)) in &changes.followers {
             let tp = TopicPartition::new(name.clone(), key.partition as i32);
@@ -94,7 +108,13 @@ impl Broker {
                 self.replicas.stop(&tp);
                 continue;
             }
-            self.replicas.become_follower(&tp, key.topic_id, p.leader, p.leader_epoch, log.log_end_offset());
+            self.replicas.become_follower(
+                &tp,
+                key.topic_id,
+                p.leader,
+                p.leader_epoch,
+                log.log_end_offset(),
+            );
         }
         for key in &changes.stopped {
             if let Some(t) = old.topics.get(&key.topic_id) {
@@ -106,18 +126,29 @@ impl Broker {
         self.appended.notify_waiters();
         // Group coordination follows the offsets partitions' leadership.
         for (key, (name, _)) in &leaders {
-            if name == crate::group::OFFSETS_TOPIC && self.replicas.leading_epoch(&TopicPartition::new(name.clone(), key.partition as i32)).is_some() {
+            if name == crate::group::OFFSETS_TOPIC
+                && self
+                    .replicas
+                    .leading_epoch(&TopicPartition::new(name.clone(), key.partition as i32))
+                    .is_some()
+            {
                 self.groups.load_partition(self, key.partition as i32).await;
             }
         }
         for (key, (name, _)) in &changes.followers {
-            if name == crate::group::OFFSETS_TOPIC && self.groups.owns_partition(key.partition as i32).await {
-                tracing::info!(partition = key.partition, "no longer the group coordinator of this offsets partition");
+            if name == crate::group::OFFSETS_TOPIC
+                && self.groups.owns_partition(key.partition as i32).await
+            {
+                tracing::info!(
+                    partition = key.partition,
+                    "no longer the group coordinator of this offsets partition"
+                );
                 self.groups.unload_partition(key.partition as i32).await;
             }
         }
         for key in &changes.stopped {
-            if old.topics.get(&key.topic_id).is_some_and(|t| t.name == crate::group::OFFSETS_TOPIC) {
+            if old.topics.get(&key.topic_id).is_some_and(|t| t.name == crate::group::OFFSETS_TOPIC)
+            {
                 self.groups.unload_partition(key.partition as i32).await;
             }
         }
@@ -126,13 +157,22 @@ impl Broker {
     /// This broker's logs of the partitions `image` shows awaiting unclean recovery (KIP-966)
     /// with this broker as a candidate: last epoch and log end, for the controller to pick the
     /// longest. Taken after `apply_roles`, so this broker no longer follows anyone there.
-    pub(crate) async fn recovery_reports(&self, image: &MetadataImage) -> Vec<cluster::metadata::ReplicaLogInfo> {
+    pub(crate) async fn recovery_reports(
+        &self,
+        image: &MetadataImage,
+    ) -> Vec<cluster::metadata::ReplicaLogInfo> {
         let me: BrokerId = self.config.node_id;
         let wanted: Vec<(String, cluster::metadata::TopicId, u32, i32)> = image
             .topics
             .values()
             .flat_map(|t| {
-                t.partitions.iter().enumerate().filter(|(_, p)| p.recovering && cluster::metadata::recovery_candidates(p).contains(&me)).map(|(i, p)| (t.name.clone(), t.id, i as u32, p.partition_epoch))
+                t.partitions
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, p)| {
+                        p.recovering && cluster::metadata::recovery_candidates(p).contains(&me)
+                    })
+                    .map(|(i, p)| (t.name.clone(), t.id, i as u32, p.partition_epoch))
             })
             .collect();
         if wanted.is_empty() {
@@ -145,7 +185,13 @@ impl Broker {
             .filter_map(|(name, topic_id, partition, partition_epoch)| {
                 let log = logs.get(&TopicPartition::new(name, partition as i32))?;
                 let last_epoch = log.epochs().latest().map(|e| e.epoch).unwrap_or(-1);
-                Some(cluster::metadata::ReplicaLogInfo { topic_id, partition, partition_epoch, last_epoch, log_end_offset: log.log_end_offset() })
+                Some(cluster::metadata::ReplicaLogInfo {
+                    topic_id,
+                    partition,
+                    partition_epoch,
+                    last_epoch,
+                    log_end_offset: log.log_end_offset(),
+                })
             })
             .collect()
     }
@@ -157,7 +203,8 @@ impl Broker {
                 return Ok(None);
             }
             let file = self.storage.open(&path, disk_model::OpenMode::Existing).await?;
-            let len = usize::try_from(file.len()).unwrap_or(usize::MAX).min(HW_CHECKPOINT_BYTES_MAX);
+            let len =
+                usize::try_from(file.len()).unwrap_or(usize::MAX).min(HW_CHECKPOINT_BYTES_MAX);
             file.read_at(0, len).await.map(Some)
         };
         let read: std::io::Result<Option<bytes::Bytes>> = read.await;
@@ -178,7 +225,14 @@ impl Broker {
             return;
         }
         let text = encode_offsets(&hws);
-        if let Err(e) = crate::log::epoch::write_atomically(self.storage.as_ref(), Path::new(&self.root), HW_CHECKPOINT, text.as_bytes()).await {
+        if let Err(e) = crate::log::epoch::write_atomically(
+            self.storage.as_ref(),
+            Path::new(&self.root),
+            HW_CHECKPOINT,
+            text.as_bytes(),
+        )
+        .await
+        {
             tracing::warn!(error = %e, "writing {HW_CHECKPOINT} failed");
         }
     }
@@ -230,7 +284,12 @@ async fn send_alter(broker: Arc<Broker>, link: Arc<dyn ControllerLink>, a: state
 }
 
 /// The replica manager: follows the controller's image until `shutdown` (see the module doc).
-pub async fn run(broker: Arc<Broker>, link: Arc<dyn ControllerLink>, net: Arc<dyn Network>, mut shutdown: watch::Receiver<bool>) {
+pub async fn run(
+    broker: Arc<Broker>,
+    link: Arc<dyn ControllerLink>,
+    net: Arc<dyn Network>,
+    mut shutdown: watch::Receiver<bool>,
+) {
     broker.load_hw_checkpoint().await;
     let mut rx = link.metadata();
     let mut applied = Arc::new(MetadataImage::default());
@@ -248,14 +307,23 @@ pub async fn run(broker: Arc<Broker>, link: Arc<dyn ControllerLink>, net: Arc<dy
         if !Arc::ptr_eq(&image, &applied) {
             broker.reconcile_topics(&image).await;
             if broker.is_active_controller() {
-                crate::metrics::Metrics::add(&broker.metrics.leader_elections, elections_between(&applied, &image));
+                crate::metrics::Metrics::add(
+                    &broker.metrics.leader_elections,
+                    elections_between(&applied, &image),
+                );
             }
             broker.apply_roles(&applied, &image).await;
             link.report_logs(broker.recovery_reports(&image).await);
             applied = image;
             for leader in broker.replicas.followed_leaders() {
                 if fetchers.get(&leader).is_none_or(|h| h.is_finished()) {
-                    let h = tokio::spawn(fetcher::run(broker.clone(), link.clone(), leader, net.clone(), shutdown.clone()));
+                    let h = tokio::spawn(fetcher::run(
+                        broker.clone(),
+                        link.clone(),
+                        leader,
+                        net.clone(),
+                        shutdown.clone(),
+                    ));
                     fetchers.insert(leader, h);
                 }
             }

@@ -13,7 +13,10 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Mutex;
 
-use cluster::isr::{AlterPartitionResponse, FetchError, FetchOutcome, IsrChange, IsrConfig, LeaderStart, LeaderState, ProduceError};
+use cluster::isr::{
+    AlterPartitionResponse, FetchError, FetchOutcome, IsrChange, IsrConfig, LeaderStart,
+    LeaderState, ProduceError,
+};
 use cluster::metadata::{BrokerId, PartitionState, TopicId};
 use tokio::sync::oneshot;
 
@@ -93,7 +96,13 @@ impl Inner {
         }
     }
 
-    fn queue_alter(&mut self, tp: &TopicPartition, topic_id: TopicId, change: IsrChange, expand: bool) {
+    fn queue_alter(
+        &mut self,
+        tp: &TopicPartition,
+        topic_id: TopicId,
+        change: IsrChange,
+        expand: bool,
+    ) {
         if expand {
             self.counters.isr_expands += 1;
         } else {
@@ -189,12 +198,18 @@ impl Replicas {
     }
 
     /// Registers an appended `acks=all` produce ending at `last_offset`.
-    pub fn await_ack(&self, tp: &TopicPartition, last_offset: i64) -> Result<oneshot::Receiver<Result<(), ProduceError>>, ProduceError> {
+    pub fn await_ack(
+        &self,
+        tp: &TopicPartition,
+        last_offset: i64,
+    ) -> Result<oneshot::Receiver<Result<(), ProduceError>>, ProduceError> {
         let mut g = self.lock();
         let id = g.next_ack_id;
         g.next_ack_id += 1;
         let (tx, rx) = oneshot::channel();
-        let Some(Role::Leader { state, .. }) = g.parts.get_mut(tp) else { return Err(ProduceError::NotLeaderOrFollower) };
+        let Some(Role::Leader { state, .. }) = g.parts.get_mut(tp) else {
+            return Err(ProduceError::NotLeaderOrFollower);
+        };
         state.await_ack(id, last_offset)?;
         let done = state.take_completed();
         g.waiters.insert(id, tx);
@@ -204,11 +219,20 @@ impl Replicas {
 
     /// A follower's fetch reached the leader: checks its leader epoch and records its LEO.
     /// Returns the HW to answer with and whether it advanced.
-    pub fn on_follower_fetch(&self, tp: &TopicPartition, replica: BrokerId, fetch_offset: i64, now_ms: u64) -> Result<(i64, bool), FetchError> {
+    pub fn on_follower_fetch(
+        &self,
+        tp: &TopicPartition,
+        replica: BrokerId,
+        fetch_offset: i64,
+        now_ms: u64,
+    ) -> Result<(i64, bool), FetchError> {
         let mut g = self.lock();
-        let Some(Role::Leader { state, topic_id }) = g.parts.get_mut(tp) else { return Err(FetchError::UnknownReplica(replica)) };
+        let Some(Role::Leader { state, topic_id }) = g.parts.get_mut(tp) else {
+            return Err(FetchError::UnknownReplica(replica));
+        };
         let topic_id = *topic_id;
-        let FetchOutcome { hw_advanced, propose } = state.on_follower_fetch(replica, fetch_offset, now_ms)?;
+        let FetchOutcome { hw_advanced, propose } =
+            state.on_follower_fetch(replica, fetch_offset, now_ms)?;
         let hw = state.high_watermark();
         let done = state.take_completed();
         g.deliver(done);
@@ -244,7 +268,12 @@ impl Replicas {
 
     /// The controller answered an AlterPartition sent at `leader_epoch`. Returns whether the HW
     /// advanced.
-    pub fn on_alter_response(&self, tp: &TopicPartition, leader_epoch: i32, response: AlterPartitionResponse) -> bool {
+    pub fn on_alter_response(
+        &self,
+        tp: &TopicPartition,
+        leader_epoch: i32,
+        response: AlterPartitionResponse,
+    ) -> bool {
         let mut g = self.lock();
         let Some(Role::Leader { state, .. }) = g.parts.get_mut(tp) else { return false };
         if state.leader_epoch() != leader_epoch {
@@ -260,10 +289,21 @@ impl Replicas {
     /// [`LeaderState`] at the log's `leo` with this replica's HW; the same leadership takes the
     /// new ISR / partition epoch. `ineligible`: replicas metadata calls fenced (KIP-841).
     #[allow(clippy::too_many_arguments)]
-    pub fn become_leader(&self, tp: &TopicPartition, topic_id: TopicId, p: &PartitionState, me: BrokerId, leo: i64, config: IsrConfig, ineligible: BTreeSet<BrokerId>, now_ms: u64) -> bool {
+    pub fn become_leader(
+        &self,
+        tp: &TopicPartition,
+        topic_id: TopicId,
+        p: &PartitionState,
+        me: BrokerId,
+        leo: i64,
+        config: IsrConfig,
+        ineligible: BTreeSet<BrokerId>,
+        now_ms: u64,
+    ) -> bool {
         assert_eq!(p.leader, me, "become_leader for a partition led by {}", p.leader);
         let mut g = self.lock();
-        let prior_hw = g.parts.get(tp).map(role_hw).or_else(|| g.checkpoint.get(tp).copied()).unwrap_or(0);
+        let prior_hw =
+            g.parts.get(tp).map(role_hw).or_else(|| g.checkpoint.get(tp).copied()).unwrap_or(0);
         if let Some(Role::Leader { state, .. }) = g.parts.get_mut(tp) {
             if state.leader_epoch() == p.leader_epoch {
                 state.set_ineligible_replicas(ineligible);
@@ -301,20 +341,37 @@ impl Replicas {
 
     /// Metadata names `leader` (at `leader_epoch`) for a partition `me` follows. Returns whether
     /// anything changed (a new leader or epoch: the fetcher truncates by epoch first).
-    pub fn become_follower(&self, tp: &TopicPartition, topic_id: TopicId, leader: BrokerId, leader_epoch: i32, leo: i64) -> bool {
+    pub fn become_follower(
+        &self,
+        tp: &TopicPartition,
+        topic_id: TopicId,
+        leader: BrokerId,
+        leader_epoch: i32,
+        leo: i64,
+    ) -> bool {
         let mut g = self.lock();
         if let Some(Role::Follower { leader: l, leader_epoch: e, .. }) = g.parts.get(tp) {
             if *l == leader && *e == leader_epoch {
                 return false;
             }
         }
-        let prior_hw = g.parts.get(tp).map(role_hw).or_else(|| g.checkpoint.get(tp).copied()).unwrap_or(0);
+        let prior_hw =
+            g.parts.get(tp).map(role_hw).or_else(|| g.checkpoint.get(tp).copied()).unwrap_or(0);
         if let Some(Role::Leader { mut state, .. }) = g.parts.remove(tp) {
             let done = state.resign();
             g.deliver(done);
         }
         tracing::info!(partition = %tp, leader, leader_epoch, "became follower");
-        g.parts.insert(tp.clone(), Role::Follower { topic_id, leader, leader_epoch, hw: prior_hw.clamp(0, leo), truncated: false });
+        g.parts.insert(
+            tp.clone(),
+            Role::Follower {
+                topic_id,
+                leader,
+                leader_epoch,
+                hw: prior_hw.clamp(0, leo),
+                truncated: false,
+            },
+        );
         true
     }
 
@@ -341,7 +398,13 @@ impl Replicas {
             .parts
             .iter()
             .filter_map(|(tp, r)| match r {
-                Role::Follower { leader: l, leader_epoch, truncated, .. } if *l == leader => Some(Followed { tp: tp.clone(), leader_epoch: *leader_epoch, truncated: *truncated }),
+                Role::Follower { leader: l, leader_epoch, truncated, .. } if *l == leader => {
+                    Some(Followed {
+                        tp: tp.clone(),
+                        leader_epoch: *leader_epoch,
+                        truncated: *truncated,
+                    })
+                }
                 _ => None,
             })
             .collect()
@@ -361,13 +424,20 @@ impl Replicas {
 
     /// Whether `tp` is still followed from `leader` at `leader_epoch` (checked, under the broker's
     /// state lock, before a fetched batch is appended).
-    pub fn still_following(&self, tp: &TopicPartition, leader: BrokerId, leader_epoch: i32) -> bool {
+    pub fn still_following(
+        &self,
+        tp: &TopicPartition,
+        leader: BrokerId,
+        leader_epoch: i32,
+    ) -> bool {
         matches!(self.lock().parts.get(tp), Some(Role::Follower { leader: l, leader_epoch: e, .. }) if *l == leader && *e == leader_epoch)
     }
 
     /// The follower truncated by epoch; its HW is capped at the new log end.
     pub fn mark_truncated(&self, tp: &TopicPartition, leader_epoch: i32, leo: i64) {
-        if let Some(Role::Follower { leader_epoch: e, truncated, hw, .. }) = self.lock().parts.get_mut(tp) {
+        if let Some(Role::Follower { leader_epoch: e, truncated, hw, .. }) =
+            self.lock().parts.get_mut(tp)
+        {
             if *e == leader_epoch {
                 *truncated = true;
                 *hw = (*hw).min(leo);
@@ -378,7 +448,9 @@ impl Replicas {
     /// The follower must truncate by epoch again (e.g. the leader said its fetch offset is out of
     /// range).
     pub fn mark_untruncated(&self, tp: &TopicPartition, leader_epoch: i32) {
-        if let Some(Role::Follower { leader_epoch: e, truncated, .. }) = self.lock().parts.get_mut(tp) {
+        if let Some(Role::Follower { leader_epoch: e, truncated, .. }) =
+            self.lock().parts.get_mut(tp)
+        {
             if *e == leader_epoch {
                 *truncated = false;
             }
@@ -388,7 +460,13 @@ impl Replicas {
     /// A follower fetch answered: the leader's HW was `leader_hw`, the local log ends at `leo`.
     /// The follower's HW never goes back (a new leader's HW may lag the old one's for a moment;
     /// what the old one called committed stays committed), but never passes the local log end.
-    pub fn update_follower_hw(&self, tp: &TopicPartition, leader_epoch: i32, leader_hw: i64, leo: i64) {
+    pub fn update_follower_hw(
+        &self,
+        tp: &TopicPartition,
+        leader_epoch: i32,
+        leader_hw: i64,
+        leo: i64,
+    ) {
         if let Some(Role::Follower { leader_epoch: e, hw, .. }) = self.lock().parts.get_mut(tp) {
             if *e == leader_epoch {
                 *hw = (*hw).max(leader_hw).min(leo);

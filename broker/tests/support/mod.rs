@@ -38,8 +38,12 @@ pub fn batch(count: usize, value_len: usize, base_ts_ms: i64, seed: u64) -> Vec<
         })
         .collect();
     let mut buf = BytesMut::new();
-    RecordBatchEncoder::encode(&mut buf, &records, &RecordEncodeOptions { version: 2, compression: Compression::None })
-        .expect("encode");
+    RecordBatchEncoder::encode(
+        &mut buf,
+        &records,
+        &RecordEncodeOptions { version: 2, compression: Compression::None },
+    )
+    .expect("encode");
     let size = records::BatchHeader::peek_size(&buf).expect("a batch");
     assert_eq!(size, buf.len(), "the encoder made exactly one batch");
     buf.to_vec()
@@ -62,7 +66,11 @@ pub fn decode_all(bytes: &[u8]) -> Vec<(i64, usize, Vec<(i64, i64)>)> {
 #[cfg(not(madsim))]
 pub fn block_on<F: std::future::Future>(seed: u64, fut: F) -> F::Output {
     let _ = seed;
-    tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime").block_on(fut)
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+        .block_on(fut)
 }
 
 #[cfg(madsim)]

@@ -30,7 +30,8 @@ mod real {
         let rt = match tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
-            .build() {
+            .build()
+        {
             Ok(rt) => rt,
             Err(e) => {
                 eprintln!("perf: cannot start the runtime: {e}");

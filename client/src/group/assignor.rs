@@ -76,7 +76,10 @@ pub struct MemberSubscription {
 }
 
 impl MemberSubscription {
-    pub fn new(member_id: impl Into<String>, topics: impl IntoIterator<Item = impl Into<String>>) -> Self {
+    pub fn new(
+        member_id: impl Into<String>,
+        topics: impl IntoIterator<Item = impl Into<String>>,
+    ) -> Self {
         Self {
             member_id: member_id.into(),
             group_instance_id: None,
@@ -127,10 +130,7 @@ pub fn assign(
 }
 
 fn empty_assignment(members: &[&MemberSubscription]) -> GroupAssignment {
-    members
-        .iter()
-        .map(|m| (m.member_id.clone(), Vec::new()))
-        .collect()
+    members.iter().map(|m| (m.member_id.clone(), Vec::new())).collect()
 }
 
 fn range(members: &[&MemberSubscription], counts: &BTreeMap<String, i32>) -> GroupAssignment {
@@ -179,9 +179,7 @@ fn round_robin(members: &[&MemberSubscription], counts: &BTreeMap<String, i32>) 
         for step in 0..members.len() {
             let i = (next + step) % members.len();
             if members[i].topics.contains(&tp.topic) {
-                out.get_mut(&members[i].member_id)
-                    .expect("every member has an entry")
-                    .push(tp);
+                out.get_mut(&members[i].member_id).expect("every member has an entry").push(tp);
                 next = i + 1;
                 break;
             }
@@ -193,7 +191,9 @@ fn round_robin(members: &[&MemberSubscription], counts: &BTreeMap<String, i32>) 
 /// The sticky core shared by `sticky` and `cooperative-sticky`.
 fn sticky(members: &[&MemberSubscription], counts: &BTreeMap<String, i32>) -> GroupAssignment {
     let all = subscribed_partitions(members, counts);
-    let exists = |tp: &TopicPartition| counts.get(&tp.topic).is_some_and(|&n| (0..n).contains(&tp.partition));
+    let exists = |tp: &TopicPartition| {
+        counts.get(&tp.topic).is_some_and(|&n| (0..n).contains(&tp.partition))
+    };
 
     // Resolve claims: newest generation wins; a tie at the newest leaves the partition unowned.
     let mut claims: BTreeMap<&TopicPartition, Vec<(i32, usize)>> = BTreeMap::new();
@@ -265,9 +265,7 @@ fn sticky(members: &[&MemberSubscription], counts: &BTreeMap<String, i32>) -> Gr
 
     let mut out = empty_assignment(members);
     for (tp, i) in owner {
-        out.get_mut(&members[i].member_id)
-            .expect("every member has an entry")
-            .push(tp);
+        out.get_mut(&members[i].member_id).expect("every member has an entry").push(tp);
     }
     out
 }
@@ -283,9 +281,7 @@ fn withhold_moving(members: &[&MemberSubscription], assignment: &mut GroupAssign
     }
     for (member, tps) in assignment.iter_mut() {
         tps.retain(|tp| {
-            claimed_by
-                .get(tp)
-                .is_none_or(|owners| owners.iter().all(|o| *o == member.as_str()))
+            claimed_by.get(tp).is_none_or(|owners| owners.iter().all(|o| *o == member.as_str()))
         });
     }
 }
@@ -296,12 +292,9 @@ mod tests {
 
     #[test]
     fn names_round_trip() {
-        for s in [
-            Strategy::Range,
-            Strategy::RoundRobin,
-            Strategy::Sticky,
-            Strategy::CooperativeSticky,
-        ] {
+        for s in
+            [Strategy::Range, Strategy::RoundRobin, Strategy::Sticky, Strategy::CooperativeSticky]
+        {
             assert_eq!(Strategy::from_name(s.name()), Some(s));
         }
         assert_eq!(

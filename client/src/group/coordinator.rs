@@ -220,9 +220,7 @@ impl Inner {
                 Err(e) => tracing::debug!(error = %e, "coordinator lookup failed"),
             }
             if Instant::now() >= deadline {
-                return Err(GroupError::NoCoordinator {
-                    ms: self.settings.default_api_timeout_ms,
-                });
+                return Err(GroupError::NoCoordinator { ms: self.settings.default_api_timeout_ms });
             }
             tokio::time::sleep(self.backoff()).await;
         }
@@ -313,11 +311,8 @@ impl Inner {
         let assignments = assignment
             .into_iter()
             .map(|(member, partitions)| {
-                let bytes = Assignment {
-                    partitions,
-                    user_data: None,
-                }
-                .encode(CONSUMER_PROTOCOL_VERSION);
+                let bytes =
+                    Assignment { partitions, user_data: None }.encode(CONSUMER_PROTOCOL_VERSION);
                 SyncGroupRequestAssignment::default()
                     .with_member_id(sb(&member))
                     .with_assignment(bytes)
@@ -370,7 +365,8 @@ impl Inner {
                 .with_protocol_type(StrBytes::from_static_str("consumer"))
                 .with_protocols(protocols);
             if v >= 1 {
-                req = req.with_rebalance_timeout_ms(s.rebalance_timeout_ms.min(i32::MAX as u64) as i32);
+                req = req
+                    .with_rebalance_timeout_ms(s.rebalance_timeout_ms.min(i32::MAX as u64) as i32);
             }
             if v >= 5 {
                 req = req.with_group_instance_id(instance.as_deref().map(sb));
@@ -464,7 +460,12 @@ impl Inner {
     }
 
     /// Carries out `next`; `Ok(true)` = go on with this round, `Ok(false)` = start over.
-    async fn obey(&self, next: Next, conn: &Arc<Conn>, quick: &mut u32) -> Result<bool, GroupError> {
+    async fn obey(
+        &self,
+        next: Next,
+        conn: &Arc<Conn>,
+        quick: &mut u32,
+    ) -> Result<bool, GroupError> {
         match next {
             Next::Done => {
                 *quick = 0;
@@ -493,11 +494,7 @@ impl Inner {
     async fn leave(&self, reason: &str) {
         let (member_id, is_static, conn) = {
             let s = self.lock();
-            (
-                s.membership.member_id.clone(),
-                s.membership.is_static(),
-                s.conn.clone(),
-            )
+            (s.membership.member_id.clone(), s.membership.is_static(), s.conn.clone())
         };
         if !member_id.is_empty() && !is_static {
             if let Some(conn) = conn.filter(|c| c.is_open()) {
@@ -726,9 +723,7 @@ impl GroupCoordinator {
 
     /// A cloneable handle for commits from other tasks (`commit_async`).
     pub fn handle(&self) -> GroupHandle {
-        GroupHandle {
-            inner: Arc::clone(&self.inner),
-        }
+        GroupHandle { inner: Arc::clone(&self.inner) }
     }
 
     /// See [`GroupHandle::commit`].
@@ -793,7 +788,8 @@ impl GroupHandle {
             return Ok(());
         }
         let inner = &self.inner;
-        let deadline = Instant::now() + Duration::from_millis(inner.settings.default_api_timeout_ms);
+        let deadline =
+            Instant::now() + Duration::from_millis(inner.settings.default_api_timeout_ms);
         loop {
             let (generation, member_id, instance) = {
                 let s = inner.lock();
@@ -837,7 +833,8 @@ impl GroupHandle {
             if v >= 7 {
                 req = req.with_group_instance_id(instance.as_deref().map(sb));
             }
-            let resp = tokio::time::timeout(inner.request_timeout(), conn.request_at(&req, v)).await;
+            let resp =
+                tokio::time::timeout(inner.request_timeout(), conn.request_at(&req, v)).await;
             let mut retry: Option<GroupError> = None;
             match resp {
                 Err(_) => {
@@ -859,7 +856,8 @@ impl GroupHandle {
                             if p.error_code == errors::NONE || retry.is_some() {
                                 continue;
                             }
-                            let r = inner.lock().membership.on_commit_error(generation, p.error_code);
+                            let r =
+                                inner.lock().membership.on_commit_error(generation, p.error_code);
                             match r {
                                 Ok(_) => {
                                     if matches!(
@@ -903,7 +901,8 @@ impl GroupHandle {
         if tps.is_empty() {
             return Ok(out);
         }
-        let deadline = Instant::now() + Duration::from_millis(inner.settings.default_api_timeout_ms);
+        let deadline =
+            Instant::now() + Duration::from_millis(inner.settings.default_api_timeout_ms);
         loop {
             let conn = inner.coordinator().await?;
             let v = conn.version(ApiKey::OffsetFetch)?;
@@ -926,7 +925,8 @@ impl GroupHandle {
             if v >= 7 {
                 req = req.with_require_stable(true);
             }
-            let resp = tokio::time::timeout(inner.request_timeout(), conn.request_at(&req, v)).await;
+            let resp =
+                tokio::time::timeout(inner.request_timeout(), conn.request_at(&req, v)).await;
             let mut retry_code = None;
             match resp {
                 Err(_) => {
@@ -945,7 +945,10 @@ impl GroupHandle {
                             codes.push(p.error_code);
                             if p.error_code == errors::NONE {
                                 let tp = TopicPartition::new(t.name.to_string(), p.partition_index);
-                                out.insert(tp, (p.committed_offset >= 0).then_some(p.committed_offset));
+                                out.insert(
+                                    tp,
+                                    (p.committed_offset >= 0).then_some(p.committed_offset),
+                                );
                             }
                         }
                     }
@@ -988,5 +991,4 @@ impl GroupHandle {
             tokio::time::sleep(inner.backoff()).await;
         }
     }
-
 }

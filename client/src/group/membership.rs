@@ -71,21 +71,12 @@ pub enum GroupError {
     #[error("subscribe needs group.id")]
     NoGroupId,
     #[error("{api} failed: {name} (error code {code})")]
-    Broker {
-        api: &'static str,
-        code: i16,
-        name: &'static str,
-    },
+    Broker { api: &'static str, code: i16, name: &'static str },
     /// Kafka's `CommitFailedException`: the group moved on, the offsets were not stored.
     #[error("commit failed: {name} (the group rebalanced; the partitions may be owned by another member now)")]
     CommitFailed { code: i16, name: &'static str },
     #[error("commit of {topic}-{partition} failed: {name} (error code {code})")]
-    CommitPartition {
-        topic: String,
-        partition: i32,
-        code: i16,
-        name: &'static str,
-    },
+    CommitPartition { topic: String, partition: i32, code: i16, name: &'static str },
     #[error("another member uses group.instance.id `{0}` (FENCED_INSTANCE_ID)")]
     Fenced(String),
     #[error("the coordinator chose protocol `{0}`, which this member did not offer")]
@@ -241,14 +232,10 @@ impl Membership {
             }
             COORDINATOR_LOAD_IN_PROGRESS => Next::Backoff,
             COORDINATOR_NOT_AVAILABLE | NOT_COORDINATOR => Next::FindCoordinator,
-            FENCED_INSTANCE_ID => Next::Fatal(GroupError::Fenced(
-                self.group_instance_id.clone().unwrap_or_default(),
-            )),
-            code => Next::Fatal(GroupError::Broker {
-                api,
-                code,
-                name: group_error_name(code),
-            }),
+            FENCED_INSTANCE_ID => {
+                Next::Fatal(GroupError::Fenced(self.group_instance_id.clone().unwrap_or_default()))
+            }
+            code => Next::Fatal(GroupError::Broker { api, code, name: group_error_name(code) }),
         }
     }
 
@@ -305,7 +292,11 @@ impl Membership {
 
     /// An OffsetCommit partition error. Group errors update the member and become
     /// `CommitFailed`; `Ok(true)` means retry (after rediscovering the coordinator when it moved).
-    pub fn on_commit_error(&mut self, generation: i32, error_code: i16) -> Result<bool, GroupError> {
+    pub fn on_commit_error(
+        &mut self,
+        generation: i32,
+        error_code: i16,
+    ) -> Result<bool, GroupError> {
         match error_code {
             COORDINATOR_LOAD_IN_PROGRESS | COORDINATOR_NOT_AVAILABLE | NOT_COORDINATOR => Ok(true),
             ILLEGAL_GENERATION | UNKNOWN_MEMBER_ID_CODE | REBALANCE_IN_PROGRESS => {
@@ -317,15 +308,13 @@ impl Membership {
                     name: group_error_name(error_code),
                 })
             }
-            FENCED_INSTANCE_ID => Err(GroupError::Fenced(
-                self.group_instance_id.clone().unwrap_or_default(),
-            )),
+            FENCED_INSTANCE_ID => {
+                Err(GroupError::Fenced(self.group_instance_id.clone().unwrap_or_default()))
+            }
             code if errors::is_retriable(code) => Ok(true),
-            code => Err(GroupError::Broker {
-                api: "OffsetCommit",
-                code,
-                name: group_error_name(code),
-            }),
+            code => {
+                Err(GroupError::Broker { api: "OffsetCommit", code, name: group_error_name(code) })
+            }
         }
     }
 }
@@ -346,17 +335,11 @@ pub fn before_join(protocol: Option<Strategy>, lost: bool, owned: &[TopicPartiti
         return BeforeJoin::default();
     }
     if lost {
-        return BeforeJoin {
-            lost: owned.to_vec(),
-            ..BeforeJoin::default()
-        };
+        return BeforeJoin { lost: owned.to_vec(), ..BeforeJoin::default() };
     }
     match protocol {
         Some(p) if p.is_cooperative() => BeforeJoin::default(),
-        _ => BeforeJoin {
-            revoked: owned.to_vec(),
-            ..BeforeJoin::default()
-        },
+        _ => BeforeJoin { revoked: owned.to_vec(), ..BeforeJoin::default() },
     }
 }
 
@@ -380,11 +363,7 @@ pub fn after_sync(
     let assigned: BTreeSet<&TopicPartition> = assigned.iter().collect();
     let revoked: Vec<TopicPartition> = owned.difference(&assigned).map(|t| (*t).clone()).collect();
     let added = assigned.difference(&owned).map(|t| (*t).clone()).collect();
-    AfterSync {
-        rejoin: protocol.is_cooperative() && !revoked.is_empty(),
-        revoked,
-        added,
-    }
+    AfterSync { rejoin: protocol.is_cooperative() && !revoked.is_empty(), revoked, added }
 }
 
 #[cfg(test)]
@@ -407,10 +386,7 @@ mod tests {
         let mut m = Membership::new(None);
         assert!(m.needs_join());
         m.on_join_sent();
-        let required = JoinResponse {
-            error_code: MEMBER_ID_REQUIRED,
-            ..join_ok("m-1", -1, "")
-        };
+        let required = JoinResponse { error_code: MEMBER_ID_REQUIRED, ..join_ok("m-1", -1, "") };
         assert_eq!(m.on_join_response(&required, &offered), Next::Rejoin);
         assert_eq!(m.member_id, "m-1");
         assert_eq!(m.on_join_response(&join_ok("m-1", 1, "m-1"), &offered), Next::Done);
@@ -447,10 +423,7 @@ mod tests {
     fn coordinator_and_fatal_errors() {
         let offered = [Strategy::Range];
         let mut m = Membership::new(Some("i-1".into()));
-        let r = |code| JoinResponse {
-            error_code: code,
-            ..join_ok("", -1, "")
-        };
+        let r = |code| JoinResponse { error_code: code, ..join_ok("", -1, "") };
         assert_eq!(m.on_join_response(&r(NOT_COORDINATOR), &offered), Next::FindCoordinator);
         assert_eq!(m.on_join_response(&r(COORDINATOR_LOAD_IN_PROGRESS), &offered), Next::Backoff);
         assert_eq!(m.on_join_response(&r(REBALANCE_IN_PROGRESS), &offered), Next::Rejoin);
@@ -476,9 +449,15 @@ mod tests {
         m.on_join_response(&join_ok("m", 2, "m"), &[Strategy::Range]);
         m.on_sync_response(0);
         assert_eq!(m.on_commit_error(2, NOT_COORDINATOR), Ok(true));
-        assert!(matches!(m.on_commit_error(1, ILLEGAL_GENERATION), Err(GroupError::CommitFailed { .. })));
+        assert!(matches!(
+            m.on_commit_error(1, ILLEGAL_GENERATION),
+            Err(GroupError::CommitFailed { .. })
+        ));
         assert_eq!(m.generation, 2, "an answer for an older generation resets nothing");
-        assert!(matches!(m.on_commit_error(2, REBALANCE_IN_PROGRESS), Err(GroupError::CommitFailed { .. })));
+        assert!(matches!(
+            m.on_commit_error(2, REBALANCE_IN_PROGRESS),
+            Err(GroupError::CommitFailed { .. })
+        ));
         assert!(m.needs_join());
     }
 
@@ -488,8 +467,14 @@ mod tests {
         let owned = [tp(0), tp(1)];
         assert_eq!(before_join(Some(Strategy::Range), false, &owned).revoked, owned.to_vec());
         assert_eq!(before_join(None, false, &owned).revoked, owned.to_vec());
-        assert_eq!(before_join(Some(Strategy::CooperativeSticky), false, &owned), BeforeJoin::default());
-        assert_eq!(before_join(Some(Strategy::CooperativeSticky), true, &owned).lost, owned.to_vec());
+        assert_eq!(
+            before_join(Some(Strategy::CooperativeSticky), false, &owned),
+            BeforeJoin::default()
+        );
+        assert_eq!(
+            before_join(Some(Strategy::CooperativeSticky), true, &owned).lost,
+            owned.to_vec()
+        );
         let a = after_sync(Strategy::CooperativeSticky, &owned, &[tp(1), tp(2)]);
         assert_eq!((a.revoked, a.added, a.rejoin), (vec![tp(0)], vec![tp(2)], true));
         let a = after_sync(Strategy::Range, &[], &[tp(1)]);

@@ -8,6 +8,6 @@ pub mod membership;
 pub mod protocol;
 
 pub use assignor::{assign, GroupAssignment, MemberSubscription, Strategy};
-pub use protocol::{Assignment, ProtocolError, Subscription};
 pub use coordinator::{GroupCoordinator, GroupHandle, GroupSettings, JoinDone, LeaderSnapshot};
 pub use membership::{GroupError, MemberState, Membership};
+pub use protocol::{Assignment, ProtocolError, Subscription};

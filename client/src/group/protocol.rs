@@ -67,10 +67,7 @@ impl<'a> Reader<'a> {
     fn take(&mut self, n: usize) -> Result<&'a [u8], ProtocolError> {
         let rest = self.buf.len() - self.pos;
         if n > rest {
-            return Err(ProtocolError::Truncated {
-                at: self.pos,
-                needed: n - rest,
-            });
+            return Err(ProtocolError::Truncated { at: self.pos, needed: n - rest });
         }
         let s = &self.buf[self.pos..self.pos + n];
         self.pos += n;
@@ -96,11 +93,7 @@ impl<'a> Reader<'a> {
         let at = self.pos;
         let n = self.i32()?;
         if n < 0 || (n as usize).saturating_mul(min_elem) > self.remaining() {
-            return Err(ProtocolError::BadLength {
-                what,
-                len: n as i64,
-                at,
-            });
+            return Err(ProtocolError::BadLength { what, len: n as i64, at });
         }
         Ok(n as usize)
     }
@@ -112,11 +105,7 @@ impl<'a> Reader<'a> {
             return Ok(None);
         }
         if n < 0 {
-            return Err(ProtocolError::BadLength {
-                what: "string",
-                len: n as i64,
-                at,
-            });
+            return Err(ProtocolError::BadLength { what: "string", len: n as i64, at });
         }
         let b = self.take(n as usize)?;
         std::str::from_utf8(b)
@@ -126,11 +115,7 @@ impl<'a> Reader<'a> {
 
     fn string(&mut self) -> Result<String, ProtocolError> {
         let at = self.pos;
-        self.nullable_string()?.ok_or(ProtocolError::BadLength {
-            what: "string",
-            len: -1,
-            at,
-        })
+        self.nullable_string()?.ok_or(ProtocolError::BadLength { what: "string", len: -1, at })
     }
 
     fn nullable_bytes(&mut self) -> Result<Option<Bytes>, ProtocolError> {
@@ -140,11 +125,7 @@ impl<'a> Reader<'a> {
             return Ok(None);
         }
         if n < 0 {
-            return Err(ProtocolError::BadLength {
-                what: "bytes",
-                len: n as i64,
-                at,
-            });
+            return Err(ProtocolError::BadLength { what: "bytes", len: n as i64, at });
         }
         Ok(Some(Bytes::copy_from_slice(self.take(n as usize)?)))
     }
@@ -209,11 +190,7 @@ fn put_topic_partitions(buf: &mut BytesMut, tps: &[TopicPartition]) {
 
 impl Subscription {
     pub fn new(topics: Vec<String>) -> Self {
-        Self {
-            topics,
-            generation_id: -1,
-            ..Self::default()
-        }
+        Self { topics, generation_id: -1, ..Self::default() }
     }
 
     /// Encodes at `version` (0..=3); fields the version lacks are dropped.
@@ -251,27 +228,10 @@ impl Subscription {
             topics.push(r.string()?);
         }
         let user_data = r.nullable_bytes()?;
-        let owned_partitions = if version >= 1 {
-            r.topic_partitions()?
-        } else {
-            Vec::new()
-        };
+        let owned_partitions = if version >= 1 { r.topic_partitions()? } else { Vec::new() };
         let generation_id = if version >= 2 { r.i32()? } else { -1 };
-        let rack_id = if version >= 3 {
-            r.nullable_string()?
-        } else {
-            None
-        };
-        Ok((
-            version,
-            Self {
-                topics,
-                user_data,
-                owned_partitions,
-                generation_id,
-                rack_id,
-            },
-        ))
+        let rack_id = if version >= 3 { r.nullable_string()? } else { None };
+        Ok((version, Self { topics, user_data, owned_partitions, generation_id, rack_id }))
     }
 }
 
@@ -298,10 +258,7 @@ impl Assignment {
         }
         let partitions = r.topic_partitions()?;
         let user_data = r.nullable_bytes()?;
-        Ok(Self {
-            partitions,
-            user_data,
-        })
+        Ok(Self { partitions, user_data })
     }
 }
 
@@ -323,11 +280,7 @@ pub fn decode_sticky_user_data(
 ) -> Result<(Vec<TopicPartition>, Option<i32>), ProtocolError> {
     let mut r = Reader { buf: bytes, pos: 0 };
     let owned = r.topic_partitions()?;
-    let generation = if r.remaining() >= 4 {
-        Some(r.i32()?)
-    } else {
-        None
-    };
+    let generation = if r.remaining() >= 4 { Some(r.i32()?) } else { None };
     Ok((owned, generation))
 }
 
@@ -393,10 +346,7 @@ mod tests {
         assert_eq!(theirs.assigned_partitions.len(), 2);
         assert_eq!(theirs.assigned_partitions[0].topic.0, StrBytes::from_static_str("s"));
         let back = Assignment::decode(&bytes).unwrap();
-        assert_eq!(
-            back.partitions,
-            vec![TopicPartition::new("s", 0), TopicPartition::new("t", 2)]
-        );
+        assert_eq!(back.partitions, vec![TopicPartition::new("s", 0), TopicPartition::new("t", 2)]);
     }
 
     #[test]
@@ -413,10 +363,7 @@ mod tests {
         let mut b = BytesMut::new();
         b.put_i16(0);
         b.put_i32(i32::MAX);
-        assert!(matches!(
-            Subscription::decode(&b),
-            Err(ProtocolError::BadLength { .. })
-        ));
+        assert!(matches!(Subscription::decode(&b), Err(ProtocolError::BadLength { .. })));
         let mut b = BytesMut::new();
         b.put_i16(0);
         b.put_i32(1);

@@ -41,19 +41,11 @@ pub fn start_broker(overrides: &[&str]) -> BrokerProcess {
         .expect("no broker binary: run `cargo build -p broker` (or `cargo test --workspace`), or set LOGLAB_BROKER_BIN");
     let dir = tempfile::tempdir().expect("tempdir");
     let mut cmd = Command::new(bin);
-    cmd.arg("serve")
-        .arg("--listen")
-        .arg("127.0.0.1:0")
-        .arg("--data-dir")
-        .arg(dir.path());
+    cmd.arg("serve").arg("--listen").arg("127.0.0.1:0").arg("--data-dir").arg(dir.path());
     for o in overrides {
         cmd.arg("--override").arg(o);
     }
-    let mut child = cmd
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn broker");
+    let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::null()).spawn().expect("spawn broker");
     let stdout = child.stdout.take().expect("stdout");
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {

@@ -62,11 +62,7 @@ use proptest::prelude::*;
 use super::*;
 
 fn cfg(min_isr: usize) -> IsrConfig {
-    IsrConfig {
-        replica_lag_time_max_ms: 100,
-        min_insync_replicas: min_isr,
-        pending_acks_max: 64,
-    }
+    IsrConfig { replica_lag_time_max_ms: 100, min_insync_replicas: min_isr, pending_acks_max: 64 }
 }
 
 fn leader(min_isr: usize, isr: Vec<ReplicaId>, leo: i64) -> LeaderState {
@@ -94,15 +90,9 @@ fn hw_waits_for_every_isr_member_of_a_new_leader() {
     assert_eq!(s.high_watermark(), 8);
     assert_eq!(
         s.on_follower_fetch(2, 11, 1_002),
-        Err(FetchError::OffsetOutOfRange {
-            fetch_offset: 11,
-            leader_leo: 10
-        })
+        Err(FetchError::OffsetOutOfRange { fetch_offset: 11, leader_leo: 10 })
     );
-    assert_eq!(
-        s.on_follower_fetch(9, 1, 1_002),
-        Err(FetchError::UnknownReplica(9))
-    );
+    assert_eq!(s.on_follower_fetch(9, 1, 1_002), Err(FetchError::UnknownReplica(9)));
 }
 
 #[test]
@@ -111,38 +101,27 @@ fn lagging_follower_is_removed_only_after_the_lag_time_and_counts_until_committe
     s.on_follower_fetch(1, 10, 1_000).unwrap();
     s.on_follower_fetch(2, 4, 1_000).unwrap();
     assert_eq!(s.high_watermark(), 4);
-    assert_eq!(
-        s.maybe_shrink(1_100),
-        None,
-        "exactly the lag time is still in sync"
-    );
+    assert_eq!(s.maybe_shrink(1_100), None, "exactly the lag time is still in sync");
     s.on_follower_fetch(1, 10, 1_101).unwrap();
     let p = s.maybe_shrink(1_101).expect("replica 2 lags");
     assert_eq!(s.maximal_isr().len(), 3, "a removal counts only once committed");
     s.on_leader_append(12);
     s.on_follower_fetch(1, 12, 1_102).unwrap();
-    assert_eq!(s.high_watermark(), 4, "replica 2 still bounds the HW while the shrink is in flight");
+    assert_eq!(
+        s.high_watermark(),
+        4,
+        "replica 2 still bounds the HW while the shrink is in flight"
+    );
     assert_eq!(
         p,
-        IsrChange {
-            leader: 0,
-            leader_epoch: 5,
-            partition_epoch: 7,
-            new_isr: vec![0, 1]
-        }
+        IsrChange { leader: 0, leader_epoch: 5, partition_epoch: 7, new_isr: vec![0, 1] }
     );
-    assert_eq!(
-        s.maybe_shrink(1_200),
-        None,
-        "one change in flight at a time"
-    );
+    assert_eq!(s.maybe_shrink(1_200), None, "one change in flight at a time");
     assert_eq!(s.high_watermark(), 4, "the shrink is not committed yet");
-    assert!(
-        s.on_alter_partition_response(AlterPartitionResponse::Committed {
-            isr: vec![0, 1],
-            partition_epoch: 8
-        })
-    );
+    assert!(s.on_alter_partition_response(AlterPartitionResponse::Committed {
+        isr: vec![0, 1],
+        partition_epoch: 8
+    }));
     assert_eq!(s.high_watermark(), 12);
     assert_eq!(s.isr(), vec![0, 1]);
 }
@@ -174,13 +153,22 @@ fn stale_metadata_and_late_answers_are_ignored() {
     assert!(!s.on_metadata_isr(vec![0], 7), "same partition epoch");
     assert!(!s.on_metadata_isr(vec![0], 6), "older partition epoch");
     assert_eq!((s.isr(), s.partition_epoch()), (vec![0, 1], 7));
-    assert!(!s.on_alter_partition_response(AlterPartitionResponse::Committed { isr: vec![0], partition_epoch: 9 }));
+    assert!(!s.on_alter_partition_response(AlterPartitionResponse::Committed {
+        isr: vec![0],
+        partition_epoch: 9
+    }));
     assert_eq!((s.isr(), s.partition_epoch()), (vec![0, 1], 7));
     let p = s.on_follower_fetch(2, 10, 1_002).unwrap().propose.expect("2 caught up");
     assert_eq!(p.new_isr, vec![0, 1, 2]);
     s.on_metadata_isr(vec![0], 8);
     assert_eq!((s.isr(), s.partition_epoch(), s.in_flight()), (vec![0], 8, None));
-    assert!(!s.on_alter_partition_response(AlterPartitionResponse::Committed { isr: p.new_isr, partition_epoch: 8 }), "the superseded proposal's answer");
+    assert!(
+        !s.on_alter_partition_response(AlterPartitionResponse::Committed {
+            isr: p.new_isr,
+            partition_epoch: 8
+        }),
+        "the superseded proposal's answer"
+    );
     assert_eq!(s.isr(), vec![0]);
 }
 
@@ -199,10 +187,7 @@ fn expansion_needs_hw_and_epoch_start_and_counts_at_once() {
     let out = s.on_follower_fetch(1, 15, 1_003).unwrap();
     assert_eq!(out.propose.unwrap().new_isr, vec![0, 1]);
     assert_eq!(s.maximal_isr().into_iter().collect::<Vec<_>>(), vec![0, 1]);
-    assert!(
-        !s.on_leader_append(16),
-        "the pending member bounds the HW at once"
-    );
+    assert!(!s.on_leader_append(16), "the pending member bounds the HW at once");
     assert_eq!(s.high_watermark(), 15);
     s.on_alter_partition_response(AlterPartitionResponse::Rejected);
     assert_eq!(s.isr(), vec![0]);
@@ -229,10 +214,7 @@ fn acks_all_errors() {
     s.await_ack(1, 11).unwrap();
     assert_eq!(s.take_completed(), vec![]);
     s.on_metadata_isr(vec![0], 8);
-    assert_eq!(
-        s.take_completed(),
-        vec![(1, Err(ProduceError::NotEnoughReplicasAfterAppend))]
-    );
+    assert_eq!(s.take_completed(), vec![(1, Err(ProduceError::NotEnoughReplicasAfterAppend))]);
     let mut s = leader(2, vec![0, 1], 10);
     s.on_leader_append(12);
     s.await_ack(3, 11).unwrap();
@@ -241,17 +223,10 @@ fn acks_all_errors() {
     s.on_follower_fetch(1, 12, 1_000).unwrap();
     assert_eq!(s.take_completed(), vec![(3, Ok(()))]);
     s.await_ack(4, 11).unwrap();
-    assert_eq!(
-        s.take_completed(),
-        vec![(4, Ok(()))],
-        "already below the HW"
-    );
+    assert_eq!(s.take_completed(), vec![(4, Ok(()))], "already below the HW");
     s.on_leader_append(13);
     s.await_ack(5, 12).unwrap();
-    assert_eq!(
-        s.resign(),
-        vec![(5, Err(ProduceError::NotLeaderOrFollower))]
-    );
+    assert_eq!(s.resign(), vec![(5, Err(ProduceError::NotLeaderOrFollower))]);
 }
 
 #[derive(Debug, Clone)]
@@ -679,22 +654,9 @@ fn kip_279_example_iterates() {
     let (e, end) = lc.end_offset_for(3, 5).unwrap();
     assert_eq!((e, end), (2, 5));
     assert_eq!(
-        truncation_step(
-            &fc,
-            4,
-            LeaderEpochAnswer::Found {
-                epoch: e,
-                end_offset: end
-            }
-        ),
-        Truncation::AskAgain {
-            offset: 2,
-            epoch: 1
-        }
+        truncation_step(&fc, 4, LeaderEpochAnswer::Found { epoch: e, end_offset: end }),
+        Truncation::AskAgain { offset: 2, epoch: 1 }
     );
     assert_eq!(truncate_against(&follower, &leader), 2);
-    assert_eq!(
-        truncation_step(&fc, 4, LeaderEpochAnswer::Undefined),
-        Truncation::Reset
-    );
+    assert_eq!(truncation_step(&fc, 4, LeaderEpochAnswer::Undefined), Truncation::Reset);
 }

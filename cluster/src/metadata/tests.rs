@@ -48,10 +48,7 @@ use proptest::prelude::*;
 use super::*;
 
 fn ep(port: u16) -> Endpoint {
-    Endpoint {
-        host: "127.0.0.1".into(),
-        port,
-    }
+    Endpoint { host: "127.0.0.1".into(), port }
 }
 
 fn tid(n: u8) -> TopicId {
@@ -61,9 +58,7 @@ fn tid(n: u8) -> TopicId {
 /// Applies a decision's records; every record a decision makes must be accepted.
 fn apply_all(image: &mut MetadataImage, log: &mut Vec<Record>, records: Vec<Record>) {
     for r in records {
-        image
-            .apply(&r)
-            .unwrap_or_else(|e| panic!("decision made a rejected record {r:?}: {e}"));
+        image.apply(&r).unwrap_or_else(|e| panic!("decision made a rejected record {r:?}: {e}"));
         log.push(r);
     }
 }
@@ -73,9 +68,7 @@ fn cluster(c: &mut Controller, n: i32) -> (MetadataImage, Vec<Record>) {
     let mut image = MetadataImage::default();
     let mut log = Vec::new();
     for b in 0..n {
-        let d = c
-            .register_broker(&image, b, 1, ep(9092 + b as u16), true, 0)
-            .unwrap();
+        let d = c.register_broker(&image, b, 1, ep(9092 + b as u16), true, 0).unwrap();
         apply_all(&mut image, &mut log, d.records);
         let epoch = d.reply;
         let d = c.heartbeat(&image, b, epoch, false, 0).unwrap();
@@ -91,9 +84,7 @@ fn create_assigns_round_robin_and_checks_replication_factor() {
     let (mut image, mut log) = cluster(&mut c, 3);
     assert_eq!(
         c.create_topic(&image, "t", tid(1), 2, 4, 0),
-        Err(ControllerError::InvalidReplicationFactor(
-            "4 with 3 live brokers".into()
-        ))
+        Err(ControllerError::InvalidReplicationFactor("4 with 3 live brokers".into()))
     );
     assert!(matches!(
         c.create_topic(&image, "bad/name", tid(1), 1, 1, 0),
@@ -106,15 +97,8 @@ fn create_assigns_round_robin_and_checks_replication_factor() {
     let d = c.create_topic(&image, "t", tid(1), 3, 2, 0).unwrap();
     apply_all(&mut image, &mut log, d.records);
     let t = &image.topics[&tid(1)];
-    let assigned: Vec<_> = t
-        .partitions
-        .iter()
-        .map(|p| (p.replicas.clone(), p.leader))
-        .collect();
-    assert_eq!(
-        assigned,
-        vec![(vec![0, 1], 0), (vec![1, 2], 1), (vec![2, 0], 2)]
-    );
+    let assigned: Vec<_> = t.partitions.iter().map(|p| (p.replicas.clone(), p.leader)).collect();
+    assert_eq!(assigned, vec![(vec![0, 1], 0), (vec![1, 2], 1), (vec![2, 0], 2)]);
     assert_eq!(
         c.create_topic(&image, "t", tid(2), 1, 1, 0),
         Err(ControllerError::TopicAlreadyExists)
@@ -134,23 +118,13 @@ fn session_timeout_fences_and_moves_leadership() {
     // Brokers 1 and 2 keep heartbeating; 0 (the leader) goes silent.
     for b in [1, 2] {
         let e = image.brokers[&b].broker_epoch;
-        assert!(c
-            .heartbeat(&image, b, e, false, 90)
-            .unwrap()
-            .records
-            .is_empty());
+        assert!(c.heartbeat(&image, b, e, false, 90).unwrap().records.is_empty());
     }
-    assert!(
-        c.tick(&image, 100).is_empty(),
-        "exactly the timeout is still alive"
-    );
+    assert!(c.tick(&image, 100).is_empty(), "exactly the timeout is still alive");
     let records = c.tick(&image, 101);
     apply_all(&mut image, &mut log, records);
     let p = image.partition(tid(1), 0).unwrap();
-    assert_eq!(
-        (p.leader, p.isr.clone(), p.leader_epoch, p.partition_epoch),
-        (1, vec![1, 2], 1, 1)
-    );
+    assert_eq!((p.leader, p.isr.clone(), p.leader_epoch, p.partition_epoch), (1, vec![1, 2], 1, 1));
     assert!(image.brokers[&0].fenced);
     // A stale AlterPartition from the old leader is fenced.
     let req = AlterPartitionRequest {
@@ -162,10 +136,7 @@ fn session_timeout_fences_and_moves_leadership() {
         partition_epoch: 0,
         new_isr: vec![0],
     };
-    assert_eq!(
-        c.alter_partition(&image, &req),
-        Err(ControllerError::FencedLeaderEpoch)
-    );
+    assert_eq!(c.alter_partition(&image, &req), Err(ControllerError::FencedLeaderEpoch));
     let req = AlterPartitionRequest {
         broker_id: 1,
         broker_epoch: image.brokers[&1].broker_epoch,
@@ -173,34 +144,19 @@ fn session_timeout_fences_and_moves_leadership() {
         new_isr: vec![1, 2, 0],
         ..req
     };
-    assert_eq!(
-        c.alter_partition(&image, &req),
-        Err(ControllerError::InvalidUpdateVersion)
-    );
-    let req = AlterPartitionRequest {
-        partition_epoch: 1,
-        ..req
-    };
+    assert_eq!(c.alter_partition(&image, &req), Err(ControllerError::InvalidUpdateVersion));
+    let req = AlterPartitionRequest { partition_epoch: 1, ..req };
     assert_eq!(
         c.alter_partition(&image, &req),
         Err(ControllerError::IneligibleReplica(0)),
         "KIP-841: fenced cannot join"
     );
-    let req = AlterPartitionRequest {
-        new_isr: vec![2],
-        ..req
-    };
+    let req = AlterPartitionRequest { new_isr: vec![2], ..req };
     assert!(
-        matches!(
-            c.alter_partition(&image, &req),
-            Err(ControllerError::InvalidRequest(_))
-        ),
+        matches!(c.alter_partition(&image, &req), Err(ControllerError::InvalidRequest(_))),
         "leader must stay"
     );
-    let req = AlterPartitionRequest {
-        new_isr: vec![1],
-        ..req
-    };
+    let req = AlterPartitionRequest { new_isr: vec![1], ..req };
     let d = c.alter_partition(&image, &req).unwrap();
     assert_eq!((d.reply.isr.clone(), d.reply.partition_epoch), (vec![1], 2));
     apply_all(&mut image, &mut log, d.records);
@@ -210,14 +166,10 @@ fn session_timeout_fences_and_moves_leadership() {
     let p = image.partition(tid(1), 0).unwrap();
     assert_eq!((p.leader, p.isr.clone()), (NO_LEADER, vec![1]));
     // 2 comes back: not in the ISR, stays offline (unclean off). Then 1 comes back and leads.
-    let d = c
-        .heartbeat(&image, 2, image.brokers[&2].broker_epoch, false, 400)
-        .unwrap();
+    let d = c.heartbeat(&image, 2, image.brokers[&2].broker_epoch, false, 400).unwrap();
     apply_all(&mut image, &mut log, d.records);
     assert_eq!(image.partition(tid(1), 0).unwrap().leader, NO_LEADER);
-    let d = c
-        .heartbeat(&image, 1, image.brokers[&1].broker_epoch, false, 400)
-        .unwrap();
+    let d = c.heartbeat(&image, 1, image.brokers[&1].broker_epoch, false, 400).unwrap();
     apply_all(&mut image, &mut log, d.records);
     let p = image.partition(tid(1), 0).unwrap();
     assert_eq!((p.leader, p.isr.clone(), p.leader_epoch), (1, vec![1], 3));
@@ -244,9 +196,7 @@ fn unclean_election_takes_a_live_replica_outside_the_isr() {
     };
     let d = c.alter_partition(&image, &req).unwrap();
     apply_all(&mut image, &mut log, d.records);
-    let d = c
-        .heartbeat(&image, 0, image.brokers[&0].broker_epoch, true, 10)
-        .unwrap();
+    let d = c.heartbeat(&image, 0, image.brokers[&0].broker_epoch, true, 10).unwrap();
     assert!(d.reply.fenced);
     apply_all(&mut image, &mut log, d.records);
     let p = image.partition(tid(1), 0).unwrap();
@@ -273,28 +223,17 @@ fn apply_rejects_stale_records_without_change() {
     };
     let last_broker_epoch = image.last_broker_epoch;
     for bad in [
-        change(1, 0, vec![0, 1], 1), // leader changed without a new leader epoch
+        change(1, 0, vec![0, 1], 1),  // leader changed without a new leader epoch
         change(0, -1, vec![0, 1], 1), // leader epoch went back
-        change(1, -1, vec![1], 1),   // new leader with an older leader epoch
-        change(0, 0, vec![0], 2),    // skipped a partition epoch
-        change(0, 0, vec![0], 0),    // replayed partition epoch
-        change(0, 0, vec![1], 1),    // leader outside the ISR
-        change(0, 0, vec![], 1),     // empty ISR
-        change(0, 0, vec![0, 5], 1), // ISR outside the replicas
-        Record::FenceBroker {
-            broker_id: 0,
-            broker_epoch: 99,
-        },
-        Record::UnfenceBroker {
-            broker_id: 1,
-            broker_epoch: image.brokers[&1].broker_epoch - 1,
-        },
-        Record::RegisterBroker {
-            broker_id: 0,
-            incarnation: 2,
-            broker_epoch: 1,
-            endpoint: ep(1),
-        },
+        change(1, -1, vec![1], 1),    // new leader with an older leader epoch
+        change(0, 0, vec![0], 2),     // skipped a partition epoch
+        change(0, 0, vec![0], 0),     // replayed partition epoch
+        change(0, 0, vec![1], 1),     // leader outside the ISR
+        change(0, 0, vec![], 1),      // empty ISR
+        change(0, 0, vec![0, 5], 1),  // ISR outside the replicas
+        Record::FenceBroker { broker_id: 0, broker_epoch: 99 },
+        Record::UnfenceBroker { broker_id: 1, broker_epoch: image.brokers[&1].broker_epoch - 1 },
+        Record::RegisterBroker { broker_id: 0, incarnation: 2, broker_epoch: 1, endpoint: ep(1) },
         Record::RegisterBroker {
             broker_id: 0,
             incarnation: 2,
@@ -309,21 +248,36 @@ fn apply_rejects_stale_records_without_change() {
     // The same records with current epochs go through.
     image.apply(&change(0, 0, vec![0], 1)).unwrap();
     image.apply(&change(1, 1, vec![1], 2)).unwrap();
-    assert!(image.apply(&change(0, 1, vec![0, 1], 3)).is_err(), "leader changed back within epoch 1");
+    assert!(
+        image.apply(&change(0, 1, vec![0, 1], 3)).is_err(),
+        "leader changed back within epoch 1"
+    );
     image.apply(&change(1, 1, vec![0, 1], 3)).unwrap();
     let fence = Record::FenceBroker { broker_id: 0, broker_epoch: image.brokers[&0].broker_epoch };
     image.apply(&fence).unwrap();
     assert!(image.brokers[&0].fenced);
-    let register = Record::RegisterBroker { broker_id: 0, incarnation: 2, broker_epoch: last_broker_epoch + 1, endpoint: ep(1) };
+    let register = Record::RegisterBroker {
+        broker_id: 0,
+        incarnation: 2,
+        broker_epoch: last_broker_epoch + 1,
+        endpoint: ep(1),
+    };
     image.apply(&register).unwrap();
-    assert_eq!((image.brokers[&0].broker_epoch, image.last_broker_epoch), (last_broker_epoch + 1, last_broker_epoch + 1));
+    assert_eq!(
+        (image.brokers[&0].broker_epoch, image.last_broker_epoch),
+        (last_broker_epoch + 1, last_broker_epoch + 1)
+    );
 }
 
 /// A zombie (the previous incarnation of a re-registered broker) heartbeats with its old broker
 /// epoch: refused, and it does not keep the new incarnation's session alive.
 #[test]
 fn heartbeat_with_a_stale_broker_epoch_is_refused() {
-    let mut c = Controller::new(ControllerConfig { broker_session_timeout_ms: 100, unclean_leader_election_enable: false, min_insync_replicas: 1 });
+    let mut c = Controller::new(ControllerConfig {
+        broker_session_timeout_ms: 100,
+        unclean_leader_election_enable: false,
+        min_insync_replicas: 1,
+    });
     let (mut image, mut log) = cluster(&mut c, 2);
     let old = image.brokers[&1].broker_epoch;
     let d = c.register_broker(&image, 1, 2, ep(9093), true, 10).unwrap();
@@ -353,7 +307,13 @@ fn recovery_reports(image: &MetadataImage, b: BrokerId) -> Vec<ReplicaLogInfo> {
         for (i, p) in t.partitions.iter().enumerate() {
             if p.recovering && recovery_candidates(p).contains(&b) {
                 let k = b as i64 * 7 + i as i64 * 3;
-                out.push(ReplicaLogInfo { topic_id: *id, partition: i as u32, partition_epoch: p.partition_epoch, last_epoch: (k % 3) as i32 - 1, log_end_offset: k % 5 });
+                out.push(ReplicaLogInfo {
+                    topic_id: *id,
+                    partition: i as u32,
+                    partition_epoch: p.partition_epoch,
+                    last_epoch: (k % 3) as i32 - 1,
+                    log_end_offset: k % 5,
+                });
             }
         }
     }
@@ -530,37 +490,22 @@ fn any_record() -> impl Strategy<Value = Record> {
     let ids = || proptest::collection::vec(-1i32..4, 0..4);
     prop_oneof![
         (-1i32..4, 0u64..3, -1i64..8).prop_map(|(broker_id, incarnation, broker_epoch)| {
-            Record::RegisterBroker {
-                broker_id,
-                incarnation,
-                broker_epoch,
-                endpoint: ep(1),
-            }
+            Record::RegisterBroker { broker_id, incarnation, broker_epoch, endpoint: ep(1) }
         }),
-        (-1i32..4, -1i64..8).prop_map(|(broker_id, broker_epoch)| Record::FenceBroker {
-            broker_id,
-            broker_epoch
-        }),
+        (-1i32..4, -1i64..8)
+            .prop_map(|(broker_id, broker_epoch)| Record::FenceBroker { broker_id, broker_epoch }),
         (-1i32..4, -1i64..8).prop_map(|(broker_id, broker_epoch)| Record::UnfenceBroker {
             broker_id,
             broker_epoch
         }),
-        (
-            "[a-c.]{0,3}",
-            0u8..3,
-            proptest::collection::vec((ids(), ids(), -1i32..4), 0..3)
-        )
+        ("[a-c.]{0,3}", 0u8..3, proptest::collection::vec((ids(), ids(), -1i32..4), 0..3))
             .prop_map(|(name, id, parts)| {
                 Record::CreateTopic {
                     name,
                     topic_id: tid(id),
                     partitions: parts
                         .into_iter()
-                        .map(|(replicas, isr, leader)| PartitionRecord {
-                            replicas,
-                            isr,
-                            leader,
-                        })
+                        .map(|(replicas, isr, leader)| PartitionRecord { replicas, isr, leader })
                         .collect(),
                 }
             }),
@@ -633,13 +578,16 @@ proptest! {
     }
 }
 
-
 /// The data-loss story KIP-966 closes: RF 3, min.insync.replicas 2. The ISR shrinks to the leader
 /// alone (the others lagged); they join the ELR, holding every acks=all write. The leader loses
 /// power and restarts uncleanly: it must not be elected from its truncated log — an ELR member is.
 #[test]
 fn unclean_restart_of_the_sole_isr_member_hands_leadership_to_the_elr() {
-    let mut c = Controller::new(ControllerConfig { broker_session_timeout_ms: 100, unclean_leader_election_enable: false, min_insync_replicas: 2 });
+    let mut c = Controller::new(ControllerConfig {
+        broker_session_timeout_ms: 100,
+        unclean_leader_election_enable: false,
+        min_insync_replicas: 2,
+    });
     let (mut image, mut log) = cluster(&mut c, 3);
     let d = c.create_topic(&image, "t", tid(1), 1, 3, 0).unwrap();
     apply_all(&mut image, &mut log, d.records);
@@ -648,7 +596,15 @@ fn unclean_restart_of_the_sole_isr_member_hands_leadership_to_the_elr() {
     // {0,1,2} → {0,1}: still at min.insync, no ELR.
     let alter = |image: &MetadataImage, isr: Vec<i32>| {
         let p = image.partition(tid(1), 0).unwrap();
-        AlterPartitionRequest { broker_id: 0, broker_epoch: image.brokers[&0].broker_epoch, topic_id: tid(1), partition: 0, leader_epoch: p.leader_epoch, partition_epoch: p.partition_epoch, new_isr: isr }
+        AlterPartitionRequest {
+            broker_id: 0,
+            broker_epoch: image.brokers[&0].broker_epoch,
+            topic_id: tid(1),
+            partition: 0,
+            leader_epoch: p.leader_epoch,
+            partition_epoch: p.partition_epoch,
+            new_isr: isr,
+        }
     };
     let d = c.alter_partition(&image, &alter(&image, vec![0, 1])).unwrap();
     apply_all(&mut image, &mut log, d.records);
@@ -661,7 +617,7 @@ fn unclean_restart_of_the_sole_isr_member_hands_leadership_to_the_elr() {
     for b in [1, 2] {
         let e = image.brokers[&b].broker_epoch;
         let recs = c.heartbeat(&image, b, e, false, 150).unwrap().records;
-    apply_all(&mut image, &mut log, recs);
+        apply_all(&mut image, &mut log, recs);
     }
     let recs = c.tick(&image, 200);
     apply_all(&mut image, &mut log, recs);
@@ -676,12 +632,24 @@ fn unclean_restart_of_the_sole_isr_member_hands_leadership_to_the_elr() {
 
     // Two replicas, both lost: the partition waits for the one that holds every acknowledged
     // write instead of electing the one that restarted after a power loss.
-    let mut c = Controller::new(ControllerConfig { broker_session_timeout_ms: 100, unclean_leader_election_enable: false, min_insync_replicas: 2 });
+    let mut c = Controller::new(ControllerConfig {
+        broker_session_timeout_ms: 100,
+        unclean_leader_election_enable: false,
+        min_insync_replicas: 2,
+    });
     let (mut image, mut log) = cluster(&mut c, 2);
     let d = c.create_topic(&image, "u", tid(2), 1, 2, 0).unwrap();
     apply_all(&mut image, &mut log, d.records);
     let p = image.partition(tid(2), 0).unwrap().clone();
-    let req = AlterPartitionRequest { broker_id: p.leader, broker_epoch: image.brokers[&p.leader].broker_epoch, topic_id: tid(2), partition: 0, leader_epoch: p.leader_epoch, partition_epoch: p.partition_epoch, new_isr: vec![p.leader] };
+    let req = AlterPartitionRequest {
+        broker_id: p.leader,
+        broker_epoch: image.brokers[&p.leader].broker_epoch,
+        topic_id: tid(2),
+        partition: 0,
+        leader_epoch: p.leader_epoch,
+        partition_epoch: p.partition_epoch,
+        new_isr: vec![p.leader],
+    };
     let recs = c.alter_partition(&image, &req).unwrap().records;
     apply_all(&mut image, &mut log, recs);
     let other = 1 - p.leader;
@@ -691,7 +659,11 @@ fn unclean_restart_of_the_sole_isr_member_hands_leadership_to_the_elr() {
     let recs = c.tick(&image, 1_000);
     apply_all(&mut image, &mut log, recs);
     let q = image.partition(tid(2), 0).unwrap().clone();
-    assert_eq!((q.leader, q.isr.clone(), q.elr.clone()), (NO_LEADER, vec![other], vec![p.leader]), "{q:?}");
+    assert_eq!(
+        (q.leader, q.isr.clone(), q.elr.clone()),
+        (NO_LEADER, vec![other], vec![p.leader]),
+        "{q:?}"
+    );
     // The old leader restarts uncleanly: out of the ELR; it is not elected from its truncated log.
     let d = c.register_broker(&image, p.leader, 7, ep(1), false, 1_100).unwrap();
     apply_all(&mut image, &mut log, d.records);
@@ -713,7 +685,11 @@ fn unclean_restart_of_the_sole_isr_member_hands_leadership_to_the_elr() {
 /// partition waits for both logs and elects the follower's, the longer.
 #[test]
 fn unclean_recovery_elects_the_longest_log_over_the_last_isr_member() {
-    let mut c = Controller::new(ControllerConfig { broker_session_timeout_ms: 100, unclean_leader_election_enable: false, min_insync_replicas: 2 });
+    let mut c = Controller::new(ControllerConfig {
+        broker_session_timeout_ms: 100,
+        unclean_leader_election_enable: false,
+        min_insync_replicas: 2,
+    });
     let (mut image, mut log) = cluster(&mut c, 3);
     let d = c.create_topic(&image, "t", tid(1), 1, 2, 0).unwrap();
     apply_all(&mut image, &mut log, d.records);
@@ -728,7 +704,11 @@ fn unclean_recovery_elects_the_longest_log_over_the_last_isr_member() {
     let recs = c.heartbeat(&image, follower, e, false, 10).unwrap().records;
     apply_all(&mut image, &mut log, recs);
     let p = image.partition(tid(1), 0).unwrap().clone();
-    assert_eq!((p.leader, p.isr.clone(), p.elr.clone(), p.last_known_elr.clone(), p.recovering), (leader, vec![leader], vec![], vec![follower], false), "{p:?}");
+    assert_eq!(
+        (p.leader, p.isr.clone(), p.elr.clone(), p.last_known_elr.clone(), p.recovering),
+        (leader, vec![leader], vec![], vec![follower], false),
+        "{p:?}"
+    );
     // The leader loses power and restarts uncleanly: not elected as the last ISR member.
     let d = c.register_broker(&image, leader, 3, ep(1), false, 20).unwrap();
     apply_all(&mut image, &mut log, d.records);
@@ -736,33 +716,67 @@ fn unclean_recovery_elects_the_longest_log_over_the_last_isr_member() {
     assert_eq!((p.leader, p.isr.clone(), p.recovering), (NO_LEADER, vec![leader], true), "{p:?}");
     let report = |image: &MetadataImage, last_epoch, leo| {
         let p = image.partition(tid(1), 0).unwrap();
-        vec![ReplicaLogInfo { topic_id: tid(1), partition: 0, partition_epoch: p.partition_epoch, last_epoch, log_end_offset: leo }]
+        vec![ReplicaLogInfo {
+            topic_id: tid(1),
+            partition: 0,
+            partition_epoch: p.partition_epoch,
+            last_epoch,
+            log_end_offset: leo,
+        }]
     };
     let e = image.brokers[&leader].broker_epoch;
-    let recs = c.heartbeat_with_logs(&image, leader, e, false, &report(&image, -1, 0), 30).unwrap().records;
+    let recs = c
+        .heartbeat_with_logs(&image, leader, e, false, &report(&image, -1, 0), 30)
+        .unwrap()
+        .records;
     apply_all(&mut image, &mut log, recs);
     let p = image.partition(tid(1), 0).unwrap().clone();
     assert_eq!(p.leader, NO_LEADER, "elected before every candidate reported: {p:?}");
     // A report for an older partition state does not count.
-    let stale = vec![ReplicaLogInfo { partition_epoch: p.partition_epoch - 1, ..report(&image, 0, 5_000)[0] }];
+    let stale = vec![ReplicaLogInfo {
+        partition_epoch: p.partition_epoch - 1,
+        ..report(&image, 0, 5_000)[0]
+    }];
     let e = image.brokers[&follower].broker_epoch;
     let recs = c.heartbeat_with_logs(&image, follower, e, false, &stale, 40).unwrap().records;
     apply_all(&mut image, &mut log, recs);
     assert_eq!(image.partition(tid(1), 0).unwrap().leader, NO_LEADER);
-    let recs = c.heartbeat_with_logs(&image, follower, e, false, &report(&image, 0, 5_000), 50).unwrap().records;
+    let recs = c
+        .heartbeat_with_logs(&image, follower, e, false, &report(&image, 0, 5_000), 50)
+        .unwrap()
+        .records;
     apply_all(&mut image, &mut log, recs);
     let q = image.partition(tid(1), 0).unwrap().clone();
-    assert_eq!((q.leader, q.isr.clone(), q.recovering, q.last_known_elr.clone()), (follower, vec![follower], false, vec![]), "{q:?}");
+    assert_eq!(
+        (q.leader, q.isr.clone(), q.recovering, q.last_known_elr.clone()),
+        (follower, vec![follower], false, vec![]),
+        "{q:?}"
+    );
     assert!(q.leader_epoch > p.leader_epoch);
     // The old leader catches up and rejoins: the ISR is whole again.
-    let req = AlterPartitionRequest { broker_id: follower, broker_epoch: e, topic_id: tid(1), partition: 0, leader_epoch: q.leader_epoch, partition_epoch: q.partition_epoch, new_isr: vec![leader, follower] };
+    let req = AlterPartitionRequest {
+        broker_id: follower,
+        broker_epoch: e,
+        topic_id: tid(1),
+        partition: 0,
+        leader_epoch: q.leader_epoch,
+        partition_epoch: q.partition_epoch,
+        new_isr: vec![leader, follower],
+    };
     let recs = c.alter_partition(&image, &req).unwrap().records;
     apply_all(&mut image, &mut log, recs);
     let q = image.partition(tid(1), 0).unwrap().clone();
-    assert_eq!((q.isr.clone(), q.elr.clone(), q.last_known_elr.clone()), (vec![leader, follower], vec![], vec![]));
+    assert_eq!(
+        (q.isr.clone(), q.elr.clone(), q.last_known_elr.clone()),
+        (vec![leader, follower], vec![], vec![])
+    );
 
     // The same, but the old leader's log is the longer one (it only crashed): it is elected.
-    let mut c = Controller::new(ControllerConfig { broker_session_timeout_ms: 100, unclean_leader_election_enable: false, min_insync_replicas: 2 });
+    let mut c = Controller::new(ControllerConfig {
+        broker_session_timeout_ms: 100,
+        unclean_leader_election_enable: false,
+        min_insync_replicas: 2,
+    });
     let (mut image, mut log) = cluster(&mut c, 2);
     let d = c.create_topic(&image, "t", tid(1), 1, 2, 0).unwrap();
     apply_all(&mut image, &mut log, d.records);
@@ -772,12 +786,19 @@ fn unclean_recovery_elects_the_longest_log_over_the_last_isr_member() {
     }
     for (b, last_epoch, leo) in [(1, 0, 10), (0, 0, 12)] {
         let e = image.brokers[&b].broker_epoch;
-        let recs = c.heartbeat_with_logs(&image, b, e, false, &report(&image, last_epoch, leo), 20).unwrap().records;
+        let recs = c
+            .heartbeat_with_logs(&image, b, e, false, &report(&image, last_epoch, leo), 20)
+            .unwrap()
+            .records;
         apply_all(&mut image, &mut log, recs);
     }
     // Broker 0's report was sent before broker 1's unfencing... both are in: 0 leads.
     let q = image.partition(tid(1), 0).unwrap().clone();
-    assert_eq!((q.leader, q.isr.clone(), q.elr.clone(), q.last_known_elr.clone()), (0, vec![0], vec![], vec![1]), "{q:?}");
+    assert_eq!(
+        (q.leader, q.isr.clone(), q.elr.clone(), q.last_known_elr.clone()),
+        (0, vec![0], vec![], vec![1]),
+        "{q:?}"
+    );
 }
 
 /// A replica-log model of one partition (3 brokers, RF 2 or 3, min.insync.replicas 2, unclean

@@ -138,14 +138,8 @@ impl Cluster {
         let rd = raft.ready();
         let node = &mut self.nodes[i];
         if let Some(hs) = rd.hard_state {
-            assert!(
-                hs.term >= node.disk.hard_state.term,
-                "persisted term went back"
-            );
-            assert!(
-                hs.commit >= node.disk.hard_state.commit,
-                "persisted commit went back"
-            );
+            assert!(hs.term >= node.disk.hard_state.term, "persisted term went back");
+            assert!(hs.commit >= node.disk.hard_state.commit, "persisted commit went back");
             node.disk.hard_state = hs;
         }
         if let Some(first) = rd.entries.first() {
@@ -157,18 +151,10 @@ impl Cluster {
             self.net.drain(..self.net.len() - NET_MAX);
         }
         for e in &rd.committed_entries {
-            assert_eq!(
-                e.index,
-                node.applied.len() as u64 + 1,
-                "applied out of order"
-            );
+            assert_eq!(e.index, node.applied.len() as u64 + 1, "applied out of order");
             node.applied.push(e.clone());
             let (known, _) = self.committed.entry(e.index).or_insert((e.clone(), term));
-            assert_eq!(
-                known, e,
-                "state machine safety: two entries applied at index {}",
-                e.index
-            );
+            assert_eq!(known, e, "state machine safety: two entries applied at index {}", e.index);
         }
         self.nodes[i].raft.as_mut().unwrap().advance(rd);
     }
@@ -230,17 +216,10 @@ impl Cluster {
             let Some(r) = &node.raft else { continue };
             if r.role() == Role::Leader {
                 let prev = self.leaders.entry(r.term()).or_insert(r.id());
-                assert_eq!(
-                    *prev,
-                    r.id(),
-                    "election safety: two leaders in term {}",
-                    r.term()
-                );
+                assert_eq!(*prev, r.id(), "election safety: two leaders in term {}", r.term());
                 for e in &r.log()[..r.commit_index() as usize] {
-                    let (known, cterm) = self
-                        .committed
-                        .entry(e.index)
-                        .or_insert((e.clone(), r.term()));
+                    let (known, cterm) =
+                        self.committed.entry(e.index).or_insert((e.clone(), r.term()));
                     assert_eq!(known, e, "two different entries committed at {}", e.index);
                     *cterm = (*cterm).min(r.term());
                 }
@@ -277,33 +256,21 @@ impl Cluster {
             }
         }
         // Log matching over the in-memory logs of live nodes.
-        let logs: Vec<&[Entry]> = self
-            .nodes
-            .iter()
-            .filter_map(|n| n.raft.as_ref().map(|r| r.log()))
-            .collect();
+        let logs: Vec<&[Entry]> =
+            self.nodes.iter().filter_map(|n| n.raft.as_ref().map(|r| r.log())).collect();
         for a in 0..logs.len() {
             for b in a + 1..logs.len() {
                 let (x, y) = (logs[a], logs[b]);
-                if let Some(k) = (0..x.len().min(y.len()))
-                    .rev()
-                    .find(|&k| x[k].term == y[k].term)
-                {
+                if let Some(k) = (0..x.len().min(y.len())).rev().find(|&k| x[k].term == y[k].term) {
                     assert_eq!(x[..=k], y[..=k], "log matching broken at index {}", k + 1);
                 }
             }
         }
         // Committed entries are on a majority of disks: no crash can lose them.
         for (i, (e, _)) in &self.committed {
-            let holders = self
-                .nodes
-                .iter()
-                .filter(|n| n.disk.log.get(*i as usize - 1) == Some(e))
-                .count();
-            assert!(
-                holders >= quorum,
-                "committed entry {i} on only {holders} disks"
-            );
+            let holders =
+                self.nodes.iter().filter(|n| n.disk.log.get(*i as usize - 1) == Some(e)).count();
+            assert!(holders >= quorum, "committed entry {i} on only {holders} disks");
         }
     }
 
@@ -347,11 +314,7 @@ impl Cluster {
                     proposed_in = Some(term);
                 }
             }
-            if self
-                .nodes
-                .iter()
-                .all(|n| n.applied.iter().any(|e| e.data == final_data))
-            {
+            if self.nodes.iter().all(|n| n.applied.iter().any(|e| e.data == final_data)) {
                 return t;
             }
         }
@@ -411,11 +374,7 @@ fn run(n: u64, seed: u64, flags: bool, acts: Vec<Act>) {
     let mut c = Cluster::with_flags(n, seed, flags);
     for a in acts {
         match a {
-            Act::Round {
-                tick_mask,
-                fate,
-                reverse,
-            } => {
+            Act::Round { tick_mask, fate, reverse } => {
                 for i in 0..n as usize {
                     if tick_mask & (1 << i) != 0 {
                         c.tick(i);
@@ -502,9 +461,8 @@ fn run(n: u64, seed: u64, flags: bool, acts: Vec<Act>) {
             }
             Act::Restart(i) => {
                 // The i-th crashed node, if any.
-                let down: Vec<usize> = (0..n as usize)
-                    .filter(|j| c.nodes[*j].raft.is_none())
-                    .collect();
+                let down: Vec<usize> =
+                    (0..n as usize).filter(|j| c.nodes[*j].raft.is_none()).collect();
                 if !down.is_empty() {
                     c.restart(down[i % down.len()]);
                 }
@@ -513,9 +471,8 @@ fn run(n: u64, seed: u64, flags: bool, acts: Vec<Act>) {
             Act::Heal => c.groups = vec![0; n as usize],
             Act::IsolateLeader(mask) => {
                 if let Some(l) = c.leader() {
-                    c.groups = (0..n as usize)
-                        .map(|i| u8::from(i == l || mask & (1 << i) != 0))
-                        .collect();
+                    c.groups =
+                        (0..n as usize).map(|i| u8::from(i == l || mask & (1 << i) != 0)).collect();
                 }
             }
             Act::CrashLeader => {
@@ -603,10 +560,7 @@ fn uncommitted_limit_and_not_leader() {
         accepted += 1;
     }
     assert_eq!(accepted, 16);
-    assert_eq!(
-        r.propose(vec![3]),
-        Err(ProposeError::TooManyUncommitted { uncommitted: 16 })
-    );
+    assert_eq!(r.propose(vec![3]), Err(ProposeError::TooManyUncommitted { uncommitted: 16 }));
 }
 
 #[test]
@@ -676,11 +630,7 @@ fn log_of(terms: &[u64]) -> Vec<Entry> {
     terms
         .iter()
         .enumerate()
-        .map(|(i, t)| Entry {
-            term: *t,
-            index: i as u64 + 1,
-            data: vec![i as u8 + 1, *t as u8],
-        })
+        .map(|(i, t)| Entry { term: *t, index: i as u64 + 1, data: vec![i as u8 + 1, *t as u8] })
         .collect()
 }
 
@@ -725,11 +675,7 @@ impl Cluster {
 #[test]
 fn figure_8_old_term_entry_is_not_committed_by_counting() {
     let disk = |term, vote, terms: &[u64]| Disk {
-        hard_state: HardState {
-            term,
-            vote,
-            commit: 1,
-        },
+        hard_state: HardState { term, vote, commit: 1 },
         log: log_of(terms),
     };
     let mut c = Cluster::from_disks(
@@ -790,68 +736,30 @@ fn figure_8_old_term_entry_is_not_committed_by_counting() {
 /// A follower commits only what the leader's message proved to match, not a stale suffix.
 #[test]
 fn follower_does_not_commit_a_stale_suffix() {
-    let hs = HardState {
-        term: 2,
-        vote: None,
-        commit: 1,
-    };
-    let mut f = Raft::restart(
-        config(2, 3),
-        ChaCha8Rng::seed_from_u64(1),
-        hs,
-        log_of(&[1, 1, 2]),
-        0,
-    );
+    let hs = HardState { term: 2, vote: None, commit: 1 };
+    let mut f =
+        Raft::restart(config(2, 3), ChaCha8Rng::seed_from_u64(1), hs, log_of(&[1, 1, 2]), 0);
     let append = |prev_log_index, prev_log_term, entries, leader_commit| Message {
         from: 1,
         to: 2,
         term: 3,
-        body: MessageBody::AppendEntries {
-            prev_log_index,
-            prev_log_term,
-            entries,
-            leader_commit,
-        },
+        body: MessageBody::AppendEntries { prev_log_index, prev_log_term, entries, leader_commit },
     };
     f.step(append(2, 1, vec![], 4));
-    assert_eq!(
-        f.commit_index(),
-        2,
-        "index 3 (term 2) is not proven to match the leader"
-    );
+    assert_eq!(f.commit_index(), 2, "index 3 (term 2) is not proven to match the leader");
     let rd = f.ready();
     assert_eq!(
         rd.messages[0].body,
-        MessageBody::AppendEntriesResponse {
-            success: true,
-            index: 2,
-            hint: 0
-        }
+        MessageBody::AppendEntriesResponse { success: true, index: 2, hint: 0 }
     );
     f.advance(rd);
     // A conflicting entry at 3 replaces the stale one; then 3 may commit.
-    f.step(append(
-        2,
-        1,
-        vec![Entry {
-            term: 3,
-            index: 3,
-            data: vec![9],
-        }],
-        4,
-    ));
-    assert_eq!(
-        (f.commit_index(), f.log()[2].term, f.last_index()),
-        (3, 3, 3)
-    );
+    f.step(append(2, 1, vec![Entry { term: 3, index: 3, data: vec![9] }], 4));
+    assert_eq!((f.commit_index(), f.log()[2].term, f.last_index()), (3, 3, 3));
     let rd = f.ready();
     assert_eq!(
         rd.entries,
-        vec![Entry {
-            term: 3,
-            index: 3,
-            data: vec![9]
-        }],
+        vec![Entry { term: 3, index: 3, data: vec![9] }],
         "the replacement is persisted"
     );
     f.advance(rd);
@@ -860,11 +768,7 @@ fn follower_does_not_commit_a_stale_suffix() {
     let rd = f.ready();
     assert_eq!(
         rd.messages[0].body,
-        MessageBody::AppendEntriesResponse {
-            success: false,
-            index: 5,
-            hint: 3
-        }
+        MessageBody::AppendEntriesResponse { success: false, index: 5, hint: 3 }
     );
     f.advance(rd);
 }
@@ -875,7 +779,8 @@ fn follower_does_not_commit_a_stale_suffix() {
 #[test]
 fn append_from_a_stale_term_is_refused_and_changes_nothing() {
     let hs = HardState { term: 3, vote: Some(3), commit: 2 };
-    let mut f = Raft::restart(config(2, 3), ChaCha8Rng::seed_from_u64(1), hs, log_of(&[1, 1, 3]), 0);
+    let mut f =
+        Raft::restart(config(2, 3), ChaCha8Rng::seed_from_u64(1), hs, log_of(&[1, 1, 3]), 0);
     let stale = Message {
         from: 1,
         to: 2,
@@ -894,7 +799,12 @@ fn append_from_a_stale_term_is_refused_and_changes_nothing() {
     assert!(rd.entries.is_empty() && rd.hard_state.is_none());
     assert_eq!(
         rd.messages,
-        vec![Message { from: 2, to: 1, term: 3, body: MessageBody::AppendEntriesResponse { success: false, index: 0, hint: 0 } }]
+        vec![Message {
+            from: 2,
+            to: 1,
+            term: 3,
+            body: MessageBody::AppendEntriesResponse { success: false, index: 0, hint: 0 }
+        }]
     );
     f.advance(rd);
     // The same message in the current term is accepted: the check is the term, nothing else.
@@ -902,7 +812,12 @@ fn append_from_a_stale_term_is_refused_and_changes_nothing() {
         from: 3,
         to: 2,
         term: 3,
-        body: MessageBody::AppendEntries { prev_log_index: 3, prev_log_term: 3, entries: vec![Entry { term: 3, index: 4, data: vec![8] }], leader_commit: 3 },
+        body: MessageBody::AppendEntries {
+            prev_log_index: 3,
+            prev_log_term: 3,
+            entries: vec![Entry { term: 3, index: 4, data: vec![8] }],
+            leader_commit: 3,
+        },
     });
     assert_eq!((f.last_index(), f.commit_index(), f.leader()), (4, 3, Some(3)));
 }
@@ -915,34 +830,18 @@ fn vote_is_persisted_and_honoured_after_restart() {
         from,
         to: 3,
         term: 1,
-        body: MessageBody::RequestVote {
-            last_log_index: 0,
-            last_log_term: 0,
-        },
+        body: MessageBody::RequestVote { last_log_index: 0, last_log_term: 0 },
     };
     r.step(vote_req(1));
     let rd = r.ready();
-    assert_eq!(
-        rd.hard_state,
-        Some(HardState {
-            term: 1,
-            vote: Some(1),
-            commit: 0
-        })
-    );
-    assert_eq!(
-        rd.messages[0].body,
-        MessageBody::RequestVoteResponse { granted: true }
-    );
+    assert_eq!(rd.hard_state, Some(HardState { term: 1, vote: Some(1), commit: 0 }));
+    assert_eq!(rd.messages[0].body, MessageBody::RequestVoteResponse { granted: true });
     let hs = rd.hard_state.unwrap();
     r.advance(rd);
     let mut r = Raft::restart(config(3, 3), ChaCha8Rng::seed_from_u64(6), hs, vec![], 0);
     r.step(vote_req(2));
     let rd = r.ready();
-    assert_eq!(
-        rd.messages[0].body,
-        MessageBody::RequestVoteResponse { granted: false }
-    );
+    assert_eq!(rd.messages[0].body, MessageBody::RequestVoteResponse { granted: false });
     assert_eq!(rd.hard_state, None);
     r.advance(rd);
     r.step(vote_req(1));
@@ -961,33 +860,19 @@ fn restart_tolerates_half_persisted_ready() {
     let r = Raft::restart(
         config(1, 3),
         ChaCha8Rng::seed_from_u64(1),
-        HardState {
-            term: 1,
-            vote: Some(2),
-            commit: 2,
-        },
+        HardState { term: 1, vote: Some(2), commit: 2 },
         log_of(&[1, 2]),
         1,
     );
-    assert_eq!(
-        (r.term(), r.hard_state().vote, r.commit_index()),
-        (2, None, 2)
-    );
+    assert_eq!((r.term(), r.hard_state().vote, r.commit_index()), (2, None, 2));
     let r = Raft::restart(
         config(1, 3),
         ChaCha8Rng::seed_from_u64(1),
-        HardState {
-            term: 2,
-            vote: Some(2),
-            commit: 5,
-        },
+        HardState { term: 2, vote: Some(2), commit: 5 },
         log_of(&[1, 2]),
         1,
     );
-    assert_eq!(
-        (r.term(), r.hard_state().vote, r.commit_index()),
-        (2, Some(2), 2)
-    );
+    assert_eq!((r.term(), r.hard_state().vote, r.commit_index()), (2, Some(2), 2));
 }
 
 /// Messages and persisted state are plain serde data for the network and disk layers.
@@ -1004,13 +889,7 @@ fn messages_and_state_round_trip_through_serde() {
         for m in &c.net {
             let json = serde_json::to_string(m).unwrap();
             assert_eq!(&serde_json::from_str::<Message>(&json).unwrap(), m);
-            seen.insert(
-                format!("{:?}", m.body)
-                    .split([' ', '{'])
-                    .next()
-                    .unwrap()
-                    .to_string(),
-            );
+            seen.insert(format!("{:?}", m.body).split([' ', '{']).next().unwrap().to_string());
         }
         for _ in 0..c.net.len() {
             c.deliver(0);

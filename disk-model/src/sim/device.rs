@@ -151,21 +151,13 @@ impl Device {
 
     /// Multiplies the service time (access and transfer) of every IO submitted from now on.
     pub fn set_slow_factor(&mut self, factor: u32) {
-        assert!(
-            (1..=1_000_000).contains(&factor),
-            "slow factor {factor} out of 1..=1e6"
-        );
+        assert!((1..=1_000_000).contains(&factor), "slow factor {factor} out of 1..=1e6");
         self.slow_factor = factor;
     }
 
     /// The time the device has no IO queued or in service.
     pub fn idle_at_ns(&self) -> u64 {
-        self.channel_free_ns
-            .iter()
-            .copied()
-            .max()
-            .unwrap_or(0)
-            .max(self.bus_free_ns)
+        self.channel_free_ns.iter().copied().max().unwrap_or(0).max(self.bus_free_ns)
     }
 
     /// Forgets every queued IO (power loss: the device restarts empty at `now_ns`).
@@ -180,10 +172,7 @@ impl Device {
     /// Queues an IO of `len` bytes at device address `addr`, submitted at `now_ns`.
     pub fn submit(&mut self, now_ns: u64, dir: IoDir, addr: u64, len: u64) -> IoTiming {
         assert!(len > 0, "empty IO");
-        assert!(
-            len <= 1 << 32,
-            "IO of {len} bytes: callers split IO into chunks"
-        );
+        assert!(len <= 1 << 32, "IO of {len} bytes: callers split IO into chunks");
         let sequential = self.last_end_addr == Some(addr);
         self.last_end_addr = Some(addr + len);
 
@@ -215,13 +204,7 @@ impl Device {
         self.bus_free_ns = done_ns;
         self.channel_free_ns[channel] = done_ns;
         assert!(now_ns <= start_ns && start_ns <= transfer_start_ns && transfer_start_ns < done_ns);
-        IoTiming {
-            submit_ns: now_ns,
-            start_ns,
-            transfer_start_ns,
-            done_ns,
-            sequential,
-        }
+        IoTiming { submit_ns: now_ns, start_ns, transfer_start_ns, done_ns, sequential }
     }
 }
 
@@ -239,14 +222,8 @@ mod tests {
         let seq_ns = seq.done_ns - seq.submit_ns;
         let rnd = d.submit(seq.done_ns, IoDir::Read, 1 << 30, PAGE_SIZE);
         let rnd_ns = rnd.done_ns - rnd.submit_ns;
-        assert!(
-            seq_ns < 50_000,
-            "sequential 4 KiB at 180 MB/s is ~23 µs, got {seq_ns}"
-        );
-        assert!(
-            rnd_ns > 12_000_000,
-            "random pays seek + rotation, got {rnd_ns}"
-        );
+        assert!(seq_ns < 50_000, "sequential 4 KiB at 180 MB/s is ~23 µs, got {seq_ns}");
+        assert!(rnd_ns > 12_000_000, "random pays seek + rotation, got {rnd_ns}");
     }
 
     #[test]
@@ -265,11 +242,7 @@ mod tests {
         assert_eq!(a.start_ns, 0);
         assert_eq!(b.start_ns, 0, "second channel starts at once");
         assert!(b.done_ns >= a.done_ns);
-        assert!(
-            a.done_ns < 25_000,
-            "4 KiB NVMe read ~21 µs, got {}",
-            a.done_ns
-        );
+        assert!(a.done_ns < 25_000, "4 KiB NVMe read ~21 µs, got {}", a.done_ns);
     }
 
     #[test]

@@ -43,12 +43,7 @@ pub struct FaultRule {
 impl FaultRule {
     /// Every matching operation on the whole disk fails.
     pub fn always(kind: FaultKind) -> Self {
-        FaultRule {
-            kind,
-            path_prefix: None,
-            probability: 1.0,
-            fires_max: None,
-        }
+        FaultRule { kind, path_prefix: None, probability: 1.0, fires_max: None }
     }
     pub fn under(mut self, prefix: impl Into<PathBuf>) -> Self {
         self.path_prefix = Some(prefix.into());
@@ -65,10 +60,7 @@ impl FaultRule {
 
     pub fn validate(&self) -> Result<(), String> {
         if !(0.0..=1.0).contains(&self.probability) {
-            return Err(format!(
-                "fault probability {} not in 0..=1",
-                self.probability
-            ));
+            return Err(format!("fault probability {} not in 0..=1", self.probability));
         }
         Ok(())
     }
@@ -104,10 +96,7 @@ impl Faults {
 
     pub fn inject(&mut self, rule: FaultRule) -> FaultId {
         assert!(rule.validate().is_ok(), "{:?}", rule.validate());
-        assert!(
-            self.rules.len() < FAULT_RULES_MAX,
-            "more than {FAULT_RULES_MAX} fault rules"
-        );
+        assert!(self.rules.len() < FAULT_RULES_MAX, "more than {FAULT_RULES_MAX} fault rules");
         let id = FaultId(self.next_id);
         self.next_id += 1;
         self.rules.insert(id, (rule, 0));

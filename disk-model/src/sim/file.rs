@@ -40,11 +40,7 @@ impl Content {
 
     /// Replaces page `index` (which must lie inside `len`).
     pub fn set_page(&mut self, index: u64, page: Option<Arc<Page>>) {
-        assert!(
-            index < pages_for(self.len),
-            "page {index} past length {}",
-            self.len
-        );
+        assert!(index < pages_for(self.len), "page {index} past length {}", self.len);
         self.pages[index as usize] = page;
     }
 
@@ -133,10 +129,7 @@ impl Content {
         let keep = (self.len % PAGE_SIZE) as usize;
         if keep != 0 {
             if let Some(Some(page)) = self.pages.last() {
-                assert!(
-                    page[keep..].iter().all(|&b| b == 0),
-                    "bytes past the end of a file"
-                );
+                assert!(page[keep..].iter().all(|&b| b == 0), "bytes past the end of a file");
             }
         }
     }

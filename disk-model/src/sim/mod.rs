@@ -113,11 +113,7 @@ pub struct SimDiskConfig {
 impl SimDiskConfig {
     /// `device` with Linux's default page-cache knobs and a 1 GiB cache.
     pub fn new(device: DeviceProfile, seed: u64) -> Self {
-        SimDiskConfig {
-            device,
-            page_cache: PageCacheConfig::default(),
-            seed,
-        }
+        SimDiskConfig { device, page_cache: PageCacheConfig::default(), seed }
     }
 }
 
@@ -146,10 +142,7 @@ fn stale() -> io::Error {
 impl SimDisk {
     /// Panics if the configuration is invalid (a scenario bug, reported before anything runs).
     pub fn new(config: SimDiskConfig, clock: Clock) -> Self {
-        SimDisk {
-            core: Arc::new(Mutex::new(Core::new(&config))),
-            clock,
-        }
+        SimDisk { core: Arc::new(Mutex::new(Core::new(&config))), clock }
     }
 
     fn lock(&self) -> MutexGuard<'_, Core> {
@@ -358,24 +351,20 @@ impl StorageFile for SimFile {
     }
 
     async fn append(&self, data: &[u8]) -> io::Result<u64> {
-        self.run(|core, now| core.append(now, self.inode, &self.path, data))
-            .await
+        self.run(|core, now| core.append(now, self.inode, &self.path, data)).await
     }
 
     async fn read_at(&self, pos: u64, len: usize) -> io::Result<Bytes> {
-        let data = self
-            .run(|core, now| core.read(now, self.inode, &self.path, pos, len as u64))
-            .await?;
+        let data =
+            self.run(|core, now| core.read(now, self.inode, &self.path, pos, len as u64)).await?;
         Ok(Bytes::from(data))
     }
 
     async fn sync(&self) -> io::Result<()> {
-        self.run(|core, now| core.sync(now, self.inode, &self.path))
-            .await
+        self.run(|core, now| core.sync(now, self.inode, &self.path)).await
     }
 
     async fn truncate(&self, len: u64) -> io::Result<()> {
-        self.run(|core, now| core.truncate(now, self.inode, &self.path, len))
-            .await
+        self.run(|core, now| core.truncate(now, self.inode, &self.path, len)).await
     }
 }

@@ -49,10 +49,7 @@ impl Default for PageCacheConfig {
 impl PageCacheConfig {
     pub fn validate(&self) -> Result<(), String> {
         if self.capacity_bytes < 64 * PAGE_SIZE {
-            return Err(format!(
-                "page cache of {} bytes is below 64 pages",
-                self.capacity_bytes
-            ));
+            return Err(format!("page cache of {} bytes is below 64 pages", self.capacity_bytes));
         }
         if !(self.dirty_background_ratio >= 1
             && self.dirty_background_ratio < self.dirty_ratio
@@ -178,19 +175,9 @@ impl PageCache {
 
     /// Adds a clean page (filled from the device); returns the pages evicted to make room.
     pub fn insert_clean(&mut self, key: PageKey, ready_ns: u64) -> Vec<PageKey> {
-        assert!(
-            !self.pages.contains_key(&key),
-            "page {key:?} already cached"
-        );
+        assert!(!self.pages.contains_key(&key), "page {key:?} already cached");
         let stamp = self.stamp();
-        self.pages.insert(
-            key,
-            PageMeta {
-                dirty_since_ns: None,
-                lru_stamp: stamp,
-                ready_ns,
-            },
-        );
+        self.pages.insert(key, PageMeta { dirty_since_ns: None, lru_stamp: stamp, ready_ns });
         self.clean_lru.insert(stamp, key);
         self.evict_to_capacity(Some(key))
     }
@@ -212,11 +199,7 @@ impl PageCache {
             None => {
                 self.pages.insert(
                     key,
-                    PageMeta {
-                        dirty_since_ns: Some(now_ns),
-                        lru_stamp: 0,
-                        ready_ns: now_ns,
-                    },
+                    PageMeta { dirty_since_ns: Some(now_ns), lru_stamp: 0, ready_ns: now_ns },
                 );
                 self.dirty.insert(key);
                 self.dirty_by_age.insert((now_ns, key));
@@ -233,14 +216,8 @@ impl PageCache {
     /// A dirty page became clean (written back, or its writeback error was swallowed).
     pub fn mark_clean(&mut self, key: PageKey) {
         let stamp = self.stamp();
-        let meta = self
-            .pages
-            .get_mut(&key)
-            .expect("mark_clean of an uncached page");
-        let since = meta
-            .dirty_since_ns
-            .take()
-            .expect("mark_clean of a clean page");
+        let meta = self.pages.get_mut(&key).expect("mark_clean of an uncached page");
+        let since = meta.dirty_since_ns.take().expect("mark_clean of a clean page");
         meta.lru_stamp = stamp;
         self.clean_lru.insert(stamp, key);
         assert!(self.dirty.remove(&key));
@@ -267,18 +244,12 @@ impl PageCache {
 
     /// The cached pages of `inode` from page `first` on, in page order.
     pub fn pages_of(&self, inode: u64, first: u64) -> Vec<u64> {
-        self.pages
-            .range((inode, first)..=(inode, u64::MAX))
-            .map(|(&(_, p), _)| p)
-            .collect()
+        self.pages.range((inode, first)..=(inode, u64::MAX)).map(|(&(_, p), _)| p).collect()
     }
 
     /// The dirty pages of `inode`, in page order.
     pub fn dirty_pages_of(&self, inode: u64) -> Vec<u64> {
-        self.dirty
-            .range((inode, 0)..=(inode, u64::MAX))
-            .map(|&(_, p)| p)
-            .collect()
+        self.dirty.range((inode, 0)..=(inode, u64::MAX)).map(|&(_, p)| p).collect()
     }
 
     /// The oldest dirty page and when it was dirtied.
@@ -334,10 +305,7 @@ mod tests {
     use super::*;
 
     fn small() -> PageCache {
-        PageCache::new(&PageCacheConfig {
-            capacity_bytes: 64 * PAGE_SIZE,
-            ..Default::default()
-        })
+        PageCache::new(&PageCacheConfig { capacity_bytes: 64 * PAGE_SIZE, ..Default::default() })
     }
 
     #[test]

@@ -122,10 +122,7 @@ fn names(path: &Path) -> io::Result<Vec<String>> {
         .components()
         .map(|c| {
             c.as_os_str().to_str().map(str::to_owned).ok_or_else(|| {
-                io::Error::new(
-                    io::ErrorKind::InvalidInput,
-                    format!("path {path:?} is not UTF-8"),
-                )
+                io::Error::new(io::ErrorKind::InvalidInput, format!("path {path:?} is not UTF-8"))
             })
         })
         .collect()
@@ -160,11 +157,7 @@ pub struct Core {
 
 impl Core {
     pub fn new(config: &SimDiskConfig) -> Self {
-        assert!(
-            config.page_cache.validate().is_ok(),
-            "{:?}",
-            config.page_cache.validate()
-        );
+        assert!(config.page_cache.validate().is_ok(), "{:?}", config.page_cache.validate());
         let mut inodes = BTreeMap::new();
         inodes.insert(
             ROOT_INODE,
@@ -287,11 +280,7 @@ impl Core {
 
     /// Moves time to `now_ns`: the flusher catches up, completed IOs retire.
     fn advance(&mut self, now_ns: u64) {
-        assert!(
-            now_ns >= self.now_ns,
-            "time went backwards: {now_ns} < {}",
-            self.now_ns
-        );
+        assert!(now_ns >= self.now_ns, "time went backwards: {now_ns} < {}", self.now_ns);
         self.now_ns = now_ns;
         self.run_flusher(now_ns);
         // Anything still due is after now, so the flusher is idle until at least now.
@@ -300,11 +289,7 @@ impl Core {
     }
 
     fn writeback_pages_after(&self, t_ns: u64) -> u64 {
-        self.inflight
-            .iter()
-            .filter(|r| r.done_ns > t_ns)
-            .map(|r| r.old_pages.len() as u64)
-            .sum()
+        self.inflight.iter().filter(|r| r.done_ns > t_ns).map(|r| r.old_pages.len() as u64).sum()
     }
 
     /// Clean pages left the cache: what reads see falls back to the device's contents (which
@@ -322,24 +307,14 @@ impl Core {
             run = match run {
                 Some((i, first, n)) if i == inode && first + n == page => Some((i, first, n + 1)),
                 Some((i, first, n)) => {
-                    self.event(DiskEvent::Evict {
-                        inode: i,
-                        first_page: first,
-                        pages: n,
-                        at_ns,
-                    });
+                    self.event(DiskEvent::Evict { inode: i, first_page: first, pages: n, at_ns });
                     Some((inode, page, 1))
                 }
                 None => Some((inode, page, 1)),
             };
         }
         if let Some((inode, first_page, pages)) = run {
-            self.event(DiskEvent::Evict {
-                inode,
-                first_page,
-                pages,
-                at_ns,
-            });
+            self.event(DiskEvent::Evict { inode, first_page, pages, at_ns });
         }
     }
 
@@ -355,14 +330,10 @@ impl Core {
         at_ns: u64,
         cause: impl Fn(u64) -> IoCause,
     ) -> (u64, u64) {
-        let missing: Vec<u64> = (from..to)
-            .filter(|&p| !self.cache.contains((inode, p)))
-            .collect();
+        let missing: Vec<u64> = (from..to).filter(|&p| !self.cache.contains((inode, p))).collect();
         let mut done_ns = at_ns;
         for (first, n) in runs(&missing, self.cache_config.writeback_chunk_pages()) {
-            let timing = self
-                .device
-                .submit(at_ns, IoDir::Read, addr(inode, first), n * PAGE_SIZE);
+            let timing = self.device.submit(at_ns, IoDir::Read, addr(inode, first), n * PAGE_SIZE);
             self.stats.device_reads += 1;
             self.stats.device_read_bytes += n * PAGE_SIZE;
             self.event(DiskEvent::Io {
@@ -395,16 +366,11 @@ impl Core {
     fn write_pages(&mut self, inode: u64, pages: &[u64], at_ns: u64, cause: IoCause) -> u64 {
         let mut done_ns = at_ns;
         for (first, n) in runs(pages, self.cache_config.writeback_chunk_pages()) {
-            let timing = self
-                .device
-                .submit(at_ns, IoDir::Write, addr(inode, first), n * PAGE_SIZE);
+            let timing = self.device.submit(at_ns, IoDir::Write, addr(inode, first), n * PAGE_SIZE);
             let file = self.file_mut(inode);
             let old_len = file.durable.len();
             let new_len = old_len.max(file.logical.len().min((first + n) * PAGE_SIZE));
-            assert!(
-                new_len > first * PAGE_SIZE,
-                "writeback of pages past the end of the file"
-            );
+            assert!(new_len > first * PAGE_SIZE, "writeback of pages past the end of the file");
             file.durable.set_len(new_len);
             let mut old_pages = Vec::with_capacity(n as usize);
             let mut new_pages = Vec::with_capacity(n as usize);
@@ -450,9 +416,7 @@ impl Core {
     fn journal_commit(&mut self, at_ns: u64) -> u64 {
         let page = self.journal_page;
         self.journal_page = (self.journal_page + 1) % JOURNAL_PAGES;
-        let timing = self
-            .device
-            .submit(at_ns, IoDir::Write, addr(JOURNAL_INODE, page), PAGE_SIZE);
+        let timing = self.device.submit(at_ns, IoDir::Write, addr(JOURNAL_INODE, page), PAGE_SIZE);
         self.stats.device_writes += 1;
         self.stats.device_write_bytes += PAGE_SIZE;
         self.event(DiskEvent::Io {
@@ -470,11 +434,7 @@ impl Core {
     }
 
     fn inflight_done_of(&self, inode: u64) -> Option<u64> {
-        self.inflight
-            .iter()
-            .filter(|r| r.inode == inode)
-            .map(|r| r.done_ns)
-            .max()
+        self.inflight.iter().filter(|r| r.inode == inode).map(|r| r.done_ns).max()
     }
 
     // ---------------------------------------------------------------- flusher and throttling
@@ -494,10 +454,7 @@ impl Core {
             } else {
                 // The first periodic wake-up at which the oldest page has expired.
                 let wake_ns = (since_ns + expire_ns).div_ceil(interval_ns) * interval_ns;
-                (
-                    self.flusher_free_ns.max(wake_ns),
-                    IoCause::PeriodicWriteback,
-                )
+                (self.flusher_free_ns.max(wake_ns), IoCause::PeriodicWriteback)
             };
             if at_ns > until_ns {
                 break;
@@ -516,10 +473,7 @@ impl Core {
         let limit = self.cache_config.dirty_limit_pages();
         let mut t_ns = now_ns;
         for iteration in 0.. {
-            assert!(
-                iteration < LOOP_ITERATIONS_MAX,
-                "throttle does not converge"
-            );
+            assert!(iteration < LOOP_ITERATIONS_MAX, "throttle does not converge");
             self.run_flusher(t_ns);
             if self.cache.dirty_pages() + self.writeback_pages_after(t_ns) <= limit {
                 break;
@@ -561,17 +515,11 @@ impl Core {
 
     fn lookup_parent<'n>(&self, names: &'n [String]) -> io::Result<(u64, &'n str)> {
         let Some((name, parent)) = names.split_last() else {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "the root has no parent",
-            ));
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "the root has no parent"));
         };
         let parent = self.lookup(parent)?;
         if !self.is_dir(parent) {
-            return Err(io::Error::new(
-                io::ErrorKind::NotADirectory,
-                "parent is a file",
-            ));
+            return Err(io::Error::new(io::ErrorKind::NotADirectory, "parent is a file"));
         }
         Ok((parent, name))
     }
@@ -579,14 +527,7 @@ impl Core {
     fn new_inode(&mut self, node: Node) -> u64 {
         let inode = self.next_inode;
         self.next_inode += 1;
-        self.inodes.insert(
-            inode,
-            Inode {
-                node,
-                open_handles: 0,
-                parents: BTreeMap::new(),
-            },
-        );
+        self.inodes.insert(inode, Inode { node, open_handles: 0, parents: BTreeMap::new() });
         inode
     }
 
@@ -612,14 +553,8 @@ impl Core {
     /// An entry (live or durable) of directory `parent` naming `child` went: `child` may have
     /// become unreachable.
     fn unlink(&mut self, parent: u64, child: u64) {
-        let node = self
-            .inodes
-            .get_mut(&child)
-            .expect("an unlinked inode exists");
-        let count = node
-            .parents
-            .get_mut(&parent)
-            .expect("the reverse index knows every entry");
+        let node = self.inodes.get_mut(&child).expect("an unlinked inode exists");
+        let count = node.parents.get_mut(&parent).expect("the reverse index knows every entry");
         *count -= 1;
         if *count == 0 {
             node.parents.remove(&parent);
@@ -687,9 +622,7 @@ impl Core {
         // Inodes that lost an entry, and below those found unreachable, their children.
         let mut reachable = BTreeSet::new();
         let mut unreachable = BTreeSet::new();
-        let mut stack: Vec<u64> = std::mem::take(&mut self.gc_candidates)
-            .into_iter()
-            .collect();
+        let mut stack: Vec<u64> = std::mem::take(&mut self.gc_candidates).into_iter().collect();
         while let Some(inode) = stack.pop() {
             if !self.inodes.contains_key(&inode)
                 || reachable.contains(&inode)
@@ -787,10 +720,7 @@ impl Core {
             }
             Some(inode) => inode,
             None if mode == OpenMode::Existing => {
-                return Err(io::Error::new(
-                    io::ErrorKind::NotFound,
-                    format!("{path:?} not found"),
-                ))
+                return Err(io::Error::new(io::ErrorKind::NotFound, format!("{path:?} not found")))
             }
             None => {
                 let inode = self.new_inode(Node::File(FileNode {
@@ -843,22 +773,19 @@ impl Core {
     pub fn list_dir(&mut self, now_ns: u64, path: &Path) -> OpResult<Vec<DirEntry>> {
         self.advance(now_ns);
         let result =
-            names(path)
-                .and_then(|n| self.lookup(&n))
-                .and_then(|inode| match self.dir(inode) {
-                    Some(dir) => Ok(dir
-                        .entries
-                        .iter()
-                        .map(|(name, &child)| DirEntry {
-                            name: name.clone(),
-                            is_dir: self.is_dir(child),
-                        })
-                        .collect()),
-                    None => Err(io::Error::new(
-                        io::ErrorKind::NotADirectory,
-                        format!("{path:?} is a file"),
-                    )),
-                });
+            names(path).and_then(|n| self.lookup(&n)).and_then(|inode| match self.dir(inode) {
+                Some(dir) => Ok(dir
+                    .entries
+                    .iter()
+                    .map(|(name, &child)| DirEntry {
+                        name: name.clone(),
+                        is_dir: self.is_dir(child),
+                    })
+                    .collect()),
+                None => {
+                    Err(io::Error::new(io::ErrorKind::NotADirectory, format!("{path:?} is a file")))
+                }
+            });
         let result = (now_ns, result);
         self.op_event(OpKind::ListDir, path, 0, 0, now_ns, &result);
         result
@@ -899,10 +826,8 @@ impl Core {
         let from_names = names(from)?;
         let to_names = names(to)?;
         let (from_parent, from_name) = self.lookup_parent(&from_names)?;
-        let source = *self
-            .dir(from_parent)
-            .and_then(|d| d.entries.get(from_name))
-            .ok_or_else(|| {
+        let source =
+            *self.dir(from_parent).and_then(|d| d.entries.get(from_name)).ok_or_else(|| {
                 io::Error::new(io::ErrorKind::NotFound, format!("{from:?} not found"))
             })?;
         let (to_parent, to_name) = self.lookup_parent(&to_names)?;
@@ -947,11 +872,7 @@ impl Core {
     pub fn remove(&mut self, now_ns: u64, path: &Path, dir: bool) -> OpResult<()> {
         self.advance(now_ns);
         let result = (now_ns, self.remove_inner(path, dir));
-        let op = if dir {
-            OpKind::RemoveDirAll
-        } else {
-            OpKind::RemoveFile
-        };
+        let op = if dir { OpKind::RemoveDirAll } else { OpKind::RemoveFile };
         self.op_event(op, path, 0, 0, now_ns, &result);
         self.gc(now_ns);
         result
@@ -960,21 +881,16 @@ impl Core {
     fn remove_inner(&mut self, path: &Path, dir: bool) -> io::Result<()> {
         let names = names(path)?;
         let (parent, name) = self.lookup_parent(&names)?;
-        let inode = *self
-            .dir(parent)
-            .and_then(|d| d.entries.get(name))
-            .ok_or_else(|| {
-                io::Error::new(io::ErrorKind::NotFound, format!("{path:?} not found"))
-            })?;
+        let inode = *self.dir(parent).and_then(|d| d.entries.get(name)).ok_or_else(|| {
+            io::Error::new(io::ErrorKind::NotFound, format!("{path:?} not found"))
+        })?;
         match (dir, self.is_dir(inode)) {
-            (false, true) => Err(io::Error::new(
-                io::ErrorKind::IsADirectory,
-                format!("{path:?} is a directory"),
-            )),
-            (true, false) => Err(io::Error::new(
-                io::ErrorKind::NotADirectory,
-                format!("{path:?} is a file"),
-            )),
+            (false, true) => {
+                Err(io::Error::new(io::ErrorKind::IsADirectory, format!("{path:?} is a directory")))
+            }
+            (true, false) => {
+                Err(io::Error::new(io::ErrorKind::NotADirectory, format!("{path:?} is a file")))
+            }
             _ => {
                 self.set_entry(parent, name, None);
                 Ok(())
@@ -998,10 +914,7 @@ impl Core {
         if !self.is_dir(inode) {
             return (
                 now_ns,
-                Err(io::Error::new(
-                    io::ErrorKind::NotADirectory,
-                    format!("{path:?} is a file"),
-                )),
+                Err(io::Error::new(io::ErrorKind::NotADirectory, format!("{path:?} is a file"))),
             );
         }
         if self.fault_fires(FaultKind::SyncError, path, now_ns, || "sync_dir".into()) {
@@ -1037,25 +950,20 @@ impl Core {
     pub fn append(&mut self, now_ns: u64, inode: u64, path: &Path, data: &[u8]) -> OpResult<u64> {
         self.advance(now_ns);
         let result = self.append_inner(now_ns, inode, path, data);
-        let pos = result
-            .1
-            .as_ref()
-            .copied()
-            .unwrap_or_else(|_| self.file_len(inode));
-        self.op_event(
-            OpKind::Append,
-            path,
-            pos,
-            data.len() as u64,
-            now_ns,
-            &result,
-        );
+        let pos = result.1.as_ref().copied().unwrap_or_else(|_| self.file_len(inode));
+        self.op_event(OpKind::Append, path, pos, data.len() as u64, now_ns, &result);
         result
     }
 
     /// Whether an injected fault of `kind` fires for `path` now. A firing fault is counted and
     /// traced; `detail` is only built when it fires (appends are the hot path).
-    fn fault_fires(&mut self, kind: FaultKind, path: &Path, now_ns: u64, detail: impl FnOnce() -> String) -> bool {
+    fn fault_fires(
+        &mut self,
+        kind: FaultKind,
+        path: &Path,
+        now_ns: u64,
+        detail: impl FnOnce() -> String,
+    ) -> bool {
         if self.faults.check(kind, path).is_none() {
             return false;
         }
@@ -1073,7 +981,9 @@ impl Core {
         if pos + len > FILE_BYTES_MAX {
             return (now_ns, Err(os_error(libc::EFBIG)));
         }
-        if self.fault_fires(FaultKind::WriteError, path, now_ns, || format!("append {len} at {pos}")) {
+        if self
+            .fault_fires(FaultKind::WriteError, path, now_ns, || format!("append {len} at {pos}"))
+        {
             return (now_ns, Err(os_error(libc::EIO)));
         }
         if self.fault_fires(FaultKind::NoSpace, path, now_ns, || format!("append {len} at {pos}")) {
@@ -1097,9 +1007,8 @@ impl Core {
         let last_page = (pos + len - 1) / PAGE_SIZE;
         if !pos.is_multiple_of(PAGE_SIZE) && !self.cache.contains((inode, first_page)) {
             // Writing into the middle of a page that is not cached reads it first.
-            let (read_done_ns, _) = self.fill(inode, first_page, first_page + 1, now_ns, |_| {
-                IoCause::PartialPageRead
-            });
+            let (read_done_ns, _) =
+                self.fill(inode, first_page, first_page + 1, now_ns, |_| IoCause::PartialPageRead);
             done_ns = read_done_ns;
         }
         // Dirty first (dirty pages are never evicted), then write the bytes.
@@ -1116,11 +1025,7 @@ impl Core {
         if released_ns > now_ns {
             self.stats.throttled_writes += 1;
             self.stats.throttle_ns += released_ns - now_ns;
-            self.event(DiskEvent::Throttle {
-                inode,
-                at_ns: now_ns,
-                until_ns: released_ns,
-            });
+            self.event(DiskEvent::Throttle { inode, at_ns: now_ns, until_ns: released_ns });
         }
         (done_ns.max(released_ns), Ok(pos))
     }
@@ -1163,14 +1068,11 @@ impl Core {
         if let Some(miss) = first_miss {
             if self.fault_fires(FaultKind::ReadError, path, now_ns, || format!("page {miss}")) {
                 // The device tried and failed.
-                let timing = self
-                    .device
-                    .submit(now_ns, IoDir::Read, addr(inode, miss), PAGE_SIZE);
+                let timing = self.device.submit(now_ns, IoDir::Read, addr(inode, miss), PAGE_SIZE);
                 return (timing.done_ns, Err(os_error(libc::EIO)));
             }
-            requested_misses = (first..=last)
-                .filter(|&p| !self.cache.contains((inode, p)))
-                .count() as u64;
+            requested_misses =
+                (first..=last).filter(|&p| !self.cache.contains((inode, p))).count() as u64;
             let sequential = miss == ra.next_page && ra.window_pages > 0;
             let window = if sequential {
                 (ra.window_pages * 2).min(self.cache_config.read_ahead_max_pages())
@@ -1259,10 +1161,7 @@ impl Core {
         }
         let file = self.file_mut(inode);
         let (old_len, new_len) = (file.durable.len(), file.logical.len());
-        assert!(
-            old_len <= new_len,
-            "durable length {old_len} beyond logical {new_len}"
-        );
+        assert!(old_len <= new_len, "durable length {old_len} beyond logical {new_len}");
         if old_len != new_len {
             // Only after fsyncgate: the length becomes durable, the lost pages read as zeros.
             file.durable.set_len(new_len);
@@ -1298,10 +1197,7 @@ impl Core {
         let old_len = self.file(inode).logical.len();
         if len > old_len {
             let msg = format!("truncate {path:?} to {len} beyond its length {old_len}");
-            return (
-                now_ns,
-                Err(io::Error::new(io::ErrorKind::InvalidInput, msg)),
-            );
+            return (now_ns, Err(io::Error::new(io::ErrorKind::InvalidInput, msg)));
         }
         // Like truncate_inode_pages: wait for the file's writeback in flight; it has landed then.
         let done_ns = self.inflight_done_of(inode).unwrap_or(now_ns).max(now_ns);
@@ -1323,10 +1219,7 @@ impl Core {
     pub fn set_slow_factor(&mut self, now_ns: u64, factor: u32) {
         self.advance(now_ns);
         self.device.set_slow_factor(factor);
-        self.event(DiskEvent::SlowFactor {
-            factor,
-            at_ns: now_ns,
-        });
+        self.event(DiskEvent::SlowFactor { factor, at_ns: now_ns });
     }
 
     /// Evicts every clean page.
@@ -1335,10 +1228,7 @@ impl Core {
         let evicted = self.cache.drop_clean();
         let pages = evicted.len() as u64;
         self.evicted(evicted, now_ns);
-        self.event(DiskEvent::DropCaches {
-            at_ns: now_ns,
-            pages,
-        });
+        self.event(DiskEvent::DropCaches { at_ns: now_ns, pages });
     }
 
     /// Flips the durable bytes in `pos..pos + len` of `path` (clipped to the durable length).
@@ -1432,22 +1322,15 @@ impl Core {
             assert!(landed <= n);
             let mut landed_end = (io.first_page + landed) * PAGE_SIZE;
             let tear = self.faults.torn_writes && landed < n && now_ns > io.transfer_start_ns;
-            let torn_sectors = if tear {
-                self.tear_rng.gen_range(0..PAGE_SIZE / SECTOR_SIZE)
-            } else {
-                0
-            };
+            let torn_sectors =
+                if tear { self.tear_rng.gen_range(0..PAGE_SIZE / SECTOR_SIZE) } else { 0 };
             let file = self.file_mut(io.inode);
             for k in landed..n {
                 let page = io.first_page + k;
                 let old = &io.old_pages[k as usize];
                 let restored = if k == landed && torn_sectors > 0 {
                     landed_end += torn_sectors * SECTOR_SIZE;
-                    torn_page(
-                        old.as_ref(),
-                        io.new_pages[k as usize].as_ref(),
-                        torn_sectors,
-                    )
+                    torn_page(old.as_ref(), io.new_pages[k as usize].as_ref(), torn_sectors)
                 } else {
                     old.clone()
                 };
@@ -1455,11 +1338,7 @@ impl Core {
                     file.durable.set_page(page, restored);
                 }
             }
-            let len = if n == 0 {
-                io.old_len
-            } else {
-                io.old_len.max(io.new_len.min(landed_end))
-            };
+            let len = if n == 0 { io.old_len } else { io.old_len.max(io.new_len.min(landed_end)) };
             file.durable.set_len(len);
             file.durable.zero_tail();
             if torn_sectors > 0 {
@@ -1563,19 +1442,13 @@ impl Core {
         let mut cached = 0;
         for (&inode, node) in &self.inodes {
             if reachable.contains(&inode) {
-                assert!(
-                    !self.orphans.contains(&inode),
-                    "inode {inode}: reachable orphan"
-                );
+                assert!(!self.orphans.contains(&inode), "inode {inode}: reachable orphan");
             } else {
                 assert!(
                     self.orphans.contains(&inode) && node.open_handles > 0,
                     "inode {inode}: unreachable and not collected"
                 );
-                assert!(
-                    matches!(node.node, Node::File(_)),
-                    "inode {inode}: orphan directory"
-                );
+                assert!(matches!(node.node, Node::File(_)), "inode {inode}: orphan directory");
             }
             cached += self.cache.pages_of(inode, 0).len() as u64;
             if let Node::Dir(d) = &node.node {
@@ -1602,11 +1475,7 @@ impl Core {
         for orphan in &self.orphans {
             assert!(self.inodes.contains_key(orphan), "freed orphan {orphan}");
         }
-        assert_eq!(
-            cached,
-            self.cache.cached_pages(),
-            "pages of freed inodes cached"
-        );
+        assert_eq!(cached, self.cache.cached_pages(), "pages of freed inodes cached");
         for r in &self.inflight {
             assert!(
                 r.inode == JOURNAL_INODE || self.inodes.contains_key(&r.inode),

@@ -26,24 +26,14 @@ pub const RETRANSMITS_MAX: u32 = 15;
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
 pub enum ConfigError {
     #[error("{field} = {value} is out of range {min}..={max}")]
-    OutOfRange {
-        field: &'static str,
-        value: u64,
-        min: u64,
-        max: u64,
-    },
+    OutOfRange { field: &'static str, value: u64, min: u64, max: u64 },
     #[error("segment_bytes_max ({segment}) must not exceed receive_buffer_bytes ({receive})")]
     SegmentLargerThanWindow { segment: u64, receive: u64 },
 }
 
 fn check(field: &'static str, value: u64, min: u64, max: u64) -> Result<(), ConfigError> {
     if value < min || value > max {
-        return Err(ConfigError::OutOfRange {
-            field,
-            value,
-            min,
-            max,
-        });
+        return Err(ConfigError::OutOfRange { field, value, min, max });
     }
     Ok(())
 }
@@ -59,20 +49,12 @@ pub struct NicConfig {
 impl NicConfig {
     /// A symmetric NIC of `bps` bits per second each way.
     pub fn symmetric(bps: u64) -> Self {
-        NicConfig {
-            egress_bps: bps,
-            ingress_bps: bps,
-        }
+        NicConfig { egress_bps: bps, ingress_bps: bps }
     }
 
     pub fn validate(&self) -> Result<(), ConfigError> {
         check("nic.egress_bps", self.egress_bps, NIC_BPS_MIN, NIC_BPS_MAX)?;
-        check(
-            "nic.ingress_bps",
-            self.ingress_bps,
-            NIC_BPS_MIN,
-            NIC_BPS_MAX,
-        )
+        check("nic.ingress_bps", self.ingress_bps, NIC_BPS_MIN, NIC_BPS_MAX)
     }
 }
 
@@ -99,23 +81,14 @@ impl LinkConfig {
     pub fn validate(&self) -> Result<(), ConfigError> {
         check("link.latency_ns", self.latency_ns, 0, LATENCY_NS_MAX)?;
         check("link.jitter_ns_max", self.jitter_ns_max, 0, JITTER_NS_MAX)?;
-        check(
-            "link.loss_ppm",
-            u64::from(self.loss_ppm),
-            0,
-            u64::from(LOSS_PPM_MAX),
-        )
+        check("link.loss_ppm", u64::from(self.loss_ppm), 0, u64::from(LOSS_PPM_MAX))
     }
 }
 
 impl Default for LinkConfig {
     /// Same rack: 50 µs one way, no jitter, no loss.
     fn default() -> Self {
-        LinkConfig {
-            latency_ns: 50_000,
-            jitter_ns_max: 0,
-            loss_ppm: 0,
-        }
+        LinkConfig { latency_ns: 50_000, jitter_ns_max: 0, loss_ppm: 0 }
     }
 }
 
@@ -179,79 +152,29 @@ impl Default for TcpConfig {
 
 impl TcpConfig {
     pub fn validate(&self) -> Result<(), ConfigError> {
-        check(
-            "tcp.send_buffer_bytes",
-            self.send_buffer_bytes,
-            BUFFER_BYTES_MIN,
-            BUFFER_BYTES_MAX,
-        )?;
+        check("tcp.send_buffer_bytes", self.send_buffer_bytes, BUFFER_BYTES_MIN, BUFFER_BYTES_MAX)?;
         check(
             "tcp.receive_buffer_bytes",
             self.receive_buffer_bytes,
             BUFFER_BYTES_MIN,
             BUFFER_BYTES_MAX,
         )?;
-        check(
-            "tcp.segment_bytes_max",
-            self.segment_bytes_max,
-            1,
-            SEGMENT_BYTES_MAX,
-        )?;
+        check("tcp.segment_bytes_max", self.segment_bytes_max, 1, SEGMENT_BYTES_MAX)?;
         check("tcp.mss_bytes", self.mss_bytes, 88, 65_535)?;
-        check(
-            "tcp.packet_overhead_bytes",
-            self.packet_overhead_bytes,
-            0,
-            1024,
-        )?;
-        check(
-            "tcp.retransmit_delay_ns",
-            self.retransmit_delay_ns,
-            1,
-            60_000_000_000,
-        )?;
+        check("tcp.packet_overhead_bytes", self.packet_overhead_bytes, 0, 1024)?;
+        check("tcp.retransmit_delay_ns", self.retransmit_delay_ns, 1, 60_000_000_000)?;
         check(
             "tcp.retransmits_max",
             u64::from(self.retransmits_max),
             0,
             u64::from(RETRANSMITS_MAX),
         )?;
-        check(
-            "tcp.connect_timeout_ns",
-            self.connect_timeout_ns,
-            1,
-            3_600_000_000_000,
-        )?;
-        check(
-            "tcp.syn_rto_initial_ns",
-            self.syn_rto_initial_ns,
-            1,
-            60_000_000_000,
-        )?;
-        check(
-            "tcp.user_timeout_ns",
-            self.user_timeout_ns,
-            1,
-            3_600_000_000_000,
-        )?;
-        check(
-            "tcp.accept_backlog_max",
-            u64::from(self.accept_backlog_max),
-            1,
-            65_535,
-        )?;
-        check(
-            "tcp.loopback_latency_ns",
-            self.loopback_latency_ns,
-            0,
-            LATENCY_NS_MAX,
-        )?;
-        check(
-            "tcp.loopback_bps",
-            self.loopback_bps,
-            NIC_BPS_MIN,
-            NIC_BPS_MAX,
-        )?;
+        check("tcp.connect_timeout_ns", self.connect_timeout_ns, 1, 3_600_000_000_000)?;
+        check("tcp.syn_rto_initial_ns", self.syn_rto_initial_ns, 1, 60_000_000_000)?;
+        check("tcp.user_timeout_ns", self.user_timeout_ns, 1, 3_600_000_000_000)?;
+        check("tcp.accept_backlog_max", u64::from(self.accept_backlog_max), 1, 65_535)?;
+        check("tcp.loopback_latency_ns", self.loopback_latency_ns, 0, LATENCY_NS_MAX)?;
+        check("tcp.loopback_bps", self.loopback_bps, NIC_BPS_MIN, NIC_BPS_MAX)?;
         if self.segment_bytes_max > self.receive_buffer_bytes {
             return Err(ConfigError::SegmentLargerThanWindow {
                 segment: self.segment_bytes_max,
@@ -306,16 +229,10 @@ mod tests {
         assert_eq!(tcp.wire_bytes(1448), 1448 + 90);
         assert_eq!(tcp.wire_bytes(1), 91);
         assert_eq!(tcp.wire_bytes(1449), 1449 + 180);
-        let bad = NicConfig {
-            egress_bps: 0,
-            ingress_bps: 1_000_000,
-        };
+        let bad = NicConfig { egress_bps: 0, ingress_bps: 1_000_000 };
         assert!(matches!(
             bad.validate(),
-            Err(ConfigError::OutOfRange {
-                field: "nic.egress_bps",
-                ..
-            })
+            Err(ConfigError::OutOfRange { field: "nic.egress_bps", .. })
         ));
     }
 

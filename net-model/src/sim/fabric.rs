@@ -202,10 +202,7 @@ impl Fabric {
             ));
         }
         if name.is_empty() || name.contains(':') || is_local_name(name) {
-            return Err(err(
-                ErrorKind::InvalidInput,
-                format!("bad host name {name:?}"),
-            ));
+            return Err(err(ErrorKind::InvalidInput, format!("bad host name {name:?}")));
         }
         self.hosts.insert(
             name.to_string(),
@@ -290,28 +287,16 @@ impl Fabric {
                 }
             }
         }
-        self.event(NetEvent::SetNic {
-            host: host.to_string(),
-            at_ns: now,
-            nic,
-        });
+        self.event(NetEvent::SetNic { host: host.to_string(), at_ns: now, nic });
     }
 
     pub fn set_link(&mut self, now: u64, a: &str, b: &str, link: LinkConfig) {
         self.links.insert(link_key(a, b), link);
-        self.event(NetEvent::SetLink {
-            a: a.to_string(),
-            b: b.to_string(),
-            at_ns: now,
-            link,
-        });
+        self.event(NetEvent::SetLink { a: a.to_string(), b: b.to_string(), at_ns: now, link });
     }
 
     pub fn link(&self, a: &str, b: &str) -> LinkConfig {
-        self.links
-            .get(&link_key(a, b))
-            .copied()
-            .unwrap_or(self.cfg.link)
+        self.links.get(&link_key(a, b)).copied().unwrap_or(self.cfg.link)
     }
 
     pub fn stats(&self, host: &str) -> Option<NicStats> {
@@ -319,10 +304,7 @@ impl Fabric {
     }
 
     pub fn all_stats(&self) -> BTreeMap<String, NicStats> {
-        self.hosts
-            .iter()
-            .map(|(n, h)| (n.clone(), h.stats.clone()))
-            .collect()
+        self.hosts.iter().map(|(n, h)| (n.clone(), h.stats.clone())).collect()
     }
 
     /// True if segments can go from `from` to `to` now.
@@ -332,13 +314,16 @@ impl Fabric {
 
     /// True if connections from `client` to `server:port` are cut by a port-level block.
     pub fn port_blocked(&self, client: &str, server: &str, port: u16) -> bool {
-        !self.blocked_ports.is_empty() && self.blocked_ports.contains(&(client.to_string(), server.to_string(), port))
+        !self.blocked_ports.is_empty()
+            && self.blocked_ports.contains(&(client.to_string(), server.to_string(), port))
     }
 
     /// Cuts connections from `client` to `server:port` (both directions of such connections;
     /// other traffic between the two hosts flows).
     pub fn block_port(&mut self, now: u64, client: &str, server: &str, port: u16) {
-        if client != server && self.blocked_ports.insert((client.to_string(), server.to_string(), port)) {
+        if client != server
+            && self.blocked_ports.insert((client.to_string(), server.to_string(), port))
+        {
             self.event(NetEvent::Partition {
                 from: client.to_string(),
                 to: format!("{server}:{port}"),
@@ -371,11 +356,7 @@ impl Fabric {
     /// Heals the direction `from` → `to`.
     pub fn heal_one_way(&mut self, now: u64, from: &str, to: &str) {
         if self.blocked.remove(&(from.to_string(), to.to_string())) {
-            self.event(NetEvent::Heal {
-                from: from.to_string(),
-                to: to.to_string(),
-                at_ns: now,
-            });
+            self.event(NetEvent::Heal { from: from.to_string(), to: to.to_string(), at_ns: now });
             self.wake_pumps();
         }
     }
@@ -383,11 +364,7 @@ impl Fabric {
     pub fn heal_all(&mut self, now: u64) {
         let all: Vec<_> = std::mem::take(&mut self.blocked).into_iter().collect();
         for (from, to) in all {
-            self.event(NetEvent::Heal {
-                from,
-                to,
-                at_ns: now,
-            });
+            self.event(NetEvent::Heal { from, to, at_ns: now });
         }
         self.wake_pumps();
     }
@@ -403,16 +380,8 @@ impl Fabric {
             return;
         };
         h.up = false;
-        self.event(NetEvent::Crash {
-            host: host.to_string(),
-            at_ns: now,
-        });
-        let keys: Vec<_> = self
-            .listeners
-            .keys()
-            .filter(|(h, _)| h == host)
-            .cloned()
-            .collect();
+        self.event(NetEvent::Crash { host: host.to_string(), at_ns: now });
+        let keys: Vec<_> = self.listeners.keys().filter(|(h, _)| h == host).cloned().collect();
         for key in keys {
             self.close_listener_key(now, &key, None);
         }
@@ -431,10 +400,7 @@ impl Fabric {
         if let Some(h) = self.hosts.get_mut(host) {
             if !h.up {
                 h.up = true;
-                self.event(NetEvent::Restart {
-                    host: host.to_string(),
-                    at_ns: now,
-                });
+                self.event(NetEvent::Restart { host: host.to_string(), at_ns: now });
             }
         }
     }
@@ -442,10 +408,7 @@ impl Fabric {
     // ---- listeners ----
 
     pub fn bind(&mut self, now: u64, host: &str, port: u16) -> io::Result<(u16, u64, Arc<Notify>)> {
-        let h = self
-            .hosts
-            .get_mut(host)
-            .ok_or_else(|| err(ErrorKind::AddrNotAvailable, host))?;
+        let h = self.hosts.get_mut(host).ok_or_else(|| err(ErrorKind::AddrNotAvailable, host))?;
         if !h.up {
             return Err(err(ErrorKind::Other, format!("host {host} is down")));
         }
@@ -453,11 +416,7 @@ impl Fabric {
             let mut found = None;
             for _ in 0..=(EPHEMERAL_PORT_LAST - EPHEMERAL_PORT_FIRST) {
                 let p = h.next_port;
-                h.next_port = if p >= EPHEMERAL_PORT_LAST {
-                    EPHEMERAL_PORT_FIRST
-                } else {
-                    p + 1
-                };
+                h.next_port = if p >= EPHEMERAL_PORT_LAST { EPHEMERAL_PORT_FIRST } else { p + 1 };
                 if !self.listeners.contains_key(&(host.to_string(), p)) {
                     found = Some(p);
                     break;
@@ -469,27 +428,14 @@ impl Fabric {
         };
         let key = (host.to_string(), port);
         if self.listeners.contains_key(&key) {
-            return Err(err(
-                ErrorKind::AddrInUse,
-                format!("{host}:{port} is in use"),
-            ));
+            return Err(err(ErrorKind::AddrInUse, format!("{host}:{port} is in use")));
         }
         let id = self.next_listener;
         self.next_listener += 1;
         let notify = Arc::new(Notify::new());
-        self.listeners.insert(
-            key,
-            ListenerState {
-                id,
-                queue: VecDeque::new(),
-                notify: notify.clone(),
-            },
-        );
-        self.event(NetEvent::Bind {
-            host: host.to_string(),
-            port,
-            at_ns: now,
-        });
+        self.listeners
+            .insert(key, ListenerState { id, queue: VecDeque::new(), notify: notify.clone() });
+        self.event(NetEvent::Bind { host: host.to_string(), port, at_ns: now });
         Ok((port, id, notify))
     }
 
@@ -513,10 +459,9 @@ impl Fabric {
                 let _ = now;
                 Ok(p)
             }
-            _ => Err(err(
-                ErrorKind::ConnectionAborted,
-                format!("listener {host}:{port} is closed"),
-            )),
+            _ => {
+                Err(err(ErrorKind::ConnectionAborted, format!("listener {host}:{port} is closed")))
+            }
         }
     }
 
@@ -535,12 +480,7 @@ impl Fabric {
         l.notify.notify_waiters();
         l.notify.notify_one();
         for p in l.queue {
-            self.reset_conn(
-                now,
-                p.conn,
-                ErrorKind::ConnectionReset,
-                ResetCause::ListenerClosed,
-            );
+            self.reset_conn(now, p.conn, ErrorKind::ConnectionReset, ResetCause::ListenerClosed);
             // Nobody will ever hold the server's handles.
             self.drop_reader(now, 2 * p.conn);
             self.drop_writer(now, 2 * p.conn + 1);
@@ -556,7 +496,10 @@ impl Fabric {
         if !self.host_up(local) {
             return ConnectStep::LocalDown;
         }
-        if !self.path_open(local, target) || !self.path_open(target, local) || self.port_blocked(local, target, port) {
+        if !self.path_open(local, target)
+            || !self.path_open(target, local)
+            || self.port_blocked(local, target, port)
+        {
             return ConnectStep::Blocked;
         }
         let (fwd, back) = self.handshake_latencies(local, target);
@@ -565,10 +508,7 @@ impl Fabric {
         if !listening {
             return ConnectStep::Refused(now + fwd + back);
         }
-        ConnectStep::Syn {
-            arrive_ns: now + fwd,
-            back_ns: back,
-        }
+        ConnectStep::Syn { arrive_ns: now + fwd, back_ns: back }
     }
 
     fn handshake_latencies(&self, a: &str, b: &str) -> (u64, u64) {
@@ -623,7 +563,14 @@ impl Fabric {
         Ok((conn, wake_c2s, wake_s2c))
     }
 
-    fn new_stream(&self, conn: u64, reverse: u64, from: &str, to: &str, service: (String, String, u16)) -> Stream {
+    fn new_stream(
+        &self,
+        conn: u64,
+        reverse: u64,
+        from: &str,
+        to: &str,
+        service: (String, String, u16),
+    ) -> Stream {
         Stream {
             conn,
             reverse,
@@ -654,11 +601,7 @@ impl Fabric {
             return 0;
         };
         let p = h.next_port;
-        h.next_port = if p >= EPHEMERAL_PORT_LAST {
-            EPHEMERAL_PORT_FIRST
-        } else {
-            p + 1
-        };
+        h.next_port = if p >= EPHEMERAL_PORT_LAST { EPHEMERAL_PORT_FIRST } else { p + 1 };
         p
     }
 
@@ -711,11 +654,7 @@ impl Fabric {
                     h.stats.resets += 1;
                 }
             }
-            self.event(NetEvent::Reset {
-                conn,
-                at_ns: now,
-                cause,
-            });
+            self.event(NetEvent::Reset { conn, at_ns: now, cause });
         }
     }
 
@@ -759,12 +698,7 @@ impl Fabric {
         let reverse = s.reverse;
         if self.receiver_closed(id) && unread > 0 {
             // close(2) with unread data sends an RST.
-            self.reset_conn(
-                now,
-                conn,
-                ErrorKind::ConnectionReset,
-                ResetCause::ClosedWithData,
-            );
+            self.reset_conn(now, conn, ErrorKind::ConnectionReset, ResetCause::ClosedWithData);
         }
         self.maybe_remove(id);
         self.maybe_remove(reverse);
@@ -781,17 +715,10 @@ impl Fabric {
         let conn = s.conn;
         // Closing the socket with unread incoming data resets the connection.
         if self.receiver_closed(reverse) {
-            let unread = self
-                .streams
-                .get(&reverse)
-                .is_some_and(|r| r.reset.is_none() && r.closed_unread);
+            let unread =
+                self.streams.get(&reverse).is_some_and(|r| r.reset.is_none() && r.closed_unread);
             if unread {
-                self.reset_conn(
-                    now,
-                    conn,
-                    ErrorKind::ConnectionReset,
-                    ResetCause::ClosedWithData,
-                );
+                self.reset_conn(now, conn, ErrorKind::ConnectionReset, ResetCause::ClosedWithData);
             }
         }
         self.maybe_remove(id);
@@ -823,11 +750,7 @@ impl Fabric {
         if s.fin_pending {
             return Err(err(ErrorKind::BrokenPipe, "write after shutdown"));
         }
-        let space = self
-            .cfg
-            .tcp
-            .send_buffer_bytes
-            .saturating_sub(s.unsent_bytes);
+        let space = self.cfg.tcp.send_buffer_bytes.saturating_sub(s.unsent_bytes);
         let take = (space.min(data.len() as u64)) as usize;
         if take > 0 {
             let chunk = data.split_to(take);
@@ -945,21 +868,12 @@ impl Fabric {
             if let Some(w) = s.reader_waker.take() {
                 w.wake();
             }
-            self.event(NetEvent::Fin {
-                stream: id,
-                at_ns: now,
-                ready_ns: ready,
-            });
+            self.event(NetEvent::Fin { stream: id, at_ns: now, ready_ns: ready });
             return PumpAction::Exit;
         }
         if receiver_closed {
             // Data for a closed socket: the peer answers with an RST.
-            self.reset_conn(
-                now,
-                conn,
-                ErrorKind::ConnectionReset,
-                ResetCause::ClosedWithData,
-            );
+            self.reset_conn(now, conn, ErrorKind::ConnectionReset, ResetCause::ClosedWithData);
             return PumpAction::Exit;
         }
         let window_avail = receive_buffer_bytes.saturating_sub(s.window_used);
@@ -992,13 +906,7 @@ impl Fabric {
                 w.wake();
             }
         }
-        self.event(NetEvent::Segment {
-            stream: id,
-            bytes: n,
-            depart_ns,
-            ready_ns,
-            retransmits,
-        });
+        self.event(NetEvent::Segment { stream: id, bytes: n, depart_ns, ready_ns, retransmits });
         PumpAction::SleepUntil(nic_done_ns)
     }
 
@@ -1037,10 +945,7 @@ impl Fabric {
                 retransmits += 1;
             }
         }
-        let sender = self
-            .hosts
-            .get_mut(from)
-            .expect("stream endpoints are hosts");
+        let sender = self.hosts.get_mut(from).expect("stream endpoints are hosts");
         let start = now.max(sender.egress_free_ns);
         let ser_out = serialization_ns(wire, sender.nic.egress_bps);
         let done = start + ser_out;
@@ -1108,10 +1013,7 @@ fn link_key(a: &str, b: &str) -> (String, String) {
 }
 
 pub(crate) fn is_local_name(host: &str) -> bool {
-    matches!(
-        host,
-        "localhost" | "127.0.0.1" | "0.0.0.0" | "::" | "[::]" | "::1" | "[::1]" | ""
-    )
+    matches!(host, "localhost" | "127.0.0.1" | "0.0.0.0" | "::" | "[::]" | "::1" | "[::1]" | "")
 }
 
 pub(crate) fn reset_msg(kind: ErrorKind) -> &'static str {

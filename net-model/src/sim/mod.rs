@@ -206,10 +206,7 @@ impl SimNet {
         if let Err(e) = self.shared.lock().add_host(name, nic) {
             panic!("{e}");
         }
-        SimNetwork {
-            shared: self.shared.clone(),
-            host: name.to_string(),
-        }
+        SimNetwork { shared: self.shared.clone(), host: name.to_string() }
     }
 
     /// Changes a host's NIC (degradation and repair). What it had queued at the old rate is
@@ -370,16 +367,8 @@ impl SimNetwork {
     ) -> Connection {
         spawn_pump(self.shared.clone(), out, out_wake.clone());
         Connection {
-            reader: Box::new(SimReader {
-                shared: self.shared.clone(),
-                id: inp,
-                sleep: None,
-            }),
-            writer: Box::new(SimWriter {
-                shared: self.shared.clone(),
-                id: out,
-                wake: out_wake,
-            }),
+            reader: Box::new(SimReader { shared: self.shared.clone(), id: inp, sleep: None }),
+            writer: Box::new(SimWriter { shared: self.shared.clone(), id: out, wake: out_wake }),
             peer,
             local,
         }
@@ -388,16 +377,10 @@ impl SimNetwork {
 
 fn parse_addr(addr: &str) -> io::Result<(&str, u16)> {
     let (host, port) = addr.rsplit_once(':').ok_or_else(|| {
-        io::Error::new(
-            io::ErrorKind::InvalidInput,
-            format!("address {addr:?} is not host:port"),
-        )
+        io::Error::new(io::ErrorKind::InvalidInput, format!("address {addr:?} is not host:port"))
     })?;
     let port: u16 = port.parse().map_err(|_| {
-        io::Error::new(
-            io::ErrorKind::InvalidInput,
-            format!("bad port in address {addr:?}"),
-        )
+        io::Error::new(io::ErrorKind::InvalidInput, format!("bad port in address {addr:?}"))
     })?;
     Ok((host.trim_start_matches('[').trim_end_matches(']'), port))
 }
@@ -441,12 +424,7 @@ impl Network for SimNetwork {
         }
         let now = self.shared.now_ns();
         let (port, id, notify) = self.shared.lock().bind(now, &self.host, port)?;
-        Ok(Box::new(SimListener {
-            net: self.clone(),
-            port,
-            id,
-            notify,
-        }))
+        Ok(Box::new(SimListener { net: self.clone(), port, id, notify }))
     }
 
     async fn connect(&self, addr: &str) -> io::Result<Connection> {
@@ -472,10 +450,7 @@ impl Network for SimNetwork {
         };
         loop {
             let now = self.shared.now_ns();
-            let step = self
-                .shared
-                .lock()
-                .connect_step(now, &self.host, &target, port);
+            let step = self.shared.lock().connect_step(now, &self.host, &target, port);
             let step = match step {
                 ConnectStep::Syn { arrive_ns, back_ns } => {
                     self.shared.sleep_until_ns(arrive_ns).await;
@@ -483,10 +458,7 @@ impl Network for SimNetwork {
                     let (local_port, arrived) = {
                         let mut f = self.shared.lock();
                         let local_port = f.ephemeral_port(&self.host);
-                        (
-                            local_port,
-                            f.syn_arrives(now, &self.host, local_port, &target, port),
-                        )
+                        (local_port, f.syn_arrives(now, &self.host, local_port, &target, port))
                     };
                     match arrived {
                         Ok((conn, c2s_wake, _)) => {
@@ -567,11 +539,7 @@ impl Listener for SimListener {
     async fn accept(&self) -> io::Result<Connection> {
         loop {
             let now = self.net.shared.now_ns();
-            let pending = self
-                .net
-                .shared
-                .lock()
-                .accept(now, &self.net.host, self.port, self.id)?;
+            let pending = self.net.shared.lock().accept(now, &self.net.host, self.port, self.id)?;
             if let Some(p) = pending {
                 let conn = p.conn;
                 let wake = {
@@ -579,9 +547,7 @@ impl Listener for SimListener {
                     f.stream_wake(2 * conn + 1)
                 };
                 let Some(wake) = wake else { continue };
-                return Ok(self
-                    .net
-                    .conn_handles(2 * conn + 1, 2 * conn, wake, p.peer, p.local));
+                return Ok(self.net.conn_handles(2 * conn + 1, 2 * conn, wake, p.peer, p.local));
             }
             self.notify.notified().await;
         }
@@ -595,10 +561,7 @@ impl Listener for SimListener {
 impl Drop for SimListener {
     fn drop(&mut self) {
         let now = self.net.shared.now_ns();
-        self.net
-            .shared
-            .lock()
-            .close_listener(now, &self.net.host, self.port, self.id);
+        self.net.shared.lock().close_listener(now, &self.net.host, self.port, self.id);
     }
 }
 
