@@ -1,6 +1,7 @@
 //! The broker on loopback, real TCP: raw bytes for bad input, kafka-protocol-encoded requests for
 //! produce / fetch / list-offsets round trips. Real mode only.
 #![cfg(not(madsim))]
+#![allow(clippy::field_reassign_with_default)]
 
 use std::path::Path;
 use std::sync::Arc;

@@ -419,7 +419,6 @@ impl Consumer {
             max_response_bytes: max_response,
             connect_timeout: Duration::from_millis(cfg.request_timeout_ms.min(10_000)),
             cost,
-            ..ConnConfig::default()
         };
         let cluster =
             Arc::new(Cluster::new(Arc::clone(&net), cfg.bootstrap_servers.clone(), conn_cfg));

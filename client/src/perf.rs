@@ -145,7 +145,7 @@ impl Latencies {
         self.window_bytes += bytes;
         self.window_total_ms += ms * n as f64;
         self.window_max_ms = self.window_max_ms.max(ms);
-        if self.seen % self.sampling == 0 {
+        if self.seen.is_multiple_of(self.sampling) {
             self.samples.push(ms);
         }
         self.seen += 1;

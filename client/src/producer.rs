@@ -257,7 +257,6 @@ impl Producer {
             max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
             connect_timeout: Duration::from_millis(cfg.request_timeout_ms.min(10_000)),
             cost,
-            ..ConnConfig::default()
         };
         let cluster = Arc::new(Cluster::new(net, cfg.bootstrap_servers.clone(), conn_cfg));
         Self::with_cluster(cfg, cluster, seed)

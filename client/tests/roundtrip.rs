@@ -62,11 +62,11 @@ async fn consume_n(c: &mut Consumer, n: usize) -> Vec<ConsumerRecord> {
 fn record(i: usize) -> ProducerRecord {
     let value: Vec<u8> = (0..(i * 37) % 700).map(|j| (i * 31 + j) as u8).collect();
     let mut r = ProducerRecord::new("", Bytes::from(value)).with_key(format!("key-{i}"));
-    if i % 3 == 0 {
+    if i.is_multiple_of(3) {
         r.headers =
             vec![Header::new(Bytes::from(format!("h{i}")), Some(Bytes::from_static(b"hv")))];
     }
-    if i % 10 == 0 {
+    if i.is_multiple_of(10) {
         r.value = None;
     }
     r

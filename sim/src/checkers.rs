@@ -441,6 +441,7 @@ pub fn duplicate(h: &History) -> CheckResult {
 }
 
 /// Each consumer's polled offsets per partition, split into sessions at resets.
+#[allow(clippy::type_complexity)]
 fn sessions(h: &History) -> BTreeMap<(u32, &Tp), Vec<Vec<(i64, u64)>>> {
     let mut out: BTreeMap<(u32, &Tp), Vec<Vec<(i64, u64)>>> = BTreeMap::new();
     for p in &h.polls {
@@ -822,6 +823,7 @@ pub fn liveness(h: &History) -> CheckResult {
 }
 
 #[cfg(test)]
+#[allow(clippy::field_reassign_with_default)]
 mod tests {
     use super::*;
     use crate::history::{FinalLog, Poll, Send};

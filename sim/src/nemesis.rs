@@ -71,18 +71,18 @@ impl NemesisKind {
 
     /// Whether this kind of fault can hit `target`.
     pub fn applies_to(self, target: Target) -> bool {
-        match (self, target) {
-            (NemesisKind::Kill | NemesisKind::Pause | NemesisKind::Partition, _) => true,
-            (
-                NemesisKind::PowerLoss
-                | NemesisKind::SlowDisk
-                | NemesisKind::SlowNic
-                | NemesisKind::DiskError,
-                Target::Broker(_),
-            ) => true,
-            (NemesisKind::Leave, Target::Consumer(_)) => true,
-            _ => false,
-        }
+        matches!(
+            (self, target),
+            (NemesisKind::Kill | NemesisKind::Pause | NemesisKind::Partition, _)
+                | (
+                    NemesisKind::PowerLoss
+                        | NemesisKind::SlowDisk
+                        | NemesisKind::SlowNic
+                        | NemesisKind::DiskError,
+                    Target::Broker(_),
+                )
+                | (NemesisKind::Leave, Target::Consumer(_))
+        )
     }
 }
 
@@ -291,9 +291,6 @@ mod tests {
     fn different_seeds_draw_different_schedules() {
         let s = spec(8);
         assert_ne!(draw(&s, 1), draw(&s, 2));
-        assert_eq!(
-            draw(&s, 1).iter().filter(|f| f.action != FaultAction::Restart).count() <= 8,
-            true
-        );
+        assert!(draw(&s, 1).iter().filter(|f| f.action != FaultAction::Restart).count() <= 8);
     }
 }

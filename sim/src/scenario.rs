@@ -981,7 +981,7 @@ impl Scenario {
         // faults: targets are brokers or group members (consumer-N counts every consumer).
         let members: Vec<bool> = consumers
             .iter()
-            .flat_map(|c| std::iter::repeat(c.group_id.is_some()).take(c.count as usize))
+            .flat_map(|c| std::iter::repeat_n(c.group_id.is_some(), c.count as usize))
             .collect();
         let mut faults = Vec::new();
         if let Some(list) = top.get("faults") {

@@ -103,9 +103,7 @@ impl Broker {
                     region: None,
                 };
                 let tp = TopicPartition::new(name.clone(), p.partition);
-                let refused = if meta.is_none() {
-                    None
-                } else if reader == Reader::Debug {
+                let refused = if meta.is_none() || reader == Reader::Debug {
                     None
                 } else {
                     self.not_leader_error(&name, p.partition)

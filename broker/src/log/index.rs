@@ -69,7 +69,7 @@ impl OffsetIndex {
     /// `log_len` bytes (strictly increasing offsets and positions, every position inside the log):
     /// the caller then rebuilds the index from the log.
     pub fn decode(bytes: &[u8], log_len: u64) -> Option<Self> {
-        if bytes.len() % OFFSET_ENTRY_BYTES != 0 {
+        if !bytes.len().is_multiple_of(OFFSET_ENTRY_BYTES) {
             return None;
         }
         let entries: Vec<_> =
@@ -139,7 +139,7 @@ pub struct TimeIndex {
 impl TimeIndex {
     /// Decodes a time-index file. `None` if entries are not increasing in both fields.
     pub fn decode(bytes: &[u8]) -> Option<Self> {
-        if bytes.len() % TIME_ENTRY_BYTES != 0 {
+        if !bytes.len().is_multiple_of(TIME_ENTRY_BYTES) {
             return None;
         }
         let entries: Vec<_> = bytes.chunks_exact(TIME_ENTRY_BYTES).map(TimeEntry::decode).collect();
@@ -222,7 +222,7 @@ mod tests {
                 pos += d_pos;
                 idx.push(OffsetEntry { relative_offset: off, position: pos });
             }
-            let expected = idx.entries().iter().filter(|e| e.relative_offset <= target).map(|e| e.position).last().unwrap_or(0);
+            let expected = idx.entries().iter().filter(|e| e.relative_offset <= target).map(|e| e.position).next_back().unwrap_or(0);
             prop_assert_eq!(idx.lookup(target), expected);
             let bytes: Vec<u8> = idx.entries().iter().flat_map(|e| e.encode()).collect();
             let back = OffsetIndex::decode(&bytes, u64::from(pos) + 1).unwrap();
@@ -241,7 +241,7 @@ mod tests {
                 off += d_off;
                 idx.push(TimeEntry { timestamp: ts, relative_offset: off });
             }
-            let expected = idx.entries().iter().filter(|e| e.timestamp < target).map(|e| e.relative_offset).last().unwrap_or(0);
+            let expected = idx.entries().iter().filter(|e| e.timestamp < target).map(|e| e.relative_offset).next_back().unwrap_or(0);
             prop_assert_eq!(idx.lookup(target), expected);
         }
     }

@@ -95,7 +95,7 @@ pub struct RecoveryReport {
     pub segments_dropped: usize,
 }
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, Default)]
 pub struct OpenOptions {
     /// The previous process shut down cleanly (marker present): trust files, skip validation.
     pub clean_shutdown: bool,
@@ -103,12 +103,6 @@ pub struct OpenOptions {
     pub recovery_point: i64,
     /// From the log-start-offset checkpoint (raised by retention or DeleteRecords).
     pub log_start_offset: i64,
-}
-
-impl Default for OpenOptions {
-    fn default() -> Self {
-        Self { clean_shutdown: false, recovery_point: 0, log_start_offset: 0 }
-    }
 }
 
 #[derive(Debug)]

@@ -25,6 +25,9 @@ use crate::log::TopicPartition;
 /// `acks=all` produces waiting at once, broker-wide; beyond it produces are refused.
 pub const ACK_WAITERS_MAX: usize = 100_000;
 
+/// A leader's state is much larger than a follower's; one `Role` per partition, read on every
+/// request, so it stays unboxed.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub enum Role {
     Leader {

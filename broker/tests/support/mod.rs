@@ -50,6 +50,7 @@ pub fn batch(count: usize, value_len: usize, base_ts_ms: i64, seed: u64) -> Vec<
 }
 
 /// Decodes every batch in `bytes` with kafka-protocol's decoder: (base offset, record count) each.
+#[allow(clippy::type_complexity)]
 pub fn decode_all(bytes: &[u8]) -> Vec<(i64, usize, Vec<(i64, i64)>)> {
     let mut buf = Bytes::copy_from_slice(bytes);
     let sets = RecordBatchDecoder::decode_all(&mut buf).expect("kafka-protocol decodes the log");
