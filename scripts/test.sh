@@ -6,6 +6,8 @@
 #   scripts/test.sh          the full command, what CI runs (about 20-25 min on 2 cores):
 #                              1. tools, each skipped when present: kcat (apt), and .venv with
 #                                 confluent-kafka, kafka-python and pytest (pip)
+#                              1b. lints: cargo fmt --check, cargo clippy -D warnings in both
+#                                 worlds (each counted as one test)
 #                              2. cargo test --workspace            (real world, default proptest cases)
 #                              3. deep properties: the property tests that guard data (log model,
 #                                 compaction, codecs, ISR/HW, Raft, group state, the producer's
@@ -14,8 +16,10 @@
 #                              5. the nemesis sweeps (single broker, cluster), 200 seeds each
 #                              6. real clients (kcat, confluent-kafka, kafka-python) against
 #                                 `broker serve` (tests/clients)
-#   scripts/test.sh --quick  the quick tier: kcat (which `cargo test` needs), then only
-#                            `cargo test --workspace` (real world, default proptest cases)
+#   scripts/test.sh quick    the quick tier for daily work (also `--quick`): kcat (which
+#                            `cargo test` needs), the lints, then both worlds' cargo tests
+#                            (`cargo test --workspace`, `cargo sim-test --workspace`, default
+#                            proptest cases); no deep properties, sweeps or real clients
 #
 # A test that needs a tool fails, naming it, when the tool is missing: the tools are installed
 # before the first step that needs them. Each step's full output is in target/<step>.log. The last
@@ -31,9 +35,9 @@ unset RUSTFLAGS
 quick=0
 case "${1-}" in
   "") ;;
-  --quick) quick=1 ;;
+  quick|--quick) quick=1 ;;
   -h|--help) sed -n '2,/^set -uo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
-  *) echo "usage: scripts/test.sh [--quick]" >&2; exit 64 ;;
+  *) echo "usage: scripts/test.sh [quick]" >&2; exit 64 ;;
 esac
 
 mkdir -p target
@@ -103,6 +107,26 @@ rc=$?
 cat target/tools.log
 record $rc 0 0
 
+# --- 1b. lints, each counted as one test: formatting (rustfmt.toml) and clippy with warnings as
+# errors, in the real world and in the simulated one (`--cfg madsim` compiles other code paths).
+lint() {
+  local name=$1; shift
+  step "$name: $*"
+  local t0=$SECONDS
+  "$@" >"target/$name.log" 2>&1
+  local rc=$?
+  echo "($name: $((SECONDS - t0)) s)"
+  if [ $rc -ne 0 ]; then
+    echo "--- $name failed (exit $rc); head of target/$name.log:"; head -n 60 "target/$name.log"
+    record $rc 0 1
+  else
+    record 0 1 0
+  fi
+}
+lint fmt cargo fmt --all --check
+lint clippy-real cargo clippy --workspace --all-targets -- -D warnings
+lint clippy-sim cargo sim-clippy --workspace --all-targets -- -D warnings
+
 # --- 2. the real world
 
 cargo_tests test-real -- test --workspace --no-fail-fast
@@ -139,11 +163,12 @@ deep_properties() {
     --test log_model --test log_compaction -- os_backend_matches_model
 }
 
-if [ "$quick" -eq 0 ]; then
-  deep_properties
+[ "$quick" -eq 0 ] && deep_properties
 
-  # --- 4. the simulated world
-  cargo_tests test-sim -- sim-test --workspace --no-fail-fast
+# --- 4. the simulated world
+cargo_tests test-sim -- sim-test --workspace --no-fail-fast
+
+if [ "$quick" -eq 0 ]; then
 
   # --- 5. sweeps: each passes when every seed passes; counted as one test each.
   # sweep <name> <timeout s, 0: none> <scenario>
