@@ -1,4 +1,5 @@
-//! The consumer without groups (manual assignment), after Kafka's `KafkaConsumer` + `Fetcher`:
+//! The consumer, after Kafka's `KafkaConsumer` + `Fetcher`: manual assignment (below) and, through
+//! `subscribe`, consumer groups (`crate::group`: join/sync/heartbeat, assignors, commits).
 //!
 //! - [`Consumer::assign`] sets the partitions; a partition without a position is reset by
 //!   `auto.offset.reset` (earliest / latest / none) through ListOffsets.
