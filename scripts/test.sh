@@ -91,10 +91,16 @@ install_kcat() {
   command -v kcat >/dev/null 2>&1
 }
 # The Python clients for tests/clients, in .venv.
+# The versions are pinned in tests/clients/requirements.txt; .venv/requirements.installed records
+# what was installed, so a changed pin reinstalls.
 install_venv() {
-  .venv/bin/python -c 'import confluent_kafka, kafka, pytest' >/dev/null 2>&1 && { echo ".venv: present"; return 0; }
-  python3 -m venv .venv && .venv/bin/pip install -q confluent-kafka kafka-python pytest || return 1
-  .venv/bin/python -c 'import confluent_kafka, kafka, pytest'
+  local req=tests/clients/requirements.txt
+  if .venv/bin/python -c 'import confluent_kafka, kafka, pytest' >/dev/null 2>&1 \
+     && cmp -s "$req" .venv/requirements.installed; then
+    echo ".venv: present"; return 0
+  fi
+  { [ -x .venv/bin/pip ] || python3 -m venv .venv; } && .venv/bin/pip install -q -r "$req" || return 1
+  .venv/bin/python -c 'import confluent_kafka, kafka, pytest' && cp "$req" .venv/requirements.installed
 }
 install_tools() {
   install_kcat || { echo "--- could not install kcat"; return 1; }
