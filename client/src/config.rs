@@ -109,6 +109,27 @@ fn parse_bool(key: &str, value: &str) -> Result<bool, ConfigError> {
     }
 }
 
+/// Parses Java-properties-like text into (key, value) pairs in file order: `key=value` or
+/// `key:value` lines, `#`/`!` comments, blank lines; keys and values trimmed.
+pub fn parse_properties(text: &str) -> Result<Vec<(String, String)>, ConfigError> {
+    let mut pairs = Vec::new();
+    for line in text.lines() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') || line.starts_with('!') {
+            continue;
+        }
+        let Some(idx) = line.find(['=', ':']) else {
+            return Err(ConfigError::BadLine { line: line.to_string() });
+        };
+        let (k, v) = (line[..idx].trim(), line[idx + 1..].trim());
+        if k.is_empty() {
+            return Err(ConfigError::BadLine { line: line.to_string() });
+        }
+        pairs.push((k.to_string(), v.to_string()));
+    }
+    Ok(pairs)
+}
+
 impl ProducerConfig {
     /// Parses `key=value` pairs over the defaults, then applies Kafka's cross-checks:
     /// - idempotence needs `acks=all`, `retries > 0` and `max.in.flight.requests.per.connection <= 5`;
@@ -133,20 +154,9 @@ impl ProducerConfig {
         Ok(c)
     }
 
-    /// Parses Java-properties-like text: `key=value` lines, `#`/`!` comments, blank lines.
+    /// Parses Java-properties-like text ([`parse_properties`]) over the defaults.
     pub fn from_properties(text: &str) -> Result<Self, ConfigError> {
-        let mut pairs = Vec::new();
-        for line in text.lines() {
-            let line = line.trim();
-            if line.is_empty() || line.starts_with('#') || line.starts_with('!') {
-                continue;
-            }
-            let Some((k, v)) = line.split_once('=') else {
-                return Err(ConfigError::BadLine { line: line.to_string() });
-            };
-            pairs.push((k.to_string(), v.to_string()));
-        }
-        Self::from_pairs(pairs)
+        Self::from_pairs(parse_properties(text)?)
     }
 
     fn set(&mut self, key: &str, value: &str) -> Result<(), ConfigError> {

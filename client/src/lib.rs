@@ -10,6 +10,7 @@
 //! - [`consumer`]: [`Consumer`] with `assign`, `seek*`, `poll` and pipelined fetches; with a
 //!   `group.id`, `subscribe` (consumer groups, [`group`]), commits and rebalance listeners.
 //! - [`admin`]: [`Admin`] — create/delete/list topics.
+//! - [`omb`]: OpenMessaging Benchmark workloads, driver files and result JSON; `perf omb`.
 
 pub mod accumulator;
 pub mod admin;
@@ -20,6 +21,7 @@ pub mod conn;
 pub mod consumer;
 pub mod errors;
 pub mod group;
+pub mod omb;
 pub mod partitioner;
 pub mod perf;
 pub mod producer;

@@ -27,6 +27,7 @@ pub mod cluster;
 pub mod history;
 pub mod metrics;
 pub mod nemesis;
+pub mod omb;
 pub mod scenario;
 pub mod trace;
 

@@ -1,5 +1,6 @@
 //! `perf produce` / `perf consume`: Loglab's kafka-producer-perf-test and kafka-consumer-perf-test,
-//! over real TCP. See `client::perf` for the output format.
+//! over real TCP (see `client::perf` for the output format); `perf omb`: an OpenMessaging
+//! Benchmark workload (see `client::omb::run`).
 
 #[cfg(not(madsim))]
 mod real {
@@ -7,6 +8,7 @@ mod real {
     use std::sync::Arc;
 
     use clap::{Parser, Subcommand};
+    use client::omb::run::{self as omb, OmbArgs};
     use client::perf::{self, ConsumeArgs, ProduceArgs};
     use net_model::tcp::TcpNetwork;
 
@@ -23,6 +25,8 @@ mod real {
         Produce(ProduceArgs),
         /// Like kafka-consumer-perf-test (assigns every partition; no group).
         Consume(ConsumeArgs),
+        /// An OpenMessaging Benchmark workload + Kafka driver file; writes OMB's result JSON.
+        Omb(OmbArgs),
     }
 
     pub fn main() -> ExitCode {
@@ -44,6 +48,10 @@ mod real {
             match &cli.cmd {
                 Cmd::Produce(a) => perf::produce(a, net, &mut out).await.map(|s| s.errors == 0),
                 Cmd::Consume(a) => perf::consume(a, net, &mut out).await.map(|_| true),
+                Cmd::Omb(a) => omb::run(a, net, &mut out)
+                    .await
+                    .map(|r| r.loglab.publish_errors == 0)
+                    .map_err(|e| perf::PerfError::Usage(e.to_string())),
             }
         });
         match result {
