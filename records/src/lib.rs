@@ -14,6 +14,7 @@ mod builder;
 pub mod compression;
 mod decode;
 mod header;
+pub mod validate;
 pub mod varint;
 
 pub use builder::{
@@ -27,3 +28,4 @@ pub use header::{
     BatchError, BatchHeader, BatchIter, Compression, TimestampType, BATCH_HEADER_LEN,
     BATCH_OVERHEAD_LEN, CRC_COVERED_FROM, LENGTH_FIELD_END, MAGIC_V2, NO_PRODUCER_ID, NO_SEQUENCE,
 };
+pub use validate::{validate_produced_batch, ValidateError, ValidateLimits, Validated};
