@@ -12,6 +12,7 @@ pub mod broker;
 pub mod config;
 pub mod connection;
 pub mod controller;
+pub mod faults;
 pub mod group;
 pub mod guard;
 pub mod log;
