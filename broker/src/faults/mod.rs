@@ -2,6 +2,7 @@
 //! chosen requests, for client developers (issue 19). [`rules`] is the pure part: matching,
 //! actions, triggers and counters.
 
+pub mod respond;
 pub mod rules;
 
 pub use rules::{Action, FaultTable, RequestFacts, Rule, RuleError, RuleSpec, When};
