@@ -168,18 +168,18 @@ impl Broker {
         let mut changed = false;
         let found: Vec<TopicPartition> = logs.partitions().cloned().collect();
         for tp in &found {
-            let meta = registry.topics.get(&tp.topic).cloned();
+            let meta = registry.topics.get(tp.topic()).cloned();
             match meta {
                 Some(m) if m.partitions > tp.partition => {}
                 Some(mut m) => {
                     m.partitions = tp.partition + 1;
-                    registry.topics.insert(tp.topic.clone(), m);
+                    registry.topics.insert(tp.topic().to_string(), m);
                     changed = true;
                 }
                 None => {
                     let id = registry.new_topic_id(&tp.topic, now);
                     registry.topics.insert(
-                        tp.topic.clone(),
+                        tp.topic().to_string(),
                         TopicMeta { partitions: tp.partition + 1, id, configs: Default::default() },
                     );
                     changed = true;

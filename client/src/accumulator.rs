@@ -48,17 +48,8 @@ use thiserror::Error;
 use crate::buffer_pool::{BufferPool, PoolError};
 use crate::config::ProducerConfig;
 
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct TopicPartition {
-    pub topic: String,
-    pub partition: i32,
-}
-
-impl TopicPartition {
-    pub fn new(topic: impl Into<String>, partition: i32) -> Self {
-        Self { topic: topic.into(), partition }
-    }
-}
+/// One definition of a partition for the workspace: `kafka-types`'.
+pub use kafka_types::TopicPartition;
 
 /// The accumulator's share of the producer config.
 #[derive(Debug, Clone, PartialEq, Eq)]

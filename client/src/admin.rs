@@ -13,7 +13,7 @@ use thiserror::Error;
 
 use crate::cluster::{Cluster, Metadata, TopicMetadata};
 use crate::conn::{Conn, ConnConfig, ConnError, DEFAULT_MAX_RESPONSE_BYTES};
-use crate::errors;
+use crate::errors::{self, ErrorCode};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AdminConfig {
@@ -212,7 +212,7 @@ impl Admin {
         let m = self.cluster.refresh_metadata(None, false).await?;
         Ok(m.topics
             .values()
-            .filter(|t| !t.is_internal && t.error_code == errors::NONE)
+            .filter(|t| !t.is_internal && t.error_code == ErrorCode::NONE)
             .map(|t| t.name.clone())
             .collect())
     }
@@ -228,7 +228,7 @@ impl Admin {
             .map(|n| {
                 let r = match m.topics.get(n) {
                     None => Err(AdminError::Missing { topic: n.clone() }),
-                    Some(t) if t.error_code == errors::NONE => Ok(t.clone()),
+                    Some(t) if t.error_code == ErrorCode::NONE => Ok(t.clone()),
                     Some(t) => Err(AdminError::Topic {
                         topic: n.clone(),
                         code: t.error_code,

@@ -204,7 +204,7 @@ impl Cluster {
             m.topics.clear();
         }
         for (name, t) in &fresh.topics {
-            if t.error_code == 0 {
+            if t.error_code == kafka_types::ErrorCode::NONE {
                 m.topics.insert(name.clone(), t.clone());
             } else {
                 m.topics.remove(name);

@@ -29,7 +29,7 @@ use thiserror::Error;
 use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{oneshot, Notify, OwnedSemaphorePermit, Semaphore};
 
-use crate::errors;
+use crate::errors::{self, ErrorCode};
 
 /// The API versions this client speaks. Upper bounds stop before versions that address topics by
 /// id only (Produce 13, Fetch 13+, DeleteTopics 6), which this client does not track.
@@ -404,7 +404,7 @@ impl Conn {
             let mut body = frame.slice(4..);
             let parsed = ApiVersionsResponse::decode(&mut body, version).ok();
             let resp = match parsed {
-                Some(r) if r.error_code != errors::UNSUPPORTED_VERSION => r,
+                Some(r) if r.error_code != ErrorCode::UNSUPPORTED_VERSION => r,
                 _ => {
                     let mut body = frame.slice(4..);
                     let v0 = ApiVersionsResponse::decode(&mut body, 0).map_err(|e| {
@@ -415,7 +415,7 @@ impl Conn {
                             reason: e.to_string(),
                         }
                     })?;
-                    if v0.error_code == errors::UNSUPPORTED_VERSION {
+                    if v0.error_code == ErrorCode::UNSUPPORTED_VERSION {
                         let theirs = v0
                             .api_keys
                             .iter()
@@ -431,7 +431,7 @@ impl Conn {
                     v0
                 }
             };
-            if resp.error_code != errors::NONE {
+            if resp.error_code != ErrorCode::NONE {
                 return Err(ConnError::ApiVersions {
                     peer: self.peer.clone(),
                     code_name: errors::error_name(resp.error_code),

@@ -35,7 +35,7 @@ use tokio::time::Instant;
 use crate::accumulator::TopicPartition;
 use crate::cluster::Cluster;
 use crate::conn::{Conn, ConnConfig, ConnError};
-use crate::errors;
+use crate::errors::{self, ErrorCode};
 use crate::group::coordinator::{GroupCoordinator, GroupSettings, JoinDone, LeaderSnapshot};
 use crate::group::membership::{after_sync, before_join, GroupError};
 use crate::group::Strategy;
@@ -475,7 +475,7 @@ impl Consumer {
 
     fn state(&mut self, tp: &TopicPartition) -> Result<&mut PartState, ConsumerError> {
         self.assignment.get_mut(tp).ok_or_else(|| ConsumerError::NotAssigned {
-            topic: tp.topic.clone(),
+            topic: tp.topic.to_string(),
             partition: tp.partition,
         })
     }
@@ -536,7 +536,7 @@ impl Consumer {
         }
         let st = self.state(tp)?;
         st.position.ok_or_else(|| ConsumerError::NoOffset {
-            topic: tp.topic.clone(),
+            topic: tp.topic.to_string(),
             partition: tp.partition,
         })
     }
@@ -570,7 +570,8 @@ impl Consumer {
     }
 
     async fn ensure_metadata(&mut self) -> Result<(), ConsumerError> {
-        let topics: BTreeSet<String> = self.assignment.keys().map(|tp| tp.topic.clone()).collect();
+        let topics: BTreeSet<String> =
+            self.assignment.keys().map(|tp| tp.topic.to_string()).collect();
         let missing = self.cluster.with_metadata(|m| {
             self.assignment.keys().any(|tp| m.leader_addr(&tp.topic, tp.partition).is_none())
         });
@@ -648,13 +649,13 @@ impl Consumer {
                         let Some((_, ts)) = parts.iter().find(|(q, _)| *q == tp) else {
                             continue;
                         };
-                        if p.error_code == errors::NONE {
+                        if p.error_code == ErrorCode::NONE {
                             out.insert(tp, (p.offset, p.timestamp));
                         } else if errors::is_retriable(p.error_code) && Instant::now() < deadline {
                             retry.push((tp, *ts));
                         } else {
                             return Err(ConsumerError::Broker {
-                                topic: tp.topic,
+                                topic: tp.topic.to_string(),
                                 partition: tp.partition,
                                 code: p.error_code,
                                 name: errors::error_name(p.error_code),
@@ -669,7 +670,7 @@ impl Consumer {
             if Instant::now() >= deadline {
                 let (tp, _) = &retry[0];
                 return Err(ConsumerError::NoLeader {
-                    topic: tp.topic.clone(),
+                    topic: tp.topic.to_string(),
                     partition: tp.partition,
                 });
             }
@@ -706,7 +707,10 @@ impl Consumer {
             self.resolve_positions(query).await?;
         }
         match no_offset {
-            Some(tp) => Err(ConsumerError::NoOffset { topic: tp.topic, partition: tp.partition }),
+            Some(tp) => Err(ConsumerError::NoOffset {
+                topic: tp.topic.to_string(),
+                partition: tp.partition,
+            }),
             None => Ok(()),
         }
     }
@@ -843,12 +847,12 @@ impl Consumer {
             if p.high_watermark >= 0 {
                 st.high_watermark = Some(p.high_watermark);
             }
-            match p.error_code {
-                errors::NONE => {
+            match ErrorCode::from_code(p.error_code) {
+                ErrorCode::NONE => {
                     if let Some(reason) = p.corrupt.clone() {
                         if p.records.is_empty() {
                             self.pending_error = Some(ConsumerError::Corrupt {
-                                topic: p.tp.topic.clone(),
+                                topic: p.tp.topic.to_string(),
                                 partition: p.tp.partition,
                                 offset: p.next_offset,
                                 reason,
@@ -868,10 +872,10 @@ impl Consumer {
                         next_offset: p.next_offset,
                     });
                 }
-                errors::OFFSET_OUT_OF_RANGE => match self.cfg.auto_offset_reset {
+                ErrorCode::OFFSET_OUT_OF_RANGE => match self.cfg.auto_offset_reset {
                     AutoOffsetReset::None => {
                         self.pending_error = Some(ConsumerError::OffsetOutOfRange {
-                            topic: p.tp.topic.clone(),
+                            topic: p.tp.topic.to_string(),
                             partition: p.tp.partition,
                             offset: p.fetch_offset,
                         });
@@ -885,15 +889,15 @@ impl Consumer {
                         st.reset = Some(OffsetSpec::Latest);
                     }
                 },
-                code if errors::needs_metadata_refresh(code) || errors::is_retriable(code) => {
+                e if errors::needs_metadata_refresh(e.code()) || e.is_retriable() => {
                     self.need_metadata = true;
                 }
-                code => {
+                e => {
                     self.pending_error = Some(ConsumerError::Broker {
-                        topic: p.tp.topic.clone(),
+                        topic: p.tp.topic.to_string(),
                         partition: p.tp.partition,
-                        code,
-                        name: errors::error_name(code),
+                        code: e.code(),
+                        name: e.name(),
                     });
                 }
             }
@@ -1284,10 +1288,11 @@ impl Consumer {
     /// committed offsets for what is new.
     async fn on_joined(&mut self, done: JoinDone) -> Result<(), ConsumerError> {
         tracing::debug!(generation = done.generation, member = %done.member_id, assignment = ?done.assignment, "joined");
-        let topics: BTreeSet<&String> = self.subscription.iter().flatten().collect();
+        let topics: BTreeSet<&str> =
+            self.subscription.iter().flatten().map(String::as_str).collect();
         // A leader may hand out topics we did not ask for (another client's bug): ignore them.
         let assigned: Vec<TopicPartition> =
-            done.assignment.iter().filter(|tp| topics.contains(&tp.topic)).cloned().collect();
+            done.assignment.iter().filter(|tp| topics.contains(tp.topic())).cloned().collect();
         let owned = self.assignment();
         let change = after_sync(done.protocol, &owned, &assigned);
         if !change.revoked.is_empty() {
@@ -1349,7 +1354,7 @@ impl Consumer {
         let counts: BTreeMap<String, i32> = meta
             .topics
             .into_iter()
-            .filter(|(_, t)| t.error_code == errors::NONE && !t.partitions.is_empty())
+            .filter(|(_, t)| t.error_code == ErrorCode::NONE && !t.partitions.is_empty())
             .map(|(name, t)| (name, t.partitions.len() as i32))
             .collect();
         if counts != snap.counts {
@@ -1413,7 +1418,7 @@ async fn fetch(
     check_crcs: bool,
 ) -> FetchOutcome {
     let resp = conn.request(&req).await?;
-    if resp.error_code != errors::NONE {
+    if resp.error_code != ErrorCode::NONE {
         // A whole-request error (e.g. a fetch session error): every partition gets it.
         return Ok(parts
             .into_iter()
@@ -1436,7 +1441,7 @@ async fn fetch(
             let Some(&(_, fetch_offset)) = parts.iter().find(|(q, _)| *q == tp) else {
                 continue;
             };
-            let (records, next_offset, corrupt) = if p.error_code == errors::NONE {
+            let (records, next_offset, corrupt) = if p.error_code == ErrorCode::NONE {
                 let data = p.records.unwrap_or_default();
                 let (data_bytes, codec) =
                     (data.len() as u64, crate::conn::first_batch_codec(&data));

@@ -403,7 +403,7 @@ pub async fn consume(
         .map_err(ConsumerError::from)?;
     let partitions: Vec<TopicPartition> = meta
         .topic(&args.topic)
-        .filter(|t| t.error_code == 0)
+        .filter(|t| t.error_code == kafka_types::ErrorCode::NONE)
         .map(|t| {
             t.partitions
                 .iter()

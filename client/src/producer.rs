@@ -39,7 +39,7 @@ use crate::buffer_pool::BufferPool;
 use crate::cluster::Cluster;
 use crate::config::{Acks, ProducerConfig};
 use crate::conn::{ConnConfig, ConnError, PendingResponse, DEFAULT_MAX_RESPONSE_BYTES};
-use crate::errors;
+use crate::errors::{self, ErrorCode};
 use crate::partitioner::Partitioner;
 
 /// Salt mixed into the seed for the producer's partitioner stream.
@@ -203,12 +203,12 @@ impl Shared {
         for f in failed {
             let err = match f.reason {
                 FailReason::DeliveryTimeout => ProduceError::DeliveryTimeout {
-                    topic: f.tp.topic.clone(),
+                    topic: f.tp.topic.to_string(),
                     partition: f.tp.partition,
                     delivery_timeout_ms: self.cfg.delivery_timeout_ms,
                 },
                 FailReason::Build(e) => ProduceError::Build {
-                    topic: f.tp.topic.clone(),
+                    topic: f.tp.topic.to_string(),
                     partition: f.tp.partition,
                     reason: e.to_string(),
                 },
@@ -493,7 +493,7 @@ async fn init_producer_id(sh: &Shared) -> Result<(i64, i16), ProduceError> {
         .with_producer_id(ProducerId(-1))
         .with_producer_epoch(-1);
     let resp = conn.request(&req).await?;
-    if resp.error_code != errors::NONE {
+    if resp.error_code != ErrorCode::NONE {
         return Err(ProduceError::Broker {
             topic: String::new(),
             partition: -1,
@@ -567,7 +567,7 @@ async fn run_sender(sh: Arc<Shared>) {
                     }
                     _ => {
                         unsendable = true;
-                        lock(&sh.topics).insert(tp.topic.clone());
+                        lock(&sh.topics).insert(tp.topic.to_string());
                     }
                 }
             }
@@ -710,7 +710,7 @@ fn build_produce(
                 .collect(),
         );
     let keys: Vec<(String, i32)> =
-        batches.iter().map(|b| (b.tp.topic.clone(), b.tp.partition)).collect();
+        batches.iter().map(|b| (b.tp.topic.to_string(), b.tp.partition)).collect();
     (req, keys)
 }
 
@@ -772,20 +772,21 @@ async fn finish_produce(
             let tp = batch.tp.clone();
             let result: Result<(i64, i64), ProduceError> = match &outcome {
                 Err(e) => Err(ProduceError::Conn(e.clone())),
-                Ok(m) => match m.get(&(tp.topic.clone(), tp.partition)) {
+                Ok(m) => match m.get(&(tp.topic.to_string(), tp.partition)) {
                     None => Err(ProduceError::Broker {
-                        topic: tp.topic.clone(),
+                        topic: tp.topic.to_string(),
                         partition: tp.partition,
                         code: -1,
                         name: "MISSING_FROM_RESPONSE",
                     }),
                     Some(&(code, base, lat))
-                        if code == errors::NONE || code == errors::DUPLICATE_SEQUENCE_NUMBER =>
+                        if code == ErrorCode::NONE
+                            || code == ErrorCode::DUPLICATE_SEQUENCE_NUMBER =>
                     {
                         Ok((base, lat))
                     }
                     Some(&(code, _, _)) => Err(ProduceError::Broker {
-                        topic: tp.topic.clone(),
+                        topic: tp.topic.to_string(),
                         partition: tp.partition,
                         code,
                         name: errors::error_name(code),
@@ -811,8 +812,8 @@ async fn finish_produce(
                         ProduceError::Broker { code, .. } => {
                             errors::is_retriable(*code)
                                 || (sh.cfg.enable_idempotence
-                                    && (*code == errors::OUT_OF_ORDER_SEQUENCE_NUMBER
-                                        || *code == errors::UNKNOWN_PRODUCER_ID))
+                                    && (*code == ErrorCode::OUT_OF_ORDER_SEQUENCE_NUMBER
+                                        || *code == ErrorCode::UNKNOWN_PRODUCER_ID))
                         }
                         _ => false,
                     };
@@ -830,8 +831,8 @@ async fn finish_produce(
                     // behind a later acknowledged one may already be in the log, and re-stamping
                     // it would write it twice.
                     if let ProduceError::Broker { code, .. } = &e {
-                        let gap = *code == errors::OUT_OF_ORDER_SEQUENCE_NUMBER
-                            || *code == errors::UNKNOWN_PRODUCER_ID;
+                        let gap = *code == ErrorCode::OUT_OF_ORDER_SEQUENCE_NUMBER
+                            || *code == ErrorCode::UNKNOWN_PRODUCER_ID;
                         if sh.cfg.enable_idempotence
                             && gap
                             && batch.producer_id() == producer_id
@@ -859,7 +860,7 @@ async fn finish_produce(
                     } else {
                         let e = if retriable && !within_deadline {
                             ProduceError::DeliveryTimeout {
-                                topic: tp.topic.clone(),
+                                topic: tp.topic.to_string(),
                                 partition: tp.partition,
                                 delivery_timeout_ms: sh.cfg.delivery_timeout_ms,
                             }

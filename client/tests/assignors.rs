@@ -31,7 +31,7 @@ fn check_exclusive_and_complete(
         let got = a.get(&m.member_id).expect("every member in the assignment");
         for p in got {
             assert!(
-                m.topics.contains(&p.topic),
+                m.topics.contains(p.topic()),
                 "{p:?} given to {} who does not subscribe",
                 m.member_id
             );

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use client::conn::{Conn, ConnConfig, ConnError, StreamWriter};
+use client::errors::ErrorCode;
 use kafka_protocol::messages::api_versions_response::ApiVersion;
 use kafka_protocol::messages::metadata_response::MetadataResponseBroker;
 use kafka_protocol::messages::{
@@ -69,7 +70,8 @@ async fn answer_api_versions(rd: &mut Rd, wr: &mut Wr, max_api_versions: i16) {
         assert_eq!(h.request_api_key, ApiKey::ApiVersions as i16);
         assert_eq!(h.client_id.as_ref().map(|s| s.as_str()), Some("test-client"));
         if h.request_api_version > max_api_versions {
-            let r = api_versions(max_api_versions).with_error_code(35);
+            let r = api_versions(max_api_versions)
+                .with_error_code(ErrorCode::UNSUPPORTED_VERSION.code());
             wr.write_all(&response(ApiKey::ApiVersions, 0, h.correlation_id, &r)).await.unwrap();
             continue;
         }

@@ -348,7 +348,10 @@ mod real {
                     .with_partition_index(0)
                     .with_committed_offset(1)])]);
         let resp = conn.request(&stale).await.unwrap();
-        assert_eq!(resp.topics[0].partitions[0].error_code, 22, "ILLEGAL_GENERATION");
+        assert_eq!(
+            resp.topics[0].partitions[0].error_code,
+            client::errors::ErrorCode::ILLEGAL_GENERATION
+        );
 
         // Starve: after max.poll.interval.ms without a poll the heartbeat task leaves the group
         // (LeaveGroup). Wait for the broker to drop the member, bounded; not before the interval.
@@ -419,7 +422,7 @@ mod real {
             .with_groups(vec![GroupId(StrBytes::from_string(group.to_string()))]);
         let mut resp = conn.request_at(&req, 4).await.unwrap();
         let g = resp.groups.remove(0);
-        assert_eq!(g.error_code, 0);
+        assert_eq!(g.error_code, client::errors::ErrorCode::NONE);
         g
     }
 

@@ -35,8 +35,9 @@ use serde::{Deserialize, Serialize};
 
 pub type ReplicaId = i32;
 
-/// Epoch cache entries kept at most; one per leader change, so generous.
-pub const EPOCH_ENTRIES_MAX: usize = 100_000;
+/// The leader-epoch cache: one definition, in `kafka-types`.
+pub use kafka_types::epoch::ENTRIES_MAX as EPOCH_ENTRIES_MAX;
+pub use kafka_types::{EpochCache, EpochEntry};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct IsrConfig {
@@ -460,64 +461,6 @@ impl LeaderState {
     }
 }
 
-/// One entry of a leader-epoch cache: epoch `epoch` started writing at `start_offset`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct EpochEntry {
-    pub epoch: i32,
-    pub start_offset: i64,
-}
-
-/// A leader-epoch cache (epoch → start offset), with the same rules as the broker's
-/// `log::epoch::EpochCache` but without its file.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct EpochCache {
-    entries: Vec<EpochEntry>,
-}
-
-impl EpochCache {
-    pub fn entries(&self) -> &[EpochEntry] {
-        &self.entries
-    }
-    pub fn latest(&self) -> Option<EpochEntry> {
-        self.entries.last().copied()
-    }
-
-    /// Records that `epoch` starts at `start_offset`; only a newer epoch is added, and entries at
-    /// or after its start are dropped (they were truncated away). Returns whether it changed.
-    pub fn assign(&mut self, epoch: i32, start_offset: i64) -> bool {
-        if epoch < 0 || self.entries.last().is_some_and(|l| epoch <= l.epoch) {
-            return false;
-        }
-        while self.entries.last().is_some_and(|l| l.start_offset >= start_offset) {
-            self.entries.pop();
-        }
-        if self.entries.len() >= EPOCH_ENTRIES_MAX {
-            self.entries.remove(0);
-        }
-        self.entries.push(EpochEntry { epoch, start_offset });
-        true
-    }
-
-    /// Drops entries starting at or after `end_offset` (the log was truncated there).
-    pub fn truncate_from_end(&mut self, end_offset: i64) -> bool {
-        let before = self.entries.len();
-        self.entries.retain(|e| e.start_offset < end_offset);
-        before != self.entries.len()
-    }
-
-    /// OffsetForLeaderEpoch: the largest known epoch ≤ `epoch` and where it ended on this log
-    /// (the next epoch's start, or `log_end_offset`). `None` if every known epoch is newer.
-    pub fn end_offset_for(&self, epoch: i32, log_end_offset: i64) -> Option<(i32, i64)> {
-        let idx = self.entries.partition_point(|e| e.epoch <= epoch);
-        if idx == 0 {
-            return None;
-        }
-        let found = self.entries[idx - 1];
-        let end = self.entries.get(idx).map_or(log_end_offset, |next| next.start_offset);
-        Some((found.epoch, end))
-    }
-}
-
 /// The leader's answer to OffsetForLeaderEpoch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LeaderEpochAnswer {
@@ -556,11 +499,11 @@ pub fn truncation_step(cache: &EpochCache, leo: i64, answer: LeaderEpochAnswer) 
         // The follower lacks `leader_epoch`; everything after its largest earlier epoch is
         // suspect. Truncate to where that earlier epoch ends here and ask the leader about it.
         Some((epoch, end)) => Truncation::AskAgain { offset: end.min(leo), epoch },
-        // The follower has no epoch ≤ the leader's: nothing in common that epochs can prove
-        // except what is below the leader's end for that epoch.
-        None => Truncation::Done {
-            offset: leader_end.min(leo).min(cache.entries.first().map_or(leo, |e| e.start_offset)),
-        },
+        // The follower knows no epoch at all: nothing in common that epochs can prove except
+        // what is below the leader's end. (A follower whose epochs are all newer than the
+        // leader's answer gets that epoch back with its first epoch's start, as Kafka answers,
+        // and so truncates there in the first arm.)
+        None => Truncation::Done { offset: leader_end.min(leo) },
     }
 }
 

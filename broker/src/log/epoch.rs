@@ -1,4 +1,5 @@
-//! The leader-epoch cache and its `leader-epoch-checkpoint` file (KIP-101/279).
+//! The leader-epoch cache and its `leader-epoch-checkpoint` file (KIP-101/279). The cache's rules
+//! are `kafka_types::EpochCache`'s; this module adds the file.
 //!
 //! Each entry says: leader epoch `e` started writing at offset `o`. A follower that becomes
 //! leader-aware asks "where does my epoch end on your log?" (OffsetForLeaderEpoch) and truncates to
@@ -8,92 +9,39 @@
 //! `epoch startOffset` line per entry. Written to `.tmp`, fsynced, renamed, directory fsynced.
 
 use std::io;
+use std::ops::{Deref, DerefMut};
 use std::path::{Path, PathBuf};
 
 use disk_model::{OpenMode, Storage};
 
 pub const CHECKPOINT_FILE: &str = "leader-epoch-checkpoint";
-/// Entries kept at most; epochs grow one per leader change, so this is generous.
-const ENTRIES_MAX: usize = 100_000;
+/// Entries a checkpoint may hold: the cache's own limit.
+const ENTRIES_MAX: usize = kafka_types::epoch::ENTRIES_MAX;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct EpochEntry {
-    pub epoch: i32,
-    pub start_offset: i64,
+pub use kafka_types::EpochEntry;
+
+/// The leader-epoch cache of one partition log: `kafka_types::EpochCache` (its rules, through
+/// `Deref`) plus its checkpoint file.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EpochCache(kafka_types::EpochCache);
+
+impl Deref for EpochCache {
+    type Target = kafka_types::EpochCache;
+    fn deref(&self) -> &kafka_types::EpochCache {
+        &self.0
+    }
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct EpochCache {
-    entries: Vec<EpochEntry>,
+impl DerefMut for EpochCache {
+    fn deref_mut(&mut self) -> &mut kafka_types::EpochCache {
+        &mut self.0
+    }
 }
 
 impl EpochCache {
-    pub fn entries(&self) -> &[EpochEntry] {
-        &self.entries
-    }
-
-    pub fn latest(&self) -> Option<EpochEntry> {
-        self.entries.last().copied()
-    }
-
-    /// Records that `epoch` starts at `start_offset`. Returns whether the cache changed.
-    /// Only a newer epoch is added (a batch of an older epoch never re-opens it).
-    pub fn assign(&mut self, epoch: i32, start_offset: i64) -> bool {
-        if epoch < 0 {
-            return false;
-        }
-        match self.entries.last() {
-            Some(last) if epoch <= last.epoch => false,
-            _ => {
-                // An entry starting at or after the new one's start is stale (log was truncated).
-                while self.entries.last().is_some_and(|l| l.start_offset >= start_offset) {
-                    self.entries.pop();
-                }
-                self.entries.push(EpochEntry { epoch, start_offset });
-                true
-            }
-        }
-    }
-
-    /// Removes entries whose start offset is ≥ `end_offset` (after the log was truncated there).
-    pub fn truncate_from_end(&mut self, end_offset: i64) -> bool {
-        let before = self.entries.len();
-        self.entries.retain(|e| e.start_offset < end_offset);
-        before != self.entries.len()
-    }
-
-    /// After the log start moved to `start_offset`: drop epochs that ended before it and clamp the
-    /// first surviving entry's start to it.
-    pub fn truncate_from_start(&mut self, start_offset: i64) -> bool {
-        let first_kept = self.entries.partition_point(|e| e.start_offset <= start_offset);
-        if first_kept == 0 {
-            return false;
-        }
-        let mut changed = first_kept > 1;
-        self.entries.drain(..first_kept - 1);
-        if self.entries[0].start_offset != start_offset {
-            self.entries[0].start_offset = start_offset;
-            changed = true;
-        }
-        changed
-    }
-
-    /// OffsetForLeaderEpoch: for a requested epoch, the largest epoch ≤ it that we know and the
-    /// offset where that epoch ended on this log (the next epoch's start, or `log_end_offset`).
-    /// `None` if every known epoch is newer than the request (UNDEFINED_EPOCH in Kafka).
-    pub fn end_offset_for(&self, epoch: i32, log_end_offset: i64) -> Option<(i32, i64)> {
-        let idx = self.entries.partition_point(|e| e.epoch <= epoch);
-        if idx == 0 {
-            return None;
-        }
-        let found = self.entries[idx - 1];
-        let end = self.entries.get(idx).map_or(log_end_offset, |next| next.start_offset);
-        Some((found.epoch, end))
-    }
-
     pub fn encode(&self) -> String {
-        let mut s = format!("0\n{}\n", self.entries.len());
-        for e in &self.entries {
+        let mut s = format!("0\n{}\n", self.entries().len());
+        for e in self.entries() {
             s.push_str(&format!("{} {}\n", e.epoch, e.start_offset));
         }
         s
@@ -110,19 +58,17 @@ impl EpochCache {
         if count > ENTRIES_MAX {
             return Err(format!("{count} entries exceeds the limit {ENTRIES_MAX}"));
         }
-        let mut cache = EpochCache::default();
+        let mut entries = Vec::with_capacity(count);
         for _ in 0..count {
             let line = lines.next().ok_or("fewer entries than the count")?;
             let mut parts = line.split_whitespace();
             let epoch: i32 = parts.next().and_then(|p| p.parse().ok()).ok_or("bad epoch")?;
             let start_offset: i64 =
                 parts.next().and_then(|p| p.parse().ok()).ok_or("bad offset")?;
-            if cache.latest().is_some_and(|l| l.epoch >= epoch || l.start_offset > start_offset) {
-                return Err(format!("entries out of order at epoch {epoch}"));
-            }
-            cache.entries.push(EpochEntry { epoch, start_offset });
+            entries.push(EpochEntry { epoch, start_offset });
         }
-        Ok(cache)
+        let cache = kafka_types::EpochCache::from_entries(entries).ok_or("entries out of order")?;
+        Ok(Self(cache))
     }
 
     /// Loads `dir/leader-epoch-checkpoint`; a missing or malformed file gives an empty cache
@@ -187,7 +133,7 @@ mod tests {
         assert_eq!(c.latest(), Some(EpochEntry { epoch: 2, start_offset: 10 }));
         assert!(c.truncate_from_start(12));
         assert_eq!(c.entries(), &[EpochEntry { epoch: 2, start_offset: 12 }]);
-        assert_eq!(c.end_offset_for(1, 30), None);
+        assert_eq!(c.end_offset_for(1, 30), Some((1, 12)), "older than all: the first start");
         let back = EpochCache::decode(&c.encode()).unwrap();
         assert_eq!(back, c);
         assert!(EpochCache::decode("0\n2\n1 5\n0 9\n").is_err());

@@ -31,34 +31,9 @@ pub const CLEANER_CHECKPOINT_FILE: &str = "cleaner-offset-checkpoint";
 /// Partitions a checkpoint file may list (bounds what a corrupt count makes us believe).
 const CHECKPOINT_ENTRIES_MAX: usize = 1_000_000;
 
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct TopicPartition {
-    pub topic: String,
-    pub partition: i32,
-}
-
-impl TopicPartition {
-    pub fn new(topic: impl Into<String>, partition: i32) -> Self {
-        Self { topic: topic.into(), partition }
-    }
-
-    pub fn dir_name(&self) -> String {
-        format!("{}-{}", self.topic, self.partition)
-    }
-
-    /// `events-3` → (events, 3). Topic names may contain '-', so split at the last one.
-    pub fn parse_dir_name(name: &str) -> Option<Self> {
-        let (topic, partition) = name.rsplit_once('-')?;
-        let partition: i32 = partition.parse().ok().filter(|p: &i32| *p >= 0)?;
-        (!topic.is_empty()).then(|| Self::new(topic, partition))
-    }
-}
-
-impl std::fmt::Display for TopicPartition {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}-{}", self.topic, self.partition)
-    }
-}
+/// One definition, in `kafka-types` (`topic` is a shared `Topic`, comparing and ordering as the
+/// `String` it was; `dir_name`/`parse_dir_name` moved there with it).
+pub use kafka_types::TopicPartition;
 
 /// Kafka's offset checkpoint format: `0`, count, then `topic partition offset` lines.
 pub fn encode_offsets(offsets: &BTreeMap<TopicPartition, i64>) -> String {

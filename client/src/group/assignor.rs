@@ -178,7 +178,7 @@ fn round_robin(members: &[&MemberSubscription], counts: &BTreeMap<String, i32>) 
         // Some member subscribes to every partition listed, so this finds one within a lap.
         for step in 0..members.len() {
             let i = (next + step) % members.len();
-            if members[i].topics.contains(&tp.topic) {
+            if members[i].topics.contains(tp.topic()) {
                 out.get_mut(&members[i].member_id).expect("every member has an entry").push(tp);
                 next = i + 1;
                 break;
@@ -192,7 +192,7 @@ fn round_robin(members: &[&MemberSubscription], counts: &BTreeMap<String, i32>) 
 fn sticky(members: &[&MemberSubscription], counts: &BTreeMap<String, i32>) -> GroupAssignment {
     let all = subscribed_partitions(members, counts);
     let exists = |tp: &TopicPartition| {
-        counts.get(&tp.topic).is_some_and(|&n| (0..n).contains(&tp.partition))
+        counts.get(tp.topic()).is_some_and(|&n| (0..n).contains(&tp.partition))
     };
 
     // Resolve claims: newest generation wins; a tie at the newest leaves the partition unowned.
@@ -200,7 +200,7 @@ fn sticky(members: &[&MemberSubscription], counts: &BTreeMap<String, i32>) -> Gr
     for (i, m) in members.iter().enumerate() {
         let owned: BTreeSet<&TopicPartition> = m.owned.iter().collect();
         for tp in owned {
-            if exists(tp) && m.topics.contains(&tp.topic) {
+            if exists(tp) && m.topics.contains(tp.topic()) {
                 claims.entry(tp).or_default().push((m.generation, i));
             }
         }
@@ -224,7 +224,7 @@ fn sticky(members: &[&MemberSubscription], counts: &BTreeMap<String, i32>) -> Gr
             continue;
         }
         let best = (0..members.len())
-            .filter(|&i| members[i].topics.contains(&tp.topic))
+            .filter(|&i| members[i].topics.contains(tp.topic()))
             .min_by_key(|&i| (count[i], i));
         let Some(i) = best else { continue };
         owner.insert(tp.clone(), i);
@@ -247,7 +247,7 @@ fn sticky(members: &[&MemberSubscription], counts: &BTreeMap<String, i32>) -> Gr
             // Highest partitions move first, so the low ones a member owns stay put.
             for (tp, _) in owner.iter().rev().filter(|(_, &o)| o == d) {
                 let receiver = (0..members.len())
-                    .filter(|&r| count[r] + 1 < count[d] && members[r].topics.contains(&tp.topic))
+                    .filter(|&r| count[r] + 1 < count[d] && members[r].topics.contains(tp.topic()))
                     .min_by_key(|&r| (count[r], r));
                 if let Some(r) = receiver {
                     found = Some((tp.clone(), d, r));

@@ -38,10 +38,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use super::assignor::{assign, MemberSubscription, Strategy};
-use super::membership::{
-    GroupError, JoinResponse, MemberState, Membership, Next, COORDINATOR_LOAD_IN_PROGRESS,
-    COORDINATOR_NOT_AVAILABLE, NOT_COORDINATOR, NO_GENERATION, UNSTABLE_OFFSET_COMMIT,
-};
+use super::membership::{GroupError, JoinResponse, MemberState, Membership, Next, NO_GENERATION};
 use super::protocol::{
     decode_cooperative_user_data, decode_sticky_user_data, encode_cooperative_user_data,
     encode_sticky_user_data, Assignment, Subscription, CONSUMER_PROTOCOL_VERSION,
@@ -49,7 +46,7 @@ use super::protocol::{
 use crate::accumulator::TopicPartition;
 use crate::cluster::Cluster;
 use crate::conn::{Conn, ConnConfig, ConnError};
-use crate::errors;
+use crate::errors::{self, ErrorCode};
 
 /// Quick rejoins in a row (REBALANCE_IN_PROGRESS, MEMBER_ID_REQUIRED) before backing off.
 const QUICK_REJOINS_MAX: u32 = 10;
@@ -169,16 +166,16 @@ impl Inner {
         let (code, host, port) = if v >= 4 {
             match resp.coordinators.first() {
                 Some(c) => (c.error_code, c.host.to_string(), c.port),
-                None => (COORDINATOR_NOT_AVAILABLE, String::new(), 0),
+                None => (ErrorCode::COORDINATOR_NOT_AVAILABLE.code(), String::new(), 0),
             }
         } else {
             (resp.error_code, resp.host.to_string(), resp.port)
         };
-        if code != errors::NONE {
+        if code != ErrorCode::NONE {
             return Err(GroupError::Broker {
                 api: "FindCoordinator",
                 code,
-                name: super::membership::group_error_name(code),
+                name: errors::error_name(code),
             });
         }
         Ok(format!("{host}:{port}"))
@@ -207,14 +204,14 @@ impl Inner {
                     return Ok(c);
                 }
                 Err(GroupError::Broker { code, .. })
-                    if code != COORDINATOR_NOT_AVAILABLE
-                        && code != NOT_COORDINATOR
-                        && code != COORDINATOR_LOAD_IN_PROGRESS =>
+                    if code != ErrorCode::COORDINATOR_NOT_AVAILABLE
+                        && code != ErrorCode::NOT_COORDINATOR
+                        && code != ErrorCode::COORDINATOR_LOAD_IN_PROGRESS =>
                 {
                     return Err(GroupError::Broker {
                         api: "FindCoordinator",
                         code,
-                        name: super::membership::group_error_name(code),
+                        name: errors::error_name(code),
                     })
                 }
                 Err(e) => tracing::debug!(error = %e, "coordinator lookup failed"),
@@ -300,7 +297,7 @@ impl Inner {
         if !topics.is_empty() {
             let meta = self.cluster.refresh_metadata(Some(&topics), false).await?;
             for (name, t) in meta.topics {
-                if t.error_code == errors::NONE && !t.partitions.is_empty() {
+                if t.error_code == ErrorCode::NONE && !t.partitions.is_empty() {
                     counts.insert(name, t.partitions.len() as i32);
                 }
             }
@@ -345,7 +342,7 @@ impl Inner {
             if instance.is_some() && v < 5 {
                 return Err(GroupError::Broker {
                     api: "JoinGroup",
-                    code: errors::UNSUPPORTED_VERSION,
+                    code: ErrorCode::UNSUPPORTED_VERSION.code(),
                     name: "UNSUPPORTED_VERSION (static membership needs JoinGroup v5)",
                 });
             }
@@ -514,7 +511,7 @@ impl Inner {
                     conn.request_at(&req, v).await
                 };
                 match tokio::time::timeout(self.request_timeout(), r).await {
-                    Ok(Ok(resp)) if resp.error_code == errors::NONE => {
+                    Ok(Ok(resp)) if resp.error_code == ErrorCode::NONE => {
                         tracing::debug!(member = %member_id, reason, "left the group")
                     }
                     Ok(Ok(resp)) => tracing::debug!(code = resp.error_code, "LeaveGroup refused"),
@@ -796,7 +793,7 @@ impl GroupHandle {
                 let m = &s.membership;
                 if subscribed && m.generation == NO_GENERATION {
                     return Err(GroupError::CommitFailed {
-                        code: super::membership::REBALANCE_IN_PROGRESS,
+                        code: ErrorCode::REBALANCE_IN_PROGRESS.code(),
                         name: "REBALANCE_IN_PROGRESS (not in a generation)",
                     });
                 }
@@ -853,7 +850,7 @@ impl GroupHandle {
                 Ok(Ok(resp)) => {
                     for t in &resp.topics {
                         for p in &t.partitions {
-                            if p.error_code == errors::NONE || retry.is_some() {
+                            if p.error_code == ErrorCode::NONE || retry.is_some() {
                                 continue;
                             }
                             let r =
@@ -861,8 +858,9 @@ impl GroupHandle {
                             match r {
                                 Ok(_) => {
                                     if matches!(
-                                        p.error_code,
-                                        COORDINATOR_NOT_AVAILABLE | NOT_COORDINATOR
+                                        ErrorCode::from_code(p.error_code),
+                                        ErrorCode::COORDINATOR_NOT_AVAILABLE
+                                            | ErrorCode::NOT_COORDINATOR
                                     ) {
                                         inner.drop_conn(&conn);
                                     }
@@ -870,7 +868,7 @@ impl GroupHandle {
                                         topic: t.name.to_string(),
                                         partition: p.partition_index,
                                         code: p.error_code,
-                                        name: super::membership::group_error_name(p.error_code),
+                                        name: errors::error_name(p.error_code),
                                     });
                                 }
                                 Err(e) => return Err(e),
@@ -931,11 +929,11 @@ impl GroupHandle {
             match resp {
                 Err(_) => {
                     inner.drop_conn(&conn);
-                    retry_code = Some(errors::NONE);
+                    retry_code = Some(ErrorCode::NONE.code());
                 }
                 Ok(Err(e)) if e.is_retriable() => {
                     inner.drop_conn(&conn);
-                    retry_code = Some(errors::NONE);
+                    retry_code = Some(ErrorCode::NONE.code());
                 }
                 Ok(Err(e)) => return Err(e.into()),
                 Ok(Ok(resp)) => {
@@ -943,7 +941,7 @@ impl GroupHandle {
                     for t in &resp.topics {
                         for p in &t.partitions {
                             codes.push(p.error_code);
-                            if p.error_code == errors::NONE {
+                            if p.error_code == ErrorCode::NONE {
                                 let tp = TopicPartition::new(t.name.to_string(), p.partition_index);
                                 out.insert(
                                     tp,
@@ -952,21 +950,20 @@ impl GroupHandle {
                             }
                         }
                     }
-                    for code in codes.into_iter().filter(|&c| c != errors::NONE) {
-                        match code {
-                            COORDINATOR_NOT_AVAILABLE | NOT_COORDINATOR => {
+                    for code in codes.into_iter().filter(|&c| c != ErrorCode::NONE) {
+                        match ErrorCode::from_code(code) {
+                            ErrorCode::COORDINATOR_NOT_AVAILABLE | ErrorCode::NOT_COORDINATOR => {
                                 inner.drop_conn(&conn);
                                 retry_code = Some(code);
                             }
-                            COORDINATOR_LOAD_IN_PROGRESS | UNSTABLE_OFFSET_COMMIT => {
-                                retry_code = Some(code)
-                            }
-                            c if errors::is_retriable(c) => retry_code = Some(c),
-                            c => {
+                            ErrorCode::COORDINATOR_LOAD_IN_PROGRESS
+                            | ErrorCode::UNSTABLE_OFFSET_COMMIT => retry_code = Some(code),
+                            e if e.is_retriable() => retry_code = Some(code),
+                            e => {
                                 return Err(GroupError::Broker {
                                     api: "OffsetFetch",
-                                    code: c,
-                                    name: super::membership::group_error_name(c),
+                                    code,
+                                    name: e.name(),
                                 })
                             }
                         }
@@ -980,11 +977,11 @@ impl GroupHandle {
                 }
             }
             if Instant::now() >= deadline {
-                let code = retry_code.unwrap_or(errors::NONE);
+                let code = retry_code.unwrap_or(ErrorCode::NONE.code());
                 return Err(GroupError::Broker {
                     api: "OffsetFetch",
                     code,
-                    name: super::membership::group_error_name(code),
+                    name: errors::error_name(code),
                 });
             }
             out.clear();

@@ -3,15 +3,15 @@
 //! to do next out. The async glue in [`super::coordinator`] sends the requests and obeys.
 //!
 //! - JoinGroup: success moves to `CompletingRebalance` with the new member id, generation and
-//!   protocol; MEMBER_ID_REQUIRED (KIP-394) keeps the id the broker handed out and joins again at
-//!   once; UNKNOWN_MEMBER_ID resets the id and generation; ILLEGAL_GENERATION the generation;
-//!   REBALANCE_IN_PROGRESS joins again; NOT_COORDINATOR / COORDINATOR_NOT_AVAILABLE rediscover the
-//!   coordinator; COORDINATOR_LOAD_IN_PROGRESS backs off; FENCED_INSTANCE_ID and the
+//!   protocol; ErrorCode::MEMBER_ID_REQUIRED (KIP-394) keeps the id the broker handed out and joins again at
+//!   once; UNKNOWN_MEMBER_ID resets the id and generation; ErrorCode::ILLEGAL_GENERATION the generation;
+//!   ErrorCode::REBALANCE_IN_PROGRESS joins again; ErrorCode::NOT_COORDINATOR / ErrorCode::COORDINATOR_NOT_AVAILABLE rediscover the
+//!   coordinator; ErrorCode::COORDINATOR_LOAD_IN_PROGRESS backs off; ErrorCode::FENCED_INSTANCE_ID and the
 //!   configuration errors are fatal.
 //! - SyncGroup: success makes the member `Stable`; the same error classes as above.
 //! - Heartbeat (while `Stable` only; answers for an older generation are ignored):
-//!   REBALANCE_IN_PROGRESS asks for a rejoin that keeps the generation (partitions are revoked
-//!   normally), ILLEGAL_GENERATION / UNKNOWN_MEMBER_ID reset and mark the partitions lost.
+//!   ErrorCode::REBALANCE_IN_PROGRESS asks for a rejoin that keeps the generation (partitions are revoked
+//!   normally), ErrorCode::ILLEGAL_GENERATION / UNKNOWN_MEMBER_ID reset and mark the partitions lost.
 //! - A reset while owning partitions means they are lost, not revoked: another member may already
 //!   own them, so nothing is committed for them (`on_partitions_lost`).
 //!
@@ -26,45 +26,10 @@ use super::assignor::Strategy;
 use super::protocol::ProtocolError;
 use crate::accumulator::TopicPartition;
 use crate::conn::ConnError;
-use crate::errors;
+use crate::errors::ErrorCode;
 
 pub const UNKNOWN_MEMBER_ID: &str = "";
 pub const NO_GENERATION: i32 = -1;
-
-pub const COORDINATOR_LOAD_IN_PROGRESS: i16 = 14;
-pub const COORDINATOR_NOT_AVAILABLE: i16 = 15;
-pub const NOT_COORDINATOR: i16 = 16;
-pub const ILLEGAL_GENERATION: i16 = 22;
-pub const INCONSISTENT_GROUP_PROTOCOL: i16 = 23;
-pub const INVALID_GROUP_ID: i16 = 24;
-pub const UNKNOWN_MEMBER_ID_CODE: i16 = 25;
-pub const INVALID_SESSION_TIMEOUT: i16 = 26;
-pub const REBALANCE_IN_PROGRESS: i16 = 27;
-pub const GROUP_AUTHORIZATION_FAILED: i16 = 30;
-pub const MEMBER_ID_REQUIRED: i16 = 79;
-pub const GROUP_MAX_SIZE_REACHED: i16 = 81;
-pub const FENCED_INSTANCE_ID: i16 = 82;
-pub const UNSTABLE_OFFSET_COMMIT: i16 = 88;
-
-/// Kafka's name for the group error codes `errors::error_name` does not know.
-pub fn group_error_name(code: i16) -> &'static str {
-    match code {
-        23 => "INCONSISTENT_GROUP_PROTOCOL",
-        24 => "INVALID_GROUP_ID",
-        25 => "UNKNOWN_MEMBER_ID",
-        26 => "INVALID_SESSION_TIMEOUT",
-        27 => "REBALANCE_IN_PROGRESS",
-        28 => "INVALID_COMMIT_OFFSET_SIZE",
-        30 => "GROUP_AUTHORIZATION_FAILED",
-        12 => "OFFSET_METADATA_TOO_LARGE",
-        69 => "GROUP_ID_NOT_FOUND",
-        79 => "MEMBER_ID_REQUIRED",
-        81 => "GROUP_MAX_SIZE_REACHED",
-        82 => "FENCED_INSTANCE_ID",
-        88 => "UNSTABLE_OFFSET_COMMIT",
-        c => errors::error_name(c),
-    }
-}
 
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
 pub enum GroupError {
@@ -77,7 +42,7 @@ pub enum GroupError {
     CommitFailed { code: i16, name: &'static str },
     #[error("commit of {topic}-{partition} failed: {name} (error code {code})")]
     CommitPartition { topic: String, partition: i32, code: i16, name: &'static str },
-    #[error("another member uses group.instance.id `{0}` (FENCED_INSTANCE_ID)")]
+    #[error("another member uses group.instance.id `{0}` (ErrorCode::FENCED_INSTANCE_ID)")]
     Fenced(String),
     #[error("the coordinator chose protocol `{0}`, which this member did not offer")]
     UnknownProtocol(String),
@@ -217,30 +182,32 @@ impl Membership {
 
     /// Common error classes of JoinGroup / SyncGroup / Heartbeat / OffsetCommit.
     fn on_error(&mut self, api: &'static str, code: i16) -> Next {
-        match code {
-            UNKNOWN_MEMBER_ID_CODE => {
+        match ErrorCode::from_code(code) {
+            ErrorCode::UNKNOWN_MEMBER_ID => {
                 self.reset_member_id();
                 Next::Rejoin
             }
-            ILLEGAL_GENERATION => {
+            ErrorCode::ILLEGAL_GENERATION => {
                 self.reset_generation();
                 Next::Rejoin
             }
-            REBALANCE_IN_PROGRESS => {
+            ErrorCode::REBALANCE_IN_PROGRESS => {
                 self.rejoin_needed = true;
                 Next::Rejoin
             }
-            COORDINATOR_LOAD_IN_PROGRESS => Next::Backoff,
-            COORDINATOR_NOT_AVAILABLE | NOT_COORDINATOR => Next::FindCoordinator,
-            FENCED_INSTANCE_ID => {
+            ErrorCode::COORDINATOR_LOAD_IN_PROGRESS => Next::Backoff,
+            ErrorCode::COORDINATOR_NOT_AVAILABLE | ErrorCode::NOT_COORDINATOR => {
+                Next::FindCoordinator
+            }
+            ErrorCode::FENCED_INSTANCE_ID => {
                 Next::Fatal(GroupError::Fenced(self.group_instance_id.clone().unwrap_or_default()))
             }
-            code => Next::Fatal(GroupError::Broker { api, code, name: group_error_name(code) }),
+            e => Next::Fatal(GroupError::Broker { api, code, name: e.name() }),
         }
     }
 
     pub fn on_join_response(&mut self, r: &JoinResponse, offered: &[Strategy]) -> Next {
-        if r.error_code == errors::NONE {
+        if r.error_code == ErrorCode::NONE {
             let name = r.protocol_name.clone().unwrap_or_default();
             let Some(p) = Strategy::from_name(&name).filter(|p| offered.contains(p)) else {
                 self.state = MemberState::Unjoined;
@@ -254,7 +221,7 @@ impl Membership {
             return Next::Done;
         }
         self.state = MemberState::Unjoined;
-        if r.error_code == MEMBER_ID_REQUIRED {
+        if r.error_code == ErrorCode::MEMBER_ID_REQUIRED {
             // KIP-394: the broker named our id; join again with it.
             self.member_id = r.member_id.clone();
             return Next::Rejoin;
@@ -266,7 +233,7 @@ impl Membership {
         if self.state != MemberState::CompletingRebalance {
             return Next::Rejoin;
         }
-        if error_code == errors::NONE {
+        if error_code == ErrorCode::NONE {
             self.state = MemberState::Stable;
             self.rejoin_needed = false;
             return Next::Done;
@@ -281,7 +248,7 @@ impl Membership {
         if generation != self.generation || self.state != MemberState::Stable {
             return Next::Done; // stale: the member moved on meanwhile
         }
-        if error_code == errors::NONE {
+        if error_code == ErrorCode::NONE {
             return Next::Done;
         }
         match self.on_error("Heartbeat", error_code) {
@@ -297,24 +264,23 @@ impl Membership {
         generation: i32,
         error_code: i16,
     ) -> Result<bool, GroupError> {
-        match error_code {
-            COORDINATOR_LOAD_IN_PROGRESS | COORDINATOR_NOT_AVAILABLE | NOT_COORDINATOR => Ok(true),
-            ILLEGAL_GENERATION | UNKNOWN_MEMBER_ID_CODE | REBALANCE_IN_PROGRESS => {
+        match ErrorCode::from_code(error_code) {
+            ErrorCode::COORDINATOR_LOAD_IN_PROGRESS
+            | ErrorCode::COORDINATOR_NOT_AVAILABLE
+            | ErrorCode::NOT_COORDINATOR => Ok(true),
+            e @ (ErrorCode::ILLEGAL_GENERATION
+            | ErrorCode::UNKNOWN_MEMBER_ID
+            | ErrorCode::REBALANCE_IN_PROGRESS) => {
                 if generation == self.generation {
                     self.on_error("OffsetCommit", error_code);
                 }
-                Err(GroupError::CommitFailed {
-                    code: error_code,
-                    name: group_error_name(error_code),
-                })
+                Err(GroupError::CommitFailed { code: error_code, name: e.name() })
             }
-            FENCED_INSTANCE_ID => {
+            ErrorCode::FENCED_INSTANCE_ID => {
                 Err(GroupError::Fenced(self.group_instance_id.clone().unwrap_or_default()))
             }
-            code if errors::is_retriable(code) => Ok(true),
-            code => {
-                Err(GroupError::Broker { api: "OffsetCommit", code, name: group_error_name(code) })
-            }
+            e if e.is_retriable() => Ok(true),
+            e => Err(GroupError::Broker { api: "OffsetCommit", code: error_code, name: e.name() }),
         }
     }
 }
@@ -372,7 +338,7 @@ mod tests {
 
     fn join_ok(member: &str, generation: i32, leader: &str) -> JoinResponse {
         JoinResponse {
-            error_code: 0,
+            error_code: ErrorCode::NONE.code(),
             member_id: member.into(),
             generation_id: generation,
             protocol_name: Some("range".into()),
@@ -386,17 +352,20 @@ mod tests {
         let mut m = Membership::new(None);
         assert!(m.needs_join());
         m.on_join_sent();
-        let required = JoinResponse { error_code: MEMBER_ID_REQUIRED, ..join_ok("m-1", -1, "") };
+        let required = JoinResponse {
+            error_code: ErrorCode::MEMBER_ID_REQUIRED.code(),
+            ..join_ok("m-1", -1, "")
+        };
         assert_eq!(m.on_join_response(&required, &offered), Next::Rejoin);
         assert_eq!(m.member_id, "m-1");
         assert_eq!(m.on_join_response(&join_ok("m-1", 1, "m-1"), &offered), Next::Done);
         assert!(m.is_leader());
         assert_eq!(m.on_sync_response(0), Next::Done);
         assert!(!m.needs_join());
-        // A stale heartbeat answer changes nothing; a current REBALANCE_IN_PROGRESS asks to rejoin.
-        assert_eq!(m.on_heartbeat_response(0, REBALANCE_IN_PROGRESS), Next::Done);
+        // A stale heartbeat answer changes nothing; a current ErrorCode::REBALANCE_IN_PROGRESS.code() asks to rejoin.
+        assert_eq!(m.on_heartbeat_response(0, ErrorCode::REBALANCE_IN_PROGRESS.code()), Next::Done);
         assert!(!m.needs_join());
-        assert_eq!(m.on_heartbeat_response(1, REBALANCE_IN_PROGRESS), Next::Done);
+        assert_eq!(m.on_heartbeat_response(1, ErrorCode::REBALANCE_IN_PROGRESS.code()), Next::Done);
         assert!(m.needs_join());
         assert!(!m.take_lost(), "a rebalance revokes, it does not lose");
         assert_eq!(m.generation, 1, "rejoining keeps the generation for the sticky assignors");
@@ -408,15 +377,19 @@ mod tests {
         let mut m = Membership::new(None);
         m.on_join_response(&join_ok("m-1", 4, "x"), &offered);
         m.on_sync_response(0);
-        assert_eq!(m.on_heartbeat_response(4, ILLEGAL_GENERATION), Next::Done);
+        assert_eq!(m.on_heartbeat_response(4, ErrorCode::ILLEGAL_GENERATION.code()), Next::Done);
         assert_eq!((m.member_id.as_str(), m.generation), ("m-1", NO_GENERATION));
         assert!(m.take_lost() && m.needs_join());
         m.on_join_response(&join_ok("m-1", 5, "x"), &offered);
         m.on_sync_response(0);
-        assert_eq!(m.on_heartbeat_response(5, UNKNOWN_MEMBER_ID_CODE), Next::Done);
+        assert_eq!(m.on_heartbeat_response(5, ErrorCode::UNKNOWN_MEMBER_ID.code()), Next::Done);
         assert_eq!((m.member_id.as_str(), m.generation), ("", NO_GENERATION));
         assert!(m.take_lost());
-        assert_eq!(m.on_heartbeat_response(-1, NOT_COORDINATOR), Next::Done, "not stable: ignored");
+        assert_eq!(
+            m.on_heartbeat_response(-1, ErrorCode::NOT_COORDINATOR.code()),
+            Next::Done,
+            "not stable: ignored"
+        );
     }
 
     #[test]
@@ -424,15 +397,24 @@ mod tests {
         let offered = [Strategy::Range];
         let mut m = Membership::new(Some("i-1".into()));
         let r = |code| JoinResponse { error_code: code, ..join_ok("", -1, "") };
-        assert_eq!(m.on_join_response(&r(NOT_COORDINATOR), &offered), Next::FindCoordinator);
-        assert_eq!(m.on_join_response(&r(COORDINATOR_LOAD_IN_PROGRESS), &offered), Next::Backoff);
-        assert_eq!(m.on_join_response(&r(REBALANCE_IN_PROGRESS), &offered), Next::Rejoin);
         assert_eq!(
-            m.on_join_response(&r(FENCED_INSTANCE_ID), &offered),
+            m.on_join_response(&r(ErrorCode::NOT_COORDINATOR.code()), &offered),
+            Next::FindCoordinator
+        );
+        assert_eq!(
+            m.on_join_response(&r(ErrorCode::COORDINATOR_LOAD_IN_PROGRESS.code()), &offered),
+            Next::Backoff
+        );
+        assert_eq!(
+            m.on_join_response(&r(ErrorCode::REBALANCE_IN_PROGRESS.code()), &offered),
+            Next::Rejoin
+        );
+        assert_eq!(
+            m.on_join_response(&r(ErrorCode::FENCED_INSTANCE_ID.code()), &offered),
             Next::Fatal(GroupError::Fenced("i-1".into()))
         );
         assert!(matches!(
-            m.on_join_response(&r(INCONSISTENT_GROUP_PROTOCOL), &offered),
+            m.on_join_response(&r(ErrorCode::INCONSISTENT_GROUP_PROTOCOL.code()), &offered),
             Next::Fatal(GroupError::Broker { code: 23, .. })
         ));
         let mut other = join_ok("m", 1, "m");
@@ -448,14 +430,14 @@ mod tests {
         let mut m = Membership::new(None);
         m.on_join_response(&join_ok("m", 2, "m"), &[Strategy::Range]);
         m.on_sync_response(0);
-        assert_eq!(m.on_commit_error(2, NOT_COORDINATOR), Ok(true));
+        assert_eq!(m.on_commit_error(2, ErrorCode::NOT_COORDINATOR.code()), Ok(true));
         assert!(matches!(
-            m.on_commit_error(1, ILLEGAL_GENERATION),
+            m.on_commit_error(1, ErrorCode::ILLEGAL_GENERATION.code()),
             Err(GroupError::CommitFailed { .. })
         ));
         assert_eq!(m.generation, 2, "an answer for an older generation resets nothing");
         assert!(matches!(
-            m.on_commit_error(2, REBALANCE_IN_PROGRESS),
+            m.on_commit_error(2, ErrorCode::REBALANCE_IN_PROGRESS.code()),
             Err(GroupError::CommitFailed { .. })
         ));
         assert!(m.needs_join());

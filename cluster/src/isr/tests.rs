@@ -39,13 +39,14 @@
 //   → leader_against_model, stale_metadata_and_late_answers_are_ignored.
 // - :415 an AlterPartition answer with nothing in flight is taken
 //   → leader_against_model, stale_metadata_and_late_answers_are_ignored.
-// Truncation by leader epoch (truncation_step, EpochCache)
+// Truncation by leader epoch (truncation_step, EpochCache; the cache's lines are in
+// kafka-types/src/epoch.rs, property-tested there too)
 // - :610 the follower keeps records past the leader's end of the common epoch
 //   (`end.min(leader_end).min(leo)` → `end.min(leo)`) → truncation_finds_the_common_prefix.
 // - :614 KIP-101 without KIP-279 (an unknown epoch answers Done at the leader's end, no
 //   iteration) → truncation_finds_the_common_prefix, kip_279_example_iterates.
-// - :621 no common epoch: keep up to the leader's end (drop the clamp to the first entry)
-//   → truncation_finds_the_common_prefix.
+// - kafka-types epoch.rs: a request older than every epoch answers UNDEFINED instead of the
+//   first epoch's start (the clamp the follower relies on) → truncation_finds_the_common_prefix.
 // - :604 UNDEFINED answer keeps the log instead of a full reset
 //   → truncation_finds_the_common_prefix, kip_279_example_iterates.
 // - :564 lookup skips the asked epoch (`e.epoch <= epoch` → `<`)
@@ -635,7 +636,7 @@ fn epoch_cache_rules() {
     assert_eq!(c.end_offset_for(4, 10), Some((4, 8)));
     assert_eq!(c.end_offset_for(3, 10), Some((1, 5)), "3 is unknown here: the epoch before it");
     assert_eq!(c.end_offset_for(5, 10), Some((5, 10)), "the latest epoch ends at the log end");
-    assert_eq!(c.end_offset_for(0, 10), None);
+    assert_eq!(c.end_offset_for(0, 10), Some((0, 0)), "older than all: where the first starts");
     assert!(!c.truncate_from_end(9), "the cut is after the last start");
     assert!(c.truncate_from_end(8), "an entry starting at the cut has no records left");
     assert_eq!(c.entries(), &[e(1, 0), e(4, 5)]);

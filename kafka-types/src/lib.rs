@@ -1,0 +1,12 @@
+//! Kafka's shared vocabulary, defined once for the broker, the client, the cluster logic and the
+//! simulator: [`TopicPartition`], [`ErrorCode`] and the leader-epoch cache rules ([`EpochCache`]).
+//!
+//! Pure types and logic: no IO, no async, no dependencies.
+
+pub mod epoch;
+pub mod error;
+pub mod topic_partition;
+
+pub use epoch::{EpochCache, EpochEntry};
+pub use error::{error_code, ErrorCode};
+pub use topic_partition::{Topic, TopicPartition};
