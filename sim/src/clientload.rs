@@ -1,11 +1,10 @@
-//! Network-mode workloads built on the `client` crate: each simulated producer is a
+//! The workloads, built on the `client` crate: each simulated producer is a
 //! [`client::Producer`] (accumulator, buffer pool, sticky partitioner, linger, compression,
 //! retries, idempotence) and each consumer a [`client::Consumer`] (pipelined fetches), on the
 //! client host's view of the simulated network and charging the client host's CPU. What they do
-//! is recorded into the run's [`History`](crate::history::History) for the checkers, as the
-//! storage-mode workloads in [`crate::workload`] do.
+//! is recorded into the run's [`History`](crate::history::History) for the checkers.
 //!
-//! Producer: records arrive at `rate` with the same seeded jitter as the storage-mode producer
+//! Producer: records arrive at `rate` with seeded jitter
 //! (gaps uniform in [mean/2, 3·mean/2]); each is handed to `Producer::send_with_callback` at its
 //! arrival time, which blocks as Kafka's `send()` does when `buffer.memory` is full; the callback
 //! records the outcome. At `duration_s` the producer flushes and closes.
@@ -260,7 +259,7 @@ impl ClientProducer {
             seq += 1;
             if !self.spec.max_rate {
                 next += rng.gen_range(mean / 2..=mean + mean / 2);
-            } else if seq % 64 == 0 {
+            } else if seq.is_multiple_of(64) {
                 // A closed loop that never waits would starve the client's own tasks.
                 tokio::task::yield_now().await;
             }

@@ -14,6 +14,7 @@ use serde_json::{json, Map, Value};
 use thiserror::Error;
 
 use crate::checkers::{Outcome, CHECKS};
+pub use crate::faults::{Direction, DiskErrorKind, Fault, FaultAction, Peers, Target};
 
 #[derive(Debug, Error)]
 pub enum ScenarioError {
@@ -57,11 +58,12 @@ pub enum OffsetReset {
     Latest,
 }
 
-/// How the broker is reached: in-process calls to its log layer, or its unmodified request path
-/// over the simulated network (`cluster.mode`).
+/// What the network and the CPU cost (`cluster.mode`). Both modes run the same path: the
+/// unmodified broker behind `net_model::SimNet`, the `client` crate's `Producer`/`Consumer`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
-    /// Storage-level runs: workloads call the broker's `LogManager` in-process.
+    /// Storage stories: a free link (the fastest NIC the model takes, zero latency) and free CPU
+    /// (no core pool), so only the disk, the page cache and the log shape the run.
     Storage,
     /// Networked runs: `Broker::open` + `server::run` on a madsim node, workloads are the
     /// `client` crate's `Producer`/`Consumer` over `net_model::SimNet`.
@@ -141,62 +143,6 @@ pub struct ProducerSpec {
     pub idempotence: bool,
 }
 
-/// What a fault hits: a broker host, or a group member's host (`consumer-N`, N counting every
-/// consumer of the workload in file order).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Target {
-    Broker(u32),
-    Consumer(u32),
-    /// Cluster runs: the current leader of a partition, resolved when the fault starts (from the
-    /// newest metadata any live broker holds). A `restart` of it restarts the broker the previous
-    /// fault on the same target hit.
-    Leader(&'static str, i32),
-    /// Cluster runs: a follower of the partition (the first replica, in assignment order, that is
-    /// not the leader, is up and is not the active controller — or, failing that, any live
-    /// follower), resolved when the fault starts.
-    Follower(&'static str, i32),
-    /// Cluster runs: the active controller (the Raft leader of the metadata quorum).
-    Controller,
-}
-
-impl Target {
-    pub fn name(self) -> String {
-        match self {
-            Target::Broker(n) => format!("broker-{n}"),
-            Target::Consumer(n) => format!("consumer-{n}"),
-            Target::Leader(t, p) => format!("leader:{t}/{p}"),
-            Target::Follower(t, p) => format!("follower:{t}/{p}"),
-            Target::Controller => "controller".to_string(),
-        }
-    }
-
-    /// Whether the target is resolved to a broker at fault time.
-    pub fn is_dynamic(self) -> bool {
-        matches!(self, Target::Leader(..) | Target::Follower(..) | Target::Controller)
-    }
-}
-
-/// Cluster runs: which hosts a `partition` fault cuts its target off from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Peers {
-    /// Every other host: brokers, the client host, group members.
-    All,
-    /// The other brokers only (clients still reach the target).
-    Brokers,
-    /// The client host and group members only.
-    Clients,
-}
-
-/// Which direction of traffic a `partition` fault blocks, seen from its target.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Direction {
-    Both,
-    /// Peers → target is blocked (the target sends, nothing reaches it).
-    In,
-    /// Target → peers is blocked (the target hears, nothing it sends arrives).
-    Out,
-}
-
 /// A consumer group member's settings (Kafka's consumer config names).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GroupSpec {
@@ -235,68 +181,6 @@ pub struct PrefillSpec {
     pub record_bytes: usize,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DiskErrorKind {
-    Read,
-    Write,
-    Sync,
-    NoSpace,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub enum FaultAction {
-    /// Process crash: the page cache survives. The broker stays down until `restart`.
-    Kill,
-    Restart,
-    /// Power cut: dirty pages are lost. The broker stays down until `restart`.
-    PowerLoss,
-    /// The process stalls (a long GC pause) for `for`.
-    Pause,
-    /// A group member shuts down cleanly: it sends LeaveGroup and stops (until `restart`).
-    Leave,
-    SlowDisk {
-        factor: u32,
-    },
-    DiskError {
-        kind: DiskErrorKind,
-        probability: f64,
-        times: Option<u64>,
-        path: Option<String>,
-    },
-    DropCaches,
-    CorruptSector {
-        path: Option<String>,
-    },
-    /// Network runs: the broker's host is cut off from every other host, both ways, for `for`
-    /// (or until the run heals). Open streams stall (bytes wait in send buffers), new connects
-    /// time out; nothing is dropped.
-    Partition,
-    /// Network runs: the broker host's NIC drops to `bps` each way for `for` (a degraded link,
-    /// a duplex mismatch), then back to `cluster.host.nic`.
-    SlowNic {
-        bps: u64,
-    },
-    /// Cluster runs: a partition with options — from which peers, which direction, or only the
-    /// connections to one port (`port`: connections from the peers to the target's listener on
-    /// that port, and from the target to the peers' listeners on it, carry nothing either way).
-    Cut {
-        peers: Peers,
-        direction: Direction,
-        port: Option<u16>,
-    },
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct FaultSpec {
-    pub at_ns: u64,
-    pub target: Target,
-    pub action: FaultAction,
-    /// Undone after this long (pause, slow_disk, disk_error); `None` = until the run heals.
-    pub for_ns: Option<u64>,
-    /// The fault as written (for the trace and the plots).
-    pub label: String,
-}
-
 #[derive(Debug, Clone)]
 pub struct Scenario {
     pub name: String,
@@ -317,7 +201,7 @@ pub struct Scenario {
     pub topics: Vec<TopicSpec>,
     pub producers: Vec<ProducerSpec>,
     pub consumers: Vec<ConsumerSpec>,
-    pub faults: Vec<FaultSpec>,
+    pub faults: Vec<Fault>,
     /// Random faults drawn from each run's seed (see [`crate::nemesis`]).
     pub nemesis: Option<crate::nemesis::NemesisSpec>,
     pub checks: Vec<String>,
@@ -612,7 +496,7 @@ impl Scenario {
             flush_scheduler_interval_ms: i64::MAX as u64,
             raw: Vec::new(),
         };
-        if mode == Mode::Network {
+        {
             // The broker's own periodic tasks run (`broker::tasks`): Kafka's defaults.
             let d = broker::BrokerConfig::default();
             broker.checkpoint_interval_ms = d.checkpoint_interval_ms as u64;
@@ -626,7 +510,7 @@ impl Scenario {
                 let p = join("cluster.config", k);
                 let s = config_string(v, &p)?;
                 broker.raw.push((k.clone(), s.clone()));
-                if mode == Mode::Network {
+                {
                     // The broker's parser decides, as `broker serve --override` would.
                     probe.set(k, &s).map_err(|e| invalid(&p, e.to_string()))?;
                     if !(k.starts_with("log.") || k == "message.max.bytes") {
@@ -788,9 +672,6 @@ impl Scenario {
                     }
                 };
                 let idempotence = o.boolean("enable.idempotence", false)?;
-                if idempotence && mode == Mode::Storage {
-                    return Err(invalid(&o.p("enable.idempotence"), "storage-level producers send no producer ids: idempotence needs cluster.mode = \"network\" (the client crate's producer)"));
-                }
                 if idempotence && acks != Acks::All {
                     return Err(invalid(
                         &o.p("enable.idempotence"),
@@ -1179,12 +1060,12 @@ impl Scenario {
                     "writeback_chunk_kb": pc.writeback_chunk_kb,
                     "torn_writes": h.torn_writes,
                     "disk_bytes": h.disk_bytes,
-                    "nic_bps": if self.mode == Mode::Network { json!(h.nic_bps) } else { Value::Null },
-                    "link_latency_ns": if self.mode == Mode::Network { json!(h.link_latency_ns) } else { Value::Null },
+                    "nic_bps": h.nic_bps,
+                    "link_latency_ns": h.link_latency_ns,
                     "cores": h.cores,
                     "cpu_profile": h.cores.map(|c| serde_json::to_value(net_model::CpuProfile::with_cores(c)).unwrap_or(Value::Null)),
                 },
-                "config": if self.mode == Mode::Network { network_broker_config_json(&self.broker) } else { broker_config_json(&self.broker) },
+                "config": network_broker_config_json(&self.broker),
             },
             "topics": self.topics.iter().map(|t| json!({
                 "name": t.name,
@@ -1195,7 +1076,7 @@ impl Scenario {
             })).collect::<Vec<_>>(),
             "workload": {
                 "client_hosts": self.client_hosts,
-                "client_nic_bps": if self.mode == Mode::Network { json!(self.client_nic_bps) } else { Value::Null },
+                "client_nic_bps": self.client_nic_bps,
                 "prefill": self.prefill.iter().map(|p| json!({"topic": p.topic, "records": p.records, "record.bytes": p.record_bytes})).collect::<Vec<_>>(),
                 "producers": self.producers.iter().map(|p| json!({
                     "count": p.count,
@@ -1415,12 +1296,13 @@ fn parse_host(v: Option<&Value>, path: &str, mode: Mode) -> R<HostSpec> {
             if o.get(k).is_some() {
                 return Err(invalid(
                     &o.p(k),
-                    "only with cluster.mode = \"network\" (storage-level runs have no network)",
+                    "only with cluster.mode = \"network\" (storage runs have a free link and free CPU)",
                 ));
             }
         }
     }
     let nic_bps = match o.get("nic") {
+        None if mode == Mode::Storage => net_model::sim::NIC_BPS_MAX,
         None => net_model::sim::NicConfig::default().egress_bps,
         Some(v) => parse_bps(v, &o.p("nic"))?,
     };
@@ -1431,6 +1313,7 @@ fn parse_host(v: Option<&Value>, path: &str, mode: Mode) -> R<HostSpec> {
         }
     };
     let link_latency_ns = match o.get("link_latency") {
+        None if mode == Mode::Storage => 0,
         None => net_model::sim::LinkConfig::default().latency_ns,
         Some(v) => {
             let ns = parse_duration_ns(v, &o.p("link_latency"))?;
@@ -1699,7 +1582,7 @@ fn parse_fault(
     topics: &[TopicSpec],
     duration_s: u64,
     mode: Mode,
-) -> R<Vec<FaultSpec>> {
+) -> R<Vec<Fault>> {
     const ACTIONS: &[&str] = &[
         "kill",
         "restart",
@@ -1757,14 +1640,14 @@ fn parse_fault(
                 return Err(invalid(&o.p("every"), format!("the rolling restart of {brokers} brokers must end before the end of the run ({duration_s}s)")));
             }
             let target = Target::Broker(b);
-            out.push(FaultSpec {
+            out.push(Fault {
                 at_ns: t,
                 target,
                 action: FaultAction::Kill,
                 for_ns: None,
                 label: format!("rolling_restart kill broker-{b}"),
             });
-            out.push(FaultSpec {
+            out.push(Fault {
                 at_ns: t + down,
                 target,
                 action: FaultAction::Restart,
@@ -1834,7 +1717,7 @@ fn parse_fault(
             if mode != Mode::Network {
                 return Err(invalid(
                     &o.p("partition"),
-                    "only with cluster.mode = \"network\" (storage-level runs have no network)",
+                    "only with cluster.mode = \"network\" (storage runs have a free link and free CPU)",
                 ));
             }
             if o.get("peers").is_none() && o.get("direction").is_none() && o.get("port").is_none() {
@@ -1871,7 +1754,7 @@ fn parse_fault(
             if mode != Mode::Network {
                 return Err(invalid(
                     &o.p("slow_nic"),
-                    "only with cluster.mode = \"network\" (storage-level runs have no network)",
+                    "only with cluster.mode = \"network\" (storage runs have a free link and free CPU)",
                 ));
             }
             FaultAction::SlowNic { bps: parse_bps(o.req("bps")?, &o.p("bps"))? }
@@ -1902,7 +1785,7 @@ fn parse_fault(
     if let Some(f) = for_ns {
         label.push_str(&format!(" for {}ms", f / 1_000_000));
     }
-    Ok(vec![FaultSpec { at_ns, target, action: action_v, for_ns, label }])
+    Ok(vec![Fault { at_ns, target, action: action_v, for_ns, label }])
 }
 
 #[cfg(test)]
@@ -2047,14 +1930,18 @@ mod tests {
             (s.faults[0].action.clone(), s.faults[0].label.as_str()),
             (FaultAction::SlowNic { bps: 10_000_000 }, "slow_nic broker-0 10000000bps for 1000ms")
         );
-        let storage_key =
-            MIN.replace(r#""cluster": {}"#, r#""cluster": {"config": {"num.partitions": 3}}"#);
+        // Storage runs are network runs too: the broker's own parser judges `cluster.config`
+        // (a topic-level spelling is not a broker key).
+        let topic_key =
+            MIN.replace(r#""cluster": {}"#, r#""cluster": {"config": {"flush.messages": 1}}"#);
         assert!(
-            err(&storage_key)
-                .starts_with("cluster.config[\"num.partitions\"]: unknown broker config"),
+            err(&topic_key).starts_with("cluster.config[\"flush.messages\"]: "),
             "{}",
-            err(&storage_key)
+            err(&topic_key)
         );
+        let broker_key =
+            MIN.replace(r#""cluster": {}"#, r#""cluster": {"config": {"num.partitions": 3}}"#);
+        assert!(Scenario::parse(&broker_key).is_ok());
     }
 
     #[test]
