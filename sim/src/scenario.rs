@@ -637,44 +637,8 @@ impl Scenario {
                 "client_hosts": self.client_hosts,
                 "client_nic_bps": self.client_nic_bps,
                 "prefill": self.prefill.iter().map(|p| json!({"topic": p.topic, "records": p.records, "record.bytes": p.record_bytes})).collect::<Vec<_>>(),
-                "producers": self.producers.iter().map(|p| json!({
-                    "count": p.count,
-                    "topic": p.topic,
-                    "rate": if p.max_rate { "max".to_string() } else { format!("{}/s", p.rate_per_s) },
-                    "host": p.host,
-                    "record.bytes": p.record_bytes,
-                    "acks": p.acks.name(),
-                    "linger.ms": p.linger_ms,
-                    "batch.size": p.batch_size,
-                    "compression.type": p.compression.name(),
-                    "retries": p.retries,
-                    "retry.backoff.ms": p.retry_backoff_ms,
-                    "request.timeout.ms": p.request_timeout_ms,
-                    "delivery.timeout.ms": p.delivery_timeout_ms,
-                    "max.in.flight.requests.per.connection": p.max_in_flight,
-                    "enable.idempotence": p.idempotence,
-                })).collect::<Vec<_>>(),
-                "consumers": self.consumers.iter().map(|c| json!({
-                    "count": c.count,
-                    "topic": c.topic,
-                    "group.id": c.group_id,
-                    "assignment": match &c.group {
-                        None => "static: partitions dealt round-robin to the consumers of this entry".to_string(),
-                        Some(_) => "group: the client crate's group member (classic protocol), each member on its own host, committing after every poll".to_string(),
-                    },
-                    "session.timeout.ms": c.group.as_ref().map(|g| g.session_timeout_ms),
-                    "heartbeat.interval.ms": c.group.as_ref().map(|g| g.heartbeat_interval_ms),
-                    "max.poll.interval.ms": c.group.as_ref().map(|g| g.max_poll_interval_ms),
-                    "partition.assignment.strategy": c.group.as_ref().map(|g| g.assignment_strategy.clone()),
-                    "group.instance.id": c.group.as_ref().and_then(|g| g.instance_id_prefix.clone()),
-                    "enable.auto.commit": c.group.as_ref().map(|_| false),
-                    "max.partition.fetch.bytes": c.max_partition_fetch_bytes,
-                    "fetch.max.wait.ms": c.fetch_max_wait_ms,
-                    "auto.offset.reset": match c.auto_offset_reset { OffsetReset::Earliest => "earliest", OffsetReset::Latest => "latest" },
-                    "retry.backoff.ms": c.retry_backoff_ms,
-                    "request.timeout.ms": c.request_timeout_ms,
-                    "check.crcs": true,
-                })).collect::<Vec<_>>(),
+                "producers": self.producers.iter().map(producer_json).collect::<Vec<_>>(),
+                "consumers": self.consumers.iter().map(consumer_json).collect::<Vec<_>>(),
             },
             "faults": self.faults.iter().map(|f| json!({
                 "at_s": f.at_ns as f64 / 1e9,
@@ -697,6 +661,52 @@ impl Scenario {
             "expect": self.expect.iter().map(|(k, v)| (k.clone(), Value::String(v.as_str().into()))).collect::<Map<_, _>>(),
         })
     }
+}
+
+/// A producer entry in `settings`, every default included.
+fn producer_json(p: &ProducerSpec) -> Value {
+    json!({
+    "count": p.count,
+    "topic": p.topic,
+    "rate": if p.max_rate { "max".to_string() } else { format!("{}/s", p.rate_per_s) },
+    "host": p.host,
+    "record.bytes": p.record_bytes,
+    "acks": p.acks.name(),
+    "linger.ms": p.linger_ms,
+    "batch.size": p.batch_size,
+    "compression.type": p.compression.name(),
+    "retries": p.retries,
+    "retry.backoff.ms": p.retry_backoff_ms,
+    "request.timeout.ms": p.request_timeout_ms,
+    "delivery.timeout.ms": p.delivery_timeout_ms,
+    "max.in.flight.requests.per.connection": p.max_in_flight,
+    "enable.idempotence": p.idempotence,
+    })
+}
+
+/// A consumer entry in `settings`, every default included.
+fn consumer_json(c: &ConsumerSpec) -> Value {
+    json!({
+    "count": c.count,
+    "topic": c.topic,
+    "group.id": c.group_id,
+    "assignment": match &c.group {
+        None => "static: partitions dealt round-robin to the consumers of this entry".to_string(),
+        Some(_) => "group: the client crate's group member (classic protocol), each member on its own host, committing after every poll".to_string(),
+    },
+    "session.timeout.ms": c.group.as_ref().map(|g| g.session_timeout_ms),
+    "heartbeat.interval.ms": c.group.as_ref().map(|g| g.heartbeat_interval_ms),
+    "max.poll.interval.ms": c.group.as_ref().map(|g| g.max_poll_interval_ms),
+    "partition.assignment.strategy": c.group.as_ref().map(|g| g.assignment_strategy.clone()),
+    "group.instance.id": c.group.as_ref().and_then(|g| g.instance_id_prefix.clone()),
+    "enable.auto.commit": c.group.as_ref().map(|_| false),
+    "max.partition.fetch.bytes": c.max_partition_fetch_bytes,
+    "fetch.max.wait.ms": c.fetch_max_wait_ms,
+    "auto.offset.reset": match c.auto_offset_reset { OffsetReset::Earliest => "earliest", OffsetReset::Latest => "latest" },
+    "retry.backoff.ms": c.retry_backoff_ms,
+    "request.timeout.ms": c.request_timeout_ms,
+    "check.crcs": true,
+    })
 }
 
 fn broker_config_json(b: &BrokerSpec) -> Value {
@@ -1307,6 +1317,41 @@ fn parse_faults(
     Ok(faults)
 }
 
+/// The page-cache knobs of `cluster.host` (Linux's names), defaults from the model.
+fn parse_page_cache(o: &Obj) -> R<PageCacheConfig> {
+    let d = PageCacheConfig::default();
+    Ok(PageCacheConfig {
+        capacity_bytes: match o.get("page_cache") {
+            None => d.capacity_bytes,
+            Some(v) => parse_bytes(v, &o.p("page_cache"))?,
+        },
+        dirty_ratio: o.uint("dirty_ratio", d.dirty_ratio.into(), 1, 100)? as u32,
+        dirty_background_ratio: o.uint(
+            "dirty_background_ratio",
+            d.dirty_background_ratio.into(),
+            1,
+            100,
+        )? as u32,
+        dirty_expire_centisecs: o.uint(
+            "dirty_expire_centisecs",
+            d.dirty_expire_centisecs.into(),
+            0,
+            u32::MAX.into(),
+        )? as u32,
+        dirty_writeback_centisecs: o.uint(
+            "dirty_writeback_centisecs",
+            d.dirty_writeback_centisecs.into(),
+            1,
+            u32::MAX.into(),
+        )? as u32,
+        read_ahead_kb: o.uint("read_ahead_kb", d.read_ahead_kb.into(), 4, 1 << 20)? as u32,
+        read_ahead_max_kb: o.uint("read_ahead_max_kb", d.read_ahead_max_kb.into(), 4, 1 << 20)?
+            as u32,
+        writeback_chunk_kb: o.uint("writeback_chunk_kb", d.writeback_chunk_kb.into(), 4, 1 << 20)?
+            as u32,
+    })
+}
+
 fn parse_host(v: Option<&Value>, path: &str, mode: Mode) -> R<HostSpec> {
     let empty = Value::Object(Map::new());
     let v = v.unwrap_or(&empty);
@@ -1368,37 +1413,7 @@ fn parse_host(v: Option<&Value>, path: &str, mode: Mode) -> R<HostSpec> {
     let disk = o.string("disk", Some("nvme"))?;
     let device = DeviceProfile::by_name(&disk)
         .ok_or_else(|| invalid(&o.p("disk"), "expected one of hdd-7200, sata-ssd, nvme"))?;
-    let d = PageCacheConfig::default();
-    let page_cache = PageCacheConfig {
-        capacity_bytes: match o.get("page_cache") {
-            None => d.capacity_bytes,
-            Some(v) => parse_bytes(v, &o.p("page_cache"))?,
-        },
-        dirty_ratio: o.uint("dirty_ratio", d.dirty_ratio.into(), 1, 100)? as u32,
-        dirty_background_ratio: o.uint(
-            "dirty_background_ratio",
-            d.dirty_background_ratio.into(),
-            1,
-            100,
-        )? as u32,
-        dirty_expire_centisecs: o.uint(
-            "dirty_expire_centisecs",
-            d.dirty_expire_centisecs.into(),
-            0,
-            u32::MAX.into(),
-        )? as u32,
-        dirty_writeback_centisecs: o.uint(
-            "dirty_writeback_centisecs",
-            d.dirty_writeback_centisecs.into(),
-            1,
-            u32::MAX.into(),
-        )? as u32,
-        read_ahead_kb: o.uint("read_ahead_kb", d.read_ahead_kb.into(), 4, 1 << 20)? as u32,
-        read_ahead_max_kb: o.uint("read_ahead_max_kb", d.read_ahead_max_kb.into(), 4, 1 << 20)?
-            as u32,
-        writeback_chunk_kb: o.uint("writeback_chunk_kb", d.writeback_chunk_kb.into(), 4, 1 << 20)?
-            as u32,
-    };
+    let page_cache = parse_page_cache(&o)?;
     page_cache.validate().map_err(|e| invalid(path, e))?;
     let disk_bytes = match o.get("disk_bytes") {
         None => None,
