@@ -1,7 +1,7 @@
-//! The seam between workloads and the broker, implemented twice: in-process by
-//! [`crate::host::InProcess`] (requests travel over channels to the broker's log layer:
-//! storage-level runs) and over the simulated network by [`crate::netclient::NetClient`] (Kafka
-//! requests to the unmodified broker: network runs). Nothing above this line knows which.
+//! The oracle's and the settle loop's view of the broker: list offsets, fetch, produce.
+//! Implemented over the simulated network by [`crate::netclient::NetClient`] (Kafka requests to
+//! the unmodified broker) and, for clusters, by [`crate::cluster::Router`] (each partition's
+//! current leader).
 
 use std::time::Duration;
 

@@ -162,7 +162,10 @@ fn install_panic_hook(replay: String, seed: u64) {
     let default = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
         default(info);
-        eprintln!("simulator crashed (seed {seed}); replay: {replay}");
+        // A model assertion inside an invariant check is a failed check, not a crash.
+        if !crate::invariants::checking() {
+            eprintln!("simulator crashed (seed {seed}); replay: {replay}");
+        }
     }));
 }
 

@@ -1,11 +1,10 @@
-//! Network-mode workloads built on the `client` crate: each simulated producer is a
+//! The workloads, built on the `client` crate: each simulated producer is a
 //! [`client::Producer`] (accumulator, buffer pool, sticky partitioner, linger, compression,
 //! retries, idempotence) and each consumer a [`client::Consumer`] (pipelined fetches), on the
 //! client host's view of the simulated network and charging the client host's CPU. What they do
-//! is recorded into the run's [`History`](crate::history::History) for the checkers, as the
-//! storage-mode workloads in [`crate::workload`] do.
+//! is recorded into the run's [`History`](crate::history::History) for the checkers.
 //!
-//! Producer: records arrive at `rate` with the same seeded jitter as the storage-mode producer
+//! Producer: records arrive at `rate` with seeded jitter
 //! (gaps uniform in [mean/2, 3·mean/2]); each is handed to `Producer::send_with_callback` at its
 //! arrival time, which blocks as Kafka's `send()` does when `buffer.memory` is full; the callback
 //! records the outcome. At `duration_s` the producer flushes and closes.
@@ -166,6 +165,55 @@ impl AckContext {
 }
 
 impl ClientProducer {
+    /// Creates record `seq` (created at `created_ns`), records it as pending and hands it to
+    /// the producer; the callback records its outcome.
+    async fn send_one(
+        &self,
+        producer: &client::Producer,
+        ctx: &Arc<AckContext>,
+        who: &str,
+        seq: u64,
+        created_ns: u64,
+    ) {
+        let id = (u64::from(self.index) << 40) | seq;
+        let value = Bytes::from(encode_value(id, self.spec.record_bytes));
+        let record = ProducerRecord::new(self.spec.topic.clone(), value)
+            .with_timestamp(1_700_000_000_000 + (created_ns / 1_000_000) as i64);
+        let slot = {
+            let mut h = lock(&self.history);
+            h.sends.push(Send {
+                producer: self.index,
+                tp: String::new(),
+                value: id,
+                created_ns,
+                outcome: SendOutcome::Pending,
+            });
+            h.sends.len() - 1
+        };
+        let ctx2 = ctx.clone();
+        let callback = Box::new(move |r: Result<client::RecordMetadata, client::ProduceError>| {
+            ctx2.complete(slot, id, r)
+        });
+        match producer.send_with_callback(record, callback).await {
+            Ok(partition) => {
+                let mut h = lock(&self.history);
+                if h.sends[slot].tp.is_empty() {
+                    h.sends[slot].tp = format!("{}-{partition}", self.spec.topic);
+                }
+            }
+            Err(e) => {
+                // Refused before it was buffered (metadata or buffer wait timed out): never
+                // sent, so not a promise either way.
+                let at_ns = self.tracer.now_ns();
+                self.tracer.event("send-refused", &format!("{who} id={id} {e}"));
+                let mut h = lock(&self.history);
+                if h.sends[slot].outcome == SendOutcome::Pending {
+                    h.sends[slot].outcome = SendOutcome::Failed { at_ns, error: e.to_string() };
+                }
+            }
+        }
+    }
+
     pub async fn run(self) {
         let who = format!("p{}", self.index);
         let cfg = match producer_config(&self.spec, &who, &self.side.bootstrap) {
@@ -218,49 +266,11 @@ impl ClientProducer {
             if next >= self.stop_at_ns || self.tracer.now_ns() >= self.stop_at_ns {
                 break;
             }
-            let id = (u64::from(self.index) << 40) | seq;
-            let created_ns = next;
-            let value = Bytes::from(encode_value(id, self.spec.record_bytes));
-            let record = ProducerRecord::new(self.spec.topic.clone(), value)
-                .with_timestamp(1_700_000_000_000 + (created_ns / 1_000_000) as i64);
-            let slot = {
-                let mut h = lock(&self.history);
-                h.sends.push(Send {
-                    producer: self.index,
-                    tp: String::new(),
-                    value: id,
-                    created_ns,
-                    outcome: SendOutcome::Pending,
-                });
-                h.sends.len() - 1
-            };
-            let ctx2 = ctx.clone();
-            let callback =
-                Box::new(move |r: Result<client::RecordMetadata, client::ProduceError>| {
-                    ctx2.complete(slot, id, r)
-                });
-            match producer.send_with_callback(record, callback).await {
-                Ok(partition) => {
-                    let mut h = lock(&self.history);
-                    if h.sends[slot].tp.is_empty() {
-                        h.sends[slot].tp = format!("{}-{partition}", self.spec.topic);
-                    }
-                }
-                Err(e) => {
-                    // Refused before it was buffered (metadata or buffer wait timed out): never
-                    // sent, so not a promise either way.
-                    let at_ns = self.tracer.now_ns();
-                    self.tracer.event("send-refused", &format!("{who} id={id} {e}"));
-                    let mut h = lock(&self.history);
-                    if h.sends[slot].outcome == SendOutcome::Pending {
-                        h.sends[slot].outcome = SendOutcome::Failed { at_ns, error: e.to_string() };
-                    }
-                }
-            }
+            self.send_one(&producer, &ctx, &who, seq, next).await;
             seq += 1;
             if !self.spec.max_rate {
                 next += rng.gen_range(mean / 2..=mean + mean / 2);
-            } else if seq % 64 == 0 {
+            } else if seq.is_multiple_of(64) {
                 // A closed loop that never waits would starve the client's own tasks.
                 tokio::task::yield_now().await;
             }
@@ -395,6 +405,47 @@ impl ClientConsumer {
         consumer.position(&Self::client_tp(tp)).await
     }
 
+    /// Records one poll: one history entry per partition run, in the order the consumer saw
+    /// them; the consumer's position moves past each run.
+    fn record_poll(&self, records: &[client::ConsumerRecord], who: &str) {
+        let mut runs: BTreeMap<TopicPartition, Vec<(i64, u64)>> = BTreeMap::new();
+        let mut order: Vec<TopicPartition> = Vec::new();
+        for r in records {
+            let tp = TopicPartition::new(r.topic.to_string(), r.partition);
+            let Some(id) = r.value.as_deref().and_then(decode_value) else {
+                self.tracer.event(
+                    "decode-failed",
+                    &format!("{who} {tp}@{} value without an id", r.offset),
+                );
+                lock(&self.history).stuck.push(format!(
+                    "consumer {} could not decode {tp}@{}: value without an id",
+                    self.index, r.offset
+                ));
+                continue;
+            };
+            if !runs.contains_key(&tp) {
+                order.push(tp.clone());
+            }
+            runs.entry(tp).or_default().push((r.offset, id));
+        }
+        let at_ns = self.tracer.now_ns();
+        for tp in order {
+            let recs = runs.remove(&tp).unwrap_or_default();
+            let (Some(first), Some(last)) = (recs.first().copied(), recs.last().copied()) else {
+                continue;
+            };
+            self.tracer
+                .event("poll", &format!("{who} {tp} {}..={} n={}", first.0, last.0, recs.len()));
+            lock(&self.history).polls.push(Poll {
+                consumer: self.index,
+                tp: tp.to_string(),
+                at_ns,
+                kind: PollKind::Records(recs),
+            });
+            self.set_position(&tp, last.0 + 1);
+        }
+    }
+
     pub async fn run(self) {
         let who = format!("c{}", self.index);
         let backoff = Duration::from_millis(self.spec.retry_backoff_ms.max(1));
@@ -435,49 +486,7 @@ impl ClientConsumer {
         let poll_timeout = Duration::from_millis(self.spec.fetch_max_wait_ms.max(1));
         while !stopped() {
             match consumer.poll(poll_timeout).await {
-                Ok(records) => {
-                    // One history entry per partition run, in the order the consumer saw them.
-                    let mut runs: BTreeMap<TopicPartition, Vec<(i64, u64)>> = BTreeMap::new();
-                    let mut order: Vec<TopicPartition> = Vec::new();
-                    for r in &records {
-                        let tp = TopicPartition::new(r.topic.to_string(), r.partition);
-                        let Some(id) = r.value.as_deref().and_then(decode_value) else {
-                            self.tracer.event(
-                                "decode-failed",
-                                &format!("{who} {tp}@{} value without an id", r.offset),
-                            );
-                            lock(&self.history).stuck.push(format!(
-                                "consumer {} could not decode {tp}@{}: value without an id",
-                                self.index, r.offset
-                            ));
-                            continue;
-                        };
-                        if !runs.contains_key(&tp) {
-                            order.push(tp.clone());
-                        }
-                        runs.entry(tp).or_default().push((r.offset, id));
-                    }
-                    let at_ns = self.tracer.now_ns();
-                    for tp in order {
-                        let recs = runs.remove(&tp).unwrap_or_default();
-                        let (Some(first), Some(last)) =
-                            (recs.first().copied(), recs.last().copied())
-                        else {
-                            continue;
-                        };
-                        self.tracer.event(
-                            "poll",
-                            &format!("{who} {tp} {}..={} n={}", first.0, last.0, recs.len()),
-                        );
-                        lock(&self.history).polls.push(Poll {
-                            consumer: self.index,
-                            tp: tp.to_string(),
-                            at_ns,
-                            kind: PollKind::Records(recs),
-                        });
-                        self.set_position(&tp, last.0 + 1);
-                    }
-                }
+                Ok(records) => self.record_poll(&records, &who),
                 Err(ConsumerError::OffsetOutOfRange { topic, partition, offset }) => {
                     let tp = TopicPartition::new(topic, partition);
                     match self.reset(&mut consumer, &tp).await {

@@ -1,56 +1,25 @@
-//! A broker host: a simulated disk and one madsim node running the broker process.
+//! A broker host: a simulated disk and one madsim node running the whole broker as
+//! `broker serve` runs it — `Broker::open` (recovery), `broker::tasks::run` and
+//! `broker::server::run` on a listener of the simulated network (`net_model::SimNet`); clients
+//! reach it with Kafka requests ([`crate::netclient`], the `client` crate).
 //!
-//! - Storage-level runs: the broker's log layer (`LogManager`, unmodified), reached through
-//!   [`crate::api::BrokerApi`] over in-memory channels ([`InProcess`]).
-//! - Network runs: the whole broker as `broker serve` runs it — `Broker::open` (recovery),
-//!   `broker::tasks::run` and `broker::server::run` on a listener of the simulated network
-//!   (`net_model::SimNet`); clients reach it with Kafka requests ([`crate::netclient`]).
-//!
-//! Killing the node drops every task of the broker process mid-operation; in network runs the
-//! host's connections are reset first (`SimNet::crash`, as the kernel does when a process dies);
-//! the disk decides what survives (`crash_process` keeps the page cache, `power_loss` does not);
+//! Killing the node drops every task of the broker process mid-operation; the host's
+//! connections are reset first (`SimNet::crash`, as the kernel does when a process dies); the
+//! disk decides what survives (`crash_process` keeps the page cache, `power_loss` does not);
 //! restarting it re-runs the broker's start: open the data directory, recover, serve.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
-use async_trait::async_trait;
-use broker::log::{LogConfig, LogError, LogManager, TopicPartition};
-use bytes::Bytes;
 use disk_model::sim::SimDisk;
 use disk_model::Storage;
 use madsim::task::NodeId;
-use tokio::sync::{mpsc, oneshot, Notify, RwLock};
 
-use crate::api::{ApiError, BrokerApi, FetchResponse, ProduceResponse};
-use crate::scenario::{BrokerSpec, TopicSpec};
 use crate::trace::Tracer;
 
 /// The data directory inside the disk (Kafka's `log.dirs`).
 pub const DATA_DIR: &str = "kafka-logs";
-
-type Reply<T> = oneshot::Sender<Result<T, ApiError>>;
-
-enum Request {
-    Produce {
-        tp: TopicPartition,
-        batch: Bytes,
-        reply: Option<Reply<ProduceResponse>>,
-    },
-    Fetch {
-        tp: TopicPartition,
-        offset: i64,
-        max_bytes: usize,
-        max_wait: Duration,
-        reply: Reply<FetchResponse>,
-    },
-    ListOffsets {
-        tp: TopicPartition,
-        reply: Reply<(i64, i64)>,
-    },
-}
 
 /// The host the workloads (and the run's supervisor) connect from in network runs.
 pub const CLIENT_HOST: &str = "client";
@@ -86,17 +55,12 @@ pub struct NetSide {
 pub struct Host {
     pub id: u32,
     pub disk: SimDisk,
-    /// `Some` in network runs.
-    pub network: Option<NetSide>,
-    broker: BrokerSpec,
-    topics: Vec<TopicSpec>,
+    pub network: NetSide,
     tracer: Tracer,
-    endpoint: Mutex<Option<mpsc::Sender<Request>>>,
-    data: Notify,
     incarnation: AtomicU64,
     up: AtomicBool,
     node: Mutex<Option<NodeId>>,
-    /// Network runs: the running broker process (for its metrics), `None` while down.
+    /// The running broker process (for its metrics), `None` while down.
     process: Mutex<Option<Arc<broker::Broker>>>,
     /// Start failures (the broker could not open its logs): a liveness problem.
     pub failures: Mutex<Vec<String>>,
@@ -111,34 +75,13 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl Host {
-    pub fn new(
-        id: u32,
-        disk: SimDisk,
-        broker: BrokerSpec,
-        topics: Vec<TopicSpec>,
-        tracer: Tracer,
-    ) -> Arc<Self> {
-        Self::with_network(id, disk, broker, topics, tracer, None)
-    }
-
     /// A host whose broker serves Kafka requests on the simulated network.
-    pub fn with_network(
-        id: u32,
-        disk: SimDisk,
-        broker: BrokerSpec,
-        topics: Vec<TopicSpec>,
-        tracer: Tracer,
-        network: Option<NetSide>,
-    ) -> Arc<Self> {
+    pub fn new(id: u32, disk: SimDisk, tracer: Tracer, network: NetSide) -> Arc<Self> {
         Arc::new(Host {
             id,
             disk,
             network,
-            broker,
-            topics,
             tracer,
-            endpoint: Mutex::new(None),
-            data: Notify::new(),
             incarnation: AtomicU64::new(0),
             up: AtomicBool::new(false),
             node: Mutex::new(None),
@@ -161,13 +104,7 @@ impl Host {
             .name(self.name())
             .init(move || {
                 let me = me.clone();
-                async move {
-                    if me.network.is_some() {
-                        me.serve_network().await
-                    } else {
-                        me.serve().await
-                    }
-                }
+                async move { me.serve().await }
             })
             .build();
         *lock(&self.node) = Some(node.id());
@@ -185,14 +122,11 @@ impl Host {
     /// The process's tasks die. In network runs its connections are reset first (the kernel
     /// closes a dead process's sockets with RST), so no handle dropped by the kill sends a FIN.
     fn kill_process(&self) {
-        lock(&self.endpoint).take();
         lock(&self.process).take();
         lock(&self.link).take();
         lock(&self.controller).take();
         if self.up.swap(false, Ordering::SeqCst) {
-            if let Some(n) = &self.network {
-                n.net.crash(&self.name());
-            }
+            self.network.net.crash(&self.name());
             madsim::runtime::Handle::current().kill(self.node_id());
         }
     }
@@ -214,19 +148,15 @@ impl Host {
         if self.is_up() {
             self.kill();
         }
-        if let Some(n) = &self.network {
-            n.net.restart(&self.name());
-        }
+        self.network.net.restart(&self.name());
         self.up.store(true, Ordering::SeqCst);
         madsim::runtime::Handle::current().restart(self.node_id());
     }
 
-    /// Network runs: cuts this host off from every other host of the fabric, both ways.
+    /// Cuts this host off from `peers`, both ways.
     pub fn partition(&self, peers: &[String]) {
-        if let Some(n) = &self.network {
-            for p in peers {
-                n.net.partition(&self.name(), p);
-            }
+        for p in peers {
+            self.network.net.partition(&self.name(), p);
         }
     }
 
@@ -239,7 +169,7 @@ impl Host {
         on: bool,
     ) {
         use crate::scenario::Direction;
-        let Some(n) = &self.network else { return };
+        let n = &self.network;
         let me = self.name();
         for p in peers {
             match (port, direction) {
@@ -263,19 +193,16 @@ impl Host {
         }
     }
 
-    /// Network runs: heals this host's partitions.
+    /// Heals this host's partitions from `peers`.
     pub fn heal_partition(&self, peers: &[String]) {
-        if let Some(n) = &self.network {
-            for p in peers {
-                n.net.heal_between(&self.name(), p);
-            }
+        for p in peers {
+            self.network.net.heal_between(&self.name(), p);
         }
     }
 
-    /// Network runs: the running broker's request counters as it reports them (its Prometheus
+    /// The running broker's request counters as it reports them (its Prometheus
     /// text, `kafka_network_RequestMetrics_RequestsPerSec` / `ErrorsPerSec` by API), as
-    /// `incarnation API=requests/errors ...` for the APIs that served any; `None` while down or
-    /// in storage runs. The broker's own view of requests served, read without instrumenting it.
+    /// `incarnation API=requests/errors ...` for the APIs that served any; `None` while down. The broker's own view of requests served, read without instrumenting it.
     pub fn served(&self) -> Option<String> {
         let b = lock(&self.process).clone()?;
         let text = b.metrics.render(0, 0);
@@ -310,14 +237,13 @@ impl Host {
         Some(format!("incarnation={} {}", self.incarnation.load(Ordering::SeqCst), parts.join(" ")))
     }
 
-    /// Network runs: sets this host's NIC to `bps` each way (`None` = back to `nominal_bps`).
+    /// Sets this host's NIC to `bps` each way (`None` = back to `nominal_bps`).
     pub fn set_nic(&self, bps: Option<u64>) {
-        if let Some(n) = &self.network {
-            n.net.set_nic(
-                &self.name(),
-                net_model::sim::NicConfig::symmetric(bps.unwrap_or(n.nominal_bps)),
-            );
-        }
+        let n = &self.network;
+        n.net.set_nic(
+            &self.name(),
+            net_model::sim::NicConfig::symmetric(bps.unwrap_or(n.nominal_bps)),
+        );
     }
 
     /// The broker's address on the simulated network.
@@ -327,8 +253,8 @@ impl Host {
 
     /// The broker process of network runs, as `broker serve` wires it: open the data directory
     /// (recovery, registry, producer state), listen, run the periodic tasks, serve until killed.
-    async fn serve_network(self: Arc<Self>) {
-        let Some(n) = &self.network else { return };
+    async fn serve(self: Arc<Self>) {
+        let n = &self.network;
         let inc = self.incarnation.fetch_add(1, Ordering::SeqCst) + 1;
         let name = self.name();
         self.tracer.event("broker-start", &format!("{name} incarnation={inc}"));
@@ -407,7 +333,7 @@ impl Host {
         lock(&self.controller).as_ref().map(|r| r.borrow().clone())
     }
 
-    /// The running broker process (`None` while down or in storage runs).
+    /// The running broker process (`None` while down).
     pub fn process(&self) -> Option<Arc<broker::Broker>> {
         lock(&self.process).clone()
     }
@@ -424,205 +350,9 @@ impl Host {
         madsim::runtime::Handle::current().resume(self.node_id());
     }
 
-    fn topic_config(&self, topic: &str) -> LogConfig {
-        self.topics
-            .iter()
-            .find(|t| t.name == topic)
-            .map(|t| t.log.clone())
-            .unwrap_or_else(|| self.broker.log.clone())
-    }
-
-    /// The broker process: open (and recover) the data directory, create missing partitions,
-    /// then serve requests until killed.
-    async fn serve(self: Arc<Self>) {
-        let inc = self.incarnation.fetch_add(1, Ordering::SeqCst) + 1;
-        let name = self.name();
-        self.tracer.event("broker-start", &format!("{name} incarnation={inc}"));
-        let storage: Arc<dyn Storage> = Arc::new(self.disk.clone());
-        let topics = self.topics.clone();
-        let default = self.broker.log.clone();
-        let config_for = move |topic: &str| {
-            topics
-                .iter()
-                .find(|t| t.name == topic)
-                .map(|t| t.log.clone())
-                .unwrap_or_else(|| default.clone())
-        };
-        let opened = LogManager::open(
-            storage,
-            Path::new(DATA_DIR),
-            self.broker.log.clone(),
-            &config_for,
-            self.tracer.now_ms(),
-        )
-        .await;
-        let mut mgr = match opened {
-            Ok((mgr, reports)) => {
-                for (tp, r) in &reports {
-                    let leo = mgr.get(tp).map(|l| l.log_end_offset()).unwrap_or(-1);
-                    self.tracer.event(
-                        "recovered",
-                        &format!("{name} {tp} clean={} segments={} recovered={} indexes_rebuilt={} damage={} dropped={} log_end={leo}", mgr.was_clean(), r.segments, r.segments_recovered, r.indexes_rebuilt, r.damage.len(), r.segments_dropped),
-                    );
-                }
-                mgr
-            }
-            Err(e) => return self.failed(&format!("{name} could not open its logs: {e}")),
-        };
-        for t in &self.topics {
-            for p in 0..t.partitions {
-                let tp = TopicPartition::new(t.name.clone(), p);
-                if mgr.get(&tp).is_none() {
-                    if let Err(e) = mgr
-                        .create(tp.clone(), self.topic_config(&t.name), self.tracer.now_ms())
-                        .await
-                    {
-                        return self.failed(&format!("{name} could not create {tp}: {e}"));
-                    }
-                    self.tracer.event("partition-created", &format!("{name} {tp}"));
-                }
-            }
-        }
-        let mgr = Arc::new(RwLock::new(mgr));
-        self.spawn_background(&mgr);
-        let (tx, mut rx) = mpsc::channel::<Request>(4096);
-        *lock(&self.endpoint) = Some(tx);
-        self.tracer.event("broker-ready", &name);
-        while let Some(req) = rx.recv().await {
-            let (me, mgr) = (self.clone(), mgr.clone());
-            tokio::spawn(async move { me.handle(&mgr, req).await });
-        }
-    }
-
     fn failed(&self, why: &str) {
         self.tracer.event("broker-start-failed", why);
         lock(&self.failures).push(why.to_string());
-    }
-
-    /// Kafka's periodic jobs: recovery-point checkpoints, and the `flush.ms` scheduler.
-    fn spawn_background(self: &Arc<Self>, mgr: &Arc<RwLock<LogManager>>) {
-        let every = Duration::from_millis(self.broker.checkpoint_interval_ms);
-        let (me, m) = (self.clone(), mgr.clone());
-        tokio::spawn(async move {
-            loop {
-                tokio::time::sleep(every).await;
-                let r = m.write().await.checkpoint().await;
-                me.tracer.event(
-                    "checkpoint",
-                    &format!(
-                        "{} {}",
-                        me.name(),
-                        r.map(|_| "ok".to_string()).unwrap_or_else(|e| e.to_string())
-                    ),
-                );
-            }
-        });
-        if self.broker.flush_scheduler_interval_ms < i64::MAX as u64 {
-            let every = Duration::from_millis(self.broker.flush_scheduler_interval_ms);
-            let (me, m) = (self.clone(), mgr.clone());
-            tokio::spawn(async move {
-                loop {
-                    tokio::time::sleep(every).await;
-                    let now = me.tracer.now_ms();
-                    let mut g = m.write().await;
-                    for (tp, log) in g.logs_mut() {
-                        if log.flush_due(now) && !log.is_offline() {
-                            let r = log.flush(now).await;
-                            me.tracer.event(
-                                "flush",
-                                &format!(
-                                    "{} {tp} {}",
-                                    me.name(),
-                                    r.map(|_| "ok".to_string()).unwrap_or_else(|e| e.to_string())
-                                ),
-                            );
-                        }
-                    }
-                }
-            });
-        }
-    }
-
-    async fn handle(&self, mgr: &RwLock<LogManager>, req: Request) {
-        match req {
-            Request::Produce { tp, batch, reply } => {
-                let mut buf = batch.to_vec();
-                let r = {
-                    let mut g = mgr.write().await;
-                    match g.get_mut(&tp) {
-                        None => Err(ApiError::UnknownTopicOrPartition),
-                        Some(log) => {
-                            match log.append_as_leader(&mut buf, 0, self.tracer.now_ms()).await {
-                                Ok(info) => Ok(ProduceResponse {
-                                    base_offset: info.base_offset,
-                                    log_end_offset: log.log_end_offset(),
-                                }),
-                                Err(e) => Err(log_error(e)),
-                            }
-                        }
-                    }
-                };
-                if let Err(e) = &r {
-                    self.tracer.event("append-failed", &format!("{} {tp} {e}", self.name()));
-                }
-                self.data.notify_waiters();
-                if let Some(reply) = reply {
-                    let _ = reply.send(r);
-                }
-            }
-            Request::Fetch { tp, offset, max_bytes, max_wait, reply } => {
-                let deadline = tokio::time::Instant::now() + max_wait;
-                let r = loop {
-                    let notified = self.data.notified();
-                    tokio::pin!(notified);
-                    notified.as_mut().enable();
-                    let g = mgr.read().await;
-                    let Some(log) = g.get(&tp) else {
-                        break Err(ApiError::UnknownTopicOrPartition);
-                    };
-                    let (start, end) = (log.log_start_offset(), log.log_end_offset());
-                    if offset < start || offset > end {
-                        break Err(ApiError::OffsetOutOfRange {
-                            log_start_offset: start,
-                            log_end_offset: end,
-                        });
-                    }
-                    if offset < end {
-                        break log
-                            .read_checked(offset, end, max_bytes)
-                            .await
-                            .map(|batches| FetchResponse {
-                                batches,
-                                log_start_offset: start,
-                                log_end_offset: end,
-                            })
-                            .map_err(log_error);
-                    }
-                    drop(g);
-                    if tokio::time::Instant::now() >= deadline {
-                        break Ok(FetchResponse {
-                            batches: Vec::new(),
-                            log_start_offset: start,
-                            log_end_offset: end,
-                        });
-                    }
-                    tokio::select! {
-                        biased;
-                        _ = &mut notified => {}
-                        _ = disk_model::clock::sleep_until_precise(deadline) => {}
-                    }
-                };
-                let _ = reply.send(r);
-            }
-            Request::ListOffsets { tp, reply } => {
-                let g = mgr.read().await;
-                let r = g
-                    .get(&tp)
-                    .map(|l| (l.log_start_offset(), l.log_end_offset()))
-                    .ok_or(ApiError::UnknownTopicOrPartition);
-                let _ = reply.send(r);
-            }
-        }
     }
 
     /// A path inside the data directory (for scoping disk faults).
@@ -631,95 +361,5 @@ impl Host {
             Some(s) => Path::new(DATA_DIR).join(s),
             None => PathBuf::from(DATA_DIR),
         }
-    }
-}
-
-fn log_error(e: LogError) -> ApiError {
-    match e {
-        LogError::OffsetOutOfRange { log_start_offset, log_end_offset, .. } => {
-            ApiError::OffsetOutOfRange { log_start_offset, log_end_offset }
-        }
-        other => ApiError::Broker(other.to_string()),
-    }
-}
-
-/// The in-process client side of the seam: requests go to the host's current process.
-pub struct InProcess {
-    pub hosts: Vec<Arc<Host>>,
-}
-
-impl InProcess {
-    /// Single broker: every partition lives on broker 0 (replication arrives with the cluster).
-    fn host_for(&self, _tp: &TopicPartition) -> &Arc<Host> {
-        &self.hosts[0]
-    }
-
-    async fn call<T>(
-        &self,
-        tp: &TopicPartition,
-        timeout: Duration,
-        make: impl FnOnce(Reply<T>) -> Request,
-    ) -> Result<T, ApiError> {
-        let tx = lock(&self.host_for(tp).endpoint).clone().ok_or(ApiError::Unavailable)?;
-        let (rtx, rrx) = oneshot::channel();
-        tx.send(make(rtx)).await.map_err(|_| ApiError::Unavailable)?;
-        drop(tx);
-        tokio::select! {
-            biased;
-            r = rrx => r.map_err(|_| ApiError::Disconnected)?,
-            _ = tokio::time::sleep(timeout) => Err(ApiError::Timeout),
-        }
-    }
-}
-
-#[async_trait]
-impl BrokerApi for InProcess {
-    async fn produce(
-        &self,
-        tp: &TopicPartition,
-        batch: Bytes,
-        wait: bool,
-        timeout: Duration,
-    ) -> Result<Option<ProduceResponse>, ApiError> {
-        if !wait {
-            let tx = lock(&self.host_for(tp).endpoint).clone().ok_or(ApiError::Unavailable)?;
-            tx.send(Request::Produce { tp: tp.clone(), batch, reply: None })
-                .await
-                .map_err(|_| ApiError::Unavailable)?;
-            return Ok(None);
-        }
-        self.call(tp, timeout, |reply| Request::Produce {
-            tp: tp.clone(),
-            batch,
-            reply: Some(reply),
-        })
-        .await
-        .map(Some)
-    }
-
-    async fn fetch(
-        &self,
-        tp: &TopicPartition,
-        offset: i64,
-        max_bytes: usize,
-        max_wait: Duration,
-        timeout: Duration,
-    ) -> Result<FetchResponse, ApiError> {
-        self.call(tp, timeout, |reply| Request::Fetch {
-            tp: tp.clone(),
-            offset,
-            max_bytes,
-            max_wait,
-            reply,
-        })
-        .await
-    }
-
-    async fn list_offsets(
-        &self,
-        tp: &TopicPartition,
-        timeout: Duration,
-    ) -> Result<(i64, i64), ApiError> {
-        self.call(tp, timeout, |reply| Request::ListOffsets { tp: tp.clone(), reply }).await
     }
 }

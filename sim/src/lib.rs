@@ -1,29 +1,29 @@
 //! Loglab's simulator harness.
 //!
-//! Two modes (`cluster.mode`):
-//! - **network runs**: the unmodified broker (`Broker::open` + `broker::tasks::run` +
-//!   `broker::server::run`) on a madsim node, on modeled hardware (`SimDisk`, optionally a
-//!   `SimCpu`), behind the simulated network (`net_model::SimNet`); workloads are the `client`
-//!   crate's `Producer` and `Consumer` ([`clientload`]); the oracle reads back through
-//!   `client::conn::Conn` ([`netclient`]).
-//! - **storage-level runs**: the broker's log layer (`broker::log::LogManager`, unmodified) on
-//!   the same disk model, called in-process through [`api::BrokerApi`] over channels.
-//!
-//! Both implement the same seam ([`api::BrokerApi`]), so scenario parsing, workloads, the trace,
-//! the checkers and the reports are shared.
+//! Every run is a network run: the unmodified broker (`Broker::open` + `broker::tasks::run` +
+//! `broker::server::run`) on a madsim node, on modeled hardware (`SimDisk`, optionally a
+//! `SimCpu`), behind the simulated network (`net_model::SimNet`); workloads are the `client`
+//! crate's `Producer` and `Consumer` ([`clientload`], [`member`]); the oracle reads back through
+//! `client::conn::Conn` ([`netclient`]). `cluster.mode` only says what the network and the CPU
+//! cost: `network` models them, `storage` makes them free (the fastest NIC the model takes, zero
+//! latency, no core pool) so the disk, the page cache and the log tell the story alone.
 //!
 //! Layout:
 //! - pure, runtime-free (built and tested in both worlds): [`scenario`] (files → settings, every
 //!   default), [`trace`] (FNV-1a 64 over canonical event lines), [`history`] + [`checkers`]
 //!   (Jepsen-style checks as pure functions), [`metrics`] (time series from a history).
-//! - simulated only (`--cfg madsim`): [`api`] (the seam), [`host`] (a broker host: a simulated
-//!   disk and one madsim node running the log manager or the whole broker), [`netclient`] (the
-//!   seam over Kafka requests), [`workload`] (producers and consumers), [`run`] (one run:
-//!   faults timeline, settle, final oracle, summary), [`cli`] (`cargo simulate`).
+//!   [`faults`] (one `Fault` type: what scenario files parse into and the [`nemesis`] draws).
+//! - simulated only (`--cfg madsim`), in the order a run uses them: [`world`] (the fabric, every
+//!   broker [`host`] built once in a loop, the client machines; the cluster made ready),
+//!   [`workload`] (prefill, producers, consumers, group members: [`clientload`], [`member`]),
+//!   [`sampler`] (gauges, event logs, the cluster observer), `faults::driver` (apply, undo,
+//!   heal), [`settle`], [`oracle`] (the final read-back through [`api`] / [`netclient`]), [`run`]
+//!   (the driver of one run, checks and summary), [`cli`] (`cargo simulate`).
 
 pub mod checkers;
 #[cfg(madsim)]
 pub mod cluster;
+pub mod faults;
 pub mod history;
 pub mod metrics;
 pub mod nemesis;
@@ -40,13 +40,23 @@ pub mod clientload;
 #[cfg(madsim)]
 pub mod host;
 #[cfg(madsim)]
+pub mod invariants;
+#[cfg(madsim)]
 pub mod member;
 #[cfg(madsim)]
 pub mod netclient;
 #[cfg(madsim)]
+pub mod oracle;
+#[cfg(madsim)]
 pub mod run;
 #[cfg(madsim)]
+pub mod sampler;
+#[cfg(madsim)]
+pub mod settle;
+#[cfg(madsim)]
 pub mod workload;
+#[cfg(madsim)]
+pub mod world;
 
 /// Process exit codes of `cargo simulate` (scripts and sweeps rely on them).
 pub mod exit {
@@ -67,7 +77,7 @@ pub mod exit {
 /// What each mode is, written into every summary next to `mode`.
 pub fn mode_description(mode: scenario::Mode) -> &'static str {
     match mode {
-        scenario::Mode::Storage => "storage-level run: the broker's log layer (LogManager, unmodified) on modeled hardware (disk + page cache); workloads call it in-process.",
+        scenario::Mode::Storage => "storage run: the unmodified broker (as `broker serve` wires it) on modeled hardware (disk + page cache), reached by the client crate's Producer and Consumer over a free link (the fastest NIC the model takes, zero latency) with free CPU (no core pool): only the disk, the page cache and the log shape the run.",
         scenario::Mode::Network => "network run: the unmodified broker (Broker::open + tasks::run + server::run, as `broker serve` wires them) on modeled hardware (disk + page cache) behind the simulated network (net_model::SimNet: NICs, links, TCP-like streams); workloads are the client crate's Producer and Consumer on a client host (its own CPU model when cluster.host.cores is set).",
     }
 }

@@ -243,6 +243,97 @@ impl MemberHost {
         *e = (*e).max(pos);
     }
 
+    /// Records one poll's records per partition (a partition fresh from a rebalance first gets
+    /// a reset), and returns the offsets to commit: past the last record of each partition.
+    fn record_polls(
+        &self,
+        records: &[client::ConsumerRecord],
+        fresh: &mut BTreeSet<String>,
+        last_seen: &mut BTreeMap<String, i64>,
+    ) -> BTreeMap<TopicPartition, i64> {
+        let who = self.name();
+        let mut runs: BTreeMap<String, Vec<(i64, u64)>> = BTreeMap::new();
+        for r in records {
+            let tp = format!("{}-{}", r.topic, r.partition);
+            match r.value.as_deref().and_then(decode_value) {
+                Some(v) => runs.entry(tp).or_default().push((r.offset, v)),
+                None => lock(&self.history)
+                    .stuck
+                    .push(format!("{who} could not decode {tp}@{}: value without an id", r.offset)),
+            }
+        }
+        let at_ns = self.tracer.now_ns();
+        let mut offsets: BTreeMap<TopicPartition, i64> = BTreeMap::new();
+        for (tp, recs) in runs {
+            let (Some(first), Some(last)) = (recs.first().copied(), recs.last().copied()) else {
+                continue;
+            };
+            if fresh.remove(&tp) {
+                let from = last_seen.get(&tp).map_or(-1, |o| o + 1);
+                lock(&self.history).polls.push(Poll {
+                    consumer: self.index,
+                    tp: tp.clone(),
+                    at_ns,
+                    kind: PollKind::Reset {
+                        from,
+                        to: first.0,
+                        reason: "partition assigned by a rebalance".into(),
+                    },
+                });
+            }
+            self.tracer
+                .event("poll", &format!("{who} {tp} {}..={} n={}", first.0, last.0, recs.len()));
+            lock(&self.history).polls.push(Poll {
+                consumer: self.index,
+                tp: tp.clone(),
+                at_ns,
+                kind: PollKind::Records(recs),
+            });
+            last_seen.insert(tp.clone(), last.0);
+            let partition = tp.rsplit('-').next().and_then(|p| p.parse().ok()).unwrap_or(0);
+            offsets.insert(TopicPartition::new(self.spec.topic.clone(), partition), last.0 + 1);
+        }
+        offsets
+    }
+
+    /// Commits `offsets` synchronously and records the commit (and, if accepted, the group's
+    /// position).
+    async fn commit(
+        &self,
+        consumer: &mut client::Consumer,
+        offsets: BTreeMap<TopicPartition, i64>,
+    ) {
+        let who = self.name();
+        let md = consumer.group_metadata();
+        let (generation, member_id) =
+            md.map(|m| (m.generation_id, m.member_id)).unwrap_or((-1, String::new()));
+        let sent_ns = self.tracer.now_ns();
+        let result = consumer.commit_sync(Some(offsets.clone())).await;
+        let at_ns = self.tracer.now_ns();
+        let list: Vec<(String, i64)> =
+            offsets.iter().map(|(tp, o)| (format!("{}-{}", tp.topic, tp.partition), *o)).collect();
+        let error = result.as_ref().err().map(|e| e.to_string());
+        self.tracer.event(
+            "commit",
+            &format!("{who} gen={generation} {:?} {}", list, error.as_deref().unwrap_or("ok")),
+        );
+        if error.is_none() {
+            for (tp, o) in &list {
+                self.advance_group_position(tp, *o);
+            }
+        }
+        lock(&self.history).commits.push(Commit {
+            member: self.index,
+            group: self.group(),
+            member_id,
+            generation,
+            offsets: list,
+            sent_ns,
+            at_ns,
+            error,
+        });
+    }
+
     async fn run(self: Arc<Self>) {
         let inc = self.incarnation.fetch_add(1, Ordering::SeqCst) + 1;
         let who = self.name();
@@ -298,51 +389,7 @@ impl MemberHost {
             if records.is_empty() {
                 continue;
             }
-            let mut runs: BTreeMap<String, Vec<(i64, u64)>> = BTreeMap::new();
-            for r in &records {
-                let tp = format!("{}-{}", r.topic, r.partition);
-                match r.value.as_deref().and_then(decode_value) {
-                    Some(v) => runs.entry(tp).or_default().push((r.offset, v)),
-                    None => lock(&self.history).stuck.push(format!(
-                        "{who} could not decode {tp}@{}: value without an id",
-                        r.offset
-                    )),
-                }
-            }
-            let at_ns = self.tracer.now_ns();
-            let mut offsets: BTreeMap<TopicPartition, i64> = BTreeMap::new();
-            for (tp, recs) in runs {
-                let (Some(first), Some(last)) = (recs.first().copied(), recs.last().copied())
-                else {
-                    continue;
-                };
-                if fresh.remove(&tp) {
-                    let from = last_seen.get(&tp).map_or(-1, |o| o + 1);
-                    lock(&self.history).polls.push(Poll {
-                        consumer: self.index,
-                        tp: tp.clone(),
-                        at_ns,
-                        kind: PollKind::Reset {
-                            from,
-                            to: first.0,
-                            reason: "partition assigned by a rebalance".into(),
-                        },
-                    });
-                }
-                self.tracer.event(
-                    "poll",
-                    &format!("{who} {tp} {}..={} n={}", first.0, last.0, recs.len()),
-                );
-                lock(&self.history).polls.push(Poll {
-                    consumer: self.index,
-                    tp: tp.clone(),
-                    at_ns,
-                    kind: PollKind::Records(recs),
-                });
-                last_seen.insert(tp.clone(), last.0);
-                let partition = tp.rsplit('-').next().and_then(|p| p.parse().ok()).unwrap_or(0);
-                offsets.insert(TopicPartition::new(self.spec.topic.clone(), partition), last.0 + 1);
-            }
+            let mut offsets = self.record_polls(&records, &mut fresh, &mut last_seen);
             // Commit what was processed, for the partitions still owned (a member that lost a
             // partition must not commit it: another member may be ahead already).
             let owned: BTreeSet<TopicPartition> = consumer.assignment().into_iter().collect();
@@ -350,36 +397,7 @@ impl MemberHost {
             if offsets.is_empty() {
                 continue;
             }
-            let md = consumer.group_metadata();
-            let (generation, member_id) =
-                md.map(|m| (m.generation_id, m.member_id)).unwrap_or((-1, String::new()));
-            let sent_ns = self.tracer.now_ns();
-            let result = consumer.commit_sync(Some(offsets.clone())).await;
-            let at_ns = self.tracer.now_ns();
-            let list: Vec<(String, i64)> = offsets
-                .iter()
-                .map(|(tp, o)| (format!("{}-{}", tp.topic, tp.partition), *o))
-                .collect();
-            let error = result.as_ref().err().map(|e| e.to_string());
-            self.tracer.event(
-                "commit",
-                &format!("{who} gen={generation} {:?} {}", list, error.as_deref().unwrap_or("ok")),
-            );
-            if error.is_none() {
-                for (tp, o) in &list {
-                    self.advance_group_position(tp, *o);
-                }
-            }
-            lock(&self.history).commits.push(Commit {
-                member: self.index,
-                group: self.group(),
-                member_id,
-                generation,
-                offsets: list,
-                sent_ns,
-                at_ns,
-                error,
-            });
+            self.commit(&mut consumer, offsets).await;
         }
         consumer.close().await;
     }

@@ -125,6 +125,25 @@ fn percentiles(mut v: Vec<u64>, what: &str) -> Value {
     })
 }
 
+/// Sends by outcome (acked, unconfirmed, failed, pending) and records polled, over the run.
+fn outcome_counts(h: &History) -> (u64, u64, u64, u64, u64) {
+    let (mut n_acked, mut n_failed, mut n_unconfirmed, mut n_pending) = (0u64, 0u64, 0u64, 0u64);
+    for s in &h.sends {
+        match s.outcome {
+            SendOutcome::Acked { .. } => n_acked += 1,
+            SendOutcome::Unconfirmed { .. } => n_unconfirmed += 1,
+            SendOutcome::Failed { .. } => n_failed += 1,
+            SendOutcome::Pending => n_pending += 1,
+        }
+    }
+    let n_consumed: u64 = h
+        .polls
+        .iter()
+        .map(|p| if let PollKind::Records(rs) = &p.kind { rs.len() as u64 } else { 0 })
+        .sum();
+    (n_acked, n_unconfirmed, n_failed, n_pending, n_consumed)
+}
+
 /// Throughput offered and achieved, produce and end-to-end latency, over the window.
 fn throughput_and_latency(h: &History, w: &Workload) -> (Value, Value) {
     let win = window(h, w);
@@ -185,20 +204,7 @@ fn throughput_and_latency(h: &History, w: &Workload) -> (Value, Value) {
     }
     let secs = win.map_or(0.0, |(a, b)| (b - a) as f64 / 1e9);
     let rate = |n: u64| if secs > 0.0 { json!(n as f64 / secs) } else { Value::Null };
-    let (mut n_acked, mut n_failed, mut n_unconfirmed, mut n_pending) = (0u64, 0u64, 0u64, 0u64);
-    for s in &h.sends {
-        match s.outcome {
-            SendOutcome::Acked { .. } => n_acked += 1,
-            SendOutcome::Unconfirmed { .. } => n_unconfirmed += 1,
-            SendOutcome::Failed { .. } => n_failed += 1,
-            SendOutcome::Pending => n_pending += 1,
-        }
-    }
-    let n_consumed: u64 = h
-        .polls
-        .iter()
-        .map(|p| if let PollKind::Records(rs) = &p.kind { rs.len() as u64 } else { 0 })
-        .sum();
+    let (n_acked, n_unconfirmed, n_failed, n_pending, n_consumed) = outcome_counts(h);
     let throughput = json!({
         "offered": {
             "produce_records_per_s": w.offered_records_per_s,
@@ -235,6 +241,31 @@ fn throughput_and_latency(h: &History, w: &Workload) -> (Value, Value) {
         "end_to_end_ms": percentiles(e2e, "record created → first polled by a consumer; records created inside the window"),
     });
     (throughput, latency)
+}
+
+/// A line's points: (seconds, value).
+type Points = Vec<(f64, f64)>;
+
+/// Page cache per sample: dirty MiB, the interval's read hit ratio, and the peak dirty bytes.
+fn page_cache_series(samples: &[DiskSample]) -> (Points, Points, u64) {
+    let mut dirty = Vec::new();
+    let mut hit = Vec::new();
+    let mut prev = DiskSample::default();
+    let mut peak_dirty = 0u64;
+    for s in samples {
+        let x = s.t_ns as f64 / 1e9;
+        dirty.push((x, s.dirty_bytes as f64 / (1 << 20) as f64));
+        peak_dirty = peak_dirty.max(s.dirty_bytes);
+        let (dh, dm) = (
+            s.hit_pages.saturating_sub(prev.hit_pages),
+            s.miss_pages.saturating_sub(prev.miss_pages),
+        );
+        if dh + dm > 0 {
+            hit.push((x, dh as f64 / (dh + dm) as f64));
+        }
+        prev = *s;
+    }
+    (dirty, hit, peak_dirty)
 }
 
 pub fn figures(
@@ -276,24 +307,7 @@ pub fn figures(
     }
     let (summary_throughput, summary_latency) = throughput_and_latency(h, w);
 
-    // Page cache: per-sample hit ratio of the interval, and dirty bytes.
-    let mut dirty = Vec::new();
-    let mut hit = Vec::new();
-    let mut prev = DiskSample::default();
-    let mut peak_dirty = 0u64;
-    for s in samples {
-        let x = s.t_ns as f64 / 1e9;
-        dirty.push((x, s.dirty_bytes as f64 / (1 << 20) as f64));
-        peak_dirty = peak_dirty.max(s.dirty_bytes);
-        let (dh, dm) = (
-            s.hit_pages.saturating_sub(prev.hit_pages),
-            s.miss_pages.saturating_sub(prev.miss_pages),
-        );
-        if dh + dm > 0 {
-            hit.push((x, dh as f64 / (dh + dm) as f64));
-        }
-        prev = *s;
-    }
+    let (dirty, hit, peak_dirty) = page_cache_series(samples);
     let last = samples.last().copied().unwrap_or_default();
     let total = last.hit_pages + last.miss_pages;
     let busy = busy_per_bucket(io, bucket_ns, buckets);

@@ -14,10 +14,12 @@
 //!   drawn duration; a disk error ends with a broker restart too (an offline log stays offline
 //!   until the broker reopens it, as an operator would restart it).
 
+use std::collections::BTreeMap;
+
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use crate::scenario::{DiskErrorKind, FaultAction, FaultSpec, Target};
+use crate::faults::{DiskErrorKind, Fault, FaultAction, Target};
 
 /// Salt of the nemesis' random stream (independent of every other subsystem's).
 pub const NEMESIS_SALT: u64 = 0x6e65_6d65_7369_7321; // "nemesis!"
@@ -107,14 +109,12 @@ pub struct NemesisSpec {
 }
 
 /// Draws the schedule for `seed` (sorted by time; each entry labelled `nemesis …`).
-pub fn draw(spec: &NemesisSpec, seed: u64) -> Vec<FaultSpec> {
+pub fn draw(spec: &NemesisSpec, seed: u64) -> Vec<Fault> {
     assert!(spec.from_ns < spec.until_ns, "nemesis window is empty");
     assert!(spec.min_ns <= spec.max_ns, "nemesis durations are inverted");
     let mut rng = ChaCha8Rng::seed_from_u64(seed ^ NEMESIS_SALT);
-    let mut busy_until: std::collections::BTreeMap<Target, u64> = std::collections::BTreeMap::new();
-    // Disruptive broker faults drawn so far: (broker, start, end including its restart).
-    let mut disrupted: Vec<(Target, u64, u64)> = Vec::new();
-    let bound = (spec.brokers.saturating_sub(1) / 2) as usize;
+    let mut busy_until: BTreeMap<Target, u64> = BTreeMap::new();
+    let mut minority = Minority::new(spec);
     let mut out = Vec::new();
     for _ in 0..spec.count.min(NEMESIS_COUNT_MAX) {
         let kind = spec.kinds[rng.gen_range(0..spec.kinds.len())];
@@ -126,113 +126,99 @@ pub fn draw(spec: &NemesisSpec, seed: u64) -> Vec<FaultSpec> {
         let dur = rng.gen_range(spec.min_ns..=spec.max_ns);
         let Some(&target) = eligible.get(pick as usize % eligible.len().max(1)) else { continue };
         let at = at.max(busy_until.get(&target).copied().unwrap_or(0));
-        if at >= spec.until_ns {
+        if at >= spec.until_ns || !minority.admits(kind, target, at, at + dur) {
             continue;
         }
-        let end = at + dur;
-        if spec.minority && matches!(target, Target::Broker(_)) && kind.disrupts() {
-            // Margin: a restarted broker needs a moment to rejoin before the next one goes.
-            let (lo, hi) = (at, end + 2_000_000_000);
-            let mut others: Vec<Target> = disrupted
-                .iter()
-                .filter(|(t, s, e)| *t != target && *s < hi && lo < *e)
-                .map(|(t, _, _)| *t)
-                .collect();
-            others.dedup();
-            others.sort();
-            others.dedup();
-            if others.len() + 1 > bound {
-                continue;
-            }
-            disrupted.push((target, lo, hi));
-        }
-        busy_until.insert(target, end + 1_000_000);
-        let label = |what: &str| format!("nemesis {what} {}", target.name());
-        let restart = |at_ns: u64| FaultSpec {
-            at_ns,
-            target,
-            action: FaultAction::Restart,
-            for_ns: None,
-            label: label("restart"),
-        };
-        match kind {
-            NemesisKind::Kill => {
-                out.push(FaultSpec {
-                    at_ns: at,
-                    target,
-                    action: FaultAction::Kill,
-                    for_ns: None,
-                    label: label("kill"),
-                });
-                out.push(restart(end));
-            }
-            NemesisKind::PowerLoss => {
-                out.push(FaultSpec {
-                    at_ns: at,
-                    target,
-                    action: FaultAction::PowerLoss,
-                    for_ns: None,
-                    label: label("power_loss"),
-                });
-                out.push(restart(end));
-            }
-            NemesisKind::Leave => {
-                out.push(FaultSpec {
-                    at_ns: at,
-                    target,
-                    action: FaultAction::Leave,
-                    for_ns: None,
-                    label: label("leave"),
-                });
-                out.push(restart(end));
-            }
-            NemesisKind::Pause => out.push(FaultSpec {
-                at_ns: at,
-                target,
-                action: FaultAction::Pause,
-                for_ns: Some(dur),
-                label: label("pause"),
-            }),
-            NemesisKind::Partition => out.push(FaultSpec {
-                at_ns: at,
-                target,
-                action: FaultAction::Partition,
-                for_ns: Some(dur),
-                label: label("partition"),
-            }),
-            NemesisKind::SlowDisk => out.push(FaultSpec {
-                at_ns: at,
-                target,
-                action: FaultAction::SlowDisk { factor: spec.slow_disk_factor },
-                for_ns: Some(dur),
-                label: label(&format!("slow_disk x{}", spec.slow_disk_factor)),
-            }),
-            NemesisKind::SlowNic => out.push(FaultSpec {
-                at_ns: at,
-                target,
-                action: FaultAction::SlowNic { bps: spec.slow_nic_bps },
-                for_ns: Some(dur),
-                label: label(&format!("slow_nic {}bps", spec.slow_nic_bps)),
-            }),
-            NemesisKind::DiskError => {
-                out.push(FaultSpec {
-                    at_ns: at,
-                    target,
-                    action: FaultAction::DiskError {
-                        kind: DiskErrorKind::Write,
-                        probability: 1.0,
-                        times: None,
-                        path: None,
-                    },
-                    for_ns: Some(dur),
-                    label: label("disk_error write"),
-                });
-                out.push(restart(end + 1));
-            }
-        }
+        busy_until.insert(target, at + dur + 1_000_000);
+        out.extend(faults_of(spec, kind, target, at, dur));
     }
     out.sort_by_key(|f| f.at_ns);
     out
+}
+
+/// `minority: true`: the disruptive broker faults drawn so far, to keep at most
+/// ⌊(brokers-1)/2⌋ brokers disrupted at once.
+struct Minority {
+    on: bool,
+    bound: usize,
+    /// (broker, start, end including its restart and a margin).
+    disrupted: Vec<(Target, u64, u64)>,
+}
+
+impl Minority {
+    fn new(spec: &NemesisSpec) -> Self {
+        let bound = (spec.brokers.saturating_sub(1) / 2) as usize;
+        Minority { on: spec.minority, bound, disrupted: Vec::new() }
+    }
+
+    /// Whether a `kind` fault on `target` over [at, end) keeps the bound (and records it).
+    fn admits(&mut self, kind: NemesisKind, target: Target, at: u64, end: u64) -> bool {
+        if !(self.on && matches!(target, Target::Broker(_)) && kind.disrupts()) {
+            return true;
+        }
+        // Margin: a restarted broker needs a moment to rejoin before the next one goes.
+        let (lo, hi) = (at, end + 2_000_000_000);
+        let mut others: Vec<Target> = self
+            .disrupted
+            .iter()
+            .filter(|(t, s, e)| *t != target && *s < hi && lo < *e)
+            .map(|(t, _, _)| *t)
+            .collect();
+        others.sort();
+        others.dedup();
+        if others.len() + 1 > self.bound {
+            return false;
+        }
+        self.disrupted.push((target, lo, hi));
+        true
+    }
+}
+
+/// The faults one draw makes: the fault, and the restart that ends it (kill, power loss, leave
+/// and disk errors; the others end after `dur`).
+fn faults_of(
+    spec: &NemesisSpec,
+    kind: NemesisKind,
+    target: Target,
+    at: u64,
+    dur: u64,
+) -> Vec<Fault> {
+    let end = at + dur;
+    let fault = |at_ns: u64, action: FaultAction, for_ns: Option<u64>, what: &str| Fault {
+        at_ns,
+        target,
+        action,
+        for_ns,
+        label: format!("nemesis {what} {}", target.name()),
+    };
+    let restart = |at_ns: u64| fault(at_ns, FaultAction::Restart, None, "restart");
+    match kind {
+        NemesisKind::Kill => vec![fault(at, FaultAction::Kill, None, "kill"), restart(end)],
+        NemesisKind::PowerLoss => {
+            vec![fault(at, FaultAction::PowerLoss, None, "power_loss"), restart(end)]
+        }
+        NemesisKind::Leave => vec![fault(at, FaultAction::Leave, None, "leave"), restart(end)],
+        NemesisKind::Pause => vec![fault(at, FaultAction::Pause, Some(dur), "pause")],
+        NemesisKind::Partition => vec![fault(at, FaultAction::Partition, Some(dur), "partition")],
+        NemesisKind::SlowDisk => {
+            let factor = spec.slow_disk_factor;
+            let what = format!("slow_disk x{factor}");
+            vec![fault(at, FaultAction::SlowDisk { factor }, Some(dur), &what)]
+        }
+        NemesisKind::SlowNic => {
+            let bps = spec.slow_nic_bps;
+            vec![fault(at, FaultAction::SlowNic { bps }, Some(dur), &format!("slow_nic {bps}bps"))]
+        }
+        NemesisKind::DiskError => {
+            let action = FaultAction::DiskError {
+                kind: DiskErrorKind::Write,
+                probability: 1.0,
+                times: None,
+                path: None,
+            };
+            vec![fault(at, action, Some(dur), "disk_error write"), restart(end + 1)]
+        }
+    }
 }
 
 #[cfg(test)]

@@ -14,6 +14,7 @@ use serde_json::{json, Map, Value};
 use thiserror::Error;
 
 use crate::checkers::{Outcome, CHECKS};
+pub use crate::faults::{Direction, DiskErrorKind, Fault, FaultAction, Peers, Target};
 
 #[derive(Debug, Error)]
 pub enum ScenarioError {
@@ -57,11 +58,12 @@ pub enum OffsetReset {
     Latest,
 }
 
-/// How the broker is reached: in-process calls to its log layer, or its unmodified request path
-/// over the simulated network (`cluster.mode`).
+/// What the network and the CPU cost (`cluster.mode`). Both modes run the same path: the
+/// unmodified broker behind `net_model::SimNet`, the `client` crate's `Producer`/`Consumer`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
-    /// Storage-level runs: workloads call the broker's `LogManager` in-process.
+    /// Storage stories: a free link (the fastest NIC the model takes, zero latency) and free CPU
+    /// (no core pool), so only the disk, the page cache and the log shape the run.
     Storage,
     /// Networked runs: `Broker::open` + `server::run` on a madsim node, workloads are the
     /// `client` crate's `Producer`/`Consumer` over `net_model::SimNet`.
@@ -141,62 +143,6 @@ pub struct ProducerSpec {
     pub idempotence: bool,
 }
 
-/// What a fault hits: a broker host, or a group member's host (`consumer-N`, N counting every
-/// consumer of the workload in file order).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Target {
-    Broker(u32),
-    Consumer(u32),
-    /// Cluster runs: the current leader of a partition, resolved when the fault starts (from the
-    /// newest metadata any live broker holds). A `restart` of it restarts the broker the previous
-    /// fault on the same target hit.
-    Leader(&'static str, i32),
-    /// Cluster runs: a follower of the partition (the first replica, in assignment order, that is
-    /// not the leader, is up and is not the active controller — or, failing that, any live
-    /// follower), resolved when the fault starts.
-    Follower(&'static str, i32),
-    /// Cluster runs: the active controller (the Raft leader of the metadata quorum).
-    Controller,
-}
-
-impl Target {
-    pub fn name(self) -> String {
-        match self {
-            Target::Broker(n) => format!("broker-{n}"),
-            Target::Consumer(n) => format!("consumer-{n}"),
-            Target::Leader(t, p) => format!("leader:{t}/{p}"),
-            Target::Follower(t, p) => format!("follower:{t}/{p}"),
-            Target::Controller => "controller".to_string(),
-        }
-    }
-
-    /// Whether the target is resolved to a broker at fault time.
-    pub fn is_dynamic(self) -> bool {
-        matches!(self, Target::Leader(..) | Target::Follower(..) | Target::Controller)
-    }
-}
-
-/// Cluster runs: which hosts a `partition` fault cuts its target off from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Peers {
-    /// Every other host: brokers, the client host, group members.
-    All,
-    /// The other brokers only (clients still reach the target).
-    Brokers,
-    /// The client host and group members only.
-    Clients,
-}
-
-/// Which direction of traffic a `partition` fault blocks, seen from its target.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Direction {
-    Both,
-    /// Peers → target is blocked (the target sends, nothing reaches it).
-    In,
-    /// Target → peers is blocked (the target hears, nothing it sends arrives).
-    Out,
-}
-
 /// A consumer group member's settings (Kafka's consumer config names).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GroupSpec {
@@ -235,68 +181,6 @@ pub struct PrefillSpec {
     pub record_bytes: usize,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DiskErrorKind {
-    Read,
-    Write,
-    Sync,
-    NoSpace,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub enum FaultAction {
-    /// Process crash: the page cache survives. The broker stays down until `restart`.
-    Kill,
-    Restart,
-    /// Power cut: dirty pages are lost. The broker stays down until `restart`.
-    PowerLoss,
-    /// The process stalls (a long GC pause) for `for`.
-    Pause,
-    /// A group member shuts down cleanly: it sends LeaveGroup and stops (until `restart`).
-    Leave,
-    SlowDisk {
-        factor: u32,
-    },
-    DiskError {
-        kind: DiskErrorKind,
-        probability: f64,
-        times: Option<u64>,
-        path: Option<String>,
-    },
-    DropCaches,
-    CorruptSector {
-        path: Option<String>,
-    },
-    /// Network runs: the broker's host is cut off from every other host, both ways, for `for`
-    /// (or until the run heals). Open streams stall (bytes wait in send buffers), new connects
-    /// time out; nothing is dropped.
-    Partition,
-    /// Network runs: the broker host's NIC drops to `bps` each way for `for` (a degraded link,
-    /// a duplex mismatch), then back to `cluster.host.nic`.
-    SlowNic {
-        bps: u64,
-    },
-    /// Cluster runs: a partition with options — from which peers, which direction, or only the
-    /// connections to one port (`port`: connections from the peers to the target's listener on
-    /// that port, and from the target to the peers' listeners on it, carry nothing either way).
-    Cut {
-        peers: Peers,
-        direction: Direction,
-        port: Option<u16>,
-    },
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct FaultSpec {
-    pub at_ns: u64,
-    pub target: Target,
-    pub action: FaultAction,
-    /// Undone after this long (pause, slow_disk, disk_error); `None` = until the run heals.
-    pub for_ns: Option<u64>,
-    /// The fault as written (for the trace and the plots).
-    pub label: String,
-}
-
 #[derive(Debug, Clone)]
 pub struct Scenario {
     pub name: String,
@@ -317,7 +201,7 @@ pub struct Scenario {
     pub topics: Vec<TopicSpec>,
     pub producers: Vec<ProducerSpec>,
     pub consumers: Vec<ConsumerSpec>,
-    pub faults: Vec<FaultSpec>,
+    pub faults: Vec<Fault>,
     /// Random faults drawn from each run's seed (see [`crate::nemesis`]).
     pub nemesis: Option<crate::nemesis::NemesisSpec>,
     pub checks: Vec<String>,
@@ -337,6 +221,15 @@ pub struct Scenario {
 }
 
 // ------------------------------------------------------------------------------------------ walker
+
+/// What `cluster` says.
+struct ClusterParts {
+    mode: Mode,
+    brokers: u32,
+    controllers: u32,
+    host: HostSpec,
+    broker: BrokerSpec,
+}
 
 struct Obj<'a> {
     path: String,
@@ -585,69 +478,7 @@ impl Scenario {
         };
 
         // cluster
-        let cluster_v = top.req("cluster")?;
-        let cluster =
-            obj(cluster_v, "cluster", &["brokers", "controllers", "mode", "host", "config"])?;
-        let mode = match cluster.get("mode") {
-            None => Mode::Storage,
-            Some(Value::String(s)) if s == "storage" => Mode::Storage,
-            Some(Value::String(s)) if s == "network" => Mode::Network,
-            Some(_) => return Err(invalid("cluster.mode", "expected one of storage, network")),
-        };
-        // Limits: every broker is a host with its own disk, page-cache model, NIC and CPU, and a
-        // replica of what it hosts in memory; 64 brokers and 10,000 partitions per topic keep a
-        // run within this machine's memory at the shipped workloads (see sim/README.md).
-        let brokers = cluster.uint("brokers", 1, 1, BROKERS_MAX)? as u32;
-        if brokers > 1 && mode != Mode::Network {
-            return Err(invalid("cluster.brokers", "more than one broker needs cluster.mode = \"network\" (a combined-mode cluster on the simulated network)"));
-        }
-        // The metadata quorum: brokers 0..controllers-1 are also controllers (combined mode),
-        // the others brokers only, as a Kafka cluster usually runs 3 controllers.
-        let controllers =
-            cluster.uint("controllers", u64::from(brokers.min(3)), 1, u64::from(brokers))? as u32;
-        let host = parse_host(cluster.get("host"), "cluster.host", mode)?;
-        let mut broker = BrokerSpec {
-            log: LogConfig::default(),
-            checkpoint_interval_ms: 60_000,
-            flush_scheduler_interval_ms: i64::MAX as u64,
-            raw: Vec::new(),
-        };
-        if mode == Mode::Network {
-            // The broker's own periodic tasks run (`broker::tasks`): Kafka's defaults.
-            let d = broker::BrokerConfig::default();
-            broker.checkpoint_interval_ms = d.checkpoint_interval_ms as u64;
-            broker.flush_scheduler_interval_ms = d.flush_scheduler_interval_ms as u64;
-        }
-        if let Some(cfg) = cluster.get("config") {
-            let m =
-                cfg.as_object().ok_or_else(|| invalid("cluster.config", "expected an object"))?;
-            let mut probe = broker::BrokerConfig::default();
-            for (k, v) in m {
-                let p = join("cluster.config", k);
-                let s = config_string(v, &p)?;
-                broker.raw.push((k.clone(), s.clone()));
-                if mode == Mode::Network {
-                    // The broker's parser decides, as `broker serve --override` would.
-                    probe.set(k, &s).map_err(|e| invalid(&p, e.to_string()))?;
-                    if !(k.starts_with("log.") || k == "message.max.bytes") {
-                        continue;
-                    }
-                }
-                match k.as_str() {
-                    "log.flush.offset.checkpoint.interval.ms" => {
-                        broker.checkpoint_interval_ms = uint_value(&Value::String(s), &p, 1, i64::MAX as u64)?
-                    }
-                    "log.flush.scheduler.interval.ms" => {
-                        broker.flush_scheduler_interval_ms = uint_value(&Value::String(s), &p, 1, i64::MAX as u64)?
-                    }
-                    _ => match broker.log.set(k, &s) {
-                        Ok(true) => {}
-                        Ok(false) => return Err(invalid(&p, "unknown broker config (log.* settings, flush.*, segment.*, retention.*, message.max.bytes and the two log.flush intervals are modeled)")),
-                        Err(e) => return Err(invalid(&p, e.to_string())),
-                    },
-                }
-            }
-        }
+        let ClusterParts { mode, brokers, controllers, host, broker } = parse_cluster(&top)?;
 
         // topics
         let topics_v =
@@ -657,417 +488,26 @@ impl Scenario {
         }
         let mut topics: Vec<TopicSpec> = Vec::new();
         for (i, t) in topics_v.iter().enumerate() {
-            let p = format!("topics[{i}]");
-            let o = obj(t, &p, &["name", "partitions", "replication.factor", "config"])?;
-            let name = o.string("name", None)?;
-            if name.is_empty()
-                || name.len() > 249
-                || !name.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
-            {
-                return Err(invalid(&o.p("name"), "a Kafka topic name: 1-249 of [a-zA-Z0-9._-]"));
-            }
-            if topics.iter().any(|x| x.name == name) {
-                return Err(invalid(&o.p("name"), format!("topic {name} listed twice")));
-            }
-            let partitions = o.uint("partitions", 1, 1, PARTITIONS_PER_TOPIC_MAX)? as i32;
-            let replication_factor =
-                o.uint("replication.factor", 1, 1, u64::from(brokers)).map_err(|_| {
-                    invalid(
-                        &o.p("replication.factor"),
-                        format!("expected 1..={brokers} (cluster.brokers)"),
-                    )
-                })? as i32;
-            let mut log = broker.log.clone();
-            let mut overrides = BTreeMap::new();
-            if let Some(cfg) = o.get("config") {
-                let m =
-                    cfg.as_object().ok_or_else(|| invalid(&o.p("config"), "expected an object"))?;
-                for (k, v) in m {
-                    let kp = join(&o.p("config"), k);
-                    let s = config_string(v, &kp)?;
-                    if k.starts_with("log.") || k == "message.max.bytes" {
-                        return Err(invalid(&kp, "a broker-level name: topics take topic-level names (e.g. segment.bytes, flush.messages)"));
-                    }
-                    log.set_strict(k, &s).map_err(|e| invalid(&kp, e.to_string()))?;
-                    overrides.insert(k.clone(), s);
-                }
-            }
-            topics.push(TopicSpec { name, partitions, replication_factor, overrides, log });
+            let t = parse_topic(t, i, brokers, &broker, &topics)?;
+            topics.push(t);
         }
-        let topic_of = |name: &str, path: &str| -> R<()> {
-            if topics.iter().any(|t| t.name == name) {
-                Ok(())
-            } else {
-                Err(invalid(path, format!("no topic named {name} in topics")))
-            }
-        };
-
-        // workload
-        let w = obj(
-            top.req("workload")?,
-            "workload",
-            &["producers", "consumers", "client_hosts", "client_nic", "prefill"],
-        )?;
-        let client_hosts = w.uint("client_hosts", 1, 1, 64)? as u32;
-        let client_nic_bps = match w.get("client_nic") {
-            None => host.nic_bps,
-            Some(_) if mode != Mode::Network => {
-                return Err(invalid("workload.client_nic", "needs cluster.mode = \"network\""))
-            }
-            Some(v) => parse_bps(v, "workload.client_nic")?,
-        };
-        if client_hosts > 1 && mode != Mode::Network {
-            return Err(invalid(
-                "workload.client_hosts",
-                "client hosts are network hosts: needs cluster.mode = \"network\"",
-            ));
-        }
-        let host_of = |o: &Obj| -> R<Option<u32>> {
-            match o.get("host") {
-                None => Ok(None),
-                Some(_) => {
-                    let h = o.uint("host", 0, 0, u64::from(client_hosts) - 1)? as u32;
-                    Ok(Some(h))
-                }
-            }
-        };
-        let mut producers = Vec::new();
-        if let Some(list) = w.get("producers") {
-            let list =
-                list.as_array().ok_or_else(|| invalid("workload.producers", "expected a list"))?;
-            for (i, pv) in list.iter().enumerate() {
-                let p = format!("workload.producers[{i}]");
-                let o = obj(
-                    pv,
-                    &p,
-                    &[
-                        "count",
-                        "topic",
-                        "rate",
-                        "record.bytes",
-                        "acks",
-                        "linger.ms",
-                        "batch.size",
-                        "compression.type",
-                        "retries",
-                        "retry.backoff.ms",
-                        "request.timeout.ms",
-                        "delivery.timeout.ms",
-                        "max.in.flight.requests.per.connection",
-                        "enable.idempotence",
-                        "host",
-                    ],
-                )?;
-                let topic = o.string("topic", None)?;
-                topic_of(&topic, &o.p("topic"))?;
-                let acks = match o.get("acks") {
-                    None => Acks::All,
-                    Some(v) => match v {
-                        Value::Number(n) if n.as_i64() == Some(0) => Acks::Zero,
-                        Value::Number(n) if n.as_i64() == Some(1) => Acks::One,
-                        Value::Number(n) if n.as_i64() == Some(-1) => Acks::All,
-                        Value::String(s) if s == "0" => Acks::Zero,
-                        Value::String(s) if s == "1" => Acks::One,
-                        Value::String(s) if s == "all" || s == "-1" => Acks::All,
-                        _ => return Err(invalid(&o.p("acks"), "expected one of 0, 1, all")),
-                    },
-                };
-                let compression = match o.get("compression.type") {
-                    None => Compression::None,
-                    Some(Value::String(s)) => Compression::from_name(s).ok_or_else(|| {
-                        invalid(
-                            &o.p("compression.type"),
-                            "expected one of none, gzip, snappy, lz4, zstd",
-                        )
-                    })?,
-                    Some(_) => {
-                        return Err(invalid(
-                            &o.p("compression.type"),
-                            "expected one of none, gzip, snappy, lz4, zstd",
-                        ))
-                    }
-                };
-                let idempotence = o.boolean("enable.idempotence", false)?;
-                if idempotence && mode == Mode::Storage {
-                    return Err(invalid(&o.p("enable.idempotence"), "storage-level producers send no producer ids: idempotence needs cluster.mode = \"network\" (the client crate's producer)"));
-                }
-                if idempotence && acks != Acks::All {
-                    return Err(invalid(
-                        &o.p("enable.idempotence"),
-                        "idempotence requires acks = all (as Kafka's producer)",
-                    ));
-                }
-                let record_bytes = o.uint("record.bytes", 100, 8, 1 << 20)? as usize;
-                let max_rate = o.req("rate")?.as_str().is_some_and(|r| r.trim() == "max");
-                if max_rate && mode != Mode::Network {
-                    return Err(invalid(&o.p("rate"), "\"max\" (a closed loop) needs cluster.mode = \"network\" (the client crate's producer)"));
-                }
-                producers.push(ProducerSpec {
-                    count: o.uint("count", 1, 1, 1000)? as u32,
-                    topic,
-                    rate_per_s: if max_rate {
-                        0
-                    } else {
-                        parse_rate(o.req("rate")?, &o.p("rate"))?
-                    },
-                    max_rate,
-                    host: host_of(&o)?,
-                    record_bytes,
-                    acks,
-                    linger_ms: o.uint("linger.ms", 5, 0, 3_600_000)?,
-                    batch_size: o.uint("batch.size", 16384, 0, 64 << 20)? as usize,
-                    compression,
-                    retries: o.uint("retries", i32::MAX as u64, 0, i32::MAX as u64)? as u32,
-                    retry_backoff_ms: o.uint("retry.backoff.ms", 100, 0, 3_600_000)?,
-                    request_timeout_ms: o.uint("request.timeout.ms", 30_000, 1, 3_600_000)?,
-                    delivery_timeout_ms: o.uint("delivery.timeout.ms", 120_000, 1, 3_600_000)?,
-                    max_in_flight: o.uint("max.in.flight.requests.per.connection", 5, 1, 100)?
-                        as u32,
-                    idempotence,
-                });
-            }
-        }
-        let mut consumers = Vec::new();
-        if let Some(list) = w.get("consumers") {
-            let list =
-                list.as_array().ok_or_else(|| invalid("workload.consumers", "expected a list"))?;
-            for (i, cv) in list.iter().enumerate() {
-                let p = format!("workload.consumers[{i}]");
-                let o = obj(
-                    cv,
-                    &p,
-                    &[
-                        "count",
-                        "topic",
-                        "group.id",
-                        "max.partition.fetch.bytes",
-                        "fetch.max.wait.ms",
-                        "auto.offset.reset",
-                        "retry.backoff.ms",
-                        "request.timeout.ms",
-                        "host",
-                        "session.timeout.ms",
-                        "heartbeat.interval.ms",
-                        "max.poll.interval.ms",
-                        "partition.assignment.strategy",
-                        "group.instance.id",
-                    ],
-                )?;
-                let topic = o.string("topic", None)?;
-                topic_of(&topic, &o.p("topic"))?;
-                let auto_offset_reset =
-                    match o.string("auto.offset.reset", Some("earliest"))?.as_str() {
-                        "earliest" => OffsetReset::Earliest,
-                        "latest" => OffsetReset::Latest,
-                        _ => {
-                            return Err(invalid(
-                                &o.p("auto.offset.reset"),
-                                "expected one of earliest, latest",
-                            ))
-                        }
-                    };
-                let group_id = match o.get("group.id") {
-                    None => None,
-                    Some(_) => Some(o.string("group.id", None)?),
-                };
-                const GROUP_KEYS: &[&str] = &[
-                    "session.timeout.ms",
-                    "heartbeat.interval.ms",
-                    "max.poll.interval.ms",
-                    "partition.assignment.strategy",
-                    "group.instance.id",
-                ];
-                let group = match &group_id {
-                    None => {
-                        if let Some(k) = GROUP_KEYS.iter().find(|k| o.get(k).is_some()) {
-                            return Err(invalid(&o.p(k), "only with group.id"));
-                        }
-                        None
-                    }
-                    Some(g) => {
-                        if mode != Mode::Network {
-                            return Err(invalid(&o.p("group.id"), "consumer groups need cluster.mode = \"network\" (members are the client crate's consumers on their own hosts)"));
-                        }
-                        if g.is_empty() {
-                            return Err(invalid(&o.p("group.id"), "must not be empty"));
-                        }
-                        let session_timeout_ms =
-                            o.uint("session.timeout.ms", 45_000, 1, 3_600_000)?;
-                        let heartbeat_interval_ms =
-                            o.uint("heartbeat.interval.ms", 3_000, 1, 3_600_000)?;
-                        if heartbeat_interval_ms >= session_timeout_ms {
-                            return Err(invalid(
-                                &o.p("heartbeat.interval.ms"),
-                                "must be below session.timeout.ms",
-                            ));
-                        }
-                        let assignment_strategy = o.string(
-                            "partition.assignment.strategy",
-                            Some("range,cooperative-sticky"),
-                        )?;
-                        for name in assignment_strategy.split(',').map(str::trim) {
-                            if !["range", "roundrobin", "sticky", "cooperative-sticky"]
-                                .contains(&name)
-                            {
-                                return Err(invalid(&o.p("partition.assignment.strategy"), format!("unknown assignor {name}: expected range, roundrobin, sticky, cooperative-sticky")));
-                            }
-                        }
-                        Some(GroupSpec {
-                            session_timeout_ms,
-                            heartbeat_interval_ms,
-                            max_poll_interval_ms: o.uint(
-                                "max.poll.interval.ms",
-                                300_000,
-                                1,
-                                3_600_000,
-                            )?,
-                            rebalance_timeout_ms: None,
-                            assignment_strategy,
-                            instance_id_prefix: match o.get("group.instance.id") {
-                                None => None,
-                                Some(_) => Some(o.string("group.instance.id", None)?),
-                            },
-                        })
-                    }
-                };
-                if group_id.is_some() && o.get("host").is_some() {
-                    return Err(invalid(
-                        &o.p("host"),
-                        "group members run on their own hosts (consumer-N)",
-                    ));
-                }
-                consumers.push(ConsumerSpec {
-                    count: o.uint("count", 1, 1, 1000)? as u32,
-                    topic,
-                    group_id,
-                    group,
-                    max_partition_fetch_bytes: o.uint(
-                        "max.partition.fetch.bytes",
-                        1 << 20,
-                        1,
-                        1 << 30,
-                    )? as usize,
-                    fetch_max_wait_ms: o.uint("fetch.max.wait.ms", 500, 0, 3_600_000)?,
-                    auto_offset_reset,
-                    retry_backoff_ms: o.uint("retry.backoff.ms", 100, 0, 3_600_000)?,
-                    request_timeout_ms: o.uint("request.timeout.ms", 30_000, 1, 3_600_000)?,
-                    host: host_of(&o)?,
-                });
-            }
-        }
-        let mut prefill = Vec::new();
-        if let Some(list) = w.get("prefill") {
-            let list =
-                list.as_array().ok_or_else(|| invalid("workload.prefill", "expected a list"))?;
-            if mode != Mode::Network && !list.is_empty() {
-                return Err(invalid("workload.prefill", "prefill writes through the client crate's producer: needs cluster.mode = \"network\""));
-            }
-            for (i, pv) in list.iter().enumerate() {
-                let o = obj(
-                    pv,
-                    &format!("workload.prefill[{i}]"),
-                    &["topic", "records", "record.bytes"],
-                )?;
-                let topic = o.string("topic", None)?;
-                topic_of(&topic, &o.p("topic"))?;
-                prefill.push(PrefillSpec {
-                    topic,
-                    records: o.uint("records", 0, 1, 100_000_000)?,
-                    record_bytes: o.uint("record.bytes", 100, 8, 1 << 20)? as usize,
-                });
-            }
-        }
+        let WorkloadParts { client_hosts, client_nic_bps, producers, consumers, prefill } =
+            parse_workload(&top, &topics, mode, &host)?;
 
         // faults: targets are brokers or group members (consumer-N counts every consumer).
         let members: Vec<bool> = consumers
             .iter()
             .flat_map(|c| std::iter::repeat_n(c.group_id.is_some(), c.count as usize))
             .collect();
-        let mut faults = Vec::new();
-        if let Some(list) = top.get("faults") {
-            let list = list.as_array().ok_or_else(|| invalid("faults", "expected a list"))?;
-            for (i, fv) in list.iter().enumerate() {
-                faults.extend(parse_fault(
-                    fv,
-                    &format!("faults[{i}]"),
-                    brokers,
-                    &members,
-                    &topics,
-                    duration_s,
-                    mode,
-                )?);
-            }
-        }
-        // Stable: same time keeps file order.
-        faults.sort_by_key(|f| f.at_ns);
+        let faults = parse_faults(top.get("faults"), brokers, &members, &topics, duration_s, mode)?;
         let nemesis = match top.get("nemesis") {
             None => None,
             Some(v) => Some(parse_nemesis(v, brokers, &members, &topics, duration_s, mode)?),
         };
 
         // checks
-        let checks: Vec<String> = match top.get("checks") {
-            // The cluster checks (replicas-agree, hw-monotonic) are on by default only in
-            // cluster runs; single-broker scenarios can list them (they hold trivially).
-            // Only the checks that apply: a check with nothing to examine would be vacuous.
-            None => {
-                let has_consumers = !consumers.is_empty();
-                let has_groups = consumers.iter().any(|c| c.group.is_some());
-                let acked = producers.iter().any(|p| p.acks != Acks::Zero);
-                let writes = !producers.is_empty() || !prefill.is_empty();
-                CHECKS
-                    .iter()
-                    .filter(|c| match **c {
-                        "lost-write" => acked,
-                        "inconsistent-offsets" | "duplicate" => writes,
-                        "nonmonotonic-poll" | "poll-skip" => has_consumers,
-                        "group-exclusive" | "committed-offset-monotonic" | "generation-fencing" => {
-                            has_groups
-                        }
-                        "replicas-agree" | "hw-monotonic" => brokers > 1,
-                        _ => true,
-                    })
-                    .map(|s| s.to_string())
-                    .collect()
-            }
-            Some(Value::Array(a)) => {
-                let mut out = Vec::new();
-                for (i, c) in a.iter().enumerate() {
-                    let p = format!("checks[{i}]");
-                    let s = c.as_str().ok_or_else(|| invalid(&p, "expected a check name"))?;
-                    if !CHECKS.contains(&s) {
-                        return Err(invalid(
-                            &p,
-                            format!("unknown check {s} (expected one of: {})", CHECKS.join(", ")),
-                        ));
-                    }
-                    if !out.iter().any(|x| x == s) {
-                        out.push(s.to_string());
-                    }
-                }
-                out
-            }
-            Some(_) => return Err(invalid("checks", "expected a list of check names")),
-        };
-        let mut expect: BTreeMap<String, Outcome> =
-            checks.iter().map(|c| (c.clone(), Outcome::Held)).collect();
-        if let Some(e) = top.get("expect") {
-            let m = e.as_object().ok_or_else(|| {
-                invalid("expect", "expected an object of check → \"held\" | \"violated\"")
-            })?;
-            for (k, v) in m {
-                let p = join("expect", k);
-                if !checks.contains(k) {
-                    return Err(invalid(&p, "not one of this scenario's checks"));
-                }
-                let o = match v.as_str() {
-                    Some("held") => Outcome::Held,
-                    Some("violated") => Outcome::Violated,
-                    _ => return Err(invalid(&p, "expected one of held, violated")),
-                };
-                expect.insert(k.clone(), o);
-            }
-        }
+        let checks = parse_checks(top.get("checks"), &producers, &consumers, &prefill, brokers)?;
+        let expect = parse_expect(top.get("expect"), &checks)?;
 
         Ok(Scenario {
             name,
@@ -1179,12 +619,12 @@ impl Scenario {
                     "writeback_chunk_kb": pc.writeback_chunk_kb,
                     "torn_writes": h.torn_writes,
                     "disk_bytes": h.disk_bytes,
-                    "nic_bps": if self.mode == Mode::Network { json!(h.nic_bps) } else { Value::Null },
-                    "link_latency_ns": if self.mode == Mode::Network { json!(h.link_latency_ns) } else { Value::Null },
+                    "nic_bps": h.nic_bps,
+                    "link_latency_ns": h.link_latency_ns,
                     "cores": h.cores,
                     "cpu_profile": h.cores.map(|c| serde_json::to_value(net_model::CpuProfile::with_cores(c)).unwrap_or(Value::Null)),
                 },
-                "config": if self.mode == Mode::Network { network_broker_config_json(&self.broker) } else { broker_config_json(&self.broker) },
+                "config": network_broker_config_json(&self.broker),
             },
             "topics": self.topics.iter().map(|t| json!({
                 "name": t.name,
@@ -1195,46 +635,10 @@ impl Scenario {
             })).collect::<Vec<_>>(),
             "workload": {
                 "client_hosts": self.client_hosts,
-                "client_nic_bps": if self.mode == Mode::Network { json!(self.client_nic_bps) } else { Value::Null },
+                "client_nic_bps": self.client_nic_bps,
                 "prefill": self.prefill.iter().map(|p| json!({"topic": p.topic, "records": p.records, "record.bytes": p.record_bytes})).collect::<Vec<_>>(),
-                "producers": self.producers.iter().map(|p| json!({
-                    "count": p.count,
-                    "topic": p.topic,
-                    "rate": if p.max_rate { "max".to_string() } else { format!("{}/s", p.rate_per_s) },
-                    "host": p.host,
-                    "record.bytes": p.record_bytes,
-                    "acks": p.acks.name(),
-                    "linger.ms": p.linger_ms,
-                    "batch.size": p.batch_size,
-                    "compression.type": p.compression.name(),
-                    "retries": p.retries,
-                    "retry.backoff.ms": p.retry_backoff_ms,
-                    "request.timeout.ms": p.request_timeout_ms,
-                    "delivery.timeout.ms": p.delivery_timeout_ms,
-                    "max.in.flight.requests.per.connection": p.max_in_flight,
-                    "enable.idempotence": p.idempotence,
-                })).collect::<Vec<_>>(),
-                "consumers": self.consumers.iter().map(|c| json!({
-                    "count": c.count,
-                    "topic": c.topic,
-                    "group.id": c.group_id,
-                    "assignment": match &c.group {
-                        None => "static: partitions dealt round-robin to the consumers of this entry".to_string(),
-                        Some(_) => "group: the client crate's group member (classic protocol), each member on its own host, committing after every poll".to_string(),
-                    },
-                    "session.timeout.ms": c.group.as_ref().map(|g| g.session_timeout_ms),
-                    "heartbeat.interval.ms": c.group.as_ref().map(|g| g.heartbeat_interval_ms),
-                    "max.poll.interval.ms": c.group.as_ref().map(|g| g.max_poll_interval_ms),
-                    "partition.assignment.strategy": c.group.as_ref().map(|g| g.assignment_strategy.clone()),
-                    "group.instance.id": c.group.as_ref().and_then(|g| g.instance_id_prefix.clone()),
-                    "enable.auto.commit": c.group.as_ref().map(|_| false),
-                    "max.partition.fetch.bytes": c.max_partition_fetch_bytes,
-                    "fetch.max.wait.ms": c.fetch_max_wait_ms,
-                    "auto.offset.reset": match c.auto_offset_reset { OffsetReset::Earliest => "earliest", OffsetReset::Latest => "latest" },
-                    "retry.backoff.ms": c.retry_backoff_ms,
-                    "request.timeout.ms": c.request_timeout_ms,
-                    "check.crcs": true,
-                })).collect::<Vec<_>>(),
+                "producers": self.producers.iter().map(producer_json).collect::<Vec<_>>(),
+                "consumers": self.consumers.iter().map(consumer_json).collect::<Vec<_>>(),
             },
             "faults": self.faults.iter().map(|f| json!({
                 "at_s": f.at_ns as f64 / 1e9,
@@ -1257,6 +661,52 @@ impl Scenario {
             "expect": self.expect.iter().map(|(k, v)| (k.clone(), Value::String(v.as_str().into()))).collect::<Map<_, _>>(),
         })
     }
+}
+
+/// A producer entry in `settings`, every default included.
+fn producer_json(p: &ProducerSpec) -> Value {
+    json!({
+    "count": p.count,
+    "topic": p.topic,
+    "rate": if p.max_rate { "max".to_string() } else { format!("{}/s", p.rate_per_s) },
+    "host": p.host,
+    "record.bytes": p.record_bytes,
+    "acks": p.acks.name(),
+    "linger.ms": p.linger_ms,
+    "batch.size": p.batch_size,
+    "compression.type": p.compression.name(),
+    "retries": p.retries,
+    "retry.backoff.ms": p.retry_backoff_ms,
+    "request.timeout.ms": p.request_timeout_ms,
+    "delivery.timeout.ms": p.delivery_timeout_ms,
+    "max.in.flight.requests.per.connection": p.max_in_flight,
+    "enable.idempotence": p.idempotence,
+    })
+}
+
+/// A consumer entry in `settings`, every default included.
+fn consumer_json(c: &ConsumerSpec) -> Value {
+    json!({
+    "count": c.count,
+    "topic": c.topic,
+    "group.id": c.group_id,
+    "assignment": match &c.group {
+        None => "static: partitions dealt round-robin to the consumers of this entry".to_string(),
+        Some(_) => "group: the client crate's group member (classic protocol), each member on its own host, committing after every poll".to_string(),
+    },
+    "session.timeout.ms": c.group.as_ref().map(|g| g.session_timeout_ms),
+    "heartbeat.interval.ms": c.group.as_ref().map(|g| g.heartbeat_interval_ms),
+    "max.poll.interval.ms": c.group.as_ref().map(|g| g.max_poll_interval_ms),
+    "partition.assignment.strategy": c.group.as_ref().map(|g| g.assignment_strategy.clone()),
+    "group.instance.id": c.group.as_ref().and_then(|g| g.instance_id_prefix.clone()),
+    "enable.auto.commit": c.group.as_ref().map(|_| false),
+    "max.partition.fetch.bytes": c.max_partition_fetch_bytes,
+    "fetch.max.wait.ms": c.fetch_max_wait_ms,
+    "auto.offset.reset": match c.auto_offset_reset { OffsetReset::Earliest => "earliest", OffsetReset::Latest => "latest" },
+    "retry.backoff.ms": c.retry_backoff_ms,
+    "request.timeout.ms": c.request_timeout_ms,
+    "check.crcs": true,
+    })
 }
 
 fn broker_config_json(b: &BrokerSpec) -> Value {
@@ -1387,67 +837,490 @@ fn parse_bps(v: &Value, path: &str) -> R<u64> {
     Ok(bps)
 }
 
-fn parse_host(v: Option<&Value>, path: &str, mode: Mode) -> R<HostSpec> {
-    let empty = Value::Object(Map::new());
-    let v = v.unwrap_or(&empty);
-    let o = obj(
-        v,
-        path,
-        &[
-            "disk",
-            "page_cache",
-            "dirty_ratio",
-            "dirty_background_ratio",
-            "dirty_expire_centisecs",
-            "dirty_writeback_centisecs",
-            "read_ahead_kb",
-            "read_ahead_max_kb",
-            "writeback_chunk_kb",
-            "torn_writes",
-            "disk_bytes",
-            "cores",
-            "nic",
-            "link_latency",
-        ],
-    )?;
-    if mode == Mode::Storage {
-        for k in ["nic", "link_latency", "cores"] {
-            if o.get(k).is_some() {
-                return Err(invalid(
-                    &o.p(k),
-                    "only with cluster.mode = \"network\" (storage-level runs have no network)",
-                ));
+fn parse_cluster(top: &Obj) -> R<ClusterParts> {
+    let cluster_v = top.req("cluster")?;
+    let cluster = obj(cluster_v, "cluster", &["brokers", "controllers", "mode", "host", "config"])?;
+    let mode = match cluster.get("mode") {
+        None => Mode::Storage,
+        Some(Value::String(s)) if s == "storage" => Mode::Storage,
+        Some(Value::String(s)) if s == "network" => Mode::Network,
+        Some(_) => return Err(invalid("cluster.mode", "expected one of storage, network")),
+    };
+    // Limits: every broker is a host with its own disk, page-cache model, NIC and CPU, and a
+    // replica of what it hosts in memory; 64 brokers and 10,000 partitions per topic keep a
+    // run within this machine's memory at the shipped workloads (see sim/README.md).
+    let brokers = cluster.uint("brokers", 1, 1, BROKERS_MAX)? as u32;
+    if brokers > 1 && mode != Mode::Network {
+        return Err(invalid("cluster.brokers", "more than one broker needs cluster.mode = \"network\" (a combined-mode cluster on the simulated network)"));
+    }
+    // The metadata quorum: brokers 0..controllers-1 are also controllers (combined mode),
+    // the others brokers only, as a Kafka cluster usually runs 3 controllers.
+    let controllers =
+        cluster.uint("controllers", u64::from(brokers.min(3)), 1, u64::from(brokers))? as u32;
+    let host = parse_host(cluster.get("host"), "cluster.host", mode)?;
+    let mut broker = BrokerSpec {
+        log: LogConfig::default(),
+        checkpoint_interval_ms: 60_000,
+        flush_scheduler_interval_ms: i64::MAX as u64,
+        raw: Vec::new(),
+    };
+    {
+        // The broker's own periodic tasks run (`broker::tasks`): Kafka's defaults.
+        let d = broker::BrokerConfig::default();
+        broker.checkpoint_interval_ms = d.checkpoint_interval_ms as u64;
+        broker.flush_scheduler_interval_ms = d.flush_scheduler_interval_ms as u64;
+    }
+    if let Some(cfg) = cluster.get("config") {
+        let m = cfg.as_object().ok_or_else(|| invalid("cluster.config", "expected an object"))?;
+        let mut probe = broker::BrokerConfig::default();
+        for (k, v) in m {
+            let p = join("cluster.config", k);
+            let s = config_string(v, &p)?;
+            broker.raw.push((k.clone(), s.clone()));
+            {
+                // The broker's parser decides, as `broker serve --override` would.
+                probe.set(k, &s).map_err(|e| invalid(&p, e.to_string()))?;
+                if !(k.starts_with("log.") || k == "message.max.bytes") {
+                    continue;
+                }
+            }
+            match k.as_str() {
+                "log.flush.offset.checkpoint.interval.ms" => {
+                    broker.checkpoint_interval_ms = uint_value(&Value::String(s), &p, 1, i64::MAX as u64)?
+                }
+                "log.flush.scheduler.interval.ms" => {
+                    broker.flush_scheduler_interval_ms = uint_value(&Value::String(s), &p, 1, i64::MAX as u64)?
+                }
+                _ => match broker.log.set(k, &s) {
+                    Ok(true) => {}
+                    Ok(false) => return Err(invalid(&p, "unknown broker config (log.* settings, flush.*, segment.*, retention.*, message.max.bytes and the two log.flush intervals are modeled)")),
+                    Err(e) => return Err(invalid(&p, e.to_string())),
+                },
             }
         }
     }
-    let nic_bps = match o.get("nic") {
-        None => net_model::sim::NicConfig::default().egress_bps,
-        Some(v) => parse_bps(v, &o.p("nic"))?,
+
+    Ok(ClusterParts { mode, brokers, controllers, host, broker })
+}
+
+fn parse_topic(
+    t: &Value,
+    i: usize,
+    brokers: u32,
+    broker: &BrokerSpec,
+    topics: &[TopicSpec],
+) -> R<TopicSpec> {
+    let p = format!("topics[{i}]");
+    let o = obj(t, &p, &["name", "partitions", "replication.factor", "config"])?;
+    let name = o.string("name", None)?;
+    if name.is_empty()
+        || name.len() > 249
+        || !name.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+    {
+        return Err(invalid(&o.p("name"), "a Kafka topic name: 1-249 of [a-zA-Z0-9._-]"));
+    }
+    if topics.iter().any(|x| x.name == name) {
+        return Err(invalid(&o.p("name"), format!("topic {name} listed twice")));
+    }
+    let partitions = o.uint("partitions", 1, 1, PARTITIONS_PER_TOPIC_MAX)? as i32;
+    let replication_factor =
+        o.uint("replication.factor", 1, 1, u64::from(brokers)).map_err(|_| {
+            invalid(&o.p("replication.factor"), format!("expected 1..={brokers} (cluster.brokers)"))
+        })? as i32;
+    let mut log = broker.log.clone();
+    let mut overrides = BTreeMap::new();
+    if let Some(cfg) = o.get("config") {
+        let m = cfg.as_object().ok_or_else(|| invalid(&o.p("config"), "expected an object"))?;
+        for (k, v) in m {
+            let kp = join(&o.p("config"), k);
+            let s = config_string(v, &kp)?;
+            if k.starts_with("log.") || k == "message.max.bytes" {
+                return Err(invalid(&kp, "a broker-level name: topics take topic-level names (e.g. segment.bytes, flush.messages)"));
+            }
+            log.set_strict(k, &s).map_err(|e| invalid(&kp, e.to_string()))?;
+            overrides.insert(k.clone(), s);
+        }
+    }
+    Ok(TopicSpec { name, partitions, replication_factor, overrides, log })
+}
+
+/// `name` is one of the scenario's topics.
+fn topic_of(topics: &[TopicSpec], name: &str, path: &str) -> R<()> {
+    if topics.iter().any(|t| t.name == name) {
+        Ok(())
+    } else {
+        Err(invalid(path, format!("no topic named {name} in topics")))
+    }
+}
+
+/// A producer's or consumer's `host` (a client machine), if given.
+fn host_of(o: &Obj, client_hosts: u32) -> R<Option<u32>> {
+    match o.get("host") {
+        None => Ok(None),
+        Some(_) => Ok(Some(o.uint("host", 0, 0, u64::from(client_hosts) - 1)? as u32)),
+    }
+}
+
+/// The items of a list at `path` (absent = empty), each parsed by `f` with its own path.
+fn list_of<T>(v: Option<&Value>, path: &str, mut f: impl FnMut(&Value, &str) -> R<T>) -> R<Vec<T>> {
+    let Some(v) = v else { return Ok(Vec::new()) };
+    let list = v.as_array().ok_or_else(|| invalid(path, "expected a list"))?;
+    list.iter().enumerate().map(|(i, item)| f(item, &format!("{path}[{i}]"))).collect()
+}
+
+/// What producers, consumers and prefill entries are checked against.
+struct WorkloadCtx<'a> {
+    topics: &'a [TopicSpec],
+    mode: Mode,
+    client_hosts: u32,
+}
+
+fn parse_producer(pv: &Value, p: &str, ctx: &WorkloadCtx) -> R<ProducerSpec> {
+    let o = obj(
+        pv,
+        p,
+        &[
+            "count",
+            "topic",
+            "rate",
+            "record.bytes",
+            "acks",
+            "linger.ms",
+            "batch.size",
+            "compression.type",
+            "retries",
+            "retry.backoff.ms",
+            "request.timeout.ms",
+            "delivery.timeout.ms",
+            "max.in.flight.requests.per.connection",
+            "enable.idempotence",
+            "host",
+        ],
+    )?;
+    let topic = o.string("topic", None)?;
+    topic_of(ctx.topics, &topic, &o.p("topic"))?;
+    let acks = match o.get("acks") {
+        None => Acks::All,
+        Some(v) => match v {
+            Value::Number(n) if n.as_i64() == Some(0) => Acks::Zero,
+            Value::Number(n) if n.as_i64() == Some(1) => Acks::One,
+            Value::Number(n) if n.as_i64() == Some(-1) => Acks::All,
+            Value::String(s) if s == "0" => Acks::Zero,
+            Value::String(s) if s == "1" => Acks::One,
+            Value::String(s) if s == "all" || s == "-1" => Acks::All,
+            _ => return Err(invalid(&o.p("acks"), "expected one of 0, 1, all")),
+        },
     };
-    let cores = match o.get("cores") {
-        None => None,
-        Some(v) => {
-            Some(uint_value(v, &o.p("cores"), 1, u64::from(net_model::cpu::CORES_MAX))? as u32)
+    let compression = match o.get("compression.type") {
+        None => Compression::None,
+        Some(Value::String(s)) => Compression::from_name(s).ok_or_else(|| {
+            invalid(&o.p("compression.type"), "expected one of none, gzip, snappy, lz4, zstd")
+        })?,
+        Some(_) => {
+            return Err(invalid(
+                &o.p("compression.type"),
+                "expected one of none, gzip, snappy, lz4, zstd",
+            ))
         }
     };
-    let link_latency_ns = match o.get("link_latency") {
-        None => net_model::sim::LinkConfig::default().latency_ns,
-        Some(v) => {
-            let ns = parse_duration_ns(v, &o.p("link_latency"))?;
-            if ns > net_model::sim::LATENCY_NS_MAX {
+    let idempotence = o.boolean("enable.idempotence", false)?;
+    if idempotence && acks != Acks::All {
+        return Err(invalid(
+            &o.p("enable.idempotence"),
+            "idempotence requires acks = all (as Kafka's producer)",
+        ));
+    }
+    let record_bytes = o.uint("record.bytes", 100, 8, 1 << 20)? as usize;
+    let max_rate = o.req("rate")?.as_str().is_some_and(|r| r.trim() == "max");
+    if max_rate && ctx.mode != Mode::Network {
+        return Err(invalid(&o.p("rate"), "\"max\" (a closed loop) needs cluster.mode = \"network\" (the client crate's producer)"));
+    }
+    Ok(ProducerSpec {
+        count: o.uint("count", 1, 1, 1000)? as u32,
+        topic,
+        rate_per_s: if max_rate { 0 } else { parse_rate(o.req("rate")?, &o.p("rate"))? },
+        max_rate,
+        host: host_of(&o, ctx.client_hosts)?,
+        record_bytes,
+        acks,
+        linger_ms: o.uint("linger.ms", 5, 0, 3_600_000)?,
+        batch_size: o.uint("batch.size", 16384, 0, 64 << 20)? as usize,
+        compression,
+        retries: o.uint("retries", i32::MAX as u64, 0, i32::MAX as u64)? as u32,
+        retry_backoff_ms: o.uint("retry.backoff.ms", 100, 0, 3_600_000)?,
+        request_timeout_ms: o.uint("request.timeout.ms", 30_000, 1, 3_600_000)?,
+        delivery_timeout_ms: o.uint("delivery.timeout.ms", 120_000, 1, 3_600_000)?,
+        max_in_flight: o.uint("max.in.flight.requests.per.connection", 5, 1, 100)? as u32,
+        idempotence,
+    })
+}
+
+fn parse_consumer(cv: &Value, p: &str, ctx: &WorkloadCtx) -> R<ConsumerSpec> {
+    let o = obj(
+        cv,
+        p,
+        &[
+            "count",
+            "topic",
+            "group.id",
+            "max.partition.fetch.bytes",
+            "fetch.max.wait.ms",
+            "auto.offset.reset",
+            "retry.backoff.ms",
+            "request.timeout.ms",
+            "host",
+            "session.timeout.ms",
+            "heartbeat.interval.ms",
+            "max.poll.interval.ms",
+            "partition.assignment.strategy",
+            "group.instance.id",
+        ],
+    )?;
+    let topic = o.string("topic", None)?;
+    topic_of(ctx.topics, &topic, &o.p("topic"))?;
+    let auto_offset_reset = match o.string("auto.offset.reset", Some("earliest"))?.as_str() {
+        "earliest" => OffsetReset::Earliest,
+        "latest" => OffsetReset::Latest,
+        _ => return Err(invalid(&o.p("auto.offset.reset"), "expected one of earliest, latest")),
+    };
+    let group_id = match o.get("group.id") {
+        None => None,
+        Some(_) => Some(o.string("group.id", None)?),
+    };
+    let group = parse_group(&o, group_id.as_deref(), ctx.mode)?;
+    if group_id.is_some() && o.get("host").is_some() {
+        return Err(invalid(&o.p("host"), "group members run on their own hosts (consumer-N)"));
+    }
+    Ok(ConsumerSpec {
+        count: o.uint("count", 1, 1, 1000)? as u32,
+        topic,
+        group_id,
+        group,
+        max_partition_fetch_bytes: o.uint("max.partition.fetch.bytes", 1 << 20, 1, 1 << 30)?
+            as usize,
+        fetch_max_wait_ms: o.uint("fetch.max.wait.ms", 500, 0, 3_600_000)?,
+        auto_offset_reset,
+        retry_backoff_ms: o.uint("retry.backoff.ms", 100, 0, 3_600_000)?,
+        request_timeout_ms: o.uint("request.timeout.ms", 30_000, 1, 3_600_000)?,
+        host: host_of(&o, ctx.client_hosts)?,
+    })
+}
+
+/// A consumer entry's group settings (only with `group.id`).
+fn parse_group(o: &Obj, group_id: Option<&str>, mode: Mode) -> R<Option<GroupSpec>> {
+    const GROUP_KEYS: &[&str] = &[
+        "session.timeout.ms",
+        "heartbeat.interval.ms",
+        "max.poll.interval.ms",
+        "partition.assignment.strategy",
+        "group.instance.id",
+    ];
+    match group_id {
+        None => {
+            if let Some(k) = GROUP_KEYS.iter().find(|k| o.get(k).is_some()) {
+                return Err(invalid(&o.p(k), "only with group.id"));
+            }
+            Ok(None)
+        }
+        Some(g) => {
+            if mode != Mode::Network {
+                return Err(invalid(&o.p("group.id"), "consumer groups need cluster.mode = \"network\" (members are the client crate's consumers on their own hosts)"));
+            }
+            if g.is_empty() {
+                return Err(invalid(&o.p("group.id"), "must not be empty"));
+            }
+            let session_timeout_ms = o.uint("session.timeout.ms", 45_000, 1, 3_600_000)?;
+            let heartbeat_interval_ms = o.uint("heartbeat.interval.ms", 3_000, 1, 3_600_000)?;
+            if heartbeat_interval_ms >= session_timeout_ms {
                 return Err(invalid(
-                    &o.p("link_latency"),
-                    format!("at most {} ns", net_model::sim::LATENCY_NS_MAX),
+                    &o.p("heartbeat.interval.ms"),
+                    "must be below session.timeout.ms",
                 ));
             }
-            ns
+            let assignment_strategy =
+                o.string("partition.assignment.strategy", Some("range,cooperative-sticky"))?;
+            for name in assignment_strategy.split(',').map(str::trim) {
+                if !["range", "roundrobin", "sticky", "cooperative-sticky"].contains(&name) {
+                    return Err(invalid(&o.p("partition.assignment.strategy"), format!("unknown assignor {name}: expected range, roundrobin, sticky, cooperative-sticky")));
+                }
+            }
+            Ok(Some(GroupSpec {
+                session_timeout_ms,
+                heartbeat_interval_ms,
+                max_poll_interval_ms: o.uint("max.poll.interval.ms", 300_000, 1, 3_600_000)?,
+                rebalance_timeout_ms: None,
+                assignment_strategy,
+                instance_id_prefix: match o.get("group.instance.id") {
+                    None => None,
+                    Some(_) => Some(o.string("group.instance.id", None)?),
+                },
+            }))
         }
+    }
+}
+
+/// `checks`: as listed, or (absent) every check that has something to examine.
+fn parse_checks(
+    v: Option<&Value>,
+    producers: &[ProducerSpec],
+    consumers: &[ConsumerSpec],
+    prefill: &[PrefillSpec],
+    brokers: u32,
+) -> R<Vec<String>> {
+    match v {
+        // The cluster checks (replicas-agree, hw-monotonic) are on by default only in
+        // cluster runs; single-broker scenarios can list them (they hold trivially).
+        // Only the checks that apply: a check with nothing to examine would be vacuous.
+        None => {
+            let has_consumers = !consumers.is_empty();
+            let has_groups = consumers.iter().any(|c| c.group.is_some());
+            let acked = producers.iter().any(|p| p.acks != Acks::Zero);
+            let writes = !producers.is_empty() || !prefill.is_empty();
+            Ok(CHECKS
+                .iter()
+                .filter(|c| match **c {
+                    "lost-write" => acked,
+                    "inconsistent-offsets" | "duplicate" => writes,
+                    "nonmonotonic-poll" | "poll-skip" => has_consumers,
+                    "group-exclusive" | "committed-offset-monotonic" | "generation-fencing" => {
+                        has_groups
+                    }
+                    "replicas-agree" | "hw-monotonic" => brokers > 1,
+                    _ => true,
+                })
+                .map(|s| s.to_string())
+                .collect())
+        }
+        Some(Value::Array(a)) => {
+            let mut out = Vec::new();
+            for (i, c) in a.iter().enumerate() {
+                let p = format!("checks[{i}]");
+                let s = c.as_str().ok_or_else(|| invalid(&p, "expected a check name"))?;
+                if !CHECKS.contains(&s) {
+                    return Err(invalid(
+                        &p,
+                        format!("unknown check {s} (expected one of: {})", CHECKS.join(", ")),
+                    ));
+                }
+                if !out.iter().any(|x| x == s) {
+                    out.push(s.to_string());
+                }
+            }
+            Ok(out)
+        }
+        Some(_) => Err(invalid("checks", "expected a list of check names")),
+    }
+}
+
+/// `expect`: each check's expected outcome (default held).
+fn parse_expect(v: Option<&Value>, checks: &[String]) -> R<BTreeMap<String, Outcome>> {
+    let mut expect: BTreeMap<String, Outcome> =
+        checks.iter().map(|c| (c.clone(), Outcome::Held)).collect();
+    if let Some(e) = v {
+        let m = e.as_object().ok_or_else(|| {
+            invalid("expect", "expected an object of check → \"held\" | \"violated\"")
+        })?;
+        for (k, v) in m {
+            let p = join("expect", k);
+            if !checks.contains(k) {
+                return Err(invalid(&p, "not one of this scenario's checks"));
+            }
+            let o = match v.as_str() {
+                Some("held") => Outcome::Held,
+                Some("violated") => Outcome::Violated,
+                _ => return Err(invalid(&p, "expected one of held, violated")),
+            };
+            expect.insert(k.clone(), o);
+        }
+    }
+    Ok(expect)
+}
+
+/// What `workload` says.
+struct WorkloadParts {
+    client_hosts: u32,
+    client_nic_bps: u64,
+    producers: Vec<ProducerSpec>,
+    consumers: Vec<ConsumerSpec>,
+    prefill: Vec<PrefillSpec>,
+}
+
+/// `workload`: client machines, producers, consumers, prefill.
+fn parse_workload(
+    top: &Obj,
+    topics: &[TopicSpec],
+    mode: Mode,
+    host: &HostSpec,
+) -> R<WorkloadParts> {
+    let w = obj(
+        top.req("workload")?,
+        "workload",
+        &["producers", "consumers", "client_hosts", "client_nic", "prefill"],
+    )?;
+    let client_hosts = w.uint("client_hosts", 1, 1, 64)? as u32;
+    let client_nic_bps = match w.get("client_nic") {
+        None => host.nic_bps,
+        Some(_) if mode != Mode::Network => {
+            return Err(invalid("workload.client_nic", "needs cluster.mode = \"network\""))
+        }
+        Some(v) => parse_bps(v, "workload.client_nic")?,
     };
-    let disk = o.string("disk", Some("nvme"))?;
-    let device = DeviceProfile::by_name(&disk)
-        .ok_or_else(|| invalid(&o.p("disk"), "expected one of hdd-7200, sata-ssd, nvme"))?;
+    if client_hosts > 1 && mode != Mode::Network {
+        return Err(invalid(
+            "workload.client_hosts",
+            "client hosts are network hosts: needs cluster.mode = \"network\"",
+        ));
+    }
+    let ctx = WorkloadCtx { topics, mode, client_hosts };
+    let producers =
+        list_of(w.get("producers"), "workload.producers", |v, p| parse_producer(v, p, &ctx))?;
+    let consumers =
+        list_of(w.get("consumers"), "workload.consumers", |v, p| parse_consumer(v, p, &ctx))?;
+    let prefill = parse_prefill(w.get("prefill"), &ctx)?;
+    Ok(WorkloadParts { client_hosts, client_nic_bps, producers, consumers, prefill })
+}
+
+/// `workload.prefill`: backlogs written before the workload's clock starts.
+fn parse_prefill(v: Option<&Value>, ctx: &WorkloadCtx) -> R<Vec<PrefillSpec>> {
+    if let Some(Value::Array(list)) = v {
+        if ctx.mode != Mode::Network && !list.is_empty() {
+            return Err(invalid("workload.prefill", "prefill writes through the client crate's producer: needs cluster.mode = \"network\""));
+        }
+    }
+    list_of(v, "workload.prefill", |pv, p| {
+        let o = obj(pv, p, &["topic", "records", "record.bytes"])?;
+        let topic = o.string("topic", None)?;
+        topic_of(ctx.topics, &topic, &o.p("topic"))?;
+        Ok(PrefillSpec {
+            topic,
+            records: o.uint("records", 0, 1, 100_000_000)?,
+            record_bytes: o.uint("record.bytes", 100, 8, 1 << 20)? as usize,
+        })
+    })
+}
+
+/// `faults`: every entry (a rolling restart is several), in time order (file order on ties).
+fn parse_faults(
+    v: Option<&Value>,
+    brokers: u32,
+    members: &[bool],
+    topics: &[TopicSpec],
+    duration_s: u64,
+    mode: Mode,
+) -> R<Vec<Fault>> {
+    let lists = list_of(v, "faults", |fv, p| {
+        parse_fault(fv, p, brokers, members, topics, duration_s, mode)
+    })?;
+    let mut faults: Vec<Fault> = lists.into_iter().flatten().collect();
+    // Stable: same time keeps file order.
+    faults.sort_by_key(|f| f.at_ns);
+    Ok(faults)
+}
+
+/// The page-cache knobs of `cluster.host` (Linux's names), defaults from the model.
+fn parse_page_cache(o: &Obj) -> R<PageCacheConfig> {
     let d = PageCacheConfig::default();
-    let page_cache = PageCacheConfig {
+    Ok(PageCacheConfig {
         capacity_bytes: match o.get("page_cache") {
             None => d.capacity_bytes,
             Some(v) => parse_bytes(v, &o.p("page_cache"))?,
@@ -1476,7 +1349,71 @@ fn parse_host(v: Option<&Value>, path: &str, mode: Mode) -> R<HostSpec> {
             as u32,
         writeback_chunk_kb: o.uint("writeback_chunk_kb", d.writeback_chunk_kb.into(), 4, 1 << 20)?
             as u32,
+    })
+}
+
+fn parse_host(v: Option<&Value>, path: &str, mode: Mode) -> R<HostSpec> {
+    let empty = Value::Object(Map::new());
+    let v = v.unwrap_or(&empty);
+    let o = obj(
+        v,
+        path,
+        &[
+            "disk",
+            "page_cache",
+            "dirty_ratio",
+            "dirty_background_ratio",
+            "dirty_expire_centisecs",
+            "dirty_writeback_centisecs",
+            "read_ahead_kb",
+            "read_ahead_max_kb",
+            "writeback_chunk_kb",
+            "torn_writes",
+            "disk_bytes",
+            "cores",
+            "nic",
+            "link_latency",
+        ],
+    )?;
+    if mode == Mode::Storage {
+        for k in ["nic", "link_latency", "cores"] {
+            if o.get(k).is_some() {
+                return Err(invalid(
+                    &o.p(k),
+                    "only with cluster.mode = \"network\" (storage runs have a free link and free CPU)",
+                ));
+            }
+        }
+    }
+    let nic_bps = match o.get("nic") {
+        None if mode == Mode::Storage => net_model::sim::NIC_BPS_MAX,
+        None => net_model::sim::NicConfig::default().egress_bps,
+        Some(v) => parse_bps(v, &o.p("nic"))?,
     };
+    let cores = match o.get("cores") {
+        None => None,
+        Some(v) => {
+            Some(uint_value(v, &o.p("cores"), 1, u64::from(net_model::cpu::CORES_MAX))? as u32)
+        }
+    };
+    let link_latency_ns = match o.get("link_latency") {
+        None if mode == Mode::Storage => 0,
+        None => net_model::sim::LinkConfig::default().latency_ns,
+        Some(v) => {
+            let ns = parse_duration_ns(v, &o.p("link_latency"))?;
+            if ns > net_model::sim::LATENCY_NS_MAX {
+                return Err(invalid(
+                    &o.p("link_latency"),
+                    format!("at most {} ns", net_model::sim::LATENCY_NS_MAX),
+                ));
+            }
+            ns
+        }
+    };
+    let disk = o.string("disk", Some("nvme"))?;
+    let device = DeviceProfile::by_name(&disk)
+        .ok_or_else(|| invalid(&o.p("disk"), "expected one of hdd-7200, sata-ssd, nvme"))?;
+    let page_cache = parse_page_cache(&o)?;
     page_cache.validate().map_err(|e| invalid(path, e))?;
     let disk_bytes = match o.get("disk_bytes") {
         None => None,
@@ -1505,49 +1442,29 @@ fn parse_broker_ref(v: &Value, path: &str, brokers: u32) -> R<u32> {
     Ok(n)
 }
 
-fn parse_nemesis(
-    v: &Value,
-    brokers: u32,
-    members: &[bool],
-    topics: &[TopicSpec],
-    duration_s: u64,
-    mode: Mode,
-) -> R<crate::nemesis::NemesisSpec> {
-    use crate::nemesis::{NemesisKind, NemesisSpec, NEMESIS_COUNT_MAX};
-    let o = obj(
-        v,
-        "nemesis",
-        &[
-            "faults",
-            "targets",
-            "count",
-            "from",
-            "until",
-            "min",
-            "max",
-            "slow_disk.factor",
-            "slow_nic.bps",
-            "minority",
-        ],
-    )?;
-    let list = |key: &str| -> R<Option<Vec<(String, String)>>> {
-        match o.get(key) {
-            None => Ok(None),
-            Some(Value::Array(a)) => a
-                .iter()
-                .enumerate()
-                .map(|(i, x)| {
-                    x.as_str()
-                        .map(|s| (format!("{}[{i}]", o.p(key)), s.to_string()))
-                        .ok_or_else(|| invalid(&format!("{}[{i}]", o.p(key)), "expected a string"))
-                })
-                .collect::<R<Vec<_>>>()
-                .map(Some),
-            Some(_) => Err(invalid(&o.p(key), "expected a list")),
-        }
-    };
+/// A list of strings at `key`, each with its path (`None` when absent).
+fn string_list(o: &Obj, key: &str) -> R<Option<Vec<(String, String)>>> {
+    match o.get(key) {
+        None => Ok(None),
+        Some(Value::Array(a)) => a
+            .iter()
+            .enumerate()
+            .map(|(i, x)| {
+                x.as_str()
+                    .map(|s| (format!("{}[{i}]", o.p(key)), s.to_string()))
+                    .ok_or_else(|| invalid(&format!("{}[{i}]", o.p(key)), "expected a string"))
+            })
+            .collect::<R<Vec<_>>>()
+            .map(Some),
+        Some(_) => Err(invalid(&o.p(key), "expected a list")),
+    }
+}
+
+/// `nemesis.faults`: the kinds of fault to draw (each once).
+fn nemesis_kinds(o: &Obj, mode: Mode) -> R<Vec<crate::nemesis::NemesisKind>> {
+    use crate::nemesis::NemesisKind;
     let mut kinds = Vec::new();
-    for (p, name) in list("faults")?
+    for (p, name) in string_list(o, "faults")?
         .ok_or_else(|| invalid(&o.p("faults"), "required: the kinds of fault to draw"))?
     {
         let k = NemesisKind::from_name(&name).ok_or_else(|| {
@@ -1569,7 +1486,17 @@ fn parse_nemesis(
     if kinds.is_empty() {
         return Err(invalid(&o.p("faults"), "name at least one kind of fault"));
     }
-    let targets = match list("targets")? {
+    Ok(kinds)
+}
+
+/// `nemesis.targets`: brokers and group members (default: every one).
+fn nemesis_targets(
+    o: &Obj,
+    brokers: u32,
+    members: &[bool],
+    topics: &[TopicSpec],
+) -> R<Vec<Target>> {
+    Ok(match string_list(o, "targets")? {
         Some(ts) => ts
             .iter()
             .map(|(p, t)| {
@@ -1593,7 +1520,36 @@ fn parse_nemesis(
                     .map(|(i, _)| Target::Consumer(i as u32)),
             )
             .collect(),
-    };
+    })
+}
+
+fn parse_nemesis(
+    v: &Value,
+    brokers: u32,
+    members: &[bool],
+    topics: &[TopicSpec],
+    duration_s: u64,
+    mode: Mode,
+) -> R<crate::nemesis::NemesisSpec> {
+    use crate::nemesis::{NemesisSpec, NEMESIS_COUNT_MAX};
+    let o = obj(
+        v,
+        "nemesis",
+        &[
+            "faults",
+            "targets",
+            "count",
+            "from",
+            "until",
+            "min",
+            "max",
+            "slow_disk.factor",
+            "slow_nic.bps",
+            "minority",
+        ],
+    )?;
+    let kinds = nemesis_kinds(&o, mode)?;
+    let targets = nemesis_targets(&o, brokers, members, topics)?;
     for k in &kinds {
         if !targets.iter().any(|t| k.applies_to(*t)) {
             return Err(invalid(
@@ -1691,103 +1647,49 @@ fn parse_target(
     parse_broker_ref(v, path, brokers).map(Target::Broker)
 }
 
-fn parse_fault(
-    v: &Value,
-    path: &str,
-    brokers: u32,
-    members: &[bool],
-    topics: &[TopicSpec],
-    duration_s: u64,
-    mode: Mode,
-) -> R<Vec<FaultSpec>> {
-    const ACTIONS: &[&str] = &[
-        "kill",
-        "restart",
-        "power_loss",
-        "pause",
-        "leave",
-        "slow_disk",
-        "disk_error",
-        "drop_caches",
-        "corrupt_sector",
-        "partition",
-        "slow_nic",
-        "rolling_restart",
-    ];
-    let m = v.as_object().ok_or_else(|| invalid(path, "expected an object"))?;
-    let actions: Vec<&str> = ACTIONS.iter().copied().filter(|a| m.contains_key(*a)).collect();
-    let [action] = actions[..] else {
-        return Err(invalid(path, format!("expected exactly one of: {}", ACTIONS.join(", "))));
-    };
-    let allowed: &[&str] = match action {
-        "pause" => &["at", "pause", "for"],
-        "slow_disk" => &["at", "slow_disk", "factor", "for"],
-        "disk_error" => &["at", "disk_error", "kind", "probability", "times", "path", "for"],
-        "corrupt_sector" => &["at", "corrupt_sector", "path"],
-        "partition" => &["at", "partition", "for", "peers", "direction", "port"],
-        "rolling_restart" => &["at", "rolling_restart", "every", "down"],
-        "slow_nic" => &["at", "slow_nic", "bps", "for"],
-        _ => &["at", action],
-    };
-    let o = obj(v, path, allowed)?;
-    let at_ns = parse_duration_ns(o.req("at")?, &o.p("at"))?;
-    if at_ns >= duration_s * 1_000_000_000 {
-        return Err(invalid(
-            &o.p("at"),
-            format!("must be before the end of the run ({duration_s}s)"),
-        ));
+/// `rolling_restart`: kill and restart every broker in turn: broker-i dies at `at + i*every`,
+/// comes back `down` later (a process crash; the page cache survives).
+fn parse_rolling_restart(o: &Obj, at_ns: u64, brokers: u32, duration_s: u64) -> R<Vec<Fault>> {
+    let action = "rolling_restart";
+    // Kill and restart every broker in turn: broker-i dies at `at + i*every`, comes back
+    // `down` later (a process crash; the page cache survives).
+    if o.req(action)?.as_str() != Some("all") {
+        return Err(invalid(&o.p(action), "expected \"all\" (every broker in turn)"));
     }
-    if action == "rolling_restart" {
-        // Kill and restart every broker in turn: broker-i dies at `at + i*every`, comes back
-        // `down` later (a process crash; the page cache survives).
-        if o.req(action)?.as_str() != Some("all") {
-            return Err(invalid(&o.p(action), "expected \"all\" (every broker in turn)"));
+    let every =
+        o.get("every").map_or(Ok(5_000_000_000), |v| parse_duration_ns(v, &o.p("every")))?;
+    let down = o.get("down").map_or(Ok(1_000_000_000), |v| parse_duration_ns(v, &o.p("down")))?;
+    if down >= every {
+        return Err(invalid(&o.p("down"), "must be shorter than every"));
+    }
+    let mut out = Vec::new();
+    for b in 0..brokers {
+        let t = at_ns + u64::from(b) * every;
+        if t + down >= duration_s * 1_000_000_000 {
+            return Err(invalid(&o.p("every"), format!("the rolling restart of {brokers} brokers must end before the end of the run ({duration_s}s)")));
         }
-        let every =
-            o.get("every").map_or(Ok(5_000_000_000), |v| parse_duration_ns(v, &o.p("every")))?;
-        let down =
-            o.get("down").map_or(Ok(1_000_000_000), |v| parse_duration_ns(v, &o.p("down")))?;
-        if down >= every {
-            return Err(invalid(&o.p("down"), "must be shorter than every"));
-        }
-        let mut out = Vec::new();
-        for b in 0..brokers {
-            let t = at_ns + u64::from(b) * every;
-            if t + down >= duration_s * 1_000_000_000 {
-                return Err(invalid(&o.p("every"), format!("the rolling restart of {brokers} brokers must end before the end of the run ({duration_s}s)")));
-            }
-            let target = Target::Broker(b);
-            out.push(FaultSpec {
-                at_ns: t,
-                target,
-                action: FaultAction::Kill,
-                for_ns: None,
-                label: format!("rolling_restart kill broker-{b}"),
-            });
-            out.push(FaultSpec {
-                at_ns: t + down,
-                target,
-                action: FaultAction::Restart,
-                for_ns: None,
-                label: format!("rolling_restart restart broker-{b}"),
-            });
-        }
-        return Ok(out);
+        let target = Target::Broker(b);
+        out.push(Fault {
+            at_ns: t,
+            target,
+            action: FaultAction::Kill,
+            for_ns: None,
+            label: format!("rolling_restart kill broker-{b}"),
+        });
+        out.push(Fault {
+            at_ns: t + down,
+            target,
+            action: FaultAction::Restart,
+            for_ns: None,
+            label: format!("rolling_restart restart broker-{b}"),
+        });
     }
-    let target = parse_target(o.req(action)?, &o.p(action), brokers, members, topics)?;
-    if matches!(target, Target::Consumer(_))
-        && !["kill", "restart", "pause", "partition", "leave"].contains(&action)
-    {
-        return Err(invalid(&o.p(action), "a group member can be killed, restarted, paused, partitioned or leave (it has no disk)"));
-    }
-    if action == "leave" && !matches!(target, Target::Consumer(_)) {
-        return Err(invalid(&o.p(action), "only a group member (consumer-N) can leave"));
-    }
-    let for_ns = match o.get("for") {
-        None => None,
-        Some(v) => Some(parse_duration_ns(v, &o.p("for"))?),
-    };
-    let action_v = match action {
+    Ok(out)
+}
+
+/// The action a fault entry names, with its options.
+fn parse_action(o: &Obj, action: &str, for_ns: Option<u64>, mode: Mode) -> R<FaultAction> {
+    Ok(match action {
         "kill" => FaultAction::Kill,
         "restart" => FaultAction::Restart,
         "leave" => FaultAction::Leave,
@@ -1834,7 +1736,7 @@ fn parse_fault(
             if mode != Mode::Network {
                 return Err(invalid(
                     &o.p("partition"),
-                    "only with cluster.mode = \"network\" (storage-level runs have no network)",
+                    "only with cluster.mode = \"network\" (storage runs have a free link and free CPU)",
                 ));
             }
             if o.get("peers").is_none() && o.get("direction").is_none() && o.get("port").is_none() {
@@ -1871,7 +1773,7 @@ fn parse_fault(
             if mode != Mode::Network {
                 return Err(invalid(
                     &o.p("slow_nic"),
-                    "only with cluster.mode = \"network\" (storage-level runs have no network)",
+                    "only with cluster.mode = \"network\" (storage runs have a free link and free CPU)",
                 ));
             }
             FaultAction::SlowNic { bps: parse_bps(o.req("bps")?, &o.p("bps"))? }
@@ -1883,9 +1785,18 @@ fn parse_fault(
             },
         },
         _ => unreachable!("action list is closed"),
-    };
+    })
+}
+
+/// A fault as the trace and the plots name it: `slow_disk broker-0 x10 for 1500ms`.
+fn fault_label(
+    action: &str,
+    target: Target,
+    action_v: &FaultAction,
+    for_ns: Option<u64>,
+) -> String {
     let mut label = format!("{action} {}", target.name());
-    match &action_v {
+    match action_v {
         FaultAction::SlowDisk { factor } => label.push_str(&format!(" x{factor}")),
         FaultAction::SlowNic { bps } => label.push_str(&format!(" {bps}bps")),
         FaultAction::DiskError { kind, probability, .. } => {
@@ -1902,7 +1813,74 @@ fn parse_fault(
     if let Some(f) = for_ns {
         label.push_str(&format!(" for {}ms", f / 1_000_000));
     }
-    Ok(vec![FaultSpec { at_ns, target, action: action_v, for_ns, label }])
+    label
+}
+
+fn parse_fault(
+    v: &Value,
+    path: &str,
+    brokers: u32,
+    members: &[bool],
+    topics: &[TopicSpec],
+    duration_s: u64,
+    mode: Mode,
+) -> R<Vec<Fault>> {
+    const ACTIONS: &[&str] = &[
+        "kill",
+        "restart",
+        "power_loss",
+        "pause",
+        "leave",
+        "slow_disk",
+        "disk_error",
+        "drop_caches",
+        "corrupt_sector",
+        "partition",
+        "slow_nic",
+        "rolling_restart",
+    ];
+    let m = v.as_object().ok_or_else(|| invalid(path, "expected an object"))?;
+    let actions: Vec<&str> = ACTIONS.iter().copied().filter(|a| m.contains_key(*a)).collect();
+    let [action] = actions[..] else {
+        return Err(invalid(path, format!("expected exactly one of: {}", ACTIONS.join(", "))));
+    };
+    let allowed: &[&str] = match action {
+        "pause" => &["at", "pause", "for"],
+        "slow_disk" => &["at", "slow_disk", "factor", "for"],
+        "disk_error" => &["at", "disk_error", "kind", "probability", "times", "path", "for"],
+        "corrupt_sector" => &["at", "corrupt_sector", "path"],
+        "partition" => &["at", "partition", "for", "peers", "direction", "port"],
+        "rolling_restart" => &["at", "rolling_restart", "every", "down"],
+        "slow_nic" => &["at", "slow_nic", "bps", "for"],
+        _ => &["at", action],
+    };
+    let o = obj(v, path, allowed)?;
+    let at_ns = parse_duration_ns(o.req("at")?, &o.p("at"))?;
+    if at_ns >= duration_s * 1_000_000_000 {
+        return Err(invalid(
+            &o.p("at"),
+            format!("must be before the end of the run ({duration_s}s)"),
+        ));
+    }
+    if action == "rolling_restart" {
+        return parse_rolling_restart(&o, at_ns, brokers, duration_s);
+    }
+    let target = parse_target(o.req(action)?, &o.p(action), brokers, members, topics)?;
+    if matches!(target, Target::Consumer(_))
+        && !["kill", "restart", "pause", "partition", "leave"].contains(&action)
+    {
+        return Err(invalid(&o.p(action), "a group member can be killed, restarted, paused, partitioned or leave (it has no disk)"));
+    }
+    if action == "leave" && !matches!(target, Target::Consumer(_)) {
+        return Err(invalid(&o.p(action), "only a group member (consumer-N) can leave"));
+    }
+    let for_ns = match o.get("for") {
+        None => None,
+        Some(v) => Some(parse_duration_ns(v, &o.p("for"))?),
+    };
+    let action_v = parse_action(&o, action, for_ns, mode)?;
+    let label = fault_label(action, target, &action_v, for_ns);
+    Ok(vec![Fault { at_ns, target, action: action_v, for_ns, label }])
 }
 
 #[cfg(test)]
@@ -2047,14 +2025,18 @@ mod tests {
             (s.faults[0].action.clone(), s.faults[0].label.as_str()),
             (FaultAction::SlowNic { bps: 10_000_000 }, "slow_nic broker-0 10000000bps for 1000ms")
         );
-        let storage_key =
-            MIN.replace(r#""cluster": {}"#, r#""cluster": {"config": {"num.partitions": 3}}"#);
+        // Storage runs are network runs too: the broker's own parser judges `cluster.config`
+        // (a topic-level spelling is not a broker key).
+        let topic_key =
+            MIN.replace(r#""cluster": {}"#, r#""cluster": {"config": {"flush.messages": 1}}"#);
         assert!(
-            err(&storage_key)
-                .starts_with("cluster.config[\"num.partitions\"]: unknown broker config"),
+            err(&topic_key).starts_with("cluster.config[\"flush.messages\"]: "),
             "{}",
-            err(&storage_key)
+            err(&topic_key)
         );
+        let broker_key =
+            MIN.replace(r#""cluster": {}"#, r#""cluster": {"config": {"num.partitions": 3}}"#);
+        assert!(Scenario::parse(&broker_key).is_ok());
     }
 
     #[test]

@@ -1,0 +1,154 @@
+//! Faults: what a scenario (or the nemesis) does to the run, as data — one [`Fault`] type (when,
+//! on what, which [`FaultAction`], for how long) that scenario files parse into and the nemesis
+//! draws. Pure and runtime-free; applying and undoing a fault on the simulated world is
+//! [`driver`] (simulated builds only), the one place that knows what each action does.
+//!
+//! Promises: every action that holds a state (pause, partition, slow disk or NIC, disk error)
+//! has an undo; kill, power loss and leave end with a restart; drop_caches and corrupt_sector
+//! are instants with nothing to undo.
+
+#[cfg(madsim)]
+pub mod driver;
+
+/// What a fault hits: a broker host, or a group member's host (`consumer-N`, N counting every
+/// consumer of the workload in file order).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Target {
+    Broker(u32),
+    Consumer(u32),
+    /// Cluster runs: the current leader of a partition, resolved when the fault starts (from the
+    /// newest metadata any live broker holds). A `restart` of it restarts the broker the previous
+    /// fault on the same target hit.
+    Leader(&'static str, i32),
+    /// Cluster runs: a follower of the partition (the first replica, in assignment order, that is
+    /// not the leader, is up and is not the active controller — or, failing that, any live
+    /// follower), resolved when the fault starts.
+    Follower(&'static str, i32),
+    /// Cluster runs: the active controller (the Raft leader of the metadata quorum).
+    Controller,
+}
+
+impl Target {
+    pub fn name(self) -> String {
+        match self {
+            Target::Broker(n) => format!("broker-{n}"),
+            Target::Consumer(n) => format!("consumer-{n}"),
+            Target::Leader(t, p) => format!("leader:{t}/{p}"),
+            Target::Follower(t, p) => format!("follower:{t}/{p}"),
+            Target::Controller => "controller".to_string(),
+        }
+    }
+
+    /// Whether the target is resolved to a broker at fault time.
+    pub fn is_dynamic(self) -> bool {
+        matches!(self, Target::Leader(..) | Target::Follower(..) | Target::Controller)
+    }
+}
+
+/// Cluster runs: which hosts a `partition` fault cuts its target off from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Peers {
+    /// Every other host: brokers, the client host, group members.
+    All,
+    /// The other brokers only (clients still reach the target).
+    Brokers,
+    /// The client host and group members only.
+    Clients,
+}
+
+/// Which direction of traffic a `partition` fault blocks, seen from its target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    Both,
+    /// Peers → target is blocked (the target sends, nothing reaches it).
+    In,
+    /// Target → peers is blocked (the target hears, nothing it sends arrives).
+    Out,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DiskErrorKind {
+    Read,
+    Write,
+    Sync,
+    NoSpace,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum FaultAction {
+    /// Process crash: the page cache survives. The broker stays down until `restart`.
+    Kill,
+    Restart,
+    /// Power cut: dirty pages are lost. The broker stays down until `restart`.
+    PowerLoss,
+    /// The process stalls (a long GC pause) for `for`.
+    Pause,
+    /// A group member shuts down cleanly: it sends LeaveGroup and stops (until `restart`).
+    Leave,
+    SlowDisk {
+        factor: u32,
+    },
+    DiskError {
+        kind: DiskErrorKind,
+        probability: f64,
+        times: Option<u64>,
+        path: Option<String>,
+    },
+    DropCaches,
+    CorruptSector {
+        path: Option<String>,
+    },
+    /// Network runs: the broker's host is cut off from every other host, both ways, for `for`
+    /// (or until the run heals). Open streams stall (bytes wait in send buffers), new connects
+    /// time out; nothing is dropped.
+    Partition,
+    /// Network runs: the broker host's NIC drops to `bps` each way for `for` (a degraded link,
+    /// a duplex mismatch), then back to `cluster.host.nic`.
+    SlowNic {
+        bps: u64,
+    },
+    /// Cluster runs: a partition with options — from which peers, which direction, or only the
+    /// connections to one port (`port`: connections from the peers to the target's listener on
+    /// that port, and from the target to the peers' listeners on it, carry nothing either way).
+    Cut {
+        peers: Peers,
+        direction: Direction,
+        port: Option<u16>,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Fault {
+    pub at_ns: u64,
+    pub target: Target,
+    pub action: FaultAction,
+    /// Undone after this long (pause, slow_disk, disk_error); `None` = until the run heals.
+    pub for_ns: Option<u64>,
+    /// The fault as written (for the trace and the plots).
+    pub label: String,
+}
+
+impl DiskErrorKind {
+    /// The disk model's fault this error injects.
+    pub fn model(self) -> disk_model::sim::FaultKind {
+        use disk_model::sim::FaultKind;
+        match self {
+            DiskErrorKind::Read => FaultKind::ReadError,
+            DiskErrorKind::Write => FaultKind::WriteError,
+            DiskErrorKind::Sync => FaultKind::SyncError,
+            DiskErrorKind::NoSpace => FaultKind::NoSpace,
+        }
+    }
+}
+
+impl FaultAction {
+    /// Instants: applied once, nothing stays in force to undo.
+    pub fn is_instant(&self) -> bool {
+        matches!(self, FaultAction::DropCaches | FaultAction::CorruptSector { .. })
+    }
+
+    /// Ended by a restart of the target rather than by an undo (kill, power loss, leave).
+    pub fn ends_with_restart(&self) -> bool {
+        matches!(self, FaultAction::Kill | FaultAction::PowerLoss | FaultAction::Leave)
+    }
+}
