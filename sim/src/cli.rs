@@ -4,6 +4,7 @@
 //! cargo simulate SCENARIO [--seed N] [--out DIR] [--trace]
 //! cargo simulate check-determinism SCENARIO [--seed N]
 //! cargo simulate sweep SCENARIO --seeds A..B [--jobs J] [--out DIR]
+//! cargo simulate omb WORKLOAD.yaml --driver DRIVER.yaml [--brokers N] [--profile HOST.json] --out DIR
 //! ```
 //! Exit codes: see [`crate::exit`].
 
@@ -68,6 +69,41 @@ struct SweepArgs {
     out: Option<String>,
 }
 
+#[derive(Debug, Parser)]
+#[command(name = "cargo simulate omb")]
+struct OmbArgs {
+    /// OMB workload YAML.
+    workload: String,
+    /// OMB Kafka driver YAML.
+    #[arg(long)]
+    driver: String,
+    /// Brokers in the simulated cluster.
+    #[arg(long, default_value_t = 3)]
+    brokers: u32,
+    /// OMB workers: client machines the producers are spread over.
+    #[arg(long, default_value_t = 1)]
+    workers: u32,
+    /// A JSON object used as the scenario's `cluster.host` (disk, page_cache, nic,
+    /// link_latency, cores, ...); default NVMe, 4 GiB page cache, 10 Gb/s, 50 µs, 8 cores.
+    #[arg(long)]
+    profile: Option<String>,
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Overrides warmupDurationMinutes.
+    #[arg(long = "warmup-minutes")]
+    warmup_minutes: Option<f64>,
+    /// Overrides testDurationMinutes.
+    #[arg(long = "test-minutes")]
+    test_minutes: Option<f64>,
+    /// A backlog (consumerBacklogSizeGB) per topic at most, GiB: the simulated disks hold real bytes.
+    #[arg(long = "backlog-max-gb", default_value_t = 1.0)]
+    backlog_max_gb: f64,
+    /// Output directory: scenario.json (the generated scenario), omb-result.json, summary.json,
+    /// plots, index.html.
+    #[arg(long, default_value = "out/omb")]
+    out: String,
+}
+
 fn load(path: &str) -> Result<Scenario, i32> {
     Scenario::load(Path::new(path)).map_err(|e| {
         eprintln!("error: {path}: {e}");
@@ -94,6 +130,10 @@ USAGE:
   cargo simulate SCENARIO [--seed N] [--out DIR] [--trace]    run one scenario (also: `run SCENARIO ...`)
   cargo simulate check-determinism SCENARIO [--seed N]        run one seed twice in two processes, compare trace hashes
   cargo simulate sweep SCENARIO --seeds A..B [--jobs J] [--out DIR]   many seeds (A..B excludes B, A..=B includes it)
+  cargo simulate omb WORKLOAD.yaml --driver DRIVER.yaml [--brokers N] [--workers N] [--profile HOST.json]
+                  [--warmup-minutes M] [--test-minutes M] --out DIR
+                                                              an OpenMessaging Benchmark workload: writes DIR/scenario.json
+                                                              (the generated scenario) and DIR/omb-result.json (OMB's result)
   cargo simulate help [SUBCOMMAND]                            this text, or a subcommand's options
 
 A run writes DIR/summary.json (verdict, checks with what each examined, throughput offered and
@@ -130,31 +170,34 @@ pub fn process_usage() -> (f64, u64) {
 /// Entry point; returns the process exit code.
 pub fn main_with_args(argv: Vec<String>) -> i32 {
     STARTED.get_or_init(std::time::Instant::now);
-    let r = match argv.get(1).map(String::as_str) {
-        None | Some("--help" | "-h") => {
-            print!("{HELP}");
-            Ok(if argv.len() < 2 { exit::USAGE } else { exit::PASS })
-        }
-        Some("help") => match argv.get(2).map(String::as_str) {
-            Some("check-determinism") => {
-                parse_args::<CheckArgs>(&["check-determinism".into(), "--help".into()])
-                    .map(|_: CheckArgs| exit::PASS)
-            }
-            Some("sweep") => parse_args::<SweepArgs>(&["sweep".into(), "--help".into()])
-                .map(|_: SweepArgs| exit::PASS),
-            Some("run") => {
-                parse_args::<RunArgs>(&["run".into(), "--help".into()]).map(|_: RunArgs| exit::PASS)
-            }
-            _ => {
+    let r =
+        match argv.get(1).map(String::as_str) {
+            None | Some("--help" | "-h") => {
                 print!("{HELP}");
-                Ok(exit::PASS)
+                Ok(if argv.len() < 2 { exit::USAGE } else { exit::PASS })
             }
-        },
-        Some("check-determinism") => check_determinism(&argv[1..]),
-        Some("sweep") => sweep(&argv[1..]),
-        Some("run") => run_cmd(&argv[1..]),
-        _ => run_cmd(&argv),
-    };
+            Some("help") => match argv.get(2).map(String::as_str) {
+                Some("check-determinism") => {
+                    parse_args::<CheckArgs>(&["check-determinism".into(), "--help".into()])
+                        .map(|_: CheckArgs| exit::PASS)
+                }
+                Some("sweep") => parse_args::<SweepArgs>(&["sweep".into(), "--help".into()])
+                    .map(|_: SweepArgs| exit::PASS),
+                Some("run") => parse_args::<RunArgs>(&["run".into(), "--help".into()])
+                    .map(|_: RunArgs| exit::PASS),
+                Some("omb") => parse_args::<OmbArgs>(&["omb".into(), "--help".into()])
+                    .map(|_: OmbArgs| exit::PASS),
+                _ => {
+                    print!("{HELP}");
+                    Ok(exit::PASS)
+                }
+            },
+            Some("check-determinism") => check_determinism(&argv[1..]),
+            Some("sweep") => sweep(&argv[1..]),
+            Some("run") => run_cmd(&argv[1..]),
+            Some("omb") => omb_cmd(&argv[1..]),
+            _ => run_cmd(&argv),
+        };
     r.unwrap_or_else(|code| code)
 }
 
@@ -174,14 +217,92 @@ fn run_cmd(args: &[String]) -> Result<i32, i32> {
     let sc = load(&a.scenario)?;
     let seed = a.seed.unwrap_or(sc.seed);
     let out = a.out.clone().unwrap_or_else(|| format!("out/{}", sc.name));
-    let opts =
-        RunOptions { keep_trace: a.trace, scenario_path: a.scenario.clone(), out_dir: out.clone() };
-    let replay = run::replay_command(&opts, seed);
+    let opts = RunOptions {
+        keep_trace: a.trace,
+        scenario_path: a.scenario.clone(),
+        out_dir: out.clone(),
+        omb: None,
+    };
+    run_and_report(&sc, seed, &opts, a.quiet).map(|(code, _)| code)
+}
+
+/// `cargo simulate omb`: maps the workload onto a scenario, writes it, runs it like any scenario
+/// and writes OMB's result beside the summary.
+fn omb_cmd(args: &[String]) -> Result<i32, i32> {
+    let a: OmbArgs = parse_args(args)?;
+    let usage = |e: String| {
+        eprintln!("error: {e}");
+        exit::USAGE
+    };
+    let (w, d, mut notes) =
+        crate::omb::load(Path::new(&a.workload), Path::new(&a.driver)).map_err(usage)?;
+    let host = match &a.profile {
+        None => None,
+        Some(p) => Some(
+            std::fs::read_to_string(p)
+                .map_err(|e| format!("{p}: {e}"))
+                .and_then(|t| serde_json::from_str::<Value>(&t).map_err(|e| format!("{p}: {e}")))
+                .map_err(usage)?,
+        ),
+    };
+    let o = crate::omb::OmbSim {
+        brokers: a.brokers,
+        workers: a.workers,
+        host,
+        warmup_minutes: a.warmup_minutes,
+        test_minutes: a.test_minutes,
+        seed: a.seed,
+        backlog_max_gb: a.backlog_max_gb,
+    };
+    let mut mapped = crate::omb::map(&w, &d, &o);
+    notes.append(&mut mapped.notes);
+    mapped.notes = notes;
+    let dir = PathBuf::from(&a.out);
+    let scenario_path = dir.join("scenario.json");
+    let text = serde_json::to_string_pretty(&mapped.scenario).unwrap_or_default() + "\n";
+    std::fs::create_dir_all(&dir)
+        .and_then(|_| std::fs::write(&scenario_path, &text))
+        .map_err(|e| usage(format!("{}: {e}", scenario_path.display())))?;
+    let sc = Scenario::parse(&text).map_err(|e| usage(format!("the generated scenario: {e}")))?;
+    for n in &mapped.notes {
+        println!("note: {n}");
+    }
+    let opts = RunOptions {
+        keep_trace: false,
+        scenario_path: scenario_path.display().to_string(),
+        out_dir: a.out.clone(),
+        omb: Some(std::sync::Arc::new(mapped)),
+    };
+    let (code, omb) = run_and_report(&sc, a.seed, &opts, false)?;
+    if let Some(r) = omb {
+        let path = dir.join("omb-result.json");
+        let json = serde_json::to_string_pretty(&r).unwrap_or_default() + "\n";
+        if let Err(e) = std::fs::write(&path, json) {
+            eprintln!("error: writing {}: {e}", path.display());
+            return Ok(exit::CRASH);
+        }
+        println!("{}", client::omb::result::summary_line(&r));
+        println!("omb result: {}", path.display());
+    }
+    Ok(code)
+}
+
+/// Runs a loaded scenario, writes its report and prints its summary line: the exit code and,
+/// for OMB runs, OMB's result.
+fn run_and_report(
+    sc: &Scenario,
+    seed: u64,
+    opts: &RunOptions,
+    quiet: bool,
+) -> Result<(i32, Option<client::omb::result::OmbResult>), i32> {
+    let out = opts.out_dir.clone();
+    let sc = sc.clone();
+    let replay = run::replay_command(opts, seed);
     install_panic_hook(replay.clone(), seed);
     let result =
-        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run::run(&sc, seed, &opts)));
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run::run(&sc, seed, opts)));
     let Ok(output) = result else {
-        return Ok(exit::CRASH);
+        return Ok((exit::CRASH, None));
     };
     let dir = PathBuf::from(&out);
     if let Err(e) = reports::write_run_with(
@@ -192,7 +313,7 @@ fn run_cmd(args: &[String]) -> Result<i32, i32> {
         output.x_max,
     ) {
         eprintln!("error: {e}");
-        return Ok(exit::CRASH);
+        return Ok((exit::CRASH, None));
     }
     // The whole process — parse, set-up, run, checks, report — in CPU seconds and peak RSS
     // (wall time on a shared machine is mostly contention; CPU time is the figure to compare).
@@ -213,7 +334,7 @@ fn run_cmd(args: &[String]) -> Result<i32, i32> {
         serde_json::to_string_pretty(&summary).unwrap_or_default() + "\n",
     ) {
         eprintln!("error: rewriting summary.json: {e}");
-        return Ok(exit::CRASH);
+        return Ok((exit::CRASH, None));
     }
     if let Some(lines) = &output.trace_lines {
         let mut text = lines.join("\n");
@@ -256,11 +377,11 @@ fn run_cmd(args: &[String]) -> Result<i32, i32> {
         cpu_s,
         rss >> 20,
     );
-    if !a.quiet {
+    if !quiet {
         let _ = writeln!(stdout, "replay: {replay}");
         let _ = writeln!(stdout, "report: {}/index.html", out);
     }
-    Ok(output.exit_code)
+    Ok((output.exit_code, output.omb))
 }
 
 /// Plots show the workload, not the set-up or the oracle's read-back after it: throughput and

@@ -25,6 +25,9 @@ pub struct RunOptions {
     /// How to replay: the scenario path as the user gave it, and the output dir.
     pub scenario_path: String,
     pub out_dir: String,
+    /// `cargo simulate omb`: the workload the scenario was mapped from; the run then also
+    /// builds OMB's result from its history.
+    pub omb: Option<std::sync::Arc<crate::omb::Mapped>>,
 }
 
 /// What the simulated part of a run hands back.
@@ -63,6 +66,8 @@ pub struct RunOutput {
     pub verdict: String,
     pub trace_hash: u64,
     pub trace_lines: Option<Vec<String>>,
+    /// With `RunOptions::omb`: OMB's result JSON.
+    pub omb: Option<client::omb::result::OmbResult>,
 }
 
 pub fn replay_command(opts: &RunOptions, seed: u64) -> String {
@@ -233,6 +238,10 @@ pub fn conclude(
     let mut fig = metrics::figures(h, &raw.samples, raw.io.clone(), &workload, raw.end_ns);
     fig.charts.extend(network_charts(&raw));
     let sim_s = raw.end_ns as f64 / 1e9;
+    let omb = opts.omb.as_ref().map(|m| {
+        let window_s = client::omb::result::WINDOW_S_DEFAULT;
+        crate::omb::result(h, m, window_s, m.warmup_s + m.test_s)
+    });
     let summary = json!({
         "scenario": sc.name,
         "scenario_file": opts.scenario_path,
@@ -275,6 +284,7 @@ pub fn conclude(
         verdict: verdict.to_string(),
         trace_hash: hash,
         trace_lines: lines,
+        omb,
     }
 }
 

@@ -24,6 +24,7 @@ fn go(name: &str, seed: u64) -> RunOutput {
             keep_trace: false,
             scenario_path: format!("scenarios/{name}.json"),
             out_dir: format!("out/{name}"),
+            omb: None,
         },
     )
 }
@@ -183,6 +184,7 @@ fn idempotent_producer_recovers_after_an_unclean_election() {
                 keep_trace: false,
                 scenario_path: "scenarios/cluster-unclean-election.json".into(),
                 out_dir: "out/cluster-unclean-election-idempotent".into(),
+                omb: None,
             },
         );
         assert_eq!(outcome(&out, "lost-write"), "violated", "seed {seed}: {}", show(&out));
@@ -261,6 +263,7 @@ fn topics_spread_their_leaders_over_every_broker() {
             keep_trace: false,
             scenario_path: "inline".into(),
             out_dir: "out/spread".into(),
+            omb: None,
         },
     );
     let mut per_broker = std::collections::BTreeMap::new();
@@ -335,6 +338,7 @@ fn crash_then_power_loss_with_rf2_loses_nothing() {
                     keep_trace: false,
                     scenario_path: "inline".into(),
                     out_dir: format!("out/{name}-{restart}-{power_loss}"),
+                    omb: None,
                 },
             );
             assert_eq!(

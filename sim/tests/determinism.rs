@@ -17,6 +17,7 @@ fn opts(name: &str) -> RunOptions {
         keep_trace: false,
         scenario_path: format!("scenarios/{name}.json"),
         out_dir: format!("out/{name}"),
+        omb: None,
     }
 }
 

@@ -23,6 +23,7 @@ fn opts(name: &str, keep_trace: bool) -> RunOptions {
         keep_trace,
         scenario_path: format!("scenarios/{name}.json"),
         out_dir: format!("out/{name}"),
+        omb: None,
     }
 }
 

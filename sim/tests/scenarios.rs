@@ -46,6 +46,7 @@ fn every_shipped_scenario_examines_what_it_checks_and_consumes() {
                 keep_trace: false,
                 scenario_path: format!("scenarios/{name}.json"),
                 out_dir: format!("out/{name}"),
+                omb: None,
             },
         );
         let checks = &out.summary["checks"];
