@@ -275,7 +275,7 @@ impl Broker {
         };
         let started = tokio::time::Instant::now();
         let key = req.api_key;
-        let outcome = self.dispatch(&req).await;
+        let outcome = self.dispatch(req).await;
         let outcome = match outcome {
             Ok(o) => o,
             Err(e) => Outcome::Close(e.to_string()),
@@ -285,15 +285,18 @@ impl Broker {
         outcome
     }
 
-    async fn dispatch(&self, req: &Request) -> Result<Outcome, RequestError> {
+    /// Routes one request. Produce takes the request by value: once decoded, its record sets are
+    /// the only owners of their bytes, which the log then rewrites in place without a copy.
+    async fn dispatch(&self, req: Request) -> Result<Outcome, RequestError> {
+        let req_ref = &req;
         let (lo, hi) = protocol::supported_range(req.api_key)
             .ok_or(RequestError::UnknownApi(req.api_key as i16))?;
         let v = req.api_version;
         if req.api_key == ApiKey::ApiVersions {
-            return Ok(self.api_versions(req));
+            return Ok(self.api_versions(req_ref));
         }
         if req.api_key == ApiKey::Produce && (0..3).contains(&v) {
-            return Ok(self.produce_legacy(req));
+            return Ok(self.produce_legacy(req_ref));
         }
         if v < lo || v > hi {
             return Err(RequestError::UnsupportedVersion {
@@ -302,23 +305,23 @@ impl Broker {
             });
         }
         match req.api_key {
-            ApiKey::Metadata => self.metadata(req).await,
+            ApiKey::Metadata => self.metadata(req_ref).await,
             ApiKey::Produce => self.produce(req).await,
-            ApiKey::Fetch => self.fetch(req).await,
-            ApiKey::ListOffsets => self.list_offsets(req).await,
-            ApiKey::CreateTopics => self.create_topics(req).await,
-            ApiKey::DeleteTopics => self.delete_topics(req).await,
-            ApiKey::InitProducerId => self.init_producer_id(req).await,
-            ApiKey::FindCoordinator => self.find_coordinator(req).await,
-            ApiKey::JoinGroup => self.join_group(req).await,
-            ApiKey::SyncGroup => self.sync_group(req).await,
-            ApiKey::Heartbeat => self.heartbeat(req).await,
-            ApiKey::LeaveGroup => self.leave_group(req).await,
-            ApiKey::OffsetCommit => self.offset_commit(req).await,
-            ApiKey::OffsetFetch => self.offset_fetch(req).await,
-            ApiKey::ListGroups => self.list_groups(req).await,
-            ApiKey::DescribeGroups => self.describe_groups(req).await,
-            ApiKey::OffsetForLeaderEpoch => self.offset_for_leader_epoch(req).await,
+            ApiKey::Fetch => self.fetch(req_ref).await,
+            ApiKey::ListOffsets => self.list_offsets(req_ref).await,
+            ApiKey::CreateTopics => self.create_topics(req_ref).await,
+            ApiKey::DeleteTopics => self.delete_topics(req_ref).await,
+            ApiKey::InitProducerId => self.init_producer_id(req_ref).await,
+            ApiKey::FindCoordinator => self.find_coordinator(req_ref).await,
+            ApiKey::JoinGroup => self.join_group(req_ref).await,
+            ApiKey::SyncGroup => self.sync_group(req_ref).await,
+            ApiKey::Heartbeat => self.heartbeat(req_ref).await,
+            ApiKey::LeaveGroup => self.leave_group(req_ref).await,
+            ApiKey::OffsetCommit => self.offset_commit(req_ref).await,
+            ApiKey::OffsetFetch => self.offset_fetch(req_ref).await,
+            ApiKey::ListGroups => self.list_groups(req_ref).await,
+            ApiKey::DescribeGroups => self.describe_groups(req_ref).await,
+            ApiKey::OffsetForLeaderEpoch => self.offset_for_leader_epoch(req_ref).await,
             _ => Err(RequestError::UnknownApi(req.api_key as i16)),
         }
     }

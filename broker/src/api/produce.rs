@@ -14,10 +14,10 @@ use kafka_protocol::messages::produce_response::{
     PartitionProduceResponse, ProduceResponse, TopicProduceResponse,
 };
 use kafka_protocol::messages::ApiKey;
-use records::{BatchError, BatchHeader, BatchIter};
+use records::{BatchError, BatchHeader};
 
 use crate::broker::{now_ms, Broker, Outcome};
-use crate::log::{LogError, TopicPartition};
+use crate::log::{LogError, ParsedBatches, TopicPartition};
 use crate::metrics::Metrics;
 use crate::producer_state::Verdict;
 use crate::protocol::{self, decode_body, error_code, Request, RequestError};
@@ -47,6 +47,12 @@ fn log_error_code(e: &LogError) -> i16 {
     }
 }
 
+/// The record set as a writable buffer (the log assigns offsets in place): the request's own
+/// bytes when nothing else refers to them (the usual single-partition produce), else a copy.
+fn writable(records: Bytes) -> BytesMut {
+    records.try_into_mut().unwrap_or_else(|shared| BytesMut::from(&shared[..]))
+}
+
 fn ack_error_code(e: cluster::isr::ProduceError) -> i16 {
     use cluster::isr::ProduceError as P;
     match e {
@@ -72,8 +78,11 @@ impl PartResult {
 }
 
 impl Broker {
-    pub(crate) async fn produce(&self, req: &Request) -> Result<Outcome, RequestError> {
-        let r: ProduceRequest = decode_body(req)?;
+    pub(crate) async fn produce(&self, req: Request) -> Result<Outcome, RequestError> {
+        let r: ProduceRequest = decode_body(&req)?;
+        let (api_version, correlation_id) = (req.api_version, req.correlation_id);
+        // The record sets are now the only references to the frame's bytes (see `writable`).
+        drop(req);
         let acks = r.acks;
         let combined = self.controller_link().is_some();
         let mut results: Vec<(String, Vec<PartResult>)> = Vec::new();
@@ -84,6 +93,7 @@ impl Broker {
             let mut state = self.lock().await;
             for topic in r.topic_data {
                 let name = topic.name.0.as_str().to_string();
+                drop(topic.name);
                 let parts = topic.partition_data;
                 let fail_all = |code: i16, msg: String| -> Vec<PartResult> {
                     parts.iter().map(|p| PartResult::err(p.index, code, msg.clone())).collect()
@@ -276,13 +286,8 @@ impl Broker {
             }
             resp.responses.push(t);
         }
-        let frame =
-            protocol::encode_response(ApiKey::Produce, req.api_version, req.correlation_id, &resp)
-                .map_err(|why| RequestError::BadBody {
-                    api: "Produce",
-                    version: req.api_version,
-                    why,
-                })?;
+        let frame = protocol::encode_response(ApiKey::Produce, api_version, correlation_id, &resp)
+            .map_err(|why| RequestError::BadBody { api: "Produce", version: api_version, why })?;
         Ok(Outcome::frame(frame))
     }
 
@@ -295,8 +300,10 @@ impl Broker {
         records: Bytes,
     ) -> (PartResult, i64) {
         let index = tp.partition;
-        // Headers only (cheap, bounded): for the producer-sequence check. The log validates fully.
-        let headers: Vec<BatchHeader> = BatchIter::new(&records).map(|(_, h)| h).collect();
+        // Headers parsed once (cheap, bounded): for the producer-sequence check here, then handed
+        // to the log, which validates each batch fully without parsing them again.
+        let parsed = ParsedBatches::parse(&records);
+        let headers: Vec<BatchHeader> = parsed.headers().copied().collect();
         match state.producers.check(tp, &headers) {
             Verdict::Append => {}
             Verdict::Duplicate { base_offset } => {
@@ -333,13 +340,12 @@ impl Broker {
         let Some(log) = state.logs.as_mut().and_then(|l| l.get_mut(tp)) else {
             return (PartResult::err(index, error_code::UNKNOWN_TOPIC_OR_PARTITION, "no log"), -1);
         };
-        let mut buf = BytesMut::with_capacity(records.len());
-        buf.put_slice(&records);
-        match log.append_as_leader(&mut buf, leader_epoch, now_ms()).await {
-            Ok(info) => {
-                Metrics::add(&self.metrics.bytes_in, records.len() as u64);
+        let len = records.len() as u64;
+        let mut buf = writable(records);
+        match log.append_parsed_as_leader(&mut buf, parsed, leader_epoch, now_ms()).await {
+            Ok((info, assigned)) => {
+                Metrics::add(&self.metrics.bytes_in, len);
                 Metrics::add(&self.metrics.messages_in, info.record_count.max(0) as u64);
-                let assigned: Vec<BatchHeader> = BatchIter::new(&buf).map(|(_, h)| h).collect();
                 state.producers.record(tp, &assigned);
                 (
                     PartResult {

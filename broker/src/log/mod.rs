@@ -23,5 +23,6 @@ pub mod segment;
 pub use config::{CleanupPolicy, LogConfig};
 pub use manager::{LogManager, TopicPartition};
 pub use partition_log::{
-    AppendInfo, Log, LogError, OpenOptions, ReadInfo, RecoveryReport, SegmentSnapshot,
+    AppendInfo, Log, LogError, OpenOptions, ParsedBatches, ReadInfo, RecoveryReport,
+    SegmentSnapshot,
 };
