@@ -121,9 +121,9 @@ impl Broker {
     /// Gives every topic of `image` a local registry entry and logs. Returns topics created.
     pub async fn reconcile_topics(&self, image: &MetadataImage) -> usize {
         let mut created = 0;
-        let mut state = self.lock().await;
+        let mut registry = self.registry.lock().await;
         for t in image.topics.values() {
-            if state.registry.topics.contains_key(&t.name) {
+            if registry.topics.contains_key(&t.name) {
                 continue;
             }
             let partitions = i32::try_from(t.partitions.len()).unwrap_or(i32::MAX);
@@ -135,12 +135,12 @@ impl Broker {
             } else {
                 Default::default()
             };
-            match self.create_topic(&mut state, &t.name, partitions, configs).await {
+            match self.create_topic(&mut registry, &t.name, partitions, configs).await {
                 Ok(_) => {
-                    if let Some(m) = state.registry.topics.get_mut(&t.name) {
+                    if let Some(m) = registry.topics.get_mut(&t.name) {
                         m.id = topic_id_hex(&t.id);
                     }
-                    if let Err(e) = state.registry.store(self.storage.as_ref(), &self.root).await {
+                    if let Err(e) = registry.store(self.storage.as_ref(), &self.root).await {
                         tracing::error!(topic = %t.name, error = %e, "storing the topic registry failed");
                     }
                     created += 1;

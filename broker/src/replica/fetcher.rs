@@ -176,11 +176,10 @@ async fn truncate(
     let me = broker.config.node_id;
     // (partition, epoch to ask about), refined round by round.
     let mut asking: BTreeMap<TopicPartition, (i32, i32)> = BTreeMap::new();
-    {
-        let state = broker.lock().await;
-        let Some(logs) = state.logs.as_ref() else { return Ok(()) };
-        for p in parts {
-            let Some(log) = logs.get(&p.tp) else { continue };
+    for p in parts {
+        let Some((_, data)) = broker.partition_data(&p.tp).await else { continue };
+        let log = &data.log;
+        {
             match log.epochs().latest() {
                 Some(e) => {
                     asking.insert(p.tp.clone(), (p.leader_epoch, e.epoch));
@@ -214,9 +213,9 @@ async fn truncate(
         let resp: OffsetForLeaderEpochResponse =
             c.call(ApiKey::OffsetForLeaderEpoch, EPOCH_VERSION, &req, 1 << 20, timeout).await?;
         let mut next = BTreeMap::new();
-        let mut guard = broker.lock().await;
-        let state = &mut *guard;
-        let Some(logs) = state.logs.as_mut() else { return Ok(()) };
+        if broker.is_shut_down() {
+            return Ok(());
+        }
         for t in resp.topics {
             for r in t.partitions {
                 let tp = TopicPartition::new(t.topic.0.as_str().to_string(), r.partition);
@@ -229,7 +228,12 @@ async fn truncate(
                     tracing::debug!(partition = %tp, error = r.error_code, "OffsetForLeaderEpoch refused");
                     continue;
                 }
-                let Some(log) = logs.get_mut(&tp) else { continue };
+                let Some((_, mut data)) = broker.partition_data(&tp).await else { continue };
+                let data = &mut *data;
+                if !broker.replicas.still_following(&tp, leader, current) {
+                    continue; // the role changed before the partition's lock was ours
+                }
+                let log = &mut data.log;
                 let leo = log.log_end_offset();
                 let mut cache = EpochCache::default();
                 for e in log.epochs().entries() {
@@ -257,8 +261,7 @@ async fn truncate(
                 let new_leo = log.log_end_offset();
                 if new_leo < leo {
                     let log: &crate::log::Log = log;
-                    crate::broker::rebuild_partition_producers(&mut state.producers, &tp, log)
-                        .await;
+                    crate::broker::rebuild_partition_producers(&mut data.producers, &tp, log).await;
                     tracing::info!(partition = %tp, from = leo, to = new_leo, leader, leader_epoch = current, "truncated by leader epoch");
                 }
                 if !next.contains_key(&tp) {
@@ -291,11 +294,10 @@ async fn fetch(
     req.session_epoch = -1;
     let mut epochs: BTreeMap<TopicPartition, (i32, i64)> = BTreeMap::new();
     {
-        let state = broker.lock().await;
-        let Some(logs) = state.logs.as_ref() else { return Ok(Vec::new()) };
         let mut by_topic: BTreeMap<&str, Vec<FetchPartition>> = BTreeMap::new();
         for p in &parts {
-            let Some(log) = logs.get(&p.tp) else { continue };
+            let Some((_, data)) = broker.partition_data(&p.tp).await else { continue };
+            let log = &data.log;
             let mut fp = FetchPartition::default();
             fp.partition = p.tp.partition;
             fp.current_leader_epoch = p.leader_epoch;
@@ -337,9 +339,6 @@ async fn fetch(
     }
     let mut appended = false;
     let mut refused = Vec::new();
-    let mut guard = broker.lock().await;
-    let state = &mut *guard;
-    let Some(logs) = state.logs.as_mut() else { return Ok(refused) };
     for t in resp.responses {
         for p in t.partitions {
             let tp = TopicPartition::new(t.topic.0.as_str().to_string(), p.partition_index);
@@ -347,7 +346,12 @@ async fn fetch(
             if !broker.replicas.still_following(&tp, leader, epoch) {
                 continue;
             }
-            let Some(log) = logs.get_mut(&tp) else { continue };
+            let Some((_, mut data)) = broker.partition_data(&tp).await else { continue };
+            let data = &mut *data;
+            if !broker.replicas.still_following(&tp, leader, epoch) {
+                continue; // the role changed before the partition's lock was ours
+            }
+            let log = &mut data.log;
             if log.log_end_offset() != fetch_offset {
                 continue; // the log moved while the fetch was out (truncation): ask again
             }
@@ -390,7 +394,7 @@ async fn fetch(
                         // A follower may become leader: it must know the producers' sequences.
                         let headers: Vec<records::BatchHeader> =
                             BatchIter::new(&whole).map(|(_, h)| h).collect();
-                        state.producers.record(&tp, &headers);
+                        data.producers.record(&tp, &headers);
                     }
                     Err(LogError::NonContiguousAppend { base_offset, log_end_offset }) => {
                         tracing::warn!(partition = %tp, base_offset, log_end_offset, "leader sent a non-contiguous batch; truncating by epoch again");
@@ -406,7 +410,6 @@ async fn fetch(
             broker.replicas.update_follower_hw(&tp, epoch, p.high_watermark, log.log_end_offset());
         }
     }
-    drop(guard);
     if appended {
         broker.appended.notify_waiters();
     }
