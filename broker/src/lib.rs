@@ -17,6 +17,7 @@ pub mod guard;
 pub mod log;
 pub mod metrics;
 pub mod metrics_http;
+pub mod node;
 pub mod partition;
 pub mod producer_state;
 pub mod protocol;
