@@ -14,7 +14,10 @@
 //!   follower's write that holds it sees a stable role.
 //! - The topic registry (`Broker::registry`) may be held while creating or deleting a topic's
 //!   partitions (taking their data locks); a partition's data lock is never held while taking
-//!   the registry.
+//!   the registry. The group coordinator's mutex may be held while taking either (commits), never
+//!   the other way round.
+//! - The checkpoint files (`Broker::dir`) may be taken while holding a partition's data lock
+//!   (deleting it), never held while taking one.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};

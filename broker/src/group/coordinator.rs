@@ -2,8 +2,9 @@
 //! that hash to them, runs the pure state machines of `state.rs`, persists their records and
 //! completes delayed JoinGroup/SyncGroup responses through oneshot channels.
 //!
-//! Locking: the coordinator's own mutex, then (for appends and loads) the broker's state lock;
-//! never the other way round. Neither is held while a JoinGroup/SyncGroup waits for its rebalance.
+//! Locking: the coordinator's own mutex may be held while taking the topic registry or an
+//! offsets partition's data lock (appends, loads); never the other way round. None is held while
+//! a JoinGroup/SyncGroup waits for its rebalance.
 //!
 //! Timers: one task sleeps until the earliest group deadline (virtual time under the simulator).
 //! It is spawned at the first use of a group, not at start, so a broker that never sees a group

@@ -10,7 +10,7 @@
 //!    leader's answer carries whole batches with offsets and epochs assigned, appended verbatim
 //!    (`append_as_follower`), and the leader's HW.
 //!
-//! Before each append the role is checked again under the broker's state lock: an answer for a
+//! Before each append the role is checked again under the partition's data lock: an answer for a
 //! leader epoch this broker no longer follows is dropped. Errors back off
 //! `replica.fetch.backoff.ms` and drop the connection; leader and epoch changes come from metadata.
 
