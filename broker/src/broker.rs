@@ -69,7 +69,7 @@ pub struct Broker {
     /// Set by [`Broker::shutdown`]: every log is flushed and closed.
     closed: AtomicBool,
     /// Woken after every append (long-polling fetches wait on it).
-    pub(crate) appended: Notify,
+    pub(crate) appended: Arc<Notify>,
     pub metrics: Metrics,
     /// The CPU seam: a no-op on real hardware, the host's core pool in the simulator.
     cost: RwLock<Arc<dyn CostHook>>,
@@ -79,7 +79,7 @@ pub struct Broker {
     /// where every path behaves exactly as without a quorum.
     pub(crate) cluster: std::sync::OnceLock<Arc<dyn crate::controller::link::ControllerLink>>,
     /// Combined mode: each partition's replication role here (leader state, follower state).
-    pub replicas: crate::replica::Replicas,
+    pub replicas: Arc<crate::replica::Replicas>,
     /// Combined mode with a controller on this node: its Raft status (ActiveControllerCount).
     pub(crate) controller_status:
         std::sync::OnceLock<tokio::sync::watch::Receiver<crate::controller::node::NodeStatus>>,
@@ -87,45 +87,8 @@ pub struct Broker {
     opened_clean: bool,
 }
 
-/// Wall-clock milliseconds (virtual under the simulator).
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
-
-/// Bytes of each partition's tail scanned at start to rebuild idempotent-producer state.
-const PRODUCER_SCAN_BYTES: usize = 8 << 20;
-
-/// Forgets `tp`'s producer state and rebuilds it from the log's tail: after a replica truncates,
-/// sequences it remembered may no longer be in its log (a producer retrying them must append
-/// again, not be told "duplicate").
-pub(crate) async fn rebuild_partition_producers(
-    states: &mut ProducerStates,
-    tp: &TopicPartition,
-    log: &crate::log::Log,
-) {
-    states.forget_partition(tp);
-    let start = log.segment_bases().last().copied().unwrap_or(0).max(log.log_start_offset());
-    let (mut offset, end, mut scanned) = (start, log.log_end_offset(), 0usize);
-    while offset < end && scanned < PRODUCER_SCAN_BYTES {
-        let batches = match log.read_checked(offset, end, 1 << 20).await {
-            Ok(b) if !b.is_empty() => b,
-            Ok(_) => break,
-            Err(e) => {
-                tracing::warn!(partition = %tp, error = %e, "producer state scan stopped");
-                break;
-            }
-        };
-        for b in &batches {
-            let Ok(h) = records::BatchHeader::parse(b) else { break };
-            scanned += b.len();
-            offset = h.last_offset() + 1;
-            states.record(tp, &[h]);
-        }
-    }
-}
+pub use crate::now_ms;
+pub(crate) use crate::partition::rebuild_partition_producers;
 
 impl Broker {
     /// Opens the data directory `root` inside `storage`: loads the topic registry and recovers
@@ -218,11 +181,11 @@ impl Broker {
             storage,
             root: root.to_path_buf(),
             registry: Mutex::new(registry),
-            replicas: crate::replica::Replicas::new(partitions.clone()),
+            replicas: Arc::new(crate::replica::Replicas::new(partitions.clone())),
             partitions,
             dir: Mutex::new(dir),
             closed: AtomicBool::new(false),
-            appended: Notify::new(),
+            appended: Arc::new(Notify::new()),
             metrics: Metrics::default(),
             cost: RwLock::new(Arc::new(RealCpu)),
             groups,
@@ -252,6 +215,11 @@ impl Broker {
     /// Whether [`Broker::shutdown`] ran (every log flushed and closed).
     pub fn is_shut_down(&self) -> bool {
         self.closed.load(Ordering::SeqCst)
+    }
+
+    /// The CPU cost hook installed now.
+    pub(crate) fn cost_hook(&self) -> Arc<dyn CostHook> {
+        self.cost.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     /// Installs the CPU cost hook (the simulator's core pool); the default charges nothing.

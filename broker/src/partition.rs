@@ -123,9 +123,48 @@ impl Partitions {
         self.map.read().unwrap_or_else(|p| p.into_inner()).values().cloned().collect()
     }
 
+    /// `tp`'s handle with its data locked, if it has an open log.
+    pub async fn locked(&self, tp: &TopicPartition) -> Option<(Arc<Partition>, OwnedData)> {
+        let part = self.get(tp)?;
+        let data = part.owned_data().await?;
+        Some((part, data))
+    }
+
     /// Removes every handle (shutdown).
     pub fn take_all(&self) -> Vec<Arc<Partition>> {
         let mut m = self.map.write().unwrap_or_else(|p| p.into_inner());
         std::mem::take(&mut *m).into_values().collect()
+    }
+}
+
+/// Bytes of each partition's tail scanned at start to rebuild idempotent-producer state.
+const PRODUCER_SCAN_BYTES: usize = 8 << 20;
+
+/// Forgets `tp`'s producer state and rebuilds it from the log's tail: after a replica truncates,
+/// sequences it remembered may no longer be in its log (a producer retrying them must append
+/// again, not be told "duplicate").
+pub(crate) async fn rebuild_partition_producers(
+    states: &mut ProducerStates,
+    tp: &TopicPartition,
+    log: &crate::log::Log,
+) {
+    states.forget_partition(tp);
+    let start = log.segment_bases().last().copied().unwrap_or(0).max(log.log_start_offset());
+    let (mut offset, end, mut scanned) = (start, log.log_end_offset(), 0usize);
+    while offset < end && scanned < PRODUCER_SCAN_BYTES {
+        let batches = match log.read_checked(offset, end, 1 << 20).await {
+            Ok(b) if !b.is_empty() => b,
+            Ok(_) => break,
+            Err(e) => {
+                tracing::warn!(partition = %tp, error = %e, "producer state scan stopped");
+                break;
+            }
+        };
+        for b in &batches {
+            let Ok(h) = records::BatchHeader::parse(b) else { break };
+            scanned += b.len();
+            offset = h.last_offset() + 1;
+            states.record(tp, &[h]);
+        }
     }
 }

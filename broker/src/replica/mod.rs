@@ -193,9 +193,19 @@ impl Broker {
         &self,
         tp: &TopicPartition,
     ) -> Option<(Arc<Partition>, OwnedData)> {
-        let part = self.partition(tp)?;
-        let data = part.owned_data().await?;
-        Some((part, data))
+        self.partitions.locked(tp).await
+    }
+
+    /// What a replica fetcher works with (it never sees the broker itself).
+    fn fetcher_env(&self) -> fetcher::FetcherEnv {
+        fetcher::FetcherEnv {
+            node_id: self.config.node_id,
+            config: self.config.replication.clone(),
+            partitions: self.partitions.clone(),
+            replicas: self.replicas.clone(),
+            cost: self.cost_hook(),
+            appended: self.appended.clone(),
+        }
     }
 
     async fn load_hw_checkpoint(&self) {
@@ -320,7 +330,7 @@ pub async fn run(
             for leader in broker.replicas.followed_leaders() {
                 if fetchers.get(&leader).is_none_or(|h| h.is_finished()) {
                     let h = tokio::spawn(fetcher::run(
-                        broker.clone(),
+                        broker.fetcher_env(),
                         link.clone(),
                         leader,
                         net.clone(),
