@@ -4,13 +4,43 @@
 #   consume with sendfile (zero copy) vs the copy path: throughput and broker CPU s per GB;
 #   iperf3 over loopback as the physical reference.
 # Usage: scripts/bench-wire.sh     (env: RECORDS=2000000 SIZE=1000 PORT=19092)
+#        scripts/bench-wire.sh produce-cpu   broker CPU s per GB of produce under librdkafka's
+#          rdkafka_performance (RUNS=3 runs, median; RECORDS=1000000 SIZE=1024, acks=1,
+#          linger.ms=5, batch.size=262144, no compression; BROKER=path picks the broker binary)
 # Figures go in notes, never in tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+MODE=${1:-wire}
 RECORDS=${RECORDS:-2000000}
 SIZE=${SIZE:-1000}
 PORT=${PORT:-19092}
 TOPIC=bench
+if [ "$MODE" = produce-cpu ]; then
+  RECORDS=${RECORDS_PRODUCE:-1000000}; SIZE=${SIZE_PRODUCE:-1024}; RUNS=${RUNS:-3}
+  BROKER=${BROKER:-target/release/broker}
+  PERF=${PERF:-/work/shared/tools/rdkafka_performance}
+  [ -n "${BROKER_BUILT:-}" ] || cargo build -q --release -p broker
+  tick=$(getconf CLK_TCK)
+  figures=()
+  for run in $(seq "$RUNS"); do
+    data=$(mktemp -d)
+    "$BROKER" serve --listen 127.0.0.1:$PORT --data-dir "$data" >"$data.log" 2>&1 &
+    pid=$!
+    for _ in $(seq 100); do grep -q listening "$data.log" && break; sleep 0.1; done
+    c0=$(awk '{ print $14 + $15 }' /proc/$pid/stat)
+    "$PERF" -P -t $TOPIC -b 127.0.0.1:$PORT -s "$SIZE" -c "$RECORDS" -a 1 \
+      -X linger.ms=5 -X batch.size=262144 -X compression.codec=none >"$data.perf" 2>&1
+    c1=$(awk '{ print $14 + $15 }' /proc/$pid/stat)
+    kill -TERM $pid; wait $pid || true
+    f=$(awk -v a="$c0" -v b="$c1" -v t="$tick" -v n="$RECORDS" -v s="$SIZE" \
+      'BEGIN { printf "%.3f", (b - a) / t / (n * s / 1e9) }')
+    echo "run $run: broker CPU $(awk -v a="$c0" -v b="$c1" -v t="$tick" 'BEGIN { printf "%.2f", (b - a) / t }') s for $RECORDS x $SIZE B = $f CPU s/GB ($(uptime | sed 's/.*load/load/'))"
+    figures+=("$f")
+    rm -rf "$data" "$data.log" "$data.perf"
+  done
+  printf '%s\n' "${figures[@]}" | sort -n | awk '{ a[NR] = $1 } END { printf "median: %s CPU s/GB over %d runs\n", a[int((NR + 1) / 2)], NR }'
+  exit 0
+fi
 cargo build -q --release -p broker -p client
 command -v iperf3 >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iperf3 >/dev/null; }
 tick=$(getconf CLK_TCK)

@@ -1,11 +1,14 @@
 //! The broker's shared state and request dispatch.
 //!
-//! One `Broker` per process (or per simulated host): the topic registry, the partition logs
-//! (`LogManager`), idempotent-producer state, and a `Notify` that wakes long-polling fetches when
-//! data is appended. Connections call [`Broker::handle`] with one request frame at a time.
+//! One `Broker` per process (or per simulated host): the topic registry, the partitions (each a
+//! [`Partition`]: log, producer state, replication role; see `crate::partition` for the lock
+//! rules), the data directory's checkpoint files, and a `Notify` that wakes long-polling fetches
+//! when data is appended. Connections call [`Broker::handle`] with one request frame at a time.
 
+use std::collections::BTreeMap;
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 
 use bytes::Bytes;
@@ -14,11 +17,12 @@ use kafka_protocol::messages::api_versions_response::{ApiVersion, ApiVersionsRes
 use kafka_protocol::messages::ApiKey;
 use net_model::{Chunk, CostHook, RealCpu, Work};
 use thiserror::Error;
-use tokio::sync::{Mutex, MutexGuard, Notify};
+use tokio::sync::{Mutex, Notify};
 
 use crate::config::BrokerConfig;
-use crate::log::{LogError, LogManager, TopicPartition};
+use crate::log::{DataDir, LogError, LogManager, LogPoints, TopicPartition};
 use crate::metrics::Metrics;
+use crate::partition::{Partition, Partitions};
 use crate::producer_state::ProducerStates;
 use crate::protocol::{self, error_code, parse_request, Request, RequestError};
 use crate::topics::{validate_topic_name, Registry, TopicMeta};
@@ -48,25 +52,24 @@ impl Outcome {
     }
 }
 
-/// Mutable broker state, behind one async lock (appends and reads are short: the lock is never
-/// held across a network write or a long-poll wait).
-#[derive(Debug)]
-pub struct State {
-    /// `None` once shut down.
-    pub logs: Option<LogManager>,
-    pub registry: Registry,
-    pub producers: ProducerStates,
-}
-
 #[derive(Debug)]
 pub struct Broker {
     pub config: BrokerConfig,
     pub(crate) storage: Arc<dyn Storage>,
     pub(crate) root: PathBuf,
     advertised: RwLock<(String, i32)>,
-    pub(crate) state: Mutex<State>,
+    /// The topic registry. May be held while a topic's partitions are created or deleted (their
+    /// data locks taken); never taken while holding a partition's data lock.
+    pub(crate) registry: Mutex<Registry>,
+    /// Every partition here, by name (lock rules: `crate::partition`).
+    pub(crate) partitions: Arc<Partitions>,
+    /// The data directory's checkpoint files; held only by checkpoint writers (the periodic
+    /// task, the cleaner, topic deletion, shutdown), never with a partition's data lock.
+    pub(crate) dir: Mutex<DataDir>,
+    /// Set by [`Broker::shutdown`]: every log is flushed and closed.
+    closed: AtomicBool,
     /// Woken after every append (long-polling fetches wait on it).
-    pub(crate) appended: Notify,
+    pub(crate) appended: Arc<Notify>,
     pub metrics: Metrics,
     /// The CPU seam: a no-op on real hardware, the host's core pool in the simulator.
     cost: RwLock<Arc<dyn CostHook>>,
@@ -76,7 +79,7 @@ pub struct Broker {
     /// where every path behaves exactly as without a quorum.
     pub(crate) cluster: std::sync::OnceLock<Arc<dyn crate::controller::link::ControllerLink>>,
     /// Combined mode: each partition's replication role here (leader state, follower state).
-    pub replicas: crate::replica::Replicas,
+    pub replicas: Arc<crate::replica::Replicas>,
     /// Combined mode with a controller on this node: its Raft status (ActiveControllerCount).
     pub(crate) controller_status:
         std::sync::OnceLock<tokio::sync::watch::Receiver<crate::controller::node::NodeStatus>>,
@@ -84,59 +87,8 @@ pub struct Broker {
     opened_clean: bool,
 }
 
-/// Wall-clock milliseconds (virtual under the simulator).
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
-
-/// Bytes of each partition's tail scanned at start to rebuild idempotent-producer state.
-const PRODUCER_SCAN_BYTES: usize = 8 << 20;
-
-/// Rebuilds idempotent-producer state from the tail of each log (the active segment, bounded), so
-/// a producer retrying across a broker restart still gets its duplicates recognised. Kafka keeps
-/// snapshots; the bounded scan covers the recent batches that retries can concern.
-async fn rebuild_producer_states(logs: &LogManager) -> ProducerStates {
-    let mut states = ProducerStates::default();
-    let tps: Vec<TopicPartition> = logs.partitions().cloned().collect();
-    for tp in tps {
-        if let Some(log) = logs.get(&tp) {
-            rebuild_partition_producers(&mut states, &tp, log).await;
-        }
-    }
-    states
-}
-
-/// Forgets `tp`'s producer state and rebuilds it from the log's tail: after a replica truncates,
-/// sequences it remembered may no longer be in its log (a producer retrying them must append
-/// again, not be told "duplicate").
-pub(crate) async fn rebuild_partition_producers(
-    states: &mut ProducerStates,
-    tp: &TopicPartition,
-    log: &crate::log::Log,
-) {
-    states.forget_partition(tp);
-    let start = log.segment_bases().last().copied().unwrap_or(0).max(log.log_start_offset());
-    let (mut offset, end, mut scanned) = (start, log.log_end_offset(), 0usize);
-    while offset < end && scanned < PRODUCER_SCAN_BYTES {
-        let batches = match log.read_checked(offset, end, 1 << 20).await {
-            Ok(b) if !b.is_empty() => b,
-            Ok(_) => break,
-            Err(e) => {
-                tracing::warn!(partition = %tp, error = %e, "producer state scan stopped");
-                break;
-            }
-        };
-        for b in &batches {
-            let Ok(h) = records::BatchHeader::parse(b) else { break };
-            scanned += b.len();
-            offset = h.last_offset() + 1;
-            states.record(tp, &[h]);
-        }
-    }
-}
+pub use crate::now_ms;
+pub(crate) use crate::partition::rebuild_partition_producers;
 
 impl Broker {
     /// Opens the data directory `root` inside `storage`: loads the topic registry and recovers
@@ -194,7 +146,6 @@ impl Broker {
                 }
             }
         }
-        let producers = rebuild_producer_states(&logs).await;
         let groups = crate::group::Coordinator::new(
             config.group.clone(),
             config.offsets_topic_num_partitions,
@@ -215,18 +166,30 @@ impl Broker {
         if changed {
             registry.store(storage.as_ref(), root).await?;
         }
+        let partitions = Arc::new(Partitions::default());
+        let (dir, logs) = logs.into_parts();
+        for (tp, log) in logs {
+            // Idempotent-producer state is rebuilt from the tail of each log, so a producer
+            // retrying across a restart still gets its duplicates recognised.
+            let mut producers = ProducerStates::default();
+            rebuild_partition_producers(&mut producers, &tp, &log).await;
+            partitions.insert(Partition::new(tp, log, producers));
+        }
         Ok(Self {
             advertised: RwLock::new(("127.0.0.1".into(), 9092)),
             config,
             storage,
             root: root.to_path_buf(),
-            state: Mutex::new(State { logs: Some(logs), registry, producers }),
-            appended: Notify::new(),
+            registry: Mutex::new(registry),
+            replicas: Arc::new(crate::replica::Replicas::new(partitions.clone())),
+            partitions,
+            dir: Mutex::new(dir),
+            closed: AtomicBool::new(false),
+            appended: Arc::new(Notify::new()),
             metrics: Metrics::default(),
             cost: RwLock::new(Arc::new(RealCpu)),
             groups,
             cluster: std::sync::OnceLock::new(),
-            replicas: crate::replica::Replicas::default(),
             controller_status: std::sync::OnceLock::new(),
             opened_clean,
         })
@@ -244,8 +207,19 @@ impl Broker {
         self.advertised.read().map(|a| a.clone()).unwrap_or_else(|_| ("127.0.0.1".into(), 9092))
     }
 
-    pub(crate) async fn lock(&self) -> MutexGuard<'_, State> {
-        self.state.lock().await
+    /// The handle of `tp`'s partition, if this broker has its log.
+    pub fn partition(&self, tp: &TopicPartition) -> Option<Arc<Partition>> {
+        self.partitions.get(tp)
+    }
+
+    /// Whether [`Broker::shutdown`] ran (every log flushed and closed).
+    pub fn is_shut_down(&self) -> bool {
+        self.closed.load(Ordering::SeqCst)
+    }
+
+    /// The CPU cost hook installed now.
+    pub(crate) fn cost_hook(&self) -> Arc<dyn CostHook> {
+        self.cost.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     /// Installs the CPU cost hook (the simulator's core pool); the default charges nothing.
@@ -275,7 +249,7 @@ impl Broker {
         };
         let started = tokio::time::Instant::now();
         let key = req.api_key;
-        let outcome = self.dispatch(&req).await;
+        let outcome = self.dispatch(req).await;
         let outcome = match outcome {
             Ok(o) => o,
             Err(e) => Outcome::Close(e.to_string()),
@@ -285,15 +259,18 @@ impl Broker {
         outcome
     }
 
-    async fn dispatch(&self, req: &Request) -> Result<Outcome, RequestError> {
+    /// Routes one request. Produce takes the request by value: once decoded, its record sets are
+    /// the only owners of their bytes, which the log then rewrites in place without a copy.
+    async fn dispatch(&self, req: Request) -> Result<Outcome, RequestError> {
+        let req_ref = &req;
         let (lo, hi) = protocol::supported_range(req.api_key)
             .ok_or(RequestError::UnknownApi(req.api_key as i16))?;
         let v = req.api_version;
         if req.api_key == ApiKey::ApiVersions {
-            return Ok(self.api_versions(req));
+            return Ok(self.api_versions(req_ref));
         }
         if req.api_key == ApiKey::Produce && (0..3).contains(&v) {
-            return Ok(self.produce_legacy(req));
+            return Ok(self.produce_legacy(req_ref));
         }
         if v < lo || v > hi {
             return Err(RequestError::UnsupportedVersion {
@@ -302,23 +279,23 @@ impl Broker {
             });
         }
         match req.api_key {
-            ApiKey::Metadata => self.metadata(req).await,
+            ApiKey::Metadata => self.metadata(req_ref).await,
             ApiKey::Produce => self.produce(req).await,
-            ApiKey::Fetch => self.fetch(req).await,
-            ApiKey::ListOffsets => self.list_offsets(req).await,
-            ApiKey::CreateTopics => self.create_topics(req).await,
-            ApiKey::DeleteTopics => self.delete_topics(req).await,
-            ApiKey::InitProducerId => self.init_producer_id(req).await,
-            ApiKey::FindCoordinator => self.find_coordinator(req).await,
-            ApiKey::JoinGroup => self.join_group(req).await,
-            ApiKey::SyncGroup => self.sync_group(req).await,
-            ApiKey::Heartbeat => self.heartbeat(req).await,
-            ApiKey::LeaveGroup => self.leave_group(req).await,
-            ApiKey::OffsetCommit => self.offset_commit(req).await,
-            ApiKey::OffsetFetch => self.offset_fetch(req).await,
-            ApiKey::ListGroups => self.list_groups(req).await,
-            ApiKey::DescribeGroups => self.describe_groups(req).await,
-            ApiKey::OffsetForLeaderEpoch => self.offset_for_leader_epoch(req).await,
+            ApiKey::Fetch => self.fetch(req_ref).await,
+            ApiKey::ListOffsets => self.list_offsets(req_ref).await,
+            ApiKey::CreateTopics => self.create_topics(req_ref).await,
+            ApiKey::DeleteTopics => self.delete_topics(req_ref).await,
+            ApiKey::InitProducerId => self.init_producer_id(req_ref).await,
+            ApiKey::FindCoordinator => self.find_coordinator(req_ref).await,
+            ApiKey::JoinGroup => self.join_group(req_ref).await,
+            ApiKey::SyncGroup => self.sync_group(req_ref).await,
+            ApiKey::Heartbeat => self.heartbeat(req_ref).await,
+            ApiKey::LeaveGroup => self.leave_group(req_ref).await,
+            ApiKey::OffsetCommit => self.offset_commit(req_ref).await,
+            ApiKey::OffsetFetch => self.offset_fetch(req_ref).await,
+            ApiKey::ListGroups => self.list_groups(req_ref).await,
+            ApiKey::DescribeGroups => self.describe_groups(req_ref).await,
+            ApiKey::OffsetForLeaderEpoch => self.offset_for_leader_epoch(req_ref).await,
             _ => Err(RequestError::UnknownApi(req.api_key as i16)),
         }
     }
@@ -351,21 +328,21 @@ impl Broker {
         }
     }
 
-    /// Creates a topic (registry first, then logs). Caller holds the state lock.
+    /// Creates a topic (registry first, then logs). Caller holds the registry lock.
     pub(crate) async fn create_topic(
         &self,
-        state: &mut State,
+        registry: &mut Registry,
         name: &str,
         partitions: i32,
         configs: std::collections::BTreeMap<String, String>,
     ) -> Result<TopicMeta, (i16, String)> {
         validate_topic_name(name).map_err(|e| (error_code::INVALID_TOPIC_EXCEPTION, e))?;
-        if state.registry.topics.contains_key(name) {
+        if registry.topics.contains_key(name) {
             return Err((error_code::TOPIC_ALREADY_EXISTS, format!("topic {name} already exists")));
         }
         // Kafka forbids topics that collide once '.' and '_' are treated alike (metric names).
         let norm = |s: &str| s.replace('.', "_");
-        if let Some(other) = state.registry.topics.keys().find(|t| norm(t) == norm(name)) {
+        if let Some(other) = registry.topics.keys().find(|t| norm(t) == norm(name)) {
             return Err((
                 error_code::INVALID_TOPIC_EXCEPTION,
                 format!("topic {name} collides with existing topic {other}"),
@@ -388,19 +365,19 @@ impl Broker {
             }
         }
         let now = now_ms();
-        let id = state.registry.new_topic_id(name, now);
+        let id = registry.new_topic_id(name, now);
         let meta = TopicMeta { partitions, id, configs };
-        state.registry.topics.insert(name.to_string(), meta.clone());
+        registry.topics.insert(name.to_string(), meta.clone());
         let storage_err = |e: String| (error_code::KAFKA_STORAGE_ERROR, e);
-        state
-            .registry
+        registry
             .store(self.storage.as_ref(), &self.root)
             .await
             .map_err(|e| storage_err(e.to_string()))?;
-        let logs =
-            state.logs.as_mut().ok_or_else(|| storage_err("broker is shutting down".into()))?;
+        if self.is_shut_down() {
+            return Err(storage_err("broker is shutting down".into()));
+        }
         for p in 0..partitions {
-            logs.create(TopicPartition::new(name, p), cfg.clone(), now)
+            self.create_partition(TopicPartition::new(name, p), cfg.clone(), now)
                 .await
                 .map_err(|e| storage_err(e.to_string()))?;
         }
@@ -408,64 +385,77 @@ impl Broker {
         Ok(meta)
     }
 
+    /// Creates the log of a new partition (nothing if it exists).
+    pub(crate) async fn create_partition(
+        &self,
+        tp: TopicPartition,
+        config: crate::log::LogConfig,
+        now: i64,
+    ) -> Result<(), LogError> {
+        if self.partitions.get(&tp).is_none() {
+            let log = crate::log::manager::create_log(&self.storage, &self.root, &tp, config, now)
+                .await?;
+            self.partitions.insert(Partition::new(tp, log, ProducerStates::default()));
+        }
+        Ok(())
+    }
+
     /// Periodic work: retention, `flush.ms`, checkpoints. Returns errors only for logging.
+    /// One partition's data lock at a time.
     pub async fn run_retention(&self) -> Result<usize, LogError> {
         let now = now_ms();
-        let mut state = self.lock().await;
-        let Some(logs) = state.logs.as_mut() else { return Ok(0) };
         let mut deleted = 0;
-        for (_, log) in logs.logs_mut() {
-            if !log.is_offline() {
-                deleted += log.apply_retention(now).await?;
+        for p in self.partitions.all() {
+            let Some(mut data) = p.data().await else { continue };
+            if !data.log.is_offline() {
+                deleted += data.log.apply_retention(now).await?;
             }
         }
         Ok(deleted)
     }
 
     /// One pass of the log cleaner (`log.cleaner.backoff.ms` apart): cleans the dirtiest due
-    /// compacted log. The state lock is held only to plan, to swap in each cleaned segment group
-    /// and to checkpoint; reading and writing segments happens without it. Returns whether a log
-    /// was cleaned.
+    /// compacted log. The partition's data lock is held only to plan, to swap in each cleaned
+    /// segment group and to finish; reading and writing segments happens without it. Returns
+    /// whether a log was cleaned.
     pub async fn run_cleaner(&self) -> Result<bool, LogError> {
         use crate::log::cleaner::CleanJob;
         let now = now_ms();
-        let planned = {
-            let mut state = self.lock().await;
-            let Some(logs) = state.logs.as_mut() else { return Ok(false) };
-            let mut best: Option<(TopicPartition, CleanJob)> = None;
-            for (tp, log) in logs.logs_mut() {
-                if let Some(job) = CleanJob::plan(log, now, false) {
-                    if best
-                        .as_ref()
-                        .is_none_or(|(_, b)| job.cleanable.dirty_ratio > b.cleanable.dirty_ratio)
-                    {
-                        best = Some((tp.clone(), job));
-                    }
+        let mut best: Option<(Arc<Partition>, CleanJob)> = None;
+        for p in self.partitions.all() {
+            let Some(data) = p.data().await else { continue };
+            if let Some(job) = CleanJob::plan(&data.log, now, false) {
+                if best
+                    .as_ref()
+                    .is_none_or(|(_, b)| job.cleanable.dirty_ratio > b.cleanable.dirty_ratio)
+                {
+                    drop(data);
+                    best = Some((p, job));
                 }
             }
-            best
-        };
-        let Some((tp, mut job)) = planned else { return Ok(false) };
+        }
+        let Some((part, mut job)) = best else { return Ok(false) };
+        let tp = part.tp.clone();
         let dedupe = usize::try_from(self.config.cleaner_dedupe_buffer_size).unwrap_or(usize::MAX);
         let result: Result<bool, LogError> = async {
             job.build_offset_map(dedupe).await?;
             while let Some((old, seg)) = job.clean_next_group(now).await? {
-                let mut state = self.lock().await;
-                let Some(log) = state.logs.as_mut().and_then(|l| l.get_mut(&tp)) else {
-                    drop(state);
+                let Some(mut data) = part.data().await else {
                     job.abort(Some(seg)).await;
                     return Ok(false);
                 };
-                if !job.install(log, old, seg).await? {
+                if !job.install(&mut data.log, old, seg).await? {
                     return Ok(false);
                 }
             }
-            let mut state = self.lock().await;
-            let Some(logs) = state.logs.as_mut() else { return Ok(false) };
-            if let Some(log) = logs.get_mut(&tp) {
-                job.finish(log);
+            let Some(mut data) = part.data().await else { return Ok(false) };
+            job.finish(&mut data.log);
+            drop(data);
+            let points = self.log_points().await;
+            let dir = self.dir.lock().await;
+            if !self.is_shut_down() {
+                dir.write_cleaner_checkpoint(&points).await?;
             }
-            logs.write_cleaner_checkpoint().await?;
             Ok(true)
         }
         .await;
@@ -474,9 +464,8 @@ impl Broker {
             Ok(false) => tracing::info!(partition = %tp, "log changed during cleaning; will retry"),
             Err(e @ LogError::Corrupt { .. }) => {
                 tracing::error!(partition = %tp, error = %e, "log cleaner: corrupt data, partition marked uncleanable");
-                let mut state = self.lock().await;
-                if let Some(log) = state.logs.as_mut().and_then(|l| l.get_mut(&tp)) {
-                    log.mark_uncleanable(e.to_string());
+                if let Some(mut data) = part.data().await {
+                    data.log.mark_uncleanable(e.to_string());
                 }
             }
             Err(_) => {}
@@ -484,19 +473,19 @@ impl Broker {
         result
     }
 
-    /// `flush.ms`: fsyncs logs whose last flush is too old. The fsyncs run without the state
-    /// lock (files collected under it, recovery points advanced after), so requests keep flowing.
+    /// `flush.ms`: fsyncs logs whose last flush is too old. The fsyncs run without the
+    /// partition's lock (files collected under it, recovery points advanced after), so requests
+    /// keep flowing.
     pub async fn run_flush(&self) -> Result<(), LogError> {
         let now = now_ms();
         let mut work = Vec::new();
-        {
-            let mut state = self.lock().await;
-            let Some(logs) = state.logs.as_mut() else { return Ok(()) };
-            for (tp, log) in logs.logs_mut() {
-                if !log.is_offline() && log.flush_due(now) {
-                    let (files, upto) = log.prepare_flush().await?;
-                    work.push((tp.clone(), files, upto, log.dir().to_path_buf()));
-                }
+        for p in self.partitions.all() {
+            let Some(mut data) = p.data().await else { continue };
+            if !data.log.is_offline() && data.log.flush_due(now) {
+                let (files, upto) = data.log.prepare_flush().await?;
+                let dir = data.log.dir().to_path_buf();
+                drop(data);
+                work.push((p, files, upto, dir));
             }
         }
         for (_, files, _, dir) in &work {
@@ -505,33 +494,64 @@ impl Broker {
             }
             self.storage.sync_dir(dir).await?;
         }
-        let mut state = self.lock().await;
-        if let Some(logs) = state.logs.as_mut() {
-            for (tp, _, upto, _) in work {
-                if let Some(log) = logs.get_mut(&tp) {
-                    log.mark_flushed(upto, now);
-                }
+        for (p, _, upto, _) in work {
+            if let Some(mut data) = p.data().await {
+                data.log.mark_flushed(upto, now);
             }
         }
         Ok(())
     }
 
-    pub async fn run_checkpoint(&self) -> Result<(), LogError> {
-        let mut state = self.lock().await;
-        let Some(logs) = state.logs.as_mut() else { return Ok(()) };
-        logs.checkpoint().await
+    /// What the checkpoint files record of every open log (one data lock at a time).
+    async fn log_points(&self) -> BTreeMap<TopicPartition, LogPoints> {
+        let mut points = BTreeMap::new();
+        for p in self.partitions.all() {
+            if let Some(data) = p.data().await {
+                points.insert(p.tp.clone(), LogPoints::of(&data.log));
+            }
+        }
+        points
     }
 
-    /// Clean shutdown: flush every log, checkpoint, write the clean-shutdown marker.
+    /// Writes the recovery-point, log-start and cleaner checkpoints.
+    pub async fn run_checkpoint(&self) -> Result<(), LogError> {
+        let points = self.log_points().await;
+        let mut dir = self.dir.lock().await;
+        if self.is_shut_down() {
+            return Ok(()); // shutdown wrote the final checkpoints
+        }
+        dir.checkpoint(&points).await
+    }
+
+    /// Clean shutdown: flush and close every log, checkpoint, write the clean-shutdown marker.
     pub async fn shutdown(&self) -> Result<(), BrokerError> {
         self.groups.shutdown().await;
-        let mut state = self.lock().await;
-        if let Some(logs) = state.logs.take() {
-            logs.shutdown(now_ms()).await?;
+        if !self.closed.swap(true, Ordering::SeqCst) {
+            let now = now_ms();
+            let mut points = BTreeMap::new();
+            for p in self.partitions.take_all() {
+                if let Some(mut data) = p.close().await {
+                    data.log.flush(now).await?;
+                    points.insert(p.tp.clone(), LogPoints::of(&data.log));
+                }
+            }
+            let mut dir = self.dir.lock().await;
+            dir.checkpoint(&points).await?;
+            dir.write_clean_shutdown_marker().await?;
             tracing::info!("logs flushed, clean-shutdown marker written");
         }
         self.appended.notify_waiters();
         Ok(())
+    }
+
+    /// Deletes `tp`'s partition: out of the map, its replication stopped, its log closed and its
+    /// directory removed.
+    pub(crate) async fn delete_partition(&self, tp: &TopicPartition) -> Result<(), LogError> {
+        let Some(part) = self.partitions.remove(tp) else { return Ok(()) };
+        self.replicas.stop_partition(&part);
+        let Some(data) = part.close().await else { return Ok(()) };
+        let dir = data.log.dir().to_path_buf();
+        self.dir.lock().await.delete_log(tp, &dir).await
     }
 
     /// Partition count and total log bytes (metrics).
@@ -558,15 +578,13 @@ impl Broker {
     }
 
     pub async fn log_stats(&self) -> (usize, u64) {
-        let state = self.lock().await;
-        match state.logs.as_ref() {
-            Some(logs) => {
-                let parts: Vec<_> = logs.partitions().cloned().collect();
-                let bytes =
-                    parts.iter().filter_map(|tp| logs.get(tp)).map(|l| l.size_bytes()).sum();
-                (parts.len(), bytes)
+        let (mut n, mut bytes) = (0, 0);
+        for p in self.partitions.all() {
+            if let Some(data) = p.data().await {
+                n += 1;
+                bytes += data.log.size_bytes();
             }
-            None => (0, 0),
         }
+        (n, bytes)
     }
 }

@@ -50,18 +50,19 @@ pub async fn read_frame(
         )));
     }
     // Grow the buffer as bytes arrive (1 MiB steps), so a peer announcing a large frame and then
-    // trickling costs memory only for what it really sent.
+    // trickling costs memory only for what it really sent. Bytes are read into the buffer's spare
+    // capacity (never zero-filled first), at most up to the frame's end: the next frame's bytes
+    // stay in the socket. Each frame gets its own allocation, so a produce's record set is the
+    // only owner of its bytes once the request is decoded and can be appended without a copy.
     let len = len as usize;
     let mut frame = BytesMut::with_capacity(len.min(64 * 1024));
     while frame.len() < len {
-        let start = frame.len();
-        frame.resize(start + (len - start).min(1 << 20), 0);
-        reader.read_exact(&mut frame[start..]).await.map_err(|e| match e.kind() {
-            io::ErrorKind::UnexpectedEof => {
-                End::BadInput(format!("connection closed inside a {len}-byte frame"))
-            }
-            _ => End::Io(e),
-        })?;
+        let want = len - frame.len();
+        frame.reserve(want.min(1 << 20));
+        let n = (&mut *reader).take(want as u64).read_buf(&mut frame).await.map_err(End::Io)?;
+        if n == 0 {
+            return Err(End::BadInput(format!("connection closed inside a {len}-byte frame")));
+        }
     }
     Ok(Some(frame.freeze()))
 }

@@ -18,12 +18,22 @@ pub mod guard;
 pub mod log;
 pub mod metrics;
 pub mod metrics_http;
+pub mod node;
+pub mod partition;
 pub mod producer_state;
 pub mod protocol;
 pub mod replica;
 pub mod server;
 pub mod tasks;
 pub mod topics;
+
+/// Wall-clock milliseconds (virtual under the simulator).
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
 
 pub use broker::{Broker, BrokerError, Outcome};
 pub use config::BrokerConfig;

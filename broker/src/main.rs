@@ -16,17 +16,15 @@ fn main() {}
 
 #[cfg(not(madsim))]
 mod real {
-    use std::path::PathBuf;
-    use std::process::ExitCode;
-    use std::sync::Arc;
-    use std::time::Duration;
-
-    use broker::{Broker, BrokerConfig};
+    use broker::node::{self, NodeOptions};
+    use broker::BrokerConfig;
     use clap::{Parser, Subcommand};
     use disk_model::{OsStorage, Storage};
     use net_model::tcp::TcpNetwork;
     use net_model::Network;
-    use tokio::sync::watch;
+    use std::path::PathBuf;
+    use std::process::ExitCode;
+    use std::sync::Arc;
 
     #[derive(Parser, Debug)]
     #[command(name = "broker", about = "Loglab: a Kafka-compatible broker")]
@@ -159,56 +157,26 @@ mod real {
             OsStorage::new(&data_dir)
                 .map_err(|e| format!("data dir {}: {e}", data_dir.display()))?,
         );
-        let net = TcpNetwork::new(cfg.fetch_zero_copy);
-        let broker = Arc::new(
-            Broker::open(cfg.clone(), storage.clone(), std::path::Path::new(""))
-                .await
-                .map_err(|e| e.to_string())?,
-        );
-        let listener = net.bind(&listen).await.map_err(|e| format!("listen on {listen}: {e}"))?;
-        let bound = listener.local_addr().map_err(|e| e.to_string())?;
-        let (host, port) = bound
-            .rsplit_once(':')
-            .map(|(h, p)| (h.to_string(), p.parse().unwrap_or(9092)))
-            .unwrap_or((bound.clone(), 9092));
-        let host = if host == "0.0.0.0" || host == "[::]" { "127.0.0.1".to_string() } else { host };
-        broker.set_advertised(host.trim_matches(|c| c == '[' || c == ']'), port);
-        let (host, port) = broker.advertised();
-        let (tx, rx) = watch::channel(false);
-        let mut tasks = Vec::new();
-        if let Some(addr) = metrics_listen {
-            let ml = net.bind(&addr).await.map_err(|e| format!("metrics listen on {addr}: {e}"))?;
-            let maddr = ml.local_addr().map_err(|e| e.to_string())?;
-            println!("loglab metrics on http://{maddr}/metrics");
-            tasks.push(tokio::spawn(broker::metrics_http::run(broker.clone(), ml, rx.clone())));
-        }
-        tasks.push(tokio::spawn(broker::tasks::run(broker.clone(), rx.clone())));
+        let net: Arc<dyn Network> = Arc::new(TcpNetwork::new(cfg.fetch_zero_copy));
         // Real mode: the OS seeds the election timeouts and incarnations.
         let seed = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_nanos() as u64)
             .unwrap_or(0)
             ^ u64::from(std::process::id());
-        let net_dyn: Arc<dyn Network> = Arc::new(net.clone());
-        let started = broker::controller::combined::start(
-            &cfg,
-            net_dyn,
-            storage.clone(),
-            &broker,
-            (&host, port),
-            seed,
-            &rx,
-        )
-        .await?;
-        if let Some(h) = &started.controller {
-            println!("loglab controller {} listening on {}", cfg.node_id, h.local_addr);
+        let node_id = cfg.node_id;
+        let mut opts = NodeOptions::new(cfg, storage, net, &listen, seed);
+        opts.metrics_listen = metrics_listen;
+        let node = node::start(opts).await.map_err(|e| e.to_string())?;
+        if let Some(maddr) = &node.metrics_addr {
+            println!("loglab metrics on http://{maddr}/metrics");
         }
-        tasks.extend(started.tasks);
-        let (_controller, link) = (started.controller, started.link);
-        let server = tokio::spawn(broker::server::run(broker.clone(), listener, rx.clone()));
+        if let Some(h) = &node.controller {
+            println!("loglab controller {node_id} listening on {}", h.local_addr);
+        }
         println!(
-            "loglab broker listening on {bound} (node.id {}, data dir {})",
-            cfg.node_id,
+            "loglab broker listening on {} (node.id {node_id}, data dir {})",
+            node.bound,
             data_dir.display()
         );
         use std::io::Write;
@@ -216,18 +184,7 @@ mod real {
 
         wait_for_signal().await;
         tracing::info!("shutting down");
-        // Controlled shutdown first, while this node's controller still votes.
-        if let Some(link) = link {
-            if let Err(e) = link.controlled_shutdown().await {
-                tracing::warn!(error = %e, "controlled shutdown: could not reach the controller; fenced after the session timeout instead");
-            }
-        }
-        let _ = tx.send(true);
-        let _ = tokio::time::timeout(Duration::from_secs(10), server).await;
-        for t in tasks {
-            let _ = tokio::time::timeout(Duration::from_secs(2), t).await;
-        }
-        broker.shutdown().await.map_err(|e| format!("clean shutdown failed: {e}"))?;
+        node.shutdown().await.map_err(|e| e.to_string())?;
         println!("loglab broker stopped cleanly");
         Ok(())
     }

@@ -7,20 +7,15 @@ mod support;
 
 #[cfg(not(madsim))]
 mod wire {
-    use std::path::Path;
-    use std::sync::Arc;
+    use super::support::server::start_in;
     use std::time::Duration;
 
-    use broker::{Broker, BrokerConfig};
+    use broker::BrokerConfig;
     use bytes::{Buf, BufMut, Bytes, BytesMut};
-    use disk_model::{OsStorage, Storage};
     use kafka_protocol::messages::*;
     use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
-    use net_model::tcp::TcpNetwork;
-    use net_model::Network;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::net::TcpStream;
-    use tokio::sync::watch;
 
     const TIMEOUT: Duration = Duration::from_secs(20);
 
@@ -37,42 +32,12 @@ mod wire {
     const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
     const MEMBER_ID_REQUIRED: i16 = 79;
 
-    struct Server {
-        addr: String,
-        broker: Arc<Broker>,
-        stop: watch::Sender<bool>,
-        task: tokio::task::JoinHandle<()>,
-        dir: tempfile::TempDir,
-    }
-
     fn config() -> BrokerConfig {
         let mut c = BrokerConfig::default();
         c.apply_override("group.initial.rebalance.delay.ms=0").unwrap();
         c.apply_override("group.min.session.timeout.ms=10").unwrap();
         c.apply_override("offsets.topic.num.partitions=5").unwrap();
         c
-    }
-
-    async fn start_in(config: BrokerConfig, dir: tempfile::TempDir) -> Server {
-        let storage: Arc<dyn Storage> = Arc::new(OsStorage::new(dir.path()).unwrap());
-        let broker = Arc::new(Broker::open(config, storage, Path::new("")).await.unwrap());
-        let listener = TcpNetwork::new(true).bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let port: i32 = addr.rsplit_once(':').unwrap().1.parse().unwrap();
-        broker.set_advertised("127.0.0.1", port);
-        let (stop, rx) = watch::channel(false);
-        tokio::spawn(broker::tasks::run(broker.clone(), rx.clone()));
-        let task = tokio::spawn(broker::server::run(broker.clone(), listener, rx));
-        Server { addr, broker, stop, task, dir }
-    }
-
-    impl Server {
-        async fn stop(self) -> tempfile::TempDir {
-            let _ = self.stop.send(true);
-            let _ = self.task.await;
-            self.broker.shutdown().await.unwrap();
-            self.dir
-        }
     }
 
     struct Client {

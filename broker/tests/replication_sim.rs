@@ -13,14 +13,12 @@
 mod support;
 
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use broker::config::BrokerConfig;
-use broker::controller::combined;
+use broker::node::{self, NodeHandle, NodeOptions};
 use broker::replica::wire::KafkaConn;
-use broker::Broker;
 use bytes::Bytes;
 use disk_model::clock::Clock;
 use disk_model::{DeviceProfile, SimDisk, SimDiskConfig, Storage};
@@ -38,7 +36,6 @@ use kafka_protocol::messages::{ApiKey, BrokerId, TopicName};
 use kafka_protocol::protocol::StrBytes;
 use net_model::sim::SimNetConfig;
 use net_model::{Network, SimNet};
-use tokio::sync::watch;
 use tokio::time::Instant;
 
 const TOPIC: &str = "orders";
@@ -62,34 +59,21 @@ fn config(id: i32, min_insync: usize) -> BrokerConfig {
     c
 }
 
-struct Node {
-    stop: watch::Sender<bool>,
-    broker: Arc<Broker>,
-    _started: combined::Started,
-}
+type Node = NodeHandle;
 
 async fn start(net: &SimNet, disk: &SimDisk, id: i32, min_insync: usize) -> Node {
     let cfg = config(id, min_insync);
     let storage: Arc<dyn Storage> = Arc::new(disk.clone());
-    let broker = Arc::new(
-        Broker::open(cfg.clone(), storage.clone(), Path::new("")).await.expect("broker opens"),
-    );
     let host = format!("b{id}");
-    let netv = net.host(&host);
-    let listener = netv.bind(&format!("{host}:9092")).await.expect("listen");
-    broker.set_advertised(&host, 9092);
-    let (stop, rx) = watch::channel(false);
-    tokio::spawn(broker::tasks::run(broker.clone(), rx.clone()));
-    let started = combined::start(&cfg, netv, storage, &broker, (&host, 9092), 42 + id as u64, &rx)
-        .await
-        .expect("combined start");
-    tokio::spawn(broker::server::run(broker.clone(), listener, rx));
-    Node { stop, broker, _started: started }
+    let mut opts =
+        NodeOptions::new(cfg, storage, net.host(&host), &format!("{host}:9092"), 42 + id as u64);
+    opts.advertised = Some((host, 9092));
+    node::start(opts).await.expect("the node starts")
 }
 
 /// Crash: tasks stop, the host drops off the network, unsynced writes are lost.
 fn crash(net: &SimNet, disk: &SimDisk, node: Node, id: i32) {
-    let _ = node.stop.send(true);
+    node.halt();
     net.crash(&format!("b{id}"));
     disk.power_loss();
 }
@@ -323,7 +307,7 @@ fn story(seed: u64) -> String {
             }
         }
         for n in nodes.values() {
-            let _ = n.stop.send(true);
+            n.halt();
         }
         format!("leader {leader} -> {new_leader} in {took:?}, first write after {write_took:?}, rejoin {rejoin:?}, log end {leader_leo}")
     })
@@ -389,7 +373,7 @@ fn min_insync_refuses_acks_all_when_the_isr_shrinks() {
         assert_eq!(batches.len(), 2);
         assert_eq!(produce(&net, leader, -1, 15, 5).await, 0, "acks=all works again");
         for n in nodes.values() {
-            let _ = n.stop.send(true);
+            n.halt();
         }
     })
 }

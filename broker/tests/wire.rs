@@ -3,58 +3,21 @@
 #![cfg(not(madsim))]
 #![allow(clippy::field_reassign_with_default)]
 
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use broker::{Broker, BrokerConfig};
+use broker::BrokerConfig;
 use bytes::{Buf, BufMut, Bytes, BytesMut};
-use disk_model::{OsStorage, Storage};
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
-use net_model::tcp::TcpNetwork;
-use net_model::Network;
 use records::{BatchBuilder, BatchHeader, Compression};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::sync::watch;
+
+mod support;
+use support::server::{start, start_in};
 
 const TIMEOUT: Duration = Duration::from_secs(20);
-
-struct Server {
-    addr: String,
-    broker: Arc<Broker>,
-    stop: watch::Sender<bool>,
-    task: tokio::task::JoinHandle<()>,
-    _dir: tempfile::TempDir,
-}
-
-async fn start(config: BrokerConfig) -> Server {
-    start_in(config, tempfile::tempdir().unwrap()).await
-}
-
-async fn start_in(config: BrokerConfig, dir: tempfile::TempDir) -> Server {
-    let storage: Arc<dyn Storage> = Arc::new(OsStorage::new(dir.path()).unwrap());
-    let zero_copy = config.fetch_zero_copy;
-    let broker = Arc::new(Broker::open(config, storage, Path::new("")).await.unwrap());
-    let listener = TcpNetwork::new(zero_copy).bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let port: i32 = addr.rsplit_once(':').unwrap().1.parse().unwrap();
-    broker.set_advertised("127.0.0.1", port);
-    let (stop, rx) = watch::channel(false);
-    tokio::spawn(broker::tasks::run(broker.clone(), rx.clone()));
-    let task = tokio::spawn(broker::server::run(broker.clone(), listener, rx));
-    Server { addr, broker, stop, task, _dir: dir }
-}
-
-impl Server {
-    async fn stop(self) -> tempfile::TempDir {
-        let _ = self.stop.send(true);
-        let _ = self.task.await;
-        self.broker.shutdown().await.unwrap();
-        self._dir
-    }
-}
 
 struct Client {
     s: TcpStream,

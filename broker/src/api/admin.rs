@@ -32,7 +32,7 @@ impl Broker {
         }
         let v = req.api_version;
         let mut resp = CreateTopicsResponse::default();
-        let mut state = self.lock().await;
+        let mut registry = self.registry.lock().await;
         for t in &r.topics {
             let name = t.name.0.as_str().to_string();
             let mut res = CreatableTopicResult::default();
@@ -69,19 +69,19 @@ impl Broker {
             } else if r.validate_only {
                 match crate::topics::validate_topic_name(&name) {
                     Err(e) => Err((error_code::INVALID_TOPIC_EXCEPTION, e)),
-                    Ok(()) if state.registry.topics.contains_key(&name) => Err((
+                    Ok(()) if registry.topics.contains_key(&name) => Err((
                         error_code::TOPIC_ALREADY_EXISTS,
                         format!("topic {name} already exists"),
                     )),
                     Ok(()) => Ok(None),
                 }
             } else {
-                self.create_topic(&mut state, &name, partitions, configs).await.map(Some)
+                self.create_topic(&mut registry, &name, partitions, configs).await.map(Some)
             };
             let outcome = outcome.map(|meta| meta.map(|m| uuid::Uuid::from_bytes(m.uuid())));
             resp.topics.push(creatable_result(res, partitions, 1, outcome));
         }
-        drop(state);
+        drop(registry);
         let frame =
             protocol::encode_response(ApiKey::CreateTopics, v, req.correlation_id, &resp)
                 .map_err(|why| RequestError::BadBody { api: "CreateTopics", version: v, why })?;
@@ -228,7 +228,7 @@ impl Broker {
         }
         let v = req.api_version;
         let mut resp = DeleteTopicsResponse::default();
-        let mut state = self.lock().await;
+        let mut registry = self.registry.lock().await;
         let mut targets: Vec<(Option<String>, uuid::Uuid)> = r
             .topic_names
             .iter()
@@ -240,14 +240,14 @@ impl Broker {
         for (name, id) in targets {
             let name = name.or_else(|| {
                 let idb = id.into_bytes();
-                state.registry.topics.iter().find(|(_, m)| m.uuid() == idb).map(|(n, _)| n.clone())
+                registry.topics.iter().find(|(_, m)| m.uuid() == idb).map(|(n, _)| n.clone())
             });
             let mut res = DeletableTopicResult::default();
             res.name = name.as_deref().map(|n| TopicName(sb(n)));
             res.topic_id = id;
             match name
                 .as_ref()
-                .and_then(|n| state.registry.topics.get(n).cloned().map(|m| (n.clone(), m)))
+                .and_then(|n| registry.topics.get(n).cloned().map(|m| (n.clone(), m)))
             {
                 None => {
                     res.error_code = if name.is_none() {
@@ -258,18 +258,15 @@ impl Broker {
                 }
                 Some((n, meta)) => {
                     res.topic_id = uuid::Uuid::from_bytes(meta.uuid());
-                    state.registry.topics.remove(&n);
+                    registry.topics.remove(&n);
                     let mut failed = None;
-                    if let Err(e) = state.registry.store(self.storage.as_ref(), &self.root).await {
+                    if let Err(e) = registry.store(self.storage.as_ref(), &self.root).await {
                         failed = Some(e.to_string());
                     }
                     for p in 0..meta.partitions {
                         let tp = TopicPartition::new(n.clone(), p);
-                        state.producers.forget_partition(&tp);
-                        if let Some(logs) = state.logs.as_mut() {
-                            if let Err(e) = logs.delete(&tp).await {
-                                failed = Some(e.to_string());
-                            }
+                        if let Err(e) = self.delete_partition(&tp).await {
+                            failed = Some(e.to_string());
                         }
                     }
                     if let Some(msg) = failed {
@@ -282,7 +279,7 @@ impl Broker {
             }
             resp.responses.push(res);
         }
-        drop(state);
+        drop(registry);
         let frame =
             protocol::encode_response(ApiKey::DeleteTopics, v, req.correlation_id, &resp)
                 .map_err(|why| RequestError::BadBody { api: "DeleteTopics", version: v, why })?;
@@ -292,9 +289,9 @@ impl Broker {
     /// A new producer id, unique in the cluster: a single node counts up from 1000; in combined
     /// mode every broker hands out ids from its own range, `node.id << 32 | counter`, so two
     /// brokers never give two producers the same id (Kafka asks the controller for blocks).
-    fn allocate_producer_id(&self, state: &mut crate::broker::State) -> i64 {
-        let n = state.registry.next_producer_id;
-        state.registry.next_producer_id += 1;
+    fn allocate_producer_id(&self, registry: &mut crate::topics::Registry) -> i64 {
+        let n = registry.next_producer_id;
+        registry.next_producer_id += 1;
         if self.controller_link().is_some() {
             (i64::from(self.config.node_id.max(0)) << 32) | (n & 0xffff_ffff)
         } else {
@@ -314,18 +311,18 @@ impl Broker {
         } else if r.producer_id.0 >= 0 && r.producer_epoch >= 0 {
             // KIP-360: an idempotent producer bumping its epoch keeps its id.
             if r.producer_epoch == i16::MAX - 1 {
-                let mut state = self.lock().await;
-                resp.producer_id = ProducerId(self.allocate_producer_id(&mut state));
-                let _ = state.registry.store(self.storage.as_ref(), &self.root).await;
+                let mut registry = self.registry.lock().await;
+                resp.producer_id = ProducerId(self.allocate_producer_id(&mut registry));
+                let _ = registry.store(self.storage.as_ref(), &self.root).await;
                 resp.producer_epoch = 0;
             } else {
                 resp.producer_id = r.producer_id;
                 resp.producer_epoch = r.producer_epoch + 1;
             }
         } else {
-            let mut state = self.lock().await;
-            let id = self.allocate_producer_id(&mut state);
-            if let Err(e) = state.registry.store(self.storage.as_ref(), &self.root).await {
+            let mut registry = self.registry.lock().await;
+            let id = self.allocate_producer_id(&mut registry);
+            if let Err(e) = registry.store(self.storage.as_ref(), &self.root).await {
                 tracing::warn!(error = %e, "could not persist the producer id counter");
                 resp.error_code = error_code::KAFKA_STORAGE_ERROR;
             }

@@ -28,6 +28,7 @@ use crate::broker::{Broker, Outcome};
 use crate::log::{LogError, TopicPartition};
 use crate::metrics::Metrics;
 use crate::protocol::{self, decode_body, error_code, Request, RequestError, Wire};
+use crate::topics::TopicMeta;
 
 /// Longest long poll we honour (a client asking for more gets this).
 const MAX_WAIT_CAP_MS: i32 = 30_000;
@@ -61,7 +62,32 @@ struct TopicOut {
 }
 
 impl Broker {
-    /// One pass over the requested partitions under the state lock.
+    /// The requested topics' names and registry entries (by id from v13), in request order.
+    async fn fetch_topics(
+        &self,
+        r: &FetchRequest,
+        version: i16,
+    ) -> Vec<(String, Option<TopicMeta>)> {
+        let registry = self.registry.lock().await;
+        r.topics
+            .iter()
+            .map(|t| {
+                if version >= 13 {
+                    let id = t.topic_id.into_bytes();
+                    match registry.topics.iter().find(|(_, m)| m.uuid() == id) {
+                        Some((n, m)) => (n.clone(), Some(m.clone())),
+                        None => (String::new(), None),
+                    }
+                } else {
+                    let n = t.topic.0.as_str().to_string();
+                    let m = registry.topics.get(&n).cloned();
+                    (n, m)
+                }
+            })
+            .collect()
+    }
+
+    /// One pass over the requested partitions, each read under its own partition's lock.
     async fn fetch_once(
         &self,
         r: &FetchRequest,
@@ -69,23 +95,12 @@ impl Broker {
         reader: Reader,
         pre_errors: &BTreeMap<(String, i32), i16>,
     ) -> (Vec<TopicOut>, u64, bool) {
-        let state = self.lock().await;
+        let topics = self.fetch_topics(r, version).await;
         let mut out = Vec::with_capacity(r.topics.len());
         let mut total: u64 = 0;
         let mut any_error = false;
         let max_bytes = if r.max_bytes <= 0 { i32::MAX as u64 } else { r.max_bytes as u64 };
-        for t in &r.topics {
-            let (name, meta) = if version >= 13 {
-                let id = t.topic_id.into_bytes();
-                match state.registry.topics.iter().find(|(_, m)| m.uuid() == id) {
-                    Some((n, m)) => (n.clone(), Some(m.clone())),
-                    None => (String::new(), None),
-                }
-            } else {
-                let n = t.topic.0.as_str().to_string();
-                let m = state.registry.topics.get(&n).cloned();
-                (n, m)
-            };
+        for (t, (name, meta)) in r.topics.iter().zip(topics) {
             let unknown = if version >= 13 {
                 error_code::UNKNOWN_TOPIC_ID
             } else {
@@ -122,17 +137,17 @@ impl Broker {
                     parts.push(po);
                     continue;
                 }
-                let log = meta
+                let part = meta
                     .as_ref()
                     .filter(|m| p.partition >= 0 && p.partition < m.partitions)
-                    .and_then(|_| state.logs.as_ref())
-                    .and_then(|l| l.get(&tp));
-                let Some(log) = log else {
-                    po.error = if state.logs.is_none() {
-                        error_code::KAFKA_STORAGE_ERROR
-                    } else {
-                        unknown
-                    };
+                    .and_then(|_| self.partition(&tp));
+                let data = match &part {
+                    Some(part) => part.data().await,
+                    None => None,
+                };
+                let Some(log) = data.as_ref().map(|d| &d.log) else {
+                    po.error =
+                        if self.is_shut_down() { error_code::KAFKA_STORAGE_ERROR } else { unknown };
                     any_error = true;
                     parts.push(po);
                     continue;
@@ -205,9 +220,8 @@ impl Broker {
             for t in &r.topics {
                 let name = if v >= 13 {
                     let id = t.topic_id.into_bytes();
-                    let state = self.lock().await;
-                    state
-                        .registry
+                    let registry = self.registry.lock().await;
+                    registry
                         .topics
                         .iter()
                         .find(|(_, m)| m.uuid() == id)
@@ -251,7 +265,7 @@ impl Broker {
             tokio::pin!(notified);
             notified.as_mut().enable();
             let (topics, total, any_error) = self.fetch_once(&r, v, reader, &pre_errors).await;
-            let shut_down = self.lock().await.logs.is_none();
+            let shut_down = self.is_shut_down();
             if total >= min_bytes.max(1)
                 || any_error
                 || shut_down

@@ -244,11 +244,10 @@ impl Broker {
         // As Kafka: offsets only for partitions that exist (this also bounds what a client can
         // make the coordinator remember).
         let exists: Vec<bool> = {
-            let state = self.lock().await;
+            let registry = self.registry.lock().await;
             flat.iter()
                 .map(|o| {
-                    state
-                        .registry
+                    registry
                         .topics
                         .get(&o.topic)
                         .is_some_and(|m| (0..m.partitions).contains(&o.partition))

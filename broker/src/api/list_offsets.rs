@@ -47,7 +47,6 @@ impl Broker {
         let r: ListOffsetsRequest = decode_body(req)?;
         let v = req.api_version;
         let mut resp = ListOffsetsResponse::default();
-        let state = self.lock().await;
         // Decompressing one batch is bounded by the largest batch the log accepts, times a
         // generous compression ratio, capped.
         let max_uncompressed =
@@ -69,10 +68,12 @@ impl Broker {
                     tr.partitions.push(pr);
                     continue;
                 }
-                let log = state
-                    .logs
-                    .as_ref()
-                    .and_then(|l| l.get(&TopicPartition::new(name, p.partition_index)));
+                let part = self.partition(&TopicPartition::new(name, p.partition_index));
+                let data = match &part {
+                    Some(part) => part.data().await,
+                    None => None,
+                };
+                let log = data.as_ref().map(|d| &d.log);
                 match log {
                     None => pr.error_code = error_code::UNKNOWN_TOPIC_OR_PARTITION,
                     Some(log) => match p.timestamp {
@@ -116,7 +117,6 @@ impl Broker {
             }
             resp.topics.push(tr);
         }
-        drop(state);
         let frame = protocol::encode_response(ApiKey::ListOffsets, v, req.correlation_id, &resp)
             .map_err(|why| RequestError::BadBody { api: "ListOffsets", version: v, why })?;
         Ok(Outcome::frame(frame))

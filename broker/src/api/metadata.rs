@@ -62,7 +62,7 @@ impl Broker {
         resp.brokers = vec![b];
         resp.cluster_id = Some(sb(&self.config.cluster_id));
         resp.controller_id = BrokerId(self.config.node_id);
-        let mut state = self.lock().await;
+        let mut registry = self.registry.lock().await;
         let wanted = match r.topics {
             None => None,
             Some(t) if t.is_empty() && v == 0 => None,
@@ -70,7 +70,7 @@ impl Broker {
         };
         match wanted {
             None => {
-                for (name, meta) in &state.registry.topics {
+                for (name, meta) in &registry.topics {
                     resp.topics.push(self.describe_topic(name, meta));
                 }
             }
@@ -80,7 +80,7 @@ impl Broker {
                         Some(n) => n.0.as_str().to_string(),
                         None => {
                             let id = t.topic_id.into_bytes();
-                            match state.registry.topics.iter().find(|(_, m)| m.uuid() == id) {
+                            match registry.topics.iter().find(|(_, m)| m.uuid() == id) {
                                 Some((name, meta)) => {
                                     resp.topics.push(self.describe_topic(name, meta))
                                 }
@@ -101,7 +101,7 @@ impl Broker {
                         ));
                         continue;
                     }
-                    if let Some(meta) = state.registry.topics.get(&name) {
+                    if let Some(meta) = registry.topics.get(&name) {
                         resp.topics.push(self.describe_topic(&name, meta));
                     } else if allow_auto
                         && self.config.auto_create_topics
@@ -109,7 +109,7 @@ impl Broker {
                     {
                         match self
                             .create_topic(
-                                &mut state,
+                                &mut registry,
                                 &name,
                                 self.config.num_partitions,
                                 Default::default(),
@@ -130,7 +130,7 @@ impl Broker {
                 }
             }
         }
-        drop(state);
+        drop(registry);
         let frame = protocol::encode_response(ApiKey::Metadata, v, req.correlation_id, &resp)
             .map_err(|why| RequestError::BadBody { api: "Metadata", version: v, why })?;
         Ok(Outcome::frame(frame))

@@ -26,7 +26,6 @@ impl Broker {
         let r: OffsetForLeaderEpochRequest = decode_body(req)?;
         let v = req.api_version;
         let mut resp = OffsetForLeaderEpochResponse::default();
-        let state = self.lock().await;
         for t in &r.topics {
             let name = t.topic.0.as_str();
             let mut tr = OffsetForLeaderTopicResult::default();
@@ -37,7 +36,12 @@ impl Broker {
                 out.leader_epoch = -1;
                 out.end_offset = -1;
                 let tp = TopicPartition::new(name, p.partition);
-                let log = state.logs.as_ref().and_then(|l| l.get(&tp));
+                let part = self.partition(&tp);
+                let data = match &part {
+                    Some(part) => part.data().await,
+                    None => None,
+                };
+                let log = data.as_ref().map(|d| &d.log);
                 let refused = match log {
                     None => Some(error_code::UNKNOWN_TOPIC_OR_PARTITION),
                     Some(_) => self.not_leader_error(name, p.partition).or_else(|| {
@@ -64,7 +68,6 @@ impl Broker {
             }
             resp.topics.push(tr);
         }
-        drop(state);
         let frame =
             protocol::encode_response(ApiKey::OffsetForLeaderEpoch, v, req.correlation_id, &resp)
                 .map_err(|why| RequestError::BadBody {

@@ -9,16 +9,18 @@
 //! in the leader's log either way (Kafka's semantics: the producer retries; idempotence dedups).
 
 use bytes::{BufMut, Bytes, BytesMut};
-use kafka_protocol::messages::produce_request::ProduceRequest;
+use kafka_protocol::messages::produce_request::{PartitionProduceData, ProduceRequest};
 use kafka_protocol::messages::produce_response::{
     PartitionProduceResponse, ProduceResponse, TopicProduceResponse,
 };
 use kafka_protocol::messages::ApiKey;
-use records::{BatchError, BatchHeader, BatchIter};
+use records::{BatchError, BatchHeader};
+use tokio::sync::oneshot;
 
 use crate::broker::{now_ms, Broker, Outcome};
-use crate::log::{LogError, TopicPartition};
+use crate::log::{LogError, ParsedBatches, TopicPartition};
 use crate::metrics::Metrics;
+use crate::partition::PartitionData;
 use crate::producer_state::Verdict;
 use crate::protocol::{self, decode_body, error_code, Request, RequestError};
 use crate::topics::validate_topic_name;
@@ -47,6 +49,12 @@ fn log_error_code(e: &LogError) -> i16 {
     }
 }
 
+/// The record set as a writable buffer (the log assigns offsets in place): the request's own
+/// bytes when nothing else refers to them (the usual single-partition produce), else a copy.
+fn writable(records: Bytes) -> BytesMut {
+    records.try_into_mut().unwrap_or_else(|shared| BytesMut::from(&shared[..]))
+}
+
 fn ack_error_code(e: cluster::isr::ProduceError) -> i16 {
     use cluster::isr::ProduceError as P;
     match e {
@@ -56,6 +64,9 @@ fn ack_error_code(e: cluster::isr::ProduceError) -> i16 {
         P::TooManyPendingAcks => error_code::REQUEST_TIMED_OUT,
     }
 }
+
+/// An `acks=all` produce waiting for the ISR: (topic index, partition index, completion).
+type AckWait = (usize, usize, oneshot::Receiver<Result<(), cluster::isr::ProduceError>>);
 
 struct PartResult {
     index: i32,
@@ -72,141 +83,24 @@ impl PartResult {
 }
 
 impl Broker {
-    pub(crate) async fn produce(&self, req: &Request) -> Result<Outcome, RequestError> {
-        let r: ProduceRequest = decode_body(req)?;
+    pub(crate) async fn produce(&self, req: Request) -> Result<Outcome, RequestError> {
+        let r: ProduceRequest = decode_body(&req)?;
+        let (api_version, correlation_id) = (req.api_version, req.correlation_id);
+        // The record sets are now the only references to the frame's bytes (see `writable`).
+        drop(req);
         let acks = r.acks;
-        let combined = self.controller_link().is_some();
         let mut results: Vec<(String, Vec<PartResult>)> = Vec::new();
         // acks=all in combined mode: (topic index, partition index, completion) to wait for.
         let mut waits = Vec::new();
         let mut appended_any = false;
-        {
-            let mut state = self.lock().await;
-            for topic in r.topic_data {
-                let name = topic.name.0.as_str().to_string();
-                let parts = topic.partition_data;
-                let fail_all = |code: i16, msg: String| -> Vec<PartResult> {
-                    parts.iter().map(|p| PartResult::err(p.index, code, msg.clone())).collect()
-                };
-                if !(acks == 0 || acks == 1 || acks == -1) {
-                    results.push((
-                        name,
-                        fail_all(error_code::INVALID_REQUIRED_ACKS, format!("acks={acks}")),
-                    ));
-                    continue;
-                }
-                if let Err(why) = validate_topic_name(&name) {
-                    results.push((name, fail_all(error_code::INVALID_TOPIC_EXCEPTION, why)));
-                    continue;
-                }
-                if name == crate::group::OFFSETS_TOPIC {
-                    // Only the group coordinator writes the offsets topic (Kafka: internal topic).
-                    results.push((
-                        name,
-                        fail_all(
-                            error_code::INVALID_TOPIC_EXCEPTION,
-                            "cannot append to internal topic __consumer_offsets".into(),
-                        ),
-                    ));
-                    continue;
-                }
-                let partitions = match state.registry.topics.get(&name) {
-                    Some(m) => m.partitions,
-                    // Combined mode: topics come from the controller (Metadata creates them).
-                    None if self.config.auto_create_topics && self.controller_link().is_none() => {
-                        match self
-                            .create_topic(
-                                &mut state,
-                                &name,
-                                self.config.num_partitions,
-                                Default::default(),
-                            )
-                            .await
-                        {
-                            Ok(m) => m.partitions,
-                            Err((code, msg)) => {
-                                results.push((name, fail_all(code, msg)));
-                                continue;
-                            }
-                        }
-                    }
-                    None => {
-                        results.push((
-                            name.clone(),
-                            fail_all(
-                                error_code::UNKNOWN_TOPIC_OR_PARTITION,
-                                format!("unknown topic {name}"),
-                            ),
-                        ));
-                        continue;
-                    }
-                };
-                let mut out = Vec::new();
-                for p in parts {
-                    if p.index < 0 || p.index >= partitions {
-                        out.push(PartResult::err(
-                            p.index,
-                            error_code::UNKNOWN_TOPIC_OR_PARTITION,
-                            "no such partition",
-                        ));
-                        continue;
-                    }
-                    if let Some(code) = self.not_leader_error(&name, p.index) {
-                        out.push(PartResult::err(
-                            p.index,
-                            code,
-                            "this broker is not the partition's leader",
-                        ));
-                        continue;
-                    }
-                    let Some(records) = p.records else {
-                        out.push(PartResult::err(
-                            p.index,
-                            error_code::CORRUPT_MESSAGE,
-                            "null record set",
-                        ));
-                        continue;
-                    };
-                    let tp = TopicPartition::new(name.clone(), p.index);
-                    if combined && acks == -1 {
-                        if let Err(e) = self.replicas.check_produce(&tp) {
-                            Metrics::add(&self.metrics.failed_produce, 1);
-                            out.push(PartResult::err(p.index, ack_error_code(e), e.to_string()));
-                            continue;
-                        }
-                    }
-                    let (res, last_offset) = self.append_partition(&mut state, &tp, records).await;
-                    if res.error == error_code::NONE && combined {
-                        let leo = state
-                            .logs
-                            .as_ref()
-                            .and_then(|l| l.get(&tp))
-                            .map_or(0, |l| l.log_end_offset());
-                        self.replicas.on_leader_append(&tp, leo);
-                        if acks == -1 {
-                            match self.replicas.await_ack(&tp, last_offset.min(leo - 1)) {
-                                Ok(rx) => waits.push((results.len(), out.len(), rx)),
-                                Err(e) => {
-                                    out.push(PartResult::err(
-                                        p.index,
-                                        ack_error_code(e),
-                                        e.to_string(),
-                                    ));
-                                    continue;
-                                }
-                            }
-                        }
-                    }
-                    if res.error == error_code::NONE {
-                        appended_any = true;
-                    } else {
-                        Metrics::add(&self.metrics.failed_produce, 1);
-                        tracing::debug!(partition = %tp, error = res.error, msg = ?res.message, "produce refused");
-                    }
-                    out.push(res);
-                }
-                results.push((name, out));
-            }
+        for topic in r.topic_data {
+            let name = topic.name.0.as_str().to_string();
+            drop(topic.name);
+            let ti = results.len();
+            let out = self
+                .produce_topic(&name, topic.partition_data, acks, ti, &mut waits, &mut appended_any)
+                .await;
+            results.push((name, out));
         }
         if appended_any {
             self.appended.notify_waiters();
@@ -276,35 +170,154 @@ impl Broker {
             }
             resp.responses.push(t);
         }
-        let frame =
-            protocol::encode_response(ApiKey::Produce, req.api_version, req.correlation_id, &resp)
-                .map_err(|why| RequestError::BadBody {
-                    api: "Produce",
-                    version: req.api_version,
-                    why,
-                })?;
+        let frame = protocol::encode_response(ApiKey::Produce, api_version, correlation_id, &resp)
+            .map_err(|why| RequestError::BadBody { api: "Produce", version: api_version, why })?;
         Ok(Outcome::frame(frame))
+    }
+
+    /// One topic of a produce: topic-level checks (acks, name, existence or auto-creation under
+    /// the registry lock), then each partition under its own lock. `ti`: the topic's index in
+    /// the response, for `acks=all` waits.
+    async fn produce_topic(
+        &self,
+        name: &str,
+        parts: Vec<PartitionProduceData>,
+        acks: i16,
+        ti: usize,
+        waits: &mut Vec<AckWait>,
+        appended_any: &mut bool,
+    ) -> Vec<PartResult> {
+        let fail_all = |code: i16, msg: String| -> Vec<PartResult> {
+            parts.iter().map(|p| PartResult::err(p.index, code, msg.clone())).collect()
+        };
+        if !(acks == 0 || acks == 1 || acks == -1) {
+            return fail_all(error_code::INVALID_REQUIRED_ACKS, format!("acks={acks}"));
+        }
+        if let Err(why) = validate_topic_name(name) {
+            return fail_all(error_code::INVALID_TOPIC_EXCEPTION, why);
+        }
+        if name == crate::group::OFFSETS_TOPIC {
+            // Only the group coordinator writes the offsets topic (Kafka: internal topic).
+            return fail_all(
+                error_code::INVALID_TOPIC_EXCEPTION,
+                "cannot append to internal topic __consumer_offsets".into(),
+            );
+        }
+        let partitions = {
+            let mut registry = self.registry.lock().await;
+            match registry.topics.get(name) {
+                Some(m) => m.partitions,
+                // Combined mode: topics come from the controller (Metadata creates them).
+                None if self.config.auto_create_topics && self.controller_link().is_none() => {
+                    let n = self.config.num_partitions;
+                    match self.create_topic(&mut registry, name, n, Default::default()).await {
+                        Ok(m) => m.partitions,
+                        Err((code, msg)) => return fail_all(code, msg),
+                    }
+                }
+                None => {
+                    return fail_all(
+                        error_code::UNKNOWN_TOPIC_OR_PARTITION,
+                        format!("unknown topic {name}"),
+                    )
+                }
+            }
+        };
+        let mut out = Vec::with_capacity(parts.len());
+        for p in parts {
+            if p.index < 0 || p.index >= partitions {
+                out.push(PartResult::err(
+                    p.index,
+                    error_code::UNKNOWN_TOPIC_OR_PARTITION,
+                    "no such partition",
+                ));
+                continue;
+            }
+            let tp = TopicPartition::new(name, p.index);
+            let (res, counted) =
+                self.produce_partition(&tp, p.records, acks, (ti, out.len()), waits).await;
+            if !counted {
+                out.push(res);
+                continue;
+            }
+            if res.error == error_code::NONE {
+                *appended_any = true;
+            } else {
+                Metrics::add(&self.metrics.failed_produce, 1);
+                tracing::debug!(partition = %tp, error = res.error, msg = ?res.message, "produce refused");
+            }
+            out.push(res);
+        }
+        out
+    }
+
+    /// One partition of a produce, under the partition's data lock (so its role is stable from
+    /// the leadership check to the `acks=all` registration). The flag says whether the result
+    /// counts as an append attempt (metrics, waking fetches) or is a refusal before it.
+    async fn produce_partition(
+        &self,
+        tp: &TopicPartition,
+        records: Option<Bytes>,
+        acks: i16,
+        at: (usize, usize),
+        waits: &mut Vec<AckWait>,
+    ) -> (PartResult, bool) {
+        let index = tp.partition;
+        let combined = self.controller_link().is_some();
+        let part = self.partition(tp);
+        let mut data = match &part {
+            Some(part) => part.data().await,
+            None => None,
+        };
+        let refused = |code: i16, msg: &str| (PartResult::err(index, code, msg), false);
+        if let Some(code) = self.not_leader_error(&tp.topic, index) {
+            return refused(code, "this broker is not the partition's leader");
+        }
+        let Some(records) = records else {
+            return refused(error_code::CORRUPT_MESSAGE, "null record set");
+        };
+        if combined && acks == -1 {
+            if let Err(e) = self.replicas.check_produce(tp) {
+                return (PartResult::err(index, ack_error_code(e), e.to_string()), true);
+            }
+        }
+        let Some(d) = data.as_deref_mut() else {
+            return (
+                PartResult::err(index, error_code::UNKNOWN_TOPIC_OR_PARTITION, "no log"),
+                true,
+            );
+        };
+        let (res, last_offset) = self.append_partition(d, tp, records).await;
+        if res.error == error_code::NONE && combined {
+            let leo = d.log.log_end_offset();
+            self.replicas.on_leader_append(tp, leo);
+            if acks == -1 {
+                match self.replicas.await_ack(tp, last_offset.min(leo - 1)) {
+                    Ok(rx) => waits.push((at.0, at.1, rx)),
+                    Err(e) => return refused(ack_error_code(e), &e.to_string()),
+                }
+            }
+        }
+        (res, true)
     }
 
     /// Appends one partition's records; returns the result and the last offset appended (-1 when
     /// nothing was, e.g. a duplicate).
     async fn append_partition(
         &self,
-        state: &mut crate::broker::State,
+        data: &mut PartitionData,
         tp: &TopicPartition,
         records: Bytes,
     ) -> (PartResult, i64) {
         let index = tp.partition;
-        // Headers only (cheap, bounded): for the producer-sequence check. The log validates fully.
-        let headers: Vec<BatchHeader> = BatchIter::new(&records).map(|(_, h)| h).collect();
-        match state.producers.check(tp, &headers) {
+        // Headers parsed once (cheap, bounded): for the producer-sequence check here, then handed
+        // to the log, which validates each batch fully without parsing them again.
+        let parsed = ParsedBatches::parse(&records);
+        let headers: Vec<BatchHeader> = parsed.headers().copied().collect();
+        match data.producers.check(tp, &headers) {
             Verdict::Append => {}
             Verdict::Duplicate { base_offset } => {
-                let lso = state
-                    .logs
-                    .as_ref()
-                    .and_then(|l| l.get(tp))
-                    .map_or(-1, |l| l.log_start_offset());
+                let lso = data.log.log_start_offset();
                 // A retried duplicate: acknowledged when the original batch is (its last offset).
                 let last = headers
                     .last()
@@ -322,7 +335,7 @@ impl Broker {
             }
             Verdict::Reject(code) => {
                 if let Some(h) = headers.first() {
-                    tracing::debug!(partition = %tp, code, state = %state.producers.describe(tp, h), "producer sequence check failed");
+                    tracing::debug!(partition = %tp, code, state = %data.producers.describe(tp, h), "producer sequence check failed");
                 }
                 return (PartResult::err(index, code, "producer sequence check failed"), -1);
             }
@@ -330,17 +343,14 @@ impl Broker {
         // Combined mode: batches carry the controller's leader epoch (what followers will truncate
         // by, KIP-101); a single node leads at epoch 0.
         let leader_epoch = self.leader_epoch(&tp.topic, tp.partition);
-        let Some(log) = state.logs.as_mut().and_then(|l| l.get_mut(tp)) else {
-            return (PartResult::err(index, error_code::UNKNOWN_TOPIC_OR_PARTITION, "no log"), -1);
-        };
-        let mut buf = BytesMut::with_capacity(records.len());
-        buf.put_slice(&records);
-        match log.append_as_leader(&mut buf, leader_epoch, now_ms()).await {
-            Ok(info) => {
-                Metrics::add(&self.metrics.bytes_in, records.len() as u64);
+        let log = &mut data.log;
+        let len = records.len() as u64;
+        let mut buf = writable(records);
+        match log.append_parsed_as_leader(&mut buf, parsed, leader_epoch, now_ms()).await {
+            Ok((info, assigned)) => {
+                Metrics::add(&self.metrics.bytes_in, len);
                 Metrics::add(&self.metrics.messages_in, info.record_count.max(0) as u64);
-                let assigned: Vec<BatchHeader> = BatchIter::new(&buf).map(|(_, h)| h).collect();
-                state.producers.record(tp, &assigned);
+                data.producers.record(tp, &assigned);
                 (
                     PartResult {
                         index,

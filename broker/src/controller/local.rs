@@ -121,26 +121,34 @@ impl Broker {
     /// Gives every topic of `image` a local registry entry and logs. Returns topics created.
     pub async fn reconcile_topics(&self, image: &MetadataImage) -> usize {
         let mut created = 0;
-        let mut state = self.lock().await;
+        // The coordinator learns the offsets topic's size before the registry is locked: its
+        // mutex may be held while taking the registry (commits), never the other way round.
+        let offsets = image.topics.values().find(|t| t.name == crate::group::OFFSETS_TOPIC);
+        if let Some(t) = offsets {
+            if !self.registry.lock().await.topics.contains_key(&t.name) {
+                let n = i32::try_from(t.partitions.len()).unwrap_or(i32::MAX);
+                self.groups.set_num_partitions(n).await;
+            }
+        }
+        let mut registry = self.registry.lock().await;
         for t in image.topics.values() {
-            if state.registry.topics.contains_key(&t.name) {
+            if registry.topics.contains_key(&t.name) {
                 continue;
             }
             let partitions = i32::try_from(t.partitions.len()).unwrap_or(i32::MAX);
             // Topic configs do not travel through the controller yet; the offsets topic's are
             // fixed (compacted), so every replica applies them.
             let configs = if t.name == crate::group::OFFSETS_TOPIC {
-                self.groups.set_num_partitions(partitions).await;
                 self.groups.topic_configs(partitions).1
             } else {
                 Default::default()
             };
-            match self.create_topic(&mut state, &t.name, partitions, configs).await {
+            match self.create_topic(&mut registry, &t.name, partitions, configs).await {
                 Ok(_) => {
-                    if let Some(m) = state.registry.topics.get_mut(&t.name) {
+                    if let Some(m) = registry.topics.get_mut(&t.name) {
                         m.id = topic_id_hex(&t.id);
                     }
-                    if let Err(e) = state.registry.store(self.storage.as_ref(), &self.root).await {
+                    if let Err(e) = registry.store(self.storage.as_ref(), &self.root).await {
                         tracing::error!(topic = %t.name, error = %e, "storing the topic registry failed");
                     }
                     created += 1;

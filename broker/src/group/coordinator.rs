@@ -2,8 +2,9 @@
 //! that hash to them, runs the pure state machines of `state.rs`, persists their records and
 //! completes delayed JoinGroup/SyncGroup responses through oneshot channels.
 //!
-//! Locking: the coordinator's own mutex, then (for appends and loads) the broker's state lock;
-//! never the other way round. Neither is held while a JoinGroup/SyncGroup waits for its rebalance.
+//! Locking: the coordinator's own mutex may be held while taking the topic registry or an
+//! offsets partition's data lock (appends, loads); never the other way round. None is held while
+//! a JoinGroup/SyncGroup waits for its rebalance.
 //!
 //! Timers: one task sleeps until the earliest group deadline (virtual time under the simulator).
 //! It is spawned at the first use of a group, not at start, so a broker that never sees a group
@@ -174,11 +175,12 @@ impl Coordinator {
         let mut loaded = Loaded::default();
         let mut offset = 0;
         loop {
-            // The broker lock is taken per step so produce and fetch keep flowing during a load.
-            let state = broker.lock().await;
-            let Some(log) = state.logs.as_ref().and_then(|l| l.get(&tp)) else { break };
-            let next = read_partition(log, offset, Some(LOAD_STEP_BYTES), &mut loaded).await;
-            drop(state);
+            // The partition's lock is taken per step so produce and fetch keep flowing during a
+            // load.
+            let Some(part) = broker.partition(&tp) else { break };
+            let Some(data) = part.data().await else { break };
+            let next = read_partition(&data.log, offset, Some(LOAD_STEP_BYTES), &mut loaded).await;
+            drop(data);
             match next {
                 Some(n) => offset = n,
                 None => break,
@@ -825,37 +827,40 @@ async fn append(
     let mut buf = b.finish().map_err(|e| e.to_string())?;
     let combined = broker.controller_link().is_some();
     let tp = TopicPartition::new(OFFSETS_TOPIC, p);
-    let mut state = broker.lock().await;
-    if !state.registry.topics.contains_key(OFFSETS_TOPIC) {
-        if combined {
-            return Err(format!("{OFFSETS_TOPIC} does not exist yet"));
+    {
+        let mut registry = broker.registry.lock().await;
+        if !registry.topics.contains_key(OFFSETS_TOPIC) {
+            if combined {
+                return Err(format!("{OFFSETS_TOPIC} does not exist yet"));
+            }
+            let (num_partitions, configs) = topic;
+            broker
+                .create_topic(&mut registry, OFFSETS_TOPIC, num_partitions, configs)
+                .await
+                .map_err(|(code, msg)| format!("creating {OFFSETS_TOPIC}: {msg} ({code})"))?;
         }
-        let (num_partitions, configs) = topic;
-        broker
-            .create_topic(&mut state, OFFSETS_TOPIC, num_partitions, configs)
-            .await
-            .map_err(|(code, msg)| format!("creating {OFFSETS_TOPIC}: {msg} ({code})"))?;
     }
+    let part = broker.partition(&tp);
+    let data = match &part {
+        Some(part) => part.data().await,
+        None => None,
+    };
     let epoch = if combined {
         broker.replicas.check_produce(&tp).map_err(|e| e.to_string())?;
         broker.leader_epoch(OFFSETS_TOPIC, p)
     } else {
         0
     };
-    let log = state
-        .logs
-        .as_mut()
-        .and_then(|l| l.get_mut(&tp))
-        .ok_or_else(|| format!("no log for {tp}"))?;
-    let info = log.append_as_leader(&mut buf, epoch, now).await.map_err(|e| e.to_string())?;
-    let leo = log.log_end_offset();
+    let mut data = data.ok_or_else(|| format!("no log for {tp}"))?;
+    let info = data.log.append_as_leader(&mut buf, epoch, now).await.map_err(|e| e.to_string())?;
+    let leo = data.log.log_end_offset();
     let waiter = if combined {
         broker.replicas.on_leader_append(&tp, leo);
         Some(broker.replicas.await_ack(&tp, info.last_offset).map_err(|e| e.to_string())?)
     } else {
         None
     };
-    drop(state);
+    drop(data);
     broker.appended.notify_waiters();
     if let Some(rx) = waiter {
         match tokio::time::timeout(Duration::from_millis(OFFSETS_COMMIT_TIMEOUT_MS), rx).await {

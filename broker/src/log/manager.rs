@@ -87,17 +87,128 @@ async fn load_offsets(
     }
 }
 
+/// The files of a data directory that are not a partition's: the checkpoints and the
+/// clean-shutdown marker, and the directory entries of partition logs (create, delete). Holds no
+/// log: the broker keeps each log in its partition, and passes what a checkpoint needs.
+#[derive(Debug)]
+pub struct DataDir {
+    storage: Arc<dyn Storage>,
+    root: PathBuf,
+    recovery_points: BTreeMap<TopicPartition, i64>,
+    log_starts: BTreeMap<TopicPartition, i64>,
+}
+
+/// What a checkpoint records of one log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LogPoints {
+    pub recovery_point: i64,
+    pub log_start_offset: i64,
+    pub cleaner_checkpoint: Option<i64>,
+}
+
+impl LogPoints {
+    pub fn of(log: &Log) -> Self {
+        Self {
+            recovery_point: log.recovery_point(),
+            log_start_offset: log.log_start_offset(),
+            cleaner_checkpoint: log.cleaner_checkpoint(),
+        }
+    }
+}
+
+/// Opens the log of a new partition in the data directory `root`.
+pub async fn create_log(
+    storage: &Arc<dyn Storage>,
+    root: &Path,
+    tp: &TopicPartition,
+    config: LogConfig,
+    now_ms: i64,
+) -> Result<Log, LogError> {
+    let dir = root.join(tp.dir_name());
+    let (log, _) = Log::open(storage.clone(), &dir, config, OpenOptions::default(), now_ms).await?;
+    storage.sync_dir(root).await?;
+    Ok(log)
+}
+
+impl DataDir {
+    /// Deletes a partition's log directory `dir` (its log closed: no more writes to it).
+    pub async fn delete_log(&mut self, tp: &TopicPartition, dir: &Path) -> Result<(), LogError> {
+        self.storage.remove_dir_all(dir).await?;
+        self.storage.sync_dir(&self.root).await?;
+        self.recovery_points.remove(tp);
+        self.log_starts.remove(tp);
+        Ok(())
+    }
+
+    /// Writes the recovery-point, log-start and cleaner checkpoints from `points` (Kafka does
+    /// this periodically).
+    pub async fn checkpoint(
+        &mut self,
+        points: &BTreeMap<TopicPartition, LogPoints>,
+    ) -> Result<(), LogError> {
+        for (tp, p) in points {
+            self.recovery_points.insert(tp.clone(), p.recovery_point);
+            self.log_starts.insert(tp.clone(), p.log_start_offset);
+        }
+        write_atomically(
+            self.storage.as_ref(),
+            &self.root,
+            RECOVERY_POINT_FILE,
+            encode_offsets(&self.recovery_points).as_bytes(),
+        )
+        .await?;
+        write_atomically(
+            self.storage.as_ref(),
+            &self.root,
+            LOG_START_FILE,
+            encode_offsets(&self.log_starts).as_bytes(),
+        )
+        .await?;
+        self.write_cleaner_checkpoint(points).await
+    }
+
+    /// Writes `cleaner-offset-checkpoint` (after a clean, and with the other checkpoints).
+    pub async fn write_cleaner_checkpoint(
+        &self,
+        points: &BTreeMap<TopicPartition, LogPoints>,
+    ) -> Result<(), LogError> {
+        let cleaner: BTreeMap<TopicPartition, i64> = points
+            .iter()
+            .filter_map(|(tp, p)| p.cleaner_checkpoint.map(|c| (tp.clone(), c)))
+            .collect();
+        if cleaner.is_empty()
+            && !self.storage.exists(&self.root.join(CLEANER_CHECKPOINT_FILE)).await?
+        {
+            return Ok(());
+        }
+        write_atomically(
+            self.storage.as_ref(),
+            &self.root,
+            CLEANER_CHECKPOINT_FILE,
+            encode_offsets(&cleaner).as_bytes(),
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// The last step of a clean shutdown (every log flushed and checkpointed): the marker.
+    pub async fn write_clean_shutdown_marker(&self) -> Result<(), LogError> {
+        let marker =
+            self.storage.open(&self.root.join(CLEAN_SHUTDOWN_FILE), OpenMode::OpenOrCreate).await?;
+        marker.sync().await?;
+        self.storage.sync_dir(&self.root).await?;
+        Ok(())
+    }
+}
+
 /// All partition logs of one data directory.
 #[derive(Debug)]
 pub struct LogManager {
-    storage: Arc<dyn Storage>,
-    root: PathBuf,
+    dir: DataDir,
     default_config: LogConfig,
     logs: BTreeMap<TopicPartition, Log>,
     /// Whether the previous process stopped cleanly (decided once, at open).
     was_clean: bool,
-    recovery_points: BTreeMap<TopicPartition, i64>,
-    log_starts: BTreeMap<TopicPartition, i64>,
 }
 
 impl LogManager {
@@ -161,16 +272,13 @@ impl LogManager {
             storage.remove_file(&marker).await?;
             storage.sync_dir(root).await?;
         }
-        let manager = Self {
-            storage,
-            root: root.to_path_buf(),
-            default_config,
-            logs,
-            was_clean,
-            recovery_points,
-            log_starts,
-        };
-        Ok((manager, reports))
+        let dir = DataDir { storage, root: root.to_path_buf(), recovery_points, log_starts };
+        Ok((Self { dir, default_config, logs, was_clean }, reports))
+    }
+
+    /// The data directory's own files and every log, for a caller that keeps logs apart.
+    pub fn into_parts(self) -> (DataDir, BTreeMap<TopicPartition, Log>) {
+        (self.dir, self.logs)
     }
 
     pub fn was_clean(&self) -> bool {
@@ -205,11 +313,7 @@ impl LogManager {
         now_ms: i64,
     ) -> Result<&mut Log, LogError> {
         if !self.logs.contains_key(&tp) {
-            let dir = self.root.join(tp.dir_name());
-            let (log, _) =
-                Log::open(self.storage.clone(), &dir, config, OpenOptions::default(), now_ms)
-                    .await?;
-            self.storage.sync_dir(&self.root).await?;
+            let log = create_log(&self.dir.storage, &self.dir.root, &tp, config, now_ms).await?;
             self.logs.insert(tp.clone(), log);
         }
         Ok(self.logs.get_mut(&tp).expect("just inserted"))
@@ -222,56 +326,23 @@ impl LogManager {
         };
         let dir = log.dir().to_path_buf();
         drop(log);
-        self.storage.remove_dir_all(&dir).await?;
-        self.storage.sync_dir(&self.root).await?;
-        self.recovery_points.remove(tp);
-        self.log_starts.remove(tp);
+        self.dir.delete_log(tp, &dir).await?;
         Ok(true)
+    }
+
+    fn points(&self) -> BTreeMap<TopicPartition, LogPoints> {
+        self.logs.iter().map(|(tp, l)| (tp.clone(), LogPoints::of(l))).collect()
     }
 
     /// Writes the recovery-point and log-start checkpoints (Kafka does this periodically).
     pub async fn checkpoint(&mut self) -> Result<(), LogError> {
-        for (tp, log) in &self.logs {
-            self.recovery_points.insert(tp.clone(), log.recovery_point());
-            self.log_starts.insert(tp.clone(), log.log_start_offset());
-        }
-        write_atomically(
-            self.storage.as_ref(),
-            &self.root,
-            RECOVERY_POINT_FILE,
-            encode_offsets(&self.recovery_points).as_bytes(),
-        )
-        .await?;
-        write_atomically(
-            self.storage.as_ref(),
-            &self.root,
-            LOG_START_FILE,
-            encode_offsets(&self.log_starts).as_bytes(),
-        )
-        .await?;
-        self.write_cleaner_checkpoint().await
+        let points = self.points();
+        self.dir.checkpoint(&points).await
     }
 
     /// Writes `cleaner-offset-checkpoint` (after a clean, and with the other checkpoints).
     pub async fn write_cleaner_checkpoint(&mut self) -> Result<(), LogError> {
-        let points: BTreeMap<TopicPartition, i64> = self
-            .logs
-            .iter()
-            .filter_map(|(tp, l)| l.cleaner_checkpoint().map(|c| (tp.clone(), c)))
-            .collect();
-        if points.is_empty()
-            && !self.storage.exists(&self.root.join(CLEANER_CHECKPOINT_FILE)).await?
-        {
-            return Ok(());
-        }
-        write_atomically(
-            self.storage.as_ref(),
-            &self.root,
-            CLEANER_CHECKPOINT_FILE,
-            encode_offsets(&points).as_bytes(),
-        )
-        .await?;
-        Ok(())
+        self.dir.write_cleaner_checkpoint(&self.points()).await
     }
 
     /// Clean shutdown: flush every log, checkpoint, then write the marker.
@@ -280,11 +351,7 @@ impl LogManager {
             log.flush(now_ms).await?;
         }
         self.checkpoint().await?;
-        let marker =
-            self.storage.open(&self.root.join(CLEAN_SHUTDOWN_FILE), OpenMode::OpenOrCreate).await?;
-        marker.sync().await?;
-        self.storage.sync_dir(&self.root).await?;
-        Ok(())
+        self.dir.write_clean_shutdown_marker().await
     }
 }
 

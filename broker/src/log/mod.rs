@@ -21,7 +21,8 @@ pub mod partition_log;
 pub mod segment;
 
 pub use config::{CleanupPolicy, LogConfig};
-pub use manager::{LogManager, TopicPartition};
+pub use manager::{DataDir, LogManager, LogPoints, TopicPartition};
 pub use partition_log::{
-    AppendInfo, Log, LogError, OpenOptions, ReadInfo, RecoveryReport, SegmentSnapshot,
+    AppendInfo, Log, LogError, OpenOptions, ParsedBatches, ReadInfo, RecoveryReport,
+    SegmentSnapshot,
 };

@@ -74,6 +74,32 @@ pub struct AppendInfo {
     pub log_start_offset: i64,
 }
 
+/// A record set's batch headers, parsed once: by the request path (the producer-sequence check
+/// needs them before the append) and then handed to the log, which validates each batch (size,
+/// CRC, codec, record count) without parsing the headers again.
+#[derive(Debug, Clone)]
+pub struct ParsedBatches {
+    /// Length of the record set parsed (checked against the one appended).
+    len: usize,
+    headers: Vec<(usize, BatchHeader)>,
+    /// Where and why parsing stopped before the end (a torn or malformed batch).
+    stopped: Option<(usize, BatchError)>,
+}
+
+impl ParsedBatches {
+    pub fn parse(records: &[u8]) -> Self {
+        let mut iter = BatchIter::new(records);
+        let headers: Vec<(usize, BatchHeader)> = iter.by_ref().collect();
+        let stopped = iter.stopped().cloned().map(|e| (iter.position(), e));
+        Self { len: records.len(), headers, stopped }
+    }
+
+    /// The headers of the whole batches found, in order.
+    pub fn headers(&self) -> impl Iterator<Item = &BatchHeader> + '_ {
+        self.headers.iter().map(|(_, h)| h)
+    }
+}
+
 /// Result of a read: a zero-copy region (maybe none) and the log's bounds at the time.
 #[derive(Debug, Clone)]
 pub struct ReadInfo {
@@ -451,24 +477,32 @@ impl Log {
 
     /// Validates every batch in `records`, returning their positions and headers.
     fn validate(&self, records: &[u8]) -> Result<Vec<(usize, BatchHeader)>, LogError> {
+        self.validate_parsed(records, ParsedBatches::parse(records))
+    }
+
+    /// Validates every batch of `records` (size limit, CRC, codec, record count) from headers
+    /// already parsed, without parsing them again.
+    fn validate_parsed(
+        &self,
+        records: &[u8],
+        parsed: ParsedBatches,
+    ) -> Result<Vec<(usize, BatchHeader)>, LogError> {
+        assert_eq!(parsed.len, records.len(), "headers parsed from another record set");
         let limit = self.config.max_message_bytes as usize;
-        let mut iter = BatchIter::new(records);
-        let mut out = Vec::new();
-        for (pos, header) in iter.by_ref() {
+        for (pos, header) in &parsed.headers {
             if header.size() > limit {
                 return Err(LogError::RecordTooLarge { size: header.size(), limit });
             }
-            BatchHeader::validate(&records[pos..pos + header.size()], limit)
-                .map_err(|source| LogError::InvalidBatch { position: pos, source })?;
-            out.push((pos, header));
+            BatchHeader::validate(&records[*pos..*pos + header.size()], limit)
+                .map_err(|source| LogError::InvalidBatch { position: *pos, source })?;
         }
-        if let Some(e) = iter.stopped() {
-            return Err(LogError::InvalidBatch { position: iter.position(), source: e.clone() });
+        if let Some((position, e)) = parsed.stopped {
+            return Err(LogError::InvalidBatch { position, source: e });
         }
-        if out.is_empty() {
+        if parsed.headers.is_empty() {
             return Err(LogError::EmptyAppend);
         }
-        Ok(out)
+        Ok(parsed.headers)
     }
 
     /// Appends a leader's batches: assigns offsets from the log end and stamps `leader_epoch`.
@@ -479,8 +513,21 @@ impl Log {
         leader_epoch: i32,
         now_ms: i64,
     ) -> Result<AppendInfo, LogError> {
+        let parsed = ParsedBatches::parse(records);
+        self.append_parsed_as_leader(records, parsed, leader_epoch, now_ms).await.map(|(i, _)| i)
+    }
+
+    /// [`Log::append_as_leader`] with the headers parsed once by the caller (who needed them for
+    /// the producer-sequence check); returns the headers as appended (offsets and epoch assigned).
+    pub async fn append_parsed_as_leader(
+        &mut self,
+        records: &mut [u8],
+        parsed: ParsedBatches,
+        leader_epoch: i32,
+        now_ms: i64,
+    ) -> Result<(AppendInfo, Vec<BatchHeader>), LogError> {
         self.check_online()?;
-        let mut headers = self.validate(records)?;
+        let mut headers = self.validate_parsed(records, parsed)?;
         if self.config.cleanup_policy.compact() {
             // Kafka's LogValidator: a compacted log needs a key on every record (the cleaner
             // would drop a keyless one). Costs a decompression, only on compacted topics.
@@ -505,7 +552,8 @@ impl Log {
             next = header.last_offset() + 1;
         }
         let r = self.append_validated(records, &headers, now_ms).await;
-        self.offline_on_io(r)
+        let info = self.offline_on_io(r)?;
+        Ok((info, headers.into_iter().map(|(_, h)| h).collect()))
     }
 
     /// Appends a follower's batches as fetched from the leader: offsets are already assigned and

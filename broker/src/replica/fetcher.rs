@@ -10,7 +10,7 @@
 //!    leader's answer carries whole batches with offsets and epochs assigned, appended verbatim
 //!    (`append_as_follower`), and the leader's HW.
 //!
-//! Before each append the role is checked again under the broker's state lock: an answer for a
+//! Before each append the role is checked again under the partition's data lock: an answer for a
 //! leader epoch this broker no longer follows is dropped. Errors back off
 //! `replica.fetch.backoff.ms` and drop the connection; leader and epoch changes come from metadata.
 
@@ -28,15 +28,18 @@ use kafka_protocol::messages::offset_for_leader_epoch_request::{
 };
 use kafka_protocol::messages::offset_for_leader_epoch_response::OffsetForLeaderEpochResponse;
 use kafka_protocol::messages::{ApiKey, TopicName};
-use net_model::{Network, Work};
+use net_model::{CostHook, Network, Work};
 use records::BatchIter;
-use tokio::sync::watch;
+use tokio::sync::{watch, Notify};
 
 use super::state::Followed;
+use super::state::Replicas;
 use super::wire::{KafkaConn, WireError};
-use crate::broker::{now_ms, Broker};
+use crate::config::ReplicationSettings;
 use crate::controller::link::ControllerLink;
 use crate::log::{LogError, TopicPartition};
+use crate::now_ms;
+use crate::partition::{rebuild_partition_producers, OwnedData, Partition, Partitions};
 use crate::protocol::error_code;
 
 const FETCH_VERSION: i16 = 12;
@@ -53,9 +56,28 @@ fn topic_name(s: &str) -> TopicName {
     TopicName(crate::api::sb(s))
 }
 
+/// What a fetcher works with: the partitions and their roles, the replication settings, the CPU
+/// seam and the append notification; never the broker itself (nor any broker-wide lock).
+#[derive(Clone)]
+pub struct FetcherEnv {
+    pub node_id: BrokerId,
+    pub config: ReplicationSettings,
+    pub partitions: Arc<Partitions>,
+    pub replicas: Arc<Replicas>,
+    pub cost: Arc<dyn CostHook>,
+    /// Woken after an append (long-polling fetches at this broker wait on it).
+    pub appended: Arc<Notify>,
+}
+
+impl FetcherEnv {
+    async fn partition_data(&self, tp: &TopicPartition) -> Option<(Arc<Partition>, OwnedData)> {
+        self.partitions.locked(tp).await
+    }
+}
+
 /// Runs the fetcher for `leader` until `shutdown`.
 pub async fn run(
-    broker: Arc<Broker>,
+    env: FetcherEnv,
     link: Arc<dyn ControllerLink>,
     leader: BrokerId,
     net: Arc<dyn Network>,
@@ -70,21 +92,13 @@ pub async fn run(
         if *shutdown.borrow() {
             return;
         }
-        let parts = broker.replicas.followed_from(leader);
+        let parts = env.replicas.followed_from(leader);
         let pause_ms = if parts.is_empty() {
             conn = None;
             Some(IDLE_POLL_MS)
         } else {
-            match round(
-                &broker,
-                link.as_ref(),
-                leader,
-                net.as_ref(),
-                &mut conn,
-                parts,
-                &mut delayed,
-            )
-            .await
+            match round(&env, link.as_ref(), leader, net.as_ref(), &mut conn, parts, &mut delayed)
+                .await
             {
                 Ok(()) => {
                     last_error = None;
@@ -92,11 +106,11 @@ pub async fn run(
                 }
                 Err(why) => {
                     if last_error.as_deref() != Some(why.as_str()) {
-                        tracing::warn!(broker = broker.config.node_id, leader, error = %why, "replica fetcher");
+                        tracing::warn!(broker = env.node_id, leader, error = %why, "replica fetcher");
                         last_error = Some(why);
                     }
                     conn = None;
-                    Some(broker.config.replication.replica_fetch_backoff_ms.max(1))
+                    Some(env.config.replica_fetch_backoff_ms.max(1))
                 }
             }
         };
@@ -111,7 +125,7 @@ pub async fn run(
 }
 
 async fn round(
-    broker: &Broker,
+    env: &FetcherEnv,
     link: &dyn ControllerLink,
     leader: BrokerId,
     net: &dyn Network,
@@ -119,7 +133,7 @@ async fn round(
     parts: Vec<Followed>,
     delayed: &mut BTreeMap<TopicPartition, tokio::time::Instant>,
 ) -> Result<(), String> {
-    let cfg = &broker.config.replication;
+    let cfg = &env.config;
     let timeout = Duration::from_millis(cfg.replica_socket_timeout_ms);
     let addr = {
         let img = link.metadata().borrow().clone();
@@ -128,7 +142,7 @@ async fn round(
         format!("{}:{}", b.endpoint.host, b.endpoint.port)
     };
     if conn.as_ref().is_none_or(|c| c.addr != addr) {
-        let client_id = format!("replica-fetcher-{}", broker.config.node_id);
+        let client_id = format!("replica-fetcher-{}", env.node_id);
         *conn = Some(
             KafkaConn::connect(net, &addr, &client_id, timeout)
                 .await
@@ -138,14 +152,14 @@ async fn round(
     let c = conn.as_mut().expect("connected above");
     let untruncated: Vec<Followed> = parts.iter().filter(|p| !p.truncated).cloned().collect();
     if !untruncated.is_empty() {
-        truncate(broker, leader, c, untruncated)
+        truncate(env, leader, c, untruncated)
             .await
             .map_err(|e| format!("OffsetForLeaderEpoch to {leader}: {e}"))?;
     }
     let now = tokio::time::Instant::now();
     delayed.retain(|_, until| *until > now);
     let backoff = Duration::from_millis(cfg.replica_fetch_backoff_ms.max(1));
-    let parts: Vec<Followed> = broker
+    let parts: Vec<Followed> = env
         .replicas
         .followed_from(leader)
         .into_iter()
@@ -159,7 +173,7 @@ async fn round(
         return Ok(());
     }
     let refused =
-        fetch(broker, leader, c, parts).await.map_err(|e| format!("Fetch from {leader}: {e}"))?;
+        fetch(env, leader, c, parts).await.map_err(|e| format!("Fetch from {leader}: {e}"))?;
     for tp in refused {
         delayed.insert(tp, now + backoff);
     }
@@ -168,25 +182,24 @@ async fn round(
 
 /// KIP-101/279 truncation of `parts` against `leader`.
 async fn truncate(
-    broker: &Broker,
+    env: &FetcherEnv,
     leader: BrokerId,
     c: &mut KafkaConn,
     parts: Vec<Followed>,
 ) -> Result<(), WireError> {
-    let me = broker.config.node_id;
+    let me = env.node_id;
     // (partition, epoch to ask about), refined round by round.
     let mut asking: BTreeMap<TopicPartition, (i32, i32)> = BTreeMap::new();
-    {
-        let state = broker.lock().await;
-        let Some(logs) = state.logs.as_ref() else { return Ok(()) };
-        for p in parts {
-            let Some(log) = logs.get(&p.tp) else { continue };
+    for p in parts {
+        let Some((_, data)) = env.partition_data(&p.tp).await else { continue };
+        let log = &data.log;
+        {
             match log.epochs().latest() {
                 Some(e) => {
                     asking.insert(p.tp.clone(), (p.leader_epoch, e.epoch));
                 }
                 // Nothing written under any epoch: nothing to cut.
-                None => broker.replicas.mark_truncated(&p.tp, p.leader_epoch, log.log_end_offset()),
+                None => env.replicas.mark_truncated(&p.tp, p.leader_epoch, log.log_end_offset()),
             }
         }
     }
@@ -210,18 +223,15 @@ async fn truncate(
             ot.partitions = ps;
             req.topics.push(ot);
         }
-        let timeout = Duration::from_millis(broker.config.replication.replica_socket_timeout_ms);
+        let timeout = Duration::from_millis(env.config.replica_socket_timeout_ms);
         let resp: OffsetForLeaderEpochResponse =
             c.call(ApiKey::OffsetForLeaderEpoch, EPOCH_VERSION, &req, 1 << 20, timeout).await?;
         let mut next = BTreeMap::new();
-        let mut guard = broker.lock().await;
-        let state = &mut *guard;
-        let Some(logs) = state.logs.as_mut() else { return Ok(()) };
         for t in resp.topics {
             for r in t.partitions {
                 let tp = TopicPartition::new(t.topic.0.as_str().to_string(), r.partition);
                 let Some(&(current, _)) = asking.get(&tp) else { continue };
-                if !broker.replicas.still_following(&tp, leader, current) {
+                if !env.replicas.still_following(&tp, leader, current) {
                     continue;
                 }
                 if r.error_code != error_code::NONE {
@@ -229,7 +239,12 @@ async fn truncate(
                     tracing::debug!(partition = %tp, error = r.error_code, "OffsetForLeaderEpoch refused");
                     continue;
                 }
-                let Some(log) = logs.get_mut(&tp) else { continue };
+                let Some((_, mut data)) = env.partition_data(&tp).await else { continue };
+                let data = &mut *data;
+                if !env.replicas.still_following(&tp, leader, current) {
+                    continue; // the role changed before the partition's lock was ours
+                }
+                let log = &mut data.log;
                 let leo = log.log_end_offset();
                 let mut cache = EpochCache::default();
                 for e in log.epochs().entries() {
@@ -257,12 +272,11 @@ async fn truncate(
                 let new_leo = log.log_end_offset();
                 if new_leo < leo {
                     let log: &crate::log::Log = log;
-                    crate::broker::rebuild_partition_producers(&mut state.producers, &tp, log)
-                        .await;
+                    rebuild_partition_producers(&mut data.producers, &tp, log).await;
                     tracing::info!(partition = %tp, from = leo, to = new_leo, leader, leader_epoch = current, "truncated by leader epoch");
                 }
                 if !next.contains_key(&tp) {
-                    broker.replicas.mark_truncated(&tp, current, new_leo);
+                    env.replicas.mark_truncated(&tp, current, new_leo);
                 }
             }
         }
@@ -274,13 +288,13 @@ async fn truncate(
 /// One Fetch of `parts` (all truncated) from `leader`; appends what came back. Returns the
 /// partitions the leader refused (to back off).
 async fn fetch(
-    broker: &Broker,
+    env: &FetcherEnv,
     leader: BrokerId,
     c: &mut KafkaConn,
     parts: Vec<Followed>,
 ) -> Result<Vec<TopicPartition>, WireError> {
-    let me = broker.config.node_id;
-    let cfg = &broker.config.replication;
+    let me = env.node_id;
+    let cfg = &env.config;
     let mut req = FetchRequest::default();
     req.replica_id = kafka_protocol::messages::BrokerId(me);
     req.max_wait_ms = i32::try_from(cfg.replica_fetch_wait_max_ms).unwrap_or(i32::MAX);
@@ -291,11 +305,10 @@ async fn fetch(
     req.session_epoch = -1;
     let mut epochs: BTreeMap<TopicPartition, (i32, i64)> = BTreeMap::new();
     {
-        let state = broker.lock().await;
-        let Some(logs) = state.logs.as_ref() else { return Ok(Vec::new()) };
         let mut by_topic: BTreeMap<&str, Vec<FetchPartition>> = BTreeMap::new();
         for p in &parts {
-            let Some(log) = logs.get(&p.tp) else { continue };
+            let Some((_, data)) = env.partition_data(&p.tp).await else { continue };
+            let log = &data.log;
             let mut fp = FetchPartition::default();
             fp.partition = p.tp.partition;
             fp.current_leader_epoch = p.leader_epoch;
@@ -333,21 +346,23 @@ async fn fetch(
         .map(|p| p.records.as_ref().map_or(0, |r| r.len() as u64))
         .sum();
     if fetched_bytes > 0 {
-        broker.spend(Work::Crc32c, fetched_bytes).await;
+        env.cost.spend(Work::Crc32c, fetched_bytes).await;
     }
     let mut appended = false;
     let mut refused = Vec::new();
-    let mut guard = broker.lock().await;
-    let state = &mut *guard;
-    let Some(logs) = state.logs.as_mut() else { return Ok(refused) };
     for t in resp.responses {
         for p in t.partitions {
             let tp = TopicPartition::new(t.topic.0.as_str().to_string(), p.partition_index);
             let Some(&(epoch, fetch_offset)) = epochs.get(&tp) else { continue };
-            if !broker.replicas.still_following(&tp, leader, epoch) {
+            if !env.replicas.still_following(&tp, leader, epoch) {
                 continue;
             }
-            let Some(log) = logs.get_mut(&tp) else { continue };
+            let Some((_, mut data)) = env.partition_data(&tp).await else { continue };
+            let data = &mut *data;
+            if !env.replicas.still_following(&tp, leader, epoch) {
+                continue; // the role changed before the partition's lock was ours
+            }
+            let log = &mut data.log;
             if log.log_end_offset() != fetch_offset {
                 continue; // the log moved while the fetch was out (truncation): ask again
             }
@@ -363,7 +378,7 @@ async fn fetch(
                             tracing::error!(partition = %tp, error = %e, "reset failed");
                         }
                     } else {
-                        broker.replicas.mark_untruncated(&tp, epoch);
+                        env.replicas.mark_untruncated(&tp, epoch);
                     }
                     continue;
                 }
@@ -390,11 +405,11 @@ async fn fetch(
                         // A follower may become leader: it must know the producers' sequences.
                         let headers: Vec<records::BatchHeader> =
                             BatchIter::new(&whole).map(|(_, h)| h).collect();
-                        state.producers.record(&tp, &headers);
+                        data.producers.record(&tp, &headers);
                     }
                     Err(LogError::NonContiguousAppend { base_offset, log_end_offset }) => {
                         tracing::warn!(partition = %tp, base_offset, log_end_offset, "leader sent a non-contiguous batch; truncating by epoch again");
-                        broker.replicas.mark_untruncated(&tp, epoch);
+                        env.replicas.mark_untruncated(&tp, epoch);
                         continue;
                     }
                     Err(e) => {
@@ -403,12 +418,11 @@ async fn fetch(
                     }
                 }
             }
-            broker.replicas.update_follower_hw(&tp, epoch, p.high_watermark, log.log_end_offset());
+            env.replicas.update_follower_hw(&tp, epoch, p.high_watermark, log.log_end_offset());
         }
     }
-    drop(guard);
     if appended {
-        broker.appended.notify_waiters();
+        env.appended.notify_waiters();
     }
     Ok(refused)
 }

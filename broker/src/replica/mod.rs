@@ -37,6 +37,7 @@ use crate::broker::{now_ms, Broker};
 use crate::controller::link::{ControllerLink, LinkError};
 use crate::log::manager::{decode_offsets, encode_offsets};
 use crate::log::TopicPartition;
+use crate::partition::{OwnedData, Partition};
 
 pub use state::Replicas;
 
@@ -54,8 +55,8 @@ impl Broker {
         }
     }
 
-    /// Applies the partition roles of `new` (coming from `old`). Takes the state lock, so no
-    /// append or follower write sees a half-changed role.
+    /// Applies the partition roles of `new` (coming from `old`). Each role changes under its
+    /// partition's data lock, so no append or follower write sees a half-changed role.
     pub(crate) async fn apply_roles(&self, old: &MetadataImage, new: &MetadataImage) {
         let me: BrokerId = self.config.node_id;
         let changes = delta::local_changes(old, new, me);
@@ -67,8 +68,9 @@ impl Broker {
         if changes.is_empty() && !fencing_changed {
             return;
         }
-        let state = self.lock().await;
-        let Some(logs) = state.logs.as_ref() else { return };
+        if self.is_shut_down() {
+            return;
+        }
         let now = now_ms().max(0) as u64;
         let mut leaders = changes.leaders.clone();
         if fencing_changed {
@@ -85,43 +87,34 @@ impl Broker {
         }
         for (key, (name, p)) in &leaders {
             let tp = TopicPartition::new(name.clone(), key.partition as i32);
-            let Some(log) = logs.get(&tp) else {
+            let Some((part, data)) = self.partition_data(&tp).await else {
                 tracing::warn!(partition = %tp, "leader of a partition without a local log");
                 continue;
             };
-            self.replicas.become_leader(
-                &tp,
-                key.topic_id,
-                p,
-                me,
-                log.log_end_offset(),
-                self.isr_config(),
-                ineligible.clone(),
-                now,
-            );
+            let leo = data.log.log_end_offset();
+            let (cfg, fenced) = (self.isr_config(), ineligible.clone());
+            self.replicas.become_leader(&part, key.topic_id, p, me, leo, cfg, fenced, now);
         }
         for (key, (name, p)) in &changes.followers {
             let tp = TopicPartition::new(name.clone(), key.partition as i32);
-            let Some(log) = logs.get(&tp) else { continue };
+            let Some((part, data)) = self.partition_data(&tp).await else { continue };
             if p.leader < 0 {
                 // No leader (offline partition): stop leading, fetch from nobody.
-                self.replicas.stop(&tp);
+                self.replicas.stop_partition(&part);
                 continue;
             }
-            self.replicas.become_follower(
-                &tp,
-                key.topic_id,
-                p.leader,
-                p.leader_epoch,
-                log.log_end_offset(),
-            );
+            let leo = data.log.log_end_offset();
+            self.replicas.become_follower(&part, key.topic_id, p.leader, p.leader_epoch, leo);
         }
         for key in &changes.stopped {
             if let Some(t) = old.topics.get(&key.topic_id) {
-                self.replicas.stop(&TopicPartition::new(t.name.clone(), key.partition as i32));
+                let tp = TopicPartition::new(t.name.clone(), key.partition as i32);
+                match self.partition_data(&tp).await {
+                    Some((part, _data)) => self.replicas.stop_partition(&part),
+                    None => self.replicas.stop(&tp),
+                }
             }
         }
-        drop(state);
         // Roles changed: waiting fetches and produces re-check.
         self.appended.notify_waiters();
         // Group coordination follows the offsets partitions' leadership.
@@ -178,22 +171,41 @@ impl Broker {
         if wanted.is_empty() {
             return Vec::new();
         }
-        let state = self.lock().await;
-        let Some(logs) = state.logs.as_ref() else { return Vec::new() };
-        wanted
-            .into_iter()
-            .filter_map(|(name, topic_id, partition, partition_epoch)| {
-                let log = logs.get(&TopicPartition::new(name, partition as i32))?;
-                let last_epoch = log.epochs().latest().map(|e| e.epoch).unwrap_or(-1);
-                Some(cluster::metadata::ReplicaLogInfo {
-                    topic_id,
-                    partition,
-                    partition_epoch,
-                    last_epoch,
-                    log_end_offset: log.log_end_offset(),
-                })
-            })
-            .collect()
+        let mut out = Vec::new();
+        for (name, topic_id, partition, partition_epoch) in wanted {
+            let tp = TopicPartition::new(name, partition as i32);
+            let Some((_, data)) = self.partition_data(&tp).await else { continue };
+            let log = &data.log;
+            let last_epoch = log.epochs().latest().map(|e| e.epoch).unwrap_or(-1);
+            out.push(cluster::metadata::ReplicaLogInfo {
+                topic_id,
+                partition,
+                partition_epoch,
+                last_epoch,
+                log_end_offset: log.log_end_offset(),
+            });
+        }
+        out
+    }
+
+    /// `tp`'s partition with its data locked, if it has an open log here.
+    pub(crate) async fn partition_data(
+        &self,
+        tp: &TopicPartition,
+    ) -> Option<(Arc<Partition>, OwnedData)> {
+        self.partitions.locked(tp).await
+    }
+
+    /// What a replica fetcher works with (it never sees the broker itself).
+    fn fetcher_env(&self) -> fetcher::FetcherEnv {
+        fetcher::FetcherEnv {
+            node_id: self.config.node_id,
+            config: self.config.replication.clone(),
+            partitions: self.partitions.clone(),
+            replicas: self.replicas.clone(),
+            cost: self.cost_hook(),
+            appended: self.appended.clone(),
+        }
     }
 
     async fn load_hw_checkpoint(&self) {
@@ -318,7 +330,7 @@ pub async fn run(
             for leader in broker.replicas.followed_leaders() {
                 if fetchers.get(&leader).is_none_or(|h| h.is_finished()) {
                     let h = tokio::spawn(fetcher::run(
-                        broker.clone(),
+                        broker.fetcher_env(),
                         link.clone(),
                         leader,
                         net.clone(),

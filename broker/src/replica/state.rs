@@ -6,12 +6,13 @@
 //! started following, and its own HW). Partitions without a role are not served (single-node mode
 //! never has roles: [`Replicas::high_watermark`] is `None` and callers use the log end).
 //!
-//! No IO and no `.await` here: one std mutex, held for a few map operations. Lock order: the
-//! broker's state lock (logs) first, then this one; role changes are made with the broker's state
-//! lock held, so a path holding it (an append, a follower's append, a fetch) sees a stable role.
+//! No IO and no `.await` here. Each partition's role and `acks=all` waiters live in its
+//! [`Partition`] (see `crate::partition` for the lock rules); [`Replicas`] reaches them through
+//! the partition map and keeps what spans partitions.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
 use cluster::isr::{
     AlterPartitionResponse, FetchError, FetchOutcome, IsrChange, IsrConfig, LeaderStart,
@@ -21,6 +22,7 @@ use cluster::metadata::{BrokerId, PartitionState, TopicId};
 use tokio::sync::oneshot;
 
 use crate::log::TopicPartition;
+use crate::partition::{Partition, Partitions, RoleSlot};
 
 /// `acks=all` produces waiting at once, broker-wide; beyond it produces are refused.
 pub const ACK_WAITERS_MAX: usize = 100_000;
@@ -71,9 +73,6 @@ pub struct ReplicaCounters {
 
 #[derive(Debug, Default)]
 struct Inner {
-    parts: BTreeMap<TopicPartition, Role>,
-    waiters: BTreeMap<u64, oneshot::Sender<Result<(), ProduceError>>>,
-    next_ack_id: u64,
     /// HWs read from `replication-offset-checkpoint` at start: where a partition's HW starts when
     /// it first gets a role (capped at the log end).
     checkpoint: BTreeMap<TopicPartition, i64>,
@@ -82,42 +81,63 @@ struct Inner {
     counters: ReplicaCounters,
 }
 
-#[derive(Debug, Default)]
+/// The broker-wide side of replication: each partition's role lives in its [`Partition`]; this
+/// holds what spans partitions (the HW checkpoint read at start, queued ISR changes, counters,
+/// the count of `acks=all` waiters). Its lock is a std mutex never held across an `.await` nor
+/// while taking a partition's role lock.
+#[derive(Debug)]
 pub struct Replicas {
+    partitions: Arc<Partitions>,
     inner: Mutex<Inner>,
+    /// `acks=all` produces waiting, broker-wide (bounded by [`ACK_WAITERS_MAX`]).
+    waiting: AtomicUsize,
     /// Woken when an ISR change is queued.
     pub(crate) alter_ready: tokio::sync::Notify,
 }
 
-impl Inner {
-    /// Hands decided `acks=all` results to their waiting requests.
-    fn deliver(&mut self, done: Vec<(u64, Result<(), ProduceError>)>) {
-        for (id, r) in done {
-            if let Some(tx) = self.waiters.remove(&id) {
-                let _ = tx.send(r);
-            }
+/// Hands decided `acks=all` results to their waiting requests.
+fn deliver(slot: &mut RoleSlot, waiting: &AtomicUsize, done: Vec<(u64, Result<(), ProduceError>)>) {
+    for (id, r) in done {
+        if let Some(tx) = slot.waiters.remove(&id) {
+            waiting.fetch_sub(1, Ordering::Relaxed);
+            let _ = tx.send(r);
         }
-    }
-
-    fn queue_alter(
-        &mut self,
-        tp: &TopicPartition,
-        topic_id: TopicId,
-        change: IsrChange,
-        expand: bool,
-    ) {
-        if expand {
-            self.counters.isr_expands += 1;
-        } else {
-            self.counters.isr_shrinks += 1;
-        }
-        self.alter_queue.push(AlterIsr { tp: tp.clone(), topic_id, change });
     }
 }
 
 impl Replicas {
+    pub fn new(partitions: Arc<Partitions>) -> Self {
+        Self {
+            partitions,
+            inner: Mutex::default(),
+            waiting: AtomicUsize::new(0),
+            alter_ready: tokio::sync::Notify::new(),
+        }
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn queue_alter(&self, tp: &TopicPartition, topic_id: TopicId, change: IsrChange, expand: bool) {
+        let mut g = self.lock();
+        if expand {
+            g.counters.isr_expands += 1;
+        } else {
+            g.counters.isr_shrinks += 1;
+        }
+        g.alter_queue.push(AlterIsr { tp: tp.clone(), topic_id, change });
+    }
+
+    /// Runs `f` on `tp`'s role slot (`None` when there is no such partition).
+    fn with_slot<T>(&self, tp: &TopicPartition, f: impl FnOnce(&mut RoleSlot) -> T) -> Option<T> {
+        let p = self.partitions.get(tp)?;
+        let mut slot = p.role();
+        Some(f(&mut slot))
+    }
+
+    fn with_role<T>(&self, tp: &TopicPartition, f: impl FnOnce(&Role) -> T) -> Option<T> {
+        self.with_slot(tp, |s| s.role.as_ref().map(f)).flatten()
     }
 
     pub fn set_checkpoint(&self, hws: BTreeMap<TopicPartition, i64>) {
@@ -126,10 +146,11 @@ impl Replicas {
 
     /// The HW of every partition with a role (for the checkpoint file).
     pub fn hw_snapshot(&self) -> BTreeMap<TopicPartition, i64> {
-        let g = self.lock();
-        let mut out = g.checkpoint.clone();
-        for (tp, r) in &g.parts {
-            out.insert(tp.clone(), role_hw(r));
+        let mut out = self.lock().checkpoint.clone();
+        for p in self.partitions.all() {
+            if let Some(r) = &p.role().role {
+                out.insert(p.tp.clone(), role_hw(r));
+            }
         }
         out
     }
@@ -138,66 +159,71 @@ impl Replicas {
         self.lock().counters
     }
 
+    fn count_roles(&self, f: impl Fn(&Role) -> bool) -> usize {
+        self.partitions.all().iter().filter(|p| p.role().role.as_ref().is_some_and(&f)).count()
+    }
+
     /// Leader partitions whose ISR is smaller than their replica set.
     pub fn under_replicated(&self) -> usize {
-        self.lock()
-            .parts
-            .values()
-            .filter(|r| matches!(r, Role::Leader { state, .. } if state.isr().len() < state.replicas().len()))
-            .count()
+        self.count_roles(|r| matches!(r, Role::Leader { state, .. } if state.isr().len() < state.replicas().len()))
     }
 
     /// Partitions this broker leads.
     pub fn leader_count(&self) -> usize {
-        self.lock().parts.values().filter(|r| matches!(r, Role::Leader { .. })).count()
+        self.count_roles(|r| matches!(r, Role::Leader { .. }))
     }
 
     /// `Some(hw)` for a partition with a role; `None` when it has none (single-node mode, or not
     /// yet assigned): callers then use the log end.
     pub fn high_watermark(&self, tp: &TopicPartition) -> Option<i64> {
-        self.lock().parts.get(tp).map(role_hw)
+        self.with_role(tp, role_hw)
     }
 
     pub fn has_roles(&self) -> bool {
-        !self.lock().parts.is_empty()
+        self.count_roles(|_| true) > 0
     }
 
     /// `Some(leader epoch)` when this broker leads `tp`.
     pub fn leading_epoch(&self, tp: &TopicPartition) -> Option<i32> {
-        match self.lock().parts.get(tp) {
-            Some(Role::Leader { state, .. }) => Some(state.leader_epoch()),
+        self.with_role(tp, |r| match r {
+            Role::Leader { state, .. } => Some(state.leader_epoch()),
             _ => None,
-        }
+        })
+        .flatten()
     }
 
     /// (leader, leader epoch) as this replica knows them.
     pub fn current_leader(&self, tp: &TopicPartition) -> Option<(BrokerId, i32)> {
-        match self.lock().parts.get(tp)? {
-            Role::Leader { state, .. } => Some((state.leader(), state.leader_epoch())),
-            Role::Follower { leader, leader_epoch, .. } => Some((*leader, *leader_epoch)),
-        }
+        self.with_role(tp, |r| match r {
+            Role::Leader { state, .. } => (state.leader(), state.leader_epoch()),
+            Role::Follower { leader, leader_epoch, .. } => (*leader, *leader_epoch),
+        })
     }
 
     /// `acks=all` admission before the append (NOT_ENOUGH_REPLICAS).
     pub fn check_produce(&self, tp: &TopicPartition) -> Result<(), ProduceError> {
-        let g = self.lock();
-        if g.waiters.len() >= ACK_WAITERS_MAX {
+        if self.waiting.load(Ordering::Relaxed) >= ACK_WAITERS_MAX {
             return Err(ProduceError::TooManyPendingAcks);
         }
-        match g.parts.get(tp) {
-            Some(Role::Leader { state, .. }) => state.check_produce(),
+        match self.with_role(tp, |r| match r {
+            Role::Leader { state, .. } => state.check_produce(),
             _ => Err(ProduceError::NotLeaderOrFollower),
+        }) {
+            Some(r) => r,
+            None => Err(ProduceError::NotLeaderOrFollower),
         }
     }
 
     /// The leader appended: its LEO is now `leo`. Returns whether the HW advanced.
     pub fn on_leader_append(&self, tp: &TopicPartition, leo: i64) -> bool {
-        let mut g = self.lock();
-        let Some(Role::Leader { state, .. }) = g.parts.get_mut(tp) else { return false };
-        let advanced = state.on_leader_append(leo);
-        let done = state.take_completed();
-        g.deliver(done);
-        advanced
+        self.with_slot(tp, |slot| {
+            let Some(Role::Leader { state, .. }) = slot.role.as_mut() else { return false };
+            let advanced = state.on_leader_append(leo);
+            let done = state.take_completed();
+            deliver(slot, &self.waiting, done);
+            advanced
+        })
+        .unwrap_or(false)
     }
 
     /// Registers an appended `acks=all` produce ending at `last_offset`.
@@ -206,18 +232,21 @@ impl Replicas {
         tp: &TopicPartition,
         last_offset: i64,
     ) -> Result<oneshot::Receiver<Result<(), ProduceError>>, ProduceError> {
-        let mut g = self.lock();
-        let id = g.next_ack_id;
-        g.next_ack_id += 1;
-        let (tx, rx) = oneshot::channel();
-        let Some(Role::Leader { state, .. }) = g.parts.get_mut(tp) else {
-            return Err(ProduceError::NotLeaderOrFollower);
-        };
-        state.await_ack(id, last_offset)?;
-        let done = state.take_completed();
-        g.waiters.insert(id, tx);
-        g.deliver(done);
-        Ok(rx)
+        self.with_slot(tp, |slot| {
+            let id = slot.next_ack_id;
+            slot.next_ack_id += 1;
+            let (tx, rx) = oneshot::channel();
+            let Some(Role::Leader { state, .. }) = slot.role.as_mut() else {
+                return Err(ProduceError::NotLeaderOrFollower);
+            };
+            state.await_ack(id, last_offset)?;
+            let done = state.take_completed();
+            slot.waiters.insert(id, tx);
+            self.waiting.fetch_add(1, Ordering::Relaxed);
+            deliver(slot, &self.waiting, done);
+            Ok(rx)
+        })
+        .unwrap_or(Err(ProduceError::NotLeaderOrFollower))
     }
 
     /// A follower's fetch reached the leader: checks its leader epoch and records its LEO.
@@ -229,38 +258,39 @@ impl Replicas {
         fetch_offset: i64,
         now_ms: u64,
     ) -> Result<(i64, bool), FetchError> {
-        let mut g = self.lock();
-        let Some(Role::Leader { state, topic_id }) = g.parts.get_mut(tp) else {
-            return Err(FetchError::UnknownReplica(replica));
-        };
-        let topic_id = *topic_id;
-        let FetchOutcome { hw_advanced, propose } =
-            state.on_follower_fetch(replica, fetch_offset, now_ms)?;
-        let hw = state.high_watermark();
-        let done = state.take_completed();
-        g.deliver(done);
-        if let Some(change) = propose {
-            g.queue_alter(tp, topic_id, change, true);
-            drop(g);
+        let r = self.with_slot(tp, |slot| {
+            let Some(Role::Leader { state, topic_id }) = slot.role.as_mut() else {
+                return Err(FetchError::UnknownReplica(replica));
+            };
+            let topic_id = *topic_id;
+            let FetchOutcome { hw_advanced, propose } =
+                state.on_follower_fetch(replica, fetch_offset, now_ms)?;
+            let hw = state.high_watermark();
+            let done = state.take_completed();
+            deliver(slot, &self.waiting, done);
+            Ok((hw, hw_advanced, propose.map(|c| (topic_id, c))))
+        });
+        let (hw, advanced, propose) = r.unwrap_or(Err(FetchError::UnknownReplica(replica)))?;
+        if let Some((topic_id, change)) = propose {
+            self.queue_alter(tp, topic_id, change, true);
             self.alter_ready.notify_one();
         }
-        Ok((hw, hw_advanced))
+        Ok((hw, advanced))
     }
 
     /// Leaders whose lagging followers should leave the ISR: queues the proposals.
     pub fn maybe_shrink_all(&self, now_ms: u64) -> usize {
-        let mut g = self.lock();
         let mut changes = Vec::new();
-        for (tp, r) in g.parts.iter_mut() {
-            if let Role::Leader { state, topic_id } = r {
+        for p in self.partitions.all() {
+            if let Some(Role::Leader { state, topic_id }) = p.role().role.as_mut() {
                 if let Some(c) = state.maybe_shrink(now_ms) {
-                    changes.push((tp.clone(), *topic_id, c));
+                    changes.push((p.tp.clone(), *topic_id, c));
                 }
             }
         }
         let n = changes.len();
         for (tp, id, c) in changes {
-            g.queue_alter(&tp, id, c, false);
+            self.queue_alter(&tp, id, c, false);
         }
         n
     }
@@ -277,187 +307,203 @@ impl Replicas {
         leader_epoch: i32,
         response: AlterPartitionResponse,
     ) -> bool {
-        let mut g = self.lock();
-        let Some(Role::Leader { state, .. }) = g.parts.get_mut(tp) else { return false };
-        if state.leader_epoch() != leader_epoch {
-            return false;
-        }
-        let advanced = state.on_alter_partition_response(response);
-        let done = state.take_completed();
-        g.deliver(done);
-        advanced
+        self.with_slot(tp, |slot| {
+            let Some(Role::Leader { state, .. }) = slot.role.as_mut() else { return false };
+            if state.leader_epoch() != leader_epoch {
+                return false;
+            }
+            let advanced = state.on_alter_partition_response(response);
+            let done = state.take_completed();
+            deliver(slot, &self.waiting, done);
+            advanced
+        })
+        .unwrap_or(false)
     }
 
-    /// Metadata names `me` leader of `tp`. A new leadership (or a new leader epoch) starts a
+    /// Ends a leadership in `slot` (if any): its waiting produces fail.
+    fn resign(&self, slot: &mut RoleSlot) {
+        if let Some(Role::Leader { mut state, .. }) = slot.role.take() {
+            let done = state.resign();
+            deliver(slot, &self.waiting, done);
+        }
+    }
+
+    /// Metadata names `me` leader of `p`. A new leadership (or a new leader epoch) starts a
     /// [`LeaderState`] at the log's `leo` with this replica's HW; the same leadership takes the
     /// new ISR / partition epoch. `ineligible`: replicas metadata calls fenced (KIP-841).
+    /// Called with `p`'s data lock held (roles change under it).
     #[allow(clippy::too_many_arguments)]
-    pub fn become_leader(
+    pub(crate) fn become_leader(
         &self,
-        tp: &TopicPartition,
+        p: &Partition,
         topic_id: TopicId,
-        p: &PartitionState,
+        ps: &PartitionState,
         me: BrokerId,
         leo: i64,
         config: IsrConfig,
         ineligible: BTreeSet<BrokerId>,
         now_ms: u64,
     ) -> bool {
-        assert_eq!(p.leader, me, "become_leader for a partition led by {}", p.leader);
-        let mut g = self.lock();
-        let prior_hw =
-            g.parts.get(tp).map(role_hw).or_else(|| g.checkpoint.get(tp).copied()).unwrap_or(0);
-        if let Some(Role::Leader { state, .. }) = g.parts.get_mut(tp) {
-            if state.leader_epoch() == p.leader_epoch {
+        assert_eq!(ps.leader, me, "become_leader for a partition led by {}", ps.leader);
+        let tp = &p.tp;
+        let checkpointed = self.lock().checkpoint.get(tp).copied();
+        let mut slot = p.role();
+        let prior_hw = slot.role.as_ref().map(role_hw).or(checkpointed).unwrap_or(0);
+        if let Some(Role::Leader { state, .. }) = slot.role.as_mut() {
+            if state.leader_epoch() == ps.leader_epoch {
                 state.set_ineligible_replicas(ineligible);
-                let advanced = state.on_metadata_isr(p.isr.clone(), p.partition_epoch);
+                let advanced = state.on_metadata_isr(ps.isr.clone(), ps.partition_epoch);
                 let done = state.take_completed();
-                g.deliver(done);
+                deliver(&mut slot, &self.waiting, done);
                 return advanced;
             }
         }
-        if let Some(Role::Leader { mut state, .. }) = g.parts.remove(tp) {
-            let done = state.resign();
-            g.deliver(done);
-        }
-        let mut isr = p.isr.clone();
+        self.resign(&mut slot);
+        let mut isr = ps.isr.clone();
         if !isr.contains(&me) {
             // Metadata elected us outside the ISR (an unclean election): the ISR is us.
             isr = vec![me];
         }
         let start = LeaderStart {
             leader: me,
-            leader_epoch: p.leader_epoch,
-            partition_epoch: p.partition_epoch,
-            replicas: p.replicas.clone(),
+            leader_epoch: ps.leader_epoch,
+            partition_epoch: ps.partition_epoch,
+            replicas: ps.replicas.clone(),
             isr,
             leo,
             hw: prior_hw.clamp(0, leo),
         };
         let mut state = LeaderState::new(config, start, now_ms);
         state.set_ineligible_replicas(ineligible);
-        g.counters.leaderships_started += 1;
-        tracing::info!(partition = %tp, leader_epoch = p.leader_epoch, isr = ?p.isr, leo, hw = state.high_watermark(), "became leader");
-        g.parts.insert(tp.clone(), Role::Leader { topic_id, state });
+        tracing::info!(partition = %tp, leader_epoch = ps.leader_epoch, isr = ?ps.isr, leo, hw = state.high_watermark(), "became leader");
+        slot.role = Some(Role::Leader { topic_id, state });
+        drop(slot);
+        self.lock().counters.leaderships_started += 1;
         true
     }
 
     /// Metadata names `leader` (at `leader_epoch`) for a partition `me` follows. Returns whether
-    /// anything changed (a new leader or epoch: the fetcher truncates by epoch first).
-    pub fn become_follower(
+    /// anything changed (a new leader or epoch: the fetcher truncates by epoch first). Called
+    /// with `p`'s data lock held.
+    pub(crate) fn become_follower(
         &self,
-        tp: &TopicPartition,
+        p: &Partition,
         topic_id: TopicId,
         leader: BrokerId,
         leader_epoch: i32,
         leo: i64,
     ) -> bool {
-        let mut g = self.lock();
-        if let Some(Role::Follower { leader: l, leader_epoch: e, .. }) = g.parts.get(tp) {
+        let tp = &p.tp;
+        let checkpointed = self.lock().checkpoint.get(tp).copied();
+        let mut slot = p.role();
+        if let Some(Role::Follower { leader: l, leader_epoch: e, .. }) = &slot.role {
             if *l == leader && *e == leader_epoch {
                 return false;
             }
         }
-        let prior_hw =
-            g.parts.get(tp).map(role_hw).or_else(|| g.checkpoint.get(tp).copied()).unwrap_or(0);
-        if let Some(Role::Leader { mut state, .. }) = g.parts.remove(tp) {
-            let done = state.resign();
-            g.deliver(done);
-        }
+        let prior_hw = slot.role.as_ref().map(role_hw).or(checkpointed).unwrap_or(0);
+        self.resign(&mut slot);
         tracing::info!(partition = %tp, leader, leader_epoch, "became follower");
-        g.parts.insert(
-            tp.clone(),
-            Role::Follower {
-                topic_id,
-                leader,
-                leader_epoch,
-                hw: prior_hw.clamp(0, leo),
-                truncated: false,
-            },
-        );
+        slot.role = Some(Role::Follower {
+            topic_id,
+            leader,
+            leader_epoch,
+            hw: prior_hw.clamp(0, leo),
+            truncated: false,
+        });
         true
     }
 
     /// This broker no longer replicates `tp`.
     pub fn stop(&self, tp: &TopicPartition) {
-        let mut g = self.lock();
-        if let Some(Role::Leader { mut state, .. }) = g.parts.remove(tp) {
-            let done = state.resign();
-            g.deliver(done);
+        if let Some(p) = self.partitions.get(tp) {
+            self.stop_partition(&p);
         }
+    }
+
+    /// This broker no longer replicates `p` (also for a partition already out of the map).
+    pub(crate) fn stop_partition(&self, p: &Partition) {
+        let mut slot = p.role();
+        self.resign(&mut slot);
+        slot.role = None;
     }
 
     /// Every partition: fail waiting produces (shutdown).
     pub fn stop_all(&self) {
-        let tps: Vec<TopicPartition> = self.lock().parts.keys().cloned().collect();
-        for tp in tps {
-            self.stop(&tp);
+        for p in self.partitions.all() {
+            self.stop_partition(&p);
         }
     }
 
     /// Partitions followed from `leader`, in order.
     pub fn followed_from(&self, leader: BrokerId) -> Vec<Followed> {
-        self.lock()
-            .parts
-            .iter()
-            .filter_map(|(tp, r)| match r {
-                Role::Follower { leader: l, leader_epoch, truncated, .. } if *l == leader => {
-                    Some(Followed {
-                        tp: tp.clone(),
+        let mut out = Vec::new();
+        for p in self.partitions.all() {
+            if let Some(Role::Follower { leader: l, leader_epoch, truncated, .. }) = &p.role().role
+            {
+                if *l == leader {
+                    out.push(Followed {
+                        tp: p.tp.clone(),
                         leader_epoch: *leader_epoch,
                         truncated: *truncated,
-                    })
+                    });
                 }
-                _ => None,
-            })
-            .collect()
+            }
+        }
+        out
     }
 
     /// Leaders this broker follows someone of.
     pub fn followed_leaders(&self) -> BTreeSet<BrokerId> {
-        self.lock()
-            .parts
-            .values()
-            .filter_map(|r| match r {
-                Role::Follower { leader, .. } => Some(*leader),
-                _ => None,
-            })
-            .collect()
+        let mut out = BTreeSet::new();
+        for p in self.partitions.all() {
+            if let Some(Role::Follower { leader, .. }) = &p.role().role {
+                out.insert(*leader);
+            }
+        }
+        out
     }
 
-    /// Whether `tp` is still followed from `leader` at `leader_epoch` (checked, under the broker's
-    /// state lock, before a fetched batch is appended).
+    /// Whether `tp` is still followed from `leader` at `leader_epoch` (checked, under the
+    /// partition's data lock, before a fetched batch is appended).
     pub fn still_following(
         &self,
         tp: &TopicPartition,
         leader: BrokerId,
         leader_epoch: i32,
     ) -> bool {
-        matches!(self.lock().parts.get(tp), Some(Role::Follower { leader: l, leader_epoch: e, .. }) if *l == leader && *e == leader_epoch)
+        self.with_role(tp, |r| matches!(r, Role::Follower { leader: l, leader_epoch: e, .. } if *l == leader && *e == leader_epoch)).unwrap_or(false)
+    }
+
+    /// Runs `f` on `tp`'s follower state if it follows at `leader_epoch`.
+    fn with_follower(
+        &self,
+        tp: &TopicPartition,
+        leader_epoch: i32,
+        f: impl FnOnce(&mut bool, &mut i64),
+    ) {
+        self.with_slot(tp, |slot| {
+            if let Some(Role::Follower { leader_epoch: e, truncated, hw, .. }) = slot.role.as_mut()
+            {
+                if *e == leader_epoch {
+                    f(truncated, hw);
+                }
+            }
+        });
     }
 
     /// The follower truncated by epoch; its HW is capped at the new log end.
     pub fn mark_truncated(&self, tp: &TopicPartition, leader_epoch: i32, leo: i64) {
-        if let Some(Role::Follower { leader_epoch: e, truncated, hw, .. }) =
-            self.lock().parts.get_mut(tp)
-        {
-            if *e == leader_epoch {
-                *truncated = true;
-                *hw = (*hw).min(leo);
-            }
-        }
+        self.with_follower(tp, leader_epoch, |truncated, hw| {
+            *truncated = true;
+            *hw = (*hw).min(leo);
+        });
     }
 
     /// The follower must truncate by epoch again (e.g. the leader said its fetch offset is out of
     /// range).
     pub fn mark_untruncated(&self, tp: &TopicPartition, leader_epoch: i32) {
-        if let Some(Role::Follower { leader_epoch: e, truncated, .. }) =
-            self.lock().parts.get_mut(tp)
-        {
-            if *e == leader_epoch {
-                *truncated = false;
-            }
-        }
+        self.with_follower(tp, leader_epoch, |truncated, _| *truncated = false);
     }
 
     /// A follower fetch answered: the leader's HW was `leader_hw`, the local log ends at `leo`.
@@ -470,11 +516,7 @@ impl Replicas {
         leader_hw: i64,
         leo: i64,
     ) {
-        if let Some(Role::Follower { leader_epoch: e, hw, .. }) = self.lock().parts.get_mut(tp) {
-            if *e == leader_epoch {
-                *hw = (*hw).max(leader_hw).min(leo);
-            }
-        }
+        self.with_follower(tp, leader_epoch, |_, hw| *hw = (*hw).max(leader_hw).min(leo));
     }
 }
 

@@ -2,6 +2,9 @@
 //! (`kafka-protocol`'s), and a runtime shim so the same async test body runs in both worlds.
 #![allow(dead_code)]
 
+#[cfg(not(madsim))]
+pub mod server;
+
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::records::{

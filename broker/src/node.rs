@@ -1,0 +1,210 @@
+//! One way to start a broker node, in either world: open the data directory (recovery), install
+//! the cost hook, bind the listener and advertise an address, start the background tasks, the
+//! controller side (combined mode) and the request server. `broker serve` passes real storage, TCP
+//! and a no-op cost hook; the simulator and tests pass simulated ones. Nothing here knows which
+//! world it runs in: storage, transport, cost hook and seed come from the caller.
+
+use std::io;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use disk_model::Storage;
+use net_model::{CostHook, Network};
+use thiserror::Error;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::broker::{Broker, BrokerError};
+use crate::config::BrokerConfig;
+use crate::controller::link::RpcLink;
+use crate::controller::node::ControllerHandle;
+
+/// Why a node did not start (or did not stop cleanly).
+#[derive(Debug, Error)]
+pub enum NodeError {
+    #[error("could not open the data directory: {0}")]
+    Open(#[source] BrokerError),
+    #[error("could not listen on {addr}: {source}")]
+    Listen { addr: String, source: io::Error },
+    #[error("could not start in combined mode: {0}")]
+    Combined(String),
+    #[error("clean shutdown failed: {0}")]
+    Shutdown(#[source] BrokerError),
+}
+
+/// What a node is started with: the world-specific parts are passed in.
+pub struct NodeOptions {
+    pub config: BrokerConfig,
+    /// The disk (real files or a simulated disk).
+    pub storage: Arc<dyn Storage>,
+    /// The data directory inside `storage` (Kafka's `log.dirs` entry; "" for its root).
+    pub data_dir: PathBuf,
+    /// The transport: the listener is bound on it, and combined mode talks through it.
+    pub net: Arc<dyn Network>,
+    /// `host:port` to listen on (port 0: any free port).
+    pub listen: String,
+    /// What Metadata advertises; `None`: the bound address (a wildcard host becomes 127.0.0.1).
+    /// `advertised.listeners` in the config overrides either.
+    pub advertised: Option<(String, i32)>,
+    /// The CPU seam (`None`: the real CPU, which charges nothing).
+    pub cost: Option<Arc<dyn CostHook>>,
+    /// Seeds election timeouts and the broker's incarnation (OS entropy for real, the scenario
+    /// seed in the simulator).
+    pub seed: u64,
+    /// Serve Prometheus metrics on this `host:port` too.
+    pub metrics_listen: Option<String>,
+}
+
+impl NodeOptions {
+    /// Options with no cost hook, no metrics listener and the bound address advertised.
+    pub fn new(
+        config: BrokerConfig,
+        storage: Arc<dyn Storage>,
+        net: Arc<dyn Network>,
+        listen: &str,
+        seed: u64,
+    ) -> Self {
+        Self {
+            config,
+            storage,
+            data_dir: PathBuf::new(),
+            net,
+            listen: listen.to_string(),
+            advertised: None,
+            cost: None,
+            seed,
+            metrics_listen: None,
+        }
+    }
+}
+
+/// A running node. Dropping it leaves its tasks running; [`NodeHandle::shutdown`] stops them
+/// cleanly, [`NodeHandle::halt`] stops them without flushing (a crash).
+pub struct NodeHandle {
+    pub broker: Arc<Broker>,
+    /// The address the listener is bound to.
+    pub bound: String,
+    /// The address Metadata advertises.
+    pub advertised: (String, i32),
+    /// Where metrics are served, when asked for.
+    pub metrics_addr: Option<String>,
+    /// Combined mode: this node's controller (when a voter) and its broker's controller link.
+    pub controller: Option<ControllerHandle>,
+    pub link: Option<Arc<RpcLink>>,
+    stop: watch::Sender<bool>,
+    server: JoinHandle<()>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+/// Starts a node (see the module doc for the order of steps).
+pub async fn start(opts: NodeOptions) -> Result<NodeHandle, NodeError> {
+    let NodeOptions {
+        config,
+        storage,
+        data_dir,
+        net,
+        listen,
+        advertised,
+        cost,
+        seed,
+        metrics_listen,
+    } = opts;
+    let broker = Arc::new(
+        Broker::open(config.clone(), storage.clone(), &data_dir).await.map_err(NodeError::Open)?,
+    );
+    if let Some(hook) = cost {
+        broker.set_cost_hook(hook);
+    }
+    let listen_err = |addr: &str, source| NodeError::Listen { addr: addr.to_string(), source };
+    let listener = net.bind(&listen).await.map_err(|e| listen_err(&listen, e))?;
+    let bound = listener.local_addr().map_err(|e| listen_err(&listen, e))?;
+    let (host, port) = advertised.unwrap_or_else(|| address_of(&bound));
+    broker.set_advertised(&host, port);
+    let advertised = broker.advertised();
+    let (stop, rx) = watch::channel(false);
+    let mut tasks = Vec::new();
+    let mut metrics_addr = None;
+    if let Some(addr) = metrics_listen {
+        let ml = net.bind(&addr).await.map_err(|e| listen_err(&addr, e))?;
+        metrics_addr = Some(ml.local_addr().map_err(|e| listen_err(&addr, e))?);
+        tasks.push(tokio::spawn(crate::metrics_http::run(broker.clone(), ml, rx.clone())));
+    }
+    tasks.push(tokio::spawn(crate::tasks::run(broker.clone(), rx.clone())));
+    let started = crate::controller::combined::start(
+        &config,
+        net,
+        storage,
+        &broker,
+        (&advertised.0, advertised.1),
+        seed,
+        &rx,
+    )
+    .await
+    .map_err(NodeError::Combined)?;
+    tasks.extend(started.tasks);
+    let server = tokio::spawn(crate::server::run(broker.clone(), listener, rx));
+    Ok(NodeHandle {
+        broker,
+        bound,
+        advertised,
+        metrics_addr,
+        controller: started.controller,
+        link: started.link,
+        stop,
+        server,
+        tasks,
+    })
+}
+
+/// `host:port` → (host, port); a wildcard host becomes 127.0.0.1, IPv6 brackets are dropped.
+fn address_of(bound: &str) -> (String, i32) {
+    let (host, port) = bound
+        .rsplit_once(':')
+        .map(|(h, p)| (h.to_string(), p.parse().unwrap_or(9092)))
+        .unwrap_or((bound.to_string(), 9092));
+    let host = if host == "0.0.0.0" || host == "[::]" { "127.0.0.1".to_string() } else { host };
+    (host.trim_matches(|c| c == '[' || c == ']').to_string(), port)
+}
+
+/// How long a clean shutdown waits for the server, then for each background task.
+const SERVER_STOP_WAIT: Duration = Duration::from_secs(10);
+const TASK_STOP_WAIT: Duration = Duration::from_secs(2);
+
+impl NodeHandle {
+    /// Clean shutdown: controlled shutdown with the controller (combined mode, while this node's
+    /// controller still votes), then every task ends, then logs are flushed and the
+    /// clean-shutdown marker written.
+    pub async fn shutdown(self) -> Result<(), NodeError> {
+        if let Some(link) = &self.link {
+            if let Err(e) = link.controlled_shutdown().await {
+                tracing::warn!(error = %e, "controlled shutdown: could not reach the controller; fenced after the session timeout instead");
+            }
+        }
+        let _ = self.stop.send(true);
+        let _ = tokio::time::timeout(SERVER_STOP_WAIT, self.server).await;
+        for t in self.tasks {
+            let _ = tokio::time::timeout(TASK_STOP_WAIT, t).await;
+        }
+        let controller = self.controller;
+        let result = self.broker.shutdown().await.map_err(NodeError::Shutdown);
+        drop(controller);
+        result
+    }
+
+    /// Tells every task to stop, flushing nothing (what a crash leaves behind).
+    pub fn halt(&self) {
+        let _ = self.stop.send(true);
+    }
+
+    /// Ends the server and the background tasks, leaving the logs open (for tests that inspect
+    /// the broker afterwards); returns the broker.
+    pub async fn stop_tasks(self) -> Arc<Broker> {
+        let _ = self.stop.send(true);
+        let _ = self.server.await;
+        for t in self.tasks {
+            let _ = t.await;
+        }
+        self.broker
+    }
+}
