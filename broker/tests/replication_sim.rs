@@ -9,6 +9,7 @@
 //!   watermark stands still until the ISR is whole again (KIP-966), and consumers never read past
 //!   it.
 #![cfg(madsim)]
+#![allow(clippy::field_reassign_with_default)]
 
 mod support;
 
@@ -35,7 +36,7 @@ use kafka_protocol::messages::produce_response::ProduceResponse;
 use kafka_protocol::messages::{ApiKey, BrokerId, TopicName};
 use kafka_protocol::protocol::StrBytes;
 use net_model::sim::SimNetConfig;
-use net_model::{Network, SimNet};
+use net_model::SimNet;
 use tokio::time::Instant;
 
 const TOPIC: &str = "orders";
