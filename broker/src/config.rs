@@ -440,24 +440,10 @@ impl BrokerConfig {
     }
 }
 
-/// Parses Java-properties-like text into (key, value) pairs in order.
+/// Parses Java-properties text into (key, value) pairs in order (the one parser, in kafka-types).
 pub fn parse_properties(text: &str) -> Result<Vec<(String, String)>, ConfigError> {
-    let mut out = Vec::new();
-    for (i, raw) in text.lines().enumerate() {
-        let line = raw.trim();
-        if line.is_empty() || line.starts_with('#') || line.starts_with('!') {
-            continue;
-        }
-        let Some(idx) = line.find(['=', ':']) else {
-            return Err(ConfigError::BadLine { line: i + 1, text: raw.to_string() });
-        };
-        let (k, v) = (line[..idx].trim(), line[idx + 1..].trim());
-        if k.is_empty() {
-            return Err(ConfigError::BadLine { line: i + 1, text: raw.to_string() });
-        }
-        out.push((k.to_string(), v.to_string()));
-    }
-    Ok(out)
+    kafka_types::parse_properties(text)
+        .map_err(|e| ConfigError::BadLine { line: e.line, text: e.text })
 }
 
 #[cfg(test)]

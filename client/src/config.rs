@@ -109,25 +109,10 @@ fn parse_bool(key: &str, value: &str) -> Result<bool, ConfigError> {
     }
 }
 
-/// Parses Java-properties-like text into (key, value) pairs in file order: `key=value` or
-/// `key:value` lines, `#`/`!` comments, blank lines; keys and values trimmed.
+/// Parses Java-properties text into (key, value) pairs in file order (the one parser, in
+/// kafka-types, shared with the broker's `server.properties`).
 pub fn parse_properties(text: &str) -> Result<Vec<(String, String)>, ConfigError> {
-    let mut pairs = Vec::new();
-    for line in text.lines() {
-        let line = line.trim();
-        if line.is_empty() || line.starts_with('#') || line.starts_with('!') {
-            continue;
-        }
-        let Some(idx) = line.find(['=', ':']) else {
-            return Err(ConfigError::BadLine { line: line.to_string() });
-        };
-        let (k, v) = (line[..idx].trim(), line[idx + 1..].trim());
-        if k.is_empty() {
-            return Err(ConfigError::BadLine { line: line.to_string() });
-        }
-        pairs.push((k.to_string(), v.to_string()));
-    }
-    Ok(pairs)
+    kafka_types::parse_properties(text).map_err(|e| ConfigError::BadLine { line: e.text })
 }
 
 impl ProducerConfig {

@@ -170,14 +170,8 @@ impl ConsumerConfig {
 
     /// Java-properties-like text: `key=value` lines, `#`/`!` comments.
     pub fn from_properties(text: &str) -> Result<Self, ConsumerError> {
-        let mut pairs = Vec::new();
-        for line in text.lines().map(str::trim) {
-            if line.is_empty() || line.starts_with('#') || line.starts_with('!') {
-                continue;
-            }
-            let (k, v) = line.split_once('=').ok_or_else(|| invalid(line, "", "not key=value"))?;
-            pairs.push((k.to_string(), v.to_string()));
-        }
+        let pairs = kafka_types::parse_properties(text)
+            .map_err(|e| invalid(&e.text, "", "not key=value"))?;
         Self::from_pairs(pairs)
     }
 

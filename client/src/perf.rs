@@ -215,14 +215,8 @@ fn parse_kv(s: &str) -> Result<(String, String), PerfError> {
 
 fn read_properties(path: &std::path::Path) -> Result<Vec<(String, String)>, PerfError> {
     let text = std::fs::read_to_string(path)?;
-    let mut out = Vec::new();
-    for line in text.lines().map(str::trim) {
-        if line.is_empty() || line.starts_with('#') || line.starts_with('!') {
-            continue;
-        }
-        out.push(parse_kv(line)?);
-    }
-    Ok(out)
+    kafka_types::parse_properties(&text)
+        .map_err(|e| PerfError::Usage(format!("{}: {e}", path.display())))
 }
 
 /// The fixed payload: random uppercase letters, like Kafka's tool.
