@@ -620,3 +620,61 @@ async fn cost_hook_charges_requests_copies_and_crc() {
         srv.stop().await;
     }
 }
+
+/// Rewrites a built batch: its record count and lastOffsetDelta, or its records section, then
+/// its length and CRC (so only record-level validation can tell).
+fn patched(
+    b: &Bytes,
+    count: Option<i32>,
+    last_delta: Option<i32>,
+    section: Option<&[u8]>,
+) -> Bytes {
+    let mut v = b.to_vec();
+    if let Some(s) = section {
+        v.truncate(records::BATCH_HEADER_LEN);
+        v.extend_from_slice(s);
+        let len = (v.len() - records::LENGTH_FIELD_END) as i32;
+        v[8..12].copy_from_slice(&len.to_be_bytes());
+    }
+    if let Some(c) = count {
+        v[57..61].copy_from_slice(&c.to_be_bytes());
+    }
+    if let Some(d) = last_delta {
+        v[23..27].copy_from_slice(&d.to_be_bytes());
+    }
+    BatchHeader::update_crc(&mut v);
+    assert!(BatchHeader::validate(&v, usize::MAX).is_ok(), "the header check alone passes it");
+    Bytes::from(v)
+}
+
+/// Issue 17's bad batches, as raw Produce requests: each is refused with INVALID_RECORD (87) or
+/// CORRUPT_MESSAGE (2), and nothing of any is stored (the next good batch lands at offset 0).
+#[tokio::test]
+async fn bad_record_batches_are_refused_and_not_stored() {
+    let srv = start(BrokerConfig::default()).await;
+    let mut c = Client::connect(&srv.addr).await;
+    let _ = metadata(&mut c, 12, "v").await;
+    let gzip3 = batch(3, 1_000, Compression::Gzip, None);
+    let plain3 = batch(3, 1_000, Compression::None, None);
+    let junk: Vec<u8> = (0..200u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+    let mut long = BytesMut::new();
+    records::varint::put_varint(&mut long, 1000);
+    long.put_slice(&[0u8; 10]);
+    let mut bomb = Vec::new();
+    records::compression::compress(Compression::Zstd, &vec![0u8; 64 << 20], &mut bomb).unwrap();
+    let zstd1 = batch(1, 1_000, Compression::Zstd, None);
+    let cases = [
+        ("gzip holding 3 records, header says 1", patched(&gzip3, Some(1), Some(0), None)),
+        ("3 records, lastOffsetDelta 100", patched(&plain3, None, Some(100), None)),
+        ("200 random bytes as gzip", patched(&gzip3, Some(1), Some(0), Some(&junk))),
+        ("record length 1000 with 10 bytes left", patched(&plain3, Some(1), Some(0), Some(&long))),
+        ("zstd inflating to 64 MiB", patched(&zstd1, None, None, Some(&bomb))),
+    ];
+    for (what, b) in cases {
+        let (code, _) = produce(&mut c, 9, "v", b).await;
+        assert!(code == 87 || code == 2, "{what}: error code {code}");
+    }
+    let (code, base) = produce(&mut c, 9, "v", batch(2, 5_000, Compression::None, None)).await;
+    assert_eq!((code, base), (0, 0), "nothing of the bad batches was stored");
+    srv.stop().await;
+}

@@ -26,8 +26,3 @@ pub fn needs_metadata_refresh(code: i16) -> bool {
             | ErrorCode::UNKNOWN_TOPIC_ID
     )
 }
-
-/// Old paths kept for `sim/` until it names `ErrorCode` itself; new code uses `ErrorCode::*`.
-pub const NONE: ErrorCode = ErrorCode::NONE;
-/// See [`NONE`].
-pub const OFFSET_OUT_OF_RANGE: ErrorCode = ErrorCode::OFFSET_OUT_OF_RANGE;

@@ -17,7 +17,6 @@ use async_trait::async_trait;
 use broker::log::TopicPartition;
 use bytes::Bytes;
 use client::conn::{Conn, ConnConfig, ConnError, DEFAULT_MAX_RESPONSE_BYTES};
-use client::errors;
 use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
@@ -26,6 +25,7 @@ use kafka_protocol::messages::{
     BrokerId, CreateTopicsRequest, FetchRequest, ListOffsetsRequest, ProduceRequest, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
+use kafka_types::ErrorCode;
 use records::{BatchHeader, LENGTH_FIELD_END};
 
 use crate::api::{ApiError, BrokerApi, FetchResponse, ProduceResponse};
@@ -58,10 +58,10 @@ fn conn_error(e: &ConnError) -> ApiError {
 }
 
 fn code_error(code: i16) -> ApiError {
-    if code == 3 {
+    if code == ErrorCode::UNKNOWN_TOPIC_OR_PARTITION {
         ApiError::UnknownTopicOrPartition
     } else {
-        ApiError::Broker(errors::error_name(code).to_string())
+        ApiError::Broker(ErrorCode::from_code(code).name().to_string())
     }
 }
 
@@ -189,12 +189,12 @@ impl NetClient {
         };
         for t in &resp.topics {
             // 36 = TOPIC_ALREADY_EXISTS.
-            if t.error_code != errors::NONE && t.error_code != 36 {
+            if t.error_code != ErrorCode::NONE && t.error_code != ErrorCode::TOPIC_ALREADY_EXISTS {
                 return self.failed(
                     "CreateTopics",
                     t.name.as_str(),
                     t0,
-                    ApiError::Broker(errors::error_name(t.error_code).into()),
+                    ApiError::Broker(ErrorCode::from_code(t.error_code).name().into()),
                 );
             }
         }
@@ -227,7 +227,7 @@ impl NetClient {
             .ok_or_else(|| {
                 ApiError::Broker("partition missing from the ListOffsets response".into())
             })?;
-        if p.error_code != errors::NONE {
+        if p.error_code != ErrorCode::NONE {
             return Err(code_error(p.error_code));
         }
         Ok(p.offset)
@@ -271,7 +271,7 @@ impl NetClient {
             Ok(r) => r,
             Err(e) => return self.failed("DebugFetch", &tps, t0, conn_error(&e)),
         };
-        if resp.error_code != errors::NONE {
+        if resp.error_code != ErrorCode::NONE {
             return self.failed("DebugFetch", &tps, t0, code_error(resp.error_code));
         }
         let p = resp
@@ -288,7 +288,7 @@ impl NetClient {
                 ApiError::Broker("partition missing from the Fetch response".into()),
             );
         };
-        if p.error_code != errors::NONE {
+        if p.error_code != ErrorCode::NONE {
             return self.failed("DebugFetch", &tps, t0, code_error(p.error_code));
         }
         let data = p.records.clone().unwrap_or_default();
@@ -370,7 +370,7 @@ impl BrokerApi for NetClient {
                 ApiError::Broker("partition missing from the Produce response".into()),
             );
         };
-        if p.error_code != errors::NONE {
+        if p.error_code != ErrorCode::NONE {
             return self.failed("Produce", &tps, t0, code_error(p.error_code));
         }
         self.rpc("Produce", &tps, t0, &format!("ok acks={acks} base={}", p.base_offset));
@@ -411,7 +411,7 @@ impl BrokerApi for NetClient {
             Ok(r) => r,
             Err(e) => return self.failed("Fetch", &tps, t0, conn_error(&e)),
         };
-        if resp.error_code != errors::NONE {
+        if resp.error_code != ErrorCode::NONE {
             return self.failed("Fetch", &tps, t0, code_error(resp.error_code));
         }
         let p = resp
@@ -428,7 +428,7 @@ impl BrokerApi for NetClient {
                 ApiError::Broker("partition missing from the Fetch response".into()),
             );
         };
-        if p.error_code == errors::OFFSET_OUT_OF_RANGE {
+        if p.error_code == ErrorCode::OFFSET_OUT_OF_RANGE {
             return self.failed(
                 "Fetch",
                 &tps,
@@ -439,7 +439,7 @@ impl BrokerApi for NetClient {
                 },
             );
         }
-        if p.error_code != errors::NONE {
+        if p.error_code != ErrorCode::NONE {
             return self.failed("Fetch", &tps, t0, code_error(p.error_code));
         }
         let data = p.records.clone().unwrap_or_default();

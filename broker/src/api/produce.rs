@@ -313,6 +313,10 @@ impl Broker {
         // Headers parsed once (cheap, bounded): for the producer-sequence check here, then handed
         // to the log, which validates each batch fully without parsing them again.
         let parsed = ParsedBatches::parse(&records);
+        if let Err(e) = validate_records(&records, &parsed, data.log.config()) {
+            tracing::debug!(partition = %tp, error = %e, "produce refused by record validation");
+            return (PartResult::err(index, e.kafka_code(), e.to_string()), -1);
+        }
         let headers: Vec<BatchHeader> = parsed.headers().copied().collect();
         match data.producers.check(tp, &headers) {
             Verdict::Append => {}
@@ -411,4 +415,36 @@ impl Broker {
         buf[0..4].copy_from_slice(&len.to_be_bytes());
         Outcome::frame(buf.freeze())
     }
+}
+
+/// Decompressed records of one batch, at most, as a multiple of the topic's `max.message.bytes`
+/// (a producer's batch is bounded by `batch.size` before compression, well under this for any
+/// real codec ratio; a decompression bomb is not).
+const UNCOMPRESSED_PER_MESSAGE_BYTES: usize = 32;
+/// And never more than this, whatever `max.message.bytes` says.
+const UNCOMPRESSED_BYTES_MAX: usize = 256 << 20;
+
+/// Kafka's LogValidator on every whole batch before the append (`records::validate`): records
+/// decoded within a bound, counts, offsets, lengths, keys on compacted topics. Batches larger
+/// than `max.message.bytes` and torn ones are left to the log, which answers them as before.
+fn validate_records(
+    records: &Bytes,
+    parsed: &ParsedBatches,
+    config: &crate::log::LogConfig,
+) -> Result<(), records::ValidateError> {
+    let max = config.max_message_bytes as usize;
+    let limits = records::ValidateLimits {
+        max_uncompressed_bytes: max
+            .saturating_mul(UNCOMPRESSED_PER_MESSAGE_BYTES)
+            .min(UNCOMPRESSED_BYTES_MAX),
+        require_keys: config.cleanup_policy.compact(),
+    };
+    for (pos, h) in parsed.batches() {
+        let end = pos + h.size();
+        if h.size() > max || end > records.len() {
+            continue;
+        }
+        records::validate_produced_batch(&records.slice(pos..end), limits)?;
+    }
+    Ok(())
 }

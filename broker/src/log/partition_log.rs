@@ -98,6 +98,11 @@ impl ParsedBatches {
     pub fn headers(&self) -> impl Iterator<Item = &BatchHeader> + '_ {
         self.headers.iter().map(|(_, h)| h)
     }
+
+    /// Each whole batch found: its position in the record set and its header.
+    pub fn batches(&self) -> impl Iterator<Item = (usize, &BatchHeader)> + '_ {
+        self.headers.iter().map(|(pos, h)| (*pos, h))
+    }
 }
 
 /// Result of a read: a zero-copy region (maybe none) and the log's bounds at the time.
