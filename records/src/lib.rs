@@ -28,4 +28,6 @@ pub use header::{
     BatchError, BatchHeader, BatchIter, Compression, TimestampType, BATCH_HEADER_LEN,
     BATCH_OVERHEAD_LEN, CRC_COVERED_FROM, LENGTH_FIELD_END, MAGIC_V2, NO_PRODUCER_ID, NO_SEQUENCE,
 };
-pub use validate::{validate_produced_batch, ValidateError, ValidateLimits, Validated};
+pub use validate::{
+    validate_produced_batch, validate_produced_records, ValidateError, ValidateLimits, Validated,
+};

@@ -77,7 +77,18 @@ pub fn validate_produced_batch(
     batch: &Bytes,
     limits: ValidateLimits,
 ) -> Result<Validated, ValidateError> {
-    let header = BatchHeader::validate(batch, usize::MAX).map_err(corrupt)?;
+    BatchHeader::validate(batch, usize::MAX).map_err(corrupt)?;
+    validate_produced_records(batch, limits)
+}
+
+/// [`validate_produced_batch`] without the CRC32C, for a caller that checks the CRC of every
+/// batch anyway before storing it (the broker's log does): the CRC is the costliest part of the
+/// check, and computing it twice per batch would double that.
+pub fn validate_produced_records(
+    batch: &Bytes,
+    limits: ValidateLimits,
+) -> Result<Validated, ValidateError> {
+    let header = BatchHeader::parse(batch).map_err(corrupt)?;
     check_header(&header)?;
     let iter = decode_batch_unverified_crc(batch.clone(), limits.max_uncompressed_bytes)
         .map_err(corrupt)?;
