@@ -4,7 +4,7 @@
 # (`cargo simulate omb`, one broker), then a table of publish rate, consume rate, p99 publish
 # latency and p99 end-to-end latency.
 #
-# Usage: scripts/bench-omb.sh [WARMUP_MIN] [TEST_MIN] [WORKLOAD.yaml ...]
+# Usage: [WINDOW_S=10] scripts/bench-omb.sh [WARMUP_MIN] [TEST_MIN] [WORKLOAD.yaml ...]
 #   default: 0.1 and 0.5 minutes; the three workloads under scenarios/omb/workloads that fit one
 #   machine (16 partitions at 50k msg/s, the same at max rate, 100 partitions 4p/4c at 100k msg/s).
 # Output: out/bench-omb/<workload>/{real,sim}/omb-result.json and the table on stdout.
@@ -12,6 +12,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 warmup=${1:-0.1}
+window=${WINDOW_S:-10}
 test_min=${2:-0.5}
 shift $(( $# > 2 ? 2 : $# )) || true
 workloads=("$@")
@@ -33,11 +34,11 @@ for w in "${workloads[@]}"; do
   broker=$!
   sleep 1
   target/release/perf omb "$w" --driver "$driver" --bootstrap-server "127.0.0.1:$port" \
-    --warmup-minutes "$warmup" --test-minutes "$test_min" --out "$out/$name/real" | tail -n 2
+    --warmup-minutes "$warmup" --test-minutes "$test_min" --window-s "$window" --out "$out/$name/real" | tail -n 2
   kill "$broker"; wait "$broker" || true
   rm -rf "$data"
   target/sim/release/sim omb "$w" --driver "$driver" --brokers 1 \
-    --warmup-minutes "$warmup" --test-minutes "$test_min" --out "$out/$name/sim" | tail -n 2
+    --warmup-minutes "$warmup" --test-minutes "$test_min" --window-s "$window" --out "$out/$name/sim" | tail -n 2
 done
 python3 - "$out" "${workloads[@]}" <<'EOF'
 import json, os, sys

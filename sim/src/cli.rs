@@ -98,6 +98,9 @@ struct OmbArgs {
     /// A backlog (consumerBacklogSizeGB) per topic at most, GiB: the simulated disks hold real bytes.
     #[arg(long = "backlog-max-gb", default_value_t = 1.0)]
     backlog_max_gb: f64,
+    /// Stats window, seconds (OMB: 10).
+    #[arg(long = "window-s", default_value_t = client::omb::result::WINDOW_S_DEFAULT)]
+    window_s: f64,
     /// Output directory: scenario.json (the generated scenario), omb-result.json, summary.json,
     /// plots, index.html.
     #[arg(long, default_value = "out/omb")]
@@ -253,6 +256,7 @@ fn omb_cmd(args: &[String]) -> Result<i32, i32> {
         test_minutes: a.test_minutes,
         seed: a.seed,
         backlog_max_gb: a.backlog_max_gb,
+        window_s: a.window_s,
     };
     let mut mapped = crate::omb::map(&w, &d, &o);
     notes.append(&mut mapped.notes);

@@ -238,10 +238,8 @@ pub fn conclude(
     let mut fig = metrics::figures(h, &raw.samples, raw.io.clone(), &workload, raw.end_ns);
     fig.charts.extend(network_charts(&raw));
     let sim_s = raw.end_ns as f64 / 1e9;
-    let omb = opts.omb.as_ref().map(|m| {
-        let window_s = client::omb::result::WINDOW_S_DEFAULT;
-        crate::omb::result(h, m, window_s, m.warmup_s + m.test_s)
-    });
+    let omb =
+        opts.omb.as_ref().map(|m| crate::omb::result(h, m, m.window_s, m.warmup_s + m.test_s));
     let summary = json!({
         "scenario": sc.name,
         "scenario_file": opts.scenario_path,

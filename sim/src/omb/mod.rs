@@ -83,6 +83,8 @@ pub struct OmbSim {
     pub seed: u64,
     /// Backlog (per topic) at most, GiB.
     pub backlog_max_gb: f64,
+    /// OMB's stats window, seconds (OMB: 10).
+    pub window_s: f64,
 }
 
 impl Default for OmbSim {
@@ -95,6 +97,7 @@ impl Default for OmbSim {
             test_minutes: None,
             seed: 1,
             backlog_max_gb: 1.0,
+            window_s: client::omb::result::WINDOW_S_DEFAULT,
         }
     }
 }
@@ -108,6 +111,7 @@ pub struct Mapped {
     pub test_s: f64,
     pub workload: Workload,
     pub driver_name: String,
+    pub window_s: f64,
 }
 
 fn default_host() -> Value {
@@ -159,7 +163,15 @@ pub fn map(w: &Workload, d: &Driver, o: &OmbSim) -> Mapped {
         "workload": {"client_hosts": o.workers, "producers": producers, "consumers": consumers,
                      "prefill": prefill},
     });
-    Mapped { scenario, notes, warmup_s, test_s, workload: w, driver_name: d.name.clone() }
+    Mapped {
+        scenario,
+        notes,
+        warmup_s,
+        test_s,
+        workload: w,
+        driver_name: d.name.clone(),
+        window_s: o.window_s,
+    }
 }
 
 fn slug(name: &str) -> String {
