@@ -975,28 +975,39 @@ struct WorkloadCtx<'a> {
     client_hosts: u32,
 }
 
+/// The Kafka producer settings a producer entry takes (by Kafka's names); `cargo simulate omb`
+/// copies exactly these from a driver's producerConfig.
+pub const PRODUCER_SETTINGS: &[&str] = &[
+    "acks",
+    "linger.ms",
+    "batch.size",
+    "compression.type",
+    "retries",
+    "retry.backoff.ms",
+    "request.timeout.ms",
+    "delivery.timeout.ms",
+    "max.in.flight.requests.per.connection",
+    "enable.idempotence",
+];
+
+/// The Kafka consumer settings a consumer entry takes; `cargo simulate omb` copies exactly these
+/// from a driver's consumerConfig.
+pub const CONSUMER_SETTINGS: &[&str] = &[
+    "max.partition.fetch.bytes",
+    "fetch.max.wait.ms",
+    "auto.offset.reset",
+    "retry.backoff.ms",
+    "request.timeout.ms",
+    "session.timeout.ms",
+    "heartbeat.interval.ms",
+    "max.poll.interval.ms",
+    "partition.assignment.strategy",
+];
+
 fn parse_producer(pv: &Value, p: &str, ctx: &WorkloadCtx) -> R<ProducerSpec> {
-    let o = obj(
-        pv,
-        p,
-        &[
-            "count",
-            "topic",
-            "rate",
-            "record.bytes",
-            "acks",
-            "linger.ms",
-            "batch.size",
-            "compression.type",
-            "retries",
-            "retry.backoff.ms",
-            "request.timeout.ms",
-            "delivery.timeout.ms",
-            "max.in.flight.requests.per.connection",
-            "enable.idempotence",
-            "host",
-        ],
-    )?;
+    let keys =
+        [&["count", "topic", "rate", "record.bytes", "host"][..], PRODUCER_SETTINGS].concat();
+    let o = obj(pv, p, &keys)?;
     let topic = o.string("topic", None)?;
     topic_of(ctx.topics, &topic, &o.p("topic"))?;
     let acks = match o.get("acks") {
@@ -1056,26 +1067,10 @@ fn parse_producer(pv: &Value, p: &str, ctx: &WorkloadCtx) -> R<ProducerSpec> {
 }
 
 fn parse_consumer(cv: &Value, p: &str, ctx: &WorkloadCtx) -> R<ConsumerSpec> {
-    let o = obj(
-        cv,
-        p,
-        &[
-            "count",
-            "topic",
-            "group.id",
-            "max.partition.fetch.bytes",
-            "fetch.max.wait.ms",
-            "auto.offset.reset",
-            "retry.backoff.ms",
-            "request.timeout.ms",
-            "host",
-            "session.timeout.ms",
-            "heartbeat.interval.ms",
-            "max.poll.interval.ms",
-            "partition.assignment.strategy",
-            "group.instance.id",
-        ],
-    )?;
+    let keys =
+        [&["count", "topic", "group.id", "host", "group.instance.id"][..], CONSUMER_SETTINGS]
+            .concat();
+    let o = obj(cv, p, &keys)?;
     let topic = o.string("topic", None)?;
     topic_of(ctx.topics, &topic, &o.p("topic"))?;
     let auto_offset_reset = match o.string("auto.offset.reset", Some("earliest"))?.as_str() {

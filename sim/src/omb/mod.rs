@@ -28,31 +28,9 @@ use serde_json::{json, Map, Value};
 
 use crate::history::{History, PollKind, SendOutcome};
 
-/// Producer settings a scenario's producer entry takes (Kafka names).
-const PRODUCER_KEYS: &[&str] = &[
-    "acks",
-    "linger.ms",
-    "batch.size",
-    "compression.type",
-    "retries",
-    "retry.backoff.ms",
-    "request.timeout.ms",
-    "delivery.timeout.ms",
-    "max.in.flight.requests.per.connection",
-    "enable.idempotence",
-];
-/// Consumer settings a scenario's consumer entry takes.
-const CONSUMER_KEYS: &[&str] = &[
-    "max.partition.fetch.bytes",
-    "fetch.max.wait.ms",
-    "auto.offset.reset",
-    "retry.backoff.ms",
-    "request.timeout.ms",
-    "session.timeout.ms",
-    "heartbeat.interval.ms",
-    "max.poll.interval.ms",
-    "partition.assignment.strategy",
-];
+/// Producer and consumer settings a scenario models: the scenario's own lists.
+const PRODUCER_KEYS: &[&str] = crate::scenario::PRODUCER_SETTINGS;
+const CONSUMER_KEYS: &[&str] = crate::scenario::CONSUMER_SETTINGS;
 /// Topic configs a scenario's topic takes.
 const TOPIC_KEYS: &[&str] = &[
     "retention.ms",
