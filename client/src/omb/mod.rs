@@ -339,6 +339,20 @@ pub fn rate_per_producer(w: &Workload) -> Option<f64> {
     (w.producer_rate > 0).then(|| w.producer_rate as f64 / producers as f64)
 }
 
+/// The stats window a run uses: `window_s`, or the whole test when the test is shorter (a
+/// window that never completes would report nothing), with a note saying so.
+pub fn window_for(w: &Workload, window_s: f64, notes: &mut Vec<Note>) -> f64 {
+    let test_s = w.test_duration_minutes * 60.0;
+    if test_s < window_s {
+        notes.push(Note::new(
+            "window_s",
+            format!("the test ({test_s} s) is shorter than a {window_s} s window: one window of {test_s} s"),
+        ));
+        return test_s;
+    }
+    window_s
+}
+
 /// The backlog OMB builds before consumers start, in bytes (per subscription; 0: none).
 pub fn backlog_bytes(w: &Workload) -> u64 {
     (w.consumer_backlog_size_gb * (1u64 << 30) as f64) as u64

@@ -105,6 +105,7 @@ struct Plan {
     prefix: String,
     payload: Bytes,
     notes: Vec<Note>,
+    window_s: f64,
 }
 
 fn plan(args: &OmbArgs) -> Result<Plan, OmbRunError> {
@@ -128,8 +129,9 @@ fn plan(args: &OmbArgs) -> Result<Plan, OmbRunError> {
         consumer.push(("bootstrap.servers".into(), b.clone()));
     }
     let payload = payload(&args.workload, &workload, &mut notes)?;
+    let window_s = super::window_for(&workload, args.window_s, &mut notes);
     let prefix = args.topic_prefix.clone().unwrap_or_else(|| format!("omb-{}", wall_clock_ms()));
-    Ok(Plan { workload, driver, producer, consumer, prefix, payload, notes })
+    Ok(Plan { workload, driver, producer, consumer, prefix, payload, notes, window_s })
 }
 
 /// The driver's producer properties this client knows; the rest become notes.
@@ -237,7 +239,7 @@ pub async fn run(
     let test_s = w.test_duration_minutes * 60.0;
     let shared = Arc::new(Shared {
         start: Instant::now(),
-        recorder: Mutex::new(Recorder::new(warmup_s, args.window_s, w.subscriptions_per_topic)),
+        recorder: Mutex::new(Recorder::new(warmup_s, plan.window_s, w.subscriptions_per_topic)),
         stop_producers: AtomicBool::new(false),
         stop_consumers: AtomicBool::new(false),
         sent_bytes: AtomicU64::new(0),

@@ -115,6 +115,7 @@ pub fn map(w: &Workload, d: &Driver, o: &OmbSim) -> Mapped {
         properties(&d.producer_properties(), PRODUCER_KEYS, "producerConfig", &mut notes);
     let consumer =
         properties(&d.consumer_properties(), CONSUMER_KEYS, "consumerConfig", &mut notes);
+    let window_s = omb::window_for(&w, o.window_s, &mut notes);
     let workload_notes = workload_notes(&w);
     notes.extend(workload_notes);
     let topics: Vec<Value> = (0..w.topics)
@@ -141,15 +142,7 @@ pub fn map(w: &Workload, d: &Driver, o: &OmbSim) -> Mapped {
         "workload": {"client_hosts": o.workers, "producers": producers, "consumers": consumers,
                      "prefill": prefill},
     });
-    Mapped {
-        scenario,
-        notes,
-        warmup_s,
-        test_s,
-        workload: w,
-        driver_name: d.name.clone(),
-        window_s: o.window_s,
-    }
+    Mapped { scenario, notes, warmup_s, test_s, workload: w, driver_name: d.name.clone(), window_s }
 }
 
 fn slug(name: &str) -> String {

@@ -136,6 +136,10 @@ fn four_by_four_backlog_workload_maps_groups_rates_prefill_and_unknown_keys() {
     assert_eq!(prefill[0]["records"], 1 << 20);
     assert!(has_note(&m, "workload.someFutureKey"), "unknown workload keys are reported");
     assert!(has_note(&m, "workload.consumerBacklogSizeGB"));
+    assert_eq!(m.window_s, 10.0, "OMB's window");
+    let short = mapped(FIXED_RATE, &OmbSim { test_minutes: Some(0.05), ..OmbSim::default() });
+    assert_eq!(short.window_s, 3.0, "a 3 s test is one window");
+    assert!(has_note(&short, "window_s"));
     Scenario::parse(&s.to_string()).expect("the mapped scenario is a valid scenario");
 }
 
