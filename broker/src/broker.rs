@@ -71,6 +71,8 @@ pub struct Broker {
     /// Woken after every append (long-polling fetches wait on it).
     pub(crate) appended: Arc<Notify>,
     pub metrics: Metrics,
+    /// Request-level fault rules (issue 19): none unless installed; then consulted per request.
+    pub faults: crate::faults::FaultControl,
     /// The CPU seam: a no-op on real hardware, the host's core pool in the simulator.
     cost: RwLock<Arc<dyn CostHook>>,
     /// The group coordinator (consumer groups, committed offsets in `__consumer_offsets`).
@@ -175,6 +177,8 @@ impl Broker {
             rebuild_partition_producers(&mut producers, &tp, &log).await;
             partitions.insert(Partition::new(tp, log, producers));
         }
+        // Fault rules' probabilities: a fixed stream per node (a simulated run replays it).
+        let fault_seed = 0x5eed_fa17_u64 ^ u64::from(config.node_id as u32);
         Ok(Self {
             advertised: RwLock::new(("127.0.0.1".into(), 9092)),
             config,
@@ -187,6 +191,7 @@ impl Broker {
             closed: AtomicBool::new(false),
             appended: Arc::new(Notify::new()),
             metrics: Metrics::default(),
+            faults: crate::faults::FaultControl::new(fault_seed),
             cost: RwLock::new(Arc::new(RealCpu)),
             groups,
             cluster: std::sync::OnceLock::new(),
@@ -249,14 +254,59 @@ impl Broker {
         };
         let started = tokio::time::Instant::now();
         let key = req.api_key;
-        let outcome = self.dispatch(req).await;
-        let outcome = match outcome {
-            Ok(o) => o,
-            Err(e) => Outcome::Close(e.to_string()),
+        let outcome = if self.faults.is_active() {
+            self.handle_with_faults(req).await
+        } else {
+            self.dispatch_outcome(req).await
         };
         let micros = started.elapsed().as_micros() as u64;
         self.metrics.record_request(key, micros, matches!(outcome, Outcome::Close(_)));
         outcome
+    }
+
+    async fn dispatch_outcome(&self, req: Request) -> Outcome {
+        match self.dispatch(req).await {
+            Ok(o) => o,
+            Err(e) => Outcome::Close(e.to_string()),
+        }
+    }
+
+    /// A request while fault rules are installed: the first rule that fires decides (an error
+    /// instead of handling or after it, a delay, a disconnect before or after handling).
+    async fn handle_with_faults(&self, req: Request) -> Outcome {
+        use crate::faults::{respond, Action};
+        let facts = respond::facts(&req);
+        let Some(action) = self.faults.decide(&facts, now_ms().max(0) as u64) else {
+            return self.dispatch_outcome(req).await;
+        };
+        tracing::info!(api = facts.api, ?action, "fault rule fired");
+        let answer = |req: &Request, code| match respond::error_response(req, code) {
+            Ok(Some(frame)) => Outcome::frame(frame),
+            Ok(None) => Outcome::NoResponse,
+            Err(e) => Outcome::Close(e.to_string()),
+        };
+        match action {
+            Action::ErrorInstead(code) => answer(&req, code),
+            Action::ErrorAfter(code) => {
+                let told = answer(&req, code);
+                let _ = self.dispatch_outcome(req).await;
+                told
+            }
+            Action::Delay { ms } => {
+                let outcome = self.dispatch_outcome(req).await;
+                tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+                outcome
+            }
+            Action::DisconnectBefore => {
+                Outcome::Close("fault rule: disconnect before handling".into())
+            }
+            Action::DisconnectAfter => {
+                let _ = self.dispatch_outcome(req).await;
+                Outcome::Close("fault rule: disconnect after handling".into())
+            }
+            // Refused when installed (`FaultControl::install`).
+            Action::Throttle { .. } => self.dispatch_outcome(req).await,
+        }
     }
 
     /// Routes one request. Produce takes the request by value: once decoded, its record sets are

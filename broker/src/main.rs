@@ -65,6 +65,11 @@ mod real {
             /// broker runs alone, exactly as before.
             #[arg(long)]
             controller_quorum: Option<String>,
+            /// Request-level fault rules to install at start: a JSON list of rules (see
+            /// broker/src/faults/rules.rs), e.g. [{"api": "Produce", "error":
+            /// "NOT_LEADER_OR_FOLLOWER", "times": 3}].
+            #[arg(long)]
+            fault_plan: Option<PathBuf>,
         },
     }
 
@@ -88,7 +93,16 @@ mod real {
             node_id,
             controller_listen,
             controller_quorum,
+            fault_plan,
         } = cli.cmd;
+        let fault_plan = match fault_plan.map(|p| std::fs::read_to_string(&p).map_err(|e| (p, e))) {
+            None => None,
+            Some(Ok(text)) => Some(text),
+            Some(Err((p, e))) => {
+                eprintln!("error: reading {}: {e}", p.display());
+                return ExitCode::from(2);
+            }
+        };
         let mut cfg = BrokerConfig::default();
         if let Some(path) = &config {
             let text = match std::fs::read_to_string(path) {
@@ -135,7 +149,7 @@ mod real {
                 return ExitCode::FAILURE;
             }
         };
-        match rt.block_on(serve(cfg, listen, data_dir, metrics_listen)) {
+        match rt.block_on(serve(cfg, listen, data_dir, metrics_listen, fault_plan)) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("error: {e}");
@@ -149,6 +163,7 @@ mod real {
         listen: String,
         data_dir: PathBuf,
         metrics_listen: Option<String>,
+        fault_plan: Option<String>,
     ) -> Result<(), String> {
         for (k, v) in cfg.effective() {
             tracing::info!("config {k}={v}");
@@ -168,6 +183,10 @@ mod real {
         let mut opts = NodeOptions::new(cfg, storage, net, &listen, seed);
         opts.metrics_listen = metrics_listen;
         let node = node::start(opts).await.map_err(|e| e.to_string())?;
+        if let Some(plan) = &fault_plan {
+            let ids = node.broker.faults.install_plan(plan, broker::now_ms().max(0) as u64)?;
+            println!("loglab fault plan: {} rule(s) installed", ids.len());
+        }
         if let Some(maddr) = &node.metrics_addr {
             println!("loglab metrics on http://{maddr}/metrics");
         }

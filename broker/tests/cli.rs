@@ -78,3 +78,20 @@ fn serve_prints_address_and_stops_cleanly_on_sigterm() {
     assert!(status.success());
     assert!(data.join(".kafka_cleanshutdown").exists());
 }
+
+#[test]
+fn a_bad_fault_plan_is_refused_naming_the_rule_and_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let plan = dir.path().join("plan.json");
+    std::fs::write(&plan, r#"[{"api": "Produce", "error": "NOT_LEADER_OR_FOLLOWER", "times": 3}, {"api": "Produce", "error": "NO_SUCH_ERROR"}]"#).unwrap();
+    let out = Command::new(BIN)
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path().join("data"))
+        .arg("--fault-plan")
+        .arg(&plan)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("rule 1: `error`: unknown Kafka error `NO_SUCH_ERROR`"), "{err}");
+}

@@ -678,3 +678,65 @@ async fn bad_record_batches_are_refused_and_not_stored() {
     assert_eq!((code, base), (0, 0), "nothing of the bad batches was stored");
     srv.stop().await;
 }
+
+fn rule(json: &str) -> broker::faults::RuleSpec {
+    serde_json::from_str(json).unwrap()
+}
+
+/// Request-level fault rules on the real broker (issue 19): an error instead of handling (the
+/// write did not happen), an error after handling (it did: the classic duplicate-maker), a
+/// delay, a disconnect; each rule counts what it fired.
+#[tokio::test]
+async fn fault_rules_answer_errors_delay_and_disconnect() {
+    let srv = start(BrokerConfig::default()).await;
+    let mut c = Client::connect(&srv.addr).await;
+    let _ = metadata(&mut c, 12, "f").await;
+    assert!(!srv.broker.faults.is_active(), "no rule: the free path");
+    let f = &srv.broker.faults;
+    f.install(rule(r#"{"api": "Produce", "error": "NOT_LEADER_OR_FOLLOWER", "times": 3}"#), 0)
+        .unwrap();
+    for _ in 0..3 {
+        let (code, _) = produce(&mut c, 9, "f", batch(2, 1_000, Compression::None, None)).await;
+        assert_eq!(code, 6, "NOT_LEADER_OR_FOLLOWER");
+    }
+    let (code, base) = produce(&mut c, 9, "f", batch(2, 1_000, Compression::None, None)).await;
+    assert_eq!((code, base), (0, 0), "the fourth goes through; the three refused were not written");
+    assert_eq!((f.rules()[0].matched, f.rules()[0].fired), (4, 3));
+
+    assert_eq!(f.clear(), 1);
+    f.install(rule(r#"{"api": "Produce", "error": "REQUEST_TIMED_OUT", "after_handling": true, "once": true}"#), 0).unwrap();
+    let (code, _) = produce(&mut c, 9, "f", batch(2, 2_000, Compression::None, None)).await;
+    assert_eq!(code, 7, "told REQUEST_TIMED_OUT");
+    let (code, base) = produce(&mut c, 9, "f", batch(2, 3_000, Compression::None, None)).await;
+    assert_eq!(
+        (code, base),
+        (0, 4),
+        "the write told to have timed out is in the log (offsets 2, 3)"
+    );
+
+    f.clear();
+    f.install(rule(r#"{"api": "Metadata", "delay_ms": 300}"#), 0).unwrap();
+    let t0 = std::time::Instant::now();
+    let _ = metadata(&mut c, 12, "f").await;
+    assert!(t0.elapsed() >= Duration::from_millis(300), "answered after the delay");
+
+    f.clear();
+    f.install(rule(r#"{"api": "Produce", "disconnect": "before"}"#), 0).unwrap();
+    let corr = c
+        .send(
+            ApiKey::Produce,
+            9,
+            &produce_req("f", 0, batch(1, 4_000, Compression::None, None), -1),
+        )
+        .await;
+    let _ = corr;
+    assert!(c.closed().await, "the connection is closed without an answer");
+    let e = f.install(rule(r#"{"api": "Produce", "error": "NOT_AN_ERROR"}"#), 0).unwrap_err();
+    assert!(e.to_string().starts_with("`error`"), "{e}");
+    assert!(f
+        .install_plan(r#"[{"api": "Fetch", "delay_ms": 1}, {"api": "Nope", "delay_ms": 1}]"#, 0)
+        .unwrap_err()
+        .starts_with("rule 1: `api`"));
+    assert_eq!(f.rules().len(), 1, "a bad plan installs nothing");
+    srv.stop().await;
+}

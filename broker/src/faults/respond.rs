@@ -128,8 +128,16 @@ fn frame<T: kafka_protocol::protocol::Encodable>(
     )
 }
 
-/// `req`'s response with `code` wherever the API carries an error code.
-pub fn error_response(req: &Request, code: i16) -> Result<Bytes, RequestError> {
+/// `req`'s response with `code` wherever the API carries an error code; `None` when the
+/// request expects no response (Produce with acks=0: the client learns nothing, as from a drop).
+pub fn error_response(req: &Request, code: i16) -> Result<Option<Bytes>, RequestError> {
+    if req.api_key == ApiKey::Produce && decode_body::<ProduceRequest>(req)?.acks == 0 {
+        return Ok(None);
+    }
+    error_frame(req, code).map(Some)
+}
+
+fn error_frame(req: &Request, code: i16) -> Result<Bytes, RequestError> {
     match req.api_key {
         ApiKey::Produce => produce(req, code),
         ApiKey::Fetch => fetch(req, code),

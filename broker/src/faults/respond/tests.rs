@@ -45,7 +45,7 @@ fn produce_facts_and_every_partition_answered() {
     assert_eq!(f.api, "Produce");
     assert_eq!(f.client_id.as_deref(), Some("app"));
     assert_eq!(f.topics, vec![("a".to_string(), vec![0, 1]), ("b".to_string(), vec![2])]);
-    let resp: ProduceResponse = response(ApiKey::Produce, 9, error_response(&req, 6).unwrap());
+    let resp: ProduceResponse = response(ApiKey::Produce, 9, error_frame(&req, 6).unwrap());
     let codes: Vec<(String, i32, i16)> = resp
         .responses
         .iter()
@@ -64,7 +64,7 @@ fn fetch_and_list_offsets_answer_each_partition() {
     r.topics.push(t);
     let req = request(ApiKey::Fetch, 12, &r);
     assert_eq!(facts(&req).topics, vec![("a".to_string(), vec![3])]);
-    let resp: FetchResponse = response(ApiKey::Fetch, 12, error_response(&req, 6).unwrap());
+    let resp: FetchResponse = response(ApiKey::Fetch, 12, error_frame(&req, 6).unwrap());
     assert_eq!(resp.responses[0].partitions[0].error_code, 6);
     assert_eq!(resp.responses[0].partitions[0].partition_index, 3);
 
@@ -75,7 +75,7 @@ fn fetch_and_list_offsets_answer_each_partition() {
     r.topics.push(t);
     let req = request(ApiKey::ListOffsets, 7, &r);
     let resp: ListOffsetsResponse =
-        response(ApiKey::ListOffsets, 7, error_response(&req, 15).unwrap());
+        response(ApiKey::ListOffsets, 7, error_frame(&req, 15).unwrap());
     assert_eq!(resp.topics[0].partitions[0].error_code, 15);
 }
 
@@ -87,13 +87,13 @@ fn group_requests_carry_their_group_and_one_error() {
         .with_protocol_type(StrBytes::from_static_str("consumer"));
     let req = request(ApiKey::JoinGroup, 7, &join);
     assert_eq!(facts(&req).group.as_deref(), Some("g1"));
-    let resp: JoinGroupResponse = response(ApiKey::JoinGroup, 7, error_response(&req, 14).unwrap());
+    let resp: JoinGroupResponse = response(ApiKey::JoinGroup, 7, error_frame(&req, 14).unwrap());
     assert_eq!((resp.error_code, resp.generation_id), (14, -1));
     assert_eq!(resp.member_id.as_str(), "m-1");
 
     let hb = HeartbeatRequest::default().with_group_id(GroupId(StrBytes::from_static_str("g1")));
     let req = request(ApiKey::Heartbeat, 4, &hb);
-    let resp: HeartbeatResponse = response(ApiKey::Heartbeat, 4, error_response(&req, 27).unwrap());
+    let resp: HeartbeatResponse = response(ApiKey::Heartbeat, 4, error_frame(&req, 27).unwrap());
     assert_eq!(resp.error_code, 27);
 
     let fc = FindCoordinatorRequest::default()
@@ -102,7 +102,7 @@ fn group_requests_carry_their_group_and_one_error() {
     let req = request(ApiKey::FindCoordinator, 4, &fc);
     assert_eq!(facts(&req).group.as_deref(), Some("g1"));
     let resp: FindCoordinatorResponse =
-        response(ApiKey::FindCoordinator, 4, error_response(&req, 15).unwrap());
+        response(ApiKey::FindCoordinator, 4, error_frame(&req, 15).unwrap());
     assert_eq!(resp.coordinators[0].error_code, 15);
 
     let mut of = OffsetFetchRequest::default();
@@ -113,7 +113,7 @@ fn group_requests_carry_their_group_and_one_error() {
     let req = request(ApiKey::OffsetFetch, 8, &of);
     assert_eq!(facts(&req).group.as_deref(), Some("g1"));
     let resp: OffsetFetchResponse =
-        response(ApiKey::OffsetFetch, 8, error_response(&req, 14).unwrap());
+        response(ApiKey::OffsetFetch, 8, error_frame(&req, 14).unwrap());
     assert_eq!(resp.groups[0].error_code, 14);
 }
 
@@ -124,6 +124,6 @@ fn metadata_answers_each_named_topic() {
         Some(vec![metadata_request::MetadataRequestTopic::default().with_name(Some(tn("a")))]);
     let req = request(ApiKey::Metadata, 12, &r);
     assert_eq!(facts(&req).topics, vec![("a".to_string(), vec![])]);
-    let resp: MetadataResponse = response(ApiKey::Metadata, 12, error_response(&req, 3).unwrap());
+    let resp: MetadataResponse = response(ApiKey::Metadata, 12, error_frame(&req, 3).unwrap());
     assert_eq!(resp.topics[0].error_code, 3);
 }

@@ -1,0 +1,96 @@
+//! The broker's installed fault rules. Empty — and free: one relaxed atomic load per request —
+//! until a rule is installed (`broker serve --fault-plan FILE`, or a test through
+//! [`FaultControl::install`]). Probabilities draw from this broker's own seeded rng, so a
+//! simulated run replays its faults exactly.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, MutexGuard};
+
+use kafka_types::ErrorCode;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use super::rules::{self, Action, FaultTable, RequestFacts, Rule, RuleError, RuleSpec};
+use crate::protocol;
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+#[derive(Debug)]
+pub struct FaultControl {
+    active: AtomicBool,
+    table: Mutex<FaultTable>,
+    rng: Mutex<ChaCha8Rng>,
+}
+
+fn error_code(name: &str) -> Option<i16> {
+    ErrorCode::from_name(name).map(|c| c.code())
+}
+
+fn known_api(name: &str) -> bool {
+    protocol::SUPPORTED.iter().any(|(k, _, _)| protocol::api_name(*k) == name)
+}
+
+impl FaultControl {
+    pub fn new(seed: u64) -> Self {
+        Self {
+            active: AtomicBool::new(false),
+            table: Mutex::new(FaultTable::default()),
+            rng: Mutex::new(ChaCha8Rng::seed_from_u64(seed)),
+        }
+    }
+
+    /// Whether any rule is installed (the request path's only cost otherwise).
+    pub fn is_active(&self) -> bool {
+        self.active.load(Ordering::Relaxed)
+    }
+
+    /// Checks and installs one rule; returns its id.
+    pub fn install(&self, spec: RuleSpec, now_ms: u64) -> Result<u64, RuleError> {
+        let action = rules::validate(&spec, &error_code, &known_api)?;
+        if matches!(action, Action::Throttle { .. }) {
+            return Err(RuleError::Field {
+                field: "throttle_ms",
+                reason: "not applied by the broker yet; use delay_ms".into(),
+            });
+        }
+        let id = lock(&self.table).push(spec, action, now_ms)?;
+        self.active.store(true, Ordering::Relaxed);
+        Ok(id)
+    }
+
+    /// Installs a plan: a JSON list of rules. Nothing is installed when any rule is bad; the
+    /// error names the rule's index and field.
+    pub fn install_plan(&self, json: &str, now_ms: u64) -> Result<Vec<u64>, String> {
+        let specs: Vec<RuleSpec> =
+            serde_json::from_str(json).map_err(|e| format!("fault plan: {e}"))?;
+        for (i, s) in specs.iter().enumerate() {
+            rules::validate(s, &error_code, &known_api).map_err(|e| format!("rule {i}: {e}"))?;
+        }
+        specs
+            .into_iter()
+            .enumerate()
+            .map(|(i, s)| self.install(s, now_ms).map_err(|e| format!("rule {i}: {e}")))
+            .collect()
+    }
+
+    /// Removes every rule; returns how many there were.
+    pub fn clear(&self) -> usize {
+        let n = lock(&self.table).clear();
+        self.active.store(false, Ordering::Relaxed);
+        n
+    }
+
+    /// The installed rules with their counters.
+    pub fn rules(&self) -> Vec<Rule> {
+        lock(&self.table).rules().to_vec()
+    }
+
+    /// What to do with a request, if a rule fires on it.
+    pub fn decide(&self, facts: &RequestFacts, now_ms: u64) -> Option<Action> {
+        let mut rng = lock(&self.rng);
+        let mut draw = || rng.gen::<f64>();
+        lock(&self.table).decide(facts, now_ms, &mut draw)
+    }
+}
