@@ -128,12 +128,15 @@ impl Recorder {
         }
     }
 
-    /// A message received by a consumer at `t_s`, `e2e_ms` after it was created.
-    pub fn consumed(&mut self, t_s: f64, e2e_ms: f64) {
+    /// A message received by a consumer at `t_s`, `e2e_ms` after it was created (`None`: its
+    /// creation time is unknown, e.g. a simulated prefill; it counts as consumed only).
+    pub fn consumed(&mut self, t_s: f64, e2e_ms: Option<f64>) {
         self.received_total += 1;
         if let Some(w) = self.window(t_s) {
             w.consumed += 1;
-            let _ = w.e2e_us.record(us(e2e_ms.max(0.0)));
+            if let Some(e) = e2e_ms {
+                let _ = w.e2e_us.record(us(e.max(0.0)));
+            }
         }
         self.note_backlog(t_s);
     }

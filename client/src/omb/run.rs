@@ -355,7 +355,7 @@ async fn consume_loop(
                 let t = shared.now_s();
                 let mut rec = lock(&shared.recorder);
                 for r in &records {
-                    rec.consumed(t, (now_ms - r.timestamp) as f64);
+                    rec.consumed(t, Some((now_ms - r.timestamp) as f64));
                 }
             }
             Err(e) => {

@@ -118,12 +118,12 @@ fn recorder_skips_warmup_and_keeps_windows() {
     // Warm-up 60 s, windows of 10 s; one subscription.
     let mut r = Recorder::new(60.0, 10.0, 1);
     r.published(5.0, 100.0, None); // warm-up: not in any window
-    r.consumed(6.0, 100.0);
+    r.consumed(6.0, Some(100.0));
     for i in 0..100 {
         let t = 60.0 + i as f64 * 0.2; // 20 s of test, 5 per second
         r.published(t, 2.0, Some(0.5));
         if i % 2 == 0 {
-            r.consumed(t, 4.0);
+            r.consumed(t, Some(4.0));
         }
     }
     assert_eq!(r.test_counts(), (100, 50));

@@ -108,7 +108,16 @@ pub fn map(w: &Workload, d: &Driver, o: &OmbSim) -> Mapped {
         notes.push(Note::new("workload.testDurationMinutes", format!("overridden: {m}")));
         w.test_duration_minutes = m;
     }
-    let (warmup_s, test_s) = (w.warmup_duration_minutes * 60.0, w.test_duration_minutes * 60.0);
+    let (mut warmup_s, test_s) = (w.warmup_duration_minutes * 60.0, w.test_duration_minutes * 60.0);
+    if omb::backlog_bytes(&w) > 0 && warmup_s > 0.0 {
+        // The prefilled backlog is there from the start and the groups drain it at once: a
+        // warm-up would hide the drain, which is what a backlog workload measures.
+        notes.push(Note::new(
+            "workload.warmupDurationMinutes",
+            "no warm-up with a backlog: the simulated groups drain it from the start, and the drain is measured",
+        ));
+        warmup_s = 0.0;
+    }
     let (cluster_config, topic_config) = topic_configs(d, &mut notes);
     let rf = replication_factor(d, o.brokers, &mut notes);
     let producer =
@@ -335,9 +344,8 @@ pub fn result(h: &History, m: &Mapped, window_s: f64, end_s: f64) -> OmbResult {
     for p in &h.polls {
         if let PollKind::Records(rs) = &p.kind {
             for (_, v) in rs {
-                if let Some(c) = created.get(v) {
-                    events.push((p.at_ns, Event::Consumed { e2e_ns: p.at_ns.saturating_sub(*c) }));
-                }
+                let e2e_ns = created.get(v).map(|c| p.at_ns.saturating_sub(*c));
+                events.push((p.at_ns, Event::Consumed { e2e_ns }));
             }
         }
     }
@@ -348,7 +356,7 @@ pub fn result(h: &History, m: &Mapped, window_s: f64, end_s: f64) -> OmbResult {
         match e {
             Event::Published { latency_ns } => rec.published(t_s, latency_ns as f64 / 1e6, None),
             Event::Failed => rec.publish_failed(t_s),
-            Event::Consumed { e2e_ns } => rec.consumed(t_s, e2e_ns as f64 / 1e6),
+            Event::Consumed { e2e_ns } => rec.consumed(t_s, e2e_ns.map(|n| n as f64 / 1e6)),
         }
     }
     let windows = (((end_s - m.warmup_s) / window_s).floor().max(0.0) as usize).max(1);
@@ -360,9 +368,14 @@ pub fn result(h: &History, m: &Mapped, window_s: f64, end_s: f64) -> OmbResult {
 }
 
 enum Event {
-    Published { latency_ns: u64 },
+    Published {
+        latency_ns: u64,
+    },
     Failed,
-    Consumed { e2e_ns: u64 },
+    /// `None`: a prefilled record (its creation time is not in the history).
+    Consumed {
+        e2e_ns: Option<u64>,
+    },
 }
 
 /// Reads a workload and a driver file (notes from both).

@@ -128,8 +128,9 @@ fn four_by_four_backlog_workload_maps_groups_rates_prefill_and_unknown_keys() {
     let groups: Vec<&str> = consumers.iter().map(|c| c["group.id"].as_str().unwrap()).collect();
     assert_eq!(groups, ["sub-000-000", "sub-000-001", "sub-001-000", "sub-001-001"]);
     assert!(consumers.iter().all(|c| c["count"] == 4));
-    assert_eq!(s["measure"]["from"], "30s");
-    assert_eq!(s["duration_s"], 330);
+    assert_eq!(s["measure"]["from"], "0s", "a backlog drain is measured from the start");
+    assert_eq!(s["duration_s"], 300);
+    assert!(has_note(&m, "workload.warmupDurationMinutes"));
     // 512 GB capped at 1 GiB per topic: 1 GiB / 1 KiB records.
     let prefill = s["workload"]["prefill"].as_array().unwrap();
     assert_eq!(prefill.len(), 2);
