@@ -77,6 +77,10 @@ pub struct BrokerConfig {
     /// `unclean.leader.election.enable`: the controller may elect a replica outside the ISR when
     /// no ISR member is alive (availability over durability: acknowledged writes can be lost).
     pub unclean_leader_election_enable: bool,
+    /// `loglab.unsafe.*`: the bug museum's switches (all safeguards on by default); see
+    /// [`crate::safeguards`]. Mirrored into [`GroupConfig`](crate::group::GroupConfig) and
+    /// [`ReplicationSettings`] where their subsystems read them.
+    pub safeguards: crate::safeguards::Safeguards,
 }
 
 /// Replication settings by Kafka's names (combined mode only; a single node has no followers).
@@ -98,6 +102,9 @@ pub struct ReplicationSettings {
     pub hw_checkpoint_interval_ms: u64,
     /// `replica.socket.timeout.ms`: one follower request, answer included.
     pub replica_socket_timeout_ms: u64,
+    /// `loglab.unsafe.truncate.to.hw` (a museum switch, [`crate::safeguards`]): a follower
+    /// truncates to its own high watermark instead of by leader epoch.
+    pub unsafe_truncate_to_hw: bool,
 }
 
 impl Default for ReplicationSettings {
@@ -111,6 +118,7 @@ impl Default for ReplicationSettings {
             replica_fetch_backoff_ms: 1_000,
             hw_checkpoint_interval_ms: 5_000,
             replica_socket_timeout_ms: 30_000,
+            unsafe_truncate_to_hw: false,
         }
     }
 }
@@ -187,6 +195,7 @@ impl Default for BrokerConfig {
             quorum: QuorumSettings::default(),
             replication: ReplicationSettings::default(),
             unclean_leader_election_enable: false,
+            safeguards: crate::safeguards::Safeguards::default(),
         }
     }
 }
@@ -391,6 +400,13 @@ impl BrokerConfig {
             | "transaction.state.log.replication.factor"
             | "transaction.state.log.min.isr"
             | "num.recovery.threads.per.data.dir" => {}
+            k if k.starts_with("loglab.unsafe.") => {
+                if !self.safeguards.set(k, parse_bool(key, value)?) {
+                    return Err(ConfigError::UnknownKey { key: key.to_string() });
+                }
+                self.group.unsafe_commit_any_generation = self.safeguards.commit_any_generation;
+                self.replication.unsafe_truncate_to_hw = self.safeguards.truncate_to_hw;
+            }
             _ => {
                 if !self.log.set(key, value)? {
                     return Err(ConfigError::UnknownKey { key: key.to_string() });
@@ -436,6 +452,9 @@ impl BrokerConfig {
         m.insert("min.insync.replicas", self.replication.min_insync_replicas.to_string());
         m.insert("replica.lag.time.max.ms", self.replication.replica_lag_time_max_ms.to_string());
         m.insert("unclean.leader.election.enable", self.unclean_leader_election_enable.to_string());
+        for sw in self.safeguards.off() {
+            m.insert(sw.key, "true".to_string());
+        }
         m
     }
 }

@@ -23,6 +23,7 @@ pub mod partition;
 pub mod producer_state;
 pub mod protocol;
 pub mod replica;
+pub mod safeguards;
 pub mod server;
 pub mod tasks;
 pub mod topics;

@@ -110,6 +110,9 @@ pub async fn start(opts: NodeOptions) -> Result<NodeHandle, NodeError> {
         seed,
         metrics_listen,
     } = opts;
+    for sw in config.safeguards.off() {
+        tracing::warn!(node = config.node_id, key = sw.key, "safeguard off: {}", sw.reproduces);
+    }
     let broker = Arc::new(
         Broker::open(config.clone(), storage.clone(), &data_dir).await.map_err(NodeError::Open)?,
     );

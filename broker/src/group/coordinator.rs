@@ -413,8 +413,13 @@ impl Coordinator {
         }
         let g = inner.groups.get_mut(group).expect("inserted above");
         if let Err(code) = g.validate_commit(generation, member_id, instance_id, now) {
-            forget_if_unused(&mut inner, group);
-            return Err(code);
+            let fencing = code == codes::ILLEGAL_GENERATION || code == codes::UNKNOWN_MEMBER_ID;
+            if !(fencing && self.config.unsafe_commit_any_generation) {
+                forget_if_unused(&mut inner, group);
+                return Err(code);
+            }
+            // The museum switch: store what generation fencing would refuse (OffsetCommit v0).
+            tracing::warn!(group, generation, member_id, code, "unsafe: stale commit stored (loglab.unsafe.group.commit.any.generation)");
         }
         let mut out = Vec::with_capacity(offsets.len());
         let mut records = Vec::new();

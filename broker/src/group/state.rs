@@ -94,6 +94,9 @@ pub struct GroupConfig {
     /// `offsets.topic.segment.bytes`: smaller than other topics' so the cleaner (which never
     /// touches the active segment) gets to compact it.
     pub offsets_topic_segment_bytes: i64,
+    /// `loglab.unsafe.group.commit.any.generation` (a museum switch, `crate::safeguards`): the
+    /// coordinator stores commits it would refuse as from an unknown member or an old generation.
+    pub unsafe_commit_any_generation: bool,
 }
 
 impl Default for GroupConfig {
@@ -111,6 +114,7 @@ impl Default for GroupConfig {
             offsets_retention_ms: 7 * 24 * 3600 * 1000,
             offsets_retention_check_interval_ms: 600_000,
             offsets_topic_segment_bytes: 100 << 20,
+            unsafe_commit_any_generation: false,
         }
     }
 }

@@ -187,6 +187,10 @@ async fn truncate(
     c: &mut KafkaConn,
     parts: Vec<Followed>,
 ) -> Result<(), WireError> {
+    if env.config.unsafe_truncate_to_hw {
+        truncate_to_hw(env, parts).await;
+        return Ok(());
+    }
     let me = env.node_id;
     // (partition, epoch to ask about), refined round by round.
     let mut asking: BTreeMap<TopicPartition, (i32, i32)> = BTreeMap::new();
@@ -283,6 +287,30 @@ async fn truncate(
         asking = next;
     }
     Ok(())
+}
+
+/// The museum switch `loglab.unsafe.truncate.to.hw` (before KIP-101): cut each log at this
+/// replica's own high watermark, without asking the leader. Records between the high watermark
+/// and the log end may be acknowledged ones; if this replica is elected before it fetched them
+/// again, they are lost.
+async fn truncate_to_hw(env: &FetcherEnv, parts: Vec<Followed>) {
+    for p in parts {
+        let Some((_, mut data)) = env.partition_data(&p.tp).await else { continue };
+        let data = &mut *data;
+        let log = &mut data.log;
+        let leo = log.log_end_offset();
+        let hw = env.replicas.high_watermark(&p.tp).unwrap_or(leo).clamp(log.log_start_offset(), leo);
+        if hw < leo {
+            if let Err(e) = log.truncate_to(hw).await {
+                tracing::error!(partition = %p.tp, error = %e, "truncation failed; the partition is offline here");
+                continue;
+            }
+            let log: &crate::log::Log = log;
+            rebuild_partition_producers(&mut data.producers, &p.tp, log).await;
+            tracing::warn!(partition = %p.tp, from = leo, to = hw, "unsafe: truncated to the high watermark (loglab.unsafe.truncate.to.hw)");
+        }
+        env.replicas.mark_truncated(&p.tp, p.leader_epoch, data.log.log_end_offset());
+    }
 }
 
 /// One Fetch of `parts` (all truncated) from `leader`; appends what came back. Returns the

@@ -1,0 +1,95 @@
+//! Safeguards that can be switched off: the bug museum's switches (issue 14).
+//!
+//! Every safeguard is on by default. A `loglab.unsafe.*` broker setting turns one off so that a
+//! scenario can show the anomaly it prevents — the same checks that hold with it on go red with it
+//! off, which proves the checks can see that anomaly at all. Each switch names the Kafka bug or
+//! KIP whose absence it reproduces. They exist for simulated stories and for experiments; a broker
+//! serving real data never needs one, and the broker logs a warning for each one turned off.
+//!
+//! | key | what is switched off | history |
+//! |---|---|---|
+//! | `loglab.unsafe.producer.dedup.disable` | idempotent-producer sequence checks: every retried batch is appended again | before KIP-98 (Kafka 0.11) a retry after a lost response wrote the batch twice |
+//! | `loglab.unsafe.group.commit.any.generation` | generation fencing of OffsetCommit: a commit from an evicted member or an old generation is stored | OffsetCommit v0 carried no generation (Kafka 0.8.2); a zombie consumer overwrote the group's progress |
+//! | `loglab.unsafe.truncate.to.hw` | truncation by leader epoch: a follower that starts following truncates its log to its own high watermark | before KIP-101 (Kafka 0.11): acknowledged records between a follower's high watermark and its log end are cut and lost when that follower is elected before it refetched them |
+
+/// The switches, each `false` (the safeguard on) unless a `loglab.unsafe.*` key says otherwise.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Safeguards {
+    /// `loglab.unsafe.producer.dedup.disable`.
+    pub producer_dedup_disabled: bool,
+    /// `loglab.unsafe.group.commit.any.generation`.
+    pub commit_any_generation: bool,
+    /// `loglab.unsafe.truncate.to.hw`.
+    pub truncate_to_hw: bool,
+}
+
+/// One switch: its key and what turning it on reproduces.
+#[derive(Debug, Clone, Copy)]
+pub struct Switch {
+    pub key: &'static str,
+    pub reproduces: &'static str,
+}
+
+/// Every switch, in the order of the table above.
+pub const SWITCHES: &[Switch] = &[
+    Switch {
+        key: "loglab.unsafe.producer.dedup.disable",
+        reproduces: "no idempotent-producer deduplication (before KIP-98): retries write twice",
+    },
+    Switch {
+        key: "loglab.unsafe.group.commit.any.generation",
+        reproduces: "no generation fencing of offset commits (OffsetCommit v0): zombie commits",
+    },
+    Switch {
+        key: "loglab.unsafe.truncate.to.hw",
+        reproduces: "truncation to the high watermark (before KIP-101): acknowledged writes lost",
+    },
+];
+
+impl Safeguards {
+    /// Sets the switch named `key` to `unsafe_on`; `false` when `key` is no switch.
+    pub fn set(&mut self, key: &str, unsafe_on: bool) -> bool {
+        let slot = match key {
+            "loglab.unsafe.producer.dedup.disable" => &mut self.producer_dedup_disabled,
+            "loglab.unsafe.group.commit.any.generation" => &mut self.commit_any_generation,
+            "loglab.unsafe.truncate.to.hw" => &mut self.truncate_to_hw,
+            _ => return false,
+        };
+        *slot = unsafe_on;
+        true
+    }
+
+    /// The value of the switch named `key` (`None`: no such switch).
+    pub fn get(&self, key: &str) -> Option<bool> {
+        match key {
+            "loglab.unsafe.producer.dedup.disable" => Some(self.producer_dedup_disabled),
+            "loglab.unsafe.group.commit.any.generation" => Some(self.commit_any_generation),
+            "loglab.unsafe.truncate.to.hw" => Some(self.truncate_to_hw),
+            _ => None,
+        }
+    }
+
+    /// The switches turned on (safeguards off), for the start-up warning.
+    pub fn off(&self) -> Vec<&'static Switch> {
+        SWITCHES.iter().filter(|s| self.get(s.key) == Some(true)).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_switch_is_settable_and_readable_and_off_by_default() {
+        let mut s = Safeguards::default();
+        assert!(s.off().is_empty());
+        for sw in SWITCHES {
+            assert_eq!(s.get(sw.key), Some(false), "{}", sw.key);
+            assert!(s.set(sw.key, true), "{}", sw.key);
+            assert_eq!(s.get(sw.key), Some(true), "{}", sw.key);
+        }
+        assert_eq!(s.off().len(), SWITCHES.len());
+        assert!(!s.set("loglab.unsafe.nothing", true));
+        assert_eq!(s.get("loglab.unsafe.nothing"), None);
+    }
+}
