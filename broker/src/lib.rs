@@ -7,6 +7,8 @@
 //! - [`topics`]: the persisted topic registry; [`producer_state`]: idempotent-producer checks.
 //! - [`config`]: `server.properties` by Kafka's names; [`metrics`]: Kafka-named counters.
 
+#[cfg(not(madsim))]
+pub mod admin;
 mod api;
 pub mod broker;
 pub mod config;
