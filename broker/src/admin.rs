@@ -188,17 +188,18 @@ struct ConnOrder {
     ms: Option<u64>,
 }
 
-fn order(body: &[u8]) -> Result<ConnOrder, Reply> {
+/// A connection order's body (empty: every connection, no linger).
+fn order(body: &[u8]) -> Result<ConnOrder, String> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(ConnOrder::default());
     }
-    serde_json::from_slice(body).map_err(|e| refuse(StatusCode::BAD_REQUEST, format!("body: {e}")))
+    serde_json::from_slice(body).map_err(|e| format!("body: {e}"))
 }
 
 fn reset(broker: &Broker, body: &[u8]) -> Reply {
     let o = match order(body) {
         Ok(o) => o,
-        Err(r) => return r,
+        Err(e) => return refuse(StatusCode::BAD_REQUEST, e),
     };
     if o.ms.is_some() {
         return refuse(StatusCode::BAD_REQUEST, "`ms`: for half-open; a reset takes linger_ms");
@@ -210,7 +211,7 @@ fn reset(broker: &Broker, body: &[u8]) -> Reply {
 fn half_open(broker: &Broker, body: &[u8]) -> Reply {
     let o = match order(body) {
         Ok(o) => o,
-        Err(r) => return r,
+        Err(e) => return refuse(StatusCode::BAD_REQUEST, e),
     };
     let Some(ms) = o.ms else {
         return refuse(StatusCode::BAD_REQUEST, "`ms`: required (how long to hold)");

@@ -49,7 +49,7 @@ pub enum FaultsCmd {
         #[arg(long, conflicts_with = "api")]
         file: Option<PathBuf>,
         #[command(flatten)]
-        rule: RuleFlags,
+        rule: Box<RuleFlags>,
     },
     /// Print the installed rules as JSON, each with its `matched` and `fired` counts.
     List {
