@@ -6,7 +6,8 @@
 # Usage: scripts/bench-wire.sh     (env: RECORDS=2000000 SIZE=1000 PORT=19092)
 #        scripts/bench-wire.sh produce-cpu   broker CPU s per GB of produce under librdkafka's
 #          rdkafka_performance (RUNS=3 runs, median; RECORDS=1000000 SIZE=1024, acks=1,
-#          linger.ms=5, batch.size=262144, no compression; BROKER=path picks the broker binary)
+#          linger.ms=5, batch.size=262144, no compression; BROKER=path picks the broker binary,
+#          BROKER_ARGS="--admin-listen 127.0.0.1:0" adds flags to its command line)
 # Figures go in notes, never in tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -24,7 +25,8 @@ if [ "$MODE" = produce-cpu ]; then
   figures=()
   for run in $(seq "$RUNS"); do
     data=$(mktemp -d)
-    "$BROKER" serve --listen 127.0.0.1:$PORT --data-dir "$data" >"$data.log" 2>&1 &
+    # shellcheck disable=SC2086 # BROKER_ARGS is a list of flags
+    "$BROKER" serve --listen 127.0.0.1:$PORT --data-dir "$data" ${BROKER_ARGS:-} >"$data.log" 2>&1 &
     pid=$!
     for _ in $(seq 100); do grep -q listening "$data.log" && break; sleep 0.1; done
     c0=$(awk '{ print $14 + $15 }' /proc/$pid/stat)

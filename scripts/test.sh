@@ -14,8 +14,8 @@
 #                                 accumulator, the assignors) again with PROPTEST_CASES raised
 #                              4. cargo sim-test --workspace        (simulated world)
 #                              5. the nemesis sweeps (single broker, cluster), 200 seeds each
-#                              6. real clients (kcat, confluent-kafka, kafka-python) against
-#                                 `broker serve` (tests/clients)
+#                              6. real clients (kcat, confluent-kafka, kafka-python, kafkajs)
+#                                 against `broker serve` (tests/clients)
 #   scripts/test.sh quick    the quick tier for daily work (also `--quick`): kcat (which
 #                            `cargo test` needs), the lints, then both worlds' cargo tests
 #                            (`cargo test --workspace`, `cargo sim-test --workspace`, default
@@ -102,12 +102,24 @@ install_venv() {
   { [ -x .venv/bin/pip ] || python3 -m venv .venv; } && .venv/bin/pip install -q -r "$req" || return 1
   .venv/bin/python -c 'import confluent_kafka, kafka, pytest' && cp "$req" .venv/requirements.installed
 }
+# kafkajs for tests/clients/kafkajs (node's own test runner), pinned by its package-lock.json;
+# node_modules/.package-lock.installed records what was installed, so a changed lock reinstalls.
+install_node_modules() {
+  local dir=tests/clients/kafkajs
+  command -v npm >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm; } || return 1
+  if [ -d "$dir/node_modules/kafkajs" ] && cmp -s "$dir/package-lock.json" "$dir/node_modules/.package-lock.installed"; then
+    echo "kafkajs: present"; return 0
+  fi
+  (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error) || return 1
+  cp "$dir/package-lock.json" "$dir/node_modules/.package-lock.installed"
+}
 install_tools() {
   install_kcat || { echo "--- could not install kcat"; return 1; }
   [ "$quick" -eq 1 ] && return 0
   install_venv || { echo "--- could not install the Python clients in .venv"; return 1; }
+  install_node_modules || { echo "--- could not install kafkajs (tests/clients/kafkajs)"; return 1; }
 }
-step "tools: kcat$([ "$quick" -eq 1 ] || echo ', .venv (confluent-kafka, kafka-python, pytest)')"
+step "tools: kcat$([ "$quick" -eq 1 ] || echo ', .venv (confluent-kafka, kafka-python, pytest), kafkajs (npm)')"
 install_tools >target/tools.log 2>&1
 rc=$?
 cat target/tools.log
@@ -225,6 +237,21 @@ if [ "$quick" -eq 0 ]; then
   f=$(echo "$summary" | grep -oE '[0-9]+ failed' | grep -oE '[0-9]+' || echo 0)
   e=$(echo "$summary" | grep -oE '[0-9]+ errors?' | grep -oE '[0-9]+' || echo 0)
   record $rc "${p:-0}" $(( ${f:-0} + ${e:-0} ))
+
+  # kafkajs (tests/clients/kafkajs) with node's test runner, TAP output: "# pass N", "# fail N".
+  step "real clients: kafkajs (tests/clients/kafkajs)"
+  t0=$SECONDS
+  (cd tests/clients/kafkajs && LOGLAB_BROKER="$PWD/../../../target/release/broker" timeout 600 \
+    node --test --test-reporter=tap) >target/real-clients-kafkajs.log 2>&1
+  rc=$?
+  grep -E '^not ok|^# (pass|fail) ' target/real-clients-kafkajs.log || true
+  echo "(real-clients-kafkajs: $((SECONDS - t0)) s)"
+  if [ $rc -ne 0 ]; then
+    echo "--- kafkajs tests failed (exit $rc); tail of target/real-clients-kafkajs.log:"; tail -n 60 target/real-clients-kafkajs.log
+  fi
+  p=$(grep -oE '^# pass [0-9]+' target/real-clients-kafkajs.log | grep -oE '[0-9]+' | tail -n 1)
+  f=$(grep -oE '^# fail [0-9]+' target/real-clients-kafkajs.log | grep -oE '[0-9]+' | tail -n 1)
+  record $rc "${p:-0}" "${f:-0}"
 fi
 
 step "summary$([ "$quick" -eq 1 ] && echo ' (quick tier)')"

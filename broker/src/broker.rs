@@ -73,6 +73,8 @@ pub struct Broker {
     pub metrics: Metrics,
     /// Request-level fault rules (issue 19): none unless installed; then consulted per request.
     pub faults: crate::faults::FaultControl,
+    /// The live client connections, which the admin API can reset or hold half-open.
+    pub connections: Arc<crate::faults::Connections>,
     /// The CPU seam: a no-op on real hardware, the host's core pool in the simulator.
     cost: RwLock<Arc<dyn CostHook>>,
     /// The group coordinator (consumer groups, committed offsets in `__consumer_offsets`).
@@ -192,6 +194,7 @@ impl Broker {
             appended: Arc::new(Notify::new()),
             metrics: Metrics::default(),
             faults: crate::faults::FaultControl::new(fault_seed),
+            connections: Arc::default(),
             cost: RwLock::new(Arc::new(RealCpu)),
             groups,
             cluster: std::sync::OnceLock::new(),
@@ -272,7 +275,8 @@ impl Broker {
     }
 
     /// A request while fault rules are installed: the first rule that fires decides (an error
-    /// instead of handling or after it, a delay, a disconnect before or after handling).
+    /// instead of handling or after it, a delay, a throttle time, a disconnect before or after
+    /// handling).
     async fn handle_with_faults(&self, req: Request) -> Outcome {
         use crate::faults::{respond, Action};
         let facts = respond::facts(&req);
@@ -304,8 +308,16 @@ impl Broker {
                 let _ = self.dispatch_outcome(req).await;
                 Outcome::Close("fault rule: disconnect after handling".into())
             }
-            // Refused when installed (`FaultControl::install`).
-            Action::Throttle { .. } => self.dispatch_outcome(req).await,
+            Action::Throttle { ms } => {
+                let (key, version) = (req.api_key, req.api_version);
+                let mut outcome = self.dispatch_outcome(req).await;
+                if let Outcome::Respond(chunks) = &mut outcome {
+                    if let Err(e) = crate::faults::throttle::apply(key, version, chunks, ms) {
+                        tracing::warn!(error = %e, "fault rule: throttle not applied");
+                    }
+                }
+                outcome
+            }
         }
     }
 

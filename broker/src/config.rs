@@ -55,6 +55,9 @@ pub struct BrokerConfig {
     pub checkpoint_interval_ms: i64,
     /// `loglab.fetch.zero.copy`: send fetched data with sendfile (true) or read + write (false).
     pub fetch_zero_copy: bool,
+    /// `loglab.admin.token`: when set, every admin API request must carry
+    /// `Authorization: Bearer TOKEN` (`broker serve --admin-listen`).
+    pub admin_token: Option<String>,
     /// `cluster.id` reported in Metadata.
     pub cluster_id: String,
     /// `group.*` and `offset.metadata.max.bytes`: the group coordinator's bounds.
@@ -185,6 +188,7 @@ impl Default for BrokerConfig {
             flush_scheduler_interval_ms: 1000,
             checkpoint_interval_ms: 60_000,
             fetch_zero_copy: true,
+            admin_token: None,
             cluster_id: "loglab-cluster-0000000".to_string(),
             group: crate::group::GroupConfig::default(),
             offsets_topic_num_partitions: 50,
@@ -258,6 +262,9 @@ impl BrokerConfig {
                 self.checkpoint_interval_ms = parse_int(key, value, 1)?
             }
             "loglab.fetch.zero.copy" => self.fetch_zero_copy = parse_bool(key, value)?,
+            "loglab.admin.token" => {
+                self.admin_token = Some(value.to_string()).filter(|t| !t.is_empty())
+            }
             "cluster.id" => self.cluster_id = value.to_string(),
             "group.min.session.timeout.ms" => {
                 self.group.session_timeout_ms_min = parse_int(key, value, 1)?
@@ -449,6 +456,9 @@ impl BrokerConfig {
         m.insert("log.cleaner.enable", self.cleaner_enable.to_string());
         m.insert("log.cleaner.backoff.ms", self.cleaner_backoff_ms.to_string());
         m.insert("loglab.fetch.zero.copy", self.fetch_zero_copy.to_string());
+        // The token itself is a secret: only whether one is set is printed.
+        let token = if self.admin_token.is_some() { "(set)" } else { "(none)" };
+        m.insert("loglab.admin.token", token.to_string());
         m.insert("min.insync.replicas", self.replication.min_insync_replicas.to_string());
         m.insert("replica.lag.time.max.ms", self.replication.replica_lag_time_max_ms.to_string());
         m.insert("unclean.leader.election.enable", self.unclean_leader_election_enable.to_string());

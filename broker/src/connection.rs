@@ -20,6 +20,8 @@ pub enum End {
     PeerClosed,
     /// The broker is shutting down.
     Shutdown,
+    /// The admin API reset it (connection faults).
+    Reset,
     /// Bad input; the reason is logged.
     BadInput(String),
     Io(io::Error),
@@ -75,6 +77,7 @@ pub async fn serve(
 ) -> End {
     let max = broker.config.socket_request_max_bytes;
     let peer = conn.peer.clone();
+    let mut faults = broker.connections.register(&peer);
     let end = loop {
         if *shutdown.borrow() {
             break End::Shutdown;
@@ -82,6 +85,10 @@ pub async fn serve(
         let frame = tokio::select! {
             biased;
             _ = shutdown.changed() => break End::Shutdown,
+            _ = faults.killed() => {
+                faults.linger().await;
+                break End::Reset;
+            }
             f = read_frame(&mut conn.reader, max) => f,
         };
         let frame = match frame {
@@ -89,8 +96,14 @@ pub async fn serve(
             Ok(None) => break End::PeerClosed,
             Err(e) => break e,
         };
+        if faults.gate(Some(&frame[..])).await.is_err() {
+            break End::Reset;
+        }
         match broker.handle(frame).await {
             Outcome::Respond(chunks) => {
+                if faults.gate(None).await.is_err() {
+                    break End::Reset;
+                }
                 if let Err(e) = conn.writer.write_chunks(&chunks).await {
                     break End::Io(e);
                 }

@@ -3,6 +3,8 @@
 //! ```text
 //! broker serve --listen 127.0.0.1:9092 --data-dir ./data [--config server.properties]
 //!              [--override key=value]... [--metrics-listen 127.0.0.1:9404] [--no-zero-copy]
+//!              [--admin-listen 127.0.0.1:9405] [--fault-plan rules.json]
+//! broker faults push|list|clear --admin http://127.0.0.1:9405 [--token T] [rule flags]
 //! ```
 
 #[cfg(not(madsim))]
@@ -70,7 +72,13 @@ mod real {
             /// "NOT_LEADER_OR_FOLLOWER", "times": 3}].
             #[arg(long)]
             fault_plan: Option<PathBuf>,
+            /// Serve the admin control API (fault rules, connection faults) on this host:port;
+            /// a port alone binds loopback. Off by default.
+            #[arg(long)]
+            admin_listen: Option<String>,
         },
+        /// Drive a broker's admin API: push, list or clear fault rules.
+        Faults(broker::admin::cli::FaultsArgs),
     }
 
     pub fn main() -> ExitCode {
@@ -83,6 +91,10 @@ mod real {
                 tracing::Level::INFO
             })
             .init();
+        let cmd = match cli.cmd {
+            Cmd::Faults(args) => return broker::admin::cli::run(args),
+            serve => serve,
+        };
         let Cmd::Serve {
             listen,
             data_dir,
@@ -94,7 +106,11 @@ mod real {
             controller_listen,
             controller_quorum,
             fault_plan,
-        } = cli.cmd;
+            admin_listen,
+        } = cmd
+        else {
+            unreachable!("faults returned above")
+        };
         let fault_plan = match fault_plan.map(|p| std::fs::read_to_string(&p).map_err(|e| (p, e))) {
             None => None,
             Some(Ok(text)) => Some(text),
@@ -149,7 +165,8 @@ mod real {
                 return ExitCode::FAILURE;
             }
         };
-        match rt.block_on(serve(cfg, listen, data_dir, metrics_listen, fault_plan)) {
+        let opts = Extra { metrics_listen, fault_plan, admin_listen };
+        match rt.block_on(serve(cfg, listen, data_dir, opts)) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("error: {e}");
@@ -158,13 +175,20 @@ mod real {
         }
     }
 
+    /// `serve`'s optional listeners and plan.
+    struct Extra {
+        metrics_listen: Option<String>,
+        fault_plan: Option<String>,
+        admin_listen: Option<String>,
+    }
+
     async fn serve(
         cfg: BrokerConfig,
         listen: String,
         data_dir: PathBuf,
-        metrics_listen: Option<String>,
-        fault_plan: Option<String>,
+        extra: Extra,
     ) -> Result<(), String> {
+        let Extra { metrics_listen, fault_plan, admin_listen } = extra;
         for (k, v) in cfg.effective() {
             tracing::info!("config {k}={v}");
         }
@@ -190,6 +214,17 @@ mod real {
         if let Some(maddr) = &node.metrics_addr {
             println!("loglab metrics on http://{maddr}/metrics");
         }
+        let admin = match admin_listen.map(|a| broker::admin::bind_address(&a)) {
+            None => None,
+            Some(addr) => {
+                let l = tokio::net::TcpListener::bind(&addr)
+                    .await
+                    .map_err(|e| format!("admin listener {addr}: {e}"))?;
+                let bound = l.local_addr().map_err(|e| format!("admin listener {addr}: {e}"))?;
+                println!("loglab admin on http://{bound}");
+                Some(tokio::spawn(broker::admin::run(node.broker.clone(), l)))
+            }
+        };
         if let Some(h) = &node.controller {
             println!("loglab controller {node_id} listening on {}", h.local_addr);
         }
@@ -203,6 +238,9 @@ mod real {
 
         wait_for_signal().await;
         tracing::info!("shutting down");
+        if let Some(a) = admin {
+            a.abort();
+        }
         node.shutdown().await.map_err(|e| e.to_string())?;
         println!("loglab broker stopped cleanly");
         Ok(())

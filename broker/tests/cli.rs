@@ -95,3 +95,67 @@ fn a_bad_fault_plan_is_refused_naming_the_rule_and_field() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("rule 1: `error`: unknown Kafka error `NO_SUCH_ERROR`"), "{err}");
 }
+
+/// `broker faults push|list|clear` against `broker serve --admin-listen`: exit 0 and JSON on
+/// success; exit 1 with the server's message on a refusal or when nothing answers; exit 2 on
+/// bad flags.
+#[test]
+fn faults_command_exit_codes() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(BIN)
+        .args(["serve", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path().join("data"))
+        .args(["--override", "loglab.admin.token=s3cret"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let started = Instant::now();
+    let admin = loop {
+        assert!(started.elapsed() < Duration::from_secs(30), "no admin line");
+        let line = lines.next().expect("broker output").unwrap();
+        assert!(!line.contains("listening on"), "the admin line comes first: {line}");
+        if let Some(rest) = line.split("loglab admin on ").nth(1) {
+            break rest.trim().to_string();
+        }
+    };
+    assert!(admin.starts_with("http://127.0.0.1:"), "{admin}");
+    let faults = |args: &[&str], token: &str| {
+        Command::new(BIN)
+            .arg("faults")
+            .args(args)
+            .env("LOGLAB_ADMIN_TOKEN", token)
+            .output()
+            .unwrap()
+    };
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+
+    let push = ["push", "--admin", &admin, "--api", "Produce", "--error", "NOT_LEADER_OR_FOLLOWER"];
+    let out = faults(&[&push[..], &["--times", "3"][..]].concat(), "s3cret");
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout).trim(), r#"{"ids":[1]}"#);
+    let out = faults(&push, "");
+    assert_eq!(out.status.code(), Some(1), "no token");
+    assert!(text(&out.stderr).contains("401"), "{}", text(&out.stderr));
+    let out = faults(&["push", "--admin", &admin, "--api", "Produce", "--error", "NOPE"], "s3cret");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("`error`"), "names the field: {}", text(&out.stderr));
+    let out = faults(&["push", "--admin", &admin, "--delay-ms", "5"], "s3cret");
+    assert_eq!(out.status.code(), Some(2), "--api (or --file) is required");
+
+    let out = faults(&["list", "--admin", &admin], "s3cret");
+    assert_eq!(out.status.code(), Some(0));
+    let rules: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!((rules[0]["times"].as_u64(), rules[0]["fired"].as_u64()), (Some(3), Some(0)));
+    let out = faults(&["clear", "--admin", &admin, "--token", "s3cret"], "");
+    assert_eq!(text(&out.stdout).trim(), r#"{"removed":1}"#);
+
+    let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+    let _ = child.wait();
+    let out = faults(&["list", "--admin", &admin], "s3cret");
+    assert_eq!(out.status.code(), Some(1), "nothing listens any more");
+    let out = faults(&["list", "--admin", "ftp://127.0.0.1:1"], "");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("http://"), "{}", text(&out.stderr));
+}

@@ -25,6 +25,7 @@ class Broker:
         self.proc = None
         self.addr = None
         self.metrics_addr = None
+        self.admin_url = None  # with --admin-listen: "http://127.0.0.1:PORT"
         self.log_path = os.path.join(data_dir, "..", os.path.basename(data_dir) + ".broker.log")
 
     def start(self):
@@ -37,6 +38,9 @@ class Broker:
             line = self.proc.stdout.readline().decode()
             if not line:
                 raise RuntimeError("broker exited before listening; see " + self.log_path)
+            m = re.search(r"admin on (http://\S+)", line)
+            if m:
+                self.admin_url = m.group(1)
             m = re.search(r"metrics on http://(\S+)/metrics", line)
             if m:
                 self.metrics_addr = m.group(1)

@@ -11,6 +11,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use super::rules::{self, Action, FaultTable, RequestFacts, Rule, RuleError, RuleSpec};
+use super::throttle;
 use crate::protocol;
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -32,6 +33,16 @@ fn known_api(name: &str) -> bool {
     protocol::SUPPORTED.iter().any(|(k, _, _)| protocol::api_name(*k) == name)
 }
 
+/// A rule's action, once its spec is checked; a throttle rule gets the versions whose responses
+/// carry the field.
+fn checked(mut spec: RuleSpec) -> Result<(RuleSpec, Action), RuleError> {
+    let action = rules::validate(&spec, &error_code, &known_api)?;
+    if matches!(action, Action::Throttle { .. }) {
+        spec.versions = Some(throttle::narrow(&spec.api, spec.versions)?);
+    }
+    Ok((spec, action))
+}
+
 impl FaultControl {
     pub fn new(seed: u64) -> Self {
         Self {
@@ -48,16 +59,34 @@ impl FaultControl {
 
     /// Checks and installs one rule; returns its id.
     pub fn install(&self, spec: RuleSpec, now_ms: u64) -> Result<u64, RuleError> {
-        let action = rules::validate(&spec, &error_code, &known_api)?;
-        if matches!(action, Action::Throttle { .. }) {
-            return Err(RuleError::Field {
-                field: "throttle_ms",
-                reason: "not applied by the broker yet; use delay_ms".into(),
-            });
-        }
+        let (spec, action) = checked(spec)?;
         let id = lock(&self.table).push(spec, action, now_ms)?;
         self.active.store(true, Ordering::Relaxed);
         Ok(id)
+    }
+
+    /// Checks every rule, then installs them all, or none when any is bad (the error gives its
+    /// index) or they would not fit.
+    pub fn install_all(
+        &self,
+        specs: Vec<RuleSpec>,
+        now_ms: u64,
+    ) -> Result<Vec<u64>, (usize, RuleError)> {
+        let mut ok = Vec::with_capacity(specs.len());
+        for (i, s) in specs.into_iter().enumerate() {
+            ok.push(checked(s).map_err(|e| (i, e))?);
+        }
+        let mut table = lock(&self.table);
+        if table.rules().len() + ok.len() > rules::RULES_MAX {
+            return Err((ok.len().saturating_sub(1), RuleError::TooMany));
+        }
+        let ids = ok
+            .into_iter()
+            .enumerate()
+            .map(|(i, (s, a))| table.push(s, a, now_ms).map_err(|e| (i, e)))
+            .collect::<Result<Vec<_>, _>>()?;
+        self.active.store(!table.is_empty(), Ordering::Relaxed);
+        Ok(ids)
     }
 
     /// Installs a plan: a JSON list of rules. Nothing is installed when any rule is bad; the
@@ -65,14 +94,15 @@ impl FaultControl {
     pub fn install_plan(&self, json: &str, now_ms: u64) -> Result<Vec<u64>, String> {
         let specs: Vec<RuleSpec> =
             serde_json::from_str(json).map_err(|e| format!("fault plan: {e}"))?;
-        for (i, s) in specs.iter().enumerate() {
-            rules::validate(s, &error_code, &known_api).map_err(|e| format!("rule {i}: {e}"))?;
-        }
-        specs
-            .into_iter()
-            .enumerate()
-            .map(|(i, s)| self.install(s, now_ms).map_err(|e| format!("rule {i}: {e}")))
-            .collect()
+        self.install_all(specs, now_ms).map_err(|(i, e)| format!("rule {i}: {e}"))
+    }
+
+    /// Removes one rule by id; whether it was there.
+    pub fn remove(&self, id: u64) -> bool {
+        let mut table = lock(&self.table);
+        let removed = table.remove(id);
+        self.active.store(!table.is_empty(), Ordering::Relaxed);
+        removed
     }
 
     /// Removes every rule; returns how many there were.

@@ -4,9 +4,12 @@
 //! error in its API's shape; [`control`] is what the broker holds and consults per request
 //! (`Broker::handle`).
 
+pub mod conns;
 pub mod control;
 pub mod respond;
 pub mod rules;
+pub mod throttle;
 
+pub use conns::Connections;
 pub use control::FaultControl;
 pub use rules::{Action, FaultTable, RequestFacts, Rule, RuleError, RuleSpec, When};

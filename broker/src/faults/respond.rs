@@ -131,15 +131,19 @@ fn frame<T: kafka_protocol::protocol::Encodable>(
 /// `req`'s response with `code` wherever the API carries an error code; `None` when the
 /// request expects no response (Produce with acks=0: the client learns nothing, as from a drop).
 pub fn error_response(req: &Request, code: i16) -> Result<Option<Bytes>, RequestError> {
-    if req.api_key == ApiKey::Produce && decode_body::<ProduceRequest>(req)?.acks == 0 {
-        return Ok(None);
+    if req.api_key == ApiKey::Produce {
+        return produce(req, code);
     }
     error_frame(req, code).map(Some)
 }
 
 fn error_frame(req: &Request, code: i16) -> Result<Bytes, RequestError> {
     match req.api_key {
-        ApiKey::Produce => produce(req, code),
+        ApiKey::Produce => produce(req, code)?.ok_or_else(|| RequestError::BadBody {
+            api: "Produce",
+            version: req.api_version,
+            why: "acks=0 has no response".into(),
+        }),
         ApiKey::Fetch => fetch(req, code),
         ApiKey::ListOffsets => list_offsets(req, code),
         ApiKey::Metadata => metadata(req, code),
@@ -152,8 +156,12 @@ fn error_frame(req: &Request, code: i16) -> Result<Bytes, RequestError> {
     }
 }
 
-fn produce(req: &Request, code: i16) -> Result<Bytes, RequestError> {
+/// `None` for acks=0 (decoded once for both).
+fn produce(req: &Request, code: i16) -> Result<Option<Bytes>, RequestError> {
     let r: ProduceRequest = decode_body(req)?;
+    if r.acks == 0 {
+        return Ok(None);
+    }
     let mut resp = ProduceResponse::default();
     for t in r.topic_data {
         let mut tr = produce_response::TopicProduceResponse::default();
@@ -169,7 +177,7 @@ fn produce(req: &Request, code: i16) -> Result<Bytes, RequestError> {
         }
         resp.responses.push(tr);
     }
-    frame(req, &resp)
+    frame(req, &resp).map(Some)
 }
 
 fn fetch(req: &Request, code: i16) -> Result<Bytes, RequestError> {

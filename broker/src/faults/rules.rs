@@ -262,6 +262,13 @@ impl FaultTable {
         Ok(id)
     }
 
+    /// Removes the rule with this id; whether there was one.
+    pub fn remove(&mut self, id: u64) -> bool {
+        let before = self.rules.len();
+        self.rules.retain(|r| r.id != id);
+        self.rules.len() < before
+    }
+
     /// Removes every rule; returns how many there were.
     pub fn clear(&mut self) -> usize {
         std::mem::take(&mut self.rules).len()

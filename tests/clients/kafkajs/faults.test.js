@@ -1,0 +1,106 @@
+// kafkajs against `broker serve --admin-listen` (issue 19): rules pushed with `broker faults push`,
+// counted with `broker faults list`; the admin API refuses a request without its token.
+// Run: `node --test` in this folder (scripts/test.sh does, after `npm ci`). The broker binary is
+// $LOGLAB_BROKER (default: target/release/broker), as for the Python client tests.
+'use strict'
+
+const { test } = require('node:test')
+const assert = require('node:assert/strict')
+const { spawn, spawnSync } = require('node:child_process')
+const fs = require('node:fs')
+const os = require('node:os')
+const path = require('node:path')
+const readline = require('node:readline')
+
+process.env.KAFKAJS_NO_PARTITIONER_WARNING = '1'
+const { Kafka, logLevel } = require('kafkajs')
+
+const ROOT = path.resolve(__dirname, '..', '..', '..')
+const BROKER = process.env.LOGLAB_BROKER || path.join(ROOT, 'target', 'release', 'broker')
+const START_TIMEOUT_MS = 30000
+
+/** Starts `broker serve` on ephemeral loopback ports; resolves with its addresses. */
+function startBroker (extra = []) {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'loglab-kafkajs-'))
+  const log = fs.openSync(path.join(dir, 'broker.log'), 'a')
+  const args = ['serve', '--listen', '127.0.0.1:0', '--data-dir', path.join(dir, 'data'),
+    '--admin-listen', '127.0.0.1:0', ...extra]
+  const proc = spawn(BROKER, args, { stdio: ['ignore', 'pipe', log] })
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => { proc.kill('SIGKILL'); reject(new Error('broker did not start in time')) }, START_TIMEOUT_MS)
+    const b = { proc, dir, admin: null, addr: null }
+    readline.createInterface({ input: proc.stdout }).on('line', (line) => {
+      const admin = line.match(/admin on (http:\/\/\S+)/)
+      if (admin) b.admin = admin[1]
+      const m = line.match(/listening on (\S+)/)
+      if (m) { b.addr = m[1]; clearTimeout(timer); resolve(b) }
+    })
+    proc.on('exit', (code) => { clearTimeout(timer); if (!b.addr) reject(new Error(`broker exited (${code}); see ${dir}/broker.log`)) })
+  })
+}
+
+async function stopBroker (b) {
+  const exited = new Promise((resolve) => b.proc.once('exit', resolve))
+  b.proc.kill('SIGTERM')
+  const timer = setTimeout(() => b.proc.kill('SIGKILL'), 30000)
+  await exited
+  clearTimeout(timer)
+  fs.rmSync(b.dir, { recursive: true, force: true })
+}
+
+/** `broker faults ...`: the exit code, stdout and stderr. */
+function faults (args, env = {}) {
+  const r = spawnSync(BROKER, ['faults', ...args], { env: { ...process.env, ...env }, encoding: 'utf8', timeout: 30000 })
+  return { code: r.status, out: r.stdout, err: r.stderr }
+}
+
+function kafka (addr) {
+  return new Kafka({ clientId: 'kafkajs-faults', brokers: [addr], logLevel: logLevel.NOTHING, retry: { initialRetryTime: 100, retries: 8 } })
+}
+
+test('NOT_LEADER_OR_FOLLOWER x3 on Produce is retried and delivered once', async () => {
+  const b = await startBroker()
+  try {
+    const k = kafka(b.addr)
+    const admin = k.admin()
+    await admin.connect()
+    await admin.createTopics({ topics: [{ topic: 'nl', numPartitions: 1 }], waitForLeaders: true })
+    const push = faults(['push', '--admin', b.admin, '--api', 'Produce', '--topic', 'nl', '--error', 'NOT_LEADER_OR_FOLLOWER', '--times', '3'])
+    assert.equal(push.code, 0, push.err)
+    assert.deepEqual(JSON.parse(push.out), { ids: [1] })
+
+    const producer = k.producer({ idempotent: true, maxInFlightRequests: 1 })
+    await producer.connect()
+    const sent = await producer.send({ topic: 'nl', acks: -1, messages: [{ value: 'once' }] })
+    await producer.disconnect()
+    assert.equal(sent[0].errorCode, 0)
+    const offsets = await admin.fetchTopicOffsets('nl')
+    await admin.disconnect()
+    assert.equal(offsets[0].high, '1', 'one record in the log: delivered once')
+
+    const list = faults(['list', '--admin', b.admin])
+    assert.equal(list.code, 0, list.err)
+    const rules = JSON.parse(list.out)
+    assert.equal(rules[0].fired, 3, 'the rule fired on the first three Produce requests')
+  } finally {
+    await stopBroker(b)
+  }
+})
+
+test('the admin API refuses a request without the token', async () => {
+  const b = await startBroker(['--override', 'loglab.admin.token=s3cret'])
+  try {
+    const res = await fetch(`${b.admin}/faults`, { method: 'POST', body: '{"api": "Produce", "delay_ms": 1}' })
+    assert.equal(res.status, 401)
+    const refused = faults(['list', '--admin', b.admin], { LOGLAB_ADMIN_TOKEN: '' })
+    assert.notEqual(refused.code, 0)
+    assert.match(refused.err, /401/)
+    const wrong = faults(['push', '--admin', b.admin, '--token', 'nope', '--api', 'Produce', '--delay-ms', '1'])
+    assert.notEqual(wrong.code, 0)
+    const ok = faults(['list', '--admin', b.admin], { LOGLAB_ADMIN_TOKEN: 's3cret' })
+    assert.equal(ok.code, 0, ok.err)
+    assert.deepEqual(JSON.parse(ok.out), [], 'nothing was installed by the refused requests')
+  } finally {
+    await stopBroker(b)
+  }
+})
