@@ -44,8 +44,8 @@ pub struct NodeOptions {
     pub net: Arc<dyn Network>,
     /// `host:port` to listen on (port 0: any free port).
     pub listen: String,
-    /// What Metadata advertises; `None`: the bound address (a wildcard host becomes 127.0.0.1).
-    /// `advertised.listeners` in the config overrides either.
+    /// What Metadata advertises; `None`: the bound address (a wildcard host becomes 127.0.0.1);
+    /// port 0: the bound port. `advertised.listeners` in the config overrides either.
     pub advertised: Option<(String, i32)>,
     /// The CPU seam (`None`: the real CPU, which charges nothing).
     pub cost: Option<Arc<dyn CostHook>>,
@@ -119,9 +119,14 @@ pub async fn start(opts: NodeOptions) -> Result<NodeHandle, NodeError> {
     let listen_err = |addr: &str, source| NodeError::Listen { addr: addr.to_string(), source };
     let listener = net.bind(&listen).await.map_err(|e| listen_err(&listen, e))?;
     let bound = listener.local_addr().map_err(|e| listen_err(&listen, e))?;
-    let (host, port) = advertised.unwrap_or_else(|| address_of(&bound));
+    let (host, port) = match advertised {
+        Some((host, 0)) => (host, address_of(&bound).1),
+        Some(a) => a,
+        None => address_of(&bound),
+    };
     broker.set_advertised(&host, port);
     let advertised = broker.advertised();
+    warn_if_dead(&advertised, &bound);
     let (stop, rx) = watch::channel(false);
     let mut tasks = Vec::new();
     let mut metrics_addr = None;
@@ -165,6 +170,21 @@ fn address_of(bound: &str) -> (String, i32) {
         .unwrap_or((bound.to_string(), 9092));
     let host = if host == "0.0.0.0" || host == "[::]" { "127.0.0.1".to_string() } else { host };
     (host.trim_matches(|c| c == '[' || c == ']').to_string(), port)
+}
+
+/// A loopback address advertised on another port than the bound one sends every client on this
+/// machine to a port nobody listens on (a stale `advertised.listeners`): say so at start.
+fn warn_if_dead(advertised: &(String, i32), bound: &str) {
+    let (host, port) = advertised;
+    let local = host == "localhost" || host.starts_with("127.") || host == "::1";
+    let bound_port = address_of(bound).1;
+    if local && *port != bound_port {
+        tracing::warn!(
+            advertised = %format!("{host}:{port}"),
+            bound,
+            "advertised.listeners sends clients to a local port the broker does not listen on"
+        );
+    }
 }
 
 /// How long a clean shutdown waits for the server, then for each background task.
