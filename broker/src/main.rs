@@ -175,6 +175,7 @@ mod real {
         let mut opts = NodeOptions::new(cfg, storage, net, &listen, seed);
         opts.metrics_listen = metrics_listen;
         opts.advertised = advertised;
+        opts.serve_when_unfenced = true;
         let node = node::start(opts).await.map_err(|e| e.to_string())?;
         if let Some(plan) = &fault_plan {
             let ids = node.broker.faults.install_plan(plan, broker::now_ms().max(0) as u64)?;

@@ -54,6 +54,10 @@ pub struct NodeOptions {
     pub seed: u64,
     /// Serve Prometheus metrics on this `host:port` too.
     pub metrics_listen: Option<String>,
+    /// Combined mode: accept clients only once the controller has this broker registered and
+    /// unfenced, as Kafka opens its client listeners (before that, Metadata lists no broker and
+    /// librdkafka gives up on it). `broker serve` sets it; the simulator does not.
+    pub serve_when_unfenced: bool,
 }
 
 impl NodeOptions {
@@ -75,6 +79,7 @@ impl NodeOptions {
             cost: None,
             seed,
             metrics_listen: None,
+            serve_when_unfenced: false,
         }
     }
 }
@@ -109,6 +114,7 @@ pub async fn start(opts: NodeOptions) -> Result<NodeHandle, NodeError> {
         cost,
         seed,
         metrics_listen,
+        serve_when_unfenced,
     } = opts;
     let broker = Arc::new(
         Broker::open(config.clone(), storage.clone(), &data_dir).await.map_err(NodeError::Open)?,
@@ -148,7 +154,17 @@ pub async fn start(opts: NodeOptions) -> Result<NodeHandle, NodeError> {
     .await
     .map_err(NodeError::Combined)?;
     tasks.extend(started.tasks);
-    let server = tokio::spawn(crate::server::run(broker.clone(), listener, rx));
+    let server = match started.link.clone().filter(|_| serve_when_unfenced) {
+        None => tokio::spawn(crate::server::run(broker.clone(), listener, rx)),
+        Some(link) => {
+            let broker = broker.clone();
+            tokio::spawn(async move {
+                if unfenced(link.as_ref(), broker.config.node_id, rx.clone()).await {
+                    crate::server::run(broker, listener, rx).await
+                }
+            })
+        }
+    };
     Ok(NodeHandle {
         broker,
         bound,
@@ -160,6 +176,35 @@ pub async fn start(opts: NodeOptions) -> Result<NodeHandle, NodeError> {
         server,
         tasks,
     })
+}
+
+/// Waits until the controller's metadata has broker `id` registered and unfenced; `false` when
+/// told to stop first.
+async fn unfenced(link: &RpcLink, id: i32, mut stop: watch::Receiver<bool>) -> bool {
+    use crate::controller::link::ControllerLink;
+    let mut image = link.metadata();
+    let mut waited = false;
+    loop {
+        if image.borrow().brokers.get(&id).is_some_and(|b| !b.fenced) {
+            if waited {
+                tracing::info!(broker = id, "registered and unfenced: serving clients");
+            }
+            return true;
+        }
+        if !waited {
+            tracing::info!(broker = id, "clients wait until the controller unfences this broker");
+            waited = true;
+        }
+        tokio::select! {
+            biased;
+            _ = stop.changed() => return false,
+            changed = image.changed() => {
+                if changed.is_err() {
+                    return false;
+                }
+            }
+        }
+    }
 }
 
 /// `host:port` → (host, port); a wildcard host becomes 127.0.0.1, IPv6 brackets are dropped.
