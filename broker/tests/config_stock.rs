@@ -96,6 +96,13 @@ fn wildcard_listener_without_advertised_gets_the_host_name() {
         BrokerConfig::for_serve(None, &ServeFlags::default(), || Some("myhost".into())).unwrap();
     assert_eq!((s.listen.as_str(), s.advertised), ("127.0.0.1:9092", None));
     assert_eq!(s.data_dir, PathBuf::from("./data"));
+    // Kafka's controller-only file: no client listener, so not the brokers' 9092 either.
+    let controller = "process.roles=controller\nnode.id=1\ncontroller.quorum.voters=1@localhost:9093\nlisteners=CONTROLLER://:9093\ncontroller.listener.names=CONTROLLER\n";
+    let s = serve(controller, &ServeFlags::default()).unwrap();
+    assert_eq!(
+        (s.listen.as_str(), s.config.quorum.controller_listen.as_deref()),
+        ("127.0.0.1:0", Some("0.0.0.0:9093"))
+    );
 }
 
 #[test]

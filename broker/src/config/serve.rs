@@ -105,6 +105,8 @@ impl BrokerConfig {
             }
             (Some(l), None) => l.clone(),
             (None, Some(file)) => file.bind_addr(),
+            // A controller-only node serves no clients: any free port, not a broker's 9092.
+            (None, None) if !cfg.quorum.is_broker() => "127.0.0.1:0".to_string(),
             (None, None) => LISTEN_DEFAULT.to_string(),
         };
         let data_dir = match (&flags.data_dir, from_config.data_dir) {
