@@ -7,9 +7,6 @@
 //!
 //! Precedence: the flags, then `--override`s, then the file (its `listeners` and `log.dirs`
 //! included), then the defaults shown.
-//!
-//! ```text
-//! ```
 
 #[cfg(not(madsim))]
 fn main() -> std::process::ExitCode {
@@ -131,9 +128,13 @@ mod real {
         };
         let serve_cfg = match BrokerConfig::for_serve(text.as_deref(), &flags, host_name) {
             Ok(s) => s,
+            Err(e @ broker::config::ConfigError::BadLine { .. }) => {
+                let path = config.unwrap_or_default();
+                eprintln!("error: {}: {e}", path.display());
+                return ExitCode::from(2);
+            }
             Err(e) => {
-                let from = config.map(|p| format!(" ({})", p.display())).unwrap_or_default();
-                eprintln!("error: {e}{from}");
+                eprintln!("error: {e}");
                 return ExitCode::from(2);
             }
         };
