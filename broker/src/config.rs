@@ -7,6 +7,13 @@ use thiserror::Error;
 use crate::log::config::ConfigError as LogConfigError;
 use crate::log::LogConfig;
 
+mod listeners;
+mod serve;
+pub use listeners::{parse_listeners, Endpoints, Listener, NetSettings, LISTENERS_MAX};
+#[cfg(not(madsim))]
+pub use serve::host_name;
+pub use serve::{Serve, ServeFlags, DATA_DIR_DEFAULT, LISTEN_DEFAULT};
+
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum ConfigError {
     #[error("unknown config key `{key}`")]
@@ -17,6 +24,9 @@ pub enum ConfigError {
     BadLine { line: usize, text: String },
     #[error("--override expects key=value, got `{0}`")]
     BadOverride(String),
+    /// A valid value this broker cannot honour, or keys that contradict each other.
+    #[error("config `{key}`: {why}")]
+    Rejected { key: String, why: String },
 }
 
 impl From<LogConfigError> for ConfigError {
@@ -84,6 +94,55 @@ pub struct BrokerConfig {
     /// [`crate::safeguards`]. Mirrored into [`GroupConfig`](crate::group::GroupConfig) and
     /// [`ReplicationSettings`] where their subsystems read them.
     pub safeguards: crate::safeguards::Safeguards,
+    /// The network and storage keys as written (`listeners`, `log.dirs`, …; see `resolve`).
+    pub net: NetSettings,
+    /// `process.roles` was given (it then needs a quorum).
+    pub quorum_roles_set: bool,
+    /// Stock keys accepted without effect, with why (logged at start): (key=value, reason).
+    pub ignored: Vec<(String, &'static str)>,
+    /// Which spelling set `retention_ms` / `segment_ms` (Kafka: ms over minutes over hours,
+    /// whatever their order).
+    precedence: Precedence,
+}
+
+/// Rank of the key that last set a value spelled in several units (0: none yet).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Precedence {
+    retention: u8,
+    roll: u8,
+}
+
+/// Keys Kafka's stock files set that do not apply here: accepted, logged as ignored.
+const IGNORED: &[(&str, &str)] = &[
+    ("num.network.threads", "one async runtime serves every connection"),
+    ("num.io.threads", "one async runtime handles every request"),
+    ("socket.send.buffer.bytes", "the OS socket buffer sizes are used"),
+    ("socket.receive.buffer.bytes", "the OS socket buffer sizes are used"),
+    ("num.recovery.threads.per.data.dir", "logs are recovered on the async runtime"),
+    ("num.replica.fetchers", "one fetcher task per source broker"),
+    ("metadata.log.dir", "the metadata log lives in the data directory"),
+    ("transaction.state.log.replication.factor", "transactions are not supported"),
+    ("transaction.state.log.min.isr", "transactions are not supported"),
+    ("transaction.state.log.num.partitions", "transactions are not supported"),
+    ("share.coordinator.state.topic.replication.factor", "share groups are not supported"),
+    ("share.coordinator.state.topic.min.isr", "share groups are not supported"),
+    ("log.cleaner.threads", "one in-process cleaner"),
+    ("log.cleaner.io.buffer.size", "one in-process cleaner"),
+    ("log.cleaner.io.buffer.load.factor", "one in-process cleaner"),
+    ("log.cleaner.io.max.bytes.per.second", "one in-process cleaner"),
+];
+
+/// Kafka's precedence among spellings of one value in several units: a key of lower rank than
+/// the one already applied is ignored.
+fn unit_rank(key: &str) -> Option<(bool, u8)> {
+    match key {
+        "log.retention.hours" => Some((true, 1)),
+        "log.retention.minutes" => Some((true, 2)),
+        "log.retention.ms" => Some((true, 3)),
+        "log.roll.hours" => Some((false, 1)),
+        "log.roll.ms" => Some((false, 2)),
+        _ => None,
+    }
 }
 
 /// Replication settings by Kafka's names (combined mode only; a single node has no followers).
@@ -200,6 +259,10 @@ impl Default for BrokerConfig {
             replication: ReplicationSettings::default(),
             unclean_leader_election_enable: false,
             safeguards: crate::safeguards::Safeguards::default(),
+            net: NetSettings::default(),
+            quorum_roles_set: false,
+            ignored: Vec::new(),
+            precedence: Precedence::default(),
         }
     }
 }
@@ -226,26 +289,12 @@ fn parse_int<T: std::str::FromStr>(key: &str, value: &str, lo: i64) -> Result<T,
     value.trim().parse::<T>().map_err(|_| bad("out of range"))
 }
 
-/// `PLAINTEXT://host:port[,...]` → the first listener's (host, port).
-fn parse_listener(key: &str, value: &str) -> Result<(String, i32), ConfigError> {
-    let bad =
-        |why: &str| ConfigError::BadValue { key: key.into(), value: value.into(), why: why.into() };
-    let first = value.split(',').next().unwrap_or("").trim();
-    let addr = first.split_once("://").map(|(_, a)| a).unwrap_or(first);
-    let (host, port) =
-        addr.rsplit_once(':').ok_or_else(|| bad("expected [PLAINTEXT://]host:port"))?;
-    let port: i32 =
-        port.parse().ok().filter(|p| (1..=65535).contains(p)).ok_or_else(|| bad("bad port"))?;
-    Ok((host.trim_matches(|c| c == '[' || c == ']').to_string(), port))
-}
-
 impl BrokerConfig {
     /// Sets one key; unknown keys are errors naming the key.
     pub fn set(&mut self, key: &str, value: &str) -> Result<(), ConfigError> {
         let value = value.trim();
         match key {
             "node.id" | "broker.id" => self.node_id = parse_int(key, value, 0)?,
-            "advertised.listeners" => self.advertised = Some(parse_listener(key, value)?),
             "num.partitions" => self.num_partitions = parse_int(key, value, 1)?,
             "auto.create.topics.enable" => self.auto_create_topics = parse_bool(key, value)?,
             "default.replication.factor" => {
@@ -327,12 +376,6 @@ impl BrokerConfig {
             "log.cleaner.dedupe.buffer.size" => {
                 self.cleaner_dedupe_buffer_size = parse_int(key, value, 1024)?
             }
-            // Cleaner tuning Kafka has that one in-process cleaner does not need.
-            "log.cleaner.threads"
-            | "log.cleaner.io.buffer.size"
-            | "log.cleaner.io.buffer.load.factor"
-            | "log.cleaner.io.max.bytes.per.second" => {}
-            // Accepted for compatibility with stock server.properties files; meaningless here.
             "controller.quorum.voters" => {
                 crate::controller::rpc::parse_voters(value).map_err(|why| {
                     ConfigError::BadValue { key: key.into(), value: value.into(), why }
@@ -353,31 +396,7 @@ impl BrokerConfig {
                     });
                 }
                 self.quorum.roles = roles;
-            }
-            "controller.listener.names" => {
-                self.quorum.listener_name =
-                    value.split(',').next().unwrap_or("CONTROLLER").trim().to_string();
-                self.quorum.controller_listen = None;
-            }
-            // Only the controller listener is taken from here; the client listener is `--listen`.
-            "listeners" => {
-                let prefix = format!("{}://", self.quorum.listener_name);
-                if let Some(l) = value.split(',').map(str::trim).find(|l| l.starts_with(&prefix)) {
-                    let addr = &l[prefix.len()..];
-                    let (host, port) =
-                        addr.rsplit_once(':').ok_or_else(|| ConfigError::BadValue {
-                            key: key.into(),
-                            value: value.into(),
-                            why: "expected NAME://host:port".into(),
-                        })?;
-                    let _: u16 = port.parse().map_err(|_| ConfigError::BadValue {
-                        key: key.into(),
-                        value: value.into(),
-                        why: "bad port".into(),
-                    })?;
-                    let host = if host.is_empty() { "0.0.0.0" } else { host };
-                    self.quorum.controller_listen = Some(format!("{host}:{port}"));
-                }
+                self.quorum_roles_set = true;
             }
             "broker.heartbeat.interval.ms" => {
                 self.quorum.broker_heartbeat_interval_ms = parse_int(key, value, 1)?
@@ -398,15 +417,6 @@ impl BrokerConfig {
                 self.quorum.retry_backoff_ms = parse_int(key, value, 1)?
             }
             "loglab.metadata.poll.ms" => self.quorum.metadata_poll_ms = parse_int(key, value, 1)?,
-            "log.dirs"
-            | "log.dir"
-            | "num.network.threads"
-            | "num.io.threads"
-            | "socket.send.buffer.bytes"
-            | "socket.receive.buffer.bytes"
-            | "transaction.state.log.replication.factor"
-            | "transaction.state.log.min.isr"
-            | "num.recovery.threads.per.data.dir" => {}
             k if k.starts_with("loglab.unsafe.") => {
                 if !self.safeguards.set(k, parse_bool(key, value)?) {
                     return Err(ConfigError::UnknownKey { key: key.to_string() });
@@ -414,13 +424,31 @@ impl BrokerConfig {
                 self.group.unsafe_commit_any_generation = self.safeguards.commit_any_generation;
                 self.replication.unsafe_truncate_to_hw = self.safeguards.truncate_to_hw;
             }
+            _ if self.set_net(key, value)? => {}
+            _ if IGNORED.iter().any(|(k, _)| *k == key) => {
+                let why = IGNORED.iter().find(|(k, _)| *k == key).map_or("", |(_, w)| *w);
+                self.ignored.push((format!("{key}={value}"), why));
+            }
             _ => {
+                if let Some((retention, rank)) = unit_rank(key) {
+                    let current =
+                        if retention { self.precedence.retention } else { self.precedence.roll };
+                    if rank < current {
+                        self.ignored.push((format!("{key}={value}"), "a finer unit is set"));
+                        return Ok(());
+                    }
+                }
                 if !self.log.set(key, value)? {
                     return Err(ConfigError::UnknownKey { key: key.to_string() });
                 }
                 // Topic-level spellings are not broker keys (Kafka rejects e.g. `segment.bytes` here).
                 if !(key.starts_with("log.") || key == "message.max.bytes") {
                     return Err(ConfigError::UnknownKey { key: key.to_string() });
+                }
+                match unit_rank(key) {
+                    Some((true, rank)) => self.precedence.retention = rank,
+                    Some((false, rank)) => self.precedence.roll = rank,
+                    None => {}
                 }
             }
         }

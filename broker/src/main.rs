@@ -1,11 +1,14 @@
 //! `broker serve`: the standalone broker on real IO (tokio, real files, real TCP + sendfile).
 //!
 //! ```text
-//! broker serve --listen 127.0.0.1:9092 --data-dir ./data [--config server.properties]
+//! broker serve [--listen 127.0.0.1:9092] [--data-dir ./data] [--config server.properties]
 //!              [--override key=value]... [--metrics-listen 127.0.0.1:9404] [--no-zero-copy]
 //!              [--admin-listen 127.0.0.1:9405] [--fault-plan rules.json]
 //! broker faults push|list|clear --admin http://127.0.0.1:9405 [--token T] [rule flags]
 //! ```
+//!
+//! Precedence: the flags, then `--override`s, then the file (its `listeners` and `log.dirs`
+//! included), then the defaults shown.
 
 #[cfg(not(madsim))]
 fn main() -> std::process::ExitCode {
@@ -18,6 +21,7 @@ fn main() {}
 
 #[cfg(not(madsim))]
 mod real {
+    use broker::config::{host_name, Serve, ServeFlags};
     use broker::node::{self, NodeOptions};
     use broker::BrokerConfig;
     use clap::{Parser, Subcommand};
@@ -29,7 +33,7 @@ mod real {
     use std::sync::Arc;
 
     #[derive(Parser, Debug)]
-    #[command(name = "broker", about = "Loglab: a Kafka-compatible broker")]
+    #[command(name = "broker", version, about = "Loglab: a Kafka-compatible broker")]
     struct Cli {
         #[command(subcommand)]
         cmd: Cmd,
@@ -39,12 +43,14 @@ mod real {
     enum Cmd {
         /// Run a standalone broker.
         Serve {
-            /// host:port to listen on (127.0.0.1 unless told otherwise).
-            #[arg(long, default_value = "127.0.0.1:9092")]
-            listen: String,
-            /// Directory holding the logs and the topic registry.
-            #[arg(long, default_value = "./data")]
-            data_dir: PathBuf,
+            /// host:port to listen on [default: the client entry of `listeners`, else
+            /// 127.0.0.1:9092].
+            #[arg(long)]
+            listen: Option<String>,
+            /// Directory holding the logs and the topic registry [default: `log.dirs`, else
+            /// ./data].
+            #[arg(long)]
+            data_dir: Option<PathBuf>,
             /// A server.properties file (Kafka's key=value format).
             #[arg(long)]
             config: Option<PathBuf>,
@@ -119,45 +125,35 @@ mod real {
                 return ExitCode::from(2);
             }
         };
-        let mut cfg = BrokerConfig::default();
-        if let Some(path) = &config {
-            let text = match std::fs::read_to_string(path) {
-                Ok(t) => t,
-                Err(e) => {
-                    eprintln!("error: reading {}: {e}", path.display());
-                    return ExitCode::from(2);
-                }
-            };
-            if let Err(e) = cfg.apply_properties(&text) {
+        let text = match config.as_ref().map(|p| std::fs::read_to_string(p).map_err(|e| (p, e))) {
+            None => None,
+            Some(Ok(t)) => Some(t),
+            Some(Err((p, e))) => {
+                eprintln!("error: reading {}: {e}", p.display());
+                return ExitCode::from(2);
+            }
+        };
+        let flags = ServeFlags {
+            listen,
+            data_dir,
+            overrides,
+            no_zero_copy,
+            node_id,
+            controller_listen,
+            controller_quorum,
+        };
+        let serve_cfg = match BrokerConfig::for_serve(text.as_deref(), &flags, host_name) {
+            Ok(s) => s,
+            Err(e @ broker::config::ConfigError::BadLine { .. }) => {
+                let path = config.unwrap_or_default();
                 eprintln!("error: {}: {e}", path.display());
                 return ExitCode::from(2);
             }
-        }
-        for o in &overrides {
-            if let Err(e) = cfg.apply_override(o) {
-                eprintln!("error: --override {o}: {e}");
-                return ExitCode::from(2);
-            }
-        }
-        if no_zero_copy {
-            cfg.fetch_zero_copy = false;
-        }
-        let mut flags = Vec::new();
-        if let Some(id) = node_id {
-            flags.push(format!("node.id={id}"));
-        }
-        if let Some(q) = controller_quorum {
-            flags.push(format!("controller.quorum.voters={q}"));
-        }
-        for f in &flags {
-            if let Err(e) = cfg.apply_override(f) {
+            Err(e) => {
                 eprintln!("error: {e}");
                 return ExitCode::from(2);
             }
-        }
-        if let Some(l) = controller_listen {
-            cfg.quorum.controller_listen = Some(l);
-        }
+        };
         let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
             Ok(rt) => rt,
             Err(e) => {
@@ -166,7 +162,7 @@ mod real {
             }
         };
         let opts = Extra { metrics_listen, fault_plan, admin_listen };
-        match rt.block_on(serve(cfg, listen, data_dir, opts)) {
+        match rt.block_on(serve(serve_cfg, opts)) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("error: {e}");
@@ -183,15 +179,12 @@ mod real {
     }
 
     async fn serve(
-        cfg: BrokerConfig,
-        listen: String,
-        data_dir: PathBuf,
+        serve: Serve,
         extra: Extra,
     ) -> Result<(), String> {
         let Extra { metrics_listen, fault_plan, admin_listen } = extra;
-        for (k, v) in cfg.effective() {
-            tracing::info!("config {k}={v}");
-        }
+        let Serve { config: cfg, listen, data_dir, advertised, notes } = serve;
+        cfg.log_start(&notes);
         let storage: Arc<dyn Storage> = Arc::new(
             OsStorage::new(&data_dir)
                 .map_err(|e| format!("data dir {}: {e}", data_dir.display()))?,
@@ -206,6 +199,8 @@ mod real {
         let node_id = cfg.node_id;
         let mut opts = NodeOptions::new(cfg, storage, net, &listen, seed);
         opts.metrics_listen = metrics_listen;
+        opts.advertised = advertised;
+        opts.serve_when_unfenced = true;
         let node = node::start(opts).await.map_err(|e| e.to_string())?;
         if let Some(plan) = &fault_plan {
             let ids = node.broker.faults.install_plan(plan, broker::now_ms().max(0) as u64)?;
@@ -228,8 +223,9 @@ mod real {
         if let Some(h) = &node.controller {
             println!("loglab controller {node_id} listening on {}", h.local_addr);
         }
+        let (ahost, aport) = &node.advertised;
         println!(
-            "loglab broker listening on {} (node.id {node_id}, data dir {})",
+            "loglab broker listening on {} (node.id {node_id}, advertised {ahost}:{aport}, data dir {})",
             node.bound,
             data_dir.display()
         );

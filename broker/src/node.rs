@@ -44,8 +44,8 @@ pub struct NodeOptions {
     pub net: Arc<dyn Network>,
     /// `host:port` to listen on (port 0: any free port).
     pub listen: String,
-    /// What Metadata advertises; `None`: the bound address (a wildcard host becomes 127.0.0.1).
-    /// `advertised.listeners` in the config overrides either.
+    /// What Metadata advertises; `None`: the bound address (a wildcard host becomes 127.0.0.1);
+    /// port 0: the bound port. `advertised.listeners` in the config overrides either.
     pub advertised: Option<(String, i32)>,
     /// The CPU seam (`None`: the real CPU, which charges nothing).
     pub cost: Option<Arc<dyn CostHook>>,
@@ -54,6 +54,10 @@ pub struct NodeOptions {
     pub seed: u64,
     /// Serve Prometheus metrics on this `host:port` too.
     pub metrics_listen: Option<String>,
+    /// Combined mode: accept clients only once the controller has this broker registered and
+    /// unfenced, as Kafka opens its client listeners (before that, Metadata lists no broker and
+    /// librdkafka gives up on it). `broker serve` sets it; the simulator does not.
+    pub serve_when_unfenced: bool,
 }
 
 impl NodeOptions {
@@ -75,6 +79,7 @@ impl NodeOptions {
             cost: None,
             seed,
             metrics_listen: None,
+            serve_when_unfenced: false,
         }
     }
 }
@@ -109,6 +114,7 @@ pub async fn start(opts: NodeOptions) -> Result<NodeHandle, NodeError> {
         cost,
         seed,
         metrics_listen,
+        serve_when_unfenced,
     } = opts;
     for sw in config.safeguards.off() {
         tracing::warn!(node = config.node_id, key = sw.key, "safeguard off: {}", sw.reproduces);
@@ -122,9 +128,14 @@ pub async fn start(opts: NodeOptions) -> Result<NodeHandle, NodeError> {
     let listen_err = |addr: &str, source| NodeError::Listen { addr: addr.to_string(), source };
     let listener = net.bind(&listen).await.map_err(|e| listen_err(&listen, e))?;
     let bound = listener.local_addr().map_err(|e| listen_err(&listen, e))?;
-    let (host, port) = advertised.unwrap_or_else(|| address_of(&bound));
+    let (host, port) = match advertised {
+        Some((host, 0)) => (host, address_of(&bound).1),
+        Some(a) => a,
+        None => address_of(&bound),
+    };
     broker.set_advertised(&host, port);
     let advertised = broker.advertised();
+    warn_if_dead(&advertised, &bound);
     let (stop, rx) = watch::channel(false);
     let mut tasks = Vec::new();
     let mut metrics_addr = None;
@@ -146,7 +157,17 @@ pub async fn start(opts: NodeOptions) -> Result<NodeHandle, NodeError> {
     .await
     .map_err(NodeError::Combined)?;
     tasks.extend(started.tasks);
-    let server = tokio::spawn(crate::server::run(broker.clone(), listener, rx));
+    let server = match started.link.clone().filter(|_| serve_when_unfenced) {
+        None => tokio::spawn(crate::server::run(broker.clone(), listener, rx)),
+        Some(link) => {
+            let broker = broker.clone();
+            tokio::spawn(async move {
+                if unfenced(link.as_ref(), broker.config.node_id, rx.clone()).await {
+                    crate::server::run(broker, listener, rx).await
+                }
+            })
+        }
+    };
     Ok(NodeHandle {
         broker,
         bound,
@@ -160,6 +181,35 @@ pub async fn start(opts: NodeOptions) -> Result<NodeHandle, NodeError> {
     })
 }
 
+/// Waits until the controller's metadata has broker `id` registered and unfenced; `false` when
+/// told to stop first.
+async fn unfenced(link: &RpcLink, id: i32, mut stop: watch::Receiver<bool>) -> bool {
+    use crate::controller::link::ControllerLink;
+    let mut image = link.metadata();
+    let mut waited = false;
+    loop {
+        if image.borrow().brokers.get(&id).is_some_and(|b| !b.fenced) {
+            if waited {
+                tracing::info!(broker = id, "registered and unfenced: serving clients");
+            }
+            return true;
+        }
+        if !waited {
+            tracing::info!(broker = id, "clients wait until the controller unfences this broker");
+            waited = true;
+        }
+        tokio::select! {
+            biased;
+            _ = stop.changed() => return false,
+            changed = image.changed() => {
+                if changed.is_err() {
+                    return false;
+                }
+            }
+        }
+    }
+}
+
 /// `host:port` → (host, port); a wildcard host becomes 127.0.0.1, IPv6 brackets are dropped.
 fn address_of(bound: &str) -> (String, i32) {
     let (host, port) = bound
@@ -168,6 +218,21 @@ fn address_of(bound: &str) -> (String, i32) {
         .unwrap_or((bound.to_string(), 9092));
     let host = if host == "0.0.0.0" || host == "[::]" { "127.0.0.1".to_string() } else { host };
     (host.trim_matches(|c| c == '[' || c == ']').to_string(), port)
+}
+
+/// A loopback address advertised on another port than the bound one sends every client on this
+/// machine to a port nobody listens on (a stale `advertised.listeners`): say so at start.
+fn warn_if_dead(advertised: &(String, i32), bound: &str) {
+    let (host, port) = advertised;
+    let local = host == "localhost" || host.starts_with("127.") || host == "::1";
+    let bound_port = address_of(bound).1;
+    if local && *port != bound_port {
+        tracing::warn!(
+            advertised = %format!("{host}:{port}"),
+            bound,
+            "advertised.listeners sends clients to a local port the broker does not listen on"
+        );
+    }
 }
 
 /// How long a clean shutdown waits for the server, then for each background task.

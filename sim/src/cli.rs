@@ -138,6 +138,7 @@ USAGE:
                                                               an OpenMessaging Benchmark workload: writes DIR/scenario.json
                                                               (the generated scenario) and DIR/omb-result.json (OMB's result)
   cargo simulate help [SUBCOMMAND]                            this text, or a subcommand's options
+  cargo simulate --version                                    the simulator's version
 
 A run writes DIR/summary.json (verdict, checks with what each examined, throughput offered and
 achieved, latency, counters), SVG plots and DIR/index.html (default DIR: out/<scenario name>).
@@ -175,6 +176,10 @@ pub fn main_with_args(argv: Vec<String>) -> i32 {
     STARTED.get_or_init(std::time::Instant::now);
     let r =
         match argv.get(1).map(String::as_str) {
+            Some("--version" | "-V") => {
+                println!("sim {}", env!("CARGO_PKG_VERSION"));
+                Ok(exit::PASS)
+            }
             None | Some("--help" | "-h") => {
                 print!("{HELP}");
                 Ok(if argv.len() < 2 { exit::USAGE } else { exit::PASS })

@@ -27,6 +27,10 @@ fn main() {
 
 #[cfg(not(madsim))]
 fn main() {
+    if matches!(std::env::args().nth(1).as_deref(), Some("--version" | "-V")) {
+        println!("sim {}", env!("CARGO_PKG_VERSION"));
+        return;
+    }
     eprintln!("sim runs only in the simulated build: build with cargo simulate (e.g. `cargo simulate scenarios/quickstart.json --seed 1`)");
     std::process::exit(sim::exit::USAGE);
 }

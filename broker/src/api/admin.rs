@@ -303,8 +303,9 @@ impl Broker {
         let r: InitProducerIdRequest = decode_body(req)?;
         let v = req.api_version;
         let mut resp = InitProducerIdResponse::default();
-        if r.transactional_id.as_ref().is_some_and(|t| !t.0.is_empty()) {
-            // No transaction coordinator yet.
+        if let Some(t) = r.transactional_id.as_ref().filter(|t| !t.0.is_empty()) {
+            // No transaction coordinator: a fatal error for the client, at once.
+            tracing::warn!(transactional_id = %t.0.as_str(), "InitProducerId: {TRANSACTIONS_UNSUPPORTED}");
             resp.error_code = error_code::TRANSACTIONAL_ID_AUTHORIZATION_FAILED;
             resp.producer_id = ProducerId(-1);
             resp.producer_epoch = -1;
@@ -393,9 +394,13 @@ impl Broker {
         };
         // (error, node, host, port) per key.
         let mut answers = Vec::new();
+        let refused = refused_key_type(r.key_type);
+        if let Some((_, why)) = refused {
+            tracing::warn!(key_type = r.key_type, keys = ?keys, "FindCoordinator: {why}");
+        }
         for key in keys {
-            if r.key_type != 0 {
-                answers.push((error_code::COORDINATOR_NOT_AVAILABLE, -1, String::new(), -1));
+            if let Some((error, _)) = refused {
+                answers.push((error, -1, String::new(), -1));
             } else if self.controller_link().is_some() {
                 answers.push(self.coordinator_in_cluster(key).await);
             } else if self.groups.partition_of(key).await.is_ok() {
@@ -413,6 +418,7 @@ impl Broker {
                 let mut c = Coordinator::default();
                 c.key = key.clone();
                 c.error_code = error;
+                c.error_message = refused.map(|(_, why)| sb(why));
                 if error == error_code::NONE {
                     c.node_id = BrokerId(node);
                     c.host = sb(&host);
@@ -425,6 +431,9 @@ impl Broker {
             }
         } else {
             resp.error_code = error;
+            if v >= 1 {
+                resp.error_message = refused.map(|(_, why)| sb(why));
+            }
             if let Some((error_code::NONE, node, host, port)) = answers.first().cloned() {
                 resp.node_id = BrokerId(node);
                 resp.host = sb(&host);
@@ -438,6 +447,21 @@ impl Broker {
             protocol::encode_response(ApiKey::FindCoordinator, v, req.correlation_id, &resp)
                 .map_err(|why| RequestError::BadBody { api: "FindCoordinator", version: v, why })?;
         Ok(Outcome::frame(frame))
+    }
+}
+
+/// Why transactional producers are refused (the error message clients show).
+const TRANSACTIONS_UNSUPPORTED: &str = "transactions are not supported by this broker (Loglab)";
+
+/// FindCoordinator key types other than a group's (0), answered at once with an error and why.
+/// A transaction coordinator (1) gets TRANSACTIONAL_ID_AUTHORIZATION_FAILED: librdkafka, the
+/// Java client and kafkajs treat it as fatal (COORDINATOR_NOT_AVAILABLE is retried until the
+/// client's timeout); any other type is Kafka's INVALID_REQUEST.
+fn refused_key_type(key_type: i8) -> Option<(i16, &'static str)> {
+    match key_type {
+        0 => None,
+        1 => Some((error_code::TRANSACTIONAL_ID_AUTHORIZATION_FAILED, TRANSACTIONS_UNSUPPORTED)),
+        _ => Some((error_code::INVALID_REQUEST, "unknown coordinator key type")),
     }
 }
 

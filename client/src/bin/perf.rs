@@ -13,7 +13,7 @@ mod real {
     use net_model::tcp::TcpNetwork;
 
     #[derive(Debug, Parser)]
-    #[command(name = "perf", about = "Loglab perf tools shaped like Kafka's")]
+    #[command(name = "perf", version, about = "Loglab perf tools shaped like Kafka's")]
     struct Cli {
         #[command(subcommand)]
         cmd: Cmd,
