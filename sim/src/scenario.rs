@@ -16,9 +16,9 @@ use thiserror::Error;
 use crate::checkers::{Outcome, CHECKS};
 
 mod request_faults;
-pub use request_faults::{parse_rule, REQUEST_FAULTS_MAX};
-use request_faults::{parse_nemesis_rules, parse_request_faults};
 pub use crate::faults::{Direction, DiskErrorKind, Fault, FaultAction, Peers, RuleSpec, Target};
+use request_faults::{parse_nemesis_rules, parse_request_faults};
+pub use request_faults::{parse_rule, REQUEST_FAULTS_MAX};
 
 #[derive(Debug, Error)]
 pub enum ScenarioError {
@@ -1596,10 +1596,16 @@ fn parse_nemesis(
     let drawn = kinds.contains(&crate::nemesis::NemesisKind::RequestFault);
     let request_faults = match (drawn, o.get("request_faults")) {
         (true, None) => {
-            return Err(invalid(&o.p("request_faults"), "required with request_fault: the rules to draw from"))
+            return Err(invalid(
+                &o.p("request_faults"),
+                "required with request_fault: the rules to draw from",
+            ))
         }
         (false, Some(_)) => {
-            return Err(invalid(&o.p("request_faults"), "only with request_fault in nemesis.faults"))
+            return Err(invalid(
+                &o.p("request_faults"),
+                "only with request_fault in nemesis.faults",
+            ))
         }
         (_, v) => parse_nemesis_rules(v, &o.p("request_faults"), min_ns)?,
     };

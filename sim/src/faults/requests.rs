@@ -78,7 +78,12 @@ impl RequestRules {
         let now_ms = broker::now_ms().max(0) as u64;
         match on.broker.map(|b| b.faults.install(spec, now_ms)) {
             Some(Ok(id)) => {
-                let line = format!("{} id={id} incarnation={} {}", on.name, on.incarnation, rule_brief(rule));
+                let line = format!(
+                    "{} id={id} incarnation={} {}",
+                    on.name,
+                    on.incarnation,
+                    rule_brief(rule)
+                );
                 on.tracer.event("request-rule", &line);
                 rec.id = Some(id);
                 self.installed = true;

@@ -146,8 +146,13 @@ mod tests {
                 (3000, "broker-2".into(), None),
             ]
         );
-        assert_eq!(sc.faults[0].label, "request_fault broker-2 Produce error=NOT_LEADER_OR_FOLLOWER times=3 for 2000ms");
-        let FaultAction::Request { rule } = &sc.faults[0].action else { panic!("{:?}", sc.faults[0]) };
+        assert_eq!(
+            sc.faults[0].label,
+            "request_fault broker-2 Produce error=NOT_LEADER_OR_FOLLOWER times=3 for 2000ms"
+        );
+        let FaultAction::Request { rule } = &sc.faults[0].action else {
+            panic!("{:?}", sc.faults[0])
+        };
         assert_eq!((rule.api.as_str(), rule.times), ("Produce", Some(3)));
         assert_eq!(sc.faults[2].target, Target::Broker(0));
         // The rule as written is in the settings; the last heal is when the run heals (no `for`).
@@ -157,23 +162,40 @@ mod tests {
 
     #[test]
     fn a_bad_rule_is_refused_naming_its_path_and_field() {
-        let entry = |rule: &str| format!(r#", "request_faults": [{{"at": "1s", "rule": {{"api": "Produce", "error": "NOT_LEADER_OR_FOLLOWER"}}}}, {{"at": "1s", "rule": {{"api": "Produce", "error": "NOT_LEADER_OR_FOLLOWER"}}}}, {{"at": "2s", "rule": {rule}}}]"#);
+        let entry = |rule: &str| {
+            format!(
+                r#", "request_faults": [{{"at": "1s", "rule": {{"api": "Produce", "error": "NOT_LEADER_OR_FOLLOWER"}}}}, {{"at": "1s", "rule": {{"api": "Produce", "error": "NOT_LEADER_OR_FOLLOWER"}}}}, {{"at": "2s", "rule": {rule}}}]"#
+            )
+        };
         let e = err(&entry(r#"{"api": "Produce", "error": "NOT_A_KAFKA_ERROR"}"#));
-        assert!(e.starts_with("request_faults[2].rule.error: unknown Kafka error `NOT_A_KAFKA_ERROR`"), "{e}");
+        assert!(
+            e.starts_with("request_faults[2].rule.error: unknown Kafka error `NOT_A_KAFKA_ERROR`"),
+            "{e}"
+        );
         let e = err(&entry(r#"{"api": "Produse", "error": "NOT_LEADER_OR_FOLLOWER"}"#));
         assert!(e.starts_with("request_faults[2].rule.api: unknown API `Produse`"), "{e}");
-        let e = err(&entry(r#"{"api": "Produce", "error": "REQUEST_TIMED_OUT", "probability": 1.5}"#));
+        let e =
+            err(&entry(r#"{"api": "Produce", "error": "REQUEST_TIMED_OUT", "probability": 1.5}"#));
         assert!(e.starts_with("request_faults[2].rule.probability: "), "{e}");
         let e = err(&entry(r#"{"api": "Produce", "delay_ms": 5, "disconnect": "after"}"#));
         assert!(e.starts_with("request_faults[2].rule.error: give exactly one action"), "{e}");
         let e = err(&entry(r#"{"api": "Produce", "eror": "REQUEST_TIMED_OUT"}"#));
         assert!(e.starts_with("request_faults[2].rule: unknown field `eror`"), "{e}");
         // The entry's own keys, the broker and the window are checked too.
-        let e = err(r#", "request_faults": [{"at": "1s", "broker": "broker-3", "rule": {"api": "Produce", "delay_ms": 5}}]"#);
+        let e = err(
+            r#", "request_faults": [{"at": "1s", "broker": "broker-3", "rule": {"api": "Produce", "delay_ms": 5}}]"#,
+        );
         assert!(e.starts_with("request_faults[0].broker: no broker-3"), "{e}");
-        let e = err(r#", "request_faults": [{"at": "1s", "for": "2s", "rule": {"api": "Produce", "delay_ms": 5, "from_ms": 2000}}]"#);
-        assert!(e.starts_with("request_faults[0].rule.from_ms: the rule's window starts after"), "{e}");
-        let e = err(r#", "request_faults": [{"at": "11s", "rule": {"api": "Produce", "delay_ms": 5}}]"#);
+        let e = err(
+            r#", "request_faults": [{"at": "1s", "for": "2s", "rule": {"api": "Produce", "delay_ms": 5, "from_ms": 2000}}]"#,
+        );
+        assert!(
+            e.starts_with("request_faults[0].rule.from_ms: the rule's window starts after"),
+            "{e}"
+        );
+        let e = err(
+            r#", "request_faults": [{"at": "11s", "rule": {"api": "Produce", "delay_ms": 5}}]"#,
+        );
         assert!(e.starts_with("request_faults[0].at: must be before the end"), "{e}");
         let e = err(r#", "request_faults": [{"at": "1s", "rul": {}}]"#);
         assert!(e.starts_with("request_faults[0].rul: unknown key"), "{e}");
@@ -182,7 +204,9 @@ mod tests {
     #[test]
     fn the_nemesis_draws_request_rules_only_when_asked() {
         let nem = |extra: &str| {
-            format!(r#", "nemesis": {{"faults": ["request_fault"], "count": 6, "min": "1s", "max": "2s"{extra}}}"#)
+            format!(
+                r#", "nemesis": {{"faults": ["request_fault"], "count": 6, "min": "1s", "max": "2s"{extra}}}"#
+            )
         };
         let e = err(&nem(""));
         assert!(e.starts_with("nemesis.request_faults: required with request_fault"), "{e}");
@@ -195,7 +219,11 @@ mod tests {
         let drawn = sc.with_nemesis(7).faults;
         assert!(!drawn.is_empty());
         for f in &drawn {
-            assert!(matches!(f.action, FaultAction::Request { .. }) && matches!(f.target, Target::Broker(_)), "{f:?}");
+            assert!(
+                matches!(f.action, FaultAction::Request { .. })
+                    && matches!(f.target, Target::Broker(_)),
+                "{f:?}"
+            );
             assert!(f.label.starts_with("nemesis request_fault["), "{}", f.label);
             assert!(f.for_ns.is_some_and(|d| (1_000_000_000..=2_000_000_000).contains(&d)));
         }
@@ -203,7 +231,10 @@ mod tests {
         // Both rules are drawn over a few seeds.
         let apis: std::collections::BTreeSet<String> = (1..20)
             .flat_map(|s| sc.with_nemesis(s).faults)
-            .filter_map(|f| match f.action { FaultAction::Request { rule } => Some(rule.api), _ => None })
+            .filter_map(|f| match f.action {
+                FaultAction::Request { rule } => Some(rule.api),
+                _ => None,
+            })
             .collect();
         assert_eq!(apis.len(), 2, "{apis:?}");
     }
@@ -211,7 +242,12 @@ mod tests {
     #[test]
     fn the_installed_window_ends_with_for() {
         use crate::faults::{windowed, RuleSpec};
-        let r = RuleSpec { api: "Produce".into(), delay_ms: Some(5), until_ms: Some(9_000), ..RuleSpec::default() };
+        let r = RuleSpec {
+            api: "Produce".into(),
+            delay_ms: Some(5),
+            until_ms: Some(9_000),
+            ..RuleSpec::default()
+        };
         assert_eq!(windowed(&r, Some(2_500_000_000)).until_ms, Some(2_500));
         assert_eq!(windowed(&r, Some(20_000_000_000)).until_ms, Some(9_000));
         assert_eq!(windowed(&r, None), r);
