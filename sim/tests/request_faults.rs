@@ -94,11 +94,10 @@ fn after_handling_timeout_duplicates_without_idempotence_and_not_with_it() {
 fn a_broker_kill_ends_its_rules_counted_up_to_the_kill() {
     let mut sc = scenario("request-faults");
     let extra = Scenario::parse(
-        &r#"{"name": "k", "cluster": {"mode": "network"}, "topics": [{"name": "events"}],
+        r#"{"name": "k", "cluster": {"mode": "network"}, "topics": [{"name": "events"}],
             "workload": {}, "duration_s": 7,
             "faults": [{"at": "4500ms", "kill": "broker-0"}, {"at": "5500ms", "restart": "broker-0"}],
-            "request_faults": [{"at": "4s", "rule": {"api": "Produce", "delay_ms": 1}}]}"#
-            .to_string(),
+            "request_faults": [{"at": "4s", "rule": {"api": "Produce", "delay_ms": 1}}]}"#,
     )
     .unwrap_or_else(|e| panic!("{e}"));
     sc.faults.extend(extra.faults);
