@@ -1593,22 +1593,7 @@ fn parse_nemesis(
     if min_ns > max_ns || min_ns == 0 {
         return Err(invalid(&o.p("min"), "must be positive and at most max"));
     }
-    let drawn = kinds.contains(&crate::nemesis::NemesisKind::RequestFault);
-    let request_faults = match (drawn, o.get("request_faults")) {
-        (true, None) => {
-            return Err(invalid(
-                &o.p("request_faults"),
-                "required with request_fault: the rules to draw from",
-            ))
-        }
-        (false, Some(_)) => {
-            return Err(invalid(
-                &o.p("request_faults"),
-                "only with request_fault in nemesis.faults",
-            ))
-        }
-        (_, v) => parse_nemesis_rules(v, &o.p("request_faults"), min_ns)?,
-    };
+    let request_faults = parse_nemesis_rules(&o, &kinds, min_ns)?;
     Ok(NemesisSpec {
         kinds,
         targets,

@@ -9,8 +9,9 @@
 use broker::faults::{FaultControl, RuleError};
 use serde_json::Value;
 
-use super::{invalid, join, list_of, obj, parse_broker_ref, parse_duration_ns, R};
+use super::{invalid, join, list_of, obj, parse_broker_ref, parse_duration_ns, Obj, R};
 use crate::faults::{rule_brief, Fault, FaultAction, RuleSpec, Target};
+use crate::nemesis::NemesisKind;
 
 /// `request_faults` entries at most (a broker holds at most `broker::faults::rules::RULES_MAX`
 /// rules; with the nemesis' own at most 100 a broker stays well below it).
@@ -91,15 +92,25 @@ fn entry(v: &Value, path: &str, brokers: u32, duration_s: u64) -> R<Vec<Fault>> 
     Ok(targets.into_iter().map(fault).collect())
 }
 
-/// `nemesis.request_faults`: the rules the `request_fault` nemesis draws from (each must be
-/// able to fire within the shortest drawn duration, `nemesis.min`).
-pub fn parse_nemesis_rules(v: Option<&Value>, path: &str, min_ns: u64) -> R<Vec<RuleSpec>> {
-    if let Some(Value::Array(a)) = v {
-        if a.is_empty() || a.len() > REQUEST_FAULTS_MAX {
-            return Err(invalid(path, format!("1..={REQUEST_FAULTS_MAX} rules")));
+/// `nemesis.request_faults`: the rules the `request_fault` nemesis draws from — required with
+/// that kind, refused without it; each must be able to fire within the shortest drawn duration
+/// (`nemesis.min`).
+pub fn parse_nemesis_rules(o: &Obj, kinds: &[NemesisKind], min_ns: u64) -> R<Vec<RuleSpec>> {
+    let path = o.p("request_faults");
+    let v = match (kinds.contains(&NemesisKind::RequestFault), o.get("request_faults")) {
+        (true, None) => {
+            return Err(invalid(&path, "required with request_fault: the rules to draw from"))
         }
+        (false, Some(_)) => {
+            return Err(invalid(&path, "only with request_fault in nemesis.faults"))
+        }
+        (false, None) => return Ok(Vec::new()),
+        (true, Some(v)) => v,
+    };
+    if v.as_array().is_some_and(|a| a.is_empty() || a.len() > REQUEST_FAULTS_MAX) {
+        return Err(invalid(&path, format!("1..={REQUEST_FAULTS_MAX} rules")));
     }
-    list_of(v, path, |rv, p| {
+    list_of(Some(v), &path, |rv, p| {
         let rule = parse_rule(rv, p)?;
         check_window(&rule, Some(min_ns), p)?;
         Ok(rule)
