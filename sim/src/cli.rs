@@ -369,11 +369,21 @@ fn run_and_report(
         })
         .unwrap_or_default();
     let speed = &s["speed"];
+    let rf = &s["request_faults"];
+    let requests = match rf["rules"].as_array().map_or(0, Vec::len) {
+        0 => String::new(),
+        n => format!(
+            " | request faults: {n} rules, {} installed, {} fired {} times",
+            rf["installed"].as_u64().unwrap_or(0),
+            rf["fired_rules"].as_u64().unwrap_or(0),
+            rf["fired_total"].as_u64().unwrap_or(0)
+        ),
+    };
     let mut stdout = std::io::stdout();
     // A closed pipe (`| head -1`) is not a crash: the run's files are written already.
     let _ = writeln!(
         stdout,
-        "{}: {} seed {} trace {} | {} checks as expected{} | {:.1} simulated s in {:.2} wall s ({:.1}x), {:.2} CPU s, {} MiB peak",
+        "{}: {} seed {} trace {} | {} checks as expected{}{requests} | {:.1} simulated s in {:.2} wall s ({:.1}x), {:.2} CPU s, {} MiB peak",
         output.verdict.to_uppercase(),
         sc.name,
         seed,

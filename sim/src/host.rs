@@ -16,6 +16,8 @@ use disk_model::sim::SimDisk;
 use disk_model::Storage;
 use madsim::task::NodeId;
 
+use crate::faults::requests::{self, RequestRules, RuleRecord};
+use crate::faults::Fault;
 use crate::trace::Tracer;
 
 /// The data directory inside the disk (Kafka's `log.dirs`).
@@ -68,6 +70,8 @@ pub struct Host {
     /// controller's Raft status; `None` while down.
     link: Mutex<Option<Arc<broker::controller::link::RpcLink>>>,
     controller: Mutex<Option<tokio::sync::watch::Receiver<broker::controller::node::NodeStatus>>>,
+    /// Request-fault rules installed on the running broker process, and every record.
+    requests: Mutex<RequestRules>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -89,6 +93,7 @@ impl Host {
             failures: Mutex::new(Vec::new()),
             link: Mutex::new(None),
             controller: Mutex::new(None),
+            requests: Mutex::new(RequestRules::default()),
         })
     }
 
@@ -122,6 +127,7 @@ impl Host {
     /// The process's tasks die. In network runs its connections are reset first (the kernel
     /// closes a dead process's sockets with RST), so no handle dropped by the kill sends a FIN.
     fn kill_process(&self) {
+        self.with_requests(|r, on| r.stopped(on));
         lock(&self.process).take();
         lock(&self.link).take();
         lock(&self.controller).take();
@@ -235,6 +241,38 @@ impl Host {
             .map(|(api, (r, e))| format!("{api}={r}/{e}"))
             .collect();
         Some(format!("incarnation={} {}", self.incarnation.load(Ordering::SeqCst), parts.join(" ")))
+    }
+
+    /// Runs `f` on this host's request-fault rules with the running process (if any).
+    fn with_requests(&self, f: impl FnOnce(&mut RequestRules, &requests::On)) {
+        let process = self.process();
+        let on = requests::On {
+            broker: process.as_deref(),
+            name: self.name(),
+            incarnation: self.incarnation(),
+            tracer: &self.tracer,
+        };
+        f(&mut lock(&self.requests), &on);
+    }
+
+    /// Installs fault `i`'s request-fault rule on the running broker.
+    pub fn install_request_rule(&self, i: usize, fault: &Fault) {
+        self.with_requests(|r, on| r.install(on, i, fault));
+    }
+
+    /// Ends fault `i`'s request-fault rule (its `for` elapsed), reading its counters.
+    pub fn end_request_rule(&self, i: usize) {
+        self.with_requests(|r, on| r.end(on, i, "for elapsed"));
+    }
+
+    /// The heal: every request-fault rule ends and the broker's rule table is emptied.
+    pub fn clear_request_rules(&self) {
+        self.with_requests(|r, on| r.clear(on));
+    }
+
+    /// Every request-fault rule installed on this host, with the broker's counters.
+    pub fn request_records(&self) -> Vec<RuleRecord> {
+        lock(&self.requests).records().to_vec()
     }
 
     /// Sets this host's NIC to `bps` each way (`None` = back to `nominal_bps`).

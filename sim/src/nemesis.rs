@@ -12,14 +12,17 @@
 //!   followed by its own restart and every pause by its own resume;
 //! - process faults end with a restart: kill, power loss and leave restart the target after the
 //!   drawn duration; a disk error ends with a broker restart too (an offline log stays offline
-//!   until the broker reopens it, as an operator would restart it).
+//!   until the broker reopens it, as an operator would restart it);
+//! - `request_fault` installs one of `request_faults` (a rule drawn uniformly; one more draw,
+//!   made only for this kind, so schedules without it are unchanged) on a broker for the drawn
+//!   duration.
 
 use std::collections::BTreeMap;
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use crate::faults::{DiskErrorKind, Fault, FaultAction, Target};
+use crate::faults::{rule_brief, DiskErrorKind, Fault, FaultAction, RuleSpec, Target};
 
 /// Salt of the nemesis' random stream (independent of every other subsystem's).
 pub const NEMESIS_SALT: u64 = 0x6e65_6d65_7369_7321; // "nemesis!"
@@ -37,6 +40,7 @@ pub enum NemesisKind {
     SlowNic,
     DiskError,
     Leave,
+    RequestFault,
 }
 
 impl NemesisKind {
@@ -49,6 +53,7 @@ impl NemesisKind {
         ("slow_nic", NemesisKind::SlowNic),
         ("disk_error", NemesisKind::DiskError),
         ("leave", NemesisKind::Leave),
+        ("request_fault", NemesisKind::RequestFault),
     ];
 
     pub fn name(self) -> &'static str {
@@ -80,7 +85,8 @@ impl NemesisKind {
                     NemesisKind::PowerLoss
                         | NemesisKind::SlowDisk
                         | NemesisKind::SlowNic
-                        | NemesisKind::DiskError,
+                        | NemesisKind::DiskError
+                        | NemesisKind::RequestFault,
                     Target::Broker(_),
                 )
                 | (NemesisKind::Leave, Target::Consumer(_))
@@ -89,7 +95,7 @@ impl NemesisKind {
 }
 
 /// A scenario's `nemesis` section.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct NemesisSpec {
     pub kinds: Vec<NemesisKind>,
     pub targets: Vec<Target>,
@@ -106,12 +112,18 @@ pub struct NemesisSpec {
     /// brokers an ISR quorum) stays whole; a drawn fault that would break the bound is dropped.
     pub minority: bool,
     pub brokers: u32,
+    /// `request_fault`: the rules to draw from (non-empty when the kind is drawn).
+    pub request_faults: Vec<RuleSpec>,
 }
 
 /// Draws the schedule for `seed` (sorted by time; each entry labelled `nemesis …`).
 pub fn draw(spec: &NemesisSpec, seed: u64) -> Vec<Fault> {
     assert!(spec.from_ns < spec.until_ns, "nemesis window is empty");
     assert!(spec.min_ns <= spec.max_ns, "nemesis durations are inverted");
+    assert!(
+        !spec.kinds.contains(&NemesisKind::RequestFault) || !spec.request_faults.is_empty(),
+        "request_fault without rules to draw from"
+    );
     let mut rng = ChaCha8Rng::seed_from_u64(seed ^ NEMESIS_SALT);
     let mut busy_until: BTreeMap<Target, u64> = BTreeMap::new();
     let mut minority = Minority::new(spec);
@@ -124,13 +136,17 @@ pub fn draw(spec: &NemesisSpec, seed: u64) -> Vec<Fault> {
         let pick = rng.gen_range(0..u32::MAX);
         let at = rng.gen_range(spec.from_ns..spec.until_ns);
         let dur = rng.gen_range(spec.min_ns..=spec.max_ns);
+        let rule = match kind {
+            NemesisKind::RequestFault => rng.gen_range(0..spec.request_faults.len()),
+            _ => 0,
+        };
         let Some(&target) = eligible.get(pick as usize % eligible.len().max(1)) else { continue };
         let at = at.max(busy_until.get(&target).copied().unwrap_or(0));
         if at >= spec.until_ns || !minority.admits(kind, target, at, at + dur) {
             continue;
         }
         busy_until.insert(target, at + dur + 1_000_000);
-        out.extend(faults_of(spec, kind, target, at, dur));
+        out.extend(faults_of(spec, kind, target, at, dur, rule));
     }
     out.sort_by_key(|f| f.at_ns);
     out
@@ -182,6 +198,7 @@ fn faults_of(
     target: Target,
     at: u64,
     dur: u64,
+    rule: usize,
 ) -> Vec<Fault> {
     let end = at + dur;
     let fault = |at_ns: u64, action: FaultAction, for_ns: Option<u64>, what: &str| Fault {
@@ -218,6 +235,12 @@ fn faults_of(
             };
             vec![fault(at, action, Some(dur), "disk_error write"), restart(end + 1)]
         }
+        NemesisKind::RequestFault => {
+            let r = &spec.request_faults[rule];
+            let what = format!("request_fault[{rule}] {}", rule_brief(r));
+            let action = FaultAction::Request { rule: Box::new(r.clone()) };
+            vec![fault(at, action, Some(dur), &what)]
+        }
     }
 }
 
@@ -239,6 +262,11 @@ mod tests {
             slow_nic_bps: 100_000_000,
             minority: false,
             brokers: 1,
+            request_faults: vec![RuleSpec {
+                api: "Produce".into(),
+                error: Some("NOT_LEADER_OR_FOLLOWER".into()),
+                ..RuleSpec::default()
+            }],
         }
     }
 
@@ -265,7 +293,7 @@ mod tests {
                 prop_assert!(!needs_restart || restart_at.is_some(), "{f:?} has no restart");
                 faulted.insert(f.target, restart_at.filter(|_| needs_restart).unwrap_or(end).max(end));
                 prop_assert!(match f.action {
-                    FaultAction::PowerLoss | FaultAction::SlowDisk { .. } | FaultAction::SlowNic { .. } | FaultAction::DiskError { .. } => matches!(f.target, Target::Broker(_)),
+                    FaultAction::PowerLoss | FaultAction::SlowDisk { .. } | FaultAction::SlowNic { .. } | FaultAction::DiskError { .. } | FaultAction::Request { .. } => matches!(f.target, Target::Broker(_)),
                     FaultAction::Leave => matches!(f.target, Target::Consumer(_)),
                     _ => true,
                 }, "{f:?} on the wrong kind of target");

@@ -55,6 +55,8 @@ pub struct RawRun {
     pub fault_brokers: BTreeMap<usize, u32>,
     /// The models' invariants checked during the run (`model-invariants` in the summary).
     pub invariants: crate::invariants::Report,
+    /// Every request-fault rule installed, with its broker's counters (by fault, then broker).
+    pub request_rules: Vec<crate::faults::requests::RuleRecord>,
 }
 
 pub struct RunOutput {
@@ -177,7 +179,29 @@ pub async fn simulate(sc: &Scenario, seed: u64, keep_trace: bool) -> RawRun {
         cluster,
         fault_brokers: std::mem::take(&mut faults.resolved),
         invariants: series.invariants,
+        request_rules: request_rules(&world),
     }
+}
+
+/// Every request-fault rule every host installed (the heal read the last counters).
+fn request_rules(world: &World) -> Vec<crate::faults::requests::RuleRecord> {
+    let mut all: Vec<_> = world.hosts.iter().flat_map(|h| h.request_records()).collect();
+    all.sort_by_key(|r| r.fault);
+    all
+}
+
+/// `request_faults` in `summary.json`: each installed rule with the broker's own counters.
+fn request_faults_summary(rules: &[crate::faults::requests::RuleRecord]) -> Value {
+    let installed = rules.iter().filter(|r| r.id.is_some()).count();
+    let fired_rules = rules.iter().filter(|r| r.fired > 0).count();
+    let fired_total: u64 = rules.iter().map(|r| r.fired).sum();
+    json!({
+        "installed": installed,
+        "fired_rules": fired_rules,
+        "fired_total": fired_total,
+        "rules": rules,
+        "counted_by": "each broker's own FaultControl (matched: requests its filters matched; fired: requests it acted on), read when the rule's `for` ended, when its broker process stopped, or when the run healed",
+    })
 }
 
 /// Every broker's disk: broker-0's at the top level (as before clusters), each broker's by name.
@@ -263,6 +287,7 @@ pub fn conclude(
         "history": history_summary(h),
         "groups": group_summary(h),
         "cluster": raw.cluster.clone(),
+        "request_faults": request_faults_summary(&raw.request_rules),
         "speed": {
             "simulated_s": sim_s,
             "wall_s": wall_s,

@@ -14,7 +14,11 @@ use serde_json::{json, Map, Value};
 use thiserror::Error;
 
 use crate::checkers::{Outcome, CHECKS};
-pub use crate::faults::{Direction, DiskErrorKind, Fault, FaultAction, Peers, Target};
+
+mod request_faults;
+pub use crate::faults::{Direction, DiskErrorKind, Fault, FaultAction, Peers, RuleSpec, Target};
+use request_faults::{parse_nemesis_rules, parse_request_faults};
+pub use request_faults::{parse_rule, REQUEST_FAULTS_MAX};
 
 #[derive(Debug, Error)]
 pub enum ScenarioError {
@@ -449,6 +453,7 @@ impl Scenario {
                 "topics",
                 "workload",
                 "faults",
+                "request_faults",
                 "nemesis",
                 "checks",
                 "expect",
@@ -499,7 +504,12 @@ impl Scenario {
             .iter()
             .flat_map(|c| std::iter::repeat_n(c.group_id.is_some(), c.count as usize))
             .collect();
-        let faults = parse_faults(top.get("faults"), brokers, &members, &topics, duration_s, mode)?;
+        let mut faults =
+            parse_faults(top.get("faults"), brokers, &members, &topics, duration_s, mode)?;
+        // Request faults join the timeline (stable: file faults first on ties); absent, the
+        // timeline is exactly the `faults` list.
+        faults.extend(parse_request_faults(top.get("request_faults"), brokers, duration_s)?);
+        faults.sort_by_key(|f| f.at_ns);
         let nemesis = match top.get("nemesis") {
             None => None,
             Some(v) => Some(parse_nemesis(v, brokers, &members, &topics, duration_s, mode)?),
@@ -640,11 +650,7 @@ impl Scenario {
                 "producers": self.producers.iter().map(producer_json).collect::<Vec<_>>(),
                 "consumers": self.consumers.iter().map(consumer_json).collect::<Vec<_>>(),
             },
-            "faults": self.faults.iter().map(|f| json!({
-                "at_s": f.at_ns as f64 / 1e9,
-                "fault": f.label,
-                "for_s": f.for_ns.map(|n| n as f64 / 1e9),
-            })).collect::<Vec<_>>(),
+            "faults": self.faults.iter().map(fault_json).collect::<Vec<_>>(),
             "nemesis": self.nemesis.as_ref().map(|n| json!({
                 "faults": n.kinds.iter().map(|k| k.name()).collect::<Vec<_>>(),
                 "targets": n.targets.iter().map(|t| t.name()).collect::<Vec<_>>(),
@@ -655,12 +661,26 @@ impl Scenario {
                 "max_s": n.max_ns as f64 / 1e9,
                 "slow_disk.factor": n.slow_disk_factor,
                 "slow_nic.bps": n.slow_nic_bps,
+                "request_faults": n.request_faults,
                 "salt": format!("{:#x}", crate::nemesis::NEMESIS_SALT),
             })),
             "checks": self.checks,
             "expect": self.expect.iter().map(|(k, v)| (k.clone(), Value::String(v.as_str().into()))).collect::<Map<_, _>>(),
         })
     }
+}
+
+/// A timeline entry in `settings`; a request fault with its rule as written.
+fn fault_json(f: &Fault) -> Value {
+    let mut v = json!({
+        "at_s": f.at_ns as f64 / 1e9,
+        "fault": f.label,
+        "for_s": f.for_ns.map(|n| n as f64 / 1e9),
+    });
+    if let FaultAction::Request { rule } = &f.action {
+        v["rule"] = serde_json::to_value(rule).unwrap_or(Value::Null);
+    }
+    v
 }
 
 /// A producer entry in `settings`, every default included.
@@ -1541,6 +1561,7 @@ fn parse_nemesis(
             "slow_disk.factor",
             "slow_nic.bps",
             "minority",
+            "request_faults",
         ],
     )?;
     let kinds = nemesis_kinds(&o, mode)?;
@@ -1572,6 +1593,7 @@ fn parse_nemesis(
     if min_ns > max_ns || min_ns == 0 {
         return Err(invalid(&o.p("min"), "must be positive and at most max"));
     }
+    let request_faults = parse_nemesis_rules(&o, &kinds, min_ns)?;
     Ok(NemesisSpec {
         kinds,
         targets,
@@ -1587,6 +1609,7 @@ fn parse_nemesis(
         },
         minority: o.boolean("minority", false)?,
         brokers,
+        request_faults,
     })
 }
 

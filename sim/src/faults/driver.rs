@@ -74,6 +74,9 @@ impl Fault {
                 let hit = host.disk.corrupt_random_sector(Host::data_path(path.as_deref()));
                 tracer.event("corrupted", &format!("{hit:?}"));
             }
+            (On::Broker { host, .. }, FaultAction::Request { .. }) => {
+                host.install_request_rule(i, self)
+            }
         }
     }
 
@@ -96,6 +99,7 @@ impl Fault {
                     host.disk.clear_fault(id);
                 }
             }
+            (On::Broker { host, .. }, FaultAction::Request { .. }) => host.end_request_rule(i),
             (On::Broker { .. }, _) => {}
         }
     }
@@ -285,6 +289,10 @@ impl<'a> Driver<'a> {
         });
         if !self.active.is_empty() || self.hosts.iter().any(|h| !h.is_up()) {
             self.last_heal_ns = end_ns;
+        }
+        // Request-fault rules still in force end here ("run healed"), counted by their broker.
+        for h in self.hosts {
+            h.clear_request_rules();
         }
         for &i in self.active.iter().rev() {
             let f = &self.faults[i];

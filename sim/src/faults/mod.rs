@@ -3,12 +3,16 @@
 //! draws. Pure and runtime-free; applying and undoing a fault on the simulated world is
 //! [`driver`] (simulated builds only), the one place that knows what each action does.
 //!
-//! Promises: every action that holds a state (pause, partition, slow disk or NIC, disk error)
-//! has an undo; kill, power loss and leave end with a restart; drop_caches and corrupt_sector
+//! Promises: every action that holds a state (pause, partition, slow disk or NIC, disk error,
+//! request fault) has an undo; kill, power loss and leave end with a restart; drop_caches and corrupt_sector
 //! are instants with nothing to undo.
 
 #[cfg(madsim)]
 pub mod driver;
+#[cfg(madsim)]
+pub mod requests;
+
+pub use broker::faults::RuleSpec;
 
 /// What a fault hits: a broker host, or a group member's host (`consumer-N`, N counting every
 /// consumer of the workload in file order).
@@ -115,6 +119,12 @@ pub enum FaultAction {
         direction: Direction,
         port: Option<u16>,
     },
+    /// A request-fault rule (`request_faults`, the `request_fault` nemesis) installed on the
+    /// broker's own `FaultControl` at `at`; after `for` it no longer fires and its counters are
+    /// read (the broker's `matched` / `fired`). Boxed: a rule is large beside the other actions.
+    Request {
+        rule: Box<RuleSpec>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -139,6 +149,54 @@ impl DiskErrorKind {
             DiskErrorKind::NoSpace => FaultKind::NoSpace,
         }
     }
+}
+
+/// A rule in a few words, for labels and the trace: `Produce error=NOT_LEADER_OR_FOLLOWER
+/// times=3` (the whole rule is in `summary.json`).
+pub fn rule_brief(r: &RuleSpec) -> String {
+    let mut s = r.api.clone();
+    if let Some(t) = &r.topic {
+        s.push_str(&format!(" topic={t}"));
+    }
+    if let Some(p) = r.partition {
+        s.push_str(&format!(" partition={p}"));
+    }
+    if let Some(g) = &r.group {
+        s.push_str(&format!(" group={g}"));
+    }
+    match (&r.error, r.delay_ms, r.throttle_ms, r.disconnect) {
+        (Some(e), ..) if r.after_handling => s.push_str(&format!(" error={e} after_handling")),
+        (Some(e), ..) => s.push_str(&format!(" error={e}")),
+        (_, Some(ms), ..) => s.push_str(&format!(" delay_ms={ms}")),
+        (_, _, Some(ms), _) => s.push_str(&format!(" throttle_ms={ms}")),
+        (.., Some(w)) => s.push_str(&format!(" disconnect={w:?}").to_lowercase()),
+        _ => {}
+    }
+    if r.once {
+        s.push_str(" once");
+    }
+    if let Some(n) = r.times {
+        s.push_str(&format!(" times={n}"));
+    }
+    if let Some(n) = r.after {
+        s.push_str(&format!(" after={n}"));
+    }
+    if let Some(p) = r.probability {
+        s.push_str(&format!(" p={p}"));
+    }
+    s
+}
+
+/// The rule as installed for a fault that lasts `for_ns`: its window (`until_ms`, counted from
+/// installation by the broker's clock) ends when `for` does, so the broker itself stops firing
+/// it then; without `for` the rule as written.
+pub fn windowed(rule: &RuleSpec, for_ns: Option<u64>) -> RuleSpec {
+    let mut r = rule.clone();
+    if let Some(ns) = for_ns {
+        let for_ms = (ns / 1_000_000).max(1);
+        r.until_ms = Some(r.until_ms.map_or(for_ms, |u| u.min(for_ms)));
+    }
+    r
 }
 
 impl FaultAction {
