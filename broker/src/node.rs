@@ -122,6 +122,7 @@ pub async fn start(opts: NodeOptions) -> Result<NodeHandle, NodeError> {
     let broker = Arc::new(
         Broker::open(config.clone(), storage.clone(), &data_dir).await.map_err(NodeError::Open)?,
     );
+    broker.faults.reseed(seed);
     if let Some(hook) = cost {
         broker.set_cost_hook(hook);
     }

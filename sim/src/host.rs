@@ -301,6 +301,8 @@ impl Host {
             Ok(b) => Arc::new(b),
             Err(e) => return self.failed(&format!("{name} could not open its logs: {e}")),
         };
+        // Request-fault probabilities draw from the run's seed, per host and incarnation.
+        b.faults.reseed(n.seed ^ inc.wrapping_mul(0x9e37_79b9_7f4a_7c15));
         if let Some(cpu) = &n.cpu {
             b.set_cost_hook(Arc::new(cpu.clone()));
         }

@@ -18,6 +18,9 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// Mixed into the node's seed so the fault draws are a stream of their own.
+const FAULT_SALT: u64 = 0x5eed_fa17_fa17_5eed;
+
 #[derive(Debug)]
 pub struct FaultControl {
     active: AtomicBool,
@@ -50,6 +53,12 @@ impl FaultControl {
             table: Mutex::new(FaultTable::default()),
             rng: Mutex::new(ChaCha8Rng::seed_from_u64(seed)),
         }
+    }
+
+    /// Restarts the probability draws from `seed` (the node's seed: the run's seed per host and
+    /// incarnation in the simulator, the OS's in real mode).
+    pub fn reseed(&self, seed: u64) {
+        *lock(&self.rng) = ChaCha8Rng::seed_from_u64(seed ^ FAULT_SALT);
     }
 
     /// Whether any rule is installed (the request path's only cost otherwise).
