@@ -104,3 +104,69 @@ test('the admin API refuses a request without the token', async () => {
     await stopBroker(b)
   }
 })
+
+/** Sends one record to `topic` with a REQUEST_TIMED_OUT-after-handling rule; the log's length. */
+async function sendThroughTimeout (b, topic, idempotent) {
+  const k = kafka(b.addr)
+  const admin = k.admin()
+  await admin.connect()
+  await admin.createTopics({ topics: [{ topic, numPartitions: 1 }], waitForLeaders: true })
+  const push = faults(['push', '--admin', b.admin, '--api', 'Produce', '--topic', topic,
+    '--error', 'REQUEST_TIMED_OUT', '--after-handling', '--once'])
+  assert.equal(push.code, 0, push.err)
+  const producer = k.producer(idempotent ? { idempotent: true, maxInFlightRequests: 1 } : {})
+  await producer.connect()
+  const sent = await producer.send({ topic, acks: -1, messages: [{ value: 'dup?' }] })
+  await producer.disconnect()
+  assert.equal(sent[0].errorCode, 0, 'the retry was acknowledged')
+  const offsets = await admin.fetchTopicOffsets(topic)
+  await admin.disconnect()
+  return Number(offsets[0].high)
+}
+
+test('an after-handling REQUEST_TIMED_OUT duplicates without idempotence, not with it', async () => {
+  const b = await startBroker()
+  try {
+    assert.equal(await sendThroughTimeout(b, 'dup-off', false), 2, 'written, then written again by the retry')
+    assert.equal(await sendThroughTimeout(b, 'dup-on', true), 1, 'the retry is recognised by its sequence')
+    const rules = JSON.parse(faults(['list', '--admin', b.admin]).out)
+    assert.deepEqual(rules.map((r) => r.fired), [1, 1])
+  } finally {
+    await stopBroker(b)
+  }
+})
+
+/** Milliseconds from a consumer's start until it has joined `group` (kafkajs's GROUP_JOIN). */
+async function joinTime (b, group) {
+  const k = kafka(b.addr)
+  const consumer = k.consumer({ groupId: group, sessionTimeout: 30000, rebalanceTimeout: 60000 })
+  const joined = new Promise((resolve) => consumer.on(consumer.events.GROUP_JOIN, resolve))
+  await consumer.connect()
+  await consumer.subscribe({ topic: 'jg', fromBeginning: true })
+  const start = Date.now()
+  await consumer.run({ eachMessage: async () => {} })
+  await joined
+  const ms = Date.now() - start
+  await consumer.disconnect()
+  return ms
+}
+
+test('a delayed JoinGroup shows in the consumer rebalance time', async () => {
+  const b = await startBroker(['--override', 'group.initial.rebalance.delay.ms=0'])
+  try {
+    const admin = kafka(b.addr).admin()
+    await admin.connect()
+    await admin.createTopics({ topics: [{ topic: 'jg', numPartitions: 1 }], waitForLeaders: true })
+    await admin.disconnect()
+    const plain = await joinTime(b, 'g-plain')
+    const push = faults(['push', '--admin', b.admin, '--api', 'JoinGroup', '--group', 'g-slow', '--delay-ms', '3000'])
+    assert.equal(push.code, 0, push.err)
+    const delayed = await joinTime(b, 'g-slow')
+    assert.ok(delayed >= 3000, `joined in ${delayed} ms with a 3000 ms JoinGroup delay`)
+    assert.ok(plain < delayed - 2000, `without the rule ${plain} ms, with it ${delayed} ms`)
+    const rules = JSON.parse(faults(['list', '--admin', b.admin]).out)
+    assert.ok(rules[0].fired >= 1, 'the rule fired on the slow group\'s JoinGroup')
+  } finally {
+    await stopBroker(b)
+  }
+})
