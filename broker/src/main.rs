@@ -178,10 +178,7 @@ mod real {
         admin_listen: Option<String>,
     }
 
-    async fn serve(
-        serve: Serve,
-        extra: Extra,
-    ) -> Result<(), String> {
+    async fn serve(serve: Serve, extra: Extra) -> Result<(), String> {
         let Extra { metrics_listen, fault_plan, admin_listen } = extra;
         let Serve { config: cfg, listen, data_dir, advertised, notes } = serve;
         cfg.log_start(&notes);

@@ -122,7 +122,10 @@ fn the_museum_shows_each_of_these_checks_violated_by_a_shipped_scenario() {
         let twin = twin.and_then(|t| t.split(".json").next()).unwrap_or_else(|| {
             panic!("{name}: the description names its twin (\"Its twin with the safeguard on is scenarios/X.json\")")
         });
-        let (_, t) = all.iter().find(|(n, _)| n == twin).unwrap_or_else(|| panic!("{name}: twin {twin} not shipped"));
+        let (_, t) = all
+            .iter()
+            .find(|(n, _)| n == twin)
+            .unwrap_or_else(|| panic!("{name}: twin {twin} not shipped"));
         assert!(
             t.expect.values().all(|o| *o == Outcome::Held),
             "{name}: its twin {twin} expects every check held"

@@ -419,7 +419,13 @@ impl Coordinator {
                 return Err(code);
             }
             // The museum switch: store what generation fencing would refuse (OffsetCommit v0).
-            tracing::warn!(group, generation, member_id, code, "unsafe: stale commit stored (loglab.unsafe.group.commit.any.generation)");
+            tracing::warn!(
+                group,
+                generation,
+                member_id,
+                code,
+                "unsafe: stale commit stored (loglab.unsafe.group.commit.any.generation)"
+            );
         }
         let mut out = Vec::with_capacity(offsets.len());
         let mut records = Vec::new();

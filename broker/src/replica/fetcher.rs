@@ -299,7 +299,8 @@ async fn truncate_to_hw(env: &FetcherEnv, parts: Vec<Followed>) {
         let data = &mut *data;
         let log = &mut data.log;
         let leo = log.log_end_offset();
-        let hw = env.replicas.high_watermark(&p.tp).unwrap_or(leo).clamp(log.log_start_offset(), leo);
+        let hw =
+            env.replicas.high_watermark(&p.tp).unwrap_or(leo).clamp(log.log_start_offset(), leo);
         if hw < leo {
             if let Err(e) = log.truncate_to(hw).await {
                 tracing::error!(partition = %p.tp, error = %e, "truncation failed; the partition is offline here");
