@@ -492,6 +492,13 @@ impl Broker {
         Ok((meta, cfg, now))
     }
 
+    /// [`Broker::check_broker_partitions`] under a registry lock of its own, released on return
+    /// (never held across the caller's next steps).
+    pub(crate) async fn check_broker_partitions_now(&self, more: i32) -> Result<(), (i16, String)> {
+        let registry = self.registry.lock().await;
+        self.check_broker_partitions(&registry, more)
+    }
+
     /// POLICY_VIOLATION if `more` partitions would take this broker past
     /// `loglab.partitions.per.broker.max`.
     pub(crate) fn check_broker_partitions(

@@ -169,9 +169,7 @@ impl Broker {
                     ))
                 } else if let Err(e) = budget.take(partitions) {
                     Err(e)
-                } else if let Err(e) =
-                    self.check_broker_partitions(&*self.registry.lock().await, partitions)
-                {
+                } else if let Err(e) = self.check_broker_partitions_now(partitions).await {
                     // Every broker keeps a log of every partition here (see `reconcile_topics`).
                     Err(e)
                 } else if r.validate_only {
