@@ -415,6 +415,8 @@ impl Broker {
             self.create_partition(TopicPartition::new(name, p), cfg.clone(), now)
                 .await
                 .map_err(|e| (error_code::KAFKA_STORAGE_ERROR, e.to_string()))?;
+            // Real file calls never yield: let other requests run between partitions.
+            tokio::task::yield_now().await;
         }
         tracing::info!(topic = name, partitions, "created topic");
         Ok(meta)
