@@ -107,7 +107,7 @@ impl Default for LimitSettings {
             connections_max_idle_ms: 600_000,
             frame_read_timeout_ms: 30_000,
             max_connections: 10_000,
-            partitions_per_request_max: 1_000,
+            partitions_per_request_max: 2_000,
             partitions_per_broker_max: 4_000,
         }
     }

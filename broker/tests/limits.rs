@@ -246,6 +246,7 @@ fn partition_counts_are_bounded_and_creation_does_not_stall_others() {
         let w = world();
         let mut cfg = BrokerConfig::default();
         cfg.limits.partitions_per_broker_max = 1_000;
+        cfg.limits.partitions_per_request_max = 1_000;
         let node = w.start(cfg.clone()).await;
         let mut admin = kafka(&w, &node).await;
         assert_eq!(create(&mut admin, &[("events", 1)]).await[0].0, 0);
