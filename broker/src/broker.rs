@@ -58,9 +58,13 @@ pub struct Broker {
     pub(crate) storage: Arc<dyn Storage>,
     pub(crate) root: PathBuf,
     advertised: RwLock<(String, i32)>,
-    /// The topic registry. May be held while a topic's partitions are created or deleted (their
-    /// data locks taken); never taken while holding a partition's data lock.
+    /// The topic registry. Held only briefly: never while a topic's partition files are
+    /// created; never taken while holding a partition's data lock.
     pub(crate) registry: Mutex<Registry>,
+    /// Serializes topic creation and deletion (taken before the registry, never by the data
+    /// path): a topic's partition files are created under it, without the registry lock, so
+    /// produce, fetch and metadata keep being served while a large topic is created.
+    pub(crate) topic_admin: Mutex<()>,
     /// Every partition here, by name (lock rules: `crate::partition`).
     pub(crate) partitions: Arc<Partitions>,
     /// The data directory's checkpoint files; held only by checkpoint writers (the periodic
@@ -187,6 +191,7 @@ impl Broker {
             storage,
             root: root.to_path_buf(),
             registry: Mutex::new(registry),
+            topic_admin: Mutex::new(()),
             replicas: Arc::new(crate::replica::Replicas::new(partitions.clone())),
             partitions,
             dir: Mutex::new(dir),
@@ -390,14 +395,77 @@ impl Broker {
         }
     }
 
-    /// Creates a topic (registry first, then logs). Caller holds the registry lock.
+    /// Creates a topic: registered first (under the registry lock, briefly), then its logs are
+    /// created under `topic_admin` only. The caller must not hold the registry lock. Refused
+    /// with POLICY_VIOLATION if this broker would hold more than
+    /// `loglab.partitions.per.broker.max` partitions.
     pub(crate) async fn create_topic(
+        &self,
+        name: &str,
+        partitions: i32,
+        configs: std::collections::BTreeMap<String, String>,
+    ) -> Result<TopicMeta, (i16, String)> {
+        let _admin = self.topic_admin.lock().await;
+        self.create_topic_admin_held(name, partitions, configs).await
+    }
+
+    /// [`Broker::create_topic`] for a caller holding `topic_admin`.
+    pub(crate) async fn create_topic_admin_held(
+        &self,
+        name: &str,
+        partitions: i32,
+        configs: std::collections::BTreeMap<String, String>,
+    ) -> Result<TopicMeta, (i16, String)> {
+        let (meta, cfg, now) = {
+            let mut registry = self.registry.lock().await;
+            self.register_topic(&mut registry, name, partitions, configs).await?
+        };
+        if self.is_shut_down() {
+            return Err((error_code::KAFKA_STORAGE_ERROR, "broker is shutting down".into()));
+        }
+        for p in 0..partitions {
+            self.create_partition(TopicPartition::new(name, p), cfg.clone(), now)
+                .await
+                .map_err(|e| (error_code::KAFKA_STORAGE_ERROR, e.to_string()))?;
+            // Real file calls never yield: let other requests run between partitions.
+            tokio::task::yield_now().await;
+        }
+        tracing::info!(topic = name, partitions, "created topic");
+        Ok(meta)
+    }
+
+    /// [`Broker::create_topic`], or the topic's registration if it exists already (auto-create).
+    pub(crate) async fn ensure_topic(
+        &self,
+        name: &str,
+        partitions: i32,
+        configs: std::collections::BTreeMap<String, String>,
+    ) -> Result<TopicMeta, (i16, String)> {
+        if let Some(meta) = self.registry.lock().await.topics.get(name) {
+            return Ok(meta.clone());
+        }
+        match self.create_topic(name, partitions, configs).await {
+            Err((code, msg)) if code == error_code::TOPIC_ALREADY_EXISTS => {
+                self.registry.lock().await.topics.get(name).cloned().ok_or((code, msg))
+            }
+            other => other,
+        }
+    }
+
+    /// The partitions registered on this broker (every topic's count, summed).
+    pub(crate) fn registered_partitions(registry: &Registry) -> i64 {
+        registry.topics.values().map(|m| i64::from(m.partitions)).sum()
+    }
+
+    /// Checks a new topic and writes it into the registry (stored); returns its meta, log config
+    /// and creation time.
+    async fn register_topic(
         &self,
         registry: &mut Registry,
         name: &str,
         partitions: i32,
         configs: std::collections::BTreeMap<String, String>,
-    ) -> Result<TopicMeta, (i16, String)> {
+    ) -> Result<(TopicMeta, crate::log::LogConfig, i64), (i16, String)> {
         validate_topic_name(name).map_err(|e| (error_code::INVALID_TOPIC_EXCEPTION, e))?;
         if registry.topics.contains_key(name) {
             return Err((error_code::TOPIC_ALREADY_EXISTS, format!("topic {name} already exists")));
@@ -410,12 +478,13 @@ impl Broker {
                 format!("topic {name} collides with existing topic {other}"),
             ));
         }
-        if !(1..=100_000).contains(&partitions) {
+        if partitions < 1 {
             return Err((
                 error_code::INVALID_PARTITIONS,
                 format!("{partitions} partitions is not valid"),
             ));
         }
+        self.check_broker_partitions(registry, partitions)?;
         let mut cfg = self.config.log.clone();
         for (k, v) in &configs {
             match cfg.set(k, v) {
@@ -430,21 +499,39 @@ impl Broker {
         let id = registry.new_topic_id(name, now);
         let meta = TopicMeta { partitions, id, configs };
         registry.topics.insert(name.to_string(), meta.clone());
-        let storage_err = |e: String| (error_code::KAFKA_STORAGE_ERROR, e);
-        registry
-            .store(self.storage.as_ref(), &self.root)
-            .await
-            .map_err(|e| storage_err(e.to_string()))?;
-        if self.is_shut_down() {
-            return Err(storage_err("broker is shutting down".into()));
+        if let Err(e) = registry.store(self.storage.as_ref(), &self.root).await {
+            registry.topics.remove(name);
+            return Err((error_code::KAFKA_STORAGE_ERROR, e.to_string()));
         }
-        for p in 0..partitions {
-            self.create_partition(TopicPartition::new(name, p), cfg.clone(), now)
-                .await
-                .map_err(|e| storage_err(e.to_string()))?;
+        Ok((meta, cfg, now))
+    }
+
+    /// [`Broker::check_broker_partitions`] under a registry lock of its own, released on return
+    /// (never held across the caller's next steps).
+    pub(crate) async fn check_broker_partitions_now(&self, more: i32) -> Result<(), (i16, String)> {
+        let registry = self.registry.lock().await;
+        self.check_broker_partitions(&registry, more)
+    }
+
+    /// POLICY_VIOLATION if `more` partitions would take this broker past
+    /// `loglab.partitions.per.broker.max`.
+    pub(crate) fn check_broker_partitions(
+        &self,
+        registry: &Registry,
+        more: i32,
+    ) -> Result<(), (i16, String)> {
+        let max = self.config.limits.partitions_per_broker_max;
+        let have = Self::registered_partitions(registry);
+        if have + i64::from(more) > i64::from(max) {
+            return Err((
+                error_code::POLICY_VIOLATION,
+                format!(
+                    "{more} more partitions would make {} on this broker, over loglab.partitions.per.broker.max={max}",
+                    have + i64::from(more)
+                ),
+            ));
         }
-        tracing::info!(topic = name, partitions, "created topic");
-        Ok(meta)
+        Ok(())
     }
 
     /// Creates the log of a new partition (nothing if it exists).
@@ -591,16 +678,29 @@ impl Broker {
         if !self.closed.swap(true, Ordering::SeqCst) {
             let now = now_ms();
             let mut points = BTreeMap::new();
+            let mut offline = Vec::new();
             for p in self.partitions.take_all() {
                 if let Some(mut data) = p.close().await {
-                    data.log.flush(now).await?;
+                    // An offline log (a storage error, e.g. ENOSPC) keeps its last checkpoint;
+                    // the others are flushed and shut down as usual.
+                    if let Err(e) = data.log.flush(now).await {
+                        tracing::error!(partition = %p.tp, error = %e, "offline log not flushed");
+                        offline.push(p.tp.clone());
+                        continue;
+                    }
                     points.insert(p.tp.clone(), LogPoints::of(&data.log));
                 }
             }
             let mut dir = self.dir.lock().await;
             dir.checkpoint(&points).await?;
-            dir.write_clean_shutdown_marker().await?;
-            tracing::info!("logs flushed, clean-shutdown marker written");
+            if offline.is_empty() {
+                dir.write_clean_shutdown_marker().await?;
+                tracing::info!("logs flushed, clean-shutdown marker written");
+            } else {
+                // The marker would let the next start trust every log; an offline one must be
+                // recovered (its tail validated), so none is written.
+                tracing::warn!(offline = offline.len(), partitions = ?offline, "logs flushed except offline ones; no clean-shutdown marker: the next start recovers from the checkpoints");
+            }
         }
         self.appended.notify_waiters();
         Ok(())

@@ -103,6 +103,9 @@ pub struct BrokerConfig {
     /// Which spelling set `retention_ms` / `segment_ms` (Kafka: ms over minutes over hours,
     /// whatever their order).
     precedence: Precedence,
+    /// Connection and partition bounds (issue 17): `connections.max.idle.ms`, `max.connections`,
+    /// `loglab.frame.read.timeout.ms`, `loglab.partitions.per.{request,broker}.max`.
+    pub limits: LimitSettings,
 }
 
 /// Rank of the key that last set a value spelled in several units (0: none yet).
@@ -142,6 +145,37 @@ fn unit_rank(key: &str) -> Option<(bool, u8)> {
         "log.roll.hours" => Some((false, 1)),
         "log.roll.ms" => Some((false, 2)),
         _ => None,
+    }
+}
+
+/// Bounds on what clients can make the broker hold (issue 17).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LimitSettings {
+    /// `connections.max.idle.ms`: a connection with no request for this long is closed (Kafka's
+    /// default, 10 minutes). Idle is between requests: a long-polling fetch is not idle.
+    pub connections_max_idle_ms: u64,
+    /// `loglab.frame.read.timeout.ms`: once a request's first byte arrived, the whole frame must
+    /// arrive within this (a slow-drip peer is closed). Kafka has no such setting.
+    pub frame_read_timeout_ms: u64,
+    /// `max.connections`: live client connections; one over it is closed at once. Kafka's default
+    /// is unbounded (2147483647); ours is 10,000.
+    pub max_connections: usize,
+    /// `loglab.partitions.per.request.max`: partitions one CreateTopics request may create.
+    pub partitions_per_request_max: i32,
+    /// `loglab.partitions.per.broker.max`: partition logs this broker may hold (each holds three
+    /// descriptors per segment).
+    pub partitions_per_broker_max: i32,
+}
+
+impl Default for LimitSettings {
+    fn default() -> Self {
+        Self {
+            connections_max_idle_ms: 600_000,
+            frame_read_timeout_ms: 30_000,
+            max_connections: 10_000,
+            partitions_per_request_max: 2_000,
+            partitions_per_broker_max: 4_000,
+        }
     }
 }
 
@@ -263,6 +297,7 @@ impl Default for BrokerConfig {
             quorum_roles_set: false,
             ignored: Vec::new(),
             precedence: Precedence::default(),
+            limits: LimitSettings::default(),
         }
     }
 }
@@ -373,6 +408,20 @@ impl BrokerConfig {
                 self.unclean_leader_election_enable = parse_bool(key, value)?
             }
             "log.cleaner.backoff.ms" => self.cleaner_backoff_ms = parse_int(key, value, 1)?,
+            // Issue 17's bounds (see `LimitSettings`).
+            "connections.max.idle.ms" => {
+                self.limits.connections_max_idle_ms = parse_int(key, value, 1)?
+            }
+            "loglab.frame.read.timeout.ms" => {
+                self.limits.frame_read_timeout_ms = parse_int(key, value, 1)?
+            }
+            "max.connections" => self.limits.max_connections = parse_int(key, value, 1)?,
+            "loglab.partitions.per.request.max" => {
+                self.limits.partitions_per_request_max = parse_int(key, value, 1)?
+            }
+            "loglab.partitions.per.broker.max" => {
+                self.limits.partitions_per_broker_max = parse_int(key, value, 1)?
+            }
             "log.cleaner.dedupe.buffer.size" => {
                 self.cleaner_dedupe_buffer_size = parse_int(key, value, 1024)?
             }
@@ -493,6 +542,12 @@ impl BrokerConfig {
         for sw in self.safeguards.off() {
             m.insert(sw.key, "true".to_string());
         }
+        let l = &self.limits;
+        m.insert("connections.max.idle.ms", l.connections_max_idle_ms.to_string());
+        m.insert("loglab.frame.read.timeout.ms", l.frame_read_timeout_ms.to_string());
+        m.insert("max.connections", l.max_connections.to_string());
+        m.insert("loglab.partitions.per.request.max", l.partitions_per_request_max.to_string());
+        m.insert("loglab.partitions.per.broker.max", l.partitions_per_broker_max.to_string());
         m
     }
 }

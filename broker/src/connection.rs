@@ -1,9 +1,12 @@
 //! One client connection: read a frame, handle it, write the response, in order — Kafka's
 //! one-request-in-flight-per-connection semantics. Frames above `socket.request.max.bytes` are
-//! refused from their 4-byte length alone, before any allocation.
+//! refused from their 4-byte length alone, before any allocation. A connection with no request
+//! for `connections.max.idle.ms` is closed, and so is one whose frame, once begun, does not
+//! complete within `loglab.frame.read.timeout.ms` (tokio time: virtual in the simulator).
 
 use std::io;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use net_model::Connection;
@@ -24,6 +27,10 @@ pub enum End {
     Reset,
     /// Bad input; the reason is logged.
     BadInput(String),
+    /// No request for `connections.max.idle.ms`.
+    Idle,
+    /// A frame began but did not complete within `loglab.frame.read.timeout.ms`.
+    SlowFrame,
     Io(io::Error),
 }
 
@@ -32,8 +39,16 @@ pub async fn read_frame(
     reader: &mut net_model::Reader,
     max_bytes: i32,
 ) -> Result<Option<Bytes>, End> {
-    let mut len_buf = [0u8; 4];
-    let mut got = 0;
+    read_frame_after(reader, [0u8; 4], 0, max_bytes).await
+}
+
+/// [`read_frame`] when the first `got` bytes of the length prefix are in `len_buf` already.
+async fn read_frame_after(
+    reader: &mut net_model::Reader,
+    mut len_buf: [u8; 4],
+    mut got: usize,
+    max_bytes: i32,
+) -> Result<Option<Bytes>, End> {
     while got < 4 {
         match reader.read(&mut len_buf[got..]).await {
             Ok(0) if got == 0 => return Ok(None),
@@ -69,6 +84,27 @@ pub async fn read_frame(
     Ok(Some(frame.freeze()))
 }
 
+/// Reads one frame under the connection limits: the first byte may take up to `idle`, the rest
+/// of the frame up to `frame`. `Ok(None)` on a clean EOF before the frame.
+async fn read_frame_within(
+    reader: &mut net_model::Reader,
+    max_bytes: i32,
+    idle: Duration,
+    frame: Duration,
+) -> Result<Option<Bytes>, End> {
+    let mut len_buf = [0u8; 4];
+    let got = match tokio::time::timeout(idle, reader.read(&mut len_buf)).await {
+        Err(_) => return Err(End::Idle),
+        Ok(Err(e)) => return Err(End::Io(e)),
+        Ok(Ok(0)) => return Ok(None),
+        Ok(Ok(n)) => n,
+    };
+    match tokio::time::timeout(frame, read_frame_after(reader, len_buf, got, max_bytes)).await {
+        Err(_) => Err(End::SlowFrame),
+        Ok(r) => r,
+    }
+}
+
 /// Serves one connection until the peer leaves, bad input, or shutdown.
 pub async fn serve(
     broker: Arc<Broker>,
@@ -76,6 +112,9 @@ pub async fn serve(
     mut shutdown: watch::Receiver<bool>,
 ) -> End {
     let max = broker.config.socket_request_max_bytes;
+    let limits = &broker.config.limits;
+    let idle = Duration::from_millis(limits.connections_max_idle_ms);
+    let frame_timeout = Duration::from_millis(limits.frame_read_timeout_ms);
     let peer = conn.peer.clone();
     let mut faults = broker.connections.register(&peer);
     let end = loop {
@@ -89,7 +128,7 @@ pub async fn serve(
                 faults.linger().await;
                 break End::Reset;
             }
-            f = read_frame(&mut conn.reader, max) => f,
+            f = read_frame_within(&mut conn.reader, max, idle, frame_timeout) => f,
         };
         let frame = match frame {
             Ok(Some(f)) => f,
@@ -118,6 +157,13 @@ pub async fn serve(
             tracing::warn!(%peer, reason = %why, "closing connection: bad input");
         }
         End::Io(e) => tracing::debug!(%peer, error = %e, "connection error"),
+        End::Idle => {
+            tracing::info!(%peer, idle_ms = idle.as_millis() as u64, "closing idle connection (connections.max.idle.ms)")
+        }
+        End::SlowFrame => {
+            Metrics::add(&broker.metrics.connections_closed_bad_input, 1);
+            tracing::warn!(%peer, timeout_ms = frame_timeout.as_millis() as u64, "closing connection: request frame incomplete (loglab.frame.read.timeout.ms)");
+        }
         _ => {}
     }
     let _ = conn.writer.shutdown().await;

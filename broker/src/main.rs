@@ -182,8 +182,21 @@ mod real {
         let Extra { metrics_listen, fault_plan, admin_listen } = extra;
         let Serve { config: cfg, listen, data_dir, advertised, notes } = serve;
         cfg.log_start(&notes);
+        let limits = &cfg.limits;
+        match disk_model::raise_fd_limit() {
+            // About three descriptors per partition (one segment each), plus connections.
+            Ok(fds)
+                if fds
+                    < 3 * limits.partitions_per_broker_max as u64
+                        + limits.max_connections as u64 =>
+            {
+                tracing::warn!(fds, "open-file limit is below 3 x loglab.partitions.per.broker.max + max.connections")
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "could not read the open-file limit"),
+        }
         let storage: Arc<dyn Storage> = Arc::new(
-            OsStorage::new(&data_dir)
+            OsStorage::new_locked(&data_dir)
                 .map_err(|e| format!("data dir {}: {e}", data_dir.display()))?,
         );
         let net: Arc<dyn Network> = Arc::new(TcpNetwork::new(cfg.fetch_zero_copy));

@@ -12,9 +12,10 @@
 //! - A partition's role lock (a std mutex: role and `acks=all` waiters) is never held across an
 //!   `.await`. Roles change only with the partition's data lock held, so an append or a
 //!   follower's write that holds it sees a stable role.
-//! - The topic registry (`Broker::registry`) may be held while creating or deleting a topic's
-//!   partitions (taking their data locks); a partition's data lock is never held while taking
-//!   the registry. The group coordinator's mutex may be held while taking either (commits), never
+//! - Topic creation and deletion serialize on `Broker::topic_admin` (before the registry);
+//!   partition files are created and deleted under it alone. The topic registry
+//!   (`Broker::registry`) is held only to read or update entries (and may be held while taking
+//!   data locks); a partition's data lock is never held while taking the registry. The group coordinator's mutex may be held while taking either (commits), never
 //!   the other way round.
 //! - The checkpoint files (`Broker::dir`) may be taken while holding a partition's data lock
 //!   (deleting it), never held while taking one.

@@ -159,3 +159,48 @@ fn faults_command_exit_codes() {
     assert_eq!(out.status.code(), Some(1));
     assert!(text(&out.stderr).contains("http://"), "{}", text(&out.stderr));
 }
+
+/// Its stdout, kept open: the broker prints when it stops, and a closed pipe would fail that.
+type Stdout = std::io::Lines<BufReader<std::process::ChildStdout>>;
+
+/// Starts `broker serve` on `data`; returns the child, its stdout and its address.
+fn serve_on(data: &std::path::Path) -> (std::process::Child, Stdout, String) {
+    let mut child = Command::new(BIN)
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(data)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let addr = loop {
+        let line = lines.next().expect("broker output").unwrap();
+        if let Some(rest) = line.split("listening on ").nth(1) {
+            break rest.split_whitespace().next().unwrap().to_string();
+        }
+    };
+    (child, lines, addr)
+}
+
+#[test]
+fn a_second_broker_on_a_locked_data_dir_exits_with_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let (mut first, _out, _) = serve_on(&data);
+    let out = Command::new(BIN)
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(&data)
+        .output()
+        .unwrap();
+    let _ = Command::new("kill").args(["-TERM", &first.id().to_string()]).status();
+    let first_status = first.wait().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "the second broker ran: {stderr}");
+    assert!(stderr.contains(&data.display().to_string()), "names the dir: {stderr}");
+    assert!(stderr.contains(".lock") && stderr.contains("locked"), "names the lock: {stderr}");
+    assert!(first_status.success());
+    // The lock goes with its process: a broker starts on the dir again.
+    let (mut again, _out2, _) = serve_on(&data);
+    let _ = Command::new("kill").args(["-TERM", &again.id().to_string()]).status();
+    assert!(again.wait().unwrap().success());
+}

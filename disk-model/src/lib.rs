@@ -13,7 +13,7 @@ pub mod os;
 pub mod sim;
 pub mod storage;
 
-pub use os::OsStorage;
+pub use os::{raise_fd_limit, OsStorage};
 pub use sim::{
     DeviceProfile, DiskEvent, DiskStats, FaultId, FaultKind, FaultRule, PageCacheConfig, SimDisk,
     SimDiskConfig, SimFile,

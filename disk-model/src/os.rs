@@ -22,14 +22,47 @@ use crate::storage::{check_relative, DirEntry, FileRef, OpenMode, Storage, Stora
 #[derive(Debug, Clone)]
 pub struct OsStorage {
     root: PathBuf,
+    /// The data dir's lock file (see [`OsStorage::new_locked`]), held while any clone lives.
+    _lock: Option<Arc<File>>,
 }
+
+/// Kafka's name for a log dir's lock file.
+pub const LOCK_FILE: &str = ".lock";
 
 impl OsStorage {
     /// A storage rooted at `root` (created if missing).
     pub fn new(root: impl Into<PathBuf>) -> io::Result<Self> {
         let root = root.into();
         fs::create_dir_all(&root)?;
-        Ok(Self { root })
+        Ok(Self { root, _lock: None })
+    }
+
+    /// [`OsStorage::new`], holding an exclusive advisory lock (`flock(2)`) on `root/.lock` for
+    /// as long as the storage or a clone lives, as Kafka locks each log dir: a second process on
+    /// the same directory gets `WouldBlock` with a message naming the lock file. The OS drops the
+    /// lock when the process exits, however it exits, so a crash never leaves a stale lock.
+    pub fn new_locked(root: impl Into<PathBuf>) -> io::Result<Self> {
+        let mut storage = Self::new(root)?;
+        let path = storage.root.join(LOCK_FILE);
+        let file =
+            OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&path)?;
+        // SAFETY: flock on a descriptor this function owns; no memory is passed.
+        let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+        if rc != 0 {
+            let e = io::Error::last_os_error();
+            let held = e.raw_os_error() == Some(libc::EWOULDBLOCK);
+            let why = if held {
+                "is locked by another process (another broker uses this data dir)"
+            } else {
+                "could not be locked"
+            };
+            return Err(io::Error::new(
+                if held { io::ErrorKind::WouldBlock } else { e.kind() },
+                format!("lock file {} {why}: {e}", path.display()),
+            ));
+        }
+        storage._lock = Some(Arc::new(file));
+        Ok(storage)
     }
 
     pub fn root(&self) -> &Path {
@@ -39,6 +72,24 @@ impl OsStorage {
     fn full(&self, path: &Path) -> io::Result<PathBuf> {
         Ok(self.root.join(check_relative(path)?))
     }
+}
+
+/// Raises this process's soft limit on open descriptors (`RLIMIT_NOFILE`) to its hard limit, as
+/// the JVM does for Kafka: every segment holds three. Returns the limit now in force.
+pub fn raise_fd_limit() -> io::Result<u64> {
+    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit/setrlimit write to and read from a struct this function owns.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    if lim.rlim_cur < lim.rlim_max {
+        let raised = libc::rlimit { rlim_cur: lim.rlim_max, rlim_max: lim.rlim_max };
+        // SAFETY: as above.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
+            return Ok(raised.rlim_cur);
+        }
+    }
+    Ok(lim.rlim_cur)
 }
 
 #[async_trait]

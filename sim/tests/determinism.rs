@@ -57,7 +57,10 @@ fn same_seed_same_hash_different_seed_different_hash() {
 ///   line names when producers stop (they keep sending `produce_after_heal_s` after the last
 ///   heal), the network producer's arrivals count from its start (no start-up burst), and the
 ///   consumer asks for its reset on every partition at once.
-const QUICKSTART_SEED1_HASH: &str = "15b2778f75516ce4";
+/// - hardening (issue 17): every request's read runs under the idle and frame timers, and topic
+///   creation yields between partitions without holding the registry lock (15b2778f75516ce4
+///   before).
+const QUICKSTART_SEED1_HASH: &str = "42043dcb6b339bf8";
 
 /// Pinned baseline: quickstart-storage seed 1 (the storage story that was quickstart until the
 /// network runs).
@@ -71,7 +74,10 @@ const QUICKSTART_SEED1_HASH: &str = "15b2778f75516ce4";
 ///   zero latency) with free CPU — the unmodified broker's request path and the client crate's
 ///   Producer/Consumer instead of in-process calls to `LogManager` and the simulator's own
 ///   producer model, which are gone (582401b8c8c0362d before).
-const QUICKSTART_STORAGE_SEED1_HASH: &str = "68c3091eea814af5";
+/// - hardening (issue 17): every request's read runs under the idle and frame timers, and topic
+///   creation yields between partitions without holding the registry lock (68c3091eea814af5
+///   before).
+const QUICKSTART_STORAGE_SEED1_HASH: &str = "9787647dab52a675";
 
 #[test]
 fn quickstart_baseline_hash() {

@@ -24,6 +24,34 @@ use crate::protocol::{self, decode_body, error_code, Request, RequestError};
 
 use super::sb;
 
+/// `loglab.partitions.per.request.max`: the partitions one CreateTopics request may still ask
+/// for. Topics are charged in request order; one that would go over gets INVALID_PARTITIONS.
+struct RequestBudget {
+    max: i32,
+    taken: i64,
+}
+
+impl RequestBudget {
+    fn new(max: i32) -> Self {
+        Self { max, taken: 0 }
+    }
+
+    fn take(&mut self, partitions: i32) -> Result<(), (i16, String)> {
+        let total = self.taken + i64::from(partitions.max(0));
+        if total > i64::from(self.max) {
+            return Err((
+                error_code::INVALID_PARTITIONS,
+                format!(
+                    "{partitions} partitions would make {total} in this request, over loglab.partitions.per.request.max={}",
+                    self.max
+                ),
+            ));
+        }
+        self.taken = total;
+        Ok(())
+    }
+}
+
 impl Broker {
     pub(crate) async fn create_topics(&self, req: &Request) -> Result<Outcome, RequestError> {
         let r: CreateTopicsRequest = decode_body(req)?;
@@ -32,7 +60,7 @@ impl Broker {
         }
         let v = req.api_version;
         let mut resp = CreateTopicsResponse::default();
-        let mut registry = self.registry.lock().await;
+        let mut budget = RequestBudget::new(self.config.limits.partitions_per_request_max);
         for t in &r.topics {
             let name = t.name.0.as_str().to_string();
             let mut res = CreatableTopicResult::default();
@@ -66,22 +94,24 @@ impl Broker {
                     error_code::INVALID_REQUEST,
                     "manual replica assignment is not supported".to_string(),
                 ))
+            } else if let Err(e) = budget.take(partitions) {
+                Err(e)
             } else if r.validate_only {
+                let registry = self.registry.lock().await;
                 match crate::topics::validate_topic_name(&name) {
                     Err(e) => Err((error_code::INVALID_TOPIC_EXCEPTION, e)),
                     Ok(()) if registry.topics.contains_key(&name) => Err((
                         error_code::TOPIC_ALREADY_EXISTS,
                         format!("topic {name} already exists"),
                     )),
-                    Ok(()) => Ok(None),
+                    Ok(()) => self.check_broker_partitions(&registry, partitions).map(|()| None),
                 }
             } else {
-                self.create_topic(&mut registry, &name, partitions, configs).await.map(Some)
+                self.create_topic(&name, partitions, configs).await.map(Some)
             };
             let outcome = outcome.map(|meta| meta.map(|m| uuid::Uuid::from_bytes(m.uuid())));
             resp.topics.push(creatable_result(res, partitions, 1, outcome));
         }
-        drop(registry);
         let frame =
             protocol::encode_response(ApiKey::CreateTopics, v, req.correlation_id, &resp)
                 .map_err(|why| RequestError::BadBody { api: "CreateTopics", version: v, why })?;
@@ -99,6 +129,7 @@ impl Broker {
     ) -> Result<Outcome, RequestError> {
         let v = req.api_version;
         let mut resp = CreateTopicsResponse::default();
+        let mut budget = RequestBudget::new(self.config.limits.partitions_per_request_max);
         for t in &r.topics {
             let name = t.name.0.as_str().to_string();
             let mut res = CreatableTopicResult::default();
@@ -136,6 +167,11 @@ impl Broker {
                         error_code::INVALID_REPLICATION_FACTOR,
                         format!("replication factor {rf} is not valid"),
                     ))
+                } else if let Err(e) = budget.take(partitions) {
+                    Err(e)
+                } else if let Err(e) = self.check_broker_partitions_now(partitions).await {
+                    // Every broker keeps a log of every partition here (see `reconcile_topics`).
+                    Err(e)
                 } else if r.validate_only {
                     let img = link.metadata().borrow().clone();
                     match crate::topics::validate_topic_name(&name) {
@@ -228,7 +264,8 @@ impl Broker {
         }
         let v = req.api_version;
         let mut resp = DeleteTopicsResponse::default();
-        let mut registry = self.registry.lock().await;
+        // Partition files are deleted under `topic_admin` only; the registry is held briefly.
+        let _admin = self.topic_admin.lock().await;
         let mut targets: Vec<(Option<String>, uuid::Uuid)> = r
             .topic_names
             .iter()
@@ -238,6 +275,7 @@ impl Broker {
             targets.push((t.name.as_ref().map(|n| n.0.as_str().to_string()), t.topic_id));
         }
         for (name, id) in targets {
+            let mut registry = self.registry.lock().await;
             let name = name.or_else(|| {
                 let idb = id.into_bytes();
                 registry.topics.iter().find(|(_, m)| m.uuid() == idb).map(|(n, _)| n.clone())
@@ -263,6 +301,7 @@ impl Broker {
                     if let Err(e) = registry.store(self.storage.as_ref(), &self.root).await {
                         failed = Some(e.to_string());
                     }
+                    drop(registry);
                     for p in 0..meta.partitions {
                         let tp = TopicPartition::new(n.clone(), p);
                         if let Err(e) = self.delete_partition(&tp).await {
@@ -279,7 +318,6 @@ impl Broker {
             }
             resp.responses.push(res);
         }
-        drop(registry);
         let frame =
             protocol::encode_response(ApiKey::DeleteTopics, v, req.correlation_id, &resp)
                 .map_err(|why| RequestError::BadBody { api: "DeleteTopics", version: v, why })?;

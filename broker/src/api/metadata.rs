@@ -107,15 +107,13 @@ impl Broker {
                         && self.config.auto_create_topics
                         && name != crate::group::OFFSETS_TOPIC
                     {
-                        match self
-                            .create_topic(
-                                &mut registry,
-                                &name,
-                                self.config.num_partitions,
-                                Default::default(),
-                            )
-                            .await
-                        {
+                        // Created without the registry lock held (see `Broker::create_topic`).
+                        drop(registry);
+                        let created = self
+                            .ensure_topic(&name, self.config.num_partitions, Default::default())
+                            .await;
+                        registry = self.registry.lock().await;
+                        match created {
                             Ok(meta) => resp.topics.push(self.describe_topic(&name, &meta)),
                             Err((code, _)) => {
                                 resp.topics.push(Self::topic_error(Some(&name), code))

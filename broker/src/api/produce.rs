@@ -203,14 +203,14 @@ impl Broker {
                 "cannot append to internal topic __consumer_offsets".into(),
             );
         }
+        let known = self.registry.lock().await.topics.get(name).map(|m| m.partitions);
         let partitions = {
-            let mut registry = self.registry.lock().await;
-            match registry.topics.get(name) {
-                Some(m) => m.partitions,
+            match known {
+                Some(n) => n,
                 // Combined mode: topics come from the controller (Metadata creates them).
                 None if self.config.auto_create_topics && self.controller_link().is_none() => {
                     let n = self.config.num_partitions;
-                    match self.create_topic(&mut registry, name, n, Default::default()).await {
+                    match self.ensure_topic(name, n, Default::default()).await {
                         Ok(m) => m.partitions,
                         Err((code, msg)) => return fail_all(code, msg),
                     }

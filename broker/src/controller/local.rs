@@ -130,9 +130,10 @@ impl Broker {
                 self.groups.set_num_partitions(n).await;
             }
         }
-        let mut registry = self.registry.lock().await;
+        // One pass at a time: a topic found registered has its logs.
+        let _admin = self.topic_admin.lock().await;
         for t in image.topics.values() {
-            if registry.topics.contains_key(&t.name) {
+            if self.registry.lock().await.topics.contains_key(&t.name) {
                 continue;
             }
             let partitions = i32::try_from(t.partitions.len()).unwrap_or(i32::MAX);
@@ -143,8 +144,10 @@ impl Broker {
             } else {
                 Default::default()
             };
-            match self.create_topic(&mut registry, &t.name, partitions, configs).await {
+            // Logs are created without the registry lock held (see `Broker::create_topic`).
+            match self.create_topic_admin_held(&t.name, partitions, configs).await {
                 Ok(_) => {
+                    let mut registry = self.registry.lock().await;
                     if let Some(m) = registry.topics.get_mut(&t.name) {
                         m.id = topic_id_hex(&t.id);
                     }

@@ -838,18 +838,15 @@ async fn append(
     let mut buf = b.finish().map_err(|e| e.to_string())?;
     let combined = broker.controller_link().is_some();
     let tp = TopicPartition::new(OFFSETS_TOPIC, p);
-    {
-        let mut registry = broker.registry.lock().await;
-        if !registry.topics.contains_key(OFFSETS_TOPIC) {
-            if combined {
-                return Err(format!("{OFFSETS_TOPIC} does not exist yet"));
-            }
-            let (num_partitions, configs) = topic;
-            broker
-                .create_topic(&mut registry, OFFSETS_TOPIC, num_partitions, configs)
-                .await
-                .map_err(|(code, msg)| format!("creating {OFFSETS_TOPIC}: {msg} ({code})"))?;
+    if !broker.registry.lock().await.topics.contains_key(OFFSETS_TOPIC) {
+        if combined {
+            return Err(format!("{OFFSETS_TOPIC} does not exist yet"));
         }
+        let (num_partitions, configs) = topic;
+        broker
+            .ensure_topic(OFFSETS_TOPIC, num_partitions, configs)
+            .await
+            .map_err(|(code, msg)| format!("creating {OFFSETS_TOPIC}: {msg} ({code})"))?;
     }
     let part = broker.partition(&tp);
     let data = match &part {
