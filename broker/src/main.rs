@@ -179,6 +179,7 @@ mod real {
     }
 
     async fn serve(serve: Serve, extra: Extra) -> Result<(), String> {
+        let signals = signals()?;
         let Extra { metrics_listen, fault_plan, admin_listen } = extra;
         let Serve { config: cfg, listen, data_dir, advertised, notes } = serve;
         cfg.log_start(&notes);
@@ -242,7 +243,7 @@ mod real {
         use std::io::Write;
         let _ = std::io::stdout().flush();
 
-        wait_for_signal().await;
+        wait_for_signal(signals).await;
         tracing::info!("shutting down");
         if let Some(a) = admin {
             a.abort();
@@ -252,20 +253,25 @@ mod real {
         Ok(())
     }
 
-    async fn wait_for_signal() {
+    /// SIGTERM and SIGINT, registered before the broker says it is listening: a signal that
+    /// arrives right after that line must stop it cleanly, not kill it by the default action.
+    struct Signals {
+        term: tokio::signal::unix::Signal,
+        int: tokio::signal::unix::Signal,
+    }
+
+    fn signals() -> Result<Signals, String> {
         use tokio::signal::unix::{signal, SignalKind};
-        let mut term = match signal(SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::error!(error = %e, "cannot listen for SIGTERM");
-                let _ = tokio::signal::ctrl_c().await;
-                return;
-            }
-        };
+        let term = signal(SignalKind::terminate()).map_err(|e| format!("SIGTERM handler: {e}"))?;
+        let int = signal(SignalKind::interrupt()).map_err(|e| format!("SIGINT handler: {e}"))?;
+        Ok(Signals { term, int })
+    }
+
+    async fn wait_for_signal(mut s: Signals) {
         tokio::select! {
             biased;
-            _ = term.recv() => {}
-            _ = tokio::signal::ctrl_c() => {}
+            _ = s.term.recv() => {}
+            _ = s.int.recv() => {}
         }
     }
 }
