@@ -363,7 +363,16 @@ fn single_voter_from_a_kraft_properties_file() {
     req.timeout_ms = 10_000;
     let resp: CreateTopicsResponse = call(&node.addr, ApiKey::CreateTopics, 7, &req).unwrap();
     assert_eq!(resp.topics[0].error_code, 0, "{:?}", resp.topics[0].error_message);
-    assert_eq!(produce(&node.addr, "solo", 1), 0);
+    // CreateTopics answers once the controller has committed the topic; the broker side learns
+    // its leadership from the metadata log a moment later (NOT_LEADER_OR_FOLLOWER until then,
+    // which clients retry, as with Kafka). Anything else is a failure.
+    wait_for("a produce to solo-1", Duration::from_secs(10), || {
+        match produce(&node.addr, "solo", 1) {
+            0 => Some(()),
+            6 => None,
+            e => panic!("produce to solo-1: error {e}"),
+        }
+    });
     let md = metadata(&node.addr).unwrap();
     assert_eq!(md.topics[0].partitions.len(), 2);
     assert!(md.topics[0].partitions.iter().all(|p| p.leader_id.0 == 1 && p.leader_epoch == 0));

@@ -686,10 +686,12 @@ impl Controller {
             else {
                 continue;
             };
-            // The others stay candidates of a later recovery, not ELR members: any of them may
-            // have lost its tail (a power loss looks like a crash at registration).
+            // The others — the last known ELR and the old ISR member alike — stay candidates of a
+            // later recovery, not ELR members: any of them may have lost its tail (a power loss
+            // looks like a crash at registration), and any may be all that is left should the
+            // new leader lose its log next (the old sole ISR member held every acknowledged write).
             let last_known_elr: Vec<BrokerId> = if self.config.min_insync_replicas > 1 {
-                p.last_known_elr.iter().copied().filter(|r| *r != leader).collect()
+                candidates.iter().copied().filter(|r| *r != leader).collect()
             } else {
                 Vec::new()
             };
