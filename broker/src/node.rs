@@ -4,13 +4,15 @@
 //! and a no-op cost hook; the simulator and tests pass simulated ones. Nothing here knows which
 //! world it runs in: storage, transport, cost hook and seed come from the caller.
 
+use std::future::Future;
 use std::io;
 use std::path::PathBuf;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
 use disk_model::Storage;
-use net_model::{CostHook, Network};
+use net_model::{CostHook, Listener, Network};
 use thiserror::Error;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -58,7 +60,16 @@ pub struct NodeOptions {
     /// unfenced, as Kafka opens its client listeners (before that, Metadata lists no broker and
     /// librdkafka gives up on it). `broker serve` sets it; the simulator does not.
     pub serve_when_unfenced: bool,
+    /// Called once the data directory is open (recovery done, cost hook installed), before the
+    /// listener is bound: the simulator records what the broker opened here.
+    pub after_open: Option<AfterOpen>,
 }
+
+/// A hook [`start`] awaits right after opening the data directory.
+pub type AfterOpen = Box<dyn FnOnce(Arc<Broker>) -> BoxFuture + Send>;
+
+/// A future [`start_inline`] hands back (the request server) or a hook returns.
+pub type BoxFuture = Pin<Box<dyn Future<Output = ()> + Send>>;
 
 impl NodeOptions {
     /// Options with no cost hook, no metrics listener and the bound address advertised.
@@ -80,6 +91,7 @@ impl NodeOptions {
             seed,
             metrics_listen: None,
             serve_when_unfenced: false,
+            after_open: None,
         }
     }
 }
@@ -98,12 +110,23 @@ pub struct NodeHandle {
     pub controller: Option<ControllerHandle>,
     pub link: Option<Arc<RpcLink>>,
     stop: watch::Sender<bool>,
-    server: JoinHandle<()>,
+    /// `None` when the caller runs the server itself ([`start_inline`]).
+    server: Option<JoinHandle<()>>,
     tasks: Vec<JoinHandle<()>>,
 }
 
-/// Starts a node (see the module doc for the order of steps).
+/// Starts a node (see the module doc for the order of steps); the request server runs in a task
+/// of its own.
 pub async fn start(opts: NodeOptions) -> Result<NodeHandle, NodeError> {
+    let (mut node, server) = start_inline(opts).await?;
+    node.server = Some(tokio::spawn(server));
+    Ok(node)
+}
+
+/// Starts a node like [`start`], except that the request server is handed back instead of
+/// spawned: the caller runs it (awaits it, keeping the handle alive meanwhile), as the simulator
+/// does so a broker process runs exactly the tasks it always ran. Nothing is served until then.
+pub async fn start_inline(opts: NodeOptions) -> Result<(NodeHandle, BoxFuture), NodeError> {
     let NodeOptions {
         config,
         storage,
@@ -115,6 +138,7 @@ pub async fn start(opts: NodeOptions) -> Result<NodeHandle, NodeError> {
         seed,
         metrics_listen,
         serve_when_unfenced,
+        after_open,
     } = opts;
     for sw in config.safeguards.off() {
         tracing::warn!(node = config.node_id, key = sw.key, "safeguard off: {}", sw.reproduces);
@@ -126,9 +150,10 @@ pub async fn start(opts: NodeOptions) -> Result<NodeHandle, NodeError> {
     if let Some(hook) = cost {
         broker.set_cost_hook(hook);
     }
-    let listen_err = |addr: &str, source| NodeError::Listen { addr: addr.to_string(), source };
-    let listener = net.bind(&listen).await.map_err(|e| listen_err(&listen, e))?;
-    let bound = listener.local_addr().map_err(|e| listen_err(&listen, e))?;
+    if let Some(hook) = after_open {
+        hook(broker.clone()).await;
+    }
+    let (listener, bound) = bind(net.as_ref(), &listen).await?;
     let (host, port) = match advertised {
         Some((host, 0)) => (host, address_of(&bound).1),
         Some(a) => a,
@@ -141,8 +166,8 @@ pub async fn start(opts: NodeOptions) -> Result<NodeHandle, NodeError> {
     let mut tasks = Vec::new();
     let mut metrics_addr = None;
     if let Some(addr) = metrics_listen {
-        let ml = net.bind(&addr).await.map_err(|e| listen_err(&addr, e))?;
-        metrics_addr = Some(ml.local_addr().map_err(|e| listen_err(&addr, e))?);
+        let (ml, maddr) = bind(net.as_ref(), &addr).await?;
+        metrics_addr = Some(maddr);
         tasks.push(tokio::spawn(crate::metrics_http::run(broker.clone(), ml, rx.clone())));
     }
     tasks.push(tokio::spawn(crate::tasks::run(broker.clone(), rx.clone())));
@@ -158,18 +183,9 @@ pub async fn start(opts: NodeOptions) -> Result<NodeHandle, NodeError> {
     .await
     .map_err(NodeError::Combined)?;
     tasks.extend(started.tasks);
-    let server = match started.link.clone().filter(|_| serve_when_unfenced) {
-        None => tokio::spawn(crate::server::run(broker.clone(), listener, rx)),
-        Some(link) => {
-            let broker = broker.clone();
-            tokio::spawn(async move {
-                if unfenced(link.as_ref(), broker.config.node_id, rx.clone()).await {
-                    crate::server::run(broker, listener, rx).await
-                }
-            })
-        }
-    };
-    Ok(NodeHandle {
+    let gate = started.link.clone().filter(|_| serve_when_unfenced);
+    let server = server(broker.clone(), listener, rx, gate);
+    let node = NodeHandle {
         broker,
         bound,
         advertised,
@@ -177,9 +193,36 @@ pub async fn start(opts: NodeOptions) -> Result<NodeHandle, NodeError> {
         controller: started.controller,
         link: started.link,
         stop,
-        server,
+        server: None,
         tasks,
-    })
+    };
+    Ok((node, server))
+}
+
+/// Binds `addr` on `net`; returns the listener and its bound address.
+async fn bind(net: &dyn Network, addr: &str) -> Result<(Box<dyn Listener>, String), NodeError> {
+    let listen_err = |source| NodeError::Listen { addr: addr.to_string(), source };
+    let listener = net.bind(addr).await.map_err(listen_err)?;
+    let bound = listener.local_addr().map_err(listen_err)?;
+    Ok((listener, bound))
+}
+
+/// The request server on `listener`; with a `gate` (combined mode, `serve_when_unfenced`) it
+/// starts serving once the controller has this broker unfenced.
+fn server(
+    broker: Arc<Broker>,
+    listener: Box<dyn Listener>,
+    rx: watch::Receiver<bool>,
+    gate: Option<Arc<RpcLink>>,
+) -> BoxFuture {
+    match gate {
+        None => Box::pin(crate::server::run(broker, listener, rx)),
+        Some(link) => Box::pin(async move {
+            if unfenced(link.as_ref(), broker.config.node_id, rx.clone()).await {
+                crate::server::run(broker, listener, rx).await
+            }
+        }),
+    }
 }
 
 /// Waits until the controller's metadata has broker `id` registered and unfenced; `false` when
@@ -251,7 +294,9 @@ impl NodeHandle {
             }
         }
         let _ = self.stop.send(true);
-        let _ = tokio::time::timeout(SERVER_STOP_WAIT, self.server).await;
+        if let Some(server) = self.server {
+            let _ = tokio::time::timeout(SERVER_STOP_WAIT, server).await;
+        }
         for t in self.tasks {
             let _ = tokio::time::timeout(TASK_STOP_WAIT, t).await;
         }
@@ -270,7 +315,9 @@ impl NodeHandle {
     /// the broker afterwards); returns the broker.
     pub async fn stop_tasks(self) -> Arc<Broker> {
         let _ = self.stop.send(true);
-        let _ = self.server.await;
+        if let Some(server) = self.server {
+            let _ = server.await;
+        }
         for t in self.tasks {
             let _ = t.await;
         }

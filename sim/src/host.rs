@@ -1,7 +1,7 @@
 //! A broker host: a simulated disk and one madsim node running the whole broker as
-//! `broker serve` runs it — `Broker::open` (recovery), `broker::tasks::run` and
-//! `broker::server::run` on a listener of the simulated network (`net_model::SimNet`); clients
-//! reach it with Kafka requests ([`crate::netclient`], the `client` crate).
+//! `broker serve` runs it — `broker::node::start_inline` (recovery, background tasks, combined
+//! mode) and the request server on a listener of the simulated network (`net_model::SimNet`);
+//! clients reach it with Kafka requests ([`crate::netclient`], the `client` crate).
 //!
 //! Killing the node drops every task of the broker process mid-operation; the host's
 //! connections are reset first (`SimNet::crash`, as the kernel does when a process dies); the
@@ -289,75 +289,76 @@ impl Host {
         format!("{}:{BROKER_PORT}", self.name())
     }
 
-    /// The broker process of network runs, as `broker serve` wires it: open the data directory
-    /// (recovery, registry, producer state), listen, run the periodic tasks, serve until killed.
+    /// The broker process, started as `broker serve` starts one (`broker::node`): open the data
+    /// directory (recovery, registry, producer state), listen, run the periodic tasks and the
+    /// combined-mode controller and replica manager, serve until killed. The request server runs
+    /// inline in this task ([`broker::node::start_inline`]), so a process runs exactly the tasks
+    /// it always ran and the pinned traces hold.
     async fn serve(self: Arc<Self>) {
         let n = &self.network;
         let inc = self.incarnation.fetch_add(1, Ordering::SeqCst) + 1;
         let name = self.name();
         self.tracer.event("broker-start", &format!("{name} incarnation={inc}"));
         let storage: Arc<dyn Storage> = Arc::new(self.disk.clone());
-        let b = match broker::Broker::open(n.config.clone(), storage, Path::new(DATA_DIR)).await {
-            Ok(b) => Arc::new(b),
-            Err(e) => return self.failed(&format!("{name} could not open its logs: {e}")),
+        // Request-fault probabilities, election timeouts and the broker incarnation draw from
+        // the run's seed, per host and incarnation.
+        let seed = n.seed ^ inc.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        let mut opts = broker::node::NodeOptions::new(
+            n.config.clone(),
+            storage,
+            n.view.clone(),
+            &self.addr(),
+            seed,
+        );
+        opts.data_dir = PathBuf::from(DATA_DIR);
+        opts.advertised = Some((name.clone(), i32::from(BROKER_PORT)));
+        opts.cost = n.cpu.clone().map(|cpu| Arc::new(cpu) as Arc<dyn net_model::CostHook>);
+        let me = self.clone();
+        opts.after_open = Some(Box::new(move |b| Box::pin(async move { me.opened(b).await })));
+        let (node, server) = match broker::node::start_inline(opts).await {
+            Ok(started) => started,
+            Err(e) => return self.failed(&self.start_error(e)),
         };
-        // Request-fault probabilities draw from the run's seed, per host and incarnation.
-        b.faults.reseed(n.seed ^ inc.wrapping_mul(0x9e37_79b9_7f4a_7c15));
-        if let Some(cpu) = &n.cpu {
-            b.set_cost_hook(Arc::new(cpu.clone()));
-        }
-        *lock(&self.process) = Some(b.clone());
-        let (partitions, bytes) = b.log_stats().await;
-        self.tracer
-            .event("broker-opened", &format!("{name} partitions={partitions} bytes={bytes}"));
-        let listener = match n.view.bind(&self.addr()).await {
-            Ok(l) => l,
-            Err(e) => {
-                return self.failed(&format!("{name} could not listen on {}: {e}", self.addr()))
-            }
-        };
-        b.set_advertised(&name, i32::from(BROKER_PORT));
-        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-        tokio::spawn(broker::tasks::run(b.clone(), stop_rx.clone()));
-        // Cluster runs: combined mode, as `broker serve` starts it (controller + broker link +
-        // replica manager), seeded per host and incarnation.
-        let mut _started = None;
         if n.config.quorum.voters.is_some() {
-            let seed = n.seed ^ inc.wrapping_mul(0x9e37_79b9_7f4a_7c15);
-            let storage: Arc<dyn Storage> = Arc::new(self.disk.clone());
-            match broker::controller::combined::start(
-                &n.config,
-                n.view.clone(),
-                storage,
-                &b,
-                (&name, i32::from(BROKER_PORT)),
-                seed,
-                &stop_rx,
-            )
-            .await
-            {
-                Ok(st) => {
-                    *lock(&self.link) = st.link.clone();
-                    *lock(&self.controller) = st.controller.as_ref().map(|c| c.status.clone());
-                    self.tracer.event(
-                        "combined-start",
-                        &format!(
-                            "{name} node.id={} controller={} broker={}",
-                            n.config.node_id,
-                            st.controller.is_some(),
-                            st.link.is_some()
-                        ),
-                    );
-                    _started = Some(st);
-                }
-                Err(e) => {
-                    return self.failed(&format!("{name} could not start in combined mode: {e}"))
-                }
-            }
+            *lock(&self.link) = node.link.clone();
+            *lock(&self.controller) = node.controller.as_ref().map(|c| c.status.clone());
+            self.tracer.event(
+                "combined-start",
+                &format!(
+                    "{name} node.id={} controller={} broker={}",
+                    n.config.node_id,
+                    node.controller.is_some(),
+                    node.link.is_some()
+                ),
+            );
         }
         self.tracer.event("broker-ready", &format!("{name} listening on {}", self.addr()));
-        broker::server::run(b, listener, stop_rx).await;
-        drop(stop_tx);
+        server.await;
+        drop(node);
+    }
+
+    /// The data directory is open: the process is up (for its metrics) and what it opened is
+    /// traced.
+    async fn opened(&self, b: Arc<broker::Broker>) {
+        *lock(&self.process) = Some(b.clone());
+        let (partitions, bytes) = b.log_stats().await;
+        let name = self.name();
+        self.tracer
+            .event("broker-opened", &format!("{name} partitions={partitions} bytes={bytes}"));
+    }
+
+    /// Why the broker did not start, as the trace has always said it.
+    fn start_error(&self, e: broker::node::NodeError) -> String {
+        use broker::node::NodeError;
+        let name = self.name();
+        match e {
+            NodeError::Open(e) => format!("{name} could not open its logs: {e}"),
+            NodeError::Listen { addr, source } => {
+                format!("{name} could not listen on {addr}: {source}")
+            }
+            NodeError::Combined(e) => format!("{name} could not start in combined mode: {e}"),
+            NodeError::Shutdown(e) => format!("{name} could not start: {e}"),
+        }
     }
 
     /// Cluster runs: the newest committed metadata this node holds (`None` while down).
