@@ -4,6 +4,8 @@
 //! [`Partition`]: log, producer state, replication role; see `crate::partition` for the lock
 //! rules), the data directory's checkpoint files, and a `Notify` that wakes long-polling fetches
 //! when data is appended. Connections call [`Broker::handle`] with one request frame at a time.
+//! What a broker does with the controller's image (roles, recovery reports, the HW checkpoint,
+//! the replica manager task) is in [`replica_manager`].
 
 use std::collections::BTreeMap;
 use std::io;
@@ -26,6 +28,8 @@ use crate::partition::{Partition, Partitions};
 use crate::producer_state::ProducerStates;
 use crate::protocol::{self, error_code, parse_request, Request, RequestError};
 use crate::topics::{validate_topic_name, Registry, TopicMeta};
+
+pub mod replica_manager;
 
 #[derive(Debug, Error)]
 pub enum BrokerError {

@@ -84,7 +84,7 @@ pub async fn start(
         let l = RpcLink::new(lc, net.clone());
         out.tasks.push(l.spawn(shutdown.clone()));
         broker.attach_controller(l.clone());
-        out.tasks.push(tokio::spawn(crate::replica::run(
+        out.tasks.push(tokio::spawn(crate::broker::replica_manager::run(
             broker.clone(),
             l.clone(),
             net,

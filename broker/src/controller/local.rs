@@ -1,8 +1,8 @@
 //! The broker in combined mode: what changes when a controller quorum is configured.
 //!
-//! - Topics come from the controller's committed image. The replica manager (`crate::replica::run`,
-//!   or [`run_sync`] without replication) follows the link's image and
-//!   gives every topic of the image a local registry entry (with the image's topic id) and empty
+//! - Topics come from the controller's committed image. The replica manager
+//!   (`crate::broker::replica_manager::run`, or [`run_sync`] without replication) follows the
+//!   link's image and gives every topic of the image a local registry entry (with the image's topic id) and empty
 //!   logs, so the partitions this broker leads can take writes. Local topics absent from the image
 //!   are left alone (deleting data on a metadata hiccup is worse than keeping it; deletion
 //!   propagation comes with replication).

@@ -53,7 +53,7 @@ const FENCED_LEADER_EPOCH: i16 = 74;
 const UNKNOWN_LEADER_EPOCH: i16 = 75;
 
 fn topic_name(s: &str) -> TopicName {
-    TopicName(crate::api::sb(s))
+    TopicName(kafka_protocol::protocol::StrBytes::from_string(s.to_string()))
 }
 
 /// What a fetcher works with: the partitions and their roles, the replication settings, the CPU
