@@ -1,8 +1,10 @@
 //! The models' own invariants, checked while a run runs (as their unit tests check them): cheap
 //! ones on every sampler tick — the fabric's event log (every segment departs before it is
-//! ready, no event was dropped from the log) and its
-//! counters (never decrease) — and the disk model's `check_invariants` (page cache, files,
-//! namespace) on every broker's disk at the end of the run.
+//! ready, no event was dropped from the log) and its counters (never decrease), and every
+//! running broker's consumer groups (`Group::invariant_violations`: a leader among the members,
+//! a protocol all support, Empty means no members, `group.max.size`, static members) — and the
+//! disk model's `check_invariants` (page cache, files, namespace) on every broker's disk at the
+//! end of the run.
 //!
 //! Promises: a violated invariant never passes silently: it is recorded with what was examined
 //! and the run's summary carries a failed `model-invariants` check (exit code 1); a disk
@@ -12,6 +14,7 @@
 use std::cell::Cell;
 use std::collections::BTreeMap;
 
+use broker::group::coordinator::GroupsChecked;
 use disk_model::sim::SimDisk;
 use net_model::sim::{NetEvent, NicStats};
 
@@ -93,6 +96,16 @@ impl Invariants {
         }
     }
 
+    /// The group state invariants of one broker's coordinator (named `who`): every group counts
+    /// as examined; `None` (a request held the coordinator) examines nothing this tick.
+    pub fn groups(&mut self, who: &str, checked: Option<GroupsChecked>) {
+        let Some(checked) = checked else { return };
+        self.report.examined += checked.groups;
+        for v in checked.violations {
+            self.violated(format!("groups {who}: {v}"));
+        }
+    }
+
     /// The disk model's own assertions on `disk` (named `who`).
     pub fn disk(&mut self, who: &str, disk: &SimDisk) {
         self.report.examined += 1;
@@ -111,5 +124,28 @@ impl Invariants {
 
     pub fn report(&self) -> Report {
         self.report.clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A broken group reaches the `model-invariants` report; a busy coordinator examines
+    /// nothing; intact groups count as examined.
+    #[test]
+    fn a_broken_group_fails_the_check() {
+        let mut inv = Invariants::default();
+        inv.groups("broker-0", None);
+        assert_eq!(inv.report().examined, 0);
+        inv.groups("broker-0", Some(GroupsChecked { groups: 3, violations: vec![] }));
+        assert_eq!(inv.report().examined, 3);
+        assert!(inv.report().violations.is_empty());
+        let broken =
+            GroupsChecked { groups: 1, violations: vec!["group g: Empty with 2 members".into()] };
+        inv.groups("broker-1", Some(broken));
+        let r = inv.report();
+        assert_eq!(r.examined, 4);
+        assert_eq!(r.violations, vec!["groups broker-1: group g: Empty with 2 members"]);
     }
 }

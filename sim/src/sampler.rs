@@ -44,6 +44,8 @@ pub struct Sampler {
     net: net_model::SimNet,
     /// The host whose broker's request counters are traced, and the last line.
     served: (Arc<Host>, String),
+    /// Every broker host (their consumer groups' invariants are checked each tick).
+    hosts: Vec<Arc<Host>>,
     /// Every host's CPU model (brokers, then client hosts), by host name.
     cpus: Vec<(String, net_model::SimCpu)>,
     tracer: Tracer,
@@ -59,6 +61,7 @@ impl Sampler {
             other_disks,
             net: world.net.clone(),
             served: (world.hosts[0].clone(), String::new()),
+            hosts: world.hosts.clone(),
             cpus,
             tracer: tracer.clone(),
             series: Series::default(),
@@ -102,6 +105,11 @@ impl Sampler {
             if line != *last {
                 self.tracer.event_at(now, "broker-served", &format!("{} {line}", host.name()));
                 *last = line;
+            }
+        }
+        for h in &self.hosts {
+            if let Some(b) = h.process() {
+                self.invariants.groups(&h.name(), b.groups.check_invariants());
             }
         }
         let stats = self.net.all_stats();

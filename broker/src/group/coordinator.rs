@@ -78,6 +78,18 @@ pub struct Description {
     pub members: Vec<(String, Option<String>, String, String, Bytes, Bytes)>,
 }
 
+/// What [`Coordinator::check_invariants`] examined and found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GroupsChecked {
+    /// Groups examined.
+    pub groups: u64,
+    /// `group ID: what is broken`, at most [`GROUP_VIOLATIONS_MAX`].
+    pub violations: Vec<String>,
+}
+
+/// Violations one check keeps (the groups examined are counted on).
+pub const GROUP_VIOLATIONS_MAX: usize = 20;
+
 #[derive(Debug)]
 pub struct Coordinator {
     pub config: GroupConfig,
@@ -524,6 +536,23 @@ impl Coordinator {
             .collect())
     }
 
+    /// Every group's invariants ([`Group::invariant_violations`]), checked without waiting:
+    /// `None` while a request holds the coordinator (its groups may be mid-change; the caller
+    /// checks again later). Reads only; for the simulator's run-time checks.
+    pub fn check_invariants(&self) -> Option<GroupsChecked> {
+        let inner = self.inner.try_lock().ok()?;
+        let mut out = GroupsChecked::default();
+        for (id, g) in &inner.groups {
+            out.groups += 1;
+            for v in g.invariant_violations(&self.config) {
+                if out.violations.len() < GROUP_VIOLATIONS_MAX {
+                    out.violations.push(format!("group {id}: {v}"));
+                }
+            }
+        }
+        Some(out)
+    }
+
     /// DescribeGroups for one group (unknown groups are Dead, as in Kafka).
     pub async fn describe(&self, group: &str) -> Result<Description, i16> {
         let inner = self.inner.lock().await;
@@ -903,5 +932,51 @@ async fn run_timers(broker: Weak<Broker>, mut shutdown: watch::Receiver<bool>) {
             _ = tokio::time::sleep(wait) => {}
         }
         b.groups.tick(&b).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The run-time check sees every group, names a broken one, and backs off while a request
+    /// holds the coordinator.
+    #[test]
+    fn check_invariants_reports_a_broken_group() {
+        // A coordinator bounding groups to no members at all: a group with one member breaks
+        // `group.max.size` (the state machine never lets one grow past it; loading does).
+        let config = GroupConfig { members_max: 0, ..GroupConfig::default() };
+        let c = Coordinator::new(config, 1);
+        assert_eq!(c.check_invariants(), Some(GroupsChecked::default()));
+        {
+            let mut inner = c.inner.try_lock().expect("uncontended");
+            inner.groups.insert("fine".into(), Group::new("fine", 0));
+            let snapshot = super::super::state::GroupSnapshot {
+                group_id: "big".into(),
+                generation: 3,
+                protocol_type: "consumer".into(),
+                protocol: Some("range".into()),
+                leader: Some("m".into()),
+                state_timestamp_ms: 0,
+                members: vec![super::super::state::MemberSnapshot {
+                    member_id: "m".into(),
+                    instance_id: None,
+                    client_id: "c".into(),
+                    client_host: "h".into(),
+                    rebalance_timeout_ms: 1000,
+                    session_timeout_ms: 1000,
+                    subscription: Bytes::new(),
+                    assignment: Bytes::new(),
+                }],
+            };
+            inner.groups.insert("big".into(), Group::from_snapshot(&snapshot, 0));
+            assert!(c.check_invariants().is_none(), "held by a request: not checked");
+        }
+        let checked = c.check_invariants().expect("free");
+        assert_eq!(checked.groups, 2);
+        assert_eq!(
+            checked.violations,
+            vec!["group big: 1 members + 0 pending exceed group.max.size 0"]
+        );
     }
 }

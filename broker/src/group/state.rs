@@ -1239,6 +1239,59 @@ impl Group {
     pub fn set_initial_delay(&mut self, ms: i32) {
         self.initial_delay_ms = ms;
     }
+
+    /// The group's own invariants, which hold between any two inputs (the property test checks
+    /// them after every step; the simulator while a run runs): what is broken, empty when
+    /// nothing is. Reads only; cost linear in members.
+    pub fn invariant_violations(&self, cfg: &GroupConfig) -> Vec<String> {
+        let mut out = Vec::new();
+        let (members, pending) = (self.member_count(), self.pending_count());
+        if members + pending > cfg.members_max.max(members) || members > cfg.members_max {
+            out.push(format!(
+                "{members} members + {pending} pending exceed group.max.size {}",
+                cfg.members_max
+            ));
+        }
+        match self.state {
+            GroupState::CompletingRebalance | GroupState::Stable => {
+                self.leader_violations(&mut out)
+            }
+            GroupState::Empty if members > 0 => out.push(format!("Empty with {members} members")),
+            GroupState::PreparingRebalance if !self.initial_join && self.all_joined() => {
+                // A join with everybody in ends at once (the initial delay waits on purpose).
+                out.push("PreparingRebalance with every member joined".to_string());
+            }
+            GroupState::Empty | GroupState::PreparingRebalance | GroupState::Dead => {}
+        }
+        for (instance, id) in &self.static_members {
+            let mapped = self.members.get(id).and_then(|m| m.instance_id.as_deref());
+            if mapped != Some(instance.as_str()) {
+                out.push(format!("static member {instance} maps to {id}, which is {mapped:?}"));
+            }
+        }
+        out
+    }
+
+    /// CompletingRebalance and Stable: a leader among the members and a protocol all support.
+    fn leader_violations(&self, out: &mut Vec<String>) {
+        let state = self.state.name();
+        match self.leader.as_deref() {
+            None => out.push(format!("{state} without a leader")),
+            Some(l) if !self.members.contains_key(l) => {
+                out.push(format!("{state}: leader {l} is not a member"));
+            }
+            Some(_) => {}
+        }
+        let Some(p) = self.protocol.as_deref() else {
+            out.push(format!("{state} without a protocol"));
+            return;
+        };
+        for m in self.members.values() {
+            if !m.protocols.iter().any(|(n, _)| n == p) {
+                out.push(format!("{state}: member {} does not support protocol {p}", m.member_id));
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -1629,37 +1682,12 @@ mod tests {
     }
 
     fn check_invariants(g: &Group, cfg: &GroupConfig, before: GroupState) {
-        assert!(
-            g.member_count() + g.pending_count() <= cfg.members_max.max(g.member_count()),
-            "group.max.size exceeded"
-        );
-        assert!(g.member_count() <= cfg.members_max);
-        match g.state() {
-            GroupState::CompletingRebalance | GroupState::Stable => {
-                let leader = g.leader().expect("a leader");
-                assert!(g.members().any(|m| m.member_id == leader), "leader is not a member");
-                assert!(g.protocol().is_some());
-                let p = g.protocol().unwrap_or_default();
-                assert!(
-                    g.members().all(|m| m.protocols.iter().any(|(n, _)| n == p)),
-                    "selected protocol not supported by all"
-                );
-            }
-            GroupState::Empty => assert_eq!(g.member_count(), 0),
-            GroupState::PreparingRebalance => {
-                // A join with everybody in ends at once (the initial delay waits on purpose).
-                assert!(g.initial_join || !g.all_joined(), "a complete join left pending");
-            }
-            GroupState::Dead => {}
-        }
+        let broken = g.invariant_violations(cfg);
+        assert!(broken.is_empty(), "group invariants: {broken:?}");
         if before != g.state() {
             // Several transitions may happen in one input; `transition` asserted each. A group
             // never leaves Dead and never goes straight from Empty to Stable.
             assert_ne!(before, GroupState::Dead);
-        }
-        // Static members map to live members.
-        for (i, id) in &g.static_members {
-            assert_eq!(g.members.get(id).and_then(|m| m.instance_id.as_ref()), Some(i));
         }
     }
 
@@ -1691,6 +1719,42 @@ mod tests {
             initial_rebalance_delay_ms: 0,
             ..GroupConfig::default()
         }
+    }
+
+    /// A Stable group of one member, `a`, leader of generation 1.
+    fn stable_group(cfg: &GroupConfig) -> Group {
+        let mut g = Group::new("g", 0);
+        let _ = g.join(1, join_req("", true), "a", 0, cfg);
+        let _ = g.join(2, join_req("a", true), "x", 0, cfg);
+        let assignment = vec![("a".into(), Bytes::from_static(b"A"))];
+        let _ = g.sync(3, 1, "a", None, None, None, assignment, 0, cfg);
+        assert_eq!(g.state(), GroupState::Stable);
+        g
+    }
+
+    /// The invariants the simulator checks can go red: each deliberately broken group is
+    /// reported, the intact one is not.
+    #[test]
+    fn broken_groups_are_reported() {
+        let cfg = cfg0();
+        let g = stable_group(&cfg);
+        assert_eq!(g.invariant_violations(&cfg), Vec::<String>::new());
+        let mut no_leader = g.clone();
+        no_leader.members.remove("a");
+        let broken = no_leader.invariant_violations(&cfg);
+        assert!(broken.iter().any(|v| v.contains("leader a is not a member")), "{broken:?}");
+        let mut empty_with_members = g.clone();
+        empty_with_members.state = GroupState::Empty;
+        let broken = empty_with_members.invariant_violations(&cfg);
+        assert_eq!(broken, vec!["Empty with 1 members".to_string()]);
+        let mut no_protocol = g.clone();
+        no_protocol.protocol = Some("none-supports-it".into());
+        assert_eq!(no_protocol.invariant_violations(&cfg).len(), 1);
+        let mut oversized = g.clone();
+        let small = GroupConfig { members_max: 0, ..cfg.clone() };
+        assert!(!oversized.invariant_violations(&small).is_empty());
+        oversized.static_members.insert("i".into(), "nobody".into());
+        assert!(oversized.invariant_violations(&cfg)[0].contains("static member i"));
     }
 
     #[test]
