@@ -787,25 +787,23 @@ mod inproc {
 
     struct InProc {
         net: Arc<dyn Network>,
-        stop: watch::Sender<bool>,
+        node: broker::node::NodeHandle,
         _dir: tempfile::TempDir,
     }
 
+    /// A broker node on the in-memory network, started as `broker serve` starts one.
     async fn start() -> InProc {
         let dir = tempfile::tempdir().unwrap();
         let storage: Arc<dyn disk_model::Storage> =
             Arc::new(disk_model::OsStorage::new(dir.path()).unwrap());
         let mut cfg = broker::BrokerConfig::default();
         cfg.group.initial_rebalance_delay_ms = 0;
-        let b = broker::Broker::open(cfg, storage, std::path::Path::new("data")).await.unwrap();
-        b.set_advertised("broker", 9092);
-        let b = Arc::new(b);
-        let mem = Arc::new(MemNetwork::default());
-        let listener = mem.bind(ADDR).await.unwrap();
-        let (stop, stop_rx) = watch::channel(false);
-        tokio::spawn(broker::tasks::run(Arc::clone(&b), stop_rx.clone()));
-        tokio::spawn(broker::server::run(b, listener, stop_rx));
-        InProc { net: mem, stop, _dir: dir }
+        let mem: Arc<dyn Network> = Arc::new(MemNetwork::default());
+        let mut opts = broker::node::NodeOptions::new(cfg, storage, mem.clone(), ADDR, 0);
+        opts.data_dir = "data".into();
+        opts.advertised = Some(("broker".into(), 9092));
+        let node = broker::node::start(opts).await.expect("the node starts");
+        InProc { net: mem, node, _dir: dir }
     }
 
     /// One poll's view of a member: (member index, generation, member id, assignment).
@@ -955,7 +953,7 @@ mod inproc {
                 "{strategy}: {tp:?} owned by {who:?} in generation {generation}"
             );
         }
-        let _ = b.stop.send(true);
+        b.node.halt();
     }
 
     #[tokio::test]

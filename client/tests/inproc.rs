@@ -15,7 +15,7 @@ use client::{
     ProducerRecord, TopicPartition,
 };
 use net_model::{Connection, Listener, Network};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
 
 #[derive(Debug, Default)]
 struct MemNetwork {
@@ -77,20 +77,12 @@ async fn in_process_round_trip() {
     let dir = tempfile::tempdir().unwrap();
     let storage: Arc<dyn disk_model::Storage> =
         Arc::new(disk_model::OsStorage::new(dir.path()).unwrap());
-    let b = broker::Broker::open(
-        broker::BrokerConfig::default(),
-        storage,
-        std::path::Path::new("data"),
-    )
-    .await
-    .unwrap();
-    b.set_advertised("broker", 9092);
-    let b = Arc::new(b);
-    let net = Arc::new(MemNetwork::default());
-    let listener = net.bind("broker:9092").await.unwrap();
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let server = tokio::spawn(broker::server::run(Arc::clone(&b), listener, stop_rx));
-    let net: Arc<dyn Network> = net;
+    let net: Arc<dyn Network> = Arc::new(MemNetwork::default());
+    let config = broker::BrokerConfig::default();
+    let mut opts = broker::node::NodeOptions::new(config, storage, net.clone(), "broker:9092", 0);
+    opts.data_dir = "data".into();
+    opts.advertised = Some(("broker".into(), 9092));
+    let node = broker::node::start(opts).await.expect("the node starts");
 
     let admin = Admin::new(
         AdminConfig { bootstrap_servers: vec!["broker:9092".into()], ..AdminConfig::default() },
@@ -143,6 +135,5 @@ async fn in_process_round_trip() {
         assert_eq!(r.key.as_deref(), Some(format!("k{i}").as_bytes()));
     }
     c.close().await;
-    let _ = stop_tx.send(true);
-    let _ = server.await;
+    node.stop_tasks().await;
 }
