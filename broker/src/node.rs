@@ -52,7 +52,8 @@ pub struct NodeOptions {
     /// Seeds election timeouts and the broker's incarnation (OS entropy for real, the scenario
     /// seed in the simulator).
     pub seed: u64,
-    /// Serve Prometheus metrics on this `host:port` too.
+    /// Serve Prometheus metrics on this `host:port` too (a real socket: real world only; the
+    /// simulated build ignores it with a warning).
     pub metrics_listen: Option<String>,
     /// Combined mode: accept clients only once the controller has this broker registered and
     /// unfenced, as Kafka opens its client listeners (before that, Metadata lists no broker and
@@ -102,6 +103,55 @@ pub struct NodeHandle {
     tasks: Vec<JoinHandle<()>>,
 }
 
+/// The metrics endpoint's socket (`crate::metrics::http`), bound when asked for, before anything
+/// starts (a bad address fails the start cleanly).
+#[cfg(not(madsim))]
+type MetricsListener = tokio::net::TcpListener;
+#[cfg(madsim)]
+type MetricsListener = ();
+
+#[cfg(not(madsim))]
+async fn bind_metrics(
+    listen: Option<String>,
+) -> Result<Option<(MetricsListener, String)>, NodeError> {
+    let Some(addr) = listen else { return Ok(None) };
+    let listen_err = |source| NodeError::Listen { addr: addr.clone(), source };
+    let l = tokio::net::TcpListener::bind(&addr).await.map_err(listen_err)?;
+    let bound = l.local_addr().map_err(listen_err)?.to_string();
+    Ok(Some((l, bound)))
+}
+
+/// The simulated build has no metrics endpoint (the simulator reads `Broker::metrics` directly).
+#[cfg(madsim)]
+async fn bind_metrics(
+    listen: Option<String>,
+) -> Result<Option<(MetricsListener, String)>, NodeError> {
+    if let Some(addr) = listen {
+        tracing::warn!(%addr, "metrics_listen ignored: no metrics endpoint in the simulated build");
+    }
+    Ok(None)
+}
+
+#[cfg(not(madsim))]
+fn serve_metrics(
+    listener: MetricsListener,
+    broker: &Arc<Broker>,
+    image: crate::metrics::http::Image,
+    rx: &watch::Receiver<bool>,
+) -> JoinHandle<()> {
+    tokio::spawn(crate::metrics::http::run(broker.clone(), image, listener, rx.clone()))
+}
+
+#[cfg(madsim)]
+fn serve_metrics(
+    _listener: MetricsListener,
+    _broker: &Arc<Broker>,
+    _image: Option<watch::Receiver<Arc<cluster::metadata::MetadataImage>>>,
+    _rx: &watch::Receiver<bool>,
+) -> JoinHandle<()> {
+    unreachable!("bind_metrics binds nothing in the simulated build")
+}
+
 /// Starts a node (see the module doc for the order of steps).
 pub async fn start(opts: NodeOptions) -> Result<NodeHandle, NodeError> {
     let NodeOptions {
@@ -137,14 +187,9 @@ pub async fn start(opts: NodeOptions) -> Result<NodeHandle, NodeError> {
     broker.set_advertised(&host, port);
     let advertised = broker.advertised();
     warn_if_dead(&advertised, &bound);
+    let metrics = bind_metrics(metrics_listen).await?;
     let (stop, rx) = watch::channel(false);
     let mut tasks = Vec::new();
-    let mut metrics_addr = None;
-    if let Some(addr) = metrics_listen {
-        let ml = net.bind(&addr).await.map_err(|e| listen_err(&addr, e))?;
-        metrics_addr = Some(ml.local_addr().map_err(|e| listen_err(&addr, e))?);
-        tasks.push(tokio::spawn(crate::metrics_http::run(broker.clone(), ml, rx.clone())));
-    }
     tasks.push(tokio::spawn(crate::tasks::run(broker.clone(), rx.clone())));
     let started = crate::controller::combined::start(
         &config,
@@ -158,6 +203,12 @@ pub async fn start(opts: NodeOptions) -> Result<NodeHandle, NodeError> {
     .await
     .map_err(NodeError::Combined)?;
     tasks.extend(started.tasks);
+    let mut metrics_addr = None;
+    if let Some((ml, bound)) = metrics {
+        let image = started.controller.as_ref().map(|c| c.image.clone());
+        tasks.push(serve_metrics(ml, &broker, image, &rx));
+        metrics_addr = Some(bound);
+    }
     let server = match started.link.clone().filter(|_| serve_when_unfenced) {
         None => tokio::spawn(crate::server::run(broker.clone(), listener, rx)),
         Some(link) => {
