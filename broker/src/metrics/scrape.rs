@@ -175,7 +175,10 @@ fn gauge(m: &mut MetricEncoder, v: i64) -> fmt::Result {
     m.encode_gauge(&v)
 }
 
-const BROKER_TOPIC: [(&str, &str, fn(&TopicSnapshot) -> u64); 5] = [
+/// A family read from each item of a list: (name, help, the value of one item).
+type Field<T, V> = (&'static str, &'static str, fn(&T) -> V);
+
+const BROKER_TOPIC: [Field<TopicSnapshot, u64>; 5] = [
     ("kafka_server_brokertopicmetrics_messagesin", "Records appended (MessagesInPerSec).", |t| {
         t.messages_in
     }),
@@ -284,7 +287,7 @@ impl Exposition {
         let numbers: Vec<String> = parts.iter().map(|p| p.partition.to_string()).collect();
         let labels =
             |i: usize| vec![("topic", parts[i].topic.as_str()), ("partition", numbers[i].as_str())];
-        let each: [(&str, &str, fn(&PartitionGauge) -> i64); 3] = [
+        let each: [Field<PartitionGauge, i64>; 3] = [
             (
                 "kafka_log_log_logendoffset",
                 "The offset the next record appended gets (LogEndOffset).",
@@ -311,7 +314,7 @@ impl Exposition {
                 ("partition", numbers[i].as_str()),
             ]
         };
-        let each: [(&str, &str, fn(&LagGauge) -> i64); 2] = [
+        let each: [Field<LagGauge, i64>; 2] = [
             (
                 "kafka_consumergroup_lag",
                 "High watermark minus the group's committed offset (kafka_exporter's convention).",
