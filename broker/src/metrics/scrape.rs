@@ -368,3 +368,69 @@ impl Collector for Exposition {
         self.requests(&mut e)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use cluster::metadata::{PartitionState, TopicId, TopicImage};
+
+    use super::*;
+    use crate::metrics::Metrics;
+
+    fn partition(leader: i32) -> PartitionState {
+        PartitionState {
+            replicas: vec![1, 2],
+            isr: if leader == NO_LEADER { vec![2] } else { vec![leader] },
+            leader,
+            leader_epoch: 3,
+            partition_epoch: 4,
+            elr: Vec::new(),
+            last_known_elr: Vec::new(),
+            recovering: false,
+        }
+    }
+
+    #[test]
+    fn the_active_controller_counts_leaderless_partitions() {
+        let mut image = MetadataImage::default();
+        let partitions = vec![partition(1), partition(NO_LEADER), partition(NO_LEADER)];
+        let id = TopicId([7; 16]);
+        image.topics.insert(id, TopicImage { name: "t".into(), id, partitions });
+        assert_eq!(leaderless(&image), 2);
+    }
+
+    #[test]
+    fn gauges_are_encoded_with_the_exporter_names() {
+        let gauges = Gauges {
+            partitions: vec![PartitionGauge {
+                topic: "t".into(),
+                partition: 2,
+                log_end_offset: 40,
+                log_start_offset: 10,
+                size_bytes: 999,
+            }],
+            under_min_isr: 1,
+            offline: 2,
+            lag: vec![LagGauge {
+                group: "g".into(),
+                topic: "t".into(),
+                partition: 2,
+                committed: 15,
+                lag: 25,
+            }],
+            ..Gauges::default()
+        };
+        let text = encode(Metrics::default().snapshot(), gauges).expect("encodes");
+        for line in [
+            "kafka_log_log_logendoffset{topic=\"t\",partition=\"2\"} 40",
+            "kafka_log_log_size{topic=\"t\",partition=\"2\"} 999",
+            "kafka_server_replicamanager_partitioncount 1",
+            "kafka_server_replicamanager_underminisrpartitioncount 1",
+            "kafka_controller_kafkacontroller_offlinepartitionscount 2",
+            "kafka_consumergroup_lag{consumergroup=\"g\",topic=\"t\",partition=\"2\"} 25",
+            "# TYPE kafka_network_requestmetrics_totaltimems histogram",
+            "kafka_server_brokertopicmetrics_messagesin_total 0",
+        ] {
+            assert!(text.lines().any(|l| l == line), "missing {line:?} in\n{text}");
+        }
+    }
+}
