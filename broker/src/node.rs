@@ -105,12 +105,12 @@ pub struct NodeHandle {
 
 /// The metrics endpoint's socket (`crate::metrics::http`), bound when asked for, before anything
 /// starts (a bad address fails the start cleanly).
-#[cfg(not(madsim))]
+#[cfg(not(any(madsim, doctest)))]
 type MetricsListener = tokio::net::TcpListener;
-#[cfg(madsim)]
+#[cfg(any(madsim, doctest))]
 type MetricsListener = ();
 
-#[cfg(not(madsim))]
+#[cfg(not(any(madsim, doctest)))]
 async fn bind_metrics(
     listen: Option<String>,
 ) -> Result<Option<(MetricsListener, String)>, NodeError> {
@@ -121,8 +121,9 @@ async fn bind_metrics(
     Ok(Some((l, bound)))
 }
 
-/// The simulated build has no metrics endpoint (the simulator reads `Broker::metrics` directly).
-#[cfg(madsim)]
+/// The simulated build has no metrics endpoint (the simulator reads `Broker::metrics` directly;
+/// rustdoc's doctest pass, which lacks `--cfg madsim`, compiles this too).
+#[cfg(any(madsim, doctest))]
 async fn bind_metrics(
     listen: Option<String>,
 ) -> Result<Option<(MetricsListener, String)>, NodeError> {
@@ -132,7 +133,7 @@ async fn bind_metrics(
     Ok(None)
 }
 
-#[cfg(not(madsim))]
+#[cfg(not(any(madsim, doctest)))]
 fn serve_metrics(
     listener: MetricsListener,
     broker: &Arc<Broker>,
@@ -142,7 +143,7 @@ fn serve_metrics(
     tokio::spawn(crate::metrics::http::run(broker.clone(), image, listener, rx.clone()))
 }
 
-#[cfg(madsim)]
+#[cfg(any(madsim, doctest))]
 fn serve_metrics(
     _listener: MetricsListener,
     _broker: &Arc<Broker>,

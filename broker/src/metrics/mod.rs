@@ -50,7 +50,9 @@
 //! The HTTP endpoint ([`http`], real world only): the simulator never serves metrics over its
 //! transport (nothing in `sim/` sets `metrics_listen`), so the simulated build compiles it out.
 
-#[cfg(not(madsim))]
+// Real world only; hidden from rustdoc's doctest pass too, which never receives `--cfg madsim`
+// and so would compile it without its hyper dependencies in that build (as `admin`).
+#[cfg(not(any(madsim, doctest)))]
 pub mod http;
 pub mod scrape;
 
