@@ -714,13 +714,16 @@ impl Broker {
     /// directory removed.
     pub(crate) async fn delete_partition(&self, tp: &TopicPartition) -> Result<(), LogError> {
         let Some(part) = self.partitions.remove(tp) else { return Ok(()) };
+        if !self.partitions.all().iter().any(|p| p.tp.topic == tp.topic) {
+            // The topic's last partition here: its per-topic metrics go, as in Kafka.
+            self.metrics.forget_topic(&tp.topic);
+        }
         self.replicas.stop_partition(&part);
         let Some(data) = part.close().await else { return Ok(()) };
         let dir = data.log.dir().to_path_buf();
         self.dir.lock().await.delete_log(tp, &dir).await
     }
 
-    /// Partition count and total log bytes (metrics).
     /// Whether the data directory was shut down cleanly before this start.
     pub fn opened_clean(&self) -> bool {
         self.opened_clean
@@ -743,6 +746,7 @@ impl Broker {
         }
     }
 
+    /// Partition count and total log bytes.
     pub async fn log_stats(&self) -> (usize, u64) {
         let (mut n, mut bytes) = (0, 0);
         for p in self.partitions.all() {

@@ -5,7 +5,7 @@
 //!   (framing, one request in flight); [`broker`] holds the state and dispatches to [`api`].
 //! - [`protocol`]: error codes, supported versions, headers and framing.
 //! - [`topics`]: the persisted topic registry; [`producer_state`]: idempotent-producer checks.
-//! - [`config`]: `server.properties` by Kafka's names; [`metrics`]: Kafka-named counters.
+//! - [`config`]: `server.properties` by Kafka's names; [`metrics`]: Kafka-named metrics, Prometheus text.
 
 // Real world only (its hyper dependencies are not compiled under `--cfg madsim`); hidden from
 // rustdoc's doctest pass, which never receives `--cfg madsim` and so would see it in that build.
@@ -21,7 +21,6 @@ pub mod group;
 pub mod guard;
 pub mod log;
 pub mod metrics;
-pub mod metrics_http;
 pub mod node;
 pub mod partition;
 pub mod producer_state;

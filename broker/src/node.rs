@@ -54,7 +54,8 @@ pub struct NodeOptions {
     /// Seeds election timeouts and the broker's incarnation (OS entropy for real, the scenario
     /// seed in the simulator).
     pub seed: u64,
-    /// Serve Prometheus metrics on this `host:port` too.
+    /// Serve Prometheus metrics on this `host:port` too (a real socket: real world only; the
+    /// simulated build ignores it with a warning).
     pub metrics_listen: Option<String>,
     /// Combined mode: accept clients only once the controller has this broker registered and
     /// unfenced, as Kafka opens its client listeners (before that, Metadata lists no broker and
@@ -115,6 +116,56 @@ pub struct NodeHandle {
     tasks: Vec<JoinHandle<()>>,
 }
 
+/// The metrics endpoint's socket (`crate::metrics::http`), bound when asked for, before anything
+/// starts (a bad address fails the start cleanly).
+#[cfg(not(any(madsim, doctest)))]
+type MetricsListener = tokio::net::TcpListener;
+#[cfg(any(madsim, doctest))]
+type MetricsListener = ();
+
+#[cfg(not(any(madsim, doctest)))]
+async fn bind_metrics(
+    listen: Option<String>,
+) -> Result<Option<(MetricsListener, String)>, NodeError> {
+    let Some(addr) = listen else { return Ok(None) };
+    let listen_err = |source| NodeError::Listen { addr: addr.clone(), source };
+    let l = tokio::net::TcpListener::bind(&addr).await.map_err(listen_err)?;
+    let bound = l.local_addr().map_err(listen_err)?.to_string();
+    Ok(Some((l, bound)))
+}
+
+/// The simulated build has no metrics endpoint (the simulator reads `Broker::metrics` directly;
+/// rustdoc's doctest pass, which lacks `--cfg madsim`, compiles this too).
+#[cfg(any(madsim, doctest))]
+async fn bind_metrics(
+    listen: Option<String>,
+) -> Result<Option<(MetricsListener, String)>, NodeError> {
+    if let Some(addr) = listen {
+        tracing::warn!(%addr, "metrics_listen ignored: no metrics endpoint in the simulated build");
+    }
+    Ok(None)
+}
+
+#[cfg(not(any(madsim, doctest)))]
+fn serve_metrics(
+    listener: MetricsListener,
+    broker: &Arc<Broker>,
+    image: crate::metrics::http::Image,
+    rx: &watch::Receiver<bool>,
+) -> JoinHandle<()> {
+    tokio::spawn(crate::metrics::http::run(broker.clone(), image, listener, rx.clone()))
+}
+
+#[cfg(any(madsim, doctest))]
+fn serve_metrics(
+    _listener: MetricsListener,
+    _broker: &Arc<Broker>,
+    _image: Option<watch::Receiver<Arc<cluster::metadata::MetadataImage>>>,
+    _rx: &watch::Receiver<bool>,
+) -> JoinHandle<()> {
+    unreachable!("bind_metrics binds nothing in the simulated build")
+}
+
 /// Starts a node (see the module doc for the order of steps); the request server runs in a task
 /// of its own.
 pub async fn start(opts: NodeOptions) -> Result<NodeHandle, NodeError> {
@@ -162,14 +213,9 @@ pub async fn start_inline(opts: NodeOptions) -> Result<(NodeHandle, BoxFuture), 
     broker.set_advertised(&host, port);
     let advertised = broker.advertised();
     warn_if_dead(&advertised, &bound);
+    let metrics = bind_metrics(metrics_listen).await?;
     let (stop, rx) = watch::channel(false);
     let mut tasks = Vec::new();
-    let mut metrics_addr = None;
-    if let Some(addr) = metrics_listen {
-        let (ml, maddr) = bind(net.as_ref(), &addr).await?;
-        metrics_addr = Some(maddr);
-        tasks.push(tokio::spawn(crate::metrics_http::run(broker.clone(), ml, rx.clone())));
-    }
     tasks.push(tokio::spawn(crate::tasks::run(broker.clone(), rx.clone())));
     let started = crate::controller::combined::start(
         &config,
@@ -183,6 +229,12 @@ pub async fn start_inline(opts: NodeOptions) -> Result<(NodeHandle, BoxFuture), 
     .await
     .map_err(NodeError::Combined)?;
     tasks.extend(started.tasks);
+    let mut metrics_addr = None;
+    if let Some((ml, bound)) = metrics {
+        let image = started.controller.as_ref().map(|c| c.image.clone());
+        tasks.push(serve_metrics(ml, &broker, image, &rx));
+        metrics_addr = Some(bound);
+    }
     let gate = started.link.clone().filter(|_| serve_when_unfenced);
     let server = server(broker.clone(), listener, rx, gate);
     let node = NodeHandle {

@@ -23,4 +23,4 @@ def test_kafka_python_round_trip(broker):
     c.close()
     assert got == [(i, b"k%d" % i, b"value-%d" % i) for i in range(500)]
     # The default producer is idempotent: it asked for a producer id.
-    assert 'kafka_network_RequestMetrics_RequestsPerSec{request="InitProducerId"} 0' not in broker.metrics()
+    assert 'kafka_network_requestmetrics_requests_total{request="InitProducerId"} 0' not in broker.metrics()

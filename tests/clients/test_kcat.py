@@ -49,7 +49,7 @@ def test_kcat_lz4_round_trip(data_dir, copy_path):
                              capture_output=True, check=True, timeout=60).stdout
         assert out == payload
         m = b.metrics()
-        assert "kafka_server_BrokerTopicMetrics_MessagesInPerSec %d" % N in m
-        assert 'kafka_network_RequestMetrics_RequestsPerSec{request="Fetch"}' in m
+        assert 'kafka_server_brokertopicmetrics_messagesin_total{topic="kc"} %d' % N in m
+        assert 'kafka_network_requestmetrics_requests_total{request="Fetch"}' in m
     finally:
         assert b.stop() == 0

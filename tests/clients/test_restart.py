@@ -56,6 +56,6 @@ def test_restart_clean_and_kill9(data_dir):
     try:
         got = read_all(b.addr, "rs", len(acked))
         assert sorted(got) == sorted(acked), "acknowledged records lost after kill -9"
-        assert "kafka_server_BrokerTopicMetrics_BytesOutPerSec" in b.metrics()
+        assert "kafka_server_brokertopicmetrics_bytesout_total" in b.metrics()
     finally:
         assert b.stop() == 0

@@ -26,7 +26,6 @@ use net_model::Chunk;
 
 use crate::broker::{Broker, Outcome};
 use crate::log::{LogError, TopicPartition};
-use crate::metrics::Metrics;
 use crate::protocol::{self, decode_body, error_code, Request, RequestError, Wire};
 use crate::topics::TopicMeta;
 
@@ -280,21 +279,23 @@ impl Broker {
             }
         };
         let chunks = encode_fetch_response(v, req.correlation_id, &topics);
-        let record_bytes: u64 = topics
-            .iter()
-            .flat_map(|t| &t.parts)
-            .filter_map(|p| p.region.as_ref())
-            .map(|r| r.len)
-            .sum();
-        Metrics::add(&self.metrics.bytes_out, record_bytes);
+        let mut record_bytes = 0;
+        for t in &topics {
+            let bytes: u64 = t.parts.iter().filter_map(|p| p.region.as_ref()).map(|r| r.len).sum();
+            let failed = t.parts.iter().filter(|p| p.error != error_code::NONE).count();
+            if bytes > 0 {
+                self.metrics.fetched(&t.name, bytes);
+            }
+            for _ in 0..failed {
+                self.metrics.fetch_failed(&t.name);
+            }
+            record_bytes += bytes;
+        }
         if !self.config.fetch_zero_copy {
             // The copy path reads record data into user space and writes it to the socket: two
             // copies per byte that sendfile(2) does not make.
             self.spend(net_model::Work::Memcpy, 2 * record_bytes).await;
         }
-        let failed =
-            topics.iter().flat_map(|t| &t.parts).filter(|p| p.error != error_code::NONE).count();
-        Metrics::add(&self.metrics.failed_fetch, failed as u64);
         Ok(Outcome::Respond(chunks))
     }
 }

@@ -19,7 +19,6 @@ use tokio::sync::oneshot;
 
 use crate::broker::{now_ms, Broker, Outcome};
 use crate::log::{LogError, ParsedBatches, TopicPartition};
-use crate::metrics::Metrics;
 use crate::partition::PartitionData;
 use crate::producer_state::Verdict;
 use crate::protocol::{self, decode_body, error_code, Request, RequestError};
@@ -129,7 +128,7 @@ impl Broker {
                     )),
                 };
                 if let Some((code, msg)) = failure {
-                    Metrics::add(&self.metrics.failed_produce, 1);
+                    self.metrics.produce_failed(topic);
                     tracing::debug!(topic = %topic, partition = part.index, code, %msg, "acks=all produce failed after the append");
                     part.error = code;
                     part.message = Some(msg);
@@ -243,7 +242,7 @@ impl Broker {
             if res.error == error_code::NONE {
                 *appended_any = true;
             } else {
-                Metrics::add(&self.metrics.failed_produce, 1);
+                self.metrics.produce_failed(name);
                 tracing::debug!(partition = %tp, error = res.error, msg = ?res.message, "produce refused");
             }
             out.push(res);
@@ -359,8 +358,7 @@ impl Broker {
         let mut buf = writable(records);
         match log.append_parsed_as_leader(&mut buf, parsed, leader_epoch, now_ms()).await {
             Ok((info, assigned)) => {
-                Metrics::add(&self.metrics.bytes_in, len);
-                Metrics::add(&self.metrics.messages_in, info.record_count.max(0) as u64);
+                self.metrics.produced(&tp.topic, len, info.record_count.max(0) as u64);
                 data.producers.record(tp, &assigned);
                 (
                     PartResult {

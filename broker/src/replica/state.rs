@@ -168,6 +168,12 @@ impl Replicas {
         self.count_roles(|r| matches!(r, Role::Leader { state, .. } if state.isr().len() < state.replicas().len()))
     }
 
+    /// Leader partitions whose ISR is below `min.insync.replicas` (acks=all produces refused).
+    pub fn under_min_isr(&self) -> usize {
+        use cluster::isr::ProduceError::NotEnoughReplicas;
+        self.count_roles(|r| matches!(r, Role::Leader { state, .. } if matches!(state.check_produce(), Err(NotEnoughReplicas))))
+    }
+
     /// Partitions this broker leads.
     pub fn leader_count(&self) -> usize {
         self.count_roles(|r| matches!(r, Role::Leader { .. }))
