@@ -110,6 +110,11 @@ impl Broker {
         storage: Arc<dyn Storage>,
         root: &Path,
     ) -> Result<Self, BrokerError> {
+        // Every log file opens on use and closes when idle, within one broker-wide bound.
+        let storage: Arc<dyn Storage> = Arc::new(crate::log::file_cache::CachedStorage::new(
+            storage,
+            config.limits.open_files_max(),
+        ));
         let mut registry = Registry::load(storage.as_ref(), root).await?;
         let defaults = config.log.clone();
         let topics = registry.topics.clone();

@@ -162,9 +162,19 @@ pub struct LimitSettings {
     pub max_connections: usize,
     /// `loglab.partitions.per.request.max`: partitions one CreateTopics request may create.
     pub partitions_per_request_max: i32,
-    /// `loglab.partitions.per.broker.max`: partition logs this broker may hold (each holds three
-    /// descriptors per segment).
+    /// `loglab.partitions.per.broker.max`: partition logs this broker may hold.
     pub partitions_per_broker_max: i32,
+    /// `loglab.open.files.max`: segment and other log files held open at once, broker-wide
+    /// (`crate::log::file_cache`); idle ones are closed, least recently used first. `None`: half
+    /// the open-file limit under `broker serve`, `OPEN_FILES_MAX_DEFAULT` elsewhere.
+    pub open_files_max: Option<usize>,
+}
+
+impl LimitSettings {
+    /// The bound in force on open log files.
+    pub fn open_files_max(&self) -> usize {
+        self.open_files_max.unwrap_or(crate::log::file_cache::OPEN_FILES_MAX_DEFAULT)
+    }
 }
 
 impl Default for LimitSettings {
@@ -175,6 +185,7 @@ impl Default for LimitSettings {
             max_connections: 10_000,
             partitions_per_request_max: 2_000,
             partitions_per_broker_max: 4_000,
+            open_files_max: None,
         }
     }
 }
@@ -422,6 +433,9 @@ impl BrokerConfig {
             "loglab.partitions.per.broker.max" => {
                 self.limits.partitions_per_broker_max = parse_int(key, value, 1)?
             }
+            "loglab.open.files.max" => {
+                self.limits.open_files_max = Some(parse_int(key, value, 16)?)
+            }
             "log.cleaner.dedupe.buffer.size" => {
                 self.cleaner_dedupe_buffer_size = parse_int(key, value, 1024)?
             }
@@ -548,6 +562,7 @@ impl BrokerConfig {
         m.insert("max.connections", l.max_connections.to_string());
         m.insert("loglab.partitions.per.request.max", l.partitions_per_request_max.to_string());
         m.insert("loglab.partitions.per.broker.max", l.partitions_per_broker_max.to_string());
+        m.insert("loglab.open.files.max", l.open_files_max().to_string());
         m
     }
 }

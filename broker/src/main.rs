@@ -181,21 +181,23 @@ mod real {
     async fn serve(serve: Serve, extra: Extra) -> Result<(), String> {
         let signals = signals()?;
         let Extra { metrics_listen, fault_plan, admin_listen } = extra;
-        let Serve { config: cfg, listen, data_dir, advertised, notes } = serve;
-        cfg.log_start(&notes);
-        let limits = &cfg.limits;
+        let Serve { config: mut cfg, listen, data_dir, advertised, notes } = serve;
         match disk_model::raise_fd_limit() {
-            // About three descriptors per partition (one segment each), plus connections.
-            Ok(fds)
-                if fds
-                    < 3 * limits.partitions_per_broker_max as u64
-                        + limits.max_connections as u64 =>
-            {
-                tracing::warn!(fds, "open-file limit is below 3 x loglab.partitions.per.broker.max + max.connections")
+            // Log files get half the descriptors (unless set); the rest is for connections.
+            Ok(fds) => {
+                let half = usize::try_from(fds / 2).unwrap_or(usize::MAX).max(16);
+                let max = *cfg.limits.open_files_max.get_or_insert(half);
+                if max as u64 >= fds {
+                    tracing::warn!(
+                        fds,
+                        max,
+                        "loglab.open.files.max is not below the open-file limit"
+                    )
+                }
             }
-            Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "could not read the open-file limit"),
         }
+        cfg.log_start(&notes);
         let storage: Arc<dyn Storage> = Arc::new(
             OsStorage::new_locked(&data_dir)
                 .map_err(|e| format!("data dir {}: {e}", data_dir.display()))?,

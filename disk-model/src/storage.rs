@@ -70,6 +70,12 @@ pub trait StorageFile: Send + Sync + fmt::Debug {
     fn raw_fd(&self) -> Option<i32> {
         None
     }
+    /// The handle to hold while a [`FileRegion`] of this file is in flight. A file that opens
+    /// its descriptor lazily (and may close it when idle) returns the open handle, which stays
+    /// open while held; a file that is its own handle returns `None`.
+    async fn pin(&self) -> io::Result<Option<FileRef>> {
+        Ok(None)
+    }
 }
 
 /// A byte range of a file handed to the network layer instead of the bytes themselves: the real

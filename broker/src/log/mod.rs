@@ -10,11 +10,13 @@
 //! - [`partition_log`]: segments of one partition: append, read, roll, retention, truncation,
 //!   flush policy, recovery.
 //! - [`epoch`]: the leader-epoch cache and its checkpoint.
+//! - [`file_cache`]: the broker-wide bound on open descriptors (files open on use, close when idle).
 //! - [`manager`]: the data directory: partition dirs, clean-shutdown marker, checkpoints.
 
 pub mod cleaner;
 pub mod config;
 pub mod epoch;
+pub mod file_cache;
 pub mod index;
 pub mod manager;
 pub mod partition_log;

@@ -556,7 +556,9 @@ impl Segment {
         if len == 0 {
             return Ok(None);
         }
-        Ok(Some(FileRegion { file: self.log.clone(), pos: start, len }))
+        // A lazily opened file hands out its open handle, held open until the region is sent.
+        let file = self.log.pin().await?.unwrap_or_else(|| self.log.clone());
+        Ok(Some(FileRegion { file, pos: start, len }))
     }
 
     /// Removes every batch whose last offset is ≥ `offset` (whole batches). Returns bytes cut.
