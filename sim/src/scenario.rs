@@ -15,6 +15,8 @@ use thiserror::Error;
 
 use crate::checkers::{Outcome, CHECKS};
 
+#[cfg(test)]
+mod golden;
 mod request_faults;
 pub use crate::faults::{Direction, DiskErrorKind, Fault, FaultAction, Peers, RuleSpec, Target};
 use request_faults::{parse_nemesis_rules, parse_request_faults};
