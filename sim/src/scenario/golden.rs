@@ -303,6 +303,32 @@ pub const BAD: &[(&str, &str, &str)] = &[
         r#""request_faults": [{"at": "1s"}], "workload": {"#,
         "request_faults[0].rule: ",
     ),
+    // Shapes serde would take but the files never could: a list for an object, null for a value.
+    (r#""duration_s": 10"#, r#""duration_s": 10, "measure": ["1s"]"#, "measure: "),
+    (r#""partitions": 2}]"#, r#""partitions": 2}, ["x"]]"#, "topics[1]: "),
+    (r#""brokers": 3"#, r#""brokers": 3, "host": []"#, "cluster.host: "),
+    (r#""duration_s": 10"#, r#""duration_s": 10, "seed": null"#, "seed: "),
+    (
+        r#""rate": "100/s""#,
+        r#""rate": "100/s", "linger.ms": null"#,
+        "workload.producers[0][\"linger.ms\"]: ",
+    ),
+    (
+        r#""workload": {"#,
+        r#""faults": [{"at": "1s", "kill": null}], "workload": {"#,
+        "faults[0].kill: ",
+    ),
+    (
+        r#""workload": {"#,
+        r#""faults": [{"at": "1s", "kill": "broker-0", "bogus": 1}], "workload": {"#,
+        "faults[0].bogus: ",
+    ),
+    (
+        r#""workload": {"#,
+        r#""nemesis": {"faults": ["kill", 3]}, "workload": {"#,
+        "nemesis.faults[1]: ",
+    ),
+    (r#""workload": {"#, r#""nemesis": [], "workload": {"#, "nemesis: "),
 ];
 
 fn bad_input(i: usize) -> String {
