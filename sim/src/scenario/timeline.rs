@@ -159,7 +159,7 @@ fn disk_error(f: &RawFault, p: &str) -> R<FaultAction> {
 }
 
 fn partition(f: &RawFault, p: &str) -> R<FaultAction> {
-    if !f.peers.is_some() && !f.direction.is_some() && !f.port.is_some() {
+    if f.peers.0.is_none() && f.direction.0.is_none() && f.port.0.is_none() {
         return Ok(FaultAction::Partition);
     }
     let peers = match f.peers.get().map_or("all", String::as_str) {
