@@ -9,7 +9,10 @@
 use broker::faults::{FaultControl, RuleError};
 use serde_json::Value;
 
-use super::{invalid, join, list_of, obj, parse_broker_ref, parse_duration_ns, Obj, R};
+use super::raw::RawRequestFault;
+use super::timeline::broker_ref;
+use super::units::{req, Obj};
+use super::{invalid, join, R};
 use crate::faults::{rule_brief, Fault, FaultAction, RuleSpec, Target};
 use crate::nemesis::NemesisKind;
 
@@ -47,38 +50,42 @@ pub fn check_window(rule: &RuleSpec, for_ns: Option<u64>, path: &str) -> R<()> {
 }
 
 /// `request_faults`: each entry becomes one fault per broker it names (`all`: every broker).
-pub fn parse_request_faults(v: Option<&Value>, brokers: u32, duration_s: u64) -> R<Vec<Fault>> {
-    if let Some(Value::Array(a)) = v {
-        if a.len() > REQUEST_FAULTS_MAX {
-            return Err(invalid("request_faults", format!("at most {REQUEST_FAULTS_MAX} entries")));
-        }
+pub(super) fn request_faults(
+    list: Option<&[Obj<RawRequestFault>]>,
+    brokers: u32,
+    duration_s: u64,
+) -> R<Vec<Fault>> {
+    let list = list.unwrap_or(&[]);
+    if list.len() > REQUEST_FAULTS_MAX {
+        return Err(invalid("request_faults", format!("at most {REQUEST_FAULTS_MAX} entries")));
     }
-    let lists = list_of(v, "request_faults", |rv, p| entry(rv, p, brokers, duration_s))?;
-    Ok(lists.into_iter().flatten().collect())
+    let mut out = Vec::new();
+    for (i, r) in list.iter().enumerate() {
+        out.extend(entry(r, &format!("request_faults[{i}]"), brokers, duration_s)?);
+    }
+    Ok(out)
 }
 
-fn entry(v: &Value, path: &str, brokers: u32, duration_s: u64) -> R<Vec<Fault>> {
-    let o = obj(v, path, &["at", "for", "broker", "rule"])?;
-    let at_ns = parse_duration_ns(o.req("at")?, &o.p("at"))?;
+fn entry(r: &RawRequestFault, path: &str, brokers: u32, duration_s: u64) -> R<Vec<Fault>> {
+    let at_ns = req(&r.at, path, "at")?.0;
     if at_ns >= duration_s * 1_000_000_000 {
         return Err(invalid(
-            &o.p("at"),
+            &join(path, "at"),
             format!("must be before the end of the run ({duration_s}s)"),
         ));
     }
-    let for_ns = match o.get("for") {
+    let for_ns = match r.for_.get() {
         None => None,
-        Some(v) => match parse_duration_ns(v, &o.p("for"))? {
-            ns if ns < 1_000_000 => return Err(invalid(&o.p("for"), "at least 1ms")),
-            ns => Some(ns),
-        },
+        Some(d) if d.0 < 1_000_000 => return Err(invalid(&join(path, "for"), "at least 1ms")),
+        Some(d) => Some(d.0),
     };
-    let rule = parse_rule(o.req("rule")?, &o.p("rule"))?;
-    check_window(&rule, for_ns, &o.p("rule"))?;
-    let targets: Vec<u32> = match o.get("broker") {
+    let rule_path = join(path, "rule");
+    let rule = parse_rule(req(&r.rule, path, "rule")?, &rule_path)?;
+    check_window(&rule, for_ns, &rule_path)?;
+    let targets: Vec<u32> = match r.broker.get() {
         None => (0..brokers).collect(),
         Some(Value::String(s)) if s == "all" => (0..brokers).collect(),
-        Some(b) => vec![parse_broker_ref(b, &o.p("broker"), brokers)?],
+        Some(b) => vec![broker_ref(b, &join(path, "broker"), brokers)?],
     };
     let brief = rule_brief(&rule);
     let fault = |b: u32| {
@@ -95,26 +102,32 @@ fn entry(v: &Value, path: &str, brokers: u32, duration_s: u64) -> R<Vec<Fault>> 
 /// `nemesis.request_faults`: the rules the `request_fault` nemesis draws from — required with
 /// that kind, refused without it; each must be able to fire within the shortest drawn duration
 /// (`nemesis.min`).
-pub fn parse_nemesis_rules(o: &Obj, kinds: &[NemesisKind], min_ns: u64) -> R<Vec<RuleSpec>> {
-    let path = o.p("request_faults");
-    let v = match (kinds.contains(&NemesisKind::RequestFault), o.get("request_faults")) {
+pub(super) fn nemesis_rules(
+    v: Option<&Value>,
+    kinds: &[NemesisKind],
+    min_ns: u64,
+) -> R<Vec<RuleSpec>> {
+    let path = "nemesis.request_faults";
+    let v = match (kinds.contains(&NemesisKind::RequestFault), v) {
         (true, None) => {
-            return Err(invalid(&path, "required with request_fault: the rules to draw from"))
+            return Err(invalid(path, "required with request_fault: the rules to draw from"))
         }
-        (false, Some(_)) => {
-            return Err(invalid(&path, "only with request_fault in nemesis.faults"))
-        }
+        (false, Some(_)) => return Err(invalid(path, "only with request_fault in nemesis.faults")),
         (false, None) => return Ok(Vec::new()),
         (true, Some(v)) => v,
     };
-    if v.as_array().is_some_and(|a| a.is_empty() || a.len() > REQUEST_FAULTS_MAX) {
-        return Err(invalid(&path, format!("1..={REQUEST_FAULTS_MAX} rules")));
+    let list = v.as_array().ok_or_else(|| invalid(path, "expected a list"))?;
+    if list.is_empty() || list.len() > REQUEST_FAULTS_MAX {
+        return Err(invalid(path, format!("1..={REQUEST_FAULTS_MAX} rules")));
     }
-    list_of(Some(v), &path, |rv, p| {
-        let rule = parse_rule(rv, p)?;
-        check_window(&rule, Some(min_ns), p)?;
-        Ok(rule)
-    })
+    let mut rules = Vec::new();
+    for (i, rv) in list.iter().enumerate() {
+        let p = format!("{path}[{i}]");
+        let rule = parse_rule(rv, &p)?;
+        check_window(&rule, Some(min_ns), &p)?;
+        rules.push(rule);
+    }
+    Ok(rules)
 }
 
 #[cfg(test)]

@@ -1,0 +1,281 @@
+//! Lowering a [`RawScenario`] into a [`Scenario`]: defaults, ranges and the rules that tie
+//! fields together (topic references, broker references, mode-dependent settings), each error
+//! naming the path it is about.
+
+use std::collections::BTreeMap;
+
+use broker::log::LogConfig;
+use disk_model::sim::{DeviceProfile, PageCacheConfig};
+
+use super::raw::{RawCluster, RawHost, RawScenario, RawTopic};
+use super::units::{range, req, ConfigMap, Obj, UInt};
+use super::{
+    invalid, join, timeline, workload, BrokerSpec, HostSpec, Mode, Scenario, TopicSpec,
+    BROKERS_MAX, PARTITIONS_PER_TOPIC_MAX, R,
+};
+
+/// "only with cluster.mode = network" for settings a storage run has no use for.
+pub(super) const NETWORK_ONLY: &str =
+    "only with cluster.mode = \"network\" (storage runs have a free link and free CPU)";
+
+/// What `cluster` says.
+pub(super) struct ClusterParts {
+    pub mode: Mode,
+    pub brokers: u32,
+    pub controllers: u32,
+    pub host: HostSpec,
+    pub broker: BrokerSpec,
+}
+
+pub(super) fn scenario(raw: &RawScenario) -> R<Scenario> {
+    let name = req(&raw.name, "", "name")?.clone();
+    if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+        return Err(invalid("name", "expected letters, digits, '-' or '_'"));
+    }
+    let duration_s = range(&raw.duration_s, "", "duration_s", 10, 1, 86_400)?;
+    let ClusterParts { mode, brokers, controllers, host, broker } =
+        cluster(req(&raw.cluster, "", "cluster")?)?;
+    let topics = topics(req(&raw.topics, "", "topics")?, brokers, &broker)?;
+    let w = workload::workload(req(&raw.workload, "", "workload")?, &topics, mode, &host)?;
+    // Fault targets are brokers or group members (consumer-N counts every consumer).
+    let members: Vec<bool> = w
+        .consumers
+        .iter()
+        .flat_map(|c| std::iter::repeat_n(c.group_id.is_some(), c.count as usize))
+        .collect();
+    let ctx = timeline::Ctx { brokers, members: &members, topics: &topics, duration_s, mode };
+    let faults = timeline::faults(raw, &ctx)?;
+    let nemesis = raw.nemesis.get().map(|n| timeline::nemesis(n, &ctx)).transpose()?;
+    let checks =
+        workload::checks(raw.checks.get(), &w.producers, &w.consumers, &w.prefill, brokers)?;
+    let expect = workload::expect(raw.expect.get(), &checks)?;
+    Ok(Scenario {
+        name,
+        description: raw.description.get().cloned().unwrap_or_default(),
+        seed: range(&raw.seed, "", "seed", 1, 0, u64::MAX)?,
+        duration_s,
+        settle_timeout_s: range(&raw.settle_timeout_s, "", "settle_timeout_s", 30, 1, 3_600)?,
+        sample_ms: range(&raw.sample_ms, "", "sample_ms", 100, 1, 60_000)?,
+        brokers,
+        controllers,
+        mode,
+        host,
+        broker,
+        topics,
+        producers: w.producers,
+        consumers: w.consumers,
+        faults,
+        nemesis,
+        checks,
+        expect,
+        produce_after_heal_s: range(
+            &raw.produce_after_heal_s,
+            "",
+            "produce_after_heal_s",
+            2,
+            1,
+            3_600,
+        )?,
+        measure_from_ns: raw.measure.get().and_then(|m| m.from.get()).map(|d| d.0),
+        client_hosts: w.client_hosts,
+        client_nic_bps: w.client_nic_bps,
+        prefill: w.prefill,
+    })
+}
+
+fn cluster(c: &RawCluster) -> R<ClusterParts> {
+    let mode = c.mode.get().copied().unwrap_or(Mode::Storage);
+    // Limits: every broker is a host with its own disk, page-cache model, NIC and CPU, and a
+    // replica of what it hosts in memory; 64 brokers and 10,000 partitions per topic keep a
+    // run within this machine's memory at the shipped workloads (see sim/README.md).
+    let brokers = range(&c.brokers, "cluster", "brokers", 1, 1, BROKERS_MAX)? as u32;
+    if brokers > 1 && mode != Mode::Network {
+        return Err(invalid("cluster.brokers", "more than one broker needs cluster.mode = \"network\" (a combined-mode cluster on the simulated network)"));
+    }
+    // The metadata quorum: brokers 0..controllers-1 are also controllers (combined mode),
+    // the others brokers only, as a Kafka cluster usually runs 3 controllers.
+    let default_controllers = u64::from(brokers.min(3));
+    let controllers = range(
+        &c.controllers,
+        "cluster",
+        "controllers",
+        default_controllers,
+        1,
+        u64::from(brokers),
+    )? as u32;
+    let no_host = RawHost::default();
+    let host = host(c.host.get().map_or(&no_host, |h| &**h), "cluster.host", mode)?;
+    let empty = ConfigMap::default();
+    let broker = broker_spec(c.config.get().unwrap_or(&empty))?;
+    Ok(ClusterParts { mode, brokers, controllers, host, broker })
+}
+
+/// `cluster.config`: judged by the broker's own parser (as `broker serve --override` would);
+/// the log settings it models go into the broker's `LogConfig`.
+fn broker_spec(config: &ConfigMap) -> R<BrokerSpec> {
+    // The broker's own periodic tasks run (`broker::tasks`): Kafka's defaults.
+    let d = broker::BrokerConfig::default();
+    let mut broker = BrokerSpec {
+        log: LogConfig::default(),
+        checkpoint_interval_ms: d.checkpoint_interval_ms as u64,
+        flush_scheduler_interval_ms: d.flush_scheduler_interval_ms as u64,
+        raw: config.0.clone(),
+    };
+    let mut probe = broker::BrokerConfig::default();
+    for (k, s) in &config.0 {
+        let p = join("cluster.config", k);
+        probe.set(k, s).map_err(|e| invalid(&p, e.to_string()))?;
+        if !(k.starts_with("log.") || k == "message.max.bytes") {
+            continue;
+        }
+        let interval = || {
+            let v = super::units::Opt(s.trim().parse::<u64>().ok().map(UInt));
+            if v.is_some() {
+                range(&v, "cluster.config", k, 0, 1, i64::MAX as u64)
+            } else {
+                Err(invalid(&p, "expected a non-negative integer"))
+            }
+        };
+        match k.as_str() {
+            "log.flush.offset.checkpoint.interval.ms" => broker.checkpoint_interval_ms = interval()?,
+            "log.flush.scheduler.interval.ms" => broker.flush_scheduler_interval_ms = interval()?,
+            _ => match broker.log.set(k, s) {
+                Ok(true) => {}
+                Ok(false) => return Err(invalid(&p, "unknown broker config (log.* settings, flush.*, segment.*, retention.*, message.max.bytes and the two log.flush intervals are modeled)")),
+                Err(e) => return Err(invalid(&p, e.to_string())),
+            },
+        }
+    }
+    Ok(broker)
+}
+
+/// The page-cache knobs of `cluster.host` (Linux's names), defaults from the model.
+fn page_cache(h: &RawHost, p: &str) -> R<PageCacheConfig> {
+    let d = PageCacheConfig::default();
+    let kb = |v: &super::units::Opt<UInt>, key: &str, default: u32| {
+        range(v, p, key, default.into(), 4, 1 << 20).map(|n| n as u32)
+    };
+    let ratio = |v: &super::units::Opt<UInt>, key: &str, default: u32| {
+        range(v, p, key, default.into(), 1, 100).map(|n| n as u32)
+    };
+    let centis = |v: &super::units::Opt<UInt>, key: &str, default: u32, lo: u64| {
+        range(v, p, key, default.into(), lo, u32::MAX.into()).map(|n| n as u32)
+    };
+    Ok(PageCacheConfig {
+        capacity_bytes: h.page_cache.get().map_or(d.capacity_bytes, |b| b.0),
+        dirty_ratio: ratio(&h.dirty_ratio, "dirty_ratio", d.dirty_ratio)?,
+        dirty_background_ratio: ratio(
+            &h.dirty_background_ratio,
+            "dirty_background_ratio",
+            d.dirty_background_ratio,
+        )?,
+        dirty_expire_centisecs: centis(
+            &h.dirty_expire_centisecs,
+            "dirty_expire_centisecs",
+            d.dirty_expire_centisecs,
+            0,
+        )?,
+        dirty_writeback_centisecs: centis(
+            &h.dirty_writeback_centisecs,
+            "dirty_writeback_centisecs",
+            d.dirty_writeback_centisecs,
+            1,
+        )?,
+        read_ahead_kb: kb(&h.read_ahead_kb, "read_ahead_kb", d.read_ahead_kb)?,
+        read_ahead_max_kb: kb(&h.read_ahead_max_kb, "read_ahead_max_kb", d.read_ahead_max_kb)?,
+        writeback_chunk_kb: kb(&h.writeback_chunk_kb, "writeback_chunk_kb", d.writeback_chunk_kb)?,
+    })
+}
+
+fn host(h: &RawHost, p: &str, mode: Mode) -> R<HostSpec> {
+    if mode == Mode::Storage {
+        let network = [("nic", h.nic.is_some()), ("link_latency", h.link_latency.is_some())];
+        for (k, present) in network.into_iter().chain([("cores", h.cores.is_some())]) {
+            if present {
+                return Err(invalid(&join(p, k), NETWORK_ONLY));
+            }
+        }
+    }
+    let nic_bps = match h.nic.get() {
+        None if mode == Mode::Storage => net_model::sim::NIC_BPS_MAX,
+        None => net_model::sim::NicConfig::default().egress_bps,
+        Some(b) => b.0,
+    };
+    let cores_max = u64::from(net_model::cpu::CORES_MAX);
+    let cores = match h.cores.get() {
+        None => None,
+        Some(_) => Some(range(&h.cores, p, "cores", 0, 1, cores_max)? as u32),
+    };
+    let link_latency_ns = match h.link_latency.get() {
+        None if mode == Mode::Storage => 0,
+        None => net_model::sim::LinkConfig::default().latency_ns,
+        Some(d) if d.0 > net_model::sim::LATENCY_NS_MAX => {
+            let msg = format!("at most {} ns", net_model::sim::LATENCY_NS_MAX);
+            return Err(invalid(&join(p, "link_latency"), msg));
+        }
+        Some(d) => d.0,
+    };
+    let disk = h.disk.get().map_or("nvme", String::as_str);
+    let device = DeviceProfile::by_name(disk)
+        .ok_or_else(|| invalid(&join(p, "disk"), "expected one of hdd-7200, sata-ssd, nvme"))?;
+    let page_cache = page_cache(h, p)?;
+    page_cache.validate().map_err(|e| invalid(p, e))?;
+    Ok(HostSpec {
+        device,
+        page_cache,
+        torn_writes: h.torn_writes.get().copied().unwrap_or(false),
+        disk_bytes: h.disk_bytes.get().map(|b| b.0),
+        nic_bps,
+        link_latency_ns,
+        cores,
+    })
+}
+
+fn topics(list: &[Obj<RawTopic>], brokers: u32, broker: &BrokerSpec) -> R<Vec<TopicSpec>> {
+    if list.is_empty() {
+        return Err(invalid("topics", "at least one topic"));
+    }
+    let mut topics: Vec<TopicSpec> = Vec::new();
+    for (i, t) in list.iter().enumerate() {
+        let t = topic(t, &format!("topics[{i}]"), brokers, broker, &topics)?;
+        topics.push(t);
+    }
+    Ok(topics)
+}
+
+fn topic(
+    t: &RawTopic,
+    p: &str,
+    brokers: u32,
+    broker: &BrokerSpec,
+    topics: &[TopicSpec],
+) -> R<TopicSpec> {
+    let name = req(&t.name, p, "name")?.clone();
+    if name.is_empty()
+        || name.len() > 249
+        || !name.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+    {
+        return Err(invalid(&join(p, "name"), "a Kafka topic name: 1-249 of [a-zA-Z0-9._-]"));
+    }
+    if topics.iter().any(|x| x.name == name) {
+        return Err(invalid(&join(p, "name"), format!("topic {name} listed twice")));
+    }
+    let partitions = range(&t.partitions, p, "partitions", 1, 1, PARTITIONS_PER_TOPIC_MAX)? as i32;
+    let rf_path = join(p, "replication.factor");
+    let replication_factor =
+        range(&t.replication_factor, p, "replication.factor", 1, 1, brokers.into())
+            .map_err(|_| invalid(&rf_path, format!("expected 1..={brokers} (cluster.brokers)")))?
+            as i32;
+    let mut log = broker.log.clone();
+    let mut overrides = BTreeMap::new();
+    let config_path = join(p, "config");
+    for (k, s) in t.config.get().map_or(&[][..], |c| &c.0[..]) {
+        let kp = join(&config_path, k);
+        if k.starts_with("log.") || k == "message.max.bytes" {
+            return Err(invalid(&kp, "a broker-level name: topics take topic-level names (e.g. segment.bytes, flush.messages)"));
+        }
+        log.set_strict(k, s).map_err(|e| invalid(&kp, e.to_string()))?;
+        overrides.insert(k.clone(), s.clone());
+    }
+    Ok(TopicSpec { name, partitions, replication_factor, overrides, log })
+}
