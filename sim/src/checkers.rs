@@ -890,7 +890,7 @@ mod tests {
             consumer,
             tp: tp_id(),
             at_ns: 2,
-            kind: PollKind::Reset { from: 9, to: 0, reason: "test".into() },
+            kind: PollKind::Reset { from: 9, to: 0, reason: "test" },
         }
     }
     fn with_final(mut h: History, rs: &[(i64, u64)]) -> History {

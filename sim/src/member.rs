@@ -264,14 +264,13 @@ impl MemberHost {
                 None => runs.push((r, vec![(r.offset, v)])),
             }
         }
-        let mut runs: Vec<(String, &client::ConsumerRecord, Vec<(i64, u64)>)> = runs
+        let runs: BTreeMap<String, _> = runs
             .into_iter()
-            .map(|(r, recs)| (format!("{}-{}", r.topic, r.partition), r, recs))
+            .map(|(r, recs)| (format!("{}-{}", r.topic, r.partition), (r, recs)))
             .collect();
-        runs.sort_by(|a, b| a.0.cmp(&b.0));
         let at_ns = self.tracer.now_ns();
         let mut offsets: BTreeMap<TopicPartition, i64> = BTreeMap::new();
-        for (tp, r, recs) in runs {
+        for (tp, (r, recs)) in runs {
             let id = lock(&self.history).partitions.intern(&r.topic, r.partition);
             let (Some(first), Some(last)) = (recs.first().copied(), recs.last().copied()) else {
                 continue;
