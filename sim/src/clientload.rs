@@ -13,7 +13,6 @@
 //! here, so a reset after OffsetOutOfRange is visible to the poll checkers (a real application
 //! with a reset policy cannot tell either; recording it is what makes a jump explainable).
 
-use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -127,12 +126,15 @@ impl AckContext {
     ) {
         let at_ns = self.tracer.now_ns();
         let mut h = lock(&self.history);
-        let send = &mut h.sends[slot];
+        let tp = match (&r, h.sends.get(slot).and_then(|s| s.tp)) {
+            (Ok(md), None) => Some(h.partitions.intern(&self.topic, md.partition)),
+            (_, known) => known,
+        };
+        // The run's history was taken for the checkers: a late callback changes nothing.
+        let Some(send) = h.sends.get_mut(slot) else { return };
+        send.tp = tp;
         match r {
             Ok(md) => {
-                if send.tp.is_empty() {
-                    send.tp = format!("{}-{}", self.topic, md.partition);
-                }
                 if self.acks0 || md.offset < 0 {
                     send.outcome = SendOutcome::Unconfirmed { at_ns };
                     return;
@@ -155,7 +157,7 @@ impl AckContext {
                 }
             }
             Err(e) => {
-                send.outcome = SendOutcome::Failed { at_ns, error: e.to_string() };
+                send.outcome = SendOutcome::Failed { at_ns, error: e.to_string().into() };
                 drop(h);
                 self.flush_run(&mut lock(&self.run));
                 self.tracer.event("send-failed", &format!("{} id={id} {e}", self.who));
@@ -183,7 +185,7 @@ impl ClientProducer {
             let mut h = lock(&self.history);
             h.sends.push(Send {
                 producer: self.index,
-                tp: String::new(),
+                tp: None,
                 value: id,
                 created_ns,
                 outcome: SendOutcome::Pending,
@@ -197,8 +199,9 @@ impl ClientProducer {
         match producer.send_with_callback(record, callback).await {
             Ok(partition) => {
                 let mut h = lock(&self.history);
-                if h.sends[slot].tp.is_empty() {
-                    h.sends[slot].tp = format!("{}-{partition}", self.spec.topic);
+                let tp = h.partitions.intern(&self.spec.topic, partition);
+                if let Some(send) = h.sends.get_mut(slot) {
+                    send.tp = send.tp.or(Some(tp));
                 }
             }
             Err(e) => {
@@ -207,8 +210,10 @@ impl ClientProducer {
                 let at_ns = self.tracer.now_ns();
                 self.tracer.event("send-refused", &format!("{who} id={id} {e}"));
                 let mut h = lock(&self.history);
-                if h.sends[slot].outcome == SendOutcome::Pending {
-                    h.sends[slot].outcome = SendOutcome::Failed { at_ns, error: e.to_string() };
+                if let Some(send) =
+                    h.sends.get_mut(slot).filter(|s| s.outcome == SendOutcome::Pending)
+                {
+                    send.outcome = SendOutcome::Failed { at_ns, error: e.to_string().into() };
                 }
             }
         }
@@ -375,7 +380,7 @@ impl ClientConsumer {
 
     fn set_position(&self, tp: &TopicPartition, pos: i64) {
         lock(&self.control.positions).insert((self.index, tp.clone()), pos);
-        lock(&self.history).final_positions.insert((self.index, tp.to_string()), pos);
+        lock(&self.history).final_positions.insert((self.index, tp.clone()), pos);
     }
 
     fn client_tp(tp: &TopicPartition) -> client::TopicPartition {
@@ -408,11 +413,12 @@ impl ClientConsumer {
     /// Records one poll: one history entry per partition run, in the order the consumer saw
     /// them; the consumer's position moves past each run.
     fn record_poll(&self, records: &[client::ConsumerRecord], who: &str) {
-        let mut runs: BTreeMap<TopicPartition, Vec<(i64, u64)>> = BTreeMap::new();
-        let mut order: Vec<TopicPartition> = Vec::new();
+        // Runs per partition in order of first appearance (records come grouped by partition:
+        // the last run is checked first, so no per-record allocation or map lookup).
+        let mut runs: Vec<(&client::ConsumerRecord, Vec<(i64, u64)>)> = Vec::new();
         for r in records {
-            let tp = TopicPartition::new(r.topic.to_string(), r.partition);
             let Some(id) = r.value.as_deref().and_then(decode_value) else {
+                let tp = format!("{}-{}", r.topic, r.partition);
                 self.tracer.event(
                     "decode-failed",
                     &format!("{who} {tp}@{} value without an id", r.offset),
@@ -423,25 +429,31 @@ impl ClientConsumer {
                 ));
                 continue;
             };
-            if !runs.contains_key(&tp) {
-                order.push(tp.clone());
+            let same = |(f, _): &&mut (&client::ConsumerRecord, _)| {
+                f.partition == r.partition && f.topic == r.topic
+            };
+            match runs.iter_mut().rev().find(same) {
+                Some((_, recs)) => recs.push((r.offset, id)),
+                None => runs.push((r, vec![(r.offset, id)])),
             }
-            runs.entry(tp).or_default().push((r.offset, id));
         }
         let at_ns = self.tracer.now_ns();
-        for tp in order {
-            let recs = runs.remove(&tp).unwrap_or_default();
+        for (r, recs) in runs {
+            let tp = TopicPartition::new(&*r.topic, r.partition);
             let (Some(first), Some(last)) = (recs.first().copied(), recs.last().copied()) else {
                 continue;
             };
             self.tracer
                 .event("poll", &format!("{who} {tp} {}..={} n={}", first.0, last.0, recs.len()));
-            lock(&self.history).polls.push(Poll {
+            let mut h = lock(&self.history);
+            let id = h.partitions.intern_tp(&tp);
+            h.polls.push(Poll {
                 consumer: self.index,
-                tp: tp.to_string(),
+                tp: id,
                 at_ns,
                 kind: PollKind::Records(recs),
             });
+            drop(h);
             self.set_position(&tp, last.0 + 1);
         }
     }
@@ -494,13 +506,16 @@ impl ClientConsumer {
                             self.tracer
                                 .event("reset", &format!("{who} {tp} from={offset} to={to}"));
                             let at_ns = self.tracer.now_ns();
-                            let reason = "offset out of range: auto.offset.reset".to_string();
-                            lock(&self.history).polls.push(Poll {
+                            let reason = "offset out of range: auto.offset.reset";
+                            let mut h = lock(&self.history);
+                            let id = h.partitions.intern_tp(&tp);
+                            h.polls.push(Poll {
                                 consumer: self.index,
-                                tp: tp.to_string(),
+                                tp: id,
                                 at_ns,
                                 kind: PollKind::Reset { from: offset, to, reason },
                             });
+                            drop(h);
                             self.set_position(&tp, to);
                         }
                         Err(_) => tokio::time::sleep(backoff).await,

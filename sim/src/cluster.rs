@@ -171,7 +171,7 @@ pub struct Observed {
     pub timeline: BTreeMap<String, Vec<StateChange>>,
     /// Active controller changes: (time s, broker or -1 for none, Raft term).
     pub controllers: Vec<(f64, i64, u64)>,
-    last_hw: BTreeMap<(u32, String), (u64, i32, i64)>,
+    last_hw: BTreeMap<(u32, TopicPartition), (u64, i32, i64)>,
 }
 
 /// Samples leaders' HWs and partition states every `every_ns` (spawned on the supervisor).
@@ -195,7 +195,7 @@ impl Observer {
                 else {
                     continue;
                 };
-                let key = (h.id, tp.to_string());
+                let key = (h.id, tp.clone());
                 if o.last_hw.get(&key) == Some(&(inc, epoch, hw)) {
                     continue;
                 }
@@ -204,7 +204,7 @@ impl Observer {
                     at_ns: now,
                     broker: h.id,
                     incarnation: inc,
-                    tp: tp.to_string(),
+                    tp: tp.clone(),
                     leader_epoch: epoch,
                     hw,
                 });

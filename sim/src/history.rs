@@ -1,79 +1,177 @@
 //! What a run recorded, as plain data: every send and its outcome, every poll, every consumer
 //! reset, and the final read of each partition. Checkers are pure functions of this.
+//!
+//! Compact by design (the history grows with every record of a run): a send or poll names its
+//! partition by a [`PartitionId`], a `u32` index into [`History::partitions`], never by a
+//! string; a send is 48 bytes and a polled or finally read record 16. Maps keyed by partition
+//! hold one entry per partition, keyed by the shared [`TopicPartition`].
 
 use std::collections::BTreeMap;
+use std::num::NonZeroU32;
 
-use serde::Serialize;
-
-/// A partition, as `topic-partition` (Kafka's directory name).
-pub type Tp = String;
+pub use kafka_types::{Topic, TopicPartition};
 
 /// Record ids are `(producer index << 40) | sequence`; prefill entry `k` writes as producer
 /// index `PREFILL_INDEX_BASE + k` (never a workload producer's index).
 pub const PREFILL_INDEX_BASE: u32 = 1 << 23;
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// Partitions one history can name (ids are `u32`; a run has at most a few hundred thousand).
+pub const PARTITIONS_MAX: usize = 1 << 24;
+
+/// A partition of one run, as an index into its [`Partitions`]: ids are handed out in order of
+/// first use, from 1 (so `Option<PartitionId>` is 4 bytes too).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct PartitionId(NonZeroU32);
+
+impl PartitionId {
+    /// 1 for the first partition named, 2 for the second, ...: a dense index for per-partition
+    /// arrays (0 is free for "no partition").
+    pub fn slot(self) -> usize {
+        self.0.get() as usize
+    }
+}
+
+/// The partitions a history names, interned: id → [`TopicPartition`] and back.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Partitions {
+    names: Vec<TopicPartition>,
+    ids: BTreeMap<Topic, BTreeMap<i32, PartitionId>>,
+}
+
+impl Partitions {
+    /// The id of `topic`-`partition`, handed out on first use.
+    pub fn intern(&mut self, topic: &str, partition: i32) -> PartitionId {
+        if let Some(id) = self.find(topic, partition) {
+            return id;
+        }
+        assert!(self.names.len() < PARTITIONS_MAX, "more than {PARTITIONS_MAX} partitions");
+        let tp = TopicPartition::new(topic, partition);
+        let id = PartitionId(NonZeroU32::MIN.saturating_add(self.names.len() as u32));
+        self.ids.entry(tp.topic.clone()).or_default().insert(partition, id);
+        self.names.push(tp);
+        id
+    }
+
+    pub fn intern_tp(&mut self, tp: &TopicPartition) -> PartitionId {
+        self.intern(&tp.topic, tp.partition)
+    }
+
+    /// The id of a partition already named, without allocating.
+    pub fn find(&self, topic: &str, partition: i32) -> Option<PartitionId> {
+        self.ids.get(topic)?.get(&partition).copied()
+    }
+
+    pub fn find_tp(&self, tp: &TopicPartition) -> Option<PartitionId> {
+        self.find(&tp.topic, tp.partition)
+    }
+
+    pub fn name(&self, id: PartitionId) -> &TopicPartition {
+        &self.names[id.slot() - 1]
+    }
+
+    /// `topic-partition`, or "" for no partition (a send refused before it had one).
+    pub fn display(&self, id: Option<PartitionId>) -> String {
+        id.map(|id| self.name(id).to_string()).unwrap_or_default()
+    }
+
+    pub fn len(&self) -> usize {
+        self.names.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.names.is_empty()
+    }
+
+    /// Every id, in id order.
+    pub fn ids(&self) -> impl Iterator<Item = PartitionId> + '_ {
+        (1..=self.names.len() as u32).map(|i| PartitionId(NonZeroU32::MIN.saturating_add(i - 1)))
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SendOutcome {
     /// acks=1/all: the broker answered with this offset.
     Acked { offset: i64, at_ns: u64 },
     /// acks=0: handed to the broker with no answer expected (never a promise).
     Unconfirmed { at_ns: u64 },
     /// Gave up (retries exhausted, delivery timeout): the write may or may not be in the log.
-    Failed { at_ns: u64, error: String },
+    /// The error is boxed so the common outcomes stay small (every send holds one).
+    Failed { at_ns: u64, error: Box<String> },
     /// Still in flight when the run ended.
     Pending,
 }
 
 /// One record a producer sent. `value` is unique across the run.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Send {
     pub producer: u32,
-    pub tp: Tp,
+    /// `None` until the producer chose a partition (a send refused before that keeps none).
+    pub tp: Option<PartitionId>,
     pub value: u64,
     pub created_ns: u64,
     pub outcome: SendOutcome,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PollKind {
     /// Records returned, in the order the consumer saw them: (offset, value).
     Records(Vec<(i64, u64)>),
     /// The consumer's position was reset (`auto.offset.reset` after OffsetOutOfRange, or an
     /// explicit seek): monotonicity restarts here.
-    Reset { from: i64, to: i64, reason: String },
+    Reset { from: i64, to: i64, reason: &'static str },
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Poll {
     pub consumer: u32,
-    pub tp: Tp,
+    pub tp: PartitionId,
     pub at_ns: u64,
     pub kind: PollKind,
 }
 
 /// The end state read by the oracle after the run healed: each partition's records in offset
 /// order, with its log end offset.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct FinalLog {
     pub log_start_offset: i64,
     pub log_end_offset: i64,
     pub records: Vec<(i64, u64)>,
 }
 
+impl FinalLog {
+    /// Whether offsets strictly rise along `records`, as the oracle reads them.
+    pub fn offsets_rise(&self) -> bool {
+        self.records.windows(2).all(|w| w[0].0 < w[1].0)
+    }
+
+    /// The value of the record at `offset`, if the log holds one there: O(1) when the offsets
+    /// are contiguous, a binary search when they only rise, `None` otherwise.
+    pub fn value_at(&self, offset: i64) -> Option<u64> {
+        let (first, last) = (self.records.first()?.0, self.records.last()?.0);
+        let contiguous = last.checked_sub(first) == Some(self.records.len() as i64 - 1);
+        if contiguous {
+            let i = usize::try_from(offset.checked_sub(first)?).ok()?;
+            return self.records.get(i).filter(|r| r.0 == offset).map(|r| r.1);
+        }
+        let i = self.records.partition_point(|r| r.0 < offset);
+        self.records.get(i).filter(|r| r.0 == offset).map(|r| r.1)
+    }
+}
+
 /// A group member's assignment as it saw it, after a rebalance notice: the generation and member
 /// id it held then and every partition it owned (empty after a revocation or loss).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Assignment {
     pub member: u32,
     pub group: String,
     pub member_id: String,
     pub generation: i32,
-    pub tps: Vec<Tp>,
+    pub tps: Vec<TopicPartition>,
     pub at_ns: u64,
 }
 
 /// An OffsetCommit a group member sent: what it carried and how it ended.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Commit {
     pub member: u32,
     pub group: String,
@@ -81,21 +179,23 @@ pub struct Commit {
     /// The generation the member held when it sent the commit.
     pub generation: i32,
     /// Next offset to read, per partition.
-    pub offsets: Vec<(Tp, i64)>,
+    pub offsets: Vec<(TopicPartition, i64)>,
     pub sent_ns: u64,
     pub at_ns: u64,
     /// `None` = accepted; otherwise the error the member got.
     pub error: Option<String>,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct History {
+    /// The partitions sends and polls name.
+    pub partitions: Partitions,
     pub sends: Vec<Send>,
     pub polls: Vec<Poll>,
     /// `None` for a partition the oracle could not read (a liveness failure).
-    pub final_logs: BTreeMap<Tp, Option<FinalLog>>,
+    pub final_logs: BTreeMap<TopicPartition, Option<FinalLog>>,
     /// Each consumer's position per partition at the end.
-    pub final_positions: BTreeMap<(u32, Tp), i64>,
+    pub final_positions: BTreeMap<(u32, TopicPartition), i64>,
     /// When the last fault healed (ns); progress must resume after it.
     pub last_heal_ns: Option<u64>,
     /// Why the run could not make progress, if it knows (e.g. the broker failed to start).
@@ -107,20 +207,20 @@ pub struct History {
     /// rebalances, and their progress per group (`group_positions`), not per member.
     pub group_members: BTreeMap<u32, String>,
     /// Per group and partition: the furthest position any member reached.
-    pub group_positions: BTreeMap<(String, Tp), i64>,
+    pub group_positions: BTreeMap<(String, TopicPartition), i64>,
     /// Per group: the partitions it subscribes to (all must be owned again after the heal).
-    pub group_partitions: BTreeMap<String, Vec<Tp>>,
+    pub group_partitions: BTreeMap<String, Vec<TopicPartition>>,
     /// Cluster runs: each replica's log read back after the run healed (debugging Fetch,
     /// replica id -2), per partition and broker; `None` = could not be read.
-    pub replica_logs: BTreeMap<Tp, BTreeMap<u32, Option<ReplicaLog>>>,
+    pub replica_logs: BTreeMap<TopicPartition, BTreeMap<u32, Option<ReplicaLog>>>,
     /// Cluster runs: the final partition state (leader, ISR) the oracle read against.
-    pub final_partition: BTreeMap<Tp, (i32, i32, Vec<i32>)>,
+    pub final_partition: BTreeMap<TopicPartition, (i32, i32, Vec<i32>)>,
     /// Cluster runs: periodic HW samples of every broker that leads a partition.
     pub hw_samples: Vec<HwSample>,
 }
 
 /// One replica's log as that replica serves it to a debugging reader.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReplicaLog {
     pub high_watermark: i64,
     pub log_end_offset: i64,
@@ -130,12 +230,12 @@ pub struct ReplicaLog {
 
 /// A leader's HW at one instant: (broker, its incarnation, leader epoch) identify the
 /// leadership the sample belongs to.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HwSample {
     pub at_ns: u64,
     pub broker: u32,
     pub incarnation: u64,
-    pub tp: Tp,
+    pub tp: TopicPartition,
     pub leader_epoch: i32,
     pub hw: i64,
 }
@@ -146,5 +246,249 @@ impl History {
             SendOutcome::Acked { offset, at_ns } => Some((s, offset, at_ns)),
             _ => None,
         })
+    }
+}
+
+/// Per-partition views of one history for the checkers, indexed by *slot*: slot 0 is "no
+/// partition" (a send refused before it had one), slot `id.slot()` a partition the sends and
+/// polls name, and the slots after those the final logs of partitions nothing else named.
+pub struct Slots<'a> {
+    h: &'a History,
+    /// Slot → its final log: `None` = no entry, `Some(None)` = unreadable.
+    finals: Vec<Option<Option<&'a FinalLog>>>,
+    /// Slots after the interned ones: their names, in slot order.
+    extra: Vec<&'a TopicPartition>,
+    /// `h.final_logs` in its order (topic, then partition), with slots.
+    in_order: Vec<(usize, &'a TopicPartition, Option<&'a FinalLog>)>,
+    /// Slot → its rank when slots are sorted by name (slot 0 first, as "" sorts first).
+    rank: Vec<usize>,
+}
+
+impl<'a> Slots<'a> {
+    pub fn new(h: &'a History) -> Self {
+        let mut finals = vec![None; h.partitions.len() + 1];
+        let mut extra = Vec::new();
+        let mut in_order = Vec::with_capacity(h.final_logs.len());
+        for (tp, log) in &h.final_logs {
+            let slot = match h.partitions.find_tp(tp) {
+                Some(id) => id.slot(),
+                None => {
+                    finals.push(None);
+                    extra.push(tp);
+                    finals.len() - 1
+                }
+            };
+            finals[slot] = Some(log.as_ref());
+            in_order.push((slot, tp, log.as_ref()));
+        }
+        let mut slots = Slots { h, finals, extra, in_order, rank: Vec::new() };
+        let mut by_name: Vec<usize> = (1..slots.len()).collect();
+        by_name.sort_by(|a, b| slots.name(*a).cmp(slots.name(*b)));
+        slots.rank = vec![0; slots.len()];
+        for (r, s) in by_name.into_iter().enumerate() {
+            slots.rank[s] = r + 1;
+        }
+        slots
+    }
+
+    pub fn len(&self) -> usize {
+        self.finals.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        false
+    }
+
+    pub fn of(id: Option<PartitionId>) -> usize {
+        id.map_or(0, PartitionId::slot)
+    }
+
+    /// The slot of a partition, if anything names it.
+    pub fn of_tp(&self, tp: &TopicPartition) -> Option<usize> {
+        if let Some(id) = self.h.partitions.find_tp(tp) {
+            return Some(id.slot());
+        }
+        let i = self.extra.iter().position(|e| *e == tp)?;
+        Some(self.h.partitions.len() + 1 + i)
+    }
+
+    fn name(&self, slot: usize) -> &TopicPartition {
+        match slot.checked_sub(self.h.partitions.len() + 1) {
+            Some(i) => self.extra[i],
+            None => &self.h.partitions.names[slot - 1],
+        }
+    }
+
+    /// `topic-partition`, or "" for slot 0.
+    pub fn display(&self, slot: usize) -> String {
+        if slot == 0 {
+            return String::new();
+        }
+        self.name(slot).to_string()
+    }
+
+    /// Sorts like the partitions' names (topic, then partition number).
+    pub fn rank(&self, slot: usize) -> usize {
+        self.rank[slot]
+    }
+
+    /// The slot's final log: `None` = none was read for it, `Some(None)` = unreadable.
+    pub fn final_log(&self, slot: usize) -> Option<Option<&'a FinalLog>> {
+        self.finals.get(slot).copied().flatten()
+    }
+
+    /// The final logs in `History::final_logs` order, with their slots.
+    pub fn finals(&self) -> &[(usize, &'a TopicPartition, Option<&'a FinalLog>)] {
+        &self.in_order
+    }
+}
+
+/// One partition's map offset → value: an array over the offsets' span when they are dense
+/// (as a log's are), a hash map when not (a bound on memory whatever offsets a broker returns).
+/// Each offset also carries a flag.
+pub struct OffsetTable {
+    base: i64,
+    values: Vec<u64>,
+    /// Two bits per dense offset: seen, flagged.
+    bits: Vec<u64>,
+    sparse: std::collections::HashMap<i64, (u64, bool)>,
+    distinct: u64,
+}
+
+impl OffsetTable {
+    /// Spans beyond `2 × observations + DENSE_SLACK` offsets go to the hash map.
+    const DENSE_SLACK: u64 = 4096;
+
+    /// A table for `count` observations of offsets in `min..=max`.
+    pub fn new(min: i64, max: i64, count: u64) -> Self {
+        let span = (i128::from(max) - i128::from(min) + 1).max(0);
+        let dense = span <= i128::from(count.saturating_mul(2).saturating_add(Self::DENSE_SLACK));
+        let len = if dense { span as usize } else { 0 };
+        OffsetTable {
+            base: min,
+            values: vec![0; len],
+            bits: vec![0; len.div_ceil(32)],
+            sparse: std::collections::HashMap::new(),
+            distinct: 0,
+        }
+    }
+
+    fn index(&self, offset: i64) -> Option<usize> {
+        usize::try_from(offset.checked_sub(self.base)?).ok().filter(|&i| i < self.values.len())
+    }
+
+    /// Records `value` at `offset` unless the offset has a value; returns the value it holds.
+    pub fn first(&mut self, offset: i64, value: u64) -> u64 {
+        match self.index(offset) {
+            Some(i) => {
+                let (word, bit) = (i / 32, (i % 32) * 2);
+                if self.bits[word] & (1 << bit) == 0 {
+                    self.bits[word] |= 1 << bit;
+                    self.values[i] = value;
+                    self.distinct += 1;
+                }
+                self.values[i]
+            }
+            None => {
+                let e = self.sparse.entry(offset).or_insert_with(|| {
+                    self.distinct += 1;
+                    (value, false)
+                });
+                e.0
+            }
+        }
+    }
+
+    /// Flags an offset already recorded.
+    pub fn flag(&mut self, offset: i64) {
+        match self.index(offset) {
+            Some(i) => self.bits[i / 32] |= 2 << ((i % 32) * 2),
+            None => {
+                if let Some(e) = self.sparse.get_mut(&offset) {
+                    e.1 = true;
+                }
+            }
+        }
+    }
+
+    pub fn flagged(&self, offset: i64) -> bool {
+        match self.index(offset) {
+            Some(i) => self.bits[i / 32] & (2 << ((i % 32) * 2)) != 0,
+            None => self.sparse.get(&offset).is_some_and(|e| e.1),
+        }
+    }
+
+    /// Distinct offsets recorded.
+    pub fn distinct(&self) -> u64 {
+        self.distinct
+    }
+}
+
+/// A final log's distinct offsets in order: the records themselves when their offsets rise
+/// (as the oracle reads them), else a sorted copy.
+pub enum Offsets<'a> {
+    Records(&'a [(i64, u64)]),
+    Sorted(Vec<i64>),
+}
+
+impl<'a> Offsets<'a> {
+    /// `None` (an unreadable log) holds no offsets.
+    pub fn of(log: Option<&'a FinalLog>) -> Self {
+        match log {
+            None => Offsets::Sorted(Vec::new()),
+            Some(l) if l.offsets_rise() => Offsets::Records(&l.records),
+            Some(l) => {
+                let mut v: Vec<i64> = l.records.iter().map(|r| r.0).collect();
+                v.sort_unstable();
+                v.dedup();
+                Offsets::Sorted(v)
+            }
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        match self {
+            Offsets::Records(r) => r.len(),
+            Offsets::Sorted(v) => v.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn get(&self, i: usize) -> i64 {
+        match self {
+            Offsets::Records(r) => r[i].0,
+            Offsets::Sorted(v) => v[i],
+        }
+    }
+
+    /// How many offsets are below `offset`: O(1) when the offsets are contiguous.
+    pub fn below(&self, offset: i64) -> usize {
+        let n = self.len();
+        if n == 0 {
+            return 0;
+        }
+        let first = self.get(0);
+        if self.get(n - 1).checked_sub(first) == Some(n as i64 - 1) {
+            let i = (i128::from(offset) - i128::from(first)).clamp(0, n as i128);
+            return i as usize;
+        }
+        match self {
+            Offsets::Records(r) => r.partition_point(|x| x.0 < offset),
+            Offsets::Sorted(v) => v.partition_point(|&x| x < offset),
+        }
+    }
+
+    /// The position of `offset` among the offsets, if present.
+    pub fn position(&self, offset: i64) -> Option<usize> {
+        let i = self.below(offset);
+        (i < self.len() && self.get(i) == offset).then_some(i)
+    }
+
+    /// Offsets in `from..to`.
+    pub fn count_in(&self, from: i64, to: i64) -> usize {
+        self.below(to).saturating_sub(self.below(from))
     }
 }

@@ -211,13 +211,10 @@ impl MemberHost {
         let md = consumer.group_metadata();
         let (generation, member_id) =
             md.map(|m| (m.generation_id, m.member_id)).unwrap_or((-1, String::new()));
-        let tps: Vec<String> = consumer
-            .assignment()
-            .iter()
-            .map(|tp| format!("{}-{}", tp.topic, tp.partition))
-            .collect();
+        let tps: Vec<TopicPartition> = consumer.assignment().into_iter().collect();
+        let names: Vec<String> = tps.iter().map(|tp| tp.to_string()).collect();
         self.tracer
-            .event("assignment", &format!("{} gen={generation} {}", self.name(), tps.join(",")));
+            .event("assignment", &format!("{} gen={generation} {}", self.name(), names.join(",")));
         lock(&self.history).assignments.push(Assignment {
             member: self.index,
             group: self.group(),
@@ -228,18 +225,14 @@ impl MemberHost {
         });
     }
 
-    fn advance_group_position(&self, tp: &str, pos: i64) {
-        let key = (self.group(), tp.to_string());
+    fn advance_group_position(&self, tp: &TopicPartition, pos: i64) {
+        let key = (self.group(), tp.clone());
         let mut h = lock(&self.history);
         let e = h.group_positions.entry(key).or_insert(pos);
         *e = (*e).max(pos);
         drop(h);
-        let ctp = broker::log::TopicPartition::new(
-            self.spec.topic.clone(),
-            tp.rsplit('-').next().and_then(|p| p.parse().ok()).unwrap_or(0),
-        );
         let mut positions = lock(&self.control.group_positions);
-        let e = positions.entry((self.group(), ctp)).or_insert(pos);
+        let e = positions.entry((self.group(), tp.clone())).or_insert(pos);
         *e = (*e).max(pos);
     }
 
@@ -252,19 +245,33 @@ impl MemberHost {
         last_seen: &mut BTreeMap<String, i64>,
     ) -> BTreeMap<TopicPartition, i64> {
         let who = self.name();
-        let mut runs: BTreeMap<String, Vec<(i64, u64)>> = BTreeMap::new();
+        // Runs per partition, found without a per-record allocation (records come grouped by
+        // partition), then in the order of their `topic-partition` names.
+        let mut runs: Vec<(&client::ConsumerRecord, Vec<(i64, u64)>)> = Vec::new();
         for r in records {
-            let tp = format!("{}-{}", r.topic, r.partition);
-            match r.value.as_deref().and_then(decode_value) {
-                Some(v) => runs.entry(tp).or_default().push((r.offset, v)),
-                None => lock(&self.history)
+            let Some(v) = r.value.as_deref().and_then(decode_value) else {
+                let tp = format!("{}-{}", r.topic, r.partition);
+                lock(&self.history)
                     .stuck
-                    .push(format!("{who} could not decode {tp}@{}: value without an id", r.offset)),
+                    .push(format!("{who} could not decode {tp}@{}: value without an id", r.offset));
+                continue;
+            };
+            let same = |(f, _): &&mut (&client::ConsumerRecord, _)| {
+                f.partition == r.partition && f.topic == r.topic
+            };
+            match runs.iter_mut().rev().find(same) {
+                Some((_, recs)) => recs.push((r.offset, v)),
+                None => runs.push((r, vec![(r.offset, v)])),
             }
         }
+        let runs: BTreeMap<String, _> = runs
+            .into_iter()
+            .map(|(r, recs)| (format!("{}-{}", r.topic, r.partition), (r, recs)))
+            .collect();
         let at_ns = self.tracer.now_ns();
         let mut offsets: BTreeMap<TopicPartition, i64> = BTreeMap::new();
-        for (tp, recs) in runs {
+        for (tp, (r, recs)) in runs {
+            let id = lock(&self.history).partitions.intern(&r.topic, r.partition);
             let (Some(first), Some(last)) = (recs.first().copied(), recs.last().copied()) else {
                 continue;
             };
@@ -272,12 +279,12 @@ impl MemberHost {
                 let from = last_seen.get(&tp).map_or(-1, |o| o + 1);
                 lock(&self.history).polls.push(Poll {
                     consumer: self.index,
-                    tp: tp.clone(),
+                    tp: id,
                     at_ns,
                     kind: PollKind::Reset {
                         from,
                         to: first.0,
-                        reason: "partition assigned by a rebalance".into(),
+                        reason: "partition assigned by a rebalance",
                     },
                 });
             }
@@ -285,13 +292,12 @@ impl MemberHost {
                 .event("poll", &format!("{who} {tp} {}..={} n={}", first.0, last.0, recs.len()));
             lock(&self.history).polls.push(Poll {
                 consumer: self.index,
-                tp: tp.clone(),
+                tp: id,
                 at_ns,
                 kind: PollKind::Records(recs),
             });
-            last_seen.insert(tp.clone(), last.0);
-            let partition = tp.rsplit('-').next().and_then(|p| p.parse().ok()).unwrap_or(0);
-            offsets.insert(TopicPartition::new(self.spec.topic.clone(), partition), last.0 + 1);
+            last_seen.insert(tp, last.0);
+            offsets.insert(TopicPartition::new(self.spec.topic.clone(), r.partition), last.0 + 1);
         }
         offsets
     }
@@ -318,7 +324,7 @@ impl MemberHost {
             &format!("{who} gen={generation} {:?} {}", list, error.as_deref().unwrap_or("ok")),
         );
         if error.is_none() {
-            for (tp, o) in &list {
+            for (tp, o) in &offsets {
                 self.advance_group_position(tp, *o);
             }
         }
@@ -327,7 +333,7 @@ impl MemberHost {
             group: self.group(),
             member_id,
             generation,
-            offsets: list,
+            offsets: offsets.into_iter().collect(),
             sent_ns,
             at_ns,
             error,

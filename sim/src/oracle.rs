@@ -30,17 +30,17 @@ pub async fn final_logs(
     tps: &[TopicPartition],
     tracer: &Tracer,
     give_up_ns: u64,
-) -> BTreeMap<String, Option<FinalLog>> {
+) -> BTreeMap<TopicPartition, Option<FinalLog>> {
     let mut finals = BTreeMap::new();
     for tp in tps {
-        finals.insert(tp.to_string(), read_all(api, tp, tracer, give_up_ns).await);
+        finals.insert(tp.clone(), read_all(api, tp, tracer, give_up_ns).await);
     }
     finals
 }
 
 /// Every replica's log per partition, and the (leader, epoch, ISR) the oracle read against.
-pub type ReplicaLogs = BTreeMap<String, BTreeMap<u32, Option<crate::history::ReplicaLog>>>;
-pub type FinalPartitions = BTreeMap<String, (i32, i32, Vec<i32>)>;
+pub type ReplicaLogs = BTreeMap<TopicPartition, BTreeMap<u32, Option<crate::history::ReplicaLog>>>;
+pub type FinalPartitions = BTreeMap<TopicPartition, (i32, i32, Vec<i32>)>;
 
 /// Cluster runs: every replica's log, read back through debugging Fetches.
 pub async fn replica_logs(
@@ -82,8 +82,8 @@ pub async fn replica_logs(
             described.join(" ")
         );
         tracer.event("replica-logs", &line);
-        logs.insert(tp.to_string(), per);
-        states.insert(tp.to_string(), (st.leader, st.leader_epoch, st.isr.clone()));
+        logs.insert(tp.clone(), per);
+        states.insert(tp.clone(), (st.leader, st.leader_epoch, st.isr.clone()));
     }
     (logs, states)
 }

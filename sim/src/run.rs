@@ -85,7 +85,7 @@ fn group_summary(h: &History) -> Value {
             .assignments
             .iter()
             .filter(|a| &a.group == g)
-            .map(|a| json!({"t_s": a.at_ns as f64 / 1e9, "member": format!("consumer-{}", a.member), "generation": a.generation, "partitions": a.tps}))
+            .map(|a| json!({"t_s": a.at_ns as f64 / 1e9, "member": format!("consumer-{}", a.member), "generation": a.generation, "partitions": a.tps.iter().map(|tp| tp.to_string()).collect::<Vec<_>>()}))
             .collect();
         let commits = h.commits.iter().filter(|c| &c.group == g);
         let (accepted, rejected) =
@@ -143,7 +143,9 @@ pub async fn simulate(sc: &Scenario, seed: u64, keep_trace: bool) -> RawRun {
     lock(&sampler).sample();
     lock(&sampler).check_disks(&world.hosts[0].name());
     let end_ns = tracer.now_ns();
-    let mut h = lock(&w.history).clone();
+    // Taken, not cloned (the history is the run's largest structure): a workload callback that
+    // still fires records into an empty history nobody reads.
+    let mut h = std::mem::take(&mut *lock(&w.history));
     h.final_logs = final_logs;
     let mut cluster = Value::Null;
     if let Some((replica_logs, final_partition)) = replicas {
@@ -382,14 +384,14 @@ fn history_summary(h: &History) -> Value {
         .iter()
         .take(20)
         .map(|s| match &s.outcome {
-            SendOutcome::Failed { at_ns, error } => json!({"producer": s.producer, "partition": s.tp, "error": error, "at_s": *at_ns as f64 / 1e9}),
+            SendOutcome::Failed { at_ns, error } => json!({"producer": s.producer, "partition": h.partitions.display(s.tp), "error": error, "at_s": *at_ns as f64 / 1e9}),
             _ => Value::Null,
         })
         .collect();
     let final_logs: Map<String, Value> = h
         .final_logs
         .iter()
-        .map(|(tp, l)| (tp.clone(), l.as_ref().map(|l| json!({"log_start_offset": l.log_start_offset, "log_end_offset": l.log_end_offset, "records": l.records.len()})).unwrap_or(Value::Null)))
+        .map(|(tp, l)| (tp.to_string(), l.as_ref().map(|l| json!({"log_start_offset": l.log_start_offset, "log_end_offset": l.log_end_offset, "records": l.records.len()})).unwrap_or(Value::Null)))
         .collect();
     json!({
         "sends": h.sends.len(),

@@ -105,7 +105,7 @@ fn groups_settled(h: &History, members: &BTreeMap<u32, Arc<MemberHost>>) -> bool
         if running.iter().any(|i| latest.get(i).is_none_or(|a| a.generation != newest)) {
             return false;
         }
-        let owned: BTreeSet<&String> =
+        let owned: BTreeSet<&TopicPartition> =
             latest.values().filter(|a| a.generation == newest).flat_map(|a| a.tps.iter()).collect();
         if tps.iter().any(|tp| !owned.contains(tp)) {
             return false;

@@ -237,7 +237,7 @@ mod launch {
                 let mut h = self.history.lock().unwrap_or_else(|p| p.into_inner());
                 let g = spec.group_id.clone().unwrap_or_default();
                 h.group_members.insert(cindex, g.clone());
-                h.group_partitions.insert(g, parts.iter().map(|tp| tp.to_string()).collect());
+                h.group_partitions.insert(g, parts.to_vec());
             }
             m.start();
             m
