@@ -206,35 +206,19 @@ impl Host {
         }
     }
 
-    /// The running broker's request counters as it reports them (its Prometheus
-    /// text, `kafka_network_RequestMetrics_RequestsPerSec` / `ErrorsPerSec` by API), as
-    /// `incarnation API=requests/errors ...` for the APIs that served any; `None` while down. The broker's own view of requests served, read without instrumenting it.
+    /// The running broker's request counters (`Metrics::snapshot`, the numbers behind
+    /// `kafka_network_requestmetrics_{requests,errors}_total`) as
+    /// `incarnation API=requests/errors ...` for the APIs that served any, by API name; `None`
+    /// while down. The broker's own view of requests served, read without instrumenting it.
     pub fn served(&self) -> Option<String> {
         let b = lock(&self.process).clone()?;
-        let text = b.metrics.render(0, 0);
-        let mut by_api: std::collections::BTreeMap<String, (u64, u64)> =
-            std::collections::BTreeMap::new();
-        for line in text.lines() {
-            let (errors, rest) = if let Some(r) =
-                line.strip_prefix("kafka_network_RequestMetrics_RequestsPerSec{request=\"")
-            {
-                (false, r)
-            } else if let Some(r) =
-                line.strip_prefix("kafka_network_RequestMetrics_ErrorsPerSec{request=\"")
-            {
-                (true, r)
-            } else {
-                continue;
-            };
-            let Some((api, n)) = rest.split_once("\"} ") else { continue };
-            let n: u64 = n.trim().parse().unwrap_or(0);
-            let e = by_api.entry(api.to_string()).or_default();
-            if errors {
-                e.1 = n;
-            } else {
-                e.0 = n;
-            }
-        }
+        let by_api: std::collections::BTreeMap<&str, (u64, u64)> = b
+            .metrics
+            .snapshot()
+            .requests
+            .into_iter()
+            .map(|r| (r.request, (r.requests, r.errors)))
+            .collect();
         let parts: Vec<String> = by_api
             .iter()
             .filter(|(_, (r, _))| *r > 0)

@@ -57,7 +57,6 @@ pub mod http;
 pub mod scrape;
 
 use std::collections::BTreeMap;
-use std::fmt::Write;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
@@ -229,28 +228,6 @@ impl Metrics {
             leader_elections: self.leader_elections.get(),
             requests,
         }
-    }
-
-    /// Requests and errors by API in the pre-Prometheus-crate spelling
-    /// (`kafka_network_RequestMetrics_RequestsPerSec{request="X"} N`, `..._ErrorsPerSec`), one
-    /// line each: what the simulator's `Host::served` reads. Arguments are unused (kept so that
-    /// caller compiles unchanged); scrapes use [`scrape::encode`].
-    pub fn render(&self, _partitions: usize, _log_bytes: u64) -> String {
-        let mut out = String::new();
-        for r in self.snapshot().requests {
-            let name = r.request;
-            let _ = writeln!(
-                out,
-                "kafka_network_RequestMetrics_RequestsPerSec{{request=\"{name}\"}} {}",
-                r.requests
-            );
-            let _ = writeln!(
-                out,
-                "kafka_network_RequestMetrics_ErrorsPerSec{{request=\"{name}\"}} {}",
-                r.errors
-            );
-        }
-        out
     }
 }
 
