@@ -33,6 +33,16 @@
 //! written at the new leader while older ones, already replicated there, are still out push those
 //! out of the window: their retries are refused as out of order and would be re-stamped and
 //! written twice (cluster-nemesis seed 5785, `scenarios/cluster-idempotent-no-duplicates.json`).
+//!
+//! For the same reason at most [`UNACKED_BATCHES_MAX`] batches of a partition are stamped from
+//! its oldest unacknowledged one on (that one included): a new batch waits while a batch being
+//! retried has four newer ones, acknowledged or not, after it.
+//! Without this, a batch that was written but answered with an error (a timeout after handling)
+//! can be retried while newer batches keep being appended; once five newer ones are in the log its
+//! retry is refused as out of order, and it is retried until `delivery.timeout.ms` although it is
+//! in the log (`scenarios/nemesis-request-faults.json` seed 51). Java's producer has that gap; the
+//! bound closes it and costs nothing without retries (one batch per partition per request and
+//! at most five requests in flight keep a partition below it anyway).
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -50,6 +60,11 @@ use crate::config::ProducerConfig;
 
 /// One definition of a partition for the workspace: `kafka-types`'.
 pub use kafka_types::TopicPartition;
+
+/// Batches of one partition stamped from its oldest unacknowledged one on, at most: the
+/// broker's deduplication window (Kafka's `ProducerStateEntry.NUM_BATCHES_TO_RETAIN`, ours
+/// `broker::producer_state::BATCHES_KEPT`). See the module docs.
+pub const UNACKED_BATCHES_MAX: usize = 5;
 
 /// The accumulator's share of the producer config.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -293,6 +308,9 @@ pub struct RecordAccumulator<T> {
     /// Idempotence: ids of the batches that have a sequence and are not yet complete, per
     /// partition (ids grow in append order, so the first is the oldest unacknowledged).
     unacked: BTreeMap<TopicPartition, BTreeSet<u64>>,
+    /// Per partition, the ids of the batches stamped since its oldest unacknowledged one, in
+    /// sequence order (ids grow in append order): what the broker appended after that batch.
+    stamped: BTreeMap<TopicPartition, VecDeque<u64>>,
     /// Idempotence: the last sequence the broker acknowledged per partition, under the current
     /// producer id (cleared with it).
     last_acked_sequence: BTreeMap<TopicPartition, i32>,
@@ -317,6 +335,7 @@ impl<T> RecordAccumulator<T> {
             next_sequence: BTreeMap::new(),
             last_acked_sequence: BTreeMap::new(),
             unacked: BTreeMap::new(),
+            stamped: BTreeMap::new(),
             flushes_in_progress: 0,
             closed: false,
             failed: Vec::new(),
@@ -555,7 +574,7 @@ impl<T> RecordAccumulator<T> {
         let exhausted = self.pool.queued() > 0;
         for (tp, q) in &self.queues {
             let Some(first) = q.front() else { continue };
-            if self.muted.contains(tp) {
+            if self.muted.contains(tp) || self.window_full(tp, first) {
                 continue;
             }
             let backing_off =
@@ -600,7 +619,12 @@ impl<T> RecordAccumulator<T> {
         loop {
             let tp = &partitions[index];
             let elsewhere = self.in_flight_to.get(tp).is_some_and(|&(to, _)| to != node);
-            if !self.muted.contains(tp) && !elsewhere {
+            let window_full = self
+                .queues
+                .get(tp)
+                .and_then(|q| q.front())
+                .is_some_and(|f| self.window_full(tp, f));
+            if !self.muted.contains(tp) && !elsewhere && !window_full {
                 if let Some(q) = self.queues.get_mut(tp) {
                     if let Some(first) = q.front() {
                         let backing_off = first.attempts > 0
@@ -636,6 +660,21 @@ impl<T> RecordAccumulator<T> {
         out
     }
 
+    /// Whether `first`, the head of `tp`'s queue, must wait: it is new (a retry already has its
+    /// sequence) and [`UNACKED_BATCHES_MAX`] batches were stamped since the partition's oldest
+    /// unacknowledged one, itself included (the broker may have appended them all after it).
+    fn window_full(&self, tp: &TopicPartition, first: &ProducerBatch<T>) -> bool {
+        if !self.config.idempotence || first.is_closed() {
+            return false;
+        }
+        let Some(&oldest) = self.unacked.get(tp).and_then(|ids| ids.first()) else {
+            return false;
+        };
+        let since_oldest =
+            self.stamped.get(tp).map_or(0, |q| q.len() - q.partition_point(|&id| id < oldest));
+        since_oldest >= UNACKED_BATCHES_MAX
+    }
+
     /// Closes a batch leaving the queue: assigns producer state and sequence (idempotence).
     fn close_for_send(&mut self, mut batch: ProducerBatch<T>) -> Option<ProducerBatch<T>> {
         if batch.is_closed() {
@@ -652,6 +691,7 @@ impl<T> RecordAccumulator<T> {
                     self.next_sequence
                         .insert(batch.tp.clone(), increment_sequence(seq, batch.record_count));
                     self.unacked.entry(batch.tp.clone()).or_default().insert(batch.id);
+                    self.stamped.entry(batch.tp.clone()).or_default().push_back(batch.id);
                 }
                 Some(batch)
             }
@@ -684,6 +724,15 @@ impl<T> RecordAccumulator<T> {
             ids.remove(&batch.id);
             if ids.is_empty() {
                 self.unacked.remove(&batch.tp);
+            }
+        }
+        let oldest = self.unacked.get(&batch.tp).and_then(|ids| ids.first()).copied();
+        if let Some(q) = self.stamped.get_mut(&batch.tp) {
+            while q.front().is_some_and(|&id| oldest.is_none_or(|o| id < o)) {
+                q.pop_front();
+            }
+            if q.is_empty() {
+                self.stamped.remove(&batch.tp);
             }
         }
         if let Some(buf) = batch.take_buffer() {

@@ -29,6 +29,7 @@ pub mod producer;
 pub use accumulator::{
     append, increment_sequence, AccumulatorConfig, AppendError, Appended, FailReason, FailedBatch,
     ProducerBatch, ReadyCheck, RecordAccumulator, RecordRef, TopicPartition, TryAppend,
+    UNACKED_BATCHES_MAX,
 };
 pub use admin::{Admin, AdminConfig, AdminError, NewTopic};
 pub use buffer_pool::{BufferPool, PoolError};

@@ -8,7 +8,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use client::{
     AccumulatorConfig, AppendError, BufferPool, FailReason, ProducerBatch, ProducerConfig,
-    RecordAccumulator, RecordRef, TopicPartition, TryAppend,
+    RecordAccumulator, RecordRef, TopicPartition, TryAppend, UNACKED_BATCHES_MAX,
 };
 use proptest::prelude::*;
 use records::{decode_all, BatchHeader, Compression};
@@ -135,7 +135,8 @@ fn drain_respects_max_request_size_and_rotates() {
 
 #[test]
 fn idempotence_assigns_sequences_at_drain_and_waits_for_a_producer_id() {
-    let mut a = acc(cfg(200, 0, 100_000, Compression::Lz4, true));
+    // Batches of 400 bytes: the 20 records fit in fewer than UNACKED_BATCHES_MAX batches.
+    let mut a = acc(cfg(400, 0, 100_000, Compression::Lz4, true));
     for id in 0..20 {
         assert!(append_now(&mut a, &tp(0), id, 40, 0));
     }
@@ -155,6 +156,7 @@ fn idempotence_assigns_sequences_at_drain_and_waits_for_a_producer_id() {
         }
     }
     assert_eq!(seq, 20);
+    assert!(batches.len() >= 3 && batches.len() < UNACKED_BATCHES_MAX, "{}", batches.len());
     assert_eq!(a.next_sequence(&tp(0)), 20);
     // Retried batches go back in sequence order, ahead of new ones.
     assert!(append_now(&mut a, &tp(0), 99, 40, 0));
@@ -181,7 +183,8 @@ fn idempotence_assigns_sequences_at_drain_and_waits_for_a_producer_id() {
 /// from sequence 0 (header and CRC rewritten), with new batches following on.
 #[test]
 fn a_new_producer_id_restamps_queued_retries() {
-    let mut a = acc(cfg(200, 0, 100_000, Compression::None, true));
+    // Batches of 400 bytes: the 20 records fit in at most UNACKED_BATCHES_MAX batches.
+    let mut a = acc(cfg(400, 0, 100_000, Compression::None, true));
     for id in 0..20 {
         assert!(append_now(&mut a, &tp(0), id, 40, 0));
     }
@@ -190,7 +193,11 @@ fn a_new_producer_id_restamps_queued_retries() {
     while a.has_undrained() {
         batches.extend(a.drain(0, &[tp(0)], 1 << 20, 0));
     }
-    assert!(batches.len() >= 3, "{} batches", batches.len());
+    assert!(
+        batches.len() >= 3 && batches.len() <= UNACKED_BATCHES_MAX,
+        "{} batches",
+        batches.len()
+    );
     let acked = batches.remove(0);
     assert!(a.is_oldest_unacked(&acked));
     assert!(!a.is_oldest_unacked(&batches[0]), "an earlier batch is still unacknowledged");
@@ -531,4 +538,53 @@ fn an_idempotent_partition_is_in_flight_to_one_node_at_a_time() {
         .collect();
     assert_eq!(to_new, vec![s1, s2, next]);
     assert!(a.drain(1, &[tp(0)], 1 << 20, 200).is_empty(), "batches are in flight to node 2");
+}
+
+/// A batch written but answered with an error (a timeout after handling) is retried while newer
+/// batches are appended (nemesis-request-faults seed 51). The broker deduplicates against its last
+/// five batches of the producer, so a new batch waits while a partition has five unacknowledged:
+/// the retry is then always inside the broker's window.
+#[test]
+fn at_most_five_batches_of_a_partition_are_unacknowledged() {
+    let mut a = acc(cfg(100, 0, 100_000, Compression::None, true));
+    for id in 0..12 {
+        assert!(append_now(&mut a, &tp(0), id, 40, 0));
+    }
+    a.set_producer_id_and_epoch(1000, 0);
+    let mut batches = Vec::new();
+    for _ in 0..10 {
+        batches.extend(a.drain(0, &[tp(0)], 1 << 20, 0));
+    }
+    assert_eq!(batches.len(), UNACKED_BATCHES_MAX, "the sixth batch waits");
+    assert!(a.has_undrained());
+    assert!(a.ready(1_000).ready.is_empty(), "a waiting partition is not ready");
+    // The oldest fails after it was written; the other four are acknowledged.
+    let oldest = batches.remove(0);
+    let oldest_sequence = oldest.base_sequence();
+    a.reenqueue(oldest, 0);
+    for b in batches.drain(..) {
+        a.acknowledged(&b);
+        a.complete(b);
+    }
+    // Its retry may go (it has its sequence). Nothing new while it is out: the broker may have
+    // appended the four acknowledged ones after it, and a fifth would push it out of the window.
+    assert_eq!(a.ready(1_000).ready, vec![tp(0)]);
+    let retry = a.drain(0, &[tp(0)], 1 << 20, 1_000);
+    assert_eq!(retry.iter().map(|b| b.base_sequence()).collect::<Vec<_>>(), vec![oldest_sequence]);
+    assert!(a.drain(0, &[tp(0)], 1 << 20, 1_000).is_empty());
+    assert!(a.ready(1_000).ready.is_empty());
+    for b in retry {
+        a.acknowledged(&b);
+        a.complete(b);
+    }
+    // Acknowledged: the window is empty again and the next five may go.
+    let mut newer = Vec::new();
+    for _ in 0..10 {
+        newer.extend(a.drain(0, &[tp(0)], 1 << 20, 1_000));
+    }
+    assert!(!newer.is_empty() && newer.len() <= UNACKED_BATCHES_MAX, "{}", newer.len());
+    assert_eq!(
+        newer[0].base_sequence(),
+        a.next_sequence(&tp(0)) - newer.iter().map(|b| b.record_count() as i32).sum::<i32>()
+    );
 }
