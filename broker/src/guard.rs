@@ -349,9 +349,10 @@ fn schema(api: ApiKey, v: i16) -> Option<(Vec<F>, bool)> {
             ]),
             v >= 4,
         ),
-        ApiKey::AlterConfigs => {
-            (s(vec![Some(Arr(vec![I8, Str, Arr(vec![Str, NStr], false)], false)), Some(Bool)]), v >= 2)
-        }
+        ApiKey::AlterConfigs => (
+            s(vec![Some(Arr(vec![I8, Str, Arr(vec![Str, NStr], false)], false)), Some(Bool)]),
+            v >= 2,
+        ),
         ApiKey::IncrementalAlterConfigs => (
             s(vec![Some(Arr(vec![I8, Str, Arr(vec![Str, I8, NStr], false)], false)), Some(Bool)]),
             v >= 1,

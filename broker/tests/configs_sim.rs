@@ -68,8 +68,13 @@ fn config(id: i32) -> BrokerConfig {
 async fn start(net: &SimNet, disk: &SimDisk, id: i32) -> NodeHandle {
     let storage: Arc<dyn Storage> = Arc::new(disk.clone());
     let host = format!("b{id}");
-    let mut opts =
-        NodeOptions::new(config(id), storage, net.host(&host), &format!("{host}:9092"), 7 + id as u64);
+    let mut opts = NodeOptions::new(
+        config(id),
+        storage,
+        net.host(&host),
+        &format!("{host}:9092"),
+        7 + id as u64,
+    );
     opts.advertised = Some((host, 9092));
     node::start(opts).await.expect("the node starts")
 }
@@ -202,10 +207,11 @@ fn topic_min_insync_replicas_through_the_controller() {
         }
         assert_eq!(create_topic(&net, "0").await, 40, "min.insync.replicas=0: INVALID_CONFIG");
         assert_eq!(create_topic(&net, "3").await, 0, "a topic config at CreateTopics");
-        let (leader, _) = wait_for("a leader with a full ISR", Duration::from_secs(10), async || {
-            partition_state(&net, 0).await.filter(|(l, isr)| *l >= 0 && isr.len() == 3)
-        })
-        .await;
+        let (leader, _) =
+            wait_for("a leader with a full ISR", Duration::from_secs(10), async || {
+                partition_state(&net, 0).await.filter(|(l, isr)| *l >= 0 && isr.len() == 3)
+            })
+            .await;
         assert_eq!(produce(&net, leader, -1, 0).await, 0);
         // One follower down: the ISR shrinks to 2, below the topic's 3 (the static default is 1).
         let victim = (0..3).find(|i| *i != leader).unwrap();
@@ -219,9 +225,11 @@ fn topic_min_insync_replicas_through_the_controller() {
         // Altered through a broker that is not the leader: the leader follows the image.
         let other = (0..3).find(|i| *i != leader && *i != victim).unwrap();
         assert_eq!(set_min_insync(&net, other, "2").await, Some(0));
-        wait_for("acks=all accepted with min.insync.replicas=2", Duration::from_secs(5), async || {
-            (produce(&net, leader, -1, 10).await == 0).then_some(())
-        })
+        wait_for(
+            "acks=all accepted with min.insync.replicas=2",
+            Duration::from_secs(5),
+            async || (produce(&net, leader, -1, 10).await == 0).then_some(()),
+        )
         .await;
         for id in [leader, other] {
             let d = describe_min_insync(&net, id).await;

@@ -65,7 +65,8 @@ fn topic_after(
         let value = value.as_deref();
         match op {
             Op::Set => {
-                let v = value.ok_or((error_code::INVALID_REQUEST, format!("null value for {key}")))?;
+                let v =
+                    value.ok_or((error_code::INVALID_REQUEST, format!("null value for {key}")))?;
                 next.insert(key.clone(), v.to_string());
             }
             Op::Delete => {
@@ -77,11 +78,18 @@ fn topic_after(
                     return Err((error_code::INVALID_CONFIG, msg));
                 }
                 let now = next.get(key).cloned().or_else(|| effective.get(key)).unwrap_or_default();
-                let mut items: Vec<String> =
-                    now.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect();
-                for item in value.unwrap_or_default().split(',').map(str::trim).filter(|s| !s.is_empty()) {
+                let mut items: Vec<String> = now
+                    .split(',')
+                    .map(|s| s.trim().to_string())
+                    .filter(|s| !s.is_empty())
+                    .collect();
+                for item in
+                    value.unwrap_or_default().split(',').map(str::trim).filter(|s| !s.is_empty())
+                {
                     match op {
-                        Op::Append if !items.iter().any(|i| i == item) => items.push(item.to_string()),
+                        Op::Append if !items.iter().any(|i| i == item) => {
+                            items.push(item.to_string())
+                        }
                         Op::Subtract => items.retain(|i| i != item),
                         _ => {}
                     }
@@ -91,7 +99,8 @@ fn topic_after(
         }
     }
     for (k, v) in &next {
-        LogConfig::check_topic_config(k, v).map_err(|e| (error_code::INVALID_CONFIG, e.to_string()))?;
+        LogConfig::check_topic_config(k, v)
+            .map_err(|e| (error_code::INVALID_CONFIG, e.to_string()))?;
     }
     Ok(next)
 }
@@ -109,14 +118,20 @@ impl Broker {
             let mut bad = None;
             for c in res.configs.iter().take(OPS_PER_RESOURCE_MAX) {
                 match Op::from_code(c.config_operation) {
-                    Some(op) => ops.push((c.name.to_string(), op, c.value.as_ref().map(|s| s.to_string()))),
+                    Some(op) => {
+                        ops.push((c.name.to_string(), op, c.value.as_ref().map(|s| s.to_string())))
+                    }
                     None => bad = Some(c.config_operation),
                 }
             }
             let name = res.resource_name.as_str();
             let outcome = match bad {
-                Some(op) => Err((error_code::INVALID_REQUEST, format!("unknown config operation {op}"))),
-                None => self.alter_resource(res.resource_type, name, &ops, false, r.validate_only).await,
+                Some(op) => {
+                    Err((error_code::INVALID_REQUEST, format!("unknown config operation {op}")))
+                }
+                None => {
+                    self.alter_resource(res.resource_type, name, &ops, false, r.validate_only).await
+                }
             };
             let mut out = inc::AlterConfigsResourceResponse::default();
             out.resource_type = res.resource_type;
@@ -128,8 +143,17 @@ impl Broker {
             }
             resp.responses.push(out);
         }
-        let frame = protocol::encode_response(ApiKey::IncrementalAlterConfigs, v, req.correlation_id, &resp)
-            .map_err(|why| RequestError::BadBody { api: "IncrementalAlterConfigs", version: v, why })?;
+        let frame = protocol::encode_response(
+            ApiKey::IncrementalAlterConfigs,
+            v,
+            req.correlation_id,
+            &resp,
+        )
+        .map_err(|why| RequestError::BadBody {
+            api: "IncrementalAlterConfigs",
+            version: v,
+            why,
+        })?;
         Ok(Outcome::frame(frame))
     }
 
@@ -145,7 +169,8 @@ impl Broker {
                 .map(|c| (c.name.to_string(), Op::Set, c.value.as_ref().map(|s| s.to_string())))
                 .collect();
             let name = res.resource_name.as_str();
-            let outcome = self.alter_resource(res.resource_type, name, &ops, true, r.validate_only).await;
+            let outcome =
+                self.alter_resource(res.resource_type, name, &ops, true, r.validate_only).await;
             let mut out = AlterConfigsResourceResponse::default();
             out.resource_type = res.resource_type;
             out.resource_name = res.resource_name.clone();
@@ -156,8 +181,9 @@ impl Broker {
             }
             resp.responses.push(out);
         }
-        let frame = protocol::encode_response(ApiKey::AlterConfigs, v, req.correlation_id, &resp)
-            .map_err(|why| RequestError::BadBody { api: "AlterConfigs", version: v, why })?;
+        let frame =
+            protocol::encode_response(ApiKey::AlterConfigs, v, req.correlation_id, &resp)
+                .map_err(|why| RequestError::BadBody { api: "AlterConfigs", version: v, why })?;
         Ok(Outcome::frame(frame))
     }
 
@@ -173,7 +199,10 @@ impl Broker {
             RESOURCE_TOPIC => self.alter_topic(name, ops, replace, validate_only).await,
             RESOURCE_BROKER => {
                 if !(name.is_empty() || name.parse::<i32>().is_ok()) {
-                    return Err((error_code::INVALID_REQUEST, format!("bad broker resource {name:?}")));
+                    return Err((
+                        error_code::INVALID_REQUEST,
+                        format!("bad broker resource {name:?}"),
+                    ));
                 }
                 match ops.first() {
                     None => Ok(()),
@@ -216,9 +245,15 @@ impl Broker {
         let changes: Vec<ConfigChange> = keys
             .into_iter()
             .filter(|k| current.get(*k) != next.get(*k))
-            .map(|k| ConfigChange { resource: resource.clone(), name: k.clone(), value: next.get(k).cloned() })
+            .map(|k| ConfigChange {
+                resource: resource.clone(),
+                name: k.clone(),
+                value: next.get(k).cloned(),
+            })
             .collect();
-        link.alter_configs(changes).await.map_err(|e| crate::controller::local::link_error_code(&e))?;
+        link.alter_configs(changes)
+            .await
+            .map_err(|e| crate::controller::local::link_error_code(&e))?;
         // Committed and pulled: applied here now rather than at the next image pass.
         let img = link.metadata().borrow().clone();
         self.sync_topic_configs(&img).await;
@@ -241,12 +276,17 @@ mod tests {
         let next = topic_after(
             &cur,
             &eff,
-            &[op("retention.ms", Op::Delete, None), op("cleanup.policy", Op::Append, Some("compact"))],
+            &[
+                op("retention.ms", Op::Delete, None),
+                op("cleanup.policy", Op::Append, Some("compact")),
+            ],
             false,
         )
         .unwrap();
         assert_eq!(next, BTreeMap::from([("cleanup.policy".into(), "delete,compact".into())]));
-        let next = topic_after(&next, &eff, &[op("cleanup.policy", Op::Subtract, Some("delete"))], false).unwrap();
+        let next =
+            topic_after(&next, &eff, &[op("cleanup.policy", Op::Subtract, Some("delete"))], false)
+                .unwrap();
         assert_eq!(next["cleanup.policy"], "compact");
         // AlterConfigs replaces: keys not given are gone.
         let next = topic_after(&cur, &eff, &[op("segment.ms", Op::Set, Some("5"))], true).unwrap();

@@ -55,7 +55,10 @@ fn config_type(key: &str) -> i8 {
         "compression.type" | "message.timestamp.type" => STRING,
         "cleanup.policy" => LIST,
         "min.cleanable.dirty.ratio" => DOUBLE,
-        "segment.bytes" | "segment.index.bytes" | "index.interval.bytes" | "max.message.bytes"
+        "segment.bytes"
+        | "segment.index.bytes"
+        | "index.interval.bytes"
+        | "max.message.bytes"
         | "min.insync.replicas" => INT,
         _ => LONG,
     }
@@ -76,7 +79,10 @@ fn synonym(name: &str, value: Option<String>, source: i8) -> DescribeConfigsSyno
 impl Broker {
     /// A topic's config overrides and partition count, from the image in combined mode and the
     /// registry on a single node (`None`: no such topic).
-    pub(crate) async fn topic_overrides(&self, topic: &str) -> Option<(BTreeMap<String, String>, i32)> {
+    pub(crate) async fn topic_overrides(
+        &self,
+        topic: &str,
+    ) -> Option<(BTreeMap<String, String>, i32)> {
         if let Some(img) = self.cluster_image() {
             let id = img.topic_ids.get(topic)?;
             let n = i32::try_from(img.topics.get(id)?.partitions.len()).unwrap_or(i32::MAX);
@@ -153,7 +159,10 @@ impl Broker {
             let described = match res.resource_type {
                 RESOURCE_TOPIC => self.describe_topic_configs(res, r.include_synonyms, v).await,
                 RESOURCE_BROKER => self.describe_broker_configs(res, r.include_synonyms, v),
-                t => Err((error_code::INVALID_REQUEST, format!("resource type {t} is not supported"))),
+                t => Err((
+                    error_code::INVALID_REQUEST,
+                    format!("resource type {t} is not supported"),
+                )),
             };
             match described {
                 Ok(configs) => out.configs = configs,
@@ -187,11 +196,15 @@ impl Broker {
             let _ = effective.set(k, val);
         }
         let mut out = Vec::new();
-        for (key, broker_key) in TOPIC_CONFIGS.iter().filter(|(k, _)| wanted(&res.configuration_keys, k)) {
+        for (key, broker_key) in
+            TOPIC_CONFIGS.iter().filter(|(k, _)| wanted(&res.configuration_keys, k))
+        {
             let static_set = statics.get(key) != defaults.get(key);
             let mut c = DescribeConfigsResourceResult::default();
             c.name = sb(key);
-            c.value = effective.get(key).as_deref().map(sb);
+            // An override shows as stored (Kafka keeps a list's order), the rest as in force.
+            let value = overrides.get(*key).cloned().or_else(|| effective.get(key));
+            c.value = value.as_deref().map(sb);
             c.config_source = match (overrides.contains_key(*key), static_set) {
                 (true, _) => source::TOPIC_CONFIG,
                 (false, true) => source::STATIC_BROKER_CONFIG,
@@ -199,10 +212,14 @@ impl Broker {
             };
             if synonyms {
                 if overrides.contains_key(*key) {
-                    c.synonyms.push(synonym(key, effective.get(key), source::TOPIC_CONFIG));
+                    c.synonyms.push(synonym(key, value.clone(), source::TOPIC_CONFIG));
                 }
                 if static_set {
-                    c.synonyms.push(synonym(broker_key, statics.get(key), source::STATIC_BROKER_CONFIG));
+                    c.synonyms.push(synonym(
+                        broker_key,
+                        statics.get(key),
+                        source::STATIC_BROKER_CONFIG,
+                    ));
                 }
                 c.synonyms.push(synonym(broker_key, defaults.get(key), source::DEFAULT_CONFIG));
             }

@@ -371,7 +371,15 @@ impl Node {
                 let start = work.topics.values().map(|t| t.partitions.len()).sum();
                 let rf = replication_factor;
                 self.active_controller()
-                    .create_topic_with_configs(&work, &name, TopicId(id), partitions, rf, start, &configs)
+                    .create_topic_with_configs(
+                        &work,
+                        &name,
+                        TopicId(id),
+                        partitions,
+                        rf,
+                        start,
+                        &configs,
+                    )
                     .map(|d| (d.records, ControllerResponse::TopicCreated(d.reply)))
             }
             ControllerRequest::AlterConfigs { changes } => self

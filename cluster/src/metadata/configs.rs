@@ -160,7 +160,9 @@ pub(super) fn alter_configs(
     for c in changes {
         let record = Record::Config(c.clone());
         work.apply(&record).map_err(|e| match (&c.resource, e) {
-            (ConfigResource::Topic(_), ApplyError::Invalid(m)) if m.starts_with("unknown topic") => {
+            (ConfigResource::Topic(_), ApplyError::Invalid(m))
+                if m.starts_with("unknown topic") =>
+            {
                 ControllerError::UnknownTopicOrPartition
             }
             (_, ApplyError::Limit(m)) => ControllerError::LimitExceeded(m),
@@ -183,7 +185,9 @@ mod tests {
 
     fn apply_all(image: &mut MetadataImage, records: Vec<Record>) {
         for r in records {
-            image.apply(&r).unwrap_or_else(|e| panic!("decision made a rejected record {r:?}: {e}"));
+            image
+                .apply(&r)
+                .unwrap_or_else(|e| panic!("decision made a rejected record {r:?}: {e}"));
         }
     }
 
@@ -217,9 +221,8 @@ mod tests {
         let mut c = Controller::new(ControllerConfig::default());
         let mut image = cluster(&mut c, 3);
         let configs = BTreeMap::from([("min.insync.replicas".to_string(), "2".to_string())]);
-        let d = c
-            .create_topic_with_configs(&image, "t", TopicId([1; 16]), 1, 3, 0, &configs)
-            .unwrap();
+        let d =
+            c.create_topic_with_configs(&image, "t", TopicId([1; 16]), 1, 3, 0, &configs).unwrap();
         assert_eq!(d.records.len(), 2, "the topic and its config commit as one decision");
         apply_all(&mut image, d.records);
         assert_eq!(image.topic_config("t", "min.insync.replicas"), Some("2"));
