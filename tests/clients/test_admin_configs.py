@@ -166,3 +166,50 @@ def test_topic_compression_type_recompresses(broker, codec):
     finally:
         c.close()
     assert got == values
+
+
+def test_cluster_topic_min_insync_replicas_by_create_and_incremental_alter():
+    """Three `broker serve` processes: a topic's own min.insync.replicas=3 (the brokers' is 1),
+    set at CreateTopics, refuses acks=all with one replica down; IncrementalAlterConfigs to 2
+    (through the controller) lets it through."""
+    import signal
+    import tempfile
+    from confluent_kafka import KafkaError
+    from test_cluster import Cluster, wait_for
+    with tempfile.TemporaryDirectory(prefix="loglab-cluster-") as d:
+        c = Cluster(d).start()
+        try:
+            topic = "hardened"
+            for _ in range(20):
+                try:
+                    c.admin.create_topics([NewTopic(topic, 1, 3, config={"min.insync.replicas": "3"})])[topic].result(10)
+                    break
+                except Exception as e:  # a controller change: retried, may find it created
+                    if "already exists" in str(e).lower():
+                        break
+                    time.sleep(0.5)
+            wait_for("ISR of 3", 30, lambda: (c.partition(topic) or (-1, []))[1] == [0, 1, 2] or None)
+            res = ConfigResource(ConfigResource.Type.TOPIC, topic)
+            got = c.admin.describe_configs([res])[res].result(TIMEOUT)["min.insync.replicas"]
+            assert (got.value, got.source) == ("3", ConfigSource.DYNAMIC_TOPIC_CONFIG.value)
+            leader, _ = c.partition(topic)
+            next(n for n in c.nodes if n.node_id != leader).stop(signal.SIGKILL)
+            wait_for("ISR of 2", 30, lambda: len((c.partition(topic) or (-1, [0, 1, 2]))[1]) == 2 or None)
+
+            def send():
+                out = {}
+                p = Producer({"bootstrap.servers": c.bootstrap, "acks": "all", "message.timeout.ms": 3000, "retries": 0})
+                p.produce(topic, b"x", on_delivery=lambda err, msg: out.setdefault("err", err))
+                p.flush(10)
+                assert "err" in out, "no delivery report within 10 s"
+                return out["err"]
+
+            # Until the leader itself saw the ISR shrink it may append first (…_AFTER_APPEND).
+            refused = wait_for("NOT_ENOUGH_REPLICAS", 30, lambda: (lambda e: e is not None and e.code() == KafkaError.NOT_ENOUGH_REPLICAS)(send()) or None)
+            assert refused
+            alter = ConfigResource(ConfigResource.Type.TOPIC, topic, incremental_configs=[
+                ConfigEntry("min.insync.replicas", "2", incremental_operation=AlterConfigOpType.SET)])
+            c.admin.incremental_alter_configs([alter])[alter].result(TIMEOUT)
+            wait_for("acks=all accepted with min.insync.replicas=2", 30, lambda: send() is None or None)
+        finally:
+            c.stop()
