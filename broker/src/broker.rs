@@ -372,6 +372,9 @@ impl Broker {
             ApiKey::ListGroups => self.list_groups(req_ref).await,
             ApiKey::DescribeGroups => self.describe_groups(req_ref).await,
             ApiKey::OffsetForLeaderEpoch => self.offset_for_leader_epoch(req_ref).await,
+            ApiKey::DescribeConfigs => self.describe_configs(req_ref).await,
+            ApiKey::AlterConfigs => self.alter_configs(req_ref).await,
+            ApiKey::IncrementalAlterConfigs => self.incremental_alter_configs(req_ref).await,
             _ => Err(RequestError::UnknownApi(req.api_key as i16)),
         }
     }
@@ -496,13 +499,9 @@ impl Broker {
         self.check_broker_partitions(registry, partitions)?;
         let mut cfg = self.config.log.clone();
         for (k, v) in &configs {
-            match cfg.set(k, v) {
-                Ok(true) => {}
-                Ok(false) => {
-                    return Err((error_code::INVALID_CONFIG, format!("unknown topic config {k}")))
-                }
-                Err(e) => return Err((error_code::INVALID_CONFIG, e.to_string())),
-            }
+            crate::log::LogConfig::check_topic_config(k, v)
+                .and_then(|()| cfg.set_strict(k, v))
+                .map_err(|e| (error_code::INVALID_CONFIG, e.to_string()))?;
         }
         let now = now_ms();
         let id = registry.new_topic_id(name, now);

@@ -392,7 +392,8 @@ impl BrokerConfig {
             }
             "log.cleaner.enable" => self.cleaner_enable = parse_bool(key, value)?,
             "min.insync.replicas" => {
-                self.replication.min_insync_replicas = parse_int(key, value, 1)?
+                self.replication.min_insync_replicas = parse_int(key, value, 1)?;
+                self.log.set(key, value)?; // the topics' default (one value, two readers)
             }
             "replica.lag.time.max.ms" => {
                 self.replication.replica_lag_time_max_ms = parse_int(key, value, 1)?
@@ -416,7 +417,8 @@ impl BrokerConfig {
                 self.replication.replica_socket_timeout_ms = parse_int(key, value, 1)?
             }
             "unclean.leader.election.enable" => {
-                self.unclean_leader_election_enable = parse_bool(key, value)?
+                self.unclean_leader_election_enable = parse_bool(key, value)?;
+                self.log.set(key, value)?;
             }
             "log.cleaner.backoff.ms" => self.cleaner_backoff_ms = parse_int(key, value, 1)?,
             // Issue 17's bounds (see `LimitSettings`).
@@ -505,7 +507,10 @@ impl BrokerConfig {
                     return Err(ConfigError::UnknownKey { key: key.to_string() });
                 }
                 // Topic-level spellings are not broker keys (Kafka rejects e.g. `segment.bytes` here).
-                if !(key.starts_with("log.") || key == "message.max.bytes") {
+                if !(key.starts_with("log.")
+                    || key == "message.max.bytes"
+                    || key == "compression.type")
+                {
                     return Err(ConfigError::UnknownKey { key: key.to_string() });
                 }
                 match unit_rank(key) {

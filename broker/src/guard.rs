@@ -29,6 +29,8 @@ enum F {
     ArrI32,
     /// Array of strings (no per-element tags).
     ArrStr,
+    /// Nullable array of strings.
+    NArrStr,
 }
 
 struct Walker<'a> {
@@ -150,8 +152,8 @@ impl Walker<'_> {
                     let n = self.array_len(false)?;
                     self.take(n.checked_mul(4).ok_or("array too long")?)?;
                 }
-                F::ArrStr => {
-                    let n = self.array_len(false)?;
+                F::ArrStr | F::NArrStr => {
+                    let n = self.array_len(matches!(f, F::NArrStr))?;
                     for _ in 0..n {
                         self.walk(&[F::Str])?;
                     }
@@ -337,6 +339,23 @@ fn schema(api: ApiKey, v: i16) -> Option<(Vec<F>, bool)> {
                 )),
             ]),
             v >= 4,
+        ),
+        // Configs: DescribeConfigs v1-4, AlterConfigs v0-2, IncrementalAlterConfigs v0-1.
+        ApiKey::DescribeConfigs => (
+            s(vec![
+                Some(Arr(vec![I8, Str, NArrStr], false)),
+                when(v >= 1, Bool),
+                when(v >= 3, Bool),
+            ]),
+            v >= 4,
+        ),
+        ApiKey::AlterConfigs => (
+            s(vec![Some(Arr(vec![I8, Str, Arr(vec![Str, NStr], false)], false)), Some(Bool)]),
+            v >= 2,
+        ),
+        ApiKey::IncrementalAlterConfigs => (
+            s(vec![Some(Arr(vec![I8, Str, Arr(vec![Str, I8, NStr], false)], false)), Some(Bool)]),
+            v >= 1,
         ),
         _ => return None,
     };

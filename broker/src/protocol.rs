@@ -39,6 +39,10 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     // Followers truncate by it (KIP-101/279); consumers validate positions after a leader change
     // (KIP-320).
     (ApiKey::OffsetForLeaderEpoch, 2, 4),
+    // Topic and broker configs (api/configs.rs, api/alter_configs.rs).
+    (ApiKey::DescribeConfigs, 1, 4),
+    (ApiKey::AlterConfigs, 0, 2),
+    (ApiKey::IncrementalAlterConfigs, 0, 1),
 ];
 
 pub fn supported_range(key: ApiKey) -> Option<(i16, i16)> {
@@ -66,6 +70,9 @@ pub fn api_name(key: ApiKey) -> &'static str {
         ApiKey::ListGroups => "ListGroups",
         ApiKey::DescribeGroups => "DescribeGroups",
         ApiKey::OffsetForLeaderEpoch => "OffsetForLeaderEpoch",
+        ApiKey::DescribeConfigs => "DescribeConfigs",
+        ApiKey::AlterConfigs => "AlterConfigs",
+        ApiKey::IncrementalAlterConfigs => "IncrementalAlterConfigs",
         _ => "Other",
     }
 }

@@ -52,7 +52,7 @@ fn config(id: i32, min_insync: usize) -> BrokerConfig {
     c.quorum.election_timeout_ms = 300;
     c.quorum.fetch_timeout_ms = 300;
     c.quorum.metadata_poll_ms = 50;
-    c.replication.min_insync_replicas = min_insync;
+    c.set("min.insync.replicas", &min_insync.to_string()).expect("a valid value");
     c.replication.replica_lag_time_max_ms = 1_000;
     c.replication.replica_fetch_wait_max_ms = 100;
     c.replication.replica_fetch_backoff_ms = 50;

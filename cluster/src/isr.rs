@@ -263,6 +263,13 @@ impl LeaderState {
         self.update_hw()
     }
 
+    /// A changed `min.insync.replicas` (a topic config altered while leading): acks waiting
+    /// are judged again at once. Returns whether the HW advanced.
+    pub fn set_min_insync_replicas(&mut self, min_insync_replicas: usize) -> bool {
+        self.config.min_insync_replicas = min_insync_replicas.max(1);
+        self.update_hw()
+    }
+
     /// Checks `acks=all` before the append (NOT_ENOUGH_REPLICAS).
     pub fn check_produce(&self) -> Result<(), ProduceError> {
         if self.isr.len() < self.config.min_insync_replicas {

@@ -40,7 +40,11 @@
 //!   ([`Controller::recover`]);
 //! - with `unclean.leader.election.enable` off, a new leader comes from the ISR; with it on, an
 //!   offline partition may take a live replica outside the ISR, and the ISR becomes just it;
-//! - broker epochs grow per registration; a request carrying an older one is stale.
+//! - broker epochs grow per registration; a request carrying an older one is stale;
+//! - config records (`Record::Config`, Kafka's ConfigRecord; `metadata/configs.rs`) hold topic
+//!   configs and dynamic broker configs; a topic's go with it. The controller's decisions for a
+//!   partition read its topic's `min.insync.replicas` and `unclean.leader.election.enable`
+//!   ([`ControllerConfig::for_topic`]).
 //!
 //! Limits: brokers (`brokers_max`), topics (`topics_max`), partitions per topic
 //! (`partitions_per_topic_max`), replication factor (`replication_factor_max`), topic name length
@@ -49,6 +53,12 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
+
+mod configs;
+pub use configs::{
+    ConfigChange, ConfigResource, CONFIGS_PER_RESOURCE_MAX, CONFIG_CHANGES_MAX,
+    CONFIG_NAME_LEN_MAX, CONFIG_VALUE_LEN_MAX,
+};
 
 pub type BrokerId = i32;
 /// No leader: the partition is offline.
@@ -116,6 +126,9 @@ pub enum Record {
     DeleteTopic {
         topic_id: TopicId,
     },
+    /// A topic config or dynamic broker config set or deleted (Kafka's ConfigRecord); see
+    /// `metadata/configs.rs`.
+    Config(ConfigChange),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -197,6 +210,12 @@ pub struct MetadataImage {
     pub last_broker_epoch: i64,
     /// Records applied (accepted) so far.
     pub applied: u64,
+    /// Topic config overrides by topic name (`Record::Config`); gone with the topic.
+    #[serde(default)]
+    pub topic_configs: BTreeMap<String, BTreeMap<String, String>>,
+    /// Dynamic broker configs by broker id (decimal), `""` for the cluster-wide default.
+    #[serde(default)]
+    pub broker_configs: BTreeMap<String, BTreeMap<String, String>>,
 }
 
 impl Default for MetadataImage {
@@ -214,6 +233,8 @@ impl MetadataImage {
             topic_ids: BTreeMap::new(),
             last_broker_epoch: 0,
             applied: 0,
+            topic_configs: BTreeMap::new(),
+            broker_configs: BTreeMap::new(),
         }
     }
 
@@ -365,6 +386,11 @@ impl MetadataImage {
                     .remove(topic_id)
                     .ok_or_else(|| ApplyError::Invalid(format!("unknown topic {topic_id:?}")))?;
                 self.topic_ids.remove(&topic.name);
+                self.topic_configs.remove(&topic.name);
+            }
+            Record::Config(change) => {
+                self.check_config(change)?;
+                self.apply_config(change);
             }
         }
         self.applied += 1;
@@ -562,8 +588,8 @@ impl Controller {
             }
         }
         if !clean_shutdown {
-            records.extend(partition_changes(&mut work, |img, p| {
-                after_unclean_restart(img, &self.config, p, broker_id)
+            records.extend(partition_changes(&mut work, |img, topic, p| {
+                after_unclean_restart(img, &self.config.for_topic(img, topic), p, broker_id)
             }));
         }
         let broker_epoch = work.last_broker_epoch + 1;
@@ -690,7 +716,9 @@ impl Controller {
             // later recovery, not ELR members: any of them may have lost its tail (a power loss
             // looks like a crash at registration), and any may be all that is left should the
             // new leader lose its log next (the old sole ISR member held every acknowledged write).
-            let last_known_elr: Vec<BrokerId> = if self.config.min_insync_replicas > 1 {
+            let topic = work.topics.get(&key.0).map(|t| t.name.clone()).unwrap_or_default();
+            let min_insync = self.config.for_topic(work, &topic).min_insync_replicas;
+            let last_known_elr: Vec<BrokerId> = if min_insync > 1 {
                 candidates.iter().copied().filter(|r| *r != leader).collect()
             } else {
                 Vec::new()
@@ -750,8 +778,10 @@ impl Controller {
         if isr == p.isr {
             return Ok(Decision { records: Vec::new(), reply: p.clone() });
         }
-        let elr = next_elr(p, &isr, self.config.min_insync_replicas);
-        let last_known_elr = next_last_known_elr(p, &isr, &elr, self.config.min_insync_replicas);
+        let topic = image.topics.get(&req.topic_id).map(|t| t.name.as_str()).unwrap_or_default();
+        let min_insync = self.config.for_topic(image, topic).min_insync_replicas;
+        let elr = next_elr(p, &isr, min_insync);
+        let last_known_elr = next_last_known_elr(p, &isr, &elr, min_insync);
         let reply = PartitionState {
             isr,
             partition_epoch: p.partition_epoch + 1,
@@ -813,6 +843,44 @@ impl Controller {
             }],
             reply: topic_id,
         })
+    }
+
+    /// [`Controller::create_topic`] with the topic's configs (one decision: the topic and its
+    /// config records commit together).
+    #[allow(clippy::too_many_arguments)]
+    pub fn create_topic_with_configs(
+        &self,
+        image: &MetadataImage,
+        name: &str,
+        topic_id: TopicId,
+        partitions: u32,
+        replication_factor: u16,
+        start: usize,
+        configs: &BTreeMap<String, String>,
+    ) -> Result<Decision<TopicId>, ControllerError> {
+        let mut d =
+            self.create_topic(image, name, topic_id, partitions, replication_factor, start)?;
+        let mut work = image.clone();
+        work.apply(&d.records[0]).expect("topic record built from the image");
+        let changes: Vec<ConfigChange> = configs
+            .iter()
+            .map(|(k, v)| ConfigChange {
+                resource: ConfigResource::Topic(name.to_string()),
+                name: k.clone(),
+                value: Some(v.clone()),
+            })
+            .collect();
+        d.records.extend(configs::alter_configs(&work, &changes)?.records);
+        Ok(d)
+    }
+
+    /// AlterConfigs / IncrementalAlterConfigs, already resolved to sets and deletes by the broker.
+    pub fn alter_configs(
+        &self,
+        image: &MetadataImage,
+        changes: &[ConfigChange],
+    ) -> Result<Decision<()>, ControllerError> {
+        configs::alter_configs(image, changes)
     }
 
     pub fn delete_topic(
@@ -1045,7 +1113,9 @@ fn fence_records(
 ) -> Vec<Record> {
     let mut records = vec![Record::FenceBroker { broker_id: broker, broker_epoch }];
     work.apply(&records[0]).expect("fence built from the image");
-    records.extend(partition_changes(work, |img, p| without_broker(img, config, p, broker)));
+    records.extend(partition_changes(work, |img, topic, p| {
+        without_broker(img, &config.for_topic(img, topic), p, broker)
+    }));
     records
 }
 
@@ -1057,18 +1127,20 @@ fn unfence_records(
 ) -> Vec<Record> {
     let mut records = vec![Record::UnfenceBroker { broker_id: broker, broker_epoch }];
     work.apply(&records[0]).expect("unfence built from the image");
-    records.extend(partition_changes(work, |img, p| with_broker(img, config, p, broker)));
+    records.extend(partition_changes(work, |img, topic, p| {
+        with_broker(img, &config.for_topic(img, topic), p, broker)
+    }));
     records
 }
 
 fn partition_changes(
     work: &mut MetadataImage,
-    f: impl Fn(&MetadataImage, &PartitionState) -> Option<PartitionState>,
+    f: impl Fn(&MetadataImage, &str, &PartitionState) -> Option<PartitionState>,
 ) -> Vec<Record> {
     let mut changes = Vec::new();
     for (id, topic) in &work.topics {
         for (i, p) in topic.partitions.iter().enumerate() {
-            if let Some(next) = f(work, p) {
+            if let Some(next) = f(work, &topic.name, p) {
                 changes.push(change_record(*id, i as u32, next));
             }
         }

@@ -141,6 +141,7 @@ impl Broker {
             } else {
                 t.replication_factor
             };
+            let configs = topic_configs_of(t);
             let outcome: Result<Option<cluster::metadata::TopicId>, (i16, String)> =
                 if name == crate::group::OFFSETS_TOPIC {
                     Err((
@@ -152,11 +153,8 @@ impl Broker {
                         error_code::INVALID_REQUEST,
                         "manual replica assignment is not supported".to_string(),
                     ))
-                } else if !t.configs.is_empty() {
-                    Err((
-                        error_code::INVALID_CONFIG,
-                        "topic configs are not supported with a controller quorum yet".to_string(),
-                    ))
+                } else if let Err(e) = check_topic_configs(&configs) {
+                    Err(e)
                 } else if partitions < 1 {
                     Err((
                         error_code::INVALID_PARTITIONS,
@@ -190,7 +188,8 @@ impl Broker {
                         Ok(()) => Ok(None),
                     }
                 } else {
-                    match link.create_topic(&name, partitions as u32, rf as u16).await {
+                    let (p, rf) = (partitions as u32, rf as u16);
+                    match link.create_topic_with_configs(&name, p, rf, configs).await {
                         Ok(id) => {
                             // Local logs now, so a produce right after the answer finds them.
                             let img = link.metadata().borrow().clone();
@@ -501,6 +500,25 @@ fn refused_key_type(key_type: i8) -> Option<(i16, &'static str)> {
         1 => Some((error_code::TRANSACTIONAL_ID_AUTHORIZATION_FAILED, TRANSACTIONS_UNSUPPORTED)),
         _ => Some((error_code::INVALID_REQUEST, "unknown coordinator key type")),
     }
+}
+
+/// A CreateTopics topic's configs (null values are left out, as on a single node).
+fn topic_configs_of(
+    t: &kafka_protocol::messages::create_topics_request::CreatableTopic,
+) -> BTreeMap<String, String> {
+    t.configs
+        .iter()
+        .filter_map(|c| Some((c.name.to_string(), c.value.as_ref()?.to_string())))
+        .collect()
+}
+
+/// Each config a topic config with a valid value (INVALID_CONFIG naming the first that is not).
+fn check_topic_configs(configs: &BTreeMap<String, String>) -> Result<(), (i16, String)> {
+    for (k, v) in configs {
+        crate::log::LogConfig::check_topic_config(k, v)
+            .map_err(|e| (error_code::INVALID_CONFIG, e.to_string()))?;
+    }
+    Ok(())
 }
 
 /// A CreateTopics result from an outcome (the topic id when one was made; `None` for

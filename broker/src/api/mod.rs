@@ -1,6 +1,8 @@
 //! Request handlers, one file per API family (each an `impl Broker` block).
 
 mod admin;
+mod alter_configs;
+mod configs;
 mod fetch;
 mod group;
 mod list_offsets;

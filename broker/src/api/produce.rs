@@ -316,6 +316,20 @@ impl Broker {
             tracing::debug!(partition = %tp, error = %e, "produce refused by record validation");
             return (PartResult::err(index, e.kafka_code(), e.to_string()), -1);
         }
+        // `compression.type` other than `producer`: batches in another codec are recompressed.
+        let codec = data.log.config().compression_type;
+        let (records, parsed) = match crate::log::recompress::to_topic_codec(&records, codec) {
+            Ok(None) => (records, parsed),
+            Ok(Some(rewritten)) => {
+                let rewritten = Bytes::from(rewritten);
+                let parsed = ParsedBatches::parse(&rewritten);
+                (rewritten, parsed)
+            }
+            Err(why) => {
+                tracing::debug!(partition = %tp, %why, "produce refused: cannot recompress");
+                return (PartResult::err(index, error_code::CORRUPT_MESSAGE, why), -1);
+            }
+        };
         let headers: Vec<BatchHeader> = parsed.headers().copied().collect();
         // The museum switch `loglab.unsafe.producer.dedup.disable`: no sequence checks (before
         // KIP-98), so a retried batch is appended again.

@@ -28,10 +28,11 @@ pub const HW_CHECKPOINT: &str = "replication-offset-checkpoint";
 const HW_CHECKPOINT_BYTES_MAX: usize = 16 << 20;
 
 impl Broker {
-    fn isr_config(&self) -> IsrConfig {
+    /// The leader's rules for a log: `min.insync.replicas` is the topic's (its log config).
+    fn isr_config(&self, log: &crate::log::LogConfig) -> IsrConfig {
         IsrConfig {
             replica_lag_time_max_ms: self.config.replication.replica_lag_time_max_ms,
-            min_insync_replicas: self.config.replication.min_insync_replicas,
+            min_insync_replicas: log.min_insync_replicas as usize,
             ..IsrConfig::default()
         }
     }
@@ -73,7 +74,7 @@ impl Broker {
                 continue;
             };
             let leo = data.log.log_end_offset();
-            let (cfg, fenced) = (self.isr_config(), ineligible.clone());
+            let (cfg, fenced) = (self.isr_config(data.log.config()), ineligible.clone());
             self.replicas.become_leader(&part, key.topic_id, p, me, leo, cfg, fenced, now);
         }
         for (key, (name, p)) in &changes.followers {

@@ -18,8 +18,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use cluster::metadata::{
-    AlterPartitionRequest, BrokerId, ControllerError, Endpoint, MetadataImage, PartitionState,
-    ReplicaLogInfo, TopicId,
+    AlterPartitionRequest, BrokerId, ConfigChange, ControllerError, Endpoint, MetadataImage,
+    PartitionState, ReplicaLogInfo, TopicId,
 };
 use cluster::raft::NodeId;
 use net_model::{Connection, Network};
@@ -59,6 +59,16 @@ pub trait ControllerLink: Send + Sync + fmt::Debug {
         replication_factor: u16,
     ) -> Result<TopicId, LinkError>;
     async fn delete_topic(&self, name: &str) -> Result<TopicId, LinkError>;
+    /// CreateTopics with topic configs (committed with the topic, as one decision).
+    async fn create_topic_with_configs(
+        &self,
+        name: &str,
+        partitions: u32,
+        replication_factor: u16,
+        configs: BTreeMap<String, String>,
+    ) -> Result<TopicId, LinkError>;
+    /// Config sets and deletes, all or nothing; answered once committed and applied here.
+    async fn alter_configs(&self, changes: Vec<ConfigChange>) -> Result<(), LinkError>;
     /// This broker's logs of the partitions awaiting unclean recovery (KIP-966) it is a candidate
     /// for; the link sends them with every heartbeat until replaced (empty: none).
     fn report_logs(&self, _logs: Vec<ReplicaLogInfo>) {}
@@ -497,10 +507,21 @@ impl ControllerLink for RpcLink {
         partitions: u32,
         replication_factor: u16,
     ) -> Result<TopicId, LinkError> {
+        self.create_topic_with_configs(name, partitions, replication_factor, BTreeMap::new()).await
+    }
+
+    async fn create_topic_with_configs(
+        &self,
+        name: &str,
+        partitions: u32,
+        replication_factor: u16,
+        configs: BTreeMap<String, String>,
+    ) -> Result<TopicId, LinkError> {
         let req = ControllerRequest::CreateTopic {
             name: name.to_string(),
             partitions,
             replication_factor,
+            configs,
         };
         match self.call(req).await? {
             ControllerResponse::TopicCreated(id) => {
@@ -524,6 +545,16 @@ impl ControllerLink for RpcLink {
                 self.beat_soon.notify_one();
             }
             *current = logs;
+        }
+    }
+
+    async fn alter_configs(&self, changes: Vec<ConfigChange>) -> Result<(), LinkError> {
+        match self.call(ControllerRequest::AlterConfigs { changes }).await? {
+            ControllerResponse::ConfigsAltered => {
+                self.catch_up().await?;
+                Ok(())
+            }
+            other => Err(LinkError::Unavailable(format!("unexpected answer {other:?}"))),
         }
     }
 

@@ -137,12 +137,12 @@ impl Broker {
                 continue;
             }
             let partitions = i32::try_from(t.partitions.len()).unwrap_or(i32::MAX);
-            // Topic configs do not travel through the controller yet; the offsets topic's are
+            // Topic configs come with the image (config records); the offsets topic's are
             // fixed (compacted), so every replica applies them.
             let configs = if t.name == crate::group::OFFSETS_TOPIC {
                 self.groups.topic_configs(partitions).1
             } else {
-                Default::default()
+                image.topic_config_map(&t.name)
             };
             // Logs are created without the registry lock held (see `Broker::create_topic`).
             match self.create_topic_admin_held(&t.name, partitions, configs).await {
@@ -161,6 +161,9 @@ impl Broker {
                 }
             }
         }
+        drop(_admin);
+        // Topics already here follow the image's config records.
+        self.sync_topic_configs(image).await;
         created
     }
 }

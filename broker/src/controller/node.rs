@@ -364,15 +364,28 @@ impl Node {
                 .active_controller()
                 .alter_partition(&work, &r)
                 .map(|d| (d.records, ControllerResponse::Partition(d.reply))),
-            ControllerRequest::CreateTopic { name, partitions, replication_factor } => {
+            ControllerRequest::CreateTopic { name, partitions, replication_factor, configs } => {
                 let mut id = [0u8; 16];
                 self.topic_rng.fill_bytes(&mut id);
                 // Spread leaders across topics: start where the previous partitions ended.
                 let start = work.topics.values().map(|t| t.partitions.len()).sum();
+                let rf = replication_factor;
                 self.active_controller()
-                    .create_topic(&work, &name, TopicId(id), partitions, replication_factor, start)
+                    .create_topic_with_configs(
+                        &work,
+                        &name,
+                        TopicId(id),
+                        partitions,
+                        rf,
+                        start,
+                        &configs,
+                    )
                     .map(|d| (d.records, ControllerResponse::TopicCreated(d.reply)))
             }
+            ControllerRequest::AlterConfigs { changes } => self
+                .active_controller()
+                .alter_configs(&work, &changes)
+                .map(|d| (d.records, ControllerResponse::ConfigsAltered)),
             ControllerRequest::DeleteTopic { name } => self
                 .active_controller()
                 .delete_topic(&work, &name)

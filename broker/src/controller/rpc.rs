@@ -16,8 +16,8 @@
 use std::collections::BTreeMap;
 
 use cluster::metadata::{
-    AlterPartitionRequest, BrokerId, ControllerError, Endpoint, PartitionState, Record,
-    ReplicaLogInfo, TopicId,
+    AlterPartitionRequest, BrokerId, ConfigChange, ControllerError, Endpoint, PartitionState,
+    Record, ReplicaLogInfo, TopicId,
 };
 use cluster::raft::{Message, NodeId};
 use serde::{Deserialize, Serialize};
@@ -62,6 +62,13 @@ pub enum ControllerRequest {
         name: String,
         partitions: u32,
         replication_factor: u16,
+        /// Topic configs (validated by the broker that took the request).
+        #[serde(default)]
+        configs: BTreeMap<String, String>,
+    },
+    /// Config sets and deletes (AlterConfigs / IncrementalAlterConfigs), all or nothing.
+    AlterConfigs {
+        changes: Vec<ConfigChange>,
     },
     DeleteTopic {
         name: String,
@@ -87,6 +94,7 @@ pub enum ControllerResponse {
     Partition(PartitionState),
     TopicCreated(TopicId),
     TopicDeleted(TopicId),
+    ConfigsAltered,
     Metadata { batches: Vec<MetadataBatch>, committed_index: u64 },
     Error(RpcError),
 }

@@ -17,6 +17,7 @@ use crate::protocol::{self, api_name};
 pub fn since(key: ApiKey) -> Option<i16> {
     Some(match key {
         ApiKey::InitProducerId => 0,
+        ApiKey::DescribeConfigs | ApiKey::AlterConfigs | ApiKey::IncrementalAlterConfigs => 0,
         ApiKey::Produce
         | ApiKey::Fetch
         | ApiKey::ApiVersions

@@ -201,7 +201,7 @@ pub fn parse_records(body: &[u8], declared: i32) -> Result<Vec<RawRecord>, Strin
 }
 
 /// The records section of `batch`, decompressed.
-fn records_body(batch: &Bytes, h: &BatchHeader) -> Result<Bytes, String> {
+pub(crate) fn records_body(batch: &Bytes, h: &BatchHeader) -> Result<Bytes, String> {
     let codec = h.compression().map_err(|e| e.to_string())?;
     let raw = batch.slice(BATCH_HEADER_LEN..);
     match codec {

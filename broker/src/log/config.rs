@@ -86,6 +86,16 @@ pub struct LogConfig {
     /// `max.compaction.lag.ms` / `log.cleaner.max.compaction.lag.ms`: a dirty record older than
     /// this makes the log cleanable whatever its dirty ratio.
     pub max_compaction_lag_ms: i64,
+    /// `min.insync.replicas`: the ISR size `acks=all` needs (combined mode).
+    pub min_insync_replicas: u32,
+    /// `unclean.leader.election.enable`: read by the controller's election.
+    pub unclean_leader_election_enable: bool,
+    /// `compression.type`: `None` is Kafka's `producer` (batches kept as produced); a codec
+    /// makes the broker recompress batches that arrive with another one.
+    pub compression_type: Option<records::Compression>,
+    /// `message.timestamp.type` / `log.message.timestamp.type`: `LogAppendTime` makes the broker
+    /// stamp each batch with its append time.
+    pub log_append_time: bool,
 }
 
 // `min_cleanable_dirty_ratio` is an f64, but `set` only ever stores finite values, so equality
@@ -109,6 +119,10 @@ impl Default for LogConfig {
             min_cleanable_dirty_ratio: 0.5,
             min_compaction_lag_ms: 0,
             max_compaction_lag_ms: i64::MAX,
+            min_insync_replicas: 1,
+            unclean_leader_election_enable: false,
+            compression_type: None,
+            log_append_time: false,
         }
     }
 }
@@ -120,6 +134,29 @@ pub enum ConfigError {
     #[error("config `{key}`: `{value}` is not valid: {why}")]
     BadValue { key: String, value: String, why: &'static str },
 }
+
+/// Every topic config this broker knows, with its broker-level synonym (the static default):
+/// one definition — [`LogConfig::set`] parses both spellings, [`LogConfig::get`] renders them.
+pub const TOPIC_CONFIGS: &[(&str, &str)] = &[
+    ("cleanup.policy", "log.cleanup.policy"),
+    ("compression.type", "compression.type"),
+    ("delete.retention.ms", "log.cleaner.delete.retention.ms"),
+    ("flush.messages", "log.flush.interval.messages"),
+    ("flush.ms", "log.flush.interval.ms"),
+    ("index.interval.bytes", "log.index.interval.bytes"),
+    ("max.compaction.lag.ms", "log.cleaner.max.compaction.lag.ms"),
+    ("max.message.bytes", "message.max.bytes"),
+    ("message.timestamp.type", "log.message.timestamp.type"),
+    ("min.cleanable.dirty.ratio", "log.cleaner.min.cleanable.ratio"),
+    ("min.compaction.lag.ms", "log.cleaner.min.compaction.lag.ms"),
+    ("min.insync.replicas", "min.insync.replicas"),
+    ("retention.bytes", "log.retention.bytes"),
+    ("retention.ms", "log.retention.ms"),
+    ("segment.bytes", "log.segment.bytes"),
+    ("segment.index.bytes", "log.index.size.max.bytes"),
+    ("segment.ms", "log.roll.ms"),
+    ("unclean.leader.election.enable", "unclean.leader.election.enable"),
+];
 
 /// The smallest segment: one index entry's worth of data plus a batch header.
 const SEGMENT_BYTES_MIN: i64 = 14;
@@ -193,6 +230,31 @@ impl LogConfig {
             "max.compaction.lag.ms" | "log.cleaner.max.compaction.lag.ms" => {
                 self.max_compaction_lag_ms = in_range(int()?, 1, i64::MAX)?
             }
+            "min.insync.replicas" => {
+                self.min_insync_replicas = in_range(int()?, 1, i32::MAX as i64)? as u32
+            }
+            "unclean.leader.election.enable" => {
+                self.unclean_leader_election_enable = match value.trim() {
+                    "true" => true,
+                    "false" => false,
+                    _ => return Err(bad("expected true or false")),
+                }
+            }
+            "compression.type" => {
+                self.compression_type = match value.trim().to_ascii_lowercase().as_str() {
+                    "producer" => None,
+                    v => Some(records::Compression::from_name(v).ok_or_else(|| {
+                        bad("expected producer, uncompressed, gzip, snappy, lz4 or zstd")
+                    })?),
+                }
+            }
+            "message.timestamp.type" | "log.message.timestamp.type" => {
+                self.log_append_time = match value.trim() {
+                    "CreateTime" => false,
+                    "LogAppendTime" => true,
+                    _ => return Err(bad("expected CreateTime or LogAppendTime")),
+                }
+            }
             _ => return Ok(false),
         }
         Ok(true)
@@ -205,6 +267,43 @@ impl LogConfig {
         } else {
             Err(ConfigError::UnknownKey { key: key.to_string() })
         }
+    }
+
+    /// The value of topic config `key` (a name of [`TOPIC_CONFIGS`]) as Kafka renders it.
+    pub fn get(&self, key: &str) -> Option<String> {
+        Some(match key {
+            "cleanup.policy" => self.cleanup_policy.as_str().to_string(),
+            "compression.type" => {
+                self.compression_type.map_or("producer", |c| c.name()).to_string()
+            }
+            "delete.retention.ms" => self.delete_retention_ms.to_string(),
+            "flush.messages" => self.flush_messages.to_string(),
+            "flush.ms" => self.flush_ms.to_string(),
+            "index.interval.bytes" => self.index_interval_bytes.to_string(),
+            "max.compaction.lag.ms" => self.max_compaction_lag_ms.to_string(),
+            "max.message.bytes" => self.max_message_bytes.to_string(),
+            "message.timestamp.type" => {
+                if self.log_append_time { "LogAppendTime" } else { "CreateTime" }.to_string()
+            }
+            "min.cleanable.dirty.ratio" => self.min_cleanable_dirty_ratio.to_string(),
+            "min.compaction.lag.ms" => self.min_compaction_lag_ms.to_string(),
+            "min.insync.replicas" => self.min_insync_replicas.to_string(),
+            "retention.bytes" => self.retention_bytes.to_string(),
+            "retention.ms" => self.retention_ms.to_string(),
+            "segment.bytes" => self.segment_bytes.to_string(),
+            "segment.index.bytes" => self.segment_index_bytes.to_string(),
+            "segment.ms" => self.segment_ms.to_string(),
+            "unclean.leader.election.enable" => self.unclean_leader_election_enable.to_string(),
+            _ => return None,
+        })
+    }
+
+    /// Checks a topic config (Kafka's topic-level name and a valid value); the error says why.
+    pub fn check_topic_config(key: &str, value: &str) -> Result<(), ConfigError> {
+        if !TOPIC_CONFIGS.iter().any(|(k, _)| *k == key) {
+            return Err(ConfigError::UnknownKey { key: key.to_string() });
+        }
+        LogConfig::default().set_strict(key, value)
     }
 
     /// Offset-index entries a segment may hold before it must roll.

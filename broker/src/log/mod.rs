@@ -20,6 +20,7 @@ pub mod file_cache;
 pub mod index;
 pub mod manager;
 pub mod partition_log;
+pub mod recompress;
 pub mod segment;
 
 pub use config::{CleanupPolicy, LogConfig};

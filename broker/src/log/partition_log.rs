@@ -315,6 +315,12 @@ impl Log {
         &self.config
     }
 
+    /// New settings (a topic config changed): later appends, rolls, retention and cleaning
+    /// follow them; existing segments stay as they are.
+    pub fn set_config(&mut self, config: LogConfig) {
+        self.config = config;
+    }
+
     pub fn log_start_offset(&self) -> i64 {
         self.log_start_offset
     }
@@ -554,6 +560,9 @@ impl Log {
             BatchHeader::set_partition_leader_epoch(batch, leader_epoch);
             header.base_offset = next;
             header.partition_leader_epoch = leader_epoch;
+            if self.config.log_append_time {
+                stamp_log_append_time(batch, header, now_ms);
+            }
             next = header.last_offset() + 1;
         }
         let r = self.append_validated(records, &headers, now_ms).await;
@@ -561,7 +570,8 @@ impl Log {
         Ok((info, headers.into_iter().map(|(_, h)| h).collect()))
     }
 
-    /// Appends a follower's batches as fetched from the leader: offsets are already assigned and
+    /// Appends a follower's batches as fetched from the leader (LogAppendTime already stamped by
+    /// the leader): offsets are already assigned and
     /// must continue the log exactly.
     pub async fn append_as_follower(
         &mut self,
@@ -1030,4 +1040,19 @@ async fn complete_interrupted_swaps(
     }
     storage.sync_dir(dir).await?;
     Ok(())
+}
+
+/// `message.timestamp.type=LogAppendTime` (Kafka's LogValidator): the batch's timestamp-type
+/// attribute bit (3) is set and its max timestamp becomes the append time; readers then take that
+/// time for every record. The CRC covers both, so it is recomputed.
+fn stamp_log_append_time(batch: &mut [u8], header: &mut BatchHeader, now_ms: i64) {
+    header.attributes |= 0x08;
+    header.max_timestamp = now_ms;
+    let crc = header.crc;
+    header.write_to(&mut batch[..records::BATCH_HEADER_LEN]);
+    BatchHeader::update_crc(batch);
+    match BatchHeader::parse(batch) {
+        Ok(h) => *header = h,
+        Err(_) => header.crc = crc, // unreachable: the bytes were just validated
+    }
 }

@@ -206,6 +206,16 @@ impl Replicas {
         })
     }
 
+    /// A changed `min.insync.replicas` of `tp` (nothing unless this broker leads it).
+    pub fn set_min_insync_replicas(&self, tp: &TopicPartition, min_insync_replicas: usize) {
+        self.with_slot(tp, |slot| {
+            let Some(Role::Leader { state, .. }) = slot.role.as_mut() else { return };
+            state.set_min_insync_replicas(min_insync_replicas);
+            let done = state.take_completed();
+            deliver(slot, &self.waiting, done);
+        });
+    }
+
     /// `acks=all` admission before the append (NOT_ENOUGH_REPLICAS).
     pub fn check_produce(&self, tp: &TopicPartition) -> Result<(), ProduceError> {
         if self.waiting.load(Ordering::Relaxed) >= ACK_WAITERS_MAX {

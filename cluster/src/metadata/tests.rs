@@ -527,6 +527,13 @@ fn any_record() -> impl Strategy<Value = Record> {
             }
         ),
         (0u8..3).prop_map(|id| Record::DeleteTopic { topic_id: tid(id) }),
+        ("[a-c.]{0,3}", "[a-c. ]{0,3}", proptest::option::of("[0-9]{0,2}")).prop_map(
+            |(topic, name, value)| Record::Config(ConfigChange {
+                resource: ConfigResource::Topic(topic),
+                name,
+                value
+            })
+        ),
     ]
 }
 

@@ -47,7 +47,10 @@ fn throttle_is_set_in_every_served_version_that_has_it() {
     check!(ApiKey::ListGroups, ListGroupsResponse);
     check!(ApiKey::DescribeGroups, DescribeGroupsResponse);
     check!(ApiKey::OffsetForLeaderEpoch, OffsetForLeaderEpochResponse);
-    assert_eq!(protocol::SUPPORTED.len(), 18, "a new API: add it here and to `since`");
+    check!(ApiKey::DescribeConfigs, DescribeConfigsResponse);
+    check!(ApiKey::AlterConfigs, AlterConfigsResponse);
+    check!(ApiKey::IncrementalAlterConfigs, IncrementalAlterConfigsResponse);
+    assert_eq!(protocol::SUPPORTED.len(), 21, "a new API: add it here and to `since`");
 }
 
 #[test]
