@@ -7,18 +7,15 @@
 use std::time::{Duration, Instant};
 
 use broker::BrokerConfig;
-use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::*;
-use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
-use records::{BatchBuilder, Compression};
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 mod support;
+use support::client::{Client, TIMEOUT};
+use support::kafka::{produce_req, produced as code, values_batch};
 use support::server::{start, Server};
-
-const TIMEOUT: Duration = Duration::from_secs(20);
 
 /// The broker and its admin API on loopback; returns the API's address.
 async fn admin(srv: &Server) -> (String, tokio::task::JoinHandle<()>) {
@@ -35,114 +32,38 @@ async fn http(
     token: Option<&str>,
     body: &str,
 ) -> (u16, Value) {
-    let mut s = TcpStream::connect(addr).await.unwrap();
-    let auth = token.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
-    let req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    s.write_all(req.as_bytes()).await.unwrap();
-    let mut out = Vec::new();
-    tokio::time::timeout(TIMEOUT, s.read_to_end(&mut out)).await.unwrap().unwrap();
-    let text = String::from_utf8(out).unwrap();
-    let status = text[9..12].parse().unwrap();
-    let body = text.split_once("\r\n\r\n").unwrap().1;
-    (status, serde_json::from_str(body).unwrap_or(Value::Null))
+    let mut headers = vec!["Content-Type: application/json".to_string()];
+    headers.extend(token.map(|t| format!("Authorization: Bearer {t}")));
+    let (status, body) = support::http::request(addr, method, path, &headers, body).await;
+    (status, serde_json::from_str(&body).unwrap_or(Value::Null))
 }
 
-struct Kafka {
-    s: TcpStream,
-    corr: i32,
+/// A Kafka connection whose first request (a Metadata) tells the broker its client id.
+async fn kafka(addr: &str, client_id: &'static str) -> Client {
+    let mut k = Client::connect_as(addr, client_id).await;
+    let _: MetadataResponse = k.call(ApiKey::Metadata, 12, &MetadataRequest::default()).await;
+    k
 }
 
-impl Kafka {
-    async fn connect(addr: &str, client_id: &'static str) -> Self {
-        let mut k = Self { s: TcpStream::connect(addr).await.unwrap(), corr: 0 };
-        // The first request tells the broker this connection's client id.
-        let _: MetadataResponse =
-            k.call(ApiKey::Metadata, 12, &MetadataRequest::default(), client_id).await.unwrap();
-        k
-    }
-
-    async fn send<T: Encodable>(&mut self, key: ApiKey, v: i16, body: &T, client: &'static str) {
-        self.corr += 1;
-        let mut h = RequestHeader::default();
-        h.request_api_key = key as i16;
-        h.request_api_version = v;
-        h.correlation_id = self.corr;
-        h.client_id = Some(StrBytes::from_static_str(client));
-        let mut buf = BytesMut::new();
-        buf.put_i32(0);
-        h.encode(&mut buf, key.request_header_version(v)).unwrap();
-        body.encode(&mut buf, v).unwrap();
-        let len = (buf.len() - 4) as i32;
-        buf[0..4].copy_from_slice(&len.to_be_bytes());
-        self.s.write_all(&buf).await.unwrap();
-    }
-
-    /// The response, or `None` when the broker closed the connection.
-    async fn recv<T: Decodable>(&mut self, key: ApiKey, v: i16) -> Option<T> {
-        let mut len = [0u8; 4];
-        let read =
-            tokio::time::timeout(TIMEOUT, self.s.read_exact(&mut len)).await.expect("in time");
-        read.ok()?;
-        let mut buf = vec![0u8; i32::from_be_bytes(len) as usize];
-        self.s.read_exact(&mut buf).await.ok()?;
-        let mut frame = Bytes::from(buf);
-        let h = ResponseHeader::decode(&mut frame, key.response_header_version(v)).unwrap();
-        assert_eq!(h.correlation_id, self.corr);
-        Some(T::decode(&mut frame, v).unwrap())
-    }
-
-    async fn call<Q: Encodable, R: Decodable>(
-        &mut self,
-        key: ApiKey,
-        v: i16,
-        body: &Q,
-        client: &'static str,
-    ) -> Option<R> {
-        self.send(key, v, body, client).await;
-        self.recv(key, v).await
-    }
-
-    async fn produce(&mut self, topic: &str) -> Option<ProduceResponse> {
-        self.call(ApiKey::Produce, 9, &produce_req(topic), "admin-test").await
-    }
-}
-
-fn produce_req(topic: &str) -> ProduceRequest {
-    let mut b = BatchBuilder::new(BytesMut::new(), Compression::None, 1 << 20);
-    b.append(1_000, None, Some(b"v".as_slice()), &[]).unwrap();
-    let mut p = produce_request::PartitionProduceData::default();
-    p.records = Some(b.finish().unwrap().freeze());
-    let mut t = produce_request::TopicProduceData::default();
-    t.name = TopicName(StrBytes::from_string(topic.to_string()));
-    t.partition_data = vec![p];
-    let mut r = ProduceRequest::default();
-    r.acks = -1;
-    r.timeout_ms = 5000;
-    r.topic_data = vec![t];
-    r
-}
-
-fn code(r: &ProduceResponse) -> (i16, i64) {
-    let p = &r.responses[0].partition_responses[0];
-    (p.error_code, p.base_offset)
+/// One record to partition 0 of `topic` (acks=all); `None` if the broker closed the connection.
+async fn produce(k: &mut Client, topic: &str) -> Option<ProduceResponse> {
+    let records = values_batch(1_000, &[b"v".as_slice()]);
+    k.try_call(ApiKey::Produce, 9, &produce_req(topic, 0, records, -1)).await
 }
 
 #[tokio::test]
 async fn rules_are_pushed_listed_counted_and_cleared_over_http() {
     let srv = start(BrokerConfig::default()).await;
     let (api, task) = admin(&srv).await;
-    let mut k = Kafka::connect(&srv.addr, "admin-test").await;
+    let mut k = kafka(&srv.addr, "admin-test").await;
 
     let rule = r#"{"api": "Produce", "error": "NOT_LEADER_OR_FOLLOWER", "times": 3}"#;
     let (st, body) = http(&api, "POST", "/faults", None, rule).await;
     assert_eq!((st, body), (200, json!({"ids": [1]})));
     for _ in 0..3 {
-        assert_eq!(code(&k.produce("a").await.unwrap()).0, 6, "NOT_LEADER_OR_FOLLOWER");
+        assert_eq!(code(&produce(&mut k, "a").await.unwrap()).0, 6, "NOT_LEADER_OR_FOLLOWER");
     }
-    assert_eq!(code(&k.produce("a").await.unwrap()), (0, 0), "the fourth is written, first");
+    assert_eq!(code(&produce(&mut k, "a").await.unwrap()), (0, 0), "the fourth is written, first");
     let (st, rules) = http(&api, "GET", "/faults", None, "").await;
     assert_eq!(st, 200);
     assert_eq!((rules[0]["id"].clone(), rules[0]["fired"].clone()), (json!(1), json!(3)));
@@ -211,8 +132,8 @@ async fn a_token_is_required_when_set() {
 async fn throttle_rules_set_throttle_time_where_the_response_has_it() {
     let srv = start(BrokerConfig::default()).await;
     let (api, task) = admin(&srv).await;
-    let mut k = Kafka::connect(&srv.addr, "admin-test").await;
-    let before = k.produce("t").await.unwrap();
+    let mut k = kafka(&srv.addr, "admin-test").await;
+    let before = produce(&mut k, "t").await.unwrap();
     assert_eq!(before.throttle_time_ms, 0);
     let (st, body) = http(
         &api,
@@ -223,15 +144,14 @@ async fn throttle_rules_set_throttle_time_where_the_response_has_it() {
     )
     .await;
     assert_eq!(st, 200, "{body}");
-    let r = k.produce("t").await.unwrap();
+    let r = produce(&mut k, "t").await.unwrap();
     assert_eq!((r.throttle_time_ms, code(&r)), (1500, (0, 1)), "handled, and throttled");
-    assert_eq!(k.produce("t").await.unwrap().throttle_time_ms, 0, "once");
+    assert_eq!(produce(&mut k, "t").await.unwrap().throttle_time_ms, 0, "once");
 
     let (st, body) =
         http(&api, "POST", "/faults", None, r#"{"api": "Metadata", "throttle_ms": 20}"#).await;
     assert_eq!(st, 200, "{body}");
-    let m: MetadataResponse =
-        k.call(ApiKey::Metadata, 12, &MetadataRequest::default(), "x").await.unwrap();
+    let m: MetadataResponse = k.call(ApiKey::Metadata, 12, &MetadataRequest::default()).await;
     assert_eq!(m.throttle_time_ms, 20);
     let (_, rules) = http(&api, "GET", "/faults", None, "").await;
     assert_eq!(rules[1]["versions"], json!([3, 12]), "narrowed to the versions with the field");
@@ -253,8 +173,8 @@ async fn throttle_rules_set_throttle_time_where_the_response_has_it() {
 async fn connections_are_reset_by_client_id_and_held_half_open() {
     let srv = start(BrokerConfig::default()).await;
     let (api, task) = admin(&srv).await;
-    let mut a = Kafka::connect(&srv.addr, "app-a").await;
-    let mut b = Kafka::connect(&srv.addr, "app-b").await;
+    let mut a = kafka(&srv.addr, "app-a").await;
+    let mut b = kafka(&srv.addr, "app-b").await;
     let (_, conns) = http(&api, "GET", "/connections", None, "").await;
     let ids: Vec<_> = conns.as_array().unwrap().iter().map(|c| c["client_id"].clone()).collect();
     assert_eq!(ids, [json!("app-a"), json!("app-b")]);
@@ -263,20 +183,20 @@ async fn connections_are_reset_by_client_id_and_held_half_open() {
         http(&api, "POST", "/connections/reset", None, r#"{"client_id": "app-a"}"#).await,
         (200, json!({"reset": 1}))
     );
-    assert!(a.produce("r").await.is_none(), "app-a's connection is closed");
-    assert!(b.produce("r").await.is_some(), "app-b's is untouched");
+    assert!(produce(&mut a, "r").await.is_none(), "app-a's connection is closed");
+    assert!(produce(&mut b, "r").await.is_some(), "app-b's is untouched");
 
     let (st, body) = http(&api, "POST", "/connections/half-open", None, r#"{"ms": 800}"#).await;
     assert_eq!((st, body), (200, json!({"held": 1})));
     let t0 = Instant::now();
-    assert!(b.produce("r").await.is_some(), "answered once the hold is over");
+    assert!(produce(&mut b, "r").await.is_some(), "answered once the hold is over");
     assert!(t0.elapsed() >= Duration::from_millis(700), "held: {:?}", t0.elapsed());
 
     // A slow close: silent for linger_ms, then closed.
     let (st, _) = http(&api, "POST", "/connections/reset", None, r#"{"linger_ms": 500}"#).await;
     assert_eq!(st, 200);
     let t0 = Instant::now();
-    assert!(b.produce("r").await.is_none(), "closed without an answer");
+    assert!(produce(&mut b, "r").await.is_none(), "closed without an answer");
     assert!(t0.elapsed() >= Duration::from_millis(400), "lingered: {:?}", t0.elapsed());
     assert_eq!(
         http(&api, "POST", "/connections/half-open", None, "{}").await.0,

@@ -3,10 +3,11 @@
 #![cfg(not(madsim))]
 
 use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
-const BIN: &str = env!("CARGO_BIN_EXE_broker");
+mod support;
+use support::process::{self, BIN};
 
 #[test]
 fn unknown_config_key_is_an_error_naming_it() {
@@ -39,42 +40,17 @@ fn serve_prints_address_and_stops_cleanly_on_sigterm() {
     let props = dir.path().join("server.properties");
     std::fs::write(&props, "# a Kafka-style file\nnum.partitions=3\nlog.segment.bytes=1048576\n\nauto.create.topics.enable=true\n").unwrap();
     let data = dir.path().join("data");
-    let mut child = Command::new(BIN)
-        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(&data)
-        .arg("--config")
-        .arg(&props)
-        .args([
-            "--override",
-            "message.max.bytes=2000000",
-            "--override",
-            "loglab.fetch.zero.copy=false",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let started = Instant::now();
-    let addr = loop {
-        assert!(started.elapsed() < Duration::from_secs(30), "no listening line");
-        let line = lines.next().expect("broker output").unwrap();
-        if let Some(rest) = line.split("listening on ").nth(1) {
-            break rest.split_whitespace().next().unwrap().to_string();
-        }
-    };
+    let mut cmd = process::serve(&data);
+    cmd.arg("--config").arg(&props).args([
+        "--override",
+        "message.max.bytes=2000000",
+        "--override",
+        "loglab.fetch.zero.copy=false",
+    ]);
+    let (mut child, _out, addr) = process::spawn_listening(&mut cmd, Duration::from_secs(30));
     assert!(addr.starts_with("127.0.0.1:"));
     std::net::TcpStream::connect(&addr).expect("accepts connections");
-    let st = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
-    assert!(st.success());
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        assert!(Instant::now() < deadline, "broker did not stop on SIGTERM");
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let status = process::stop(&mut child, Duration::from_secs(30));
     assert!(status.success());
     assert!(data.join(".kafka_cleanshutdown").exists());
 }
@@ -102,18 +78,13 @@ fn a_bad_fault_plan_is_refused_naming_the_rule_and_field() {
 #[test]
 fn faults_command_exit_codes() {
     let dir = tempfile::tempdir().unwrap();
-    let mut child = Command::new(BIN)
-        .args(["serve", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--data-dir"])
-        .arg(dir.path().join("data"))
+    let mut child = process::serve(&dir.path().join("data"))
+        .args(["--admin-listen", "127.0.0.1:0"])
         .args(["--override", "loglab.admin.token=s3cret"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
         .spawn()
         .unwrap();
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let started = Instant::now();
     let admin = loop {
-        assert!(started.elapsed() < Duration::from_secs(30), "no admin line");
         let line = lines.next().expect("broker output").unwrap();
         assert!(!line.contains("listening on"), "the admin line comes first: {line}");
         if let Some(rest) = line.split("loglab admin on ").nth(1) {
@@ -151,8 +122,7 @@ fn faults_command_exit_codes() {
     let out = faults(&["clear", "--admin", &admin, "--token", "s3cret"], "");
     assert_eq!(text(&out.stdout).trim(), r#"{"removed":1}"#);
 
-    let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
-    let _ = child.wait();
+    process::stop(&mut child, Duration::from_secs(30));
     let out = faults(&["list", "--admin", &admin], "s3cret");
     assert_eq!(out.status.code(), Some(1), "nothing listens any more");
     let out = faults(&["list", "--admin", "ftp://127.0.0.1:1"], "");
@@ -160,26 +130,9 @@ fn faults_command_exit_codes() {
     assert!(text(&out.stderr).contains("http://"), "{}", text(&out.stderr));
 }
 
-/// Its stdout, kept open: the broker prints when it stops, and a closed pipe would fail that.
-type Stdout = std::io::Lines<BufReader<std::process::ChildStdout>>;
-
 /// Starts `broker serve` on `data`; returns the child, its stdout and its address.
-fn serve_on(data: &std::path::Path) -> (std::process::Child, Stdout, String) {
-    let mut child = Command::new(BIN)
-        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(data)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let addr = loop {
-        let line = lines.next().expect("broker output").unwrap();
-        if let Some(rest) = line.split("listening on ").nth(1) {
-            break rest.split_whitespace().next().unwrap().to_string();
-        }
-    };
-    (child, lines, addr)
+fn serve_on(data: &std::path::Path) -> (std::process::Child, process::Stdout, String) {
+    process::spawn_listening(&mut process::serve(data), Duration::from_secs(30))
 }
 
 #[test]
@@ -192,8 +145,7 @@ fn a_second_broker_on_a_locked_data_dir_exits_with_an_error() {
         .arg(&data)
         .output()
         .unwrap();
-    let _ = Command::new("kill").args(["-TERM", &first.id().to_string()]).status();
-    let first_status = first.wait().unwrap();
+    let first_status = process::stop(&mut first, Duration::from_secs(30));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "the second broker ran: {stderr}");
     assert!(stderr.contains(&data.display().to_string()), "names the dir: {stderr}");
@@ -201,6 +153,5 @@ fn a_second_broker_on_a_locked_data_dir_exits_with_an_error() {
     assert!(first_status.success());
     // The lock goes with its process: a broker starts on the dir again.
     let (mut again, _out2, _) = serve_on(&data);
-    let _ = Command::new("kill").args(["-TERM", &again.id().to_string()]).status();
-    assert!(again.wait().unwrap().success());
+    assert!(process::stop(&mut again, Duration::from_secs(30)).success());
 }

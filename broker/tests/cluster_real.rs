@@ -4,24 +4,20 @@
 //! active controller is replaced (the time is printed with `--nocapture`). Real mode only.
 #![cfg(not(madsim))]
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use bytes::{Buf, BufMut, Bytes, BytesMut};
+use bytes::BytesMut;
 use kafka_protocol::messages::*;
-use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+use kafka_protocol::protocol::StrBytes;
 
-const BIN: &str = env!("CARGO_BIN_EXE_broker");
-
-/// Free loopback ports: bound, then released (a small race we accept in a test).
-fn free_ports(n: usize) -> Vec<u16> {
-    let ls: Vec<TcpListener> = (0..n).map(|_| TcpListener::bind("127.0.0.1:0").unwrap()).collect();
-    ls.iter().map(|l| l.local_addr().unwrap().port()).collect()
-}
+mod support;
+use support::client::call_blocking as call;
+use support::kafka::produce_req;
+use support::process::{free_ports, wait_for, BIN};
 
 struct Node {
     child: Child,
@@ -39,53 +35,10 @@ impl Drop for Node {
     }
 }
 
-fn call<Q: Encodable, R: Decodable>(
-    addr: &str,
-    key: ApiKey,
-    v: i16,
-    body: &Q,
-) -> std::io::Result<R> {
-    let mut s = TcpStream::connect(addr)?;
-    s.set_read_timeout(Some(Duration::from_secs(20)))?;
-    let mut h = RequestHeader::default();
-    h.request_api_key = key as i16;
-    h.request_api_version = v;
-    h.correlation_id = 7;
-    h.client_id = Some(StrBytes::from_static_str("cluster-test"));
-    let mut buf = BytesMut::new();
-    buf.put_i32(0);
-    h.encode(&mut buf, key.request_header_version(v)).unwrap();
-    body.encode(&mut buf, v).unwrap();
-    let len = (buf.len() - 4) as i32;
-    buf[0..4].copy_from_slice(&len.to_be_bytes());
-    s.write_all(&buf)?;
-    let mut len = [0u8; 4];
-    s.read_exact(&mut len)?;
-    let mut frame = vec![0u8; i32::from_be_bytes(len) as usize];
-    s.read_exact(&mut frame)?;
-    let mut frame = Bytes::from(frame);
-    let h = ResponseHeader::decode(&mut frame, key.response_header_version(v)).unwrap();
-    assert_eq!(h.correlation_id, 7);
-    let r = R::decode(&mut frame, v).unwrap();
-    assert!(!frame.has_remaining());
-    Ok(r)
-}
-
 fn metadata(addr: &str) -> std::io::Result<MetadataResponse> {
     let mut r = MetadataRequest::default();
     r.topics = None;
     call(addr, ApiKey::Metadata, 12, &r)
-}
-
-fn wait_for<T>(what: &str, within: Duration, mut f: impl FnMut() -> Option<T>) -> T {
-    let t0 = Instant::now();
-    loop {
-        if let Some(x) = f() {
-            return x;
-        }
-        assert!(t0.elapsed() < within, "{what}: not within {within:?}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 /// The node whose latest quorum-state line says it leads, with that line's term.
@@ -116,16 +69,7 @@ fn leader_of(nodes: &[Option<Node>]) -> Option<(usize, u64)> {
 fn produce(addr: &str, topic: &str, partition: i32) -> i16 {
     let mut b = records::BatchBuilder::new(BytesMut::new(), records::Compression::None, 1 << 20);
     b.append(1, Some(b"k"), Some(b"v"), &[]).unwrap();
-    let mut p = produce_request::PartitionProduceData::default();
-    p.index = partition;
-    p.records = Some(b.finish().unwrap().freeze());
-    let mut t = produce_request::TopicProduceData::default();
-    t.name = TopicName(StrBytes::from_string(topic.into()));
-    t.partition_data = vec![p];
-    let mut r = ProduceRequest::default();
-    r.acks = 1;
-    r.timeout_ms = 5000;
-    r.topic_data = vec![t];
+    let r = produce_req(topic, partition, b.finish().unwrap().freeze(), 1);
     let resp: ProduceResponse = call(addr, ApiKey::Produce, 9, &r).unwrap();
     resp.responses[0].partition_responses[0].error_code
 }

@@ -15,7 +15,9 @@ use disk_model::{OsStorage, Storage};
 use net_model::tcp::TcpNetwork;
 use net_model::Network;
 
-const BIN: &str = env!("CARGO_BIN_EXE_broker");
+mod support;
+use support::process::{free_ports, BIN};
+
 const STOCK: [&str; 2] = ["kafka-3.7-kraft-server.properties", "kafka-4.x-server.properties"];
 
 fn stock(name: &str) -> String {
@@ -164,10 +166,6 @@ fn cases_text_ssl(base: &str) -> String {
     base.replace("PLAINTEXT:PLAINTEXT,SSL:SSL", "PLAINTEXT:SSL,SSL:SSL")
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
 /// The stock file as a user edits it for this machine: its ports and its log.dirs.
 fn edited(name: &str, broker_port: u16, controller_port: u16, log_dir: &Path) -> String {
     stock(name)
@@ -181,7 +179,8 @@ fn stock_files_start_a_node_on_their_ports_and_log_dirs() {
     for name in STOCK {
         let dir = tempfile::tempdir().unwrap();
         let logs = dir.path().join("kraft-combined-logs");
-        let (bp, cp) = (free_port(), free_port());
+        let ports = free_ports(2);
+        let (bp, cp) = (ports[0], ports[1]);
         let s = serve(&edited(name, bp, cp, &logs), &ServeFlags::default()).unwrap();
         assert_eq!(s.data_dir, logs);
         let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();

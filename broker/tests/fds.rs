@@ -239,10 +239,9 @@ fn logs_over_a_small_cache_roll_retain_recover_and_read_back() {
 #[cfg(not(madsim))]
 mod real {
     //! `broker serve` under `ulimit -n 1024` with 3,000 partitions.
-    use std::io::{BufRead, BufReader};
     use std::process::{Child, Command, Stdio};
     use std::sync::Arc;
-    use std::time::{Duration, Instant};
+    use std::time::Duration;
 
     use broker::replica::wire::KafkaConn;
     use bytes::Bytes;
@@ -255,10 +254,11 @@ mod real {
     };
     use kafka_protocol::messages::produce_response::ProduceResponse;
     use kafka_protocol::messages::{ApiKey, BrokerId, TopicName};
-    use kafka_protocol::protocol::StrBytes;
     use net_model::Network;
 
-    const BIN: &str = env!("CARGO_BIN_EXE_broker");
+    use crate::support::kafka::sb;
+    use crate::support::process;
+
     const GENEROUS: Duration = Duration::from_secs(120);
     const FD_LIMIT: u64 = 1024;
     const TOPICS: [&str; 2] = ["wide-a", "wide-b"];
@@ -267,40 +267,25 @@ mod real {
     /// the metadata log, stdio and the runtime's own descriptors.
     const FDS_MAX: usize = FD_LIMIT as usize / 2 + 64;
 
-    fn sb(s: &str) -> StrBytes {
-        StrBytes::from_string(s.to_string())
-    }
-
     /// `broker serve` on `data` with the open-file limit at [`FD_LIMIT`]; its listen address.
     fn spawn(data: &std::path::Path) -> (Child, String) {
-        let mut child = Command::new("sh")
-            .arg("-c")
+        let mut cmd = Command::new("sh");
+        cmd.arg("-c")
             .arg(format!("ulimit -n {FD_LIMIT} && exec \"$0\" \"$@\""))
-            .arg(BIN)
+            .arg(process::BIN)
             .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data)
             .args(["--override", "loglab.partitions.per.request.max=3000"])
-            .stdout(Stdio::piped())
             .stderr(
                 std::fs::OpenOptions::new()
                     .create(true)
                     .append(true)
                     .open(data.with_extension("stderr"))
                     .map_or_else(|_| Stdio::null(), Stdio::from),
-            )
-            .spawn()
-            .expect("spawns the broker");
-        let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
-        let started = Instant::now();
-        let addr = loop {
-            assert!(started.elapsed() < GENEROUS, "no listening line");
-            let line = lines.next().expect("broker output").expect("a line");
-            if let Some(rest) = line.split("listening on ").nth(1) {
-                break rest.split_whitespace().next().expect("an address").to_string();
-            }
-        };
+            );
+        let (child, lines, addr) = process::spawn_listening(&mut cmd, GENEROUS);
         // Keep draining stdout so the broker never blocks on a full pipe.
-        std::thread::spawn(move || for _ in lines {});
+        process::drain(lines);
         (child, addr)
     }
 

@@ -7,30 +7,20 @@ mod support;
 
 #[cfg(not(madsim))]
 mod wire {
+    use super::support::client::{Client, TIMEOUT};
+    use super::support::kafka::sb as s;
     use super::support::server::start_in;
     use std::time::Duration;
 
     use broker::BrokerConfig;
-    use bytes::{Buf, BufMut, Bytes, BytesMut};
+    use bytes::{BufMut, Bytes, BytesMut};
     use kafka_protocol::messages::*;
-    use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    use tokio::net::TcpStream;
 
-    const TIMEOUT: Duration = Duration::from_secs(20);
-
-    // Kafka error codes used below.
-    const NONE: i16 = 0;
-    const COORDINATOR_NOT_AVAILABLE: i16 = 15;
-    const NOT_COORDINATOR: i16 = 16;
-    const ILLEGAL_GENERATION: i16 = 22;
-    const INVALID_GROUP_ID: i16 = 24;
-    const UNKNOWN_MEMBER_ID: i16 = 25;
-    const REBALANCE_IN_PROGRESS: i16 = 27;
-    const INVALID_REQUEST: i16 = 42;
-    const INVALID_TOPIC_EXCEPTION: i16 = 17;
-    const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
-    const MEMBER_ID_REQUIRED: i16 = 79;
+    use kafka_types::error_code::{
+        COORDINATOR_NOT_AVAILABLE, ILLEGAL_GENERATION, INVALID_GROUP_ID, INVALID_REQUEST,
+        INVALID_TOPIC_EXCEPTION, MEMBER_ID_REQUIRED, NONE, NOT_COORDINATOR, REBALANCE_IN_PROGRESS,
+        UNKNOWN_MEMBER_ID, UNKNOWN_TOPIC_OR_PARTITION,
+    };
 
     fn config() -> BrokerConfig {
         let mut c = BrokerConfig::default();
@@ -38,81 +28,6 @@ mod wire {
         c.apply_override("group.min.session.timeout.ms=10").unwrap();
         c.apply_override("offsets.topic.num.partitions=5").unwrap();
         c
-    }
-
-    struct Client {
-        s: TcpStream,
-        corr: i32,
-    }
-
-    impl Client {
-        async fn connect(addr: &str) -> Self {
-            Self { s: TcpStream::connect(addr).await.unwrap(), corr: 0 }
-        }
-
-        async fn send_body(&mut self, key: ApiKey, v: i16, body: &[u8]) -> i32 {
-            self.corr += 1;
-            let mut h = RequestHeader::default();
-            h.request_api_key = key as i16;
-            h.request_api_version = v;
-            h.correlation_id = self.corr;
-            h.client_id = Some(StrBytes::from_static_str("groups-test"));
-            let mut buf = BytesMut::new();
-            buf.put_i32(0);
-            h.encode(&mut buf, key.request_header_version(v)).unwrap();
-            buf.put_slice(body);
-            let len = (buf.len() - 4) as i32;
-            buf[0..4].copy_from_slice(&len.to_be_bytes());
-            self.s.write_all(&buf).await.unwrap();
-            self.corr
-        }
-
-        async fn send<T: Encodable>(&mut self, key: ApiKey, v: i16, body: &T) -> i32 {
-            let mut b = BytesMut::new();
-            body.encode(&mut b, v).unwrap();
-            self.send_body(key, v, &b).await
-        }
-
-        async fn recv_frame(&mut self) -> Option<Bytes> {
-            let mut len = [0u8; 4];
-            tokio::time::timeout(TIMEOUT, self.s.read_exact(&mut len))
-                .await
-                .expect("response in time")
-                .ok()?;
-            let mut buf = vec![0u8; i32::from_be_bytes(len) as usize];
-            self.s.read_exact(&mut buf).await.ok()?;
-            Some(Bytes::from(buf))
-        }
-
-        async fn recv<T: Decodable>(&mut self, key: ApiKey, v: i16, corr: i32) -> T {
-            let mut frame = self.recv_frame().await.expect("a response, not a closed connection");
-            let h = ResponseHeader::decode(&mut frame, key.response_header_version(v)).unwrap();
-            assert_eq!(h.correlation_id, corr);
-            let r = T::decode(&mut frame, v).unwrap();
-            assert!(
-                !frame.has_remaining(),
-                "{} bytes left after the {key:?} v{v} response",
-                frame.remaining()
-            );
-            r
-        }
-
-        async fn call<Q: Encodable, R: Decodable>(&mut self, key: ApiKey, v: i16, body: &Q) -> R {
-            let corr = self.send(key, v, body).await;
-            self.recv(key, v, corr).await
-        }
-
-        async fn closed(&mut self) -> bool {
-            let mut b = [0u8; 1];
-            matches!(
-                tokio::time::timeout(TIMEOUT, self.s.read(&mut b)).await.expect("close in time"),
-                Ok(0) | Err(_)
-            )
-        }
-    }
-
-    fn s(x: &str) -> StrBytes {
-        StrBytes::from_string(x.to_string())
     }
 
     fn join_req(group: &str, member: &str, session_ms: i32, meta: &[u8]) -> JoinGroupRequest {

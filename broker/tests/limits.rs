@@ -6,6 +6,7 @@
 #![allow(clippy::field_reassign_with_default)]
 
 mod support;
+use support::kafka::{create_topics_req, created, sb};
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,7 +16,6 @@ use broker::node::{self, NodeHandle, NodeOptions};
 use broker::replica::wire::KafkaConn;
 use bytes::Bytes;
 use disk_model::Storage;
-use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreateTopicsRequest};
 use kafka_protocol::messages::create_topics_response::CreateTopicsResponse;
 use kafka_protocol::messages::metadata_request::MetadataRequest;
 use kafka_protocol::messages::metadata_response::MetadataResponse;
@@ -24,14 +24,12 @@ use kafka_protocol::messages::produce_request::{
 };
 use kafka_protocol::messages::produce_response::ProduceResponse;
 use kafka_protocol::messages::{ApiKey, TopicName};
-use kafka_protocol::protocol::StrBytes;
+use kafka_types::error_code::{INVALID_PARTITIONS, POLICY_VIOLATION};
 use net_model::{Chunk, Connection, Network};
 use tokio::io::AsyncReadExt;
 
 /// "Eventually" for closes: far above every configured limit below.
 const GENEROUS: Duration = Duration::from_secs(30);
-const INVALID_PARTITIONS: i16 = 37;
-const POLICY_VIOLATION: i16 = 44;
 
 /// One world's broker: where it listens, how clients reach it, its disk.
 struct World {
@@ -111,42 +109,17 @@ async fn closed(conn: &mut Connection) -> bool {
     matches!(tokio::time::timeout(GENEROUS, conn.reader.read(&mut b)).await, Ok(Ok(0) | Err(_)))
 }
 
-fn sb(s: &str) -> StrBytes {
-    StrBytes::from_string(s.to_string())
-}
-
 async fn metadata(c: &mut KafkaConn) -> Result<MetadataResponse, broker::replica::wire::WireError> {
     c.call(ApiKey::Metadata, 12, &MetadataRequest::default(), 64 << 20, GENEROUS).await
-}
-
-fn create_req(topics: &[(&str, i32)]) -> CreateTopicsRequest {
-    let mut req = CreateTopicsRequest::default();
-    req.timeout_ms = 60_000;
-    req.topics = topics
-        .iter()
-        .map(|(name, n)| {
-            let mut t = CreatableTopic::default();
-            t.name = TopicName(sb(name));
-            t.num_partitions = *n;
-            t.replication_factor = 1;
-            t
-        })
-        .collect();
-    req
 }
 
 /// Each topic's (error code, message) for a CreateTopics of `topics`.
 async fn create(c: &mut KafkaConn, topics: &[(&str, i32)]) -> Vec<(i16, String)> {
     let r: CreateTopicsResponse = c
-        .call(ApiKey::CreateTopics, 5, &create_req(topics), 64 << 20, GENEROUS)
+        .call(ApiKey::CreateTopics, 5, &create_topics_req(topics), 64 << 20, GENEROUS)
         .await
         .expect("a CreateTopics answer");
-    r.topics
-        .iter()
-        .map(|t| {
-            (t.error_code, t.error_message.as_ref().map(|m| m.to_string()).unwrap_or_default())
-        })
-        .collect()
+    created(&r)
 }
 
 async fn produce(c: &mut KafkaConn, topic: &str) -> i16 {
@@ -265,7 +238,7 @@ fn partition_counts_are_bounded_and_creation_does_not_stall_others() {
 
         // A large creation runs without the registry lock: a produce to another topic is
         // answered meanwhile.
-        let big = create_req(&[("big", 390)]);
+        let big = create_topics_req(&[("big", 390)]);
         let mut creator = kafka(&w, &node).await;
         let creating = tokio::spawn(async move {
             let r: CreateTopicsResponse =
@@ -302,18 +275,8 @@ fn tp(topic: &str, p: i32) -> broker::log::TopicPartition {
 /// Partition 0 of `topic` read from offset 0 as a consumer: its error code.
 #[cfg(madsim)]
 async fn fetch_error(c: &mut KafkaConn, topic: &str) -> i16 {
-    use kafka_protocol::messages::fetch_request::{FetchPartition, FetchRequest, FetchTopic};
     use kafka_protocol::messages::fetch_response::FetchResponse;
-    let mut fp = FetchPartition::default();
-    fp.partition_max_bytes = 1 << 20;
-    fp.current_leader_epoch = -1;
-    let mut ft = FetchTopic::default();
-    ft.topic = TopicName(sb(topic));
-    ft.partitions = vec![fp];
-    let mut req = FetchRequest::default();
-    req.replica_id = kafka_protocol::messages::BrokerId(-1);
-    req.max_bytes = 1 << 20;
-    req.topics = vec![ft];
+    let req = support::kafka::fetch_req(12, topic, uuid::Uuid::nil(), 0, 0);
     let r: FetchResponse =
         c.call(ApiKey::Fetch, 12, &req, 64 << 20, GENEROUS).await.expect("a Fetch answer");
     r.responses[0].partitions[0].error_code
@@ -327,7 +290,7 @@ async fn fetch_error(c: &mut KafkaConn, topic: &str) -> i16 {
 #[test]
 fn disk_full_takes_one_partition_offline_and_shutdown_stays_clean() {
     use disk_model::{FaultKind, FaultRule};
-    const KAFKA_STORAGE_ERROR: i16 = 56;
+    use kafka_types::error_code::KAFKA_STORAGE_ERROR;
     support::block_on(4, async {
         let w = world();
         let node = w.start(BrokerConfig::default()).await;

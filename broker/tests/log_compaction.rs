@@ -385,10 +385,7 @@ async fn run_ops(
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig {
-        cases: std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(40),
-        ..ProptestConfig::default()
-    })]
+    #![proptest_config(support::proptest_config(40))]
 
     #[test]
     fn os_backend_matches_model(

@@ -202,29 +202,17 @@ fn flush_policy_moves_the_recovery_point() {
     let tmp = tempfile::tempdir().unwrap();
     support::block_on(1, async {
         let st = storage(&tmp);
-        let (mut log, _) = Log::open(
-            st.clone(),
-            Path::new("never-0"),
-            LogConfig::default(),
-            OpenOptions::default(),
-            0,
-        )
-        .await
-        .unwrap();
+        let (mut log, _) = support::open_log(st.clone(), "never-0", LogConfig::default()).await;
         append_n(&mut log, 5, 1, 10, 0).await;
         assert_eq!(log.recovery_point(), 0, "default policy: never flush");
         let config = LogConfig { flush_messages: 3, ..LogConfig::default() };
-        let (mut log, _) =
-            Log::open(st.clone(), Path::new("three-0"), config, OpenOptions::default(), 0)
-                .await
-                .unwrap();
+        let (mut log, _) = support::open_log(st.clone(), "three-0", config).await;
         append_n(&mut log, 2, 1, 10, 0).await;
         assert_eq!(log.recovery_point(), 0);
         append_n(&mut log, 1, 1, 10, 0).await;
         assert_eq!(log.recovery_point(), 3, "flush after 3 messages");
         let config = LogConfig { flush_ms: 1_000, ..LogConfig::default() };
-        let (mut log, _) =
-            Log::open(st, Path::new("ms-0"), config, OpenOptions::default(), 0).await.unwrap();
+        let (mut log, _) = support::open_log(st, "ms-0", config).await;
         let mut b = support::batch(1, 10, 0, 0);
         log.append_as_leader(&mut b, 0, 500).await.unwrap();
         assert_eq!(log.recovery_point(), 0);

@@ -262,10 +262,7 @@ fn small_config(segment_bytes: u32, index_interval_bytes: u32, retention_bytes: 
 
 proptest! {
     // PROPTEST_CASES raises the count for deep runs; the default keeps the test command quick.
-    #![proptest_config(ProptestConfig {
-        cases: std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(48),
-        ..ProptestConfig::default()
-    })]
+    #![proptest_config(support::proptest_config(48))]
 
     #[test]
     fn os_backend_matches_model(

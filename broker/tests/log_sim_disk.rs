@@ -45,10 +45,7 @@ fn power_loss_keeps_what_was_fsynced_and_returns_nothing_corrupt() {
         d.set_torn_writes(true);
         let storage: Arc<dyn Storage> = Arc::new(d.clone());
         let config = LogConfig { segment_bytes: 8_000, ..LogConfig::default() };
-        let (mut log, _) =
-            Log::open(storage.clone(), Path::new("p-0"), config.clone(), OpenOptions::default(), 0)
-                .await
-                .unwrap();
+        let (mut log, _) = support::open_log(storage.clone(), "p-0", config.clone()).await;
         for i in 0..30 {
             append(&mut log, i).await;
         }
@@ -84,15 +81,7 @@ fn process_crash_keeps_every_append() {
     support::block_on(8, async {
         let d = disk(8, Clock::manual());
         let storage: Arc<dyn Storage> = Arc::new(d.clone());
-        let (mut log, _) = Log::open(
-            storage.clone(),
-            Path::new("c-0"),
-            LogConfig::default(),
-            OpenOptions::default(),
-            0,
-        )
-        .await
-        .unwrap();
+        let (mut log, _) = support::open_log(storage.clone(), "c-0", LogConfig::default()).await;
         for i in 0..50 {
             append(&mut log, i).await;
         }
@@ -103,10 +92,7 @@ fn process_crash_keeps_every_append() {
             "the dead process's handles are stale"
         );
         drop(log);
-        let (log, report) =
-            Log::open(storage, Path::new("c-0"), LogConfig::default(), OpenOptions::default(), 0)
-                .await
-                .unwrap();
+        let (log, report) = support::open_log(storage, "c-0", LogConfig::default()).await;
         assert!(report.damage.is_empty());
         assert_eq!(read_all(&log).await, before);
     });
@@ -117,15 +103,7 @@ fn latent_corruption_is_reported_never_returned() {
     support::block_on(9, async {
         let d = disk(9, Clock::manual());
         let storage: Arc<dyn Storage> = Arc::new(d.clone());
-        let (mut log, _) = Log::open(
-            storage.clone(),
-            Path::new("z-0"),
-            LogConfig::default(),
-            OpenOptions::default(),
-            0,
-        )
-        .await
-        .unwrap();
+        let (mut log, _) = support::open_log(storage.clone(), "z-0", LogConfig::default()).await;
         for i in 0..40 {
             append(&mut log, i).await;
         }
@@ -148,10 +126,7 @@ fn latent_corruption_is_reported_never_returned() {
         assert!(caught >= 1, "the CRC catches the flipped sector");
         drop(log);
         // Recovery from 0 cuts the log at the damage.
-        let (log, report) =
-            Log::open(storage, Path::new("z-0"), LogConfig::default(), OpenOptions::default(), 0)
-                .await
-                .unwrap();
+        let (log, report) = support::open_log(storage, "z-0", LogConfig::default()).await;
         assert_eq!(report.damage.len(), 1);
         assert!(log.log_end_offset() < 160);
         read_all(&log).await;
@@ -163,15 +138,7 @@ fn disk_errors_take_the_log_offline_until_recovery() {
     support::block_on(10, async {
         let d = disk(10, Clock::manual());
         let storage: Arc<dyn Storage> = Arc::new(d.clone());
-        let (mut log, _) = Log::open(
-            storage.clone(),
-            Path::new("e-0"),
-            LogConfig::default(),
-            OpenOptions::default(),
-            0,
-        )
-        .await
-        .unwrap();
+        let (mut log, _) = support::open_log(storage.clone(), "e-0", LogConfig::default()).await;
         for i in 0..5 {
             append(&mut log, i).await;
         }
@@ -183,15 +150,7 @@ fn disk_errors_take_the_log_offline_until_recovery() {
         assert!(matches!(log.append_as_leader(&mut b, 0, 0).await, Err(LogError::Offline { .. })));
         d.clear_fault(fault);
         drop(log);
-        let (mut log, _) = Log::open(
-            storage.clone(),
-            Path::new("e-0"),
-            LogConfig::default(),
-            OpenOptions::default(),
-            0,
-        )
-        .await
-        .unwrap();
+        let (mut log, _) = support::open_log(storage.clone(), "e-0", LogConfig::default()).await;
         assert_eq!(log.log_end_offset(), 20, "nothing of the failed append is visible");
         append(&mut log, 5).await;
         // A failed fsync (fsyncgate) also takes the log offline: the data may be gone.
@@ -201,10 +160,7 @@ fn disk_errors_take_the_log_offline_until_recovery() {
         // ENOSPC on append.
         drop(log);
         d.clear_faults();
-        let (mut log, _) =
-            Log::open(storage, Path::new("e-0"), LogConfig::default(), OpenOptions::default(), 0)
-                .await
-                .unwrap();
+        let (mut log, _) = support::open_log(storage, "e-0", LogConfig::default()).await;
         d.set_space_limit_bytes(Some(d.stats().used_bytes + 100));
         let mut b = support::batch(4, 200, 0, 101);
         match log.append_as_leader(&mut b, 0, 0).await {
@@ -228,15 +184,7 @@ fn log_on_disk_model_is_deterministic() {
             let t0 = tokio::time::Instant::now();
             let config =
                 LogConfig { segment_bytes: 16_000, flush_messages: 40, ..LogConfig::default() };
-            let (mut log, _) = Log::open(
-                storage.clone(),
-                Path::new("d-0"),
-                config.clone(),
-                OpenOptions::default(),
-                0,
-            )
-            .await
-            .unwrap();
+            let (mut log, _) = support::open_log(storage.clone(), "d-0", config.clone()).await;
             for i in 0..200 {
                 append(&mut log, i).await;
                 if i % 7 == 0 {

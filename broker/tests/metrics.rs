@@ -4,109 +4,39 @@
 #![cfg(not(madsim))]
 #![allow(clippy::field_reassign_with_default)]
 
-use std::sync::Arc;
-use std::time::Duration;
-
-use broker::node::{self, NodeHandle, NodeOptions};
 use broker::BrokerConfig;
-use bytes::{BufMut, Bytes, BytesMut};
-use disk_model::{OsStorage, Storage};
+use bytes::Bytes;
 use kafka_protocol::messages::*;
-use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
-use net_model::tcp::TcpNetwork;
-use net_model::Network;
 use prometheus_parse::{Scrape, Value};
-use records::{BatchBuilder, Compression};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-const TIMEOUT: Duration = Duration::from_secs(20);
-
-struct Client {
-    s: TcpStream,
-    corr: i32,
-}
-
-impl Client {
-    async fn call<Q: Encodable, R: Decodable>(&mut self, key: ApiKey, v: i16, body: &Q) -> R {
-        self.corr += 1;
-        let mut h = RequestHeader::default();
-        h.request_api_key = key as i16;
-        h.request_api_version = v;
-        h.correlation_id = self.corr;
-        h.client_id = Some(StrBytes::from_static_str("metrics-test"));
-        let mut buf = BytesMut::new();
-        buf.put_i32(0);
-        h.encode(&mut buf, key.request_header_version(v)).unwrap();
-        body.encode(&mut buf, v).unwrap();
-        let len = (buf.len() - 4) as i32;
-        buf[0..4].copy_from_slice(&len.to_be_bytes());
-        self.s.write_all(&buf).await.unwrap();
-        let mut len = [0u8; 4];
-        tokio::time::timeout(TIMEOUT, self.s.read_exact(&mut len)).await.unwrap().unwrap();
-        let mut frame = vec![0u8; i32::from_be_bytes(len) as usize];
-        self.s.read_exact(&mut frame).await.unwrap();
-        let mut frame = Bytes::from(frame);
-        let h = ResponseHeader::decode(&mut frame, key.response_header_version(v)).unwrap();
-        assert_eq!(h.correlation_id, self.corr);
-        R::decode(&mut frame, v).unwrap()
-    }
-}
-
-fn s(x: &str) -> StrBytes {
-    StrBytes::from_string(x.to_string())
-}
+mod support;
+use support::client::{Client, TIMEOUT};
+use support::kafka::{create_topics_req, fetch_req, produce_req, produced, sb as s, values_batch};
+use support::server::{self, Server};
 
 fn batch(n: usize, tag: &str) -> Bytes {
-    let mut b = BatchBuilder::new(BytesMut::new(), Compression::None, 1 << 20);
-    for i in 0..n {
-        let v = format!("{tag}-{i}");
-        b.append(1_700_000_000_000 + i as i64, None, Some(v.as_bytes()), &[]).unwrap();
-    }
-    b.finish().unwrap().freeze()
+    let values: Vec<String> = (0..n).map(|i| format!("{tag}-{i}")).collect();
+    let refs: Vec<&[u8]> = values.iter().map(|v| v.as_bytes()).collect();
+    values_batch(1_700_000_000_000, &refs)
 }
 
 async fn create(c: &mut Client, topic: &str, partitions: i32) {
-    let mut t = create_topics_request::CreatableTopic::default();
-    t.name = TopicName(s(topic));
-    t.num_partitions = partitions;
-    t.replication_factor = 1;
-    let mut r = CreateTopicsRequest::default();
-    r.topics = vec![t];
-    r.timeout_ms = 5000;
-    let resp: CreateTopicsResponse = c.call(ApiKey::CreateTopics, 7, &r).await;
+    let resp: CreateTopicsResponse =
+        c.call(ApiKey::CreateTopics, 7, &create_topics_req(&[(topic, partitions)])).await;
     assert_eq!(resp.topics[0].error_code, 0, "create {topic}");
 }
 
 /// Produces `records` (acks=1); returns the error code.
 async fn produce(c: &mut Client, topic: &str, partition: i32, records: Bytes) -> i16 {
-    let mut p = produce_request::PartitionProduceData::default();
-    p.index = partition;
-    p.records = Some(records);
-    let mut t = produce_request::TopicProduceData::default();
-    t.name = TopicName(s(topic));
-    t.partition_data = vec![p];
-    let mut r = ProduceRequest::default();
-    r.acks = 1;
-    r.timeout_ms = 5000;
-    r.topic_data = vec![t];
-    let resp: ProduceResponse = c.call(ApiKey::Produce, 9, &r).await;
-    resp.responses[0].partition_responses[0].error_code
+    let r = produce_req(topic, partition, records, 1);
+    produced(&c.call(ApiKey::Produce, 9, &r).await).0
 }
 
 /// Fetches partition 0 of `topic` from `offset` (v12, by name): (error, record bytes).
 async fn fetch(c: &mut Client, topic: &str, offset: i64) -> (i16, usize) {
-    let mut p = fetch_request::FetchPartition::default();
-    p.fetch_offset = offset;
-    p.partition_max_bytes = 1 << 20;
-    let mut t = fetch_request::FetchTopic::default();
-    t.topic = TopicName(s(topic));
-    t.partitions = vec![p];
-    let mut r = FetchRequest::default();
-    r.replica_id = BrokerId(-1);
-    r.max_bytes = 50 << 20;
-    r.session_epoch = -1;
-    r.topics = vec![t];
+    let r = fetch_req(12, topic, uuid::Uuid::nil(), offset, 0);
     let resp: FetchResponse = c.call(ApiKey::Fetch, 12, &r).await;
     let p = &resp.responses[0].partitions[0];
     (p.error_code, p.records.as_ref().map_or(0, |r| r.len()))
@@ -131,26 +61,14 @@ async fn commit(c: &mut Client, group: &str, topic: &str, partition: i32, offset
 
 /// One HTTP/1.1 request: (status, body).
 async fn http(addr: &str, method: &str, path: &str) -> (u16, String) {
-    let mut sock = TcpStream::connect(addr).await.unwrap();
-    let req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
-    sock.write_all(req.as_bytes()).await.unwrap();
-    let mut raw = Vec::new();
-    tokio::time::timeout(TIMEOUT, sock.read_to_end(&mut raw)).await.unwrap().unwrap();
-    let text = String::from_utf8(raw).unwrap();
-    let (head, body) = text.split_once("\r\n\r\n").expect("a response head");
-    let status = head.split(' ').nth(1).expect("a status").parse().unwrap();
-    (status, body.to_string())
+    support::http::request(addr, method, path, &[], "").await
 }
 
-async fn start() -> (NodeHandle, tempfile::TempDir) {
-    let dir = tempfile::tempdir().unwrap();
+async fn start() -> Server {
     let mut config = BrokerConfig::default();
     config.apply_override("offsets.topic.num.partitions=1").unwrap();
-    let storage: Arc<dyn Storage> = Arc::new(OsStorage::new(dir.path()).unwrap());
-    let net: Arc<dyn Network> = Arc::new(TcpNetwork::new(config.fetch_zero_copy));
-    let mut opts = NodeOptions::new(config, storage, net, "127.0.0.1:0", 0);
-    opts.metrics_listen = Some("127.0.0.1:0".to_string());
-    (node::start(opts).await.expect("the node starts"), dir)
+    let dir = tempfile::tempdir().unwrap();
+    server::start_with(config, dir, |o| o.metrics_listen = Some("127.0.0.1:0".to_string())).await
 }
 
 /// The value of the one sample of `name` whose labels are exactly `labels`.
@@ -173,9 +91,9 @@ fn value(scrape: &Scrape, name: &str, labels: &[(&str, &str)]) -> f64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scrape_names_labels_and_values() {
-    let (node, _dir) = start().await;
+    let node = start().await;
     let maddr = node.metrics_addr.clone().expect("a metrics address");
-    let mut c = Client { s: TcpStream::connect(&node.bound).await.unwrap(), corr: 0 };
+    let mut c = Client::connect_as(&node.addr, "metrics-test").await;
     create(&mut c, "alpha", 2).await;
     create(&mut c, "beta", 1).await;
     let (a1, a2, a3, b1) = (batch(3, "a"), batch(4, "a"), batch(2, "a"), batch(5, "b"));
@@ -249,12 +167,12 @@ async fn scrape_names_labels_and_values() {
     }
     assert!(body.contains("kafka_network_requestmetrics_totaltimems_count{request=\"Produce\"} 4"));
 
-    node.shutdown().await.unwrap();
+    node.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn only_get_metrics_is_served() {
-    let (node, _dir) = start().await;
+    let node = start().await;
     let maddr = node.metrics_addr.clone().expect("a metrics address");
     assert_eq!(http(&maddr, "GET", "/other").await.0, 404);
     assert_eq!(http(&maddr, "GET", "/").await.0, 404);
@@ -271,5 +189,5 @@ async fn only_get_metrics_is_served() {
     let _ = tokio::time::timeout(TIMEOUT, sock.read_to_end(&mut raw)).await.unwrap();
     let text = String::from_utf8_lossy(&raw);
     assert!(text.is_empty() || text.starts_with("HTTP/1.1 431"), "got {text:?}");
-    node.shutdown().await.unwrap();
+    node.stop().await;
 }

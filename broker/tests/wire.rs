@@ -9,170 +9,22 @@ use std::time::Duration;
 use broker::BrokerConfig;
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::*;
-use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+use kafka_protocol::protocol::{Decodable, StrBytes};
 use records::{BatchBuilder, BatchHeader, Compression};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 
 mod support;
+use support::client::{Client, TIMEOUT};
+use support::kafka::{batch, fetch_req, produce_req, produced, records_of, topic_name};
 use support::server::{start, start_in};
-
-const TIMEOUT: Duration = Duration::from_secs(20);
-
-struct Client {
-    s: TcpStream,
-    corr: i32,
-}
-
-impl Client {
-    async fn connect(addr: &str) -> Self {
-        Self { s: TcpStream::connect(addr).await.unwrap(), corr: 0 }
-    }
-
-    async fn send_raw(&mut self, bytes: &[u8]) {
-        self.s.write_all(bytes).await.unwrap();
-    }
-
-    /// Sends a request frame; returns its correlation id.
-    async fn send<T: Encodable>(&mut self, key: ApiKey, v: i16, body: &T) -> i32 {
-        self.corr += 1;
-        let mut h = RequestHeader::default();
-        h.request_api_key = key as i16;
-        h.request_api_version = v;
-        h.correlation_id = self.corr;
-        h.client_id = Some(StrBytes::from_static_str("wire-test"));
-        let mut buf = BytesMut::new();
-        buf.put_i32(0);
-        h.encode(&mut buf, key.request_header_version(v)).unwrap();
-        body.encode(&mut buf, v).unwrap();
-        let len = (buf.len() - 4) as i32;
-        buf[0..4].copy_from_slice(&len.to_be_bytes());
-        self.send_raw(&buf).await;
-        self.corr
-    }
-
-    /// Reads one response frame, `None` if the broker closed the connection.
-    async fn recv_frame(&mut self) -> Option<Bytes> {
-        let mut len = [0u8; 4];
-        match tokio::time::timeout(TIMEOUT, self.s.read_exact(&mut len))
-            .await
-            .expect("response in time")
-        {
-            Ok(_) => {}
-            Err(_) => return None,
-        }
-        let mut buf = vec![0u8; i32::from_be_bytes(len) as usize];
-        self.s.read_exact(&mut buf).await.ok()?;
-        Some(Bytes::from(buf))
-    }
-
-    async fn recv<T: Decodable>(&mut self, key: ApiKey, v: i16, corr: i32) -> T {
-        let mut frame = self.recv_frame().await.expect("a response, not a closed connection");
-        let hv = if key == ApiKey::ApiVersions { 0 } else { key.response_header_version(v) };
-        let h = ResponseHeader::decode(&mut frame, hv).unwrap();
-        assert_eq!(h.correlation_id, corr);
-        let r = T::decode(&mut frame, v).unwrap();
-        assert!(
-            !frame.has_remaining(),
-            "{} bytes left after the {key:?} v{v} response",
-            frame.remaining()
-        );
-        r
-    }
-
-    async fn call<Q: Encodable, R: Decodable>(&mut self, key: ApiKey, v: i16, body: &Q) -> R {
-        let corr = self.send(key, v, body).await;
-        self.recv(key, v, corr).await
-    }
-
-    /// True if the broker closed the connection (EOF) within the timeout.
-    async fn closed(&mut self) -> bool {
-        let mut b = [0u8; 1];
-        matches!(
-            tokio::time::timeout(TIMEOUT, self.s.read(&mut b)).await.expect("close in time"),
-            Ok(0) | Err(_)
-        )
-    }
-}
-
-fn batch(n: usize, ts: i64, codec: Compression, producer: Option<(i64, i16, i32)>) -> Bytes {
-    let mut b = BatchBuilder::new(BytesMut::new(), codec, 1 << 20);
-    if let Some((pid, epoch, seq)) = producer {
-        b.set_producer_state(pid, epoch, seq);
-    }
-    for i in 0..n {
-        let v = format!("value-{ts}-{i}");
-        b.append(ts + i as i64, Some(format!("k{i}").as_bytes()), Some(v.as_bytes()), &[]).unwrap();
-    }
-    b.finish().unwrap().freeze()
-}
-
-fn tn(s: &str) -> TopicName {
-    TopicName(StrBytes::from_string(s.to_string()))
-}
-
-fn produce_req(topic: &str, partition: i32, records: Bytes, acks: i16) -> ProduceRequest {
-    let mut p = produce_request::PartitionProduceData::default();
-    p.index = partition;
-    p.records = Some(records);
-    let mut t = produce_request::TopicProduceData::default();
-    t.name = tn(topic);
-    t.partition_data = vec![p];
-    let mut r = ProduceRequest::default();
-    r.acks = acks;
-    r.timeout_ms = 5000;
-    r.topic_data = vec![t];
-    r
-}
 
 async fn produce(c: &mut Client, v: i16, topic: &str, records: Bytes) -> (i16, i64) {
     let r: ProduceResponse = c.call(ApiKey::Produce, v, &produce_req(topic, 0, records, -1)).await;
-    let p = &r.responses[0].partition_responses[0];
-    (p.error_code, p.base_offset)
-}
-
-fn fetch_req(v: i16, topic: &str, id: uuid::Uuid, offset: i64, max_wait: i32) -> FetchRequest {
-    let mut p = fetch_request::FetchPartition::default();
-    p.partition = 0;
-    p.fetch_offset = offset;
-    p.partition_max_bytes = 1 << 20;
-    let mut t = fetch_request::FetchTopic::default();
-    if v >= 13 {
-        t.topic_id = id;
-    } else {
-        t.topic = tn(topic);
-    }
-    t.partitions = vec![p];
-    let mut r = FetchRequest::default();
-    r.replica_id = BrokerId(-1);
-    r.max_wait_ms = max_wait;
-    r.min_bytes = 1;
-    r.max_bytes = 50 << 20;
-    r.session_epoch = -1;
-    r.topics = vec![t];
-    r
-}
-
-/// Every record (offset, value) in a fetched partition.
-fn records_of(p: &fetch_response::PartitionData) -> Vec<(i64, Bytes)> {
-    let data = p.records.clone().unwrap_or_default();
-    let mut out = Vec::new();
-    let mut pos = 0;
-    while let Some(size) = BatchHeader::peek_size(&data[pos..]) {
-        if pos + size > data.len() {
-            break;
-        }
-        for r in records::decode_all(data.slice(pos..pos + size), 1 << 24).unwrap() {
-            out.push((r.offset, r.value.unwrap()));
-        }
-        pos += size;
-    }
-    out
+    produced(&r)
 }
 
 async fn metadata(c: &mut Client, v: i16, topic: &str) -> MetadataResponse {
     let mut t = metadata_request::MetadataRequestTopic::default();
-    t.name = Some(tn(topic));
+    t.name = Some(topic_name(topic));
     let mut r = MetadataRequest::default();
     r.topics = Some(vec![t]);
     r.allow_auto_topic_creation = true;
@@ -223,7 +75,7 @@ async fn produce_fetch_list_offsets_round_trip() {
         let mut lo = ListOffsetsRequest::default();
         lo.replica_id = BrokerId(-1);
         let mut t = list_offsets_request::ListOffsetsTopic::default();
-        t.name = tn("rt");
+        t.name = topic_name("rt");
         for ts in [-2i64, -1, 1_002_005, 1_003_000, 9_999_999] {
             let mut p = list_offsets_request::ListOffsetsPartition::default();
             p.partition_index = 0;
@@ -241,7 +93,7 @@ async fn produce_fetch_list_offsets_round_trip() {
         let mut req = offset_for_leader_epoch_request::OffsetForLeaderEpochRequest::default();
         req.replica_id = BrokerId(-1);
         let mut t = offset_for_leader_epoch_request::OffsetForLeaderTopic::default();
-        t.topic = tn("rt");
+        t.topic = topic_name("rt");
         for (partition, epoch) in [(0, 0), (0, 5), (0, -1), (7, 0)] {
             let mut p = offset_for_leader_epoch_request::OffsetForLeaderPartition::default();
             p.partition = partition;
@@ -487,7 +339,7 @@ async fn topics_persist_across_restart_and_copy_path() {
     let mut c = Client::connect(&srv.addr).await;
     let mut ct = CreateTopicsRequest::default();
     let mut t = create_topics_request::CreatableTopic::default();
-    t.name = tn("three");
+    t.name = topic_name("three");
     t.num_partitions = 3;
     t.replication_factor = 1;
     let mut cfg = create_topics_request::CreatableTopicConfig::default();
@@ -527,7 +379,7 @@ async fn topics_persist_across_restart_and_copy_path() {
         next = recs.last().unwrap().0 + 1;
     }
     let mut dt = DeleteTopicsRequest::default();
-    dt.topic_names = vec![tn("three")];
+    dt.topic_names = vec![topic_name("three")];
     let r: DeleteTopicsResponse = c.call(ApiKey::DeleteTopics, 5, &dt).await;
     assert_eq!(r.responses[0].error_code, 0);
     let mut cfg2 = MetadataRequest::default();
@@ -554,7 +406,7 @@ async fn retention_runs_periodically_and_acks0_errors_close() {
         let mut lo = ListOffsetsRequest::default();
         lo.replica_id = BrokerId(-1);
         let mut t = list_offsets_request::ListOffsetsTopic::default();
-        t.name = tn("ret");
+        t.name = topic_name("ret");
         let mut p = list_offsets_request::ListOffsetsPartition::default();
         p.timestamp = -2;
         t.partitions = vec![p];

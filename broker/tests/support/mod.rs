@@ -1,7 +1,18 @@
-//! Test support shared by the log tests: record batches built by an independent encoder
-//! (`kafka-protocol`'s), and a runtime shim so the same async test body runs in both worlds.
+//! Test support shared by the broker's tests: record batches built by an independent encoder
+//! (`kafka-protocol`'s), a runtime shim so the same async test body runs in both worlds, Kafka
+//! requests and a client (`kafka`, `client`), a node in this process (`server`), `broker serve`
+//! as a child process (`process`) and an HTTP request (`http`). Each test file uses a part, so
+//! unused items are allowed here.
 #![allow(dead_code)]
+#![allow(clippy::field_reassign_with_default)]
 
+#[cfg(not(madsim))]
+pub mod client;
+#[cfg(not(madsim))]
+pub mod http;
+pub mod kafka;
+#[cfg(not(madsim))]
+pub mod process;
 #[cfg(not(madsim))]
 pub mod server;
 
@@ -64,6 +75,25 @@ pub fn decode_all(bytes: &[u8]) -> Vec<(i64, usize, Vec<(i64, i64)>)> {
             (first, s.records.len(), offsets)
         })
         .collect()
+}
+
+/// Opens the log in `dir` of `storage` with the default options, at time 0.
+pub async fn open_log(
+    storage: std::sync::Arc<dyn disk_model::Storage>,
+    dir: &str,
+    config: broker::log::LogConfig,
+) -> (broker::log::Log, broker::log::RecoveryReport) {
+    let options = broker::log::OpenOptions::default();
+    broker::log::Log::open(storage, std::path::Path::new(dir), config, options, 0)
+        .await
+        .expect("the log opens")
+}
+
+/// Proptest's configuration with `default_cases` cases, or `PROPTEST_CASES` when set (deep runs).
+pub fn proptest_config(default_cases: u32) -> proptest::prelude::ProptestConfig {
+    let cases =
+        std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(default_cases);
+    proptest::prelude::ProptestConfig { cases, ..proptest::prelude::ProptestConfig::default() }
 }
 
 /// Runs an async test body on this world's runtime.

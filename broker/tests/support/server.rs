@@ -13,6 +13,8 @@ pub struct Server {
     /// `127.0.0.1:port`, where clients connect (also what Metadata advertises).
     pub addr: String,
     pub broker: Arc<Broker>,
+    /// Where `GET /metrics` is served, when the node was given a metrics listener.
+    pub metrics_addr: Option<String>,
     node: NodeHandle,
     dir: tempfile::TempDir,
 }
@@ -24,11 +26,22 @@ pub async fn start(config: BrokerConfig) -> Server {
 
 /// A node on `dir` (e.g. the one a stopped node left).
 pub async fn start_in(config: BrokerConfig, dir: tempfile::TempDir) -> Server {
+    start_with(config, dir, |_| {}).await
+}
+
+/// A node on `dir` with options changed by `tweak` (e.g. a metrics listener).
+pub async fn start_with(
+    config: BrokerConfig,
+    dir: tempfile::TempDir,
+    tweak: impl FnOnce(&mut NodeOptions),
+) -> Server {
     let storage: Arc<dyn Storage> = Arc::new(OsStorage::new(dir.path()).expect("data dir"));
     let net: Arc<dyn Network> = Arc::new(TcpNetwork::new(config.fetch_zero_copy));
-    let opts = NodeOptions::new(config, storage, net, "127.0.0.1:0", 0);
+    let mut opts = NodeOptions::new(config, storage, net, "127.0.0.1:0", 0);
+    tweak(&mut opts);
     let node = node::start(opts).await.expect("the node starts");
-    Server { addr: node.bound.clone(), broker: node.broker.clone(), node, dir }
+    let (addr, broker) = (node.bound.clone(), node.broker.clone());
+    Server { addr, broker, metrics_addr: node.metrics_addr.clone(), node, dir }
 }
 
 impl Server {
