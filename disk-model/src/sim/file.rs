@@ -4,10 +4,19 @@
 //! device). Pages are `Arc`s shared between the two when equal (after writeback or a cache fill),
 //! so a settled file costs its size once, not twice; a write copies a shared page first.
 //!
+//! Full pages are interned ([`intern`]): a page that an append fills to its end is never
+//! written again (the interface is append-only; a truncate or a corruption copies it first), so
+//! it is looked up by content in a process-wide store and shared with every equal page. The
+//! replicas of a partition hold byte-identical segments at identical positions (followers append
+//! the leader's batches verbatim), so a cluster of RF 3 keeps each full page of log once, not
+//! three times. Sharing changes no byte any read returns: pages are immutable once shared
+//! (`Arc::make_mut` copies a shared page before a write).
+//!
 //! Invariants (asserted in `check`): bytes at or past `len` are zero in every page (so growing a
 //! file never resurrects old bytes), and `pages.len()` covers exactly `len` rounded up to pages.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 use super::device::PAGE_SIZE;
 
@@ -86,6 +95,9 @@ impl Content {
             let slot = &mut self.pages[index];
             let page = slot.get_or_insert_with(|| Arc::new([0u8; PAGE]));
             Arc::make_mut(page)[offset..offset + n].copy_from_slice(&data[done..done + n]);
+            if offset + n == PAGE {
+                intern(page);
+            }
             done += n;
         }
     }
@@ -135,6 +147,54 @@ impl Content {
     }
 }
 
+/// The process-wide store of full pages by content: a hash of the page's bytes → the page.
+/// Entries only the store still holds are swept when the store has doubled since its last
+/// sweep, so it holds at most about twice the pages that are alive, each for ~20 bytes.
+struct PageStore {
+    pages: HashMap<u64, Arc<Page>>,
+    /// Entries left after the last sweep.
+    swept_len: usize,
+}
+
+/// Sweeps start at this many entries (small stores are not worth sweeping).
+const STORE_SWEEP_MIN: usize = 4096;
+
+static STORE: Mutex<Option<PageStore>> = Mutex::new(None);
+
+/// A fast 64-bit hash of a page (8 bytes at a time, multiply-rotate); equal hashes are checked
+/// byte for byte before a page is shared, so a collision only costs the sharing.
+fn page_hash(page: &Page) -> u64 {
+    let mut h: u64 = 0x243F_6A88_85A3_08D3;
+    for word in page.chunks_exact(8) {
+        let w = u64::from_le_bytes(word.try_into().expect("8 bytes"));
+        h = (h.rotate_left(5) ^ w).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+    h ^ (h >> 29)
+}
+
+/// Replaces `page` by the stored page with the same bytes, or stores it. Only full pages that
+/// will not be written again are interned (a later write copies them: they are shared).
+pub fn intern(page: &mut Arc<Page>) {
+    let hash = page_hash(page);
+    let mut store = STORE.lock().unwrap_or_else(|p| p.into_inner());
+    let store = store.get_or_insert_with(|| PageStore { pages: HashMap::new(), swept_len: 0 });
+    match store.pages.get(&hash) {
+        Some(stored) if Arc::ptr_eq(stored, page) => {}
+        Some(stored) if **stored == **page => *page = stored.clone(),
+        Some(stored) if Arc::strong_count(stored) == 1 => {
+            store.pages.insert(hash, page.clone());
+        }
+        Some(_) => {} // a collision with a live page: this one stays unshared
+        None => {
+            if store.pages.len() >= (2 * store.swept_len).max(STORE_SWEEP_MIN) {
+                store.pages.retain(|_, p| Arc::strong_count(p) > 1);
+                store.swept_len = store.pages.len();
+            }
+            store.pages.insert(hash, page.clone());
+        }
+    }
+}
+
 /// A page made of the first `sectors` sectors of `new` and the rest of `old` (a torn write).
 pub fn torn_page(
     old: Option<&Arc<Page>>,
@@ -174,5 +234,32 @@ mod tests {
         c.set_len(10_000);
         assert_eq!(c.read(4104, 10_000), vec![0u8; 10_000 - 4104]);
         c.check();
+    }
+
+    #[test]
+    fn full_pages_are_shared_and_copied_before_a_change() {
+        let data: Vec<u8> = (0..3 * PAGE + 100).map(|i| (i * 7 % 251) as u8).collect();
+        let (mut a, mut b) = (Content::default(), Content::default());
+        a.write(0, &data);
+        // b gets the same bytes in other chunks (a follower appending fetched batches).
+        for chunk in data.chunks(1000) {
+            b.write(b.len(), chunk);
+        }
+        for index in 0..3 {
+            let (pa, pb) = (a.page(index).expect("written"), b.page(index).expect("written"));
+            assert!(Arc::ptr_eq(&pa, &pb), "full page {index} is shared");
+        }
+        let (ta, tb) = (a.page(3).expect("written"), b.page(3).expect("written"));
+        assert!(!Arc::ptr_eq(&ta, &tb), "the partial tail page is each file's own");
+        // Corrupting one copy leaves the other intact.
+        b.flip(10, 20, 0xFF);
+        assert_eq!(a.read(0, a.len()), data);
+        assert_ne!(b.read(0, 30), data[..30].to_vec());
+        // Truncating into a shared page and writing again leaves the other intact.
+        a.set_len(PAGE as u64 + 5);
+        a.write(PAGE as u64 + 5, &[9u8; 10]);
+        assert_eq!(b.read(PAGE as u64, 2 * PAGE as u64), data[PAGE..2 * PAGE].to_vec());
+        a.check();
+        b.check();
     }
 }
