@@ -31,6 +31,9 @@ cd "$(dirname "$0")/.."
 export CARGO_TERM_COLOR=never
 # A RUSTFLAGS in the environment would silently override the simulated build's --cfg madsim.
 unset RUSTFLAGS
+# On CI every build starts from nothing: incremental caches (several GiB per world) buy nothing
+# there and fill small disks.
+if [ -n "${CI:-}" ]; then export CARGO_INCREMENTAL=0; fi
 
 quick=0
 case "${1-}" in
