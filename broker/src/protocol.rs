@@ -39,6 +39,16 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     // Followers truncate by it (KIP-101/279); consumers validate positions after a leader change
     // (KIP-320).
     (ApiKey::OffsetForLeaderEpoch, 2, 4),
+    // Partition and record admin (issue 15): api/partitions.rs, api/records.rs.
+    (ApiKey::CreatePartitions, 0, 3),
+    (ApiKey::DeleteRecords, 0, 2),
+    // Group admin (issue 15): api/group_admin.rs.
+    (ApiKey::DeleteGroups, 0, 2),
+    (ApiKey::OffsetDelete, 0, 0),
+    // api/log_dirs.rs (kafka-protocol starts at v1).
+    (ApiKey::DescribeLogDirs, 1, 4),
+    // api/elect.rs: preferred elections.
+    (ApiKey::ElectLeaders, 0, 2),
 ];
 
 pub fn supported_range(key: ApiKey) -> Option<(i16, i16)> {
@@ -66,6 +76,12 @@ pub fn api_name(key: ApiKey) -> &'static str {
         ApiKey::ListGroups => "ListGroups",
         ApiKey::DescribeGroups => "DescribeGroups",
         ApiKey::OffsetForLeaderEpoch => "OffsetForLeaderEpoch",
+        ApiKey::CreatePartitions => "CreatePartitions",
+        ApiKey::DeleteRecords => "DeleteRecords",
+        ApiKey::DeleteGroups => "DeleteGroups",
+        ApiKey::OffsetDelete => "OffsetDelete",
+        ApiKey::DescribeLogDirs => "DescribeLogDirs",
+        ApiKey::ElectLeaders => "ElectLeaders",
         _ => "Other",
     }
 }

@@ -72,6 +72,8 @@ impl Broker {
             } else {
                 t.replication_factor
             };
+            let assigned = super::assignments::parse(t);
+            let (partitions, rf) = assigned_shape(&assigned, partitions, rf);
             let mut configs = BTreeMap::new();
             for c in &t.configs {
                 if let Some(val) = &c.value {
@@ -84,15 +86,15 @@ impl Broker {
                     error_code::INVALID_REQUEST,
                     format!("creation of internal topic {name} is prohibited"),
                 ))
+            } else if let Err(e) = assigned.as_ref().map_err(Clone::clone).and_then(|a| {
+                a.as_ref()
+                    .map_or(Ok(()), |a| super::assignments::check_single(a, self.config.node_id))
+            }) {
+                Err(e)
             } else if rf != 1 {
                 Err((
                     error_code::INVALID_REPLICATION_FACTOR,
                     format!("replication factor {rf} is larger than the 1 available broker"),
-                ))
-            } else if !t.assignments.is_empty() {
-                Err((
-                    error_code::INVALID_REQUEST,
-                    "manual replica assignment is not supported".to_string(),
                 ))
             } else if let Err(e) = budget.take(partitions) {
                 Err(e)
@@ -141,17 +143,16 @@ impl Broker {
             } else {
                 t.replication_factor
             };
+            let assigned = super::assignments::parse(t);
+            let (partitions, rf) = assigned_shape(&assigned, partitions, rf);
             let outcome: Result<Option<cluster::metadata::TopicId>, (i16, String)> =
                 if name == crate::group::OFFSETS_TOPIC {
                     Err((
                         error_code::INVALID_REQUEST,
                         format!("creation of internal topic {name} is prohibited"),
                     ))
-                } else if !t.assignments.is_empty() {
-                    Err((
-                        error_code::INVALID_REQUEST,
-                        "manual replica assignment is not supported".to_string(),
-                    ))
+                } else if let Err(e) = &assigned {
+                    Err(e.clone())
                 } else if !t.configs.is_empty() {
                     Err((
                         error_code::INVALID_CONFIG,
@@ -190,7 +191,11 @@ impl Broker {
                         Ok(()) => Ok(None),
                     }
                 } else {
-                    match link.create_topic(&name, partitions as u32, rf as u16).await {
+                    let created = match assigned.ok().flatten() {
+                        Some(a) => link.create_topic_assigned(&name, a).await,
+                        None => link.create_topic(&name, partitions as u32, rf as u16).await,
+                    };
+                    match created {
                         Ok(id) => {
                             // Local logs now, so a produce right after the answer finds them.
                             let img = link.metadata().borrow().clone();
@@ -500,6 +505,21 @@ fn refused_key_type(key_type: i8) -> Option<(i16, &'static str)> {
         0 => None,
         1 => Some((error_code::TRANSACTIONAL_ID_AUTHORIZATION_FAILED, TRANSACTIONS_UNSUPPORTED)),
         _ => Some((error_code::INVALID_REQUEST, "unknown coordinator key type")),
+    }
+}
+
+/// The partition count and replication factor a manual assignment implies (else the given ones).
+fn assigned_shape(
+    assigned: &Result<Option<super::assignments::Assignment>, (i16, String)>,
+    partitions: i32,
+    rf: i16,
+) -> (i32, i16) {
+    match assigned {
+        Ok(Some(a)) => (
+            i32::try_from(a.len()).unwrap_or(i32::MAX),
+            i16::try_from(a[0].len()).unwrap_or(i16::MAX),
+        ),
+        _ => (partitions, rf),
     }
 }
 

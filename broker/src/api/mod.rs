@@ -1,12 +1,18 @@
 //! Request handlers, one file per API family (each an `impl Broker` block).
 
 mod admin;
+mod assignments;
+mod elect;
 mod fetch;
 mod group;
+mod group_admin;
 mod list_offsets;
+mod log_dirs;
 mod metadata;
 mod offset_for_leader_epoch;
+mod partitions;
 mod produce;
+mod records;
 
 use kafka_protocol::protocol::StrBytes;
 
