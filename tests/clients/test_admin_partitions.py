@@ -91,11 +91,62 @@ def test_kafka_python_create_partitions_and_delete_records(broker):
         with pytest.raises(InvalidPartitionsError):
             kp.create_partitions({t: KpNewPartitions(total_count=2)})
         out = kp.delete_records({KpTopicPartition(t, 0): 3})
-        lows = {tp.partition: v for tp, v in out.items()}
-        assert lows[0]["low_watermark"] == 3 if isinstance(lows[0], dict) else lows[0] == 3, out
+        assert list(out.values())[0]["low_watermark"] == 3, out
+        # DescribeLogDirs: one dir per broker; partition 0 holds the 5 records' bytes.
+        [b] = kp.describe_log_dirs()
+        [d] = b["log_dirs"]
+        assert d["error_code"] == 0 and d["log_dir"].endswith("data"), d
+        [topic] = [x for x in d["topics"] if x["name"] == t]
+        sizes = {p["partition_index"]: p["partition_size"] for p in topic["partitions"]}
+        assert sizes[0] > 0 and sizes[1] == 0 and sizes[2] == 0, sizes
+        assert all(p["offset_lag"] == 0 and not p["is_future_key"] for p in topic["partitions"])
     finally:
         kp.close()
     assert first_offset_consumed(broker.addr, t) == 3
+
+
+def test_kafka_python_group_admin(broker):
+    from kafka import KafkaAdminClient
+    from kafka.errors import GroupIdNotFoundError, GroupSubscribedToTopicError, NoError
+    from kafka.structs import TopicPartition as KpTopicPartition
+
+    a = admin(broker.addr)
+    t, other = name("sub"), name("other")
+    create(a, t, 1)
+    create(a, other, 1)
+    produce(broker.addr, t, 1, partition=0)
+    g = name("g")
+    c = Consumer({"bootstrap.servers": broker.addr, "group.id": g, "auto.offset.reset": "earliest",
+                  "session.timeout.ms": 6000})
+    c.subscribe([t])
+    wait_for("a record", 30, lambda: (lambda m: m is not None and not m.error())(c.poll(0.5)) or None)
+    c.commit(asynchronous=False)
+    c.commit(offsets=[TopicPartition(other, 0, 1)], asynchronous=False)
+    kp = KafkaAdminClient(bootstrap_servers=broker.addr, request_timeout_ms=15000)
+    try:
+        out = kp.delete_group_offsets(g, [KpTopicPartition(t, 0), KpTopicPartition(other, 0)])
+        assert out[KpTopicPartition(t, 0)] is GroupSubscribedToTopicError, out
+        assert out[KpTopicPartition(other, 0)] is NoError, out
+        c.close()
+        assert kp.delete_groups([g]) == {g: "OK"}
+        try:
+            again = kp.delete_groups([g])
+        except GroupIdNotFoundError:
+            again = {g: "GroupIdNotFoundError"}
+        assert "GroupIdNotFound" in repr(again[g]), again
+    finally:
+        kp.close()
+
+
+def test_elect_leaders_on_one_broker(broker):
+    from confluent_kafka import ElectionType
+
+    a = admin(broker.addr)
+    t = name("elect")
+    create(a, t, 2)
+    res = a.elect_leaders(ElectionType.PREFERRED, [TopicPartition(t, 0)]).result(15)
+    err = res[TopicPartition(t, 0)]
+    assert err is not None and err.code() == KafkaError.ELECTION_NOT_NEEDED, res
 
 
 def test_confluent_delete_records(broker):
@@ -118,9 +169,6 @@ def test_confluent_delete_records(broker):
 
 
 def test_delete_groups_only_when_empty(broker):
-    from kafka import KafkaAdminClient
-    from kafka.errors import GroupIdNotFoundError, NonEmptyGroupError
-
     a = admin(broker.addr)
     t = name("groups")
     create(a, t, 1)
@@ -136,15 +184,9 @@ def test_delete_groups_only_when_empty(broker):
     assert e.value.args[0].code() == KafkaError.NON_EMPTY_GROUP
     c.close()
     a.delete_consumer_groups([g])[g].result(15)
-    kp = KafkaAdminClient(bootstrap_servers=broker.addr, request_timeout_ms=15000)
-    try:
-        assert kp.list_consumer_group_offsets(g) == {}
-        out = kp.delete_consumer_groups([g])
-        errors = [err for _, err in out]
-        assert errors and all(isinstance(err, GroupIdNotFoundError) or err.__class__.__name__ == "GroupIdNotFoundError" for err in errors), out
-    finally:
-        kp.close()
-    _ = NonEmptyGroupError
+    with pytest.raises(KafkaException) as e:
+        a.delete_consumer_groups([g])[g].result(15)
+    assert e.value.args[0].code() == KafkaError.GROUP_ID_NOT_FOUND
 
 
 def test_cluster_create_partitions_and_delete_records(cluster):  # noqa: F811
