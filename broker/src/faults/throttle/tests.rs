@@ -47,7 +47,13 @@ fn throttle_is_set_in_every_served_version_that_has_it() {
     check!(ApiKey::ListGroups, ListGroupsResponse);
     check!(ApiKey::DescribeGroups, DescribeGroupsResponse);
     check!(ApiKey::OffsetForLeaderEpoch, OffsetForLeaderEpochResponse);
-    assert_eq!(protocol::SUPPORTED.len(), 18, "a new API: add it here and to `since`");
+    check!(ApiKey::CreatePartitions, CreatePartitionsResponse);
+    check!(ApiKey::DeleteRecords, DeleteRecordsResponse);
+    check!(ApiKey::DeleteGroups, DeleteGroupsResponse);
+    check!(ApiKey::OffsetDelete, OffsetDeleteResponse);
+    check!(ApiKey::DescribeLogDirs, DescribeLogDirsResponse);
+    check!(ApiKey::ElectLeaders, ElectLeadersResponse);
+    assert_eq!(protocol::SUPPORTED.len(), 24, "a new API: add it here and to `since`");
 }
 
 #[test]
