@@ -97,6 +97,8 @@ pub struct Broker {
         std::sync::OnceLock<tokio::sync::watch::Receiver<crate::controller::node::NodeStatus>>,
     /// Whether the logs were shut down cleanly before this open (`.kafka_cleanshutdown`).
     opened_clean: bool,
+    /// The data directory as DescribeLogDirs names it (set by `broker serve`).
+    pub(crate) log_dir_label: std::sync::OnceLock<String>,
 }
 
 pub use crate::now_ms;
@@ -214,6 +216,7 @@ impl Broker {
             cluster: std::sync::OnceLock::new(),
             controller_status: std::sync::OnceLock::new(),
             opened_clean,
+            log_dir_label: std::sync::OnceLock::new(),
         })
     }
 
@@ -375,6 +378,12 @@ impl Broker {
             ApiKey::DescribeConfigs => self.describe_configs(req_ref).await,
             ApiKey::AlterConfigs => self.alter_configs(req_ref).await,
             ApiKey::IncrementalAlterConfigs => self.incremental_alter_configs(req_ref).await,
+            ApiKey::CreatePartitions => self.create_partitions(req_ref).await,
+            ApiKey::DeleteRecords => self.delete_records(req_ref).await,
+            ApiKey::DeleteGroups => self.delete_groups(req_ref).await,
+            ApiKey::OffsetDelete => self.offset_delete(req_ref).await,
+            ApiKey::DescribeLogDirs => self.describe_log_dirs(req_ref).await,
+            ApiKey::ElectLeaders => self.elect_leaders(req_ref).await,
             _ => Err(RequestError::UnknownApi(req.api_key as i16)),
         }
     }

@@ -357,6 +357,25 @@ fn schema(api: ApiKey, v: i16) -> Option<(Vec<F>, bool)> {
             s(vec![Some(Arr(vec![I8, Str, Arr(vec![Str, I8, NStr], false)], false)), Some(Bool)]),
             v >= 1,
         ),
+        ApiKey::CreatePartitions => (
+            s(vec![
+                Some(Arr(vec![Str, I32, Arr(vec![ArrI32], true)], false)),
+                Some(I32),
+                Some(Bool),
+            ]),
+            v >= 2,
+        ),
+        ApiKey::DeleteGroups => (s(vec![Some(ArrStr)]), v >= 2),
+        ApiKey::OffsetDelete => {
+            (s(vec![Some(Str), Some(Arr(vec![Str, Arr(vec![I32], false)], false))]), false)
+        }
+        ApiKey::DescribeLogDirs => (s(vec![Some(Arr(vec![Str, ArrI32], true))]), v >= 2),
+        ApiKey::ElectLeaders => {
+            (s(vec![when(v >= 1, I8), Some(Arr(vec![Str, ArrI32], true)), Some(I32)]), v >= 2)
+        }
+        ApiKey::DeleteRecords => {
+            (s(vec![Some(Arr(vec![Str, Arr(vec![I32, I64], false)], false)), Some(I32)]), v >= 2)
+        }
         _ => return None,
     };
     Some(out)

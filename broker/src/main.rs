@@ -215,6 +215,8 @@ mod real {
         opts.advertised = advertised;
         opts.serve_when_unfenced = true;
         let node = node::start(opts).await.map_err(|e| e.to_string())?;
+        let abs = std::fs::canonicalize(&data_dir).unwrap_or_else(|_| data_dir.clone());
+        node.broker.set_log_dir_label(&abs.display().to_string());
         if let Some(plan) = &fault_plan {
             let ids = node.broker.faults.install_plan(plan, broker::now_ms().max(0) as u64)?;
             println!("loglab fault plan: {} rule(s) installed", ids.len());

@@ -129,6 +129,11 @@ pub enum Record {
     /// A topic config or dynamic broker config set or deleted (Kafka's ConfigRecord); see
     /// `metadata/configs.rs`.
     Config(ConfigChange),
+    /// CreatePartitions: `partitions` are appended to the topic's (they get the next indexes).
+    CreatePartitions {
+        topic_id: TopicId,
+        partitions: Vec<PartitionRecord>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -251,6 +256,46 @@ impl MetadataImage {
         self.brokers.values().filter(|b| !b.fenced).map(|b| b.broker_id).collect()
     }
 
+    /// Appends `partitions` to topic `topic_id` (a `CreatePartitions` record).
+    fn apply_create_partitions(
+        &mut self,
+        topic_id: TopicId,
+        partitions: &[PartitionRecord],
+    ) -> Result<(), ApplyError> {
+        let max = self.limits.partitions_per_topic_max;
+        let rf_max = self.limits.replication_factor_max;
+        let topic = self
+            .topics
+            .get_mut(&topic_id)
+            .ok_or_else(|| ApplyError::Invalid(format!("unknown topic {topic_id:?}")))?;
+        if partitions.is_empty() || topic.partitions.len() + partitions.len() > max {
+            return Err(ApplyError::Invalid(format!("{} more partitions", partitions.len())));
+        }
+        let mut states = Vec::with_capacity(partitions.len());
+        for p in partitions {
+            if p.replicas.is_empty() || p.replicas.len() > rf_max {
+                return Err(ApplyError::Invalid(format!(
+                    "replication factor {}",
+                    p.replicas.len()
+                )));
+            }
+            let state = PartitionState {
+                replicas: p.replicas.clone(),
+                isr: p.isr.clone(),
+                leader: p.leader,
+                leader_epoch: 0,
+                partition_epoch: 0,
+                elr: Vec::new(),
+                last_known_elr: Vec::new(),
+                recovering: false,
+            };
+            check_partition(&state).map_err(ApplyError::Invalid)?;
+            states.push(state);
+        }
+        topic.partitions.extend(states);
+        Ok(())
+    }
+
     /// Applies one record, or rejects it leaving the image unchanged.
     pub fn apply(&mut self, record: &Record) -> Result<(), ApplyError> {
         match record {
@@ -336,6 +381,9 @@ impl MetadataImage {
                     *topic_id,
                     TopicImage { name: name.clone(), id: *topic_id, partitions: states },
                 );
+            }
+            Record::CreatePartitions { topic_id, partitions } => {
+                self.apply_create_partitions(*topic_id, partitions)?;
             }
             Record::PartitionChange {
                 topic_id,
@@ -493,6 +541,8 @@ pub enum ControllerError {
     TopicAlreadyExists,
     #[error("POLICY_VIOLATION: {0}")]
     LimitExceeded(String),
+    #[error("INVALID_REPLICA_ASSIGNMENT: {0}")]
+    InvalidReplicaAssignment(String),
 }
 
 /// An AlterPartition request from a partition leader (KIP-497).
@@ -890,6 +940,135 @@ impl Controller {
     ) -> Result<Decision<TopicId>, ControllerError> {
         let id = *image.topic_ids.get(name).ok_or(ControllerError::UnknownTopicOrPartition)?;
         Ok(Decision { records: vec![Record::DeleteTopic { topic_id: id }], reply: id })
+    }
+
+    /// CreateTopics with a manual assignment: `assignment[p]` are partition p's replicas, all
+    /// registered brokers; the ISR is the unfenced ones, led by the first.
+    pub fn create_topic_assigned(
+        &self,
+        image: &MetadataImage,
+        name: &str,
+        topic_id: TopicId,
+        assignment: &[Vec<BrokerId>],
+    ) -> Result<Decision<TopicId>, ControllerError> {
+        let mut d = self.create_topic(image, name, topic_id, 1, 1, 0).or_else(|e| match e {
+            // Only the name, the id and the topic count are checked here; the placement below.
+            ControllerError::InvalidReplicationFactor(_) => {
+                Ok(Decision { records: Vec::new(), reply: topic_id })
+            }
+            e => Err(e),
+        })?;
+        if assignment.is_empty() || assignment.len() > image.limits.partitions_per_topic_max {
+            return Err(ControllerError::InvalidPartitions(format!("{}", assignment.len())));
+        }
+        let mut parts = Vec::with_capacity(assignment.len());
+        for (p, replicas) in assignment.iter().enumerate() {
+            if replicas.is_empty() || replicas.len() > image.limits.replication_factor_max {
+                return Err(ControllerError::InvalidReplicationFactor(format!(
+                    "{} replicas for partition {p}",
+                    replicas.len()
+                )));
+            }
+            if let Some(b) = replicas.iter().find(|b| !image.brokers.contains_key(b)) {
+                return Err(ControllerError::InvalidReplicaAssignment(format!(
+                    "broker {b} of partition {p} is not registered"
+                )));
+            }
+            let isr: Vec<BrokerId> =
+                replicas.iter().copied().filter(|b| image.is_live(*b)).collect();
+            let Some(&leader) = isr.first() else {
+                return Err(ControllerError::InvalidReplicaAssignment(format!(
+                    "every broker of partition {p} is fenced"
+                )));
+            };
+            parts.push(PartitionRecord { replicas: replicas.clone(), isr, leader });
+        }
+        d.records =
+            vec![Record::CreateTopic { name: name.to_string(), topic_id, partitions: parts }];
+        Ok(d)
+    }
+
+    /// ElectLeaders (preferred): for each (topic, partition), in order, the first replica of
+    /// its assignment becomes leader if it is live and in the ISR. Replies with a Kafka error
+    /// code per partition: NONE (elected), ELECTION_NOT_NEEDED (it leads already),
+    /// PREFERRED_LEADER_NOT_AVAILABLE, UNKNOWN_TOPIC_OR_PARTITION.
+    pub fn elect_preferred(
+        &self,
+        image: &MetadataImage,
+        partitions: &[(String, u32)],
+    ) -> Decision<Vec<i16>> {
+        use kafka_types::error_code as ec;
+        let mut records = Vec::new();
+        let mut codes = Vec::with_capacity(partitions.len());
+        for (name, partition) in partitions {
+            let id = image.topic_ids.get(name).copied();
+            let Some((id, p)) = id.and_then(|id| Some((id, image.partition(id, *partition)?)))
+            else {
+                codes.push(ec::UNKNOWN_TOPIC_OR_PARTITION);
+                continue;
+            };
+            let preferred = p.replicas[0];
+            if p.leader == preferred {
+                codes.push(ec::ELECTION_NOT_NEEDED);
+            } else if !p.isr.contains(&preferred) || !image.is_live(preferred) {
+                codes.push(ec::PREFERRED_LEADER_NOT_AVAILABLE);
+            } else if records.iter().any(|r| {
+                matches!(r, Record::PartitionChange { topic_id, partition: q, .. } if *topic_id == id && q == partition)
+            }) {
+                codes.push(ec::ELECTION_NOT_NEEDED); // asked twice in one request
+            } else {
+                match change(p, &self.config, preferred, p.isr.clone()) {
+                    Some(next) => {
+                        records.push(change_record(id, *partition, next));
+                        codes.push(ec::NONE);
+                    }
+                    None => codes.push(ec::ELECTION_NOT_NEEDED),
+                }
+            }
+        }
+        Decision { records, reply: codes }
+    }
+
+    /// CreatePartitions: grows topic `name` to `count` partitions, the new ones assigned like
+    /// [`Controller::create_topic`]'s (round-robin over unfenced brokers from `start`) with the
+    /// replication factor of the topic's first partition. Replies with the topic id.
+    pub fn create_partitions(
+        &self,
+        image: &MetadataImage,
+        name: &str,
+        count: u32,
+        start: usize,
+    ) -> Result<Decision<TopicId>, ControllerError> {
+        let id = *image.topic_ids.get(name).ok_or(ControllerError::UnknownTopicOrPartition)?;
+        let topic = image.topics.get(&id).ok_or(ControllerError::UnknownTopicOrPartition)?;
+        let have = topic.partitions.len();
+        if (count as usize) <= have {
+            return Err(ControllerError::InvalidPartitions(format!(
+                "topic {name} has {have} partitions; {count} would not increase it"
+            )));
+        }
+        if count as usize > image.limits.partitions_per_topic_max {
+            return Err(ControllerError::InvalidPartitions(format!("{count}")));
+        }
+        let live = image.live_brokers();
+        let rf = topic.partitions.first().map_or(1, |p| p.replicas.len());
+        if rf == 0 || rf > live.len() {
+            return Err(ControllerError::InvalidReplicationFactor(format!(
+                "{rf} with {} live brokers",
+                live.len()
+            )));
+        }
+        let parts = (have..count as usize)
+            .map(|p| {
+                let replicas: Vec<BrokerId> =
+                    (0..rf).map(|i| live[(start + p + i) % live.len()]).collect();
+                PartitionRecord { leader: replicas[0], isr: replicas.clone(), replicas }
+            })
+            .collect();
+        Ok(Decision {
+            records: vec![Record::CreatePartitions { topic_id: id, partitions: parts }],
+            reply: id,
+        })
     }
 }
 

@@ -72,6 +72,8 @@ impl Broker {
             } else {
                 t.replication_factor
             };
+            let assigned = super::assignments::parse(t);
+            let (partitions, rf) = assigned_shape(&assigned, partitions, rf);
             let mut configs = BTreeMap::new();
             for c in &t.configs {
                 if let Some(val) = &c.value {
@@ -84,15 +86,15 @@ impl Broker {
                     error_code::INVALID_REQUEST,
                     format!("creation of internal topic {name} is prohibited"),
                 ))
+            } else if let Err(e) = assigned.as_ref().map_err(Clone::clone).and_then(|a| {
+                a.as_ref()
+                    .map_or(Ok(()), |a| super::assignments::check_single(a, self.config.node_id))
+            }) {
+                Err(e)
             } else if rf != 1 {
                 Err((
                     error_code::INVALID_REPLICATION_FACTOR,
                     format!("replication factor {rf} is larger than the 1 available broker"),
-                ))
-            } else if !t.assignments.is_empty() {
-                Err((
-                    error_code::INVALID_REQUEST,
-                    "manual replica assignment is not supported".to_string(),
                 ))
             } else if let Err(e) = budget.take(partitions) {
                 Err(e)
@@ -142,19 +144,24 @@ impl Broker {
                 t.replication_factor
             };
             let configs = topic_configs_of(t);
+            let assigned = super::assignments::parse(t);
+            let (partitions, rf) = assigned_shape(&assigned, partitions, rf);
             let outcome: Result<Option<cluster::metadata::TopicId>, (i16, String)> =
                 if name == crate::group::OFFSETS_TOPIC {
                     Err((
                         error_code::INVALID_REQUEST,
                         format!("creation of internal topic {name} is prohibited"),
                     ))
-                } else if !t.assignments.is_empty() {
-                    Err((
-                        error_code::INVALID_REQUEST,
-                        "manual replica assignment is not supported".to_string(),
-                    ))
+                } else if let Err(e) = &assigned {
+                    Err(e.clone())
                 } else if let Err(e) = check_topic_configs(&configs) {
                     Err(e)
+                } else if matches!(assigned, Ok(Some(_))) && !configs.is_empty() {
+                    Err((
+                        error_code::INVALID_REQUEST,
+                        "topic configs together with a manual replica assignment are not supported yet"
+                            .to_string(),
+                    ))
                 } else if partitions < 1 {
                     Err((
                         error_code::INVALID_PARTITIONS,
@@ -188,8 +195,14 @@ impl Broker {
                         Ok(()) => Ok(None),
                     }
                 } else {
-                    let (p, rf) = (partitions as u32, rf as u16);
-                    match link.create_topic_with_configs(&name, p, rf, configs).await {
+                    let created = match assigned.ok().flatten() {
+                        Some(a) => link.create_topic_assigned(&name, a).await,
+                        None => {
+                            let (p, rf) = (partitions as u32, rf as u16);
+                            link.create_topic_with_configs(&name, p, rf, configs).await
+                        }
+                    };
+                    match created {
                         Ok(id) => {
                             // Local logs now, so a produce right after the answer finds them.
                             let img = link.metadata().borrow().clone();
@@ -519,6 +532,21 @@ fn check_topic_configs(configs: &BTreeMap<String, String>) -> Result<(), (i16, S
             .map_err(|e| (error_code::INVALID_CONFIG, e.to_string()))?;
     }
     Ok(())
+}
+
+/// The partition count and replication factor a manual assignment implies (else the given ones).
+fn assigned_shape(
+    assigned: &Result<Option<super::assignments::Assignment>, (i16, String)>,
+    partitions: i32,
+    rf: i16,
+) -> (i32, i16) {
+    match assigned {
+        Ok(Some(a)) => (
+            i32::try_from(a.len()).unwrap_or(i32::MAX),
+            i16::try_from(a[0].len()).unwrap_or(i16::MAX),
+        ),
+        _ => (partitions, rf),
+    }
 }
 
 /// A CreateTopics result from an outcome (the topic id when one was made; `None` for

@@ -3,12 +3,18 @@
 mod admin;
 mod alter_configs;
 mod configs;
+mod assignments;
+mod elect;
 mod fetch;
 mod group;
+mod group_admin;
 mod list_offsets;
+mod log_dirs;
 mod metadata;
 mod offset_for_leader_epoch;
+mod partitions;
 mod produce;
+mod records;
 
 use kafka_protocol::protocol::StrBytes;
 

@@ -69,6 +69,25 @@ pub trait ControllerLink: Send + Sync + fmt::Debug {
     ) -> Result<TopicId, LinkError>;
     /// Config sets and deletes, all or nothing; answered once committed and applied here.
     async fn alter_configs(&self, changes: Vec<ConfigChange>) -> Result<(), LinkError>;
+    /// CreateTopics with a manual assignment (`assignment[p]`: partition p's replicas).
+    async fn create_topic_assigned(
+        &self,
+        name: &str,
+        assignment: Vec<Vec<BrokerId>>,
+    ) -> Result<TopicId, LinkError> {
+        let _ = (name, assignment);
+        Err(LinkError::Unavailable("manual assignment is not supported by this link".into()))
+    }
+    /// ElectLeaders (preferred): a Kafka error code per (topic, partition), in order.
+    async fn elect_preferred(&self, partitions: Vec<(String, u32)>) -> Result<Vec<i16>, LinkError> {
+        let _ = partitions;
+        Err(LinkError::Unavailable("ElectLeaders is not supported by this link".into()))
+    }
+    /// CreatePartitions: grows topic `name` to `count` partitions; the topic id on success.
+    async fn create_partitions(&self, name: &str, count: u32) -> Result<TopicId, LinkError> {
+        let _ = (name, count);
+        Err(LinkError::Unavailable("CreatePartitions is not supported by this link".into()))
+    }
     /// This broker's logs of the partitions awaiting unclean recovery (KIP-966) it is a candidate
     /// for; the link sends them with every heartbeat until replaced (empty: none).
     fn report_logs(&self, _logs: Vec<ReplicaLogInfo>) {}
@@ -553,6 +572,44 @@ impl ControllerLink for RpcLink {
             ControllerResponse::ConfigsAltered => {
                 self.catch_up().await?;
                 Ok(())
+            }
+            other => Err(LinkError::Unavailable(format!("unexpected answer {other:?}"))),
+        }
+    }
+
+    async fn create_topic_assigned(
+        &self,
+        name: &str,
+        assignment: Vec<Vec<BrokerId>>,
+    ) -> Result<TopicId, LinkError> {
+        let req = ControllerRequest::CreateTopicAssigned { name: name.to_string(), assignment };
+        match self.call(req).await? {
+            ControllerResponse::TopicCreated(id) => {
+                self.catch_up().await?;
+                Ok(id)
+            }
+            other => Err(LinkError::Unavailable(format!("unexpected answer {other:?}"))),
+        }
+    }
+
+    async fn elect_preferred(&self, partitions: Vec<(String, u32)>) -> Result<Vec<i16>, LinkError> {
+        match self.call(ControllerRequest::ElectPreferred { partitions }).await? {
+            ControllerResponse::Elected(codes) => {
+                self.catch_up().await?;
+                Ok(codes)
+            }
+            other => Err(LinkError::Unavailable(format!("unexpected answer {other:?}"))),
+        }
+    }
+
+    async fn create_partitions(&self, name: &str, count: u32) -> Result<TopicId, LinkError> {
+        match self
+            .call(ControllerRequest::CreatePartitions { name: name.to_string(), count })
+            .await?
+        {
+            ControllerResponse::TopicCreated(id) => {
+                self.catch_up().await?;
+                Ok(id)
             }
             other => Err(LinkError::Unavailable(format!("unexpected answer {other:?}"))),
         }

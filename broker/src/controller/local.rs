@@ -41,6 +41,7 @@ pub fn link_error_code(e: &LinkError) -> (i16, String) {
             ControllerError::InvalidUpdateVersion => 108,
             ControllerError::IneligibleReplica(_) => 107,
             ControllerError::InvalidRequest(_) => error_code::INVALID_REQUEST,
+            ControllerError::InvalidReplicaAssignment(_) => error_code::INVALID_REPLICA_ASSIGNMENT,
         },
     };
     (code, e.to_string())
@@ -133,7 +134,15 @@ impl Broker {
         // One pass at a time: a topic found registered has its logs.
         let _admin = self.topic_admin.lock().await;
         for t in image.topics.values() {
-            if self.registry.lock().await.topics.contains_key(&t.name) {
+            let registered = self.registry.lock().await.topics.get(&t.name).map(|m| m.partitions);
+            if let Some(have) = registered {
+                // CreatePartitions: the image has more partitions than the registry.
+                let want = i32::try_from(t.partitions.len()).unwrap_or(i32::MAX);
+                if have < want && t.name != crate::group::OFFSETS_TOPIC {
+                    if let Err((code, msg)) = self.grow_topic_admin_held(&t.name, want).await {
+                        tracing::warn!(topic = %t.name, code, %msg, "cannot create local logs for new partitions");
+                    }
+                }
                 continue;
             }
             let partitions = i32::try_from(t.partitions.len()).unwrap_or(i32::MAX);

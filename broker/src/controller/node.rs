@@ -390,6 +390,23 @@ impl Node {
                 .active_controller()
                 .delete_topic(&work, &name)
                 .map(|d| (d.records, ControllerResponse::TopicDeleted(d.reply))),
+            ControllerRequest::CreateTopicAssigned { name, assignment } => {
+                let mut id = [0u8; 16];
+                self.topic_rng.fill_bytes(&mut id);
+                self.active_controller()
+                    .create_topic_assigned(&work, &name, TopicId(id), &assignment)
+                    .map(|d| (d.records, ControllerResponse::TopicCreated(d.reply)))
+            }
+            ControllerRequest::ElectPreferred { partitions } => {
+                let d = self.active_controller().elect_preferred(&work, &partitions);
+                Ok((d.records, ControllerResponse::Elected(d.reply)))
+            }
+            ControllerRequest::CreatePartitions { name, count } => {
+                let start = work.topics.values().map(|t| t.partitions.len()).sum();
+                self.active_controller()
+                    .create_partitions(&work, &name, count, start)
+                    .map(|d| (d.records, ControllerResponse::TopicCreated(d.reply)))
+            }
             ControllerRequest::FetchMetadata { .. } => unreachable!("answered above"),
         };
         let (records, response) = match decided {

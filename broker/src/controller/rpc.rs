@@ -73,6 +73,20 @@ pub enum ControllerRequest {
     DeleteTopic {
         name: String,
     },
+    /// CreateTopics with a manual assignment (answered `TopicCreated`).
+    CreateTopicAssigned {
+        name: String,
+        assignment: Vec<Vec<BrokerId>>,
+    },
+    /// ElectLeaders (preferred) of these (topic, partition)s (answered `Elected`).
+    ElectPreferred {
+        partitions: Vec<(String, u32)>,
+    },
+    /// CreatePartitions: grow topic `name` to `count` partitions (answered `TopicCreated`).
+    CreatePartitions {
+        name: String,
+        count: u32,
+    },
     /// Committed metadata after `after_index` (0: from the start).
     FetchMetadata {
         after_index: u64,
@@ -89,13 +103,23 @@ pub struct MetadataBatch {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ControllerResponse {
-    Registered { broker_epoch: i64 },
-    Heartbeat { fenced: bool, metadata_index: u64 },
+    Registered {
+        broker_epoch: i64,
+    },
+    Heartbeat {
+        fenced: bool,
+        metadata_index: u64,
+    },
     Partition(PartitionState),
     TopicCreated(TopicId),
     TopicDeleted(TopicId),
     ConfigsAltered,
-    Metadata { batches: Vec<MetadataBatch>, committed_index: u64 },
+    /// A Kafka error code per partition of an `ElectPreferred`, in order.
+    Elected(Vec<i16>),
+    Metadata {
+        batches: Vec<MetadataBatch>,
+        committed_index: u64,
+    },
     Error(RpcError),
 }
 

@@ -2,11 +2,13 @@
 //!
 //! Every API this broker serves has the field from some version on ([`since`]). In most
 //! responses it is the body's first field, patched in place (Fetch's file regions are left
-//! alone); in Produce's and ApiVersions' it comes after the arrays, so those bodies are decoded
+//! alone); in Produce's, ApiVersions' and OffsetDelete's it comes after the arrays, so those bodies are decoded
 //! and encoded again (only when the rule fires).
 
 use bytes::{Bytes, BytesMut};
-use kafka_protocol::messages::{ApiKey, ApiVersionsResponse, ProduceResponse};
+use kafka_protocol::messages::{
+    ApiKey, ApiVersionsResponse, OffsetDeleteResponse, ProduceResponse,
+};
 use kafka_protocol::protocol::{Decodable, Encodable};
 use net_model::Chunk;
 
@@ -16,8 +18,14 @@ use crate::protocol::{self, api_name};
 /// The first version of `key`'s response with `throttle_time_ms`; `None` if it has none.
 pub fn since(key: ApiKey) -> Option<i16> {
     Some(match key {
-        ApiKey::InitProducerId => 0,
         ApiKey::DescribeConfigs | ApiKey::AlterConfigs | ApiKey::IncrementalAlterConfigs => 0,
+        ApiKey::InitProducerId
+        | ApiKey::CreatePartitions
+        | ApiKey::DeleteRecords
+        | ApiKey::DeleteGroups
+        | ApiKey::OffsetDelete
+        | ApiKey::DescribeLogDirs
+        | ApiKey::ElectLeaders => 0,
         ApiKey::Produce
         | ApiKey::Fetch
         | ApiKey::ApiVersions
@@ -68,6 +76,9 @@ pub fn apply(key: ApiKey, version: i16, chunks: &mut [Chunk], ms: i32) -> Result
         ApiKey::ApiVersions => {
             reencode::<ApiVersionsResponse>(key, version, chunks, ms, header_len)
         }
+        ApiKey::OffsetDelete => {
+            reencode::<OffsetDeleteResponse>(key, version, chunks, ms, header_len)
+        }
         _ => {
             let Some(Chunk::Bytes(first)) = chunks.first_mut() else {
                 return Err("response without a leading byte chunk".into());
@@ -89,6 +100,12 @@ trait Throttled: Decodable + Encodable {
 }
 
 impl Throttled for ProduceResponse {
+    fn set_throttle(&mut self, ms: i32) {
+        self.throttle_time_ms = ms;
+    }
+}
+
+impl Throttled for OffsetDeleteResponse {
     fn set_throttle(&mut self, ms: i32) {
         self.throttle_time_ms = ms;
     }

@@ -704,6 +704,84 @@ impl Coordinator {
     }
 }
 
+/// DeleteGroups and OffsetDelete: validated by the state machine, tombstones stored first, then
+/// applied in memory (a failed append changes nothing).
+impl Coordinator {
+    /// DeleteGroups for one group: NONE, GROUP_ID_NOT_FOUND, NON_EMPTY_GROUP or a coordinator
+    /// error.
+    pub async fn delete_group(&self, broker: &Broker, group: &str) -> i16 {
+        if let Err(code) = self.validate_group_id(group) {
+            return code;
+        }
+        let mut inner = self.inner.lock().await;
+        let p = match inner.owned(group) {
+            Ok(p) => p,
+            Err(code) => return code,
+        };
+        let now = now_ms();
+        let Some(g) = inner.groups.get(group) else { return codes::GROUP_ID_NOT_FOUND };
+        let gone = match g.clone().delete(now) {
+            Ok(gone) => gone,
+            Err(code) => return code,
+        };
+        let mut recs: Vec<(Bytes, Option<Bytes>)> = gone
+            .iter()
+            .map(|(t, part)| (offsets_topic::offset_key(group, t, *part), None))
+            .collect();
+        recs.push((offsets_topic::group_key(group), None));
+        if let Err(e) = append(broker, self.topic_configs(inner.num_partitions), p, recs).await {
+            tracing::warn!(group, error = %e, "group deletion not stored");
+            return codes::COORDINATOR_NOT_AVAILABLE;
+        }
+        if let Some(g) = inner.groups.get_mut(group) {
+            let _ = g.delete(now);
+        }
+        inner.groups.remove(group);
+        tracing::info!(group, offsets = gone.len(), "group deleted");
+        ec::NONE
+    }
+
+    /// OffsetDelete: a code per (topic, partition) in order, or a group-level error.
+    pub async fn delete_offsets(
+        &self,
+        broker: &Broker,
+        group: &str,
+        partitions: &[(String, i32)],
+    ) -> Result<Vec<i16>, i16> {
+        self.validate_group_id(group)?;
+        let mut inner = self.inner.lock().await;
+        let p = inner.owned(group)?;
+        let g = inner.groups.get(group).ok_or(codes::GROUP_ID_NOT_FOUND)?;
+        let codes_out = g.offsets_deletable(partitions)?;
+        let gone: Vec<&(String, i32)> = partitions
+            .iter()
+            .zip(&codes_out)
+            .filter(|(k, c)| **c == ec::NONE && g.offsets.contains_key(*k))
+            .map(|(k, _)| k)
+            .collect();
+        if gone.is_empty() {
+            return Ok(codes_out);
+        }
+        let recs: Vec<(Bytes, Option<Bytes>)> = gone
+            .iter()
+            .map(|(t, part)| (offsets_topic::offset_key(group, t, *part), None))
+            .collect();
+        let gone: Vec<(String, i32)> = gone.into_iter().cloned().collect();
+        if let Err(e) = append(broker, self.topic_configs(inner.num_partitions), p, recs).await {
+            tracing::warn!(group, error = %e, "offset deletion not stored");
+            return Err(codes::COORDINATOR_NOT_AVAILABLE);
+        }
+        if let Some(g) = inner.groups.get_mut(group) {
+            for (t, part) in &gone {
+                g.apply_offset(t, *part, None);
+            }
+        }
+        forget_if_unused(&mut inner, group);
+        tracing::info!(group, offsets = gone.len(), "offsets deleted");
+        Ok(codes_out)
+    }
+}
+
 fn truncate(s: &str, max: usize) -> &str {
     let mut end = s.len().min(max);
     while !s.is_char_boundary(end) {

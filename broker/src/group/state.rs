@@ -21,9 +21,10 @@ pub type ReqId = u64;
 pub mod codes {
     pub use kafka_types::error_code::{
         COORDINATOR_LOAD_IN_PROGRESS, COORDINATOR_NOT_AVAILABLE, FENCED_INSTANCE_ID,
-        GROUP_ID_NOT_FOUND, GROUP_MAX_SIZE_REACHED, ILLEGAL_GENERATION,
+        GROUP_ID_NOT_FOUND, GROUP_MAX_SIZE_REACHED, GROUP_SUBSCRIBED_TO_TOPIC, ILLEGAL_GENERATION,
         INCONSISTENT_GROUP_PROTOCOL, INVALID_GROUP_ID, INVALID_SESSION_TIMEOUT, MEMBER_ID_REQUIRED,
-        NOT_COORDINATOR, OFFSET_METADATA_TOO_LARGE, REBALANCE_IN_PROGRESS, UNKNOWN_MEMBER_ID,
+        NON_EMPTY_GROUP, NOT_COORDINATOR, OFFSET_METADATA_TOO_LARGE, REBALANCE_IN_PROGRESS,
+        UNKNOWN_MEMBER_ID,
     };
 }
 use codes::*;
@@ -1294,6 +1295,87 @@ impl Group {
     }
 }
 
+/// The admin side of a group: DeleteGroups and OffsetDelete (Kafka's `GroupCoordinator`
+/// `handleDeleteGroups` / `handleDeleteOffsets`).
+impl Group {
+    /// DeleteGroups: an Empty group goes Dead with its offsets; returns the (topic, partition)s
+    /// whose offsets went (for tombstones). A group with members (or joining ones) is
+    /// NON_EMPTY_GROUP; a Dead one GROUP_ID_NOT_FOUND.
+    pub fn delete(&mut self, now_ms: i64) -> Result<Vec<(String, i32)>, i16> {
+        match self.state {
+            GroupState::Dead => Err(GROUP_ID_NOT_FOUND),
+            GroupState::Empty if self.members.is_empty() && self.pending.is_empty() => {
+                let gone: Vec<(String, i32)> = self.offsets.keys().cloned().collect();
+                self.offsets.clear();
+                self.transition(GroupState::Dead, now_ms);
+                Ok(gone)
+            }
+            _ => Err(NON_EMPTY_GROUP),
+        }
+    }
+
+    /// OffsetDelete: one code per (topic, partition) of `partitions`, in order — NONE (its
+    /// offset may go) or GROUP_SUBSCRIBED_TO_TOPIC (a member of this consumer group subscribes
+    /// the topic). Group-level: GROUP_ID_NOT_FOUND (Dead), NON_EMPTY_GROUP (members of a
+    /// protocol other than `consumer`, whose subscriptions cannot be read). Changes nothing:
+    /// the caller stores tombstones, then applies them with [`Group::apply_offset`].
+    pub fn offsets_deletable(&self, partitions: &[(String, i32)]) -> Result<Vec<i16>, i16> {
+        if self.state == GroupState::Dead {
+            return Err(GROUP_ID_NOT_FOUND);
+        }
+        if self.state == GroupState::Empty {
+            return Ok(vec![ec::NONE; partitions.len()]);
+        }
+        if self.protocol_type.as_deref() != Some("consumer") {
+            return Err(NON_EMPTY_GROUP);
+        }
+        let subscribed = self.subscribed_topics();
+        Ok(partitions
+            .iter()
+            .map(|(t, _)| if subscribed.contains(t) { GROUP_SUBSCRIBED_TO_TOPIC } else { ec::NONE })
+            .collect())
+    }
+
+    /// The topics the members subscribe to, read from their `consumer` protocol metadata for
+    /// the group's protocol (a member's unreadable metadata subscribes to nothing).
+    pub fn subscribed_topics(&self) -> std::collections::BTreeSet<String> {
+        let mut out = std::collections::BTreeSet::new();
+        let Some(p) = self.protocol.as_deref() else { return out };
+        for m in self.members.values() {
+            out.extend(consumer_subscription(&m.metadata_for(p)).unwrap_or_default());
+        }
+        out
+    }
+}
+
+/// The topics of a ConsumerProtocolSubscription (every version starts with `version: i16`,
+/// `topics: [string]`), bounded by the bytes present; `None` when malformed.
+pub fn consumer_subscription(b: &[u8]) -> Option<Vec<String>> {
+    let take = |pos: &mut usize, n: usize| -> Option<&[u8]> {
+        let s = b.get(*pos..pos.checked_add(n)?)?;
+        *pos += n;
+        Some(s)
+    };
+    let mut pos = 0;
+    let version = take(&mut pos, 2)?;
+    if i16::from_be_bytes([version[0], version[1]]) < 0 {
+        return None;
+    }
+    let n = take(&mut pos, 4)?;
+    let n = usize::try_from(i32::from_be_bytes([n[0], n[1], n[2], n[3]])).ok()?;
+    // Each topic takes at least its two length bytes.
+    if n > (b.len() - pos) / 2 {
+        return None;
+    }
+    let mut topics = Vec::with_capacity(n);
+    for _ in 0..n {
+        let len = take(&mut pos, 2)?;
+        let len = usize::try_from(i16::from_be_bytes([len[0], len[1]])).ok()?;
+        topics.push(String::from_utf8(take(&mut pos, len)?.to_vec()).ok()?);
+    }
+    Some(topics)
+}
+
 #[cfg(test)]
 mod tests {
     //! Property tests: random clients (joins with and without ids, static members, syncs with
@@ -1953,5 +2035,90 @@ mod tests {
         assert_eq!(g.validate_commit(-1, "", None, 0), Err(UNKNOWN_MEMBER_ID));
         let mut empty = Group::new("h", 0);
         assert_eq!(empty.validate_commit(-1, "", None, 0), Ok(()));
+    }
+
+    /// A ConsumerProtocolSubscription of `topics` (version 1: topics, null user data, no owned
+    /// partitions).
+    fn subscription(topics: &[&str]) -> Bytes {
+        let mut b = Vec::new();
+        b.extend_from_slice(&1i16.to_be_bytes());
+        b.extend_from_slice(&(topics.len() as i32).to_be_bytes());
+        for t in topics {
+            b.extend_from_slice(&(t.len() as i16).to_be_bytes());
+            b.extend_from_slice(t.as_bytes());
+        }
+        b.extend_from_slice(&(-1i32).to_be_bytes());
+        b.extend_from_slice(&0i32.to_be_bytes());
+        Bytes::from(b)
+    }
+
+    fn offset(o: i64) -> Option<CommittedOffset> {
+        Some(CommittedOffset {
+            offset: o,
+            leader_epoch: -1,
+            metadata: String::new(),
+            commit_timestamp_ms: 0,
+        })
+    }
+
+    #[test]
+    fn only_empty_groups_are_deleted_with_their_offsets() {
+        let cfg = cfg0();
+        let mut busy = stable_group(&cfg);
+        busy.apply_offset("t", 0, offset(5));
+        assert_eq!(busy.delete(1), Err(NON_EMPTY_GROUP));
+        assert_eq!(busy.state(), GroupState::Stable);
+        assert_eq!(busy.offsets.len(), 1, "a refused delete keeps the offsets");
+
+        let mut simple = Group::new("s", 0);
+        simple.apply_offset("t", 0, offset(5));
+        simple.apply_offset("u", 2, offset(7));
+        let gone = simple.delete(1).expect("an Empty group is deleted");
+        assert_eq!(gone, vec![("t".to_string(), 0), ("u".to_string(), 2)]);
+        assert_eq!(simple.state(), GroupState::Dead);
+        assert!(simple.offsets.is_empty());
+        assert_eq!(simple.delete(2), Err(GROUP_ID_NOT_FOUND), "deleted twice");
+        assert_eq!(simple.offsets_deletable(&[("t".into(), 0)]), Err(GROUP_ID_NOT_FOUND));
+    }
+
+    #[test]
+    fn offsets_of_subscribed_topics_stay() {
+        let cfg = cfg0();
+        let mut g = Group::new("g", 0);
+        let mut r = join_req("", false);
+        r.protocols = vec![("range".into(), subscription(&["t", "u"]))];
+        let _ = g.join(1, r, "a", 0, &cfg);
+        assert_eq!(g.state(), GroupState::CompletingRebalance);
+        let want = [("t".to_string(), 0), ("x".to_string(), 1), ("u".to_string(), 3)];
+        assert_eq!(
+            g.offsets_deletable(&want),
+            Ok(vec![GROUP_SUBSCRIBED_TO_TOPIC, ec::NONE, GROUP_SUBSCRIBED_TO_TOPIC])
+        );
+        // Members of another protocol type: their subscriptions cannot be read.
+        let mut other = Group::new("o", 0);
+        let mut r = join_req("", false);
+        r.protocol_type = "connect".into();
+        let _ = other.join(1, r, "a", 0, &cfg);
+        assert_eq!(other.offsets_deletable(&want), Err(NON_EMPTY_GROUP));
+        // An Empty group: everything may go.
+        assert_eq!(Group::new("e", 0).offsets_deletable(&want), Ok(vec![ec::NONE; 3]));
+    }
+
+    proptest! {
+        /// Any bytes: a subscription decodes or is refused, never panics or over-allocates; a
+        /// well-formed one gives back its topics.
+        #[test]
+        fn subscriptions_decode_within_bounds(
+            junk in prop::collection::vec(any::<u8>(), 0..64),
+            topics in prop::collection::vec("[a-z]{0,8}", 0..6),
+        ) {
+            let _ = consumer_subscription(&junk);
+            let refs: Vec<&str> = topics.iter().map(|s| s.as_str()).collect();
+            prop_assert_eq!(consumer_subscription(&subscription(&refs)), Some(topics.clone()));
+            let whole = subscription(&refs);
+            for cut in 0..whole.len().min(6 + topics.iter().map(|t| t.len() + 2).sum::<usize>()) {
+                let _ = consumer_subscription(&whole[..cut]);
+            }
+        }
     }
 }

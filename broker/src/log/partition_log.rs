@@ -969,6 +969,45 @@ impl Log {
         Ok(deleted)
     }
 
+    /// DeleteRecords (and a follower catching up with its leader's): moves the log start offset
+    /// up to `offset` (at most the log end offset; never down) and deletes the segments wholly
+    /// below it. Returns the log start offset now.
+    pub async fn advance_log_start(&mut self, offset: i64) -> Result<i64, LogError> {
+        self.check_online()?;
+        let r = self.advance_log_start_inner(offset).await;
+        self.offline_on_io(r)
+    }
+
+    async fn advance_log_start_inner(&mut self, offset: i64) -> Result<i64, LogError> {
+        let offset = offset.min(self.log_end_offset());
+        if offset <= self.log_start_offset {
+            return Ok(self.log_start_offset);
+        }
+        self.log_start_offset = offset;
+        let mut deleted = 0;
+        loop {
+            let mut bases = self.segments.keys();
+            let (Some(&base), Some(&next)) = (bases.next(), bases.next()) else { break };
+            // A segment is wholly below the start when the next one begins at or before it.
+            if next > offset {
+                break;
+            }
+            let seg = self.segments.remove(&base).expect("present");
+            seg.delete(self.storage.as_ref()).await?;
+            deleted += 1;
+        }
+        if deleted > 0 {
+            self.generation += 1;
+            self.storage.sync_dir(&self.dir).await?;
+        }
+        if self.epochs.truncate_from_start(offset) {
+            self.epochs.store(self.storage.as_ref(), &self.dir).await?;
+        }
+        assert!(self.log_start_offset <= self.log_end_offset());
+        tracing::info!(dir = ?self.dir, deleted, log_start = offset, "log start offset advanced");
+        Ok(offset)
+    }
+
     /// Flushes everything; the caller then writes the clean-shutdown marker.
     pub async fn close(mut self, now_ms: i64) -> Result<i64, LogError> {
         self.flush(now_ms).await?;

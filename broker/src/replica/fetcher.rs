@@ -447,6 +447,13 @@ async fn fetch(
                     }
                 }
             }
+            // DeleteRecords at the leader: follow its log start (within what this log holds).
+            if p.log_start_offset > log.log_start_offset() {
+                let start = p.log_start_offset.min(log.log_end_offset());
+                if let Err(e) = log.advance_log_start(start).await {
+                    tracing::error!(partition = %tp, error = %e, "advancing the log start failed");
+                }
+            }
             env.replicas.update_follower_hw(&tp, epoch, p.high_watermark, log.log_end_offset());
         }
     }

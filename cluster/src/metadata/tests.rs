@@ -110,6 +110,53 @@ fn create_assigns_round_robin_and_checks_replication_factor() {
 }
 
 #[test]
+fn create_partitions_appends_and_manual_assignment_places() {
+    let mut c = Controller::new(ControllerConfig::default());
+    let (mut image, mut log) = cluster(&mut c, 3);
+    let d = c.create_topic(&image, "t", tid(1), 2, 2, 0).unwrap();
+    apply_all(&mut image, &mut log, d.records);
+    assert!(matches!(
+        c.create_partitions(&image, "t", 2, 0),
+        Err(ControllerError::InvalidPartitions(_))
+    ));
+    assert_eq!(
+        c.create_partitions(&image, "u", 3, 0).map(|d| d.reply),
+        Err(ControllerError::UnknownTopicOrPartition)
+    );
+    let d = c.create_partitions(&image, "t", 4, 2).unwrap();
+    apply_all(&mut image, &mut log, d.records);
+    let placed: Vec<_> =
+        image.topics[&tid(1)].partitions.iter().map(|p| (p.replicas.clone(), p.leader)).collect();
+    // The old two untouched; the new ones round-robin from `start` + their index, RF 2.
+    assert_eq!(placed[2..], [(vec![1, 2], 1), (vec![2, 0], 2)]);
+
+    let d = c.create_topic_assigned(&image, "m", tid(2), &[vec![2, 0], vec![1, 2]]).unwrap();
+    apply_all(&mut image, &mut log, d.records);
+    let placed: Vec<_> =
+        image.topics[&tid(2)].partitions.iter().map(|p| (p.replicas.clone(), p.leader)).collect();
+    assert_eq!(placed, vec![(vec![2, 0], 2), (vec![1, 2], 1)]);
+    assert!(matches!(
+        c.create_topic_assigned(&image, "x", tid(3), &[vec![0, 5]]),
+        Err(ControllerError::InvalidReplicaAssignment(_))
+    ));
+    assert_eq!(
+        c.create_topic_assigned(&image, "m", tid(3), &[vec![0]]).map(|d| d.reply),
+        Err(ControllerError::TopicAlreadyExists)
+    );
+    // Preferred elections: every partition here is led by its first replica.
+    let ask = [("m".to_string(), 0), ("m".to_string(), 7)];
+    let d = c.elect_preferred(&image, &ask);
+    assert!(d.records.is_empty());
+    assert_eq!(
+        d.reply,
+        vec![
+            kafka_types::error_code::ELECTION_NOT_NEEDED,
+            kafka_types::error_code::UNKNOWN_TOPIC_OR_PARTITION
+        ]
+    );
+}
+
+#[test]
 fn session_timeout_fences_and_moves_leadership() {
     let mut c = Controller::new(ControllerConfig {
         broker_session_timeout_ms: 100,
@@ -533,6 +580,15 @@ fn any_record() -> impl Strategy<Value = Record> {
                 name,
                 value
             })
+        ),
+        (0u8..3, proptest::collection::vec((ids(), ids(), -1i32..4), 0..3)).prop_map(
+            |(id, parts)| Record::CreatePartitions {
+                topic_id: tid(id),
+                partitions: parts
+                    .into_iter()
+                    .map(|(replicas, isr, leader)| PartitionRecord { replicas, isr, leader })
+                    .collect(),
+            }
         ),
     ]
 }

@@ -50,7 +50,13 @@ fn throttle_is_set_in_every_served_version_that_has_it() {
     check!(ApiKey::DescribeConfigs, DescribeConfigsResponse);
     check!(ApiKey::AlterConfigs, AlterConfigsResponse);
     check!(ApiKey::IncrementalAlterConfigs, IncrementalAlterConfigsResponse);
-    assert_eq!(protocol::SUPPORTED.len(), 21, "a new API: add it here and to `since`");
+    check!(ApiKey::CreatePartitions, CreatePartitionsResponse);
+    check!(ApiKey::DeleteRecords, DeleteRecordsResponse);
+    check!(ApiKey::DeleteGroups, DeleteGroupsResponse);
+    check!(ApiKey::OffsetDelete, OffsetDeleteResponse);
+    check!(ApiKey::DescribeLogDirs, DescribeLogDirsResponse);
+    check!(ApiKey::ElectLeaders, ElectLeadersResponse);
+    assert_eq!(protocol::SUPPORTED.len(), 27, "a new API: add it here and to `since`");
 }
 
 #[test]
