@@ -151,8 +151,8 @@ impl Calibration {
         p.insert(
             "description".into(),
             json!(format!(
-                "Measured on {} ({} cores) by `cargo simulate calibrate` on {}: brokers and clients on one machine over loopback.",
-                self.machine, self.cores, self.date
+                "Measured on {} by `cargo simulate calibrate` on {}: brokers and clients on one machine over loopback.",
+                self.machine, self.date
             )),
         );
         p.insert("device".into(), self.device());
