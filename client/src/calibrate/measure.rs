@@ -419,7 +419,8 @@ pub fn vm_settings(dir: &Path) -> BTreeMap<String, u64> {
         }
     }
     if let Some(v) = read_ahead_kb(dir) {
-        out.insert("read_ahead_kb".into(), v);
+        // Linux's read_ahead_kb is the largest window: the model's read_ahead_max_kb.
+        out.insert("read_ahead_max_kb".into(), v);
     }
     out
 }

@@ -191,7 +191,7 @@ impl Calibration {
             "dirty_background_ratio",
             "dirty_expire_centisecs",
             "dirty_writeback_centisecs",
-            "read_ahead_kb",
+            "read_ahead_max_kb",
         ] {
             if let Some(v) = self.vm.get(k) {
                 out.push((k.into(), json!(v)));
@@ -218,7 +218,7 @@ impl Calibration {
         for k in ["dirty_ratio", "dirty_background_ratio", "dirty_expire_centisecs", "dirty_writeback_centisecs"] {
             s.insert(k.into(), m(&format!("read from /proc/sys/vm/{k}")));
         }
-        s.insert("read_ahead_kb".into(), m("read from /sys/block/<the temp file's disk>/queue/read_ahead_kb"));
+        s.insert("read_ahead_max_kb".into(), m("Linux's read_ahead_kb (the largest readahead window) read from /sys/dev/block/<the temp file's disk>/queue/read_ahead_kb; the first window (read_ahead_kb) stays the model's default"));
         s.insert("nic".into(), m("median loopback TCP bandwidth (one stream, 1 MiB writes) × 8"));
         s.insert("link_latency".into(), m("median loopback round trip of 1-byte messages / 2"));
         s.insert("clients_share_host".into(), json!("calibrated with broker and clients on this one machine"));

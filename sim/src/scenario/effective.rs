@@ -69,7 +69,7 @@ struct Host<'a> {
     cores: Option<u32>,
     cpu_profile: Option<&'a net_model::CpuProfile>,
     clients_share_host: bool,
-    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    #[serde(skip_serializing_if = "no_sources")]
     sources: &'a BTreeMap<String, String>,
 }
 
@@ -237,6 +237,10 @@ struct Nemesis<'a> {
     slow_nic_bps: u64,
     request_faults: &'a [RuleSpec],
     salt: String,
+}
+
+fn no_sources(s: &&BTreeMap<String, String>) -> bool {
+    s.is_empty()
 }
 
 fn seconds(ns: u64) -> f64 {

@@ -97,24 +97,22 @@ pub fn resolve(host: &Map<String, Value>, base: Option<&Path>, network: bool) ->
         merged.retain(|k, _| !NETWORK_KEYS.contains(&k.as_str()));
     }
     for (k, v) in host {
-        match (k.as_str(), merged.get_mut(k), v) {
-            ("profile", _, _) => {}
-            ("cpu" | "device", Some(Value::Object(base)), Value::Object(over)) => {
+        if k == "profile" {
+            continue;
+        }
+        if k == "cpu" || k == "device" {
+            if let (Some(Value::Object(base)), Value::Object(over)) = (merged.get_mut(k), v) {
                 merge_objects(base, over);
-            }
-            _ => {
-                // A disk chosen by name replaces a measured device, and the reverse.
-                let other = match k.as_str() {
-                    "disk" => Some("device"),
-                    "device" => Some("disk"),
-                    _ => None,
-                };
-                if let Some(o) = other {
-                    merged.remove(o);
-                }
-                merged.insert(k.clone(), v.clone());
+                continue;
             }
         }
+        // A disk chosen by name replaces a measured device, and the reverse.
+        match k.as_str() {
+            "disk" => merged.remove("device"),
+            "device" => merged.remove("disk"),
+            _ => None,
+        };
+        merged.insert(k.clone(), v.clone());
     }
     merged.insert("profile".into(), Value::String(label));
     Ok(Some(Value::Object(merged)))
@@ -244,9 +242,9 @@ mod tests {
     #[test]
     fn unknown_keys_are_refused_with_their_path() {
         let e = err(&net(r#"{"profile": "nvme-generic", "cpu": {"requets": {}}}"#));
-        assert!(e.starts_with("cluster.host.cpu.requets: unknown field"), "{e}");
+        assert!(e.starts_with("cluster.host.cpu.requets: unknown key"), "{e}");
         let e = err(&net(r#"{"profile": "nvme-generic", "device": {"name": "x", "chanels": 1}}"#));
-        assert!(e.starts_with("cluster.host.device.chanels: unknown field"), "{e}");
+        assert!(e.starts_with("cluster.host.device.chanels: unknown key"), "{e}");
         let e = err(&net(r#"{"profile": "nvme-generic", "disks": 2}"#));
         assert!(e.contains("JBOD"), "{e}");
         let e = err(&net(r#"{"cores": 2, "cpu": {"lz4": {"compress": {"per_op_ns": 1}}}}"#));
@@ -258,7 +256,7 @@ mod tests {
         std::fs::write(dir.join("good.json"), r#"{"cores": 2, "nic": "1Gbps", "disk": "sata-ssd"}"#).unwrap();
         let text = net(r#"{"profile": "bad.json"}"#);
         let e = Scenario::parse_in(&text, Some(&dir)).err().map(|e| e.to_string()).unwrap();
-        assert!(e.starts_with("cluster.host.profile: ") && e.contains("bad.json: cpu.memcpy.x: unknown field"), "{e}");
+        assert!(e.starts_with("cluster.host.profile: ") && e.contains("bad.json: cpu.memcpy.x: unknown key"), "{e}");
         let good = Scenario::parse_in(&net(r#"{"profile": "good.json"}"#), Some(&dir)).unwrap();
         assert_eq!((good.host.cores, good.host.nic_bps), (Some(2), 1_000_000_000));
         assert_eq!(good.host.device.name, "sata-ssd");
