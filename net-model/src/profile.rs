@@ -64,6 +64,9 @@ mod tests {
         assert_eq!(even.median, 2.5);
         let back: Measurement = serde_json::from_str(&serde_json::to_string(&m).unwrap()).unwrap();
         assert_eq!(back, m);
-        assert!(serde_json::from_str::<Measurement>(r#"{"median":1,"min":1,"max":1,"runs":1,"unit":"x","typo":1}"#).is_err());
+        assert!(serde_json::from_str::<Measurement>(
+            r#"{"median":1,"min":1,"max":1,"runs":1,"unit":"x","typo":1}"#
+        )
+        .is_err());
     }
 }

@@ -33,14 +33,22 @@ pub struct CalibrateArgs {
 
 /// The workspace root (the simulator is always run from its own checkout).
 fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().map_or_else(|| PathBuf::from("."), Path::to_path_buf)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map_or_else(|| PathBuf::from("."), Path::to_path_buf)
 }
 
 /// `cargo` without the simulated build's settings (a `RUSTFLAGS` would override ours).
 fn cargo(root: &Path) -> Command {
     let mut c = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
     c.current_dir(root);
-    for v in ["RUSTFLAGS", "CARGO_ENCODED_RUSTFLAGS", "CARGO_BUILD_RUSTFLAGS", "CARGO_TARGET_DIR", "CARGO_BUILD_TARGET_DIR"] {
+    for v in [
+        "RUSTFLAGS",
+        "CARGO_ENCODED_RUSTFLAGS",
+        "CARGO_BUILD_RUSTFLAGS",
+        "CARGO_TARGET_DIR",
+        "CARGO_BUILD_TARGET_DIR",
+    ] {
         c.env_remove(v);
     }
     c
@@ -67,7 +75,8 @@ pub fn run(args: &[String]) -> Result<i32, i32> {
     let root = workspace();
     if !a.no_build {
         eprintln!("calibrate: cargo build --release -p broker -p client (in {})", root.display());
-        let built = cargo(&root).args(["build", "--release", "-p", "broker", "-p", "client"]).status();
+        let built =
+            cargo(&root).args(["build", "--release", "-p", "broker", "-p", "client"]).status();
         match built {
             Ok(s) if s.success() => {}
             Ok(s) => {

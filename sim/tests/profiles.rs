@@ -45,11 +45,24 @@ fn p99_ms(out: &RunOutput) -> f64 {
 #[test]
 fn an_hdd_profile_gives_less_throughput_and_more_latency_than_nvme_when_fsyncing() {
     let nic = r#""nic": "1Gbps""#;
-    let nvme = go(&scenario("p-nvme", &format!(r#"{{"profile": "nvme-generic", {nic}}}"#), r#"{"flush.messages": 1}"#));
-    let hdd = go(&scenario("p-hdd", &format!(r#"{{"profile": "hdd-7200", {nic}}}"#), r#"{"flush.messages": 1}"#));
+    let nvme = go(&scenario(
+        "p-nvme",
+        &format!(r#"{{"profile": "nvme-generic", {nic}}}"#),
+        r#"{"flush.messages": 1}"#,
+    ));
+    let hdd = go(&scenario(
+        "p-hdd",
+        &format!(r#"{{"profile": "hdd-7200", {nic}}}"#),
+        r#"{"flush.messages": 1}"#,
+    ));
     let (a_nvme, a_hdd) = (achieved(&nvme), achieved(&hdd));
     assert!(a_hdd < 0.5 * a_nvme, "hdd {a_hdd} B/s vs nvme {a_nvme} B/s");
-    assert!(p99_ms(&hdd) > 2.0 * p99_ms(&nvme), "p99 hdd {} ms vs nvme {} ms", p99_ms(&hdd), p99_ms(&nvme));
+    assert!(
+        p99_ms(&hdd) > 2.0 * p99_ms(&nvme),
+        "p99 hdd {} ms vs nvme {} ms",
+        p99_ms(&hdd),
+        p99_ms(&nvme)
+    );
     assert_eq!(hdd.summary["settings"]["cluster"]["host"]["profile"], "hdd-7200 (shipped)");
 }
 

@@ -20,11 +20,8 @@ use super::measure::Figures;
 use super::names;
 
 /// (record bytes, records, batch.size, linger.ms) of each `perf produce` run.
-pub const WORKLOADS: &[(u64, u64, u64, u64)] = &[
-    (100, 200_000, 1_024, 0),
-    (1_000, 60_000, 16_384, 0),
-    (10_000, 10_000, 1_048_576, 5),
-];
+pub const WORKLOADS: &[(u64, u64, u64, u64)] =
+    &[(100, 200_000, 1_024, 0), (1_000, 60_000, 16_384, 0), (10_000, 10_000, 1_048_576, 5)];
 
 /// The broker process, stopped (SIGTERM, then kill) on drop.
 struct Broker {
@@ -66,11 +63,8 @@ fn start(broker_bin: &Path, data: &Path) -> io::Result<Broker> {
         .map_err(|e| io::Error::other(format!("{}: {e}", broker_bin.display())))?;
     let stdout = child.stdout.take().ok_or_else(|| io::Error::other("no stdout"))?;
     let mut lines = BufReader::new(stdout).lines();
-    let broker = Broker {
-        child,
-        addr: format!("127.0.0.1:{port}"),
-        metrics: format!("127.0.0.1:{mport}"),
-    };
+    let broker =
+        Broker { child, addr: format!("127.0.0.1:{port}"), metrics: format!("127.0.0.1:{mport}") };
     for _ in 0..20 {
         match lines.next() {
             Some(Ok(l)) if l.contains("broker listening") => {
@@ -158,7 +152,13 @@ pub fn fit(rows: &[[f64; 3]]) -> Option<(f64, f64)> {
 }
 
 /// Runs every workload `runs` times and writes the fitted costs into `out`.
-pub fn broker(broker_bin: &Path, perf: &Path, data: &Path, runs: u32, out: &mut Figures) -> io::Result<()> {
+pub fn broker(
+    broker_bin: &Path,
+    perf: &Path,
+    data: &Path,
+    runs: u32,
+    out: &mut Figures,
+) -> io::Result<()> {
     let b = start(broker_bin, data)?;
     // Warm-up: topic auto-creation, connection set-up, the first segment.
     run(&b, perf, (1_000, 20_000, 16_384, 0), "calibrate-warmup")?;
@@ -189,9 +189,23 @@ pub fn broker(broker_bin: &Path, perf: &Path, data: &Path, runs: u32, out: &mut 
     );
     out.insert(names::REQUEST_NS.into(), Measurement::of(&per_request, "ns", &how));
     out.insert(names::BYTE_PS.into(), Measurement::of(&per_byte, "ps/B", &how));
-    out.insert("broker_fit_worst_residual".into(), Measurement::of(&residual, "fraction", "largest |fitted − measured| / measured CPU of a run, per repetition"));
+    out.insert(
+        "broker_fit_worst_residual".into(),
+        Measurement::of(
+            &residual,
+            "fraction",
+            "largest |fitted − measured| / measured CPU of a run, per repetition",
+        ),
+    );
     let per_run: Vec<f64> = all.iter().map(|[y, r, _]| y / r.max(1.0) * 1e9).collect();
-    out.insert("broker_cpu_ns_per_request_raw".into(), Measurement::of(&per_run, "ns", "broker CPU / Produce requests of every run, bytes not separated"));
+    out.insert(
+        "broker_cpu_ns_per_request_raw".into(),
+        Measurement::of(
+            &per_run,
+            "ns",
+            "broker CPU / Produce requests of every run, bytes not separated",
+        ),
+    );
     Ok(())
 }
 

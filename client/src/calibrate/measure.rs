@@ -250,8 +250,18 @@ pub fn disk(dir: &Path, runs: u32, out: &mut Figures) -> io::Result<()> {
         reads.push(total as f64 / t.elapsed().as_secs_f64() / 1e6);
     }
     let how = format!("{} MiB in 1 MiB IOs per run", DISK_FILE_BYTES >> 20);
-    out.insert(names::DISK_WRITE.into(), Measurement::of(&writes, "MB/s", &format!("{how}, timed to fdatasync")));
-    out.insert(names::DISK_READ.into(), Measurement::of(&reads, "MB/s", &format!("{how}, page cache dropped (posix_fadvise DONTNEED) first")));
+    out.insert(
+        names::DISK_WRITE.into(),
+        Measurement::of(&writes, "MB/s", &format!("{how}, timed to fdatasync")),
+    );
+    out.insert(
+        names::DISK_READ.into(),
+        Measurement::of(
+            &reads,
+            "MB/s",
+            &format!("{how}, page cache dropped (posix_fadvise DONTNEED) first"),
+        ),
+    );
     random_reads(&path, runs, out)?;
     fsyncs(dir, runs, out)?;
     let _ = std::fs::remove_file(&path);
@@ -284,7 +294,9 @@ fn random_run(path: &Path, threads: u32, seed: u64) -> io::Result<(f64, f64)> {
                 })
             })
             .collect();
-        hs.into_iter().map(|h| h.join().unwrap_or_else(|_| Err(io::Error::other("panic")))).collect()
+        hs.into_iter()
+            .map(|h| h.join().unwrap_or_else(|_| Err(io::Error::other("panic"))))
+            .collect()
     });
     let elapsed = start.elapsed().as_secs_f64();
     let mut lat = 0.0;
@@ -305,7 +317,10 @@ fn random_reads(path: &Path, runs: u32, out: &mut Figures) -> io::Result<()> {
     let how = format!("{RANDOM_READS} random 4 KiB preads per thread over a {} MiB file, page cache dropped, readahead off", DISK_FILE_BYTES >> 20);
     out.insert(names::RANDOM_QD1.into(), Measurement::of(&lat, "ns", &how));
     out.insert(names::IOPS_QD1.into(), Measurement::of(&iops1, "IOPS", &how));
-    out.insert(names::IOPS_QD8.into(), Measurement::of(&iops8, "IOPS", &format!("{how}, {QUEUE_DEPTH} threads")));
+    out.insert(
+        names::IOPS_QD8.into(),
+        Measurement::of(&iops8, "IOPS", &format!("{how}, {QUEUE_DEPTH} threads")),
+    );
     Ok(())
 }
 
@@ -405,15 +420,21 @@ fn loopback_rtt() -> io::Result<f64> {
 pub fn vm_settings(dir: &Path) -> BTreeMap<String, u64> {
     let mut out = BTreeMap::new();
     let read = |p: &str| std::fs::read_to_string(p).ok().and_then(|s| s.trim().parse::<u64>().ok());
-    for k in ["dirty_ratio", "dirty_background_ratio", "dirty_expire_centisecs", "dirty_writeback_centisecs"] {
+    for k in [
+        "dirty_ratio",
+        "dirty_background_ratio",
+        "dirty_expire_centisecs",
+        "dirty_writeback_centisecs",
+    ] {
         if let Some(v) = read(&format!("/proc/sys/vm/{k}")) {
             out.insert(k.to_string(), v);
         }
     }
     if let Ok(m) = std::fs::read_to_string("/proc/meminfo") {
-        let kb = m.lines().find_map(|l| l.strip_prefix("MemTotal:")).and_then(|v| {
-            v.trim().trim_end_matches("kB").trim().parse::<u64>().ok()
-        });
+        let kb = m
+            .lines()
+            .find_map(|l| l.strip_prefix("MemTotal:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok());
         if let Some(kb) = kb {
             out.insert("mem_total_bytes".into(), kb * 1024);
         }

@@ -170,7 +170,10 @@ impl Calibration {
         p.insert("link_latency".into(), json!(format!("{one_way_ns}ns")));
         p.insert("clients_share_host".into(), json!(true));
         p.insert("sources".into(), Value::Object(self.sources()));
-        p.insert("measurements".into(), serde_json::to_value(&self.measurements).unwrap_or_default());
+        p.insert(
+            "measurements".into(),
+            serde_json::to_value(&self.measurements).unwrap_or_default(),
+        );
         p.insert(
             "calibration".into(),
             json!({"machine": self.machine, "date": self.date, "cores": self.cores,
@@ -215,13 +218,21 @@ impl Calibration {
         s.insert("device.name".into(), json!("a label"));
         s.insert("disks".into(), json!("one disk per broker (JBOD is not modeled yet)"));
         s.insert("page_cache".into(), m("half of MemTotal (/proc/meminfo), clamped to 256 MiB..64 GiB: the rest is the processes' and the clients'"));
-        for k in ["dirty_ratio", "dirty_background_ratio", "dirty_expire_centisecs", "dirty_writeback_centisecs"] {
+        for k in [
+            "dirty_ratio",
+            "dirty_background_ratio",
+            "dirty_expire_centisecs",
+            "dirty_writeback_centisecs",
+        ] {
             s.insert(k.into(), m(&format!("read from /proc/sys/vm/{k}")));
         }
         s.insert("read_ahead_max_kb".into(), m("Linux's read_ahead_kb (the largest readahead window) read from /sys/dev/block/<the temp file's disk>/queue/read_ahead_kb; the first window (read_ahead_kb) stays the model's default"));
         s.insert("nic".into(), m("median loopback TCP bandwidth (one stream, 1 MiB writes) × 8"));
         s.insert("link_latency".into(), m("median loopback round trip of 1-byte messages / 2"));
-        s.insert("clients_share_host".into(), json!("calibrated with broker and clients on this one machine"));
+        s.insert(
+            "clients_share_host".into(),
+            json!("calibrated with broker and clients on this one machine"),
+        );
         s
     }
 }
@@ -283,7 +294,11 @@ mod tests {
         assert_eq!(cpu.crc32c.per_byte_ps, 125);
         assert_eq!(cpu.request, Cost::new(30_000, 1_000 - 100 - 125));
         assert_eq!(cpu.lz4.compress, Cost::new(300, 2_000));
-        assert_eq!(cpu.lz4.decompress, CpuProfile::default().lz4.decompress, "not measured: default");
+        assert_eq!(
+            cpu.lz4.decompress,
+            CpuProfile::default().lz4.decompress,
+            "not measured: default"
+        );
         let d = c.device();
         assert_eq!(d["read_bytes_per_sec"], 1_000_000_000u64);
         assert_eq!(d["random_access_ns"], 100_000);

@@ -246,7 +246,9 @@ fn host(h: &RawHost, p: &str, mode: Mode) -> R<HostSpec> {
 /// `disk` (a built-in device by name) or `device` (a device's parameters); default NVMe.
 fn device(h: &RawHost, p: &str) -> R<DeviceProfile> {
     match (h.disk.get(), h.device.get()) {
-        (Some(_), Some(_)) => Err(invalid(&join(p, "device"), "give disk (a name) or device, not both")),
+        (Some(_), Some(_)) => {
+            Err(invalid(&join(p, "device"), "give disk (a name) or device, not both"))
+        }
         (_, Some(d)) => {
             d.0.validate().map_err(|e| invalid(&join(p, "device"), e))?;
             Ok(d.0.clone())

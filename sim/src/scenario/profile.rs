@@ -252,11 +252,23 @@ mod tests {
         // A profile file's own bad key names the file and the key.
         let dir = std::env::temp_dir().join(format!("loglab-profile-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(dir.join("bad.json"), r#"{"cores": 2, "cpu": {"memcpy": {"per_op_ns": 0, "per_byte_ps": 1, "x": 1}}}"#).unwrap();
-        std::fs::write(dir.join("good.json"), r#"{"cores": 2, "nic": "1Gbps", "disk": "sata-ssd"}"#).unwrap();
+        std::fs::write(
+            dir.join("bad.json"),
+            r#"{"cores": 2, "cpu": {"memcpy": {"per_op_ns": 0, "per_byte_ps": 1, "x": 1}}}"#,
+        )
+        .unwrap();
+        std::fs::write(
+            dir.join("good.json"),
+            r#"{"cores": 2, "nic": "1Gbps", "disk": "sata-ssd"}"#,
+        )
+        .unwrap();
         let text = net(r#"{"profile": "bad.json"}"#);
         let e = Scenario::parse_in(&text, Some(&dir)).err().map(|e| e.to_string()).unwrap();
-        assert!(e.starts_with("cluster.host.profile: ") && e.contains("bad.json: cpu.memcpy.x: unknown key"), "{e}");
+        assert!(
+            e.starts_with("cluster.host.profile: ")
+                && e.contains("bad.json: cpu.memcpy.x: unknown key"),
+            "{e}"
+        );
         let good = Scenario::parse_in(&net(r#"{"profile": "good.json"}"#), Some(&dir)).unwrap();
         assert_eq!((good.host.cores, good.host.nic_bps), (Some(2), 1_000_000_000));
         assert_eq!(good.host.device.name, "sata-ssd");
