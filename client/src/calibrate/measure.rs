@@ -228,7 +228,8 @@ pub fn disk(dir: &Path, runs: u32, out: &mut Figures) -> io::Result<()> {
     let mut reads = Vec::new();
     for _ in 0..runs {
         let _ = std::fs::remove_file(&path);
-        let mut f = OpenOptions::new().create(true).write(true).read(true).open(&path)?;
+        let mut f =
+            OpenOptions::new().create(true).truncate(true).write(true).read(true).open(&path)?;
         let t = Instant::now();
         for _ in 0..DISK_FILE_BYTES >> 20 {
             f.write_all(&chunk)?;
