@@ -15,6 +15,7 @@
 pub mod accumulator;
 pub mod admin;
 pub mod buffer_pool;
+pub mod calibrate;
 pub mod cluster;
 pub mod config;
 pub mod conn;

@@ -17,6 +17,7 @@ use bytes::Bytes;
 use disk_model::FileRegion;
 
 pub mod cpu;
+pub mod profile;
 pub mod sim;
 #[cfg(not(madsim))]
 pub mod tcp;

@@ -5,6 +5,7 @@
 //! cargo simulate check-determinism SCENARIO [--seed N]
 //! cargo simulate sweep SCENARIO --seeds A..B [--jobs J] [--out DIR]
 //! cargo simulate omb WORKLOAD.yaml --driver DRIVER.yaml [--brokers N] [--profile HOST.json] --out DIR
+//! cargo simulate calibrate --out FILE [--runs N] [--name NAME]
 //! ```
 //! Exit codes: see [`crate::exit`].
 
@@ -83,8 +84,9 @@ struct OmbArgs {
     /// OMB workers: client machines the producers are spread over.
     #[arg(long, default_value_t = 1)]
     workers: u32,
-    /// A JSON object used as the scenario's `cluster.host` (disk, page_cache, nic,
-    /// link_latency, cores, ...); default NVMe, 4 GiB page cache, 10 Gb/s, 50 µs, 8 cores.
+    /// A host profile (a shipped name such as nvme-generic, or a file: `cluster.host`'s keys),
+    /// the scenario's `cluster.host.profile`; default NVMe, 4 GiB page cache, 10 Gb/s, 50 µs,
+    /// 8 cores.
     #[arg(long)]
     profile: Option<String>,
     #[arg(long, default_value_t = 1)]
@@ -137,6 +139,9 @@ USAGE:
                   [--warmup-minutes M] [--test-minutes M] --out DIR
                                                               an OpenMessaging Benchmark workload: writes DIR/scenario.json
                                                               (the generated scenario) and DIR/omb-result.json (OMB's result)
+  cargo simulate calibrate --out FILE [--runs N] [--name NAME]
+                                                              measure this machine with the real broker and code; write a
+                                                              host profile (load it as cluster.host.profile)
   cargo simulate help [SUBCOMMAND]                            this text, or a subcommand's options
   cargo simulate --version                                    the simulator's version
 
@@ -204,6 +209,7 @@ pub fn main_with_args(argv: Vec<String>) -> i32 {
             Some("sweep") => sweep(&argv[1..]),
             Some("run") => run_cmd(&argv[1..]),
             Some("omb") => omb_cmd(&argv[1..]),
+            Some("calibrate") => crate::calibrate::run(&argv[1..]),
             _ => run_cmd(&argv),
         };
     r.unwrap_or_else(|code| code)
@@ -246,12 +252,7 @@ fn omb_cmd(args: &[String]) -> Result<i32, i32> {
         crate::omb::load(Path::new(&a.workload), Path::new(&a.driver)).map_err(usage)?;
     let host = match &a.profile {
         None => None,
-        Some(p) => Some(
-            std::fs::read_to_string(p)
-                .map_err(|e| format!("{p}: {e}"))
-                .and_then(|t| serde_json::from_str::<Value>(&t).map_err(|e| format!("{p}: {e}")))
-                .map_err(usage)?,
-        ),
+        Some(p) => Some(crate::scenario::profile::host_naming(p).map_err(usage)?),
     };
     let o = crate::omb::OmbSim {
         brokers: a.brokers,

@@ -34,6 +34,8 @@ pub mod trace;
 #[cfg(madsim)]
 pub mod api;
 #[cfg(madsim)]
+pub mod calibrate;
+#[cfg(madsim)]
 pub mod cli;
 #[cfg(madsim)]
 pub mod clientload;

@@ -25,6 +25,7 @@ mod effective;
 #[cfg(test)]
 mod golden;
 mod lower;
+pub mod profile;
 mod raw;
 mod request_faults;
 mod timeline;
@@ -108,9 +109,22 @@ pub struct HostSpec {
     /// One-way latency between any two hosts (network mode only; default 50 µs, same rack).
     pub link_latency_ns: u64,
     /// Cores of the broker's CPU model (network mode only): the broker charges its work through
-    /// its cost hook to a `net_model::SimCpu` with the default profile and this many cores.
+    /// its cost hook to a `net_model::SimCpu` with [`HostSpec::cpu`] and this many cores.
     /// `None` = no CPU model (work costs no simulated time).
     pub cores: Option<u32>,
+    /// The CPU model's costs (`cores` equals [`HostSpec::cores`] when that is set): the
+    /// profile's `cpu` with `cluster.host.cpu` over it, else the model's defaults.
+    pub cpu: net_model::CpuProfile,
+    /// Clients share the brokers' machine (network mode with a CPU model): one core pool for
+    /// every broker and client host, as when everything runs on one machine's loopback.
+    pub clients_share_host: bool,
+    /// Disks per broker (always 1: JBOD over `log.dirs` is not modeled yet).
+    pub disks: u32,
+    /// The host profile the settings came from (`name (shipped)` or its path), if any.
+    pub profile: Option<String>,
+    pub profile_name: Option<String>,
+    /// Where the numbers come from (the profile's `sources`, by key path or section).
+    pub sources: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone)]
@@ -238,14 +252,23 @@ pub struct Scenario {
 }
 
 impl Scenario {
+    /// Reads a scenario file; a relative `cluster.host.profile` path is relative to its directory.
     pub fn load(path: &Path) -> R<Self> {
         let text = std::fs::read_to_string(path)
             .map_err(|source| ScenarioError::Read { path: path.display().to_string(), source })?;
-        Self::parse(&text)
+        Self::parse_in(&text, Some(path.parent().unwrap_or(Path::new("."))))
     }
 
+    /// A scenario from text; a relative `cluster.host.profile` path is relative to the current
+    /// directory.
     pub fn parse(text: &str) -> R<Self> {
-        let v: Value = serde_json::from_str(text)?;
+        Self::parse_in(text, None)
+    }
+
+    /// A scenario from text, relative profile paths resolved against `base`.
+    pub fn parse_in(text: &str, base: Option<&Path>) -> R<Self> {
+        let mut v: Value = serde_json::from_str(text)?;
+        with_profile(&mut v, base)?;
         let raw: units::Obj<raw::RawScenario> = units::from_value(v)?;
         lower::scenario(&raw)
     }
@@ -306,6 +329,21 @@ impl Scenario {
     pub fn effective(&self) -> Value {
         serde_json::to_value(effective::Effective::of(self)).unwrap_or(Value::Null)
     }
+}
+
+/// Replaces `cluster.host` by its profile with the scenario's keys over it, when it names one.
+fn with_profile(v: &mut Value, base: Option<&Path>) -> R<()> {
+    let Some(cluster) = v.get_mut("cluster").and_then(Value::as_object_mut) else {
+        return Ok(());
+    };
+    let network = cluster.get("mode").and_then(Value::as_str) == Some("network");
+    let Some(Value::Object(host)) = cluster.get("host") else {
+        return Ok(());
+    };
+    if let Some(merged) = profile::resolve(host, base, network)? {
+        cluster.insert("host".into(), merged);
+    }
+    Ok(())
 }
 
 /// A path joined with a key: `a.b`, or `a["b.c"]` for a key that is not a plain identifier.

@@ -34,6 +34,8 @@ pub struct World {
     pub client_names: Vec<String>,
     pub client_nets: Vec<Arc<dyn net_model::Network>>,
     pub clustered: bool,
+    /// `cluster.host.clients_share_host`: the one core pool of every broker and client host.
+    pub shared_cpu: Option<net_model::SimCpu>,
 }
 
 impl World {
@@ -49,10 +51,12 @@ impl World {
             ..Default::default()
         });
         let clustered = sc.brokers > 1;
+        let shared_cpu = if sc.host.clients_share_host { host_cpu(sc) } else { None };
         let mut parts = Vec::new();
         for i in 0..sc.brokers {
             let disk = disk_for(sc, seed, i, tracer).await;
-            parts.push((disk, side_for(sc, seed, i, &net, clustered)));
+            let cpu = shared_cpu.clone().or_else(|| host_cpu(sc));
+            parts.push((disk, side_for(sc, seed, i, &net, clustered, cpu)));
         }
         let client_names: Vec<String> =
             (0..sc.client_hosts).map(crate::host::client_host_name).collect();
@@ -64,7 +68,7 @@ impl World {
             h.start();
             hosts.push(h);
         }
-        World { net, hosts, client_names, client_nets, clustered }
+        World { net, hosts, client_names, client_nets, clustered, shared_cpu }
     }
 
     /// The first client machine's view of the fabric (admin, settle loop, oracle).
@@ -90,14 +94,13 @@ impl World {
     }
 
     /// The client machines' sides (their CPU models: one core pool each, the brokers' profile,
-    /// when `cluster.host.cores` is set) and the CPUs themselves.
+    /// when `cluster.host.cores` is set; the brokers' pool when clients share the host) and
+    /// the CPUs themselves (`None` for a shared pool, which [`World::cpus`] lists once).
     pub fn client_sides(&self, sc: &Scenario) -> (Vec<ClientSide>, Vec<Option<net_model::SimCpu>>) {
         let cpus: Vec<Option<net_model::SimCpu>> = self
             .client_nets
             .iter()
-            .map(|_| {
-                sc.host.cores.map(|c| net_model::SimCpu::new(net_model::CpuProfile::with_cores(c)))
-            })
+            .map(|_| if self.shared_cpu.is_some() { None } else { host_cpu(sc) })
             .collect();
         let sides = self
             .client_nets
@@ -107,6 +110,7 @@ impl World {
                 net: cn.clone(),
                 cpu: cpu
                     .clone()
+                    .or_else(|| self.shared_cpu.clone())
                     .map(|c| Arc::new(c) as Arc<dyn net_model::CostHook>)
                     .unwrap_or_else(|| Arc::new(net_model::RealCpu)),
                 bootstrap: self.hosts.iter().map(|h| h.addr()).collect(),
@@ -203,6 +207,9 @@ impl World {
         &self,
         client_cpus: &[Option<net_model::SimCpu>],
     ) -> Vec<(String, net_model::SimCpu)> {
+        if let Some(c) = &self.shared_cpu {
+            return vec![("shared-host".into(), c.clone())];
+        }
         let brokers =
             self.hosts.iter().filter_map(|h| h.network.cpu.clone().map(|c| (h.name(), c)));
         let clients = self
@@ -239,7 +246,14 @@ async fn disk_for(sc: &Scenario, seed: u64, i: u32, tracer: &Tracer) -> SimDisk 
 }
 
 /// Broker `i`'s side of the fabric: its NIC, its configuration, its CPU model and its seed.
-fn side_for(sc: &Scenario, seed: u64, i: u32, net: &net_model::SimNet, clustered: bool) -> NetSide {
+fn side_for(
+    sc: &Scenario,
+    seed: u64,
+    i: u32,
+    net: &net_model::SimNet,
+    clustered: bool,
+    cpu: Option<net_model::SimCpu>,
+) -> NetSide {
     let nic = net_model::sim::NicConfig::symmetric(sc.host.nic_bps);
     NetSide {
         net: net.clone(),
@@ -249,8 +263,13 @@ fn side_for(sc: &Scenario, seed: u64, i: u32, net: &net_model::SimNet, clustered
         } else {
             crate::scenario::broker_config(&sc.broker)
         },
-        cpu: sc.host.cores.map(|c| net_model::SimCpu::new(net_model::CpuProfile::with_cores(c))),
+        cpu,
         nominal_bps: sc.host.nic_bps,
         seed: seed ^ HOST_SALT ^ u64::from(i).wrapping_mul(0x0100_0000_01b3),
     }
+}
+
+/// A host's CPU model (`cluster.host.cores` and `cpu`), `None` without one.
+fn host_cpu(sc: &Scenario) -> Option<net_model::SimCpu> {
+    sc.host.cores.map(|_| net_model::SimCpu::new(sc.host.cpu.clone()))
 }

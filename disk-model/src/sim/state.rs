@@ -1170,6 +1170,8 @@ impl Core {
         if metadata {
             // Ordered mode: the journal commits the new size after the data is on the device.
             done_ns = self.journal_commit(done_ns);
+            // The device's cache flush (0 unless a host profile sets `flush_ns`).
+            done_ns += self.device.profile().flush_ns;
             if old_len != new_len {
                 self.inflight.push(InFlight {
                     inode,

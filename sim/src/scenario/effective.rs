@@ -48,7 +48,11 @@ struct Cluster<'a> {
 
 #[derive(Serialize)]
 struct Host<'a> {
+    /// The profile the settings came from (`name (shipped)` or its path) and its `name`.
+    profile: Option<&'a str>,
+    profile_name: Option<&'a str>,
     disk: &'a str,
+    disks: u32,
     disk_profile: &'a DeviceProfile,
     page_cache: u64,
     dirty_ratio: u32,
@@ -63,7 +67,10 @@ struct Host<'a> {
     nic_bps: u64,
     link_latency_ns: u64,
     cores: Option<u32>,
-    cpu_profile: Option<net_model::CpuProfile>,
+    cpu_profile: Option<&'a net_model::CpuProfile>,
+    clients_share_host: bool,
+    #[serde(skip_serializing_if = "no_sources")]
+    sources: &'a BTreeMap<String, String>,
 }
 
 #[derive(Serialize)]
@@ -232,6 +239,10 @@ struct Nemesis<'a> {
     salt: String,
 }
 
+fn no_sources(s: &&BTreeMap<String, String>) -> bool {
+    s.is_empty()
+}
+
 fn seconds(ns: u64) -> f64 {
     ns as f64 / 1e9
 }
@@ -258,7 +269,10 @@ impl<'a> Effective<'a> {
                 controllers: sc.controllers,
                 mode: sc.mode.name(),
                 host: Host {
+                    profile: h.profile.as_deref(),
+                    profile_name: h.profile_name.as_deref(),
                     disk: &h.device.name,
+                    disks: h.disks,
                     disk_profile: &h.device,
                     page_cache: pc.capacity_bytes,
                     dirty_ratio: pc.dirty_ratio,
@@ -273,7 +287,9 @@ impl<'a> Effective<'a> {
                     nic_bps: h.nic_bps,
                     link_latency_ns: h.link_latency_ns,
                     cores: h.cores,
-                    cpu_profile: h.cores.map(net_model::CpuProfile::with_cores),
+                    cpu_profile: h.cores.map(|_| &h.cpu),
+                    clients_share_host: h.clients_share_host,
+                    sources: &h.sources,
                 },
                 config: broker_config_map(&sc.broker),
             },

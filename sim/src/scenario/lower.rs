@@ -189,8 +189,14 @@ fn page_cache(h: &RawHost, p: &str) -> R<PageCacheConfig> {
 
 fn host(h: &RawHost, p: &str, mode: Mode) -> R<HostSpec> {
     if mode == Mode::Storage {
-        let network = [("nic", h.nic.is_some()), ("link_latency", h.link_latency.is_some())];
-        for (k, present) in network.into_iter().chain([("cores", h.cores.is_some())]) {
+        let network = [
+            ("nic", h.nic.is_some()),
+            ("link_latency", h.link_latency.is_some()),
+            ("cores", h.cores.is_some()),
+            ("cpu", h.cpu.is_some()),
+            ("clients_share_host", h.clients_share_host.is_some()),
+        ];
+        for (k, present) in network {
             if present {
                 return Err(invalid(&join(p, k), NETWORK_ONLY));
             }
@@ -201,11 +207,7 @@ fn host(h: &RawHost, p: &str, mode: Mode) -> R<HostSpec> {
         None => net_model::sim::NicConfig::default().egress_bps,
         Some(b) => b.0,
     };
-    let cores_max = u64::from(net_model::cpu::CORES_MAX);
-    let cores = match h.cores.get() {
-        None => None,
-        Some(_) => Some(range(&h.cores, p, "cores", 0, 1, cores_max)? as u32),
-    };
+    let (cores, cpu) = cpu(h, p)?;
     let link_latency_ns = match h.link_latency.get() {
         None if mode == Mode::Storage => 0,
         None => net_model::sim::LinkConfig::default().latency_ns,
@@ -215,20 +217,65 @@ fn host(h: &RawHost, p: &str, mode: Mode) -> R<HostSpec> {
         }
         Some(d) => d.0,
     };
-    let disk = h.disk.get().map_or("nvme", String::as_str);
-    let device = DeviceProfile::by_name(disk)
-        .ok_or_else(|| invalid(&join(p, "disk"), "expected one of hdd-7200, sata-ssd, nvme"))?;
     let page_cache = page_cache(h, p)?;
     page_cache.validate().map_err(|e| invalid(p, e))?;
+    let clients_share_host = h.clients_share_host.get().copied().unwrap_or(false);
+    if clients_share_host && cores.is_none() {
+        let msg = "needs a CPU model (cluster.host.cores, or a profile's): the shared machine is its core pool";
+        return Err(invalid(&join(p, "clients_share_host"), msg));
+    }
     Ok(HostSpec {
-        device,
+        device: device(h, p)?,
         page_cache,
         torn_writes: h.torn_writes.get().copied().unwrap_or(false),
         disk_bytes: h.disk_bytes.get().map(|b| b.0),
         nic_bps,
         link_latency_ns,
         cores,
+        cpu,
+        clients_share_host,
+        disks: range(&h.disks, p, "disks", 1, 1, 1).map_err(|_| {
+            invalid(&join(p, "disks"), "only 1: JBOD over log.dirs is not modeled yet")
+        })? as u32,
+        profile: h.profile.get().cloned(),
+        profile_name: h.name.get().cloned(),
+        sources: h.sources.get().cloned().unwrap_or_default(),
     })
+}
+
+/// `disk` (a built-in device by name) or `device` (a device's parameters); default NVMe.
+fn device(h: &RawHost, p: &str) -> R<DeviceProfile> {
+    match (h.disk.get(), h.device.get()) {
+        (Some(_), Some(_)) => {
+            Err(invalid(&join(p, "device"), "give disk (a name) or device, not both"))
+        }
+        (_, Some(d)) => {
+            d.0.validate().map_err(|e| invalid(&join(p, "device"), e))?;
+            Ok(d.0.clone())
+        }
+        (disk, None) => {
+            let disk = disk.map_or("nvme", String::as_str);
+            DeviceProfile::by_name(disk).ok_or_else(|| {
+                invalid(&join(p, "disk"), "expected one of hdd-7200, sata-ssd, nvme")
+            })
+        }
+    }
+}
+
+/// The CPU model: `cores` (or the `cpu` object's own `cores`) turns it on; `cpu` sets its costs.
+fn cpu(h: &RawHost, p: &str) -> R<(Option<u32>, net_model::CpuProfile)> {
+    let cores_max = u64::from(net_model::cpu::CORES_MAX);
+    let mut cpu = h.cpu.get().map(|c| c.0.clone()).unwrap_or_default();
+    let cores = match (h.cores.get(), h.cpu.get()) {
+        (None, None) => None,
+        (Some(_), _) => Some(range(&h.cores, p, "cores", 0, 1, cores_max)? as u32),
+        (None, Some(c)) => Some(c.0.cores),
+    };
+    if let Some(c) = cores {
+        cpu.cores = c;
+    }
+    cpu.validate().map_err(|e| invalid(&join(p, "cpu"), e.to_string()))?;
+    Ok((cores, cpu))
 }
 
 fn topics(list: &[Obj<RawTopic>], brokers: u32, broker: &BrokerSpec) -> R<Vec<TopicSpec>> {

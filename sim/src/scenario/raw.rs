@@ -5,6 +5,11 @@
 //!
 //! The order of fields is the order an "unknown key" error lists them in.
 
+use std::collections::BTreeMap;
+
+use disk_model::sim::DeviceProfile;
+use net_model::profile::Measurement;
+use net_model::CpuProfile;
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -49,10 +54,21 @@ pub struct RawCluster {
     pub config: Opt<ConfigMap>,
 }
 
+/// `cluster.host`, and a host profile file (`profiles/*.json`, see [`super::profile`]): the
+/// same keys, read by this one type.
 #[derive(Debug, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RawHost {
+    /// A host profile (shipped name or file) the other keys override.
+    pub profile: Opt<String>,
+    pub name: Opt<String>,
+    pub description: Opt<String>,
+    /// A built-in device by name (`hdd-7200`, `sata-ssd`, `nvme`) ...
     pub disk: Opt<String>,
+    /// ... or a device's own parameters (`disk_model::sim::DeviceProfile`).
+    pub device: Opt<Obj<DeviceProfile>>,
+    /// Disks per broker (JBOD over `log.dirs`): 1 is all the model does today.
+    pub disks: Opt<UInt>,
     pub page_cache: Opt<Bytes>,
     pub dirty_ratio: Opt<UInt>,
     pub dirty_background_ratio: Opt<UInt>,
@@ -64,8 +80,18 @@ pub struct RawHost {
     pub torn_writes: Opt<bool>,
     pub disk_bytes: Opt<Bytes>,
     pub cores: Opt<UInt>,
+    /// Per-operation CPU costs (`net_model::CpuProfile`; its `cores` is overridden by `cores`).
+    pub cpu: Opt<Obj<CpuProfile>>,
     pub nic: Opt<Bps>,
     pub link_latency: Opt<Dur>,
+    /// Clients run on the brokers' machine: one core pool for every broker and client.
+    pub clients_share_host: Opt<bool>,
+    /// Where each number comes from, by key path or section (`cpu`, `device.flush_ns`).
+    pub sources: Opt<BTreeMap<String, String>>,
+    /// What `cargo simulate calibrate` measured (`net_model::profile::Measurement` by name).
+    pub measurements: Opt<BTreeMap<String, Obj<Measurement>>>,
+    /// When, where and how a calibrated profile was measured.
+    pub calibration: Opt<Value>,
 }
 
 #[derive(Debug, Default, Deserialize)]

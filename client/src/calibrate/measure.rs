@@ -1,0 +1,460 @@
+//! The measurements of this machine other than the broker's (real world only). Each figure is
+//! measured `runs` times and kept as a [`Measurement`] (median, min, max). Sizes are bounded so
+//! the whole set takes well under a minute on a slow disk.
+
+use std::collections::BTreeMap;
+use std::fs::{File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::os::unix::fs::FileExt;
+use std::os::unix::io::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use net_model::profile::Measurement;
+use records::compression::{compress, decompress};
+use records::Compression;
+
+use super::names;
+
+/// Bytes of the CPU benchmarks' input (larger than the L2 cache, small enough to stay quick).
+pub const CPU_INPUT_BYTES: usize = 4 << 20;
+/// Size of the disk test file.
+pub const DISK_FILE_BYTES: u64 = 128 << 20;
+/// Bytes sent per loopback bandwidth run.
+pub const LOOPBACK_BYTES: u64 = 256 << 20;
+/// Round trips per loopback latency run.
+pub const LOOPBACK_ROUND_TRIPS: u32 = 2_000;
+/// Random 4 KiB reads per run and thread.
+pub const RANDOM_READS: u32 = 1_000;
+/// Appends+fsyncs per fsync run.
+pub const FSYNCS: u32 = 40;
+/// Threads of the queue-depth-8 random-read run.
+pub const QUEUE_DEPTH: u32 = 8;
+
+pub type Figures = BTreeMap<String, Measurement>;
+
+/// ~4 MiB of Kafka-like records: JSON-ish values with repeating keys and varying numbers (the
+/// input of `net-model/tests/cpu_calibrate.rs`, so figures compare).
+pub fn sample_records() -> Vec<u8> {
+    let mut out = Vec::with_capacity(CPU_INPUT_BYTES);
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut i = 0u64;
+    while out.len() < CPU_INPUT_BYTES {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let rec = format!(
+            "{{\"id\":{i},\"user\":\"user-{}\",\"ts\":{},\"event\":\"{}\",\"value\":{}}}\n",
+            x % 10_000,
+            1_700_000_000_000u64 + i * 7,
+            ["click", "view", "buy", "scroll"][(x % 4) as usize],
+            x % 1_000_000
+        );
+        out.extend_from_slice(rec.as_bytes());
+        i += 1;
+    }
+    out.truncate(CPU_INPUT_BYTES);
+    out
+}
+
+/// This thread's CPU time, ns (`CLOCK_THREAD_CPUTIME_ID`): what the CPU benchmarks time, so a
+/// machine shared with other work (a build, the broker) does not count its waits.
+pub fn thread_cpu_ns() -> u64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: writes into the timespec we own; the clock id is always valid on Linux.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    (ts.tv_sec as u64).saturating_mul(1_000_000_000).saturating_add(ts.tv_nsec as u64)
+}
+
+/// MB/s of `f` over `bytes` (of this thread's CPU time), once per run after a warm-up call.
+fn rates(runs: u32, bytes: usize, mut f: impl FnMut()) -> Vec<f64> {
+    f();
+    (0..runs)
+        .map(|_| {
+            let t = thread_cpu_ns();
+            f();
+            let ns = (thread_cpu_ns() - t).max(1) as f64;
+            bytes as f64 / ns * 1e3
+        })
+        .collect()
+}
+
+/// CPU ns of one call of `f`, `calls` calls per run.
+fn call_ns(runs: u32, calls: u32, mut f: impl FnMut()) -> Vec<f64> {
+    (0..runs)
+        .map(|_| {
+            let t = thread_cpu_ns();
+            for _ in 0..calls {
+                f();
+            }
+            (thread_cpu_ns() - t) as f64 / f64::from(calls)
+        })
+        .collect()
+}
+
+/// memcpy, CRC32C and every codec both ways (MB/s of uncompressed bytes, and the cost of one
+/// 1 KiB call beyond its bytes).
+pub fn cpu(runs: u32, out: &mut Figures) -> io::Result<()> {
+    let data = sample_records();
+    let n = data.len();
+    let mut dst = vec![0u8; n];
+    let how = format!("{n} bytes of JSON-like records per run, release build, thread CPU time");
+    let memcpy = rates(runs, n, || {
+        dst.copy_from_slice(std::hint::black_box(&data));
+        std::hint::black_box(&dst);
+    });
+    out.insert(names::MEMCPY.into(), Measurement::of(&memcpy, "MB/s", &how));
+    let crc = rates(runs, n, || {
+        std::hint::black_box(crc32c(std::hint::black_box(&data)));
+    });
+    out.insert(names::CRC32C.into(), Measurement::of(&crc, "MB/s", &how));
+    let small = &data[..1024];
+    for (name, codec) in [
+        ("gzip", Compression::Gzip),
+        ("snappy", Compression::Snappy),
+        ("lz4", Compression::Lz4),
+        ("zstd", Compression::Zstd),
+    ] {
+        let mut packed = Vec::new();
+        compress(codec, &data, &mut packed).map_err(io::Error::other)?;
+        let mut small_packed = Vec::new();
+        compress(codec, small, &mut small_packed).map_err(io::Error::other)?;
+        let c = rates(runs, n, || {
+            let mut o = Vec::new();
+            let _ = compress(codec, &data, &mut o);
+            std::hint::black_box(o);
+        });
+        let d = rates(runs, n, || {
+            std::hint::black_box(decompress(codec, &packed, n * 2).ok());
+        });
+        let how_c = format!("{how}, {}: ratio {:.2}", name, n as f64 / packed.len() as f64);
+        let mb = |dir: &str| names::codec(name, dir, "mb_s");
+        out.insert(mb("compress"), Measurement::of(&c, "MB/s", &how_c));
+        out.insert(mb("decompress"), Measurement::of(&d, "MB/s", &how_c));
+        // The fixed part of a call: a 1 KiB call's time minus its bytes at the median rate.
+        let per_call = |samples: Vec<f64>, rate: &[f64]| {
+            let mb_s = Measurement::of(rate, "", "").median;
+            let bytes_ns = 1024.0 / mb_s * 1e3;
+            samples.iter().map(|t| (t - bytes_ns).max(0.0)).collect::<Vec<_>>()
+        };
+        let cs = call_ns(runs, 200, || {
+            let mut o = Vec::new();
+            let _ = compress(codec, small, &mut o);
+            std::hint::black_box(o);
+        });
+        let ds = call_ns(runs, 200, || {
+            std::hint::black_box(decompress(codec, &small_packed, 4096).ok());
+        });
+        let call_how = "one 1 KiB call's time minus 1 KiB at the median rate";
+        let call = |dir: &str| names::codec(name, dir, "call_ns");
+        out.insert(call("compress"), Measurement::of(&per_call(cs, &c), "ns", call_how));
+        out.insert(call("decompress"), Measurement::of(&per_call(ds, &d), "ns", call_how));
+    }
+    syscalls(runs, out);
+    Ok(())
+}
+
+/// The crate `records` validates batches with (the broker's and the client's CRC32C).
+fn crc32c(data: &[u8]) -> u32 {
+    crc32c::crc32c(data)
+}
+
+/// A syscall (getppid) and a thread wake-up (a channel round trip between two threads, / 2).
+fn syscalls(runs: u32, out: &mut Figures) {
+    let sys = call_ns(runs, 100_000, || {
+        // SAFETY: getppid has no arguments and cannot fail.
+        std::hint::black_box(unsafe { libc::getppid() });
+    });
+    out.insert("syscall_ns".into(), Measurement::of(&sys, "ns", "getppid(2), 100,000 calls per run (recorded; the CPU model does not charge syscalls separately yet)"));
+    let wake: Vec<f64> = (0..runs)
+        .map(|_| {
+            let (to_tx, to_rx) = std::sync::mpsc::sync_channel::<u32>(0);
+            let (back_tx, back_rx) = std::sync::mpsc::sync_channel::<u32>(0);
+            let rounds = 5_000u32;
+            let t = std::thread::spawn(move || {
+                while let Ok(v) = to_rx.recv() {
+                    if back_tx.send(v).is_err() {
+                        break;
+                    }
+                }
+            });
+            let start = Instant::now();
+            for i in 0..rounds {
+                let _ = to_tx.send(i);
+                let _ = back_rx.recv();
+            }
+            let ns = start.elapsed().as_nanos() as f64 / f64::from(rounds) / 2.0;
+            drop(to_tx);
+            let _ = t.join();
+            ns
+        })
+        .collect();
+    out.insert("wakeup_ns".into(), Measurement::of(&wake, "ns", "half a round trip between two threads over rendezvous channels, 5,000 per run (recorded; not charged separately yet)"));
+}
+
+/// A temp directory in the current directory's filesystem, removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> io::Result<TempDir> {
+        let p = std::env::current_dir()?.join(format!(".calibrate-{tag}-{}", std::process::id()));
+        std::fs::create_dir_all(&p)?;
+        Ok(TempDir(p))
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn drop_cache(f: &File) -> io::Result<()> {
+    // SAFETY: a valid open fd; offset 0 / len 0 = the whole file.
+    let r = unsafe { libc::posix_fadvise(f.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
+    if r != 0 {
+        return Err(io::Error::from_raw_os_error(r));
+    }
+    Ok(())
+}
+
+/// Sequential write (to fdatasync) and read (page cache dropped), fsync of 4 KiB appends,
+/// random 4 KiB reads at queue depth 1 and [`QUEUE_DEPTH`].
+pub fn disk(dir: &Path, runs: u32, out: &mut Figures) -> io::Result<()> {
+    let path = dir.join("disk-test");
+    let chunk = vec![0x5au8; 1 << 20];
+    let mut writes = Vec::new();
+    let mut reads = Vec::new();
+    for _ in 0..runs {
+        let _ = std::fs::remove_file(&path);
+        let mut f =
+            OpenOptions::new().create(true).truncate(true).write(true).read(true).open(&path)?;
+        let t = Instant::now();
+        for _ in 0..DISK_FILE_BYTES >> 20 {
+            f.write_all(&chunk)?;
+        }
+        f.sync_data()?;
+        writes.push(DISK_FILE_BYTES as f64 / t.elapsed().as_secs_f64() / 1e6);
+        drop_cache(&f)?;
+        let mut r = File::open(&path)?;
+        let mut buf = vec![0u8; 1 << 20];
+        let t = Instant::now();
+        let mut total = 0u64;
+        loop {
+            let n = r.read(&mut buf)?;
+            if n == 0 {
+                break;
+            }
+            total += n as u64;
+        }
+        reads.push(total as f64 / t.elapsed().as_secs_f64() / 1e6);
+    }
+    let how = format!("{} MiB in 1 MiB IOs per run", DISK_FILE_BYTES >> 20);
+    out.insert(
+        names::DISK_WRITE.into(),
+        Measurement::of(&writes, "MB/s", &format!("{how}, timed to fdatasync")),
+    );
+    out.insert(
+        names::DISK_READ.into(),
+        Measurement::of(
+            &reads,
+            "MB/s",
+            &format!("{how}, page cache dropped (posix_fadvise DONTNEED) first"),
+        ),
+    );
+    random_reads(&path, runs, out)?;
+    fsyncs(dir, runs, out)?;
+    let _ = std::fs::remove_file(&path);
+    Ok(())
+}
+
+/// Mean ns of `RANDOM_READS` random 4 KiB preads by each of `threads` threads, and the IOPS.
+fn random_run(path: &Path, threads: u32, seed: u64) -> io::Result<(f64, f64)> {
+    let f = File::open(path)?;
+    drop_cache(&f)?;
+    // SAFETY: a valid fd; RANDOM turns readahead off so every read is one 4 KiB IO.
+    unsafe { libc::posix_fadvise(f.as_raw_fd(), 0, 0, libc::POSIX_FADV_RANDOM) };
+    let pages = DISK_FILE_BYTES / 4096;
+    let start = Instant::now();
+    let per_thread: Vec<io::Result<f64>> = std::thread::scope(|s| {
+        let hs: Vec<_> = (0..threads)
+            .map(|t| {
+                let f = &f;
+                s.spawn(move || -> io::Result<f64> {
+                    let mut x = seed ^ (u64::from(t) + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+                    let mut buf = [0u8; 4096];
+                    let t0 = Instant::now();
+                    for _ in 0..RANDOM_READS {
+                        x ^= x << 13;
+                        x ^= x >> 7;
+                        x ^= x << 17;
+                        f.read_exact_at(&mut buf, (x % pages) * 4096)?;
+                    }
+                    Ok(t0.elapsed().as_nanos() as f64 / f64::from(RANDOM_READS))
+                })
+            })
+            .collect();
+        hs.into_iter()
+            .map(|h| h.join().unwrap_or_else(|_| Err(io::Error::other("panic"))))
+            .collect()
+    });
+    let elapsed = start.elapsed().as_secs_f64();
+    let mut lat = 0.0;
+    for r in per_thread {
+        lat += r?;
+    }
+    Ok((lat / f64::from(threads), f64::from(threads * RANDOM_READS) / elapsed))
+}
+
+fn random_reads(path: &Path, runs: u32, out: &mut Figures) -> io::Result<()> {
+    let (mut lat, mut iops1, mut iops8) = (Vec::new(), Vec::new(), Vec::new());
+    for run in 0..runs {
+        let (l, i) = random_run(path, 1, u64::from(run) + 1)?;
+        lat.push(l);
+        iops1.push(i);
+        iops8.push(random_run(path, QUEUE_DEPTH, u64::from(run) + 100)?.1);
+    }
+    let how = format!("{RANDOM_READS} random 4 KiB preads per thread over a {} MiB file, page cache dropped, readahead off", DISK_FILE_BYTES >> 20);
+    out.insert(names::RANDOM_QD1.into(), Measurement::of(&lat, "ns", &how));
+    out.insert(names::IOPS_QD1.into(), Measurement::of(&iops1, "IOPS", &how));
+    out.insert(
+        names::IOPS_QD8.into(),
+        Measurement::of(&iops8, "IOPS", &format!("{how}, {QUEUE_DEPTH} threads")),
+    );
+    Ok(())
+}
+
+fn fsyncs(dir: &Path, runs: u32, out: &mut Figures) -> io::Result<()> {
+    let path = dir.join("fsync-test");
+    let page = [0xa5u8; 4096];
+    let mut medians = Vec::new();
+    for _ in 0..runs {
+        let _ = std::fs::remove_file(&path);
+        let mut f = OpenOptions::new().create(true).append(true).open(&path)?;
+        f.sync_all()?;
+        let mut each = Vec::new();
+        for _ in 0..FSYNCS {
+            f.write_all(&page)?;
+            let t = Instant::now();
+            f.sync_all()?;
+            each.push(t.elapsed().as_nanos() as f64);
+        }
+        medians.push(Measurement::of(&each, "ns", "").median);
+    }
+    let _ = std::fs::remove_file(&path);
+    let how = format!("fsync after a 4 KiB append, median of {FSYNCS} per run");
+    out.insert(names::FSYNC.into(), Measurement::of(&medians, "ns", &how));
+    Ok(())
+}
+
+/// Loopback TCP: one stream's bandwidth (1 MiB writes) and the round trip of 1-byte messages.
+pub fn loopback(runs: u32, out: &mut Figures) -> io::Result<()> {
+    let mut bw = Vec::new();
+    let mut rtt = Vec::new();
+    for _ in 0..runs {
+        bw.push(loopback_bandwidth()?);
+        rtt.push(loopback_rtt()?);
+    }
+    let how = format!("127.0.0.1, one stream, {} MiB in 1 MiB writes", LOOPBACK_BYTES >> 20);
+    out.insert(names::LOOPBACK_MB_S.into(), Measurement::of(&bw, "MB/s", &how));
+    let how = format!("127.0.0.1, TCP_NODELAY, mean of {LOOPBACK_ROUND_TRIPS} 1-byte round trips");
+    out.insert(names::LOOPBACK_RTT.into(), Measurement::of(&rtt, "ns", &how));
+    Ok(())
+}
+
+fn pair() -> io::Result<(TcpStream, TcpStream)> {
+    let l = TcpListener::bind("127.0.0.1:0")?;
+    let a = TcpStream::connect(l.local_addr()?)?;
+    let (b, _) = l.accept()?;
+    a.set_nodelay(true)?;
+    b.set_nodelay(true)?;
+    Ok((a, b))
+}
+
+fn loopback_bandwidth() -> io::Result<f64> {
+    let (mut a, mut b) = pair()?;
+    let reader = std::thread::spawn(move || -> io::Result<u64> {
+        let mut buf = vec![0u8; 1 << 20];
+        let mut total = 0;
+        while total < LOOPBACK_BYTES {
+            let n = b.read(&mut buf)?;
+            if n == 0 {
+                break;
+            }
+            total += n as u64;
+        }
+        Ok(total)
+    });
+    let chunk = vec![7u8; 1 << 20];
+    let t = Instant::now();
+    for _ in 0..LOOPBACK_BYTES >> 20 {
+        a.write_all(&chunk)?;
+    }
+    let total = reader.join().map_err(|_| io::Error::other("reader panicked"))??;
+    Ok(total as f64 / t.elapsed().as_secs_f64() / 1e6)
+}
+
+fn loopback_rtt() -> io::Result<f64> {
+    let (mut a, mut b) = pair()?;
+    let echo = std::thread::spawn(move || -> io::Result<()> {
+        let mut byte = [0u8; 1];
+        for _ in 0..LOOPBACK_ROUND_TRIPS {
+            b.read_exact(&mut byte)?;
+            b.write_all(&byte)?;
+        }
+        Ok(())
+    });
+    let mut byte = [1u8; 1];
+    let t = Instant::now();
+    for _ in 0..LOOPBACK_ROUND_TRIPS {
+        a.write_all(&byte)?;
+        a.read_exact(&mut byte)?;
+    }
+    let ns = t.elapsed().as_nanos() as f64 / f64::from(LOOPBACK_ROUND_TRIPS);
+    echo.join().map_err(|_| io::Error::other("echo panicked"))??;
+    Ok(ns)
+}
+
+/// Linux's writeback knobs (`/proc/sys/vm`), `MemTotal` and the temp dir's disk's
+/// `read_ahead_kb`; what cannot be read is left out.
+pub fn vm_settings(dir: &Path) -> BTreeMap<String, u64> {
+    let mut out = BTreeMap::new();
+    let read = |p: &str| std::fs::read_to_string(p).ok().and_then(|s| s.trim().parse::<u64>().ok());
+    for k in [
+        "dirty_ratio",
+        "dirty_background_ratio",
+        "dirty_expire_centisecs",
+        "dirty_writeback_centisecs",
+    ] {
+        if let Some(v) = read(&format!("/proc/sys/vm/{k}")) {
+            out.insert(k.to_string(), v);
+        }
+    }
+    if let Ok(m) = std::fs::read_to_string("/proc/meminfo") {
+        let kb = m
+            .lines()
+            .find_map(|l| l.strip_prefix("MemTotal:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok());
+        if let Some(kb) = kb {
+            out.insert("mem_total_bytes".into(), kb * 1024);
+        }
+    }
+    if let Some(v) = read_ahead_kb(dir) {
+        // Linux's read_ahead_kb is the largest window: the model's read_ahead_max_kb.
+        out.insert("read_ahead_max_kb".into(), v);
+    }
+    out
+}
+
+/// `/sys/dev/block/MAJ:MIN/queue/read_ahead_kb` of the device holding `dir` (its parent's
+/// queue for a partition).
+fn read_ahead_kb(dir: &Path) -> Option<u64> {
+    use std::os::unix::fs::MetadataExt;
+    let dev = std::fs::metadata(dir).ok()?.dev();
+    let (major, minor) = (libc::major(dev), libc::minor(dev));
+    let base = PathBuf::from(format!("/sys/dev/block/{major}:{minor}"));
+    [base.join("queue/read_ahead_kb"), base.join("../queue/read_ahead_kb")]
+        .iter()
+        .find_map(|p| std::fs::read_to_string(p).ok()?.trim().parse().ok())
+}

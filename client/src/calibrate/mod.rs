@@ -1,0 +1,314 @@
+//! `cargo simulate calibrate`: measures this machine with the real code and writes a host
+//! profile (`profiles/*.json`, read by the simulator as `cluster.host.profile`).
+//!
+//! - [`measure`] and [`broker_fit`] (real world only) run the measurements: CRC32C, memcpy, the
+//!   codecs both ways (the `records` crate's, as the broker and client use them), syscall and
+//!   wake-up costs, sendfile vs read+write, disk sequential write/read, fsync, random reads at
+//!   queue depth 1 and 8 (a temp file in the current directory), loopback TCP bandwidth and
+//!   latency, and the real broker's CPU per request and per byte under the `perf` client.
+//! - This module turns the figures ([`Calibration`]: each a [`Measurement`], median of several
+//!   runs with min and max) into the profile's model parameters with the arithmetic written
+//!   down in `sources`, so every number in the file says where it came from.
+
+use std::collections::BTreeMap;
+
+use net_model::cpu::{CodecCost, Cost, CpuProfile};
+use net_model::profile::Measurement;
+use serde_json::{json, Map, Value};
+
+#[cfg(not(madsim))]
+pub mod broker_fit;
+#[cfg(not(madsim))]
+pub mod measure;
+
+/// A 4 KiB page: the unit of random reads and of the model's IOs.
+pub const PAGE_BYTES: f64 = 4096.0;
+
+/// Everything measured, by name (see [`names`]), with where and when.
+#[derive(Debug, Clone, Default)]
+pub struct Calibration {
+    /// `/proc/cpuinfo`'s model name and the core count.
+    pub machine: String,
+    /// UTC date of the run (YYYY-MM-DD).
+    pub date: String,
+    /// `/proc/loadavg` before and after.
+    pub load_before: String,
+    pub load_after: String,
+    pub cores: u32,
+    /// The writeback knobs read from `/proc/sys/vm` (name → value), and `MemTotal` in bytes.
+    pub vm: BTreeMap<String, u64>,
+    pub measurements: BTreeMap<String, Measurement>,
+}
+
+/// The names of the figures the profile is built from.
+pub mod names {
+    pub const MEMCPY: &str = "memcpy_mb_s";
+    pub const CRC32C: &str = "crc32c_mb_s";
+    pub const DISK_WRITE: &str = "disk_seq_write_mb_s";
+    pub const DISK_READ: &str = "disk_seq_read_mb_s";
+    pub const FSYNC: &str = "disk_fsync_4k_ns";
+    pub const RANDOM_QD1: &str = "disk_random_read_4k_qd1_ns";
+    pub const IOPS_QD1: &str = "disk_random_read_4k_qd1_iops";
+    pub const IOPS_QD8: &str = "disk_random_read_4k_qd8_iops";
+    pub const LOOPBACK_MB_S: &str = "loopback_mb_s";
+    pub const LOOPBACK_RTT: &str = "loopback_rtt_ns";
+    pub const REQUEST_NS: &str = "broker_request_ns";
+    pub const BYTE_PS: &str = "broker_produce_byte_ps";
+
+    /// `<codec>_compress_mb_s`, `<codec>_decompress_mb_s`, `<codec>_{compress,decompress}_call_ns`.
+    pub fn codec(codec: &str, dir: &str, what: &str) -> String {
+        format!("{codec}_{dir}_{what}")
+    }
+}
+
+/// Picoseconds per byte of a rate in MB/s (10^6 bytes per second).
+pub fn ps_per_byte(mb_s: f64) -> u64 {
+    if mb_s <= 0.0 {
+        return net_model::cpu::PER_BYTE_PS_MAX;
+    }
+    ((1e6 / mb_s).round() as u64).clamp(1, net_model::cpu::PER_BYTE_PS_MAX)
+}
+
+impl Calibration {
+    fn median(&self, name: &str) -> Option<f64> {
+        self.measurements.get(name).map(|m| m.median)
+    }
+
+    /// The CPU section: per-byte costs from the measured rates, per-call costs from small
+    /// inputs, the request cost from the broker fit.
+    pub fn cpu(&self) -> CpuProfile {
+        let d = CpuProfile::default();
+        let rate = |name: &str, default: Cost| {
+            self.median(name).map_or(default, |mb_s| Cost::new(0, ps_per_byte(mb_s)))
+        };
+        let codec = |c: &str, default: CodecCost| {
+            let one = |dir: &str, default: Cost| {
+                let Some(mb_s) = self.median(&names::codec(c, dir, "mb_s")) else {
+                    return default;
+                };
+                let call = self.median(&names::codec(c, dir, "call_ns")).unwrap_or(0.0);
+                Cost::new(call.round().max(0.0) as u64, ps_per_byte(mb_s))
+            };
+            CodecCost {
+                compress: one("compress", default.compress),
+                decompress: one("decompress", default.decompress),
+            }
+        };
+        let memcpy = rate(names::MEMCPY, d.memcpy);
+        let crc32c = rate(names::CRC32C, d.crc32c);
+        // The broker charges Request + Memcpy + Crc32c per produced frame byte: the fitted
+        // per-byte cost minus the two the model charges separately.
+        let request = match (self.median(names::REQUEST_NS), self.median(names::BYTE_PS)) {
+            (Some(ns), Some(ps)) => {
+                let rest = ps - memcpy.per_byte_ps as f64 - crc32c.per_byte_ps as f64;
+                Cost::new(ns.round().max(0.0) as u64, rest.round().max(0.0) as u64)
+            }
+            _ => d.request,
+        };
+        CpuProfile {
+            cores: self.cores.max(1),
+            request,
+            memcpy,
+            crc32c,
+            gzip: codec("gzip", d.gzip),
+            snappy: codec("snappy", d.snappy),
+            lz4: codec("lz4", d.lz4),
+            zstd: codec("zstd", d.zstd),
+        }
+    }
+
+    /// The `device` section (`disk_model::sim::DeviceProfile`'s fields) from the disk figures.
+    pub fn device(&self) -> Value {
+        let write_mb_s = self.median(names::DISK_WRITE).unwrap_or(1.0).max(1.0);
+        let read_mb_s = self.median(names::DISK_READ).unwrap_or(1.0).max(1.0);
+        let read_page_ns = PAGE_BYTES / read_mb_s * 1e3;
+        let write_page_ns = PAGE_BYTES / write_mb_s * 1e3;
+        let qd1_ns = self.median(names::RANDOM_QD1).unwrap_or(0.0);
+        let random_access_ns = (qd1_ns - read_page_ns).max(0.0);
+        // The model's fsync of one dirty page: the page's write and the journal commit, each a
+        // random 4 KiB write; what the measured fsync takes beyond that is the cache flush.
+        let fsync_ns = self.median(names::FSYNC).unwrap_or(0.0);
+        let flush_ns = (fsync_ns - 2.0 * (random_access_ns + write_page_ns)).max(0.0);
+        let channels = match (self.median(names::IOPS_QD1), self.median(names::IOPS_QD8)) {
+            (Some(q1), Some(q8)) if q1 > 0.0 => (q8 / q1).round().clamp(1.0, 8.0) as u32,
+            _ => 1,
+        };
+        json!({
+            "name": "measured",
+            "channels": channels,
+            "sequential_access_ns": 0,
+            "random_access_ns": random_access_ns.round() as u64,
+            "read_bytes_per_sec": (read_mb_s * 1e6).round() as u64,
+            "write_bytes_per_sec": (write_mb_s * 1e6).round() as u64,
+            "flush_ns": flush_ns.round() as u64,
+        })
+    }
+
+    /// The whole profile, as `profiles/*.json` holds it.
+    pub fn profile(&self, name: &str) -> Value {
+        let mut p = Map::new();
+        p.insert("name".into(), json!(name));
+        p.insert(
+            "description".into(),
+            json!(format!(
+                "Measured on {} by `cargo simulate calibrate` on {}: brokers and clients on one machine over loopback.",
+                self.machine, self.date
+            )),
+        );
+        p.insert("device".into(), self.device());
+        p.insert("disks".into(), json!(1));
+        for (k, v) in self.page_cache() {
+            p.insert(k, v);
+        }
+        p.insert("cores".into(), json!(self.cores.max(1)));
+        p.insert("cpu".into(), serde_json::to_value(self.cpu()).unwrap_or(Value::Null));
+        let mb_s = self.median(names::LOOPBACK_MB_S).unwrap_or(1.0).max(1.0);
+        let bps = (mb_s * 8e6).min(net_model::sim::NIC_BPS_MAX as f64).round() as u64;
+        p.insert("nic".into(), json!(bps));
+        let rtt = self.median(names::LOOPBACK_RTT).unwrap_or(0.0);
+        let one_way_ns = (rtt / 2.0).round().min(net_model::sim::LATENCY_NS_MAX as f64) as u64;
+        p.insert("link_latency".into(), json!(format!("{one_way_ns}ns")));
+        p.insert("clients_share_host".into(), json!(true));
+        p.insert("sources".into(), Value::Object(self.sources()));
+        p.insert(
+            "measurements".into(),
+            serde_json::to_value(&self.measurements).unwrap_or_default(),
+        );
+        p.insert(
+            "calibration".into(),
+            json!({"machine": self.machine, "date": self.date, "cores": self.cores,
+                   "load_before": self.load_before, "load_after": self.load_after,
+                   "command": "cargo simulate calibrate --out FILE"}),
+        );
+        Value::Object(p)
+    }
+
+    fn page_cache(&self) -> Vec<(String, Value)> {
+        let mut out = Vec::new();
+        // The page cache a broker gets: half the machine's memory (the other half for the
+        // processes, the kernel and the clients), at most 64 GiB.
+        let mem = self.vm.get("mem_total_bytes").copied().unwrap_or(2 << 30);
+        out.push(("page_cache".into(), json!((mem / 2).clamp(256 << 20, 64 << 30))));
+        for k in [
+            "dirty_ratio",
+            "dirty_background_ratio",
+            "dirty_expire_centisecs",
+            "dirty_writeback_centisecs",
+            "read_ahead_max_kb",
+        ] {
+            if let Some(v) = self.vm.get(k) {
+                out.push((k.into(), json!(v)));
+            }
+        }
+        out
+    }
+
+    fn sources(&self) -> Map<String, Value> {
+        let at = format!(
+            "measured on {} with `cargo simulate calibrate` on {} (load {} before, {} after)",
+            self.machine, self.date, self.load_before, self.load_after
+        );
+        let m = |what: &str| json!(format!("{at}: {what}"));
+        let mut s = Map::new();
+        s.insert("cores".into(), m("available_parallelism()"));
+        s.insert("cpu".into(), m("per-byte costs = 10^6 / median MB/s of `measurements`; codec per-call costs = median time of one 1 KiB call minus its bytes"));
+        s.insert("cpu.cores".into(), m("available_parallelism()"));
+        s.insert("cpu.request".into(), m("least-squares fit of the real release broker's CPU seconds (/proc/PID/stat) = requests × per_op_ns + produced bytes × per_byte, `perf produce` at three record/batch sizes; per_byte_ps = the fitted per-byte cost minus memcpy and crc32c (charged separately by the model)"));
+        s.insert("device".into(), m("read/write_bytes_per_sec = median sequential MB/s (1 MiB IOs, page cache dropped with posix_fadvise, write timed to fdatasync); random_access_ns = median QD1 4 KiB random read minus its transfer; channels = QD8 IOPS / QD1 IOPS (1..=8); flush_ns = median 4 KiB append+fsync minus two random 4 KiB writes (the model's page write and journal commit); sequential_access_ns 0 (the sequential rates include the per-IO cost)"));
+        s.insert("device.name".into(), json!("a label"));
+        s.insert("disks".into(), json!("one disk per broker (JBOD is not modeled yet)"));
+        s.insert("page_cache".into(), m("half of MemTotal (/proc/meminfo), clamped to 256 MiB..64 GiB: the rest is the processes' and the clients'"));
+        for k in [
+            "dirty_ratio",
+            "dirty_background_ratio",
+            "dirty_expire_centisecs",
+            "dirty_writeback_centisecs",
+        ] {
+            s.insert(k.into(), m(&format!("read from /proc/sys/vm/{k}")));
+        }
+        s.insert("read_ahead_max_kb".into(), m("Linux's read_ahead_kb (the largest readahead window) read from /sys/dev/block/<the temp file's disk>/queue/read_ahead_kb; the first window (read_ahead_kb) stays the model's default"));
+        s.insert("nic".into(), m("median loopback TCP bandwidth (one stream, 1 MiB writes) × 8"));
+        s.insert("link_latency".into(), m("median loopback round trip of 1-byte messages / 2"));
+        s.insert(
+            "clients_share_host".into(),
+            json!("calibrated with broker and clients on this one machine"),
+        );
+        s
+    }
+}
+
+/// The days since 1970-01-01 as a civil date (Howard Hinnant's `civil_from_days`).
+pub fn civil_date(days: i64) -> String {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}-{m:02}-{d:02}")
+}
+
+/// A calibration with made-up round figures, for tests of the writer and of the reader.
+pub fn example() -> Calibration {
+    let mut c = Calibration {
+        machine: "test cpu".into(),
+        date: civil_date(20_790),
+        load_before: "0.5".into(),
+        load_after: "0.6".into(),
+        cores: 2,
+        ..Calibration::default()
+    };
+    let mut put = |n: &str, v: f64, unit: &str| {
+        c.measurements.insert(n.into(), Measurement::of(&[v * 0.9, v, v * 1.1], unit, ""));
+    };
+    put(names::MEMCPY, 10_000.0, "MB/s");
+    put(names::CRC32C, 8_000.0, "MB/s");
+    put(names::DISK_WRITE, 500.0, "MB/s");
+    put(names::DISK_READ, 1000.0, "MB/s");
+    put(names::RANDOM_QD1, 104_096.0, "ns");
+    put(names::FSYNC, 1_000_000.0, "ns");
+    put(names::IOPS_QD1, 9_000.0, "IOPS");
+    put(names::IOPS_QD8, 36_000.0, "IOPS");
+    put(names::LOOPBACK_MB_S, 2_000.0, "MB/s");
+    put(names::LOOPBACK_RTT, 40_000.0, "ns");
+    put(names::REQUEST_NS, 30_000.0, "ns");
+    put(names::BYTE_PS, 1_000.0, "ps/B");
+    put(&names::codec("lz4", "compress", "mb_s"), 500.0, "MB/s");
+    put(&names::codec("lz4", "compress", "call_ns"), 300.0, "ns");
+    c
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn derived_parameters() {
+        let c = example();
+        let cpu = c.cpu();
+        assert_eq!(cpu.cores, 2);
+        assert_eq!(cpu.memcpy.per_byte_ps, 100);
+        assert_eq!(cpu.crc32c.per_byte_ps, 125);
+        assert_eq!(cpu.request, Cost::new(30_000, 1_000 - 100 - 125));
+        assert_eq!(cpu.lz4.compress, Cost::new(300, 2_000));
+        assert_eq!(
+            cpu.lz4.decompress,
+            CpuProfile::default().lz4.decompress,
+            "not measured: default"
+        );
+        let d = c.device();
+        assert_eq!(d["read_bytes_per_sec"], 1_000_000_000u64);
+        assert_eq!(d["random_access_ns"], 100_000);
+        assert_eq!(d["channels"], 4);
+        // 1 ms fsync - 2 × (100 µs + 8.192 µs).
+        assert_eq!(d["flush_ns"], 783_616);
+        let p = c.profile("t");
+        assert_eq!(p["nic"], 16_000_000_000u64);
+        assert_eq!(p["link_latency"], "20000ns");
+        assert_eq!(civil_date(0), "1970-01-01");
+        assert_eq!(civil_date(20_790), "2026-12-03");
+    }
+}
