@@ -6,6 +6,8 @@
 //! before anything is sliced, and decompression is capped by the caller's `max_uncompressed_bytes`.
 //! Records are zero-copy slices of the batch (uncompressed) or of the one decompressed buffer.
 
+use std::ops::Range;
+
 use bytes::Bytes;
 use thiserror::Error;
 
@@ -113,6 +115,51 @@ impl RecordIter {
     }
 
     fn next_record(&mut self) -> Result<Option<Record>, DecodeError> {
+        let mut headers = Vec::new();
+        let Some(span) = self.parse_next(Some(&mut headers))? else {
+            return Ok(None);
+        };
+        let slice = |r: Range<usize>| self.body.slice(r);
+        Ok(Some(Record {
+            offset: span.offset,
+            timestamp: span.timestamp,
+            key: span.key.map(slice),
+            value: span.value.map(slice),
+            headers,
+        }))
+    }
+
+    /// The next record's offset, timestamp and whether it has a key, checked exactly as the
+    /// iterator checks it but without slicing its fields out (no reference counting, no
+    /// allocation): what a validator needs of each record. `None` after the last record or
+    /// an error, as the iterator.
+    pub fn next_meta(&mut self) -> Option<Result<RecordMeta, DecodeError>> {
+        if self.done {
+            return None;
+        }
+        match self.parse_next(None) {
+            Ok(Some(s)) => Some(Ok(RecordMeta {
+                offset: s.offset,
+                timestamp: s.timestamp,
+                has_key: s.key.is_some(),
+            })),
+            Ok(None) => {
+                self.done = true;
+                None
+            }
+            Err(e) => {
+                self.done = true;
+                Some(Err(e))
+            }
+        }
+    }
+
+    /// Parses the next record within every bound and moves past it; its headers go to `headers`
+    /// when given (they are checked either way).
+    fn parse_next(
+        &mut self,
+        mut headers: Option<&mut Vec<Header>>,
+    ) -> Result<Option<Span>, DecodeError> {
         let declared = self.header.record_count;
         if self.index as i64 >= declared as i64 {
             if self.pos != self.body.len() {
@@ -132,6 +179,7 @@ impl RecordIter {
             .filter(|&l| l <= body.len() - pos)
             .ok_or(DecodeError::BadLength { index, field: "record", length })?;
         let end = pos + length;
+        // Positions in `rec` are positions in the records section.
         let rec = &body[..end];
         let mut p = pos;
         if p >= end {
@@ -141,8 +189,8 @@ impl RecordIter {
         let ts_delta =
             get_varlong(rec, &mut p).map_err(|e| varint_err(e, index, "timestamp delta"))?;
         let offset_delta = varint(rec, &mut p, index, "offset delta")?;
-        let key = self.nullable(rec, &mut p, index, "key")?;
-        let value = self.nullable(rec, &mut p, index, "value")?;
+        let key = nullable(rec, &mut p, index, "key")?;
+        let value = nullable(rec, &mut p, index, "value")?;
         let header_count = varint(rec, &mut p, index, "header count")?;
         // Each header takes at least two bytes; a count beyond that is a lie, caught before looping.
         if header_count < 0 || header_count as usize > (end - p) / 2 {
@@ -152,13 +200,17 @@ impl RecordIter {
                 length: header_count,
             });
         }
-        let mut headers = Vec::with_capacity(header_count as usize);
+        if let Some(out) = headers.as_deref_mut() {
+            out.reserve(header_count as usize);
+        }
         for _ in 0..header_count {
-            let key = self
-                .nullable(rec, &mut p, index, "header key")?
+            let key = nullable(rec, &mut p, index, "header key")?
                 .ok_or(DecodeError::BadLength { index, field: "header key", length: -1 })?;
-            let value = self.nullable(rec, &mut p, index, "header value")?;
-            headers.push(Header { key, value });
+            let value = nullable(rec, &mut p, index, "header value")?;
+            if let Some(out) = headers.as_deref_mut() {
+                let value = value.map(|r| self.body.slice(r));
+                out.push(Header { key: self.body.slice(key), value });
+            }
         }
         if p != end {
             return Err(DecodeError::RecordLengthMismatch { index, unread: end - p });
@@ -175,29 +227,48 @@ impl RecordIter {
         };
         self.pos = end;
         self.index += 1;
-        Ok(Some(Record { offset, timestamp, key, value, headers }))
+        Ok(Some(Span { offset, timestamp, key, value }))
     }
+}
 
-    /// Reads a varint length and that many bytes (`-1` = null), within `rec`.
-    fn nullable(
-        &self,
-        rec: &[u8],
-        p: &mut usize,
-        index: u32,
-        field: &'static str,
-    ) -> Result<Option<Bytes>, DecodeError> {
-        let len = varint(rec, p, index, field)?;
-        if len == -1 {
-            return Ok(None);
-        }
-        let n = usize::try_from(len)
-            .ok()
-            .filter(|&n| n <= rec.len() - *p)
-            .ok_or(DecodeError::BadLength { index, field, length: len })?;
-        let slice = self.body.slice(*p..*p + n);
-        *p += n;
-        Ok(Some(slice))
+/// One parsed record: its offset and timestamp, and where its key and value lie in the records
+/// section.
+struct Span {
+    offset: i64,
+    timestamp: i64,
+    key: Option<Range<usize>>,
+    value: Option<Range<usize>>,
+}
+
+/// What [`RecordIter::next_meta`] tells of a record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecordMeta {
+    /// `baseOffset + offsetDelta`.
+    pub offset: i64,
+    /// As [`Record::timestamp`].
+    pub timestamp: i64,
+    pub has_key: bool,
+}
+
+/// Reads a varint length and skips that many bytes (`-1` = null) within `rec`; returns their
+/// range.
+fn nullable(
+    rec: &[u8],
+    p: &mut usize,
+    index: u32,
+    field: &'static str,
+) -> Result<Option<Range<usize>>, DecodeError> {
+    let len = varint(rec, p, index, field)?;
+    if len == -1 {
+        return Ok(None);
     }
+    let n = usize::try_from(len)
+        .ok()
+        .filter(|&n| n <= rec.len() - *p)
+        .ok_or(DecodeError::BadLength { index, field, length: len })?;
+    let range = *p..*p + n;
+    *p += n;
+    Ok(Some(range))
 }
 
 fn varint(b: &[u8], p: &mut usize, index: u32, field: &'static str) -> Result<i32, DecodeError> {

@@ -90,12 +90,13 @@ pub fn validate_produced_records(
 ) -> Result<Validated, ValidateError> {
     let header = BatchHeader::parse(batch).map_err(corrupt)?;
     check_header(&header)?;
-    let iter = decode_batch_unverified_crc(batch.clone(), limits.max_uncompressed_bytes)
+    let mut iter = decode_batch_unverified_crc(batch.clone(), limits.max_uncompressed_bytes)
         .map_err(corrupt)?;
     let uncompressed_bytes = iter.uncompressed_records().len();
     let mut max_timestamp = i64::MIN;
     let mut count: u32 = 0;
-    for record in iter {
+    // Records are checked in place (varints and lengths), never sliced out or collected.
+    while let Some(record) = iter.next_meta() {
         let record = record.map_err(|e| match e {
             DecodeError::RecordCountMismatch { .. } | DecodeError::TrailingBytes { .. } => {
                 ValidateError::Invalid(format!(
@@ -112,7 +113,7 @@ pub fn validate_produced_records(
                 record.offset - header.base_offset
             )));
         }
-        if limits.require_keys && record.key.is_none() {
+        if limits.require_keys && !record.has_key {
             return Err(ValidateError::Invalid(format!(
                 "record {count} has no key: a compacted topic needs a key on every record"
             )));

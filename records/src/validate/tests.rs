@@ -210,3 +210,34 @@ fn header_check_alone_lets_these_through() {
         assert!(validate_produced_batch(b, LIMITS).is_err(), "case {i}: validation refuses");
     }
 }
+
+/// The validator's in-place walk (`next_meta`) sees what the decoding iterator sees: the same
+/// offsets, timestamps and keys for good records, the same error at the same record for bad ones.
+#[test]
+fn the_in_place_walk_agrees_with_the_iterator() {
+    let mut long = BytesMut::new();
+    put_varint(&mut long, 1000);
+    long.put_slice(&[0u8; 10]);
+    let keyed = [record(0, Some(b"k"), b"a"), record(1, None, b"b"), records(2)].concat();
+    let cases = [
+        batch(Compression::None, 4, 3, &keyed),
+        batch(Compression::None, 1, 0, &long),
+        batch(Compression::None, 5, 4, &keyed),
+        batch(Compression::Gzip, 1, 0, &compressed(Compression::Gzip, &records(3))),
+    ];
+    for (i, b) in cases.iter().enumerate() {
+        let decoded: Vec<_> = crate::decode_batch(b.clone(), 1 << 20)
+            .unwrap()
+            .map(|r| r.map(|r| (r.offset, r.timestamp, r.key.is_some())))
+            .collect();
+        let mut walk = crate::decode_batch(b.clone(), 1 << 20).unwrap();
+        let mut walked = Vec::new();
+        while let Some(m) = walk.next_meta() {
+            walked.push(m.map(|m| (m.offset, m.timestamp, m.has_key)));
+        }
+        assert_eq!(walked, decoded, "case {i}");
+    }
+    let good = crate::decode_batch(cases[0].clone(), 1 << 20).unwrap();
+    let keys: Vec<bool> = good.map(|r| r.unwrap().key.is_some()).collect();
+    assert_eq!(keys, [true, false, true, true], "the cases hold what they claim");
+}
