@@ -159,8 +159,7 @@ impl Broker {
                 } else if matches!(assigned, Ok(Some(_))) && !configs.is_empty() {
                     Err((
                         error_code::INVALID_REQUEST,
-                        "topic configs together with a manual replica assignment are not supported yet"
-                            .to_string(),
+                        "topic configs with a manual assignment are not supported yet".into(),
                     ))
                 } else if partitions < 1 {
                     Err((

@@ -2,8 +2,8 @@
 
 mod admin;
 mod alter_configs;
-mod configs;
 mod assignments;
+mod configs;
 mod elect;
 mod fetch;
 mod group;
