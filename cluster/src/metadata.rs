@@ -271,28 +271,7 @@ impl MetadataImage {
         if partitions.is_empty() || topic.partitions.len() + partitions.len() > max {
             return Err(ApplyError::Invalid(format!("{} more partitions", partitions.len())));
         }
-        let mut states = Vec::with_capacity(partitions.len());
-        for p in partitions {
-            if p.replicas.is_empty() || p.replicas.len() > rf_max {
-                return Err(ApplyError::Invalid(format!(
-                    "replication factor {}",
-                    p.replicas.len()
-                )));
-            }
-            let state = PartitionState {
-                replicas: p.replicas.clone(),
-                isr: p.isr.clone(),
-                leader: p.leader,
-                leader_epoch: 0,
-                partition_epoch: 0,
-                elr: Vec::new(),
-                last_known_elr: Vec::new(),
-                recovering: false,
-            };
-            check_partition(&state).map_err(ApplyError::Invalid)?;
-            states.push(state);
-        }
-        topic.partitions.extend(states);
+        topic.partitions.extend(new_partition_states(partitions, rf_max)?);
         Ok(())
     }
 
@@ -353,29 +332,7 @@ impl MetadataImage {
                 {
                     return Err(ApplyError::Invalid(format!("{} partitions", partitions.len())));
                 }
-                let mut states = Vec::with_capacity(partitions.len());
-                for p in partitions {
-                    if p.replicas.is_empty()
-                        || p.replicas.len() > self.limits.replication_factor_max
-                    {
-                        return Err(ApplyError::Invalid(format!(
-                            "replication factor {}",
-                            p.replicas.len()
-                        )));
-                    }
-                    let state = PartitionState {
-                        replicas: p.replicas.clone(),
-                        isr: p.isr.clone(),
-                        leader: p.leader,
-                        leader_epoch: 0,
-                        partition_epoch: 0,
-                        elr: Vec::new(),
-                        last_known_elr: Vec::new(),
-                        recovering: false,
-                    };
-                    check_partition(&state).map_err(ApplyError::Invalid)?;
-                    states.push(state);
-                }
+                let states = new_partition_states(partitions, self.limits.replication_factor_max)?;
                 self.topic_ids.insert(name.clone(), *topic_id);
                 self.topics.insert(
                     *topic_id,
@@ -448,6 +405,33 @@ impl MetadataImage {
 
 /// A partition's shape: leader in ISR (or offline), ISR a non-empty duplicate-free subset of the
 /// replicas, replicas duplicate-free and valid ids.
+/// The states of new partitions (of a `CreateTopic` or `CreatePartitions` record): epochs 0, no
+/// ELR; each checked, the whole list refused at the first bad one.
+fn new_partition_states(
+    partitions: &[PartitionRecord],
+    rf_max: usize,
+) -> Result<Vec<PartitionState>, ApplyError> {
+    let mut states = Vec::with_capacity(partitions.len());
+    for p in partitions {
+        if p.replicas.is_empty() || p.replicas.len() > rf_max {
+            return Err(ApplyError::Invalid(format!("replication factor {}", p.replicas.len())));
+        }
+        let state = PartitionState {
+            replicas: p.replicas.clone(),
+            isr: p.isr.clone(),
+            leader: p.leader,
+            leader_epoch: 0,
+            partition_epoch: 0,
+            elr: Vec::new(),
+            last_known_elr: Vec::new(),
+            recovering: false,
+        };
+        check_partition(&state).map_err(ApplyError::Invalid)?;
+        states.push(state);
+    }
+    Ok(states)
+}
+
 fn check_partition(p: &PartitionState) -> Result<(), String> {
     let replicas: BTreeSet<BrokerId> = p.replicas.iter().copied().collect();
     if replicas.len() != p.replicas.len() || replicas.iter().any(|r| *r < 0) {
