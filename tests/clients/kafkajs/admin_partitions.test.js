@@ -6,48 +6,11 @@
 
 const { test } = require('node:test')
 const assert = require('node:assert/strict')
-const { spawn } = require('node:child_process')
-const fs = require('node:fs')
-const os = require('node:os')
-const path = require('node:path')
-const readline = require('node:readline')
+const support = require('./support')
+const { stopBroker } = support
 
-process.env.KAFKAJS_NO_PARTITIONER_WARNING = '1'
-const { Kafka, logLevel } = require('kafkajs')
-
-const ROOT = path.resolve(__dirname, '..', '..', '..')
-const BROKER = process.env.LOGLAB_BROKER || path.join(ROOT, 'target', 'release', 'broker')
-const START_TIMEOUT_MS = 30000
-
-function startBroker () {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'loglab-kafkajs-admin-'))
-  const log = fs.openSync(path.join(dir, 'broker.log'), 'a')
-  const args = ['serve', '--listen', '127.0.0.1:0', '--data-dir', path.join(dir, 'data'),
-    '--override', 'group.initial.rebalance.delay.ms=0']
-  const proc = spawn(BROKER, args, { stdio: ['ignore', 'pipe', log] })
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => { proc.kill('SIGKILL'); reject(new Error('broker did not start in time')) }, START_TIMEOUT_MS)
-    const b = { proc, dir, addr: null }
-    readline.createInterface({ input: proc.stdout }).on('line', (line) => {
-      const m = line.match(/listening on (\S+)/)
-      if (m) { b.addr = m[1]; clearTimeout(timer); resolve(b) }
-    })
-    proc.on('exit', (code) => { clearTimeout(timer); if (!b.addr) reject(new Error(`broker exited (${code}); see ${dir}/broker.log`)) })
-  })
-}
-
-async function stopBroker (b) {
-  const exited = new Promise((resolve) => b.proc.once('exit', resolve))
-  b.proc.kill('SIGTERM')
-  const timer = setTimeout(() => b.proc.kill('SIGKILL'), 30000)
-  await exited
-  clearTimeout(timer)
-  fs.rmSync(b.dir, { recursive: true, force: true })
-}
-
-function kafka (addr) {
-  return new Kafka({ clientId: 'kafkajs-admin', brokers: [addr], logLevel: logLevel.NOTHING, retry: { initialRetryTime: 100, retries: 5 } })
-}
+const startBroker = () => support.startBroker(['--override', 'group.initial.rebalance.delay.ms=0'])
+const kafka = (addr) => support.kafka(addr, 'kafkajs-admin')
 
 test('createPartitions grows a topic, deleteTopicRecords moves its low watermark', async () => {
   const b = await startBroker()

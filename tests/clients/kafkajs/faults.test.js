@@ -6,47 +6,12 @@
 
 const { test } = require('node:test')
 const assert = require('node:assert/strict')
-const { spawn, spawnSync } = require('node:child_process')
-const fs = require('node:fs')
-const os = require('node:os')
-const path = require('node:path')
-const readline = require('node:readline')
+const { spawnSync } = require('node:child_process')
+const support = require('./support')
+const { BROKER, stopBroker } = support
 
-process.env.KAFKAJS_NO_PARTITIONER_WARNING = '1'
-const { Kafka, logLevel } = require('kafkajs')
-
-const ROOT = path.resolve(__dirname, '..', '..', '..')
-const BROKER = process.env.LOGLAB_BROKER || path.join(ROOT, 'target', 'release', 'broker')
-const START_TIMEOUT_MS = 30000
-
-/** Starts `broker serve` on ephemeral loopback ports; resolves with its addresses. */
-function startBroker (extra = []) {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'loglab-kafkajs-'))
-  const log = fs.openSync(path.join(dir, 'broker.log'), 'a')
-  const args = ['serve', '--listen', '127.0.0.1:0', '--data-dir', path.join(dir, 'data'),
-    '--admin-listen', '127.0.0.1:0', ...extra]
-  const proc = spawn(BROKER, args, { stdio: ['ignore', 'pipe', log] })
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => { proc.kill('SIGKILL'); reject(new Error('broker did not start in time')) }, START_TIMEOUT_MS)
-    const b = { proc, dir, admin: null, addr: null }
-    readline.createInterface({ input: proc.stdout }).on('line', (line) => {
-      const admin = line.match(/admin on (http:\/\/\S+)/)
-      if (admin) b.admin = admin[1]
-      const m = line.match(/listening on (\S+)/)
-      if (m) { b.addr = m[1]; clearTimeout(timer); resolve(b) }
-    })
-    proc.on('exit', (code) => { clearTimeout(timer); if (!b.addr) reject(new Error(`broker exited (${code}); see ${dir}/broker.log`)) })
-  })
-}
-
-async function stopBroker (b) {
-  const exited = new Promise((resolve) => b.proc.once('exit', resolve))
-  b.proc.kill('SIGTERM')
-  const timer = setTimeout(() => b.proc.kill('SIGKILL'), 30000)
-  await exited
-  clearTimeout(timer)
-  fs.rmSync(b.dir, { recursive: true, force: true })
-}
+/** `broker serve` with its admin endpoint on an ephemeral port, and `extra` flags. */
+const startBroker = (extra = []) => support.startBroker(['--admin-listen', '127.0.0.1:0', ...extra])
 
 /** `broker faults ...`: the exit code, stdout and stderr. */
 function faults (args, env = {}) {
@@ -54,9 +19,7 @@ function faults (args, env = {}) {
   return { code: r.status, out: r.stdout, err: r.stderr }
 }
 
-function kafka (addr) {
-  return new Kafka({ clientId: 'kafkajs-faults', brokers: [addr], logLevel: logLevel.NOTHING, retry: { initialRetryTime: 100, retries: 8 } })
-}
+const kafka = (addr) => support.kafka(addr, 'kafkajs-faults', 8)
 
 test('NOT_LEADER_OR_FOLLOWER x3 on Produce is retried and delivered once', async () => {
   const b = await startBroker()
