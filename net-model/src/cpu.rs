@@ -126,9 +126,9 @@ pub enum CpuConfigError {
 
 /// A host's CPU: core count and costs.
 ///
-/// Defaults are one core of this machine (AMD EPYC VM, 2 vCPUs, SSE4.2), measured by
-/// `tests/cpu_calibrate.rs` (`cargo test -p net-model --release --test cpu_calibrate -- --ignored
-/// --nocapture`): release builds of the `records` codecs at their default levels on 4 MiB of
+/// Defaults are one core of this machine (AMD EPYC VM, 2 vCPUs, SSE4.2), measured (before
+/// `cargo simulate calibrate` existed, by an ignored test it replaced; the same input and method are
+/// now `client/src/calibrate/measure.rs`, which writes a whole host profile): release builds of the `records` codecs at their default levels on 4 MiB of
 /// JSON-like records (compression ratios lz4 3.3, snappy 3.1, zstd 5.7, gzip 6.0), best of two
 /// runs on a machine shared with other builds (the second run was 20-40 % slower). Rates are of
 /// uncompressed bytes, both ways.

@@ -35,7 +35,7 @@ pub const QUEUE_DEPTH: u32 = 8;
 pub type Figures = BTreeMap<String, Measurement>;
 
 /// ~4 MiB of Kafka-like records: JSON-ish values with repeating keys and varying numbers (the
-/// input of `net-model/tests/cpu_calibrate.rs`, so figures compare).
+/// input the default `CpuProfile` in `net-model/src/cpu.rs` was measured on, so figures compare).
 pub fn sample_records() -> Vec<u8> {
     let mut out = Vec::with_capacity(CPU_INPUT_BYTES);
     let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
