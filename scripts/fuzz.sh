@@ -25,8 +25,11 @@ for t in "${targets[@]}"; do
   log="fuzz/target/fuzz-$t.log"
   t0=$(date +%s)
   set +e
-  LOGLAB_FUZZ_SEED_DIR="fuzz/corpus/$t" cargo fuzz run -s none -O "$t" "fuzz/corpus/$t" -- -runs="$RUNS" -max_total_time="$SECONDS_MAX" \
-    -jobs="$JOBS" -workers="$JOBS" -print_final_stats=1 >"$log" 2>&1
+  # libFuzzer's parallel mode only when asked: it moves each job's output to fuzz-N.log.
+  par=()
+  [ "$JOBS" -le 1 ] || par=(-jobs="$JOBS" -workers="$JOBS")
+  LOGLAB_FUZZ_SEED_DIR="fuzz/corpus/$t" cargo fuzz run -s none -O "$t" "fuzz/corpus/$t" -- \
+    -runs="$RUNS" -max_total_time="$SECONDS_MAX" "${par[@]+"${par[@]}"}" -print_final_stats=1 >"$log" 2>&1
   rc=$?
   set -e
   execs=$(grep -oE 'stat::number_of_executed_units: *[0-9]+' "$log" | grep -oE '[0-9]+$' | awk '{ s += $1 } END { print s + 0 }')
