@@ -7,7 +7,8 @@
 #        scripts/bench-wire.sh produce-cpu   broker CPU s per GB of produce under librdkafka's
 #          rdkafka_performance (RUNS=3 runs, median; RECORDS=1000000 SIZE=1024, acks=1,
 #          linger.ms=5, batch.size=262144, no compression; BROKER=path picks the broker binary,
-#          BROKER_ARGS="--admin-listen 127.0.0.1:0" adds flags to its command line)
+#          BROKER_ARGS="--admin-listen 127.0.0.1:0" adds flags to its command line); after each run
+#          the floor: scripts/sink-floor.py receives the same bytes and pwrites them, nothing else
 # Figures go in notes, never in tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -23,6 +24,7 @@ if [ "$MODE" = produce-cpu ]; then
   [ -n "${BROKER_BUILT:-}" ] || cargo build -q --release -p broker
   tick=$(getconf CLK_TCK)
   figures=()
+  ratios=()
   for run in $(seq "$RUNS"); do
     data=$(mktemp -d)
     # shellcheck disable=SC2086 # BROKER_ARGS is a list of flags
@@ -38,9 +40,16 @@ if [ "$MODE" = produce-cpu ]; then
       'BEGIN { printf "%.3f", (b - a) / t / (n * s / 1e9) }')
     echo "run $run: broker CPU $(awk -v a="$c0" -v b="$c1" -v t="$tick" 'BEGIN { printf "%.2f", (b - a) / t }') s for $RECORDS x $SIZE B = $f CPU s/GB ($(uptime | sed 's/.*load/load/'))"
     figures+=("$f")
+    # The floor, right after on the same disk: receive the same bytes over loopback and pwrite
+    # them, nothing else. broker/floor is what the broker adds to the kernel's unavoidable copies.
+    floor=$(python3 scripts/sink-floor.py $((RECORDS * SIZE)) "$data")
+    ratio=$(awk -v a="$f" -v b="$floor" 'BEGIN { printf "%.2f", a / b }')
+    echo "run $run: floor (loopback recv + pwrite only): $floor CPU s/GB; broker/floor $ratio"
+    ratios+=("$ratio")
     rm -rf "$data" "$data.log" "$data.perf"
   done
   printf '%s\n' "${figures[@]}" | sort -n | awk '{ a[NR] = $1 } END { printf "median: %s CPU s/GB over %d runs\n", a[int((NR + 1) / 2)], NR }'
+  printf '%s\n' "${ratios[@]}" | sort -n | awk '{ a[NR] = $1 } END { printf "median broker/floor: %s\n", a[int((NR + 1) / 2)] }'
   exit 0
 fi
 cargo build -q --release -p broker -p client
