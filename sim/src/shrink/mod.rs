@@ -205,8 +205,12 @@ impl Shrinker {
 }
 
 /// The check to keep violated, and whether the run failed it (`false`: a museum story's
-/// expected violation).
-pub fn pick_check(summary: &Value, wanted: Option<&str>) -> Result<(String, bool), String> {
+/// expected violation); `order` is the scenario's own order of checks.
+pub fn pick_check(
+    summary: &Value,
+    order: &[String],
+    wanted: Option<&str>,
+) -> Result<(String, bool), String> {
     let checks = summary["checks"].as_object().ok_or("the run wrote no checks (did it crash?)")?;
     let violated = |c: &Value| c["outcome"] == "violated";
     if let Some(w) = wanted {
@@ -216,11 +220,19 @@ pub fn pick_check(summary: &Value, wanted: Option<&str>) -> Result<(String, bool
         }
         return Ok((w.to_string(), c["expected"] != "violated"));
     }
-    if let Some((k, _)) = checks.iter().find(|(_, c)| violated(c) && c["expected"] != "violated") {
-        return Ok((k.clone(), true));
+    let mut names: Vec<&String> = order.iter().filter(|n| checks.contains_key(*n)).collect();
+    names.extend(checks.keys().filter(|k| !order.contains(k)));
+    let first = |failing: bool| {
+        names.iter().find(|n| {
+            let c = &checks[n.as_str()];
+            violated(c) && (!failing || c["expected"] != "violated")
+        })
+    };
+    if let Some(k) = first(true) {
+        return Ok(((*k).clone(), true));
     }
-    if let Some((k, _)) = checks.iter().find(|(_, c)| violated(c)) {
-        return Ok((k.clone(), false));
+    if let Some(k) = first(false) {
+        return Ok(((*k).clone(), false));
     }
     Err("no check was violated in this run: nothing to shrink".into())
 }
@@ -277,7 +289,7 @@ pub fn main(args: &[String]) -> Result<i32, i32> {
     s.begin("original");
     let orig = s.run_file(Path::new(&a.scenario), "the run as given").unwrap_or(Value::Null);
     s.step = ("original".into(), 1, 1);
-    let (check, failing) = pick_check(&orig, a.check.as_deref()).map_err(|e| {
+    let (check, failing) = pick_check(&orig, &sc.checks, a.check.as_deref()).map_err(|e| {
         eprintln!("error: {} seed {}: {e}", a.scenario, a.seed);
         exit::USAGE
     })?;
@@ -359,4 +371,48 @@ fn write_outputs(s: &Shrinker, min: &Cand, r: &Report) -> Result<i32, i32> {
     println!("minimal: {}", minimal.display());
     println!("replay: {replay}");
     Ok(exit::PASS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_check_is_the_first_failed_else_the_expected_violation() {
+        let order: Vec<String> = ["lost-write", "duplicate"].map(String::from).to_vec();
+        let s = json!({"checks": {
+            "duplicate": {"outcome": "violated", "expected": "held"},
+            "lost-write": {"outcome": "violated", "expected": "violated"},
+        }});
+        // lost-write comes first in the scenario but was expected: duplicate is the failure.
+        assert_eq!(pick_check(&s, &order, None), Ok(("duplicate".into(), true)));
+        let museum = json!({"checks": {
+            "duplicate": {"outcome": "held", "expected": "held"},
+            "lost-write": {"outcome": "violated", "expected": "violated"},
+        }});
+        assert_eq!(pick_check(&museum, &order, None), Ok(("lost-write".into(), false)));
+        assert!(pick_check(&museum, &order, Some("duplicate")).is_err());
+        let clean = json!({"checks": {"lost-write": {"outcome": "held", "expected": "held"}}});
+        assert!(pick_check(&clean, &order, None).is_err());
+    }
+
+    #[test]
+    fn a_candidate_writes_faults_in_timeline_order_without_the_nemesis() {
+        let f = |at_s: u64, action: crate::faults::FaultAction| crate::faults::Fault {
+            at_ns: at_s * 1_000_000_000,
+            target: crate::faults::Target::Broker(0),
+            action,
+            for_ns: None,
+            label: String::new(),
+        };
+        use crate::faults::FaultAction::{Kill, Restart};
+        let entries = vec![entry_of(0, &f(1, Kill)), entry_of(1, &f(2, Restart))];
+        let mut c = Cand { doc: json!({"name": "x", "nemesis": {}}), units: units(entries) };
+        c.units[0][0].at_ns = 3_000_000_000;
+        let doc = c.to_json();
+        assert!(doc.get("nemesis").is_none() && doc.get("request_faults").is_none());
+        assert_eq!(doc["faults"][0]["restart"], "broker-0");
+        assert_eq!(doc["faults"][1]["at"], "3s");
+        assert_eq!(c.faults(), 2);
+    }
 }
