@@ -414,10 +414,9 @@ pub fn merge(a: &MergeArgs) -> Result<i32, i32> {
 }
 
 /// The merged rows and coverage, and the shard indexes of the partitioning not present.
-fn merge_docs(
-    m: &Meta,
-    docs: &[(String, Value)],
-) -> Result<(BTreeMap<u64, Value>, coverage::Table, Vec<u32>), i32> {
+type Merged = (BTreeMap<u64, Value>, coverage::Table, Vec<u32>);
+
+fn merge_docs(m: &Meta, docs: &[(String, Value)]) -> Result<Merged, i32> {
     let (mut rows, mut cov) = (BTreeMap::<u64, Value>::new(), coverage::Table::new());
     let mut seen_shards = BTreeSet::new();
     let mut parts = None;

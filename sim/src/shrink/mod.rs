@@ -415,4 +415,20 @@ mod tests {
         assert_eq!(doc["faults"][1]["at"], "3s");
         assert_eq!(c.faults(), 2);
     }
+
+    #[test]
+    fn a_restart_may_come_after_the_end_as_the_nemesis_draws_it() {
+        let sc = |faults: &str| {
+            Scenario::parse(&format!(
+                r#"{{"name": "t", "duration_s": 5, "cluster": {{}}, "topics": [{{"name": "events"}}],
+                "workload": {{"producers": [{{"topic": "events", "rate": "10/s"}}]}}, "faults": {faults}}}"#
+            ))
+        };
+        let late =
+            sc(r#"[{"at": "4s", "kill": "broker-0"}, {"at": "6500ms", "restart": "broker-0"}]"#);
+        assert_eq!(late.map(|s| s.faults[1].at_ns).ok(), Some(6_500_000_000));
+        assert!(sc(r#"[{"at": "5s", "kill": "broker-0"}]"#).is_err());
+        assert!(sc(r#"[{"at": "4s", "kill": "broker-0"}, {"at": "700s", "restart": "broker-0"}]"#)
+            .is_err());
+    }
 }
