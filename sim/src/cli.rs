@@ -3,13 +3,14 @@
 //! ```text
 //! cargo simulate SCENARIO [--seed N] [--out DIR] [--trace]
 //! cargo simulate check-determinism SCENARIO [--seed N]
-//! cargo simulate sweep SCENARIO --seeds A..B [--jobs J] [--out DIR]
+//! cargo simulate sweep SCENARIO --seeds A..B [--shard i/n] [--jobs J] [--out DIR]
+//! cargo simulate sweep-merge --out DIR SHARD_DIR...
+//! cargo simulate shrink SCENARIO --seed N --out DIR [--check NAME] [--runs-max R]
 //! cargo simulate omb WORKLOAD.yaml --driver DRIVER.yaml [--brokers N] [--profile HOST.json] --out DIR
 //! cargo simulate calibrate --out FILE [--runs N] [--name NAME]
 //! ```
 //! Exit codes: see [`crate::exit`].
 
-use std::collections::BTreeMap;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -20,6 +21,7 @@ use serde_json::{json, Value};
 use crate::exit;
 use crate::run::{self, RunOptions};
 use crate::scenario::Scenario;
+use crate::sweep::{MergeArgs, SweepArgs};
 use crate::trace::first_divergence;
 
 #[derive(Debug, Parser)]
@@ -51,21 +53,6 @@ struct CheckArgs {
     #[arg(long)]
     seed: Option<u64>,
     /// Where the two runs write (default: out/determinism/<scenario name>).
-    #[arg(long)]
-    out: Option<String>,
-}
-
-#[derive(Debug, Parser)]
-#[command(name = "cargo simulate sweep")]
-struct SweepArgs {
-    scenario: String,
-    /// Seed range, `A..B` (B exclusive) or `A..=B`.
-    #[arg(long)]
-    seeds: String,
-    /// Runs at once, 1..=64 (each seed is its own process).
-    #[arg(long, default_value_t = 2)]
-    jobs: usize,
-    /// Default: out/sweep/<scenario name>.
     #[arg(long)]
     out: Option<String>,
 }
@@ -109,14 +96,14 @@ struct OmbArgs {
     out: String,
 }
 
-fn load(path: &str) -> Result<Scenario, i32> {
+pub(crate) fn load(path: &str) -> Result<Scenario, i32> {
     Scenario::load(Path::new(path)).map_err(|e| {
         eprintln!("error: {path}: {e}");
         exit::USAGE
     })
 }
 
-fn parse_args<T: Parser>(args: &[String]) -> Result<T, i32> {
+pub(crate) fn parse_args<T: Parser>(args: &[String]) -> Result<T, i32> {
     T::try_parse_from(args).map_err(|e| {
         let _ = e.print();
         if e.use_stderr() {
@@ -134,7 +121,21 @@ sim: Loglab's deterministic simulator (build and run it with `cargo simulate`)
 USAGE:
   cargo simulate SCENARIO [--seed N] [--out DIR] [--trace]    run one scenario (also: `run SCENARIO ...`)
   cargo simulate check-determinism SCENARIO [--seed N]        run one seed twice in two processes, compare trace hashes
-  cargo simulate sweep SCENARIO --seeds A..B [--jobs J] [--out DIR]   many seeds (A..B excludes B, A..=B includes it)
+  cargo simulate sweep SCENARIO --seeds A..B [--shard i/n] [--jobs J] [--out DIR]
+                                                              many seeds, one process each (A..B excludes B, A..=B
+                                                              includes it); --shard i/n runs the seeds at 0-based
+                                                              positions i, i+n, ... of the range; a sweep into a DIR
+                                                              with finished seeds (DIR/seed-N/result.json) skips them;
+                                                              DIR/sweep.json has every run and a coverage table (fault
+                                                              kinds x roles hit)
+  cargo simulate sweep-merge --out DIR SHARD_DIR...           merge shard directories into DIR/sweep.json (refuses mixed
+                                                              scenarios and overlapping seeds); deploy/README.md runs
+                                                              shards as a Kubernetes Indexed Job or a Slurm job array
+  cargo simulate shrink SCENARIO --seed N --out DIR [--check NAME] [--runs-max R] [--jobs J]
+                                                              the smallest scenario that still violates the same check:
+                                                              the nemesis' faults written out, then faults removed (ddmin),
+                                                              shortened, moved earlier, the run, rate, partitions and
+                                                              brokers reduced; writes DIR/minimal.json and DIR/shrink.json
   cargo simulate omb WORKLOAD.yaml --driver DRIVER.yaml [--brokers N] [--workers N] [--profile HOST.json]
                   [--warmup-minutes M] [--test-minutes M] --out DIR
                                                               an OpenMessaging Benchmark workload: writes DIR/scenario.json
@@ -196,6 +197,14 @@ pub fn main_with_args(argv: Vec<String>) -> i32 {
                 }
                 Some("sweep") => parse_args::<SweepArgs>(&["sweep".into(), "--help".into()])
                     .map(|_: SweepArgs| exit::PASS),
+                Some("sweep-merge") => {
+                    parse_args::<MergeArgs>(&["sweep-merge".into(), "--help".into()])
+                        .map(|_: MergeArgs| exit::PASS)
+                }
+                Some("shrink") => {
+                    parse_args::<crate::shrink::ShrinkArgs>(&["shrink".into(), "--help".into()])
+                        .map(|_| exit::PASS)
+                }
                 Some("run") => parse_args::<RunArgs>(&["run".into(), "--help".into()])
                     .map(|_: RunArgs| exit::PASS),
                 Some("omb") => parse_args::<OmbArgs>(&["omb".into(), "--help".into()])
@@ -207,6 +216,8 @@ pub fn main_with_args(argv: Vec<String>) -> i32 {
             },
             Some("check-determinism") => check_determinism(&argv[1..]),
             Some("sweep") => sweep(&argv[1..]),
+            Some("sweep-merge") => sweep_merge(&argv[1..]),
+            Some("shrink") => crate::shrink::main(&argv[1..]),
             Some("run") => run_cmd(&argv[1..]),
             Some("omb") => omb_cmd(&argv[1..]),
             Some("calibrate") => crate::calibrate::run(&argv[1..]),
@@ -501,119 +512,13 @@ fn read_json(p: &Path) -> Option<Value> {
     serde_json::from_str(&std::fs::read_to_string(p).ok()?).ok()
 }
 
-fn parse_seeds(s: &str) -> Option<Vec<u64>> {
-    if let Some((a, b)) = s.split_once("..=") {
-        let (a, b): (u64, u64) = (a.trim().parse().ok()?, b.trim().parse().ok()?);
-        return (a <= b).then(|| (a..=b).collect());
-    }
-    if let Some((a, b)) = s.split_once("..") {
-        let (a, b): (u64, u64) = (a.trim().parse().ok()?, b.trim().parse().ok()?);
-        return (a < b).then(|| (a..b).collect());
-    }
-    s.trim().parse().ok().map(|x| vec![x])
-}
-
 fn sweep(args: &[String]) -> Result<i32, i32> {
     let a: SweepArgs = parse_args(args)?;
     let sc = load(&a.scenario)?;
-    let Some(seeds) = parse_seeds(&a.seeds) else {
-        eprintln!("error: --seeds {}: expected a non-empty range A..B (B excluded, B > A) or A..=B (B >= A), or one seed", a.seeds);
-        return Err(exit::USAGE);
-    };
-    if a.jobs == 0 || a.jobs > 64 {
-        eprintln!("error: --jobs {}: expected 1..=64 runs at once", a.jobs);
-        return Err(exit::USAGE);
-    }
-    if seeds.len() > 100_000 {
-        eprintln!("error: --seeds: at most 100000 seeds");
-        return Err(exit::USAGE);
-    }
-    let jobs = a.jobs;
-    let base = a.out.clone().unwrap_or_else(|| format!("out/sweep/{}", sc.name));
-    let exe = std::env::current_exe().map_err(|_| exit::CRASH)?;
-    let mut pending = seeds.clone().into_iter();
-    let mut running: Vec<(u64, std::process::Child)> = Vec::new();
-    let mut results: BTreeMap<u64, (i32, Value)> = BTreeMap::new();
-    let total = seeds.len();
-    let started = std::time::Instant::now();
-    loop {
-        while running.len() < jobs {
-            let Some(seed) = pending.next() else { break };
-            let out = format!("{base}/seed-{seed}");
-            let child = Command::new(&exe)
-                .args([a.scenario.as_str(), "--seed", &seed.to_string(), "--out", &out, "--quiet"])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .map_err(|e| {
-                    eprintln!("error: cannot run {exe:?}: {e}");
-                    exit::CRASH
-                })?;
-            running.push((seed, child));
-        }
-        if running.is_empty() {
-            break;
-        }
-        let mut i = 0;
-        while i < running.len() {
-            if let Ok(Some(status)) = running[i].1.try_wait() {
-                let (seed, _) = running.remove(i);
-                let code = status.code().unwrap_or(exit::CRASH);
-                let summary =
-                    read_json(&Path::new(&format!("{base}/seed-{seed}")).join("summary.json"))
-                        .unwrap_or(Value::Null);
-                results.insert(seed, (code, summary));
-                let failed = results.values().filter(|(c, _)| *c != exit::PASS).count();
-                let done = results.len();
-                let width = 30;
-                let filled = done * width / total.max(1);
-                eprint!(
-                    "\r[{}{}] {done}/{total} seeds, {failed} failed, {:.0}s",
-                    "#".repeat(filled),
-                    " ".repeat(width - filled),
-                    started.elapsed().as_secs_f64()
-                );
-                let _ = std::io::stderr().flush();
-            } else {
-                i += 1;
-            }
-        }
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-    eprintln!();
-    println!("{:>8}  {:<8}  {:>4}  {:<16}", "seed", "verdict", "exit", "trace_hash");
-    let mut failed = Vec::new();
-    let mut rows = Vec::new();
-    for (seed, (code, s)) in &results {
-        let verdict = match *code {
-            exit::PASS => "pass",
-            exit::CRASH => "crash",
-            _ => "fail",
-        };
-        let hash = s["trace_hash"].as_str().unwrap_or("-");
-        println!("{seed:>8}  {verdict:<8}  {code:>4}  {hash:<16}");
-        if *code != exit::PASS {
-            failed.push(*seed);
-        }
-        rows.push(json!({"seed": seed, "verdict": verdict, "exit_code": code, "trace_hash": s["trace_hash"].clone(),
-            "replay": format!("cargo simulate {} --seed {seed} --out {base}/seed-{seed}", a.scenario)}));
-    }
-    for seed in &failed {
-        println!(
-            "FAILED seed {seed}: cargo simulate {} --seed {seed} --out {base}/seed-{seed}",
-            a.scenario
-        );
-    }
-    println!("{} seeds, {} passed, {} failed", total, total - failed.len(), failed.len());
-    let doc = json!({"scenario": sc.name, "scenario_file": a.scenario, "seeds": total, "failed": failed, "runs": rows});
-    if let Err(e) = std::fs::create_dir_all(&base).and_then(|_| {
-        std::fs::write(
-            Path::new(&base).join("sweep.json"),
-            serde_json::to_string_pretty(&doc).unwrap_or_default(),
-        )
-    }) {
-        eprintln!("error: writing {base}/sweep.json: {e}");
-        return Ok(exit::CRASH);
-    }
-    Ok(if failed.is_empty() { exit::PASS } else { exit::CHECK_VIOLATED })
+    crate::sweep::sweep(&a, &sc.name)
+}
+
+fn sweep_merge(args: &[String]) -> Result<i32, i32> {
+    let a: MergeArgs = parse_args(args)?;
+    crate::sweep::merge(&a)
 }

@@ -163,6 +163,9 @@ pub struct StateChange {
     pub leader: i32,
     pub leader_epoch: i32,
     pub isr: Vec<i32>,
+    /// The assignment (for coverage's follower role; not in `summary.json`).
+    #[serde(skip)]
+    pub replicas: Vec<i32>,
 }
 
 #[derive(Default)]
@@ -171,6 +174,8 @@ pub struct Observed {
     pub timeline: BTreeMap<String, Vec<StateChange>>,
     /// Active controller changes: (time s, broker or -1 for none, Raft term).
     pub controllers: Vec<(f64, i64, u64)>,
+    /// Per consumer group, coordinator changes: (time s, broker or -1 for none). Not traced.
+    pub coordinators: BTreeMap<String, Vec<(f64, i32)>>,
     last_hw: BTreeMap<(u32, TopicPartition), (u64, i32, i64)>,
 }
 
@@ -178,6 +183,8 @@ pub struct Observed {
 pub struct Observer {
     pub hosts: Vec<Arc<Host>>,
     pub tps: Vec<TopicPartition>,
+    /// The workload's consumer groups (whose coordinators coverage needs).
+    pub groups: Vec<String>,
     pub tracer: Tracer,
     pub out: Arc<Mutex<Observed>>,
 }
@@ -242,7 +249,30 @@ impl Observer {
                 leader: s.leader,
                 leader_epoch: s.leader_epoch,
                 isr: s.isr,
+                replicas: s.replicas,
             });
+        }
+        self.sample_coordinators(now, &mut o);
+    }
+
+    /// Each group's coordinator: the leader of its `__consumer_offsets` partition (read in
+    /// memory, no trace event: trace hashes are unchanged by it).
+    fn sample_coordinators(&self, now: u64, o: &mut Observed) {
+        use broker::group::offsets_topic::{partition_for, OFFSETS_TOPIC};
+        let Some(img) = best_image(&self.hosts) else { return };
+        let parts = img.topic_ids.get(OFFSETS_TOPIC).and_then(|id| img.topics.get(id));
+        for g in &self.groups {
+            let leader = parts
+                .filter(|t| !t.partitions.is_empty())
+                .and_then(|t| {
+                    let n = i32::try_from(t.partitions.len()).ok()?;
+                    t.partitions.get(usize::try_from(partition_for(g, n)).ok()?)
+                })
+                .map_or(-1, |p| p.leader);
+            let line = o.coordinators.entry(g.clone()).or_default();
+            if line.last().is_none_or(|&(_, b)| b != leader) {
+                line.push((now as f64 / 1e9, leader));
+            }
         }
     }
 }

@@ -23,12 +23,15 @@
 pub mod checkers;
 #[cfg(madsim)]
 pub mod cluster;
+pub mod coverage;
 pub mod faults;
 pub mod history;
 pub mod metrics;
 pub mod nemesis;
 pub mod omb;
 pub mod scenario;
+pub mod shrink;
+pub mod sweep;
 pub mod trace;
 
 #[cfg(madsim)]

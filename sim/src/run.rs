@@ -57,6 +57,8 @@ pub struct RawRun {
     pub invariants: crate::invariants::Report,
     /// Every request-fault rule installed, with its broker's counters (by fault, then broker).
     pub request_rules: Vec<crate::faults::requests::RuleRecord>,
+    /// Which fault kinds hit which roles (see [`crate::coverage`]).
+    pub coverage: crate::coverage::Table,
 }
 
 pub struct RunOutput {
@@ -120,7 +122,8 @@ pub async fn simulate(sc: &Scenario, seed: u64, keep_trace: bool) -> RawRun {
     let sampler = Arc::new(Mutex::new(Sampler::new(&world, cpus.clone(), &tracer)));
     Sampler::spawn(&sampler, sc.sample_ms * 1_000_000, &tracer);
     let tps = oracle::partitions(sc);
-    let observed = crate::sampler::spawn_observer(&world, tps.clone(), &tracer);
+    let groups = group_ids(sc);
+    let observed = crate::sampler::spawn_observer(&world, tps.clone(), groups.clone(), &tracer);
 
     let duration_ns = sc.duration_s * 1_000_000_000;
     let mut faults = Driver::new(&sc.faults, &world, &w.members, &tracer);
@@ -148,8 +151,11 @@ pub async fn simulate(sc: &Scenario, seed: u64, keep_trace: bool) -> RawRun {
     let mut h = std::mem::take(&mut *lock(&w.history));
     h.final_logs = final_logs;
     let mut cluster = Value::Null;
+    let names: Vec<String> = tps.iter().map(ToString::to_string).collect();
+    let mut roles = crate::coverage::Roles::single_broker(&names, &groups);
     if let Some((replica_logs, final_partition)) = replicas {
         let o = std::mem::take(&mut *lock(&observed));
+        roles = roles_of(&o);
         (h.hw_samples, h.replica_logs, h.final_partition) =
             (o.hw_samples, replica_logs, final_partition);
         let log = &faults.fault_log;
@@ -165,6 +171,7 @@ pub async fn simulate(sc: &Scenario, seed: u64, keep_trace: bool) -> RawRun {
         h.stuck.push(why);
     }
     let series = lock(&sampler).take();
+    let coverage = crate::coverage::of_run(&sc.faults, &faults.resolved, &roles);
     RawRun {
         history: h,
         samples: series.samples,
@@ -182,6 +189,30 @@ pub async fn simulate(sc: &Scenario, seed: u64, keep_trace: bool) -> RawRun {
         fault_brokers: std::mem::take(&mut faults.resolved),
         invariants: series.invariants,
         request_rules: request_rules(&world),
+        coverage,
+    }
+}
+
+/// The workload's consumer groups, each once, in name order.
+fn group_ids(sc: &Scenario) -> Vec<String> {
+    let ids: std::collections::BTreeSet<String> =
+        sc.consumers.iter().filter_map(|c| c.group_id.clone()).collect();
+    ids.into_iter().collect()
+}
+
+/// Who held which role over a cluster run, from the observer's timelines (for coverage).
+fn roles_of(o: &crate::cluster::Observed) -> crate::coverage::Roles {
+    let partitions = o
+        .timeline
+        .iter()
+        .map(|(tp, line)| {
+            (tp.clone(), line.iter().map(|c| (c.t_s, c.leader, c.replicas.clone())).collect())
+        })
+        .collect();
+    crate::coverage::Roles {
+        partitions,
+        controllers: o.controllers.iter().map(|&(t, b, _)| (t, b)).collect(),
+        coordinators: o.coordinators.clone(),
     }
 }
 
@@ -290,6 +321,7 @@ pub fn conclude(
         "groups": group_summary(h),
         "cluster": raw.cluster.clone(),
         "request_faults": request_faults_summary(&raw.request_rules),
+        "coverage": crate::coverage::to_json(&raw.coverage, 1),
         "speed": {
             "simulated_s": sim_s,
             "wall_s": wall_s,

@@ -163,6 +163,7 @@ fn json_line(ev: &impl serde::Serialize) -> String {
 pub fn spawn_observer(
     world: &World,
     tps: Vec<broker::log::TopicPartition>,
+    groups: Vec<String>,
     tracer: &Tracer,
 ) -> Arc<Mutex<crate::cluster::Observed>> {
     let observed = Arc::new(Mutex::new(crate::cluster::Observed::default()));
@@ -172,6 +173,7 @@ pub fn spawn_observer(
     let obs = crate::cluster::Observer {
         hosts: world.hosts.clone(),
         tps,
+        groups,
         tracer: tracer.clone(),
         out: observed.clone(),
     };

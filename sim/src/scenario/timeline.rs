@@ -28,6 +28,10 @@ pub(super) const ACTIONS: &[&str] = &[
     "rolling_restart",
 ];
 
+/// How long after `duration_s` a `restart` may come, at most (the nemesis' restarts of faults
+/// drawn near the end come up to `nemesis.max` after it).
+pub const RESTART_AFTER_END_MAX_S: u64 = 600;
+
 /// What fault targets and times are checked against.
 pub(super) struct Ctx<'a> {
     pub brokers: u32,
@@ -78,8 +82,12 @@ fn fault(f: &RawFault, p: &str, ctx: &Ctx) -> R<Vec<Fault>> {
         return Err(invalid(&join(p, k), msg));
     }
     let at_ns = req(&f.at, p, "at")?.0;
-    if at_ns >= ctx.duration_s * 1_000_000_000 {
-        let msg = format!("must be before the end of the run ({}s)", ctx.duration_s);
+    // A restart may come after the end (while the run settles), as the nemesis' restarts of
+    // faults drawn near the end do: `cargo simulate shrink` writes those out as they ran.
+    let end_ns = ctx.duration_s * 1_000_000_000;
+    let late_max_ns = end_ns + RESTART_AFTER_END_MAX_S * 1_000_000_000;
+    if at_ns >= end_ns && (action != "restart" || at_ns >= late_max_ns) {
+        let msg = format!("must be before the end of the run ({}s; a restart up to {RESTART_AFTER_END_MAX_S}s after it)", ctx.duration_s);
         return Err(invalid(&join(p, "at"), msg));
     }
     let target_v = f.target(action).unwrap_or(&Value::Null);
