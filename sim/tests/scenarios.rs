@@ -132,7 +132,10 @@ fn the_museum_shows_each_of_these_checks_violated_by_a_shipped_scenario() {
     shown.sort_unstable();
     assert_eq!(shown, all, "SHOWN_FIRING and NOT_YET_SHOWN must list every checker");
     for check in NOT_YET_SHOWN {
-        assert!(!fired.contains_key(*check), "{check} is shown firing now: move it to SHOWN_FIRING");
+        assert!(
+            !fired.contains_key(*check),
+            "{check} is shown firing now: move it to SHOWN_FIRING"
+        );
     }
     // Each museum story has its twin with the safeguard on, where every check holds.
     for (name, sc) in all.iter().filter(|(n, _)| n.starts_with("bug-")) {

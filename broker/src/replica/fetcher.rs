@@ -309,7 +309,9 @@ fn sent_epoch(cfg: &ReplicationSettings, leader_epoch: i32) -> i32 {
 /// epoch ends, and the follower keeps its own records below that offset: the logs diverge.
 fn truncation_step_before_kip279(leo: i64, answer: LeaderEpochAnswer) -> Truncation {
     match answer {
-        LeaderEpochAnswer::Found { end_offset, .. } => Truncation::Done { offset: end_offset.min(leo) },
+        LeaderEpochAnswer::Found { end_offset, .. } => {
+            Truncation::Done { offset: end_offset.min(leo) }
+        }
         LeaderEpochAnswer::Undefined => Truncation::Reset,
     }
 }

@@ -1030,7 +1030,10 @@ fn with_the_elr_disabled_the_sole_isr_member_is_elected_again_after_an_unclean_r
     let recs = c.heartbeat(&image, follower, e, false, 10).unwrap().records;
     apply_all(&mut image, &mut log, recs);
     let p = image.partition(tid(1), 0).unwrap().clone();
-    assert_eq!((p.isr.clone(), p.elr.clone(), p.last_known_elr.clone()), (vec![leader], vec![], vec![]));
+    assert_eq!(
+        (p.isr.clone(), p.elr.clone(), p.last_known_elr.clone()),
+        (vec![leader], vec![], vec![])
+    );
     let d = c.register_broker(&image, leader, 3, ep(1), false, 20).unwrap();
     apply_all(&mut image, &mut log, d.records);
     let p = image.partition(tid(1), 0).unwrap().clone();
