@@ -1037,5 +1037,11 @@ fn with_the_elr_disabled_the_sole_isr_member_is_elected_again_after_an_unclean_r
     let d = c.register_broker(&image, leader, 3, ep(1), false, 20).unwrap();
     apply_all(&mut image, &mut log, d.records);
     let p = image.partition(tid(1), 0).unwrap().clone();
+    // Offline while it registers (no recovery awaited), then elected as soon as it heartbeats.
+    assert_eq!((p.leader, p.isr.clone(), p.recovering), (NO_LEADER, vec![leader], false), "{p:?}");
+    let e = image.brokers[&leader].broker_epoch;
+    let recs = c.heartbeat(&image, leader, e, false, 30).unwrap().records;
+    apply_all(&mut image, &mut log, recs);
+    let p = image.partition(tid(1), 0).unwrap().clone();
     assert_eq!((p.leader, p.isr.clone(), p.recovering), (leader, vec![leader], false), "{p:?}");
 }
