@@ -506,15 +506,15 @@ mod tests {
 
     /// KIP-279's example: A leads epoch 1 with offsets 0-1, B holds offset 0; B leads epoch 2 and
     /// writes offset 1 alone; A leads epoch 3 from offset 2. B asks about epoch 2 and A answers
-    /// that its epoch 1 ends at 2. With KIP-279 B cuts offset 1 (its epoch-2 record) and asks
-    /// again; before it, B keeps offset 1 while A holds another record there.
+    /// that its epoch 1 ends at 2. With KIP-279 B cuts its log where its own epoch 1 ends (offset 1,
+    /// dropping its epoch-2 record); before it, B keeps offset 1 while A holds another record there.
     #[test]
     fn before_kip279_a_follower_keeps_the_epoch_the_leader_never_saw() {
         let mut b = EpochCache::default();
         b.assign(1, 0);
         b.assign(2, 1);
         let answer = LeaderEpochAnswer::Found { epoch: 1, end_offset: 2 };
-        assert_eq!(truncation_step(&b, 2, answer), Truncation::AskAgain { offset: 1, epoch: 1 });
+        assert_eq!(truncation_step(&b, 2, answer), Truncation::Done { offset: 1 });
         assert_eq!(truncation_step_before_kip279(2, answer), Truncation::Done { offset: 2 });
         let mut cfg = ReplicationSettings::default();
         assert_eq!(sent_epoch(&cfg, 7), 7);
