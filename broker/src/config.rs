@@ -212,6 +212,10 @@ pub struct ReplicationSettings {
     /// `loglab.unsafe.truncate.to.hw` (a museum switch, [`crate::safeguards`]): a follower
     /// truncates to its own high watermark instead of by leader epoch.
     pub unsafe_truncate_to_hw: bool,
+    /// `loglab.unsafe.follower.fetch.ignore.epoch` (a museum switch, [`crate::safeguards`]): a
+    /// follower sends no leader epoch (before KIP-320) and truncates to the end offset the leader
+    /// answers whatever epoch it names (before KIP-279).
+    pub unsafe_fetch_ignore_epoch: bool,
 }
 
 impl Default for ReplicationSettings {
@@ -226,6 +230,7 @@ impl Default for ReplicationSettings {
             hw_checkpoint_interval_ms: 5_000,
             replica_socket_timeout_ms: 30_000,
             unsafe_truncate_to_hw: false,
+            unsafe_fetch_ignore_epoch: false,
         }
     }
 }
@@ -488,6 +493,7 @@ impl BrokerConfig {
                 }
                 self.group.unsafe_commit_any_generation = self.safeguards.commit_any_generation;
                 self.replication.unsafe_truncate_to_hw = self.safeguards.truncate_to_hw;
+                self.replication.unsafe_fetch_ignore_epoch = self.safeguards.fetch_ignore_epoch;
             }
             _ if self.set_net(key, value)? => {}
             _ if IGNORED.iter().any(|(k, _)| *k == key) => {

@@ -11,6 +11,8 @@
 //! | `loglab.unsafe.producer.dedup.disable` | idempotent-producer sequence checks: every retried batch is appended again | before KIP-98 (Kafka 0.11) a retry after a lost response wrote the batch twice |
 //! | `loglab.unsafe.group.commit.any.generation` | generation fencing of OffsetCommit: a commit from an evicted member or an old generation is stored | OffsetCommit v0 carried no generation (Kafka 0.8.2); a zombie consumer overwrote the group's progress |
 //! | `loglab.unsafe.truncate.to.hw` | truncation by leader epoch: a follower that starts following truncates its log to its own high watermark | before KIP-101 (Kafka 0.11): acknowledged records between a follower's high watermark and its log end are cut and lost when that follower is elected before it refetched them |
+//! | `loglab.unsafe.follower.fetch.ignore.epoch` | leader-epoch validation of follower fetches: a follower sends no current leader epoch (Fetch and OffsetForLeaderEpoch, so a stale leader serves it), and truncates to the end offset the leader answers without checking the epoch the leader named | before KIP-320 (Kafka 2.1) and KIP-279 (Kafka 2.0): when leadership flips twice quickly, a follower whose latest epoch the new leader never saw keeps records of that epoch at offsets where the leader has others; the replicas diverge for good |
+//! | `loglab.unsafe.elr.disable` | eligible leader replicas, the last known ELR and unclean recovery: the controller treats every topic as `min.insync.replicas=1` for leader election | before KIP-966 (Kafka 3.7/4.0): the last ISR member, back from a power loss with a shorter (or empty) log, is elected again and the other replica, which held every acknowledged write, truncates to it |
 
 /// The switches, each `false` (the safeguard on) unless a `loglab.unsafe.*` key says otherwise.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -21,6 +23,10 @@ pub struct Safeguards {
     pub commit_any_generation: bool,
     /// `loglab.unsafe.truncate.to.hw`.
     pub truncate_to_hw: bool,
+    /// `loglab.unsafe.follower.fetch.ignore.epoch`.
+    pub fetch_ignore_epoch: bool,
+    /// `loglab.unsafe.elr.disable`.
+    pub elr_disabled: bool,
 }
 
 /// One switch: its key and what turning it on reproduces.
@@ -44,6 +50,14 @@ pub const SWITCHES: &[Switch] = &[
         key: "loglab.unsafe.truncate.to.hw",
         reproduces: "truncation to the high watermark (before KIP-101): acknowledged writes lost",
     },
+    Switch {
+        key: "loglab.unsafe.follower.fetch.ignore.epoch",
+        reproduces: "no leader-epoch validation of follower fetches (before KIP-279/KIP-320): replicas diverge",
+    },
+    Switch {
+        key: "loglab.unsafe.elr.disable",
+        reproduces: "no eligible leader replicas (before KIP-966): the last replica standing loses writes",
+    },
 ];
 
 impl Safeguards {
@@ -53,6 +67,8 @@ impl Safeguards {
             "loglab.unsafe.producer.dedup.disable" => &mut self.producer_dedup_disabled,
             "loglab.unsafe.group.commit.any.generation" => &mut self.commit_any_generation,
             "loglab.unsafe.truncate.to.hw" => &mut self.truncate_to_hw,
+            "loglab.unsafe.follower.fetch.ignore.epoch" => &mut self.fetch_ignore_epoch,
+            "loglab.unsafe.elr.disable" => &mut self.elr_disabled,
             _ => return false,
         };
         *slot = unsafe_on;
@@ -65,6 +81,8 @@ impl Safeguards {
             "loglab.unsafe.producer.dedup.disable" => Some(self.producer_dedup_disabled),
             "loglab.unsafe.group.commit.any.generation" => Some(self.commit_any_generation),
             "loglab.unsafe.truncate.to.hw" => Some(self.truncate_to_hw),
+            "loglab.unsafe.follower.fetch.ignore.epoch" => Some(self.fetch_ignore_epoch),
+            "loglab.unsafe.elr.disable" => Some(self.elr_disabled),
             _ => None,
         }
     }

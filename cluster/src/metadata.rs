@@ -486,6 +486,12 @@ pub struct ControllerConfig {
     pub unclean_leader_election_enable: bool,
     /// `min.insync.replicas`: below it, replicas leaving the ISR join the ELR.
     pub min_insync_replicas: usize,
+    /// `loglab.unsafe.elr.disable` (a bug-museum switch, `broker/src/safeguards.rs`): no eligible
+    /// leader replicas, no last known ELR, no unclean recovery (before KIP-966). The controller
+    /// then treats every topic as `min.insync.replicas=1` ([`ControllerConfig::for_topic`]): a sole
+    /// ISR member back from an unclean shutdown is elected again, whatever it lost.
+    #[serde(default)]
+    pub unsafe_elr_disabled: bool,
 }
 
 impl Default for ControllerConfig {
@@ -494,6 +500,7 @@ impl Default for ControllerConfig {
             broker_session_timeout_ms: 9_000,
             unclean_leader_election_enable: false,
             min_insync_replicas: 1,
+            unsafe_elr_disabled: false,
         }
     }
 }

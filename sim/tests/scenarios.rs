@@ -63,6 +63,9 @@ fn every_shipped_scenario_examines_what_it_checks_and_consumes() {
                 failures.push(format!("{name}: check {c} examined nothing: {}", checks[c]));
             }
         }
+        // A story whose point is that nothing progresses (liveness expected violated) has nothing
+        // for its consumers to read.
+        let stalls = sc.expect.get("liveness") == Some(&sim::checkers::Outcome::Violated);
         let consumers =
             out.summary["history"]["consumers"].as_object().cloned().unwrap_or_default();
         let expected: u32 = sc.consumers.iter().map(|c| c.count).sum();
@@ -73,7 +76,7 @@ fn every_shipped_scenario_examines_what_it_checks_and_consumes() {
             ));
         }
         for (c, v) in &consumers {
-            if v["polls"].as_u64().unwrap_or(0) == 0 {
+            if v["polls"].as_u64().unwrap_or(0) == 0 && !stalls {
                 failures.push(format!("{name}: {c} never polled a record: {v}"));
             }
             if v["behind_log_end"].as_i64().is_some_and(|b| b != 0) {
@@ -84,18 +87,28 @@ fn every_shipped_scenario_examines_what_it_checks_and_consumes() {
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
-/// Checks some shipped scenario expects `violated` (and `every_shipped_scenario_…` above proves
-/// the run really violates it): a check is trusted only once it has been seen to fire. The bug
-/// museum (`scenarios/bug-*.json`, each the twin of a story that holds with the safeguard on)
-/// adds to this list; still missing a shipped story that fires them: `replicas-agree`,
-/// `hw-monotonic`, `group-exclusive`, `poll-skip`, `nonmonotonic-poll`, `liveness`.
+/// Every check some shipped scenario expects `violated` (and `every_shipped_scenario_…` above
+/// proves the run really violates it): a check is trusted only once it has been seen to fire.
+/// The bug museum (`scenarios/bug-*.json`, each the twin of a story that holds with the safeguard
+/// on) and the other stories that expect an anomaly show each of them.
 const SHOWN_FIRING: &[&str] = &[
     "lost-write",
     "inconsistent-offsets",
     "duplicate",
+    "replicas-agree",
     "generation-fencing",
     "committed-offset-monotonic",
+    "group-exclusive",
+    "poll-skip",
+    "nonmonotonic-poll",
+    "liveness",
 ];
+
+/// Checks no shipped scenario shows firing yet, each with the reason. `hw-monotonic` is keyed by
+/// (broker incarnation, partition, leader epoch) and the leader's HW only ever rises within one
+/// leadership (`cluster::isr::LeaderState::update_hw`); no switch yet removes that guard, or keeps
+/// a leadership across a shorter log without a new epoch or incarnation.
+const NOT_YET_SHOWN: &[&str] = &["hw-monotonic"];
 
 #[test]
 fn the_museum_shows_each_of_these_checks_violated_by_a_shipped_scenario() {
@@ -109,8 +122,20 @@ fn the_museum_shows_each_of_these_checks_violated_by_a_shipped_scenario() {
             }
         }
     }
-    for check in SHOWN_FIRING {
-        assert!(fired.contains_key(*check), "no shipped scenario expects {check} violated");
+    let missing: Vec<&str> =
+        SHOWN_FIRING.iter().copied().filter(|c| !fired.contains_key(*c)).collect();
+    assert!(missing.is_empty(), "no shipped scenario expects these violated: {missing:?}");
+    // The list is every checker there is: a new checker must be shown firing too.
+    let mut checkers: Vec<&str> = sim::checkers::CHECKS.to_vec();
+    let mut shown: Vec<&str> = SHOWN_FIRING.iter().chain(NOT_YET_SHOWN).copied().collect();
+    checkers.sort_unstable();
+    shown.sort_unstable();
+    assert_eq!(shown, checkers, "SHOWN_FIRING and NOT_YET_SHOWN must list every checker");
+    for check in NOT_YET_SHOWN {
+        assert!(
+            !fired.contains_key(*check),
+            "{check} is shown firing now: move it to SHOWN_FIRING"
+        );
     }
     // Each museum story has its twin with the safeguard on, where every check holds.
     for (name, sc) in all.iter().filter(|(n, _)| n.starts_with("bug-")) {

@@ -57,6 +57,7 @@ pub async fn start(
         qc.retry_backoff_ms = q.retry_backoff_ms;
         qc.unclean_leader_election_enable = cfg.unclean_leader_election_enable;
         qc.min_insync_replicas = cfg.replication.min_insync_replicas;
+        qc.unsafe_elr_disabled = cfg.safeguards.elr_disabled;
         qc.seed = seed;
         let h =
             node::start(qc, net.clone(), storage.clone(), Path::new(""), &listen, shutdown.clone())

@@ -288,6 +288,7 @@ impl Node {
                 broker_session_timeout_ms: self.cfg.broker_session_timeout_ms,
                 unclean_leader_election_enable: self.cfg.unclean_leader_election_enable,
                 min_insync_replicas: self.cfg.min_insync_replicas,
+                unsafe_elr_disabled: self.cfg.unsafe_elr_disabled,
             };
             self.controller = Some((term, Controller::new(config)));
         }

@@ -166,6 +166,8 @@ pub struct QuorumConfig {
     pub unclean_leader_election_enable: bool,
     /// `min.insync.replicas` (the ELR rule).
     pub min_insync_replicas: usize,
+    /// `loglab.unsafe.elr.disable` (a museum switch, [`crate::safeguards`]): no ELR (before KIP-966).
+    pub unsafe_elr_disabled: bool,
     /// Seed of the election-timeout rng (salted with the node id).
     pub seed: u64,
 }
@@ -185,6 +187,7 @@ impl QuorumConfig {
             reconnect_backoff_ms_max: 1_000,
             unclean_leader_election_enable: false,
             min_insync_replicas: 1,
+            unsafe_elr_disabled: false,
             seed: 0,
         }
     }

@@ -217,7 +217,7 @@ async fn truncate(
         for (tp, (current, epoch)) in &asking {
             let mut p = OffsetForLeaderPartition::default();
             p.partition = tp.partition;
-            p.current_leader_epoch = *current;
+            p.current_leader_epoch = sent_epoch(&env.config, *current);
             p.leader_epoch = *epoch;
             by_topic.entry(tp.topic.as_str()).or_default().push(p);
         }
@@ -259,7 +259,11 @@ async fn truncate(
                 } else {
                     LeaderEpochAnswer::Found { epoch: r.leader_epoch, end_offset: r.end_offset }
                 };
-                let step = truncation_step(&cache, leo, answer);
+                let step = if env.config.unsafe_fetch_ignore_epoch {
+                    truncation_step_before_kip279(leo, answer)
+                } else {
+                    truncation_step(&cache, leo, answer)
+                };
                 let result = match step {
                     Truncation::Done { offset } => log.truncate_to(offset).await,
                     Truncation::AskAgain { offset, epoch } => {
@@ -287,6 +291,29 @@ async fn truncate(
         asking = next;
     }
     Ok(())
+}
+
+/// The leader epoch a follower request carries: its own, or -1 (not checked: before KIP-320)
+/// under the museum switch `loglab.unsafe.follower.fetch.ignore.epoch`.
+fn sent_epoch(cfg: &ReplicationSettings, leader_epoch: i32) -> i32 {
+    if cfg.unsafe_fetch_ignore_epoch {
+        -1
+    } else {
+        leader_epoch
+    }
+}
+
+/// The museum switch `loglab.unsafe.follower.fetch.ignore.epoch` (KIP-101 as first shipped, before
+/// KIP-279): truncate to the end offset the leader answered, whatever epoch it says that offset
+/// ends. When the leader never saw the follower's latest epoch it answers where its own earlier
+/// epoch ends, and the follower keeps its own records below that offset: the logs diverge.
+fn truncation_step_before_kip279(leo: i64, answer: LeaderEpochAnswer) -> Truncation {
+    match answer {
+        LeaderEpochAnswer::Found { end_offset, .. } => {
+            Truncation::Done { offset: end_offset.min(leo) }
+        }
+        LeaderEpochAnswer::Undefined => Truncation::Reset,
+    }
 }
 
 /// The museum switch `loglab.unsafe.truncate.to.hw` (before KIP-101): cut each log at this
@@ -340,7 +367,7 @@ async fn fetch(
             let log = &data.log;
             let mut fp = FetchPartition::default();
             fp.partition = p.tp.partition;
-            fp.current_leader_epoch = p.leader_epoch;
+            fp.current_leader_epoch = sent_epoch(cfg, p.leader_epoch);
             fp.fetch_offset = log.log_end_offset();
             fp.last_fetched_epoch = -1;
             fp.log_start_offset = log.log_start_offset();
@@ -471,4 +498,27 @@ fn whole_batches(records: &Bytes) -> Bytes {
         end = pos + h.size();
     }
     records.slice(..end)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// KIP-279's example: A leads epoch 1 with offsets 0-1, B holds offset 0; B leads epoch 2 and
+    /// writes offset 1 alone; A leads epoch 3 from offset 2. B asks about epoch 2 and A answers
+    /// that its epoch 1 ends at 2. With KIP-279 B cuts its log where its own epoch 1 ends (offset 1,
+    /// dropping its epoch-2 record); before it, B keeps offset 1 while A holds another record there.
+    #[test]
+    fn before_kip279_a_follower_keeps_the_epoch_the_leader_never_saw() {
+        let mut b = EpochCache::default();
+        b.assign(1, 0);
+        b.assign(2, 1);
+        let answer = LeaderEpochAnswer::Found { epoch: 1, end_offset: 2 };
+        assert_eq!(truncation_step(&b, 2, answer), Truncation::Done { offset: 1 });
+        assert_eq!(truncation_step_before_kip279(2, answer), Truncation::Done { offset: 2 });
+        let mut cfg = ReplicationSettings::default();
+        assert_eq!(sent_epoch(&cfg, 7), 7);
+        cfg.unsafe_fetch_ignore_epoch = true;
+        assert_eq!(sent_epoch(&cfg, 7), -1);
+    }
 }

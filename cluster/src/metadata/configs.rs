@@ -128,7 +128,8 @@ impl MetadataImage {
 
 impl ControllerConfig {
     /// This config with `topic`'s overrides of `min.insync.replicas` and
-    /// `unclean.leader.election.enable` (an unparsable value keeps the static one).
+    /// `unclean.leader.election.enable` (an unparsable value keeps the static one); with
+    /// `unsafe_elr_disabled`, `min.insync.replicas` is 1 (the controller uses it only for the ELR).
     pub fn for_topic(&self, image: &MetadataImage, topic: &str) -> ControllerConfig {
         let mut c = self.clone();
         if let Some(v) = image.topic_config(topic, "min.insync.replicas") {
@@ -142,6 +143,10 @@ impl ControllerConfig {
                 "false" => c.unclean_leader_election_enable = false,
                 _ => {}
             }
+        }
+        if c.unsafe_elr_disabled {
+            // Before KIP-966: the ELR rules never apply (they are empty at min.insync.replicas=1).
+            c.min_insync_replicas = 1;
         }
         c
     }

@@ -162,6 +162,7 @@ fn session_timeout_fences_and_moves_leadership() {
         broker_session_timeout_ms: 100,
         unclean_leader_election_enable: false,
         min_insync_replicas: 1,
+        unsafe_elr_disabled: false,
     });
     let (mut image, mut log) = cluster(&mut c, 3);
     let d = c.create_topic(&image, "t", tid(1), 1, 3, 0).unwrap();
@@ -232,6 +233,7 @@ fn unclean_election_takes_a_live_replica_outside_the_isr() {
         broker_session_timeout_ms: 100,
         unclean_leader_election_enable: true,
         min_insync_replicas: 1,
+        unsafe_elr_disabled: false,
     });
     let (mut image, mut log) = cluster(&mut c, 2);
     let d = c.create_topic(&image, "t", tid(1), 1, 2, 0).unwrap();
@@ -328,6 +330,7 @@ fn heartbeat_with_a_stale_broker_epoch_is_refused() {
         broker_session_timeout_ms: 100,
         unclean_leader_election_enable: false,
         min_insync_replicas: 1,
+        unsafe_elr_disabled: false,
     });
     let (mut image, mut log) = cluster(&mut c, 2);
     let old = image.brokers[&1].broker_epoch;
@@ -412,7 +415,7 @@ proptest! {
 
     #[test]
     fn controller_keeps_partition_invariants(unclean in any::<bool>(), min_insync in 1usize..=3, ops in proptest::collection::vec(op(), 1..150)) {
-        let config = ControllerConfig { broker_session_timeout_ms: 100, unclean_leader_election_enable: unclean, min_insync_replicas: min_insync };
+        let config = ControllerConfig { broker_session_timeout_ms: 100, unclean_leader_election_enable: unclean, min_insync_replicas: min_insync, unsafe_elr_disabled: false };
         let mut c = Controller::new(config.clone());
         let (mut image, mut log) = cluster(&mut c, 5);
         let d = c.create_topic(&image, "t0", tid(0), 3, 3, 0).unwrap();
@@ -654,6 +657,7 @@ fn unclean_restart_of_the_sole_isr_member_hands_leadership_to_the_elr() {
         broker_session_timeout_ms: 100,
         unclean_leader_election_enable: false,
         min_insync_replicas: 2,
+        unsafe_elr_disabled: false,
     });
     let (mut image, mut log) = cluster(&mut c, 3);
     let d = c.create_topic(&image, "t", tid(1), 1, 3, 0).unwrap();
@@ -703,6 +707,7 @@ fn unclean_restart_of_the_sole_isr_member_hands_leadership_to_the_elr() {
         broker_session_timeout_ms: 100,
         unclean_leader_election_enable: false,
         min_insync_replicas: 2,
+        unsafe_elr_disabled: false,
     });
     let (mut image, mut log) = cluster(&mut c, 2);
     let d = c.create_topic(&image, "u", tid(2), 1, 2, 0).unwrap();
@@ -756,6 +761,7 @@ fn unclean_recovery_elects_the_longest_log_over_the_last_isr_member() {
         broker_session_timeout_ms: 100,
         unclean_leader_election_enable: false,
         min_insync_replicas: 2,
+        unsafe_elr_disabled: false,
     });
     let (mut image, mut log) = cluster(&mut c, 3);
     let d = c.create_topic(&image, "t", tid(1), 1, 2, 0).unwrap();
@@ -845,6 +851,7 @@ fn unclean_recovery_elects_the_longest_log_over_the_last_isr_member() {
         broker_session_timeout_ms: 100,
         unclean_leader_election_enable: false,
         min_insync_replicas: 2,
+        unsafe_elr_disabled: false,
     });
     let (mut image, mut log) = cluster(&mut c, 2);
     let d = c.create_topic(&image, "t", tid(1), 1, 2, 0).unwrap();
@@ -907,7 +914,7 @@ proptest! {
 
     #[test]
     fn new_leaders_hold_every_committed_record(rf in 2u16..=3, steps in proptest::collection::vec(step(), 1..120)) {
-        let mut c = Controller::new(ControllerConfig { broker_session_timeout_ms: 100, unclean_leader_election_enable: false, min_insync_replicas: 2 });
+        let mut c = Controller::new(ControllerConfig { broker_session_timeout_ms: 100, unclean_leader_election_enable: false, min_insync_replicas: 2, unsafe_elr_disabled: false });
         let (mut image, mut log) = cluster(&mut c, 3);
         let d = c.create_topic(&image, "t", tid(1), 1, rf, 0).unwrap();
         apply_all(&mut image, &mut log, d.records);
@@ -997,4 +1004,44 @@ proptest! {
             }
         }
     }
+}
+
+/// `loglab.unsafe.elr.disable` (before KIP-966): the same crash-then-power-loss sequence as
+/// `unclean_recovery_elects_the_longest_log_over_the_last_isr_member`, but the controller keeps no
+/// ELR and no last known ELR, even when a topic sets `min.insync.replicas`: the sole ISR member back
+/// from its power loss is elected again at once, and the follower's longer log is never asked.
+#[test]
+fn with_the_elr_disabled_the_sole_isr_member_is_elected_again_after_an_unclean_restart() {
+    let mut c = Controller::new(ControllerConfig {
+        broker_session_timeout_ms: 100,
+        unclean_leader_election_enable: false,
+        min_insync_replicas: 2,
+        unsafe_elr_disabled: true,
+    });
+    let (mut image, mut log) = cluster(&mut c, 3);
+    let d = c.create_topic(&image, "t", tid(1), 1, 2, 0).unwrap();
+    apply_all(&mut image, &mut log, d.records);
+    assert_eq!(c.config.for_topic(&image, "t").min_insync_replicas, 1);
+    let p = image.partition(tid(1), 0).unwrap().clone();
+    let (leader, follower) = (p.replicas[0], p.replicas[1]);
+    let d = c.register_broker(&image, follower, 2, ep(1), false, 10).unwrap();
+    apply_all(&mut image, &mut log, d.records);
+    let e = image.brokers[&follower].broker_epoch;
+    let recs = c.heartbeat(&image, follower, e, false, 10).unwrap().records;
+    apply_all(&mut image, &mut log, recs);
+    let p = image.partition(tid(1), 0).unwrap().clone();
+    assert_eq!(
+        (p.isr.clone(), p.elr.clone(), p.last_known_elr.clone()),
+        (vec![leader], vec![], vec![])
+    );
+    let d = c.register_broker(&image, leader, 3, ep(1), false, 20).unwrap();
+    apply_all(&mut image, &mut log, d.records);
+    let p = image.partition(tid(1), 0).unwrap().clone();
+    // Offline while it registers (no recovery awaited), then elected as soon as it heartbeats.
+    assert_eq!((p.leader, p.isr.clone(), p.recovering), (NO_LEADER, vec![leader], false), "{p:?}");
+    let e = image.brokers[&leader].broker_epoch;
+    let recs = c.heartbeat(&image, leader, e, false, 30).unwrap().records;
+    apply_all(&mut image, &mut log, recs);
+    let p = image.partition(tid(1), 0).unwrap().clone();
+    assert_eq!((p.leader, p.isr.clone(), p.recovering), (leader, vec![leader], false), "{p:?}");
 }
