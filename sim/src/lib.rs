@@ -30,6 +30,7 @@ pub mod nemesis;
 pub mod omb;
 pub mod scenario;
 pub mod trace;
+pub mod validate;
 
 #[cfg(madsim)]
 pub mod api;
