@@ -90,8 +90,26 @@ pub fn row(measured: &Value, summary: &Value, scenario_dir: &Path) -> Value {
             Some(cpu / r["elapsed_s"].as_f64()?.max(1e-9))
         })
         .collect();
+    // CPU per payload byte: independent of how much of the machine others took.
+    let ns_per_byte: Vec<f64> = runs
+        .iter()
+        .filter_map(|r| {
+            let cpu = r["broker_cpu_s"].as_f64()? + r["client_cpu_s"].as_f64()?;
+            let bytes = r["mb_s"].as_f64()? * 1e6 * r["elapsed_s"].as_f64()?;
+            (bytes > 0.0).then(|| cpu * 1e9 / bytes)
+        })
+        .collect();
     let predicted_mb =
         summary["throughput"]["achieved"]["produce_bytes_per_s"].as_f64().map(|b| b / 1e6);
+    let busy_ns: f64 = summary["cpu"]
+        .as_object()
+        .map_or(0.0, |m| m.values().filter_map(|c| c["busy_ns"].as_f64()).sum());
+    let window = &summary["throughput"]["window_s"];
+    let window_s = window[1].as_f64().zip(window[0].as_f64()).map(|(b, a)| b - a);
+    let predicted_ns_per_byte = match (predicted_mb, window_s) {
+        (Some(mb), Some(s)) if mb * s > 0.0 && busy_ns > 0.0 => json!(busy_ns / (mb * 1e6 * s)),
+        _ => Value::Null,
+    };
     let predicted_p99 = summary["latency"]["produce_ms"]["p99"].as_f64();
     let ratio_mb = ratio(predicted_mb, mb.as_ref().map(|m| m.median));
     let within = ratio_mb.as_f64().map(|r| (GOAL.0..=GOAL.1).contains(&r));
@@ -110,12 +128,14 @@ pub fn row(measured: &Value, summary: &Value, scenario_dir: &Path) -> Value {
             "mb_s": mb,
             "p99_ms": p99,
             "cores_busy": spread(&cores, "cores"),
+            "cpu_ns_per_byte": spread(&ns_per_byte, "ns/B"),
             "runs": runs,
         },
         "predicted": {
             "scenario": scenario_dir.join("scenario.json"),
             "summary": scenario_dir.join("summary.json"),
             "cpu": summary["cpu"].clone(),
+            "cpu_ns_per_byte": predicted_ns_per_byte,
             "window_s": summary["throughput"]["window_s"].clone(),
         },
     })
@@ -129,6 +149,7 @@ pub fn document(profile: &str, profile_json: &Value, measured: &Value, rows: Vec
                     "calibration": profile_json["calibration"].clone(), "profile": profile_json},
         "goal": {"ratio": [GOAL.0, GOAL.1]},
         "throughput_unit": "MB/s of record payload (10^6 bytes), measured: records × record bytes / perf's elapsed time; predicted: summary.json throughput.achieved.produce_bytes_per_s",
+        "cpu_ns_per_byte": "CPU time per payload byte: measured, the brokers' and perf's CPU seconds over the bytes of the run; predicted, the core pool's busy time over the whole simulated run (set-up and read-back included) divided by the bytes acknowledged in the window. Independent of the machine's load, unlike MB/s",
         "p99_unit": "ms, send → acknowledgement (perf) and record created → acknowledged (summary.json latency.produce_ms)",
         "loadavg_before": measured["loadavg_before"].clone(),
         "loadavg_after": measured["loadavg_after"].clone(),
@@ -165,7 +186,7 @@ pub fn table(doc: &Value) -> String {
             .collect();
         let flag = if r["within_goal"] == json!(true) { " " } else { "*" };
         s += &format!(
-            "{:<22} {:>22} {:>9} {:>5}{flag} {:>14} {:>9} {:>6}  {}\n",
+            "{:<22} {:>22} {:>9} {:>5}{flag} {:>12} {:>9} {:>6} {:>8} ns {:>6} ns  {}\n",
             r["workload"].as_str().unwrap_or(""),
             real,
             fmt(&r["predicted_mb_s"], 1),
@@ -173,6 +194,8 @@ pub fn table(doc: &Value) -> String {
             fmt(&r["measured_p99_ms"], 2),
             fmt(&r["predicted_p99_ms"], 2),
             fmt(&r["p99_ratio"], 2),
+            fmt(&r["measured"]["cpu_ns_per_byte"]["median"], 1),
+            fmt(&r["predicted"]["cpu_ns_per_byte"], 1),
             load.join(" ")
         );
     }

@@ -86,7 +86,7 @@ fn the_default_profile_file_loads_as_the_scenarios_name_it() {
     let w = &plan()[0];
     let text = serde_json::to_string(&sim::validate::scenario(w, &path.display().to_string()));
     let sc = Scenario::parse(&text.unwrap()).unwrap();
-    assert_eq!(sc.host.profile_name.as_deref(), Some("this-machine"));
+    assert_eq!(sc.host.profile_name.as_deref(), Some("this-machine-2026-12"));
     assert_eq!(sc.host.cpu.cores, 2, "profiles/this-machine.json's cores");
 }
 
@@ -114,8 +114,10 @@ fn validate_json_rows_have_the_stated_fields_and_arithmetic() {
             run(90.0, 2.0, "3.0 2 3"),
         ],
     };
-    let summary = json!({"throughput": {"achieved": {"produce_bytes_per_s": 110e6}},
-                         "latency": {"produce_ms": {"p99": 6.0}}});
+    let summary = json!({"throughput": {"achieved": {"produce_bytes_per_s": 110e6},
+                                        "window_s": [1.0, 3.0]},
+                         "latency": {"produce_ms": {"p99": 6.0}},
+                         "cpu": {"shared-host": {"busy_ns": 2.2e9}}});
     let m = serde_json::to_value(&measured).unwrap();
     let row = sim::validate::row(&m, &summary, std::path::Path::new("out/sim/x"));
     for k in [
@@ -141,6 +143,9 @@ fn validate_json_rows_have_the_stated_fields_and_arithmetic() {
     assert!((row["p99_ratio"].as_f64().unwrap() - 1.5).abs() < 1e-12);
     assert_eq!(row["loadavg"], json!(["1.0 2 3", "2.0 2 3", "3.0 2 3"]), "one per measured run");
     assert_eq!(row["measured"]["cores_busy"]["median"], json!(1.0), "2 CPU s over 2 s");
+    // 2 CPU s over 200 MB (10), 260 MB (7.7), 180 MB (11.1); 2.2 s busy over 220 MB.
+    assert_eq!(row["measured"]["cpu_ns_per_byte"]["median"], json!(10.0));
+    assert_eq!(row["predicted"]["cpu_ns_per_byte"], json!(10.0));
 
     // A failed simulation leaves the prediction empty, not zero.
     let failed = sim::validate::row(&m, &Value::Null, std::path::Path::new("x"));
