@@ -71,6 +71,20 @@ pub struct ProduceArgs {
     /// host:port of a broker (overrides bootstrap.servers).
     #[arg(long = "bootstrap-server")]
     pub bootstrap_server: Option<String>,
+    /// Loglab: stop creating records after this many ms (then flush); `--num-records` stays the
+    /// most that are sent. `cargo simulate validate` runs real and simulated producers for the
+    /// same time this way.
+    #[arg(long = "duration-ms")]
+    pub duration_ms: Option<u64>,
+    /// Loglab: each record's value is a different slice of 4 MiB of pseudo-random bytes over the
+    /// simulator's 64-symbol alphabet, so compression sees what the simulator's records give it.
+    /// Default (Kafka's tool): one payload of random uppercase letters for every record, which a
+    /// codec compresses across the records of a batch.
+    #[arg(long = "distinct-values")]
+    pub distinct_values: bool,
+    /// Loglab: also write the final figures as JSON to this file (percentiles in fractional ms).
+    #[arg(long = "summary-json")]
+    pub summary_json: Option<std::path::PathBuf>,
 }
 
 /// `perf consume` (kafka-consumer-perf-test's flags).
@@ -161,15 +175,19 @@ impl Latencies {
 
     /// Percentiles (in whole ms, like Kafka's output) of the samples.
     pub fn percentiles(&self, ps: &[f64]) -> Vec<u64> {
+        self.percentiles_ms(ps).into_iter().map(|ms| ms as u64).collect()
+    }
+
+    /// Percentiles of the samples in fractional ms (0 without samples).
+    pub fn percentiles_ms(&self, ps: &[f64]) -> Vec<f64> {
         let mut s = self.samples.clone();
         s.sort_by(f64::total_cmp);
         ps.iter()
             .map(|p| {
                 if s.is_empty() {
-                    0
+                    0.0
                 } else {
-                    let i = ((p * s.len() as f64) as usize).min(s.len() - 1);
-                    s[i] as u64
+                    s[((p * s.len() as f64) as usize).min(s.len() - 1)]
                 }
             })
             .collect()
@@ -194,8 +212,8 @@ impl Latencies {
     }
 }
 
-/// What `perf produce` measured.
-#[derive(Debug, Clone)]
+/// What `perf produce` measured (`--summary-json` writes it).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct ProduceSummary {
     pub records: u64,
     pub errors: u64,
@@ -205,6 +223,10 @@ pub struct ProduceSummary {
     pub max_ms: f64,
     /// 50th, 95th, 99th, 99.9th.
     pub percentiles: Vec<u64>,
+    /// The same percentiles in fractional ms.
+    pub percentiles_ms: Vec<f64>,
+    /// Seconds from the first send to the end of the flush.
+    pub elapsed_s: f64,
 }
 
 fn parse_kv(s: &str) -> Result<(String, String), PerfError> {
@@ -223,6 +245,46 @@ fn read_properties(path: &std::path::Path) -> Result<Vec<(String, String)>, Perf
 fn payload(size: usize) -> Bytes {
     let mut rng = ChaCha8Rng::seed_from_u64(0);
     Bytes::from((0..size).map(|_| b'A' + rng.gen_range(0..26u8)).collect::<Vec<u8>>())
+}
+
+/// Bytes of the pool `--distinct-values` slices values from.
+pub const DISTINCT_POOL_BYTES: usize = 4 << 20;
+
+/// `--distinct-values`: the pool (its tail repeats its head, so any slice of `size` fits) and
+/// record `i`'s value, a slice at a stride no codec window finds repeated within a batch.
+struct Values {
+    pool: Bytes,
+    size: usize,
+    distinct: bool,
+}
+
+impl Values {
+    fn new(size: usize, distinct: bool) -> Values {
+        if !distinct {
+            return Values { pool: payload(size), size, distinct };
+        }
+        // The simulator's filler (`sim::workload::encode_value`): xorshift, 64 symbols from '0'.
+        let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+        let mut v = vec![0u8; DISTINCT_POOL_BYTES + size];
+        for b in &mut v[..DISTINCT_POOL_BYTES] {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            *b = (x & 0x3f) as u8 + b'0';
+        }
+        v.copy_within(..size, DISTINCT_POOL_BYTES);
+        Values { pool: Bytes::from(v), size, distinct }
+    }
+
+    fn get(&self, i: u64) -> Bytes {
+        if !self.distinct {
+            return self.pool.clone();
+        }
+        // Consecutive records take consecutive, non-overlapping slices; the pool wraps only
+        // after 4 MiB, far beyond a batch and any codec's window.
+        let at = (i.wrapping_mul(self.size as u64 + 8) % DISTINCT_POOL_BYTES as u64) as usize;
+        self.pool.slice(at..at + self.size)
+    }
 }
 
 /// Runs `perf produce`, printing Kafka's lines to `out`.
@@ -248,12 +310,16 @@ pub async fn produce(
         ));
     }
     let producer = Producer::new(cfg, net, 0);
-    let value = payload(args.record_size);
+    let values = Values::new(args.record_size, args.distinct_values);
+    let stop = args.duration_ms.map(Duration::from_millis);
     let stats = Arc::new(Mutex::new(Latencies::new(args.num_records)));
     let errors = Arc::new(Mutex::new((0u64, None::<ProduceError>)));
     let start = Instant::now();
     let mut last_report = start;
     for i in 0..args.num_records {
+        if stop.is_some_and(|d| start.elapsed() >= d) {
+            break;
+        }
         if args.throughput > 0.0 {
             let due = start + Duration::from_secs_f64(i as f64 / args.throughput);
             let now = Instant::now();
@@ -266,7 +332,7 @@ pub async fn produce(
         let size = args.record_size as u64;
         let record = ProducerRecord {
             topic: args.topic.clone(),
-            value: Some(value.clone()),
+            value: Some(values.get(i)),
             ..ProducerRecord::default()
         };
         producer
@@ -312,6 +378,8 @@ pub async fn produce(
         avg_ms: s.avg_ms(),
         max_ms: s.max_ms,
         percentiles: ps.clone(),
+        percentiles_ms: s.percentiles_ms(&[0.5, 0.95, 0.99, 0.999]),
+        elapsed_s: elapsed,
     };
     writeln!(
         out,
@@ -328,6 +396,10 @@ pub async fn produce(
     )?;
     if let Some(e) = first_error {
         writeln!(out, "{n_errors} records failed; first error: {e}")?;
+    }
+    if let Some(path) = &args.summary_json {
+        let text = serde_json::to_string_pretty(&summary).map_err(std::io::Error::other)?;
+        std::fs::write(path, text + "\n")?;
     }
     Ok(summary)
 }
@@ -532,12 +604,32 @@ mod tests {
     }
 
     #[test]
+    fn distinct_values_differ_and_repeated_ones_do_not() {
+        let d = Values::new(1000, true);
+        let (a, b) = (d.get(0), d.get(1));
+        assert_eq!((a.len(), b.len()), (1000, 1000));
+        assert_ne!(a, b);
+        assert!(a.iter().all(|c| (b'0'..b'0' + 64).contains(c)), "the simulator's alphabet");
+        // The last slice before the wrap fits the pool.
+        let n = (DISTINCT_POOL_BYTES / 1008) as u64;
+        assert_eq!(d.get(n).len(), 1000);
+        let r = Values::new(1000, false);
+        assert_eq!(r.get(0), r.get(1), "Kafka's tool: one payload");
+    }
+
+    #[test]
     fn percentiles_of_samples() {
         let mut l = Latencies::new(1000);
         for i in 0..1000 {
             l.record(i as f64, 1, 1);
         }
         assert_eq!(l.percentiles(&[0.5, 0.99]), vec![500, 990]);
+        let mut f = Latencies::new(10);
+        for ms in [0.25, 0.5, 0.75, 1.5] {
+            f.record(ms, 1, 1);
+        }
+        assert_eq!(f.percentiles_ms(&[0.5, 0.99]), vec![0.75, 1.5]);
+        assert_eq!(f.percentiles(&[0.5, 0.99]), vec![0, 1]);
         assert_eq!(l.max_ms, 999.0);
     }
 }

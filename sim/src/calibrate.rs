@@ -32,14 +32,14 @@ pub struct CalibrateArgs {
 }
 
 /// The workspace root (the simulator is always run from its own checkout).
-fn workspace() -> PathBuf {
+pub(crate) fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .map_or_else(|| PathBuf::from("."), Path::to_path_buf)
 }
 
 /// `cargo` without the simulated build's settings (a `RUSTFLAGS` would override ours).
-fn cargo(root: &Path) -> Command {
+pub(crate) fn cargo(root: &Path) -> Command {
     let mut c = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
     c.current_dir(root);
     for v in [
@@ -54,8 +54,8 @@ fn cargo(root: &Path) -> Command {
     c
 }
 
-fn parse(args: &[String]) -> Result<CalibrateArgs, i32> {
-    CalibrateArgs::try_parse_from(args).map_err(|e| {
+pub(crate) fn parse<T: Parser>(args: &[String]) -> Result<T, i32> {
+    T::try_parse_from(args).map_err(|e| {
         let _ = e.print();
         if e.use_stderr() {
             exit::USAGE
@@ -67,7 +67,7 @@ fn parse(args: &[String]) -> Result<CalibrateArgs, i32> {
 
 /// `cargo simulate calibrate ...`; `args[0]` is `calibrate`.
 pub fn run(args: &[String]) -> Result<i32, i32> {
-    let a = parse(args)?;
+    let a: CalibrateArgs = parse(args)?;
     if !(5..=50).contains(&a.runs) {
         eprintln!("error: --runs {} is not in 5..=50", a.runs);
         return Err(exit::USAGE);

@@ -8,6 +8,7 @@
 //! cargo simulate shrink SCENARIO --seed N --out DIR [--check NAME] [--runs-max R]
 //! cargo simulate omb WORKLOAD.yaml --driver DRIVER.yaml [--brokers N] [--profile HOST.json] --out DIR
 //! cargo simulate calibrate --out FILE [--runs N] [--name NAME]
+//! cargo simulate validate --out DIR [--profile FILE] [--runs N] [--only NAME] [--measured FILE]
 //! ```
 //! Exit codes: see [`crate::exit`].
 
@@ -143,6 +144,10 @@ USAGE:
   cargo simulate calibrate --out FILE [--runs N] [--name NAME]
                                                               measure this machine with the real broker and code; write a
                                                               host profile (load it as cluster.host.profile)
+  cargo simulate validate --out DIR [--profile FILE] [--runs N] [--only WORKLOAD] [--measured FILE]
+                                                              the throughput model against the real broker: perf produce on
+                                                              the release broker and the same workloads simulated with the
+                                                              profile; writes DIR/validate.json and prints the ratios
   cargo simulate help [SUBCOMMAND]                            this text, or a subcommand's options
   cargo simulate --version                                    the simulator's version
 
@@ -221,6 +226,7 @@ pub fn main_with_args(argv: Vec<String>) -> i32 {
             Some("run") => run_cmd(&argv[1..]),
             Some("omb") => omb_cmd(&argv[1..]),
             Some("calibrate") => crate::calibrate::run(&argv[1..]),
+            Some("validate") => crate::validate::run(&argv[1..]),
             _ => run_cmd(&argv),
         };
     r.unwrap_or_else(|code| code)

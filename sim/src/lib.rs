@@ -33,6 +33,7 @@ pub mod scenario;
 pub mod shrink;
 pub mod sweep;
 pub mod trace;
+pub mod validate;
 
 #[cfg(madsim)]
 pub mod api;

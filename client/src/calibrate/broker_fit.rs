@@ -46,7 +46,7 @@ impl Drop for Broker {
     }
 }
 
-fn free_port() -> io::Result<u16> {
+pub fn free_port() -> io::Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
@@ -80,7 +80,7 @@ fn start(broker_bin: &Path, data: &Path) -> io::Result<Broker> {
 }
 
 /// utime + stime of `pid`, seconds.
-fn cpu_s(pid: u32) -> io::Result<f64> {
+pub fn cpu_s(pid: u32) -> io::Result<f64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
     // Fields after the command name (which may hold spaces) start at the last ')'.
     let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");

@@ -9,6 +9,9 @@
 //! - This module turns the figures ([`Calibration`]: each a [`Measurement`], median of several
 //!   runs with min and max) into the profile's model parameters with the arithmetic written
 //!   down in `sources`, so every number in the file says where it came from.
+//! - [`validate`]: the workloads of `cargo simulate validate` (each defined once, the real and
+//!   simulated sides derived from it); `validate_real` (real world only) runs them on the real
+//!   broker under `perf produce`.
 
 use std::collections::BTreeMap;
 
@@ -20,6 +23,9 @@ use serde_json::{json, Map, Value};
 pub mod broker_fit;
 #[cfg(not(madsim))]
 pub mod measure;
+pub mod validate;
+#[cfg(not(madsim))]
+pub mod validate_real;
 
 /// A 4 KiB page: the unit of random reads and of the model's IOs.
 pub const PAGE_BYTES: f64 = 4096.0;

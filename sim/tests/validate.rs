@@ -1,0 +1,164 @@
+//! `cargo simulate validate` without a real broker: each workload of the plan turns into perf
+//! arguments and a scenario that say the same thing (parsed by perf's own argument parser and
+//! the producer's config parser on one side, by the scenario parser and the simulator's
+//! producer config on the other), and `validate.json`'s rows have the stated fields and
+//! arithmetic (`cargo sim-test -p sim --test validate`).
+#![cfg(madsim)]
+
+use clap::Parser;
+use client::calibrate::validate::{plan, Measured, RealRun, TOPIC};
+use client::perf::ProduceArgs;
+use client::ProducerConfig;
+use serde_json::{json, Value};
+use sim::scenario::Scenario;
+
+#[derive(Debug, Parser)]
+struct Perf {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum Cmd {
+    Produce(ProduceArgs),
+}
+
+fn perf_side(args: &[String]) -> (ProduceArgs, ProducerConfig) {
+    let Perf { cmd: Cmd::Produce(a) } =
+        Perf::try_parse_from(std::iter::once("perf".to_string()).chain(args.iter().cloned()))
+            .unwrap_or_else(|e| panic!("perf {args:?}: {e}"));
+    let mut pairs: Vec<(String, String)> = a
+        .producer_props
+        .iter()
+        .map(|kv| kv.split_once('=').map(|(k, v)| (k.into(), v.into())).expect("key=value"))
+        .collect();
+    pairs.push(("bootstrap.servers".into(), a.bootstrap_server.clone().expect("bootstrap")));
+    (a, ProducerConfig::from_pairs(pairs).expect("perf's producer config"))
+}
+
+#[test]
+fn every_workload_is_the_same_on_both_sides() {
+    for w in plan() {
+        let (a, real) = perf_side(&w.perf_args("127.0.0.1:9092"));
+        let text = serde_json::to_string(&sim::validate::scenario(&w, "this-machine")).unwrap();
+        let sc = Scenario::parse(&text).unwrap_or_else(|e| panic!("{}: {e}", w.name));
+        assert_eq!(sc.producers.len(), 1, "{}", w.name);
+        let p = &sc.producers[0];
+        let simulated =
+            sim::clientload::producer_config(p, "p0", &["broker-0:9092".into()]).unwrap();
+        let n = &w.name;
+        // The producer: the same settings, however each side spells them.
+        assert_eq!(real.acks, simulated.acks, "{n}");
+        assert_eq!(real.linger_ms, simulated.linger_ms, "{n}");
+        assert_eq!(real.batch_size, simulated.batch_size, "{n}");
+        assert_eq!(real.compression_type, simulated.compression_type, "{n}");
+        assert_eq!(
+            real.max_in_flight_requests_per_connection,
+            simulated.max_in_flight_requests_per_connection,
+            "{n}"
+        );
+        assert_eq!(real.enable_idempotence, simulated.enable_idempotence, "{n}");
+        assert_eq!(real.buffer_memory, simulated.buffer_memory, "{n}");
+        // The records, the loop and its length.
+        assert_eq!(a.record_size, p.record_bytes, "{n}");
+        assert!(a.throughput < 0.0 && p.max_rate && p.count == 1, "{n}: closed loops");
+        assert!(a.distinct_values, "{n}: values a codec sees as the simulator's");
+        assert_eq!(a.duration_ms, Some(sc.duration_s * 1000), "{n}");
+        assert!(a.num_records >= client::calibrate::validate::records_cap(&w), "{n}");
+        // The topic and the brokers.
+        assert_eq!((a.topic.as_str(), p.topic.as_str()), (TOPIC, TOPIC), "{n}");
+        let t = w.new_topic();
+        assert_eq!(sc.topics.len(), 1);
+        assert_eq!(sc.topics[0].partitions, t.num_partitions, "{n}");
+        assert_eq!(sc.topics[0].replication_factor, i32::from(t.replication_factor), "{n}");
+        assert_eq!(sc.brokers, w.brokers, "{n}");
+        let overrides: Vec<String> =
+            sc.broker.raw.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        assert_eq!(overrides, w.broker_overrides(), "{n}: broker serve --override each");
+        assert!(sc.host.clients_share_host, "{n}: perf shares the machine");
+    }
+}
+
+#[test]
+fn the_default_profile_file_loads_as_the_scenarios_name_it() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let path = sim::validate::default_profile(&root).canonicalize().unwrap();
+    let w = &plan()[0];
+    let text = serde_json::to_string(&sim::validate::scenario(w, &path.display().to_string()));
+    let sc = Scenario::parse(&text.unwrap()).unwrap();
+    assert_eq!(sc.host.profile_name.as_deref(), Some("this-machine-2026-12"));
+    assert_eq!(sc.host.cpu.cores, 2, "profiles/this-machine.json's cores");
+}
+
+fn run(mb_s: f64, p99_ms: f64, load: &str) -> RealRun {
+    RealRun {
+        mb_s,
+        p99_ms,
+        records: 1000,
+        errors: 0,
+        elapsed_s: 2.0,
+        loadavg: load.into(),
+        broker_cpu_s: 1.0,
+        client_cpu_s: 1.0,
+    }
+}
+
+#[test]
+fn validate_json_rows_have_the_stated_fields_and_arithmetic() {
+    let w = plan()[1].clone();
+    let measured = Measured {
+        workload: w.clone(),
+        runs: vec![
+            run(100.0, 4.0, "1.0 2 3"),
+            run(130.0, 8.0, "2.0 2 3"),
+            run(90.0, 2.0, "3.0 2 3"),
+        ],
+    };
+    let summary = json!({"throughput": {"achieved": {"produce_bytes_per_s": 110e6},
+                                        "window_s": [1.0, 3.0]},
+                         "latency": {"produce_ms": {"p99": 6.0}},
+                         "cpu": {"shared-host": {"busy_ns": 2.2e9}}});
+    let m = serde_json::to_value(&measured).unwrap();
+    let row = sim::validate::row(&m, &summary, std::path::Path::new("out/sim/x"));
+    for k in [
+        "workload",
+        "measured_mb_s",
+        "predicted_mb_s",
+        "ratio",
+        "measured_p99_ms",
+        "predicted_p99_ms",
+        "p99_ratio",
+        "loadavg",
+    ] {
+        assert!(row.get(k).is_some(), "rows[].{k} missing: {row}");
+    }
+    assert_eq!(row["workload"], json!(w.name));
+    assert_eq!(row["measured_mb_s"], json!(100.0), "the median of the runs, not the mean");
+    assert_eq!(row["measured"]["mb_s"]["min"], json!(90.0));
+    assert_eq!(row["measured"]["mb_s"]["max"], json!(130.0));
+    assert_eq!(row["predicted_mb_s"], json!(110.0), "10^6 bytes per MB");
+    assert!((row["ratio"].as_f64().unwrap() - 1.1).abs() < 1e-12, "predicted / measured");
+    assert_eq!(row["within_goal"], json!(true));
+    assert_eq!(row["measured_p99_ms"], json!(4.0));
+    assert!((row["p99_ratio"].as_f64().unwrap() - 1.5).abs() < 1e-12);
+    assert_eq!(row["loadavg"], json!(["1.0 2 3", "2.0 2 3", "3.0 2 3"]), "one per measured run");
+    assert_eq!(row["measured"]["cores_busy"]["median"], json!(1.0), "2 CPU s over 2 s");
+    // 2 CPU s over 200 MB (10), 260 MB (7.7), 180 MB (11.1); 2.2 s busy over 220 MB.
+    assert_eq!(row["measured"]["cpu_ns_per_byte"]["median"], json!(10.0));
+    assert_eq!(row["predicted"]["cpu_ns_per_byte"], json!(10.0));
+
+    // A failed simulation leaves the prediction empty, not zero.
+    let failed = sim::validate::row(&m, &Value::Null, std::path::Path::new("x"));
+    assert!(failed["predicted_mb_s"].is_null() && failed["ratio"].is_null());
+
+    let doc = sim::validate::document(
+        "this-machine",
+        &json!({"name": "this-machine"}),
+        &json!({"loadavg_before": "1 1 1", "loadavg_after": "2 2 2"}),
+        vec![row, failed],
+    );
+    assert_eq!(doc["profile"]["name"], json!("this-machine"));
+    assert_eq!(doc["rows"].as_array().map(Vec::len), Some(2));
+    let table = sim::validate::table(&doc);
+    assert!(table.contains(&w.name) && table.contains("1.10"), "{table}");
+}
