@@ -77,6 +77,9 @@ pub enum ControllerRequest {
     CreateTopicAssigned {
         name: String,
         assignment: Vec<Vec<BrokerId>>,
+        /// Topic configs (validated by the broker that took the request).
+        #[serde(default)]
+        configs: BTreeMap<String, String>,
     },
     /// ElectLeaders (preferred) of these (topic, partition)s (answered `Elected`).
     ElectPreferred {
@@ -166,6 +169,13 @@ pub struct QuorumConfig {
     pub unclean_leader_election_enable: bool,
     /// `min.insync.replicas` (the ELR rule).
     pub min_insync_replicas: usize,
+    /// `auto.leader.rebalance.enable`: the active controller moves leadership back to preferred
+    /// replicas every `leader.imbalance.check.interval.seconds`.
+    pub auto_leader_rebalance_enable: bool,
+    /// `leader.imbalance.check.interval.seconds`, in ms.
+    pub leader_imbalance_check_interval_ms: u64,
+    /// `leader.imbalance.per.broker.percentage`.
+    pub leader_imbalance_per_broker_percentage: u32,
     /// Seed of the election-timeout rng (salted with the node id).
     pub seed: u64,
 }
@@ -185,6 +195,9 @@ impl QuorumConfig {
             reconnect_backoff_ms_max: 1_000,
             unclean_leader_election_enable: false,
             min_insync_replicas: 1,
+            auto_leader_rebalance_enable: true,
+            leader_imbalance_check_interval_ms: 300_000,
+            leader_imbalance_per_broker_percentage: 10,
             seed: 0,
         }
     }
