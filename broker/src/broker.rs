@@ -28,7 +28,9 @@ use crate::partition::{Partition, Partitions};
 use crate::producer_state::ProducerStates;
 use crate::protocol::{self, error_code, parse_request, Request, RequestError};
 use crate::topics::{validate_topic_name, Registry, TopicMeta};
+use cluster::metadata::TopicId;
 
+mod incarnations;
 pub mod replica_manager;
 
 #[derive(Debug, Error)]
@@ -99,6 +101,8 @@ pub struct Broker {
     opened_clean: bool,
     /// The data directory as DescribeLogDirs names it (set by `broker serve`).
     pub(crate) log_dir_label: std::sync::OnceLock<String>,
+    /// Retired partition directories (`…-delete`) and when they may be removed (ms), in order.
+    pub(crate) retired: std::sync::Mutex<Vec<(i64, PathBuf)>>,
 }
 
 pub use crate::now_ms;
@@ -135,36 +139,10 @@ impl Broker {
             "logs opened"
         );
         // Reconcile: partition dirs without a registry entry (a crash between the two writes)
-        // become topics; registry partitions without a log get an empty one.
-        let mut changed = false;
-        let found: Vec<TopicPartition> = logs.partitions().cloned().collect();
-        for tp in &found {
-            let meta = registry.topics.get(tp.topic()).cloned();
-            match meta {
-                Some(m) if m.partitions > tp.partition => {}
-                Some(mut m) => {
-                    m.partitions = tp.partition + 1;
-                    registry.topics.insert(tp.topic().to_string(), m);
-                    changed = true;
-                }
-                None => {
-                    let id = registry.new_topic_id(&tp.topic, now);
-                    registry.topics.insert(
-                        tp.topic().to_string(),
-                        TopicMeta { partitions: tp.partition + 1, id, configs: Default::default() },
-                    );
-                    changed = true;
-                }
-            }
-        }
-        for (name, meta) in registry.topics.clone() {
-            for p in 0..meta.partitions {
-                let tp = TopicPartition::new(name.clone(), p);
-                if logs.get(&tp).is_none() {
-                    logs.create(tp, meta.log_config(&config.log), now).await?;
-                }
-            }
-        }
+        // become topics; registry partitions without a log get an empty one; a dir holding
+        // another incarnation of its topic (`partition.metadata`) is retired.
+        let (mut changed, retired) =
+            incarnations::reconcile_at_open(&mut logs, &mut registry, &config.log, now).await?;
         let groups = crate::group::Coordinator::new(
             config.group.clone(),
             config.offsets_topic_num_partitions,
@@ -217,6 +195,7 @@ impl Broker {
             controller_status: std::sync::OnceLock::new(),
             opened_clean,
             log_dir_label: std::sync::OnceLock::new(),
+            retired: std::sync::Mutex::new(retired.into_iter().map(|d| (now, d)).collect()),
         })
     }
 
@@ -427,25 +406,27 @@ impl Broker {
         configs: std::collections::BTreeMap<String, String>,
     ) -> Result<TopicMeta, (i16, String)> {
         let _admin = self.topic_admin.lock().await;
-        self.create_topic_admin_held(name, partitions, configs).await
+        self.create_topic_admin_held(name, partitions, configs, None).await
     }
 
-    /// [`Broker::create_topic`] for a caller holding `topic_admin`.
+    /// [`Broker::create_topic`] for a caller holding `topic_admin`. `incarnation`: the topic id
+    /// and creation point the controller gave it (combined mode); else a fresh id.
     pub(crate) async fn create_topic_admin_held(
         &self,
         name: &str,
         partitions: i32,
         configs: std::collections::BTreeMap<String, String>,
+        incarnation: Option<([u8; 16], u64)>,
     ) -> Result<TopicMeta, (i16, String)> {
         let (meta, cfg, now) = {
             let mut registry = self.registry.lock().await;
-            self.register_topic(&mut registry, name, partitions, configs).await?
+            self.register_topic(&mut registry, name, partitions, configs, incarnation).await?
         };
         if self.is_shut_down() {
             return Err((error_code::KAFKA_STORAGE_ERROR, "broker is shutting down".into()));
         }
         for p in 0..partitions {
-            self.create_partition(TopicPartition::new(name, p), cfg.clone(), now)
+            self.create_partition(TopicPartition::new(name, p), cfg.clone(), now, meta.uuid())
                 .await
                 .map_err(|e| (error_code::KAFKA_STORAGE_ERROR, e.to_string()))?;
             // Real file calls never yield: let other requests run between partitions.
@@ -486,6 +467,7 @@ impl Broker {
         name: &str,
         partitions: i32,
         configs: std::collections::BTreeMap<String, String>,
+        incarnation: Option<([u8; 16], u64)>,
     ) -> Result<(TopicMeta, crate::log::LogConfig, i64), (i16, String)> {
         validate_topic_name(name).map_err(|e| (error_code::INVALID_TOPIC_EXCEPTION, e))?;
         if registry.topics.contains_key(name) {
@@ -513,8 +495,11 @@ impl Broker {
                 .map_err(|e| (error_code::INVALID_CONFIG, e.to_string()))?;
         }
         let now = now_ms();
-        let id = registry.new_topic_id(name, now);
-        let meta = TopicMeta { partitions, id, configs };
+        let (id, created_at) = match incarnation {
+            Some((id, at)) => (crate::controller::local::topic_id_hex(&TopicId(id)), Some(at)),
+            None => (registry.new_topic_id(name, now), None),
+        };
+        let meta = TopicMeta { partitions, id, configs, created_at };
         registry.topics.insert(name.to_string(), meta.clone());
         if let Err(e) = registry.store(self.storage.as_ref(), &self.root).await {
             registry.topics.remove(name);
@@ -551,15 +536,19 @@ impl Broker {
         Ok(())
     }
 
-    /// Creates the log of a new partition (nothing if it exists).
+    /// Creates the log of a new partition of topic `topic_id` (nothing if it exists), its
+    /// directory marked with the id (`partition.metadata`).
     pub(crate) async fn create_partition(
         &self,
         tp: TopicPartition,
         config: crate::log::LogConfig,
         now: i64,
+        topic_id: [u8; 16],
     ) -> Result<(), LogError> {
         if self.partitions.get(&tp).is_none() {
             let log = crate::log::manager::create_log(&self.storage, &self.root, &tp, config, now)
+                .await?;
+            crate::log::partition_metadata::write(self.storage.as_ref(), log.dir(), &topic_id)
                 .await?;
             self.partitions.insert(Partition::new(tp, log, ProducerStates::default()));
         }
@@ -727,18 +716,27 @@ impl Broker {
         Ok(())
     }
 
-    /// Deletes `tp`'s partition: out of the map, its replication stopped, its log closed and its
-    /// directory removed.
-    pub(crate) async fn delete_partition(&self, tp: &TopicPartition) -> Result<(), LogError> {
+    /// Deletes `tp`'s partition (of topic `topic_id`): out of the map, its replication stopped,
+    /// its log closed and its directory retired (renamed `…-delete`, removed after
+    /// `log.segment.delete.delay.ms` by the background task).
+    pub(crate) async fn delete_partition(
+        &self,
+        tp: &TopicPartition,
+        topic_id: [u8; 16],
+    ) -> Result<(), LogError> {
         let Some(part) = self.partitions.remove(tp) else { return Ok(()) };
         if !self.partitions.all().iter().any(|p| p.tp.topic == tp.topic) {
             // The topic's last partition here: its per-topic metrics go, as in Kafka.
             self.metrics.forget_topic(&tp.topic);
         }
         self.replicas.stop_partition(&part);
+        self.replicas.forget_checkpoint(tp);
         let Some(data) = part.close().await else { return Ok(()) };
         let dir = data.log.dir().to_path_buf();
-        self.dir.lock().await.delete_log(tp, &dir).await
+        let retired = self.dir.lock().await.retire_log(tp, &dir, &topic_id).await?;
+        tracing::info!(partition = %tp, dir = ?retired, "partition directory retired");
+        self.queue_retired(retired);
+        Ok(())
     }
 
     /// Whether the data directory was shut down cleanly before this start.

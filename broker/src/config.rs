@@ -63,6 +63,9 @@ pub struct BrokerConfig {
     pub flush_scheduler_interval_ms: i64,
     /// `log.flush.offset.checkpoint.interval.ms`.
     pub checkpoint_interval_ms: i64,
+    /// `log.segment.delete.delay.ms`: how long a retired (`-delete`) partition directory stays
+    /// before it is removed.
+    pub file_delete_delay_ms: i64,
     /// `loglab.fetch.zero.copy`: send fetched data with sendfile (true) or read + write (false).
     pub fetch_zero_copy: bool,
     /// `loglab.admin.token`: when set, every admin API request must carry
@@ -90,6 +93,14 @@ pub struct BrokerConfig {
     /// `unclean.leader.election.enable`: the controller may elect a replica outside the ISR when
     /// no ISR member is alive (availability over durability: acknowledged writes can be lost).
     pub unclean_leader_election_enable: bool,
+    /// `auto.leader.rebalance.enable`: the active controller moves leaderships back to their
+    /// preferred replicas (combined mode).
+    pub auto_leader_rebalance_enable: bool,
+    /// `leader.imbalance.check.interval.seconds`: how often it checks.
+    pub leader_imbalance_check_interval_seconds: u64,
+    /// `leader.imbalance.per.broker.percentage`: a broker's share of preferred partitions it
+    /// does not lead above which they are moved back.
+    pub leader_imbalance_per_broker_percentage: u32,
     /// `loglab.unsafe.*`: the bug museum's switches (all safeguards on by default); see
     /// [`crate::safeguards`]. Mirrored into [`GroupConfig`](crate::group::GroupConfig) and
     /// [`ReplicationSettings`] where their subsystems read them.
@@ -296,6 +307,7 @@ impl Default for BrokerConfig {
             retention_check_interval_ms: 300_000,
             flush_scheduler_interval_ms: 1000,
             checkpoint_interval_ms: 60_000,
+            file_delete_delay_ms: 60_000,
             fetch_zero_copy: true,
             admin_token: None,
             cluster_id: "loglab-cluster-0000000".to_string(),
@@ -308,6 +320,9 @@ impl Default for BrokerConfig {
             quorum: QuorumSettings::default(),
             replication: ReplicationSettings::default(),
             unclean_leader_election_enable: false,
+            auto_leader_rebalance_enable: true,
+            leader_imbalance_check_interval_seconds: 300,
+            leader_imbalance_per_broker_percentage: 10,
             safeguards: crate::safeguards::Safeguards::default(),
             net: NetSettings::default(),
             quorum_roles_set: false,
@@ -361,6 +376,7 @@ impl BrokerConfig {
             "log.flush.offset.checkpoint.interval.ms" => {
                 self.checkpoint_interval_ms = parse_int(key, value, 1)?
             }
+            "log.segment.delete.delay.ms" => self.file_delete_delay_ms = parse_int(key, value, 0)?,
             "loglab.fetch.zero.copy" => self.fetch_zero_copy = parse_bool(key, value)?,
             "loglab.admin.token" => {
                 self.admin_token = Some(value.to_string()).filter(|t| !t.is_empty())
@@ -426,6 +442,23 @@ impl BrokerConfig {
                 self.log.set(key, value)?;
             }
             "log.cleaner.backoff.ms" => self.cleaner_backoff_ms = parse_int(key, value, 1)?,
+            "auto.leader.rebalance.enable" => {
+                self.auto_leader_rebalance_enable = parse_bool(key, value)?
+            }
+            "leader.imbalance.check.interval.seconds" => {
+                self.leader_imbalance_check_interval_seconds = parse_int(key, value, 1)?
+            }
+            "leader.imbalance.per.broker.percentage" => {
+                let pct: u32 = parse_int(key, value, 0)?;
+                if pct > 100 {
+                    return Err(ConfigError::BadValue {
+                        key: key.into(),
+                        value: value.into(),
+                        why: "a percentage: 0 to 100".into(),
+                    });
+                }
+                self.leader_imbalance_per_broker_percentage = pct;
+            }
             // Issue 17's bounds (see `LimitSettings`).
             "connections.max.idle.ms" => {
                 self.limits.connections_max_idle_ms = parse_int(key, value, 1)?
@@ -564,6 +597,16 @@ impl BrokerConfig {
         m.insert("min.insync.replicas", self.replication.min_insync_replicas.to_string());
         m.insert("replica.lag.time.max.ms", self.replication.replica_lag_time_max_ms.to_string());
         m.insert("unclean.leader.election.enable", self.unclean_leader_election_enable.to_string());
+        m.insert("auto.leader.rebalance.enable", self.auto_leader_rebalance_enable.to_string());
+        m.insert(
+            "leader.imbalance.check.interval.seconds",
+            self.leader_imbalance_check_interval_seconds.to_string(),
+        );
+        m.insert(
+            "leader.imbalance.per.broker.percentage",
+            self.leader_imbalance_per_broker_percentage.to_string(),
+        );
+        m.insert("log.segment.delete.delay.ms", self.file_delete_delay_ms.to_string());
         for sw in self.safeguards.off() {
             m.insert(sw.key, "true".to_string());
         }

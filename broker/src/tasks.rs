@@ -1,7 +1,8 @@
 //! Periodic broker work, as Kafka's log manager schedules it: `flush.ms` checks every
 //! `log.flush.scheduler.interval.ms`, retention every `log.retention.check.interval.ms`,
 //! recovery-point checkpoints every `log.flush.offset.checkpoint.interval.ms`, the log cleaner
-//! every `log.cleaner.backoff.ms` (when `log.cleaner.enable`). Runs in either world
+//! every `log.cleaner.backoff.ms` (when `log.cleaner.enable`), retired partition directories'
+//! removal (`log.segment.delete.delay.ms` after retirement). Runs in either world
 //! (tokio time: real or virtual).
 
 use std::sync::Arc;
@@ -28,6 +29,8 @@ pub async fn run(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
         since_retention += ms;
         since_checkpoint += ms;
         since_cleaner += ms;
+        // Retired (`-delete`) partition directories whose delay passed.
+        broker.remove_retired_dirs().await;
         if let Err(e) = broker.run_flush().await {
             tracing::error!(error = %e, "flush failed");
         }

@@ -23,6 +23,11 @@ pub struct TopicMeta {
     /// Topic-level config overrides, by Kafka's topic config names.
     #[serde(default)]
     pub configs: BTreeMap<String, String>,
+    /// Combined mode: where the controller's log created this incarnation
+    /// (`TopicImage::created_at`), which orders it against other incarnations of the name.
+    /// `None` on a single node and for topics recorded by an older Loglab.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created_at: Option<u64>,
 }
 
 impl TopicMeta {

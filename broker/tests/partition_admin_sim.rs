@@ -138,15 +138,23 @@ fn scenario(seed: u64) -> String {
 
         // A manual assignment: partition 0 on [1, 0, 2], partition 1 on [2, 1, 0].
         let id = links[2]
-            .create_topic_assigned("placed", vec![vec![1, 0, 2], vec![2, 1, 0]])
+            .create_topic_assigned("placed", vec![vec![1, 0, 2], vec![2, 1, 0]], BTreeMap::new())
             .await
             .expect("created as assigned");
         let img = links[2].metadata().borrow().clone();
         let placed: Vec<_> =
             img.topics[&id].partitions.iter().map(|p| (p.replicas.clone(), p.leader)).collect();
         assert_eq!(placed, vec![(vec![1, 0, 2], 1), (vec![2, 1, 0], 2)]);
+        // With topic configs: they commit with the topic.
+        let configs = BTreeMap::from([("min.insync.replicas".to_string(), "2".to_string())]);
+        links[2]
+            .create_topic_assigned("placed-cfg", vec![vec![2, 0, 1]], configs.clone())
+            .await
+            .expect("created as assigned, with configs");
+        let img = links[2].metadata().borrow().clone();
+        assert_eq!(img.topic_config_map("placed-cfg"), configs);
         assert!(matches!(
-            links[2].create_topic_assigned("bad", vec![vec![0, 7]]).await,
+            links[2].create_topic_assigned("bad", vec![vec![0, 7]], BTreeMap::new()).await,
             Err(LinkError::Controller(ControllerError::InvalidReplicaAssignment(_)))
         ));
 

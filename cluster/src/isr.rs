@@ -66,6 +66,8 @@ pub struct FollowerState {
     pub leader_leo_at_last_fetch: i64,
     /// Last time the follower had everything the leader had (at that fetch or at the previous one).
     pub last_caught_up_ms: u64,
+    /// The follower's log start offset as its last fetch reported it (`None`: not reported).
+    pub log_start: Option<i64>,
 }
 
 /// An AlterPartition request the leader wants sent to the controller.
@@ -129,6 +131,13 @@ struct PendingAck {
     last_offset: i64,
 }
 
+/// A DeleteRecords waiting for the ISR's log start offsets to reach `offset`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct PendingTrim {
+    id: u64,
+    offset: i64,
+}
+
 /// What a replica knows when it becomes a partition's leader.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LeaderStart {
@@ -159,6 +168,8 @@ pub struct LeaderState {
     leader_leo: i64,
     hw: i64,
     acks: Vec<PendingAck>,
+    /// DeleteRecords waiting for the followers' log starts (results join `completed`).
+    trims: Vec<PendingTrim>,
     /// Followers metadata says may not join (fenced or shutting down, KIP-841): proposing them
     /// would only be rejected, again at every fetch.
     ineligible: BTreeSet<ReplicaId>,
@@ -186,6 +197,7 @@ impl LeaderState {
                         last_fetch_ms: 0,
                         leader_leo_at_last_fetch: 0,
                         last_caught_up_ms: caught_up,
+                        log_start: None,
                     },
                 )
             })
@@ -203,6 +215,7 @@ impl LeaderState {
             leader_leo: leo,
             hw,
             acks: Vec::new(),
+            trims: Vec::new(),
             ineligible: BTreeSet::new(),
             completed: Vec::new(),
         };
@@ -302,12 +315,63 @@ impl LeaderState {
         std::mem::take(&mut self.completed)
     }
 
-    /// This replica stops leading: every waiting produce fails.
+    /// This replica stops leading: every waiting produce (and DeleteRecords) fails.
     pub fn resign(&mut self) -> Vec<(u64, Result<(), ProduceError>)> {
         for a in self.acks.drain(..) {
             self.completed.push((a.id, Err(ProduceError::NotLeaderOrFollower)));
         }
+        for t in self.trims.drain(..) {
+            self.completed.push((t.id, Err(ProduceError::NotLeaderOrFollower)));
+        }
         self.take_completed()
+    }
+
+    /// The low watermark (Kafka's `lowWatermarkIfLeader`): the smallest log start offset the
+    /// maximal ISR's followers reported, `leader_log_start` when the leader is alone; `None`
+    /// while a member has not reported since this leader started.
+    pub fn low_watermark(&self, leader_log_start: i64) -> Option<i64> {
+        let mut low = leader_log_start;
+        for r in self.maximal_isr() {
+            if r != self.leader {
+                low = low.min(self.followers.get(&r).and_then(|f| f.log_start)?);
+            }
+        }
+        Some(low)
+    }
+
+    /// Registers a DeleteRecords that moved the leader's log start to `offset`: it completes
+    /// (in [`take_completed`](Self::take_completed), under `id`) once every maximal-ISR
+    /// follower reports a log start at least `offset` — possibly at once.
+    pub fn await_log_start(&mut self, id: u64, offset: i64) -> Result<(), ProduceError> {
+        if self.acks.len() + self.trims.len() >= self.config.pending_acks_max {
+            return Err(ProduceError::TooManyPendingAcks);
+        }
+        self.trims.push(PendingTrim { id, offset });
+        self.complete_trims();
+        Ok(())
+    }
+
+    /// A follower's fetch reported its log start offset (-1: unknown, ignored).
+    pub fn on_follower_log_start(&mut self, replica: ReplicaId, log_start: i64) {
+        if log_start < 0 {
+            return;
+        }
+        if let Some(f) = self.followers.get_mut(&replica) {
+            f.log_start = Some(f.log_start.map_or(log_start, |s| s.max(log_start)));
+        }
+        self.complete_trims();
+    }
+
+    fn complete_trims(&mut self) {
+        if self.trims.is_empty() {
+            return;
+        }
+        // The leader already moved its own start; only the followers are waited for.
+        let Some(low) = self.low_watermark(i64::MAX) else { return };
+        let (done, keep): (Vec<PendingTrim>, Vec<PendingTrim>) =
+            self.trims.drain(..).partition(|t| low >= t.offset);
+        self.trims = keep;
+        self.completed.extend(done.into_iter().map(|t| (t.id, Ok(()))));
     }
 
     /// A follower fetched from `fetch_offset` (its LEO) at `now_ms`.
@@ -428,6 +492,7 @@ impl LeaderState {
     /// while the maximal ISR is smaller than `min.insync.replicas` (KIP-966): the replicas that
     /// left it are eligible leaders (ELR) and must hold everything committed.
     fn update_hw(&mut self) -> bool {
+        self.complete_trims(); // the ISR may have changed
         if self.maximal_isr().len() < self.config.min_insync_replicas {
             self.complete_acks();
             return false;

@@ -55,10 +55,12 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::{Deserialize, Serialize};
 
 mod configs;
+mod incarnation;
 pub use configs::{
     ConfigChange, ConfigResource, CONFIGS_PER_RESOURCE_MAX, CONFIG_CHANGES_MAX,
     CONFIG_NAME_LEN_MAX, CONFIG_VALUE_LEN_MAX,
 };
+pub use incarnation::{local_topic, LocalTopic};
 
 pub type BrokerId = i32;
 /// No leader: the partition is offline.
@@ -172,6 +174,11 @@ pub struct TopicImage {
     pub name: String,
     pub id: TopicId,
     pub partitions: Vec<PartitionState>,
+    /// Records the image had applied when this topic was created ([`MetadataImage::applied`]):
+    /// every image replays the same log, so incarnations of one name are ordered by it, and an
+    /// image that has applied more records than this and lacks the id has seen it deleted.
+    #[serde(default)]
+    pub created_at: u64,
 }
 
 /// Why `apply` refused a record. The image is unchanged.
@@ -334,9 +341,15 @@ impl MetadataImage {
                 }
                 let states = new_partition_states(partitions, self.limits.replication_factor_max)?;
                 self.topic_ids.insert(name.clone(), *topic_id);
+                let created_at = self.applied;
                 self.topics.insert(
                     *topic_id,
-                    TopicImage { name: name.clone(), id: *topic_id, partitions: states },
+                    TopicImage {
+                        name: name.clone(),
+                        id: *topic_id,
+                        partitions: states,
+                        created_at,
+                    },
                 );
             }
             Record::CreatePartitions { topic_id, partitions } => {
@@ -899,20 +912,21 @@ impl Controller {
         start: usize,
         configs: &BTreeMap<String, String>,
     ) -> Result<Decision<TopicId>, ControllerError> {
-        let mut d =
-            self.create_topic(image, name, topic_id, partitions, replication_factor, start)?;
-        let mut work = image.clone();
-        work.apply(&d.records[0]).expect("topic record built from the image");
-        let changes: Vec<ConfigChange> = configs
-            .iter()
-            .map(|(k, v)| ConfigChange {
-                resource: ConfigResource::Topic(name.to_string()),
-                name: k.clone(),
-                value: Some(v.clone()),
-            })
-            .collect();
-        d.records.extend(configs::alter_configs(&work, &changes)?.records);
-        Ok(d)
+        let d = self.create_topic(image, name, topic_id, partitions, replication_factor, start)?;
+        with_topic_configs(image, d, name, configs)
+    }
+
+    /// [`Controller::create_topic_assigned`] with the topic's configs (one decision).
+    pub fn create_topic_assigned_with_configs(
+        &self,
+        image: &MetadataImage,
+        name: &str,
+        topic_id: TopicId,
+        assignment: &[Vec<BrokerId>],
+        configs: &BTreeMap<String, String>,
+    ) -> Result<Decision<TopicId>, ControllerError> {
+        let d = self.create_topic_assigned(image, name, topic_id, assignment)?;
+        with_topic_configs(image, d, name, configs)
     }
 
     /// AlterConfigs / IncrementalAlterConfigs, already resolved to sets and deletes by the broker.
@@ -1020,6 +1034,43 @@ impl Controller {
         Decision { records, reply: codes }
     }
 
+    /// Auto leader rebalance (`auto.leader.rebalance.enable`, checked every
+    /// `leader.imbalance.check.interval.seconds`): a broker's imbalance is the share of the
+    /// partitions it is the preferred replica of (first of the assignment) that it does not
+    /// lead; for each live broker whose imbalance exceeds `imbalance_percentage`, its partitions
+    /// where it is in the ISR but not the leader get a preferred election — the rule of
+    /// ElectLeaders ([`Controller::elect_preferred`]), whose records these are.
+    pub fn rebalance_leaders(
+        &self,
+        image: &MetadataImage,
+        imbalance_percentage: u32,
+    ) -> Vec<Record> {
+        // Per preferred broker: partitions it prefers, and those it could lead but does not.
+        let mut by_broker: BTreeMap<BrokerId, (usize, Vec<(String, u32)>)> = BTreeMap::new();
+        for t in image.topics.values() {
+            for (i, p) in t.partitions.iter().enumerate() {
+                let Some(&preferred) = p.replicas.first() else { continue };
+                let entry = by_broker.entry(preferred).or_default();
+                entry.0 += 1;
+                if p.leader != preferred && p.isr.contains(&preferred) {
+                    entry.1.push((t.name.clone(), i as u32));
+                }
+            }
+        }
+        let mut wanted = Vec::new();
+        for (broker, (preferred, movable)) in by_broker {
+            let over =
+                movable.len() as u64 * 100 > u64::from(imbalance_percentage) * preferred as u64;
+            if image.is_live(broker) && over {
+                wanted.extend(movable);
+            }
+        }
+        if wanted.is_empty() {
+            return Vec::new();
+        }
+        self.elect_preferred(image, &wanted).records
+    }
+
     /// CreatePartitions: grows topic `name` to `count` partitions, the new ones assigned like
     /// [`Controller::create_topic`]'s (round-robin over unfenced brokers from `start`) with the
     /// replication factor of the topic's first partition. Replies with the topic id.
@@ -1061,6 +1112,31 @@ impl Controller {
             reply: id,
         })
     }
+}
+
+/// A topic creation decision `d` (its `CreateTopic` record first) with config records for the
+/// topic's `configs` appended, checked against the image that has the topic.
+fn with_topic_configs(
+    image: &MetadataImage,
+    mut d: Decision<TopicId>,
+    name: &str,
+    configs: &BTreeMap<String, String>,
+) -> Result<Decision<TopicId>, ControllerError> {
+    if configs.is_empty() {
+        return Ok(d);
+    }
+    let mut work = image.clone();
+    work.apply(&d.records[0]).expect("topic record built from the image");
+    let changes: Vec<ConfigChange> = configs
+        .iter()
+        .map(|(k, v)| ConfigChange {
+            resource: ConfigResource::Topic(name.to_string()),
+            name: k.clone(),
+            value: Some(v.clone()),
+        })
+        .collect();
+    d.records.extend(configs::alter_configs(&work, &changes)?.records);
+    Ok(d)
 }
 
 fn ordered_by_replicas(replicas: &[BrokerId], members: &BTreeSet<BrokerId>) -> Vec<BrokerId> {

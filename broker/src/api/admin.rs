@@ -19,7 +19,6 @@ use kafka_protocol::messages::{ApiKey, BrokerId, ProducerId, TopicName};
 
 use crate::broker::{Broker, Outcome};
 use crate::controller::link::ControllerLink;
-use crate::log::TopicPartition;
 use crate::protocol::{self, decode_body, error_code, Request, RequestError};
 
 use super::sb;
@@ -121,8 +120,8 @@ impl Broker {
     }
 
     /// Combined mode: each topic is created by the controller (replication factor honoured,
-    /// replicas round-robin over live brokers); local logs follow from the committed image.
-    /// Topic configs are not replicated yet and are refused rather than silently dropped.
+    /// replicas round-robin over live brokers, or a manual assignment) with its topic configs
+    /// (config records in the same decision); local logs follow from the committed image.
     async fn create_topics_cluster(
         &self,
         req: &Request,
@@ -156,11 +155,6 @@ impl Broker {
                     Err(e.clone())
                 } else if let Err(e) = check_topic_configs(&configs) {
                     Err(e)
-                } else if matches!(assigned, Ok(Some(_))) && !configs.is_empty() {
-                    Err((
-                        error_code::INVALID_REQUEST,
-                        "topic configs with a manual assignment are not supported yet".into(),
-                    ))
                 } else if partitions < 1 {
                     Err((
                         error_code::INVALID_PARTITIONS,
@@ -195,7 +189,7 @@ impl Broker {
                     }
                 } else {
                     let created = match assigned.ok().flatten() {
-                        Some(a) => link.create_topic_assigned(&name, a).await,
+                        Some(a) => link.create_topic_assigned(&name, a, configs).await,
                         None => {
                             let (p, rf) = (partitions as u32, rf as u16);
                             link.create_topic_with_configs(&name, p, rf, configs).await
@@ -286,7 +280,7 @@ impl Broker {
             targets.push((t.name.as_ref().map(|n| n.0.as_str().to_string()), t.topic_id));
         }
         for (name, id) in targets {
-            let mut registry = self.registry.lock().await;
+            let registry = self.registry.lock().await;
             let name = name.or_else(|| {
                 let idb = id.into_bytes();
                 registry.topics.iter().find(|(_, m)| m.uuid() == idb).map(|(n, _)| n.clone())
@@ -307,19 +301,9 @@ impl Broker {
                 }
                 Some((n, meta)) => {
                     res.topic_id = uuid::Uuid::from_bytes(meta.uuid());
-                    registry.topics.remove(&n);
-                    let mut failed = None;
-                    if let Err(e) = registry.store(self.storage.as_ref(), &self.root).await {
-                        failed = Some(e.to_string());
-                    }
                     drop(registry);
-                    for p in 0..meta.partitions {
-                        let tp = TopicPartition::new(n.clone(), p);
-                        if let Err(e) = self.delete_partition(&tp).await {
-                            failed = Some(e.to_string());
-                        }
-                    }
-                    if let Some(msg) = failed {
+                    // Out of the registry, partition directories retired (`…-delete`).
+                    if let Err(msg) = self.retire_topic_admin_held(&n, &meta).await {
                         res.error_code = error_code::KAFKA_STORAGE_ERROR;
                         res.error_message = Some(sb(&msg));
                     } else {

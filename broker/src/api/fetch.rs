@@ -234,7 +234,13 @@ impl Broker {
                     if self.check_leader_epoch(&tp, p.current_leader_epoch).is_some() {
                         continue; // answered with the epoch error below
                     }
-                    match self.replicas.on_follower_fetch(&tp, id, p.fetch_offset, now) {
+                    match self.replicas.on_follower_fetch(
+                        &tp,
+                        id,
+                        p.fetch_offset,
+                        p.log_start_offset,
+                        now,
+                    ) {
                         Ok((_, a)) => advanced |= a,
                         Err(cluster::isr::FetchError::OffsetOutOfRange { .. }) => {
                             pre_errors.insert(

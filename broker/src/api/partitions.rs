@@ -163,7 +163,7 @@ impl Broker {
         name: &str,
         count: i32,
     ) -> Result<(), Refusal> {
-        let (from, cfg) = {
+        let (from, cfg, id) = {
             let mut registry = self.registry.lock().await;
             let Some(meta) = registry.topics.get_mut(name) else {
                 return Err((
@@ -183,11 +183,11 @@ impl Broker {
                 }
                 return Err((error_code::KAFKA_STORAGE_ERROR, e.to_string()));
             }
-            (from, cfg)
+            (from, cfg, meta_id(&registry, name))
         };
         let now = crate::now_ms();
         for p in from..count {
-            self.create_partition(TopicPartition::new(name, p), cfg.clone(), now)
+            self.create_partition(TopicPartition::new(name, p), cfg.clone(), now, id)
                 .await
                 .map_err(|e| (error_code::KAFKA_STORAGE_ERROR, e.to_string()))?;
             tokio::task::yield_now().await;
@@ -195,4 +195,9 @@ impl Broker {
         tracing::info!(topic = name, from, to = count, "topic grown");
         Ok(())
     }
+}
+
+/// The topic id of registered topic `name` (zeros if it is gone).
+fn meta_id(registry: &crate::topics::Registry, name: &str) -> [u8; 16] {
+    registry.topics.get(name).map_or([0; 16], |m| m.uuid())
 }

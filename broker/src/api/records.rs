@@ -1,8 +1,10 @@
 //! DeleteRecords v0-2: advances a partition's log start offset (Kafka's low watermark) to the
 //! given offset, or to the high watermark for -1, and deletes the segments wholly below it.
 //! Offsets beyond the high watermark get OFFSET_OUT_OF_RANGE. In combined mode only the leader
-//! accepts it; followers follow the leader's `log_start_offset` in its fetch responses (the answer
-//! does not wait for them).
+//! accepts it; followers follow the leader's `log_start_offset` in its fetch responses, and the
+//! answer waits, as Kafka's does, until every ISR follower reported (in its Fetch requests'
+//! `log_start_offset`) a log start at least the new one, or `timeout_ms` expires
+//! (REQUEST_TIMED_OUT; the log start has moved on the leader all the same).
 
 use kafka_protocol::messages::delete_records_request::DeleteRecordsRequest;
 use kafka_protocol::messages::delete_records_response::{
@@ -23,6 +25,8 @@ impl Broker {
         let v = req.api_version;
         let mut resp = DeleteRecordsResponse::default();
         let mut advanced = false;
+        // (topic index, partition index, the followers' answer) for each partition that moved.
+        let mut waits = Vec::new();
         for t in &r.topics {
             let mut tr = DeleteRecordsTopicResult::default();
             tr.name = t.name.clone();
@@ -34,6 +38,9 @@ impl Broker {
                     Ok(start) => {
                         pr.low_watermark = start;
                         advanced = true;
+                        if self.controller_link().is_some() {
+                            waits.push((resp.topics.len(), tr.partitions.len(), tp, start));
+                        }
                     }
                     Err(code) => {
                         pr.low_watermark = -1;
@@ -50,9 +57,44 @@ impl Broker {
                 tracing::warn!(error = %e, "checkpoint after DeleteRecords failed");
             }
         }
+        let timeout = std::time::Duration::from_millis(r.timeout_ms.max(0) as u64);
+        let deadline = tokio::time::Instant::now() + timeout;
+        for (t, p, tp, start) in waits {
+            let code = self.followers_trimmed(&tp, start, deadline).await;
+            if code != error_code::NONE {
+                let pr = &mut resp.topics[t].partitions[p];
+                pr.error_code = code;
+            }
+        }
         let frame = protocol::encode_response(ApiKey::DeleteRecords, v, req.correlation_id, &resp)
             .map_err(|why| RequestError::BadBody { api: "DeleteRecords", version: v, why })?;
         Ok(Outcome::frame(frame))
+    }
+
+    /// Waits (until `deadline`) for every ISR follower of `tp` to report a log start at least
+    /// `start`: NONE, REQUEST_TIMED_OUT, or NOT_LEADER_OR_FOLLOWER if leadership moved.
+    async fn followers_trimmed(
+        &self,
+        tp: &TopicPartition,
+        start: i64,
+        deadline: tokio::time::Instant,
+    ) -> i16 {
+        let rx = match self.replicas.await_log_start(tp, start) {
+            Ok(rx) => rx,
+            Err(cluster::isr::ProduceError::TooManyPendingAcks) => {
+                return error_code::REQUEST_TIMED_OUT
+            }
+            Err(_) => return error_code::NOT_LEADER_OR_FOLLOWER,
+        };
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        match tokio::time::timeout(left, rx).await {
+            Ok(Ok(Ok(()))) => error_code::NONE,
+            Ok(_) => error_code::NOT_LEADER_OR_FOLLOWER,
+            Err(_) => {
+                tracing::info!(partition = %tp, start, "DeleteRecords: followers did not follow in time");
+                error_code::REQUEST_TIMED_OUT
+            }
+        }
     }
 
     /// One partition: its new log start offset, or the error code.

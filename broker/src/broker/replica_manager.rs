@@ -91,9 +91,10 @@ impl Broker {
         for key in &changes.stopped {
             if let Some(t) = old.topics.get(&key.topic_id) {
                 let tp = TopicPartition::new(t.name.clone(), key.partition as i32);
-                match self.partition_data(&tp).await {
-                    Some((part, _data)) => self.replicas.stop_partition(&part),
-                    None => self.replicas.stop(&tp),
+                // The name may already hold a new incarnation (its role set above): only the
+                // stopped topic's role ends.
+                if let Some((part, _data)) = self.partition_data(&tp).await {
+                    self.replicas.stop_partition_of(&part, key.topic_id);
                 }
             }
         }

@@ -69,13 +69,15 @@ pub trait ControllerLink: Send + Sync + fmt::Debug {
     ) -> Result<TopicId, LinkError>;
     /// Config sets and deletes, all or nothing; answered once committed and applied here.
     async fn alter_configs(&self, changes: Vec<ConfigChange>) -> Result<(), LinkError>;
-    /// CreateTopics with a manual assignment (`assignment[p]`: partition p's replicas).
+    /// CreateTopics with a manual assignment (`assignment[p]`: partition p's replicas) and
+    /// topic configs (committed with the topic, as one decision).
     async fn create_topic_assigned(
         &self,
         name: &str,
         assignment: Vec<Vec<BrokerId>>,
+        configs: BTreeMap<String, String>,
     ) -> Result<TopicId, LinkError> {
-        let _ = (name, assignment);
+        let _ = (name, assignment, configs);
         Err(LinkError::Unavailable("manual assignment is not supported by this link".into()))
     }
     /// ElectLeaders (preferred): a Kafka error code per (topic, partition), in order.
@@ -581,8 +583,10 @@ impl ControllerLink for RpcLink {
         &self,
         name: &str,
         assignment: Vec<Vec<BrokerId>>,
+        configs: BTreeMap<String, String>,
     ) -> Result<TopicId, LinkError> {
-        let req = ControllerRequest::CreateTopicAssigned { name: name.to_string(), assignment };
+        let req =
+            ControllerRequest::CreateTopicAssigned { name: name.to_string(), assignment, configs };
         match self.call(req).await? {
             ControllerResponse::TopicCreated(id) => {
                 self.catch_up().await?;

@@ -2,10 +2,12 @@
 //!
 //! - Topics come from the controller's committed image. The replica manager
 //!   (`crate::broker::replica_manager::run`, or [`run_sync`] without replication) follows the
-//!   link's image and gives every topic of the image a local registry entry (with the image's topic id) and empty
-//!   logs, so the partitions this broker leads can take writes. Local topics absent from the image
-//!   are left alone (deleting data on a metadata hiccup is worse than keeping it; deletion
-//!   propagation comes with replication).
+//!   link's image and gives every topic of the image a local registry entry (with the image's
+//!   topic id and creation point) and empty logs marked with the id (`partition.metadata`), so
+//!   the partitions this broker leads can take writes. A local topic the image shows deleted or
+//!   replaced by a newer incarnation is retired first (`crate::broker::incarnations`); one the
+//!   image cannot judge (an image replayed from the log's start, older than the local copy) is
+//!   left alone until it can.
 //! - Metadata, CreateTopics and DeleteTopics answer from / go through the controller (see
 //!   `api/metadata.rs`, `api/admin.rs`); Produce and Fetch refuse partitions this broker does not
 //!   lead with NOT_LEADER_OR_FOLLOWER.
@@ -133,9 +135,23 @@ impl Broker {
         }
         // One pass at a time: a topic found registered has its logs.
         let _admin = self.topic_admin.lock().await;
+        // Deleted or replaced topics go first, so a new incarnation starts with empty logs.
+        self.retire_stale_topics(image).await;
         for t in image.topics.values() {
-            let registered = self.registry.lock().await.topics.get(&t.name).map(|m| m.partitions);
-            if let Some(have) = registered {
+            let registered = self
+                .registry
+                .lock()
+                .await
+                .topics
+                .get(&t.name)
+                .map(|m| (m.partitions, m.id == topic_id_hex(&t.id), m.created_at));
+            if let Some((have, same, created_at)) = registered {
+                if !same {
+                    continue; // another incarnation this (older) image does not know yet
+                }
+                if created_at.is_none() {
+                    self.adopt_creation_point(&t.name, t.created_at).await;
+                }
                 // CreatePartitions: the image has more partitions than the registry.
                 let want = i32::try_from(t.partitions.len()).unwrap_or(i32::MAX);
                 if have < want && t.name != crate::group::OFFSETS_TOPIC {
@@ -153,18 +169,11 @@ impl Broker {
             } else {
                 image.topic_config_map(&t.name)
             };
-            // Logs are created without the registry lock held (see `Broker::create_topic`).
-            match self.create_topic_admin_held(&t.name, partitions, configs).await {
-                Ok(_) => {
-                    let mut registry = self.registry.lock().await;
-                    if let Some(m) = registry.topics.get_mut(&t.name) {
-                        m.id = topic_id_hex(&t.id);
-                    }
-                    if let Err(e) = registry.store(self.storage.as_ref(), &self.root).await {
-                        tracing::error!(topic = %t.name, error = %e, "storing the topic registry failed");
-                    }
-                    created += 1;
-                }
+            // Logs are created without the registry lock held (see `Broker::create_topic`),
+            // marked with the image's topic id.
+            let incarnation = Some((t.id.0, t.created_at));
+            match self.create_topic_admin_held(&t.name, partitions, configs, incarnation).await {
+                Ok(_) => created += 1,
                 Err((code, msg)) => {
                     tracing::warn!(topic = %t.name, code, %msg, "cannot create local logs for a controller topic")
                 }
@@ -174,6 +183,20 @@ impl Broker {
         // Topics already here follow the image's config records.
         self.sync_topic_configs(image).await;
         created
+    }
+}
+
+impl Broker {
+    /// A topic registered before creation points were recorded (an older Loglab, or a topic
+    /// the image had when this one was written) takes the image's.
+    async fn adopt_creation_point(&self, name: &str, created_at: u64) {
+        let mut registry = self.registry.lock().await;
+        if let Some(m) = registry.topics.get_mut(name) {
+            m.created_at = Some(created_at);
+            if let Err(e) = registry.store(self.storage.as_ref(), &self.root).await {
+                tracing::warn!(topic = %name, error = %e, "storing the topic registry failed");
+            }
+        }
     }
 }
 

@@ -155,6 +155,7 @@ pub async fn start(
         status_tx,
         image_tx,
         start: Instant::now(),
+        last_rebalance_ms: 0,
     };
     let task = tokio::spawn(node.run(inbox_rx, shutdown));
     Ok(ControllerHandle { status, image, local_addr, task })
@@ -202,6 +203,8 @@ struct Node {
     image_tx: watch::Sender<Arc<MetadataImage>>,
     topic_rng: ChaCha8Rng,
     start: Instant,
+    /// When the leader balance was last checked (`leader.imbalance.check.interval.seconds`).
+    last_rebalance_ms: u64,
 }
 
 impl Node {
@@ -311,6 +314,34 @@ impl Node {
             if let Err(e) = self.propose(&records) {
                 tracing::warn!(error = %e, "fencing proposal refused");
             }
+            return;
+        }
+        self.maybe_rebalance(now);
+    }
+
+    /// `auto.leader.rebalance.enable`: every `leader.imbalance.check.interval.seconds`, the
+    /// preferred replicas of imbalanced brokers are elected (`Controller::rebalance_leaders`).
+    fn maybe_rebalance(&mut self, now: u64) {
+        let interval = self.cfg.leader_imbalance_check_interval_ms.max(1);
+        if !self.cfg.auto_leader_rebalance_enable
+            || now.saturating_sub(self.last_rebalance_ms) < interval
+        {
+            return;
+        }
+        self.last_rebalance_ms = now;
+        let work = self.work().clone();
+        let pct = self.cfg.leader_imbalance_per_broker_percentage;
+        let records = self.active_controller().rebalance_leaders(&work, pct);
+        if records.is_empty() {
+            return;
+        }
+        tracing::info!(
+            node = self.cfg.node_id,
+            partitions = records.len(),
+            "leader imbalance: electing preferred replicas"
+        );
+        if let Err(e) = self.propose(&records) {
+            tracing::warn!(error = %e, "preferred leader proposal refused");
         }
     }
 
@@ -391,11 +422,17 @@ impl Node {
                 .active_controller()
                 .delete_topic(&work, &name)
                 .map(|d| (d.records, ControllerResponse::TopicDeleted(d.reply))),
-            ControllerRequest::CreateTopicAssigned { name, assignment } => {
+            ControllerRequest::CreateTopicAssigned { name, assignment, configs } => {
                 let mut id = [0u8; 16];
                 self.topic_rng.fill_bytes(&mut id);
                 self.active_controller()
-                    .create_topic_assigned(&work, &name, TopicId(id), &assignment)
+                    .create_topic_assigned_with_configs(
+                        &work,
+                        &name,
+                        TopicId(id),
+                        &assignment,
+                        &configs,
+                    )
                     .map(|d| (d.records, ControllerResponse::TopicCreated(d.reply)))
             }
             ControllerRequest::ElectPreferred { partitions } => {

@@ -77,6 +77,9 @@ pub enum ControllerRequest {
     CreateTopicAssigned {
         name: String,
         assignment: Vec<Vec<BrokerId>>,
+        /// Topic configs (validated by the broker that took the request).
+        #[serde(default)]
+        configs: BTreeMap<String, String>,
     },
     /// ElectLeaders (preferred) of these (topic, partition)s (answered `Elected`).
     ElectPreferred {
@@ -168,6 +171,13 @@ pub struct QuorumConfig {
     pub min_insync_replicas: usize,
     /// `loglab.unsafe.elr.disable` (a museum switch, [`crate::safeguards`]): no ELR (before KIP-966).
     pub unsafe_elr_disabled: bool,
+    /// `auto.leader.rebalance.enable`: the active controller moves leadership back to preferred
+    /// replicas every `leader.imbalance.check.interval.seconds`.
+    pub auto_leader_rebalance_enable: bool,
+    /// `leader.imbalance.check.interval.seconds`, in ms.
+    pub leader_imbalance_check_interval_ms: u64,
+    /// `leader.imbalance.per.broker.percentage`.
+    pub leader_imbalance_per_broker_percentage: u32,
     /// Seed of the election-timeout rng (salted with the node id).
     pub seed: u64,
 }
@@ -188,6 +198,9 @@ impl QuorumConfig {
             unclean_leader_election_enable: false,
             min_insync_replicas: 1,
             unsafe_elr_disabled: false,
+            auto_leader_rebalance_enable: true,
+            leader_imbalance_check_interval_ms: 300_000,
+            leader_imbalance_per_broker_percentage: 10,
             seed: 0,
         }
     }

@@ -140,6 +140,45 @@ impl DataDir {
         Ok(())
     }
 
+    /// Retires a partition's log directory `dir` (its log closed) as Kafka does: renamed to
+    /// `<topic>-<partition>.<unique hex>-delete` (durably: a restart never opens it as a log),
+    /// its checkpoint entries dropped. Returns the new path; the caller removes it later.
+    pub async fn retire_log(
+        &mut self,
+        tp: &TopicPartition,
+        dir: &Path,
+        unique: &[u8; 16],
+    ) -> Result<PathBuf, LogError> {
+        let to = self.root.join(super::partition_metadata::delete_dir_name(tp, unique));
+        if self.storage.exists(&to).await? {
+            self.storage.remove_dir_all(&to).await?; // a leftover of an interrupted retirement
+        }
+        self.storage.rename(dir, &to).await?;
+        self.storage.sync_dir(&self.root).await?;
+        self.recovery_points.remove(tp);
+        self.log_starts.remove(tp);
+        Ok(to)
+    }
+
+    /// Retired partition directories (`…-delete`) in the data directory, e.g. left by a process
+    /// that stopped before removing them.
+    pub async fn retired_dirs(&self) -> Result<Vec<PathBuf>, LogError> {
+        let mut out = Vec::new();
+        for e in self.storage.list_dir(&self.root).await? {
+            if e.is_dir && super::partition_metadata::is_delete_dir(&e.name) {
+                out.push(self.root.join(&e.name));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Removes a retired directory and makes its removal durable.
+    pub async fn remove_retired(&self, dir: &Path) -> Result<(), LogError> {
+        self.storage.remove_dir_all(dir).await?;
+        self.storage.sync_dir(&self.root).await?;
+        Ok(())
+    }
+
     /// Writes the recovery-point, log-start and cleaner checkpoints from `points` (Kafka does
     /// this periodically).
     pub async fn checkpoint(
@@ -317,6 +356,31 @@ impl LogManager {
             self.logs.insert(tp.clone(), log);
         }
         Ok(self.logs.get_mut(&tp).expect("just inserted"))
+    }
+
+    /// Retired partition directories waiting for removal ([`DataDir::retired_dirs`]).
+    pub async fn retired_dirs(&self) -> Result<Vec<PathBuf>, LogError> {
+        self.dir.retired_dirs().await
+    }
+
+    /// The storage the logs live in.
+    pub fn storage(&self) -> &Arc<dyn Storage> {
+        &self.dir.storage
+    }
+
+    /// Closes a partition's log and retires its directory ([`DataDir::retire_log`]); the
+    /// retired path, `None` if there was no such log.
+    pub async fn retire(
+        &mut self,
+        tp: &TopicPartition,
+        unique: &[u8; 16],
+    ) -> Result<Option<PathBuf>, LogError> {
+        let Some(log) = self.logs.remove(tp) else {
+            return Ok(None);
+        };
+        let dir = log.dir().to_path_buf();
+        drop(log);
+        self.dir.retire_log(tp, &dir, unique).await.map(Some)
     }
 
     /// Deletes a partition's log and its directory.

@@ -12,6 +12,8 @@
 //! - [`epoch`]: the leader-epoch cache and its checkpoint.
 //! - [`file_cache`]: the broker-wide bound on open descriptors (files open on use, close when idle).
 //! - [`manager`]: the data directory: partition dirs, clean-shutdown marker, checkpoints.
+//! - [`partition_metadata`]: each partition dir's topic id (`partition.metadata`) and the names
+//!   of retired (`-delete`) dirs.
 
 pub mod cleaner;
 pub mod config;
@@ -20,6 +22,7 @@ pub mod file_cache;
 pub mod index;
 pub mod manager;
 pub mod partition_log;
+pub mod partition_metadata;
 pub mod recompress;
 pub mod segment;
 

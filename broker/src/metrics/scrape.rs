@@ -394,7 +394,7 @@ mod tests {
         let mut image = MetadataImage::default();
         let partitions = vec![partition(1), partition(NO_LEADER), partition(NO_LEADER)];
         let id = TopicId([7; 16]);
-        image.topics.insert(id, TopicImage { name: "t".into(), id, partitions });
+        image.topics.insert(id, TopicImage { name: "t".into(), id, partitions, created_at: 0 });
         assert_eq!(leaderless(&image), 2);
     }
 

@@ -116,8 +116,12 @@ mod tests {
             .prop_map(|topics| {
                 let mut img = MetadataImage::default();
                 for (id, partitions) in topics {
-                    let t =
-                        TopicImage { name: format!("t{id}"), id: TopicId([id; 16]), partitions };
+                    let t = TopicImage {
+                        name: format!("t{id}"),
+                        id: TopicId([id; 16]),
+                        partitions,
+                        created_at: 0,
+                    };
                     img.topic_ids.insert(t.name.clone(), t.id);
                     img.topics.insert(t.id, t);
                 }

@@ -144,6 +144,11 @@ impl Replicas {
         self.lock().checkpoint = hws;
     }
 
+    /// `tp` was deleted here: its checkpointed HW must not seed a new incarnation's.
+    pub fn forget_checkpoint(&self, tp: &TopicPartition) {
+        self.lock().checkpoint.remove(tp);
+    }
+
     /// The HW of every partition with a role (for the checkpoint file).
     pub fn hw_snapshot(&self) -> BTreeMap<TopicPartition, i64> {
         let mut out = self.lock().checkpoint.clone();
@@ -265,13 +270,14 @@ impl Replicas {
         .unwrap_or(Err(ProduceError::NotLeaderOrFollower))
     }
 
-    /// A follower's fetch reached the leader: checks its leader epoch and records its LEO.
-    /// Returns the HW to answer with and whether it advanced.
+    /// A follower's fetch reached the leader: checks its leader epoch and records its LEO and
+    /// log start offset (-1: not sent). Returns the HW to answer with and whether it advanced.
     pub fn on_follower_fetch(
         &self,
         tp: &TopicPartition,
         replica: BrokerId,
         fetch_offset: i64,
+        log_start_offset: i64,
         now_ms: u64,
     ) -> Result<(i64, bool), FetchError> {
         let r = self.with_slot(tp, |slot| {
@@ -279,6 +285,9 @@ impl Replicas {
                 return Err(FetchError::UnknownReplica(replica));
             };
             let topic_id = *topic_id;
+            if state.follower(replica).is_some() {
+                state.on_follower_log_start(replica, log_start_offset);
+            }
             let FetchOutcome { hw_advanced, propose } =
                 state.on_follower_fetch(replica, fetch_offset, now_ms)?;
             let hw = state.high_watermark();
@@ -292,6 +301,34 @@ impl Replicas {
             self.alter_ready.notify_one();
         }
         Ok((hw, advanced))
+    }
+
+    /// Registers a DeleteRecords that moved the leader's log start of `tp` to `offset`: the
+    /// receiver is answered once every ISR follower reported a log start at least `offset`
+    /// (NOT_LEADER_OR_FOLLOWER if this broker stops leading first).
+    pub fn await_log_start(
+        &self,
+        tp: &TopicPartition,
+        offset: i64,
+    ) -> Result<oneshot::Receiver<Result<(), ProduceError>>, ProduceError> {
+        if self.waiting.load(Ordering::Relaxed) >= ACK_WAITERS_MAX {
+            return Err(ProduceError::TooManyPendingAcks);
+        }
+        self.with_slot(tp, |slot| {
+            let id = slot.next_ack_id;
+            slot.next_ack_id += 1;
+            let (tx, rx) = oneshot::channel();
+            let Some(Role::Leader { state, .. }) = slot.role.as_mut() else {
+                return Err(ProduceError::NotLeaderOrFollower);
+            };
+            state.await_log_start(id, offset)?;
+            let done = state.take_completed();
+            slot.waiters.insert(id, tx);
+            self.waiting.fetch_add(1, Ordering::Relaxed);
+            deliver(slot, &self.waiting, done);
+            Ok(rx)
+        })
+        .unwrap_or(Err(ProduceError::NotLeaderOrFollower))
     }
 
     /// Leaders whose lagging followers should leave the ISR: queues the proposals.
@@ -434,6 +471,22 @@ impl Replicas {
     pub fn stop(&self, tp: &TopicPartition) {
         if let Some(p) = self.partitions.get(tp) {
             self.stop_partition(&p);
+        }
+    }
+
+    /// This broker no longer replicates partition `p` of topic `topic_id`: nothing happens if
+    /// `p` already has a role for another incarnation (the topic was created again).
+    pub(crate) fn stop_partition_of(&self, p: &Partition, topic_id: TopicId) {
+        let mut slot = p.role();
+        let other = match &slot.role {
+            Some(Role::Leader { topic_id: t, .. } | Role::Follower { topic_id: t, .. }) => {
+                *t != topic_id
+            }
+            None => false,
+        };
+        if !other {
+            self.resign(&mut slot);
+            slot.role = None;
         }
     }
 

@@ -97,6 +97,30 @@ fn hw_waits_for_every_isr_member_of_a_new_leader() {
 }
 
 #[test]
+fn delete_records_waits_for_every_isr_follower_log_start() {
+    let mut s = leader(1, vec![0, 1, 2], 10);
+    assert_eq!(s.low_watermark(6), None, "followers have not reported");
+    s.await_log_start(1, 6).unwrap();
+    s.on_follower_log_start(1, 6);
+    assert!(s.take_completed().is_empty(), "follower 2 has not moved yet");
+    s.on_follower_log_start(2, 5);
+    assert!(s.take_completed().is_empty(), "5 < 6");
+    assert_eq!(s.low_watermark(6), Some(5));
+    s.on_follower_log_start(2, 6);
+    assert_eq!(s.take_completed(), vec![(1, Ok(()))]);
+    // Already there: at once. A leader that resigns fails what still waits.
+    s.await_log_start(2, 6).unwrap();
+    assert_eq!(s.take_completed(), vec![(2, Ok(()))]);
+    s.await_log_start(3, 9).unwrap();
+    assert_eq!(s.resign(), vec![(3, Err(ProduceError::NotLeaderOrFollower))]);
+    // A follower out of the ISR is not waited for.
+    let mut s = leader(1, vec![0, 1], 10);
+    s.on_follower_log_start(1, 4);
+    s.await_log_start(4, 4).unwrap();
+    assert_eq!(s.take_completed(), vec![(4, Ok(()))]);
+}
+
+#[test]
 fn lagging_follower_is_removed_only_after_the_lag_time_and_counts_until_committed() {
     let mut s = leader(1, vec![0, 1, 2], 10);
     s.on_follower_fetch(1, 10, 1_000).unwrap();

@@ -157,6 +157,47 @@ fn create_partitions_appends_and_manual_assignment_places() {
 }
 
 #[test]
+fn rebalance_gives_preferred_replicas_their_leadership_back() {
+    let mut c = Controller::new(ControllerConfig::default());
+    let (mut image, mut log) = cluster(&mut c, 3);
+    let d = c.create_topic(&image, "t", tid(1), 3, 3, 0).unwrap();
+    apply_all(&mut image, &mut log, d.records);
+    assert!(c.rebalance_leaders(&image, 10).is_empty(), "balanced from the start");
+    // Broker 0 shuts down (fenced) and comes back: live, out of the ISR, leading nothing.
+    let e0 = image.brokers[&0].broker_epoch;
+    let d = c.heartbeat(&image, 0, e0, true, 10).unwrap();
+    apply_all(&mut image, &mut log, d.records);
+    let d = c.heartbeat(&image, 0, e0, false, 20).unwrap();
+    apply_all(&mut image, &mut log, d.records);
+    let p = image.partition(tid(1), 0).unwrap().clone();
+    assert_eq!((p.leader, p.isr.clone()), (1, vec![1, 2]));
+    assert!(c.rebalance_leaders(&image, 10).is_empty(), "not in the ISR: not electable");
+    // The leader takes it back into the ISR.
+    let req = AlterPartitionRequest {
+        broker_id: 1,
+        broker_epoch: image.brokers[&1].broker_epoch,
+        topic_id: tid(1),
+        partition: 0,
+        leader_epoch: p.leader_epoch,
+        partition_epoch: p.partition_epoch,
+        new_isr: vec![0, 1, 2],
+    };
+    let d = c.alter_partition(&image, &req).unwrap();
+    apply_all(&mut image, &mut log, d.records);
+    // Broker 0 leads none of its one preferred partition: 100% > 100% is false, > 10% true.
+    assert!(c.rebalance_leaders(&image, 100).is_empty());
+    let records = c.rebalance_leaders(&image, 10);
+    assert_eq!(records.len(), 1, "{records:?}");
+    apply_all(&mut image, &mut log, records);
+    let q = image.partition(tid(1), 0).unwrap();
+    assert_eq!(q.leader, 0);
+    assert!(q.leader_epoch > p.leader_epoch);
+    let leaders: Vec<_> = image.topics[&tid(1)].partitions.iter().map(|p| p.leader).collect();
+    assert_eq!(leaders, vec![0, 1, 2]);
+    assert!(c.rebalance_leaders(&image, 10).is_empty());
+}
+
+#[test]
 fn session_timeout_fences_and_moves_leadership() {
     let mut c = Controller::new(ControllerConfig {
         broker_session_timeout_ms: 100,
