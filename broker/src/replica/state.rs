@@ -253,6 +253,16 @@ impl Replicas {
         tp: &TopicPartition,
         last_offset: i64,
     ) -> Result<oneshot::Receiver<Result<(), ProduceError>>, ProduceError> {
+        self.register_waiter(tp, |state, id| state.await_ack(id, last_offset))
+    }
+
+    /// One waiter on `tp`'s leader state, registered by `register` under a fresh id; answered when
+    /// the leader state completes that id (NOT_LEADER_OR_FOLLOWER if this broker stops leading).
+    fn register_waiter(
+        &self,
+        tp: &TopicPartition,
+        register: impl FnOnce(&mut LeaderState, u64) -> Result<(), ProduceError>,
+    ) -> Result<oneshot::Receiver<Result<(), ProduceError>>, ProduceError> {
         self.with_slot(tp, |slot| {
             let id = slot.next_ack_id;
             slot.next_ack_id += 1;
@@ -260,7 +270,7 @@ impl Replicas {
             let Some(Role::Leader { state, .. }) = slot.role.as_mut() else {
                 return Err(ProduceError::NotLeaderOrFollower);
             };
-            state.await_ack(id, last_offset)?;
+            register(state, id)?;
             let done = state.take_completed();
             slot.waiters.insert(id, tx);
             self.waiting.fetch_add(1, Ordering::Relaxed);
@@ -314,21 +324,7 @@ impl Replicas {
         if self.waiting.load(Ordering::Relaxed) >= ACK_WAITERS_MAX {
             return Err(ProduceError::TooManyPendingAcks);
         }
-        self.with_slot(tp, |slot| {
-            let id = slot.next_ack_id;
-            slot.next_ack_id += 1;
-            let (tx, rx) = oneshot::channel();
-            let Some(Role::Leader { state, .. }) = slot.role.as_mut() else {
-                return Err(ProduceError::NotLeaderOrFollower);
-            };
-            state.await_log_start(id, offset)?;
-            let done = state.take_completed();
-            slot.waiters.insert(id, tx);
-            self.waiting.fetch_add(1, Ordering::Relaxed);
-            deliver(slot, &self.waiting, done);
-            Ok(rx)
-        })
-        .unwrap_or(Err(ProduceError::NotLeaderOrFollower))
+        self.register_waiter(tp, |state, id| state.await_log_start(id, offset))
     }
 
     /// Leaders whose lagging followers should leave the ISR: queues the proposals.
