@@ -10,15 +10,11 @@
 mod support;
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::time::Duration;
 
-use broker::config::BrokerConfig;
-use broker::node::{self, NodeHandle, NodeOptions};
-use broker::replica::wire::KafkaConn;
+use broker::node::NodeHandle;
 use bytes::Bytes;
-use disk_model::clock::Clock;
-use disk_model::{DeviceProfile, SimDisk, SimDiskConfig, Storage};
+use disk_model::SimDisk;
 use kafka_protocol::messages::create_topics_request::{
     CreatableTopic, CreatableTopicConfig, CreateTopicsRequest,
 };
@@ -38,82 +34,17 @@ use kafka_protocol::messages::produce_request::{
 };
 use kafka_protocol::messages::produce_response::ProduceResponse;
 use kafka_protocol::messages::{ApiKey, TopicName};
-use kafka_protocol::protocol::StrBytes;
 use net_model::sim::SimNetConfig;
 use net_model::SimNet;
-use tokio::time::Instant;
+use support::kafka::sb;
+use support::sim_cluster::{self, call, disk, wait_for};
 
 const TOPIC: &str = "hardened";
-const QUORUM: &str = "0@b0:9093,1@b1:9093,2@b2:9093";
 const NOT_ENOUGH_REPLICAS: i16 = 19;
 const TOPIC_CONFIG: i8 = 1;
 
-fn config(id: i32) -> BrokerConfig {
-    let mut c = BrokerConfig::default();
-    c.node_id = id;
-    c.quorum.voters = Some(QUORUM.into());
-    c.quorum.controller_listen = Some(format!("b{id}:9093"));
-    c.quorum.broker_heartbeat_interval_ms = 100;
-    c.quorum.broker_session_timeout_ms = 1_000;
-    c.quorum.election_timeout_ms = 300;
-    c.quorum.fetch_timeout_ms = 300;
-    c.quorum.metadata_poll_ms = 50;
-    c.replication.replica_lag_time_max_ms = 1_000;
-    c.replication.replica_fetch_wait_max_ms = 100;
-    c.replication.replica_fetch_backoff_ms = 50;
-    c.replication.replica_socket_timeout_ms = 2_000;
-    c
-}
-
 async fn start(net: &SimNet, disk: &SimDisk, id: i32) -> NodeHandle {
-    let storage: Arc<dyn Storage> = Arc::new(disk.clone());
-    let host = format!("b{id}");
-    let mut opts = NodeOptions::new(
-        config(id),
-        storage,
-        net.host(&host),
-        &format!("{host}:9092"),
-        7 + id as u64,
-    );
-    opts.advertised = Some((host, 9092));
-    node::start(opts).await.expect("the node starts")
-}
-
-fn disk(seed: u64) -> SimDisk {
-    SimDisk::new(
-        SimDiskConfig::new(DeviceProfile::nvme(), seed),
-        Clock::Runtime { epoch: Instant::now() },
-    )
-}
-
-fn sb(s: &str) -> StrBytes {
-    StrBytes::from_string(s.to_string())
-}
-
-async fn call<Q: kafka_protocol::protocol::Encodable, R: kafka_protocol::protocol::Decodable>(
-    net: &SimNet,
-    id: i32,
-    key: ApiKey,
-    v: i16,
-    req: &Q,
-) -> Option<R> {
-    let addr = format!("b{id}:9092");
-    let mut c =
-        KafkaConn::connect(net.host("client").as_ref(), &addr, "test", Duration::from_secs(2))
-            .await
-            .ok()?;
-    c.call(key, v, req, 64 << 20, Duration::from_secs(10)).await.ok()
-}
-
-async fn wait_for<T>(what: &str, within: Duration, mut f: impl AsyncFnMut() -> Option<T>) -> T {
-    let t0 = Instant::now();
-    loop {
-        if let Some(v) = f().await {
-            return v;
-        }
-        assert!(t0.elapsed() < within, "{what}: not within {within:?}");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    sim_cluster::start(net, disk, sim_cluster::config(id), 7 + id as u64).await
 }
 
 /// (leader, ISR) of partition 0 as broker `id` reports it.

@@ -14,15 +14,13 @@
 mod support;
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::time::Duration;
 
 use broker::config::BrokerConfig;
-use broker::node::{self, NodeHandle, NodeOptions};
+use broker::node::NodeHandle;
 use broker::replica::wire::KafkaConn;
 use bytes::Bytes;
-use disk_model::clock::Clock;
-use disk_model::{DeviceProfile, SimDisk, SimDiskConfig, Storage};
+use disk_model::SimDisk;
 use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreateTopicsRequest};
 use kafka_protocol::messages::create_topics_response::CreateTopicsResponse;
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchRequest, FetchTopic};
@@ -34,42 +32,24 @@ use kafka_protocol::messages::produce_request::{
 };
 use kafka_protocol::messages::produce_response::ProduceResponse;
 use kafka_protocol::messages::{ApiKey, BrokerId, TopicName};
-use kafka_protocol::protocol::StrBytes;
 use net_model::sim::SimNetConfig;
 use net_model::SimNet;
+use support::kafka::sb;
+use support::sim_cluster::{self, disk};
 use tokio::time::Instant;
 
 const TOPIC: &str = "orders";
-const QUORUM: &str = "0@b0:9093,1@b1:9093,2@b2:9093";
 
 fn config(id: i32, min_insync: usize) -> BrokerConfig {
-    let mut c = BrokerConfig::default();
-    c.node_id = id;
-    c.quorum.voters = Some(QUORUM.into());
-    c.quorum.controller_listen = Some(format!("b{id}:9093"));
-    c.quorum.broker_heartbeat_interval_ms = 100;
-    c.quorum.broker_session_timeout_ms = 1_000;
-    c.quorum.election_timeout_ms = 300;
-    c.quorum.fetch_timeout_ms = 300;
-    c.quorum.metadata_poll_ms = 50;
+    let mut c = sim_cluster::config(id);
     c.set("min.insync.replicas", &min_insync.to_string()).expect("a valid value");
-    c.replication.replica_lag_time_max_ms = 1_000;
-    c.replication.replica_fetch_wait_max_ms = 100;
-    c.replication.replica_fetch_backoff_ms = 50;
-    c.replication.replica_socket_timeout_ms = 2_000;
     c
 }
 
 type Node = NodeHandle;
 
 async fn start(net: &SimNet, disk: &SimDisk, id: i32, min_insync: usize) -> Node {
-    let cfg = config(id, min_insync);
-    let storage: Arc<dyn Storage> = Arc::new(disk.clone());
-    let host = format!("b{id}");
-    let mut opts =
-        NodeOptions::new(cfg, storage, net.host(&host), &format!("{host}:9092"), 42 + id as u64);
-    opts.advertised = Some((host, 9092));
-    node::start(opts).await.expect("the node starts")
+    sim_cluster::start(net, disk, config(id, min_insync), 42 + id as u64).await
 }
 
 /// Crash: tasks stop, the host drops off the network, unsynced writes are lost.
@@ -77,17 +57,6 @@ fn crash(net: &SimNet, disk: &SimDisk, node: Node, id: i32) {
     node.halt();
     net.crash(&format!("b{id}"));
     disk.power_loss();
-}
-
-fn disk(seed: u64) -> SimDisk {
-    SimDisk::new(
-        SimDiskConfig::new(DeviceProfile::nvme(), seed),
-        Clock::Runtime { epoch: Instant::now() },
-    )
-}
-
-fn sb(s: &str) -> StrBytes {
-    StrBytes::from_string(s.to_string())
 }
 
 async fn conn(net: &SimNet, id: i32) -> Option<KafkaConn> {

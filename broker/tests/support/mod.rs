@@ -1,7 +1,8 @@
 //! Test support shared by the broker's tests: record batches built by an independent encoder
 //! (`kafka-protocol`'s), a runtime shim so the same async test body runs in both worlds, Kafka
 //! requests and a client (`kafka`, `client`), a node in this process (`server`), `broker serve`
-//! as a child process (`process`) and an HTTP request (`http`). Each test file uses a part, so
+//! as a child process (`process`), an HTTP request (`http`) and a three-broker simulated cluster
+//! (`sim_cluster`). Each test file uses a part, so
 //! unused items are allowed here.
 #![allow(dead_code)]
 #![allow(clippy::field_reassign_with_default)]
@@ -15,6 +16,8 @@ pub mod kafka;
 pub mod process;
 #[cfg(not(madsim))]
 pub mod server;
+#[cfg(madsim)]
+pub mod sim_cluster;
 
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::protocol::StrBytes;
