@@ -264,6 +264,98 @@ fn delete_and_recreate_starts_the_new_topic_empty() {
     })
 }
 
+/// Produce at once after delete and recreate (issue 15): the producer learns the new topic from
+/// broker 0 and sends to each new leader at once, acks=all. With 3 partitions before and after,
+/// each new partition has its old leader, which may not have acted on the deletion yet: it used
+/// to acknowledge into the *old* partition by name (its old followers replicated it) and then
+/// retire that log, losing the write. Now DeleteTopics answers, and the name is created again,
+/// only once every live broker acted on the deletion; every acknowledged record must be in the
+/// new topic on every replica.
+#[test]
+fn produce_right_after_recreate_loses_no_acknowledged_write() {
+    support::block_on(17, async {
+        let net = SimNet::new(SimNetConfig::default());
+        let disks: Vec<SimDisk> = (0..3).map(|i| disk(90 + i)).collect();
+        let mut nodes = Vec::new();
+        for id in 0..3 {
+            // Kafka's and the real broker's pace of heartbeats and metadata pulls, not the
+            // tests' fast one: a broker may act on a deletion up to 250 ms after it committed.
+            let mut c = config(id);
+            c.quorum.broker_heartbeat_interval_ms = 2_000;
+            c.quorum.broker_session_timeout_ms = 9_000;
+            c.quorum.metadata_poll_ms = 250;
+            let disk = &disks[id as usize];
+            nodes.push(sim_cluster::start(&net, disk, c, 11 + id as u64).await);
+        }
+        for round in 0..4i64 {
+            assert_eq!(create(&net, 3).await, 0, "round {round}: create");
+            let (_, leaders) =
+                wait_for("in sync", Duration::from_secs(10), async || described(&net, 0, 3).await)
+                    .await;
+            for (p, leader) in leaders.iter().enumerate() {
+                assert_eq!(produce(&net, *leader, p as i32, 4, 1_000 + p as i64).await, 0);
+            }
+            assert_eq!(delete(&net, 0).await, Some(0), "round {round}: delete");
+            assert_eq!(create(&net, 3).await, 0, "round {round}: create again");
+            let (_, leaders) = wait_for("new leaders", Duration::from_secs(10), async || {
+                described(&net, 0, 1).await
+            })
+            .await;
+            // As a producer does: one batch to every leader at once.
+            let sends: Vec<_> = leaders
+                .iter()
+                .enumerate()
+                .map(|(p, leader)| {
+                    let (net, leader) = (net.clone(), *leader);
+                    let ts = NEW_TS + 100 * round + p as i64;
+                    tokio::spawn(async move {
+                        // Retried as a producer retries what was not appended: the leader has
+                        // not applied the new topic yet (UNKNOWN_TOPIC_OR_PARTITION,
+                        // NOT_LEADER_OR_FOLLOWER).
+                        let mut codes = Vec::new();
+                        for _ in 0..50 {
+                            let code = produce(&net, leader, p as i32, 5, ts).await;
+                            codes.push(code);
+                            if code != 3 && code != 6 {
+                                break;
+                            }
+                            tokio::time::sleep(Duration::from_millis(20)).await;
+                        }
+                        codes
+                    })
+                })
+                .collect();
+            let mut acked = Vec::new();
+            for s in sends {
+                let codes = s.await.expect("produce task");
+                acked.push(codes.last() == Some(&0));
+            }
+            assert!(acked.iter().any(|a| *a), "round {round}: nothing acknowledged: {acked:?}");
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            for id in 0..3 {
+                for (p, acked) in acked.iter().enumerate() {
+                    let got = replica_records(&net, id, p as i32).await.unwrap_or_default();
+                    assert!(
+                        got.iter().all(|(_, ts)| *ts >= NEW_TS),
+                        "round {round} broker {id} p{p}: old records {got:?}"
+                    );
+                    if *acked {
+                        assert_eq!(
+                            got.len(),
+                            5,
+                            "round {round} broker {id} p{p}: an acknowledged write is missing: {got:?}"
+                        );
+                    }
+                }
+            }
+            assert_eq!(delete(&net, 1).await, Some(0), "round {round}: clean up");
+        }
+        for n in &nodes {
+            n.halt();
+        }
+    })
+}
+
 /// DeleteRecords waits for the followers (issue 15): on an RF 3 partition, once the answer
 /// arrives every ISR replica's log start offset is at least the requested offset (before, the
 /// leader answered at once and the followers moved at their next fetch).

@@ -228,6 +228,12 @@ pub struct MetadataImage {
     /// Dynamic broker configs by broker id (decimal), `""` for the cluster-wide default.
     #[serde(default)]
     pub broker_configs: BTreeMap<String, BTreeMap<String, String>>,
+    /// Deleted topic names not created again, with [`MetadataImage::applied`] once the deletion
+    /// was applied: a broker whose image has applied that many records has seen it. The
+    /// controller creates the name again only once every live broker acted on the deletion
+    /// ([`Controller::deletion_pending`]). At most `topics_max` names (the oldest go first).
+    #[serde(default)]
+    pub deleted_at: BTreeMap<String, u64>,
 }
 
 impl Default for MetadataImage {
@@ -247,6 +253,7 @@ impl MetadataImage {
             applied: 0,
             topic_configs: BTreeMap::new(),
             broker_configs: BTreeMap::new(),
+            deleted_at: BTreeMap::new(),
         }
     }
 
@@ -341,6 +348,7 @@ impl MetadataImage {
                 }
                 let states = new_partition_states(partitions, self.limits.replication_factor_max)?;
                 self.topic_ids.insert(name.clone(), *topic_id);
+                self.deleted_at.remove(name);
                 let created_at = self.applied;
                 self.topics.insert(
                     *topic_id,
@@ -405,6 +413,16 @@ impl MetadataImage {
                     .ok_or_else(|| ApplyError::Invalid(format!("unknown topic {topic_id:?}")))?;
                 self.topic_ids.remove(&topic.name);
                 self.topic_configs.remove(&topic.name);
+                self.deleted_at.insert(topic.name, self.applied + 1);
+                while self.deleted_at.len() > self.limits.topics_max {
+                    let oldest = self
+                        .deleted_at
+                        .iter()
+                        .min_by_key(|(name, at)| (**at, (*name).clone()))
+                        .map(|(name, _)| name.clone())
+                        .expect("non-empty");
+                    self.deleted_at.remove(&oldest);
+                }
             }
             Record::Config(change) => {
                 self.check_config(change)?;
@@ -547,6 +565,10 @@ pub enum ControllerError {
     LimitExceeded(String),
     #[error("INVALID_REPLICA_ASSIGNMENT: {0}")]
     InvalidReplicaAssignment(String),
+    /// CreateTopics of a name whose deletion some live broker has not acted on yet (it may
+    /// still lead the old partitions by that name); the broker retries until its timeout.
+    #[error("REQUEST_TIMED_OUT: topic {name} is still being deleted on brokers {brokers:?}")]
+    TopicDeletionPending { name: String, brokers: Vec<BrokerId> },
 }
 
 /// An AlterPartition request from a partition leader (KIP-497).
@@ -605,11 +627,39 @@ pub struct Controller {
     pub config: ControllerConfig,
     last_heartbeat_ms: BTreeMap<BrokerId, u64>,
     log_reports: BTreeMap<(TopicId, u32), BTreeMap<BrokerId, (i64, ReplicaLogInfo)>>,
+    /// Per broker, the largest [`MetadataImage::applied`] it reported having acted on (its
+    /// partition roles and retired logs follow that image).
+    acted: BTreeMap<BrokerId, u64>,
 }
 
 impl Controller {
     pub fn new(config: ControllerConfig) -> Self {
-        Self { config, last_heartbeat_ms: BTreeMap::new(), log_reports: BTreeMap::new() }
+        Self {
+            config,
+            last_heartbeat_ms: BTreeMap::new(),
+            log_reports: BTreeMap::new(),
+            acted: BTreeMap::new(),
+        }
+    }
+
+    /// A broker reports it acted on an image that had applied `applied` records (KRaft brokers
+    /// report their metadata offset the same way). Never moves back.
+    pub fn note_acted(&mut self, broker: BrokerId, applied: u64) {
+        let at = self.acted.entry(broker).or_insert(0);
+        *at = (*at).max(applied);
+    }
+
+    /// The live brokers that have not yet acted on the deletion of topic `name` (none when the
+    /// name was not deleted). Until they have, one of them may still lead the old partitions
+    /// by name, and a producer that already sees the new topic could get an acknowledgement
+    /// from the old incarnation just before it is retired: so the name is not created again.
+    pub fn deletion_pending(&self, image: &MetadataImage, name: &str) -> Vec<BrokerId> {
+        let Some(&at) = image.deleted_at.get(name) else { return Vec::new() };
+        image
+            .live_brokers()
+            .into_iter()
+            .filter(|b| self.acted.get(b).copied().unwrap_or(0) < at)
+            .collect()
     }
 
     /// BrokerRegistration: a new registration (fenced) with the next broker epoch. A broker that
@@ -864,6 +914,10 @@ impl Controller {
         validate_topic_name(name).map_err(ControllerError::InvalidTopic)?;
         if image.topic_ids.contains_key(name) {
             return Err(ControllerError::TopicAlreadyExists);
+        }
+        let brokers = self.deletion_pending(image, name);
+        if !brokers.is_empty() {
+            return Err(ControllerError::TopicDeletionPending { name: name.to_string(), brokers });
         }
         if image.topics.contains_key(&topic_id) {
             return Err(ControllerError::InvalidRequest("topic id in use".into()));

@@ -309,6 +309,9 @@ pub async fn run(
             }
             broker.apply_roles(&applied, &image).await;
             link.report_logs(broker.recovery_reports(&image).await);
+            // Roles applied and deleted topics retired: the controller may now create a name
+            // this image deleted (no old leader here can acknowledge into it any more).
+            link.report_acted(image.applied);
             applied = image;
             for leader in broker.replicas.followed_leaders() {
                 if fetchers.get(&leader).is_none_or(|h| h.is_finished()) {

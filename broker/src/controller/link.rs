@@ -93,6 +93,10 @@ pub trait ControllerLink: Send + Sync + fmt::Debug {
     /// This broker's logs of the partitions awaiting unclean recovery (KIP-966) it is a candidate
     /// for; the link sends them with every heartbeat until replaced (empty: none).
     fn report_logs(&self, _logs: Vec<ReplicaLogInfo>) {}
+    /// This broker acted on (applied the roles of, retired the deleted topics of) an image that
+    /// had applied `applied` records; the link reports it with its metadata pulls, and the
+    /// controller creates a deleted name again only once every live broker acted on the deletion.
+    fn report_acted(&self, _applied: u64) {}
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -148,6 +152,8 @@ pub struct RpcLink {
     conn: Mutex<Option<(NodeId, Connection)>>,
     applied: Mutex<Applied>,
     applied_index: AtomicU64,
+    /// [`ControllerLink::report_acted`]: sent with every metadata pull.
+    acted: AtomicU64,
     image_tx: watch::Sender<Arc<MetadataImage>>,
     /// The last error, for log lines without flooding them.
     last_error: StdMutex<Option<String>>,
@@ -183,6 +189,7 @@ impl RpcLink {
             conn: Mutex::new(None),
             applied: Mutex::new(Applied { image: MetadataImage::default(), index: 0 }),
             applied_index: AtomicU64::new(0),
+            acted: AtomicU64::new(0),
             image_tx,
             last_error: StdMutex::new(None),
             stopping: AtomicBool::new(false),
@@ -365,8 +372,12 @@ impl RpcLink {
         let mut applied = self.applied.lock().await;
         // Bounded: each round applies up to FETCH_ENTRIES_MAX entries or stops.
         for _ in 0..10_000 {
-            let resp =
-                self.call(ControllerRequest::FetchMetadata { after_index: applied.index }).await?;
+            let req = ControllerRequest::FetchMetadata {
+                after_index: applied.index,
+                broker_id: Some(self.cfg.broker_id),
+                acted: self.acted.load(Ordering::Relaxed),
+            };
+            let resp = self.call(req).await?;
             let ControllerResponse::Metadata { batches, committed_index } = resp else {
                 return Err(LinkError::Unavailable(format!("unexpected answer {resp:?}")));
             };
@@ -480,6 +491,53 @@ impl RpcLink {
         Err(LinkError::Unavailable(last))
     }
 
+    /// A topic creation, retried while the controller says a deletion of the same name is not
+    /// yet acted on by every live broker, until `request_timeout_ms`.
+    async fn call_create(&self, req: ControllerRequest) -> Result<ControllerResponse, LinkError> {
+        let deadline = Instant::now() + Duration::from_millis(self.cfg.request_timeout_ms);
+        loop {
+            match self.call(req.clone()).await {
+                Err(LinkError::Controller(ControllerError::TopicDeletionPending { .. }))
+                    if Instant::now() < deadline =>
+                {
+                    tokio::time::sleep(self.deletion_poll()).await;
+                }
+                r => return r,
+            }
+        }
+    }
+
+    /// Waits until every live broker acted on the deletion of `name` (so none of them still
+    /// leads its partitions by name), until `request_timeout_ms`; then REQUEST_TIMED_OUT, as
+    /// Kafka answers a deletion that did not complete in time (it still completes).
+    async fn await_deletion(&self, name: &str) -> Result<(), LinkError> {
+        let deadline = Instant::now() + Duration::from_millis(self.cfg.request_timeout_ms);
+        loop {
+            let req = ControllerRequest::DeletionPending { name: name.to_string() };
+            let brokers = match self.call(req).await? {
+                ControllerResponse::DeletionPending(b) => b,
+                other => {
+                    return Err(LinkError::Unavailable(format!("unexpected answer {other:?}")))
+                }
+            };
+            if brokers.is_empty() {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                let name = name.to_string();
+                return Err(LinkError::Controller(ControllerError::TopicDeletionPending {
+                    name,
+                    brokers,
+                }));
+            }
+            tokio::time::sleep(self.deletion_poll()).await;
+        }
+    }
+
+    fn deletion_poll(&self) -> Duration {
+        Duration::from_millis(self.cfg.metadata_poll_ms.clamp(10, 100))
+    }
+
     fn next_target(&self, current: NodeId, hint: Option<NodeId>) {
         let next = match hint.filter(|h| *h != current && self.cfg.voters.contains_key(h)) {
             Some(h) => h,
@@ -544,7 +602,7 @@ impl ControllerLink for RpcLink {
             replication_factor,
             configs,
         };
-        match self.call(req).await? {
+        match self.call_create(req).await? {
             ControllerResponse::TopicCreated(id) => {
                 // Answered after commit, so the pull includes it: callers see their topic.
                 self.catch_up().await?;
@@ -569,6 +627,10 @@ impl ControllerLink for RpcLink {
         }
     }
 
+    fn report_acted(&self, applied: u64) {
+        self.acted.fetch_max(applied, Ordering::Relaxed);
+    }
+
     async fn alter_configs(&self, changes: Vec<ConfigChange>) -> Result<(), LinkError> {
         match self.call(ControllerRequest::AlterConfigs { changes }).await? {
             ControllerResponse::ConfigsAltered => {
@@ -587,7 +649,7 @@ impl ControllerLink for RpcLink {
     ) -> Result<TopicId, LinkError> {
         let req =
             ControllerRequest::CreateTopicAssigned { name: name.to_string(), assignment, configs };
-        match self.call(req).await? {
+        match self.call_create(req).await? {
             ControllerResponse::TopicCreated(id) => {
                 self.catch_up().await?;
                 Ok(id)
@@ -623,6 +685,7 @@ impl ControllerLink for RpcLink {
         match self.call(ControllerRequest::DeleteTopic { name: name.to_string() }).await? {
             ControllerResponse::TopicDeleted(id) => {
                 self.catch_up().await?;
+                self.await_deletion(name).await?;
                 Ok(id)
             }
             other => Err(LinkError::Unavailable(format!("unexpected answer {other:?}"))),

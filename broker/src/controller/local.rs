@@ -44,6 +44,7 @@ pub fn link_error_code(e: &LinkError) -> (i16, String) {
             ControllerError::IneligibleReplica(_) => 107,
             ControllerError::InvalidRequest(_) => error_code::INVALID_REQUEST,
             ControllerError::InvalidReplicaAssignment(_) => error_code::INVALID_REPLICA_ASSIGNMENT,
+            ControllerError::TopicDeletionPending { .. } => error_code::REQUEST_TIMED_OUT,
         },
     };
     (code, e.to_string())

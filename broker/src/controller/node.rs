@@ -357,9 +357,21 @@ impl Node {
             let _ = reply.send(not_controller);
             return;
         }
-        if let ControllerRequest::FetchMetadata { after_index } = req {
-            let _ = reply.send(self.fetch_metadata(after_index));
-            return;
+        match req {
+            ControllerRequest::FetchMetadata { after_index, broker_id, acted } => {
+                if let Some(b) = broker_id {
+                    self.active_controller().note_acted(b, acted);
+                }
+                let _ = reply.send(self.fetch_metadata(after_index));
+                return;
+            }
+            ControllerRequest::DeletionPending { name } => {
+                let work = self.work().clone();
+                let brokers = self.active_controller().deletion_pending(&work, &name);
+                let _ = reply.send(ControllerResponse::DeletionPending(brokers));
+                return;
+            }
+            _ => {}
         }
         if self.pending.len() >= PENDING_MAX {
             let _ = reply.send(ControllerResponse::Error(RpcError::Unavailable(
@@ -445,7 +457,9 @@ impl Node {
                     .create_partitions(&work, &name, count, start)
                     .map(|d| (d.records, ControllerResponse::TopicCreated(d.reply)))
             }
-            ControllerRequest::FetchMetadata { .. } => unreachable!("answered above"),
+            ControllerRequest::FetchMetadata { .. } | ControllerRequest::DeletionPending { .. } => {
+                unreachable!("answered above")
+            }
         };
         let (records, response) = match decided {
             Ok(x) => x,

@@ -90,9 +90,22 @@ pub enum ControllerRequest {
         name: String,
         count: u32,
     },
-    /// Committed metadata after `after_index` (0: from the start).
+    /// Committed metadata after `after_index` (0: from the start). `broker_id` (absent from
+    /// tools) and `acted`: the [`MetadataImage::applied`] of the last image this broker acted on
+    /// (roles applied, deleted topics retired), as KRaft brokers report their metadata offset.
+    ///
+    /// [`MetadataImage::applied`]: cluster::metadata::MetadataImage::applied
     FetchMetadata {
         after_index: u64,
+        #[serde(default)]
+        broker_id: Option<BrokerId>,
+        #[serde(default)]
+        acted: u64,
+    },
+    /// Which live brokers have not yet acted on the deletion of topic `name` (answered
+    /// `DeletionPending`; empty once it is done everywhere). DeleteTopics waits for it.
+    DeletionPending {
+        name: String,
     },
 }
 
@@ -123,6 +136,7 @@ pub enum ControllerResponse {
         batches: Vec<MetadataBatch>,
         committed_index: u64,
     },
+    DeletionPending(Vec<BrokerId>),
     Error(RpcError),
 }
 

@@ -109,6 +109,55 @@ fn create_assigns_round_robin_and_checks_replication_factor() {
     );
 }
 
+/// Delete and recreate (issue 15): a name is created again only once every live broker acted on
+/// its deletion; before, a broker still leading the old partitions by name could acknowledge a
+/// write a producer meant for the new topic, then retire it with the old log.
+#[test]
+fn recreating_a_name_waits_until_every_live_broker_acted_on_its_deletion() {
+    let mut c = Controller::new(ControllerConfig::default());
+    let (mut image, mut log) = cluster(&mut c, 3);
+    let d = c.create_topic(&image, "t", tid(1), 3, 3, 0).unwrap();
+    apply_all(&mut image, &mut log, d.records);
+    assert!(c.deletion_pending(&image, "t").is_empty(), "never deleted");
+    let d = c.delete_topic(&image, "t").unwrap();
+    apply_all(&mut image, &mut log, d.records);
+    let deleted_at = image.deleted_at["t"];
+    assert_eq!(deleted_at, image.applied, "the deletion is the last record applied");
+
+    // Broker 2 acted on an image from before the deletion; 0 and 1 on the deletion.
+    c.note_acted(0, deleted_at);
+    c.note_acted(1, deleted_at + 5);
+    c.note_acted(2, deleted_at - 1);
+    c.note_acted(1, 1); // never moves back
+    let pending = ControllerError::TopicDeletionPending { name: "t".into(), brokers: vec![2] };
+    assert_eq!(c.create_topic(&image, "t", tid(2), 1, 1, 0), Err(pending));
+    assert_eq!(c.deletion_pending(&image, "u"), Vec::<BrokerId>::new(), "another name is free");
+
+    // A fenced broker does not hold the name (it leads nothing once fenced).
+    let epoch = image.brokers[&2].broker_epoch;
+    let d = c.heartbeat(&image, 2, epoch, true, 0).unwrap();
+    apply_all(&mut image, &mut log, d.records);
+    assert!(c.deletion_pending(&image, "t").is_empty());
+    let d = c.create_topic(&image, "t", tid(2), 1, 2, 0).unwrap();
+    apply_all(&mut image, &mut log, d.records);
+    assert!(!image.deleted_at.contains_key("t"), "created again: no longer deleted");
+}
+
+/// Deleted names are bounded by `topics_max`: the oldest deletion is forgotten first.
+#[test]
+fn deleted_names_are_bounded() {
+    let mut image = MetadataImage::new(Limits { topics_max: 2, ..Limits::default() });
+    for i in 0..4u8 {
+        let one = PartitionRecord { replicas: vec![0], isr: vec![0], leader: 0 };
+        let name = format!("t{i}");
+        image
+            .apply(&Record::CreateTopic { name, topic_id: tid(i), partitions: vec![one] })
+            .unwrap();
+        image.apply(&Record::DeleteTopic { topic_id: tid(i) }).unwrap();
+    }
+    assert_eq!(image.deleted_at.keys().collect::<Vec<_>>(), vec!["t2", "t3"]);
+}
+
 #[test]
 fn create_partitions_appends_and_manual_assignment_places() {
     let mut c = Controller::new(ControllerConfig::default());
