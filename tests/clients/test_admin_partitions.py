@@ -8,6 +8,8 @@
   log start follows the leader's (seen after the leader moves).
 - DeleteGroups: only empty groups go (NON_EMPTY_GROUP while a consumer is in it, then
   GROUP_ID_NOT_FOUND once deleted).
+- DeleteTopics: the deleted topic's committed offsets go from every group (one node and a
+  3-node cluster); another topic's stay, and a topic created again starts without them.
 """
 import time
 import uuid
@@ -211,3 +213,43 @@ def test_cluster_create_partitions_and_delete_records(cluster):  # noqa: F811
     cluster.nodes[leader].stop()
     wait_for("a new leader", 30, lambda: (cluster.partition(t, 0) or (leader,))[0] not in (leader, -1) or None)
     assert first_offset_consumed(cluster.bootstrap, t) == 6
+
+
+def committed(a, group, topic):
+    """The group's committed offsets of `topic` as {partition: offset} (ListConsumerGroupOffsets)."""
+    from confluent_kafka import ConsumerGroupTopicPartitions
+    res = a.list_consumer_group_offsets([ConsumerGroupTopicPartitions(group)])[group].result(15)
+    return {tp.partition: tp.offset for tp in res.topic_partitions if tp.topic == topic and tp.offset >= 0}
+
+
+def commit_offsets(addr, group, offsets):
+    c = Consumer({"bootstrap.servers": addr, "group.id": group, "enable.auto.commit": False})
+    try:
+        c.commit(offsets=offsets, asynchronous=False)
+    finally:
+        c.close()
+
+
+def check_offsets_go_with_their_topic(addr, a, create_topic):
+    """A deleted topic's committed offsets go from every group (Kafka removes them); another
+    topic's stay."""
+    t, keep, g = name("gone"), name("kept"), name("g")
+    create_topic(t, 2)
+    create_topic(keep, 1)
+    commit_offsets(addr, g, [TopicPartition(t, 0, 5), TopicPartition(t, 1, 7), TopicPartition(keep, 0, 3)])
+    assert committed(a, g, t) == {0: 5, 1: 7}
+    a.delete_topics([t])[t].result(30)
+    wait_for("the deleted topic's offsets removed", 30, lambda: committed(a, g, t) == {} or None)
+    assert committed(a, g, keep) == {0: 3}
+    # A topic created again under the name starts with no committed offset either.
+    create_topic(t, 2)
+    assert committed(a, g, t) == {}
+
+
+def test_deleting_a_topic_removes_its_committed_offsets(broker):
+    a = admin(broker.addr)
+    check_offsets_go_with_their_topic(broker.addr, a, lambda t, n: create(a, t, n))
+
+
+def test_cluster_deleting_a_topic_removes_its_committed_offsets(cluster):  # noqa: F811
+    check_offsets_go_with_their_topic(cluster.bootstrap, cluster.admin, lambda t, n: cluster.create(t, n))

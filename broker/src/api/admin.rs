@@ -270,7 +270,8 @@ impl Broker {
         let v = req.api_version;
         let mut resp = DeleteTopicsResponse::default();
         // Partition files are deleted under `topic_admin` only; the registry is held briefly.
-        let _admin = self.topic_admin.lock().await;
+        let admin = self.topic_admin.lock().await;
+        let mut deleted = Vec::new();
         let mut targets: Vec<(Option<String>, uuid::Uuid)> = r
             .topic_names
             .iter()
@@ -308,10 +309,17 @@ impl Broker {
                         res.error_message = Some(sb(&msg));
                     } else {
                         tracing::info!(topic = %n, "deleted topic");
+                        deleted.push(n);
                     }
                 }
             }
             resp.responses.push(res);
+        }
+        // Committed offsets go too; their tombstones may create the offsets topic, which takes
+        // `topic_admin`.
+        drop(admin);
+        for n in &deleted {
+            self.groups.forget_topic(self, n).await;
         }
         let frame =
             protocol::encode_response(ApiKey::DeleteTopics, v, req.correlation_id, &resp)

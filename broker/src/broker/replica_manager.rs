@@ -234,6 +234,15 @@ impl Broker {
 }
 
 /// Partition leader elections between two images: partitions whose leader epoch rose.
+/// Topic names `old` has that `new` lacks or holds under another id (deleted, maybe created again).
+fn deleted_between(old: &MetadataImage, new: &MetadataImage) -> Vec<String> {
+    old.topic_ids
+        .iter()
+        .filter(|(name, id)| new.topic_ids.get(*name) != Some(*id))
+        .map(|(name, _)| name.clone())
+        .collect()
+}
+
 fn elections_between(old: &MetadataImage, new: &MetadataImage) -> u64 {
     let mut n = 0;
     for t in new.topics.values() {
@@ -301,6 +310,9 @@ pub async fn run(
         let image = rx.borrow_and_update().clone();
         if !Arc::ptr_eq(&image, &applied) {
             broker.reconcile_topics(&image).await;
+            for topic in deleted_between(&applied, &image) {
+                broker.groups.forget_topic(&broker, &topic).await;
+            }
             if broker.is_active_controller() {
                 crate::metrics::Metrics::add(
                     &broker.metrics.leader_elections,

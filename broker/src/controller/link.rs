@@ -154,6 +154,8 @@ pub struct RpcLink {
     applied_index: AtomicU64,
     /// [`ControllerLink::report_acted`]: sent with every metadata pull.
     acted: AtomicU64,
+    /// The `acted` the last metadata pull carried: a heartbeat pulls when it is behind.
+    acted_sent: AtomicU64,
     image_tx: watch::Sender<Arc<MetadataImage>>,
     /// The last error, for log lines without flooding them.
     last_error: StdMutex<Option<String>>,
@@ -190,6 +192,7 @@ impl RpcLink {
             applied: Mutex::new(Applied { image: MetadataImage::default(), index: 0 }),
             applied_index: AtomicU64::new(0),
             acted: AtomicU64::new(0),
+            acted_sent: AtomicU64::new(0),
             image_tx,
             last_error: StdMutex::new(None),
             stopping: AtomicBool::new(false),
@@ -334,7 +337,11 @@ impl RpcLink {
                         "controller changed our fencing"
                     );
                 }
-                if metadata_index > self.applied_index() {
+                // Also when this broker acted on an image the controller has not heard of: with
+                // heartbeats more frequent than metadata pulls, this is the only report.
+                let unreported =
+                    self.acted.load(Ordering::Relaxed) > self.acted_sent.load(Ordering::Relaxed);
+                if metadata_index > self.applied_index() || unreported {
                     if let Err(e) = self.catch_up().await {
                         self.note_error("metadata fetch", &e);
                     }
@@ -372,12 +379,14 @@ impl RpcLink {
         let mut applied = self.applied.lock().await;
         // Bounded: each round applies up to FETCH_ENTRIES_MAX entries or stops.
         for _ in 0..10_000 {
+            let acted = self.acted.load(Ordering::Relaxed);
             let req = ControllerRequest::FetchMetadata {
                 after_index: applied.index,
                 broker_id: Some(self.cfg.broker_id),
-                acted: self.acted.load(Ordering::Relaxed),
+                acted,
             };
             let resp = self.call(req).await?;
+            self.acted_sent.fetch_max(acted, Ordering::Relaxed);
             let ControllerResponse::Metadata { batches, committed_index } = resp else {
                 return Err(LinkError::Unavailable(format!("unexpected answer {resp:?}")));
             };

@@ -782,6 +782,54 @@ impl Coordinator {
     }
 }
 
+/// Topic deletion: the committed offsets of a deleted topic go from every group this coordinator
+/// owns, whatever the group's state (Kafka's `cleanupGroupMetadata` on deleted partitions), so a
+/// topic created again under the name starts without them. Tombstones are stored first.
+impl Coordinator {
+    /// Removes every committed offset of `topic`; returns how many went. A group whose
+    /// tombstones could not be stored keeps its offsets (logged; they expire as usual).
+    pub async fn forget_topic(&self, broker: &Broker, topic: &str) -> usize {
+        let mut inner = self.inner.lock().await;
+        let mut targets: Vec<(String, i32, Vec<i32>)> = Vec::new();
+        for (group, g) in &inner.groups {
+            let parts: Vec<i32> =
+                g.offsets.keys().filter(|(t, _)| t == topic).map(|(_, p)| *p).collect();
+            if parts.is_empty() {
+                continue;
+            }
+            if let Ok(p) = inner.owned(group) {
+                targets.push((group.clone(), p, parts));
+            }
+        }
+        let mut removed = 0;
+        for (group, p, parts) in targets {
+            let recs: Vec<(Bytes, Option<Bytes>)> = parts
+                .iter()
+                .map(|part| (offsets_topic::offset_key(&group, topic, *part), None))
+                .collect();
+            if let Err(e) = append(broker, self.topic_configs(inner.num_partitions), p, recs).await
+            {
+                tracing::warn!(group, topic, error = %e, "offsets of a deleted topic not removed");
+                continue;
+            }
+            if let Some(g) = inner.groups.get_mut(&group) {
+                for part in &parts {
+                    g.apply_offset(topic, *part, None);
+                }
+            }
+            forget_if_unused(&mut inner, &group);
+            removed += parts.len();
+            tracing::info!(
+                group,
+                topic,
+                offsets = parts.len(),
+                "offsets of a deleted topic removed"
+            );
+        }
+        removed
+    }
+}
+
 fn truncate(s: &str, max: usize) -> &str {
     let mut end = s.len().min(max);
     while !s.is_char_boundary(end) {
