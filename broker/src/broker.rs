@@ -71,6 +71,8 @@ pub struct Broker {
     /// path): a topic's partition files are created under it, without the registry lock, so
     /// produce, fetch and metadata keep being served while a large topic is created.
     pub(crate) topic_admin: Mutex<()>,
+    /// The dynamic broker configs the live logs were last configured with (combined mode).
+    pub(crate) dynamic_configs_seen: std::sync::Mutex<crate::api::dynamic_configs::BrokerConfigs>,
     /// Every partition here, by name (lock rules: `crate::partition`).
     pub(crate) partitions: Arc<Partitions>,
     /// The data directory's checkpoint files; held only by checkpoint writers (the periodic
@@ -122,7 +124,13 @@ impl Broker {
             config.limits.open_files_max(),
         ));
         let mut registry = Registry::load(storage.as_ref(), root).await?;
-        let defaults = config.log.clone();
+        // Single node: the dynamic broker configs are in the registry (combined mode: in the
+        // image, applied once it arrives).
+        let defaults = crate::api::dynamic_configs::layered(
+            &config.log,
+            &registry.broker_configs,
+            config.node_id,
+        );
         let topics = registry.topics.clone();
         let config_for = move |topic: &str| {
             topics.get(topic).map(|m| m.log_config(&defaults)).unwrap_or_else(|| defaults.clone())
@@ -181,6 +189,7 @@ impl Broker {
             root: root.to_path_buf(),
             registry: Mutex::new(registry),
             topic_admin: Mutex::new(()),
+            dynamic_configs_seen: std::sync::Mutex::new(Default::default()),
             replicas: Arc::new(crate::replica::Replicas::new(partitions.clone())),
             partitions,
             dir: Mutex::new(dir),
@@ -488,7 +497,7 @@ impl Broker {
             ));
         }
         self.check_broker_partitions(registry, partitions)?;
-        let mut cfg = self.config.log.clone();
+        let mut cfg = self.log_defaults_with(registry);
         for (k, v) in &configs {
             crate::log::LogConfig::check_topic_config(k, v)
                 .and_then(|()| cfg.set_strict(k, v))

@@ -63,6 +63,10 @@ pub struct Registry {
     /// Counter mixed into topic ids.
     #[serde(default)]
     pub ids_issued: u64,
+    /// Single node: dynamic broker configs by resource (`""` or this broker's id); see
+    /// `api/dynamic_configs.rs`. Not written while empty (older files stay byte-identical).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub broker_configs: BTreeMap<String, BTreeMap<String, String>>,
 }
 
 /// Kafka's rule: 1-249 chars of `[a-zA-Z0-9._-]`, not `.` or `..`.

@@ -187,3 +187,87 @@ fn topic_min_insync_replicas_through_the_controller() {
         }
     })
 }
+
+/// IncrementalAlterConfigs of broker resource `name` (`""`: the cluster-wide default): one key
+/// set (`Some`) or deleted; the error code.
+async fn set_broker_config(
+    net: &SimNet,
+    id: i32,
+    name: &str,
+    key: &str,
+    value: Option<&str>,
+) -> Option<i16> {
+    let mut c = AlterableConfig::default();
+    c.name = sb(key);
+    c.config_operation = if value.is_some() { 0 } else { 1 }; // SET, DELETE
+    c.value = value.map(sb);
+    let mut r = AlterConfigsResource::default();
+    r.resource_type = 4;
+    r.resource_name = sb(name);
+    r.configs = vec![c];
+    let mut req = IncrementalAlterConfigsRequest::default();
+    req.resources = vec![r];
+    let resp: IncrementalAlterConfigsResponse =
+        call(net, id, ApiKey::IncrementalAlterConfigs, 1, &req).await?;
+    Some(resp.responses[0].error_code)
+}
+
+/// Topic config `key` as broker `id` describes it: (value, source).
+async fn describe_topic(net: &SimNet, id: i32, key: &str) -> Option<(String, i8)> {
+    let mut r = DescribeConfigsResource::default();
+    r.resource_type = 2;
+    r.resource_name = sb(TOPIC);
+    r.configuration_keys = Some(vec![sb(key)]);
+    let mut req = DescribeConfigsRequest::default();
+    req.resources = vec![r];
+    let resp: DescribeConfigsResponse = call(net, id, ApiKey::DescribeConfigs, 4, &req).await?;
+    let c = resp.results.first()?.configs.first()?.clone();
+    Some((c.value?.to_string(), c.config_source))
+}
+
+/// The cluster-wide dynamic default (broker resource `""`, which no client in tests/clients can
+/// name): set through one broker, it goes through the controller and every broker applies it to
+/// topics without their own override; the leader refuses a batch above it; deleting it restores
+/// the static value. A broker key that is not dynamic is refused (INVALID_REQUEST).
+#[test]
+fn cluster_wide_dynamic_broker_config() {
+    const MESSAGE_TOO_LARGE: i16 = 10;
+    const DYNAMIC_DEFAULT_BROKER_CONFIG: i8 = 3;
+    support::block_on(6, async {
+        let net = SimNet::new(SimNetConfig::default());
+        let disks: Vec<SimDisk> = (0..3).map(|i| disk(60 + i)).collect();
+        let mut nodes = Vec::new();
+        for id in 0..3 {
+            nodes.push(start(&net, &disks[id as usize], id).await);
+        }
+        assert_eq!(create_topic(&net, "1").await, 0);
+        let (leader, _) = wait_for("a leader", Duration::from_secs(10), async || {
+            partition_state(&net, 0).await.filter(|(l, isr)| *l >= 0 && isr.len() == 3)
+        })
+        .await;
+        assert_eq!(produce(&net, leader, 1, 0).await, 0);
+        let other = (leader + 1) % 3;
+        assert_eq!(set_broker_config(&net, other, "", "num.partitions", Some("3")).await, Some(42));
+        assert_eq!(
+            set_broker_config(&net, other, "", "message.max.bytes", Some("50")).await,
+            Some(0)
+        );
+        for id in 0..3 {
+            let got =
+                wait_for("the dynamic default everywhere", Duration::from_secs(5), async || {
+                    describe_topic(&net, id, "max.message.bytes").await.filter(|(v, _)| v == "50")
+                })
+                .await;
+            assert_eq!(got.1, DYNAMIC_DEFAULT_BROKER_CONFIG, "broker {id}");
+        }
+        assert_eq!(produce(&net, leader, 1, 5).await, MESSAGE_TOO_LARGE);
+        assert_eq!(set_broker_config(&net, leader, "", "message.max.bytes", None).await, Some(0));
+        wait_for("the static value again", Duration::from_secs(5), async || {
+            (produce(&net, leader, 1, 10).await == 0).then_some(())
+        })
+        .await;
+        for n in &nodes {
+            n.halt();
+        }
+    })
+}

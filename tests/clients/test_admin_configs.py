@@ -1,6 +1,8 @@
 """Topic and broker configs from the admin clients (issue 15): confluent-kafka's AdminClient
 (describe_configs, alter_configs, incremental_alter_configs) and kafka-python's KafkaAdminClient
 (describe_configs, alter_configs), against one `broker serve`. kafkajs: kafkajs/configs.test.js.
+Dynamic broker configs (the log defaults: `message.max.bytes`, `log.retention.ms`, ...),
+cluster-wide and per broker, on one node (stored across a restart) and a 3-node cluster.
 """
 import time
 
@@ -211,5 +213,97 @@ def test_cluster_topic_min_insync_replicas_by_create_and_incremental_alter():
                 ConfigEntry("min.insync.replicas", "2", incremental_operation=AlterConfigOpType.SET)])
             c.admin.incremental_alter_configs([alter])[alter].result(TIMEOUT)
             wait_for("acks=all accepted with min.insync.replicas=2", 30, lambda: send() is None or None)
+        finally:
+            c.stop()
+
+
+def produce_one(addr, topic, size):
+    """One record of `size` bytes, acks=1, no retries: the delivery error (None when stored)."""
+    out = {}
+    p = Producer({"bootstrap.servers": addr, "message.timeout.ms": 5000, "retries": 0,
+                  "message.max.bytes": 10_000_000})
+    p.produce(topic, b"x" * size, partition=0, on_delivery=lambda err, msg: out.setdefault("err", err))
+    p.flush(TIMEOUT)
+    assert "err" in out, "no delivery report"
+    return out["err"]
+
+
+def set_broker_config(addr, node_id, key, value):
+    """One dynamic config of broker `node_id` set (or deleted, `value` None). (Both Python clients
+    refuse the empty resource name of the cluster-wide default: kafkajs/configs.test.js covers
+    that one.)"""
+    op = AlterConfigOpType.SET if value is not None else AlterConfigOpType.DELETE
+    res = ConfigResource(ConfigResource.Type.BROKER, str(node_id), incremental_configs=[
+        ConfigEntry(key, value, incremental_operation=op)])
+    call(addr, "incremental_alter_configs", res)
+
+
+def check_dynamic_message_max_bytes(addr, a, topic, node_id, one_node=True):
+    """Broker `node_id` (the partition's leader) gets `message.max.bytes` 2000: a topic without
+    its own `max.message.bytes` shows it (DYNAMIC_BROKER_CONFIG) and the leader refuses a
+    5000-byte record; the topic's own override wins; deleting the broker's value lets the record
+    through again. A broker config that is not dynamic is refused naming it."""
+    from confluent_kafka import KafkaError
+    assert produce_one(addr, topic, 5000) is None
+    set_broker_config(addr, node_id, "message.max.bytes", "2000")
+    bres = ConfigResource(ConfigResource.Type.BROKER, str(node_id))
+    got = call(addr, "describe_configs", bres)["message.max.bytes"]
+    assert (got.value, got.source, got.is_read_only) == ("2000", ConfigSource.DYNAMIC_BROKER_CONFIG.value, False)
+    if one_node:
+        # (In a cluster any broker may answer, each with its own per-broker defaults.)
+        res = ConfigResource(ConfigResource.Type.TOPIC, topic)
+        got = a.describe_configs([res])[res].result(TIMEOUT)["max.message.bytes"]
+        assert (got.value, got.source) == ("2000", ConfigSource.DYNAMIC_BROKER_CONFIG.value)
+    err = wait_for_value(lambda: produce_one(addr, topic, 5000), lambda e: e is not None)
+    assert err is not None and err.code() == KafkaError.MSG_SIZE_TOO_LARGE, err
+    own = ConfigResource(ConfigResource.Type.TOPIC, topic, incremental_configs=[
+        ConfigEntry("max.message.bytes", "9000", incremental_operation=AlterConfigOpType.SET)])
+    a.incremental_alter_configs([own])[own].result(TIMEOUT)
+    assert wait_for_value(lambda: produce_one(addr, topic, 5000), lambda e: e is None) is None
+    own = ConfigResource(ConfigResource.Type.TOPIC, topic, incremental_configs=[
+        ConfigEntry("max.message.bytes", None, incremental_operation=AlterConfigOpType.DELETE)])
+    a.incremental_alter_configs([own])[own].result(TIMEOUT)
+    assert wait_for_value(lambda: produce_one(addr, topic, 5000), lambda e: e is not None) is not None
+    set_broker_config(addr, node_id, "message.max.bytes", None)
+    assert wait_for_value(lambda: produce_one(addr, topic, 5000), lambda e: e is None) is None
+    with pytest.raises(KafkaException, match="num.partitions"):
+        set_broker_config(addr, node_id, "num.partitions", "3")
+
+
+def wait_for_value(f, ok, timeout_s=30):
+    deadline = time.time() + timeout_s
+    while True:
+        v = f()
+        if ok(v) or time.time() > deadline:
+            return v
+        time.sleep(0.3)
+
+
+def test_confluent_dynamic_broker_configs(broker):
+    a = admin(broker.addr)
+    create(broker.addr, "cfg-dyn")
+    check_dynamic_message_max_bytes(broker.addr, a, "cfg-dyn", 0)
+    # Stored: a dynamic value survives a restart (and applies to topics created later).
+    set_broker_config(broker.addr, 0, "log.retention.ms", "123456")
+    broker.stop()
+    broker.start()
+    a = admin(broker.addr)
+    create(broker.addr, "cfg-dyn-later")
+    for t in ("cfg-dyn", "cfg-dyn-later"):
+        got = describe(broker.addr, t)["retention.ms"]
+        assert (got.value, got.source) == ("123456", ConfigSource.DYNAMIC_BROKER_CONFIG.value), t
+
+
+def test_cluster_dynamic_broker_configs():
+    """Three `broker serve` processes: the dynamic configs go through the controller and every
+    broker applies them; the leader of the topic's partition refuses the large record."""
+    import tempfile
+    from test_cluster import Cluster, wait_for
+    with tempfile.TemporaryDirectory(prefix="loglab-cluster-") as d:
+        c = Cluster(d).start()
+        try:
+            c.create("dyn", 1)
+            leader, _ = c.partition("dyn")
+            check_dynamic_message_max_bytes(c.bootstrap, c.admin, "dyn", leader, one_node=False)
         finally:
             c.stop()

@@ -27,7 +27,7 @@ const OPS_PER_RESOURCE_MAX: usize = 1_000;
 
 /// One operation on a config (Kafka's `AlterConfigOp.OpType`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Op {
+pub(super) enum Op {
     Set,
     Delete,
     Append,
@@ -50,7 +50,7 @@ type Outcome1 = Result<(), (i16, String)>;
 
 /// The overrides of a topic after `ops` (`replace`: starting from none, AlterConfigs' meaning).
 /// `effective` is the topic's config now (APPEND and SUBTRACT start from its list).
-fn topic_after(
+pub(super) fn topic_after(
     current: &BTreeMap<String, String>,
     effective: &LogConfig,
     ops: &[(String, Op, Option<String>)],
@@ -197,21 +197,7 @@ impl Broker {
     ) -> Outcome1 {
         match resource_type {
             RESOURCE_TOPIC => self.alter_topic(name, ops, replace, validate_only).await,
-            RESOURCE_BROKER => {
-                if !(name.is_empty() || name.parse::<i32>().is_ok()) {
-                    return Err((
-                        error_code::INVALID_REQUEST,
-                        format!("bad broker resource {name:?}"),
-                    ));
-                }
-                match ops.first() {
-                    None => Ok(()),
-                    Some((key, _, _)) => Err((
-                        error_code::INVALID_REQUEST,
-                        format!("broker config {key} cannot be changed while the broker runs: set it in server.properties"),
-                    )),
-                }
-            }
+            RESOURCE_BROKER => self.alter_broker(name, ops, replace, validate_only).await,
             t => Err((error_code::INVALID_REQUEST, format!("resource type {t} is not supported"))),
         }
     }
@@ -229,7 +215,7 @@ impl Broker {
         let Some((current, _)) = self.topic_overrides(name).await else {
             return Err((error_code::UNKNOWN_TOPIC_OR_PARTITION, format!("no topic {name}")));
         };
-        let mut effective = self.config.log.clone();
+        let mut effective = self.log_defaults().await;
         for (k, v) in &current {
             let _ = effective.set(k, v);
         }
@@ -238,7 +224,7 @@ impl Broker {
             return Ok(());
         }
         let Some(link) = self.controller_link().cloned() else {
-            return self.apply_topic_configs(name, next).await;
+            return self.apply_topic_configs(name, next, false).await;
         };
         let resource = ConfigResource::Topic(name.to_string());
         let keys: BTreeSet<&String> = current.keys().chain(next.keys()).collect();

@@ -7,9 +7,10 @@
 //! broker applies them to its live logs ([`Broker::apply_topic_configs`]): later appends, rolls,
 //! retention, cleaning and the leader's `min.insync.replicas` follow at once.
 //!
-//! Broker resources are described (the static `server.properties` settings, with their source);
-//! this broker has no dynamic broker configs yet, so altering one answers INVALID_REQUEST naming
-//! the key. `validate_only` checks everything and changes nothing.
+//! Broker resources are described (the `server.properties` settings and the dynamic broker
+//! configs, with their source); the dynamic ones are the log defaults of `api/dynamic_configs.rs`,
+//! and altering any other answers INVALID_REQUEST naming the key. `validate_only` checks
+//! everything and changes nothing.
 
 use std::collections::BTreeMap;
 
@@ -35,6 +36,8 @@ pub(crate) const RESOURCE_BROKER: i8 = 4;
 /// Kafka's `ConfigSource` (DescribeConfigs v1+).
 mod source {
     pub const TOPIC_CONFIG: i8 = 1;
+    pub const DYNAMIC_BROKER_CONFIG: i8 = 2;
+    pub const DYNAMIC_DEFAULT_BROKER_CONFIG: i8 = 3;
     pub const STATIC_BROKER_CONFIG: i8 = 4;
     pub const DEFAULT_CONFIG: i8 = 5;
 }
@@ -98,17 +101,19 @@ impl Broker {
         &self,
         topic: &str,
         configs: BTreeMap<String, String>,
+        force: bool,
     ) -> Result<(), (i16, String)> {
         let (cfg, partitions) = {
             let mut registry = self.registry.lock().await;
+            let defaults = self.log_defaults_with(&registry);
             let Some(meta) = registry.topics.get_mut(topic) else {
                 return Err((error_code::UNKNOWN_TOPIC_OR_PARTITION, format!("no topic {topic}")));
             };
-            if meta.configs == configs {
+            if meta.configs == configs && !force {
                 return Ok(());
             }
             meta.configs = configs;
-            let (cfg, n) = (meta.log_config(&self.config.log), meta.partitions);
+            let (cfg, n) = (meta.log_config(&defaults), meta.partitions);
             registry
                 .store(self.storage.as_ref(), &self.root)
                 .await
@@ -128,8 +133,17 @@ impl Broker {
     }
 
     /// Combined mode: brings every local topic's overrides to the image's (after a restart, a
-    /// change through another broker, a new controller).
+    /// change through another broker, a new controller), and every topic's config again when
+    /// the dynamic broker configs changed.
     pub(crate) async fn sync_topic_configs(&self, image: &cluster::metadata::MetadataImage) {
+        let defaults_changed = {
+            let mut seen = self.dynamic_configs_seen.lock().unwrap_or_else(|p| p.into_inner());
+            let changed = *seen != image.broker_configs;
+            if changed {
+                seen.clone_from(&image.broker_configs);
+            }
+            changed
+        };
         let stale: Vec<(String, BTreeMap<String, String>)> = {
             let registry = self.registry.lock().await;
             registry
@@ -137,12 +151,14 @@ impl Broker {
                 .iter()
                 .filter(|(name, _)| name.as_str() != crate::group::OFFSETS_TOPIC)
                 .filter(|(name, _)| image.topic_ids.contains_key(name.as_str()))
-                .filter(|(name, m)| m.configs != image.topic_config_map(name))
+                .filter(|(name, m)| defaults_changed || m.configs != image.topic_config_map(name))
                 .map(|(name, _)| (name.clone(), image.topic_config_map(name)))
                 .collect()
         };
         for (name, configs) in stale {
-            if let Err((code, msg)) = self.apply_topic_configs(&name, configs).await {
+            if let Err((code, msg)) =
+                self.apply_topic_configs(&name, configs, defaults_changed).await
+            {
                 tracing::warn!(topic = %name, code, %msg, "topic configs not applied");
             }
         }
@@ -158,7 +174,7 @@ impl Broker {
             out.resource_name = res.resource_name.clone();
             let described = match res.resource_type {
                 RESOURCE_TOPIC => self.describe_topic_configs(res, r.include_synonyms, v).await,
-                RESOURCE_BROKER => self.describe_broker_configs(res, r.include_synonyms, v),
+                RESOURCE_BROKER => self.describe_broker_configs(res, r.include_synonyms, v).await,
                 t => Err((
                     error_code::INVALID_REQUEST,
                     format!("resource type {t} is not supported"),
@@ -191,7 +207,10 @@ impl Broker {
         };
         let statics = &self.config.log;
         let defaults = LogConfig::default();
-        let mut effective = statics.clone();
+        let dynamic = self.dynamic_configs_with(&*self.registry.lock().await);
+        let (cluster_wide, own) = (dynamic.get(""), dynamic.get(&self.config.node_id.to_string()));
+        let mut effective =
+            crate::api::dynamic_configs::layered(statics, &dynamic, self.config.node_id);
         for (k, val) in &overrides {
             let _ = effective.set(k, val);
         }
@@ -205,14 +224,32 @@ impl Broker {
             // An override shows as stored (Kafka keeps a list's order), the rest as in force.
             let value = overrides.get(*key).cloned().or_else(|| effective.get(key));
             c.value = value.as_deref().map(sb);
-            c.config_source = match (overrides.contains_key(*key), static_set) {
-                (true, _) => source::TOPIC_CONFIG,
-                (false, true) => source::STATIC_BROKER_CONFIG,
-                (false, false) => source::DEFAULT_CONFIG,
+            let own_v = own.and_then(|m| m.get(*broker_key)).cloned();
+            let cluster_v = cluster_wide.and_then(|m| m.get(*broker_key)).cloned();
+            c.config_source = if overrides.contains_key(*key) {
+                source::TOPIC_CONFIG
+            } else if own_v.is_some() {
+                source::DYNAMIC_BROKER_CONFIG
+            } else if cluster_v.is_some() {
+                source::DYNAMIC_DEFAULT_BROKER_CONFIG
+            } else if static_set {
+                source::STATIC_BROKER_CONFIG
+            } else {
+                source::DEFAULT_CONFIG
             };
             if synonyms {
                 if overrides.contains_key(*key) {
                     c.synonyms.push(synonym(key, value.clone(), source::TOPIC_CONFIG));
+                }
+                if own_v.is_some() {
+                    c.synonyms.push(synonym(broker_key, own_v, source::DYNAMIC_BROKER_CONFIG));
+                }
+                if cluster_v.is_some() {
+                    c.synonyms.push(synonym(
+                        broker_key,
+                        cluster_v,
+                        source::DYNAMIC_DEFAULT_BROKER_CONFIG,
+                    ));
                 }
                 if static_set {
                     c.synonyms.push(synonym(
@@ -231,9 +268,11 @@ impl Broker {
         Ok(out)
     }
 
-    /// This broker's static settings (`BrokerConfig::effective`), read-only; the admin token is
-    /// sensitive (its value is never shown).
-    fn describe_broker_configs(
+    /// This broker's settings (`BrokerConfig::effective`): the static ones read-only (the admin
+    /// token sensitive, its value never shown), the dynamic log configs writable, with the value
+    /// in force and its source (this broker's dynamic config, the cluster-wide one, static,
+    /// default). Resource `""` describes the cluster-wide dynamic configs alone, as Kafka does.
+    async fn describe_broker_configs(
         &self,
         res: &DescribeConfigsResource,
         synonyms: bool,
@@ -246,14 +285,47 @@ impl Broker {
                 format!("broker {name}'s configs are described by broker {name}"),
             ));
         }
+        let dynamic = self.dynamic_configs_with(&*self.registry.lock().await);
+        let empty = BTreeMap::new();
+        let cluster_wide = dynamic.get("").unwrap_or(&empty);
+        if name.is_empty() {
+            return Ok(cluster_wide
+                .iter()
+                .filter(|(k, _)| wanted(&res.configuration_keys, k))
+                .map(|(k, val)| {
+                    let mut c = DescribeConfigsResourceResult::default();
+                    c.name = sb(k);
+                    c.value = Some(sb(val));
+                    c.config_source = source::DYNAMIC_DEFAULT_BROKER_CONFIG;
+                    if synonyms {
+                        c.synonyms.push(synonym(k, Some(val.clone()), c.config_source));
+                    }
+                    if v >= 3 {
+                        c.config_type = 2;
+                    }
+                    c
+                })
+                .collect());
+        }
+        let own = dynamic.get(name).unwrap_or(&empty);
+        let mut all: BTreeMap<String, String> =
+            self.config.effective().into_iter().map(|(k, val)| (k.to_string(), val)).collect();
+        for (k, val) in cluster_wide.iter().chain(own.iter()) {
+            all.insert(k.clone(), val.clone());
+        }
         let defaults = crate::config::BrokerConfig::default().effective();
         let mut out = Vec::new();
-        for (key, value) in self.config.effective() {
+        for (key, value) in all {
+            let key = key.as_str();
             if !wanted(&res.configuration_keys, key) {
                 continue;
             }
             let sensitive = key == "loglab.admin.token";
-            let source = if defaults.get(key) == Some(&value) {
+            let source = if own.contains_key(key) {
+                source::DYNAMIC_BROKER_CONFIG
+            } else if cluster_wide.contains_key(key) {
+                source::DYNAMIC_DEFAULT_BROKER_CONFIG
+            } else if defaults.get(key) == Some(&value) {
                 source::DEFAULT_CONFIG
             } else {
                 source::STATIC_BROKER_CONFIG
@@ -261,7 +333,7 @@ impl Broker {
             let mut c = DescribeConfigsResourceResult::default();
             c.name = sb(key);
             c.value = (!sensitive).then(|| sb(&value));
-            c.read_only = true;
+            c.read_only = crate::api::dynamic_configs::topic_key_of(key).is_none();
             c.is_sensitive = sensitive;
             c.config_source = source;
             if synonyms {

@@ -4,6 +4,7 @@ mod admin;
 mod alter_configs;
 mod assignments;
 mod configs;
+pub(crate) mod dynamic_configs;
 mod elect;
 mod fetch;
 mod group;

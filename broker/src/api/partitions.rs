@@ -165,6 +165,7 @@ impl Broker {
     ) -> Result<(), Refusal> {
         let (from, cfg, id) = {
             let mut registry = self.registry.lock().await;
+            let defaults = self.log_defaults_with(&registry);
             let Some(meta) = registry.topics.get_mut(name) else {
                 return Err((
                     error_code::UNKNOWN_TOPIC_OR_PARTITION,
@@ -176,7 +177,7 @@ impl Broker {
                 return Ok(());
             }
             meta.partitions = count;
-            let cfg = meta.log_config(&self.config.log);
+            let cfg = meta.log_config(&defaults);
             if let Err(e) = registry.store(self.storage.as_ref(), &self.root).await {
                 if let Some(meta) = registry.topics.get_mut(name) {
                     meta.partitions = from;
