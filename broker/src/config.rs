@@ -227,6 +227,10 @@ pub struct ReplicationSettings {
     /// follower sends no leader epoch (before KIP-320) and truncates to the end offset the leader
     /// answers whatever epoch it names (before KIP-279).
     pub unsafe_fetch_ignore_epoch: bool,
+    /// `loglab.unsafe.zombie.fencing.disable` (a museum switch, [`crate::safeguards`]): a leader
+    /// acts on a follower's fetch whatever leader epoch it carries, and its high watermark follows
+    /// the ISR's reported log ends down (`cluster::isr::IsrConfig::unsafe_hw_may_fall`).
+    pub unsafe_zombie_fencing_disabled: bool,
 }
 
 impl Default for ReplicationSettings {
@@ -242,6 +246,7 @@ impl Default for ReplicationSettings {
             replica_socket_timeout_ms: 30_000,
             unsafe_truncate_to_hw: false,
             unsafe_fetch_ignore_epoch: false,
+            unsafe_zombie_fencing_disabled: false,
         }
     }
 }
@@ -527,6 +532,8 @@ impl BrokerConfig {
                 self.group.unsafe_commit_any_generation = self.safeguards.commit_any_generation;
                 self.replication.unsafe_truncate_to_hw = self.safeguards.truncate_to_hw;
                 self.replication.unsafe_fetch_ignore_epoch = self.safeguards.fetch_ignore_epoch;
+                self.replication.unsafe_zombie_fencing_disabled =
+                    self.safeguards.zombie_fencing_disabled;
             }
             _ if self.set_net(key, value)? => {}
             _ if IGNORED.iter().any(|(k, _)| *k == key) => {

@@ -13,6 +13,7 @@
 //! | `loglab.unsafe.truncate.to.hw` | truncation by leader epoch: a follower that starts following truncates its log to its own high watermark | before KIP-101 (Kafka 0.11): acknowledged records between a follower's high watermark and its log end are cut and lost when that follower is elected before it refetched them |
 //! | `loglab.unsafe.follower.fetch.ignore.epoch` | leader-epoch validation of follower fetches: a follower sends no current leader epoch (Fetch and OffsetForLeaderEpoch, so a stale leader serves it), and truncates to the end offset the leader answers without checking the epoch the leader named | before KIP-320 (Kafka 2.1) and KIP-279 (Kafka 2.0): when leadership flips twice quickly, a follower whose latest epoch the new leader never saw keeps records of that epoch at offsets where the leader has others; the replicas diverge for good |
 //! | `loglab.unsafe.elr.disable` | eligible leader replicas, the last known ELR and unclean recovery: the controller treats every topic as `min.insync.replicas=1` for leader election | before KIP-966 (Kafka 3.7/4.0): the last ISR member, back from a power loss with a shorter (or empty) log, is elected again and the other replica, which held every acknowledged write, truncates to it |
+//! | `loglab.unsafe.zombie.fencing.disable` | fencing of replica fetches that belong to another leadership or another incarnation: a leader acts on a follower's fetch whatever current leader epoch it carries (no FENCED_LEADER_EPOCH / UNKNOWN_LEADER_EPOCH), and takes the offset as that ISR member's log end even when it went back, so its high watermark falls with it | before KIP-320 (Kafka 2.1) a zombie leader, one that had not yet learned it was replaced, kept serving followers of the newer leadership; a replica back from an unclean restart with a shorter log is a zombie of its earlier incarnation in a leader's stale ISR (KIP-903, Kafka 3.5, added broker epochs so the ISR tells incarnations apart). Kafka's leader never lowered its HW (`Partition.maybeIncrementLeaderHW`): that half is not a Kafka release's bug but the rule `hw-monotonic` checks, removed so the check can be seen to fire (`scenarios/bug-zombie-fencing-disabled.json`) |
 
 /// The switches, each `false` (the safeguard on) unless a `loglab.unsafe.*` key says otherwise.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -27,6 +28,8 @@ pub struct Safeguards {
     pub fetch_ignore_epoch: bool,
     /// `loglab.unsafe.elr.disable`.
     pub elr_disabled: bool,
+    /// `loglab.unsafe.zombie.fencing.disable`.
+    pub zombie_fencing_disabled: bool,
 }
 
 /// One switch: its key and what turning it on reproduces.
@@ -58,6 +61,10 @@ pub const SWITCHES: &[Switch] = &[
         key: "loglab.unsafe.elr.disable",
         reproduces: "no eligible leader replicas (before KIP-966): the last replica standing loses writes",
     },
+    Switch {
+        key: "loglab.unsafe.zombie.fencing.disable",
+        reproduces: "no fencing of zombie replica fetches (before KIP-320/KIP-903): the leader's high watermark falls",
+    },
 ];
 
 impl Safeguards {
@@ -69,6 +76,7 @@ impl Safeguards {
             "loglab.unsafe.truncate.to.hw" => &mut self.truncate_to_hw,
             "loglab.unsafe.follower.fetch.ignore.epoch" => &mut self.fetch_ignore_epoch,
             "loglab.unsafe.elr.disable" => &mut self.elr_disabled,
+            "loglab.unsafe.zombie.fencing.disable" => &mut self.zombie_fencing_disabled,
             _ => return false,
         };
         *slot = unsafe_on;
@@ -83,6 +91,7 @@ impl Safeguards {
             "loglab.unsafe.truncate.to.hw" => Some(self.truncate_to_hw),
             "loglab.unsafe.follower.fetch.ignore.epoch" => Some(self.fetch_ignore_epoch),
             "loglab.unsafe.elr.disable" => Some(self.elr_disabled),
+            "loglab.unsafe.zombie.fencing.disable" => Some(self.zombie_fencing_disabled),
             _ => None,
         }
     }

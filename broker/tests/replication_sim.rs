@@ -7,7 +7,10 @@
 //! - with `min.insync.replicas=3` and one replica down, `acks=all` is refused with
 //!   NOT_ENOUGH_REPLICAS once the ISR shrinks, while `acks=1` is still accepted; the high
 //!   watermark stands still until the ISR is whole again (KIP-966), and consumers never read past
-//!   it.
+//!   it;
+//! - a follower's fetch carrying a leader epoch newer than the leader's is fenced
+//!   (UNKNOWN_LEADER_EPOCH, KIP-320) unless the museum switch `loglab.unsafe.zombie.fencing.disable`
+//!   is on.
 #![cfg(madsim)]
 #![allow(clippy::field_reassign_with_default)]
 
@@ -346,4 +349,56 @@ fn min_insync_refuses_acks_all_when_the_isr_shrinks() {
             n.halt();
         }
     })
+}
+
+/// The error a leader answers to a follower's Fetch that carries a leader epoch one newer than its
+/// own (as from a follower of a leadership this leader has not yet learned of: it is a zombie),
+/// on a fresh three-broker cluster with `loglab.unsafe.zombie.fencing.disable` = `zombie_unsafe`.
+fn answer_to_a_fetch_of_a_newer_epoch(seed: u64, zombie_unsafe: bool) -> i16 {
+    support::block_on(seed, async move {
+        let net = SimNet::new(SimNetConfig::default());
+        let disks: Vec<SimDisk> = (0..3).map(|i| disk(seed * 10 + i)).collect();
+        let mut nodes = Vec::new();
+        for id in 0..3 {
+            let mut c = config(id, 1);
+            c.set("loglab.unsafe.zombie.fencing.disable", &zombie_unsafe.to_string())
+                .expect("a museum switch");
+            nodes.push(sim_cluster::start(&net, &disks[id as usize], c, 42 + id as u64).await);
+        }
+        create_topic(&net).await;
+        let ((leader, epoch, isr), _) =
+            wait_for("a leader with a full ISR", Duration::from_secs(10), async || {
+                partition_state(&net, 0).await.filter(|(l, _, isr)| *l >= 0 && isr.len() == 3)
+            })
+            .await;
+        let follower = isr.iter().copied().find(|r| *r != leader).expect("a follower");
+        let mut fp = FetchPartition::default();
+        fp.partition = 0;
+        fp.fetch_offset = 0;
+        fp.partition_max_bytes = 1 << 20;
+        fp.current_leader_epoch = epoch + 1;
+        let mut ft = FetchTopic::default();
+        ft.topic = TopicName(sb(TOPIC));
+        ft.partitions = vec![fp];
+        let mut req = FetchRequest::default();
+        req.replica_id = BrokerId(follower);
+        req.max_wait_ms = 0;
+        req.max_bytes = 1 << 20;
+        req.topics = vec![ft];
+        let resp: FetchResponse =
+            call(&net, leader, ApiKey::Fetch, 12, &req).await.expect("a Fetch answer");
+        for n in nodes {
+            n.halt();
+        }
+        resp.responses[0].partitions[0].error_code
+    })
+}
+
+/// KIP-320: a follower's fetch with a leader epoch newer than the leader's own is fenced
+/// (UNKNOWN_LEADER_EPOCH: the leader is behind, possibly a zombie); the museum switch
+/// `loglab.unsafe.zombie.fencing.disable` turns that off and the leader serves it.
+#[test]
+fn a_fetch_of_a_newer_epoch_is_fenced_unless_the_zombie_switch_is_on() {
+    assert_eq!(answer_to_a_fetch_of_a_newer_epoch(5, false), 75, "UNKNOWN_LEADER_EPOCH");
+    assert_eq!(answer_to_a_fetch_of_a_newer_epoch(5, true), 0, "served as if current");
 }

@@ -10,7 +10,8 @@
 //! - the **high watermark** (HW): the minimum LEO over the *maximal* ISR — the committed ISR plus a
 //!   member whose addition is in flight. A removal counts only once the controller committed it,
 //!   an addition counts at once, so the HW never depends on a replica the controller may not
-//!   consider in sync. The HW never decreases.
+//!   consider in sync. The HW never decreases (unless the museum switch
+//!   [`IsrConfig::unsafe_hw_may_fall`] is on).
 //!   The HW stands still while the maximal ISR is below `min.insync.replicas` (KIP-966: the
 //!   replicas that left are the controller's eligible leaders and must hold all that is committed).
 //! - `acks=all`: a produce whose last offset is `o` completes when HW > o; it fails
@@ -47,11 +48,22 @@ pub struct IsrConfig {
     pub min_insync_replicas: usize,
     /// Produces waiting for the HW at most; beyond it a produce is refused (back-pressure).
     pub pending_acks_max: usize,
+    /// The museum switch `loglab.unsafe.zombie.fencing.disable` (broker `safeguards`): the HW is
+    /// the minimum LEO the maximal ISR reports *now*, so it falls when a member reports less than
+    /// before (a replica back from an unclean restart, still in this leader's stale ISR). Off:
+    /// the HW never decreases.
+    #[serde(default)]
+    pub unsafe_hw_may_fall: bool,
 }
 
 impl Default for IsrConfig {
     fn default() -> Self {
-        Self { replica_lag_time_max_ms: 30_000, min_insync_replicas: 1, pending_acks_max: 10_000 }
+        Self {
+            replica_lag_time_max_ms: 30_000,
+            min_insync_replicas: 1,
+            pending_acks_max: 10_000,
+            unsafe_hw_may_fall: false,
+        }
     }
 }
 
@@ -510,6 +522,9 @@ impl LeaderState {
         let advanced = candidate > self.hw;
         if advanced {
             self.hw = candidate;
+        } else if self.config.unsafe_hw_may_fall && candidate != i64::MIN && candidate < self.hw {
+            // Museum switch: what a member reports now is taken as the truth (see IsrConfig).
+            self.hw = candidate.max(0);
         }
         self.complete_acks();
         advanced

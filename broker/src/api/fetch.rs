@@ -86,6 +86,19 @@ impl Broker {
             .collect()
     }
 
+    /// KIP-320's fencing of a fetch by `current_leader_epoch` (see the module docs). Under the
+    /// museum switch `loglab.unsafe.zombie.fencing.disable` a follower's fetch is not fenced: a
+    /// zombie leader acts on the fetches of a newer leadership's followers, a leader on those of
+    /// a follower still on an older one.
+    fn fetch_epoch_error(&self, reader: Reader, tp: &TopicPartition, epoch: i32) -> Option<i16> {
+        if matches!(reader, Reader::Follower(_))
+            && self.config.replication.unsafe_zombie_fencing_disabled
+        {
+            return None;
+        }
+        self.check_leader_epoch(tp, epoch)
+    }
+
     /// One pass over the requested partitions, each read under its own partition's lock.
     async fn fetch_once(
         &self,
@@ -123,7 +136,7 @@ impl Broker {
                     self.not_leader_error(&name, p.partition)
                         .or_else(|| {
                             if version >= 9 {
-                                self.check_leader_epoch(&tp, p.current_leader_epoch)
+                                self.fetch_epoch_error(reader, &tp, p.current_leader_epoch)
                             } else {
                                 None
                             }
@@ -231,7 +244,7 @@ impl Broker {
                 };
                 for p in &t.partitions {
                     let tp = TopicPartition::new(name.clone(), p.partition);
-                    if self.check_leader_epoch(&tp, p.current_leader_epoch).is_some() {
+                    if self.fetch_epoch_error(reader, &tp, p.current_leader_epoch).is_some() {
                         continue; // answered with the epoch error below
                     }
                     match self.replicas.on_follower_fetch(

@@ -33,6 +33,7 @@ impl Broker {
         IsrConfig {
             replica_lag_time_max_ms: self.config.replication.replica_lag_time_max_ms,
             min_insync_replicas: log.min_insync_replicas as usize,
+            unsafe_hw_may_fall: self.config.replication.unsafe_zombie_fencing_disabled,
             ..IsrConfig::default()
         }
     }

@@ -63,7 +63,12 @@ use proptest::prelude::*;
 use super::*;
 
 fn cfg(min_isr: usize) -> IsrConfig {
-    IsrConfig { replica_lag_time_max_ms: 100, min_insync_replicas: min_isr, pending_acks_max: 64 }
+    IsrConfig {
+        replica_lag_time_max_ms: 100,
+        min_insync_replicas: min_isr,
+        pending_acks_max: 64,
+        unsafe_hw_may_fall: false,
+    }
 }
 
 fn leader(min_isr: usize, isr: Vec<ReplicaId>, leo: i64) -> LeaderState {
@@ -165,6 +170,24 @@ fn hw_never_goes_back_when_a_follower_restarts_with_a_shorter_log() {
     assert_eq!(s.high_watermark(), 10, "HW went back");
     s.on_follower_fetch(1, 12, 1_003).unwrap();
     assert_eq!(s.high_watermark(), 10, "replica 2 at 6 holds the HW still");
+    assert!(s.on_follower_fetch(2, 11, 1_004).unwrap().hw_advanced);
+    assert_eq!(s.high_watermark(), 11);
+}
+
+/// The museum switch `unsafe_hw_may_fall` (`loglab.unsafe.zombie.fencing.disable`): the same
+/// shorter report as above drags the HW back, and it rises again as the member catches up.
+#[test]
+fn with_the_museum_switch_the_hw_falls_to_what_the_isr_reports() {
+    let mut s = leader(1, vec![0, 1, 2], 10);
+    s.config.unsafe_hw_may_fall = true;
+    s.on_follower_fetch(1, 10, 1_001).unwrap();
+    s.on_follower_fetch(2, 10, 1_001).unwrap();
+    assert_eq!(s.high_watermark(), 10);
+    s.on_leader_append(12);
+    let out = s.on_follower_fetch(2, 6, 1_002).unwrap();
+    assert!(!out.hw_advanced);
+    assert_eq!(s.high_watermark(), 6, "the HW follows the shorter report down");
+    s.on_follower_fetch(1, 12, 1_003).unwrap();
     assert!(s.on_follower_fetch(2, 11, 1_004).unwrap().hw_advanced);
     assert_eq!(s.high_watermark(), 11);
 }
