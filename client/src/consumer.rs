@@ -15,7 +15,11 @@
 //!   a partial batch at the end of a partition's data is dropped; records below the fetch offset
 //!   (inside a compressed batch) are skipped; control batches are skipped.
 //! - OFFSET_OUT_OF_RANGE resets per `auto.offset.reset` (`none` surfaces
-//!   [`ConsumerError::OffsetOutOfRange`]); leader errors refresh metadata.
+//!   [`ConsumerError::OffsetOutOfRange`]); leader errors refresh metadata, and a partition whose
+//!   fetch came back with a retriable error is not fetched from the same leader again for
+//!   `retry.backoff.ms` (as librdkafka's `fetch.error.backoff.ms`): a leader that answers at once
+//!   with the same error (its log offline after a storage error) is not asked again in a loop,
+//!   while a new leader named by fresh metadata is asked at once.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
@@ -357,6 +361,9 @@ pub struct Consumer {
     buffered: VecDeque<Completed>,
     inflight: BTreeSet<i32>,
     node_backoff: BTreeMap<i32, Instant>,
+    /// Partitions whose last fetch came back with a retriable error: the leader that answered
+    /// it is not asked for them again before then.
+    partition_backoff: BTreeMap<TopicPartition, (i32, Instant)>,
     tx: mpsc::UnboundedSender<(i32, FetchOutcome)>,
     rx: mpsc::UnboundedReceiver<(i32, FetchOutcome)>,
     need_metadata: bool,
@@ -425,6 +432,7 @@ impl Consumer {
             buffered: VecDeque::new(),
             inflight: BTreeSet::new(),
             node_backoff: BTreeMap::new(),
+            partition_backoff: BTreeMap::new(),
             tx,
             rx,
             need_metadata: true,
@@ -885,6 +893,8 @@ impl Consumer {
                 },
                 e if errors::needs_metadata_refresh(e.code()) || e.is_retriable() => {
                     self.need_metadata = true;
+                    let until = Instant::now() + Duration::from_millis(self.cfg.retry_backoff_ms);
+                    self.partition_backoff.insert(p.tp, (node, until));
                 }
                 e => {
                     self.pending_error = Some(ConsumerError::Broker {
@@ -900,6 +910,7 @@ impl Consumer {
 
     async fn send_fetches(&mut self) {
         let now = Instant::now();
+        self.partition_backoff.retain(|_, (_, until)| *until > now);
         let buffered: BTreeSet<&TopicPartition> = self.buffered.iter().map(|c| &c.tp).collect();
         let mut by_node: BTreeMap<i32, Vec<(TopicPartition, i64)>> = BTreeMap::new();
         self.cluster.with_metadata(|m| {
@@ -913,6 +924,7 @@ impl Consumer {
                 };
                 if self.inflight.contains(&node)
                     || self.node_backoff.get(&node).is_some_and(|&t| t > now)
+                    || self.partition_backoff.get(tp).is_some_and(|&(n, _)| n == node)
                 {
                     continue;
                 }

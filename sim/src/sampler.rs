@@ -51,6 +51,8 @@ pub struct Sampler {
     tracer: Tracer,
     series: Series,
     invariants: Invariants,
+    /// The line being traced, reused from event to event (no allocation per event).
+    line: Vec<u8>,
 }
 
 impl Sampler {
@@ -66,6 +68,7 @@ impl Sampler {
             tracer: tracer.clone(),
             series: Series::default(),
             invariants: Invariants::default(),
+            line: Vec::new(),
         }
     }
 
@@ -124,7 +127,8 @@ impl Sampler {
         let events = self.net.drain_events();
         self.invariants.net_events(&events);
         for ev in events {
-            self.tracer.event_at(now, "net", &json_line(&ev));
+            self.line.clear();
+            self.trace_json(now, "net", &ev);
         }
     }
 
@@ -142,21 +146,44 @@ impl Sampler {
             if let DiskEvent::Io { start_ns, done_ns, .. } = &ev {
                 self.series.io.push((*start_ns, *done_ns));
             }
-            self.tracer.event_at(now, "disk", &json_line(&ev));
+            self.line.clear();
+            self.trace_json(now, "disk", &ev);
         }
         for (name, d) in &self.other_disks {
             for ev in d.drain_events() {
                 if matches!(ev, DiskEvent::Io { .. }) {
                     continue;
                 }
-                self.tracer.event_at(now, "disk", &format!("{name} {}", json_line(&ev)));
+                self.line.clear();
+                self.line.extend_from_slice(name.as_bytes());
+                self.line.push(b' ');
+                trace_json(&self.tracer, &mut self.line, now, "disk", &ev);
             }
         }
     }
+
+    /// Traces what `line` holds followed by `ev` as one line of JSON.
+    fn trace_json(&mut self, now: u64, kind: &str, ev: &impl serde::Serialize) {
+        trace_json(&self.tracer, &mut self.line, now, kind, ev);
+    }
 }
 
-fn json_line(ev: &impl serde::Serialize) -> String {
-    serde_json::to_string(ev).unwrap_or_else(|e| format!("unserializable: {e}"))
+/// Traces `line` (a prefix, possibly empty) then `ev` as JSON (serde_json's compact text, as
+/// `serde_json::to_string` writes it), building the line in `line`'s buffer.
+fn trace_json(
+    tracer: &Tracer,
+    line: &mut Vec<u8>,
+    now: u64,
+    kind: &str,
+    ev: &impl serde::Serialize,
+) {
+    let start = line.len();
+    if let Err(e) = serde_json::to_writer(&mut *line, ev) {
+        line.truncate(start);
+        line.extend_from_slice(format!("unserializable: {e}").as_bytes());
+    }
+    // serde_json writes UTF-8; the prefix is a host name.
+    tracer.event_at(now, kind, &String::from_utf8_lossy(line));
 }
 
 /// Cluster runs: leaders' HWs and partition states, sampled in memory every 250 ms.

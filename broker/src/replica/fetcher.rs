@@ -12,7 +12,10 @@
 //!
 //! Before each append the role is checked again under the partition's data lock: an answer for a
 //! leader epoch this broker no longer follows is dropped. Errors back off
-//! `replica.fetch.backoff.ms` and drop the connection; leader and epoch changes come from metadata.
+//! `replica.fetch.backoff.ms` and drop the connection; a partition the leader refused or this
+//! broker failed to append (its log offline after a storage error) is left out of fetches for
+//! `replica.fetch.backoff.ms` (Kafka's `delayPartitions`), never refetched at once; leader and
+//! epoch changes come from metadata.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -85,8 +88,9 @@ pub async fn run(
 ) {
     let mut conn: Option<KafkaConn> = None;
     let mut last_error: Option<String> = None;
-    // Partitions the leader refused, left out of fetches until their backoff passes (one
-    // refused partition must not make the others spin: refusals are answered at once).
+    // Partitions the leader refused or this broker failed to append, left out of fetches until
+    // their backoff passes (one such partition must not make the others spin: refusals are
+    // answered at once, and an offline log fails every append at once).
     let mut delayed: BTreeMap<TopicPartition, tokio::time::Instant> = BTreeMap::new();
     loop {
         if *shutdown.borrow() {
@@ -342,7 +346,7 @@ async fn truncate_to_hw(env: &FetcherEnv, parts: Vec<Followed>) {
 }
 
 /// One Fetch of `parts` (all truncated) from `leader`; appends what came back. Returns the
-/// partitions the leader refused (to back off).
+/// partitions the leader refused or whose append failed here (to back off).
 async fn fetch(
     env: &FetcherEnv,
     leader: BrokerId,
@@ -469,7 +473,12 @@ async fn fetch(
                         continue;
                     }
                     Err(e) => {
-                        tracing::error!(partition = %tp, error = %e, "follower append failed");
+                        // Its log is offline (a storage error) or refused the batch: fetching
+                        // the same records again at once would fail the same way, in a loop as
+                        // fast as the leader answers. Wait the backoff, as Kafka's fetcher
+                        // delays a partition whose processing failed (`delayPartitions`).
+                        tracing::error!(partition = %tp, error = %e, "follower append failed; backing off");
+                        refused.push(tp);
                         continue;
                     }
                 }
