@@ -116,15 +116,7 @@ async fn set_min_insync(net: &SimNet, id: i32, value: &str) -> Option<i16> {
 
 /// `min.insync.replicas` of the topic as broker `id` describes it: (value, source).
 async fn describe_min_insync(net: &SimNet, id: i32) -> Option<(String, i8)> {
-    let mut r = DescribeConfigsResource::default();
-    r.resource_type = 2;
-    r.resource_name = sb(TOPIC);
-    r.configuration_keys = Some(vec![sb("min.insync.replicas")]);
-    let mut req = DescribeConfigsRequest::default();
-    req.resources = vec![r];
-    let resp: DescribeConfigsResponse = call(net, id, ApiKey::DescribeConfigs, 4, &req).await?;
-    let c = resp.results.first()?.configs.first()?.clone();
-    Some((c.value?.to_string(), c.config_source))
+    describe_topic(net, id, "min.insync.replicas").await
 }
 
 #[test]

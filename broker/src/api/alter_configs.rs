@@ -227,6 +227,19 @@ impl Broker {
             return self.apply_topic_configs(name, next, false).await;
         };
         let resource = ConfigResource::Topic(name.to_string());
+        self.commit_configs(link.as_ref(), resource, &current, &next).await
+    }
+
+    /// Combined mode: commits the change from `current` to `next` of `resource` through the
+    /// controller (config records, all or nothing), then applies the image to the live logs here
+    /// at once rather than at the next image pass.
+    pub(super) async fn commit_configs(
+        &self,
+        link: &dyn crate::controller::link::ControllerLink,
+        resource: ConfigResource,
+        current: &BTreeMap<String, String>,
+        next: &BTreeMap<String, String>,
+    ) -> Outcome1 {
         let keys: BTreeSet<&String> = current.keys().chain(next.keys()).collect();
         let changes: Vec<ConfigChange> = keys
             .into_iter()
@@ -240,7 +253,6 @@ impl Broker {
         link.alter_configs(changes)
             .await
             .map_err(|e| crate::controller::local::link_error_code(&e))?;
-        // Committed and pulled: applied here now rather than at the next image pass.
         let img = link.metadata().borrow().clone();
         self.sync_topic_configs(&img).await;
         Ok(())

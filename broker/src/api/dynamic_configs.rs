@@ -9,9 +9,9 @@
 //! single node. Other broker configs answer INVALID_REQUEST naming the key: set them in
 //! `server.properties`.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
-use cluster::metadata::{ConfigChange, ConfigResource};
+use cluster::metadata::ConfigResource;
 
 use super::alter_configs::{topic_after, Op};
 use crate::broker::Broker;
@@ -134,22 +134,7 @@ impl Broker {
             return Ok(());
         };
         let resource = ConfigResource::Broker(name.to_string());
-        let keys: BTreeSet<&String> = current.keys().chain(next.keys()).collect();
-        let changes: Vec<ConfigChange> = keys
-            .into_iter()
-            .filter(|k| current.get(*k) != next.get(*k))
-            .map(|k| ConfigChange {
-                resource: resource.clone(),
-                name: k.clone(),
-                value: next.get(k).cloned(),
-            })
-            .collect();
-        link.alter_configs(changes)
-            .await
-            .map_err(|e| crate::controller::local::link_error_code(&e))?;
-        let img = link.metadata().borrow().clone();
-        self.sync_topic_configs(&img).await;
-        Ok(())
+        self.commit_configs(link.as_ref(), resource, &current, &next).await
     }
 
     /// Every local topic's config again, from its overrides over the current defaults (after a
