@@ -99,19 +99,7 @@ async fn create_topic(net: &SimNet, min_insync: &str) -> i16 {
 }
 
 async fn set_min_insync(net: &SimNet, id: i32, value: &str) -> Option<i16> {
-    let mut c = AlterableConfig::default();
-    c.name = sb("min.insync.replicas");
-    c.config_operation = 0; // SET
-    c.value = Some(sb(value));
-    let mut r = AlterConfigsResource::default();
-    r.resource_type = 2;
-    r.resource_name = sb(TOPIC);
-    r.configs = vec![c];
-    let mut req = IncrementalAlterConfigsRequest::default();
-    req.resources = vec![r];
-    let resp: IncrementalAlterConfigsResponse =
-        call(net, id, ApiKey::IncrementalAlterConfigs, 1, &req).await?;
-    Some(resp.responses[0].error_code)
+    set_config(net, id, 2, TOPIC, "min.insync.replicas", Some(value)).await
 }
 
 /// `min.insync.replicas` of the topic as broker `id` describes it: (value, source).
@@ -180,11 +168,12 @@ fn topic_min_insync_replicas_through_the_controller() {
     })
 }
 
-/// IncrementalAlterConfigs of broker resource `name` (`""`: the cluster-wide default): one key
+/// IncrementalAlterConfigs of one key of resource (`resource_type`, `name`) through broker `id`:
 /// set (`Some`) or deleted; the error code.
-async fn set_broker_config(
+async fn set_config(
     net: &SimNet,
     id: i32,
+    resource_type: i8,
     name: &str,
     key: &str,
     value: Option<&str>,
@@ -194,7 +183,7 @@ async fn set_broker_config(
     c.config_operation = if value.is_some() { 0 } else { 1 }; // SET, DELETE
     c.value = value.map(sb);
     let mut r = AlterConfigsResource::default();
-    r.resource_type = 4;
+    r.resource_type = resource_type;
     r.resource_name = sb(name);
     r.configs = vec![c];
     let mut req = IncrementalAlterConfigsRequest::default();
@@ -202,6 +191,17 @@ async fn set_broker_config(
     let resp: IncrementalAlterConfigsResponse =
         call(net, id, ApiKey::IncrementalAlterConfigs, 1, &req).await?;
     Some(resp.responses[0].error_code)
+}
+
+/// A broker resource's config (`name`: `""`, the cluster-wide default, or an id).
+async fn set_broker_config(
+    net: &SimNet,
+    id: i32,
+    name: &str,
+    key: &str,
+    value: Option<&str>,
+) -> Option<i16> {
+    set_config(net, id, 4, name, key, value).await
 }
 
 /// Topic config `key` as broker `id` describes it: (value, source).

@@ -366,9 +366,8 @@ impl Node {
                 return;
             }
             ControllerRequest::DeletionPending { name } => {
-                let work = self.work().clone();
-                let brokers = self.active_controller().deletion_pending(&work, &name);
-                let _ = reply.send(ControllerResponse::DeletionPending(brokers));
+                let _ =
+                    reply.send(ControllerResponse::DeletionPending(self.deletion_pending(&name)));
                 return;
             }
             _ => {}
@@ -486,6 +485,17 @@ impl Node {
                 let _ = reply.send(ControllerResponse::Error(RpcError::Unavailable(e.to_string())));
             }
         }
+    }
+
+    /// [`Controller::deletion_pending`] on the working image, which is read in place (this is
+    /// polled while a DeleteTopics waits; no copy of the image).
+    fn deletion_pending(&mut self, name: &str) -> Vec<cluster::metadata::BrokerId> {
+        self.active_controller();
+        self.work();
+        let (Some((_, work, _)), Some((_, controller))) = (&self.work, &self.controller) else {
+            unreachable!("both set just above")
+        };
+        controller.deletion_pending(work, name)
     }
 
     /// Fills in what is known only at answer time.
