@@ -199,6 +199,10 @@ def test_cluster_create_partitions_and_delete_records(cluster):  # noqa: F811
     wait_for("3 partitions, each with 3 replicas in sync", 30, lambda: (
         partition_count(a, t) == 3
         and all((cluster.partition(t, p) or (-1, []))[1] == [0, 1, 2] for p in range(3))) or None)
+    # Every broker serves the new count before a fresh producer asks one of them (metadata
+    # reaches each broker on its own pull; a CI run once saw _UNKNOWN_PARTITION here).
+    wait_for("every broker shows 3 partitions", 30, lambda: all(
+        partition_count(admin(n.addr), t) == 3 for n in cluster.nodes) or None)
     md = a.list_topics(t, timeout=10).topics[t]
     assert all(sorted(md.partitions[p].replicas) == [0, 1, 2] for p in range(3))
     produce(cluster.bootstrap, t, 1, partition=2)
