@@ -166,6 +166,8 @@ struct Shared {
     finishing: AtomicUsize,
     /// Kafka's `record-retry-total`: records in batches sent again after a retriable error.
     record_retries: AtomicU64,
+    /// Per error name: partition batches a Produce attempt failed with (see [`Producer::error_counts`]).
+    errors: Mutex<BTreeMap<&'static str, u64>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -285,6 +287,7 @@ impl Producer {
             closing: AtomicBool::new(false),
             finishing: AtomicUsize::new(0),
             record_retries: AtomicU64::new(0),
+            errors: Mutex::new(BTreeMap::new()),
         });
         let handle = tokio::spawn(run_sender(Arc::clone(&shared)));
         Self { shared, sender: Mutex::new(Some(handle)) }
@@ -297,6 +300,16 @@ impl Producer {
     /// Kafka's `record-retry-total`: records re-sent after retriable errors so far.
     pub fn record_retry_total(&self) -> u64 {
         self.shared.record_retries.load(Ordering::Relaxed)
+    }
+
+    /// Per error name, how many partition batches a Produce attempt answered with it so far,
+    /// retried or not: the broker's codes by Kafka name (`NOT_ENOUGH_REPLICAS`,
+    /// `NOT_LEADER_OR_FOLLOWER`, ...) and, for attempts that got no answer, librdkafka's local
+    /// names (`_TRANSPORT`: the connection failed or closed, `_TIMED_OUT`: no response within
+    /// `request.timeout.ms`). A batch given up after `delivery.timeout.ms` is not an attempt's
+    /// answer and is not counted here (its callback gets the error).
+    pub fn error_counts(&self) -> BTreeMap<&'static str, u64> {
+        lock(&self.shared.errors).clone()
     }
 
     pub fn cluster(&self) -> &Arc<Cluster> {
@@ -738,6 +751,19 @@ async fn start_produce(
     }
 }
 
+/// The name [`Producer::error_counts`] counts a failed attempt under.
+fn attempt_error_name(e: &ProduceError) -> &'static str {
+    match e {
+        ProduceError::Broker { name, .. } => name,
+        ProduceError::Conn(ConnError::Timeout { .. }) => "_TIMED_OUT",
+        ProduceError::Conn(ConnError::Connect { .. } | ConnError::Closed { .. }) => "_TRANSPORT",
+        ProduceError::Conn(ConnError::UnsupportedVersion { .. }) => "_UNSUPPORTED_FEATURE",
+        ProduceError::Conn(ConnError::ApiVersions { code_name, .. }) => code_name,
+        ProduceError::Conn(ConnError::Encode { .. } | ConnError::Decode { .. }) => "_BAD_MSG",
+        _ => "_FAIL",
+    }
+}
+
 /// Waits for a Produce response and settles every batch.
 async fn finish_produce(
     sh: Arc<Shared>,
@@ -805,6 +831,7 @@ async fn finish_produce(
                     done.push((thunks, Ok((tp.partition, base, lat))));
                 }
                 Err(e) => {
+                    *lock(&sh.errors).entry(attempt_error_name(&e)).or_default() += 1;
                     let retriable = match &e {
                         ProduceError::Conn(c) => c.is_retriable(),
                         // With idempotence, a batch behind a failed one sees its sequence out of

@@ -382,3 +382,31 @@ async fn keyed_records_follow_murmur2_and_auto_create_works() {
         assert_eq!(by_key[&k], r.partition);
     }
 }
+
+/// Every failed Produce attempt is counted by its error name, retried or not: acks=all to a
+/// topic whose `min.insync.replicas` (2) is above its one replica answers NOT_ENOUGH_REPLICAS
+/// to the first send and to each of its `retries` (2), and a healthy topic counts nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_attempts_are_counted_by_error_name() {
+    let b = common::start_broker(&[]);
+    let a = admin(&b.addr);
+    a.create_topic(NewTopic::new("short", 1, 1).with_config("min.insync.replicas", "2"))
+        .await
+        .unwrap();
+    create(&b.addr, "fine", 1).await;
+    let p = producer(&b.addr, &[("acks", "all"), ("retries", "2"), ("retry.backoff.ms", "10")]);
+    let ok = p.send(ProducerRecord::new("fine", Bytes::from_static(b"a"))).await.unwrap();
+    ok.await.expect("a topic with enough replicas takes the record");
+    assert!(p.error_counts().is_empty(), "nothing failed yet: {:?}", p.error_counts());
+    let f = p.send(ProducerRecord::new("short", Bytes::from_static(b"b"))).await.unwrap();
+    let err = f.await.expect_err("min.insync.replicas 2 with one replica refuses acks=all");
+    assert!(err.to_string().contains("NOT_ENOUGH_REPLICAS"), "{err}");
+    let counts = p.error_counts();
+    assert_eq!(
+        counts.get("NOT_ENOUGH_REPLICAS"),
+        Some(&3),
+        "first attempt + 2 retries: {counts:?}"
+    );
+    assert_eq!(counts.len(), 1, "{counts:?}");
+    p.close().await;
+}

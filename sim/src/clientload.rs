@@ -282,6 +282,11 @@ impl ClientProducer {
         }
         producer.close().await;
         ctx.flush_run(&mut lock(&ctx.run));
+        let mut h = lock(&self.history);
+        for (name, n) in producer.error_counts() {
+            *h.producer_errors.entry(name.to_string()).or_default() += n;
+        }
+        drop(h);
         self.control.producers_running.fetch_sub(1, Ordering::SeqCst);
         self.tracer.event(
             "producer-done",

@@ -106,6 +106,12 @@ pub fn resolve(target: Target, hosts: &[Arc<Host>]) -> Option<u32> {
             let ctl = active_controller(hosts);
             live.iter().copied().find(|&r| Some(r) != ctl).or_else(|| live.first().copied())
         }
+        Target::FollowerRank(t, p, j) => {
+            let s = partition_state(hosts, t, p)?;
+            let r = s.replicas.iter().filter(|&&r| r != s.leader).nth(usize::from(j))?;
+            let r = u32::try_from(*r).ok()?;
+            hosts.get(r as usize).is_some_and(|h| h.is_up()).then_some(r)
+        }
     }
 }
 

@@ -217,6 +217,9 @@ pub struct History {
     pub final_partition: BTreeMap<TopicPartition, (i32, i32, Vec<i32>)>,
     /// Cluster runs: periodic HW samples of every broker that leads a partition.
     pub hw_samples: Vec<HwSample>,
+    /// Per error name, summed over producers: partition batches a Produce attempt failed with,
+    /// retried or not (`client::Producer::error_counts`).
+    pub producer_errors: BTreeMap<String, u64>,
 }
 
 /// One replica's log as that replica serves it to a debugging reader.

@@ -429,6 +429,7 @@ fn history_summary(h: &History) -> Value {
         "sends": h.sends.len(),
         "failed": failed.len(),
         "failed_sends": failed_sends,
+        "producer_errors": h.producer_errors,
         "polls": h.polls.len(),
         "consumers": consumer_summary(h),
         "final_logs": final_logs,

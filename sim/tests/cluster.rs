@@ -115,6 +115,34 @@ fn minority_power_loss() {
     story("cluster-minority-power-loss");
 }
 
+/// `followers:events/0` hits every follower at once: two power losses on two different brokers,
+/// neither the partition's leader, which keeps its leadership; the restarted followers leave the
+/// ISR, and the leader's acks=all writes get NOT_ENOUGH_REPLICAS until they are back, which
+/// summary.json counts by name.
+#[test]
+fn power_loss_of_every_follower_at_once() {
+    for out in story("cluster-followers-power-loss") {
+        let p = partition(&out, "events-0");
+        let leader = p["timeline"][0]["leader"].as_i64().unwrap_or(-1);
+        let hit: Vec<&str> = out
+            .markers
+            .iter()
+            .filter(|m| m.label.starts_with("power_loss followers:events/0#"))
+            .filter_map(|m| m.label.rsplit_once("→ broker-").map(|(_, b)| b))
+            .collect();
+        assert_eq!(hit.len(), 2, "one power loss per follower: {:?}", out.markers);
+        assert_ne!(hit[0], hit[1], "two different followers: {hit:?}");
+        assert!(
+            !hit.contains(&leader.to_string().as_str()),
+            "the leader {leader} was spared: {hit:?}"
+        );
+        assert_eq!(p["leader_changes"], 0, "{p}");
+        assert!(p["isr_shrinks"].as_u64().unwrap_or(0) >= 1, "the followers left the ISR: {p}");
+        let errors = &out.summary["history"]["producer_errors"];
+        assert!(errors["NOT_ENOUGH_REPLICAS"].as_u64().unwrap_or(0) >= 1, "{errors}");
+    }
+}
+
 #[test]
 fn slow_follower_leaves_and_rejoins_the_isr() {
     for out in story("cluster-slow-follower") {
@@ -285,6 +313,22 @@ fn cluster_scenarios_parse_and_bad_targets_name_the_path() {
     let bad = base.replace("\"leader:events/0\"", "\"leader:nope/0\"");
     let e = Scenario::parse(&bad).err().map(|e| e.to_string()).unwrap_or_default();
     assert!(e.starts_with("faults[0].kill: expected leader:TOPIC/PARTITION"), "{e}");
+    // `followers:` is one fault per follower rank (RF - 1), restarts too; RF 1 has none.
+    let all = base.replace("\"leader:events/0\"", "\"followers:events/0\"");
+    let sc = Scenario::parse(&all).unwrap_or_else(|e| panic!("{e}"));
+    let names: Vec<String> = sc.faults.iter().map(|f| f.target.name()).collect();
+    assert_eq!(
+        names,
+        [
+            "followers:events/0#0",
+            "followers:events/0#1",
+            "followers:events/0#0",
+            "followers:events/0#1"
+        ]
+    );
+    let rf1 = all.replace("\"replication.factor\": 3", "\"replication.factor\": 1");
+    let e = Scenario::parse(&rf1).err().map(|e| e.to_string()).unwrap_or_default();
+    assert!(e.contains("replication factor 1, so no followers"), "{e}");
     let rf = base.replace("\"replication.factor\": 3", "\"replication.factor\": 4");
     let e = Scenario::parse(&rf).err().map(|e| e.to_string()).unwrap_or_default();
     assert!(e.starts_with("topics[0][\"replication.factor\"]"), "{e}");

@@ -1,7 +1,8 @@
 //! Produce: validate and append record batches as they came (offsets assigned in place),
 //! idempotent-producer checks, acks 0/1/-1.
 //!
-//! On a single node `acks=-1` is satisfied by the leader's append. In combined mode it waits until
+//! On a single node `acks=-1` is satisfied by the leader's append (refused with NOT_ENOUGH_REPLICAS
+//! when the partition's `min.insync.replicas` is above 1, as Kafka's one broker does). In combined mode it waits until
 //! the high watermark passes the batch (every member of the ISR has it), up to the request's
 //! `timeout_ms` (then REQUEST_TIMED_OUT); it is refused before the append with
 //! NOT_ENOUGH_REPLICAS when the ISR is smaller than `min.insync.replicas`, and fails with
@@ -286,6 +287,15 @@ impl Broker {
                 true,
             );
         };
+        // One node: its ISR is itself, so acks=all below `min.insync.replicas` > 1 is refused
+        // before the append, as Kafka's `Partition.appendRecordsToLeader` does on one broker.
+        let min_insync = d.log.config().min_insync_replicas;
+        if !combined && acks == -1 && min_insync > 1 {
+            let why = format!(
+                "the ISR (this node alone) is smaller than min.insync.replicas {min_insync}"
+            );
+            return (PartResult::err(index, error_code::NOT_ENOUGH_REPLICAS, why), true);
+        }
         let (res, last_offset) = self.append_partition(d, tp, records).await;
         if res.error == error_code::NONE && combined {
             let leo = d.log.log_end_offset();

@@ -30,6 +30,11 @@ pub enum Target {
     Follower(&'static str, i32),
     /// Cluster runs: the active controller (the Raft leader of the metadata quorum).
     Controller,
+    /// Cluster runs, from `followers:TOPIC/P` (every follower at once, one fault per rank): the
+    /// rank-th (0-based) replica, in assignment order, that is not the leader when the fault
+    /// starts; none if that replica is down. A `restart` restarts the broker the previous fault
+    /// on the same rank hit.
+    FollowerRank(&'static str, i32, u8),
 }
 
 impl Target {
@@ -40,12 +45,19 @@ impl Target {
             Target::Leader(t, p) => format!("leader:{t}/{p}"),
             Target::Follower(t, p) => format!("follower:{t}/{p}"),
             Target::Controller => "controller".to_string(),
+            Target::FollowerRank(t, p, j) => format!("followers:{t}/{p}#{j}"),
         }
     }
 
     /// Whether the target is resolved to a broker at fault time.
     pub fn is_dynamic(self) -> bool {
-        matches!(self, Target::Leader(..) | Target::Follower(..) | Target::Controller)
+        matches!(
+            self,
+            Target::Leader(..)
+                | Target::Follower(..)
+                | Target::FollowerRank(..)
+                | Target::Controller
+        )
     }
 }
 

@@ -212,6 +212,11 @@ pub const BAD: &[(&str, &str, &str)] = &[
     ),
     (
         r#""workload": {"#,
+        r#""faults": [{"at": "1s", "kill": "followers:events/0"}], "workload": {"#,
+        "faults[0].kill: followers:events/0: the topic has replication factor 1, so no followers",
+    ),
+    (
+        r#""workload": {"#,
         r#""faults": [{"at": "1s", "disk_error": "broker-0", "kind": "melt"}], "workload": {"#,
         "faults[0].kind: ",
     ),

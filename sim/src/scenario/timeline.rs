@@ -95,7 +95,27 @@ fn fault(f: &RawFault, p: &str, ctx: &Ctx) -> R<Vec<Fault>> {
         return rolling_restart(f, target_v, p, at_ns, ctx);
     }
     let action_p = join(p, action);
+    if let Some(s) = target_v.as_str().filter(|s| s.starts_with("followers:")) {
+        let mut out = Vec::new();
+        for t in followers_targets(s, &action_p, ctx)? {
+            out.extend(fault_on(f, p, action, t, at_ns, ctx)?);
+        }
+        return Ok(out);
+    }
     let target = target(target_v, &action_p, ctx)?;
+    fault_on(f, p, action, target, at_ns, ctx)
+}
+
+/// One fault entry's action on one target.
+fn fault_on(
+    f: &RawFault,
+    p: &str,
+    action: &str,
+    target: Target,
+    at_ns: u64,
+    ctx: &Ctx,
+) -> R<Vec<Fault>> {
+    let action_p = join(p, action);
     if matches!(target, Target::Consumer(_))
         && !["kill", "restart", "pause", "partition", "leave"].contains(&action)
     {
@@ -266,13 +286,25 @@ pub(super) fn broker_ref(v: &Value, path: &str, brokers: u32) -> R<u32> {
 
 /// `controller`, `leader:TOPIC/P`, `follower:TOPIC/P` (cluster runs only).
 fn dynamic_target(s: &str, path: &str, ctx: &Ctx) -> R<Target> {
-    if ctx.brokers < 2 {
-        return Err(invalid(path, format!("{s}: only in a cluster (cluster.brokers > 1)")));
-    }
+    cluster_only(s, path, ctx)?;
     if s == "controller" {
         return Ok(Target::Controller);
     }
     let (kind, tp) = s.split_once(':').unwrap_or((s, ""));
+    let (name, p, _) = topic_partition(kind, tp, path, ctx)?;
+    Ok(if kind == "leader" { Target::Leader(name, p) } else { Target::Follower(name, p) })
+}
+
+fn cluster_only(s: &str, path: &str, ctx: &Ctx) -> R<()> {
+    if ctx.brokers < 2 {
+        return Err(invalid(path, format!("{s}: only in a cluster (cluster.brokers > 1)")));
+    }
+    Ok(())
+}
+
+/// `TOPIC/P` of a `kind:TOPIC/P` target: the topic's name (for the run's lifetime), the
+/// partition and the topic's replication factor.
+fn topic_partition(kind: &str, tp: &str, path: &str, ctx: &Ctx) -> R<(&'static str, i32, i32)> {
     let bad =
         || invalid(path, format!("expected {kind}:TOPIC/PARTITION naming a topic of the scenario"));
     let (t, p) = tp.rsplit_once('/').ok_or_else(bad)?;
@@ -282,7 +314,23 @@ fn dynamic_target(s: &str, path: &str, ctx: &Ctx) -> R<Target> {
         return Err(bad());
     }
     let name: &'static str = Box::leak(t.to_string().into_boxed_str());
-    Ok(if kind == "leader" { Target::Leader(name, p) } else { Target::Follower(name, p) })
+    Ok((name, p, topic.replication_factor))
+}
+
+/// `followers:TOPIC/P`: every follower of the partition at once, one target per follower rank
+/// (replication factor - 1 of them; see [`Target::FollowerRank`]).
+fn followers_targets(s: &str, path: &str, ctx: &Ctx) -> R<Vec<Target>> {
+    cluster_only(s, path, ctx)?;
+    let tp = s.strip_prefix("followers:").unwrap_or("");
+    let (name, p, rf) = topic_partition("followers", tp, path, ctx)?;
+    if rf < 2 {
+        return Err(invalid(
+            path,
+            format!("{s}: the topic has replication factor {rf}, so no followers"),
+        ));
+    }
+    let ranks = u8::try_from(rf - 1).map_err(|_| invalid(path, "too many replicas"))?;
+    Ok((0..ranks).map(|j| Target::FollowerRank(name, p, j)).collect())
 }
 
 fn target(v: &Value, path: &str, ctx: &Ctx) -> R<Target> {
