@@ -84,6 +84,7 @@ pub fn kind_name(a: &FaultAction) -> Option<&'static str> {
         FaultAction::PowerLoss => "power_loss",
         FaultAction::Pause => "pause",
         FaultAction::Leave => "leave",
+        FaultAction::StallPoll => "stall_poll",
         FaultAction::SlowDisk { .. } => "slow_disk",
         FaultAction::DiskError { .. } => "disk_error",
         FaultAction::DropCaches => "drop_caches",

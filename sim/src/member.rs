@@ -3,7 +3,9 @@
 //! node plus a host on the simulated network), so faults can hit one member — kill (its tasks
 //! die, its connections reset), restart (a fresh process: a new member, or the same static
 //! member with `group.instance.id`), pause (a stalled process: its heartbeats stop, and when it
-//! resumes it acts on what it had before), partition (cut off from every broker).
+//! resumes it acts on what it had before), stall_poll (the application stops between a poll and
+//! its commit while the consumer's heartbeats go on: past `max.poll.interval.ms` the consumer
+//! leaves the group by itself), partition (cut off from every broker).
 //!
 //! The member's loop is an application's: poll; record what came back; commit the offsets it
 //! just processed for the partitions it still owns (`commitSync` after every poll, no auto
@@ -46,6 +48,8 @@ pub struct MemberHost {
     up: AtomicBool,
     /// Set by a `leave` fault: the member closes (LeaveGroup) and its process ends.
     leaving: AtomicBool,
+    /// Set by a `stall_poll` fault: the application stops between a poll and its commit.
+    poll_stalled: AtomicBool,
     incarnation: AtomicU64,
 }
 
@@ -80,6 +84,7 @@ impl MemberHost {
             node: Mutex::new(None),
             up: AtomicBool::new(false),
             leaving: AtomicBool::new(false),
+            poll_stalled: AtomicBool::new(false),
             incarnation: AtomicU64::new(0),
         })
     }
@@ -142,6 +147,24 @@ impl MemberHost {
         if let Some(id) = self.node_id() {
             madsim::runtime::Handle::current().restart(id);
         }
+    }
+
+    /// Starts or ends a `stall_poll`: the member's loop stops calling poll and commit; the
+    /// consumer's own tasks (heartbeats) go on.
+    pub fn stall_poll(&self, on: bool) {
+        self.poll_stalled.store(on, Ordering::SeqCst);
+    }
+
+    /// Waits while a `stall_poll` is in force (checked every 10 ms of simulated time).
+    async fn wait_while_stalled(&self) {
+        if !self.poll_stalled.load(Ordering::SeqCst) {
+            return;
+        }
+        self.tracer.event("member-stall", &self.name());
+        while self.poll_stalled.load(Ordering::SeqCst) {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        self.tracer.event("member-unstall", &self.name());
     }
 
     pub fn pause(&self) {
@@ -362,6 +385,7 @@ impl MemberHost {
                 self.tracer.event("member-leave", &who);
                 break;
             }
+            self.wait_while_stalled().await;
             let polled = consumer.poll(poll_timeout).await;
             let mut changed = false;
             while let Ok(ev) = rx.try_recv() {
@@ -400,6 +424,8 @@ impl MemberHost {
             // partition must not commit it: another member may be ahead already).
             let owned: BTreeSet<TopicPartition> = consumer.assignment().into_iter().collect();
             offsets.retain(|tp, _| owned.contains(tp));
+            // A stalled application processes these records before it commits them.
+            self.wait_while_stalled().await;
             if offsets.is_empty() {
                 continue;
             }

@@ -326,6 +326,14 @@ fn cluster_scenarios_parse_and_bad_targets_name_the_path() {
             "followers:events/0#1"
         ]
     );
+    let one = base.replace("\"leader:events/0\"", "\"followers:events/0#1\"");
+    let sc = Scenario::parse(&one).unwrap_or_else(|e| panic!("{e}"));
+    assert!(sc.faults.iter().all(|f| f.target.name() == "followers:events/0#1"));
+    let e = Scenario::parse(&base.replace("\"leader:events/0\"", "\"followers:events/0#2\""))
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(e.contains("the topic has 2 follower(s)"), "{e}");
     let rf1 = all.replace("\"replication.factor\": 3", "\"replication.factor\": 1");
     let e = Scenario::parse(&rf1).err().map(|e| e.to_string()).unwrap_or_default();
     assert!(e.contains("replication factor 1, so no followers"), "{e}");

@@ -23,8 +23,13 @@ fn opts(name: &str) -> RunOptions {
     }
 }
 
-const GROUP_STORIES: &[&str] =
-    &["group-rebalance", "group-zombie-commit", "group-coordinator-restart", "group-leave"];
+const GROUP_STORIES: &[&str] = &[
+    "group-rebalance",
+    "group-zombie-commit",
+    "group-coordinator-restart",
+    "group-leave",
+    "group-poll-stall",
+];
 
 #[test]
 fn group_stories_meet_their_expectations_under_several_seeds() {
@@ -85,6 +90,41 @@ fn a_paused_member_commits_with_its_old_generation_and_is_rejected() {
             h.assignments
                 .iter()
                 .any(|a| a.member == 1 && a.generation == last_gen && !a.tps.is_empty()),
+            "seed {seed}: consumer-1 never rejoined"
+        );
+    }
+}
+
+/// `stall_poll`: consumer-1's application stops 4s..10s between a poll and its commit while its
+/// heartbeats go on. Only `max.poll.interval.ms` (3s) can take it out of the group before 10s
+/// (its session timeout is 10s, and it never misses a heartbeat), so consumer-0 owning every
+/// partition before the stall ends shows the consumer left by itself; the commit it makes when
+/// the stall ends is refused, and it rejoins.
+#[test]
+fn a_member_whose_poll_loop_stalls_leaves_by_max_poll_interval_and_its_commit_is_refused() {
+    let sc = scenario("group-poll-stall");
+    for seed in 1..=3 {
+        let raw = madsim::runtime::Runtime::with_seed_and_config(seed, madsim::Config::default())
+            .block_on(simulate(&sc, seed, false));
+        let h = &raw.history;
+        let (stall_ns, end_ns) = (4_000_000_000u64, 10_000_000_000u64);
+        let took_all = h
+            .assignments
+            .iter()
+            .find(|a| a.member == 0 && a.tps.len() == 4 && a.at_ns > stall_ns && a.at_ns < end_ns);
+        assert!(
+            took_all.is_some(),
+            "seed {seed}: consumer-0 never took every partition during the stall: {:?}",
+            h.assignments
+        );
+        let after: Vec<_> =
+            h.commits.iter().filter(|c| c.member == 1 && c.sent_ns >= end_ns).collect();
+        let first = after
+            .first()
+            .unwrap_or_else(|| panic!("seed {seed}: consumer-1 never committed after the stall"));
+        assert!(first.error.is_some(), "seed {seed}: the stale commit was accepted: {first:?}");
+        assert!(
+            h.assignments.iter().any(|a| a.member == 1 && a.at_ns > end_ns && !a.tps.is_empty()),
             "seed {seed}: consumer-1 never rejoined"
         );
     }

@@ -37,6 +37,7 @@ impl Fault {
             (On::Member { member, .. }, FaultAction::Restart) => member.restart(),
             (On::Member { member, .. }, FaultAction::Pause) => member.pause(),
             (On::Member { member, .. }, FaultAction::Leave) => member.leave(),
+            (On::Member { member, .. }, FaultAction::StallPoll) => member.stall_poll(true),
             (On::Member { member, brokers }, FaultAction::Partition) => {
                 member.partition_from(brokers)
             }
@@ -46,6 +47,7 @@ impl Fault {
             (On::Broker { host, .. }, FaultAction::Kill) => host.kill(),
             // Parsing allows `leave` for group members only.
             (On::Broker { .. }, FaultAction::Leave) => ignored("a broker cannot leave a group"),
+            (On::Broker { .. }, FaultAction::StallPoll) => ignored("a broker has no poll loop"),
             (On::Broker { host, .. }, FaultAction::Restart) => host.restart(),
             (On::Broker { host, .. }, FaultAction::PowerLoss) => host.power_loss(),
             (On::Broker { host, .. }, FaultAction::Pause) => host.pause(),
@@ -85,6 +87,7 @@ impl Fault {
         tracer.event("fault-end", &self.label);
         match (on, &self.action) {
             (On::Member { member, .. }, FaultAction::Pause) => member.resume(),
+            (On::Member { member, .. }, FaultAction::StallPoll) => member.stall_poll(false),
             (On::Member { member, brokers }, FaultAction::Partition) => member.heal_from(brokers),
             (On::Member { .. }, _) => {}
             (On::Broker { host, .. }, FaultAction::Pause) => host.resume(),

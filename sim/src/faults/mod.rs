@@ -101,6 +101,11 @@ pub enum FaultAction {
     Pause,
     /// A group member shuts down cleanly: it sends LeaveGroup and stops (until `restart`).
     Leave,
+    /// A group member's application stalls between a poll and its commit (slow processing) for
+    /// `for`, while the consumer's background heartbeats go on: past `max.poll.interval.ms` the
+    /// consumer leaves the group by itself (KIP-62), and the commit it makes when the stall ends
+    /// carries a generation the coordinator has moved past.
+    StallPoll,
     SlowDisk {
         factor: u32,
     },

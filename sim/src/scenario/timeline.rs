@@ -19,6 +19,7 @@ pub(super) const ACTIONS: &[&str] = &[
     "power_loss",
     "pause",
     "leave",
+    "stall_poll",
     "slow_disk",
     "disk_error",
     "drop_caches",
@@ -59,7 +60,7 @@ pub(super) fn faults(raw: &RawScenario, ctx: &Ctx) -> R<Vec<Fault>> {
 /// The keys each action takes besides `at` and itself.
 fn options(action: &str) -> &'static [&'static str] {
     match action {
-        "pause" => &["for"],
+        "pause" | "stall_poll" => &["for"],
         "slow_disk" => &["factor", "for"],
         "disk_error" => &["kind", "probability", "times", "path", "for"],
         "corrupt_sector" => &["path"],
@@ -117,12 +118,18 @@ fn fault_on(
 ) -> R<Vec<Fault>> {
     let action_p = join(p, action);
     if matches!(target, Target::Consumer(_))
-        && !["kill", "restart", "pause", "partition", "leave"].contains(&action)
+        && !["kill", "restart", "pause", "partition", "leave", "stall_poll"].contains(&action)
     {
         return Err(invalid(&action_p, "a group member can be killed, restarted, paused, partitioned or leave (it has no disk)"));
     }
     if action == "leave" && !matches!(target, Target::Consumer(_)) {
         return Err(invalid(&action_p, "only a group member (consumer-N) can leave"));
+    }
+    if action == "stall_poll" && !matches!(target, Target::Consumer(_)) {
+        return Err(invalid(
+            &action_p,
+            "only a group member (consumer-N) has a poll loop to stall",
+        ));
     }
     let for_ns = f.for_.get().map(|d| d.0);
     let action_v = fault_action(f, p, action, for_ns, ctx.mode)?;
@@ -152,6 +159,10 @@ fn fault_action(
         "power_loss" => FaultAction::PowerLoss,
         "pause" if for_ns.is_none() => return Err(invalid(&join(p, "for"), "required for pause")),
         "pause" => FaultAction::Pause,
+        "stall_poll" if for_ns.is_none() => {
+            return Err(invalid(&join(p, "for"), "required for stall_poll"))
+        }
+        "stall_poll" => FaultAction::StallPoll,
         "slow_disk" => FaultAction::SlowDisk {
             factor: range(&f.factor, p, "factor", 10, 1, 1_000_000)? as u32,
         },
@@ -318,19 +329,31 @@ fn topic_partition(kind: &str, tp: &str, path: &str, ctx: &Ctx) -> R<(&'static s
 }
 
 /// `followers:TOPIC/P`: every follower of the partition at once, one target per follower rank
-/// (replication factor - 1 of them; see [`Target::FollowerRank`]).
+/// (replication factor - 1 of them; see [`Target::FollowerRank`]); `followers:TOPIC/P#J` is rank
+/// J alone (how the trace names each, and how `shrink` writes them out).
 fn followers_targets(s: &str, path: &str, ctx: &Ctx) -> R<Vec<Target>> {
     cluster_only(s, path, ctx)?;
-    let tp = s.strip_prefix("followers:").unwrap_or("");
+    let spec = s.strip_prefix("followers:").unwrap_or("");
+    let (tp, rank) = match spec.split_once('#') {
+        Some((tp, j)) => {
+            let bad = || invalid(path, format!("{s}: expected a follower rank after #"));
+            (tp, Some(j.parse::<u8>().map_err(|_| bad())?))
+        }
+        None => (spec, None),
+    };
     let (name, p, rf) = topic_partition("followers", tp, path, ctx)?;
     if rf < 2 {
-        return Err(invalid(
-            path,
-            format!("{s}: the topic has replication factor {rf}, so no followers"),
-        ));
+        let why = format!("{s}: the topic has replication factor {rf}, so no followers");
+        return Err(invalid(path, why));
     }
     let ranks = u8::try_from(rf - 1).map_err(|_| invalid(path, "too many replicas"))?;
-    Ok((0..ranks).map(|j| Target::FollowerRank(name, p, j)).collect())
+    match rank {
+        Some(j) if j >= ranks => {
+            Err(invalid(path, format!("{s}: the topic has {ranks} follower(s), ranks 0..{ranks}")))
+        }
+        Some(j) => Ok(vec![Target::FollowerRank(name, p, j)]),
+        None => Ok((0..ranks).map(|j| Target::FollowerRank(name, p, j)).collect()),
+    }
 }
 
 fn target(v: &Value, path: &str, ctx: &Ctx) -> R<Target> {

@@ -69,6 +69,7 @@ fn action_of(a: &FaultAction) -> (&'static str, Map<String, Value>) {
         FaultAction::PowerLoss => "power_loss",
         FaultAction::Pause => "pause",
         FaultAction::Leave => "leave",
+        FaultAction::StallPoll => "stall_poll",
         FaultAction::DropCaches => "drop_caches",
         FaultAction::Partition => "partition",
         FaultAction::SlowDisk { factor } => {
