@@ -131,6 +131,24 @@ def test_log_append_time_rewrites_timestamps(broker):
         assert abs(ts - before) < 120_000, got
 
 
+def test_acks_all_below_min_insync_replicas_on_one_node(broker):
+    """One node is its partition's whole ISR: a topic's min.insync.replicas=2 refuses acks=all with
+    NOT_ENOUGH_REPLICAS (as Kafka's one broker does) and still takes acks=1."""
+    from confluent_kafka import KafkaError
+    create(broker.addr, "cfg-min-isr", {"min.insync.replicas": "2"})
+    errors = []
+
+    def produce(acks):
+        p = Producer({"bootstrap.servers": broker.addr, "acks": acks, "retries": 0, "linger.ms": 0})
+        p.produce("cfg-min-isr", value=b"x", partition=0,
+                  on_delivery=lambda err, msg: errors.append((acks, err and err.code())))
+        assert p.flush(TIMEOUT) == 0
+
+    produce("all")
+    produce("1")
+    assert errors == [("all", KafkaError.NOT_ENOUGH_REPLICAS), ("1", None)], errors
+
+
 def test_kafka_python_describe_and_alter(broker):
     from kafka.admin import KafkaAdminClient, ConfigResource as KConfigResource, ConfigResourceType
     create(broker.addr, "cfg-kp", {"retention.ms": "5000"})
