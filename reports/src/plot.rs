@@ -25,6 +25,9 @@ pub struct PlotOptions {
     /// Consecutive points further apart in x than this many seconds are not joined (for series
     /// that leave empty intervals out instead of marking them with NaN). `None`: only NaN breaks.
     pub gap_s: Option<f64>,
+    /// The x axis' description; `None`: "simulated time (s)" (plots of a parameter, such as a
+    /// grid's throughput against `batch.size`, name their parameter).
+    pub x_label: Option<String>,
 }
 
 impl PlotOptions {
@@ -49,6 +52,13 @@ impl PlotOptions {
     #[must_use]
     pub fn with_gap(mut self, gap_s: f64) -> Self {
         self.gap_s = Some(gap_s);
+        self
+    }
+
+    /// The same options with the x axis described as `label`.
+    #[must_use]
+    pub fn with_x_label(mut self, label: &str) -> Self {
+        self.x_label = Some(label.to_string());
         self
     }
 
@@ -295,7 +305,7 @@ where
             .build_cartesian_2d::<RangedCoordf64, Y>((x_lo..x_hi).into(), y_spec)
             .map_err(|e| err(&e))?;
         cc.configure_mesh()
-            .x_desc("simulated time (s)")
+            .x_desc(opts.x_label.as_deref().unwrap_or("simulated time (s)"))
             .y_desc(y_desc)
             .x_label_formatter(&|v| tick(*v))
             .y_label_formatter(&|v| tick(*v))

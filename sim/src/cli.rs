@@ -5,6 +5,7 @@
 //! cargo simulate check-determinism SCENARIO [--seed N]
 //! cargo simulate sweep SCENARIO --seeds A..B [--shard i/n] [--jobs J] [--out DIR]
 //! cargo simulate sweep-merge --out DIR SHARD_DIR...
+//! cargo simulate grid SCENARIO --vary KEY=v1,v2,... [--vary ...] [--jobs N] [--out DIR]
 //! cargo simulate shrink SCENARIO --seed N --out DIR [--check NAME] [--runs-max R]
 //! cargo simulate omb WORKLOAD.yaml --driver DRIVER.yaml [--brokers N] [--profile HOST.json] --out DIR
 //! cargo simulate calibrate --out FILE [--runs N] [--name NAME]
@@ -137,6 +138,12 @@ USAGE:
                                                               the nemesis' faults written out, then faults removed (ddmin),
                                                               shortened, moved earlier, the run, rate, partitions and
                                                               brokers reduced; writes DIR/minimal.json and DIR/shrink.json
+  cargo simulate grid SCENARIO --vary KEY=v1,v2,... [--vary ...] [--jobs N] [--out DIR]
+                                                              every point of a parameter grid (keys by scenario path or
+                                                              Kafka name), one process each; writes DIR/grid.json,
+                                                              DIR/grid.csv (throughput, latency, utilization of every
+                                                              resource, the bottleneck per point), plots, DIR/index.html;
+                                                              options: `cargo simulate grid --help`
   cargo simulate omb WORKLOAD.yaml --driver DRIVER.yaml [--brokers N] [--workers N] [--profile HOST.json]
                   [--warmup-minutes M] [--test-minutes M] --out DIR
                                                               an OpenMessaging Benchmark workload: writes DIR/scenario.json
@@ -223,6 +230,7 @@ pub fn main_with_args(argv: Vec<String>) -> i32 {
             Some("sweep") => sweep(&argv[1..]),
             Some("sweep-merge") => sweep_merge(&argv[1..]),
             Some("shrink") => crate::shrink::main(&argv[1..]),
+            Some("grid") => crate::grid::main(&argv[1..]),
             Some("run") => run_cmd(&argv[1..]),
             Some("omb") => omb_cmd(&argv[1..]),
             Some("calibrate") => crate::calibrate::run(&argv[1..]),

@@ -25,6 +25,7 @@ pub mod checkers;
 pub mod cluster;
 pub mod coverage;
 pub mod faults;
+pub mod grid;
 pub mod history;
 pub mod metrics;
 pub mod nemesis;

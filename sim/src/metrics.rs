@@ -67,6 +67,94 @@ pub fn busy_per_bucket(mut intervals: Vec<(u64, u64)>, bucket_ns: u64, buckets: 
     busy
 }
 
+/// Busy nanoseconds of merged IO service intervals inside `from..to`.
+pub fn busy_within(mut intervals: Vec<(u64, u64)>, from: u64, to: u64) -> u64 {
+    intervals.sort_unstable();
+    let (mut busy, mut covered_to) = (0u64, from);
+    for (s, e) in intervals {
+        let (s, e) = (s.max(covered_to), e.min(to));
+        if e > s {
+            busy += e - s;
+            covered_to = e;
+        }
+    }
+    busy
+}
+
+/// A counter sampled at times `samples[i].0`, read at `t` by linear interpolation between the
+/// samples around it; every counter is 0 when the run starts (time 0), and after the last
+/// sample it stays at the last value.
+fn counter_at(samples: &[(u64, f64)], t: u64) -> f64 {
+    let Some(k) = samples.iter().position(|(ts, _)| *ts >= t) else {
+        return samples.last().map_or(0.0, |s| s.1);
+    };
+    if samples[k].0 == t {
+        return samples[k].1;
+    }
+    let ((t0, v0), (t1, v1)) =
+        if k == 0 { ((0, 0.0), samples[0]) } else { (samples[k - 1], samples[k]) };
+    v0 + (v1 - v0) * (t - t0) as f64 / (t1 - t0) as f64
+}
+
+/// Share of `from..to` a counter of busy nanoseconds grew by, over `capacity` (cores, or 1).
+fn share(samples: &[(u64, f64)], from: u64, to: u64, capacity: f64) -> f64 {
+    if to <= from || samples.is_empty() || capacity <= 0.0 {
+        return 0.0;
+    }
+    (counter_at(samples, to) - counter_at(samples, from)) / ((to - from) as f64 * capacity)
+}
+
+/// Per sample: (time, host → (egress busy ns, ingress busy ns)).
+pub type NicSamples = Vec<(u64, std::collections::BTreeMap<String, (u64, u64)>)>;
+/// Per sample: (time, host → busy ns summed over its cores).
+pub type CpuSamples = Vec<(u64, std::collections::BTreeMap<String, u64>)>;
+
+/// What a run's resources did inside the measurement window.
+pub struct UtilizationInput<'a> {
+    pub window_ns: (u64, u64),
+    /// Per sample: (time, host → (egress busy ns, ingress busy ns)).
+    pub nic: &'a NicSamples,
+    /// Per sample: (time, host → CPU busy ns summed over its cores).
+    pub cpu: &'a CpuSamples,
+    pub cores: u32,
+    /// Each broker's disk: IO service intervals.
+    pub disks: Vec<(String, Vec<(u64, u64)>)>,
+}
+
+/// `summary.json`'s `utilization`: each resource of each host, busy share inside the window
+/// (`cpu:HOST` over its cores, `nic_out:HOST` / `nic_in:HOST` serializing, `disk:BROKER` with an
+/// IO in service, as iostat's %util).
+pub fn utilization(u: &UtilizationInput) -> Value {
+    let (from, to) = u.window_ns;
+    let mut res = serde_json::Map::new();
+    let hosts: std::collections::BTreeSet<&String> =
+        u.nic.iter().flat_map(|(_, m)| m.keys()).collect();
+    for h in hosts {
+        let series = |pick: fn(&(u64, u64)) -> u64| -> Vec<(u64, f64)> {
+            u.nic.iter().filter_map(|(t, m)| m.get(h).map(|v| (*t, pick(v) as f64))).collect()
+        };
+        res.insert(format!("nic_out:{h}"), json!(share(&series(|v| v.0), from, to, 1.0)));
+        res.insert(format!("nic_in:{h}"), json!(share(&series(|v| v.1), from, to, 1.0)));
+    }
+    let cpu_hosts: std::collections::BTreeSet<&String> =
+        u.cpu.iter().flat_map(|(_, m)| m.keys()).collect();
+    for h in cpu_hosts {
+        let series: Vec<(u64, f64)> =
+            u.cpu.iter().filter_map(|(t, m)| m.get(h).map(|v| (*t, *v as f64))).collect();
+        res.insert(format!("cpu:{h}"), json!(share(&series, from, to, f64::from(u.cores))));
+    }
+    for (name, io) in &u.disks {
+        let busy = busy_within(io.clone(), from, to);
+        let span = to.saturating_sub(from).max(1) as f64;
+        res.insert(format!("disk:{name}"), json!(busy as f64 / span));
+    }
+    json!({
+        "window_s": [from as f64 / 1e9, to as f64 / 1e9],
+        "resources": res,
+        "what": "busy share of each resource inside the throughput window: cpu:HOST busy core-time / (cores x window), nic_out:HOST and nic_in:HOST time serializing / window, disk:BROKER time with an IO in service / window (iostat's %util)",
+    })
+}
+
 /// What the workload was asked to do, and when throughput is measured.
 pub struct Workload {
     /// Record payload bytes, per producer index.
@@ -403,5 +491,13 @@ mod tests {
         assert_eq!(percentile(&[], 50.0), None);
         // Overlaps count once; an interval spanning buckets is split.
         assert_eq!(busy_per_bucket(vec![(0, 5), (3, 8), (15, 25)], 10, 3), vec![8, 5, 5]);
+        assert_eq!(busy_within(vec![(15, 25), (0, 5), (3, 8)], 4, 20), 4 + 5);
+        // Counters interpolate between samples, from 0 at time 0 before the first one.
+        let s = [(100, 50.0), (200, 150.0)];
+        assert_eq!(counter_at(&s, 50), 25.0);
+        assert_eq!(counter_at(&s, 150), 100.0);
+        assert_eq!(counter_at(&s, 300), 150.0);
+        assert_eq!(share(&s, 100, 200, 2.0), 0.5);
+        assert_eq!(share(&s, 20, 40, 1.0), 0.5);
     }
 }

@@ -35,6 +35,8 @@ pub struct RawRun {
     pub history: History,
     pub samples: Vec<DiskSample>,
     pub io: Vec<(u64, u64)>,
+    /// The other brokers' disks' IO service intervals, by host name.
+    pub other_io: BTreeMap<String, Vec<(u64, u64)>>,
     pub tracer: Tracer,
     pub end_ns: u64,
     pub final_disk: Value,
@@ -176,6 +178,7 @@ pub async fn simulate(sc: &Scenario, seed: u64, keep_trace: bool) -> RawRun {
         history: h,
         samples: series.samples,
         io: series.io,
+        other_io: series.other_io,
         tracer,
         end_ns,
         final_disk: final_disk(&world),
@@ -273,6 +276,31 @@ fn final_cpu(cpus: &[(String, net_model::SimCpu)], end_ns: u64) -> Value {
     }
 }
 
+/// `utilization` in `summary.json`: every resource inside the throughput window (the whole run
+/// when there is none).
+fn utilization(raw: &RawRun, throughput: &Value, brokers: u32) -> Value {
+    let w = &throughput["window_s"];
+    let ns = |v: &Value| v.as_f64().map(|s| (s * 1e9) as u64);
+    let window_ns = match (ns(&w[0]), ns(&w[1])) {
+        (Some(a), Some(b)) if b > a => (a, b),
+        _ => (0, raw.end_ns),
+    };
+    let disks = (0..brokers.max(1))
+        .map(|i| {
+            let name = format!("broker-{i}");
+            let io = if i == 0 { Some(raw.io.clone()) } else { raw.other_io.get(&name).cloned() };
+            (name, io.unwrap_or_default())
+        })
+        .collect();
+    metrics::utilization(&metrics::UtilizationInput {
+        window_ns,
+        nic: &raw.nic_samples,
+        cpu: &raw.cpu_samples,
+        cores: raw.cores,
+        disks,
+    })
+}
+
 /// Requests each broker served (its own metrics), by API.
 fn served(world: &World) -> Value {
     let hosts = world.hosts.iter();
@@ -313,6 +341,7 @@ pub fn conclude(
         "throughput": fig.summary_throughput,
         "latency": fig.summary_latency,
         "page_cache": fig.summary_page_cache,
+        "utilization": utilization(&raw, &fig.summary_throughput, sc.brokers),
         "disk": raw.final_disk,
         "network": raw.final_network,
         "cpu": raw.final_cpu,

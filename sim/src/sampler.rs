@@ -18,10 +18,7 @@ use crate::metrics::DiskSample;
 use crate::trace::Tracer;
 use crate::world::World;
 
-/// Per sample: (time, host → (egress busy ns, ingress busy ns)).
-pub type NicSamples = Vec<(u64, BTreeMap<String, (u64, u64)>)>;
-/// Per sample: (time, host → busy ns summed over its cores).
-pub type CpuSamples = Vec<(u64, BTreeMap<String, u64>)>;
+pub use crate::metrics::{CpuSamples, NicSamples};
 
 /// Period of the cluster observer (leaders' HWs, partition states).
 const OBSERVE_NS: u64 = 250_000_000;
@@ -31,6 +28,8 @@ const OBSERVE_NS: u64 = 250_000_000;
 pub struct Series {
     pub samples: Vec<DiskSample>,
     pub io: Vec<(u64, u64)>,
+    /// The other brokers' disks' IO service intervals, by host name (not traced per IO).
+    pub other_io: BTreeMap<String, Vec<(u64, u64)>>,
     pub nic_samples: NicSamples,
     pub cpu_samples: CpuSamples,
     /// The models' invariants checked so far.
@@ -151,7 +150,9 @@ impl Sampler {
         }
         for (name, d) in &self.other_disks {
             for ev in d.drain_events() {
-                if matches!(ev, DiskEvent::Io { .. }) {
+                if let DiskEvent::Io { start_ns, done_ns, .. } = &ev {
+                    let io = self.series.other_io.entry(name.clone()).or_default();
+                    io.push((*start_ns, *done_ns));
                     continue;
                 }
                 self.line.clear();

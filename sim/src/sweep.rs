@@ -179,27 +179,48 @@ fn run_seeds(
     seeds: &[u64],
     jobs: usize,
 ) -> Result<BTreeMap<u64, Value>, i32> {
-    let mut pending = seeds.iter().copied();
-    let mut running: Vec<(u64, std::process::Child)> = Vec::new();
     let mut results = BTreeMap::new();
     let started = std::time::Instant::now();
+    let spawn = |seed: &u64| {
+        let out = seed_dir(&m.base, *seed).display().to_string();
+        Command::new(exe)
+            .args([m.file.as_str(), "--seed", &seed.to_string(), "--out", &out, "--quiet"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+    };
+    run_children(seeds, jobs, spawn, |seed, code| {
+        results.insert(*seed, finish_seed(m, *seed, code));
+        progress(&results, seeds.len(), started);
+    })?;
+    Ok(results)
+}
+
+/// Runs one child process per item, at most `jobs` at once (`spawn` starts an item's), and calls
+/// `done` with the item and its exit code (`None`: a signal ended it) as each ends, in the order
+/// they end. A child that cannot be started ends the whole run (those running are waited for).
+pub fn run_children<T>(
+    items: &[T],
+    jobs: usize,
+    mut spawn: impl FnMut(&T) -> std::io::Result<std::process::Child>,
+    mut done: impl FnMut(&T, Option<i32>),
+) -> Result<(), i32> {
+    let mut pending = items.iter();
+    let mut running: Vec<(&T, std::process::Child)> = Vec::new();
+    let mut failed = false;
     loop {
-        while running.len() < jobs {
-            let Some(seed) = pending.next() else { break };
-            let out = seed_dir(&m.base, seed).display().to_string();
-            let child = Command::new(exe)
-                .args([m.file.as_str(), "--seed", &seed.to_string(), "--out", &out, "--quiet"])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .map_err(|e| {
-                    eprintln!("error: cannot run {exe:?}: {e}");
-                    exit::CRASH
-                })?;
-            running.push((seed, child));
+        while running.len() < jobs.max(1) && !failed {
+            let Some(item) = pending.next() else { break };
+            match spawn(item) {
+                Ok(child) => running.push((item, child)),
+                Err(e) => {
+                    eprintln!("\nerror: cannot start a simulator process: {e}");
+                    failed = true;
+                }
+            }
         }
         if running.is_empty() {
-            return Ok(results);
+            return if failed { Err(exit::CRASH) } else { Ok(()) };
         }
         let mut i = 0;
         while i < running.len() {
@@ -207,9 +228,8 @@ fn run_seeds(
                 i += 1;
                 continue;
             };
-            let (seed, _) = running.remove(i);
-            results.insert(seed, finish_seed(m, seed, status.code()));
-            progress(&results, seeds.len(), started);
+            let (item, _) = running.remove(i);
+            done(item, status.code());
         }
         std::thread::sleep(std::time::Duration::from_millis(20));
     }

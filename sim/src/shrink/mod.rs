@@ -238,7 +238,7 @@ pub fn pick_check(
 }
 
 /// A relative `cluster.host.profile` file made absolute (candidates live elsewhere).
-fn absolute_profile(doc: &mut Value, scenario: &Path) {
+pub(crate) fn absolute_profile(doc: &mut Value, scenario: &Path) {
     let Some(p) = doc.pointer_mut("/cluster/host/profile") else { return };
     let Some(s) = p.as_str() else { return };
     let dir = scenario.parent().unwrap_or(Path::new("."));
