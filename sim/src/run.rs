@@ -5,11 +5,13 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
+use broker::log::TopicPartition;
+
 use serde_json::{json, Map, Value};
 
 use crate::checkers::{self, CheckKind, Outcome};
 use crate::faults::driver::Driver;
-use crate::history::History;
+use crate::history::{History, SendOutcome};
 use crate::metrics::{self, DiskSample};
 use crate::sampler::{CpuSamples, NicSamples, Sampler};
 use crate::scenario::Scenario;
@@ -140,6 +142,7 @@ pub async fn simulate(sc: &Scenario, seed: u64, keep_trace: bool) -> RawRun {
 
     // The oracle: every partition read back in full; (cluster runs) every replica's log.
     let give_up = settle_deadline + 10_000_000_000;
+    let read_from_ns = tracer.now_ns();
     let final_logs = oracle::final_logs(api.as_ref(), &tps, &tracer, give_up).await;
     let replicas = match world.clustered {
         true => Some(oracle::replica_logs(&world, &tps, &tracer).await),
@@ -171,6 +174,10 @@ pub async fn simulate(sc: &Scenario, seed: u64, keep_trace: bool) -> RawRun {
     if !settled {
         let why = format!("the run did not settle within settle_timeout_s={}", sc.settle_timeout_s);
         h.stuck.push(why);
+        let late = acks_past_the_read_back(&mut h, read_from_ns);
+        if late > 0 {
+            h.stuck.push(format!("{late} acknowledgements arrived after the read-back began, at offsets past the log end it saw: judged as still pending"));
+        }
     }
     let series = lock(&sampler).take();
     let coverage = crate::coverage::of_run(&sc.faults, &faults.resolved, &roles);
@@ -194,6 +201,29 @@ pub async fn simulate(sc: &Scenario, seed: u64, keep_trace: bool) -> RawRun {
         request_rules: request_rules(&world),
         coverage,
     }
+}
+
+/// A run that did not settle still had producers sending while the oracle read the logs back:
+/// an acknowledgement that came after the read-back began, at an offset at or past the log end
+/// the read-back saw, names a record the read-back could not have held. Such a send is judged
+/// as still pending (it may or may not be in the log), not lost; one acknowledged below that
+/// log end is judged as usual. Returns how many sends it re-judged.
+fn acks_past_the_read_back(h: &mut History, read_from_ns: u64) -> usize {
+    let ends: BTreeMap<TopicPartition, i64> = h
+        .final_logs
+        .iter()
+        .filter_map(|(tp, l)| l.as_ref().map(|l| (tp.clone(), l.log_end_offset)))
+        .collect();
+    let mut n = 0;
+    for s in &mut h.sends {
+        let SendOutcome::Acked { offset, at_ns } = s.outcome else { continue };
+        let end = s.tp.and_then(|id| ends.get(h.partitions.name(id)).copied());
+        if at_ns >= read_from_ns && end.is_some_and(|end| offset >= end) {
+            s.outcome = SendOutcome::Pending;
+            n += 1;
+        }
+    }
+    n
 }
 
 /// The workload's consumer groups, each once, in name order.
@@ -438,7 +468,6 @@ fn markers(sc: &Scenario, raw: &RawRun) -> Vec<reports::Marker> {
 
 /// `history` in `summary.json`: counts, the first failed sends, each consumer, each final log.
 fn history_summary(h: &History) -> Value {
-    use crate::history::SendOutcome;
     let failed: Vec<&crate::history::Send> =
         h.sends.iter().filter(|s| matches!(s.outcome, SendOutcome::Failed { .. })).collect();
     let failed_sends: Vec<Value> = failed
