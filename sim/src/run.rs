@@ -172,7 +172,7 @@ pub async fn simulate(sc: &Scenario, seed: u64, keep_trace: bool) -> RawRun {
     }
     let series = lock(&sampler).take();
     let coverage = crate::coverage::of_run(&sc.faults, &faults.resolved, &roles);
-    RawRun {
+    let raw = RawRun {
         history: h,
         samples: series.samples,
         io: series.io,
@@ -190,7 +190,13 @@ pub async fn simulate(sc: &Scenario, seed: u64, keep_trace: bool) -> RawRun {
         invariants: series.invariants,
         request_rules: request_rules(&world),
         coverage,
+    };
+    // Everything was read from the disks: their log bytes go now (with no await after this, no
+    // task runs again), not with the runtime, which tasks caught in reference cycles outlive.
+    for host in &world.hosts {
+        host.disk.wipe();
     }
+    raw
 }
 
 /// The workload's consumer groups, each once, in name order.
