@@ -469,3 +469,23 @@ fn same_seed_same_events_different_seed_different_events() {
     let c = scripted(43);
     assert_ne!(a, c);
 }
+
+#[test]
+fn a_wiped_disk_is_empty_and_its_old_handles_are_stale() {
+    let d = disk_with(DeviceProfile::nvme(), 64 * MIB, 1);
+    let f = create_durable(&d, "logs", "a.log");
+    run(f.append(&pattern(3 * 4096 + 10, 7))).expect("append");
+    run(f.sync()).expect("sync");
+    d.wipe();
+    d.check_invariants();
+    assert!(run(f.read_at(0, 10)).is_err(), "an old handle is stale");
+    assert!(run(f.append(b"x")).is_err(), "an old handle cannot write");
+    drop(f); // closing a stale handle changes nothing
+    let gone = run(d.open(Path::new("logs/a.log"), OpenMode::Existing));
+    assert_eq!(gone.err().map(|e| e.kind()), Some(io::ErrorKind::NotFound));
+    // The same device, usable again.
+    let g = create_durable(&d, "logs", "b.log");
+    run(g.append(&pattern(100, 3))).expect("append after wipe");
+    assert_eq!(read_all(&g), pattern(100, 3));
+    d.check_invariants();
+}

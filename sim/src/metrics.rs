@@ -255,6 +255,94 @@ impl std::hash::Hasher for IdHasher {
 type IdMap<V> = std::collections::HashMap<u64, V, std::hash::BuildHasherDefault<IdHasher>>;
 type IdSet = std::collections::HashSet<u64, std::hash::BuildHasherDefault<IdHasher>>;
 
+/// Record id → when it was created, and whether a consumer polled it yet. Ids are
+/// `(producer << 40) | sequence` with sequences dense from 0, so each producer gets an array
+/// indexed by sequence (8 bytes and 2 bits per send, where a hash map cost ~35 bytes and most
+/// of the metrics' CPU); ids that do not fit a producer's dense span go to a hash map (a bound
+/// on memory whatever ids a history holds). A later send of an id overwrites an earlier one.
+#[derive(Default)]
+struct CreatedIndex {
+    dense: std::collections::BTreeMap<u64, DenseIds>,
+    sparse: IdMap<(u64, bool)>,
+}
+
+struct DenseIds {
+    created_ns: Vec<u64>,
+    /// Two bits per sequence: present, seen.
+    bits: Vec<u64>,
+}
+
+const SEQ_MASK: u64 = (1 << 40) - 1;
+
+impl CreatedIndex {
+    /// Spans beyond `2 × sends + DENSE_SLACK` sequences go to the hash map.
+    const DENSE_SLACK: u64 = 4096;
+
+    fn new(h: &History) -> Self {
+        let mut span: std::collections::BTreeMap<u64, (u64, u64)> = Default::default();
+        for s in &h.sends {
+            let e = span.entry(s.value >> 40).or_default();
+            e.0 += 1;
+            e.1 = e.1.max((s.value & SEQ_MASK) + 1);
+        }
+        let mut ix = CreatedIndex::default();
+        for (&producer, &(count, len)) in &span {
+            if len <= count.saturating_mul(2).saturating_add(Self::DENSE_SLACK) {
+                let len = len as usize;
+                let d = DenseIds { created_ns: vec![0; len], bits: vec![0; len.div_ceil(32)] };
+                ix.dense.insert(producer, d);
+            }
+        }
+        for s in &h.sends {
+            ix.insert(s.value, s.created_ns);
+        }
+        ix
+    }
+
+    /// The dense array and index of `id`, if its producer has one and it lies in the span.
+    fn slot(&mut self, id: u64) -> Option<(&mut DenseIds, usize)> {
+        let d = self.dense.get_mut(&(id >> 40))?;
+        let i = (id & SEQ_MASK) as usize;
+        (i < d.created_ns.len()).then_some((d, i))
+    }
+
+    fn insert(&mut self, id: u64, created_ns: u64) {
+        match self.slot(id) {
+            Some((d, i)) => {
+                d.created_ns[i] = created_ns;
+                d.bits[i / 32] |= 1 << ((i % 32) * 2);
+            }
+            None => {
+                self.sparse.insert(id, (created_ns, false));
+            }
+        }
+    }
+
+    /// When `id` was created (`None`: no send has it), and whether this was its first sighting
+    /// (marking it seen).
+    fn see(&mut self, id: u64) -> Option<(u64, bool)> {
+        match self.slot(id) {
+            Some((d, i)) => {
+                let (word, bit) = (i / 32, (i % 32) * 2);
+                if d.bits[word] & (1 << bit) == 0 {
+                    return self.sparse_see(id);
+                }
+                let first = d.bits[word] & (2 << bit) == 0;
+                d.bits[word] |= 2 << bit;
+                Some((d.created_ns[i], first))
+            }
+            None => self.sparse_see(id),
+        }
+    }
+
+    fn sparse_see(&mut self, id: u64) -> Option<(u64, bool)> {
+        let e = self.sparse.get_mut(&id)?;
+        let first = !e.1;
+        e.1 = true;
+        Some((e.0, first))
+    }
+}
+
 /// Throughput offered and achieved, produce and end-to-end latency, over the window.
 fn throughput_and_latency(h: &History, w: &Workload) -> (Value, Value) {
     let win = window(h, w);
@@ -270,10 +358,8 @@ fn throughput_and_latency(h: &History, w: &Workload) -> (Value, Value) {
         };
     let (mut produced, mut produced_bytes, mut acks0_in_log) = (0u64, 0u64, 0u64);
     let mut produce_lat = Vec::new();
-    let mut created: IdMap<(u64, u32)> =
-        IdMap::with_capacity_and_hasher(h.sends.len(), Default::default());
+    let mut created = CreatedIndex::new(h);
     for s in &h.sends {
-        created.insert(s.value, (s.created_ns, s.producer));
         let at = match s.outcome {
             SendOutcome::Acked { at_ns, .. } => at_ns,
             SendOutcome::Unconfirmed { at_ns } if in_log.contains(&s.value) => {
@@ -292,11 +378,10 @@ fn throughput_and_latency(h: &History, w: &Workload) -> (Value, Value) {
     }
     let (mut consumed, mut consumed_bytes) = (0u64, 0u64);
     let mut e2e = Vec::new();
-    let mut seen = IdSet::default();
     for p in &h.polls {
         let PollKind::Records(rs) = &p.kind else { continue };
         for &(_, value) in rs {
-            let c = created.get(&value).copied();
+            let c = created.see(value);
             if inside(p.at_ns) {
                 consumed += 1;
                 let producer = (value >> 40) as u32;
@@ -306,8 +391,8 @@ fn throughput_and_latency(h: &History, w: &Workload) -> (Value, Value) {
                 };
             }
             // End to end: created → first consumed by anyone, for records created in the window.
-            if let Some((t0, _)) = c {
-                if inside(t0) && seen.insert(value) {
+            if let Some((t0, first)) = c {
+                if inside(t0) && first {
                     e2e.push(p.at_ns.saturating_sub(t0));
                 }
             }
@@ -499,5 +584,48 @@ mod tests {
         assert_eq!(counter_at(&s, 300), 150.0);
         assert_eq!(share(&s, 100, 200, 2.0), 0.5);
         assert_eq!(share(&s, 20, 40, 1.0), 0.5);
+    }
+
+    fn send(value: u64, created_ns: u64) -> crate::history::Send {
+        crate::history::Send {
+            producer: (value >> 40) as u32,
+            tp: None,
+            value,
+            created_ns,
+            outcome: SendOutcome::Pending,
+        }
+    }
+
+    /// The compact index answers as the hash map it replaced: dense producers, a producer whose
+    /// sequences are too sparse for an array, an id sent twice (the later wins), unknown ids
+    /// and ids past a dense span, and "first sighting" exactly once per id.
+    #[test]
+    fn created_index_answers_as_a_hash_map() {
+        let mut h = History::default();
+        for seq in 0..100u64 {
+            h.sends.push(send(seq, 1000 + seq));
+            h.sends.push(send((3 << 40) | seq, 5000 + seq));
+        }
+        h.sends.push(send((7 << 40) | 1_000_000, 42)); // sparse producer
+        h.sends.push(send(5, 77)); // an id sent twice: the later creation time counts
+        let mut reference: std::collections::HashMap<u64, (u64, bool)> = Default::default();
+        for s in &h.sends {
+            reference.insert(s.value, (s.created_ns, false));
+        }
+        let mut ix = CreatedIndex::new(&h);
+        assert!(ix.dense.contains_key(&0) && ix.dense.contains_key(&3));
+        assert!(!ix.dense.contains_key(&7) && ix.sparse.contains_key(&((7 << 40) | 1_000_000)));
+        let probes = [0, 5, 99, 100, 4096, 3 << 40, (3 << 40) | 99, (7 << 40) | 1_000_000, 9 << 40];
+        for round in 0..2 {
+            for &id in probes.iter().chain(&probes) {
+                let want = reference.get_mut(&id).map(|e| {
+                    let first = !e.1;
+                    e.1 = true;
+                    (e.0, first)
+                });
+                assert_eq!(ix.see(id), want, "id {id:#x} round {round}");
+            }
+        }
+        assert_eq!(ix.see(5), Some((77, false)));
     }
 }

@@ -181,7 +181,7 @@ pub async fn simulate(sc: &Scenario, seed: u64, keep_trace: bool) -> RawRun {
     }
     let series = lock(&sampler).take();
     let coverage = crate::coverage::of_run(&sc.faults, &faults.resolved, &roles);
-    RawRun {
+    let raw = RawRun {
         history: h,
         samples: series.samples,
         io: series.io,
@@ -200,7 +200,13 @@ pub async fn simulate(sc: &Scenario, seed: u64, keep_trace: bool) -> RawRun {
         invariants: series.invariants,
         request_rules: request_rules(&world),
         coverage,
+    };
+    // Everything was read from the disks: their log bytes go now (with no await after this, no
+    // task runs again), not with the runtime, which tasks caught in reference cycles outlive.
+    for host in &world.hosts {
+        host.disk.wipe();
     }
+    raw
 }
 
 /// A run that did not settle still had producers sending while the oracle read the logs back:
@@ -599,6 +605,19 @@ fn network_charts(raw: &RawRun) -> Vec<reports::Chart> {
     charts
 }
 
+/// After a run's runtime is dropped: frees the log pages its disks held (the page store keeps
+/// them otherwise, until a later run's writes sweep it) and hands freed heap back to the
+/// system, so the checks and reports that follow, and the next seed of a sweep, do not stack
+/// their memory on the finished simulation's.
+fn release_run_memory() {
+    disk_model::sim::file::release_unused_pages();
+    #[cfg(target_env = "gnu")]
+    // SAFETY: malloc_trim only returns free heap pages to the system; no pointer is touched.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
 /// A whole run in a fresh runtime seeded with `seed`.
 pub fn run(sc: &Scenario, seed: u64, opts: &RunOptions) -> RunOutput {
     let sc = &sc.with_nemesis(seed);
@@ -606,6 +625,7 @@ pub fn run(sc: &Scenario, seed: u64, opts: &RunOptions) -> RunOutput {
     let rt = madsim::runtime::Runtime::with_seed_and_config(seed, madsim::Config::default());
     let raw = rt.block_on(simulate(sc, seed, opts.keep_trace));
     drop(rt);
+    release_run_memory();
     let wall_s = started.elapsed().as_secs_f64();
     conclude(sc, seed, raw, opts, wall_s)
 }

@@ -367,14 +367,20 @@ pub fn broker_config(b: &BrokerSpec) -> broker::BrokerConfig {
     c
 }
 
-/// Cluster runs: broker `i`'s config — combined mode (broker + controller), node id `i`, the
-/// quorum of every broker's controller on port 9093, simulator-friendly timeouts (fast but
-/// realistic), then `cluster.config` on top (so a scenario can set any of them by Kafka's name).
-/// `cluster.brokers` at most.
+/// `cluster.brokers` at most. Measured start-up memory (sim/README.md, "Cluster runs"): ~0.4 MB
+/// per broker (host, disk, page-cache and NIC models, broker and controller tasks).
 pub const BROKERS_MAX: u64 = 64;
 /// `topics[].partitions` at most (the controller's own per-topic limit).
 pub const PARTITIONS_PER_TOPIC_MAX: u64 = 10_000;
+/// Partition replicas (partitions × replication.factor, summed over topics) at most. Measured
+/// start-up memory: ~95 KB per replica (20 brokers × 1,500 partitions × RF 3: 441 MB peak RSS
+/// with no records; its log, index and checkpoint files and their page-cache state, the
+/// partition's state on the broker), so 30,000 replicas start in ~3 GB before any record.
+pub const PARTITION_REPLICAS_MAX: u64 = 30_000;
 
+/// Cluster runs: broker `i`'s config — combined mode (broker + controller), node id `i`, the
+/// quorum of every broker's controller on port 9093, simulator-friendly timeouts (fast but
+/// realistic), then `cluster.config` on top (so a scenario can set any of them by Kafka's name).
 pub fn cluster_broker_config(b: &BrokerSpec, i: u32, controllers: u32) -> broker::BrokerConfig {
     let mut c = broker::BrokerConfig::default();
     let voters: Vec<String> =

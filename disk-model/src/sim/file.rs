@@ -195,6 +195,19 @@ pub fn intern(page: &mut Arc<Page>) {
     }
 }
 
+/// Drops every stored page no file holds any more, returning how many the store kept. Call it
+/// when a run's disks are gone (the runtime dropped): the store holds each page it knows
+/// strongly, so without this a finished run's log bytes stay in memory until the next run's
+/// writes sweep them (the checks and reports after a run then pay for them in peak RSS).
+pub fn release_unused_pages() -> usize {
+    let mut store = STORE.lock().unwrap_or_else(|p| p.into_inner());
+    let Some(store) = store.as_mut() else { return 0 };
+    store.pages.retain(|_, p| Arc::strong_count(p) > 1);
+    store.pages.shrink_to_fit();
+    store.swept_len = store.pages.len();
+    store.pages.len()
+}
+
 /// A page made of the first `sectors` sectors of `new` and the rest of `old` (a torn write).
 pub fn torn_page(
     old: Option<&Arc<Page>>,
@@ -261,5 +274,26 @@ mod tests {
         assert_eq!(b.read(PAGE as u64, 2 * PAGE as u64), data[PAGE..2 * PAGE].to_vec());
         a.check();
         b.check();
+    }
+
+    /// Whether the store holds a page with `page`'s bytes.
+    fn stored(page: &Page) -> bool {
+        let store = STORE.lock().unwrap_or_else(|p| p.into_inner());
+        store.as_ref().is_some_and(|s| s.pages.get(&page_hash(page)).is_some_and(|p| **p == *page))
+    }
+
+    #[test]
+    fn released_pages_are_only_those_no_file_holds() {
+        // Bytes no other test writes (tests share the process-wide store).
+        let data: Vec<u8> = (0..PAGE).map(|i| (i * 13 % 241) as u8 ^ 0x5A).collect();
+        let page: Page = data.clone().try_into().expect("one page");
+        let mut c = Content::default();
+        c.write(0, &data);
+        release_unused_pages();
+        assert!(stored(&page), "a page a file holds stays stored");
+        drop(c);
+        assert!(stored(&page), "the store alone keeps it until released");
+        release_unused_pages();
+        assert!(!stored(&page), "released once no file holds it");
     }
 }

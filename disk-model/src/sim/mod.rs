@@ -229,6 +229,15 @@ impl SimDisk {
         core.power_loss(now)
     }
 
+    /// Forgets everything the disk holds (files, their bytes, the page cache's bookkeeping),
+    /// leaving an empty disk of the same device and cache; every open handle goes stale (its
+    /// operations fail, its drop is a no-op), as after a crash. For the end of a simulation,
+    /// once everything was read from the disk: a finished run's tasks may outlive its runtime,
+    /// and with them the disk, so its log bytes would stay in memory through the checks.
+    pub fn wipe(&self) {
+        self.lock().wipe()
+    }
+
     /// Asserts the model's internal invariants (for tests).
     pub fn check_invariants(&self) {
         self.lock().check()

@@ -187,6 +187,19 @@ impl Core {
         }
     }
 
+    /// An empty disk of the same device and cache in place of this one; handles of this one go
+    /// stale (the epoch moves on).
+    pub fn wipe(&mut self) {
+        let config = SimDiskConfig {
+            device: self.device.profile().clone(),
+            page_cache: self.cache_config.clone(),
+            seed: 0,
+        };
+        let epoch = self.epoch + 1;
+        *self = Core::new(&config);
+        self.epoch = epoch;
+    }
+
     // ---------------------------------------------------------------- bookkeeping
 
     fn event(&mut self, event: DiskEvent) {

@@ -66,6 +66,11 @@ pub const BAD: &[(&str, &str, &str)] = &[
     (r#""brokers": 3"#, r#""brokers": 3, "config": 5"#, "cluster.config: "),
     (r#""partitions": 2"#, r#""partitions": 0"#, "topics[0].partitions: "),
     (
+        r#""partitions": 2}]"#,
+        r#""partitions": 10000, "replication.factor": 3}, {"name": "b", "partitions": 5001}]"#,
+        "topics: ",
+    ),
+    (
         r#""partitions": 2"#,
         r#""partitions": 2, "replication.factor": 4"#,
         "topics[0][\"replication.factor\"]: ",

@@ -11,7 +11,7 @@ use super::raw::{RawCluster, RawHost, RawScenario, RawTopic};
 use super::units::{range, req, ConfigMap, Obj, UInt};
 use super::{
     invalid, join, timeline, workload, BrokerSpec, HostSpec, Mode, Scenario, TopicSpec,
-    BROKERS_MAX, PARTITIONS_PER_TOPIC_MAX, R,
+    BROKERS_MAX, PARTITIONS_PER_TOPIC_MAX, PARTITION_REPLICAS_MAX, R,
 };
 
 /// "only with cluster.mode = network" for settings a storage run has no use for.
@@ -85,9 +85,8 @@ pub(super) fn scenario(raw: &RawScenario) -> R<Scenario> {
 
 fn cluster(c: &RawCluster) -> R<ClusterParts> {
     let mode = c.mode.get().copied().unwrap_or(Mode::Storage);
-    // Limits: every broker is a host with its own disk, page-cache model, NIC and CPU, and a
-    // replica of what it hosts in memory; 64 brokers and 10,000 partitions per topic keep a
-    // run within this machine's memory at the shipped workloads (see sim/README.md).
+    // Limits (measured, sim/README.md "Cluster runs"): a broker costs ~0.4 MB at start-up and
+    // a partition replica ~100 KB, so 64 brokers and 30,000 replicas start in ~3 GB.
     let brokers = range(&c.brokers, "cluster", "brokers", 1, 1, BROKERS_MAX)? as u32;
     if brokers > 1 && mode != Mode::Network {
         return Err(invalid("cluster.brokers", "more than one broker needs cluster.mode = \"network\" (a combined-mode cluster on the simulated network)"));
@@ -286,6 +285,18 @@ fn topics(list: &[Obj<RawTopic>], brokers: u32, broker: &BrokerSpec) -> R<Vec<To
     for (i, t) in list.iter().enumerate() {
         let t = topic(t, &format!("topics[{i}]"), brokers, broker, &topics)?;
         topics.push(t);
+    }
+    let replicas: i64 =
+        topics.iter().map(|t| i64::from(t.partitions) * i64::from(t.replication_factor)).sum();
+    if replicas > PARTITION_REPLICAS_MAX as i64 {
+        return Err(invalid(
+            "topics",
+            format!(
+                "{replicas} partition replicas (partitions × replication.factor over all topics) \
+                 exceed {PARTITION_REPLICAS_MAX}: each costs ~100 KB of memory at start-up \
+                 (sim/README.md, Cluster runs)"
+            ),
+        ));
     }
     Ok(topics)
 }
