@@ -629,3 +629,35 @@ pub fn run(sc: &Scenario, seed: u64, opts: &RunOptions) -> RunOutput {
     let wall_s = started.elapsed().as_secs_f64();
     conclude(sc, seed, raw, opts, wall_s)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::history::{FinalLog, Send};
+
+    /// Only an acknowledgement both after the read-back began and at or past the log end it saw
+    /// is re-judged as pending; the same record acknowledged earlier, or below that log end, is
+    /// still judged (and lost-write sees the one below the end missing).
+    #[test]
+    fn only_acks_past_the_read_back_are_judged_pending() {
+        let mut h = History::default();
+        let tp = h.partitions.intern("events", 0);
+        let send = |value, offset, at_ns| Send {
+            producer: 0,
+            tp: Some(tp),
+            value,
+            created_ns: 0,
+            outcome: SendOutcome::Acked { offset, at_ns },
+        };
+        let records = (0..10).map(|o| (o, o as u64)).collect();
+        let log = FinalLog { log_start_offset: 0, log_end_offset: 10, records };
+        h.final_logs.insert(TopicPartition::new("events", 0), Some(log));
+        h.sends = vec![send(5, 5, 50), send(100, 7, 200), send(101, 10, 200), send(102, 12, 50)];
+        assert_eq!(acks_past_the_read_back(&mut h, 100), 1);
+        let pending: Vec<u64> =
+            h.sends.iter().filter(|s| s.outcome == SendOutcome::Pending).map(|s| s.value).collect();
+        assert_eq!(pending, [101], "acked at 10 (the log end) after the read began");
+        let lost = crate::checkers::lost_write(&h);
+        assert!(lost.detail.contains("2 of 3 acknowledged"), "{}", lost.detail);
+    }
+}
