@@ -144,7 +144,8 @@ fn per_record_client_and_loopback_terms() {
         assert!(near(t1.elapsed(), 10), "the client's cost, not the broker's 50 µs");
         let t2 = Instant::now();
         sim.spend(Work::ClientRecords, 10).await;
-        assert_eq!(t2.elapsed(), Duration::from_nanos(5_100));
+        let e = t2.elapsed(); // madsim adds ~50 ns per timer
+        assert!(e >= Duration::from_nanos(5_100) && e < Duration::from_nanos(5_600), "{e:?}");
         let t3 = Instant::now();
         sim.spend(Work::Loopback, 20_000).await;
         assert!(near(t3.elapsed(), 20), "{:?}", t3.elapsed());
