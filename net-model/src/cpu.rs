@@ -158,7 +158,11 @@ pub enum CpuConfigError {
 /// | snappy (`snap`, xerial framing) | 865 MB/s, 2.0 GB/s | 1156 / 501 ps/B |
 /// | zstd level 3 (libzstd) | 226 MB/s, 983 MB/s | 4425 / 1017 ps/B |
 /// | gzip level 6 (`flate2`, miniz_oxide) | 37 MB/s, 577 MB/s | 27027 / 1733 ps/B |
-/// | request overhead | 21.9 µs per Produce request + 756 ps/B (fit of the real broker's CPU time by `cargo simulate calibrate`, 2026-12-03, `profiles/this-machine.json`) | 20 µs |
+/// | request overhead | 19.7 µs per Produce request + 464 ps/B (fit of the real broker's CPU time over requests, bytes and records by `cargo simulate calibrate`, 2026-12-03, `profiles/this-machine.json`; the first, two-term fit gave 21.9 µs + 756 ps/B) | 20 µs |
+/// | per record, broker (`record`) | 109 ns (calibrate's fit, 2026-12-03, this machine) | 0: not charged unless a profile measures it |
+/// | client request (`client_request`) | 26 µs + 560 ps/B (calibrate's fit of perf's CPU) | 20 µs, the broker's default |
+/// | per record, client (`client_record`) | 844 ns (the same fit) | 0, as for the broker |
+/// | loopback, one side (`loopback`) | 122-126 ps/B (calibrate: one stream's sending and receiving thread CPU per byte, 2026-12-03) | 125 ps/B |
 ///
 /// 8 cores per host by default (a broker-class machine), not this machine's 2.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -204,9 +208,8 @@ impl Default for CpuProfile {
             record: Cost::new(0, 0),
             client_request: Cost::new(20_000, 0),
             client_record: Cost::new(0, 0),
-            // 1.0 ns/B a side (~1 GB/s per stream, what `calibrate` measured here unloaded);
-            // charged only where clients share the host.
-            loopback: Cost::new(0, 1_000),
+            // Charged only where clients share the host; see the table above.
+            loopback: Cost::new(0, 125),
         }
     }
 }

@@ -54,7 +54,9 @@ async fn sim_cpu_on_real_time() {
 async fn loopback_bytes_are_charged_once_per_side() {
     let net = SimNet::new(SimNetConfig::default());
     let (a, b) = (net.host("a"), net.host("b"));
-    let cpu = SimCpu::new(CpuProfile::with_cores(2));
+    let profile =
+        CpuProfile { loopback: net_model::cpu::Cost::new(0, 1_000), ..CpuProfile::with_cores(2) };
+    let cpu = SimCpu::new(profile);
     let hook: std::sync::Arc<dyn CostHook> = std::sync::Arc::new(cpu.clone());
     net.set_loopback_cpu("a", hook.clone());
     net.set_loopback_cpu("b", hook);
@@ -73,7 +75,7 @@ async fn loopback_bytes_are_charged_once_per_side() {
     let _kept = server.await.unwrap();
     let loopback = cpu.stats().per_work.get(&Work::Loopback).copied().unwrap_or_default();
     assert_eq!(loopback.bytes, 2 * (100_000 + 30_000), "{loopback:?}");
-    assert_eq!(loopback.busy_ns, CpuProfile::default().loopback.ns(1) * 2 * 130_000);
+    assert_eq!(loopback.busy_ns, 2 * 130_000, "1 ns a byte, each side");
 
     // The same exchange between hosts that do not share a machine: no loopback work.
     let other = SimNet::new(SimNetConfig::default());
