@@ -176,24 +176,25 @@ pub fn fit(rows: &[Row]) -> Option<[f64; 3]> {
     let mut m = [[0.0f64; 4]; 3];
     for r in rows {
         let x = [r[1] / norm[0], r[2] / norm[1], r[3] / norm[2]];
-        for i in 0..3 {
-            for j in 0..3 {
-                m[i][j] += x[i] * x[j];
+        for (row, xi) in m.iter_mut().zip(x) {
+            for (cell, xj) in row.iter_mut().zip(x) {
+                *cell += xi * xj;
             }
-            m[i][3] += x[i] * r[0];
+            row[3] += xi * r[0];
         }
     }
     for col in 0..3 {
         let pivot = (col..3).max_by(|&a, &b| m[a][col].abs().total_cmp(&m[b][col].abs()))?;
         m.swap(col, pivot);
-        if m[col][col].abs() < 1e-9 {
+        let p = m[col];
+        if p[col].abs() < 1e-9 {
             return None;
         }
-        for r in 0..3 {
+        for (r, row) in m.iter_mut().enumerate() {
             if r != col {
-                let f = m[r][col] / m[col][col];
-                for k in col..4 {
-                    m[r][k] -= f * m[col][k];
+                let f = row[col] / p[col];
+                for (cell, pk) in row.iter_mut().zip(p).skip(col) {
+                    *cell -= f * pk;
                 }
             }
         }
