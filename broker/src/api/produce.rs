@@ -301,6 +301,14 @@ impl Broker {
         (res, true)
     }
 
+    /// The CPU of a produce's validation: per record, and decompressing what came compressed.
+    async fn charge_validation(&self, work: ValidationWork) {
+        self.spend(Work::Records, work.records).await;
+        for (codec, bytes) in work.decompressed {
+            self.spend(Work::Decompress(codec), bytes).await;
+        }
+    }
+
     /// Appends one partition's records; returns the result and the last offset appended (-1 when
     /// nothing was, e.g. a duplicate).
     async fn append_partition(
@@ -320,11 +328,7 @@ impl Broker {
                 return (PartResult::err(index, e.kafka_code(), e.to_string()), -1);
             }
         };
-        // The CPU of that validation: per record, and decompressing what came compressed.
-        self.spend(Work::Records, work.records).await;
-        for (codec, bytes) in work.decompressed {
-            self.spend(Work::Decompress(codec), bytes).await;
-        }
+        self.charge_validation(work).await;
         // `compression.type` other than `producer`: batches in another codec are recompressed.
         let codec = data.log.config().compression_type;
         let (records, parsed) = match crate::log::recompress::to_topic_codec(&records, codec) {
