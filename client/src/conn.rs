@@ -482,7 +482,7 @@ impl Conn {
         let frame = encode_frame(key, version, correlation_id, &self.cfg.client_id, body)
             .map_err(|reason| ConnError::Encode { api: api_name(key), version, reason })?;
         // Per-request client CPU (encode, syscalls): what batching amortizes on this side too.
-        self.cfg.cost.spend(Work::Request, frame.len() as u64).await;
+        self.cfg.cost.spend(Work::ClientRequest, frame.len() as u64).await;
         let rx = {
             let mut p = self.shared.lock();
             if let Some(reason) = &p.closed {

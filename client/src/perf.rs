@@ -247,6 +247,21 @@ fn payload(size: usize) -> Bytes {
     Bytes::from((0..size).map(|_| b'A' + rng.gen_range(0..26u8)).collect::<Vec<u8>>())
 }
 
+/// `bytes` of the simulator's record filler (`sim::workload::encode_value`): xorshift, 64
+/// symbols from '0'. What `--distinct-values` slices values from, and what `calibrate`
+/// measures the codecs on (the data the simulated producers compress).
+pub fn filler(bytes: usize) -> Vec<u8> {
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    let mut v = vec![0u8; bytes];
+    for b in &mut v {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        *b = (x & 0x3f) as u8 + b'0';
+    }
+    v
+}
+
 /// Bytes of the pool `--distinct-values` slices values from.
 pub const DISTINCT_POOL_BYTES: usize = 4 << 20;
 
@@ -263,15 +278,7 @@ impl Values {
         if !distinct {
             return Values { pool: payload(size), size, distinct };
         }
-        // The simulator's filler (`sim::workload::encode_value`): xorshift, 64 symbols from '0'.
-        let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
-        let mut v = vec![0u8; DISTINCT_POOL_BYTES + size];
-        for b in &mut v[..DISTINCT_POOL_BYTES] {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            *b = (x & 0x3f) as u8 + b'0';
-        }
+        let mut v = filler(DISTINCT_POOL_BYTES + size);
         v.copy_within(..size, DISTINCT_POOL_BYTES);
         Values { pool: Bytes::from(v), size, distinct }
     }

@@ -619,7 +619,8 @@ async fn run_sender(sh: Arc<Shared>) {
                     break;
                 }
                 *lock(&sh.inflight).entry(node).or_insert(0) += 1;
-                // Client CPU per batch: compression of the records, CRC32C of the batch.
+                // Client CPU per batch: encoding its records, compression of the records,
+                // CRC32C of the batch.
                 let cost = sh.cluster.config().cost.clone();
                 let work: Vec<_> = batches
                     .iter()
@@ -628,10 +629,12 @@ async fn run_sender(sh: Arc<Shared>) {
                             crate::conn::first_batch_codec(b.bytes()),
                             b.uncompressed_bytes() as u64,
                             b.bytes().len() as u64,
+                            u64::from(b.record_count()),
                         )
                     })
                     .collect();
-                for (codec, uncompressed, len) in work {
+                for (codec, uncompressed, len, records) in work {
+                    cost.spend(net_model::Work::ClientRecords, records).await;
                     if let Some(codec) = codec {
                         cost.spend(net_model::Work::Compress(codec), uncompressed).await;
                     }

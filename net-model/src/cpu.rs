@@ -8,8 +8,12 @@
 //!
 //! What is charged is the caller's choice: the copy path charges `Memcpy` per byte (twice: file
 //! to user space, user space to socket), `sendfile` charges nothing for the file region; CRC32C,
-//! compression and decompression charge per byte; each request charges `Request` once, which is
-//! what batching amortizes. The model promises FIFO-on-earliest-free-core scheduling in call
+//! compression and decompression charge per byte; each request charges `Request` once (a
+//! client's `ClientRequest`), which is what batching amortizes; the broker's validation charges
+//! `Records` per record (and `Decompress` for compressed batches), the producer `ClientRecords`
+//! per record; a follower charges `Request`, `Crc32c` and `Memcpy` per fetch response; hosts that
+//! share one machine (`SimNet::set_loopback_cpu`) charge `Loopback` per byte on both sides of
+//! each connection. Work that costs 0 ns in the profile is counted and takes no core. The model promises FIFO-on-earliest-free-core scheduling in call
 //! order, determinism (no randomness at all), and exact accounting of busy time; it does not
 //! model preemption, hyper-threads, frequency scaling, caches, or contention with work that is
 //! not charged. [`SimCpu::stall`] freezes every core (a stop-the-world pause, like a long GC).
@@ -54,6 +58,19 @@ pub enum Work {
     Compress(Codec),
     /// Decompressing into `bytes` of output.
     Decompress(Codec),
+    /// The broker's per-record work (validating and appending a batch's records): `bytes` is
+    /// the number of records, not bytes.
+    Records,
+    /// A client's fixed per-request work (encode, syscalls), charged with the frame size.
+    ClientRequest,
+    /// A client's per-record work (encoding a record into its batch): `bytes` is the number of
+    /// records.
+    ClientRecords,
+    /// The kernel copying `bytes` between two processes of one machine over loopback, one side
+    /// of it (the sender's copy into the socket, or the receiver's copy out of it). Charged by
+    /// the simulated network on hosts that share one machine (`clients_share_host`), where
+    /// loopback is CPU work on the shared cores, not a NIC.
+    Loopback,
 }
 
 /// The CPU seam. Object-safe: hosts hold an `Arc<dyn CostHook>`.
@@ -141,7 +158,11 @@ pub enum CpuConfigError {
 /// | snappy (`snap`, xerial framing) | 865 MB/s, 2.0 GB/s | 1156 / 501 ps/B |
 /// | zstd level 3 (libzstd) | 226 MB/s, 983 MB/s | 4425 / 1017 ps/B |
 /// | gzip level 6 (`flate2`, miniz_oxide) | 37 MB/s, 577 MB/s | 27027 / 1733 ps/B |
-/// | request overhead | 21.9 µs per Produce request + 756 ps/B (fit of the real broker's CPU time by `cargo simulate calibrate`, 2026-12-03, `profiles/this-machine.json`) | 20 µs |
+/// | request overhead | 19.7 µs per Produce request + 464 ps/B (fit of the real broker's CPU time over requests, bytes and records by `cargo simulate calibrate`, 2026-12-03, `profiles/this-machine.json`; the first, two-term fit gave 21.9 µs + 756 ps/B) | 20 µs |
+/// | per record, broker (`record`) | 109 ns (calibrate's fit, 2026-12-03, this machine) | 0: not charged unless a profile measures it |
+/// | client request (`client_request`) | 26 µs + 560 ps/B (calibrate's fit of perf's CPU) | 20 µs, the broker's default |
+/// | per record, client (`client_record`) | 844 ns (the same fit) | 0, as for the broker |
+/// | loopback, one side (`loopback`) | 122-126 ps/B (calibrate: one stream's sending and receiving thread CPU per byte, 2026-12-03) | 125 ps/B |
 ///
 /// 8 cores per host by default (a broker-class machine), not this machine's 2.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -155,6 +176,14 @@ pub struct CpuProfile {
     pub snappy: CodecCost,
     pub lz4: CodecCost,
     pub zstd: CodecCost,
+    /// Broker per-record cost ([`Work::Records`]): `per_byte_ps` is picoseconds per record.
+    pub record: Cost,
+    /// Client per-request cost ([`Work::ClientRequest`]).
+    pub client_request: Cost,
+    /// Client per-record cost ([`Work::ClientRecords`]): `per_byte_ps` is picoseconds per record.
+    pub client_record: Cost,
+    /// One side of a loopback copy ([`Work::Loopback`]), per call and per byte.
+    pub loopback: Cost,
 }
 
 impl Default for CpuProfile {
@@ -174,6 +203,13 @@ impl Default for CpuProfile {
                 compress: Cost::new(2_000, 4_425),
                 decompress: Cost::new(1_000, 1_017),
             },
+            // Not measured for a broker-class machine: no per-record term (the per-request and
+            // per-byte costs carry it), the client's request costs the broker's.
+            record: Cost::new(0, 0),
+            client_request: Cost::new(20_000, 0),
+            client_record: Cost::new(0, 0),
+            // Charged only where clients share the host; see the table above.
+            loopback: Cost::new(0, 125),
         }
     }
 }
@@ -190,6 +226,10 @@ impl CpuProfile {
         self.request.validate("request")?;
         self.memcpy.validate("memcpy")?;
         self.crc32c.validate("crc32c")?;
+        self.record.validate("record")?;
+        self.client_request.validate("client_request")?;
+        self.client_record.validate("client_record")?;
+        self.loopback.validate("loopback")?;
         for (name, c) in [
             ("gzip", &self.gzip),
             ("snappy", &self.snappy),
@@ -219,6 +259,10 @@ impl CpuProfile {
             Work::Crc32c => self.crc32c.ns(bytes),
             Work::Compress(c) => self.codec(c).compress.ns(bytes),
             Work::Decompress(c) => self.codec(c).decompress.ns(bytes),
+            Work::Records => self.record.ns(bytes),
+            Work::ClientRequest => self.client_request.ns(bytes),
+            Work::ClientRecords => self.client_record.ns(bytes),
+            Work::Loopback => self.loopback.ns(bytes),
         }
     }
 }
@@ -330,6 +374,20 @@ impl SimCpu {
         done
     }
 
+    /// Whether `work` over `bytes` costs nothing in this profile (a term it leaves at 0, or no
+    /// bytes of a per-byte-only one): then it is counted but takes no core and no time — not
+    /// even a wait for a free core.
+    fn free(&self, work: Work, bytes: u64) -> bool {
+        let mut st = self.lock();
+        if st.profile.cost_ns(work, bytes) != 0 {
+            return false;
+        }
+        let w = st.stats.per_work.entry(work).or_default();
+        w.ops += 1;
+        w.bytes += bytes;
+        true
+    }
+
     /// Freezes every core for `duration_ns` from now (a stop-the-world pause): work already
     /// scheduled and work charged meanwhile completes that much later.
     pub fn stall(&self, duration_ns: u64) {
@@ -349,7 +407,11 @@ impl SimCpu {
 #[async_trait]
 impl CostHook for SimCpu {
     async fn spend(&self, work: Work, bytes: u64) {
-        let done = self.schedule(self.now_ns(), work, bytes);
+        let now = self.now_ns();
+        if self.free(work, bytes) {
+            return;
+        }
+        let done = self.schedule(now, work, bytes);
         disk_model::clock::sleep_until_precise(self.epoch + Duration::from_nanos(done)).await;
     }
 }
@@ -369,6 +431,22 @@ mod tests {
         assert_eq!(Cost::from_rate(0, 500_000_000).per_byte_ps, 2000);
         p.validate().unwrap();
         assert!(CpuProfile::with_cores(0).validate().is_err());
+        // Each new term has its own field: none falls back on another's.
+        let q = CpuProfile {
+            record: Cost::new(0, 250_000),
+            client_request: Cost::new(7_000, 10),
+            client_record: Cost::new(0, 400_000),
+            loopback: Cost::new(0, 900),
+            ..CpuProfile::default()
+        };
+        assert_eq!(q.cost_ns(Work::Records, 4), 1_000);
+        assert_eq!(q.cost_ns(Work::ClientRequest, 100), 7_001);
+        assert_eq!(q.cost_ns(Work::Request, 100), 20_000, "the broker's request is apart");
+        assert_eq!(q.cost_ns(Work::ClientRecords, 4), 1_600);
+        assert_eq!(q.cost_ns(Work::Loopback, 1_000), 900);
+        assert_eq!(CpuProfile::default().cost_ns(Work::Records, 1_000), 0, "unmeasured: free");
+        let bad = CpuProfile { loopback: Cost::new(0, PER_BYTE_PS_MAX + 1), ..q };
+        assert!(bad.validate().is_err());
     }
 
     #[test]

@@ -97,3 +97,58 @@ fn real_cpu_charges_nothing() {
         assert_eq!(t0.elapsed(), Duration::ZERO);
     });
 }
+
+/// A term the profile leaves at 0 (no per-record cost measured) is counted but takes neither
+/// time nor a core: a zero-cost job does not wait behind a busy pool.
+#[test]
+fn zero_cost_work_takes_no_core_and_no_time() {
+    run(5, async {
+        let profile =
+            CpuProfile { cores: 1, request: Cost::new(100_000, 0), ..CpuProfile::default() };
+        let sim = SimCpu::new(profile);
+        let busy = sim.clone();
+        let first = tokio::spawn(async move { busy.spend(Work::Request, 0).await });
+        tokio::task::yield_now().await;
+        let t0 = Instant::now();
+        sim.spend(Work::Records, 1_000).await; // `record` is 0 by default
+        assert_eq!(t0.elapsed(), Duration::ZERO, "did not wait for the busy core");
+        first.await.unwrap();
+        let st = sim.stats();
+        assert_eq!(st.per_work[&Work::Records].ops, 1);
+        assert_eq!(st.per_work[&Work::Records].bytes, 1_000);
+        assert_eq!(st.per_work[&Work::Records].busy_ns, 0);
+        assert_eq!(st.busy_ns, 100_000, "only the request's time");
+    });
+}
+
+/// Each new term is charged at its own rate, once: records per record, the client's request
+/// at the client's cost (not the broker's), loopback per byte.
+#[test]
+fn per_record_client_and_loopback_terms() {
+    run(6, async {
+        let profile = CpuProfile {
+            cores: 1,
+            request: Cost::new(50_000, 0),
+            record: Cost::new(0, 300_000), // 300 ns a record
+            client_request: Cost::new(10_000, 0),
+            client_record: Cost::new(100, 500_000), // 100 ns a call + 500 ns a record
+            loopback: Cost::new(0, 1_000),          // 1 ns a byte
+            ..CpuProfile::default()
+        };
+        let sim = SimCpu::new(profile);
+        let t0 = Instant::now();
+        sim.spend(Work::Records, 100).await;
+        assert!(near(t0.elapsed(), 30), "{:?}", t0.elapsed());
+        let t1 = Instant::now();
+        sim.spend(Work::ClientRequest, 0).await;
+        assert!(near(t1.elapsed(), 10), "the client's cost, not the broker's 50 µs");
+        let t2 = Instant::now();
+        sim.spend(Work::ClientRecords, 10).await;
+        let e = t2.elapsed(); // madsim adds ~50 ns per timer
+        assert!(e >= Duration::from_nanos(5_100) && e < Duration::from_nanos(5_600), "{e:?}");
+        let t3 = Instant::now();
+        sim.spend(Work::Loopback, 20_000).await;
+        assert!(near(t3.elapsed(), 20), "{:?}", t3.elapsed());
+        assert_eq!(sim.stats().busy_ns, 30_000 + 10_000 + 5_100 + 20_000);
+    });
+}

@@ -110,6 +110,9 @@ pub fn row(measured: &Value, summary: &Value, scenario_dir: &Path) -> Value {
         (Some(mb), Some(s)) if mb * s > 0.0 && busy_ns > 0.0 => json!(busy_ns / (mb * 1e6 * s)),
         _ => Value::Null,
     };
+    let measured_ns_per_byte = spread(&ns_per_byte, "ns/B");
+    let cpu_ratio =
+        ratio(predicted_ns_per_byte.as_f64(), measured_ns_per_byte.as_ref().map(|m| m.median));
     let predicted_p99 = summary["latency"]["produce_ms"]["p99"].as_f64();
     let ratio_mb = ratio(predicted_mb, mb.as_ref().map(|m| m.median));
     let within = ratio_mb.as_f64().map(|r| (GOAL.0..=GOAL.1).contains(&r));
@@ -123,12 +126,13 @@ pub fn row(measured: &Value, summary: &Value, scenario_dir: &Path) -> Value {
         "predicted_p99_ms": predicted_p99,
         "p99_ratio": ratio(predicted_p99, p99.as_ref().map(|m| m.median)),
         "within_goal": within,
+        "cpu_per_byte_ratio": cpu_ratio,
         "loadavg": runs.iter().map(|r| r["loadavg"].clone()).collect::<Vec<_>>(),
         "measured": {
             "mb_s": mb,
             "p99_ms": p99,
             "cores_busy": spread(&cores, "cores"),
-            "cpu_ns_per_byte": spread(&ns_per_byte, "ns/B"),
+            "cpu_ns_per_byte": measured_ns_per_byte,
             "runs": runs,
         },
         "predicted": {
@@ -149,7 +153,7 @@ pub fn document(profile: &str, profile_json: &Value, measured: &Value, rows: Vec
                     "calibration": profile_json["calibration"].clone(), "profile": profile_json},
         "goal": {"ratio": [GOAL.0, GOAL.1]},
         "throughput_unit": "MB/s of record payload (10^6 bytes), measured: records × record bytes / perf's elapsed time; predicted: summary.json throughput.achieved.produce_bytes_per_s",
-        "cpu_ns_per_byte": "CPU time per payload byte: measured, the brokers' and perf's CPU seconds over the bytes of the run; predicted, the core pool's busy time over the whole simulated run (set-up and read-back included) divided by the bytes acknowledged in the window. Independent of the machine's load, unlike MB/s",
+        "cpu_ns_per_byte": "CPU time per payload byte: measured, the brokers' and perf's CPU seconds over the bytes of the run; predicted, the core pool's busy time over the whole simulated run (set-up and read-back included) divided by the bytes acknowledged in the window. Independent of the machine's load, unlike MB/s; `cpu_per_byte_ratio` = predicted / measured",
         "p99_unit": "ms, send → acknowledgement (perf) and record created → acknowledged (summary.json latency.produce_ms)",
         "loadavg_before": measured["loadavg_before"].clone(),
         "loadavg_after": measured["loadavg_after"].clone(),
@@ -164,7 +168,7 @@ fn fmt(v: &Value, prec: usize) -> String {
 /// The table printed on stdout.
 pub fn table(doc: &Value) -> String {
     let mut s = format!(
-        "{:<22} {:>22} {:>9} {:>6} {:>14} {:>9} {:>6}  {}\n",
+        "{:<22} {:>22} {:>9} {:>6} {:>12} {:>9} {:>6} {:>11} {:>9} {:>6}  {}\n",
         "workload",
         "real MB/s (min-max)",
         "sim MB/s",
@@ -172,6 +176,9 @@ pub fn table(doc: &Value) -> String {
         "real p99 ms",
         "sim p99",
         "p99 r",
+        "real CPU/B",
+        "sim CPU/B",
+        "CPU r",
         "load (1 min) per run"
     );
     for r in doc["rows"].as_array().map_or(&[][..], Vec::as_slice) {
@@ -186,7 +193,7 @@ pub fn table(doc: &Value) -> String {
             .collect();
         let flag = if r["within_goal"] == json!(true) { " " } else { "*" };
         s += &format!(
-            "{:<22} {:>22} {:>9} {:>5}{flag} {:>12} {:>9} {:>6} {:>8} ns {:>6} ns  {}\n",
+            "{:<22} {:>22} {:>9} {:>5}{flag} {:>12} {:>9} {:>6} {:>8} ns {:>6} ns {:>6}  {}\n",
             r["workload"].as_str().unwrap_or(""),
             real,
             fmt(&r["predicted_mb_s"], 1),
@@ -196,6 +203,7 @@ pub fn table(doc: &Value) -> String {
             fmt(&r["p99_ratio"], 2),
             fmt(&r["measured"]["cpu_ns_per_byte"]["median"], 1),
             fmt(&r["predicted"]["cpu_ns_per_byte"], 1),
+            fmt(&r["cpu_per_byte_ratio"], 2),
             load.join(" ")
         );
     }

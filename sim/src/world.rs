@@ -60,8 +60,16 @@ impl World {
         }
         let client_names: Vec<String> =
             (0..sc.client_hosts).map(crate::host::client_host_name).collect();
-        let nic = net_model::sim::NicConfig::symmetric(sc.client_nic_bps);
+        let nic = net_model::sim::NicConfig::symmetric(loopback_or(sc, sc.client_nic_bps));
         let client_nets = client_names.iter().map(|name| net.add_host(name, nic)).collect();
+        if let Some(cpu) = &shared_cpu {
+            // One machine: bytes between its processes are kernel copies on its cores.
+            let hook: Arc<dyn net_model::CostHook> = Arc::new(cpu.clone());
+            let brokers = (0..sc.brokers).map(|i| format!("broker-{i}"));
+            for name in brokers.chain(client_names.iter().cloned()) {
+                net.set_loopback_cpu(&name, hook.clone());
+            }
+        }
         let mut hosts = Vec::new();
         for (i, (disk, side)) in parts.into_iter().enumerate() {
             let h = Host::new(i as u32, disk, tracer.clone(), side);
@@ -254,7 +262,7 @@ fn side_for(
     clustered: bool,
     cpu: Option<net_model::SimCpu>,
 ) -> NetSide {
-    let nic = net_model::sim::NicConfig::symmetric(sc.host.nic_bps);
+    let nic = net_model::sim::NicConfig::symmetric(loopback_or(sc, sc.host.nic_bps));
     NetSide {
         net: net.clone(),
         view: net.add_host(&format!("broker-{i}"), nic),
@@ -264,8 +272,19 @@ fn side_for(
             crate::scenario::broker_config(&sc.broker)
         },
         cpu,
-        nominal_bps: sc.host.nic_bps,
+        nominal_bps: loopback_or(sc, sc.host.nic_bps),
         seed: seed ^ HOST_SALT ^ u64::from(i).wrapping_mul(0x0100_0000_01b3),
+    }
+}
+
+/// A host's NIC rate: `bps`, or when clients share the host (one machine, loopback) the
+/// fastest NIC the model allows, so the shared cores' loopback copies (`cpu.loopback`) bound
+/// the bytes, not a NIC the machine does not use for them.
+fn loopback_or(sc: &Scenario, bps: u64) -> u64 {
+    if sc.host.clients_share_host {
+        net_model::sim::NIC_BPS_MAX
+    } else {
+        bps
     }
 }
 

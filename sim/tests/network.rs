@@ -95,7 +95,10 @@ fn quickstart_network_meets_its_expectations_over_the_wire() {
     );
     // The client host's CPU was charged too (its cost hook in the client crate).
     let client_cpu = &out.summary["cpu"]["client"];
-    assert!(client_cpu["per_work"]["Request"]["ops"].as_u64().unwrap_or(0) > 1000, "{client_cpu}");
+    assert!(
+        client_cpu["per_work"]["ClientRequest"]["ops"].as_u64().unwrap_or(0) > 1000,
+        "{client_cpu}"
+    );
     assert!(has("\"outcome\":\"Refused\""), "connects are refused while the broker is down");
     assert!(has(" broker-start broker-0 incarnation=2"), "restarted");
     assert!(

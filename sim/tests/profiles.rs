@@ -75,7 +75,8 @@ fn clients_sharing_the_host_lower_what_a_cpu_bound_host_achieves() {
     let host = |share: bool| {
         format!(
             r#"{{"profile": "nvme-generic", "cores": 1, "clients_share_host": {share},
-                 "cpu": {{"request": {{"per_op_ns": 1000000, "per_byte_ps": 0}}}}}}"#
+                 "cpu": {{"request": {{"per_op_ns": 1000000, "per_byte_ps": 0}},
+                         "client_request": {{"per_op_ns": 1000000, "per_byte_ps": 0}}}}}}"#
         )
     };
     let shared = go(&scenario("p-shared", &host(true), "{}"));
@@ -84,6 +85,29 @@ fn clients_sharing_the_host_lower_what_a_cpu_bound_host_achieves() {
     assert!(a_shared < 0.8 * a_apart, "shared {a_shared} B/s vs separate {a_apart} B/s");
     let cpu = shared.summary["cpu"].as_object().cloned().unwrap_or_default();
     assert!(cpu.contains_key("shared-host") && cpu.len() == 1, "one pool: {:?}", cpu.keys());
+    // Loopback: each produced byte is copied in and out of a socket on the shared pool.
+    let loopback = cpu["shared-host"]["per_work"]["Loopback"]["bytes"].as_u64().unwrap_or(0);
+    let produced = achieved(&shared) as u64;
+    assert!(loopback > 2 * produced, "loopback {loopback} B for {produced} B/s produced");
     let cpu = apart.summary["cpu"].as_object().cloned().unwrap_or_default();
     assert!(cpu.contains_key("broker-0") && cpu.contains_key("client"), "{:?}", cpu.keys());
+    for (host, c) in &cpu {
+        assert!(c["per_work"].get("Loopback").is_none(), "{host}: separate machines: {c}");
+    }
+}
+
+/// On one machine (`clients_share_host`) the bytes between clients and brokers do not cross a
+/// NIC: a profile's slow `nic` bounds separate machines, not loopback, which costs CPU.
+#[test]
+fn loopback_is_not_bounded_by_the_nic() {
+    let host = |share: bool| {
+        format!(
+            r#"{{"profile": "nvme-generic", "cores": 8, "nic": "20Mbps", "clients_share_host": {share}}}"#
+        )
+    };
+    let shared = go(&scenario("p-loop", &host(true), "{}"));
+    let apart = go(&scenario("p-nic", &host(false), "{}"));
+    let (a_shared, a_apart) = (achieved(&shared), achieved(&apart));
+    assert!(a_apart < 2.6e6, "20 Mb/s bounds separate machines: {a_apart} B/s");
+    assert!(a_shared > 2.0 * a_apart, "loopback {a_shared} B/s vs NIC {a_apart} B/s");
 }

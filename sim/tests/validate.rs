@@ -146,6 +146,7 @@ fn validate_json_rows_have_the_stated_fields_and_arithmetic() {
     // 2 CPU s over 200 MB (10), 260 MB (7.7), 180 MB (11.1); 2.2 s busy over 220 MB.
     assert_eq!(row["measured"]["cpu_ns_per_byte"]["median"], json!(10.0));
     assert_eq!(row["predicted"]["cpu_ns_per_byte"], json!(10.0));
+    assert_eq!(row["cpu_per_byte_ratio"], json!(1.0), "predicted / measured CPU per byte");
 
     // A failed simulation leaves the prediction empty, not zero.
     let failed = sim::validate::row(&m, &Value::Null, std::path::Path::new("x"));

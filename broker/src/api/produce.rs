@@ -24,6 +24,7 @@ use crate::partition::PartitionData;
 use crate::producer_state::Verdict;
 use crate::protocol::{self, decode_body, error_code, Request, RequestError};
 use crate::topics::validate_topic_name;
+use net_model::Work;
 
 fn log_error_code(e: &LogError) -> i16 {
     match e {
@@ -310,6 +311,14 @@ impl Broker {
         (res, true)
     }
 
+    /// The CPU of a produce's validation: per record, and decompressing what came compressed.
+    async fn charge_validation(&self, work: ValidationWork) {
+        self.spend(Work::Records, work.records).await;
+        for (codec, bytes) in work.decompressed {
+            self.spend(Work::Decompress(codec), bytes).await;
+        }
+    }
+
     /// Appends one partition's records; returns the result and the last offset appended (-1 when
     /// nothing was, e.g. a duplicate).
     async fn append_partition(
@@ -322,10 +331,14 @@ impl Broker {
         // Headers parsed once (cheap, bounded): for the producer-sequence check here, then handed
         // to the log, which validates each batch fully without parsing them again.
         let parsed = ParsedBatches::parse(&records);
-        if let Err(e) = validate_records(&records, &parsed, data.log.config()) {
-            tracing::debug!(partition = %tp, error = %e, "produce refused by record validation");
-            return (PartResult::err(index, e.kafka_code(), e.to_string()), -1);
-        }
+        let work = match validate_records(&records, &parsed, data.log.config()) {
+            Ok(w) => w,
+            Err(e) => {
+                tracing::debug!(partition = %tp, error = %e, "produce refused by record validation");
+                return (PartResult::err(index, e.kafka_code(), e.to_string()), -1);
+            }
+        };
+        self.charge_validation(work).await;
         // `compression.type` other than `producer`: batches in another codec are recompressed.
         let codec = data.log.config().compression_type;
         let (records, parsed) = match crate::log::recompress::to_topic_codec(&records, codec) {
@@ -460,7 +473,7 @@ fn validate_records(
     records: &Bytes,
     parsed: &ParsedBatches,
     config: &crate::log::LogConfig,
-) -> Result<(), records::ValidateError> {
+) -> Result<ValidationWork, records::ValidateError> {
     let max = config.max_message_bytes as usize;
     let limits = records::ValidateLimits {
         max_uncompressed_bytes: max
@@ -468,13 +481,34 @@ fn validate_records(
             .min(UNCOMPRESSED_BYTES_MAX),
         require_keys: config.cleanup_policy.compact(),
     };
+    let mut work = ValidationWork::default();
     for (pos, h) in parsed.batches() {
         let end = pos + h.size();
         if h.size() > max || end > records.len() {
             continue;
         }
         // The log checks every batch's CRC before the append; not computed twice.
-        records::validate_produced_records(&records.slice(pos..end), limits)?;
+        let batch = records.slice(pos..end);
+        let v = records::validate_produced_records(&batch, limits)?;
+        work.records += u64::from(v.records);
+        let codec = match h.compression() {
+            Ok(records::Compression::Gzip) => Some(net_model::Codec::Gzip),
+            Ok(records::Compression::Snappy) => Some(net_model::Codec::Snappy),
+            Ok(records::Compression::Lz4) => Some(net_model::Codec::Lz4),
+            Ok(records::Compression::Zstd) => Some(net_model::Codec::Zstd),
+            Ok(records::Compression::None) | Err(_) => None,
+        };
+        if let Some(codec) = codec {
+            work.decompressed.push((codec, v.uncompressed_bytes as u64));
+        }
     }
-    Ok(())
+    Ok(work)
+}
+
+/// What [`validate_records`] did, for the CPU model: records checked, and the bytes each
+/// compressed batch decompressed into.
+#[derive(Debug, Default)]
+struct ValidationWork {
+    records: u64,
+    decompressed: Vec<(net_model::Codec, u64)>,
 }

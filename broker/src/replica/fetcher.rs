@@ -405,8 +405,14 @@ async fn fetch(
         .flat_map(|t| &t.partitions)
         .map(|p| p.records.as_ref().map_or(0, |r| r.len() as u64))
         .sum();
+    // Handling the response costs the fixed per-request work (parse, wake-ups, the partition
+    // walk) as any request does; with records, the append copies them into the log as a
+    // produce does (Memcpy) after checking their CRC. Followers do not decode records, so no
+    // per-record cost.
+    env.cost.spend(Work::Request, 0).await;
     if fetched_bytes > 0 {
         env.cost.spend(Work::Crc32c, fetched_bytes).await;
+        env.cost.spend(Work::Memcpy, fetched_bytes).await;
     }
     let mut appended = false;
     let mut refused = Vec::new();

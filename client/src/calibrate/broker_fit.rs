@@ -4,9 +4,11 @@
 //! with `perf produce` at [`WORKLOADS`] (small records in small batches: many requests; large
 //! records in large batches: many bytes), and reads before and after each run the broker's CPU
 //! seconds (`/proc/PID/stat` utime + stime) and its Produce request and bytes-in counters
-//! (its Prometheus metrics). Each repetition fits CPU = requests × a + bytes × b by least
-//! squares over the workloads; a and b are reported as the median of the repetitions with
-//! their spread, and the fit's worst relative residual says whether that shape holds.
+//! (its Prometheus metrics), and perf's own CPU seconds (`getrusage(RUSAGE_CHILDREN)` around
+//! it). Each repetition fits CPU = requests × a + bytes × b + records × c by least squares
+//! over the workloads, for the broker and for the client; a, b and c are reported as the
+//! median of the repetitions with their spread, and the broker fit's worst relative residual
+//! says whether that shape holds.
 
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
@@ -20,8 +22,14 @@ use super::measure::Figures;
 use super::names;
 
 /// (record bytes, records, batch.size, linger.ms) of each `perf produce` run.
-pub const WORKLOADS: &[(u64, u64, u64, u64)] =
-    &[(100, 200_000, 1_024, 0), (1_000, 60_000, 16_384, 0), (10_000, 10_000, 1_048_576, 5)];
+/// Small records in small and in large batches separate the per-record cost from the
+/// per-request one; large records in large batches give the per-byte one.
+pub const WORKLOADS: &[(u64, u64, u64, u64)] = &[
+    (100, 200_000, 1_024, 0),
+    (100, 400_000, 16_384, 5),
+    (1_000, 60_000, 16_384, 0),
+    (10_000, 10_000, 1_048_576, 5),
+];
 
 /// The broker process, stopped (SIGTERM, then kill) on drop.
 struct Broker {
@@ -113,11 +121,22 @@ fn counters(metrics: &str) -> io::Result<(f64, f64)> {
     }
 }
 
-/// One `perf produce` run: (CPU seconds, requests, bytes) it cost the broker.
-fn run(b: &Broker, perf: &Path, w: (u64, u64, u64, u64), topic: &str) -> io::Result<[f64; 3]> {
+/// CPU seconds of this process's waited-for children (`getrusage(RUSAGE_CHILDREN)`).
+fn children_cpu_s() -> f64 {
+    // SAFETY: getrusage writes into the struct we own.
+    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut u) };
+    let s = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    s(u.ru_utime) + s(u.ru_stime)
+}
+
+/// One `perf produce` run: [CPU seconds, requests, bytes, records] it cost the broker, and the
+/// same row for perf itself.
+fn run(b: &Broker, perf: &Path, w: (u64, u64, u64, u64), topic: &str) -> io::Result<[Row; 2]> {
     let (size, n, batch, linger) = w;
     let (r0, b0) = counters(&b.metrics)?;
     let c0 = cpu_s(b.child.id())?;
+    let p0 = children_cpu_s();
     let status = Command::new(perf)
         .args(["produce", "--topic", topic, "--throughput", "-1"])
         .args(["--num-records", &n.to_string(), "--record-size", &size.to_string()])
@@ -129,26 +148,65 @@ fn run(b: &Broker, perf: &Path, w: (u64, u64, u64, u64), topic: &str) -> io::Res
     if !status.success() {
         return Err(io::Error::other(format!("perf produce failed: {status}")));
     }
+    let p1 = children_cpu_s();
     let c1 = cpu_s(b.child.id())?;
     let (r1, b1) = counters(&b.metrics)?;
-    Ok([c1 - c0, r1 - r0, b1 - b0])
+    let (requests, bytes) = (r1 - r0, b1 - b0);
+    Ok([[c1 - c0, requests, bytes, n as f64], [p1 - p0, requests, bytes, n as f64]])
 }
 
-/// Least squares of y = a·x1 + b·x2 (no intercept) over `rows` of [y, x1, x2].
-pub fn fit(rows: &[[f64; 3]]) -> Option<(f64, f64)> {
-    let (mut s11, mut s12, mut s22, mut s1y, mut s2y) = (0.0, 0.0, 0.0, 0.0, 0.0);
-    for [y, x1, x2] in rows {
-        s11 += x1 * x1;
-        s12 += x1 * x2;
-        s22 += x2 * x2;
-        s1y += x1 * y;
-        s2y += x2 * y;
+/// [y, x1, x2, x3]: a run's CPU seconds, requests, bytes and records.
+pub type Row = [f64; 4];
+
+/// Least squares of y = a·x1 + b·x2 + c·x3 (no intercept) over `rows`: each column scaled to
+/// unit norm (requests, bytes and records differ by orders of magnitude), the normal
+/// equations solved by Gaussian elimination with partial pivoting; `None` when a column is
+/// zero or the runs do not separate the three terms (a pivot below 1e-9).
+pub fn fit(rows: &[Row]) -> Option<[f64; 3]> {
+    let mut norm = [0.0f64; 3];
+    for r in rows {
+        for (j, n) in norm.iter_mut().enumerate() {
+            *n += r[j + 1] * r[j + 1];
+        }
     }
-    let det = s11 * s22 - s12 * s12;
-    if det.abs() < f64::EPSILON * s11 * s22 {
+    if norm.iter().any(|n| !(n.is_finite() && *n > 0.0)) {
         return None;
     }
-    Some(((s1y * s22 - s2y * s12) / det, (s2y * s11 - s1y * s12) / det))
+    let norm = norm.map(f64::sqrt);
+    let mut m = [[0.0f64; 4]; 3];
+    for r in rows {
+        let x = [r[1] / norm[0], r[2] / norm[1], r[3] / norm[2]];
+        for (row, xi) in m.iter_mut().zip(x) {
+            for (cell, xj) in row.iter_mut().zip(x) {
+                *cell += xi * xj;
+            }
+            row[3] += xi * r[0];
+        }
+    }
+    for col in 0..3 {
+        let pivot = (col..3).max_by(|&a, &b| m[a][col].abs().total_cmp(&m[b][col].abs()))?;
+        m.swap(col, pivot);
+        let p = m[col];
+        if p[col].abs() < 1e-9 {
+            return None;
+        }
+        for (r, row) in m.iter_mut().enumerate() {
+            if r != col {
+                let f = row[col] / p[col];
+                for (cell, pk) in row.iter_mut().zip(p).skip(col) {
+                    *cell -= f * pk;
+                }
+            }
+        }
+    }
+    Some([0, 1, 2].map(|i| m[i][3] / m[i][i] / norm[i]))
+}
+
+/// Largest |fitted − measured| / measured over `rows`.
+fn worst_residual(rows: &[Row], c: [f64; 3]) -> f64 {
+    rows.iter()
+        .map(|r| ((c[0] * r[1] + c[1] * r[2] + c[2] * r[3]) - r[0]).abs() / r[0].max(1e-9))
+        .fold(0.0, f64::max)
 }
 
 /// Runs every workload `runs` times and writes the fitted costs into `out`.
@@ -162,33 +220,45 @@ pub fn broker(
     let b = start(broker_bin, data)?;
     // Warm-up: topic auto-creation, connection set-up, the first segment.
     run(&b, perf, (1_000, 20_000, 16_384, 0), "calibrate-warmup")?;
-    let (mut per_request, mut per_byte, mut residual) = (Vec::new(), Vec::new(), Vec::new());
-    let mut all = Vec::new();
+    let mut fits: [Vec<[f64; 3]>; 2] = [Vec::new(), Vec::new()];
+    let (mut residual, mut all) = (Vec::new(), Vec::new());
     for rep in 0..runs {
-        let mut rows = Vec::new();
+        let mut rows: [Vec<Row>; 2] = [Vec::new(), Vec::new()];
         for (i, w) in WORKLOADS.iter().enumerate() {
-            rows.push(run(&b, perf, *w, &format!("calibrate-{rep}-{i}"))?);
+            let [broker_row, client_row] = run(&b, perf, *w, &format!("calibrate-{rep}-{i}"))?;
+            rows[0].push(broker_row);
+            rows[1].push(client_row);
         }
-        let (a, c) = fit(&rows).ok_or_else(|| io::Error::other("degenerate fit"))?;
-        let worst = rows
-            .iter()
-            .map(|[y, x1, x2]| ((a * x1 + c * x2) - y).abs() / y.max(1e-9))
-            .fold(0.0, f64::max);
-        per_request.push(a * 1e9);
-        per_byte.push(c * 1e12);
-        residual.push(worst);
-        all.extend(rows);
+        for side in 0..2 {
+            let c = fit(&rows[side]).ok_or_else(|| io::Error::other("degenerate fit"))?;
+            fits[side].push(c);
+        }
+        residual.push(worst_residual(&rows[0], fits[0][rep as usize]));
+        all.extend(rows[0].iter().copied());
     }
     let shape: Vec<String> = WORKLOADS
         .iter()
         .map(|(s, n, bs, l)| format!("{n}×{s} B batch.size={bs} linger.ms={l}"))
         .collect();
-    let how = format!(
-        "broker CPU s = requests × a + bytes × b, least squares per repetition over `perf produce` acks=1 runs: {}",
-        shape.join("; ")
-    );
-    out.insert(names::REQUEST_NS.into(), Measurement::of(&per_request, "ns", &how));
-    out.insert(names::BYTE_PS.into(), Measurement::of(&per_byte, "ps/B", &how));
+    for (side, who, [req, byte, rec]) in [
+        (0, "broker CPU s (/proc/PID/stat)", [names::REQUEST_NS, names::BYTE_PS, names::RECORD_NS]),
+        (
+            1,
+            "perf's CPU s (getrusage RUSAGE_CHILDREN)",
+            [names::CLIENT_REQUEST_NS, names::CLIENT_BYTE_PS, names::CLIENT_RECORD_NS],
+        ),
+    ] {
+        let how = format!(
+            "{who} = requests × a + bytes × b + records × c, least squares per repetition over `perf produce` acks=1 runs: {}",
+            shape.join("; ")
+        );
+        let col = |i: usize, scale: f64| -> Vec<f64> {
+            fits[side].iter().map(|c| c[i] * scale).collect()
+        };
+        out.insert(req.into(), Measurement::of(&col(0, 1e9), "ns", &how));
+        out.insert(byte.into(), Measurement::of(&col(1, 1e12), "ps/B", &how));
+        out.insert(rec.into(), Measurement::of(&col(2, 1e9), "ns", &how));
+    }
     out.insert(
         "broker_fit_worst_residual".into(),
         Measurement::of(
@@ -197,7 +267,7 @@ pub fn broker(
             "largest |fitted − measured| / measured CPU of a run, per repetition",
         ),
     );
-    let per_run: Vec<f64> = all.iter().map(|[y, r, _]| y / r.max(1.0) * 1e9).collect();
+    let per_run: Vec<f64> = all.iter().map(|r| r[0] / r[1].max(1.0) * 1e9).collect();
     out.insert(
         "broker_cpu_ns_per_request_raw".into(),
         Measurement::of(
@@ -211,15 +281,36 @@ pub fn broker(
 
 #[cfg(test)]
 mod tests {
-    #[test]
-    fn fit_recovers_known_costs() {
-        let (a, b) = (20e-6, 1e-9);
-        let rows: Vec<[f64; 3]> = [(1000.0, 1e6), (100.0, 1e8), (5000.0, 5e6)]
+    use super::{fit, Row};
+
+    /// Rows of the calibration's shape (requests, bytes, records per run) from known costs.
+    fn rows(c: [f64; 3]) -> Vec<Row> {
+        [(20_000.0, 2e7, 2e5), (2_500.0, 4e7, 4e5), (4_000.0, 6e7, 6e4), (100.0, 1e8, 1e4)]
             .iter()
-            .map(|&(r, by)| [a * r + b * by, r, by])
+            .map(|&(r, b, n)| [c[0] * r + c[1] * b + c[2] * n, r, b, n])
+            .collect()
+    }
+
+    #[test]
+    fn fit_recovers_known_per_record_cost() {
+        let known = [20e-6, 1e-9, 300e-9];
+        let got = fit(&rows(known)).unwrap();
+        for (g, k) in got.iter().zip(known) {
+            assert!((g - k).abs() / k < 1e-6, "{got:?} vs {known:?}");
+        }
+        // No per-record cost: the fit finds none (not a share of the other two).
+        let got = fit(&rows([20e-6, 1e-9, 0.0])).unwrap();
+        assert!(got[2].abs() < 1e-12, "{got:?}");
+    }
+
+    #[test]
+    fn fit_refuses_runs_that_cannot_separate_the_terms() {
+        // Records proportional to bytes (one record size): per-record and per-byte collide.
+        let same_size: Vec<Row> = [(1_000.0, 1e6), (100.0, 1e8), (5_000.0, 5e6)]
+            .iter()
+            .map(|&(r, b)| [1.0, r, b, b / 100.0])
             .collect();
-        let (fa, fb) = super::fit(&rows).unwrap();
-        assert!((fa - a).abs() / a < 1e-9 && (fb - b).abs() / b < 1e-9, "{fa} {fb}");
-        assert!(super::fit(&[[1.0, 1.0, 2.0], [2.0, 2.0, 4.0]]).is_none(), "collinear");
+        assert!(fit(&same_size).is_none(), "collinear");
+        assert!(fit(&[[1.0, 1.0, 0.0, 1.0]]).is_none(), "a zero column");
     }
 }

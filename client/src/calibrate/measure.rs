@@ -27,6 +27,8 @@ pub const LOOPBACK_BYTES: u64 = 256 << 20;
 pub const LOOPBACK_ROUND_TRIPS: u32 = 2_000;
 /// Random 4 KiB reads per run and thread.
 pub const RANDOM_READS: u32 = 1_000;
+/// Bytes of one codec call: a batch at the default `batch.size` (and validate's).
+pub const CODEC_BLOCK_BYTES: usize = 16_384;
 /// Appends+fsyncs per fsync run.
 pub const FSYNCS: u32 = 40;
 /// Threads of the queue-depth-8 random-read run.
@@ -109,7 +111,12 @@ pub fn cpu(runs: u32, out: &mut Figures) -> io::Result<()> {
         std::hint::black_box(crc32c(std::hint::black_box(&data)));
     });
     out.insert(names::CRC32C.into(), Measurement::of(&crc, "MB/s", &how));
-    let small = &data[..1024];
+    // The codecs on the data the simulated producers compress (the simulator's record filler,
+    // which `perf --distinct-values` sends too), a batch (`CODEC_BLOCK_BYTES`) per call as the
+    // producer compresses and the broker decompresses.
+    let filler = crate::perf::filler(n);
+    let blocks: Vec<&[u8]> = filler.chunks(CODEC_BLOCK_BYTES).collect();
+    let small = &filler[..1024];
     for (name, codec) in [
         ("gzip", Compression::Gzip),
         ("snappy", Compression::Snappy),
@@ -117,18 +124,30 @@ pub fn cpu(runs: u32, out: &mut Figures) -> io::Result<()> {
         ("zstd", Compression::Zstd),
     ] {
         let mut packed = Vec::new();
-        compress(codec, &data, &mut packed).map_err(io::Error::other)?;
+        for b in &blocks {
+            let mut o = Vec::new();
+            compress(codec, b, &mut o).map_err(io::Error::other)?;
+            packed.push(o);
+        }
+        let packed_bytes: usize = packed.iter().map(Vec::len).sum();
         let mut small_packed = Vec::new();
         compress(codec, small, &mut small_packed).map_err(io::Error::other)?;
         let c = rates(runs, n, || {
-            let mut o = Vec::new();
-            let _ = compress(codec, &data, &mut o);
-            std::hint::black_box(o);
+            for b in &blocks {
+                let mut o = Vec::new();
+                let _ = compress(codec, b, &mut o);
+                std::hint::black_box(o);
+            }
         });
         let d = rates(runs, n, || {
-            std::hint::black_box(decompress(codec, &packed, n * 2).ok());
+            for p in &packed {
+                std::hint::black_box(decompress(codec, p, CODEC_BLOCK_BYTES * 2).ok());
+            }
         });
-        let how_c = format!("{how}, {}: ratio {:.2}", name, n as f64 / packed.len() as f64);
+        let how_c = format!(
+            "{n} bytes of the simulator's record filler (64 symbols) in {CODEC_BLOCK_BYTES}-byte calls per run, release build, thread CPU time, {name}: ratio {:.2}",
+            n as f64 / packed_bytes as f64
+        );
         let mb = |dir: &str| names::codec(name, dir, "mb_s");
         out.insert(mb("compress"), Measurement::of(&c, "MB/s", &how_c));
         out.insert(mb("decompress"), Measurement::of(&d, "MB/s", &how_c));
@@ -348,16 +367,28 @@ fn fsyncs(dir: &Path, runs: u32, out: &mut Figures) -> io::Result<()> {
     Ok(())
 }
 
-/// Loopback TCP: one stream's bandwidth (1 MiB writes) and the round trip of 1-byte messages.
+/// Loopback TCP: one stream's bandwidth (1 MiB writes), the CPU each side spends per byte
+/// (the sender's and the receiver's thread CPU time: the kernel's copies into and out of the
+/// socket), and the round trip of 1-byte messages.
 pub fn loopback(runs: u32, out: &mut Figures) -> io::Result<()> {
-    let mut bw = Vec::new();
-    let mut rtt = Vec::new();
+    let (mut bw, mut send, mut recv, mut rtt) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for _ in 0..runs {
-        bw.push(loopback_bandwidth()?);
+        let (mb_s, send_ps, recv_ps) = loopback_bandwidth()?;
+        bw.push(mb_s);
+        send.push(send_ps);
+        recv.push(recv_ps);
         rtt.push(loopback_rtt()?);
     }
     let how = format!("127.0.0.1, one stream, {} MiB in 1 MiB writes", LOOPBACK_BYTES >> 20);
     out.insert(names::LOOPBACK_MB_S.into(), Measurement::of(&bw, "MB/s", &how));
+    let cpu_how = |side: &str| {
+        format!("{how}: the {side} thread's CPU time (CLOCK_THREAD_CPUTIME_ID) / bytes")
+    };
+    out.insert(names::LOOPBACK_SEND_PS.into(), Measurement::of(&send, "ps/B", &cpu_how("sending")));
+    out.insert(
+        names::LOOPBACK_RECV_PS.into(),
+        Measurement::of(&recv, "ps/B", &cpu_how("receiving")),
+    );
     let how = format!("127.0.0.1, TCP_NODELAY, mean of {LOOPBACK_ROUND_TRIPS} 1-byte round trips");
     out.insert(names::LOOPBACK_RTT.into(), Measurement::of(&rtt, "ns", &how));
     Ok(())
@@ -372,9 +403,11 @@ fn pair() -> io::Result<(TcpStream, TcpStream)> {
     Ok((a, b))
 }
 
-fn loopback_bandwidth() -> io::Result<f64> {
+/// (MB/s, sender CPU ps/B, receiver CPU ps/B) of one stream.
+fn loopback_bandwidth() -> io::Result<(f64, f64, f64)> {
     let (mut a, mut b) = pair()?;
-    let reader = std::thread::spawn(move || -> io::Result<u64> {
+    let reader = std::thread::spawn(move || -> io::Result<(u64, u64)> {
+        let c0 = thread_cpu_ns();
         let mut buf = vec![0u8; 1 << 20];
         let mut total = 0;
         while total < LOOPBACK_BYTES {
@@ -384,15 +417,19 @@ fn loopback_bandwidth() -> io::Result<f64> {
             }
             total += n as u64;
         }
-        Ok(total)
+        Ok((total, thread_cpu_ns() - c0))
     });
     let chunk = vec![7u8; 1 << 20];
     let t = Instant::now();
+    let c0 = thread_cpu_ns();
     for _ in 0..LOOPBACK_BYTES >> 20 {
         a.write_all(&chunk)?;
     }
-    let total = reader.join().map_err(|_| io::Error::other("reader panicked"))??;
-    Ok(total as f64 / t.elapsed().as_secs_f64() / 1e6)
+    let send_ns = thread_cpu_ns() - c0;
+    let (total, recv_ns) = reader.join().map_err(|_| io::Error::other("reader panicked"))??;
+    let bytes = total.max(1) as f64;
+    let mb_s = total as f64 / t.elapsed().as_secs_f64() / 1e6;
+    Ok((mb_s, send_ns as f64 * 1e3 / bytes, recv_ns as f64 * 1e3 / bytes))
 }
 
 fn loopback_rtt() -> io::Result<f64> {

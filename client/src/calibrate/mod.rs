@@ -58,6 +58,12 @@ pub mod names {
     pub const IOPS_QD8: &str = "disk_random_read_4k_qd8_iops";
     pub const LOOPBACK_MB_S: &str = "loopback_mb_s";
     pub const LOOPBACK_RTT: &str = "loopback_rtt_ns";
+    pub const LOOPBACK_SEND_PS: &str = "loopback_send_cpu_ps";
+    pub const LOOPBACK_RECV_PS: &str = "loopback_recv_cpu_ps";
+    pub const RECORD_NS: &str = "broker_record_ns";
+    pub const CLIENT_REQUEST_NS: &str = "client_request_ns";
+    pub const CLIENT_BYTE_PS: &str = "client_produce_byte_ps";
+    pub const CLIENT_RECORD_NS: &str = "client_record_ns";
     pub const REQUEST_NS: &str = "broker_request_ns";
     pub const BYTE_PS: &str = "broker_produce_byte_ps";
 
@@ -102,14 +108,31 @@ impl Calibration {
         };
         let memcpy = rate(names::MEMCPY, d.memcpy);
         let crc32c = rate(names::CRC32C, d.crc32c);
-        // The broker charges Request + Memcpy + Crc32c per produced frame byte: the fitted
-        // per-byte cost minus the two the model charges separately.
-        let request = match (self.median(names::REQUEST_NS), self.median(names::BYTE_PS)) {
-            (Some(ns), Some(ps)) => {
-                let rest = ps - memcpy.per_byte_ps as f64 - crc32c.per_byte_ps as f64;
-                Cost::new(ns.round().max(0.0) as u64, rest.round().max(0.0) as u64)
-            }
-            _ => d.request,
+        let loopback = self.loopback_cost().unwrap_or(d.loopback);
+        let ns = |name: &str| self.median(name).map(|v| v.round().max(0.0) as u64);
+        // The processes' CPU time includes the kernel's loopback copies (stime): the fitted
+        // per-byte costs minus what the model charges separately. The broker charges Request
+        // + Memcpy + Crc32c per produced frame byte and receives it (one loopback side); the
+        // client charges ClientRequest + Crc32c per byte and sends it (the other side).
+        let per_byte = |fitted: &str, charged: &[Cost]| {
+            let rest = charged.iter().fold(self.median(fitted)?, |r, c| r - c.per_byte_ps as f64);
+            Some(rest.round().max(0.0) as u64)
+        };
+        let request =
+            match (ns(names::REQUEST_NS), per_byte(names::BYTE_PS, &[memcpy, crc32c, loopback])) {
+                (Some(ns), Some(ps)) => Cost::new(ns, ps),
+                _ => d.request,
+            };
+        let client_request = match (
+            ns(names::CLIENT_REQUEST_NS),
+            per_byte(names::CLIENT_BYTE_PS, &[crc32c, loopback]),
+        ) {
+            (Some(ns), Some(ps)) => Cost::new(ns, ps),
+            _ => d.client_request,
+        };
+        // Per-record costs: `per_byte_ps` counts picoseconds per record.
+        let per_record = |name: &str, default: Cost| {
+            self.median(name).map_or(default, |v| Cost::new(0, (v * 1e3).round().max(0.0) as u64))
         };
         CpuProfile {
             cores: self.cores.max(1),
@@ -120,7 +143,18 @@ impl Calibration {
             snappy: codec("snappy", d.snappy),
             lz4: codec("lz4", d.lz4),
             zstd: codec("zstd", d.zstd),
+            record: per_record(names::RECORD_NS, d.record),
+            client_request,
+            client_record: per_record(names::CLIENT_RECORD_NS, d.client_record),
+            loopback,
         }
+    }
+
+    /// One side of a loopback copy: the mean of the sender's and the receiver's CPU per byte.
+    fn loopback_cost(&self) -> Option<Cost> {
+        let send = self.median(names::LOOPBACK_SEND_PS)?;
+        let recv = self.median(names::LOOPBACK_RECV_PS)?;
+        Some(Cost::new(0, ((send + recv) / 2.0).round().max(1.0) as u64))
     }
 
     /// The `device` section (`disk_model::sim::DeviceProfile`'s fields) from the disk figures.
@@ -168,6 +202,9 @@ impl Calibration {
         }
         p.insert("cores".into(), json!(self.cores.max(1)));
         p.insert("cpu".into(), serde_json::to_value(self.cpu()).unwrap_or(Value::Null));
+        // Clients share the host: loopback is CPU work (`cpu.loopback`), and the simulator
+        // takes the NIC out of the path; `nic` stays the one stream's wall-clock rate for
+        // scenarios that turn `clients_share_host` off.
         let mb_s = self.median(names::LOOPBACK_MB_S).unwrap_or(1.0).max(1.0);
         let bps = (mb_s * 8e6).min(net_model::sim::NIC_BPS_MAX as f64).round() as u64;
         p.insert("nic".into(), json!(bps));
@@ -219,7 +256,17 @@ impl Calibration {
         s.insert("cores".into(), m("available_parallelism()"));
         s.insert("cpu".into(), m("per-byte costs = 10^6 / median MB/s of `measurements`; codec per-call costs = median time of one 1 KiB call minus its bytes"));
         s.insert("cpu.cores".into(), m("available_parallelism()"));
-        s.insert("cpu.request".into(), m("least-squares fit of the real release broker's CPU seconds (/proc/PID/stat) = requests × per_op_ns + produced bytes × per_byte, `perf produce` at three record/batch sizes; per_byte_ps = the fitted per-byte cost minus memcpy and crc32c (charged separately by the model)"));
+        s.insert("cpu.request".into(), m("least-squares fit of the real release broker's CPU seconds (/proc/PID/stat) = requests × per_op_ns + produced bytes × per_byte + records × per_record, `perf produce` at four record/batch sizes; per_byte_ps = the fitted per-byte cost minus memcpy, crc32c and one loopback side (charged separately by the model)"));
+        s.insert(
+            "cpu.record".into(),
+            m("the same fit's per-record term (per_byte_ps = picoseconds per record)"),
+        );
+        s.insert("cpu.client_request".into(), m("the same fit of perf's CPU seconds (getrusage RUSAGE_CHILDREN); per_byte_ps = the fitted per-byte cost minus crc32c and one loopback side"));
+        s.insert(
+            "cpu.client_record".into(),
+            m("the perf fit's per-record term (per_byte_ps = picoseconds per record)"),
+        );
+        s.insert("cpu.loopback".into(), m("mean of the sending and the receiving thread's CPU time per byte of one loopback stream (256 MiB in 1 MiB writes): one side's kernel copy, charged once by the sender and once for the receiver"));
         s.insert("device".into(), m("read/write_bytes_per_sec = median sequential MB/s (1 MiB IOs, page cache dropped with posix_fadvise, write timed to fdatasync); random_access_ns = median QD1 4 KiB random read minus its transfer; channels = QD8 IOPS / QD1 IOPS (1..=8); flush_ns = median 4 KiB append+fsync minus two random 4 KiB writes (the model's page write and journal commit); sequential_access_ns 0 (the sequential rates include the per-IO cost)"));
         s.insert("device.name".into(), json!("a label"));
         s.insert("disks".into(), json!("one disk per broker (JBOD is not modeled yet)"));
@@ -282,6 +329,12 @@ pub fn example() -> Calibration {
     put(names::LOOPBACK_RTT, 40_000.0, "ns");
     put(names::REQUEST_NS, 30_000.0, "ns");
     put(names::BYTE_PS, 1_000.0, "ps/B");
+    put(names::RECORD_NS, 300.0, "ns");
+    put(names::CLIENT_REQUEST_NS, 10_000.0, "ns");
+    put(names::CLIENT_BYTE_PS, 700.0, "ps/B");
+    put(names::CLIENT_RECORD_NS, 500.0, "ns");
+    put(names::LOOPBACK_SEND_PS, 200.0, "ps/B");
+    put(names::LOOPBACK_RECV_PS, 300.0, "ps/B");
     put(&names::codec("lz4", "compress", "mb_s"), 500.0, "MB/s");
     put(&names::codec("lz4", "compress", "call_ns"), 300.0, "ns");
     c
@@ -298,7 +351,11 @@ mod tests {
         assert_eq!(cpu.cores, 2);
         assert_eq!(cpu.memcpy.per_byte_ps, 100);
         assert_eq!(cpu.crc32c.per_byte_ps, 125);
-        assert_eq!(cpu.request, Cost::new(30_000, 1_000 - 100 - 125));
+        assert_eq!(cpu.loopback, Cost::new(0, 250));
+        assert_eq!(cpu.request, Cost::new(30_000, 1_000 - 100 - 125 - 250));
+        assert_eq!(cpu.record, Cost::new(0, 300_000), "300 ns a record");
+        assert_eq!(cpu.client_request, Cost::new(10_000, 700 - 125 - 250));
+        assert_eq!(cpu.client_record, Cost::new(0, 500_000));
         assert_eq!(cpu.lz4.compress, Cost::new(300, 2_000));
         assert_eq!(
             cpu.lz4.decompress,

@@ -104,8 +104,8 @@ pub(crate) struct ListenerState {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum PumpAction {
     Exit,
-    /// Sleep until the segment just sent has left the NIC.
-    SleepUntil(u64),
+    /// Sleep until the segment just sent (of the given bytes) has left the NIC.
+    SleepUntil(u64, u64),
     /// Wait for a notification, or until the time given.
     Wait(Option<u64>),
 }
@@ -620,6 +620,11 @@ impl Fabric {
         self.event(event);
     }
 
+    /// The host that reads stream `id`.
+    pub fn stream_receiver(&self, id: u64) -> Option<String> {
+        self.streams.get(&id).map(|s| s.to.clone())
+    }
+
     pub fn stream_wake(&self, id: u64) -> Option<Arc<StreamWake>> {
         self.streams.get(&id).map(|s| s.wake.clone())
     }
@@ -907,7 +912,7 @@ impl Fabric {
             }
         }
         self.event(NetEvent::Segment { stream: id, bytes: n, depart_ns, ready_ns, retransmits });
-        PumpAction::SleepUntil(nic_done_ns)
+        PumpAction::SleepUntil(nic_done_ns, n)
     }
 
     fn one_way_latency(&self, from: &str, to: &str) -> u64 {

@@ -100,6 +100,7 @@ pub mod config;
 pub mod events;
 mod fabric;
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::future::Future;
 use std::io;
@@ -123,11 +124,13 @@ pub use self::events::{ConnectOutcome, NetEvent, NicStats, ResetCause, EVENTS_MA
 use self::fabric::{
     is_local_name, reset_msg, ConnectStep, Fabric, PumpAction, ReadOutcome, StreamWake,
 };
-use crate::{Chunk, ChunkWriter, Connection, Listener, Network};
+use crate::{Chunk, ChunkWriter, Connection, CostHook, Listener, Network, Work};
 
 struct Shared {
     fabric: Mutex<Fabric>,
     epoch: Instant,
+    /// Hosts whose loopback copies are CPU work ([`SimNet::set_loopback_cpu`]).
+    loopback_cpus: Mutex<BTreeMap<String, Arc<dyn CostHook>>>,
 }
 
 impl Shared {
@@ -146,6 +149,10 @@ impl Shared {
 
     async fn sleep_until_ns(&self, ns: u64) {
         disk_model::clock::sleep_until_precise(self.instant(ns)).await
+    }
+
+    fn loopback_cpu(&self, host: &str) -> Option<Arc<dyn CostHook>> {
+        self.loopback_cpus.lock().unwrap_or_else(|p| p.into_inner()).get(host).cloned()
     }
 }
 
@@ -174,6 +181,7 @@ impl SimNet {
             shared: Arc::new(Shared {
                 fabric: Mutex::new(Fabric::new(config)),
                 epoch: Instant::now(),
+                loopback_cpus: Mutex::new(BTreeMap::new()),
             }),
         })
     }
@@ -199,6 +207,21 @@ impl SimNet {
             panic!("host {name}: {e}");
         }
         Arc::new(self.host_view(name, Some(nic)))
+    }
+
+    /// Makes host `name` one process of a machine shared with other hosts (brokers and clients
+    /// on one machine, talking over loopback): every byte it writes costs [`Work::Loopback`]
+    /// on `cpu` (the sender's copy into the socket; not for [`Chunk::File`] regions, which
+    /// `sendfile(2)` hands over without one), and every byte it receives costs it once more
+    /// (the receiver's copy out of the socket, charged by the sending stream's pump before its
+    /// next segment). Such hosts' NICs should be made fast enough not to matter: loopback has
+    /// none. Set it before the host's connections are made.
+    pub fn set_loopback_cpu(&self, name: &str, cpu: Arc<dyn CostHook>) {
+        self.shared
+            .loopback_cpus
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(name.into(), cpu);
     }
 
     /// The concrete view (for callers that want the type).
@@ -368,7 +391,12 @@ impl SimNetwork {
         spawn_pump(self.shared.clone(), out, out_wake.clone());
         Connection {
             reader: Box::new(SimReader { shared: self.shared.clone(), id: inp, sleep: None }),
-            writer: Box::new(SimWriter { shared: self.shared.clone(), id: out, wake: out_wake }),
+            writer: Box::new(SimWriter {
+                shared: self.shared.clone(),
+                id: out,
+                wake: out_wake,
+                cpu: self.shared.loopback_cpu(&self.host),
+            }),
             peer,
             local,
         }
@@ -387,12 +415,17 @@ fn parse_addr(addr: &str) -> io::Result<(&str, u16)> {
 
 fn spawn_pump(shared: Arc<Shared>, id: u64, wake: Arc<StreamWake>) {
     tokio::spawn(async move {
+        let receiver = shared.lock().stream_receiver(id);
+        let cpu = receiver.and_then(|h| shared.loopback_cpu(&h));
         loop {
             let now = shared.now_ns();
             let action = shared.lock().pump_step(now, id);
             match action {
                 PumpAction::Exit => return,
-                PumpAction::SleepUntil(t) => {
+                PumpAction::SleepUntil(t, bytes) => {
+                    if let Some(cpu) = &cpu {
+                        cpu.spend(Work::Loopback, bytes).await;
+                    }
                     tokio::select! {
                         biased;
                         _ = wake.retime.notified() => {}
@@ -628,6 +661,8 @@ struct SimWriter {
     shared: Arc<Shared>,
     id: u64,
     wake: Arc<StreamWake>,
+    /// The host's CPU when its loopback copies cost ([`SimNet::set_loopback_cpu`]).
+    cpu: Option<Arc<dyn CostHook>>,
 }
 
 impl SimWriter {
@@ -645,6 +680,16 @@ impl SimWriter {
 #[async_trait]
 impl ChunkWriter for SimWriter {
     async fn write_chunks(&mut self, chunks: &[Chunk]) -> io::Result<()> {
+        if let Some(cpu) = &self.cpu {
+            // The sender's copy into the socket; sendfile's regions are handed over uncopied.
+            let copied: u64 = chunks
+                .iter()
+                .map(|c| if let Chunk::Bytes(b) = c { b.len() as u64 } else { 0 })
+                .sum();
+            if copied > 0 {
+                cpu.spend(Work::Loopback, copied).await;
+            }
+        }
         for chunk in chunks {
             let data = match chunk {
                 Chunk::Bytes(b) => b.clone(),
