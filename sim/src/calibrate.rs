@@ -54,20 +54,9 @@ pub(crate) fn cargo(root: &Path) -> Command {
     c
 }
 
-pub(crate) fn parse<T: Parser>(args: &[String]) -> Result<T, i32> {
-    T::try_parse_from(args).map_err(|e| {
-        let _ = e.print();
-        if e.use_stderr() {
-            exit::USAGE
-        } else {
-            exit::PASS
-        }
-    })
-}
-
 /// `cargo simulate calibrate ...`; `args[0]` is `calibrate`.
 pub fn run(args: &[String]) -> Result<i32, i32> {
-    let a: CalibrateArgs = parse(args)?;
+    let a: CalibrateArgs = crate::cli::parse_args(args)?;
     if !(5..=50).contains(&a.runs) {
         eprintln!("error: --runs {} is not in 5..=50", a.runs);
         return Err(exit::USAGE);

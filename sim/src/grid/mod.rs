@@ -99,14 +99,7 @@ fn write(p: &Path, text: &str) -> Result<(), i32> {
 
 /// `cargo simulate grid`.
 pub fn main(args: &[String]) -> Result<i32, i32> {
-    let a = GridArgs::try_parse_from(args).map_err(|e| {
-        let _ = e.print();
-        if e.use_stderr() {
-            exit::USAGE
-        } else {
-            exit::PASS
-        }
-    })?;
+    let a: GridArgs = crate::cli::parse_args(args)?;
     let file = Path::new(&a.scenario);
     let text = std::fs::read_to_string(file).map_err(|e| usage(format!("{}: {e}", a.scenario)))?;
     let sc = Scenario::load(file).map_err(|e| usage(format!("{}: {e}", a.scenario)))?;
