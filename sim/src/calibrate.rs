@@ -56,7 +56,7 @@ pub(crate) fn cargo(root: &Path) -> Command {
 
 /// `cargo simulate calibrate ...`; `args[0]` is `calibrate`.
 pub fn run(args: &[String]) -> Result<i32, i32> {
-    let a: CalibrateArgs = crate::cli::parse_args(args)?;
+    let a: CalibrateArgs = crate::exit::parse_args(args)?;
     if !(5..=50).contains(&a.runs) {
         eprintln!("error: --runs {} is not in 5..=50", a.runs);
         return Err(exit::USAGE);

@@ -105,16 +105,7 @@ pub(crate) fn load(path: &str) -> Result<Scenario, i32> {
     })
 }
 
-pub(crate) fn parse_args<T: Parser>(args: &[String]) -> Result<T, i32> {
-    T::try_parse_from(args).map_err(|e| {
-        let _ = e.print();
-        if e.use_stderr() {
-            exit::USAGE
-        } else {
-            exit::PASS
-        }
-    })
-}
+pub(crate) use crate::exit::parse_args;
 
 /// `sim --help`, `sim help`, and `sim` without arguments.
 pub const HELP: &str = "\

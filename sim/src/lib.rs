@@ -79,6 +79,19 @@ pub mod exit {
     pub const NONDETERMINISM: i32 = 4;
     /// Bad command line or scenario file.
     pub const USAGE: i32 = 64;
+
+    /// A subcommand's arguments: `--help` and `--version` end the process with PASS, a bad
+    /// command line with USAGE (clap printed why either way).
+    pub fn parse_args<T: clap::Parser>(args: &[String]) -> Result<T, i32> {
+        T::try_parse_from(args).map_err(|e| {
+            let _ = e.print();
+            if e.use_stderr() {
+                USAGE
+            } else {
+                PASS
+            }
+        })
+    }
 }
 
 /// What each mode is, written into every summary next to `mode`.

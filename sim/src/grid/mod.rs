@@ -99,7 +99,7 @@ fn write(p: &Path, text: &str) -> Result<(), i32> {
 
 /// `cargo simulate grid`.
 pub fn main(args: &[String]) -> Result<i32, i32> {
-    let a: GridArgs = crate::cli::parse_args(args)?;
+    let a: GridArgs = crate::exit::parse_args(args)?;
     let file = Path::new(&a.scenario);
     let text = std::fs::read_to_string(file).map_err(|e| usage(format!("{}: {e}", a.scenario)))?;
     let sc = Scenario::load(file).map_err(|e| usage(format!("{}: {e}", a.scenario)))?;

@@ -263,7 +263,7 @@ fn usage(msg: String) -> i32 {
 
 /// `cargo simulate shrink`.
 pub fn main(args: &[String]) -> Result<i32, i32> {
-    let a: ShrinkArgs = crate::cli::parse_args(args)?;
+    let a: ShrinkArgs = crate::exit::parse_args(args)?;
     if a.runs_max < 2 || a.runs_max > RUNS_MAX_LIMIT {
         return Err(usage(format!("--runs-max {}: expected 2..={RUNS_MAX_LIMIT}", a.runs_max)));
     }

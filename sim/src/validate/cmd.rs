@@ -121,7 +121,7 @@ fn simulate(a: &ValidateArgs, w: &Workload, profile: &str) -> Result<(PathBuf, V
 
 /// `cargo simulate validate ...`; `args[0]` is `validate`.
 pub fn run(args: &[String]) -> Result<i32, i32> {
-    let a: ValidateArgs = crate::cli::parse_args(args)?;
+    let a: ValidateArgs = crate::exit::parse_args(args)?;
     if !(1..=20).contains(&a.runs) {
         return Err(usage(format!("--runs {} is not in 1..=20", a.runs)));
     }
