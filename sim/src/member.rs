@@ -24,6 +24,7 @@ use std::time::Duration;
 
 use client::{ConsumerConfig, ConsumerError, RebalanceEvent, TopicPartition};
 use madsim::task::NodeId;
+use tokio::sync::watch;
 
 use crate::history::{Assignment, Commit, Poll, PollKind};
 use crate::scenario::{ConsumerSpec, GroupSpec, OffsetReset};
@@ -48,8 +49,9 @@ pub struct MemberHost {
     up: AtomicBool,
     /// Set by a `leave` fault: the member closes (LeaveGroup) and its process ends.
     leaving: AtomicBool,
-    /// Set by a `stall_poll` fault: the application stops between a poll and its commit.
-    poll_stalled: AtomicBool,
+    /// Set by a `stall_poll` fault: the application stops between a poll and its commit. A
+    /// watch, so the stalled loop wakes exactly when the stall ends (no polling).
+    poll_stalled: watch::Sender<bool>,
     incarnation: AtomicU64,
 }
 
@@ -84,7 +86,7 @@ impl MemberHost {
             node: Mutex::new(None),
             up: AtomicBool::new(false),
             leaving: AtomicBool::new(false),
-            poll_stalled: AtomicBool::new(false),
+            poll_stalled: watch::Sender::new(false),
             incarnation: AtomicU64::new(0),
         })
     }
@@ -152,18 +154,18 @@ impl MemberHost {
     /// Starts or ends a `stall_poll`: the member's loop stops calling poll and commit; the
     /// consumer's own tasks (heartbeats) go on.
     pub fn stall_poll(&self, on: bool) {
-        self.poll_stalled.store(on, Ordering::SeqCst);
+        self.poll_stalled.send_replace(on);
     }
 
-    /// Waits while a `stall_poll` is in force (checked every 10 ms of simulated time).
+    /// Waits while a `stall_poll` is in force; wakes when the fault ends it.
     async fn wait_while_stalled(&self) {
-        if !self.poll_stalled.load(Ordering::SeqCst) {
+        let mut stalled = self.poll_stalled.subscribe();
+        if !*stalled.borrow_and_update() {
             return;
         }
         self.tracer.event("member-stall", &self.name());
-        while self.poll_stalled.load(Ordering::SeqCst) {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        // The sender lives as long as `self`, so this returns only when the stall ends.
+        let _ = stalled.wait_for(|on| !*on).await;
         self.tracer.event("member-unstall", &self.name());
     }
 

@@ -23,6 +23,13 @@ fn opts(name: &str) -> RunOptions {
     }
 }
 
+/// The history of one seeded run of `sc` (no trace kept).
+fn history_of(sc: &Scenario, seed: u64) -> sim::history::History {
+    madsim::runtime::Runtime::with_seed_and_config(seed, madsim::Config::default())
+        .block_on(simulate(sc, seed, false))
+        .history
+}
+
 const GROUP_STORIES: &[&str] = &[
     "group-rebalance",
     "group-zombie-commit",
@@ -51,9 +58,7 @@ fn group_stories_meet_their_expectations_under_several_seeds() {
 fn a_paused_member_commits_with_its_old_generation_and_is_rejected() {
     let sc = scenario("group-zombie-commit");
     for seed in 1..=3 {
-        let raw = madsim::runtime::Runtime::with_seed_and_config(seed, madsim::Config::default())
-            .block_on(simulate(&sc, seed, false));
-        let h = &raw.history;
+        let h = &history_of(&sc, seed);
         // consumer-1 was paused 4s..14s: every commit it sent after resuming carried the
         // generation it held before the pause, and at least one was sent and rejected.
         let newest_before = |t: u64| {
@@ -104,9 +109,7 @@ fn a_paused_member_commits_with_its_old_generation_and_is_rejected() {
 fn a_member_whose_poll_loop_stalls_leaves_by_max_poll_interval_and_its_commit_is_refused() {
     let sc = scenario("group-poll-stall");
     for seed in 1..=3 {
-        let raw = madsim::runtime::Runtime::with_seed_and_config(seed, madsim::Config::default())
-            .block_on(simulate(&sc, seed, false));
-        let h = &raw.history;
+        let h = &history_of(&sc, seed);
         let (stall_ns, end_ns) = (4_000_000_000u64, 10_000_000_000u64);
         let took_all = h
             .assignments

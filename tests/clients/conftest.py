@@ -1,7 +1,8 @@
 """Real-client tests: a `broker serve` process on an ephemeral 127.0.0.1 port, real Kafka clients.
 
-The broker binary comes from $LOGLAB_BROKER (default: target/release/broker, built by
-scripts/test.sh). Every broker is started with --listen 127.0.0.1:0 and its real address is read
+The broker binary comes from $LOGLAB_BROKER (default: target/release/broker, `cargo build
+--release -p broker`; scripts/test.sh passes target/debug/broker, the `test`-profile build its
+`cargo test` step already made). Every broker is started with --listen 127.0.0.1:0 and its real address is read
 from the line it prints; every wait is bounded.
 """
 import os

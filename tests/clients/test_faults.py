@@ -176,7 +176,9 @@ def test_delayed_join_group_shows_in_rebalance_time(data_dir):
         faults(b, "push", "--api", "JoinGroup", "--group", "g-slow", "--delay-ms", str(delay_ms))
         slow = seconds_to_first_assignment(b.addr, "g-slow", "jg")
         assert slow >= delay_ms / 1000, (plain, slow)
-        assert plain < delay_ms / 1000 / 2, (plain, slow)
+        # The delay, not the join itself, makes the slow group slow. Compared side by side rather
+        # than against a fixed bound: on a loaded 2-core machine a plain join took 2.0 s.
+        assert slow - plain >= delay_ms / 1000 / 2, (plain, slow)
         rules = faults(b, "list")
         assert rules[0]["fired"] >= 1 and rules[0]["group"] == "g-slow"
     finally:
