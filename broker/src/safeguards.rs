@@ -14,6 +14,7 @@
 //! | `loglab.unsafe.follower.fetch.ignore.epoch` | leader-epoch validation of follower fetches: a follower sends no current leader epoch (Fetch and OffsetForLeaderEpoch, so a stale leader serves it), and truncates to the end offset the leader answers without checking the epoch the leader named | before KIP-320 (Kafka 2.1) and KIP-279 (Kafka 2.0): when leadership flips twice quickly, a follower whose latest epoch the new leader never saw keeps records of that epoch at offsets where the leader has others; the replicas diverge for good |
 //! | `loglab.unsafe.elr.disable` | eligible leader replicas, the last known ELR and unclean recovery: the controller treats every topic as `min.insync.replicas=1` for leader election | before KIP-966 (Kafka 3.7/4.0): the last ISR member, back from a power loss with a shorter (or empty) log, is elected again and the other replica, which held every acknowledged write, truncates to it |
 //! | `loglab.unsafe.zombie.fencing.disable` | fencing of replica fetches that belong to another leadership or another incarnation: a leader acts on a follower's fetch whatever current leader epoch it carries (no FENCED_LEADER_EPOCH / UNKNOWN_LEADER_EPOCH), and takes the offset as that ISR member's log end even when it went back, so its high watermark falls with it | before KIP-320 (Kafka 2.1) a zombie leader, one that had not yet learned it was replaced, kept serving followers of the newer leadership; a replica back from an unclean restart with a shorter log is a zombie of its earlier incarnation in a leader's stale ISR (KIP-903, Kafka 3.5, added broker epochs so the ISR tells incarnations apart). Kafka's leader never lowered its HW (`Partition.maybeIncrementLeaderHW`): that half is not a Kafka release's bug but the rule `hw-monotonic` checks, removed so the check can be seen to fire (`scenarios/bug-zombie-fencing-disabled.json`) |
+//! | `loglab.unsafe.controller.epoch.fencing.disable` | the commit of a controller decision before its answer: the active controller answers a request (an AlterPartition ISR shrink, a registration, a topic creation...) as soon as it has appended the decision to its own log in its own term, without waiting for the quorum to commit it, so a controller cut off from the quorum, not yet stepped down, answers decisions no quorum agreed to and the broker acts on them | before the controller epoch's zkVersion fenced ZooKeeper writes (KAFKA-6082, Kafka 2.1) a controller that had lost its session went on writing and sending decisions after its successor took over, and until KAFKA-14154 (Kafka 3.3) a stale controller could answer an AlterPartition as accepted without making it stick, so the leader believed an ISR no quorum had agreed to. Here the fencing is commit-before-answer (brokers apply only committed metadata; Raft terms are the controller epochs): off, a leader told its ISR is itself acknowledges `acks=all` writes alone and loses them when the leader the real quorum elected takes over (`scenarios/bug-zombie-controller.json`) |
 
 /// The switches, each `false` (the safeguard on) unless a `loglab.unsafe.*` key says otherwise.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -30,6 +31,8 @@ pub struct Safeguards {
     pub elr_disabled: bool,
     /// `loglab.unsafe.zombie.fencing.disable`.
     pub zombie_fencing_disabled: bool,
+    /// `loglab.unsafe.controller.epoch.fencing.disable`.
+    pub controller_fencing_disabled: bool,
 }
 
 /// One switch: its key and what turning it on reproduces.
@@ -65,6 +68,10 @@ pub const SWITCHES: &[Switch] = &[
         key: "loglab.unsafe.zombie.fencing.disable",
         reproduces: "no fencing of zombie replica fetches (before KIP-320/KIP-903): the leader's high watermark falls",
     },
+    Switch {
+        key: "loglab.unsafe.controller.epoch.fencing.disable",
+        reproduces: "controller decisions answered before the quorum commits them (before KAFKA-6082/KAFKA-14154): a zombie controller shrinks an ISR no quorum agreed to",
+    },
 ];
 
 impl Safeguards {
@@ -77,6 +84,9 @@ impl Safeguards {
             "loglab.unsafe.follower.fetch.ignore.epoch" => &mut self.fetch_ignore_epoch,
             "loglab.unsafe.elr.disable" => &mut self.elr_disabled,
             "loglab.unsafe.zombie.fencing.disable" => &mut self.zombie_fencing_disabled,
+            "loglab.unsafe.controller.epoch.fencing.disable" => {
+                &mut self.controller_fencing_disabled
+            }
             _ => return false,
         };
         *slot = unsafe_on;
@@ -92,6 +102,9 @@ impl Safeguards {
             "loglab.unsafe.follower.fetch.ignore.epoch" => Some(self.fetch_ignore_epoch),
             "loglab.unsafe.elr.disable" => Some(self.elr_disabled),
             "loglab.unsafe.zombie.fencing.disable" => Some(self.zombie_fencing_disabled),
+            "loglab.unsafe.controller.epoch.fencing.disable" => {
+                Some(self.controller_fencing_disabled)
+            }
             _ => None,
         }
     }

@@ -49,10 +49,14 @@ struct Ctl {
 }
 
 async fn start(net: &SimNet, disk: &SimDisk, id: NodeId) -> Ctl {
+    start_with(net, disk, quorum(id)).await
+}
+
+async fn start_with(net: &SimNet, disk: &SimDisk, q: QuorumConfig) -> Ctl {
     let (stop, rx) = watch::channel(false);
-    let host = format!("c{id}");
+    let host = format!("c{}", q.node_id);
     let handle = node::start(
-        quorum(id),
+        q,
         net.host(&host),
         Arc::new(disk.clone()),
         Path::new(""),
@@ -419,4 +423,98 @@ fn alter_partition_epochs_and_an_isolated_leader() {
             let _ = s.send(true);
         }
     });
+}
+
+/// `loglab.unsafe.controller.epoch.fencing.disable` (the museum's zombie controller): the
+/// controller leader and the partition leader's broker are cut off together from the rest; the
+/// partition leader shrinks the ISR to itself at once. Safe, the zombie cannot commit that, so the
+/// broker gets no answer but an error, and the real quorum's ISR keeps all three. Unsafe, the
+/// zombie answers the shrink it merely appended: the broker is told its ISR is itself alone,
+/// which no quorum agreed to. Red if the switch did nothing (the unsafe run would get an error).
+#[test]
+fn a_zombie_controller_answers_an_isr_shrink_only_with_the_switch() {
+    for unsafe_on in [false, true] {
+        let (answer, isr_committed) = zombie_shrink(unsafe_on);
+        assert_eq!(isr_committed, 3, "unsafe {unsafe_on}: the quorum never shrank the ISR");
+        match answer {
+            Ok(isr) => assert!(unsafe_on && isr == 1, "unsafe {unsafe_on}: answered ISR {isr}"),
+            Err(e) => assert!(!unsafe_on, "unsafe {unsafe_on}: the zombie refused: {e}"),
+        }
+    }
+}
+
+/// Runs the cut; returns the zombie's answer to the ISR shrink (the ISR size it names) and the
+/// ISR size the majority's brokers see afterwards.
+fn zombie_shrink(unsafe_on: bool) -> (Result<usize, String>, usize) {
+    support::block_on(13, async move {
+        let net = SimNet::new(SimNetConfig::default());
+        let disks: Vec<SimDisk> = (0..3).map(disk).collect();
+        let mut ctls = BTreeMap::new();
+        for id in 0..3u64 {
+            let mut q = quorum(id);
+            q.unsafe_answer_uncommitted = unsafe_on;
+            // Nobody is fenced during the test: the ISR changes only by the shrink asked for.
+            q.broker_session_timeout_ms = 10_000;
+            ctls.insert(id, start_with(&net, &disks[id as usize], q).await);
+        }
+        let (leader, _) = wait_leader(&ctls, Duration::from_secs(5)).await;
+        let mut links = Vec::new();
+        let mut stops = Vec::new();
+        for b in 0..3i32 {
+            let mut cfg =
+                LinkConfig::new(b, Endpoint { host: format!("b{b}"), port: 9092 }, voters());
+            cfg.heartbeat_interval_ms = 100;
+            cfg.metadata_poll_ms = 20;
+            cfg.request_timeout_ms = 1_500;
+            let link = RpcLink::new(cfg, net.host(&format!("b{b}")));
+            let (tx, rx) = watch::channel(false);
+            link.spawn(rx);
+            links.push(link);
+            stops.push(tx);
+        }
+        wait_image(&links[0], "3 live brokers", Duration::from_secs(5), |i| {
+            i.live_brokers() == vec![0, 1, 2]
+        })
+        .await;
+        let id = links[0].create_topic("t", 1, 3).await.unwrap();
+        wait_image(&links[1], "topic reaches broker 1", Duration::from_secs(2), |i| {
+            i.topics.contains_key(&id)
+        })
+        .await;
+        let p = links[0].metadata().borrow().partition(id, 0).cloned().unwrap();
+        let l = p.leader as usize;
+        // The controller leader and the partition leader's broker on one side, the rest apart.
+        let zombie_side = [format!("c{leader}"), format!("b{l}")];
+        let rest: Vec<String> = (0..3u64)
+            .filter(|i| *i != leader)
+            .map(|i| format!("c{i}"))
+            .chain((0..3).filter(|b| *b != l).map(|b| format!("b{b}")))
+            .collect();
+        let side: Vec<&str> = zombie_side.iter().map(String::as_str).collect();
+        let rest_refs: Vec<&str> = rest.iter().map(String::as_str).collect();
+        net.partition_groups(&[&side, &rest_refs]);
+        let req = cluster::metadata::AlterPartitionRequest {
+            broker_id: p.leader,
+            broker_epoch: links[l].broker_epoch(),
+            topic_id: id,
+            partition: 0,
+            leader_epoch: p.leader_epoch,
+            partition_epoch: p.partition_epoch,
+            new_isr: vec![p.leader],
+        };
+        let answer =
+            links[l].alter_partition(req).await.map(|a| a.isr.len()).map_err(|e| e.to_string());
+        let others: Vec<NodeId> = (0..3).filter(|i| *i != leader).collect();
+        wait_leader_among(&ctls, &others, Duration::from_secs(5)).await;
+        let watcher = &links[(l + 1) % 3];
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let isr = watcher.metadata().borrow().partition(id, 0).map_or(0, |q| q.isr.len());
+        for c in ctls.values() {
+            let _ = c.stop.send(true);
+        }
+        for s in stops {
+            let _ = s.send(true);
+        }
+        (answer, isr)
+    })
 }

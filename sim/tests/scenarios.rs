@@ -157,3 +157,56 @@ fn the_museum_shows_each_of_these_checks_violated_by_a_shipped_scenario() {
         );
     }
 }
+
+/// The zombie-controller pair at seed 1: the same cluster, workload and faults, only
+/// `loglab.unsafe.controller.epoch.fencing.disable` differs. In both the real quorum replaces
+/// the cut-off controller's partition leader (a leader change, so the twin's verdict is not
+/// vacuous); with the switch on the zombie's uncommitted ISR shrink lets it acknowledge writes
+/// alone, which are lost (`lost-write`, `inconsistent-offsets` violated), with it off every check
+/// holds.
+#[test]
+fn the_zombie_controller_loses_acknowledged_writes_only_with_its_switch() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios");
+    let raw = |name: &str| -> serde_json::Value {
+        let text = std::fs::read_to_string(dir.join(format!("{name}.json"))).expect(name);
+        let mut v: serde_json::Value = serde_json::from_str(&text).expect(name);
+        let o = v.as_object_mut().expect("a scenario is an object");
+        for k in ["name", "description", "expect"] {
+            o.remove(k);
+        }
+        v["cluster"]["config"]
+            .as_object_mut()
+            .expect("cluster.config")
+            .remove("loglab.unsafe.controller.epoch.fencing.disable");
+        v
+    };
+    assert_eq!(raw("bug-zombie-controller"), raw("cluster-zombie-controller"));
+    let all = shipped();
+    let mut outcomes = Vec::new();
+    for name in ["bug-zombie-controller", "cluster-zombie-controller"] {
+        let (_, sc) = all.iter().find(|(n, _)| n == name).expect(name);
+        let opts = RunOptions {
+            keep_trace: false,
+            scenario_path: format!("scenarios/{name}.json"),
+            out_dir: format!("out/{name}"),
+            omb: None,
+        };
+        let out = run(sc, 1, &opts);
+        let checks = &out.summary["checks"];
+        assert_eq!(out.exit_code, 0, "{name}: {checks}");
+        let parts = out.summary["cluster"]["partitions"].as_object().cloned().unwrap_or_default();
+        let changes: u64 = parts.values().filter_map(|p| p["leader_changes"].as_u64()).sum();
+        assert!(changes >= 1, "{name}: the quorum elected a new leader: {parts:?}");
+        let mut violated: Vec<String> = checks
+            .as_object()
+            .expect("checks")
+            .iter()
+            .filter(|(_, c)| c["outcome"] == "violated")
+            .map(|(k, _)| k.clone())
+            .collect();
+        violated.sort();
+        outcomes.push(violated);
+    }
+    assert_eq!(outcomes[0], ["inconsistent-offsets", "lost-write"], "the switch on");
+    assert!(outcomes[1].is_empty(), "the switch off: {:?}", outcomes[1]);
+}

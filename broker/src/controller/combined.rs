@@ -58,6 +58,7 @@ pub async fn start(
         qc.unclean_leader_election_enable = cfg.unclean_leader_election_enable;
         qc.min_insync_replicas = cfg.replication.min_insync_replicas;
         qc.unsafe_elr_disabled = cfg.safeguards.elr_disabled;
+        qc.unsafe_answer_uncommitted = cfg.safeguards.controller_fencing_disabled;
         qc.auto_leader_rebalance_enable = cfg.auto_leader_rebalance_enable;
         qc.leader_imbalance_check_interval_ms =
             cfg.leader_imbalance_check_interval_seconds.saturating_mul(1_000);

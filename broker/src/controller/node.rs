@@ -15,6 +15,10 @@
 //! term changes. A request is answered once its entry commits in the term it was proposed in;
 //! if leadership moves first it fails with NOT_CONTROLLER / REQUEST_TIMED_OUT and the broker
 //! retries (topic creation may then answer TOPIC_ALREADY_EXISTS for its own earlier attempt).
+//! With `loglab.unsafe.controller.epoch.fencing.disable` (the bug museum's zombie controller,
+//! `crate::safeguards`) a decision is answered as soon as it is appended in the leader's own
+//! term: a leader cut off from the quorum, until check-quorum makes it step down, answers
+//! decisions that never commit, and the broker acts on them.
 //! The active controller's soft state (last heartbeat per broker) starts afresh each term, as in
 //! Kafka, so a new controller gives every broker a full session before fencing it.
 
@@ -471,15 +475,31 @@ impl Node {
             let _ = reply.send(self.finish(response));
             return;
         }
-        match self.propose(&records) {
+        self.propose_and_answer(&records, response, reply);
+    }
+
+    /// Proposes a decision's records; its answer waits for their commit in this term (or, with
+    /// `unsafe_answer_uncommitted`, goes out at once).
+    fn propose_and_answer(
+        &mut self,
+        records: &[Record],
+        response: ControllerResponse,
+        reply: oneshot::Sender<ControllerResponse>,
+    ) {
+        match self.propose(records) {
+            Ok(index) if self.cfg.unsafe_answer_uncommitted => {
+                // The museum's zombie controller: the decision is only in this leader's log.
+                tracing::debug!(node = self.cfg.node_id, index, "answered before commit (unsafe)");
+                let _ = reply.send(self.finish(response));
+            }
             Ok(index) => {
                 let deadline = Instant::now() + Duration::from_millis(self.cfg.request_timeout_ms);
                 let term = self.raft.term();
                 self.pending
                     .insert(index, Pending { term, response, reply: Some(reply), deadline });
             }
-            Err(ProposeError::NotLeader { .. }) => {
-                let _ = reply.send(not_controller);
+            Err(ProposeError::NotLeader { leader }) => {
+                let _ = reply.send(ControllerResponse::Error(RpcError::NotController { leader }));
             }
             Err(e) => {
                 let _ = reply.send(ControllerResponse::Error(RpcError::Unavailable(e.to_string())));

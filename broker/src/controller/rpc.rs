@@ -185,6 +185,10 @@ pub struct QuorumConfig {
     pub min_insync_replicas: usize,
     /// `loglab.unsafe.elr.disable` (a museum switch, [`crate::safeguards`]): no ELR (before KIP-966).
     pub unsafe_elr_disabled: bool,
+    /// `loglab.unsafe.controller.epoch.fencing.disable` (a museum switch,
+    /// [`crate::safeguards`]): a decision is answered once appended in the leader's own term,
+    /// before the quorum commits it (a zombie controller's answers count).
+    pub unsafe_answer_uncommitted: bool,
     /// `auto.leader.rebalance.enable`: the active controller moves leadership back to preferred
     /// replicas every `leader.imbalance.check.interval.seconds`.
     pub auto_leader_rebalance_enable: bool,
@@ -212,6 +216,7 @@ impl QuorumConfig {
             unclean_leader_election_enable: false,
             min_insync_replicas: 1,
             unsafe_elr_disabled: false,
+            unsafe_answer_uncommitted: false,
             auto_leader_rebalance_enable: true,
             leader_imbalance_check_interval_ms: 300_000,
             leader_imbalance_per_broker_percentage: 10,
