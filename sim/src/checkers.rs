@@ -70,16 +70,91 @@ pub struct CheckResult {
     /// How many things the check looked at (acknowledged records, polled records, HW samples,
     /// replica batches compared, commits, ...; each checker's doc says what it counts).
     pub examined: u64,
+    /// What a violation is about, by kind (only `liveness` names any: [`LivenessCause`]);
+    /// `summary.json` writes them as the check's `causes`.
+    pub causes: Vec<&'static str>,
 }
 
 impl CheckResult {
     /// Held over `examined` things; over none it is [`Outcome::Vacuous`].
     fn held(examined: u64, detail: impl Into<String>) -> Self {
         let outcome = if examined == 0 { Outcome::Vacuous } else { Outcome::Held };
-        CheckResult { outcome, detail: detail.into(), examined }
+        CheckResult { outcome, detail: detail.into(), examined, causes: Vec::new() }
     }
     fn violated(examined: u64, detail: impl Into<String>) -> Self {
-        CheckResult { outcome: Outcome::Violated, detail: detail.into(), examined }
+        CheckResult {
+            outcome: Outcome::Violated,
+            detail: detail.into(),
+            examined,
+            causes: Vec::new(),
+        }
+    }
+}
+
+/// The start of the problem a run that did not settle reports (`run.rs`).
+pub const NOT_SETTLED: &str = "the run did not settle within";
+/// Part of the problem acknowledgements that came after the read-back report (`run.rs`).
+pub const LATE_ACKS: &str = "acknowledgements arrived after the read-back began";
+
+/// Why `liveness` failed, one kind per problem it lists. Two failures with different kinds of
+/// cause are different failures (`shrink` keeps a candidate only if the kinds stay the same).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum LivenessCause {
+    /// The run did not settle within `settle_timeout_s`.
+    NotSettled,
+    /// Acknowledgements came after the read-back, past the log end it saw.
+    LateAcks,
+    /// A consumer or member read a value without the workload's id.
+    Undecodable,
+    /// Anything else the run recorded as stuck (a host or client that failed to start, ...).
+    Stuck,
+    /// A partition's final log could not be read.
+    UnreadableLog,
+    /// No send was made after the last heal.
+    NoSendAfterHeal,
+    /// None of the sends made after the last heal succeeded.
+    NoSuccessAfterHeal,
+    /// Sends still unanswered at the end.
+    Unanswered,
+    /// A consumer ended behind the log end.
+    ConsumerBehind,
+    /// A group never completed a rebalance.
+    GroupNeverRebalanced,
+    /// Partitions owned by no member of a group's last generation.
+    GroupOrphans,
+    /// A group's committed progress ended behind the log end.
+    GroupBehind,
+}
+
+impl LivenessCause {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LivenessCause::NotSettled => "not-settled",
+            LivenessCause::LateAcks => "late-acks",
+            LivenessCause::Undecodable => "undecodable",
+            LivenessCause::Stuck => "stuck",
+            LivenessCause::UnreadableLog => "unreadable-log",
+            LivenessCause::NoSendAfterHeal => "no-send-after-heal",
+            LivenessCause::NoSuccessAfterHeal => "no-success-after-heal",
+            LivenessCause::Unanswered => "unanswered",
+            LivenessCause::ConsumerBehind => "consumer-behind",
+            LivenessCause::GroupNeverRebalanced => "group-never-rebalanced",
+            LivenessCause::GroupOrphans => "group-orphans",
+            LivenessCause::GroupBehind => "group-behind",
+        }
+    }
+
+    /// The kind of one of the run's `stuck` lines.
+    fn of_stuck(line: &str) -> Self {
+        if line.starts_with(NOT_SETTLED) {
+            LivenessCause::NotSettled
+        } else if line.contains(LATE_ACKS) {
+            LivenessCause::LateAcks
+        } else if line.contains("could not decode") {
+            LivenessCause::Undecodable
+        } else {
+            LivenessCause::Stuck
+        }
     }
 }
 
@@ -764,11 +839,13 @@ pub fn generation_fencing(h: &History) -> CheckResult {
 /// Examined: sends made after the last heal, plus consumer and group positions compared with
 /// the log end.
 pub fn liveness(h: &History) -> CheckResult {
-    let mut problems: Vec<String> = h.stuck.clone();
+    use LivenessCause as C;
+    let mut problems: Vec<(LivenessCause, String)> =
+        h.stuck.iter().map(|s| (C::of_stuck(s), s.clone())).collect();
     let mut examined = 0u64;
     for (tp, log) in &h.final_logs {
         if log.is_none() {
-            problems.push(format!("the final log of {tp} could not be read"));
+            problems.push((C::UnreadableLog, format!("the final log of {tp} could not be read")));
         }
     }
     let heal = h.last_heal_ns.unwrap_or(0);
@@ -781,26 +858,32 @@ pub fn liveness(h: &History) -> CheckResult {
         .count();
     examined += after.len() as u64;
     if !h.sends.is_empty() && after.is_empty() {
-        problems.push(format!("no send was made after the last fault healed (t={:.3}s): progress after the heal was not tested", heal as f64 / 1e9));
+        problems.push((C::NoSendAfterHeal, format!("no send was made after the last fault healed (t={:.3}s): progress after the heal was not tested", heal as f64 / 1e9)));
     }
     if !after.is_empty() && resolved_ok == 0 {
-        problems.push(format!(
-            "none of the {} sends made after the last fault healed (t={:.3}s) succeeded",
-            after.len(),
-            heal as f64 / 1e9
+        problems.push((
+            C::NoSuccessAfterHeal,
+            format!(
+                "none of the {} sends made after the last fault healed (t={:.3}s) succeeded",
+                after.len(),
+                heal as f64 / 1e9
+            ),
         ));
     }
     let pending = h.sends.iter().filter(|s| s.outcome == SendOutcome::Pending).count();
     if pending > 0 {
-        problems.push(format!("{pending} sends were still unanswered at the end"));
+        problems.push((C::Unanswered, format!("{pending} sends were still unanswered at the end")));
     }
     for ((c, tp), pos) in &h.final_positions {
         if let Some(Some(log)) = h.final_logs.get(tp) {
             examined += 1;
             if *pos < log.log_end_offset {
-                problems.push(format!(
-                    "consumer {c} ended at {tp}@{pos}, behind the log end {}",
-                    log.log_end_offset
+                problems.push((
+                    C::ConsumerBehind,
+                    format!(
+                        "consumer {c} ended at {tp}@{pos}, behind the log end {}",
+                        log.log_end_offset
+                    ),
                 ));
             }
         }
@@ -810,7 +893,8 @@ pub fn liveness(h: &History) -> CheckResult {
     for (g, tps) in &h.group_partitions {
         let newest = h.assignments.iter().filter(|a| &a.group == g).map(|a| a.generation).max();
         let Some(gen) = newest else {
-            problems.push(format!("group {g} never completed a rebalance"));
+            problems
+                .push((C::GroupNeverRebalanced, format!("group {g} never completed a rebalance")));
             continue;
         };
         let mut latest: BTreeMap<u32, &Vec<TopicPartition>> = BTreeMap::new();
@@ -820,10 +904,13 @@ pub fn liveness(h: &History) -> CheckResult {
         let owned: BTreeSet<&TopicPartition> = latest.values().flat_map(|v| v.iter()).collect();
         let orphans: Vec<&TopicPartition> = tps.iter().filter(|tp| !owned.contains(tp)).collect();
         if !orphans.is_empty() {
-            problems.push(format!(
-                "group {g}: {} partitions owned by no member in its last generation {gen} ({})",
-                orphans.len(),
-                examples(&orphans, |t| t.to_string())
+            problems.push((
+                C::GroupOrphans,
+                format!(
+                    "group {g}: {} partitions owned by no member in its last generation {gen} ({})",
+                    orphans.len(),
+                    examples(&orphans, |t| t.to_string())
+                ),
             ));
         }
         for tp in tps {
@@ -831,9 +918,12 @@ pub fn liveness(h: &History) -> CheckResult {
                 examined += 1;
                 let pos = h.group_positions.get(&(g.clone(), tp.clone())).copied().unwrap_or(-1);
                 if pos < log.log_end_offset {
-                    problems.push(format!(
-                        "group {g} ended at {tp}@{pos}, behind the log end {}",
-                        log.log_end_offset
+                    problems.push((
+                        C::GroupBehind,
+                        format!(
+                            "group {g} ended at {tp}@{pos}, behind the log end {}",
+                            log.log_end_offset
+                        ),
                     ));
                 }
             }
@@ -847,7 +937,13 @@ pub fn liveness(h: &History) -> CheckResult {
         };
         CheckResult::held(examined, format!("{resolved_ok} sends succeeded after the last fault healed; {} consumer positions at the log end{groups}", h.final_positions.len()))
     } else {
-        CheckResult::violated(examined, problems.join("; "))
+        let mut causes: Vec<LivenessCause> = problems.iter().map(|p| p.0).collect();
+        causes.sort();
+        causes.dedup();
+        let lines: Vec<String> = problems.into_iter().map(|p| p.1).collect();
+        let mut r = CheckResult::violated(examined, lines.join("; "));
+        r.causes = causes.into_iter().map(LivenessCause::as_str).collect();
+        r
     }
 }
 
@@ -1254,9 +1350,14 @@ mod tests {
         let mut h = good();
         h.sends.push(send(13, SendOutcome::Pending));
         assert_eq!(liveness(&h).outcome, Outcome::Violated);
+        assert_eq!(liveness(&h).causes, ["unanswered"]);
         let mut h = good();
         h.final_positions.insert((0, tp()), 1);
         assert!(liveness(&h).detail.contains("behind the log end 3"));
+        assert_eq!(liveness(&h).causes, ["consumer-behind"]);
+        h.stuck.push(format!("{NOT_SETTLED} settle_timeout_s=60"));
+        assert_eq!(liveness(&h).causes, ["not-settled", "consumer-behind"]);
+        assert!(liveness(&good()).causes.is_empty());
         let mut h = good();
         h.last_heal_ns = Some(5);
         h.sends.push(Send {
@@ -1270,6 +1371,7 @@ mod tests {
         let mut h = good();
         h.stuck.push("broker-0 failed to start".into());
         assert_eq!(liveness(&h).outcome, Outcome::Violated);
+        assert_eq!(liveness(&h).causes, ["stuck"]);
     }
 
     /// The compact checkers against the string-keyed ones they replaced

@@ -172,11 +172,14 @@ pub async fn simulate(sc: &Scenario, seed: u64, keep_trace: bool) -> RawRun {
         h.stuck.extend(lock(&host.failures).iter().cloned());
     }
     if !settled {
-        let why = format!("the run did not settle within settle_timeout_s={}", sc.settle_timeout_s);
+        let why = format!("{} settle_timeout_s={}", checkers::NOT_SETTLED, sc.settle_timeout_s);
         h.stuck.push(why);
         let late = acks_past_the_read_back(&mut h, read_from_ns);
         if late > 0 {
-            h.stuck.push(format!("{late} acknowledgements arrived after the read-back began, at offsets past the log end it saw: judged as still pending"));
+            h.stuck.push(format!(
+                "{late} {}, at offsets past the log end it saw: judged as still pending",
+                checkers::LATE_ACKS
+            ));
         }
     }
     let series = lock(&sampler).take();
@@ -427,7 +430,11 @@ fn judge(sc: &Scenario, raw: &RawRun) -> (Map<String, Value>, i32) {
                 CheckKind::Liveness => liveness_failed = true,
             }
         }
-        checks.insert(name.clone(), json!({"outcome": outcome, "expected": want, "examined": r.examined, "detail": r.detail}));
+        let mut entry = json!({"outcome": outcome, "expected": want, "examined": r.examined, "detail": r.detail});
+        if !r.causes.is_empty() {
+            entry["causes"] = json!(r.causes);
+        }
+        checks.insert(name.clone(), entry);
     }
     let inv = &raw.invariants;
     let held = inv.violations.is_empty();

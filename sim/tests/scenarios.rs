@@ -209,4 +209,31 @@ fn the_zombie_controller_loses_acknowledged_writes_only_with_its_switch() {
     }
     assert_eq!(outcomes[0], ["inconsistent-offsets", "lost-write"], "the switch on");
     assert!(outcomes[1].is_empty(), "the switch off: {:?}", outcomes[1]);
+
+/// KIP-101 case 2 both ways at seed 1 (issue 14): with truncation to the high watermark and the
+/// settings of Kafka before 0.11, both replicas losing power leaves them diverged for good; with
+/// the safeguards on, the same faults lose nothing and the replicas agree.
+#[test]
+fn kip101_case2_diverges_only_with_the_safeguards_off() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios");
+    let outcome = |name: &str| {
+        let sc = Scenario::load(&dir.join(format!("{name}.json"))).expect(name);
+        let opts = RunOptions {
+            keep_trace: false,
+            scenario_path: format!("scenarios/{name}.json"),
+            out_dir: format!("out/{name}-seed1"),
+            omb: None,
+        };
+        run(&sc, 1, &opts).summary["checks"].clone()
+    };
+    let bug = outcome("bug-kip101-case2");
+    for c in ["replicas-agree", "lost-write", "inconsistent-offsets"] {
+        assert_eq!(bug[c]["outcome"], "violated", "bug-kip101-case2 {c}: {}", bug[c]);
+    }
+    let detail = bug["replicas-agree"]["detail"].as_str().unwrap_or_default();
+    assert!(detail.contains("differs from the leader"), "{detail}");
+    let twin = outcome("kip101-both-lose-power");
+    for c in ["replicas-agree", "lost-write", "inconsistent-offsets", "liveness"] {
+        assert_eq!(twin[c]["outcome"], "held", "kip101-both-lose-power {c}: {}", twin[c]);
+    }
 }

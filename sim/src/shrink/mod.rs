@@ -5,7 +5,10 @@
 //!    outcome was not the expected one and is `violated`, else (a run that passed) the first
 //!    check the scenario expects violated and saw violated (a museum story: "fails" is "the
 //!    expected violation appears"). "Still fails" always means: that check's outcome is
-//!    `violated` (and the simulator did not crash).
+//!    `violated` (and the simulator did not crash) and, for `liveness`, for the same kinds of
+//!    cause as the run as given (`summary.json` `checks.liveness.causes`, e.g. `unanswered`,
+//!    `consumer-behind`, `not-settled`: [`crate::checkers::LivenessCause`]): a candidate that
+//!    fails liveness for another reason is a different failure, not a smaller one ([`still_fails`]).
 //! 2. Explicit: the run's whole timeline (file faults, the nemesis' draw for the seed, rolling
 //!    restarts expanded) written out as `faults` / `request_faults` entries, the nemesis removed.
 //!    Fault order, times and targets are those of the run, so it replays the same events; the
@@ -103,6 +106,8 @@ pub struct Shrinker {
     seed: u64,
     out: PathBuf,
     pub check: String,
+    /// The kinds of cause of the original run's `liveness` violation (empty for other checks).
+    pub causes: Vec<String>,
     pub runs: u32,
     runs_max: u32,
     pub cpu_s: f64,
@@ -121,6 +126,7 @@ impl Shrinker {
             seed,
             out,
             check: String::new(),
+            causes: Vec::new(),
             runs: 0,
             runs_max,
             cpu_s: 0.0,
@@ -152,8 +158,9 @@ impl Shrinker {
         let summary: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
         self.cpu_s += summary["speed"]["process"]["cpu_s"].as_f64().unwrap_or(0.0);
         let outcome = summary["checks"][&self.check]["outcome"].as_str().unwrap_or("-");
+        let causes = causes_of(&summary["checks"][&self.check]).join(",");
         eprintln!(
-            "run {}/{}: {what}: exit {code}, {} {outcome}",
+            "run {}/{}: {what}: exit {code}, {} {outcome} {causes}",
             self.runs, self.runs_max, self.check
         );
         Some(if code == exit::CRASH { Value::Null } else { summary })
@@ -177,7 +184,7 @@ impl Shrinker {
             return false;
         }
         let Some(summary) = self.run_file(&file, what) else { return false };
-        let violated = summary["checks"][&self.check]["outcome"] == "violated";
+        let violated = still_fails(&summary, &self.check, &self.causes);
         self.cache.insert(text, violated);
         if violated {
             self.step.2 += 1;
@@ -202,6 +209,24 @@ impl Shrinker {
             self.steps.push(json!({"step": name, "tried": tried, "kept": kept}));
         }
     }
+}
+
+/// The kinds of cause a check's summary entry names (`causes`; only `liveness` has any).
+pub fn causes_of(check: &Value) -> Vec<String> {
+    let list = check["causes"].as_array().map(Vec::as_slice).unwrap_or_default();
+    list.iter().filter_map(Value::as_str).map(String::from).collect()
+}
+
+/// Whether a candidate's run fails as the original did: `check` violated and, for `liveness`,
+/// with the same kinds of cause (`causes`, the original's). A liveness failure for another
+/// reason (say, a consumer behind where the original left sends unanswered) is rejected, so
+/// shrinking cannot slip from one liveness bug to another.
+pub fn still_fails(summary: &Value, check: &str, causes: &[String]) -> bool {
+    let c = &summary["checks"][check];
+    if c["outcome"] != "violated" {
+        return false;
+    }
+    check != "liveness" || causes_of(c) == causes
 }
 
 /// The check to keep violated, and whether the run failed it (`false`: a museum story's
@@ -287,13 +312,16 @@ pub fn main(args: &[String]) -> Result<i32, i32> {
         exit::USAGE
     })?;
     s.check = check.clone();
+    s.causes = causes_of(&orig["checks"][&check]);
     let mode = if failing { "failing" } else { "expected-violation" };
-    eprintln!("shrinking on {check} violated ({mode} run; at most {} runs)", a.runs_max);
+    let because =
+        if s.causes.is_empty() { String::new() } else { format!(" for {}", s.causes.join(", ")) };
+    eprintln!("shrinking on {check} violated{because} ({mode} run; at most {} runs)", a.runs_max);
     let cand = explicit(&sc, doc, a.seed);
     let original_faults = cand.faults();
     s.begin("explicit");
     if !s.test(&cand, "the nemesis' faults written out") {
-        eprintln!("error: the scenario with its faults written out does not violate {check} at seed {}: cannot shrink (see {}/candidate.json)", a.seed, a.out);
+        eprintln!("error: the scenario with its faults written out does not violate {check}{because} at seed {}: cannot shrink (see {}/candidate.json)", a.seed, a.out);
         return Ok(exit::CRASH);
     }
     let replay = json!({"same_check_violated": true, "trace_events": [orig["trace_events"], s.last["trace_events"]],
@@ -341,7 +369,7 @@ fn write_outputs(s: &Shrinker, min: &Cand, r: &Report) -> Result<i32, i32> {
     let text = serde_json::to_string_pretty(&doc).unwrap_or_default() + "\n";
     let replay = format!("cargo simulate {} --seed {}", minimal.display(), a.seed);
     let facts = json!({
-        "scenario": r.sc.name, "scenario_file": a.scenario, "seed": a.seed, "check": check, "mode": r.mode,
+        "scenario": r.sc.name, "scenario_file": a.scenario, "seed": a.seed, "check": check, "causes": s.causes, "mode": r.mode,
         "original": {"faults": r.original_faults, "duration_s": r.sc.duration_s},
         "minimal": {"faults": min.faults(), "units": min.units.len(), "duration_s": doc["duration_s"], "file": minimal.display().to_string()},
         "explicit_replay": r.replay,
@@ -387,6 +415,24 @@ mod tests {
         assert!(pick_check(&museum, &order, Some("duplicate")).is_err());
         let clean = json!({"checks": {"lost-write": {"outcome": "held", "expected": "held"}}});
         assert!(pick_check(&clean, &order, None).is_err());
+    }
+
+    #[test]
+    fn a_liveness_failure_for_another_cause_is_not_still_failing() {
+        let run = |check: &str, outcome: &str, causes: &[&str]| json!({"checks": {check: {"outcome": outcome, "causes": causes}}});
+        let original: Vec<String> = vec!["unanswered".into()];
+        let same = run("liveness", "violated", &["unanswered"]);
+        assert!(still_fails(&same, "liveness", &original));
+        // Liveness violated, but because a consumer ended behind: another failure.
+        let other = run("liveness", "violated", &["consumer-behind"]);
+        assert!(!still_fails(&other, "liveness", &original));
+        let more = run("liveness", "violated", &["not-settled", "unanswered"]);
+        assert!(!still_fails(&more, "liveness", &original));
+        assert!(!still_fails(&run("liveness", "held", &[]), "liveness", &[]));
+        // A safety check has no causes: violated is enough.
+        assert!(still_fails(&run("lost-write", "violated", &[]), "lost-write", &[]));
+        assert!(!still_fails(&run("lost-write", "held", &[]), "lost-write", &[]));
+        assert_eq!(causes_of(&same["checks"]["liveness"]), original);
     }
 
     #[test]
