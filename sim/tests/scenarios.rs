@@ -209,6 +209,7 @@ fn the_zombie_controller_loses_acknowledged_writes_only_with_its_switch() {
     }
     assert_eq!(outcomes[0], ["inconsistent-offsets", "lost-write"], "the switch on");
     assert!(outcomes[1].is_empty(), "the switch off: {:?}", outcomes[1]);
+}
 
 /// KIP-101 case 2 both ways at seed 1 (issue 14): with truncation to the high watermark and the
 /// settings of Kafka before 0.11, both replicas losing power leaves them diverged for good; with
