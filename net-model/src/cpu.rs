@@ -422,10 +422,9 @@ impl SimCpu {
     pub fn schedule_for(&self, party: Option<usize>, now_ns: u64, work: Work, bytes: u64) -> u64 {
         let mut st = self.lock();
         let cost = st.profile.cost_ns(work, bytes);
-        let (core, core_free) = earliest(&st.free_at_ns, now_ns);
         let thread = party.map(|p| (p, earliest(&st.parties[p], now_ns)));
-        let thread_free = thread.map_or(0, |(_, (_, t))| t);
-        let start = core_free.max(thread_free).max(now_ns);
+        let ready = thread.map_or(now_ns, |(_, (_, t))| t.max(now_ns));
+        let (core, start) = core_for(&st.free_at_ns, now_ns, ready);
         let done = start.saturating_add(cost);
         st.free_at_ns[core] = done;
         if let Some((p, (i, _))) = thread {
@@ -492,14 +491,28 @@ impl SimCpu {
     }
 }
 
-/// The earliest-free slot (core or thread) at `now_ns`, lowest index on ties, and when it frees.
+/// The earliest-free thread at `now_ns`, lowest index on ties, and when it frees.
 fn earliest(free_at_ns: &[u64], now_ns: u64) -> (usize, u64) {
     free_at_ns
         .iter()
         .copied()
         .enumerate()
         .min_by_key(|&(i, t)| (t.max(now_ns), i))
-        .expect("at least one slot")
+        .expect("at least one thread")
+}
+
+/// The core for work whose process has a thread free at `ready` (≥ `now_ns`), and when the work
+/// starts there: the earliest start; among cores free by `ready`, the one freed last (so a core
+/// free earlier stays free for other processes), then the lowest index. Without a thread limit
+/// (`ready == now_ns`) this is the earliest-free core, lowest index on ties.
+fn core_for(free_at_ns: &[u64], now_ns: u64, ready: u64) -> (usize, u64) {
+    let (core, free_at) = free_at_ns
+        .iter()
+        .copied()
+        .enumerate()
+        .min_by_key(|&(i, t)| (t.max(ready), std::cmp::Reverse(t.max(now_ns)), i))
+        .expect("at least one core");
+    (core, free_at.max(ready))
 }
 
 #[async_trait]
@@ -598,9 +611,10 @@ mod tests {
         assert_eq!(p.cores, 2);
         assert_eq!(p.request.per_op_ns, 5000);
         assert_eq!(p.lz4, CpuProfile::default().lz4);
-        let t: CpuProfile =
-            serde_json::from_str(r#"{"threads": {"client": 2}, "fetch_pass": {"per_op_ns": 7, "per_byte_ps": 0}}"#)
-                .unwrap();
+        let t: CpuProfile = serde_json::from_str(
+            r#"{"threads": {"client": 2}, "fetch_pass": {"per_op_ns": 7, "per_byte_ps": 0}}"#,
+        )
+        .unwrap();
         assert_eq!(t.threads, Threads { broker: 0, client: 2 });
         assert_eq!(t.cost_ns(Work::FetchPass, 0), 7);
         assert!(serde_json::from_str::<CpuProfile>(r#"{"threads": {"producer": 1}}"#).is_err());

@@ -198,6 +198,9 @@ fn a_one_thread_process_takes_twice_as_long_and_leaves_a_core() {
         let (a, b) = (a.await.unwrap().duration_since(t1), b.await.unwrap().duration_since(t1));
         assert!(near(a, 200), "{a:?}");
         assert!(near(b, 100), "the other process uses the free core: {b:?}");
-        assert_eq!(sim.stats().queued_ns, 100_000, "the first run's second job waited 100 µs");
+        // The first run's second job waited ~100 µs for the thread (less the simulator's
+        // scheduling jitter between the two spawned tasks); nothing waited in the second run.
+        let queued = sim.stats().queued_ns;
+        assert!((99_000..=100_000).contains(&queued), "queued {queued} ns");
     });
 }

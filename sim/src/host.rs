@@ -299,8 +299,7 @@ impl Host {
         );
         opts.data_dir = PathBuf::from(DATA_DIR);
         opts.advertised = Some((name.clone(), i32::from(BROKER_PORT)));
-        opts.cost =
-            n.process_cpu.clone().map(|cpu| Arc::new(cpu) as Arc<dyn net_model::CostHook>);
+        opts.cost = n.process_cpu.clone().map(|cpu| Arc::new(cpu) as Arc<dyn net_model::CostHook>);
         let me = self.clone();
         opts.after_open = Some(Box::new(move |b| Box::pin(async move { me.opened(b).await })));
         let (node, server) = match broker::node::start_inline(opts).await {

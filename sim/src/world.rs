@@ -73,7 +73,8 @@ impl World {
             // One machine: bytes between its processes are kernel copies on its cores, made by
             // the sending and the receiving process's threads.
             for (i, (_, side)) in parts.iter().enumerate() {
-                let hook = side.process_cpu.clone().map(|p| Arc::new(p) as Arc<dyn net_model::CostHook>);
+                let hook =
+                    side.process_cpu.clone().map(|p| Arc::new(p) as Arc<dyn net_model::CostHook>);
                 net.set_loopback_cpu(&format!("broker-{i}"), hook.expect("shared pool"));
             }
             for (name, party) in client_names.iter().zip(&shared_clients) {
