@@ -210,6 +210,8 @@ impl Threads {
 /// | client request (`client_request`) | 26 µs + 560 ps/B (calibrate's fit of perf's CPU) | 20 µs, the broker's default |
 /// | per record, client (`client_record`) | 844 ns (the same fit) | 0, as for the broker |
 /// | loopback, one side (`loopback`) | 122-126 ps/B (calibrate: one stream's sending and receiving thread CPU per byte, 2026-12-03) | 125 ps/B |
+/// | a Fetch long-poll pass (`fetch_pass`) | 19.6 µs (17.0-23.2; fitted from validate's quiet 3-node rows: the real brokers' CPU beyond the model's, per pass the model counts; `profiles/this-machine.json`) | 0: in the request's cost unless a profile measures it |
+/// | threads of a process (`threads`) | this repository's broker: one per core (tokio's default runtime); `perf`: 2 | 0: no limit |
 ///
 /// 8 cores per host by default (a broker-class machine), not this machine's 2.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -365,6 +365,8 @@ mod tests {
         assert_eq!(cpu.record, Cost::new(0, 300_000), "300 ns a record");
         assert_eq!(cpu.client_request, Cost::new(10_000, 700 - 125 - 250));
         assert_eq!(cpu.client_record, Cost::new(0, 500_000));
+        assert_eq!(cpu.threads, net_model::Threads { broker: 2, client: 2 }, "from the code");
+        assert_eq!(cpu.fetch_pass, CpuProfile::default().fetch_pass, "not fitted here");
         assert_eq!(cpu.lz4.compress, Cost::new(300, 2_000));
         assert_eq!(
             cpu.lz4.decompress,
