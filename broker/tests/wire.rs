@@ -473,6 +473,52 @@ async fn cost_hook_charges_requests_copies_and_crc() {
     }
 }
 
+/// Each pass of the Fetch long poll charges `FetchPass` once: one for a fetch answered at once,
+/// two for one parked at the log end and woken by an append (the pass on arrival finds nothing,
+/// the pass after the wake-up finds the records). Goes red if the charge is dropped (0 and 0) or
+/// made once per request (1 and 1).
+#[tokio::test]
+async fn fetch_pass_is_charged_per_long_poll_pass() {
+    use net_model::{CostHook, Work};
+    #[derive(Debug, Default)]
+    struct Passes(std::sync::atomic::AtomicU64);
+    #[async_trait::async_trait]
+    impl CostHook for Passes {
+        async fn spend(&self, work: Work, _bytes: u64) {
+            if work == Work::FetchPass {
+                self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            }
+        }
+    }
+    let srv = start(BrokerConfig::default()).await;
+    let hook = Arc::new(Passes::default());
+    srv.broker.set_cost_hook(hook.clone());
+    let passes = || hook.0.load(std::sync::atomic::Ordering::SeqCst);
+    let mut c = Client::connect(&srv.addr).await;
+    assert_eq!(produce(&mut c, 7, "passes", batch(3, 0, Compression::None, None)).await.0, 0);
+    assert_eq!(passes(), 0, "a produce makes no fetch pass");
+    let r: FetchResponse =
+        c.call(ApiKey::Fetch, 11, &fetch_req(11, "passes", uuid::Uuid::nil(), 0, 10_000)).await;
+    assert_eq!(records_of(&r.responses[0].partitions[0]).len(), 3);
+    assert_eq!(passes(), 1, "data at once: one pass");
+    let corr =
+        c.send(ApiKey::Fetch, 11, &fetch_req(11, "passes", uuid::Uuid::nil(), 3, 10_000)).await;
+    let mut p = Client::connect(&srv.addr).await;
+    // The poll is parked once its first pass ran (nothing at offset 3 yet).
+    for _ in 0..2_000 {
+        if passes() >= 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(passes(), 2, "the parked poll's first pass");
+    assert_eq!(produce(&mut p, 7, "passes", batch(2, 3, Compression::None, None)).await.0, 0);
+    let r: FetchResponse = c.recv(ApiKey::Fetch, 11, corr).await;
+    assert_eq!(records_of(&r.responses[0].partitions[0]).len(), 2);
+    assert_eq!(passes(), 3, "parked and woken by the append: two passes");
+    srv.stop().await;
+}
+
 /// Rewrites a built batch: its record count and lastOffsetDelta, or its records section, then
 /// its length and CRC (so only record-level validation can tell).
 fn patched(

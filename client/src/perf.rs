@@ -23,6 +23,10 @@ use net_model::Network;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use thiserror::Error;
+
+/// The `perf` bin's tokio worker threads: how many cores its work can occupy at once (the host
+/// profile's `cpu.threads.client` that `cargo simulate calibrate` writes).
+pub const WORKER_THREADS: usize = 2;
 use tokio::time::Instant;
 
 use crate::accumulator::TopicPartition;

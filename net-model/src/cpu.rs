@@ -13,7 +13,12 @@
 //! `Records` per record (and `Decompress` for compressed batches), the producer `ClientRecords`
 //! per record; a follower charges `Request`, `Crc32c` and `Memcpy` per fetch response; hosts that
 //! share one machine (`SimNet::set_loopback_cpu`) charge `Loopback` per byte on both sides of
-//! each connection. Work that costs 0 ns in the profile is counted and takes no core. The model promises FIFO-on-earliest-free-core scheduling in call
+//! each connection; the broker charges `FetchPass` per pass of a Fetch long poll. Work that
+//! costs 0 ns in the profile is counted and takes no core.
+//!
+//! A process may be limited to its threads ([`SimCpu::party`], [`Threads`]): its work then
+//! also waits for one of its own threads, so a one-thread process runs two jobs one after the
+//! other even on two free cores, while another process uses the core it leaves. The model promises FIFO-on-earliest-free-core scheduling in call
 //! order, determinism (no randomness at all), and exact accounting of busy time; it does not
 //! model preemption, hyper-threads, frequency scaling, caches, or contention with work that is
 //! not charged. [`SimCpu::stall`] freezes every core (a stop-the-world pause, like a long GC).
@@ -34,6 +39,10 @@ pub const CORES_MAX: u32 = 1024;
 pub const PER_OP_NS_MAX: u64 = 1_000_000_000;
 /// Slowest per-byte cost (1 µs per byte = 1 MB/s).
 pub const PER_BYTE_PS_MAX: u64 = 1_000_000;
+/// Most threads one process's work may occupy ([`Threads`]).
+pub const THREADS_MAX: u32 = 1024;
+/// Most processes ([`SimCpu::party`]) one pool serves.
+pub const PARTIES_MAX: usize = 4096;
 
 /// Compression codecs (Kafka's; `none` costs nothing and is not a codec here).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -71,6 +80,12 @@ pub enum Work {
     /// the simulated network on hosts that share one machine (`clients_share_host`), where
     /// loopback is CPU work on the shared cores, not a NIC.
     Loopback,
+    /// One pass of the broker's Fetch long poll over the request's partitions (the partition
+    /// walk, the log's index lookup, and the task wake-up that precedes every pass after the
+    /// first), charged with `bytes = 0` per pass on top of the request's [`Work::Request`]. A
+    /// follower's fetch makes several: one on arrival and one each time an append or a
+    /// high-watermark move wakes it.
+    FetchPass,
 }
 
 /// The CPU seam. Object-safe: hosts hold an `Arc<dyn CostHook>`.
@@ -139,6 +154,38 @@ pub enum CpuConfigError {
     Cores(u32),
     #[error("{field}: per_op_ns {per_op_ns} (max {PER_OP_NS_MAX}) or per_byte_ps {per_byte_ps} (max {PER_BYTE_PS_MAX}) out of range")]
     CostOutOfRange { field: &'static str, per_op_ns: u64, per_byte_ps: u64 },
+    #[error("threads.{field} = {threads} is out of range 0..={THREADS_MAX}")]
+    Threads { field: &'static str, threads: u32 },
+}
+
+/// How many cores one process's charged work may occupy at once: its threads (0: no limit
+/// beyond the host's cores). A process whose work comes from several tasks at once (a broker
+/// serving connections, a client's sender and its response handlers) runs it on at most this
+/// many cores even when more are free; other processes of the host still use the rest.
+///
+/// Sources for this repository's processes: the broker's runtime is tokio's multi-thread
+/// runtime with its default worker count, one per core (`broker/src/main.rs`), so `broker` = the
+/// host's cores; `perf` runs on 2 worker threads (`client/src/bin/perf.rs`), so `client` = 2.
+/// A Kafka broker's request work runs on `num.network.threads` (3) + `num.io.threads` (8)
+/// threads; a librdkafka producer's on one broker thread per connection plus its main thread.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Threads {
+    /// One broker process.
+    pub broker: u32,
+    /// One client machine's workload process (the producers and consumers of one client host).
+    pub client: u32,
+}
+
+impl Threads {
+    fn validate(&self) -> Result<(), CpuConfigError> {
+        for (field, threads) in [("broker", self.broker), ("client", self.client)] {
+            if threads > THREADS_MAX {
+                return Err(CpuConfigError::Threads { field, threads });
+            }
+        }
+        Ok(())
+    }
 }
 
 /// A host's CPU: core count and costs.
@@ -163,6 +210,8 @@ pub enum CpuConfigError {
 /// | client request (`client_request`) | 26 µs + 560 ps/B (calibrate's fit of perf's CPU) | 20 µs, the broker's default |
 /// | per record, client (`client_record`) | 844 ns (the same fit) | 0, as for the broker |
 /// | loopback, one side (`loopback`) | 122-126 ps/B (calibrate: one stream's sending and receiving thread CPU per byte, 2026-12-03) | 125 ps/B |
+/// | a Fetch long-poll pass (`fetch_pass`) | 19.6 µs (17.0-23.2; fitted from validate's quiet 3-node rows: the real brokers' CPU beyond the model's, per pass the model counts; `profiles/this-machine.json`) | 0: in the request's cost unless a profile measures it |
+/// | threads of a process (`threads`) | this repository's broker: one per core (tokio's default runtime); `perf`: 2 | 0: no limit |
 ///
 /// 8 cores per host by default (a broker-class machine), not this machine's 2.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -184,6 +233,10 @@ pub struct CpuProfile {
     pub client_record: Cost,
     /// One side of a loopback copy ([`Work::Loopback`]), per call and per byte.
     pub loopback: Cost,
+    /// One pass of the broker's Fetch long poll ([`Work::FetchPass`]), per pass.
+    pub fetch_pass: Cost,
+    /// Threads of one process ([`Threads`]; 0 = no limit).
+    pub threads: Threads,
 }
 
 impl Default for CpuProfile {
@@ -210,6 +263,9 @@ impl Default for CpuProfile {
             client_record: Cost::new(0, 0),
             // Charged only where clients share the host; see the table above.
             loopback: Cost::new(0, 125),
+            // Not measured for a broker-class machine: a pass is in the request's cost.
+            fetch_pass: Cost::new(0, 0),
+            threads: Threads::default(),
         }
     }
 }
@@ -230,6 +286,8 @@ impl CpuProfile {
         self.client_request.validate("client_request")?;
         self.client_record.validate("client_record")?;
         self.loopback.validate("loopback")?;
+        self.fetch_pass.validate("fetch_pass")?;
+        self.threads.validate()?;
         for (name, c) in [
             ("gzip", &self.gzip),
             ("snappy", &self.snappy),
@@ -263,6 +321,7 @@ impl CpuProfile {
             Work::ClientRequest => self.client_request.ns(bytes),
             Work::ClientRecords => self.client_record.ns(bytes),
             Work::Loopback => self.loopback.ns(bytes),
+            Work::FetchPass => self.fetch_pass.ns(bytes),
         }
     }
 }
@@ -301,6 +360,8 @@ struct CpuState {
     profile: CpuProfile,
     /// When each core becomes free (ns since the epoch).
     free_at_ns: Vec<u64>,
+    /// Per process ([`SimCpu::party`]): when each of its threads becomes free.
+    parties: Vec<Vec<u64>>,
     stats: CpuStats,
 }
 
@@ -327,6 +388,7 @@ impl SimCpu {
         SimCpu {
             state: Arc::new(Mutex::new(CpuState {
                 free_at_ns: vec![0; cores as usize],
+                parties: Vec::new(),
                 stats: CpuStats { cores, ..CpuStats::default() },
                 profile,
             })),
@@ -353,18 +415,23 @@ impl SimCpu {
     /// Schedules `work` at `now_ns` on the earliest-free core; returns its completion time.
     /// The synchronous core of [`CostHook::spend`].
     pub fn schedule(&self, now_ns: u64, work: Work, bytes: u64) -> u64 {
+        self.schedule_for(None, now_ns, work, bytes)
+    }
+
+    /// [`SimCpu::schedule`] for a process (`party`, from [`SimCpu::party`]): the work also needs
+    /// one of the process's threads, so it starts when both its earliest-free thread and the
+    /// earliest-free core are free.
+    pub fn schedule_for(&self, party: Option<usize>, now_ns: u64, work: Work, bytes: u64) -> u64 {
         let mut st = self.lock();
         let cost = st.profile.cost_ns(work, bytes);
-        let (core, free_at) = st
-            .free_at_ns
-            .iter()
-            .copied()
-            .enumerate()
-            .min_by_key(|&(i, t)| (t.max(now_ns), i))
-            .expect("at least one core");
-        let start = free_at.max(now_ns);
+        let thread = party.map(|p| (p, earliest(&st.parties[p], now_ns)));
+        let ready = thread.map_or(now_ns, |(_, (_, t))| t.max(now_ns));
+        let (core, start) = core_for(&st.free_at_ns, now_ns, ready);
         let done = start.saturating_add(cost);
         st.free_at_ns[core] = done;
+        if let Some((p, (i, _))) = thread {
+            st.parties[p][i] = done;
+        }
         st.stats.busy_ns += cost;
         st.stats.queued_ns += start - now_ns;
         let w = st.stats.per_work.entry(work).or_default();
@@ -372,6 +439,28 @@ impl SimCpu {
         w.bytes += bytes;
         w.busy_ns += cost;
         done
+    }
+
+    /// A process on this pool whose work occupies at most `threads` cores at once (0: no limit,
+    /// the pool itself). Each call is a new process with threads of its own.
+    pub fn party(&self, threads: u32) -> PartyCpu {
+        if threads == 0 {
+            return PartyCpu { cpu: self.clone(), party: None };
+        }
+        assert!(threads <= THREADS_MAX, "threads = {threads} over {THREADS_MAX}");
+        let mut st = self.lock();
+        assert!(st.parties.len() < PARTIES_MAX, "more than {PARTIES_MAX} processes on one pool");
+        st.parties.push(vec![0; threads as usize]);
+        PartyCpu { cpu: self.clone(), party: Some(st.parties.len() - 1) }
+    }
+
+    async fn spend_as(&self, party: Option<usize>, work: Work, bytes: u64) {
+        let now = self.now_ns();
+        if self.free(work, bytes) {
+            return;
+        }
+        let done = self.schedule_for(party, now, work, bytes);
+        disk_model::clock::sleep_until_precise(self.epoch + Duration::from_nanos(done)).await;
     }
 
     /// Whether `work` over `bytes` costs nothing in this profile (a term it leaves at 0, or no
@@ -404,15 +493,57 @@ impl SimCpu {
     }
 }
 
+/// The earliest-free thread at `now_ns`, lowest index on ties, and when it frees.
+fn earliest(free_at_ns: &[u64], now_ns: u64) -> (usize, u64) {
+    free_at_ns
+        .iter()
+        .copied()
+        .enumerate()
+        .min_by_key(|&(i, t)| (t.max(now_ns), i))
+        .expect("at least one thread")
+}
+
+/// The core for work whose process has a thread free at `ready` (≥ `now_ns`), and when the work
+/// starts there: the earliest start; among cores free by `ready`, the one freed last (so a core
+/// free earlier stays free for other processes), then the lowest index. Without a thread limit
+/// (`ready == now_ns`) this is the earliest-free core, lowest index on ties.
+fn core_for(free_at_ns: &[u64], now_ns: u64, ready: u64) -> (usize, u64) {
+    let (core, free_at) = free_at_ns
+        .iter()
+        .copied()
+        .enumerate()
+        .min_by_key(|&(i, t)| (t.max(ready), std::cmp::Reverse(t.max(now_ns)), i))
+        .expect("at least one core");
+    (core, free_at.max(ready))
+}
+
 #[async_trait]
 impl CostHook for SimCpu {
     async fn spend(&self, work: Work, bytes: u64) {
-        let now = self.now_ns();
-        if self.free(work, bytes) {
-            return;
-        }
-        let done = self.schedule(now, work, bytes);
-        disk_model::clock::sleep_until_precise(self.epoch + Duration::from_nanos(done)).await;
+        self.spend_as(None, work, bytes).await;
+    }
+}
+
+/// One process's view of a [`SimCpu`] ([`SimCpu::party`]): its work runs on the shared cores,
+/// at most [`Threads`] of them at once. Clones are the same process.
+#[derive(Clone, Debug)]
+pub struct PartyCpu {
+    cpu: SimCpu,
+    /// Index into the pool's processes; `None` = no thread limit.
+    party: Option<usize>,
+}
+
+impl PartyCpu {
+    /// The shared pool (its stats count every process's work).
+    pub fn pool(&self) -> &SimCpu {
+        &self.cpu
+    }
+}
+
+#[async_trait]
+impl CostHook for PartyCpu {
+    async fn spend(&self, work: Work, bytes: u64) {
+        self.cpu.spend_as(self.party, work, bytes).await;
     }
 }
 
@@ -449,6 +580,30 @@ mod tests {
         assert!(bad.validate().is_err());
     }
 
+    /// The synchronous scheduler in the real world (the same in simulated time:
+    /// `tests/sim_cpu.rs`). Goes red if a party's thread limit is ignored (its second job would
+    /// end at 100 µs) or applied to the whole pool (the other party's job would end at 200 µs).
+    #[cfg(not(madsim))]
+    #[test]
+    fn a_party_runs_on_at_most_its_threads() {
+        let profile =
+            CpuProfile { cores: 2, request: Cost::new(100_000, 0), ..CpuProfile::default() };
+        let cpu = SimCpu::new(profile);
+        let one = cpu.party(1).party;
+        let other = cpu.party(1).party;
+        assert_eq!(cpu.schedule_for(one, 0, Work::Request, 0), 100_000);
+        assert_eq!(cpu.schedule_for(one, 0, Work::Request, 0), 200_000, "waits for its thread");
+        assert_eq!(cpu.schedule_for(other, 0, Work::Request, 0), 100_000, "the free core");
+        let unlimited = cpu.party(0).party;
+        assert_eq!(unlimited, None);
+        assert_eq!(cpu.schedule_for(unlimited, 0, Work::Request, 0), 200_000, "cores busy");
+        let bad = CpuProfile {
+            threads: Threads { broker: 0, client: THREADS_MAX + 1 },
+            ..CpuProfile::default()
+        };
+        assert!(bad.validate().is_err());
+    }
+
     #[test]
     fn profile_json_round_trip_rejects_unknown() {
         let p: CpuProfile = serde_json::from_str(
@@ -458,6 +613,13 @@ mod tests {
         assert_eq!(p.cores, 2);
         assert_eq!(p.request.per_op_ns, 5000);
         assert_eq!(p.lz4, CpuProfile::default().lz4);
+        let t: CpuProfile = serde_json::from_str(
+            r#"{"threads": {"client": 2}, "fetch_pass": {"per_op_ns": 7, "per_byte_ps": 0}}"#,
+        )
+        .unwrap();
+        assert_eq!(t.threads, Threads { broker: 0, client: 2 });
+        assert_eq!(t.cost_ns(Work::FetchPass, 0), 7);
+        assert!(serde_json::from_str::<CpuProfile>(r#"{"threads": {"producer": 1}}"#).is_err());
         assert!(serde_json::from_str::<CpuProfile>(r#"{"corez": 2}"#).is_err());
         let s = serde_json::to_string(&Work::Compress(Codec::Zstd)).unwrap();
         assert_eq!(s, r#"{"Compress":"zstd"}"#);

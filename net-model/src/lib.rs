@@ -22,7 +22,7 @@ pub mod sim;
 #[cfg(not(madsim))]
 pub mod tcp;
 
-pub use cpu::{Codec, CostHook, CpuProfile, RealCpu, SimCpu, Work};
+pub use cpu::{Codec, CostHook, CpuProfile, PartyCpu, RealCpu, SimCpu, Threads, Work};
 pub use sim::{SimNet, SimNetwork};
 
 /// One piece of an outgoing message.

@@ -152,3 +152,55 @@ fn per_record_client_and_loopback_terms() {
         assert_eq!(sim.stats().busy_ns, 30_000 + 10_000 + 5_100 + 20_000);
     });
 }
+
+/// A process limited to one thread runs two jobs one after the other on two free cores (2× the
+/// time), while another process's job takes the core it leaves. Goes red if the limit is
+/// ignored (both of the first process's jobs would end at 100 µs) or if it bound the whole
+/// host (the other process would wait until 200 µs).
+#[test]
+fn a_one_thread_process_takes_twice_as_long_and_leaves_a_core() {
+    run(7, async {
+        let profile =
+            CpuProfile { cores: 2, request: Cost::new(100_000, 0), ..CpuProfile::default() };
+        let sim = SimCpu::new(profile);
+        let single: Arc<dyn CostHook> = Arc::new(sim.party(1));
+        let t0 = Instant::now();
+        let mut jobs = Vec::new();
+        for _ in 0..2 {
+            let cpu = single.clone();
+            jobs.push(tokio::spawn(async move {
+                cpu.spend(Work::Request, 0).await;
+                Instant::now()
+            }));
+        }
+        let mut done: Vec<Duration> = Vec::new();
+        for j in jobs {
+            done.push(j.await.unwrap().duration_since(t0));
+        }
+        done.sort();
+        assert!(near(done[0], 100) && near(done[1], 200), "one thread: {done:?}");
+
+        // Now two processes at once: one job each of the limited one, and the other's.
+        let t1 = Instant::now();
+        let other: Arc<dyn CostHook> = Arc::new(sim.party(1));
+        let a = tokio::spawn({
+            let cpu = single.clone();
+            async move {
+                cpu.spend(Work::Request, 0).await;
+                cpu.spend(Work::Request, 0).await;
+                Instant::now()
+            }
+        });
+        let b = tokio::spawn(async move {
+            other.spend(Work::Request, 0).await;
+            Instant::now()
+        });
+        let (a, b) = (a.await.unwrap().duration_since(t1), b.await.unwrap().duration_since(t1));
+        assert!(near(a, 200), "{a:?}");
+        assert!(near(b, 100), "the other process uses the free core: {b:?}");
+        // The first run's second job waited ~100 µs for the thread (less the simulator's
+        // scheduling jitter between the two spawned tasks); nothing waited in the second run.
+        let queued = sim.stats().queued_ns;
+        assert!((99_000..=100_000).contains(&queued), "queued {queued} ns");
+    });
+}

@@ -44,8 +44,11 @@ pub struct NetSide {
     /// This host's view of the fabric (binds happen on it).
     pub view: Arc<dyn net_model::Network>,
     pub config: broker::BrokerConfig,
-    /// The host's CPU model (`cluster.host.cores`); the broker charges its work to it.
+    /// The host's CPU model (`cluster.host.cores`), for its stats.
     pub cpu: Option<net_model::SimCpu>,
+    /// The broker process on `cpu` (at most `cpu.threads.broker` cores at once); the broker
+    /// charges its work to it.
+    pub process_cpu: Option<net_model::PartyCpu>,
     /// The NIC's bandwidth when not degraded (`cluster.host.nic`).
     pub nominal_bps: u64,
     /// Cluster runs: this host's seed (the scenario seed with a per-host salt); each start mixes
@@ -296,7 +299,7 @@ impl Host {
         );
         opts.data_dir = PathBuf::from(DATA_DIR);
         opts.advertised = Some((name.clone(), i32::from(BROKER_PORT)));
-        opts.cost = n.cpu.clone().map(|cpu| Arc::new(cpu) as Arc<dyn net_model::CostHook>);
+        opts.cost = n.process_cpu.clone().map(|cpu| Arc::new(cpu) as Arc<dyn net_model::CostHook>);
         let me = self.clone();
         opts.after_open = Some(Box::new(move |b| Box::pin(async move { me.opened(b).await })));
         let (node, server) = match broker::node::start_inline(opts).await {

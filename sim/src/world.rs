@@ -36,6 +36,8 @@ pub struct World {
     pub clustered: bool,
     /// `cluster.host.clients_share_host`: the one core pool of every broker and client host.
     pub shared_cpu: Option<net_model::SimCpu>,
+    /// With `shared_cpu`: each client machine's workload process on it (`cpu.threads.client`).
+    shared_clients: Vec<net_model::PartyCpu>,
 }
 
 impl World {
@@ -62,12 +64,21 @@ impl World {
             (0..sc.client_hosts).map(crate::host::client_host_name).collect();
         let nic = net_model::sim::NicConfig::symmetric(loopback_or(sc, sc.client_nic_bps));
         let client_nets = client_names.iter().map(|name| net.add_host(name, nic)).collect();
-        if let Some(cpu) = &shared_cpu {
-            // One machine: bytes between its processes are kernel copies on its cores.
-            let hook: Arc<dyn net_model::CostHook> = Arc::new(cpu.clone());
-            let brokers = (0..sc.brokers).map(|i| format!("broker-{i}"));
-            for name in brokers.chain(client_names.iter().cloned()) {
-                net.set_loopback_cpu(&name, hook.clone());
+        let threads = sc.host.cpu.threads.client;
+        let shared_clients: Vec<_> = match &shared_cpu {
+            Some(cpu) => client_names.iter().map(|_| cpu.party(threads)).collect(),
+            None => Vec::new(),
+        };
+        if shared_cpu.is_some() {
+            // One machine: bytes between its processes are kernel copies on its cores, made by
+            // the sending and the receiving process's threads.
+            for (i, (_, side)) in parts.iter().enumerate() {
+                let hook =
+                    side.process_cpu.clone().map(|p| Arc::new(p) as Arc<dyn net_model::CostHook>);
+                net.set_loopback_cpu(&format!("broker-{i}"), hook.expect("shared pool"));
+            }
+            for (name, party) in client_names.iter().zip(&shared_clients) {
+                net.set_loopback_cpu(name, Arc::new(party.clone()));
             }
         }
         let mut hosts = Vec::new();
@@ -76,7 +87,7 @@ impl World {
             h.start();
             hosts.push(h);
         }
-        World { net, hosts, client_names, client_nets, clustered, shared_cpu }
+        World { net, hosts, client_names, client_nets, clustered, shared_cpu, shared_clients }
     }
 
     /// The first client machine's view of the fabric (admin, settle loop, oracle).
@@ -102,23 +113,27 @@ impl World {
     }
 
     /// The client machines' sides (their CPU models: one core pool each, the brokers' profile,
-    /// when `cluster.host.cores` is set; the brokers' pool when clients share the host) and
-    /// the CPUs themselves (`None` for a shared pool, which [`World::cpus`] lists once).
+    /// when `cluster.host.cores` is set; the brokers' pool when clients share the host; each
+    /// machine's workload one process of `cpu.threads.client` threads) and the CPUs themselves
+    /// (`None` for a shared pool, which [`World::cpus`] lists once).
     pub fn client_sides(&self, sc: &Scenario) -> (Vec<ClientSide>, Vec<Option<net_model::SimCpu>>) {
         let cpus: Vec<Option<net_model::SimCpu>> = self
             .client_nets
             .iter()
             .map(|_| if self.shared_cpu.is_some() { None } else { host_cpu(sc) })
             .collect();
+        let threads = sc.host.cpu.threads.client;
         let sides = self
             .client_nets
             .iter()
             .zip(&cpus)
-            .map(|(cn, cpu)| ClientSide {
+            .enumerate()
+            .map(|(i, (cn, cpu))| ClientSide {
                 net: cn.clone(),
                 cpu: cpu
-                    .clone()
-                    .or_else(|| self.shared_cpu.clone())
+                    .as_ref()
+                    .map(|c| c.party(threads))
+                    .or_else(|| self.shared_clients.get(i).cloned())
                     .map(|c| Arc::new(c) as Arc<dyn net_model::CostHook>)
                     .unwrap_or_else(|| Arc::new(net_model::RealCpu)),
                 bootstrap: self.hosts.iter().map(|h| h.addr()).collect(),
@@ -263,6 +278,7 @@ fn side_for(
     cpu: Option<net_model::SimCpu>,
 ) -> NetSide {
     let nic = net_model::sim::NicConfig::symmetric(loopback_or(sc, sc.host.nic_bps));
+    let process_cpu = cpu.as_ref().map(|c| c.party(sc.host.cpu.threads.broker));
     NetSide {
         net: net.clone(),
         view: net.add_host(&format!("broker-{i}"), nic),
@@ -272,6 +288,7 @@ fn side_for(
             crate::scenario::broker_config(&sc.broker)
         },
         cpu,
+        process_cpu,
         nominal_bps: loopback_or(sc, sc.host.nic_bps),
         seed: seed ^ HOST_SALT ^ u64::from(i).wrapping_mul(0x0100_0000_01b3),
     }

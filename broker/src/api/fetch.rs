@@ -283,6 +283,9 @@ impl Broker {
             tokio::pin!(notified);
             notified.as_mut().enable();
             let (topics, total, any_error) = self.fetch_once(&r, v, reader, &pre_errors).await;
+            // Each pass (the partition walk, the log's index lookup, the wake-up before it)
+            // costs CPU of its own, on top of the request's fixed cost.
+            self.spend(net_model::Work::FetchPass, 0).await;
             let shut_down = self.is_shut_down();
             if total >= min_bytes.max(1)
                 || any_error

@@ -32,7 +32,7 @@ mod real {
     pub fn main() -> ExitCode {
         let cli = Cli::parse();
         let rt = match tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
+            .worker_threads(client::perf::WORKER_THREADS)
             .enable_all()
             .build()
         {
