@@ -635,6 +635,7 @@ mod tests {
             }
         }
         assert!(records > 99_000 && records < 101_000, "{records} records");
-        assert!(wakes <= stop / q, "{wakes} wakes for {records} records");
+        // A wake per quantum, and one just before the stop for the last records.
+        assert!(wakes <= stop / q + 1, "{wakes} wakes for {records} records");
     }
 }
