@@ -31,6 +31,8 @@ use tokio::sync::{oneshot, Notify};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
+use kafka_types::Topic;
+
 use crate::accumulator::{
     append, AccumulatorConfig, AppendError, FailReason, FailedBatch, ProducerBatch,
     RecordAccumulator, RecordRef, TopicPartition,
@@ -168,6 +170,11 @@ struct Shared {
     record_retries: AtomicU64,
     /// Per error name: partition batches a Produce attempt failed with (see [`Producer::error_counts`]).
     errors: Mutex<BTreeMap<&'static str, u64>>,
+    /// The topic of the last send: a run of sends to one topic shares its name (an `Arc`)
+    /// instead of allocating it again for every record.
+    last_topic: Mutex<Option<Topic>>,
+    /// The partitions with a leader, refilled by every send (one list, not one per record).
+    available: Mutex<Vec<u32>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -185,6 +192,27 @@ pub fn wall_clock_ms() -> i64 {
 impl Shared {
     fn now_ms(&self) -> u64 {
         self.start.elapsed().as_millis() as u64
+    }
+
+    /// `name` as a [`Topic`], shared with the previous send's when it names the same topic.
+    fn topic(&self, name: &str) -> Topic {
+        let mut last = lock(&self.last_topic);
+        match &*last {
+            Some(t) if t.as_str() == name => t.clone(),
+            _ => last.insert(Topic::from(name)).clone(),
+        }
+    }
+
+    /// The partition count of `topic` and, into `available`, its partitions with a leader, from
+    /// one read of the metadata; `None` while the topic is unknown or has no partitions.
+    fn known_partitions(&self, topic: &str, available: &mut Vec<u32>) -> Option<usize> {
+        available.clear();
+        self.cluster.with_metadata(|m| {
+            let t = m.topic(topic).filter(|t| !t.partitions.is_empty())?;
+            let led = t.partitions.iter().filter(|p| p.leader >= 0);
+            available.extend(led.map(|p| p.partition as u32));
+            Some(t.partitions.len())
+        })
     }
 
     fn finish(&self, thunks: Vec<Thunk>, result: Settled) {
@@ -288,6 +316,8 @@ impl Producer {
             finishing: AtomicUsize::new(0),
             record_retries: AtomicU64::new(0),
             errors: Mutex::new(BTreeMap::new()),
+            last_topic: Mutex::new(None),
+            available: Mutex::new(Vec::new()),
         });
         let handle = tokio::spawn(run_sender(Arc::clone(&shared)));
         Self { shared, sender: Mutex::new(Some(handle)) }
@@ -343,29 +373,17 @@ impl Producer {
         }
         let max_block = Duration::from_millis(sh.cfg.max_block_ms);
         let deadline = Instant::now() + max_block;
-        let (count, available) = self.wait_on_metadata(&record.topic, deadline).await?;
-        let partition = match record.partition {
-            Some(p) => {
-                if p < 0 || p as usize >= count {
-                    return Err(ProduceError::UnknownPartition {
-                        topic: record.topic.clone(),
-                        partition: p,
-                        partitions: count,
-                    });
+        let partition = loop {
+            {
+                let mut available = lock(&sh.available);
+                if let Some(count) = sh.known_partitions(&record.topic, &mut available) {
+                    break self.choose_partition(&record, count, &available)?;
                 }
-                p
             }
-            None => lock(&sh.partitioner)
-                .partition(&record.topic, record.key.as_deref(), count as u32, &available)
-                .map(|p| p as i32)
-                .ok_or_else(|| ProduceError::UnknownPartition {
-                    topic: record.topic.clone(),
-                    partition: -1,
-                    partitions: 0,
-                })?,
+            self.wait_on_metadata(&record.topic, deadline).await?;
         };
         let timestamp = record.timestamp.unwrap_or_else(wall_clock_ms);
-        let tp = TopicPartition::new(record.topic.clone(), partition);
+        let tp = TopicPartition::new(sh.topic(&record.topic), partition);
         let rec = RecordRef {
             timestamp,
             key: record.key.as_deref(),
@@ -394,22 +412,10 @@ impl Producer {
     }
 
     /// Partition count and partitions with a leader, refreshing metadata until the topic shows up.
-    async fn wait_on_metadata(
-        &self,
-        topic: &str,
-        deadline: Instant,
-    ) -> Result<(usize, Vec<u32>), ProduceError> {
+    async fn wait_on_metadata(&self, topic: &str, deadline: Instant) -> Result<(), ProduceError> {
         let sh = &self.shared;
         let known = |m: &crate::cluster::Metadata| {
-            m.topic(topic).filter(|t| !t.partitions.is_empty()).map(|t| {
-                let available = t
-                    .partitions
-                    .iter()
-                    .filter(|p| p.leader >= 0)
-                    .map(|p| p.partition as u32)
-                    .collect();
-                (t.partitions.len(), available)
-            })
+            m.topic(topic).is_some_and(|t| !t.partitions.is_empty()).then_some(())
         };
         if let Some(r) = sh.cluster.with_metadata(known) {
             return Ok(r);
@@ -432,6 +438,32 @@ impl Producer {
             let backoff = Duration::from_millis(sh.cfg.retry_backoff_ms.max(1));
             tokio::time::sleep(backoff.min(deadline.saturating_duration_since(Instant::now())))
                 .await;
+        }
+    }
+
+    /// The record's own partition if it is one of `count`, else the partitioner's choice (the
+    /// key's hash, or the sticky partition among `available`).
+    fn choose_partition(
+        &self,
+        record: &ProducerRecord,
+        count: usize,
+        available: &[u32],
+    ) -> Result<i32, ProduceError> {
+        match record.partition {
+            Some(p) if p < 0 || p as usize >= count => Err(ProduceError::UnknownPartition {
+                topic: record.topic.clone(),
+                partition: p,
+                partitions: count,
+            }),
+            Some(p) => Ok(p),
+            None => lock(&self.shared.partitioner)
+                .partition(&record.topic, record.key.as_deref(), count as u32, available)
+                .map(|p| p as i32)
+                .ok_or_else(|| ProduceError::UnknownPartition {
+                    topic: record.topic.clone(),
+                    partition: -1,
+                    partitions: 0,
+                }),
         }
     }
 

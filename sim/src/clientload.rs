@@ -5,9 +5,12 @@
 //! is recorded into the run's [`History`](crate::history::History) for the checkers.
 //!
 //! Producer: records arrive at `rate` with seeded jitter
-//! (gaps uniform in [mean/2, 3·mean/2]); each is handed to `Producer::send_with_callback` at its
-//! arrival time, which blocks as Kafka's `send()` does when `buffer.memory` is full; the callback
-//! records the outcome. At `duration_s` the producer flushes and closes.
+//! (gaps uniform in [mean/2, 3·mean/2]); each is created at its arrival time (`created_ns`, which
+//! latency counts from) and handed to `Producer::send_with_callback` at the driver's next wake,
+//! at most one arrival quantum later ([`arrival_quantum_ns`]: min(100 µs, linger.ms / 10)), so
+//! the driver wakes once per quantum rather than once per record. `send` blocks as Kafka's
+//! `send()` does when `buffer.memory` is full; the callback records the outcome. At
+//! `duration_s` the producer flushes and closes.
 //!
 //! Consumer: `auto.offset.reset=none` on the client, with the scenario's reset policy applied
 //! here, so a reset after OffsetOutOfRange is visible to the poll checkers (a real application
@@ -68,6 +71,30 @@ pub fn producer_config(
         ("enable.idempotence", spec.idempotence.to_string()),
     ];
     ProducerConfig::from_pairs(pairs)
+}
+
+/// The longest arrival quantum: 100 µs.
+pub const ARRIVAL_QUANTUM_NS_MAX: u64 = 100_000;
+
+/// How far apart an open-loop producer's wakes are at least: min(100 µs, linger.ms / 10), so 0
+/// (a wake per record, at its arrival time) with `linger.ms = 0`. Small against linger.ms and
+/// against the latencies measured (a record waits at most this long, half of it on average,
+/// before it is handed over; its latency still counts from its own arrival time).
+pub fn arrival_quantum_ns(linger_ms: u64) -> u64 {
+    (linger_ms.saturating_mul(1_000_000) / 10).min(ARRIVAL_QUANTUM_NS_MAX)
+}
+
+/// When the driver wakes to hand over the record due at `next_ns` (before `stop_ns`): the first
+/// multiple of `quantum_ns` at or after it, so one timer wake hands over every record due within
+/// a quantum instead of one wake per record (at 100k records/s that wake was a fifth of a
+/// bench run's CPU). A wake never falls at or after `stop_ns`, so every record due before the
+/// stop time is handed over, as with a wake per record.
+pub fn arrival_wake_ns(next_ns: u64, quantum_ns: u64, stop_ns: u64) -> u64 {
+    assert!(next_ns < stop_ns, "no wake for an arrival at or after the stop time");
+    if quantum_ns <= 1 {
+        return next_ns;
+    }
+    next_ns.div_ceil(quantum_ns).saturating_mul(quantum_ns).min(stop_ns - 1)
 }
 
 pub struct ClientProducer {
@@ -219,6 +246,54 @@ impl ClientProducer {
         }
     }
 
+    /// Hands records to `producer` until the stop time; returns how many it handed over.
+    ///
+    /// Open loop: seeded arrivals at `rate`, each record created at its own arrival time, handed
+    /// over at the first wake at or after it (see [`arrival_wake_ns`]). Closed loop (`rate:
+    /// max`): the next record is created as soon as `send` returns (it blocks while
+    /// `buffer.memory` is full). A producer held back by a full buffer stops at the stop time
+    /// too: what it could not send by then was offered but never sent (achieved < offered).
+    async fn arrivals(
+        &self,
+        producer: &client::Producer,
+        ctx: &Arc<AckContext>,
+        who: &str,
+        rng: &mut ChaCha8Rng,
+    ) -> u64 {
+        let stop_ns = self.stop_at_ns;
+        let mut seq: u64 = 0;
+        if self.spec.max_rate {
+            while self.tracer.now_ns() < stop_ns {
+                self.send_one(producer, ctx, who, seq, self.tracer.now_ns()).await;
+                seq += 1;
+                if seq.is_multiple_of(64) {
+                    // A closed loop that never waits would starve the client's own tasks.
+                    tokio::task::yield_now().await;
+                }
+            }
+            return seq;
+        }
+        let mean = (1_000_000_000 / self.spec.rate_per_s.max(1)).max(2);
+        let mut gap = || rng.gen_range(mean / 2..=mean + mean / 2);
+        let quantum_ns = arrival_quantum_ns(self.spec.linger_ms);
+        // Arrivals count from when the producer starts (after topic creation and any prefill),
+        // so start-up is not a burst of records that were due before the producer existed.
+        let mut next = self.tracer.now_ns() + gap();
+        while next < stop_ns {
+            self.tracer.sleep_until_ns(arrival_wake_ns(next, quantum_ns, stop_ns)).await;
+            // Every record due by now, each with its own arrival time.
+            while next <= self.tracer.now_ns() && next < stop_ns {
+                if self.tracer.now_ns() >= stop_ns {
+                    return seq;
+                }
+                self.send_one(producer, ctx, who, seq, next).await;
+                seq += 1;
+                next += gap();
+            }
+        }
+        seq
+    }
+
     pub async fn run(self) {
         let who = format!("p{}", self.index);
         let cfg = match producer_config(&self.spec, &who, &self.side.bootstrap) {
@@ -248,38 +323,7 @@ impl ClientProducer {
             run: std::sync::Mutex::new(None),
         });
         let mut rng = ChaCha8Rng::seed_from_u64(salted);
-        // Open loop: seeded arrivals at `rate`. Closed loop (`rate: max`): the next record is
-        // created as soon as `send` returns (it blocks while `buffer.memory` is full).
-        let mean = (1_000_000_000 / self.spec.rate_per_s.max(1)).max(2);
-        // Arrivals count from when the producer starts (after topic creation and any prefill),
-        // so start-up is not a burst of records that were due before the producer existed.
-        let start_ns = self.tracer.now_ns();
-        let mut next = if self.spec.max_rate {
-            start_ns
-        } else {
-            start_ns + rng.gen_range(mean / 2..=mean + mean / 2)
-        };
-        let mut seq: u64 = 0;
-        loop {
-            if self.spec.max_rate {
-                next = self.tracer.now_ns();
-            } else {
-                self.tracer.sleep_until_ns(next).await;
-            }
-            // A producer held back by a full buffer stops at the stop time too: what it could
-            // not send by then was offered but never sent (achieved < offered).
-            if next >= self.stop_at_ns || self.tracer.now_ns() >= self.stop_at_ns {
-                break;
-            }
-            self.send_one(&producer, &ctx, &who, seq, next).await;
-            seq += 1;
-            if !self.spec.max_rate {
-                next += rng.gen_range(mean / 2..=mean + mean / 2);
-            } else if seq.is_multiple_of(64) {
-                // A closed loop that never waits would starve the client's own tasks.
-                tokio::task::yield_now().await;
-            }
-        }
+        let seq = self.arrivals(&producer, &ctx, &who, &mut rng).await;
         producer.close().await;
         ctx.flush_run(&mut lock(&ctx.run));
         let mut h = lock(&self.history);
@@ -544,5 +588,54 @@ impl ClientConsumer {
             }
         }
         consumer.close().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quantum_is_a_tenth_of_linger_up_to_100_us() {
+        assert_eq!(arrival_quantum_ns(0), 0);
+        assert_eq!(arrival_quantum_ns(1), ARRIVAL_QUANTUM_NS_MAX);
+        assert_eq!(arrival_quantum_ns(5), ARRIVAL_QUANTUM_NS_MAX);
+        assert_eq!(arrival_quantum_ns(u64::MAX), ARRIVAL_QUANTUM_NS_MAX);
+        // linger.ms is whole milliseconds: a tenth of 1 ms is already the cap.
+        assert_eq!(ARRIVAL_QUANTUM_NS_MAX, 1_000_000 / 10);
+    }
+
+    #[test]
+    fn wake_is_the_next_quantum_boundary_before_the_stop() {
+        let q = 100_000;
+        assert_eq!(arrival_wake_ns(100_000, q, 10_000_000), 100_000);
+        assert_eq!(arrival_wake_ns(100_001, q, 10_000_000), 200_000);
+        assert_eq!(arrival_wake_ns(1, q, 10_000_000), 100_000);
+        // Never at or past the stop: the last records are handed over before it.
+        assert_eq!(arrival_wake_ns(9_950_000, q, 9_960_000), 9_959_999);
+        // No quantum: a wake per record, at its arrival time.
+        assert_eq!(arrival_wake_ns(123_457, 0, 10_000_000), 123_457);
+    }
+
+    /// At 100k records/s (gaps 5..15 µs) with a 100 µs quantum, one wake hands over about ten
+    /// records, and no record waits longer than the quantum.
+    #[test]
+    fn one_wake_per_quantum_at_100k_records_per_s() {
+        let (q, stop) = (arrival_quantum_ns(5), 1_000_000_000);
+        let mut rng = ChaCha8Rng::seed_from_u64(1);
+        let (mut next, mut wakes, mut records, mut last_wake) = (0u64, 0u64, 0u64, 0u64);
+        while next < stop {
+            let wake = arrival_wake_ns(next, q, stop);
+            assert!(wake >= next && wake - next < q, "record at {next} handed over at {wake}");
+            assert!(wake > last_wake || wakes == 0, "wakes must move forward");
+            (last_wake, wakes) = (wake, wakes + 1);
+            while next <= wake && next < stop {
+                records += 1;
+                next += rng.gen_range(5_000..=15_000u64);
+            }
+        }
+        assert!(records > 99_000 && records < 101_000, "{records} records");
+        // A wake per quantum, and one just before the stop for the last records.
+        assert!(wakes <= stop / q + 1, "{wakes} wakes for {records} records");
     }
 }

@@ -68,7 +68,11 @@ fn same_seed_same_hash_different_seed_different_hash() {
 ///   (temp file, fsync, rename, directory fsync) and the data dir is listed once more at open
 ///   for retired `-delete` directories: new disk events, everything after them later
 ///   (2931f4bfc0fae81e before).
-const QUICKSTART_SEED1_HASH: &str = "6ba74ae4bd326354";
+/// - arrivals handed over per quantum (issue 13): the open-loop producer wakes on a 100 µs grid
+///   (min(100 µs, linger.ms / 10)) and hands over every record due by then, each keeping its own
+///   seeded arrival time, instead of one timer wake per record: sends reach the client up to a
+///   quantum later (6ba74ae4bd326354 before).
+const QUICKSTART_SEED1_HASH: &str = "df368a62a81f8746";
 
 /// Pinned baseline: quickstart-storage seed 1 (the storage story that was quickstart until the
 /// network runs).
@@ -89,7 +93,8 @@ const QUICKSTART_SEED1_HASH: &str = "6ba74ae4bd326354";
 ///   later times (9787647dab52a675 before).
 /// - topic ids (issue 15): `partition.metadata` written with each new partition, the data dir
 ///   listed once more at open, as for quickstart (7855f99395c1bef1 before).
-const QUICKSTART_STORAGE_SEED1_HASH: &str = "1928ad605939956a";
+/// - arrivals handed over per quantum (issue 13), as for quickstart (1928ad605939956a before).
+const QUICKSTART_STORAGE_SEED1_HASH: &str = "6479adb96946ebef";
 
 #[test]
 fn quickstart_baseline_hash() {
@@ -118,5 +123,11 @@ async fn quickstart_under_madsim_test_runtime() {
     let sc = scenario("quickstart");
     let raw = simulate(&sc, 3, false).await;
     assert!(raw.history.sends.len() > 1000);
+    // Records keep their own seeded arrival times (2000/s: gaps 250..=750 µs), not the times
+    // of the driver's wakes (multiples of the 100 µs arrival quantum).
+    let created: Vec<u64> = raw.history.sends.iter().map(|s| s.created_ns).collect();
+    assert!(created.windows(2).all(|w| (250_000..=750_000).contains(&(w[1] - w[0]))));
+    let on_grid = created.iter().filter(|&&t| t % 100_000 == 0).count();
+    assert!(on_grid * 100 < created.len(), "{on_grid} of {} on the wake grid", created.len());
     assert!(raw.history.final_logs.values().all(Option::is_some));
 }
