@@ -3,7 +3,7 @@
 # both worlds. CI (.ci/run) calls exactly this.
 #
 # Usage:
-#   scripts/test.sh          the full command, what CI runs (about 20-25 min on 2 cores):
+#   scripts/test.sh          the full command, what CI runs (about 22 min of steps on 2 quiet cores):
 #                              1. tools, each skipped when present: kcat (apt), and .venv with
 #                                 confluent-kafka, kafka-python and pytest (pip)
 #                              1b. lints: cargo fmt --check, cargo clippy -D warnings in both

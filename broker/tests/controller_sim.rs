@@ -104,6 +104,25 @@ async fn wait_image(
     panic!("{what}: not within {within:?}; image {:?}", link.metadata().borrow());
 }
 
+/// Starts the links of brokers b0..b2 (each config tuned by `tune`); returns them and the
+/// senders that stop them.
+fn spawn_links(
+    net: &SimNet,
+    tune: impl Fn(&mut LinkConfig),
+) -> (Vec<Arc<RpcLink>>, Vec<watch::Sender<bool>>) {
+    (0..3i32)
+        .map(|b| {
+            let mut cfg =
+                LinkConfig::new(b, Endpoint { host: format!("b{b}"), port: 9092 }, voters());
+            tune(&mut cfg);
+            let link = RpcLink::new(cfg, net.host(&format!("b{b}")));
+            let (tx, rx) = watch::channel(false);
+            link.spawn(rx);
+            (link, tx)
+        })
+        .unzip()
+}
+
 fn disk(seed: u64) -> SimDisk {
     SimDisk::new(
         SimDiskConfig::new(DeviceProfile::nvme(), seed),
@@ -133,19 +152,10 @@ fn scenario(seed: u64) -> String {
         assert!(took < Duration::from_millis(1_500), "election took {took:?}");
 
         // Three brokers register and are unfenced by their first heartbeat.
-        let mut links = Vec::new();
-        let mut link_stops = Vec::new();
-        for b in 0..3i32 {
-            let mut cfg =
-                LinkConfig::new(b, Endpoint { host: format!("b{b}"), port: 9092 }, voters());
+        let (links, link_stops) = spawn_links(&net, |cfg| {
             cfg.heartbeat_interval_ms = 100;
             cfg.request_timeout_ms = 3_000;
-            let link = RpcLink::new(cfg, net.host(&format!("b{b}")));
-            let (tx, rx) = watch::channel(false);
-            link.spawn(rx);
-            links.push(link);
-            link_stops.push(tx);
-        }
+        });
         for l in &links {
             wait_image(l, "3 live brokers", Duration::from_secs(5), |i| {
                 i.live_brokers() == vec![0, 1, 2]
@@ -298,21 +308,12 @@ fn alter_partition_epochs_and_an_isolated_leader() {
             ctls.insert(id, start(&net, &disks[id as usize], id).await);
         }
         let (leader, _) = wait_leader(&ctls, Duration::from_secs(5)).await;
-        let mut links = Vec::new();
-        let mut stops = Vec::new();
-        for b in 0..3i32 {
-            let mut cfg =
-                LinkConfig::new(b, Endpoint { host: format!("b{b}"), port: 9092 }, voters());
-            // Slow heartbeats, fast metadata pulls: propagation must not wait for a heartbeat.
+        // Slow heartbeats, fast metadata pulls: propagation must not wait for a heartbeat.
+        let (links, stops) = spawn_links(&net, |cfg| {
             cfg.heartbeat_interval_ms = 400;
             cfg.metadata_poll_ms = 20;
             cfg.request_timeout_ms = 3_000;
-            let link = RpcLink::new(cfg, net.host(&format!("b{b}")));
-            let (tx, rx) = watch::channel(false);
-            link.spawn(rx);
-            links.push(link);
-            stops.push(tx);
-        }
+        });
         wait_image(&links[0], "3 live brokers", Duration::from_secs(5), |i| {
             i.live_brokers() == vec![0, 1, 2]
         })
@@ -458,20 +459,11 @@ fn zombie_shrink(unsafe_on: bool) -> (Result<usize, String>, usize) {
             ctls.insert(id, start_with(&net, &disks[id as usize], q).await);
         }
         let (leader, _) = wait_leader(&ctls, Duration::from_secs(5)).await;
-        let mut links = Vec::new();
-        let mut stops = Vec::new();
-        for b in 0..3i32 {
-            let mut cfg =
-                LinkConfig::new(b, Endpoint { host: format!("b{b}"), port: 9092 }, voters());
+        let (links, stops) = spawn_links(&net, |cfg| {
             cfg.heartbeat_interval_ms = 100;
             cfg.metadata_poll_ms = 20;
             cfg.request_timeout_ms = 1_500;
-            let link = RpcLink::new(cfg, net.host(&format!("b{b}")));
-            let (tx, rx) = watch::channel(false);
-            link.spawn(rx);
-            links.push(link);
-            stops.push(tx);
-        }
+        });
         wait_image(&links[0], "3 live brokers", Duration::from_secs(5), |i| {
             i.live_brokers() == vec![0, 1, 2]
         })

@@ -18,26 +18,33 @@ fn near(got: Duration, want_us: u64) -> bool {
     got >= want && got < want + Duration::from_micros(1)
 }
 
+/// Starts `n` `Request` jobs on `cpu` at once; when each ended, from the start, in order.
+async fn finish_times(cpu: &Arc<dyn CostHook>, n: usize) -> Vec<Duration> {
+    let t0 = Instant::now();
+    let jobs: Vec<_> = (0..n)
+        .map(|_| {
+            let cpu = cpu.clone();
+            tokio::spawn(async move {
+                cpu.spend(Work::Request, 0).await;
+                Instant::now()
+            })
+        })
+        .collect();
+    let mut done = Vec::new();
+    for j in jobs {
+        done.push(j.await.unwrap().duration_since(t0));
+    }
+    done.sort();
+    done
+}
+
 #[test]
 fn n_cores_run_n_jobs_in_parallel_and_the_next_waits() {
     run(1, async {
         let profile =
             CpuProfile { cores: 2, request: Cost::new(100_000, 0), ..CpuProfile::default() };
         let cpu: Arc<dyn CostHook> = Arc::new(SimCpu::new(profile));
-        let t0 = Instant::now();
-        let mut jobs = Vec::new();
-        for _ in 0..3 {
-            let cpu = cpu.clone();
-            jobs.push(tokio::spawn(async move {
-                cpu.spend(Work::Request, 0).await;
-                Instant::now()
-            }));
-        }
-        let mut done: Vec<Duration> = Vec::new();
-        for j in jobs {
-            done.push(j.await.unwrap().duration_since(t0));
-        }
-        done.sort();
+        let done = finish_times(&cpu, 3).await;
         assert!(near(done[0], 100) && near(done[1], 100), "{done:?}");
         assert!(near(done[2], 200), "the third job waits for a core: {done:?}");
     });
@@ -164,20 +171,7 @@ fn a_one_thread_process_takes_twice_as_long_and_leaves_a_core() {
             CpuProfile { cores: 2, request: Cost::new(100_000, 0), ..CpuProfile::default() };
         let sim = SimCpu::new(profile);
         let single: Arc<dyn CostHook> = Arc::new(sim.party(1));
-        let t0 = Instant::now();
-        let mut jobs = Vec::new();
-        for _ in 0..2 {
-            let cpu = single.clone();
-            jobs.push(tokio::spawn(async move {
-                cpu.spend(Work::Request, 0).await;
-                Instant::now()
-            }));
-        }
-        let mut done: Vec<Duration> = Vec::new();
-        for j in jobs {
-            done.push(j.await.unwrap().duration_since(t0));
-        }
-        done.sort();
+        let done = finish_times(&single, 2).await;
         assert!(near(done[0], 100) && near(done[1], 200), "one thread: {done:?}");
 
         // Now two processes at once: one job each of the limited one, and the other's.
