@@ -411,13 +411,12 @@ impl Producer {
         Ok(partition)
     }
 
-    /// Partition count and partitions with a leader, refreshing metadata until the topic shows up.
+    /// Refreshes metadata until `topic` shows up with partitions ([`Shared::known_partitions`]
+    /// is the rule), or `deadline`.
     async fn wait_on_metadata(&self, topic: &str, deadline: Instant) -> Result<(), ProduceError> {
         let sh = &self.shared;
-        let known = |m: &crate::cluster::Metadata| {
-            m.topic(topic).is_some_and(|t| !t.partitions.is_empty()).then_some(())
-        };
-        if let Some(r) = sh.cluster.with_metadata(known) {
+        let known = || sh.known_partitions(topic, &mut lock(&sh.available)).map(|_| ());
+        if let Some(r) = known() {
             return Ok(r);
         }
         lock(&sh.topics).insert(topic.to_string());
@@ -426,7 +425,7 @@ impl Producer {
             let left = deadline.saturating_duration_since(Instant::now());
             let _ =
                 tokio::time::timeout(left, sh.cluster.refresh_metadata(Some(&topics), true)).await;
-            if let Some(r) = sh.cluster.with_metadata(known) {
+            if let Some(r) = known() {
                 return Ok(r);
             }
             if Instant::now() >= deadline {
