@@ -91,11 +91,6 @@ impl CheckResult {
     }
 }
 
-/// The start of the problem a run that did not settle reports (`run.rs`).
-pub const NOT_SETTLED: &str = "the run did not settle within";
-/// Part of the problem acknowledgements that came after the read-back report (`run.rs`).
-pub const LATE_ACKS: &str = "acknowledgements arrived after the read-back began";
-
 /// Why `liveness` failed, one kind per problem it lists. Two failures with different kinds of
 /// cause are different failures (`shrink` keeps a candidate only if the kinds stay the same).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -141,19 +136,6 @@ impl LivenessCause {
             LivenessCause::GroupNeverRebalanced => "group-never-rebalanced",
             LivenessCause::GroupOrphans => "group-orphans",
             LivenessCause::GroupBehind => "group-behind",
-        }
-    }
-
-    /// The kind of one of the run's `stuck` lines.
-    fn of_stuck(line: &str) -> Self {
-        if line.starts_with(NOT_SETTLED) {
-            LivenessCause::NotSettled
-        } else if line.contains(LATE_ACKS) {
-            LivenessCause::LateAcks
-        } else if line.contains("could not decode") {
-            LivenessCause::Undecodable
-        } else {
-            LivenessCause::Stuck
         }
     }
 }
@@ -841,7 +823,7 @@ pub fn generation_fencing(h: &History) -> CheckResult {
 pub fn liveness(h: &History) -> CheckResult {
     use LivenessCause as C;
     let mut problems: Vec<(LivenessCause, String)> =
-        h.stuck.iter().map(|s| (C::of_stuck(s), s.clone())).collect();
+        h.stuck.iter().map(|s| (s.cause, s.what.clone())).collect();
     let mut examined = 0u64;
     for (tp, log) in &h.final_logs {
         if log.is_none() {
@@ -955,7 +937,7 @@ mod reference;
 #[allow(clippy::field_reassign_with_default)]
 mod tests {
     use super::*;
-    use crate::history::{FinalLog, Poll, Send};
+    use crate::history::{FinalLog, Poll, Send, Stuck};
 
     const TP: &str = "t-0";
 
@@ -1355,7 +1337,10 @@ mod tests {
         h.final_positions.insert((0, tp()), 1);
         assert!(liveness(&h).detail.contains("behind the log end 3"));
         assert_eq!(liveness(&h).causes, ["consumer-behind"]);
-        h.stuck.push(format!("{NOT_SETTLED} settle_timeout_s=60"));
+        h.stuck.push(Stuck::new(
+            LivenessCause::NotSettled,
+            "the run did not settle within settle_timeout_s=60",
+        ));
         assert_eq!(liveness(&h).causes, ["not-settled", "consumer-behind"]);
         assert!(liveness(&good()).causes.is_empty());
         let mut h = good();
@@ -1369,7 +1354,7 @@ mod tests {
         });
         assert_eq!(liveness(&h).outcome, Outcome::Violated);
         let mut h = good();
-        h.stuck.push("broker-0 failed to start".into());
+        h.stuck.push(Stuck::other("broker-0 failed to start"));
         assert_eq!(liveness(&h).outcome, Outcome::Violated);
         assert_eq!(liveness(&h).causes, ["stuck"]);
     }

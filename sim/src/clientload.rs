@@ -26,7 +26,8 @@ use client::{ConsumerConfig, ConsumerError, ProducerConfig, ProducerRecord};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use crate::history::{Poll, PollKind, Send, SendOutcome};
+use crate::checkers::LivenessCause;
+use crate::history::{Poll, PollKind, Send, SendOutcome, Stuck};
 use crate::scenario::{Acks, ConsumerSpec, OffsetReset, ProducerSpec};
 use crate::trace::Tracer;
 use crate::workload::{
@@ -300,7 +301,7 @@ impl ClientProducer {
             Ok(c) => c,
             Err(e) => {
                 self.tracer.event("producer-config-failed", &format!("{who} {e}"));
-                lock(&self.history).stuck.push(format!("producer {who}: {e}"));
+                lock(&self.history).stuck.push(Stuck::other(format!("producer {who}: {e}")));
                 self.control.producers_running.fetch_sub(1, Ordering::SeqCst);
                 return;
             }
@@ -472,9 +473,12 @@ impl ClientConsumer {
                     "decode-failed",
                     &format!("{who} {tp}@{} value without an id", r.offset),
                 );
-                lock(&self.history).stuck.push(format!(
-                    "consumer {} could not decode {tp}@{}: value without an id",
-                    self.index, r.offset
+                lock(&self.history).stuck.push(Stuck::new(
+                    LivenessCause::Undecodable,
+                    format!(
+                        "consumer {} could not decode {tp}@{}: value without an id",
+                        self.index, r.offset
+                    ),
                 ));
                 continue;
             };
@@ -575,9 +579,12 @@ impl ClientConsumer {
                         "decode-failed",
                         &format!("{who} {topic}-{partition}@{offset} {reason}"),
                     );
-                    lock(&self.history).stuck.push(format!(
-                        "consumer {} could not decode {topic}-{partition}@{offset}: {reason}",
-                        self.index
+                    lock(&self.history).stuck.push(Stuck::new(
+                        LivenessCause::Undecodable,
+                        format!(
+                            "consumer {} could not decode {topic}-{partition}@{offset}: {reason}",
+                            self.index
+                        ),
                     ));
                     tokio::time::sleep(backoff).await;
                 }

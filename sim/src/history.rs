@@ -6,6 +6,7 @@
 //! string; a send is 48 bytes and a polled or finally read record 16. Maps keyed by partition
 //! hold one entry per partition, keyed by the shared [`TopicPartition`].
 
+use crate::checkers::LivenessCause;
 use std::collections::BTreeMap;
 use std::num::NonZeroU32;
 
@@ -186,6 +187,25 @@ pub struct Commit {
     pub error: Option<String>,
 }
 
+/// One reason a run could not make progress: its kind (what `liveness` reports it as) and what
+/// happened, in words.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stuck {
+    pub cause: LivenessCause,
+    pub what: String,
+}
+
+impl Stuck {
+    pub fn new(cause: LivenessCause, what: impl Into<String>) -> Self {
+        Stuck { cause, what: what.into() }
+    }
+
+    /// Anything the run recorded as stuck that has no kind of its own.
+    pub fn other(what: impl Into<String>) -> Self {
+        Stuck::new(LivenessCause::Stuck, what)
+    }
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct History {
     /// The partitions sends and polls name.
@@ -198,8 +218,9 @@ pub struct History {
     pub final_positions: BTreeMap<(u32, TopicPartition), i64>,
     /// When the last fault healed (ns); progress must resume after it.
     pub last_heal_ns: Option<u64>,
-    /// Why the run could not make progress, if it knows (e.g. the broker failed to start).
-    pub stuck: Vec<String>,
+    /// Why the run could not make progress, if it knows (e.g. the broker failed to start), each
+    /// with its kind.
+    pub stuck: Vec<Stuck>,
     /// Consumer-group runs: each member's assignments and commits, in the order they happened.
     pub assignments: Vec<Assignment>,
     pub commits: Vec<Commit>,

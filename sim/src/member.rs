@@ -26,7 +26,8 @@ use client::{ConsumerConfig, ConsumerError, RebalanceEvent, TopicPartition};
 use madsim::task::NodeId;
 use tokio::sync::watch;
 
-use crate::history::{Assignment, Commit, Poll, PollKind};
+use crate::checkers::LivenessCause;
+use crate::history::{Assignment, Commit, Poll, PollKind, Stuck};
 use crate::scenario::{ConsumerSpec, GroupSpec, OffsetReset};
 use crate::trace::Tracer;
 use crate::workload::{decode_value, lock, Control, SharedHistory};
@@ -276,9 +277,10 @@ impl MemberHost {
         for r in records {
             let Some(v) = r.value.as_deref().and_then(decode_value) else {
                 let tp = format!("{}-{}", r.topic, r.partition);
-                lock(&self.history)
-                    .stuck
-                    .push(format!("{who} could not decode {tp}@{}: value without an id", r.offset));
+                lock(&self.history).stuck.push(Stuck::new(
+                    LivenessCause::Undecodable,
+                    format!("{who} could not decode {tp}@{}: value without an id", r.offset),
+                ));
                 continue;
             };
             let same = |(f, _): &&mut (&client::ConsumerRecord, _)| {
@@ -375,7 +377,7 @@ impl MemberHost {
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<RebalanceEvent>();
         consumer.set_rebalance_listener(Box::new(tx));
         if let Err(e) = consumer.subscribe([self.spec.topic.clone()]) {
-            lock(&self.history).stuck.push(format!("{who} could not subscribe: {e}"));
+            lock(&self.history).stuck.push(Stuck::other(format!("{who} could not subscribe: {e}")));
             return;
         }
         // Partitions assigned since their last poll: their first records start a new ownership.
@@ -406,8 +408,9 @@ impl MemberHost {
                         "decode-failed",
                         &format!("{who} {topic}-{partition}@{offset} {reason}"),
                     );
-                    lock(&self.history).stuck.push(format!(
-                        "{who} could not decode {topic}-{partition}@{offset}: {reason}"
+                    lock(&self.history).stuck.push(Stuck::new(
+                        LivenessCause::Undecodable,
+                        format!("{who} could not decode {topic}-{partition}@{offset}: {reason}"),
                     ));
                     tokio::time::sleep(backoff).await;
                     continue;

@@ -9,9 +9,9 @@ use broker::log::TopicPartition;
 
 use serde_json::{json, Map, Value};
 
-use crate::checkers::{self, CheckKind, Outcome};
+use crate::checkers::{self, CheckKind, LivenessCause, Outcome};
 use crate::faults::driver::Driver;
-use crate::history::{History, SendOutcome};
+use crate::history::{History, SendOutcome, Stuck};
 use crate::metrics::{self, DiskSample};
 use crate::sampler::{CpuSamples, NicSamples, Sampler};
 use crate::scenario::Scenario;
@@ -167,18 +167,18 @@ pub async fn simulate(sc: &Scenario, seed: u64, keep_trace: bool) -> RawRun {
         cluster = crate::cluster::summary(&o.timeline, &o.controllers, log, &world.hosts);
     }
     h.last_heal_ns = Some(faults.last_heal_ns);
-    h.stuck.extend(setup_failures);
+    h.stuck.extend(setup_failures.into_iter().map(Stuck::other));
     for host in &world.hosts {
-        h.stuck.extend(lock(&host.failures).iter().cloned());
+        h.stuck.extend(lock(&host.failures).iter().cloned().map(Stuck::other));
     }
     if !settled {
-        let why = format!("{} settle_timeout_s={}", checkers::NOT_SETTLED, sc.settle_timeout_s);
-        h.stuck.push(why);
+        let why = format!("the run did not settle within settle_timeout_s={}", sc.settle_timeout_s);
+        h.stuck.push(Stuck::new(LivenessCause::NotSettled, why));
         let late = acks_past_the_read_back(&mut h, read_from_ns);
         if late > 0 {
-            h.stuck.push(format!(
-                "{late} {}, at offsets past the log end it saw: judged as still pending",
-                checkers::LATE_ACKS
+            h.stuck.push(Stuck::new(
+                LivenessCause::LateAcks,
+                format!("{late} acknowledgements arrived after the read-back began, at offsets past the log end it saw: judged as still pending"),
             ));
         }
     }
@@ -505,7 +505,7 @@ fn history_summary(h: &History) -> Value {
         "consumers": consumer_summary(h),
         "final_logs": final_logs,
         "last_heal_s": h.last_heal_ns.map(|n| n as f64 / 1e9),
-        "stuck": h.stuck,
+        "stuck": h.stuck.iter().map(|s| &s.what).collect::<Vec<_>>(),
     })
 }
 
