@@ -192,20 +192,20 @@ impl AckContext {
     ) {
         let at_ns = self.tracer.now_ns();
         let mut h = lock(&self.history);
-        let tp = match (&r, h.sends.get(slot).and_then(|s| s.tp)) {
+        let tp = match (&r, h.sends.get(slot).and_then(Send::tp)) {
             (Ok(md), None) => Some(h.partitions.intern(&self.topic, md.partition)),
             (_, known) => known,
         };
         // The run's history was taken for the checkers: a late callback changes nothing.
         let Some(send) = h.sends.get_mut(slot) else { return };
-        send.tp = tp;
+        send.set_tp(tp);
         match r {
             Ok(md) => {
                 if self.acks0 || md.offset < 0 {
-                    send.outcome = SendOutcome::Unconfirmed { at_ns };
+                    send.set_outcome(SendOutcome::Unconfirmed { at_ns });
                     return;
                 }
-                send.outcome = SendOutcome::Acked { offset: md.offset, at_ns };
+                send.set_outcome(SendOutcome::Acked { offset: md.offset, at_ns });
                 drop(h);
                 let mut run = lock(&self.run);
                 match run.as_mut() {
@@ -223,7 +223,8 @@ impl AckContext {
                 }
             }
             Err(e) => {
-                send.outcome = SendOutcome::Failed { at_ns, error: e.to_string().into() };
+                send.set_outcome(SendOutcome::Failed { at_ns });
+                h.send_errors.insert(id, e.to_string());
                 drop(h);
                 self.flush_run(&mut lock(&self.run));
                 self.tracer.event("send-failed", &format!("{} id={id} {e}", self.who));
@@ -250,13 +251,7 @@ impl ClientProducer {
             .with_timestamp(1_700_000_000_000 + (created_ns / 1_000_000) as i64);
         let slot = {
             let mut h = lock(&self.history);
-            h.sends.push(Send {
-                producer: self.index,
-                tp: None,
-                value: id,
-                created_ns,
-                outcome: SendOutcome::Pending,
-            });
+            h.sends.push(Send::new(None, id, created_ns, SendOutcome::Pending));
             h.sends.len() - 1
         };
         let ctx2 = ctx.clone();
@@ -268,7 +263,7 @@ impl ClientProducer {
                 let mut h = lock(&self.history);
                 let tp = h.partitions.intern(&self.spec.topic, partition);
                 if let Some(send) = h.sends.get_mut(slot) {
-                    send.tp = send.tp.or(Some(tp));
+                    send.set_tp(send.tp().or(Some(tp)));
                 }
             }
             Err(e) => {
@@ -278,9 +273,10 @@ impl ClientProducer {
                 self.tracer.event("send-refused", &format!("{who} id={id} {e}"));
                 let mut h = lock(&self.history);
                 if let Some(send) =
-                    h.sends.get_mut(slot).filter(|s| s.outcome == SendOutcome::Pending)
+                    h.sends.get_mut(slot).filter(|s| s.outcome() == SendOutcome::Pending)
                 {
-                    send.outcome = SendOutcome::Failed { at_ns, error: e.to_string().into() };
+                    send.set_outcome(SendOutcome::Failed { at_ns });
+                    h.send_errors.insert(id, e.to_string());
                 }
             }
         }
