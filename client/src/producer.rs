@@ -63,7 +63,14 @@ pub struct ProducerRecord {
 
 impl Default for ProducerRecord {
     fn default() -> Self {
-        Self { value: None, ..Self::new("", Bytes::new()) }
+        Self {
+            topic: Topic::from(""),
+            partition: None,
+            key: None,
+            value: None,
+            headers: Vec::new(),
+            timestamp: None,
+        }
     }
 }
 
