@@ -1487,6 +1487,9 @@ async fn fetch(
     Ok(out)
 }
 
+/// Records [`decode_records`] reserves room for per batch at most, whatever its header says.
+const RESERVE_RECORDS_MAX: usize = 4096;
+
 /// Decodes one partition's record data: whole batches only (a partial trailing batch is dropped),
 /// records from `fetch_offset` on, control batches skipped. Returns the records, the offset after
 /// the last whole batch read, and the reason decoding stopped early, if it did.
@@ -1529,6 +1532,8 @@ pub fn decode_records(
             Ok(i) => i,
             Err(e) => return (out, next, Some(e.to_string())),
         };
+        // Room for the batch's records up front (bounded: the count is the broker's word).
+        out.reserve(usize::try_from(header.record_count).unwrap_or(0).min(RESERVE_RECORDS_MAX));
         for r in iter {
             let r = match r {
                 Ok(r) => r,

@@ -342,7 +342,7 @@ pub async fn produce(
         let (st, er) = (Arc::clone(&stats), Arc::clone(&errors));
         let size = args.record_size as u64;
         let record = ProducerRecord {
-            topic: args.topic.clone(),
+            topic: args.topic.as_str().into(),
             value: Some(values.get(i)),
             ..ProducerRecord::default()
         };

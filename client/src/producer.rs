@@ -48,9 +48,10 @@ use crate::partitioner::Partitioner;
 const PARTITIONER_SALT: u64 = 0x7072_6f64_7563_6572; // "producer"
 
 /// A record to send.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProducerRecord {
-    pub topic: String,
+    /// Shared: a producer sending many records to one topic clones a reference, not the name.
+    pub topic: Topic,
     /// `None`: chosen by the partitioner (murmur2 of the key, or sticky for null keys).
     pub partition: Option<i32>,
     pub key: Option<Bytes>,
@@ -60,9 +61,29 @@ pub struct ProducerRecord {
     pub timestamp: Option<i64>,
 }
 
+impl Default for ProducerRecord {
+    fn default() -> Self {
+        Self {
+            topic: Topic::from(""),
+            partition: None,
+            key: None,
+            value: None,
+            headers: Vec::new(),
+            timestamp: None,
+        }
+    }
+}
+
 impl ProducerRecord {
-    pub fn new(topic: impl Into<String>, value: impl Into<Bytes>) -> Self {
-        Self { topic: topic.into(), value: Some(value.into()), ..Self::default() }
+    pub fn new(topic: impl Into<Topic>, value: impl Into<Bytes>) -> Self {
+        Self {
+            topic: topic.into(),
+            partition: None,
+            key: None,
+            value: Some(value.into()),
+            headers: Vec::new(),
+            timestamp: None,
+        }
     }
 
     pub fn with_key(mut self, key: impl Into<Bytes>) -> Self {
@@ -170,9 +191,6 @@ struct Shared {
     record_retries: AtomicU64,
     /// Per error name: partition batches a Produce attempt failed with (see [`Producer::error_counts`]).
     errors: Mutex<BTreeMap<&'static str, u64>>,
-    /// The topic of the last send: a run of sends to one topic shares its name (an `Arc`)
-    /// instead of allocating it again for every record.
-    last_topic: Mutex<Option<Topic>>,
     /// The partitions with a leader, refilled by every send (one list, not one per record).
     available: Mutex<Vec<u32>>,
 }
@@ -192,15 +210,6 @@ pub fn wall_clock_ms() -> i64 {
 impl Shared {
     fn now_ms(&self) -> u64 {
         self.start.elapsed().as_millis() as u64
-    }
-
-    /// `name` as a [`Topic`], shared with the previous send's when it names the same topic.
-    fn topic(&self, name: &str) -> Topic {
-        let mut last = lock(&self.last_topic);
-        match &*last {
-            Some(t) if t.as_str() == name => t.clone(),
-            _ => last.insert(Topic::from(name)).clone(),
-        }
     }
 
     /// The partition count of `topic` and, into `available`, its partitions with a leader, from
@@ -316,7 +325,6 @@ impl Producer {
             finishing: AtomicUsize::new(0),
             record_retries: AtomicU64::new(0),
             errors: Mutex::new(BTreeMap::new()),
-            last_topic: Mutex::new(None),
             available: Mutex::new(Vec::new()),
         });
         let handle = tokio::spawn(run_sender(Arc::clone(&shared)));
@@ -372,7 +380,9 @@ impl Producer {
             return Err(ProduceError::Closed);
         }
         let max_block = Duration::from_millis(sh.cfg.max_block_ms);
-        let deadline = Instant::now() + max_block;
+        // The clock is read only when the send has to wait for metadata (each read costs a
+        // lock under the simulator): without a wait, all of `max.block.ms` is left to append.
+        let mut deadline = None;
         let partition = loop {
             {
                 let mut available = lock(&sh.available);
@@ -380,10 +390,11 @@ impl Producer {
                     break self.choose_partition(&record, count, &available)?;
                 }
             }
-            self.wait_on_metadata(&record.topic, deadline).await?;
+            let until = *deadline.get_or_insert_with(|| Instant::now() + max_block);
+            self.wait_on_metadata(&record.topic, until).await?;
         };
         let timestamp = record.timestamp.unwrap_or_else(wall_clock_ms);
-        let tp = TopicPartition::new(sh.topic(&record.topic), partition);
+        let tp = TopicPartition::new(record.topic.clone(), partition);
         let rec = RecordRef {
             timestamp,
             key: record.key.as_deref(),
@@ -391,7 +402,7 @@ impl Producer {
             headers: &record.headers,
         };
         let thunk = Thunk { cb: callback, timestamp };
-        let remaining = deadline.saturating_duration_since(Instant::now());
+        let remaining = deadline.map_or(max_block, |d| d.saturating_duration_since(Instant::now()));
         let appended = append(&sh.acc, &tp, rec, thunk, remaining, || sh.now_ms()).await?;
         if record.partition.is_none() {
             lock(&sh.partitioner).on_append(
@@ -450,7 +461,7 @@ impl Producer {
     ) -> Result<i32, ProduceError> {
         match record.partition {
             Some(p) if p < 0 || p as usize >= count => Err(ProduceError::UnknownPartition {
-                topic: record.topic.clone(),
+                topic: record.topic.to_string(),
                 partition: p,
                 partitions: count,
             }),
@@ -459,7 +470,7 @@ impl Producer {
                 .partition(&record.topic, record.key.as_deref(), count as u32, available)
                 .map(|p| p as i32)
                 .ok_or_else(|| ProduceError::UnknownPartition {
-                    topic: record.topic.clone(),
+                    topic: record.topic.to_string(),
                     partition: -1,
                     partitions: 0,
                 }),

@@ -87,7 +87,7 @@ async fn produce_and_consume_every_acks_and_compression() {
             let mut futs = Vec::new();
             for i in 0..n {
                 let mut r = record(i);
-                r.topic = topic.clone();
+                r.topic = topic.as_str().into();
                 futs.push((i, p.send(r).await.unwrap()));
             }
             p.flush().await;

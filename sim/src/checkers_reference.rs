@@ -46,10 +46,10 @@ impl Old {
                 .sends
                 .iter()
                 .map(|s| OldSend {
-                    producer: s.producer,
-                    tp: name(s.tp),
+                    producer: s.producer(),
+                    tp: name(s.tp()),
                     value: s.value,
-                    outcome: s.outcome.clone(),
+                    outcome: s.outcome(),
                 })
                 .collect(),
             polls: h

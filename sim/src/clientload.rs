@@ -21,7 +21,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use broker::log::TopicPartition;
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use client::{ConsumerConfig, ConsumerError, ProducerConfig, ProducerRecord};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -31,7 +31,7 @@ use crate::history::{Poll, PollKind, Send, SendOutcome, Stuck};
 use crate::scenario::{Acks, ConsumerSpec, OffsetReset, ProducerSpec};
 use crate::trace::Tracer;
 use crate::workload::{
-    decode_value, encode_value, lock, Control, SharedHistory, PRODUCER_RNG_SALT,
+    decode_value, encode_value_into, lock, Control, SharedHistory, PRODUCER_RNG_SALT,
 };
 
 /// The client host's network view and CPU.
@@ -98,6 +98,43 @@ pub fn arrival_wake_ns(next_ns: u64, quantum_ns: u64, stop_ns: u64) -> u64 {
     next_ns.div_ceil(quantum_ns).saturating_mul(quantum_ns).min(stop_ns - 1)
 }
 
+/// Bytes of one slab of record values ([`ValueSlab`]).
+const VALUE_SLAB_BYTES: usize = 64 << 10;
+
+/// Record values carved out of shared slabs: one allocation per 64 KiB of values instead of one
+/// per record. A slab is freed once every value cut from it is dropped (the client copies a
+/// value into its batch and drops it when `send` returns).
+#[derive(Default)]
+struct ValueSlab(BytesMut);
+
+impl ValueSlab {
+    /// Record `id`'s value of `len` bytes (at least 8: the id), as [`crate::workload::encode_value`].
+    fn value(&mut self, id: u64, len: usize) -> Bytes {
+        let n = len.max(8);
+        if self.0.capacity() < n {
+            self.0 = BytesMut::with_capacity(VALUE_SLAB_BYTES.max(n));
+        }
+        self.0.resize(n, 0);
+        encode_value_into(id, &mut self.0);
+        self.0.split().freeze()
+    }
+}
+
+/// Runs `fut` and says whether it ever suspended. Virtual time moves only while a task is
+/// suspended (madsim advances the clock between polls, never within one), so a clock reading
+/// taken before a future that did not suspend is still the time after it.
+async fn run_noting_suspension<F: std::future::Future>(fut: F) -> (F::Output, bool) {
+    let mut fut = std::pin::pin!(fut);
+    let mut suspended = false;
+    let out = std::future::poll_fn(|cx| {
+        let p = fut.as_mut().poll(cx);
+        suspended |= p.is_pending();
+        p
+    })
+    .await;
+    (out, suspended)
+}
+
 pub struct ClientProducer {
     pub index: u32,
     pub spec: ProducerSpec,
@@ -112,7 +149,8 @@ pub struct ClientProducer {
 /// What every delivery callback of one producer shares (one `Arc`, so a callback costs one box).
 struct AckContext {
     who: String,
-    topic: String,
+    /// The producer's topic, shared by every record it sends (no name allocated per record).
+    topic: crate::history::Topic,
     acks0: bool,
     history: SharedHistory,
     tracer: Tracer,
@@ -154,20 +192,20 @@ impl AckContext {
     ) {
         let at_ns = self.tracer.now_ns();
         let mut h = lock(&self.history);
-        let tp = match (&r, h.sends.get(slot).and_then(|s| s.tp)) {
+        let tp = match (&r, h.sends.get(slot).and_then(Send::tp)) {
             (Ok(md), None) => Some(h.partitions.intern(&self.topic, md.partition)),
             (_, known) => known,
         };
         // The run's history was taken for the checkers: a late callback changes nothing.
         let Some(send) = h.sends.get_mut(slot) else { return };
-        send.tp = tp;
+        send.set_tp(tp);
         match r {
             Ok(md) => {
                 if self.acks0 || md.offset < 0 {
-                    send.outcome = SendOutcome::Unconfirmed { at_ns };
+                    send.set_outcome(SendOutcome::Unconfirmed { at_ns });
                     return;
                 }
-                send.outcome = SendOutcome::Acked { offset: md.offset, at_ns };
+                send.set_outcome(SendOutcome::Acked { offset: md.offset, at_ns });
                 drop(h);
                 let mut run = lock(&self.run);
                 match run.as_mut() {
@@ -185,7 +223,8 @@ impl AckContext {
                 }
             }
             Err(e) => {
-                send.outcome = SendOutcome::Failed { at_ns, error: e.to_string().into() };
+                send.set_outcome(SendOutcome::Failed { at_ns });
+                h.send_errors.insert(id, e.to_string());
                 drop(h);
                 self.flush_run(&mut lock(&self.run));
                 self.tracer.event("send-failed", &format!("{} id={id} {e}", self.who));
@@ -204,20 +243,15 @@ impl ClientProducer {
         who: &str,
         seq: u64,
         created_ns: u64,
+        slab: &mut ValueSlab,
     ) {
         let id = (u64::from(self.index) << 40) | seq;
-        let value = Bytes::from(encode_value(id, self.spec.record_bytes));
-        let record = ProducerRecord::new(self.spec.topic.clone(), value)
+        let value = slab.value(id, self.spec.record_bytes);
+        let record = ProducerRecord::new(ctx.topic.clone(), value)
             .with_timestamp(1_700_000_000_000 + (created_ns / 1_000_000) as i64);
         let slot = {
             let mut h = lock(&self.history);
-            h.sends.push(Send {
-                producer: self.index,
-                tp: None,
-                value: id,
-                created_ns,
-                outcome: SendOutcome::Pending,
-            });
+            h.sends.push(Send::new(None, id, created_ns, SendOutcome::Pending));
             h.sends.len() - 1
         };
         let ctx2 = ctx.clone();
@@ -229,7 +263,7 @@ impl ClientProducer {
                 let mut h = lock(&self.history);
                 let tp = h.partitions.intern(&self.spec.topic, partition);
                 if let Some(send) = h.sends.get_mut(slot) {
-                    send.tp = send.tp.or(Some(tp));
+                    send.set_tp(send.tp().or(Some(tp)));
                 }
             }
             Err(e) => {
@@ -239,9 +273,10 @@ impl ClientProducer {
                 self.tracer.event("send-refused", &format!("{who} id={id} {e}"));
                 let mut h = lock(&self.history);
                 if let Some(send) =
-                    h.sends.get_mut(slot).filter(|s| s.outcome == SendOutcome::Pending)
+                    h.sends.get_mut(slot).filter(|s| s.outcome() == SendOutcome::Pending)
                 {
-                    send.outcome = SendOutcome::Failed { at_ns, error: e.to_string().into() };
+                    send.set_outcome(SendOutcome::Failed { at_ns });
+                    h.send_errors.insert(id, e.to_string());
                 }
             }
         }
@@ -263,9 +298,10 @@ impl ClientProducer {
     ) -> u64 {
         let stop_ns = self.stop_at_ns;
         let mut seq: u64 = 0;
+        let slab = &mut ValueSlab::default();
         if self.spec.max_rate {
             while self.tracer.now_ns() < stop_ns {
-                self.send_one(producer, ctx, who, seq, self.tracer.now_ns()).await;
+                self.send_one(producer, ctx, who, seq, self.tracer.now_ns(), slab).await;
                 seq += 1;
                 if seq.is_multiple_of(64) {
                     // A closed loop that never waits would starve the client's own tasks.
@@ -282,12 +318,17 @@ impl ClientProducer {
         let mut next = self.tracer.now_ns() + gap();
         while next < stop_ns {
             self.tracer.sleep_until_ns(arrival_wake_ns(next, quantum_ns, stop_ns)).await;
-            // Every record due by now, each with its own arrival time.
-            while next <= self.tracer.now_ns() && next < stop_ns {
-                if self.tracer.now_ns() >= stop_ns {
+            // Every record due by now, each with its own arrival time. The clock is read again
+            // only after a send that suspended (a full buffer): otherwise no time passed.
+            let mut now = self.tracer.now_ns();
+            while next <= now && next < stop_ns {
+                if now >= stop_ns {
                     return seq;
                 }
-                self.send_one(producer, ctx, who, seq, next).await;
+                let send = self.send_one(producer, ctx, who, seq, next, slab);
+                if run_noting_suspension(send).await.1 {
+                    now = self.tracer.now_ns();
+                }
                 seq += 1;
                 next += gap();
             }
@@ -317,7 +358,7 @@ impl ClientProducer {
         );
         let ctx = Arc::new(AckContext {
             who: who.clone(),
-            topic: self.spec.topic.clone(),
+            topic: self.spec.topic.as_str().into(),
             acks0: self.spec.acks == Acks::Zero,
             history: self.history.clone(),
             tracer: self.tracer.clone(),
@@ -374,8 +415,9 @@ pub async fn prefill(
     );
     let done = Arc::new(std::sync::Mutex::new((0u64, 0u64)));
     let index = u64::from(PREFILL_INDEX_BASE + k);
+    let slab = &mut ValueSlab::default();
     for seq in 0..spec.records {
-        let value = Bytes::from(encode_value((index << 40) | seq, spec.record_bytes));
+        let value = slab.value((index << 40) | seq, spec.record_bytes);
         let d = done.clone();
         let cb = Box::new(move |r: Result<client::RecordMetadata, client::ProduceError>| {
             let mut d = lock(&d);

@@ -14,7 +14,6 @@
 //!   (replica id -2), batch by batch (for replicas-agree).
 
 use std::collections::BTreeMap;
-use std::hash::{Hash, Hasher};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -283,11 +282,11 @@ impl Observer {
     }
 }
 
+/// A batch's bytes, hashed for `replicas-agree` (which compares replicas batch by batch):
+/// XXH3 with its fixed default seed, so the same bytes hash the same in every run; an order of
+/// magnitude faster than SipHash over every batch of every replica (3 % of a bench run).
 fn batch_hash(b: &[u8]) -> u64 {
-    // Deterministic (SipHash with fixed keys): the same bytes hash the same in every run.
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    b.hash(&mut h);
-    h.finish()
+    twox_hash::XxHash3_64::oneshot(b)
 }
 
 /// Reads one replica's whole log through debugging Fetches: batches, its HW and log end.

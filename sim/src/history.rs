@@ -3,7 +3,7 @@
 //!
 //! Compact by design (the history grows with every record of a run): a send or poll names its
 //! partition by a [`PartitionId`], a `u32` index into [`History::partitions`], never by a
-//! string; a send is 48 bytes and a polled or finally read record 16. Maps keyed by partition
+//! string; a send is 32 bytes and a polled or finally read record 16. Maps keyed by partition
 //! hold one entry per partition, keyed by the shared [`TopicPartition`].
 
 use crate::checkers::LivenessCause;
@@ -89,28 +89,118 @@ impl Partitions {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// How a send ended, or that it has not: what [`Send::outcome`] reads back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SendOutcome {
     /// acks=1/all: the broker answered with this offset.
     Acked { offset: i64, at_ns: u64 },
     /// acks=0: handed to the broker with no answer expected (never a promise).
     Unconfirmed { at_ns: u64 },
     /// Gave up (retries exhausted, delivery timeout): the write may or may not be in the log.
-    /// The error is boxed so the common outcomes stay small (every send holds one).
-    Failed { at_ns: u64, error: Box<String> },
+    /// The error, in words, is in [`History::send_errors`] under the send's value (every send
+    /// would otherwise carry room for it).
+    Failed { at_ns: u64 },
     /// Still in flight when the run ended.
     Pending,
 }
 
-/// One record a producer sent. `value` is unique across the run.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Simulated times a [`Send`] can hold: below 2^48 ns (78 hours; a run lasts at most
+/// `duration_s` ≤ 86,400 s plus its settling).
+pub const SEND_TIME_NS_LIMIT: u64 = 1 << TIME_BITS;
+const TIME_BITS: u32 = 48;
+const TIME_MASK: u64 = SEND_TIME_NS_LIMIT - 1;
+/// Bits of a partition id in `created` (the rest go above the outcome tag in `at`).
+const TP_LOW_BITS: u32 = 64 - TIME_BITS;
+const TAG_SHIFT: u32 = TIME_BITS;
+const TP_HIGH_SHIFT: u32 = TIME_BITS + 2;
+const _: () = assert!(PARTITIONS_MAX as u64 <= 1 << (TP_LOW_BITS + 64 - TP_HIGH_SHIFT));
+const PENDING: u64 = 0;
+const ACKED: u64 = 1;
+const UNCONFIRMED: u64 = 2;
+const FAILED: u64 = 3;
+
+/// One record a producer sent, packed into 32 bytes (a run holds one per record: 6M in a
+/// bench run). `value` is unique across the run and names its producer (`value >> 40`).
+///
+/// Layout: `created` holds `created_ns` (48 bits) and the partition id's low 16 bits; `at`
+/// holds the outcome's time (48 bits), its kind (2 bits) and the partition id's high 14 bits;
+/// `offset` the acknowledged offset (any `i64`: a broker's answer is not trusted to be sane).
+#[derive(Clone, PartialEq, Eq)]
 pub struct Send {
-    pub producer: u32,
-    /// `None` until the producer chose a partition (a send refused before that keeps none).
-    pub tp: Option<PartitionId>,
     pub value: u64,
-    pub created_ns: u64,
-    pub outcome: SendOutcome,
+    created: u64,
+    at: u64,
+    offset: i64,
+}
+
+impl Send {
+    /// A send of record `value` created at `created_ns`, to `tp` once the producer chose one.
+    pub fn new(tp: Option<PartitionId>, value: u64, created_ns: u64, outcome: SendOutcome) -> Send {
+        assert!(created_ns < SEND_TIME_NS_LIMIT, "created at {created_ns} ns: past the limit");
+        let mut s = Send { value, created: created_ns, at: 0, offset: 0 };
+        s.set_tp(tp);
+        s.set_outcome(outcome);
+        s
+    }
+
+    /// The producer's index, as record ids carry it.
+    pub fn producer(&self) -> u32 {
+        (self.value >> 40) as u32
+    }
+
+    pub fn created_ns(&self) -> u64 {
+        self.created & TIME_MASK
+    }
+
+    /// `None` until the producer chose a partition (a send refused before that keeps none).
+    pub fn tp(&self) -> Option<PartitionId> {
+        let low = self.created >> TIME_BITS;
+        let high = self.at >> TP_HIGH_SHIFT;
+        let id = u32::try_from(low | (high << TP_LOW_BITS)).ok()?;
+        NonZeroU32::new(id).map(PartitionId)
+    }
+
+    pub fn set_tp(&mut self, tp: Option<PartitionId>) {
+        let id = u64::from(tp.map_or(0, |t| t.0.get()));
+        self.created = (self.created & TIME_MASK) | (id << TIME_BITS);
+        let keep = self.at & ((1 << TP_HIGH_SHIFT) - 1);
+        self.at = keep | ((id >> TP_LOW_BITS) << TP_HIGH_SHIFT);
+    }
+
+    pub fn outcome(&self) -> SendOutcome {
+        let at_ns = self.at & TIME_MASK;
+        match (self.at >> TAG_SHIFT) & 3 {
+            ACKED => SendOutcome::Acked { offset: self.offset, at_ns },
+            UNCONFIRMED => SendOutcome::Unconfirmed { at_ns },
+            FAILED => SendOutcome::Failed { at_ns },
+            _ => SendOutcome::Pending,
+        }
+    }
+
+    pub fn set_outcome(&mut self, outcome: SendOutcome) {
+        let (tag, at_ns, offset) = match outcome {
+            SendOutcome::Acked { offset, at_ns } => (ACKED, at_ns, offset),
+            SendOutcome::Unconfirmed { at_ns } => (UNCONFIRMED, at_ns, 0),
+            SendOutcome::Failed { at_ns } => (FAILED, at_ns, 0),
+            SendOutcome::Pending => (PENDING, 0, 0),
+        };
+        assert!(at_ns < SEND_TIME_NS_LIMIT, "outcome at {at_ns} ns: past the limit");
+        let tp_high = self.at & !((1 << TP_HIGH_SHIFT) - 1);
+        self.at = tp_high | (tag << TAG_SHIFT) | at_ns;
+        self.offset = offset;
+    }
+}
+
+impl std::fmt::Debug for Send {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Send")
+            .field("producer", &self.producer())
+            .field("tp", &self.tp())
+            .field("value", &self.value)
+            .field("created_ns", &self.created_ns())
+            .field("outcome", &self.outcome())
+            .finish()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -211,6 +301,8 @@ pub struct History {
     /// The partitions sends and polls name.
     pub partitions: Partitions,
     pub sends: Vec<Send>,
+    /// Why each failed send failed, by its value (few: kept beside the sends, not in them).
+    pub send_errors: BTreeMap<u64, String>,
     pub polls: Vec<Poll>,
     /// `None` for a partition the oracle could not read (a liveness failure).
     pub final_logs: BTreeMap<TopicPartition, Option<FinalLog>>,
@@ -266,7 +358,7 @@ pub struct HwSample {
 
 impl History {
     pub fn acked(&self) -> impl Iterator<Item = (&Send, i64, u64)> {
-        self.sends.iter().filter_map(|s| match s.outcome {
+        self.sends.iter().filter_map(|s| match s.outcome() {
             SendOutcome::Acked { offset, at_ns } => Some((s, offset, at_ns)),
             _ => None,
         })
@@ -514,5 +606,54 @@ impl<'a> Offsets<'a> {
     /// Offsets in `from..to`.
     pub fn count_in(&self, from: i64, to: i64) -> usize {
         self.below(to).saturating_sub(self.below(from))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every field reads back what was stored, whatever order they were set in, at the edges
+    /// of every packed range (partition ids across the 16-bit split, times up to the limit,
+    /// any offset).
+    #[test]
+    fn send_packs_into_32_bytes_and_reads_back() {
+        assert_eq!(std::mem::size_of::<Send>(), 32);
+        let ids = [1u32, 2, 0xffff, 0x1_0000, 0x1_2345, PARTITIONS_MAX as u32];
+        let tps = ids.map(|i| NonZeroU32::new(i).map(PartitionId));
+        let t_max = SEND_TIME_NS_LIMIT - 1;
+        let outcomes = [
+            SendOutcome::Pending,
+            SendOutcome::Acked { offset: i64::MIN, at_ns: t_max },
+            SendOutcome::Acked { offset: i64::MAX, at_ns: 0 },
+            SendOutcome::Acked { offset: -1, at_ns: 12_345 },
+            SendOutcome::Unconfirmed { at_ns: t_max },
+            SendOutcome::Failed { at_ns: 7 },
+        ];
+        let value = (0x7f_ffff << 40) | 0xff_ffff_ffff;
+        for tp in tps.into_iter().chain([None]) {
+            for outcome in outcomes {
+                for created_ns in [0, 1, t_max] {
+                    let s = Send::new(tp, value, created_ns, outcome);
+                    let got = (s.tp(), s.value, s.created_ns(), s.outcome(), s.producer());
+                    assert_eq!(got, (tp, value, created_ns, outcome, 0x7f_ffff));
+                    // Set later, in either order, over other values.
+                    let mut l = Send::new(tps[5], value, created_ns, outcomes[1]);
+                    l.set_outcome(outcome);
+                    l.set_tp(tp);
+                    assert_eq!((l.tp(), l.created_ns(), l.outcome()), (tp, created_ns, outcome));
+                    l.set_tp(tps[3]);
+                    l.set_outcome(outcomes[4]);
+                    let got = (l.tp(), l.created_ns(), l.outcome());
+                    assert_eq!(got, (tps[3], created_ns, outcomes[4]));
+                }
+            }
+        }
+    }
+
+    #[test]
+    #[should_panic(expected = "past the limit")]
+    fn send_refuses_a_time_past_the_limit() {
+        Send::new(None, 1, 0, SendOutcome::Unconfirmed { at_ns: SEND_TIME_NS_LIMIT });
     }
 }

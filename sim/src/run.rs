@@ -225,10 +225,10 @@ fn acks_past_the_read_back(h: &mut History, read_from_ns: u64) -> usize {
         .collect();
     let mut n = 0;
     for s in &mut h.sends {
-        let SendOutcome::Acked { offset, at_ns } = s.outcome else { continue };
-        let end = s.tp.and_then(|id| ends.get(h.partitions.name(id)).copied());
+        let SendOutcome::Acked { offset, at_ns } = s.outcome() else { continue };
+        let end = s.tp().and_then(|id| ends.get(h.partitions.name(id)).copied());
         if at_ns >= read_from_ns && end.is_some_and(|end| offset >= end) {
-            s.outcome = SendOutcome::Pending;
+            s.set_outcome(SendOutcome::Pending);
             n += 1;
         }
     }
@@ -482,12 +482,12 @@ fn markers(sc: &Scenario, raw: &RawRun) -> Vec<reports::Marker> {
 /// `history` in `summary.json`: counts, the first failed sends, each consumer, each final log.
 fn history_summary(h: &History) -> Value {
     let failed: Vec<&crate::history::Send> =
-        h.sends.iter().filter(|s| matches!(s.outcome, SendOutcome::Failed { .. })).collect();
+        h.sends.iter().filter(|s| matches!(s.outcome(), SendOutcome::Failed { .. })).collect();
     let failed_sends: Vec<Value> = failed
         .iter()
         .take(20)
-        .map(|s| match &s.outcome {
-            SendOutcome::Failed { at_ns, error } => json!({"producer": s.producer, "partition": h.partitions.display(s.tp), "error": error, "at_s": *at_ns as f64 / 1e9}),
+        .map(|s| match s.outcome() {
+            SendOutcome::Failed { at_ns } => json!({"producer": s.producer(), "partition": h.partitions.display(s.tp()), "error": h.send_errors.get(&s.value).map_or("", String::as_str), "at_s": at_ns as f64 / 1e9}),
             _ => Value::Null,
         })
         .collect();
@@ -649,20 +649,20 @@ mod tests {
     fn only_acks_past_the_read_back_are_judged_pending() {
         let mut h = History::default();
         let tp = h.partitions.intern("events", 0);
-        let send = |value, offset, at_ns| Send {
-            producer: 0,
-            tp: Some(tp),
-            value,
-            created_ns: 0,
-            outcome: SendOutcome::Acked { offset, at_ns },
+        let send = |value, offset, at_ns| {
+            Send::new(Some(tp), value, 0, SendOutcome::Acked { offset, at_ns })
         };
         let records = (0..10).map(|o| (o, o as u64)).collect();
         let log = FinalLog { log_start_offset: 0, log_end_offset: 10, records };
         h.final_logs.insert(TopicPartition::new("events", 0), Some(log));
         h.sends = vec![send(5, 5, 50), send(100, 7, 200), send(101, 10, 200), send(102, 12, 50)];
         assert_eq!(acks_past_the_read_back(&mut h, 100), 1);
-        let pending: Vec<u64> =
-            h.sends.iter().filter(|s| s.outcome == SendOutcome::Pending).map(|s| s.value).collect();
+        let pending: Vec<u64> = h
+            .sends
+            .iter()
+            .filter(|s| s.outcome() == SendOutcome::Pending)
+            .map(|s| s.value)
+            .collect();
         assert_eq!(pending, [101], "acked at 10 (the log end) after the read began");
         let lost = crate::checkers::lost_write(&h);
         assert!(lost.detail.contains("2 of 3 acknowledged"), "{}", lost.detail);

@@ -26,16 +26,111 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 /// A record's value: its unique id (8 bytes, big-endian) then filler up to `record.bytes`.
 pub fn encode_value(id: u64, len: usize) -> Vec<u8> {
     let mut v = vec![0u8; len.max(8)];
-    v[..8].copy_from_slice(&id.to_be_bytes());
-    let mut x = id.wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    // Filled in place, not pushed byte by byte (3 % of a bench run's CPU went to the pushes).
-    for b in &mut v[8..] {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        *b = (x & 0x3f) as u8 + b'0';
-    }
+    encode_value_into(id, &mut v);
     v
+}
+
+/// [`encode_value`] into `out` (at least 8 bytes; its length is the value's): the id, then
+/// filler byte `i` = `'0' + (x_{i+1} & 0x3f)` where `x_0 = id · 0x9E3779B97F4A7C15` and
+/// `x_{k+1}` is one xorshift64 (13, 7, 17) step of `x_k`.
+///
+/// The same bytes as stepping the generator byte by byte, about six times faster: the
+/// generator is linear over GF(2), so the low 6 bits of the next [`BLOCK`] states are the XOR
+/// of what each of the state's 16 nibbles contributes ([`NIBBLES`]: 16 XORs of 64-byte rows
+/// instead of a 64-step dependency chain, which was 7 % of a bench run's CPU), and [`jump`]
+/// moves the state a block ahead with eight lookups.
+pub fn encode_value_into(id: u64, out: &mut [u8]) {
+    assert!(out.len() >= 8, "a value holds its 8-byte id");
+    let (head, filler) = out.split_at_mut(8);
+    head.copy_from_slice(&id.to_be_bytes());
+    let mut x = id.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    let mut chunks = filler.chunks_mut(BLOCK).peekable();
+    while let Some(chunk) = chunks.next() {
+        let mut acc = [0u64; BLOCK / 8];
+        for (n, rows) in NIBBLES.iter().enumerate() {
+            let row = &rows[((x >> (4 * n)) & 0xf) as usize];
+            for (a, r) in acc.iter_mut().zip(row) {
+                *a ^= r;
+            }
+        }
+        let mut bytes = [0u8; BLOCK];
+        for (b, a) in bytes.chunks_exact_mut(8).zip(acc) {
+            // Each byte is below 0x40: adding '0' to every byte at once carries nowhere.
+            b.copy_from_slice(&(a + 0x3030_3030_3030_3030).to_le_bytes());
+        }
+        chunk.copy_from_slice(&bytes[..chunk.len()]);
+        if chunks.peek().is_some() {
+            x = jump(x);
+        }
+    }
+}
+
+/// Filler bytes per block of [`encode_value_into`] (the distance [`jump`] moves the generator).
+const BLOCK: usize = 64;
+
+/// One step of the filler's generator (xorshift64, shifts 13, 7, 17).
+const fn xorshift(mut x: u64) -> u64 {
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    x
+}
+
+/// `NIBBLES[n][v]`: the low 6 bits of the [`BLOCK`] states after the state `v << 4n`, one byte
+/// each, packed little-endian (16 KiB).
+static NIBBLES: [[[u64; BLOCK / 8]; 16]; 16] = nibble_table();
+
+const fn nibble_table() -> [[[u64; BLOCK / 8]; 16]; 16] {
+    let mut t = [[[0u64; BLOCK / 8]; 16]; 16];
+    let mut n = 0;
+    while n < 16 {
+        let mut v = 0;
+        while v < 16 {
+            let mut x = (v as u64) << (4 * n);
+            let mut i = 0;
+            while i < BLOCK {
+                x = xorshift(x);
+                t[n][v][i / 8] |= (x & 0x3f) << (8 * (i % 8));
+                i += 1;
+            }
+            v += 1;
+        }
+        n += 1;
+    }
+    t
+}
+
+/// `JUMP[j][b]`: [`BLOCK`] generator steps from the state `b << 8j` (16 KiB).
+static JUMP: [[u64; 256]; 8] = jump_table();
+
+const fn jump_table() -> [[u64; 256]; 8] {
+    let mut t = [[0u64; 256]; 8];
+    let mut j = 0;
+    while j < 8 {
+        let mut b = 0;
+        while b < 256 {
+            let mut x = (b as u64) << (8 * j);
+            let mut k = 0;
+            while k < BLOCK {
+                x = xorshift(x);
+                k += 1;
+            }
+            t[j][b] = x;
+            b += 1;
+        }
+        j += 1;
+    }
+    t
+}
+
+/// [`BLOCK`] generator steps from `x` at once: each step is linear over GF(2), so the steps of
+/// `x` are the XOR of the steps of its eight bytes.
+fn jump(x: u64) -> u64 {
+    let mut y = 0;
+    for (j, table) in JUMP.iter().enumerate() {
+        y ^= table[((x >> (8 * j)) & 0xff) as usize];
+    }
+    y
 }
 
 pub fn decode_value(v: &[u8]) -> Option<u64> {
@@ -265,5 +360,43 @@ mod tests {
         assert_eq!(&v[..8], &7u64.to_be_bytes());
         assert_eq!(&v[8..], b"JoGWPOBUHVO\\");
         assert_eq!(encode_value(3, 4), 3u64.to_be_bytes().to_vec());
+    }
+
+    /// The filler as it was first written: one generator step per byte.
+    fn encode_value_serial(id: u64, len: usize) -> Vec<u8> {
+        let mut v = vec![0u8; len.max(8)];
+        v[..8].copy_from_slice(&id.to_be_bytes());
+        let mut x = id.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        for b in &mut v[8..] {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            *b = (x & 0x3f) as u8 + b'0';
+        }
+        v
+    }
+
+    /// The tables and jumps write exactly the serial generator's bytes, at every length around
+    /// the block edges and beyond, for ids from 0 up.
+    #[test]
+    fn blocks_write_the_serial_filler() {
+        let ids = [0, 1, 7, 42, 1 << 40, (3 << 40) | 123_456, u64::MAX];
+        for len in (0..300).chain([1000, 4096, 4097]) {
+            for &id in &ids {
+                assert_eq!(
+                    encode_value(id, len),
+                    encode_value_serial(id, len),
+                    "id {id} len {len}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn jump_is_block_steps() {
+        for x in [1u64, 0x8000_0000_0000_0000, 0x0123_4567_89ab_cdef, u64::MAX] {
+            let stepped = (0..BLOCK).fold(x, |x, _| xorshift(x));
+            assert_eq!(jump(x), stepped);
+        }
     }
 }

@@ -125,7 +125,7 @@ async fn quickstart_under_madsim_test_runtime() {
     assert!(raw.history.sends.len() > 1000);
     // Records keep their own seeded arrival times (2000/s: gaps 250..=750 µs), not the times
     // of the driver's wakes (multiples of the 100 µs arrival quantum).
-    let created: Vec<u64> = raw.history.sends.iter().map(|s| s.created_ns).collect();
+    let created: Vec<u64> = raw.history.sends.iter().map(|s| s.created_ns()).collect();
     assert!(created.windows(2).all(|w| (250_000..=750_000).contains(&(w[1] - w[0]))));
     let on_grid = created.iter().filter(|&&t| t % 100_000 == 0).count();
     assert!(on_grid * 100 < created.len(), "{on_grid} of {} on the wake grid", created.len());

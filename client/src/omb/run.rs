@@ -421,7 +421,7 @@ async fn produce_loop(producer: Producer, job: ProduceJob, shared: Arc<Shared>) 
             KeyDistributor::RandomNano => Some(Bytes::from(rng.gen::<u64>().to_string())),
         };
         let record = ProducerRecord {
-            topic: job.topic.clone(),
+            topic: job.topic.as_str().into(),
             key,
             value: Some(job.payload.clone()),
             ..ProducerRecord::default()

@@ -331,13 +331,13 @@ pub fn result(h: &History, m: &Mapped, window_s: f64, end_s: f64) -> OmbResult {
     let mut created: HashMap<u64, u64> = HashMap::with_capacity(h.sends.len());
     let mut events: Vec<(u64, Event)> = Vec::with_capacity(h.sends.len() * 2);
     for s in &h.sends {
-        created.insert(s.value, s.created_ns);
-        match &s.outcome {
+        created.insert(s.value, s.created_ns());
+        match s.outcome() {
             SendOutcome::Acked { at_ns, .. } | SendOutcome::Unconfirmed { at_ns } => events.push((
-                *at_ns,
-                Event::Published { latency_ns: at_ns.saturating_sub(s.created_ns) },
+                at_ns,
+                Event::Published { latency_ns: at_ns.saturating_sub(s.created_ns()) },
             )),
-            SendOutcome::Failed { at_ns, .. } => events.push((*at_ns, Event::Failed)),
+            SendOutcome::Failed { at_ns, .. } => events.push((at_ns, Event::Failed)),
             SendOutcome::Pending => {}
         }
     }
