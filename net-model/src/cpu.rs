@@ -252,7 +252,8 @@ pub struct CpuProfile {
     /// Wake-up latency: data that reaches a parked reader (a thread asleep in `read`, its
     /// task idle) is seen this long after it arrived — the OS waking the thread. Charged by
     /// the simulated network on every host of a scenario with a CPU model
-    /// (`SimNet::set_wakeup`); latency only, no core time: the wake-up's CPU is inside the
+    /// (`SimNet::set_wakeup`), and by [`Work::Wakeup`] where one task of a process wakes
+    /// another; latency only, no core time: the wake-up's CPU is inside the
     /// fitted per-request costs (`request`, `client_request`, `fetch_pass`), which are fits of
     /// whole processes' CPU time. 0 (the default): readers see data as it arrives.
     #[serde(skip_serializing_if = "is_zero")]
