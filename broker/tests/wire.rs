@@ -476,17 +476,21 @@ async fn cost_hook_charges_requests_copies_and_crc() {
 /// Each pass of the Fetch long poll charges `FetchPass` once: one for a fetch answered at once,
 /// two for one parked at the log end and woken by an append (the pass on arrival finds nothing,
 /// the pass after the wake-up finds the records). Goes red if the charge is dropped (0 and 0) or
-/// made once per request (1 and 1).
+/// made once per request (1 and 1); likewise `Wakeup`, charged once when the parked poll is
+/// woken and never for a fetch answered at once.
 #[tokio::test]
 async fn fetch_pass_is_charged_per_long_poll_pass() {
     use net_model::{CostHook, Work};
     #[derive(Debug, Default)]
-    struct Passes(std::sync::atomic::AtomicU64);
+    struct Passes(std::sync::atomic::AtomicU64, std::sync::atomic::AtomicU64);
     #[async_trait::async_trait]
     impl CostHook for Passes {
         async fn spend(&self, work: Work, _bytes: u64) {
             if work == Work::FetchPass {
                 self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            }
+            if work == Work::Wakeup {
+                self.1.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             }
         }
     }
@@ -501,6 +505,8 @@ async fn fetch_pass_is_charged_per_long_poll_pass() {
         c.call(ApiKey::Fetch, 11, &fetch_req(11, "passes", uuid::Uuid::nil(), 0, 10_000)).await;
     assert_eq!(records_of(&r.responses[0].partitions[0]).len(), 3);
     assert_eq!(passes(), 1, "data at once: one pass");
+    let wakeups = || hook.1.load(std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(wakeups(), 0, "data at once: never parked, never woken");
     let corr =
         c.send(ApiKey::Fetch, 11, &fetch_req(11, "passes", uuid::Uuid::nil(), 3, 10_000)).await;
     let mut p = Client::connect(&srv.addr).await;
@@ -516,6 +522,7 @@ async fn fetch_pass_is_charged_per_long_poll_pass() {
     let r: FetchResponse = c.recv(ApiKey::Fetch, 11, corr).await;
     assert_eq!(records_of(&r.responses[0].partitions[0]).len(), 2);
     assert_eq!(passes(), 3, "parked and woken by the append: two passes");
+    assert_eq!(wakeups(), 1, "the parked poll's thread woken once (Work::Wakeup)");
     srv.stop().await;
 }
 

@@ -269,16 +269,19 @@ pub fn filler(bytes: usize) -> Vec<u8> {
 /// Bytes of the pool `--distinct-values` slices values from.
 pub const DISTINCT_POOL_BYTES: usize = 4 << 20;
 
-/// `--distinct-values`: the pool (its tail repeats its head, so any slice of `size` fits) and
-/// record `i`'s value, a slice at a stride no codec window finds repeated within a batch.
-struct Values {
+/// The values `perf produce` sends: Kafka's tool's one payload, or with `--distinct-values`
+/// the pool (its tail repeats its head, so any slice of `size` fits) and record `i`'s value, a
+/// slice at a stride no codec window finds repeated within a batch. Public so the validate twin
+/// can be checked against it (`sim/tests/validate.rs`).
+pub struct Values {
     pool: Bytes,
     size: usize,
     distinct: bool,
 }
 
 impl Values {
-    fn new(size: usize, distinct: bool) -> Values {
+    /// `--record-size size`, with or without `--distinct-values`.
+    pub fn new(size: usize, distinct: bool) -> Values {
         if !distinct {
             return Values { pool: payload(size), size, distinct };
         }
@@ -287,7 +290,8 @@ impl Values {
         Values { pool: Bytes::from(v), size, distinct }
     }
 
-    fn get(&self, i: u64) -> Bytes {
+    /// Record `i`'s value.
+    pub fn get(&self, i: u64) -> Bytes {
         if !self.distinct {
             return self.pool.clone();
         }

@@ -13,8 +13,11 @@
 //! `Records` per record (and `Decompress` for compressed batches), the producer `ClientRecords`
 //! per record; a follower charges `Request`, `Crc32c` and `Memcpy` per fetch response; hosts that
 //! share one machine (`SimNet::set_loopback_cpu`) charge `Loopback` per byte on both sides of
-//! each connection; the broker charges `FetchPass` per pass of a Fetch long poll. Work that
-//! costs 0 ns in the profile is counted and takes no core.
+//! each connection; the broker charges `FetchPass` per pass of a Fetch long poll, and
+//! `Wakeup` where another task wakes a parked one (a long poll woken by an append, an
+//! `acks=all` produce by the high watermark): latency only, [`CpuProfile::wakeup_ns`], no core
+//! (the network charges the same latency to a parked socket reader). Work that costs 0 ns in
+//! the profile is counted and takes no core.
 //!
 //! A process may be limited to its threads ([`SimCpu::party`], [`Threads`]): its work then
 //! also waits for one of its own threads, so a one-thread process runs two jobs one after the
@@ -43,6 +46,8 @@ pub const PER_BYTE_PS_MAX: u64 = 1_000_000;
 pub const THREADS_MAX: u32 = 1024;
 /// Most processes ([`SimCpu::party`]) one pool serves.
 pub const PARTIES_MAX: usize = 4096;
+/// Longest wake-up latency ([`CpuProfile::wakeup_ns`], 10 ms).
+pub const WAKEUP_NS_MAX: u64 = 10_000_000;
 
 /// Compression codecs (Kafka's; `none` costs nothing and is not a codec here).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -86,6 +91,10 @@ pub enum Work {
     /// follower's fetch makes several: one on arrival and one each time an append or a
     /// high-watermark move wakes it.
     FetchPass,
+    /// A parked task woken by another task of its process (a Fetch long poll woken by an
+    /// append, an `acks=all` produce woken by the high watermark): the OS waking its thread.
+    /// Latency only ([`CpuProfile::wakeup_ns`]), no core time; `bytes` is 0.
+    Wakeup,
 }
 
 /// The CPU seam. Object-safe: hosts hold an `Arc<dyn CostHook>`.
@@ -156,6 +165,8 @@ pub enum CpuConfigError {
     CostOutOfRange { field: &'static str, per_op_ns: u64, per_byte_ps: u64 },
     #[error("threads.{field} = {threads} is out of range 0..={THREADS_MAX}")]
     Threads { field: &'static str, threads: u32 },
+    #[error("wakeup_ns = {0} is over {WAKEUP_NS_MAX}")]
+    Wakeup(u64),
 }
 
 /// How many cores one process's charged work may occupy at once: its threads (0: no limit
@@ -212,6 +223,7 @@ impl Threads {
 /// | loopback, one side (`loopback`) | 122-126 ps/B (calibrate: one stream's sending and receiving thread CPU per byte, 2026-12-03) | 125 ps/B |
 /// | a Fetch long-poll pass (`fetch_pass`) | 19.6 µs (17.0-23.2; fitted from validate's quiet 3-node rows: the real brokers' CPU beyond the model's, per pass the model counts; `profiles/this-machine.json`) | 0: in the request's cost unless a profile measures it |
 /// | threads of a process (`threads`) | this repository's broker: one per core (tokio's default runtime); `perf`: 2 | 0: no limit |
+/// | wake-up latency (`wakeup_ns`) | 9.7 µs (calibrate's `wakeup_ns`: half a round trip between two threads, 2026-12-03, this machine) | 0: not charged |
 ///
 /// 8 cores per host by default (a broker-class machine), not this machine's 2.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -237,6 +249,19 @@ pub struct CpuProfile {
     pub fetch_pass: Cost,
     /// Threads of one process ([`Threads`]; 0 = no limit).
     pub threads: Threads,
+    /// Wake-up latency: data that reaches a parked reader (a thread asleep in `read`, its
+    /// task idle) is seen this long after it arrived — the OS waking the thread. Charged by
+    /// the simulated network on every host of a scenario with a CPU model
+    /// (`SimNet::set_wakeup`), and by [`Work::Wakeup`] where one task of a process wakes
+    /// another; latency only, no core time: the wake-up's CPU is inside the
+    /// fitted per-request costs (`request`, `client_request`, `fetch_pass`), which are fits of
+    /// whole processes' CPU time. 0 (the default): readers see data as it arrives.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub wakeup_ns: u64,
+}
+
+fn is_zero(x: &u64) -> bool {
+    *x == 0
 }
 
 impl Default for CpuProfile {
@@ -266,6 +291,8 @@ impl Default for CpuProfile {
             // Not measured for a broker-class machine: a pass is in the request's cost.
             fetch_pass: Cost::new(0, 0),
             threads: Threads::default(),
+            // Not measured for a broker-class machine (a process per machine, idle cores).
+            wakeup_ns: 0,
         }
     }
 }
@@ -288,6 +315,9 @@ impl CpuProfile {
         self.loopback.validate("loopback")?;
         self.fetch_pass.validate("fetch_pass")?;
         self.threads.validate()?;
+        if self.wakeup_ns > WAKEUP_NS_MAX {
+            return Err(CpuConfigError::Wakeup(self.wakeup_ns));
+        }
         for (name, c) in [
             ("gzip", &self.gzip),
             ("snappy", &self.snappy),
@@ -322,6 +352,17 @@ impl CpuProfile {
             Work::ClientRecords => self.client_record.ns(bytes),
             Work::Loopback => self.loopback.ns(bytes),
             Work::FetchPass => self.fetch_pass.ns(bytes),
+            // Not core time: see [`CpuProfile::latency_ns`].
+            Work::Wakeup => 0,
+        }
+    }
+
+    /// Nanoseconds `work` delays its caller without occupying a core: the wake-up latency
+    /// for [`Work::Wakeup`], 0 for every other kind.
+    pub fn latency_ns(&self, work: Work) -> u64 {
+        match work {
+            Work::Wakeup => self.wakeup_ns,
+            _ => 0,
         }
     }
 }
@@ -456,7 +497,13 @@ impl SimCpu {
 
     async fn spend_as(&self, party: Option<usize>, work: Work, bytes: u64) {
         let now = self.now_ns();
+        let latency_ns = self.lock().profile.latency_ns(work);
         if self.free(work, bytes) {
+            if latency_ns > 0 {
+                let until = now.saturating_add(latency_ns);
+                disk_model::clock::sleep_until_precise(self.epoch + Duration::from_nanos(until))
+                    .await;
+            }
             return;
         }
         let done = self.schedule_for(party, now, work, bytes);

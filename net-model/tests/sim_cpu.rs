@@ -128,6 +128,39 @@ fn zero_cost_work_takes_no_core_and_no_time() {
     });
 }
 
+/// A wake-up (`Work::Wakeup`) delays its caller by exactly `wakeup_ns` and takes no core:
+/// charged while the only core is busy, it ends `wakeup_ns` later, not after the busy job,
+/// and the pool's busy time is the busy job's alone. Default profiles charge nothing. Goes
+/// red if the latency is dropped (0 µs), scheduled as core work (it would end at 130 µs) or
+/// counted as busy time.
+#[test]
+fn a_wakeup_is_latency_without_a_core() {
+    run(7, async {
+        let profile = CpuProfile {
+            cores: 1,
+            request: Cost::new(100_000, 0),
+            wakeup_ns: 30_000,
+            ..CpuProfile::default()
+        };
+        let sim = SimCpu::new(profile);
+        let busy = sim.clone();
+        let first = tokio::spawn(async move { busy.spend(Work::Request, 0).await });
+        tokio::task::yield_now().await;
+        let t0 = Instant::now();
+        sim.spend(Work::Wakeup, 0).await;
+        assert!(near(t0.elapsed(), 30), "took {:?}", t0.elapsed());
+        first.await.unwrap();
+        let st = sim.stats();
+        assert_eq!(st.per_work[&Work::Wakeup].ops, 1);
+        assert_eq!(st.per_work[&Work::Wakeup].busy_ns, 0);
+        assert_eq!(st.busy_ns, 100_000, "only the request's time");
+        let default = SimCpu::new(CpuProfile::with_cores(1));
+        let t1 = Instant::now();
+        default.spend(Work::Wakeup, 0).await;
+        assert_eq!(t1.elapsed(), Duration::ZERO, "default profiles: no wake-up latency");
+    });
+}
+
 /// Each new term is charged at its own rate, once: records per record, the client's request
 /// at the client's cost (not the broker's), loopback per byte.
 #[test]

@@ -174,6 +174,60 @@ fn latency_round_trip_without_millisecond_floor() {
     });
 }
 
+/// Sleeps `us` µs exactly (madsim's own sleep has a 1 ms floor).
+async fn sleep_us(us: u64) {
+    disk_model::clock::sleep_until_precise(Instant::now() + Duration::from_micros(us)).await;
+}
+
+/// The wake-up latency (`SimNet::set_wakeup`): a 1-byte ping-pong where both readers are
+/// parked when the byte arrives takes exactly 2 × the wake-up longer than without one (two
+/// woken reads per round trip); a busy reader (data arrived while it worked, not parked) reads
+/// without one. Goes red if the wake-up is not charged (RTT 200 µs), charged per segment
+/// regardless of parking (the busy reader would wait until 30 µs after its byte arrived),
+/// or charged to the sender's host instead of the reader's (the RTT would be 200 + 2 × 20 or
+/// 200 + 2 × 30 µs).
+#[test]
+fn a_parked_reader_sees_data_one_wakeup_late() {
+    run(2, async {
+        let net = SimNet::new(config(10_000_000_000, 100_000));
+        net.host("a");
+        net.host("b");
+        net.set_wakeup("a", 20_000);
+        net.set_wakeup("b", 30_000);
+        let (mut client, mut server) = pair(&net, "a", "b").await;
+        let echo = tokio::spawn(async move {
+            let mut b = [0u8; 1];
+            for _ in 0..5 {
+                server.reader.read_exact(&mut b).await.unwrap();
+                write(&mut server, Bytes::copy_from_slice(&b)).await.unwrap();
+            }
+            // Byte 7 wakes the parked reader (at 130 µs); it then works for 20 µs, during which
+            // byte 8 arrives (at 140 µs): its next read (at 150 µs) finds it without a wake-up.
+            server.reader.read_exact(&mut b).await.unwrap();
+            sleep_us(20).await;
+            let t = Instant::now();
+            server.reader.read_exact(&mut b).await.unwrap();
+            assert_eq!(b[0], 8);
+            (server, t.elapsed())
+        });
+        for i in 0..5u8 {
+            let t = Instant::now();
+            write(&mut client, Bytes::copy_from_slice(&[i])).await.unwrap();
+            let mut b = [0u8; 1];
+            client.reader.read_exact(&mut b).await.unwrap();
+            assert_eq!(b[0], i);
+            let rtt = elapsed_us(t);
+            // 2 × 100 µs of link + 2 × 73 ns of wire + b's 30 µs and a's 20 µs wake-ups.
+            assert!((250.0..251.5).contains(&rtt), "1-byte round trip took {rtt} µs");
+        }
+        write(&mut client, Bytes::from_static(&[7])).await.unwrap();
+        sleep_us(40).await;
+        write(&mut client, Bytes::from_static(&[8])).await.unwrap();
+        let (_server, second) = echo.await.unwrap();
+        assert!(second < Duration::from_micros(2), "a busy reader waited {second:?}");
+    });
+}
+
 #[test]
 fn loopback_and_local_names() {
     run(3, async {

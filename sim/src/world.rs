@@ -81,6 +81,14 @@ impl World {
                 net.set_loopback_cpu(name, Arc::new(party.clone()));
             }
         }
+        if sc.host.cores.is_some() {
+            // The OS waking a parked reader's thread (`cpu.wakeup_ns`; 0 unless a profile
+            // measured it), on every host of the model, before any connection is made.
+            let brokers = (0..sc.brokers).map(|i| format!("broker-{i}"));
+            for name in brokers.chain(client_names.iter().cloned()) {
+                net.set_wakeup(&name, sc.host.cpu.wakeup_ns);
+            }
+        }
         let mut hosts = Vec::new();
         for (i, (disk, side)) in parts.into_iter().enumerate() {
             let h = Host::new(i as u32, disk, tracer.clone(), side);

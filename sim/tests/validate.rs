@@ -163,3 +163,50 @@ fn validate_json_rows_have_the_stated_fields_and_arithmetic() {
     let table = sim::validate::table(&doc);
     assert!(table.contains(&w.name) && table.contains("1.10"), "{table}");
 }
+
+/// One lz4 batch of up to `batch.size` (16 KiB) filled with `value(i)` for i = 0, 1, ...:
+/// its size on the wire (what the CRC, the disk and the loopback see) over its records' size.
+fn lz4_batch_ratio(value: impl Fn(u64) -> Vec<u8>) -> f64 {
+    let mut b = records::BatchBuilder::new(Vec::new(), records::Compression::Lz4, 16_384);
+    let mut i = 0;
+    loop {
+        let v = value(i);
+        if !b.has_room_for(None, Some(&v), &[]) {
+            break;
+        }
+        b.append(0, None, Some(&v), &[]).expect("append");
+        i += 1;
+    }
+    let raw = b.uncompressed_records_size() as f64;
+    let wire = b.finish().expect("finish").len() as f64;
+    wire / raw
+}
+
+/// The lz4 twin offers the codec the bytes the real run offered: perf's `--distinct-values`
+/// (which the plan's perf arguments pass) and the simulator's record values
+/// (`sim::workload::encode_value`) both give lz4 batches of about their records' size (64
+/// random symbols: lz4 has no entropy coder, nothing repeats within a batch but the twin's id
+/// prefixes: 7 % at 100 B, under 2 % at 1 KiB), at 100 B and 1 KiB. Goes
+/// red if either side sends a repeated payload — perf's default (Kafka's one payload for every
+/// record) compresses over 10× here, which the control below shows — or if the plan stops
+/// passing `--distinct-values`.
+#[test]
+fn the_lz4_twin_offers_the_bytes_perf_offers() {
+    for w in plan().iter().filter(|w| w.compression == "lz4") {
+        assert!(w.perf_args("h:1").iter().any(|a| a == "--distinct-values"), "{}", w.name);
+        let size = w.record_bytes as usize;
+        let perf = client::perf::Values::new(size, true);
+        let real = lz4_batch_ratio(|i| perf.get(i).to_vec());
+        // Ids from 1: id 0 (the first record of producer 0, once a run) seeds the filler's
+        // xorshift with 0 and is all '0's.
+        let twin = lz4_batch_ratio(|i| sim::workload::encode_value(i + 1, size));
+        assert!((0.99..1.02).contains(&real), "{}: perf's values: lz4 ratio {real}", w.name);
+        // The twin's values start with their 8-byte big-endian id, whose leading zero bytes
+        // repeat from record to record: at 100 B lz4 finds them (0.93), at 1 KiB hardly (0.99).
+        let floor = if size < 1024 { 0.92 } else { 0.98 };
+        assert!((floor..1.02).contains(&twin), "{}: the twin's values: lz4 ratio {twin}", w.name);
+        let kafka_default = client::perf::Values::new(size, false);
+        let repeated = lz4_batch_ratio(|i| kafka_default.get(i).to_vec());
+        assert!(repeated < 0.1, "{}: the check sees a repeated payload ({repeated})", w.name);
+    }
+}

@@ -299,6 +299,8 @@ impl Broker {
                 _ = &mut notified => {}
                 _ = tokio::time::sleep_until(deadline) => {}
             }
+            // The parked poll's thread is woken (by an append or its deadline).
+            self.spend(net_model::Work::Wakeup, 0).await;
         };
         let chunks = encode_fetch_response(v, req.correlation_id, &topics);
         let mut record_bytes = 0;

@@ -137,6 +137,8 @@ impl Broker {
                     part.base_offset = -1;
                 }
             }
+            // The request's task parked until the ISR acknowledged: its thread is woken.
+            self.spend(net_model::Work::Wakeup, 0).await;
         }
         if acks == 0 {
             // Kafka closes the connection when an acks=0 produce fails: the producer's only

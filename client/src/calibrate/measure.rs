@@ -209,7 +209,7 @@ fn syscalls(runs: u32, out: &mut Figures) {
             ns
         })
         .collect();
-    out.insert("wakeup_ns".into(), Measurement::of(&wake, "ns", "half a round trip between two threads over rendezvous channels, 5,000 per run (recorded; not charged separately yet)"));
+    out.insert(super::names::WAKEUP_NS.into(), Measurement::of(&wake, "ns", "half a round trip between two threads over rendezvous channels, 5,000 per run (the profile's cpu.wakeup_ns: a parked reader's latency)"));
 }
 
 /// A temp directory in the current directory's filesystem, removed on drop.

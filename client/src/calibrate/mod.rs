@@ -66,6 +66,7 @@ pub mod names {
     pub const CLIENT_RECORD_NS: &str = "client_record_ns";
     pub const REQUEST_NS: &str = "broker_request_ns";
     pub const BYTE_PS: &str = "broker_produce_byte_ps";
+    pub const WAKEUP_NS: &str = "wakeup_ns";
 
     /// `<codec>_compress_mb_s`, `<codec>_decompress_mb_s`, `<codec>_{compress,decompress}_call_ns`.
     pub fn codec(codec: &str, dir: &str, what: &str) -> String {
@@ -155,6 +156,8 @@ impl Calibration {
                 broker: self.cores.max(1),
                 client: crate::perf::WORKER_THREADS as u32,
             },
+            wakeup_ns: ns(names::WAKEUP_NS)
+                .map_or(d.wakeup_ns, |w| w.min(net_model::cpu::WAKEUP_NS_MAX)),
         }
     }
 
@@ -275,6 +278,7 @@ impl Calibration {
             m("the perf fit's per-record term (per_byte_ps = picoseconds per record)"),
         );
         s.insert("cpu.loopback".into(), m("mean of the sending and the receiving thread's CPU time per byte of one loopback stream (256 MiB in 1 MiB writes): one side's kernel copy, charged once by the sender and once for the receiver"));
+        s.insert("cpu.wakeup_ns".into(), m("measurements.wakeup_ns (median half round trip between two threads over rendezvous channels), charged as latency by the simulated network to every read that finds its reader parked"));
         s.insert("cpu.threads".into(), json!("the code of the processes measured: broker = cores (broker/src/main.rs runs tokio's multi-thread runtime with its default worker count, one per core), client = perf's worker threads (client::perf::WORKER_THREADS, client/src/bin/perf.rs)"));
         s.insert("device".into(), m("read/write_bytes_per_sec = median sequential MB/s (1 MiB IOs, page cache dropped with posix_fadvise, write timed to fdatasync); random_access_ns = median QD1 4 KiB random read minus its transfer; channels = QD8 IOPS / QD1 IOPS (1..=8); flush_ns = median 4 KiB append+fsync minus two random 4 KiB writes (the model's page write and journal commit); sequential_access_ns 0 (the sequential rates include the per-IO cost)"));
         s.insert("device.name".into(), json!("a label"));
@@ -346,6 +350,7 @@ pub fn example() -> Calibration {
     put(names::LOOPBACK_RECV_PS, 300.0, "ps/B");
     put(&names::codec("lz4", "compress", "mb_s"), 500.0, "MB/s");
     put(&names::codec("lz4", "compress", "call_ns"), 300.0, "ns");
+    put(names::WAKEUP_NS, 9_000.4, "ns");
     c
 }
 
@@ -367,6 +372,7 @@ mod tests {
         assert_eq!(cpu.client_record, Cost::new(0, 500_000));
         assert_eq!(cpu.threads, net_model::Threads { broker: 2, client: 2 }, "from the code");
         assert_eq!(cpu.fetch_pass, CpuProfile::default().fetch_pass, "not fitted here");
+        assert_eq!(cpu.wakeup_ns, 9_000, "the measured wake-up, charged");
         assert_eq!(cpu.lz4.compress, Cost::new(300, 2_000));
         assert_eq!(
             cpu.lz4.decompress,

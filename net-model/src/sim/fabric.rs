@@ -67,6 +67,11 @@ pub(crate) struct Stream {
     closed_unread: bool,
     /// Since when data has been waiting for a blocked path.
     stalled_since_ns: Option<u64>,
+    /// The reader's last read found nothing to read: it is parked (its thread asleep), so
+    /// the next data reaches it `wakeup_ns` after it arrives.
+    reader_parked: bool,
+    /// The receiving host's wake-up latency when the stream was made ([`Fabric::set_wakeup`]).
+    wakeup_ns: u64,
 }
 
 impl Stream {
@@ -86,6 +91,8 @@ struct Host {
     ingress_free_ns: u64,
     next_port: u16,
     stats: NicStats,
+    /// Wake-up latency of this host's parked readers ([`Fabric::set_wakeup`]).
+    wakeup_ns: u64,
 }
 
 pub(crate) struct PendingConn {
@@ -188,6 +195,14 @@ impl Fabric {
 
     // ---- hosts, links, faults ----
 
+    /// Host `name`'s readers see data that arrives while they are parked `wakeup_ns` late
+    /// (the OS waking the reading thread); for streams made from now on. Unknown hosts: no-op.
+    pub fn set_wakeup(&mut self, name: &str, wakeup_ns: u64) {
+        if let Some(h) = self.hosts.get_mut(name) {
+            h.wakeup_ns = wakeup_ns;
+        }
+    }
+
     pub fn add_host(&mut self, name: &str, nic: Option<NicConfig>) -> io::Result<()> {
         if let Some(h) = self.hosts.get_mut(name) {
             if let Some(nic) = nic {
@@ -213,6 +228,7 @@ impl Fabric {
                 ingress_free_ns: 0,
                 next_port: EPHEMERAL_PORT_FIRST,
                 stats: NicStats::default(),
+                wakeup_ns: 0,
             },
         );
         Ok(())
@@ -593,6 +609,8 @@ impl Fabric {
             writer_alive: true,
             closed_unread: false,
             stalled_since_ns: None,
+            reader_parked: false,
+            wakeup_ns: self.hosts.get(to).map_or(0, |h| h.wakeup_ns),
         }
     }
 
@@ -791,8 +809,17 @@ impl Fabric {
         if buf.remaining() == 0 {
             return ReadOutcome::Data;
         }
+        // A parked reader sees the first segment once its thread is awake: `wakeup_ns` after
+        // the segment arrived (it arrived after the reader parked: nothing was there then).
+        let wakeup_ns = s.wakeup_ns;
+        let woken_ns = |ready_ns: u64| ready_ns.saturating_add(wakeup_ns);
+        let visible_ns = match s.in_flight.front() {
+            Some(seg) if s.reader_parked => woken_ns(seg.ready_ns),
+            Some(seg) => seg.ready_ns,
+            None => u64::MAX,
+        };
         let mut n = 0u64;
-        while buf.remaining() > 0 {
+        while buf.remaining() > 0 && visible_ns <= now {
             let Some(seg) = s.in_flight.front_mut() else {
                 break;
             };
@@ -808,13 +835,16 @@ impl Fabric {
             }
         }
         if n > 0 {
+            s.reader_parked = false;
             s.window_returns.push_back((now + back_latency, n));
             s.wake.pump.notify_one();
             return ReadOutcome::Data;
         }
         s.reader_waker = Some(waker.clone());
+        // Nothing visible: the reader parks (unless a woken read is already due).
+        s.reader_parked = true;
         match (s.in_flight.front(), s.fin_ready_ns) {
-            (Some(seg), _) => ReadOutcome::Pending(Some(seg.ready_ns)),
+            (Some(seg), _) => ReadOutcome::Pending(Some(woken_ns(seg.ready_ns))),
             (None, Some(f)) if f <= now => ReadOutcome::Eof,
             (None, Some(f)) => ReadOutcome::Pending(Some(f)),
             (None, None) => ReadOutcome::Pending(None),

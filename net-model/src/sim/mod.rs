@@ -24,6 +24,8 @@
 //!   queues there). A stream's bytes are readable in order: a segment's ready time is clamped to
 //!   be no earlier than the previous segment's, so jitter and loss delay but never reorder.
 //!   Loopback (a host to itself) skips the NIC: `loopback_latency_ns` and `loopback_bps`.
+//!   A reader that was parked when a segment became ready (its last read found nothing) reads
+//!   it its host's wake-up latency later ([`SimNet::set_wakeup`], 0 by default).
 //! - **Buffers and backpressure.** A write returns once its bytes are in the send buffer
 //!   (`send_buffer_bytes` of bytes not yet on the wire); it blocks while that is full. Bytes on the
 //!   wire plus bytes received and unread are bounded by the receive window
@@ -222,6 +224,15 @@ impl SimNet {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .insert(name.into(), cpu);
+    }
+
+    /// Host `name`'s readers see data that arrives while they are parked (their last read
+    /// found nothing) `wakeup_ns` late: the OS waking the reading thread
+    /// ([`crate::CpuProfile::wakeup_ns`]). A reader that reads while data is already there
+    /// (a busy thread coming back for more) waits for nothing. Applies to connections made
+    /// afterwards, on either end; set it before the host's connections are made.
+    pub fn set_wakeup(&self, name: &str, wakeup_ns: u64) {
+        self.shared.lock().set_wakeup(name, wakeup_ns);
     }
 
     /// The concrete view (for callers that want the type).
