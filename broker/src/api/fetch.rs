@@ -28,6 +28,7 @@ use crate::broker::{Broker, Outcome};
 use crate::log::{LogError, TopicPartition};
 use crate::protocol::{self, decode_body, error_code, Request, RequestError, Wire};
 use crate::topics::TopicMeta;
+use kafka_types::Topic;
 
 /// Longest long poll we honour (a client asking for more gets this).
 const MAX_WAIT_CAP_MS: i32 = 30_000;
@@ -58,6 +59,14 @@ struct TopicOut {
     name: String,
     id: [u8; 16],
     parts: Vec<PartOut>,
+}
+
+/// The error found for a partition before the fetch (none is the common case: no key is built).
+fn pre_error(pre_errors: &BTreeMap<(String, i32), i16>, name: &str, partition: i32) -> Option<i16> {
+    if pre_errors.is_empty() {
+        return None;
+    }
+    pre_errors.get(&(name.to_string(), partition)).copied()
 }
 
 impl Broker {
@@ -119,6 +128,8 @@ impl Broker {
                 error_code::UNKNOWN_TOPIC_OR_PARTITION
             };
             let mut parts = Vec::with_capacity(t.partitions.len());
+            // One shared name per topic: each partition's key clones it without copying.
+            let topic = Topic::from(&name);
             for p in &t.partitions {
                 let mut po = PartOut {
                     index: p.partition,
@@ -129,11 +140,11 @@ impl Broker {
                     current_leader: None,
                     region: None,
                 };
-                let tp = TopicPartition::new(name.clone(), p.partition);
+                let tp = TopicPartition::new(topic.clone(), p.partition);
                 let refused = if meta.is_none() || reader == Reader::Debug {
                     None
                 } else {
-                    self.not_leader_error(&name, p.partition)
+                    self.not_leader_error_tp(&tp)
                         .or_else(|| {
                             if version >= 9 {
                                 self.fetch_epoch_error(reader, &tp, p.current_leader_epoch)
@@ -141,7 +152,7 @@ impl Broker {
                                 None
                             }
                         })
-                        .or_else(|| pre_errors.get(&(name.clone(), p.partition)).copied())
+                        .or_else(|| pre_error(pre_errors, &name, p.partition))
                 };
                 if let Some(code) = refused {
                     po.error = code;

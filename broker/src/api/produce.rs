@@ -273,7 +273,7 @@ impl Broker {
             None => None,
         };
         let refused = |code: i16, msg: &str| (PartResult::err(index, code, msg), false);
-        if let Some(code) = self.not_leader_error(&tp.topic, index) {
+        if let Some(code) = self.not_leader_error_tp(tp) {
             return refused(code, "this broker is not the partition's leader");
         }
         let Some(records) = records else {
@@ -391,7 +391,7 @@ impl Broker {
         }
         // Combined mode: batches carry the controller's leader epoch (what followers will truncate
         // by, KIP-101); a single node leads at epoch 0.
-        let leader_epoch = self.leader_epoch(&tp.topic, tp.partition);
+        let leader_epoch = self.leader_epoch_tp(tp);
         let log = &mut data.log;
         let len = records.len() as u64;
         let mut buf = writable(records);

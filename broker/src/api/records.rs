@@ -99,7 +99,7 @@ impl Broker {
 
     /// One partition: its new log start offset, or the error code.
     async fn delete_records_of(&self, tp: &TopicPartition, offset: i64) -> Result<i64, i16> {
-        if let Some(code) = self.not_leader_error(tp.topic(), tp.partition) {
+        if let Some(code) = self.not_leader_error_tp(tp) {
             return Err(code);
         }
         let part = self.partition(tp).ok_or(error_code::UNKNOWN_TOPIC_OR_PARTITION)?;

@@ -73,16 +73,23 @@ impl Broker {
     /// once it has started the partition's leader state. `None`: serve it (always in single-node
     /// mode).
     pub(crate) fn not_leader_error(&self, topic: &str, partition: i32) -> Option<i16> {
+        self.cluster.get()?;
+        self.not_leader_error_tp(&crate::log::TopicPartition::new(topic, partition))
+    }
+
+    /// [`Self::not_leader_error`] for a partition the caller already holds as a key (no name is
+    /// copied: produce and fetch ask once per partition per request).
+    pub(crate) fn not_leader_error_tp(&self, tp: &crate::log::TopicPartition) -> Option<i16> {
         let img = self.cluster_image()?;
         let known = img
             .topic_ids
-            .get(topic)
-            .and_then(|id| img.partition(*id, u32::try_from(partition).ok()?))
+            .get(tp.topic())
+            .and_then(|id| img.partition(*id, u32::try_from(tp.partition).ok()?))
             .is_some();
         if !known {
             return Some(error_code::UNKNOWN_TOPIC_OR_PARTITION);
         }
-        match self.replicas.leading_epoch(&crate::log::TopicPartition::new(topic, partition)) {
+        match self.replicas.leading_epoch(tp) {
             Some(_) => None,
             None => Some(error_code::NOT_LEADER_OR_FOLLOWER),
         }
@@ -90,10 +97,12 @@ impl Broker {
 
     /// The leader epoch to stamp on appended batches: the leader state's in combined mode, else 0.
     pub(crate) fn leader_epoch(&self, topic: &str, partition: i32) -> i32 {
-        self.replicas
-            .leading_epoch(&crate::log::TopicPartition::new(topic, partition))
-            .unwrap_or(0)
-            .max(0)
+        self.leader_epoch_tp(&crate::log::TopicPartition::new(topic, partition))
+    }
+
+    /// [`Self::leader_epoch`] of a partition key the caller holds.
+    pub(crate) fn leader_epoch_tp(&self, tp: &crate::log::TopicPartition) -> i32 {
+        self.replicas.leading_epoch(tp).unwrap_or(0).max(0)
     }
 
     /// KIP-320: a request's `current_leader_epoch` (-1: not checked) against the epoch this

@@ -173,6 +173,39 @@ impl PageCache {
         }
     }
 
+    /// Pages `first..=last` of `inode` that are not cached: the first of them and how many.
+    pub fn misses(&self, inode: u64, first: u64, last: u64) -> (Option<u64>, u64) {
+        let mut cached = self.pages.range((inode, first)..=(inode, last)).map(|(&(_, p), _)| p);
+        let mut next_cached = cached.next();
+        let (mut first_miss, mut count) = (None, 0);
+        for page in first..=last {
+            if next_cached == Some(page) {
+                next_cached = cached.next();
+            } else {
+                first_miss = first_miss.or(Some(page));
+                count += 1;
+            }
+        }
+        (first_miss, count)
+    }
+
+    /// Touches every cached page of `inode` in `first..=last`, in page order (as [`Self::touch`]
+    /// one by one), and returns the latest time one of them is ready (0 if none is cached).
+    pub fn touch_range(&mut self, inode: u64, first: u64, last: u64) -> u64 {
+        let mut ready_ns_max = 0;
+        for (&key, meta) in self.pages.range_mut((inode, first)..=(inode, last)) {
+            ready_ns_max = ready_ns_max.max(meta.ready_ns);
+            self.next_stamp += 1;
+            if meta.dirty_since_ns.is_none() {
+                let removed = self.clean_lru.remove(&meta.lru_stamp);
+                assert_eq!(removed, Some(key));
+                meta.lru_stamp = self.next_stamp;
+                self.clean_lru.insert(self.next_stamp, key);
+            }
+        }
+        ready_ns_max
+    }
+
     /// Adds a clean page (filled from the device); returns the pages evicted to make room.
     pub fn insert_clean(&mut self, key: PageKey, ready_ns: u64) -> Vec<PageKey> {
         assert!(!self.pages.contains_key(&key), "page {key:?} already cached");
@@ -324,5 +357,37 @@ mod tests {
         assert_eq!(c.dirty_pages(), 1);
         assert_eq!(c.dirty_pages_of(2), vec![0]);
         c.check();
+    }
+
+    /// The range walks give what the per-page primitives give: misses as `contains` page by page,
+    /// and `touch_range` the same LRU order (so the same evictions) and readiness as `touch`.
+    #[test]
+    fn range_walks_match_page_by_page() {
+        let build = || {
+            let mut c = small();
+            for p in [0, 1, 3, 4, 7] {
+                assert!(c.insert_clean((1, p), 10 * p).is_empty());
+            }
+            assert!(c.insert_clean((2, 5), 999).is_empty());
+            c.mark_dirty((1, 3), 5);
+            c
+        };
+        let (mut one, mut range) = (build(), build());
+        let first_miss = (0..=8).find(|&p| !one.contains((1, p)));
+        let count = (0..=8).filter(|&p| !one.contains((1, p))).count() as u64;
+        assert_eq!(range.misses(1, 0, 8), (first_miss, count));
+        assert_eq!(range.misses(1, 0, 1), (None, 0));
+        assert_eq!(range.misses(1, 5, 6), (Some(5), 2));
+        let mut ready_max = 0;
+        for p in 1..=7 {
+            if let Some(ready) = one.ready_ns((1, p)) {
+                ready_max = ready_max.max(ready);
+                one.touch((1, p));
+            }
+        }
+        assert_eq!(range.touch_range(1, 1, 7), ready_max);
+        assert_eq!(ready_max, 70, "page 7 is the last to be ready");
+        assert_eq!(one.drop_clean(), range.drop_clean(), "same LRU order");
+        range.check();
     }
 }

@@ -1077,15 +1077,15 @@ impl Core {
         let mut ra = self.file(inode).ra;
         let mut requested_misses = 0;
 
-        let first_miss = (first..=last).find(|&p| !self.cache.contains((inode, p)));
+        // One pass over the cache for the first miss and the number of misses.
+        let (first_miss, misses) = self.cache.misses(inode, first, last);
         if let Some(miss) = first_miss {
             if self.fault_fires(FaultKind::ReadError, path, now_ns, || format!("page {miss}")) {
                 // The device tried and failed.
                 let timing = self.device.submit(now_ns, IoDir::Read, addr(inode, miss), PAGE_SIZE);
                 return (timing.done_ns, Err(os_error(libc::EIO)));
             }
-            requested_misses =
-                (first..=last).filter(|&p| !self.cache.contains((inode, p))).count() as u64;
+            requested_misses = misses;
             let sequential = miss == ra.next_page && ra.window_pages > 0;
             let window = if sequential {
                 (ra.window_pages * 2).min(self.cache_config.read_ahead_max_pages())
@@ -1122,13 +1122,8 @@ impl Core {
                 ra.marker_page = None;
             }
         }
-        for page in first..=last {
-            // A page still being read (ours or an earlier readahead) is waited for.
-            if let Some(ready_ns) = self.cache.ready_ns((inode, page)) {
-                done_ns = done_ns.max(ready_ns);
-                self.cache.touch((inode, page));
-            }
-        }
+        // A page still being read (ours or an earlier readahead) is waited for.
+        done_ns = done_ns.max(self.cache.touch_range(inode, first, last));
         let hits = last + 1 - first - requested_misses;
         self.stats.cache_hit_pages += hits;
         self.stats.cache_hit_bytes += hits * PAGE_SIZE;
