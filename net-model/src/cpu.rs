@@ -497,8 +497,7 @@ impl SimCpu {
 
     async fn spend_as(&self, party: Option<usize>, work: Work, bytes: u64) {
         let now = self.now_ns();
-        let latency_ns = self.lock().profile.latency_ns(work);
-        if self.free(work, bytes) {
+        if let Some(latency_ns) = self.free(work, bytes) {
             if latency_ns > 0 {
                 let until = now.saturating_add(latency_ns);
                 disk_model::clock::sleep_until_precise(self.epoch + Duration::from_nanos(until))
@@ -511,17 +510,18 @@ impl SimCpu {
     }
 
     /// Whether `work` over `bytes` costs nothing in this profile (a term it leaves at 0, or no
-    /// bytes of a per-byte-only one): then it is counted but takes no core and no time — not
-    /// even a wait for a free core.
-    fn free(&self, work: Work, bytes: u64) -> bool {
+    /// bytes of a per-byte-only one): then it is counted but takes no core — not even a wait
+    /// for a free core — and `Some` says how long it delays its caller
+    /// ([`CpuProfile::latency_ns`]). One lock for every charge, on the hot path.
+    fn free(&self, work: Work, bytes: u64) -> Option<u64> {
         let mut st = self.lock();
         if st.profile.cost_ns(work, bytes) != 0 {
-            return false;
+            return None;
         }
         let w = st.stats.per_work.entry(work).or_default();
         w.ops += 1;
         w.bytes += bytes;
-        true
+        Some(st.profile.latency_ns(work))
     }
 
     /// Freezes every core for `duration_ns` from now (a stop-the-world pause): work already
