@@ -603,6 +603,10 @@ impl Broker {
         let dedupe = usize::try_from(self.config.cleaner_dedupe_buffer_size).unwrap_or(usize::MAX);
         let result: Result<bool, LogError> = async {
             job.build_offset_map(dedupe).await?;
+            // The job cleans only below the recovery point (see `cleaner::cleanable`); recovery
+            // trusts a cleaned segment's short end only below the checkpointed one, so write it
+            // before the first swap (recovery points only grow; a truncation aborts the job).
+            self.run_checkpoint().await?;
             while let Some((old, seg)) = job.clean_next_group(now).await? {
                 let Some(mut data) = part.data().await else {
                     job.abort(Some(seg)).await;
@@ -637,30 +641,38 @@ impl Broker {
         result
     }
 
-    /// `flush.ms`: fsyncs logs whose last flush is too old. The fsyncs run without the
+    /// `flush.ms`: fsyncs logs whose last flush is too old, and the segments rolls left
+    /// pending (as Kafka schedules a rolled segment's flush). The fsyncs run without the
     /// partition's lock (files collected under it, recovery points advanced after), so requests
-    /// keep flowing.
+    /// keep flowing: a rolled 1 GiB segment's fsync takes seconds on a real disk.
     pub async fn run_flush(&self) -> Result<(), LogError> {
         let now = now_ms();
         let mut work = Vec::new();
         for p in self.partitions.all() {
             let Some(mut data) = p.data().await else { continue };
-            if !data.log.is_offline() && data.log.flush_due(now) {
-                let (files, upto) = data.log.prepare_flush().await?;
-                let dir = data.log.dir().to_path_buf();
-                drop(data);
-                work.push((p, files, upto, dir));
+            if data.log.is_offline() {
+                continue;
             }
+            let flush = if data.log.flush_due(now) {
+                data.log.prepare_flush().await?
+            } else if data.log.roll_flush_pending() {
+                data.log.prepare_flush_rolled().await?
+            } else {
+                continue;
+            };
+            let dir = data.log.dir().to_path_buf();
+            drop(data);
+            work.push((p, flush, dir));
         }
-        for (_, files, _, dir) in &work {
-            for f in files {
+        for (_, flush, dir) in &work {
+            for f in &flush.files {
                 f.sync().await?;
             }
             self.storage.sync_dir(dir).await?;
         }
-        for (p, _, upto, _) in work {
+        for (p, flush, _) in work {
             if let Some(mut data) = p.data().await {
-                data.log.mark_flushed(upto, now);
+                data.log.mark_flushed(&flush, now);
             }
         }
         Ok(())

@@ -851,6 +851,10 @@ mod in_process {
                 assert_eq!(produce(&b, "events", batch).await, 0);
             }
             let (_, before) = b.log_stats().await;
+            // The flush task fsyncs rolled segments first; the cleaner cleans only below the
+            // recovery point.
+            assert!(!b.run_cleaner().await.unwrap(), "nothing is durable yet");
+            b.run_flush().await.unwrap();
             assert!(b.run_cleaner().await.unwrap(), "the compacted topic is due");
             let (_, after) = b.log_stats().await;
             // 200 records of 5 keys: the sealed part shrinks to about 5 records; `events` is untouched.

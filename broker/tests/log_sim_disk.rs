@@ -76,6 +76,81 @@ fn power_loss_keeps_what_was_fsynced_and_returns_nothing_corrupt() {
     });
 }
 
+/// A roll leaves the rolled segment's fsync to the flush task: until it runs, the next segment's
+/// data can reach the disk first. Recovery must then cut the log at the lost tail, not leave a
+/// hole of missing offsets with later records after it.
+#[test]
+fn a_rolled_segments_lost_tail_drops_the_segments_after_it() {
+    support::block_on(11, async {
+        let d = disk(11, Clock::manual());
+        let storage: Arc<dyn Storage> = Arc::new(d.clone());
+        let config = LogConfig { segment_bytes: 8_000, ..LogConfig::default() };
+        let (mut log, _) = support::open_log(storage.clone(), "g-0", config.clone()).await;
+        for i in 0..30 {
+            append(&mut log, i).await;
+        }
+        let segments = log.segment_snapshots();
+        assert!(segments.len() >= 3, "the appends rolled: {} segments", segments.len());
+        assert!(log.roll_flush_pending(), "a roll leaves its flush pending");
+        assert_eq!(log.recovery_point(), 0, "nothing was fsynced");
+        // Only the active segment reaches the disk (the page cache wrote it back first).
+        let active = segments.last().unwrap();
+        active.log_file.sync().await.unwrap();
+        let active_base = active.base_offset;
+        drop(log);
+        d.power_loss();
+        let opts = OpenOptions { clean_shutdown: false, recovery_point: 0, log_start_offset: 0 };
+        let (log, report) = Log::open(storage, Path::new("g-0"), config, opts, 0).await.unwrap();
+        assert!(log.log_end_offset() < active_base, "log end {}", log.log_end_offset());
+        assert!(report.segments_dropped >= 1 && !report.damage.is_empty(), "{report:?}");
+        // What is left is a prefix without holes.
+        let mut next = 0;
+        for b in read_all(&log).await {
+            let h = BatchHeader::parse(&b).unwrap();
+            assert_eq!(h.base_offset, next, "a hole in the recovered log");
+            next = h.last_offset() + 1;
+        }
+        assert_eq!(next, log.log_end_offset());
+    });
+}
+
+/// The flush task's part of a roll: the rolled segments are fsynced without the log's lock, and
+/// the recovery point moves only if no truncation came between.
+#[test]
+fn a_rolled_segments_flush_is_deferred_and_a_truncation_voids_it() {
+    support::block_on(12, async {
+        let d = disk(12, Clock::manual());
+        let storage: Arc<dyn Storage> = Arc::new(d.clone());
+        let config = LogConfig { segment_bytes: 8_000, ..LogConfig::default() };
+        let (mut log, _) = support::open_log(storage.clone(), "f-0", config.clone()).await;
+        for i in 0..30 {
+            append(&mut log, i).await;
+        }
+        let active_base = log.segment_snapshots().last().unwrap().base_offset;
+        assert!(log.roll_flush_pending());
+        let flush = log.prepare_flush_rolled().await.unwrap();
+        assert_eq!(flush.upto, active_base, "the rolled segments, not the active one");
+        assert!(!flush.files.is_empty());
+        for f in &flush.files {
+            f.sync().await.unwrap();
+        }
+        log.mark_flushed(&flush, 0);
+        assert_eq!(log.recovery_point(), active_base);
+        assert!(!log.roll_flush_pending());
+        // A flush prepared before a truncation marks nothing.
+        for i in 30..60 {
+            append(&mut log, i).await;
+        }
+        let flush = log.prepare_flush_rolled().await.unwrap();
+        log.truncate_to(active_base + 4).await.unwrap();
+        for f in &flush.files {
+            f.sync().await.unwrap();
+        }
+        log.mark_flushed(&flush, 0);
+        assert_eq!(log.recovery_point(), active_base, "the truncation voided the flush");
+    });
+}
+
 #[test]
 fn process_crash_keeps_every_append() {
     support::block_on(8, async {

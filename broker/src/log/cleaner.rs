@@ -349,7 +349,8 @@ pub fn filter_batch(
 #[derive(Debug, Clone, PartialEq)]
 pub struct Cleanable {
     pub first_dirty: i64,
-    /// First offset the clean must not reach (active segment, min compaction lag).
+    /// First offset the clean must not reach (active segment, the segment holding the recovery
+    /// point, min compaction lag).
     pub uncleanable: i64,
     pub clean_bytes: u64,
     pub dirty_bytes: u64,
@@ -363,6 +364,7 @@ pub fn cleanable(
     segments: &[SegmentSnapshot],
     log_start: i64,
     checkpoint: Option<i64>,
+    recovery_point: i64,
     config: &LogConfig,
     now_ms: i64,
 ) -> Option<Cleanable> {
@@ -374,6 +376,12 @@ pub fn cleanable(
         _ => log_start,
     };
     let mut uncleanable = active.base_offset;
+    // A cleaned segment may end short of the next one's base, which recovery takes for a lost
+    // tail when it lies above the recovery point: clean only segments wholly below it.
+    match segments.iter().rev().find(|s| s.base_offset <= recovery_point) {
+        Some(s) => uncleanable = uncleanable.min(s.base_offset),
+        None => return None,
+    }
     if config.min_compaction_lag_ms > 0 {
         let horizon = now_ms.saturating_sub(config.min_compaction_lag_ms);
         if let Some(s) =
@@ -535,7 +543,14 @@ impl CleanJob {
             return None;
         }
         let all = log.segment_snapshots();
-        let c = cleanable(&all, log.log_start_offset(), log.cleaner_checkpoint(), config, now_ms)?;
+        let c = cleanable(
+            &all,
+            log.log_start_offset(),
+            log.cleaner_checkpoint(),
+            log.recovery_point(),
+            config,
+            now_ms,
+        )?;
         if !(c.due || force) {
             return None;
         }
@@ -746,13 +761,19 @@ impl CleanJob {
 
 /// Cleans `log` now if it is compacted and due (or `force` and anything is dirty), holding it
 /// throughout (tests, tools, the storage-mode simulator). Returns what was done, or `None`.
-/// Corrupt data marks the log uncleanable (logged, not retried until reopen), as Kafka does.
+/// Rolled segments' pending flush runs first, as the broker's flush task (every
+/// `log.flush.scheduler.interval.ms`) runs it long before its cleaner looks (the cleaner cleans
+/// only below the recovery point). Corrupt data marks the log uncleanable (logged, not retried
+/// until reopen), as Kafka does.
 pub async fn clean_log(
     log: &mut Log,
     dedupe_buffer_bytes: usize,
     now_ms: i64,
     force: bool,
 ) -> Result<Option<CleanStats>, LogError> {
+    if log.roll_flush_pending() && !log.is_offline() {
+        log.flush_rolled().await?;
+    }
     let Some(mut job) = CleanJob::plan(log, now_ms, force) else {
         return Ok(None);
     };
@@ -836,27 +857,51 @@ mod tests {
             cleanup_policy: crate::log::CleanupPolicy::Compact,
             ..LogConfig::default()
         };
-        let r = cleanable(&segs, 0, None, &c, 5_000).unwrap();
+        let r = cleanable(&segs, 0, None, i64::MAX, &c, 5_000).unwrap();
         assert_eq!((r.first_dirty, r.uncleanable, r.dirty_bytes, r.clean_bytes), (0, 30, 300, 0));
         assert!(r.due);
-        let r = cleanable(&segs, 0, Some(20), &c, 5_000).unwrap();
+        let r = cleanable(&segs, 0, Some(20), i64::MAX, &c, 5_000).unwrap();
         assert_eq!((r.clean_bytes, r.dirty_bytes), (200, 100));
         assert!(!r.due, "1/3 < 0.5");
         c.max_compaction_lag_ms = 1_000;
         assert!(
-            cleanable(&segs, 0, Some(20), &c, 5_000).unwrap().due,
+            cleanable(&segs, 0, Some(20), i64::MAX, &c, 5_000).unwrap().due,
             "the dirty segment is 2 s old"
         );
         c.max_compaction_lag_ms = i64::MAX;
         c.min_compaction_lag_ms = 2_500; // records after 2_500 are too young
-        let r = cleanable(&segs, 0, None, &c, 5_000).unwrap();
+        let r = cleanable(&segs, 0, None, i64::MAX, &c, 5_000).unwrap();
         assert_eq!(r.uncleanable, 20, "the segment holding a record from 3_000 is not cleanable");
-        assert!(cleanable(&segs, 0, Some(20), &c, 5_000).is_none());
+        assert!(cleanable(&segs, 0, Some(20), i64::MAX, &c, 5_000).is_none());
         // A checkpoint beyond the log end restarts at the log start.
         assert_eq!(
-            cleanable(&segs, 0, Some(99), &LogConfig::default(), 5_000).unwrap().first_dirty,
+            cleanable(&segs, 0, Some(99), i64::MAX, &LogConfig::default(), 5_000)
+                .unwrap()
+                .first_dirty,
             0
         );
+    }
+
+    #[test]
+    fn cleans_only_below_the_segment_holding_the_recovery_point() {
+        let segs = vec![
+            snap(0, 10, 100, 1_000),
+            snap(10, 20, 100, 2_000),
+            snap(20, 30, 100, 3_000),
+            snap(30, 31, 10, 4_000),
+        ];
+        let c = LogConfig {
+            cleanup_policy: crate::log::CleanupPolicy::Compact,
+            ..LogConfig::default()
+        };
+        // Recovery point 15 lies in the second segment: only the first is wholly below it.
+        let r = cleanable(&segs, 0, None, 15, &c, 5_000).unwrap();
+        assert_eq!((r.uncleanable, r.dirty_bytes), (10, 100));
+        // Exactly at a segment's base: everything before that segment is durable.
+        assert_eq!(cleanable(&segs, 0, None, 20, &c, 5_000).unwrap().uncleanable, 20);
+        // Nothing durable yet: nothing to clean.
+        assert!(cleanable(&segs, 0, None, 5, &c, 5_000).is_none());
+        assert!(cleanable(&segs[1..], 10, None, 5, &c, 5_000).is_none());
     }
 
     #[test]

@@ -5,9 +5,16 @@
 //! → one append to the segment file → index entries → leader-epoch cache → flush policy.
 //!
 //! Durability is Kafka's: nothing is fsynced unless `flush.messages` / `flush.ms` say so, or a
-//! segment rolls (the rolled segment is flushed, as Kafka schedules it), or the broker shuts down.
+//! segment rolls, or the broker shuts down. A roll does not fsync the rolled segment itself (that
+//! held the log's lock for seconds on a real disk with a 1 GiB segment): as Kafka schedules a
+//! flush of the rolled segment, the roll leaves it pending (`roll_flush_pending`) and the
+//! broker's flush task fsyncs it without the lock (`prepare_flush_rolled`, then `mark_flushed`).
 //! `recovery_point` is the offset below which everything is known durable; an unclean open
-//! re-validates every segment from the one holding it.
+//! re-validates every segment from the one holding it. Since a later segment's data can reach the
+//! disk before an earlier one's tail, recovery treats a validated segment that ends short of the
+//! next one's base (above the recovery point) as a lost tail and drops what follows, so the log
+//! stays a prefix of what was written; the cleaner, whose cleaned segments may legitimately end
+//! short, cleans only below the recovery point, which the broker checkpoints before it swaps.
 //!
 //! After an IO error while changing the log (append, roll, truncate, flush) its in-memory state
 //! may disagree with the files, so the log goes offline (every later call fails) until it is
@@ -55,7 +62,18 @@ pub enum LogError {
     Offline { dir: String, why: String },
 }
 
-/// Result of a successful append.
+/// A flush prepared under the log's lock, its fsyncs run without it (`Log::prepare_flush`).
+#[derive(Debug)]
+pub struct PendingFlush {
+    /// The files to fsync.
+    pub files: Vec<FileRef>,
+    /// Everything below this offset is durable once they are.
+    pub upto: i64,
+    /// The whole log (resets the `flush.messages`/`flush.ms` counters), not only rolled segments.
+    whole: bool,
+    truncations: u64,
+}
+
 /// A header that does not parse while scanning a segment is corruption, not an IO failure.
 fn corrupt_or_io(e: io::Error, seg: &Segment) -> LogError {
     if e.kind() == io::ErrorKind::InvalidData {
@@ -147,6 +165,12 @@ pub struct Log {
     epochs: EpochCache,
     unflushed_messages: i64,
     last_flush_ms: i64,
+    /// A roll's pending flush: the rolled segments below this offset await an fsync (pending while
+    /// it is above the recovery point).
+    roll_flush_upto: i64,
+    /// Bumped by every truncation: a flush prepared before one must not mark data durable that
+    /// the truncation replaced.
+    truncations: u64,
     offline: Option<String>,
     /// Bumped whenever segments other than the active one change (truncation, retention, a
     /// cleaner swap), so the cleaner, which works from a snapshot without the broker's lock, can
@@ -251,6 +275,28 @@ impl Log {
                     damaged = true;
                 }
             }
+            // A validated segment that ends short of this one's base lost its tail (this one's
+            // data reached the disk first): drop this and what follows, as after damage. Only
+            // above the recovery point: the cleaner's segments may end short, but lie below it.
+            if let Some((prev_base, prev)) = segments.iter().next_back() {
+                let prev_validated = !options.clean_shutdown && *prev_base >= first_unflushed;
+                if prev_validated && prev.next_offset() < base && base > options.recovery_point {
+                    report.damage.push((
+                        *prev_base,
+                        Damage {
+                            position: prev.size(),
+                            why: format!(
+                                "segment ends at offset {} but the next one starts at {base}: its tail was lost",
+                                prev.next_offset()
+                            ),
+                        },
+                    ));
+                    damaged = true;
+                    seg.delete(storage.as_ref()).await?;
+                    report.segments_dropped += 1;
+                    continue;
+                }
+            }
             // A segment whose offsets run into the next one's base is damaged at that point.
             if let Some((_, prev)) = segments.iter().next_back() {
                 if prev.next_offset() > base {
@@ -285,6 +331,8 @@ impl Log {
             epochs,
             unflushed_messages: 0,
             last_flush_ms: now_ms,
+            roll_flush_upto: 0,
+            truncations: 0,
             offline: None,
             generation: 0,
             cleaner_checkpoint: None,
@@ -647,7 +695,8 @@ impl Log {
         Ok(())
     }
 
-    /// Starts a new active segment at the log end and flushes the one it replaces.
+    /// Starts a new active segment at the log end; the one it replaces awaits its flush
+    /// (`roll_flush_pending`).
     pub async fn roll(&mut self, now_ms: i64) -> Result<(), LogError> {
         self.check_online()?;
         let r = self.roll_inner(now_ms).await;
@@ -663,16 +712,14 @@ impl Log {
         self.segments.insert(base, seg);
         self.storage.sync_dir(&self.dir).await?;
         tracing::debug!(dir = ?self.dir, base, "rolled segment");
-        // Kafka schedules a flush of the rolled segment; doing it here keeps the recovery point
-        // at a segment boundary at least.
-        let recovery_point = self.recovery_point;
-        for (b, seg) in self.segments.range_mut(..base) {
-            if *b >= recovery_point || seg.next_offset() > recovery_point {
-                seg.sync().await?;
-            }
-        }
-        self.recovery_point = self.recovery_point.max(base);
+        // Kafka schedules a flush of the rolled segment; so do we (the broker's flush task).
+        self.roll_flush_upto = self.roll_flush_upto.max(base);
         Ok(())
+    }
+
+    /// A rolled segment awaits its fsync.
+    pub fn roll_flush_pending(&self) -> bool {
+        self.roll_flush_upto > self.recovery_point
     }
 
     pub fn flush_due(&self, now_ms: i64) -> bool {
@@ -682,43 +729,76 @@ impl Log {
     /// Writes buffered index entries, then returns the files holding data above the recovery
     /// point and the offset that becomes durable once they are synced: lets a caller fsync without
     /// holding the log's lock (then `mark_flushed`).
-    pub async fn prepare_flush(&mut self) -> Result<(Vec<FileRef>, i64), LogError> {
+    pub async fn prepare_flush(&mut self) -> Result<PendingFlush, LogError> {
+        let upto = self.log_end_offset();
+        self.prepare_flush_below(upto, true).await
+    }
+
+    /// `prepare_flush` for the rolled segments only (`roll_flush_pending`): the active segment's
+    /// data and the `flush.messages`/`flush.ms` counters are left alone.
+    pub async fn prepare_flush_rolled(&mut self) -> Result<PendingFlush, LogError> {
+        let upto = self.roll_flush_upto.min(self.log_end_offset());
+        self.prepare_flush_below(upto, false).await
+    }
+
+    async fn prepare_flush_below(
+        &mut self,
+        upto: i64,
+        whole: bool,
+    ) -> Result<PendingFlush, LogError> {
         self.check_online()?;
-        let r: Result<(), LogError> = async {
+        let recovery_point = self.recovery_point;
+        let r: Result<Vec<FileRef>, LogError> = async {
+            let mut files = Vec::new();
             for seg in self.segments.values_mut() {
-                seg.write_pending_index().await?;
+                let above = seg.next_offset() > recovery_point || seg.base_offset >= recovery_point;
+                if above && (whole || seg.base_offset < upto) {
+                    seg.write_pending_index().await?;
+                    files.extend(seg.files());
+                }
+            }
+            Ok(files)
+        }
+        .await;
+        let files = self.offline_on_io(r)?;
+        Ok(PendingFlush { files, upto, whole, truncations: self.truncations })
+    }
+
+    /// Records that what `flush` (prepared by `prepare_flush*`, its files since synced) covers is
+    /// durable — unless the log was truncated meanwhile (then nothing is marked: the next flush
+    /// covers it again).
+    pub fn mark_flushed(&mut self, flush: &PendingFlush, now_ms: i64) {
+        if flush.truncations != self.truncations {
+            return;
+        }
+        self.recovery_point = self.recovery_point.max(flush.upto.min(self.log_end_offset()));
+        if flush.whole {
+            self.unflushed_messages = 0;
+            self.last_flush_ms = now_ms;
+        }
+    }
+
+    /// The rolled segments' pending flush, holding the log (what the broker's flush task does
+    /// without its lock): tests, tools, `clean_log`.
+    pub async fn flush_rolled(&mut self) -> Result<(), LogError> {
+        let flush = self.prepare_flush_rolled().await?;
+        let r: Result<(), LogError> = async {
+            for f in &flush.files {
+                f.sync().await?;
             }
             Ok(())
         }
         .await;
         self.offline_on_io(r)?;
-        Ok(self.unflushed_files())
-    }
-
-    fn unflushed_files(&self) -> (Vec<FileRef>, i64) {
-        let files = self
-            .segments
-            .values()
-            .filter(|s| {
-                s.next_offset() > self.recovery_point || s.base_offset >= self.recovery_point
-            })
-            .flat_map(|s| s.files())
-            .collect();
-        (files, self.log_end_offset())
-    }
-
-    /// Records that everything below `offset` is durable.
-    pub fn mark_flushed(&mut self, offset: i64, now_ms: i64) {
-        self.recovery_point = self.recovery_point.max(offset.min(self.log_end_offset()));
-        self.unflushed_messages = 0;
-        self.last_flush_ms = now_ms;
+        self.mark_flushed(&flush, 0);
+        Ok(())
     }
 
     /// fsyncs everything up to the log end and advances the recovery point.
     pub async fn flush(&mut self, now_ms: i64) -> Result<(), LogError> {
-        let (files, upto) = self.prepare_flush().await?;
+        let flush = self.prepare_flush().await?;
         let r: Result<(), LogError> = async {
-            for f in files {
+            for f in &flush.files {
                 f.sync().await?;
             }
             self.storage.sync_dir(&self.dir).await?;
@@ -726,7 +806,7 @@ impl Log {
         }
         .await;
         self.offline_on_io(r)?;
-        self.mark_flushed(upto, now_ms);
+        self.mark_flushed(&flush, now_ms);
         Ok(())
     }
 
@@ -875,6 +955,8 @@ impl Log {
         // above its data, it is still consistent: the log end is the segment's base.
         let leo = self.log_end_offset();
         self.recovery_point = self.recovery_point.min(leo);
+        self.roll_flush_upto = self.roll_flush_upto.min(leo);
+        self.truncations += 1;
         if self.epochs.truncate_from_end(leo) {
             self.epochs.store(self.storage.as_ref(), &self.dir).await?;
         }
@@ -909,6 +991,8 @@ impl Log {
         self.storage.sync_dir(&self.dir).await?;
         self.log_start_offset = offset;
         self.recovery_point = offset;
+        self.roll_flush_upto = offset;
+        self.truncations += 1;
         self.epochs = EpochCache::default();
         self.epochs.store(self.storage.as_ref(), &self.dir).await?;
         Ok(())
