@@ -546,7 +546,7 @@ impl ClientConsumer {
                 consumer: self.index,
                 tp: id,
                 at_ns,
-                kind: PollKind::Records(recs),
+                kind: PollKind::records(recs),
             });
             drop(h);
             self.set_position(&tp, last.0 + 1);

@@ -321,7 +321,7 @@ impl MemberHost {
                 consumer: self.index,
                 tp: id,
                 at_ns,
-                kind: PollKind::Records(recs),
+                kind: PollKind::records(recs),
             });
             last_seen.insert(tp, last.0);
             offsets.insert(TopicPartition::new(self.spec.topic.clone(), r.partition), last.0 + 1);
