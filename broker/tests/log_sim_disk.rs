@@ -76,19 +76,25 @@ fn power_loss_keeps_what_was_fsynced_and_returns_nothing_corrupt() {
     });
 }
 
+/// A log of 30 appends on a simulated disk with 8 kB segments: several rolls, nothing fsynced.
+async fn rolled_log(seed: u64, dir: &str) -> (SimDisk, Arc<dyn Storage>, LogConfig, Log) {
+    let d = disk(seed, Clock::manual());
+    let storage: Arc<dyn Storage> = Arc::new(d.clone());
+    let config = LogConfig { segment_bytes: 8_000, ..LogConfig::default() };
+    let (mut log, _) = support::open_log(storage.clone(), dir, config.clone()).await;
+    for i in 0..30 {
+        append(&mut log, i).await;
+    }
+    (d, storage, config, log)
+}
+
 /// A roll leaves the rolled segment's fsync to the flush task: until it runs, the next segment's
 /// data can reach the disk first. Recovery must then cut the log at the lost tail, not leave a
 /// hole of missing offsets with later records after it.
 #[test]
 fn a_rolled_segments_lost_tail_drops_the_segments_after_it() {
     support::block_on(11, async {
-        let d = disk(11, Clock::manual());
-        let storage: Arc<dyn Storage> = Arc::new(d.clone());
-        let config = LogConfig { segment_bytes: 8_000, ..LogConfig::default() };
-        let (mut log, _) = support::open_log(storage.clone(), "g-0", config.clone()).await;
-        for i in 0..30 {
-            append(&mut log, i).await;
-        }
+        let (d, storage, config, log) = rolled_log(11, "g-0").await;
         let segments = log.segment_snapshots();
         assert!(segments.len() >= 3, "the appends rolled: {} segments", segments.len());
         assert!(log.roll_flush_pending(), "a roll leaves its flush pending");
@@ -119,13 +125,7 @@ fn a_rolled_segments_lost_tail_drops_the_segments_after_it() {
 #[test]
 fn a_rolled_segments_flush_is_deferred_and_a_truncation_voids_it() {
     support::block_on(12, async {
-        let d = disk(12, Clock::manual());
-        let storage: Arc<dyn Storage> = Arc::new(d.clone());
-        let config = LogConfig { segment_bytes: 8_000, ..LogConfig::default() };
-        let (mut log, _) = support::open_log(storage.clone(), "f-0", config.clone()).await;
-        for i in 0..30 {
-            append(&mut log, i).await;
-        }
+        let (_d, _storage, _config, mut log) = rolled_log(12, "f-0").await;
         let active_base = log.segment_snapshots().last().unwrap().base_offset;
         assert!(log.roll_flush_pending());
         let flush = log.prepare_flush_rolled().await.unwrap();

@@ -845,14 +845,19 @@ mod tests {
         }
     }
 
-    #[test]
-    fn dirty_ratio_and_lags() {
-        let segs = vec![
+    /// Three sealed segments of 10 offsets (100 B, timestamps 1-3 s) and an active one.
+    fn four_segments() -> Vec<SegmentSnapshot> {
+        vec![
             snap(0, 10, 100, 1_000),
             snap(10, 20, 100, 2_000),
             snap(20, 30, 100, 3_000),
             snap(30, 31, 10, 4_000),
-        ];
+        ]
+    }
+
+    #[test]
+    fn dirty_ratio_and_lags() {
+        let segs = four_segments();
         let mut c = LogConfig {
             cleanup_policy: crate::log::CleanupPolicy::Compact,
             ..LogConfig::default()
@@ -884,12 +889,7 @@ mod tests {
 
     #[test]
     fn cleans_only_below_the_segment_holding_the_recovery_point() {
-        let segs = vec![
-            snap(0, 10, 100, 1_000),
-            snap(10, 20, 100, 2_000),
-            snap(20, 30, 100, 3_000),
-            snap(30, 31, 10, 4_000),
-        ];
+        let segs = four_segments();
         let c = LogConfig {
             cleanup_policy: crate::log::CleanupPolicy::Compact,
             ..LogConfig::default()
