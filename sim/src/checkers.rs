@@ -310,7 +310,8 @@ pub fn lost_write(h: &History) -> CheckResult {
         if log.value_at(offset) == Some(send.value) {
             continue;
         }
-        let present = values[slot].get_or_insert_with(|| log.records.iter().map(|r| r.1).collect());
+        let present =
+            values[slot].get_or_insert_with(|| log.records.values().iter().copied().collect());
         if !present.contains(&send.value) {
             lost.push((slot, send.value, offset, at_ns));
         }
@@ -380,13 +381,13 @@ fn observations(h: &History, slots: &Slots, mut see: impl FnMut(usize, i64, u64,
     }
     for p in &h.polls {
         if let PollKind::Records(rs) = &p.kind {
-            for &(offset, value) in rs {
+            for (offset, value) in rs.iter() {
                 see(p.tp.slot(), offset, value, Source::Polled(p.consumer));
             }
         }
     }
     for &(slot, _, log) in slots.finals() {
-        for &(offset, value) in log.map_or(&[][..], |l| &l.records) {
+        for (offset, value) in log.into_iter().flat_map(|l| l.records.iter()) {
             see(slot, offset, value, Source::FinalLog);
         }
     }
@@ -461,23 +462,24 @@ pub fn duplicate(h: &History) -> CheckResult {
     let examined = final_records(h) + polled_records(h);
     let mut dups: Vec<Dup> = Vec::new();
     for &(slot, _, log) in slots.finals() {
-        let records = log.map_or(&[][..], |l| &l.records);
+        let Some(records) = log.map(|l| &l.records) else { continue };
         let mut by_value: Vec<(u64, usize)> =
-            records.iter().enumerate().map(|(i, r)| (r.1, i)).collect();
+            records.values().iter().enumerate().map(|(i, v)| (*v, i)).collect();
         by_value.sort_unstable();
         for same in by_value.chunk_by(|a, b| a.0 == b.0).filter(|s| s.len() > 1) {
-            let offsets = same.iter().map(|&(_, i)| records[i].0).collect();
+            let offsets = same.iter().filter_map(|&(_, i)| records.get(i)).map(|r| r.0).collect();
             dups.push(Dup { slot, value: same[0].0, offsets, consumer: None });
         }
     }
     for ((c, _), (slot, polls)) in polls_by_consumer(h, &slots) {
         let mut seen: Vec<(u64, i64)> = polls
             .iter()
-            .flat_map(|p| match &p.kind {
-                PollKind::Records(rs) => &rs[..],
-                PollKind::Reset { .. } => &[],
+            .filter_map(|p| match &p.kind {
+                PollKind::Records(rs) => Some(rs.iter()),
+                PollKind::Reset { .. } => None,
             })
-            .map(|&(o, v)| (v, o))
+            .flatten()
+            .map(|(o, v)| (v, o))
             .collect();
         seen.sort_unstable();
         seen.dedup();
@@ -526,7 +528,7 @@ fn steps(polls: &[&Poll], mut step: impl FnMut(i64, i64, u64)) {
     for p in polls {
         match &p.kind {
             PollKind::Records(rs) => {
-                for &(o, _) in rs {
+                for (o, _) in rs.iter() {
                     if let Some(a) = prev {
                         step(a, o, p.at_ns);
                     }
@@ -961,7 +963,7 @@ mod tests {
         send(value, SendOutcome::Acked { offset, at_ns: 1 })
     }
     fn poll(consumer: u32, rs: &[(i64, u64)]) -> Poll {
-        Poll { consumer, tp: tp_id(), at_ns: 2, kind: PollKind::Records(rs.to_vec()) }
+        Poll { consumer, tp: tp_id(), at_ns: 2, kind: PollKind::Records(rs.to_vec().into()) }
     }
     fn reset(consumer: u32) -> Poll {
         Poll {
@@ -975,7 +977,11 @@ mod tests {
         let end = rs.last().map(|r| r.0 + 1).unwrap_or(0);
         h.final_logs.insert(
             tp(),
-            Some(FinalLog { log_start_offset: 0, log_end_offset: end, records: rs.to_vec() }),
+            Some(FinalLog {
+                log_start_offset: 0,
+                log_end_offset: end,
+                records: rs.to_vec().into(),
+            }),
         );
         h
     }
@@ -1402,7 +1408,7 @@ mod tests {
                     consumer: c,
                     tp: id,
                     at_ns: steps,
-                    kind: PollKind::Records(recs),
+                    kind: PollKind::Records(recs.into()),
                 });
                 i = j;
             }
@@ -1435,7 +1441,8 @@ mod tests {
                 0 => drop(h.final_logs.insert(tp, None)),
                 1 => {}
                 _ => {
-                    let l = FinalLog { log_start_offset: 0, log_end_offset: end, records: fin };
+                    let l =
+                        FinalLog { log_start_offset: 0, log_end_offset: end, records: fin.into() };
                     h.final_logs.insert(tp, Some(l));
                 }
             }

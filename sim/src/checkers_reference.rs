@@ -118,7 +118,7 @@ fn final_values(h: &Old) -> BTreeMap<&Tp, BTreeMap<u64, Vec<i64>>> {
     for (tp, log) in &h.final_logs {
         let m = out.entry(tp).or_default();
         if let Some(log) = log {
-            for &(offset, value) in &log.records {
+            for (offset, value) in log.records.iter() {
                 m.entry(value).or_default().push(offset);
             }
         }
@@ -220,14 +220,14 @@ fn inconsistent_offsets(h: &Old) -> CheckResult {
     }
     for p in &h.polls {
         if let PollKind::Records(rs) = &p.kind {
-            for &(offset, value) in rs {
+            for (offset, value) in rs.iter() {
                 see(&mut first, &mut conflicts, &p.tp, offset, value, Source::Polled(p.consumer));
             }
         }
     }
     for (tp, log) in &h.final_logs {
         if let Some(log) = log {
-            for &(offset, value) in &log.records {
+            for (offset, value) in log.records.iter() {
                 see(&mut first, &mut conflicts, tp, offset, value, Source::FinalLog);
             }
         }
@@ -270,7 +270,7 @@ fn duplicate(h: &Old) -> CheckResult {
     let mut per_consumer: BTreeMap<(u32, &Tp), BTreeMap<u64, BTreeSet<i64>>> = BTreeMap::new();
     for p in &h.polls {
         if let PollKind::Records(rs) = &p.kind {
-            for &(offset, value) in rs {
+            for (offset, value) in rs.iter() {
                 per_consumer
                     .entry((p.consumer, &p.tp))
                     .or_default()
@@ -311,7 +311,7 @@ fn sessions(h: &Old) -> BTreeMap<(u32, &Tp), Vec<Vec<(i64, u64)>>> {
         let s = out.entry((p.consumer, &p.tp)).or_insert_with(|| vec![Vec::new()]);
         match &p.kind {
             PollKind::Records(rs) => {
-                s.last_mut().expect("one session").extend(rs.iter().map(|&(o, _)| (o, p.at_ns)))
+                s.last_mut().expect("one session").extend(rs.iter().map(|(o, _)| (o, p.at_ns)))
             }
             PollKind::Reset { .. } => s.push(Vec::new()),
         }

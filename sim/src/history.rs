@@ -7,6 +7,7 @@
 //! hold one entry per partition, keyed by the shared [`TopicPartition`].
 
 use crate::checkers::LivenessCause;
+pub use crate::seen::SeenRecords;
 use std::collections::BTreeMap;
 use std::num::NonZeroU32;
 
@@ -206,7 +207,7 @@ impl std::fmt::Debug for Send {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PollKind {
     /// Records returned, in the order the consumer saw them: (offset, value).
-    Records(Vec<(i64, u64)>),
+    Records(SeenRecords),
     /// The consumer's position was reset (`auto.offset.reset` after OffsetOutOfRange, or an
     /// explicit seek): monotonicity restarts here.
     Reset { from: i64, to: i64, reason: &'static str },
@@ -214,9 +215,9 @@ pub enum PollKind {
 
 impl PollKind {
     /// The records of one poll, kept without the growth slack of the vector they were collected
-    /// in: a run keeps every poll (millions of records), and a vector grown by doubling holds a
-    /// third more than it uses on average.
-    pub fn records(mut recs: Vec<(i64, u64)>) -> Self {
+    /// in: a run keeps every poll (millions of records).
+    pub fn records(recs: Vec<(i64, u64)>) -> Self {
+        let mut recs = SeenRecords::from(recs);
         recs.shrink_to_fit();
         PollKind::Records(recs)
     }
@@ -236,25 +237,22 @@ pub struct Poll {
 pub struct FinalLog {
     pub log_start_offset: i64,
     pub log_end_offset: i64,
-    pub records: Vec<(i64, u64)>,
+    pub records: SeenRecords,
 }
 
 impl FinalLog {
     /// Whether offsets strictly rise along `records`, as the oracle reads them.
     pub fn offsets_rise(&self) -> bool {
-        self.records.windows(2).all(|w| w[0].0 < w[1].0)
+        self.records.contiguous() || {
+            let mut prev = None;
+            self.records.iter().all(|(o, _)| prev.replace(o).is_none_or(|p| p < o))
+        }
     }
 
     /// The value of the record at `offset`, if the log holds one there: O(1) when the offsets
-    /// are contiguous, a binary search when they only rise, `None` otherwise.
+    /// are contiguous, a binary search when they only rise (what the oracle reads).
     pub fn value_at(&self, offset: i64) -> Option<u64> {
-        let (first, last) = (self.records.first()?.0, self.records.last()?.0);
-        let contiguous = last.checked_sub(first) == Some(self.records.len() as i64 - 1);
-        if contiguous {
-            let i = usize::try_from(offset.checked_sub(first)?).ok()?;
-            return self.records.get(i).filter(|r| r.0 == offset).map(|r| r.1);
-        }
-        let i = self.records.partition_point(|r| r.0 < offset);
+        let i = self.records.partition_point(offset);
         self.records.get(i).filter(|r| r.0 == offset).map(|r| r.1)
     }
 }
@@ -553,7 +551,7 @@ impl OffsetTable {
 /// A final log's distinct offsets in order: the records themselves when their offsets rise
 /// (as the oracle reads them), else a sorted copy.
 pub enum Offsets<'a> {
-    Records(&'a [(i64, u64)]),
+    Records(&'a SeenRecords),
     Sorted(Vec<i64>),
 }
 
@@ -585,7 +583,7 @@ impl<'a> Offsets<'a> {
 
     pub fn get(&self, i: usize) -> i64 {
         match self {
-            Offsets::Records(r) => r[i].0,
+            Offsets::Records(r) => r.get(i).expect("i < len").0,
             Offsets::Sorted(v) => v[i],
         }
     }
@@ -602,7 +600,7 @@ impl<'a> Offsets<'a> {
             return i as usize;
         }
         match self {
-            Offsets::Records(r) => r.partition_point(|x| x.0 < offset),
+            Offsets::Records(r) => r.partition_point(offset),
             Offsets::Sorted(v) => v.partition_point(|&x| x < offset),
         }
     }

@@ -31,6 +31,7 @@ pub mod metrics;
 pub mod nemesis;
 pub mod omb;
 pub mod scenario;
+pub mod seen;
 pub mod shrink;
 pub mod sweep;
 pub mod trace;

@@ -407,7 +407,7 @@ fn throughput_and_latency(h: &History, w: &Workload) -> (Value, Value) {
     let mut e2e = Vec::new();
     for p in &h.polls {
         let PollKind::Records(rs) = &p.kind else { continue };
-        for &(_, value) in rs {
+        for &value in rs.values() {
             let c = created.see(value);
             if inside(p.at_ns) {
                 consumed += 1;

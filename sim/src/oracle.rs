@@ -11,7 +11,7 @@ use std::time::Duration;
 use broker::log::TopicPartition;
 
 use crate::api::BrokerApi;
-use crate::history::FinalLog;
+use crate::history::{FinalLog, SeenRecords};
 use crate::trace::Tracer;
 use crate::workload::decode_value;
 use crate::world::World;
@@ -115,7 +115,7 @@ async fn read_all(
     // Sized for the offsets listed (no doubling slack on a log of millions of records), within
     // a bound whatever the broker answers: past it the vector grows as it must.
     let listed = usize::try_from(end.saturating_sub(start)).unwrap_or(0);
-    let mut records = Vec::with_capacity(listed.min(FINAL_RESERVE_MAX));
+    let mut records = SeenRecords::with_capacity(listed.min(FINAL_RESERVE_MAX));
     let mut pos = start;
     while pos < end {
         let failed =
@@ -136,7 +136,7 @@ async fn read_all(
             for r in iter.flatten() {
                 if r.offset >= pos && r.offset < end {
                     let id = r.value.as_deref().and_then(decode_value).unwrap_or(u64::MAX);
-                    records.push((r.offset, id));
+                    records.push(r.offset, id);
                 }
             }
         }

@@ -104,15 +104,52 @@ impl PageCacheConfig {
 /// (inode, page index).
 pub type PageKey = (u64, u64);
 
+/// One cached page: 16 bytes (a long run caches millions of pages). A page is dirty or clean,
+/// never both, so one word holds either when it became dirty (top bit set; re-dirtying keeps the
+/// first time, like Linux) or its position in the clean LRU.
 #[derive(Debug, Clone, Copy)]
 struct PageMeta {
-    /// `Some` while dirty: when it became dirty (re-dirtying keeps the first time, like Linux).
-    dirty_since_ns: Option<u64>,
-    /// Position in the clean LRU (meaningful only while clean).
-    lru_stamp: u64,
+    state: u64,
     /// The page's content is in memory from this time on (a read or readahead still in flight
     /// makes a "hit" wait for it).
     ready_ns: u64,
+}
+
+const DIRTY: u64 = 1 << 63;
+const _: () = assert!(std::mem::size_of::<PageMeta>() == 16);
+
+impl PageMeta {
+    fn clean(lru_stamp: u64, ready_ns: u64) -> Self {
+        let mut m = PageMeta { state: 0, ready_ns };
+        m.set_clean(lru_stamp);
+        m
+    }
+
+    fn dirty(since_ns: u64, ready_ns: u64) -> Self {
+        let mut m = PageMeta { state: 0, ready_ns };
+        m.set_dirty(since_ns);
+        m
+    }
+
+    /// `Some` while dirty: when it became dirty.
+    fn dirty_since_ns(&self) -> Option<u64> {
+        (self.state & DIRTY != 0).then_some(self.state & !DIRTY)
+    }
+
+    /// Position in the clean LRU: `Some` while clean.
+    fn lru_stamp(&self) -> Option<u64> {
+        (self.state & DIRTY == 0).then_some(self.state)
+    }
+
+    fn set_clean(&mut self, lru_stamp: u64) {
+        assert!(lru_stamp < DIRTY, "LRU stamp {lru_stamp} overflows");
+        self.state = lru_stamp;
+    }
+
+    fn set_dirty(&mut self, since_ns: u64) {
+        assert!(since_ns < DIRTY, "dirty since {since_ns} ns overflows");
+        self.state = since_ns | DIRTY;
+    }
 }
 
 #[derive(Debug)]
@@ -165,10 +202,10 @@ impl PageCache {
         let Some(meta) = self.pages.get_mut(&key) else {
             return;
         };
-        if meta.dirty_since_ns.is_none() {
-            let removed = self.clean_lru.remove(&meta.lru_stamp);
+        if let Some(old) = meta.lru_stamp() {
+            let removed = self.clean_lru.remove(&old);
             assert_eq!(removed, Some(key));
-            meta.lru_stamp = stamp;
+            meta.set_clean(stamp);
             self.clean_lru.insert(stamp, key);
         }
     }
@@ -196,10 +233,10 @@ impl PageCache {
         for (&key, meta) in self.pages.range_mut((inode, first)..=(inode, last)) {
             ready_ns_max = ready_ns_max.max(meta.ready_ns);
             self.next_stamp += 1;
-            if meta.dirty_since_ns.is_none() {
-                let removed = self.clean_lru.remove(&meta.lru_stamp);
+            if let Some(old) = meta.lru_stamp() {
+                let removed = self.clean_lru.remove(&old);
                 assert_eq!(removed, Some(key));
-                meta.lru_stamp = self.next_stamp;
+                meta.set_clean(self.next_stamp);
                 self.clean_lru.insert(self.next_stamp, key);
             }
         }
@@ -210,7 +247,7 @@ impl PageCache {
     pub fn insert_clean(&mut self, key: PageKey, ready_ns: u64) -> Vec<PageKey> {
         assert!(!self.pages.contains_key(&key), "page {key:?} already cached");
         let stamp = self.stamp();
-        self.pages.insert(key, PageMeta { dirty_since_ns: None, lru_stamp: stamp, ready_ns });
+        self.pages.insert(key, PageMeta::clean(stamp, ready_ns));
         self.clean_lru.insert(stamp, key);
         self.evict_to_capacity(Some(key))
     }
@@ -220,20 +257,17 @@ impl PageCache {
         let mut added = false;
         match self.pages.get_mut(&key) {
             Some(meta) => {
-                if meta.dirty_since_ns.is_none() {
-                    let removed = self.clean_lru.remove(&meta.lru_stamp);
+                if let Some(old) = meta.lru_stamp() {
+                    let removed = self.clean_lru.remove(&old);
                     assert_eq!(removed, Some(key));
-                    meta.dirty_since_ns = Some(now_ns);
+                    meta.set_dirty(now_ns);
                     meta.ready_ns = meta.ready_ns.min(now_ns);
                     self.dirty.insert(key);
                     self.dirty_by_age.insert((now_ns, key));
                 }
             }
             None => {
-                self.pages.insert(
-                    key,
-                    PageMeta { dirty_since_ns: Some(now_ns), lru_stamp: 0, ready_ns: now_ns },
-                );
+                self.pages.insert(key, PageMeta::dirty(now_ns, now_ns));
                 self.dirty.insert(key);
                 self.dirty_by_age.insert((now_ns, key));
                 added = true;
@@ -250,8 +284,8 @@ impl PageCache {
     pub fn mark_clean(&mut self, key: PageKey) {
         let stamp = self.stamp();
         let meta = self.pages.get_mut(&key).expect("mark_clean of an uncached page");
-        let since = meta.dirty_since_ns.take().expect("mark_clean of a clean page");
-        meta.lru_stamp = stamp;
+        let since = meta.dirty_since_ns().expect("mark_clean of a clean page");
+        meta.set_clean(stamp);
         self.clean_lru.insert(stamp, key);
         assert!(self.dirty.remove(&key));
         assert!(self.dirty_by_age.remove(&(since, key)));
@@ -262,14 +296,14 @@ impl PageCache {
         let Some(meta) = self.pages.remove(&key) else {
             return false;
         };
-        match meta.dirty_since_ns {
-            Some(since) => {
+        match (meta.dirty_since_ns(), meta.lru_stamp()) {
+            (Some(since), _) => {
                 assert!(self.dirty.remove(&key));
                 assert!(self.dirty_by_age.remove(&(since, key)));
                 true
             }
-            None => {
-                assert_eq!(self.clean_lru.remove(&meta.lru_stamp), Some(key));
+            (None, stamp) => {
+                assert_eq!(self.clean_lru.remove(&stamp.expect("clean")), Some(key));
                 false
             }
         }
@@ -294,7 +328,7 @@ impl PageCache {
     pub fn evict_one(&mut self) -> Option<PageKey> {
         let (_, key) = self.clean_lru.pop_first()?;
         let meta = self.pages.remove(&key).expect("LRU page is cached");
-        assert!(meta.dirty_since_ns.is_none());
+        assert!(meta.dirty_since_ns().is_none());
         Some(key)
     }
 

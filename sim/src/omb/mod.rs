@@ -343,7 +343,7 @@ pub fn result(h: &History, m: &Mapped, window_s: f64, end_s: f64) -> OmbResult {
     }
     for p in &h.polls {
         if let PollKind::Records(rs) = &p.kind {
-            for (_, v) in rs {
+            for v in rs.values() {
                 let e2e_ns = created.get(v).map(|c| p.at_ns.saturating_sub(*c));
                 events.push((p.at_ns, Event::Consumed { e2e_ns }));
             }
