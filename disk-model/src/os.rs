@@ -3,10 +3,7 @@
 //! Reads and appends are positional (`pread`/`pwrite`), so one handle serves concurrent readers
 //! while the single writer appends. The calls block the calling task for as long as the OS takes;
 //! with the page cache absorbing writes (Kafka's default flush policy is "never") that is
-//! microseconds. `sync` and `sync_dir` wait for the device — seconds for a rolled 1 GiB segment —
-//! so on a multi-thread runtime they first hand the worker's other tasks to another thread
-//! (`block_in_place`): an fsync in the broker's flush task must not stall the requests queued
-//! behind it on the same worker.
+//! microseconds, and `sync` — the one call that waits for the device — is rare by design.
 //! The OS page cache is the real cache here; the simulated world models it instead.
 
 use std::fs::{self, File, OpenOptions};
@@ -150,23 +147,8 @@ impl Storage for OsStorage {
     }
 
     async fn sync_dir(&self, path: &Path) -> io::Result<()> {
-        let dir = File::open(self.full(path)?)?;
-        waiting_for_the_device(|| dir.sync_all())
+        File::open(self.full(path)?)?.sync_all()
     }
-}
-
-/// Runs a call that waits for the device: through `block_in_place` on a multi-thread runtime (its
-/// other tasks move to another worker meanwhile), directly elsewhere (a current-thread runtime,
-/// where `block_in_place` would panic; no runtime).
-fn waiting_for_the_device<T>(call: impl FnOnce() -> T) -> T {
-    #[cfg(not(madsim))]
-    {
-        use tokio::runtime::{Handle, RuntimeFlavor};
-        if Handle::try_current().is_ok_and(|h| h.runtime_flavor() == RuntimeFlavor::MultiThread) {
-            return tokio::task::block_in_place(call);
-        }
-    }
-    call()
 }
 
 #[derive(Debug)]
@@ -215,7 +197,7 @@ impl StorageFile for OsFile {
     }
 
     async fn sync(&self) -> io::Result<()> {
-        waiting_for_the_device(|| self.file.sync_data())
+        self.file.sync_data()
     }
 
     async fn truncate(&self, len: u64) -> io::Result<()> {
