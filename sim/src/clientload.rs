@@ -27,7 +27,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use crate::checkers::LivenessCause;
-use crate::history::{Poll, PollKind, Send, SendOutcome, Stuck};
+use crate::history::{Poll, PollKind, SeenRecords, Send, SendOutcome, Stuck};
 use crate::scenario::{Acks, ConsumerSpec, OffsetReset, ProducerSpec};
 use crate::trace::Tracer;
 use crate::workload::{
@@ -507,7 +507,7 @@ impl ClientConsumer {
     fn record_poll(&self, records: &[client::ConsumerRecord], who: &str) {
         // Runs per partition in order of first appearance (records come grouped by partition:
         // the last run is checked first, so no per-record allocation or map lookup).
-        let mut runs: Vec<(&client::ConsumerRecord, Vec<(i64, u64)>)> = Vec::new();
+        let mut runs: Vec<(&client::ConsumerRecord, SeenRecords)> = Vec::new();
         for r in records {
             let Some(id) = r.value.as_deref().and_then(decode_value) else {
                 let tp = format!("{}-{}", r.topic, r.partition);
@@ -528,14 +528,14 @@ impl ClientConsumer {
                 f.partition == r.partition && f.topic == r.topic
             };
             match runs.iter_mut().rev().find(same) {
-                Some((_, recs)) => recs.push((r.offset, id)),
-                None => runs.push((r, vec![(r.offset, id)])),
+                Some((_, recs)) => recs.push(r.offset, id),
+                None => runs.push((r, SeenRecords::from_iter([(r.offset, id)]))),
             }
         }
         let at_ns = self.tracer.now_ns();
         for (r, recs) in runs {
             let tp = TopicPartition::new(&*r.topic, r.partition);
-            let (Some(first), Some(last)) = (recs.first().copied(), recs.last().copied()) else {
+            let (Some(first), Some(last)) = (recs.first(), recs.last()) else {
                 continue;
             };
             self.tracer

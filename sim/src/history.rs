@@ -216,8 +216,7 @@ pub enum PollKind {
 impl PollKind {
     /// The records of one poll, kept without the growth slack of the vector they were collected
     /// in: a run keeps every poll (millions of records).
-    pub fn records(recs: Vec<(i64, u64)>) -> Self {
-        let mut recs = SeenRecords::from(recs);
+    pub fn records(mut recs: SeenRecords) -> Self {
         recs.shrink_to_fit();
         PollKind::Records(recs)
     }

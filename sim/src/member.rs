@@ -27,7 +27,7 @@ use madsim::task::NodeId;
 use tokio::sync::watch;
 
 use crate::checkers::LivenessCause;
-use crate::history::{Assignment, Commit, Poll, PollKind, Stuck};
+use crate::history::{Assignment, Commit, Poll, PollKind, SeenRecords, Stuck};
 use crate::scenario::{ConsumerSpec, GroupSpec, OffsetReset};
 use crate::trace::Tracer;
 use crate::workload::{decode_value, lock, Control, SharedHistory};
@@ -273,7 +273,7 @@ impl MemberHost {
         let who = self.name();
         // Runs per partition, found without a per-record allocation (records come grouped by
         // partition), then in the order of their `topic-partition` names.
-        let mut runs: Vec<(&client::ConsumerRecord, Vec<(i64, u64)>)> = Vec::new();
+        let mut runs: Vec<(&client::ConsumerRecord, SeenRecords)> = Vec::new();
         for r in records {
             let Some(v) = r.value.as_deref().and_then(decode_value) else {
                 let tp = format!("{}-{}", r.topic, r.partition);
@@ -287,8 +287,8 @@ impl MemberHost {
                 f.partition == r.partition && f.topic == r.topic
             };
             match runs.iter_mut().rev().find(same) {
-                Some((_, recs)) => recs.push((r.offset, v)),
-                None => runs.push((r, vec![(r.offset, v)])),
+                Some((_, recs)) => recs.push(r.offset, v),
+                None => runs.push((r, SeenRecords::from_iter([(r.offset, v)]))),
             }
         }
         let runs: BTreeMap<String, _> = runs
@@ -299,7 +299,7 @@ impl MemberHost {
         let mut offsets: BTreeMap<TopicPartition, i64> = BTreeMap::new();
         for (tp, (r, recs)) in runs {
             let id = lock(&self.history).partitions.intern(&r.topic, r.partition);
-            let (Some(first), Some(last)) = (recs.first().copied(), recs.last().copied()) else {
+            let (Some(first), Some(last)) = (recs.first(), recs.last()) else {
                 continue;
             };
             if fresh.remove(&tp) {

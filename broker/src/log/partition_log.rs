@@ -278,7 +278,18 @@ impl Log {
             // A validated segment that ends short of this one's base lost its tail (this one's
             // data reached the disk first): drop this and what follows, as after damage. Only
             // above the recovery point: the cleaner's segments may end short, but lie below it.
+            // A segment whose offsets run into the next one's base is damaged at that point.
             if let Some((prev_base, prev)) = segments.iter().next_back() {
+                if prev.next_offset() > base {
+                    return Err(LogError::Corrupt {
+                        file: format!("{dir:?}/{base:020}.log"),
+                        position: 0,
+                        why: format!(
+                            "segment starts at {base} but the previous one ends at {}",
+                            prev.next_offset()
+                        ),
+                    });
+                }
                 let prev_validated = !options.clean_shutdown && *prev_base >= first_unflushed;
                 if prev_validated && prev.next_offset() < base && base > options.recovery_point {
                     report.damage.push((
@@ -295,19 +306,6 @@ impl Log {
                     seg.delete(storage.as_ref()).await?;
                     report.segments_dropped += 1;
                     continue;
-                }
-            }
-            // A segment whose offsets run into the next one's base is damaged at that point.
-            if let Some((_, prev)) = segments.iter().next_back() {
-                if prev.next_offset() > base {
-                    return Err(LogError::Corrupt {
-                        file: format!("{dir:?}/{base:020}.log"),
-                        position: 0,
-                        why: format!(
-                            "segment starts at {base} but the previous one ends at {}",
-                            prev.next_offset()
-                        ),
-                    });
                 }
             }
             segments.insert(base, seg);

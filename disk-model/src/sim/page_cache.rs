@@ -296,17 +296,14 @@ impl PageCache {
         let Some(meta) = self.pages.remove(&key) else {
             return false;
         };
-        match (meta.dirty_since_ns(), meta.lru_stamp()) {
-            (Some(since), _) => {
-                assert!(self.dirty.remove(&key));
-                assert!(self.dirty_by_age.remove(&(since, key)));
-                true
-            }
-            (None, stamp) => {
-                assert_eq!(self.clean_lru.remove(&stamp.expect("clean")), Some(key));
-                false
-            }
+        if let Some(since) = meta.dirty_since_ns() {
+            assert!(self.dirty.remove(&key));
+            assert!(self.dirty_by_age.remove(&(since, key)));
+            return true;
         }
+        let stamp = meta.lru_stamp().expect("a clean page has an LRU stamp");
+        assert_eq!(self.clean_lru.remove(&stamp), Some(key));
+        false
     }
 
     /// The cached pages of `inode` from page `first` on, in page order.
