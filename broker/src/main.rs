@@ -89,6 +89,7 @@ mod real {
 
     pub fn main() -> ExitCode {
         let cli = Cli::parse();
+        net_model::process::keep_freed_heap();
         tracing_subscriber::fmt()
             .with_writer(std::io::stderr)
             .with_max_level(if std::env::var("LOGLAB_DEBUG").is_ok() {

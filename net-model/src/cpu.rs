@@ -216,14 +216,14 @@ impl Threads {
 /// | snappy (`snap`, xerial framing) | 865 MB/s, 2.0 GB/s | 1156 / 501 ps/B |
 /// | zstd level 3 (libzstd) | 226 MB/s, 983 MB/s | 4425 / 1017 ps/B |
 /// | gzip level 6 (`flate2`, miniz_oxide) | 37 MB/s, 577 MB/s | 27027 / 1733 ps/B |
-/// | request overhead | 19.7 µs per Produce request + 464 ps/B (fit of the real broker's CPU time over requests, bytes and records by `cargo simulate calibrate`, 2026-12-03, `profiles/this-machine.json`; the first, two-term fit gave 21.9 µs + 756 ps/B) | 20 µs |
-/// | per record, broker (`record`) | 109 ns (calibrate's fit, 2026-12-03, this machine) | 0: not charged unless a profile measures it |
-/// | client request (`client_request`) | 26 µs + 560 ps/B (calibrate's fit of perf's CPU) | 20 µs, the broker's default |
-/// | per record, client (`client_record`) | 844 ns (the same fit) | 0, as for the broker |
+/// | request overhead | 19.7 µs per Produce request + 464 ps/B (fit of the real broker's CPU time over requests, bytes and records by `cargo simulate calibrate`, 2026-12-03; the first, two-term fit gave 21.9 µs + 756 ps/B; 20.2 µs on 2026-12-04, `profiles/this-machine.json`) | 20 µs |
+/// | per record, broker (`record`) | 109 ns (calibrate's fit, 2026-12-03, this machine; 115 ns on 2026-12-04) | 0: not charged unless a profile measures it |
+/// | client request (`client_request`) | 26 µs + 560 ps/B (calibrate's fit of perf's CPU, 2026-12-03; 34 µs on 2026-12-04) | 20 µs, the broker's default |
+/// | per record, client (`client_record`) | 844 ns (the same fit; 694 ns on 2026-12-04) | 0, as for the broker |
 /// | loopback, one side (`loopback`) | 122-126 ps/B (calibrate: one stream's sending and receiving thread CPU per byte, 2026-12-03) | 125 ps/B |
-/// | a Fetch long-poll pass (`fetch_pass`) | 19.6 µs (17.0-23.2; fitted from validate's quiet 3-node rows: the real brokers' CPU beyond the model's, per pass the model counts; `profiles/this-machine.json`) | 0: in the request's cost unless a profile measures it |
+/// | a Fetch long-poll pass (`fetch_pass`) | 21.4 µs (calibrate's `wakeup_cpu_ns`, 2026-12-04: the CPU time two threads spend per wake-up of one another on this VM, 17.7-21.9; a hand fit from validate's 3-node rows gave 19.6 µs on 2026-12-03) | 0: in the request's cost unless a profile measures it |
 /// | threads of a process (`threads`) | this repository's broker: one per core (tokio's default runtime); `perf`: 2 | 0: no limit |
-/// | wake-up latency (`wakeup_ns`) | 9.7 µs (calibrate's `wakeup_ns`: half a round trip between two threads, 2026-12-03, this machine) | 0: not charged |
+/// | wake-up latency (`wakeup_ns`) | 9.7 µs (calibrate's `wakeup_ns`: half a round trip between two threads, 2026-12-03, this machine; 31 µs on 2026-12-04) | 0: not charged |
 ///
 /// 8 cores per host by default (a broker-class machine), not this machine's 2.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -4,6 +4,7 @@
 //!   split into a reader (any `tokio::io::AsyncRead`, which is real tokio's trait in both worlds)
 //!   and a [`ChunkWriter`] that writes a response given as [`Chunk`]s — bytes, or file regions sent
 //!   without a user-space copy (`sendfile(2)` for real, a page-cache read in the model).
+//! - [`process`] (real world only): process-wide allocator settings of the real binaries.
 //! - [`tcp`] (real world only): tokio TCP with `TCP_NODELAY`, one write per frame, `sendfile(2)`.
 //! - The simulated transport (NIC, link, partitions) implements the same traits in a later step.
 //!
@@ -17,6 +18,8 @@ use bytes::Bytes;
 use disk_model::FileRegion;
 
 pub mod cpu;
+#[cfg(not(madsim))]
+pub mod process;
 pub mod profile;
 pub mod sim;
 #[cfg(not(madsim))]

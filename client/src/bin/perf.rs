@@ -31,6 +31,7 @@ mod real {
 
     pub fn main() -> ExitCode {
         let cli = Cli::parse();
+        net_model::process::keep_freed_heap();
         let rt = match tokio::runtime::Builder::new_multi_thread()
             .worker_threads(client::perf::WORKER_THREADS)
             .enable_all()

@@ -186,30 +186,46 @@ fn syscalls(runs: u32, out: &mut Figures) {
         std::hint::black_box(unsafe { libc::getppid() });
     });
     out.insert("syscall_ns".into(), Measurement::of(&sys, "ns", "getppid(2), 100,000 calls per run (recorded; the CPU model does not charge syscalls separately yet)"));
-    let wake: Vec<f64> = (0..runs)
-        .map(|_| {
-            let (to_tx, to_rx) = std::sync::mpsc::sync_channel::<u32>(0);
-            let (back_tx, back_rx) = std::sync::mpsc::sync_channel::<u32>(0);
-            let rounds = 5_000u32;
-            let t = std::thread::spawn(move || {
-                while let Ok(v) = to_rx.recv() {
-                    if back_tx.send(v).is_err() {
-                        break;
-                    }
-                }
-            });
-            let start = Instant::now();
-            for i in 0..rounds {
-                let _ = to_tx.send(i);
-                let _ = back_rx.recv();
-            }
-            let ns = start.elapsed().as_nanos() as f64 / f64::from(rounds) / 2.0;
-            drop(to_tx);
-            let _ = t.join();
-            ns
-        })
-        .collect();
+    let (wake, wake_cpu): (Vec<f64>, Vec<f64>) = (0..runs).map(|_| wakeups(5_000)).unzip();
     out.insert(super::names::WAKEUP_NS.into(), Measurement::of(&wake, "ns", "half a round trip between two threads over rendezvous channels, 5,000 per run (the profile's cpu.wakeup_ns: a parked reader's latency)"));
+    out.insert(super::names::WAKEUP_CPU_NS.into(), Measurement::of(&wake_cpu, "ns", "the process's CPU time (getrusage RUSAGE_SELF: both threads, user + system) per wake-up of the same ping-pong (the profile's cpu.fetch_pass: what a woken Fetch long-poll pass costs)"));
+}
+
+/// Two threads waking each other `rounds` times over rendezvous channels: (wall ns, CPU ns of
+/// this process) per wake-up (half a round trip). The caller runs no other thread meanwhile.
+fn wakeups(rounds: u32) -> (f64, f64) {
+    let (to_tx, to_rx) = std::sync::mpsc::sync_channel::<u32>(0);
+    let (back_tx, back_rx) = std::sync::mpsc::sync_channel::<u32>(0);
+    let t = std::thread::spawn(move || {
+        while let Ok(v) = to_rx.recv() {
+            if back_tx.send(v).is_err() {
+                break;
+            }
+        }
+    });
+    let cpu_before_ns = process_cpu_ns();
+    let start = Instant::now();
+    for i in 0..rounds {
+        let _ = to_tx.send(i);
+        let _ = back_rx.recv();
+    }
+    let wakeups = f64::from(rounds) * 2.0;
+    let ns = start.elapsed().as_nanos() as f64 / wakeups;
+    let cpu_ns = process_cpu_ns().saturating_sub(cpu_before_ns) as f64 / wakeups;
+    drop(to_tx);
+    let _ = t.join();
+    (ns, cpu_ns)
+}
+
+/// This process's CPU time (user + system, all threads), in ns.
+fn process_cpu_ns() -> u64 {
+    // SAFETY: getrusage writes into the zeroed struct it is given.
+    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut u) } != 0 {
+        return 0;
+    }
+    let us = |t: libc::timeval| t.tv_sec as u64 * 1_000_000 + t.tv_usec as u64;
+    (us(u.ru_utime) + us(u.ru_stime)) * 1_000
 }
 
 /// A temp directory in the current directory's filesystem, removed on drop.
