@@ -46,6 +46,10 @@ struct RunArgs {
     /// One line only (used by sweep).
     #[arg(long)]
     quiet: bool,
+    /// Write the SVG plots and index.html only if the run does not pass (used by sweep: a
+    /// passing seed keeps summary.json, and its replay command draws the plots).
+    #[arg(long)]
+    plots_if_failed: bool,
 }
 
 #[derive(Debug, Parser)]
@@ -253,7 +257,8 @@ fn run_cmd(args: &[String]) -> Result<i32, i32> {
         out_dir: out.clone(),
         omb: None,
     };
-    run_and_report(&sc, seed, &opts, a.quiet).map(|(code, _)| code)
+    let report = Report { quiet: a.quiet, plots_if_failed: a.plots_if_failed };
+    run_and_report(&sc, seed, &opts, report).map(|(code, _)| code)
 }
 
 /// `cargo simulate omb`: maps the workload onto a scenario, writes it, runs it like any scenario
@@ -299,7 +304,7 @@ fn omb_cmd(args: &[String]) -> Result<i32, i32> {
         out_dir: a.out.clone(),
         omb: Some(std::sync::Arc::new(mapped)),
     };
-    let (code, omb) = run_and_report(&sc, a.seed, &opts, false)?;
+    let (code, omb) = run_and_report(&sc, a.seed, &opts, Report::default())?;
     if let Some(r) = omb {
         let path = dir.join("omb-result.json");
         let json = serde_json::to_string_pretty(&r).unwrap_or_default() + "\n";
@@ -313,13 +318,22 @@ fn omb_cmd(args: &[String]) -> Result<i32, i32> {
     Ok(code)
 }
 
+/// What a run writes and prints beside its summary.json.
+#[derive(Debug, Clone, Copy, Default)]
+struct Report {
+    /// One line on stdout, without the replay and report lines.
+    quiet: bool,
+    /// Plots and index.html only for a run that does not pass.
+    plots_if_failed: bool,
+}
+
 /// Runs a loaded scenario, writes its report and prints its summary line: the exit code and,
 /// for OMB runs, OMB's result.
 fn run_and_report(
     sc: &Scenario,
     seed: u64,
     opts: &RunOptions,
-    quiet: bool,
+    report: Report,
 ) -> Result<(i32, Option<client::omb::result::OmbResult>), i32> {
     let out = opts.out_dir.clone();
     let sc = sc.clone();
@@ -331,13 +345,21 @@ fn run_and_report(
         return Ok((exit::CRASH, None));
     };
     let dir = PathBuf::from(&out);
-    if let Err(e) = reports::write_run_with(
-        &dir,
-        &output.summary,
-        &plot_options(&output),
-        &output.markers,
-        output.x_max,
-    ) {
+    let plots = !(report.plots_if_failed && output.exit_code == exit::PASS);
+    let written = if plots {
+        reports::write_run_with(
+            &dir,
+            &output.summary,
+            &plot_options(&output),
+            &output.markers,
+            output.x_max,
+        )
+        .map_err(|e| e.to_string())
+    } else {
+        // summary.json is written below, with the process's figures.
+        std::fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))
+    };
+    if let Err(e) = written {
         eprintln!("error: {e}");
         return Ok((exit::CRASH, None));
     }
@@ -413,9 +435,11 @@ fn run_and_report(
         cpu_s,
         rss >> 20,
     );
-    if !quiet {
+    if !report.quiet {
         let _ = writeln!(stdout, "replay: {replay}");
-        let _ = writeln!(stdout, "report: {}/index.html", out);
+        if plots {
+            let _ = writeln!(stdout, "report: {}/index.html", out);
+        }
     }
     Ok((output.exit_code, output.omb))
 }

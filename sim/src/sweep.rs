@@ -185,6 +185,7 @@ fn run_seeds(
         let out = seed_dir(&m.base, *seed).display().to_string();
         Command::new(exe)
             .args([m.file.as_str(), "--seed", &seed.to_string(), "--out", &out, "--quiet"])
+            .arg("--plots-if-failed")
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()

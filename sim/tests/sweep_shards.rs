@@ -176,3 +176,38 @@ fn merge_refuses_overlapping_seeds_and_mixed_scenarios() {
     let o = merge(&["a1"]);
     assert_eq!(o.status.code(), Some(0), "{o:?}");
 }
+
+/// A sweep keeps summary.json and result.json for every seed, and draws the plots and
+/// index.html only for seeds that do not pass (a passing seed's replay command draws them).
+#[test]
+fn a_sweep_draws_plots_only_for_seeds_that_do_not_pass() {
+    let dir = scratch("sweep-plots");
+    let passing = dir.join("passing.json");
+    std::fs::write(&passing, SCENARIO).unwrap();
+    // The same run, expecting a violation that does not happen: every seed fails.
+    let failing = dir.join("failing.json");
+    let text = SCENARIO.replacen(
+        r#""name": "sweep-shards","#,
+        r#""name": "sweep-shards-failing", "expect": {"lost-write": "violated"},"#,
+        1,
+    );
+    std::fs::write(&failing, text).unwrap();
+    ok(sweep_cmd(&passing, "1..3", &dir.join("pass")));
+    let _ = sweep_cmd(&failing, "1..2", &dir.join("fail"));
+    let files = |seed_dir: PathBuf| {
+        let mut names: Vec<String> = std::fs::read_dir(&seed_dir)
+            .unwrap_or_else(|e| panic!("{}: {e}", seed_dir.display()))
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    };
+    for seed in [1, 2] {
+        let names = files(dir.join(format!("pass/seed-{seed}")));
+        assert_eq!(names, vec!["result.json", "summary.json"], "seed {seed} passed");
+    }
+    assert_eq!(read(&dir.join("fail/seed-1/result.json"))["verdict"], "fail");
+    let names = files(dir.join("fail/seed-1"));
+    assert!(names.iter().any(|n| n == "index.html"), "{names:?}");
+    assert!(names.iter().filter(|n| n.ends_with(".svg")).count() >= 3, "{names:?}");
+}
