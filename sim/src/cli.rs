@@ -124,7 +124,7 @@ USAGE:
                                                               positions i, i+n, ... of the range; a sweep into a DIR
                                                               with finished seeds (DIR/seed-N/result.json) skips them;
                                                               DIR/sweep.json has every run and a coverage table (fault
-                                                              kinds x roles hit)
+                                                              kinds x roles hit); plots only for seeds that fail
   cargo simulate sweep-merge --out DIR SHARD_DIR...           merge shard directories into DIR/sweep.json (refuses mixed
                                                               scenarios and overlapping seeds); deploy/README.md runs
                                                               shards as a Kubernetes Indexed Job or a Slurm job array
