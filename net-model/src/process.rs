@@ -21,8 +21,8 @@ pub const MMAP_THRESHOLD_BYTES: usize = 32 << 20;
 pub fn keep_freed_heap() -> bool {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     {
-        // SAFETY: mallopt only sets allocator parameters; it is called before other threads
-        // start and takes plain integers.
+        // SAFETY: mallopt takes plain integers and sets allocator parameters under the
+        // allocator's own lock (the binaries call it before their runtime starts threads).
         let trim = unsafe { libc::mallopt(libc::M_TRIM_THRESHOLD, TRIM_THRESHOLD_BYTES as i32) };
         let mmap = unsafe { libc::mallopt(libc::M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES as i32) };
         trim == 1 && mmap == 1
