@@ -275,11 +275,8 @@ impl Log {
                     damaged = true;
                 }
             }
-            // A validated segment that ends short of this one's base lost its tail (this one's
-            // data reached the disk first): drop this and what follows, as after damage. Only
-            // above the recovery point: the cleaner's segments may end short, but lie below it.
-            // A segment whose offsets run into the next one's base is damaged at that point.
             if let Some((prev_base, prev)) = segments.iter().next_back() {
+                // A segment whose offsets run into the next one's base is damaged at that point.
                 if prev.next_offset() > base {
                     return Err(LogError::Corrupt {
                         file: format!("{dir:?}/{base:020}.log"),
@@ -290,6 +287,10 @@ impl Log {
                         ),
                     });
                 }
+                // A validated segment that ends short of this one's base lost its tail (this
+                // one's data reached the disk first): drop this and what follows, as after
+                // damage. Only above the recovery point: the cleaner's segments may end short,
+                // but lie below it.
                 let prev_validated = !options.clean_shutdown && *prev_base >= first_unflushed;
                 if prev_validated && prev.next_offset() < base && base > options.recovery_point {
                     report.damage.push((

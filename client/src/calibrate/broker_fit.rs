@@ -121,13 +121,9 @@ fn counters(metrics: &str) -> io::Result<(f64, f64)> {
     }
 }
 
-/// CPU seconds of this process's waited-for children (`getrusage(RUSAGE_CHILDREN)`).
+/// CPU seconds of this process's waited-for children.
 fn children_cpu_s() -> f64 {
-    // SAFETY: getrusage writes into the struct we own.
-    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
-    unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut u) };
-    let s = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
-    s(u.ru_utime) + s(u.ru_stime)
+    super::measure::rusage_cpu_s(libc::RUSAGE_CHILDREN)
 }
 
 /// One `perf produce` run: [CPU seconds, requests, bytes, records] it cost the broker, and the

@@ -203,7 +203,7 @@ fn wakeups(rounds: u32) -> (f64, f64) {
             }
         }
     });
-    let cpu_before_ns = process_cpu_ns();
+    let cpu_before_s = rusage_cpu_s(libc::RUSAGE_SELF);
     let start = Instant::now();
     for i in 0..rounds {
         let _ = to_tx.send(i);
@@ -211,21 +211,22 @@ fn wakeups(rounds: u32) -> (f64, f64) {
     }
     let wakeups = f64::from(rounds) * 2.0;
     let ns = start.elapsed().as_nanos() as f64 / wakeups;
-    let cpu_ns = process_cpu_ns().saturating_sub(cpu_before_ns) as f64 / wakeups;
+    let cpu_ns = (rusage_cpu_s(libc::RUSAGE_SELF) - cpu_before_s).max(0.0) * 1e9 / wakeups;
     drop(to_tx);
     let _ = t.join();
     (ns, cpu_ns)
 }
 
-/// This process's CPU time (user + system, all threads), in ns.
-fn process_cpu_ns() -> u64 {
-    // SAFETY: getrusage writes into the zeroed struct it is given.
-    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
-    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut u) } != 0 {
-        return 0;
+/// CPU seconds (user + system) of `who`: `libc::RUSAGE_SELF` (this process, all threads) or
+/// `libc::RUSAGE_CHILDREN` (its waited-for children); 0 if the call fails.
+pub fn rusage_cpu_s(who: libc::c_int) -> f64 {
+    // SAFETY: getrusage writes into the zeroed struct we own.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    if unsafe { libc::getrusage(who, &mut ru) } != 0 {
+        return 0.0;
     }
-    let us = |t: libc::timeval| t.tv_sec as u64 * 1_000_000 + t.tv_usec as u64;
-    (us(u.ru_utime) + us(u.ru_stime)) * 1_000
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    secs(ru.ru_utime) + secs(ru.ru_stime)
 }
 
 /// A temp directory in the current directory's filesystem, removed on drop.

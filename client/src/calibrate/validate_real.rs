@@ -33,13 +33,7 @@ pub fn loadavg() -> String {
 
 /// CPU seconds of this process's waited-for children.
 fn children_cpu_s() -> f64 {
-    // SAFETY: getrusage writes into the zeroed struct we own; RUSAGE_CHILDREN is always valid.
-    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
-    if unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut ru) } != 0 {
-        return 0.0;
-    }
-    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
-    secs(ru.ru_utime) + secs(ru.ru_stime)
+    super::measure::rusage_cpu_s(libc::RUSAGE_CHILDREN)
 }
 
 /// The broker processes of one workload, stopped (SIGTERM, then kill) on drop.
