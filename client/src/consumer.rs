@@ -1468,6 +1468,8 @@ async fn fetch(
                         })
                         .sum();
                     cost.spend(net_model::Work::Decompress(codec), out as u64).await;
+                    let records = decoded.0.len() as u64;
+                    cost.spend(net_model::Work::DecompressRecords(codec), records).await;
                 }
                 decoded
             } else {

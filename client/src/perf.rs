@@ -231,6 +231,29 @@ pub struct ProduceSummary {
     pub percentiles_ms: Vec<f64>,
     /// Seconds from the first send to the end of the flush.
     pub elapsed_s: f64,
+    /// CPU seconds (user + system) of the thread that ran the send loop and the flush (the
+    /// caller of `send`: records made and appended to their batches), from the first send to
+    /// the end of the flush; `calibrate` fits the appending work from it. `None` where a thread's
+    /// CPU time cannot be read (under the simulator).
+    #[serde(default)]
+    pub app_thread_cpu_s: Option<f64>,
+}
+
+/// CPU seconds (user + system) of the calling thread (`getrusage(RUSAGE_THREAD)`); `None`
+/// under the simulator, where threads are not the machine's.
+fn thread_cpu_s() -> Option<f64> {
+    #[cfg(all(not(madsim), target_os = "linux"))]
+    {
+        // SAFETY: getrusage writes into the zeroed struct we own.
+        let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+        if unsafe { libc::getrusage(libc::RUSAGE_THREAD, &mut ru) } != 0 {
+            return None;
+        }
+        let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+        Some(secs(ru.ru_utime) + secs(ru.ru_stime))
+    }
+    #[cfg(not(all(not(madsim), target_os = "linux")))]
+    None
 }
 
 fn parse_kv(s: &str) -> Result<(String, String), PerfError> {
@@ -330,6 +353,7 @@ pub async fn produce(
     let stats = Arc::new(Mutex::new(Latencies::new(args.num_records)));
     let errors = Arc::new(Mutex::new((0u64, None::<ProduceError>)));
     let start = Instant::now();
+    let app_cpu_at_start = thread_cpu_s();
     let mut last_report = start;
     for i in 0..args.num_records {
         if stop.is_some_and(|d| start.elapsed() >= d) {
@@ -381,6 +405,9 @@ pub async fn produce(
     }
     producer.flush().await;
     let elapsed = start.elapsed().as_secs_f64().max(1e-9);
+    // The loop and the flush ran in this future, which `block_on` polls on one thread (perf's
+    // main thread); a thread's CPU time is only theirs if nothing moved the future.
+    let app_thread_cpu_s = app_cpu_at_start.zip(thread_cpu_s()).map(|(a, b)| (b - a).max(0.0));
     producer.close().await;
     let s = stats.lock().unwrap_or_else(|e| e.into_inner()).clone();
     let (n_errors, first_error) = errors.lock().unwrap_or_else(|e| e.into_inner()).clone();
@@ -395,6 +422,7 @@ pub async fn produce(
         percentiles: ps.clone(),
         percentiles_ms: s.percentiles_ms(&[0.5, 0.95, 0.99, 0.999]),
         elapsed_s: elapsed,
+        app_thread_cpu_s,
     };
     writeln!(
         out,

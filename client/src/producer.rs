@@ -679,6 +679,7 @@ async fn run_sender(sh: Arc<Shared>) {
                     cost.spend(net_model::Work::ClientRecords, records).await;
                     if let Some(codec) = codec {
                         cost.spend(net_model::Work::Compress(codec), uncompressed).await;
+                        cost.spend(net_model::Work::CompressRecords(codec), records).await;
                     }
                     cost.spend(net_model::Work::Crc32c, len).await;
                 }

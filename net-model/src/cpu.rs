@@ -8,7 +8,8 @@
 //!
 //! What is charged is the caller's choice: the copy path charges `Memcpy` per byte (twice: file
 //! to user space, user space to socket), `sendfile` charges nothing for the file region; CRC32C,
-//! compression and decompression charge per byte; each request charges `Request` once (a
+//! compression and decompression charge per byte (and per record of the batch:
+//! `CompressRecords`, `DecompressRecords`); each request charges `Request` once (a
 //! client's `ClientRequest`), which is what batching amortizes; the broker's validation charges
 //! `Records` per record (and `Decompress` for compressed batches), the producer `ClientRecords`
 //! per record; a follower charges `Request`, `Crc32c` and `Memcpy` per fetch response; hosts that
@@ -72,6 +73,15 @@ pub enum Work {
     Compress(Codec),
     /// Decompressing into `bytes` of output.
     Decompress(Codec),
+    /// The per-record part of compressing a batch, charged beside [`Work::Compress`]: `bytes`
+    /// is the batch's record count. A codec's speed depends on the records' size, not only on
+    /// the bytes: each record's framing (length, deltas, value length) is a short repeat the
+    /// match finder stops at, so 100-byte records compress several times slower per byte than
+    /// 1 KiB ones ([`CodecCost::compress_record`]).
+    CompressRecords(Codec),
+    /// The per-record part of decompressing a batch ([`CodecCost::decompress_record`]):
+    /// `bytes` is the record count.
+    DecompressRecords(Codec),
     /// The broker's per-record work (validating and appending a batch's records): `bytes` is
     /// the number of records, not bytes.
     Records,
@@ -132,6 +142,16 @@ impl Cost {
         Cost { per_op_ns, per_byte_ps: 1_000_000_000_000 / bytes_per_sec }
     }
 
+    /// Nothing.
+    pub const fn zero() -> Self {
+        Cost { per_op_ns: 0, per_byte_ps: 0 }
+    }
+
+    /// Whether it costs nothing.
+    pub fn is_zero(&self) -> bool {
+        self.per_op_ns == 0 && self.per_byte_ps == 0
+    }
+
     pub fn ns(&self, bytes: u64) -> u64 {
         let per_byte = (u128::from(bytes) * u128::from(self.per_byte_ps)).div_ceil(1000);
         self.per_op_ns.saturating_add(u64::try_from(per_byte).unwrap_or(u64::MAX))
@@ -149,12 +169,30 @@ impl Cost {
     }
 }
 
-/// Compress / decompress costs of one codec.
+/// Compress / decompress costs of one codec: per call and per byte, and per record of the
+/// batch (`per_byte_ps` of `compress_record` and `decompress_record` is picoseconds per record;
+/// 0 by default: not measured).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CodecCost {
     pub compress: Cost,
     pub decompress: Cost,
+    #[serde(default = "Cost::zero", skip_serializing_if = "Cost::is_zero")]
+    pub compress_record: Cost,
+    #[serde(default = "Cost::zero", skip_serializing_if = "Cost::is_zero")]
+    pub decompress_record: Cost,
+}
+
+impl CodecCost {
+    /// Per call and per byte only.
+    pub const fn new(compress: Cost, decompress: Cost) -> Self {
+        CodecCost {
+            compress,
+            decompress,
+            compress_record: Cost::zero(),
+            decompress_record: Cost::zero(),
+        }
+    }
 }
 
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
@@ -216,6 +254,7 @@ impl Threads {
 /// | snappy (`snap`, xerial framing) | 865 MB/s, 2.0 GB/s | 1156 / 501 ps/B |
 /// | zstd level 3 (libzstd) | 226 MB/s, 983 MB/s | 4425 / 1017 ps/B |
 /// | gzip level 6 (`flate2`, miniz_oxide) | 37 MB/s, 577 MB/s | 27027 / 1733 ps/B |
+/// | a codec per record of a batch (`compress_record`, `decompress_record`) | lz4: 70-146 ns to compress, 13 ns to decompress a record (calibrate's fit over batches of 100 B and 1 KiB records, 2026-12-04: 100-byte records compress at ~0.9 ns/B, 1 KiB ones at ~0.2, the record framing being a short repeat the match finder stops at; a `perf record` of the real 100 B lz4 run put 1.25 ns/B in `lz4_flex`'s `compress_internal`) | 0: not charged unless a profile measures it |
 /// | request overhead | 19.7 µs per Produce request + 464 ps/B (fit of the real broker's CPU time over requests, bytes and records by `cargo simulate calibrate`, 2026-12-03; the first, two-term fit gave 21.9 µs + 756 ps/B; 20.2 µs on 2026-12-04, `profiles/this-machine.json`) | 20 µs |
 /// | per record, broker (`record`) | 109 ns (calibrate's fit, 2026-12-03, this machine; 115 ns on 2026-12-04) | 0: not charged unless a profile measures it |
 /// | client request (`client_request`) | 26 µs + 560 ps/B (calibrate's fit of perf's CPU, 2026-12-03; 34 µs on 2026-12-04) | 20 µs, the broker's default |
@@ -271,16 +310,10 @@ impl Default for CpuProfile {
             request: Cost::new(20_000, 0),
             memcpy: Cost::new(0, 110),
             crc32c: Cost::new(0, 95),
-            gzip: CodecCost {
-                compress: Cost::new(1_000, 27_027),
-                decompress: Cost::new(1_000, 1_733),
-            },
-            snappy: CodecCost { compress: Cost::new(200, 1_156), decompress: Cost::new(200, 501) },
-            lz4: CodecCost { compress: Cost::new(200, 2_247), decompress: Cost::new(200, 443) },
-            zstd: CodecCost {
-                compress: Cost::new(2_000, 4_425),
-                decompress: Cost::new(1_000, 1_017),
-            },
+            gzip: CodecCost::new(Cost::new(1_000, 27_027), Cost::new(1_000, 1_733)),
+            snappy: CodecCost::new(Cost::new(200, 1_156), Cost::new(200, 501)),
+            lz4: CodecCost::new(Cost::new(200, 2_247), Cost::new(200, 443)),
+            zstd: CodecCost::new(Cost::new(2_000, 4_425), Cost::new(1_000, 1_017)),
             // Not measured for a broker-class machine: no per-record term (the per-request and
             // per-byte costs carry it), the client's request costs the broker's.
             record: Cost::new(0, 0),
@@ -326,6 +359,8 @@ impl CpuProfile {
         ] {
             c.compress.validate(name)?;
             c.decompress.validate(name)?;
+            c.compress_record.validate(name)?;
+            c.decompress_record.validate(name)?;
         }
         Ok(())
     }
@@ -347,6 +382,8 @@ impl CpuProfile {
             Work::Crc32c => self.crc32c.ns(bytes),
             Work::Compress(c) => self.codec(c).compress.ns(bytes),
             Work::Decompress(c) => self.codec(c).decompress.ns(bytes),
+            Work::CompressRecords(c) => self.codec(c).compress_record.ns(bytes),
+            Work::DecompressRecords(c) => self.codec(c).decompress_record.ns(bytes),
             Work::Records => self.record.ns(bytes),
             Work::ClientRequest => self.client_request.ns(bytes),
             Work::ClientRecords => self.client_record.ns(bytes),
@@ -624,6 +661,38 @@ mod tests {
         assert_eq!(q.cost_ns(Work::Loopback, 1_000), 900);
         assert_eq!(CpuProfile::default().cost_ns(Work::Records, 1_000), 0, "unmeasured: free");
         let bad = CpuProfile { loopback: Cost::new(0, PER_BYTE_PS_MAX + 1), ..q };
+        assert!(bad.validate().is_err());
+    }
+
+    #[test]
+    fn a_codec_charges_per_record_apart_from_its_bytes() {
+        let d = CpuProfile::default();
+        assert_eq!(d.cost_ns(Work::CompressRecords(Codec::Lz4), 1_000), 0, "unmeasured: free");
+        let lz4 = CodecCost {
+            compress_record: Cost::new(0, 80_000),
+            decompress_record: Cost::new(0, 12_000),
+            ..d.lz4
+        };
+        let p = CpuProfile { lz4, ..CpuProfile::default() };
+        assert_eq!(p.cost_ns(Work::CompressRecords(Codec::Lz4), 148), 148 * 80);
+        assert_eq!(p.cost_ns(Work::DecompressRecords(Codec::Lz4), 10), 120);
+        assert_eq!(
+            p.cost_ns(Work::Compress(Codec::Lz4), 1_000),
+            d.cost_ns(Work::Compress(Codec::Lz4), 1_000)
+        );
+        assert_eq!(p.cost_ns(Work::CompressRecords(Codec::Zstd), 148), 0, "per codec");
+        // Profiles written before the per-record terms still parse; the terms round-trip.
+        let old: CodecCost = serde_json::from_str(
+            r#"{"compress": {"per_op_ns": 1, "per_byte_ps": 2}, "decompress": {"per_op_ns": 3, "per_byte_ps": 4}}"#,
+        )
+        .unwrap();
+        assert_eq!(old, CodecCost::new(Cost::new(1, 2), Cost::new(3, 4)));
+        let back: CodecCost = serde_json::from_str(&serde_json::to_string(&lz4).unwrap()).unwrap();
+        assert_eq!(back, lz4);
+        let bad = CpuProfile {
+            lz4: CodecCost { compress_record: Cost::new(0, PER_BYTE_PS_MAX + 1), ..lz4 },
+            ..p
+        };
         assert!(bad.validate().is_err());
     }
 

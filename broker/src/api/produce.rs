@@ -316,8 +316,9 @@ impl Broker {
     /// The CPU of a produce's validation: per record, and decompressing what came compressed.
     async fn charge_validation(&self, work: ValidationWork) {
         self.spend(Work::Records, work.records).await;
-        for (codec, bytes) in work.decompressed {
+        for (codec, bytes, records) in work.decompressed {
             self.spend(Work::Decompress(codec), bytes).await;
+            self.spend(Work::DecompressRecords(codec), records).await;
         }
     }
 
@@ -501,16 +502,16 @@ fn validate_records(
             Ok(records::Compression::None) | Err(_) => None,
         };
         if let Some(codec) = codec {
-            work.decompressed.push((codec, v.uncompressed_bytes as u64));
+            work.decompressed.push((codec, v.uncompressed_bytes as u64, u64::from(v.records)));
         }
     }
     Ok(work)
 }
 
-/// What [`validate_records`] did, for the CPU model: records checked, and the bytes each
-/// compressed batch decompressed into.
+/// What [`validate_records`] did, for the CPU model: records checked, and the bytes and records
+/// each compressed batch decompressed into.
 #[derive(Debug, Default)]
 struct ValidationWork {
     records: u64,
-    decompressed: Vec<(net_model::Codec, u64)>,
+    decompressed: Vec<(net_model::Codec, u64, u64)>,
 }

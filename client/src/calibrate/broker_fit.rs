@@ -126,15 +126,19 @@ fn children_cpu_s() -> f64 {
     super::measure::rusage_cpu_s(libc::RUSAGE_CHILDREN)
 }
 
-/// One `perf produce` run: [CPU seconds, requests, bytes, records] it cost the broker, and the
-/// same row for perf itself.
-fn run(b: &Broker, perf: &Path, w: (u64, u64, u64, u64), topic: &str) -> io::Result<[Row; 2]> {
+/// One `perf produce` run: [CPU seconds, requests, bytes, records] it cost the broker, the same
+/// row for perf itself, and for perf's appending thread (the one that calls `send`).
+fn run(b: &Broker, perf: &Path, w: (u64, u64, u64, u64), topic: &str) -> io::Result<[Row; 3]> {
     let (size, n, batch, linger) = w;
     let (r0, b0) = counters(&b.metrics)?;
     let c0 = cpu_s(b.child.id())?;
     let p0 = children_cpu_s();
+    let summary =
+        std::env::temp_dir().join(format!("calibrate-{}-{topic}.json", std::process::id()));
     let status = Command::new(perf)
         .args(["produce", "--topic", topic, "--throughput", "-1"])
+        .arg("--summary-json")
+        .arg(&summary)
         .args(["--num-records", &n.to_string(), "--record-size", &size.to_string()])
         .args(["--bootstrap-server", &b.addr, "--producer-props", "acks=1"])
         .arg(format!("batch.size={batch}"))
@@ -147,8 +151,15 @@ fn run(b: &Broker, perf: &Path, w: (u64, u64, u64, u64), topic: &str) -> io::Res
     let p1 = children_cpu_s();
     let c1 = cpu_s(b.child.id())?;
     let (r1, b1) = counters(&b.metrics)?;
+    let text = std::fs::read_to_string(&summary);
+    let _ = std::fs::remove_file(&summary);
+    let app_s = serde_json::from_str::<crate::perf::ProduceSummary>(&text?)
+        .map_err(io::Error::other)?
+        .app_thread_cpu_s
+        .ok_or_else(|| io::Error::other("perf did not report its appending thread's CPU"))?;
     let (requests, bytes) = (r1 - r0, b1 - b0);
-    Ok([[c1 - c0, requests, bytes, n as f64], [p1 - p0, requests, bytes, n as f64]])
+    let x = [requests, bytes, n as f64];
+    Ok([[c1 - c0, x[0], x[1], x[2]], [p1 - p0, x[0], x[1], x[2]], [app_s, x[0], x[1], x[2]]])
 }
 
 /// [y, x1, x2, x3]: a run's CPU seconds, requests, bytes and records.
@@ -216,16 +227,17 @@ pub fn broker(
     let b = start(broker_bin, data)?;
     // Warm-up: topic auto-creation, connection set-up, the first segment.
     run(&b, perf, (1_000, 20_000, 16_384, 0), "calibrate-warmup")?;
-    let mut fits: [Vec<[f64; 3]>; 2] = [Vec::new(), Vec::new()];
+    let mut fits: [Vec<[f64; 3]>; 3] = [Vec::new(), Vec::new(), Vec::new()];
     let (mut residual, mut all) = (Vec::new(), Vec::new());
     for rep in 0..runs {
-        let mut rows: [Vec<Row>; 2] = [Vec::new(), Vec::new()];
+        let mut rows: [Vec<Row>; 3] = [Vec::new(), Vec::new(), Vec::new()];
         for (i, w) in WORKLOADS.iter().enumerate() {
-            let [broker_row, client_row] = run(&b, perf, *w, &format!("calibrate-{rep}-{i}"))?;
-            rows[0].push(broker_row);
-            rows[1].push(client_row);
+            let three = run(&b, perf, *w, &format!("calibrate-{rep}-{i}"))?;
+            for (side, row) in three.into_iter().enumerate() {
+                rows[side].push(row);
+            }
         }
-        for side in 0..2 {
+        for side in 0..3 {
             let c = fit(&rows[side]).ok_or_else(|| io::Error::other("degenerate fit"))?;
             fits[side].push(c);
         }
@@ -242,6 +254,11 @@ pub fn broker(
             1,
             "perf's CPU s (getrusage RUSAGE_CHILDREN)",
             [names::CLIENT_REQUEST_NS, names::CLIENT_BYTE_PS, names::CLIENT_RECORD_NS],
+        ),
+        (
+            2,
+            "the CPU s of perf's thread that calls send (its summary's app_thread_cpu_s, getrusage RUSAGE_THREAD)",
+            [names::APPEND_REQUEST_NS, names::APPEND_BYTE_PS, names::APPEND_RECORD_NS],
         ),
     ] {
         let how = format!(

@@ -169,8 +169,96 @@ pub fn cpu(runs: u32, out: &mut Figures) -> io::Result<()> {
         let call = |dir: &str| names::codec(name, dir, "call_ns");
         out.insert(call("compress"), Measurement::of(&per_call(cs, &c), "ns", call_how));
         out.insert(call("decompress"), Measurement::of(&per_call(ds, &d), "ns", call_how));
+        codec_per_record(runs, name, codec, &filler, out)?;
     }
     syscalls(runs, out);
+    Ok(())
+}
+
+/// Record sizes of the batches the per-record codec costs are fitted over (validate's).
+pub const CODEC_RECORD_SIZES: [usize; 2] = [100, 1024];
+
+/// The records sections of batches as the producer builds them: `record_bytes`-byte values cut
+/// from `filler`, `CODEC_BLOCK_BYTES` (the batch size) a batch, `filler.len()` bytes in all.
+/// Returns the sections and their bytes per record (value and framing).
+fn record_batches(filler: &[u8], record_bytes: usize) -> (Vec<Vec<u8>>, f64) {
+    let (mut batches, mut records) = (Vec::new(), 0usize);
+    let mut values = filler.chunks_exact(record_bytes).peekable();
+    while values.peek().is_some() {
+        let mut b = records::BatchBuilder::new(
+            bytes::BytesMut::new(),
+            Compression::None,
+            CODEC_BLOCK_BYTES,
+        );
+        while let Some(v) = values.next_if(|v| b.has_room_for(None, Some(v), &[])) {
+            // A value under 2 GiB and at most 2^31 records: `append` cannot refuse it.
+            let _ = b.append(1_700_000_000_000, None, Some(v), &[]);
+            records += 1;
+        }
+        if let Ok(built) = b.finish() {
+            batches.push(built[records::BATCH_HEADER_LEN..].to_vec());
+        }
+    }
+    let bytes: usize = batches.iter().map(Vec::len).sum();
+    (batches, bytes as f64 / records.max(1) as f64)
+}
+
+/// A codec's cost per record of a batch: its speed over batches of 100-byte and of 1 KiB
+/// records (`CODEC_RECORD_SIZES`) fitted, run by run, as `ps/B = a + b / bytes per record`;
+/// `a` is `<codec>_<dir>_records_byte_ps`, `b` (in ns) `<codec>_<dir>_record_ns`. Each
+/// record's framing is a short repeat the match finders stop at: lz4 compresses 100-byte
+/// records about five times slower per byte than 1 KiB ones.
+fn codec_per_record(
+    runs: u32,
+    name: &str,
+    codec: Compression,
+    filler: &[u8],
+    out: &mut Figures,
+) -> io::Result<()> {
+    let mut speeds = Vec::new(); // per size: (bytes per record, compress ps/B, decompress ps/B)
+    for size in CODEC_RECORD_SIZES {
+        let (batches, per_record) = record_batches(filler, size);
+        let bytes: usize = batches.iter().map(Vec::len).sum();
+        let mut packed = Vec::new();
+        for b in &batches {
+            let mut o = Vec::new();
+            compress(codec, b, &mut o).map_err(io::Error::other)?;
+            packed.push(o);
+        }
+        let c = rates(runs, bytes, || {
+            for b in &batches {
+                let mut o = Vec::new();
+                let _ = compress(codec, b, &mut o);
+                std::hint::black_box(o);
+            }
+        });
+        let d = rates(runs, bytes, || {
+            for p in &packed {
+                std::hint::black_box(decompress(codec, p, CODEC_BLOCK_BYTES * 2).ok());
+            }
+        });
+        let ps = |mb_s: Vec<f64>| mb_s.iter().map(|r| 1e6 / r).collect::<Vec<_>>();
+        speeds.push((per_record, ps(c), ps(d)));
+    }
+    let [(small_b, small_c, small_d), (large_b, large_c, large_d)] = [&speeds[0], &speeds[1]];
+    let how = format!(
+        "ps/B = a + b / bytes per record, fitted run by run over {} bytes of batches ({CODEC_BLOCK_BYTES} bytes each, built by records::BatchBuilder) of {}-byte records ({small_b:.0} bytes each with framing) and of {}-byte records ({large_b:.0}), values cut from the simulator's record filler, release build, thread CPU time",
+        filler.len(),
+        CODEC_RECORD_SIZES[0],
+        CODEC_RECORD_SIZES[1],
+    );
+    for (dir, small, large) in [("compress", small_c, large_c), ("decompress", small_d, large_d)] {
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        for (s, l) in small.iter().zip(large) {
+            // s = a + b/small_b and l = a + b/large_b.
+            let per_record_ps = ((s - l) / (1.0 / small_b - 1.0 / large_b)).max(0.0);
+            a.push((l - per_record_ps / large_b).max(1.0));
+            b.push(per_record_ps / 1e3);
+        }
+        let fig = |what: &str| names::codec(name, dir, what);
+        out.insert(fig("records_byte_ps"), Measurement::of(&a, "ps/B", &how));
+        out.insert(fig("record_ns"), Measurement::of(&b, "ns", &how));
+    }
     Ok(())
 }
 
@@ -511,4 +599,23 @@ fn read_ahead_kb(dir: &Path) -> Option<u64> {
     [base.join("queue/read_ahead_kb"), base.join("../queue/read_ahead_kb")]
         .iter()
         .find_map(|p| std::fs::read_to_string(p).ok()?.trim().parse().ok())
+}
+
+#[cfg(test)]
+mod codec_tests {
+    use super::*;
+
+    #[test]
+    fn batches_of_small_records_cost_lz4_more_per_byte() {
+        let filler = crate::perf::filler(1 << 20);
+        let (batches, per_record) = record_batches(&filler, 100);
+        assert!(batches.iter().all(|b| b.len() <= CODEC_BLOCK_BYTES), "a batch at most batch.size");
+        assert!((100.0..=112.0).contains(&per_record), "a value and its framing: {per_record}");
+        let mut out = Figures::new();
+        codec_per_record(5, "lz4", Compression::Lz4, &filler, &mut out).unwrap();
+        let record_ns = out[&names::codec("lz4", "compress", "record_ns")].median;
+        let byte_ps = out[&names::codec("lz4", "compress", "records_byte_ps")].median;
+        // 100-byte records: several times the per-byte cost of 1 KiB ones (about 5× here).
+        assert!(record_ns * 1e3 / per_record > byte_ps, "{record_ns} ns a record, {byte_ps} ps/B");
+    }
 }

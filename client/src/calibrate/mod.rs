@@ -64,6 +64,12 @@ pub mod names {
     pub const CLIENT_REQUEST_NS: &str = "client_request_ns";
     pub const CLIENT_BYTE_PS: &str = "client_produce_byte_ps";
     pub const CLIENT_RECORD_NS: &str = "client_record_ns";
+    /// The same fit of the CPU of perf's appending thread (the caller of `send`): recorded,
+    /// not charged apart (README, "Validating the model": the twin charging it in the
+    /// appending task came out too parallel).
+    pub const APPEND_REQUEST_NS: &str = "client_append_request_ns";
+    pub const APPEND_BYTE_PS: &str = "client_append_byte_ps";
+    pub const APPEND_RECORD_NS: &str = "client_append_record_ns";
     pub const REQUEST_NS: &str = "broker_request_ns";
     pub const BYTE_PS: &str = "broker_produce_byte_ps";
     pub const WAKEUP_NS: &str = "wakeup_ns";
@@ -95,17 +101,31 @@ impl Calibration {
         let rate = |name: &str, default: Cost| {
             self.median(name).map_or(default, |mb_s| Cost::new(0, ps_per_byte(mb_s)))
         };
+        // A codec: per call, per byte and per record. With the fit over batches of records
+        // measured, its per-byte term (`records_byte_ps`) replaces the raw filler's rate, which
+        // no record framing slows down.
         let codec = |c: &str, default: CodecCost| {
             let one = |dir: &str, default: Cost| {
                 let Some(mb_s) = self.median(&names::codec(c, dir, "mb_s")) else {
                     return default;
                 };
                 let call = self.median(&names::codec(c, dir, "call_ns")).unwrap_or(0.0);
-                Cost::new(call.round().max(0.0) as u64, ps_per_byte(mb_s))
+                let per_byte_ps = self
+                    .median(&names::codec(c, dir, "records_byte_ps"))
+                    .map_or(ps_per_byte(mb_s), |ps| {
+                        (ps.round() as u64).clamp(1, net_model::cpu::PER_BYTE_PS_MAX)
+                    });
+                Cost::new(call.round().max(0.0) as u64, per_byte_ps)
+            };
+            let record = |dir: &str, default: Cost| {
+                self.median(&names::codec(c, dir, "record_ns"))
+                    .map_or(default, |ns| Cost::new(0, (ns * 1e3).round().max(0.0) as u64))
             };
             CodecCost {
                 compress: one("compress", default.compress),
                 decompress: one("decompress", default.decompress),
+                compress_record: record("compress", default.compress_record),
+                decompress_record: record("decompress", default.decompress_record),
             }
         };
         let memcpy = rate(names::MEMCPY, d.memcpy);
@@ -268,7 +288,7 @@ impl Calibration {
         let m = |what: &str| json!(format!("{at}: {what}"));
         let mut s = Map::new();
         s.insert("cores".into(), m("available_parallelism()"));
-        s.insert("cpu".into(), m("per-byte costs = 10^6 / median MB/s of `measurements`; codec per-call costs = median time of one 1 KiB call minus its bytes"));
+        s.insert("cpu".into(), m("per-byte costs = 10^6 / median MB/s of `measurements`; codec per-call costs = median time of one 1 KiB call minus its bytes; a codec's per-byte and per-record costs (compress_record, decompress_record: per_byte_ps = picoseconds per record) = the fit `<codec>_<dir>_records_byte_ps` + `<codec>_<dir>_record_ns` / bytes per record over batches of 100-byte and 1 KiB records"));
         s.insert("cpu.cores".into(), m("available_parallelism()"));
         s.insert("cpu.request".into(), m("least-squares fit of the real release broker's CPU seconds (/proc/PID/stat) = requests × per_op_ns + produced bytes × per_byte + records × per_record, `perf produce` at four record/batch sizes; per_byte_ps = the fitted per-byte cost minus memcpy, crc32c and one loopback side (charged separately by the model)"));
         s.insert(
@@ -354,6 +374,9 @@ pub fn example() -> Calibration {
     put(names::LOOPBACK_RECV_PS, 300.0, "ps/B");
     put(&names::codec("lz4", "compress", "mb_s"), 500.0, "MB/s");
     put(&names::codec("lz4", "compress", "call_ns"), 300.0, "ns");
+    put(&names::codec("zstd", "compress", "mb_s"), 100.0, "MB/s");
+    put(&names::codec("zstd", "compress", "records_byte_ps"), 4_000.0, "ps/B");
+    put(&names::codec("zstd", "compress", "record_ns"), 80.0, "ns");
     put(names::WAKEUP_NS, 9_000.4, "ns");
     put(names::WAKEUP_CPU_NS, 6_000.2, "ns");
     c
@@ -379,6 +402,9 @@ mod tests {
         assert_eq!(cpu.fetch_pass, Cost::new(6_000, 0), "the measured wake-up's CPU");
         assert_eq!(cpu.wakeup_ns, 9_000, "the measured wake-up, charged");
         assert_eq!(cpu.lz4.compress, Cost::new(300, 2_000));
+        assert_eq!(cpu.lz4.compress_record, Cost::new(0, 0), "no fit over batches: none");
+        assert_eq!(cpu.zstd.compress, Cost::new(0, 4_000), "the fit's per-byte term, not 10 ns");
+        assert_eq!(cpu.zstd.compress_record, Cost::new(0, 80_000), "80 ns a record");
         assert_eq!(
             cpu.lz4.decompress,
             CpuProfile::default().lz4.decompress,
