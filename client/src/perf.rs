@@ -243,15 +243,7 @@ pub struct ProduceSummary {
 /// under the simulator, where threads are not the machine's.
 fn thread_cpu_s() -> Option<f64> {
     #[cfg(all(not(madsim), target_os = "linux"))]
-    {
-        // SAFETY: getrusage writes into the zeroed struct we own.
-        let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
-        if unsafe { libc::getrusage(libc::RUSAGE_THREAD, &mut ru) } != 0 {
-            return None;
-        }
-        let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
-        Some(secs(ru.ru_utime) + secs(ru.ru_stime))
-    }
+    return Some(crate::calibrate::measure::rusage_cpu_s(libc::RUSAGE_THREAD));
     #[cfg(not(all(not(madsim), target_os = "linux")))]
     None
 }

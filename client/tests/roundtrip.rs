@@ -295,9 +295,13 @@ async fn admin_create_list_delete() {
 fn perf_tools_end_to_end() {
     let b = common::start_broker(&[]);
     let perf = env!("CARGO_BIN_EXE_perf");
+    let dir = tempfile::tempdir().unwrap();
+    let summary = dir.path().join("summary.json");
     let out = std::process::Command::new(perf)
         .args([
             "produce",
+            "--summary-json",
+            summary.to_str().unwrap(),
             "--topic",
             "perf-t",
             "--num-records",
@@ -330,6 +334,14 @@ fn perf_tools_end_to_end() {
     ] {
         assert!(last.contains(part), "{last}");
     }
+    // The appending thread's CPU (calibrate fits it): measured, and one thread's, so no more
+    // than the run's wall time (the whole process's CPU, two runtime workers and the main
+    // thread, could be more).
+    let s: client::perf::ProduceSummary =
+        serde_json::from_str(&std::fs::read_to_string(&summary).unwrap()).unwrap();
+    assert_eq!(s.records, 5000);
+    let app = s.app_thread_cpu_s.expect("perf reports its appending thread's CPU");
+    assert!(app > 0.0 && app <= s.elapsed_s + 0.01, "{app} CPU s in {} s", s.elapsed_s);
 
     let out = std::process::Command::new(perf)
         .args([

@@ -123,27 +123,9 @@ pub fn cpu(runs: u32, out: &mut Figures) -> io::Result<()> {
         ("lz4", Compression::Lz4),
         ("zstd", Compression::Zstd),
     ] {
-        let mut packed = Vec::new();
-        for b in &blocks {
-            let mut o = Vec::new();
-            compress(codec, b, &mut o).map_err(io::Error::other)?;
-            packed.push(o);
-        }
-        let packed_bytes: usize = packed.iter().map(Vec::len).sum();
+        let (c, d, packed_bytes) = codec_rates(runs, codec, &blocks)?;
         let mut small_packed = Vec::new();
         compress(codec, small, &mut small_packed).map_err(io::Error::other)?;
-        let c = rates(runs, n, || {
-            for b in &blocks {
-                let mut o = Vec::new();
-                let _ = compress(codec, b, &mut o);
-                std::hint::black_box(o);
-            }
-        });
-        let d = rates(runs, n, || {
-            for p in &packed {
-                std::hint::black_box(decompress(codec, p, CODEC_BLOCK_BYTES * 2).ok());
-            }
-        });
         let how_c = format!(
             "{n} bytes of the simulator's record filler (64 symbols) in {CODEC_BLOCK_BYTES}-byte calls per run, release build, thread CPU time, {name}: ratio {:.2}",
             n as f64 / packed_bytes as f64
@@ -173,6 +155,35 @@ pub fn cpu(runs: u32, out: &mut Figures) -> io::Result<()> {
     }
     syscalls(runs, out);
     Ok(())
+}
+
+/// `codec`'s MB/s compressing and decompressing `blocks` (a call each; MB of uncompressed
+/// bytes), `runs` times each, and the blocks' compressed bytes.
+fn codec_rates(
+    runs: u32,
+    codec: Compression,
+    blocks: &[&[u8]],
+) -> io::Result<(Vec<f64>, Vec<f64>, usize)> {
+    let bytes: usize = blocks.iter().map(|b| b.len()).sum();
+    let mut packed = Vec::new();
+    for b in blocks {
+        let mut o = Vec::new();
+        compress(codec, b, &mut o).map_err(io::Error::other)?;
+        packed.push(o);
+    }
+    let c = rates(runs, bytes, || {
+        for b in blocks {
+            let mut o = Vec::new();
+            let _ = compress(codec, b, &mut o);
+            std::hint::black_box(o);
+        }
+    });
+    let d = rates(runs, bytes, || {
+        for p in &packed {
+            std::hint::black_box(decompress(codec, p, CODEC_BLOCK_BYTES * 2).ok());
+        }
+    });
+    Ok((c, d, packed.iter().map(Vec::len).sum()))
 }
 
 /// Record sizes of the batches the per-record codec costs are fitted over (validate's).
@@ -218,25 +229,8 @@ fn codec_per_record(
     let mut speeds = Vec::new(); // per size: (bytes per record, compress ps/B, decompress ps/B)
     for size in CODEC_RECORD_SIZES {
         let (batches, per_record) = record_batches(filler, size);
-        let bytes: usize = batches.iter().map(Vec::len).sum();
-        let mut packed = Vec::new();
-        for b in &batches {
-            let mut o = Vec::new();
-            compress(codec, b, &mut o).map_err(io::Error::other)?;
-            packed.push(o);
-        }
-        let c = rates(runs, bytes, || {
-            for b in &batches {
-                let mut o = Vec::new();
-                let _ = compress(codec, b, &mut o);
-                std::hint::black_box(o);
-            }
-        });
-        let d = rates(runs, bytes, || {
-            for p in &packed {
-                std::hint::black_box(decompress(codec, p, CODEC_BLOCK_BYTES * 2).ok());
-            }
-        });
+        let blocks: Vec<&[u8]> = batches.iter().map(Vec::as_slice).collect();
+        let (c, d, _) = codec_rates(runs, codec, &blocks)?;
         let ps = |mb_s: Vec<f64>| mb_s.iter().map(|r| 1e6 / r).collect::<Vec<_>>();
         speeds.push((per_record, ps(c), ps(d)));
     }
@@ -305,8 +299,9 @@ fn wakeups(rounds: u32) -> (f64, f64) {
     (ns, cpu_ns)
 }
 
-/// CPU seconds (user + system) of `who`: `libc::RUSAGE_SELF` (this process, all threads) or
-/// `libc::RUSAGE_CHILDREN` (its waited-for children); 0 if the call fails.
+/// CPU seconds (user + system) of `who`: `libc::RUSAGE_SELF` (this process, all threads),
+/// `libc::RUSAGE_CHILDREN` (its waited-for children) or `libc::RUSAGE_THREAD` (the calling
+/// thread); 0 if the call fails.
 pub fn rusage_cpu_s(who: libc::c_int) -> f64 {
     // SAFETY: getrusage writes into the zeroed struct we own.
     let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
