@@ -8,7 +8,7 @@ use std::io;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use net_model::Connection;
 use tokio::io::AsyncReadExt;
 use tokio::sync::watch;
@@ -66,22 +66,14 @@ async fn read_frame_after(
             "frame of {len} bytes exceeds socket.request.max.bytes {max_bytes}"
         )));
     }
-    // Grow the buffer as bytes arrive (1 MiB steps), so a peer announcing a large frame and then
-    // trickling costs memory only for what it really sent. Bytes are read into the buffer's spare
-    // capacity (never zero-filled first), at most up to the frame's end: the next frame's bytes
-    // stay in the socket. Each frame gets its own allocation, so a produce's record set is the
-    // only owner of its bytes once the request is decoded and can be appended without a copy.
+    // Each frame gets its own allocation (grown as its bytes arrive: `read_frame_body`), so a
+    // produce's record set is the only owner of its bytes once the request is decoded and can
+    // be appended without a copy.
     let len = len as usize;
-    let mut frame = BytesMut::with_capacity(len.min(64 * 1024));
-    while frame.len() < len {
-        let want = len - frame.len();
-        frame.reserve(want.min(1 << 20));
-        let n = (&mut *reader).take(want as u64).read_buf(&mut frame).await.map_err(End::Io)?;
-        if n == 0 {
-            return Err(End::BadInput(format!("connection closed inside a {len}-byte frame")));
-        }
+    match net_model::read_frame_body(reader, len).await.map_err(End::Io)? {
+        Some(frame) => Ok(Some(frame.freeze())),
+        None => Err(End::BadInput(format!("connection closed inside a {len}-byte frame"))),
     }
-    Ok(Some(frame.freeze()))
 }
 
 /// Reads one frame under the connection limits: the first byte may take up to `idle`, the rest

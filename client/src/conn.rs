@@ -230,9 +230,11 @@ pub async fn read_frame(reader: &mut Reader, max_bytes: usize) -> Result<Option<
             "response frame of {size} bytes exceeds the limit of {max_bytes} bytes"
         ));
     }
-    let mut buf = BytesMut::zeroed(size);
-    reader.read_exact(&mut buf).await.map_err(|e| format!("reading a {size}-byte frame: {e}"))?;
-    Ok(Some(buf.freeze()))
+    match net_model::read_frame_body(reader, size).await {
+        Ok(Some(buf)) => Ok(Some(buf.freeze())),
+        Ok(None) => Err(format!("reading a {size}-byte frame: early eof")),
+        Err(e) => Err(format!("reading a {size}-byte frame: {e}")),
+    }
 }
 
 async fn read_loop(mut reader: Reader, shared: Arc<Shared>, max_bytes: usize, peer: String) {

@@ -57,6 +57,31 @@ pub fn chunks_len(chunks: &[Chunk]) -> u64 {
 /// The read half of a connection.
 pub type Reader = Box<dyn tokio::io::AsyncRead + Send + Unpin>;
 
+/// Largest step a frame's buffer grows by while its bytes arrive ([`read_frame_body`]).
+pub const FRAME_GROWTH_BYTES_MAX: usize = 1 << 20;
+
+/// Reads the `len` bytes of a frame's body into a buffer of their own, never zero-filled first:
+/// bytes go into the buffer's spare capacity, which grows as they arrive (at most
+/// [`FRAME_GROWTH_BYTES_MAX`] at a time), so a peer that announces a large frame and then
+/// trickles costs memory only for what it sent; nothing past the frame's end is read (the next
+/// frame stays in the stream). `Ok(None)`: the stream ended inside the frame.
+pub async fn read_frame_body<R>(reader: &mut R, len: usize) -> io::Result<Option<bytes::BytesMut>>
+where
+    R: tokio::io::AsyncRead + Unpin + ?Sized,
+{
+    use tokio::io::AsyncReadExt;
+    let mut frame = bytes::BytesMut::with_capacity(len.min(64 * 1024));
+    while frame.len() < len {
+        let want = len - frame.len();
+        frame.reserve(want.min(FRAME_GROWTH_BYTES_MAX));
+        if (&mut *reader).take(want as u64).read_buf(&mut frame).await? == 0 {
+            return Ok(None);
+        }
+    }
+    assert_eq!(frame.len(), len, "read past the frame's end");
+    Ok(Some(frame))
+}
+
 /// The write half of a connection: whole messages, as chunks.
 #[async_trait]
 pub trait ChunkWriter: Send {
@@ -94,4 +119,26 @@ pub trait Network: Send + Sync + fmt::Debug {
     /// Listens on `addr` (`host:port`).
     async fn bind(&self, addr: &str) -> io::Result<Box<dyn Listener>>;
     async fn connect(&self, addr: &str) -> io::Result<Connection>;
+}
+
+#[cfg(all(test, not(madsim)))]
+mod tests {
+    use super::read_frame_body;
+
+    #[tokio::test]
+    async fn a_frame_body_is_read_to_its_end_and_no_further() {
+        let stream = [b"hello".as_slice(), b"world!".as_slice()].concat();
+        let mut r = stream.as_slice();
+        let first = read_frame_body(&mut r, 5).await.unwrap().unwrap();
+        assert_eq!(&first[..], b"hello");
+        assert_eq!(r, b"world!", "the next frame stays in the stream");
+        let big = vec![7u8; 3 << 20];
+        let mut r = big.as_slice();
+        let all = read_frame_body(&mut r, big.len()).await.unwrap().unwrap();
+        assert_eq!(all.len(), big.len(), "past several growth steps");
+        assert!(all.iter().all(|&b| b == 7));
+        let mut short = b"abc".as_slice();
+        assert!(read_frame_body(&mut short, 4).await.unwrap().is_none(), "ended inside it");
+        assert!(read_frame_body(&mut b"".as_slice(), 0).await.unwrap().unwrap().is_empty());
+    }
 }

@@ -76,8 +76,9 @@ pub async fn read<T: DeserializeOwned, R: AsyncRead + Unpin + ?Sized>(
     if len > max {
         return Err(FrameError::TooLarge { len, max });
     }
-    let mut body = vec![0u8; len];
-    r.read_exact(&mut body).await?;
+    let Some(body) = net_model::read_frame_body(r, len).await? else {
+        return Err(std::io::Error::from(std::io::ErrorKind::UnexpectedEof).into());
+    };
     serde_json::from_slice(&body).map(Some).map_err(|e| FrameError::Decode(e.to_string()))
 }
 

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::BytesMut;
 use kafka_protocol::messages::{ApiKey, RequestHeader, ResponseHeader};
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 use net_model::{Chunk, Connection, Network};
@@ -88,9 +88,10 @@ impl KafkaConn {
             if len > max_bytes {
                 return Err(WireError::TooLarge { len, max: max_bytes });
             }
-            let mut body = vec![0u8; len];
-            self.conn.reader.read_exact(&mut body).await?;
-            Ok(Bytes::from(body))
+            match net_model::read_frame_body(&mut self.conn.reader, len).await? {
+                Some(body) => Ok(body.freeze()),
+                None => Err(std::io::Error::from(std::io::ErrorKind::UnexpectedEof).into()),
+            }
         };
         let mut body = tokio::time::timeout(timeout, exchange)
             .await
