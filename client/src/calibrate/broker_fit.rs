@@ -158,8 +158,8 @@ fn run(b: &Broker, perf: &Path, w: (u64, u64, u64, u64), topic: &str) -> io::Res
         .app_thread_cpu_s
         .ok_or_else(|| io::Error::other("perf did not report its appending thread's CPU"))?;
     let (requests, bytes) = (r1 - r0, b1 - b0);
-    let x = [requests, bytes, n as f64];
-    Ok([[c1 - c0, x[0], x[1], x[2]], [p1 - p0, x[0], x[1], x[2]], [app_s, x[0], x[1], x[2]]])
+    let row = |cpu_s: f64| [cpu_s, requests, bytes, n as f64];
+    Ok([row(c1 - c0), row(p1 - p0), row(app_s)])
 }
 
 /// [y, x1, x2, x3]: a run's CPU seconds, requests, bytes and records.

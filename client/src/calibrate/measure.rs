@@ -116,6 +116,7 @@ pub fn cpu(runs: u32, out: &mut Figures) -> io::Result<()> {
     // producer compresses and the broker decompresses.
     let filler = crate::perf::filler(n);
     let blocks: Vec<&[u8]> = filler.chunks(CODEC_BLOCK_BYTES).collect();
+    let record_sets = CODEC_RECORD_SIZES.map(|size| record_batches(&filler, size));
     let small = &filler[..1024];
     for (name, codec) in [
         ("gzip", Compression::Gzip),
@@ -151,7 +152,7 @@ pub fn cpu(runs: u32, out: &mut Figures) -> io::Result<()> {
         let call = |dir: &str| names::codec(name, dir, "call_ns");
         out.insert(call("compress"), Measurement::of(&per_call(cs, &c), "ns", call_how));
         out.insert(call("decompress"), Measurement::of(&per_call(ds, &d), "ns", call_how));
-        codec_per_record(runs, name, codec, &filler, out)?;
+        codec_per_record(runs, name, codec, &record_sets, n, out)?;
     }
     syscalls(runs, out);
     Ok(())
@@ -219,16 +220,18 @@ fn record_batches(filler: &[u8], record_bytes: usize) -> (Vec<Vec<u8>>, f64) {
 /// `a` is `<codec>_<dir>_records_byte_ps`, `b` (in ns) `<codec>_<dir>_record_ns`. Each
 /// record's framing is a short repeat the match finders stop at: lz4 compresses 100-byte
 /// records about five times slower per byte than 1 KiB ones.
+/// `record_sets`: [`record_batches`] of each of `CODEC_RECORD_SIZES`, `filler_bytes` in all.
 fn codec_per_record(
     runs: u32,
     name: &str,
     codec: Compression,
-    filler: &[u8],
+    record_sets: &[(Vec<Vec<u8>>, f64); 2],
+    filler_bytes: usize,
     out: &mut Figures,
 ) -> io::Result<()> {
     let mut speeds = Vec::new(); // per size: (bytes per record, compress ps/B, decompress ps/B)
-    for size in CODEC_RECORD_SIZES {
-        let (batches, per_record) = record_batches(filler, size);
+    for (batches, per_record) in record_sets {
+        let per_record = *per_record;
         let blocks: Vec<&[u8]> = batches.iter().map(Vec::as_slice).collect();
         let (c, d, _) = codec_rates(runs, codec, &blocks)?;
         let ps = |mb_s: Vec<f64>| mb_s.iter().map(|r| 1e6 / r).collect::<Vec<_>>();
@@ -237,7 +240,7 @@ fn codec_per_record(
     let [(small_b, small_c, small_d), (large_b, large_c, large_d)] = [&speeds[0], &speeds[1]];
     let how = format!(
         "ps/B = a + b / bytes per record, fitted run by run over {} bytes of batches ({CODEC_BLOCK_BYTES} bytes each, built by records::BatchBuilder) of {}-byte records ({small_b:.0} bytes each with framing) and of {}-byte records ({large_b:.0}), values cut from the simulator's record filler, release build, thread CPU time",
-        filler.len(),
+        filler_bytes,
         CODEC_RECORD_SIZES[0],
         CODEC_RECORD_SIZES[1],
     );
@@ -606,8 +609,9 @@ mod codec_tests {
         let (batches, per_record) = record_batches(&filler, 100);
         assert!(batches.iter().all(|b| b.len() <= CODEC_BLOCK_BYTES), "a batch at most batch.size");
         assert!((100.0..=112.0).contains(&per_record), "a value and its framing: {per_record}");
+        let sets = CODEC_RECORD_SIZES.map(|size| record_batches(&filler, size));
         let mut out = Figures::new();
-        codec_per_record(5, "lz4", Compression::Lz4, &filler, &mut out).unwrap();
+        codec_per_record(5, "lz4", Compression::Lz4, &sets, filler.len(), &mut out).unwrap();
         let record_ns = out[&names::codec("lz4", "compress", "record_ns")].median;
         let byte_ps = out[&names::codec("lz4", "compress", "records_byte_ps")].median;
         // 100-byte records: several times the per-byte cost of 1 KiB ones (about 5× here).
