@@ -8,7 +8,8 @@
 //! it). Each repetition fits CPU = requests × a + bytes × b + records × c by least squares
 //! over the workloads, for the broker and for the client; a, b and c are reported as the
 //! median of the repetitions with their spread, and the broker fit's worst relative residual
-//! says whether that shape holds.
+//! says whether that shape holds; `<broker|client>_fit_residual_<size>b_batch<batch.size>` say
+//! where it misses, workload by workload (signed: fitted − measured over measured).
 
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
@@ -209,11 +210,14 @@ pub fn fit(rows: &[Row]) -> Option<[f64; 3]> {
     Some([0, 1, 2].map(|i| m[i][3] / m[i][i] / norm[i]))
 }
 
+/// (fitted − measured) / measured CPU of one run.
+fn signed_residual(r: &Row, c: [f64; 3]) -> f64 {
+    ((c[0] * r[1] + c[1] * r[2] + c[2] * r[3]) - r[0]) / r[0].max(1e-9)
+}
+
 /// Largest |fitted − measured| / measured over `rows`.
 fn worst_residual(rows: &[Row], c: [f64; 3]) -> f64 {
-    rows.iter()
-        .map(|r| ((c[0] * r[1] + c[1] * r[2] + c[2] * r[3]) - r[0]).abs() / r[0].max(1e-9))
-        .fold(0.0, f64::max)
+    rows.iter().map(|r| signed_residual(r, c).abs()).fold(0.0, f64::max)
 }
 
 /// Runs every workload `runs` times and writes the fitted costs into `out`.
@@ -229,6 +233,8 @@ pub fn broker(
     run(&b, perf, (1_000, 20_000, 16_384, 0), "calibrate-warmup")?;
     let mut fits: [Vec<[f64; 3]>; 3] = [Vec::new(), Vec::new(), Vec::new()];
     let (mut residual, mut all) = (Vec::new(), Vec::new());
+    // [broker, perf][workload]: (fitted − measured) / measured of each repetition.
+    let mut per_workload = [vec![Vec::new(); WORKLOADS.len()], vec![Vec::new(); WORKLOADS.len()]];
     for rep in 0..runs {
         let mut rows: [Vec<Row>; 3] = [Vec::new(), Vec::new(), Vec::new()];
         for (i, w) in WORKLOADS.iter().enumerate() {
@@ -242,6 +248,11 @@ pub fn broker(
             fits[side].push(c);
         }
         residual.push(worst_residual(&rows[0], fits[0][rep as usize]));
+        for side in 0..2 {
+            for (i, row) in rows[side].iter().enumerate() {
+                per_workload[side][i].push(signed_residual(row, fits[side][rep as usize]));
+            }
+        }
         all.extend(rows[0].iter().copied());
     }
     let shape: Vec<String> = WORKLOADS
@@ -280,6 +291,18 @@ pub fn broker(
             "largest |fitted − measured| / measured CPU of a run, per repetition",
         ),
     );
+    for (side, who) in [(0, "broker"), (1, "client")] {
+        for ((size, n, batch, linger), r) in WORKLOADS.iter().zip(&per_workload[side]) {
+            out.insert(
+                format!("{who}_fit_residual_{size}b_batch{batch}"),
+                Measurement::of(
+                    r,
+                    "fraction",
+                    &format!("(fitted − measured) / measured {who} CPU of the {n}×{size} B run (batch.size={batch}, linger.ms={linger}), per repetition: where the three-term shape misses"),
+                ),
+            );
+        }
+    }
     let per_run: Vec<f64> = all.iter().map(|r| r[0] / r[1].max(1.0) * 1e9).collect();
     out.insert(
         "broker_cpu_ns_per_request_raw".into(),
@@ -311,6 +334,13 @@ mod tests {
         for (g, k) in got.iter().zip(known) {
             assert!((g - k).abs() / k < 1e-6, "{got:?} vs {known:?}");
         }
+        // A run that cost 10 % more than the fitted shape says: its signed residual.
+        let mut r = rows(known);
+        let fitted = fit(&r).unwrap();
+        assert!(r.iter().all(|row| super::signed_residual(row, fitted).abs() < 1e-9));
+        r[3][0] *= 1.1;
+        let off = super::signed_residual(&r[3], known);
+        assert!((off - (1.0 / 1.1 - 1.0)).abs() < 1e-12, "fitted 9.1 % under: {off}");
         // No per-record cost: the fit finds none (not a share of the other two).
         let got = fit(&rows([20e-6, 1e-9, 0.0])).unwrap();
         assert!(got[2].abs() < 1e-12, "{got:?}");
