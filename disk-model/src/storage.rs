@@ -61,6 +61,11 @@ pub trait StorageFile: Send + Sync + fmt::Debug {
     async fn append(&self, data: &[u8]) -> io::Result<u64>;
     /// Reads up to `len` bytes at `pos`; fewer only at end of file.
     async fn read_at(&self, pos: u64, len: usize) -> io::Result<Bytes>;
+    /// [`StorageFile::read_at`] in pieces whose concatenation is its answer: a simulated file
+    /// lends its pages instead of copying them (what a sendfile region sends).
+    async fn read_pieces_at(&self, pos: u64, len: usize) -> io::Result<Vec<Bytes>> {
+        Ok(vec![self.read_at(pos, len).await?])
+    }
     /// `fdatasync`: returns when everything appended so far is durable, or with the error that
     /// says it is not (after which, as in Linux, the failed pages may be lost).
     async fn sync(&self) -> io::Result<()>;
@@ -101,6 +106,20 @@ impl FileRegion {
             ));
         }
         Ok(bytes)
+    }
+
+    /// [`FileRegion::read`] in pieces (a simulated file's pages, shared rather than copied).
+    pub async fn read_pieces(&self) -> io::Result<Vec<Bytes>> {
+        let len = usize::try_from(self.len)
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "region too large"))?;
+        let pieces = self.file.read_pieces_at(self.pos, len).await?;
+        if pieces.iter().map(Bytes::len).sum::<usize>() != len {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                format!("region {}+{} past end of file", self.pos, self.len),
+            ));
+        }
+        Ok(pieces)
     }
 }
 

@@ -382,6 +382,10 @@ impl StorageFile for LazyFile {
         self.handle().await?.read_at(pos, len).await
     }
 
+    async fn read_pieces_at(&self, pos: u64, len: usize) -> io::Result<Vec<Bytes>> {
+        self.handle().await?.read_pieces_at(pos, len).await
+    }
+
     async fn sync(&self) -> io::Result<()> {
         self.handle().await?.sync().await
     }

@@ -121,6 +121,31 @@ impl Content {
         out
     }
 
+    /// The bytes in `pos..end` as pieces, without copying what can be shared: a piece of a full
+    /// page is a view of the page itself (pages are copied before a write while shared, so the
+    /// view never changes), a piece of the partial last page is copied (the next append writes
+    /// there), and holes are zeros. What a sendfile region sends.
+    pub fn read_pieces(&self, pos: u64, end: u64) -> Vec<bytes::Bytes> {
+        assert!(pos <= end && end <= self.len);
+        let partial_last = (!self.len.is_multiple_of(PAGE_SIZE)).then_some(self.len / PAGE_SIZE);
+        let mut out = Vec::with_capacity(((end - pos) / PAGE_SIZE + 2) as usize);
+        let mut at = pos;
+        while at < end {
+            let index = at / PAGE_SIZE;
+            let offset = (at % PAGE_SIZE) as usize;
+            let n = ((PAGE - offset) as u64).min(end - at) as usize;
+            out.push(match &self.pages[index as usize] {
+                Some(page) if Some(index) != partial_last => {
+                    bytes::Bytes::from_owner(SharedPage(page.clone())).slice(offset..offset + n)
+                }
+                Some(page) => bytes::Bytes::copy_from_slice(&page[offset..offset + n]),
+                None => bytes::Bytes::from_static(&ZERO_PAGE[..n]),
+            });
+            at += n as u64;
+        }
+        out
+    }
+
     /// XORs `mask` into the bytes in `pos..end` (corruption fault).
     pub fn flip(&mut self, pos: u64, end: u64, mask: u8) {
         assert!(pos <= end && end <= self.len);
@@ -145,6 +170,17 @@ impl Content {
                 assert!(page[keep..].iter().all(|&b| b == 0), "bytes past the end of a file");
             }
         }
+    }
+}
+
+static ZERO_PAGE: Page = [0u8; PAGE];
+
+/// A page lent to a [`bytes::Bytes`] (a view that keeps the page alive).
+struct SharedPage(Arc<Page>);
+
+impl AsRef<[u8]> for SharedPage {
+    fn as_ref(&self) -> &[u8] {
+        &self.0[..]
     }
 }
 
@@ -307,6 +343,35 @@ mod tests {
         assert_eq!(b.read(PAGE as u64, 2 * PAGE as u64), data[PAGE..2 * PAGE].to_vec());
         a.check();
         b.check();
+    }
+
+    /// Pieces read back as `read` does; full pages are lent (no copy), the partial last page
+    /// is copied (an append may write it next), and a lent page never changes under a reader.
+    #[test]
+    fn read_pieces_lend_full_pages_and_copy_the_tail() {
+        let data: Vec<u8> = (0..2 * PAGE + 700).map(|i| (i * 31 % 253) as u8 ^ 0xA5).collect();
+        let mut c = Content::default();
+        c.write(0, &data);
+        c.set_len(4 * PAGE as u64 + 700); // page 3 a hole (zeros), page 4 partial
+        c.write(4 * PAGE as u64 + 700, &[7u8; 10]);
+        assert!(c.page(3).is_none(), "a hole");
+        let len = c.len();
+        let page = PAGE as u64;
+        for (pos, end) in [(0, len), (10, 20), (page - 3, page + 3), (2 * page, len), (len, len)] {
+            let pieces = c.read_pieces(pos, end);
+            let joined: Vec<u8> = pieces.iter().flat_map(|b| b.iter().copied()).collect();
+            assert_eq!(joined, c.read(pos, end), "{pos}..{end}");
+        }
+        let pieces = c.read_pieces(100, len);
+        let page0 = c.page(0).expect("written");
+        assert_eq!(pieces[0].as_ptr(), page0[100..].as_ptr(), "a full page is lent");
+        let last = pieces.last().expect("pieces");
+        let tail = c.page(4).expect("written");
+        assert_ne!(last.as_ptr(), tail[..].as_ptr(), "the partial last page is copied");
+        // A corruption of a lent page copies the page first: the reader keeps what it read.
+        c.flip(100, 110, 0xFF);
+        assert_eq!(pieces[0][..10], data[100..110]);
+        assert_ne!(c.read(100, 110), data[100..110].to_vec());
     }
 
     /// Whether the store holds a page with `page`'s bytes.

@@ -369,6 +369,10 @@ impl StorageFile for SimFile {
         Ok(Bytes::from(data))
     }
 
+    async fn read_pieces_at(&self, pos: u64, len: usize) -> io::Result<Vec<Bytes>> {
+        self.run(|core, now| core.read_pieces(now, self.inode, &self.path, pos, len as u64)).await
+    }
+
     async fn sync(&self) -> io::Result<()> {
         self.run(|core, now| core.sync(now, self.inode, &self.path)).await
     }

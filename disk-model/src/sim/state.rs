@@ -1052,7 +1052,25 @@ impl Core {
         len: u64,
     ) -> OpResult<Vec<u8>> {
         self.advance(now_ns);
-        let result = self.read_inner(now_ns, inode, path, pos, len);
+        let (done_ns, range) = self.read_inner(now_ns, inode, path, pos, len);
+        let result = (done_ns, range.map(|(p, e)| self.file(inode).logical.read(p, e)));
+        self.op_event(OpKind::Read, path, pos, len, now_ns, &result);
+        result
+    }
+
+    /// [`Core::read`] with the bytes as [`file::Content::read_pieces`] gives them (full pages
+    /// shared, not copied): the same operation, charged and traced the same.
+    pub fn read_pieces(
+        &mut self,
+        now_ns: u64,
+        inode: u64,
+        path: &Path,
+        pos: u64,
+        len: u64,
+    ) -> OpResult<Vec<bytes::Bytes>> {
+        self.advance(now_ns);
+        let (done_ns, range) = self.read_inner(now_ns, inode, path, pos, len);
+        let result = (done_ns, range.map(|(p, e)| self.file(inode).logical.read_pieces(p, e)));
         self.op_event(OpKind::Read, path, pos, len, now_ns, &result);
         result
     }
@@ -1064,11 +1082,11 @@ impl Core {
         path: &Path,
         pos: u64,
         len: u64,
-    ) -> OpResult<Vec<u8>> {
+    ) -> OpResult<(u64, u64)> {
         let file_len = self.file(inode).logical.len();
         let end = file_len.min(pos.saturating_add(len));
         if pos >= end {
-            return (now_ns, Ok(Vec::new()));
+            return (now_ns, Ok((pos.min(end), end)));
         }
         let first = pos / PAGE_SIZE;
         let last = (end - 1) / PAGE_SIZE;
@@ -1128,10 +1146,8 @@ impl Core {
         self.stats.cache_hit_pages += hits;
         self.stats.cache_hit_bytes += hits * PAGE_SIZE;
         ra.next_page = last + 1;
-        let file = self.file_mut(inode);
-        file.ra = ra;
-        let data = file.logical.read(pos, end);
-        (done_ns, Ok(data))
+        self.file_mut(inode).ra = ra;
+        (done_ns, Ok((pos, end)))
     }
 
     pub fn sync(&mut self, now_ns: u64, inode: u64, path: &Path) -> OpResult<()> {

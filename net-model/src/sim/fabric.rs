@@ -7,7 +7,7 @@ use std::io::{self, ErrorKind};
 use std::sync::Arc;
 use std::task::Waker;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use rand_chacha::rand_core::{RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use tokio::sync::Notify;
@@ -34,8 +34,55 @@ pub(crate) struct StreamWake {
 }
 
 struct Segment {
-    data: Bytes,
+    data: Payload,
     ready_ns: u64,
+}
+
+/// A segment's bytes: one buffer, or the pieces of several writes (a sendfile region arrives as
+/// its file's pages) joined without copying. The reader's copy out of it is the only one.
+enum Payload {
+    One(Bytes),
+    Many(VecDeque<Bytes>),
+}
+
+impl Payload {
+    fn len(&self) -> usize {
+        match self {
+            Payload::One(b) => b.len(),
+            Payload::Many(pieces) => pieces.iter().map(Bytes::len).sum(),
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        match self {
+            Payload::One(b) => b.is_empty(),
+            Payload::Many(pieces) => pieces.iter().all(Bytes::is_empty),
+        }
+    }
+
+    /// Moves up to `want` bytes from the front into `buf`; returns how many.
+    fn read_into(&mut self, buf: &mut tokio::io::ReadBuf<'_>, want: usize) -> usize {
+        let mut copy = |b: &mut Bytes, want: usize| {
+            let take = want.min(b.len());
+            buf.put_slice(&b[..take]);
+            let _ = b.split_to(take);
+            take
+        };
+        match self {
+            Payload::One(b) => copy(b, want),
+            Payload::Many(pieces) => {
+                let mut done = 0;
+                while done < want {
+                    let Some(front) = pieces.front_mut() else { break };
+                    done += copy(front, want - done);
+                    if front.is_empty() {
+                        pieces.pop_front();
+                    }
+                }
+                done
+            }
+        }
+    }
 }
 
 pub(crate) struct Stream {
@@ -826,10 +873,8 @@ impl Fabric {
             if seg.ready_ns > now {
                 break;
             }
-            let take = buf.remaining().min(seg.data.len());
-            buf.put_slice(&seg.data[..take]);
-            let _ = seg.data.split_to(take);
-            n += take as u64;
+            let want = buf.remaining();
+            n += seg.data.read_into(buf, want) as u64;
             if seg.data.is_empty() {
                 s.in_flight.pop_front();
             }
@@ -1016,7 +1061,7 @@ fn retime(now: u64, latency_ns: u64, at: u64, old_bps: u64, new_bps: u64) -> u64
     fixed.saturating_add(u64::try_from(scaled).unwrap_or(u64::MAX))
 }
 
-fn take_bytes(q: &mut VecDeque<Bytes>, n: u64) -> Bytes {
+fn take_bytes(q: &mut VecDeque<Bytes>, n: u64) -> Payload {
     let n = n as usize;
     if let Some(front) = q.front_mut() {
         if front.len() >= n {
@@ -1024,19 +1069,20 @@ fn take_bytes(q: &mut VecDeque<Bytes>, n: u64) -> Bytes {
             if front.is_empty() {
                 q.pop_front();
             }
-            return out;
+            return Payload::One(out);
         }
     }
-    let mut out = BytesMut::with_capacity(n);
-    while out.len() < n {
+    let (mut pieces, mut taken) = (VecDeque::new(), 0);
+    while taken < n {
         let front = q.front_mut().expect("n <= unsent bytes");
-        let take = (n - out.len()).min(front.len());
-        out.extend_from_slice(&front.split_to(take));
+        let take = (n - taken).min(front.len());
+        pieces.push_back(front.split_to(take));
+        taken += take;
         if front.is_empty() {
             q.pop_front();
         }
     }
-    out.freeze()
+    Payload::Many(pieces)
 }
 
 fn link_key(a: &str, b: &str) -> (String, String) {
@@ -1055,5 +1101,37 @@ pub(crate) fn reset_msg(kind: ErrorKind) -> &'static str {
     match kind {
         ErrorKind::TimedOut => "connection timed out (TCP user timeout)",
         _ => "connection reset by peer",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A segment cut across several writes keeps their pieces and reads back as their bytes,
+    /// in order, in reads of any size; one cut inside a write is that write's bytes alone.
+    #[test]
+    fn a_segment_across_writes_reads_back_its_bytes() {
+        let writes: Vec<Bytes> =
+            [5usize, 4096, 1, 3000].iter().map(|&n| Bytes::from(vec![n as u8; n])).collect();
+        let all: Vec<u8> = writes.iter().flat_map(|b| b.iter().copied()).collect();
+        let mut q: VecDeque<Bytes> = writes.into_iter().collect();
+        let mut first = take_bytes(&mut q, 6000);
+        assert!(matches!(&first, Payload::Many(p) if p.len() == 4), "four writes in one segment");
+        assert_eq!(first.len(), 6000);
+        let mut rest = take_bytes(&mut q, 1102);
+        assert!(matches!(rest, Payload::One(_)), "inside one write: no pieces");
+        assert!(q.is_empty());
+        let mut got = Vec::new();
+        for (seg, step) in [(&mut first, 7usize), (&mut rest, 1000)] {
+            while !seg.is_empty() {
+                let mut space = vec![0u8; step];
+                let mut buf = tokio::io::ReadBuf::new(&mut space);
+                let n = seg.read_into(&mut buf, step);
+                assert!(n > 0 && n <= step);
+                got.extend_from_slice(buf.filled());
+            }
+        }
+        assert_eq!(got, all);
     }
 }

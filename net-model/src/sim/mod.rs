@@ -702,12 +702,16 @@ impl ChunkWriter for SimWriter {
             }
         }
         for chunk in chunks {
-            let data = match chunk {
-                Chunk::Bytes(b) => b.clone(),
+            match chunk {
+                Chunk::Bytes(b) => self.push(b.clone()).await?,
                 Chunk::File(region) if region.len == 0 => continue,
-                Chunk::File(region) => region.read().await?,
-            };
-            self.push(data).await?;
+                // The region's pages, lent rather than copied (the reader's copy is the only one).
+                Chunk::File(region) => {
+                    for piece in region.read_pieces().await? {
+                        self.push(piece).await?;
+                    }
+                }
+            }
         }
         Ok(())
     }
