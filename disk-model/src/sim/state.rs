@@ -1051,15 +1051,11 @@ impl Core {
         pos: u64,
         len: u64,
     ) -> OpResult<Vec<u8>> {
-        self.advance(now_ns);
-        let (done_ns, range) = self.read_inner(now_ns, inode, path, pos, len);
-        let result = (done_ns, range.map(|(p, e)| self.file(inode).logical.read(p, e)));
-        self.op_event(OpKind::Read, path, pos, len, now_ns, &result);
-        result
+        self.read_as(now_ns, inode, path, (pos, len), Content::read)
     }
 
-    /// [`Core::read`] with the bytes as [`file::Content::read_pieces`] gives them (full pages
-    /// shared, not copied): the same operation, charged and traced the same.
+    /// [`Core::read`] with the bytes as [`Content::read_pieces`] gives them (full pages shared,
+    /// not copied): the same operation, charged and traced the same.
     pub fn read_pieces(
         &mut self,
         now_ns: u64,
@@ -1068,9 +1064,21 @@ impl Core {
         pos: u64,
         len: u64,
     ) -> OpResult<Vec<bytes::Bytes>> {
+        self.read_as(now_ns, inode, path, (pos, len), Content::read_pieces)
+    }
+
+    /// A read of `len` bytes at `pos`, its bytes taken from the file by `take`.
+    fn read_as<T>(
+        &mut self,
+        now_ns: u64,
+        inode: u64,
+        path: &Path,
+        (pos, len): (u64, u64),
+        take: fn(&Content, u64, u64) -> T,
+    ) -> OpResult<T> {
         self.advance(now_ns);
         let (done_ns, range) = self.read_inner(now_ns, inode, path, pos, len);
-        let result = (done_ns, range.map(|(p, e)| self.file(inode).logical.read_pieces(p, e)));
+        let result = (done_ns, range.map(|(p, e)| take(&self.file(inode).logical, p, e)));
         self.op_event(OpKind::Read, path, pos, len, now_ns, &result);
         result
     }
