@@ -91,17 +91,35 @@ impl<R: RngCore> Partitioner<R> {
         if num_partitions == 0 {
             return None;
         }
-        if let (Some(key), false) = (key, self.ignore_keys) {
-            return partition_for_key(key, num_partitions);
+        if let Some(p) = self.without_draw(topic, key, num_partitions) {
+            return Some(p);
         }
-        if let Some(s) = self.sticky.get(topic) {
-            if s.partition < num_partitions && s.produced_bytes < self.sticky_batch_size {
-                return Some(s.partition);
-            }
+        if key.is_some() && !self.ignore_keys {
+            return None; // a key's hash is never drawn (and `without_draw` gave it)
         }
         let partition = self.next_partition(num_partitions, available);
         self.sticky.insert(topic.to_string(), Sticky { partition, produced_bytes: 0 });
         Some(partition)
+    }
+
+    /// [`Partitioner::partition`]'s answer when it needs no draw (a key's hash, or the sticky
+    /// partition while it still has room), else `None`: then `partition` draws, and only then
+    /// needs the list of available partitions.
+    pub fn without_draw(
+        &self,
+        topic: &str,
+        key: Option<&[u8]>,
+        num_partitions: u32,
+    ) -> Option<u32> {
+        if num_partitions == 0 {
+            return None;
+        }
+        if let (Some(key), false) = (key, self.ignore_keys) {
+            return partition_for_key(key, num_partitions);
+        }
+        let s = self.sticky.get(topic)?;
+        (s.partition < num_partitions && s.produced_bytes < self.sticky_batch_size)
+            .then_some(s.partition)
     }
 
     /// Tells the sticky partitioner that `bytes` were appended to `topic`/`partition`; after
@@ -135,6 +153,33 @@ mod tests {
     use super::*;
     use rand::SeedableRng;
     use rand_chacha::ChaCha8Rng;
+
+    /// `without_draw` answers exactly when `partition` would not draw, and with its answer: the
+    /// producer lists the available partitions only when it returns `None`.
+    #[test]
+    fn without_draw_answers_exactly_when_partition_would_not_draw() {
+        let mut p = Partitioner::new(ChaCha8Rng::seed_from_u64(7), 1_000, false);
+        let (mut quick, mut drawn) = (0, 0);
+        for i in 0..300u32 {
+            let key = (i % 7 == 0).then(|| i.to_be_bytes());
+            let key = key.as_ref().map(|k| &k[..]);
+            let answer = p.without_draw("t", key, 6);
+            let before = p.rng.get_word_pos();
+            let chosen = p.partition("t", key, 6, &[1, 3, 5]).expect("6 partitions");
+            let drew = p.rng.get_word_pos() != before;
+            assert_eq!(answer.is_none(), drew, "record {i}: {answer:?}, drew {drew}");
+            if let Some(a) = answer {
+                assert_eq!(a, chosen, "record {i}");
+                quick += 1;
+            } else {
+                assert!([1, 3, 5].contains(&chosen), "a draw picks an available partition");
+                drawn += 1;
+            }
+            p.on_append("t", chosen, 90);
+        }
+        assert!(quick > 200 && drawn > 20, "both paths taken: {quick} quick, {drawn} drawn");
+        assert_eq!(p.without_draw("t", None, 0), None, "no partitions: no answer");
+    }
 
     /// Kafka's `UtilsTest.testMurmur2` vectors.
     #[test]

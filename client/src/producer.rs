@@ -191,8 +191,6 @@ struct Shared {
     record_retries: AtomicU64,
     /// Per error name: partition batches a Produce attempt failed with (see [`Producer::error_counts`]).
     errors: Mutex<BTreeMap<&'static str, u64>>,
-    /// The partitions with a leader, refilled by every send (one list, not one per record).
-    available: Mutex<Vec<u32>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -212,15 +210,19 @@ impl Shared {
         self.start.elapsed().as_millis() as u64
     }
 
-    /// The partition count of `topic` and, into `available`, its partitions with a leader, from
-    /// one read of the metadata; `None` while the topic is unknown or has no partitions.
-    fn known_partitions(&self, topic: &str, available: &mut Vec<u32>) -> Option<usize> {
-        available.clear();
+    /// The partition count of `topic`; `None` while the topic is unknown or has no partitions.
+    fn known_partitions(&self, topic: &str) -> Option<usize> {
         self.cluster.with_metadata(|m| {
-            let t = m.topic(topic).filter(|t| !t.partitions.is_empty())?;
-            let led = t.partitions.iter().filter(|p| p.leader >= 0);
-            available.extend(led.map(|p| p.partition as u32));
-            Some(t.partitions.len())
+            m.topic(topic).filter(|t| !t.partitions.is_empty()).map(|t| t.partitions.len())
+        })
+    }
+
+    /// `topic`'s partitions that have a leader (what a new sticky partition is drawn from).
+    fn available_partitions(&self, topic: &str) -> Vec<u32> {
+        self.cluster.with_metadata(|m| {
+            m.topic(topic).map_or_else(Vec::new, |t| {
+                t.partitions.iter().filter(|p| p.leader >= 0).map(|p| p.partition as u32).collect()
+            })
         })
     }
 
@@ -325,7 +327,6 @@ impl Producer {
             finishing: AtomicUsize::new(0),
             record_retries: AtomicU64::new(0),
             errors: Mutex::new(BTreeMap::new()),
-            available: Mutex::new(Vec::new()),
         });
         let handle = tokio::spawn(run_sender(Arc::clone(&shared)));
         Self { shared, sender: Mutex::new(Some(handle)) }
@@ -384,11 +385,8 @@ impl Producer {
         // lock under the simulator): without a wait, all of `max.block.ms` is left to append.
         let mut deadline = None;
         let partition = loop {
-            {
-                let mut available = lock(&sh.available);
-                if let Some(count) = sh.known_partitions(&record.topic, &mut available) {
-                    break self.choose_partition(&record, count, &available)?;
-                }
+            if let Some(count) = sh.known_partitions(&record.topic) {
+                break self.choose_partition(&record, count)?;
             }
             let until = *deadline.get_or_insert_with(|| Instant::now() + max_block);
             self.wait_on_metadata(&record.topic, until).await?;
@@ -426,7 +424,7 @@ impl Producer {
     /// is the rule), or `deadline`.
     async fn wait_on_metadata(&self, topic: &str, deadline: Instant) -> Result<(), ProduceError> {
         let sh = &self.shared;
-        let known = || sh.known_partitions(topic, &mut lock(&sh.available)).map(|_| ());
+        let known = || sh.known_partitions(topic).map(|_| ());
         if let Some(r) = known() {
             return Ok(r);
         }
@@ -452,13 +450,10 @@ impl Producer {
     }
 
     /// The record's own partition if it is one of `count`, else the partitioner's choice (the
-    /// key's hash, or the sticky partition among `available`).
-    fn choose_partition(
-        &self,
-        record: &ProducerRecord,
-        count: usize,
-        available: &[u32],
-    ) -> Result<i32, ProduceError> {
+    /// key's hash, or the sticky partition; a new sticky one among the partitions with a leader,
+    /// which are listed only then: once per `batch.size` bytes, not per record).
+    fn choose_partition(&self, record: &ProducerRecord, count: usize) -> Result<i32, ProduceError> {
+        let key = record.key.as_deref();
         match record.partition {
             Some(p) if p < 0 || p as usize >= count => Err(ProduceError::UnknownPartition {
                 topic: record.topic.to_string(),
@@ -466,14 +461,22 @@ impl Producer {
                 partitions: count,
             }),
             Some(p) => Ok(p),
-            None => lock(&self.shared.partitioner)
-                .partition(&record.topic, record.key.as_deref(), count as u32, available)
-                .map(|p| p as i32)
-                .ok_or_else(|| ProduceError::UnknownPartition {
-                    topic: record.topic.to_string(),
-                    partition: -1,
-                    partitions: 0,
-                }),
+            None => {
+                let mut partitioner = lock(&self.shared.partitioner);
+                match partitioner.without_draw(&record.topic, key, count as u32) {
+                    Some(p) => Some(p),
+                    None => {
+                        let available = self.shared.available_partitions(&record.topic);
+                        partitioner.partition(&record.topic, key, count as u32, &available)
+                    }
+                }
+            }
+            .map(|p| p as i32)
+            .ok_or_else(|| ProduceError::UnknownPartition {
+                topic: record.topic.to_string(),
+                partition: -1,
+                partitions: 0,
+            }),
         }
     }
 
