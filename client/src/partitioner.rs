@@ -94,9 +94,7 @@ impl<R: RngCore> Partitioner<R> {
         if let Some(p) = self.without_draw(topic, key, num_partitions) {
             return Some(p);
         }
-        if key.is_some() && !self.ignore_keys {
-            return None; // a key's hash is never drawn (and `without_draw` gave it)
-        }
+        assert!(key.is_none() || self.ignore_keys, "a key's partition is its hash, never drawn");
         let partition = self.next_partition(num_partitions, available);
         self.sticky.insert(topic.to_string(), Sticky { partition, produced_bytes: 0 });
         Some(partition)

@@ -462,14 +462,11 @@ impl Producer {
             }),
             Some(p) => Ok(p),
             None => {
-                let mut partitioner = lock(&self.shared.partitioner);
-                match partitioner.without_draw(&record.topic, key, count as u32) {
-                    Some(p) => Some(p),
-                    None => {
-                        let available = self.shared.available_partitions(&record.topic);
-                        partitioner.partition(&record.topic, key, count as u32, &available)
-                    }
-                }
+                let (topic, mut partitioner) = (&record.topic, lock(&self.shared.partitioner));
+                partitioner.without_draw(topic, key, count as u32).or_else(|| {
+                    let available = self.shared.available_partitions(topic);
+                    partitioner.partition(topic, key, count as u32, &available)
+                })
             }
             .map(|p| p as i32)
             .ok_or_else(|| ProduceError::UnknownPartition {

@@ -94,32 +94,35 @@ pub struct FileRegion {
 }
 
 impl FileRegion {
-    /// Reads the region into memory (the copy path, and simulated sends).
+    /// Reads the region into memory (the copy path).
     pub async fn read(&self) -> io::Result<Bytes> {
-        let len = usize::try_from(self.len)
-            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "region too large"))?;
-        let bytes = self.file.read_at(self.pos, len).await?;
-        if bytes.len() != len {
-            return Err(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                format!("region {}+{} past end of file", self.pos, self.len),
-            ));
-        }
+        let bytes = self.file.read_at(self.pos, self.len_usize()?).await?;
+        self.whole(bytes.len())?;
         Ok(bytes)
     }
 
-    /// [`FileRegion::read`] in pieces (a simulated file's pages, shared rather than copied).
+    /// [`FileRegion::read`] in pieces (a simulated file's pages, shared rather than copied:
+    /// simulated sends).
     pub async fn read_pieces(&self) -> io::Result<Vec<Bytes>> {
-        let len = usize::try_from(self.len)
-            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "region too large"))?;
-        let pieces = self.file.read_pieces_at(self.pos, len).await?;
-        if pieces.iter().map(Bytes::len).sum::<usize>() != len {
-            return Err(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                format!("region {}+{} past end of file", self.pos, self.len),
-            ));
-        }
+        let pieces = self.file.read_pieces_at(self.pos, self.len_usize()?).await?;
+        self.whole(pieces.iter().map(Bytes::len).sum())?;
         Ok(pieces)
+    }
+
+    fn len_usize(&self) -> io::Result<usize> {
+        usize::try_from(self.len)
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "region too large"))
+    }
+
+    /// An error unless `got` bytes are the whole region (fewer: the file ended before it).
+    fn whole(&self, got: usize) -> io::Result<()> {
+        if got as u64 == self.len {
+            return Ok(());
+        }
+        Err(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            format!("region {}+{} past end of file", self.pos, self.len),
+        ))
     }
 }
 

@@ -88,15 +88,11 @@ impl Content {
             self.set_len(end);
         }
         let mut done = 0usize;
-        while done < data.len() {
-            let at = pos + done as u64;
-            let index = (at / PAGE_SIZE) as usize;
-            let offset = (at % PAGE_SIZE) as usize;
-            let n = (PAGE - offset).min(data.len() - done);
-            let slot = &mut self.pages[index];
-            let page = slot.get_or_insert_with(|| Arc::new([0u8; PAGE]));
-            Arc::make_mut(page)[offset..offset + n].copy_from_slice(&data[done..done + n]);
-            if offset + n == PAGE {
+        for (index, bytes) in spans(pos, end) {
+            let (n, fills_page) = (bytes.len(), bytes.end == PAGE);
+            let page = self.pages[index].get_or_insert_with(|| Arc::new([0u8; PAGE]));
+            Arc::make_mut(page)[bytes].copy_from_slice(&data[done..done + n]);
+            if fills_page {
                 intern(page);
             }
             done += n;
@@ -107,16 +103,11 @@ impl Content {
     pub fn read(&self, pos: u64, end: u64) -> Vec<u8> {
         assert!(pos <= end && end <= self.len);
         let mut out = Vec::with_capacity((end - pos) as usize);
-        let mut at = pos;
-        while at < end {
-            let index = (at / PAGE_SIZE) as usize;
-            let offset = (at % PAGE_SIZE) as usize;
-            let n = ((PAGE - offset) as u64).min(end - at) as usize;
+        for (index, bytes) in spans(pos, end) {
             match &self.pages[index] {
-                Some(page) => out.extend_from_slice(&page[offset..offset + n]),
-                None => out.resize(out.len() + n, 0),
+                Some(page) => out.extend_from_slice(&page[bytes]),
+                None => out.resize(out.len() + bytes.len(), 0),
             }
-            at += n as u64;
         }
         out
     }
@@ -128,37 +119,24 @@ impl Content {
     pub fn read_pieces(&self, pos: u64, end: u64) -> Vec<bytes::Bytes> {
         assert!(pos <= end && end <= self.len);
         let partial_last = (!self.len.is_multiple_of(PAGE_SIZE)).then_some(self.len / PAGE_SIZE);
-        let mut out = Vec::with_capacity(((end - pos) / PAGE_SIZE + 2) as usize);
-        let mut at = pos;
-        while at < end {
-            let index = at / PAGE_SIZE;
-            let offset = (at % PAGE_SIZE) as usize;
-            let n = ((PAGE - offset) as u64).min(end - at) as usize;
-            out.push(match &self.pages[index as usize] {
-                Some(page) if Some(index) != partial_last => {
-                    bytes::Bytes::from_owner(SharedPage(page.clone())).slice(offset..offset + n)
-                }
-                Some(page) => bytes::Bytes::copy_from_slice(&page[offset..offset + n]),
-                None => bytes::Bytes::from_static(&ZERO_PAGE[..n]),
-            });
-            at += n as u64;
-        }
-        out
+        let piece = |(index, bytes): (usize, std::ops::Range<usize>)| match &self.pages[index] {
+            Some(page) if Some(index as u64) != partial_last => {
+                bytes::Bytes::from_owner(SharedPage(page.clone())).slice(bytes)
+            }
+            Some(page) => bytes::Bytes::copy_from_slice(&page[bytes]),
+            None => bytes::Bytes::from_static(&ZERO_PAGE[..bytes.len()]),
+        };
+        spans(pos, end).map(piece).collect()
     }
 
     /// XORs `mask` into the bytes in `pos..end` (corruption fault).
     pub fn flip(&mut self, pos: u64, end: u64, mask: u8) {
         assert!(pos <= end && end <= self.len);
-        let mut at = pos;
-        while at < end {
-            let index = (at / PAGE_SIZE) as usize;
-            let offset = (at % PAGE_SIZE) as usize;
-            let n = ((PAGE - offset) as u64).min(end - at) as usize;
+        for (index, bytes) in spans(pos, end) {
             let page = self.pages[index].get_or_insert_with(|| Arc::new([0u8; PAGE]));
-            for b in &mut Arc::make_mut(page)[offset..offset + n] {
+            for b in &mut Arc::make_mut(page)[bytes] {
                 *b ^= mask;
             }
-            at += n as u64;
         }
     }
 
@@ -171,6 +149,19 @@ impl Content {
             }
         }
     }
+}
+
+/// The pages `pos..end` touches: (page index, the byte range within that page), in order.
+fn spans(pos: u64, end: u64) -> impl Iterator<Item = (usize, std::ops::Range<usize>)> {
+    let mut at = pos;
+    std::iter::from_fn(move || {
+        (at < end).then(|| {
+            let (index, offset) = ((at / PAGE_SIZE) as usize, (at % PAGE_SIZE) as usize);
+            let n = ((PAGE - offset) as u64).min(end - at) as usize;
+            at += n as u64;
+            (index, offset..offset + n)
+        })
+    })
 }
 
 static ZERO_PAGE: Page = [0u8; PAGE];

@@ -350,6 +350,16 @@ impl SimFile {
         }
         result
     }
+
+    /// A read of up to `len` bytes at `pos`, its bytes taken from the file by `take`.
+    async fn read_with<T>(
+        &self,
+        pos: u64,
+        len: usize,
+        take: fn(&file::Content, u64, u64) -> T,
+    ) -> io::Result<T> {
+        self.run(|core, now| core.read(now, self.inode, &self.path, (pos, len as u64), take)).await
+    }
 }
 
 #[async_trait]
@@ -364,13 +374,11 @@ impl StorageFile for SimFile {
     }
 
     async fn read_at(&self, pos: u64, len: usize) -> io::Result<Bytes> {
-        let data =
-            self.run(|core, now| core.read(now, self.inode, &self.path, pos, len as u64)).await?;
-        Ok(Bytes::from(data))
+        Ok(Bytes::from(self.read_with(pos, len, file::Content::read).await?))
     }
 
     async fn read_pieces_at(&self, pos: u64, len: usize) -> io::Result<Vec<Bytes>> {
-        self.run(|core, now| core.read_pieces(now, self.inode, &self.path, pos, len as u64)).await
+        self.read_with(pos, len, file::Content::read_pieces).await
     }
 
     async fn sync(&self) -> io::Result<()> {

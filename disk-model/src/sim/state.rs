@@ -1043,32 +1043,10 @@ impl Core {
         (done_ns.max(released_ns), Ok(pos))
     }
 
-    pub fn read(
-        &mut self,
-        now_ns: u64,
-        inode: u64,
-        path: &Path,
-        pos: u64,
-        len: u64,
-    ) -> OpResult<Vec<u8>> {
-        self.read_as(now_ns, inode, path, (pos, len), Content::read)
-    }
-
-    /// [`Core::read`] with the bytes as [`Content::read_pieces`] gives them (full pages shared,
-    /// not copied): the same operation, charged and traced the same.
-    pub fn read_pieces(
-        &mut self,
-        now_ns: u64,
-        inode: u64,
-        path: &Path,
-        pos: u64,
-        len: u64,
-    ) -> OpResult<Vec<bytes::Bytes>> {
-        self.read_as(now_ns, inode, path, (pos, len), Content::read_pieces)
-    }
-
-    /// A read of `len` bytes at `pos`, its bytes taken from the file by `take`.
-    fn read_as<T>(
+    /// Reads up to `len` bytes at `pos` through the page cache; `take` takes the bytes from the
+    /// file ([`Content::read`] copies them, [`Content::read_pieces`] lends full pages): the same
+    /// operation, charged and traced the same either way.
+    pub fn read<T>(
         &mut self,
         now_ns: u64,
         inode: u64,

@@ -55,8 +55,9 @@
 //!   peer reads them, then EOF. Closing a socket (both halves dropped) with unread received bytes,
 //!   or receiving data after closing, resets the connection (the peer sees `ConnectionReset`),
 //!   as Linux does. Writes after `shutdown` fail with `BrokenPipe`.
-//! - **Zero copy.** [`Chunk::File`] regions are read with `FileRegion::read` (through the page
-//!   cache model when the storage is a `SimDisk`); the transport charges no CPU for any chunk —
+//! - **Zero copy.** [`Chunk::File`] regions are read with `FileRegion::read_pieces` (through the
+//!   page cache model when the storage is a `SimDisk`, whose full pages are lent, not copied;
+//!   a segment keeps the pieces it spans); the transport charges no CPU for any chunk —
 //!   CPU costs belong to the cost hook ([`crate::cpu`]), which the caller charges for the copy path.
 //!
 //! # What it does not model
