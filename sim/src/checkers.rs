@@ -192,10 +192,10 @@ fn replicas_agree(h: &History) -> CheckResult {
             continue;
         };
         let hw = lead.high_watermark;
-        let prefix = |l: &ReplicaLog, upto: i64| -> Vec<(i64, i64, u64)> {
-            l.batches.iter().filter(|b| b.0 < upto).copied().collect()
+        // The batches holding offsets in [from, upto).
+        let prefix = |l: &ReplicaLog, from: i64, upto: i64| -> Vec<(i64, i64, u64)> {
+            l.batches.iter().filter(|b| b.0 < upto && b.1 >= from).copied().collect()
         };
-        let want = prefix(lead, hw);
         for (&b, r) in replicas {
             if b as i32 == *leader {
                 continue;
@@ -211,8 +211,10 @@ fn replicas_agree(h: &History) -> CheckResult {
             if in_isr && r.log_end_offset < hw {
                 bad.push(format!("{tp}: broker-{b} is in the ISR but its log ends at {} below the leader's HW {hw}", r.log_end_offset));
             }
-            let got = prefix(r, upto);
-            let want_b: Vec<_> = want.iter().filter(|x| x.0 < upto).copied().collect();
+            // Each replica applies retention on its own: compare where both still hold the log.
+            let from = lead.log_start_offset.max(r.log_start_offset);
+            let got = prefix(r, from, upto);
+            let want_b = prefix(lead, from, upto);
             compared += 1;
             batches += want_b.len().max(got.len()) as u64;
             if let Some(i) = (0..want_b.len().max(got.len())).find(|&i| want_b.get(i) != got.get(i))
@@ -291,13 +293,14 @@ fn polled_records(h: &History) -> u64 {
 }
 
 /// lost-write: an acknowledged record (acks=1/all) that the final log does not hold.
-/// Examined: acknowledged records. Linear: the final log is looked up at the acknowledged
-/// offset; only a record not found there is looked for in the rest of its partition (a set of
-/// that partition's values, built on first need).
+/// Examined: acknowledged records at or above their final log's start offset (below it,
+/// retention or DeleteRecords removed the records; they are counted in the detail). Linear: the
+/// final log is looked up at the acknowledged offset; only a record not found there is looked
+/// for in the rest of its partition (a set of that partition's values, built on first need).
 pub fn lost_write(h: &History) -> CheckResult {
     let slots = Slots::new(h);
     let mut lost: Vec<(usize, u64, i64, u64)> = Vec::new();
-    let mut acked = 0u64;
+    let (mut acked, mut below_start) = (0u64, 0u64);
     let mut unreadable = BTreeSet::new();
     let mut values: Vec<Option<HashSet<u64>>> = vec![None; slots.len()];
     for (send, offset, at_ns) in h.acked() {
@@ -308,6 +311,10 @@ pub fn lost_write(h: &History) -> CheckResult {
             continue;
         };
         if log.value_at(offset) == Some(send.value) {
+            continue;
+        }
+        if offset < log.log_start_offset {
+            below_start += 1;
             continue;
         }
         let present =
@@ -327,10 +334,16 @@ pub fn lost_write(h: &History) -> CheckResult {
             ),
         );
     }
+    let examined = acked - below_start;
+    let removed = if below_start > 0 {
+        format!(" ({below_start} more acknowledged below their final log's start offset: removed by retention or DeleteRecords)")
+    } else {
+        String::new()
+    };
     if lost.is_empty() {
         return CheckResult::held(
-            acked,
-            format!("all {acked} acknowledged records are in the final log"),
+            examined,
+            format!("all {examined} acknowledged records are in the final log{removed}"),
         );
     }
     let ends: Vec<String> = h
@@ -341,9 +354,9 @@ pub fn lost_write(h: &History) -> CheckResult {
         })
         .collect();
     CheckResult::violated(
-        acked,
+        examined,
         format!(
-            "{} of {acked} acknowledged records are missing from the final log ({}): {}",
+            "{} of {examined} acknowledged records are missing from the final log{removed} ({}): {}",
             lost.len(),
             ends.join(", "),
             examples(&lost, |(slot, v, o, t)| format!(
@@ -1089,6 +1102,7 @@ mod tests {
         batches: &[(i64, i64, u64)],
     ) -> Option<crate::history::ReplicaLog> {
         Some(crate::history::ReplicaLog {
+            log_start_offset: 0,
             high_watermark: hw,
             log_end_offset: leo,
             batches: batches.to_vec(),
@@ -1135,6 +1149,32 @@ mod tests {
             "{}",
             r.detail
         );
+    }
+
+    #[test]
+    fn replicas_agree_compares_where_both_replicas_still_hold_the_log() {
+        // Retention removed [0..=1] on the leader and [0..=2] on broker-1: compared from 3.
+        let mut h = replicated(&[(3, 5, 0xc)], &[(0, 1, 0xa), (2, 2, 0xb)]);
+        let per = h.replica_logs.get_mut(&tp()).expect("replicated");
+        per.insert(0u32, replica(6, 6, &[(2, 2, 0xb), (3, 5, 0xc)]));
+        let set_start = |r: &mut Option<crate::history::ReplicaLog>, start: i64| {
+            r.as_mut().expect("read").log_start_offset = start;
+        };
+        set_start(per.get_mut(&0).expect("leader"), 2);
+        set_start(per.get_mut(&1).expect("follower"), 3);
+        let r = replicas_agree(&h);
+        assert_eq!(r.outcome, Outcome::Held, "{}", r.detail);
+        assert_eq!(
+            r.examined, 2,
+            "broker-1's batch 3..=5, broker-2's 2..=2 (from the leader's start to its own HW)"
+        );
+        // The same starts, but broker-1's batch at 3 differs: still caught.
+        let per = h.replica_logs.get_mut(&tp()).expect("replicated");
+        per.insert(1u32, replica(6, 6, &[(3, 5, 0xbad)]));
+        set_start(per.get_mut(&1).expect("follower"), 3);
+        let r = replicas_agree(&h);
+        assert_eq!(r.outcome, Outcome::Violated, "{}", r.detail);
+        assert!(r.detail.contains("at batch 0: leader has [3..=5]"), "{}", r.detail);
     }
 
     fn hw(
@@ -1251,6 +1291,29 @@ mod tests {
             assert_eq!(r.outcome, Outcome::Held, "{c}: {}", r.detail);
             assert!(r.examined > 0, "{c}");
         }
+    }
+
+    #[test]
+    fn lost_write_leaves_out_records_below_the_log_start_and_no_others() {
+        // Retention removed offsets 0 and 1: their acknowledged records are not lost.
+        let mut h = with_final(good(), &[(2, 12)]);
+        let start = |h: &mut History, s: i64| {
+            h.final_logs.get_mut(&tp()).and_then(|l| l.as_mut()).expect("read").log_start_offset =
+                s;
+        };
+        start(&mut h, 2);
+        let r = lost_write(&h);
+        assert_eq!((r.outcome, r.examined), (Outcome::Held, 1), "{}", r.detail);
+        assert!(
+            r.detail.contains("(2 more acknowledged below their final log's start"),
+            "{}",
+            r.detail
+        );
+        // The log starting at 1 while offset 1 is missing: 11 is lost, 10 is not examined.
+        start(&mut h, 1);
+        let r = lost_write(&h);
+        assert_eq!((r.outcome, r.examined), (Outcome::Violated, 2), "{}", r.detail);
+        assert!(r.detail.contains("value 11 acked at offset t-0@1"), "{}", r.detail);
     }
 
     #[test]
@@ -1437,12 +1500,18 @@ mod tests {
                 fin.swap(0, 1);
             }
             let end = fin.iter().map(|x| x.0 + 1).max().unwrap_or(0);
+            // Sometimes retention removed a prefix: the log starts above 0.
+            let start = if end > 0 && r.gen_range(0..6) == 0 { r.gen_range(0..end) } else { 0 };
+            fin.retain(|x| x.0 >= start);
             match r.gen_range(0..12 * k) {
                 0 => drop(h.final_logs.insert(tp, None)),
                 1 => {}
                 _ => {
-                    let l =
-                        FinalLog { log_start_offset: 0, log_end_offset: end, records: fin.into() };
+                    let l = FinalLog {
+                        log_start_offset: start,
+                        log_end_offset: end,
+                        records: fin.into(),
+                    };
                     h.final_logs.insert(tp, Some(l));
                 }
             }

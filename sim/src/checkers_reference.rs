@@ -131,18 +131,23 @@ fn final_values(h: &Old) -> BTreeMap<&Tp, BTreeMap<u64, Vec<i64>>> {
 fn lost_write(h: &Old) -> CheckResult {
     let finals = final_values(h);
     let mut lost = Vec::new();
-    let mut acked = 0u64;
+    let (mut acked, mut below_start) = (0u64, 0u64);
     let mut unreadable = BTreeSet::new();
     for (send, offset, at_ns) in h.acked() {
         acked += 1;
-        match h.final_logs.get(&send.tp) {
-            Some(Some(_)) => {}
+        let start = match h.final_logs.get(&send.tp) {
+            Some(Some(log)) => log.log_start_offset,
             _ => {
                 unreadable.insert(send.tp.clone());
                 continue;
             }
+        };
+        let at = finals.get(&send.tp).and_then(|m| m.get(&send.value));
+        if offset < start && !at.is_some_and(|offsets| offsets.contains(&offset)) {
+            below_start += 1;
+            continue;
         }
-        let present = finals.get(&send.tp).is_some_and(|m| m.contains_key(&send.value));
+        let present = at.is_some();
         if !present {
             lost.push((send.tp.clone(), send.value, offset, at_ns));
         }
@@ -156,10 +161,16 @@ fn lost_write(h: &Old) -> CheckResult {
         ),
         );
     }
+    let examined = acked - below_start;
+    let removed = if below_start > 0 {
+        format!(" ({below_start} more acknowledged below their final log's start offset: removed by retention or DeleteRecords)")
+    } else {
+        String::new()
+    };
     if lost.is_empty() {
         return CheckResult::held(
-            acked,
-            format!("all {acked} acknowledged records are in the final log"),
+            examined,
+            format!("all {examined} acknowledged records are in the final log{removed}"),
         );
     }
     let ends: Vec<String> = h
@@ -170,9 +181,9 @@ fn lost_write(h: &Old) -> CheckResult {
         })
         .collect();
     CheckResult::violated(
-        acked,
+        examined,
         format!(
-            "{} of {acked} acknowledged records are missing from the final log ({}): {}",
+            "{} of {examined} acknowledged records are missing from the final log{removed} ({}): {}",
             lost.len(),
             ends.join(", "),
             examples(&lost, |(tp, v, o, t)| format!(

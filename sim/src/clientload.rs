@@ -252,7 +252,7 @@ impl ClientProducer {
         let id = (u64::from(self.index) << 40) | seq;
         let value = slab.value(id, self.spec.record_bytes);
         let record = ProducerRecord::new(ctx.topic.clone(), value)
-            .with_timestamp(1_700_000_000_000 + (created_ns / 1_000_000) as i64);
+            .with_timestamp(self.tracer.wall_ms_at(created_ns));
         let slot = {
             let mut h = lock(&self.history);
             h.sends.push(Send::new(None, id, created_ns, SendOutcome::Pending));

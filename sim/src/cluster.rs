@@ -298,18 +298,24 @@ pub async fn read_replica(
     let timeout = Duration::from_secs(5);
     let mut batches = Vec::new();
     let mut offset = 0i64;
-    let (mut hw, mut leo) = (-1, -1);
+    let (mut hw, mut leo, mut start) = (-1, -1, 0);
     for _ in 0..100_000 {
-        let (got, h, l) = match c.debug_fetch(tp, offset, 1 << 20, timeout).await {
+        let (got, h, l, s) = match c.debug_fetch(tp, offset, 1 << 20, timeout).await {
             Ok(r) => r,
-            Err(ApiError::OffsetOutOfRange { .. }) if offset == 0 => (Vec::new(), hw, leo),
+            // Retention or DeleteRecords moved the log's start past 0: read from there (once).
+            Err(ApiError::OffsetOutOfRange { log_start_offset, .. })
+                if offset == 0 && log_start_offset > 0 =>
+            {
+                offset = log_start_offset;
+                continue;
+            }
             Err(e) => {
                 tracer.event("replica-read-failed", &format!("{tp}@{offset} {e}"));
                 return None;
             }
         };
         if hw < 0 {
-            (hw, leo) = (h, l);
+            (hw, leo, start) = (h, l, s.max(0));
         }
         if got.is_empty() {
             break;
@@ -329,7 +335,7 @@ pub async fn read_replica(
             break;
         }
     }
-    Some(ReplicaLog { high_watermark: hw, log_end_offset: leo, batches })
+    Some(ReplicaLog { log_start_offset: start, high_watermark: hw, log_end_offset: leo, batches })
 }
 
 /// `summary.json`'s `cluster` section: per partition, the leader/ISR timeline (leader changes

@@ -345,6 +345,8 @@ pub struct History {
 /// One replica's log as that replica serves it to a debugging reader.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReplicaLog {
+    /// Where the replica's log begins (above 0 once retention or DeleteRecords removed a prefix).
+    pub log_start_offset: i64,
     pub high_watermark: i64,
     pub log_end_offset: i64,
     /// (base offset, last offset, hash of the batch's bytes), in log order.

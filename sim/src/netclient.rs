@@ -244,7 +244,7 @@ impl NetClient {
         offset: i64,
         max_bytes: usize,
         timeout: Duration,
-    ) -> Result<(Vec<Bytes>, i64, i64), ApiError> {
+    ) -> Result<(Vec<Bytes>, i64, i64, i64), ApiError> {
         let tps = tp.to_string();
         let t0 = self.tracer.now_ns();
         let conn = match self.conn(timeout).await {
@@ -288,6 +288,13 @@ impl NetClient {
                 ApiError::Broker("partition missing from the Fetch response".into()),
             );
         };
+        if p.error_code == ErrorCode::OFFSET_OUT_OF_RANGE {
+            let e = ApiError::OffsetOutOfRange {
+                log_start_offset: p.log_start_offset,
+                log_end_offset: p.high_watermark,
+            };
+            return self.failed("DebugFetch", &tps, t0, e);
+        }
         if p.error_code != ErrorCode::NONE {
             return self.failed("DebugFetch", &tps, t0, code_error(p.error_code));
         }
@@ -314,7 +321,7 @@ impl NetClient {
                 p.last_stable_offset
             ),
         );
-        Ok((batches, p.high_watermark, p.last_stable_offset))
+        Ok((batches, p.high_watermark, p.last_stable_offset, p.log_start_offset))
     }
 }
 

@@ -183,6 +183,8 @@ mod tests {
 pub struct Tracer {
     trace: std::sync::Arc<std::sync::Mutex<Trace>>,
     epoch: tokio::time::Instant,
+    /// The wall clock (madsim's `SystemTime`: seeded, so replayed exactly) at `epoch`, in ms.
+    epoch_wall_ms: i64,
 }
 
 impl Tracer {
@@ -191,6 +193,7 @@ impl Tracer {
         Tracer {
             trace: std::sync::Arc::new(std::sync::Mutex::new(Trace::new(keep_lines))),
             epoch: tokio::time::Instant::now(),
+            epoch_wall_ms: broker::now_ms(),
         }
     }
 
@@ -203,9 +206,11 @@ impl Tracer {
             .unwrap_or(u64::MAX)
     }
 
-    /// Kafka timestamps: a fixed wall-clock origin plus virtual time, so runs replay exactly.
-    pub fn now_ms(&self) -> i64 {
-        1_700_000_000_000 + (self.now_ns() / 1_000_000) as i64
+    /// The Kafka timestamp (wall-clock ms) of virtual time `t_ns`: the same clock the brokers
+    /// and the client library read (`SystemTime`, madsim's under simulation), so time-based
+    /// retention and `segment.ms` compare a record's timestamp with the broker's now.
+    pub fn wall_ms_at(&self, t_ns: u64) -> i64 {
+        self.epoch_wall_ms + (t_ns / 1_000_000) as i64
     }
 
     pub fn event(&self, kind: &str, detail: &str) {

@@ -470,3 +470,26 @@ fn crash_then_power_loss_with_rf2_loses_nothing() {
         }
     }
 }
+
+/// Retention deletes on every replica (the records' timestamps are on the brokers' clock), the
+/// follower killed for 4 s restarts behind its leader's log start, and the checks still examine
+/// what is left: acknowledged records below a final log's start are counted apart, replicas are
+/// compared where both hold the log.
+#[test]
+fn retention_deletes_on_time_and_the_checks_read_what_is_left() {
+    for out in story("cluster-retention") {
+        for (tp, log) in out.summary["history"]["final_logs"].as_object().into_iter().flatten() {
+            let start = log["log_start_offset"].as_i64().unwrap_or(0);
+            let end = log["log_end_offset"].as_i64().unwrap_or(0);
+            assert!(start > end / 2, "{tp}: retention kept {start}..{end} of 12 s at 2 s: {log}");
+        }
+        let lost = &out.summary["checks"]["lost-write"];
+        assert_eq!(lost["outcome"], "held", "{}", show(&out));
+        assert!(lost["examined"].as_u64().unwrap_or(0) > 1000, "{lost}");
+        let below = lost["detail"].as_str().unwrap_or("");
+        assert!(below.contains("more acknowledged below their final log's start offset"), "{lost}");
+        let agree = &out.summary["checks"]["replicas-agree"];
+        assert_eq!(agree["outcome"], "held", "{}", show(&out));
+        assert!(agree["examined"].as_u64().unwrap_or(0) > 100, "{agree}");
+    }
+}
