@@ -302,11 +302,13 @@ pub async fn read_replica(
     for _ in 0..100_000 {
         let (got, h, l, s) = match c.debug_fetch(tp, offset, 1 << 20, timeout).await {
             Ok(r) => r,
-            // Retention or DeleteRecords moved the log's start past 0: read from there (once).
+            // Retention or DeleteRecords moved the log's start past `offset` (before the read or
+            // during it): the replica's log is what remains, read from its new start.
             Err(ApiError::OffsetOutOfRange { log_start_offset, .. })
-                if offset == 0 && log_start_offset > 0 =>
+                if log_start_offset > offset =>
             {
-                offset = log_start_offset;
+                batches.retain(|b: &(i64, i64, u64)| b.1 >= log_start_offset);
+                (start, offset) = (log_start_offset, log_start_offset);
                 continue;
             }
             Err(e) => {
@@ -315,7 +317,7 @@ pub async fn read_replica(
             }
         };
         if hw < 0 {
-            (hw, leo, start) = (h, l, s.max(0));
+            (hw, leo, start) = (h, l, start.max(s));
         }
         if got.is_empty() {
             break;

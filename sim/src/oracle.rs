@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use broker::log::TopicPartition;
 
-use crate::api::BrokerApi;
+use crate::api::{ApiError, BrokerApi};
 use crate::history::{FinalLog, SeenRecords};
 use crate::trace::Tracer;
 use crate::workload::decode_value;
@@ -100,7 +100,7 @@ async fn read_all(
 ) -> Option<FinalLog> {
     let timeout = Duration::from_secs(5);
     let backoff = 100_000_000;
-    let (start, end) = loop {
+    let (mut start, end) = loop {
         match api.list_offsets(tp, timeout).await {
             Ok(r) => break r,
             Err(e) => {
@@ -122,6 +122,14 @@ async fn read_all(
             |pos: i64, why: String| tracer.event("final-read-failed", &format!("{tp}@{pos} {why}"));
         let resp = match api.fetch(tp, pos, 1 << 20, Duration::ZERO, timeout).await {
             Ok(resp) => resp,
+            // Retention moved the log's start past `pos` while the log was read: the final log
+            // starts there (records read below it stay observed).
+            Err(ApiError::OffsetOutOfRange { log_start_offset, .. })
+                if log_start_offset > pos && log_start_offset <= end =>
+            {
+                (start, pos) = (log_start_offset, log_start_offset);
+                continue;
+            }
             Err(e) => {
                 failed(pos, e.to_string());
                 return None;
