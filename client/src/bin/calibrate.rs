@@ -70,6 +70,11 @@ mod real {
 
     pub fn main() -> ExitCode {
         let a = Args::parse();
+        // Measure the codecs and copies under the allocator settings the real broker and perf
+        // run with: with glibc's default trimming every lz4 call's frame buffers were mapped
+        // afresh, and a 1 KiB call measured 7.0-7.3 µs instead of 0.58 µs (12x; two alternated
+        // pairs, 2026-12-05), which the twins then charged per batch.
+        net_model::process::keep_freed_heap();
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get() as u32);
         let mut c = Calibration {
             machine: format!("{} ({cores} cores)", machine()),
