@@ -314,6 +314,9 @@ impl ClientProducer {
             }
             return seq;
         }
+        if let Some(tick_ns) = self.spec.pacing_ns {
+            return self.paced(producer, ctx, who, tick_ns, slab).await;
+        }
         let mean = (1_000_000_000 / self.spec.rate_per_s.max(1)).max(2);
         let mut gap = || rng.gen_range(mean / 2..=mean + mean / 2);
         let quantum_ns = arrival_quantum_ns(self.spec.linger_ms);
@@ -336,6 +339,36 @@ impl ClientProducer {
                 seq += 1;
                 next += gap();
             }
+        }
+        seq
+    }
+
+    /// `pacing`: as a sleeping load generator sends (perf's loop, Kafka's throttler). Record
+    /// `i` is due `i / rate` after the start; at each tick every record due before the next
+    /// tick is handed over at once, each created (so timed) when it is handed over, as perf
+    /// times a record from its `send`. No randomness: the bursts are the generator's.
+    async fn paced(
+        &self,
+        producer: &client::Producer,
+        ctx: &Arc<AckContext>,
+        who: &str,
+        tick_ns: u64,
+        slab: &mut ValueSlab,
+    ) -> u64 {
+        assert!(tick_ns > 0 && self.spec.rate_per_s > 0, "pacing needs a tick and a rate");
+        let (stop_ns, rate) = (self.stop_at_ns, u128::from(self.spec.rate_per_s));
+        let start_ns = self.tracer.now_ns();
+        let due = |i: u64| start_ns + (u128::from(i) * 1_000_000_000 / rate) as u64;
+        let (mut seq, mut tick_at) = (0u64, start_ns);
+        while tick_at < stop_ns {
+            self.tracer.sleep_until_ns(tick_at).await;
+            let horizon = tick_at.saturating_add(tick_ns).min(stop_ns);
+            while due(seq) < horizon && self.tracer.now_ns() < stop_ns {
+                let now = self.tracer.now_ns();
+                self.send_one(producer, ctx, who, seq, now, slab).await;
+                seq += 1;
+            }
+            tick_at = tick_at.saturating_add(tick_ns).max(self.tracer.now_ns());
         }
         seq
     }

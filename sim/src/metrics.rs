@@ -190,13 +190,15 @@ pub struct Workload {
     pub prefill_record_bytes: Vec<usize>,
     /// `measure.from`; `None` = from the first acknowledgement (or poll, without producers).
     pub measure_from_ns: Option<u64>,
+    /// `measure.warmup`: the default window starts this long after its first acknowledgement.
+    pub measure_warmup_ns: u64,
     /// When producers stopped sending new records (the window's end).
     pub producers_stop_ns: u64,
 }
 
 /// The measurement window: from `measure.from` (or the first acknowledgement — the first
-/// record that reached the log — or, without producers, the first poll) to when producers
-/// stopped (without producers: the last poll that returned records).
+/// record that reached the log — or, without producers, the first poll — plus `measure.warmup`)
+/// to when producers stopped (without producers: the last poll that returned records).
 fn window(h: &History, w: &Workload) -> Option<(u64, u64)> {
     let first_ack = h
         .sends
@@ -217,7 +219,7 @@ fn window(h: &History, w: &Workload) -> Option<(u64, u64)> {
     } else {
         (first_ack?, w.producers_stop_ns)
     };
-    let from = w.measure_from_ns.unwrap_or(from);
+    let from = w.measure_from_ns.unwrap_or(from.saturating_add(w.measure_warmup_ns));
     (to > from).then_some((from, to))
 }
 

@@ -528,6 +528,7 @@ fn workload_of(sc: &Scenario) -> metrics::Workload {
         offered_bytes_per_s: (!closed && !sc.producers.is_empty()).then_some(bytes),
         prefill_record_bytes: sc.prefill.iter().map(|p| p.record_bytes).collect(),
         measure_from_ns: sc.measure_from_ns,
+        measure_warmup_ns: sc.measure_warmup_ns,
         producers_stop_ns: sc.producers_stop_ns(),
     }
 }

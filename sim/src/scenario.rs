@@ -157,6 +157,11 @@ pub struct ProducerSpec {
     /// and `max.in.flight.requests.per.connection`), like `kafka-producer-perf-test
     /// --throughput -1`. Network mode only.
     pub max_rate: bool,
+    /// `pacing`: `None` = seeded arrivals spread around the rate, each record created at its
+    /// own time; `Some(tick)` = a sleeping load generator's bursts (perf's, Kafka's
+    /// `ProducerPerformance`): records due exactly every 1/rate, each tick handing over at once
+    /// every record due before the next, each created (and timed) when handed over.
+    pub pacing_ns: Option<u64>,
     /// The client host this producer runs on (`workload.client_hosts`); `None` = spread
     /// round-robin over the client hosts with the other producers.
     pub host: Option<u32>,
@@ -244,6 +249,9 @@ pub struct Scenario {
     /// Start of the throughput/latency measurement window (`measure.from`); `None` = the first
     /// acknowledgement (start-up excluded).
     pub measure_from_ns: Option<u64>,
+    /// `measure.warmup`: the window starts this long after the first acknowledgement (0 = at
+    /// it); exclusive with `measure.from`.
+    pub measure_warmup_ns: u64,
     /// Client machines (`workload.client_hosts`), each with its own NIC and CPU.
     pub client_hosts: u32,
     /// The client hosts' NIC (`workload.client_nic`, default `cluster.host.nic`).

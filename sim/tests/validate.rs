@@ -61,7 +61,27 @@ fn every_workload_is_the_same_on_both_sides() {
         assert_eq!(real.buffer_memory, simulated.buffer_memory, "{n}");
         // The records, the loop and its length.
         assert_eq!(a.record_size, p.record_bytes, "{n}");
-        assert!(a.throughput < 0.0 && p.max_rate && p.count == 1, "{n}: closed loops");
+        assert_eq!(p.count, 1, "{n}: one producer");
+        match w.rate_records_s {
+            None => assert!(a.throughput < 0.0 && p.max_rate, "{n}: a closed loop"),
+            Some(rate) => {
+                assert_eq!(a.throughput, rate as f64, "{n}: perf paces at the rate");
+                assert!(!p.max_rate && p.rate_per_s == rate, "{n}: the twin offers the rate");
+                let tick_ms = client::calibrate::validate::PERF_TICK_MS;
+                assert_eq!(p.pacing_ns, Some(tick_ms * 1_000_000), "{n}: in perf's bursts");
+            }
+        }
+        // The window: a fixed rate's after the real side's warm-up, a closed loop's from its
+        // first acknowledgement (perf's elapsed time counts from its first send).
+        assert_eq!(sc.measure_from_ns, None, "{n}");
+        match w.rate_records_s {
+            None => assert_eq!(sc.measure_warmup_ns, 0, "{n}"),
+            Some(_) => assert_eq!(
+                sc.measure_warmup_ns,
+                client::calibrate::validate::WARMUP_MS * 1_000_000,
+                "{n}"
+            ),
+        }
         assert!(a.distinct_values, "{n}: values a codec sees as the simulator's");
         assert_eq!(a.duration_ms, Some(sc.duration_s * 1000), "{n}");
         assert!(a.num_records >= client::calibrate::validate::records_cap(&w), "{n}");
@@ -94,6 +114,7 @@ fn run(mb_s: f64, p99_ms: f64, load: &str) -> RealRun {
     RealRun {
         mb_s,
         p99_ms,
+        p50_ms: Some(p99_ms / 2.0),
         records: 1000,
         errors: 0,
         elapsed_s: 2.0,
@@ -115,9 +136,9 @@ fn validate_json_rows_have_the_stated_fields_and_arithmetic() {
         ],
     };
     let summary = json!({"throughput": {"achieved": {"produce_bytes_per_s": 110e6},
-                                        "window_s": [1.0, 3.0]},
+                                        "window_s": [1.0, 3.0], "acked": 200_000},
                          "latency": {"produce_ms": {"p99": 6.0}},
-                         "cpu": {"shared-host": {"busy_ns": 2.2e9}}});
+                         "cpu": {"shared-host": {"busy_ns": 2.048e9}}});
     let m = serde_json::to_value(&measured).unwrap();
     let row = sim::validate::row(&m, &summary, std::path::Path::new("out/sim/x"));
     for k in [
@@ -133,6 +154,7 @@ fn validate_json_rows_have_the_stated_fields_and_arithmetic() {
         assert!(row.get(k).is_some(), "rows[].{k} missing: {row}");
     }
     assert_eq!(row["workload"], json!(w.name));
+    assert_eq!(row["kind"], json!("closed_loop"));
     assert_eq!(row["measured_mb_s"], json!(100.0), "the median of the runs, not the mean");
     assert_eq!(row["measured"]["mb_s"]["min"], json!(90.0));
     assert_eq!(row["measured"]["mb_s"]["max"], json!(130.0));
@@ -143,7 +165,8 @@ fn validate_json_rows_have_the_stated_fields_and_arithmetic() {
     assert!((row["p99_ratio"].as_f64().unwrap() - 1.5).abs() < 1e-12);
     assert_eq!(row["loadavg"], json!(["1.0 2 3", "2.0 2 3", "3.0 2 3"]), "one per measured run");
     assert_eq!(row["measured"]["cores_busy"]["median"], json!(1.0), "2 CPU s over 2 s");
-    // 2 CPU s over 200 MB (10), 260 MB (7.7), 180 MB (11.1); 2.2 s busy over 220 MB.
+    // 2 CPU s over 200 MB (10), 260 MB (7.7), 180 MB (11.1); 2.048 s busy over 200,000
+    // acknowledged records of 1,024 bytes.
     assert_eq!(row["measured"]["cpu_ns_per_byte"]["median"], json!(10.0));
     assert_eq!(row["predicted"]["cpu_ns_per_byte"], json!(10.0));
     assert_eq!(row["cpu_per_byte_ratio"], json!(1.0), "predicted / measured CPU per byte");
@@ -162,6 +185,48 @@ fn validate_json_rows_have_the_stated_fields_and_arithmetic() {
     assert_eq!(doc["rows"].as_array().map(Vec::len), Some(2));
     let table = sim::validate::table(&doc);
     assert!(table.contains(&w.name) && table.contains("1.10"), "{table}");
+    assert_eq!(
+        doc["counts"],
+        json!({"closed_loop": 2, "closed_loop_within_goal": 1, "fixed_rate": 0})
+    );
+    assert!(table.contains("1 of 2 closed-loop rows within the goal"), "{table}");
+}
+
+/// A fixed-rate row compares latency: its throughput ratio is reported but not judged (both
+/// sides keep the offered rate), `rate_kept` says whether each side did, and the medians of
+/// p50 and p99 are compared.
+#[test]
+fn a_fixed_rate_row_is_judged_by_its_latency_not_its_throughput() {
+    let w = plan().into_iter().find(|w| w.rate_records_s.is_some()).expect("a fixed-rate workload");
+    let offered = w.offered_mb_s().expect("offered");
+    let measured = Measured {
+        workload: w.clone(),
+        runs: vec![
+            run(offered, 4.0, "1 1 1"),
+            run(offered * 0.9, 6.0, "1 1 1"),
+            run(offered, 2.0, "1 1 1"),
+        ],
+    };
+    let summary = json!({"throughput": {"achieved": {"produce_bytes_per_s": offered * 2.0 * 1e6},
+                                        "window_s": [1.0, 3.0]},
+                         "latency": {"produce_ms": {"p50": 3.0, "p99": 8.0}},
+                         "cpu": {"shared-host": {"busy_ns": 1e9}}});
+    let m = serde_json::to_value(&measured).unwrap();
+    let row = sim::validate::row(&m, &summary, std::path::Path::new("x"));
+    assert_eq!(row["kind"], json!("fixed_rate"));
+    assert_eq!(row["within_goal"], Value::Null, "a ratio of 2 is not judged: {row}");
+    assert!((row["ratio"].as_f64().unwrap() - 2.0).abs() < 1e-9, "but reported");
+    assert_eq!(row["offered_mb_s"], json!(offered));
+    assert_eq!(row["rate_kept"]["measured"], json!(1.0), "the median run kept the rate");
+    assert!((row["rate_kept"]["predicted"].as_f64().unwrap() - 2.0).abs() < 1e-9);
+    assert_eq!(row["measured_p50_ms"], json!(2.0), "median of 2, 3, 1");
+    assert!((row["p50_ratio"].as_f64().unwrap() - 1.5).abs() < 1e-12);
+    assert!((row["p99_ratio"].as_f64().unwrap() - 2.0).abs() < 1e-12);
+    let doc = sim::validate::document("p", &json!({}), &json!({}), vec![row]);
+    assert_eq!(doc["counts"]["fixed_rate"], json!(1));
+    let table = sim::validate::table(&doc);
+    assert!(table.contains("2.00~"), "{table}");
+    assert!(table.contains("0 of 0 closed-loop rows within the goal"), "{table}");
 }
 
 /// One lz4 batch of up to `batch.size` (16 KiB) filled with `value(i)` for i = 0, 1, ...:
@@ -209,4 +274,86 @@ fn the_lz4_twin_offers_the_bytes_perf_offers() {
         let repeated = lz4_batch_ratio(|i| kafka_default.get(i).to_vec());
         assert!(repeated < 0.1, "{}: the check sees a repeated payload ({repeated})", w.name);
     }
+}
+
+/// `measure.warmup` moves the window's start that far past the first acknowledgement, and in the
+/// plan's 3-node fixed-rate twin it is what leaves the cluster's start-up (the first produce
+/// requests waiting for the followers' first fetches) out of the latency: without it that
+/// start-up is the run's p99. Both runs are the same simulation (same seed, same trace); only
+/// the window differs.
+#[test]
+fn a_fixed_rate_twin_measures_after_its_warm_up() {
+    let w = plan()
+        .into_iter()
+        .find(|w| w.rate_records_s.is_some() && w.brokers == 3)
+        .expect("a 3-node fixed-rate workload");
+    let twin = sim::validate::scenario(&w, "this-machine");
+    assert_eq!(twin["measure"]["warmup"], json!("500ms"));
+    let mut cold = twin.clone();
+    cold["measure"] = json!({});
+    let go = |v: &Value| {
+        let sc = Scenario::parse(&v.to_string()).expect("parses");
+        let opts = sim::run::RunOptions {
+            keep_trace: false,
+            scenario_path: "(test)".into(),
+            out_dir: format!("out/test-validate/{}-{}", sc.name, sc.measure_warmup_ns),
+            omb: None,
+        };
+        let out = sim::run::run(&sc, sc.seed, &opts);
+        assert_eq!(out.exit_code, 0, "{}", out.summary["checks"]);
+        out.summary
+    };
+    let (warm, cold) = (go(&twin), go(&cold));
+    assert_eq!(warm["trace_hash"], cold["trace_hash"], "the window changes no event");
+    let start = |s: &Value| s["throughput"]["window_s"][0].as_f64().unwrap_or(f64::NAN);
+    assert!(
+        (start(&warm) - start(&cold) - 0.5).abs() < 1e-9,
+        "{} vs {}",
+        start(&warm),
+        start(&cold)
+    );
+    let p99 = |s: &Value| s["latency"]["produce_ms"]["p99"].as_f64().unwrap_or(f64::NAN);
+    let count = |s: &Value| s["latency"]["produce_ms"]["count"].as_u64().unwrap_or(0);
+    assert!(
+        count(&warm) > 10_000 && count(&warm) < count(&cold),
+        "{} of {}",
+        count(&warm),
+        count(&cold)
+    );
+    assert!(p99(&cold) > 3.0 * p99(&warm), "p99 cold {} ms, warm {} ms", p99(&cold), p99(&warm));
+}
+
+/// A fixed-rate twin hands records over as perf does (`pacing`: every record due before the
+/// next 2 ms tick at once, each timed from then), not spread around the rate: at 100 B and
+/// 100,000 a second a burst fills its batches at once, so the median record waits for no
+/// batch to fill. Spread, the same rate fills a batch over ~1 ms and the median record waits
+/// for it. Red if `pacing` is ignored (the two runs would be the same).
+#[test]
+fn a_paced_twin_sends_in_bursts_as_perf_does() {
+    let w = plan()
+        .into_iter()
+        .find(|w| w.rate_records_s.is_some() && w.record_bytes == 100)
+        .expect("a 100 B fixed-rate workload");
+    let mut paced = sim::validate::scenario(&w, "this-machine");
+    paced["duration_s"] = json!(2);
+    let mut spread = paced.clone();
+    spread["workload"]["producers"][0].as_object_mut().map(|p| p.remove("pacing"));
+    let go = |v: &Value, label: &str| {
+        let sc = Scenario::parse(&v.to_string()).expect("parses");
+        let opts = sim::run::RunOptions {
+            keep_trace: false,
+            scenario_path: "(test)".into(),
+            out_dir: format!("out/test-validate/pacing-{label}"),
+            omb: None,
+        };
+        let out = sim::run::run(&sc, sc.seed, &opts);
+        assert_eq!(out.exit_code, 0, "{}", out.summary["checks"]);
+        out.summary
+    };
+    let (p, s) = (go(&paced, "paced"), go(&spread, "spread"));
+    let p50 = |s: &Value| s["latency"]["produce_ms"]["p50"].as_f64().unwrap_or(f64::NAN);
+    let acked = |s: &Value| s["throughput"]["acked"].as_f64().unwrap_or(0.0);
+    assert!(p50(&p) < 0.5 * p50(&s), "p50 paced {} ms, spread {} ms", p50(&p), p50(&s));
+    // Both offer the rate: within a tenth of each other.
+    assert!((acked(&p) / acked(&s) - 1.0).abs() < 0.1, "{} vs {}", acked(&p), acked(&s));
 }

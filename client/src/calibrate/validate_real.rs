@@ -15,14 +15,12 @@ use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
 use super::broker_fit::{cpu_s, free_port};
-use super::validate::{Measured, RealRun, Workload, TOPIC};
+use super::validate::{Measured, RealRun, Workload, TOPIC, WARMUP_MS};
 use crate::admin::{Admin, AdminConfig};
 use crate::perf::ProduceSummary;
 
 /// How long brokers get to start, register and lead the topic.
 const START_TIMEOUT: Duration = Duration::from_secs(60);
-/// The warm-up run before the measured ones, ms.
-const WARMUP_MS: u64 = 500;
 
 /// `/proc/loadavg`'s first three fields.
 pub fn loadavg() -> String {
@@ -193,6 +191,7 @@ fn perf_once(perf: &Path, nodes: &Nodes, w: &Workload, tmp: &Path) -> io::Result
     Ok(RealRun {
         mb_s: s.records as f64 * w.record_bytes as f64 / elapsed_s / 1e6,
         p99_ms: s.percentiles_ms.get(2).copied().unwrap_or(0.0),
+        p50_ms: s.percentiles_ms.first().copied(),
         records: s.records,
         errors: s.errors,
         elapsed_s,

@@ -34,6 +34,7 @@ pub(super) struct Effective<'a> {
 #[derive(Serialize)]
 struct Measure {
     from_s: Option<f64>,
+    warmup_s: f64,
     default: &'static str,
 }
 
@@ -156,6 +157,8 @@ struct Producer<'a> {
     count: u32,
     topic: &'a str,
     rate: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pacing: Option<String>,
     host: Option<u32>,
     #[serde(rename = "record.bytes")]
     record_bytes: usize,
@@ -262,6 +265,7 @@ impl<'a> Effective<'a> {
             producers_stop_s: seconds(sc.producers_stop_ns()),
             measure: Measure {
                 from_s: sc.measure_from_ns.map(seconds),
+                warmup_s: seconds(sc.measure_warmup_ns),
                 default: "from the first acknowledgement (or poll) to when producers stop",
             },
             cluster: Cluster {
@@ -382,6 +386,7 @@ impl<'a> Producer<'a> {
             count: p.count,
             topic: &p.topic,
             rate: if p.max_rate { "max".to_string() } else { format!("{}/s", p.rate_per_s) },
+            pacing: p.pacing_ns.map(|ns| format!("{}us", ns / 1_000)),
             host: p.host,
             record_bytes: p.record_bytes,
             acks: p.acks.name(),

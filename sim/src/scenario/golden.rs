@@ -23,6 +23,17 @@ pub const BAD: &[(&str, &str, &str)] = &[
     (r#""duration_s": 10"#, r#""duration_s": 10, "seed": "x""#, "seed: "),
     (r#""duration_s": 10"#, r#""duration_s": 10, "measure": {"from": "soon"}"#, "measure.from: "),
     (r#""duration_s": 10"#, r#""duration_s": 10, "measure": {"to": "1s"}"#, "measure.to: "),
+    (
+        r#""duration_s": 10"#,
+        r#""duration_s": 10, "measure": {"from": "1s", "warmup": "1s"}"#,
+        "measure.warmup: ",
+    ),
+    (
+        r#""duration_s": 10"#,
+        r#""duration_s": 10, "measure": {"warmup": "11s"}"#,
+        "measure.warmup: ",
+    ),
+    (r#""duration_s": 10"#, r#""duration_s": 10, "measure": {"warmup": "x"}"#, "measure.warmup: "),
     (r#""brokers": 3"#, r#""brokers": 65"#, "cluster.brokers: "),
     (r#""brokers": 3"#, r#""brokers": 3, "controllers": 4"#, "cluster.controllers: "),
     (r#""mode": "network""#, r#""mode": 1"#, "cluster.mode: "),
@@ -92,6 +103,9 @@ pub const BAD: &[(&str, &str, &str)] = &[
     (r#""topics": [{"name": "events", "partitions": 2}],"#, "", "topics: "),
     (r#""rate": "100/s""#, r#""rate": "fast""#, "workload.producers[0].rate: "),
     (r#""rate": "100/s""#, r#""rate": 0"#, "workload.producers[0].rate: "),
+    (r#""rate": "100/s""#, r#""rate": "100/s", "pacing": "1us""#, "workload.producers[0].pacing: "),
+    (r#""rate": "100/s""#, r#""rate": "100/s", "pacing": "2s""#, "workload.producers[0].pacing: "),
+    (r#""rate": "100/s""#, r#""rate": "max", "pacing": "2ms""#, "workload.producers[0].pacing: "),
     (r#""rate": "100/s""#, r#""rate": "100/s", "acks": 2"#, "workload.producers[0].acks: "),
     (
         r#""rate": "100/s""#,

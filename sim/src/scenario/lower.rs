@@ -77,10 +77,25 @@ pub(super) fn scenario(raw: &RawScenario) -> R<Scenario> {
             3_600,
         )?,
         measure_from_ns: raw.measure.get().and_then(|m| m.from.get()).map(|d| d.0),
+        measure_warmup_ns: measure_warmup_ns(raw)?,
         client_hosts: w.client_hosts,
         client_nic_bps: w.client_nic_bps,
         prefill: w.prefill,
     })
+}
+
+/// `measure.warmup`: at most `duration_s`, and not with `measure.from` (which fixes the start).
+fn measure_warmup_ns(raw: &RawScenario) -> R<u64> {
+    let Some(m) = raw.measure.get() else { return Ok(0) };
+    let Some(w) = m.warmup.get() else { return Ok(0) };
+    if m.from.get().is_some() {
+        return Err(invalid("measure.warmup", "not with measure.from: from fixes the window's start, warmup moves it from the first acknowledgement"));
+    }
+    let limit_ns = raw.duration_s.get().map_or(10, |d| d.0).saturating_mul(1_000_000_000);
+    if w.0 > limit_ns {
+        return Err(invalid("measure.warmup", "longer than duration_s: the window would be empty"));
+    }
+    Ok(w.0)
 }
 
 fn cluster(c: &RawCluster) -> R<ClusterParts> {

@@ -42,6 +42,7 @@ pub struct RawScenario {
 #[serde(default, deny_unknown_fields)]
 pub struct RawMeasure {
     pub from: Opt<Dur>,
+    pub warmup: Opt<Dur>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -121,6 +122,7 @@ pub struct RawProducer {
     pub count: Opt<UInt>,
     pub topic: Opt<String>,
     pub rate: Opt<Rate>,
+    pub pacing: Opt<Dur>,
     #[serde(rename = "record.bytes")]
     pub record_bytes: Opt<UInt>,
     pub host: Opt<UInt>,

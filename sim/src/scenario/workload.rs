@@ -96,6 +96,10 @@ fn host_of(host: &super::units::Opt<UInt>, p: &str, client_hosts: u32) -> R<Opti
     }
 }
 
+/// `pacing`'s range: a tick of 10 µs (finer than any sleeping load generator) to 1 s.
+const PACING_NS_MIN: u64 = 10_000;
+const PACING_NS_MAX: u64 = 1_000_000_000;
+
 fn producer(r: &RawProducer, p: &str, ctx: &Ctx) -> R<ProducerSpec> {
     let topic = topic_of(&r.topic, p, ctx.topics)?;
     let acks = r.acks.get().copied().unwrap_or(Acks::All);
@@ -111,8 +115,18 @@ fn producer(r: &RawProducer, p: &str, ctx: &Ctx) -> R<ProducerSpec> {
     if rate.is_none() && ctx.mode != Mode::Network {
         return Err(invalid(&join(p, "rate"), "\"max\" (a closed loop) needs cluster.mode = \"network\" (the client crate's producer)"));
     }
+    let pacing_ns = r.pacing.get().map(|d| d.0);
+    if let Some(tick) = pacing_ns {
+        if rate.is_none() {
+            return Err(invalid(&join(p, "pacing"), "needs a rate (\"max\" is a closed loop)"));
+        }
+        if !(PACING_NS_MIN..=PACING_NS_MAX).contains(&tick) {
+            return Err(invalid(&join(p, "pacing"), "expected 10us..1s"));
+        }
+    }
     let ms = |v, key, default, lo| range(v, p, key, default, lo, 3_600_000);
     Ok(ProducerSpec {
+        pacing_ns,
         count: range(&r.count, p, "count", 1, 1, 1000)? as u32,
         topic,
         rate_per_s: rate.unwrap_or(0),
