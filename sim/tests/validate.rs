@@ -276,6 +276,20 @@ fn the_lz4_twin_offers_the_bytes_perf_offers() {
     }
 }
 
+/// Runs a twin scenario (JSON) in-process; its `summary.json`, after asserting every check held.
+fn simulate(scenario: &Value, label: &str) -> Value {
+    let sc = Scenario::parse(&scenario.to_string()).expect("parses");
+    let opts = sim::run::RunOptions {
+        keep_trace: false,
+        scenario_path: "(test)".into(),
+        out_dir: format!("out/test-validate/{}-{label}", sc.name),
+        omb: None,
+    };
+    let out = sim::run::run(&sc, sc.seed, &opts);
+    assert_eq!(out.exit_code, 0, "{label}: {}", out.summary["checks"]);
+    out.summary
+}
+
 /// `measure.warmup` moves the window's start that far past the first acknowledgement, and in the
 /// plan's 3-node fixed-rate twin it is what leaves the cluster's start-up (the first produce
 /// requests waiting for the followers' first fetches) out of the latency: without it that
@@ -291,19 +305,7 @@ fn a_fixed_rate_twin_measures_after_its_warm_up() {
     assert_eq!(twin["measure"]["warmup"], json!("500ms"));
     let mut cold = twin.clone();
     cold["measure"] = json!({});
-    let go = |v: &Value| {
-        let sc = Scenario::parse(&v.to_string()).expect("parses");
-        let opts = sim::run::RunOptions {
-            keep_trace: false,
-            scenario_path: "(test)".into(),
-            out_dir: format!("out/test-validate/{}-{}", sc.name, sc.measure_warmup_ns),
-            omb: None,
-        };
-        let out = sim::run::run(&sc, sc.seed, &opts);
-        assert_eq!(out.exit_code, 0, "{}", out.summary["checks"]);
-        out.summary
-    };
-    let (warm, cold) = (go(&twin), go(&cold));
+    let (warm, cold) = (simulate(&twin, "warm"), simulate(&cold, "cold"));
     assert_eq!(warm["trace_hash"], cold["trace_hash"], "the window changes no event");
     let start = |s: &Value| s["throughput"]["window_s"][0].as_f64().unwrap_or(f64::NAN);
     assert!(
@@ -338,19 +340,7 @@ fn a_paced_twin_sends_in_bursts_as_perf_does() {
     paced["duration_s"] = json!(2);
     let mut spread = paced.clone();
     spread["workload"]["producers"][0].as_object_mut().map(|p| p.remove("pacing"));
-    let go = |v: &Value, label: &str| {
-        let sc = Scenario::parse(&v.to_string()).expect("parses");
-        let opts = sim::run::RunOptions {
-            keep_trace: false,
-            scenario_path: "(test)".into(),
-            out_dir: format!("out/test-validate/pacing-{label}"),
-            omb: None,
-        };
-        let out = sim::run::run(&sc, sc.seed, &opts);
-        assert_eq!(out.exit_code, 0, "{}", out.summary["checks"]);
-        out.summary
-    };
-    let (p, s) = (go(&paced, "paced"), go(&spread, "spread"));
+    let (p, s) = (simulate(&paced, "paced"), simulate(&spread, "spread"));
     let p50 = |s: &Value| s["latency"]["produce_ms"]["p50"].as_f64().unwrap_or(f64::NAN);
     let acked = |s: &Value| s["throughput"]["acked"].as_f64().unwrap_or(0.0);
     assert!(p50(&p) < 0.5 * p50(&s), "p50 paced {} ms, spread {} ms", p50(&p), p50(&s));
