@@ -105,6 +105,10 @@ pub enum Work {
     /// append, an `acks=all` produce woken by the high watermark): the OS waking its thread.
     /// Latency only ([`CpuProfile::wakeup_ns`]), no core time; `bytes` is 0.
     Wakeup,
+    /// The CPU the OS spends waking a parked thread (futex, scheduler, epoll) when data reaches
+    /// a socket reader that had found none ([`CpuProfile::wakeup_cpu`], charged by the
+    /// simulated network on the reader's host: `SimNet::set_wake_cpu`); `bytes` is 0.
+    Woken,
 }
 
 /// The CPU seam. Object-safe: hosts hold an `Arc<dyn CostHook>`.
@@ -262,6 +266,7 @@ impl Threads {
 /// | loopback, one side (`loopback`) | 122-126 ps/B (calibrate: one stream's sending and receiving thread CPU per byte, 2026-12-03) | 125 ps/B |
 /// | a Fetch long-poll pass (`fetch_pass`) | 21.4 µs (calibrate's `wakeup_cpu_ns`, 2026-12-04: the CPU time two threads spend per wake-up of one another on this VM, 17.7-21.9; a hand fit from validate's 3-node rows gave 19.6 µs on 2026-12-03) | 0: in the request's cost unless a profile measures it |
 /// | threads of a process (`threads`) | this repository's broker: one per core (tokio's default runtime); `perf`: 2 | 0: no limit |
+/// | a parked socket reader's wake-up, CPU (`wakeup_cpu`) | 14-19 µs (calibrate's `wakeup_cpu_ns`, as `fetch_pass`; 2026-12-05: at 2,000 requests a second of 16 KiB the real broker and perf spent 116 µs of CPU a request against 62 µs saturated, about three wake-ups more); charged only when the reader's process is idle (every thread free) | 0: not charged |
 /// | wake-up latency (`wakeup_ns`) | 9.7 µs (calibrate's `wakeup_ns`: half a round trip between two threads, 2026-12-03, this machine; 31 µs on 2026-12-04) | 0: not charged |
 ///
 /// 8 cores per host by default (a broker-class machine), not this machine's 2.
@@ -294,9 +299,19 @@ pub struct CpuProfile {
     /// (`SimNet::set_wakeup`), and by [`Work::Wakeup`] where one task of a process wakes
     /// another; latency only, no core time: the wake-up's CPU is inside the
     /// fitted per-request costs (`request`, `client_request`, `fetch_pass`), which are fits of
-    /// whole processes' CPU time. 0 (the default): readers see data as it arrives.
+    /// whole processes' CPU time at saturation, and in `wakeup_cpu`. 0 (the default): readers
+    /// see data as it arrives.
     #[serde(skip_serializing_if = "is_zero")]
     pub wakeup_ns: u64,
+    /// The CPU of waking a parked socket reader ([`Work::Woken`], per wake), charged on the
+    /// reader's host by the simulated network where it knows the host's cores (hosts sharing one
+    /// machine), and only when the reader's process is idle (every thread free: a busy process
+    /// has a thread awake to pick the data up). Saturated, a process is rarely idle, and the
+    /// fitted per-request costs hold the wake-ups it had; at low load every request finds its
+    /// process idle, and the real processes spend ~50 µs more a request than saturated (see the
+    /// table above). 0 (the default): free.
+    #[serde(default = "Cost::zero", skip_serializing_if = "Cost::is_zero")]
+    pub wakeup_cpu: Cost,
 }
 
 fn is_zero(x: &u64) -> bool {
@@ -326,6 +341,7 @@ impl Default for CpuProfile {
             threads: Threads::default(),
             // Not measured for a broker-class machine (a process per machine, idle cores).
             wakeup_ns: 0,
+            wakeup_cpu: Cost::new(0, 0),
         }
     }
 }
@@ -347,6 +363,7 @@ impl CpuProfile {
         self.client_record.validate("client_record")?;
         self.loopback.validate("loopback")?;
         self.fetch_pass.validate("fetch_pass")?;
+        self.wakeup_cpu.validate("wakeup_cpu")?;
         self.threads.validate()?;
         if self.wakeup_ns > WAKEUP_NS_MAX {
             return Err(CpuConfigError::Wakeup(self.wakeup_ns));
@@ -389,6 +406,7 @@ impl CpuProfile {
             Work::ClientRecords => self.client_record.ns(bytes),
             Work::Loopback => self.loopback.ns(bytes),
             Work::FetchPass => self.fetch_pass.ns(bytes),
+            Work::Woken => self.wakeup_cpu.ns(bytes),
             // Not core time: see [`CpuProfile::latency_ns`].
             Work::Wakeup => 0,
         }
@@ -534,6 +552,11 @@ impl SimCpu {
 
     async fn spend_as(&self, party: Option<usize>, work: Work, bytes: u64) {
         let now = self.now_ns();
+        if work == Work::Woken && self.busy_at(party, now) {
+            // A thread of a busy process picks the data up when it is done: nobody is woken.
+            self.count_free(work, bytes);
+            return;
+        }
         if let Some(latency_ns) = self.free(work, bytes) {
             if latency_ns > 0 {
                 let until = now.saturating_add(latency_ns);
@@ -544,6 +567,25 @@ impl SimCpu {
         }
         let done = self.schedule_for(party, now, work, bytes);
         disk_model::clock::sleep_until_precise(self.epoch + Duration::from_nanos(done)).await;
+    }
+
+    /// Whether the process (`party`; `None`: the pool) has work on a core at `now_ns`: then it
+    /// has a thread awake, and data that reaches it wakes none ([`Work::Woken`] is free). Only
+    /// a process whose every thread is idle must have one woken (a runtime's worker parks only
+    /// when it has nothing to run). Saturated, a process is rarely idle, so the fitted
+    /// per-request costs (fits of saturated runs) keep what wake-ups they saw.
+    fn busy_at(&self, party: Option<usize>, now_ns: u64) -> bool {
+        let st = self.lock();
+        let threads = party.map_or(&st.free_at_ns, |p| &st.parties[p]);
+        threads.iter().any(|&t| t > now_ns)
+    }
+
+    /// Counts `work` as done at no cost.
+    fn count_free(&self, work: Work, bytes: u64) {
+        let mut st = self.lock();
+        let w = st.stats.per_work.entry(work).or_default();
+        w.ops += 1;
+        w.bytes += bytes;
     }
 
     /// Whether `work` over `bytes` costs nothing in this profile (a term it leaves at 0, or no
@@ -660,6 +702,10 @@ mod tests {
         assert_eq!(q.cost_ns(Work::ClientRecords, 4), 1_600);
         assert_eq!(q.cost_ns(Work::Loopback, 1_000), 900);
         assert_eq!(CpuProfile::default().cost_ns(Work::Records, 1_000), 0, "unmeasured: free");
+        assert_eq!(CpuProfile::default().cost_ns(Work::Woken, 0), 0, "unmeasured: free");
+        let w = CpuProfile { wakeup_cpu: Cost::new(14_000, 0), ..CpuProfile::default() };
+        assert_eq!(w.cost_ns(Work::Woken, 0), 14_000);
+        assert_eq!(w.cost_ns(Work::FetchPass, 0), 0, "its own field");
         let bad = CpuProfile { loopback: Cost::new(0, PER_BYTE_PS_MAX + 1), ..q };
         assert!(bad.validate().is_err());
     }

@@ -231,3 +231,32 @@ fn a_one_thread_process_takes_twice_as_long_and_leaves_a_core() {
         assert!((99_000..=100_000).contains(&queued), "queued {queued} ns");
     });
 }
+
+/// A woken reader's wake-up costs CPU only when its process has gone idle (every thread free,
+/// as a runtime's workers park only with nothing to run): while the process has work on a core
+/// a thread of it is awake and picks the data up, so the wake-up is counted at no cost.
+#[test]
+fn a_wakeup_costs_cpu_only_when_the_process_is_idle() {
+    run(8, async {
+        let profile = CpuProfile {
+            cores: 2,
+            request: Cost::new(100_000_000, 0), // 100 ms
+            wakeup_cpu: Cost::new(10_000, 0),
+            ..CpuProfile::default()
+        };
+        let sim = SimCpu::new(profile);
+        let (busy, idle) = (sim.party(1), sim.party(1));
+        let b = busy.clone();
+        let request = tokio::spawn(async move { b.spend(Work::Request, 0).await });
+        tokio::time::sleep(Duration::from_millis(1)).await; // the request is on a core now
+        assert!(!request.is_finished());
+        busy.spend(Work::Woken, 0).await; // its thread is at work: free
+        idle.spend(Work::Woken, 0).await; // nothing running: a thread is woken
+        request.await.unwrap();
+        busy.spend(Work::Woken, 0).await; // idle again: charged
+        let st = sim.stats();
+        assert_eq!(st.per_work[&Work::Woken].ops, 3);
+        assert_eq!(st.per_work[&Work::Woken].busy_ns, 20_000, "two of three wake-ups cost");
+        assert_eq!(st.busy_ns, 100_020_000);
+    });
+}

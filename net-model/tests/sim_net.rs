@@ -228,6 +228,52 @@ fn a_parked_reader_sees_data_one_wakeup_late() {
     });
 }
 
+/// A read that finds data after its reader parked costs the reader's host a wake-up's CPU
+/// (`set_wake_cpu`); a read that finds data already there (a busy reader) costs nothing, and a
+/// host without the hook is charged nothing. b's reader parks before each of five pings and
+/// before byte 7, and finds byte 8 waiting: six wake-ups.
+#[test]
+fn a_woken_reader_costs_its_hosts_cpu_and_a_busy_one_does_not() {
+    use net_model::cpu::Cost;
+    use net_model::{CostHook, CpuProfile, SimCpu, Work};
+    run(2, async {
+        let net = SimNet::new(config(10_000_000_000, 100_000));
+        net.host("a");
+        net.host("b");
+        let profile =
+            CpuProfile { cores: 1, wakeup_cpu: Cost::new(10_000, 0), ..CpuProfile::default() };
+        let b_cpu = SimCpu::new(profile);
+        net.set_wake_cpu("b", Arc::new(b_cpu.clone()) as Arc<dyn CostHook>);
+        let (mut client, mut server) = pair(&net, "a", "b").await;
+        let echo = tokio::spawn(async move {
+            let mut b = [0u8; 1];
+            for _ in 0..5 {
+                server.reader.read_exact(&mut b).await.unwrap();
+                write(&mut server, Bytes::copy_from_slice(&b)).await.unwrap();
+            }
+            server.reader.read_exact(&mut b).await.unwrap();
+            sleep_us(20).await;
+            server.reader.read_exact(&mut b).await.unwrap();
+            assert_eq!(b[0], 8);
+            server
+        });
+        for i in 0..5u8 {
+            write(&mut client, Bytes::copy_from_slice(&[i])).await.unwrap();
+            let mut b = [0u8; 1];
+            client.reader.read_exact(&mut b).await.unwrap();
+        }
+        write(&mut client, Bytes::from_static(&[7])).await.unwrap();
+        sleep_us(5).await;
+        write(&mut client, Bytes::from_static(&[8])).await.unwrap();
+        let _server = echo.await.unwrap();
+        sleep_us(100).await; // the last charge's task
+        let woken = b_cpu.stats().per_work.get(&Work::Woken).copied().unwrap_or_default();
+        assert_eq!(woken.ops, 6, "five pings and byte 7; byte 8 was waiting");
+        assert_eq!(woken.busy_ns, 60_000);
+        assert_eq!(b_cpu.stats().busy_ns, 60_000, "nothing else on b's cores");
+    });
+}
+
 #[test]
 fn loopback_and_local_names() {
     run(3, async {

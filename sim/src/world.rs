@@ -71,14 +71,23 @@ impl World {
         };
         if shared_cpu.is_some() {
             // One machine: bytes between its processes are kernel copies on its cores, made by
-            // the sending and the receiving process's threads.
+            // the sending and the receiving process's threads; waking a process's parked reader
+            // is the OS's work on them too (`cpu.wakeup_cpu`; nothing is charged or spawned
+            // while a profile leaves it at 0).
+            let wake = !sc.host.cpu.wakeup_cpu.is_zero();
+            let mut hooks: Vec<(String, Arc<dyn net_model::CostHook>)> = Vec::new();
             for (i, (_, side)) in parts.iter().enumerate() {
-                let hook =
-                    side.process_cpu.clone().map(|p| Arc::new(p) as Arc<dyn net_model::CostHook>);
-                net.set_loopback_cpu(&format!("broker-{i}"), hook.expect("shared pool"));
+                let hook = side.process_cpu.clone().expect("shared pool");
+                hooks.push((format!("broker-{i}"), Arc::new(hook)));
             }
             for (name, party) in client_names.iter().zip(&shared_clients) {
-                net.set_loopback_cpu(name, Arc::new(party.clone()));
+                hooks.push((name.clone(), Arc::new(party.clone())));
+            }
+            for (name, hook) in hooks {
+                if wake {
+                    net.set_wake_cpu(&name, hook.clone());
+                }
+                net.set_loopback_cpu(&name, hook);
             }
         }
         if sc.host.cores.is_some() {

@@ -181,6 +181,8 @@ impl Calibration {
             },
             wakeup_ns: ns(names::WAKEUP_NS)
                 .map_or(d.wakeup_ns, |w| w.min(net_model::cpu::WAKEUP_NS_MAX)),
+            // The same measured wake-up, as the CPU of waking a parked socket reader.
+            wakeup_cpu: ns(names::WAKEUP_CPU_NS).map_or(d.wakeup_cpu, |w| Cost::new(w, 0)),
         }
     }
 
@@ -303,6 +305,7 @@ impl Calibration {
         s.insert("cpu.loopback".into(), m("mean of the sending and the receiving thread's CPU time per byte of one loopback stream (256 MiB in 1 MiB writes): one side's kernel copy, charged once by the sender and once for the receiver"));
         s.insert("cpu.wakeup_ns".into(), m("measurements.wakeup_ns (median half round trip between two threads over rendezvous channels), charged as latency by the simulated network to every read that finds its reader parked"));
         s.insert("cpu.fetch_pass".into(), m("per_op_ns = measurements.wakeup_cpu_ns (median CPU time of the process per wake-up of two threads over rendezvous channels): a Fetch long-poll pass is woken by an append or a high-watermark move, and its cost is the wake-up's; the hand fit of profiles/this-machine.json from validate's 3-node rows (19.6 µs) agreed within its spread"));
+        s.insert("cpu.wakeup_cpu".into(), m("per_op_ns = measurements.wakeup_cpu_ns (as cpu.fetch_pass): the CPU of waking a parked socket reader, charged by the simulated network on hosts sharing one machine per read that finds data after its last found none"));
         s.insert("cpu.threads".into(), json!("the code of the processes measured: broker = cores (broker/src/main.rs runs tokio's multi-thread runtime with its default worker count, one per core), client = perf's worker threads (client::perf::WORKER_THREADS, client/src/bin/perf.rs)"));
         s.insert("device".into(), m("read/write_bytes_per_sec = median sequential MB/s (1 MiB IOs, page cache dropped with posix_fadvise, write timed to fdatasync); random_access_ns = median QD1 4 KiB random read minus its transfer; channels = QD8 IOPS / QD1 IOPS (1..=8); flush_ns = median 4 KiB append+fsync minus two random 4 KiB writes (the model's page write and journal commit); sequential_access_ns 0 (the sequential rates include the per-IO cost)"));
         s.insert("device.name".into(), json!("a label"));
@@ -400,6 +403,7 @@ mod tests {
         assert_eq!(cpu.client_record, Cost::new(0, 500_000));
         assert_eq!(cpu.threads, net_model::Threads { broker: 2, client: 2 }, "from the code");
         assert_eq!(cpu.fetch_pass, Cost::new(6_000, 0), "the measured wake-up's CPU");
+        assert_eq!(cpu.wakeup_cpu, Cost::new(6_000, 0), "the same, for a woken reader");
         assert_eq!(cpu.wakeup_ns, 9_000, "the measured wake-up, charged");
         assert_eq!(cpu.lz4.compress, Cost::new(300, 2_000));
         assert_eq!(cpu.lz4.compress_record, Cost::new(0, 0), "no fit over batches: none");

@@ -166,6 +166,8 @@ pub(crate) enum PumpAction {
 
 pub(crate) enum ReadOutcome {
     Data,
+    /// Data, for a reader that had parked (its last read found nothing): the OS woke it.
+    Woken,
     Eof,
     Err(ErrorKind),
     Pending(Option<u64>),
@@ -880,10 +882,10 @@ impl Fabric {
             }
         }
         if n > 0 {
-            s.reader_parked = false;
+            let woken = std::mem::replace(&mut s.reader_parked, false);
             s.window_returns.push_back((now + back_latency, n));
             s.wake.pump.notify_one();
-            return ReadOutcome::Data;
+            return if woken { ReadOutcome::Woken } else { ReadOutcome::Data };
         }
         s.reader_waker = Some(waker.clone());
         // Nothing visible: the reader parks (unless a woken read is already due).

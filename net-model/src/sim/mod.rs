@@ -134,6 +134,8 @@ struct Shared {
     epoch: Instant,
     /// Hosts whose loopback copies are CPU work ([`SimNet::set_loopback_cpu`]).
     loopback_cpus: Mutex<BTreeMap<String, Arc<dyn CostHook>>>,
+    /// Hosts whose woken readers cost CPU ([`SimNet::set_wake_cpu`]).
+    wake_cpus: Mutex<BTreeMap<String, Arc<dyn CostHook>>>,
 }
 
 impl Shared {
@@ -156,6 +158,10 @@ impl Shared {
 
     fn loopback_cpu(&self, host: &str) -> Option<Arc<dyn CostHook>> {
         self.loopback_cpus.lock().unwrap_or_else(|p| p.into_inner()).get(host).cloned()
+    }
+
+    fn wake_cpu(&self, host: &str) -> Option<Arc<dyn CostHook>> {
+        self.wake_cpus.lock().unwrap_or_else(|p| p.into_inner()).get(host).cloned()
     }
 }
 
@@ -185,6 +191,7 @@ impl SimNet {
                 fabric: Mutex::new(Fabric::new(config)),
                 epoch: Instant::now(),
                 loopback_cpus: Mutex::new(BTreeMap::new()),
+                wake_cpus: Mutex::new(BTreeMap::new()),
             }),
         })
     }
@@ -234,6 +241,18 @@ impl SimNet {
     /// afterwards, on either end; set it before the host's connections are made.
     pub fn set_wakeup(&self, name: &str, wakeup_ns: u64) {
         self.shared.lock().set_wakeup(name, wakeup_ns);
+    }
+
+    /// Host `name`'s parked readers cost CPU to wake: a read that finds data after its last
+    /// read found none charges [`Work::Woken`] on `cpu` (the OS's futex, scheduler and epoll
+    /// work on the woken side), beside the latency of [`SimNet::set_wakeup`]. The charge
+    /// occupies a core without delaying the reader further (its wake-up latency covers it). A
+    /// reader that finds data already there (a busy thread) charges nothing, so the cost is
+    /// per request at low load and vanishes at saturation. Unset: not charged (and nothing is
+    /// spawned, so runs without it keep their schedules). Set it before the host's connections
+    /// are made.
+    pub fn set_wake_cpu(&self, name: &str, cpu: Arc<dyn CostHook>) {
+        self.shared.wake_cpus.lock().unwrap_or_else(|p| p.into_inner()).insert(name.into(), cpu);
     }
 
     /// The concrete view (for callers that want the type).
@@ -402,7 +421,12 @@ impl SimNetwork {
     ) -> Connection {
         spawn_pump(self.shared.clone(), out, out_wake.clone());
         Connection {
-            reader: Box::new(SimReader { shared: self.shared.clone(), id: inp, sleep: None }),
+            reader: Box::new(SimReader {
+                shared: self.shared.clone(),
+                id: inp,
+                sleep: None,
+                wake_cpu: self.shared.wake_cpu(&self.host),
+            }),
             writer: Box::new(SimWriter {
                 shared: self.shared.clone(),
                 id: out,
@@ -616,6 +640,8 @@ struct SimReader {
     id: u64,
     /// The precise timer armed for the next ready time, with its deadline.
     sleep: Option<(u64, Pin<Box<tokio::time::Sleep>>)>,
+    /// The host's CPU when waking a parked reader costs some ([`SimNet::set_wake_cpu`]).
+    wake_cpu: Option<Arc<dyn CostHook>>,
 }
 
 impl AsyncRead for SimReader {
@@ -631,6 +657,14 @@ impl AsyncRead for SimReader {
             match outcome {
                 ReadOutcome::Data | ReadOutcome::Eof => {
                     this.sleep = None;
+                    return Poll::Ready(Ok(()));
+                }
+                ReadOutcome::Woken => {
+                    this.sleep = None;
+                    if let Some(cpu) = this.wake_cpu.clone() {
+                        // The waking is the OS's work on this host's cores, not the reader's.
+                        tokio::spawn(async move { cpu.spend(Work::Woken, 0).await });
+                    }
                     return Poll::Ready(Ok(()));
                 }
                 ReadOutcome::Err(kind) => {
