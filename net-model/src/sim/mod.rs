@@ -246,8 +246,9 @@ impl SimNet {
     /// Host `name`'s parked readers cost CPU to wake: a read that finds data after its last
     /// read found none charges [`Work::Woken`] on `cpu` (the OS's futex, scheduler and epoll
     /// work on the woken side), beside the latency of [`SimNet::set_wakeup`]. The charge
-    /// occupies a core without delaying the reader further (its wake-up latency covers it). A
-    /// reader that finds data already there (a busy thread) charges nothing, so the cost is
+    /// occupies a core without delaying the reader further (its wake-up latency covers it), and
+    /// a [`crate::SimCpu`] makes it only while the reader's process is idle (a busy process has
+    /// a thread awake). A reader that finds data already there charges nothing. So the cost is
     /// per request at low load and vanishes at saturation. Unset: not charged (and nothing is
     /// spawned, so runs without it keep their schedules). Set it before the host's connections
     /// are made.
