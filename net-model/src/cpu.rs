@@ -552,12 +552,7 @@ impl SimCpu {
 
     async fn spend_as(&self, party: Option<usize>, work: Work, bytes: u64) {
         let now = self.now_ns();
-        if work == Work::Woken && self.busy_at(party, now) {
-            // A thread of a busy process picks the data up when it is done: nobody is woken.
-            self.count_free(work, bytes);
-            return;
-        }
-        if let Some(latency_ns) = self.free(work, bytes) {
+        if let Some(latency_ns) = self.free(party, now, work, bytes) {
             if latency_ns > 0 {
                 let until = now.saturating_add(latency_ns);
                 disk_model::clock::sleep_until_precise(self.epoch + Duration::from_nanos(until))
@@ -569,32 +564,21 @@ impl SimCpu {
         disk_model::clock::sleep_until_precise(self.epoch + Duration::from_nanos(done)).await;
     }
 
-    /// Whether the process (`party`; `None`: the pool) has work on a core at `now_ns`: then it
-    /// has a thread awake, and data that reaches it wakes none ([`Work::Woken`] is free). Only
-    /// a process whose every thread is idle must have one woken (a runtime's worker parks only
-    /// when it has nothing to run). Saturated, a process is rarely idle, so the fitted
-    /// per-request costs (fits of saturated runs) keep what wake-ups they saw.
-    fn busy_at(&self, party: Option<usize>, now_ns: u64) -> bool {
-        let st = self.lock();
-        let threads = party.map_or(&st.free_at_ns, |p| &st.parties[p]);
-        threads.iter().any(|&t| t > now_ns)
-    }
-
-    /// Counts `work` as done at no cost.
-    fn count_free(&self, work: Work, bytes: u64) {
-        let mut st = self.lock();
-        let w = st.stats.per_work.entry(work).or_default();
-        w.ops += 1;
-        w.bytes += bytes;
-    }
-
-    /// Whether `work` over `bytes` costs nothing in this profile (a term it leaves at 0, or no
-    /// bytes of a per-byte-only one): then it is counted but takes no core — not even a wait
-    /// for a free core — and `Some` says how long it delays its caller
+    /// Whether `work` over `bytes` costs nothing now: a term the profile leaves at 0 (or no
+    /// bytes of a per-byte-only one), or a [`Work::Woken`] of a process (`party`; `None`: the
+    /// pool) with work on a core at `now_ns` — a busy process has a thread awake to pick the
+    /// data up; only one whose every thread is idle must have one woken (a runtime's worker
+    /// parks only with nothing to run; saturated, a process is rarely idle, so the fitted
+    /// per-request costs keep the wake-ups they saw). Free work is counted but takes no core —
+    /// not even a wait for a free core — and `Some` says how long it delays its caller
     /// ([`CpuProfile::latency_ns`]). One lock for every charge, on the hot path.
-    fn free(&self, work: Work, bytes: u64) -> Option<u64> {
+    fn free(&self, party: Option<usize>, now_ns: u64, work: Work, bytes: u64) -> Option<u64> {
         let mut st = self.lock();
-        if st.profile.cost_ns(work, bytes) != 0 {
+        let awake = |st: &CpuState| {
+            let threads = party.map_or(&st.free_at_ns, |p| &st.parties[p]);
+            threads.iter().any(|&t| t > now_ns)
+        };
+        if st.profile.cost_ns(work, bytes) != 0 && !(work == Work::Woken && awake(&st)) {
             return None;
         }
         let w = st.stats.per_work.entry(work).or_default();

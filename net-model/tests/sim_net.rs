@@ -185,15 +185,23 @@ async fn sleep_us(us: u64) {
 /// without one. Goes red if the wake-up is not charged (RTT 200 µs), charged per segment
 /// regardless of parking (the busy reader would wait until 30 µs after its byte arrived),
 /// or charged to the sender's host instead of the reader's (the RTT would be 200 + 2 × 20 or
-/// 200 + 2 × 30 µs).
+/// 200 + 2 × 30 µs). Each of b's woken reads also costs b's cores a wake-up's CPU
+/// (`SimNet::set_wake_cpu`), the busy read none: six wake-ups (five pings and byte 7); red
+/// if the fabric never reports a wake (0 of 6).
 #[test]
-fn a_parked_reader_sees_data_one_wakeup_late() {
+fn a_parked_reader_sees_data_one_wakeup_late_and_costs_its_host_a_wakeup() {
+    use net_model::cpu::Cost;
+    use net_model::{CostHook, CpuProfile, SimCpu, Work};
     run(2, async {
         let net = SimNet::new(config(10_000_000_000, 100_000));
         net.host("a");
         net.host("b");
         net.set_wakeup("a", 20_000);
         net.set_wakeup("b", 30_000);
+        let profile =
+            CpuProfile { cores: 1, wakeup_cpu: Cost::new(10_000, 0), ..CpuProfile::default() };
+        let b_cpu = SimCpu::new(profile);
+        net.set_wake_cpu("b", Arc::new(b_cpu.clone()) as Arc<dyn CostHook>);
         let (mut client, mut server) = pair(&net, "a", "b").await;
         let echo = tokio::spawn(async move {
             let mut b = [0u8; 1];
@@ -225,47 +233,8 @@ fn a_parked_reader_sees_data_one_wakeup_late() {
         write(&mut client, Bytes::from_static(&[8])).await.unwrap();
         let (_server, second) = echo.await.unwrap();
         assert!(second < Duration::from_micros(2), "a busy reader waited {second:?}");
-    });
-}
-
-/// A read that finds data after its reader parked costs the reader's host a wake-up's CPU
-/// (`set_wake_cpu`); a read that finds data already there (a busy reader) costs nothing, and a
-/// host without the hook is charged nothing. b's reader parks before each of five pings and
-/// before byte 7, and finds byte 8 waiting: six wake-ups.
-#[test]
-fn a_woken_reader_costs_its_hosts_cpu_and_a_busy_one_does_not() {
-    use net_model::cpu::Cost;
-    use net_model::{CostHook, CpuProfile, SimCpu, Work};
-    run(2, async {
-        let net = SimNet::new(config(10_000_000_000, 100_000));
-        net.host("a");
-        net.host("b");
-        let profile =
-            CpuProfile { cores: 1, wakeup_cpu: Cost::new(10_000, 0), ..CpuProfile::default() };
-        let b_cpu = SimCpu::new(profile);
-        net.set_wake_cpu("b", Arc::new(b_cpu.clone()) as Arc<dyn CostHook>);
-        let (mut client, mut server) = pair(&net, "a", "b").await;
-        let echo = tokio::spawn(async move {
-            let mut b = [0u8; 1];
-            for _ in 0..5 {
-                server.reader.read_exact(&mut b).await.unwrap();
-                write(&mut server, Bytes::copy_from_slice(&b)).await.unwrap();
-            }
-            server.reader.read_exact(&mut b).await.unwrap();
-            sleep_us(20).await;
-            server.reader.read_exact(&mut b).await.unwrap();
-            assert_eq!(b[0], 8);
-            server
-        });
-        for i in 0..5u8 {
-            write(&mut client, Bytes::copy_from_slice(&[i])).await.unwrap();
-            let mut b = [0u8; 1];
-            client.reader.read_exact(&mut b).await.unwrap();
-        }
-        write(&mut client, Bytes::from_static(&[7])).await.unwrap();
-        sleep_us(5).await;
-        write(&mut client, Bytes::from_static(&[8])).await.unwrap();
-        let _server = echo.await.unwrap();
+        // Each wake-up also cost b's cores (`set_wake_cpu`), without delaying its reader (the
+        // round trips above); byte 8, found waiting, cost nothing.
         sleep_us(100).await; // the last charge's task
         let woken = b_cpu.stats().per_work.get(&Work::Woken).copied().unwrap_or_default();
         assert_eq!(woken.ops, 6, "five pings and byte 7; byte 8 was waiting");
