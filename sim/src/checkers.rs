@@ -303,6 +303,7 @@ pub fn lost_write(h: &History) -> CheckResult {
     let (mut acked, mut below_start) = (0u64, 0u64);
     let mut unreadable = BTreeSet::new();
     let mut values: Vec<Option<HashSet<u64>>> = vec![None; slots.len()];
+    let mut hints = vec![0usize; slots.len()];
     for (send, offset, at_ns) in h.acked() {
         acked += 1;
         let slot = Slots::of(send.tp());
@@ -310,15 +311,14 @@ pub fn lost_write(h: &History) -> CheckResult {
             unreadable.insert(slot);
             continue;
         };
-        if log.value_at(offset) == Some(send.value) {
+        if log.value_near(offset, &mut hints[slot]) == Some(send.value) {
             continue;
         }
         if offset < log.log_start_offset {
             below_start += 1;
             continue;
         }
-        let present =
-            values[slot].get_or_insert_with(|| log.records.values().iter().copied().collect());
+        let present = values[slot].get_or_insert_with(|| log.records.values().collect());
         if !present.contains(&send.value) {
             lost.push((slot, send.value, offset, at_ns));
         }
@@ -477,7 +477,7 @@ pub fn duplicate(h: &History) -> CheckResult {
     for &(slot, _, log) in slots.finals() {
         let Some(records) = log.map(|l| &l.records) else { continue };
         let mut by_value: Vec<(u64, usize)> =
-            records.values().iter().enumerate().map(|(i, v)| (*v, i)).collect();
+            records.values().enumerate().map(|(i, v)| (v, i)).collect();
         by_value.sort_unstable();
         for same in by_value.chunk_by(|a, b| a.0 == b.0).filter(|s| s.len() > 1) {
             let offsets = same.iter().filter_map(|&(_, i)| records.get(i)).map(|r| r.0).collect();
@@ -846,28 +846,27 @@ pub fn liveness(h: &History) -> CheckResult {
         }
     }
     let heal = h.last_heal_ns.unwrap_or(0);
-    let after: Vec<_> = h.sends.iter().filter(|s| s.created_ns() >= heal).collect();
-    let resolved_ok = after
-        .iter()
-        .filter(|s| {
-            matches!(s.outcome(), SendOutcome::Acked { .. } | SendOutcome::Unconfirmed { .. })
-        })
-        .count();
-    examined += after.len() as u64;
-    if !h.sends.is_empty() && after.is_empty() {
+    let (mut after, mut resolved_ok) = (0usize, 0usize);
+    for s in h.sends.iter().filter(|s| s.created_ns() >= heal) {
+        after += 1;
+        let ok = matches!(s.outcome(), SendOutcome::Acked { .. } | SendOutcome::Unconfirmed { .. });
+        resolved_ok += usize::from(ok);
+    }
+    examined += after as u64;
+    if !h.sends.is_empty() && after == 0 {
         problems.push((C::NoSendAfterHeal, format!("no send was made after the last fault healed (t={:.3}s): progress after the heal was not tested", heal as f64 / 1e9)));
     }
-    if !after.is_empty() && resolved_ok == 0 {
+    if after > 0 && resolved_ok == 0 {
         problems.push((
             C::NoSuccessAfterHeal,
             format!(
                 "none of the {} sends made after the last fault healed (t={:.3}s) succeeded",
-                after.len(),
+                after,
                 heal as f64 / 1e9
             ),
         ));
     }
-    let pending = h.sends.iter().filter(|s| s.outcome() == SendOutcome::Pending).count();
+    let pending = h.sends.outcomes().pending;
     if pending > 0 {
         problems.push((C::Unanswered, format!("{pending} sends were still unanswered at the end")));
     }
@@ -1000,7 +999,7 @@ mod tests {
     }
     fn good() -> History {
         let mut h = empty();
-        h.sends = vec![acked(10, 0), acked(11, 1), acked(12, 2)];
+        h.sends = vec![acked(10, 0), acked(11, 1), acked(12, 2)].into();
         h.polls = vec![poll(0, &[(0, 10), (1, 11)]), poll(0, &[(2, 12)])];
         h.final_positions.insert((0, tp()), 3);
         with_final(h, &[(0, 10), (1, 11), (2, 12)])
@@ -1327,7 +1326,8 @@ mod tests {
         h.sends = vec![
             send(1, SendOutcome::Failed { at_ns: 1 }),
             send(2, SendOutcome::Unconfirmed { at_ns: 1 }),
-        ];
+        ]
+        .into();
         // ... and with nothing acknowledged there is nothing to check: vacuous, not held.
         assert_eq!((lost_write(&h).outcome, lost_write(&h).examined), (Outcome::Vacuous, 0));
         h.sends.push(acked(3, 0));

@@ -196,20 +196,28 @@ impl AckContext {
     ) {
         let at_ns = self.tracer.now_ns();
         let mut h = lock(&self.history);
-        let tp = match (&r, h.sends.get(slot).and_then(Send::tp)) {
+        let tp = match (&r, h.sends.get(slot).as_ref().and_then(Send::tp)) {
             (Ok(md), None) => Some(h.partitions.intern(&self.topic, md.partition)),
             (_, known) => known,
         };
+        let outcome = match &r {
+            Ok(md) if self.acks0 || md.offset < 0 => SendOutcome::Unconfirmed { at_ns },
+            Ok(md) => SendOutcome::Acked { offset: md.offset, at_ns },
+            Err(_) => SendOutcome::Failed { at_ns },
+        };
+        let updated = h.sends.update(slot, |send| {
+            send.set_tp(tp);
+            send.set_outcome(outcome);
+        });
         // The run's history was taken for the checkers: a late callback changes nothing.
-        let Some(send) = h.sends.get_mut(slot) else { return };
-        send.set_tp(tp);
+        if !updated {
+            return;
+        }
         match r {
             Ok(md) => {
-                if self.acks0 || md.offset < 0 {
-                    send.set_outcome(SendOutcome::Unconfirmed { at_ns });
+                if matches!(outcome, SendOutcome::Unconfirmed { .. }) {
                     return;
                 }
-                send.set_outcome(SendOutcome::Acked { offset: md.offset, at_ns });
                 drop(h);
                 let mut run = lock(&self.run);
                 match run.as_mut() {
@@ -227,7 +235,6 @@ impl AckContext {
                 }
             }
             Err(e) => {
-                send.set_outcome(SendOutcome::Failed { at_ns });
                 h.send_errors.insert(id, e.to_string());
                 drop(h);
                 self.flush_run(&mut lock(&self.run));
@@ -255,8 +262,7 @@ impl ClientProducer {
             .with_timestamp(self.tracer.wall_ms_at(created_ns));
         let slot = {
             let mut h = lock(&self.history);
-            h.sends.push(Send::new(None, id, created_ns, SendOutcome::Pending));
-            h.sends.len() - 1
+            h.sends.push(Send::new(None, id, created_ns, SendOutcome::Pending))
         };
         let ctx2 = ctx.clone();
         let callback = Box::new(move |r: Result<client::RecordMetadata, client::ProduceError>| {
@@ -266,9 +272,7 @@ impl ClientProducer {
             Ok(partition) => {
                 let mut h = lock(&self.history);
                 let tp = h.partitions.intern(&self.spec.topic, partition);
-                if let Some(send) = h.sends.get_mut(slot) {
-                    send.set_tp(send.tp().or(Some(tp)));
-                }
+                h.sends.update(slot, |send| send.set_tp(send.tp().or(Some(tp))));
             }
             Err(e) => {
                 // Refused before it was buffered (metadata or buffer wait timed out): never
@@ -276,10 +280,8 @@ impl ClientProducer {
                 let at_ns = self.tracer.now_ns();
                 self.tracer.event("send-refused", &format!("{who} id={id} {e}"));
                 let mut h = lock(&self.history);
-                if let Some(send) =
-                    h.sends.get_mut(slot).filter(|s| s.outcome() == SendOutcome::Pending)
-                {
-                    send.set_outcome(SendOutcome::Failed { at_ns });
+                if h.sends.get(slot).is_some_and(|s| s.outcome() == SendOutcome::Pending) {
+                    h.sends.update(slot, |send| send.set_outcome(SendOutcome::Failed { at_ns }));
                     h.send_errors.insert(id, e.to_string());
                 }
             }

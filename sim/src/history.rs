@@ -3,11 +3,15 @@
 //!
 //! Compact by design (the history grows with every record of a run): a send or poll names its
 //! partition by a [`PartitionId`], a `u32` index into [`History::partitions`], never by a
-//! string; a send is 32 bytes and a polled or finally read record 16. Maps keyed by partition
-//! hold one entry per partition, keyed by the shared [`TopicPartition`].
+//! string. A settled send is encoded against its producer's previous one ([`Sends`]: ~5 bytes
+//! for a record of a batch; an open one is a 32-byte [`Send`]), and polled or finally read
+//! records keep their offsets as a first offset and their values as runs that rise by one
+//! ([`SeenRecords`]: 16 bytes a batch of one producer's records). Maps keyed by partition hold
+//! one entry per partition, keyed by the shared [`TopicPartition`].
 
 use crate::checkers::LivenessCause;
 pub use crate::seen::SeenRecords;
+pub use crate::sends::Sends;
 use std::collections::BTreeMap;
 use std::num::NonZeroU32;
 
@@ -30,6 +34,11 @@ impl PartitionId {
     /// arrays (0 is free for "no partition").
     pub fn slot(self) -> usize {
         self.0.get() as usize
+    }
+
+    /// The id a slot names (what [`PartitionId::slot`] gave).
+    pub(crate) fn from_nonzero(id: NonZeroU32) -> Self {
+        PartitionId(id)
     }
 }
 
@@ -120,8 +129,9 @@ const ACKED: u64 = 1;
 const UNCONFIRMED: u64 = 2;
 const FAILED: u64 = 3;
 
-/// One record a producer sent, packed into 32 bytes (a run holds one per record: 6M in a
-/// bench run). `value` is unique across the run and names its producer (`value >> 40`).
+/// One record a producer sent, packed into 32 bytes while it is open ([`Sends`] encodes it
+/// smaller once it settled; a run holds one per record: 6M in a bench run). `value` is unique
+/// across the run and names its producer (`value >> 40`).
 ///
 /// Layout: `created` holds `created_ns` (48 bits) and the partition id's low 16 bits; `at`
 /// holds the outcome's time (48 bits), its kind (2 bits) and the partition id's high 14 bits;
@@ -251,8 +261,14 @@ impl FinalLog {
     /// The value of the record at `offset`, if the log holds one there: O(1) when the offsets
     /// are contiguous, a binary search when they only rise (what the oracle reads).
     pub fn value_at(&self, offset: i64) -> Option<u64> {
+        self.value_near(offset, &mut 0)
+    }
+
+    /// [`FinalLog::value_at`] for lookups that walk forward: `hint` carries where the previous
+    /// one ended (see [`SeenRecords::get_near`]).
+    pub fn value_near(&self, offset: i64, hint: &mut usize) -> Option<u64> {
         let i = self.records.partition_point(offset);
-        self.records.get(i).filter(|r| r.0 == offset).map(|r| r.1)
+        (self.records.offset_at(i)? == offset).then(|| self.records.get_near(i, hint))?.map(|r| r.1)
     }
 }
 
@@ -307,7 +323,8 @@ impl Stuck {
 pub struct History {
     /// The partitions sends and polls name.
     pub partitions: Partitions,
-    pub sends: Vec<Send>,
+    /// Every send, by the slot its push returned (compact: see [`Sends`]).
+    pub sends: Sends,
     /// Why each failed send failed, by its value (few: kept beside the sends, not in them).
     pub send_errors: BTreeMap<u64, String>,
     pub polls: Vec<Poll>,
@@ -366,7 +383,7 @@ pub struct HwSample {
 }
 
 impl History {
-    pub fn acked(&self) -> impl Iterator<Item = (&Send, i64, u64)> {
+    pub fn acked(&self) -> impl Iterator<Item = (Send, i64, u64)> + '_ {
         self.sends.iter().filter_map(|s| match s.outcome() {
             SendOutcome::Acked { offset, at_ns } => Some((s, offset, at_ns)),
             _ => None,
@@ -584,7 +601,7 @@ impl<'a> Offsets<'a> {
 
     pub fn get(&self, i: usize) -> i64 {
         match self {
-            Offsets::Records(r) => r.get(i).expect("i < len").0,
+            Offsets::Records(r) => r.offset_at(i).expect("i < len"),
             Offsets::Sorted(v) => v[i],
         }
     }

@@ -32,6 +32,7 @@ pub mod nemesis;
 pub mod omb;
 pub mod scenario;
 pub mod seen;
+pub mod sends;
 pub mod shrink;
 pub mod sweep;
 pub mod trace;

@@ -244,15 +244,9 @@ fn percentiles(mut v: Vec<u64>, what: &str) -> Value {
 
 /// Sends by outcome (acked, unconfirmed, failed, pending) and records polled, over the run.
 fn outcome_counts(h: &History) -> (u64, u64, u64, u64, u64) {
-    let (mut n_acked, mut n_failed, mut n_unconfirmed, mut n_pending) = (0u64, 0u64, 0u64, 0u64);
-    for s in &h.sends {
-        match s.outcome() {
-            SendOutcome::Acked { .. } => n_acked += 1,
-            SendOutcome::Unconfirmed { .. } => n_unconfirmed += 1,
-            SendOutcome::Failed { .. } => n_failed += 1,
-            SendOutcome::Pending => n_pending += 1,
-        }
-    }
+    let o = h.sends.outcomes();
+    let (n_acked, n_failed, n_unconfirmed, n_pending) =
+        (o.acked, o.failed, o.unconfirmed, o.pending);
     let n_consumed: u64 = h
         .polls
         .iter()
@@ -309,7 +303,7 @@ impl CreatedIndex {
 
     fn new(h: &History) -> Self {
         let mut span: std::collections::BTreeMap<u64, (u64, u64)> = Default::default();
-        for s in &h.sends {
+        for s in h.sends.iter() {
             let e = span.entry(s.value >> 40).or_default();
             e.0 += 1;
             e.1 = e.1.max((s.value & SEQ_MASK) + 1);
@@ -322,7 +316,7 @@ impl CreatedIndex {
                 ix.dense.insert(producer, d);
             }
         }
-        for s in &h.sends {
+        for s in h.sends.iter() {
             ix.insert(s.value, s.created_ns());
         }
         ix
@@ -379,15 +373,14 @@ fn throughput_and_latency(h: &History, w: &Workload) -> (Value, Value) {
     let bytes_of =
         |producer: u32| w.record_bytes.get(producer as usize).copied().unwrap_or(0) as u64;
     // acks=0: a send counts as produced when its value reached the log (the oracle's read).
-    let in_log: IdSet =
-        if h.sends.iter().any(|s| matches!(s.outcome(), SendOutcome::Unconfirmed { .. })) {
-            h.final_logs.values().flatten().flat_map(|l| l.records.iter().map(|r| r.1)).collect()
-        } else {
-            Default::default()
-        };
+    let in_log: IdSet = if h.sends.outcomes().unconfirmed > 0 {
+        h.final_logs.values().flatten().flat_map(|l| l.records.iter().map(|r| r.1)).collect()
+    } else {
+        Default::default()
+    };
     let (mut produced, mut produced_bytes, mut acks0_in_log) = (0u64, 0u64, 0u64);
     let mut produce_lat = Vec::new();
-    for s in &h.sends {
+    for s in h.sends.iter() {
         let at = match s.outcome() {
             SendOutcome::Acked { at_ns, .. } => at_ns,
             SendOutcome::Unconfirmed { at_ns } if in_log.contains(&s.value) => {
@@ -412,7 +405,7 @@ fn throughput_and_latency(h: &History, w: &Workload) -> (Value, Value) {
     let mut e2e = Vec::new();
     for p in &h.polls {
         let PollKind::Records(rs) = &p.kind else { continue };
-        for &value in rs.values() {
+        for value in rs.values() {
             let c = created.see(value);
             if inside(p.at_ns) {
                 consumed += 1;
@@ -510,7 +503,7 @@ pub fn figures(
 
     let mut acked = vec![0u64; buckets];
     let mut lat_by_bucket: Vec<Vec<u64>> = vec![Vec::new(); buckets];
-    for s in &h.sends {
+    for s in h.sends.iter() {
         if let SendOutcome::Acked { at_ns, .. } | SendOutcome::Unconfirmed { at_ns } = s.outcome() {
             let b = (at_ns / bucket_ns) as usize;
             if b < buckets {
@@ -656,7 +649,7 @@ mod tests {
         h.sends.push(send((7 << 40) | 1_000_000, 42)); // sparse producer
         h.sends.push(send(5, 77)); // an id sent twice: the later creation time counts
         let mut reference: std::collections::HashMap<u64, (u64, bool)> = Default::default();
-        for s in &h.sends {
+        for s in h.sends.iter() {
             reference.insert(s.value, (s.created_ns(), false));
         }
         let mut ix = CreatedIndex::new(&h);

@@ -16,9 +16,6 @@ use crate::trace::Tracer;
 use crate::workload::decode_value;
 use crate::world::World;
 
-/// Records a final log's vector is sized for up front (16 bytes each: 64 MiB).
-const FINAL_RESERVE_MAX: usize = 1 << 22;
-
 /// Every partition of the scenario, in topic then partition order.
 pub fn partitions(sc: &crate::scenario::Scenario) -> Vec<TopicPartition> {
     sc.topics
@@ -112,10 +109,9 @@ async fn read_all(
             }
         }
     };
-    // Sized for the offsets listed (no doubling slack on a log of millions of records), within
-    // a bound whatever the broker answers: past it the vector grows as it must.
-    let listed = usize::try_from(end.saturating_sub(start)).unwrap_or(0);
-    let mut records = SeenRecords::with_capacity(listed.min(FINAL_RESERVE_MAX));
+    // Kept as runs of values (a batch of one producer's records is one), so a log of millions
+    // of records costs no more than its batches.
+    let mut records = SeenRecords::new();
     let mut pos = start;
     while pos < end {
         let failed =

@@ -330,7 +330,7 @@ pub fn result(h: &History, m: &Mapped, window_s: f64, end_s: f64) -> OmbResult {
     let mut rec = Recorder::new(m.warmup_s, window_s, w.subscriptions_per_topic);
     let mut created: HashMap<u64, u64> = HashMap::with_capacity(h.sends.len());
     let mut events: Vec<(u64, Event)> = Vec::with_capacity(h.sends.len() * 2);
-    for s in &h.sends {
+    for s in h.sends.iter() {
         created.insert(s.value, s.created_ns());
         match s.outcome() {
             SendOutcome::Acked { at_ns, .. } | SendOutcome::Unconfirmed { at_ns } => events.push((
@@ -344,7 +344,7 @@ pub fn result(h: &History, m: &Mapped, window_s: f64, end_s: f64) -> OmbResult {
     for p in &h.polls {
         if let PollKind::Records(rs) = &p.kind {
             for v in rs.values() {
-                let e2e_ns = created.get(v).map(|c| p.at_ns.saturating_sub(*c));
+                let e2e_ns = created.get(&v).map(|c| p.at_ns.saturating_sub(*c));
                 events.push((p.at_ns, Event::Consumed { e2e_ns }));
             }
         }

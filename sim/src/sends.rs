@@ -1,0 +1,599 @@
+//! Every send of a run, compact: a run keeps one per record (6M in a bench run), so a send that
+//! has settled is encoded into a byte stream — a header byte and two or three short varints for
+//! a record of a batch, instead of a 32-byte [`Send`] — and only sends still open are kept whole.
+//!
+//! Slots are handed out in push order and never move. A send stays in the open `window` until it
+//! and every send pushed before it have settled (an outcome other than pending, and a partition
+//! unless it failed); then it is encoded. Each send is encoded against the previous send of its
+//! producer (the next value, the same partition, the next acknowledged offset: what one batch's
+//! records share), the producers' states restarting every [`CHUNK`] sends so that any slot can
+//! be decoded from its chunk's start. A change to an encoded send (rare: the run's end judging
+//! a late acknowledgement pending) is kept beside the stream, in `patched`.
+
+use crate::history::{PartitionId, Send, SendOutcome};
+use std::collections::{BTreeMap, VecDeque};
+use std::num::NonZeroU32;
+
+/// Sends per chunk, the unit of random access into the stream.
+const CHUNK: usize = 4096;
+/// Producers a chunk keeps state for (in order of first appearance); a send of any other
+/// producer is encoded against nothing (whole).
+const PRODUCERS_MAX: usize = 64;
+
+// The header byte of an encoded send.
+const TAG_MASK: u8 = 0b11;
+/// The value is the next of the previous send's producer.
+const NEXT_OF_PREVIOUS: u8 = 1 << 2;
+/// The value is the next of the producer at table index k (a varint after the header).
+const NEXT_OF_K: u8 = 1 << 3;
+/// The partition is the one the producer's previous send named.
+const SAME_TP: u8 = 1 << 4;
+/// The acknowledged offset is the producer's previous acknowledged offset + 1.
+const NEXT_OFFSET: u8 = 1 << 5;
+
+/// The header of an acknowledged record in its producer's batch (see [`Decoder::next_batched`]).
+const BATCHED: u8 = ACKED | NEXT_OF_PREVIOUS | SAME_TP | NEXT_OFFSET;
+
+const PENDING: u8 = 0;
+const ACKED: u8 = 1;
+const UNCONFIRMED: u8 = 2;
+const FAILED: u8 = 3;
+
+/// The sends of a run by slot: `push` hands out slots, `update` changes one, `iter` reads all.
+#[derive(Clone, Default)]
+pub struct Sends {
+    stream: Vec<u8>,
+    /// Byte position in `stream` where each chunk starts.
+    chunks: Vec<usize>,
+    /// Sends encoded (slots `0..encoded`); the window holds the slots after them.
+    encoded: usize,
+    codec: Codec,
+    window: VecDeque<Send>,
+    patched: BTreeMap<usize, Send>,
+    /// Sends by outcome, kept as they change: what the checks and figures count without a pass.
+    counts: Outcomes,
+}
+
+/// How many sends hold each outcome.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Outcomes {
+    pub pending: u64,
+    pub acked: u64,
+    pub unconfirmed: u64,
+    pub failed: u64,
+}
+
+impl Outcomes {
+    fn of(&mut self, s: &Send) -> &mut u64 {
+        match s.outcome() {
+            SendOutcome::Pending => &mut self.pending,
+            SendOutcome::Acked { .. } => &mut self.acked,
+            SendOutcome::Unconfirmed { .. } => &mut self.unconfirmed,
+            SendOutcome::Failed { .. } => &mut self.failed,
+        }
+    }
+}
+
+impl Sends {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Appends `s`; returns its slot.
+    pub fn push(&mut self, s: Send) -> usize {
+        *self.counts.of(&s) += 1;
+        self.window.push_back(s);
+        self.settle();
+        self.len() - 1
+    }
+
+    pub fn len(&self) -> usize {
+        self.encoded + self.window.len()
+    }
+
+    /// How many sends hold each outcome now.
+    pub fn outcomes(&self) -> Outcomes {
+        self.counts
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Bytes the encoded sends take (their stream), for the figures: not counting the window.
+    pub fn encoded_bytes(&self) -> usize {
+        self.stream.len()
+    }
+
+    pub fn encoded(&self) -> usize {
+        self.encoded
+    }
+
+    pub fn get(&self, slot: usize) -> Option<Send> {
+        if let Some(i) = slot.checked_sub(self.encoded) {
+            return self.window.get(i).cloned();
+        }
+        if let Some(s) = self.patched.get(&slot) {
+            return Some(s.clone());
+        }
+        let chunk = slot / CHUNK;
+        let mut d =
+            Decoder { stream: &self.stream, pos: self.chunks[chunk], codec: Codec::default() };
+        for _ in chunk * CHUNK..slot {
+            d.next();
+        }
+        Some(d.next())
+    }
+
+    /// Applies `f` to the send in `slot`; `false` if there is none.
+    pub fn update(&mut self, slot: usize, f: impl FnOnce(&mut Send)) -> bool {
+        match slot.checked_sub(self.encoded) {
+            Some(i) => {
+                let Some(s) = self.window.get_mut(i) else { return false };
+                *self.counts.of(s) -= 1;
+                f(s);
+                *self.counts.of(s) += 1;
+                self.settle();
+            }
+            None => {
+                let Some(mut s) = self.get(slot) else { return false };
+                let before = s.clone();
+                f(&mut s);
+                if s != before {
+                    *self.counts.of(&before) -= 1;
+                    *self.counts.of(&s) += 1;
+                    self.patched.insert(slot, s);
+                }
+            }
+        }
+        true
+    }
+
+    /// Every send, in slot order.
+    pub fn iter(&self) -> Iter<'_> {
+        let d = Decoder { stream: &self.stream, pos: 0, codec: Codec::default() };
+        Iter { sends: self, d, slot: 0 }
+    }
+
+    /// Encodes the window's settled prefix.
+    fn settle(&mut self) {
+        while self.window.front().is_some_and(settled) {
+            let s = self.window.pop_front().expect("a front");
+            if self.encoded.is_multiple_of(CHUNK) {
+                self.codec.clear();
+                self.chunks.push(self.stream.len());
+            }
+            self.codec.encode(&s, &mut self.stream);
+            self.encoded += 1;
+        }
+    }
+}
+
+/// Whether nothing will change `s` in a run: an outcome, and a partition unless it failed.
+fn settled(s: &Send) -> bool {
+    match s.outcome() {
+        SendOutcome::Pending => false,
+        SendOutcome::Failed { .. } => true,
+        _ => s.tp().is_some(),
+    }
+}
+
+/// The sends in slot order: decoded from the stream, then the window's.
+pub struct Iter<'a> {
+    sends: &'a Sends,
+    d: Decoder<'a>,
+    slot: usize,
+}
+
+impl Iterator for Iter<'_> {
+    type Item = Send;
+
+    #[inline]
+    fn next(&mut self) -> Option<Send> {
+        let slot = self.slot;
+        let Some(i) = slot.checked_sub(self.sends.encoded) else {
+            self.slot += 1;
+            if slot.is_multiple_of(CHUNK) {
+                self.d.codec.clear();
+            }
+            let s = self.d.next();
+            if self.sends.patched.is_empty() {
+                return Some(s);
+            }
+            return Some(self.sends.patched.get(&slot).cloned().unwrap_or(s));
+        };
+        let s = self.sends.window.get(i)?.clone();
+        self.slot += 1;
+        Some(s)
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        let left = self.sends.len() - self.slot;
+        (left, Some(left))
+    }
+}
+
+impl ExactSizeIterator for Iter<'_> {}
+
+impl From<Vec<Send>> for Sends {
+    fn from(v: Vec<Send>) -> Self {
+        v.into_iter().collect()
+    }
+}
+
+impl FromIterator<Send> for Sends {
+    fn from_iter<I: IntoIterator<Item = Send>>(iter: I) -> Self {
+        let mut s = Sends::new();
+        for send in iter {
+            s.push(send);
+        }
+        s
+    }
+}
+
+impl PartialEq for Sends {
+    fn eq(&self, other: &Self) -> bool {
+        self.len() == other.len() && self.iter().eq(other.iter())
+    }
+}
+
+impl Eq for Sends {}
+
+impl std::fmt::Debug for Sends {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.iter()).finish()
+    }
+}
+
+/// What the previous send of one producer left, within a chunk.
+#[derive(Clone, Copy, Default)]
+struct Last {
+    producer: u32,
+    value: u64,
+    created_ns: u64,
+    at_ns: u64,
+    tp: u32,
+    offset: i64,
+}
+
+/// The state encoder and decoder share: one rule for both sides.
+#[derive(Clone, Default)]
+struct Codec {
+    producers: Vec<Last>,
+    previous: Option<usize>,
+}
+
+impl Codec {
+    /// Forgets every producer (a chunk starts), keeping the table's room.
+    fn clear(&mut self) {
+        self.producers.clear();
+        self.previous = None;
+    }
+
+    /// The table index of `producer`, if it has one (its earlier sends left state).
+    fn find(&self, producer: u32) -> Option<usize> {
+        self.producers.iter().position(|p| p.producer == producer)
+    }
+
+    /// The table index of `producer`, added on first sight while there is room.
+    fn index(&mut self, producer: u32) -> Option<usize> {
+        self.find(producer).or_else(|| {
+            (self.producers.len() < PRODUCERS_MAX).then(|| {
+                self.producers.push(Last { producer, ..Last::default() });
+                self.producers.len() - 1
+            })
+        })
+    }
+
+    fn last(&self, k: Option<usize>) -> Last {
+        k.map_or_else(Last::default, |k| self.producers[k])
+    }
+
+    fn remember(&mut self, k: Option<usize>, last: Last) {
+        if let Some(k) = k {
+            self.producers[k] = last;
+        }
+        self.previous = k;
+    }
+
+    fn encode(&mut self, s: &Send, out: &mut Vec<u8>) {
+        let (tag, at_ns, offset) = match s.outcome() {
+            SendOutcome::Pending => (PENDING, 0, None),
+            SendOutcome::Acked { offset, at_ns } => (ACKED, at_ns, Some(offset)),
+            SendOutcome::Unconfirmed { at_ns } => (UNCONFIRMED, at_ns, None),
+            SendOutcome::Failed { at_ns } => (FAILED, at_ns, None),
+        };
+        let known = self.find(s.producer());
+        let next = known.is_some_and(|k| self.producers[k].value.checked_add(1) == Some(s.value));
+        let k = self.index(s.producer());
+        let last = self.last(k);
+        let tp = s.tp().map_or(0, |t| t.slot() as u32);
+        let mut header = tag;
+        header |= match (next, k == self.previous) {
+            (true, true) => NEXT_OF_PREVIOUS,
+            (true, false) => NEXT_OF_K,
+            (false, _) => 0,
+        };
+        header |= if tp == last.tp { SAME_TP } else { 0 };
+        let next_offset = offset.is_some_and(|o| last.offset.checked_add(1) == Some(o));
+        header |= if next_offset { NEXT_OFFSET } else { 0 };
+        out.push(header);
+        match header & (NEXT_OF_PREVIOUS | NEXT_OF_K) {
+            NEXT_OF_PREVIOUS => {}
+            NEXT_OF_K => varint(out, k.expect("a table entry") as u64),
+            _ => varint(out, s.value),
+        }
+        let created_ns = s.created_ns();
+        varint(out, zigzag(created_ns.wrapping_sub(last.created_ns) as i64));
+        if tp != last.tp {
+            varint(out, u64::from(tp));
+        }
+        if tag != PENDING {
+            varint(out, zigzag(at_ns.wrapping_sub(last.at_ns) as i64));
+        }
+        if let Some(o) = offset.filter(|_| !next_offset) {
+            varint(out, zigzag(o.wrapping_sub(last.offset)));
+        }
+        let offset = offset.unwrap_or(last.offset);
+        let at_ns = if tag == PENDING { last.at_ns } else { at_ns };
+        let producer = s.producer();
+        self.remember(k, Last { producer, value: s.value, created_ns, at_ns, tp, offset });
+    }
+}
+
+struct Decoder<'a> {
+    stream: &'a [u8],
+    pos: usize,
+    codec: Codec,
+}
+
+impl Decoder<'_> {
+    #[inline]
+    fn varint(&mut self) -> u64 {
+        let b = self.stream[self.pos];
+        if b < 0x80 {
+            self.pos += 1;
+            return u64::from(b);
+        }
+        let (v, n) = read_varint(&self.stream[self.pos..]);
+        self.pos += n;
+        v
+    }
+
+    /// The next send (the stream holds it: callers count the sends encoded).
+    #[inline]
+    fn next(&mut self) -> Send {
+        let header = self.stream[self.pos];
+        self.pos += 1;
+        if header == BATCHED {
+            return self.next_batched();
+        }
+        self.next_other(header)
+    }
+
+    /// The common send, a record of the batch its producer's previous send was in: two varints
+    /// (its creation and acknowledgement times).
+    #[inline]
+    fn next_batched(&mut self) -> Send {
+        let created = unzigzag(self.varint()) as u64;
+        let at = unzigzag(self.varint()) as u64;
+        let k = self.codec.previous.expect("a previous producer");
+        let p = &mut self.codec.producers[k];
+        p.value += 1;
+        p.created_ns = p.created_ns.wrapping_add(created);
+        p.at_ns = p.at_ns.wrapping_add(at);
+        p.offset += 1;
+        let outcome = SendOutcome::Acked { offset: p.offset, at_ns: p.at_ns };
+        let id = NonZeroU32::new(p.tp).map(PartitionId::from_nonzero);
+        Send::new(id, p.value, p.created_ns, outcome)
+    }
+
+    fn next_other(&mut self, header: u8) -> Send {
+        let (k, value) = match header & (NEXT_OF_PREVIOUS | NEXT_OF_K) {
+            NEXT_OF_PREVIOUS => {
+                let k = self.codec.previous.expect("a previous producer");
+                (Some(k), self.codec.producers[k].value + 1)
+            }
+            NEXT_OF_K => {
+                let k = self.varint() as usize;
+                (Some(k), self.codec.producers[k].value + 1)
+            }
+            _ => {
+                let value = self.varint();
+                (self.codec.index((value >> 40) as u32), value)
+            }
+        };
+        let last = self.codec.last(k);
+        let created_ns = last.created_ns.wrapping_add(unzigzag(self.varint()) as u64);
+        let tp = if header & SAME_TP != 0 { last.tp } else { self.varint() as u32 };
+        let tag = header & TAG_MASK;
+        let at_ns = match tag {
+            PENDING => last.at_ns,
+            _ => last.at_ns.wrapping_add(unzigzag(self.varint()) as u64),
+        };
+        let offset = match (tag, header & NEXT_OFFSET != 0) {
+            (ACKED, true) => last.offset + 1,
+            (ACKED, false) => last.offset.wrapping_add(unzigzag(self.varint())),
+            _ => last.offset,
+        };
+        let outcome = match tag {
+            ACKED => SendOutcome::Acked { offset, at_ns },
+            UNCONFIRMED => SendOutcome::Unconfirmed { at_ns },
+            FAILED => SendOutcome::Failed { at_ns },
+            _ => SendOutcome::Pending,
+        };
+        let producer = (value >> 40) as u32;
+        self.codec.remember(k, Last { producer, value, created_ns, at_ns, tp, offset });
+        let id = NonZeroU32::new(tp).map(PartitionId::from_nonzero);
+        Send::new(id, value, created_ns, outcome)
+    }
+}
+
+fn zigzag(n: i64) -> u64 {
+    ((n << 1) ^ (n >> 63)) as u64
+}
+
+fn unzigzag(n: u64) -> i64 {
+    ((n >> 1) as i64) ^ -((n & 1) as i64)
+}
+
+fn varint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push(v as u8 | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+/// A varint and the bytes it took (the stream holds it whole: written by [`varint`]).
+fn read_varint(b: &[u8]) -> (u64, usize) {
+    let mut v = 0u64;
+    for (i, byte) in b.iter().enumerate() {
+        v |= u64::from(byte & 0x7f) << (7 * i);
+        if byte & 0x80 == 0 {
+            return (v, i + 1);
+        }
+    }
+    unreachable!("a varint cut short in the sends' own stream")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::history::SEND_TIME_NS_LIMIT;
+    use proptest::prelude::*;
+
+    fn id(n: u32) -> Option<PartitionId> {
+        NonZeroU32::new(n).map(PartitionId::from_nonzero)
+    }
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        /// A send of producer p (of 80: more than a chunk keeps state for), its next value or a
+        /// jump, created `dt` after the previous one.
+        Push { p: u32, jump: u64, dt: u64, tp: u32, settle: Option<(u8, i64, u64)> },
+        /// Settles (or changes) the send `back` slots from the end.
+        Update { back: usize, tp: u32, settle: (u8, i64, u64) },
+    }
+
+    fn outcome((tag, offset, at_ns): (u8, i64, u64)) -> SendOutcome {
+        match tag % 4 {
+            0 => SendOutcome::Pending,
+            1 => SendOutcome::Acked { offset, at_ns },
+            2 => SendOutcome::Unconfirmed { at_ns },
+            _ => SendOutcome::Failed { at_ns },
+        }
+    }
+
+    fn settle_strategy() -> impl Strategy<Value = (u8, i64, u64)> {
+        let offset =
+            prop_oneof![4 => 0i64..50, 1 => Just(i64::MIN), 1 => Just(i64::MAX), 1 => any::<i64>()];
+        let at = prop_oneof![4 => 0u64..5_000_000, 1 => Just(SEND_TIME_NS_LIMIT - 1)];
+        (0u8..4, offset, at)
+    }
+
+    fn op_strategy() -> impl Strategy<Value = Op> {
+        let push = (
+            prop_oneof![8 => 0u32..3, 1 => 0u32..80, 1 => Just(1u32 << 23)],
+            prop_oneof![8 => Just(1u64), 1 => 0u64..3, 1 => any::<u64>()],
+            prop_oneof![4 => 0u64..20_000, 1 => Just(0u64)],
+            prop_oneof![6 => 1u32..4, 1 => Just(0u32), 1 => Just(1 << 24)],
+            proptest::option::weighted(0.6, settle_strategy()),
+        )
+            .prop_map(|(p, jump, dt, tp, settle)| Op::Push { p, jump, dt, tp, settle });
+        let update = (0usize..40, 0u32..4, settle_strategy())
+            .prop_map(|(back, tp, settle)| Op::Update { back, tp, settle });
+        prop_oneof![3 => push, 2 => update]
+    }
+
+    /// Applies `ops` to a plain vector (the model) and to `Sends`.
+    fn apply(ops: &[Op]) -> (Vec<Send>, Sends) {
+        let (mut model, mut sends) = (Vec::<Send>::new(), Sends::new());
+        let (mut next, mut created) = (BTreeMap::<u32, u64>::new(), 0u64);
+        for op in ops {
+            match op {
+                Op::Push { p, jump, dt, tp, settle } => {
+                    let seq = next.entry(*p).or_default();
+                    *seq = seq.wrapping_add(*jump) & ((1 << 40) - 1);
+                    created = (created + dt).min(SEND_TIME_NS_LIMIT - 1);
+                    let o = settle.map_or(SendOutcome::Pending, outcome);
+                    let s = Send::new(id(*tp), (u64::from(*p) << 40) | *seq, created, o);
+                    assert_eq!(sends.push(s.clone()), model.len());
+                    model.push(s);
+                }
+                Op::Update { back, tp, settle } => {
+                    let Some(slot) = model.len().checked_sub(back + 1) else { continue };
+                    let f = |s: &mut Send| {
+                        s.set_tp(id(*tp).or(s.tp()));
+                        s.set_outcome(outcome(*settle));
+                    };
+                    f(&mut model[slot]);
+                    assert!(sends.update(slot, f));
+                }
+            }
+        }
+        (model, sends)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+        /// Whatever is pushed and changed, in whatever order sends settle, `iter` and `get` read
+        /// back the model's sends: across chunk boundaries, with more producers than a chunk
+        /// keeps state for, with values, offsets and times at their limits.
+        #[test]
+        fn reads_back_what_a_vector_holds(ops in proptest::collection::vec(op_strategy(), 0..9_000)) {
+            let (model, mut sends) = apply(&ops);
+            prop_assert_eq!(sends.len(), model.len());
+            let mut counts = Outcomes::default();
+            model.iter().for_each(|s| *counts.of(s) += 1);
+            prop_assert_eq!(sends.outcomes(), counts);
+            prop_assert!(sends.iter().eq(model.iter().cloned()));
+            for slot in (0..model.len()).step_by(97).chain(model.len().checked_sub(1)) {
+                prop_assert_eq!(sends.get(slot), Some(model[slot].clone()));
+            }
+            prop_assert_eq!(sends.get(model.len()), None);
+            prop_assert!(!sends.update(model.len(), |_| unreachable!()));
+            // An encoded send changed after the fact reads back changed, the rest as they were.
+            if sends.encoded() > 0 {
+                let slot = sends.encoded() / 2;
+                let mut want = model.clone();
+                want[slot].set_outcome(SendOutcome::Pending);
+                sends.update(slot, |s| s.set_outcome(SendOutcome::Pending));
+                prop_assert!(sends.iter().eq(want.iter().cloned()));
+                let mut counts = Outcomes::default();
+                want.iter().for_each(|s| *counts.of(s) += 1);
+                prop_assert_eq!(sends.outcomes(), counts);
+                prop_assert_eq!(sends.get(slot), Some(want[slot].clone()));
+            }
+        }
+    }
+
+    /// A bench-like run: one producer, 100-record batches to three partitions in turn, records
+    /// 10 µs apart, each batch acknowledged at once ~2 ms after its last record's creation. Its
+    /// sends cost under 6 bytes each once settled (a `Send` is 32), and only the unsettled stay
+    /// whole.
+    #[test]
+    fn a_batch_of_sends_costs_a_few_bytes_a_record() {
+        let mut sends = Sends::new();
+        let mut offsets = [0i64; 3];
+        for i in 0..100_000u64 {
+            let p = (i / 100 % 3) as usize;
+            let created = i * 10_000;
+            let at_ns = (i / 100 * 100 + 99) * 10_000 + 2_000_000;
+            let o = SendOutcome::Acked { offset: offsets[p], at_ns };
+            offsets[p] += 1;
+            sends.push(Send::new(id(p as u32 + 1), (5 << 40) | i, created, o));
+        }
+        sends.push(Send::new(None, (5 << 40) | 100_000, 1_000_000_000, SendOutcome::Pending));
+        sends.push(Send::new(id(1), (5 << 40) | 100_001, 1_000_010_000, SendOutcome::Pending));
+        assert_eq!((sends.len(), sends.encoded()), (100_002, 100_000));
+        let bytes = sends.encoded_bytes() as f64 / 100_000.0;
+        assert!(bytes < 6.0, "{bytes} bytes a send");
+        let acked = sends.iter().filter(|s| matches!(s.outcome(), SendOutcome::Acked { .. }));
+        assert_eq!(acked.count(), 100_000);
+        assert_eq!(
+            sends.get(54_321).map(|s| s.outcome()),
+            Some(SendOutcome::Acked { offset: 18_121, at_ns: 543_990_000 + 2_000_000 })
+        );
+    }
+}
