@@ -223,23 +223,65 @@ fn window(h: &History, w: &Workload) -> Option<(u64, u64)> {
     (to > from).then_some((from, to))
 }
 
-fn percentiles(mut v: Vec<u64>, what: &str) -> Value {
-    let [p50, p95, p99, p999, max] = percentiles_of(&mut v, &[50.0, 95.0, 99.0, 99.9, 100.0])[..]
-    else {
-        unreachable!("five percentiles asked, five answered")
-    };
-    // Summed exactly: the same mean whatever order selection left the values in.
-    let sum: u128 = v.iter().map(|&x| u128::from(x)).sum();
-    json!({
-        "what": what,
-        "count": v.len(),
-        "p50": ms(p50),
-        "p95": ms(p95),
-        "p99": ms(p99),
-        "p999": ms(p999),
-        "max": ms(max),
-        "mean": if v.is_empty() { Value::Null } else { json!(sum as f64 / v.len() as f64 / 1e6) },
-    })
+/// Latencies summarized as they are recorded, in a fixed amount of memory however many a run
+/// has (a histogram of ~40,000 buckets, not 8 bytes a record): count, sum and maximum exact;
+/// the percentiles the middle of their bucket (HdrHistogram at [`LATENCY_DIGITS`] significant
+/// digits, so within 0.05 % of the nearest-rank value).
+pub struct Latencies {
+    hist: hdrhistogram::Histogram<u64>,
+    sum: u128,
+    max: u64,
+}
+
+/// Significant digits the latency percentiles keep.
+pub const LATENCY_DIGITS: u8 = 3;
+
+impl Latencies {
+    pub fn new() -> Self {
+        let hist = hdrhistogram::Histogram::new(LATENCY_DIGITS).expect("a valid precision");
+        Latencies { hist, sum: 0, max: 0 }
+    }
+
+    pub fn record(&mut self, ns: u64) {
+        // The histogram grows its range as values come (`saturating_record` would not: it
+        // clamps to the range it has).
+        if self.hist.record(ns).is_err() {
+            self.hist.saturating_record(ns);
+        }
+        self.sum += u128::from(ns);
+        self.max = self.max.max(ns);
+    }
+
+    pub fn count(&self) -> u64 {
+        self.hist.len()
+    }
+
+    /// The nearest-rank `p`th percentile (0 < p < 100), to [`LATENCY_DIGITS`] digits; `None`
+    /// without latencies.
+    pub fn percentile(&self, p: f64) -> Option<u64> {
+        (self.count() > 0).then(|| self.hist.median_equivalent(self.hist.value_at_percentile(p)))
+    }
+
+    fn summary(&self, what: &str) -> Value {
+        let n = self.count();
+        json!({
+            "what": what,
+            "count": n,
+            "p50": ms(self.percentile(50.0)),
+            "p95": ms(self.percentile(95.0)),
+            "p99": ms(self.percentile(99.0)),
+            "p999": ms(self.percentile(99.9)),
+            "max": ms((n > 0).then_some(self.max)),
+            "mean": if n == 0 { Value::Null } else { json!(self.sum as f64 / n as f64 / 1e6) },
+            "resolution": format!("percentiles to {LATENCY_DIGITS} significant digits (HdrHistogram); count, max and mean exact"),
+        })
+    }
+}
+
+impl Default for Latencies {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 /// Sends by outcome (acked, unconfirmed, failed, pending) and records polled, over the run.
@@ -379,7 +421,7 @@ fn throughput_and_latency(h: &History, w: &Workload) -> (Value, Value) {
         Default::default()
     };
     let (mut produced, mut produced_bytes, mut acks0_in_log) = (0u64, 0u64, 0u64);
-    let mut produce_lat = Vec::new();
+    let mut produce_lat = Latencies::new();
     for s in h.sends.iter() {
         let at = match s.outcome() {
             SendOutcome::Acked { at_ns, .. } => at_ns,
@@ -394,15 +436,13 @@ fn throughput_and_latency(h: &History, w: &Workload) -> (Value, Value) {
             produced_bytes += bytes_of(s.producer());
         }
         if matches!(s.outcome(), SendOutcome::Acked { .. }) && inside(s.created_ns()) {
-            produce_lat.push(at.saturating_sub(s.created_ns()));
+            produce_lat.record(at.saturating_sub(s.created_ns()));
         }
     }
-    // Summarized (and its 8 bytes a record freed) before the end-to-end index is built: the
-    // checks' and metrics' arrays after a run set the peak RSS of a long run.
-    let produce_ms = percentiles(produce_lat, "record created (producer send) → acknowledged, including linger and batching; records created inside the window");
+    let produce_ms = produce_lat.summary("record created (producer send) → acknowledged, including linger and batching; records created inside the window");
     let mut created = CreatedIndex::new(h);
     let (mut consumed, mut consumed_bytes) = (0u64, 0u64);
-    let mut e2e = Vec::new();
+    let mut e2e = Latencies::new();
     for p in &h.polls {
         let PollKind::Records(rs) = &p.kind else { continue };
         for value in rs.values() {
@@ -418,7 +458,7 @@ fn throughput_and_latency(h: &History, w: &Workload) -> (Value, Value) {
             // End to end: created → first consumed by anyone, for records created in the window.
             if let Some((t0, first)) = c {
                 if inside(t0) && first {
-                    e2e.push(p.at_ns.saturating_sub(t0));
+                    e2e.record(p.at_ns.saturating_sub(t0));
                 }
             }
         }
@@ -459,7 +499,7 @@ fn throughput_and_latency(h: &History, w: &Workload) -> (Value, Value) {
     });
     let latency = json!({
         "produce_ms": produce_ms,
-        "end_to_end_ms": percentiles(e2e, "record created → first polled by a consumer; records created inside the window"),
+        "end_to_end_ms": e2e.summary("record created → first polled by a consumer; records created inside the window"),
     });
     (throughput, latency)
 }
@@ -611,6 +651,38 @@ mod tests {
                 assert_eq!(percentiles_of(&mut v, &ps), want, "n={n} spread={spread}");
             }
         }
+    }
+
+    /// The summary kept in a histogram answers as the exact one within its resolution: every
+    /// percentile within 0.05 % of the nearest-rank value (the middle of a bucket 0.1 % wide),
+    /// count, max and mean exact; over latencies from nanoseconds to hours (the histogram grows
+    /// its range as they come).
+    #[test]
+    fn latencies_answer_as_the_exact_percentiles_within_their_resolution() {
+        use rand::{Rng, SeedableRng};
+        let mut r = rand_chacha::ChaCha8Rng::seed_from_u64(5);
+        for (n, top) in [(1usize, 10u64), (1000, 5_000_000), (100_000, 1 << 44)] {
+            let mut v: Vec<u64> = (0..n).map(|_| r.gen_range(1..top)).collect();
+            let mut l = Latencies::new();
+            v.iter().for_each(|&x| l.record(x));
+            let ps = [50.0, 95.0, 99.0, 99.9];
+            let exact = percentiles_of(&mut v, &ps);
+            for (p, want) in ps.iter().zip(exact) {
+                let (got, want) = (l.percentile(*p).unwrap() as f64, want.unwrap() as f64);
+                let err = (got - want).abs() / want;
+                assert!(err <= 0.0005 + 1.0 / want, "p{p} of {n}: {got} vs {want}");
+            }
+            let s = l.summary("test");
+            let sum: u64 = v.iter().sum();
+            assert_eq!(s["count"], n as u64);
+            assert_eq!(s["max"], json!(*v.iter().max().unwrap() as f64 / 1e6));
+            assert_eq!(s["mean"], json!(sum as f64 / n as f64 / 1e6));
+        }
+        let empty = Latencies::new().summary("none");
+        assert_eq!(
+            (&empty["count"], &empty["p50"], &empty["mean"]),
+            (&json!(0), &Value::Null, &Value::Null)
+        );
     }
 
     #[test]
