@@ -278,6 +278,41 @@ impl Latencies {
     }
 }
 
+/// One plot bucket's latencies: kept exactly while few (a slow run's buckets cost what their
+/// records do), in a [`Latencies`] histogram once past [`BUCKET_EXACT_MAX`] (a fast run's cost a
+/// fixed amount each, not 8 bytes a record).
+enum BucketLatencies {
+    Exact(Vec<u64>),
+    Summarized(Box<Latencies>),
+}
+
+/// Latencies a plot bucket keeps exactly (32 KiB).
+const BUCKET_EXACT_MAX: usize = 4096;
+
+impl BucketLatencies {
+    fn record(&mut self, ns: u64) {
+        match self {
+            BucketLatencies::Exact(v) if v.len() < BUCKET_EXACT_MAX => v.push(ns),
+            BucketLatencies::Exact(v) => {
+                let mut l = Latencies::new();
+                v.iter().chain([&ns]).for_each(|&x| l.record(x));
+                *self = BucketLatencies::Summarized(Box::new(l));
+            }
+            BucketLatencies::Summarized(l) => l.record(ns),
+        }
+    }
+
+    /// p50, p99 and max (`None` without latencies).
+    fn p50_p99_max(self) -> Vec<Option<u64>> {
+        match self {
+            BucketLatencies::Exact(mut v) => percentiles_of(&mut v, &[50.0, 99.0, 100.0]),
+            BucketLatencies::Summarized(l) => {
+                vec![l.percentile(50.0), l.percentile(99.0), Some(l.max)]
+            }
+        }
+    }
+}
+
 impl Default for Latencies {
     fn default() -> Self {
         Self::new()
@@ -322,9 +357,11 @@ type IdSet = std::collections::HashSet<u64, std::hash::BuildHasherDefault<IdHash
 
 /// Record id → when it was created, and whether a consumer polled it yet. Ids are
 /// `(producer << 40) | sequence` with sequences dense from 0, so each producer gets an array
-/// indexed by sequence (8 bytes and 2 bits per send, where a hash map cost ~35 bytes and most
-/// of the metrics' CPU); ids that do not fit a producer's dense span go to a hash map (a bound
-/// on memory whatever ids a history holds). A later send of an id overwrites an earlier one.
+/// indexed by sequence: a creation time as an `i32` offset from its block's first (4 bytes and
+/// 2 bits per send, where a hash map cost ~35 bytes and most of the metrics' CPU). Ids that do
+/// not fit a producer's dense span, or created more than ±2.1 s from their block's first (a
+/// producer slower than ~500 records a second), go to a hash map (a bound on memory whatever ids
+/// a history holds). A later send of an id overwrites an earlier one.
 #[derive(Default)]
 struct CreatedIndex {
     dense: std::collections::BTreeMap<u64, DenseIds>,
@@ -332,9 +369,48 @@ struct CreatedIndex {
 }
 
 struct DenseIds {
-    created_ns: Vec<u64>,
-    /// Two bits per sequence: present, seen.
+    /// Per block of [`CREATED_BLOCK`] sequences: the creation time the offsets count from (the
+    /// first one inserted), or `u64::MAX` before any.
+    base_ns: Vec<u64>,
+    offset_ns: Vec<i32>,
+    /// Two bits per sequence: present (in the array), seen.
     bits: Vec<u64>,
+}
+
+/// Sequences per base time of a [`DenseIds`].
+const CREATED_BLOCK: usize = 1024;
+
+impl DenseIds {
+    fn new(len: usize) -> Self {
+        DenseIds {
+            base_ns: vec![u64::MAX; len.div_ceil(CREATED_BLOCK)],
+            offset_ns: vec![0; len],
+            bits: vec![0; len.div_ceil(32)],
+        }
+    }
+
+    /// Stores `created_ns` for sequence `i`; `false` (and `i` not present) when it is too far
+    /// from its block's base.
+    fn set(&mut self, i: usize, created_ns: u64) -> bool {
+        let base = &mut self.base_ns[i / CREATED_BLOCK];
+        if *base == u64::MAX {
+            *base = created_ns;
+        }
+        let fits = i32::try_from(i128::from(created_ns) - i128::from(*base)).ok();
+        let present = 1 << ((i % 32) * 2);
+        match fits {
+            Some(d) => {
+                self.offset_ns[i] = d;
+                self.bits[i / 32] |= present;
+            }
+            None => self.bits[i / 32] &= !present,
+        }
+        fits.is_some()
+    }
+
+    fn created_ns(&self, i: usize) -> u64 {
+        self.base_ns[i / CREATED_BLOCK].wrapping_add_signed(i64::from(self.offset_ns[i]))
+    }
 }
 
 const SEQ_MASK: u64 = (1 << 40) - 1;
@@ -354,8 +430,7 @@ impl CreatedIndex {
         for (&producer, &(count, len)) in &span {
             if len <= count.saturating_mul(2).saturating_add(Self::DENSE_SLACK) {
                 let len = len as usize;
-                let d = DenseIds { created_ns: vec![0; len], bits: vec![0; len.div_ceil(32)] };
-                ix.dense.insert(producer, d);
+                ix.dense.insert(producer, DenseIds::new(len));
             }
         }
         for s in h.sends.iter() {
@@ -368,18 +443,16 @@ impl CreatedIndex {
     fn slot(&mut self, id: u64) -> Option<(&mut DenseIds, usize)> {
         let d = self.dense.get_mut(&(id >> 40))?;
         let i = (id & SEQ_MASK) as usize;
-        (i < d.created_ns.len()).then_some((d, i))
+        (i < d.offset_ns.len()).then_some((d, i))
     }
 
     fn insert(&mut self, id: u64, created_ns: u64) {
-        match self.slot(id) {
-            Some((d, i)) => {
-                d.created_ns[i] = created_ns;
-                d.bits[i / 32] |= 1 << ((i % 32) * 2);
-            }
-            None => {
-                self.sparse.insert(id, (created_ns, false));
-            }
+        let stored = self.slot(id).is_some_and(|(d, i)| d.set(i, created_ns));
+        if stored {
+            // A later send of the id overwrites an earlier one kept in the map.
+            self.sparse.remove(&id);
+        } else {
+            self.sparse.insert(id, (created_ns, false));
         }
     }
 
@@ -394,7 +467,7 @@ impl CreatedIndex {
                 }
                 let first = d.bits[word] & (2 << bit) == 0;
                 d.bits[word] |= 2 << bit;
-                Some((d.created_ns[i], first))
+                Some((d.created_ns(i), first))
             }
             None => self.sparse_see(id),
         }
@@ -542,14 +615,15 @@ pub fn figures(
     let per_s = 1e9 / bucket_ns as f64;
 
     let mut acked = vec![0u64; buckets];
-    let mut lat_by_bucket: Vec<Vec<u64>> = vec![Vec::new(); buckets];
+    let mut lat_by_bucket: Vec<BucketLatencies> =
+        (0..buckets).map(|_| BucketLatencies::Exact(Vec::new())).collect();
     for s in h.sends.iter() {
         if let SendOutcome::Acked { at_ns, .. } | SendOutcome::Unconfirmed { at_ns } = s.outcome() {
             let b = (at_ns / bucket_ns) as usize;
             if b < buckets {
                 acked[b] += 1;
                 if matches!(s.outcome(), SendOutcome::Acked { .. }) {
-                    lat_by_bucket[b].push(at_ns.saturating_sub(s.created_ns()));
+                    lat_by_bucket[b].record(at_ns.saturating_sub(s.created_ns()));
                 }
             }
         }
@@ -565,10 +639,8 @@ pub fn figures(
     }
     // Consumed bucket by bucket, so the latencies are freed before the summary's arrays are
     // built (a shadowed binding would keep them to the end of the function).
-    let lat_by_bucket: Vec<Vec<Option<u64>>> = lat_by_bucket
-        .into_iter()
-        .map(|mut v| percentiles_of(&mut v, &[50.0, 99.0, 100.0]))
-        .collect();
+    let lat_by_bucket: Vec<Vec<Option<u64>>> =
+        lat_by_bucket.into_iter().map(BucketLatencies::p50_p99_max).collect();
     let (summary_throughput, summary_latency) = throughput_and_latency(h, w);
 
     let (dirty, hit, peak_dirty) = page_cache_series(samples);
@@ -720,6 +792,14 @@ mod tests {
         }
         h.sends.push(send((7 << 40) | 1_000_000, 42)); // sparse producer
         h.sends.push(send(5, 77)); // an id sent twice: the later creation time counts
+                                   // A slow producer: creation times more than ±2.1 s from their block's first (kept in
+                                   // the map), before it, and an id whose later send no longer fits its block.
+        h.sends.push(send(4 << 40, 10_000_000_000));
+        h.sends.push(send((4 << 40) | 1, 13_000_000_000));
+        h.sends.push(send((4 << 40) | 2, 8_000_000_000));
+        h.sends.push(send((4 << 40) | 3, 10_000_000_001));
+        h.sends.push(send((4 << 40) | 3, 1));
+        h.sends.push(send((4 << 40) | 1025, 99_000_000_000)); // the next block has its own base
         let mut reference: std::collections::HashMap<u64, (u64, bool)> = Default::default();
         for s in h.sends.iter() {
             reference.insert(s.value, (s.created_ns(), false));
@@ -727,9 +807,14 @@ mod tests {
         let mut ix = CreatedIndex::new(&h);
         assert!(ix.dense.contains_key(&0) && ix.dense.contains_key(&3));
         assert!(!ix.dense.contains_key(&7) && ix.sparse.contains_key(&((7 << 40) | 1_000_000)));
-        let probes = [0, 5, 99, 100, 4096, 3 << 40, (3 << 40) | 99, (7 << 40) | 1_000_000, 9 << 40];
+        let in_map: Vec<u64> =
+            (0..1026).filter(|s| ix.sparse.contains_key(&((4 << 40) | s))).collect();
+        assert_eq!(in_map, [1, 3], "3 s past the block's first, and 10 s before it");
+        let probes = [0, 5, 99, 100, 4096, 3 << 40, (3 << 40) | 99, (7 << 40) | 1_000_000, 9 << 40]
+            .into_iter()
+            .chain([4 << 40, (4 << 40) | 1, (4 << 40) | 2, (4 << 40) | 3, (4 << 40) | 1025]);
         for round in 0..2 {
-            for &id in probes.iter().chain(&probes) {
+            for id in probes.clone().chain(probes.clone()) {
                 let want = reference.get_mut(&id).map(|e| {
                     let first = !e.1;
                     e.1 = true;

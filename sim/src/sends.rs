@@ -42,9 +42,13 @@ const FAILED: u8 = 3;
 /// The sends of a run by slot: `push` hands out slots, `update` changes one, `iter` reads all.
 #[derive(Clone, Default)]
 pub struct Sends {
-    stream: Vec<u8>,
-    /// Byte position in `stream` where each chunk starts.
-    chunks: Vec<usize>,
+    /// The encoded bytes of each full chunk, each allocated to its size (one growing vector
+    /// would keep up to its size again as slack, and copy itself as it grows).
+    chunks: Vec<Box<[u8]>>,
+    /// The chunk being encoded.
+    open: Vec<u8>,
+    /// Bytes in `chunks` and `open`.
+    bytes: usize,
     /// Sends encoded (slots `0..encoded`); the window holds the slots after them.
     encoded: usize,
     codec: Codec,
@@ -102,7 +106,12 @@ impl Sends {
 
     /// Bytes the encoded sends take (their stream), for the figures: not counting the window.
     pub fn encoded_bytes(&self) -> usize {
-        self.stream.len()
+        self.bytes
+    }
+
+    /// The bytes of chunk `c` (full or open).
+    fn chunk(&self, c: usize) -> &[u8] {
+        self.chunks.get(c).map_or(&self.open, |b| b)
     }
 
     pub fn encoded(&self) -> usize {
@@ -117,8 +126,7 @@ impl Sends {
             return Some(s.clone());
         }
         let chunk = slot / CHUNK;
-        let mut d =
-            Decoder { stream: &self.stream, pos: self.chunks[chunk], codec: Codec::default() };
+        let mut d = Decoder { stream: self.chunk(chunk), pos: 0, codec: Codec::default() };
         for _ in chunk * CHUNK..slot {
             d.next();
         }
@@ -151,7 +159,7 @@ impl Sends {
 
     /// Every send, in slot order.
     pub fn iter(&self) -> Iter<'_> {
-        let d = Decoder { stream: &self.stream, pos: 0, codec: Codec::default() };
+        let d = Decoder { stream: &[], pos: 0, codec: Codec::default() };
         Iter { sends: self, d, slot: 0 }
     }
 
@@ -161,9 +169,14 @@ impl Sends {
             let s = self.window.pop_front().expect("a front");
             if self.encoded.is_multiple_of(CHUNK) {
                 self.codec.clear();
-                self.chunks.push(self.stream.len());
+                if self.encoded > 0 {
+                    let full = std::mem::replace(&mut self.open, Vec::with_capacity(CHUNK * 6));
+                    self.chunks.push(full.into_boxed_slice());
+                }
             }
-            self.codec.encode(&s, &mut self.stream);
+            let before = self.open.len();
+            self.codec.encode(&s, &mut self.open);
+            self.bytes += self.open.len() - before;
             self.encoded += 1;
         }
     }
@@ -194,7 +207,11 @@ impl Iterator for Iter<'_> {
         let Some(i) = slot.checked_sub(self.sends.encoded) else {
             self.slot += 1;
             if slot.is_multiple_of(CHUNK) {
-                self.d.codec.clear();
+                self.d = Decoder {
+                    stream: self.sends.chunk(slot / CHUNK),
+                    pos: 0,
+                    codec: Codec::default(),
+                };
             }
             let s = self.d.next();
             if self.sends.patched.is_empty() {
