@@ -757,6 +757,33 @@ mod tests {
         );
     }
 
+    /// A plot bucket answers exactly while it holds few latencies and within the histogram's
+    /// resolution past [`BUCKET_EXACT_MAX`], keeping every latency recorded (none lost in the
+    /// hand-over) and the exact maximum.
+    #[test]
+    fn a_plot_bucket_summarizes_past_its_exact_limit() {
+        for n in [0usize, 10, BUCKET_EXACT_MAX, BUCKET_EXACT_MAX + 1, 50_000] {
+            // The largest first: lost in a hand-over, the maximum and p99 would show it.
+            let mut v: Vec<u64> = (0..n as u64).rev().map(|x| 1_000 + x * 37).collect();
+            let mut b = BucketLatencies::Exact(Vec::new());
+            v.iter().for_each(|&x| b.record(x));
+            assert_eq!(matches!(b, BucketLatencies::Summarized(_)), n > BUCKET_EXACT_MAX);
+            if let BucketLatencies::Summarized(l) = &b {
+                assert_eq!(l.count(), n as u64);
+            }
+            let got = b.p50_p99_max();
+            let want = percentiles_of(&mut v, &[50.0, 99.0, 100.0]);
+            assert_eq!(got[2], want[2], "max of {n}");
+            for (g, w) in got.iter().zip(&want).take(2) {
+                let (g, w) = (g.map(|x| x as f64), w.map(|x| x as f64));
+                assert!(
+                    g == w || (g.unwrap() - w.unwrap()).abs() / w.unwrap() <= 0.0005,
+                    "{g:?} vs {w:?} of {n}"
+                );
+            }
+        }
+    }
+
     #[test]
     fn percentiles_and_busy_time() {
         let v: Vec<u64> = (1..=100).collect();
