@@ -46,6 +46,12 @@ fn varuint_size(mut u: u64) -> usize {
     n
 }
 
+/// Writes an unsigned varint (7 bits a byte, low first; Kafka's `writeUnsignedVarlong`).
+#[inline]
+pub fn put_varulong<B: BufMut + ?Sized>(out: &mut B, u: u64) {
+    put_varuint(out, u);
+}
+
 #[inline]
 fn put_varuint<B: BufMut + ?Sized>(out: &mut B, mut u: u64) {
     while u >= 0x80 {
@@ -89,7 +95,14 @@ pub fn get_varint(input: &[u8], pos: &mut usize) -> Result<i32, VarintError> {
     Ok(((u >> 1) as i32) ^ -((u & 1) as i32))
 }
 
+/// Reads an unsigned varint (at most 10 bytes) at `*pos`, advancing it.
+#[inline]
+pub fn get_varulong(input: &[u8], pos: &mut usize) -> Result<u64, VarintError> {
+    get_varuint(input, pos, 10)
+}
+
 /// Reads a zig-zag varlong (at most 10 bytes) at `*pos`, advancing it.
+#[inline]
 pub fn get_varlong(input: &[u8], pos: &mut usize) -> Result<i64, VarintError> {
     let u = get_varuint(input, pos, 10)?;
     Ok(((u >> 1) as i64) ^ -((u & 1) as i64))
@@ -137,14 +150,16 @@ mod tests {
 
     proptest::proptest! {
         #[test]
-        fn roundtrip(a in proptest::num::i32::ANY, b in proptest::num::i64::ANY) {
+        fn roundtrip(a in proptest::num::i32::ANY, b in proptest::num::i64::ANY, c in proptest::num::u64::ANY) {
             let mut out = Vec::new();
             put_varint(&mut out, a);
             put_varlong(&mut out, b);
-            proptest::prop_assert_eq!(out.len(), varint_size(a) + varlong_size(b));
+            put_varulong(&mut out, c);
+            proptest::prop_assert_eq!(out.len(), varint_size(a) + varlong_size(b) + varuint_size(c));
             let mut pos = 0;
             proptest::prop_assert_eq!(get_varint(&out, &mut pos), Ok(a));
             proptest::prop_assert_eq!(get_varlong(&out, &mut pos), Ok(b));
+            proptest::prop_assert_eq!(get_varulong(&out, &mut pos), Ok(c));
             proptest::prop_assert_eq!(pos, out.len());
         }
     }

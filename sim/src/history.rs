@@ -114,6 +114,29 @@ pub enum SendOutcome {
     Pending,
 }
 
+impl SendOutcome {
+    /// Its kind ([`PENDING`], [`ACKED`], [`UNCONFIRMED`], [`FAILED`]), time and acknowledged
+    /// offset (0 where the kind has none): what a [`Send`] packs.
+    pub(crate) fn parts(self) -> (u8, u64, i64) {
+        match self {
+            SendOutcome::Acked { offset, at_ns } => (ACKED, at_ns, offset),
+            SendOutcome::Unconfirmed { at_ns } => (UNCONFIRMED, at_ns, 0),
+            SendOutcome::Failed { at_ns } => (FAILED, at_ns, 0),
+            SendOutcome::Pending => (PENDING, 0, 0),
+        }
+    }
+
+    /// The outcome [`SendOutcome::parts`] gave (the fields its kind has no use for ignored).
+    pub(crate) fn from_parts(tag: u8, at_ns: u64, offset: i64) -> Self {
+        match tag {
+            ACKED => SendOutcome::Acked { offset, at_ns },
+            UNCONFIRMED => SendOutcome::Unconfirmed { at_ns },
+            FAILED => SendOutcome::Failed { at_ns },
+            _ => SendOutcome::Pending,
+        }
+    }
+}
+
 /// Simulated times a [`Send`] can hold: below 2^48 ns (78 hours; a run lasts at most
 /// `duration_s` ≤ 86,400 s plus its settling).
 pub const SEND_TIME_NS_LIMIT: u64 = 1 << TIME_BITS;
@@ -124,10 +147,11 @@ const TP_LOW_BITS: u32 = 64 - TIME_BITS;
 const TAG_SHIFT: u32 = TIME_BITS;
 const TP_HIGH_SHIFT: u32 = TIME_BITS + 2;
 const _: () = assert!(PARTITIONS_MAX as u64 <= 1 << (TP_LOW_BITS + 64 - TP_HIGH_SHIFT));
-const PENDING: u64 = 0;
-const ACKED: u64 = 1;
-const UNCONFIRMED: u64 = 2;
-const FAILED: u64 = 3;
+// An outcome's kind, as a `Send` packs it (2 bits) and `Sends` encodes it.
+pub(crate) const PENDING: u8 = 0;
+pub(crate) const ACKED: u8 = 1;
+pub(crate) const UNCONFIRMED: u8 = 2;
+pub(crate) const FAILED: u8 = 3;
 
 /// One record a producer sent, packed into 32 bytes while it is open ([`Sends`] encodes it
 /// smaller once it settled; a run holds one per record: 6M in a bench run). `value` is unique
@@ -179,25 +203,15 @@ impl Send {
     }
 
     pub fn outcome(&self) -> SendOutcome {
-        let at_ns = self.at & TIME_MASK;
-        match (self.at >> TAG_SHIFT) & 3 {
-            ACKED => SendOutcome::Acked { offset: self.offset, at_ns },
-            UNCONFIRMED => SendOutcome::Unconfirmed { at_ns },
-            FAILED => SendOutcome::Failed { at_ns },
-            _ => SendOutcome::Pending,
-        }
+        let tag = ((self.at >> TAG_SHIFT) & 3) as u8;
+        SendOutcome::from_parts(tag, self.at & TIME_MASK, self.offset)
     }
 
     pub fn set_outcome(&mut self, outcome: SendOutcome) {
-        let (tag, at_ns, offset) = match outcome {
-            SendOutcome::Acked { offset, at_ns } => (ACKED, at_ns, offset),
-            SendOutcome::Unconfirmed { at_ns } => (UNCONFIRMED, at_ns, 0),
-            SendOutcome::Failed { at_ns } => (FAILED, at_ns, 0),
-            SendOutcome::Pending => (PENDING, 0, 0),
-        };
+        let (tag, at_ns, offset) = outcome.parts();
         assert!(at_ns < SEND_TIME_NS_LIMIT, "outcome at {at_ns} ns: past the limit");
         let tp_high = self.at & !((1 << TP_HIGH_SHIFT) - 1);
-        self.at = tp_high | (tag << TAG_SHIFT) | at_ns;
+        self.at = tp_high | (u64::from(tag) << TAG_SHIFT) | at_ns;
         self.offset = offset;
     }
 }

@@ -10,7 +10,8 @@
 //! be decoded from its chunk's start. A change to an encoded send (rare: the run's end judging
 //! a late acknowledgement pending) is kept beside the stream, in `patched`.
 
-use crate::history::{PartitionId, Send, SendOutcome};
+use crate::history::{PartitionId, Send, SendOutcome, ACKED, PENDING};
+use records::varint::{get_varlong, get_varulong, put_varlong, put_varulong};
 use std::collections::{BTreeMap, VecDeque};
 use std::num::NonZeroU32;
 
@@ -33,11 +34,6 @@ const NEXT_OFFSET: u8 = 1 << 5;
 
 /// The header of an acknowledged record in its producer's batch (see [`Decoder::next_batched`]).
 const BATCHED: u8 = ACKED | NEXT_OF_PREVIOUS | SAME_TP | NEXT_OFFSET;
-
-const PENDING: u8 = 0;
-const ACKED: u8 = 1;
-const UNCONFIRMED: u8 = 2;
-const FAILED: u8 = 3;
 
 /// The sends of a run by slot: `push` hands out slots, `update` changes one, `iter` reads all.
 #[derive(Clone, Default)]
@@ -314,12 +310,8 @@ impl Codec {
     }
 
     fn encode(&mut self, s: &Send, out: &mut Vec<u8>) {
-        let (tag, at_ns, offset) = match s.outcome() {
-            SendOutcome::Pending => (PENDING, 0, None),
-            SendOutcome::Acked { offset, at_ns } => (ACKED, at_ns, Some(offset)),
-            SendOutcome::Unconfirmed { at_ns } => (UNCONFIRMED, at_ns, None),
-            SendOutcome::Failed { at_ns } => (FAILED, at_ns, None),
-        };
+        let (tag, at_ns, offset) = s.outcome().parts();
+        let offset = (tag == ACKED).then_some(offset);
         let known = self.find(s.producer());
         let next = known.is_some_and(|k| self.producers[k].value.checked_add(1) == Some(s.value));
         let k = self.index(s.producer());
@@ -337,19 +329,19 @@ impl Codec {
         out.push(header);
         match header & (NEXT_OF_PREVIOUS | NEXT_OF_K) {
             NEXT_OF_PREVIOUS => {}
-            NEXT_OF_K => varint(out, k.expect("a table entry") as u64),
-            _ => varint(out, s.value),
+            NEXT_OF_K => put_varulong(out, k.expect("a table entry") as u64),
+            _ => put_varulong(out, s.value),
         }
         let created_ns = s.created_ns();
-        varint(out, zigzag(created_ns.wrapping_sub(last.created_ns) as i64));
+        put_varlong(out, created_ns.wrapping_sub(last.created_ns) as i64);
         if tp != last.tp {
-            varint(out, u64::from(tp));
+            put_varulong(out, u64::from(tp));
         }
         if tag != PENDING {
-            varint(out, zigzag(at_ns.wrapping_sub(last.at_ns) as i64));
+            put_varlong(out, at_ns.wrapping_sub(last.at_ns) as i64);
         }
         if let Some(o) = offset.filter(|_| !next_offset) {
-            varint(out, zigzag(o.wrapping_sub(last.offset)));
+            put_varlong(out, o.wrapping_sub(last.offset));
         }
         let offset = offset.unwrap_or(last.offset);
         let at_ns = if tag == PENDING { last.at_ns } else { at_ns };
@@ -365,16 +357,16 @@ struct Decoder<'a> {
 }
 
 impl Decoder<'_> {
+    /// The stream holds whole varints (the encoder wrote them): a short one is a broken
+    /// invariant, not input.
     #[inline]
     fn varint(&mut self) -> u64 {
-        let b = self.stream[self.pos];
-        if b < 0x80 {
-            self.pos += 1;
-            return u64::from(b);
-        }
-        let (v, n) = read_varint(&self.stream[self.pos..]);
-        self.pos += n;
-        v
+        get_varulong(self.stream, &mut self.pos).expect("the sends' own stream")
+    }
+
+    #[inline]
+    fn delta(&mut self) -> i64 {
+        get_varlong(self.stream, &mut self.pos).expect("the sends' own stream")
     }
 
     /// The next send (the stream holds it: callers count the sends encoded).
@@ -392,8 +384,8 @@ impl Decoder<'_> {
     /// (its creation and acknowledgement times).
     #[inline]
     fn next_batched(&mut self) -> Send {
-        let created = unzigzag(self.varint()) as u64;
-        let at = unzigzag(self.varint()) as u64;
+        let created = self.delta() as u64;
+        let at = self.delta() as u64;
         let k = self.codec.previous.expect("a previous producer");
         let p = &mut self.codec.producers[k];
         p.value += 1;
@@ -421,57 +413,24 @@ impl Decoder<'_> {
             }
         };
         let last = self.codec.last(k);
-        let created_ns = last.created_ns.wrapping_add(unzigzag(self.varint()) as u64);
+        let created_ns = last.created_ns.wrapping_add(self.delta() as u64);
         let tp = if header & SAME_TP != 0 { last.tp } else { self.varint() as u32 };
         let tag = header & TAG_MASK;
         let at_ns = match tag {
             PENDING => last.at_ns,
-            _ => last.at_ns.wrapping_add(unzigzag(self.varint()) as u64),
+            _ => last.at_ns.wrapping_add(self.delta() as u64),
         };
         let offset = match (tag, header & NEXT_OFFSET != 0) {
             (ACKED, true) => last.offset + 1,
-            (ACKED, false) => last.offset.wrapping_add(unzigzag(self.varint())),
+            (ACKED, false) => last.offset.wrapping_add(self.delta()),
             _ => last.offset,
         };
-        let outcome = match tag {
-            ACKED => SendOutcome::Acked { offset, at_ns },
-            UNCONFIRMED => SendOutcome::Unconfirmed { at_ns },
-            FAILED => SendOutcome::Failed { at_ns },
-            _ => SendOutcome::Pending,
-        };
+        let outcome = SendOutcome::from_parts(tag, at_ns, offset);
         let producer = (value >> 40) as u32;
         self.codec.remember(k, Last { producer, value, created_ns, at_ns, tp, offset });
         let id = NonZeroU32::new(tp).map(PartitionId::from_nonzero);
         Send::new(id, value, created_ns, outcome)
     }
-}
-
-fn zigzag(n: i64) -> u64 {
-    ((n << 1) ^ (n >> 63)) as u64
-}
-
-fn unzigzag(n: u64) -> i64 {
-    ((n >> 1) as i64) ^ -((n & 1) as i64)
-}
-
-fn varint(out: &mut Vec<u8>, mut v: u64) {
-    while v >= 0x80 {
-        out.push(v as u8 | 0x80);
-        v >>= 7;
-    }
-    out.push(v as u8);
-}
-
-/// A varint and the bytes it took (the stream holds it whole: written by [`varint`]).
-fn read_varint(b: &[u8]) -> (u64, usize) {
-    let mut v = 0u64;
-    for (i, byte) in b.iter().enumerate() {
-        v |= u64::from(byte & 0x7f) << (7 * i);
-        if byte & 0x80 == 0 {
-            return (v, i + 1);
-        }
-    }
-    unreachable!("a varint cut short in the sends' own stream")
 }
 
 #[cfg(test)]
