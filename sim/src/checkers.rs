@@ -13,6 +13,7 @@ use serde::Serialize;
 use crate::history::{
     History, OffsetTable, Offsets, Poll, PollKind, ReplicaLog, SendOutcome, Slots, TopicPartition,
 };
+use crate::seen::SeenRecords;
 
 /// Every checker, by its name in scenario files and `summary.json`.
 pub const CHECKS: &[&str] = &[
@@ -406,6 +407,38 @@ fn observations(h: &History, slots: &Slots, mut see: impl FnMut(usize, i64, u64,
     }
 }
 
+/// Every poll's and final log's records, by slot.
+fn seen_records<'a>(
+    h: &'a History,
+    slots: &'a Slots,
+) -> impl Iterator<Item = (usize, &'a SeenRecords)> + 'a {
+    let polled = h.polls.iter().filter_map(|p| match &p.kind {
+        PollKind::Records(rs) => Some((p.tp.slot(), rs)),
+        PollKind::Reset { .. } => None,
+    });
+    let finals = slots.finals().iter().filter_map(|&(slot, _, log)| Some((slot, &log?.records)));
+    polled.chain(finals)
+}
+
+/// Per slot, the lowest and highest offset [`observations`] names and how many it makes
+/// (`(i64::MAX, i64::MIN, 0)` for none), without a pass over records: acknowledgements as the
+/// sends keep them (bounds that may be wider, never narrower), polls and final logs by their
+/// bounds.
+fn observation_bounds(h: &History, slots: &Slots) -> Vec<(i64, i64, u64)> {
+    let mut bounds = h.sends.acked_offset_bounds();
+    bounds.resize(bounds.len().max(slots.len()), (i64::MAX, i64::MIN, 0));
+    let mut widen = |slot: usize, lo: i64, hi: i64, n: u64| {
+        let b = &mut bounds[slot];
+        *b = (b.0.min(lo), b.1.max(hi), b.2 + n);
+    };
+    for (slot, records) in seen_records(h, slots) {
+        if let Some((lo, hi)) = records.offset_bounds() {
+            widen(slot, lo, hi, records.len() as u64);
+        }
+    }
+    bounds
+}
+
 /// inconsistent-offsets: one offset seen holding two different values (by an ack, a poll or the
 /// final log). Examined: distinct offsets observed. Linear: per partition an array indexed by
 /// offset holds the first value seen; offsets that see a second value are flagged, and only
@@ -413,21 +446,39 @@ fn observations(h: &History, slots: &Slots, mut see: impl FnMut(usize, i64, u64,
 /// each first.
 pub fn inconsistent_offsets(h: &History) -> CheckResult {
     let slots = Slots::new(h);
-    let mut bounds = vec![(i64::MAX, i64::MIN, 0u64); slots.len()];
-    observations(h, &slots, |slot, offset, _, _| {
-        let b = &mut bounds[slot];
-        *b = (b.0.min(offset), b.1.max(offset), b.2 + 1);
-    });
-    let mut tables: Vec<OffsetTable> =
-        bounds.iter().map(|&(lo, hi, n)| OffsetTable::new(lo, hi, n)).collect();
+    let mut tables: Vec<OffsetTable> = observation_bounds(h, &slots)
+        .into_iter()
+        .map(|(lo, hi, n)| OffsetTable::new(lo, hi, n))
+        .collect();
     let mut conflicted = 0u64;
-    observations(h, &slots, |slot, offset, value, _| {
-        let t = &mut tables[slot];
-        if t.first(offset, value) != value && !t.flagged(offset) {
-            t.flag(offset);
-            conflicted += 1;
+    // Acknowledgements gathered into spans: a batch's records are acknowledged at consecutive
+    // offsets with consecutive values.
+    let mut span: Option<(usize, i64, u64, usize)> = None;
+    for (send, offset, _) in h.acked() {
+        let slot = Slots::of(send.tp());
+        match &mut span {
+            Some((s, o, v, n))
+                if *s == slot
+                    && o.checked_add(*n as i64) == Some(offset)
+                    && v.checked_add(*n as u64) == Some(send.value) =>
+            {
+                *n += 1
+            }
+            _ => {
+                if let Some((s, o, v, n)) = span.replace((slot, offset, send.value, 1)) {
+                    conflicted += tables[s].observe_span(o, v, n);
+                }
+            }
         }
-    });
+    }
+    if let Some((s, o, v, n)) = span {
+        conflicted += tables[s].observe_span(o, v, n);
+    }
+    for (slot, records) in seen_records(h, &slots) {
+        for (offset, value, n) in records.spans() {
+            conflicted += tables[slot].observe_span(offset, value, n);
+        }
+    }
     let observed: u64 = tables.iter().map(OffsetTable::distinct).sum();
     if conflicted == 0 {
         return CheckResult::held(

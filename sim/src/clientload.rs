@@ -107,6 +107,33 @@ const VALUE_SLAB_BYTES: usize = 64 << 10;
 #[derive(Default)]
 struct ValueSlab(BytesMut);
 
+/// What one producer's sends keep between records: the slab its values are cut from, and the
+/// history's id of each partition it was handed (interning names one per record cost a map
+/// lookup by topic name).
+#[derive(Default)]
+struct SendLocal {
+    slab: ValueSlab,
+    ids: Vec<Option<crate::history::PartitionId>>,
+}
+
+impl SendLocal {
+    /// The history's id of the producer's `partition` of `topic`, interned on first sight.
+    fn id(
+        &mut self,
+        h: &mut crate::history::History,
+        topic: &str,
+        partition: i32,
+    ) -> crate::history::PartitionId {
+        let Ok(i) = usize::try_from(partition) else {
+            return h.partitions.intern(topic, partition);
+        };
+        if i >= self.ids.len() {
+            self.ids.resize(i + 1, None);
+        }
+        *self.ids[i].get_or_insert_with(|| h.partitions.intern(topic, partition))
+    }
+}
+
 impl ValueSlab {
     /// Record `id`'s value of `len` bytes (at least 8: the id), as [`crate::workload::encode_value`].
     fn value(&mut self, id: u64, len: usize) -> Bytes {
@@ -254,10 +281,10 @@ impl ClientProducer {
         who: &str,
         seq: u64,
         created_ns: u64,
-        slab: &mut ValueSlab,
+        local: &mut SendLocal,
     ) {
         let id = (u64::from(self.index) << 40) | seq;
-        let value = slab.value(id, self.spec.record_bytes);
+        let value = local.slab.value(id, self.spec.record_bytes);
         let record = ProducerRecord::new(ctx.topic.clone(), value)
             .with_timestamp(self.tracer.wall_ms_at(created_ns));
         let slot = {
@@ -271,7 +298,7 @@ impl ClientProducer {
         match producer.send_with_callback(record, callback).await {
             Ok(partition) => {
                 let mut h = lock(&self.history);
-                let tp = h.partitions.intern(&self.spec.topic, partition);
+                let tp = local.id(&mut h, &self.spec.topic, partition);
                 h.sends.update(slot, |send| send.set_tp(send.tp().or(Some(tp))));
             }
             Err(e) => {
@@ -304,10 +331,10 @@ impl ClientProducer {
     ) -> u64 {
         let stop_ns = self.stop_at_ns;
         let mut seq: u64 = 0;
-        let slab = &mut ValueSlab::default();
+        let local = &mut SendLocal::default();
         if self.spec.max_rate {
             while self.tracer.now_ns() < stop_ns {
-                self.send_one(producer, ctx, who, seq, self.tracer.now_ns(), slab).await;
+                self.send_one(producer, ctx, who, seq, self.tracer.now_ns(), local).await;
                 seq += 1;
                 if seq.is_multiple_of(64) {
                     // A closed loop that never waits would starve the client's own tasks.
@@ -317,7 +344,7 @@ impl ClientProducer {
             return seq;
         }
         if let Some(tick_ns) = self.spec.pacing_ns {
-            return self.paced(producer, ctx, who, tick_ns, slab).await;
+            return self.paced(producer, ctx, who, tick_ns, local).await;
         }
         let mean = (1_000_000_000 / self.spec.rate_per_s.max(1)).max(2);
         let mut gap = || rng.gen_range(mean / 2..=mean + mean / 2);
@@ -334,7 +361,7 @@ impl ClientProducer {
                 if now >= stop_ns {
                     return seq;
                 }
-                let send = std::pin::pin!(self.send_one(producer, ctx, who, seq, next, slab));
+                let send = std::pin::pin!(self.send_one(producer, ctx, who, seq, next, local));
                 if run_noting_suspension(send).await.1 {
                     now = self.tracer.now_ns();
                 }
@@ -355,7 +382,7 @@ impl ClientProducer {
         ctx: &Arc<AckContext>,
         who: &str,
         tick_ns: u64,
-        slab: &mut ValueSlab,
+        local: &mut SendLocal,
     ) -> u64 {
         assert!(tick_ns > 0 && self.spec.rate_per_s > 0, "pacing needs a tick and a rate");
         let (stop_ns, rate) = (self.stop_at_ns, u128::from(self.spec.rate_per_s));
@@ -367,7 +394,7 @@ impl ClientProducer {
             let horizon = tick_at.saturating_add(tick_ns).min(stop_ns);
             while due(seq) < horizon && self.tracer.now_ns() < stop_ns {
                 let now = self.tracer.now_ns();
-                self.send_one(producer, ctx, who, seq, now, slab).await;
+                self.send_one(producer, ctx, who, seq, now, local).await;
                 seq += 1;
             }
             tick_at = tick_at.saturating_add(tick_ns).max(self.tracer.now_ns());

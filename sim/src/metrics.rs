@@ -419,20 +419,21 @@ impl CreatedIndex {
     /// Spans beyond `2 × sends + DENSE_SLACK` sequences go to the hash map.
     const DENSE_SLACK: u64 = 4096;
 
-    fn new(h: &History) -> Self {
-        let mut span: std::collections::BTreeMap<u64, (u64, u64)> = Default::default();
-        for s in h.sends.iter() {
-            let e = span.entry(s.value >> 40).or_default();
-            e.0 += 1;
-            e.1 = e.1.max((s.value & SEQ_MASK) + 1);
-        }
+    /// An empty index with a dense array for each producer whose sends' ids span at most
+    /// twice their number (plus slack); fill it with [`CreatedIndex::insert`].
+    fn sized_for(h: &History) -> Self {
         let mut ix = CreatedIndex::default();
-        for (&producer, &(count, len)) in &span {
-            if len <= count.saturating_mul(2).saturating_add(Self::DENSE_SLACK) {
-                let len = len as usize;
-                ix.dense.insert(producer, DenseIds::new(len));
+        for (producer, span) in h.sends.producer_spans() {
+            if span.seq_end <= span.sends.saturating_mul(2).saturating_add(Self::DENSE_SLACK) {
+                ix.dense.insert(u64::from(producer), DenseIds::new(span.seq_end as usize));
             }
         }
+        ix
+    }
+
+    #[cfg(test)]
+    fn new(h: &History) -> Self {
+        let mut ix = Self::sized_for(h);
         for s in h.sends.iter() {
             ix.insert(s.value, s.created_ns());
         }
@@ -495,7 +496,11 @@ fn throughput_and_latency(h: &History, w: &Workload) -> (Value, Value) {
     };
     let (mut produced, mut produced_bytes, mut acks0_in_log) = (0u64, 0u64, 0u64);
     let mut produce_lat = Latencies::new();
+    // One pass over the sends: the produce figures, and each record's creation time indexed
+    // for the end-to-end latencies below.
+    let mut created = CreatedIndex::sized_for(h);
     for s in h.sends.iter() {
+        created.insert(s.value, s.created_ns());
         let at = match s.outcome() {
             SendOutcome::Acked { at_ns, .. } => at_ns,
             SendOutcome::Unconfirmed { at_ns } if in_log.contains(&s.value) => {
@@ -513,7 +518,6 @@ fn throughput_and_latency(h: &History, w: &Workload) -> (Value, Value) {
         }
     }
     let produce_ms = produce_lat.summary("record created (producer send) → acknowledged, including linger and batching; records created inside the window");
-    let mut created = CreatedIndex::new(h);
     let (mut consumed, mut consumed_bytes) = (0u64, 0u64);
     let mut e2e = Latencies::new();
     for p in &h.polls {

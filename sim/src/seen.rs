@@ -138,6 +138,30 @@ impl SeenRecords {
         self.values().enumerate().map(|(i, v)| (self.offset(i), v))
     }
 
+    /// The pairs as spans `(offset, value, n)`: `n` pairs whose offsets and values both rise by
+    /// one from `(offset, value)`. While the offsets run contiguously a span is a run of values;
+    /// once they do not, every pair is a span of one.
+    pub fn spans(&self) -> impl Iterator<Item = (i64, u64, usize)> + '_ {
+        let by_run = self.offsets.is_none().then(|| {
+            self.runs.iter().enumerate().map(move |(k, r)| {
+                let end = self.runs.get(k + 1).map_or(self.len, |n| n.at);
+                (self.offset(r.at), r.value, end - r.at)
+            })
+        });
+        let by_pair = self.offsets.is_some().then(|| self.iter().map(|(o, v)| (o, v, 1)));
+        by_run.into_iter().flatten().chain(by_pair.into_iter().flatten())
+    }
+
+    /// The lowest and highest offset held, `None` if none is: O(1) while the offsets run
+    /// contiguously.
+    pub fn offset_bounds(&self) -> Option<(i64, i64)> {
+        let last = self.len.checked_sub(1)?;
+        match &self.offsets {
+            None => Some((self.first, self.offset(last))),
+            Some(offsets) => Some((*offsets.iter().min()?, *offsets.iter().max()?)),
+        }
+    }
+
     /// The first record at or after position `i` whose offset is ≥ `offset`, for offsets that
     /// rise: a binary search (O(1) when contiguous).
     pub fn partition_point(&self, offset: i64) -> usize {
@@ -220,6 +244,18 @@ mod tests {
                 prop_assert_eq!(seen.get_near(i, &mut hint), pairs.get(i).copied());
             }
             prop_assert_eq!(seen.get(pairs.len()), None);
+            let spans: Vec<_> = seen.spans().collect();
+            prop_assert!(spans.iter().all(|s| s.2 >= 1));
+            let expanded: Vec<(i64, u64)> = spans
+                .iter()
+                .flat_map(|&(o, v, n)| (0..n).map(move |d| (o + d as i64, v + d as u64)))
+                .collect();
+            prop_assert_eq!(expanded, pairs.clone());
+            if seen.contiguous() {
+                prop_assert_eq!(spans.len(), seen.runs(), "a span per run of values");
+            }
+            let bounds = pairs.iter().map(|p| p.0).min().zip(pairs.iter().map(|p| p.0).max());
+            prop_assert_eq!(seen.offset_bounds(), bounds);
             prop_assert_eq!(seen.len(), pairs.len());
             prop_assert_eq!(seen.first(), pairs.first().copied());
             prop_assert_eq!(seen.last(), pairs.last().copied());

@@ -52,7 +52,26 @@ pub struct Sends {
     patched: BTreeMap<usize, Send>,
     /// Sends by outcome, kept as they change: what the checks and figures count without a pass.
     counts: Outcomes,
+    /// Each producer's sends and the end of its sequence span, kept as sends are pushed: the
+    /// figures size their per-producer arrays without a pass. The producer of the latest push
+    /// is kept apart (`hot`): one producer's records come in runs.
+    spans: BTreeMap<u32, Span>,
+    hot: Option<(u32, Span)>,
+    /// By partition slot (0: none), the lowest and highest offset acknowledged to the sends
+    /// encoded so far, and how many: kept as sends settle, so a check can size per-partition
+    /// tables without a pass.
+    acked_bounds: Vec<(i64, i64, u64)>,
 }
+
+/// One producer's pushed sends: how many, and one past the highest sequence number.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Span {
+    pub sends: u64,
+    pub seq_end: u64,
+}
+
+/// A record id's sequence-number bits (below its producer's).
+const SEQ_MASK: u64 = (1 << 40) - 1;
 
 /// How many sends hold each outcome.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -82,6 +101,7 @@ impl Sends {
     /// Appends `s`; returns its slot.
     pub fn push(&mut self, s: Send) -> usize {
         *self.counts.of(&s) += 1;
+        self.spanned(s.value);
         self.window.push_back(s);
         self.settle();
         self.len() - 1
@@ -89,6 +109,49 @@ impl Sends {
 
     pub fn len(&self) -> usize {
         self.encoded + self.window.len()
+    }
+
+    /// Counts record `value` in its producer's span.
+    fn spanned(&mut self, value: u64) {
+        let producer = (value >> 40) as u32;
+        let span = match &mut self.hot {
+            Some((p, span)) if *p == producer => span,
+            hot => {
+                if let Some((p, span)) = hot.take() {
+                    self.spans.insert(p, span);
+                }
+                let span = self.spans.remove(&producer).unwrap_or_default();
+                &mut hot.insert((producer, span)).1
+            }
+        };
+        span.sends += 1;
+        span.seq_end = span.seq_end.max((value & SEQ_MASK) + 1);
+    }
+
+    /// By partition slot (0: a send without one; `(i64::MAX, i64::MIN, 0)` for none), the
+    /// lowest and highest offset acknowledged and how many acknowledgements: every send
+    /// acknowledged now is inside, and so is one acknowledged when it settled and changed
+    /// after (the bounds can be wider than today's sends, never narrower). No pass over the
+    /// encoded sends.
+    pub fn acked_offset_bounds(&self) -> Vec<(i64, i64, u64)> {
+        let mut bounds = self.acked_bounds.clone();
+        for s in self.window.iter().chain(self.patched.values()) {
+            if let SendOutcome::Acked { offset, .. } = s.outcome() {
+                widen(&mut bounds, s, offset);
+            }
+        }
+        bounds
+    }
+
+    /// Every producer's span of sequence numbers, by producer: `seq_end` is one past the
+    /// highest sequence number (`value & (2⁴⁰ − 1)`) any of its sends holds.
+    pub fn producer_spans(&self) -> Vec<(u32, Span)> {
+        let mut all: Vec<(u32, Span)> = self.spans.iter().map(|(&p, &s)| (p, s)).collect();
+        if let Some(hot) = self.hot {
+            let at = all.partition_point(|&(p, _)| p < hot.0);
+            all.insert(at, hot);
+        }
+        all
     }
 
     /// How many sends hold each outcome now.
@@ -135,7 +198,9 @@ impl Sends {
             Some(i) => {
                 let Some(s) = self.window.get_mut(i) else { return false };
                 *self.counts.of(s) -= 1;
+                let value = s.value;
                 f(s);
+                assert_eq!(s.value, value, "an update changes a send's outcome or partition");
                 *self.counts.of(s) += 1;
                 self.settle();
             }
@@ -143,6 +208,10 @@ impl Sends {
                 let Some(mut s) = self.get(slot) else { return false };
                 let before = s.clone();
                 f(&mut s);
+                assert_eq!(
+                    s.value, before.value,
+                    "an update changes a send's outcome or partition"
+                );
                 if s != before {
                     *self.counts.of(&before) -= 1;
                     *self.counts.of(&s) += 1;
@@ -170,12 +239,25 @@ impl Sends {
                     self.chunks.push(full.into_boxed_slice());
                 }
             }
+            if let SendOutcome::Acked { offset, .. } = s.outcome() {
+                widen(&mut self.acked_bounds, &s, offset);
+            }
             let before = self.open.len();
             self.codec.encode(&s, &mut self.open);
             self.bytes += self.open.len() - before;
             self.encoded += 1;
         }
     }
+}
+
+/// Widens `bounds` (by partition slot) to hold `s`'s acknowledged `offset`.
+fn widen(bounds: &mut Vec<(i64, i64, u64)>, s: &Send, offset: i64) {
+    let slot = s.tp().map_or(0, PartitionId::slot);
+    if slot >= bounds.len() {
+        bounds.resize(slot + 1, (i64::MAX, i64::MIN, 0));
+    }
+    let b = &mut bounds[slot];
+    *b = (b.0.min(offset), b.1.max(offset), b.2 + 1);
 }
 
 /// Whether nothing will change `s` in a run: an outcome, and a partition unless it failed.
@@ -528,6 +610,25 @@ mod tests {
                 prop_assert_eq!(sends.get(slot), Some(model[slot].clone()));
             }
             prop_assert_eq!(sends.get(model.len()), None);
+            let mut spans = BTreeMap::<u32, Span>::new();
+            for s in &model {
+                let span = spans.entry(s.producer()).or_default();
+                span.sends += 1;
+                span.seq_end = span.seq_end.max((s.value & SEQ_MASK) + 1);
+            }
+            prop_assert_eq!(sends.producer_spans(), spans.into_iter().collect::<Vec<_>>());
+            // Bounds hold every acknowledged offset by partition, and count at least every ack
+            // (an encoded send changed after it settled counts again).
+            let bounds = sends.acked_offset_bounds();
+            let mut acks = vec![0u64; bounds.len()];
+            for s in &model {
+                if let SendOutcome::Acked { offset, .. } = s.outcome() {
+                    let slot = s.tp().map_or(0, PartitionId::slot);
+                    prop_assert!(bounds[slot].0 <= offset && offset <= bounds[slot].1);
+                    acks[slot] += 1;
+                }
+            }
+            prop_assert!(bounds.iter().zip(&acks).all(|(b, &n)| b.2 >= n));
             prop_assert!(!sends.update(model.len(), |_| unreachable!()));
             // An encoded send changed after the fact reads back changed, the rest as they were.
             if sends.encoded() > 0 {
