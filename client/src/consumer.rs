@@ -806,11 +806,9 @@ impl Consumer {
                 continue;
             }
             let take = (max - out.len()).min(front.records.len());
-            let mut last = None;
-            for r in front.records.drain(..take) {
-                last = Some(r.offset);
-                out.push(r);
-            }
+            let last = take.checked_sub(1).map(|i| front.records[i].offset);
+            out.reserve(take);
+            out.extend(front.records.drain(..take));
             let exhausted = front.records.is_empty();
             let next = front.next_offset;
             if let Some(st) = self.assignment.get_mut(&tp) {

@@ -70,7 +70,7 @@ where
     R: tokio::io::AsyncRead + Unpin + ?Sized,
 {
     use tokio::io::AsyncReadExt;
-    let mut frame = bytes::BytesMut::with_capacity(len.min(64 * 1024));
+    let mut frame = bytes::BytesMut::with_capacity(len.min(FRAME_GROWTH_BYTES_MAX));
     while frame.len() < len {
         let want = len - frame.len();
         frame.reserve(want.min(FRAME_GROWTH_BYTES_MAX));

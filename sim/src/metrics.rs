@@ -6,7 +6,7 @@
 use serde::Serialize;
 use serde_json::{json, Value};
 
-use crate::history::{History, PollKind, SendOutcome};
+use crate::history::{History, PollKind, Send, SendOutcome};
 
 /// One sample of the disk's gauges and counters.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
@@ -483,7 +483,12 @@ impl CreatedIndex {
 }
 
 /// Throughput offered and achieved, produce and end-to-end latency, over the window.
-fn throughput_and_latency(h: &History, w: &Workload) -> (Value, Value) {
+/// `per_send` sees every send on the way (the figures' per-bucket series share the pass).
+fn throughput_and_latency(
+    h: &History,
+    w: &Workload,
+    mut per_send: impl FnMut(&Send),
+) -> (Value, Value) {
     let win = window(h, w);
     let inside = |t: u64| win.is_some_and(|(a, b)| t >= a && t <= b);
     let bytes_of =
@@ -500,6 +505,7 @@ fn throughput_and_latency(h: &History, w: &Workload) -> (Value, Value) {
     // for the end-to-end latencies below.
     let mut created = CreatedIndex::sized_for(h);
     for s in h.sends.iter() {
+        per_send(&s);
         created.insert(s.value, s.created_ns());
         let at = match s.outcome() {
             SendOutcome::Acked { at_ns, .. } => at_ns,
@@ -621,7 +627,8 @@ pub fn figures(
     let mut acked = vec![0u64; buckets];
     let mut lat_by_bucket: Vec<BucketLatencies> =
         (0..buckets).map(|_| BucketLatencies::Exact(Vec::new())).collect();
-    for s in h.sends.iter() {
+    // The sends' series come from the summary's pass over the sends.
+    let (summary_throughput, summary_latency) = throughput_and_latency(h, w, |s| {
         if let SendOutcome::Acked { at_ns, .. } | SendOutcome::Unconfirmed { at_ns } = s.outcome() {
             let b = (at_ns / bucket_ns) as usize;
             if b < buckets {
@@ -631,7 +638,7 @@ pub fn figures(
                 }
             }
         }
-    }
+    });
     let mut consumed = vec![0u64; buckets];
     for p in &h.polls {
         if let PollKind::Records(rs) = &p.kind {
@@ -645,7 +652,6 @@ pub fn figures(
     // built (a shadowed binding would keep them to the end of the function).
     let lat_by_bucket: Vec<Vec<Option<u64>>> =
         lat_by_bucket.into_iter().map(BucketLatencies::p50_p99_max).collect();
-    let (summary_throughput, summary_latency) = throughput_and_latency(h, w);
 
     let (dirty, hit, peak_dirty) = page_cache_series(samples);
     let last = samples.last().copied().unwrap_or_default();

@@ -179,12 +179,27 @@ mod tests {
 }
 
 /// A run's shared trace plus its virtual clock (time since the run started).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Tracer {
     trace: std::sync::Arc<std::sync::Mutex<Trace>>,
     epoch: tokio::time::Instant,
     /// The wall clock (madsim's `SystemTime`: seeded, so replayed exactly) at `epoch`, in ms.
     epoch_wall_ms: i64,
+    /// The runtime's clock, held: `now_ns` reads it directly instead of through `Instant::now`
+    /// (madsim's `clock_gettime`, which finds the runtime anew on every call; a run reads the
+    /// clock once a record).
+    #[cfg(madsim)]
+    clock: madsim::time::TimeHandle,
+}
+
+impl std::fmt::Debug for Tracer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tracer")
+            .field("trace", &self.trace)
+            .field("epoch", &self.epoch)
+            .field("epoch_wall_ms", &self.epoch_wall_ms)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Tracer {
@@ -194,6 +209,8 @@ impl Tracer {
             trace: std::sync::Arc::new(std::sync::Mutex::new(Trace::new(keep_lines))),
             epoch: tokio::time::Instant::now(),
             epoch_wall_ms: broker::now_ms(),
+            #[cfg(madsim)]
+            clock: madsim::time::TimeHandle::current(),
         }
     }
 
@@ -202,8 +219,11 @@ impl Tracer {
     }
 
     pub fn now_ns(&self) -> u64 {
-        u64::try_from(tokio::time::Instant::now().duration_since(self.epoch).as_nanos())
-            .unwrap_or(u64::MAX)
+        #[cfg(madsim)]
+        let now = self.clock.now_instant();
+        #[cfg(not(madsim))]
+        let now = tokio::time::Instant::now();
+        u64::try_from(now.duration_since(self.epoch).as_nanos()).unwrap_or(u64::MAX)
     }
 
     /// The Kafka timestamp (wall-clock ms) of virtual time `t_ns`: the same clock the brokers
