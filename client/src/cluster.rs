@@ -33,9 +33,11 @@ pub struct TopicMetadata {
 
 impl TopicMetadata {
     pub fn leader(&self, partition: i32) -> Option<i32> {
-        self.partitions
-            .iter()
-            .find(|p| p.partition == partition)
+        // Brokers list a topic's partitions in order, so partition `i` is usually at index `i`:
+        // O(1) for the consumer that asks for each of thousands of partitions every fetch.
+        let at = usize::try_from(partition).ok().and_then(|i| self.partitions.get(i));
+        at.filter(|p| p.partition == partition)
+            .or_else(|| self.partitions.iter().find(|p| p.partition == partition))
             .map(|p| p.leader)
             .filter(|&l| l >= 0)
     }
@@ -219,5 +221,38 @@ impl Cluster {
         for (_, c) in conns {
             c.close().await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn topic(ids: &[(i32, i32)]) -> TopicMetadata {
+        let partitions = ids
+            .iter()
+            .map(|&(partition, leader)| PartitionMetadata {
+                partition,
+                error_code: 0,
+                leader,
+                leader_epoch: 0,
+                replicas: vec![],
+                isr: vec![],
+            })
+            .collect();
+        TopicMetadata { name: "t".into(), error_code: 0, is_internal: false, partitions }
+    }
+
+    /// Partition `i` at index `i` (what brokers send) is found by position; a list with gaps
+    /// (a partition the broker left out) is searched; no leader is `None` either way.
+    #[test]
+    fn a_partitions_leader_by_position_or_search() {
+        let dense = topic(&[(0, 10), (1, 11), (2, -1), (3, 13)]);
+        let found: Vec<_> = (-1..5).map(|p| dense.leader(p)).collect();
+        assert_eq!(found, [None, Some(10), Some(11), None, Some(13), None]);
+        let gaps = topic(&[(1, 21), (4, 24), (7, 27)]);
+        let found: Vec<_> = (0..9).map(|p| gaps.leader(p)).collect();
+        let want = [None, Some(21), None, None, Some(24), None, None, Some(27), None];
+        assert_eq!(found, want);
     }
 }

@@ -572,14 +572,14 @@ impl Consumer {
     }
 
     async fn ensure_metadata(&mut self) -> Result<(), ConsumerError> {
-        let topics: BTreeSet<String> =
-            self.assignment.keys().map(|tp| tp.topic.to_string()).collect();
         let missing = self.cluster.with_metadata(|m| {
             self.assignment.keys().any(|tp| m.leader_addr(&tp.topic, tp.partition).is_none())
         });
         if !self.need_metadata && !missing {
             return Ok(());
         }
+        let topics: BTreeSet<String> =
+            self.assignment.keys().map(|tp| tp.topic.to_string()).collect();
         if topics.is_empty() {
             self.need_metadata = false;
             return Ok(());
