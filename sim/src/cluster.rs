@@ -13,7 +13,7 @@
 //! - [`read_replicas`]: after the run healed, every replica's log through a debugging Fetch
 //!   (replica id -2), batch by batch (for replicas-agree).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -52,7 +52,15 @@ fn best_image(hosts: &[Arc<Host>]) -> Option<Arc<cluster::metadata::MetadataImag
 }
 
 pub fn partition_state(hosts: &[Arc<Host>], topic: &str, partition: i32) -> Option<PartState> {
-    let img = best_image(hosts)?;
+    state_in(best_image(hosts)?.as_ref(), topic, partition)
+}
+
+/// `topic`'s `partition` as metadata image `img` has it.
+fn state_in(
+    img: &cluster::metadata::MetadataImage,
+    topic: &str,
+    partition: i32,
+) -> Option<PartState> {
     let id = img.topic_ids.get(topic)?;
     let p = img.topics.get(id)?.partitions.get(usize::try_from(partition).ok()?)?;
     Some(PartState {
@@ -188,6 +196,8 @@ pub struct Observed {
 pub struct Observer {
     pub hosts: Vec<Arc<Host>>,
     pub tps: Vec<TopicPartition>,
+    /// Each of `tps`' position in it.
+    pub tp_index: HashMap<TopicPartition, usize>,
     /// The workload's consumer groups (whose coordinators coverage needs).
     pub groups: Vec<String>,
     pub tracer: Tracer,
@@ -201,12 +211,14 @@ impl Observer {
         for h in self.hosts.iter().filter(|h| h.is_up()) {
             let Some(b) = h.process() else { continue };
             let inc = h.incarnation();
-            for tp in &self.tps {
-                let (Some(epoch), Some(hw)) =
-                    (b.replicas.leading_epoch(tp), b.replicas.high_watermark(tp))
-                else {
-                    continue;
-                };
+            // The broker's leaders in one pass, taken in `tps` order (as a lookup of each of
+            // `tps` would find them: a 20-broker run samples 30,000 pairs every 250 ms).
+            let mut leading: Vec<(usize, TopicPartition, i32, i64)> = (b.replicas.leaders())
+                .into_iter()
+                .filter_map(|(tp, epoch, hw)| Some((*self.tp_index.get(&tp)?, tp, epoch, hw)))
+                .collect();
+            leading.sort_unstable_by_key(|l| l.0);
+            for (_, tp, epoch, hw) in leading {
                 let key = (h.id, tp.clone());
                 if o.last_hw.get(&key) == Some(&(inc, epoch, hw)) {
                     continue;
@@ -237,8 +249,13 @@ impl Observer {
             self.tracer.event("controller", &format!("active=broker-{} term={}", ctl.0, ctl.1));
             o.controllers.push((now as f64 / 1e9, ctl.0, ctl.1));
         }
+        // One image for every partition of the sample (not one search of the hosts each).
+        let img = best_image(&self.hosts);
         for tp in &self.tps {
-            let Some(s) = partition_state(&self.hosts, &tp.topic, tp.partition) else { continue };
+            let Some(s) = img.as_deref().and_then(|img| state_in(img, &tp.topic, tp.partition))
+            else {
+                continue;
+            };
             let line = o.timeline.entry(tp.to_string()).or_default();
             if line.last().is_some_and(|l| {
                 l.leader == s.leader && l.leader_epoch == s.leader_epoch && l.isr == s.isr

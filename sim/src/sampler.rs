@@ -200,6 +200,7 @@ pub fn spawn_observer(
     }
     let obs = crate::cluster::Observer {
         hosts: world.hosts.clone(),
+        tp_index: tps.iter().enumerate().map(|(i, tp)| (tp.clone(), i)).collect(),
         tps,
         groups,
         tracer: tracer.clone(),

@@ -194,6 +194,18 @@ impl Replicas {
         self.count_roles(|_| true) > 0
     }
 
+    /// (partition, leader epoch, HW) of every partition this broker leads, in name order: one
+    /// pass for an observer that would otherwise look each partition up by name twice.
+    pub fn leaders(&self) -> Vec<(TopicPartition, i32, i64)> {
+        let mut out = Vec::new();
+        for p in self.partitions.all() {
+            if let Some(Role::Leader { state, .. }) = &p.role().role {
+                out.push((p.tp.clone(), state.leader_epoch(), state.high_watermark()));
+            }
+        }
+        out
+    }
+
     /// `Some(leader epoch)` when this broker leads `tp`.
     pub fn leading_epoch(&self, tp: &TopicPartition) -> Option<i32> {
         self.with_role(tp, |r| match r {
