@@ -11,7 +11,8 @@ use std::fmt::Write as _;
 use serde::Serialize;
 
 use crate::history::{
-    History, OffsetTable, Offsets, Poll, PollKind, ReplicaLog, SendOutcome, Slots, TopicPartition,
+    widen_bounds, History, OffsetTable, Offsets, Poll, PollKind, ReplicaLog, SendOutcome, Slots,
+    TopicPartition,
 };
 use crate::seen::SeenRecords;
 
@@ -427,13 +428,9 @@ fn seen_records<'a>(
 fn observation_bounds(h: &History, slots: &Slots) -> Vec<(i64, i64, u64)> {
     let mut bounds = h.sends.acked_offset_bounds();
     bounds.resize(bounds.len().max(slots.len()), (i64::MAX, i64::MIN, 0));
-    let mut widen = |slot: usize, lo: i64, hi: i64, n: u64| {
-        let b = &mut bounds[slot];
-        *b = (b.0.min(lo), b.1.max(hi), b.2 + n);
-    };
     for (slot, records) in seen_records(h, slots) {
         if let Some((lo, hi)) = records.offset_bounds() {
-            widen(slot, lo, hi, records.len() as u64);
+            widen_bounds(&mut bounds[slot], lo, hi, records.len() as u64);
         }
     }
     bounds

@@ -21,6 +21,10 @@ pub use kafka_types::{Topic, TopicPartition};
 /// index `PREFILL_INDEX_BASE + k` (never a workload producer's index).
 pub const PREFILL_INDEX_BASE: u32 = 1 << 23;
 
+/// A record id is its producer's index above [`ID_SEQ_MASK`]'s bits and its sequence number
+/// within them (`(producer << 40) | seq`, see [`Send::producer`]).
+pub const ID_SEQ_MASK: u64 = (1 << 40) - 1;
+
 /// Partitions one history can name (ids are `u32`; a run has at most a few hundred thousand).
 pub const PARTITIONS_MAX: usize = 1 << 24;
 
@@ -518,6 +522,13 @@ pub struct OffsetTable {
 
 /// Offsets a [`Block`] covers: two words of an [`OffsetTable`]'s bits.
 pub const OFFSET_BLOCK: usize = 64;
+
+/// Widens offset bounds `(lowest, highest, count)` by `n` observations in `lo..=hi`: what sizes
+/// an [`OffsetTable`] (the sends keep them for acknowledgements, the check adds polls and
+/// final logs).
+pub fn widen_bounds(b: &mut (i64, i64, u64), lo: i64, hi: i64, n: u64) {
+    *b = (b.0.min(lo), b.1.max(hi), b.2 + n);
+}
 
 /// The values of one block's seen offsets.
 #[derive(Clone)]

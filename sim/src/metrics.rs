@@ -6,7 +6,7 @@
 use serde::Serialize;
 use serde_json::{json, Value};
 
-use crate::history::{History, PollKind, Send, SendOutcome};
+use crate::history::{History, PollKind, Send, SendOutcome, ID_SEQ_MASK};
 
 /// One sample of the disk's gauges and counters.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
@@ -413,8 +413,6 @@ impl DenseIds {
     }
 }
 
-const SEQ_MASK: u64 = (1 << 40) - 1;
-
 impl CreatedIndex {
     /// Spans beyond `2 × sends + DENSE_SLACK` sequences go to the hash map.
     const DENSE_SLACK: u64 = 4096;
@@ -443,7 +441,7 @@ impl CreatedIndex {
     /// The dense array and index of `id`, if its producer has one and it lies in the span.
     fn slot(&mut self, id: u64) -> Option<(&mut DenseIds, usize)> {
         let d = self.dense.get_mut(&(id >> 40))?;
-        let i = (id & SEQ_MASK) as usize;
+        let i = (id & ID_SEQ_MASK) as usize;
         (i < d.offset_ns.len()).then_some((d, i))
     }
 

@@ -10,7 +10,7 @@
 //! be decoded from its chunk's start. A change to an encoded send (rare: the run's end judging
 //! a late acknowledgement pending) is kept beside the stream, in `patched`.
 
-use crate::history::{PartitionId, Send, SendOutcome, ACKED, PENDING};
+use crate::history::{widen_bounds, PartitionId, Send, SendOutcome, ACKED, ID_SEQ_MASK, PENDING};
 use records::varint::{get_varlong, get_varulong, put_varlong, put_varulong};
 use std::collections::{BTreeMap, VecDeque};
 use std::num::NonZeroU32;
@@ -53,10 +53,8 @@ pub struct Sends {
     /// Sends by outcome, kept as they change: what the checks and figures count without a pass.
     counts: Outcomes,
     /// Each producer's sends and the end of its sequence span, kept as sends are pushed: the
-    /// figures size their per-producer arrays without a pass. The producer of the latest push
-    /// is kept apart (`hot`): one producer's records come in runs.
+    /// figures size their per-producer arrays without a pass.
     spans: BTreeMap<u32, Span>,
-    hot: Option<(u32, Span)>,
     /// By partition slot (0: none), the lowest and highest offset acknowledged to the sends
     /// encoded so far, and how many: kept as sends settle, so a check can size per-partition
     /// tables without a pass.
@@ -69,9 +67,6 @@ pub struct Span {
     pub sends: u64,
     pub seq_end: u64,
 }
-
-/// A record id's sequence-number bits (below its producer's).
-const SEQ_MASK: u64 = (1 << 40) - 1;
 
 /// How many sends hold each outcome.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -113,19 +108,9 @@ impl Sends {
 
     /// Counts record `value` in its producer's span.
     fn spanned(&mut self, value: u64) {
-        let producer = (value >> 40) as u32;
-        let span = match &mut self.hot {
-            Some((p, span)) if *p == producer => span,
-            hot => {
-                if let Some((p, span)) = hot.take() {
-                    self.spans.insert(p, span);
-                }
-                let span = self.spans.remove(&producer).unwrap_or_default();
-                &mut hot.insert((producer, span)).1
-            }
-        };
+        let span = self.spans.entry((value >> 40) as u32).or_default();
         span.sends += 1;
-        span.seq_end = span.seq_end.max((value & SEQ_MASK) + 1);
+        span.seq_end = span.seq_end.max((value & ID_SEQ_MASK) + 1);
     }
 
     /// By partition slot (0: a send without one; `(i64::MAX, i64::MIN, 0)` for none), the
@@ -146,12 +131,7 @@ impl Sends {
     /// Every producer's span of sequence numbers, by producer: `seq_end` is one past the
     /// highest sequence number (`value & (2⁴⁰ − 1)`) any of its sends holds.
     pub fn producer_spans(&self) -> Vec<(u32, Span)> {
-        let mut all: Vec<(u32, Span)> = self.spans.iter().map(|(&p, &s)| (p, s)).collect();
-        if let Some(hot) = self.hot {
-            let at = all.partition_point(|&(p, _)| p < hot.0);
-            all.insert(at, hot);
-        }
-        all
+        self.spans.iter().map(|(&p, &s)| (p, s)).collect()
     }
 
     /// How many sends hold each outcome now.
@@ -256,8 +236,7 @@ fn widen(bounds: &mut Vec<(i64, i64, u64)>, s: &Send, offset: i64) {
     if slot >= bounds.len() {
         bounds.resize(slot + 1, (i64::MAX, i64::MIN, 0));
     }
-    let b = &mut bounds[slot];
-    *b = (b.0.min(offset), b.1.max(offset), b.2 + 1);
+    widen_bounds(&mut bounds[slot], offset, offset, 1);
 }
 
 /// Whether nothing will change `s` in a run: an outcome, and a partition unless it failed.
@@ -614,7 +593,7 @@ mod tests {
             for s in &model {
                 let span = spans.entry(s.producer()).or_default();
                 span.sends += 1;
-                span.seq_end = span.seq_end.max((s.value & SEQ_MASK) + 1);
+                span.seq_end = span.seq_end.max((s.value & ID_SEQ_MASK) + 1);
             }
             prop_assert_eq!(sends.producer_spans(), spans.into_iter().collect::<Vec<_>>());
             // Bounds hold every acknowledged offset by partition, and count at least every ack
