@@ -313,7 +313,14 @@ impl PageCache {
 
     /// The dirty pages of `inode`, in page order.
     pub fn dirty_pages_of(&self, inode: u64) -> Vec<u64> {
-        self.dirty.range((inode, 0)..=(inode, u64::MAX)).map(|&(_, p)| p).collect()
+        self.first_dirty_pages_of(inode, usize::MAX)
+    }
+
+    /// The first `count_max` dirty pages of `inode`, in page order: one writeback chunk without
+    /// listing the rest (a segment can hold hundreds of thousands of dirty pages, and the
+    /// flusher takes a chunk at a time).
+    pub fn first_dirty_pages_of(&self, inode: u64, count_max: usize) -> Vec<u64> {
+        self.dirty.range((inode, 0)..=(inode, u64::MAX)).map(|&(_, p)| p).take(count_max).collect()
     }
 
     /// The oldest dirty page and when it was dirtied.
@@ -388,6 +395,21 @@ mod tests {
         assert_eq!(c.dirty_pages(), 1);
         assert_eq!(c.dirty_pages_of(2), vec![0]);
         c.check();
+    }
+
+    /// A writeback chunk is the first dirty pages of the inode in page order, never another
+    /// inode's, however many the inode has.
+    #[test]
+    fn a_chunk_is_the_first_dirty_pages_of_its_inode() {
+        let mut c = small();
+        for (inode, page, at_ns) in [(2, 9, 1), (1, 7, 2), (2, 3, 3), (2, 5, 4), (3, 0, 5)] {
+            assert!(c.mark_dirty((inode, page), at_ns).is_empty());
+        }
+        assert_eq!(c.first_dirty_pages_of(2, 2), vec![3, 5]);
+        assert_eq!(c.first_dirty_pages_of(2, 10), vec![3, 5, 9]);
+        assert_eq!(c.first_dirty_pages_of(2, 10), c.dirty_pages_of(2));
+        assert_eq!(c.first_dirty_pages_of(4, 10), Vec::<u64>::new());
+        assert_eq!(c.first_dirty_pages_of(1, 0), Vec::<u64>::new());
     }
 
     /// The range walks give what the per-page primitives give: misses as `contains` page by page,

@@ -473,8 +473,8 @@ impl Core {
                 break;
             }
             // Like Linux, write back the whole inode of the oldest dirty page, page order, one chunk.
-            let mut pages = self.cache.dirty_pages_of(inode);
-            pages.truncate(self.cache_config.writeback_chunk_pages() as usize);
+            let chunk_pages = self.cache_config.writeback_chunk_pages() as usize;
+            let pages = self.cache.first_dirty_pages_of(inode, chunk_pages);
             let done_ns = self.write_pages(inode, &pages, at_ns, cause);
             self.flusher_free_ns = self.flusher_free_ns.max(done_ns);
         }
