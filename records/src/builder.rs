@@ -26,7 +26,7 @@ use thiserror::Error;
 
 use crate::compression::{compress_with_level, CompressionError};
 use crate::header::{BatchHeader, Compression, BATCH_HEADER_LEN, LENGTH_FIELD_END, MAGIC_V2};
-use crate::varint::{put_varint, put_varlong, varint_size, varlong_size};
+use crate::varint::{put_varint, varint_size, varlong_size, Scratch};
 use crate::{NO_PRODUCER_ID, NO_SEQUENCE};
 
 /// A record header: a UTF-8 key (kept as bytes) and a nullable value.
@@ -270,13 +270,25 @@ impl<B: BatchBuf> BatchBuilder<B> {
         let body_i32 = i32::try_from(body)
             .map_err(|_| BuildError::FieldTooLarge { what: "record", len: body })?;
         let out = &mut self.buf;
-        put_varint(out, body_i32);
-        out.put_u8(0); // attributes
-        put_varlong(out, timestamp_delta);
-        put_varint(out, offset_delta);
-        put_nullable(out, key);
-        put_nullable(out, value);
-        put_varint(out, headers.len() as i32);
+        // The varint fields between the byte strings go through a stack scratch, one
+        // `put_slice` per run of them (the same bytes as writing each field to `out`).
+        let mut s = Scratch::new();
+        s.varint(body_i32);
+        s.byte(0); // attributes
+        s.varlong(timestamp_delta);
+        s.varint(offset_delta);
+        for field in [key, value] {
+            match field {
+                None => s.varint(-1),
+                Some(bytes) => {
+                    s.varint(bytes.len() as i32);
+                    s.flush_to(out);
+                    out.put_slice(bytes);
+                }
+            }
+        }
+        s.varint(headers.len() as i32);
+        s.flush_to(out);
         for h in headers {
             put_nullable(out, Some(&h.key));
             put_nullable(out, h.value.as_deref());

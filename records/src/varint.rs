@@ -71,6 +71,69 @@ pub fn put_varlong<B: BufMut + ?Sized>(out: &mut B, v: i64) {
     put_varuint(out, zigzag64(v));
 }
 
+/// A record's varint fields gathered on the stack and written to the buffer in one `put_slice`:
+/// `BufMut::put_u8` on a `BytesMut` checks capacity and calls `memcpy` for each byte, and a
+/// record has about eight such bytes (`BatchBuilder::append` of a 100-byte record: 710 → 410
+/// instructions). Not for a `Vec<u8>`, whose `put_u8` is already a plain push: there the
+/// zeroed stack buffer cost more than it saved (the simulator's send history, measured).
+#[derive(Debug)]
+pub struct Scratch {
+    bytes: [u8; Scratch::CAPACITY],
+    len: usize,
+}
+
+impl Default for Scratch {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Scratch {
+    /// Room for a record's fixed fields (length 5, attributes 1, timestamp delta 10, offset
+    /// delta 5, key length 5) and then some; a write past it is a broken invariant.
+    pub const CAPACITY: usize = 40;
+
+    pub fn new() -> Self {
+        Scratch { bytes: [0; Self::CAPACITY], len: 0 }
+    }
+
+    #[inline]
+    pub fn byte(&mut self, b: u8) {
+        assert!(self.len < Self::CAPACITY, "scratch full");
+        self.bytes[self.len] = b;
+        self.len += 1;
+    }
+
+    /// As [`put_varulong`].
+    #[inline]
+    pub fn varulong(&mut self, mut u: u64) {
+        while u >= 0x80 {
+            self.byte((u as u8 & 0x7f) | 0x80);
+            u >>= 7;
+        }
+        self.byte(u as u8);
+    }
+
+    /// As [`put_varint`].
+    #[inline]
+    pub fn varint(&mut self, v: i32) {
+        self.varulong(zigzag32(v) as u64);
+    }
+
+    /// As [`put_varlong`].
+    #[inline]
+    pub fn varlong(&mut self, v: i64) {
+        self.varulong(zigzag64(v));
+    }
+
+    /// Writes what was gathered to `out` and starts over.
+    #[inline]
+    pub fn flush_to<B: BufMut + ?Sized>(&mut self, out: &mut B) {
+        out.put_slice(&self.bytes[..self.len]);
+        self.len = 0;
+    }
+}
+
 #[inline]
 fn get_varuint(input: &[u8], pos: &mut usize, max_bytes: usize) -> Result<u64, VarintError> {
     let mut value = 0u64;
@@ -111,6 +174,30 @@ pub fn get_varlong(input: &[u8], pos: &mut usize) -> Result<i64, VarintError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The scratch writes the bytes `put_varint`/`put_varlong` write, for values of every length.
+    #[test]
+    fn scratch_writes_what_put_writes() {
+        let ints = [0, -1, 1, 63, -64, 64, 8191, -8192, 8192, i32::MAX, i32::MIN];
+        let longs = [0i64, -1, 300, -300, 1 << 40, i64::MAX, i64::MIN];
+        for (&i, &l) in ints.iter().zip(longs.iter().cycle()) {
+            let mut put = Vec::new();
+            put_varint(&mut put, i);
+            put_varlong(&mut put, l);
+            put_varulong(&mut put, l as u64);
+            put.push(7);
+            let mut s = Scratch::new();
+            s.varint(i);
+            s.varlong(l);
+            s.varulong(l as u64);
+            s.byte(7);
+            let mut out = vec![1u8];
+            s.flush_to(&mut out);
+            assert_eq!(out[1..], put[..], "{i} {l}");
+            s.flush_to(&mut out);
+            assert_eq!(out.len(), put.len() + 1, "a flush starts over");
+        }
+    }
 
     #[test]
     fn known_encodings() {
