@@ -361,6 +361,10 @@ impl Fabric {
     }
 
     pub fn link(&self, a: &str, b: &str) -> LinkConfig {
+        // Asked on every read and segment: without per-link settings (most runs), no key to build.
+        if self.links.is_empty() {
+            return self.cfg.link;
+        }
         self.links.get(&link_key(a, b)).copied().unwrap_or(self.cfg.link)
     }
 
@@ -374,7 +378,9 @@ impl Fabric {
 
     /// True if segments can go from `from` to `to` now.
     pub fn path_open(&self, from: &str, to: &str) -> bool {
-        from == to || !self.blocked.contains(&(from.to_string(), to.to_string()))
+        from == to
+            || self.blocked.is_empty()
+            || !self.blocked.contains(&(from.to_string(), to.to_string()))
     }
 
     /// True if connections from `client` to `server:port` are cut by a port-level block.
@@ -909,10 +915,10 @@ impl Fabric {
         if s.reset.is_some() || s.fin_ready_ns.is_some() {
             return PumpAction::Exit;
         }
-        let (from, to, conn) = (s.from.clone(), s.to.clone(), s.conn);
+        let conn = s.conn;
         let cut = self.port_blocked(&s.service.0, &s.service.1, s.service.2);
-        let fwd_open = !cut && self.path_open(&from, &to);
-        let back_open = !cut && self.path_open(&to, &from);
+        let fwd_open = !cut && self.path_open(&s.from, &s.to);
+        let back_open = !cut && self.path_open(&s.to, &s.from);
         let receiver_closed = self.receiver_closed(id);
         let s = self.streams.get_mut(&id).expect("checked");
         if back_open {
@@ -943,6 +949,7 @@ impl Fabric {
                     }
                 };
             }
+            let (from, to) = (s.from.clone(), s.to.clone());
             let latency = self.one_way_latency(&from, &to);
             let s = self.streams.get_mut(&id).expect("checked");
             let ready = s.last_ready_ns.max(now + latency);
@@ -977,6 +984,8 @@ impl Fabric {
         s.unsent_bytes -= n;
         s.wake.writer.notify_one();
         let reader_alive = s.reader_alive;
+        // Named only here, once a segment leaves (most steps wait and need no names).
+        let (from, to) = (s.from.clone(), s.to.clone());
         let (depart_ns, nic_done_ns, arrive_ns, retransmits) = self.transmit(now, &from, &to, n);
         let s = self.streams.get_mut(&id).expect("checked");
         let ready_ns = arrive_ns.max(s.last_ready_ns);
