@@ -11,8 +11,42 @@ use std::sync::Arc;
 
 /// A topic name, shared. Kafka limits names to 249 bytes; this type does not check (the broker
 /// validates names where they enter).
-#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+///
+/// Equality and order are the name's bytes', with one shortcut: two clones of the same name
+/// (the same allocation) are equal without comparing bytes. A producer's accumulator looks up its
+/// partition queues with clones of the names it keyed them by, several comparisons a record.
+#[derive(Clone)]
 pub struct Topic(Arc<str>);
+
+impl std::hash::Hash for Topic {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        // As the name's `str` (what a `Borrow<str>` lookup hashes).
+        (*self.0).hash(state);
+    }
+}
+
+impl PartialEq for Topic {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0) || self.0 == other.0
+    }
+}
+
+impl Eq for Topic {}
+
+impl Ord for Topic {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        if Arc::ptr_eq(&self.0, &other.0) {
+            return std::cmp::Ordering::Equal;
+        }
+        self.0.cmp(&other.0)
+    }
+}
+
+impl PartialOrd for Topic {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
 
 impl Topic {
     pub fn new(name: impl Into<Topic>) -> Self {
@@ -184,5 +218,25 @@ mod tests {
         assert!(TopicPartition::new("a", 9) < TopicPartition::new("b", 0));
         assert!(TopicPartition::new("a", 1) < TopicPartition::new("a", 2));
         assert_eq!(format!("{:?}", tp.topic), "\"a-b\"");
+    }
+
+    /// Clones (one allocation) and equal names in separate allocations compare alike, and
+    /// different names order by their bytes either way.
+    #[test]
+    fn shared_and_separate_names_compare_by_content() {
+        use std::cmp::Ordering;
+        let a = Topic::from("events");
+        let (clone, separate) = (a.clone(), Topic::from(String::from("events")));
+        assert!(Arc::ptr_eq(&a.0, &clone.0) && !Arc::ptr_eq(&a.0, &separate.0));
+        for b in [&clone, &separate] {
+            assert_eq!(a, *b);
+            assert_eq!(a.cmp(b), Ordering::Equal);
+            assert_eq!(hash_of(&a), hash_of(b));
+        }
+        let (x, y) = (Topic::from("ab"), Topic::from("b"));
+        assert_eq!(x.cmp(&y), "ab".cmp("b"));
+        assert_eq!(y.cmp(&x), Ordering::Greater);
+        assert_ne!(x, y);
+        assert_ne!(Topic::from("ab"), Topic::from("abc"));
     }
 }
