@@ -158,7 +158,7 @@ impl RecordIter {
     /// when given (they are checked either way).
     fn parse_next(
         &mut self,
-        mut headers: Option<&mut Vec<Header>>,
+        headers: Option<&mut Vec<Header>>,
     ) -> Result<Option<Span>, DecodeError> {
         let declared = self.header.record_count;
         if self.index as i64 >= declared as i64 {
@@ -167,6 +167,60 @@ impl RecordIter {
             }
             return Ok(None);
         }
+        if let Some((span, end)) = self.parse_plain() {
+            self.pos = end;
+            self.index += 1;
+            return Ok(Some(span));
+        }
+        self.parse_checked(headers)
+    }
+
+    /// The next record if it is plain — well formed, no headers — and where it ends; `None`
+    /// for anything else, which [`Self::parse_checked`] then parses (or names the error of).
+    /// The same checks as that path, without building an error for each field: a record it
+    /// accepts, the checked path accepts with the same span (a unit test compares the two).
+    #[inline]
+    fn parse_plain(&self) -> Option<(Span, usize)> {
+        let body: &[u8] = &self.body;
+        let mut p = self.pos;
+        let length = usize::try_from(plain_varint(body, &mut p)?).ok()?;
+        if length > body.len() - p {
+            return None;
+        }
+        let end = p + length;
+        let rec = &body[..end];
+        if p >= end {
+            return None;
+        }
+        p += 1; // attributes, unused
+        let ts_delta = match rec.get(p) {
+            Some(&b) if b < 0x80 => {
+                p += 1;
+                i64::from((b >> 1) as i8 ^ -((b & 1) as i8))
+            }
+            _ => get_varlong(rec, &mut p).ok()?,
+        };
+        let offset_delta = plain_varint(rec, &mut p)?;
+        let key = plain_nullable(rec, &mut p)?;
+        let value = plain_nullable(rec, &mut p)?;
+        if plain_varint(rec, &mut p)? != 0 || p != end {
+            return None;
+        }
+        let offset = self.header.base_offset.checked_add(offset_delta as i64)?;
+        let timestamp = match self.header.timestamp_type() {
+            TimestampType::LogAppendTime => self.header.max_timestamp,
+            TimestampType::CreateTime => self.header.base_timestamp.wrapping_add(ts_delta),
+        };
+        Some((Span { offset, timestamp, key, value }, end))
+    }
+
+    /// Parses the next record (one is due) with every check named: the path of records with
+    /// headers and of malformed input.
+    fn parse_checked(
+        &mut self,
+        mut headers: Option<&mut Vec<Header>>,
+    ) -> Result<Option<Span>, DecodeError> {
+        let declared = self.header.record_count;
         let index = self.index;
         if self.pos == self.body.len() {
             return Err(DecodeError::RecordCountMismatch { declared, found: index });
@@ -231,8 +285,40 @@ impl RecordIter {
     }
 }
 
+/// A varint as [`get_varint`] reads it, one of one or two bytes (-8192..=8191: a record's
+/// lengths and deltas) without the loop; `None` where it fails.
+#[inline(always)]
+fn plain_varint(b: &[u8], p: &mut usize) -> Option<i32> {
+    let u = match b.get(*p..).unwrap_or_default() {
+        [v, ..] if *v < 0x80 => {
+            *p += 1;
+            u32::from(*v)
+        }
+        [lo, hi, ..] if *hi < 0x80 => {
+            *p += 2;
+            u32::from(lo & 0x7f) | u32::from(*hi) << 7
+        }
+        _ => return get_varint(b, p).ok(),
+    };
+    Some(((u >> 1) as i32) ^ -((u & 1) as i32))
+}
+
+/// As [`nullable`], `None` where it fails.
+#[inline(always)]
+fn plain_nullable(rec: &[u8], p: &mut usize) -> Option<Option<Range<usize>>> {
+    let len = plain_varint(rec, p)?;
+    if len == -1 {
+        return Some(None);
+    }
+    let n = usize::try_from(len).ok().filter(|&n| n <= rec.len() - *p)?;
+    let range = *p..*p + n;
+    *p += n;
+    Some(Some(range))
+}
+
 /// One parsed record: its offset and timestamp, and where its key and value lie in the records
 /// section.
+#[cfg_attr(test, derive(Debug, PartialEq, Eq))]
 struct Span {
     offset: i64,
     timestamp: i64,
@@ -299,6 +385,100 @@ impl Iterator for RecordIter {
                 self.done = true;
                 Some(Err(e))
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::builder::BatchBuilder;
+    use proptest::prelude::*;
+
+    /// (timestamp delta, key, value length, with a header).
+    type Rec = (i64, Option<Vec<u8>>, usize, bool);
+
+    fn batch_of(records: &[Rec]) -> Bytes {
+        let mut b = BatchBuilder::new(bytes::BytesMut::new(), Compression::None, usize::MAX);
+        for (ts, key, value_len, header) in records {
+            let headers = if *header { vec![Header::new(&b"h"[..], None)] } else { vec![] };
+            let value = vec![7u8; *value_len];
+            b.append(1_000 + ts, key.as_deref(), Some(&value), &headers).expect("appends");
+        }
+        b.finish().expect("a batch").freeze()
+    }
+
+    /// Walks `it` record by record: wherever the plain path takes a record, the checked path
+    /// takes it too, with the same span and end. Returns how many records the plain path took.
+    fn compare_paths(mut it: RecordIter) -> usize {
+        let mut plain_taken = 0;
+        while (it.index as i64) < i64::from(it.header.record_count) {
+            let plain = it.parse_plain();
+            let mut checked = it.clone();
+            let result = checked.parse_checked(None);
+            if let Some((span, end)) = plain {
+                assert_eq!(result, Ok(Some(span)), "record {}", it.index);
+                assert_eq!(checked.pos, end);
+                plain_taken += 1;
+            }
+            match result {
+                Ok(Some(_)) => it = checked,
+                _ => break,
+            }
+        }
+        plain_taken
+    }
+
+    /// A record whose length claims more than its fields (then zeros: a header count of 0 and
+    /// one byte nobody reads) is the checked path's error, so the plain path must not take it.
+    #[test]
+    fn a_record_longer_than_its_fields_is_not_plain() {
+        let batch = batch_of(&[(0, None, 3, false)]);
+        let it = decode_batch(batch, usize::MAX).expect("a valid batch");
+        let mut body = it.body.to_vec();
+        assert!(body[0] < 0x3f, "a one-byte length");
+        body[0] += 2; // zig-zag: one more byte
+        body.push(0);
+        let mut stretched = it.clone();
+        stretched.body = Bytes::from(body);
+        assert!(stretched.parse_plain().is_none());
+        assert_eq!(
+            stretched.parse_checked(None).err(),
+            Some(DecodeError::RecordLengthMismatch { index: 0, unread: 1 })
+        );
+        assert_eq!(compare_paths(it), 1);
+    }
+
+    fn rec() -> impl Strategy<Value = Rec> {
+        let ts = prop_oneof![4 => -70i64..70, 1 => any::<i64>()];
+        let key = proptest::option::weighted(0.3, proptest::collection::vec(any::<u8>(), 0..80));
+        (ts, key, 0usize..200, proptest::bool::weighted(0.2))
+    }
+
+    proptest! {
+        /// The plain path agrees with the checked one on valid batches (where it must take every
+        /// record without headers) and on damaged ones.
+        #[test]
+        fn plain_path_takes_what_the_checked_path_takes(
+            records in proptest::collection::vec(rec(), 1..12),
+            damage in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 0..4),
+            cut in proptest::option::weighted(0.2, any::<prop::sample::Index>()),
+        ) {
+            let batch = batch_of(&records);
+            let it = decode_batch(batch.clone(), usize::MAX).expect("a valid batch");
+            let plain = records.iter().filter(|r| !r.3).count();
+            prop_assert_eq!(compare_paths(it.clone()), plain, "every record without headers");
+            let mut body = it.body.to_vec();
+            for (at, byte) in &damage {
+                let i = at.index(body.len());
+                body[i] = *byte;
+            }
+            if let Some(at) = cut {
+                body.truncate(at.index(body.len()));
+            }
+            let mut damaged = it;
+            damaged.body = Bytes::from(body);
+            compare_paths(damaged);
         }
     }
 }
