@@ -590,8 +590,10 @@ impl ClientConsumer {
                 ));
                 continue;
             };
+            // A fetch's records share their topic's name (one allocation): no bytes to compare.
             let same = |(f, _): &&mut (&client::ConsumerRecord, _)| {
-                f.partition == r.partition && f.topic == r.topic
+                f.partition == r.partition
+                    && (Arc::ptr_eq(&f.topic, &r.topic) || f.topic == r.topic)
             };
             match runs.iter_mut().rev().find(same) {
                 Some((_, recs)) => recs.push(r.offset, id),
