@@ -35,7 +35,6 @@ use std::time::Duration;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
-use tokio::time::Instant;
 
 /// Most cores of one simulated host.
 pub const CORES_MAX: u32 = 1024;
@@ -465,7 +464,7 @@ struct CpuState {
 #[derive(Clone)]
 pub struct SimCpu {
     state: Arc<Mutex<CpuState>>,
-    epoch: Instant,
+    epoch: crate::epoch::Epoch,
 }
 
 impl fmt::Debug for SimCpu {
@@ -488,7 +487,7 @@ impl SimCpu {
                 stats: CpuStats { cores, ..CpuStats::default() },
                 profile,
             })),
-            epoch: Instant::now(),
+            epoch: crate::epoch::Epoch::now(),
         }
     }
 
@@ -497,7 +496,7 @@ impl SimCpu {
     }
 
     pub fn now_ns(&self) -> u64 {
-        u64::try_from(Instant::now().duration_since(self.epoch).as_nanos()).unwrap_or(u64::MAX)
+        self.epoch.now_ns()
     }
 
     pub fn profile(&self) -> CpuProfile {
@@ -555,13 +554,15 @@ impl SimCpu {
         if let Some(latency_ns) = self.free(party, now, work, bytes) {
             if latency_ns > 0 {
                 let until = now.saturating_add(latency_ns);
-                disk_model::clock::sleep_until_precise(self.epoch + Duration::from_nanos(until))
-                    .await;
+                disk_model::clock::sleep_until_precise(
+                    self.epoch.at() + Duration::from_nanos(until),
+                )
+                .await;
             }
             return;
         }
         let done = self.schedule_for(party, now, work, bytes);
-        disk_model::clock::sleep_until_precise(self.epoch + Duration::from_nanos(done)).await;
+        disk_model::clock::sleep_until_precise(self.epoch.at() + Duration::from_nanos(done)).await;
     }
 
     /// Whether `work` over `bytes` costs nothing now: a term the profile leaves at 0 (or no

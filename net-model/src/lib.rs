@@ -18,6 +18,7 @@ use bytes::Bytes;
 use disk_model::FileRegion;
 
 pub mod cpu;
+mod epoch;
 #[cfg(not(madsim))]
 pub mod process;
 pub mod profile;

@@ -131,7 +131,7 @@ use crate::{Chunk, ChunkWriter, Connection, CostHook, Listener, Network, Work};
 
 struct Shared {
     fabric: Mutex<Fabric>,
-    epoch: Instant,
+    epoch: crate::epoch::Epoch,
     /// Hosts whose loopback copies are CPU work ([`SimNet::set_loopback_cpu`]).
     loopback_cpus: Mutex<BTreeMap<String, Arc<dyn CostHook>>>,
     /// Hosts whose woken readers cost CPU ([`SimNet::set_wake_cpu`]).
@@ -145,11 +145,11 @@ impl Shared {
     }
 
     fn now_ns(&self) -> u64 {
-        u64::try_from(Instant::now().duration_since(self.epoch).as_nanos()).unwrap_or(u64::MAX)
+        self.epoch.now_ns()
     }
 
     fn instant(&self, ns: u64) -> Instant {
-        self.epoch + Duration::from_nanos(ns)
+        self.epoch.at() + Duration::from_nanos(ns)
     }
 
     async fn sleep_until_ns(&self, ns: u64) {
@@ -189,7 +189,7 @@ impl SimNet {
         Ok(SimNet {
             shared: Arc::new(Shared {
                 fabric: Mutex::new(Fabric::new(config)),
-                epoch: Instant::now(),
+                epoch: crate::epoch::Epoch::now(),
                 loopback_cpus: Mutex::new(BTreeMap::new()),
                 wake_cpus: Mutex::new(BTreeMap::new()),
             }),
