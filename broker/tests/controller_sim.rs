@@ -124,10 +124,7 @@ fn spawn_links(
 }
 
 fn disk(seed: u64) -> SimDisk {
-    SimDisk::new(
-        SimDiskConfig::new(DeviceProfile::nvme(), seed),
-        Clock::Runtime { epoch: Instant::now() },
-    )
+    SimDisk::new(SimDiskConfig::new(DeviceProfile::nvme(), seed), Clock::runtime())
 }
 
 #[test]

@@ -22,10 +22,7 @@ fn backend() -> (Arc<dyn Storage>, Option<tempfile::TempDir>) {
     #[cfg(madsim)]
     {
         use disk_model::{clock::Clock, DeviceProfile, SimDisk, SimDiskConfig};
-        let disk = SimDisk::new(
-            SimDiskConfig::new(DeviceProfile::nvme(), 5),
-            Clock::Runtime { epoch: tokio::time::Instant::now() },
-        );
+        let disk = SimDisk::new(SimDiskConfig::new(DeviceProfile::nvme(), 5), Clock::runtime());
         (Arc::new(disk), None)
     }
 }

@@ -62,10 +62,7 @@ fn world() -> World {
 fn world() -> World {
     use disk_model::{clock::Clock, DeviceProfile, SimDisk, SimDiskConfig};
     let net = net_model::SimNet::new(net_model::sim::SimNetConfig::default());
-    let disk = SimDisk::new(
-        SimDiskConfig::new(DeviceProfile::hdd_7200(), 17),
-        Clock::Runtime { epoch: tokio::time::Instant::now() },
-    );
+    let disk = SimDisk::new(SimDiskConfig::new(DeviceProfile::hdd_7200(), 17), Clock::runtime());
     World {
         broker_net: net.host("b0"),
         client_net: net.host("client"),

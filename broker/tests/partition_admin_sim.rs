@@ -90,10 +90,7 @@ async fn wait_image(link: &RpcLink, what: &str, ok: impl Fn(&MetadataImage) -> b
 }
 
 fn disk(seed: u64) -> SimDisk {
-    SimDisk::new(
-        SimDiskConfig::new(DeviceProfile::nvme(), seed),
-        Clock::Runtime { epoch: Instant::now() },
-    )
+    SimDisk::new(SimDiskConfig::new(DeviceProfile::nvme(), seed), Clock::runtime())
 }
 
 /// The story; returns what the image said at each step (compared across runs).

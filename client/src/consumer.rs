@@ -807,7 +807,6 @@ impl Consumer {
             }
             let take = (max - out.len()).min(front.records.len());
             let last = take.checked_sub(1).map(|i| front.records[i].offset);
-            out.reserve(take);
             out.extend(front.records.drain(..take));
             let exhausted = front.records.is_empty();
             let next = front.next_offset;

@@ -25,18 +25,68 @@ pub async fn sleep_until_precise(deadline: Instant) {
     sleep.await;
 }
 
+/// A point on the runtime's clock, and time since it read cheaply.
+///
+/// Under madsim, `Instant::now` goes through madsim's `clock_gettime`, which finds the running
+/// simulation anew on every call (~150-230 instructions); the models and the tracer read the clock
+/// on every operation, segment and record. An `Epoch` holds madsim's time handle instead and
+/// reads the same virtual time from it. Outside madsim (or made outside a runtime) it reads
+/// `Instant::now`.
+#[derive(Clone)]
+pub struct Epoch {
+    at: Instant,
+    #[cfg(madsim)]
+    clock: Option<madsim::time::TimeHandle>,
+}
+
+impl std::fmt::Debug for Epoch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Epoch").field("at", &self.at).finish_non_exhaustive()
+    }
+}
+
+impl Epoch {
+    /// An epoch at the runtime's now.
+    pub fn now() -> Self {
+        Epoch {
+            at: Instant::now(),
+            #[cfg(madsim)]
+            clock: madsim::time::TimeHandle::try_current(),
+        }
+    }
+
+    /// The instant this epoch starts at.
+    pub fn at(&self) -> Instant {
+        self.at
+    }
+
+    /// The runtime's now.
+    pub fn now_instant(&self) -> Instant {
+        #[cfg(madsim)]
+        if let Some(clock) = &self.clock {
+            return clock.now_instant();
+        }
+        Instant::now()
+    }
+
+    /// Nanoseconds since the epoch (saturating).
+    pub fn now_ns(&self) -> u64 {
+        u64::try_from(self.now_instant().duration_since(self.at).as_nanos()).unwrap_or(u64::MAX)
+    }
+}
+
 /// Where a model reads "now" and how it waits.
 #[derive(Debug, Clone)]
 pub enum Clock {
-    /// The runtime's clock (madsim virtual time in the simulator), measured from `epoch`.
-    Runtime { epoch: Instant },
+    /// The runtime's clock (madsim virtual time in the simulator), measured from the epoch.
+    Runtime(Epoch),
     /// A counter in nanoseconds that `sleep_until` advances at once. Valid for one task at a time.
     Manual(Arc<AtomicU64>),
 }
 
 impl Clock {
     pub fn runtime() -> Self {
-        Clock::Runtime { epoch: Instant::now() }
+        Clock::Runtime(Epoch::now())
     }
 
     pub fn manual() -> Self {
@@ -46,9 +96,7 @@ impl Clock {
     /// Nanoseconds since this clock's epoch.
     pub fn now_ns(&self) -> u64 {
         match self {
-            Clock::Runtime { epoch } => {
-                u64::try_from(Instant::now().duration_since(*epoch).as_nanos()).unwrap_or(u64::MAX)
-            }
+            Clock::Runtime(epoch) => epoch.now_ns(),
             Clock::Manual(ns) => ns.load(Ordering::Acquire),
         }
     }
@@ -56,8 +104,8 @@ impl Clock {
     /// Waits until `deadline_ns` (since the epoch).
     pub async fn sleep_until_ns(&self, deadline_ns: u64) {
         match self {
-            Clock::Runtime { epoch } => {
-                sleep_until_precise(*epoch + Duration::from_nanos(deadline_ns)).await
+            Clock::Runtime(epoch) => {
+                sleep_until_precise(epoch.at() + Duration::from_nanos(deadline_ns)).await
             }
             Clock::Manual(ns) => {
                 ns.fetch_max(deadline_ns, Ordering::AcqRel);

@@ -13,7 +13,8 @@ use std::sync::Arc;
 /// validates names where they enter).
 ///
 /// Equality and order are the name's bytes', with one shortcut: two clones of the same name
-/// (the same allocation) are equal without comparing bytes. A producer's accumulator looks up its
+/// (the same allocation) are equal without comparing bytes. (`Arc`'s own equality takes that
+/// shortcut only for sized contents, not for `str`.) A producer's accumulator looks up its
 /// partition queues with clones of the names it keyed them by, several comparisons a record.
 #[derive(Clone)]
 pub struct Topic(Arc<str>);

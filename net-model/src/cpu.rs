@@ -464,7 +464,7 @@ struct CpuState {
 #[derive(Clone)]
 pub struct SimCpu {
     state: Arc<Mutex<CpuState>>,
-    epoch: crate::epoch::Epoch,
+    epoch: disk_model::clock::Epoch,
 }
 
 impl fmt::Debug for SimCpu {
@@ -487,7 +487,7 @@ impl SimCpu {
                 stats: CpuStats { cores, ..CpuStats::default() },
                 profile,
             })),
-            epoch: crate::epoch::Epoch::now(),
+            epoch: disk_model::clock::Epoch::now(),
         }
     }
 

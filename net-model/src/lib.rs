@@ -18,7 +18,6 @@ use bytes::Bytes;
 use disk_model::FileRegion;
 
 pub mod cpu;
-mod epoch;
 #[cfg(not(madsim))]
 pub mod process;
 pub mod profile;

@@ -26,7 +26,7 @@ use thiserror::Error;
 
 use crate::compression::{compress_with_level, CompressionError};
 use crate::header::{BatchHeader, Compression, BATCH_HEADER_LEN, LENGTH_FIELD_END, MAGIC_V2};
-use crate::varint::{put_varint, varint_size, varlong_size, Scratch};
+use crate::varint::{put_varint, put_varlong, varint_size, varlong_size};
 use crate::{NO_PRODUCER_ID, NO_SEQUENCE};
 
 /// A record header: a UTF-8 key (kept as bytes) and a nullable value.
@@ -270,25 +270,28 @@ impl<B: BatchBuf> BatchBuilder<B> {
         let body_i32 = i32::try_from(body)
             .map_err(|_| BuildError::FieldTooLarge { what: "record", len: body })?;
         let out = &mut self.buf;
-        // The varint fields between the byte strings go through a stack scratch, one
-        // `put_slice` per run of them (the same bytes as writing each field to `out`).
-        let mut s = Scratch::new();
-        s.varint(body_i32);
-        s.byte(0); // attributes
-        s.varlong(timestamp_delta);
-        s.varint(offset_delta);
-        for field in [key, value] {
-            match field {
-                None => s.varint(-1),
-                Some(bytes) => {
-                    s.varint(bytes.len() as i32);
-                    s.flush_to(out);
-                    out.put_slice(bytes);
-                }
+        // The varint fields between the byte strings are gathered on the stack and written with
+        // one `put_slice` each run (`put_u8` on a `BytesMut` is a capacity check and a `memcpy`
+        // call per byte).
+        let (key_len, value_len) = (nullable_varint(key), nullable_varint(value));
+        gathered(out, |w| {
+            put_varint(w, body_i32);
+            w.put_u8(0); // attributes
+            put_varlong(w, timestamp_delta);
+            put_varint(w, offset_delta);
+            put_varint(w, key_len);
+            if key.is_none() {
+                put_varint(w, value_len); // nothing between the two lengths
             }
+        });
+        if let Some(key) = key {
+            out.put_slice(key);
+            gathered(out, |w| put_varint(w, value_len));
         }
-        s.varint(headers.len() as i32);
-        s.flush_to(out);
+        if let Some(value) = value {
+            out.put_slice(value);
+        }
+        gathered(out, |w| put_varint(w, headers.len() as i32));
         for h in headers {
             put_nullable(out, Some(&h.key));
             put_nullable(out, h.value.as_deref());
@@ -358,6 +361,23 @@ fn check_len(what: &'static str, len: Option<usize>) -> Result<(), BuildError> {
     }
 }
 
+/// A nullable field's length as written: `-1` for null.
+fn nullable_varint(field: Option<&[u8]>) -> i32 {
+    field.map_or(-1, |b| b.len() as i32)
+}
+
+/// Writes what `fill` puts (a record's fixed fields and lengths: at most 31 bytes) to `out` with
+/// one `put_slice`, gathered first in a stack buffer.
+#[inline]
+fn gathered<B: BufMut>(out: &mut B, fill: impl FnOnce(&mut &mut [u8])) {
+    const GATHERED_BYTES_MAX: usize = 32;
+    let mut buf = [0u8; GATHERED_BYTES_MAX];
+    let mut w = &mut buf[..];
+    fill(&mut w);
+    let n = GATHERED_BYTES_MAX - w.len();
+    out.put_slice(&buf[..n]);
+}
+
 fn put_nullable<B: BufMut>(out: &mut B, field: Option<&[u8]>) {
     match field {
         None => put_varint(out, -1),
@@ -371,6 +391,39 @@ fn put_nullable<B: BufMut>(out: &mut B, field: Option<&[u8]>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The gathered writes give the bytes of writing each field in turn, for keys, values and
+    /// deltas whose varints take every length (1 to 10 bytes) and with or without headers.
+    #[test]
+    fn gathered_fields_are_the_fields_written_one_by_one() {
+        let lens = [None, Some(0), Some(63), Some(64), Some(8191), Some(8192)];
+        let deltas = [0i64, -1, 63, 64, -8193, 1 << 20, 1 << 34, i64::MIN / 2];
+        for (i, (&key_len, &value_len)) in lens.iter().zip(lens.iter().rev()).enumerate() {
+            let key = key_len.map(|n| vec![b'k'; n]);
+            let value = value_len.map(|n| vec![b'v'; n]);
+            let headers = if i % 2 == 0 { vec![] } else { vec![Header::new(&b"h"[..], None)] };
+            let mut b = BatchBuilder::new(Vec::new(), Compression::None, usize::MAX);
+            let mut want = Vec::new();
+            for (offset_delta, &delta) in deltas.iter().enumerate() {
+                b.append(1_000 + delta, key.as_deref(), value.as_deref(), &headers).unwrap();
+                let body =
+                    record_body_size(delta, offset_delta as i32, key_len, value_len, &headers);
+                put_varint(&mut want, body as i32);
+                want.put_u8(0);
+                put_varlong(&mut want, delta);
+                put_varint(&mut want, offset_delta as i32);
+                put_nullable(&mut want, key.as_deref());
+                put_nullable(&mut want, value.as_deref());
+                put_varint(&mut want, headers.len() as i32);
+                for h in &headers {
+                    put_nullable(&mut want, Some(&h.key));
+                    put_nullable(&mut want, h.value.as_deref());
+                }
+            }
+            let buf = b.finish().unwrap();
+            assert_eq!(buf[BATCH_HEADER_LEN..], want[..], "key {key_len:?} value {value_len:?}");
+        }
+    }
 
     #[test]
     fn known_uncompressed_record_bytes() {

@@ -14,7 +14,9 @@ use thiserror::Error;
 use crate::builder::Header;
 use crate::compression::{decompress, CompressionError};
 use crate::header::{BatchError, BatchHeader, Compression, TimestampType, BATCH_HEADER_LEN};
-use crate::varint::{get_varint, get_varlong, VarintError};
+use crate::varint::{
+    get_short_varuint, get_varint, get_varlong, unzigzag32, unzigzag64, VarintError,
+};
 
 /// One decoded record.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -193,12 +195,9 @@ impl RecordIter {
             return None;
         }
         p += 1; // attributes, unused
-        let ts_delta = match rec.get(p) {
-            Some(&b) if b < 0x80 => {
-                p += 1;
-                i64::from((b >> 1) as i8 ^ -((b & 1) as i8))
-            }
-            _ => get_varlong(rec, &mut p).ok()?,
+        let ts_delta = match get_short_varuint(rec, &mut p) {
+            Some(u) => unzigzag64(u),
+            None => get_varlong(rec, &mut p).ok()?,
         };
         let offset_delta = plain_varint(rec, &mut p)?;
         let key = plain_nullable(rec, &mut p)?;
@@ -285,22 +284,13 @@ impl RecordIter {
     }
 }
 
-/// A varint as [`get_varint`] reads it, one of one or two bytes (-8192..=8191: a record's
-/// lengths and deltas) without the loop; `None` where it fails.
+/// A varint as [`get_varint`] reads it, a short one inline; `None` where it fails.
 #[inline(always)]
 fn plain_varint(b: &[u8], p: &mut usize) -> Option<i32> {
-    let u = match b.get(*p..).unwrap_or_default() {
-        [v, ..] if *v < 0x80 => {
-            *p += 1;
-            u32::from(*v)
-        }
-        [lo, hi, ..] if *hi < 0x80 => {
-            *p += 2;
-            u32::from(lo & 0x7f) | u32::from(*hi) << 7
-        }
-        _ => return get_varint(b, p).ok(),
-    };
-    Some(((u >> 1) as i32) ^ -((u & 1) as i32))
+    match get_short_varuint(b, p) {
+        Some(u) => Some(unzigzag32(u as u32)),
+        None => get_varint(b, p).ok(),
+    }
 }
 
 /// As [`nullable`], `None` where it fails.

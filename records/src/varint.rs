@@ -71,69 +71,6 @@ pub fn put_varlong<B: BufMut + ?Sized>(out: &mut B, v: i64) {
     put_varuint(out, zigzag64(v));
 }
 
-/// A record's varint fields gathered on the stack and written to the buffer in one `put_slice`:
-/// `BufMut::put_u8` on a `BytesMut` checks capacity and calls `memcpy` for each byte, and a
-/// record has about eight such bytes (`BatchBuilder::append` of a 100-byte record: 710 → 410
-/// instructions). Not for a `Vec<u8>`, whose `put_u8` is already a plain push: there the
-/// zeroed stack buffer cost more than it saved (the simulator's send history, measured).
-#[derive(Debug)]
-pub struct Scratch {
-    bytes: [u8; Scratch::CAPACITY],
-    len: usize,
-}
-
-impl Default for Scratch {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl Scratch {
-    /// Room for a record's fixed fields (length 5, attributes 1, timestamp delta 10, offset
-    /// delta 5, key length 5) and then some; a write past it is a broken invariant.
-    pub const CAPACITY: usize = 40;
-
-    pub fn new() -> Self {
-        Scratch { bytes: [0; Self::CAPACITY], len: 0 }
-    }
-
-    #[inline]
-    pub fn byte(&mut self, b: u8) {
-        assert!(self.len < Self::CAPACITY, "scratch full");
-        self.bytes[self.len] = b;
-        self.len += 1;
-    }
-
-    /// As [`put_varulong`].
-    #[inline]
-    pub fn varulong(&mut self, mut u: u64) {
-        while u >= 0x80 {
-            self.byte((u as u8 & 0x7f) | 0x80);
-            u >>= 7;
-        }
-        self.byte(u as u8);
-    }
-
-    /// As [`put_varint`].
-    #[inline]
-    pub fn varint(&mut self, v: i32) {
-        self.varulong(zigzag32(v) as u64);
-    }
-
-    /// As [`put_varlong`].
-    #[inline]
-    pub fn varlong(&mut self, v: i64) {
-        self.varulong(zigzag64(v));
-    }
-
-    /// Writes what was gathered to `out` and starts over.
-    #[inline]
-    pub fn flush_to<B: BufMut + ?Sized>(&mut self, out: &mut B) {
-        out.put_slice(&self.bytes[..self.len]);
-        self.len = 0;
-    }
-}
-
 #[inline]
 fn get_varuint(input: &[u8], pos: &mut usize, max_bytes: usize) -> Result<u64, VarintError> {
     let mut value = 0u64;
@@ -150,12 +87,41 @@ fn get_varuint(input: &[u8], pos: &mut usize, max_bytes: usize) -> Result<u64, V
     Err(VarintError::TooLong)
 }
 
+/// An unsigned varint of one or two bytes (below 2¹⁴: most of a record's lengths and deltas)
+/// at `*pos`, advancing past it, without the loop; `None`, with `*pos` unchanged, for anything
+/// else (longer, truncated or past the end), which the `get_*` functions then read.
+#[inline(always)]
+pub(crate) fn get_short_varuint(input: &[u8], pos: &mut usize) -> Option<u64> {
+    match input.get(*pos..).unwrap_or_default() {
+        [b, ..] if *b < 0x80 => {
+            *pos += 1;
+            Some(u64::from(*b))
+        }
+        [lo, hi, ..] if *hi < 0x80 => {
+            *pos += 2;
+            Some(u64::from(lo & 0x7f) | u64::from(*hi) << 7)
+        }
+        _ => None,
+    }
+}
+
+/// The zig-zag decoding of a 32-bit varint's bits.
+#[inline]
+pub(crate) fn unzigzag32(u: u32) -> i32 {
+    ((u >> 1) as i32) ^ -((u & 1) as i32)
+}
+
+/// The zig-zag decoding of a 64-bit varint's bits.
+#[inline]
+pub(crate) fn unzigzag64(u: u64) -> i64 {
+    ((u >> 1) as i64) ^ -((u & 1) as i64)
+}
+
 /// Reads a zig-zag varint (at most 5 bytes) at `*pos`, advancing it.
 pub fn get_varint(input: &[u8], pos: &mut usize) -> Result<i32, VarintError> {
     let u = get_varuint(input, pos, 5)?;
     // Like Java, bits beyond 32 in the fifth byte are dropped.
-    let u = u as u32;
-    Ok(((u >> 1) as i32) ^ -((u & 1) as i32))
+    Ok(unzigzag32(u as u32))
 }
 
 /// Reads an unsigned varint (at most 10 bytes) at `*pos`, advancing it.
@@ -168,35 +134,33 @@ pub fn get_varulong(input: &[u8], pos: &mut usize) -> Result<u64, VarintError> {
 #[inline]
 pub fn get_varlong(input: &[u8], pos: &mut usize) -> Result<i64, VarintError> {
     let u = get_varuint(input, pos, 10)?;
-    Ok(((u >> 1) as i64) ^ -((u & 1) as i64))
+    Ok(unzigzag64(u))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    /// The scratch writes the bytes `put_varint`/`put_varlong` write, for values of every length.
+    /// The short path reads what `get_varulong` reads below 2¹⁴ and leaves everything else
+    /// (longer values, cut input) to it, position untouched.
     #[test]
-    fn scratch_writes_what_put_writes() {
-        let ints = [0, -1, 1, 63, -64, 64, 8191, -8192, 8192, i32::MAX, i32::MIN];
-        let longs = [0i64, -1, 300, -300, 1 << 40, i64::MAX, i64::MIN];
-        for (&i, &l) in ints.iter().zip(longs.iter().cycle()) {
-            let mut put = Vec::new();
-            put_varint(&mut put, i);
-            put_varlong(&mut put, l);
-            put_varulong(&mut put, l as u64);
-            put.push(7);
-            let mut s = Scratch::new();
-            s.varint(i);
-            s.varlong(l);
-            s.varulong(l as u64);
-            s.byte(7);
-            let mut out = vec![1u8];
-            s.flush_to(&mut out);
-            assert_eq!(out[1..], put[..], "{i} {l}");
-            s.flush_to(&mut out);
-            assert_eq!(out.len(), put.len() + 1, "a flush starts over");
+    fn short_varuints_are_read_as_the_loop_reads_them() {
+        for u in [0u64, 1, 127, 128, 300, (1 << 14) - 1, 1 << 14, 1 << 20, u64::MAX] {
+            let mut enc = vec![9u8];
+            put_varulong(&mut enc, u);
+            let (mut short_pos, mut loop_pos) = (1, 1);
+            let short = get_short_varuint(&enc, &mut short_pos);
+            assert_eq!(get_varulong(&enc, &mut loop_pos), Ok(u));
+            if u < 1 << 14 {
+                assert_eq!((short, short_pos), (Some(u), loop_pos), "{u}");
+            } else {
+                assert_eq!((short, short_pos), (None, 1), "{u}");
+            }
+            let mut cut_pos = 1;
+            assert_eq!(get_short_varuint(&enc[..enc.len() - 1], &mut cut_pos), None, "cut {u}");
+            assert_eq!(cut_pos, 1);
         }
+        assert_eq!(get_short_varuint(&[], &mut 0), None);
     }
 
     #[test]

@@ -590,7 +590,8 @@ impl ClientConsumer {
                 ));
                 continue;
             };
-            // A fetch's records share their topic's name (one allocation): no bytes to compare.
+            // A fetch's records share their topic's name (one allocation): no bytes to compare
+            // (`Arc<str>`'s `==` compares bytes even for one allocation).
             let same = |(f, _): &&mut (&client::ConsumerRecord, _)| {
                 f.partition == r.partition
                     && (Arc::ptr_eq(&f.topic, &r.topic) || f.topic == r.topic)

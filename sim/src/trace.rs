@@ -179,27 +179,14 @@ mod tests {
 }
 
 /// A run's shared trace plus its virtual clock (time since the run started).
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct Tracer {
     trace: std::sync::Arc<std::sync::Mutex<Trace>>,
-    epoch: tokio::time::Instant,
+    /// When the run started, read through madsim's held time handle (a run reads the clock once
+    /// a record).
+    epoch: disk_model::clock::Epoch,
     /// The wall clock (madsim's `SystemTime`: seeded, so replayed exactly) at `epoch`, in ms.
     epoch_wall_ms: i64,
-    /// The runtime's clock, held: `now_ns` reads it directly instead of through `Instant::now`
-    /// (madsim's `clock_gettime`, which finds the runtime anew on every call; a run reads the
-    /// clock once a record).
-    #[cfg(madsim)]
-    clock: madsim::time::TimeHandle,
-}
-
-impl std::fmt::Debug for Tracer {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Tracer")
-            .field("trace", &self.trace)
-            .field("epoch", &self.epoch)
-            .field("epoch_wall_ms", &self.epoch_wall_ms)
-            .finish_non_exhaustive()
-    }
 }
 
 impl Tracer {
@@ -207,23 +194,17 @@ impl Tracer {
     pub fn new(keep_lines: bool) -> Self {
         Tracer {
             trace: std::sync::Arc::new(std::sync::Mutex::new(Trace::new(keep_lines))),
-            epoch: tokio::time::Instant::now(),
+            epoch: disk_model::clock::Epoch::now(),
             epoch_wall_ms: broker::now_ms(),
-            #[cfg(madsim)]
-            clock: madsim::time::TimeHandle::current(),
         }
     }
 
-    pub fn epoch(&self) -> tokio::time::Instant {
-        self.epoch
+    pub fn epoch(&self) -> disk_model::clock::Epoch {
+        self.epoch.clone()
     }
 
     pub fn now_ns(&self) -> u64 {
-        #[cfg(madsim)]
-        let now = self.clock.now_instant();
-        #[cfg(not(madsim))]
-        let now = tokio::time::Instant::now();
-        u64::try_from(now.duration_since(self.epoch).as_nanos()).unwrap_or(u64::MAX)
+        self.epoch.now_ns()
     }
 
     /// The Kafka timestamp (wall-clock ms) of virtual time `t_ns`: the same clock the brokers
@@ -244,8 +225,10 @@ impl Tracer {
 
     /// Sleeps until `t_ns` of run time, precisely (no 1 ms floor).
     pub async fn sleep_until_ns(&self, t_ns: u64) {
-        disk_model::clock::sleep_until_precise(self.epoch + std::time::Duration::from_nanos(t_ns))
-            .await
+        disk_model::clock::sleep_until_precise(
+            self.epoch.at() + std::time::Duration::from_nanos(t_ns),
+        )
+        .await
     }
 
     pub fn finish(&self) -> (u64, u64, Option<Vec<String>>) {

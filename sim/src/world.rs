@@ -269,7 +269,7 @@ async fn disk_for(sc: &Scenario, seed: u64, i: u32, tracer: &Tracer) -> SimDisk 
     let disk_seed = if i == 0 { seed } else { seed ^ HOST_SALT ^ u64::from(i) };
     let mut cfg = SimDiskConfig::new(sc.host.device.clone(), disk_seed);
     cfg.page_cache = sc.host.page_cache.clone();
-    let disk = SimDisk::new(cfg, Clock::Runtime { epoch: tracer.epoch() });
+    let disk = SimDisk::new(cfg, Clock::Runtime(tracer.epoch()));
     disk.set_torn_writes(sc.host.torn_writes);
     disk.set_space_limit_bytes(sc.host.disk_bytes);
     let dir = std::path::Path::new(crate::host::DATA_DIR);

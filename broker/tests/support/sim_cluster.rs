@@ -49,10 +49,7 @@ pub async fn start(net: &SimNet, disk: &SimDisk, config: BrokerConfig, seed: u64
 
 /// A simulated NVMe disk on the runtime's clock.
 pub fn disk(seed: u64) -> SimDisk {
-    SimDisk::new(
-        SimDiskConfig::new(DeviceProfile::nvme(), seed),
-        Clock::Runtime { epoch: Instant::now() },
-    )
+    SimDisk::new(SimDiskConfig::new(DeviceProfile::nvme(), seed), Clock::runtime())
 }
 
 /// One request to broker `id` from host `client` on a fresh connection; `None` when it cannot be

@@ -192,9 +192,9 @@ pub(crate) struct Fabric {
     pub cfg: SimNetConfig,
     hosts: BTreeMap<String, Host>,
     /// Explicit links, keyed by the (smaller, larger) host name.
-    links: BTreeMap<(String, String), LinkConfig>,
+    links: HostPairs<LinkConfig>,
     /// Directions that drop everything: (from, to).
-    blocked: BTreeSet<(String, String)>,
+    blocked: HostPairs<()>,
     /// Connections from a client host to a server host's port that carry nothing, either way
     /// (a firewall rule on one listener): (client, server, port).
     blocked_ports: BTreeSet<(String, String, u16)>,
@@ -217,8 +217,8 @@ impl Fabric {
         Fabric {
             cfg,
             hosts: BTreeMap::new(),
-            links: BTreeMap::new(),
-            blocked: BTreeSet::new(),
+            links: HostPairs::default(),
+            blocked: HostPairs::default(),
             blocked_ports: BTreeSet::new(),
             listeners: BTreeMap::new(),
             streams: BTreeMap::new(),
@@ -356,16 +356,14 @@ impl Fabric {
     }
 
     pub fn set_link(&mut self, now: u64, a: &str, b: &str, link: LinkConfig) {
-        self.links.insert(link_key(a, b), link);
+        let (x, y) = ordered(a, b);
+        self.links.insert(x, y, link);
         self.event(NetEvent::SetLink { a: a.to_string(), b: b.to_string(), at_ns: now, link });
     }
 
     pub fn link(&self, a: &str, b: &str) -> LinkConfig {
-        // Asked on every read and segment: without per-link settings (most runs), no key to build.
-        if self.links.is_empty() {
-            return self.cfg.link;
-        }
-        self.links.get(&link_key(a, b)).copied().unwrap_or(self.cfg.link)
+        let (x, y) = ordered(a, b);
+        self.links.get(x, y).copied().unwrap_or(self.cfg.link)
     }
 
     pub fn stats(&self, host: &str) -> Option<NicStats> {
@@ -378,9 +376,7 @@ impl Fabric {
 
     /// True if segments can go from `from` to `to` now.
     pub fn path_open(&self, from: &str, to: &str) -> bool {
-        from == to
-            || self.blocked.is_empty()
-            || !self.blocked.contains(&(from.to_string(), to.to_string()))
+        from == to || self.blocked.get(from, to).is_none()
     }
 
     /// True if connections from `client` to `server:port` are cut by a port-level block.
@@ -415,7 +411,7 @@ impl Fabric {
     }
 
     pub fn partition_one_way(&mut self, now: u64, from: &str, to: &str) {
-        if from != to && self.blocked.insert((from.to_string(), to.to_string())) {
+        if from != to && self.blocked.insert(from, to, ()).is_none() {
             self.event(NetEvent::Partition {
                 from: from.to_string(),
                 to: to.to_string(),
@@ -426,15 +422,14 @@ impl Fabric {
 
     /// Heals the direction `from` → `to`.
     pub fn heal_one_way(&mut self, now: u64, from: &str, to: &str) {
-        if self.blocked.remove(&(from.to_string(), to.to_string())) {
+        if self.blocked.remove(from, to).is_some() {
             self.event(NetEvent::Heal { from: from.to_string(), to: to.to_string(), at_ns: now });
             self.wake_pumps();
         }
     }
 
     pub fn heal_all(&mut self, now: u64) {
-        let all: Vec<_> = std::mem::take(&mut self.blocked).into_iter().collect();
-        for (from, to) in all {
+        for (from, to, ()) in self.blocked.take_all() {
             self.event(NetEvent::Heal { from, to, at_ns: now });
         }
         self.wake_pumps();
@@ -1096,11 +1091,52 @@ fn take_bytes(q: &mut VecDeque<Bytes>, n: u64) -> Payload {
     Payload::Many(pieces)
 }
 
-fn link_key(a: &str, b: &str) -> (String, String) {
+/// `a` and `b`, the smaller name first (a link's key).
+fn ordered<'a>(a: &'a str, b: &'a str) -> (&'a str, &'a str) {
     if a <= b {
-        (a.to_string(), b.to_string())
+        (a, b)
     } else {
-        (b.to_string(), a.to_string())
+        (b, a)
+    }
+}
+
+/// Values keyed by a pair of host names, found from two `&str`s without building a key: the
+/// fabric asks for a link and a path on every read and segment. Iterates in (first, second)
+/// order, as a map keyed by the pair would.
+#[derive(Debug)]
+struct HostPairs<V>(BTreeMap<String, BTreeMap<String, V>>);
+
+impl<V> Default for HostPairs<V> {
+    fn default() -> Self {
+        HostPairs(BTreeMap::new())
+    }
+}
+
+impl<V> HostPairs<V> {
+    fn get(&self, a: &str, b: &str) -> Option<&V> {
+        self.0.get(a)?.get(b)
+    }
+
+    /// The value `(a, b)` held before, if any.
+    fn insert(&mut self, a: &str, b: &str, value: V) -> Option<V> {
+        self.0.entry(a.to_string()).or_default().insert(b.to_string(), value)
+    }
+
+    fn remove(&mut self, a: &str, b: &str) -> Option<V> {
+        let inner = self.0.get_mut(a)?;
+        let value = inner.remove(b);
+        if inner.is_empty() {
+            self.0.remove(a);
+        }
+        value
+    }
+
+    /// Every pair and its value, in order, leaving none.
+    fn take_all(&mut self) -> Vec<(String, String, V)> {
+        std::mem::take(&mut self.0)
+            .into_iter()
+            .flat_map(|(a, inner)| inner.into_iter().map(move |(b, v)| (a.clone(), b, v)))
+            .collect()
     }
 }
 
@@ -1118,6 +1154,30 @@ pub(crate) fn reset_msg(kind: ErrorKind) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Host pairs answer as a map keyed by the pair: by value, after inserts and removes, and
+    /// taken all in pair order; a removed host's last pair leaves nothing behind.
+    #[test]
+    fn host_pairs_answer_as_a_map_keyed_by_the_pair() {
+        let mut pairs = HostPairs::default();
+        let mut model = BTreeMap::new();
+        let ops = [("b", "a", 1), ("a", "c", 2), ("a", "b", 3), ("b", "a", 4), ("c", "a", 5)];
+        for (a, b, v) in ops {
+            let key = (a.to_string(), b.to_string());
+            assert_eq!(pairs.insert(a, b, v), model.insert(key, v));
+        }
+        assert_eq!(pairs.remove("a", "c"), model.remove(&("a".into(), "c".into())));
+        assert_eq!(pairs.remove("a", "x"), None);
+        for (a, b) in [("a", "b"), ("b", "a"), ("a", "c"), ("c", "a"), ("c", "b")] {
+            assert_eq!(pairs.get(a, b), model.get(&(a.to_string(), b.to_string())), "{a} {b}");
+        }
+        assert_eq!(pairs.remove("c", "a"), Some(5));
+        assert!(!pairs.0.contains_key("c"), "an emptied host is dropped");
+        model.remove(&("c".into(), "a".into()));
+        let all: Vec<_> = model.into_iter().map(|((a, b), v)| (a, b, v)).collect();
+        assert_eq!(pairs.take_all(), all);
+        assert_eq!(pairs.get("a", "b"), None);
+    }
 
     /// A segment cut across several writes keeps their pieces and reads back as their bytes,
     /// in order, in reads of any size; one cut inside a write is that write's bytes alone.

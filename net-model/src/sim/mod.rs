@@ -131,7 +131,7 @@ use crate::{Chunk, ChunkWriter, Connection, CostHook, Listener, Network, Work};
 
 struct Shared {
     fabric: Mutex<Fabric>,
-    epoch: crate::epoch::Epoch,
+    epoch: disk_model::clock::Epoch,
     /// Hosts whose loopback copies are CPU work ([`SimNet::set_loopback_cpu`]).
     loopback_cpus: Mutex<BTreeMap<String, Arc<dyn CostHook>>>,
     /// Hosts whose woken readers cost CPU ([`SimNet::set_wake_cpu`]).
@@ -189,7 +189,7 @@ impl SimNet {
         Ok(SimNet {
             shared: Arc::new(Shared {
                 fabric: Mutex::new(Fabric::new(config)),
-                epoch: crate::epoch::Epoch::now(),
+                epoch: disk_model::clock::Epoch::now(),
                 loopback_cpus: Mutex::new(BTreeMap::new()),
                 wake_cpus: Mutex::new(BTreeMap::new()),
             }),
