@@ -121,6 +121,9 @@ pub struct Appended {
     pub new_batch_created: bool,
     /// Growth of the batch's estimated size (for the sticky partitioner).
     pub appended_bytes: usize,
+    /// [`append`] had to wait for buffer memory (`buffer.memory` was full): the appending thread
+    /// was parked and woken by a completion.
+    pub waited_for_memory: bool,
 }
 
 /// Result of [`RecordAccumulator::try_append`].
@@ -398,6 +401,7 @@ impl<T> RecordAccumulator<T> {
             batch_is_full,
             new_batch_created: false,
             appended_bytes,
+            waited_for_memory: false,
         }))
     }
 
@@ -481,6 +485,7 @@ impl<T> RecordAccumulator<T> {
             batch_is_full,
             new_batch_created: true,
             appended_bytes,
+            waited_for_memory: false,
         })
     }
 
@@ -886,7 +891,12 @@ pub async fn append<T>(
             TryAppend::NeedsBuffer { size, thunk } => (size, thunk, a.pool.clone()),
         }
     };
-    let buffer = pool.allocate(size, max_block).await?;
+    let (buffer, waited_for_memory) = match pool.try_allocate(size)? {
+        Some(buffer) => (buffer, false),
+        None => (pool.allocate(size, max_block).await?, true),
+    };
     let mut a = lock();
-    a.append_with_buffer(tp, record, thunk, buffer, size, now_ms())
+    let mut done = a.append_with_buffer(tp, record, thunk, buffer, size, now_ms())?;
+    done.waited_for_memory = waited_for_memory;
+    Ok(done)
 }

@@ -22,7 +22,7 @@ use bytes::Bytes;
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{InitProducerIdRequest, ProduceRequest, ProducerId, TopicName};
 use kafka_protocol::protocol::StrBytes;
-use net_model::Network;
+use net_model::{Network, Work};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use records::Header;
@@ -191,6 +191,10 @@ struct Shared {
     record_retries: AtomicU64,
     /// Per error name: partition batches a Produce attempt failed with (see [`Producer::error_counts`]).
     errors: Mutex<BTreeMap<&'static str, u64>>,
+    /// Records (and their key and value bytes) appended since the appending thread last paid
+    /// for its work ([`Shared::pay_for_appends`]).
+    unpaid_append_records: AtomicU64,
+    unpaid_append_bytes: AtomicU64,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -206,6 +210,17 @@ pub fn wall_clock_ms() -> i64 {
 }
 
 impl Shared {
+    /// Charges the appending thread's CPU (`Work::ClientAppendRecords`, `ClientAppendBytes`)
+    /// for the records appended since the last charge: once a batch, when one fills or a new
+    /// one opens, so the simulator's cost stays per batch, not per record.
+    async fn pay_for_appends(&self) {
+        let records = self.unpaid_append_records.swap(0, Ordering::Relaxed);
+        let bytes = self.unpaid_append_bytes.swap(0, Ordering::Relaxed);
+        let cost = &self.cluster.config().cost;
+        cost.spend(Work::ClientAppendRecords, records).await;
+        cost.spend(Work::ClientAppendBytes, bytes).await;
+    }
+
     fn now_ms(&self) -> u64 {
         self.start.elapsed().as_millis() as u64
     }
@@ -327,6 +342,8 @@ impl Producer {
             finishing: AtomicUsize::new(0),
             record_retries: AtomicU64::new(0),
             errors: Mutex::new(BTreeMap::new()),
+            unpaid_append_records: AtomicU64::new(0),
+            unpaid_append_bytes: AtomicU64::new(0),
         });
         let handle = tokio::spawn(run_sender(Arc::clone(&shared)));
         Self { shared, sender: Mutex::new(Some(handle)) }
@@ -399,6 +416,8 @@ impl Producer {
             value: record.value.as_deref(),
             headers: &record.headers,
         };
+        let record_bytes =
+            (rec.key.map_or(0, <[u8]>::len) + rec.value.map_or(0, <[u8]>::len)) as u64;
         let thunk = Thunk { cb: callback, timestamp };
         let remaining = deadline.map_or(max_block, |d| d.saturating_duration_since(Instant::now()));
         let appended = append(&sh.acc, &tp, rec, thunk, remaining, || sh.now_ms()).await?;
@@ -409,8 +428,15 @@ impl Producer {
                 appended.appended_bytes,
             );
         }
+        sh.unpaid_append_records.fetch_add(1, Ordering::Relaxed);
+        sh.unpaid_append_bytes.fetch_add(record_bytes, Ordering::Relaxed);
+        if appended.waited_for_memory {
+            // The appending thread was parked on `buffer.memory` and woken by a completion.
+            sh.cluster.config().cost.spend(Work::Wakeup, 0).await;
+        }
         if appended.batch_is_full || appended.new_batch_created {
             sh.wake.notify_one();
+            sh.pay_for_appends().await;
         }
         if appended.batch_is_full {
             // Cooperative: on a single-threaded runtime (and in the simulator) a tight send loop

@@ -312,7 +312,10 @@ async fn append_waits_for_memory_released_by_completion() {
     let v = vec![1u8; 10];
     let rec = RecordRef { timestamp: 0, key: None, value: Some(&v), headers: &[] };
     for (i, p) in [0, 1].into_iter().enumerate() {
-        client::append(&a, &tp(p), rec, i as u64, Duration::from_millis(10), || 0).await.unwrap();
+        let done = client::append(&a, &tp(p), rec, i as u64, Duration::from_millis(10), || 0)
+            .await
+            .unwrap();
+        assert!(!done.waited_for_memory, "memory was free: no wait");
     }
     assert_eq!(pool.available_memory(), 0);
     let err =
@@ -336,6 +339,7 @@ async fn append_waits_for_memory_released_by_completion() {
     }
     let appended = waiter.await.unwrap().unwrap();
     assert!(appended.new_batch_created);
+    assert!(appended.waited_for_memory, "it waited for the completion's memory");
 }
 
 #[derive(Debug, Clone)]

@@ -86,9 +86,17 @@ pub enum Work {
     Records,
     /// A client's fixed per-request work (encode, syscalls), charged with the frame size.
     ClientRequest,
-    /// A client's per-record work (encoding a record into its batch): `bytes` is the number of
-    /// records.
+    /// A client's per-record work in its sender (draining, completing and calling back each
+    /// record of a batch): `bytes` is the number of records.
     ClientRecords,
+    /// The per-record part of a producer's appending thread (the application's `send`:
+    /// partitioning, encoding the record into its batch): `bytes` is the number of records
+    /// ([`CpuProfile::client_append`]'s `per_op_ns` each). Charged by the appending task, apart
+    /// from the sender's [`Work::ClientRecords`]: the two run on different threads.
+    ClientAppendRecords,
+    /// The per-byte part of the appending thread's work over the records' key and value bytes
+    /// ([`CpuProfile::client_append`]'s `per_byte_ps`).
+    ClientAppendBytes,
     /// The kernel copying `bytes` between two processes of one machine over loopback, one side
     /// of it (the sender's copy into the socket, or the receiver's copy out of it). Charged by
     /// the simulated network on hosts that share one machine (`clients_share_host`), where
@@ -261,7 +269,8 @@ impl Threads {
 /// | request overhead | 19.7 µs per Produce request + 464 ps/B (fit of the real broker's CPU time over requests, bytes and records by `cargo simulate calibrate`, 2026-12-03; the first, two-term fit gave 21.9 µs + 756 ps/B; 20.2 µs on 2026-12-04, `profiles/this-machine.json`) | 20 µs |
 /// | per record, broker (`record`) | 109 ns (calibrate's fit, 2026-12-03, this machine; 115 ns on 2026-12-04) | 0: not charged unless a profile measures it |
 /// | client request (`client_request`) | 26 µs + 560 ps/B (calibrate's fit of perf's CPU, 2026-12-03; 34 µs on 2026-12-04) | 20 µs, the broker's default |
-/// | per record, client (`client_record`) | 844 ns (the same fit; 694 ns on 2026-12-04; 492-845 ns in nine calibrations on 2026-12-05, 510 in `profiles/this-machine.json`: each calibration's five runs fall in a ~500 or a ~800 ns mode, the slow one after the host took back the VM's free memory) | 0, as for the broker |
+/// | per record, client (`client_record`) | 844 ns (the same fit; 694 ns on 2026-12-04; 492-845 ns in twelve calibrations on 2026-12-05, 512 in `profiles/this-machine.json`, of which 309 the appending thread's (`client_append`) and 203 the sender's: each calibration's five runs fall in a ~500 or a ~800 ns mode, the slow one after the host took back the VM's free memory) | 0, as for the broker |
+/// | a producer's appending thread (`client_append`) | 303-311 ns a record + 289-497 ps/B (calibrate's fit of the CPU time of perf's thread that calls `send`, `getrusage(RUSAGE_THREAD)`, three calibrations on 2026-12-05; taken out of `client_record` and `client_request`'s per byte, which the sender charges; per thread in a real 100 B run: the `send` thread 67-89 % of a core, perf's two workers 31-33 % each) | 0: the per-record work is all the sender's |
 /// | loopback, one side (`loopback`) | 122-126 ps/B (calibrate: one stream's sending and receiving thread CPU per byte, 2026-12-03) | 125 ps/B |
 /// | a Fetch long-poll pass (`fetch_pass`) | 21.4 µs (calibrate's `wakeup_cpu_ns`, 2026-12-04: the CPU time two threads spend per wake-up of one another on this VM, 17.7-21.9; a hand fit from validate's 3-node rows gave 19.6 µs on 2026-12-03) | 0: in the request's cost unless a profile measures it |
 /// | threads of a process (`threads`) | this repository's broker: one per core (tokio's default runtime); `perf`: 2 | 0: no limit |
@@ -284,8 +293,15 @@ pub struct CpuProfile {
     pub record: Cost,
     /// Client per-request cost ([`Work::ClientRequest`]).
     pub client_request: Cost,
-    /// Client per-record cost ([`Work::ClientRecords`]): `per_byte_ps` is picoseconds per record.
+    /// Client per-record cost in the sender ([`Work::ClientRecords`]): `per_byte_ps` is
+    /// picoseconds per record.
     pub client_record: Cost,
+    /// A producer's appending thread: `per_op_ns` per record appended
+    /// ([`Work::ClientAppendRecords`]) and `per_byte_ps` per byte of its key and value
+    /// ([`Work::ClientAppendBytes`]). 0 (the default): the client's per-record work is all in
+    /// `client_record`, charged by the sender.
+    #[serde(default = "Cost::zero", skip_serializing_if = "Cost::is_zero")]
+    pub client_append: Cost,
     /// One side of a loopback copy ([`Work::Loopback`]), per call and per byte.
     pub loopback: Cost,
     /// One pass of the broker's Fetch long poll ([`Work::FetchPass`]), per pass.
@@ -333,6 +349,7 @@ impl Default for CpuProfile {
             record: Cost::new(0, 0),
             client_request: Cost::new(20_000, 0),
             client_record: Cost::new(0, 0),
+            client_append: Cost::new(0, 0),
             // Charged only where clients share the host; see the table above.
             loopback: Cost::new(0, 125),
             // Not measured for a broker-class machine: a pass is in the request's cost.
@@ -360,6 +377,7 @@ impl CpuProfile {
         self.record.validate("record")?;
         self.client_request.validate("client_request")?;
         self.client_record.validate("client_record")?;
+        self.client_append.validate("client_append")?;
         self.loopback.validate("loopback")?;
         self.fetch_pass.validate("fetch_pass")?;
         self.wakeup_cpu.validate("wakeup_cpu")?;
@@ -403,6 +421,8 @@ impl CpuProfile {
             Work::Records => self.record.ns(bytes),
             Work::ClientRequest => self.client_request.ns(bytes),
             Work::ClientRecords => self.client_record.ns(bytes),
+            Work::ClientAppendRecords => self.client_append.per_op_ns.saturating_mul(bytes),
+            Work::ClientAppendBytes => Cost::new(0, self.client_append.per_byte_ps).ns(bytes),
             Work::Loopback => self.loopback.ns(bytes),
             Work::FetchPass => self.fetch_pass.ns(bytes),
             Work::Woken => self.wakeup_cpu.ns(bytes),
@@ -679,9 +699,13 @@ mod tests {
             client_request: Cost::new(7_000, 10),
             client_record: Cost::new(0, 400_000),
             loopback: Cost::new(0, 900),
+            client_append: Cost::new(300, 250),
             ..CpuProfile::default()
         };
         assert_eq!(q.cost_ns(Work::Records, 4), 1_000);
+        assert_eq!(q.cost_ns(Work::ClientAppendRecords, 4), 1_200, "300 ns a record, no call term");
+        assert_eq!(q.cost_ns(Work::ClientAppendBytes, 4_000), 1_000, "250 ps a byte");
+        assert_eq!(CpuProfile::default().cost_ns(Work::ClientAppendRecords, 9), 0, "unmeasured");
         assert_eq!(q.cost_ns(Work::ClientRequest, 100), 7_001);
         assert_eq!(q.cost_ns(Work::Request, 100), 20_000, "the broker's request is apart");
         assert_eq!(q.cost_ns(Work::ClientRecords, 4), 1_600);

@@ -347,3 +347,73 @@ fn a_paced_twin_sends_in_bursts_as_perf_does() {
     // Both offer the rate: within a tenth of each other.
     assert!((acked(&p) / acked(&s) - 1.0).abs() < 0.1, "{} vs {}", acked(&p), acked(&s));
 }
+
+/// The producer's appending thread (perf's thread that calls `send`) is charged apart from its
+/// sender (`cpu.client_append`: `Work::ClientAppendRecords` and `ClientAppendBytes` in the
+/// appending task, the rest of the per-record work in the sender's `ClientRecords`): the two
+/// run on different threads, as in the real client, so at 100 B — where the per-record work is
+/// most of the client's — the twin gets further than with all of it in the sender, for the same
+/// CPU a record. Red if the appending task's charges are dropped (no `ClientAppendRecords`) or
+/// made in the sender (no gain).
+#[test]
+fn the_appending_thread_is_charged_apart_from_the_sender() {
+    let w = plan()
+        .into_iter()
+        .find(|w| {
+            w.rate_records_s.is_none()
+                && w.brokers == 1
+                && w.record_bytes == 100
+                && w.compression == "none"
+        })
+        .expect("a 100 B closed-loop workload");
+    let mut split = sim::validate::scenario(&w, "this-machine");
+    split["duration_s"] = json!(1);
+    let profile: Value = serde_json::from_str(
+        &std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../profiles/this-machine.json"
+        ))
+        .expect("the shipped profile"),
+    )
+    .expect("JSON");
+    let cpu = &profile["cpu"];
+    let append_ns = cpu["client_append"]["per_op_ns"].as_u64().unwrap_or(0);
+    let append_ps = cpu["client_append"]["per_byte_ps"].as_u64().unwrap_or(0);
+    assert!(append_ns > 0, "the shipped profile measures the appending thread: {cpu}");
+    // The same costs, all in the sender: the appending thread's per record into client_record,
+    // its per byte into client_request's.
+    let mut folded = split.clone();
+    folded["cluster"]["host"]["cpu"] = json!({
+        "client_append": {"per_op_ns": 0, "per_byte_ps": 0},
+        "client_record": {"per_op_ns": 0,
+            "per_byte_ps": cpu["client_record"]["per_byte_ps"].as_u64().unwrap_or(0) + append_ns * 1_000},
+        "client_request": {"per_op_ns": cpu["client_request"]["per_op_ns"],
+            "per_byte_ps": cpu["client_request"]["per_byte_ps"].as_u64().unwrap_or(0) + append_ps},
+    });
+    let (s, f) = (simulate(&split, "split"), simulate(&folded, "folded"));
+    let work = |s: &Value, k: &str, f: &str| {
+        s["cpu"]["shared-host"]["per_work"][k][f].as_u64().unwrap_or(0) as f64
+    };
+    let (appended, sent) =
+        (work(&s, "ClientAppendRecords", "bytes"), work(&s, "ClientRecords", "bytes"));
+    // Every record is charged once to each; the appending task pays when a batch fills or a new
+    // one opens, so the last batch's records may be unpaid.
+    assert!(appended <= sent && appended + 1_000.0 >= sent, "{appended} appended, {sent} sent");
+    assert_eq!(work(&s, "ClientAppendBytes", "bytes"), 100.0 * appended, "100 B each");
+    assert_eq!(work(&f, "ClientAppendRecords", "busy_ns"), 0.0, "folded: all in the sender");
+    // The same client CPU a record either way ...
+    let client_ns = |s: &Value| {
+        ["ClientAppendRecords", "ClientAppendBytes", "ClientRecords", "ClientRequest"]
+            .iter()
+            .map(|k| work(s, k, "busy_ns"))
+            .sum::<f64>()
+            / work(s, "ClientRecords", "bytes").max(1.0)
+    };
+    let (cs, cf) = (client_ns(&s), client_ns(&f));
+    assert!((cs / cf - 1.0).abs() < 0.05, "client ns a record: split {cs:.0}, folded {cf:.0}");
+    // ... but in parallel: further in the same time.
+    let mb_s = |s: &Value| {
+        s["throughput"]["achieved"]["produce_bytes_per_s"].as_f64().unwrap_or(0.0) / 1e6
+    };
+    assert!(mb_s(&s) > 1.2 * mb_s(&f), "split {:.1} MB/s, folded {:.1}", mb_s(&s), mb_s(&f));
+}

@@ -145,9 +145,20 @@ impl Calibration {
                 (Some(ns), Some(ps)) => Cost::new(ns, ps),
                 _ => d.request,
             };
+        // perf's appending thread (the one that calls `send`), fitted apart: its per-record and
+        // per-byte terms are charged by the twin's appending task (`client_append`) and taken
+        // out of the whole process's, which the sender charges. Its per-batch term stays in
+        // the sender's per-request cost (one batch a request in the fits' workloads).
+        let client_append = match (ns(names::APPEND_RECORD_NS), ns(names::APPEND_BYTE_PS)) {
+            (Some(ns), Some(ps)) => Cost::new(ns, ps),
+            _ => d.client_append,
+        };
         let client_request = match (
             ns(names::CLIENT_REQUEST_NS),
-            per_byte(names::CLIENT_BYTE_PS, &[crc32c, loopback]),
+            per_byte(
+                names::CLIENT_BYTE_PS,
+                &[crc32c, loopback, Cost::new(0, client_append.per_byte_ps)],
+            ),
         ) {
             (Some(ns), Some(ps)) => Cost::new(ns, ps),
             _ => d.client_request,
@@ -156,6 +167,9 @@ impl Calibration {
         let per_record = |name: &str, default: Cost| {
             self.median(name).map_or(default, |v| Cost::new(0, (v * 1e3).round().max(0.0) as u64))
         };
+        let mut client_record = per_record(names::CLIENT_RECORD_NS, d.client_record);
+        client_record.per_byte_ps =
+            client_record.per_byte_ps.saturating_sub(client_append.per_op_ns * 1_000);
         CpuProfile {
             cores: self.cores.max(1),
             request,
@@ -167,7 +181,8 @@ impl Calibration {
             zstd: codec("zstd", d.zstd),
             record: per_record(names::RECORD_NS, d.record),
             client_request,
-            client_record: per_record(names::CLIENT_RECORD_NS, d.client_record),
+            client_record,
+            client_append,
             loopback,
             // A pass after the first is a parked long poll woken by an append or a high
             // watermark move: its CPU is the wake-up's (the pass's own work is a few map
@@ -300,8 +315,9 @@ impl Calibration {
         s.insert("cpu.client_request".into(), m("the same fit of perf's CPU seconds (getrusage RUSAGE_CHILDREN); per_byte_ps = the fitted per-byte cost minus crc32c and one loopback side"));
         s.insert(
             "cpu.client_record".into(),
-            m("the perf fit's per-record term (per_byte_ps = picoseconds per record)"),
+            m("the perf fit's per-record term minus cpu.client_append's (per_byte_ps = picoseconds per record): the sender's share"),
         );
+        s.insert("cpu.client_append".into(), m("the same fit of the CPU time of perf's thread that calls send (its summary's app_thread_cpu_s, getrusage RUSAGE_THREAD): per_op_ns = its per-record term, per_byte_ps = its per-byte term (also taken out of cpu.client_request's per_byte_ps); its per-batch term stays in cpu.client_request"));
         s.insert("cpu.loopback".into(), m("mean of the sending and the receiving thread's CPU time per byte of one loopback stream (256 MiB in 1 MiB writes): one side's kernel copy, charged once by the sender and once for the receiver"));
         s.insert("cpu.wakeup_ns".into(), m("measurements.wakeup_ns (median half round trip between two threads over rendezvous channels), charged as latency by the simulated network to every read that finds its reader parked"));
         s.insert("cpu.fetch_pass".into(), m("per_op_ns = measurements.wakeup_cpu_ns (median CPU time of the process per wake-up of two threads over rendezvous channels): a Fetch long-poll pass is woken by an append or a high-watermark move, and its cost is the wake-up's; the hand fit of profiles/this-machine.json from validate's 3-node rows (19.6 µs) agreed within its spread"));
@@ -373,6 +389,9 @@ pub fn example() -> Calibration {
     put(names::CLIENT_REQUEST_NS, 10_000.0, "ns");
     put(names::CLIENT_BYTE_PS, 700.0, "ps/B");
     put(names::CLIENT_RECORD_NS, 500.0, "ns");
+    put(names::APPEND_RECORD_NS, 200.0, "ns");
+    put(names::APPEND_BYTE_PS, 100.0, "ps/B");
+    put(names::APPEND_REQUEST_NS, 4_000.0, "ns");
     put(names::LOOPBACK_SEND_PS, 200.0, "ps/B");
     put(names::LOOPBACK_RECV_PS, 300.0, "ps/B");
     put(&names::codec("lz4", "compress", "mb_s"), 500.0, "MB/s");
@@ -399,8 +418,13 @@ mod tests {
         assert_eq!(cpu.loopback, Cost::new(0, 250));
         assert_eq!(cpu.request, Cost::new(30_000, 1_000 - 100 - 125 - 250));
         assert_eq!(cpu.record, Cost::new(0, 300_000), "300 ns a record");
-        assert_eq!(cpu.client_request, Cost::new(10_000, 700 - 125 - 250));
-        assert_eq!(cpu.client_record, Cost::new(0, 500_000));
+        assert_eq!(
+            cpu.client_request,
+            Cost::new(10_000, 700 - 125 - 250 - 100),
+            "the appending thread's per byte is charged apart; its per batch stays here"
+        );
+        assert_eq!(cpu.client_record, Cost::new(0, 300_000), "the sender's share of 500 ns");
+        assert_eq!(cpu.client_append, Cost::new(200, 100), "the appending thread's fit");
         assert_eq!(cpu.threads, net_model::Threads { broker: 2, client: 2 }, "from the code");
         assert_eq!(cpu.fetch_pass, Cost::new(6_000, 0), "the measured wake-up's CPU");
         assert_eq!(cpu.wakeup_cpu, Cost::new(6_000, 0), "the same, for a woken reader");
