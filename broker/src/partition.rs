@@ -21,9 +21,11 @@
 //!   (deleting it), never held while taking one.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use tokio::sync::{oneshot, Mutex, MutexGuard};
+
+use kafka_types::Topic;
 
 use crate::log::{Log, TopicPartition};
 use crate::producer_state::ProducerStates;
@@ -101,27 +103,47 @@ impl Partition {
 }
 
 /// Every partition this broker has a log of, by name (ordered: iteration order reaches traces).
+/// Kept by topic, then partition: a lookup compares the topic name once per topic on its path,
+/// not once per partition (a broker of a 1,500-partition topic holds hundreds of replicas of one
+/// name, and the names a request carries are its own copies, so every comparison reads bytes).
 #[derive(Debug, Default)]
 pub struct Partitions {
-    map: RwLock<BTreeMap<TopicPartition, Arc<Partition>>>,
+    map: RwLock<ByTopic>,
 }
 
+type ByTopic = BTreeMap<Topic, BTreeMap<i32, Arc<Partition>>>;
+
 impl Partitions {
+    fn read(&self) -> RwLockReadGuard<'_, ByTopic> {
+        self.map.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn write(&self) -> RwLockWriteGuard<'_, ByTopic> {
+        self.map.write().unwrap_or_else(|p| p.into_inner())
+    }
+
     pub fn get(&self, tp: &TopicPartition) -> Option<Arc<Partition>> {
-        self.map.read().unwrap_or_else(|p| p.into_inner()).get(tp).cloned()
+        self.read().get(&tp.topic)?.get(&tp.partition).cloned()
     }
 
     pub fn insert(&self, p: Arc<Partition>) {
-        self.map.write().unwrap_or_else(|p| p.into_inner()).insert(p.tp.clone(), p);
+        let mut m = self.write();
+        m.entry(p.tp.topic.clone()).or_default().insert(p.tp.partition, p);
     }
 
     pub fn remove(&self, tp: &TopicPartition) -> Option<Arc<Partition>> {
-        self.map.write().unwrap_or_else(|p| p.into_inner()).remove(tp)
+        let mut m = self.write();
+        let parts = m.get_mut(&tp.topic)?;
+        let removed = parts.remove(&tp.partition);
+        if parts.is_empty() {
+            m.remove(&tp.topic);
+        }
+        removed
     }
 
     /// Every handle, in name order (a snapshot: the map lock is released on return).
     pub fn all(&self) -> Vec<Arc<Partition>> {
-        self.map.read().unwrap_or_else(|p| p.into_inner()).values().cloned().collect()
+        self.read().values().flat_map(BTreeMap::values).cloned().collect()
     }
 
     /// `tp`'s handle with its data locked, if it has an open log.
@@ -133,8 +155,8 @@ impl Partitions {
 
     /// Removes every handle (shutdown).
     pub fn take_all(&self) -> Vec<Arc<Partition>> {
-        let mut m = self.map.write().unwrap_or_else(|p| p.into_inner());
-        std::mem::take(&mut *m).into_values().collect()
+        let mut m = self.write();
+        std::mem::take(&mut *m).into_values().flat_map(BTreeMap::into_values).collect()
     }
 }
 
