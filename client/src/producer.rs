@@ -509,6 +509,8 @@ impl Producer {
         let sh = &self.shared;
         lock(&sh.acc).begin_flush();
         sh.wake.notify_one();
+        // The appending thread's work for the records of the batch still open.
+        sh.pay_for_appends().await;
         loop {
             let notified = sh.progress.notified();
             tokio::pin!(notified);

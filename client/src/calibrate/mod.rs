@@ -312,7 +312,7 @@ impl Calibration {
             "cpu.record".into(),
             m("the same fit's per-record term (per_byte_ps = picoseconds per record)"),
         );
-        s.insert("cpu.client_request".into(), m("the same fit of perf's CPU seconds (getrusage RUSAGE_CHILDREN); per_byte_ps = the fitted per-byte cost minus crc32c and one loopback side"));
+        s.insert("cpu.client_request".into(), m("the same fit of perf's CPU seconds (getrusage RUSAGE_CHILDREN); per_byte_ps = the fitted per-byte cost minus crc32c, one loopback side and cpu.client_append's per byte (the appending thread's, charged apart)"));
         s.insert(
             "cpu.client_record".into(),
             m("the perf fit's per-record term minus cpu.client_append's (per_byte_ps = picoseconds per record): the sender's share"),
