@@ -893,7 +893,7 @@ pub async fn append<T>(
     };
     let (buffer, waited_for_memory) = match pool.try_allocate(size)? {
         Some(buffer) => (buffer, false),
-        None => (pool.allocate(size, max_block).await?, true),
+        None => (pool.wait_allocate(size, max_block).await?, true),
     };
     let mut a = lock();
     let mut done = a.append_with_buffer(tp, record, thunk, buffer, size, now_ms())?;

@@ -162,6 +162,17 @@ impl BufferPool {
         if let Some(b) = self.try_allocate(size)? {
             return Ok(b);
         }
+        self.wait_allocate(size, max_block).await
+    }
+
+    /// The waiting half of [`allocate`](Self::allocate), for a caller whose
+    /// [`try_allocate`](Self::try_allocate) found no memory: queues, and waits up to
+    /// `max_block` for its turn and the memory.
+    pub async fn wait_allocate(
+        &self,
+        size: usize,
+        max_block: Duration,
+    ) -> Result<BytesMut, PoolError> {
         let deadline = tokio::time::Instant::now() + max_block;
         let ticket = {
             let mut st = self.lock();

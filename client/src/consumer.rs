@@ -30,6 +30,7 @@ use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
 use kafka_protocol::messages::{BrokerId, FetchRequest, ListOffsetsRequest, TopicName};
 use kafka_protocol::protocol::StrBytes;
+use kafka_types::Topic;
 use net_model::Network;
 use records::{decode_batch, decode_batch_unverified_crc, BatchHeader, Header, LENGTH_FIELD_END};
 use thiserror::Error;
@@ -295,7 +296,8 @@ impl ConsumerConfig {
 /// A record as returned by [`Consumer::poll`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConsumerRecord {
-    pub topic: Arc<str>,
+    /// Shared by every record of a fetch's partition (one allocation).
+    pub topic: Topic,
     pub partition: i32,
     pub offset: i64,
     pub timestamp: i64,
@@ -1438,9 +1440,9 @@ async fn fetch(
     }
     let mut out = Vec::new();
     for t in resp.responses {
-        let topic: Arc<str> = Arc::from(t.topic.as_str());
+        let topic = Topic::from(t.topic.as_str());
         for p in t.partitions {
-            let tp = TopicPartition::new(topic.to_string(), p.partition_index);
+            let tp = TopicPartition::new(topic.clone(), p.partition_index);
             let Some(&(_, fetch_offset)) = parts.iter().find(|(q, _)| *q == tp) else {
                 continue;
             };
@@ -1493,7 +1495,7 @@ const RESERVE_RECORDS_MAX: usize = 4096;
 /// records from `fetch_offset` on, control batches skipped. Returns the records, the offset after
 /// the last whole batch read, and the reason decoding stopped early, if it did.
 pub fn decode_records(
-    topic: &Arc<str>,
+    topic: &Topic,
     partition: i32,
     data: Bytes,
     fetch_offset: i64,
@@ -1545,7 +1547,7 @@ pub fn decode_records(
                 continue;
             }
             out.push(ConsumerRecord {
-                topic: Arc::clone(topic),
+                topic: topic.clone(),
                 partition,
                 offset: r.offset,
                 timestamp: r.timestamp,

@@ -590,11 +590,10 @@ impl ClientConsumer {
                 ));
                 continue;
             };
-            // A fetch's records share their topic's name (one allocation): no bytes to compare
-            // (`Arc<str>`'s `==` compares bytes even for one allocation).
+            // A fetch's records share their topic's name (one allocation), and `Topic`'s
+            // equality compares no bytes for clones.
             let same = |(f, _): &&mut (&client::ConsumerRecord, _)| {
-                f.partition == r.partition
-                    && (Arc::ptr_eq(&f.topic, &r.topic) || f.topic == r.topic)
+                f.partition == r.partition && f.topic == r.topic
             };
             match runs.iter_mut().rev().find(same) {
                 Some((_, recs)) => recs.push(r.offset, id),
