@@ -62,7 +62,14 @@ impl Outcome {
 pub struct Broker {
     pub config: BrokerConfig,
     pub(crate) storage: Arc<dyn Storage>,
+    /// The first data directory: the topic registry, the metadata log and the replication
+    /// checkpoint live here (`roots[0]`).
     pub(crate) root: PathBuf,
+    /// Every data directory (`log.dirs`, in order; several: JBOD), paths inside `storage`.
+    pub(crate) roots: Vec<PathBuf>,
+    /// Partition logs in each data directory: where the next one goes (`log::manager::place`).
+    /// Changed only under `topic_admin` or by partition creation and deletion.
+    dir_logs: std::sync::Mutex<Vec<usize>>,
     advertised: RwLock<(String, i32)>,
     /// The topic registry. Held only briefly: never while a topic's partition files are
     /// created; never taken while holding a partition's data lock.
@@ -75,9 +82,10 @@ pub struct Broker {
     pub(crate) dynamic_configs_seen: std::sync::Mutex<crate::api::dynamic_configs::BrokerConfigs>,
     /// Every partition here, by name (lock rules: `crate::partition`).
     pub(crate) partitions: Arc<Partitions>,
-    /// The data directory's checkpoint files; held only by checkpoint writers (the periodic
-    /// task, the cleaner, topic deletion, shutdown), never with a partition's data lock.
-    pub(crate) dir: Mutex<DataDir>,
+    /// The data directories' checkpoint files (in `roots` order); held only by checkpoint
+    /// writers (the periodic task, the cleaner, topic deletion, shutdown), never with a
+    /// partition's data lock.
+    pub(crate) dirs: Mutex<Vec<DataDir>>,
     /// Set by [`Broker::shutdown`]: every log is flushed and closed.
     closed: AtomicBool,
     /// Woken after every append (long-polling fetches wait on it).
@@ -101,8 +109,8 @@ pub struct Broker {
         std::sync::OnceLock<tokio::sync::watch::Receiver<crate::controller::node::NodeStatus>>,
     /// Whether the logs were shut down cleanly before this open (`.kafka_cleanshutdown`).
     opened_clean: bool,
-    /// The data directory as DescribeLogDirs names it (set by `broker serve`).
-    pub(crate) log_dir_label: std::sync::OnceLock<String>,
+    /// The data directories as DescribeLogDirs names them (set by `broker serve`).
+    pub(crate) log_dir_labels: std::sync::OnceLock<Vec<String>>,
     /// Retired partition directories (`…-delete`) and when they may be removed (ms), in order.
     pub(crate) retired: std::sync::Mutex<Vec<(i64, PathBuf)>>,
 }
@@ -118,6 +126,18 @@ impl Broker {
         storage: Arc<dyn Storage>,
         root: &Path,
     ) -> Result<Self, BrokerError> {
+        Self::open_dirs(config, storage, &[root.to_path_buf()]).await
+    }
+
+    /// [`Broker::open`] of several data directories (`log.dirs`: JBOD), paths inside
+    /// `storage`; the first holds the topic registry.
+    pub async fn open_dirs(
+        config: BrokerConfig,
+        storage: Arc<dyn Storage>,
+        roots: &[PathBuf],
+    ) -> Result<Self, BrokerError> {
+        crate::log::manager::check_roots(roots)?;
+        let root = roots[0].as_path();
         // Every log file opens on use and closes when idle, within one broker-wide bound.
         let storage: Arc<dyn Storage> = Arc::new(crate::log::file_cache::CachedStorage::new(
             storage,
@@ -137,7 +157,8 @@ impl Broker {
         };
         let now = now_ms();
         let (mut logs, reports) =
-            LogManager::open(storage.clone(), root, config.log.clone(), &config_for, now).await?;
+            LogManager::open_dirs(storage.clone(), roots, config.log.clone(), &config_for, now)
+                .await?;
         let recovered = reports.values().filter(|r| r.segments_recovered > 0).count();
         let opened_clean = logs.was_clean();
         tracing::info!(
@@ -172,8 +193,12 @@ impl Broker {
             registry.store(storage.as_ref(), root).await?;
         }
         let partitions = Arc::new(Partitions::default());
-        let (dir, logs) = logs.into_parts();
+        let (dirs, logs) = logs.into_parts();
+        let mut dir_logs = vec![0; roots.len()];
         for (tp, log) in logs {
+            if let Some(i) = crate::log::manager::dir_index(roots, log.dir()) {
+                dir_logs[i] += 1;
+            }
             // Idempotent-producer state is rebuilt from the tail of each log, so a producer
             // retrying across a restart still gets its duplicates recognised.
             let mut producers = ProducerStates::default();
@@ -187,12 +212,14 @@ impl Broker {
             config,
             storage,
             root: root.to_path_buf(),
+            roots: roots.to_vec(),
+            dir_logs: std::sync::Mutex::new(dir_logs),
             registry: Mutex::new(registry),
             topic_admin: Mutex::new(()),
             dynamic_configs_seen: std::sync::Mutex::new(Default::default()),
             replicas: Arc::new(crate::replica::Replicas::new(partitions.clone())),
             partitions,
-            dir: Mutex::new(dir),
+            dirs: Mutex::new(dirs),
             closed: AtomicBool::new(false),
             appended: Arc::new(Notify::new()),
             metrics: Metrics::default(),
@@ -203,7 +230,7 @@ impl Broker {
             cluster: std::sync::OnceLock::new(),
             controller_status: std::sync::OnceLock::new(),
             opened_clean,
-            log_dir_label: std::sync::OnceLock::new(),
+            log_dir_labels: std::sync::OnceLock::new(),
             retired: std::sync::Mutex::new(retired.into_iter().map(|d| (now, d)).collect()),
         })
     }
@@ -555,8 +582,11 @@ impl Broker {
         topic_id: [u8; 16],
     ) -> Result<(), LogError> {
         if self.partitions.get(&tp).is_none() {
-            let log = crate::log::manager::create_log(&self.storage, &self.root, &tp, config, now)
-                .await?;
+            let i = crate::log::manager::place(&self.dir_logs());
+            let log =
+                crate::log::manager::create_log(&self.storage, &self.roots[i], &tp, config, now)
+                    .await?;
+            self.dir_logs_add(i, 1);
             crate::log::partition_metadata::write(self.storage.as_ref(), log.dir(), &topic_id)
                 .await?;
             self.partitions.insert(Partition::new(tp, log, ProducerStates::default()));
@@ -620,9 +650,11 @@ impl Broker {
             job.finish(&mut data.log);
             drop(data);
             let points = self.log_points().await;
-            let dir = self.dir.lock().await;
+            let dirs = self.dirs.lock().await;
             if !self.is_shut_down() {
-                dir.write_cleaner_checkpoint(&points).await?;
+                for (dir, p) in dirs.iter().zip(&points) {
+                    dir.write_cleaner_checkpoint(p).await?;
+                }
             }
             Ok(true)
         }
@@ -678,25 +710,46 @@ impl Broker {
         Ok(())
     }
 
-    /// What the checkpoint files record of every open log (one data lock at a time).
-    async fn log_points(&self) -> BTreeMap<TopicPartition, LogPoints> {
-        let mut points = BTreeMap::new();
+    /// What each data directory's checkpoint files record of its open logs (in `roots` order;
+    /// one data lock at a time).
+    async fn log_points(&self) -> Vec<BTreeMap<TopicPartition, LogPoints>> {
+        let mut points = vec![BTreeMap::new(); self.roots.len()];
         for p in self.partitions.all() {
             if let Some(data) = p.data().await {
-                points.insert(p.tp.clone(), LogPoints::of(&data.log));
+                let i = self.dir_index_of(data.log.dir());
+                points[i].insert(p.tp.clone(), LogPoints::of(&data.log));
             }
         }
         points
     }
 
-    /// Writes the recovery-point, log-start and cleaner checkpoints.
+    /// The data directory (index into `roots`) holding the partition directory `dir`.
+    pub(crate) fn dir_index_of(&self, dir: &Path) -> usize {
+        crate::log::manager::dir_index(&self.roots, dir)
+            .expect("every log lives in one of the data directories")
+    }
+
+    /// Partition logs in each data directory.
+    fn dir_logs(&self) -> Vec<usize> {
+        self.dir_logs.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    fn dir_logs_add(&self, i: usize, n: isize) {
+        let mut counts = self.dir_logs.lock().unwrap_or_else(|p| p.into_inner());
+        counts[i] = counts[i].checked_add_signed(n).expect("log counts stay non-negative");
+    }
+
+    /// Writes the recovery-point, log-start and cleaner checkpoints of every data directory.
     pub async fn run_checkpoint(&self) -> Result<(), LogError> {
         let points = self.log_points().await;
-        let mut dir = self.dir.lock().await;
+        let mut dirs = self.dirs.lock().await;
         if self.is_shut_down() {
             return Ok(()); // shutdown wrote the final checkpoints
         }
-        dir.checkpoint(&points).await
+        for (dir, p) in dirs.iter_mut().zip(&points) {
+            dir.checkpoint(p).await?;
+        }
+        Ok(())
     }
 
     /// Clean shutdown: flush and close every log, checkpoint, write the clean-shutdown marker.
@@ -704,33 +757,24 @@ impl Broker {
         self.groups.shutdown().await;
         if !self.closed.swap(true, Ordering::SeqCst) {
             let now = now_ms();
-            let mut points = BTreeMap::new();
-            let mut offline = Vec::new();
+            let mut points = vec![BTreeMap::new(); self.roots.len()];
+            let mut offline = vec![Vec::new(); self.roots.len()];
             for p in self.partitions.take_all() {
                 if let Some(mut data) = p.close().await {
+                    let i = self.dir_index_of(data.log.dir());
                     // An offline log (a storage error, e.g. ENOSPC) keeps its last checkpoint;
                     // the others are flushed and shut down as usual.
                     if let Err(e) = data.log.flush(now).await {
                         tracing::error!(partition = %p.tp, error = %e, "offline log not flushed");
-                        offline.push(p.tp.clone());
+                        offline[i].push(p.tp.clone());
                         continue;
                     }
-                    points.insert(p.tp.clone(), LogPoints::of(&data.log));
+                    points[i].insert(p.tp.clone(), LogPoints::of(&data.log));
                 }
             }
-            let mut dir = self.dir.lock().await;
-            // A full or failing disk (ENOSPC) must not turn the shutdown into a failure: the logs
-            // that could be flushed are, and the checkpoints on disk are the previous, complete
-            // ones (each is replaced atomically), from which the next start recovers.
-            if let Err(e) = dir.checkpoint(&points).await {
-                tracing::error!(error = %e, "checkpoints not written at shutdown; no clean-shutdown marker: the next start recovers from the previous checkpoints");
-            } else if offline.is_empty() {
-                dir.write_clean_shutdown_marker().await?;
-                tracing::info!("logs flushed, clean-shutdown marker written");
-            } else {
-                // The marker would let the next start trust every log; an offline one must be
-                // recovered (its tail validated), so none is written.
-                tracing::warn!(offline = offline.len(), partitions = ?offline, "logs flushed except offline ones; no clean-shutdown marker: the next start recovers from the checkpoints");
+            let mut dirs = self.dirs.lock().await;
+            for (i, dir) in dirs.iter_mut().enumerate() {
+                shut_down_dir(dir, &points[i], &offline[i]).await?;
             }
         }
         self.appended.notify_waiters();
@@ -754,7 +798,9 @@ impl Broker {
         self.replicas.forget_checkpoint(tp);
         let Some(data) = part.close().await else { return Ok(()) };
         let dir = data.log.dir().to_path_buf();
-        let retired = self.dir.lock().await.retire_log(tp, &dir, &topic_id).await?;
+        let i = self.dir_index_of(&dir);
+        self.dir_logs_add(i, -1);
+        let retired = self.dirs.lock().await[i].retire_log(tp, &dir, &topic_id).await?;
         tracing::info!(partition = %tp, dir = ?retired, "partition directory retired");
         self.queue_retired(retired);
         Ok(())
@@ -793,4 +839,28 @@ impl Broker {
         }
         (n, bytes)
     }
+}
+
+/// One data directory's part of a clean shutdown: its checkpoints from `points`, then its
+/// marker unless a log in it is `offline`.
+async fn shut_down_dir(
+    dir: &mut DataDir,
+    points: &BTreeMap<TopicPartition, LogPoints>,
+    offline: &[TopicPartition],
+) -> Result<(), LogError> {
+    let root = dir.root().to_path_buf();
+    // A full or failing disk (ENOSPC) must not turn the shutdown into a failure: the logs
+    // that could be flushed are, and the checkpoints on disk are the previous, complete
+    // ones (each is replaced atomically), from which the next start recovers.
+    if let Err(e) = dir.checkpoint(points).await {
+        tracing::error!(dir = ?root, error = %e, "checkpoints not written at shutdown; no clean-shutdown marker: the next start recovers from the previous checkpoints");
+    } else if offline.is_empty() {
+        dir.write_clean_shutdown_marker().await?;
+        tracing::info!(dir = ?root, "logs flushed, clean-shutdown marker written");
+    } else {
+        // The marker would let the next start trust every log; an offline one must be
+        // recovered (its tail validated), so none is written.
+        tracing::warn!(dir = ?root, offline = offline.len(), partitions = ?offline, "logs flushed except offline ones; no clean-shutdown marker: the next start recovers from the checkpoints");
+    }
+    Ok(())
 }

@@ -179,10 +179,30 @@ mod real {
         admin_listen: Option<String>,
     }
 
+    /// The storage the broker keeps its data directories in, and their paths inside it: one
+    /// directory is the storage's root; several (JBOD) are mounts `log-dir-0`, `log-dir-1`, …
+    /// of one [`MountStorage`], each its own locked directory.
+    fn data_storage(dirs: &[PathBuf]) -> Result<(Arc<dyn Storage>, Vec<PathBuf>), String> {
+        let open = |d: &PathBuf| -> Result<Arc<dyn Storage>, String> {
+            let s =
+                OsStorage::new_locked(d).map_err(|e| format!("data dir {}: {e}", d.display()))?;
+            Ok(Arc::new(s))
+        };
+        if let [one] = dirs {
+            return Ok((open(one)?, vec![PathBuf::new()]));
+        }
+        let mut mounts = Vec::with_capacity(dirs.len());
+        for (i, d) in dirs.iter().enumerate() {
+            mounts.push((format!("log-dir-{i}"), open(d)?));
+        }
+        let roots = mounts.iter().map(|(n, _)| PathBuf::from(n)).collect();
+        Ok((Arc::new(broker::log::mounts::MountStorage::new(mounts)), roots))
+    }
+
     async fn serve(serve: Serve, extra: Extra) -> Result<(), String> {
         let signals = signals()?;
         let Extra { metrics_listen, fault_plan, admin_listen } = extra;
-        let Serve { config: mut cfg, listen, data_dir, advertised, notes } = serve;
+        let Serve { config: mut cfg, listen, data_dir, more_data_dirs, advertised, notes } = serve;
         match disk_model::raise_fd_limit() {
             // Log files get half the descriptors (unless set); the rest is for connections.
             Ok(fds) => {
@@ -199,10 +219,9 @@ mod real {
             Err(e) => tracing::warn!(error = %e, "could not read the open-file limit"),
         }
         cfg.log_start(&notes);
-        let storage: Arc<dyn Storage> = Arc::new(
-            OsStorage::new_locked(&data_dir)
-                .map_err(|e| format!("data dir {}: {e}", data_dir.display()))?,
-        );
+        let all_dirs: Vec<PathBuf> =
+            std::iter::once(data_dir.clone()).chain(more_data_dirs.iter().cloned()).collect();
+        let (storage, roots) = data_storage(&all_dirs)?;
         let net: Arc<dyn Network> = Arc::new(TcpNetwork::new(cfg.fetch_zero_copy));
         // Real mode: the OS seeds the election timeouts and incarnations.
         let seed = std::time::SystemTime::now()
@@ -212,12 +231,16 @@ mod real {
             ^ u64::from(std::process::id());
         let node_id = cfg.node_id;
         let mut opts = NodeOptions::new(cfg, storage, net, &listen, seed);
+        opts.data_dir = roots[0].clone();
+        opts.more_data_dirs = roots[1..].to_vec();
         opts.metrics_listen = metrics_listen;
         opts.advertised = advertised;
         opts.serve_when_unfenced = true;
         let node = node::start(opts).await.map_err(|e| e.to_string())?;
-        let abs = std::fs::canonicalize(&data_dir).unwrap_or_else(|_| data_dir.clone());
-        node.broker.set_log_dir_label(&abs.display().to_string());
+        let labels = all_dirs
+            .iter()
+            .map(|d| std::fs::canonicalize(d).unwrap_or_else(|_| d.clone()).display().to_string());
+        node.broker.set_log_dir_labels(labels.collect());
         if let Some(plan) = &fault_plan {
             let ids = node.broker.faults.install_plan(plan, broker::now_ms().max(0) as u64)?;
             println!("loglab fault plan: {} rule(s) installed", ids.len());
@@ -243,7 +266,7 @@ mod real {
         println!(
             "loglab broker listening on {} (node.id {node_id}, advertised {ahost}:{aport}, data dir {})",
             node.bound,
-            data_dir.display()
+            all_dirs.iter().map(|d| d.display().to_string()).collect::<Vec<_>>().join(",")
         );
         use std::io::Write;
         let _ = std::io::stdout().flush();

@@ -42,6 +42,8 @@ pub struct NodeOptions {
     pub storage: Arc<dyn Storage>,
     /// The data directory inside `storage` (Kafka's `log.dirs` entry; "" for its root).
     pub data_dir: PathBuf,
+    /// More data directories inside `storage` (the rest of `log.dirs`: JBOD), in order.
+    pub more_data_dirs: Vec<PathBuf>,
     /// The transport: the listener is bound on it, and combined mode talks through it.
     pub net: Arc<dyn Network>,
     /// `host:port` to listen on (port 0: any free port).
@@ -85,6 +87,7 @@ impl NodeOptions {
             config,
             storage,
             data_dir: PathBuf::new(),
+            more_data_dirs: Vec::new(),
             net,
             listen: listen.to_string(),
             advertised: None,
@@ -95,6 +98,11 @@ impl NodeOptions {
             after_open: None,
         }
     }
+}
+
+/// Every data directory, the first first.
+fn roots(first: PathBuf, more: Vec<PathBuf>) -> Vec<PathBuf> {
+    std::iter::once(first).chain(more).collect()
 }
 
 /// A running node. Dropping it leaves its tasks running; [`NodeHandle::shutdown`] stops them
@@ -182,6 +190,7 @@ pub async fn start_inline(opts: NodeOptions) -> Result<(NodeHandle, BoxFuture), 
         config,
         storage,
         data_dir,
+        more_data_dirs,
         net,
         listen,
         advertised,
@@ -195,7 +204,9 @@ pub async fn start_inline(opts: NodeOptions) -> Result<(NodeHandle, BoxFuture), 
         tracing::warn!(node = config.node_id, key = sw.key, "safeguard off: {}", sw.reproduces);
     }
     let broker = Arc::new(
-        Broker::open(config.clone(), storage.clone(), &data_dir).await.map_err(NodeError::Open)?,
+        Broker::open_dirs(config.clone(), storage.clone(), &roots(data_dir, more_data_dirs))
+            .await
+            .map_err(NodeError::Open)?,
     );
     broker.faults.reseed(seed);
     if let Some(hook) = cost {

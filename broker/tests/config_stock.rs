@@ -108,6 +108,17 @@ fn wildcard_listener_without_advertised_gets_the_host_name() {
 }
 
 #[test]
+fn several_log_dirs_are_kept_in_order_and_data_dir_overrides_them() {
+    let s = serve("log.dirs=/a, /b,/c\n", &ServeFlags::default()).unwrap();
+    assert_eq!(s.data_dir, PathBuf::from("/a"));
+    assert_eq!(s.more_data_dirs, [PathBuf::from("/b"), PathBuf::from("/c")]);
+    let flags = ServeFlags { data_dir: Some("/only".into()), ..ServeFlags::default() };
+    let s = serve("log.dirs=/a,/b\n", &flags).unwrap();
+    assert_eq!((s.data_dir, s.more_data_dirs), (PathBuf::from("/only"), vec![]));
+    assert!(s.notes.iter().any(|n| n.contains("overrides log.dirs (/a,/b)")), "{:?}", s.notes);
+}
+
+#[test]
 fn retention_units_follow_kafkas_precedence_not_the_order() {
     let s = serve(
         "log.retention.ms=1000\nlog.retention.hours=1\nlog.roll.ms=7\nlog.roll.hours=2\n",
@@ -148,7 +159,7 @@ fn what_cannot_be_honoured_is_refused_naming_the_key() {
         ),
         (with("inter.broker.listener.name", "INTERNAL"), "inter.broker.listener.name"),
         (with("advertised.listeners", "PLAINTEXT://0.0.0.0:9092"), "advertised.listeners"),
-        (with("log.dirs", "/a,/b"), "log.dirs"),
+        (with("log.dirs", "/a,/b,/a"), "log.dirs"),
         (with(bootstrap, "h1:9093,h2:9093"), bootstrap),
         (with(bootstrap, "localhost:9999"), bootstrap),
         (with("process.roles", "broker"), bootstrap),

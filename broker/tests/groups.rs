@@ -857,7 +857,7 @@ mod both_worlds {
     fn sim_disk(seed: u64) -> Arc<dyn Storage> {
         let page_cache = PageCacheConfig { capacity_bytes: 1 << 20, ..PageCacheConfig::default() };
         Arc::new(SimDisk::new(
-            SimDiskConfig { device: DeviceProfile::nvme(), page_cache, seed },
+            SimDiskConfig { device: DeviceProfile::nvme(), page_cache, seed, mounts: Vec::new() },
             Clock::runtime(),
         ))
     }

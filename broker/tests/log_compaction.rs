@@ -406,7 +406,7 @@ proptest! {
         seed in any::<u64>(),
     ) {
         let page_cache = PageCacheConfig { capacity_bytes: 64 * 4096, ..PageCacheConfig::default() };
-        let disk = SimDisk::new(SimDiskConfig { device: DeviceProfile::nvme(), page_cache, seed }, Clock::manual());
+        let disk = SimDisk::new(SimDiskConfig { device: DeviceProfile::nvme(), page_cache, seed, mounts: Vec::new() }, Clock::manual());
         let storage: Arc<dyn Storage> = Arc::new(disk.clone());
         support::block_on(seed, run_ops(storage, Some(disk.clone()), config(segment_bytes, index_interval_bytes), ops));
         disk.check_invariants();
@@ -572,7 +572,7 @@ async fn append_round(
 async fn crash_during_clean(seed: u64, crash_after: i64, power_loss: bool) -> bool {
     let page_cache = PageCacheConfig { capacity_bytes: 256 * 4096, ..PageCacheConfig::default() };
     let disk = SimDisk::new(
-        SimDiskConfig { device: DeviceProfile::nvme(), page_cache, seed },
+        SimDiskConfig { device: DeviceProfile::nvme(), page_cache, seed, mounts: Vec::new() },
         Clock::manual(),
     );
     disk.set_torn_writes(true);
@@ -792,6 +792,7 @@ mod in_process {
                 device: DeviceProfile::nvme(),
                 page_cache: PageCacheConfig::default(),
                 seed: 5,
+                mounts: Vec::new(),
             },
             Clock::manual(),
         );

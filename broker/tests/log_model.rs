@@ -291,7 +291,7 @@ proptest! {
     ) {
         let device = if hdd { DeviceProfile::hdd_7200() } else { DeviceProfile::nvme() };
         let page_cache = PageCacheConfig { capacity_bytes: 64 * 4096, ..PageCacheConfig::default() };
-        let disk = SimDisk::new(SimDiskConfig { device, page_cache, seed }, Clock::manual());
+        let disk = SimDisk::new(SimDiskConfig { device, page_cache, seed, mounts: Vec::new() }, Clock::manual());
         disk.set_torn_writes(true);
         let storage: Arc<dyn Storage> = Arc::new(disk.clone());
         let config = LogConfig { flush_messages, ..small_config(segment_bytes, index_interval_bytes, retention_bytes) };

@@ -16,7 +16,10 @@ use records::BatchHeader;
 
 fn disk(seed: u64, clock: Clock) -> SimDisk {
     let page_cache = PageCacheConfig { capacity_bytes: 1 << 20, ..PageCacheConfig::default() };
-    SimDisk::new(SimDiskConfig { device: DeviceProfile::hdd_7200(), page_cache, seed }, clock)
+    SimDisk::new(
+        SimDiskConfig { device: DeviceProfile::hdd_7200(), page_cache, seed, mounts: Vec::new() },
+        clock,
+    )
 }
 
 async fn append(log: &mut Log, i: u64) -> i64 {

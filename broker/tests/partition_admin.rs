@@ -32,7 +32,7 @@ const GROUP_SUBSCRIBED_TO_TOPIC: i16 = 86;
 fn sim_disk(seed: u64) -> Arc<dyn Storage> {
     let page_cache = PageCacheConfig { capacity_bytes: 4 << 20, ..PageCacheConfig::default() };
     Arc::new(SimDisk::new(
-        SimDiskConfig { device: DeviceProfile::nvme(), page_cache, seed },
+        SimDiskConfig { device: DeviceProfile::nvme(), page_cache, seed, mounts: Vec::new() },
         Clock::runtime(),
     ))
 }

@@ -28,7 +28,7 @@ fn run<F: Future>(f: F) -> F::Output {
 
 fn disk_with(device: DeviceProfile, cache_bytes: u64, seed: u64) -> SimDisk {
     let page_cache = PageCacheConfig { capacity_bytes: cache_bytes, ..PageCacheConfig::default() };
-    SimDisk::new(SimDiskConfig { device, page_cache, seed }, Clock::manual())
+    SimDisk::new(SimDiskConfig { device, page_cache, seed, mounts: Vec::new() }, Clock::manual())
 }
 
 fn now(d: &SimDisk) -> u64 {

@@ -41,6 +41,7 @@ fn disk(cache_bytes: u64, seed: u64) -> SimDisk {
                 ..PageCacheConfig::default()
             },
             seed,
+            mounts: Vec::new(),
         },
         Clock::manual(),
     )

@@ -107,7 +107,10 @@ fn check_file(f: &FileRef, m: &Model) {
 
 fn run_ops(profile: DeviceProfile, cache_bytes: u64, seed: u64, ops: &[Op]) {
     let page_cache = PageCacheConfig { capacity_bytes: cache_bytes, ..PageCacheConfig::default() };
-    let d = SimDisk::new(SimDiskConfig { device: profile, page_cache, seed }, Clock::manual());
+    let d = SimDisk::new(
+        SimDiskConfig { device: profile, page_cache, seed, mounts: Vec::new() },
+        Clock::manual(),
+    );
     d.set_torn_writes(true);
     run(d.create_dir_all(Path::new("p-0"))).expect("mkdir");
     run(d.sync_dir(Path::new(""))).expect("sync root");

@@ -8,7 +8,7 @@
 //! disk decides what survives (`crash_process` keeps the page cache, `power_loss` does not);
 //! restarting it re-runs the broker's start: open the data directory, recover, serve.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -22,6 +22,12 @@ use crate::trace::Tracer;
 
 /// The data directory inside the disk (Kafka's `log.dirs`).
 pub const DATA_DIR: &str = "kafka-logs";
+
+/// `log.dirs` on a host with `disks` disks (JBOD): [`DATA_DIR`] on the first, `kafka-logs-<i>`
+/// mounted on disk `i` (each its own device behind the host's one page cache).
+pub fn data_dirs(disks: u32) -> Vec<PathBuf> {
+    (0..disks.max(1)).map(|i| Host::data_path_on(i, None)).collect()
+}
 
 /// The host the workloads (and the run's supervisor) connect from in network runs.
 pub const CLIENT_HOST: &str = "client";
@@ -297,7 +303,9 @@ impl Host {
             &self.addr(),
             seed,
         );
-        opts.data_dir = PathBuf::from(DATA_DIR);
+        let mut dirs = data_dirs(self.disk.devices());
+        opts.data_dir = dirs.remove(0);
+        opts.more_data_dirs = dirs;
         opts.advertised = Some((name.clone(), i32::from(BROKER_PORT)));
         opts.cost = n.process_cpu.clone().map(|cpu| Arc::new(cpu) as Arc<dyn net_model::CostHook>);
         let me = self.clone();
@@ -385,9 +393,18 @@ impl Host {
 
     /// A path inside the data directory (for scoping disk faults).
     pub fn data_path(sub: Option<&str>) -> PathBuf {
+        Self::data_path_on(0, sub)
+    }
+
+    /// A path inside the data directory on disk `disk` (JBOD: `data_dirs`' entry `disk`).
+    pub fn data_path_on(disk: u32, sub: Option<&str>) -> PathBuf {
+        let dir = match disk {
+            0 => PathBuf::from(DATA_DIR),
+            d => PathBuf::from(format!("{DATA_DIR}-{d}")),
+        };
         match sub {
-            Some(s) => Path::new(DATA_DIR).join(s),
-            None => PathBuf::from(DATA_DIR),
+            Some(s) => dir.join(s),
+            None => dir,
         }
     }
 }

@@ -144,8 +144,8 @@ pub struct UtilizationInput<'a> {
 }
 
 /// `summary.json`'s `utilization`: each resource of each host, busy share inside the window
-/// (`cpu:HOST` over its cores, `nic_out:HOST` / `nic_in:HOST` serializing, `disk:BROKER` with an
-/// IO in service, as iostat's %util).
+/// (`cpu:HOST` over its cores, `nic_out:HOST` / `nic_in:HOST` serializing, `disk:BROKER` and with
+/// JBOD `disk:BROKER/i` (its disk `i`) with an IO in service, as iostat's %util).
 pub fn utilization(u: &UtilizationInput) -> Value {
     let (from, to) = u.window_ns;
     let mut res = serde_json::Map::new();
@@ -173,7 +173,7 @@ pub fn utilization(u: &UtilizationInput) -> Value {
     json!({
         "window_s": [from as f64 / 1e9, to as f64 / 1e9],
         "resources": res,
-        "what": "busy share of each resource inside the throughput window: cpu:HOST busy core-time / (cores x window), nic_out:HOST and nic_in:HOST time serializing / window, disk:BROKER time with an IO in service / window (iostat's %util)",
+        "what": "busy share of each resource inside the throughput window: cpu:HOST busy core-time / (cores x window), nic_out:HOST and nic_in:HOST time serializing / window, disk:BROKER (disk:BROKER/i: its disk i, JBOD) time with an IO in service / window (iostat's %util)",
     })
 }
 

@@ -220,7 +220,7 @@ fn faults_of(
         NemesisKind::SlowDisk => {
             let factor = spec.slow_disk_factor;
             let what = format!("slow_disk x{factor}");
-            vec![fault(at, FaultAction::SlowDisk { factor }, Some(dur), &what)]
+            vec![fault(at, FaultAction::SlowDisk { factor, disk: None }, Some(dur), &what)]
         }
         NemesisKind::SlowNic => {
             let bps = spec.slow_nic_bps;
@@ -232,6 +232,7 @@ fn faults_of(
                 probability: 1.0,
                 times: None,
                 path: None,
+                disk: None,
             };
             vec![fault(at, action, Some(dur), "disk_error write"), restart(end + 1)]
         }

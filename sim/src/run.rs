@@ -319,17 +319,20 @@ fn final_cpu(cpus: &[(String, net_model::SimCpu)], end_ns: u64) -> Value {
 
 /// `utilization` in `summary.json`: every resource inside the throughput window (the whole run
 /// when there is none).
-fn utilization(raw: &RawRun, throughput: &Value, brokers: u32) -> Value {
+fn utilization(raw: &RawRun, throughput: &Value, brokers: u32, disks_per_broker: u32) -> Value {
     let w = &throughput["window_s"];
     let ns = |v: &Value| v.as_f64().map(|s| (s * 1e9) as u64);
     let window_ns = match (ns(&w[0]), ns(&w[1])) {
         (Some(a), Some(b)) if b > a => (a, b),
         _ => (0, raw.end_ns),
     };
+    let each = |i: u32| (0..disks_per_broker).map(move |d| (i, d));
     let disks = (0..brokers.max(1))
-        .map(|i| {
-            let name = format!("broker-{i}");
-            let io = if i == 0 { Some(raw.io.clone()) } else { raw.other_io.get(&name).cloned() };
+        .flat_map(each)
+        .map(|(i, d)| {
+            let name = crate::sampler::disk_name(&format!("broker-{i}"), d);
+            let first = i == 0 && d == 0;
+            let io = if first { Some(raw.io.clone()) } else { raw.other_io.get(&name).cloned() };
             (name, io.unwrap_or_default())
         })
         .collect();
@@ -382,7 +385,7 @@ pub fn conclude(
         "throughput": fig.summary_throughput,
         "latency": fig.summary_latency,
         "page_cache": fig.summary_page_cache,
-        "utilization": utilization(&raw, &fig.summary_throughput, sc.brokers),
+        "utilization": utilization(&raw, &fig.summary_throughput, sc.brokers, sc.host.disks),
         "disk": raw.final_disk,
         "network": raw.final_network,
         "cpu": raw.final_cpu,

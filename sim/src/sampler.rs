@@ -23,12 +23,23 @@ pub use crate::metrics::{CpuSamples, NicSamples};
 /// Period of the cluster observer (leaders' HWs, partition states).
 const OBSERVE_NS: u64 = 250_000_000;
 
+/// A disk's name in `utilization` (`disk:NAME`): its host's, then `/<i>` for a host's disk `i`
+/// beyond the first (JBOD).
+pub fn disk_name(host: &str, device: u32) -> String {
+    match device {
+        0 => host.to_string(),
+        d => format!("{host}/{d}"),
+    }
+}
+
 /// The series a run's sampler collected.
 #[derive(Default)]
 pub struct Series {
     pub samples: Vec<DiskSample>,
+    /// The first broker's first disk's IO service intervals.
     pub io: Vec<(u64, u64)>,
-    /// The other brokers' disks' IO service intervals, by host name (not traced per IO).
+    /// The other disks' IO service intervals, by [`disk_name`] (the other brokers' are not
+    /// traced per IO).
     pub other_io: BTreeMap<String, Vec<(u64, u64)>>,
     pub nic_samples: NicSamples,
     pub cpu_samples: CpuSamples,
@@ -38,6 +49,8 @@ pub struct Series {
 
 pub struct Sampler {
     disk: SimDisk,
+    /// The first broker host's name.
+    first: String,
     /// The other brokers' disks (their events are traced without the per-IO lines).
     other_disks: Vec<(String, SimDisk)>,
     net: net_model::SimNet,
@@ -59,6 +72,7 @@ impl Sampler {
         let other_disks = world.hosts.iter().skip(1).map(|h| (h.name(), h.disk.clone())).collect();
         Sampler {
             disk: world.hosts[0].disk.clone(),
+            first: world.hosts[0].name(),
             other_disks,
             net: world.net.clone(),
             served: (world.hosts[0].clone(), String::new()),
@@ -142,16 +156,23 @@ impl Sampler {
             miss_pages: st.cache_miss_pages,
         });
         for ev in self.disk.drain_events() {
-            if let DiskEvent::Io { start_ns, done_ns, .. } = &ev {
-                self.series.io.push((*start_ns, *done_ns));
+            match &ev {
+                DiskEvent::Io { start_ns, done_ns, device: 0, .. } => {
+                    self.series.io.push((*start_ns, *done_ns));
+                }
+                DiskEvent::Io { start_ns, done_ns, device, .. } => {
+                    let io = self.series.other_io.entry(disk_name(&self.first, *device));
+                    io.or_default().push((*start_ns, *done_ns));
+                }
+                _ => {}
             }
             self.line.clear();
             self.trace_json(now, "disk", &ev);
         }
         for (name, d) in &self.other_disks {
             for ev in d.drain_events() {
-                if let DiskEvent::Io { start_ns, done_ns, .. } = &ev {
-                    let io = self.series.other_io.entry(name.clone()).or_default();
+                if let DiskEvent::Io { start_ns, done_ns, device, .. } = &ev {
+                    let io = self.series.other_io.entry(disk_name(name, *device)).or_default();
                     io.push((*start_ns, *done_ns));
                     continue;
                 }

@@ -118,7 +118,7 @@ pub struct HostSpec {
     /// Clients share the brokers' machine (network mode with a CPU model): one core pool for
     /// every broker and client host, as when everything runs on one machine's loopback.
     pub clients_share_host: bool,
-    /// Disks per broker (always 1: JBOD over `log.dirs` is not modeled yet).
+    /// Disks per broker (JBOD: `log.dirs` has one directory on each, sharing the page cache).
     pub disks: u32,
     /// The host profile the settings came from (`name (shipped)` or its path), if any.
     pub profile: Option<String>,

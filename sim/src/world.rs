@@ -269,19 +269,23 @@ async fn disk_for(sc: &Scenario, seed: u64, i: u32, tracer: &Tracer) -> SimDisk 
     let disk_seed = if i == 0 { seed } else { seed ^ HOST_SALT ^ u64::from(i) };
     let mut cfg = SimDiskConfig::new(sc.host.device.clone(), disk_seed);
     cfg.page_cache = sc.host.page_cache.clone();
+    let dirs = crate::host::data_dirs(sc.host.disks);
+    // JBOD: every data directory but the first is a disk of its own.
+    cfg.mounts = dirs[1..].to_vec();
     let disk = SimDisk::new(cfg, Clock::Runtime(tracer.epoch()));
     disk.set_torn_writes(sc.host.torn_writes);
     disk.set_space_limit_bytes(sc.host.disk_bytes);
-    let dir = std::path::Path::new(crate::host::DATA_DIR);
-    let r = async {
-        disk.create_dir_all(dir).await?;
-        disk.sync_dir(std::path::Path::new("")).await
+    for dir in &dirs {
+        let r = async {
+            disk.create_dir_all(dir).await?;
+            disk.sync_dir(std::path::Path::new("")).await
+        }
+        .await;
+        let outcome = r.map(|_| "ok".to_string()).unwrap_or_else(|e| e.to_string());
+        // broker-0's line carries no host name (as before clusters existed).
+        let who = if i == 0 { String::new() } else { format!("broker-{i} ") };
+        tracer.event("provisioned", &format!("{who}{} {outcome}", dir.display()));
     }
-    .await;
-    let outcome = r.map(|_| "ok".to_string()).unwrap_or_else(|e| e.to_string());
-    // broker-0's line carries no host name (as before clusters existed).
-    let who = if i == 0 { String::new() } else { format!("broker-{i} ") };
-    tracer.event("provisioned", &format!("{who}{} {outcome}", crate::host::DATA_DIR));
     disk
 }
 

@@ -1,5 +1,5 @@
-//! DescribeLogDirs v1-4: this broker's one log dir (`log.dirs` has one entry here) with the size
-//! of each of its partitions' logs; no reassignment between dirs, so offset lag 0 and no future
+//! DescribeLogDirs v1-4: each of this broker's log dirs (`log.dirs`, in order) with the size of
+//! each of its partitions' logs; no reassignment between dirs, so offset lag 0 and no future
 //! replicas. Total and usable bytes are unknown (-1).
 
 use kafka_protocol::messages::describe_log_dirs_request::DescribeLogDirsRequest;
@@ -29,7 +29,8 @@ impl Broker {
             });
         let mut parts: Vec<_> = self.partitions.all();
         parts.sort_by(|a, b| a.tp.cmp(&b.tp));
-        let mut topics: Vec<DescribeLogDirsTopic> = Vec::new();
+        let labels = self.log_dir_labels();
+        let mut dirs: Vec<Vec<DescribeLogDirsTopic>> = vec![Vec::new(); labels.len()];
         for p in parts {
             if wanted.as_ref().is_some_and(|w| !w.contains(&p.tp)) {
                 continue;
@@ -40,7 +41,9 @@ impl Broker {
             dp.partition_size = i64::try_from(data.log.size_bytes()).unwrap_or(i64::MAX);
             dp.offset_lag = 0;
             dp.is_future_key = false;
+            let i = self.dir_index_of(data.log.dir());
             drop(data);
+            let topics = &mut dirs[i];
             match topics.last_mut() {
                 Some(t) if t.name.0.as_str() == p.tp.topic() => t.partitions.push(dp),
                 _ => {
@@ -51,14 +54,16 @@ impl Broker {
                 }
             }
         }
-        let mut dir = DescribeLogDirsResult::default();
-        dir.error_code = error_code::NONE;
-        dir.log_dir = sb(&self.log_dir_label());
-        dir.topics = topics;
-        dir.total_bytes = -1;
-        dir.usable_bytes = -1;
         let mut resp = DescribeLogDirsResponse::default();
-        resp.results.push(dir);
+        for (label, topics) in labels.iter().zip(dirs) {
+            let mut dir = DescribeLogDirsResult::default();
+            dir.error_code = error_code::NONE;
+            dir.log_dir = sb(label);
+            dir.topics = topics;
+            dir.total_bytes = -1;
+            dir.usable_bytes = -1;
+            resp.results.push(dir);
+        }
         let frame =
             protocol::encode_response(ApiKey::DescribeLogDirs, v, req.correlation_id, &resp)
                 .map_err(|why| RequestError::BadBody { api: "DescribeLogDirs", version: v, why })?;
@@ -67,17 +72,23 @@ impl Broker {
 }
 
 impl Broker {
-    /// Names the data directory for DescribeLogDirs (once; `broker serve` passes its path).
-    pub fn set_log_dir_label(&self, label: &str) {
-        let _ = self.log_dir_label.set(label.to_string());
+    /// Names the data directories for DescribeLogDirs, in `log.dirs` order (once; `broker
+    /// serve` passes their paths). Ignored unless there is one label per directory.
+    pub fn set_log_dir_labels(&self, labels: Vec<String>) {
+        if labels.len() == self.roots.len() {
+            let _ = self.log_dir_labels.set(labels);
+        }
     }
 
-    /// The data directory's name: the label set, else its path inside the storage.
-    pub(crate) fn log_dir_label(&self) -> String {
-        match self.log_dir_label.get() {
-            Some(l) => l.clone(),
-            None if self.root.as_os_str().is_empty() => "/".to_string(),
-            None => self.root.display().to_string(),
+    /// The data directories' names: the labels set, else their paths inside the storage.
+    pub(crate) fn log_dir_labels(&self) -> Vec<String> {
+        if let Some(l) = self.log_dir_labels.get() {
+            return l.clone();
         }
+        let name = |r: &std::path::PathBuf| match r.as_os_str().is_empty() {
+            true => "/".to_string(),
+            false => r.display().to_string(),
+        };
+        self.roots.iter().map(name).collect()
     }
 }

@@ -108,7 +108,8 @@ impl Broker {
             if self.is_shut_down() {
                 break;
             }
-            match self.dir.lock().await.remove_retired(d).await {
+            let i = crate::log::manager::dir_index(&self.roots, d).unwrap_or(0);
+            match self.dirs.lock().await[i].remove_retired(d).await {
                 Ok(()) => tracing::info!(dir = ?d, "retired partition directory removed"),
                 Err(e) => {
                     tracing::warn!(dir = ?d, error = %e, "removing a retired directory failed")

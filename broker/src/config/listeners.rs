@@ -58,8 +58,8 @@ pub struct NetSettings {
 pub struct Endpoints {
     /// The client listener of `listeners` (the one entry not named by `controller.listener.names`).
     pub listener: Option<Listener>,
-    /// `log.dirs`, else `log.dir`.
-    pub data_dir: Option<PathBuf>,
+    /// `log.dirs` (in order; several: JBOD), else `log.dir`.
+    pub data_dirs: Option<Vec<PathBuf>>,
 }
 
 fn bad(key: &str, value: &str, why: &str) -> ConfigError {
@@ -237,7 +237,7 @@ impl BrokerConfig {
         self.resolve_quorum()?;
         Ok(Endpoints {
             listener: clients.first().map(|l| (*l).clone()),
-            data_dir: self.data_dir()?,
+            data_dirs: self.data_dirs()?,
         })
     }
 
@@ -273,25 +273,28 @@ impl BrokerConfig {
         Ok(())
     }
 
-    /// `log.dirs` (else `log.dir`): one directory (several would be JBOD, not supported).
-    fn data_dir(&self) -> Result<Option<PathBuf>, ConfigError> {
+    /// `log.dirs` (else `log.dir`): one directory or several (JBOD), distinct, at most
+    /// `LOG_DIRS_MAX`.
+    fn data_dirs(&self) -> Result<Option<Vec<PathBuf>>, ConfigError> {
         let (key, value) = match (&self.net.log_dirs, &self.net.log_dir) {
             (Some(v), _) => ("log.dirs", v),
             (None, Some(v)) => ("log.dir", v),
             (None, None) => return Ok(None),
         };
-        let dirs = names(value);
-        match dirs.as_slice() {
-            [one] => Ok(Some(PathBuf::from(one))),
-            [] => Err(bad(key, value, "expected a directory")),
-            _ => Err(rejected(
-                key,
-                format!(
-                    "{} directories given; a broker keeps one data directory (no JBOD)",
-                    dirs.len()
-                ),
-            )),
+        let dirs: Vec<PathBuf> = names(value).into_iter().map(PathBuf::from).collect();
+        let max = crate::log::manager::LOG_DIRS_MAX;
+        if dirs.is_empty() {
+            return Err(bad(key, value, "expected a directory"));
         }
+        if dirs.len() > max {
+            return Err(rejected(key, format!("{} directories given; at most {max}", dirs.len())));
+        }
+        for (i, d) in dirs.iter().enumerate() {
+            if dirs[..i].contains(d) {
+                return Err(bad(key, value, &format!("{} is listed twice", d.display())));
+            }
+        }
+        Ok(Some(dirs))
     }
 
     /// `process.roles` needs a quorum; `controller.quorum.bootstrap.servers` with one server

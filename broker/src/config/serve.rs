@@ -29,7 +29,11 @@ pub struct Serve {
     pub config: BrokerConfig,
     /// `host:port` to bind the client listener to.
     pub listen: String,
+    /// The first data directory (`log.dirs`' first entry, or `--data-dir`): the topic registry
+    /// and metadata log live here.
     pub data_dir: PathBuf,
+    /// The other entries of `log.dirs` (JBOD), in order.
+    pub more_data_dirs: Vec<PathBuf>,
     /// What Metadata advertises when `advertised.listeners` does not say: a host with port 0
     /// (the bound port), for a wildcard listener; `None`: the bound address.
     pub advertised: Option<(String, i32)>,
@@ -109,18 +113,22 @@ impl BrokerConfig {
             (None, None) if !cfg.quorum.is_broker() => "127.0.0.1:0".to_string(),
             (None, None) => LISTEN_DEFAULT.to_string(),
         };
-        let data_dir = match (&flags.data_dir, from_config.data_dir) {
+        let (data_dir, more_data_dirs) = match (&flags.data_dir, from_config.data_dirs) {
             (Some(d), Some(file)) => {
+                let file: Vec<String> = file.iter().map(|f| f.display().to_string()).collect();
                 notes.push(format!(
                     "--data-dir {} overrides log.dirs ({})",
                     d.display(),
-                    file.display()
+                    file.join(",")
                 ));
-                d.clone()
+                (d.clone(), Vec::new())
             }
-            (Some(d), None) => d.clone(),
-            (None, Some(file)) => file,
-            (None, None) => PathBuf::from(DATA_DIR_DEFAULT),
+            (Some(d), None) => (d.clone(), Vec::new()),
+            (None, Some(mut file)) => {
+                let first = file.remove(0);
+                (first, file)
+            }
+            (None, None) => (PathBuf::from(DATA_DIR_DEFAULT), Vec::new()),
         };
         let host = listen.rsplit_once(':').map_or("", |(h, _)| h);
         let advertised = if follow.is_some() || cfg.advertised.is_some() || !is_wildcard(host) {
@@ -131,7 +139,7 @@ impl BrokerConfig {
         } else {
             None
         };
-        Ok(Serve { config: cfg, listen, data_dir, advertised, notes })
+        Ok(Serve { config: cfg, listen, data_dir, more_data_dirs, advertised, notes })
     }
 
     /// `--listen` moved the file's client listener from `file_port` to `port`: an advertised

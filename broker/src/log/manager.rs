@@ -1,4 +1,4 @@
-//! The logs of one data directory, laid out as Kafka lays out a `log.dirs` entry:
+//! The logs of a broker's data directories, each laid out as Kafka lays out a `log.dirs` entry:
 //!
 //! ```text
 //! <data-dir>/
@@ -11,6 +11,13 @@
 //!
 //! On start the marker decides whether logs are trusted or recovered; it is deleted at once so a
 //! crash after start is never mistaken for a clean stop.
+//!
+//! Several data directories (JBOD, `log.dirs=/d0,/d1,…`) are paths inside one storage (the
+//! simulator mounts a device at each; `broker serve` routes each to its directory on the host:
+//! `crate::log::mounts`). Each has its own checkpoints and marker and recovers on its own; a new
+//! partition goes to the one holding the fewest logs ([`place`]); a partition found in two is
+//! refused at open. The first directory also holds the topic registry, the controller's metadata
+//! log and the replication-offset checkpoint (Kafka keeps one of those per directory).
 
 use std::collections::BTreeMap;
 use std::io;
@@ -116,6 +123,20 @@ impl LogPoints {
     }
 }
 
+/// Each log's checkpoint points, sorted into the data directory (of `roots`) its partition
+/// directory is in.
+pub fn split_points<'a>(
+    roots: &[PathBuf],
+    logs: impl Iterator<Item = (&'a TopicPartition, &'a Path, LogPoints)>,
+) -> Vec<BTreeMap<TopicPartition, LogPoints>> {
+    let mut out = vec![BTreeMap::new(); roots.len()];
+    for (tp, dir, p) in logs {
+        let i = dir_index(roots, dir).expect("a log lives in one of the data directories");
+        out[i].insert(tp.clone(), p);
+    }
+    out
+}
+
 /// Opens the log of a new partition in the data directory `root`.
 pub async fn create_log(
     storage: &Arc<dyn Storage>,
@@ -131,6 +152,11 @@ pub async fn create_log(
 }
 
 impl DataDir {
+    /// The directory's path inside the storage.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
     /// Deletes a partition's log directory `dir` (its log closed: no more writes to it).
     pub async fn delete_log(&mut self, tp: &TopicPartition, dir: &Path) -> Result<(), LogError> {
         self.storage.remove_dir_all(dir).await?;
@@ -240,14 +266,121 @@ impl DataDir {
     }
 }
 
-/// All partition logs of one data directory.
+/// Data directories a broker may keep (Kafka has no limit; every one is listed, recovered and
+/// checkpointed, and in the simulator each is a device of its own).
+pub const LOG_DIRS_MAX: usize = 64;
+
+/// All partition logs of a broker's data directories (Kafka's `log.dirs`: JBOD), each
+/// partition in exactly one of them.
 #[derive(Debug)]
 pub struct LogManager {
-    dir: DataDir,
+    /// In `log.dirs` order; the first also holds the topic registry and the metadata log.
+    dirs: Vec<DataDir>,
     default_config: LogConfig,
     logs: BTreeMap<TopicPartition, Log>,
-    /// Whether the previous process stopped cleanly (decided once, at open).
+    /// Logs in each directory (where the next new partition goes: [`place`]).
+    counts: Vec<usize>,
+    /// Whether the previous process stopped cleanly in every directory (decided once, at open).
     was_clean: bool,
+}
+
+/// Where a new partition's log goes: the directory holding the fewest logs, the earliest in
+/// `log.dirs` among equals (Kafka's `LogManager.nextLogDirs`).
+pub fn place(counts: &[usize]) -> usize {
+    assert!(!counts.is_empty(), "a broker has at least one data directory");
+    let fewest = counts.iter().min().expect("not empty");
+    counts.iter().position(|c| c == fewest).expect("the minimum is an element")
+}
+
+/// The data directory (an index into `roots`) a partition directory `dir` is in.
+pub fn dir_index(roots: &[PathBuf], dir: &Path) -> Option<usize> {
+    let parent = dir.parent().unwrap_or(Path::new(""));
+    roots.iter().position(|r| r == parent)
+}
+
+/// `log.dirs` as paths inside one storage: at least one, at most [`LOG_DIRS_MAX`], distinct, and
+/// (when several) none empty nor inside another, so a partition directory's parent names its
+/// data directory.
+pub fn check_roots(roots: &[PathBuf]) -> io::Result<()> {
+    let bad = |why: String| Err(io::Error::new(io::ErrorKind::InvalidInput, why));
+    if roots.is_empty() || roots.len() > LOG_DIRS_MAX {
+        return bad(format!("{} data directories; 1..={LOG_DIRS_MAX} allowed", roots.len()));
+    }
+    if roots.len() == 1 {
+        return Ok(());
+    }
+    for (i, a) in roots.iter().enumerate() {
+        if a.as_os_str().is_empty() {
+            return bad("with several data directories, none may be the storage's root".into());
+        }
+        for b in &roots[i + 1..] {
+            if a.starts_with(b) || b.starts_with(a) {
+                return bad(format!("data directories {a:?} and {b:?} overlap"));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// One data directory opened: its files, its logs and whether it was shut down cleanly.
+type OpenedDir = (DataDir, BTreeMap<TopicPartition, (Log, RecoveryReport)>, bool);
+
+async fn open_dir(
+    storage: &Arc<dyn Storage>,
+    root: &Path,
+    config_for: &dyn Fn(&str) -> LogConfig,
+    now_ms: i64,
+) -> Result<OpenedDir, LogError> {
+    if !storage.exists(root).await? {
+        // Durable only once the parent knows it: a power loss must not take the data dir.
+        storage.create_dir_all(root).await?;
+        storage.sync_dir(root.parent().unwrap_or(Path::new(""))).await?;
+    }
+    let marker = root.join(CLEAN_SHUTDOWN_FILE);
+    let was_clean = storage.exists(&marker).await?;
+    let recovery_points = load_offsets(storage.as_ref(), &root.join(RECOVERY_POINT_FILE)).await?;
+    let log_starts = load_offsets(storage.as_ref(), &root.join(LOG_START_FILE)).await?;
+    // Losing it only makes the next clean start from the log start.
+    let cleaner_points =
+        load_offsets(storage.as_ref(), &root.join(CLEANER_CHECKPOINT_FILE)).await?;
+    let mut logs = BTreeMap::new();
+    for entry in storage.list_dir(root).await? {
+        // The controller's metadata log (combined mode) shares the data dir, as in Kafka.
+        if entry.name == crate::controller::raft_log::METADATA_DIR {
+            continue;
+        }
+        let Some(tp) = entry.is_dir.then(|| TopicPartition::parse_dir_name(&entry.name)).flatten()
+        else {
+            continue;
+        };
+        let options = OpenOptions {
+            clean_shutdown: was_clean,
+            recovery_point: recovery_points.get(&tp).copied().unwrap_or(0),
+            log_start_offset: log_starts.get(&tp).copied().unwrap_or(0),
+        };
+        let (mut log, report) = Log::open(
+            storage.clone(),
+            &root.join(&entry.name),
+            config_for(&tp.topic),
+            options,
+            now_ms,
+        )
+        .await?;
+        if let Some(c) = cleaner_points.get(&tp) {
+            log.set_cleaner_checkpoint(*c);
+        }
+        if !report.damage.is_empty() {
+            tracing::warn!(partition = %tp, ?report, "recovered damaged log");
+        }
+        logs.insert(tp, (log, report));
+    }
+    if was_clean {
+        storage.remove_file(&marker).await?;
+        storage.sync_dir(root).await?;
+    }
+    let dir =
+        DataDir { storage: storage.clone(), root: root.to_path_buf(), recovery_points, log_starts };
+    Ok((dir, logs, was_clean))
 }
 
 impl LogManager {
@@ -260,64 +393,54 @@ impl LogManager {
         config_for: &dyn Fn(&str) -> LogConfig,
         now_ms: i64,
     ) -> Result<(Self, BTreeMap<TopicPartition, RecoveryReport>), LogError> {
-        if !storage.exists(root).await? {
-            // Durable only once the parent knows it: a power loss must not take the data dir.
-            storage.create_dir_all(root).await?;
-            storage.sync_dir(root.parent().unwrap_or(Path::new(""))).await?;
-        }
-        let marker = root.join(CLEAN_SHUTDOWN_FILE);
-        let was_clean = storage.exists(&marker).await?;
-        let recovery_points =
-            load_offsets(storage.as_ref(), &root.join(RECOVERY_POINT_FILE)).await?;
-        let log_starts = load_offsets(storage.as_ref(), &root.join(LOG_START_FILE)).await?;
-        // Losing it only makes the next clean start from the log start.
-        let cleaner_points =
-            load_offsets(storage.as_ref(), &root.join(CLEANER_CHECKPOINT_FILE)).await?;
-        let mut logs = BTreeMap::new();
-        let mut reports = BTreeMap::new();
-        for entry in storage.list_dir(root).await? {
-            // The controller's metadata log (combined mode) shares the data dir, as in Kafka.
-            if entry.name == crate::controller::raft_log::METADATA_DIR {
-                continue;
-            }
-            let Some(tp) =
-                entry.is_dir.then(|| TopicPartition::parse_dir_name(&entry.name)).flatten()
-            else {
-                continue;
-            };
-            let options = OpenOptions {
-                clean_shutdown: was_clean,
-                recovery_point: recovery_points.get(&tp).copied().unwrap_or(0),
-                log_start_offset: log_starts.get(&tp).copied().unwrap_or(0),
-            };
-            let (mut log, report) = Log::open(
-                storage.clone(),
-                &root.join(&entry.name),
-                config_for(&tp.topic),
-                options,
-                now_ms,
-            )
-            .await?;
-            if let Some(c) = cleaner_points.get(&tp) {
-                log.set_cleaner_checkpoint(*c);
-            }
-            if !report.damage.is_empty() {
-                tracing::warn!(partition = %tp, ?report, "recovered damaged log");
-            }
-            reports.insert(tp.clone(), report);
-            logs.insert(tp, log);
-        }
-        if was_clean {
-            storage.remove_file(&marker).await?;
-            storage.sync_dir(root).await?;
-        }
-        let dir = DataDir { storage, root: root.to_path_buf(), recovery_points, log_starts };
-        Ok((Self { dir, default_config, logs, was_clean }, reports))
+        Self::open_dirs(storage, &[root.to_path_buf()], default_config, config_for, now_ms).await
     }
 
-    /// The data directory's own files and every log, for a caller that keeps logs apart.
-    pub fn into_parts(self) -> (DataDir, BTreeMap<TopicPartition, Log>) {
-        (self.dir, self.logs)
+    /// [`LogManager::open`] of several data directories (`log.dirs`, in order; see
+    /// [`check_roots`]). A partition found in two of them is refused, as Kafka refuses to start
+    /// ("Duplicate log directories"): which copy is right is the operator's call.
+    pub async fn open_dirs(
+        storage: Arc<dyn Storage>,
+        roots: &[PathBuf],
+        default_config: LogConfig,
+        config_for: &dyn Fn(&str) -> LogConfig,
+        now_ms: i64,
+    ) -> Result<(Self, BTreeMap<TopicPartition, RecoveryReport>), LogError> {
+        check_roots(roots)?;
+        let mut dirs = Vec::with_capacity(roots.len());
+        let mut logs: BTreeMap<TopicPartition, Log> = BTreeMap::new();
+        let mut reports = BTreeMap::new();
+        let mut counts = Vec::with_capacity(roots.len());
+        let mut was_clean = true;
+        for root in roots {
+            let (dir, found, clean) = open_dir(&storage, root, config_for, now_ms).await?;
+            was_clean &= clean;
+            counts.push(found.len());
+            for (tp, (log, report)) in found {
+                if let Some(other) = logs.get(&tp) {
+                    let why = format!(
+                        "partition {tp} is in two data directories ({:?} and {:?})",
+                        other.dir(),
+                        log.dir()
+                    );
+                    return Err(io::Error::new(io::ErrorKind::InvalidData, why).into());
+                }
+                reports.insert(tp.clone(), report);
+                logs.insert(tp, log);
+            }
+            dirs.push(dir);
+        }
+        Ok((Self { dirs, default_config, logs, counts, was_clean }, reports))
+    }
+
+    /// The data directories' own files and every log, for a caller that keeps logs apart.
+    pub fn into_parts(self) -> (Vec<DataDir>, BTreeMap<TopicPartition, Log>) {
+        (self.dirs, self.logs)
+    }
+
+    /// The data directories' paths, in `log.dirs` order.
+    pub fn roots(&self) -> Vec<PathBuf> {
+        self.dirs.iter().map(|d| d.root.clone()).collect()
     }
 
     pub fn was_clean(&self) -> bool {
@@ -352,20 +475,34 @@ impl LogManager {
         now_ms: i64,
     ) -> Result<&mut Log, LogError> {
         if !self.logs.contains_key(&tp) {
-            let log = create_log(&self.dir.storage, &self.dir.root, &tp, config, now_ms).await?;
+            let i = place(&self.counts);
+            let dir = &self.dirs[i];
+            let log = create_log(&dir.storage, &dir.root, &tp, config, now_ms).await?;
+            self.counts[i] += 1;
             self.logs.insert(tp.clone(), log);
         }
         Ok(self.logs.get_mut(&tp).expect("just inserted"))
     }
 
-    /// Retired partition directories waiting for removal ([`DataDir::retired_dirs`]).
+    /// Retired partition directories waiting for removal ([`DataDir::retired_dirs`]), of
+    /// every data directory.
     pub async fn retired_dirs(&self) -> Result<Vec<PathBuf>, LogError> {
-        self.dir.retired_dirs().await
+        let mut out = Vec::new();
+        for d in &self.dirs {
+            out.extend(d.retired_dirs().await?);
+        }
+        Ok(out)
     }
 
     /// The storage the logs live in.
     pub fn storage(&self) -> &Arc<dyn Storage> {
-        &self.dir.storage
+        &self.dirs[0].storage
+    }
+
+    /// The data directory (index) holding `dir`, a partition directory.
+    fn dir_of(&mut self, dir: &Path) -> &mut DataDir {
+        let i = dir_index(&self.roots(), dir).expect("a log lives in one of the data directories");
+        &mut self.dirs[i]
     }
 
     /// Closes a partition's log and retires its directory ([`DataDir::retire_log`]); the
@@ -380,7 +517,10 @@ impl LogManager {
         };
         let dir = log.dir().to_path_buf();
         drop(log);
-        self.dir.retire_log(tp, &dir, unique).await.map(Some)
+        if let Some(i) = dir_index(&self.roots(), &dir) {
+            self.counts[i] -= 1;
+        }
+        self.dir_of(&dir).retire_log(tp, &dir, unique).await.map(Some)
     }
 
     /// Deletes a partition's log and its directory.
@@ -390,32 +530,46 @@ impl LogManager {
         };
         let dir = log.dir().to_path_buf();
         drop(log);
-        self.dir.delete_log(tp, &dir).await?;
+        if let Some(i) = dir_index(&self.roots(), &dir) {
+            self.counts[i] -= 1;
+        }
+        self.dir_of(&dir).delete_log(tp, &dir).await?;
         Ok(true)
     }
 
-    fn points(&self) -> BTreeMap<TopicPartition, LogPoints> {
-        self.logs.iter().map(|(tp, l)| (tp.clone(), LogPoints::of(l))).collect()
+    /// What each data directory's checkpoints record of its logs, in `log.dirs` order.
+    fn points(&self) -> Vec<BTreeMap<TopicPartition, LogPoints>> {
+        split_points(&self.roots(), self.logs.iter().map(|(tp, l)| (tp, l.dir(), LogPoints::of(l))))
     }
 
     /// Writes the recovery-point and log-start checkpoints (Kafka does this periodically).
     pub async fn checkpoint(&mut self) -> Result<(), LogError> {
         let points = self.points();
-        self.dir.checkpoint(&points).await
+        for (dir, p) in self.dirs.iter_mut().zip(&points) {
+            dir.checkpoint(p).await?;
+        }
+        Ok(())
     }
 
     /// Writes `cleaner-offset-checkpoint` (after a clean, and with the other checkpoints).
     pub async fn write_cleaner_checkpoint(&mut self) -> Result<(), LogError> {
-        self.dir.write_cleaner_checkpoint(&self.points()).await
+        let points = self.points();
+        for (dir, p) in self.dirs.iter().zip(&points) {
+            dir.write_cleaner_checkpoint(p).await?;
+        }
+        Ok(())
     }
 
-    /// Clean shutdown: flush every log, checkpoint, then write the marker.
+    /// Clean shutdown: flush every log, checkpoint, then write each directory's marker.
     pub async fn shutdown(mut self, now_ms: i64) -> Result<(), LogError> {
         for log in self.logs.values_mut() {
             log.flush(now_ms).await?;
         }
         self.checkpoint().await?;
-        self.dir.write_clean_shutdown_marker().await
+        for dir in &self.dirs {
+            dir.write_clean_shutdown_marker().await?;
+        }
+        Ok(())
     }
 }
 

@@ -21,6 +21,7 @@ pub mod epoch;
 pub mod file_cache;
 pub mod index;
 pub mod manager;
+pub mod mounts;
 pub mod partition_log;
 pub mod partition_metadata;
 pub mod recompress;

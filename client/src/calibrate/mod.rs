@@ -325,7 +325,7 @@ impl Calibration {
         s.insert("cpu.threads".into(), json!("the code of the processes measured: broker = cores (broker/src/main.rs runs tokio's multi-thread runtime with its default worker count, one per core), client = perf's worker threads (client::perf::WORKER_THREADS, client/src/bin/perf.rs)"));
         s.insert("device".into(), m("read/write_bytes_per_sec = median sequential MB/s (1 MiB IOs, page cache dropped with posix_fadvise, write timed to fdatasync); random_access_ns = median QD1 4 KiB random read minus its transfer; channels = QD8 IOPS / QD1 IOPS (1..=8); flush_ns = median 4 KiB append+fsync minus two random 4 KiB writes (the model's page write and journal commit); sequential_access_ns 0 (the sequential rates include the per-IO cost)"));
         s.insert("device.name".into(), json!("a label"));
-        s.insert("disks".into(), json!("one disk per broker (JBOD is not modeled yet)"));
+        s.insert("disks".into(), json!("one disk per broker here; a scenario's cluster.host.disks sets JBOD (one log.dirs entry per disk, one shared page cache)"));
         s.insert("page_cache".into(), m("half of MemTotal (/proc/meminfo), clamped to 256 MiB..64 GiB: the rest is the processes' and the clients'"));
         for k in [
             "dirty_ratio",

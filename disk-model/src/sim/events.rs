@@ -58,8 +58,12 @@ pub enum DiskEvent {
         /// `None` on success, else the error kind.
         error: Option<String>,
     },
-    /// A device IO covering `pages` pages of `inode` from `first_page` (`inode` 0: the journal).
+    /// A device IO covering `pages` pages of `inode` from `first_page` (`inode` 0: the journal of
+    /// `device`).
     Io {
+        /// The device it went to (0 on a one-device disk, and then not serialized).
+        #[serde(skip_serializing_if = "is_device_0")]
+        device: u32,
         dir: IoDir,
         cause: IoCause,
         inode: u64,
@@ -116,7 +120,14 @@ pub enum DiskEvent {
     SlowFactor {
         factor: u32,
         at_ns: u64,
+        /// The one device slowed; `None`: every device (and then not serialized).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        device: Option<u32>,
     },
+}
+
+fn is_device_0(device: &u32) -> bool {
+    *device == 0
 }
 
 impl DiskEvent {

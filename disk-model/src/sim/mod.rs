@@ -1,5 +1,5 @@
-//! The simulated disk: a block device, a Linux-like page cache and injectable faults behind the
-//! [`Storage`] interface, deterministic in virtual time.
+//! The simulated disk: one or more block devices, a Linux-like page cache and injectable faults
+//! behind the [`Storage`] interface, deterministic in virtual time.
 //!
 //! # What the model promises
 //!
@@ -23,6 +23,24 @@
 //!   of an uncached page reads the page first. Read misses fetch a readahead window
 //!   (`read_ahead_kb`, doubling up to `read_ahead_max_kb` while sequential); a hit on the window's
 //!   marker page starts the next window asynchronously; a hit on a page still being read waits.
+//! - **Several devices (JBOD).** [`SimDiskConfig::mounts`] puts each mount's subtree (a top-level
+//!   directory name; `log.dirs=/d0,/d1` on two disks) on its own device, `i + 1` for mount `i`;
+//!   the root and every other top-level name are on device 0. All devices have the same profile.
+//!   An inode's device is fixed when it is created, by the path it is created at; a rename
+//!   between devices fails with EXDEV and changes nothing, as on Linux. Each device has its own
+//!   channels and bus, its own journal (a file's `sync` commits its device's journal and pays
+//!   its device's `flush_ns`; `sync_dir` commits the directory's device's) and its own flusher
+//!   (one writeback worker per bdi). The page cache stays one: one capacity, one LRU (any file's
+//!   pages evict any other's), one dirty count, so `dirty_ratio` throttles every writer on the
+//!   global dirty + writeback count, and while the global dirty count is over
+//!   `dirty_background_ratio`, *every* device with dirty pages writes back, in parallel, the
+//!   inode of its own oldest dirty page; the periodic wake-ups write back each device's own
+//!   expired inodes. Simplified: Linux also gives each device a share of the thresholds in
+//!   proportion to its recent writeout (`wb_calc_thresh`), which lets a device flush below the
+//!   global background limit and paces writers per device; not modeled: every device with dirty
+//!   pages flushes while the global count is over, and only the global count throttles. With no
+//!   mounts there is one device and everything above holds unchanged (same results, times,
+//!   events and stats).
 //! - **Contents.** Each file has *logical* contents (what reads return) and *durable* contents
 //!   (the device). A page entering the cache from the device, or a clean page leaving it, takes
 //!   the durable bytes: that is how corruption and fsyncgate become visible. Writeback applies a
@@ -37,14 +55,15 @@
 //!   loss restores every directory to its last synced entries: a file created (or a directory
 //!   made) since its parent's last `sync_dir` vanishes, a deleted one comes back, a rename is
 //!   undone. File *contents* are independent of names: a renamed file keeps its durable data.
-//! - **Crashes.** [`SimDisk::crash_process`]: the process dies, the kernel does not — page cache,
-//!   dirty pages, flusher and namespace survive; every handle opened before fails with
-//!   `ErrorKind::Other` "stale handle after crash" (an operation in progress when it crashed
-//!   fails too). [`SimDisk::power_loss`]: additionally every dirty page is lost; logical contents
-//!   and lengths revert to durable ones; a write in flight keeps the pages it had transferred and,
-//!   with torn writes on, a seeded-random prefix of the 512-byte sectors of the next page. Reads
-//!   never return bytes that were never written, except zeros (holes, pages lost by fsyncgate)
-//!   and deliberately corrupted bytes.
+//! - **Crashes** act on the whole machine, every device at once. [`SimDisk::crash_process`]: the
+//!   process dies, the kernel does not — page cache, dirty pages, flushers and namespace survive;
+//!   every handle opened before fails with `ErrorKind::Other` "stale handle after crash" (an
+//!   operation in progress when it crashed fails too). [`SimDisk::power_loss`]: additionally
+//!   every dirty page is lost; logical contents and lengths revert to durable ones; a write in
+//!   flight (on any device) keeps the pages it had transferred and, with torn writes on, a
+//!   seeded-random prefix of the 512-byte sectors of the next page. Reads never return bytes
+//!   that were never written, except zeros (holes, pages lost by fsyncgate) and deliberately
+//!   corrupted bytes.
 //! - Unlinked files stay readable through open handles; their storage is freed when no live or
 //!   durable directory entry and no handle refers to them.
 //!
@@ -56,8 +75,9 @@
 //! device's volatile write cache (IO is durable at completion; flushes cost nothing), per-device
 //! IO scheduling (FIFO per channel: a read issued while a throttled writer has the flusher's chunks
 //! queued waits behind them, where Linux would let reads jump ahead), the active/inactive LRU split, memory pressure from
-//! anything but this disk, multiple disks sharing one page cache, per-cgroup dirty limits, and
-//! the CPU cost of copies (hits are free here; the CPU model charges them).
+//! anything but this disk, per-device dirty thresholds (see JBOD above), devices of different
+//! profiles, nested mounts, per-cgroup dirty limits, and the CPU cost of copies (hits are free
+//! here; the CPU model charges them).
 //!
 //! # Fault budget
 //!
@@ -68,14 +88,17 @@
 //! | fsync failure | `SyncError` | fsyncgate: the file's dirty pages become clean, unwritten; also fails `sync_dir` (entries stay unsynced) |
 //! | ENOSPC | `NoSpace` rule, or [`SimDisk::set_space_limit_bytes`] (total file length) | appends only |
 //! | latent corruption | [`SimDisk::corrupt`], [`SimDisk::corrupt_random_sector`] | durable bytes flipped (XOR 0xFF); visible on the next read that misses the cache; rewriting the page (writeback) heals it |
-//! | slow device | [`SimDisk::set_slow_factor`] | service time (access + transfer) × N, 1..=10^6, for IO issued afterwards |
+//! | slow device | [`SimDisk::set_slow_factor`] (every device), [`SimDisk::set_slow_factor_of`] (one) | service time (access + transfer) × N, 1..=10^6, for IO issued afterwards |
 //! | torn writes | [`SimDisk::set_torn_writes`] | at power loss only; at most one torn page per IO in flight |
 //! | crashes | [`SimDisk::crash_process`], [`SimDisk::power_loss`] | any time |
 //!
-//! Rules are scoped to the whole disk or a path prefix (the path a handle was opened with), fire
-//! with a probability (seeded rng; rules with probability 1 draw nothing) and at most `fires_max`
-//! times; at most `FAULT_RULES_MAX` rules at once. Files are at most 1 TiB; at most
-//! `EVENTS_MAX` undrained events are kept (the rest are counted in `DiskStats::events_dropped`).
+//! Rules are scoped to the whole disk or a path prefix (the path a handle was opened with; a
+//! mount's name scopes a rule to that device's files), fire with a probability (seeded rng;
+//! rules with probability 1 draw nothing) and at most `fires_max` times; at most
+//! `FAULT_RULES_MAX` rules at once. Files are at most 1 TiB; a disk has at most `DEVICES_MAX`
+//! devices; at most `EVENTS_MAX` undrained events are kept (the rest are counted in
+//! `DiskStats::events_dropped`). Stats are the whole disk's (all devices together); IO events
+//! name their device (`DiskEvent::Io::device`, omitted from the JSON when 0).
 
 pub mod device;
 pub mod events;
@@ -98,23 +121,63 @@ pub use self::events::{CrashKind, DiskEvent, DiskStats, IoCause, OpKind};
 pub use self::faults::{FaultId, FaultKind, FaultRule, FAULT_RULES_MAX};
 pub use self::page_cache::PageCacheConfig;
 use self::state::Core;
-pub use self::state::{EVENTS_MAX, FILE_BYTES_MAX};
+pub use self::state::{DEVICES_MAX, EVENTS_MAX, FILE_BYTES_MAX};
 use crate::clock::Clock;
 use crate::storage::{DirEntry, FileRef, OpenMode, Storage, StorageFile};
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct SimDiskConfig {
+    /// The profile of every device of the disk.
     pub device: DeviceProfile,
     pub page_cache: PageCacheConfig,
     /// The run's seed; the disk salts it per random stream.
     pub seed: u64,
+    /// JBOD: mount `i`, a top-level directory name (one normal path component, all distinct),
+    /// holds a subtree on device `i + 1`; everything else is on device 0. Empty: one device.
+    /// At most `DEVICES_MAX - 1` mounts.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub mounts: Vec<PathBuf>,
 }
 
 impl SimDiskConfig {
-    /// `device` with Linux's default page-cache knobs and a 1 GiB cache.
+    /// `device` with Linux's default page-cache knobs and a 1 GiB cache, one device.
     pub fn new(device: DeviceProfile, seed: u64) -> Self {
-        SimDiskConfig { device, page_cache: PageCacheConfig::default(), seed }
+        SimDiskConfig { device, page_cache: PageCacheConfig::default(), seed, mounts: Vec::new() }
     }
+
+    /// What [`SimDisk::new`] would panic on.
+    pub fn validate(&self) -> Result<(), String> {
+        self.device.validate()?;
+        self.page_cache.validate()?;
+        validate_mounts(&self.mounts).map(drop)
+    }
+}
+
+/// Checks the mounts of a [`SimDiskConfig`]; returns their names, in order.
+fn validate_mounts(mounts: &[PathBuf]) -> Result<Vec<String>, String> {
+    use std::path::Component;
+    if mounts.len() >= DEVICES_MAX as usize {
+        return Err(format!(
+            "{} mounts: a disk has at most {DEVICES_MAX} devices (device 0 and one per mount)",
+            mounts.len()
+        ));
+    }
+    let mut names: Vec<String> = Vec::with_capacity(mounts.len());
+    for mount in mounts {
+        let mut components = mount.components();
+        let name = match (components.next(), components.next()) {
+            (Some(Component::Normal(name)), None) => name.to_str(),
+            _ => None,
+        };
+        let Some(name) = name else {
+            return Err(format!("mount {mount:?} is not one top-level UTF-8 directory name"));
+        };
+        if names.iter().any(|n| n == name) {
+            return Err(format!("mount {mount:?} appears twice"));
+        }
+        names.push(name.to_owned());
+    }
+    Ok(names)
 }
 
 /// A handle on one simulated disk; clones share it.
@@ -181,11 +244,29 @@ impl SimDisk {
         self.lock().faults().space_limit_bytes = limit;
     }
 
-    /// Service time × `factor` for IO issued from now on (1 = healthy).
+    /// Service time × `factor` for IO issued from now on (1 = healthy), on every device.
     pub fn set_slow_factor(&self, factor: u32) {
         let mut core = self.lock();
         let now = self.clock.now_ns();
-        core.set_slow_factor(now, factor);
+        core.set_slow_factor(now, None, factor);
+    }
+
+    /// Service time × `factor` for IO issued from now on, on `device` only (panics if the disk
+    /// has no such device).
+    pub fn set_slow_factor_of(&self, device: u32, factor: u32) {
+        let mut core = self.lock();
+        let now = self.clock.now_ns();
+        core.set_slow_factor(now, Some(device), factor);
+    }
+
+    /// How many block devices the disk has: 1 + the number of mounts.
+    pub fn devices(&self) -> u32 {
+        self.lock().devices()
+    }
+
+    /// The device `path` is (or would be) on: its first component's mount, else 0.
+    pub fn device_of(&self, path: impl AsRef<Path>) -> u32 {
+        self.lock().device_of_path(path.as_ref())
     }
 
     /// Whether a power loss tears the page an in-flight write is transferring.
@@ -230,7 +311,7 @@ impl SimDisk {
     }
 
     /// Forgets everything the disk holds (files, their bytes, the page cache's bookkeeping),
-    /// leaving an empty disk of the same device and cache; every open handle goes stale (its
+    /// leaving an empty disk of the same devices (mounts) and cache; every open handle goes stale (its
     /// operations fail, its drop is a no-op), as after a crash. For the end of a simulation,
     /// once everything was read from the disk: a finished run's tasks may outlive its runtime,
     /// and with them the disk, so its log bytes would stay in memory through the checks.

@@ -3,6 +3,11 @@
 //! The bytes live in the files' `logical` contents (see `file.rs`); this module only tracks page
 //! state, so it is small and its invariants are checkable. Policy (when to write back, whom to
 //! throttle) lives in `state.rs`, which calls these primitives.
+//!
+//! One cache serves every device of a disk (JBOD: one page cache, several block devices): one
+//! capacity, one LRU, one dirty count. The age index of dirty pages is kept per device, so each
+//! device's flusher finds its own oldest dirty page in O(log n). The cache knows each inode's
+//! device from [`PageCache::set_inode_device`] (inodes not registered are on device 0).
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -159,20 +164,82 @@ pub struct PageCache {
     /// Clean pages, least recently used first. Dirty pages cannot be evicted and are not here.
     clean_lru: BTreeMap<u64, PageKey>,
     dirty: BTreeSet<PageKey>,
-    dirty_by_age: BTreeSet<(u64, PageKey)>,
+    /// Per device: its dirty pages by the time they became dirty (oldest first).
+    dirty_by_age: Vec<BTreeSet<(u64, PageKey)>>,
+    /// The device of each inode not on device 0 (empty on a one-device disk).
+    inode_device: BTreeMap<u64, u32>,
     next_stamp: u64,
 }
 
 impl PageCache {
+    /// The cache of a one-device disk.
     pub fn new(config: &PageCacheConfig) -> Self {
+        Self::with_devices(config, 1)
+    }
+
+    /// The cache shared by `devices` devices.
+    pub fn with_devices(config: &PageCacheConfig, devices: u32) -> Self {
+        assert!(devices >= 1, "a disk has at least one device");
         PageCache {
             capacity_pages: config.capacity_pages(),
             pages: BTreeMap::new(),
             clean_lru: BTreeMap::new(),
             dirty: BTreeSet::new(),
-            dirty_by_age: BTreeSet::new(),
+            dirty_by_age: vec![BTreeSet::new(); devices as usize],
+            inode_device: BTreeMap::new(),
             next_stamp: 0,
         }
+    }
+
+    /// Forgets every page (power loss), keeping the devices and the inodes' devices.
+    pub fn clear(&mut self) {
+        let devices = std::mem::take(&mut self.dirty_by_age).len();
+        let inode_device = std::mem::take(&mut self.inode_device);
+        *self = PageCache {
+            capacity_pages: self.capacity_pages,
+            pages: BTreeMap::new(),
+            clean_lru: BTreeMap::new(),
+            dirty: BTreeSet::new(),
+            dirty_by_age: vec![BTreeSet::new(); devices],
+            inode_device,
+            next_stamp: 0,
+        };
+    }
+
+    pub fn devices(&self) -> u32 {
+        self.dirty_by_age.len() as u32
+    }
+
+    /// Places `inode` on `device` (before any of its pages is cached).
+    pub fn set_inode_device(&mut self, inode: u64, device: u32) {
+        assert!(device < self.devices(), "device {device} of {}", self.devices());
+        assert!(
+            self.pages.range((inode, 0)..=(inode, u64::MAX)).next().is_none(),
+            "inode {inode} moved to device {device} with pages cached"
+        );
+        if device == 0 {
+            self.inode_device.remove(&inode);
+        } else {
+            self.inode_device.insert(inode, device);
+        }
+    }
+
+    /// Forgets a freed inode's device (it has no page cached).
+    pub fn forget_inode(&mut self, inode: u64) {
+        self.inode_device.remove(&inode);
+    }
+
+    /// The device of `inode`'s pages.
+    pub fn device_of(&self, inode: u64) -> u32 {
+        if self.inode_device.is_empty() {
+            return 0;
+        }
+        self.inode_device.get(&inode).copied().unwrap_or(0)
+    }
+
+    fn age_index(&mut self, inode: u64) -> &mut BTreeSet<(u64, PageKey)> {
+        let device = self.device_of(inode);
+        &mut self.dirty_by_age[device as usize]
     }
 
     pub fn cached_pages(&self) -> u64 {
@@ -263,13 +330,13 @@ impl PageCache {
                     meta.set_dirty(now_ns);
                     meta.ready_ns = meta.ready_ns.min(now_ns);
                     self.dirty.insert(key);
-                    self.dirty_by_age.insert((now_ns, key));
+                    self.age_index(key.0).insert((now_ns, key));
                 }
             }
             None => {
                 self.pages.insert(key, PageMeta::dirty(now_ns, now_ns));
                 self.dirty.insert(key);
-                self.dirty_by_age.insert((now_ns, key));
+                self.age_index(key.0).insert((now_ns, key));
                 added = true;
             }
         }
@@ -288,7 +355,7 @@ impl PageCache {
         meta.set_clean(stamp);
         self.clean_lru.insert(stamp, key);
         assert!(self.dirty.remove(&key));
-        assert!(self.dirty_by_age.remove(&(since, key)));
+        assert!(self.age_index(key.0).remove(&(since, key)));
     }
 
     /// Drops a page whatever its state (truncate, delete, power loss). True if it was dirty.
@@ -298,7 +365,7 @@ impl PageCache {
         };
         if let Some(since) = meta.dirty_since_ns() {
             assert!(self.dirty.remove(&key));
-            assert!(self.dirty_by_age.remove(&(since, key)));
+            assert!(self.age_index(key.0).remove(&(since, key)));
             return true;
         }
         let stamp = meta.lru_stamp().expect("a clean page has an LRU stamp");
@@ -323,9 +390,20 @@ impl PageCache {
         self.dirty.range((inode, 0)..=(inode, u64::MAX)).map(|&(_, p)| p).take(count_max).collect()
     }
 
-    /// The oldest dirty page and when it was dirtied.
+    /// The oldest dirty page (of any device) and when it was dirtied; ties go to the lowest
+    /// device.
     pub fn oldest_dirty(&self) -> Option<(u64, PageKey)> {
-        self.dirty_by_age.first().copied()
+        self.dirty_by_age.iter().filter_map(|by_age| by_age.first().copied()).min_by_key(|o| o.0)
+    }
+
+    /// The oldest dirty page of `device` and when it was dirtied.
+    pub fn oldest_dirty_of(&self, device: u32) -> Option<(u64, PageKey)> {
+        self.dirty_by_age[device as usize].first().copied()
+    }
+
+    /// How many dirty pages `device` has.
+    pub fn dirty_pages_on(&self, device: u32) -> u64 {
+        self.dirty_by_age[device as usize].len() as u64
     }
 
     /// Evicts the least recently used clean page, if any.
@@ -365,9 +443,23 @@ impl PageCache {
         out
     }
 
+    /// Asserts the bookkeeping agrees: every dirty page is in its device's age index at the time
+    /// its metadata says, every clean page in the LRU at its stamp.
     pub fn check(&self) {
-        assert_eq!(self.dirty.len(), self.dirty_by_age.len());
+        let by_age: usize = self.dirty_by_age.iter().map(BTreeSet::len).sum();
+        assert_eq!(self.dirty.len(), by_age);
         assert_eq!(self.pages.len(), self.dirty.len() + self.clean_lru.len());
+        for (&inode, &device) in &self.inode_device {
+            assert!(device != 0 && device < self.devices(), "inode {inode}: device {device}");
+        }
+        for (device, by_age) in self.dirty_by_age.iter().enumerate() {
+            for &(since, key) in by_age {
+                assert_eq!(self.device_of(key.0) as usize, device, "page {key:?}: wrong device");
+                let meta = self.pages.get(&key).expect("an aged page is cached");
+                assert_eq!(meta.dirty_since_ns(), Some(since), "page {key:?}: age index");
+                assert!(self.dirty.contains(&key), "page {key:?}: aged but not dirty");
+            }
+        }
     }
 }
 
@@ -410,6 +502,33 @@ mod tests {
         assert_eq!(c.first_dirty_pages_of(2, 10), c.dirty_pages_of(2));
         assert_eq!(c.first_dirty_pages_of(4, 10), Vec::<u64>::new());
         assert_eq!(c.first_dirty_pages_of(1, 0), Vec::<u64>::new());
+    }
+
+    /// Each device's age index holds its own dirty pages; the global oldest is the oldest of
+    /// theirs; power loss (`clear`) keeps the inodes' devices.
+    #[test]
+    fn the_age_index_is_per_device() {
+        let config = PageCacheConfig { capacity_bytes: 64 * PAGE_SIZE, ..Default::default() };
+        let mut c = PageCache::with_devices(&config, 3);
+        c.set_inode_device(7, 2);
+        c.set_inode_device(8, 1);
+        for (inode, page, at_ns) in [(7, 0, 3), (1, 4, 5), (8, 1, 2), (7, 1, 1), (1, 0, 9)] {
+            assert!(c.mark_dirty((inode, page), at_ns).is_empty());
+        }
+        assert_eq!(c.oldest_dirty_of(0), Some((5, (1, 4))));
+        assert_eq!(c.oldest_dirty_of(1), Some((2, (8, 1))));
+        assert_eq!(c.oldest_dirty_of(2), Some((1, (7, 1))));
+        assert_eq!(c.oldest_dirty(), Some((1, (7, 1))));
+        assert_eq!([0, 1, 2].map(|d| c.dirty_pages_on(d)), [2, 1, 2]);
+        c.mark_clean((7, 1));
+        assert!(c.remove((8, 1)));
+        assert_eq!(c.oldest_dirty_of(2), Some((3, (7, 0))));
+        assert_eq!(c.oldest_dirty_of(1), None);
+        assert_eq!(c.oldest_dirty(), Some((3, (7, 0))));
+        c.check();
+        c.clear();
+        assert_eq!((c.cached_pages(), c.devices(), c.device_of(7)), (0, 3, 2));
+        c.check();
     }
 
     /// The range walks give what the per-page primitives give: misses as `contains` page by page,

@@ -36,6 +36,8 @@ const JOURNAL_PAGES: u64 = 32 * 1024;
 pub const EVENTS_MAX: usize = 1 << 20;
 /// Bound on flusher/throttle iterations in one call: more means a bug, not a big workload.
 const LOOP_ITERATIONS_MAX: u64 = 1 << 26;
+/// The most devices one disk has (device 0 and one per mount): a scenario with more is a bug.
+pub const DEVICES_MAX: u32 = 64;
 
 #[derive(Debug, Clone, Copy, Default)]
 struct Readahead {
@@ -74,6 +76,9 @@ enum Node {
 #[derive(Debug)]
 struct Inode {
     node: Node,
+    /// The device holding it, fixed at creation by the path it was created at (its first
+    /// component's mount, else device 0); renames never cross devices.
+    device: u32,
     open_handles: u64,
     /// The directories naming this inode, each with how many of its entries do (live and
     /// durable together): the reverse edges the collector walks up to the root.
@@ -128,20 +133,38 @@ fn names(path: &Path) -> io::Result<Vec<String>> {
         .collect()
 }
 
+/// One block device behind the disk, with what Linux keeps per device: its filesystem's journal
+/// and its writeback worker (one per bdi).
+#[derive(Debug)]
+struct Bdi {
+    device: Device,
+    /// The flusher issues its next chunk no earlier than this (it waits for its previous chunk).
+    flusher_free_ns: u64,
+    journal_page: u64,
+}
+
+impl Bdi {
+    fn new(device: Device) -> Self {
+        Bdi { device, flusher_free_ns: 0, journal_page: 0 }
+    }
+}
+
 #[derive(Debug)]
 pub struct Core {
     cache_config: PageCacheConfig,
-    device: Device,
+    /// Device 0 (the root and every top-level name not a mount), then one per mount.
+    bdis: Vec<Bdi>,
+    /// The configured mounts, in order: mount `i` is device `i + 1`.
+    mounts: Vec<PathBuf>,
+    /// Each mount's top-level name and its device.
+    mount_device: BTreeMap<String, u32>,
     cache: PageCache,
     faults: Faults,
     tear_rng: ChaCha8Rng,
     inodes: BTreeMap<u64, Inode>,
     next_inode: u64,
-    /// In issue order.
+    /// In issue order, every device's.
     inflight: Vec<InFlight>,
-    /// The flusher issues its next chunk no earlier than this (it waits for its previous chunk).
-    flusher_free_ns: u64,
-    journal_page: u64,
     /// The process incarnation: handles from an older one are stale.
     pub epoch: u64,
     events: Vec<DiskEvent>,
@@ -158,26 +181,32 @@ pub struct Core {
 impl Core {
     pub fn new(config: &SimDiskConfig) -> Self {
         assert!(config.page_cache.validate().is_ok(), "{:?}", config.page_cache.validate());
+        let mounts = super::validate_mounts(&config.mounts);
+        assert!(mounts.is_ok(), "{mounts:?}");
+        let mount_device: BTreeMap<String, u32> =
+            mounts.expect("checked").into_iter().zip(1..).collect();
+        let devices = config.mounts.len() as u32 + 1;
         let mut inodes = BTreeMap::new();
         inodes.insert(
             ROOT_INODE,
             Inode {
                 node: Node::Dir(DirNode::default()),
+                device: 0,
                 open_handles: 0,
                 parents: BTreeMap::new(),
             },
         );
         Core {
             cache_config: config.page_cache.clone(),
-            device: Device::new(config.device.clone()),
-            cache: PageCache::new(&config.page_cache),
+            bdis: (0..devices).map(|_| Bdi::new(Device::new(config.device.clone()))).collect(),
+            mounts: config.mounts.clone(),
+            mount_device,
+            cache: PageCache::with_devices(&config.page_cache, devices),
             faults: Faults::new(config.seed),
             tear_rng: ChaCha8Rng::seed_from_u64(config.seed ^ TEAR_RNG_SALT),
             inodes,
             next_inode: ROOT_INODE + 1,
             inflight: Vec::new(),
-            flusher_free_ns: 0,
-            journal_page: 0,
             epoch: 0,
             events: Vec::new(),
             stats: DiskStats::default(),
@@ -191,9 +220,10 @@ impl Core {
     /// stale (the epoch moves on).
     pub fn wipe(&mut self) {
         let config = SimDiskConfig {
-            device: self.device.profile().clone(),
+            device: self.bdis[0].device.profile().clone(),
             page_cache: self.cache_config.clone(),
             seed: 0,
+            mounts: self.mounts.clone(),
         };
         let epoch = self.epoch + 1;
         *self = Core::new(&config);
@@ -244,8 +274,36 @@ impl Core {
         s
     }
 
+    /// Device 0.
     pub fn device(&mut self) -> &mut Device {
-        &mut self.device
+        &mut self.bdis[0].device
+    }
+
+    /// How many devices the disk has (1 + the mounts).
+    pub fn devices(&self) -> u32 {
+        self.bdis.len() as u32
+    }
+
+    /// The device of a path given by its names: its first name's mount, else device 0.
+    fn device_of_names(&self, names: &[String]) -> u32 {
+        if self.mount_device.is_empty() {
+            return 0;
+        }
+        names.first().and_then(|name| self.mount_device.get(name)).copied().unwrap_or(0)
+    }
+
+    /// The device a path is on (device 0 for a path that is not a valid relative path).
+    pub fn device_of_path(&self, path: &Path) -> u32 {
+        names(path).map(|n| self.device_of_names(&n)).unwrap_or(0)
+    }
+
+    fn device_of_inode(&self, inode: u64) -> u32 {
+        self.inodes.get(&inode).map_or(0, |i| i.device)
+    }
+
+    fn bdi_of(&mut self, inode: u64) -> &mut Bdi {
+        let device = self.device_of_inode(inode);
+        &mut self.bdis[device as usize]
     }
 
     pub fn faults(&mut self) -> &mut Faults {
@@ -296,8 +354,10 @@ impl Core {
         assert!(now_ns >= self.now_ns, "time went backwards: {now_ns} < {}", self.now_ns);
         self.now_ns = now_ns;
         self.run_flusher(now_ns);
-        // Anything still due is after now, so the flusher is idle until at least now.
-        self.flusher_free_ns = self.flusher_free_ns.max(now_ns);
+        // Anything still due is after now, so the flushers are idle until at least now.
+        for bdi in &mut self.bdis {
+            bdi.flusher_free_ns = bdi.flusher_free_ns.max(now_ns);
+        }
         self.inflight.retain(|r| r.done_ns > now_ns);
     }
 
@@ -345,11 +405,18 @@ impl Core {
     ) -> (u64, u64) {
         let missing: Vec<u64> = (from..to).filter(|&p| !self.cache.contains((inode, p))).collect();
         let mut done_ns = at_ns;
+        let device = self.device_of_inode(inode);
         for (first, n) in runs(&missing, self.cache_config.writeback_chunk_pages()) {
-            let timing = self.device.submit(at_ns, IoDir::Read, addr(inode, first), n * PAGE_SIZE);
+            let timing = self.bdis[device as usize].device.submit(
+                at_ns,
+                IoDir::Read,
+                addr(inode, first),
+                n * PAGE_SIZE,
+            );
             self.stats.device_reads += 1;
             self.stats.device_read_bytes += n * PAGE_SIZE;
             self.event(DiskEvent::Io {
+                device,
                 dir: IoDir::Read,
                 cause: cause(first),
                 inode,
@@ -378,8 +445,14 @@ impl Core {
     /// and durable when their IO completes. Returns the last completion.
     fn write_pages(&mut self, inode: u64, pages: &[u64], at_ns: u64, cause: IoCause) -> u64 {
         let mut done_ns = at_ns;
+        let device = self.device_of_inode(inode);
         for (first, n) in runs(pages, self.cache_config.writeback_chunk_pages()) {
-            let timing = self.device.submit(at_ns, IoDir::Write, addr(inode, first), n * PAGE_SIZE);
+            let timing = self.bdis[device as usize].device.submit(
+                at_ns,
+                IoDir::Write,
+                addr(inode, first),
+                n * PAGE_SIZE,
+            );
             let file = self.file_mut(inode);
             let old_len = file.durable.len();
             let new_len = old_len.max(file.logical.len().min((first + n) * PAGE_SIZE));
@@ -410,6 +483,7 @@ impl Core {
             self.stats.device_write_bytes += n * PAGE_SIZE;
             self.stats.written_back_bytes += n * PAGE_SIZE;
             self.event(DiskEvent::Io {
+                device,
                 dir: IoDir::Write,
                 cause,
                 inode,
@@ -425,14 +499,16 @@ impl Core {
         done_ns
     }
 
-    /// One metadata journal commit (4 KiB, sequential in the journal ring).
-    fn journal_commit(&mut self, at_ns: u64) -> u64 {
-        let page = self.journal_page;
-        self.journal_page = (self.journal_page + 1) % JOURNAL_PAGES;
-        let timing = self.device.submit(at_ns, IoDir::Write, addr(JOURNAL_INODE, page), PAGE_SIZE);
+    /// One metadata journal commit on `device` (4 KiB, sequential in its journal ring).
+    fn journal_commit(&mut self, device: u32, at_ns: u64) -> u64 {
+        let bdi = &mut self.bdis[device as usize];
+        let page = bdi.journal_page;
+        bdi.journal_page = (bdi.journal_page + 1) % JOURNAL_PAGES;
+        let timing = bdi.device.submit(at_ns, IoDir::Write, addr(JOURNAL_INODE, page), PAGE_SIZE);
         self.stats.device_writes += 1;
         self.stats.device_write_bytes += PAGE_SIZE;
         self.event(DiskEvent::Io {
+            device,
             dir: IoDir::Write,
             cause: IoCause::Journal,
             inode: JOURNAL_INODE,
@@ -452,22 +528,23 @@ impl Core {
 
     // ---------------------------------------------------------------- flusher and throttling
 
-    /// Runs the flusher (one chunk at a time, like the kernel's writeback worker) up to `until_ns`.
+    /// Runs the flushers (one per device, one chunk at a time, like the kernel's writeback
+    /// workers) up to `until_ns`. The flushers run in parallel: each step takes the device whose
+    /// next chunk is due first (ties: the lowest device), so chunks are issued in time order and
+    /// each sees the global dirty count as every earlier chunk left it.
     fn run_flusher(&mut self, until_ns: u64) {
-        let background_limit = self.cache_config.background_limit_pages();
-        let expire_ns = self.cache_config.expire_ns();
-        let interval_ns = self.cache_config.writeback_interval_ns();
         for iteration in 0.. {
             assert!(iteration < LOOP_ITERATIONS_MAX, "flusher does not converge");
-            let Some((since_ns, (inode, _))) = self.cache.oldest_dirty() else {
+            let mut next: Option<(u64, IoCause, u32, u64)> = None;
+            for device in 0..self.devices() {
+                if let Some((at_ns, cause, inode)) = self.flusher_next(device) {
+                    if next.is_none_or(|(first_ns, ..)| at_ns < first_ns) {
+                        next = Some((at_ns, cause, device, inode));
+                    }
+                }
+            }
+            let Some((at_ns, cause, device, inode)) = next else {
                 break;
-            };
-            let (at_ns, cause) = if self.cache.dirty_pages() > background_limit {
-                (self.flusher_free_ns, IoCause::BackgroundWriteback)
-            } else {
-                // The first periodic wake-up at which the oldest page has expired.
-                let wake_ns = (since_ns + expire_ns).div_ceil(interval_ns) * interval_ns;
-                (self.flusher_free_ns.max(wake_ns), IoCause::PeriodicWriteback)
             };
             if at_ns > until_ns {
                 break;
@@ -476,8 +553,25 @@ impl Core {
             let chunk_pages = self.cache_config.writeback_chunk_pages() as usize;
             let pages = self.cache.first_dirty_pages_of(inode, chunk_pages);
             let done_ns = self.write_pages(inode, &pages, at_ns, cause);
-            self.flusher_free_ns = self.flusher_free_ns.max(done_ns);
+            let bdi = &mut self.bdis[device as usize];
+            bdi.flusher_free_ns = bdi.flusher_free_ns.max(done_ns);
         }
+    }
+
+    /// When `device`'s flusher issues its next chunk if nothing changes before, why, and of which
+    /// inode (the one of the device's oldest dirty page); `None` if the device has no dirty page.
+    /// Background writeback runs while the global dirty count is over the background limit.
+    fn flusher_next(&self, device: u32) -> Option<(u64, IoCause, u64)> {
+        let (since_ns, (inode, _)) = self.cache.oldest_dirty_of(device)?;
+        let flusher_free_ns = self.bdis[device as usize].flusher_free_ns;
+        if self.cache.dirty_pages() > self.cache_config.background_limit_pages() {
+            return Some((flusher_free_ns, IoCause::BackgroundWriteback, inode));
+        }
+        // The first periodic wake-up at which the oldest page has expired.
+        let interval_ns = self.cache_config.writeback_interval_ns();
+        let wake_ns =
+            (since_ns + self.cache_config.expire_ns()).div_ceil(interval_ns) * interval_ns;
+        Some((flusher_free_ns.max(wake_ns), IoCause::PeriodicWriteback, inode))
     }
 
     /// When a writer at `now_ns` may return: once dirty + writeback pages are within
@@ -491,14 +585,15 @@ impl Core {
             if self.cache.dirty_pages() + self.writeback_pages_after(t_ns) <= limit {
                 break;
             }
-            // Wait for the next writeback to complete, or for the flusher to be free again (its
-            // chunk may have been cut short by a truncate); dirty > dirty_ratio >
-            // dirty_background_ratio, so the flusher is busy or issued a chunk just now.
+            // Wait for the next writeback (of any device) to complete, or for a flusher to be
+            // free again (its chunk may have been cut short by a truncate); dirty > dirty_ratio >
+            // dirty_background_ratio, so every flusher with dirty pages is busy or issued a chunk
+            // just now.
             let next_ns = self
                 .inflight
                 .iter()
                 .map(|r| r.done_ns)
-                .chain(std::iter::once(self.flusher_free_ns))
+                .chain(self.bdis.iter().map(|b| b.flusher_free_ns))
                 .filter(|&d| d > t_ns)
                 .min();
             t_ns = next_ns.expect(
@@ -537,10 +632,15 @@ impl Core {
         Ok((parent, name))
     }
 
-    fn new_inode(&mut self, node: Node) -> u64 {
+    /// A new inode on `device`.
+    fn new_inode(&mut self, node: Node, device: u32) -> u64 {
         let inode = self.next_inode;
         self.next_inode += 1;
-        self.inodes.insert(inode, Inode { node, open_handles: 0, parents: BTreeMap::new() });
+        if device != 0 && matches!(node, Node::File(_)) {
+            self.cache.set_inode_device(inode, device);
+        }
+        self.inodes
+            .insert(inode, Inode { node, device, open_handles: 0, parents: BTreeMap::new() });
         inode
     }
 
@@ -676,6 +776,7 @@ impl Core {
             self.cache.remove((inode, page));
         }
         self.inflight.retain(|r| r.inode != inode);
+        self.cache.forget_inode(inode);
         let freed = self.inodes.remove(&inode).expect("a freed inode exists");
         match freed.node {
             Node::File(f) => self.stats.used_bytes -= f.logical.len(),
@@ -736,11 +837,12 @@ impl Core {
                 return Err(io::Error::new(io::ErrorKind::NotFound, format!("{path:?} not found")))
             }
             None => {
-                let inode = self.new_inode(Node::File(FileNode {
+                let file = Node::File(FileNode {
                     logical: Content::default(),
                     durable: Content::default(),
                     ra: Readahead::default(),
-                }));
+                });
+                let inode = self.new_inode(file, self.device_of_names(&names));
                 self.set_entry(parent, name, Some(inode));
                 inode
             }
@@ -758,7 +860,9 @@ impl Core {
 
     fn create_dir_all_inner(&mut self, path: &Path) -> io::Result<()> {
         let mut inode = ROOT_INODE;
-        for name in names(path)? {
+        let names = names(path)?;
+        let device = self.device_of_names(&names);
+        for name in names {
             let Some(dir) = self.dir(inode) else {
                 return Err(io::Error::new(
                     io::ErrorKind::NotADirectory,
@@ -768,7 +872,7 @@ impl Core {
             inode = match dir.entries.get(&name) {
                 Some(&child) => child,
                 None => {
-                    let child = self.new_inode(Node::Dir(DirNode::default()));
+                    let child = self.new_inode(Node::Dir(DirNode::default()), device);
                     self.set_entry(inode, &name, Some(child));
                     child
                 }
@@ -844,6 +948,10 @@ impl Core {
                 io::Error::new(io::ErrorKind::NotFound, format!("{from:?} not found"))
             })?;
         let (to_parent, to_name) = self.lookup_parent(&to_names)?;
+        if self.device_of_names(&from_names) != self.device_of_names(&to_names) {
+            // Like Linux: a rename never moves data between file systems.
+            return Err(os_error(libc::EXDEV));
+        }
         let source_is_dir = self.is_dir(source);
         if source_is_dir && to_names.len() > from_names.len() && to_names.starts_with(&from_names) {
             return Err(io::Error::new(
@@ -954,7 +1062,7 @@ impl Core {
                 self.unlink(inode, child);
             }
         }
-        let done_ns = self.journal_commit(now_ns);
+        let done_ns = self.journal_commit(self.device_of_inode(inode), now_ns);
         (done_ns, Ok(()))
     }
 
@@ -1086,7 +1194,8 @@ impl Core {
         if let Some(miss) = first_miss {
             if self.fault_fires(FaultKind::ReadError, path, now_ns, || format!("page {miss}")) {
                 // The device tried and failed.
-                let timing = self.device.submit(now_ns, IoDir::Read, addr(inode, miss), PAGE_SIZE);
+                let device = &mut self.bdi_of(inode).device;
+                let timing = device.submit(now_ns, IoDir::Read, addr(inode, miss), PAGE_SIZE);
                 return (timing.done_ns, Err(os_error(libc::EIO)));
             }
             requested_misses = misses;
@@ -1178,10 +1287,12 @@ impl Core {
             metadata = true;
         }
         if metadata {
-            // Ordered mode: the journal commits the new size after the data is on the device.
-            done_ns = self.journal_commit(done_ns);
+            // Ordered mode: the journal (of the file's device) commits the new size after the
+            // data is on the device.
+            let device = self.device_of_inode(inode);
+            done_ns = self.journal_commit(device, done_ns);
             // The device's cache flush (0 unless a host profile sets `flush_ns`).
-            done_ns += self.device.profile().flush_ns;
+            done_ns += self.bdis[device as usize].device.profile().flush_ns;
             if old_len != new_len {
                 self.inflight.push(InFlight {
                     inode,
@@ -1228,10 +1339,18 @@ impl Core {
 
     // ---------------------------------------------------------------- faults and crashes
 
-    pub fn set_slow_factor(&mut self, now_ns: u64, factor: u32) {
+    /// Sets the slow factor of every device (`device: None`) or of one.
+    pub fn set_slow_factor(&mut self, now_ns: u64, device: Option<u32>, factor: u32) {
+        if let Some(d) = device {
+            assert!(d < self.devices(), "device {d} of a disk with {} devices", self.devices());
+        }
         self.advance(now_ns);
-        self.device.set_slow_factor(factor);
-        self.event(DiskEvent::SlowFactor { factor, at_ns: now_ns });
+        for (d, bdi) in (0..).zip(&mut self.bdis) {
+            if device.is_none_or(|one| one == d) {
+                bdi.device.set_slow_factor(factor);
+            }
+        }
+        self.event(DiskEvent::SlowFactor { factor, at_ns: now_ns, device });
     }
 
     /// Evicts every clean page.
@@ -1358,7 +1477,7 @@ impl Core {
             }
         }
         let lost_dirty_pages = self.cache.dirty_pages();
-        self.cache = PageCache::new(&self.cache_config);
+        self.cache.clear();
         let mut used_bytes = 0;
         let mut relinks = Vec::new();
         for (&inode, node) in &mut self.inodes {
@@ -1393,8 +1512,10 @@ impl Core {
             }
         }
         self.stats.used_bytes = used_bytes;
-        self.device.reset(now_ns);
-        self.flusher_free_ns = now_ns;
+        for bdi in &mut self.bdis {
+            bdi.device.reset(now_ns);
+            bdi.flusher_free_ns = now_ns;
+        }
         self.epoch += 1;
         self.stats.power_losses += 1;
         self.stats.power_loss_lost_pages += lost_dirty_pages;
@@ -1412,9 +1533,20 @@ impl Core {
     /// Asserts the cross-structure invariants (tests call this after every step).
     pub fn check(&self) {
         self.cache.check();
+        assert_eq!(self.bdis.len(), self.mounts.len() + 1, "one device per mount, and device 0");
+        assert_eq!(self.cache.devices(), self.devices(), "the cache's devices");
+        for bdi in &self.bdis {
+            assert!(bdi.journal_page < JOURNAL_PAGES);
+        }
         let mut used = 0;
         for (&inode, node) in &self.inodes {
+            assert!(node.device < self.devices(), "inode {inode}: device {}", node.device);
             if let Node::File(f) = &node.node {
+                assert_eq!(
+                    self.cache.device_of(inode),
+                    node.device,
+                    "inode {inode}: the cache has its pages on another device"
+                );
                 f.logical.check();
                 f.durable.check();
                 assert!(
@@ -1468,6 +1600,17 @@ impl Core {
                     assert!(
                         self.inodes.contains_key(&child),
                         "inode {inode}: entry {name:?} names freed inode {child}"
+                    );
+                    // Every path naming an inode is on the inode's device: a top-level name's
+                    // mount (else device 0), below it the directory's device.
+                    let device = if inode == ROOT_INODE {
+                        self.device_of_names(std::slice::from_ref(name))
+                    } else {
+                        node.device
+                    };
+                    assert_eq!(
+                        self.inodes[&child].device, device,
+                        "inode {inode}: entry {name:?} names inode {child} of another device"
                     );
                     *parents.entry(child).or_default().entry(inode).or_insert(0) += 1;
                 }

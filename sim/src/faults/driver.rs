@@ -51,16 +51,19 @@ impl Fault {
             (On::Broker { host, .. }, FaultAction::Restart) => host.restart(),
             (On::Broker { host, .. }, FaultAction::PowerLoss) => host.power_loss(),
             (On::Broker { host, .. }, FaultAction::Pause) => host.pause(),
-            (On::Broker { host, .. }, FaultAction::SlowDisk { factor }) => {
+            (On::Broker { host, .. }, FaultAction::SlowDisk { factor, disk: None }) => {
                 host.disk.set_slow_factor(*factor)
+            }
+            (On::Broker { host, .. }, FaultAction::SlowDisk { factor, disk: Some(d) }) => {
+                host.disk.set_slow_factor_of(*d, *factor)
             }
             (
                 On::Broker { host, .. },
-                FaultAction::DiskError { kind, probability, times, path },
+                FaultAction::DiskError { kind, probability, times, path, disk },
             ) => {
                 let mut rule = FaultRule::always(kind.model())
                     .with_probability(*probability)
-                    .under(Host::data_path(path.as_deref()));
+                    .under(Host::data_path_on(disk.unwrap_or(0), path.as_deref()));
                 if let Some(t) = times {
                     rule = rule.times(*t);
                 }
@@ -72,8 +75,9 @@ impl Fault {
             (On::Broker { host, peers }, FaultAction::Cut { direction, port, .. }) => {
                 host.cut(peers, *direction, *port, true)
             }
-            (On::Broker { host, .. }, FaultAction::CorruptSector { path }) => {
-                let hit = host.disk.corrupt_random_sector(Host::data_path(path.as_deref()));
+            (On::Broker { host, .. }, FaultAction::CorruptSector { path, disk }) => {
+                let under = Host::data_path_on(disk.unwrap_or(0), path.as_deref());
+                let hit = host.disk.corrupt_random_sector(under);
                 tracer.event("corrupted", &format!("{hit:?}"));
             }
             (On::Broker { host, .. }, FaultAction::Request { .. }) => {
@@ -96,7 +100,12 @@ impl Fault {
             (On::Broker { host, peers }, FaultAction::Cut { direction, port, .. }) => {
                 host.cut(peers, *direction, *port, false)
             }
-            (On::Broker { host, .. }, FaultAction::SlowDisk { .. }) => host.disk.set_slow_factor(1),
+            (On::Broker { host, .. }, FaultAction::SlowDisk { disk: None, .. }) => {
+                host.disk.set_slow_factor(1)
+            }
+            (On::Broker { host, .. }, FaultAction::SlowDisk { disk: Some(d), .. }) => {
+                host.disk.set_slow_factor_of(*d, 1)
+            }
             (On::Broker { host, .. }, FaultAction::DiskError { .. }) => {
                 if let Some(id) = rules.remove(&i) {
                     host.disk.clear_fault(id);

@@ -106,18 +106,23 @@ pub enum FaultAction {
     /// consumer leaves the group by itself (KIP-62), and the commit it makes when the stall ends
     /// carries a generation the coordinator has moved past.
     StallPoll,
+    /// `disk`: one of the broker's disks (JBOD); `None`: all of them.
     SlowDisk {
         factor: u32,
+        disk: Option<u32>,
     },
+    /// `path` inside the data directory on `disk` (JBOD; `None`: the first).
     DiskError {
         kind: DiskErrorKind,
         probability: f64,
         times: Option<u64>,
         path: Option<String>,
+        disk: Option<u32>,
     },
     DropCaches,
     CorruptSector {
         path: Option<String>,
+        disk: Option<u32>,
     },
     /// Network runs: the broker's host is cut off from every other host, both ways, for `for`
     /// (or until the run heals). Open streams stall (bytes wait in send buffers), new connects

@@ -43,7 +43,9 @@ pub(super) fn scenario(raw: &RawScenario) -> R<Scenario> {
         .iter()
         .flat_map(|c| std::iter::repeat_n(c.group_id.is_some(), c.count as usize))
         .collect();
-    let ctx = timeline::Ctx { brokers, members: &members, topics: &topics, duration_s, mode };
+    let disks = host.disks;
+    let ctx =
+        timeline::Ctx { brokers, disks, members: &members, topics: &topics, duration_s, mode };
     let faults = timeline::faults(raw, &ctx)?;
     let nemesis = raw.nemesis.get().map(|n| timeline::nemesis(n, &ctx)).transpose()?;
     let checks =
@@ -252,14 +254,16 @@ fn host(h: &RawHost, p: &str, mode: Mode) -> R<HostSpec> {
         cores,
         cpu,
         clients_share_host,
-        disks: range(&h.disks, p, "disks", 1, 1, 1).map_err(|_| {
-            invalid(&join(p, "disks"), "only 1: JBOD over log.dirs is not modeled yet")
-        })? as u32,
+        disks: range(&h.disks, p, "disks", 1, 1, DISKS_MAX)? as u32,
         profile: h.profile.get().cloned(),
         profile_name: h.name.get().cloned(),
         sources: h.sources.get().cloned().unwrap_or_default(),
     })
 }
+
+/// Disks per broker at most (JBOD: one `log.dirs` entry on each): the broker's limit on data
+/// directories (`LOG_DIRS_MAX`), and far more than a machine has slots for.
+pub const DISKS_MAX: u64 = broker::log::manager::LOG_DIRS_MAX as u64;
 
 /// `disk` (a built-in device by name) or `device` (a device's parameters); default NVMe.
 fn device(h: &RawHost, p: &str) -> R<DeviceProfile> {

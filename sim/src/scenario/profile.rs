@@ -245,8 +245,8 @@ mod tests {
         assert!(e.starts_with("cluster.host.cpu.requets: unknown key"), "{e}");
         let e = err(&net(r#"{"profile": "nvme-generic", "device": {"name": "x", "chanels": 1}}"#));
         assert!(e.starts_with("cluster.host.device.chanels: unknown key"), "{e}");
-        let e = err(&net(r#"{"profile": "nvme-generic", "disks": 2}"#));
-        assert!(e.contains("JBOD"), "{e}");
+        let e = err(&net(r#"{"profile": "nvme-generic", "disks": 65}"#));
+        assert!(e.starts_with("cluster.host.disks"), "{e}");
         let e = err(&net(r#"{"cores": 2, "cpu": {"lz4": {"compress": {"per_op_ns": 1}}}}"#));
         assert!(e.starts_with("cluster.host.cpu.lz4.compress"), "{e}");
         // A profile file's own bad key names the file and the key.

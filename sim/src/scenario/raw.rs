@@ -68,7 +68,7 @@ pub struct RawHost {
     pub disk: Opt<String>,
     /// ... or a device's own parameters (`disk_model::sim::DeviceProfile`).
     pub device: Opt<Obj<DeviceProfile>>,
-    /// Disks per broker (JBOD over `log.dirs`): 1 is all the model does today.
+    /// Disks per broker (JBOD: one `log.dirs` entry on each), 1..=64.
     pub disks: Opt<UInt>,
     pub page_cache: Opt<Bytes>,
     pub dirty_ratio: Opt<UInt>,
@@ -212,6 +212,8 @@ pub struct RawFault {
     pub probability: Opt<Prob>,
     pub times: Opt<UInt>,
     pub path: Opt<String>,
+    /// `slow_disk`, `disk_error`, `corrupt_sector`: which of the broker's disks (JBOD), 0-based.
+    pub disk: Opt<UInt>,
     pub peers: Opt<String>,
     pub direction: Opt<String>,
     pub port: Opt<UInt>,

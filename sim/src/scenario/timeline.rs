@@ -36,6 +36,8 @@ pub const RESTART_AFTER_END_MAX_S: u64 = 600;
 /// What fault targets and times are checked against.
 pub(super) struct Ctx<'a> {
     pub brokers: u32,
+    /// Disks per broker (a disk fault's `disk` is one of them).
+    pub disks: u32,
     /// Per consumer (consumer-N): whether it is a group member.
     pub members: &'a [bool],
     pub topics: &'a [TopicSpec],
@@ -132,7 +134,7 @@ fn fault_on(
         ));
     }
     let for_ns = f.for_.get().map(|d| d.0);
-    let action_v = fault_action(f, p, action, for_ns, ctx.mode)?;
+    let action_v = fault_action(f, p, action, for_ns, ctx)?;
     let label = label(action, target, &action_v, for_ns);
     Ok(vec![Fault { at_ns, target, action: action_v, for_ns, label }])
 }
@@ -143,10 +145,10 @@ fn fault_action(
     p: &str,
     action: &str,
     for_ns: Option<u64>,
-    mode: Mode,
+    ctx: &Ctx,
 ) -> R<FaultAction> {
     let network_only = || {
-        if mode == Mode::Network {
+        if ctx.mode == Mode::Network {
             Ok(())
         } else {
             Err(invalid(&join(p, action), NETWORK_ONLY))
@@ -165,8 +167,9 @@ fn fault_action(
         "stall_poll" => FaultAction::StallPoll,
         "slow_disk" => FaultAction::SlowDisk {
             factor: range(&f.factor, p, "factor", 10, 1, 1_000_000)? as u32,
+            disk: disk(f, p, ctx)?,
         },
-        "disk_error" => disk_error(f, p)?,
+        "disk_error" => disk_error(f, p, ctx)?,
         "drop_caches" => FaultAction::DropCaches,
         "partition" => {
             network_only()?;
@@ -176,12 +179,23 @@ fn fault_action(
             network_only()?;
             FaultAction::SlowNic { bps: req(&f.bps, p, "bps")?.0 }
         }
-        "corrupt_sector" => FaultAction::CorruptSector { path: f.path.get().cloned() },
+        "corrupt_sector" => {
+            FaultAction::CorruptSector { path: f.path.get().cloned(), disk: disk(f, p, ctx)? }
+        }
         _ => unreachable!("action list is closed"),
     })
 }
 
-fn disk_error(f: &RawFault, p: &str) -> R<FaultAction> {
+/// A disk fault's `disk` (JBOD): one of the broker's disks, 0-based; `None` (not given): for
+/// `slow_disk` every disk, for the others the first disk's data directory.
+fn disk(f: &RawFault, p: &str, ctx: &Ctx) -> R<Option<u32>> {
+    match f.disk.get() {
+        None => Ok(None),
+        Some(_) => Ok(Some(range(&f.disk, p, "disk", 0, 0, u64::from(ctx.disks) - 1)? as u32)),
+    }
+}
+
+fn disk_error(f: &RawFault, p: &str, ctx: &Ctx) -> R<FaultAction> {
     let kind = match req(&f.kind, p, "kind")?.as_str() {
         "read" => DiskErrorKind::Read,
         "write" => DiskErrorKind::Write,
@@ -194,7 +208,8 @@ fn disk_error(f: &RawFault, p: &str) -> R<FaultAction> {
         Some(_) => Some(range(&f.times, p, "times", 0, 1, u64::MAX)?),
     };
     let probability = f.probability.get().map_or(1.0, |x| x.0);
-    Ok(FaultAction::DiskError { kind, probability, times, path: f.path.get().cloned() })
+    let (path, disk) = (f.path.get().cloned(), disk(f, p, ctx)?);
+    Ok(FaultAction::DiskError { kind, probability, times, path, disk })
 }
 
 fn partition(f: &RawFault, p: &str) -> R<FaultAction> {
@@ -230,7 +245,7 @@ fn partition(f: &RawFault, p: &str) -> R<FaultAction> {
 fn label(action: &str, target: Target, action_v: &FaultAction, for_ns: Option<u64>) -> String {
     let mut label = format!("{action} {}", target.name());
     match action_v {
-        FaultAction::SlowDisk { factor } => label.push_str(&format!(" x{factor}")),
+        FaultAction::SlowDisk { factor, .. } => label.push_str(&format!(" x{factor}")),
         FaultAction::SlowNic { bps } => label.push_str(&format!(" {bps}bps")),
         FaultAction::DiskError { kind, probability, .. } => {
             label.push_str(&format!(" {kind:?} p={probability}"))

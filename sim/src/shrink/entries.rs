@@ -60,6 +60,13 @@ fn lower(s: impl std::fmt::Debug) -> String {
     format!("{s:?}").to_lowercase()
 }
 
+/// A disk fault's `disk` (JBOD), when it names one.
+fn insert_disk(o: &mut Map<String, Value>, disk: &Option<u32>) {
+    if let Some(d) = disk {
+        o.insert("disk".into(), json!(d));
+    }
+}
+
 /// The action key and its options of a fault (`None`: a request fault, whose rule goes whole).
 fn action_of(a: &FaultAction) -> (&'static str, Map<String, Value>) {
     let mut o = Map::new();
@@ -72,15 +79,17 @@ fn action_of(a: &FaultAction) -> (&'static str, Map<String, Value>) {
         FaultAction::StallPoll => "stall_poll",
         FaultAction::DropCaches => "drop_caches",
         FaultAction::Partition => "partition",
-        FaultAction::SlowDisk { factor } => {
+        FaultAction::SlowDisk { factor, disk } => {
             o.insert("factor".into(), json!(factor));
+            insert_disk(&mut o, disk);
             "slow_disk"
         }
         FaultAction::SlowNic { bps } => {
             o.insert("bps".into(), json!(bps));
             "slow_nic"
         }
-        FaultAction::DiskError { kind, probability, times, path } => {
+        FaultAction::DiskError { kind, probability, times, path, disk } => {
+            insert_disk(&mut o, disk);
             let kind = match kind {
                 DiskErrorKind::NoSpace => "no_space".to_string(),
                 k => lower(k),
@@ -95,7 +104,8 @@ fn action_of(a: &FaultAction) -> (&'static str, Map<String, Value>) {
             }
             "disk_error"
         }
-        FaultAction::CorruptSector { path } => {
+        FaultAction::CorruptSector { path, disk } => {
+            insert_disk(&mut o, disk);
             if let Some(p) = path {
                 o.insert("path".into(), json!(p));
             }
@@ -187,7 +197,12 @@ mod tests {
             f(2, Target::Broker(0), FaultAction::Pause, Some(1)),
             f(3, Target::Broker(1), FaultAction::Restart, None),
             f(4, Target::Broker(0), FaultAction::Request { rule: Box::new(rule) }, Some(2)),
-            f(5, Target::Leader("events", 0), FaultAction::SlowDisk { factor: 10 }, Some(1)),
+            f(
+                5,
+                Target::Leader("events", 0),
+                FaultAction::SlowDisk { factor: 10, disk: None },
+                Some(1),
+            ),
             f(6, Target::Broker(2), FaultAction::Restart, None),
         ];
         let entries: Vec<Entry> = faults.iter().enumerate().map(|(i, f)| entry_of(i, f)).collect();
