@@ -20,9 +20,11 @@ START_TIMEOUT = 30
 
 
 class Broker:
-    def __init__(self, data_dir, extra=()):
+    def __init__(self, data_dir, extra=(), data_dir_flag=True):
         self.data_dir = data_dir
         self.extra = list(extra)
+        # False: no --data-dir (the data directories come from `extra`, e.g. log.dirs).
+        self.data_dir_flag = data_dir_flag
         self.proc = None
         self.addr = None
         self.metrics_addr = None
@@ -31,8 +33,9 @@ class Broker:
 
     def start(self):
         log = open(self.log_path, "ab")
-        cmd = [BROKER, "serve", "--listen", "127.0.0.1:0", "--data-dir", self.data_dir,
-               "--metrics-listen", "127.0.0.1:0"] + self.extra
+        data = ["--data-dir", self.data_dir] if self.data_dir_flag else []
+        cmd = [BROKER, "serve", "--listen", "127.0.0.1:0"] + data + \
+            ["--metrics-listen", "127.0.0.1:0"] + self.extra
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log)
         deadline = time.time() + START_TIMEOUT
         while time.time() < deadline:
