@@ -106,6 +106,15 @@ impl Invariants {
         }
     }
 
+    /// One broker's replica fetchers' index of what it follows from each leader, against its
+    /// partitions' roles (`Replicas::check_followed_index`): every partition scanned counts.
+    pub fn followed(&mut self, who: &str, (examined, violations): (u64, Vec<String>)) {
+        self.report.examined += examined;
+        for v in violations {
+            self.violated(format!("replicas {who}: {v}"));
+        }
+    }
+
     /// The disk model's own assertions on `disk` (named `who`).
     pub fn disk(&mut self, who: &str, disk: &SimDisk) {
         self.report.examined += 1;

@@ -126,6 +126,7 @@ impl Sampler {
         for h in &self.hosts {
             if let Some(b) = h.process() {
                 self.invariants.groups(&h.name(), b.groups.check_invariants());
+                self.invariants.followed(&h.name(), b.replicas.check_followed_index());
             }
         }
         let stats = self.net.all_stats();

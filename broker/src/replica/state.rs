@@ -89,6 +89,11 @@ struct Inner {
 pub struct Replicas {
     partitions: Arc<Partitions>,
     inner: Mutex<Inner>,
+    /// The partitions each leader is followed from here (by their followers' role), so a
+    /// replica fetcher's round costs what it follows, not every partition here. Kept by
+    /// [`Replicas::set_role`]; a leaf lock, taken under a partition's role lock. It may name a
+    /// partition no longer in the map (taken at shutdown): readers check the map and the role.
+    followed: std::sync::Mutex<BTreeMap<BrokerId, BTreeSet<TopicPartition>>>,
     /// `acks=all` produces waiting, broker-wide (bounded by [`ACK_WAITERS_MAX`]).
     waiting: AtomicUsize,
     /// Woken when an ISR change is queued.
@@ -110,6 +115,7 @@ impl Replicas {
         Self {
             partitions,
             inner: Mutex::default(),
+            followed: std::sync::Mutex::default(),
             waiting: AtomicUsize::new(0),
             alter_ready: tokio::sync::Notify::new(),
         }
@@ -382,6 +388,31 @@ impl Replicas {
     }
 
     /// Ends a leadership in `slot` (if any): its waiting produces fail.
+    /// Gives `tp` (whose role lock `slot` is) the role `role`, keeping the followed index.
+    fn set_role(&self, tp: &TopicPartition, slot: &mut RoleSlot, role: Option<Role>) {
+        let leader_of = |r: &Option<Role>| match r {
+            Some(Role::Follower { leader, .. }) => Some(*leader),
+            _ => None,
+        };
+        let (old, new) = (leader_of(&slot.role), leader_of(&role));
+        slot.role = role;
+        if old == new {
+            return;
+        }
+        let mut followed = self.followed.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(l) = old {
+            if let Some(set) = followed.get_mut(&l) {
+                set.remove(tp);
+                if set.is_empty() {
+                    followed.remove(&l);
+                }
+            }
+        }
+        if let Some(l) = new {
+            followed.entry(l).or_default().insert(tp.clone());
+        }
+    }
+
     fn resign(&self, slot: &mut RoleSlot) {
         if let Some(Role::Leader { mut state, .. }) = slot.role.take() {
             let done = state.resign();
@@ -437,7 +468,7 @@ impl Replicas {
         let mut state = LeaderState::new(config, start, now_ms);
         state.set_ineligible_replicas(ineligible);
         tracing::info!(partition = %tp, leader_epoch = ps.leader_epoch, isr = ?ps.isr, leo, hw = state.high_watermark(), "became leader");
-        slot.role = Some(Role::Leader { topic_id, state });
+        self.set_role(tp, &mut slot, Some(Role::Leader { topic_id, state }));
         drop(slot);
         self.lock().counters.leaderships_started += 1;
         true
@@ -465,13 +496,9 @@ impl Replicas {
         let prior_hw = slot.role.as_ref().map(role_hw).or(checkpointed).unwrap_or(0);
         self.resign(&mut slot);
         tracing::info!(partition = %tp, leader, leader_epoch, "became follower");
-        slot.role = Some(Role::Follower {
-            topic_id,
-            leader,
-            leader_epoch,
-            hw: prior_hw.clamp(0, leo),
-            truncated: false,
-        });
+        let hw = prior_hw.clamp(0, leo);
+        let role = Role::Follower { topic_id, leader, leader_epoch, hw, truncated: false };
+        self.set_role(tp, &mut slot, Some(role));
         true
     }
 
@@ -494,7 +521,7 @@ impl Replicas {
         };
         if !other {
             self.resign(&mut slot);
-            slot.role = None;
+            self.set_role(&p.tp, &mut slot, None);
         }
     }
 
@@ -502,7 +529,7 @@ impl Replicas {
     pub(crate) fn stop_partition(&self, p: &Partition) {
         let mut slot = p.role();
         self.resign(&mut slot);
-        slot.role = None;
+        self.set_role(&p.tp, &mut slot, None);
     }
 
     /// Every partition: fail waiting produces (shutdown).
@@ -512,10 +539,15 @@ impl Replicas {
         }
     }
 
-    /// Partitions followed from `leader`, in order.
+    /// Partitions followed from `leader`, in order (of those in the followed index, the ones
+    /// still in the map and still following `leader`).
     pub fn followed_from(&self, leader: BrokerId) -> Vec<Followed> {
-        let mut out = Vec::new();
-        for p in self.partitions.all() {
+        let tps: Vec<TopicPartition> = {
+            let followed = self.followed.lock().unwrap_or_else(|p| p.into_inner());
+            followed.get(&leader).map(|s| s.iter().cloned().collect()).unwrap_or_default()
+        };
+        let mut out = Vec::with_capacity(tps.len());
+        for p in tps.iter().filter_map(|tp| self.partitions.get(tp)) {
             if let Some(Role::Follower { leader: l, leader_epoch, truncated, .. }) = &p.role().role
             {
                 if *l == leader {
@@ -528,6 +560,32 @@ impl Replicas {
             }
         }
         out
+    }
+
+    /// Checks the followed index against the roles (the simulator does, each tick): for every
+    /// leader, [`Replicas::followed_from`] must list exactly the partitions in the map a scan of
+    /// every role finds following it, in order. Returns how many partitions the scan examined
+    /// and every disagreement.
+    pub fn check_followed_index(&self) -> (u64, Vec<String>) {
+        let all = self.partitions.all();
+        let mut scan: BTreeMap<BrokerId, Vec<TopicPartition>> = BTreeMap::new();
+        for p in &all {
+            if let Some(Role::Follower { leader, .. }) = &p.role().role {
+                scan.entry(*leader).or_default().push(p.tp.clone());
+            }
+        }
+        let mut leaders: BTreeSet<BrokerId> = scan.keys().copied().collect();
+        leaders.extend(self.followed.lock().unwrap_or_else(|p| p.into_inner()).keys());
+        let mut violations = Vec::new();
+        for l in leaders {
+            let got: Vec<TopicPartition> =
+                self.followed_from(l).into_iter().map(|f| f.tp).collect();
+            let want = scan.remove(&l).unwrap_or_default();
+            if got != want {
+                violations.push(format!("followed from {l}: index {got:?}, roles {want:?}"));
+            }
+        }
+        (all.len() as u64, violations)
     }
 
     /// Leaders this broker follows someone of.
