@@ -444,7 +444,7 @@ fn judge(sc: &Scenario, raw: &RawRun) -> (Map<String, Value>, i32) {
     let inv = &raw.invariants;
     let held = inv.violations.is_empty();
     let detail = if held {
-        format!("every model invariant held ({} evaluations: the fabric's events and counters and every broker's consumer groups every sample, each disk's check_invariants at the end)", inv.examined)
+        format!("every model invariant held ({} evaluations: the fabric's events and counters and every broker's consumer groups and replica fetchers' followed index every sample, each disk's check_invariants at the end)", inv.examined)
     } else {
         safety_failed = true;
         // Traced only when violated, so runs that hold keep their trace hashes.
