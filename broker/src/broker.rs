@@ -193,12 +193,8 @@ impl Broker {
             registry.store(storage.as_ref(), root).await?;
         }
         let partitions = Arc::new(Partitions::default());
-        let (dirs, logs) = logs.into_parts();
-        let mut dir_logs = vec![0; roots.len()];
+        let (dirs, logs, dir_logs) = logs.into_parts();
         for (tp, log) in logs {
-            if let Some(i) = crate::log::manager::dir_index(roots, log.dir()) {
-                dir_logs[i] += 1;
-            }
             // Idempotent-producer state is rebuilt from the tail of each log, so a producer
             // retrying across a restart still gets its duplicates recognised.
             let mut producers = ProducerStates::default();

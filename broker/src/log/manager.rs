@@ -433,9 +433,10 @@ impl LogManager {
         Ok((Self { dirs, default_config, logs, counts, was_clean }, reports))
     }
 
-    /// The data directories' own files and every log, for a caller that keeps logs apart.
-    pub fn into_parts(self) -> (Vec<DataDir>, BTreeMap<TopicPartition, Log>) {
-        (self.dirs, self.logs)
+    /// The data directories' own files, every log, and how many logs each directory holds,
+    /// for a caller that keeps logs apart.
+    pub fn into_parts(self) -> (Vec<DataDir>, BTreeMap<TopicPartition, Log>, Vec<usize>) {
+        (self.dirs, self.logs, self.counts)
     }
 
     /// The data directories' paths, in `log.dirs` order.
@@ -499,9 +500,13 @@ impl LogManager {
         &self.dirs[0].storage
     }
 
-    /// The data directory (index) holding `dir`, a partition directory.
-    fn dir_of(&mut self, dir: &Path) -> &mut DataDir {
-        let i = dir_index(&self.roots(), dir).expect("a log lives in one of the data directories");
+    /// The data directory holding `dir`, the directory of a log just taken out of `logs`
+    /// (its count goes down by one).
+    fn dir_losing(&mut self, dir: &Path) -> &mut DataDir {
+        let parent = dir.parent().unwrap_or(Path::new(""));
+        let i = self.dirs.iter().position(|d| d.root == parent);
+        let i = i.expect("a log lives in one of the data directories");
+        self.counts[i] -= 1;
         &mut self.dirs[i]
     }
 
@@ -517,10 +522,7 @@ impl LogManager {
         };
         let dir = log.dir().to_path_buf();
         drop(log);
-        if let Some(i) = dir_index(&self.roots(), &dir) {
-            self.counts[i] -= 1;
-        }
-        self.dir_of(&dir).retire_log(tp, &dir, unique).await.map(Some)
+        self.dir_losing(&dir).retire_log(tp, &dir, unique).await.map(Some)
     }
 
     /// Deletes a partition's log and its directory.
@@ -530,10 +532,7 @@ impl LogManager {
         };
         let dir = log.dir().to_path_buf();
         drop(log);
-        if let Some(i) = dir_index(&self.roots(), &dir) {
-            self.counts[i] -= 1;
-        }
-        self.dir_of(&dir).delete_log(tp, &dir).await?;
+        self.dir_losing(&dir).delete_log(tp, &dir).await?;
         Ok(true)
     }
 
