@@ -1,6 +1,6 @@
 //! `cargo simulate grid` end to end: a 2 × 2 grid of tiny runs (about one simulated second
-//! each) writes grid.json with four rows, each with a bottleneck, grid.csv with the same rows,
-//! the SVG plots and index.html; an unknown key is refused before anything runs
+//! each) writes grid.json with four rows, each with a bottleneck and its process's cost, grid.csv
+//! with the same rows, the SVG plots and index.html; an unknown key is refused before anything runs
 //! (`cargo sim-test -p sim --test grid`).
 #![cfg(madsim)]
 
@@ -59,6 +59,9 @@ fn a_two_by_two_grid_names_a_bottleneck_per_point() {
         );
         assert!(r["records_per_s"].as_f64().unwrap() > 0.0, "{r}");
         assert!(r["utilization"].as_object().unwrap().contains_key("cpu:broker-0"), "{r}");
+        // What the point's process cost, from its summary's `speed.process`.
+        assert!(r["cost"]["cpu_s"].as_f64().is_some_and(|c| c > 0.0), "{r}");
+        assert!(r["cost"]["peak_rss_bytes"].as_u64().is_some_and(|b| b > 1 << 20), "{r}");
         // Each point's scenario is on disk with its values (replayable on its own).
         let point: Value = serde_json::from_str(
             &std::fs::read_to_string(out.join(format!("points/{i}/scenario.json"))).unwrap(),
@@ -83,6 +86,8 @@ fn a_two_by_two_grid_names_a_bottleneck_per_point() {
         "p99-vs-linger-ms.svg",
         "throughput-vs-cluster-host-cores.svg",
         "p99-vs-cluster-host-cores.svg",
+        "cpu-vs-linger-ms.svg",
+        "rss-vs-cluster-host-cores.svg",
         "index.html",
     ] {
         let text = std::fs::read_to_string(out.join(f)).unwrap_or_else(|e| panic!("{f}: {e}"));

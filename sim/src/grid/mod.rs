@@ -2,8 +2,9 @@
 //! point of the product of the varied keys' values, each its own `sim` run of its own scenario
 //! file (`DIR/points/<i>/scenario.json`, replayable with `cargo simulate` alone), then
 //! `DIR/grid.json` and `DIR/grid.csv` (per point: the values, achieved throughput, latency
-//! percentiles, the utilization of every resource of every host, the bottleneck), SVG plots of
-//! throughput and p99 latency against each varied key, and `DIR/index.html`.
+//! percentiles, the utilization of every resource of every host, the bottleneck, and what the
+//! point's process cost: CPU seconds and peak RSS), SVG plots of throughput, p99 latency, CPU
+//! seconds and peak RSS against each varied key, and `DIR/index.html`.
 //!
 //! Keys and values: [`keys`]. The bottleneck rule: [`table`]. Every point's scenario is parsed
 //! before anything runs, so an unknown key or a bad value stops the grid with the scenario
@@ -222,7 +223,10 @@ fn print_table(vary: &[Vary], rows: &[Value]) {
     for v in vary {
         head += &format!("  {:>16}", v.key);
     }
-    println!("{head}  {:>10}  {:>12}  {:>9}  bottleneck", "MB/s", "records/s", "p99 ms");
+    println!(
+        "{head}  {:>10}  {:>12}  {:>9}  {:>7}  bottleneck",
+        "MB/s", "records/s", "p99 ms", "CPU s"
+    );
     // MB/s and records/s: produced, or consumed when the grid's runs produce nothing.
     for r in rows {
         let mut line = format!("{:>5}", r["point"]);
@@ -231,10 +235,11 @@ fn print_table(vary: &[Vary], rows: &[Value]) {
         }
         let f = |x: &Value, s: f64| x.as_f64().map_or("-".into(), |x| format!("{:.1}", x * s));
         println!(
-            "{line}  {:>10}  {:>12}  {:>9}  {}",
+            "{line}  {:>10}  {:>12}  {:>9}  {:>7}  {}",
             f(&r["bytes_per_s"], 1e-6),
             f(&r["records_per_s"], 1.0),
             f(&r["produce_latency_ms"]["p99"], 1.0),
+            f(&r["cost"]["cpu_s"], 1.0),
             r["bottleneck"].as_str().unwrap_or("")
         );
     }

@@ -1,5 +1,6 @@
-//! The grid's SVG plots (throughput and p99 produce latency against each varied key, one line
-//! per combination of the other keys' values) and `index.html`.
+//! The grid's SVG plots (throughput, p99 produce latency, and the runs' CPU seconds and peak RSS
+//! against each varied key, one line per combination of the other keys' values) and
+//! `index.html`.
 
 use std::collections::BTreeMap;
 
@@ -64,6 +65,18 @@ const MEASURES: &[Measure] = &[
         title: "Produce latency p99 (send → ack)",
         y_label: "ms",
         get: |r| r["produce_latency_ms"]["p99"].as_f64(),
+    },
+    Measure {
+        file: "cpu",
+        title: "Simulator cost: the run's process CPU seconds (measured, moves with load)",
+        y_label: "CPU s",
+        get: |r| r["cost"]["cpu_s"].as_f64(),
+    },
+    Measure {
+        file: "rss",
+        title: "Simulator memory: the run's peak RSS",
+        y_label: "MiB",
+        get: |r| r["cost"]["peak_rss_bytes"].as_f64().map(|b| b / (1024.0 * 1024.0)),
     },
 ];
 
@@ -148,7 +161,7 @@ pub fn index_html(
     for v in vary {
         h += &format!("<th>{}</th>", esc(&v.key));
     }
-    h += "<th>MB/s</th><th>records/s</th><th>of</th><th>p99 ms</th><th>bottleneck</th><th>verdict</th></tr>";
+    h += "<th>MB/s</th><th>records/s</th><th>of</th><th>p99 ms</th><th>bottleneck</th><th>verdict</th><th>CPU s</th></tr>";
     for r in rows {
         let p = r["point"].as_u64().unwrap_or(0);
         h += &format!("<tr><td><a href=\"points/{p}/index.html\">{p}</a></td>");
@@ -159,13 +172,14 @@ pub fn index_html(
             x.as_f64().map_or("-".into(), |x| reports::fmt_num((x * scale * 100.0).round() / 100.0))
         };
         h += &format!(
-            "<td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            "<td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
             num(&r["bytes_per_s"], 1e-6),
             num(&r["records_per_s"], 1.0),
             esc(r["throughput_of"].as_str().unwrap_or("")),
             num(&r["produce_latency_ms"]["p99"], 1.0),
             esc(r["bottleneck"].as_str().unwrap_or("")),
-            esc(r["verdict"].as_str().unwrap_or(""))
+            esc(r["verdict"].as_str().unwrap_or("")),
+            num(&r["cost"]["cpu_s"], 1.0)
         );
     }
     h += "</table>";
@@ -192,7 +206,10 @@ mod tests {
             [parse_vary("batch.size=1024,1048576").unwrap(), parse_vary("brokers=1,2,3").unwrap()];
         let pts = product(&vary);
         let rows: Vec<Value> = (0..pts.len())
-            .map(|i| json!({"bytes_per_s": 1e6 * i as f64, "produce_latency_ms": {"p99": i}}))
+            .map(|i| {
+                json!({"bytes_per_s": 1e6 * i as f64, "produce_latency_ms": {"p99": i},
+                    "cost": {"cpu_s": 10.0 * i as f64, "peak_rss_bytes": 1 << 20}})
+            })
             .collect();
         let c = charts(&vary, &pts, &rows);
         let files: Vec<&str> = c.iter().map(|(c, _)| c.file.as_str()).collect();
@@ -201,8 +218,12 @@ mod tests {
             [
                 "throughput-vs-batch-size.svg",
                 "p99-vs-batch-size.svg",
+                "cpu-vs-batch-size.svg",
+                "rss-vs-batch-size.svg",
                 "throughput-vs-brokers.svg",
-                "p99-vs-brokers.svg"
+                "p99-vs-brokers.svg",
+                "cpu-vs-brokers.svg",
+                "rss-vs-brokers.svg"
             ]
         );
         // Against batch.size: a line per broker count, two points each, at positions (the values
@@ -211,9 +232,11 @@ mod tests {
         assert_eq!(c[0].0.lines[1].name, "brokers=2");
         assert_eq!(c[0].0.lines[1].points, vec![(0.0, 1.0), (1.0, 4.0)]);
         assert!(c[0].0.title.contains("0 = 1024, 1 = 1048576"), "{}", c[0].0.title);
-        assert_eq!(c[2].0.lines.len(), 2);
-        assert_eq!(c[2].0.lines[0].points, vec![(1.0, 0.0), (2.0, 1.0), (3.0, 2.0)]);
-        assert_eq!(c[3].0.lines[1].name, "batch.size=1048576");
+        assert_eq!(c[4].0.lines.len(), 2);
+        assert_eq!(c[4].0.lines[0].points, vec![(1.0, 0.0), (2.0, 1.0), (3.0, 2.0)]);
+        assert_eq!(c[5].0.lines[1].name, "batch.size=1048576");
+        // The cost charts plot each row's `cost.cpu_s` (here 10 × the point).
+        assert_eq!(c[6].0.lines[1].points, vec![(1.0, 30.0), (2.0, 40.0), (3.0, 50.0)]);
         for (chart, opts) in &c {
             let svg = reports::render_svg_with(chart, &[], 0.0, opts).unwrap();
             assert!(svg.contains("<svg"));

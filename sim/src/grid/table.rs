@@ -123,6 +123,22 @@ pub fn row(point: usize, values: &Value, dir: &str, code: Option<i32>, s: Option
         "utilization": f.utilization,
         "bottleneck": bottleneck,
         "bottleneck_why": why,
+        "cost": cost(s),
+    })
+}
+
+/// What the point's run cost the machine that ran it: its process CPU seconds (set-up,
+/// simulation, checks and report), peak RSS, and simulated seconds per CPU second, from the
+/// summary's `speed.process`. Measured, not simulated: not part of the trace, and it moves with
+/// the machine's load (a grid run with `--jobs 2` on 2 cores charges each point its own CPU).
+pub fn cost(s: &Value) -> Value {
+    let p = &s["speed"]["process"];
+    json!({
+        "cpu_s": p["cpu_s"],
+        "peak_rss_bytes": p["peak_rss_bytes"],
+        "simulated_s": s["speed"]["simulated_s"],
+        "simulated_s_per_cpu_s": p["simulated_s_per_cpu_s"],
+        "records_per_cpu_s": p["records_per_cpu_s"],
     })
 }
 
@@ -142,6 +158,9 @@ const FIGURE_COLUMNS: &[(&str, &[&str])] = &[
     ("end_to_end_p99_ms", &["end_to_end_latency_ms", "p99"]),
     ("bottleneck", &["bottleneck"]),
     ("verdict", &["verdict"]),
+    ("cpu_s", &["cost", "cpu_s"]),
+    ("peak_rss_bytes", &["cost", "peak_rss_bytes"]),
+    ("simulated_s_per_cpu_s", &["cost", "simulated_s_per_cpu_s"]),
 ];
 
 fn cell(v: &Value) -> String {
@@ -217,12 +236,14 @@ mod tests {
         let s = serde_json::json!({"verdict": "pass",
             "throughput": {"achieved": {"produce_records_per_s": 10.0, "produce_bytes_per_s": 1000.0}, "offered": {"produce_records_per_s": 10.0}},
             "latency": {"produce_ms": {"p50": 1.0, "p99": 2.0, "p999": 3.0}},
-            "utilization": {"resources": {"cpu:broker-0": 0.95, "disk:broker-0": 0.1}}});
+            "utilization": {"resources": {"cpu:broker-0": 0.95, "disk:broker-0": 0.1}},
+            "speed": {"simulated_s": 12.0, "process": {"cpu_s": 3.0, "peak_rss_bytes": 5000,
+                "simulated_s_per_cpu_s": 4.0, "records_per_cpu_s": 40.0}}});
         let r = row(0, &serde_json::json!({"acks": "all"}), "d/points/0", Some(0), Some(&s));
         assert_eq!(r["bottleneck"], "cpu:broker-0");
         let crashed = row(1, &serde_json::json!({"acks": 1}), "d/points/1", None, None);
         assert_eq!(crashed["bottleneck"], NO_RUN);
-        let text = csv(&["acks".into()], &[r, crashed]);
+        let text = csv(&["acks".into()], &[r.clone(), crashed]);
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines.len(), 3);
         assert!(lines[0].starts_with(
@@ -230,7 +251,8 @@ mod tests {
         ));
         assert!(lines[0].ends_with("util:cpu:broker-0,util:disk:broker-0"));
         assert!(lines[1].starts_with("0,all,produce,10.0,1000.0,10.0,1000.0,"), "{}", lines[1]);
-        assert!(lines[1].ends_with(",cpu:broker-0,pass,0.95,0.1"), "{}", lines[1]);
+        assert!(lines[1].ends_with(",cpu:broker-0,pass,3.0,5000,4.0,0.95,0.1"), "{}", lines[1]);
+        assert_eq!(r["cost"]["records_per_cpu_s"], 40.0);
         assert!(lines[2].ends_with(",,"), "{}", lines[2]);
     }
 }
