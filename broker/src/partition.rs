@@ -74,8 +74,13 @@ impl Partition {
 
     /// Locks the log and producer state; `None` once the partition was closed (deleted, or the
     /// broker shut down), as if it did not exist.
+    /// Takes the lock without awaiting when it is free (what `lock().await` does on its first
+    /// poll, without the semaphore's future: a fetch pass takes hundreds of these in a row).
     pub async fn data(&self) -> Option<MutexGuard<'_, PartitionData>> {
-        let g = self.data.lock().await;
+        let g = match self.data.try_lock() {
+            Ok(g) => g,
+            Err(_) => self.data.lock().await,
+        };
         (!g.closed).then_some(g)
     }
 
@@ -124,6 +129,13 @@ impl Partitions {
 
     pub fn get(&self, tp: &TopicPartition) -> Option<Arc<Partition>> {
         self.read().get(&tp.topic)?.get(&tp.partition).cloned()
+    }
+
+    /// The map's own name of topic `name`, when it holds any of its partitions: keys built from it
+    /// compare with the map's (and with each other) by pointer, not byte by byte. A request
+    /// handler takes it once per topic for the hundreds of partition keys it builds.
+    pub fn topic_key(&self, name: &str) -> Option<Topic> {
+        self.read().get_key_value(name).map(|(k, _)| k.clone())
     }
 
     pub fn insert(&self, p: Arc<Partition>) {

@@ -394,6 +394,83 @@ fn answer_to_a_fetch_of_a_newer_epoch(seed: u64, zombie_unsafe: bool) -> i16 {
     })
 }
 
+/// The error of each partition of one Fetch to broker `to` from `replica_id`, asking for
+/// (partition, current_leader_epoch) pairs of the test topic.
+async fn fetch_errors(net: &SimNet, to: i32, replica_id: i32, asks: &[(i32, i32)]) -> Vec<i16> {
+    let mut ft = FetchTopic::default();
+    ft.topic = TopicName(sb(TOPIC));
+    ft.partitions = asks
+        .iter()
+        .map(|&(partition, epoch)| {
+            let mut fp = FetchPartition::default();
+            fp.partition = partition;
+            fp.partition_max_bytes = 1 << 20;
+            fp.current_leader_epoch = epoch;
+            fp
+        })
+        .collect();
+    let mut req = FetchRequest::default();
+    req.replica_id = BrokerId(replica_id);
+    req.max_wait_ms = 0;
+    req.max_bytes = 1 << 20;
+    req.topics = vec![ft];
+    let resp: FetchResponse = call(net, to, ApiKey::Fetch, 12, &req).await.expect("a Fetch answer");
+    resp.responses[0].partitions.iter().map(|p| p.error_code).collect()
+}
+
+/// A Fetch's per-partition refusals, each partition of one request judged on its own (the
+/// leader looks each partition up once per pass for all of them): the current epoch and an
+/// unchecked one (-1) are served, an older epoch is FENCED_LEADER_EPOCH and a newer one
+/// UNKNOWN_LEADER_EPOCH (KIP-320), a partition the topic does not have is
+/// UNKNOWN_TOPIC_OR_PARTITION; the same partition asked of a follower is NOT_LEADER_OR_FOLLOWER,
+/// for a consumer as for a replica.
+#[test]
+fn a_fetch_judges_each_partition_by_leadership_and_epoch() {
+    support::block_on(6, async move {
+        let net = SimNet::new(SimNetConfig::default());
+        let disks: Vec<SimDisk> = (0..3).map(|i| disk(60 + i)).collect();
+        let mut nodes: BTreeMap<i32, Node> = BTreeMap::new();
+        for id in 0..3 {
+            nodes.insert(id, start(&net, &disks[id as usize], id, 1).await);
+        }
+        create_topic(&net).await;
+        let ((first, first_epoch, _), _) =
+            wait_for("a leader with a full ISR", Duration::from_secs(10), async || {
+                partition_state(&net, 0).await.filter(|(l, _, isr)| *l >= 0 && isr.len() == 3)
+            })
+            .await;
+        // A second leadership, so that the leader has an older epoch to fence.
+        let old = nodes.remove(&first).expect("running");
+        crash(&net, &disks[first as usize], old, first);
+        let other = (0..3).find(|i| *i != first).unwrap();
+        let ((leader, epoch, isr), _) =
+            wait_for("a new leader and a follower", Duration::from_secs(10), async || {
+                partition_state(&net, other).await.filter(|(l, e, isr)| {
+                    *l >= 0 && *l != first && *e > first_epoch && isr.len() == 2
+                })
+            })
+            .await;
+        let follower = isr.iter().copied().find(|r| *r != leader).expect("a follower");
+        let asks = [(0, epoch), (0, -1), (0, epoch - 1), (0, epoch + 1), (7, epoch)];
+        assert_eq!(
+            fetch_errors(&net, leader, follower, &asks).await,
+            [0, 0, 74, 75, 3],
+            "none, none, FENCED_LEADER_EPOCH, UNKNOWN_LEADER_EPOCH, UNKNOWN_TOPIC_OR_PARTITION"
+        );
+        assert_eq!(fetch_errors(&net, leader, -1, &asks[..2]).await, [0, 0], "a consumer");
+        for replica_id in [leader, -1] {
+            assert_eq!(
+                fetch_errors(&net, follower, replica_id, &[(0, epoch), (0, -1)]).await,
+                [6, 6],
+                "NOT_LEADER_OR_FOLLOWER from a follower"
+            );
+        }
+        for n in nodes.values() {
+            n.halt();
+        }
+    })
+}
+
 /// KIP-320: a follower's fetch with a leader epoch newer than the leader's own is fenced
 /// (UNKNOWN_LEADER_EPOCH: the leader is behind, possibly a zombie); the museum switch
 /// `loglab.unsafe.zombie.fencing.disable` turns that off and the leader serves it.

@@ -100,12 +100,17 @@ impl Broker {
     /// zombie leader acts on the fetches of a newer leadership's followers, a leader on those of
     /// a follower still on an older one.
     fn fetch_epoch_error(&self, reader: Reader, tp: &TopicPartition, epoch: i32) -> Option<i16> {
-        if matches!(reader, Reader::Follower(_))
-            && self.config.replication.unsafe_zombie_fencing_disabled
-        {
+        if !self.fences_fetch(reader) {
             return None;
         }
         self.check_leader_epoch(tp, epoch)
+    }
+
+    /// Whether `reader`'s fetch is checked by `current_leader_epoch` (see
+    /// [`Self::fetch_epoch_error`]).
+    fn fences_fetch(&self, reader: Reader) -> bool {
+        !(matches!(reader, Reader::Follower(_))
+            && self.config.replication.unsafe_zombie_fencing_disabled)
     }
 
     /// One pass over the requested partitions, each read under its own partition's lock.
@@ -128,8 +133,11 @@ impl Broker {
                 error_code::UNKNOWN_TOPIC_OR_PARTITION
             };
             let mut parts = Vec::with_capacity(t.partitions.len());
-            // One shared name per topic: each partition's key clones it without copying.
-            let topic = Topic::from(&name);
+            // The topic's id in the metadata image, kept while the image stays the same.
+            let mut image_ids = None;
+            // One shared name per topic, the partition map's own: each partition's key clones it
+            // without copying and compares with the map's keys by pointer.
+            let topic = self.partitions.topic_key(&name).unwrap_or_else(|| Topic::from(&name));
             for p in &t.partitions {
                 let mut po = PartOut {
                     index: p.partition,
@@ -141,17 +149,14 @@ impl Broker {
                     region: None,
                 };
                 let tp = TopicPartition::new(topic.clone(), p.partition);
+                // One lookup of the partition's handle: the checks and the read below use it.
+                let handle = self.partition(&tp);
                 let refused = if meta.is_none() || reader == Reader::Debug {
                     None
                 } else {
-                    self.not_leader_error_tp(&tp)
-                        .or_else(|| {
-                            if version >= 9 {
-                                self.fetch_epoch_error(reader, &tp, p.current_leader_epoch)
-                            } else {
-                                None
-                            }
-                        })
+                    let epoch = (version >= 9 && self.fences_fetch(reader))
+                        .then_some(p.current_leader_epoch);
+                    self.fetch_refusal(&tp, handle.as_deref(), epoch, &mut image_ids)
                         .or_else(|| pre_error(pre_errors, &name, p.partition))
                 };
                 if let Some(code) = refused {
@@ -163,7 +168,7 @@ impl Broker {
                 let part = meta
                     .as_ref()
                     .filter(|m| p.partition >= 0 && p.partition < m.partitions)
-                    .and_then(|_| self.partition(&tp));
+                    .and(handle);
                 let data = match &part {
                     Some(part) => part.data().await,
                     None => None,
@@ -253,8 +258,10 @@ impl Broker {
                 } else {
                     t.topic.0.as_str().to_string()
                 };
+                let topic =
+                    self.partitions.topic_key(&name).unwrap_or_else(|| Topic::from(name.as_str()));
                 for p in &t.partitions {
-                    let tp = TopicPartition::new(name.clone(), p.partition);
+                    let tp = TopicPartition::new(topic.clone(), p.partition);
                     if self.fetch_epoch_error(reader, &tp, p.current_leader_epoch).is_some() {
                         continue; // answered with the epoch error below
                     }

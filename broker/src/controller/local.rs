@@ -81,17 +81,49 @@ impl Broker {
     /// copied: produce and fetch ask once per partition per request).
     pub(crate) fn not_leader_error_tp(&self, tp: &crate::log::TopicPartition) -> Option<i16> {
         let img = self.cluster_image()?;
-        let known = img
-            .topic_ids
-            .get(tp.topic())
-            .and_then(|id| img.partition(*id, u32::try_from(tp.partition).ok()?))
-            .is_some();
-        if !known {
+        if !in_image(&img, tp, img.topic_ids.get(tp.topic()).copied()) {
             return Some(error_code::UNKNOWN_TOPIC_OR_PARTITION);
         }
         match self.replicas.leading_epoch(tp) {
             Some(_) => None,
             None => Some(error_code::NOT_LEADER_OR_FOLLOWER),
+        }
+    }
+
+    /// [`Self::not_leader_error_tp`] then [`Self::check_leader_epoch`] (when `current_leader_epoch`
+    /// is given) of `tp`, asked of `handle`, the broker's handle of `tp` the caller looked up (the
+    /// same answers: nothing awaits between the lookup and these reads), with `tp`'s topic id in
+    /// the image kept in `ids` while the image stays the same. A fetch pass asks this of each of
+    /// its partitions (hundreds of them, again at every wake of a long poll): one map lookup and
+    /// one role read each, where the two checks looked the partition up twice and the topic id
+    /// once per partition.
+    pub(crate) fn fetch_refusal(
+        &self,
+        tp: &crate::log::TopicPartition,
+        handle: Option<&crate::partition::Partition>,
+        current_leader_epoch: Option<i32>,
+        ids: &mut Option<(Arc<MetadataImage>, Option<TopicId>)>,
+    ) -> Option<i16> {
+        let link = self.controller_link()?;
+        let img = link.metadata().borrow().clone();
+        let id = match ids {
+            Some((cached, id)) if Arc::ptr_eq(cached, &img) => *id,
+            _ => {
+                let id = img.topic_ids.get(tp.topic()).copied();
+                *ids = Some((img.clone(), id));
+                id
+            }
+        };
+        if !in_image(&img, tp, id) {
+            return Some(error_code::UNKNOWN_TOPIC_OR_PARTITION);
+        }
+        let Some(epoch) = handle.and_then(crate::replica::state::leading_epoch_of) else {
+            return Some(error_code::NOT_LEADER_OR_FOLLOWER);
+        };
+        match current_leader_epoch.filter(|e| *e >= 0)?.cmp(&epoch) {
+            std::cmp::Ordering::Less => Some(error_code::FENCED_LEADER_EPOCH),
+            std::cmp::Ordering::Greater => Some(error_code::UNKNOWN_LEADER_EPOCH),
+            std::cmp::Ordering::Equal => None,
         }
     }
 
@@ -226,4 +258,9 @@ pub async fn run_sync(
             r = rx.changed() => if r.is_err() { return },
         }
     }
+}
+
+/// Whether `img` has partition `tp` of the topic with id `id` (`tp`'s name looked up in it).
+fn in_image(img: &MetadataImage, tp: &crate::log::TopicPartition, id: Option<TopicId>) -> bool {
+    id.and_then(|id| img.partition(id, u32::try_from(tp.partition).ok()?)).is_some()
 }

@@ -417,8 +417,16 @@ async fn fetch(
     let mut appended = false;
     let mut refused = Vec::new();
     for t in resp.responses {
+        // The followed partitions' own name of the topic (one allocation-free key per partition,
+        // compared by pointer in `epochs` and the partition map); a topic not asked for has no
+        // entry in `epochs` either way.
+        let name = t.topic.0.as_str();
+        let topic = match parts.iter().find(|p| p.tp.topic.as_str() == name) {
+            Some(p) => p.tp.topic.clone(),
+            None => kafka_types::Topic::from(name),
+        };
         for p in t.partitions {
-            let tp = TopicPartition::new(t.topic.0.as_str().to_string(), p.partition_index);
+            let tp = TopicPartition::new(topic.clone(), p.partition_index);
             let Some(&(epoch, fetch_offset)) = epochs.get(&tp) else { continue };
             if !env.replicas.still_following(&tp, leader, epoch) {
                 continue;

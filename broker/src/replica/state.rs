@@ -100,6 +100,15 @@ pub struct Replicas {
     pub(crate) alter_ready: tokio::sync::Notify,
 }
 
+/// `Some(leader epoch)` when this broker leads `p` ([`Replicas::leading_epoch`] of a handle the
+/// caller already holds).
+pub(crate) fn leading_epoch_of(p: &Partition) -> Option<i32> {
+    match &p.role().role {
+        Some(Role::Leader { state, .. }) => Some(state.leader_epoch()),
+        _ => None,
+    }
+}
+
 /// Hands decided `acks=all` results to their waiting requests.
 fn deliver(slot: &mut RoleSlot, waiting: &AtomicUsize, done: Vec<(u64, Result<(), ProduceError>)>) {
     for (id, r) in done {
@@ -214,11 +223,7 @@ impl Replicas {
 
     /// `Some(leader epoch)` when this broker leads `tp`.
     pub fn leading_epoch(&self, tp: &TopicPartition) -> Option<i32> {
-        self.with_role(tp, |r| match r {
-            Role::Leader { state, .. } => Some(state.leader_epoch()),
-            _ => None,
-        })
-        .flatten()
+        self.partitions.get(tp).and_then(|p| leading_epoch_of(&p))
     }
 
     /// (leader, leader epoch) as this replica knows them.
