@@ -735,12 +735,6 @@ impl Controller {
             return Err(ControllerError::StaleBrokerEpoch);
         }
         self.last_heartbeat_ms.insert(broker_id, now_ms);
-        let mut work = image.clone();
-        let mut records = match (b.fenced, want_fence) {
-            (true, false) => unfence_records(&mut work, &self.config, broker_id, broker_epoch),
-            (false, true) => fence_records(&mut work, &self.config, broker_id, broker_epoch),
-            _ => Vec::new(),
-        };
         for info in logs {
             let Some(p) = image.partition(info.topic_id, info.partition) else { continue };
             if p.recovering && recovery_candidates(p).contains(&broker_id) {
@@ -750,6 +744,20 @@ impl Controller {
                     .insert(broker_id, (broker_epoch, *info));
             }
         }
+        // The common heartbeat changes nothing: no copy of the image (the whole cluster's
+        // partitions) for it.
+        if b.fenced == want_fence && self.log_reports.is_empty() {
+            return Ok(Decision {
+                records: Vec::new(),
+                reply: HeartbeatReply { fenced: b.fenced },
+            });
+        }
+        let mut work = image.clone();
+        let mut records = match (b.fenced, want_fence) {
+            (true, false) => unfence_records(&mut work, &self.config, broker_id, broker_epoch),
+            (false, true) => fence_records(&mut work, &self.config, broker_id, broker_epoch),
+            _ => Vec::new(),
+        };
         if !self.log_reports.is_empty() {
             records.extend(self.recover(&mut work));
         }
@@ -758,12 +766,14 @@ impl Controller {
 
     /// Fences every unfenced broker whose session expired at `now_ms`.
     pub fn tick(&mut self, image: &MetadataImage, now_ms: u64) -> Vec<Record> {
-        let mut work = image.clone();
+        // The image is copied only when a broker is fenced (most ticks fence nobody).
+        let mut work: Option<MetadataImage> = None;
         let mut records = Vec::new();
         for b in image.brokers.values() {
             let last = *self.last_heartbeat_ms.entry(b.broker_id).or_insert(now_ms);
             if !b.fenced && now_ms.saturating_sub(last) > self.config.broker_session_timeout_ms {
-                records.extend(fence_records(&mut work, &self.config, b.broker_id, b.broker_epoch));
+                let work = work.get_or_insert_with(|| image.clone());
+                records.extend(fence_records(work, &self.config, b.broker_id, b.broker_epoch));
             }
         }
         records
