@@ -55,6 +55,27 @@ async fn start(net: &SimNet, disk: &SimDisk, id: i32, min_insync: usize) -> Node
     sim_cluster::start(net, disk, config(id, min_insync), 42 + id as u64).await
 }
 
+/// Three brokers on `disks` (ids 0-2, `min.insync.replicas` = `min_insync`), the test topic
+/// created, once its partition has a leader with a full ISR: the nodes and (leader, leader
+/// epoch).
+async fn three_brokers(
+    net: &SimNet,
+    disks: &[SimDisk],
+    min_insync: usize,
+) -> (BTreeMap<i32, Node>, (i32, i32)) {
+    let mut nodes: BTreeMap<i32, Node> = BTreeMap::new();
+    for id in 0..3 {
+        nodes.insert(id, start(net, &disks[id as usize], id, min_insync).await);
+    }
+    create_topic(net).await;
+    let ((leader, epoch, _), _) =
+        wait_for("a leader with a full ISR", Duration::from_secs(10), async || {
+            partition_state(net, 0).await.filter(|(l, _, isr)| *l >= 0 && isr.len() == 3)
+        })
+        .await;
+    (nodes, (leader, epoch))
+}
+
 /// Crash: tasks stop, the host drops off the network, unsynced writes are lost.
 fn crash(net: &SimNet, disk: &SimDisk, node: Node, id: i32) {
     node.halt();
@@ -203,16 +224,7 @@ fn story(seed: u64) -> String {
     support::block_on(seed, async {
         let net = SimNet::new(SimNetConfig::default());
         let disks: Vec<SimDisk> = (0..3).map(|i| disk(seed * 10 + i)).collect();
-        let mut nodes: BTreeMap<i32, Node> = BTreeMap::new();
-        for id in 0..3 {
-            nodes.insert(id, start(&net, &disks[id as usize], id, 2).await);
-        }
-        create_topic(&net).await;
-        let ((leader, epoch, _), _) =
-            wait_for("a leader with a full ISR", Duration::from_secs(10), async || {
-                partition_state(&net, 0).await.filter(|(l, _, isr)| *l >= 0 && isr.len() == 3)
-            })
-            .await;
+        let (mut nodes, (leader, epoch)) = three_brokers(&net, &disks, 2).await;
 
         // 20 acks=all batches, 5 records each.
         let mut acked = 0;
@@ -291,18 +303,9 @@ fn min_insync_refuses_acks_all_when_the_isr_shrinks() {
     support::block_on(3, async {
         let net = SimNet::new(SimNetConfig::default());
         let disks: Vec<SimDisk> = (0..3).map(|i| disk(30 + i)).collect();
-        let mut nodes: BTreeMap<i32, Node> = BTreeMap::new();
         // min.insync.replicas = 3: losing one replica is enough (losing two would also lose the
         // controller quorum, which shares these nodes, and no ISR change could commit).
-        for id in 0..3 {
-            nodes.insert(id, start(&net, &disks[id as usize], id, 3).await);
-        }
-        create_topic(&net).await;
-        let ((leader, _, _), _) =
-            wait_for("a leader with a full ISR", Duration::from_secs(10), async || {
-                partition_state(&net, 0).await.filter(|(l, _, isr)| *l >= 0 && isr.len() == 3)
-            })
-            .await;
+        let (mut nodes, (leader, _)) = three_brokers(&net, &disks, 3).await;
         assert_eq!(produce(&net, leader, -1, 0, 5).await, 0);
         let victim = (0..3).find(|i| *i != leader).unwrap();
         let n = nodes.remove(&victim).unwrap();
@@ -429,16 +432,7 @@ fn a_fetch_judges_each_partition_by_leadership_and_epoch() {
     support::block_on(6, async move {
         let net = SimNet::new(SimNetConfig::default());
         let disks: Vec<SimDisk> = (0..3).map(|i| disk(60 + i)).collect();
-        let mut nodes: BTreeMap<i32, Node> = BTreeMap::new();
-        for id in 0..3 {
-            nodes.insert(id, start(&net, &disks[id as usize], id, 1).await);
-        }
-        create_topic(&net).await;
-        let ((first, first_epoch, _), _) =
-            wait_for("a leader with a full ISR", Duration::from_secs(10), async || {
-                partition_state(&net, 0).await.filter(|(l, _, isr)| *l >= 0 && isr.len() == 3)
-            })
-            .await;
+        let (mut nodes, (first, first_epoch)) = three_brokers(&net, &disks, 1).await;
         // A second leadership, so that the leader has an older epoch to fence.
         let old = nodes.remove(&first).expect("running");
         crash(&net, &disks[first as usize], old, first);
