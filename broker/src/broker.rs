@@ -721,7 +721,7 @@ impl Broker {
 
     /// The data directory (index into `roots`) holding the partition directory `dir`.
     pub(crate) fn dir_index_of(&self, dir: &Path) -> usize {
-        crate::log::manager::dir_index(&self.roots, dir)
+        crate::log::manager::dir_index(self.roots.iter().map(PathBuf::as_path), dir)
             .expect("every log lives in one of the data directories")
     }
 

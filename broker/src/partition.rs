@@ -74,6 +74,7 @@ impl Partition {
 
     /// Locks the log and producer state; `None` once the partition was closed (deleted, or the
     /// broker shut down), as if it did not exist.
+    ///
     /// Takes the lock without awaiting when it is free (what `lock().await` does on its first
     /// poll, without the semaphore's future: a fetch pass takes hundreds of these in a row).
     pub async fn data(&self) -> Option<MutexGuard<'_, PartitionData>> {

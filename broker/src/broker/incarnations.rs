@@ -108,7 +108,8 @@ impl Broker {
             if self.is_shut_down() {
                 break;
             }
-            let i = crate::log::manager::dir_index(&self.roots, d).unwrap_or(0);
+            let i = crate::log::manager::dir_index(self.roots.iter().map(PathBuf::as_path), d)
+                .unwrap_or(0);
             match self.dirs.lock().await[i].remove_retired(d).await {
                 Ok(()) => tracing::info!(dir = ?d, "retired partition directory removed"),
                 Err(e) => {

@@ -123,20 +123,6 @@ impl LogPoints {
     }
 }
 
-/// Each log's checkpoint points, sorted into the data directory (of `roots`) its partition
-/// directory is in.
-pub fn split_points<'a>(
-    roots: &[PathBuf],
-    logs: impl Iterator<Item = (&'a TopicPartition, &'a Path, LogPoints)>,
-) -> Vec<BTreeMap<TopicPartition, LogPoints>> {
-    let mut out = vec![BTreeMap::new(); roots.len()];
-    for (tp, dir, p) in logs {
-        let i = dir_index(roots, dir).expect("a log lives in one of the data directories");
-        out[i].insert(tp.clone(), p);
-    }
-    out
-}
-
 /// Opens the log of a new partition in the data directory `root`.
 pub async fn create_log(
     storage: &Arc<dyn Storage>,
@@ -293,9 +279,9 @@ pub fn place(counts: &[usize]) -> usize {
 }
 
 /// The data directory (an index into `roots`) a partition directory `dir` is in.
-pub fn dir_index(roots: &[PathBuf], dir: &Path) -> Option<usize> {
+pub fn dir_index<'a>(roots: impl IntoIterator<Item = &'a Path>, dir: &Path) -> Option<usize> {
     let parent = dir.parent().unwrap_or(Path::new(""));
-    roots.iter().position(|r| r == parent)
+    roots.into_iter().position(|r| r == parent)
 }
 
 /// `log.dirs` as paths inside one storage: at least one, at most [`LOG_DIRS_MAX`], distinct, and
@@ -439,11 +425,6 @@ impl LogManager {
         (self.dirs, self.logs, self.counts)
     }
 
-    /// The data directories' paths, in `log.dirs` order.
-    pub fn roots(&self) -> Vec<PathBuf> {
-        self.dirs.iter().map(|d| d.root.clone()).collect()
-    }
-
     pub fn was_clean(&self) -> bool {
         self.was_clean
     }
@@ -503,11 +484,15 @@ impl LogManager {
     /// The data directory holding `dir`, the directory of a log just taken out of `logs`
     /// (its count goes down by one).
     fn dir_losing(&mut self, dir: &Path) -> &mut DataDir {
-        let parent = dir.parent().unwrap_or(Path::new(""));
-        let i = self.dirs.iter().position(|d| d.root == parent);
-        let i = i.expect("a log lives in one of the data directories");
+        let i = self.dir_of(dir);
         self.counts[i] -= 1;
         &mut self.dirs[i]
+    }
+
+    /// The data directory (index into `dirs`) holding the partition directory `dir`.
+    fn dir_of(&self, dir: &Path) -> usize {
+        dir_index(self.dirs.iter().map(|d| d.root.as_path()), dir)
+            .expect("a log lives in one of the data directories")
     }
 
     /// Closes a partition's log and retires its directory ([`DataDir::retire_log`]); the
@@ -538,7 +523,11 @@ impl LogManager {
 
     /// What each data directory's checkpoints record of its logs, in `log.dirs` order.
     fn points(&self) -> Vec<BTreeMap<TopicPartition, LogPoints>> {
-        split_points(&self.roots(), self.logs.iter().map(|(tp, l)| (tp, l.dir(), LogPoints::of(l))))
+        let mut out = vec![BTreeMap::new(); self.dirs.len()];
+        for (tp, log) in &self.logs {
+            out[self.dir_of(log.dir())].insert(tp.clone(), LogPoints::of(log));
+        }
+        out
     }
 
     /// Writes the recovery-point and log-start checkpoints (Kafka does this periodically).

@@ -392,7 +392,6 @@ impl Replicas {
         .unwrap_or(false)
     }
 
-    /// Ends a leadership in `slot` (if any): its waiting produces fail.
     /// Gives `tp` (whose role lock `slot` is) the role `role`, keeping the followed index.
     fn set_role(&self, tp: &TopicPartition, slot: &mut RoleSlot, role: Option<Role>) {
         let leader_of = |r: &Option<Role>| match r {
@@ -418,6 +417,7 @@ impl Replicas {
         }
     }
 
+    /// Ends a leadership in `slot` (if any): its waiting produces fail.
     fn resign(&self, slot: &mut RoleSlot) {
         if let Some(Role::Leader { mut state, .. }) = slot.role.take() {
             let done = state.resign();

@@ -193,17 +193,11 @@ impl PageCache {
 
     /// Forgets every page (power loss), keeping the devices and the inodes' devices.
     pub fn clear(&mut self) {
-        let devices = std::mem::take(&mut self.dirty_by_age).len();
-        let inode_device = std::mem::take(&mut self.inode_device);
-        *self = PageCache {
-            capacity_pages: self.capacity_pages,
-            pages: BTreeMap::new(),
-            clean_lru: BTreeMap::new(),
-            dirty: BTreeSet::new(),
-            dirty_by_age: vec![BTreeSet::new(); devices],
-            inode_device,
-            next_stamp: 0,
-        };
+        self.pages.clear();
+        self.clean_lru.clear();
+        self.dirty.clear();
+        self.dirty_by_age.iter_mut().for_each(BTreeSet::clear);
+        self.next_stamp = 0;
     }
 
     pub fn devices(&self) -> u32 {
