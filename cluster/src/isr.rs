@@ -259,11 +259,20 @@ impl LeaderState {
     }
     /// The ISR used for the HW and `acks=all`: committed plus an addition in flight.
     pub fn maximal_isr(&self) -> BTreeSet<ReplicaId> {
-        let mut m = self.isr.clone();
-        if let Pending::Expand { replica, .. } = &self.pending {
-            m.insert(*replica);
-        }
-        m
+        self.maximal_isr_members().collect()
+    }
+    /// [`maximal_isr`](Self::maximal_isr)'s members without building the set (the HW and the
+    /// acks read it at every follower fetch and every produce): the committed ISR, then a
+    /// replica being added, if it is not already in.
+    fn maximal_isr_members(&self) -> impl Iterator<Item = ReplicaId> + '_ {
+        let adding = match &self.pending {
+            Pending::Expand { replica, .. } if !self.isr.contains(replica) => Some(*replica),
+            _ => None,
+        };
+        self.isr.iter().copied().chain(adding)
+    }
+    fn maximal_isr_len(&self) -> usize {
+        self.maximal_isr_members().count()
     }
     /// Metadata changed which brokers are fenced or shutting down (KIP-841).
     pub fn set_ineligible_replicas(&mut self, replicas: BTreeSet<ReplicaId>) {
@@ -343,7 +352,7 @@ impl LeaderState {
     /// while a member has not reported since this leader started.
     pub fn low_watermark(&self, leader_log_start: i64) -> Option<i64> {
         let mut low = leader_log_start;
-        for r in self.maximal_isr() {
+        for r in self.maximal_isr_members() {
             if r != self.leader {
                 low = low.min(self.followers.get(&r).and_then(|f| f.log_start)?);
             }
@@ -505,12 +514,12 @@ impl LeaderState {
     /// left it are eligible leaders (ELR) and must hold everything committed.
     fn update_hw(&mut self) -> bool {
         self.complete_trims(); // the ISR may have changed
-        if self.maximal_isr().len() < self.config.min_insync_replicas {
+        if self.maximal_isr_len() < self.config.min_insync_replicas {
             self.complete_acks();
             return false;
         }
         let mut candidate = self.leader_leo;
-        for r in self.maximal_isr() {
+        for r in self.maximal_isr_members() {
             if r == self.leader {
                 continue;
             }
@@ -531,20 +540,20 @@ impl LeaderState {
     }
 
     fn complete_acks(&mut self) {
-        let isr_size = self.maximal_isr().len();
+        let isr_size = self.maximal_isr_len();
         let min = self.config.min_insync_replicas;
         let hw = self.hw;
-        let mut keep = Vec::with_capacity(self.acks.len());
-        for a in self.acks.drain(..) {
+        let completed = &mut self.completed;
+        self.acks.retain(|a| {
             if isr_size < min {
-                self.completed.push((a.id, Err(ProduceError::NotEnoughReplicasAfterAppend)));
+                completed.push((a.id, Err(ProduceError::NotEnoughReplicasAfterAppend)));
             } else if hw > a.last_offset {
-                self.completed.push((a.id, Ok(())));
+                completed.push((a.id, Ok(())));
             } else {
-                keep.push(a);
+                return true;
             }
-        }
-        self.acks = keep;
+            false
+        });
     }
 }
 
