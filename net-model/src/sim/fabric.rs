@@ -88,8 +88,9 @@ impl Payload {
 pub(crate) struct Stream {
     conn: u64,
     reverse: u64,
-    from: String,
-    to: String,
+    /// The hosts it goes from and to, shared (every segment that leaves names them).
+    from: Arc<str>,
+    to: Arc<str>,
     /// The connection's (client host, server host, server port), for port-level blocks.
     service: (String, String, u16),
     pub wake: Arc<StreamWake>,
@@ -305,7 +306,7 @@ impl Fabric {
             let ids: Vec<u64> = self
                 .streams
                 .iter()
-                .filter(|(_, s)| s.from != s.to && (s.from == host || s.to == host))
+                .filter(|(_, s)| s.from != s.to && (&*s.from == host || &*s.to == host))
                 .map(|(&id, _)| id)
                 .collect();
             for id in ids {
@@ -314,7 +315,7 @@ impl Fabric {
                     (s.from.clone(), s.to.clone())
                 };
                 let latency = self.link(&from, &to).latency_ns;
-                let (old_bps, new_bps) = if from == host {
+                let (old_bps, new_bps) = if &*from == host {
                     (old.egress_bps, nic.egress_bps)
                 } else {
                     (old.ingress_bps, nic.ingress_bps)
@@ -335,14 +336,14 @@ impl Fabric {
             let peers: BTreeSet<String> = self
                 .streams
                 .values()
-                .filter(|s| s.from == host && s.to != host)
-                .map(|s| s.to.clone())
+                .filter(|s| &*s.from == host && &*s.to != host)
+                .map(|s| s.to.to_string())
                 .collect();
             for peer in peers {
                 let arriving = self
                     .streams
                     .values()
-                    .filter(|s| s.to == peer && s.from != peer)
+                    .filter(|s| *s.to == *peer && *s.from != *peer)
                     .filter_map(|s| s.in_flight.back().map(|seg| seg.ready_ns))
                     .max()
                     .unwrap_or(now)
@@ -454,7 +455,7 @@ impl Fabric {
         let conns: BTreeSet<u64> = self
             .streams
             .values()
-            .filter(|s| s.from == host || s.to == host)
+            .filter(|s| &*s.from == host || &*s.to == host)
             .map(|s| s.conn)
             .collect();
         for conn in conns {
@@ -640,8 +641,8 @@ impl Fabric {
         Stream {
             conn,
             reverse,
-            from: from.to_string(),
-            to: to.to_string(),
+            from: Arc::from(from),
+            to: Arc::from(to),
             service,
             wake: Arc::new(StreamWake::default()),
             reader_waker: None,
@@ -690,7 +691,7 @@ impl Fabric {
 
     /// The host that reads stream `id`.
     pub fn stream_receiver(&self, id: u64) -> Option<String> {
-        self.streams.get(&id).map(|s| s.to.clone())
+        self.streams.get(&id).map(|s| s.to.to_string())
     }
 
     pub fn stream_wake(&self, id: u64) -> Option<Arc<StreamWake>> {
@@ -723,7 +724,7 @@ impl Fabric {
         }
         if any {
             for h in hosts {
-                if let Some(h) = self.hosts.get_mut(&h) {
+                if let Some(h) = self.hosts.get_mut(&*h) {
                     h.stats.resets += 1;
                 }
             }
