@@ -131,10 +131,11 @@ impl RecordIter {
         }))
     }
 
-    /// The next record's offset, timestamp and whether it has a key, checked exactly as the
-    /// iterator checks it but without slicing its fields out (no reference counting, no
-    /// allocation): what a validator needs of each record. `None` after the last record or
-    /// an error, as the iterator.
+    /// The next record's offset, timestamp, whether it has a key and where its value lies,
+    /// checked exactly as the iterator checks it but without slicing its fields out (no
+    /// reference counting, no allocation): what a validator needs of each record, and a
+    /// reader that wants a few bytes of each value. `None` after the last record or an error,
+    /// as the iterator.
     pub fn next_meta(&mut self) -> Option<Result<RecordMeta, DecodeError>> {
         if self.done {
             return None;
@@ -144,6 +145,7 @@ impl RecordIter {
                 offset: s.offset,
                 timestamp: s.timestamp,
                 has_key: s.key.is_some(),
+                value: s.value,
             })),
             Ok(None) => {
                 self.done = true;
@@ -317,13 +319,15 @@ struct Span {
 }
 
 /// What [`RecordIter::next_meta`] tells of a record.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RecordMeta {
     /// `baseOffset + offsetDelta`.
     pub offset: i64,
     /// As [`Record::timestamp`].
     pub timestamp: i64,
     pub has_key: bool,
+    /// The value's bytes within [`RecordIter::uncompressed_records`] (`None`: a null value).
+    pub value: Option<Range<usize>>,
 }
 
 /// Reads a varint length and skips that many bytes (`-1` = null) within `rec`; returns their

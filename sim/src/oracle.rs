@@ -133,14 +133,15 @@ async fn read_all(
         };
         let before = pos;
         for b in resp.batches {
-            let Ok(iter) = records::decode_batch(b, 256 << 20) else {
+            let Ok(mut iter) = records::decode_batch(b, 256 << 20) else {
                 failed(pos, "undecodable batch".into());
                 return None;
             };
-            for r in iter.flatten() {
+            // Each record's value id read in place (no record built: a final log is millions).
+            while let Some(Ok(r)) = iter.next_meta() {
                 if r.offset >= pos && r.offset < end {
-                    let id = r.value.as_deref().and_then(decode_value).unwrap_or(u64::MAX);
-                    records.push(r.offset, id);
+                    let value = r.value.map(|v| &iter.uncompressed_records()[v]);
+                    records.push(r.offset, value.and_then(decode_value).unwrap_or(u64::MAX));
                 }
             }
         }

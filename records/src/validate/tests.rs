@@ -228,12 +228,15 @@ fn the_in_place_walk_agrees_with_the_iterator() {
     for (i, b) in cases.iter().enumerate() {
         let decoded: Vec<_> = crate::decode_batch(b.clone(), 1 << 20)
             .unwrap()
-            .map(|r| r.map(|r| (r.offset, r.timestamp, r.key.is_some())))
+            .map(|r| r.map(|r| (r.offset, r.timestamp, r.key.is_some(), r.value)))
             .collect();
         let mut walk = crate::decode_batch(b.clone(), 1 << 20).unwrap();
         let mut walked = Vec::new();
         while let Some(m) = walk.next_meta() {
-            walked.push(m.map(|m| (m.offset, m.timestamp, m.has_key)));
+            let body = walk.uncompressed_records();
+            walked.push(
+                m.map(|m| (m.offset, m.timestamp, m.has_key, m.value.map(|v| body.slice(v)))),
+            );
         }
         assert_eq!(walked, decoded, "case {i}");
     }
