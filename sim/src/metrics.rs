@@ -200,14 +200,7 @@ pub struct Workload {
 /// record that reached the log — or, without producers, the first poll — plus `measure.warmup`)
 /// to when producers stopped (without producers: the last poll that returned records).
 fn window(h: &History, w: &Workload) -> Option<(u64, u64)> {
-    let first_ack = h
-        .sends
-        .iter()
-        .filter_map(|s| match s.outcome() {
-            SendOutcome::Acked { at_ns, .. } | SendOutcome::Unconfirmed { at_ns } => Some(at_ns),
-            _ => None,
-        })
-        .min();
+    let first_ack = h.sends.first_completion_ns();
     let polls = || {
         h.polls
             .iter()

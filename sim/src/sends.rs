@@ -59,6 +59,9 @@ pub struct Sends {
     /// encoded so far, and how many: kept as sends settle, so a check can size per-partition
     /// tables without a pass.
     acked_bounds: Vec<(i64, i64, u64)>,
+    /// The earliest completion ([`completed_at`]) among the sends encoded so far: kept as
+    /// sends settle, so the run's measuring window needs no pass.
+    encoded_first_completion_ns: Option<u64>,
 }
 
 /// One producer's pushed sends: how many, and one past the highest sequence number.
@@ -132,6 +135,17 @@ impl Sends {
     /// highest sequence number (`value & (2⁴⁰ − 1)`) any of its sends holds.
     pub fn producer_spans(&self) -> Vec<(u32, Span)> {
         self.spans.iter().map(|(&p, &s)| (p, s)).collect()
+    }
+
+    /// The earliest time a send completed (acknowledged, or with acks=0 written without a
+    /// reply), `None` if none did. No pass over the encoded sends unless one was changed after
+    /// it settled (rare: then the earliest may have been that one, so every send is read).
+    pub fn first_completion_ns(&self) -> Option<u64> {
+        if !self.patched.is_empty() {
+            return self.iter().filter_map(|s| completed_at(&s)).min();
+        }
+        let open = self.window.iter().filter_map(completed_at);
+        open.chain(self.encoded_first_completion_ns).min()
     }
 
     /// How many sends hold each outcome now.
@@ -222,6 +236,10 @@ impl Sends {
             if let SendOutcome::Acked { offset, .. } = s.outcome() {
                 widen(&mut self.acked_bounds, &s, offset);
             }
+            if let Some(t) = completed_at(&s) {
+                let first = self.encoded_first_completion_ns.map_or(t, |f| f.min(t));
+                self.encoded_first_completion_ns = Some(first);
+            }
             let before = self.open.len();
             self.codec.encode(&s, &mut self.open);
             self.bytes += self.open.len() - before;
@@ -237,6 +255,14 @@ fn widen(bounds: &mut Vec<(i64, i64, u64)>, s: &Send, offset: i64) {
         bounds.resize(slot + 1, (i64::MAX, i64::MIN, 0));
     }
     widen_bounds(&mut bounds[slot], offset, offset, 1);
+}
+
+/// When `s` completed: acknowledged, or written without a reply (acks=0).
+fn completed_at(s: &Send) -> Option<u64> {
+    match s.outcome() {
+        SendOutcome::Acked { at_ns, .. } | SendOutcome::Unconfirmed { at_ns } => Some(at_ns),
+        SendOutcome::Pending | SendOutcome::Failed { .. } => None,
+    }
 }
 
 /// Whether nothing will change `s` in a run: an outcome, and a partition unless it failed.
@@ -608,6 +634,8 @@ mod tests {
                 }
             }
             prop_assert!(bounds.iter().zip(&acks).all(|(b, &n)| b.2 >= n));
+            let first = |v: &[Send]| v.iter().filter_map(completed_at).min();
+            prop_assert_eq!(sends.first_completion_ns(), first(&model));
             prop_assert!(!sends.update(model.len(), |_| unreachable!()));
             // An encoded send changed after the fact reads back changed, the rest as they were.
             if sends.encoded() > 0 {
@@ -620,6 +648,7 @@ mod tests {
                 want.iter().for_each(|s| *counts.of(s) += 1);
                 prop_assert_eq!(sends.outcomes(), counts);
                 prop_assert_eq!(sends.get(slot), Some(want[slot].clone()));
+                prop_assert_eq!(sends.first_completion_ns(), first(&want));
             }
         }
     }
@@ -643,6 +672,8 @@ mod tests {
         sends.push(Send::new(None, (5 << 40) | 100_000, 1_000_000_000, SendOutcome::Pending));
         sends.push(Send::new(id(1), (5 << 40) | 100_001, 1_000_010_000, SendOutcome::Pending));
         assert_eq!((sends.len(), sends.encoded()), (100_002, 100_000));
+        // The first batch's acknowledgement, kept as it settled (the open sends are pending).
+        assert_eq!(sends.first_completion_ns(), Some(99 * 10_000 + 2_000_000));
         let bytes = sends.encoded_bytes() as f64 / 100_000.0;
         assert!(bytes < 6.0, "{bytes} bytes a send");
         let acked = sends.iter().filter(|s| matches!(s.outcome(), SendOutcome::Acked { .. }));
