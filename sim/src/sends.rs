@@ -398,6 +398,9 @@ impl Codec {
 
     fn encode(&mut self, s: &Send, out: &mut Vec<u8>) {
         let (tag, at_ns, offset) = s.outcome().parts();
+        if tag == ACKED && self.encode_batched(s, at_ns, offset, out) {
+            return;
+        }
         let offset = (tag == ACKED).then_some(offset);
         let known = self.find(s.producer());
         let next = known.is_some_and(|k| self.producers[k].value.checked_add(1) == Some(s.value));
@@ -434,6 +437,32 @@ impl Codec {
         let at_ns = if tag == PENDING { last.at_ns } else { at_ns };
         let producer = s.producer();
         self.remember(k, Last { producer, value: s.value, created_ns, at_ns, tp, offset });
+    }
+}
+
+impl Codec {
+    /// The common send in a [`BATCHED`] header and two varints, if it is one: the next record
+    /// of the previous send's producer, to the same partition, acknowledged at the next offset.
+    /// The bytes [`Codec::encode`]'s general path writes for it (the property test reads them
+    /// back), without its table search.
+    #[inline]
+    fn encode_batched(&mut self, s: &Send, at_ns: u64, offset: i64, out: &mut Vec<u8>) -> bool {
+        let Some(k) = self.previous else { return false };
+        let last = &mut self.producers[k];
+        let tp = s.tp().map_or(0, |t| t.slot() as u32);
+        let batched = last.producer == s.producer()
+            && last.value.checked_add(1) == Some(s.value)
+            && last.tp == tp
+            && last.offset.checked_add(1) == Some(offset);
+        if !batched {
+            return false;
+        }
+        let created_ns = s.created_ns();
+        out.push(BATCHED);
+        put_varlong(out, created_ns.wrapping_sub(last.created_ns) as i64);
+        put_varlong(out, at_ns.wrapping_sub(last.at_ns) as i64);
+        *last = Last { producer: last.producer, value: s.value, created_ns, at_ns, tp, offset };
+        true
     }
 }
 
@@ -537,6 +566,10 @@ mod tests {
         Push { p: u32, jump: u64, dt: u64, tp: u32, settle: Option<(u8, i64, u64)> },
         /// Settles (or changes) the send `back` slots from the end.
         Update { back: usize, tp: u32, settle: (u8, i64, u64) },
+        /// The next record of the last push's batch: its producer's next value, to the same
+        /// partition, acknowledged at the offset after the last push's (0 if it had none), at
+        /// `at` ns or, without one, when the last push was.
+        Next { dt: u64, at: Option<u64> },
     }
 
     fn outcome((tag, offset, at_ns): (u8, i64, u64)) -> SendOutcome {
@@ -566,13 +599,16 @@ mod tests {
             .prop_map(|(p, jump, dt, tp, settle)| Op::Push { p, jump, dt, tp, settle });
         let update = (0usize..40, 0u32..4, settle_strategy())
             .prop_map(|(back, tp, settle)| Op::Update { back, tp, settle });
-        prop_oneof![3 => push, 2 => update]
+        let next = (0u64..20_000, proptest::option::weighted(0.3, 0u64..5_000_000))
+            .prop_map(|(dt, at)| Op::Next { dt, at });
+        prop_oneof![3 => push, 2 => update, 3 => next]
     }
 
     /// Applies `ops` to a plain vector (the model) and to `Sends`.
     fn apply(ops: &[Op]) -> (Vec<Send>, Sends) {
         let (mut model, mut sends) = (Vec::<Send>::new(), Sends::new());
         let (mut next, mut created) = (BTreeMap::<u32, u64>::new(), 0u64);
+        let mut last: Option<Send> = None;
         for op in ops {
             match op {
                 Op::Push { p, jump, dt, tp, settle } => {
@@ -582,7 +618,24 @@ mod tests {
                     let o = settle.map_or(SendOutcome::Pending, outcome);
                     let s = Send::new(id(*tp), (u64::from(*p) << 40) | *seq, created, o);
                     assert_eq!(sends.push(s.clone()), model.len());
-                    model.push(s);
+                    model.push(s.clone());
+                    last = Some(s);
+                }
+                Op::Next { dt, at } => {
+                    let Some(prev) = last.take() else { continue };
+                    let seq = next.entry(prev.producer()).or_default();
+                    *seq = seq.wrapping_add(1) & ((1 << 40) - 1);
+                    created = (created + dt).min(SEND_TIME_NS_LIMIT - 1);
+                    let (offset, prev_at) = match prev.outcome() {
+                        SendOutcome::Acked { offset, at_ns } => (offset.wrapping_add(1), at_ns),
+                        o => (0, o.parts().1),
+                    };
+                    let o = SendOutcome::Acked { offset, at_ns: at.unwrap_or(prev_at) };
+                    let value = (u64::from(prev.producer()) << 40) | *seq;
+                    let s = Send::new(prev.tp(), value, created, o);
+                    assert_eq!(sends.push(s.clone()), model.len());
+                    model.push(s.clone());
+                    last = Some(s);
                 }
                 Op::Update { back, tp, settle } => {
                     let Some(slot) = model.len().checked_sub(back + 1) else { continue };
