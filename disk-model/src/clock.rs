@@ -35,8 +35,11 @@ pub async fn sleep_until_precise(deadline: Instant) {
 #[derive(Clone)]
 pub struct Epoch {
     at: Instant,
+    /// madsim's handle, and its virtual time elapsed at `at`: `now_ns` is the difference of two
+    /// elapsed times (madsim's `Instant`s are its elapsed time from a zero base, so this is
+    /// `now_instant() - at` without the `timespec` arithmetic of `Instant::duration_since`).
     #[cfg(madsim)]
-    clock: Option<madsim::time::TimeHandle>,
+    clock: Option<(madsim::time::TimeHandle, Duration)>,
 }
 
 impl std::fmt::Debug for Epoch {
@@ -48,10 +51,18 @@ impl std::fmt::Debug for Epoch {
 impl Epoch {
     /// An epoch at the runtime's now.
     pub fn now() -> Self {
+        #[cfg(madsim)]
+        let clock = madsim::time::TimeHandle::try_current().map(|h| {
+            let elapsed = h.elapsed();
+            (h, elapsed)
+        });
         Epoch {
+            #[cfg(madsim)]
+            at: clock.as_ref().map_or_else(Instant::now, |(h, _)| h.now_instant()),
+            #[cfg(not(madsim))]
             at: Instant::now(),
             #[cfg(madsim)]
-            clock: madsim::time::TimeHandle::try_current(),
+            clock,
         }
     }
 
@@ -63,7 +74,7 @@ impl Epoch {
     /// The runtime's now.
     pub fn now_instant(&self) -> Instant {
         #[cfg(madsim)]
-        if let Some(clock) = &self.clock {
+        if let Some((clock, _)) = &self.clock {
             return clock.now_instant();
         }
         Instant::now()
@@ -71,6 +82,11 @@ impl Epoch {
 
     /// Nanoseconds since the epoch (saturating).
     pub fn now_ns(&self) -> u64 {
+        #[cfg(madsim)]
+        if let Some((clock, at)) = &self.clock {
+            let since = clock.elapsed().saturating_sub(*at);
+            return u64::try_from(since.as_nanos()).unwrap_or(u64::MAX);
+        }
         u64::try_from(self.now_instant().duration_since(self.at).as_nanos()).unwrap_or(u64::MAX)
     }
 }
@@ -118,5 +134,25 @@ impl Clock {
         if let Clock::Manual(ns) = self {
             ns.fetch_add(by_ns, Ordering::AcqRel);
         }
+    }
+}
+
+#[cfg(all(test, madsim))]
+mod tests {
+    use super::*;
+
+    /// An epoch made after virtual time has moved counts from when it was made, and reads the
+    /// instant the runtime reads.
+    #[madsim::test]
+    async fn an_epoch_counts_from_when_it_was_made() {
+        madsim::time::sleep(Duration::from_millis(5)).await;
+        let epoch = Epoch::now();
+        assert_eq!(epoch.at(), Instant::now(), "the runtime's now");
+        assert_eq!(epoch.now_ns(), 0);
+        madsim::time::sleep(Duration::from_millis(3)).await;
+        let since = Instant::now() - epoch.at();
+        assert!(since >= Duration::from_millis(3), "{since:?}");
+        assert_eq!(u128::from(epoch.now_ns()), since.as_nanos());
+        assert_eq!(epoch.now_instant(), Instant::now());
     }
 }
