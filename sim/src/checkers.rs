@@ -505,6 +505,14 @@ pub fn inconsistent_offsets(h: &History) -> CheckResult {
     )
 }
 
+/// A poll's records (`None` for a reset).
+fn records_of(p: &Poll) -> Option<&SeenRecords> {
+    match &p.kind {
+        PollKind::Records(rs) => Some(rs),
+        PollKind::Reset { .. } => None,
+    }
+}
+
 /// A value at more than one offset of one partition: where, and who saw it ("final log" or
 /// the consumer).
 struct Dup {
@@ -524,8 +532,10 @@ pub fn duplicate(h: &History) -> CheckResult {
     let mut dups: Vec<Dup> = Vec::new();
     for &(slot, _, log) in slots.finals() {
         let Some(records) = log.map(|l| &l.records) else { continue };
-        let mut by_value: Vec<(u64, usize)> =
-            records.values().enumerate().map(|(i, v)| (v, i)).collect();
+        // Sized up front: the values' iterator cannot tell its length, and growing by doubling
+        // copied the vector several times over for a final log of millions.
+        let mut by_value: Vec<(u64, usize)> = Vec::with_capacity(records.len());
+        by_value.extend(records.values().enumerate().map(|(i, v)| (v, i)));
         by_value.sort_unstable();
         for same in by_value.chunk_by(|a, b| a.0 == b.0).filter(|s| s.len() > 1) {
             let offsets = same.iter().filter_map(|&(_, i)| records.get(i)).map(|r| r.0).collect();
@@ -533,15 +543,9 @@ pub fn duplicate(h: &History) -> CheckResult {
         }
     }
     for ((c, _), (slot, polls)) in polls_by_consumer(h, &slots) {
-        let mut seen: Vec<(u64, i64)> = polls
-            .iter()
-            .filter_map(|p| match &p.kind {
-                PollKind::Records(rs) => Some(rs.iter()),
-                PollKind::Reset { .. } => None,
-            })
-            .flatten()
-            .map(|(o, v)| (v, o))
-            .collect();
+        let records = || polls.iter().filter_map(|p| records_of(p));
+        let mut seen: Vec<(u64, i64)> = Vec::with_capacity(records().map(SeenRecords::len).sum());
+        seen.extend(records().flat_map(SeenRecords::iter).map(|(o, v)| (v, o)));
         seen.sort_unstable();
         seen.dedup();
         for same in seen.chunk_by(|a, b| a.0 == b.0).filter(|s| s.len() > 1) {
