@@ -413,10 +413,7 @@ fn seen_records<'a>(
     h: &'a History,
     slots: &'a Slots,
 ) -> impl Iterator<Item = (usize, &'a SeenRecords)> + 'a {
-    let polled = h.polls.iter().filter_map(|p| match &p.kind {
-        PollKind::Records(rs) => Some((p.tp.slot(), rs)),
-        PollKind::Reset { .. } => None,
-    });
+    let polled = h.polls.iter().filter_map(|p| Some((p.tp.slot(), p.records()?)));
     let finals = slots.finals().iter().filter_map(|&(slot, _, log)| Some((slot, &log?.records)));
     polled.chain(finals)
 }
@@ -505,14 +502,6 @@ pub fn inconsistent_offsets(h: &History) -> CheckResult {
     )
 }
 
-/// A poll's records (`None` for a reset).
-fn records_of(p: &Poll) -> Option<&SeenRecords> {
-    match &p.kind {
-        PollKind::Records(rs) => Some(rs),
-        PollKind::Reset { .. } => None,
-    }
-}
-
 /// A value at more than one offset of one partition: where, and who saw it ("final log" or
 /// the consumer).
 struct Dup {
@@ -543,7 +532,7 @@ pub fn duplicate(h: &History) -> CheckResult {
         }
     }
     for ((c, _), (slot, polls)) in polls_by_consumer(h, &slots) {
-        let records = || polls.iter().filter_map(|p| records_of(p));
+        let records = || polls.iter().filter_map(|p| p.records());
         let mut seen: Vec<(u64, i64)> = Vec::with_capacity(records().map(SeenRecords::len).sum());
         seen.extend(records().flat_map(SeenRecords::iter).map(|(o, v)| (v, o)));
         seen.sort_unstable();

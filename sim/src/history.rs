@@ -258,6 +258,16 @@ pub struct Poll {
     pub kind: PollKind,
 }
 
+impl Poll {
+    /// The records the poll returned; `None` for an offset reset.
+    pub fn records(&self) -> Option<&SeenRecords> {
+        match &self.kind {
+            PollKind::Records(rs) => Some(rs),
+            PollKind::Reset { .. } => None,
+        }
+    }
+}
+
 /// The end state read by the oracle after the run healed: each partition's records in offset
 /// order, with its log end offset.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -438,9 +438,7 @@ impl Codec {
         let producer = s.producer();
         self.remember(k, Last { producer, value: s.value, created_ns, at_ns, tp, offset });
     }
-}
 
-impl Codec {
     /// The common send in a [`BATCHED`] header and two varints, if it is one: the next record
     /// of the previous send's producer, to the same partition, acknowledged at the next offset.
     /// The bytes [`Codec::encode`]'s general path writes for it (the property test reads them

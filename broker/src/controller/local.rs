@@ -120,11 +120,7 @@ impl Broker {
         let Some(epoch) = handle.and_then(crate::replica::state::leading_epoch_of) else {
             return Some(error_code::NOT_LEADER_OR_FOLLOWER);
         };
-        match current_leader_epoch.filter(|e| *e >= 0)?.cmp(&epoch) {
-            std::cmp::Ordering::Less => Some(error_code::FENCED_LEADER_EPOCH),
-            std::cmp::Ordering::Greater => Some(error_code::UNKNOWN_LEADER_EPOCH),
-            std::cmp::Ordering::Equal => None,
-        }
+        epoch_error(current_leader_epoch?, epoch)
     }
 
     /// The leader epoch to stamp on appended batches: the leader state's in combined mode, else 0.
@@ -147,12 +143,7 @@ impl Broker {
         if current_leader_epoch < 0 || self.controller_link().is_none() {
             return None;
         }
-        let epoch = self.replicas.leading_epoch(tp)?;
-        match current_leader_epoch.cmp(&epoch) {
-            std::cmp::Ordering::Less => Some(error_code::FENCED_LEADER_EPOCH),
-            std::cmp::Ordering::Greater => Some(error_code::UNKNOWN_LEADER_EPOCH),
-            std::cmp::Ordering::Equal => None,
-        }
+        epoch_error(current_leader_epoch, self.replicas.leading_epoch(tp)?)
     }
 
     /// What consumers may read up to: the HW in combined mode, the log end on a single node.
@@ -257,6 +248,19 @@ pub async fn run_sync(
             r = shutdown.changed() => if r.is_err() || *shutdown.borrow() { return },
             r = rx.changed() => if r.is_err() { return },
         }
+    }
+}
+
+/// KIP-320's rule: a request's `current_leader_epoch` (negative: not checked) against the epoch
+/// this broker leads at — older is FENCED_LEADER_EPOCH, newer UNKNOWN_LEADER_EPOCH.
+fn epoch_error(current_leader_epoch: i32, leading_epoch: i32) -> Option<i16> {
+    if current_leader_epoch < 0 {
+        return None;
+    }
+    match current_leader_epoch.cmp(&leading_epoch) {
+        std::cmp::Ordering::Less => Some(error_code::FENCED_LEADER_EPOCH),
+        std::cmp::Ordering::Greater => Some(error_code::UNKNOWN_LEADER_EPOCH),
+        std::cmp::Ordering::Equal => None,
     }
 }
 

@@ -52,9 +52,6 @@ const TRUNCATION_ROUNDS_MAX: usize = 64;
 /// How often an idle fetcher (nothing followed from its leader) looks again.
 const IDLE_POLL_MS: u64 = 100;
 
-const FENCED_LEADER_EPOCH: i16 = 74;
-const UNKNOWN_LEADER_EPOCH: i16 = 75;
-
 fn topic_name(s: &str) -> TopicName {
     TopicName(kafka_protocol::protocol::StrBytes::from_string(s.to_string()))
 }
@@ -456,8 +453,8 @@ async fn fetch(
                     }
                     continue;
                 }
-                FENCED_LEADER_EPOCH
-                | UNKNOWN_LEADER_EPOCH
+                error_code::FENCED_LEADER_EPOCH
+                | error_code::UNKNOWN_LEADER_EPOCH
                 | error_code::NOT_LEADER_OR_FOLLOWER
                 | error_code::UNKNOWN_TOPIC_OR_PARTITION => {
                     tracing::debug!(partition = %tp, error = p.error_code, "fetch refused by the leader; waiting for metadata");
