@@ -63,6 +63,8 @@ pub mod sampler;
 #[cfg(madsim)]
 pub mod settle;
 #[cfg(madsim)]
+pub mod trace_json;
+#[cfg(madsim)]
 pub mod workload;
 #[cfg(madsim)]
 pub mod world;

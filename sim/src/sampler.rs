@@ -142,7 +142,8 @@ impl Sampler {
         self.invariants.net_events(&events);
         for ev in events {
             self.line.clear();
-            self.trace_json(now, "net", &ev);
+            crate::trace_json::net(&mut self.line, &ev);
+            trace_line(&self.tracer, &self.line, now, "net");
         }
     }
 
@@ -168,7 +169,8 @@ impl Sampler {
                 _ => {}
             }
             self.line.clear();
-            self.trace_json(now, "disk", &ev);
+            crate::trace_json::disk(&mut self.line, &ev);
+            trace_line(&self.tracer, &self.line, now, "disk");
         }
         for (name, d) in &self.other_disks {
             for ev in d.drain_events() {
@@ -180,31 +182,16 @@ impl Sampler {
                 self.line.clear();
                 self.line.extend_from_slice(name.as_bytes());
                 self.line.push(b' ');
-                trace_json(&self.tracer, &mut self.line, now, "disk", &ev);
+                crate::trace_json::disk(&mut self.line, &ev);
+                trace_line(&self.tracer, &self.line, now, "disk");
             }
         }
     }
-
-    /// Traces what `line` holds followed by `ev` as one line of JSON.
-    fn trace_json(&mut self, now: u64, kind: &str, ev: &impl serde::Serialize) {
-        trace_json(&self.tracer, &mut self.line, now, kind, ev);
-    }
 }
 
-/// Traces `line` (a prefix, possibly empty) then `ev` as JSON (serde_json's compact text, as
-/// `serde_json::to_string` writes it), building the line in `line`'s buffer.
-fn trace_json(
-    tracer: &Tracer,
-    line: &mut Vec<u8>,
-    now: u64,
-    kind: &str,
-    ev: &impl serde::Serialize,
-) {
-    let start = line.len();
-    if let Err(e) = serde_json::to_writer(&mut *line, ev) {
-        line.truncate(start);
-        line.extend_from_slice(format!("unserializable: {e}").as_bytes());
-    }
+/// Traces `line` (a prefix, possibly empty, then an event's JSON: [`crate::trace_json`] writes
+/// serde_json's compact text).
+fn trace_line(tracer: &Tracer, line: &[u8], now: u64, kind: &str) {
     // serde_json writes UTF-8; the prefix is a host name. `from_utf8` checks a word at a time
     // (`from_utf8_lossy`'s chunk walk cost ~2,000 instructions a line); the lossy text only if
     // something was not UTF-8 after all, as before.
