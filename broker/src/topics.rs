@@ -31,14 +31,22 @@ pub struct TopicMeta {
 }
 
 impl TopicMeta {
+    /// The id's 16 bytes: each pair of hex digits of `id` (32 of them, as [`Registry::new_topic_id`]
+    /// writes it), 0 for a pair that is not hex. Read per topic of every Fetch and Metadata
+    /// answer, so without `from_str_radix`'s general parsing (~800 instructions an id).
     pub fn uuid(&self) -> [u8; 16] {
+        let digits = self.id.as_bytes();
         let mut out = [0u8; 16];
         for (i, b) in out.iter_mut().enumerate() {
-            *b = self
-                .id
-                .get(2 * i..2 * i + 2)
-                .and_then(|h| u8::from_str_radix(h, 16).ok())
-                .unwrap_or(0);
+            *b = match (digits.get(2 * i).copied(), digits.get(2 * i + 1).copied()) {
+                (Some(hi), Some(lo)) => match (hex_digit(hi), hex_digit(lo)) {
+                    (Some(hi), Some(lo)) => hi << 4 | lo,
+                    // `from_str_radix` takes a leading `+`: "+f" was 15, so it still is.
+                    (None, Some(lo)) if hi == b'+' => lo,
+                    _ => 0,
+                },
+                _ => 0,
+            };
         }
         out
     }
@@ -133,9 +141,48 @@ impl Registry {
     }
 }
 
+/// The value of one hex digit.
+fn hex_digit(b: u8) -> Option<u8> {
+    match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        b'A'..=b'F' => Some(b - b'A' + 10),
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn meta(id: String) -> TopicMeta {
+        TopicMeta { partitions: 1, id, configs: BTreeMap::new(), created_at: None }
+    }
+
+    proptest::proptest! {
+        /// The id's bytes are what the general parser made of each pair of characters: ids as
+        /// written, upper case, short ones, and ones with signs, spaces and non-ASCII.
+        #[test]
+        fn an_id_reads_as_each_pair_parsed(id in "[0-9a-fA-F+ g\u{e9}-]{0,34}") {
+            let mut want = [0u8; 16];
+            for (i, b) in want.iter_mut().enumerate() {
+                *b = id
+                    .get(2 * i..2 * i + 2)
+                    .and_then(|h| u8::from_str_radix(h, 16).ok())
+                    .unwrap_or(0);
+            }
+            proptest::prop_assert_eq!(meta(id).uuid(), want);
+        }
+    }
+
+    #[test]
+    fn a_new_id_reads_back_as_its_bytes() {
+        let mut r = Registry::default();
+        let m = meta(r.new_topic_id("events", 7));
+        let uuid = m.uuid();
+        assert_eq!(uuid.iter().map(|b| format!("{b:02x}")).collect::<String>(), m.id);
+        assert_eq!(uuid[6] >> 4, 4, "version 4 shape");
+    }
 
     #[test]
     fn names() {
