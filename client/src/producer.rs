@@ -34,8 +34,8 @@ use tokio::time::Instant;
 use kafka_types::Topic;
 
 use crate::accumulator::{
-    append, AccumulatorConfig, AppendError, FailReason, FailedBatch, ProducerBatch,
-    RecordAccumulator, RecordRef, TopicPartition,
+    append, AccumulatorConfig, AppendError, Appended, FailReason, FailedBatch, ProducerBatch,
+    RecordAccumulator, RecordRef, TopicPartition, TryAppend,
 };
 use crate::buffer_pool::BufferPool;
 use crate::cluster::Cluster;
@@ -145,6 +145,79 @@ type Callback = Box<dyn FnOnce(Result<RecordMetadata, ProduceError>) + Send>;
 pub struct Thunk {
     cb: Callback,
     timestamp: i64,
+}
+
+/// How [`Producer::send_now`] left a send.
+#[must_use = "a send left to finish is finished by Producer::finish_send"]
+pub enum SendNow {
+    /// Appended, nothing left: the record's partition.
+    Done(i32),
+    /// Left for [`Producer::finish_send`].
+    Left(SendLeft),
+}
+
+/// A send that needs waiting or an awaited charge to finish ([`Producer::finish_send`]).
+pub struct SendLeft(Left);
+
+/// What a [`SendLeft`] waits for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum SendWait {
+    /// Nothing: the record is appended, and the CPU charge of the batch it opened or filled is
+    /// left (which may yield).
+    Nothing,
+    /// The topic's partitions (a metadata refresh), then the append.
+    Metadata,
+    /// Buffer memory for the new batch the record needs.
+    Memory,
+}
+
+impl SendLeft {
+    pub fn wait(&self) -> SendWait {
+        match &self.0 {
+            Left::Tail(_) => SendWait::Nothing,
+            Left::Metadata { .. } => SendWait::Metadata,
+            Left::Memory(_) => SendWait::Memory,
+        }
+    }
+}
+
+enum Left {
+    /// Appended; the wake-up and CPU charges are left.
+    Tail(Tail),
+    /// The topic's partitions are not known yet: the whole send waits.
+    Metadata { record: ProducerRecord, callback: Callback },
+    /// The partition is chosen, and the pool has no memory for the new batch it needs.
+    Memory(Box<Memory>),
+}
+
+struct Memory {
+    record: ProducerRecord,
+    partition: i32,
+    tp: TopicPartition,
+    size: usize,
+    thunk: Thunk,
+    pool: Arc<BufferPool>,
+}
+
+/// What follows an append ([`Producer::tail`]).
+#[derive(Debug, Clone, Copy)]
+struct Tail {
+    partition: i32,
+    /// It waited for buffer memory.
+    woken: bool,
+    /// It opened or filled a batch.
+    new_or_full: bool,
+    full: bool,
+}
+
+/// The accumulator's view of `record`, stamped `timestamp`.
+fn record_ref(record: &ProducerRecord, timestamp: i64) -> RecordRef<'_> {
+    RecordRef {
+        timestamp,
+        key: record.key.as_deref(),
+        value: record.value.as_deref(),
+        headers: &record.headers,
+    }
 }
 
 impl std::fmt::Debug for Thunk {
@@ -393,34 +466,118 @@ impl Producer {
         record: ProducerRecord,
         callback: Box<dyn FnOnce(Result<RecordMetadata, ProduceError>) + Send>,
     ) -> Result<i32, ProduceError> {
+        match self.send_now(record, callback)? {
+            SendNow::Done(partition) => Ok(partition),
+            SendNow::Left(left) => self.finish_send(left).await,
+        }
+    }
+
+    /// The part of [`send_with_callback`](Self::send_with_callback) that needs no waiting, as
+    /// Kafka's `send` is a plain call unless metadata or buffer memory is missing: appends the
+    /// record if its topic's partitions are known and its batch has room (or the pool has free
+    /// memory for a new one). What is left — the metadata or memory wait, or the appends' CPU
+    /// charge when a batch was opened or filled — is [`finish_send`](Self::finish_send)'s, to
+    /// be awaited at once: together the two do what `send_with_callback` does, in its order.
+    /// A record-rate driver calls this directly and skips a future per record.
+    pub fn send_now(
+        &self,
+        record: ProducerRecord,
+        callback: Box<dyn FnOnce(Result<RecordMetadata, ProduceError>) + Send>,
+    ) -> Result<SendNow, ProduceError> {
         let sh = &self.shared;
         if sh.closing.load(Ordering::SeqCst) {
             return Err(ProduceError::Closed);
         }
+        let Some(count) = sh.known_partitions(&record.topic) else {
+            return Ok(SendNow::Left(SendLeft(Left::Metadata { record, callback })));
+        };
+        let partition = self.choose_partition(&record, count)?;
+        let timestamp = record.timestamp.unwrap_or_else(wall_clock_ms);
+        let tp = TopicPartition::new(record.topic.clone(), partition);
+        let thunk = Thunk { cb: callback, timestamp };
+        // `accumulator::append` without its wait: the same calls in the same order.
+        let tried = lock(&sh.acc).try_append(&tp, record_ref(&record, timestamp), thunk)?;
+        let appended = match tried {
+            TryAppend::Appended(appended) => appended,
+            TryAppend::NeedsBuffer { size, thunk } => {
+                let pool = lock(&sh.acc).pool().clone();
+                let Some(buffer) = pool.try_allocate(size).map_err(AppendError::from)? else {
+                    let memory = Memory { record, partition, tp, size, thunk, pool };
+                    return Ok(SendNow::Left(SendLeft(Left::Memory(Box::new(memory)))));
+                };
+                let rec = record_ref(&record, timestamp);
+                lock(&sh.acc).append_with_buffer(&tp, rec, thunk, buffer, size, sh.now_ms())?
+            }
+        };
+        Ok(match self.note_append(&record, partition, &appended) {
+            None => SendNow::Done(partition),
+            Some(tail) => SendNow::Left(SendLeft(Left::Tail(tail))),
+        })
+    }
+
+    /// Finishes a send [`send_now`](Self::send_now) left: returns the record's partition.
+    pub async fn finish_send(&self, left: SendLeft) -> Result<i32, ProduceError> {
+        match left.0 {
+            Left::Tail(tail) => {
+                self.tail(tail).await;
+                Ok(tail.partition)
+            }
+            Left::Metadata { record, callback } => self.send_waiting(record, callback).await,
+            Left::Memory(m) => {
+                let Memory { record, partition, tp, size, thunk, pool } = *m;
+                let max_block = Duration::from_millis(self.shared.cfg.max_block_ms);
+                let buffer =
+                    pool.wait_allocate(size, max_block).await.map_err(AppendError::from)?;
+                let sh = &self.shared;
+                let rec = record_ref(&record, thunk.timestamp);
+                let mut appended =
+                    lock(&sh.acc).append_with_buffer(&tp, rec, thunk, buffer, size, sh.now_ms())?;
+                appended.waited_for_memory = true;
+                if let Some(tail) = self.note_append(&record, partition, &appended) {
+                    self.tail(tail).await;
+                }
+                Ok(partition)
+            }
+        }
+    }
+
+    /// The whole send when the topic's metadata was missing: waits for it (up to
+    /// `max.block.ms`), then appends with what is left of that time for buffer memory.
+    async fn send_waiting(
+        &self,
+        record: ProducerRecord,
+        callback: Box<dyn FnOnce(Result<RecordMetadata, ProduceError>) + Send>,
+    ) -> Result<i32, ProduceError> {
+        let sh = &self.shared;
         let max_block = Duration::from_millis(sh.cfg.max_block_ms);
-        // The clock is read only when the send has to wait for metadata (each read costs a
-        // lock under the simulator): without a wait, all of `max.block.ms` is left to append.
-        let mut deadline = None;
+        let until = Instant::now() + max_block;
         let partition = loop {
             if let Some(count) = sh.known_partitions(&record.topic) {
                 break self.choose_partition(&record, count)?;
             }
-            let until = *deadline.get_or_insert_with(|| Instant::now() + max_block);
             self.wait_on_metadata(&record.topic, until).await?;
         };
         let timestamp = record.timestamp.unwrap_or_else(wall_clock_ms);
         let tp = TopicPartition::new(record.topic.clone(), partition);
-        let rec = RecordRef {
-            timestamp,
-            key: record.key.as_deref(),
-            value: record.value.as_deref(),
-            headers: &record.headers,
-        };
-        let record_bytes =
-            (rec.key.map_or(0, <[u8]>::len) + rec.value.map_or(0, <[u8]>::len)) as u64;
+        let rec = record_ref(&record, timestamp);
         let thunk = Thunk { cb: callback, timestamp };
-        let remaining = deadline.map_or(max_block, |d| d.saturating_duration_since(Instant::now()));
+        let remaining = until.saturating_duration_since(Instant::now());
         let appended = append(&sh.acc, &tp, rec, thunk, remaining, || sh.now_ms()).await?;
+        if let Some(tail) = self.note_append(&record, partition, &appended) {
+            self.tail(tail).await;
+        }
+        Ok(partition)
+    }
+
+    /// The bookkeeping after an append (the sticky partitioner's count, the unpaid append
+    /// costs, a sender wake-up); what is left to await, if anything.
+    fn note_append(
+        &self,
+        record: &ProducerRecord,
+        partition: i32,
+        appended: &Appended,
+    ) -> Option<Tail> {
+        let sh = &self.shared;
         if record.partition.is_none() {
             lock(&sh.partitioner).on_append(
                 &record.topic,
@@ -428,22 +585,35 @@ impl Producer {
                 appended.appended_bytes,
             );
         }
+        let record_bytes =
+            record.key.as_ref().map_or(0, Bytes::len) + record.value.as_ref().map_or(0, Bytes::len);
         sh.unpaid_append_records.fetch_add(1, Ordering::Relaxed);
-        sh.unpaid_append_bytes.fetch_add(record_bytes, Ordering::Relaxed);
-        if appended.waited_for_memory {
+        sh.unpaid_append_bytes.fetch_add(record_bytes as u64, Ordering::Relaxed);
+        let tail = Tail {
+            partition,
+            woken: appended.waited_for_memory,
+            new_or_full: appended.batch_is_full || appended.new_batch_created,
+            full: appended.batch_is_full,
+        };
+        (tail.woken || tail.new_or_full).then_some(tail)
+    }
+
+    /// What follows an append that waited for memory, or opened or filled a batch.
+    async fn tail(&self, tail: Tail) {
+        let sh = &self.shared;
+        if tail.woken {
             // The appending thread was parked on `buffer.memory` and woken by a completion.
             sh.cluster.config().cost.spend(Work::Wakeup, 0).await;
         }
-        if appended.batch_is_full || appended.new_batch_created {
+        if tail.new_or_full {
             sh.wake.notify_one();
             sh.pay_for_appends().await;
         }
-        if appended.batch_is_full {
+        if tail.full {
             // Cooperative: on a single-threaded runtime (and in the simulator) a tight send loop
             // would otherwise keep the sender task from running until memory runs out.
             tokio::task::yield_now().await;
         }
-        Ok(partition)
     }
 
     /// Refreshes metadata until `topic` shows up with partitions ([`Shared::known_partitions`]

@@ -12,7 +12,7 @@ use bytes::Bytes;
 use client::conn::StreamWriter;
 use client::{
     Admin, AdminConfig, Consumer, ConsumerConfig, NewTopic, Producer, ProducerConfig,
-    ProducerRecord, TopicPartition,
+    ProducerRecord, SendNow, SendWait, TopicPartition,
 };
 use net_model::{Connection, Listener, Network};
 use tokio::sync::mpsc;
@@ -135,5 +135,77 @@ async fn in_process_round_trip() {
         assert_eq!(r.key.as_deref(), Some(format!("k{i}").as_bytes()));
     }
     c.close().await;
+    node.stop_tasks().await;
+}
+
+/// `send_now` appends a record with no future when the topic is known and there is room, and
+/// leaves the metadata wait, the buffer-memory wait and a batch's CPU charge to `finish_send`;
+/// every record sent either way is acknowledged once, at its own offset.
+#[tokio::test]
+async fn send_now_appends_at_once_and_leaves_the_waits_to_finish_send() {
+    let dir = tempfile::tempdir().unwrap();
+    let storage: Arc<dyn disk_model::Storage> =
+        Arc::new(disk_model::OsStorage::new(dir.path()).unwrap());
+    let net: Arc<dyn Network> = Arc::new(MemNetwork::default());
+    let mut opts = broker::node::NodeOptions::new(
+        broker::BrokerConfig::default(),
+        storage,
+        net.clone(),
+        "broker:9092",
+        0,
+    );
+    opts.data_dir = "data".into();
+    opts.advertised = Some(("broker".into(), 9092));
+    let node = broker::node::start(opts).await.expect("the node starts");
+    let admin = Admin::new(
+        AdminConfig { bootstrap_servers: vec!["broker:9092".into()], ..AdminConfig::default() },
+        Arc::clone(&net),
+    );
+    admin.create_topic(NewTopic::new("now", 2, 1)).await.unwrap();
+
+    // Batches of ~9 records, memory for three, sent only when full.
+    let p = Producer::new(
+        ProducerConfig::from_pairs([
+            ("bootstrap.servers", "broker:9092"),
+            ("batch.size", "1024"),
+            ("buffer.memory", "3072"),
+            ("linger.ms", "60000"),
+        ])
+        .unwrap(),
+        Arc::clone(&net),
+        7,
+    );
+    let acks = Arc::new(Mutex::new(Vec::new()));
+    let mut ways: BTreeMap<Option<SendWait>, usize> = BTreeMap::new();
+    let records = 300;
+    for i in 0..records {
+        let acks = Arc::clone(&acks);
+        let cb = Box::new(move |r: Result<client::RecordMetadata, client::ProduceError>| {
+            acks.lock().unwrap().push((i, r.map(|md| (md.partition, md.offset))));
+        });
+        let value = Bytes::from(format!("{i:0>100}"));
+        match p.send_now(ProducerRecord::new("now", value), cb).unwrap() {
+            SendNow::Done(_) => *ways.entry(None).or_default() += 1,
+            SendNow::Left(left) => {
+                *ways.entry(Some(left.wait())).or_default() += 1;
+                p.finish_send(left).await.unwrap();
+            }
+        }
+    }
+    p.flush().await;
+    // The first record waits for the topic's partitions; most need nothing; full batches leave
+    // their charge; with three batches of memory, some records wait for memory.
+    assert_eq!(ways.get(&Some(SendWait::Metadata)), Some(&1), "{ways:?}");
+    assert!(ways.get(&None).is_some_and(|&n| n > records / 2), "{ways:?}");
+    assert!(ways.get(&Some(SendWait::Nothing)).is_some_and(|&n| n >= 10), "{ways:?}");
+    assert!(ways.get(&Some(SendWait::Memory)).is_some_and(|&n| n >= 1), "{ways:?}");
+    let acks = std::mem::take(&mut *acks.lock().unwrap());
+    assert_eq!(acks.len(), records);
+    let mut at = std::collections::BTreeSet::new();
+    for (i, r) in acks {
+        let place = r.unwrap_or_else(|e| panic!("record {i}: {e}"));
+        assert!(at.insert(place), "record {i} acknowledged at a taken offset {place:?}");
+    }
+    p.close().await;
     node.stop_tasks().await;
 }

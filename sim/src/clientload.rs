@@ -166,6 +166,13 @@ async fn run_noting_suspension<F: std::future::Future>(
     (out, suspended)
 }
 
+/// A send [`ClientProducer::start_send`] left to finish.
+struct LeftSend {
+    left: client::SendLeft,
+    id: u64,
+    slot: usize,
+}
+
 pub struct ClientProducer {
     pub index: u32,
     pub spec: ProducerSpec,
@@ -274,6 +281,8 @@ impl AckContext {
 impl ClientProducer {
     /// Creates record `seq` (created at `created_ns`), records it as pending and hands it to
     /// the producer; the callback records its outcome.
+    /// Hands one record to `producer`: as much as needs no waiting now ([`Self::start_send`]),
+    /// the rest awaited ([`Self::finish_send`]). True if it suspended.
     async fn send_one(
         &self,
         producer: &client::Producer,
@@ -282,7 +291,26 @@ impl ClientProducer {
         seq: u64,
         created_ns: u64,
         local: &mut SendLocal,
-    ) {
+    ) -> bool {
+        let Some(left) = self.start_send(producer, ctx, who, seq, created_ns, local) else {
+            return false;
+        };
+        let finish = std::pin::pin!(self.finish_send(producer, who, left, local));
+        run_noting_suspension(finish).await.1
+    }
+
+    /// Creates record `seq` at `created_ns`, records its send, and hands it to the producer as
+    /// far as that needs no waiting ([`client::Producer::send_now`]): most records end here, with
+    /// no future made for them. What is left, for [`Self::finish_send`] at once.
+    fn start_send(
+        &self,
+        producer: &client::Producer,
+        ctx: &Arc<AckContext>,
+        who: &str,
+        seq: u64,
+        created_ns: u64,
+        local: &mut SendLocal,
+    ) -> Option<LeftSend> {
         let id = (u64::from(self.index) << 40) | seq;
         let value = local.slab.value(id, self.spec.record_bytes);
         let record = ProducerRecord::new(ctx.topic.clone(), value)
@@ -295,7 +323,42 @@ impl ClientProducer {
         let callback = Box::new(move |r: Result<client::RecordMetadata, client::ProduceError>| {
             ctx2.complete(slot, id, r)
         });
-        match producer.send_with_callback(record, callback).await {
+        match producer.send_now(record, callback) {
+            Ok(client::SendNow::Done(partition)) => {
+                self.sent(Ok(partition), who, id, slot, local);
+                None
+            }
+            Ok(client::SendNow::Left(left)) => Some(LeftSend { left, id, slot }),
+            Err(e) => {
+                self.sent(Err(e), who, id, slot, local);
+                None
+            }
+        }
+    }
+
+    /// Finishes what [`Self::start_send`] left (a wait for metadata or buffer memory, or the
+    /// CPU charge of a batch opened or filled).
+    async fn finish_send(
+        &self,
+        producer: &client::Producer,
+        who: &str,
+        send: LeftSend,
+        local: &mut SendLocal,
+    ) {
+        let r = producer.finish_send(send.left).await;
+        self.sent(r, who, send.id, send.slot, local);
+    }
+
+    /// Notes how handing record `id` (send `slot`) over ended: its partition, or a refusal.
+    fn sent(
+        &self,
+        r: Result<i32, client::ProduceError>,
+        who: &str,
+        id: u64,
+        slot: usize,
+        local: &mut SendLocal,
+    ) {
+        match r {
             Ok(partition) => {
                 let mut h = lock(&self.history);
                 let tp = local.id(&mut h, &self.spec.topic, partition);
@@ -361,8 +424,7 @@ impl ClientProducer {
                 if now >= stop_ns {
                     return seq;
                 }
-                let send = std::pin::pin!(self.send_one(producer, ctx, who, seq, next, local));
-                if run_noting_suspension(send).await.1 {
+                if self.send_one(producer, ctx, who, seq, next, local).await {
                     now = self.tracer.now_ns();
                 }
                 seq += 1;
