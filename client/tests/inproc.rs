@@ -72,23 +72,31 @@ impl Network for MemNetwork {
     }
 }
 
-#[tokio::test]
-async fn in_process_round_trip() {
-    let dir = tempfile::tempdir().unwrap();
-    let storage: Arc<dyn disk_model::Storage> =
-        Arc::new(disk_model::OsStorage::new(dir.path()).unwrap());
-    let net: Arc<dyn Network> = Arc::new(MemNetwork::default());
+/// A broker on `net` at broker:9092 with its log under `dir`, and topic `topic` (2 partitions).
+async fn start_broker_with_topic(
+    dir: &std::path::Path,
+    net: &Arc<dyn Network>,
+    topic: &str,
+) -> broker::node::NodeHandle {
+    let storage: Arc<dyn disk_model::Storage> = Arc::new(disk_model::OsStorage::new(dir).unwrap());
     let config = broker::BrokerConfig::default();
     let mut opts = broker::node::NodeOptions::new(config, storage, net.clone(), "broker:9092", 0);
     opts.data_dir = "data".into();
     opts.advertised = Some(("broker".into(), 9092));
     let node = broker::node::start(opts).await.expect("the node starts");
-
     let admin = Admin::new(
         AdminConfig { bootstrap_servers: vec!["broker:9092".into()], ..AdminConfig::default() },
-        Arc::clone(&net),
+        Arc::clone(net),
     );
-    admin.create_topic(NewTopic::new("mem", 2, 1)).await.unwrap();
+    admin.create_topic(NewTopic::new(topic, 2, 1)).await.unwrap();
+    node
+}
+
+#[tokio::test]
+async fn in_process_round_trip() {
+    let dir = tempfile::tempdir().unwrap();
+    let net: Arc<dyn Network> = Arc::new(MemNetwork::default());
+    let node = start_broker_with_topic(dir.path(), &net, "mem").await;
 
     let p = Producer::new(
         ProducerConfig::from_pairs([
@@ -144,24 +152,8 @@ async fn in_process_round_trip() {
 #[tokio::test]
 async fn send_now_appends_at_once_and_leaves_the_waits_to_finish_send() {
     let dir = tempfile::tempdir().unwrap();
-    let storage: Arc<dyn disk_model::Storage> =
-        Arc::new(disk_model::OsStorage::new(dir.path()).unwrap());
     let net: Arc<dyn Network> = Arc::new(MemNetwork::default());
-    let mut opts = broker::node::NodeOptions::new(
-        broker::BrokerConfig::default(),
-        storage,
-        net.clone(),
-        "broker:9092",
-        0,
-    );
-    opts.data_dir = "data".into();
-    opts.advertised = Some(("broker".into(), 9092));
-    let node = broker::node::start(opts).await.expect("the node starts");
-    let admin = Admin::new(
-        AdminConfig { bootstrap_servers: vec!["broker:9092".into()], ..AdminConfig::default() },
-        Arc::clone(&net),
-    );
-    admin.create_topic(NewTopic::new("now", 2, 1)).await.unwrap();
+    let node = start_broker_with_topic(dir.path(), &net, "now").await;
 
     // Batches of ~9 records, memory for three, sent only when full.
     let p = Producer::new(
