@@ -874,7 +874,7 @@ impl<T> RecordAccumulator<T> {
 }
 
 /// Appends a record, waiting up to `max_block` for buffer memory (`max.block.ms`): the lock is not
-/// held while waiting.
+/// held while waiting. [`append_now`], then [`append_after_wait`] if it lacked memory.
 pub async fn append<T>(
     acc: &Mutex<RecordAccumulator<T>>,
     tp: &TopicPartition,
@@ -883,20 +883,62 @@ pub async fn append<T>(
     max_block: Duration,
     now_ms: impl Fn() -> u64,
 ) -> Result<Appended, AppendError> {
+    match append_now(acc, tp, record, thunk, &now_ms)? {
+        Ok(done) => Ok(done),
+        Err(need) => append_after_wait(acc, tp, record, need, max_block, now_ms).await,
+    }
+}
+
+/// A new batch's buffer the pool could not give at once ([`append_now`]).
+pub struct NeedsMemory<T> {
+    size: usize,
+    thunk: T,
+    pool: Arc<BufferPool>,
+}
+
+impl<T> NeedsMemory<T> {
+    /// The record's thunk, waiting with it.
+    pub fn thunk(&self) -> &T {
+        &self.thunk
+    }
+}
+
+/// The part of [`append`] that needs no waiting: appends to an open batch with room, or to a new
+/// one if the pool has its memory now; else hands back what a wait for that memory needs.
+pub fn append_now<T>(
+    acc: &Mutex<RecordAccumulator<T>>,
+    tp: &TopicPartition,
+    record: RecordRef<'_>,
+    thunk: T,
+    now_ms: impl Fn() -> u64,
+) -> Result<Result<Appended, NeedsMemory<T>>, AppendError> {
     let lock = || acc.lock().unwrap_or_else(|e| e.into_inner());
     let (size, thunk, pool) = {
         let mut a = lock();
         match a.try_append(tp, record, thunk)? {
-            TryAppend::Appended(done) => return Ok(done),
+            TryAppend::Appended(done) => return Ok(Ok(done)),
             TryAppend::NeedsBuffer { size, thunk } => (size, thunk, a.pool.clone()),
         }
     };
-    let (buffer, waited_for_memory) = match pool.try_allocate(size)? {
-        Some(buffer) => (buffer, false),
-        None => (pool.wait_allocate(size, max_block).await?, true),
+    let Some(buffer) = pool.try_allocate(size)? else {
+        return Ok(Err(NeedsMemory { size, thunk, pool }));
     };
-    let mut a = lock();
+    Ok(Ok(lock().append_with_buffer(tp, record, thunk, buffer, size, now_ms())?))
+}
+
+/// Waits up to `max_block` for the memory [`append_now`] lacked, then appends.
+pub async fn append_after_wait<T>(
+    acc: &Mutex<RecordAccumulator<T>>,
+    tp: &TopicPartition,
+    record: RecordRef<'_>,
+    need: NeedsMemory<T>,
+    max_block: Duration,
+    now_ms: impl Fn() -> u64,
+) -> Result<Appended, AppendError> {
+    let NeedsMemory { size, thunk, pool } = need;
+    let buffer = pool.wait_allocate(size, max_block).await?;
+    let mut a = acc.lock().unwrap_or_else(|e| e.into_inner());
     let mut done = a.append_with_buffer(tp, record, thunk, buffer, size, now_ms())?;
-    done.waited_for_memory = waited_for_memory;
+    done.waited_for_memory = true;
     Ok(done)
 }

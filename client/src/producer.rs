@@ -34,8 +34,8 @@ use tokio::time::Instant;
 use kafka_types::Topic;
 
 use crate::accumulator::{
-    append, AccumulatorConfig, AppendError, Appended, FailReason, FailedBatch, ProducerBatch,
-    RecordAccumulator, RecordRef, TopicPartition, TryAppend,
+    append, append_after_wait, append_now, AccumulatorConfig, AppendError, Appended, FailReason,
+    FailedBatch, NeedsMemory, ProducerBatch, RecordAccumulator, RecordRef, TopicPartition,
 };
 use crate::buffer_pool::BufferPool;
 use crate::cluster::Cluster;
@@ -194,9 +194,7 @@ struct Memory {
     record: ProducerRecord,
     partition: i32,
     tp: TopicPartition,
-    size: usize,
-    thunk: Thunk,
-    pool: Arc<BufferPool>,
+    need: NeedsMemory<Thunk>,
 }
 
 /// What follows an append ([`Producer::tail`]).
@@ -495,18 +493,12 @@ impl Producer {
         let timestamp = record.timestamp.unwrap_or_else(wall_clock_ms);
         let tp = TopicPartition::new(record.topic.clone(), partition);
         let thunk = Thunk { cb: callback, timestamp };
-        // `accumulator::append` without its wait: the same calls in the same order.
-        let tried = lock(&sh.acc).try_append(&tp, record_ref(&record, timestamp), thunk)?;
-        let appended = match tried {
-            TryAppend::Appended(appended) => appended,
-            TryAppend::NeedsBuffer { size, thunk } => {
-                let pool = lock(&sh.acc).pool().clone();
-                let Some(buffer) = pool.try_allocate(size).map_err(AppendError::from)? else {
-                    let memory = Memory { record, partition, tp, size, thunk, pool };
-                    return Ok(SendNow::Left(SendLeft(Left::Memory(Box::new(memory)))));
-                };
-                let rec = record_ref(&record, timestamp);
-                lock(&sh.acc).append_with_buffer(&tp, rec, thunk, buffer, size, sh.now_ms())?
+        let rec = record_ref(&record, timestamp);
+        let appended = match append_now(&sh.acc, &tp, rec, thunk, || sh.now_ms())? {
+            Ok(appended) => appended,
+            Err(need) => {
+                let memory = Memory { record, partition, tp, need };
+                return Ok(SendNow::Left(SendLeft(Left::Memory(Box::new(memory)))));
             }
         };
         Ok(match self.note_append(&record, partition, &appended) {
@@ -524,15 +516,12 @@ impl Producer {
             }
             Left::Metadata { record, callback } => self.send_waiting(record, callback).await,
             Left::Memory(m) => {
-                let Memory { record, partition, tp, size, thunk, pool } = *m;
-                let max_block = Duration::from_millis(self.shared.cfg.max_block_ms);
-                let buffer =
-                    pool.wait_allocate(size, max_block).await.map_err(AppendError::from)?;
+                let Memory { record, partition, tp, need } = *m;
                 let sh = &self.shared;
-                let rec = record_ref(&record, thunk.timestamp);
-                let mut appended =
-                    lock(&sh.acc).append_with_buffer(&tp, rec, thunk, buffer, size, sh.now_ms())?;
-                appended.waited_for_memory = true;
+                let max_block = Duration::from_millis(sh.cfg.max_block_ms);
+                let rec = record_ref(&record, need.thunk().timestamp);
+                let appended =
+                    append_after_wait(&sh.acc, &tp, rec, need, max_block, || sh.now_ms()).await?;
                 if let Some(tail) = self.note_append(&record, partition, &appended) {
                     self.tail(tail).await;
                 }
@@ -546,7 +535,7 @@ impl Producer {
     async fn send_waiting(
         &self,
         record: ProducerRecord,
-        callback: Box<dyn FnOnce(Result<RecordMetadata, ProduceError>) + Send>,
+        callback: Callback,
     ) -> Result<i32, ProduceError> {
         let sh = &self.shared;
         let max_block = Duration::from_millis(sh.cfg.max_block_ms);
