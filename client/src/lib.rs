@@ -44,7 +44,7 @@ pub use consumer::{
 pub use group::{GroupError, Strategy};
 pub use partitioner::{murmur2, partition_for_key, to_positive, Partitioner};
 pub use producer::{
-    DeliveryFuture, ProduceError, Producer, ProducerRecord, RecordMetadata, SendLeft, SendNow,
-    SendWait,
+    DeliveryFuture, Listener, ProduceError, Producer, ProducerRecord, RecordMetadata, SendLeft,
+    SendNow, SendWait,
 };
 pub use records::Header;

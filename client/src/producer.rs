@@ -15,7 +15,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -137,13 +137,30 @@ pub enum ProduceError {
     Build { topic: String, partition: i32, reason: String },
     #[error("the producer is closed")]
     Closed,
+    #[error("a send with a token needs a listener (Producer::listen)")]
+    NoListener,
 }
 
 type Callback = Box<dyn FnOnce(Result<RecordMetadata, ProduceError>) + Send>;
 
+/// Hears the completions of the records sent with a token ([`Producer::send_now_token`]):
+/// Kafka's per-record callback without a closure made per record (a record-rate load generator
+/// sends millions). A batch's records are heard together, in offset order, each with the token
+/// its send gave; batches in the order they complete.
+pub trait Listener: Send + Sync {
+    fn completed(&self, done: &[(u64, Result<RecordMetadata, ProduceError>)]);
+}
+
+/// What runs when a record completes.
+enum OnDone {
+    Callback(Callback),
+    /// The producer's [`Listener`] hears this token.
+    Token(u64),
+}
+
 /// What the accumulator holds per record.
 pub struct Thunk {
-    cb: Callback,
+    done: OnDone,
     timestamp: i64,
 }
 
@@ -185,7 +202,7 @@ enum Left {
     /// Appended; the wake-up and CPU charges are left.
     Tail(Tail),
     /// The topic's partitions are not known yet: the whole send waits.
-    Metadata { record: ProducerRecord, callback: Callback },
+    Metadata { record: ProducerRecord, done: OnDone },
     /// The partition is chosen, and the pool has no memory for the new batch it needs.
     Memory(Box<Memory>),
 }
@@ -266,6 +283,8 @@ struct Shared {
     /// for its work ([`Shared::pay_for_appends`]).
     unpaid_append_records: AtomicU64,
     unpaid_append_bytes: AtomicU64,
+    /// Hears the records sent with a token ([`Producer::listen`]).
+    listener: OnceLock<Arc<dyn Listener>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -312,7 +331,11 @@ impl Shared {
         })
     }
 
+    /// Runs the callbacks of a batch's records, in offset order; the listener hears each run of
+    /// records sent with a token at once.
     fn finish(&self, thunks: Vec<Thunk>, result: Settled) {
+        let mut heard = Vec::new();
+        let n = thunks.len();
         for (i, t) in thunks.into_iter().enumerate() {
             let r = match &result {
                 Ok((partition, base_offset, log_append_time)) => Ok(RecordMetadata {
@@ -322,8 +345,28 @@ impl Shared {
                 }),
                 Err(e) => Err(e.clone()),
             };
-            (t.cb)(r);
+            match t.done {
+                OnDone::Token(token) => {
+                    heard.reserve(n - i);
+                    heard.push((token, r));
+                }
+                OnDone::Callback(cb) => {
+                    self.tell(&mut heard);
+                    cb(r);
+                }
+            }
         }
+        self.tell(&mut heard);
+    }
+
+    /// The listener hears `heard` (emptied), if there is anything.
+    fn tell(&self, heard: &mut Vec<(u64, Result<RecordMetadata, ProduceError>)>) {
+        if heard.is_empty() {
+            return;
+        }
+        let listener = self.listener.get().expect("a send with a token has a listener");
+        listener.completed(heard);
+        heard.clear();
     }
 
     fn fail_batches(&self, failed: Vec<FailedBatch<Thunk>>) {
@@ -415,6 +458,7 @@ impl Producer {
             errors: Mutex::new(BTreeMap::new()),
             unpaid_append_records: AtomicU64::new(0),
             unpaid_append_bytes: AtomicU64::new(0),
+            listener: OnceLock::new(),
         });
         let handle = tokio::spawn(run_sender(Arc::clone(&shared)));
         Self { shared, sender: Mutex::new(Some(handle)) }
@@ -470,6 +514,26 @@ impl Producer {
         }
     }
 
+    /// Makes `listener` hear the records sent with a token ([`send_now_token`](Self::send_now_token)).
+    /// A producer has one listener: a second call is refused, returning the listener given.
+    pub fn listen(&self, listener: Arc<dyn Listener>) -> Result<(), Arc<dyn Listener>> {
+        self.shared.listener.set(listener)
+    }
+
+    /// [`send_now`](Self::send_now), with the producer's [`Listener`] hearing `token` when the
+    /// record completes instead of a callback made for it. Refused (`NoListener`) unless
+    /// [`listen`](Self::listen) was called.
+    pub fn send_now_token(
+        &self,
+        record: ProducerRecord,
+        token: u64,
+    ) -> Result<SendNow, ProduceError> {
+        if self.shared.listener.get().is_none() {
+            return Err(ProduceError::NoListener);
+        }
+        self.send_now_with(record, OnDone::Token(token))
+    }
+
     /// The part of [`send_with_callback`](Self::send_with_callback) that needs no waiting, as
     /// Kafka's `send` is a plain call unless metadata or buffer memory is missing: appends the
     /// record if its topic's partitions are known and its batch has room (or the pool has free
@@ -482,17 +546,22 @@ impl Producer {
         record: ProducerRecord,
         callback: Box<dyn FnOnce(Result<RecordMetadata, ProduceError>) + Send>,
     ) -> Result<SendNow, ProduceError> {
+        self.send_now_with(record, OnDone::Callback(callback))
+    }
+
+    /// [`send_now`](Self::send_now) with what runs when the record completes.
+    fn send_now_with(&self, record: ProducerRecord, done: OnDone) -> Result<SendNow, ProduceError> {
         let sh = &self.shared;
         if sh.closing.load(Ordering::SeqCst) {
             return Err(ProduceError::Closed);
         }
         let Some(count) = sh.known_partitions(&record.topic) else {
-            return Ok(SendNow::Left(SendLeft(Left::Metadata { record, callback })));
+            return Ok(SendNow::Left(SendLeft(Left::Metadata { record, done })));
         };
         let partition = self.choose_partition(&record, count)?;
         let timestamp = record.timestamp.unwrap_or_else(wall_clock_ms);
         let tp = TopicPartition::new(record.topic.clone(), partition);
-        let thunk = Thunk { cb: callback, timestamp };
+        let thunk = Thunk { done, timestamp };
         let rec = record_ref(&record, timestamp);
         let appended = match append_now(&sh.acc, &tp, rec, thunk, || sh.now_ms())? {
             Ok(appended) => appended,
@@ -514,7 +583,7 @@ impl Producer {
                 self.tail(tail).await;
                 Ok(tail.partition)
             }
-            Left::Metadata { record, callback } => self.send_waiting(record, callback).await,
+            Left::Metadata { record, done } => self.send_waiting(record, done).await,
             Left::Memory(m) => {
                 let Memory { record, partition, tp, need } = *m;
                 let sh = &self.shared;
@@ -535,7 +604,7 @@ impl Producer {
     async fn send_waiting(
         &self,
         record: ProducerRecord,
-        callback: Callback,
+        done: OnDone,
     ) -> Result<i32, ProduceError> {
         let sh = &self.shared;
         let max_block = Duration::from_millis(sh.cfg.max_block_ms);
@@ -549,7 +618,7 @@ impl Producer {
         let timestamp = record.timestamp.unwrap_or_else(wall_clock_ms);
         let tp = TopicPartition::new(record.topic.clone(), partition);
         let rec = record_ref(&record, timestamp);
-        let thunk = Thunk { cb: callback, timestamp };
+        let thunk = Thunk { done, timestamp };
         let remaining = until.saturating_duration_since(Instant::now());
         let appended = append(&sh.acc, &tp, rec, thunk, remaining, || sh.now_ms()).await?;
         if let Some(tail) = self.note_append(&record, partition, &appended) {

@@ -201,3 +201,87 @@ async fn send_now_appends_at_once_and_leaves_the_waits_to_finish_send() {
     p.close().await;
     node.stop_tasks().await;
 }
+
+/// Hears what the test's producer completes: tokens through the listener, the rest through
+/// callbacks, all into one log in the order they are told.
+#[derive(Default)]
+struct Heard {
+    /// (record, partition, offset, by the listener), in the order they were told.
+    log: Mutex<Vec<(u64, i32, i64, bool)>>,
+    /// How many records each call of the listener heard.
+    calls: Mutex<Vec<usize>>,
+}
+
+impl client::Listener for Heard {
+    fn completed(&self, done: &[(u64, Result<client::RecordMetadata, client::ProduceError>)]) {
+        self.calls.lock().unwrap().push(done.len());
+        let mut log = self.log.lock().unwrap();
+        for (token, r) in done {
+            let md = r.as_ref().unwrap_or_else(|e| panic!("record {token}: {e}"));
+            log.push((*token, md.partition, md.offset, true));
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_listener_hears_tokens_in_offset_order_among_callbacks() {
+    let dir = tempfile::tempdir().unwrap();
+    let net: Arc<dyn Network> = Arc::new(MemNetwork::default());
+    let node = start_broker_with_topic(dir.path(), &net, "heard").await;
+    let p = Producer::new(
+        ProducerConfig::from_pairs([
+            ("bootstrap.servers", "broker:9092"),
+            ("batch.size", "2048"),
+            ("linger.ms", "60000"),
+            // One Produce at a time: batches complete in offset order in both worlds (with
+            // several in flight, madsim may run their response tasks in either order).
+            ("max.in.flight.requests.per.connection", "1"),
+        ])
+        .unwrap(),
+        Arc::clone(&net),
+        7,
+    );
+    let record = |i: u64| ProducerRecord::new("heard", Bytes::from(format!("{i:0>100}")));
+    let refused = p.send_now_token(record(0), 0);
+    assert!(matches!(refused, Err(client::ProduceError::NoListener)), "no listener yet");
+    let heard = Arc::new(Heard::default());
+    assert!(p.listen(heard.clone()).is_ok());
+    assert!(p.listen(Arc::new(Heard::default())).is_err(), "a producer has one listener");
+    // Seven of every ten records by token, three by callback.
+    let records = 300u64;
+    for i in 0..records {
+        let sent = if i % 10 < 7 {
+            p.send_now_token(record(i), i)
+        } else {
+            let heard = heard.clone();
+            let cb = Box::new(move |r: Result<client::RecordMetadata, client::ProduceError>| {
+                let md = r.unwrap_or_else(|e| panic!("record {i}: {e}"));
+                heard.log.lock().unwrap().push((i, md.partition, md.offset, false));
+            });
+            p.send_now(record(i), cb)
+        };
+        if let SendNow::Left(left) = sent.unwrap() {
+            p.finish_send(left).await.unwrap();
+        }
+    }
+    p.flush().await;
+    let log = std::mem::take(&mut *heard.log.lock().unwrap());
+    let calls = std::mem::take(&mut *heard.calls.lock().unwrap());
+    // Every record told once, each the way it was sent.
+    let mut told: Vec<(u64, bool)> = log.iter().map(|&(i, _, _, by)| (i, by)).collect();
+    told.sort_unstable();
+    let sent: Vec<(u64, bool)> = (0..records).map(|i| (i, i % 10 < 7)).collect();
+    assert_eq!(told, sent);
+    // In offset order per partition, tokens and callbacks alike.
+    let mut last: BTreeMap<i32, i64> = BTreeMap::new();
+    for &(i, partition, offset, _) in &log {
+        let before = last.insert(partition, offset);
+        assert!(before.is_none_or(|b| b < offset), "record {i} told after a later offset");
+    }
+    // Tokens are heard a run at a time: fewer calls than tokens, and some with several.
+    let tokens: usize = calls.iter().sum();
+    assert_eq!(tokens, log.iter().filter(|r| r.3).count());
+    assert!(calls.len() < tokens && calls.iter().any(|&n| n > 1), "{calls:?}");
+    p.close().await;
+    node.stop_tasks().await;
+}

@@ -222,26 +222,28 @@ impl AckContext {
         }
     }
 
+    /// Notes how send `slot` completed at `at_ns` (`h` and `run` held by the caller).
     fn complete(
         &self,
+        h: &mut crate::history::History,
+        run: &mut Option<AckRun>,
         slot: usize,
-        id: u64,
-        r: Result<client::RecordMetadata, client::ProduceError>,
+        r: &Result<client::RecordMetadata, client::ProduceError>,
+        at_ns: u64,
     ) {
-        let at_ns = self.tracer.now_ns();
-        let mut h = lock(&self.history);
-        let tp = match (&r, h.sends.get(slot).as_ref().and_then(Send::tp)) {
-            (Ok(md), None) => Some(h.partitions.intern(&self.topic, md.partition)),
-            (_, known) => known,
-        };
-        let outcome = match &r {
+        let outcome = match r {
             Ok(md) if self.acks0 || md.offset < 0 => SendOutcome::Unconfirmed { at_ns },
             Ok(md) => SendOutcome::Acked { offset: md.offset, at_ns },
             Err(_) => SendOutcome::Failed { at_ns },
         };
-        let updated = h.sends.update(slot, |send| {
-            send.set_tp(tp);
+        let (sends, partitions) = (&mut h.sends, &mut h.partitions);
+        let mut id = 0;
+        let updated = sends.update(slot, |send| {
+            if let (Ok(md), None) = (r, send.tp()) {
+                send.set_tp(Some(partitions.intern(&self.topic, md.partition)));
+            }
             send.set_outcome(outcome);
+            id = send.value;
         });
         // The run's history was taken for the checkers: a late callback changes nothing.
         if !updated {
@@ -252,14 +254,12 @@ impl AckContext {
                 if matches!(outcome, SendOutcome::Unconfirmed { .. }) {
                     return;
                 }
-                drop(h);
-                let mut run = lock(&self.run);
                 match run.as_mut() {
                     Some(r) if r.partition == md.partition && md.offset == r.last + 1 => {
                         r.last = md.offset
                     }
                     _ => {
-                        self.flush_run(&mut run);
+                        self.flush_run(run);
                         *run = Some(AckRun {
                             partition: md.partition,
                             first: md.offset,
@@ -270,10 +270,23 @@ impl AckContext {
             }
             Err(e) => {
                 h.send_errors.insert(id, e.to_string());
-                drop(h);
-                self.flush_run(&mut lock(&self.run));
+                self.flush_run(run);
                 self.tracer.event("send-failed", &format!("{} id={id} {e}", self.who));
             }
+        }
+    }
+}
+
+/// A batch's records at once: one clock read and one lock of the history for all of them.
+/// A send's token is its slot in the history.
+impl client::Listener for AckContext {
+    fn completed(&self, done: &[(u64, Result<client::RecordMetadata, client::ProduceError>)]) {
+        let at_ns = self.tracer.now_ns();
+        let mut h = lock(&self.history);
+        let mut run = lock(&self.run);
+        for (slot, r) in done {
+            let slot = usize::try_from(*slot).expect("a token is a history slot");
+            self.complete(&mut h, &mut run, slot, r, at_ns);
         }
     }
 }
@@ -317,11 +330,7 @@ impl ClientProducer {
             let mut h = lock(&self.history);
             h.sends.push(Send::new(None, id, created_ns, SendOutcome::Pending))
         };
-        let ctx2 = ctx.clone();
-        let callback = Box::new(move |r: Result<client::RecordMetadata, client::ProduceError>| {
-            ctx2.complete(slot, id, r)
-        });
-        match producer.send_now(record, callback) {
+        match producer.send_now_token(record, slot as u64) {
             Ok(client::SendNow::Done(partition)) => {
                 self.sent(Ok(partition), who, id, slot, local);
                 None
@@ -494,6 +503,8 @@ impl ClientProducer {
             tracer: self.tracer.clone(),
             run: std::sync::Mutex::new(None),
         });
+        let listening = producer.listen(ctx.clone()).is_ok();
+        assert!(listening, "a new producer has no listener yet");
         let mut rng = ChaCha8Rng::seed_from_u64(salted);
         let seq = self.arrivals(&producer, &ctx, &who, &mut rng).await;
         producer.close().await;
