@@ -326,15 +326,24 @@ impl ClientProducer {
         let value = local.slab.value(id, self.spec.record_bytes);
         let record = ProducerRecord::new(ctx.topic.clone(), value)
             .with_timestamp(self.tracer.wall_ms_at(created_ns));
-        let slot = {
-            let mut h = lock(&self.history);
-            h.sends.push(Send::new(None, id, created_ns, SendOutcome::Pending))
-        };
-        match producer.send_now_token(record, slot as u64) {
+        // The send's slot is its token. It is pushed once the producer has chosen its partition
+        // (a send done at once is pushed whole, with no update after); nothing pushes in between
+        // (no await), and no completion can come before the push (they come from the
+        // producer's tasks).
+        let slot = lock(&self.history).sends.len();
+        let sent = producer.send_now_token(record, slot as u64);
+        let mut h = lock(&self.history);
+        let tp = match &sent {
             Ok(client::SendNow::Done(partition)) => {
-                self.sent(Ok(partition), who, id, slot, local);
-                None
+                Some(local.id(&mut h, &self.spec.topic, *partition))
             }
+            _ => None,
+        };
+        let pushed = h.sends.push(Send::new(tp, id, created_ns, SendOutcome::Pending));
+        assert_eq!(pushed, slot, "a send is pushed at the slot its token names");
+        drop(h);
+        match sent {
+            Ok(client::SendNow::Done(_)) => None,
             Ok(client::SendNow::Left(left)) => Some(LeftSend { left, id, slot }),
             Err(e) => {
                 self.sent(Err(e), who, id, slot, local);
