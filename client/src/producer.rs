@@ -285,7 +285,23 @@ struct Shared {
     unpaid_append_bytes: AtomicU64,
     /// Hears the records sent with a token ([`Producer::listen`]).
     listener: OnceLock<Arc<dyn Listener>>,
+    /// Per node, the Produce requests written and not yet settled, settled in the order they were
+    /// written ([`settle_in_order`]).
+    settle_order: Mutex<BTreeMap<i32, SettleOrder>>,
 }
+
+/// One node's Produce requests in write order: a response that comes (or is polled) before an
+/// earlier request's waits for it, as Kafka's producer handles one connection's responses in
+/// order (so one partition's callbacks run in send order).
+#[derive(Default)]
+struct SettleOrder {
+    next_ticket: u64,
+    next_to_settle: u64,
+    parked: BTreeMap<u64, (Vec<ProducerBatch<Thunk>>, ProduceOutcome)>,
+}
+
+/// A Produce request's answer: each partition's acknowledgement, or why there is none.
+type ProduceOutcome = Result<PartitionAcks, ConnError>;
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
@@ -459,6 +475,7 @@ impl Producer {
             unpaid_append_records: AtomicU64::new(0),
             unpaid_append_bytes: AtomicU64::new(0),
             listener: OnceLock::new(),
+            settle_order: Mutex::new(BTreeMap::new()),
         });
         let handle = tokio::spawn(run_sender(Arc::clone(&shared)));
         Self { shared, sender: Mutex::new(Some(handle)) }
@@ -942,18 +959,25 @@ async fn run_sender(sh: Arc<Shared>) {
                 // Written here, in drain order (idempotent sequences must reach the broker in
                 // order); the response is awaited in its own task.
                 let (req, keys) = build_produce(&sh, &batches);
-                let (keys, started) = start_produce(&sh, node, req, keys).await;
+                let started = start_produce(&sh, node, req, &keys).await;
                 if matches!(started, Started::Done(Err(_))) {
                     // Not written (no connection): settle it here, so its batches are back in
                     // the queue, in sequence order, before anything behind them is drained. A
                     // later batch must never reach a broker first: one that knows nothing of
                     // this producer would take its sequence as the start (Kafka's client drains
                     // a node only once its connection is ready, to the same end).
-                    finish_produce(Arc::clone(&sh), node, batches, keys, started).await;
+                    finish_produce(Arc::clone(&sh), node, batches, started, None).await;
                     blocked = true;
                     break;
                 }
-                tokio::spawn(finish_produce(Arc::clone(&sh), node, batches, keys, started));
+                // Only a request on the wire takes its turn (one not written settles at once).
+                let ticket = matches!(started, Started::Pending(_)).then(|| {
+                    let mut order = lock(&sh.settle_order);
+                    let o = order.entry(node).or_default();
+                    o.next_ticket += 1;
+                    o.next_ticket - 1
+                });
+                tokio::spawn(finish_produce(Arc::clone(&sh), node, batches, started, ticket));
             }
         }
         let (expired, failed) = {
@@ -1034,22 +1058,22 @@ async fn start_produce(
     sh: &Shared,
     node: i32,
     req: ProduceRequest,
-    keys: Vec<(String, i32)>,
-) -> (Vec<(String, i32)>, Started) {
+    keys: &[(String, i32)],
+) -> Started {
     let conn = match sh.cluster.node_conn(node).await {
         Ok(c) => c,
-        Err(e) => return (keys, Started::Done(Err(e))),
+        Err(e) => return Started::Done(Err(e)),
     };
     if sh.cfg.acks == Acks::None {
         let r = conn
             .send_only(&req)
             .await
             .map(|()| keys.iter().map(|k| (k.clone(), (0, -1, -1))).collect());
-        return (keys, Started::Done(r));
+        return Started::Done(r);
     }
     match conn.start(&req).await {
-        Ok(p) => (keys, Started::Pending(p)),
-        Err(e) => (keys, Started::Done(Err(e))),
+        Ok(p) => Started::Pending(p),
+        Err(e) => Started::Done(Err(e)),
     }
 }
 
@@ -1066,15 +1090,16 @@ fn attempt_error_name(e: &ProduceError) -> &'static str {
     }
 }
 
-/// Waits for a Produce response and settles every batch.
+/// Waits for a Produce response and settles every batch: at once, or with `ticket` (its place
+/// in `node`'s write order) after every request written before it.
 async fn finish_produce(
     sh: Arc<Shared>,
     node: i32,
     batches: Vec<ProducerBatch<Thunk>>,
-    _keys: Vec<(String, i32)>,
     started: Started,
+    ticket: Option<u64>,
 ) {
-    let outcome: Result<PartitionAcks, ConnError> = match started {
+    let outcome: ProduceOutcome = match started {
         Started::Done(r) => r,
         Started::Pending(p) => p.wait().await.map(|resp| {
             let mut m = BTreeMap::new();
@@ -1089,6 +1114,45 @@ async fn finish_produce(
             m
         }),
     };
+    match ticket {
+        None => settle(&sh, node, batches, outcome),
+        Some(ticket) => settle_in_order(&sh, node, ticket, batches, outcome),
+    }
+}
+
+/// Settles request `ticket` of `node` if every earlier one is settled, then any parked after it
+/// that are next; otherwise parks it for the earlier request's task to settle.
+fn settle_in_order(
+    sh: &Shared,
+    node: i32,
+    ticket: u64,
+    batches: Vec<ProducerBatch<Thunk>>,
+    outcome: ProduceOutcome,
+) {
+    {
+        let mut order = lock(&sh.settle_order);
+        let o = order.entry(node).or_default();
+        assert!(ticket >= o.next_to_settle, "request {ticket} of node {node} settled twice");
+        if ticket != o.next_to_settle {
+            o.parked.insert(ticket, (batches, outcome));
+            return;
+        }
+    }
+    settle(sh, node, batches, outcome);
+    loop {
+        let next = {
+            let mut order = lock(&sh.settle_order);
+            let o = order.get_mut(&node).expect("a node with a settled request");
+            o.next_to_settle += 1;
+            o.parked.remove(&o.next_to_settle)
+        };
+        let Some((batches, outcome)) = next else { break };
+        settle(sh, node, batches, outcome);
+    }
+}
+
+/// Settles every batch of a Produce request by its `outcome`: completed, failed, or queued again.
+fn settle(sh: &Shared, node: i32, batches: Vec<ProducerBatch<Thunk>>, outcome: ProduceOutcome) {
     let now = sh.now_ms();
     let mut done: Vec<(Vec<Thunk>, Settled)> = Vec::new();
     {
