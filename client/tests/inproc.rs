@@ -92,21 +92,23 @@ async fn start_broker_with_topic(
     node
 }
 
+/// A producer to the in-process broker, with `pairs` beside its bootstrap address.
+fn producer_to_broker<const N: usize>(
+    net: &Arc<dyn Network>,
+    pairs: [(&str, &str); N],
+) -> Producer {
+    let bootstrap = [("bootstrap.servers", "broker:9092")];
+    let cfg = ProducerConfig::from_pairs(bootstrap.into_iter().chain(pairs)).unwrap();
+    Producer::new(cfg, Arc::clone(net), 7)
+}
+
 #[tokio::test]
 async fn in_process_round_trip() {
     let dir = tempfile::tempdir().unwrap();
     let net: Arc<dyn Network> = Arc::new(MemNetwork::default());
     let node = start_broker_with_topic(dir.path(), &net, "mem").await;
 
-    let p = Producer::new(
-        ProducerConfig::from_pairs([
-            ("bootstrap.servers", "broker:9092"),
-            ("compression.type", "zstd"),
-        ])
-        .unwrap(),
-        Arc::clone(&net),
-        7,
-    );
+    let p = producer_to_broker(&net, [("compression.type", "zstd")]);
     let mut futs = Vec::new();
     for i in 0..200 {
         let r = ProducerRecord::new("mem", Bytes::from(format!("v{i}"))).with_key(format!("k{i}"));
@@ -156,16 +158,9 @@ async fn send_now_appends_at_once_and_leaves_the_waits_to_finish_send() {
     let node = start_broker_with_topic(dir.path(), &net, "now").await;
 
     // Batches of ~9 records, memory for three, sent only when full.
-    let p = Producer::new(
-        ProducerConfig::from_pairs([
-            ("bootstrap.servers", "broker:9092"),
-            ("batch.size", "1024"),
-            ("buffer.memory", "3072"),
-            ("linger.ms", "60000"),
-        ])
-        .unwrap(),
-        Arc::clone(&net),
-        7,
+    let p = producer_to_broker(
+        &net,
+        [("batch.size", "1024"), ("buffer.memory", "3072"), ("linger.ms", "60000")],
     );
     let acks = Arc::new(Mutex::new(Vec::new()));
     let mut ways: BTreeMap<Option<SendWait>, usize> = BTreeMap::new();
@@ -228,16 +223,7 @@ async fn a_listener_hears_tokens_in_offset_order_among_callbacks() {
     let dir = tempfile::tempdir().unwrap();
     let net: Arc<dyn Network> = Arc::new(MemNetwork::default());
     let node = start_broker_with_topic(dir.path(), &net, "heard").await;
-    let p = Producer::new(
-        ProducerConfig::from_pairs([
-            ("bootstrap.servers", "broker:9092"),
-            ("batch.size", "2048"),
-            ("linger.ms", "60000"),
-        ])
-        .unwrap(),
-        Arc::clone(&net),
-        7,
-    );
+    let p = producer_to_broker(&net, [("batch.size", "2048"), ("linger.ms", "60000")]);
     let record = |i: u64| ProducerRecord::new("heard", Bytes::from(format!("{i:0>100}")));
     let refused = p.send_now_token(record(0), 0);
     assert!(matches!(refused, Err(client::ProduceError::NoListener)), "no listener yet");
