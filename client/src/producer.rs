@@ -146,7 +146,8 @@ type Callback = Box<dyn FnOnce(Result<RecordMetadata, ProduceError>) + Send>;
 /// Hears the completions of the records sent with a token ([`Producer::send_now_token`]):
 /// Kafka's per-record callback without a closure made per record (a record-rate load generator
 /// sends millions). A batch's records are heard together, in offset order, each with the token
-/// its send gave; batches in the order they complete.
+/// its send gave; a node's batches in the order their requests were written (so one partition's
+/// records in send order).
 pub trait Listener: Send + Sync {
     fn completed(&self, done: &[(u64, Result<RecordMetadata, ProduceError>)]);
 }
