@@ -40,6 +40,28 @@ pub fn encode_value(id: u64, len: usize) -> Vec<u8> {
 /// instead of a 64-step dependency chain, which was 7 % of a bench run's CPU), and [`jump`]
 /// moves the state a block ahead with eight lookups.
 pub fn encode_value_into(id: u64, out: &mut [u8]) {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU has AVX2 (checked just above).
+        return unsafe { encode_value_into_avx2(id, out) };
+    }
+    encode_value_body(id, out)
+}
+
+/// [`encode_value_into`] compiled with AVX2: the same code, its row XORs in 256-bit lanes (1.6 %
+/// fewer instructions on a bench cut; the release build targets baseline x86-64).
+///
+/// # Safety
+/// The CPU must have AVX2.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn encode_value_into_avx2(id: u64, out: &mut [u8]) {
+    encode_value_body(id, out)
+}
+
+/// The filler's code, inlined into each build of [`encode_value_into`].
+#[inline(always)]
+fn encode_value_body(id: u64, out: &mut [u8]) {
     assert!(out.len() >= 8, "a value holds its 8-byte id");
     let (head, filler) = out.split_at_mut(8);
     head.copy_from_slice(&id.to_be_bytes());
@@ -378,16 +400,18 @@ mod tests {
 
     /// The tables and jumps write exactly the serial generator's bytes, at every length around
     /// the block edges and beyond, for ids from 0 up.
+    /// Both builds (the AVX2 one where the CPU has it, which `encode_value` takes, and the
+    /// baseline one) are checked.
     #[test]
     fn blocks_write_the_serial_filler() {
         let ids = [0, 1, 7, 42, 1 << 40, (3 << 40) | 123_456, u64::MAX];
         for len in (0..300).chain([1000, 4096, 4097]) {
             for &id in &ids {
-                assert_eq!(
-                    encode_value(id, len),
-                    encode_value_serial(id, len),
-                    "id {id} len {len}"
-                );
+                let serial = encode_value_serial(id, len);
+                assert_eq!(encode_value(id, len), serial, "id {id} len {len}");
+                let mut baseline = vec![0u8; len.max(8)];
+                encode_value_body(id, &mut baseline);
+                assert_eq!(baseline, serial, "baseline build: id {id} len {len}");
             }
         }
     }
