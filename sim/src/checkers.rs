@@ -297,8 +297,9 @@ fn polled_records(h: &History) -> u64 {
 /// lost-write: an acknowledged record (acks=1/all) that the final log does not hold.
 /// Examined: acknowledged records at or above their final log's start offset (below it,
 /// retention or DeleteRecords removed the records; they are counted in the detail). Linear: the
-/// final log is looked up at the acknowledged offset; only a record not found there is looked
-/// for in the rest of its partition (a set of that partition's values, built on first need).
+/// final log is looked up at the acknowledged offset, a batch's run of acknowledgements at once
+/// ([`crate::sends::AckRun`]); only a record not found there is looked for in the rest of its
+/// partition (a set of that partition's values, built on first need).
 pub fn lost_write(h: &History) -> CheckResult {
     let slots = Slots::new(h);
     let mut lost: Vec<(usize, u64, i64, u64)> = Vec::new();
@@ -306,23 +307,31 @@ pub fn lost_write(h: &History) -> CheckResult {
     let mut unreadable = BTreeSet::new();
     let mut values: Vec<Option<HashSet<u64>>> = vec![None; slots.len()];
     let mut hints = vec![0usize; slots.len()];
-    for (send, offset, at_ns) in h.acked() {
-        acked += 1;
-        let slot = Slots::of(send.tp());
+    // A batch's acknowledgements at a time: one look when the final log holds them in place,
+    // record by record when it does not.
+    for run in h.sends.acked_runs() {
+        acked += u64::from(run.n);
+        let slot = run.slot as usize;
         let Some(Some(log)) = slots.final_log(slot) else {
             unreadable.insert(slot);
             continue;
         };
-        if log.value_near(offset, &mut hints[slot]) == Some(send.value) {
+        let n = u64::from(run.n);
+        if log.records.holds_span(run.offset, run.value, n, &mut hints[slot]) {
             continue;
         }
-        if offset < log.log_start_offset {
-            below_start += 1;
-            continue;
-        }
-        let present = values[slot].get_or_insert_with(|| log.records.values().collect());
-        if !present.contains(&send.value) {
-            lost.push((slot, send.value, offset, at_ns));
+        for (offset, value) in run.records() {
+            if log.value_near(offset, &mut hints[slot]) == Some(value) {
+                continue;
+            }
+            if offset < log.log_start_offset {
+                below_start += 1;
+                continue;
+            }
+            let present = values[slot].get_or_insert_with(|| log.records.values().collect());
+            if !present.contains(&value) {
+                lost.push((slot, value, offset, run.at_ns));
+            }
         }
     }
     if !unreadable.is_empty() {
@@ -446,20 +455,20 @@ pub fn inconsistent_offsets(h: &History) -> CheckResult {
         .collect();
     let mut conflicted = 0u64;
     // Acknowledgements gathered into spans: a batch's records are acknowledged at consecutive
-    // offsets with consecutive values.
+    // offsets with consecutive values (one run), and so may be the batches after it.
     let mut span: Option<(usize, i64, u64, usize)> = None;
-    for (send, offset, _) in h.acked() {
-        let slot = Slots::of(send.tp());
+    for run in h.sends.acked_runs() {
+        let (slot, m) = (run.slot as usize, run.n as usize);
         match &mut span {
             Some((s, o, v, n))
                 if *s == slot
-                    && o.checked_add(*n as i64) == Some(offset)
-                    && v.checked_add(*n as u64) == Some(send.value) =>
+                    && o.checked_add(*n as i64) == Some(run.offset)
+                    && v.checked_add(*n as u64) == Some(run.value) =>
             {
-                *n += 1
+                *n += m
             }
             _ => {
-                if let Some((s, o, v, n)) = span.replace((slot, offset, send.value, 1)) {
+                if let Some((s, o, v, n)) = span.replace((slot, run.offset, run.value, m)) {
                     conflicted += tables[s].observe_span(o, v, n);
                 }
             }

@@ -114,6 +114,39 @@ impl SeenRecords {
         Some((self.offset(i), self.value_in(i, *hint)))
     }
 
+    /// Whether the records hold `n` pairs that both rise by one from `(offset, value)`,
+    /// contiguously: a walk over the runs that span them, from run `*hint` (left where the walk
+    /// ended, as [`SeenRecords::get_near`] leaves it). `false` once the offsets do not run
+    /// contiguously, whatever the records: the caller then looks pair by pair.
+    pub fn holds_span(&self, offset: i64, value: u64, n: u64, hint: &mut usize) -> bool {
+        if self.offsets.is_some() || n == 0 {
+            return self.offsets.is_none();
+        }
+        let i = i128::from(offset) - i128::from(self.first);
+        if i < 0 || i + i128::from(n) > self.len as i128 {
+            return false;
+        }
+        let (start, end) = (i as usize, (i + i128::from(n)) as usize);
+        if self.get_near(start, hint).map(|p| p.1) != Some(value) {
+            return false;
+        }
+        // Pair `start` holds `value`; each run after its run, up to `end`, must go on where the
+        // one before stopped.
+        let mut k = *hint;
+        loop {
+            let run_end = self.runs.get(k + 1).map_or(self.len, |r| r.at);
+            if run_end >= end {
+                *hint = k;
+                return true;
+            }
+            k += 1;
+            if self.runs[k].value != value.wrapping_add((run_end - start) as u64) {
+                *hint = k;
+                return false;
+            }
+        }
+    }
+
     pub fn get(&self, i: usize) -> Option<(i64, u64)> {
         (i < self.len).then(|| (self.offset(i), self.value(i)))
     }
@@ -239,6 +272,20 @@ mod tests {
                 prop_assert_eq!(seen.get(i), Some(*p));
                 prop_assert_eq!(seen.get_near(i, &mut hint), Some(*p));
             }
+            // Every span that starts at a pair (its value, or one off), against the pairs.
+            let mut held = 0;
+            for (i, &(o, v)) in pairs.iter().enumerate() {
+                for (dv, n) in [(0, 1), (0, 2), (0, 5), (0, 40), (1, 1), (0, (pairs.len() - i) as u64)] {
+                    let v = v.wrapping_add(dv);
+                    let want = seen.contiguous() && (0..n).all(|k| {
+                        pairs.get(i + k as usize) == Some(&(o.wrapping_add(k as i64), v.wrapping_add(k)))
+                    });
+                    let mut hint = i % 3;
+                    prop_assert_eq!(seen.holds_span(o, v, n, &mut hint), want, "{} {} {}", o, v, n);
+                    held += usize::from(want);
+                }
+            }
+            prop_assert!(pairs.is_empty() || !seen.contiguous() || held > 0);
             for (k, i) in [pairs.len() / 2, 0, pairs.len().saturating_sub(1), 1].into_iter().enumerate() {
                 let mut hint = k * 3;
                 prop_assert_eq!(seen.get_near(i, &mut hint), pairs.get(i).copied());

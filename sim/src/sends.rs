@@ -9,6 +9,12 @@
 //! records share), the producers' states restarting every [`CHUNK`] sends so that any slot can
 //! be decoded from its chunk's start. A change to an encoded send (rare: the run's end judging
 //! a late acknowledgement pending) is kept beside the stream, in `patched`.
+//!
+//! The acknowledged sends are also kept as they settle as [`AckRun`]s (a batch's records: one
+//! run), for the checks that read acknowledgements alone: they read a run per batch instead of
+//! decoding every send. Runs are kept while they stay few (at most one per [`RUN_SENDS_MIN`]
+//! sends, plus [`RUNS_FREE`]): with smaller batches they would cost more than the stream, so they
+//! are dropped and read from the stream instead.
 
 use crate::history::{widen_bounds, PartitionId, Send, SendOutcome, ACKED, ID_SEQ_MASK, PENDING};
 use records::varint::{get_varlong, get_varulong, put_varlong, put_varulong};
@@ -34,6 +40,78 @@ const NEXT_OFFSET: u8 = 1 << 5;
 
 /// The header of an acknowledged record in its producer's batch (see [`Decoder::next_batched`]).
 const BATCHED: u8 = ACKED | NEXT_OF_PREVIOUS | SAME_TP | NEXT_OFFSET;
+
+/// Sends per kept [`AckRun`], at the fewest, before the runs are dropped (a run is 32 bytes, an
+/// encoded send a few).
+const RUN_SENDS_MIN: usize = 8;
+/// Runs kept whatever the sends (a small run's runs are never dropped).
+const RUNS_FREE: usize = 4096;
+
+/// Acknowledged sends that follow one another in slot order (sends of other outcomes between
+/// them aside): `n` records of the partition in `slot` ([`PartitionId::slot`], 0 for none), all
+/// acknowledged at `at_ns`, at offsets and with values that both rise by one from `offset` and
+/// `value`. A batch's records make one run; runs are not always the longest they could be (the
+/// kept runs and the open window's are not joined).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AckRun {
+    pub slot: u32,
+    pub n: u32,
+    pub offset: i64,
+    pub value: u64,
+    pub at_ns: u64,
+}
+
+impl AckRun {
+    fn new(slot: u32, offset: i64, value: u64, at_ns: u64) -> Self {
+        AckRun { slot, n: 1, offset, value, at_ns }
+    }
+
+    /// Takes the next acknowledged send in if it continues the run; `false` if it does not.
+    fn extend(&mut self, slot: u32, offset: i64, value: u64, at_ns: u64) -> bool {
+        let continues = self.slot == slot
+            && self.at_ns == at_ns
+            && self.n < u32::MAX
+            && self.offset.checked_add(i64::from(self.n)) == Some(offset)
+            && self.value.checked_add(u64::from(self.n)) == Some(value);
+        self.n += u32::from(continues);
+        continues
+    }
+
+    /// The run's (offset, value) pairs, in order.
+    pub fn records(&self) -> impl Iterator<Item = (i64, u64)> {
+        let AckRun { offset, value, .. } = *self;
+        (0..self.n).map(move |k| (offset + i64::from(k), value + u64::from(k)))
+    }
+}
+
+/// The partition slot a send's runs name (0: none).
+fn slot_of(s: &Send) -> u32 {
+    s.tp().map_or(0, |t| t.slot() as u32)
+}
+
+/// The acknowledged sends of `sends`, in their order, as runs.
+struct RunsOf<I> {
+    sends: I,
+    run: Option<AckRun>,
+}
+
+impl<I: Iterator<Item = Send>> Iterator for RunsOf<I> {
+    type Item = AckRun;
+
+    fn next(&mut self) -> Option<AckRun> {
+        for s in self.sends.by_ref() {
+            let SendOutcome::Acked { offset, at_ns } = s.outcome() else { continue };
+            let slot = slot_of(&s);
+            if self.run.as_mut().is_some_and(|r| r.extend(slot, offset, s.value, at_ns)) {
+                continue;
+            }
+            if let Some(done) = self.run.replace(AckRun::new(slot, offset, s.value, at_ns)) {
+                return Some(done);
+            }
+        }
+        self.run.take()
+    }
+}
 
 /// The sends of a run by slot: `push` hands out slots, `update` changes one, `iter` reads all.
 #[derive(Clone, Default)]
@@ -62,6 +140,10 @@ pub struct Sends {
     /// The earliest completion ([`completed_at`]) among the sends encoded so far: kept as
     /// sends settle, so the run's measuring window needs no pass.
     encoded_first_completion_ns: Option<u64>,
+    /// The acknowledged sends encoded so far, as runs (see the module docs), until
+    /// `runs_dropped`.
+    runs: Vec<AckRun>,
+    runs_dropped: bool,
 }
 
 /// One producer's pushed sends: how many, and one past the highest sequence number.
@@ -216,6 +298,41 @@ impl Sends {
         true
     }
 
+    /// The acknowledged sends in slot order, as runs: each run's records are what
+    /// [`Sends::iter`] yields acknowledged, in the same order. The runs kept as sends settled
+    /// and then the open window's; decoded from the stream instead when the kept runs were
+    /// dropped or an encoded send changed after it settled.
+    pub fn acked_runs(&self) -> impl Iterator<Item = AckRun> + '_ {
+        let kept = !self.runs_dropped && self.patched.is_empty();
+        let window = RunsOf { sends: self.window.iter().cloned(), run: None };
+        let stored = kept.then(|| self.runs.iter().copied().chain(window));
+        let decoded = (!kept).then(|| RunsOf { sends: self.iter(), run: None });
+        stored.into_iter().flatten().chain(decoded.into_iter().flatten())
+    }
+
+    /// Whether the acknowledged sends' runs are still kept (see the module docs).
+    pub fn runs_kept(&self) -> bool {
+        !self.runs_dropped
+    }
+
+    /// Keeps the encoded acknowledged send `s` in the runs, or drops the runs for good once
+    /// they are too many.
+    fn keep_run(&mut self, s: &Send, offset: i64, at_ns: u64) {
+        if self.runs_dropped {
+            return;
+        }
+        let slot = slot_of(s);
+        if self.runs.last_mut().is_some_and(|r| r.extend(slot, offset, s.value, at_ns)) {
+            return;
+        }
+        if self.runs.len() >= self.encoded / RUN_SENDS_MIN + RUNS_FREE {
+            self.runs = Vec::new();
+            self.runs_dropped = true;
+            return;
+        }
+        self.runs.push(AckRun::new(slot, offset, s.value, at_ns));
+    }
+
     /// Every send, in slot order.
     pub fn iter(&self) -> Iter<'_> {
         let d = Decoder { stream: &[], pos: 0, codec: Codec::default() };
@@ -233,8 +350,9 @@ impl Sends {
                     self.chunks.push(full.into_boxed_slice());
                 }
             }
-            if let SendOutcome::Acked { offset, .. } = s.outcome() {
+            if let SendOutcome::Acked { offset, at_ns } = s.outcome() {
                 widen(&mut self.acked_bounds, &s, offset);
+                self.keep_run(&s, offset, at_ns);
             }
             if let Some(t) = completed_at(&s) {
                 let first = self.encoded_first_completion_ns.map_or(t, |f| f.min(t));
@@ -649,6 +767,21 @@ mod tests {
         (model, sends)
     }
 
+    /// The acknowledged sends as (slot, offset, value, at), in slot order.
+    fn acked_of(sends: &[Send]) -> Vec<(u32, i64, u64, u64)> {
+        let acked = |s: &Send| match s.outcome() {
+            SendOutcome::Acked { offset, at_ns } => Some((slot_of(s), offset, s.value, at_ns)),
+            _ => None,
+        };
+        sends.iter().filter_map(acked).collect()
+    }
+
+    /// [`Sends::acked_runs`] record by record, as [`acked_of`] lists them.
+    fn expand_runs(sends: &Sends) -> Vec<(u32, i64, u64, u64)> {
+        let each = |r: AckRun| r.records().map(move |(o, v)| (r.slot, o, v, r.at_ns));
+        sends.acked_runs().flat_map(each).collect()
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
         /// Whatever is pushed and changed, in whatever order sends settle, `iter` and `get` read
@@ -687,6 +820,7 @@ mod tests {
             prop_assert!(bounds.iter().zip(&acks).all(|(b, &n)| b.2 >= n));
             let first = |v: &[Send]| v.iter().filter_map(completed_at).min();
             prop_assert_eq!(sends.first_completion_ns(), first(&model));
+            prop_assert_eq!(expand_runs(&sends), acked_of(&model));
             prop_assert!(!sends.update(model.len(), |_| unreachable!()));
             // An encoded send changed after the fact reads back changed, the rest as they were.
             if sends.encoded() > 0 {
@@ -700,6 +834,7 @@ mod tests {
                 prop_assert_eq!(sends.outcomes(), counts);
                 prop_assert_eq!(sends.get(slot), Some(want[slot].clone()));
                 prop_assert_eq!(sends.first_completion_ns(), first(&want));
+                prop_assert_eq!(expand_runs(&sends), acked_of(&want));
             }
         }
     }
@@ -733,5 +868,35 @@ mod tests {
             sends.get(54_321).map(|s| s.outcome()),
             Some(SendOutcome::Acked { offset: 18_121, at_ns: 543_990_000 + 2_000_000 })
         );
+        // A batch is a run: 1,000 of them, read without decoding a send.
+        assert!(sends.runs_kept());
+        let runs: Vec<AckRun> = sends.acked_runs().collect();
+        assert_eq!(runs.len(), 1_000);
+        assert!(runs.iter().all(|r| r.n == 100));
+        assert_eq!((runs[543].slot, runs[543].offset), (1 + 543 % 3, 18_100));
+        let model: Vec<Send> = sends.iter().collect();
+        assert_eq!(expand_runs(&sends), acked_of(&model));
+    }
+
+    /// Runs of one record (each acknowledged at its own instant) are kept up to a bound, then
+    /// dropped for good; the runs are then decoded from the stream, the same runs.
+    #[test]
+    fn runs_of_single_records_are_dropped_and_decoded() {
+        let mut sends = Sends::new();
+        let kept_at_most = (0..20_000u64)
+            .map(|i| {
+                let o = SendOutcome::Acked { offset: i as i64, at_ns: i };
+                sends.push(Send::new(id(1), (3 << 40) | i, i, o));
+                sends.runs.len()
+            })
+            .max();
+        assert!(!sends.runs_kept());
+        assert!(sends.runs.is_empty() && sends.runs.capacity() == 0);
+        // Dropped when the runs reached one per 8 sends plus 4,096: at the 4,682nd send.
+        assert_eq!(kept_at_most, Some(4_681));
+        let runs: Vec<AckRun> = sends.acked_runs().collect();
+        assert_eq!(runs.len(), 20_000);
+        let model: Vec<Send> = sends.iter().collect();
+        assert_eq!(expand_runs(&sends), acked_of(&model));
     }
 }
