@@ -45,6 +45,6 @@ pub use group::{GroupError, Strategy};
 pub use partitioner::{murmur2, partition_for_key, to_positive, Partitioner};
 pub use producer::{
     DeliveryFuture, Listener, ProduceError, Producer, ProducerRecord, RecordMetadata, SendLeft,
-    SendNow, SendWait,
+    SendNow, SendWait, TokenResult,
 };
 pub use records::Header;

@@ -143,13 +143,16 @@ pub enum ProduceError {
 
 type Callback = Box<dyn FnOnce(Result<RecordMetadata, ProduceError>) + Send>;
 
+/// One record a [`Listener`] hears: the token its send gave, and how it ended.
+pub type TokenResult = (u64, Result<RecordMetadata, ProduceError>);
+
 /// Hears the completions of the records sent with a token ([`Producer::send_now_token`]):
 /// Kafka's per-record callback without a closure made per record (a record-rate load generator
 /// sends millions). A batch's records are heard together, in offset order, each with the token
 /// its send gave; a node's batches in the order their requests were written (so one partition's
 /// records in send order).
 pub trait Listener: Send + Sync {
-    fn completed(&self, done: &[(u64, Result<RecordMetadata, ProduceError>)]);
+    fn completed(&self, done: &[TokenResult]);
 }
 
 /// What runs when a record completes.
@@ -377,7 +380,7 @@ impl Shared {
     }
 
     /// The listener hears `heard` (emptied), if there is anything.
-    fn tell(&self, heard: &mut Vec<(u64, Result<RecordMetadata, ProduceError>)>) {
+    fn tell(&self, heard: &mut Vec<TokenResult>) {
         if heard.is_empty() {
             return;
         }

@@ -208,7 +208,7 @@ struct Heard {
 }
 
 impl client::Listener for Heard {
-    fn completed(&self, done: &[(u64, Result<client::RecordMetadata, client::ProduceError>)]) {
+    fn completed(&self, done: &[client::TokenResult]) {
         self.calls.lock().unwrap().push(done.len());
         let mut log = self.log.lock().unwrap();
         for (token, r) in done {

@@ -280,7 +280,7 @@ impl AckContext {
 /// A batch's records at once: one clock read and one lock of the history for all of them.
 /// A send's token is its slot in the history.
 impl client::Listener for AckContext {
-    fn completed(&self, done: &[(u64, Result<client::RecordMetadata, client::ProduceError>)]) {
+    fn completed(&self, done: &[client::TokenResult]) {
         let at_ns = self.tracer.now_ns();
         let mut h = lock(&self.history);
         let mut run = lock(&self.run);
