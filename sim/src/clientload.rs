@@ -184,7 +184,8 @@ pub struct ClientProducer {
     pub seed: u64,
 }
 
-/// What every delivery callback of one producer shares (one `Arc`, so a callback costs one box).
+/// One producer's [`client::Listener`]: it hears the producer's sends complete, a batch at a
+/// time, and notes them in the history.
 struct AckContext {
     who: String,
     /// The producer's topic, shared by every record it sends (no name allocated per record).
@@ -192,21 +193,22 @@ struct AckContext {
     acks0: bool,
     history: SharedHistory,
     tracer: Tracer,
-    /// Consecutive acknowledged offsets of one partition, traced as one `ack` line when the run
-    /// breaks (a line per record would cost more than the record at 100k records/s).
-    run: std::sync::Mutex<Option<AckRun>>,
+    /// Consecutive acknowledged offsets of one partition, traced as one `ack` line when they
+    /// break (a line per record would cost more than the record at 100k records/s).
+    line: std::sync::Mutex<Option<AckLine>>,
 }
 
+/// The `ack` trace line being gathered: offsets `first..=last` of `partition`.
 #[derive(Clone, Copy)]
-struct AckRun {
+struct AckLine {
     partition: i32,
     first: i64,
     last: i64,
 }
 
 impl AckContext {
-    fn flush_run(&self, run: &mut Option<AckRun>) {
-        if let Some(r) = run.take() {
+    fn flush_line(&self, line: &mut Option<AckLine>) {
+        if let Some(r) = line.take() {
             self.tracer.event(
                 "ack",
                 &format!(
@@ -222,11 +224,11 @@ impl AckContext {
         }
     }
 
-    /// Notes how send `slot` completed at `at_ns` (`h` and `run` held by the caller).
+    /// Notes how send `slot` completed at `at_ns` (`h` and `line` held by the caller).
     fn complete(
         &self,
         h: &mut crate::history::History,
-        run: &mut Option<AckRun>,
+        line: &mut Option<AckLine>,
         slot: usize,
         r: &Result<client::RecordMetadata, client::ProduceError>,
         at_ns: u64,
@@ -254,13 +256,13 @@ impl AckContext {
                 if matches!(outcome, SendOutcome::Unconfirmed { .. }) {
                     return;
                 }
-                match run.as_mut() {
+                match line.as_mut() {
                     Some(r) if r.partition == md.partition && md.offset == r.last + 1 => {
                         r.last = md.offset
                     }
                     _ => {
-                        self.flush_run(run);
-                        *run = Some(AckRun {
+                        self.flush_line(line);
+                        *line = Some(AckLine {
                             partition: md.partition,
                             first: md.offset,
                             last: md.offset,
@@ -270,7 +272,7 @@ impl AckContext {
             }
             Err(e) => {
                 h.send_errors.insert(id, e.to_string());
-                self.flush_run(run);
+                self.flush_line(line);
                 self.tracer.event("send-failed", &format!("{} id={id} {e}", self.who));
             }
         }
@@ -283,10 +285,10 @@ impl client::Listener for AckContext {
     fn completed(&self, done: &[client::TokenResult]) {
         let at_ns = self.tracer.now_ns();
         let mut h = lock(&self.history);
-        let mut run = lock(&self.run);
+        let mut line = lock(&self.line);
         for (slot, r) in done {
             let slot = usize::try_from(*slot).expect("a token is a history slot");
-            self.complete(&mut h, &mut run, slot, r, at_ns);
+            self.complete(&mut h, &mut line, slot, r, at_ns);
         }
     }
 }
@@ -510,14 +512,14 @@ impl ClientProducer {
             acks0: self.spec.acks == Acks::Zero,
             history: self.history.clone(),
             tracer: self.tracer.clone(),
-            run: std::sync::Mutex::new(None),
+            line: std::sync::Mutex::new(None),
         });
         let listening = producer.listen(ctx.clone()).is_ok();
         assert!(listening, "a new producer has no listener yet");
         let mut rng = ChaCha8Rng::seed_from_u64(salted);
         let seq = self.arrivals(&producer, &ctx, &who, &mut rng).await;
         producer.close().await;
-        ctx.flush_run(&mut lock(&ctx.run));
+        ctx.flush_line(&mut lock(&ctx.line));
         let mut h = lock(&self.history);
         for (name, n) in producer.error_counts() {
             *h.producer_errors.entry(name.to_string()).or_default() += n;
