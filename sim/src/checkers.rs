@@ -310,13 +310,12 @@ pub fn lost_write(h: &History) -> CheckResult {
     // A batch's acknowledgements at a time: one look when the final log holds them in place,
     // record by record when it does not.
     for run in h.sends.acked_runs() {
-        acked += u64::from(run.n);
-        let slot = run.slot as usize;
+        let (slot, n) = (run.slot as usize, u64::from(run.n));
+        acked += n;
         let Some(Some(log)) = slots.final_log(slot) else {
             unreadable.insert(slot);
             continue;
         };
-        let n = u64::from(run.n);
         if log.records.holds_span(run.offset, run.value, n, &mut hints[slot]) {
             continue;
         }

@@ -119,8 +119,11 @@ impl SeenRecords {
     /// ended, as [`SeenRecords::get_near`] leaves it). `false` once the offsets do not run
     /// contiguously, whatever the records: the caller then looks pair by pair.
     pub fn holds_span(&self, offset: i64, value: u64, n: u64, hint: &mut usize) -> bool {
-        if self.offsets.is_some() || n == 0 {
-            return self.offsets.is_none();
+        if self.offsets.is_some() {
+            return false;
+        }
+        if n == 0 {
+            return true;
         }
         let i = i128::from(offset) - i128::from(self.first);
         if i < 0 || i + i128::from(n) > self.len as i128 {

@@ -310,11 +310,6 @@ impl Sends {
         stored.into_iter().flatten().chain(decoded.into_iter().flatten())
     }
 
-    /// Whether the acknowledged sends' runs are still kept (see the module docs).
-    pub fn runs_kept(&self) -> bool {
-        !self.runs_dropped
-    }
-
     /// Keeps the encoded acknowledged send `s` in the runs, or drops the runs for good once
     /// they are too many.
     fn keep_run(&mut self, s: &Send, offset: i64, at_ns: u64) {
@@ -869,7 +864,7 @@ mod tests {
             Some(SendOutcome::Acked { offset: 18_121, at_ns: 543_990_000 + 2_000_000 })
         );
         // A batch is a run: 1,000 of them, read without decoding a send.
-        assert!(sends.runs_kept());
+        assert!(!sends.runs_dropped);
         let runs: Vec<AckRun> = sends.acked_runs().collect();
         assert_eq!(runs.len(), 1_000);
         assert!(runs.iter().all(|r| r.n == 100));
@@ -890,7 +885,7 @@ mod tests {
                 sends.runs.len()
             })
             .max();
-        assert!(!sends.runs_kept());
+        assert!(sends.runs_dropped);
         assert!(sends.runs.is_empty() && sends.runs.capacity() == 0);
         // Dropped when the runs reached one per 8 sends plus 4,096: at the 4,682nd send.
         assert_eq!(kept_at_most, Some(4_681));
