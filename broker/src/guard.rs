@@ -400,8 +400,8 @@ const CACHED_VERSIONS: i16 = 32;
 
 /// Runs `f` on the schema of `api` v`version`. The schemas of the first [`CACHED_VERSIONS`]
 /// versions of every API are built once per process (built per request, their vectors were
-/// about 0.5 % of a simulated bench run's CPU); another version (a hostile header) gets one built
-/// for the call, so the table's size does not depend on what clients send.
+/// 0.4 % of a simulated 10 s bench cut's instructions); another version (a hostile header) gets
+/// one built for the call, so the table's size does not depend on what clients send.
 fn with_schema<T>(api: ApiKey, version: i16, f: impl FnOnce(Option<&(Vec<F>, bool)>) -> T) -> T {
     type Table = Vec<Option<(Vec<F>, bool)>>;
     static TABLE: std::sync::OnceLock<Table> = std::sync::OnceLock::new();
