@@ -6,9 +6,14 @@
 #   target/sim-pgo/use/release/sim sweep scenarios/cluster-nemesis.json --seeds 1..2001 --jobs 2 --out out/sweep
 #
 # Same source, same traces (a run's trace hash does not depend on how the binary was optimized):
-# only faster, ~12 % less CPU on bench-100k-cluster. It costs two release builds of the simulator
-# (instrumented, then optimized with the profile; ~3 min each on 2 cores after the first) and
-# ~15 s of training runs, so `cargo simulate` (the README's command) stays the plain release build.
+# only faster. Both builds also use fat link-time optimization (the hot paths cross crates:
+# workload → client → records, broker → log → disk model), which the plain release profile
+# leaves out because it doubles every incremental release build. bench-100k-cluster seed 1
+# (2026-12-06, five alternated rounds): 0.71-0.86 of the plain release build's CPU, median 0.82
+# (PGO without LTO 0.90; README, "Simulator speed and memory"). It costs two release builds
+# of the simulator (instrumented, then optimized with the profile; ~4-5 min each on 2 cores,
+# the link step optimizing the whole program) and ~15 s of training runs, so `cargo simulate`
+# (the README's command) stays the plain release build.
 #
 # Training: the per-record path (bench-100k-cluster cut to 10 s), many partitions (bench-20x75 cut
 # to 5 s) and the fault paths (cluster-nemesis, three seeds). Needs rustup's llvm-tools component
@@ -29,7 +34,7 @@ mkdir -p "$work/raw"
 
 build() { # build TARGET_DIR RUSTFLAG
   cargo build --release -p sim --config "build.rustflags=['--cfg','madsim','$2']" \
-    --config "build.target-dir='target/sim-pgo/$1'" >&2
+    --config 'profile.release.lto="fat"' --config "build.target-dir='target/sim-pgo/$1'" >&2
 }
 
 build gen "-Cprofile-generate=$work/raw"
