@@ -867,6 +867,11 @@ impl<T> RecordAccumulator<T> {
         self.has_undrained() || !self.in_flight.is_empty()
     }
 
+    /// The partitions with a batch queued, in order.
+    pub fn queued_partitions(&self) -> impl Iterator<Item = &TopicPartition> {
+        self.queues.iter().filter(|(_, q)| !q.is_empty()).map(|(tp, _)| tp)
+    }
+
     /// Queued batches for a partition.
     pub fn queued_batches(&self, tp: &TopicPartition) -> usize {
         self.queues.get(tp).map_or(0, VecDeque::len)

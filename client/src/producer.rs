@@ -5,12 +5,15 @@
 //! - `send` waits (up to `max.block.ms`) for the topic's metadata and for buffer memory, picks the
 //!   partition (explicit, murmur2 of the key, or sticky), appends, and returns a future of the
 //!   record's partition and offset.
-//! - The sender loop: InitProducerId first when idempotent; `ready` → group by leader → `drain` per
-//!   node while that node has fewer than `max.in.flight.requests.per.connection` requests in flight;
-//!   each Produce runs in its own task; responses `complete` batches (callbacks in offset order)
-//!   or `reenqueue` them on retriable errors (`retries`, `retry.backoff.ms`, bounded by
-//!   `delivery.timeout.ms`); leader errors trigger a metadata refresh. `acks=0` completes on write
-//!   with offset -1, as Kafka does.
+//! - The sender loop: InitProducerId first when idempotent; `ready` → the leaders of the ready
+//!   partitions → one `drain` (one Produce request) per such node that has fewer than
+//!   `max.in.flight.requests.per.connection` requests in flight, taking the first batch of every
+//!   partition the node leads, ready or not (Kafka's `drainBatchesForOneNode`); then at once a new
+//!   pass when a request went out (Kafka's `poll(0)`), else a wait for the next batch's linger or
+//!   a wake-up; each Produce runs in its own task; responses `complete` batches (callbacks in
+//!   offset order) or `reenqueue` them on retriable errors (`retries`, `retry.backoff.ms`, bounded
+//!   by `delivery.timeout.ms`); leader errors trigger a metadata refresh. `acks=0` completes on
+//!   write with offset -1, as Kafka does.
 //! - `flush` makes every batch ready and waits for all to complete; `close` drains and stops.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -891,97 +894,47 @@ async fn run_sender(sh: Arc<Shared>) {
         let check = lock(&sh.acc).ready(now);
         let mut by_node: BTreeMap<i32, Vec<TopicPartition>> = BTreeMap::new();
         let mut unsendable = false;
+        let queued: Vec<TopicPartition> = lock(&sh.acc).queued_partitions().cloned().collect();
         sh.cluster.with_metadata(|m| {
-            for tp in check.ready {
-                match m.topic(&tp.topic).and_then(|t| t.leader(tp.partition)) {
-                    Some(leader) if m.brokers.contains_key(&leader) => {
-                        by_node.entry(leader).or_default().push(tp)
+            let leader = |tp: &TopicPartition| {
+                m.topic(&tp.topic)
+                    .and_then(|t| t.leader(tp.partition))
+                    .filter(|l| m.brokers.contains_key(l))
+            };
+            for tp in &check.ready {
+                match leader(tp) {
+                    Some(l) => {
+                        by_node.entry(l).or_default();
                     }
-                    _ => {
+                    None => {
                         unsendable = true;
                         lock(&sh.topics).insert(tp.topic.to_string());
                     }
+                }
+            }
+            // A ready node takes the first batch of every partition it leads, ready or not
+            // (Kafka's `drainBatchesForOneNode` walks `partitionsForNode`).
+            for tp in queued {
+                if let Some(tps) = leader(&tp).and_then(|l| by_node.get_mut(&l)) {
+                    tps.push(tp);
                 }
             }
         });
         if unsendable {
             sh.need_metadata.store(true, Ordering::SeqCst);
         }
-        let mut blocked = false;
+        // One request per ready node per pass, as Kafka's `Sender` drains each node once per
+        // `sendProducerData`; a partition's next batch waits for the next pass's ready check.
+        // (Draining a node again until nothing was left also took batches opened by records
+        // appended during this pass's awaits, age 0 and not ready: with a record handed over
+        // at a time, three times the Produce requests of Kafka's client, ~2-record batches.)
+        let mut sent = 0usize;
         for (node, tps) in by_node {
-            loop {
-                {
-                    let inflight = lock(&sh.inflight);
-                    if inflight.get(&node).copied().unwrap_or(0) >= max_in_flight {
-                        blocked = true;
-                        break;
-                    }
-                }
-                let batches = {
-                    let mut acc = lock(&sh.acc);
-                    let b = acc.drain(node, &tps, sh.cfg.max_request_size, now);
-                    for batch in &b {
-                        // A partition's first batch of a producer epoch (sequence 0) travels
-                        // alone: a broker that knows nothing of this producer takes the first
-                        // sequence it sees as the start, so a later batch overtaking it (on a
-                        // fresh connection, or once the leader is ready) would leave it out of
-                        // order for good.
-                        if max_in_flight == 1
-                            || (sh.cfg.enable_idempotence && batch.base_sequence() == 0)
-                        {
-                            acc.mute(&batch.tp);
-                        }
-                    }
-                    b
-                };
-                if batches.is_empty() {
-                    break;
-                }
-                *lock(&sh.inflight).entry(node).or_insert(0) += 1;
-                // Client CPU per batch: encoding its records, compression of the records,
-                // CRC32C of the batch.
-                let cost = sh.cluster.config().cost.clone();
-                let work: Vec<_> = batches
-                    .iter()
-                    .map(|b| {
-                        (
-                            crate::conn::first_batch_codec(b.bytes()),
-                            b.uncompressed_bytes() as u64,
-                            b.bytes().len() as u64,
-                            u64::from(b.record_count()),
-                        )
-                    })
-                    .collect();
-                for (codec, uncompressed, len, records) in work {
-                    cost.spend(net_model::Work::ClientRecords, records).await;
-                    if let Some(codec) = codec {
-                        cost.spend(net_model::Work::Compress(codec), uncompressed).await;
-                        cost.spend(net_model::Work::CompressRecords(codec), records).await;
-                    }
-                    cost.spend(net_model::Work::Crc32c, len).await;
-                }
-                // Written here, in drain order (idempotent sequences must reach the broker in
-                // order); the response is awaited in its own task.
-                let (req, keys) = build_produce(&sh, &batches);
-                let started = start_produce(&sh, node, req, &keys).await;
-                if matches!(started, Started::Done(Err(_))) {
-                    // Not written (no connection): settle it here, so its batches are back in
-                    // the queue, in sequence order, before anything behind them is drained. A
-                    // later batch must never reach a broker first: one that knows nothing of
-                    // this producer would take its sequence as the start (Kafka's client drains
-                    // a node only once its connection is ready, to the same end).
-                    finish_produce(Arc::clone(&sh), node, batches, started, None).await;
-                    blocked = true;
-                    break;
-                }
-                // Only a request on the wire takes its turn (one not written settles at once).
-                let ticket = matches!(started, Started::Pending(_)).then(|| {
-                    let mut order = lock(&sh.settle_order);
-                    let o = order.entry(node).or_default();
-                    o.next_ticket += 1;
-                    o.next_ticket - 1
-                });
-                tokio::spawn(finish_produce(Arc::clone(&sh), node, batches, started, ticket));
+            if lock(&sh.inflight).get(&node).copied().unwrap_or(0) >= max_in_flight {
+                continue;
+            }
+            if send_to_node(&sh, node, &tps, now, max_in_flight).await {
+                sent += 1;
             }
         }
         let (expired, failed) = {
@@ -1000,11 +953,15 @@ async fn run_sender(sh: Arc<Shared>) {
         if closing && idle && !lock(&sh.acc).has_incomplete() {
             break;
         }
+        if sent > 0 {
+            // Kafka's `poll(0)` when nodes were ready: check again at once (a partition with a
+            // second batch queued is ready now; nothing sent means nothing changed).
+            continue;
+        }
         let mut wait_ms = check.next_ready_check_delay_ms.min(1_000);
         if unsendable {
             wait_ms = wait_ms.min(backoff.as_millis() as u64);
         }
-        let _ = blocked;
         tokio::select! {
             biased;
             _ = sh.wake.notified() => {}
@@ -1012,6 +969,81 @@ async fn run_sender(sh: Arc<Shared>) {
         }
     }
     sh.progress.notify_waiters();
+}
+
+/// Drains `node`'s partitions `tps` into one Produce request (at most one batch each, up to
+/// `max.request.size`), pays the client's CPU for its batches and writes it; its response is
+/// awaited in a task of its own. Whether a request went out (`false`: nothing to drain, or no
+/// connection, in which case its batches are back in their queues).
+async fn send_to_node(
+    sh: &Arc<Shared>,
+    node: i32,
+    tps: &[TopicPartition],
+    now: u64,
+    max_in_flight: usize,
+) -> bool {
+    let batches = {
+        let mut acc = lock(&sh.acc);
+        let b = acc.drain(node, tps, sh.cfg.max_request_size, now);
+        for batch in &b {
+            // A partition's first batch of a producer epoch (sequence 0) travels alone: a
+            // broker that knows nothing of this producer takes the first sequence it sees as
+            // the start, so a later batch overtaking it (on a fresh connection, or once the
+            // leader is ready) would leave it out of order for good.
+            if max_in_flight == 1 || (sh.cfg.enable_idempotence && batch.base_sequence() == 0) {
+                acc.mute(&batch.tp);
+            }
+        }
+        b
+    };
+    if batches.is_empty() {
+        return false;
+    }
+    *lock(&sh.inflight).entry(node).or_insert(0) += 1;
+    // Client CPU per batch: encoding its records, compression of the records, CRC32C of the
+    // batch.
+    let cost = sh.cluster.config().cost.clone();
+    let work: Vec<_> = batches
+        .iter()
+        .map(|b| {
+            (
+                crate::conn::first_batch_codec(b.bytes()),
+                b.uncompressed_bytes() as u64,
+                b.bytes().len() as u64,
+                u64::from(b.record_count()),
+            )
+        })
+        .collect();
+    for (codec, uncompressed, len, records) in work {
+        cost.spend(net_model::Work::ClientRecords, records).await;
+        if let Some(codec) = codec {
+            cost.spend(net_model::Work::Compress(codec), uncompressed).await;
+            cost.spend(net_model::Work::CompressRecords(codec), records).await;
+        }
+        cost.spend(net_model::Work::Crc32c, len).await;
+    }
+    // Written here, in drain order (idempotent sequences must reach the broker in order); the
+    // response is awaited in its own task.
+    let (req, keys) = build_produce(sh, &batches);
+    let started = start_produce(sh, node, req, &keys).await;
+    if matches!(started, Started::Done(Err(_))) {
+        // Not written (no connection): settle it here, so its batches are back in the queue,
+        // in sequence order, before anything behind them is drained. A later batch must never
+        // reach a broker first: one that knows nothing of this producer would take its
+        // sequence as the start (Kafka's client drains a node only once its connection is
+        // ready, to the same end).
+        finish_produce(Arc::clone(sh), node, batches, started, None).await;
+        return false;
+    }
+    // Only a request on the wire takes its turn (one not written settles at once).
+    let ticket = matches!(started, Started::Pending(_)).then(|| {
+        let mut order = lock(&sh.settle_order);
+        let o = order.entry(node).or_default();
+        o.next_ticket += 1;
+        o.next_ticket - 1
+    });
+    tokio::spawn(finish_produce(Arc::clone(sh), node, batches, started, ticket));
+    true
 }
 
 /// (topic, partition) → (error code, base offset, log append time).

@@ -270,3 +270,93 @@ async fn a_listener_hears_tokens_in_offset_order_among_callbacks() {
     p.close().await;
     node.stop_tasks().await;
 }
+
+/// Produce requests the in-process broker has served.
+fn produce_requests(node: &broker::node::NodeHandle) -> u64 {
+    let snapshot = node.broker.metrics.snapshot();
+    snapshot.requests.iter().filter(|r| r.request == "Produce").map(|r| r.requests).sum()
+}
+
+/// A CPU hook that takes `per_charge` of (tokio) time for every charge, as the simulator's CPU
+/// model does: the sender suspends while it pays for a batch, and records keep arriving.
+#[derive(Debug)]
+struct SlowCpu {
+    per_charge: Duration,
+}
+
+#[async_trait]
+impl net_model::CostHook for SlowCpu {
+    async fn spend(&self, _work: net_model::Work, _bytes: u64) {
+        tokio::time::sleep(self.per_charge).await;
+    }
+}
+
+/// One Produce request per ready node per pass, as Kafka's `Sender` drains: a batch that is
+/// not ready (younger than `linger.ms`, not full) stays in the accumulator even when records
+/// reach it while the sender pays for the batch before it. The sender used to drain a node
+/// again and again until nothing was left, so each lingered batch was followed by requests of
+/// the few records appended during its CPU charges (up to `max.in.flight`): three times
+/// Kafka's request count on `bench-100k-cluster` with a record handed over at a time.
+#[tokio::test]
+async fn a_batch_younger_than_linger_waits_for_its_own_turn() {
+    let dir = tempfile::tempdir().unwrap();
+    let net: Arc<dyn Network> = Arc::new(MemNetwork::default());
+    let node = start_broker_with_topic(dir.path(), &net, "linger").await;
+    let linger_ms = 100u64;
+    let cfg = ProducerConfig::from_pairs([
+        ("bootstrap.servers", "broker:9092"),
+        ("linger.ms", "100"),
+        ("batch.size", "1048576"),
+    ])
+    .unwrap();
+    let cpu = Arc::new(SlowCpu { per_charge: Duration::from_millis(3) });
+    let p = Producer::with_cost_hook(cfg, Arc::clone(&net), 7, cpu);
+    let started = tokio::time::Instant::now();
+    let mut futs = Vec::new();
+    for i in 0..300 {
+        let r = ProducerRecord::new("linger", Bytes::from(format!("v{i}"))).with_partition(0);
+        futs.push(p.send(r).await.unwrap());
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let sending_ms = started.elapsed().as_millis() as u64;
+    let before_flush = produce_requests(&node);
+    p.flush().await;
+    for f in futs {
+        f.await.unwrap();
+    }
+    // While records arrived, a request left only when the oldest batch had lingered: at most
+    // one per `linger.ms` of sending (the CPU charges only lengthen the gaps), plus one for the
+    // millisecond clock's rounding.
+    let bound = sending_ms / linger_ms + 2;
+    assert!(before_flush >= 2, "records lingered and left while sending: {before_flush}");
+    assert!(
+        before_flush <= bound,
+        "{before_flush} Produce requests in {sending_ms} ms of sending with linger.ms \
+         {linger_ms}: batches left before their linger ended (bound {bound})"
+    );
+    p.close().await;
+    node.stop_tasks().await;
+}
+
+/// A node with a ready batch takes the first batch of every partition it leads, ready or not,
+/// in the same request, as Kafka's `drainBatchesForOneNode` does: a record of the other
+/// partition, younger than `linger.ms`, leaves with the first one, not a linger later.
+#[tokio::test]
+async fn a_ready_node_takes_every_partition_it_leads_in_one_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let net: Arc<dyn Network> = Arc::new(MemNetwork::default());
+    let node = start_broker_with_topic(dir.path(), &net, "piggy").await;
+    let p = producer_to_broker(&net, [("linger.ms", "200")]);
+    let started = tokio::time::Instant::now();
+    let first = p.send(ProducerRecord::new("piggy", "a").with_partition(0)).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let second = p.send(ProducerRecord::new("piggy", "b").with_partition(1)).await.unwrap();
+    let (a, b) = (first.await.unwrap(), second.await.unwrap());
+    let waited = started.elapsed();
+    assert_eq!((a.partition, b.partition), (0, 1));
+    // Both left when the first had lingered (~200 ms); alone, the second would have waited
+    // until ~300 ms, in a request of its own.
+    assert_eq!(produce_requests(&node), 1, "both records in one request (after {waited:?})");
+    p.close().await;
+    node.stop_tasks().await;
+}
