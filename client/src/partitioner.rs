@@ -6,7 +6,10 @@
 //! - Null keys (or `partitioner.ignore.keys=true`): sticky partitioning after KIP-794. A topic
 //!   sticks to one partition until `batch.size` bytes were appended to it, then switches to a random
 //!   partition (an available one when any are given). The random draws come from the generator
-//!   handed in: no global randomness. (KIP-794's adaptive, load-aware weighting is left out.)
+//!   handed in: no global randomness. (KIP-794's adaptive, load-aware weighting is left out, and
+//!   so is its switch guard: Kafka switches after `batch.size` bytes only while the partition's
+//!   last batch is full, `allBatchesFull` in `RecordAccumulator.append`, and always after twice
+//!   `batch.size`.)
 
 use std::collections::BTreeMap;
 
