@@ -891,10 +891,20 @@ async fn run_sender(sh: Arc<Shared>) {
             }
         }
         let now = sh.now_ms();
-        let check = lock(&sh.acc).ready(now);
+        // The partitions with batches queued are listed only when some node is ready (most
+        // passes, woken by a new batch, find none).
+        let (check, queued) = {
+            let acc = lock(&sh.acc);
+            let check = acc.ready(now);
+            let queued: Vec<TopicPartition> = if check.ready.is_empty() {
+                Vec::new()
+            } else {
+                acc.queued_partitions().cloned().collect()
+            };
+            (check, queued)
+        };
         let mut by_node: BTreeMap<i32, Vec<TopicPartition>> = BTreeMap::new();
         let mut unsendable = false;
-        let queued: Vec<TopicPartition> = lock(&sh.acc).queued_partitions().cloned().collect();
         sh.cluster.with_metadata(|m| {
             let leader = |tp: &TopicPartition| {
                 m.topic(&tp.topic)
@@ -928,14 +938,12 @@ async fn run_sender(sh: Arc<Shared>) {
         // (Draining a node again until nothing was left also took batches opened by records
         // appended during this pass's awaits, age 0 and not ready: with a record handed over
         // at a time, three times the Produce requests of Kafka's client, ~2-record batches.)
-        let mut sent = 0usize;
+        let mut sent_any = false;
         for (node, tps) in by_node {
             if lock(&sh.inflight).get(&node).copied().unwrap_or(0) >= max_in_flight {
                 continue;
             }
-            if send_to_node(&sh, node, &tps, now, max_in_flight).await {
-                sent += 1;
-            }
+            sent_any |= send_to_node(&sh, node, &tps, now, max_in_flight).await;
         }
         let (expired, failed) = {
             let mut acc = lock(&sh.acc);
@@ -953,7 +961,7 @@ async fn run_sender(sh: Arc<Shared>) {
         if closing && idle && !lock(&sh.acc).has_incomplete() {
             break;
         }
-        if sent > 0 {
+        if sent_any {
             // Kafka's `poll(0)` when nodes were ready: check again at once (a partition with a
             // second batch queued is ready now; nothing sent means nothing changed).
             continue;
