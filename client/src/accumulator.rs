@@ -116,7 +116,8 @@ pub struct Appended {
     pub batch_id: u64,
     /// Its index in the batch: offset = the batch's assigned base offset + this.
     pub offset_delta: i32,
-    /// The batch reached `batch.size` (a sender may want to wake up).
+    /// The batch reached `batch.size` (a sender may want to wake up). The batch appended to is
+    /// always its partition's last queued one.
     pub batch_is_full: bool,
     pub new_batch_created: bool,
     /// Growth of the batch's estimated size (for the sticky partitioner).
@@ -385,7 +386,7 @@ impl<T> RecordAccumulator<T> {
         let BatchState::Open(builder) = &mut last.state else {
             return Ok(Err(thunk));
         };
-        if !builder.has_room_for(record.key, record.value, record.headers) {
+        if !builder.has_room_for(record.timestamp, record.key, record.value, record.headers) {
             return Ok(Err(thunk));
         }
         let before = builder.estimated_size();

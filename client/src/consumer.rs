@@ -8,7 +8,9 @@
 //! - [`Consumer::poll`] returns buffered records first (at most `max.poll.records`), and before
 //!   returning sends the next Fetch to every leader that has none in flight, so a fetch is on the
 //!   wire while the application processes the previous one. A partition with buffered records is
-//!   not fetched again until they are drained (Kafka's rule).
+//!   not fetched again until they are drained, and neither is any partition of its leader
+//!   (Kafka's buffered-node gate since KAFKA-17182, Kafka 4.1): a fetch leaving the buffered
+//!   partition out would long-poll on the others and hold the drained one back.
 //! - Fetch requests carry `fetch.min.bytes`, `fetch.max.wait.ms`, `fetch.max.bytes` and
 //!   `max.partition.fetch.bytes`; the response frame is bounded before allocation. Records are
 //!   decoded by `records::decode_batch` (CRC32C checked with `check.crcs`, decompression bounded);
@@ -913,6 +915,15 @@ impl Consumer {
         let buffered: BTreeSet<&TopicPartition> = self.buffered.iter().map(|c| &c.tp).collect();
         let mut by_node: BTreeMap<i32, Vec<(TopicPartition, i64)>> = BTreeMap::new();
         self.cluster.with_metadata(|m| {
+            // Kafka's buffered-node gate (KAFKA-17182, `AbstractFetch.prepareFetchRequests`): a
+            // node leading a partition whose records wait in the buffer is not fetched from at
+            // all. A fetch leaving the buffered partition out would long-poll on the node's other
+            // partitions, and the buffered one, once drained, could not be fetched until it
+            // returned (up to `fetch.max.wait.ms` when they get no records).
+            let buffered_nodes: BTreeSet<i32> = buffered
+                .iter()
+                .filter_map(|tp| m.leader_addr(&tp.topic, tp.partition).map(|(node, _)| node))
+                .collect();
             for (tp, st) in &self.assignment {
                 let Some(pos) = st.position else { continue };
                 if buffered.contains(tp) {
@@ -922,6 +933,7 @@ impl Consumer {
                     continue;
                 };
                 if self.inflight.contains(&node)
+                    || buffered_nodes.contains(&node)
                     || self.node_backoff.get(&node).is_some_and(|&t| t > now)
                     || self.partition_backoff.get(tp).is_some_and(|&(n, _)| n == node)
                 {

@@ -4,12 +4,20 @@
 //!   `Utils.murmur2` (seed `0x9747b28c`, little-endian 4-byte blocks, Java int arithmetic), so a key
 //!   lands on the partition a Java, librdkafka (`murmur2_random`) or franz-go producer picks.
 //! - Null keys (or `partitioner.ignore.keys=true`): sticky partitioning after KIP-794. A topic
-//!   sticks to one partition until `batch.size` bytes were appended to it, then switches to a random
-//!   partition (an available one when any are given). The random draws come from the generator
-//!   handed in: no global randomness. (KIP-794's adaptive, load-aware weighting is left out, and
-//!   so is its switch guard: Kafka switches after `batch.size` bytes only while the partition's
-//!   last batch is full, `allBatchesFull` in `RecordAccumulator.append`, and always after twice
-//!   `batch.size`.)
+//!   sticks to one partition, then switches to a random partition (an available one when any are
+//!   given). The random draws come from the generator handed in: no global randomness. (KIP-794's
+//!   adaptive, load-aware weighting is left out.)
+//! - When it switches is Kafka's `BuiltInPartitioner.updatePartitionInfo`, decided after each
+//!   append of a sticky record: once `batch.size` bytes were appended to the partition if the
+//!   batch the record went into is full (`enableSwitch = allBatchesFull(dq)` in
+//!   `RecordAccumulator.append`: only the last batch of a queue can be incomplete), and always
+//!   once twice `batch.size` were. A batch is full only when its estimate reached `batch.size`
+//!   exactly; one that has no room for the next record is not, and the record opens a new batch,
+//!   which is not full either. So in practice the switch comes at twice `batch.size`: Kafka's
+//!   guard against switching in the middle of a batch that linger has not sent yet (with
+//!   linger-driven sends, the partition's last batch would otherwise be a fragment).
+//!   Records with a key (hashed) or an explicit partition do not count, as in Kafka, where they
+//!   carry no sticky partition info.
 
 use std::collections::BTreeMap;
 
@@ -59,6 +67,8 @@ pub fn partition_for_key(key: &[u8], num_partitions: u32) -> Option<u32> {
 struct Sticky {
     partition: u32,
     produced_bytes: usize,
+    /// An append decided to switch: the next sticky record draws a new partition.
+    switch: bool,
 }
 
 /// Keyed hashing plus per-topic sticky partitioning for null keys.
@@ -99,7 +109,8 @@ impl<R: RngCore> Partitioner<R> {
         }
         assert!(key.is_none() || self.ignore_keys, "a key's partition is its hash, never drawn");
         let partition = self.next_partition(num_partitions, available);
-        self.sticky.insert(topic.to_string(), Sticky { partition, produced_bytes: 0 });
+        self.sticky
+            .insert(topic.to_string(), Sticky { partition, produced_bytes: 0, switch: false });
         Some(partition)
     }
 
@@ -119,16 +130,31 @@ impl<R: RngCore> Partitioner<R> {
             return partition_for_key(key, num_partitions);
         }
         let s = self.sticky.get(topic)?;
-        (s.partition < num_partitions && s.produced_bytes < self.sticky_batch_size)
-            .then_some(s.partition)
+        (s.partition < num_partitions && !s.switch).then_some(s.partition)
     }
 
-    /// Tells the sticky partitioner that `bytes` were appended to `topic`/`partition`; after
-    /// `batch.size` bytes the next null-key record switches partition.
-    pub fn on_append(&mut self, topic: &str, partition: u32, bytes: usize) {
+    /// Tells the sticky partitioner that a record with `key` grew `topic`/`partition`'s batch by
+    /// `bytes`, and whether that batch is now full (`batch_full`). Decides, as Kafka's
+    /// `updatePartitionInfo`, whether the next sticky record switches partition: after
+    /// `batch.size` bytes if the batch is full, after twice `batch.size` in any case. A keyed
+    /// record (unless keys are ignored) is not the sticky partitioner's and does not count.
+    pub fn on_append(
+        &mut self,
+        topic: &str,
+        key: Option<&[u8]>,
+        partition: u32,
+        bytes: usize,
+        batch_full: bool,
+    ) {
+        if key.is_some() && !self.ignore_keys {
+            return;
+        }
+        let size = self.sticky_batch_size;
         if let Some(s) = self.sticky.get_mut(topic) {
-            if s.partition == partition {
+            if s.partition == partition && !s.switch {
                 s.produced_bytes = s.produced_bytes.saturating_add(bytes);
+                s.switch = s.produced_bytes >= size.saturating_mul(2)
+                    || (s.produced_bytes >= size && batch_full);
             }
         }
     }
@@ -176,9 +202,9 @@ mod tests {
                 assert!([1, 3, 5].contains(&chosen), "a draw picks an available partition");
                 drawn += 1;
             }
-            p.on_append("t", chosen, 90);
+            p.on_append("t", key, chosen, 90, i % 4 == 0);
         }
-        assert!(quick > 200 && drawn > 20, "both paths taken: {quick} quick, {drawn} drawn");
+        assert!(quick > 200 && drawn > 12, "both paths taken: {quick} quick, {drawn} drawn");
         assert_eq!(p.without_draw("t", None, 0), None, "no partitions: no answer");
     }
 
@@ -210,25 +236,53 @@ mod tests {
         }
     }
 
-    #[test]
-    fn null_keys_stick_until_batch_size_then_switch_deterministically() {
-        let run = |seed| {
-            let mut p = Partitioner::new(ChaCha8Rng::seed_from_u64(seed), 1000, false);
-            let mut seen = Vec::new();
-            for _ in 0..50 {
-                let part = p.partition("t", None, 12, &[]).unwrap();
-                p.on_append("t", part, 100);
-                seen.push(part);
+    /// Records per sticky period of a run of 100-byte null-key records with `batch.size` 1000,
+    /// where `full(n)` says whether the batch is full after the period's `n`th record.
+    fn periods(seed: u64, full: impl Fn(usize) -> bool) -> Vec<(u32, usize)> {
+        let mut p = Partitioner::new(ChaCha8Rng::seed_from_u64(seed), 1000, false);
+        let mut runs: Vec<(u32, usize)> = Vec::new();
+        for _ in 0..200 {
+            let part = p.partition("t", None, 12, &[]).unwrap();
+            if p.sticky["t"].produced_bytes == 0 {
+                runs.push((part, 0)); // a draw: a new period
             }
-            seen
-        };
-        let a = run(7);
-        assert_eq!(a, run(7), "same seed, same choices");
-        // Ten records of 100 bytes per sticky period.
-        for chunk in a.chunks(10) {
-            assert!(chunk.iter().all(|&x| x == chunk[0]), "{a:?}");
+            let run = runs.last_mut().expect("the first record draws");
+            run.1 += 1;
+            p.on_append("t", None, part, 100, full(run.1));
         }
-        assert!(a.iter().any(|&x| x != a[0]), "switches partitions over time");
+        runs
+    }
+
+    /// Kafka switches after `batch.size` bytes only when the batch is full: with batches that
+    /// never are (linger sends them first, or the next record does not fit), after twice.
+    #[test]
+    fn null_keys_switch_at_batch_size_only_on_a_full_batch_and_always_at_twice() {
+        let exact = periods(7, |n| n % 10 == 0);
+        let open = periods(7, |_| false);
+        assert_eq!(exact, periods(7, |n| n % 10 == 0), "same seed, same choices");
+        let whole = |runs: &[(u32, usize)]| runs[..runs.len() - 1].to_vec();
+        assert!(whole(&exact).iter().all(|r| r.1 == 10), "a full batch at 1000 bytes: {exact:?}");
+        assert!(whole(&open).iter().all(|r| r.1 == 20), "never full: twice batch.size: {open:?}");
+        assert!(exact.len() >= 19 && open.len() >= 9, "switches over time: {exact:?} {open:?}");
+        // Full at 500 bytes (before batch.size): no switch until batch.size is reached and the
+        // batch is full again.
+        let early = periods(7, |n| n % 5 == 0);
+        assert!(whole(&early).iter().all(|r| r.1 == 10), "{early:?}");
+    }
+
+    /// Keyed records are hashed, not the sticky partitioner's: they do not move its count even
+    /// when they land on the sticky partition; with `partitioner.ignore.keys` they do.
+    #[test]
+    fn keyed_records_do_not_count_toward_the_switch_unless_keys_are_ignored() {
+        for ignore_keys in [false, true] {
+            let mut p = Partitioner::new(ChaCha8Rng::seed_from_u64(5), 1000, ignore_keys);
+            let sticky = p.partition("t", None, 6, &[]).unwrap();
+            for _ in 0..30 {
+                p.on_append("t", Some(b"k"), sticky, 100, true);
+            }
+            let moved = p.without_draw("t", None, 6).is_none();
+            assert_eq!(moved, ignore_keys, "ignore_keys {ignore_keys}: 3000 keyed bytes");
+        }
     }
 
     #[test]
@@ -237,7 +291,7 @@ mod tests {
         for _ in 0..100 {
             let part = p.partition("t", Some(b"k"), 8, &[2, 5]).unwrap();
             assert!(part == 2 || part == 5);
-            p.on_append("t", part, 10);
+            p.on_append("t", Some(b"k"), part, 10, false);
         }
     }
 }

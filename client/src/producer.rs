@@ -661,10 +661,13 @@ impl Producer {
     ) -> Option<Tail> {
         let sh = &self.shared;
         if record.partition.is_none() {
+            // The batch appended to is its queue's last: Kafka's `allBatchesFull(dq)`.
             lock(&sh.partitioner).on_append(
                 &record.topic,
+                record.key.as_deref(),
                 partition as u32,
                 appended.appended_bytes,
+                appended.batch_is_full,
             );
         }
         let record_bytes =

@@ -360,3 +360,87 @@ async fn a_ready_node_takes_every_partition_it_leads_in_one_request() {
     p.close().await;
     node.stop_tasks().await;
 }
+
+/// Kafka's sticky partitioner switches after `batch.size` bytes only when the partition's last
+/// batch is full, and always after twice `batch.size` (`RecordAccumulator.append`,
+/// `BuiltInPartitioner.updatePartitionInfo`): when linger sends batches before they fill, a
+/// partition keeps its records until twice `batch.size`, rather than ending its turn with a
+/// fragment of a batch.
+#[tokio::test]
+async fn linger_sent_batches_keep_the_sticky_partition_until_twice_batch_size() {
+    let dir = tempfile::tempdir().unwrap();
+    let net: Arc<dyn Network> = Arc::new(MemNetwork::default());
+    let node = start_broker_with_topic(dir.path(), &net, "sticky").await;
+    // About six 88-byte records per 30 ms linger (a 589-byte batch); a batch of these records is
+    // never exactly 1000 bytes (61 + 10 records is at most 951, 11 at least 1,029), so never full.
+    let p = producer_to_broker(&net, [("linger.ms", "30"), ("batch.size", "1000")]);
+    let mut futs = Vec::new();
+    for _ in 0..120 {
+        futs.push(p.send(ProducerRecord::new("sticky", vec![7u8; 80])).await.unwrap());
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let mut runs: Vec<(i32, usize)> = Vec::new();
+    for f in futs {
+        let partition = f.await.unwrap().partition;
+        match runs.last_mut() {
+            Some((last, n)) if *last == partition => *n += 1,
+            _ => runs.push((partition, 1)),
+        }
+    }
+    // Every run but the last is whole. A run holds one sticky period or more (a draw may pick
+    // the same partition again); a period ends after 2,000 bytes, about 21 records (switching
+    // at 1,000 bytes it would be about 11).
+    let whole = &runs[..runs.len() - 1];
+    assert!(!whole.is_empty(), "the records switched partition at least once: {runs:?}");
+    assert!(whole.iter().all(|&(_, n)| n >= 18), "a switch before twice batch.size: {runs:?}");
+    p.close().await;
+    node.stop_tasks().await;
+}
+
+/// Kafka's buffered-node gate (KAFKA-17182, `AbstractFetch.prepareFetchRequests`): while records
+/// of a partition wait in the consumer's buffer, no fetch goes to that partition's leader.
+/// Without it, the fetch sent while partition 0 was buffered listed partition 1 alone and
+/// long-polled `fetch.max.wait.ms` on it (nothing comes to partition 1), and partition 0,
+/// drained meanwhile, could not be fetched again until that fetch returned.
+#[tokio::test]
+async fn a_node_with_buffered_records_is_not_fetched_from_until_they_are_polled() {
+    let dir = tempfile::tempdir().unwrap();
+    let net: Arc<dyn Network> = Arc::new(MemNetwork::default());
+    let node = start_broker_with_topic(dir.path(), &net, "gate").await;
+    let p = producer_to_broker(&net, [("linger.ms", "0")]);
+    let send =
+        |i: usize| ProducerRecord::new("gate", Bytes::from(format!("r{i}"))).with_partition(0);
+    let mut futs = Vec::new();
+    for i in 0..300 {
+        futs.push(p.send(send(i)).await.unwrap());
+    }
+    for f in futs {
+        f.await.unwrap();
+    }
+    let cfg = ConsumerConfig::from_pairs([
+        ("bootstrap.servers", "broker:9092"),
+        ("max.poll.records", "100"),
+        ("fetch.max.wait.ms", "20000"),
+    ])
+    .unwrap();
+    let mut c = Consumer::new(cfg, Arc::clone(&net));
+    let tps = [TopicPartition::new("gate", 0), TopicPartition::new("gate", 1)];
+    c.assign(tps.clone());
+    c.seek_to_beginning(&tps).unwrap();
+    // One fetch brings all 300 records of partition 0; three polls hand them out.
+    let (mut polls, mut got) = (0, 0);
+    while got < 300 {
+        got += c.poll(Duration::from_secs(5)).await.unwrap().len();
+        polls += 1;
+        assert!(polls <= 10, "300 records in {polls} polls: {got}");
+    }
+    assert_eq!(got, 300);
+    // Partition 0 is drained: a new record there reaches the next poll, well before the
+    // 20 s long-poll a fetch of partition 1 alone would hold.
+    p.send(send(300)).await.unwrap().await.unwrap();
+    let more = c.poll(Duration::from_secs(5)).await.unwrap();
+    assert_eq!(more.len(), 1, "the record sent after the buffer drained, within one poll");
+    c.close().await;
+    p.close().await;
+    node.stop_tasks().await;
+}

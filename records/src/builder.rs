@@ -220,9 +220,14 @@ impl<B: BatchBuf> BatchBuilder<B> {
         self.estimated_size() >= self.write_limit
     }
 
-    /// Whether a record with these fields fits under the write limit (always true when empty).
+    /// Whether a record with these fields, appended next at `timestamp`, fits under the write
+    /// limit (always true when empty). Its size is exact, with the offset and timestamp deltas it
+    /// would get, as in Kafka's `MemoryRecordsBuilder.hasRoomFor`: a batch fills to the byte
+    /// Kafka's does, and reaches the limit exactly when Kafka's would ([`is_full`](Self::is_full),
+    /// which the sticky partitioner asks).
     pub fn has_room_for(
         &self,
+        timestamp: i64,
         key: Option<&[u8]>,
         value: Option<&[u8]>,
         headers: &[Header],
@@ -230,7 +235,14 @@ impl<B: BatchBuf> BatchBuilder<B> {
         if self.record_count == 0 {
             return true;
         }
-        let size = record_size_upper_bound(key.map(<[u8]>::len), value.map(<[u8]>::len), headers);
+        let body = record_body_size(
+            timestamp.wrapping_sub(self.base_timestamp),
+            self.record_count,
+            key.map(<[u8]>::len),
+            value.map(<[u8]>::len),
+            headers,
+        );
+        let size = varint_size(i32::try_from(body).unwrap_or(i32::MAX)) + body;
         self.estimated_size() + size <= self.write_limit
     }
 
@@ -448,14 +460,39 @@ mod tests {
         assert_eq!(&buf[BATCH_HEADER_LEN..], expected);
     }
 
+    /// `has_room_for` counts a record's exact size, so a batch fills to the byte and is then
+    /// full (Kafka's `hasRoomFor` and `isFull`); an upper bound would stop a record short.
+    #[test]
+    fn a_batch_fills_to_the_byte_with_exact_record_sizes() {
+        // A 20-byte value, no key, timestamp and offset deltas under 64: 26 bytes of body and
+        // a 1-byte length.
+        let limit = BATCH_HEADER_LEN + 5 * 27;
+        let mut b = BatchBuilder::new(BytesMut::new(), Compression::None, limit);
+        let mut n = 0;
+        while b.has_room_for(7, None, Some(&[1; 20]), &[]) {
+            b.append(7, None, Some(&[1; 20]), &[]).unwrap();
+            n += 1;
+        }
+        assert_eq!((n, b.estimated_size()), (5, limit), "five records fill it exactly");
+        assert!(b.is_full(), "a batch at its limit is full");
+        // A later timestamp makes the next record longer (a 2-byte delta): one byte short.
+        let mut b = BatchBuilder::new(BytesMut::new(), Compression::None, limit);
+        for _ in 0..4 {
+            b.append(7, None, Some(&[1; 20]), &[]).unwrap();
+        }
+        assert!(b.has_room_for(7, None, Some(&[1; 20]), &[]));
+        assert!(!b.has_room_for(7 + 64, None, Some(&[1; 20]), &[]), "tsΔ 64 is a 2-byte varint");
+        assert!(!b.is_full());
+    }
+
     #[test]
     fn writes_after_existing_bytes_and_respects_limit() {
         let mut buf = BytesMut::new();
         buf.put_slice(b"prefix");
         let mut b = BatchBuilder::new(buf, Compression::None, 200);
-        assert!(b.has_room_for(None, Some(&[0; 1000]), &[]), "first record always fits");
+        assert!(b.has_room_for(0, None, Some(&[0; 1000]), &[]), "first record always fits");
         let mut n = 0;
-        while b.has_room_for(None, Some(&[1; 20]), &[]) {
+        while b.has_room_for(n, None, Some(&[1; 20]), &[]) {
             b.append(n, None, Some(&[1; 20]), &[]).unwrap();
             n += 1;
         }

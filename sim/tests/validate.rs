@@ -236,7 +236,7 @@ fn lz4_batch_ratio(value: impl Fn(u64) -> Vec<u8>) -> f64 {
     let mut i = 0;
     loop {
         let v = value(i);
-        if !b.has_room_for(None, Some(&v), &[]) {
+        if !b.has_room_for(0, None, Some(&v), &[]) {
             break;
         }
         b.append(0, None, Some(&v), &[]).expect("append");

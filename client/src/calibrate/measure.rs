@@ -202,9 +202,10 @@ fn record_batches(filler: &[u8], record_bytes: usize) -> (Vec<Vec<u8>>, f64) {
             Compression::None,
             CODEC_BLOCK_BYTES,
         );
-        while let Some(v) = values.next_if(|v| b.has_room_for(None, Some(v), &[])) {
+        let ts = 1_700_000_000_000;
+        while let Some(v) = values.next_if(|v| b.has_room_for(ts, None, Some(v), &[])) {
             // A value under 2 GiB and at most 2^31 records: `append` cannot refuse it.
-            let _ = b.append(1_700_000_000_000, None, Some(v), &[]);
+            let _ = b.append(ts, None, Some(v), &[]);
             records += 1;
         }
         if let Ok(built) = b.finish() {
