@@ -9,7 +9,7 @@
 //!   returning sends the next Fetch to every leader that has none in flight, so a fetch is on the
 //!   wire while the application processes the previous one. A partition with buffered records is
 //!   not fetched again until they are drained, and neither is any partition of its leader
-//!   (Kafka's buffered-node gate since KAFKA-17182, Kafka 4.1): a fetch leaving the buffered
+//!   (Kafka's buffered-node gate, KAFKA-17182, merged 2025): a fetch leaving the buffered
 //!   partition out would long-poll on the others and hold the drained one back.
 //! - Fetch requests carry `fetch.min.bytes`, `fetch.max.wait.ms`, `fetch.max.bytes` and
 //!   `max.partition.fetch.bytes`; the response frame is bounded before allocation. Records are
