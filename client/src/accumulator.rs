@@ -51,7 +51,7 @@ use std::time::Duration;
 use bytes::BytesMut;
 use records::{
     batch_size_upper_bound, BatchBuilder, BatchHeader, BuildError, Compression, Header,
-    NO_PRODUCER_ID, NO_SEQUENCE,
+    BATCH_HEADER_LEN, NO_PRODUCER_ID, NO_SEQUENCE,
 };
 use thiserror::Error;
 
@@ -65,6 +65,10 @@ pub use kafka_types::TopicPartition;
 /// broker's deduplication window (Kafka's `ProducerStateEntry.NUM_BATCHES_TO_RETAIN`, ours
 /// `broker::producer_state::BATCHES_KEPT`). See the module docs.
 pub const UNACKED_BATCHES_MAX: usize = 5;
+
+/// Thunks a new batch reserves room for, at most (see `append_with_buffer`): a batch of
+/// smaller records grows its vector past this as records arrive.
+const THUNKS_RESERVED_MAX: usize = 1024;
 
 /// The accumulator's share of the producer config.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -386,12 +390,12 @@ impl<T> RecordAccumulator<T> {
         let BatchState::Open(builder) = &mut last.state else {
             return Ok(Err(thunk));
         };
-        if !builder.has_room_for(record.timestamp, record.key, record.value, record.headers) {
-            return Ok(Err(thunk));
-        }
         let before = builder.estimated_size();
-        let offset_delta =
-            builder.append(record.timestamp, record.key, record.value, record.headers)?;
+        let Some(offset_delta) =
+            builder.try_append(record.timestamp, record.key, record.value, record.headers)?
+        else {
+            return Ok(Err(thunk));
+        };
         let appended_bytes = builder.estimated_size() - before;
         let batch_is_full = builder.is_full();
         last.record_count += 1;
@@ -463,6 +467,13 @@ impl<T> RecordAccumulator<T> {
             };
         let appended_bytes = builder.estimated_size();
         let batch_is_full = builder.is_full();
+        // Room for as many thunks as records of this one's size fill the batch (growing the
+        // vector one doubling at a time copied it about ten times per 64 KiB batch of 100-byte
+        // records), at most THUNKS_RESERVED_MAX.
+        let record_bytes = (appended_bytes - BATCH_HEADER_LEN).max(1);
+        let expected = builder.write_limit().saturating_sub(BATCH_HEADER_LEN) / record_bytes;
+        let mut thunks = Vec::with_capacity(expected.clamp(1, THUNKS_RESERVED_MAX));
+        thunks.push(thunk);
         let id = self.next_batch_id;
         self.next_batch_id += 1;
         self.queues.entry(tp.clone()).or_default().push_back(ProducerBatch {
@@ -471,7 +482,7 @@ impl<T> RecordAccumulator<T> {
             created_ms: now_ms,
             attempts: 0,
             last_attempt_ms: now_ms,
-            thunks: vec![thunk],
+            thunks,
             state: BatchState::Open(builder),
             alloc_size,
             record_count: 1,

@@ -254,6 +254,32 @@ impl<B: BatchBuf> BatchBuilder<B> {
         value: Option<&[u8]>,
         headers: &[Header],
     ) -> Result<i32, BuildError> {
+        let appended = self.append_if(timestamp, key, value, headers, false)?;
+        Ok(appended.expect("an unconditional append always appends"))
+    }
+
+    /// Appends one record if it fits ([`has_room_for`](Self::has_room_for)); returns its
+    /// offset delta, or `None` (nothing written) if it does not fit. One size computation where
+    /// asking and then appending take two (a producer's append asks for every record).
+    pub fn try_append(
+        &mut self,
+        timestamp: i64,
+        key: Option<&[u8]>,
+        value: Option<&[u8]>,
+        headers: &[Header],
+    ) -> Result<Option<i32>, BuildError> {
+        self.append_if(timestamp, key, value, headers, true)
+    }
+
+    /// [`append`](Self::append), or with `only_if_room` [`try_append`](Self::try_append).
+    fn append_if(
+        &mut self,
+        timestamp: i64,
+        key: Option<&[u8]>,
+        value: Option<&[u8]>,
+        headers: &[Header],
+        only_if_room: bool,
+    ) -> Result<Option<i32>, BuildError> {
         check_len("key", key.map(<[u8]>::len))?;
         check_len("value", value.map(<[u8]>::len))?;
         if i32::try_from(headers.len()).is_err() {
@@ -267,11 +293,9 @@ impl<B: BatchBuf> BatchBuilder<B> {
         if offset_delta == i32::MAX {
             return Err(BuildError::TooManyRecords);
         }
-        if self.record_count == 0 {
-            self.base_timestamp = timestamp;
-            self.max_timestamp = timestamp;
-        }
-        let timestamp_delta = timestamp.wrapping_sub(self.base_timestamp);
+        let first = self.record_count == 0;
+        let base_timestamp = if first { timestamp } else { self.base_timestamp };
+        let timestamp_delta = timestamp.wrapping_sub(base_timestamp);
         let body = record_body_size(
             timestamp_delta,
             offset_delta,
@@ -281,6 +305,14 @@ impl<B: BatchBuf> BatchBuilder<B> {
         );
         let body_i32 = i32::try_from(body)
             .map_err(|_| BuildError::FieldTooLarge { what: "record", len: body })?;
+        let size = varint_size(body_i32) + body;
+        if only_if_room && !first && self.estimated_size() + size > self.write_limit {
+            return Ok(None);
+        }
+        if first {
+            self.base_timestamp = timestamp;
+            self.max_timestamp = timestamp;
+        }
         let out = &mut self.buf;
         // The varint fields between the byte strings are gathered on the stack and written with
         // one `put_slice` each run (`put_u8` on a `BytesMut` is a capacity check and a `memcpy`
@@ -310,7 +342,7 @@ impl<B: BatchBuf> BatchBuilder<B> {
         }
         self.max_timestamp = self.max_timestamp.max(timestamp);
         self.record_count += 1;
-        Ok(offset_delta)
+        Ok(Some(offset_delta))
     }
 
     /// Compresses the records, writes header and CRC, and returns the buffer; the batch occupies
@@ -483,6 +515,38 @@ mod tests {
         assert!(b.has_room_for(7, None, Some(&[1; 20]), &[]));
         assert!(!b.has_room_for(7 + 64, None, Some(&[1; 20]), &[]), "tsΔ 64 is a 2-byte varint");
         assert!(!b.is_full());
+    }
+
+    /// `try_append` is `has_room_for` then `append` in one step: it fills the same batch to the
+    /// same byte, says `None` exactly when `has_room_for` says no, and then writes nothing.
+    #[test]
+    fn try_append_appends_exactly_what_has_room_for_admits() {
+        let limit = BATCH_HEADER_LEN + 5 * 27;
+        let (mut asked, mut tried) = (
+            BatchBuilder::new(BytesMut::new(), Compression::None, limit),
+            BatchBuilder::new(BytesMut::new(), Compression::None, limit),
+        );
+        // Timestamps rising by 20: the fourth record's delta (60) is one byte, the fifth's (80)
+        // two, so the fifth does not fit; an oversized first record always does.
+        assert_eq!(tried.try_append(0, None, Some(&[3; 300]), &[]).unwrap(), Some(0));
+        tried = BatchBuilder::new(BytesMut::new(), Compression::None, limit);
+        let (mut n, mut ts) = (0, 0);
+        loop {
+            let fits = asked.has_room_for(ts, None, Some(&[1; 20]), &[]);
+            let size = tried.estimated_size();
+            let got = tried.try_append(ts, None, Some(&[1; 20]), &[]).unwrap();
+            assert_eq!(got.is_some(), fits, "record {n}");
+            if !fits {
+                assert_eq!(tried.estimated_size(), size, "nothing written");
+                break;
+            }
+            assert_eq!(got, Some(n));
+            asked.append(ts, None, Some(&[1; 20]), &[]).unwrap();
+            (n, ts) = (n + 1, ts + 20);
+        }
+        assert_eq!(n, 4, "the fifth record's 2-byte delta does not fit");
+        assert_eq!(tried.estimated_size(), asked.estimated_size());
+        assert_eq!(tried.finish().unwrap(), asked.finish().unwrap(), "the same bytes");
     }
 
     #[test]
