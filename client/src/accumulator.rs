@@ -48,7 +48,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use records::{
     batch_size_upper_bound, BatchBuilder, BatchHeader, BuildError, Compression, Header,
     BATCH_HEADER_LEN, NO_PRODUCER_ID, NO_SEQUENCE,
@@ -155,7 +155,9 @@ pub struct RecordRef<'a> {
 #[derive(Debug)]
 enum BatchState {
     Open(BatchBuilder<BytesMut>),
-    Closed(BytesMut),
+    /// The finished bytes, frozen: a Produce request holds them without a copy, and the buffer
+    /// returns to the pool once no request does (see `take_buffer`).
+    Closed(Bytes),
     /// Only while finishing (the builder is consumed).
     Finishing,
 }
@@ -188,6 +190,14 @@ impl<T> ProducerBatch<T> {
         match &self.state {
             BatchState::Closed(b) => b,
             _ => &[],
+        }
+    }
+
+    /// The finished batch bytes as a shared view (no copy; empty while still open).
+    pub fn shared_bytes(&self) -> Bytes {
+        match &self.state {
+            BatchState::Closed(b) => b.clone(),
+            _ => Bytes::new(),
         }
     }
 
@@ -253,15 +263,18 @@ impl<T> ProducerBatch<T> {
             self.producer_id = producer_id;
             self.producer_epoch = producer_epoch;
             self.base_sequence = base_sequence;
-            self.state = BatchState::Closed(buf);
+            self.state = BatchState::Closed(buf.freeze());
         }
         Ok(())
     }
 
+    /// The batch's buffer, to return to the pool. A closed batch's bytes come back only when
+    /// no request still holds them (then an empty buffer stands in: the pool counts its size as
+    /// free memory instead of keeping the buffer).
     fn take_buffer(&mut self) -> Option<BytesMut> {
         match std::mem::replace(&mut self.state, BatchState::Finishing) {
             BatchState::Open(b) => Some(b.abandon()),
-            BatchState::Closed(b) => Some(b),
+            BatchState::Closed(b) => Some(b.try_into_mut().unwrap_or_default()),
             BatchState::Finishing => None,
         }
     }
@@ -523,7 +536,12 @@ impl<T> RecordAccumulator<T> {
             for batch in q.iter_mut().filter(|b| b.has_sequence()) {
                 let seq = self.next_sequence.get(tp).copied().unwrap_or(0);
                 if let BatchState::Closed(bytes) = &mut batch.state {
-                    BatchHeader::set_producer_state(bytes, producer_id, producer_epoch, seq);
+                    // A request may still hold the old bytes: those are copied, not changed.
+                    let mut owned = std::mem::take(bytes)
+                        .try_into_mut()
+                        .unwrap_or_else(|shared| BytesMut::from(&shared[..]));
+                    BatchHeader::set_producer_state(&mut owned, producer_id, producer_epoch, seq);
+                    *bytes = owned.freeze();
                 }
                 batch.producer_id = producer_id;
                 batch.producer_epoch = producer_epoch;

@@ -1078,7 +1078,7 @@ fn build_produce(
         topics.entry(b.tp.topic.as_str()).or_default().push(
             PartitionProduceData::default()
                 .with_index(b.tp.partition)
-                .with_records(Some(Bytes::copy_from_slice(b.bytes()))),
+                .with_records(Some(b.shared_bytes())),
         );
     }
     let req = ProduceRequest::default()

@@ -239,6 +239,41 @@ fn a_new_producer_id_restamps_queued_retries() {
     assert_eq!(ids, expected, "every record not acknowledged travels again, in order");
 }
 
+/// A drained batch's bytes go into a request without a copy; its buffer returns to the pool
+/// when it completes if no request holds the bytes any more, and otherwise its memory does
+/// (the buffer goes with the last holder). A restamp (a new producer id) copies bytes that a
+/// request still holds rather than change them under it.
+#[test]
+fn sent_bytes_are_shared_and_the_buffer_returns_once_no_request_holds_them() {
+    let mut a = acc(cfg(1000, 0, 10_000, Compression::None, false));
+    assert!(append_now(&mut a, &tp(0), 1, 40, 0));
+    let b = a.drain(0, &[tp(0)], 1 << 20, 0).remove(0);
+    let sent = b.shared_bytes();
+    assert_eq!(sent.as_ptr(), b.bytes().as_ptr(), "the request holds the batch's own bytes");
+    a.complete(b);
+    let pool = a.pool();
+    assert_eq!((pool.available_memory(), pool.pooled_buffers()), (10_000, 0), "held: memory only");
+    drop(sent);
+    assert!(append_now(&mut a, &tp(0), 2, 40, 0));
+    let b = a.drain(0, &[tp(0)], 1 << 20, 0).remove(0);
+    a.complete(b);
+    let pool = a.pool();
+    assert_eq!((pool.available_memory(), pool.pooled_buffers()), (10_000, 1), "not held: pooled");
+
+    let mut a = acc(cfg(1000, 0, 10_000, Compression::None, true));
+    assert!(append_now(&mut a, &tp(0), 3, 40, 0));
+    a.set_producer_id_and_epoch(1000, 0);
+    let b = a.drain(0, &[tp(0)], 1 << 20, 0).remove(0);
+    let sent = b.shared_bytes();
+    a.reset_producer_id();
+    a.reenqueue(b, 10);
+    a.set_producer_id_and_epoch(2000, 0);
+    let b = a.drain(0, &[tp(0)], 1 << 20, 1_000).remove(0);
+    let stamped = |bytes: &[u8]| BatchHeader::validate(bytes, usize::MAX).unwrap().producer_id;
+    assert_eq!((stamped(&sent), stamped(b.bytes())), (1000, 2000), "the held bytes unchanged");
+    check_batch(&b);
+}
+
 #[test]
 fn sequences_wrap_like_kafka() {
     assert_eq!(client::increment_sequence(i32::MAX, 1), 0);
