@@ -970,10 +970,41 @@ pub async fn append_after_wait<T>(
     max_block: Duration,
     now_ms: impl Fn() -> u64,
 ) -> Result<Appended, AppendError> {
-    let NeedsMemory { size, thunk, pool } = need;
-    let buffer = pool.wait_allocate(size, max_block).await?;
-    let mut a = acc.lock().unwrap_or_else(|e| e.into_inner());
-    let mut done = a.append_with_buffer(tp, record, thunk, buffer, size, now_ms())?;
-    done.waited_for_memory = true;
-    Ok(done)
+    need.wait(max_block).await?.append(acc, tp, record, now_ms())
+}
+
+impl<T> NeedsMemory<T> {
+    /// Waits up to `max_block` for the memory; the append follows with [`Waited::append`], to
+    /// the partition asked for first or to another (a producer whose sticky partition switched
+    /// during the wait appends there: Kafka's `partitionChanged` retry).
+    pub async fn wait(self, max_block: Duration) -> Result<Waited<T>, AppendError> {
+        let NeedsMemory { size, thunk, pool } = self;
+        let buffer = pool.wait_allocate(size, max_block).await?;
+        Ok(Waited { size, thunk, buffer })
+    }
+}
+
+/// A record and the new batch's buffer its wait for memory brought ([`NeedsMemory::wait`]).
+pub struct Waited<T> {
+    size: usize,
+    thunk: T,
+    buffer: BytesMut,
+}
+
+impl<T> Waited<T> {
+    /// Appends to `tp`: to its open batch if that has room now (the buffer goes back to the
+    /// pool), else to a new batch in the buffer.
+    pub fn append(
+        self,
+        acc: &Mutex<RecordAccumulator<T>>,
+        tp: &TopicPartition,
+        record: RecordRef<'_>,
+        now_ms: u64,
+    ) -> Result<Appended, AppendError> {
+        let Waited { size, thunk, buffer } = self;
+        let mut a = acc.lock().unwrap_or_else(|e| e.into_inner());
+        let mut done = a.append_with_buffer(tp, record, thunk, buffer, size, now_ms)?;
+        done.waited_for_memory = true;
+        Ok(done)
+    }
 }

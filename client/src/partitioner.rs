@@ -18,6 +18,10 @@
 //!   linger-driven sends, the partition's last batch would otherwise be a fragment).
 //!   Records with a key (hashed) or an explicit partition do not count, as in Kafka, where they
 //!   carry no sticky partition info.
+//! - A sticky record that had to wait for buffer memory asks again after the wait: if other
+//!   records' appends decided the switch meanwhile, it goes to the partition drawn now, not the
+//!   one it was given (Kafka's `partitionChanged` retry in `RecordAccumulator.append`; the
+//!   producer's `append_after_memory`).
 
 use std::collections::BTreeMap;
 

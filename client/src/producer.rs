@@ -37,8 +37,8 @@ use tokio::time::Instant;
 use kafka_types::Topic;
 
 use crate::accumulator::{
-    append, append_after_wait, append_now, AccumulatorConfig, AppendError, Appended, FailReason,
-    FailedBatch, NeedsMemory, ProducerBatch, RecordAccumulator, RecordRef, TopicPartition,
+    append_now, AccumulatorConfig, AppendError, Appended, FailReason, FailedBatch, NeedsMemory,
+    ProducerBatch, RecordAccumulator, RecordRef, TopicPartition,
 };
 use crate::buffer_pool::BufferPool;
 use crate::cluster::Cluster;
@@ -217,7 +217,6 @@ enum Left {
 struct Memory {
     record: ProducerRecord,
     partition: i32,
-    tp: TopicPartition,
     need: NeedsMemory<Thunk>,
 }
 
@@ -590,7 +589,7 @@ impl Producer {
         let appended = match append_now(&sh.acc, &tp, rec, thunk, || sh.now_ms())? {
             Ok(appended) => appended,
             Err(need) => {
-                let memory = Memory { record, partition, tp, need };
+                let memory = Memory { record, partition, need };
                 return Ok(SendNow::Left(SendLeft(Left::Memory(Box::new(memory)))));
             }
         };
@@ -609,12 +608,10 @@ impl Producer {
             }
             Left::Metadata { record, done } => self.send_waiting(record, done).await,
             Left::Memory(m) => {
-                let Memory { record, partition, tp, need } = *m;
-                let sh = &self.shared;
-                let max_block = Duration::from_millis(sh.cfg.max_block_ms);
-                let rec = record_ref(&record, need.thunk().timestamp);
-                let appended =
-                    append_after_wait(&sh.acc, &tp, rec, need, max_block, || sh.now_ms()).await?;
+                let Memory { record, partition, need } = *m;
+                let max_block = Duration::from_millis(self.shared.cfg.max_block_ms);
+                let (partition, appended) =
+                    self.append_after_memory(&record, partition, need, max_block).await?;
                 if let Some(tail) = self.note_append(&record, partition, &appended) {
                     self.tail(tail).await;
                 }
@@ -643,12 +640,59 @@ impl Producer {
         let tp = TopicPartition::new(record.topic.clone(), partition);
         let rec = record_ref(&record, timestamp);
         let thunk = Thunk { done, timestamp };
-        let remaining = until.saturating_duration_since(Instant::now());
-        let appended = append(&sh.acc, &tp, rec, thunk, remaining, || sh.now_ms()).await?;
+        let (partition, appended) = match append_now(&sh.acc, &tp, rec, thunk, || sh.now_ms())? {
+            Ok(appended) => (partition, appended),
+            Err(need) => {
+                let remaining = until.saturating_duration_since(Instant::now());
+                self.append_after_memory(&record, partition, need, remaining).await?
+            }
+        };
         if let Some(tail) = self.note_append(&record, partition, &appended) {
             self.tail(tail).await;
         }
         Ok(partition)
+    }
+
+    /// Waits up to `max_block` for the memory a new batch of `partition` lacked, then appends:
+    /// the record's partition and the append. A sticky record whose partition the partitioner
+    /// left during the wait (other records' appends decided a switch) goes to the partition it
+    /// would be given now, as Kafka's `RecordAccumulator.append` retries when
+    /// `partitionChanged` after its allocation.
+    async fn append_after_memory(
+        &self,
+        record: &ProducerRecord,
+        partition: i32,
+        need: NeedsMemory<Thunk>,
+        max_block: Duration,
+    ) -> Result<(i32, Appended), ProduceError> {
+        let sh = &self.shared;
+        let rec = record_ref(record, need.thunk().timestamp);
+        let waited = need.wait(max_block).await?;
+        let partition = self.partition_after_wait(record, partition)?;
+        let tp = TopicPartition::new(record.topic.clone(), partition);
+        Ok((partition, waited.append(&sh.acc, &tp, rec, sh.now_ms())?))
+    }
+
+    /// `record`'s partition after a wait for memory: the one chosen before unless the sticky
+    /// partitioner has moved on from it. A record with a partition of its own or a key's keeps
+    /// it (in Kafka only the built-in partitioner's records carry partition info to compare).
+    fn partition_after_wait(
+        &self,
+        record: &ProducerRecord,
+        partition: i32,
+    ) -> Result<i32, ProduceError> {
+        let sh = &self.shared;
+        let keyed = record.key.is_some() && !sh.cfg.partitioner_ignore_keys;
+        if record.partition.is_some() || keyed {
+            return Ok(partition);
+        }
+        let Some(count) = sh.known_partitions(&record.topic) else { return Ok(partition) };
+        let now =
+            lock(&sh.partitioner).without_draw(&record.topic, record.key.as_deref(), count as u32);
+        if now == Some(partition as u32) {
+            return Ok(partition);
+        }
+        self.choose_partition(record, count)
     }
 
     /// The bookkeeping after an append (the sticky partitioner's count, the unpaid append

@@ -397,6 +397,50 @@ async fn linger_sent_batches_keep_the_sticky_partition_until_twice_batch_size() 
     node.stop_tasks().await;
 }
 
+/// Kafka's `partitionChanged` retry (`RecordAccumulator.append`): a sticky record that waits for
+/// buffer memory, while other records' appends decide the partitioner's switch, goes to the
+/// partition the partitioner gives after the wait rather than the one it was given before.
+#[tokio::test]
+async fn a_record_that_waited_for_memory_follows_a_sticky_switch_made_meanwhile() {
+    let dir = tempfile::tempdir().unwrap();
+    let net: Arc<dyn Network> = Arc::new(MemNetwork::default());
+    let node = start_broker_with_topic(dir.path(), &net, "moved").await;
+    // Memory for two batches, sent only when full (or when the pool is exhausted).
+    let p = producer_to_broker(
+        &net,
+        [("batch.size", "1000"), ("buffer.memory", "2000"), ("linger.ms", "60000")],
+    );
+    let record = |len: usize| ProducerRecord::new("moved", vec![5u8; len]).with_timestamp(1_000);
+    let cb = || Box::new(|_: Result<client::RecordMetadata, client::ProduceError>| {});
+    let left = |r: Result<SendNow, client::ProduceError>| match r.unwrap() {
+        SendNow::Left(left) => left,
+        SendNow::Done(_) => panic!("a record that opens or fills a batch leaves its charge"),
+    };
+    // Two 909-byte records (a 900-byte value) open a batch each: 970 bytes, not full, and the
+    // pool's 2,000 bytes are taken. The first waits for the topic's partitions.
+    let first = p.finish_send(left(p.send_now(record(900), cb()))).await.unwrap();
+    let second = left(p.send_now(record(900), cb()));
+    // The third does not fit the second batch and needs memory; it was given `first`.
+    let third = left(p.send_now(record(900), cb()));
+    assert_eq!(third.wait(), SendWait::Memory);
+    // A 30-byte record (a 23-byte value) fills the second batch to 1,000 bytes exactly: after
+    // batch.size bytes on a full batch, the partitioner switches.
+    let fourth = left(p.send_now(record(23), cb()));
+    assert_eq!(p.finish_send(second).await.unwrap(), first, "the second batch's partition");
+    assert_eq!(p.finish_send(fourth).await.unwrap(), first, "the fourth filled that batch");
+    let moved = p.finish_send(third).await.unwrap();
+    // The next sticky record goes where the third went: the draw after the switch.
+    let next = match p.send_now(record(23), cb()).unwrap() {
+        SendNow::Done(partition) => partition,
+        SendNow::Left(left) => p.finish_send(left).await.unwrap(),
+    };
+    assert_eq!(moved, next, "the third record took the partition drawn after the switch");
+    assert_ne!(moved, first, "the draw after the switch picked the other partition");
+    p.flush().await;
+    p.close().await;
+    node.stop_tasks().await;
+}
+
 /// Kafka's buffered-node gate (KAFKA-17182, `AbstractFetch.prepareFetchRequests`): while records
 /// of a partition wait in the consumer's buffer, no fetch goes to that partition's leader.
 /// Without it, the fetch sent while partition 0 was buffered listed partition 1 alone and
