@@ -909,7 +909,8 @@ impl<T> RecordAccumulator<T> {
 }
 
 /// Appends a record, waiting up to `max_block` for buffer memory (`max.block.ms`): the lock is not
-/// held while waiting. [`append_now`], then [`append_after_wait`] if it lacked memory.
+/// held while waiting. [`append_now`], then [`NeedsMemory::wait`] and [`Waited::append`] if it
+/// lacked memory.
 pub async fn append<T>(
     acc: &Mutex<RecordAccumulator<T>>,
     tp: &TopicPartition,
@@ -920,7 +921,7 @@ pub async fn append<T>(
 ) -> Result<Appended, AppendError> {
     match append_now(acc, tp, record, thunk, &now_ms)? {
         Ok(done) => Ok(done),
-        Err(need) => append_after_wait(acc, tp, record, need, max_block, now_ms).await,
+        Err(need) => need.wait(max_block).await?.append(acc, tp, record, now_ms()),
     }
 }
 
@@ -959,18 +960,6 @@ pub fn append_now<T>(
         return Ok(Err(NeedsMemory { size, thunk, pool }));
     };
     Ok(Ok(lock().append_with_buffer(tp, record, thunk, buffer, size, now_ms())?))
-}
-
-/// Waits up to `max_block` for the memory [`append_now`] lacked, then appends.
-pub async fn append_after_wait<T>(
-    acc: &Mutex<RecordAccumulator<T>>,
-    tp: &TopicPartition,
-    record: RecordRef<'_>,
-    need: NeedsMemory<T>,
-    max_block: Duration,
-    now_ms: impl Fn() -> u64,
-) -> Result<Appended, AppendError> {
-    need.wait(max_block).await?.append(acc, tp, record, now_ms())
 }
 
 impl<T> NeedsMemory<T> {

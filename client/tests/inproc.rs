@@ -72,13 +72,15 @@ impl Network for MemNetwork {
     }
 }
 
-/// A broker on `net` at broker:9092 with its log under `dir`, and topic `topic` (2 partitions).
-async fn start_broker_with_topic(
-    dir: &std::path::Path,
-    net: &Arc<dyn Network>,
+/// A broker on a fresh in-memory network at broker:9092, its log in a temporary directory (kept
+/// while the returned `TempDir` lives), and topic `topic` (2 partitions).
+async fn broker_with_topic(
     topic: &str,
-) -> broker::node::NodeHandle {
-    let storage: Arc<dyn disk_model::Storage> = Arc::new(disk_model::OsStorage::new(dir).unwrap());
+) -> (tempfile::TempDir, Arc<dyn Network>, broker::node::NodeHandle) {
+    let dir = tempfile::tempdir().unwrap();
+    let net: Arc<dyn Network> = Arc::new(MemNetwork::default());
+    let storage: Arc<dyn disk_model::Storage> =
+        Arc::new(disk_model::OsStorage::new(dir.path()).unwrap());
     let config = broker::BrokerConfig::default();
     let mut opts = broker::node::NodeOptions::new(config, storage, net.clone(), "broker:9092", 0);
     opts.data_dir = "data".into();
@@ -86,10 +88,10 @@ async fn start_broker_with_topic(
     let node = broker::node::start(opts).await.expect("the node starts");
     let admin = Admin::new(
         AdminConfig { bootstrap_servers: vec!["broker:9092".into()], ..AdminConfig::default() },
-        Arc::clone(net),
+        Arc::clone(&net),
     );
     admin.create_topic(NewTopic::new(topic, 2, 1)).await.unwrap();
-    node
+    (dir, net, node)
 }
 
 /// A producer to the in-process broker, with `pairs` beside its bootstrap address.
@@ -104,9 +106,7 @@ fn producer_to_broker<const N: usize>(
 
 #[tokio::test]
 async fn in_process_round_trip() {
-    let dir = tempfile::tempdir().unwrap();
-    let net: Arc<dyn Network> = Arc::new(MemNetwork::default());
-    let node = start_broker_with_topic(dir.path(), &net, "mem").await;
+    let (_dir, net, node) = broker_with_topic("mem").await;
 
     let p = producer_to_broker(&net, [("compression.type", "zstd")]);
     let mut futs = Vec::new();
@@ -153,9 +153,7 @@ async fn in_process_round_trip() {
 /// every record sent either way is acknowledged once, at its own offset.
 #[tokio::test]
 async fn send_now_appends_at_once_and_leaves_the_waits_to_finish_send() {
-    let dir = tempfile::tempdir().unwrap();
-    let net: Arc<dyn Network> = Arc::new(MemNetwork::default());
-    let node = start_broker_with_topic(dir.path(), &net, "now").await;
+    let (_dir, net, node) = broker_with_topic("now").await;
 
     // Batches of ~9 records, memory for three, sent only when full.
     let p = producer_to_broker(
@@ -220,9 +218,7 @@ impl client::Listener for Heard {
 
 #[tokio::test]
 async fn a_listener_hears_tokens_in_offset_order_among_callbacks() {
-    let dir = tempfile::tempdir().unwrap();
-    let net: Arc<dyn Network> = Arc::new(MemNetwork::default());
-    let node = start_broker_with_topic(dir.path(), &net, "heard").await;
+    let (_dir, net, node) = broker_with_topic("heard").await;
     let p = producer_to_broker(&net, [("batch.size", "2048"), ("linger.ms", "60000")]);
     let record = |i: u64| ProducerRecord::new("heard", Bytes::from(format!("{i:0>100}")));
     let refused = p.send_now_token(record(0), 0);
@@ -299,9 +295,7 @@ impl net_model::CostHook for SlowCpu {
 /// Kafka's request count on `bench-100k-cluster` with a record handed over at a time.
 #[tokio::test]
 async fn a_batch_younger_than_linger_waits_for_its_own_turn() {
-    let dir = tempfile::tempdir().unwrap();
-    let net: Arc<dyn Network> = Arc::new(MemNetwork::default());
-    let node = start_broker_with_topic(dir.path(), &net, "linger").await;
+    let (_dir, net, node) = broker_with_topic("linger").await;
     let linger_ms = 100u64;
     let cfg = ProducerConfig::from_pairs([
         ("bootstrap.servers", "broker:9092"),
@@ -343,9 +337,7 @@ async fn a_batch_younger_than_linger_waits_for_its_own_turn() {
 /// partition, younger than `linger.ms`, leaves with the first one, not a linger later.
 #[tokio::test]
 async fn a_ready_node_takes_every_partition_it_leads_in_one_request() {
-    let dir = tempfile::tempdir().unwrap();
-    let net: Arc<dyn Network> = Arc::new(MemNetwork::default());
-    let node = start_broker_with_topic(dir.path(), &net, "piggy").await;
+    let (_dir, net, node) = broker_with_topic("piggy").await;
     let p = producer_to_broker(&net, [("linger.ms", "200")]);
     let started = tokio::time::Instant::now();
     let first = p.send(ProducerRecord::new("piggy", "a").with_partition(0)).await.unwrap();
@@ -368,9 +360,7 @@ async fn a_ready_node_takes_every_partition_it_leads_in_one_request() {
 /// fragment of a batch.
 #[tokio::test]
 async fn linger_sent_batches_keep_the_sticky_partition_until_twice_batch_size() {
-    let dir = tempfile::tempdir().unwrap();
-    let net: Arc<dyn Network> = Arc::new(MemNetwork::default());
-    let node = start_broker_with_topic(dir.path(), &net, "sticky").await;
+    let (_dir, net, node) = broker_with_topic("sticky").await;
     // About six 88-byte records per 30 ms linger (a 589-byte batch); a batch of these records is
     // never exactly 1000 bytes (61 + 10 records is at most 951, 11 at least 1,029), so never full.
     let p = producer_to_broker(&net, [("linger.ms", "30"), ("batch.size", "1000")]);
@@ -402,9 +392,7 @@ async fn linger_sent_batches_keep_the_sticky_partition_until_twice_batch_size() 
 /// partition the partitioner gives after the wait rather than the one it was given before.
 #[tokio::test]
 async fn a_record_that_waited_for_memory_follows_a_sticky_switch_made_meanwhile() {
-    let dir = tempfile::tempdir().unwrap();
-    let net: Arc<dyn Network> = Arc::new(MemNetwork::default());
-    let node = start_broker_with_topic(dir.path(), &net, "moved").await;
+    let (_dir, net, node) = broker_with_topic("moved").await;
     // Memory for two batches, sent only when full (or when the pool is exhausted).
     let p = producer_to_broker(
         &net,
@@ -448,9 +436,7 @@ async fn a_record_that_waited_for_memory_follows_a_sticky_switch_made_meanwhile(
 /// drained meanwhile, could not be fetched again until that fetch returned.
 #[tokio::test]
 async fn a_node_with_buffered_records_is_not_fetched_from_until_they_are_polled() {
-    let dir = tempfile::tempdir().unwrap();
-    let net: Arc<dyn Network> = Arc::new(MemNetwork::default());
-    let node = start_broker_with_topic(dir.path(), &net, "gate").await;
+    let (_dir, net, node) = broker_with_topic("gate").await;
     let p = producer_to_broker(&net, [("linger.ms", "0")]);
     let send =
         |i: usize| ProducerRecord::new("gate", Bytes::from(format!("r{i}"))).with_partition(0);

@@ -105,6 +105,14 @@ fn record_body_size(
         + headers_size(headers)
 }
 
+/// A next record's sizes ([`BatchBuilder::next_record`]): its timestamp delta, its body and
+/// its whole size (length prefix included).
+struct NextRecord {
+    timestamp_delta: i64,
+    body: usize,
+    size: usize,
+}
+
 /// An upper bound on one record's encoded size (length prefix included), whatever its timestamp
 /// delta and offset delta (Kafka's `DefaultRecord.sizeInBytes` upper bound).
 pub fn record_size_upper_bound(
@@ -232,18 +240,36 @@ impl<B: BatchBuf> BatchBuilder<B> {
         value: Option<&[u8]>,
         headers: &[Header],
     ) -> bool {
-        if self.record_count == 0 {
-            return true;
-        }
+        self.fits(self.next_record(timestamp, key, value, headers).size)
+    }
+
+    /// Whether a next record of `size` bytes fits under the write limit (the first always does).
+    fn fits(&self, size: usize) -> bool {
+        self.record_count == 0 || self.estimated_size() + size <= self.write_limit
+    }
+
+    /// The sizes of a record with these fields appended next at `timestamp`, with the offset and
+    /// timestamp deltas it gets: what [`has_room_for`](Self::has_room_for) asks and
+    /// [`append`](Self::append) writes.
+    #[inline]
+    fn next_record(
+        &self,
+        timestamp: i64,
+        key: Option<&[u8]>,
+        value: Option<&[u8]>,
+        headers: &[Header],
+    ) -> NextRecord {
+        let base_timestamp = if self.record_count == 0 { timestamp } else { self.base_timestamp };
+        let timestamp_delta = timestamp.wrapping_sub(base_timestamp);
         let body = record_body_size(
-            timestamp.wrapping_sub(self.base_timestamp),
+            timestamp_delta,
             self.record_count,
             key.map(<[u8]>::len),
             value.map(<[u8]>::len),
             headers,
         );
         let size = varint_size(i32::try_from(body).unwrap_or(i32::MAX)) + body;
-        self.estimated_size() + size <= self.write_limit
+        NextRecord { timestamp_delta, body, size }
     }
 
     /// Appends one record; returns its offset delta.
@@ -293,23 +319,14 @@ impl<B: BatchBuf> BatchBuilder<B> {
         if offset_delta == i32::MAX {
             return Err(BuildError::TooManyRecords);
         }
-        let first = self.record_count == 0;
-        let base_timestamp = if first { timestamp } else { self.base_timestamp };
-        let timestamp_delta = timestamp.wrapping_sub(base_timestamp);
-        let body = record_body_size(
-            timestamp_delta,
-            offset_delta,
-            key.map(<[u8]>::len),
-            value.map(<[u8]>::len),
-            headers,
-        );
+        let NextRecord { timestamp_delta, body, size } =
+            self.next_record(timestamp, key, value, headers);
         let body_i32 = i32::try_from(body)
             .map_err(|_| BuildError::FieldTooLarge { what: "record", len: body })?;
-        let size = varint_size(body_i32) + body;
-        if only_if_room && !first && self.estimated_size() + size > self.write_limit {
+        if only_if_room && !self.fits(size) {
             return Ok(None);
         }
-        if first {
+        if self.record_count == 0 {
             self.base_timestamp = timestamp;
             self.max_timestamp = timestamp;
         }

@@ -234,12 +234,7 @@ fn a_fixed_rate_row_is_judged_by_its_latency_not_its_throughput() {
 fn lz4_batch_ratio(value: impl Fn(u64) -> Vec<u8>) -> f64 {
     let mut b = records::BatchBuilder::new(Vec::new(), records::Compression::Lz4, 16_384);
     let mut i = 0;
-    loop {
-        let v = value(i);
-        if !b.has_room_for(0, None, Some(&v), &[]) {
-            break;
-        }
-        b.append(0, None, Some(&v), &[]).expect("append");
+    while b.try_append(0, None, Some(&value(i)), &[]).expect("append").is_some() {
         i += 1;
     }
     let raw = b.uncompressed_records_size() as f64;

@@ -203,9 +203,13 @@ fn record_batches(filler: &[u8], record_bytes: usize) -> (Vec<Vec<u8>>, f64) {
             CODEC_BLOCK_BYTES,
         );
         let ts = 1_700_000_000_000;
-        while let Some(v) = values.next_if(|v| b.has_room_for(ts, None, Some(v), &[])) {
-            // A value under 2 GiB and at most 2^31 records: `append` cannot refuse it.
-            let _ = b.append(ts, None, Some(v), &[]);
+        // A value under 2 GiB and at most 2^31 records: `try_append` cannot refuse it, only
+        // find the batch full (the first record always fits, so each pass takes one).
+        while let Some(v) = values.peek() {
+            if let Ok(None) = b.try_append(ts, None, Some(v), &[]) {
+                break;
+            }
+            values.next();
             records += 1;
         }
         if let Ok(built) = b.finish() {
