@@ -30,7 +30,6 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
@@ -574,15 +573,12 @@ impl SimCpu {
         if let Some(latency_ns) = self.free(party, now, work, bytes) {
             if latency_ns > 0 {
                 let until = now.saturating_add(latency_ns);
-                disk_model::clock::sleep_until_precise(
-                    self.epoch.at() + Duration::from_nanos(until),
-                )
-                .await;
+                self.epoch.sleep_until_ns(until).await;
             }
             return;
         }
         let done = self.schedule_for(party, now, work, bytes);
-        disk_model::clock::sleep_until_precise(self.epoch.at() + Duration::from_nanos(done)).await;
+        self.epoch.sleep_until_ns(done).await;
     }
 
     /// Whether `work` over `bytes` costs nothing now: a term the profile leaves at 0 (or no

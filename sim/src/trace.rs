@@ -225,10 +225,7 @@ impl Tracer {
 
     /// Sleeps until `t_ns` of run time, precisely (no 1 ms floor).
     pub async fn sleep_until_ns(&self, t_ns: u64) {
-        disk_model::clock::sleep_until_precise(
-            self.epoch.at() + std::time::Duration::from_nanos(t_ns),
-        )
-        .await
+        self.epoch.sleep_until_ns(t_ns).await
     }
 
     pub fn finish(&self) -> (u64, u64, Option<Vec<String>>) {

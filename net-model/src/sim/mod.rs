@@ -153,7 +153,7 @@ impl Shared {
     }
 
     async fn sleep_until_ns(&self, ns: u64) {
-        disk_model::clock::sleep_until_precise(self.instant(ns)).await
+        self.epoch.sleep_until_ns(ns).await
     }
 
     fn loopback_cpu(&self, host: &str) -> Option<Arc<dyn CostHook>> {
