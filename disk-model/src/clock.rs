@@ -172,4 +172,29 @@ mod tests {
         assert_eq!(u128::from(epoch.now_ns()), since.as_nanos());
         assert_eq!(epoch.now_instant(), Instant::now());
     }
+
+    /// A wait through the epoch ends at its deadline, below madsim's 1 ms floor (madsim moves
+    /// time a few tens of ns per poll, hence the slack), and one whose deadline has passed
+    /// returns at once. Red without the reset to the exact deadline (woke at 1 ms for 37 µs).
+    #[madsim::test]
+    async fn an_epoch_wait_ends_at_its_deadline() {
+        const SLACK_NS: u64 = 1_000;
+        let epoch = Epoch::now();
+        let waits = |deadline_ns: u64, now_ns: u64| {
+            assert!(
+                (deadline_ns..deadline_ns + SLACK_NS).contains(&now_ns),
+                "woke at {now_ns} ns for a deadline of {deadline_ns} ns"
+            )
+        };
+        epoch.sleep_until_ns(37_000).await;
+        waits(37_000, epoch.now_ns());
+        epoch.sleep_until_ns(1_000_123).await;
+        waits(1_000_123, epoch.now_ns());
+        let before = epoch.now_ns();
+        epoch.sleep_until_ns(500).await;
+        assert!(epoch.now_ns() < before + SLACK_NS, "a past deadline does not wait");
+        // The clock the models hold waits the same way.
+        Clock::Runtime(epoch.clone()).sleep_until_ns(2_000_001).await;
+        waits(2_000_001, epoch.now_ns());
+    }
 }
