@@ -811,7 +811,13 @@ impl Consumer {
             }
             let take = (max - out.len()).min(front.records.len());
             let last = take.checked_sub(1).map(|i| front.records[i].offset);
-            out.extend(front.records.drain(..take));
+            if out.is_empty() && take == front.records.len() {
+                // The whole fetch fits: its buffer becomes the poll's (no record moved).
+                out = Vec::from(std::mem::take(&mut front.records));
+            } else {
+                out.reserve(take);
+                out.extend(front.records.drain(..take));
+            }
             let exhausted = front.records.is_empty();
             let next = front.next_offset;
             if let Some(st) = self.assignment.get_mut(&tp) {
