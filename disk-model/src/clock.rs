@@ -19,7 +19,12 @@ pub async fn sleep_until_precise(deadline: Instant) {
     if Instant::now() >= deadline {
         return;
     }
-    let sleep = tokio::time::sleep_until(deadline);
+    wait_exactly(tokio::time::sleep_until(deadline), deadline).await
+}
+
+/// Waits on `sleep` until exactly `deadline`: the timer is made with madsim's 1 ms floor, and
+/// reset to the deadline before its first poll.
+async fn wait_exactly(sleep: tokio::time::Sleep, deadline: Instant) {
     tokio::pin!(sleep);
     sleep.as_mut().reset(deadline);
     sleep.await;
@@ -91,10 +96,7 @@ impl Epoch {
         let deadline = self.at + Duration::from_nanos(deadline_ns);
         #[cfg(madsim)]
         if let Some((clock, _)) = &self.clock {
-            let sleep = clock.sleep_until(deadline);
-            tokio::pin!(sleep);
-            sleep.as_mut().reset(deadline);
-            return sleep.await;
+            return wait_exactly(clock.sleep_until(deadline), deadline).await;
         }
         sleep_until_precise(deadline).await
     }
