@@ -392,20 +392,22 @@ impl PageCache {
         }
     }
 
-    /// Enters a page dirtied at `since_ns` in its device's age index, in time order (ties stay
-    /// in arrival order; [`Self::oldest_dirty_of`] breaks them by page as an ordered set would).
-    /// A page cleaned and dirtied again within one nanosecond has two live-looking entries:
-    /// both give the same answer, both go stale together, and the count is kept apart.
+    /// Enters a page dirtied at `since_ns` in its device's age index, in (time, page) order: at
+    /// the back, unless an older time or a lower page at the same time is there already (the
+    /// pages of one write come in page order at one time). A page cleaned and dirtied again
+    /// within one nanosecond has two live-looking entries, side by side: they give the same
+    /// answer and go stale together, and the count is kept apart.
     fn age_push(&mut self, since_ns: u64, key: PageKey) {
         let device = self.device_of(key.0) as usize;
         let age = &mut self.dirty_by_age[device];
+        let entry = (since_ns, key);
         age.dirty += 1;
         match age.queue.back() {
-            Some(&(last, _)) if last > since_ns => {
-                let at = age.queue.partition_point(|&(t, _)| t <= since_ns);
-                age.queue.insert(at, (since_ns, key));
+            Some(&last) if last > entry => {
+                let at = age.queue.partition_point(|&e| e <= entry);
+                age.queue.insert(at, entry);
             }
-            _ => age.queue.push_back((since_ns, key)),
+            _ => age.queue.push_back(entry),
         }
         if age.queue.len() > 2 * age.dirty as usize + QUEUE_SLACK {
             let inodes = &self.inodes;
@@ -584,18 +586,9 @@ impl PageCache {
     }
 
     /// The oldest dirty page of `device` and when it was dirtied (of pages dirtied at the same
-    /// time, the lowest (inode, page)).
+    /// time, the lowest (inode, page)): its age queue's front, which is always live.
     pub fn oldest_dirty_of(&self, device: u32) -> Option<(u64, PageKey)> {
-        let mut oldest: Option<(u64, PageKey)> = None;
-        for entry in &self.dirty_by_age[device as usize].queue {
-            if oldest.is_some_and(|(since, _)| entry.0 > since) {
-                break;
-            }
-            if age_live(&self.inodes, entry) {
-                oldest = Some(oldest.map_or(*entry, |o| o.min(*entry)));
-            }
-        }
-        oldest
+        self.dirty_by_age[device as usize].queue.front().copied()
     }
 
     /// How many dirty pages `device` has.
@@ -687,15 +680,14 @@ impl PageCache {
         }
         for (device, age) in self.dirty_by_age.iter().enumerate() {
             assert!(
-                age.queue.iter().zip(age.queue.iter().skip(1)).all(|(a, b)| a.0 <= b.0),
-                "age index out of order"
+                age.queue.iter().zip(age.queue.iter().skip(1)).all(|(a, b)| a <= b),
+                "age index out of (time, page) order"
             );
             assert!(age.queue.front().is_none_or(|e| age_live(&self.inodes, e)), "stale front");
             let mut live: Vec<_> =
                 age.queue.iter().filter(|e| age_live(&self.inodes, e)).copied().collect();
             assert!(live.iter().all(|e| self.device_of(e.1 .0) as usize == device));
-            live.sort_unstable();
-            live.dedup(); // a page cleaned and dirtied again within a nanosecond
+            live.dedup(); // a page cleaned and dirtied again within a nanosecond (side by side)
             assert_eq!(live.len() as u64, dirty_on[device], "device {device}: age index");
             assert_eq!(age.dirty, dirty_on[device], "device {device}: dirty count");
         }
