@@ -213,12 +213,18 @@ impl InodePages {
         &mut self.metas[index]
     }
 
-    /// Cached pages `first..=last` (clipped to the array): (page, meta).
-    fn range(&self, first: u64, last: u64) -> impl Iterator<Item = (u64, &PageMeta)> {
+    /// Pages `first..=last` as indexes into the array, clipped to it.
+    fn span(&self, first: u64, last: u64) -> std::ops::Range<usize> {
         let end = usize::try_from(last).map_or(self.metas.len(), |l| l.saturating_add(1));
         let end = end.min(self.metas.len());
-        let start = usize::try_from(first).map_or(end, |f| f.min(end));
-        self.metas[start..end]
+        usize::try_from(first).map_or(end, |f| f.min(end))..end
+    }
+
+    /// Cached pages `first..=last` (clipped to the array): (page, meta).
+    fn range(&self, first: u64, last: u64) -> impl Iterator<Item = (u64, &PageMeta)> {
+        let span = self.span(first, last);
+        let start = span.start;
+        self.metas[span]
             .iter()
             .enumerate()
             .filter(|(_, m)| m.is_cached())
@@ -456,11 +462,10 @@ impl PageCache {
         let Some(pages) = self.inodes.get_mut(&inode) else {
             return 0;
         };
-        let end = usize::try_from(last).map_or(pages.metas.len(), |l| l.saturating_add(1));
-        let end = end.min(pages.metas.len());
-        let start = usize::try_from(first).map_or(end, |f| f.min(end));
+        let span = pages.span(first, last);
+        let start = span.start;
         let mut ready_ns_max = 0;
-        for (i, meta) in pages.metas[start..end].iter_mut().enumerate() {
+        for (i, meta) in pages.metas[span].iter_mut().enumerate() {
             if !meta.is_cached() {
                 continue;
             }
