@@ -948,18 +948,29 @@ pub fn append_now<T>(
     thunk: T,
     now_ms: impl Fn() -> u64,
 ) -> Result<Result<Appended, NeedsMemory<T>>, AppendError> {
-    let lock = || acc.lock().unwrap_or_else(|e| e.into_inner());
-    let (size, thunk, pool) = {
-        let mut a = lock();
-        match a.try_append(tp, record, thunk)? {
+    acc.lock().unwrap_or_else(|e| e.into_inner()).append_now(tp, record, thunk, now_ms)
+}
+
+impl<T> RecordAccumulator<T> {
+    /// [`append_now`] on an accumulator already locked: the caller holds one lock for the
+    /// whole append (the pool's `try_allocate` never waits; the pool is locked inside the
+    /// accumulator's lock, as `deallocate` is).
+    pub fn append_now(
+        &mut self,
+        tp: &TopicPartition,
+        record: RecordRef<'_>,
+        thunk: T,
+        now_ms: impl Fn() -> u64,
+    ) -> Result<Result<Appended, NeedsMemory<T>>, AppendError> {
+        let (size, thunk) = match self.try_append(tp, record, thunk)? {
             TryAppend::Appended(done) => return Ok(Ok(done)),
-            TryAppend::NeedsBuffer { size, thunk } => (size, thunk, a.pool.clone()),
-        }
-    };
-    let Some(buffer) = pool.try_allocate(size)? else {
-        return Ok(Err(NeedsMemory { size, thunk, pool }));
-    };
-    Ok(Ok(lock().append_with_buffer(tp, record, thunk, buffer, size, now_ms())?))
+            TryAppend::NeedsBuffer { size, thunk } => (size, thunk),
+        };
+        let Some(buffer) = self.pool.try_allocate(size)? else {
+            return Ok(Err(NeedsMemory { size, thunk, pool: self.pool.clone() }));
+        };
+        Ok(Ok(self.append_with_buffer(tp, record, thunk, buffer, size, now_ms())?))
+    }
 }
 
 impl<T> NeedsMemory<T> {
@@ -990,9 +1001,19 @@ impl<T> Waited<T> {
         record: RecordRef<'_>,
         now_ms: u64,
     ) -> Result<Appended, AppendError> {
+        self.append_to(&mut acc.lock().unwrap_or_else(|e| e.into_inner()), tp, record, now_ms)
+    }
+
+    /// [`Waited::append`] to an accumulator already locked.
+    pub fn append_to(
+        self,
+        acc: &mut RecordAccumulator<T>,
+        tp: &TopicPartition,
+        record: RecordRef<'_>,
+        now_ms: u64,
+    ) -> Result<Appended, AppendError> {
         let Waited { size, thunk, buffer } = self;
-        let mut a = acc.lock().unwrap_or_else(|e| e.into_inner());
-        let mut done = a.append_with_buffer(tp, record, thunk, buffer, size, now_ms)?;
+        let mut done = acc.append_with_buffer(tp, record, thunk, buffer, size, now_ms)?;
         done.waited_for_memory = true;
         Ok(done)
     }

@@ -1,12 +1,16 @@
-//! Topic administration: CreateTopics, DeleteTopics, and listing/describing topics by Metadata.
+//! Topic administration: CreateTopics, CreatePartitions, DeleteTopics, and listing/describing
+//! topics by Metadata.
 //! Requests go to the controller named in metadata (any broker when none is named).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use kafka_protocol::messages::create_partitions_request::CreatePartitionsTopic;
 use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
-use kafka_protocol::messages::{CreateTopicsRequest, DeleteTopicsRequest, TopicName};
+use kafka_protocol::messages::{
+    CreatePartitionsRequest, CreateTopicsRequest, DeleteTopicsRequest, TopicName,
+};
 use kafka_protocol::protocol::StrBytes;
 use net_model::Network;
 use thiserror::Error;
@@ -143,27 +147,35 @@ impl Admin {
                     .collect(),
             );
         let resp = conn.request(&req).await?;
-        let mut by_name: BTreeMap<String, (i16, Option<String>)> = resp
-            .topics
-            .into_iter()
-            .map(|t| (t.name.to_string(), (t.error_code, t.error_message.map(|m| m.to_string()))))
-            .collect();
-        Ok(topics
+        let answers =
+            resp.topics.into_iter().map(|t| (t.name.to_string(), t.error_code, t.error_message));
+        Ok(results(topics.iter().map(|t| &t.name), answers))
+    }
+
+    /// Grows topics to the given partition counts (Kafka's `createPartitions`; new partitions
+    /// only, a smaller count is refused with `INVALID_PARTITIONS`); one result per topic. The
+    /// broker places the new replicas.
+    pub async fn create_partitions(
+        &self,
+        counts: &[(String, i32)],
+    ) -> Result<TopicResults, AdminError> {
+        let conn = self.controller().await?;
+        let topics = counts
             .iter()
-            .map(|t| {
-                let r = match by_name.remove(&t.name) {
-                    None => Err(AdminError::Missing { topic: t.name.clone() }),
-                    Some((0, _)) => Ok(()),
-                    Some((code, message)) => Err(AdminError::Topic {
-                        topic: t.name.clone(),
-                        code,
-                        name: errors::error_name(code),
-                        message,
-                    }),
-                };
-                (t.name.clone(), r)
+            .map(|(name, count)| {
+                CreatePartitionsTopic::default()
+                    .with_name(TopicName(StrBytes::from_string(name.clone())))
+                    .with_count(*count)
             })
-            .collect())
+            .collect();
+        let req = CreatePartitionsRequest::default()
+            .with_topics(topics)
+            .with_timeout_ms(self.timeout_ms())
+            .with_validate_only(false);
+        let resp = conn.request(&req).await?;
+        let answers =
+            resp.results.into_iter().map(|r| (r.name.to_string(), r.error_code, r.error_message));
+        Ok(results(counts.iter().map(|(name, _)| name), answers))
     }
 
     /// Creates one topic.
@@ -180,31 +192,11 @@ impl Admin {
                 names.iter().map(|n| TopicName(StrBytes::from_string(n.clone()))).collect(),
             );
         let resp = conn.request(&req).await?;
-        let mut by_name: BTreeMap<String, (i16, Option<String>)> = resp
+        let answers = resp
             .responses
             .into_iter()
-            .filter_map(|r| {
-                r.name.map(|n| {
-                    (n.to_string(), (r.error_code, r.error_message.map(|m| m.to_string())))
-                })
-            })
-            .collect();
-        Ok(names
-            .iter()
-            .map(|n| {
-                let r = match by_name.remove(n) {
-                    None => Err(AdminError::Missing { topic: n.clone() }),
-                    Some((0, _)) => Ok(()),
-                    Some((code, message)) => Err(AdminError::Topic {
-                        topic: n.clone(),
-                        code,
-                        name: errors::error_name(code),
-                        message,
-                    }),
-                };
-                (n.clone(), r)
-            })
-            .collect())
+            .filter_map(|r| r.name.map(|n| (n.to_string(), r.error_code, r.error_message)));
+        Ok(results(names.iter(), answers))
     }
 
     /// Names of all (non-internal) topics.
@@ -244,4 +236,30 @@ impl Admin {
     pub async fn close(&self) {
         self.cluster.close().await;
     }
+}
+
+/// One result per topic asked about, in the order asked, from the broker's per-topic answers
+/// (name, error code, message); a topic the broker did not answer for is `Missing`.
+fn results<'a>(
+    asked: impl Iterator<Item = &'a String>,
+    answers: impl Iterator<Item = (String, i16, Option<StrBytes>)>,
+) -> TopicResults {
+    let mut by_name: BTreeMap<String, (i16, Option<String>)> = answers
+        .map(|(name, code, message)| (name, (code, message.map(|m| m.to_string()))))
+        .collect();
+    asked
+        .map(|topic| {
+            let r = match by_name.remove(topic) {
+                None => Err(AdminError::Missing { topic: topic.clone() }),
+                Some((0, _)) => Ok(()),
+                Some((code, message)) => Err(AdminError::Topic {
+                    topic: topic.clone(),
+                    code,
+                    name: errors::error_name(code),
+                    message,
+                }),
+            };
+            (topic.clone(), r)
+        })
+        .collect()
 }

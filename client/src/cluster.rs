@@ -2,6 +2,7 @@
 //! replaced when broken), and the cluster metadata (brokers, topics, partition leaders).
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
@@ -70,6 +71,8 @@ pub struct Cluster {
     bootstrap: Vec<String>,
     conns: tokio::sync::Mutex<BTreeMap<String, Arc<Conn>>>,
     meta: Mutex<Metadata>,
+    /// Bumped after every change to `meta` ([`Cluster::metadata_generation`]).
+    meta_generation: AtomicU64,
 }
 
 impl std::fmt::Debug for Cluster {
@@ -86,6 +89,7 @@ impl Cluster {
             bootstrap,
             conns: tokio::sync::Mutex::new(BTreeMap::new()),
             meta: Mutex::new(Metadata::default()),
+            meta_generation: AtomicU64::new(0),
         }
     }
 
@@ -96,6 +100,12 @@ impl Cluster {
     /// A snapshot of the cached metadata.
     pub fn metadata(&self) -> Metadata {
         self.meta.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Counts the metadata's changes: an answer read from [`with_metadata`](Self::with_metadata)
+    /// stays true while this is what it was read before it (a caller may keep one per send).
+    pub fn metadata_generation(&self) -> u64 {
+        self.meta_generation.load(Ordering::Acquire)
     }
 
     /// Reads the cache under its lock.
@@ -212,6 +222,10 @@ impl Cluster {
                 m.topics.remove(name);
             }
         }
+        // Under the lock, after the change: a generation read before a read of the metadata
+        // is never newer than what that read sees.
+        self.meta_generation.fetch_add(1, Ordering::Release);
+        drop(m);
         Ok(fresh)
     }
 

@@ -429,6 +429,70 @@ async fn a_record_that_waited_for_memory_follows_a_sticky_switch_made_meanwhile(
     node.stop_tasks().await;
 }
 
+/// A send to a topic whose partitions are known: it may leave a new batch's charge to finish,
+/// never a wait for metadata or memory.
+async fn now(p: &Producer, record: ProducerRecord) -> Result<i32, client::ProduceError> {
+    let cb = Box::new(|_: Result<client::RecordMetadata, client::ProduceError>| {});
+    match p.send_now(record, cb)? {
+        SendNow::Done(partition) => Ok(partition),
+        SendNow::Left(left) => {
+            assert_eq!(left.wait(), SendWait::Nothing, "a known topic's send waits for nothing");
+            p.finish_send(left).await
+        }
+    }
+}
+
+/// A send checks its partition against the count of its own topic, and sees a topic's new
+/// partitions once its metadata is refreshed (the producer keeps the last topic's count while
+/// the metadata is unchanged: a count kept across topics, or across a refresh, goes red here).
+#[tokio::test]
+async fn a_send_knows_its_topics_partitions_and_learns_new_ones() {
+    let (_dir, net, node) = broker_with_topic("two").await;
+    let admin = Admin::new(
+        AdminConfig { bootstrap_servers: vec!["broker:9092".into()], ..AdminConfig::default() },
+        Arc::clone(&net),
+    );
+    admin.create_topic(NewTopic::new("four", 4, 1)).await.unwrap();
+    let p = producer_to_broker(&net, [("linger.ms", "0")]);
+    let cb = || Box::new(|_: Result<client::RecordMetadata, client::ProduceError>| {});
+    let to = |topic: &str, partition: i32| {
+        ProducerRecord::new(topic, Bytes::from_static(b"v")).with_partition(partition)
+    };
+    // Each topic's first send waits for its metadata.
+    let first = match p.send_now(to("four", 3), cb()).unwrap() {
+        SendNow::Left(left) => p.finish_send(left).await,
+        SendNow::Done(_) => panic!("the topic's partitions were not known yet"),
+    };
+    assert_eq!(first.unwrap(), 3);
+    let first = match p.send_now(to("two", 3), cb()) {
+        Ok(SendNow::Left(left)) => p.finish_send(left).await,
+        _ => panic!("the topic's partitions were not known yet"),
+    };
+    let partitions_of = |r: Result<i32, client::ProduceError>| match r {
+        Err(client::ProduceError::UnknownPartition { partitions, .. }) => partitions,
+        other => panic!("partition 3 of a 2-partition topic: {other:?}"),
+    };
+    assert_eq!(partitions_of(first), 2);
+    for _ in 0..3 {
+        assert_eq!(now(&p, to("four", 3)).await.unwrap(), 3);
+        assert_eq!(partitions_of(now(&p, to("two", 3)).await), 2);
+    }
+    // "two" grows to four partitions ("four" cannot shrink); the producer's next refresh
+    // shows them.
+    let grown = admin.create_partitions(&[("two".into(), 4), ("four".into(), 2)]).await.unwrap();
+    assert!(grown[0].1.is_ok(), "{grown:?}");
+    let refused = grown[1].1.as_ref().unwrap_err();
+    assert!(matches!(refused, client::AdminError::Topic { code: 37, .. }), "{refused:?}");
+    assert_eq!(partitions_of(now(&p, to("two", 3)).await), 2, "before the refresh");
+    p.cluster().refresh_metadata(Some(&["two".to_string()]), true).await.unwrap();
+    assert_eq!(now(&p, to("two", 3)).await.unwrap(), 3, "after the refresh");
+    assert_eq!(now(&p, to("four", 3)).await.unwrap(), 3);
+    p.flush().await;
+    p.close().await;
+    admin.close().await;
+    node.stop_tasks().await;
+}
+
 /// Kafka's buffered-node gate (KAFKA-17182, `AbstractFetch.prepareFetchRequests`): while records
 /// of a partition wait in the consumer's buffer, no fetch goes to that partition's leader.
 /// Without it, the fetch sent while partition 0 was buffered listed partition 1 alone and

@@ -329,12 +329,13 @@ impl ClientProducer {
         let record = ProducerRecord::new(ctx.topic.clone(), value)
             .with_timestamp(self.tracer.wall_ms_at(created_ns));
         // The send's slot is its token. It is pushed once the producer has chosen its partition
-        // (a send done at once is pushed whole, with no update after); nothing pushes in between
-        // (no await), and no completion can come before the push (they come from the
-        // producer's tasks).
-        let slot = lock(&self.history).sends.len();
-        let sent = producer.send_now_token(record, slot as u64);
+        // (a send done at once is pushed whole, with no update after). The history stays
+        // locked across the send (one lock a record, not two): `send_now_token` never tells
+        // the listener (which locks the history) before it returns; completions come from
+        // the producer's tasks.
         let mut h = lock(&self.history);
+        let slot = h.sends.len();
+        let sent = producer.send_now_token(record, slot as u64);
         let tp = match &sent {
             Ok(client::SendNow::Done(partition)) => {
                 Some(local.id(&mut h, &self.spec.topic, *partition))
