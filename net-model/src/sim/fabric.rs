@@ -7,7 +7,7 @@ use std::io::{self, ErrorKind};
 use std::sync::Arc;
 use std::task::Waker;
 
-use bytes::Bytes;
+use bytes::{Buf, Bytes};
 use rand_chacha::rand_core::{RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use tokio::sync::Notify;
@@ -65,7 +65,9 @@ impl Payload {
         let mut copy = |b: &mut Bytes, want: usize| {
             let take = want.min(b.len());
             buf.put_slice(&b[..take]);
-            let _ = b.split_to(take);
+            // Moves the view only: a split would make a second view and drop it (two atomic
+            // reference-count changes a read, and an owner's drop when the page was shared).
+            b.advance(take);
             take
         };
         match self {
@@ -827,7 +829,7 @@ impl Fabric {
         let space = self.cfg.tcp.send_buffer_bytes.saturating_sub(s.unsent_bytes);
         let take = (space.min(data.len() as u64)) as usize;
         if take > 0 {
-            let chunk = data.split_to(take);
+            let chunk = split_front(data, take);
             s.unsent_bytes += take as u64;
             s.unsent.push_back(chunk);
             s.wake.pump.notify_one();
@@ -1072,7 +1074,7 @@ fn take_bytes(q: &mut VecDeque<Bytes>, n: u64) -> Payload {
     let n = n as usize;
     if let Some(front) = q.front_mut() {
         if front.len() >= n {
-            let out = front.split_to(n);
+            let out = split_front(front, n);
             if front.is_empty() {
                 q.pop_front();
             }
@@ -1083,13 +1085,24 @@ fn take_bytes(q: &mut VecDeque<Bytes>, n: u64) -> Payload {
     while taken < n {
         let front = q.front_mut().expect("n <= unsent bytes");
         let take = (n - taken).min(front.len());
-        pieces.push_back(front.split_to(take));
+        pieces.push_back(split_front(front, take));
         taken += take;
         if front.is_empty() {
             q.pop_front();
         }
     }
     Payload::Many(pieces)
+}
+
+/// The first `n` bytes of `b`, leaving the rest in `b`: all of it moved out when `n` is its
+/// length (no second view made and the first dropped, which costs two atomic reference-count
+/// changes).
+fn split_front(b: &mut Bytes, n: usize) -> Bytes {
+    if n == b.len() {
+        std::mem::take(b)
+    } else {
+        b.split_to(n)
+    }
 }
 
 /// `a` and `b`, the smaller name first (a link's key).
