@@ -65,27 +65,31 @@ pub struct Segment {
 /// Sequential reader of batch headers (and, when asked, whole batches) over a file range.
 struct Scanner {
     file: FileRef,
-    buf: Bytes,
-    buf_pos: u64,
+    /// The chunk read ahead, in the pieces the file lent (a simulated file's pages; one piece
+    /// on real IO), and where it starts and ends in the file.
+    chunk: Vec<Bytes>,
+    chunk_pos: u64,
+    chunk_end: u64,
     end: u64,
 }
 
 impl Scanner {
     fn new(file: FileRef, end: u64) -> Self {
-        Self { file, buf: Bytes::new(), buf_pos: 0, end }
+        Self { file, chunk: Vec::new(), chunk_pos: 0, chunk_end: 0, end }
     }
 
-    /// Bytes `[pos, pos+len)` (fewer at the end of the range), reading ahead a chunk.
+    /// Bytes `[pos, pos+len)` (fewer at the end of the range), reading ahead a chunk. The chunk
+    /// is read in pieces: a header is a view of its page, not of a 64 KiB copy made to read it
+    /// (the copy was ~1.5 % of a simulated benchmark's CPU); only what straddles pieces is copied.
     async fn bytes(&mut self, pos: u64, len: usize) -> io::Result<Bytes> {
-        let buf_end = self.buf_pos + self.buf.len() as u64;
-        if pos < self.buf_pos || pos + len as u64 > buf_end {
+        if pos < self.chunk_pos || pos + len as u64 > self.chunk_end {
             let want = len.max(SCAN_CHUNK_BYTES).min(self.end.saturating_sub(pos) as usize);
-            self.buf = self.file.read_at(pos, want).await?;
-            self.buf_pos = pos;
+            self.chunk = self.file.read_pieces_at(pos, want).await?;
+            self.chunk_pos = pos;
+            self.chunk_end = pos + self.chunk.iter().map(|p| p.len() as u64).sum::<u64>();
         }
-        let start = (pos - self.buf_pos) as usize;
-        let stop = (start + len).min(self.buf.len());
-        Ok(self.buf.slice(start..stop))
+        let stop = (pos + len as u64).min(self.chunk_end);
+        Ok(view(&self.chunk, self.chunk_pos, pos, stop))
     }
 
     /// The header of the batch at `pos`, if a whole, plausible batch lies in the range.
@@ -104,6 +108,32 @@ impl Scanner {
         }
         Ok(Ok(header))
     }
+}
+
+/// Bytes `[pos, stop)` of `pieces`, which hold the file from `at` on: a view of one piece when
+/// the range lies in it, else a copy gathered from the pieces it spans.
+fn view(pieces: &[Bytes], at: u64, pos: u64, stop: u64) -> Bytes {
+    assert!(at <= pos && pos <= stop, "a view inside the chunk: {at} {pos} {stop}");
+    let mut piece_pos = at;
+    let mut gathered: Option<Vec<u8>> = None;
+    for piece in pieces {
+        let piece_end = piece_pos + piece.len() as u64;
+        if piece_end > pos && piece_pos < stop {
+            let from = (pos.max(piece_pos) - piece_pos) as usize;
+            let to = (stop.min(piece_end) - piece_pos) as usize;
+            if gathered.is_none() && piece_pos <= pos && stop <= piece_end {
+                return piece.slice(from..to);
+            }
+            gathered
+                .get_or_insert_with(|| Vec::with_capacity((stop - pos) as usize))
+                .extend_from_slice(&piece[from..to]);
+        }
+        piece_pos = piece_end;
+        if piece_pos >= stop {
+            break;
+        }
+    }
+    gathered.map_or_else(Bytes::new, Bytes::from)
 }
 
 impl Segment {
@@ -632,5 +662,39 @@ mod tests {
         assert_eq!(parse_segment_file_name("00000000000000000042.index", "log"), None);
         assert_eq!(parse_segment_file_name("42.log", "log"), None);
         assert_eq!(parse_segment_file_name("0000000000000000004x.log", "log"), None);
+    }
+
+    proptest::proptest! {
+        /// A view of a chunk read in pieces holds the bytes of the same range of the whole
+        /// chunk, cut at the chunk's end; a range inside one piece shares that piece's memory.
+        #[test]
+        fn a_view_of_pieces_is_the_range_of_their_concatenation(
+            sizes in proptest::collection::vec(0usize..40, 0..8),
+            at in 0u64..1_000,
+            from in 0usize..300,
+            len in 0usize..120,
+        ) {
+            let whole: Vec<u8> = (0..sizes.iter().sum::<usize>()).map(|i| (i * 7 % 251) as u8).collect();
+            let mut pieces = Vec::new();
+            let mut cut = 0;
+            for n in &sizes {
+                pieces.push(Bytes::copy_from_slice(&whole[cut..cut + n]));
+                cut += n;
+            }
+            let from = from.min(whole.len());
+            let stop = (from + len).min(whole.len());
+            let got = view(&pieces, at, at + from as u64, at + stop as u64);
+            proptest::prop_assert_eq!(&got[..], &whole[from..stop]);
+            let mut piece_pos = 0;
+            for p in &pieces {
+                let inside = piece_pos <= from && stop <= piece_pos + p.len() && from < stop;
+                if inside {
+                    let shared = p.as_ptr() as usize + (from - piece_pos) == got.as_ptr() as usize;
+                    proptest::prop_assert!(shared, "a range inside one piece is a view of it");
+                    break;
+                }
+                piece_pos += p.len();
+            }
+        }
     }
 }
