@@ -320,6 +320,22 @@ struct Appending {
     unpaid_append_bytes: u64,
     /// The partition count of the topic last sent to, as of a metadata generation.
     known: Option<KnownPartitions>,
+    /// The partition last appended to: a send to it makes no new [`TopicPartition`] (a topic
+    /// name's clone and drop, two atomic reference-count changes).
+    last_tp: Option<TopicPartition>,
+}
+
+/// `last` if it is `topic`'s `partition`, else made so.
+fn last_tp<'a>(
+    last: &'a mut Option<TopicPartition>,
+    topic: &Topic,
+    partition: i32,
+) -> &'a TopicPartition {
+    let same = matches!(last, Some(tp) if tp.partition == partition && tp.topic == *topic);
+    if !same {
+        *last = Some(TopicPartition::new(topic.clone(), partition));
+    }
+    last.as_ref().expect("set above")
 }
 
 /// [`Shared::known_partitions`]'s answer for `topic` while the metadata is at `generation`.
@@ -350,7 +366,7 @@ impl Appending {
         // newer answer, asked again at the next send.
         let generation = sh.cluster.metadata_generation();
         if let Some(k) = &self.known {
-            if k.generation == generation && *k.topic == **topic {
+            if k.generation == generation && k.topic == *topic {
                 return k.count;
             }
         }
@@ -589,6 +605,7 @@ impl Producer {
             unpaid_append_records: 0,
             unpaid_append_bytes: 0,
             known: None,
+            last_tp: None,
         };
         let shared = Arc::new(Shared {
             cfg,
@@ -703,20 +720,21 @@ impl Producer {
         if sh.closing.load(Ordering::SeqCst) {
             return Err(ProduceError::Closed);
         }
-        let mut a = lock(&sh.acc);
+        let mut guard = lock(&sh.acc);
+        let a = &mut *guard;
         let Some(count) = a.known_partitions(sh, &record.topic) else {
-            drop(a);
+            drop(guard);
             return Ok(SendNow::Left(SendLeft(Left::Metadata { record, done })));
         };
         let partition = a.choose_partition(sh, &record, count)?;
         let timestamp = record.timestamp.unwrap_or_else(wall_clock_ms);
-        let tp = TopicPartition::new(record.topic.clone(), partition);
+        let tp = last_tp(&mut a.last_tp, &record.topic, partition);
         let thunk = Thunk { done, timestamp };
         let rec = record_ref(&record, timestamp);
-        let appended = match a.acc.append_now(&tp, rec, thunk, || sh.now_ms())? {
+        let appended = match a.acc.append_now(tp, rec, thunk, || sh.now_ms())? {
             Ok(appended) => appended,
             Err(need) => {
-                drop(a);
+                drop(guard);
                 let memory = Memory { record, partition, need };
                 return Ok(SendNow::Left(SendLeft(Left::Memory(Box::new(memory)))));
             }

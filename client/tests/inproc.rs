@@ -444,7 +444,8 @@ async fn now(p: &Producer, record: ProducerRecord) -> Result<i32, client::Produc
 
 /// A send checks its partition against the count of its own topic, and sees a topic's new
 /// partitions once its metadata is refreshed (the producer keeps the last topic's count while
-/// the metadata is unchanged: a count kept across topics, or across a refresh, goes red here).
+/// the metadata is unchanged, and the partition last appended to: a count kept across topics
+/// or across a refresh, or a partition kept across topics, goes red here).
 #[tokio::test]
 async fn a_send_knows_its_topics_partitions_and_learns_new_ones() {
     let (_dir, net, node) = broker_with_topic("two").await;
@@ -487,7 +488,12 @@ async fn a_send_knows_its_topics_partitions_and_learns_new_ones() {
     p.cluster().refresh_metadata(Some(&["two".to_string()]), true).await.unwrap();
     assert_eq!(now(&p, to("two", 3)).await.unwrap(), 3, "after the refresh");
     assert_eq!(now(&p, to("four", 3)).await.unwrap(), 3);
+    // Each went to its own topic's partition 3: the offsets count each topic's records there.
+    let two = p.send(to("two", 3)).await.unwrap();
+    let four = p.send(to("four", 3)).await.unwrap();
     p.flush().await;
+    assert_eq!(two.await.unwrap().offset, 1, "two-3 holds one record before this one");
+    assert_eq!(four.await.unwrap().offset, 5, "four-3 holds five records before this one");
     p.close().await;
     admin.close().await;
     node.stop_tasks().await;
