@@ -121,7 +121,8 @@ fn view(pieces: &[Bytes], at: u64, pos: u64, stop: u64) -> Bytes {
         if piece_end > pos && piece_pos < stop {
             let from = (pos.max(piece_pos) - piece_pos) as usize;
             let to = (stop.min(piece_end) - piece_pos) as usize;
-            if gathered.is_none() && piece_pos <= pos && stop <= piece_end {
+            // The first piece the range touches holds `pos`: the range lies in it or spans on.
+            if piece_pos <= pos && stop <= piece_end {
                 return piece.slice(from..to);
             }
             gathered
