@@ -34,7 +34,7 @@ use kafka_protocol::messages::{BrokerId, FetchRequest, ListOffsetsRequest, Topic
 use kafka_protocol::protocol::StrBytes;
 use kafka_types::Topic;
 use net_model::Network;
-use records::{decode_batch, decode_batch_unverified_crc, BatchHeader, Header, LENGTH_FIELD_END};
+use records::Header;
 use thiserror::Error;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -43,12 +43,11 @@ use crate::accumulator::TopicPartition;
 use crate::cluster::Cluster;
 use crate::conn::{Conn, ConnConfig, ConnError};
 use crate::errors::{self, ErrorCode};
+use crate::fetched::{self, PartitionRecords};
 use crate::group::coordinator::{GroupCoordinator, GroupSettings, JoinDone, LeaderSnapshot};
 use crate::group::membership::{after_sync, before_join, GroupError};
 use crate::group::Strategy;
 
-/// Bound on one batch's decompressed records.
-const MAX_UNCOMPRESSED_BATCH: usize = 128 * 1024 * 1024;
 /// Slack over `fetch.max.bytes` for a Fetch response frame (headers, and KIP-74's first batch
 /// that may exceed the limits).
 const FETCH_RESPONSE_SLACK: usize = 16 * 1024 * 1024;
@@ -338,7 +337,9 @@ struct PartState {
 #[derive(Debug)]
 struct Completed {
     tp: TopicPartition,
-    records: VecDeque<ConsumerRecord>,
+    records: PartitionRecords,
+    /// Records already handed out, from the front.
+    taken: usize,
     /// Position after the last complete batch.
     next_offset: i64,
 }
@@ -350,7 +351,7 @@ struct PartResult {
     fetch_offset: i64,
     error_code: i16,
     high_watermark: i64,
-    records: Vec<ConsumerRecord>,
+    records: PartitionRecords,
     next_offset: i64,
     corrupt: Option<String>,
 }
@@ -760,6 +761,20 @@ impl Consumer {
     /// Returns records fetched for the assigned partitions, waiting up to `timeout` when none are
     /// buffered. An empty vector means the timeout passed.
     pub async fn poll(&mut self, timeout: Duration) -> Result<Vec<ConsumerRecord>, ConsumerError> {
+        let parts = self.poll_partitions(timeout).await?;
+        let mut out = Vec::with_capacity(parts.iter().map(PartitionRecords::len).sum());
+        for p in parts {
+            out.extend(p.into_records());
+        }
+        Ok(out)
+    }
+
+    /// [`Self::poll`], with the records as fetched: each partition's run of them, read in place
+    /// ([`PartitionRecords::iter`]: no reference counting or copy a record).
+    pub async fn poll_partitions(
+        &mut self,
+        timeout: Duration,
+    ) -> Result<Vec<PartitionRecords>, ConsumerError> {
         let deadline = Instant::now() + timeout;
         loop {
             if let Some(e) = self.pending_error.take() {
@@ -798,29 +813,35 @@ impl Consumer {
         }
     }
 
-    fn drain_buffered(&mut self) -> Vec<ConsumerRecord> {
+    /// Up to `max.poll.records` buffered records, each partition's as one run.
+    fn drain_buffered(&mut self) -> Vec<PartitionRecords> {
         let mut out = Vec::new();
+        let mut n = 0;
         let max = self.cfg.max_poll_records;
-        while out.len() < max {
+        while n < max {
             let Some(front) = self.buffered.front_mut() else { break };
-            let tp = front.tp.clone();
-            let valid = self.assignment.get(&tp).is_some_and(|st| st.position.is_some());
+            let valid = self.assignment.get(&front.tp).is_some_and(|st| st.position.is_some());
             if !valid {
                 self.buffered.pop_front();
                 continue;
             }
-            let take = (max - out.len()).min(front.records.len());
-            let last = take.checked_sub(1).map(|i| front.records[i].offset);
-            if out.is_empty() && take == front.records.len() {
-                // The whole fetch fits: its buffer becomes the poll's (no record moved).
-                out = Vec::from(std::mem::take(&mut front.records));
+            let left = front.records.len() - front.taken;
+            let take = (max - n).min(left);
+            let from = front.taken;
+            let last = take.checked_sub(1).map(|i| front.records.offset_at(from + i));
+            let part = if from == 0 && take == left {
+                // The whole fetch fits: its records become the poll's (none copied).
+                let empty = PartitionRecords::empty(front.records.topic.clone(), 0);
+                std::mem::replace(&mut front.records, empty)
             } else {
-                out.reserve(take);
-                out.extend(front.records.drain(..take));
-            }
-            let exhausted = front.records.is_empty();
+                front.records.part(from..from + take)
+            };
+            front.taken += take;
+            n += take;
+            out.push(part);
+            let exhausted = take == left;
             let next = front.next_offset;
-            if let Some(st) = self.assignment.get_mut(&tp) {
+            if let Some(st) = self.assignment.get_mut(&front.tp) {
                 if exhausted {
                     st.position = Some(next);
                 } else if let Some(l) = last {
@@ -877,7 +898,8 @@ impl Consumer {
                     }
                     self.buffered.push_back(Completed {
                         tp: p.tp,
-                        records: p.records.into(),
+                        records: p.records,
+                        taken: 0,
                         next_offset: p.next_offset,
                     });
                 }
@@ -1446,11 +1468,11 @@ async fn fetch(
         return Ok(parts
             .into_iter()
             .map(|(tp, fetch_offset)| PartResult {
+                records: PartitionRecords::empty(tp.topic.clone(), tp.partition),
                 tp,
                 fetch_offset,
                 error_code: resp.error_code,
                 high_watermark: -1,
-                records: Vec::new(),
                 next_offset: fetch_offset,
                 corrupt: None,
             })
@@ -1464,34 +1486,32 @@ async fn fetch(
             let Some(&(_, fetch_offset)) = parts.iter().find(|(q, _)| *q == tp) else {
                 continue;
             };
-            let (records, next_offset, corrupt) = if p.error_code == ErrorCode::NONE {
+            let decoded = if p.error_code == ErrorCode::NONE {
                 let data = p.records.unwrap_or_default();
                 let (data_bytes, codec) =
                     (data.len() as u64, crate::conn::first_batch_codec(&data));
                 let decoded =
-                    decode_records(&topic, p.partition_index, data, fetch_offset, check_crcs);
+                    fetched::decode(&topic, p.partition_index, data, fetch_offset, check_crcs);
                 // Client CPU: CRC32C over what arrived, decompression over what came out.
                 let cost = conn.cost_hook();
                 if check_crcs {
                     cost.spend(net_model::Work::Crc32c, data_bytes).await;
                 }
                 if let Some(codec) = codec {
-                    let out: usize = decoded
-                        .0
-                        .iter()
-                        .map(|r| {
-                            r.value.as_ref().map_or(0, |v| v.len())
-                                + r.key.as_ref().map_or(0, |k| k.len())
-                        })
-                        .sum();
-                    cost.spend(net_model::Work::Decompress(codec), out as u64).await;
-                    let records = decoded.0.len() as u64;
+                    let out = decoded.records.field_bytes();
+                    cost.spend(net_model::Work::Decompress(codec), out).await;
+                    let records = decoded.records.len() as u64;
                     cost.spend(net_model::Work::DecompressRecords(codec), records).await;
                 }
                 decoded
             } else {
-                (Vec::new(), fetch_offset, None)
+                fetched::Decoded {
+                    records: PartitionRecords::empty(topic.clone(), p.partition_index),
+                    next_offset: fetch_offset,
+                    corrupt: None,
+                }
             };
+            let fetched::Decoded { records, next_offset, corrupt } = decoded;
             out.push(PartResult {
                 tp,
                 fetch_offset,
@@ -1504,77 +1524,4 @@ async fn fetch(
         }
     }
     Ok(out)
-}
-
-/// Records [`decode_records`] reserves room for per batch at most, whatever its header says.
-const RESERVE_RECORDS_MAX: usize = 4096;
-
-/// Decodes one partition's record data: whole batches only (a partial trailing batch is dropped),
-/// records from `fetch_offset` on, control batches skipped. Returns the records, the offset after
-/// the last whole batch read, and the reason decoding stopped early, if it did.
-pub fn decode_records(
-    topic: &Topic,
-    partition: i32,
-    data: Bytes,
-    fetch_offset: i64,
-    check_crcs: bool,
-) -> (Vec<ConsumerRecord>, i64, Option<String>) {
-    let mut out = Vec::new();
-    let mut next = fetch_offset;
-    let mut pos = 0usize;
-    while data.len() - pos >= LENGTH_FIELD_END {
-        let Some(size) = BatchHeader::peek_size(&data[pos..]) else {
-            return (out, next, Some("negative batch length".into()));
-        };
-        if size > data.len() - pos {
-            break; // partial trailing batch
-        }
-        let batch = data.slice(pos..pos + size);
-        pos += size;
-        let header = match BatchHeader::parse(&batch) {
-            Ok(h) => h,
-            Err(e) => return (out, next, Some(e.to_string())),
-        };
-        if header.last_offset() < next {
-            continue;
-        }
-        if header.is_control() {
-            next = header.last_offset() + 1;
-            continue;
-        }
-        let iter = if check_crcs {
-            decode_batch(batch, MAX_UNCOMPRESSED_BATCH)
-        } else {
-            decode_batch_unverified_crc(batch, MAX_UNCOMPRESSED_BATCH)
-        };
-        let iter = match iter {
-            Ok(i) => i,
-            Err(e) => return (out, next, Some(e.to_string())),
-        };
-        // Room for the batch's records up front (bounded: the count is the broker's word).
-        out.reserve(usize::try_from(header.record_count).unwrap_or(0).min(RESERVE_RECORDS_MAX));
-        for r in iter {
-            let r = match r {
-                Ok(r) => r,
-                Err(e) => {
-                    let next = out.last().map_or(next, |l| (l.offset + 1).max(next));
-                    return (out, next, Some(e.to_string()));
-                }
-            };
-            if r.offset < next {
-                continue;
-            }
-            out.push(ConsumerRecord {
-                topic: topic.clone(),
-                partition,
-                offset: r.offset,
-                timestamp: r.timestamp,
-                key: r.key,
-                value: r.value,
-                headers: r.headers,
-            });
-        }
-        next = header.last_offset() + 1;
-    }
-    (out, next, None)
 }

@@ -9,6 +9,7 @@
 //!   (linger/size readiness, per-node drain, idempotent sequences) and a sender task.
 //! - [`consumer`]: [`Consumer`] with `assign`, `seek*`, `poll` and pipelined fetches; with a
 //!   `group.id`, `subscribe` (consumer groups, [`group`]), commits and rebalance listeners.
+//! - [`fetched`]: [`PartitionRecords`], one partition's fetched records read in place.
 //! - [`admin`]: [`Admin`] — create/delete/list topics.
 //! - [`omb`]: OpenMessaging Benchmark workloads, driver files and result JSON; `perf omb`.
 
@@ -21,6 +22,7 @@ pub mod config;
 pub mod conn;
 pub mod consumer;
 pub mod errors;
+pub mod fetched;
 pub mod group;
 pub mod omb;
 pub mod partitioner;
@@ -41,6 +43,7 @@ pub use consumer::{
     AutoOffsetReset, Consumer, ConsumerConfig, ConsumerError, ConsumerRecord, GroupMetadata,
     RebalanceEvent, RebalanceListener,
 };
+pub use fetched::{FetchedRecord, PartitionRecords};
 pub use group::{GroupError, Strategy};
 pub use partitioner::{murmur2, partition_for_key, to_positive, Partitioner};
 pub use producer::{

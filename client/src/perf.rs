@@ -536,23 +536,21 @@ pub async fn consume(
     let mut per_partition: BTreeMap<i32, u64> = BTreeMap::new();
     while stats.count < args.messages && last_record.elapsed() < timeout {
         let t = Instant::now();
-        let records = consumer.poll(Duration::from_millis(100)).await?;
-        if records.is_empty() {
+        let parts = consumer.poll_partitions(Duration::from_millis(100)).await?;
+        if parts.is_empty() {
             continue;
         }
         let ms = t.elapsed().as_secs_f64() * 1000.0;
         last_record = Instant::now();
-        let bytes: u64 = records
-            .iter()
-            .map(|r| {
-                r.value.as_ref().map_or(0, |v| v.len()) as u64
-                    + r.key.as_ref().map_or(0, |k| k.len()) as u64
-            })
-            .sum();
-        for r in &records {
-            *per_partition.entry(r.partition).or_default() += 1;
+        let (mut bytes, mut n) = (0u64, 0u64);
+        for p in &parts {
+            for r in p.iter() {
+                bytes += (r.value.map_or(0, <[u8]>::len) + r.key.map_or(0, <[u8]>::len)) as u64;
+            }
+            *per_partition.entry(p.partition).or_default() += p.len() as u64;
+            n += p.len() as u64;
         }
-        stats.record(ms, bytes, records.len() as u64);
+        stats.record(ms, bytes, n);
         if args.show_detailed_stats
             && last_report.elapsed() >= Duration::from_millis(args.reporting_interval)
         {

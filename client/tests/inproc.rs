@@ -547,3 +547,105 @@ async fn a_node_with_buffered_records_is_not_fetched_from_until_they_are_polled(
     p.close().await;
     node.stop_tasks().await;
 }
+
+/// Record `i` of [`polls_hand_out_each_partitions_records_in_place`]: a key on every third
+/// record, a null value on every fifth, `i % 3` headers (one with a null value).
+fn varied(i: usize, partition: i32) -> ProducerRecord {
+    let value =
+        (!i.is_multiple_of(5)).then(|| Bytes::from(format!("value-{i}-{}", "x".repeat(i % 11))));
+    let headers = (0..i % 3)
+        .map(|h| {
+            client::Header::new(format!("h{h}"), (h == 0).then(|| Bytes::from(format!("{i}"))))
+        })
+        .collect();
+    let mut r = ProducerRecord { value, ..ProducerRecord::new("views", Bytes::new()) }
+        .with_partition(partition)
+        .with_headers(headers)
+        .with_timestamp(1_000_000 + i as i64);
+    if i.is_multiple_of(3) {
+        r = r.with_key(format!("key-{i}"));
+    }
+    r
+}
+
+/// `poll_partitions` hands out one run per partition of what was sent, read in place — keys,
+/// null values, headers and timestamps where the producer put them, in plain and compressed
+/// batches, from a position inside a batch — at most `max.poll.records` a poll, and `poll`
+/// taken in turns with it continues where it stopped.
+#[tokio::test]
+async fn polls_hand_out_each_partitions_records_in_place() {
+    let (_dir, net, node) = broker_with_topic("views").await;
+    let mut sent = BTreeMap::new();
+    for (codec, range) in [("none", 0..40), ("zstd", 40..80)] {
+        let p = producer_to_broker(&net, [("linger.ms", "20"), ("compression.type", codec)]);
+        let mut futs = Vec::new();
+        for i in range {
+            futs.push((i, p.send(varied(i, (i % 2) as i32)).await.unwrap()));
+        }
+        for (i, f) in futs {
+            let md = f.await.unwrap();
+            sent.insert((md.partition, md.offset), i);
+        }
+        p.close().await;
+    }
+    let cfg = ConsumerConfig::from_pairs([
+        ("bootstrap.servers", "broker:9092"),
+        ("max.poll.records", "7"),
+        ("fetch.max.wait.ms", "50"),
+    ])
+    .unwrap();
+    let mut c = Consumer::new(cfg, Arc::clone(&net));
+    let (p0, p1) = (TopicPartition::new("views", 0), TopicPartition::new("views", 1));
+    c.assign([p0.clone(), p1.clone()]);
+    c.seek(&p0, 3).unwrap();
+    c.seek_to_beginning(std::slice::from_ref(&p1)).unwrap();
+    let check = |partition: i32,
+                 offset: i64,
+                 timestamp: i64,
+                 key: Option<&[u8]>,
+                 value: Option<&[u8]>,
+                 headers: &[client::Header]| {
+        let want = varied(sent[&(partition, offset)], partition);
+        assert_eq!(timestamp, want.timestamp.unwrap(), "{partition}@{offset}");
+        assert_eq!(key, want.key.as_deref(), "{partition}@{offset}");
+        assert_eq!(value, want.value.as_deref(), "{partition}@{offset}");
+        assert_eq!(headers, &want.headers[..], "{partition}@{offset}");
+    };
+    let mut got: BTreeMap<i32, Vec<i64>> = BTreeMap::new();
+    let (mut polls, mut in_place, mut owned) = (0u32, 0, 0);
+    while got.values().map(Vec::len).sum::<usize>() < 77 {
+        polls += 1;
+        assert!(polls <= 100, "{got:?}");
+        let mut seen = Vec::new();
+        if !polls.is_multiple_of(2) {
+            let parts = c.poll_partitions(Duration::from_millis(200)).await.unwrap();
+            for p in &parts {
+                assert_eq!(&*p.topic, "views");
+                assert!(!p.is_empty());
+                assert!(!seen.contains(&p.partition), "one run a partition");
+                seen.push(p.partition);
+                for r in p.iter() {
+                    check(p.partition, r.offset, r.timestamp, r.key, r.value, r.headers);
+                    got.entry(p.partition).or_default().push(r.offset);
+                    in_place += 1;
+                }
+            }
+            assert!(parts.iter().map(|p| p.len()).sum::<usize>() <= 7);
+        } else {
+            let records = c.poll(Duration::from_millis(200)).await.unwrap();
+            assert!(records.len() <= 7);
+            for r in &records {
+                assert_eq!(&*r.topic, "views");
+                let (k, v) = (r.key.as_deref(), r.value.as_deref());
+                check(r.partition, r.offset, r.timestamp, k, v, &r.headers);
+                got.entry(r.partition).or_default().push(r.offset);
+                owned += 1;
+            }
+        }
+    }
+    assert_eq!(got[&0], (3..40).collect::<Vec<i64>>(), "partition 0 from offset 3");
+    assert_eq!(got[&1], (0..40).collect::<Vec<i64>>());
+    assert!(in_place > 0 && owned > 0, "both ways: {in_place} in place, {owned} owned");
+    c.close().await;
+    node.stop_tasks().await;
+}

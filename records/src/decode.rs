@@ -131,6 +131,30 @@ impl RecordIter {
         }))
     }
 
+    /// The next record as the iterator yields it, but with its key and value left in place:
+    /// where they lie in [`Self::uncompressed_records`] (no reference counting a record: what a
+    /// reader that keeps the records section needs). Its headers, if any, are pushed onto
+    /// `headers`. `None` after the last record or an error, as the iterator.
+    pub fn next_span(
+        &mut self,
+        headers: &mut Vec<Header>,
+    ) -> Option<Result<RecordSpan, DecodeError>> {
+        if self.done {
+            return None;
+        }
+        match self.parse_next(Some(headers)) {
+            Ok(Some(s)) => Some(Ok(s)),
+            Ok(None) => {
+                self.done = true;
+                None
+            }
+            Err(e) => {
+                self.done = true;
+                Some(Err(e))
+            }
+        }
+    }
+
     /// The next record's offset, timestamp, whether it has a key and where its value lies,
     /// checked exactly as the iterator checks it but without slicing its fields out (no
     /// reference counting, no allocation): what a validator needs of each record, and a
@@ -163,7 +187,7 @@ impl RecordIter {
     fn parse_next(
         &mut self,
         headers: Option<&mut Vec<Header>>,
-    ) -> Result<Option<Span>, DecodeError> {
+    ) -> Result<Option<RecordSpan>, DecodeError> {
         let declared = self.header.record_count;
         if self.index as i64 >= declared as i64 {
             if self.pos != self.body.len() {
@@ -184,7 +208,7 @@ impl RecordIter {
     /// The same checks as that path, without building an error for each field: a record it
     /// accepts, the checked path accepts with the same span (a unit test compares the two).
     #[inline]
-    fn parse_plain(&self) -> Option<(Span, usize)> {
+    fn parse_plain(&self) -> Option<(RecordSpan, usize)> {
         let body: &[u8] = &self.body;
         let mut p = self.pos;
         let length = usize::try_from(plain_varint(body, &mut p)?).ok()?;
@@ -212,7 +236,7 @@ impl RecordIter {
             TimestampType::LogAppendTime => self.header.max_timestamp,
             TimestampType::CreateTime => self.header.base_timestamp.wrapping_add(ts_delta),
         };
-        Some((Span { offset, timestamp, key, value }, end))
+        Some((RecordSpan { offset, timestamp, key, value }, end))
     }
 
     /// Parses the next record (one is due) with every check named: the path of records with
@@ -220,7 +244,7 @@ impl RecordIter {
     fn parse_checked(
         &mut self,
         mut headers: Option<&mut Vec<Header>>,
-    ) -> Result<Option<Span>, DecodeError> {
+    ) -> Result<Option<RecordSpan>, DecodeError> {
         let declared = self.header.record_count;
         let index = self.index;
         if self.pos == self.body.len() {
@@ -282,7 +306,7 @@ impl RecordIter {
         };
         self.pos = end;
         self.index += 1;
-        Ok(Some(Span { offset, timestamp, key, value }))
+        Ok(Some(RecordSpan { offset, timestamp, key, value }))
     }
 }
 
@@ -308,14 +332,18 @@ fn plain_nullable(rec: &[u8], p: &mut usize) -> Option<Option<Range<usize>>> {
     Some(Some(range))
 }
 
-/// One parsed record: its offset and timestamp, and where its key and value lie in the records
-/// section.
-#[cfg_attr(test, derive(Debug, PartialEq, Eq))]
-struct Span {
-    offset: i64,
-    timestamp: i64,
-    key: Option<Range<usize>>,
-    value: Option<Range<usize>>,
+/// One parsed record ([`RecordIter::next_span`]): its offset and timestamp, and where its key and
+/// value lie in the records section ([`RecordIter::uncompressed_records`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordSpan {
+    /// As [`Record::offset`].
+    pub offset: i64,
+    /// As [`Record::timestamp`].
+    pub timestamp: i64,
+    /// `None`: a null key.
+    pub key: Option<Range<usize>>,
+    /// `None`: a null value.
+    pub value: Option<Range<usize>>,
 }
 
 /// What [`RecordIter::next_meta`] tells of a record.
@@ -473,6 +501,40 @@ mod tests {
             let mut damaged = it;
             damaged.body = Bytes::from(body);
             compare_paths(damaged);
+        }
+
+        /// A span names the bytes the iterator's record holds, on valid and damaged batches:
+        /// the same records, the same headers, the same error at the same place.
+        #[test]
+        fn spans_locate_what_the_iterator_yields(
+            records in proptest::collection::vec(rec(), 1..12),
+            damage in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 0..3),
+        ) {
+            let it = decode_batch(batch_of(&records), usize::MAX).expect("a valid batch");
+            let mut body = it.body.to_vec();
+            for (at, byte) in &damage {
+                let i = at.index(body.len());
+                body[i] = *byte;
+            }
+            let mut spans = it;
+            spans.body = Bytes::from(body);
+            let owned: Vec<_> = spans.clone().collect();
+            let section = spans.uncompressed_records().clone();
+            let mut located = Vec::new();
+            let mut headers = Vec::new();
+            while let Some(r) = spans.next_span(&mut headers) {
+                located.push(r.map(|s| Record {
+                    offset: s.offset,
+                    timestamp: s.timestamp,
+                    key: s.key.map(|k| section.slice(k)),
+                    value: s.value.map(|v| section.slice(v)),
+                    headers: std::mem::take(&mut headers),
+                }));
+            }
+            if damage.is_empty() {
+                prop_assert_eq!(located.len(), records.len());
+            }
+            prop_assert_eq!(located, owned);
         }
     }
 }

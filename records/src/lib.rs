@@ -23,7 +23,7 @@ pub use builder::{
 pub use compression::CompressionError;
 pub use decode::{
     decode_all, decode_batch, decode_batch_unverified_crc, DecodeError, Record, RecordIter,
-    RecordMeta,
+    RecordMeta, RecordSpan,
 };
 pub use header::{
     BatchError, BatchHeader, BatchIter, Compression, TimestampType, BATCH_HEADER_LEN,

@@ -656,35 +656,39 @@ impl ClientConsumer {
     }
 
     /// Records one poll: one history entry per partition run, in the order the consumer saw
-    /// them; the consumer's position moves past each run.
-    fn record_poll(&self, records: &[client::ConsumerRecord], who: &str) {
-        // Runs per partition in order of first appearance (records come grouped by partition:
-        // the last run is checked first, so no per-record allocation or map lookup).
-        let mut runs: Vec<(&client::ConsumerRecord, SeenRecords)> = Vec::new();
-        for r in records {
-            let Some(id) = r.value.as_deref().and_then(decode_value) else {
-                let tp = format!("{}-{}", r.topic, r.partition);
-                self.tracer.event(
-                    "decode-failed",
-                    &format!("{who} {tp}@{} value without an id", r.offset),
-                );
-                lock(&self.history).stuck.push(Stuck::new(
-                    LivenessCause::Undecodable,
-                    format!(
-                        "consumer {} could not decode {tp}@{}: value without an id",
-                        self.index, r.offset
-                    ),
-                ));
-                continue;
-            };
+    /// them; the consumer's position moves past each run. Reads the records in place (no
+    /// reference count a record).
+    fn record_poll(&self, parts: &[client::PartitionRecords], who: &str) {
+        // Runs per partition in order of first appearance (a poll hands out one run per
+        // partition; a second would join the first).
+        let mut runs: Vec<(&client::PartitionRecords, SeenRecords)> = Vec::new();
+        for p in parts {
             // A fetch's records share their topic's name (one allocation), and `Topic`'s
             // equality compares no bytes for clones.
-            let same = |(f, _): &&mut (&client::ConsumerRecord, _)| {
-                f.partition == r.partition && f.topic == r.topic
+            let same = |(f, _): &(&client::PartitionRecords, _)| {
+                f.partition == p.partition && f.topic == p.topic
             };
-            match runs.iter_mut().rev().find(same) {
-                Some((_, recs)) => recs.push(r.offset, id),
-                None => runs.push((r, SeenRecords::from_iter([(r.offset, id)]))),
+            let i = runs.iter().rposition(same).unwrap_or_else(|| {
+                runs.push((p, SeenRecords::new()));
+                runs.len() - 1
+            });
+            for r in p.iter() {
+                let Some(id) = r.value.and_then(decode_value) else {
+                    let tp = format!("{}-{}", p.topic, p.partition);
+                    self.tracer.event(
+                        "decode-failed",
+                        &format!("{who} {tp}@{} value without an id", r.offset),
+                    );
+                    lock(&self.history).stuck.push(Stuck::new(
+                        LivenessCause::Undecodable,
+                        format!(
+                            "consumer {} could not decode {tp}@{}: value without an id",
+                            self.index, r.offset
+                        ),
+                    ));
+                    continue;
+                };
+                runs[i].1.push(r.offset, id);
             }
         }
         let at_ns = self.tracer.now_ns();
@@ -747,8 +751,8 @@ impl ClientConsumer {
         }
         let poll_timeout = Duration::from_millis(self.spec.fetch_max_wait_ms.max(1));
         while !stopped() {
-            match consumer.poll(poll_timeout).await {
-                Ok(records) => self.record_poll(&records, &who),
+            match consumer.poll_partitions(poll_timeout).await {
+                Ok(parts) => self.record_poll(&parts, &who),
                 Err(ConsumerError::OffsetOutOfRange { topic, partition, offset }) => {
                     let tp = TopicPartition::new(topic, partition);
                     match self.reset(&mut consumer, &tp).await {

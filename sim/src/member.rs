@@ -266,33 +266,37 @@ impl MemberHost {
     /// a reset), and returns the offsets to commit: past the last record of each partition.
     fn record_polls(
         &self,
-        records: &[client::ConsumerRecord],
+        parts: &[client::PartitionRecords],
         fresh: &mut BTreeSet<String>,
         last_seen: &mut BTreeMap<String, i64>,
     ) -> BTreeMap<TopicPartition, i64> {
         let who = self.name();
-        // Runs per partition, found without a per-record allocation (records come grouped by
-        // partition), then in the order of their `topic-partition` names.
-        let mut runs: Vec<(&client::ConsumerRecord, SeenRecords)> = Vec::new();
-        for r in records {
-            let Some(v) = r.value.as_deref().and_then(decode_value) else {
-                let tp = format!("{}-{}", r.topic, r.partition);
-                lock(&self.history).stuck.push(Stuck::new(
-                    LivenessCause::Undecodable,
-                    format!("{who} could not decode {tp}@{}: value without an id", r.offset),
-                ));
-                continue;
+        // Runs per partition (a poll hands out one run per partition; a second would join the
+        // first), read in place, then in the order of their `topic-partition` names.
+        let mut runs: Vec<(&client::PartitionRecords, SeenRecords)> = Vec::new();
+        for p in parts {
+            let same = |(f, _): &(&client::PartitionRecords, _)| {
+                f.partition == p.partition && f.topic == p.topic
             };
-            let same = |(f, _): &&mut (&client::ConsumerRecord, _)| {
-                f.partition == r.partition && f.topic == r.topic
-            };
-            match runs.iter_mut().rev().find(same) {
-                Some((_, recs)) => recs.push(r.offset, v),
-                None => runs.push((r, SeenRecords::from_iter([(r.offset, v)]))),
+            let i = runs.iter().rposition(same).unwrap_or_else(|| {
+                runs.push((p, SeenRecords::new()));
+                runs.len() - 1
+            });
+            for r in p.iter() {
+                let Some(v) = r.value.and_then(decode_value) else {
+                    let tp = format!("{}-{}", p.topic, p.partition);
+                    lock(&self.history).stuck.push(Stuck::new(
+                        LivenessCause::Undecodable,
+                        format!("{who} could not decode {tp}@{}: value without an id", r.offset),
+                    ));
+                    continue;
+                };
+                runs[i].1.push(r.offset, v);
             }
         }
         let runs: BTreeMap<String, _> = runs
             .into_iter()
+            .filter(|(_, recs)| !recs.is_empty())
             .map(|(r, recs)| (format!("{}-{}", r.topic, r.partition), (r, recs)))
             .collect();
         let at_ns = self.tracer.now_ns();
@@ -390,7 +394,7 @@ impl MemberHost {
                 break;
             }
             self.wait_while_stalled().await;
-            let polled = consumer.poll(poll_timeout).await;
+            let polled = consumer.poll_partitions(poll_timeout).await;
             let mut changed = false;
             while let Ok(ev) = rx.try_recv() {
                 changed = true;

@@ -349,12 +349,12 @@ async fn consume_loop(
     me: usize,
 ) {
     while !shared.stop_consumers.load(Ordering::Relaxed) {
-        match consumer.poll(Duration::from_millis(100)).await {
-            Ok(records) => {
+        match consumer.poll_partitions(Duration::from_millis(100)).await {
+            Ok(parts) => {
                 let now_ms = wall_clock_ms();
                 let t = shared.now_s();
                 let mut rec = lock(&shared.recorder);
-                for r in &records {
+                for r in parts.iter().flat_map(|p| p.iter()) {
                     rec.consumed(t, Some((now_ms - r.timestamp) as f64));
                 }
             }

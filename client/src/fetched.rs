@@ -1,0 +1,223 @@
+//! One partition's records as a fetch brought them: each batch's records section (a view of the
+//! response's bytes, or the decompressed buffer) and where each record's key, value and headers
+//! lie in it. A reader that looks at records through [`PartitionRecords::iter`] costs no
+//! reference-count change and no copy a record; [`crate::Consumer::poll`] turns them into owned
+//! [`ConsumerRecord`]s (a topic and two `Bytes` views each), [`crate::Consumer::poll_partitions`]
+//! hands them out as they are.
+//!
+//! Issue 13: the simulator's consumers read a million records per simulated 10 s, and each owned
+//! record cost four atomic reference-count changes (its topic and value made and dropped) and 128
+//! bytes of fresh memory; a located record is 72 bytes and no atomics.
+
+use std::ops::Range;
+
+use bytes::Bytes;
+use kafka_types::Topic;
+use records::{decode_batch, decode_batch_unverified_crc, BatchHeader, Header, LENGTH_FIELD_END};
+
+use crate::consumer::ConsumerRecord;
+
+/// Bound on one batch's decompressed records.
+pub(crate) const MAX_UNCOMPRESSED_BATCH: usize = 128 * 1024 * 1024;
+
+/// Records [`decode`] reserves room for per batch at most, whatever its header says.
+const RESERVE_RECORDS_MAX: usize = 4096;
+
+/// Records of one partition, in offset order, from one fetch (or a part of one: a poll hands out
+/// at most `max.poll.records`).
+#[derive(Debug, Clone)]
+pub struct PartitionRecords {
+    /// Shared by every record of a fetch's partition (one allocation).
+    pub topic: Topic,
+    pub partition: i32,
+    /// The batches' records sections the records lie in (a batch none of whose records is
+    /// here may still be listed).
+    sections: Vec<Bytes>,
+    records: Vec<Located>,
+}
+
+/// A record's place in its batch's records section. Ranges are `u32`: a section is bounded by
+/// the response frame (`fetch.max.bytes`, an `i32`, plus slack) or by
+/// [`MAX_UNCOMPRESSED_BATCH`].
+#[derive(Debug, Clone)]
+struct Located {
+    offset: i64,
+    timestamp: i64,
+    section: u32,
+    key: Option<Range<u32>>,
+    value: Option<Range<u32>>,
+    headers: Vec<Header>,
+}
+
+/// A record of [`PartitionRecords`], borrowed from it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FetchedRecord<'a> {
+    pub offset: i64,
+    pub timestamp: i64,
+    pub key: Option<&'a [u8]>,
+    pub value: Option<&'a [u8]>,
+    pub headers: &'a [Header],
+}
+
+impl PartitionRecords {
+    pub(crate) fn empty(topic: Topic, partition: i32) -> Self {
+        PartitionRecords { topic, partition, sections: Vec::new(), records: Vec::new() }
+    }
+
+    pub fn len(&self) -> usize {
+        self.records.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.records.is_empty()
+    }
+
+    /// The records in offset order.
+    pub fn iter(&self) -> impl ExactSizeIterator<Item = FetchedRecord<'_>> + DoubleEndedIterator {
+        self.records.iter().map(|r| {
+            let section = &self.sections[r.section as usize];
+            let field = |f: &Option<Range<u32>>| {
+                f.as_ref().map(|f| &section[f.start as usize..f.end as usize])
+            };
+            FetchedRecord {
+                offset: r.offset,
+                timestamp: r.timestamp,
+                key: field(&r.key),
+                value: field(&r.value),
+                headers: &r.headers,
+            }
+        })
+    }
+
+    /// Owned records, each with its topic and views of its key and value.
+    pub fn into_records(self) -> impl Iterator<Item = ConsumerRecord> {
+        let PartitionRecords { topic, partition, sections, records } = self;
+        records.into_iter().map(move |r| {
+            let section = &sections[r.section as usize];
+            let field =
+                |f: Option<Range<u32>>| f.map(|f| section.slice(f.start as usize..f.end as usize));
+            ConsumerRecord {
+                topic: topic.clone(),
+                partition,
+                offset: r.offset,
+                timestamp: r.timestamp,
+                key: field(r.key),
+                value: field(r.value),
+                headers: r.headers,
+            }
+        })
+    }
+
+    /// The offset of record `i` (in offset order).
+    pub(crate) fn offset_at(&self, i: usize) -> i64 {
+        self.records[i].offset
+    }
+
+    /// Records `range`, sharing the sections' bytes.
+    pub(crate) fn part(&self, range: Range<usize>) -> PartitionRecords {
+        PartitionRecords {
+            topic: self.topic.clone(),
+            partition: self.partition,
+            sections: self.sections.clone(),
+            records: self.records[range].to_vec(),
+        }
+    }
+
+    /// The bytes of every key and value (what decompression produced, for the CPU model).
+    pub(crate) fn field_bytes(&self) -> u64 {
+        let len = |f: &Option<Range<u32>>| f.as_ref().map_or(0, |f| u64::from(f.end - f.start));
+        self.records.iter().map(|r| len(&r.key) + len(&r.value)).sum()
+    }
+}
+
+/// What [`decode`] read of one partition's record data.
+#[derive(Debug)]
+pub(crate) struct Decoded {
+    pub records: PartitionRecords,
+    /// The offset after the last whole batch read.
+    pub next_offset: i64,
+    /// Why decoding stopped early, if it did.
+    pub corrupt: Option<String>,
+}
+
+/// Decodes one partition's record data: whole batches only (a partial trailing batch is dropped),
+/// records from `fetch_offset` on, control batches skipped.
+pub(crate) fn decode(
+    topic: &Topic,
+    partition: i32,
+    data: Bytes,
+    fetch_offset: i64,
+    check_crcs: bool,
+) -> Decoded {
+    let mut out = PartitionRecords::empty(topic.clone(), partition);
+    let mut next = fetch_offset;
+    let mut pos = 0usize;
+    let stop =
+        |records, next, why: String| Decoded { records, next_offset: next, corrupt: Some(why) };
+    while data.len() - pos >= LENGTH_FIELD_END {
+        let Some(size) = BatchHeader::peek_size(&data[pos..]) else {
+            return stop(out, next, "negative batch length".into());
+        };
+        if size > data.len() - pos {
+            break; // partial trailing batch
+        }
+        let batch = data.slice(pos..pos + size);
+        pos += size;
+        let header = match BatchHeader::parse(&batch) {
+            Ok(h) => h,
+            Err(e) => return stop(out, next, e.to_string()),
+        };
+        if header.last_offset() < next {
+            continue;
+        }
+        if header.is_control() {
+            next = header.last_offset() + 1;
+            continue;
+        }
+        let iter = if check_crcs {
+            decode_batch(batch, MAX_UNCOMPRESSED_BATCH)
+        } else {
+            decode_batch_unverified_crc(batch, MAX_UNCOMPRESSED_BATCH)
+        };
+        let mut iter = match iter {
+            Ok(i) => i,
+            Err(e) => return stop(out, next, e.to_string()),
+        };
+        let section =
+            u32::try_from(out.sections.len()).expect("fewer batches than bytes in a frame");
+        out.sections.push(iter.uncompressed_records().clone());
+        // Room for the batch's records up front (bounded: the count is the broker's word).
+        let count = usize::try_from(header.record_count).unwrap_or(0);
+        out.records.reserve(count.min(RESERVE_RECORDS_MAX));
+        let mut headers = Vec::new();
+        while let Some(r) = iter.next_span(&mut headers) {
+            let r = match r {
+                Ok(r) => r,
+                Err(e) => {
+                    let next = out.records.last().map_or(next, |l| (l.offset + 1).max(next));
+                    return stop(out, next, e.to_string());
+                }
+            };
+            let headers = std::mem::take(&mut headers);
+            if r.offset < next {
+                continue;
+            }
+            out.records.push(Located {
+                offset: r.offset,
+                timestamp: r.timestamp,
+                section,
+                key: r.key.map(narrow),
+                value: r.value.map(narrow),
+                headers,
+            });
+        }
+        next = header.last_offset() + 1;
+    }
+    Decoded { records: out, next_offset: next, corrupt: None }
+}
+
+/// A field's range in a section, which is bounded below 4 GiB (see [`Located`]).
+fn narrow(r: Range<usize>) -> Range<u32> {
+    let at = |i: usize| u32::try_from(i).expect("a records section is bounded below 4 GiB");
+    at(r.start)..at(r.end)
+}
