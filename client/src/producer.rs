@@ -110,6 +110,75 @@ impl ProducerRecord {
     }
 }
 
+/// A record to send, borrowed ([`Producer::send_now_token_ref`]): what a driver that writes its
+/// values into a scratch buffer hands over without making a `Bytes` (and a topic reference) a
+/// record. Copied into an owned [`ProducerRecord`] only when the send must wait (for metadata
+/// or buffer memory); otherwise its bytes go straight into the batch.
+#[derive(Debug, Clone, Copy)]
+pub struct ProducerRecordRef<'a> {
+    pub topic: &'a Topic,
+    /// As [`ProducerRecord::partition`].
+    pub partition: Option<i32>,
+    pub key: Option<&'a [u8]>,
+    pub value: Option<&'a [u8]>,
+    pub headers: &'a [Header],
+    /// As [`ProducerRecord::timestamp`].
+    pub timestamp: Option<i64>,
+}
+
+impl ProducerRecordRef<'_> {
+    /// The owned record (its key, value and headers copied).
+    pub fn to_owned(&self) -> ProducerRecord {
+        ProducerRecord {
+            topic: self.topic.clone(),
+            partition: self.partition,
+            key: self.key.map(Bytes::copy_from_slice),
+            value: self.value.map(Bytes::copy_from_slice),
+            headers: self.headers.to_vec(),
+            timestamp: self.timestamp,
+        }
+    }
+}
+
+impl ProducerRecord {
+    /// The record, borrowed.
+    pub fn as_ref(&self) -> ProducerRecordRef<'_> {
+        ProducerRecordRef {
+            topic: &self.topic,
+            partition: self.partition,
+            key: self.key.as_deref(),
+            value: self.value.as_deref(),
+            headers: &self.headers,
+            timestamp: self.timestamp,
+        }
+    }
+}
+
+/// A record [`Producer::send_now_with`] takes: owned, or borrowed and copied only if it must
+/// wait.
+trait Sendable {
+    fn view(&self) -> ProducerRecordRef<'_>;
+    fn into_owned(self) -> ProducerRecord;
+}
+
+impl Sendable for ProducerRecord {
+    fn view(&self) -> ProducerRecordRef<'_> {
+        self.as_ref()
+    }
+    fn into_owned(self) -> ProducerRecord {
+        self
+    }
+}
+
+impl Sendable for ProducerRecordRef<'_> {
+    fn view(&self) -> ProducerRecordRef<'_> {
+        *self
+    }
+    fn into_owned(self) -> ProducerRecord {
+        self.to_owned()
+    }
+}
+
 /// Where an acknowledged record landed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RecordMetadata {
@@ -232,13 +301,8 @@ struct Tail {
 }
 
 /// The accumulator's view of `record`, stamped `timestamp`.
-fn record_ref(record: &ProducerRecord, timestamp: i64) -> RecordRef<'_> {
-    RecordRef {
-        timestamp,
-        key: record.key.as_deref(),
-        value: record.value.as_deref(),
-        headers: &record.headers,
-    }
+fn record_ref<'a>(record: &ProducerRecordRef<'a>, timestamp: i64) -> RecordRef<'a> {
+    RecordRef { timestamp, key: record.key, value: record.value, headers: record.headers }
 }
 
 impl std::fmt::Debug for Thunk {
@@ -382,10 +446,10 @@ impl Appending {
     fn choose_partition(
         &mut self,
         sh: &Shared,
-        record: &ProducerRecord,
+        record: &ProducerRecordRef<'_>,
         count: usize,
     ) -> Result<i32, ProduceError> {
-        let key = record.key.as_deref();
+        let key = record.key;
         match record.partition {
             Some(p) if p < 0 || p as usize >= count => Err(ProduceError::UnknownPartition {
                 topic: record.topic.to_string(),
@@ -394,7 +458,7 @@ impl Appending {
             }),
             Some(p) => Ok(p),
             None => {
-                let (topic, partitioner) = (&record.topic, &mut self.partitioner);
+                let (topic, partitioner) = (record.topic, &mut self.partitioner);
                 partitioner.without_draw(topic, key, count as u32).or_else(|| {
                     let available = sh.available_partitions(topic);
                     partitioner.partition(topic, key, count as u32, &available)
@@ -413,22 +477,21 @@ impl Appending {
     /// costs); what is left to await, if anything.
     fn note_append(
         &mut self,
-        record: &ProducerRecord,
+        record: &ProducerRecordRef<'_>,
         partition: i32,
         appended: &Appended,
     ) -> Option<Tail> {
         if record.partition.is_none() {
             // The batch appended to is its queue's last: Kafka's `allBatchesFull(dq)`.
             self.partitioner.on_append(
-                &record.topic,
-                record.key.as_deref(),
+                record.topic,
+                record.key,
                 partition as u32,
                 appended.appended_bytes,
                 appended.batch_is_full,
             );
         }
-        let record_bytes =
-            record.key.as_ref().map_or(0, Bytes::len) + record.value.as_ref().map_or(0, Bytes::len);
+        let record_bytes = record.key.map_or(0, <[u8]>::len) + record.value.map_or(0, <[u8]>::len);
         self.unpaid_append_records += 1;
         self.unpaid_append_bytes += record_bytes as u64;
         let tail = Tail {
@@ -700,6 +763,19 @@ impl Producer {
         self.send_now_with(record, OnDone::Token(token))
     }
 
+    /// [`send_now_token`](Self::send_now_token) with the record borrowed: its bytes are copied
+    /// into the batch, or into an owned record if the send must wait.
+    pub fn send_now_token_ref(
+        &self,
+        record: ProducerRecordRef<'_>,
+        token: u64,
+    ) -> Result<SendNow, ProduceError> {
+        if self.shared.listener.get().is_none() {
+            return Err(ProduceError::NoListener);
+        }
+        self.send_now_with(record, OnDone::Token(token))
+    }
+
     /// The part of [`send_with_callback`](Self::send_with_callback) that needs no waiting, as
     /// Kafka's `send` is a plain call unless metadata or buffer memory is missing: appends the
     /// record if its topic's partitions are known and its batch has room (or the pool has free
@@ -716,31 +792,33 @@ impl Producer {
     }
 
     /// [`send_now`](Self::send_now) with what runs when the record completes.
-    fn send_now_with(&self, record: ProducerRecord, done: OnDone) -> Result<SendNow, ProduceError> {
+    fn send_now_with<R: Sendable>(&self, record: R, done: OnDone) -> Result<SendNow, ProduceError> {
         let sh = &self.shared;
         if sh.closing.load(Ordering::SeqCst) {
             return Err(ProduceError::Closed);
         }
         let mut guard = lock(&sh.acc);
         let a = &mut *guard;
-        let Some(count) = a.known_partitions(sh, &record.topic) else {
+        let Some(count) = a.known_partitions(sh, record.view().topic) else {
             drop(guard);
+            let record = record.into_owned();
             return Ok(SendNow::Left(SendLeft(Left::Metadata { record, done })));
         };
-        let partition = a.choose_partition(sh, &record, count)?;
-        let timestamp = record.timestamp.unwrap_or_else(wall_clock_ms);
-        let tp = last_tp(&mut a.last_tp, &record.topic, partition);
+        let view = record.view();
+        let partition = a.choose_partition(sh, &view, count)?;
+        let timestamp = view.timestamp.unwrap_or_else(wall_clock_ms);
+        let tp = last_tp(&mut a.last_tp, view.topic, partition);
         let thunk = Thunk { done, timestamp };
-        let rec = record_ref(&record, timestamp);
+        let rec = record_ref(&view, timestamp);
         let appended = match a.acc.append_now(tp, rec, thunk, || sh.now_ms())? {
             Ok(appended) => appended,
             Err(need) => {
                 drop(guard);
-                let memory = Memory { record, partition, need };
+                let memory = Memory { record: record.into_owned(), partition, need };
                 return Ok(SendNow::Left(SendLeft(Left::Memory(Box::new(memory)))));
             }
         };
-        Ok(match a.note_append(&record, partition, &appended) {
+        Ok(match a.note_append(&view, partition, &appended) {
             None => SendNow::Done(partition),
             Some(tail) => SendNow::Left(SendLeft(Left::Tail(tail))),
         })
@@ -759,7 +837,8 @@ impl Producer {
                 let max_block = Duration::from_millis(self.shared.cfg.max_block_ms);
                 let (partition, appended) =
                     self.append_after_memory(&record, partition, need, max_block).await?;
-                let tail = lock(&self.shared.acc).note_append(&record, partition, &appended);
+                let tail =
+                    lock(&self.shared.acc).note_append(&record.as_ref(), partition, &appended);
                 if let Some(tail) = tail {
                     self.tail(tail).await;
                 }
@@ -780,13 +859,13 @@ impl Producer {
         let until = Instant::now() + max_block;
         let partition = loop {
             if let Some(count) = sh.known_partitions(&record.topic) {
-                break lock(&sh.acc).choose_partition(sh, &record, count)?;
+                break lock(&sh.acc).choose_partition(sh, &record.as_ref(), count)?;
             }
             self.wait_on_metadata(&record.topic, until).await?;
         };
         let timestamp = record.timestamp.unwrap_or_else(wall_clock_ms);
         let tp = TopicPartition::new(record.topic.clone(), partition);
-        let rec = record_ref(&record, timestamp);
+        let rec = record_ref(&record.as_ref(), timestamp);
         let thunk = Thunk { done, timestamp };
         let now = lock(&sh.acc).acc.append_now(&tp, rec, thunk, || sh.now_ms())?;
         let (partition, appended) = match now {
@@ -796,7 +875,7 @@ impl Producer {
                 self.append_after_memory(&record, partition, need, remaining).await?
             }
         };
-        let tail = lock(&sh.acc).note_append(&record, partition, &appended);
+        let tail = lock(&sh.acc).note_append(&record.as_ref(), partition, &appended);
         if let Some(tail) = tail {
             self.tail(tail).await;
         }
@@ -816,7 +895,7 @@ impl Producer {
         max_block: Duration,
     ) -> Result<(i32, Appended), ProduceError> {
         let sh = &self.shared;
-        let rec = record_ref(record, need.thunk().timestamp);
+        let rec = record_ref(&record.as_ref(), need.thunk().timestamp);
         let waited = need.wait(max_block).await?;
         let partition = self.partition_after_wait(record, partition)?;
         let tp = TopicPartition::new(record.topic.clone(), partition);
@@ -843,7 +922,7 @@ impl Producer {
         if now == Some(partition as u32) {
             return Ok(partition);
         }
-        a.choose_partition(sh, record, count)
+        a.choose_partition(sh, &record.as_ref(), count)
     }
 
     /// What follows an append that waited for memory, or opened or filled a batch.

@@ -649,3 +649,86 @@ async fn polls_hand_out_each_partitions_records_in_place() {
     c.close().await;
     node.stop_tasks().await;
 }
+
+/// A borrowed send (`send_now_token_ref`) copies what it was lent before it returns, whichever
+/// way it goes — into the batch at once, or into a record of its own to wait for the topic's
+/// metadata or for buffer memory — so the caller may write the next record over the same
+/// buffer; a keyed record goes to its key's partition. Every record is consumed back with the
+/// bytes it was sent with, at the offset the listener heard.
+#[tokio::test]
+async fn a_borrowed_send_copies_what_it_was_lent_whichever_way_it_goes() {
+    let (_dir, net, node) = broker_with_topic("lent").await;
+    // Batches of ~9 records, memory for three, sent only when full.
+    let p = producer_to_broker(
+        &net,
+        [("batch.size", "1024"), ("buffer.memory", "3072"), ("linger.ms", "60000")],
+    );
+    let heard = Arc::new(Heard::default());
+    assert!(p.listen(heard.clone()).is_ok());
+    let topic = kafka_types::Topic::from("lent");
+    let key = |i: u64| i.is_multiple_of(4).then(|| format!("key-{i}").into_bytes());
+    let headers = |i: u64| {
+        (i % 3 == 1).then(|| client::Header::new(format!("h{i}"), None)).into_iter().collect()
+    };
+    let (records, mut value) = (300u64, Vec::new());
+    let mut ways: BTreeMap<Option<SendWait>, usize> = BTreeMap::new();
+    for i in 0..records {
+        // One buffer for every value, written over by each record.
+        value.clear();
+        value.extend_from_slice(format!("{i:0>100}").as_bytes());
+        let (k, h): (Option<Vec<u8>>, Vec<client::Header>) = (key(i), headers(i));
+        let record = client::ProducerRecordRef {
+            topic: &topic,
+            partition: None,
+            key: k.as_deref(),
+            value: Some(&value),
+            headers: &h,
+            timestamp: Some(7_000 + i as i64),
+        };
+        match p.send_now_token_ref(record, i).unwrap() {
+            SendNow::Done(_) => *ways.entry(None).or_default() += 1,
+            SendNow::Left(left) => {
+                *ways.entry(Some(left.wait())).or_default() += 1;
+                p.finish_send(left).await.unwrap();
+            }
+        }
+    }
+    p.flush().await;
+    assert_eq!(ways.get(&Some(SendWait::Metadata)), Some(&1), "{ways:?}");
+    assert!(ways.get(&Some(SendWait::Memory)).is_some_and(|&n| n >= 1), "{ways:?}");
+    assert!(ways.get(&None).is_some_and(|&n| n > 100), "{ways:?}");
+    let log = std::mem::take(&mut *heard.log.lock().unwrap());
+    assert_eq!(log.len() as u64, records);
+    let placed: BTreeMap<(i32, i64), u64> = log.iter().map(|&(i, p, o, _)| ((p, o), i)).collect();
+    assert_eq!(placed.len() as u64, records, "each at an offset of its own");
+    let cfg = ConsumerConfig::from_pairs([
+        ("bootstrap.servers", "broker:9092"),
+        ("auto.offset.reset", "earliest"),
+        ("fetch.max.wait.ms", "50"),
+    ])
+    .unwrap();
+    let mut c = Consumer::new(cfg, Arc::clone(&net));
+    c.assign([TopicPartition::new("lent", 0), TopicPartition::new("lent", 1)]);
+    let mut got = 0;
+    for _ in 0..100 {
+        for r in c.poll(Duration::from_millis(100)).await.unwrap() {
+            let i = placed[&(r.partition, r.offset)];
+            assert_eq!(r.value.as_deref(), Some(format!("{i:0>100}").as_bytes()), "record {i}");
+            assert_eq!(r.key.as_deref(), key(i).as_deref(), "record {i}");
+            assert_eq!(r.headers, headers(i), "record {i}");
+            assert_eq!(r.timestamp, 7_000 + i as i64, "record {i}");
+            if let Some(k) = key(i) {
+                let want = client::partition_for_key(&k, 2).unwrap() as i32;
+                assert_eq!(r.partition, want, "record {i} goes to its key's partition");
+            }
+            got += 1;
+        }
+        if got == records {
+            break;
+        }
+    }
+    assert_eq!(got, records);
+    c.close().await;
+    p.close().await;
+    node.stop_tasks().await;
+}

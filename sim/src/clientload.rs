@@ -107,12 +107,13 @@ const VALUE_SLAB_BYTES: usize = 64 << 10;
 #[derive(Default)]
 struct ValueSlab(BytesMut);
 
-/// What one producer's sends keep between records: the slab its values are cut from, and the
-/// history's id of each partition it was handed (interning names one per record cost a map
-/// lookup by topic name).
+/// What one producer's sends keep between records: the buffer its values are written into (the
+/// producer copies a value into its batch, or into a record of its own if the send must wait),
+/// and the history's id of each partition it was handed (interning names one per record cost a
+/// map lookup by topic name).
 #[derive(Default)]
 struct SendLocal {
-    slab: ValueSlab,
+    value: Vec<u8>,
     ids: Vec<Option<crate::history::PartitionId>>,
 }
 
@@ -325,9 +326,17 @@ impl ClientProducer {
         local: &mut SendLocal,
     ) -> Option<LeftSend> {
         let id = (u64::from(self.index) << 40) | seq;
-        let value = local.slab.value(id, self.spec.record_bytes);
-        let record = ProducerRecord::new(ctx.topic.clone(), value)
-            .with_timestamp(self.tracer.wall_ms_at(created_ns));
+        // Borrowed, not a `Bytes` and a topic reference a record (atomic reference counts).
+        local.value.resize(self.spec.record_bytes.max(8), 0);
+        encode_value_into(id, &mut local.value);
+        let record = client::ProducerRecordRef {
+            topic: &ctx.topic,
+            partition: None,
+            key: None,
+            value: Some(&local.value),
+            headers: &[],
+            timestamp: Some(self.tracer.wall_ms_at(created_ns)),
+        };
         // The send's slot is its token. It is pushed once the producer has chosen its partition
         // (a send done at once is pushed whole, with no update after). The history stays
         // locked across the send (one lock a record, not two): `send_now_token` never tells
@@ -335,7 +344,7 @@ impl ClientProducer {
         // the producer's tasks.
         let mut h = lock(&self.history);
         let slot = h.sends.len();
-        let sent = producer.send_now_token(record, slot as u64);
+        let sent = producer.send_now_token_ref(record, slot as u64);
         let tp = match &sent {
             Ok(client::SendNow::Done(partition)) => {
                 Some(local.id(&mut h, &self.spec.topic, *partition))
