@@ -829,13 +829,8 @@ impl Consumer {
             let take = (max - n).min(left);
             let from = front.taken;
             let last = take.checked_sub(1).map(|i| front.records.offset_at(from + i));
-            let part = if from == 0 && take == left {
-                // The whole fetch fits: its records become the poll's (none copied).
-                let empty = PartitionRecords::empty(front.records.topic.clone(), 0);
-                std::mem::replace(&mut front.records, empty)
-            } else {
-                front.records.part(from..from + take)
-            };
+            // Shares what was fetched: no record copied.
+            let part = front.records.part(from..from + take);
             front.taken += take;
             n += take;
             out.push(part);

@@ -3,13 +3,15 @@
 //! lie in it. A reader that looks at records through [`PartitionRecords::iter`] costs no
 //! reference-count change and no copy a record; [`crate::Consumer::poll`] turns them into owned
 //! [`ConsumerRecord`]s (a topic and two `Bytes` views each), [`crate::Consumer::poll_partitions`]
-//! hands them out as they are.
+//! hands them out as they are. The parts of one fetch that successive polls hand out (at most
+//! `max.poll.records` each) share what was fetched: no record is copied.
 //!
 //! Issue 13: the simulator's consumers read a million records per simulated 10 s, and each owned
 //! record cost four atomic reference-count changes (its topic and value made and dropped) and 128
 //! bytes of fresh memory; a located record is 72 bytes and no atomics.
 
 use std::ops::Range;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use kafka_types::Topic;
@@ -30,6 +32,15 @@ pub struct PartitionRecords {
     /// Shared by every record of a fetch's partition (one allocation).
     pub topic: Topic,
     pub partition: i32,
+    /// What the fetch brought, shared by the parts polls hand out.
+    fetched: Arc<Fetched>,
+    /// The records of `fetched` these are.
+    range: Range<usize>,
+}
+
+/// One partition's share of a fetch, decoded.
+#[derive(Debug, Default)]
+struct Fetched {
     /// The batches' records sections the records lie in (a batch none of whose records is
     /// here may still be listed).
     sections: Vec<Bytes>,
@@ -61,21 +72,31 @@ pub struct FetchedRecord<'a> {
 
 impl PartitionRecords {
     pub(crate) fn empty(topic: Topic, partition: i32) -> Self {
-        PartitionRecords { topic, partition, sections: Vec::new(), records: Vec::new() }
+        PartitionRecords::new(topic, partition, Fetched::default())
+    }
+
+    fn new(topic: Topic, partition: i32, fetched: Fetched) -> Self {
+        let range = 0..fetched.records.len();
+        PartitionRecords { topic, partition, fetched: Arc::new(fetched), range }
     }
 
     pub fn len(&self) -> usize {
-        self.records.len()
+        self.range.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.records.is_empty()
+        self.range.is_empty()
+    }
+
+    fn records(&self) -> &[Located] {
+        &self.fetched.records[self.range.clone()]
     }
 
     /// The records in offset order.
     pub fn iter(&self) -> impl ExactSizeIterator<Item = FetchedRecord<'_>> + DoubleEndedIterator {
-        self.records.iter().map(|r| {
-            let section = &self.sections[r.section as usize];
+        let sections = &self.fetched.sections;
+        self.records().iter().map(move |r| {
+            let section = &sections[r.section as usize];
             let field = |f: &Option<Range<u32>>| {
                 f.as_ref().map(|f| &section[f.start as usize..f.end as usize])
             };
@@ -91,42 +112,46 @@ impl PartitionRecords {
 
     /// Owned records, each with its topic and views of its key and value.
     pub fn into_records(self) -> impl Iterator<Item = ConsumerRecord> {
-        let PartitionRecords { topic, partition, sections, records } = self;
-        records.into_iter().map(move |r| {
-            let section = &sections[r.section as usize];
-            let field =
-                |f: Option<Range<u32>>| f.map(|f| section.slice(f.start as usize..f.end as usize));
+        let PartitionRecords { topic, partition, fetched, range } = self;
+        range.map(move |i| {
+            let r = &fetched.records[i];
+            let section = &fetched.sections[r.section as usize];
+            let field = |f: &Option<Range<u32>>| {
+                f.as_ref().map(|f| section.slice(f.start as usize..f.end as usize))
+            };
             ConsumerRecord {
                 topic: topic.clone(),
                 partition,
                 offset: r.offset,
                 timestamp: r.timestamp,
-                key: field(r.key),
-                value: field(r.value),
-                headers: r.headers,
+                key: field(&r.key),
+                value: field(&r.value),
+                headers: r.headers.clone(),
             }
         })
     }
 
     /// The offset of record `i` (in offset order).
     pub(crate) fn offset_at(&self, i: usize) -> i64 {
-        self.records[i].offset
+        self.records()[i].offset
     }
 
-    /// Records `range`, sharing the sections' bytes.
+    /// Records `range` of these (in offset order), sharing what was fetched.
     pub(crate) fn part(&self, range: Range<usize>) -> PartitionRecords {
+        assert!(range.end <= self.len(), "a part of the records there are");
+        let at = self.range.start;
         PartitionRecords {
             topic: self.topic.clone(),
             partition: self.partition,
-            sections: self.sections.clone(),
-            records: self.records[range].to_vec(),
+            fetched: Arc::clone(&self.fetched),
+            range: at + range.start..at + range.end,
         }
     }
 
     /// The bytes of every key and value (what decompression produced, for the CPU model).
     pub(crate) fn field_bytes(&self) -> u64 {
         let len = |f: &Option<Range<u32>>| f.as_ref().map_or(0, |f| u64::from(f.end - f.start));
-        self.records.iter().map(|r| len(&r.key) + len(&r.value)).sum()
+        self.records().iter().map(|r| len(&r.key) + len(&r.value)).sum()
     }
 }
 
@@ -149,11 +174,14 @@ pub(crate) fn decode(
     fetch_offset: i64,
     check_crcs: bool,
 ) -> Decoded {
-    let mut out = PartitionRecords::empty(topic.clone(), partition);
+    let mut out = Fetched::default();
     let mut next = fetch_offset;
     let mut pos = 0usize;
-    let stop =
-        |records, next, why: String| Decoded { records, next_offset: next, corrupt: Some(why) };
+    let stop = |out, next, why: String| Decoded {
+        records: PartitionRecords::new(topic.clone(), partition, out),
+        next_offset: next,
+        corrupt: Some(why),
+    };
     while data.len() - pos >= LENGTH_FIELD_END {
         let Some(size) = BatchHeader::peek_size(&data[pos..]) else {
             return stop(out, next, "negative batch length".into());
@@ -213,7 +241,8 @@ pub(crate) fn decode(
         }
         next = header.last_offset() + 1;
     }
-    Decoded { records: out, next_offset: next, corrupt: None }
+    let records = PartitionRecords::new(topic.clone(), partition, out);
+    Decoded { records, next_offset: next, corrupt: None }
 }
 
 /// A field's range in a section, which is bounded below 4 GiB (see [`Located`]).
