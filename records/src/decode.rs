@@ -139,20 +139,21 @@ impl RecordIter {
         &mut self,
         headers: &mut Vec<Header>,
     ) -> Option<Result<RecordSpan, DecodeError>> {
+        self.step(|it| it.parse_next(Some(headers)))
+    }
+
+    /// One step of `parse`; the iterator stops after its last record or an error.
+    #[inline(always)]
+    fn step<T>(
+        &mut self,
+        parse: impl FnOnce(&mut Self) -> Result<Option<T>, DecodeError>,
+    ) -> Option<Result<T, DecodeError>> {
         if self.done {
             return None;
         }
-        match self.parse_next(Some(headers)) {
-            Ok(Some(s)) => Some(Ok(s)),
-            Ok(None) => {
-                self.done = true;
-                None
-            }
-            Err(e) => {
-                self.done = true;
-                Some(Err(e))
-            }
-        }
+        let r = parse(self).transpose();
+        self.done = !matches!(r, Some(Ok(_)));
+        r
     }
 
     /// The next record's offset, timestamp, whether it has a key and where its value lies,
@@ -161,25 +162,13 @@ impl RecordIter {
     /// reader that wants a few bytes of each value. `None` after the last record or an error,
     /// as the iterator.
     pub fn next_meta(&mut self) -> Option<Result<RecordMeta, DecodeError>> {
-        if self.done {
-            return None;
-        }
-        match self.parse_next(None) {
-            Ok(Some(s)) => Some(Ok(RecordMeta {
-                offset: s.offset,
-                timestamp: s.timestamp,
-                has_key: s.key.is_some(),
-                value: s.value,
-            })),
-            Ok(None) => {
-                self.done = true;
-                None
-            }
-            Err(e) => {
-                self.done = true;
-                Some(Err(e))
-            }
-        }
+        let span = self.step(|it| it.parse_next(None))?;
+        Some(span.map(|s| RecordMeta {
+            offset: s.offset,
+            timestamp: s.timestamp,
+            has_key: s.key.is_some(),
+            value: s.value,
+        }))
     }
 
     /// Parses the next record within every bound and moves past it; its headers go to `headers`
@@ -394,20 +383,7 @@ impl Iterator for RecordIter {
     type Item = Result<Record, DecodeError>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        if self.done {
-            return None;
-        }
-        match self.next_record() {
-            Ok(Some(r)) => Some(Ok(r)),
-            Ok(None) => {
-                self.done = true;
-                None
-            }
-            Err(e) => {
-                self.done = true;
-                Some(Err(e))
-            }
-        }
+        self.step(Self::next_record)
     }
 }
 

@@ -148,6 +148,34 @@ impl ValueSlab {
     }
 }
 
+/// One poll's records as runs per partition, in order of first appearance (a poll hands out one
+/// run per partition; a second would join the first), each record's offset and value id read in
+/// place; `undecodable` hears each record whose value holds no id (it is left out).
+pub(crate) fn seen_runs(
+    parts: &[client::PartitionRecords],
+    mut undecodable: impl FnMut(&client::PartitionRecords, i64),
+) -> Vec<(&client::PartitionRecords, SeenRecords)> {
+    let mut runs: Vec<(&client::PartitionRecords, SeenRecords)> = Vec::new();
+    for p in parts {
+        // A fetch's records share their topic's name (one allocation), and `Topic`'s equality
+        // compares no bytes for clones.
+        let same = |(f, _): &(&client::PartitionRecords, _)| {
+            f.partition == p.partition && f.topic == p.topic
+        };
+        let i = runs.iter().rposition(same).unwrap_or_else(|| {
+            runs.push((p, SeenRecords::new()));
+            runs.len() - 1
+        });
+        for r in p.iter() {
+            match r.value.and_then(decode_value) {
+                Some(id) => runs[i].1.push(r.offset, id),
+                None => undecodable(p, r.offset),
+            }
+        }
+    }
+    runs
+}
+
 /// Runs `fut` and says whether it ever suspended. Virtual time moves only while a task is
 /// suspended (madsim advances the clock between polls, never within one), so a clock reading
 /// taken before a future that did not suspend is still the time after it.
@@ -668,38 +696,17 @@ impl ClientConsumer {
     /// them; the consumer's position moves past each run. Reads the records in place (no
     /// reference count a record).
     fn record_poll(&self, parts: &[client::PartitionRecords], who: &str) {
-        // Runs per partition in order of first appearance (a poll hands out one run per
-        // partition; a second would join the first).
-        let mut runs: Vec<(&client::PartitionRecords, SeenRecords)> = Vec::new();
-        for p in parts {
-            // A fetch's records share their topic's name (one allocation), and `Topic`'s
-            // equality compares no bytes for clones.
-            let same = |(f, _): &(&client::PartitionRecords, _)| {
-                f.partition == p.partition && f.topic == p.topic
-            };
-            let i = runs.iter().rposition(same).unwrap_or_else(|| {
-                runs.push((p, SeenRecords::new()));
-                runs.len() - 1
-            });
-            for r in p.iter() {
-                let Some(id) = r.value.and_then(decode_value) else {
-                    let tp = format!("{}-{}", p.topic, p.partition);
-                    self.tracer.event(
-                        "decode-failed",
-                        &format!("{who} {tp}@{} value without an id", r.offset),
-                    );
-                    lock(&self.history).stuck.push(Stuck::new(
-                        LivenessCause::Undecodable,
-                        format!(
-                            "consumer {} could not decode {tp}@{}: value without an id",
-                            self.index, r.offset
-                        ),
-                    ));
-                    continue;
-                };
-                runs[i].1.push(r.offset, id);
-            }
-        }
+        let runs = seen_runs(parts, |p, offset| {
+            let tp = format!("{}-{}", p.topic, p.partition);
+            self.tracer.event("decode-failed", &format!("{who} {tp}@{offset} value without an id"));
+            lock(&self.history).stuck.push(Stuck::new(
+                LivenessCause::Undecodable,
+                format!(
+                    "consumer {} could not decode {tp}@{offset}: value without an id",
+                    self.index
+                ),
+            ));
+        });
         let at_ns = self.tracer.now_ns();
         for (r, recs) in runs {
             let tp = TopicPartition::new(&*r.topic, r.partition);

@@ -27,10 +27,10 @@ use madsim::task::NodeId;
 use tokio::sync::watch;
 
 use crate::checkers::LivenessCause;
-use crate::history::{Assignment, Commit, Poll, PollKind, SeenRecords, Stuck};
+use crate::history::{Assignment, Commit, Poll, PollKind, Stuck};
 use crate::scenario::{ConsumerSpec, GroupSpec, OffsetReset};
 use crate::trace::Tracer;
-use crate::workload::{decode_value, lock, Control, SharedHistory};
+use crate::workload::{lock, Control, SharedHistory};
 
 /// One group member's host: a madsim node running the member, and its name on the fabric.
 pub struct MemberHost {
@@ -271,29 +271,14 @@ impl MemberHost {
         last_seen: &mut BTreeMap<String, i64>,
     ) -> BTreeMap<TopicPartition, i64> {
         let who = self.name();
-        // Runs per partition (a poll hands out one run per partition; a second would join the
-        // first), read in place, then in the order of their `topic-partition` names.
-        let mut runs: Vec<(&client::PartitionRecords, SeenRecords)> = Vec::new();
-        for p in parts {
-            let same = |(f, _): &(&client::PartitionRecords, _)| {
-                f.partition == p.partition && f.topic == p.topic
-            };
-            let i = runs.iter().rposition(same).unwrap_or_else(|| {
-                runs.push((p, SeenRecords::new()));
-                runs.len() - 1
-            });
-            for r in p.iter() {
-                let Some(v) = r.value.and_then(decode_value) else {
-                    let tp = format!("{}-{}", p.topic, p.partition);
-                    lock(&self.history).stuck.push(Stuck::new(
-                        LivenessCause::Undecodable,
-                        format!("{who} could not decode {tp}@{}: value without an id", r.offset),
-                    ));
-                    continue;
-                };
-                runs[i].1.push(r.offset, v);
-            }
-        }
+        // Runs per partition, then in the order of their `topic-partition` names.
+        let runs = crate::clientload::seen_runs(parts, |p, offset| {
+            let tp = format!("{}-{}", p.topic, p.partition);
+            lock(&self.history).stuck.push(Stuck::new(
+                LivenessCause::Undecodable,
+                format!("{who} could not decode {tp}@{offset}: value without an id"),
+            ));
+        });
         let runs: BTreeMap<String, _> = runs
             .into_iter()
             .filter(|(_, recs)| !recs.is_empty())
