@@ -157,7 +157,7 @@ impl PartitionRecords {
 
 /// What [`decode`] read of one partition's record data.
 #[derive(Debug)]
-pub(crate) struct Decoded {
+pub struct Decoded {
     pub records: PartitionRecords,
     /// The offset after the last whole batch read.
     pub next_offset: i64,
@@ -167,7 +167,7 @@ pub(crate) struct Decoded {
 
 /// Decodes one partition's record data: whole batches only (a partial trailing batch is dropped),
 /// records from `fetch_offset` on, control batches skipped.
-pub(crate) fn decode(
+pub fn decode(
     topic: &Topic,
     partition: i32,
     data: Bytes,

@@ -819,6 +819,46 @@ impl ClientConsumer {
 mod tests {
     use super::*;
 
+    /// Partition `partition`'s records at offsets `base..`, with these values, as a fetch
+    /// brings them.
+    fn fetched(partition: i32, base: i64, values: &[Vec<u8>]) -> client::PartitionRecords {
+        let mut b =
+            records::BatchBuilder::new(BytesMut::new(), records::Compression::None, usize::MAX);
+        for v in values {
+            b.append(0, None, Some(v), &[]).expect("appends");
+        }
+        let mut batch = b.finish().expect("a batch");
+        records::BatchHeader::set_base_offset(&mut batch, base);
+        let topic = crate::history::Topic::from("t");
+        let decoded = client::fetched::decode(&topic, partition, batch.freeze(), base, false);
+        assert!(decoded.corrupt.is_none());
+        decoded.records
+    }
+
+    /// A poll's runs: one per partition in order of first appearance (a second part of a
+    /// partition joins its first), each record's offset and value id read in place, and a
+    /// record whose value holds no id told to `undecodable` and left out.
+    #[test]
+    fn a_polls_runs_hold_each_partitions_ids_and_tell_the_undecodable() {
+        let id = |i: u64| crate::workload::encode_value((3 << 40) | i, 20);
+        let parts = [
+            fetched(1, 10, &[id(1), b"short".to_vec(), id(2)]),
+            fetched(0, 0, &[id(7)]),
+            fetched(1, 13, &[id(3)]),
+        ];
+        let mut told = Vec::new();
+        let runs = seen_runs(&parts, |p, offset| told.push((p.partition, offset)));
+        assert_eq!(told, [(1, 11)], "the short value, at its offset");
+        let runs: Vec<(i32, Vec<(i64, u64)>)> =
+            runs.iter().map(|(p, seen)| (p.partition, seen.iter().collect())).collect();
+        let v = |i: u64| (3 << 40) | i;
+        assert_eq!(
+            runs,
+            [(1, vec![(10, v(1)), (12, v(2)), (13, v(3))]), (0, vec![(0, v(7))])],
+            "partition 1 first, its second part joined"
+        );
+    }
+
     #[test]
     fn quantum_is_a_tenth_of_linger_up_to_100_us() {
         assert_eq!(arrival_quantum_ns(0), 0);
