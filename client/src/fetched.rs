@@ -97,9 +97,7 @@ impl PartitionRecords {
         let sections = &self.fetched.sections;
         self.records().iter().map(move |r| {
             let section = &sections[r.section as usize];
-            let field = |f: &Option<Range<u32>>| {
-                f.as_ref().map(|f| &section[f.start as usize..f.end as usize])
-            };
+            let field = |f: &Option<Range<u32>>| widen(f).map(|f| &section[f]);
             FetchedRecord {
                 offset: r.offset,
                 timestamp: r.timestamp,
@@ -116,9 +114,7 @@ impl PartitionRecords {
         range.map(move |i| {
             let r = &fetched.records[i];
             let section = &fetched.sections[r.section as usize];
-            let field = |f: &Option<Range<u32>>| {
-                f.as_ref().map(|f| section.slice(f.start as usize..f.end as usize))
-            };
+            let field = |f: &Option<Range<u32>>| widen(f).map(|f| section.slice(f));
             ConsumerRecord {
                 topic: topic.clone(),
                 partition,
@@ -150,7 +146,7 @@ impl PartitionRecords {
 
     /// The bytes of every key and value (what decompression produced, for the CPU model).
     pub(crate) fn field_bytes(&self) -> u64 {
-        let len = |f: &Option<Range<u32>>| f.as_ref().map_or(0, |f| u64::from(f.end - f.start));
+        let len = |f: &Option<Range<u32>>| widen(f).map_or(0, |f| f.len() as u64);
         self.records().iter().map(|r| len(&r.key) + len(&r.value)).sum()
     }
 }
@@ -243,6 +239,11 @@ pub fn decode(
     }
     let records = PartitionRecords::new(topic.clone(), partition, out);
     Decoded { records, next_offset: next, corrupt: None }
+}
+
+/// A field's range as [`narrow`] kept it.
+fn widen(f: &Option<Range<u32>>) -> Option<Range<usize>> {
+    f.as_ref().map(|f| f.start as usize..f.end as usize)
 }
 
 /// A field's range in a section, which is bounded below 4 GiB (see [`Located`]).

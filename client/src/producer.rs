@@ -128,7 +128,7 @@ pub struct ProducerRecordRef<'a> {
 
 impl ProducerRecordRef<'_> {
     /// The owned record (its key, value and headers copied).
-    pub fn to_owned(&self) -> ProducerRecord {
+    pub fn to_record(&self) -> ProducerRecord {
         ProducerRecord {
             topic: self.topic.clone(),
             partition: self.partition,
@@ -175,7 +175,7 @@ impl Sendable for ProducerRecordRef<'_> {
         *self
     }
     fn into_owned(self) -> ProducerRecord {
-        self.to_owned()
+        self.to_record()
     }
 }
 
@@ -757,10 +757,7 @@ impl Producer {
         record: ProducerRecord,
         token: u64,
     ) -> Result<SendNow, ProduceError> {
-        if self.shared.listener.get().is_none() {
-            return Err(ProduceError::NoListener);
-        }
-        self.send_now_with(record, OnDone::Token(token))
+        self.send_now_tokened(record, token)
     }
 
     /// [`send_now_token`](Self::send_now_token) with the record borrowed: its bytes are copied
@@ -770,10 +767,7 @@ impl Producer {
         record: ProducerRecordRef<'_>,
         token: u64,
     ) -> Result<SendNow, ProduceError> {
-        if self.shared.listener.get().is_none() {
-            return Err(ProduceError::NoListener);
-        }
-        self.send_now_with(record, OnDone::Token(token))
+        self.send_now_tokened(record, token)
     }
 
     /// The part of [`send_with_callback`](Self::send_with_callback) that needs no waiting, as
@@ -789,6 +783,18 @@ impl Producer {
         callback: Box<dyn FnOnce(Result<RecordMetadata, ProduceError>) + Send>,
     ) -> Result<SendNow, ProduceError> {
         self.send_now_with(record, OnDone::Callback(callback))
+    }
+
+    /// A send whose completion the listener hears by `token`.
+    fn send_now_tokened<R: Sendable>(
+        &self,
+        record: R,
+        token: u64,
+    ) -> Result<SendNow, ProduceError> {
+        if self.shared.listener.get().is_none() {
+            return Err(ProduceError::NoListener);
+        }
+        self.send_now_with(record, OnDone::Token(token))
     }
 
     /// [`send_now`](Self::send_now) with what runs when the record completes.

@@ -104,6 +104,31 @@ fn producer_to_broker<const N: usize>(
     Producer::new(cfg, Arc::clone(net), 7)
 }
 
+/// A consumer of the in-process broker, with `pairs` beside its bootstrap address.
+fn consumer_of_broker<const N: usize>(
+    net: &Arc<dyn Network>,
+    pairs: [(&str, &str); N],
+) -> Consumer {
+    let bootstrap = [("bootstrap.servers", "broker:9092")];
+    let cfg = ConsumerConfig::from_pairs(bootstrap.into_iter().chain(pairs)).unwrap();
+    Consumer::new(cfg, Arc::clone(net))
+}
+
+/// Finishes what a `send_now` left, counting by `ways` how each send went (`None`: at once).
+async fn finish_noting_the_way(
+    p: &Producer,
+    sent: SendNow,
+    ways: &mut BTreeMap<Option<SendWait>, usize>,
+) {
+    match sent {
+        SendNow::Done(_) => *ways.entry(None).or_default() += 1,
+        SendNow::Left(left) => {
+            *ways.entry(Some(left.wait())).or_default() += 1;
+            p.finish_send(left).await.unwrap();
+        }
+    }
+}
+
 #[tokio::test]
 async fn in_process_round_trip() {
     let (_dir, net, node) = broker_with_topic("mem").await;
@@ -121,15 +146,8 @@ async fn in_process_round_trip() {
     }
     p.close().await;
 
-    let mut c = Consumer::new(
-        ConsumerConfig::from_pairs([
-            ("bootstrap.servers", "broker:9092"),
-            ("auto.offset.reset", "earliest"),
-            ("fetch.max.wait.ms", "50"),
-        ])
-        .unwrap(),
-        Arc::clone(&net),
-    );
+    let mut c =
+        consumer_of_broker(&net, [("auto.offset.reset", "earliest"), ("fetch.max.wait.ms", "50")]);
     c.assign([TopicPartition::new("mem", 0), TopicPartition::new("mem", 1)]);
     let mut got = Vec::new();
     for _ in 0..100 {
@@ -169,13 +187,8 @@ async fn send_now_appends_at_once_and_leaves_the_waits_to_finish_send() {
             acks.lock().unwrap().push((i, r.map(|md| (md.partition, md.offset))));
         });
         let value = Bytes::from(format!("{i:0>100}"));
-        match p.send_now(ProducerRecord::new("now", value), cb).unwrap() {
-            SendNow::Done(_) => *ways.entry(None).or_default() += 1,
-            SendNow::Left(left) => {
-                *ways.entry(Some(left.wait())).or_default() += 1;
-                p.finish_send(left).await.unwrap();
-            }
-        }
+        let sent = p.send_now(ProducerRecord::new("now", value), cb).unwrap();
+        finish_noting_the_way(&p, sent, &mut ways).await;
     }
     p.flush().await;
     // The first record waits for the topic's partitions; most need nothing; full batches leave
@@ -518,13 +531,8 @@ async fn a_node_with_buffered_records_is_not_fetched_from_until_they_are_polled(
     for f in futs {
         f.await.unwrap();
     }
-    let cfg = ConsumerConfig::from_pairs([
-        ("bootstrap.servers", "broker:9092"),
-        ("max.poll.records", "100"),
-        ("fetch.max.wait.ms", "20000"),
-    ])
-    .unwrap();
-    let mut c = Consumer::new(cfg, Arc::clone(&net));
+    let mut c =
+        consumer_of_broker(&net, [("max.poll.records", "100"), ("fetch.max.wait.ms", "20000")]);
     let tps = [TopicPartition::new("gate", 0), TopicPartition::new("gate", 1)];
     c.assign(tps.clone());
     c.seek_to_beginning(&tps).unwrap();
@@ -588,13 +596,7 @@ async fn polls_hand_out_each_partitions_records_in_place() {
         }
         p.close().await;
     }
-    let cfg = ConsumerConfig::from_pairs([
-        ("bootstrap.servers", "broker:9092"),
-        ("max.poll.records", "7"),
-        ("fetch.max.wait.ms", "50"),
-    ])
-    .unwrap();
-    let mut c = Consumer::new(cfg, Arc::clone(&net));
+    let mut c = consumer_of_broker(&net, [("max.poll.records", "7"), ("fetch.max.wait.ms", "50")]);
     let (p0, p1) = (TopicPartition::new("views", 0), TopicPartition::new("views", 1));
     c.assign([p0.clone(), p1.clone()]);
     c.seek(&p0, 3).unwrap();
@@ -685,13 +687,8 @@ async fn a_borrowed_send_copies_what_it_was_lent_whichever_way_it_goes() {
             headers: &h,
             timestamp: Some(7_000 + i as i64),
         };
-        match p.send_now_token_ref(record, i).unwrap() {
-            SendNow::Done(_) => *ways.entry(None).or_default() += 1,
-            SendNow::Left(left) => {
-                *ways.entry(Some(left.wait())).or_default() += 1;
-                p.finish_send(left).await.unwrap();
-            }
-        }
+        let sent = p.send_now_token_ref(record, i).unwrap();
+        finish_noting_the_way(&p, sent, &mut ways).await;
     }
     p.flush().await;
     assert_eq!(ways.get(&Some(SendWait::Metadata)), Some(&1), "{ways:?}");
@@ -701,13 +698,8 @@ async fn a_borrowed_send_copies_what_it_was_lent_whichever_way_it_goes() {
     assert_eq!(log.len() as u64, records);
     let placed: BTreeMap<(i32, i64), u64> = log.iter().map(|&(i, p, o, _)| ((p, o), i)).collect();
     assert_eq!(placed.len() as u64, records, "each at an offset of its own");
-    let cfg = ConsumerConfig::from_pairs([
-        ("bootstrap.servers", "broker:9092"),
-        ("auto.offset.reset", "earliest"),
-        ("fetch.max.wait.ms", "50"),
-    ])
-    .unwrap();
-    let mut c = Consumer::new(cfg, Arc::clone(&net));
+    let mut c =
+        consumer_of_broker(&net, [("auto.offset.reset", "earliest"), ("fetch.max.wait.ms", "50")]);
     c.assign([TopicPartition::new("lent", 0), TopicPartition::new("lent", 1)]);
     let mut got = 0;
     for _ in 0..100 {
