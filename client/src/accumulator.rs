@@ -391,6 +391,7 @@ impl<T> RecordAccumulator<T> {
         Ok(size.max(self.config.batch_size))
     }
 
+    #[inline(always)]
     fn append_to_last(
         &mut self,
         tp: &TopicPartition,
@@ -424,6 +425,7 @@ impl<T> RecordAccumulator<T> {
     }
 
     /// Appends to the partition's open batch if it has room; otherwise asks for a buffer.
+    #[inline(always)]
     pub fn try_append(
         &mut self,
         tp: &TopicPartition,
@@ -955,6 +957,7 @@ impl<T> RecordAccumulator<T> {
     /// [`append_now`] on an accumulator already locked: the caller holds one lock for the
     /// whole append (the pool's `try_allocate` never waits; the pool is locked inside the
     /// accumulator's lock, as `deallocate` is).
+    #[inline(always)]
     pub fn append_now(
         &mut self,
         tp: &TopicPartition,

@@ -47,7 +47,7 @@ pub use fetched::{FetchedRecord, PartitionRecords};
 pub use group::{GroupError, Strategy};
 pub use partitioner::{murmur2, partition_for_key, to_positive, Partitioner};
 pub use producer::{
-    DeliveryFuture, Listener, ProduceError, Producer, ProducerRecord, ProducerRecordRef,
-    RecordMetadata, SendLeft, SendNow, SendWait, TokenResult,
+    Completed, DeliveryFuture, Listener, ProduceError, Producer, ProducerRecord, ProducerRecordRef,
+    RecordMetadata, SendLeft, SendNow, SendWait,
 };
 pub use records::Header;

@@ -215,16 +215,59 @@ pub enum ProduceError {
 
 type Callback = Box<dyn FnOnce(Result<RecordMetadata, ProduceError>) + Send>;
 
-/// One record a [`Listener`] hears: the token its send gave, and how it ended.
-pub type TokenResult = (u64, Result<RecordMetadata, ProduceError>);
-
 /// Hears the completions of the records sent with a token ([`Producer::send_now_token`]):
 /// Kafka's per-record callback without a closure made per record (a record-rate load generator
 /// sends millions). A batch's records are heard together, in offset order, each with the token
 /// its send gave; a node's batches in the order their requests were written (so one partition's
 /// records in send order).
 pub trait Listener: Send + Sync {
-    fn completed(&self, done: &[TokenResult]);
+    fn completed(&self, done: Completed<'_>);
+}
+
+/// Records sent with a token that completed together, in offset order: a batch's, or the part
+/// of it between records sent with a callback. Read in place from the batch's own list: no
+/// record's result is built until [`Completed::iter`] yields it.
+#[derive(Clone, Copy)]
+pub struct Completed<'a> {
+    thunks: &'a [Thunk],
+    /// The first record's place in its batch (its offset's distance from the base offset).
+    first: usize,
+    result: Result<(i32, i64, i64), &'a ProduceError>,
+}
+
+impl<'a> Completed<'a> {
+    pub fn len(&self) -> usize {
+        self.thunks.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.thunks.is_empty()
+    }
+
+    /// Each record's token and how it ended, in offset order.
+    pub fn iter(&self) -> impl Iterator<Item = (u64, Result<RecordMetadata, &'a ProduceError>)> {
+        let Completed { thunks, first, result } = *self;
+        thunks.iter().enumerate().map(move |(i, t)| {
+            let OnDone::Token(token) = t.done else {
+                unreachable!("a completed run holds records sent with a token only")
+            };
+            (token, record_result(result, first + i, t.timestamp))
+        })
+    }
+}
+
+/// How the record at `index` of a batch that settled with `result` ended (`timestamp`: its own,
+/// used unless the log's append time replaced it).
+fn record_result(
+    result: Result<(i32, i64, i64), &ProduceError>,
+    index: usize,
+    timestamp: i64,
+) -> Result<RecordMetadata, &ProduceError> {
+    result.map(|(partition, base_offset, log_append_time)| RecordMetadata {
+        partition,
+        offset: if base_offset >= 0 { base_offset + index as i64 } else { -1 },
+        timestamp: if log_append_time >= 0 { log_append_time } else { timestamp },
+    })
 }
 
 /// What runs when a record completes.
@@ -554,41 +597,32 @@ impl Shared {
     }
 
     /// Runs the callbacks of a batch's records, in offset order; the listener hears each run of
-    /// records sent with a token at once.
-    fn finish(&self, thunks: Vec<Thunk>, result: Settled) {
-        let mut heard = Vec::new();
-        let n = thunks.len();
-        for (i, t) in thunks.into_iter().enumerate() {
-            let r = match &result {
-                Ok((partition, base_offset, log_append_time)) => Ok(RecordMetadata {
-                    partition: *partition,
-                    offset: if *base_offset >= 0 { base_offset + i as i64 } else { -1 },
-                    timestamp: if *log_append_time >= 0 { *log_append_time } else { t.timestamp },
-                }),
-                Err(e) => Err(e.clone()),
-            };
-            match t.done {
-                OnDone::Token(token) => {
-                    heard.reserve(n - i);
-                    heard.push((token, r));
-                }
-                OnDone::Callback(cb) => {
-                    self.tell(&mut heard);
-                    cb(r);
-                }
+    /// records sent with a token at once, read in place from `thunks`.
+    fn finish(&self, mut thunks: Vec<Thunk>, result: Settled) {
+        let result = result.as_ref().map(|&settled| settled);
+        let mut run = 0;
+        for i in 0..thunks.len() {
+            if matches!(thunks[i].done, OnDone::Token(_)) {
+                continue;
+            }
+            self.tell(Completed { thunks: &thunks[run..i], first: run, result });
+            run = i + 1;
+            // Taken out (no run reads this record again: the next starts after it).
+            let done = std::mem::replace(&mut thunks[i].done, OnDone::Token(u64::MAX));
+            if let OnDone::Callback(cb) = done {
+                cb(record_result(result, i, thunks[i].timestamp).map_err(Clone::clone));
             }
         }
-        self.tell(&mut heard);
+        self.tell(Completed { thunks: &thunks[run..], first: run, result });
     }
 
-    /// The listener hears `heard` (emptied), if there is anything.
-    fn tell(&self, heard: &mut Vec<TokenResult>) {
-        if heard.is_empty() {
+    /// The listener hears `done`, if it holds anything.
+    fn tell(&self, done: Completed<'_>) {
+        if done.is_empty() {
             return;
         }
         let listener = self.listener.get().expect("a send with a token has a listener");
-        listener.completed(heard);
-        heard.clear();
+        listener.completed(done);
     }
 
     fn fail_batches(&self, failed: Vec<FailedBatch<Thunk>>) {

@@ -219,12 +219,12 @@ struct Heard {
 }
 
 impl client::Listener for Heard {
-    fn completed(&self, done: &[client::TokenResult]) {
+    fn completed(&self, done: client::Completed<'_>) {
         self.calls.lock().unwrap().push(done.len());
         let mut log = self.log.lock().unwrap();
-        for (token, r) in done {
-            let md = r.as_ref().unwrap_or_else(|e| panic!("record {token}: {e}"));
-            log.push((*token, md.partition, md.offset, true));
+        for (token, r) in done.iter() {
+            let md = r.unwrap_or_else(|e| panic!("record {token}: {e}"));
+            log.push((token, md.partition, md.offset, true));
         }
     }
 }

@@ -27,7 +27,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use crate::checkers::LivenessCause;
-use crate::history::{Poll, PollKind, SeenRecords, Send, SendOutcome, Stuck};
+use crate::history::{History, Poll, PollKind, SeenRecords, Send, SendOutcome, Stuck};
 use crate::scenario::{Acks, ConsumerSpec, OffsetReset, ProducerSpec};
 use crate::trace::Tracer;
 use crate::workload::{
@@ -202,6 +202,16 @@ struct LeftSend {
     slot: usize,
 }
 
+/// Where [`ClientProducer::start_due`] stopped.
+enum Due {
+    /// Every record due was handed over.
+    AllSent,
+    /// The stop time passed.
+    Stopped,
+    /// A record left this to finish (the sequence and arrival already moved past it).
+    Left(LeftSend),
+}
+
 pub struct ClientProducer {
     pub index: u32,
     pub spec: ProducerSpec,
@@ -259,7 +269,7 @@ impl AckContext {
         h: &mut crate::history::History,
         line: &mut Option<AckLine>,
         slot: usize,
-        r: &Result<client::RecordMetadata, client::ProduceError>,
+        r: &Result<client::RecordMetadata, &client::ProduceError>,
         at_ns: u64,
     ) {
         let outcome = match r {
@@ -311,13 +321,13 @@ impl AckContext {
 /// A batch's records at once: one clock read and one lock of the history for all of them.
 /// A send's token is its slot in the history.
 impl client::Listener for AckContext {
-    fn completed(&self, done: &[client::TokenResult]) {
+    fn completed(&self, done: client::Completed<'_>) {
         let at_ns = self.tracer.now_ns();
         let mut h = lock(&self.history);
         let mut line = lock(&self.line);
-        for (slot, r) in done {
-            let slot = usize::try_from(*slot).expect("a token is a history slot");
-            self.complete(&mut h, &mut line, slot, r, at_ns);
+        for (slot, r) in done.iter() {
+            let slot = usize::try_from(slot).expect("a token is a history slot");
+            self.complete(&mut h, &mut line, slot, &r, at_ns);
         }
     }
 }
@@ -334,18 +344,24 @@ impl ClientProducer {
         created_ns: u64,
         local: &mut SendLocal,
     ) -> bool {
-        let Some(left) = self.start_send(producer, ctx, who, seq, created_ns, local) else {
+        let left = {
+            let mut h = lock(&self.history);
+            self.start_send(&mut h, producer, ctx, who, seq, created_ns, local)
+        };
+        let Some(left) = left else {
             return false;
         };
         let finish = std::pin::pin!(self.finish_send(producer, who, left, local));
         run_noting_suspension(finish).await.1
     }
 
-    /// Creates record `seq` at `created_ns`, records its send, and hands it to the producer as
-    /// far as that needs no waiting ([`client::Producer::send_now`]): most records end here, with
-    /// no future made for them. What is left, for [`Self::finish_send`] at once.
+    /// Creates record `seq` at `created_ns`, records its send in `h`, and hands it to the
+    /// producer as far as that needs no waiting ([`client::Producer::send_now`]): most records
+    /// end here, with no future made for them. What is left, for [`Self::finish_send`] at once.
+    #[allow(clippy::too_many_arguments)]
     fn start_send(
         &self,
+        h: &mut History,
         producer: &client::Producer,
         ctx: &Arc<AckContext>,
         who: &str,
@@ -366,30 +382,55 @@ impl ClientProducer {
             timestamp: Some(self.tracer.wall_ms_at(created_ns)),
         };
         // The send's slot is its token. It is pushed once the producer has chosen its partition
-        // (a send done at once is pushed whole, with no update after). The history stays
-        // locked across the send (one lock a record, not two): `send_now_token` never tells
-        // the listener (which locks the history) before it returns; completions come from
-        // the producer's tasks.
-        let mut h = lock(&self.history);
+        // (a send done at once is pushed whole, with no update after). The caller holds the
+        // history across the send: `send_now_token` never tells the listener (which locks the
+        // history) before it returns; completions come from the producer's tasks.
         let slot = h.sends.len();
         let sent = producer.send_now_token_ref(record, slot as u64);
         let tp = match &sent {
-            Ok(client::SendNow::Done(partition)) => {
-                Some(local.id(&mut h, &self.spec.topic, *partition))
-            }
+            Ok(client::SendNow::Done(partition)) => Some(local.id(h, &self.spec.topic, *partition)),
             _ => None,
         };
         let pushed = h.sends.push(Send::new(tp, id, created_ns, SendOutcome::Pending));
         assert_eq!(pushed, slot, "a send is pushed at the slot its token names");
-        drop(h);
         match sent {
             Ok(client::SendNow::Done(_)) => None,
             Ok(client::SendNow::Left(left)) => Some(LeftSend { left, id, slot }),
             Err(e) => {
-                self.sent(Err(e), who, id, slot, local);
+                self.refused(h, e, who, id, slot);
                 None
             }
         }
+    }
+
+    /// Hands over, under one lock of the history, every record due by `now` (each created at
+    /// its arrival time `next`, the next arrival a `gap` later), until one leaves something to
+    /// await: the records of an arrival wake lock the history once, not once each.
+    #[allow(clippy::too_many_arguments)]
+    fn start_due(
+        &self,
+        producer: &client::Producer,
+        ctx: &Arc<AckContext>,
+        who: &str,
+        (seq, next): (&mut u64, &mut u64),
+        now: u64,
+        gap: &mut impl FnMut() -> u64,
+        local: &mut SendLocal,
+    ) -> Due {
+        let stop_ns = self.stop_at_ns;
+        let mut h = lock(&self.history);
+        while *next <= now && *next < stop_ns {
+            if now >= stop_ns {
+                return Due::Stopped;
+            }
+            let left = self.start_send(&mut h, producer, ctx, who, *seq, *next, local);
+            *seq += 1;
+            *next += gap();
+            if let Some(left) = left {
+                return Due::Left(left);
+            }
+        }
+        Due::AllSent
     }
 
     /// Finishes what [`Self::start_send`] left (a wait for metadata or buffer memory, or the
@@ -420,17 +461,18 @@ impl ClientProducer {
                 let tp = local.id(&mut h, &self.spec.topic, partition);
                 h.sends.update(slot, |send| send.set_tp(send.tp().or(Some(tp))));
             }
-            Err(e) => {
-                // Refused before it was buffered (metadata or buffer wait timed out): never
-                // sent, so not a promise either way.
-                let at_ns = self.tracer.now_ns();
-                self.tracer.event("send-refused", &format!("{who} id={id} {e}"));
-                let mut h = lock(&self.history);
-                if h.sends.get(slot).is_some_and(|s| s.outcome() == SendOutcome::Pending) {
-                    h.sends.update(slot, |send| send.set_outcome(SendOutcome::Failed { at_ns }));
-                    h.send_errors.insert(id, e.to_string());
-                }
-            }
+            Err(e) => self.refused(&mut lock(&self.history), e, who, id, slot),
+        }
+    }
+
+    /// Notes that record `id` (send `slot`) was refused before it was buffered (metadata or
+    /// buffer wait timed out): never sent, so not a promise either way.
+    fn refused(&self, h: &mut History, e: client::ProduceError, who: &str, id: u64, slot: usize) {
+        let at_ns = self.tracer.now_ns();
+        self.tracer.event("send-refused", &format!("{who} id={id} {e}"));
+        if h.sends.get(slot).is_some_and(|s| s.outcome() == SendOutcome::Pending) {
+            h.sends.update(slot, |send| send.set_outcome(SendOutcome::Failed { at_ns }));
+            h.send_errors.insert(id, e.to_string());
         }
     }
 
@@ -476,19 +518,25 @@ impl ClientProducer {
             // Every record due by now, each with its own arrival time. The clock is read again
             // only after a send that suspended (a full buffer): otherwise no time passed.
             let mut now = self.tracer.now_ns();
-            while next <= now && next < stop_ns {
-                if now >= stop_ns {
-                    return seq;
-                }
+            loop {
                 // `send_one` unrolled: a future only for a send that has something left.
-                if let Some(left) = self.start_send(producer, ctx, who, seq, next, local) {
-                    let finish = std::pin::pin!(self.finish_send(producer, who, left, local));
-                    if run_noting_suspension(finish).await.1 {
-                        now = self.tracer.now_ns();
-                    }
+                let left = match self.start_due(
+                    producer,
+                    ctx,
+                    who,
+                    (&mut seq, &mut next),
+                    now,
+                    &mut gap,
+                    local,
+                ) {
+                    Due::AllSent => break,
+                    Due::Stopped => return seq,
+                    Due::Left(left) => left,
+                };
+                let finish = std::pin::pin!(self.finish_send(producer, who, left, local));
+                if run_noting_suspension(finish).await.1 {
+                    now = self.tracer.now_ns();
                 }
-                seq += 1;
-                next += gap();
             }
         }
         seq
