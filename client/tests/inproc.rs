@@ -214,6 +214,8 @@ async fn send_now_appends_at_once_and_leaves_the_waits_to_finish_send() {
 struct Heard {
     /// (record, partition, offset, by the listener), in the order they were told.
     log: Mutex<Vec<(u64, i32, i64, bool)>>,
+    /// (record, timestamp), as told.
+    timestamps: Mutex<Vec<(u64, i64)>>,
     /// How many records each call of the listener heard.
     calls: Mutex<Vec<usize>>,
 }
@@ -225,6 +227,7 @@ impl client::Listener for Heard {
         for (token, r) in done.iter() {
             let md = r.unwrap_or_else(|e| panic!("record {token}: {e}"));
             log.push((token, md.partition, md.offset, true));
+            self.timestamps.lock().unwrap().push((token, md.timestamp));
         }
     }
 }
@@ -233,7 +236,13 @@ impl client::Listener for Heard {
 async fn a_listener_hears_tokens_in_offset_order_among_callbacks() {
     let (_dir, net, node) = broker_with_topic("heard").await;
     let p = producer_to_broker(&net, [("batch.size", "2048"), ("linger.ms", "60000")]);
-    let record = |i: u64| ProducerRecord::new("heard", Bytes::from(format!("{i:0>100}")));
+    // A new timestamp every third record, each told back with its own record below (red with
+    // a run of tokens told its first record's timestamp).
+    let timestamp = |i: u64| 1_700_000_000_000 + (i / 3) as i64;
+    let record = |i: u64| {
+        let value = Bytes::from(format!("{i:0>100}"));
+        ProducerRecord::new("heard", value).with_timestamp(timestamp(i))
+    };
     let refused = p.send_now_token(record(0), 0);
     assert!(matches!(refused, Err(client::ProduceError::NoListener)), "no listener yet");
     let heard = Arc::new(Heard::default());
@@ -249,6 +258,7 @@ async fn a_listener_hears_tokens_in_offset_order_among_callbacks() {
             let cb = Box::new(move |r: Result<client::RecordMetadata, client::ProduceError>| {
                 let md = r.unwrap_or_else(|e| panic!("record {i}: {e}"));
                 heard.log.lock().unwrap().push((i, md.partition, md.offset, false));
+                heard.timestamps.lock().unwrap().push((i, md.timestamp));
             });
             p.send_now(record(i), cb)
         };
@@ -264,6 +274,11 @@ async fn a_listener_hears_tokens_in_offset_order_among_callbacks() {
     told.sort_unstable();
     let sent: Vec<(u64, bool)> = (0..records).map(|i| (i, i % 10 < 7)).collect();
     assert_eq!(told, sent);
+    // Each with its own timestamp (the topic keeps CreateTime).
+    let mut stamps = std::mem::take(&mut *heard.timestamps.lock().unwrap());
+    stamps.sort_unstable();
+    let stamped: Vec<(u64, i64)> = (0..records).map(|i| (i, timestamp(i))).collect();
+    assert_eq!(stamps, stamped);
     // In offset order per partition, tokens and callbacks alike, across batches too: with five
     // Produce requests in flight, madsim may poll their response tasks in either order (red
     // there when requests settle as their tasks run, not in write order).
