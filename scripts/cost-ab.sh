@@ -3,15 +3,16 @@
 # the scenario once under valgrind's callgrind with its cache simulation, which counts
 # instructions (Ir), first-level instruction and data cache misses (I1mr, D1mr + D1mw) and
 # last-level misses (LLm) — the same numbers on every run of a binary, whatever else the machine
-# is doing. CPU-time A/B (`scripts/cpu-ab.sh`) moves by a few per cent between rounds on this
+# is doing (a binary against itself: misses equal, instructions within ~2,000 of 1.45 billion,
+# the report's wall-clock figures). CPU-time A/B (`scripts/cpu-ab.sh`) moves by a few per cent between rounds on this
 # shared VM and cannot separate changes smaller than that; these counts can.
 #
 # Usage: scripts/cost-ab.sh [--duration-s N] SCENARIO BINARY...
 #   e.g. scripts/cost-ab.sh --duration-s 3 scenarios/bench-100k-cluster.json /tmp/sim-old /tmp/sim-new
 # `--duration-s N` runs the scenario cut to N simulated seconds (its `duration_s`): callgrind is
 # 50-100x slower than native, so the full bench takes ~10 minutes a binary, its 3 s cut ~15 s.
-# Binaries run two at a time, seed 1, output in out/cost-ab/. Prints per binary: Ir, I1mr, D1m, LLm and `est_cycles` = Ir + 12 I1mr + 10 D1m +
-# 150 LLm — a rough weighting (an L1 miss served by L2 ~10-12 cycles, a last-level miss ~150),
+# Binaries run two at a time, seed 1, output in out/cost-ab/. Prints per binary: Ir, I1mr, D1m,
+# LLm and `est_cycles` = Ir + 12 I1mr + 10 D1m + 150 LLm — a rough weighting (an L1 miss served by L2 ~10-12 cycles, a last-level miss ~150),
 # for ranking, not a cycle count: the CPU overlaps misses, predicts branches and pipelines
 # stores, none of which this models. Give the change in each column, not only the estimate.
 set -euo pipefail
