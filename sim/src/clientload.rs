@@ -418,11 +418,12 @@ impl ClientProducer {
         local: &mut SendLocal,
     ) -> Due {
         let stop_ns = self.stop_at_ns;
+        // The stop time passed with a record still due: none of them is sent.
+        if *next < stop_ns && stop_ns <= now {
+            return Due::Stopped;
+        }
         let mut h = lock(&self.history);
         while *next <= now && *next < stop_ns {
-            if now >= stop_ns {
-                return Due::Stopped;
-            }
             let left = self.start_send(&mut h, producer, ctx, who, *seq, *next, local);
             *seq += 1;
             *next += gap();
