@@ -25,6 +25,8 @@
 
 use std::collections::BTreeMap;
 
+use kafka_types::Topic;
+
 use rand::RngCore;
 
 const MURMUR2_SEED: u32 = 0x9747_b28c;
@@ -81,7 +83,9 @@ pub struct Partitioner<R: RngCore> {
     rng: R,
     sticky_batch_size: usize,
     ignore_keys: bool,
-    sticky: BTreeMap<String, Sticky>,
+    /// Keyed by the producer's own topic names: a lookup with a clone of the key compares
+    /// pointers, not bytes (twice a record).
+    sticky: BTreeMap<Topic, Sticky>,
 }
 
 impl<R: RngCore> Partitioner<R> {
@@ -100,7 +104,7 @@ impl<R: RngCore> Partitioner<R> {
     /// a leader (empty = treat all as available). `None` when `num_partitions` is 0.
     pub fn partition(
         &mut self,
-        topic: &str,
+        topic: &Topic,
         key: Option<&[u8]>,
         num_partitions: u32,
         available: &[u32],
@@ -114,7 +118,7 @@ impl<R: RngCore> Partitioner<R> {
         assert!(key.is_none() || self.ignore_keys, "a key's partition is its hash, never drawn");
         let partition = self.next_partition(num_partitions, available);
         self.sticky
-            .insert(topic.to_string(), Sticky { partition, produced_bytes: 0, switch: false });
+            .insert(topic.clone(), Sticky { partition, produced_bytes: 0, switch: false });
         Some(partition)
     }
 
@@ -123,7 +127,7 @@ impl<R: RngCore> Partitioner<R> {
     /// needs the list of available partitions.
     pub fn without_draw(
         &self,
-        topic: &str,
+        topic: &Topic,
         key: Option<&[u8]>,
         num_partitions: u32,
     ) -> Option<u32> {
@@ -144,7 +148,7 @@ impl<R: RngCore> Partitioner<R> {
     /// record (unless keys are ignored) is not the sticky partitioner's and does not count.
     pub fn on_append(
         &mut self,
-        topic: &str,
+        topic: &Topic,
         key: Option<&[u8]>,
         partition: u32,
         bytes: usize,
@@ -164,7 +168,7 @@ impl<R: RngCore> Partitioner<R> {
     }
 
     /// The current sticky partition of a topic, if one was chosen.
-    pub fn sticky_partition(&self, topic: &str) -> Option<u32> {
+    pub fn sticky_partition(&self, topic: &Topic) -> Option<u32> {
         self.sticky.get(topic).map(|s| s.partition)
     }
 
@@ -182,6 +186,10 @@ impl<R: RngCore> Partitioner<R> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn t() -> Topic {
+        Topic::from("t")
+    }
     use rand::SeedableRng;
     use rand_chacha::ChaCha8Rng;
 
@@ -194,9 +202,9 @@ mod tests {
         for i in 0..300u32 {
             let key = (i % 7 == 0).then(|| i.to_be_bytes());
             let key = key.as_ref().map(|k| &k[..]);
-            let answer = p.without_draw("t", key, 6);
+            let answer = p.without_draw(&t(), key, 6);
             let before = p.rng.get_word_pos();
-            let chosen = p.partition("t", key, 6, &[1, 3, 5]).expect("6 partitions");
+            let chosen = p.partition(&t(), key, 6, &[1, 3, 5]).expect("6 partitions");
             let drew = p.rng.get_word_pos() != before;
             assert_eq!(answer.is_none(), drew, "record {i}: {answer:?}, drew {drew}");
             if let Some(a) = answer {
@@ -206,10 +214,10 @@ mod tests {
                 assert!([1, 3, 5].contains(&chosen), "a draw picks an available partition");
                 drawn += 1;
             }
-            p.on_append("t", key, chosen, 90, i % 4 == 0);
+            p.on_append(&t(), key, chosen, 90, i % 4 == 0);
         }
         assert!(quick > 200 && drawn > 12, "both paths taken: {quick} quick, {drawn} drawn");
-        assert_eq!(p.without_draw("t", None, 0), None, "no partitions: no answer");
+        assert_eq!(p.without_draw(&t(), None, 0), None, "no partitions: no answer");
     }
 
     /// Kafka's `UtilsTest.testMurmur2` vectors.
@@ -235,7 +243,7 @@ mod tests {
         assert_eq!(partition_for_key(b"21", 0), None);
         let mut p = Partitioner::new(ChaCha8Rng::seed_from_u64(1), 16384, false);
         for n in 1..20 {
-            let got = p.partition("t", Some(b"foobar"), n, &[]);
+            let got = p.partition(&t(), Some(b"foobar"), n, &[]);
             assert_eq!(got, Some((to_positive(-790_332_482) as u32) % n));
         }
     }
@@ -246,13 +254,13 @@ mod tests {
         let mut p = Partitioner::new(ChaCha8Rng::seed_from_u64(seed), 1000, false);
         let mut runs: Vec<(u32, usize)> = Vec::new();
         for _ in 0..200 {
-            let part = p.partition("t", None, 12, &[]).unwrap();
+            let part = p.partition(&t(), None, 12, &[]).unwrap();
             if p.sticky["t"].produced_bytes == 0 {
                 runs.push((part, 0)); // a draw: a new period
             }
             let run = runs.last_mut().expect("the first record draws");
             run.1 += 1;
-            p.on_append("t", None, part, 100, full(run.1));
+            p.on_append(&t(), None, part, 100, full(run.1));
         }
         runs
     }
@@ -280,11 +288,11 @@ mod tests {
     fn keyed_records_do_not_count_toward_the_switch_unless_keys_are_ignored() {
         for ignore_keys in [false, true] {
             let mut p = Partitioner::new(ChaCha8Rng::seed_from_u64(5), 1000, ignore_keys);
-            let sticky = p.partition("t", None, 6, &[]).unwrap();
+            let sticky = p.partition(&t(), None, 6, &[]).unwrap();
             for _ in 0..30 {
-                p.on_append("t", Some(b"k"), sticky, 100, true);
+                p.on_append(&t(), Some(b"k"), sticky, 100, true);
             }
-            let moved = p.without_draw("t", None, 6).is_none();
+            let moved = p.without_draw(&t(), None, 6).is_none();
             assert_eq!(moved, ignore_keys, "ignore_keys {ignore_keys}: 3000 keyed bytes");
         }
     }
@@ -293,9 +301,9 @@ mod tests {
     fn sticky_prefers_available_partitions_and_ignore_keys() {
         let mut p = Partitioner::new(ChaCha8Rng::seed_from_u64(3), 10, true);
         for _ in 0..100 {
-            let part = p.partition("t", Some(b"k"), 8, &[2, 5]).unwrap();
+            let part = p.partition(&t(), Some(b"k"), 8, &[2, 5]).unwrap();
             assert!(part == 2 || part == 5);
-            p.on_append("t", Some(b"k"), part, 10, false);
+            p.on_append(&t(), Some(b"k"), part, 10, false);
         }
     }
 }
