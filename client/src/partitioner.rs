@@ -117,8 +117,7 @@ impl<R: RngCore> Partitioner<R> {
         }
         assert!(key.is_none() || self.ignore_keys, "a key's partition is its hash, never drawn");
         let partition = self.next_partition(num_partitions, available);
-        self.sticky
-            .insert(topic.clone(), Sticky { partition, produced_bytes: 0, switch: false });
+        self.sticky.insert(topic.clone(), Sticky { partition, produced_bytes: 0, switch: false });
         Some(partition)
     }
 

@@ -263,6 +263,34 @@ impl AckContext {
         }
     }
 
+    /// Notes that the `n` sends from `slot` were acknowledged at `at_ns`, at `md`'s partition
+    /// and offsets from `md.offset` on: what [`Self::complete`] does for each, at once.
+    fn complete_run(
+        &self,
+        h: &mut crate::history::History,
+        line: &mut Option<AckLine>,
+        slot: usize,
+        n: usize,
+        md: client::RecordMetadata,
+        at_ns: u64,
+    ) {
+        let (sends, partitions) = (&mut h.sends, &mut h.partitions);
+        let tp = || partitions.intern(&self.topic, md.partition);
+        let updated = sends.ack_run(slot, n, md.offset, at_ns, tp);
+        // The run's history was taken for the checkers: a late callback changes nothing.
+        if updated == 0 {
+            return;
+        }
+        let last = md.offset + updated as i64 - 1;
+        match line.as_mut() {
+            Some(r) if r.partition == md.partition && md.offset == r.last + 1 => r.last = last,
+            _ => {
+                self.flush_line(line);
+                *line = Some(AckLine { partition: md.partition, first: md.offset, last });
+            }
+        }
+    }
+
     /// Notes how send `slot` completed at `at_ns` (`h` and `line` held by the caller).
     fn complete(
         &self,
@@ -325,9 +353,34 @@ impl client::Listener for AckContext {
         let at_ns = self.tracer.now_ns();
         let mut h = lock(&self.history);
         let mut line = lock(&self.line);
-        for (slot, r) in done.iter() {
+        let mut records = done.iter().peekable();
+        while let Some((slot, r)) = records.next() {
             let slot = usize::try_from(slot).expect("a token is a history slot");
-            self.complete(&mut h, &mut line, slot, &r, at_ns);
+            // The records acknowledged after it at the next offsets, sent to the next slots (a
+            // batch's records, most of the time) are noted as one run.
+            let md = match &r {
+                Ok(md) if !self.acks0 && md.offset >= 0 => *md,
+                _ => {
+                    self.complete(&mut h, &mut line, slot, &r, at_ns);
+                    continue;
+                }
+            };
+            let mut n = 1usize;
+            while let Some((next, Ok(m))) = records.peek() {
+                let follows = *next == slot as u64 + n as u64
+                    && m.partition == md.partition
+                    && Some(m.offset) == md.offset.checked_add(n as i64);
+                if !follows {
+                    break;
+                }
+                n += 1;
+                records.next();
+            }
+            if n == 1 {
+                self.complete(&mut h, &mut line, slot, &r, at_ns);
+            } else {
+                self.complete_run(&mut h, &mut line, slot, n, md, at_ns);
+            }
         }
     }
 }

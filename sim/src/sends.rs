@@ -298,6 +298,49 @@ impl Sends {
         true
     }
 
+    /// Acknowledges the `n` sends from slot `first` at offsets `offset`, `offset + 1`, … at
+    /// `at_ns` — a batch's records, one update: what `update` does to each in turn (a send
+    /// without a partition gets `tp()`'s), with the window settled once at the end (an update
+    /// changes only its own send, and a send is encoded as it stands when it settles, so the
+    /// stream is the same). Returns how many of the slots there were (they are a prefix).
+    pub fn ack_run(
+        &mut self,
+        first: usize,
+        n: usize,
+        offset: i64,
+        at_ns: u64,
+        mut tp: impl FnMut() -> PartitionId,
+    ) -> usize {
+        let n = n.min(self.len().saturating_sub(first));
+        let outcome = |k: usize| {
+            let offset = offset.checked_add(k as i64).expect("a run's offsets fit an i64");
+            SendOutcome::Acked { offset, at_ns }
+        };
+        let Some(start) = first.checked_sub(self.encoded) else {
+            // Encoded already (rare): each changed one by one.
+            for k in 0..n {
+                let o = outcome(k);
+                self.update(first + k, |s| {
+                    if s.tp().is_none() {
+                        s.set_tp(Some(tp()));
+                    }
+                    s.set_outcome(o);
+                });
+            }
+            return n;
+        };
+        for (k, s) in self.window.range_mut(start..start + n).enumerate() {
+            *self.counts.of(s) -= 1;
+            if s.tp().is_none() {
+                s.set_tp(Some(tp()));
+            }
+            s.set_outcome(outcome(k));
+            *self.counts.of(s) += 1;
+        }
+        self.settle();
+        n
+    }
+
     /// The acknowledged sends in slot order, as runs: each run's records are what
     /// [`Sends::iter`] yields acknowledged, in the same order. The runs kept as sends settled
     /// and then the open window's; decoded from the stream instead when the kept runs were
@@ -681,6 +724,10 @@ mod tests {
         /// partition, acknowledged at the offset after the last push's (0 if it had none), at
         /// `at` ns or, without one, when the last push was.
         Next { dt: u64, at: Option<u64> },
+        /// Acknowledges the `n` sends from `back` slots before the end (those there are) at
+        /// `offset` on, at `at` ns, as one run ([`Sends::ack_run`]); a send without a
+        /// partition gets `tp`.
+        AckRun { back: usize, n: usize, tp: u32, offset: i64, at: u64 },
     }
 
     fn outcome((tag, offset, at_ns): (u8, i64, u64)) -> SendOutcome {
@@ -712,7 +759,10 @@ mod tests {
             .prop_map(|(back, tp, settle)| Op::Update { back, tp, settle });
         let next = (0u64..20_000, proptest::option::weighted(0.3, 0u64..5_000_000))
             .prop_map(|(dt, at)| Op::Next { dt, at });
-        prop_oneof![3 => push, 2 => update, 3 => next]
+        let offset = prop_oneof![4 => 0i64..50, 1 => Just(i64::MAX - 40), 1 => Just(i64::MIN)];
+        let ack_run = (0usize..60, 0usize..30, 1u32..4, offset, 0u64..5_000_000)
+            .prop_map(|(back, n, tp, offset, at)| Op::AckRun { back, n, tp, offset, at });
+        prop_oneof![3 => push, 2 => update, 3 => next, 1 => ack_run]
     }
 
     /// Applies `ops` to a plain vector (the model) and to `Sends`.
@@ -756,6 +806,16 @@ mod tests {
                     };
                     f(&mut model[slot]);
                     assert!(sends.update(slot, f));
+                }
+                Op::AckRun { back, n, tp, offset, at } => {
+                    let Some(first) = model.len().checked_sub(back + 1) else { continue };
+                    let there = (*n).min(model.len() - first);
+                    for (k, s) in model[first..first + there].iter_mut().enumerate() {
+                        s.set_tp(s.tp().or(id(*tp)));
+                        s.set_outcome(SendOutcome::Acked { offset: offset + k as i64, at_ns: *at });
+                    }
+                    let tp_of = || id(*tp).expect("a partition");
+                    assert_eq!(sends.ack_run(first, *n, *offset, *at, tp_of), there);
                 }
             }
         }
