@@ -185,12 +185,13 @@ impl<R: RngCore> Partitioner<R> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rand::SeedableRng;
+    use rand_chacha::ChaCha8Rng;
 
+    /// The topic the tests send to (a new allocation each time: compared by its bytes).
     fn t() -> Topic {
         Topic::from("t")
     }
-    use rand::SeedableRng;
-    use rand_chacha::ChaCha8Rng;
 
     /// `without_draw` answers exactly when `partition` would not draw, and with its answer: the
     /// producer lists the available partitions only when it returns `None`.
