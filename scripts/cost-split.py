@@ -15,6 +15,11 @@ call cost (inclusive), up the call graph until a function of ours. The shares ar
 (a caller whose calls were bigger gets more of a callee's cost), exact only for callees
 with one caller.
 
+`scripts/perf-components.py` splits a `perf` profile by finer components (the client's producer
+and consumer, the simulator's subsystems, `records` on its own) by each sample's innermost frame;
+this script counts instructions (the same on every run) and asks whose work they were, so
+`records` and the libraries go to their callers.
+
 Usage: scripts/cost-split.py CALLGRIND_FILE [SUMMARY_JSON] [--top N]
   With the run's summary.json, also prints instructions per record sent; with --top N, each
   owner crate's N costliest functions (their own instructions and their share of the library

@@ -264,7 +264,8 @@ impl AckContext {
     }
 
     /// Notes that the `n` sends from `slot` were acknowledged at `at_ns`, at `md`'s partition
-    /// and offsets from `md.offset` on: what [`Self::complete`] does for each, at once.
+    /// and offsets from `md.offset` on, and extends the `ack` trace line over them (or starts
+    /// one).
     fn complete_run(
         &self,
         h: &mut crate::history::History,
@@ -291,7 +292,8 @@ impl AckContext {
         }
     }
 
-    /// Notes how send `slot` completed at `at_ns` (`h` and `line` held by the caller).
+    /// Notes how send `slot` completed at `at_ns` (`h` and `line` held by the caller): an
+    /// acknowledgement as a run of one, a send without one (acks=0) or a failure here.
     fn complete(
         &self,
         h: &mut crate::history::History,
@@ -302,7 +304,7 @@ impl AckContext {
     ) {
         let outcome = match r {
             Ok(md) if self.acks0 || md.offset < 0 => SendOutcome::Unconfirmed { at_ns },
-            Ok(md) => SendOutcome::Acked { offset: md.offset, at_ns },
+            Ok(md) => return self.complete_run(h, line, slot, 1, *md, at_ns),
             Err(_) => SendOutcome::Failed { at_ns },
         };
         let (sends, partitions) = (&mut h.sends, &mut h.partitions);
@@ -318,30 +320,10 @@ impl AckContext {
         if !updated {
             return;
         }
-        match r {
-            Ok(md) => {
-                if matches!(outcome, SendOutcome::Unconfirmed { .. }) {
-                    return;
-                }
-                match line.as_mut() {
-                    Some(r) if r.partition == md.partition && md.offset == r.last + 1 => {
-                        r.last = md.offset
-                    }
-                    _ => {
-                        self.flush_line(line);
-                        *line = Some(AckLine {
-                            partition: md.partition,
-                            first: md.offset,
-                            last: md.offset,
-                        });
-                    }
-                }
-            }
-            Err(e) => {
-                h.send_errors.insert(id, e.to_string());
-                self.flush_line(line);
-                self.tracer.event("send-failed", &format!("{} id={id} {e}", self.who));
-            }
+        if let Err(e) = r {
+            h.send_errors.insert(id, e.to_string());
+            self.flush_line(line);
+            self.tracer.event("send-failed", &format!("{} id={id} {e}", self.who));
         }
     }
 }
@@ -376,11 +358,7 @@ impl client::Listener for AckContext {
                 n += 1;
                 records.next();
             }
-            if n == 1 {
-                self.complete(&mut h, &mut line, slot, &r, at_ns);
-            } else {
-                self.complete_run(&mut h, &mut line, slot, n, md, at_ns);
-            }
+            self.complete_run(&mut h, &mut line, slot, n, md, at_ns);
         }
     }
 }

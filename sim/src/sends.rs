@@ -312,29 +312,24 @@ impl Sends {
         mut tp: impl FnMut() -> PartitionId,
     ) -> usize {
         let n = n.min(self.len().saturating_sub(first));
-        let outcome = |k: usize| {
+        // What acknowledging the run's `k`th send does to it.
+        let mut ack = |s: &mut Send, k: usize| {
+            if s.tp().is_none() {
+                s.set_tp(Some(tp()));
+            }
             let offset = offset.checked_add(k as i64).expect("a run's offsets fit an i64");
-            SendOutcome::Acked { offset, at_ns }
+            s.set_outcome(SendOutcome::Acked { offset, at_ns });
         };
         let Some(start) = first.checked_sub(self.encoded) else {
             // Encoded already (rare): each changed one by one.
             for k in 0..n {
-                let o = outcome(k);
-                self.update(first + k, |s| {
-                    if s.tp().is_none() {
-                        s.set_tp(Some(tp()));
-                    }
-                    s.set_outcome(o);
-                });
+                self.update(first + k, |s| ack(s, k));
             }
             return n;
         };
         for (k, s) in self.window.range_mut(start..start + n).enumerate() {
             *self.counts.of(s) -= 1;
-            if s.tp().is_none() {
-                s.set_tp(Some(tp()));
-            }
-            s.set_outcome(outcome(k));
+            ack(s, k);
             *self.counts.of(s) += 1;
         }
         self.settle();
