@@ -26,7 +26,7 @@ use thiserror::Error;
 
 use crate::compression::{compress_with_level, CompressionError};
 use crate::header::{BatchHeader, Compression, BATCH_HEADER_LEN, LENGTH_FIELD_END, MAGIC_V2};
-use crate::varint::{put_varint, put_varlong, varint_size, varlong_size};
+use crate::varint::{put_varint, varint_size, varlong_size, zigzag32, zigzag64};
 use crate::{NO_PRODUCER_ID, NO_SEQUENCE};
 
 /// A record header: a UTF-8 key (kept as bytes) and a nullable value.
@@ -74,6 +74,7 @@ pub enum BuildError {
 }
 
 /// Upper bound on a varint-prefixed optional byte field's size.
+#[inline]
 fn nullable_len(len: Option<usize>) -> usize {
     match len {
         None => 1,
@@ -81,6 +82,7 @@ fn nullable_len(len: Option<usize>) -> usize {
     }
 }
 
+#[inline]
 fn headers_size(headers: &[Header]) -> usize {
     let count = i32::try_from(headers.len()).unwrap_or(i32::MAX);
     let mut size = varint_size(count);
@@ -103,14 +105,6 @@ fn record_body_size(
         + nullable_len(key)
         + nullable_len(value)
         + headers_size(headers)
-}
-
-/// A next record's sizes ([`BatchBuilder::next_record`]): its timestamp delta, its body and
-/// its whole size (length prefix included).
-struct NextRecord {
-    timestamp_delta: i64,
-    body: usize,
-    size: usize,
 }
 
 /// An upper bound on one record's encoded size (length prefix included), whatever its timestamp
@@ -240,7 +234,7 @@ impl<B: BatchBuf> BatchBuilder<B> {
         value: Option<&[u8]>,
         headers: &[Header],
     ) -> bool {
-        self.fits(self.next_record(timestamp, key, value, headers).size)
+        self.fits(self.next_record_size(timestamp, key, value, headers))
     }
 
     /// Whether a next record of `size` bytes fits under the write limit (the first always does).
@@ -248,17 +242,17 @@ impl<B: BatchBuf> BatchBuilder<B> {
         self.record_count == 0 || self.estimated_size() + size <= self.write_limit
     }
 
-    /// The sizes of a record with these fields appended next at `timestamp`, with the offset and
-    /// timestamp deltas it gets: what [`has_room_for`](Self::has_room_for) asks and
-    /// [`append`](Self::append) writes.
+    /// The size (length prefix included) of a record with these fields appended next at
+    /// `timestamp`, with the offset and timestamp deltas it gets: what
+    /// [`has_room_for`](Self::has_room_for) asks and [`append`](Self::append) writes.
     #[inline]
-    fn next_record(
+    fn next_record_size(
         &self,
         timestamp: i64,
         key: Option<&[u8]>,
         value: Option<&[u8]>,
         headers: &[Header],
-    ) -> NextRecord {
+    ) -> usize {
         let base_timestamp = if self.record_count == 0 { timestamp } else { self.base_timestamp };
         let timestamp_delta = timestamp.wrapping_sub(base_timestamp);
         let body = record_body_size(
@@ -268,8 +262,7 @@ impl<B: BatchBuf> BatchBuilder<B> {
             value.map(<[u8]>::len),
             headers,
         );
-        let size = varint_size(i32::try_from(body).unwrap_or(i32::MAX)) + body;
-        NextRecord { timestamp_delta, body, size }
+        varint_size(i32::try_from(body).unwrap_or(i32::MAX)) + body
     }
 
     /// Appends one record; returns its offset delta.
@@ -319,10 +312,29 @@ impl<B: BatchBuf> BatchBuilder<B> {
         if offset_delta == i32::MAX {
             return Err(BuildError::TooManyRecords);
         }
-        let NextRecord { timestamp_delta, body, size } =
-            self.next_record(timestamp, key, value, headers);
+        let base_timestamp = if self.record_count == 0 { timestamp } else { self.base_timestamp };
+        let timestamp_delta = timestamp.wrapping_sub(base_timestamp);
+        let (key_len, value_len) = (nullable_varint(key), nullable_varint(value));
+        // The fields before the key are encoded first, on the stack: their size is what they
+        // took (no size computed per field), and they are written with the record's length in
+        // front in one `put_slice`.
+        let mut g = Gather::new();
+        g.u8(0); // attributes
+        g.varint(zigzag64(timestamp_delta));
+        g.varint(zigzag32(offset_delta).into());
+        g.varint(zigzag32(key_len).into());
+        let body = g.fields_len()
+            + key.map_or(0, <[u8]>::len)
+            + nullable_len(value.map(<[u8]>::len))
+            + headers_size(headers);
         let body_i32 = i32::try_from(body)
             .map_err(|_| BuildError::FieldTooLarge { what: "record", len: body })?;
+        let size = varint_size(body_i32) + body;
+        debug_assert_eq!(
+            size,
+            self.next_record_size(timestamp, key, value, headers),
+            "the size has_room_for asks"
+        );
         if only_if_room && !self.fits(size) {
             return Ok(None);
         }
@@ -331,31 +343,30 @@ impl<B: BatchBuf> BatchBuilder<B> {
             self.max_timestamp = timestamp;
         }
         let out = &mut self.buf;
-        // The varint fields between the byte strings are gathered on the stack and written with
-        // one `put_slice` each run (`put_u8` on a `BytesMut` is a capacity check and a `memcpy`
-        // call per byte).
-        let (key_len, value_len) = (nullable_varint(key), nullable_varint(value));
-        gathered(out, |w| {
-            put_varint(w, body_i32);
-            w.put_u8(0); // attributes
-            put_varlong(w, timestamp_delta);
-            put_varint(w, offset_delta);
-            put_varint(w, key_len);
+        let small_value = value.is_none_or(|v| v.len() <= GATHERED_VALUE_BYTES_MAX);
+        if key.is_none() && headers.is_empty() && small_value {
+            // The whole record gathered: a producer's common record is one `put_slice`.
+            g.varint(zigzag32(value_len).into());
+            g.bytes(value.unwrap_or_default());
+            g.u8(0); // header count
+            out.put_slice(g.record(body_i32));
+        } else {
             if key.is_none() {
-                put_varint(w, value_len); // nothing between the two lengths
+                g.varint(zigzag32(value_len).into()); // nothing between the two lengths
             }
-        });
-        if let Some(key) = key {
-            out.put_slice(key);
-            gathered(out, |w| put_varint(w, value_len));
-        }
-        if let Some(value) = value {
-            out.put_slice(value);
-        }
-        gathered(out, |w| put_varint(w, headers.len() as i32));
-        for h in headers {
-            put_nullable(out, Some(&h.key));
-            put_nullable(out, h.value.as_deref());
+            out.put_slice(g.record(body_i32));
+            if let Some(key) = key {
+                out.put_slice(key);
+                gathered(out, |w| put_varint(w, value_len));
+            }
+            if let Some(value) = value {
+                out.put_slice(value);
+            }
+            gathered(out, |w| put_varint(w, headers.len() as i32));
+            for h in headers {
+                put_nullable(out, Some(&h.key));
+                put_nullable(out, h.value.as_deref());
+            }
         }
         self.max_timestamp = self.max_timestamp.max(timestamp);
         self.record_count += 1;
@@ -415,6 +426,7 @@ impl<B: BatchBuf> BatchBuilder<B> {
     }
 }
 
+#[inline]
 fn check_len(what: &'static str, len: Option<usize>) -> Result<(), BuildError> {
     match len {
         Some(len) if i32::try_from(len).is_err() => Err(BuildError::FieldTooLarge { what, len }),
@@ -423,6 +435,7 @@ fn check_len(what: &'static str, len: Option<usize>) -> Result<(), BuildError> {
 }
 
 /// A nullable field's length as written: `-1` for null.
+#[inline]
 fn nullable_varint(field: Option<&[u8]>) -> i32 {
     field.map_or(-1, |b| b.len() as i32)
 }
@@ -439,6 +452,72 @@ fn gathered<B: BufMut>(out: &mut B, fill: impl FnOnce(&mut &mut [u8])) {
     out.put_slice(&buf[..n]);
 }
 
+/// Values up to this size are gathered with their record's fields (one `put_slice` a record);
+/// longer ones are written from where they are.
+const GATHERED_VALUE_BYTES_MAX: usize = 128;
+
+/// A record's bytes gathered on the stack ([`BatchBuilder::try_append`]): the fields after its
+/// length varint, with room in front for that varint, written last (it counts the bytes after it).
+struct Gather {
+    buf: [u8; Gather::BYTES],
+    /// The end of the bytes written.
+    end: usize,
+}
+
+impl Gather {
+    /// Room for the longest length varint.
+    const LENGTH_ROOM: usize = 5;
+    /// The length's room, the fields before the key (attributes, a timestamp delta of up to 10
+    /// bytes, two 5-byte varints) and the value's length, a gathered value and the header count.
+    const BYTES: usize = Self::LENGTH_ROOM + 21 + 5 + GATHERED_VALUE_BYTES_MAX + 5;
+
+    #[inline]
+    fn new() -> Self {
+        Gather { buf: [0; Self::BYTES], end: Self::LENGTH_ROOM }
+    }
+
+    #[inline(always)]
+    fn u8(&mut self, b: u8) {
+        self.buf[self.end] = b;
+        self.end += 1;
+    }
+
+    /// An unsigned varint (zig-zag already applied).
+    #[inline(always)]
+    fn varint(&mut self, mut u: u64) {
+        while u >= 0x80 {
+            self.u8((u as u8 & 0x7f) | 0x80);
+            u >>= 7;
+        }
+        self.u8(u as u8);
+    }
+
+    #[inline]
+    fn bytes(&mut self, b: &[u8]) {
+        self.buf[self.end..self.end + b.len()].copy_from_slice(b);
+        self.end += b.len();
+    }
+
+    /// Bytes gathered after the length.
+    #[inline]
+    fn fields_len(&self) -> usize {
+        self.end - Self::LENGTH_ROOM
+    }
+
+    /// The record so far: its length (`body`) in front of the gathered fields.
+    #[inline(always)]
+    fn record(&mut self, body: i32) -> &[u8] {
+        let start = Self::LENGTH_ROOM - varint_size(body);
+        let mut u = zigzag32(body);
+        for b in &mut self.buf[start..Self::LENGTH_ROOM - 1] {
+            *b = (u as u8 & 0x7f) | 0x80;
+            u >>= 7;
+        }
+        self.buf[Self::LENGTH_ROOM - 1] = u as u8;
+        &self.buf[start..self.end]
+    }
+}
+
 fn put_nullable<B: BufMut>(out: &mut B, field: Option<&[u8]>) {
     match field {
         None => put_varint(out, -1),
@@ -452,14 +531,19 @@ fn put_nullable<B: BufMut>(out: &mut B, field: Option<&[u8]>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::varint::put_varlong;
 
     /// The gathered writes give the bytes of writing each field in turn, for keys, values and
-    /// deltas whose varints take every length (1 to 10 bytes) and with or without headers.
+    /// deltas whose varints take every length (1 to 10 bytes) and with or without headers, and
+    /// for keyless records whose values are gathered with their fields (up to 128 bytes) or not.
     #[test]
     fn gathered_fields_are_the_fields_written_one_by_one() {
         let lens = [None, Some(0), Some(63), Some(64), Some(8191), Some(8192)];
         let deltas = [0i64, -1, 63, 64, -8193, 1 << 20, 1 << 34, i64::MIN / 2];
-        for (i, (&key_len, &value_len)) in lens.iter().zip(lens.iter().rev()).enumerate() {
+        let keyless = [None, Some(0), Some(100), Some(128), Some(129)];
+        let pairs = (lens.iter().copied().zip(lens.iter().rev().copied()))
+            .chain(keyless.iter().flat_map(|&v| [(None, v), (None, v)]));
+        for (i, (key_len, value_len)) in pairs.enumerate() {
             let key = key_len.map(|n| vec![b'k'; n]);
             let value = value_len.map(|n| vec![b'v'; n]);
             let headers = if i % 2 == 0 { vec![] } else { vec![Header::new(&b"h"[..], None)] };

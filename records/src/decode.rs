@@ -229,7 +229,10 @@ impl RecordIter {
     }
 
     /// Parses the next record (one is due) with every check named: the path of records with
-    /// headers and of malformed input.
+    /// headers and of malformed input. Kept out of line so that the plain path's caller saves
+    /// and restores only the registers the plain path needs.
+    #[cold]
+    #[inline(never)]
     fn parse_checked(
         &mut self,
         mut headers: Option<&mut Vec<Header>>,

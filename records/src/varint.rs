@@ -92,17 +92,19 @@ fn get_varuint(input: &[u8], pos: &mut usize, max_bytes: usize) -> Result<u64, V
 /// else (longer, truncated or past the end), which the `get_*` functions then read.
 #[inline(always)]
 pub(crate) fn get_short_varuint(input: &[u8], pos: &mut usize) -> Option<u64> {
-    match input.get(*pos..).unwrap_or_default() {
-        [b, ..] if *b < 0x80 => {
-            *pos += 1;
-            Some(u64::from(*b))
-        }
-        [lo, hi, ..] if *hi < 0x80 => {
-            *pos += 2;
-            Some(u64::from(lo & 0x7f) | u64::from(*hi) << 7)
-        }
-        _ => None,
+    // Byte by byte, not a slice pattern on `input[*pos..]`: making that slice (with its empty
+    // case) was half of each read's instructions.
+    let lo = *input.get(*pos)?;
+    if lo < 0x80 {
+        *pos += 1;
+        return Some(u64::from(lo));
     }
+    let hi = *input.get(*pos + 1)?;
+    if hi < 0x80 {
+        *pos += 2;
+        return Some(u64::from(lo & 0x7f) | u64::from(hi) << 7);
+    }
+    None
 }
 
 /// The zig-zag decoding of a 32-bit varint's bits.

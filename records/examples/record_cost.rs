@@ -1,0 +1,57 @@
+//! What one record costs to encode and to decode, counted under callgrind (issue 13): builds
+//! batches of 400 records shaped like the speed benchmark's (no key, a 100-byte value, no
+//! headers) with `BatchBuilder::try_append`, or decodes such a batch with `RecordIter::next_meta`,
+//! ROUNDS times. Instructions a record = (count at 2·N rounds − count at N rounds) / (400·N):
+//!
+//! ```text
+//! cargo build --release -p records --example record_cost
+//! for n in 100 200; do
+//!   valgrind --tool=callgrind --callgrind-out-file=/dev/null \
+//!     target/release/examples/record_cost encode $n 2>&1 | grep Collected
+//! done
+//! ```
+use bytes::{Bytes, BytesMut};
+use records::{decode_batch_unverified_crc, BatchBuilder, Compression};
+
+const RECORDS: i64 = 400;
+const VALUE_BYTES: usize = 100;
+
+fn batch(value: &[u8]) -> Bytes {
+    let mut b = BatchBuilder::new(BytesMut::with_capacity(65536), Compression::None, 65536);
+    for i in 0..RECORDS {
+        let appended = b.try_append(1_700_000_000_000 + i / 100, None, Some(value), &[]);
+        assert!(matches!(appended, Ok(Some(_))), "the batch holds {RECORDS} records");
+    }
+    b.finish().expect("a batch of records").freeze()
+}
+
+fn main() {
+    let mut args = std::env::args().skip(1);
+    let mode = args.next().unwrap_or_default();
+    let rounds: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(1000);
+    let value = vec![b'x'; VALUE_BYTES];
+    let mut sum = 0i64;
+    match mode.as_str() {
+        "encode" => {
+            for _ in 0..rounds {
+                sum += batch(&value).len() as i64;
+            }
+        }
+        "decode" => {
+            let batch = batch(&value);
+            for _ in 0..rounds {
+                let mut it = decode_batch_unverified_crc(batch.clone(), usize::MAX)
+                    .expect("the batch just built");
+                while let Some(r) = it.next_meta() {
+                    let r = r.expect("a valid record");
+                    sum ^= r.offset ^ r.timestamp ^ r.value.map_or(0, |v| v.start as i64);
+                }
+            }
+        }
+        _ => {
+            eprintln!("usage: record_cost encode|decode [ROUNDS]");
+            std::process::exit(64);
+        }
+    }
+    println!("{sum}");
+}
