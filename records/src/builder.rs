@@ -109,6 +109,7 @@ fn record_body_size(
 
 /// An upper bound on one record's encoded size (length prefix included), whatever its timestamp
 /// delta and offset delta (Kafka's `DefaultRecord.sizeInBytes` upper bound).
+#[inline]
 pub fn record_size_upper_bound(
     key: Option<usize>,
     value: Option<usize>,
@@ -120,6 +121,7 @@ pub fn record_size_upper_bound(
 
 /// An upper bound on a batch holding just this record (Kafka's `estimateSizeInBytesUpperBound`):
 /// what a producer must allocate for a record, and compares with `max.request.size`.
+#[inline]
 pub fn batch_size_upper_bound(
     key: Option<usize>,
     value: Option<usize>,
