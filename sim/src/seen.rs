@@ -29,7 +29,25 @@ impl SeenRecords {
         Self::default()
     }
 
+    /// Appends a pair: in the common case (the next offset, the last run's next value) a
+    /// count, else [`Self::push_other`].
+    #[inline]
     pub fn push(&mut self, offset: i64, value: u64) {
+        if self.offsets.is_none() && self.len > 0 {
+            let r = self.runs.last().expect("a pair is in a run");
+            let next_offset = i64::try_from(self.len).ok().and_then(|n| self.first.checked_add(n));
+            let next_value = r.value.checked_add((self.len - r.at) as u64);
+            if next_offset == Some(offset) && next_value == Some(value) {
+                self.len += 1;
+                return;
+            }
+        }
+        self.push_other(offset, value);
+    }
+
+    /// [`Self::push`] of any pair (out of line: the common case inlined stays small).
+    #[inline(never)]
+    fn push_other(&mut self, offset: i64, value: u64) {
         match &mut self.offsets {
             Some(offsets) => offsets.push(offset),
             None if self.len == 0 => self.first = offset,
