@@ -83,9 +83,13 @@ pub struct Partitioner<R: RngCore> {
     rng: R,
     sticky_batch_size: usize,
     ignore_keys: bool,
-    /// Keyed by the producer's own topic names: a lookup with a clone of the key compares
-    /// pointers, not bytes (twice a record).
-    sticky: BTreeMap<Topic, Sticky>,
+    /// The sticky state of the first topic a null key was sent to, apart: a producer that
+    /// writes one topic (the usual case) finds it with one comparison instead of a search,
+    /// twice a record.
+    first: Option<(Topic, Sticky)>,
+    /// Every other topic's. Keyed by the producer's own topic names: a lookup with a clone of
+    /// the key compares pointers, not bytes.
+    others: BTreeMap<Topic, Sticky>,
 }
 
 impl<R: RngCore> Partitioner<R> {
@@ -96,7 +100,33 @@ impl<R: RngCore> Partitioner<R> {
             rng,
             sticky_batch_size: sticky_batch_size.max(1),
             ignore_keys,
-            sticky: BTreeMap::new(),
+            first: None,
+            others: BTreeMap::new(),
+        }
+    }
+
+    /// `topic`'s sticky state, if a partition was drawn for it.
+    fn sticky(&self, topic: &Topic) -> Option<&Sticky> {
+        match &self.first {
+            Some((t, s)) if t == topic => Some(s),
+            _ => self.others.get(topic),
+        }
+    }
+
+    fn sticky_mut(&mut self, topic: &Topic) -> Option<&mut Sticky> {
+        match &mut self.first {
+            Some((t, s)) if t == topic => Some(s),
+            _ => self.others.get_mut(topic),
+        }
+    }
+
+    fn set_sticky(&mut self, topic: &Topic, sticky: Sticky) {
+        match &mut self.first {
+            None => self.first = Some((topic.clone(), sticky)),
+            Some((t, s)) if t == topic => *s = sticky,
+            Some(_) => {
+                self.others.insert(topic.clone(), sticky);
+            }
         }
     }
 
@@ -117,7 +147,7 @@ impl<R: RngCore> Partitioner<R> {
         }
         assert!(key.is_none() || self.ignore_keys, "a key's partition is its hash, never drawn");
         let partition = self.next_partition(num_partitions, available);
-        self.sticky.insert(topic.clone(), Sticky { partition, produced_bytes: 0, switch: false });
+        self.set_sticky(topic, Sticky { partition, produced_bytes: 0, switch: false });
         Some(partition)
     }
 
@@ -136,7 +166,7 @@ impl<R: RngCore> Partitioner<R> {
         if let (Some(key), false) = (key, self.ignore_keys) {
             return partition_for_key(key, num_partitions);
         }
-        let s = self.sticky.get(topic)?;
+        let s = self.sticky(topic)?;
         (s.partition < num_partitions && !s.switch).then_some(s.partition)
     }
 
@@ -157,7 +187,7 @@ impl<R: RngCore> Partitioner<R> {
             return;
         }
         let size = self.sticky_batch_size;
-        if let Some(s) = self.sticky.get_mut(topic) {
+        if let Some(s) = self.sticky_mut(topic) {
             if s.partition == partition && !s.switch {
                 s.produced_bytes = s.produced_bytes.saturating_add(bytes);
                 s.switch = s.produced_bytes >= size.saturating_mul(2)
@@ -168,7 +198,7 @@ impl<R: RngCore> Partitioner<R> {
 
     /// The current sticky partition of a topic, if one was chosen.
     pub fn sticky_partition(&self, topic: &Topic) -> Option<u32> {
-        self.sticky.get(topic).map(|s| s.partition)
+        self.sticky(topic).map(|s| s.partition)
     }
 
     fn next_partition(&mut self, num_partitions: u32, available: &[u32]) -> u32 {
@@ -255,7 +285,7 @@ mod tests {
         let mut runs: Vec<(u32, usize)> = Vec::new();
         for _ in 0..200 {
             let part = p.partition(&t(), None, 12, &[]).unwrap();
-            if p.sticky["t"].produced_bytes == 0 {
+            if p.sticky(&t()).expect("drawn").produced_bytes == 0 {
                 runs.push((part, 0)); // a draw: a new period
             }
             let run = runs.last_mut().expect("the first record draws");
@@ -294,6 +324,49 @@ mod tests {
             }
             let moved = p.without_draw(&t(), None, 6).is_none();
             assert_eq!(moved, ignore_keys, "ignore_keys {ignore_keys}: 3000 keyed bytes");
+        }
+    }
+
+    /// Each topic's sticky state is its own, however sends to several topics interleave: a
+    /// topic draws (its `without_draw` says `None`) at the same sends whether it is written
+    /// alone or between others (the first topic's state and the others' are kept apart).
+    #[test]
+    fn topics_keep_their_own_sticky_state_when_interleaved() {
+        let topics: Vec<Topic> = ["a", "b", "c"].into_iter().map(Topic::from).collect();
+        // Send i of topic k: (bytes appended, whether the batch is then full).
+        let send = |k: usize, i: usize| (50 + 37 * ((i * (k + 3)) % 11), (i + k) % 4 == 0);
+        let draws_alone = |k: usize| -> Vec<bool> {
+            let mut p = Partitioner::new(ChaCha8Rng::seed_from_u64(9), 1000, false);
+            (0..120)
+                .map(|i| {
+                    let drew = p.without_draw(&topics[k], None, 6).is_none();
+                    let part = p.partition(&topics[k], None, 6, &[]).expect("6 partitions");
+                    let (bytes, full) = send(k, i);
+                    p.on_append(&topics[k], None, part, bytes, full);
+                    drew
+                })
+                .collect()
+        };
+        let mut p = Partitioner::new(ChaCha8Rng::seed_from_u64(9), 1000, false);
+        let mut draws: Vec<Vec<bool>> = vec![Vec::new(); 3];
+        let mut sent = [0usize; 3];
+        for step in 0..360usize {
+            let k = (step * 7 + step / 5) % 3; // an irregular interleaving
+            if sent[k] == 120 {
+                continue;
+            }
+            let drew = p.without_draw(&topics[k], None, 6).is_none();
+            let part = p.partition(&topics[k], None, 6, &[]).expect("6 partitions");
+            assert_eq!(p.sticky_partition(&topics[k]), Some(part), "topic {k}");
+            let (bytes, full) = send(k, sent[k]);
+            p.on_append(&topics[k], None, part, bytes, full);
+            draws[k].push(drew);
+            sent[k] += 1;
+        }
+        for (k, d) in draws.iter().enumerate() {
+            let alone = draws_alone(k);
+            assert_eq!(d[..], alone[..d.len()], "topic {k}");
+            assert!(d.len() > 60 && d.iter().filter(|&&x| x).count() > 5, "topic {k}: {d:?}");
         }
     }
 
