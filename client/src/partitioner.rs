@@ -334,7 +334,7 @@ mod tests {
     fn topics_keep_their_own_sticky_state_when_interleaved() {
         let topics: Vec<Topic> = ["a", "b", "c"].into_iter().map(Topic::from).collect();
         // Send i of topic k: (bytes appended, whether the batch is then full).
-        let send = |k: usize, i: usize| (50 + 37 * ((i * (k + 3)) % 11), (i + k) % 4 == 0);
+        let send = |k: usize, i: usize| (50 + 37 * ((i * (k + 3)) % 11), (i + k).is_multiple_of(4));
         let draws_alone = |k: usize| -> Vec<bool> {
             let mut p = Partitioner::new(ChaCha8Rng::seed_from_u64(9), 1000, false);
             (0..120)
