@@ -3,9 +3,10 @@
 //! headers) with `BatchBuilder::try_append`, or decodes such a batch with `RecordIter::next_meta`,
 //! ROUNDS times. Instructions a record = (count at 2·N rounds − count at N rounds) / (400·N).
 //! The figures are this binary's: what the compiler inlines differs between instantiations of
-//! the generic builder (2026-12-07: the change that took the client's `append_if` from 434 to
-//! 359 instructions a record in the simulator took this encode, batch finish and CRC included,
-//! from 410 to 436), so compare builds of this example with each other and confirm in the
+//! the generic builder (2026-12-07: one change took the client's `append_if` from 434 to 359
+//! instructions a record in the simulator and this encode, batch finish and CRC included, from
+//! 410 to 436; the next, one gathering mechanism for every record, took this one to 298 and the
+//! client's up by ~10), so compare builds of this example with each other and confirm in the
 //! simulator (`scripts/cost-ab.sh`).
 //!
 //! ```text

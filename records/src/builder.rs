@@ -26,7 +26,7 @@ use thiserror::Error;
 
 use crate::compression::{compress_with_level, CompressionError};
 use crate::header::{BatchHeader, Compression, BATCH_HEADER_LEN, LENGTH_FIELD_END, MAGIC_V2};
-use crate::varint::{put_varint, varint_size, varlong_size, zigzag32, zigzag64};
+use crate::varint::{varint_size, varlong_size, zigzag32, zigzag64};
 use crate::{NO_PRODUCER_ID, NO_SEQUENCE};
 
 /// A record header: a UTF-8 key (kept as bytes) and a nullable value.
@@ -318,8 +318,7 @@ impl<B: BatchBuf> BatchBuilder<B> {
         let timestamp_delta = timestamp.wrapping_sub(base_timestamp);
         let (key_len, value_len) = (nullable_varint(key), nullable_varint(value));
         // The fields before the key are encoded first, on the stack: their size is what they
-        // took (no size computed per field), and they are written with the record's length in
-        // front in one `put_slice`.
+        // took (no size computed per field), and the record's length goes in front of them.
         let mut g = Gather::new();
         g.u8(0); // attributes
         g.varint(zigzag64(timestamp_delta));
@@ -344,32 +343,28 @@ impl<B: BatchBuf> BatchBuilder<B> {
             self.base_timestamp = timestamp;
             self.max_timestamp = timestamp;
         }
+        // The rest through the same stack buffer: byte strings that fit are copied in, longer
+        // ones written from where they are (a producer's usual record is one `put_slice`).
         let out = &mut self.buf;
-        let small_value = value.is_none_or(|v| v.len() <= GATHERED_VALUE_BYTES_MAX);
-        if key.is_none() && headers.is_empty() && small_value {
-            // The whole record gathered: a producer's common record is one `put_slice`.
-            g.varint(zigzag32(value_len).into());
-            g.bytes(value.unwrap_or_default());
-            g.u8(0); // header count
-            out.put_slice(g.record(body_i32));
-        } else {
-            if key.is_none() {
-                g.varint(zigzag32(value_len).into()); // nothing between the two lengths
-            }
-            out.put_slice(g.record(body_i32));
-            if let Some(key) = key {
-                out.put_slice(key);
-                gathered(out, |w| put_varint(w, value_len));
-            }
+        g.length(body_i32);
+        if let Some(key) = key {
+            g.bytes(out, key);
+        }
+        g.varint(zigzag32(value_len).into());
+        if let Some(value) = value {
+            g.bytes(out, value);
+        }
+        g.varint(zigzag32(headers.len() as i32).into());
+        for h in headers {
+            g.varint(zigzag32(h.key.len() as i32).into());
+            g.bytes(out, &h.key);
+            let value = h.value.as_deref();
+            g.varint(zigzag32(nullable_varint(value)).into());
             if let Some(value) = value {
-                out.put_slice(value);
-            }
-            gathered(out, |w| put_varint(w, headers.len() as i32));
-            for h in headers {
-                put_nullable(out, Some(&h.key));
-                put_nullable(out, h.value.as_deref());
+                g.bytes(out, value);
             }
         }
+        g.flush(out);
         self.max_timestamp = self.max_timestamp.max(timestamp);
         self.record_count += 1;
         Ok(Some(offset_delta))
@@ -442,40 +437,34 @@ fn nullable_varint(field: Option<&[u8]>) -> i32 {
     field.map_or(-1, |b| b.len() as i32)
 }
 
-/// Writes what `fill` puts (a record's fixed fields and lengths: at most 31 bytes) to `out` with
-/// one `put_slice`, gathered first in a stack buffer.
-#[inline]
-fn gathered<B: BufMut>(out: &mut B, fill: impl FnOnce(&mut &mut [u8])) {
-    const GATHERED_BYTES_MAX: usize = 32;
-    let mut buf = [0u8; GATHERED_BYTES_MAX];
-    let mut w = &mut buf[..];
-    fill(&mut w);
-    let n = GATHERED_BYTES_MAX - w.len();
-    out.put_slice(&buf[..n]);
-}
-
-/// Values up to this size are gathered with their record's fields (one `put_slice` a record);
-/// longer ones are written from where they are.
-const GATHERED_VALUE_BYTES_MAX: usize = 128;
-
-/// A record's bytes gathered on the stack ([`BatchBuilder::try_append`]): the fields after its
-/// length varint, with room in front for that varint, written last (it counts the bytes after it).
+/// A record's bytes gathered on the stack ([`BatchBuilder::try_append`]) and written to the
+/// batch with as few `put_slice` calls as the byte strings allow: the fields after the record's
+/// length first, with room in front for that varint (written by [`Gather::length`] once the
+/// fields say what the length is), then the rest, each byte string copied in if it fits and
+/// written from where it is if not.
 struct Gather {
     buf: [u8; Gather::BYTES],
-    /// The end of the bytes written.
+    /// Where the bytes not yet written start (in front of the fields once the length is in).
+    start: usize,
+    /// The end of the bytes gathered.
     end: usize,
 }
 
 impl Gather {
     /// Room for the longest length varint.
     const LENGTH_ROOM: usize = 5;
+    /// Room kept free after a byte string for the varints before the next one: at most three
+    /// of 5 bytes (after a key, a null value's length, the header count and the first header
+    /// key's length). The fields before the key leave more (at most 26 of the 192 bytes used).
+    const VARINT_ROOM: usize = 15;
     /// The length's room, the fields before the key (attributes, a timestamp delta of up to 10
-    /// bytes, two 5-byte varints) and the value's length, a gathered value and the header count.
-    const BYTES: usize = Self::LENGTH_ROOM + 21 + 5 + GATHERED_VALUE_BYTES_MAX + 5;
+    /// bytes, two 5-byte varints: at most 26 bytes with the room) and a small record's rest: a
+    /// value of up to ~150 bytes is gathered with them.
+    const BYTES: usize = 192;
 
     #[inline]
     fn new() -> Self {
-        Gather { buf: [0; Self::BYTES], end: Self::LENGTH_ROOM }
+        Gather { buf: [0; Self::BYTES], start: Self::LENGTH_ROOM, end: Self::LENGTH_ROOM }
     }
 
     #[inline(always)]
@@ -484,7 +473,7 @@ impl Gather {
         self.end += 1;
     }
 
-    /// An unsigned varint (zig-zag already applied).
+    /// An unsigned varint (zig-zag already applied): there is room ([`Gather::VARINT_ROOM`]).
     #[inline(always)]
     fn varint(&mut self, mut u: u64) {
         while u >= 0x80 {
@@ -494,61 +483,88 @@ impl Gather {
         self.u8(u as u8);
     }
 
-    #[inline]
-    fn bytes(&mut self, b: &[u8]) {
-        self.buf[self.end..self.end + b.len()].copy_from_slice(b);
-        self.end += b.len();
-    }
-
-    /// Bytes gathered after the length.
+    /// Bytes gathered after the length (before [`Gather::length`]).
     #[inline]
     fn fields_len(&self) -> usize {
         self.end - Self::LENGTH_ROOM
     }
 
-    /// The record so far: its length (`body`) in front of the gathered fields.
+    /// Writes the record's length (`body`) in front of the fields gathered so far.
     #[inline(always)]
-    fn record(&mut self, body: i32) -> &[u8] {
-        let start = Self::LENGTH_ROOM - varint_size(body);
+    fn length(&mut self, body: i32) {
+        self.start = Self::LENGTH_ROOM - varint_size(body);
         let mut u = zigzag32(body);
-        for b in &mut self.buf[start..Self::LENGTH_ROOM - 1] {
+        for b in &mut self.buf[self.start..Self::LENGTH_ROOM - 1] {
             *b = (u as u8 & 0x7f) | 0x80;
             u >>= 7;
         }
         self.buf[Self::LENGTH_ROOM - 1] = u as u8;
-        &self.buf[start..self.end]
     }
-}
 
-fn put_nullable<B: BufMut>(out: &mut B, field: Option<&[u8]>) {
-    match field {
-        None => put_varint(out, -1),
-        Some(b) => {
-            put_varint(out, b.len() as i32);
+    /// A byte string after the length: copied in if it leaves room for the varints after it,
+    /// else the gathered bytes and then `b` written to `out`.
+    #[inline(always)]
+    fn bytes<B: BufMut>(&mut self, out: &mut B, b: &[u8]) {
+        if b.len() + Self::VARINT_ROOM <= Self::BYTES - self.end {
+            self.buf[self.end..self.end + b.len()].copy_from_slice(b);
+            self.end += b.len();
+        } else {
+            self.flush(out);
             out.put_slice(b);
         }
+    }
+
+    /// Writes what is gathered to `out` (after [`Gather::length`]).
+    #[inline]
+    fn flush<B: BufMut>(&mut self, out: &mut B) {
+        out.put_slice(&self.buf[self.start..self.end]);
+        (self.start, self.end) = (0, 0);
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::varint::put_varlong;
+    use crate::varint::{put_varint, put_varlong};
+
+    /// A nullable byte string written field by field (what the gathered writes must equal).
+    fn put_nullable<B: BufMut>(out: &mut B, field: Option<&[u8]>) {
+        match field {
+            None => put_varint(out, -1),
+            Some(b) => {
+                put_varint(out, b.len() as i32);
+                out.put_slice(b);
+            }
+        }
+    }
 
     /// The gathered writes give the bytes of writing each field in turn, for keys, values and
-    /// deltas whose varints take every length (1 to 10 bytes) and with or without headers, and
-    /// for keyless records whose values are gathered with their fields (up to 128 bytes) or not.
+    /// deltas whose varints take every length (1 to 10 bytes) and with or without headers, for
+    /// keyless records whose values are gathered with their fields or, longer, not (around the
+    /// ~150 bytes that fit), and for headers whose byte strings fill the stack buffer between
+    /// varints (each way a gathered record is flushed).
     #[test]
     fn gathered_fields_are_the_fields_written_one_by_one() {
         let lens = [None, Some(0), Some(63), Some(64), Some(8191), Some(8192)];
         let deltas = [0i64, -1, 63, 64, -8193, 1 << 20, 1 << 34, i64::MIN / 2];
-        let keyless = [None, Some(0), Some(100), Some(128), Some(129)];
+        let keyless = [None, Some(0), Some(100), Some(128), Some(129), Some(150), Some(160)];
+        // Keys that end within a few bytes of the buffer's room, then a null value: the most
+        // varints between two byte strings.
+        let near_full = (150..172).flat_map(|n| [(Some(n), None); 4]);
         let pairs = (lens.iter().copied().zip(lens.iter().rev().copied()))
-            .chain(keyless.iter().flat_map(|&v| [(None, v), (None, v)]));
+            .chain(keyless.iter().flat_map(|&v| [(None, v), (None, v)]))
+            .chain(near_full);
         for (i, (key_len, value_len)) in pairs.enumerate() {
             let key = key_len.map(|n| vec![b'k'; n]);
             let value = value_len.map(|n| vec![b'v'; n]);
-            let headers = if i % 2 == 0 { vec![] } else { vec![Header::new(&b"h"[..], None)] };
+            let headers = match i % 4 {
+                0 | 2 => vec![],
+                1 => vec![Header::new(&b"h"[..], None)],
+                _ => (150..185)
+                    .step_by(7)
+                    .map(|n| Header::new(vec![b'x'; n], (n % 2 == 0).then(|| vec![b'y'; 3].into())))
+                    .collect(),
+            };
             let mut b = BatchBuilder::new(Vec::new(), Compression::None, usize::MAX);
             let mut want = Vec::new();
             for (offset_delta, &delta) in deltas.iter().enumerate() {

@@ -33,16 +33,30 @@ impl SeenRecords {
     /// count, else [`Self::push_other`].
     #[inline]
     pub fn push(&mut self, offset: i64, value: u64) {
-        if self.offsets.is_none() && self.len > 0 {
-            let r = self.runs.last().expect("a pair is in a run");
-            let next_offset = i64::try_from(self.len).ok().and_then(|n| self.first.checked_add(n));
-            let next_value = r.value.checked_add((self.len - r.at) as u64);
-            if next_offset == Some(offset) && next_value == Some(value) {
-                self.len += 1;
-                return;
-            }
+        let common = self.offsets.is_none()
+            && self.len > 0
+            && self.next_offset() == Some(offset)
+            && self.continues_run(value);
+        if common {
+            self.len += 1;
+            return;
         }
         self.push_other(offset, value);
+    }
+
+    /// The offset that keeps the offsets contiguous (while they are), if it fits an `i64`.
+    #[inline]
+    fn next_offset(&self) -> Option<i64> {
+        i64::try_from(self.len).ok().and_then(|n| self.first.checked_add(n))
+    }
+
+    /// Whether `value` is the last run's next one (so the pair joins it).
+    #[inline]
+    fn continues_run(&self, value: u64) -> bool {
+        self.runs.last().is_some_and(|r| {
+            let step = (self.len - r.at) as u64; // ≥ 1: the run holds pair `r.at`
+            r.value.checked_add(step) == Some(value)
+        })
     }
 
     /// [`Self::push`] of any pair (out of line: the common case inlined stays small).
@@ -52,19 +66,14 @@ impl SeenRecords {
             Some(offsets) => offsets.push(offset),
             None if self.len == 0 => self.first = offset,
             None => {
-                let next = i64::try_from(self.len).ok().and_then(|n| self.first.checked_add(n));
-                if next != Some(offset) {
+                if self.next_offset() != Some(offset) {
                     let mut offsets: Vec<i64> = (0..self.len).map(|i| self.offset(i)).collect();
                     offsets.push(offset);
                     self.offsets = Some(offsets);
                 }
             }
         }
-        let continues = self.runs.last().is_some_and(|r| {
-            let step = (self.len - r.at) as u64; // ≥ 1: the run holds pair `r.at`
-            r.value.checked_add(step) == Some(value)
-        });
-        if !continues {
+        if !self.continues_run(value) {
             self.runs.push(Run { at: self.len, value });
         }
         self.len += 1;
