@@ -137,7 +137,10 @@ impl Content {
             Some(page) => bytes::Bytes::copy_from_slice(&page[bytes]),
             None => bytes::Bytes::from_static(&ZERO_PAGE[..bytes.len()]),
         };
-        spans(pos, end).map(piece).collect()
+        // Sized first: `spans` has no size hint, and a 1 MiB read grew the vector eight times.
+        let mut pieces = Vec::with_capacity(pages_for(end) as usize - (pos / PAGE_SIZE) as usize);
+        pieces.extend(spans(pos, end).map(piece));
+        pieces
     }
 
     /// XORs `mask` into the bytes in `pos..end` (corruption fault).

@@ -1081,7 +1081,17 @@ fn take_bytes(q: &mut VecDeque<Bytes>, n: u64) -> Payload {
             return Payload::One(out);
         }
     }
-    let (mut pieces, mut taken) = (VecDeque::new(), 0);
+    // Sized first: the pieces are the queue's first `count` buffers.
+    let mut count = 0;
+    let mut covered = 0;
+    for b in q.iter() {
+        if covered >= n {
+            break;
+        }
+        covered += b.len();
+        count += 1;
+    }
+    let (mut pieces, mut taken) = (VecDeque::with_capacity(count), 0);
     while taken < n {
         let front = q.front_mut().expect("n <= unsent bytes");
         let take = (n - taken).min(front.len());
