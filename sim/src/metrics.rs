@@ -249,6 +249,14 @@ impl Latencies {
         self.hist.len()
     }
 
+    /// Adds `other`'s latencies: the same histogram (and count, sum and maximum) as recording
+    /// them here one by one.
+    fn merge(&mut self, other: &Latencies) {
+        self.hist.add(&other.hist).expect("auto-resizing histograms of one precision add");
+        self.sum += other.sum;
+        self.max = self.max.max(other.max);
+    }
+
     /// The nearest-rank `p`th percentile (0 < p < 100), to [`LATENCY_DIGITS`] digits; `None`
     /// without latencies.
     pub fn percentile(&self, p: f64) -> Option<u64> {
@@ -271,36 +279,61 @@ impl Latencies {
     }
 }
 
-/// One plot bucket's latencies: kept exactly while few (a slow run's buckets cost what their
-/// records do), in a [`Latencies`] histogram once past [`BUCKET_EXACT_MAX`] (a fast run's cost a
-/// fixed amount each, not 8 bytes a record).
+/// One plot bucket's produce latencies, each marked with whether its record was created inside
+/// the measuring window: kept exactly while few (a slow run's buckets cost what their records
+/// do), in two [`Latencies`] histograms (outside, inside) once past [`BUCKET_EXACT_MAX`] (a fast
+/// run's cost a fixed amount each, not 8 bytes a record). The summary's produce latency counts
+/// the records created inside the window: the buckets' marked latencies added together
+/// ([`BucketLatencies::add_inside_to`]), so each latency is recorded once (recorded twice, in the
+/// bucket and in the summary, it was a hundredth of a bench run's instructions).
 enum BucketLatencies {
+    /// Each latency shifted left by one, its low bit set if its record was created inside.
     Exact(Vec<u64>),
-    Summarized(Box<Latencies>),
+    Summarized(Box<[Latencies; 2]>),
 }
 
 /// Latencies a plot bucket keeps exactly (32 KiB).
 const BUCKET_EXACT_MAX: usize = 4096;
 
 impl BucketLatencies {
-    fn record(&mut self, ns: u64) {
+    /// Records latency `ns` of a record created inside the measuring window or not.
+    fn record(&mut self, ns: u64, inside: bool) {
+        assert!(ns < 1 << 63, "a latency of 292 years");
+        let marked = (ns << 1) | u64::from(inside);
         match self {
-            BucketLatencies::Exact(v) if v.len() < BUCKET_EXACT_MAX => v.push(ns),
+            BucketLatencies::Exact(v) if v.len() < BUCKET_EXACT_MAX => v.push(marked),
             BucketLatencies::Exact(v) => {
-                let mut l = Latencies::new();
-                v.iter().chain([&ns]).for_each(|&x| l.record(x));
-                *self = BucketLatencies::Summarized(Box::new(l));
+                let mut l = Box::new([Latencies::new(), Latencies::new()]);
+                v.iter().chain([&marked]).for_each(|&x| l[(x & 1) as usize].record(x >> 1));
+                *self = BucketLatencies::Summarized(l);
             }
-            BucketLatencies::Summarized(l) => l.record(ns),
+            BucketLatencies::Summarized(l) => l[usize::from(inside)].record(ns),
         }
     }
 
-    /// p50, p99 and max (`None` without latencies).
+    /// Adds the latencies of records created inside the window to `to`.
+    fn add_inside_to(&self, to: &mut Latencies) {
+        match self {
+            BucketLatencies::Exact(v) => {
+                v.iter().filter(|&&x| x & 1 == 1).for_each(|&x| to.record(x >> 1));
+            }
+            BucketLatencies::Summarized(l) => to.merge(&l[1]),
+        }
+    }
+
+    /// p50, p99 and max of all its latencies (`None` without latencies).
     fn p50_p99_max(self) -> Vec<Option<u64>> {
         match self {
-            BucketLatencies::Exact(mut v) => percentiles_of(&mut v, &[50.0, 99.0, 100.0]),
+            BucketLatencies::Exact(mut v) => {
+                v.iter_mut().for_each(|x| *x >>= 1);
+                percentiles_of(&mut v, &[50.0, 99.0, 100.0])
+            }
             BucketLatencies::Summarized(l) => {
-                vec![l.percentile(50.0), l.percentile(99.0), Some(l.max)]
+                // The inside ones take the outside ones in: once the window has begun the
+                // outside histogram is empty, and adding an empty one costs nothing.
+                let [outside, mut all] = *l;
+                all.merge(&outside);
+                vec![all.percentile(50.0), all.percentile(99.0), Some(all.max)]
             }
         }
     }
@@ -491,10 +524,13 @@ impl CreatedIndex {
 
 /// Throughput offered and achieved, produce and end-to-end latency, over the window.
 /// `per_send` sees every send on the way (the figures' per-bucket series share the pass).
+/// The summary's throughput and its end-to-end latencies, in one pass over the sends (each
+/// handed to `per_send` with whether it was created inside the measuring window) and one over
+/// the polls. The produce latencies are the caller's (it keeps them by plot bucket).
 fn throughput_and_latency(
     h: &History,
     w: &Workload,
-    mut per_send: impl FnMut(&Send),
+    mut per_send: impl FnMut(&Send, bool),
 ) -> (Value, Value) {
     let win = window(h, w);
     let inside = |t: u64| win.is_some_and(|(a, b)| t >= a && t <= b);
@@ -507,12 +543,11 @@ fn throughput_and_latency(
         Default::default()
     };
     let (mut produced, mut produced_bytes, mut acks0_in_log) = (0u64, 0u64, 0u64);
-    let mut produce_lat = Latencies::new();
     // One pass over the sends: the produce figures, and each record's creation time indexed
     // for the end-to-end latencies below.
     let mut created = CreatedIndex::sized_for(h);
     for s in h.sends.iter() {
-        per_send(&s);
+        per_send(&s, inside(s.created_ns()));
         created.insert(s.value, s.created_ns());
         let at = match s.outcome() {
             SendOutcome::Acked { at_ns, .. } => at_ns,
@@ -526,11 +561,7 @@ fn throughput_and_latency(
             produced += 1;
             produced_bytes += bytes_of(s.producer());
         }
-        if matches!(s.outcome(), SendOutcome::Acked { .. }) && inside(s.created_ns()) {
-            produce_lat.record(at.saturating_sub(s.created_ns()));
-        }
     }
-    let produce_ms = produce_lat.summary("record created (producer send) → acknowledged, including linger and batching; records created inside the window");
     let (mut consumed, mut consumed_bytes) = (0u64, 0u64);
     let mut e2e = Latencies::new();
     for p in &h.polls {
@@ -587,11 +618,12 @@ fn throughput_and_latency(
         "pending_at_end": n_pending,
         "consumed": n_consumed,
     });
-    let latency = json!({
-        "produce_ms": produce_ms,
-        "end_to_end_ms": e2e.summary("record created → first polled by a consumer; records created inside the window"),
-    });
-    (throughput, latency)
+    (
+        throughput,
+        e2e.summary(
+            "record created → first polled by a consumer; records created inside the window",
+        ),
+    )
 }
 
 /// A line's points: (seconds, value).
@@ -634,17 +666,30 @@ pub fn figures(
     let mut acked = vec![0u64; buckets];
     let mut lat_by_bucket: Vec<BucketLatencies> =
         (0..buckets).map(|_| BucketLatencies::Exact(Vec::new())).collect();
+    // Acknowledged past the last bucket (none in a run that ends after its acknowledgements),
+    // for the summary's produce latency.
+    let mut produce_lat_late = Latencies::new();
     // The sends' series come from the summary's pass over the sends.
-    let (summary_throughput, summary_latency) = throughput_and_latency(h, w, |s| {
+    let (summary_throughput, e2e) = throughput_and_latency(h, w, |s, created_inside| {
         if let SendOutcome::Acked { at_ns, .. } | SendOutcome::Unconfirmed { at_ns } = s.outcome() {
             let b = (at_ns / bucket_ns) as usize;
+            let acked_send = matches!(s.outcome(), SendOutcome::Acked { .. });
+            let latency = at_ns.saturating_sub(s.created_ns());
             if b < buckets {
                 acked[b] += 1;
-                if matches!(s.outcome(), SendOutcome::Acked { .. }) {
-                    lat_by_bucket[b].record(at_ns.saturating_sub(s.created_ns()));
+                if acked_send {
+                    lat_by_bucket[b].record(latency, created_inside);
                 }
+            } else if acked_send && created_inside {
+                produce_lat_late.record(latency);
             }
         }
+    });
+    let mut produce_lat = produce_lat_late;
+    lat_by_bucket.iter().for_each(|b| b.add_inside_to(&mut produce_lat));
+    let summary_latency = json!({
+        "produce_ms": produce_lat.summary("record created (producer send) → acknowledged, including linger and batching; records created inside the window"),
+        "end_to_end_ms": e2e,
     });
     let mut consumed = vec![0u64; buckets];
     for p in &h.polls {
@@ -783,10 +828,12 @@ mod tests {
             // The largest first: lost in a hand-over, the maximum and p99 would show it.
             let mut v: Vec<u64> = (0..n as u64).rev().map(|x| 1_000 + x * 37).collect();
             let mut b = BucketLatencies::Exact(Vec::new());
-            v.iter().for_each(|&x| b.record(x));
+            // Every third created inside the window.
+            v.iter().enumerate().for_each(|(i, &x)| b.record(x, i % 3 == 0));
             assert_eq!(matches!(b, BucketLatencies::Summarized(_)), n > BUCKET_EXACT_MAX);
             if let BucketLatencies::Summarized(l) = &b {
-                assert_eq!(l.count(), n as u64);
+                assert_eq!(l[0].count() + l[1].count(), n as u64);
+                assert_eq!(l[1].count(), n.div_ceil(3) as u64);
             }
             let got = b.p50_p99_max();
             let want = percentiles_of(&mut v, &[50.0, 99.0, 100.0]);
@@ -799,6 +846,40 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// The summary's produce latency, added together from the plot buckets' marked latencies
+    /// (exact buckets and summarized ones, several of each), answers exactly as one histogram
+    /// that recorded the records created inside the window directly: same count, sum, maximum
+    /// and percentiles; the outside ones stay out of it.
+    #[test]
+    fn inside_latencies_added_from_buckets_equal_one_histogram() {
+        use rand::{Rng, SeedableRng};
+        let mut r = rand_chacha::ChaCha8Rng::seed_from_u64(11);
+        let mut buckets: Vec<BucketLatencies> =
+            (0..6).map(|_| BucketLatencies::Exact(Vec::new())).collect();
+        let mut direct = Latencies::new();
+        for (k, b) in buckets.iter_mut().enumerate() {
+            // Buckets 0, 2, 4 stay exact; 1, 3, 5 pass the limit.
+            let n = if k % 2 == 0 { 100 * k + 7 } else { BUCKET_EXACT_MAX + 500 * k };
+            for _ in 0..n {
+                let (ns, inside) = (r.gen_range(1..1u64 << (20 + 4 * k)), r.gen_bool(0.7));
+                b.record(ns, inside);
+                if inside {
+                    direct.record(ns);
+                }
+            }
+        }
+        assert!(matches!(buckets[1], BucketLatencies::Summarized(_)));
+        assert!(matches!(buckets[4], BucketLatencies::Exact(_)));
+        let mut added = Latencies::new();
+        buckets.iter().for_each(|b| b.add_inside_to(&mut added));
+        assert!(direct.count() > 10_000, "{}", direct.count());
+        assert_eq!((added.count(), added.sum, added.max), (direct.count(), direct.sum, direct.max));
+        for p in [1.0, 50.0, 95.0, 99.0, 99.9] {
+            assert_eq!(added.percentile(p), direct.percentile(p), "p{p}");
+        }
+        assert_eq!(added.summary("x"), direct.summary("x"));
     }
 
     #[test]
