@@ -23,6 +23,9 @@ use std::num::NonZeroU32;
 
 /// Sends per chunk, the unit of random access into the stream.
 const CHUNK: usize = 4096;
+/// Producer indices whose spans [`Sends`] keeps in an array (a workload's are numbered from 0;
+/// prefill producers' start at `PREFILL_INDEX_BASE`, far above).
+const SPAN_INDEX_MAX: u32 = 4096;
 /// Producers a chunk keeps state for (in order of first appearance); a send of any other
 /// producer is encoded against nothing (whole).
 const PRODUCERS_MAX: usize = 64;
@@ -131,8 +134,11 @@ pub struct Sends {
     /// Sends by outcome, kept as they change: what the checks and figures count without a pass.
     counts: Outcomes,
     /// Each producer's sends and the end of its sequence span, kept as sends are pushed: the
-    /// figures size their per-producer arrays without a pass.
-    spans: BTreeMap<u32, Span>,
+    /// figures size their per-producer arrays without a pass. By index below
+    /// [`SPAN_INDEX_MAX`] (a workload's producers: an array index a send, where a map search
+    /// was half a push), in `spans_beyond` above it (prefill producers).
+    spans: Vec<Span>,
+    spans_beyond: BTreeMap<u32, Span>,
     /// By partition slot (0: none), the lowest and highest offset acknowledged to the sends
     /// encoded so far, and how many: kept as sends settle, so a check can size per-partition
     /// tables without a pass.
@@ -193,7 +199,16 @@ impl Sends {
 
     /// Counts record `value` in its producer's span.
     fn spanned(&mut self, value: u64) {
-        let span = self.spans.entry((value >> 40) as u32).or_default();
+        let producer = (value >> 40) as u32;
+        let span = if producer < SPAN_INDEX_MAX {
+            let k = producer as usize;
+            if k >= self.spans.len() {
+                self.spans.resize(k + 1, Span::default());
+            }
+            &mut self.spans[k]
+        } else {
+            self.spans_beyond.entry(producer).or_default()
+        };
         span.sends += 1;
         span.seq_end = span.seq_end.max((value & ID_SEQ_MASK) + 1);
     }
@@ -216,7 +231,9 @@ impl Sends {
     /// Every producer's span of sequence numbers, by producer: `seq_end` is one past the
     /// highest sequence number (`value & (2⁴⁰ − 1)`) any of its sends holds.
     pub fn producer_spans(&self) -> Vec<(u32, Span)> {
-        self.spans.iter().map(|(&p, &s)| (p, s)).collect()
+        let listed = self.spans.iter().enumerate().filter(|(_, s)| s.sends > 0);
+        let listed = listed.map(|(p, &s)| (p as u32, s));
+        listed.chain(self.spans_beyond.iter().map(|(&p, &s)| (p, s))).collect()
     }
 
     /// The earliest time a send completed (acknowledged, or with acks=0 written without a
