@@ -17,6 +17,9 @@ perf names a function by its symbol, cachegrind by file:symbol, and inlining dif
 the two, so a function's instructions are summed over every cachegrind row whose symbol starts
 with the perf symbol's first 60 characters (or the reverse); libc's string functions differ by
 name (`__memmove_avx512…` in perf, `__memcpy_avx…` under valgrind's CPU model) and show no match.
+Valgrind counts glibc's `rep movsb` copies (more than ~2 KiB) one instruction a byte: give the
+cachegrind run the `GLIBC_TUNABLES` that `scripts/cost-ab.sh` sets, or large copies read as ten
+times the instructions they are.
 """
 import collections
 import re

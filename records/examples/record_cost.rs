@@ -7,10 +7,14 @@
 //! instructions a record in the simulator and this encode, batch finish and CRC included, from
 //! 410 to 436; the next, one gathering mechanism for every record, took this one to 298 and the
 //! client's up by ~10), so compare builds of this example with each other and confirm in the
-//! simulator (`scripts/cost-ab.sh`).
+//! simulator (`scripts/cost-ab.sh`). Run it with the `GLIBC_TUNABLES` that script sets, so a
+//! copy of more than ~2 KiB counts as the vector loop it would be, not one instruction a byte
+//! (glibc's `rep movsb`, which callgrind steps byte by byte; this example copies nothing that
+//! large today: 298 and 235 instructions a record either way).
 //!
 //! ```text
 //! cargo build --release -p records --example record_cost
+//! export GLIBC_TUNABLES=glibc.cpu.x86_rep_movsb_threshold=1073741824:glibc.cpu.x86_rep_stosb_threshold=1073741824
 //! for n in 100 200; do
 //!   valgrind --tool=callgrind --callgrind-out-file=/dev/null \
 //!     target/release/examples/record_cost encode $n 2>&1 | grep Collected
