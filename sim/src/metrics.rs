@@ -522,11 +522,10 @@ impl CreatedIndex {
     }
 }
 
-/// Throughput offered and achieved, produce and end-to-end latency, over the window.
-/// `per_send` sees every send on the way (the figures' per-bucket series share the pass).
-/// The summary's throughput and its end-to-end latencies, in one pass over the sends (each
-/// handed to `per_send` with whether it was created inside the measuring window) and one over
-/// the polls. The produce latencies are the caller's (it keeps them by plot bucket).
+/// Throughput offered and achieved, and end-to-end latency, over the window: one pass over the
+/// sends and one over the polls. `per_send` sees every send on the way, with whether it was
+/// created inside the window (the figures' per-bucket series and the produce latencies, which
+/// the caller keeps by plot bucket, share the pass).
 fn throughput_and_latency(
     h: &History,
     w: &Workload,
@@ -666,9 +665,9 @@ pub fn figures(
     let mut acked = vec![0u64; buckets];
     let mut lat_by_bucket: Vec<BucketLatencies> =
         (0..buckets).map(|_| BucketLatencies::Exact(Vec::new())).collect();
-    // Acknowledged past the last bucket (none in a run that ends after its acknowledgements),
-    // for the summary's produce latency.
-    let mut produce_lat_late = Latencies::new();
+    // The summary's produce latency: a send acknowledged past the last bucket (none in a run
+    // that ends after its acknowledgements) goes in directly, the buckets' after the pass.
+    let mut produce_lat = Latencies::new();
     // The sends' series come from the summary's pass over the sends.
     let (summary_throughput, e2e) = throughput_and_latency(h, w, |s, created_inside| {
         if let SendOutcome::Acked { at_ns, .. } | SendOutcome::Unconfirmed { at_ns } = s.outcome() {
@@ -681,11 +680,10 @@ pub fn figures(
                     lat_by_bucket[b].record(latency, created_inside);
                 }
             } else if acked_send && created_inside {
-                produce_lat_late.record(latency);
+                produce_lat.record(latency);
             }
         }
     });
-    let mut produce_lat = produce_lat_late;
     lat_by_bucket.iter().for_each(|b| b.add_inside_to(&mut produce_lat));
     let summary_latency = json!({
         "produce_ms": produce_lat.summary("record created (producer send) → acknowledged, including linger and batching; records created inside the window"),

@@ -24,8 +24,10 @@ use std::num::NonZeroU32;
 /// Sends per chunk, the unit of random access into the stream.
 const CHUNK: usize = 4096;
 /// Producer indices whose spans [`Sends`] keeps in an array (a workload's are numbered from 0;
-/// prefill producers' start at `PREFILL_INDEX_BASE`, far above).
+/// prefill producers' start at [`PREFILL_INDEX_BASE`](crate::history::PREFILL_INDEX_BASE), far
+/// above).
 const SPAN_INDEX_MAX: u32 = 4096;
+const _: () = assert!(SPAN_INDEX_MAX <= crate::history::PREFILL_INDEX_BASE);
 /// Producers a chunk keeps state for (in order of first appearance); a send of any other
 /// producer is encoded against nothing (whole).
 const PRODUCERS_MAX: usize = 64;
