@@ -9,6 +9,8 @@
 #
 # Usage: scripts/cost-ab.sh [--duration-s N] SCENARIO BINARY...
 #   e.g. scripts/cost-ab.sh --duration-s 3 scenarios/bench-100k-cluster.json /tmp/sim-old /tmp/sim-new
+# (binaries of two versions of the code built without the committed profile, as scripts/cpu-ab.sh
+# says: the profile knows the older code's functions only)
 # `--duration-s N` runs the scenario cut to N simulated seconds (its `duration_s`): callgrind is
 # 50-100x slower than native, so the full bench takes ~10 minutes a binary, its 3 s cut ~15 s.
 # Binaries run two at a time, seed 1, output in out/cost-ab/. Prints per binary: Ir, I1mr, D1m,

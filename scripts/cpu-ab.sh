@@ -6,6 +6,11 @@
 # Usage: scripts/cpu-ab.sh ROUNDS SCENARIO BINARY...
 #   e.g. cargo sim-build -p sim --release && cp target/sim/release/sim /tmp/sim-new
 #        scripts/cpu-ab.sh 5 scenarios/bench-100k-cluster.json /tmp/sim-old /tmp/sim-new
+# Release builds of the simulator are profile-guided with the committed profile
+# (scripts/rustc-sim), which was recorded on the code before a change: to compare a change and
+# not also the profile's age, build both binaries without it (a target dir of their own, since
+# cargo cannot see the wrapper's flags):
+#   LOGLAB_PGO=0 cargo sim-build -p sim --release --config "build.target-dir='target/sim-plain'"
 # Prints, per binary, each round's user + system CPU seconds (`/usr/bin/time`) and their
 # median. Every run is seed 1 with its output in out/cpu-ab/ (the last run's stays: its
 # summary.json has the trace hash and `speed`). Give the load (`uptime`) with the figures.

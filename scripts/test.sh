@@ -7,7 +7,8 @@
 #                              1. tools, each skipped when present: kcat (apt), and .venv with
 #                                 confluent-kafka, kafka-python and pytest (pip)
 #                              1b. lints: cargo fmt --check, cargo clippy -D warnings in both
-#                                 worlds (each counted as one test)
+#                                 worlds, the committed simulator profile's stamp
+#                                 (scripts/pgo-sim.sh --check; each counted as one test)
 #                              2. cargo test --workspace            (real world, default proptest cases)
 #                              3. deep properties: the property tests that guard data (log model,
 #                                 compaction, codecs, ISR/HW, Raft, group state, the producer's
@@ -147,6 +148,8 @@ lint() {
 lint fmt cargo fmt --all --check
 lint clippy-real cargo clippy --workspace --all-targets -- -D warnings
 lint clippy-sim cargo sim-clippy --workspace --all-targets -- -D warnings
+# The committed profile of the simulator's optimized builds: its stamp in every sim alias.
+lint pgo-profile scripts/pgo-sim.sh --check
 
 # --- 2. the real world
 
